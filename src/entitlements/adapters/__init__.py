@@ -1,0 +1,1 @@
+"""Storage adapters: ``memory`` (dicts) and ``sql`` (SQLAlchemy 2.x)."""

@@ -1,0 +1,349 @@
+"""The in-memory store: dictionaries with real rollback, for tests and quick starts.
+
+A unit of work holds the store's lock from start to end (memory transactions are
+serialised) and writes straight into the tables, logging how to undo each write; rollback
+replays that log backwards. Stored values are frozen domain objects, so a caller can
+never change stored state by mutating what it read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from entitlements.domain.audit import AuditEvent
+from entitlements.domain.override import Override, OverrideKind
+from entitlements.domain.owner import Owner
+from entitlements.domain.plan import Plan
+from entitlements.domain.subscription import Subscription
+from entitlements.errors import (
+    InvalidInput,
+    NotFound,
+    OverrideNotFound,
+    PlanExists,
+    StaleWrite,
+    StorageError,
+    SubscriptionExists,
+    UnknownPlan,
+)
+
+__all__ = ["MemoryStore"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+_MISSING: Any = object()
+
+
+class _Undo:
+    def __init__(self) -> None:
+        self.steps: list[Callable[[], None]] = []
+
+    def set(self, table: dict[K, V], key: K, value: V) -> None:
+        previous = table.get(key, _MISSING)
+        self.steps.append(lambda: _restore(table, key, previous))
+        table[key] = value
+
+    def delete(self, table: dict[K, V], key: K) -> None:
+        previous = table[key]
+        self.steps.append(lambda: _restore(table, key, previous))
+        del table[key]
+
+    def append(self, items: list[V], item: V) -> None:
+        self.steps.append(lambda: _pop(items))
+        items.append(item)
+
+    def replay(self) -> None:
+        while self.steps:
+            self.steps.pop()()
+
+
+def _pop(items: list[Any]) -> None:
+    items.pop()
+
+
+def _restore(table: dict[Any, Any], key: Any, previous: Any) -> None:
+    if previous is _MISSING:
+        table.pop(key, None)
+    else:
+        table[key] = previous
+
+
+class _Tables:
+    def __init__(self) -> None:
+        self.plans: dict[str, Plan] = {}
+        self.plan_versions: dict[tuple[str, int], Plan] = {}
+        self.subscriptions: dict[str, Subscription] = {}
+        self.subscriptions_by_owner: dict[Owner, tuple[str, ...]] = {}
+        self.overrides: dict[Owner, dict[tuple[OverrideKind, str], Override]] = {}
+        self.audit: list[AuditEvent] = []
+        self.audit_by_owner: dict[Owner, tuple[int, ...]] = {}
+
+
+class _Repository(Generic[K]):
+    def __init__(self, uow: _MemoryUnitOfWork) -> None:
+        self._uow = uow
+        self._t = uow.tables
+        self._undo = uow.undo
+
+    def _scope(self, owner: Owner) -> Owner:
+        if owner.tenant != self._uow.tenant:
+            raise InvalidInput(
+                "owner.tenant",
+                f"{owner} belongs to tenant {owner.tenant!r}, not to this unit of work's tenant {self._uow.tenant!r}",
+            )
+        return owner
+
+
+class _Plans(_Repository[str]):
+    def _with_plan_fields(self, terms: Plan) -> Plan:
+        head = self._t.plans[terms.key]
+        return attrs.evolve(
+            terms,
+            name=head.name,
+            status=head.status,
+            owner_kinds=head.owner_kinds,
+            revision=head.revision,
+        )
+
+    def get(self, key: str, version: int | None = None) -> Plan:
+        head = self._t.plans.get(key)
+        if head is None:
+            raise UnknownPlan(key)
+        if version is None or version == head.version:
+            return head
+        terms = self._t.plan_versions.get((key, version))
+        if terms is None:
+            raise UnknownPlan(key, version)
+        return self._with_plan_fields(terms)
+
+    def find(self, key: str) -> Plan | None:
+        return self._t.plans.get(key)
+
+    def list(self) -> Sequence[Plan]:
+        return [self._t.plans[k] for k in sorted(self._t.plans)]
+
+    def versions(self, key: str) -> Sequence[Plan]:
+        head = self.get(key)
+        return [
+            self._with_plan_fields(self._t.plan_versions[(key, v)])
+            for v in range(1, head.version + 1)
+        ]
+
+    def add(self, plan: Plan) -> Plan:
+        if plan.key in self._t.plans:
+            raise PlanExists(plan.key)
+        stored = attrs.evolve(plan, version=1, revision=1)
+        self._undo.set(self._t.plans, plan.key, stored)
+        self._undo.set(self._t.plan_versions, (plan.key, 1), stored)
+        return stored
+
+    def update(self, plan: Plan) -> Plan:
+        head = self._t.plans.get(plan.key)
+        if head is None:
+            raise UnknownPlan(plan.key)
+        if head.revision != plan.revision:
+            raise StaleWrite("plan", plan.key, plan.revision)
+        if plan.version not in (head.version, head.version + 1):
+            raise InvalidInput(
+                "plan.version", f"must be {head.version} or {head.version + 1}", plan.version
+            )
+        stored = attrs.evolve(plan, revision=head.revision + 1)
+        if plan.version == head.version:
+            stored = attrs.evolve(
+                head,
+                name=plan.name,
+                status=plan.status,
+                owner_kinds=plan.owner_kinds,
+                revision=stored.revision,
+            )
+        self._undo.set(self._t.plans, plan.key, stored)
+        self._undo.set(self._t.plan_versions, (plan.key, stored.version), stored)
+        return stored
+
+
+class _Subscriptions(_Repository[str]):
+    def current(self, owner: Owner) -> Subscription | None:
+        ids = self._t.subscriptions_by_owner.get(self._scope(owner), ())
+        return self._t.subscriptions[ids[-1]] if ids else None
+
+    def get(self, subscription_id: str) -> Subscription:
+        found = self._t.subscriptions.get(subscription_id)
+        if found is None or found.owner.tenant != self._uow.tenant:
+            raise NotFound(f"subscription {subscription_id} does not exist")
+        return found
+
+    def history(self, owner: Owner) -> Sequence[Subscription]:
+        ids = self._t.subscriptions_by_owner.get(self._scope(owner), ())
+        return [self._t.subscriptions[i] for i in ids]
+
+    def add(self, subscription: Subscription) -> Subscription:
+        owner = self._scope(subscription.owner)
+        current = self.current(owner)
+        if current is not None and not current.is_terminal:
+            raise SubscriptionExists(owner, current.status.value)
+        if subscription.id in self._t.subscriptions:
+            raise StorageError(f"subscription id {subscription.id} is already used")
+        stored = attrs.evolve(subscription, revision=1)
+        self._undo.set(self._t.subscriptions, stored.id, stored)
+        ids = self._t.subscriptions_by_owner.get(owner, ())
+        self._undo.set(self._t.subscriptions_by_owner, owner, (*ids, stored.id))
+        return stored
+
+    def update(self, subscription: Subscription) -> Subscription:
+        existing = self.get(subscription.id)
+        if existing.revision != subscription.revision:
+            raise StaleWrite("subscription", subscription.id, subscription.revision)
+        if existing.owner != subscription.owner:
+            raise InvalidInput(
+                "owner", "a subscription cannot move to another owner", subscription.owner
+            )
+        stored = attrs.evolve(subscription, revision=existing.revision + 1)
+        self._undo.set(self._t.subscriptions, stored.id, stored)
+        return stored
+
+    def due(self, now: datetime, limit: int = 500) -> Sequence[Subscription]:
+        found = []
+        for sub in self._t.subscriptions.values():
+            if sub.owner.tenant != self._uow.tenant:
+                continue
+            at = sub.next_change_at()
+            if at is not None and at <= now:
+                found.append(sub)
+                if len(found) >= limit:
+                    break
+        return found
+
+    def count_on_plans(self, plan_keys: Iterable[str], exclude_owner: Owner | None = None) -> int:
+        keys = set(plan_keys)
+        count = 0
+        for owner, ids in self._t.subscriptions_by_owner.items():
+            if owner.tenant != self._uow.tenant or owner == exclude_owner:
+                continue
+            sub = self._t.subscriptions[ids[-1]]
+            if not sub.is_terminal and sub.plan_key in keys:
+                count += 1
+        return count
+
+
+class _Overrides(_Repository[Owner]):
+    def for_owner(self, owner: Owner) -> Sequence[Override]:
+        found = self._t.overrides.get(self._scope(owner), {})
+        return [found[k] for k in sorted(found)]
+
+    def put(self, override: Override) -> Override | None:
+        owner = self._scope(override.owner)
+        current = self._t.overrides.get(owner, {})
+        slot = (override.kind, override.key)
+        replaced = current.get(slot)
+        self._undo.set(self._t.overrides, owner, {**current, slot: override})
+        return replaced
+
+    def remove(self, owner: Owner, kind: OverrideKind, key: str) -> Override:
+        current = self._t.overrides.get(self._scope(owner), {})
+        slot = (kind, key)
+        if slot not in current:
+            raise OverrideNotFound(owner, f"{kind.value} {key}")
+        removed = current[slot]
+        self._undo.set(self._t.overrides, owner, {k: v for k, v in current.items() if k != slot})
+        return removed
+
+    def expired(self, now: datetime, limit: int = 500) -> Sequence[Override]:
+        found: list[Override] = []
+        for owner, overrides in self._t.overrides.items():
+            if owner.tenant != self._uow.tenant:
+                continue
+            found.extend(o for o in overrides.values() if not o.is_active(now))
+            if len(found) >= limit:
+                break
+        return found[:limit]
+
+
+class _Audit(_Repository[Owner]):
+    def append(self, event: AuditEvent) -> None:
+        if event.owner is not None:
+            self._scope(event.owner)
+        index = len(self._t.audit)
+        self._undo.append(self._t.audit, event)
+        if event.owner is not None:
+            positions = self._t.audit_by_owner.get(event.owner, ())
+            self._undo.set(self._t.audit_by_owner, event.owner, (*positions, index))
+
+    def for_owner(self, owner: Owner) -> Sequence[AuditEvent]:
+        return [self._t.audit[i] for i in self._t.audit_by_owner.get(self._scope(owner), ())]
+
+    def for_target(self, target: str) -> Sequence[AuditEvent]:
+        return [
+            e
+            for e in self._t.audit
+            if e.target == target and (e.owner is None or e.owner.tenant == self._uow.tenant)
+        ]
+
+
+class _MemoryUnitOfWork:
+    def __init__(self, store: MemoryStore, tenant: str | None) -> None:
+        self.tenant = tenant
+        self.tables = store.tables
+        self.undo = _Undo()
+        self._lock = store.lock
+        self._open = False
+        self.plans = _Plans(self)
+        self.subscriptions = _Subscriptions(self)
+        self.overrides = _Overrides(self)
+        self.audit = _Audit(self)
+
+    def __enter__(self) -> _MemoryUnitOfWork:
+        self._lock.acquire()
+        self._open = True
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._open:
+                self.rollback()
+        finally:
+            self._open = False
+            self._lock.release()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        mark = len(self.undo.steps)
+        try:
+            yield
+        except BaseException:
+            while len(self.undo.steps) > mark:
+                self.undo.steps.pop()()
+            raise
+
+    def commit(self) -> None:
+        self.undo.steps.clear()
+
+    def rollback(self) -> None:
+        self.undo.replay()
+
+
+class MemoryStore:
+    """Everything in dictionaries of this process; not shared between processes."""
+
+    def __init__(self) -> None:
+        self.tables = _Tables()
+        self.lock = threading.RLock()
+
+    def unit_of_work(self, tenant: str | None) -> _MemoryUnitOfWork:
+        return _MemoryUnitOfWork(self, tenant)
+
+    def tenants(self) -> Sequence[str | None]:
+        with self.lock:
+            found = {o.tenant for o in self.tables.subscriptions_by_owner}
+            found.update(o.tenant for o in self.tables.overrides)
+        return sorted(found, key=lambda t: (t is not None, t or ""))

@@ -1,0 +1,89 @@
+"""What each subscription status grants: the status policy of entitlement resolution.
+
+The defaults follow the seeds: trialing and active grant the plan; past_due grants it for
+a grace period, then read-only; suspended is read-only (seed 002); pending, failed,
+canceled and expired grant nothing — or the fallback plan when one is configured (seed
+003 puts every workspace back on Free).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import timedelta
+
+import attrs
+
+from entitlements.domain.plan import check_key
+from entitlements.domain.subscription import SubscriptionStatus
+from entitlements.errors import InvalidInput
+
+__all__ = ["Access", "AccessPolicy", "Source"]
+
+
+class Access(enum.StrEnum):
+    FULL = "full"
+    READ_ONLY = "read_only"
+    NONE = "none"
+    FALLBACK = "fallback"
+
+
+class Source(enum.StrEnum):
+    """Where a decision came from, highest precedence first in `DEFAULT_PRECEDENCE`."""
+
+    OVERRIDE = "override"
+    ADDON = "addon"
+    PLAN = "plan"
+    FALLBACK = "fallback"
+    STATUS_POLICY = "status_policy"
+    NONE = "none"
+
+
+DEFAULT_PRECEDENCE: tuple[Source, ...] = (Source.OVERRIDE, Source.ADDON, Source.PLAN)
+
+_S = SubscriptionStatus
+DEFAULT_ACCESS: Mapping[SubscriptionStatus, Access] = {
+    _S.TRIALING: Access.FULL,
+    _S.ACTIVE: Access.FULL,
+    _S.PAST_DUE: Access.FULL,
+    _S.SUSPENDED: Access.READ_ONLY,
+    _S.PENDING: Access.FALLBACK,
+    _S.FAILED: Access.FALLBACK,
+    _S.CANCELED: Access.FALLBACK,
+    _S.EXPIRED: Access.FALLBACK,
+}
+
+
+def _by_status(value: Mapping[SubscriptionStatus, Access]) -> dict[SubscriptionStatus, Access]:
+    merged = dict(DEFAULT_ACCESS)
+    for status, access in dict(value).items():
+        merged[SubscriptionStatus(status)] = Access(access)
+    return merged
+
+
+def _precedence(value: tuple[Source, ...]) -> tuple[Source, ...]:
+    order = tuple(Source(s) for s in value)
+    if sorted(order) != sorted(DEFAULT_PRECEDENCE):
+        raise InvalidInput("precedence", "must order exactly: override, addon, plan", value)
+    return order
+
+
+def _fallback(value: str | None) -> str | None:
+    return None if value is None else check_key(value, "fallback_plan")
+
+
+@attrs.frozen
+class AccessPolicy:
+    """``by_status`` overrides the defaults per status; ``fallback_plan`` is the plan key
+    that ``fallback`` access (and owners with no subscription) resolve to, or ``None`` for
+    nothing at all (seed 004: no plan, no limits claim)."""
+
+    by_status: Mapping[SubscriptionStatus, Access] = attrs.field(factory=dict, converter=_by_status)
+    past_due_grace: timedelta = timedelta(days=7)
+    after_grace: Access = attrs.field(default=Access.READ_ONLY, converter=Access)
+    fallback_plan: str | None = attrs.field(default=None, converter=_fallback)
+    precedence: tuple[Source, ...] = attrs.field(default=DEFAULT_PRECEDENCE, converter=_precedence)
+
+    def __attrs_post_init__(self) -> None:
+        if self.past_due_grace < timedelta(0):
+            raise InvalidInput("past_due_grace", "must not be negative", self.past_due_grace)

@@ -1,0 +1,48 @@
+"""Who performs a change: staff, the owner's own members, the system, a payment provider."""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from entitlements.errors import InvalidInput
+
+__all__ = ["Actor", "ActorKind"]
+
+
+class ActorKind(enum.StrEnum):
+    STAFF = "staff"
+    MEMBER = "member"
+    SYSTEM = "system"
+    PROVIDER = "provider"
+
+
+def _id(value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 255:
+        raise InvalidInput(
+            "actor", "must name who acts (a non-empty id of at most 255 characters)", value
+        )
+    return value
+
+
+@attrs.frozen
+class Actor:
+    """``permissions`` are the host's permission names (seed 002: ``subscriptions.manage``);
+    the library never invents them, the Authorizer reads them."""
+
+    id: str = attrs.field(converter=_id)
+    kind: ActorKind = attrs.field(default=ActorKind.STAFF, converter=ActorKind)
+    permissions: frozenset[str] = attrs.field(factory=frozenset, converter=frozenset)
+
+    @classmethod
+    def system(cls, name: str = "system") -> Actor:
+        return cls(name, ActorKind.SYSTEM)
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}:{self.id}"
+
+
+def as_actor(value: Actor | str) -> Actor:
+    """A bare string names a staff actor: convenient in scripts and consoles."""
+    return value if isinstance(value, Actor) else Actor(value)

@@ -1,0 +1,43 @@
+"""Add-ons: optional extras on a subscription that raise limits or turn on features
+(seed 002 lists them as missing; seed 001 sells "editions" the same way)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from entitlements.domain.plan import Feature, as_features, check_count, check_key
+
+__all__ = ["AddOn"]
+
+
+def _key(value: object) -> str:
+    return check_key(value, "addon.key")
+
+
+def _quantity(value: object) -> int:
+    return check_count(value, "addon.quantity", maximum=10**6)
+
+
+def _limit_deltas(value: Mapping[str, int | None]) -> dict[str, int | None]:
+    out: dict[str, int | None] = {}
+    for name, amount in dict(value).items():
+        check_key(name, "add-on limit name")
+        out[name] = None if amount is None else check_count(amount, f"addon.limits.{name}")
+    return out
+
+
+@attrs.frozen
+class AddOn:
+    """``limits`` maps a limit name to an amount per unit of ``quantity`` (``None``:
+    unlimited); it combines with the plan's value as that limit's ``combine`` says."""
+
+    key: str = attrs.field(converter=_key)
+    limits: Mapping[str, int | None] = attrs.field(factory=dict, converter=_limit_deltas)
+    features: Mapping[str, Feature] = attrs.field(factory=dict, converter=as_features)
+    quantity: int = attrs.field(default=1, converter=_quantity)
+
+    def amount(self, limit_name: str) -> int | None:
+        per_unit = self.limits[limit_name]
+        return None if per_unit is None else per_unit * self.quantity

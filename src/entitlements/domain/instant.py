@@ -1,0 +1,77 @@
+"""Time as the domain sees it: aware UTC datetimes, passed in, never read from a clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+
+from entitlements.errors import InvalidInput, NaiveDatetime
+
+__all__ = ["Period", "utc"]
+
+
+def utc(value: datetime, field: str = "datetime") -> datetime:
+    """Return ``value`` in UTC, refusing naive datetimes.
+
+    A naive datetime is ambiguous (whose midnight?); guessing would move trials and
+    billing periods by hours, so the library refuses instead of assuming.
+    """
+    if not isinstance(value, datetime):
+        raise InvalidInput(field, f"expected a datetime, got {type(value).__name__}", value)
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        raise NaiveDatetime(field, value)
+    if value.tzinfo is UTC:
+        return value
+    return value.astimezone(UTC)
+
+
+def optional_utc(value: datetime | None, field: str) -> datetime | None:
+    return None if value is None else utc(value, field)
+
+
+def as_utc(value: datetime) -> datetime:
+    """attrs converter: aware datetimes to UTC; anything else is left for `aware` to refuse."""
+    if isinstance(value, datetime) and value.tzinfo is not None and value.utcoffset() is not None:
+        return value.astimezone(UTC)
+    return value
+
+
+def as_optional_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else as_utc(value)
+
+
+def aware(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """attrs validator: refuse naive datetimes, naming the field."""
+    if not isinstance(value, datetime):
+        raise InvalidInput(
+            attribute.name, f"expected a datetime, got {type(value).__name__}", value
+        )
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise NaiveDatetime(attribute.name, value)
+
+
+def optional_aware(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        aware(instance, attribute, value)
+
+
+@attrs.frozen
+class Period:
+    """A half-open span of time ``[start, end)``: every instant belongs to exactly one of
+    a sequence of adjacent periods."""
+
+    start: datetime = attrs.field(converter=as_utc, validator=aware)
+    end: datetime = attrs.field(converter=as_utc, validator=aware)
+
+    def __attrs_post_init__(self) -> None:
+        if self.end <= self.start:
+            raise InvalidInput("period", f"end {self.end} must be after start {self.start}")
+
+    def __contains__(self, instant: datetime) -> bool:
+        return self.start <= instant < self.end
+
+    @property
+    def length(self) -> timedelta:
+        return self.end - self.start

@@ -1,0 +1,108 @@
+"""Per-owner overrides: staff turn a feature on or off, or set a limit, for one owner
+(seed 000's feature-flag overrides), always with a reason and optionally until a date."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import attrs
+
+from entitlements.domain.instant import as_optional_utc, as_utc, aware, optional_aware
+from entitlements.domain.owner import Owner
+from entitlements.domain.plan import Action, as_actions, check_count, check_key
+from entitlements.errors import InvalidInput
+
+__all__ = ["Override", "OverrideKind"]
+
+MAX_REASON = 2000
+
+
+class OverrideKind(enum.StrEnum):
+    FEATURE = "feature"
+    LIMIT = "limit"
+
+
+def require_reason(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(
+            "reason", "an override needs a reason (say why, for the next person)", value
+        )
+    if len(value) > MAX_REASON:
+        raise InvalidInput("reason", f"must be at most {MAX_REASON} characters", value)
+    return value.strip()
+
+
+def _key(value: object) -> str:
+    return check_key(value, "override.key")
+
+
+def _actor(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput("actor", "must name who made the change", value)
+    return value
+
+
+def _value(value: object) -> int | None:
+    return None if value is None else check_count(value, "override.value")
+
+
+@attrs.frozen
+class Override:
+    """For a ``feature`` override, ``enabled`` (and optionally ``actions``) decide; for a
+    ``limit`` override, ``value`` replaces the limit (``None``: unlimited)."""
+
+    owner: Owner
+    kind: OverrideKind = attrs.field(converter=OverrideKind)
+    key: str = attrs.field(converter=_key)
+    reason: str = attrs.field(converter=require_reason)
+    actor: str = attrs.field(converter=_actor)
+    created_at: datetime = attrs.field(converter=as_utc, validator=aware)
+    expires_at: datetime | None = attrs.field(
+        default=None, converter=as_optional_utc, validator=optional_aware
+    )
+    enabled: bool = True
+    actions: frozenset[Action] | None = attrs.field(default=None, converter=as_actions)
+    value: int | None = attrs.field(default=None, converter=_value)
+
+    def __attrs_post_init__(self) -> None:
+        if self.expires_at is not None and self.expires_at <= self.created_at:
+            raise InvalidInput(
+                "expires_at", "must be after the time the override is set", self.expires_at
+            )
+        if not isinstance(self.enabled, bool):
+            raise InvalidInput("enabled", "must be True or False", self.enabled)
+
+    @classmethod
+    def feature(
+        cls,
+        owner: Owner,
+        key: str,
+        *,
+        enabled: bool,
+        reason: str,
+        actor: str,
+        at: datetime,
+        expires_at: datetime | None = None,
+        actions: frozenset[Action] | None = None,
+    ) -> Override:
+        return cls(
+            owner, OverrideKind.FEATURE, key, reason, actor, at, expires_at, enabled, actions
+        )
+
+    @classmethod
+    def limit(
+        cls,
+        owner: Owner,
+        key: str,
+        *,
+        value: int | None,
+        reason: str,
+        actor: str,
+        at: datetime,
+        expires_at: datetime | None = None,
+    ) -> Override:
+        return cls(owner, OverrideKind.LIMIT, key, reason, actor, at, expires_at, value=value)
+
+    def is_active(self, now: datetime) -> bool:
+        return self.expires_at is None or now < self.expires_at

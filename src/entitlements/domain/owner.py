@@ -1,0 +1,72 @@
+"""Who holds a subscription: an organization, customer, workspace or app."""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+
+from entitlements.errors import InvalidInput
+
+__all__ = ["Owner"]
+
+_KIND = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
+_MAX_ID = 255
+
+
+def _kind(value: object) -> str:
+    if not isinstance(value, str) or not _KIND.match(value):
+        raise InvalidInput(
+            "owner.kind",
+            "must be a short lowercase word such as 'organization' or 'app'",
+            value,
+        )
+    return value
+
+
+def _id(value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_ID:
+        raise InvalidInput(
+            "owner.id", f"must be a non-empty string of at most {_MAX_ID} characters", value
+        )
+    return value
+
+
+def _tenant(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_ID:
+        raise InvalidInput(
+            "owner.tenant",
+            f"must be None or a non-empty string of at most {_MAX_ID} characters",
+            value,
+        )
+    return value
+
+
+@attrs.frozen(cache_hash=True, repr=False)
+class Owner:
+    """An owner is identified by its kind and the host's own id for it.
+
+    ``tenant`` places the owner inside one of the host's tenants (seed 004: the apps of a
+    tenant). Everything stored about an owner is scoped by that tenant, so an owner with
+    the same kind and id in another tenant is a different owner.
+    """
+
+    kind: str = attrs.field(converter=_kind)
+    id: str = attrs.field(converter=_id)
+    tenant: str | None = attrs.field(default=None, converter=_tenant)
+
+    def __repr__(self) -> str:
+        where = "" if self.tenant is None else f", tenant={self.tenant!r}"
+        return f"Owner({self.kind!r}, {self.id!r}{where})"
+
+    def __str__(self) -> str:
+        prefix = "" if self.tenant is None else f"{self.tenant}/"
+        return f"{prefix}{self.kind}:{self.id}"
+
+
+def as_owner(value: object) -> Owner:
+    if not isinstance(value, Owner):
+        raise InvalidInput("owner", f"must be an Owner, got {type(value).__name__}", value)
+    return value

@@ -1,0 +1,299 @@
+"""Plans: what an owner gets (limits, features, price, trial), versioned.
+
+A plan's *terms* (limits, features, price, trial length) are versioned: revising any of
+them makes version n+1, and a subscription keeps the version it holds until it is
+migrated explicitly (grandfathering). Name, status and allowed owner kinds belong to the
+plan itself and are not versioned.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import attrs
+
+from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.errors import IllegalTransition, InvalidInput, PlanNotAssignable
+
+__all__ = [
+    "ALL_ACTIONS",
+    "READ_ONLY",
+    "Action",
+    "Combine",
+    "Enforcement",
+    "Feature",
+    "Limit",
+    "LimitKind",
+    "Plan",
+    "PlanStatus",
+    "Price",
+]
+
+_KEY = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,63}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+MAX_LIMIT = 10**15
+
+
+class PlanStatus(enum.StrEnum):
+    """``draft`` is being prepared; ``active`` can be assigned; ``archived`` stays with the
+    owners that have it but is not offered to new ones; ``retired`` also blocks issuing
+    claims/tokens for owners still on it (seed 004)."""
+
+    DRAFT = "draft"
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+    RETIRED = "retired"
+
+
+PLAN_STATUS_TRANSITIONS: Mapping[PlanStatus, frozenset[PlanStatus]] = {
+    PlanStatus.DRAFT: frozenset({PlanStatus.ACTIVE}),
+    PlanStatus.ACTIVE: frozenset({PlanStatus.ARCHIVED, PlanStatus.RETIRED}),
+    PlanStatus.ARCHIVED: frozenset({PlanStatus.ACTIVE, PlanStatus.RETIRED}),
+    PlanStatus.RETIRED: frozenset({PlanStatus.ARCHIVED}),
+}
+
+
+class Action(enum.StrEnum):
+    READ = "read"
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+ALL_ACTIONS: frozenset[Action] = frozenset(Action)
+READ_ONLY: frozenset[Action] = frozenset({Action.READ})
+
+
+class Enforcement(enum.StrEnum):
+    """``hard`` denies past the limit; ``soft`` allows and reports."""
+
+    HARD = "hard"
+    SOFT = "soft"
+
+
+class Combine(enum.StrEnum):
+    """How an add-on's value for a limit combines with the plan's."""
+
+    SUM = "sum"
+    MAX = "max"
+    REPLACE = "replace"
+
+
+class LimitKind(enum.StrEnum):
+    """``seats`` are named members; a ``gauge`` is a current amount (projects, storage);
+    ``metered`` is a sum per billing period (API calls)."""
+
+    SEATS = "seats"
+    GAUGE = "gauge"
+    METERED = "metered"
+
+
+def check_key(value: object, field: str) -> str:
+    if not isinstance(value, str) or not _KEY.match(value):
+        raise InvalidInput(
+            field,
+            "must be 1-64 characters of lowercase letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit",
+            value,
+        )
+    return value
+
+
+def check_count(value: object, field: str, *, maximum: int = MAX_LIMIT) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(field, f"must be a whole number, got {value!r}", value)
+    if value < 0:
+        raise InvalidInput(field, f"must not be negative, got {value}", value)
+    if value > maximum:
+        raise InvalidInput(field, f"must be at most {maximum}, got {value}", value)
+    return value
+
+
+def _limit_value(value: object) -> int | None:
+    return None if value is None else check_count(value, "limit.value")
+
+
+@attrs.frozen
+class Limit:
+    """A quantity an owner may use. ``value=None`` means unlimited."""
+
+    value: int | None = attrs.field(converter=_limit_value)
+    unit: str = ""
+    kind: LimitKind = attrs.field(default=LimitKind.GAUGE, converter=LimitKind)
+    enforcement: Enforcement = attrs.field(default=Enforcement.HARD, converter=Enforcement)
+    combine: Combine = attrs.field(default=Combine.SUM, converter=Combine)
+
+    @classmethod
+    def unlimited(cls, unit: str = "", **kwargs: Any) -> Limit:
+        return cls(None, unit, **kwargs)
+
+    @property
+    def is_unlimited(self) -> bool:
+        return self.value is None
+
+
+def as_actions(value: object) -> frozenset[Action] | None:
+    if value is None:
+        return None
+    try:
+        actions = frozenset(Action(a) for a in value)  # type: ignore[attr-defined]
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("feature.actions", f"must be a set of {sorted(Action)}", value) from exc
+    if not actions:
+        raise InvalidInput(
+            "feature.actions", "must name at least one action (or be None for all)", value
+        )
+    return actions
+
+
+@attrs.frozen
+class Feature:
+    """A capability; ``actions`` restricts it to some of read/create/update/delete."""
+
+    enabled: bool = True
+    actions: frozenset[Action] | None = attrs.field(default=None, converter=as_actions)
+
+    @property
+    def granted_actions(self) -> frozenset[Action]:
+        if not self.enabled:
+            return frozenset()
+        return ALL_ACTIONS if self.actions is None else self.actions
+
+
+def _amount(value: object) -> Decimal:
+    if isinstance(value, float):
+        raise InvalidInput("price.amount", "must be a Decimal or a string, never a float", value)
+    try:
+        amount = Decimal(value)  # type: ignore[arg-type]
+    except (InvalidOperation, TypeError, ValueError) as exc:
+        raise InvalidInput("price.amount", f"is not a decimal amount: {value!r}", value) from exc
+    if not amount.is_finite() or amount <= 0:
+        raise InvalidInput(
+            "price.amount", "must be a positive finite amount (a free plan has no price)", value
+        )
+    if amount >= Decimal(10) ** 12:
+        raise InvalidInput("price.amount", "is too large", value)
+    return amount
+
+
+def _currency(value: object) -> str:
+    if not isinstance(value, str) or not _CURRENCY.match(value):
+        raise InvalidInput(
+            "price.currency", "must be an ISO 4217 code such as 'EUR' or 'USD'", value
+        )
+    return value
+
+
+@attrs.frozen
+class Price:
+    amount: Decimal = attrs.field(converter=_amount)
+    currency: str = attrs.field(converter=_currency)
+    cycle: BillingCycle = attrs.field(factory=BillingCycle.monthly)
+
+
+def _limits(value: Mapping[str, Limit]) -> dict[str, Limit]:
+    out: dict[str, Limit] = {}
+    for name, limit in dict(value).items():
+        check_key(name, "limit name")
+        if not isinstance(limit, Limit):
+            raise InvalidInput(f"limits.{name}", "must be a Limit", limit)
+        out[name] = limit
+    return out
+
+
+def as_features(value: Mapping[str, Feature | bool]) -> dict[str, Feature]:
+    out: dict[str, Feature] = {}
+    for name, feature in dict(value).items():
+        check_key(name, "feature name")
+        if isinstance(feature, bool):
+            feature = Feature(feature)
+        if not isinstance(feature, Feature):
+            raise InvalidInput(f"features.{name}", "must be a Feature or a bool", feature)
+        out[name] = feature
+    return out
+
+
+def _owner_kinds(value: Iterable[str]) -> frozenset[str]:
+    kinds: frozenset[str] = frozenset(value)
+    for kind in kinds:
+        if not isinstance(kind, str) or not kind:
+            raise InvalidInput("owner_kinds", "must be owner kind names", value)
+    return kinds
+
+
+def _plan_key(value: object) -> str:
+    return check_key(value, "plan.key")
+
+
+def _trial_days(value: object) -> int:
+    return check_count(value, "plan.trial_days", maximum=3650)
+
+
+def _name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 200:
+        raise InvalidInput("plan.name", "must be a non-empty name of at most 200 characters", value)
+    return value
+
+
+@attrs.frozen
+class Plan:
+    """One version of a plan, with the plan-level name and status it has now.
+
+    ``owner_kinds`` empty means any kind of owner may hold it (seed 002 restricts plans to
+    customer or organization owners). ``revision`` counts writes for optimistic
+    concurrency and is managed by the store.
+    """
+
+    key: str = attrs.field(converter=_plan_key)
+    name: str = attrs.field(converter=_name)
+    limits: Mapping[str, Limit] = attrs.field(factory=dict, converter=_limits)
+    features: Mapping[str, Feature] = attrs.field(factory=dict, converter=as_features)
+    price: Price | None = None
+    trial_days: int = attrs.field(default=90, converter=_trial_days)
+    status: PlanStatus = attrs.field(default=PlanStatus.DRAFT, converter=PlanStatus)
+    owner_kinds: frozenset[str] = attrs.field(factory=frozenset, converter=_owner_kinds)
+    version: int = 1
+    revision: int = 0
+
+    @property
+    def is_free(self) -> bool:
+        return self.price is None
+
+    def same_terms(self, other: Plan) -> bool:
+        return (
+            self.limits == other.limits
+            and self.features == other.features
+            and self.price == other.price
+            and self.trial_days == other.trial_days
+        )
+
+    def check_status_change(self, to: PlanStatus) -> None:
+        allowed = PLAN_STATUS_TRANSITIONS[self.status]
+        if to not in allowed:
+            sources = tuple(
+                sorted(s.value for s, targets in PLAN_STATUS_TRANSITIONS.items() if to in targets)
+            )
+            raise IllegalTransition(
+                "plan", self.key, self.status.value, f"make {to.value}", sources
+            )
+
+    def check_assignable(self, owner_kind: str, *, already_held: bool) -> None:
+        """Seed 004's rules: only active plans go to new owners; an owner that already
+        holds an archived plan keeps it; draft and retired plans are never assigned."""
+        if self.owner_kinds and owner_kind not in self.owner_kinds:
+            kinds = ", ".join(sorted(self.owner_kinds))
+            raise PlanNotAssignable(self.key, f"it is for {kinds} owners, not {owner_kind}")
+        if self.status is PlanStatus.ACTIVE:
+            return
+        if self.status is PlanStatus.ARCHIVED and already_held:
+            return
+        reasons = {
+            PlanStatus.DRAFT: "it is a draft; activate it first",
+            PlanStatus.ARCHIVED: "it is archived and no longer offered to new owners",
+            PlanStatus.RETIRED: "it is retired",
+        }
+        raise PlanNotAssignable(self.key, reasons[self.status])

@@ -1,0 +1,407 @@
+"""Entitlement resolution: one pure function from everything that decides an owner's
+access to an immutable `Snapshot` that answers on the request path.
+
+All the work happens here, once per owner and write; the snapshot's ``allows`` and
+``limit`` are a set membership and a dict lookup. Every answer can be explained: each
+decision records the value, a reason from a small vocabulary, the source layer
+(override, add-on, plan, fallback, status policy) and the subscription status.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+import attrs
+
+from entitlements.domain.access import Access, AccessPolicy, Source
+from entitlements.domain.addon import AddOn
+from entitlements.domain.instant import utc
+from entitlements.domain.override import Override, OverrideKind
+from entitlements.domain.owner import Owner
+from entitlements.domain.plan import (
+    ALL_ACTIONS,
+    READ_ONLY,
+    Action,
+    Combine,
+    Limit,
+    LimitKind,
+    Plan,
+)
+from entitlements.domain.subscription import Subscription, SubscriptionStatus
+
+__all__ = ["Decision", "Reason", "Snapshot", "resolve"]
+
+SEATS = "seats"
+_EMPTY: frozenset[Action] = frozenset()
+
+
+class Reason(enum.StrEnum):
+    """Why a decision came out as it did. Small on purpose: hosts switch on it."""
+
+    PLAN = "plan"
+    FALLBACK = "fallback"
+    OVERRIDE = "override"
+    ADDON = "addon"
+    PURCHASED_SEATS = "purchased_seats"
+    DISABLED = "disabled"
+    ACTION_RESTRICTED = "action_restricted"
+    READ_ONLY = "read_only"
+    STATUS = "status"
+    NO_SUBSCRIPTION = "no_subscription"
+    UNKNOWN = "unknown"
+
+
+@attrs.frozen
+class Decision:
+    """The explained answer for one feature (``value`` is a bool) or one limit (``value``
+    is the limit, ``None`` meaning unlimited)."""
+
+    key: str
+    value: bool | int | None
+    reason: Reason
+    source: Source
+    detail: str
+    status: SubscriptionStatus | None
+    action: Action | None = None
+    actions: frozenset[Action] = _EMPTY
+    limit: Limit | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.value is True
+
+
+@attrs.frozen(slots=True)
+class Snapshot:
+    """What one owner may do, as of ``resolved_at``, valid until ``valid_until`` (the
+    next instant at which time alone would change an answer; ``None``: never)."""
+
+    owner: Owner
+    status: SubscriptionStatus | None
+    access: Access
+    plan_key: str | None
+    plan_version: int | None
+    resolved_at: datetime
+    valid_until: datetime | None
+    _full: frozenset[str]
+    _granted: Mapping[str, frozenset[Action]]
+    _limits: Mapping[str, int | None]
+    _features_explained: Mapping[str, Decision]
+    _limits_explained: Mapping[str, Decision]
+    _denied: Decision
+
+    def allows(self, feature: str, action: Action | str | None = None) -> bool:
+        """``action=None`` asks for the whole feature (every action it has); an unknown
+        feature is never allowed."""
+        if action is None:
+            return feature in self._full
+        granted = self._granted.get(feature)
+        return granted is not None and action in granted
+
+    def limit(self, name: str) -> int | None:
+        """The limit's value, ``None`` when unlimited, ``0`` when unknown (fail closed)."""
+        return self._limits.get(name, 0)
+
+    @property
+    def features(self) -> frozenset[str]:
+        """Features granted for every action."""
+        return self._full
+
+    @property
+    def limits(self) -> Mapping[str, int | None]:
+        return self._limits
+
+    @property
+    def has_plan(self) -> bool:
+        return self.plan_key is not None
+
+    def limit_definition(self, name: str) -> Limit | None:
+        decision = self._limits_explained.get(name)
+        return None if decision is None else decision.limit
+
+    def explain(self, feature: str, action: Action | str | None = None) -> Decision:
+        base = self._features_explained.get(feature)
+        if base is None:
+            return attrs.evolve(
+                self._denied, key=feature, action=None if action is None else Action(action)
+            )
+        if action is None:
+            return base
+        act = Action(action)
+        allowed = act in base.actions
+        if allowed or not base.actions:
+            return attrs.evolve(base, value=allowed, action=act)
+        reason = (
+            Reason.READ_ONLY
+            if self.access is Access.READ_ONLY or (base.reason is Reason.READ_ONLY)
+            else Reason.ACTION_RESTRICTED
+        )
+        detail = f"{base.detail}; allows only {', '.join(sorted(base.actions))}"
+        return attrs.evolve(base, value=False, action=act, reason=reason, detail=detail)
+
+    def explain_limit(self, name: str) -> Decision:
+        decision = self._limits_explained.get(name)
+        if decision is not None:
+            return decision
+        return attrs.evolve(self._denied, key=name, value=0)
+
+    def explain_all(self) -> tuple[Decision, ...]:
+        return tuple(self._features_explained.values()) + tuple(self._limits_explained.values())
+
+
+def _status_access(
+    subscription: Subscription | None, policy: AccessPolicy, now: datetime
+) -> tuple[Access, str, datetime | None]:
+    """The access the status grants, a sentence saying why, and when that changes."""
+    if subscription is None:
+        return Access.FALLBACK, "no subscription", None
+    status = subscription.status
+    access = policy.by_status[status]
+    if (
+        status is SubscriptionStatus.PAST_DUE
+        and access is Access.FULL
+        and subscription.past_due_since
+    ):
+        grace_end = subscription.past_due_since + policy.past_due_grace
+        if now >= grace_end:
+            return (
+                policy.after_grace,
+                f"past due since {subscription.past_due_since:%Y-%m-%d}, grace ended",
+                None,
+            )
+        return access, f"past due, in grace until {grace_end:%Y-%m-%d %H:%M}", grace_end
+    return access, f"status {status.value} grants {access.value.replace('_', '-')} access", None
+
+
+def _feature_decisions(
+    plan: Plan | None,
+    plan_source: Source,
+    addons: tuple[AddOn, ...],
+    overrides: list[Override],
+    policy: AccessPolicy,
+    status: SubscriptionStatus | None,
+) -> dict[str, Decision]:
+    keys: set[str] = set(plan.features) if plan else set()
+    for addon in addons:
+        keys.update(addon.features)
+    by_key = {o.key: o for o in overrides if o.kind is OverrideKind.FEATURE}
+    keys.update(by_key)
+    out: dict[str, Decision] = {}
+    for key in sorted(keys):
+        decision: Decision | None = None
+        for layer in policy.precedence:
+            if layer is Source.OVERRIDE and key in by_key:
+                o = by_key[key]
+                actions = _EMPTY if not o.enabled else (o.actions or ALL_ACTIONS)
+                until = f" until {o.expires_at:%Y-%m-%d}" if o.expires_at else ""
+                decision = Decision(
+                    key,
+                    bool(actions),
+                    Reason.OVERRIDE if o.enabled else Reason.DISABLED,
+                    Source.OVERRIDE,
+                    f"override by {o.actor}: {o.reason}{until}",
+                    status,
+                    actions=actions,
+                )
+            elif layer is Source.ADDON:
+                granting = [a for a in addons if key in a.features and a.features[key].enabled]
+                if granting:
+                    actions = frozenset().union(
+                        *(a.features[key].granted_actions for a in granting)
+                    )
+                    names = ", ".join(a.key for a in granting)
+                    decision = Decision(
+                        key,
+                        True,
+                        Reason.ADDON,
+                        Source.ADDON,
+                        f"add-on {names}",
+                        status,
+                        actions=actions,
+                    )
+            elif layer is Source.PLAN and plan is not None and key in plan.features:
+                feature = plan.features[key]
+                actions = feature.granted_actions
+                reason = Reason.FALLBACK if plan_source is Source.FALLBACK else Reason.PLAN
+                decision = Decision(
+                    key,
+                    bool(actions),
+                    reason if feature.enabled else Reason.DISABLED,
+                    plan_source,
+                    f"plan {plan.key} v{plan.version}",
+                    status,
+                    actions=actions,
+                )
+            if decision is not None:
+                break
+        if decision is not None:
+            out[key] = decision
+    return out
+
+
+def _combine(mode: Combine, current: int | None, extra: int | None) -> int | None:
+    if mode is Combine.REPLACE:
+        return extra
+    if current is None or extra is None:
+        return None
+    return current + extra if mode is Combine.SUM else max(current, extra)
+
+
+def _limit_decisions(
+    plan: Plan | None,
+    plan_source: Source,
+    subscription: Subscription | None,
+    addons: tuple[AddOn, ...],
+    overrides: list[Override],
+    status: SubscriptionStatus | None,
+) -> dict[str, Decision]:
+    by_key = {o.key: o for o in overrides if o.kind is OverrideKind.LIMIT}
+    keys: set[str] = set(plan.limits) if plan else set()
+    for addon in addons:
+        keys.update(addon.limits)
+    keys.update(by_key)
+    purchased = (
+        subscription.seats if subscription is not None and plan_source is Source.PLAN else None
+    )
+    if purchased is not None:
+        keys.add(SEATS)
+    out: dict[str, Decision] = {}
+    for key in sorted(keys):
+        definition = plan.limits.get(key) if plan else None
+        if definition is None:
+            definition = Limit(0, kind=LimitKind.SEATS if key == SEATS else LimitKind.GAUGE)
+            value: int | None = 0
+            source, reason, detail = Source.NONE, Reason.UNKNOWN, "not in the plan"
+        else:
+            value = definition.value
+            source = plan_source
+            reason = Reason.FALLBACK if plan_source is Source.FALLBACK else Reason.PLAN
+            detail = f"plan {plan.key} v{plan.version}" if plan else ""
+        if key == SEATS and purchased is not None:
+            value, source, reason, detail = (
+                purchased,
+                Source.PLAN,
+                Reason.PURCHASED_SEATS,
+                "purchased seats",
+            )
+        contributing = [a for a in addons if key in a.limits]
+        for addon in contributing:
+            value = _combine(definition.combine, value, addon.amount(key))
+        if contributing:
+            source, reason = Source.ADDON, Reason.ADDON
+            detail += (
+                ("; " if detail else "")
+                + "add-on "
+                + ", ".join(f"{a.key} x{a.quantity}" for a in contributing)
+            )
+        if key in by_key:
+            o = by_key[key]
+            value, source, reason = o.value, Source.OVERRIDE, Reason.OVERRIDE
+            until = f" until {o.expires_at:%Y-%m-%d}" if o.expires_at else ""
+            detail = f"override by {o.actor}: {o.reason}{until}"
+        out[key] = Decision(key, value, reason, source, detail, status, limit=definition)
+    return out
+
+
+def _cap(decisions: dict[str, Decision], access: Access, why: str) -> dict[str, Decision]:
+    if access is not Access.READ_ONLY:
+        return decisions
+    out = {}
+    for key, d in decisions.items():
+        capped = d.actions & READ_ONLY
+        if capped != d.actions:
+            d = attrs.evolve(
+                d,
+                value=False,
+                actions=capped,
+                reason=Reason.READ_ONLY,
+                source=Source.STATUS_POLICY,
+                detail=f"{d.detail}; {why}",
+            )
+        out[key] = d
+    return out
+
+
+def resolve(
+    owner: Owner,
+    subscription: Subscription | None,
+    plan: Plan | None,
+    overrides: Iterable[Override],
+    now: datetime,
+    policy: AccessPolicy,
+    fallback: Plan | None = None,
+) -> Snapshot:
+    """Resolve ``owner``'s entitlements at ``now``.
+
+    ``plan`` is the plan version the subscription pins; ``fallback`` is the current
+    version of ``policy.fallback_plan`` (or ``None``). The status policy caps every
+    layer: read-only access removes write actions even from overrides, and a status that
+    grants nothing grants nothing, whatever the overrides say.
+    """
+    now = utc(now, "now")
+    status = subscription.status if subscription is not None else None
+    access, why, access_changes_at = _status_access(subscription, policy, now)
+    active = [o for o in overrides if o.is_active(now)]
+
+    base: Plan | None = plan
+    plan_source = Source.PLAN
+    addons = subscription.addons if subscription is not None else ()
+    if access is Access.FALLBACK:
+        base, plan_source, addons = fallback, Source.FALLBACK, ()
+        if fallback is None:
+            access = Access.NONE
+            why = f"{why.replace('fallback', 'no')} (no fallback plan is configured)"
+        else:
+            why = f"{why} (plan {fallback.key})"
+    if access is Access.NONE:
+        base, addons, active = None, (), []
+
+    features = _cap(
+        _feature_decisions(base, plan_source, addons, active, policy, status), access, why
+    )
+    limits = _limit_decisions(base, plan_source, subscription, addons, active, status)
+    if subscription is None and base is None:
+        denied = Decision(
+            "",
+            False,
+            Reason.NO_SUBSCRIPTION,
+            Source.NONE,
+            "no subscription and no fallback plan",
+            None,
+        )
+    elif access is Access.NONE:
+        denied = Decision("", False, Reason.STATUS, Source.STATUS_POLICY, why, status)
+    else:
+        denied = Decision(
+            "", False, Reason.UNKNOWN, Source.NONE, "no plan, add-on or override grants it", status
+        )
+
+    expiries = [o.expires_at for o in active if o.expires_at is not None]
+    changes = [
+        t
+        for t in (
+            *expiries,
+            access_changes_at,
+            subscription.next_change_at() if subscription else None,
+        )
+        if t
+    ]
+
+    granted = {k: d.actions for k, d in features.items() if d.actions}
+    return Snapshot(
+        owner=owner,
+        status=status,
+        access=access,
+        plan_key=base.key if base else None,
+        plan_version=base.version if base else None,
+        resolved_at=now,
+        valid_until=min(changes) if changes else None,
+        full=frozenset(k for k, acts in granted.items() if acts == ALL_ACTIONS),
+        granted=granted,
+        limits={k: d.value for k, d in limits.items() if not isinstance(d.value, bool)},
+        features_explained=features,
+        limits_explained=limits,
+        denied=denied,
+    )

@@ -1,0 +1,391 @@
+"""Subscriptions and their state machine.
+
+The transition table is data (`TRANSITIONS`): the docs render it, the tests enumerate
+it, and `transition` is the only way a subscription's status changes. An event that the
+table does not allow from the current status raises `IllegalTransition` and returns
+nothing, so the caller's subscription is untouched.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import attrs
+
+from entitlements.domain.addon import AddOn
+from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.instant import Period, as_optional_utc, as_utc, aware, optional_aware, utc
+from entitlements.domain.owner import Owner
+from entitlements.domain.plan import check_count, check_key
+from entitlements.errors import IllegalTransition, InvalidInput
+
+__all__ = [
+    "NEW",
+    "TERMINAL",
+    "TRANSITIONS",
+    "Event",
+    "Subscription",
+    "SubscriptionStatus",
+    "Transition",
+    "transition",
+]
+
+MAX_SEATS = 10**7
+MAX_NOTES = 10_000
+MAX_METADATA_BYTES = 64 * 1024
+
+
+class SubscriptionStatus(enum.StrEnum):
+    """The canonical statuses; `docs/statuses.md` maps every seed's words onto them."""
+
+    PENDING = "pending"
+    TRIALING = "trialing"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    SUSPENDED = "suspended"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+TERMINAL: frozenset[SubscriptionStatus] = frozenset(
+    {SubscriptionStatus.CANCELED, SubscriptionStatus.EXPIRED, SubscriptionStatus.FAILED}
+)
+
+NEW = "new"
+"""The pseudo-state of an owner with no subscription, or whose last one has ended."""
+
+
+class Event(enum.StrEnum):
+    START_TRIAL = "start_trial"
+    SUBSCRIBE = "subscribe"
+    BEGIN_CHECKOUT = "begin_checkout"
+    ACTIVATE = "activate"
+    FAIL = "fail"
+    MARK_PAST_DUE = "mark_past_due"
+    SETTLE = "settle"
+    SUSPEND = "suspend"
+    RESUME = "resume"
+    SCHEDULE_CANCEL = "schedule_cancel"
+    UNDO_CANCEL = "undo_cancel"
+    CANCEL = "cancel"
+    END_TRIAL = "end_trial"
+    EXPIRE = "expire"
+    CHANGE_PLAN = "change_plan"
+    CHANGE_SEATS = "change_seats"
+    CHANGE_ADDONS = "change_addons"
+    RENEW_PERIOD = "renew_period"
+    AMEND = "amend"
+
+
+SAME = "same"
+PREVIOUS = "previous"
+
+_S = SubscriptionStatus
+_LIVE = frozenset({_S.TRIALING, _S.ACTIVE, _S.PAST_DUE, _S.SUSPENDED})
+_BILLABLE = frozenset({_S.TRIALING, _S.ACTIVE, _S.PAST_DUE})
+
+
+@attrs.frozen
+class Transition:
+    """``target`` is a status, ``"same"`` (the status does not change) or ``"previous"``
+    (back to the status before suspension). ``"new"`` in ``sources`` means the owner has
+    no live subscription."""
+
+    event: Event
+    sources: frozenset[str]
+    target: str
+    description: str
+
+
+def _t(event: Event, sources: frozenset[Any], target: str, description: str) -> Transition:
+    return Transition(event, frozenset(str(s) for s in sources), str(target), description)
+
+
+TRANSITIONS: tuple[Transition, ...] = (
+    _t(Event.START_TRIAL, frozenset({NEW}), _S.TRIALING, "put a new owner on a trial"),
+    _t(
+        Event.SUBSCRIBE,
+        frozenset({NEW}),
+        _S.ACTIVE,
+        "assign a plan directly (free plans, staff billing)",
+    ),
+    _t(
+        Event.BEGIN_CHECKOUT,
+        frozenset({NEW}),
+        _S.PENDING,
+        "a paid plan waits for the payment provider",
+    ),
+    _t(
+        Event.ACTIVATE,
+        frozenset({_S.PENDING, _S.TRIALING}),
+        _S.ACTIVE,
+        "checkout confirmed, or trial converted",
+    ),
+    _t(Event.FAIL, frozenset({_S.PENDING}), _S.FAILED, "the billing flow failed"),
+    _t(
+        Event.MARK_PAST_DUE,
+        frozenset({_S.ACTIVE}),
+        _S.PAST_DUE,
+        "payment overdue (seed 004: OnHold)",
+    ),
+    _t(Event.SETTLE, frozenset({_S.PAST_DUE}), _S.ACTIVE, "overdue payment resolved"),
+    _t(Event.SUSPEND, _BILLABLE, _S.SUSPENDED, "cap the owner at read-only"),
+    _t(Event.RESUME, frozenset({_S.SUSPENDED}), PREVIOUS, "lift a suspension"),
+    _t(Event.SCHEDULE_CANCEL, _BILLABLE, SAME, "cancel at the end of the period (or trial)"),
+    _t(Event.UNDO_CANCEL, _BILLABLE, SAME, "keep a subscription that was set to cancel"),
+    _t(Event.CANCEL, _LIVE | {_S.PENDING}, _S.CANCELED, "end the subscription now"),
+    _t(Event.END_TRIAL, frozenset({_S.TRIALING}), _S.EXPIRED, "the trial ended without conversion"),
+    _t(Event.EXPIRE, _LIVE, _S.EXPIRED, "the expiry date was reached"),
+    _t(Event.CHANGE_PLAN, _LIVE, SAME, "upgrade, downgrade or migrate to a newer plan version"),
+    _t(Event.CHANGE_SEATS, _LIVE, SAME, "change the number of purchased seats"),
+    _t(Event.CHANGE_ADDONS, _LIVE, SAME, "add or remove add-ons"),
+    _t(Event.RENEW_PERIOD, _LIVE, SAME, "start the next billing period"),
+    _t(
+        Event.AMEND,
+        _LIVE | TERMINAL | {_S.PENDING},
+        SAME,
+        "edit notes, external id, metadata or expiry",
+    ),
+)
+
+RULES: Mapping[Event, Transition] = {t.event: t for t in TRANSITIONS}
+CREATION_EVENTS = frozenset(e for e, t in RULES.items() if NEW in t.sources)
+
+
+def _plan_key(value: object) -> str:
+    return check_key(value, "plan_key")
+
+
+def _seats(value: object) -> int | None:
+    return None if value is None else check_count(value, "seats", maximum=MAX_SEATS)
+
+
+def _metadata(value: object) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidInput("metadata", "must be a JSON object (a mapping with string keys)", value)
+    try:
+        text = json.dumps(value, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("metadata", f"must be JSON-serialisable: {exc}", value) from exc
+    if len(text.encode()) > MAX_METADATA_BYTES:
+        raise InvalidInput("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON", value)
+    copied: dict[str, Any] = json.loads(text)
+    return copied
+
+
+def _notes(value: object) -> str:
+    if not isinstance(value, str) or len(value) > MAX_NOTES:
+        raise InvalidInput("notes", f"must be text of at most {MAX_NOTES} characters", value)
+    return value
+
+
+def _external_id(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 255:
+        raise InvalidInput(
+            "external_id", "must be None or a non-empty string of at most 255 characters", value
+        )
+    return value
+
+
+def _addons(value: Iterable[AddOn]) -> tuple[AddOn, ...]:
+    addons = tuple(value)
+    keys = [a.key for a in addons if isinstance(a, AddOn)]
+    if len(keys) != len(addons):
+        raise InvalidInput("addons", "must be AddOn values", value)
+    if len(set(keys)) != len(keys):
+        raise InvalidInput(
+            "addons", "an add-on may appear only once (raise its quantity instead)", value
+        )
+    return tuple(sorted(addons, key=lambda a: a.key))
+
+
+@attrs.frozen
+class Subscription:
+    """Links one owner to one plan version. ``revision`` is managed by the store."""
+
+    id: str
+    owner: Owner
+    plan_key: str = attrs.field(converter=_plan_key)
+    plan_version: int
+    status: SubscriptionStatus = attrs.field(converter=SubscriptionStatus)
+    created_at: datetime = attrs.field(converter=as_utc, validator=aware)
+    updated_at: datetime = attrs.field(converter=as_utc, validator=aware)
+    seats: int | None = attrs.field(default=None, converter=_seats)
+    trial_ends_at: datetime | None = attrs.field(
+        default=None, converter=as_optional_utc, validator=optional_aware
+    )
+    current_period: Period | None = None
+    cycle: BillingCycle | None = None
+    cycle_anchor: datetime | None = attrs.field(
+        default=None, converter=as_optional_utc, validator=optional_aware
+    )
+    cancel_at_period_end: bool = False
+    canceled_at: datetime | None = attrs.field(
+        default=None, converter=as_optional_utc, validator=optional_aware
+    )
+    expires_at: datetime | None = attrs.field(
+        default=None, converter=as_optional_utc, validator=optional_aware
+    )
+    past_due_since: datetime | None = attrs.field(
+        default=None, converter=as_optional_utc, validator=optional_aware
+    )
+    suspended_from: SubscriptionStatus | None = None
+    external_id: str | None = attrs.field(default=None, converter=_external_id)
+    metadata: Mapping[str, Any] = attrs.field(factory=dict, converter=_metadata)
+    notes: str = attrs.field(default="", converter=_notes)
+    addons: tuple[AddOn, ...] = attrs.field(default=(), converter=_addons)
+    revision: int = 0
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def cancel_effective_at(self) -> datetime | None:
+        """When a scheduled cancellation takes effect: the period end, or the trial end
+        for a trial without a billing period."""
+        if not self.cancel_at_period_end:
+            return None
+        if self.status is _S.TRIALING and self.trial_ends_at is not None:
+            return self.trial_ends_at
+        return None if self.current_period is None else self.current_period.end
+
+    def next_change_at(self) -> datetime | None:
+        """The earliest instant at which time alone changes this subscription."""
+        if self.is_terminal:
+            return None
+        candidates = [
+            self.expires_at,
+            self.cancel_effective_at,
+            self.trial_ends_at if self.status is _S.TRIALING else None,
+            self.current_period.end
+            if self.current_period is not None
+            and self.cycle is not None
+            and self.status in RULES[Event.RENEW_PERIOD].sources
+            else None,
+        ]
+        present = [c for c in candidates if c is not None]
+        return min(present) if present else None
+
+
+def state_of(subscription: Subscription | None) -> str:
+    if subscription is None or subscription.is_terminal:
+        return NEW
+    return subscription.status.value
+
+
+def check_allowed(subscription: Subscription | None, event: Event) -> Transition:
+    rule = RULES[event]
+    state = state_of(subscription)
+    if state not in rule.sources:
+        key = subscription.id if subscription is not None else "(none)"
+        shown = subscription.status.value if subscription is not None else NEW
+        raise IllegalTransition(
+            "subscription", key, shown, event.value, tuple(sorted(rule.sources))
+        )
+    return rule
+
+
+def transition(
+    subscription: Subscription, event: Event, now: datetime, **changes: Any
+) -> Subscription:
+    """Apply ``event`` at ``now``; ``changes`` are the event's own field updates (the
+    new plan for ``change_plan``, the seats for ``change_seats``...).
+
+    The bookkeeping each status carries (when it was canceled, what a suspension resumes
+    to, since when a payment is overdue) is set here, in one place.
+    """
+    now = utc(now, "now")
+    if event in CREATION_EVENTS:
+        raise IllegalTransition(
+            "subscription", subscription.id, subscription.status.value, event.value, (NEW,)
+        )
+    rule = check_allowed(subscription, event)
+    if event is Event.SCHEDULE_CANCEL:
+        if subscription.cancel_at_period_end:
+            raise IllegalTransition(
+                "subscription",
+                subscription.id,
+                f"{subscription.status.value} (cancel already scheduled)",
+                event.value,
+                tuple(sorted(rule.sources)),
+            )
+        if subscription.current_period is None and (
+            subscription.status is not _S.TRIALING or subscription.trial_ends_at is None
+        ):
+            raise InvalidInput(
+                "cancel_at_period_end",
+                "this subscription has no billing period to end; cancel it now or set expires_at",
+            )
+        changes["cancel_at_period_end"] = True
+    elif event is Event.UNDO_CANCEL:
+        if not subscription.cancel_at_period_end:
+            raise IllegalTransition(
+                "subscription",
+                subscription.id,
+                f"{subscription.status.value} (no cancel scheduled)",
+                event.value,
+                tuple(sorted(rule.sources)),
+            )
+        changes["cancel_at_period_end"] = False
+
+    if rule.target == SAME:
+        status = subscription.status
+    elif rule.target == PREVIOUS:
+        status = subscription.suspended_from or _S.ACTIVE
+    else:
+        status = SubscriptionStatus(rule.target)
+
+    if status is _S.SUSPENDED:
+        changes["suspended_from"] = subscription.status
+    elif subscription.status is _S.SUSPENDED:
+        changes["suspended_from"] = None
+    if status is _S.PAST_DUE and subscription.status is not _S.PAST_DUE:
+        changes["past_due_since"] = now
+    elif status is not _S.PAST_DUE and status is not _S.SUSPENDED:
+        changes.setdefault("past_due_since", None)
+    if status in TERMINAL:
+        changes.setdefault(
+            "canceled_at", now if status is _S.CANCELED else subscription.canceled_at
+        )
+        changes["cancel_at_period_end"] = False
+    return attrs.evolve(subscription, status=status, updated_at=now, **changes)
+
+
+def create(
+    event: Event,
+    *,
+    id: str,
+    owner: Owner,
+    plan_key: str,
+    plan_version: int,
+    now: datetime,
+    current: Subscription | None,
+    **fields: Any,
+) -> Subscription:
+    """Start a subscription for an owner that has none (or whose last one ended)."""
+    if event not in CREATION_EVENTS:
+        raise InvalidInput("event", f"{event.value} does not create a subscription")
+    rule = check_allowed(current, event)
+    now = utc(now, "now")
+    return Subscription(
+        id=id,
+        owner=owner,
+        plan_key=plan_key,
+        plan_version=plan_version,
+        status=SubscriptionStatus(rule.target),
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
+
+
+def trial_end(now: datetime, trial_days: int) -> datetime:
+    return utc(now, "now") + timedelta(days=trial_days)

@@ -1,0 +1,182 @@
+"""The one exception hierarchy of the library.
+
+Every error a host can see from the public API derives from `EntitlementsError`, so
+``except EntitlementsError`` is always enough; the subclasses carry the facts a caller
+needs to react (which plan, which status, which limit) as typed attributes, and their
+message is written for the staff member who will read it in a console. Where a builtin
+has the same meaning they subclass it too, so generic code that catches ``LookupError``
+or ``ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "Conflict",
+    "EntitlementsError",
+    "IllegalTransition",
+    "InvalidInput",
+    "LimitExceeded",
+    "NaiveDatetime",
+    "NotAuthorized",
+    "NotFound",
+    "OverrideNotFound",
+    "PlanExists",
+    "PlanNotAssignable",
+    "PlanRetired",
+    "StaleWrite",
+    "StorageError",
+    "SubscriptionExists",
+    "SubscriptionNotFound",
+    "UnknownPlan",
+]
+
+
+class EntitlementsError(Exception):
+    """Base of every error raised by the library."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(EntitlementsError, ValueError):
+    """A value given to the library is malformed; nothing was stored."""
+
+    def __init__(self, field: str, message: str, value: Any = None) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.value = value
+
+
+class NaiveDatetime(InvalidInput):
+    """A datetime without a timezone was given; the library only accepts aware UTC times."""
+
+    def __init__(self, field: str, value: Any = None) -> None:
+        super().__init__(
+            field,
+            "a timezone-aware datetime is required (got a naive one); "
+            "use datetime.now(timezone.utc) or attach tzinfo",
+            value,
+        )
+
+
+class NotFound(EntitlementsError, LookupError):
+    """Something the caller named does not exist (in this tenant)."""
+
+
+class UnknownPlan(NotFound):
+    def __init__(self, key: str, version: int | None = None) -> None:
+        what = f"plan {key!r}" if version is None else f"plan {key!r} version {version}"
+        super().__init__(f"{what} does not exist")
+        self.key = key
+        self.version = version
+
+
+class SubscriptionNotFound(NotFound):
+    def __init__(self, owner: object) -> None:
+        super().__init__(f"{owner} has no subscription")
+        self.owner = owner
+
+
+class OverrideNotFound(NotFound):
+    def __init__(self, owner: object, target: str) -> None:
+        super().__init__(f"{owner} has no override for {target!r}")
+        self.owner = owner
+        self.target = target
+
+
+class Conflict(EntitlementsError):
+    """The call contradicts what is already stored; nothing was changed."""
+
+
+class StaleWrite(Conflict):
+    """Someone else changed the record since it was read (optimistic concurrency)."""
+
+    def __init__(self, entity: str, key: str, expected_revision: int) -> None:
+        super().__init__(
+            f"{entity} {key} was changed by someone else (expected revision "
+            f"{expected_revision}); reload it and try again"
+        )
+        self.entity = entity
+        self.key = key
+        self.expected_revision = expected_revision
+
+
+class SubscriptionExists(Conflict):
+    def __init__(self, owner: object, status: str) -> None:
+        super().__init__(f"{owner} already has a {status} subscription; change or end it instead")
+        self.owner = owner
+        self.status = status
+
+
+class PlanExists(Conflict):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"plan {key!r} already exists; revise it to make a new version")
+        self.key = key
+
+
+class IllegalTransition(EntitlementsError):
+    """The requested event is not allowed from the current state; nothing changed."""
+
+    def __init__(
+        self, entity: str, key: str, state: str, event: str, allowed: tuple[str, ...]
+    ) -> None:
+        allowed_text = ", ".join(allowed) if allowed else "no state"
+        super().__init__(
+            f"cannot {event.replace('_', ' ')} {entity} {key}: it is {state} "
+            f"(allowed from: {allowed_text})"
+        )
+        self.entity = entity
+        self.key = key
+        self.state = state
+        self.event = event
+        self.allowed = allowed
+
+
+class PlanNotAssignable(EntitlementsError):
+    """The plan exists but may not be given to this owner (status or owner kind)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"plan {key!r} cannot be assigned: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class PlanRetired(EntitlementsError):
+    """The owner's plan is retired, so nothing new (claims, tokens) may be issued from it."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"plan {key!r} is retired; move the owner to another plan first")
+        self.key = key
+
+
+class LimitExceeded(EntitlementsError):
+    """A hard limit would be exceeded; nothing was recorded."""
+
+    def __init__(self, limit_name: str, limit: int, used: int, requested: int) -> None:
+        super().__init__(
+            f"{limit_name}: limit {limit} reached (used {used}, requested {requested})"
+        )
+        self.limit_name = limit_name
+        self.limit = limit
+        self.used = used
+        self.requested = requested
+
+
+class NotAuthorized(EntitlementsError, PermissionError):
+    """The actor may not perform this action."""
+
+    def __init__(self, actor: str, action: str, reason: str) -> None:
+        super().__init__(f"{actor} may not {action}: {reason}")
+        self.actor = actor
+        self.action = action
+        self.reason = reason
+
+
+class StorageError(EntitlementsError):
+    """The storage backend failed; the unit of work was rolled back."""

@@ -1,0 +1,165 @@
+"""The ports: what the application needs from storage, time and the outside world.
+
+Adapters implement these (``entitlements.adapters.memory``, ``entitlements.adapters.sql``);
+``entitlements.testing.contract`` holds the test suite every adapter must pass, so a third
+party's store can prove itself the same way ours do.
+
+Every repository works inside one unit of work, scoped to one tenant: it neither reads
+nor writes another tenant's rows. The plan catalog belongs to the host product and is
+shared by all tenants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+from entitlements.domain.audit import AuditEvent
+from entitlements.domain.override import Override, OverrideKind
+from entitlements.domain.owner import Owner
+from entitlements.domain.plan import Plan
+from entitlements.domain.subscription import Subscription
+
+__all__ = [
+    "AuditLog",
+    "Clock",
+    "EventListener",
+    "OverrideRepository",
+    "PlanRepository",
+    "Store",
+    "SubscriptionRepository",
+    "UnitOfWork",
+]
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class EventListener(Protocol):
+    """Called after a unit of work commits, once per audit event it recorded; the host
+    forwards them (webhooks, metrics, logs). A listener's failure never undoes the
+    committed change."""
+
+    def __call__(self, event: AuditEvent, /) -> None: ...
+
+
+class PlanRepository(Protocol):
+    def get(self, key: str, version: int | None = None) -> Plan:
+        """The plan at ``version`` (default: latest), with its current name and status;
+        raises `UnknownPlan`."""
+        ...
+
+    def find(self, key: str) -> Plan | None: ...
+
+    def list(self) -> Sequence[Plan]:
+        """Latest version of every plan, ordered by key."""
+        ...
+
+    def versions(self, key: str) -> Sequence[Plan]: ...
+
+    def add(self, plan: Plan) -> Plan:
+        """Store a new plan at version 1; raises `PlanExists`."""
+        ...
+
+    def update(self, plan: Plan) -> Plan:
+        """Store plan-level fields (name, status, owner kinds) and, when ``plan.version``
+        is one more than the latest, its terms as a new version. Raises `StaleWrite` unless
+        ``plan.revision`` is the stored revision; returns the plan with the new revision."""
+        ...
+
+
+class SubscriptionRepository(Protocol):
+    def current(self, owner: Owner) -> Subscription | None:
+        """The owner's most recent subscription (live or ended), if any."""
+        ...
+
+    def get(self, subscription_id: str) -> Subscription:
+        """Raises `NotFound` (also for another tenant's subscription)."""
+        ...
+
+    def history(self, owner: Owner) -> Sequence[Subscription]: ...
+
+    def add(self, subscription: Subscription) -> Subscription:
+        """Store a new subscription; raises `SubscriptionExists` if the owner has a live one."""
+        ...
+
+    def update(self, subscription: Subscription) -> Subscription:
+        """Raises `StaleWrite` unless ``subscription.revision`` is the stored revision;
+        returns it with the new revision."""
+        ...
+
+    def due(self, now: datetime, limit: int = 500) -> Sequence[Subscription]:
+        """Live subscriptions that time may have changed by ``now``."""
+        ...
+
+    def count_on_plans(self, plan_keys: Iterable[str], exclude_owner: Owner | None = None) -> int:
+        """How many owners of this tenant hold a live subscription on one of these plans."""
+        ...
+
+
+class OverrideRepository(Protocol):
+    def for_owner(self, owner: Owner) -> Sequence[Override]: ...
+
+    def put(self, override: Override) -> Override | None:
+        """Set the owner's override for (kind, key); returns the one it replaced."""
+        ...
+
+    def remove(self, owner: Owner, kind: OverrideKind, key: str) -> Override:
+        """Raises `OverrideNotFound`."""
+        ...
+
+    def expired(self, now: datetime, limit: int = 500) -> Sequence[Override]: ...
+
+
+class AuditLog(Protocol):
+    def append(self, event: AuditEvent) -> None: ...
+
+    def for_owner(self, owner: Owner) -> Sequence[AuditEvent]:
+        """Oldest first."""
+        ...
+
+    def for_target(self, target: str) -> Sequence[AuditEvent]: ...
+
+
+@runtime_checkable
+class UnitOfWork(Protocol):
+    """One transaction. Leaving the ``with`` block without ``commit()`` rolls back, so a
+    use case that raises leaves storage as it was."""
+
+    tenant: str | None
+    plans: PlanRepository
+    subscriptions: SubscriptionRepository
+    overrides: OverrideRepository
+    audit: AuditLog
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A nested transaction: if the block raises, its writes are undone and the
+        outer unit of work carries on as before the block."""
+        ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def __enter__(self) -> UnitOfWork: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class Store(Protocol):
+    def unit_of_work(self, tenant: str | None) -> UnitOfWork: ...
+
+    def tenants(self) -> Sequence[str | None]:
+        """Every tenant that has stored anything (the sweep visits each)."""
+        ...

@@ -1,0 +1,1 @@
+"""The application layer: use cases over the ports, one unit of work per call."""

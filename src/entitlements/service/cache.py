@@ -1,0 +1,58 @@
+"""The warm path: resolved snapshots kept per owner, dropped by any write to that owner.
+
+A reader that resolved a snapshot while a writer committed must not put its (now stale)
+snapshot back after the writer's invalidation; every invalidation bumps a generation, and
+a snapshot resolved under an older generation is returned but not kept.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from datetime import datetime
+
+from entitlements.domain.owner import Owner
+from entitlements.domain.resolution import Snapshot
+
+__all__ = ["SnapshotCache"]
+
+
+class SnapshotCache:
+    def __init__(self, max_size: int = 100_000) -> None:
+        self.snapshots: dict[Owner, Snapshot] = {}
+        self.generation = 0
+        self.max_size = max_size
+        self._lock = threading.Lock()
+
+    def put(self, snapshot: Snapshot, generation: int) -> None:
+        with self._lock:
+            if generation != self.generation:
+                return
+            if len(self.snapshots) >= self.max_size:
+                self.snapshots.pop(next(iter(self.snapshots)))
+            self.snapshots[snapshot.owner] = snapshot
+
+    def invalidate(self, owners: Iterable[Owner]) -> None:
+        with self._lock:
+            self.generation += 1
+            for owner in owners:
+                self.snapshots.pop(owner, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self.snapshots.clear()
+
+    def expire(self, now: datetime) -> int:
+        """Drop snapshots that time has made stale (a trial ended, an override expired)."""
+        with self._lock:
+            stale = [
+                o
+                for o, s in self.snapshots.items()
+                if s.valid_until is not None and s.valid_until <= now
+            ]
+            if stale:
+                self.generation += 1
+            for owner in stale:
+                del self.snapshots[owner]
+            return len(stale)

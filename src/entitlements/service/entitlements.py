@@ -1,0 +1,151 @@
+"""`Entitlements`: the one object a host keeps, and the request-path checks.
+
+Use cases are grouped by what they act on (``plans``, ``subscriptions``, ``overrides``,
+``audit``); the checks live here because they are what the request path calls: a warm
+``allows``/``limit`` is a dict lookup for the owner's snapshot and a set membership on
+it — no I/O, no clock, no resolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+
+from entitlements.clock import SystemClock
+from entitlements.domain.access import Access, AccessPolicy
+from entitlements.domain.owner import Owner, as_owner
+from entitlements.domain.plan import Action
+from entitlements.domain.resolution import Decision, Snapshot, resolve
+from entitlements.domain.subscription import SubscriptionStatus
+from entitlements.ports import Clock, EventListener, Store, UnitOfWork
+from entitlements.service.audit_trail import AuditTrail
+from entitlements.service.authorization import AllowAll, Authorizer
+from entitlements.service.cache import SnapshotCache
+from entitlements.service.overrides import Overrides
+from entitlements.service.plans import Plans
+from entitlements.service.runtime import Runtime
+from entitlements.service.subscriptions import Subscriptions
+from entitlements.service.sweep import Sweep, SweepReport
+
+__all__ = ["Entitlements"]
+
+
+class Entitlements:
+    """Everything the library does for one host, over one store.
+
+    ``policy`` decides what each subscription status grants (and the fallback plan);
+    ``authorizer`` decides who may change what; ``listeners`` hear every audit event
+    after its transaction commits.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        policy: AccessPolicy | None = None,
+        authorizer: Authorizer | None = None,
+        listeners: Sequence[EventListener] = (),
+        cache_size: int = 100_000,
+    ) -> None:
+        self.runtime = Runtime(
+            store=store,
+            clock=clock or SystemClock(),
+            policy=policy or AccessPolicy(),
+            authorizer=authorizer or AllowAll(),
+            listeners=list(listeners),
+            cache=SnapshotCache(cache_size),
+        )
+        self.store = store
+        self.plans = Plans(self.runtime)
+        self.subscriptions = Subscriptions(self.runtime)
+        self.overrides = Overrides(self.runtime)
+        self.audit = AuditTrail(self.runtime)
+        self._sweep = Sweep(self.runtime)
+        self._snapshots = self.runtime.cache.snapshots
+
+    # -- the request path ------------------------------------------------------------
+
+    def allows(self, owner: Owner, feature: str, action: Action | str | None = None) -> bool:
+        """May ``owner`` use ``feature`` (for ``action``, or for every action)?"""
+        snapshot = self._snapshots.get(owner)
+        if snapshot is None:
+            snapshot = self._resolve(owner)
+        return snapshot.allows(feature, action)
+
+    def limit(self, owner: Owner, name: str) -> int | None:
+        """``owner``'s limit ``name``: ``None`` when unlimited, ``0`` when unknown."""
+        snapshot = self._snapshots.get(owner)
+        if snapshot is None:
+            snapshot = self._resolve(owner)
+        return snapshot.limit(name)
+
+    def snapshot(self, owner: Owner) -> Snapshot:
+        """The owner's resolved entitlements (cached until a write to the owner)."""
+        snapshot = self._snapshots.get(owner)
+        return snapshot if snapshot is not None else self._resolve(owner)
+
+    def explain(self, owner: Owner, feature: str, action: Action | str | None = None) -> Decision:
+        return self.snapshot(owner).explain(feature, action)
+
+    def explain_limit(self, owner: Owner, name: str) -> Decision:
+        return self.snapshot(owner).explain_limit(name)
+
+    def resolve(self, owner: Owner, now: datetime | None = None) -> Snapshot:
+        """Resolve from storage at ``now`` without touching the cache (what-if queries,
+        audits of the past)."""
+        owner = as_owner(owner)
+        with self.runtime.transaction(owner.tenant, now) as tx:
+            return self._resolve_in(tx.uow, owner, tx.now)
+
+    def _resolve(self, owner: Owner) -> Snapshot:
+        owner = as_owner(owner)
+        generation = self.runtime.cache.generation
+        with self.runtime.transaction(owner.tenant) as tx:
+            snapshot = self._resolve_in(tx.uow, owner, tx.now)
+        self.runtime.cache.put(snapshot, generation)
+        return snapshot
+
+    def _resolve_in(self, uow: UnitOfWork, owner: Owner, now: datetime) -> Snapshot:
+        policy = self.runtime.policy
+        subscription = uow.subscriptions.current(owner)
+        plan = None
+        if subscription is not None:
+            plan = uow.plans.get(subscription.plan_key, subscription.plan_version)
+        fallback = None
+        if policy.fallback_plan is not None and (
+            subscription is None
+            or policy.by_status[subscription.status] is Access.FALLBACK
+            or (
+                subscription.status is SubscriptionStatus.PAST_DUE
+                and policy.after_grace is Access.FALLBACK
+            )
+        ):
+            fallback = uow.plans.find(policy.fallback_plan)
+        overrides = uow.overrides.for_owner(owner)
+        return resolve(owner, subscription, plan, overrides, now, policy, fallback)
+
+    def invalidate(self, owner: Owner | None = None) -> None:
+        """Forget cached snapshots (one owner's, or all): for hosts that write through
+        another process and broadcast the change."""
+        if owner is None:
+            self.runtime.cache.clear()
+        else:
+            self.runtime.cache.invalidate([owner])
+
+    # -- transactions and time -------------------------------------------------------
+
+    @contextmanager
+    def atomic(
+        self, tenant: str | None = None, now: datetime | None = None
+    ) -> Iterator[UnitOfWork]:
+        """Group several calls (and, on the SQL store, the host's own writes) into one
+        transaction: all of it commits, or none of it."""
+        with self.runtime.transaction(tenant, now) as tx:
+            yield tx.uow
+
+    def process_due(self, now: datetime | None = None) -> SweepReport:
+        """Apply trial ends, scheduled cancellations, expiries, period roll-overs and
+        override expiries due by ``now``; drop snapshots that time made stale."""
+        return self._sweep.process_due(now)

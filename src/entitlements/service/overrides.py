@@ -1,0 +1,124 @@
+"""Use cases for per-owner overrides (seed 000: "use sparingly and document the reason")."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from entitlements.domain.actor import Actor, as_actor
+from entitlements.domain.override import Override, OverrideKind, require_reason
+from entitlements.domain.owner import Owner, as_owner
+from entitlements.domain.plan import Action
+from entitlements.errors import InvalidInput
+from entitlements.service.runtime import Runtime, Transaction
+
+__all__ = ["Overrides"]
+
+
+def target(owner: Owner, kind: OverrideKind, key: str) -> str:
+    return f"override:{owner}:{kind.value}:{key}"
+
+
+class Overrides:
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+
+    def set_feature(
+        self,
+        owner: Owner,
+        key: str,
+        *,
+        enabled: bool,
+        actor: Actor | str,
+        reason: str,
+        expires_at: datetime | None = None,
+        actions: frozenset[Action] | None = None,
+        now: datetime | None = None,
+    ) -> Override:
+        """Turn ``key`` on or off for this owner, whatever its plan says."""
+        owner, who = as_owner(owner), as_actor(actor)
+        with self._rt.transaction(owner.tenant, now) as tx:
+            override = Override.feature(
+                owner,
+                key,
+                enabled=enabled,
+                reason=reason,
+                actor=str(who),
+                at=tx.now,
+                expires_at=expires_at,
+                actions=actions,
+            )
+            return self._put(tx, who, override)
+
+    def set_limit(
+        self,
+        owner: Owner,
+        key: str,
+        value: int | None,
+        *,
+        actor: Actor | str,
+        reason: str,
+        expires_at: datetime | None = None,
+        now: datetime | None = None,
+    ) -> Override:
+        """Replace limit ``key`` for this owner (``None``: unlimited)."""
+        owner, who = as_owner(owner), as_actor(actor)
+        with self._rt.transaction(owner.tenant, now) as tx:
+            override = Override.limit(
+                owner,
+                key,
+                value=value,
+                reason=reason,
+                actor=str(who),
+                at=tx.now,
+                expires_at=expires_at,
+            )
+            return self._put(tx, who, override)
+
+    def _put(self, tx: Transaction, who: Actor, override: Override) -> Override:
+        tx.authorize(who, "override.set", override.owner, override)
+        replaced = tx.uow.overrides.put(override)
+        tx.record(
+            who,
+            "override.set",
+            target(override.owner, override.kind, override.key),
+            owner=override.owner,
+            before=replaced,
+            after=override,
+            reason=override.reason,
+        )
+        return override
+
+    def remove(
+        self,
+        owner: Owner,
+        kind: OverrideKind | str,
+        key: str,
+        *,
+        actor: Actor | str,
+        reason: str,
+        now: datetime | None = None,
+    ) -> Override:
+        owner, who = as_owner(owner), as_actor(actor)
+        reason = require_reason(reason)
+        try:
+            which = OverrideKind(kind)
+        except ValueError as exc:
+            raise InvalidInput("kind", "must be 'feature' or 'limit'", kind) from exc
+        with self._rt.transaction(owner.tenant, now) as tx:
+            tx.authorize(who, "override.remove", owner, key)
+            removed = tx.uow.overrides.remove(owner, which, key)
+            tx.record(
+                who,
+                "override.remove",
+                target(owner, which, key),
+                owner=owner,
+                before=removed,
+                reason=reason,
+            )
+            return removed
+
+    def list(self, owner: Owner) -> Sequence[Override]:
+        owner = as_owner(owner)
+        with self._rt.transaction(owner.tenant) as tx:
+            return tx.uow.overrides.for_owner(owner)

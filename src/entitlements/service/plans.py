@@ -1,0 +1,133 @@
+"""Use cases for the plan catalog: define, revise (new version), rename, change status."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from entitlements.domain.actor import Actor, as_actor
+from entitlements.domain.plan import Feature, Limit, Plan, PlanStatus, Price
+from entitlements.errors import InvalidInput
+from entitlements.service.runtime import Runtime
+
+__all__ = ["Plans"]
+
+UNSET: Any = attrs.NOTHING
+
+
+class Plans:
+    """The catalog is shared by every tenant of the host product."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+
+    def define(self, plan: Plan, *, actor: Actor | str, reason: str | None = None) -> Plan:
+        """Store a new plan as version 1 (in the status it carries; ``draft`` by default)."""
+        who = as_actor(actor)
+        if not isinstance(plan, Plan):
+            raise InvalidInput("plan", "must be a Plan", plan)
+        with self._rt.transaction(None) as tx:
+            tx.authorize(who, "plan.define", subject=plan)
+            stored = tx.uow.plans.add(plan)
+            tx.record(who, "plan.define", f"plan:{plan.key}", after=stored, reason=reason)
+            tx.catalog_changed = True
+            return stored
+
+    def revise(
+        self,
+        key: str,
+        *,
+        actor: Actor | str,
+        limits: Mapping[str, Limit] = UNSET,
+        features: Mapping[str, Feature | bool] = UNSET,
+        price: Price | None = UNSET,
+        trial_days: int = UNSET,
+        reason: str | None = None,
+    ) -> Plan:
+        """Change the plan's terms; makes version n+1 when anything differs. Existing
+        subscriptions keep the version they hold until migrated."""
+        who = as_actor(actor)
+        with self._rt.transaction(None) as tx:
+            tx.authorize(who, "plan.revise", subject=key)
+            current = tx.uow.plans.get(key)
+            changes: dict[str, Any] = {
+                name: value
+                for name, value in (
+                    ("limits", limits),
+                    ("features", features),
+                    ("price", price),
+                    ("trial_days", trial_days),
+                )
+                if value is not UNSET
+            }
+            revised = attrs.evolve(current, version=current.version + 1, **changes)
+            if revised.same_terms(current):
+                return current
+            stored = tx.uow.plans.update(revised)
+            tx.record(
+                who, "plan.revise", f"plan:{key}", before=current, after=stored, reason=reason
+            )
+            return stored
+
+    def rename(self, key: str, name: str, *, actor: Actor | str, reason: str | None = None) -> Plan:
+        return self._update(key, actor, "plan.rename", reason, name=name)
+
+    def set_owner_kinds(
+        self,
+        key: str,
+        owner_kinds: frozenset[str],
+        *,
+        actor: Actor | str,
+        reason: str | None = None,
+    ) -> Plan:
+        return self._update(key, actor, "plan.owner_kinds", reason, owner_kinds=owner_kinds)
+
+    def set_status(
+        self, key: str, status: PlanStatus | str, *, actor: Actor | str, reason: str | None = None
+    ) -> Plan:
+        """draft → active → archived ⇄ active, active/archived → retired, retired → archived."""
+        try:
+            target = PlanStatus(status)
+        except ValueError as exc:
+            raise InvalidInput("status", f"must be one of {', '.join(PlanStatus)}", status) from exc
+        return self._update(key, actor, "plan.status", reason, status=target)
+
+    def activate(self, key: str, *, actor: Actor | str, reason: str | None = None) -> Plan:
+        return self.set_status(key, PlanStatus.ACTIVE, actor=actor, reason=reason)
+
+    def archive(self, key: str, *, actor: Actor | str, reason: str | None = None) -> Plan:
+        return self.set_status(key, PlanStatus.ARCHIVED, actor=actor, reason=reason)
+
+    def retire(self, key: str, *, actor: Actor | str, reason: str | None = None) -> Plan:
+        return self.set_status(key, PlanStatus.RETIRED, actor=actor, reason=reason)
+
+    def _update(
+        self, key: str, actor: Actor | str, action: str, reason: str | None, **changes: Any
+    ) -> Plan:
+        who = as_actor(actor)
+        with self._rt.transaction(None) as tx:
+            tx.authorize(who, action, subject=key)
+            current = tx.uow.plans.get(key)
+            if "status" in changes:
+                current.check_status_change(changes["status"])
+            updated = attrs.evolve(current, **changes)
+            if updated == current:
+                return current
+            stored = tx.uow.plans.update(updated)
+            tx.record(who, action, f"plan:{key}", before=current, after=stored, reason=reason)
+            tx.catalog_changed = True
+            return stored
+
+    def get(self, key: str, version: int | None = None) -> Plan:
+        with self._rt.transaction(None) as tx:
+            return tx.uow.plans.get(key, version)
+
+    def list(self) -> Sequence[Plan]:
+        with self._rt.transaction(None) as tx:
+            return tx.uow.plans.list()
+
+    def versions(self, key: str) -> Sequence[Plan]:
+        with self._rt.transaction(None) as tx:
+            return tx.uow.plans.versions(key)

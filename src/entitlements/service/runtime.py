@@ -1,0 +1,140 @@
+"""What every use case shares: the store, the clock, the policy, the cache, and the rule
+that one call is one unit of work whose audit events commit with it.
+
+A use case called inside ``Entitlements.atomic()`` joins that outer unit of work (seed
+002's atomic creation: the host's owner row and our subscription commit together) within
+a savepoint, so a call that fails there still leaves storage as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from entitlements.clock import SystemClock
+from entitlements.domain.access import AccessPolicy
+from entitlements.domain.actor import Actor
+from entitlements.domain.audit import AuditEvent
+from entitlements.domain.instant import utc
+from entitlements.domain.owner import Owner
+from entitlements.errors import InvalidInput
+from entitlements.ports import Clock, EventListener, Store, UnitOfWork
+from entitlements.serialization import to_document
+from entitlements.service.authorization import AllowAll, Authorizer
+from entitlements.service.cache import SnapshotCache
+
+__all__ = ["Runtime", "Transaction"]
+
+log = logging.getLogger("entitlements")
+
+
+class Transaction:
+    """A unit of work plus what the use cases did in it: audit events to append and the
+    owners whose snapshots the commit invalidates."""
+
+    def __init__(self, runtime: Runtime, uow: UnitOfWork, now: datetime) -> None:
+        self.runtime = runtime
+        self.uow = uow
+        self.now = now
+        self.tenant = uow.tenant
+        self.events: list[AuditEvent] = []
+        self.touched: set[Owner] = set()
+        self.catalog_changed = False
+
+    def authorize(
+        self, actor: Actor, action: str, owner: Owner | None = None, subject: Any = None
+    ) -> None:
+        self.runtime.authorizer.authorize(actor, action, owner=owner, subject=subject, uow=self.uow)
+
+    def record(
+        self,
+        actor: Actor,
+        action: str,
+        target: str,
+        *,
+        owner: Owner | None = None,
+        before: Any = None,
+        after: Any = None,
+        reason: str | None = None,
+    ) -> AuditEvent:
+        event = AuditEvent(
+            id=self.runtime.new_id(),
+            at=self.now,
+            actor=str(actor),
+            action=action,
+            target=target,
+            owner=owner,
+            before=None if before is None else to_document(before),
+            after=None if after is None else to_document(after),
+            reason=reason,
+        )
+        self.uow.audit.append(event)
+        self.events.append(event)
+        if owner is not None:
+            self.touched.add(owner)
+        return event
+
+
+@attrs.define
+class Runtime:
+    store: Store
+    clock: Clock = attrs.field(factory=SystemClock)
+    policy: AccessPolicy = attrs.field(factory=AccessPolicy)
+    authorizer: Authorizer = attrs.field(factory=AllowAll)
+    listeners: list[EventListener] = attrs.field(factory=list)
+    cache: SnapshotCache = attrs.field(factory=SnapshotCache)
+    new_id: Callable[[], str] = lambda: uuid.uuid4().hex
+    _ambient: ContextVar[Transaction | None] = attrs.field(
+        factory=lambda: ContextVar("entitlements_transaction", default=None)
+    )
+
+    def now(self, given: datetime | None = None) -> datetime:
+        return utc(given, "now") if given is not None else utc(self.clock.now(), "clock.now()")
+
+    @contextmanager
+    def transaction(self, tenant: str | None, now: datetime | None = None) -> Iterator[Transaction]:
+        outer = self._ambient.get()
+        if outer is not None:
+            if outer.tenant != tenant:
+                raise InvalidInput(
+                    "tenant",
+                    f"this atomic block is for tenant {outer.tenant!r}, not {tenant!r}",
+                    tenant,
+                )
+            mark = (len(outer.events), set(outer.touched), outer.catalog_changed)
+            try:
+                with outer.uow.savepoint():
+                    yield outer
+            except BaseException:
+                del outer.events[mark[0] :]
+                outer.touched, outer.catalog_changed = mark[1], mark[2]
+                raise
+            return
+        with self.store.unit_of_work(tenant) as uow:
+            tx = Transaction(self, uow, self.now(now))
+            token = self._ambient.set(tx)
+            try:
+                yield tx
+                uow.commit()
+            finally:
+                self._ambient.reset(token)
+        self.after_commit(tx)
+
+    def after_commit(self, tx: Transaction) -> None:
+        if tx.catalog_changed:
+            self.cache.clear()
+        elif tx.touched:
+            self.cache.invalidate(tx.touched)
+        for event in tx.events:
+            for listener in self.listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("entitlements listener %r failed on %s", listener, event.action)

@@ -1,0 +1,418 @@
+"""Use cases for an owner's subscription: trial, convert, change plan and seats, suspend,
+resume, past due, cancel (now or at period end), expire, amend.
+
+Each call is one unit of work: it loads the owner's subscription, asks the state machine
+for the new state (which refuses illegal events before anything is written), stores it
+with an optimistic-concurrency check and records the audit event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from entitlements.domain.actor import Actor, as_actor
+from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.instant import optional_utc
+from entitlements.domain.owner import Owner, as_owner
+from entitlements.domain.plan import Plan
+from entitlements.domain.subscription import (
+    Event,
+    Subscription,
+    check_allowed,
+    create,
+    transition,
+    trial_end,
+)
+from entitlements.errors import InvalidInput, SubscriptionNotFound
+from entitlements.service.runtime import Runtime, Transaction
+
+__all__ = ["Subscriptions"]
+
+UNSET: Any = attrs.NOTHING
+
+
+def billing_terms(plan: Plan, now: datetime, cycle: BillingCycle | None) -> dict[str, Any]:
+    """A period anchored at ``now`` on the plan's billing cycle (monthly for free plans,
+    whose metered usage still resets each period)."""
+    chosen = cycle or (plan.price.cycle if plan.price is not None else BillingCycle.monthly())
+    return {
+        "cycle": chosen,
+        "cycle_anchor": now,
+        "current_period": chosen.period_containing(now, now),
+    }
+
+
+class Subscriptions:
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+
+    # -- reading ---------------------------------------------------------------------
+
+    def find(self, owner: Owner) -> Subscription | None:
+        """The owner's most recent subscription (possibly ended), or ``None``."""
+        owner = as_owner(owner)
+        with self._rt.transaction(owner.tenant) as tx:
+            return tx.uow.subscriptions.current(owner)
+
+    def get(self, owner: Owner) -> Subscription:
+        found = self.find(owner)
+        if found is None:
+            raise SubscriptionNotFound(owner)
+        return found
+
+    def history(self, owner: Owner) -> Sequence[Subscription]:
+        owner = as_owner(owner)
+        with self._rt.transaction(owner.tenant) as tx:
+            return tx.uow.subscriptions.history(owner)
+
+    # -- starting --------------------------------------------------------------------
+
+    def start_trial(
+        self,
+        owner: Owner,
+        plan_key: str,
+        *,
+        actor: Actor | str,
+        trial_days: int | None = None,
+        seats: int | None = None,
+        now: datetime | None = None,
+        reason: str | None = None,
+        **details: Any,
+    ) -> Subscription:
+        """Put ``owner`` on a trial of the plan (90 days unless the plan or ``trial_days``
+        says otherwise). ``details``: ``metadata``, ``notes``, ``external_id``,
+        ``expires_at``."""
+        return self._start(
+            Event.START_TRIAL,
+            owner,
+            plan_key,
+            actor,
+            now,
+            reason,
+            seats,
+            trial_days=trial_days,
+            **details,
+        )
+
+    def subscribe(
+        self,
+        owner: Owner,
+        plan_key: str,
+        *,
+        actor: Actor | str,
+        seats: int | None = None,
+        cycle: BillingCycle | None = None,
+        now: datetime | None = None,
+        reason: str | None = None,
+        **details: Any,
+    ) -> Subscription:
+        """Assign the plan directly, active from now (free plans, staff-managed billing)."""
+        return self._start(
+            Event.SUBSCRIBE, owner, plan_key, actor, now, reason, seats, cycle=cycle, **details
+        )
+
+    def begin_checkout(
+        self,
+        owner: Owner,
+        plan_key: str,
+        *,
+        actor: Actor | str,
+        seats: int | None = None,
+        now: datetime | None = None,
+        reason: str | None = None,
+        **details: Any,
+    ) -> Subscription:
+        """A pending subscription that the payment provider's confirmation activates."""
+        return self._start(
+            Event.BEGIN_CHECKOUT, owner, plan_key, actor, now, reason, seats, **details
+        )
+
+    def _start(
+        self,
+        event: Event,
+        owner: Owner,
+        plan_key: str,
+        actor: Actor | str,
+        now: datetime | None,
+        reason: str | None,
+        seats: int | None,
+        *,
+        trial_days: int | None = None,
+        cycle: BillingCycle | None = None,
+        **details: Any,
+    ) -> Subscription:
+        owner, who = as_owner(owner), as_actor(actor)
+        unknown = set(details) - {"metadata", "notes", "external_id", "expires_at"}
+        if unknown:
+            raise InvalidInput("details", f"unknown field(s): {', '.join(sorted(unknown))}")
+        with self._rt.transaction(owner.tenant, now) as tx:
+            tx.authorize(who, f"subscription.{event.value}", owner)
+            plan = tx.uow.plans.get(plan_key)
+            plan.check_assignable(owner.kind, already_held=False)
+            fields: dict[str, Any] = {**details, **billing_terms(plan, tx.now, cycle)}
+            if event is Event.START_TRIAL:
+                days = plan.trial_days if trial_days is None else trial_days
+                if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
+                    raise InvalidInput(
+                        "trial_days", "must be a whole number of days from 1 to 3650", days
+                    )
+                fields["trial_ends_at"] = trial_end(tx.now, days)
+            new = create(
+                event,
+                id=self._rt.new_id(),
+                owner=owner,
+                plan_key=plan.key,
+                plan_version=plan.version,
+                now=tx.now,
+                current=tx.uow.subscriptions.current(owner),
+                seats=seats,
+                **fields,
+            )
+            stored = tx.uow.subscriptions.add(new)
+            tx.record(
+                who,
+                f"subscription.{event.value}",
+                f"subscription:{stored.id}",
+                owner=owner,
+                after=stored,
+                reason=reason,
+            )
+            return stored
+
+    # -- changing --------------------------------------------------------------------
+
+    def convert(
+        self,
+        owner: Owner,
+        *,
+        actor: Actor | str,
+        plan_key: str | None = None,
+        seats: int | None = UNSET,
+        notes: str = UNSET,
+        cycle: BillingCycle | None = None,
+        now: datetime | None = None,
+        reason: str | None = None,
+    ) -> Subscription:
+        """Trial (or pending checkout) → active, optionally onto another plan and seat
+        count; the first paid period starts now."""
+
+        def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
+            plan = self._target_plan(tx, current, plan_key)
+            changes: dict[str, Any] = {
+                "plan_key": plan.key,
+                "plan_version": plan.version,
+                **billing_terms(plan, tx.now, cycle),
+            }
+            if seats is not UNSET:
+                changes["seats"] = seats
+            if notes is not UNSET:
+                changes["notes"] = notes
+            return changes
+
+        return self._apply(owner, Event.ACTIVATE, actor, now, reason, change, action="convert")
+
+    def change_plan(
+        self,
+        owner: Owner,
+        plan_key: str,
+        *,
+        actor: Actor | str,
+        version: int | None = None,
+        now: datetime | None = None,
+        reason: str | None = None,
+    ) -> Subscription:
+        """Move to another plan (its latest version), or to another version of the same
+        plan (an explicit migration; grandfathered owners stay until this is called)."""
+
+        def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
+            plan = self._target_plan(tx, current, plan_key, version)
+            if (plan.key, plan.version) == (current.plan_key, current.plan_version):
+                raise InvalidInput("plan_key", f"{owner} is already on {plan.key} v{plan.version}")
+            changes: dict[str, Any] = {"plan_key": plan.key, "plan_version": plan.version}
+            new_cycle = plan.price.cycle if plan.price is not None else current.cycle
+            if new_cycle != current.cycle and current.current_period is not None:
+                changes.update(cycle=new_cycle, cycle_anchor=current.current_period.end)
+            return changes
+
+        return self._apply(owner, Event.CHANGE_PLAN, actor, now, reason, change)
+
+    def migrate(
+        self,
+        owner: Owner,
+        *,
+        actor: Actor | str,
+        now: datetime | None = None,
+        reason: str | None = None,
+    ) -> Subscription:
+        """Move a grandfathered owner to the latest version of the plan it holds."""
+        current = self.get(owner)
+        return self.change_plan(owner, current.plan_key, actor=actor, now=now, reason=reason)
+
+    def change_seats(
+        self,
+        owner: Owner,
+        seats: int,
+        *,
+        actor: Actor | str,
+        now: datetime | None = None,
+        reason: str | None = None,
+    ) -> Subscription:
+        return self._apply(
+            owner, Event.CHANGE_SEATS, actor, now, reason, lambda tx, cur: {"seats": seats}
+        )
+
+    def suspend(
+        self,
+        owner: Owner,
+        *,
+        actor: Actor | str,
+        now: datetime | None = None,
+        reason: str | None = None,
+    ) -> Subscription:
+        return self._apply(owner, Event.SUSPEND, actor, now, reason)
+
+    def resume(
+        self,
+        owner: Owner,
+        *,
+        actor: Actor | str,
+        now: datetime | None = None,
+        reason: str | None = None,
+    ) -> Subscription:
+        return self._apply(owner, Event.RESUME, actor, now, reason)
+
+    def mark_past_due(
+        self,
+        owner: Owner,
+        *,
+        actor: Actor | str,
+        now: datetime | None = None,
+        reason: str | None = None,
+    ) -> Subscription:
+        return self._apply(owner, Event.MARK_PAST_DUE, actor, now, reason)
+
+    def settle(
+        self,
+        owner: Owner,
+        *,
+        actor: Actor | str,
+        now: datetime | None = None,
+        reason: str | None = None,
+    ) -> Subscription:
+        return self._apply(owner, Event.SETTLE, actor, now, reason)
+
+    def cancel(
+        self,
+        owner: Owner,
+        *,
+        actor: Actor | str,
+        at_period_end: bool = False,
+        now: datetime | None = None,
+        reason: str | None = None,
+    ) -> Subscription:
+        """End now, or (``at_period_end``) stay active until the period (or trial) ends."""
+        event = Event.SCHEDULE_CANCEL if at_period_end else Event.CANCEL
+        return self._apply(owner, event, actor, now, reason)
+
+    def undo_cancel(
+        self,
+        owner: Owner,
+        *,
+        actor: Actor | str,
+        now: datetime | None = None,
+        reason: str | None = None,
+    ) -> Subscription:
+        return self._apply(owner, Event.UNDO_CANCEL, actor, now, reason)
+
+    def expire(
+        self,
+        owner: Owner,
+        *,
+        actor: Actor | str,
+        now: datetime | None = None,
+        reason: str | None = None,
+    ) -> Subscription:
+        return self._apply(owner, Event.EXPIRE, actor, now, reason)
+
+    def amend(
+        self,
+        owner: Owner,
+        *,
+        actor: Actor | str,
+        notes: str = UNSET,
+        external_id: str | None = UNSET,
+        metadata: Mapping[str, Any] = UNSET,
+        expires_at: datetime | None = UNSET,
+        now: datetime | None = None,
+        reason: str | None = None,
+    ) -> Subscription:
+        """Edit the staff-facing details: notes, external id, metadata, expiry date."""
+        given = {
+            "notes": notes,
+            "external_id": external_id,
+            "metadata": metadata,
+            "expires_at": expires_at,
+        }
+        changes: dict[str, Any] = {k: v for k, v in given.items() if v is not UNSET}
+        if "expires_at" in changes:
+            changes["expires_at"] = optional_utc(changes["expires_at"], "expires_at")
+        if not changes:
+            raise InvalidInput(
+                "amend", "give at least one of notes, external_id, metadata, expires_at"
+            )
+        return self._apply(owner, Event.AMEND, actor, now, reason, lambda tx, cur: changes)
+
+    # -- machinery -------------------------------------------------------------------
+
+    def _target_plan(
+        self,
+        tx: Transaction,
+        current: Subscription,
+        plan_key: str | None,
+        version: int | None = None,
+    ) -> Plan:
+        key = plan_key or current.plan_key
+        if version is not None:
+            plan = tx.uow.plans.get(key, version)
+        elif key == current.plan_key and plan_key is None:
+            plan = tx.uow.plans.get(key, current.plan_version)
+        else:
+            plan = tx.uow.plans.get(key)
+        plan.check_assignable(current.owner.kind, already_held=key == current.plan_key)
+        return plan
+
+    def _apply(
+        self,
+        owner: Owner,
+        event: Event,
+        actor: Actor | str,
+        now: datetime | None,
+        reason: str | None,
+        changes: Any = None,
+        *,
+        action: str | None = None,
+    ) -> Subscription:
+        owner, who = as_owner(owner), as_actor(actor)
+        name = f"subscription.{action or event.value}"
+        with self._rt.transaction(owner.tenant, now) as tx:
+            current = tx.uow.subscriptions.current(owner)
+            if current is None:
+                raise SubscriptionNotFound(owner)
+            tx.authorize(who, name, owner, current)
+            check_allowed(current, event)
+            fields = changes(tx, current) if changes is not None else {}
+            stored = tx.uow.subscriptions.update(transition(current, event, tx.now, **fields))
+            tx.record(
+                who,
+                name,
+                f"subscription:{stored.id}",
+                owner=owner,
+                before=current,
+                after=stored,
+                reason=reason,
+            )
+            return stored

@@ -1,0 +1,89 @@
+"""The sweep: applies what time has made due (seed 002's "trial-expiry worker").
+
+Run it from a scheduler every minute or so. It is idempotent — a second run at the same
+``now`` finds nothing to do — and it handles each subscription in its own unit of work,
+so one owner's conflict does not hold up the rest.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import attrs
+
+from entitlements.domain.actor import Actor
+from entitlements.domain.due import DueChange, advance
+from entitlements.domain.override import Override
+from entitlements.errors import StaleWrite
+from entitlements.service.overrides import target
+from entitlements.service.runtime import Runtime
+
+__all__ = ["Sweep", "SweepReport"]
+
+SWEEPER = Actor.system("sweep")
+
+
+@attrs.frozen
+class SweepReport:
+    now: datetime
+    changes: tuple[DueChange, ...] = ()
+    expired_overrides: tuple[Override, ...] = ()
+    conflicts: tuple[str, ...] = ()
+    snapshots_dropped: int = 0
+
+    @property
+    def nothing_due(self) -> bool:
+        return not self.changes and not self.expired_overrides
+
+
+class Sweep:
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+
+    def process_due(self, now: datetime | None = None, *, batch: int = 500) -> SweepReport:
+        at = self._rt.now(now)
+        changes: list[DueChange] = []
+        expired: list[Override] = []
+        conflicts: list[str] = []
+        for tenant in self._rt.store.tenants():
+            with self._rt.transaction(tenant, at) as tx:
+                due_ids = [s.id for s in tx.uow.subscriptions.due(at, batch)]
+                stale = list(tx.uow.overrides.expired(at, batch))
+            for sub_id in due_ids:
+                try:
+                    changes.extend(self._advance(tenant, sub_id, at))
+                except StaleWrite:
+                    conflicts.append(sub_id)
+            for override in stale:
+                with self._rt.transaction(tenant, at) as tx:
+                    removed = tx.uow.overrides.remove(override.owner, override.kind, override.key)
+                    tx.record(
+                        SWEEPER,
+                        "override.expire",
+                        target(override.owner, override.kind, override.key),
+                        owner=override.owner,
+                        before=removed,
+                        reason="override expired",
+                    )
+                    expired.append(removed)
+        dropped = self._rt.cache.expire(at)
+        return SweepReport(at, tuple(changes), tuple(expired), tuple(conflicts), dropped)
+
+    def _advance(self, tenant: str | None, subscription_id: str, at: datetime) -> list[DueChange]:
+        with self._rt.transaction(tenant, at) as tx:
+            current = tx.uow.subscriptions.get(subscription_id)
+            after, steps = advance(current, at)
+            if not steps:
+                return []
+            tx.uow.subscriptions.update(after)
+            for step in steps:
+                tx.record(
+                    SWEEPER,
+                    f"subscription.{step.event.value}",
+                    f"subscription:{current.id}",
+                    owner=current.owner,
+                    before=step.before,
+                    after=step.after,
+                    reason=f"due at {step.at.isoformat()}",
+                )
+            return steps
