@@ -12,9 +12,16 @@ from datetime import timedelta
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
-    "default", max_examples=40, deadline=timedelta(seconds=2), suppress_health_check=[HealthCheck.too_slow]
+    "default",
+    max_examples=40,
+    deadline=timedelta(seconds=2),
+    suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile(
-    "ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+    "ci",
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

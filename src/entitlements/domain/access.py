@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import attrs
 
-from entitlements.domain.plan import check_key
+from entitlements.domain.checks import check_key, parse_enum
 from entitlements.domain.subscription import SubscriptionStatus
 from entitlements.errors import InvalidInput
 
@@ -54,15 +54,21 @@ DEFAULT_ACCESS: Mapping[SubscriptionStatus, Access] = {
 }
 
 
+def _access(value: object) -> Access:
+    return parse_enum(Access, value, "after_grace")
+
+
 def _by_status(value: Mapping[SubscriptionStatus, Access]) -> dict[SubscriptionStatus, Access]:
     merged = dict(DEFAULT_ACCESS)
     for status, access in dict(value).items():
-        merged[SubscriptionStatus(status)] = Access(access)
+        merged[parse_enum(SubscriptionStatus, status, "by_status")] = parse_enum(
+            Access, access, "by_status"
+        )
     return merged
 
 
 def _precedence(value: tuple[Source, ...]) -> tuple[Source, ...]:
-    order = tuple(Source(s) for s in value)
+    order = tuple(parse_enum(Source, s, "precedence") for s in value)
     if sorted(order) != sorted(DEFAULT_PRECEDENCE):
         raise InvalidInput("precedence", "must order exactly: override, addon, plan", value)
     return order
@@ -80,7 +86,7 @@ class AccessPolicy:
 
     by_status: Mapping[SubscriptionStatus, Access] = attrs.field(factory=dict, converter=_by_status)
     past_due_grace: timedelta = timedelta(days=7)
-    after_grace: Access = attrs.field(default=Access.READ_ONLY, converter=Access)
+    after_grace: Access = attrs.field(default=Access.READ_ONLY, converter=_access)
     fallback_plan: str | None = attrs.field(default=None, converter=_fallback)
     precedence: tuple[Source, ...] = attrs.field(default=DEFAULT_PRECEDENCE, converter=_precedence)
 

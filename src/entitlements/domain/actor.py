@@ -6,6 +6,7 @@ import enum
 
 import attrs
 
+from entitlements.domain.checks import parse_enum
 from entitlements.errors import InvalidInput
 
 __all__ = ["Actor", "ActorKind"]
@@ -16,6 +17,10 @@ class ActorKind(enum.StrEnum):
     MEMBER = "member"
     SYSTEM = "system"
     PROVIDER = "provider"
+
+
+def _kind(value: object) -> ActorKind:
+    return parse_enum(ActorKind, value, "actor.kind")
 
 
 def _id(value: object) -> str:
@@ -32,7 +37,7 @@ class Actor:
     the library never invents them, the Authorizer reads them."""
 
     id: str = attrs.field(converter=_id)
-    kind: ActorKind = attrs.field(default=ActorKind.STAFF, converter=ActorKind)
+    kind: ActorKind = attrs.field(default=ActorKind.STAFF, converter=_kind)
     permissions: frozenset[str] = attrs.field(factory=frozenset, converter=frozenset)
 
     @classmethod

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 
 import attrs
 
-from entitlements.domain.plan import Feature, as_features, check_count, check_key
+from entitlements.domain.checks import check_count, check_key
+from entitlements.domain.plan import Feature, as_features
 
 __all__ = ["AddOn"]
 

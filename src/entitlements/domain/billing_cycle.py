@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import attrs
 from dateutil.relativedelta import relativedelta
 
+from entitlements.domain.checks import parse_enum
 from entitlements.domain.instant import Period, utc
 from entitlements.errors import InvalidInput
 
@@ -29,6 +30,10 @@ class CycleUnit(enum.StrEnum):
     YEAR = "year"
 
 
+def _unit(value: object) -> CycleUnit:
+    return parse_enum(CycleUnit, value, "billing_cycle.unit")
+
+
 def _every(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_EVERY:
         raise InvalidInput(
@@ -41,7 +46,7 @@ def _every(value: object) -> int:
 class BillingCycle:
     """Every ``every`` ``unit``s: monthly is ``BillingCycle(CycleUnit.MONTH)``."""
 
-    unit: CycleUnit = attrs.field(converter=CycleUnit)
+    unit: CycleUnit = attrs.field(converter=_unit)
     every: int = attrs.field(default=1, converter=_every)
 
     @classmethod

@@ -8,9 +8,10 @@ from datetime import datetime
 
 import attrs
 
+from entitlements.domain.checks import check_count, check_key, parse_enum
 from entitlements.domain.instant import as_optional_utc, as_utc, aware, optional_aware
 from entitlements.domain.owner import Owner
-from entitlements.domain.plan import Action, as_actions, check_count, check_key
+from entitlements.domain.plan import Action, as_actions
 from entitlements.errors import InvalidInput
 
 __all__ = ["Override", "OverrideKind"]
@@ -33,6 +34,10 @@ def require_reason(value: object) -> str:
     return value.strip()
 
 
+def _kind(value: object) -> OverrideKind:
+    return parse_enum(OverrideKind, value, "override.kind")
+
+
 def _key(value: object) -> str:
     return check_key(value, "override.key")
 
@@ -53,7 +58,7 @@ class Override:
     ``limit`` override, ``value`` replaces the limit (``None``: unlimited)."""
 
     owner: Owner
-    kind: OverrideKind = attrs.field(converter=OverrideKind)
+    kind: OverrideKind = attrs.field(converter=_kind)
     key: str = attrs.field(converter=_key)
     reason: str = attrs.field(converter=require_reason)
     actor: str = attrs.field(converter=_actor)

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.checks import check_count, check_key, parse_enum
 from entitlements.errors import IllegalTransition, InvalidInput, PlanNotAssignable
 
 __all__ = [
@@ -33,9 +34,7 @@ __all__ = [
     "Price",
 ]
 
-_KEY = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,63}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-MAX_LIMIT = 10**15
 
 
 class PlanStatus(enum.StrEnum):
@@ -92,29 +91,24 @@ class LimitKind(enum.StrEnum):
     METERED = "metered"
 
 
-def check_key(value: object, field: str) -> str:
-    if not isinstance(value, str) or not _KEY.match(value):
-        raise InvalidInput(
-            field,
-            "must be 1-64 characters of lowercase letters, digits, '_', '-' or '.', "
-            "starting with a letter or digit",
-            value,
-        )
-    return value
-
-
-def check_count(value: object, field: str, *, maximum: int = MAX_LIMIT) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(field, f"must be a whole number, got {value!r}", value)
-    if value < 0:
-        raise InvalidInput(field, f"must not be negative, got {value}", value)
-    if value > maximum:
-        raise InvalidInput(field, f"must be at most {maximum}, got {value}", value)
-    return value
-
-
 def _limit_value(value: object) -> int | None:
     return None if value is None else check_count(value, "limit.value")
+
+
+def _limit_kind(value: object) -> LimitKind:
+    return parse_enum(LimitKind, value, "limit.kind")
+
+
+def _enforcement(value: object) -> Enforcement:
+    return parse_enum(Enforcement, value, "limit.enforcement")
+
+
+def _combine(value: object) -> Combine:
+    return parse_enum(Combine, value, "limit.combine")
+
+
+def _plan_status(value: object) -> PlanStatus:
+    return parse_enum(PlanStatus, value, "plan.status")
 
 
 @attrs.frozen
@@ -123,9 +117,9 @@ class Limit:
 
     value: int | None = attrs.field(converter=_limit_value)
     unit: str = ""
-    kind: LimitKind = attrs.field(default=LimitKind.GAUGE, converter=LimitKind)
-    enforcement: Enforcement = attrs.field(default=Enforcement.HARD, converter=Enforcement)
-    combine: Combine = attrs.field(default=Combine.SUM, converter=Combine)
+    kind: LimitKind = attrs.field(default=LimitKind.GAUGE, converter=_limit_kind)
+    enforcement: Enforcement = attrs.field(default=Enforcement.HARD, converter=_enforcement)
+    combine: Combine = attrs.field(default=Combine.SUM, converter=_combine)
 
     @classmethod
     def unlimited(cls, unit: str = "", **kwargs: Any) -> Limit:
@@ -139,10 +133,9 @@ class Limit:
 def as_actions(value: object) -> frozenset[Action] | None:
     if value is None:
         return None
-    try:
-        actions = frozenset(Action(a) for a in value)  # type: ignore[attr-defined]
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput("feature.actions", f"must be a set of {sorted(Action)}", value) from exc
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise InvalidInput("feature.actions", "must be a set of actions, or None for all", value)
+    actions = frozenset(parse_enum(Action, a, "feature.actions") for a in value)
     if not actions:
         raise InvalidInput(
             "feature.actions", "must name at least one action (or be None for all)", value
@@ -254,7 +247,7 @@ class Plan:
     features: Mapping[str, Feature] = attrs.field(factory=dict, converter=as_features)
     price: Price | None = None
     trial_days: int = attrs.field(default=90, converter=_trial_days)
-    status: PlanStatus = attrs.field(default=PlanStatus.DRAFT, converter=PlanStatus)
+    status: PlanStatus = attrs.field(default=PlanStatus.DRAFT, converter=_plan_status)
     owner_kinds: frozenset[str] = attrs.field(factory=frozenset, converter=_owner_kinds)
     version: int = 1
     revision: int = 0

@@ -17,6 +17,7 @@ import attrs
 
 from entitlements.domain.access import Access, AccessPolicy, Source
 from entitlements.domain.addon import AddOn
+from entitlements.domain.checks import parse_enum
 from entitlements.domain.instant import utc
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
@@ -91,6 +92,7 @@ class Snapshot:
     _features_explained: Mapping[str, Decision]
     _limits_explained: Mapping[str, Decision]
     _denied: Decision
+    _access_why: str
 
     def allows(self, feature: str, action: Action | str | None = None) -> bool:
         """``action=None`` asks for the whole feature (every action it has); an unknown
@@ -122,24 +124,37 @@ class Snapshot:
         return None if decision is None else decision.limit
 
     def explain(self, feature: str, action: Action | str | None = None) -> Decision:
+        """Why ``allows(feature, action)`` answers as it does."""
+        act = None if action is None else parse_enum(Action, action, "action")
         base = self._features_explained.get(feature)
         if base is None:
+            return attrs.evolve(self._denied, key=feature, action=act)
+        granted = self._granted.get(feature, _EMPTY)
+        allowed = feature in self._full if act is None else act in granted
+        if allowed:
+            return attrs.evolve(base, value=True, action=act, actions=granted)
+        if not base.actions:
+            return attrs.evolve(base, value=False, action=act)
+        capped = self.access is Access.READ_ONLY and (act is None or act in base.actions)
+        if capped:
             return attrs.evolve(
-                self._denied, key=feature, action=None if action is None else Action(action)
+                base,
+                value=False,
+                action=act,
+                actions=granted,
+                reason=Reason.READ_ONLY,
+                source=Source.STATUS_POLICY,
+                detail=f"{base.detail}; {self._access_why}",
             )
-        if action is None:
-            return base
-        act = Action(action)
-        allowed = act in base.actions
-        if allowed or not base.actions:
-            return attrs.evolve(base, value=allowed, action=act)
-        reason = (
-            Reason.READ_ONLY
-            if self.access is Access.READ_ONLY or (base.reason is Reason.READ_ONLY)
-            else Reason.ACTION_RESTRICTED
+        only = ", ".join(sorted(base.actions))
+        return attrs.evolve(
+            base,
+            value=False,
+            action=act,
+            actions=granted,
+            reason=Reason.ACTION_RESTRICTED,
+            detail=f"{base.detail}; allows only {only}",
         )
-        detail = f"{base.detail}; allows only {', '.join(sorted(base.actions))}"
-        return attrs.evolve(base, value=False, action=act, reason=reason, detail=detail)
 
     def explain_limit(self, name: str) -> Decision:
         decision = self._limits_explained.get(name)
@@ -305,25 +320,6 @@ def _limit_decisions(
     return out
 
 
-def _cap(decisions: dict[str, Decision], access: Access, why: str) -> dict[str, Decision]:
-    if access is not Access.READ_ONLY:
-        return decisions
-    out = {}
-    for key, d in decisions.items():
-        capped = d.actions & READ_ONLY
-        if capped != d.actions:
-            d = attrs.evolve(
-                d,
-                value=False,
-                actions=capped,
-                reason=Reason.READ_ONLY,
-                source=Source.STATUS_POLICY,
-                detail=f"{d.detail}; {why}",
-            )
-        out[key] = d
-    return out
-
-
 def resolve(
     owner: Owner,
     subscription: Subscription | None,
@@ -358,9 +354,7 @@ def resolve(
     if access is Access.NONE:
         base, addons, active = None, (), []
 
-    features = _cap(
-        _feature_decisions(base, plan_source, addons, active, policy, status), access, why
-    )
+    features = _feature_decisions(base, plan_source, addons, active, policy, status)
     limits = _limit_decisions(base, plan_source, subscription, addons, active, status)
     if subscription is None and base is None:
         denied = Decision(
@@ -389,7 +383,8 @@ def resolve(
         if t
     ]
 
-    granted = {k: d.actions for k, d in features.items() if d.actions}
+    cap = READ_ONLY if access is Access.READ_ONLY else ALL_ACTIONS
+    granted = {k: d.actions & cap for k, d in features.items() if d.actions & cap}
     return Snapshot(
         owner=owner,
         status=status,
@@ -404,4 +399,5 @@ def resolve(
         features_explained=features,
         limits_explained=limits,
         denied=denied,
+        access_why=why,
     )

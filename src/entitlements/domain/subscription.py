@@ -18,9 +18,9 @@ import attrs
 
 from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.checks import check_count, check_key, parse_enum
 from entitlements.domain.instant import Period, as_optional_utc, as_utc, aware, optional_aware, utc
 from entitlements.domain.owner import Owner
-from entitlements.domain.plan import check_count, check_key
 from entitlements.errors import IllegalTransition, InvalidInput
 
 __all__ = [
@@ -157,6 +157,10 @@ RULES: Mapping[Event, Transition] = {t.event: t for t in TRANSITIONS}
 CREATION_EVENTS = frozenset(e for e, t in RULES.items() if NEW in t.sources)
 
 
+def _status(value: object) -> SubscriptionStatus:
+    return parse_enum(SubscriptionStatus, value, "status")
+
+
 def _plan_key(value: object) -> str:
     return check_key(value, "plan_key")
 
@@ -214,7 +218,7 @@ class Subscription:
     owner: Owner
     plan_key: str = attrs.field(converter=_plan_key)
     plan_version: int
-    status: SubscriptionStatus = attrs.field(converter=SubscriptionStatus)
+    status: SubscriptionStatus = attrs.field(converter=_status)
     created_at: datetime = attrs.field(converter=as_utc, validator=aware)
     updated_at: datetime = attrs.field(converter=as_utc, validator=aware)
     seats: int | None = attrs.field(default=None, converter=_seats)
@@ -275,15 +279,16 @@ class Subscription:
         return min(present) if present else None
 
 
-def state_of(subscription: Subscription | None) -> str:
-    if subscription is None or subscription.is_terminal:
-        return NEW
-    return subscription.status.value
-
-
 def check_allowed(subscription: Subscription | None, event: Event) -> Transition:
+    """The rule for ``event`` if the table allows it from the subscription's status; for
+    the events that start a subscription, an ended one counts as none (``"new"``)."""
     rule = RULES[event]
-    state = state_of(subscription)
+    if event in CREATION_EVENTS:
+        state = (
+            NEW if subscription is None or subscription.is_terminal else subscription.status.value
+        )
+    else:
+        state = "(none)" if subscription is None else subscription.status.value
     if state not in rule.sources:
         key = subscription.id if subscription is not None else "(none)"
         shown = subscription.status.value if subscription is not None else NEW

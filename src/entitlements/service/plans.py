@@ -110,7 +110,7 @@ class Plans:
         with self._rt.transaction(None) as tx:
             tx.authorize(who, action, subject=key)
             current = tx.uow.plans.get(key)
-            if "status" in changes:
+            if changes.get("status", current.status) is not current.status:
                 current.check_status_change(changes["status"])
             updated = attrs.evolve(current, **changes)
             if updated == current:

@@ -285,6 +285,17 @@ class Subscriptions:
     ) -> Subscription:
         return self._apply(owner, Event.RESUME, actor, now, reason)
 
+    def fail(
+        self,
+        owner: Owner,
+        *,
+        actor: Actor | str,
+        now: datetime | None = None,
+        reason: str | None = None,
+    ) -> Subscription:
+        """A pending checkout failed at the payment provider."""
+        return self._apply(owner, Event.FAIL, actor, now, reason)
+
     def mark_past_due(
         self,
         owner: Owner,
