@@ -21,7 +21,7 @@ from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.checks import check_count, check_key, parse_enum
 from entitlements.domain.instant import Period, as_optional_utc, as_utc, aware, optional_aware, utc
 from entitlements.domain.owner import Owner
-from entitlements.errors import IllegalTransition, InvalidInput
+from entitlements.errors import IllegalTransition, InvalidInput, SubscriptionExists
 
 __all__ = [
     "NEW",
@@ -378,6 +378,8 @@ def create(
     """Start a subscription for an owner that has none (or whose last one ended)."""
     if event not in CREATION_EVENTS:
         raise InvalidInput("event", f"{event.value} does not create a subscription")
+    if current is not None and not current.is_terminal:
+        raise SubscriptionExists(owner, current.status.value)
     rule = check_allowed(current, event)
     now = utc(now, "now")
     return Subscription(
