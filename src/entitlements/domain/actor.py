@@ -49,5 +49,13 @@ class Actor:
 
 
 def as_actor(value: Actor | str) -> Actor:
-    """A bare string names a staff actor: convenient in scripts and consoles."""
-    return value if isinstance(value, Actor) else Actor(value)
+    """A string names a staff actor (``"ann"``), or any kind with a prefix
+    (``"member:42"``, ``"staff:ann"``): convenient in scripts and consoles."""
+    if isinstance(value, Actor):
+        return value
+    if not isinstance(value, str):
+        raise InvalidInput("actor", "must be an Actor or a string naming one", value)
+    kind, sep, rest = value.partition(":")
+    if sep and rest and kind in ActorKind.__members__.values():
+        return Actor(rest, kind)
+    return Actor(value)

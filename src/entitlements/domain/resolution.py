@@ -125,8 +125,10 @@ class Snapshot:
 
     def explain(self, feature: str, action: Action | str | None = None) -> Decision:
         """Why ``allows(feature, action)`` answers as it does."""
-        act = None if action is None else parse_enum(Action, action, "action")
         base = self._features_explained.get(feature)
+        if action is None and feature in self._full and base is not None and base.value is True:
+            return base
+        act = None if action is None else parse_enum(Action, action, "action")
         if base is None:
             return attrs.evolve(self._denied, key=feature, action=act)
         granted = self._granted.get(feature, _EMPTY)

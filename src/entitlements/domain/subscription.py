@@ -32,6 +32,7 @@ __all__ = [
     "SubscriptionStatus",
     "Transition",
     "transition",
+    "transition_table_markdown",
 ]
 
 MAX_SEATS = 10**7
@@ -154,6 +155,20 @@ TRANSITIONS: tuple[Transition, ...] = (
 )
 
 RULES: Mapping[Event, Transition] = {t.event: t for t in TRANSITIONS}
+
+
+def transition_table_markdown() -> str:
+    """The transition table as a Markdown table (the docs embed it; a test keeps them equal)."""
+    rows = ["| event | from | to | meaning |", "|---|---|---|---|"]
+    for t in TRANSITIONS:
+        sources = ", ".join(f"`{s}`" for s in sorted(t.sources))
+        target = {SAME: "(unchanged)", PREVIOUS: "(status before suspension)"}.get(
+            t.target, f"`{t.target}`"
+        )
+        rows.append(f"| `{t.event.value}` | {sources} | {target} | {t.description} |")
+    return "\n".join(rows) + "\n"
+
+
 CREATION_EVENTS = frozenset(e for e, t in RULES.items() if NEW in t.sources)
 
 
