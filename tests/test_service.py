@@ -343,3 +343,94 @@ def test_a_refused_call_leaves_storage_exactly_as_it_was(sequence):
             calls[name]()
         except EntitlementsError:
             assert dump(ents) == before
+
+
+def test_amend_edits_staff_details_and_an_expiry_date_ends_the_subscription():
+    ents, clock = build()
+    ents.subscriptions.subscribe(ORG, "growth", actor="staff")
+    until = clock.now() + timedelta(days=10)
+    sub = ents.subscriptions.amend(
+        ORG,
+        actor="staff",
+        notes="pays by invoice",
+        external_id="inv-77",
+        metadata={"po": "4711"},
+        expires_at=until,
+    )
+    assert (sub.notes, sub.external_id, sub.metadata, sub.expires_at) == (
+        "pays by invoice",
+        "inv-77",
+        {"po": "4711"},
+        until,
+    )
+    with pytest.raises(InvalidInput):
+        ents.subscriptions.amend(ORG, actor="staff")
+    clock.advance(days=11)
+    ents.process_due()
+    ended = ents.subscriptions.get(ORG)
+    assert ended.status is SubscriptionStatus.EXPIRED
+    assert ents.audit.for_owner(ORG)[-1].action == "subscription.expire"
+
+
+def test_staff_can_expire_explicitly():
+    ents, _ = build()
+    ents.subscriptions.start_trial(ORG, "growth", actor="staff")
+    assert (
+        ents.subscriptions.expire(ORG, actor="staff", reason="fraud").status
+        is SubscriptionStatus.EXPIRED
+    )
+
+
+def test_past_due_grace_ends_through_the_sweep_on_the_warm_path():
+    ents, clock = build()
+    ents.subscriptions.subscribe(ORG, "growth", actor="staff")
+    ents.subscriptions.mark_past_due(ORG, actor="billing")
+    assert ents.allows(ORG, "export", "create")
+    clock.advance(days=8)
+    assert ents.allows(ORG, "export", "create"), "still the cached snapshot"
+    assert ents.process_due().snapshots_dropped == 1
+    assert not ents.allows(ORG, "export", "create")
+    assert ents.allows(ORG, "export", "read")
+
+
+def test_a_warm_check_does_no_io_and_no_resolution(monkeypatch):
+    ents, _ = build()
+    ents.subscriptions.subscribe(ORG, "growth", actor="staff")
+    assert ents.allows(ORG, "export")
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the warm path touched storage or resolved")
+
+    monkeypatch.setattr(ents.store, "unit_of_work", forbidden)
+    monkeypatch.setattr("entitlements.service.entitlements.resolve", forbidden)
+    monkeypatch.setattr(ents.runtime.clock, "now", forbidden)
+    assert ents.allows(ORG, "export")
+    assert ents.allows(Owner("organization", "acme"), "export", "create")
+    assert ents.limit(ORG, "projects") == 20
+    assert not ents.allows(ORG, "sso")
+
+
+def test_manual_clock_does_not_go_backwards():
+    _, clock = build()
+    with pytest.raises(InvalidInput):
+        clock.advance(days=-1)
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: Owner("Organization", "1"), "owner.kind"),
+        (lambda: Owner("org", ""), "owner.id"),
+        (lambda: Owner("org", "1", tenant=""), "owner.tenant"),
+    ],
+)
+def test_bad_owners_are_refused(make, field):
+    with pytest.raises(InvalidInput) as caught:
+        make()
+    assert caught.value.field == field
+
+
+def test_non_owner_arguments_get_a_clear_error():
+    ents, _ = build()
+    with pytest.raises(InvalidInput, match="Owner"):
+        ents.subscriptions.start_trial("acme", "growth", actor="staff")
