@@ -7,12 +7,23 @@ from typing import Any
 
 import attrs
 
+from entitlements.catalog import Catalog
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.plan import Feature, Limit, Plan, PlanStatus, Price
 from entitlements.errors import InvalidInput
 from entitlements.service.runtime import Runtime
 
-__all__ = ["Plans"]
+__all__ = ["CatalogSync", "Plans"]
+
+
+@attrs.frozen
+class CatalogSync:
+    """What ``Plans.sync`` did: plans defined, plans changed, stored plans not in the file."""
+
+    defined: tuple[str, ...]
+    changed: tuple[str, ...]
+    not_in_catalog: tuple[str, ...]
+
 
 UNSET: Any = attrs.NOTHING
 
@@ -119,6 +130,40 @@ class Plans:
             tx.record(who, action, f"plan:{key}", before=current, after=stored, reason=reason)
             tx.catalog_changed = True
             return stored
+
+    def sync(
+        self, catalog: Catalog, *, actor: Actor | str, reason: str | None = None
+    ) -> CatalogSync:
+        """Make the stored catalog match ``catalog`` in one unit of work: define new plans,
+        revise changed terms (new versions), rename, change owner kinds and statuses.
+        Plans missing from the file are left alone and reported."""
+        defined: list[str] = []
+        changed: list[str] = []
+        with self._rt.transaction(None) as tx:
+            stored = {p.key: p for p in tx.uow.plans.list()}
+            for plan in catalog.plans:
+                current = stored.get(plan.key)
+                if current is None:
+                    self.define(plan, actor=actor, reason=reason)
+                    defined.append(plan.key)
+                    continue
+                after = self.revise(
+                    plan.key,
+                    actor=actor,
+                    limits=plan.limits,
+                    features=plan.features,
+                    price=plan.price,
+                    trial_days=plan.trial_days,
+                    reason=reason,
+                )
+                after = self.rename(plan.key, plan.name, actor=actor, reason=reason)
+                after = self.set_owner_kinds(plan.key, plan.owner_kinds, actor=actor, reason=reason)
+                after = self.set_status(plan.key, plan.status, actor=actor, reason=reason)
+                if after.revision != current.revision:
+                    changed.append(plan.key)
+            listed = {p.key for p in catalog.plans}
+            untouched = tuple(sorted(k for k in stored if k not in listed))
+        return CatalogSync(tuple(defined), tuple(changed), untouched)
 
     def get(self, key: str, version: int | None = None) -> Plan:
         with self._rt.transaction(None) as tx:

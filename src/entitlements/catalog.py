@@ -1,0 +1,268 @@
+"""Plan catalogs as configuration: load and dump the plans of a product from TOML or JSON.
+
+A catalog is reviewed like code and applied to a store with ``ents.plans.sync(catalog)``.
+Errors name the file and the exact place of the bad value
+(``catalog.toml: plans.growth.limits.seats.value: must not be negative``), so the person
+editing the file does not have to guess.
+
+The document shape (TOML shown; JSON has the same structure)::
+
+    [plans.growth]
+    name = "Growth"
+    status = "active"            # draft | active | archived | retired
+    trial_days = 14
+    owner_kinds = ["workspace"]  # optional; empty means any
+    features = { export = true, premium = { actions = ["read"] } }
+
+    [plans.growth.limits]
+    seats = { value = 5, kind = "seats" }
+    api_calls = { value = "unlimited", kind = "metered", enforcement = "soft" }
+    projects = 20                # shorthand for { value = 20 }
+
+    [plans.growth.price]         # absent for a free plan
+    amount = "49.00"             # a string: money is never a float
+    currency = "EUR"
+    cycle = { unit = "month", every = 1 }
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import tomli_w
+
+from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.plan import Feature, Limit, Plan, Price
+from entitlements.errors import InvalidInput
+
+__all__ = ["Catalog", "CatalogError", "dump_catalog", "load_catalog", "loads_catalog"]
+
+Format = Literal["toml", "json"]
+UNLIMITED = "unlimited"
+
+
+class CatalogError(InvalidInput):
+    """A catalog file is malformed; ``field`` is the dotted path of the bad value."""
+
+    def __init__(self, where: str, path: str, message: str) -> None:
+        super().__init__(path, message)
+        self.message = f"{where}: {path}: {message}" if where else f"{path}: {message}"
+        self.where = where
+        self.path = path
+
+
+@attrs.frozen
+class Catalog:
+    plans: tuple[Plan, ...]
+
+    def __attrs_post_init__(self) -> None:
+        keys = [p.key for p in self.plans]
+        if len(set(keys)) != len(keys):
+            raise InvalidInput("plans", "a plan key appears twice in the catalog", keys)
+
+    def plan(self, key: str) -> Plan:
+        for plan in self.plans:
+            if plan.key == key:
+                return plan
+        raise InvalidInput("plan", f"the catalog has no plan {key!r}", key)
+
+
+class _Reader:
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    @contextmanager
+    def at(self, path: str) -> Iterator[None]:
+        try:
+            yield
+        except CatalogError:
+            raise
+        except InvalidInput as exc:
+            detail = exc.message.split(": ", 1)[1] if ": " in exc.message else exc.message
+            raise CatalogError(self.where, path, detail) from None
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CatalogError(self.where, path, str(exc)) from None
+
+    def mapping(self, value: object, path: str) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise CatalogError(
+                self.where, path, f"must be a table/object, got {type(value).__name__}"
+            )
+        return value
+
+    def known(self, doc: Mapping[str, Any], path: str, allowed: set[str]) -> None:
+        unknown = sorted(set(doc) - allowed)
+        if unknown:
+            raise CatalogError(
+                self.where,
+                f"{path}.{unknown[0]}",
+                f"unknown field (expected one of: {', '.join(sorted(allowed))})",
+            )
+
+    def limit(self, value: object, path: str) -> Limit:
+        doc: Mapping[str, Any] = value if isinstance(value, Mapping) else {"value": value}
+        self.known(doc, path, {"value", "unit", "kind", "enforcement", "combine"})
+        if "value" not in doc:
+            raise CatalogError(
+                self.where, f"{path}.value", f'is required (a number or "{UNLIMITED}")'
+            )
+        raw = None if doc["value"] == UNLIMITED else doc["value"]
+        if isinstance(raw, str):
+            raise CatalogError(
+                self.where, f"{path}.value", f'must be a whole number or "{UNLIMITED}"'
+            )
+        fields = {k: doc[k] for k in ("unit", "kind", "enforcement", "combine") if k in doc}
+        if not isinstance(fields.get("unit", ""), str):
+            raise CatalogError(self.where, f"{path}.unit", "must be text")
+        try:
+            return Limit(raw, **fields)
+        except InvalidInput as exc:
+            field = exc.field.removeprefix("limit.")
+            raise CatalogError(
+                self.where, f"{path}.{field}", exc.message.split(": ", 1)[-1]
+            ) from None
+
+    def feature(self, value: object, path: str) -> Feature:
+        if isinstance(value, bool):
+            return Feature(value)
+        doc = self.mapping(value, path)
+        self.known(doc, path, {"enabled", "actions"})
+        enabled = doc.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise CatalogError(self.where, f"{path}.enabled", "must be true or false")
+        with self.at(f"{path}.actions"):
+            return Feature(enabled, doc.get("actions"))
+
+    def price(self, value: object, path: str) -> Price:
+        doc = self.mapping(value, path)
+        self.known(doc, path, {"amount", "currency", "cycle"})
+        for required in ("amount", "currency"):
+            if required not in doc:
+                raise CatalogError(self.where, f"{path}.{required}", "is required")
+        cycle = BillingCycle.monthly()
+        if "cycle" in doc:
+            cycle_doc = self.mapping(doc["cycle"], f"{path}.cycle")
+            self.known(cycle_doc, f"{path}.cycle", {"unit", "every"})
+            with self.at(f"{path}.cycle"):
+                cycle = BillingCycle(cycle_doc.get("unit", "month"), cycle_doc.get("every", 1))
+        amount = doc["amount"]
+        with self.at(f"{path}.amount"):
+            if isinstance(amount, float):
+                raise InvalidInput("amount", 'must be a string such as "49.00", never a float')
+            Price(amount, "EUR")
+        with self.at(f"{path}.currency"):
+            return Price(amount, doc["currency"], cycle)
+
+    def plan(self, key: str, value: object) -> Plan:
+        path = f"plans.{key}"
+        doc = self.mapping(value, path)
+        self.known(
+            doc,
+            path,
+            {"name", "status", "trial_days", "owner_kinds", "limits", "features", "price"},
+        )
+        if "name" not in doc:
+            raise CatalogError(self.where, f"{path}.name", "is required")
+        limits = {
+            name: self.limit(v, f"{path}.limits.{name}")
+            for name, v in self.mapping(doc.get("limits", {}), f"{path}.limits").items()
+        }
+        features = {
+            name: self.feature(v, f"{path}.features.{name}")
+            for name, v in self.mapping(doc.get("features", {}), f"{path}.features").items()
+        }
+        price = self.price(doc["price"], f"{path}.price") if "price" in doc else None
+        fields: dict[str, Any] = {
+            k: doc[k] for k in ("status", "trial_days", "owner_kinds") if k in doc
+        }
+        kinds = fields.get("owner_kinds", [])
+        if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+            raise CatalogError(self.where, f"{path}.owner_kinds", "must be a list of owner kinds")
+        try:
+            return Plan(key, doc["name"], limits=limits, features=features, price=price, **fields)
+        except InvalidInput as exc:
+            field = exc.field.removeprefix("plan.")
+            detail = exc.message.split(": ", 1)[-1]
+            raise CatalogError(
+                self.where, f"{path}.{field}" if field != "key" else path, detail
+            ) from None
+
+    def catalog(self, document: object) -> Catalog:
+        doc = self.mapping(document, "(top level)")
+        self.known(doc, "(top level)", {"plans"})
+        plans = self.mapping(doc.get("plans", {}), "plans")
+        return Catalog(tuple(self.plan(key, value) for key, value in plans.items()))
+
+
+def loads_catalog(text: str, format: Format = "toml", *, where: str = "") -> Catalog:
+    """Parse a catalog document; ``where`` (a file name) prefixes error messages."""
+    try:
+        document = tomllib.loads(text) if format == "toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise CatalogError(where, "(syntax)", str(exc)) from None
+    if format not in ("toml", "json"):
+        raise InvalidInput("format", "must be 'toml' or 'json'", format)
+    return _Reader(where).catalog(document)
+
+
+def load_catalog(path: str | Path, format: Format | None = None) -> Catalog:
+    """Load a catalog file; the format follows the suffix unless given."""
+    file = Path(path)
+    chosen: Format = format or ("json" if file.suffix.lower() == ".json" else "toml")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CatalogError(str(file), "(file)", exc.strerror or str(exc)) from None
+    return loads_catalog(text, chosen, where=file.name)
+
+
+def _limit_document(limit: Limit) -> dict[str, Any]:
+    doc: dict[str, Any] = {"value": UNLIMITED if limit.value is None else limit.value}
+    defaults = Limit(0)
+    for name in ("unit", "kind", "enforcement", "combine"):
+        value = getattr(limit, name)
+        if value != getattr(defaults, name):
+            doc[name] = str(value)
+    return doc
+
+
+def _feature_document(feature: Feature) -> bool | dict[str, Any]:
+    if feature.actions is None:
+        return feature.enabled
+    doc: dict[str, Any] = {"actions": sorted(a.value for a in feature.actions)}
+    if not feature.enabled:
+        doc["enabled"] = False
+    return doc
+
+
+def _plan_document(plan: Plan) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": plan.name,
+        "status": plan.status.value,
+        "trial_days": plan.trial_days,
+    }
+    if plan.owner_kinds:
+        doc["owner_kinds"] = sorted(plan.owner_kinds)
+    doc["limits"] = {name: _limit_document(limit) for name, limit in plan.limits.items()}
+    doc["features"] = {name: _feature_document(f) for name, f in plan.features.items()}
+    if plan.price is not None:
+        doc["price"] = {
+            "amount": str(plan.price.amount),
+            "currency": plan.price.currency,
+            "cycle": {"unit": plan.price.cycle.unit.value, "every": plan.price.cycle.every},
+        }
+    return doc
+
+
+def dump_catalog(catalog: Catalog, format: Format = "toml") -> str:
+    """The catalog as a document that `loads_catalog` reads back to an equal catalog."""
+    document = {"plans": {plan.key: _plan_document(plan) for plan in catalog.plans}}
+    if format == "json":
+        return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return tomli_w.dumps(document)
