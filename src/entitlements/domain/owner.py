@@ -65,6 +65,19 @@ class Owner:
         prefix = "" if self.tenant is None else f"{self.tenant}/"
         return f"{prefix}{self.kind}:{self.id}"
 
+    @classmethod
+    def parse(cls, text: str) -> Owner:
+        """The inverse of ``str(owner)``: ``"organization:acme"``, ``"tenant-a/app:42"``."""
+        if not isinstance(text, str):
+            raise InvalidInput("owner", "must be text such as 'organization:acme'", text)
+        tenant, slash, rest = (
+            text.partition("/") if "/" in text.split(":", 1)[0] else ("", "", text)
+        )
+        kind, colon, ident = rest.partition(":")
+        if not colon:
+            raise InvalidInput("owner", "must look like 'kind:id' or 'tenant/kind:id'", text)
+        return cls(kind, ident, tenant if slash else None)
+
 
 def as_owner(value: object) -> Owner:
     if not isinstance(value, Owner):

@@ -27,6 +27,7 @@ from entitlements.service.plans import Plans
 from entitlements.service.runtime import Runtime
 from entitlements.service.subscriptions import Subscriptions
 from entitlements.service.sweep import Sweep, SweepReport
+from entitlements.telemetry import Telemetry
 
 __all__ = ["Entitlements"]
 
@@ -36,7 +37,8 @@ class Entitlements:
 
     ``policy`` decides what each subscription status grants (and the fallback plan);
     ``authorizer`` decides who may change what; ``listeners`` hear every audit event
-    after its transaction commits.
+    after its transaction commits; ``telemetry`` (`entitlements.telemetry.OpenTelemetry`)
+    traces and counts units of work.
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class Entitlements:
         authorizer: Authorizer | None = None,
         listeners: Sequence[EventListener] = (),
         cache_size: int = 100_000,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.runtime = Runtime(
             store=store,
@@ -56,6 +59,7 @@ class Entitlements:
             authorizer=authorizer or AllowAll(),
             listeners=list(listeners),
             cache=SnapshotCache(cache_size),
+            telemetry=telemetry,
         )
         self.store = store
         self.plans = Plans(self.runtime)

@@ -29,6 +29,7 @@ from entitlements.ports import Clock, EventListener, Store, UnitOfWork
 from entitlements.serialization import to_document
 from entitlements.service.authorization import AllowAll, Authorizer
 from entitlements.service.cache import SnapshotCache
+from entitlements.telemetry import Telemetry, log_event
 
 __all__ = ["Runtime", "Transaction"]
 
@@ -90,6 +91,7 @@ class Runtime:
     authorizer: Authorizer = attrs.field(factory=AllowAll)
     listeners: list[EventListener] = attrs.field(factory=list)
     cache: SnapshotCache = attrs.field(factory=SnapshotCache)
+    telemetry: Telemetry | None = None
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex
     _ambient: ContextVar[Transaction | None] = attrs.field(
         factory=lambda: ContextVar("entitlements_transaction", default=None)
@@ -117,7 +119,7 @@ class Runtime:
                 outer.touched, outer.catalog_changed = mark[1], mark[2]
                 raise
             return
-        with self.store.unit_of_work(tenant) as uow:
+        with self._observed(tenant) as handle, self.store.unit_of_work(tenant) as uow:
             tx = Transaction(self, uow, self.now(now))
             token = self._ambient.set(tx)
             try:
@@ -125,7 +127,17 @@ class Runtime:
                 uow.commit()
             finally:
                 self._ambient.reset(token)
+            if self.telemetry is not None:
+                self.telemetry.committed(handle, tx.events)
         self.after_commit(tx)
+
+    @contextmanager
+    def _observed(self, tenant: str | None) -> Iterator[Any]:
+        if self.telemetry is None:
+            yield None
+        else:
+            with self.telemetry.unit_of_work(tenant) as handle:
+                yield handle
 
     def after_commit(self, tx: Transaction) -> None:
         if tx.catalog_changed:
@@ -133,6 +145,7 @@ class Runtime:
         elif tx.touched:
             self.cache.invalidate(tx.touched)
         for event in tx.events:
+            log_event(event)
             for listener in self.listeners:
                 try:
                     listener(event)
