@@ -11,6 +11,8 @@ from datetime import timedelta
 
 from hypothesis import HealthCheck, settings
 
+pytest_plugins = ["pytester"]
+
 settings.register_profile(
     "default",
     max_examples=40,

@@ -132,11 +132,20 @@ class UnitOfWork(Protocol):
     """One transaction. Leaving the ``with`` block without ``commit()`` rolls back, so a
     use case that raises leaves storage as it was."""
 
-    tenant: str | None
-    plans: PlanRepository
-    subscriptions: SubscriptionRepository
-    overrides: OverrideRepository
-    audit: AuditLog
+    @property
+    def tenant(self) -> str | None: ...
+
+    @property
+    def plans(self) -> PlanRepository: ...
+
+    @property
+    def subscriptions(self) -> SubscriptionRepository: ...
+
+    @property
+    def overrides(self) -> OverrideRepository: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
 
     def savepoint(self) -> AbstractContextManager[None]:
         """A nested transaction: if the block raises, its writes are undone and the
