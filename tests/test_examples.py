@@ -23,3 +23,23 @@ def test_quickstart_runs_the_whole_lifecycle(tmp_path):
     assert "suspended: read-only [suspended" in out
     assert "back on the fallback plan [canceled, plan free v1]" in out
     assert "system:sweep" in out
+
+
+def test_the_integrator_property_test_passes(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(EXAMPLES / "test_integrator_property.py"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
