@@ -1,0 +1,33 @@
+"""Every Python code sample in the docs and the README runs (one namespace per page)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
+BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def samples(page: Path) -> list[str]:
+    return BLOCK.findall(page.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if samples(p)], ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_code_samples_run(page, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": f"docs_sample_{page.stem}"}
+    for number, code in enumerate(samples(page), start=1):
+        try:
+            exec(compile(code, f"{page.name}[sample {number}]", "exec"), namespace)
+        except ImportError as exc:
+            pytest.skip(f"{page.name} sample {number} needs an optional extra: {exc}")
+
+
+def test_there_are_samples_to_run():
+    assert sum(len(samples(p)) for p in PAGES) >= 5
