@@ -434,3 +434,28 @@ def test_non_owner_arguments_get_a_clear_error():
     ents, _ = build()
     with pytest.raises(InvalidInput, match="Owner"):
         ents.subscriptions.start_trial("acme", "growth", actor="staff")
+
+
+def test_reads_inside_an_atomic_block_see_its_writes_but_are_not_cached():
+    ents, _ = build()
+    assert not ents.allows(ORG, "export")
+
+    def provision_then_fail():
+        with ents.atomic():
+            ents.subscriptions.subscribe(ORG, "growth", actor="staff")
+            assert ents.allows(ORG, "export"), "the block reads its own writes"
+            assert ents.plans.get("growth").key == "growth"
+            raise RuntimeError("host failed")
+
+    with pytest.raises(RuntimeError):
+        provision_then_fail()
+    assert not ents.allows(ORG, "export"), "nothing of the rolled-back block may stay cached"
+
+
+def test_reads_of_another_tenant_inside_an_atomic_block_use_their_own_unit_of_work():
+    ents, _ = build()
+    other = Owner("app", "1", tenant="t2")
+    ents.subscriptions.subscribe(other, "growth", actor="staff")
+    with ents.atomic("t1"):
+        ents.subscriptions.subscribe(Owner("app", "1", tenant="t1"), "free", actor="staff")
+        assert ents.allows(other, "export")

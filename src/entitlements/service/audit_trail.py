@@ -18,10 +18,10 @@ class AuditTrail:
     def for_owner(self, owner: Owner) -> Sequence[AuditEvent]:
         """Everything done to this owner, oldest first."""
         owner = as_owner(owner)
-        with self._rt.transaction(owner.tenant) as tx:
-            return tx.uow.audit.for_owner(owner)
+        with self._rt.read(owner.tenant) as uow:
+            return uow.audit.for_owner(owner)
 
     def for_target(self, target: str, tenant: str | None = None) -> Sequence[AuditEvent]:
         """Everything done to one record, e.g. ``"plan:pro"`` or ``"subscription:<id>"``."""
-        with self._rt.transaction(tenant) as tx:
-            return tx.uow.audit.for_target(target)
+        with self._rt.read(tenant) as uow:
+            return uow.audit.for_target(target)

@@ -100,15 +100,18 @@ class Entitlements:
         """Resolve from storage at ``now`` without touching the cache (what-if queries,
         audits of the past)."""
         owner = as_owner(owner)
-        with self.runtime.transaction(owner.tenant, now) as tx:
-            return self._resolve_in(tx.uow, owner, tx.now)
+        at = self.runtime.now(now)
+        with self.runtime.read(owner.tenant) as uow:
+            return self._resolve_in(uow, owner, at)
 
     def _resolve(self, owner: Owner) -> Snapshot:
         owner = as_owner(owner)
         generation = self.runtime.cache.generation
-        with self.runtime.transaction(owner.tenant) as tx:
-            snapshot = self._resolve_in(tx.uow, owner, tx.now)
-        self.runtime.cache.put(snapshot, generation)
+        at = self.runtime.now()
+        with self.runtime.read(owner.tenant) as uow:
+            snapshot = self._resolve_in(uow, owner, at)
+        if not self.runtime.in_atomic_block:
+            self.runtime.cache.put(snapshot, generation)
         return snapshot
 
     def _resolve_in(self, uow: UnitOfWork, owner: Owner, now: datetime) -> Snapshot:

@@ -120,5 +120,5 @@ class Overrides:
 
     def list(self, owner: Owner) -> Sequence[Override]:
         owner = as_owner(owner)
-        with self._rt.transaction(owner.tenant) as tx:
-            return tx.uow.overrides.for_owner(owner)
+        with self._rt.read(owner.tenant) as uow:
+            return uow.overrides.for_owner(owner)

@@ -166,13 +166,13 @@ class Plans:
         return CatalogSync(tuple(defined), tuple(changed), untouched)
 
     def get(self, key: str, version: int | None = None) -> Plan:
-        with self._rt.transaction(None) as tx:
-            return tx.uow.plans.get(key, version)
+        with self._rt.read(None) as uow:
+            return uow.plans.get(key, version)
 
     def list(self) -> Sequence[Plan]:
-        with self._rt.transaction(None) as tx:
-            return tx.uow.plans.list()
+        with self._rt.read(None) as uow:
+            return uow.plans.list()
 
     def versions(self, key: str) -> Sequence[Plan]:
-        with self._rt.transaction(None) as tx:
-            return tx.uow.plans.versions(key)
+        with self._rt.read(None) as uow:
+            return uow.plans.versions(key)

@@ -80,6 +80,9 @@ class Transaction:
         self.events.append(event)
         if owner is not None:
             self.touched.add(owner)
+            # dropped now (so later reads in this unit of work miss the cache) and again
+            # after commit (so no reader re-caches what it read before the commit)
+            self.runtime.cache.invalidate([owner])
         return event
 
 
@@ -130,6 +133,22 @@ class Runtime:
             if self.telemetry is not None:
                 self.telemetry.committed(handle, tx.events)
         self.after_commit(tx)
+
+    @contextmanager
+    def read(self, tenant: str | None) -> Iterator[UnitOfWork]:
+        """A unit of work for reading: the open ``atomic()`` block's when it is for the same
+        tenant (so the block reads its own writes), otherwise a fresh one that is never
+        committed."""
+        outer = self._ambient.get()
+        if outer is not None and outer.tenant == tenant:
+            yield outer.uow
+            return
+        with self.store.unit_of_work(tenant) as uow:
+            yield uow
+
+    @property
+    def in_atomic_block(self) -> bool:
+        return self._ambient.get() is not None
 
     @contextmanager
     def _observed(self, tenant: str | None) -> Iterator[Any]:

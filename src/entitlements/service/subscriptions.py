@@ -55,8 +55,8 @@ class Subscriptions:
     def find(self, owner: Owner) -> Subscription | None:
         """The owner's most recent subscription (possibly ended), or ``None``."""
         owner = as_owner(owner)
-        with self._rt.transaction(owner.tenant) as tx:
-            return tx.uow.subscriptions.current(owner)
+        with self._rt.read(owner.tenant) as uow:
+            return uow.subscriptions.current(owner)
 
     def get(self, owner: Owner) -> Subscription:
         found = self.find(owner)
@@ -66,8 +66,8 @@ class Subscriptions:
 
     def history(self, owner: Owner) -> Sequence[Subscription]:
         owner = as_owner(owner)
-        with self._rt.transaction(owner.tenant) as tx:
-            return tx.uow.subscriptions.history(owner)
+        with self._rt.read(owner.tenant) as uow:
+            return uow.subscriptions.history(owner)
 
     # -- starting --------------------------------------------------------------------
 

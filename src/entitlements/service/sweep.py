@@ -46,9 +46,9 @@ class Sweep:
         expired: list[Override] = []
         conflicts: list[str] = []
         for tenant in self._rt.store.tenants():
-            with self._rt.transaction(tenant, at) as tx:
-                due_ids = [s.id for s in tx.uow.subscriptions.due(at, batch)]
-                stale = list(tx.uow.overrides.expired(at, batch))
+            with self._rt.read(tenant) as uow:
+                due_ids = [s.id for s in uow.subscriptions.due(at, batch)]
+                stale = list(uow.overrides.expired(at, batch))
             for sub_id in due_ids:
                 try:
                     changes.extend(self._advance(tenant, sub_id, at))
