@@ -1,0 +1,39 @@
+"""The web example's request-path checks, through Flask's test client."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("flask", reason="the web extra is not installed")
+sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
+
+import webapp
+
+
+@pytest.fixture
+def client():
+    return webapp.create_app(webapp.demo()).test_client()
+
+
+def test_free_plan_reads_but_may_not_create(client):
+    assert client.get("/reports", headers={"X-Organization": "small"}).status_code == 200
+    denied = client.post("/reports", headers={"X-Organization": "small"})
+    assert denied.status_code == 402
+    assert denied.json["reason"] == "action_restricted"
+
+
+def test_team_plan_creates_and_has_no_project_limit(client):
+    assert client.post("/reports", headers={"X-Organization": "big"}).status_code == 201
+    assert (
+        client.get("/limits/projects", headers={"X-Organization": "big"}).json["limit"]
+        == "unlimited"
+    )
+
+
+def test_unknown_organizations_get_nothing(client):
+    denied = client.get("/reports", headers={"X-Organization": "nobody"})
+    assert denied.status_code == 402
+    assert denied.json["reason"] == "no_subscription"
