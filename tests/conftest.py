@@ -27,3 +27,79 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+# -- stores -----------------------------------------------------------------------------
+
+import pytest  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from entitlements import MemoryStore  # noqa: E402
+from entitlements.adapters.sql import (  # noqa: E402
+    SqlStore,
+    metadata,
+    migrations,
+)
+
+SERVERS = {
+    "postgres": "ENTITLEMENTS_TEST_POSTGRES_URL",
+    "mysql": "ENTITLEMENTS_TEST_MYSQL_URL",
+}
+STORE_KINDS = ["memory", "sqlite", "postgres", "mysql"]
+
+
+def server_url(kind: str) -> str:
+    url = os.environ.get(SERVERS[kind])
+    if not url:
+        pytest.skip(f"{SERVERS[kind]} is not set: the {kind} tests need a server (.ci/run sets it)")
+    return url
+
+
+def wipe(store: SqlStore) -> None:
+    with store.engine.begin() as connection:
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
+@pytest.fixture(scope="session")
+def server_stores():
+    """One migrated store per database server for the whole run; tests wipe its rows."""
+    opened: dict[str, SqlStore] = {}
+
+    def get(kind: str) -> SqlStore:
+        if kind not in opened:
+            store = SqlStore.from_url(server_url(kind), pool_pre_ping=True)
+            with store.engine.begin() as connection:
+                migrations.downgrade(connection, "base")
+                for table in reversed(metadata.sorted_tables):
+                    connection.execute(sa.text(f"DROP TABLE IF EXISTS {table.name}"))
+            store.create_schema()
+            opened[kind] = store
+        return opened[kind]
+
+    yield get
+    for store in opened.values():
+        store.engine.dispose()
+
+
+@pytest.fixture
+def make_store(tmp_path, server_stores):
+    """``make_store(kind)``: a fresh, empty store of that kind (memory, sqlite, postgres, mysql)."""
+    made: list[SqlStore] = []
+
+    def make(kind: str):
+        if kind == "memory":
+            return MemoryStore()
+        if kind == "sqlite":
+            store = SqlStore.from_url(f"sqlite:///{tmp_path / f'entitlements-{len(made)}.db'}")
+            store.create_schema()
+        else:
+            store = server_stores(kind)
+            wipe(store)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        if store.engine.dialect.name == "sqlite":
+            store.engine.dispose()

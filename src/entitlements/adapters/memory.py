@@ -8,6 +8,7 @@ never change stored state by mutating what it read.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -196,6 +197,7 @@ class _Subscriptions(_Repository[str]):
         return stored
 
     def update(self, subscription: Subscription) -> Subscription:
+        self._scope(subscription.owner)
         existing = self.get(subscription.id)
         if existing.revision != subscription.revision:
             raise StaleWrite("subscription", subscription.id, subscription.revision)
@@ -341,6 +343,12 @@ class MemoryStore:
 
     def unit_of_work(self, tenant: str | None) -> _MemoryUnitOfWork:
         return _MemoryUnitOfWork(self, tenant)
+
+    def dump(self) -> dict[str, Any]:
+        """Everything stored, as comparable data: tests compare dumps to prove a failed
+        call changed nothing."""
+        with self.lock:
+            return copy.deepcopy(vars(self.tables))
 
     def tenants(self) -> Sequence[str | None]:
         with self.lock:

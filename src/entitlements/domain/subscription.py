@@ -176,6 +176,10 @@ def _status(value: object) -> SubscriptionStatus:
     return parse_enum(SubscriptionStatus, value, "status")
 
 
+def _optional_status(value: object) -> SubscriptionStatus | None:
+    return None if value is None else _status(value)
+
+
 def _plan_key(value: object) -> str:
     return check_key(value, "plan_key")
 
@@ -255,7 +259,9 @@ class Subscription:
     past_due_since: datetime | None = attrs.field(
         default=None, converter=as_optional_utc, validator=optional_aware
     )
-    suspended_from: SubscriptionStatus | None = None
+    suspended_from: SubscriptionStatus | None = attrs.field(
+        default=None, converter=_optional_status
+    )
     external_id: str | None = attrs.field(default=None, converter=_external_id)
     metadata: Mapping[str, Any] = attrs.field(factory=dict, converter=_metadata)
     notes: str = attrs.field(default="", converter=_notes)

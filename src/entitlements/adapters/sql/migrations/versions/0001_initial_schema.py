@@ -1,0 +1,166 @@
+"""initial schema
+
+Revision ID: 0001
+Revises:
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+from entitlements.adapters.sql.types import UtcDateTime
+
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "ent_audit_events",
+        sa.Column("pk", ROW_ID, autoincrement=True, nullable=False),
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("tenant", sa.String(length=255), nullable=False),
+        sa.Column("at", UtcDateTime(), nullable=False),
+        sa.Column("actor", sa.String(length=255), nullable=False),
+        sa.Column("action", sa.String(length=64), nullable=False),
+        sa.Column("target", sa.String(length=400), nullable=False),
+        sa.Column("owner_kind", sa.String(length=64), nullable=True),
+        sa.Column("owner_id", sa.String(length=255), nullable=True),
+        sa.Column("before", JSON, nullable=True),
+        sa.Column("after", JSON, nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("pk", name=op.f("pk_ent_audit_events")),
+        sa.UniqueConstraint("id", name=op.f("uq_ent_audit_events_id")),
+    )
+    op.create_index(
+        "ix_ent_audit_events_owner",
+        "ent_audit_events",
+        ["tenant", "owner_kind", "owner_id", "pk"],
+        unique=False,
+    )
+    op.create_index(
+        "ix_ent_audit_events_target", "ent_audit_events", ["tenant", "target"], unique=False
+    )
+
+    op.create_table(
+        "ent_overrides",
+        sa.Column("tenant", sa.String(length=255), nullable=False),
+        sa.Column("owner_kind", sa.String(length=64), nullable=False),
+        sa.Column("owner_id", sa.String(length=255), nullable=False),
+        sa.Column("kind", sa.String(length=8), nullable=False),
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("actor", sa.String(length=255), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.Column("expires_at", UtcDateTime(), nullable=True),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("actions", JSON, nullable=True),
+        sa.Column("value", sa.BigInteger(), nullable=True),
+        sa.PrimaryKeyConstraint(
+            "tenant", "owner_kind", "owner_id", "kind", "key", name=op.f("pk_ent_overrides")
+        ),
+    )
+    op.create_index(
+        "ix_ent_overrides_expiry", "ent_overrides", ["tenant", "expires_at"], unique=False
+    )
+
+    op.create_table(
+        "ent_plans",
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("owner_kinds", JSON, nullable=False),
+        sa.Column("latest_version", sa.Integer(), nullable=False),
+        sa.Column("revision", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_ent_plans")),
+    )
+    op.create_table(
+        "ent_plan_versions",
+        sa.Column("plan_key", sa.String(length=64), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("limits", JSON, nullable=False),
+        sa.Column("features", JSON, nullable=False),
+        sa.Column("price_amount", sa.Numeric(precision=18, scale=6), nullable=True),
+        sa.Column("price_currency", sa.String(length=3), nullable=True),
+        sa.Column("cycle_unit", sa.String(length=8), nullable=True),
+        sa.Column("cycle_every", sa.Integer(), nullable=True),
+        sa.Column("trial_days", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["plan_key"], ["ent_plans.key"], name=op.f("fk_ent_plan_versions_plan_key_ent_plans")
+        ),
+        sa.PrimaryKeyConstraint("plan_key", "version", name=op.f("pk_ent_plan_versions")),
+    )
+    op.create_table(
+        "ent_subscriptions",
+        sa.Column("pk", ROW_ID, autoincrement=True, nullable=False),
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("tenant", sa.String(length=255), nullable=False),
+        sa.Column("owner_kind", sa.String(length=64), nullable=False),
+        sa.Column("owner_id", sa.String(length=255), nullable=False),
+        sa.Column("live_owner", sa.String(length=64), nullable=True),
+        sa.Column("plan_key", sa.String(length=64), nullable=False),
+        sa.Column("plan_version", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.Column("updated_at", UtcDateTime(), nullable=False),
+        sa.Column("seats", sa.Integer(), nullable=True),
+        sa.Column("trial_ends_at", UtcDateTime(), nullable=True),
+        sa.Column("period_start", UtcDateTime(), nullable=True),
+        sa.Column("period_end", UtcDateTime(), nullable=True),
+        sa.Column("cycle_unit", sa.String(length=8), nullable=True),
+        sa.Column("cycle_every", sa.Integer(), nullable=True),
+        sa.Column("cycle_anchor", UtcDateTime(), nullable=True),
+        sa.Column("cancel_at_period_end", sa.Boolean(), nullable=False),
+        sa.Column("canceled_at", UtcDateTime(), nullable=True),
+        sa.Column("expires_at", UtcDateTime(), nullable=True),
+        sa.Column("past_due_since", UtcDateTime(), nullable=True),
+        sa.Column("suspended_from", sa.String(length=16), nullable=True),
+        sa.Column("external_id", sa.String(length=255), nullable=True),
+        sa.Column("metadata", JSON, nullable=False),
+        sa.Column("notes", sa.Text(), nullable=False),
+        sa.Column("addons", JSON, nullable=False),
+        sa.Column("revision", sa.Integer(), nullable=False),
+        sa.Column("next_change_at", UtcDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["plan_key"], ["ent_plans.key"], name=op.f("fk_ent_subscriptions_plan_key_ent_plans")
+        ),
+        sa.PrimaryKeyConstraint("pk", name=op.f("pk_ent_subscriptions")),
+        sa.UniqueConstraint("id", name=op.f("uq_ent_subscriptions_id")),
+        sa.UniqueConstraint("live_owner", name=op.f("uq_ent_subscriptions_live_owner")),
+    )
+    op.create_index(
+        "ix_ent_subscriptions_due", "ent_subscriptions", ["tenant", "next_change_at"], unique=False
+    )
+    op.create_index(
+        "ix_ent_subscriptions_owner",
+        "ent_subscriptions",
+        ["tenant", "owner_kind", "owner_id", "pk"],
+        unique=False,
+    )
+    op.create_index(
+        "ix_ent_subscriptions_plan", "ent_subscriptions", ["tenant", "plan_key"], unique=False
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_ent_subscriptions_plan", table_name="ent_subscriptions")
+    op.drop_index("ix_ent_subscriptions_owner", table_name="ent_subscriptions")
+    op.drop_index("ix_ent_subscriptions_due", table_name="ent_subscriptions")
+
+    op.drop_table("ent_subscriptions")
+    op.drop_table("ent_plan_versions")
+    op.drop_table("ent_plans")
+    op.drop_index("ix_ent_overrides_expiry", table_name="ent_overrides")
+
+    op.drop_table("ent_overrides")
+    op.drop_index("ix_ent_audit_events_target", table_name="ent_audit_events")
+    op.drop_index("ix_ent_audit_events_owner", table_name="ent_audit_events")
+
+    op.drop_table("ent_audit_events")

@@ -1,0 +1,141 @@
+"""The SQL schema, as SQLAlchemy Core tables on a dedicated `metadata`.
+
+Hosts that manage their schema with Alembic can add ``metadata`` to their environment's
+``target_metadata`` (it has its own naming convention, and every table is prefixed
+``ent_``), or run the migrations shipped with the package (`migrations.upgrade`).
+
+Every owner-related row carries its ``tenant`` ('' for none) and every query filters on
+it. Plans are the host product's catalog and are shared by all tenants.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from entitlements.adapters.sql.types import JSONDocument, UtcDateTime, row_id
+
+__all__ = [
+    "audit_events",
+    "metadata",
+    "overrides",
+    "plan_versions",
+    "plans",
+    "subscriptions",
+]
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING)
+
+TENANT = 255
+OWNER_KIND = 64
+OWNER_ID = 255
+KEY = 64
+
+plans = sa.Table(
+    "ent_plans",
+    metadata,
+    sa.Column("key", sa.String(KEY), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("owner_kinds", JSONDocument, nullable=False),
+    sa.Column("latest_version", sa.Integer, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+)
+
+plan_versions = sa.Table(
+    "ent_plan_versions",
+    metadata,
+    sa.Column("plan_key", sa.String(KEY), sa.ForeignKey("ent_plans.key"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("limits", JSONDocument, nullable=False),
+    sa.Column("features", JSONDocument, nullable=False),
+    sa.Column("price_amount", sa.Numeric(18, 6), nullable=True),
+    sa.Column("price_currency", sa.String(3), nullable=True),
+    sa.Column("cycle_unit", sa.String(8), nullable=True),
+    sa.Column("cycle_every", sa.Integer, nullable=True),
+    sa.Column("trial_days", sa.Integer, nullable=False),
+)
+
+subscriptions = sa.Table(
+    "ent_subscriptions",
+    metadata,
+    sa.Column("pk", row_id(), primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("tenant", sa.String(TENANT), nullable=False),
+    sa.Column("owner_kind", sa.String(OWNER_KIND), nullable=False),
+    sa.Column("owner_id", sa.String(OWNER_ID), nullable=False),
+    # sha256 of the owner while the subscription is live, NULL once it ended: the unique
+    # index makes "one live subscription per owner" hold against concurrent writers
+    sa.Column("live_owner", sa.String(64), nullable=True, unique=True),
+    sa.Column("plan_key", sa.String(KEY), sa.ForeignKey("ent_plans.key"), nullable=False),
+    sa.Column("plan_version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("seats", sa.Integer, nullable=True),
+    sa.Column("trial_ends_at", UtcDateTime, nullable=True),
+    sa.Column("period_start", UtcDateTime, nullable=True),
+    sa.Column("period_end", UtcDateTime, nullable=True),
+    sa.Column("cycle_unit", sa.String(8), nullable=True),
+    sa.Column("cycle_every", sa.Integer, nullable=True),
+    sa.Column("cycle_anchor", UtcDateTime, nullable=True),
+    sa.Column("cancel_at_period_end", sa.Boolean, nullable=False),
+    sa.Column("canceled_at", UtcDateTime, nullable=True),
+    sa.Column("expires_at", UtcDateTime, nullable=True),
+    sa.Column("past_due_since", UtcDateTime, nullable=True),
+    sa.Column("suspended_from", sa.String(16), nullable=True),
+    sa.Column("external_id", sa.String(255), nullable=True),
+    sa.Column("metadata", JSONDocument, nullable=False),
+    sa.Column("notes", sa.Text, nullable=False),
+    sa.Column("addons", JSONDocument, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    # the earliest instant time alone changes the subscription: the sweep's index
+    sa.Column("next_change_at", UtcDateTime, nullable=True),
+    sa.Index("ix_ent_subscriptions_owner", "tenant", "owner_kind", "owner_id", "pk"),
+    sa.Index("ix_ent_subscriptions_due", "tenant", "next_change_at"),
+    sa.Index("ix_ent_subscriptions_plan", "tenant", "plan_key"),
+)
+
+overrides = sa.Table(
+    "ent_overrides",
+    metadata,
+    sa.Column("tenant", sa.String(TENANT), primary_key=True),
+    sa.Column("owner_kind", sa.String(OWNER_KIND), primary_key=True),
+    sa.Column("owner_id", sa.String(OWNER_ID), primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("key", sa.String(KEY), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("actions", JSONDocument, nullable=True),
+    sa.Column("value", sa.BigInteger, nullable=True),
+    sa.Index("ix_ent_overrides_expiry", "tenant", "expires_at"),
+)
+
+audit_events = sa.Table(
+    "ent_audit_events",
+    metadata,
+    sa.Column("pk", row_id(), primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("tenant", sa.String(TENANT), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(400), nullable=False),
+    sa.Column("owner_kind", sa.String(OWNER_KIND), nullable=True),
+    sa.Column("owner_id", sa.String(OWNER_ID), nullable=True),
+    sa.Column("before", JSONDocument, nullable=True),
+    sa.Column("after", JSONDocument, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Index("ix_ent_audit_events_owner", "tenant", "owner_kind", "owner_id", "pk"),
+    sa.Index("ix_ent_audit_events_target", "tenant", "target"),
+)

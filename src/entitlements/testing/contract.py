@@ -1,0 +1,432 @@
+"""The store contract: the tests every `Store` must pass, shipped so that a third party
+writing its own store runs exactly what ours run.
+
+Use it by subclassing in your test suite and providing a ``store`` fixture that yields a
+fresh, empty store (with its schema in place) and offers ``dump()`` — every stored row as
+comparable data::
+
+    import pytest
+    from entitlements.testing.contract import StoreContract
+
+    class TestMyStore(StoreContract):
+        @pytest.fixture
+        def store(self):
+            store = MyStore(...)
+            yield store
+            store.close()
+
+The tests drive the ports directly (repositories in a unit of work) and through the
+`Entitlements` service, and check: identical answers, errors and ordering; optimistic
+concurrency; tenant isolation; and that a failed call leaves storage exactly as it was.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import pytest
+
+from entitlements.clock import ManualClock
+from entitlements.domain.actor import Actor
+from entitlements.domain.addon import AddOn
+from entitlements.domain.audit import AuditEvent
+from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.override import Override, OverrideKind
+from entitlements.domain.owner import Owner
+from entitlements.domain.plan import Action, Feature, Limit, LimitKind, Plan, PlanStatus, Price
+from entitlements.domain.subscription import SubscriptionStatus
+from entitlements.errors import (
+    EntitlementsError,
+    IllegalTransition,
+    InvalidInput,
+    NotFound,
+    OverrideNotFound,
+    PlanExists,
+    StaleWrite,
+    SubscriptionExists,
+    UnknownPlan,
+)
+from entitlements.ports import Store
+from entitlements.service.entitlements import Entitlements
+
+__all__ = ["CATALOG", "START", "StoreContract"]
+
+START = datetime(2026, 1, 31, 9, 30, 15, 123456, tzinfo=UTC)
+
+CATALOG = (
+    Plan(
+        "free",
+        "Free",
+        limits={"seats": Limit(1, "seats", kind=LimitKind.SEATS), "projects": Limit(3)},
+        features={"premium": Feature(actions=frozenset({Action.READ}))},
+        status=PlanStatus.ACTIVE,
+        trial_days=0,
+    ),
+    Plan(
+        "growth",
+        "Growth",
+        limits={
+            "seats": Limit(5, "seats", kind=LimitKind.SEATS),
+            "projects": Limit(20, combine="max"),
+            "api_calls": Limit(None, "calls", kind=LimitKind.METERED, enforcement="soft"),
+        },
+        features={"premium": True, "export": True},
+        price=Price(Decimal("49.90"), "EUR", BillingCycle.monthly()),
+        status=PlanStatus.ACTIVE,
+        owner_kinds=frozenset({"organization", "app"}),
+    ),
+    Plan(
+        "enterprise",
+        "Enterprise",
+        limits={"seats": Limit(50, "seats", kind=LimitKind.SEATS), "projects": Limit.unlimited()},
+        features={"premium": True, "export": True, "sso": True},
+        price=Price(Decimal("4990"), "USD", BillingCycle.annual()),
+        status=PlanStatus.ACTIVE,
+    ),
+)
+
+ACME = Owner("organization", "acme")
+GLOBEX = Owner("organization", "globex")
+STAFF = Actor("ann")
+
+
+class StoreContract:
+    """Subclass with a ``store`` fixture; see the module docstring."""
+
+    @pytest.fixture
+    def clock(self) -> ManualClock:
+        return ManualClock(START)
+
+    @pytest.fixture
+    def ents(self, store: Store, clock: ManualClock) -> Entitlements:
+        app = Entitlements(store, clock=clock)
+        for plan in CATALOG:
+            app.plans.define(plan, actor=STAFF)
+        return app
+
+    @staticmethod
+    def dump(store: Any) -> Any:
+        return store.dump()
+
+    # -- plans -----------------------------------------------------------------------
+
+    def test_plans_round_trip_exactly(self, ents: Entitlements) -> None:
+        for plan in CATALOG:
+            stored = ents.plans.get(plan.key)
+            assert attrs.evolve(stored, revision=0) == attrs.evolve(plan, version=1, revision=0)
+            assert stored.revision == 1
+        assert [p.key for p in ents.plans.list()] == ["enterprise", "free", "growth"]
+        assert str(ents.plans.get("growth").price.amount) == "49.90"  # type: ignore[union-attr]
+
+    def test_plan_versions_and_plan_level_fields(self, ents: Entitlements) -> None:
+        ents.plans.revise("growth", actor=STAFF, limits={"seats": Limit(10)})
+        ents.plans.rename("growth", "Growth 2", actor=STAFF)
+        ents.plans.archive("growth", actor=STAFF)
+        versions = ents.plans.versions("growth")
+        assert [v.version for v in versions] == [1, 2]
+        assert {v.name for v in versions} == {"Growth 2"}
+        assert {v.status for v in versions} == {PlanStatus.ARCHIVED}
+        assert versions[0].limits["seats"].value == 5
+        assert versions[1].limits == {"seats": Limit(10)}
+        assert ents.plans.get("growth").version == 2
+        with pytest.raises(UnknownPlan):
+            ents.plans.get("growth", 3)
+        with pytest.raises(UnknownPlan):
+            ents.plans.get("platinum")
+        with pytest.raises(UnknownPlan):
+            ents.plans.versions("platinum")
+
+    def test_defining_a_plan_twice_is_refused(self, ents: Entitlements, store: Any) -> None:
+        before = self.dump(store)
+        with pytest.raises(PlanExists):
+            ents.plans.define(CATALOG[0], actor=STAFF)
+        assert self.dump(store) == before
+
+    def test_stale_plan_writes_are_refused(self, ents: Entitlements, store: Store) -> None:
+        with store.unit_of_work(None) as uow:
+            stale = uow.plans.get("free")
+            uow.plans.update(attrs.evolve(stale, name="Free!"))
+            with pytest.raises(StaleWrite):
+                uow.plans.update(attrs.evolve(stale, name="Free?"))
+            uow.commit()
+        assert ents.plans.get("free").name == "Free!"
+
+    # -- subscriptions ---------------------------------------------------------------
+
+    def test_subscription_round_trips_every_field(
+        self, ents: Entitlements, clock: ManualClock
+    ) -> None:
+        sub = ents.subscriptions.start_trial(
+            ACME,
+            "growth",
+            actor=STAFF,
+            seats=7,
+            metadata={"crm": {"id": 42, "tags": ["a", "b"]}, "ok": True},
+            notes="met at the fair — ünïcode",
+            external_id="sub_123",
+            expires_at=START + timedelta(days=400),
+        )
+        clock.advance(hours=1)
+        ents.subscriptions.suspend(ACME, actor=STAFF)
+        with ents.atomic():
+            pass
+        stored = ents.subscriptions.get(ACME)
+        assert stored.id == sub.id
+        assert stored.status is SubscriptionStatus.SUSPENDED
+        assert stored.suspended_from is SubscriptionStatus.TRIALING
+        assert stored.created_at == START
+        assert stored.updated_at == START + timedelta(hours=1)
+        assert stored.metadata == {"crm": {"id": 42, "tags": ["a", "b"]}, "ok": True}
+        assert stored.revision == 2
+        assert (
+            attrs.evolve(
+                stored,
+                status=sub.status,
+                suspended_from=None,
+                updated_at=sub.updated_at,
+                revision=1,
+            )
+            == sub
+        )
+
+    def test_addons_round_trip(self, ents: Entitlements, store: Store, clock: ManualClock) -> None:
+        sub = ents.subscriptions.subscribe(ACME, "growth", actor=STAFF)
+        addon = AddOn(
+            "boost",
+            limits={"projects": 30, "api_calls": None},
+            features={"sso": Feature(actions=frozenset({Action.READ}))},
+            quantity=2,
+        )
+        with store.unit_of_work(None) as uow:
+            uow.subscriptions.update(attrs.evolve(sub, addons=(addon,)))
+            uow.commit()
+        ents.invalidate()
+        assert ents.subscriptions.get(ACME).addons == (addon,)
+        assert ents.limit(ACME, "projects") == 60
+        assert ents.allows(ACME, "sso", "read")
+
+    def test_one_live_subscription_per_owner_and_history(
+        self, ents: Entitlements, store: Any
+    ) -> None:
+        first = ents.subscriptions.start_trial(ACME, "growth", actor=STAFF)
+        before = self.dump(store)
+        with pytest.raises(SubscriptionExists):
+            ents.subscriptions.subscribe(ACME, "free", actor=STAFF)
+        assert self.dump(store) == before
+        ents.subscriptions.cancel(ACME, actor=STAFF)
+        second = ents.subscriptions.subscribe(ACME, "free", actor=STAFF)
+        assert [s.id for s in ents.subscriptions.history(ACME)] == [first.id, second.id]
+        assert ents.subscriptions.get(ACME).id == second.id
+
+    def test_repository_refuses_a_second_live_subscription(
+        self, ents: Entitlements, store: Store
+    ) -> None:
+        sub = ents.subscriptions.subscribe(ACME, "free", actor=STAFF)
+        with store.unit_of_work(None) as uow, pytest.raises(SubscriptionExists):
+            uow.subscriptions.add(attrs.evolve(sub, id="another"))
+
+    def test_stale_subscription_writes_are_refused(self, ents: Entitlements, store: Store) -> None:
+        sub = ents.subscriptions.subscribe(ACME, "free", actor=STAFF)
+        ents.subscriptions.change_seats(ACME, 2, actor=STAFF)
+        with store.unit_of_work(None) as uow:
+            with pytest.raises(StaleWrite) as caught:
+                uow.subscriptions.update(attrs.evolve(sub, seats=9))
+            assert caught.value.expected_revision == 1
+        assert ents.subscriptions.get(ACME).seats == 2
+
+    def test_subscriptions_cannot_move_between_owners(
+        self, ents: Entitlements, store: Store
+    ) -> None:
+        sub = ents.subscriptions.subscribe(ACME, "free", actor=STAFF)
+        with store.unit_of_work(None) as uow, pytest.raises(InvalidInput):
+            uow.subscriptions.update(attrs.evolve(sub, owner=GLOBEX))
+
+    def test_get_by_id_and_not_found(self, ents: Entitlements, store: Store) -> None:
+        sub = ents.subscriptions.subscribe(ACME, "free", actor=STAFF)
+        with store.unit_of_work(None) as uow:
+            assert uow.subscriptions.get(sub.id) == sub
+            with pytest.raises(NotFound):
+                uow.subscriptions.get("missing")
+
+    def test_due_and_count_on_plans(
+        self, ents: Entitlements, store: Store, clock: ManualClock
+    ) -> None:
+        ents.subscriptions.start_trial(ACME, "growth", actor=STAFF, trial_days=5)
+        ents.subscriptions.subscribe(GLOBEX, "free", actor=STAFF)
+        ents.subscriptions.subscribe(Owner("app", "1"), "free", actor=STAFF)
+        ents.subscriptions.cancel(Owner("app", "1"), actor=STAFF)
+        with store.unit_of_work(None) as uow:
+            assert uow.subscriptions.due(START) == []
+            due = uow.subscriptions.due(START + timedelta(days=5))
+            assert [s.owner for s in due] == [ACME]
+            assert uow.subscriptions.count_on_plans(["free"]) == 1
+            assert uow.subscriptions.count_on_plans(["free", "growth"]) == 2
+            assert uow.subscriptions.count_on_plans(["free"], exclude_owner=GLOBEX) == 0
+
+    def test_the_sweep_is_idempotent(
+        self, ents: Entitlements, store: Any, clock: ManualClock
+    ) -> None:
+        ents.subscriptions.start_trial(ACME, "growth", actor=STAFF, trial_days=30)
+        ents.subscriptions.subscribe(GLOBEX, "growth", actor=STAFF)
+        ents.subscriptions.cancel(GLOBEX, actor=STAFF, at_period_end=True)
+        clock.advance(days=45)
+        report = ents.process_due()
+        assert {(c.before.owner, c.event.value) for c in report.changes} == {
+            (ACME, "renew_period"),
+            (ACME, "end_trial"),
+            (GLOBEX, "cancel"),
+        }
+        assert ents.subscriptions.get(GLOBEX).canceled_at == datetime(
+            2026, 2, 28, 9, 30, 15, 123456, tzinfo=UTC
+        )
+        after = self.dump(store)
+        assert ents.process_due().nothing_due
+        assert self.dump(store) == after
+
+    # -- overrides -------------------------------------------------------------------
+
+    def test_overrides_put_replace_remove_expire(
+        self, ents: Entitlements, store: Store, clock: ManualClock
+    ) -> None:
+        ents.subscriptions.subscribe(ACME, "free", actor=STAFF)
+        ents.overrides.set_limit(ACME, "projects", 10, actor=STAFF, reason="pilot")
+        ents.overrides.set_limit(ACME, "projects", None, actor=STAFF, reason="pilot, unlimited")
+        ents.overrides.set_feature(
+            ACME,
+            "export",
+            enabled=True,
+            actor=STAFF,
+            reason="trial export",
+            actions=frozenset({Action.READ, Action.CREATE}),
+            expires_at=START + timedelta(days=2),
+        )
+        listed = ents.overrides.list(ACME)
+        assert [(o.kind, o.key) for o in listed] == [
+            (OverrideKind.FEATURE, "export"),
+            (OverrideKind.LIMIT, "projects"),
+        ]
+        assert listed[1].value is None
+        assert listed[1].reason == "pilot, unlimited"
+        assert listed[0].actions == frozenset({Action.READ, Action.CREATE})
+        assert ents.limit(ACME, "projects") is None
+        with store.unit_of_work(None) as uow:
+            assert uow.overrides.expired(START + timedelta(days=1)) == []
+            assert [o.key for o in uow.overrides.expired(START + timedelta(days=2))] == ["export"]
+        ents.overrides.remove(ACME, "limit", "projects", actor=STAFF, reason="pilot over")
+        with pytest.raises(OverrideNotFound):
+            ents.overrides.remove(ACME, "limit", "projects", actor=STAFF, reason="again")
+        clock.advance(days=3)
+        assert [o.key for o in ents.process_due().expired_overrides] == ["export"]
+        assert ents.overrides.list(ACME) == []
+
+    # -- audit -----------------------------------------------------------------------
+
+    def test_audit_is_ordered_and_complete(
+        self, ents: Entitlements, store: Store, clock: ManualClock
+    ) -> None:
+        ents.subscriptions.start_trial(ACME, "growth", actor=STAFF)
+        clock.advance(minutes=1)
+        ents.subscriptions.change_seats(ACME, 3, actor=Actor("bob"), reason="hires")
+        events = ents.audit.for_owner(ACME)
+        assert [e.action for e in events] == [
+            "subscription.start_trial",
+            "subscription.change_seats",
+        ]
+        last = events[-1]
+        assert (last.actor, last.reason, last.at, last.owner) == (
+            "staff:bob",
+            "hires",
+            START + timedelta(minutes=1),
+            ACME,
+        )
+        assert last.before is not None
+        assert last.after is not None
+        assert (last.before["seats"], last.after["seats"]) == (None, 3)
+        assert ents.audit.for_target(last.target) == events
+        assert [e.action for e in ents.audit.for_target("plan:growth")] == ["plan.define"]
+        with store.unit_of_work(None) as uow:
+            event = AuditEvent(
+                "e-1", START, "system:test", "test.note", "note:1", ACME, None, {"n": 1}, None
+            )
+            uow.audit.append(event)
+            uow.commit()
+        assert ents.audit.for_owner(ACME)[-1] == event
+
+    # -- failure leaves nothing behind -----------------------------------------------
+
+    def test_a_failed_call_leaves_storage_exactly_as_it_was(
+        self, ents: Entitlements, store: Any
+    ) -> None:
+        ents.subscriptions.start_trial(ACME, "growth", actor=STAFF)
+        failing = [
+            lambda: ents.subscriptions.resume(ACME, actor=STAFF),
+            lambda: ents.subscriptions.change_seats(ACME, -1, actor=STAFF),
+            lambda: ents.subscriptions.change_plan(ACME, "platinum", actor=STAFF),
+            lambda: ents.subscriptions.start_trial(
+                GLOBEX, "growth", actor=STAFF, now=datetime(2026, 1, 1)
+            ),
+            lambda: ents.subscriptions.subscribe(Owner("customer", "c"), "growth", actor=STAFF),
+            lambda: ents.overrides.remove(ACME, "feature", "nothing", actor=STAFF, reason="x"),
+            lambda: ents.plans.set_status("growth", "draft", actor=STAFF),
+        ]
+        for call in failing:
+            before = self.dump(store)
+            with pytest.raises(EntitlementsError):
+                call()
+            assert self.dump(store) == before
+
+    def test_atomic_blocks_commit_together_or_not_at_all(
+        self, ents: Entitlements, store: Any
+    ) -> None:
+        before = self.dump(store)
+
+        def provision() -> None:
+            with ents.atomic():
+                ents.subscriptions.start_trial(ACME, "growth", actor=STAFF)
+                ents.overrides.set_feature(ACME, "sso", enabled=True, actor=STAFF, reason="deal")
+                raise RuntimeError("the host's part failed")
+
+        with pytest.raises(RuntimeError):
+            provision()
+        assert self.dump(store) == before
+        with ents.atomic():
+            ents.subscriptions.start_trial(ACME, "growth", actor=STAFF)
+            with pytest.raises(IllegalTransition):
+                ents.subscriptions.resume(ACME, actor=STAFF)
+            ents.overrides.set_feature(ACME, "sso", enabled=True, actor=STAFF, reason="deal")
+        assert ents.allows(ACME, "sso")
+        assert len(ents.audit.for_owner(ACME)) == 2
+
+    # -- tenants ---------------------------------------------------------------------
+
+    def test_tenants_never_see_or_touch_each_other(self, ents: Entitlements, store: Store) -> None:
+        a = Owner("app", "1", tenant="tenant-a")
+        b = Owner("app", "1", tenant="tenant-b")
+        sub_a = ents.subscriptions.subscribe(a, "growth", actor=STAFF)
+        ents.overrides.set_feature(a, "sso", enabled=True, actor=STAFF, reason="deal")
+        assert ents.subscriptions.find(b) is None
+        assert ents.overrides.list(b) == []
+        assert ents.audit.for_owner(b) == []
+        assert not ents.allows(b, "export")
+        with store.unit_of_work("tenant-b") as uow:
+            with pytest.raises(NotFound):
+                uow.subscriptions.get(sub_a.id)
+            with pytest.raises(InvalidInput):
+                uow.subscriptions.current(a)
+            with pytest.raises(InvalidInput):
+                uow.overrides.put(
+                    Override.feature(a, "x", enabled=True, reason="r", actor="s", at=START)
+                )
+            with pytest.raises((NotFound, InvalidInput)):
+                uow.subscriptions.update(attrs.evolve(sub_a, seats=99))
+            assert uow.subscriptions.due(START + timedelta(days=400)) == []
+            assert uow.overrides.expired(START + timedelta(days=400)) == []
+            assert uow.audit.for_target(f"subscription:{sub_a.id}") == []
+            assert uow.subscriptions.count_on_plans(["growth"]) == 0
+        ents.subscriptions.subscribe(b, "free", actor=STAFF)
+        assert ents.subscriptions.get(a).plan_key == "growth"
+        assert ents.subscriptions.get(b).plan_key == "free"
+        assert set(store.tenants()) == {"tenant-a", "tenant-b"}
