@@ -11,7 +11,7 @@ shared by all tenants.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
@@ -156,6 +156,12 @@ class UnitOfWork(Protocol):
 
     def rollback(self) -> None: ...
 
+    def when_durable(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once this unit of work's writes are durable: right after
+        ``commit()`` when it owns its transaction, at the host's commit when it joined the
+        host's (and never if the host rolls back)."""
+        ...
+
     def __enter__(self) -> UnitOfWork: ...
 
     def __exit__(
@@ -167,7 +173,12 @@ class UnitOfWork(Protocol):
 
 
 class Store(Protocol):
-    def unit_of_work(self, tenant: str | None) -> UnitOfWork: ...
+    def unit_of_work(self, tenant: str | None, join: object | None = None) -> UnitOfWork:
+        """A unit of work for ``tenant``. ``join`` is the host's own transaction handle
+        (for the SQL store: a SQLAlchemy ``Connection`` or ``Session``) to run inside, as a
+        savepoint, so that the host's writes and ours commit together; a store that cannot
+        join it raises `InvalidInput`."""
+        ...
 
     def tenants(self) -> Sequence[str | None]:
         """Every tenant that has stored anything (the sweep visits each)."""

@@ -330,6 +330,9 @@ class _MemoryUnitOfWork:
     def commit(self) -> None:
         self.undo.steps.clear()
 
+    def when_durable(self, callback: Callable[[], None]) -> None:
+        callback()
+
     def rollback(self) -> None:
         self.undo.replay()
 
@@ -341,7 +344,9 @@ class MemoryStore:
         self.tables = _Tables()
         self.lock = threading.RLock()
 
-    def unit_of_work(self, tenant: str | None) -> _MemoryUnitOfWork:
+    def unit_of_work(self, tenant: str | None, join: object | None = None) -> _MemoryUnitOfWork:
+        if join is not None:
+            raise InvalidInput("join", "the memory store cannot join another transaction", join)
         return _MemoryUnitOfWork(self, tenant)
 
     def dump(self) -> dict[str, Any]:

@@ -145,11 +145,15 @@ class Entitlements:
 
     @contextmanager
     def atomic(
-        self, tenant: str | None = None, now: datetime | None = None
+        self, tenant: str | None = None, now: datetime | None = None, *, join: object | None = None
     ) -> Iterator[UnitOfWork]:
-        """Group several calls (and, on the SQL store, the host's own writes) into one
-        transaction: all of it commits, or none of it."""
-        with self.runtime.transaction(tenant, now) as tx:
+        """Group several calls into one transaction: all of it commits, or none of it.
+
+        ``join`` runs the block inside the host's own transaction (on the SQL store, a
+        SQLAlchemy ``Connection`` or ``Session``): the host's rows and ours then commit or
+        roll back together (seed 002's atomic creation of an owner and its subscription).
+        """
+        with self.runtime.transaction(tenant, now, join) as tx:
             yield tx.uow
 
     def process_due(self, now: datetime | None = None) -> SweepReport:

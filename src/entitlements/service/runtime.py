@@ -104,9 +104,17 @@ class Runtime:
         return utc(given, "now") if given is not None else utc(self.clock.now(), "clock.now()")
 
     @contextmanager
-    def transaction(self, tenant: str | None, now: datetime | None = None) -> Iterator[Transaction]:
+    def transaction(
+        self, tenant: str | None, now: datetime | None = None, join: object | None = None
+    ) -> Iterator[Transaction]:
         outer = self._ambient.get()
         if outer is not None:
+            if join is not None:
+                raise InvalidInput(
+                    "join",
+                    "an atomic block is already open; join the host's transaction there",
+                    join,
+                )
             if outer.tenant != tenant:
                 raise InvalidInput(
                     "tenant",
@@ -122,7 +130,7 @@ class Runtime:
                 outer.touched, outer.catalog_changed = mark[1], mark[2]
                 raise
             return
-        with self._observed(tenant) as handle, self.store.unit_of_work(tenant) as uow:
+        with self._observed(tenant) as handle, self.store.unit_of_work(tenant, join) as uow:
             tx = Transaction(self, uow, self.now(now))
             token = self._ambient.set(tx)
             try:
@@ -132,7 +140,7 @@ class Runtime:
                 self._ambient.reset(token)
             if self.telemetry is not None:
                 self.telemetry.committed(handle, tx.events)
-        self.after_commit(tx)
+            uow.when_durable(lambda: self.after_commit(tx))
 
     @contextmanager
     def read(self, tenant: str | None) -> Iterator[UnitOfWork]:

@@ -22,6 +22,7 @@ concurrency; tenant isolation; and that a failed call leaves storage exactly as 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -361,7 +362,7 @@ class StoreContract:
         self, ents: Entitlements, store: Any
     ) -> None:
         ents.subscriptions.start_trial(ACME, "growth", actor=STAFF)
-        failing = [
+        failing: list[Callable[[], object]] = [
             lambda: ents.subscriptions.resume(ACME, actor=STAFF),
             lambda: ents.subscriptions.change_seats(ACME, -1, actor=STAFF),
             lambda: ents.subscriptions.change_plan(ACME, "platinum", actor=STAFF),
@@ -430,3 +431,12 @@ class StoreContract:
         assert ents.subscriptions.get(a).plan_key == "growth"
         assert ents.subscriptions.get(b).plan_key == "free"
         assert set(store.tenants()) == {"tenant-a", "tenant-b"}
+
+    def test_identifiers_are_case_sensitive(self, ents: Entitlements) -> None:
+        upper, lower = Owner("organization", "Acme"), Owner("organization", "acme")
+        ents.subscriptions.subscribe(upper, "growth", actor=STAFF)
+        ents.subscriptions.subscribe(lower, "free", actor=STAFF)
+        assert ents.subscriptions.get(upper).plan_key == "growth"
+        assert ents.subscriptions.get(lower).plan_key == "free"
+        ents.overrides.set_feature(lower, "sso", enabled=True, actor=STAFF, reason="r")
+        assert ents.overrides.list(upper) == []

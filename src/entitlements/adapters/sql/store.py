@@ -655,12 +655,16 @@ class _Audit(_Repository):
 class SqlUnitOfWork:
     """One transaction (or, inside the host's transaction, one savepoint)."""
 
-    def __init__(self, store: SqlStore, tenant: str | None) -> None:
+    def __init__(
+        self, store: SqlStore, tenant: str | None, join: Connection | Session | None = None
+    ) -> None:
         self.tenant = tenant
         self._store = store
+        self._join = join
         self._connection: Connection | None = None
         self._transaction: sa.Transaction | None = None
         self._owns_connection = False
+        self._inside_host = False
         self.plans = _Plans(self)
         self.subscriptions = _Subscriptions(self)
         self.overrides = _Overrides(self)
@@ -674,11 +678,12 @@ class SqlUnitOfWork:
 
     @storage_errors
     def __enter__(self) -> SqlUnitOfWork:
-        connection, owned = self._store._acquire()
+        connection, owned = self._store._acquire(self._join)
         self._connection, self._owns_connection = connection, owned
         try:
+            self._inside_host = connection.in_transaction()
             self._transaction = (
-                connection.begin_nested() if connection.in_transaction() else connection.begin()
+                connection.begin_nested() if self._inside_host else connection.begin()
             )
         except BaseException:
             if owned:
@@ -719,6 +724,34 @@ class SqlUnitOfWork:
     def rollback(self) -> None:
         if self._transaction is not None and self._transaction.is_active:
             self._transaction.rollback()
+
+    def when_durable(self, callback: Callable[[], None]) -> None:
+        if not self._inside_host:
+            callback()
+            return
+        host: Connection | Session = self._join or self._store._session or self.connection
+        committed_event, rolled_back_event = (
+            ("after_commit", "after_rollback")
+            if isinstance(host, Session)
+            else ("commit", "rollback")
+        )
+
+        settled = False
+
+        def on_commit(*_: Any) -> None:
+            nonlocal settled
+            if not settled:
+                settled = True
+                callback()
+
+        def on_rollback(*_: Any) -> None:
+            nonlocal settled
+            settled = True
+
+        # once=True: each listener removes itself when it fires; the flag makes the one
+        # left over (fired at the host's next transaction end) do nothing
+        event.listen(host, committed_event, on_commit, once=True)
+        event.listen(host, rolled_back_event, on_rollback, once=True)
 
 
 def _sqlite_transactions(engine: Engine) -> None:
@@ -767,15 +800,23 @@ class SqlStore:
             _sqlite_transactions(engine)
         return cls(engine)
 
-    def _acquire(self) -> tuple[Connection, bool]:
+    def _acquire(self, join: Connection | Session | None = None) -> tuple[Connection, bool]:
+        if isinstance(join, Session):
+            return join.connection(), False
+        if isinstance(join, Connection):
+            return join, False
+        if join is not None:
+            raise InvalidInput("join", "must be a SQLAlchemy Connection or Session", join)
         if self._session is not None:
             return self._session.connection(), False
         if self._connection is not None:
             return self._connection, False
         return self.engine.connect(), True
 
-    def unit_of_work(self, tenant: str | None) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self, tenant)
+    def unit_of_work(self, tenant: str | None, join: object | None = None) -> SqlUnitOfWork:
+        if join is not None and not isinstance(join, Connection | Session):
+            raise InvalidInput("join", "must be a SQLAlchemy Connection or Session", join)
+        return SqlUnitOfWork(self, tenant, join)
 
     @storage_errors
     def tenants(self) -> Sequence[str | None]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from entitlements.adapters.sql.types import JSONDocument, UtcDateTime, row_id
+from entitlements.adapters.sql.types import JSONDocument, UtcDateTime, key_string, row_id
 
 __all__ = [
     "audit_events",
@@ -41,7 +41,7 @@ KEY = 64
 plans = sa.Table(
     "ent_plans",
     metadata,
-    sa.Column("key", sa.String(KEY), primary_key=True),
+    sa.Column("key", key_string(KEY), primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("owner_kinds", JSONDocument, nullable=False),
@@ -52,7 +52,7 @@ plans = sa.Table(
 plan_versions = sa.Table(
     "ent_plan_versions",
     metadata,
-    sa.Column("plan_key", sa.String(KEY), sa.ForeignKey("ent_plans.key"), primary_key=True),
+    sa.Column("plan_key", key_string(KEY), sa.ForeignKey("ent_plans.key"), primary_key=True),
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("limits", JSONDocument, nullable=False),
     sa.Column("features", JSONDocument, nullable=False),
@@ -67,14 +67,14 @@ subscriptions = sa.Table(
     "ent_subscriptions",
     metadata,
     sa.Column("pk", row_id(), primary_key=True, autoincrement=True),
-    sa.Column("id", sa.String(64), nullable=False, unique=True),
-    sa.Column("tenant", sa.String(TENANT), nullable=False),
-    sa.Column("owner_kind", sa.String(OWNER_KIND), nullable=False),
-    sa.Column("owner_id", sa.String(OWNER_ID), nullable=False),
+    sa.Column("id", key_string(64), nullable=False, unique=True),
+    sa.Column("tenant", key_string(TENANT), nullable=False),
+    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=False),
+    sa.Column("owner_id", key_string(OWNER_ID), nullable=False),
     # sha256 of the owner while the subscription is live, NULL once it ended: the unique
     # index makes "one live subscription per owner" hold against concurrent writers
-    sa.Column("live_owner", sa.String(64), nullable=True, unique=True),
-    sa.Column("plan_key", sa.String(KEY), sa.ForeignKey("ent_plans.key"), nullable=False),
+    sa.Column("live_owner", key_string(64), nullable=True, unique=True),
+    sa.Column("plan_key", key_string(KEY), sa.ForeignKey("ent_plans.key"), nullable=False),
     sa.Column("plan_version", sa.Integer, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
@@ -106,11 +106,11 @@ subscriptions = sa.Table(
 overrides = sa.Table(
     "ent_overrides",
     metadata,
-    sa.Column("tenant", sa.String(TENANT), primary_key=True),
-    sa.Column("owner_kind", sa.String(OWNER_KIND), primary_key=True),
-    sa.Column("owner_id", sa.String(OWNER_ID), primary_key=True),
-    sa.Column("kind", sa.String(8), primary_key=True),
-    sa.Column("key", sa.String(KEY), primary_key=True),
+    sa.Column("tenant", key_string(TENANT), primary_key=True),
+    sa.Column("owner_kind", key_string(OWNER_KIND), primary_key=True),
+    sa.Column("owner_id", key_string(OWNER_ID), primary_key=True),
+    sa.Column("kind", key_string(8), primary_key=True),
+    sa.Column("key", key_string(KEY), primary_key=True),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("actor", sa.String(255), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
@@ -125,14 +125,14 @@ audit_events = sa.Table(
     "ent_audit_events",
     metadata,
     sa.Column("pk", row_id(), primary_key=True, autoincrement=True),
-    sa.Column("id", sa.String(64), nullable=False, unique=True),
-    sa.Column("tenant", sa.String(TENANT), nullable=False),
+    sa.Column("id", key_string(64), nullable=False, unique=True),
+    sa.Column("tenant", key_string(TENANT), nullable=False),
     sa.Column("at", UtcDateTime, nullable=False),
     sa.Column("actor", sa.String(255), nullable=False),
     sa.Column("action", sa.String(64), nullable=False),
-    sa.Column("target", sa.String(400), nullable=False),
-    sa.Column("owner_kind", sa.String(OWNER_KIND), nullable=True),
-    sa.Column("owner_id", sa.String(OWNER_ID), nullable=True),
+    sa.Column("target", key_string(400), nullable=False),
+    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=True),
+    sa.Column("owner_id", key_string(OWNER_ID), nullable=True),
     sa.Column("before", JSONDocument, nullable=True),
     sa.Column("after", JSONDocument, nullable=True),
     sa.Column("reason", sa.Text, nullable=True),

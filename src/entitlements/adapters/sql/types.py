@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Dialect
 
-__all__ = ["JSONDocument", "UtcDateTime", "row_id"]
+__all__ = ["JSONDocument", "UtcDateTime", "key_string", "row_id"]
 
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
@@ -48,3 +48,11 @@ JSONDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 def row_id() -> sa.types.TypeEngine[int]:
     """An auto-incrementing 64-bit key (SQLite only auto-increments INTEGER)."""
     return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def key_string(length: int) -> sa.types.TypeEngine[str]:
+    """An identifier compared byte for byte. MariaDB/MySQL compare strings
+    case-insensitively by default, which would make owner ``Acme`` and ``acme`` one."""
+    return sa.String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+    )

@@ -10,10 +10,11 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from entitlements.adapters.sql.types import UtcDateTime
+from entitlements.adapters.sql.types import UtcDateTime, key_string
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 
 revision = "0001"
 down_revision = None
@@ -25,14 +26,14 @@ def upgrade() -> None:
     op.create_table(
         "ent_audit_events",
         sa.Column("pk", ROW_ID, autoincrement=True, nullable=False),
-        sa.Column("id", sa.String(length=64), nullable=False),
-        sa.Column("tenant", sa.String(length=255), nullable=False),
+        sa.Column("id", key_string(64), nullable=False),
+        sa.Column("tenant", key_string(255), nullable=False),
         sa.Column("at", UtcDateTime(), nullable=False),
         sa.Column("actor", sa.String(length=255), nullable=False),
         sa.Column("action", sa.String(length=64), nullable=False),
-        sa.Column("target", sa.String(length=400), nullable=False),
-        sa.Column("owner_kind", sa.String(length=64), nullable=True),
-        sa.Column("owner_id", sa.String(length=255), nullable=True),
+        sa.Column("target", key_string(400), nullable=False),
+        sa.Column("owner_kind", key_string(64), nullable=True),
+        sa.Column("owner_id", key_string(255), nullable=True),
         sa.Column("before", JSON, nullable=True),
         sa.Column("after", JSON, nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
@@ -51,11 +52,11 @@ def upgrade() -> None:
 
     op.create_table(
         "ent_overrides",
-        sa.Column("tenant", sa.String(length=255), nullable=False),
-        sa.Column("owner_kind", sa.String(length=64), nullable=False),
-        sa.Column("owner_id", sa.String(length=255), nullable=False),
-        sa.Column("kind", sa.String(length=8), nullable=False),
-        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("tenant", key_string(255), nullable=False),
+        sa.Column("owner_kind", key_string(64), nullable=False),
+        sa.Column("owner_id", key_string(255), nullable=False),
+        sa.Column("kind", key_string(8), nullable=False),
+        sa.Column("key", key_string(64), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("actor", sa.String(length=255), nullable=False),
         sa.Column("created_at", UtcDateTime(), nullable=False),
@@ -73,7 +74,7 @@ def upgrade() -> None:
 
     op.create_table(
         "ent_plans",
-        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("key", key_string(64), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("owner_kinds", JSON, nullable=False),
@@ -83,7 +84,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "ent_plan_versions",
-        sa.Column("plan_key", sa.String(length=64), nullable=False),
+        sa.Column("plan_key", key_string(64), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("limits", JSON, nullable=False),
         sa.Column("features", JSON, nullable=False),
@@ -100,12 +101,12 @@ def upgrade() -> None:
     op.create_table(
         "ent_subscriptions",
         sa.Column("pk", ROW_ID, autoincrement=True, nullable=False),
-        sa.Column("id", sa.String(length=64), nullable=False),
-        sa.Column("tenant", sa.String(length=255), nullable=False),
-        sa.Column("owner_kind", sa.String(length=64), nullable=False),
-        sa.Column("owner_id", sa.String(length=255), nullable=False),
-        sa.Column("live_owner", sa.String(length=64), nullable=True),
-        sa.Column("plan_key", sa.String(length=64), nullable=False),
+        sa.Column("id", key_string(64), nullable=False),
+        sa.Column("tenant", key_string(255), nullable=False),
+        sa.Column("owner_kind", key_string(64), nullable=False),
+        sa.Column("owner_id", key_string(255), nullable=False),
+        sa.Column("live_owner", key_string(64), nullable=True),
+        sa.Column("plan_key", key_string(64), nullable=False),
         sa.Column("plan_version", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("created_at", UtcDateTime(), nullable=False),
