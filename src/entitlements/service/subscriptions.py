@@ -27,7 +27,7 @@ from entitlements.domain.subscription import (
     transition,
     trial_end,
 )
-from entitlements.errors import InvalidInput, SubscriptionNotFound
+from entitlements.errors import InvalidInput, StaleWrite, SubscriptionNotFound
 from entitlements.service.runtime import Runtime, Transaction
 
 __all__ = ["Subscriptions"]
@@ -260,9 +260,18 @@ class Subscriptions:
         actor: Actor | str,
         now: datetime | None = None,
         reason: str | None = None,
+        expected_revision: int | None = None,
     ) -> Subscription:
+        """Set the purchased seats. Pass ``expected_revision`` (the revision the caller
+        read) to refuse with `StaleWrite` if someone changed it meanwhile."""
         return self._apply(
-            owner, Event.CHANGE_SEATS, actor, now, reason, lambda tx, cur: {"seats": seats}
+            owner,
+            Event.CHANGE_SEATS,
+            actor,
+            now,
+            reason,
+            lambda tx, cur: {"seats": seats},
+            expected_revision=expected_revision,
         )
 
     def suspend(
@@ -406,6 +415,7 @@ class Subscriptions:
         changes: Any = None,
         *,
         action: str | None = None,
+        expected_revision: int | None = None,
     ) -> Subscription:
         owner, who = as_owner(owner), as_actor(actor)
         name = f"subscription.{action or event.value}"
@@ -413,6 +423,8 @@ class Subscriptions:
             current = tx.uow.subscriptions.current(owner)
             if current is None:
                 raise SubscriptionNotFound(owner)
+            if expected_revision is not None and current.revision != expected_revision:
+                raise StaleWrite("subscription", current.id, expected_revision)
             tx.authorize(who, name, owner, current)
             check_allowed(current, event)
             fields = changes(tx, current) if changes is not None else {}

@@ -464,10 +464,13 @@ class _Subscriptions(_Repository):
             with self._conn.begin_nested():
                 self._conn.execute(t.subscriptions.insert().values(**_subscription_row(stored)))
         except exc.IntegrityError:
-            now_current = self.current(owner)
-            if now_current is not None and not now_current.is_terminal:
-                raise SubscriptionExists(owner, now_current.status.value) from None
-            raise StorageError(f"subscription id {subscription.id} is already used") from None
+            # a concurrent writer's live subscription (the unique index on live_owner);
+            # under snapshot isolation we may not see it, so do not require to
+            winner = self.current(owner)
+            status = (
+                winner.status.value if winner is not None and not winner.is_terminal else "live"
+            )
+            raise SubscriptionExists(owner, status) from None
         return stored
 
     @storage_errors
