@@ -95,7 +95,8 @@ class SubscriptionRepository(Protocol):
         ...
 
     def due(self, now: datetime, limit: int = 500) -> Sequence[Subscription]:
-        """Live subscriptions that time may have changed by ``now``."""
+        """Live subscriptions that time may have changed by ``now``, earliest change
+        first (ties in the order they were created)."""
         ...
 
     def count_on_plans(self, plan_keys: Iterable[str], exclude_owner: Owner | None = None) -> int:
@@ -114,7 +115,10 @@ class OverrideRepository(Protocol):
         """Raises `OverrideNotFound`."""
         ...
 
-    def expired(self, now: datetime, limit: int = 500) -> Sequence[Override]: ...
+    def expired(self, now: datetime, limit: int = 500) -> Sequence[Override]:
+        """Overrides expired by ``now``, earliest expiry first, then by owner kind, owner
+        id, kind and key."""
+        ...
 
 
 class AuditLog(Protocol):

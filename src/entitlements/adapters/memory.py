@@ -216,10 +216,9 @@ class _Subscriptions(_Repository[str]):
                 continue
             at = sub.next_change_at()
             if at is not None and at <= now:
-                found.append(sub)
-                if len(found) >= limit:
-                    break
-        return found
+                found.append((at, sub))
+        found.sort(key=lambda pair: pair[0])
+        return [sub for _, sub in found[:limit]]
 
     def count_on_plans(self, plan_keys: Iterable[str], exclude_owner: Owner | None = None) -> int:
         keys = set(plan_keys)
@@ -258,11 +257,9 @@ class _Overrides(_Repository[Owner]):
     def expired(self, now: datetime, limit: int = 500) -> Sequence[Override]:
         found: list[Override] = []
         for owner, overrides in self._t.overrides.items():
-            if owner.tenant != self._uow.tenant:
-                continue
-            found.extend(o for o in overrides.values() if not o.is_active(now))
-            if len(found) >= limit:
-                break
+            if owner.tenant == self._uow.tenant:
+                found.extend(o for o in overrides.values() if not o.is_active(now))
+        found.sort(key=lambda o: (o.expires_at, o.owner.kind, o.owner.id, o.kind, o.key))
         return found[:limit]
 
 

@@ -8,7 +8,7 @@ it — no I/O, no clock, no resolution.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -38,7 +38,8 @@ class Entitlements:
     ``policy`` decides what each subscription status grants (and the fallback plan);
     ``authorizer`` decides who may change what; ``listeners`` hear every audit event
     after its transaction commits; ``telemetry`` (`entitlements.telemetry.OpenTelemetry`)
-    traces and counts units of work.
+    traces and counts units of work. ``ids`` makes record ids (random hex by default);
+    tests pass a counter to compare two stores call for call.
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class Entitlements:
         listeners: Sequence[EventListener] = (),
         cache_size: int = 100_000,
         telemetry: Telemetry | None = None,
+        ids: Callable[[], str] | None = None,
     ) -> None:
         self.runtime = Runtime(
             store=store,
@@ -61,6 +63,8 @@ class Entitlements:
             cache=SnapshotCache(cache_size),
             telemetry=telemetry,
         )
+        if ids is not None:
+            self.runtime.new_id = ids
         self.store = store
         self.plans = Plans(self.runtime)
         self.subscriptions = Subscriptions(self.runtime)

@@ -346,12 +346,9 @@ class _Plans(_Repository):
 
     @storage_errors
     def list(self) -> Sequence[Plan]:
-        statement = (
-            self._select()
-            .where(t.plan_versions.c.version == t.plans.c.latest_version)
-            .order_by(t.plans.c.key)
-        )
-        return [_plan_from(r) for r in self._rows(statement)]
+        statement = self._select().where(t.plan_versions.c.version == t.plans.c.latest_version)
+        # sorted here, not by the database: collations differ between engines and locales
+        return sorted((_plan_from(r) for r in self._rows(statement)), key=lambda p: p.key)
 
     @storage_errors
     def versions(self, key: str) -> Sequence[Plan]:
@@ -537,11 +534,8 @@ class _Overrides(_Repository):
 
     @storage_errors
     def for_owner(self, owner: Owner) -> Sequence[Override]:
-        c = t.overrides.c
-        rows = self._rows(
-            sa.select(t.overrides).where(*self._owner_filter(owner)).order_by(c.kind, c.key)
-        )
-        return [_override_from(r) for r in rows]
+        rows = self._rows(sa.select(t.overrides).where(*self._owner_filter(owner)))
+        return sorted((_override_from(r) for r in rows), key=lambda o: (o.kind, o.key))
 
     def _find(self, owner: Owner, kind: OverrideKind, key: str) -> Override | None:
         c = t.overrides.c
@@ -609,7 +603,8 @@ class _Overrides(_Repository):
             .order_by(c.expires_at, c.owner_kind, c.owner_id, c.kind, c.key)
             .limit(limit)
         )
-        return [_override_from(r) for r in rows]
+        found = [_override_from(r) for r in rows]
+        return sorted(found, key=lambda o: (o.expires_at, o.owner.kind, o.owner.id, o.kind, o.key))
 
 
 class _Audit(_Repository):
