@@ -1,14 +1,18 @@
-"""The whole lifecycle in one script: define plans, put an organization on a 90-day
-trial, override a feature, convert to paid, suspend, resume, cancel at period end, let
-time pass, and ask "may it do X, and why?" at every step.
+"""The whole lifecycle in one script, on an embedded SQLite database: define plans, put
+an organization on a 90-day trial, override a feature, convert to paid, suspend, resume,
+cancel at period end, let time pass, and ask "may it do X, and why?" at every step.
 
-Run it with ``python examples/quickstart.py``.
+Run it with ``python examples/quickstart.py [DATABASE_URL]``. By default it (re)creates
+``entitlements-quickstart.db`` in the working directory; open it with ``sqlite3`` to see
+exactly what is stored.
 """
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 from entitlements import (
     AccessPolicy,
@@ -18,11 +22,11 @@ from entitlements import (
     Limit,
     LimitKind,
     ManualClock,
-    MemoryStore,
     Owner,
     Plan,
     Price,
 )
+from entitlements.adapters.sql import SqlStore
 
 
 def show(ents: Entitlements, owner: Owner, title: str) -> None:
@@ -38,9 +42,20 @@ def show(ents: Entitlements, owner: Owner, title: str) -> None:
     print(f"   seats          {seats.value} ({seats.reason.value}: {seats.detail})")
 
 
-def main() -> None:
+def open_store(url: str | None) -> SqlStore:
+    if url is None:
+        path = Path("entitlements-quickstart.db")
+        path.unlink(missing_ok=True)
+        url = f"sqlite:///{path}"
+    store = SqlStore.from_url(url)
+    store.create_schema()
+    return store
+
+
+def main(url: str | None = None) -> None:
     clock = ManualClock()
-    ents = Entitlements(MemoryStore(), clock=clock, policy=AccessPolicy(fallback_plan="free"))
+    store = open_store(url)
+    ents = Entitlements(store, clock=clock, policy=AccessPolicy(fallback_plan="free"))
     staff = "staff:ann"
 
     ents.plans.define(
@@ -110,6 +125,8 @@ def main() -> None:
     for event in ents.audit.for_owner(acme):
         print(f"   {event.at:%Y-%m-%d} {event.actor:<14} {event.action:<30} {event.reason or ''}")
 
+    print(f"\nstored in {store.engine.url}")
+
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else None)

@@ -23,6 +23,8 @@ def test_quickstart_runs_the_whole_lifecycle(tmp_path):
     assert "suspended: read-only [suspended" in out
     assert "back on the fallback plan [canceled, plan free v1]" in out
     assert "system:sweep" in out
+    assert "stored in sqlite:///entitlements-quickstart.db" in out
+    assert (tmp_path / "entitlements-quickstart.db").exists()
 
 
 def test_the_integrator_property_test_passes(tmp_path):
