@@ -177,11 +177,14 @@ class UnitOfWork(Protocol):
 
 
 class Store(Protocol):
-    def unit_of_work(self, tenant: str | None, join: object | None = None) -> UnitOfWork:
+    def unit_of_work(
+        self, tenant: str | None, join: object | None = None, *, read_only: bool = False
+    ) -> UnitOfWork:
         """A unit of work for ``tenant``. ``join`` is the host's own transaction handle
         (for the SQL store: a SQLAlchemy ``Connection`` or ``Session``) to run inside, as a
         savepoint, so that the host's writes and ours commit together; a store that cannot
-        join it raises `InvalidInput`."""
+        join it raises `InvalidInput`. ``read_only`` promises no writes (a store may then
+        take lighter locks)."""
         ...
 
     def tenants(self) -> Sequence[str | None]:

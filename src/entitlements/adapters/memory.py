@@ -341,7 +341,9 @@ class MemoryStore:
         self.tables = _Tables()
         self.lock = threading.RLock()
 
-    def unit_of_work(self, tenant: str | None, join: object | None = None) -> _MemoryUnitOfWork:
+    def unit_of_work(
+        self, tenant: str | None, join: object | None = None, *, read_only: bool = False
+    ) -> _MemoryUnitOfWork:
         if join is not None:
             raise InvalidInput("join", "the memory store cannot join another transaction", join)
         return _MemoryUnitOfWork(self, tenant)

@@ -151,7 +151,7 @@ class Runtime:
         if outer is not None and outer.tenant == tenant:
             yield outer.uow
             return
-        with self.store.unit_of_work(tenant) as uow:
+        with self.store.unit_of_work(tenant, read_only=True) as uow:
             yield uow
 
     @property

@@ -53,6 +53,8 @@ from entitlements.errors import (
 
 __all__ = ["SqlStore", "SqlUnitOfWork"]
 
+READ_ONLY = "entitlements_read_only"
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -318,6 +320,38 @@ _PLAN_COLUMNS = (
 )
 _PLAN_JOIN = t.plans.join(t.plan_versions, t.plan_versions.c.plan_key == t.plans.c.key)
 
+# the statements of a cold resolution, built once (building a statement costs as much as
+# running it on SQLite)
+_LATEST_PLAN = (
+    sa.select(*_PLAN_COLUMNS)
+    .select_from(_PLAN_JOIN)
+    .where(
+        t.plans.c.key == sa.bindparam("key"), t.plan_versions.c.version == t.plans.c.latest_version
+    )
+)
+_PLAN_VERSION = (
+    sa.select(*_PLAN_COLUMNS)
+    .select_from(_PLAN_JOIN)
+    .where(
+        t.plans.c.key == sa.bindparam("key"), t.plan_versions.c.version == sa.bindparam("version")
+    )
+)
+_CURRENT_SUBSCRIPTION = (
+    sa.select(t.subscriptions)
+    .where(
+        t.subscriptions.c.tenant == sa.bindparam("tenant"),
+        t.subscriptions.c.owner_kind == sa.bindparam("kind"),
+        t.subscriptions.c.owner_id == sa.bindparam("id"),
+    )
+    .order_by(t.subscriptions.c.pk.desc())
+    .limit(1)
+)
+_OWNER_OVERRIDES = sa.select(t.overrides).where(
+    t.overrides.c.tenant == sa.bindparam("tenant"),
+    t.overrides.c.owner_kind == sa.bindparam("kind"),
+    t.overrides.c.owner_id == sa.bindparam("id"),
+)
+
 
 class _Plans(_Repository):
     def _select(self) -> sa.Select[Any]:
@@ -325,10 +359,12 @@ class _Plans(_Repository):
 
     @storage_errors
     def get(self, key: str, version: int | None = None) -> Plan:
-        wanted = t.plans.c.latest_version if version is None else sa.literal(version)
-        rows = self._rows(
-            self._select().where(t.plans.c.key == key, t.plan_versions.c.version == wanted)
-        )
+        if version is None:
+            rows = self._conn.execute(_LATEST_PLAN, {"key": key}).mappings().all()
+        else:
+            rows = (
+                self._conn.execute(_PLAN_VERSION, {"key": key, "version": version}).mappings().all()
+            )
         if not rows:
             if version is not None and self.find(key) is not None:
                 raise UnknownPlan(key, version)
@@ -423,12 +459,9 @@ class _Subscriptions(_Repository):
 
     @storage_errors
     def current(self, owner: Owner) -> Subscription | None:
-        rows = self._rows(
-            sa.select(t.subscriptions)
-            .where(*self._owner_filter(owner))
-            .order_by(t.subscriptions.c.pk.desc())
-            .limit(1)
-        )
+        self._scope(owner)
+        params = {"tenant": self._t, "kind": owner.kind, "id": owner.id}
+        rows = self._conn.execute(_CURRENT_SUBSCRIPTION, params).mappings().all()
         return _subscription_from(rows[0]) if rows else None
 
     @storage_errors
@@ -534,7 +567,9 @@ class _Overrides(_Repository):
 
     @storage_errors
     def for_owner(self, owner: Owner) -> Sequence[Override]:
-        rows = self._rows(sa.select(t.overrides).where(*self._owner_filter(owner)))
+        self._scope(owner)
+        params = {"tenant": self._t, "kind": owner.kind, "id": owner.id}
+        rows = self._conn.execute(_OWNER_OVERRIDES, params).mappings().all()
         return sorted((_override_from(r) for r in rows), key=lambda o: (o.kind, o.key))
 
     def _find(self, owner: Owner, kind: OverrideKind, key: str) -> Override | None:
@@ -654,11 +689,17 @@ class SqlUnitOfWork:
     """One transaction (or, inside the host's transaction, one savepoint)."""
 
     def __init__(
-        self, store: SqlStore, tenant: str | None, join: Connection | Session | None = None
+        self,
+        store: SqlStore,
+        tenant: str | None,
+        join: Connection | Session | None = None,
+        *,
+        read_only: bool = False,
     ) -> None:
         self.tenant = tenant
         self._store = store
         self._join = join
+        self._read_only = read_only
         self._connection: Connection | None = None
         self._transaction: sa.Transaction | None = None
         self._owns_connection = False
@@ -680,6 +721,7 @@ class SqlUnitOfWork:
         self._connection, self._owns_connection = connection, owned
         try:
             self._inside_host = connection.in_transaction()
+            connection.info[READ_ONLY] = self._read_only
             self._transaction = (
                 connection.begin_nested() if self._inside_host else connection.begin()
             )
@@ -764,11 +806,14 @@ def _sqlite_transactions(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN" if connection.info.get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 class SqlStore:
@@ -811,14 +856,16 @@ class SqlStore:
             return self._connection, False
         return self.engine.connect(), True
 
-    def unit_of_work(self, tenant: str | None, join: object | None = None) -> SqlUnitOfWork:
+    def unit_of_work(
+        self, tenant: str | None, join: object | None = None, *, read_only: bool = False
+    ) -> SqlUnitOfWork:
         if join is not None and not isinstance(join, Connection | Session):
             raise InvalidInput("join", "must be a SQLAlchemy Connection or Session", join)
-        return SqlUnitOfWork(self, tenant, join)
+        return SqlUnitOfWork(self, tenant, join, read_only=read_only)
 
     @storage_errors
     def tenants(self) -> Sequence[str | None]:
-        with self.unit_of_work(None) as uow:
+        with self.unit_of_work(None, read_only=True) as uow:
             query = sa.union(
                 sa.select(t.subscriptions.c.tenant).distinct(),
                 sa.select(t.overrides.c.tenant).distinct(),
@@ -845,7 +892,7 @@ class SqlStore:
         """Every stored row, ordered: tests compare dumps to prove a failed call changed
         nothing."""
         out: dict[str, list[tuple[Any, ...]]] = {}
-        with self.unit_of_work(None) as uow:
+        with self.unit_of_work(None, read_only=True) as uow:
             for table in t.metadata.sorted_tables:
                 rows = uow.connection.execute(sa.select(table)).all()
                 out[table.name] = sorted((tuple(r) for r in rows), key=repr)
