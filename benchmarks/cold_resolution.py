@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from entitlements import Entitlements, Limit, Owner, Plan
 from entitlements.adapters.sql import SqlStore, metadata
 from entitlements.adapters.sql import tables as t
-from entitlements.adapters.sql.store import _subscription_row
+from entitlements.adapters.sql.subscriptions import subscription_row
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.subscription import Subscription
 
@@ -54,7 +54,7 @@ def bulk_load(store: SqlStore, start: int, stop: int) -> None:
                 current_period=cycle.period_containing(START, START),
                 revision=1,
             )
-            rows.append(_subscription_row(sub))
+            rows.append(subscription_row(sub))
             if i % 10 == 0:
                 overrides.append(
                     {

@@ -22,6 +22,7 @@ from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
 from entitlements.domain.subscription import Subscription
+from entitlements.domain.usage import Counter, Reservation, SeatAssignment, UsageRecord
 
 __all__ = [
     "AuditLog",
@@ -29,9 +30,11 @@ __all__ = [
     "EventListener",
     "OverrideRepository",
     "PlanRepository",
+    "SeatRepository",
     "Store",
     "SubscriptionRepository",
     "UnitOfWork",
+    "UsageRepository",
 ]
 
 
@@ -121,6 +124,74 @@ class OverrideRepository(Protocol):
         ...
 
 
+class UsageRepository(Protocol):
+    """Counters per (owner, metric, period), the ledger of accepted usage, and
+    reservations. ``add`` is the one write that must be atomic against concurrent writers
+    (a conditional update on SQL)."""
+
+    def counter(self, owner: Owner, metric: str, period_start: datetime) -> Counter:
+        """The counter, zero if nothing was ever recorded."""
+        ...
+
+    def counters(self, owner: Owner, metric: str) -> Sequence[Counter]:
+        """Every period's counter of a metric, oldest first (usage history)."""
+        ...
+
+    def add(
+        self,
+        owner: Owner,
+        metric: str,
+        period_start: datetime,
+        *,
+        used: int = 0,
+        reserved: int = 0,
+        ceiling: int | None = None,
+    ) -> Counter | None:
+        """Add to ``used`` and ``reserved`` (either may be negative) and return the new
+        counter; return ``None`` and change nothing if ``used + reserved`` would pass
+        ``ceiling`` (checked only when the total grows) or a part would go below zero."""
+        ...
+
+    def set_used(self, owner: Owner, metric: str, period_start: datetime, used: int) -> Counter: ...
+
+    def add_record(self, record: UsageRecord) -> UsageRecord | None:
+        """Store the record, or return the already stored one with the same idempotency
+        key for this owner (and store nothing)."""
+        ...
+
+    def records(self, owner: Owner, metric: str, period_start: datetime) -> Sequence[UsageRecord]:
+        """Oldest first."""
+        ...
+
+    def add_reservation(self, reservation: Reservation) -> Reservation | None:
+        """Store it, or return the stored one with the same key for this owner."""
+        ...
+
+    def reservation(self, owner: Owner, reservation_id: str) -> Reservation:
+        """Raises `NotFound`."""
+        ...
+
+    def update_reservation(self, reservation: Reservation) -> None: ...
+
+    def held_reservations_due(self, now: datetime, limit: int = 500) -> Sequence[Reservation]:
+        """Held reservations whose time ran out by ``now``, earliest first."""
+        ...
+
+
+class SeatRepository(Protocol):
+    def assigned(self, owner: Owner, pool: str) -> Sequence[SeatAssignment]:
+        """Ordered by member id."""
+        ...
+
+    def add(self, assignment: SeatAssignment) -> None:
+        """Raises `Conflict` if the member already holds a seat of the pool."""
+        ...
+
+    def remove(self, owner: Owner, pool: str, member: str) -> SeatAssignment:
+        """Raises `NotFound`."""
+        ...
+
+
 class AuditLog(Protocol):
     def append(self, event: AuditEvent) -> None: ...
 
@@ -150,6 +221,12 @@ class UnitOfWork(Protocol):
 
     @property
     def audit(self) -> AuditLog: ...
+
+    @property
+    def usage(self) -> UsageRepository: ...
+
+    @property
+    def seats(self) -> SeatRepository: ...
 
     def savepoint(self) -> AbstractContextManager[None]:
         """A nested transaction: if the block raises, its writes are undone and the

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
@@ -23,7 +23,15 @@ from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
 from entitlements.domain.subscription import Subscription
+from entitlements.domain.usage import (
+    Counter,
+    Reservation,
+    ReservationStatus,
+    SeatAssignment,
+    UsageRecord,
+)
 from entitlements.errors import (
+    Conflict,
     InvalidInput,
     NotFound,
     OverrideNotFound,
@@ -84,6 +92,10 @@ class _Tables:
         self.overrides: dict[Owner, dict[tuple[OverrideKind, str], Override]] = {}
         self.audit: list[AuditEvent] = []
         self.audit_by_owner: dict[Owner, tuple[int, ...]] = {}
+        self.counters: dict[tuple[Owner, str, datetime], Counter] = {}
+        self.records: dict[Owner, tuple[UsageRecord, ...]] = {}
+        self.reservations: dict[str, Reservation] = {}
+        self.seats: dict[tuple[Owner, str, str], SeatAssignment] = {}
 
 
 class _Repository(Generic[K]):
@@ -284,6 +296,114 @@ class _Audit(_Repository[Owner]):
         ]
 
 
+class _Usage(_Repository[Owner]):
+    def counter(self, owner: Owner, metric: str, period_start: datetime) -> Counter:
+        found = self._t.counters.get((self._scope(owner), metric, period_start))
+        return found if found is not None else Counter(owner, metric, period_start)
+
+    def counters(self, owner: Owner, metric: str) -> Sequence[Counter]:
+        self._scope(owner)
+        found = [c for (o, m, _), c in self._t.counters.items() if o == owner and m == metric]
+        return sorted(found, key=lambda c: c.period_start)
+
+    def add(
+        self,
+        owner: Owner,
+        metric: str,
+        period_start: datetime,
+        *,
+        used: int = 0,
+        reserved: int = 0,
+        ceiling: int | None = None,
+    ) -> Counter | None:
+        current = self.counter(owner, metric, period_start)
+        after = attrs.evolve(
+            current, used=current.used + used, reserved=current.reserved + reserved
+        )
+        if after.used < 0 or after.reserved < 0:
+            return None
+        grows = used + reserved > 0
+        if grows and ceiling is not None and after.used + after.reserved > ceiling:
+            return None
+        self._undo.set(self._t.counters, (owner, metric, period_start), after)
+        return after
+
+    def set_used(self, owner: Owner, metric: str, period_start: datetime, used: int) -> Counter:
+        after = attrs.evolve(self.counter(owner, metric, period_start), used=used)
+        self._undo.set(self._t.counters, (owner, metric, period_start), after)
+        return after
+
+    def add_record(self, record: UsageRecord) -> UsageRecord | None:
+        owner = self._scope(record.owner)
+        existing = self._t.records.get(owner, ())
+        if record.key is not None:
+            for stored in existing:
+                if stored.key == record.key:
+                    return stored
+        self._undo.set(self._t.records, owner, (*existing, record))
+        return None
+
+    def records(self, owner: Owner, metric: str, period_start: datetime) -> Sequence[UsageRecord]:
+        return [
+            r
+            for r in self._t.records.get(self._scope(owner), ())
+            if r.metric == metric and r.period_start == period_start
+        ]
+
+    def add_reservation(self, reservation: Reservation) -> Reservation | None:
+        owner = self._scope(reservation.owner)
+        if reservation.key is not None:
+            for stored in self._t.reservations.values():
+                if stored.owner == owner and stored.key == reservation.key:
+                    return stored
+        self._undo.set(self._t.reservations, reservation.id, reservation)
+        return None
+
+    def reservation(self, owner: Owner, reservation_id: str) -> Reservation:
+        found = self._t.reservations.get(reservation_id)
+        if found is None or found.owner != self._scope(owner):
+            raise NotFound(f"reservation {reservation_id} of {owner} does not exist")
+        return found
+
+    def update_reservation(self, reservation: Reservation) -> None:
+        self.reservation(reservation.owner, reservation.id)
+        self._undo.set(self._t.reservations, reservation.id, reservation)
+
+    def held_reservations_due(self, now: datetime, limit: int = 500) -> Sequence[Reservation]:
+        found = [
+            r
+            for r in self._t.reservations.values()
+            if r.owner.tenant == self._uow.tenant
+            and r.status is ReservationStatus.HELD
+            and r.expires_at <= now
+        ]
+        found.sort(key=lambda r: (r.expires_at, r.id))
+        return found[:limit]
+
+
+class _Seats(_Repository[Owner]):
+    def assigned(self, owner: Owner, pool: str) -> Sequence[SeatAssignment]:
+        self._scope(owner)
+        found = [a for (o, p, _), a in self._t.seats.items() if o == owner and p == pool]
+        return sorted(found, key=lambda a: a.member)
+
+    def add(self, assignment: SeatAssignment) -> None:
+        key = (self._scope(assignment.owner), assignment.pool, assignment.member)
+        if key in self._t.seats:
+            raise Conflict(
+                f"{assignment.member} already holds a {assignment.pool} seat of {assignment.owner}"
+            )
+        self._undo.set(self._t.seats, key, assignment)
+
+    def remove(self, owner: Owner, pool: str, member: str) -> SeatAssignment:
+        key = (self._scope(owner), pool, member)
+        if key not in self._t.seats:
+            raise NotFound(f"{member} holds no {pool} seat of {owner}")
+        removed = self._t.seats[key]
+        self._undo.delete(self._t.seats, key)
+        return removed
+
+
 class _MemoryUnitOfWork:
     def __init__(self, store: MemoryStore, tenant: str | None) -> None:
         self.tenant = tenant
@@ -295,6 +415,8 @@ class _MemoryUnitOfWork:
         self.subscriptions = _Subscriptions(self)
         self.overrides = _Overrides(self)
         self.audit = _Audit(self)
+        self.usage = _Usage(self)
+        self.seats = _Seats(self)
 
     def __enter__(self) -> _MemoryUnitOfWork:
         self._lock.acquire()
@@ -359,3 +481,10 @@ class MemoryStore:
             found = {o.tenant for o in self.tables.subscriptions_by_owner}
             found.update(o.tenant for o in self.tables.overrides)
         return sorted(found, key=lambda t: (t is not None, t or ""))
+
+
+if TYPE_CHECKING:
+    from entitlements.ports import Store
+
+    def _is_a_store(store: MemoryStore) -> Store:
+        return store

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 
 import attrs
 
 from entitlements.domain.access import Access, AccessPolicy, Source
 from entitlements.domain.addon import AddOn
+from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.checks import parse_enum
-from entitlements.domain.instant import utc
+from entitlements.domain.instant import Period, utc
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import (
@@ -35,6 +36,10 @@ from entitlements.domain.subscription import Subscription, SubscriptionStatus
 __all__ = ["Decision", "Reason", "Snapshot", "resolve"]
 
 SEATS = "seats"
+CALENDAR_MONTHS = BillingCycle.monthly()
+CALENDAR_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
+"""Owners without a billing period (no subscription, or an ended one) meter usage by
+calendar month."""
 _EMPTY: frozenset[Action] = frozenset()
 
 
@@ -86,6 +91,7 @@ class Snapshot:
     plan_version: int | None
     resolved_at: datetime
     valid_until: datetime | None
+    usage_period: Period
     _full: frozenset[str]
     _granted: Mapping[str, frozenset[Action]]
     _limits: Mapping[str, int | None]
@@ -374,7 +380,15 @@ def resolve(
             "", False, Reason.UNKNOWN, Source.NONE, "no plan, add-on or override grants it", status
         )
 
+    usage_period = (
+        subscription.current_period
+        if subscription is not None
+        and subscription.current_period is not None
+        and not subscription.is_terminal
+        else CALENDAR_MONTHS.period_containing(CALENDAR_ANCHOR, now)
+    )
     expiries = [o.expires_at for o in active if o.expires_at is not None]
+    expiries.append(usage_period.end)
     changes = [
         t
         for t in (
@@ -395,6 +409,7 @@ def resolve(
         plan_version=base.version if base else None,
         resolved_at=now,
         valid_until=min(changes) if changes else None,
+        usage_period=usage_period,
         full=frozenset(k for k, acts in granted.items() if acts == ALL_ACTIONS),
         granted=granted,
         limits={k: d.value for k, d in limits.items() if not isinstance(d.value, bool)},

@@ -20,7 +20,11 @@ __all__ = [
     "overrides",
     "plan_versions",
     "plans",
+    "reservations",
+    "seat_assignments",
     "subscriptions",
+    "usage_counters",
+    "usage_records",
 ]
 
 NAMING = {
@@ -37,6 +41,8 @@ TENANT = 255
 OWNER_KIND = 64
 OWNER_ID = 255
 KEY = 64
+IDEMPOTENCY_KEY = 128
+MEMBER = 128
 
 plans = sa.Table(
     "ent_plans",
@@ -138,4 +144,66 @@ audit_events = sa.Table(
     sa.Column("reason", sa.Text, nullable=True),
     sa.Index("ix_ent_audit_events_owner", "tenant", "owner_kind", "owner_id", "pk"),
     sa.Index("ix_ent_audit_events_target", "tenant", "target"),
+)
+
+usage_counters = sa.Table(
+    "ent_usage_counters",
+    metadata,
+    sa.Column("tenant", key_string(TENANT), primary_key=True),
+    sa.Column("owner_kind", key_string(OWNER_KIND), primary_key=True),
+    sa.Column("owner_id", key_string(OWNER_ID), primary_key=True),
+    sa.Column("metric", key_string(KEY), primary_key=True),
+    sa.Column("period_start", UtcDateTime, primary_key=True),
+    sa.Column("used", sa.BigInteger, nullable=False),
+    sa.Column("reserved", sa.BigInteger, nullable=False),
+)
+
+usage_records = sa.Table(
+    "ent_usage_records",
+    metadata,
+    sa.Column("pk", row_id(), primary_key=True, autoincrement=True),
+    sa.Column("id", key_string(64), nullable=False, unique=True),
+    sa.Column("tenant", key_string(TENANT), nullable=False),
+    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=False),
+    sa.Column("owner_id", key_string(OWNER_ID), nullable=False),
+    sa.Column("metric", key_string(KEY), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("period_start", UtcDateTime, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("key", key_string(IDEMPOTENCY_KEY), nullable=True),
+    sa.UniqueConstraint("tenant", "owner_kind", "owner_id", "key", name="uq_ent_usage_records_key"),
+    sa.Index(
+        "ix_ent_usage_records_period", "tenant", "owner_kind", "owner_id", "metric", "period_start"
+    ),
+)
+
+reservations = sa.Table(
+    "ent_reservations",
+    metadata,
+    sa.Column("id", key_string(64), primary_key=True),
+    sa.Column("tenant", key_string(TENANT), nullable=False),
+    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=False),
+    sa.Column("owner_id", key_string(OWNER_ID), nullable=False),
+    sa.Column("metric", key_string(KEY), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("period_start", UtcDateTime, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("committed", sa.BigInteger, nullable=False),
+    sa.Column("key", key_string(IDEMPOTENCY_KEY), nullable=True),
+    sa.Column("settled_at", UtcDateTime, nullable=True),
+    sa.UniqueConstraint("tenant", "owner_kind", "owner_id", "key", name="uq_ent_reservations_key"),
+    sa.Index("ix_ent_reservations_due", "tenant", "status", "expires_at"),
+)
+
+seat_assignments = sa.Table(
+    "ent_seat_assignments",
+    metadata,
+    sa.Column("tenant", key_string(TENANT), primary_key=True),
+    sa.Column("owner_kind", key_string(OWNER_KIND), primary_key=True),
+    sa.Column("owner_id", key_string(OWNER_ID), primary_key=True),
+    sa.Column("pool", key_string(KEY), primary_key=True),
+    sa.Column("member", key_string(MEMBER), primary_key=True),
+    sa.Column("assigned_at", UtcDateTime, nullable=False),
 )

@@ -1,0 +1,73 @@
+"""The audit trail in SQL (append-only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+
+from entitlements.adapters.sql import tables as t
+from entitlements.adapters.sql.repository import Repository, owner_of, storage_errors
+from entitlements.domain.audit import AuditEvent
+from entitlements.domain.owner import Owner
+
+__all__ = ["SqlAudit"]
+
+
+def _audit_from(row: RowMapping) -> AuditEvent:
+    owner = None if row["owner_kind"] is None else owner_of(row)
+    return AuditEvent(
+        id=row["id"],
+        at=row["at"],
+        actor=row["actor"],
+        action=row["action"],
+        target=row["target"],
+        owner=owner,
+        before=row["before"],
+        after=row["after"],
+        reason=row["reason"],
+    )
+
+
+class SqlAudit(Repository):
+    @storage_errors
+    def append(self, event: AuditEvent) -> None:
+        if event.owner is not None:
+            self._scope(event.owner)
+        self._conn.execute(
+            t.audit_events.insert().values(
+                id=event.id,
+                tenant=self._t,
+                at=event.at,
+                actor=event.actor,
+                action=event.action,
+                target=event.target,
+                owner_kind=None if event.owner is None else event.owner.kind,
+                owner_id=None if event.owner is None else event.owner.id,
+                before=None if event.before is None else dict(event.before),
+                after=None if event.after is None else dict(event.after),
+                reason=event.reason,
+            )
+        )
+
+    @storage_errors
+    def for_owner(self, owner: Owner) -> Sequence[AuditEvent]:
+        self._scope(owner)
+        c = t.audit_events.c
+        rows = self._rows(
+            sa.select(t.audit_events)
+            .where(c.tenant == self._t, c.owner_kind == owner.kind, c.owner_id == owner.id)
+            .order_by(c.pk)
+        )
+        return [_audit_from(r) for r in rows]
+
+    @storage_errors
+    def for_target(self, target: str) -> Sequence[AuditEvent]:
+        c = t.audit_events.c
+        rows = self._rows(
+            sa.select(t.audit_events)
+            .where(c.target == target, sa.or_(c.tenant == self._t, c.owner_kind.is_(None)))
+            .order_by(c.pk)
+        )
+        return [_audit_from(r) for r in rows]

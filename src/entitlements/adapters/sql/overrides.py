@@ -1,0 +1,122 @@
+"""Per-owner overrides in SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+
+from entitlements.adapters.sql import tables as t
+from entitlements.adapters.sql.repository import Repository, owner_of, storage_errors
+from entitlements.domain.override import Override, OverrideKind
+from entitlements.domain.owner import Owner
+from entitlements.errors import OverrideNotFound
+
+__all__ = ["SqlOverrides"]
+
+
+def _override_from(row: RowMapping) -> Override:
+    return Override(
+        owner=owner_of(row),
+        kind=row["kind"],
+        key=row["key"],
+        reason=row["reason"],
+        actor=row["actor"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        enabled=bool(row["enabled"]),
+        actions=None if row["actions"] is None else frozenset(row["actions"]),
+        value=row["value"],
+    )
+
+
+_OWNER_OVERRIDES = sa.select(t.overrides).where(
+    t.overrides.c.tenant == sa.bindparam("tenant"),
+    t.overrides.c.owner_kind == sa.bindparam("kind"),
+    t.overrides.c.owner_id == sa.bindparam("id"),
+)
+
+
+class SqlOverrides(Repository):
+    def _owner_filter(self, owner: Owner) -> tuple[sa.ColumnElement[bool], ...]:
+        self._scope(owner)
+        c = t.overrides.c
+        return (c.tenant == self._t, c.owner_kind == owner.kind, c.owner_id == owner.id)
+
+    @storage_errors
+    def for_owner(self, owner: Owner) -> Sequence[Override]:
+        self._scope(owner)
+        params = {"tenant": self._t, "kind": owner.kind, "id": owner.id}
+        rows = self._conn.execute(_OWNER_OVERRIDES, params).mappings().all()
+        return sorted((_override_from(r) for r in rows), key=lambda o: (o.kind, o.key))
+
+    def _find(self, owner: Owner, kind: OverrideKind, key: str) -> Override | None:
+        c = t.overrides.c
+        rows = self._rows(
+            sa.select(t.overrides).where(
+                *self._owner_filter(owner), c.kind == kind.value, c.key == key
+            )
+        )
+        return _override_from(rows[0]) if rows else None
+
+    @storage_errors
+    def put(self, override: Override) -> Override | None:
+        owner = override.owner
+        replaced = self._find(owner, override.kind, override.key)
+        values = {
+            "reason": override.reason,
+            "actor": override.actor,
+            "created_at": override.created_at,
+            "expires_at": override.expires_at,
+            "enabled": override.enabled,
+            "actions": None if override.actions is None else sorted(override.actions),
+            "value": override.value,
+        }
+        c = t.overrides.c
+        if replaced is None:
+            self._conn.execute(
+                t.overrides.insert().values(
+                    tenant=self._t,
+                    owner_kind=owner.kind,
+                    owner_id=owner.id,
+                    kind=override.kind.value,
+                    key=override.key,
+                    **values,
+                )
+            )
+        else:
+            self._conn.execute(
+                t.overrides.update()
+                .where(
+                    *self._owner_filter(owner), c.kind == override.kind.value, c.key == override.key
+                )
+                .values(**values)
+            )
+        return replaced
+
+    @storage_errors
+    def remove(self, owner: Owner, kind: OverrideKind, key: str) -> Override:
+        found = self._find(owner, kind, key)
+        if found is None:
+            raise OverrideNotFound(owner, f"{kind.value} {key}")
+        c = t.overrides.c
+        self._conn.execute(
+            t.overrides.delete().where(
+                *self._owner_filter(owner), c.kind == kind.value, c.key == key
+            )
+        )
+        return found
+
+    @storage_errors
+    def expired(self, now: datetime, limit: int = 500) -> Sequence[Override]:
+        c = t.overrides.c
+        rows = self._rows(
+            sa.select(t.overrides)
+            .where(c.tenant == self._t, c.expires_at <= now)
+            .order_by(c.expires_at, c.owner_kind, c.owner_id, c.kind, c.key)
+            .limit(limit)
+        )
+        found = [_override_from(r) for r in rows]
+        return sorted(found, key=lambda o: (o.expires_at, o.owner.kind, o.owner.id, o.kind, o.key))

@@ -1,0 +1,224 @@
+"""The plan catalog in SQL: one row per plan, one per version of its terms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.engine import RowMapping
+
+from entitlements.adapters.sql import tables as t
+from entitlements.adapters.sql.repository import Repository, storage_errors
+from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.plan import Feature, Limit, Plan, Price
+from entitlements.errors import InvalidInput, PlanExists, StaleWrite, UnknownPlan
+
+__all__ = ["SqlPlans", "features_document", "features_from"]
+
+
+def _limits_document(plan: Plan) -> dict[str, Any]:
+    return {
+        name: {
+            "value": limit.value,
+            "unit": limit.unit,
+            "kind": limit.kind.value,
+            "enforcement": limit.enforcement.value,
+            "combine": limit.combine.value,
+        }
+        for name, limit in plan.limits.items()
+    }
+
+
+def features_document(features: Any) -> dict[str, Any]:
+    return {
+        key: {"enabled": f.enabled, "actions": None if f.actions is None else sorted(f.actions)}
+        for key, f in features.items()
+    }
+
+
+def features_from(document: Any) -> dict[str, Feature]:
+    return {key: Feature(d["enabled"], d["actions"]) for key, d in document.items()}
+
+
+def _plan_from(row: RowMapping) -> Plan:
+    price = None
+    if row["price_amount"] is not None:
+        price = Price(
+            _money(row["price_amount"]),
+            row["price_currency"],
+            BillingCycle(row["cycle_unit"], row["cycle_every"]),
+        )
+    return Plan(
+        key=row["key"],
+        name=row["name"],
+        limits={name: Limit(**d) for name, d in row["limits"].items()},
+        features=features_from(row["features"]),
+        price=price,
+        trial_days=row["trial_days"],
+        status=row["status"],
+        owner_kinds=frozenset(row["owner_kinds"]),
+        version=row["version"],
+        revision=row["revision"],
+    )
+
+
+def _money(value: Any) -> Decimal:
+    """Numeric columns pad amounts to their scale (49.900000): drop the padding but keep
+    two decimals (49.90), as money is usually written."""
+    amount = Decimal(value)
+    trimmed = amount.normalize()
+    exponent = trimmed.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > -2:
+        return amount.quantize(Decimal("0.01"))
+    return trimmed
+
+
+def _version_row(plan: Plan) -> dict[str, Any]:
+    return {
+        "plan_key": plan.key,
+        "version": plan.version,
+        "limits": _limits_document(plan),
+        "features": features_document(plan.features),
+        "price_amount": None if plan.price is None else plan.price.amount,
+        "price_currency": None if plan.price is None else plan.price.currency,
+        "cycle_unit": None if plan.price is None else plan.price.cycle.unit.value,
+        "cycle_every": None if plan.price is None else plan.price.cycle.every,
+        "trial_days": plan.trial_days,
+    }
+
+
+_PLAN_COLUMNS = (
+    t.plans.c.key,
+    t.plans.c.name,
+    t.plans.c.status,
+    t.plans.c.owner_kinds,
+    t.plans.c.revision,
+    t.plan_versions.c.version,
+    t.plan_versions.c.limits,
+    t.plan_versions.c.features,
+    t.plan_versions.c.price_amount,
+    t.plan_versions.c.price_currency,
+    t.plan_versions.c.cycle_unit,
+    t.plan_versions.c.cycle_every,
+    t.plan_versions.c.trial_days,
+)
+_PLAN_JOIN = t.plans.join(t.plan_versions, t.plan_versions.c.plan_key == t.plans.c.key)
+
+# the statements of a cold resolution, built once (building a statement costs as much as
+# running it on SQLite)
+_LATEST_PLAN = (
+    sa.select(*_PLAN_COLUMNS)
+    .select_from(_PLAN_JOIN)
+    .where(
+        t.plans.c.key == sa.bindparam("key"), t.plan_versions.c.version == t.plans.c.latest_version
+    )
+)
+_PLAN_VERSION = (
+    sa.select(*_PLAN_COLUMNS)
+    .select_from(_PLAN_JOIN)
+    .where(
+        t.plans.c.key == sa.bindparam("key"), t.plan_versions.c.version == sa.bindparam("version")
+    )
+)
+
+
+class SqlPlans(Repository):
+    def _select(self) -> sa.Select[Any]:
+        return sa.select(*_PLAN_COLUMNS).select_from(_PLAN_JOIN)
+
+    @storage_errors
+    def get(self, key: str, version: int | None = None) -> Plan:
+        if version is None:
+            rows = self._conn.execute(_LATEST_PLAN, {"key": key}).mappings().all()
+        else:
+            rows = (
+                self._conn.execute(_PLAN_VERSION, {"key": key, "version": version}).mappings().all()
+            )
+        if not rows:
+            if version is not None and self.find(key) is not None:
+                raise UnknownPlan(key, version)
+            raise UnknownPlan(key)
+        return _plan_from(rows[0])
+
+    @storage_errors
+    def find(self, key: str) -> Plan | None:
+        rows = self._rows(
+            self._select().where(
+                t.plans.c.key == key, t.plan_versions.c.version == t.plans.c.latest_version
+            )
+        )
+        return _plan_from(rows[0]) if rows else None
+
+    @storage_errors
+    def list(self) -> Sequence[Plan]:
+        statement = self._select().where(t.plan_versions.c.version == t.plans.c.latest_version)
+        # sorted here, not by the database: collations differ between engines and locales
+        return sorted((_plan_from(r) for r in self._rows(statement)), key=lambda p: p.key)
+
+    @storage_errors
+    def versions(self, key: str) -> Sequence[Plan]:
+        rows = self._rows(
+            self._select().where(t.plans.c.key == key).order_by(t.plan_versions.c.version)
+        )
+        if not rows:
+            raise UnknownPlan(key)
+        return [_plan_from(r) for r in rows]
+
+    @storage_errors
+    def add(self, plan: Plan) -> Plan:
+        if self._conn.execute(sa.select(t.plans.c.key).where(t.plans.c.key == plan.key)).first():
+            raise PlanExists(plan.key)
+        stored = attrs.evolve(plan, version=1, revision=1)
+        try:
+            with self._conn.begin_nested():
+                self._conn.execute(
+                    t.plans.insert().values(
+                        key=stored.key,
+                        name=stored.name,
+                        status=stored.status.value,
+                        owner_kinds=sorted(stored.owner_kinds),
+                        latest_version=1,
+                        revision=1,
+                    )
+                )
+        except exc.IntegrityError:
+            raise PlanExists(plan.key) from None
+        self._conn.execute(t.plan_versions.insert().values(**_version_row(stored)))
+        return stored
+
+    @storage_errors
+    def update(self, plan: Plan) -> Plan:
+        head = self.find(plan.key)
+        if head is None:
+            raise UnknownPlan(plan.key)
+        if plan.version not in (head.version, head.version + 1):
+            raise InvalidInput(
+                "plan.version", f"must be {head.version} or {head.version + 1}", plan.version
+            )
+        result = self._conn.execute(
+            t.plans.update()
+            .where(t.plans.c.key == plan.key, t.plans.c.revision == plan.revision)
+            .values(
+                name=plan.name,
+                status=plan.status.value,
+                owner_kinds=sorted(plan.owner_kinds),
+                latest_version=plan.version,
+                revision=plan.revision + 1,
+            )
+        )
+        if result.rowcount != 1:
+            raise StaleWrite("plan", plan.key, plan.revision)
+        if plan.version == head.version + 1:
+            self._conn.execute(t.plan_versions.insert().values(**_version_row(plan)))
+            return attrs.evolve(plan, revision=plan.revision + 1)
+        return attrs.evolve(
+            head,
+            name=plan.name,
+            status=plan.status,
+            owner_kinds=plan.owner_kinds,
+            revision=plan.revision + 1,
+        )

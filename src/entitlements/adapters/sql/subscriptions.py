@@ -1,0 +1,231 @@
+"""Subscriptions in SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.engine import RowMapping
+
+from entitlements.adapters.sql import tables as t
+from entitlements.adapters.sql.plans import features_document, features_from
+from entitlements.adapters.sql.repository import (
+    Repository,
+    live_owner_key,
+    owner_of,
+    storage_errors,
+    tenant_of,
+)
+from entitlements.domain.addon import AddOn
+from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.instant import Period
+from entitlements.domain.owner import Owner
+from entitlements.domain.subscription import Subscription
+from entitlements.errors import InvalidInput, NotFound, StaleWrite, SubscriptionExists
+
+__all__ = ["SqlSubscriptions", "subscription_row"]
+
+
+def _addons_document(addons: Iterable[AddOn]) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": a.key,
+            "limits": dict(a.limits),
+            "features": features_document(a.features),
+            "quantity": a.quantity,
+        }
+        for a in addons
+    ]
+
+
+def subscription_row(sub: Subscription) -> dict[str, Any]:
+    period = sub.current_period
+    return {
+        "id": sub.id,
+        "tenant": tenant_of(sub.owner.tenant),
+        "owner_kind": sub.owner.kind,
+        "owner_id": sub.owner.id,
+        "live_owner": None if sub.is_terminal else live_owner_key(sub.owner),
+        "plan_key": sub.plan_key,
+        "plan_version": sub.plan_version,
+        "status": sub.status.value,
+        "created_at": sub.created_at,
+        "updated_at": sub.updated_at,
+        "seats": sub.seats,
+        "trial_ends_at": sub.trial_ends_at,
+        "period_start": None if period is None else period.start,
+        "period_end": None if period is None else period.end,
+        "cycle_unit": None if sub.cycle is None else sub.cycle.unit.value,
+        "cycle_every": None if sub.cycle is None else sub.cycle.every,
+        "cycle_anchor": sub.cycle_anchor,
+        "cancel_at_period_end": sub.cancel_at_period_end,
+        "canceled_at": sub.canceled_at,
+        "expires_at": sub.expires_at,
+        "past_due_since": sub.past_due_since,
+        "suspended_from": None if sub.suspended_from is None else sub.suspended_from.value,
+        "external_id": sub.external_id,
+        "metadata": dict(sub.metadata),
+        "notes": sub.notes,
+        "addons": _addons_document(sub.addons),
+        "revision": sub.revision,
+        "next_change_at": sub.next_change_at(),
+    }
+
+
+def _subscription_from(row: RowMapping) -> Subscription:
+    period = None if row["period_start"] is None else Period(row["period_start"], row["period_end"])
+    cycle = (
+        None if row["cycle_unit"] is None else BillingCycle(row["cycle_unit"], row["cycle_every"])
+    )
+    addons = tuple(
+        AddOn(a["key"], a["limits"], features_from(a["features"]), a["quantity"])
+        for a in row["addons"]
+    )
+    return Subscription(
+        id=row["id"],
+        owner=owner_of(row),
+        plan_key=row["plan_key"],
+        plan_version=row["plan_version"],
+        status=row["status"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        seats=row["seats"],
+        trial_ends_at=row["trial_ends_at"],
+        current_period=period,
+        cycle=cycle,
+        cycle_anchor=row["cycle_anchor"],
+        cancel_at_period_end=bool(row["cancel_at_period_end"]),
+        canceled_at=row["canceled_at"],
+        expires_at=row["expires_at"],
+        past_due_since=row["past_due_since"],
+        suspended_from=row["suspended_from"],
+        external_id=row["external_id"],
+        metadata=row["metadata"],
+        notes=row["notes"],
+        addons=addons,
+        revision=row["revision"],
+    )
+
+
+_CURRENT_SUBSCRIPTION = (
+    sa.select(t.subscriptions)
+    .where(
+        t.subscriptions.c.tenant == sa.bindparam("tenant"),
+        t.subscriptions.c.owner_kind == sa.bindparam("kind"),
+        t.subscriptions.c.owner_id == sa.bindparam("id"),
+    )
+    .order_by(t.subscriptions.c.pk.desc())
+    .limit(1)
+)
+
+
+class SqlSubscriptions(Repository):
+    def _owner_filter(self, owner: Owner) -> tuple[sa.ColumnElement[bool], ...]:
+        self._scope(owner)
+        c = t.subscriptions.c
+        return (c.tenant == self._t, c.owner_kind == owner.kind, c.owner_id == owner.id)
+
+    @storage_errors
+    def current(self, owner: Owner) -> Subscription | None:
+        self._scope(owner)
+        params = {"tenant": self._t, "kind": owner.kind, "id": owner.id}
+        rows = self._conn.execute(_CURRENT_SUBSCRIPTION, params).mappings().all()
+        return _subscription_from(rows[0]) if rows else None
+
+    @storage_errors
+    def get(self, subscription_id: str) -> Subscription:
+        c = t.subscriptions.c
+        rows = self._rows(
+            sa.select(t.subscriptions).where(c.id == subscription_id, c.tenant == self._t)
+        )
+        if not rows:
+            raise NotFound(f"subscription {subscription_id} does not exist")
+        return _subscription_from(rows[0])
+
+    @storage_errors
+    def history(self, owner: Owner) -> Sequence[Subscription]:
+        rows = self._rows(
+            sa.select(t.subscriptions)
+            .where(*self._owner_filter(owner))
+            .order_by(t.subscriptions.c.pk)
+        )
+        return [_subscription_from(r) for r in rows]
+
+    @storage_errors
+    def add(self, subscription: Subscription) -> Subscription:
+        owner = self._scope(subscription.owner)
+        current = self.current(owner)
+        if current is not None and not current.is_terminal:
+            raise SubscriptionExists(owner, current.status.value)
+        stored = attrs.evolve(subscription, revision=1)
+        try:
+            with self._conn.begin_nested():
+                self._conn.execute(t.subscriptions.insert().values(**subscription_row(stored)))
+        except exc.IntegrityError:
+            # a concurrent writer's live subscription (the unique index on live_owner);
+            # under snapshot isolation we may not see it, so do not require to
+            winner = self.current(owner)
+            status = (
+                winner.status.value if winner is not None and not winner.is_terminal else "live"
+            )
+            raise SubscriptionExists(owner, status) from None
+        return stored
+
+    @storage_errors
+    def update(self, subscription: Subscription) -> Subscription:
+        self._scope(subscription.owner)
+        c = t.subscriptions.c
+        stored = attrs.evolve(subscription, revision=subscription.revision + 1)
+        row = subscription_row(stored)
+        del row["id"], row["tenant"], row["owner_kind"], row["owner_id"]
+        result = self._conn.execute(
+            t.subscriptions.update()
+            .where(
+                c.id == subscription.id,
+                c.tenant == self._t,
+                c.owner_kind == subscription.owner.kind,
+                c.owner_id == subscription.owner.id,
+                c.revision == subscription.revision,
+            )
+            .values(**row)
+        )
+        if result.rowcount == 1:
+            return stored
+        existing = self.get(subscription.id)
+        if existing.owner != subscription.owner:
+            raise InvalidInput(
+                "owner", "a subscription cannot move to another owner", subscription.owner
+            )
+        raise StaleWrite("subscription", subscription.id, subscription.revision)
+
+    @storage_errors
+    def due(self, now: datetime, limit: int = 500) -> Sequence[Subscription]:
+        c = t.subscriptions.c
+        rows = self._rows(
+            sa.select(t.subscriptions)
+            .where(c.tenant == self._t, c.next_change_at <= now)
+            .order_by(c.next_change_at, c.pk)
+            .limit(limit)
+        )
+        return [_subscription_from(r) for r in rows]
+
+    @storage_errors
+    def count_on_plans(self, plan_keys: Iterable[str], exclude_owner: Owner | None = None) -> int:
+        c = t.subscriptions.c
+        conditions = [
+            c.tenant == self._t,
+            c.plan_key.in_(list(plan_keys)),
+            c.live_owner.is_not(None),
+        ]
+        if exclude_owner is not None:
+            conditions.append(
+                sa.not_(sa.and_(c.owner_kind == exclude_owner.kind, c.owner_id == exclude_owner.id))
+            )
+        count = self._conn.execute(
+            sa.select(sa.func.count()).select_from(t.subscriptions).where(*conditions)
+        )
+        return int(count.scalar_one())

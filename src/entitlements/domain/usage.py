@@ -1,0 +1,237 @@
+"""Usage against limits: seats, gauges and metered counters, and the decision whether N
+more units are allowed.
+
+Every limit kind is kept as a `Counter` (``used`` and ``reserved``) for one period:
+metered limits start a new counter each billing period (old ones stay as history);
+gauges and seats have one counter for all time (period `FOREVER`). A decision is a pure
+function of the snapshot's limit, the counter and the amount, so the same rule holds on
+the request path and inside the unit of work that records.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import attrs
+
+from entitlements.domain.access import Access
+from entitlements.domain.checks import check_key
+from entitlements.domain.instant import as_optional_utc, as_utc, aware, optional_aware
+from entitlements.domain.owner import Owner
+from entitlements.domain.plan import Enforcement, Limit, LimitKind
+from entitlements.domain.resolution import Reason, Snapshot
+from entitlements.errors import InvalidInput
+
+__all__ = [
+    "FOREVER",
+    "MAX_AMOUNT",
+    "Counter",
+    "OverQuota",
+    "OverQuotaPolicy",
+    "Reservation",
+    "ReservationStatus",
+    "SeatAssignment",
+    "UsageDecision",
+    "UsageRecord",
+    "check_amount",
+    "decide",
+    "usage_period_start",
+]
+
+MAX_AMOUNT = 10**12
+FOREVER = datetime(1970, 1, 1, tzinfo=UTC)
+"""The period start of counters that never roll over (gauges, seats)."""
+
+
+def check_amount(value: object, field: str = "amount", *, allow_zero: bool = False) -> int:
+    """Amounts are whole numbers of units: not bools, floats, Decimals or NaN; positive
+    (or zero where a gauge may be emptied); and not absurdly large."""
+    if isinstance(value, bool | float | Decimal) or not isinstance(value, int):
+        if isinstance(value, float) and math.isnan(value):
+            raise InvalidInput(field, "must be a whole number of units, not NaN", value)
+        raise InvalidInput(field, f"must be a whole number of units, got {value!r}", value)
+    if value < 0 or (value == 0 and not allow_zero):
+        raise InvalidInput(
+            field, f"must be {'zero or more' if allow_zero else 'positive'}, got {value}", value
+        )
+    if value > MAX_AMOUNT:
+        raise InvalidInput(field, f"must be at most {MAX_AMOUNT:,}, got {value:,}", value)
+    return value
+
+
+MAX_KEY = 128
+
+
+def check_member(value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_KEY:
+        raise InvalidInput(
+            "member",
+            f"must name the member (a non-empty id of at most {MAX_KEY} characters)",
+            value,
+        )
+    return value
+
+
+def check_idempotency_key(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_KEY:
+        raise InvalidInput(
+            "key",
+            f"an idempotency key is a non-empty string of at most {MAX_KEY} characters",
+            value,
+        )
+    return value
+
+
+def _pool(value: object) -> str:
+    return check_key(value, "pool")
+
+
+@attrs.frozen
+class Counter:
+    owner: Owner
+    metric: str
+    period_start: datetime = attrs.field(converter=as_utc, validator=aware)
+    used: int = 0
+    reserved: int = 0
+
+
+@attrs.frozen
+class UsageRecord:
+    """One accepted consumption (or committed reservation); the idempotency key makes a
+    retried request count once."""
+
+    id: str
+    owner: Owner
+    metric: str
+    amount: int
+    period_start: datetime = attrs.field(converter=as_utc, validator=aware)
+    at: datetime = attrs.field(converter=as_utc, validator=aware)
+    key: str | None = attrs.field(default=None, converter=check_idempotency_key)
+
+
+class ReservationStatus(enum.StrEnum):
+    HELD = "held"
+    COMMITTED = "committed"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+@attrs.frozen
+class Reservation:
+    """Units set aside for a long job: committed (fully or partly) or released, or freed
+    by the sweep when ``expires_at`` passes."""
+
+    id: str
+    owner: Owner
+    metric: str
+    amount: int
+    period_start: datetime = attrs.field(converter=as_utc, validator=aware)
+    created_at: datetime = attrs.field(converter=as_utc, validator=aware)
+    expires_at: datetime = attrs.field(converter=as_utc, validator=aware)
+    status: ReservationStatus = ReservationStatus.HELD
+    committed: int = 0
+    key: str | None = attrs.field(default=None, converter=check_idempotency_key)
+    settled_at: datetime | None = attrs.field(
+        default=None, converter=as_optional_utc, validator=optional_aware
+    )
+
+
+@attrs.frozen
+class SeatAssignment:
+    """A named member holding one seat of the owner's seat limit ``pool``."""
+
+    owner: Owner
+    member: str = attrs.field(converter=check_member)
+    assigned_at: datetime = attrs.field(converter=as_utc, validator=aware)
+    pool: str = attrs.field(default="seats", converter=_pool)
+
+
+class OverQuotaPolicy(enum.StrEnum):
+    """What a change that leaves the owner over a new limit does: refuse it, or apply it
+    and report (seed 002's over-quota warning)."""
+
+    REFUSE = "refuse"
+    ALLOW = "allow"
+
+
+@attrs.frozen
+class OverQuota:
+    metric: str
+    limit: int
+    used: int
+
+
+@attrs.frozen
+class UsageDecision:
+    """May ``requested`` more units of ``metric`` be used? ``limit`` is ``None`` when
+    unlimited; ``remaining`` likewise. ``over_limit`` marks a soft limit passed."""
+
+    owner: Owner
+    metric: str
+    allowed: bool
+    requested: int
+    limit: int | None
+    used: int
+    reserved: int
+    remaining: int | None
+    enforcement: Enforcement
+    kind: LimitKind
+    reason: Reason
+    detail: str
+    period_start: datetime
+    over_limit: bool = False
+    duplicate: bool = False
+
+
+def usage_period_start(snapshot: Snapshot, limit: Limit | None) -> datetime:
+    if limit is None or limit.kind is not LimitKind.METERED:
+        return FOREVER
+    return snapshot.usage_period.start
+
+
+def decide(snapshot: Snapshot, metric: str, counter: Counter, requested: int) -> UsageDecision:
+    """The decision for ``requested`` more units given what the counter holds."""
+    explained = snapshot.explain_limit(metric)
+    definition = explained.limit or Limit(0)
+    limit = snapshot.limit(metric)
+    committed = counter.used + counter.reserved
+    fits = limit is None or committed + requested <= limit
+    decision = UsageDecision(
+        owner=snapshot.owner,
+        metric=metric,
+        allowed=fits,
+        requested=requested,
+        limit=limit,
+        used=counter.used,
+        reserved=counter.reserved,
+        remaining=None if limit is None else max(limit - committed, 0),
+        enforcement=definition.enforcement,
+        kind=definition.kind,
+        reason=explained.reason,
+        detail=explained.detail,
+        period_start=counter.period_start,
+    )
+    if snapshot.access is Access.READ_ONLY:
+        return attrs.evolve(
+            decision,
+            allowed=False,
+            reason=Reason.READ_ONLY,
+            detail=f"status {snapshot.status} is read-only",
+        )
+    if explained.reason in (Reason.UNKNOWN, Reason.NO_SUBSCRIPTION, Reason.STATUS):
+        return attrs.evolve(decision, allowed=False)
+    if fits:
+        return decision
+    if definition.enforcement is Enforcement.SOFT:
+        return attrs.evolve(
+            decision,
+            allowed=True,
+            over_limit=True,
+            detail=f"{explained.detail}; soft limit {limit} passed",
+        )
+    return attrs.evolve(decision, detail=f"{explained.detail}; hard limit {limit} reached")
