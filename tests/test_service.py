@@ -402,7 +402,7 @@ def test_a_warm_check_does_no_io_and_no_resolution(monkeypatch):
         raise AssertionError("the warm path touched storage or resolved")
 
     monkeypatch.setattr(ents.store, "unit_of_work", forbidden)
-    monkeypatch.setattr("entitlements.service.entitlements.resolve", forbidden)
+    monkeypatch.setattr("entitlements.service.snapshots.resolve", forbidden)
     monkeypatch.setattr(ents.runtime.clock, "now", forbidden)
     assert ents.allows(ORG, "export")
     assert ents.allows(Owner("organization", "acme"), "export", "create")

@@ -10,6 +10,7 @@ or ``ValueError`` keeps working.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "NaiveDatetime",
     "NotAuthorized",
     "NotFound",
+    "OverQuotaRefused",
     "OverrideNotFound",
     "PlanExists",
     "PlanNotAssignable",
@@ -30,6 +32,7 @@ __all__ = [
     "SubscriptionExists",
     "SubscriptionNotFound",
     "UnknownPlan",
+    "UsageDenied",
 ]
 
 
@@ -155,17 +158,40 @@ class PlanRetired(EntitlementsError):
         self.key = key
 
 
-class LimitExceeded(EntitlementsError):
+class UsageDenied(EntitlementsError):
+    """The owner may not use more of ``metric`` now (read-only access, no such limit);
+    nothing was recorded. ``decision`` is the full `UsageDecision`."""
+
+    def __init__(self, metric: str, message: str, decision: Any = None) -> None:
+        super().__init__(f"{metric}: {message}")
+        self.metric = metric
+        self.decision = decision
+
+
+class LimitExceeded(UsageDenied):
     """A hard limit would be exceeded; nothing was recorded."""
 
-    def __init__(self, limit_name: str, limit: int, used: int, requested: int) -> None:
+    def __init__(
+        self, limit_name: str, limit: int, used: int, requested: int, decision: Any = None
+    ) -> None:
         super().__init__(
-            f"{limit_name}: limit {limit} reached (used {used}, requested {requested})"
+            limit_name, f"limit {limit} reached (used {used}, requested {requested})", decision
         )
         self.limit_name = limit_name
         self.limit = limit
         self.used = used
         self.requested = requested
+
+
+class OverQuotaRefused(Conflict):
+    """A change would leave the owner over a limit and the caller chose to refuse such
+    changes; ``over_quota`` lists each metric, its new limit and the usage."""
+
+    def __init__(self, owner: object, over_quota: Sequence[Any]) -> None:
+        parts = ", ".join(f"{o.metric} {o.used} > {o.limit}" for o in over_quota)
+        super().__init__(f"{owner} would be over its new limits: {parts}")
+        self.owner = owner
+        self.over_quota = tuple(over_quota)
 
 
 class NotAuthorized(EntitlementsError, PermissionError):

@@ -63,17 +63,9 @@ class _Undo:
         self.steps.append(lambda: _restore(table, key, previous))
         del table[key]
 
-    def append(self, items: list[V], item: V) -> None:
-        self.steps.append(lambda: _pop(items))
-        items.append(item)
-
     def replay(self) -> None:
         while self.steps:
             self.steps.pop()()
-
-
-def _pop(items: list[Any]) -> None:
-    items.pop()
 
 
 def _restore(table: dict[Any, Any], key: Any, previous: Any) -> None:
@@ -90,8 +82,8 @@ class _Tables:
         self.subscriptions: dict[str, Subscription] = {}
         self.subscriptions_by_owner: dict[Owner, tuple[str, ...]] = {}
         self.overrides: dict[Owner, dict[tuple[OverrideKind, str], Override]] = {}
-        self.audit: list[AuditEvent] = []
-        self.audit_by_owner: dict[Owner, tuple[int, ...]] = {}
+        self.audit: dict[str, AuditEvent] = {}
+        self.audit_by_owner: dict[Owner, tuple[str, ...]] = {}
         self.counters: dict[tuple[Owner, str, datetime], Counter] = {}
         self.records: dict[Owner, tuple[UsageRecord, ...]] = {}
         self.reservations: dict[str, Reservation] = {}
@@ -279,11 +271,10 @@ class _Audit(_Repository[Owner]):
     def append(self, event: AuditEvent) -> None:
         if event.owner is not None:
             self._scope(event.owner)
-        index = len(self._t.audit)
-        self._undo.append(self._t.audit, event)
+        self._undo.set(self._t.audit, event.id, event)
         if event.owner is not None:
             positions = self._t.audit_by_owner.get(event.owner, ())
-            self._undo.set(self._t.audit_by_owner, event.owner, (*positions, index))
+            self._undo.set(self._t.audit_by_owner, event.owner, (*positions, event.id))
 
     def for_owner(self, owner: Owner) -> Sequence[AuditEvent]:
         return [self._t.audit[i] for i in self._t.audit_by_owner.get(self._scope(owner), ())]
@@ -291,7 +282,7 @@ class _Audit(_Repository[Owner]):
     def for_target(self, target: str) -> Sequence[AuditEvent]:
         return [
             e
-            for e in self._t.audit
+            for e in self._t.audit.values()
             if e.target == target and (e.owner is None or e.owner.tenant == self._uow.tenant)
         ]
 

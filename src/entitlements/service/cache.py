@@ -13,6 +13,7 @@ from datetime import datetime
 
 from entitlements.domain.owner import Owner
 from entitlements.domain.resolution import Snapshot
+from entitlements.domain.usage import Counter
 
 __all__ = ["SnapshotCache"]
 
@@ -20,6 +21,7 @@ __all__ = ["SnapshotCache"]
 class SnapshotCache:
     def __init__(self, max_size: int = 100_000) -> None:
         self.snapshots: dict[Owner, Snapshot] = {}
+        self.counters: dict[Owner, dict[tuple[str, datetime], Counter]] = {}
         self.generation = 0
         self.max_size = max_size
         self._lock = threading.Lock()
@@ -32,16 +34,35 @@ class SnapshotCache:
                 self.snapshots.pop(next(iter(self.snapshots)))
             self.snapshots[snapshot.owner] = snapshot
 
+    def put_counter(self, counter: Counter, generation: int) -> None:
+        with self._lock:
+            if generation != self.generation:
+                return
+            if len(self.counters) >= self.max_size:
+                self.counters.pop(next(iter(self.counters)))
+            self.counters.setdefault(counter.owner, {})[(counter.metric, counter.period_start)] = (
+                counter
+            )
+
     def invalidate(self, owners: Iterable[Owner]) -> None:
         with self._lock:
             self.generation += 1
             for owner in owners:
                 self.snapshots.pop(owner, None)
+                self.counters.pop(owner, None)
+
+    def invalidate_usage(self, owners: Iterable[Owner]) -> None:
+        """Usage changed but entitlements did not: keep the snapshots."""
+        with self._lock:
+            self.generation += 1
+            for owner in owners:
+                self.counters.pop(owner, None)
 
     def clear(self) -> None:
         with self._lock:
             self.generation += 1
             self.snapshots.clear()
+            self.counters.clear()
 
     def expire(self, now: datetime) -> int:
         """Drop snapshots that time has made stale (a trial ended, an override expired)."""

@@ -13,11 +13,10 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from entitlements.clock import SystemClock
-from entitlements.domain.access import Access, AccessPolicy
+from entitlements.domain.access import AccessPolicy
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Action
-from entitlements.domain.resolution import Decision, Snapshot, resolve
-from entitlements.domain.subscription import SubscriptionStatus
+from entitlements.domain.resolution import Decision, Snapshot
 from entitlements.ports import Clock, EventListener, Store, UnitOfWork
 from entitlements.service.audit_trail import AuditTrail
 from entitlements.service.authorization import AllowAll, Authorizer
@@ -25,6 +24,7 @@ from entitlements.service.cache import SnapshotCache
 from entitlements.service.overrides import Overrides
 from entitlements.service.plans import Plans
 from entitlements.service.runtime import Runtime
+from entitlements.service.snapshots import load_snapshot
 from entitlements.service.subscriptions import Subscriptions
 from entitlements.service.sweep import Sweep, SweepReport
 from entitlements.telemetry import Telemetry
@@ -106,36 +106,17 @@ class Entitlements:
         owner = as_owner(owner)
         at = self.runtime.now(now)
         with self.runtime.read(owner.tenant) as uow:
-            return self._resolve_in(uow, owner, at)
+            return load_snapshot(uow, owner, at, self.runtime.policy)
 
     def _resolve(self, owner: Owner) -> Snapshot:
         owner = as_owner(owner)
         generation = self.runtime.cache.generation
         at = self.runtime.now()
         with self.runtime.read(owner.tenant) as uow:
-            snapshot = self._resolve_in(uow, owner, at)
+            snapshot = load_snapshot(uow, owner, at, self.runtime.policy)
         if not self.runtime.in_atomic_block:
             self.runtime.cache.put(snapshot, generation)
         return snapshot
-
-    def _resolve_in(self, uow: UnitOfWork, owner: Owner, now: datetime) -> Snapshot:
-        policy = self.runtime.policy
-        subscription = uow.subscriptions.current(owner)
-        plan = None
-        if subscription is not None:
-            plan = uow.plans.get(subscription.plan_key, subscription.plan_version)
-        fallback = None
-        if policy.fallback_plan is not None and (
-            subscription is None
-            or policy.by_status[subscription.status] is Access.FALLBACK
-            or (
-                subscription.status is SubscriptionStatus.PAST_DUE
-                and policy.after_grace is Access.FALLBACK
-            )
-        ):
-            fallback = uow.plans.find(policy.fallback_plan)
-        overrides = uow.overrides.for_owner(owner)
-        return resolve(owner, subscription, plan, overrides, now, policy, fallback)
 
     def invalidate(self, owner: Owner | None = None) -> None:
         """Forget cached snapshots (one owner's, or all): for hosts that write through

@@ -47,7 +47,14 @@ class Transaction:
         self.tenant = uow.tenant
         self.events: list[AuditEvent] = []
         self.touched: set[Owner] = set()
+        self.usage_touched: set[Owner] = set()
+        self.after_end: list[Callable[[], None]] = []
         self.catalog_changed = False
+
+    def touch_usage(self, owner: Owner) -> None:
+        """The owner's usage changed (its entitlements did not)."""
+        self.usage_touched.add(owner)
+        self.runtime.cache.invalidate_usage([owner])
 
     def authorize(
         self, actor: Actor, action: str, owner: Owner | None = None, subject: Any = None
@@ -121,26 +128,41 @@ class Runtime:
                     f"this atomic block is for tenant {outer.tenant!r}, not {tenant!r}",
                     tenant,
                 )
-            mark = (len(outer.events), set(outer.touched), outer.catalog_changed)
+            mark = (
+                len(outer.events),
+                set(outer.touched),
+                outer.catalog_changed,
+                set(outer.usage_touched),
+            )
             try:
                 with outer.uow.savepoint():
                     yield outer
             except BaseException:
                 del outer.events[mark[0] :]
-                outer.touched, outer.catalog_changed = mark[1], mark[2]
+                outer.touched, outer.catalog_changed, outer.usage_touched = (
+                    mark[1],
+                    mark[2],
+                    mark[3],
+                )
                 raise
             return
-        with self._observed(tenant) as handle, self.store.unit_of_work(tenant, join) as uow:
-            tx = Transaction(self, uow, self.now(now))
-            token = self._ambient.set(tx)
-            try:
-                yield tx
-                uow.commit()
-            finally:
-                self._ambient.reset(token)
-            if self.telemetry is not None:
-                self.telemetry.committed(handle, tx.events)
-            uow.when_durable(lambda: self.after_commit(tx))
+        deferred: list[Callable[[], None]] = []
+        try:
+            with self._observed(tenant) as handle, self.store.unit_of_work(tenant, join) as uow:
+                tx = Transaction(self, uow, self.now(now))
+                deferred = tx.after_end
+                token = self._ambient.set(tx)
+                try:
+                    yield tx
+                    uow.commit()
+                finally:
+                    self._ambient.reset(token)
+                if self.telemetry is not None:
+                    self.telemetry.committed(handle, tx.events)
+                uow.when_durable(lambda: self.after_commit(tx))
+        finally:
+            for write in deferred:
+                write()
 
     @contextmanager
     def read(self, tenant: str | None) -> Iterator[UnitOfWork]:
@@ -153,6 +175,35 @@ class Runtime:
             return
         with self.store.unit_of_work(tenant, read_only=True) as uow:
             yield uow
+
+    def record_refusal(
+        self,
+        tenant: str | None,
+        actor: Actor,
+        action: str,
+        target: str,
+        *,
+        owner: Owner | None = None,
+        after: Any = None,
+        reason: str | None = None,
+    ) -> None:
+        """Audit a refused call. The refused call's own unit of work rolled back, so the
+        record is written in one of its own (outside any atomic block: a refusal stays on
+        record even when the host's transaction rolls back)."""
+
+        def write() -> None:
+            token = self._ambient.set(None)
+            try:
+                with self.transaction(tenant) as tx:
+                    tx.record(actor, action, target, owner=owner, after=after, reason=reason)
+            finally:
+                self._ambient.reset(token)
+
+        outer = self._ambient.get()
+        if outer is None:
+            write()
+        else:
+            outer.after_end.append(write)
 
     @property
     def in_atomic_block(self) -> bool:
@@ -171,6 +222,8 @@ class Runtime:
             self.cache.clear()
         elif tx.touched:
             self.cache.invalidate(tx.touched)
+        if tx.usage_touched:
+            self.cache.invalidate_usage(tx.usage_touched)
         for event in tx.events:
             log_event(event)
             for listener in self.listeners:

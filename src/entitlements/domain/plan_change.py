@@ -1,0 +1,99 @@
+"""What a plan change would do to an owner: the entitlement diff between two snapshots
+and the limits current usage would exceed (seed 002's missing over-quota warning)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+import attrs
+
+from entitlements.domain.plan import Action
+from entitlements.domain.resolution import Snapshot
+from entitlements.domain.usage import OverQuota
+
+__all__ = ["FeatureChange", "LimitChange", "PlanChangePreview", "over_quota", "preview"]
+
+
+@attrs.frozen
+class FeatureChange:
+    key: str
+    before: frozenset[Action]
+    after: frozenset[Action]
+
+    @property
+    def gained(self) -> frozenset[Action]:
+        return self.after - self.before
+
+    @property
+    def lost(self) -> frozenset[Action]:
+        return self.before - self.after
+
+
+@attrs.frozen
+class LimitChange:
+    """``None`` is unlimited."""
+
+    name: str
+    before: int | None
+    after: int | None
+
+    @property
+    def raised(self) -> bool:
+        if self.after is None:
+            return self.before is not None
+        return self.before is not None and self.after > self.before
+
+
+@attrs.frozen
+class PlanChangePreview:
+    """Everything a proposed change would do, computed without changing anything. All of
+    it takes effect at ``effective_at`` (plan changes apply at once)."""
+
+    from_plan: tuple[str, int] | None
+    to_plan: tuple[str, int] | None
+    features_gained: tuple[FeatureChange, ...]
+    features_lost: tuple[FeatureChange, ...]
+    limits_raised: tuple[LimitChange, ...]
+    limits_lowered: tuple[LimitChange, ...]
+    over_quota: tuple[OverQuota, ...]
+    effective_at: datetime
+
+
+def _granted(snapshot: Snapshot, key: str) -> frozenset[Action]:
+    return frozenset(a for a in Action if snapshot.allows(key, a))
+
+
+def over_quota(after: Snapshot, usage: Mapping[str, int]) -> tuple[OverQuota, ...]:
+    """Limits of ``after`` that the usage passes (``usage`` maps metric to units in use)."""
+    found = []
+    for metric in sorted(usage):
+        limit = after.limit(metric)
+        if limit is not None and usage[metric] > limit:
+            found.append(OverQuota(metric, limit, usage[metric]))
+    return tuple(found)
+
+
+def preview(
+    before: Snapshot, after: Snapshot, usage: Mapping[str, int], at: datetime
+) -> PlanChangePreview:
+    keys = {d.key for d in before.explain_all() if d.limit is None} | {
+        d.key for d in after.explain_all() if d.limit is None
+    }
+    changes = [FeatureChange(k, _granted(before, k), _granted(after, k)) for k in sorted(keys)]
+    names = sorted(set(before.limits) | set(after.limits))
+    limits = [
+        LimitChange(n, before.limit(n), after.limit(n))
+        for n in names
+        if before.limit(n) != after.limit(n)
+    ]
+    return PlanChangePreview(
+        from_plan=None if before.plan_key is None else (before.plan_key, before.plan_version or 0),
+        to_plan=None if after.plan_key is None else (after.plan_key, after.plan_version or 0),
+        features_gained=tuple(c for c in changes if c.gained),
+        features_lost=tuple(c for c in changes if c.lost),
+        limits_raised=tuple(c for c in limits if c.raised),
+        limits_lowered=tuple(c for c in limits if not c.raised),
+        over_quota=over_quota(after, usage),
+        effective_at=at,
+    )

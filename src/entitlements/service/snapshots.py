@@ -1,0 +1,62 @@
+"""Loading what resolution needs for one owner, inside a unit of work: the one place that
+knows which records decide an owner's entitlements (a constant number of queries)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from entitlements.domain.access import Access, AccessPolicy
+from entitlements.domain.owner import Owner
+from entitlements.domain.resolution import Snapshot, resolve
+from entitlements.domain.subscription import Subscription, SubscriptionStatus
+from entitlements.domain.usage import FOREVER, Counter, usage_period_start
+from entitlements.ports import UnitOfWork
+
+__all__ = ["current_usage", "load_snapshot", "resolve_with"]
+
+
+def load_snapshot(uow: UnitOfWork, owner: Owner, now: datetime, policy: AccessPolicy) -> Snapshot:
+    """Resolve ``owner`` at ``now`` from what is stored."""
+    return resolve_with(uow, owner, uow.subscriptions.current(owner), now, policy)
+
+
+def resolve_with(
+    uow: UnitOfWork,
+    owner: Owner,
+    subscription: Subscription | None,
+    now: datetime,
+    policy: AccessPolicy,
+) -> Snapshot:
+    """Resolve ``owner`` as if it held ``subscription`` (previews pass a hypothetical one)."""
+    plan = (
+        None
+        if subscription is None
+        else uow.plans.get(subscription.plan_key, subscription.plan_version)
+    )
+    fallback = None
+    if policy.fallback_plan is not None and (
+        subscription is None
+        or policy.by_status[subscription.status] is Access.FALLBACK
+        or (
+            subscription.status is SubscriptionStatus.PAST_DUE
+            and policy.after_grace is Access.FALLBACK
+        )
+    ):
+        fallback = uow.plans.find(policy.fallback_plan)
+    return resolve(owner, subscription, plan, uow.overrides.for_owner(owner), now, policy, fallback)
+
+
+def current_usage(uow: UnitOfWork, snapshot: Snapshot) -> dict[str, int]:
+    """Units in use (used + reserved) of every limit the snapshot knows, in the periods
+    the snapshot's limits count in."""
+    usage: dict[str, int] = {}
+    for name in snapshot.limits:
+        period = usage_period_start(snapshot, snapshot.limit_definition(name))
+        counter: Counter = uow.usage.counter(snapshot.owner, name, period)
+        if counter.used or counter.reserved:
+            usage[name] = counter.used + counter.reserved
+    if "seats" not in usage:
+        seats = uow.usage.counter(snapshot.owner, "seats", FOREVER)
+        if seats.used:
+            usage["seats"] = seats.used
+    return usage
