@@ -80,7 +80,7 @@ def test_revising_terms_makes_a_new_version_and_subscriptions_stay_pinned():
     assert revised.version == 2
     assert [p.version for p in ents.plans.versions("growth")] == [1, 2]
     assert ents.limit(ORG, "projects") == 20  # grandfathered on v1
-    migrated = ents.subscriptions.migrate(ORG, actor="staff")
+    migrated = ents.subscriptions.migrate(ORG, actor="staff").subscription
     assert migrated.plan_version == 2
     assert ents.limit(ORG, "projects") == 40
 
@@ -149,9 +149,9 @@ def test_archived_plans_stay_with_the_owners_that_have_them():
     ents.subscriptions.subscribe(ORG, "growth", actor="x", seats=3)
     ents.plans.archive("growth", actor="x")
     assert ents.allows(ORG, "export")
-    assert ents.subscriptions.change_seats(ORG, 4, actor="x").seats == 4
+    assert ents.subscriptions.change_seats(ORG, 4, actor="x").subscription.seats == 4
     ents.plans.revise("growth", actor="x", trial_days=30)
-    assert ents.subscriptions.migrate(ORG, actor="x").plan_version == 2
+    assert ents.subscriptions.migrate(ORG, actor="x").subscription.plan_version == 2
 
 
 def test_plans_limited_to_owner_kinds():

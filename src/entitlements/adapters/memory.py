@@ -471,6 +471,7 @@ class MemoryStore:
         with self.lock:
             found = {o.tenant for o in self.tables.subscriptions_by_owner}
             found.update(o.tenant for o in self.tables.overrides)
+            found.update(r.owner.tenant for r in self.tables.reservations.values())
         return sorted(found, key=lambda t: (t is not None, t or ""))
 
 

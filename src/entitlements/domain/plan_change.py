@@ -10,9 +10,17 @@ import attrs
 
 from entitlements.domain.plan import Action
 from entitlements.domain.resolution import Snapshot
+from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import OverQuota
 
-__all__ = ["FeatureChange", "LimitChange", "PlanChangePreview", "over_quota", "preview"]
+__all__ = [
+    "FeatureChange",
+    "LimitChange",
+    "PlanChangePreview",
+    "SubscriptionChange",
+    "over_quota",
+    "preview",
+]
 
 
 @attrs.frozen
@@ -58,6 +66,15 @@ class PlanChangePreview:
     limits_lowered: tuple[LimitChange, ...]
     over_quota: tuple[OverQuota, ...]
     effective_at: datetime
+
+
+@attrs.frozen
+class SubscriptionChange:
+    """A change that may leave the owner over a limit: the stored subscription, and the
+    limits that current usage passes because of it (empty when none)."""
+
+    subscription: Subscription
+    over_quota: tuple[OverQuota, ...] = ()
 
 
 def _granted(snapshot: Snapshot, key: str) -> frozenset[Action]:

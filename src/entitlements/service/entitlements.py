@@ -24,9 +24,11 @@ from entitlements.service.cache import SnapshotCache
 from entitlements.service.overrides import Overrides
 from entitlements.service.plans import Plans
 from entitlements.service.runtime import Runtime
+from entitlements.service.seats import Seats
 from entitlements.service.snapshots import load_snapshot
 from entitlements.service.subscriptions import Subscriptions
 from entitlements.service.sweep import Sweep, SweepReport
+from entitlements.service.usage import Usage
 from entitlements.telemetry import Telemetry
 
 __all__ = ["Entitlements"]
@@ -70,7 +72,9 @@ class Entitlements:
         self.subscriptions = Subscriptions(self.runtime)
         self.overrides = Overrides(self.runtime)
         self.audit = AuditTrail(self.runtime)
-        self._sweep = Sweep(self.runtime)
+        self.usage = Usage(self.runtime)
+        self.seats = Seats(self.runtime)
+        self._sweep = Sweep(self.runtime, self.usage)
         self._snapshots = self.runtime.cache.snapshots
 
     # -- the request path ------------------------------------------------------------
@@ -142,6 +146,7 @@ class Entitlements:
             yield tx.uow
 
     def process_due(self, now: datetime | None = None) -> SweepReport:
-        """Apply trial ends, scheduled cancellations, expiries, period roll-overs and
-        override expiries due by ``now``; drop snapshots that time made stale."""
+        """Apply trial ends, scheduled cancellations, expiries, period roll-overs,
+        override expiries and reservation expiries due by ``now``; drop snapshots that
+        time made stale."""
         return self._sweep.process_due(now)

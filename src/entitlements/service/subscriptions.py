@@ -15,10 +15,17 @@ from typing import Any
 import attrs
 
 from entitlements.domain.actor import Actor, as_actor
+from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.instant import optional_utc
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Plan
+from entitlements.domain.plan_change import (
+    PlanChangePreview,
+    SubscriptionChange,
+    over_quota,
+    preview,
+)
 from entitlements.domain.subscription import (
     Event,
     Subscription,
@@ -27,8 +34,10 @@ from entitlements.domain.subscription import (
     transition,
     trial_end,
 )
-from entitlements.errors import InvalidInput, StaleWrite, SubscriptionNotFound
+from entitlements.domain.usage import OverQuota, OverQuotaPolicy
+from entitlements.errors import InvalidInput, OverQuotaRefused, StaleWrite, SubscriptionNotFound
 from entitlements.service.runtime import Runtime, Transaction
+from entitlements.service.snapshots import current_usage, resolve_with
 
 __all__ = ["Subscriptions"]
 
@@ -44,6 +53,12 @@ def billing_terms(plan: Plan, now: datetime, cycle: BillingCycle | None) -> dict
         "cycle_anchor": now,
         "current_period": chosen.period_containing(now, now),
     }
+
+
+def _caused_by_change(over: OverQuota, limit_before: int | None, usage: dict[str, int]) -> bool:
+    """Over the new limit because of the change: the limit went down, or the owner was
+    within the old one (an owner already over a soft limit is not news)."""
+    return limit_before is None or over.limit < limit_before or usage[over.metric] <= limit_before
 
 
 class Subscriptions:
@@ -224,9 +239,14 @@ class Subscriptions:
         version: int | None = None,
         now: datetime | None = None,
         reason: str | None = None,
-    ) -> Subscription:
+        if_over_quota: OverQuotaPolicy = OverQuotaPolicy.REFUSE,
+    ) -> SubscriptionChange:
         """Move to another plan (its latest version), or to another version of the same
-        plan (an explicit migration; grandfathered owners stay until this is called)."""
+        plan (an explicit migration; grandfathered owners stay until this is called).
+
+        If current usage would pass a new limit, ``if_over_quota`` decides: refuse
+        (`OverQuotaRefused`, nothing changes) or apply. Either way the over-quota report
+        is audited, and returned with the change."""
 
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
             plan = self._target_plan(tx, current, plan_key, version)
@@ -238,7 +258,9 @@ class Subscriptions:
                 changes.update(cycle=new_cycle, cycle_anchor=current.current_period.end)
             return changes
 
-        return self._apply(owner, Event.CHANGE_PLAN, actor, now, reason, change)
+        return self._apply_checked(
+            owner, Event.CHANGE_PLAN, actor, now, reason, change, if_over_quota
+        )
 
     def migrate(
         self,
@@ -247,10 +269,18 @@ class Subscriptions:
         actor: Actor | str,
         now: datetime | None = None,
         reason: str | None = None,
-    ) -> Subscription:
+        if_over_quota: OverQuotaPolicy = OverQuotaPolicy.REFUSE,
+    ) -> SubscriptionChange:
         """Move a grandfathered owner to the latest version of the plan it holds."""
         current = self.get(owner)
-        return self.change_plan(owner, current.plan_key, actor=actor, now=now, reason=reason)
+        return self.change_plan(
+            owner,
+            current.plan_key,
+            actor=actor,
+            now=now,
+            reason=reason,
+            if_over_quota=if_over_quota,
+        )
 
     def change_seats(
         self,
@@ -261,18 +291,97 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
         expected_revision: int | None = None,
-    ) -> Subscription:
-        """Set the purchased seats. Pass ``expected_revision`` (the revision the caller
-        read) to refuse with `StaleWrite` if someone changed it meanwhile."""
-        return self._apply(
+        if_over_quota: OverQuotaPolicy = OverQuotaPolicy.REFUSE,
+    ) -> SubscriptionChange:
+        """Set the purchased seats. Fewer seats than members assigned is refused unless
+        ``if_over_quota`` allows it (and is then reported). Pass ``expected_revision`` (the
+        revision the caller read) to refuse with `StaleWrite` if someone changed it."""
+        return self._apply_checked(
             owner,
             Event.CHANGE_SEATS,
             actor,
             now,
             reason,
             lambda tx, cur: {"seats": seats},
+            if_over_quota,
             expected_revision=expected_revision,
         )
+
+    def add_addon(
+        self,
+        owner: Owner,
+        addon: AddOn,
+        *,
+        actor: Actor | str,
+        now: datetime | None = None,
+        reason: str | None = None,
+    ) -> SubscriptionChange:
+        """Add an add-on (or replace the one with the same key: change its quantity)."""
+        if not isinstance(addon, AddOn):
+            raise InvalidInput("addon", "must be an AddOn", addon)
+
+        def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
+            return {"addons": (*(a for a in current.addons if a.key != addon.key), addon)}
+
+        return self._apply_checked(
+            owner,
+            Event.CHANGE_ADDONS,
+            actor,
+            now,
+            reason,
+            change,
+            OverQuotaPolicy.REFUSE,
+            action="add_addon",
+        )
+
+    def remove_addon(
+        self,
+        owner: Owner,
+        key: str,
+        *,
+        actor: Actor | str,
+        now: datetime | None = None,
+        reason: str | None = None,
+        if_over_quota: OverQuotaPolicy = OverQuotaPolicy.REFUSE,
+    ) -> SubscriptionChange:
+        def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
+            if key not in {a.key for a in current.addons}:
+                raise InvalidInput("addon", f"{owner} has no add-on {key!r}", key)
+            return {"addons": tuple(a for a in current.addons if a.key != key)}
+
+        return self._apply_checked(
+            owner,
+            Event.CHANGE_ADDONS,
+            actor,
+            now,
+            reason,
+            change,
+            if_over_quota,
+            action="remove_addon",
+        )
+
+    def preview_change(
+        self,
+        owner: Owner,
+        plan_key: str,
+        *,
+        version: int | None = None,
+        now: datetime | None = None,
+    ) -> PlanChangePreview:
+        """What moving to ``plan_key`` would do — features gained and lost, limits raised
+        and lowered, limits current usage would pass — without changing anything."""
+        owner = as_owner(owner)
+        at = self._rt.now(now)
+        with self._rt.read(owner.tenant) as uow:
+            current = uow.subscriptions.current(owner)
+            if current is None or current.is_terminal:
+                raise SubscriptionNotFound(owner)
+            plan = uow.plans.get(plan_key, version)
+            plan.check_assignable(owner.kind, already_held=plan.key == current.plan_key)
+            proposed = attrs.evolve(current, plan_key=plan.key, plan_version=plan.version)
+            before = resolve_with(uow, owner, current, at, self._rt.policy)
+            after = resolve_with(uow, owner, proposed, at, self._rt.policy)
+            return preview(before, after, current_usage(uow, before), at)
 
     def suspend(
         self,
@@ -388,6 +497,71 @@ class Subscriptions:
 
     # -- machinery -------------------------------------------------------------------
 
+    def _apply_checked(
+        self,
+        owner: Owner,
+        event: Event,
+        actor: Actor | str,
+        now: datetime | None,
+        reason: str | None,
+        changes: Any,
+        if_over_quota: OverQuotaPolicy,
+        *,
+        action: str | None = None,
+        expected_revision: int | None = None,
+    ) -> SubscriptionChange:
+        """`_apply`, plus the over-quota check against current usage."""
+        policy = OverQuotaPolicy(if_over_quota)
+        found: list[OverQuota] = []
+
+        def check(tx: Transaction, before: Subscription, after: Subscription) -> None:
+            was = resolve_with(tx.uow, before.owner, before, tx.now, self._rt.policy)
+            will = resolve_with(tx.uow, before.owner, after, tx.now, self._rt.policy)
+            usage = current_usage(tx.uow, was)
+            found.extend(
+                o
+                for o in over_quota(will, usage)
+                if _caused_by_change(o, was.limit(o.metric), usage)
+            )
+            if not found:
+                return
+            if policy is OverQuotaPolicy.REFUSE:
+                raise OverQuotaRefused(before.owner, found)
+            tx.record(
+                as_actor(actor),
+                "subscription.over_quota",
+                f"subscription:{before.id}",
+                owner=before.owner,
+                after={"over_quota": [attrs.asdict(o) for o in found]},
+                reason=reason,
+            )
+
+        name = f"subscription.{action or event.value}"
+        try:
+            stored = self._apply(
+                owner,
+                event,
+                actor,
+                now,
+                reason,
+                changes,
+                action=action,
+                expected_revision=expected_revision,
+                inspect=check,
+            )
+        except OverQuotaRefused as refused:
+            self._rt.record_refusal(
+                as_owner(owner).tenant,
+                as_actor(actor),
+                "subscription.over_quota_refused",
+                name,
+                owner=as_owner(owner),
+                after={"over_quota": [attrs.asdict(o) for o in refused.over_quota]},
+                reason=str(refused),
+            )
+            raise
+        return SubscriptionChange(stored, tuple(found))
+
     def _target_plan(
         self,
         tx: Transaction,
@@ -416,6 +590,7 @@ class Subscriptions:
         *,
         action: str | None = None,
         expected_revision: int | None = None,
+        inspect: Any = None,
     ) -> Subscription:
         owner, who = as_owner(owner), as_actor(actor)
         name = f"subscription.{action or event.value}"
@@ -428,7 +603,10 @@ class Subscriptions:
             tx.authorize(who, name, owner, current)
             check_allowed(current, event)
             fields = changes(tx, current) if changes is not None else {}
-            stored = tx.uow.subscriptions.update(transition(current, event, tx.now, **fields))
+            after = transition(current, event, tx.now, **fields)
+            if inspect is not None:
+                inspect(tx, current, after)
+            stored = tx.uow.subscriptions.update(after)
             tx.record(
                 who,
                 name,

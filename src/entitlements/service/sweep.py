@@ -14,9 +14,11 @@ import attrs
 from entitlements.domain.actor import Actor
 from entitlements.domain.due import DueChange, advance
 from entitlements.domain.override import Override
+from entitlements.domain.usage import Reservation
 from entitlements.errors import StaleWrite
 from entitlements.service.overrides import target
 from entitlements.service.runtime import Runtime
+from entitlements.service.usage import Usage
 
 __all__ = ["Sweep", "SweepReport"]
 
@@ -30,21 +32,24 @@ class SweepReport:
     expired_overrides: tuple[Override, ...] = ()
     conflicts: tuple[str, ...] = ()
     snapshots_dropped: int = 0
+    expired_reservations: tuple[Reservation, ...] = ()
 
     @property
     def nothing_due(self) -> bool:
-        return not self.changes and not self.expired_overrides
+        return not self.changes and not self.expired_overrides and not self.expired_reservations
 
 
 class Sweep:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, usage: Usage) -> None:
         self._rt = runtime
+        self._usage = usage
 
     def process_due(self, now: datetime | None = None, *, batch: int = 500) -> SweepReport:
         at = self._rt.now(now)
         changes: list[DueChange] = []
         expired: list[Override] = []
         conflicts: list[str] = []
+        reservations: list[Reservation] = []
         for tenant in self._rt.store.tenants():
             with self._rt.read(tenant) as uow:
                 due_ids = [s.id for s in uow.subscriptions.due(at, batch)]
@@ -66,8 +71,11 @@ class Sweep:
                         reason="override expired",
                     )
                     expired.append(removed)
+            reservations.extend(self._usage.expire_reservations(tenant, at, batch))
         dropped = self._rt.cache.expire(at)
-        return SweepReport(at, tuple(changes), tuple(expired), tuple(conflicts), dropped)
+        return SweepReport(
+            at, tuple(changes), tuple(expired), tuple(conflicts), dropped, tuple(reservations)
+        )
 
     def _advance(self, tenant: str | None, subscription_id: str, at: datetime) -> list[DueChange]:
         with self._rt.transaction(tenant, at) as tx:

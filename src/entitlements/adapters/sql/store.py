@@ -228,6 +228,9 @@ class SqlStore:
             query = sa.union(
                 sa.select(t.subscriptions.c.tenant).distinct(),
                 sa.select(t.overrides.c.tenant).distinct(),
+                sa.select(t.reservations.c.tenant)
+                .where(t.reservations.c.status == "held")
+                .distinct(),
             )
             found = {row[0] or None for row in uow.connection.execute(query)}
         return sorted(found, key=lambda x: (x is not None, x or ""))

@@ -1,0 +1,99 @@
+"""Use cases for seats: named members assigned up to the purchased seat count."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from entitlements.domain.actor import Actor, as_actor
+from entitlements.domain.owner import Owner, as_owner
+from entitlements.domain.plan import Enforcement, LimitKind
+from entitlements.domain.usage import FOREVER, SeatAssignment, check_member, decide
+from entitlements.errors import InvalidInput
+from entitlements.service.runtime import Runtime
+from entitlements.service.snapshots import load_snapshot
+from entitlements.service.usage import refuse
+
+__all__ = ["Seats"]
+
+
+def target(owner: Owner, pool: str, member: str) -> str:
+    return f"seat:{owner}:{pool}:{member}"
+
+
+class Seats:
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+
+    def assign(
+        self,
+        owner: Owner,
+        member: str,
+        *,
+        actor: Actor | str,
+        pool: str = "seats",
+        now: datetime | None = None,
+        reason: str | None = None,
+    ) -> SeatAssignment:
+        """Give ``member`` one of the owner's seats; refused past a hard seat limit."""
+        owner, who, member = as_owner(owner), as_actor(actor), check_member(member)
+        with self._rt.transaction(owner.tenant, now) as tx:
+            tx.authorize(who, "seat.assign", owner, member)
+            snapshot = load_snapshot(tx.uow, owner, tx.now, self._rt.policy)
+            definition = snapshot.limit_definition(pool)
+            if definition is not None and definition.kind is not LimitKind.SEATS:
+                raise InvalidInput(
+                    "pool", f"{pool} is a {definition.kind.value} limit, not seats", pool
+                )
+            assignment = SeatAssignment(owner, member, tx.now, pool)
+            tx.uow.seats.add(assignment)
+            counter = tx.uow.usage.counter(owner, pool, FOREVER)
+            decision = decide(snapshot, pool, counter, 1)
+            if not decision.allowed:
+                raise refuse(decision)
+            ceiling = decision.limit if decision.enforcement is Enforcement.HARD else None
+            if tx.uow.usage.add(owner, pool, FOREVER, used=1, ceiling=ceiling) is None:
+                raise refuse(decide(snapshot, pool, tx.uow.usage.counter(owner, pool, FOREVER), 1))
+            tx.touch_usage(owner)
+            tx.record(
+                who,
+                "seat.assign",
+                target(owner, pool, member),
+                owner=owner,
+                after=assignment,
+                reason=reason
+                if not decision.over_limit
+                else f"over the soft seat limit {decision.limit}",
+            )
+            return assignment
+
+    def unassign(
+        self,
+        owner: Owner,
+        member: str,
+        *,
+        actor: Actor | str,
+        pool: str = "seats",
+        now: datetime | None = None,
+        reason: str | None = None,
+    ) -> SeatAssignment:
+        owner, who, member = as_owner(owner), as_actor(actor), check_member(member)
+        with self._rt.transaction(owner.tenant, now) as tx:
+            tx.authorize(who, "seat.unassign", owner, member)
+            removed = tx.uow.seats.remove(owner, pool, member)
+            tx.uow.usage.add(owner, pool, FOREVER, used=-1)
+            tx.touch_usage(owner)
+            tx.record(
+                who,
+                "seat.unassign",
+                target(owner, pool, member),
+                owner=owner,
+                before=removed,
+                reason=reason,
+            )
+            return removed
+
+    def list(self, owner: Owner, pool: str = "seats") -> Sequence[SeatAssignment]:
+        owner = as_owner(owner)
+        with self._rt.read(owner.tenant) as uow:
+            return uow.seats.assigned(owner, pool)
