@@ -39,11 +39,24 @@ from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Action, Feature, Limit, LimitKind, Plan, PlanStatus, Price
 from entitlements.domain.subscription import SubscriptionStatus
+from entitlements.domain.usage import (
+    FOREVER,
+    Counter,
+    OverQuota,
+    OverQuotaPolicy,
+    Reservation,
+    ReservationStatus,
+    SeatAssignment,
+    UsageRecord,
+)
 from entitlements.errors import (
+    Conflict,
     EntitlementsError,
     IllegalTransition,
     InvalidInput,
+    LimitExceeded,
     NotFound,
+    OverQuotaRefused,
     OverrideNotFound,
     PlanExists,
     StaleWrite,
@@ -440,3 +453,126 @@ class StoreContract:
         assert ents.subscriptions.get(lower).plan_key == "free"
         ents.overrides.set_feature(lower, "sso", enabled=True, actor=STAFF, reason="r")
         assert ents.overrides.list(upper) == []
+
+    # -- usage -------------------------------------------------------------------------
+
+    def test_usage_counters_are_conditional_and_keep_history(self, store: Store) -> None:
+        later = START + timedelta(days=31)
+        with store.unit_of_work(None) as uow:
+            usage = uow.usage
+            assert usage.counter(ACME, "api_calls", START) == Counter(ACME, "api_calls", START)
+            assert usage.add(ACME, "api_calls", START, used=7, ceiling=10) == Counter(
+                ACME, "api_calls", START, 7
+            )
+            assert usage.add(ACME, "api_calls", START, reserved=3, ceiling=10) == Counter(
+                ACME, "api_calls", START, 7, 3
+            )
+            assert usage.add(ACME, "api_calls", START, used=1, ceiling=10) is None
+            assert usage.add(ACME, "api_calls", START, used=1, reserved=-1, ceiling=10) == Counter(
+                ACME, "api_calls", START, 8, 2
+            )
+            assert usage.add(ACME, "api_calls", START, used=-9) is None
+            assert usage.add(ACME, "api_calls", later, used=2) == Counter(
+                ACME, "api_calls", later, 2
+            )
+            assert usage.set_used(ACME, "projects", FOREVER, 4) == Counter(
+                ACME, "projects", FOREVER, 4
+            )
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            assert [
+                (c.period_start, c.used, c.reserved) for c in uow.usage.counters(ACME, "api_calls")
+            ] == [
+                (START, 8, 2),
+                (later, 2, 0),
+            ]
+            assert uow.usage.counter(GLOBEX, "api_calls", START).used == 0
+        with store.unit_of_work("tenant-b") as uow:
+            assert uow.usage.counters(Owner("organization", "acme", "tenant-b"), "api_calls") == []
+
+    def test_usage_records_are_idempotent_by_key(self, store: Store) -> None:
+        with store.unit_of_work(None) as uow:
+            first = UsageRecord("r1", ACME, "api_calls", 5, START, START, key="req-1")
+            assert uow.usage.add_record(first) is None
+            assert (
+                uow.usage.add_record(
+                    UsageRecord("r2", ACME, "api_calls", 9, START, START, key="req-1")
+                )
+                == first
+            )
+            assert (
+                uow.usage.add_record(UsageRecord("r3", ACME, "api_calls", 2, START, START)) is None
+            )
+            assert (
+                uow.usage.add_record(
+                    UsageRecord("r4", GLOBEX, "api_calls", 2, START, START, key="req-1")
+                )
+                is None
+            )
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            assert [r.id for r in uow.usage.records(ACME, "api_calls", START)] == ["r1", "r3"]
+
+    def test_reservations_round_trip(self, store: Store) -> None:
+        held = Reservation(
+            "res-1", ACME, "api_calls", 5, START, START, START + timedelta(hours=1), key="job"
+        )
+        with store.unit_of_work(None) as uow:
+            assert uow.usage.add_reservation(held) is None
+            assert uow.usage.add_reservation(attrs.evolve(held, id="res-2")) == held
+            assert uow.usage.reservation(ACME, "res-1") == held
+            with pytest.raises(NotFound):
+                uow.usage.reservation(GLOBEX, "res-1")
+            assert uow.usage.held_reservations_due(START) == []
+            assert uow.usage.held_reservations_due(START + timedelta(hours=1)) == [held]
+            done = attrs.evolve(
+                held, status=ReservationStatus.COMMITTED, committed=4, settled_at=START
+            )
+            uow.usage.update_reservation(done)
+            assert uow.usage.reservation(ACME, "res-1") == done
+            assert uow.usage.held_reservations_due(START + timedelta(days=1)) == []
+            uow.commit()
+
+    def test_seat_assignments(self, store: Store) -> None:
+        with store.unit_of_work(None) as uow:
+            uow.seats.add(SeatAssignment(ACME, "bob", START))
+            uow.seats.add(SeatAssignment(ACME, "ann", START))
+            uow.seats.add(SeatAssignment(ACME, "ann", START, pool="editors"))
+            with pytest.raises(Conflict):
+                uow.seats.add(SeatAssignment(ACME, "ann", START))
+            assert [a.member for a in uow.seats.assigned(ACME, "seats")] == ["ann", "bob"]
+            assert uow.seats.remove(ACME, "seats", "bob") == SeatAssignment(ACME, "bob", START)
+            with pytest.raises(NotFound):
+                uow.seats.remove(ACME, "seats", "bob")
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            assert [a.member for a in uow.seats.assigned(ACME, "seats")] == ["ann"]
+            assert [a.pool for a in uow.seats.assigned(ACME, "editors")] == ["editors"]
+
+    def test_usage_through_the_service(
+        self, ents: Entitlements, store: Any, clock: ManualClock
+    ) -> None:
+        ents.subscriptions.subscribe(ACME, "growth", actor=STAFF)
+        ents.usage.consume(ACME, "api_calls", 5, key="req-1")
+        assert ents.usage.consume(ACME, "api_calls", 5, key="req-1").duplicate
+        assert ents.usage.total(ACME, "api_calls") == 5
+        for member in ("ann", "bob", "cy", "dee", "eve"):
+            ents.seats.assign(ACME, member, actor=STAFF)
+        before = self.dump(store)
+        with pytest.raises(LimitExceeded):
+            ents.seats.assign(ACME, "fay", actor=STAFF)
+        assert self.dump(store) == before
+        ents.usage.set_gauge(ACME, "projects", 15)
+        held = ents.usage.reserve(ACME, "api_calls", 20, ttl=timedelta(minutes=5))
+        clock.advance(minutes=6)
+        assert [r.id for r in ents.process_due().expired_reservations] == [held.id]
+        with pytest.raises(OverQuotaRefused):
+            ents.subscriptions.change_plan(ACME, "free", actor=STAFF)
+        change = ents.subscriptions.change_plan(
+            ACME, "free", actor=STAFF, if_over_quota=OverQuotaPolicy.ALLOW
+        )
+        assert change.over_quota == (
+            OverQuota("api_calls", 0, 5),  # Free has no API calls at all
+            OverQuota("projects", 3, 15),
+            OverQuota("seats", 1, 5),
+        )
