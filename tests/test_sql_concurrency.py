@@ -8,7 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 import attrs
 import pytest
 
-from entitlements import Entitlements, Owner, Plan, StaleWrite, SubscriptionExists
+from entitlements import (
+    Entitlements,
+    Limit,
+    LimitExceeded,
+    LimitKind,
+    Owner,
+    Plan,
+    StaleWrite,
+    SubscriptionExists,
+)
 
 THREADS = 8
 ROUNDS = 10
@@ -86,3 +95,67 @@ def test_concurrent_trials_for_one_owner_have_exactly_one_winner(ents):
     assert outcomes.count("won") == 1
     assert outcomes.count("refused") == THREADS - 1
     assert len(ents.subscriptions.history(ACME)) == 1
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_concurrent_consumers_never_pass_a_hard_limit_and_lose_no_increment(make_store, kind):
+    store = make_store(kind)
+    app = Entitlements(store)
+    app.plans.define(
+        Plan(
+            "metered",
+            "Metered",
+            limits={"calls": Limit(50, kind=LimitKind.METERED)},
+            status="active",
+        ),
+        actor="s",
+    )
+    app.subscriptions.subscribe(ACME, "metered", actor="staff")
+    app.usage.consume(ACME, "calls", 30)
+    start = threading.Barrier(THREADS)
+
+    def consume_all() -> int:
+        start.wait()
+        accepted = 0
+        for i in range(10):
+            try:
+                app.usage.consume(ACME, "calls", 1, key=f"{threading.get_ident()}-{i}")
+                accepted += 1
+            except LimitExceeded:
+                pass
+        return accepted
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        accepted = sum(f.result() for f in [pool.submit(consume_all) for _ in range(THREADS)])
+    assert accepted == 20
+    assert app.usage.total(ACME, "calls") == 50
+    assert len(app.usage.records(ACME, "calls")) == 21
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_concurrent_seat_assignments_never_exceed_purchased_seats(make_store, kind):
+    store = make_store(kind)
+    app = Entitlements(store)
+    app.plans.define(
+        Plan("team", "Team", limits={"seats": Limit(5, kind=LimitKind.SEATS)}, status="active"),
+        actor="s",
+    )
+    app.subscriptions.subscribe(ACME, "team", actor="staff")
+    start = threading.Barrier(THREADS)
+
+    def assign(n: int) -> int:
+        start.wait()
+        won = 0
+        for i in range(3):
+            try:
+                app.seats.assign(ACME, f"m{n}-{i}", actor="staff")
+                won += 1
+            except LimitExceeded:
+                pass
+        return won
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        won = sum(f.result() for f in [pool.submit(assign, n) for n in range(THREADS)])
+    assert won == 5
+    assert len(app.seats.list(ACME)) == 5
+    assert app.usage.counter(ACME, "seats").used == 5

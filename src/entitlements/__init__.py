@@ -29,6 +29,7 @@ from entitlements.domain.plan import (
 from entitlements.domain.resolution import Decision, Reason, Snapshot, resolve
 from entitlements.domain.subscription import TRANSITIONS, Event, Subscription, SubscriptionStatus
 from entitlements.errors import (
+    Busy,
     Conflict,
     EntitlementsError,
     IllegalTransition,
@@ -37,6 +38,7 @@ from entitlements.errors import (
     NaiveDatetime,
     NotAuthorized,
     NotFound,
+    OverQuotaRefused,
     OverrideNotFound,
     PlanExists,
     PlanNotAssignable,
@@ -46,6 +48,7 @@ from entitlements.errors import (
     SubscriptionExists,
     SubscriptionNotFound,
     UnknownPlan,
+    UsageDenied,
 )
 from entitlements.service.entitlements import Entitlements
 from entitlements.service.sweep import SweepReport
@@ -62,6 +65,7 @@ __all__ = [
     "AddOn",
     "AuditEvent",
     "BillingCycle",
+    "Busy",
     "Combine",
     "Conflict",
     "CycleUnit",
@@ -81,6 +85,7 @@ __all__ = [
     "NaiveDatetime",
     "NotAuthorized",
     "NotFound",
+    "OverQuotaRefused",
     "Override",
     "OverrideKind",
     "OverrideNotFound",
@@ -104,6 +109,7 @@ __all__ = [
     "SweepReport",
     "SystemClock",
     "UnknownPlan",
+    "UsageDenied",
     "__version__",
     "resolve",
 ]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "Busy",
     "Conflict",
     "EntitlementsError",
     "IllegalTransition",
@@ -108,6 +109,11 @@ class StaleWrite(Conflict):
         self.entity = entity
         self.key = key
         self.expected_revision = expected_revision
+
+
+class Busy(Conflict):
+    """The database gave up on this call to let a concurrent one through (a deadlock or a
+    serialization failure). Nothing was stored; the call can simply be retried."""
 
 
 class SubscriptionExists(Conflict):

@@ -9,7 +9,7 @@ from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Enforcement, LimitKind
 from entitlements.domain.usage import FOREVER, SeatAssignment, check_member, decide
-from entitlements.errors import InvalidInput
+from entitlements.errors import Conflict, InvalidInput
 from entitlements.service.runtime import Runtime
 from entitlements.service.snapshots import load_snapshot
 from entitlements.service.usage import refuse
@@ -46,14 +46,17 @@ class Seats:
                     "pool", f"{pool} is a {definition.kind.value} limit, not seats", pool
                 )
             assignment = SeatAssignment(owner, member, tx.now, pool)
-            tx.uow.seats.add(assignment)
+            if any(a.member == member for a in tx.uow.seats.assigned(owner, pool)):
+                raise Conflict(f"{member} already holds a {pool} seat of {owner}")
             counter = tx.uow.usage.counter(owner, pool, FOREVER)
             decision = decide(snapshot, pool, counter, 1)
             if not decision.allowed:
                 raise refuse(decision)
             ceiling = decision.limit if decision.enforcement is Enforcement.HARD else None
+            # the counter first: concurrent assigners queue on its row lock in one order
             if tx.uow.usage.add(owner, pool, FOREVER, used=1, ceiling=ceiling) is None:
                 raise refuse(decide(snapshot, pool, tx.uow.usage.counter(owner, pool, FOREVER), 1))
+            tx.uow.seats.add(assignment)
             tx.touch_usage(owner)
             tx.record(
                 who,

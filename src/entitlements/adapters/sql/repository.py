@@ -11,7 +11,7 @@ from sqlalchemy import exc
 from sqlalchemy.engine import Connection, RowMapping
 
 from entitlements.domain.owner import Owner
-from entitlements.errors import Conflict, EntitlementsError, InvalidInput, StorageError
+from entitlements.errors import Busy, Conflict, EntitlementsError, InvalidInput, StorageError
 
 if TYPE_CHECKING:
     from entitlements.adapters.sql.store import SqlUnitOfWork
@@ -32,12 +32,30 @@ def storage_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise
         except exc.IntegrityError as error:
             raise Conflict(f"the database refused the change: {error.orig}") from error
-        except (exc.SQLAlchemyError, exc.DBAPIError) as error:
+        except exc.DBAPIError as error:
+            if is_retryable(error):
+                raise Busy(
+                    f"the database asked to retry (deadlock or serialization failure): {error.orig}"
+                ) from error
+            raise StorageError(f"storage failed: {type(error).__name__}: {error}") from error
+        except exc.SQLAlchemyError as error:
             raise StorageError(f"storage failed: {type(error).__name__}: {error}") from error
 
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
     return wrapper
+
+
+RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock (PostgreSQL)
+RETRYABLE_MYSQL_CODES = {1205, 1213}  # lock wait timeout, deadlock (MariaDB/MySQL)
+
+
+def is_retryable(error: exc.DBAPIError) -> bool:
+    orig = error.orig
+    if getattr(orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
+        return True
+    args: tuple[object, ...] = tuple(getattr(orig, "args", ()))
+    return bool(args) and args[0] in RETRYABLE_MYSQL_CODES
 
 
 def tenant_of(value: str | None) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
@@ -96,27 +97,42 @@ class SqlUsage(Repository):
         return sorted(found, key=lambda c: c.period_start)
 
     def _ensure_row(self, owner: Owner, metric: str, period_start: datetime) -> None:
-        if self._rows(
-            sa.select(t.usage_counters.c.used).where(
-                *self._counter_where(owner, metric, period_start)
+        """Create the counter row if missing, with an upsert: concurrent creators then
+        take the row's exclusive lock in turn instead of sharing a lock they would all
+        need to upgrade (a deadlock on MariaDB)."""
+        values = {
+            "tenant": self._t,
+            "owner_kind": owner.kind,
+            "owner_id": owner.id,
+            "metric": metric,
+            "period_start": period_start,
+            "used": 0,
+            "reserved": 0,
+        }
+        dialect = self._conn.dialect.name
+        if dialect == "postgresql":
+            self._conn.execute(
+                postgresql.insert(t.usage_counters).values(**values).on_conflict_do_nothing()
             )
-        ):
-            return
-        try:
-            with self._conn.begin_nested():
-                self._conn.execute(
-                    t.usage_counters.insert().values(
-                        tenant=self._t,
-                        owner_kind=owner.kind,
-                        owner_id=owner.id,
-                        metric=metric,
-                        period_start=period_start,
-                        used=0,
-                        reserved=0,
-                    )
+        elif dialect == "sqlite":
+            self._conn.execute(
+                sqlite.insert(t.usage_counters).values(**values).on_conflict_do_nothing()
+            )
+        elif dialect in ("mysql", "mariadb"):
+            statement = mysql.insert(t.usage_counters).values(**values)
+            self._conn.execute(statement.on_duplicate_key_update(used=t.usage_counters.c.used))
+        else:
+            if self._rows(
+                sa.select(t.usage_counters.c.used).where(
+                    *self._counter_where(owner, metric, period_start)
                 )
-        except exc.IntegrityError:
-            pass  # created concurrently; the conditional update below does the rest
+            ):
+                return
+            try:
+                with self._conn.begin_nested():
+                    self._conn.execute(t.usage_counters.insert().values(**values))
+            except exc.IntegrityError:
+                pass  # created concurrently
 
     @storage_errors
     def add(
