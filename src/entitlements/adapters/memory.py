@@ -58,6 +58,12 @@ class _Undo:
         self.steps.append(lambda: _restore(table, key, previous))
         table[key] = value
 
+    def append(self, items: list[V], item: V) -> None:
+        """Units of work hold the store's lock and nest as savepoints, so undo steps
+        replay in stack order and popping the last item removes this one."""
+        self.steps.append(lambda: _drop_last(items))
+        items.append(item)
+
     def delete(self, table: dict[K, V], key: K) -> None:
         previous = table[key]
         self.steps.append(lambda: _restore(table, key, previous))
@@ -66,6 +72,10 @@ class _Undo:
     def replay(self) -> None:
         while self.steps:
             self.steps.pop()()
+
+
+def _drop_last(items: list[Any]) -> None:
+    items.pop()
 
 
 def _restore(table: dict[Any, Any], key: Any, previous: Any) -> None:
@@ -85,7 +95,8 @@ class _Tables:
         self.audit: dict[str, AuditEvent] = {}
         self.audit_by_owner: dict[Owner, tuple[str, ...]] = {}
         self.counters: dict[tuple[Owner, str, datetime], Counter] = {}
-        self.records: dict[Owner, tuple[UsageRecord, ...]] = {}
+        self.records: dict[tuple[Owner, str, datetime], list[UsageRecord]] = {}
+        self.record_keys: dict[tuple[Owner, str], UsageRecord] = {}
         self.reservations: dict[str, Reservation] = {}
         self.seats: dict[tuple[Owner, str, str], SeatAssignment] = {}
 
@@ -326,20 +337,18 @@ class _Usage(_Repository[Owner]):
 
     def add_record(self, record: UsageRecord) -> UsageRecord | None:
         owner = self._scope(record.owner)
-        existing = self._t.records.get(owner, ())
         if record.key is not None:
-            for stored in existing:
-                if stored.key == record.key:
-                    return stored
-        self._undo.set(self._t.records, owner, (*existing, record))
+            earlier = self._t.record_keys.get((owner, record.key))
+            if earlier is not None:
+                return earlier
+            self._undo.set(self._t.record_keys, (owner, record.key), record)
+        self._undo.append(
+            self._t.records.setdefault((owner, record.metric, record.period_start), []), record
+        )
         return None
 
     def records(self, owner: Owner, metric: str, period_start: datetime) -> Sequence[UsageRecord]:
-        return [
-            r
-            for r in self._t.records.get(self._scope(owner), ())
-            if r.metric == metric and r.period_start == period_start
-        ]
+        return list(self._t.records.get((self._scope(owner), metric, period_start), ()))
 
     def add_reservation(self, reservation: Reservation) -> Reservation | None:
         owner = self._scope(reservation.owner)

@@ -14,6 +14,7 @@ import enum
 import math
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 import attrs
 
@@ -166,10 +167,12 @@ class OverQuota:
     used: int
 
 
-@attrs.frozen
-class UsageDecision:
+class UsageDecision(NamedTuple):
     """May ``requested`` more units of ``metric`` be used? ``limit`` is ``None`` when
-    unlimited; ``remaining`` likewise. ``over_limit`` marks a soft limit passed."""
+    unlimited; ``remaining`` likewise. ``over_limit`` marks a soft limit passed.
+
+    A named tuple rather than an attrs class: it is built on every warm check, and a
+    tuple is built several times faster."""
 
     owner: Owner
     metric: str
@@ -217,21 +220,19 @@ def decide(snapshot: Snapshot, metric: str, counter: Counter, requested: int) ->
         period_start=counter.period_start,
     )
     if snapshot.access is Access.READ_ONLY:
-        return attrs.evolve(
-            decision,
+        return decision._replace(
             allowed=False,
             reason=Reason.READ_ONLY,
             detail=f"status {snapshot.status} is read-only",
         )
     if explained.reason in (Reason.UNKNOWN, Reason.NO_SUBSCRIPTION, Reason.STATUS):
-        return attrs.evolve(decision, allowed=False)
+        return decision._replace(allowed=False)
     if fits:
         return decision
     if definition.enforcement is Enforcement.SOFT:
-        return attrs.evolve(
-            decision,
+        return decision._replace(
             allowed=True,
             over_limit=True,
             detail=f"{explained.detail}; soft limit {limit} passed",
         )
-    return attrs.evolve(decision, detail=f"{explained.detail}; hard limit {limit} reached")
+    return decision._replace(detail=f"{explained.detail}; hard limit {limit} reached")

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from entitlements.domain.owner import Owner
 from entitlements.domain.resolution import Snapshot
-from entitlements.domain.usage import Counter
+from entitlements.domain.usage import Counter, UsageDecision
 
 __all__ = ["SnapshotCache"]
 
@@ -22,6 +22,7 @@ class SnapshotCache:
     def __init__(self, max_size: int = 100_000) -> None:
         self.snapshots: dict[Owner, Snapshot] = {}
         self.counters: dict[Owner, dict[tuple[str, datetime], Counter]] = {}
+        self.decisions: dict[Owner, dict[tuple[str, int], UsageDecision]] = {}
         self.generation = 0
         self.max_size = max_size
         self._lock = threading.Lock()
@@ -44,12 +45,20 @@ class SnapshotCache:
                 counter
             )
 
+    def put_decision(self, decision: UsageDecision, generation: int) -> None:
+        with self._lock:
+            if generation == self.generation and decision.owner in self.counters:
+                self.decisions.setdefault(decision.owner, {})[
+                    (decision.metric, decision.requested)
+                ] = decision
+
     def invalidate(self, owners: Iterable[Owner]) -> None:
         with self._lock:
             self.generation += 1
             for owner in owners:
                 self.snapshots.pop(owner, None)
                 self.counters.pop(owner, None)
+                self.decisions.pop(owner, None)
 
     def invalidate_usage(self, owners: Iterable[Owner]) -> None:
         """Usage changed but entitlements did not: keep the snapshots."""
@@ -57,12 +66,14 @@ class SnapshotCache:
             self.generation += 1
             for owner in owners:
                 self.counters.pop(owner, None)
+                self.decisions.pop(owner, None)
 
     def clear(self) -> None:
         with self._lock:
             self.generation += 1
             self.snapshots.clear()
             self.counters.clear()
+            self.decisions.clear()
 
     def expire(self, now: datetime) -> int:
         """Drop snapshots that time has made stale (a trial ended, an override expired)."""
@@ -76,4 +87,6 @@ class SnapshotCache:
                 self.generation += 1
             for owner in stale:
                 del self.snapshots[owner]
+                self.counters.pop(owner, None)
+                self.decisions.pop(owner, None)
             return len(stale)

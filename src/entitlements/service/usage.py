@@ -71,17 +71,30 @@ class Usage:
     # -- reading -----------------------------------------------------------------------
 
     def check(self, owner: Owner, metric: str, amount: int = 1) -> UsageDecision:
-        """May ``owner`` use ``amount`` more of ``metric``? No side effect."""
+        """May ``owner`` use ``amount`` more of ``metric``? No side effect. Warm, it is a
+        few dict lookups: decisions are kept until the owner's usage or entitlements
+        change."""
         cache = self._rt.cache
+        if type(amount) is int:
+            memo = cache.decisions.get(owner)
+            if memo is not None:
+                known = memo.get((metric, amount))
+                if known is not None:
+                    return known
+        generation = cache.generation
         snapshot = cache.snapshots.get(owner)
+        counter = None
         if snapshot is not None:
             counters = cache.counters.get(owner)
             if counters is not None:
-                definition = snapshot.limit_definition(metric)
-                counter = counters.get((metric, usage_period_start(snapshot, definition)))
-                if counter is not None:
-                    return decide(snapshot, metric, counter, check_amount(amount))
-        return self._check_cold(as_owner(owner), metric, check_amount(amount))
+                counter = counters.get(
+                    (metric, usage_period_start(snapshot, snapshot.limit_definition(metric)))
+                )
+        if snapshot is None or counter is None:
+            return self._check_cold(as_owner(owner), metric, check_amount(amount))
+        decision = decide(snapshot, metric, counter, check_amount(amount))
+        cache.put_decision(decision, generation)
+        return decision
 
     def _check_cold(self, owner: Owner, metric: str, amount: int) -> UsageDecision:
         generation = self._rt.cache.generation
@@ -95,6 +108,8 @@ class Usage:
         return decide(snapshot, metric, counter, amount)
 
     def _snapshot(self, uow: UnitOfWork, owner: Owner, at: datetime) -> Snapshot:
+        """The warm snapshot when there is one (any write to the owner drops it, in this
+        unit of work too), else resolved in this unit of work."""
         cached = self._rt.cache.snapshots.get(owner)
         return cached if cached is not None else load_snapshot(uow, owner, at, self._rt.policy)
 
@@ -154,7 +169,7 @@ class Usage:
             check_idempotency_key(key),
         )
         with self._rt.transaction(owner.tenant, now) as tx:
-            snapshot = load_snapshot(tx.uow, owner, tx.now, self._rt.policy)
+            snapshot = self._snapshot(tx.uow, owner, tx.now)
             definition = snapshot.limit_definition(metric)
             if definition is not None and definition.kind is LimitKind.SEATS:
                 raise InvalidInput(
@@ -166,9 +181,7 @@ class Usage:
             )
             earlier = tx.uow.usage.add_record(record)
             if earlier is not None:
-                return attrs.evolve(
-                    decide(snapshot, metric, counter, earlier.amount), duplicate=True
-                )
+                return decide(snapshot, metric, counter, earlier.amount)._replace(duplicate=True)
             return self._count(tx, who, snapshot, counter, amount)
 
     def _count(
@@ -199,8 +212,7 @@ class Usage:
                 )
             )
         tx.touch_usage(snapshot.owner)
-        result = attrs.evolve(
-            decide(snapshot, counter.metric, after, 0),
+        result = decide(snapshot, counter.metric, after, 0)._replace(
             requested=amount,
             over_limit=decision.over_limit,
         )
@@ -229,7 +241,7 @@ class Usage:
         audited, whatever the enforcement."""
         owner, who, amount = as_owner(owner), as_actor(actor), check_amount(amount, allow_zero=True)
         with self._rt.transaction(owner.tenant, now) as tx:
-            snapshot = load_snapshot(tx.uow, owner, tx.now, self._rt.policy)
+            snapshot = self._snapshot(tx.uow, owner, tx.now)
             definition = snapshot.limit_definition(metric)
             if definition is not None and definition.kind is not LimitKind.GAUGE:
                 raise InvalidInput(
@@ -240,7 +252,7 @@ class Usage:
             tx.touch_usage(owner)
             result = decide(snapshot, metric, after, 0)
             over = result.limit is not None and after.used + after.reserved > result.limit
-            result = attrs.evolve(result, over_limit=over)
+            result = result._replace(over_limit=over)
             if over:
                 tx.record(
                     who,
@@ -264,7 +276,7 @@ class Usage:
         """A gauge goes down (a project was deleted); never below zero."""
         owner, amount = as_owner(owner), check_amount(amount)
         with self._rt.transaction(owner.tenant, now) as tx:
-            snapshot = load_snapshot(tx.uow, owner, tx.now, self._rt.policy)
+            snapshot = self._snapshot(tx.uow, owner, tx.now)
             counter = self._counter(tx.uow, snapshot, metric)
             after = tx.uow.usage.add(owner, metric, counter.period_start, used=-amount)
             if after is None:
@@ -300,7 +312,7 @@ class Usage:
         if not isinstance(ttl, timedelta) or not timedelta(0) < ttl <= MAX_TTL:
             raise InvalidInput("ttl", f"must be a timedelta between 0 and {MAX_TTL.days} days", ttl)
         with self._rt.transaction(owner.tenant, now) as tx:
-            snapshot = load_snapshot(tx.uow, owner, tx.now, self._rt.policy)
+            snapshot = self._snapshot(tx.uow, owner, tx.now)
             counter = self._counter(tx.uow, snapshot, metric)
             reservation = Reservation(
                 self._rt.new_id(),

@@ -184,29 +184,28 @@ class SqlUsage(Repository):
     @storage_errors
     def add_record(self, record: UsageRecord) -> UsageRecord | None:
         owner = record.owner
-        if record.key is not None:
-            existing = self._record_by_key(owner, record.key)
-            if existing is not None:
-                return existing
+        insert = t.usage_records.insert().values(
+            id=record.id,
+            tenant=self._t,
+            owner_kind=owner.kind,
+            owner_id=owner.id,
+            metric=record.metric,
+            amount=record.amount,
+            period_start=record.period_start,
+            at=record.at,
+            key=record.key,
+        )
+        if record.key is None:
+            self._conn.execute(insert)
+            return None
+        existing = self._record_by_key(owner, record.key)
+        if existing is not None:
+            return existing
         try:
             with self._conn.begin_nested():
-                self._conn.execute(
-                    t.usage_records.insert().values(
-                        id=record.id,
-                        tenant=self._t,
-                        owner_kind=owner.kind,
-                        owner_id=owner.id,
-                        metric=record.metric,
-                        amount=record.amount,
-                        period_start=record.period_start,
-                        at=record.at,
-                        key=record.key,
-                    )
-                )
+                self._conn.execute(insert)
         except exc.IntegrityError:
             # the same key, written by a concurrent request that committed first
-            if record.key is None:
-                raise
             existing = self._record_by_key(owner, record.key)
             if existing is not None:
                 return existing
