@@ -16,9 +16,13 @@ from typing import Any
 __all__ = [
     "Busy",
     "Conflict",
+    "ContractNotCompleted",
+    "ContractNotFound",
     "EntitlementsError",
+    "EvidenceBroken",
     "IllegalTransition",
     "InvalidInput",
+    "InvalidToken",
     "LimitExceeded",
     "NaiveDatetime",
     "NotAuthorized",
@@ -109,6 +113,38 @@ class StaleWrite(Conflict):
         self.entity = entity
         self.key = key
         self.expected_revision = expected_revision
+
+
+class ContractNotFound(NotFound):
+    def __init__(self, contract_id: str) -> None:
+        super().__init__(f"contract {contract_id} does not exist")
+        self.contract_id = contract_id
+
+
+class InvalidToken(EntitlementsError, PermissionError):
+    """A signing link that opens nothing: unknown, expired, replaced, already used, or its
+    contract is closed. One error for all, so a probe learns nothing."""
+
+    def __init__(self) -> None:
+        super().__init__("this signing link is not valid (it may have expired or been replaced)")
+
+
+class ContractNotCompleted(Conflict):
+    def __init__(self, contract_id: str, status: str) -> None:
+        super().__init__(
+            f"contract {contract_id} is {status}, not completed; the trial cannot be converted yet"
+        )
+        self.contract_id = contract_id
+        self.status = status
+
+
+class EvidenceBroken(EntitlementsError):
+    """Verification of a contract's evidence failed; ``problems`` names each broken link."""
+
+    def __init__(self, contract_id: str, problems: Sequence[str]) -> None:
+        super().__init__(f"contract {contract_id} evidence does not verify: {problems[0]}")
+        self.contract_id = contract_id
+        self.problems = tuple(problems)
 
 
 class Busy(Conflict):

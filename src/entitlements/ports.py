@@ -11,13 +11,15 @@ shared by all tenants.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from entitlements.domain.audit import AuditEvent
+from entitlements.domain.contracts.contract import Contract, PersonalData
+from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
@@ -27,6 +29,7 @@ from entitlements.domain.usage import Counter, Reservation, SeatAssignment, Usag
 __all__ = [
     "AuditLog",
     "Clock",
+    "ContractRepository",
     "EventListener",
     "OverrideRepository",
     "PlanRepository",
@@ -192,6 +195,61 @@ class SeatRepository(Protocol):
         ...
 
 
+class ContractRepository(Protocol):
+    """Contracts, their append-only event chains, personal data kept apart from what is
+    hashed (so it can be erased), and drawn signatures. There is no way to update or
+    delete an event."""
+
+    def add(self, contract: Contract) -> Contract:
+        """Store a new contract at revision 1."""
+        ...
+
+    def get(self, contract_id: str) -> Contract:
+        """Raises `ContractNotFound` (also for another tenant's contract)."""
+        ...
+
+    def update(self, contract: Contract) -> Contract:
+        """Raises `StaleWrite` unless ``contract.revision`` is the stored revision."""
+        ...
+
+    def for_owner(self, owner: Owner) -> Sequence[Contract]:
+        """Oldest first."""
+        ...
+
+    def locate(self, token_hash: str) -> tuple[str | None, str, str] | None:
+        """(tenant, contract id, signer id) of a live signing token — the one lookup that
+        crosses tenants, because the public signing page knows only the token."""
+        ...
+
+    def append_event(self, event: ContractEvent) -> None:
+        """Append; refuses an event that is not the next in its chain."""
+        ...
+
+    def events(self, contract_id: str) -> Sequence[ContractEvent]:
+        """The chain, in order."""
+        ...
+
+    def put_personal_data(self, data: PersonalData) -> None: ...
+
+    def personal_data(self, commitments: Iterable[str]) -> Mapping[str, PersonalData]: ...
+
+    def erase_personal_data(self, commitments: Iterable[str]) -> None:
+        """Forget the clear values and salts; the commitments stay."""
+        ...
+
+    def put_attachment(
+        self, contract_id: str, digest: str, content_type: str, data: bytes
+    ) -> None: ...
+
+    def attachment(self, contract_id: str, digest: str) -> tuple[str, bytes]:
+        """(content type, bytes); raises `NotFound`."""
+        ...
+
+    def expired(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
+        """Open contracts whose signing window ended by ``now``."""
+        ...
+
+
 class AuditLog(Protocol):
     def append(self, event: AuditEvent) -> None: ...
 
@@ -227,6 +285,9 @@ class UnitOfWork(Protocol):
 
     @property
     def seats(self) -> SeatRepository: ...
+
+    @property
+    def contracts(self) -> ContractRepository: ...
 
     def savepoint(self) -> AbstractContextManager[None]:
         """A nested transaction: if the block raises, its writes are undone and the

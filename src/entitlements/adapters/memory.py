@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import attrs
 
 from entitlements.domain.audit import AuditEvent
+from entitlements.domain.contracts.contract import Contract, PersonalData
+from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
@@ -32,6 +34,7 @@ from entitlements.domain.usage import (
 )
 from entitlements.errors import (
     Conflict,
+    ContractNotFound,
     InvalidInput,
     NotFound,
     OverrideNotFound,
@@ -99,6 +102,11 @@ class _Tables:
         self.record_keys: dict[tuple[Owner, str], UsageRecord] = {}
         self.reservations: dict[str, Reservation] = {}
         self.seats: dict[tuple[Owner, str, str], SeatAssignment] = {}
+        self.contracts: dict[str, Contract] = {}
+        self.contract_tokens: dict[str, tuple[str | None, str, str]] = {}
+        self.contract_events: dict[str, list[ContractEvent]] = {}
+        self.personal_data: dict[str, PersonalData] = {}
+        self.attachments: dict[tuple[str, str], tuple[str, bytes]] = {}
 
 
 class _Repository(Generic[K]):
@@ -404,6 +412,93 @@ class _Seats(_Repository[Owner]):
         return removed
 
 
+class _Contracts(_Repository[str]):
+    def _index_tokens(self, before: Contract | None, after: Contract) -> None:
+        old = {s.token_hash for s in before.signers if s.token_hash} if before else set()
+        new = {s.token_hash: s.id for s in after.signers if s.token_hash}
+        for token_hash in old - set(new):
+            self._undo.delete(self._t.contract_tokens, token_hash)
+        for token_hash, signer_id in new.items():
+            self._undo.set(
+                self._t.contract_tokens, token_hash, (after.owner.tenant, after.id, signer_id)
+            )
+
+    def add(self, contract: Contract) -> Contract:
+        self._scope(contract.owner)
+        if contract.id in self._t.contracts:
+            raise Conflict(f"contract id {contract.id} is already used")
+        stored = attrs.evolve(contract, revision=1)
+        self._undo.set(self._t.contracts, stored.id, stored)
+        self._index_tokens(None, stored)
+        return stored
+
+    def get(self, contract_id: str) -> Contract:
+        found = self._t.contracts.get(contract_id)
+        if found is None or found.owner.tenant != self._uow.tenant:
+            raise ContractNotFound(contract_id)
+        return found
+
+    def update(self, contract: Contract) -> Contract:
+        current = self.get(contract.id)
+        if current.revision != contract.revision:
+            raise StaleWrite("contract", contract.id, contract.revision)
+        stored = attrs.evolve(contract, revision=current.revision + 1)
+        self._undo.set(self._t.contracts, stored.id, stored)
+        self._index_tokens(current, stored)
+        return stored
+
+    def for_owner(self, owner: Owner) -> Sequence[Contract]:
+        self._scope(owner)
+        return [c for c in self._t.contracts.values() if c.owner == owner]
+
+    def locate(self, token_hash: str) -> tuple[str | None, str, str] | None:
+        return self._t.contract_tokens.get(token_hash)
+
+    def append_event(self, event: ContractEvent) -> None:
+        self.get(event.contract_id)
+        chain = self._t.contract_events.setdefault(event.contract_id, [])
+        if event.seq != len(chain):
+            raise Conflict(
+                f"event {event.seq} of contract {event.contract_id} is not the next one ({len(chain)})"
+            )
+        self._undo.append(chain, event)
+
+    def events(self, contract_id: str) -> Sequence[ContractEvent]:
+        self.get(contract_id)
+        return list(self._t.contract_events.get(contract_id, ()))
+
+    def put_personal_data(self, data: PersonalData) -> None:
+        self._undo.set(self._t.personal_data, data.commitment, data)
+
+    def personal_data(self, commitments: Iterable[str]) -> Mapping[str, PersonalData]:
+        return {c: self._t.personal_data[c] for c in commitments if c in self._t.personal_data}
+
+    def erase_personal_data(self, commitments: Iterable[str]) -> None:
+        for commitment in commitments:
+            found = self._t.personal_data.get(commitment)
+            if found is not None:
+                self._undo.set(self._t.personal_data, commitment, found.erase())
+
+    def put_attachment(self, contract_id: str, digest: str, content_type: str, data: bytes) -> None:
+        self.get(contract_id)
+        self._undo.set(self._t.attachments, (contract_id, digest), (content_type, bytes(data)))
+
+    def attachment(self, contract_id: str, digest: str) -> tuple[str, bytes]:
+        self.get(contract_id)
+        found = self._t.attachments.get((contract_id, digest))
+        if found is None:
+            raise NotFound(f"contract {contract_id} has no attachment {digest}")
+        return found
+
+    def expired(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
+        found = [
+            c
+            for c in self._t.contracts.values()
+            if c.owner.tenant == self._uow.tenant and not c.is_closed and c.expires_at <= now
+        ]
+        return sorted(found, key=lambda c: (c.expires_at, c.id))[:limit]
+
+
 class _MemoryUnitOfWork:
     def __init__(self, store: MemoryStore, tenant: str | None) -> None:
         self.tenant = tenant
@@ -417,6 +512,7 @@ class _MemoryUnitOfWork:
         self.audit = _Audit(self)
         self.usage = _Usage(self)
         self.seats = _Seats(self)
+        self.contracts = _Contracts(self)
 
     def __enter__(self) -> _MemoryUnitOfWork:
         self._lock.acquire()
@@ -481,6 +577,7 @@ class MemoryStore:
             found = {o.tenant for o in self.tables.subscriptions_by_owner}
             found.update(o.tenant for o in self.tables.overrides)
             found.update(r.owner.tenant for r in self.tables.reservations.values())
+            found.update(c.owner.tenant for c in self.tables.contracts.values())
         return sorted(found, key=lambda t: (t is not None, t or ""))
 
 

@@ -48,7 +48,7 @@ def _plan_from(row: RowMapping) -> Plan:
     price = None
     if row["price_amount"] is not None:
         price = Price(
-            _money(row["price_amount"]),
+            money(row["price_amount"]),
             row["price_currency"],
             BillingCycle(row["cycle_unit"], row["cycle_every"]),
         )
@@ -66,7 +66,7 @@ def _plan_from(row: RowMapping) -> Plan:
     )
 
 
-def _money(value: Any) -> Decimal:
+def money(value: Any) -> Decimal:
     """Numeric columns pad amounts to their scale (49.900000): drop the padding but keep
     two decimals (49.90), as money is usually written."""
     amount = Decimal(value)

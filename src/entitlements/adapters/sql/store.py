@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.audit import SqlAudit
+from entitlements.adapters.sql.contracts import SqlContracts
 from entitlements.adapters.sql.overrides import SqlOverrides
 from entitlements.adapters.sql.plans import SqlPlans
 from entitlements.adapters.sql.repository import storage_errors
@@ -67,6 +68,7 @@ class SqlUnitOfWork:
         self.audit = SqlAudit(self)
         self.usage = SqlUsage(self)
         self.seats = SqlSeats(self)
+        self.contracts = SqlContracts(self)
 
     @property
     def connection(self) -> Connection:
@@ -231,6 +233,7 @@ class SqlStore:
                 sa.select(t.reservations.c.tenant)
                 .where(t.reservations.c.status == "held")
                 .distinct(),
+                sa.select(t.contracts.c.tenant).distinct(),
             )
             found = {row[0] or None for row in uow.connection.execute(query)}
         return sorted(found, key=lambda x: (x is not None, x or ""))

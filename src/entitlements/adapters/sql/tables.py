@@ -12,12 +12,24 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from entitlements.adapters.sql.types import JSONDocument, UtcDateTime, key_string, row_id
+from entitlements.adapters.sql.types import (
+    JSONDocument,
+    UtcDateTime,
+    key_string,
+    long_binary,
+    long_text,
+    row_id,
+)
 
 __all__ = [
     "audit_events",
+    "contract_attachments",
+    "contract_events",
+    "contract_signers",
+    "contracts",
     "metadata",
     "overrides",
+    "personal_data",
     "plan_versions",
     "plans",
     "reservations",
@@ -206,4 +218,83 @@ seat_assignments = sa.Table(
     sa.Column("pool", key_string(KEY), primary_key=True),
     sa.Column("member", key_string(MEMBER), primary_key=True),
     sa.Column("assigned_at", UtcDateTime, nullable=False),
+)
+
+contracts = sa.Table(
+    "ent_contracts",
+    metadata,
+    sa.Column("id", key_string(64), primary_key=True),
+    sa.Column("tenant", key_string(TENANT), nullable=False),
+    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=False),
+    sa.Column("owner_id", key_string(OWNER_ID), nullable=False),
+    sa.Column("title", sa.String(300), nullable=False),
+    sa.Column("body", long_text(), nullable=False),
+    sa.Column("plan_key", key_string(KEY), nullable=True),
+    sa.Column("term", sa.String(200), nullable=True),
+    sa.Column("amount", sa.Numeric(18, 6), nullable=True),
+    sa.Column("currency", sa.String(3), nullable=True),
+    sa.Column("sequential", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("body_hash", sa.String(64), nullable=False),
+    sa.Column("terms_hash", sa.String(64), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Index("ix_ent_contracts_owner", "tenant", "owner_kind", "owner_id"),
+    sa.Index("ix_ent_contracts_expiry", "tenant", "status", "expires_at"),
+)
+
+contract_signers = sa.Table(
+    "ent_contract_signers",
+    metadata,
+    sa.Column("contract_id", key_string(64), sa.ForeignKey("ent_contracts.id"), primary_key=True),
+    sa.Column("id", key_string(64), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("email", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(100), nullable=False),
+    sa.Column("signing_order", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("token_hash", key_string(64), nullable=True, unique=True),
+    sa.Column("token_expires_at", UtcDateTime, nullable=True),
+)
+
+contract_events = sa.Table(
+    "ent_contract_events",
+    metadata,
+    sa.Column("contract_id", key_string(64), sa.ForeignKey("ent_contracts.id"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("signer_id", sa.String(64), nullable=True),
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Column("user_agent", sa.String(64), nullable=True),
+    sa.Column("data", JSONDocument, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+personal_data = sa.Table(
+    "ent_personal_data",
+    metadata,
+    sa.Column("commitment", key_string(64), primary_key=True),
+    sa.Column("tenant", key_string(TENANT), nullable=False),
+    sa.Column("value", sa.Text, nullable=True),
+    sa.Column("salt", sa.String(64), nullable=True),
+)
+
+contract_attachments = sa.Table(
+    "ent_contract_attachments",
+    metadata,
+    sa.Column("contract_id", key_string(64), sa.ForeignKey("ent_contracts.id"), primary_key=True),
+    sa.Column("digest", key_string(64), primary_key=True),
+    sa.Column("content_type", sa.String(64), nullable=False),
+    sa.Column(
+        "data",
+        long_binary(),
+        nullable=False,
+    ),
 )

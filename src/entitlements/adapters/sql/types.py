@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Dialect
 
-__all__ = ["JSONDocument", "UtcDateTime", "key_string", "row_id"]
+__all__ = ["JSONDocument", "UtcDateTime", "key_string", "long_binary", "long_text", "row_id"]
 
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
@@ -56,3 +56,12 @@ def key_string(length: int) -> sa.types.TypeEngine[str]:
     return sa.String(length).with_variant(
         mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
     )
+
+
+def long_text() -> sa.types.TypeEngine[str]:
+    """Text up to 16 MB on MariaDB/MySQL too (their TEXT stops at 64 KB)."""
+    return sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+
+
+def long_binary() -> sa.types.TypeEngine[bytes]:
+    return sa.LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb")

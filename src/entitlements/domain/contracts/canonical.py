@@ -1,0 +1,48 @@
+"""What gets hashed, exactly — so that anyone can recompute it in another language.
+
+- The **body** is canonicalised by normalising line endings (``\\r\\n`` and ``\\r`` become
+  ``\\n``) and then Unicode NFC; nothing else changes (trailing spaces and the final
+  newline are kept). ``body_hash`` is the SHA-256 of its UTF-8 bytes, in lowercase hex.
+- The **terms** (plan, term, amount as a decimal string, currency, signers) are a JSON
+  object canonicalised per RFC 8785 (JCS); ``terms_hash`` is the SHA-256 of those bytes.
+  Signers' names and emails enter only as commitments (see `commit`).
+- The **content hash** is the SHA-256 of the RFC 8785 form of
+  ``{"body_hash": ..., "terms_hash": ...}``: a signature binds to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import unicodedata
+from typing import Any
+
+import rfc8785
+
+__all__ = ["canonical_body", "canonical_json", "commit", "content_hash", "sha256_hex"]
+
+
+def canonical_body(text: str) -> str:
+    return unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def canonical_json(document: Any) -> bytes:
+    """RFC 8785 (JSON Canonicalization Scheme) bytes of a JSON document."""
+    encoded: bytes = rfc8785.dumps(document)
+    return encoded
+
+
+def content_hash(body_hash: str, terms_hash: str) -> str:
+    return sha256_hex(canonical_json({"body_hash": body_hash, "terms_hash": terms_hash}))
+
+
+def commit(value: str, salt: bytes) -> str:
+    """A commitment to a piece of personal data: HMAC-SHA256 keyed with a random 32-byte
+    salt, hex. The hash chain covers the commitment; the clear value and its salt are
+    stored beside it and can be erased without breaking verification (without the salt,
+    the commitment reveals nothing about a guessable value such as an email)."""
+    return hmac.new(salt, value.encode("utf-8"), hashlib.sha256).hexdigest()

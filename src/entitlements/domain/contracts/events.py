@@ -1,0 +1,118 @@
+"""Contract events: immutable, hash-chained, and free of clear personal data.
+
+Each event's ``hash`` is the SHA-256 of the RFC 8785 form of its document (every field but
+``hash``), which includes the previous event's hash and the contract's content hash; the
+first event's ``prev_hash`` is 64 zeros. Times are written ``YYYY-MM-DDTHH:MM:SS.ffffffZ``
+(UTC, always six decimals). IPs, user agents, typed names and decline reasons enter as
+commitments.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+from entitlements.domain.contracts.canonical import canonical_json, sha256_hex
+from entitlements.domain.instant import as_utc, aware
+
+__all__ = [
+    "GENESIS",
+    "ContractEvent",
+    "EventType",
+    "event_document",
+    "event_hash",
+    "next_event",
+    "timestamp",
+]
+
+GENESIS = "0" * 64
+
+
+class EventType(enum.StrEnum):
+    ISSUED = "issued"
+    SENT = "sent"
+    VIEWED = "viewed"
+    CONSENTED = "consented"
+    SIGNED = "signed"
+    DECLINED = "declined"
+    COMPLETED = "completed"
+    VOIDED = "voided"
+    EXPIRED = "expired"
+
+
+def timestamp(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@attrs.frozen
+class ContractEvent:
+    contract_id: str
+    seq: int
+    type: EventType
+    at: datetime = attrs.field(converter=as_utc, validator=aware)
+    actor: str
+    signer_id: str | None
+    ip: str | None
+    """Commitment to the IP address, if one was given."""
+    user_agent: str | None
+    """Commitment to the user agent, if one was given."""
+    data: Mapping[str, Any]
+    content_hash: str
+    prev_hash: str
+    hash: str = ""
+
+
+def event_document(event: ContractEvent, *, with_hash: bool = True) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "contract_id": event.contract_id,
+        "seq": event.seq,
+        "type": event.type.value,
+        "at": timestamp(event.at),
+        "actor": event.actor,
+        "signer_id": event.signer_id,
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+        "data": dict(event.data),
+        "content_hash": event.content_hash,
+        "prev_hash": event.prev_hash,
+    }
+    if with_hash:
+        document["hash"] = event.hash
+    return document
+
+
+def event_hash(document: Mapping[str, Any]) -> str:
+    return sha256_hex(canonical_json({k: v for k, v in document.items() if k != "hash"}))
+
+
+def next_event(
+    previous: ContractEvent | None,
+    contract_id: str,
+    content_hash: str,
+    type: EventType,
+    at: datetime,
+    actor: str,
+    *,
+    signer_id: str | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> ContractEvent:
+    event = ContractEvent(
+        contract_id=contract_id,
+        seq=0 if previous is None else previous.seq + 1,
+        type=type,
+        at=at,
+        actor=actor,
+        signer_id=signer_id,
+        ip=ip,
+        user_agent=user_agent,
+        data=dict(data or {}),
+        content_hash=content_hash,
+        prev_hash=GENESIS if previous is None else previous.hash,
+    )
+    return attrs.evolve(event, hash=event_hash(event_document(event, with_hash=False)))
