@@ -21,6 +21,7 @@ from entitlements.ports import Clock, EventListener, Store, UnitOfWork
 from entitlements.service.audit_trail import AuditTrail
 from entitlements.service.authorization import AllowAll, Authorizer
 from entitlements.service.cache import SnapshotCache
+from entitlements.service.contracts import Contracts
 from entitlements.service.overrides import Overrides
 from entitlements.service.plans import Plans
 from entitlements.service.runtime import Runtime
@@ -74,7 +75,8 @@ class Entitlements:
         self.audit = AuditTrail(self.runtime)
         self.usage = Usage(self.runtime)
         self.seats = Seats(self.runtime)
-        self._sweep = Sweep(self.runtime, self.usage)
+        self.contracts = Contracts(self.runtime, self.subscriptions.convert)
+        self._sweep = Sweep(self.runtime, self.usage, self.contracts)
         self._snapshots = self.runtime.cache.snapshots
 
     # -- the request path ------------------------------------------------------------

@@ -211,9 +211,11 @@ class Subscriptions:
         cycle: BillingCycle | None = None,
         now: datetime | None = None,
         reason: str | None = None,
+        contract_id: str | None = None,
     ) -> Subscription:
         """Trial (or pending checkout) → active, optionally onto another plan and seat
-        count; the first paid period starts now."""
+        count; the first paid period starts now. ``contract_id`` links the subscription
+        to the signed contract it came from (in its metadata)."""
 
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
             plan = self._target_plan(tx, current, plan_key)
@@ -226,6 +228,8 @@ class Subscriptions:
                 changes["seats"] = seats
             if notes is not UNSET:
                 changes["notes"] = notes
+            if contract_id is not None:
+                changes["metadata"] = {**current.metadata, "contract_id": contract_id}
             return changes
 
         return self._apply(owner, Event.ACTIVATE, actor, now, reason, change, action="convert")

@@ -12,10 +12,12 @@ from datetime import datetime
 import attrs
 
 from entitlements.domain.actor import Actor
+from entitlements.domain.contracts.contract import Contract
 from entitlements.domain.due import DueChange, advance
 from entitlements.domain.override import Override
 from entitlements.domain.usage import Reservation
 from entitlements.errors import StaleWrite
+from entitlements.service.contracts import Contracts
 from entitlements.service.overrides import target
 from entitlements.service.runtime import Runtime
 from entitlements.service.usage import Usage
@@ -33,16 +35,23 @@ class SweepReport:
     conflicts: tuple[str, ...] = ()
     snapshots_dropped: int = 0
     expired_reservations: tuple[Reservation, ...] = ()
+    expired_contracts: tuple[Contract, ...] = ()
 
     @property
     def nothing_due(self) -> bool:
-        return not self.changes and not self.expired_overrides and not self.expired_reservations
+        return not (
+            self.changes
+            or self.expired_overrides
+            or self.expired_reservations
+            or self.expired_contracts
+        )
 
 
 class Sweep:
-    def __init__(self, runtime: Runtime, usage: Usage) -> None:
+    def __init__(self, runtime: Runtime, usage: Usage, contracts: Contracts) -> None:
         self._rt = runtime
         self._usage = usage
+        self._contracts = contracts
 
     def process_due(self, now: datetime | None = None, *, batch: int = 500) -> SweepReport:
         at = self._rt.now(now)
@@ -50,6 +59,7 @@ class Sweep:
         expired: list[Override] = []
         conflicts: list[str] = []
         reservations: list[Reservation] = []
+        contracts: list[Contract] = []
         for tenant in self._rt.store.tenants():
             with self._rt.read(tenant) as uow:
                 due_ids = [s.id for s in uow.subscriptions.due(at, batch)]
@@ -72,9 +82,16 @@ class Sweep:
                     )
                     expired.append(removed)
             reservations.extend(self._usage.expire_reservations(tenant, at, batch))
+            contracts.extend(self._contracts.expire_due(tenant, at, batch))
         dropped = self._rt.cache.expire(at)
         return SweepReport(
-            at, tuple(changes), tuple(expired), tuple(conflicts), dropped, tuple(reservations)
+            at,
+            tuple(changes),
+            tuple(expired),
+            tuple(conflicts),
+            dropped,
+            tuple(reservations),
+            tuple(contracts),
         )
 
     def _advance(self, tenant: str | None, subscription_id: str, at: datetime) -> list[DueChange]:

@@ -576,3 +576,75 @@ class StoreContract:
             OverQuota("projects", 3, 15),
             OverQuota("seats", 1, 5),
         )
+
+    # -- contracts -----------------------------------------------------------------------
+
+    def test_contract_flow_and_events_are_append_only(
+        self, ents: Entitlements, clock: ManualClock
+    ) -> None:
+        from entitlements.domain.contracts.contract import ContractStatus, SignerSpec
+
+        ents.subscriptions.start_trial(ACME, "growth", actor=STAFF)
+        contract = ents.contracts.issue(
+            ACME,
+            title="MSA",
+            body="Terms.\r\nMore terms.",
+            actor=STAFF,
+            plan_key="growth",
+            amount=Decimal("99.90"),
+            currency="EUR",
+            signers=[
+                SignerSpec("Ada", "ada@acme.test", "CEO", 1),
+                SignerSpec("Bob", "bob@acme.test", "CFO", 2),
+            ],
+        )
+        assert ents.contracts.get(ACME, contract.id) == contract
+        tokens = ents.contracts.send(ACME, contract.id, actor=STAFF)
+        first = list(ents.contracts.events(ACME, contract.id))
+        for token in tokens.values():
+            clock.advance(minutes=1)
+            ents.contracts.open(token, ip="192.0.2.1", user_agent="UA/1")
+            ents.contracts.consent(token, consent_text="I agree", consent_version="v1")
+            ents.contracts.sign(token, drawing=b"\x89PNG\r\n\x1a\n" + bytes(16), ip="192.0.2.1")
+        events = list(ents.contracts.events(ACME, contract.id))
+        assert events[: len(first)] == first
+        assert ents.contracts.get(ACME, contract.id).status is ContractStatus.COMPLETED
+        assert ents.contracts.verify(ACME, contract.id).ok
+        ents.contracts.erase_personal_data(ACME, contract.id, actor=STAFF, reason="request")
+        assert list(ents.contracts.events(ACME, contract.id)) == events
+        assert ents.contracts.verify(ACME, contract.id).ok
+        converted = ents.contracts.convert(ACME, contract.id, actor=STAFF, seats=3)
+        assert converted.metadata["contract_id"] == contract.id
+        assert list(ents.contracts.events(ACME, contract.id)) == events
+        with pytest.raises(NotFound):
+            ents.contracts.get(GLOBEX, contract.id)
+
+    def test_contract_tokens_are_found_across_tenants_only_by_their_hash(
+        self, store: Store
+    ) -> None:
+        from entitlements.domain.contracts.contract import Contract, Signer, Terms
+
+        owner = Owner("app", "1", tenant="tenant-a")
+        contract = Contract(
+            "c-1",
+            owner,
+            "T",
+            "Body",
+            Terms(),
+            (Signer("s1", "n" * 64, "e" * 64, "", 1, token_hash="h" * 64),),
+            False,
+            START,
+            START + timedelta(days=1),
+        ).with_hashes()
+        with store.unit_of_work("tenant-a") as uow:
+            uow.contracts.add(contract)
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            assert uow.contracts.locate("h" * 64) == ("tenant-a", "c-1", "s1")
+            assert uow.contracts.locate("x" * 64) is None
+            with pytest.raises(NotFound):
+                uow.contracts.get("c-1")
+        with store.unit_of_work("tenant-a") as uow:
+            assert uow.contracts.expired(START + timedelta(days=1)) == [
+                attrs.evolve(contract, revision=1)
+            ]

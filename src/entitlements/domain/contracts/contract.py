@@ -152,6 +152,10 @@ class SignerSpec:
     order: int = attrs.field(default=1, converter=_order)
 
 
+def _signer_status(value: object) -> SignerStatus:
+    return parse_enum(SignerStatus, value, "signer.status")
+
+
 @attrs.frozen
 class Signer:
     id: str
@@ -161,7 +165,7 @@ class Signer:
     """Commitment to the signer's email."""
     role: str
     order: int
-    status: SignerStatus = SignerStatus.CREATED
+    status: SignerStatus = attrs.field(default=SignerStatus.CREATED, converter=_signer_status)
     token_hash: str | None = None
     token_expires_at: datetime | None = attrs.field(
         default=None, converter=as_optional_utc, validator=optional_aware
