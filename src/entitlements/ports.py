@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from entitlements.domain.audit import AuditEvent
+from entitlements.domain.billing import Checkout, ProviderLink, ProviderSubscription
 from entitlements.domain.contracts.contract import Contract, PersonalData
 from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.override import Override, OverrideKind
@@ -32,7 +33,9 @@ __all__ = [
     "ContractRepository",
     "EventListener",
     "OverrideRepository",
+    "PaymentProvider",
     "PlanRepository",
+    "ProviderRepository",
     "SeatRepository",
     "Store",
     "SubscriptionRepository",
@@ -250,6 +253,45 @@ class ContractRepository(Protocol):
         ...
 
 
+class PaymentProvider(Protocol):
+    """The seam to a payment provider (Stripe, Paddle...). The library ships none: the
+    host writes one against its provider's API (see docs/payment-providers.md) and feeds
+    the provider's webhooks to ``ents.billing.apply_provider_event``."""
+
+    def start_checkout(
+        self, owner: Owner, plan: Plan, *, seats: int | None, reference: str
+    ) -> Checkout:
+        """Open a checkout for ``plan``; ``reference`` is unique per call (use it as the
+        provider's idempotency key)."""
+        ...
+
+    def change_plan(
+        self, external_id: str, plan: Plan, *, seats: int | None
+    ) -> ProviderSubscription:
+        """Move an existing provider subscription to another plan."""
+        ...
+
+    def cancel(self, external_id: str, *, at_period_end: bool) -> ProviderSubscription: ...
+
+    def fetch(self, external_id: str) -> ProviderSubscription | None:
+        """The provider's current state, ``None`` if it has no such subscription."""
+        ...
+
+
+class ProviderRepository(Protocol):
+    """Which provider events were applied, and what each provider subscription is."""
+
+    def seen(self, event_id: str) -> bool: ...
+
+    def mark_seen(self, event_id: str, at: datetime) -> None: ...
+
+    def link(self, external_id: str) -> ProviderLink | None: ...
+
+    def link_for_checkout(self, checkout_id: str) -> ProviderLink | None: ...
+
+    def put_link(self, link: ProviderLink) -> None: ...
+
+
 class AuditLog(Protocol):
     def append(self, event: AuditEvent) -> None: ...
 
@@ -288,6 +330,9 @@ class UnitOfWork(Protocol):
 
     @property
     def contracts(self) -> ContractRepository: ...
+
+    @property
+    def provider(self) -> ProviderRepository: ...
 
     def savepoint(self) -> AbstractContextManager[None]:
         """A nested transaction: if the block raises, its writes are undone and the

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import attrs
 
 from entitlements.domain.audit import AuditEvent
+from entitlements.domain.billing import ProviderLink
 from entitlements.domain.contracts.contract import Contract, PersonalData
 from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.override import Override, OverrideKind
@@ -107,6 +108,8 @@ class _Tables:
         self.contract_events: dict[str, list[ContractEvent]] = {}
         self.personal_data: dict[str, PersonalData] = {}
         self.attachments: dict[tuple[str, str], tuple[str, bytes]] = {}
+        self.provider_events: dict[tuple[str | None, str], datetime] = {}
+        self.provider_links: dict[tuple[str | None, str], ProviderLink] = {}
 
 
 class _Repository(Generic[K]):
@@ -499,6 +502,27 @@ class _Contracts(_Repository[str]):
         return sorted(found, key=lambda c: (c.expires_at, c.id))[:limit]
 
 
+class _Provider(_Repository[str]):
+    def seen(self, event_id: str) -> bool:
+        return (self._uow.tenant, event_id) in self._t.provider_events
+
+    def mark_seen(self, event_id: str, at: datetime) -> None:
+        self._undo.set(self._t.provider_events, (self._uow.tenant, event_id), at)
+
+    def link(self, external_id: str) -> ProviderLink | None:
+        return self._t.provider_links.get((self._uow.tenant, external_id))
+
+    def link_for_checkout(self, checkout_id: str) -> ProviderLink | None:
+        for (tenant, _), link in self._t.provider_links.items():
+            if tenant == self._uow.tenant and link.checkout_id == checkout_id:
+                return link
+        return None
+
+    def put_link(self, link: ProviderLink) -> None:
+        self._scope(link.owner)
+        self._undo.set(self._t.provider_links, (self._uow.tenant, link.external_id), link)
+
+
 class _MemoryUnitOfWork:
     def __init__(self, store: MemoryStore, tenant: str | None) -> None:
         self.tenant = tenant
@@ -513,6 +537,7 @@ class _MemoryUnitOfWork:
         self.usage = _Usage(self)
         self.seats = _Seats(self)
         self.contracts = _Contracts(self)
+        self.provider = _Provider(self)
 
     def __enter__(self) -> _MemoryUnitOfWork:
         self._lock.acquire()

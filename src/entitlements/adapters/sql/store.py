@@ -30,6 +30,7 @@ from entitlements.adapters.sql.audit import SqlAudit
 from entitlements.adapters.sql.contracts import SqlContracts
 from entitlements.adapters.sql.overrides import SqlOverrides
 from entitlements.adapters.sql.plans import SqlPlans
+from entitlements.adapters.sql.provider import SqlProvider
 from entitlements.adapters.sql.repository import storage_errors
 from entitlements.adapters.sql.subscriptions import SqlSubscriptions
 from entitlements.adapters.sql.usage import SqlSeats, SqlUsage
@@ -69,6 +70,7 @@ class SqlUnitOfWork:
         self.usage = SqlUsage(self)
         self.seats = SqlSeats(self)
         self.contracts = SqlContracts(self)
+        self.provider = SqlProvider(self)
 
     @property
     def connection(self) -> Connection:

@@ -32,6 +32,8 @@ __all__ = [
     "personal_data",
     "plan_versions",
     "plans",
+    "provider_events",
+    "provider_links",
     "reservations",
     "seat_assignments",
     "subscriptions",
@@ -297,4 +299,25 @@ contract_attachments = sa.Table(
         long_binary(),
         nullable=False,
     ),
+)
+
+provider_events = sa.Table(
+    "ent_provider_events",
+    metadata,
+    sa.Column("tenant", key_string(TENANT), primary_key=True),
+    sa.Column("event_id", key_string(255), primary_key=True),
+    sa.Column("seen_at", UtcDateTime, nullable=False),
+)
+
+provider_links = sa.Table(
+    "ent_provider_links",
+    metadata,
+    sa.Column("tenant", key_string(TENANT), primary_key=True),
+    sa.Column("external_id", key_string(255), primary_key=True),
+    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=False),
+    sa.Column("owner_id", key_string(OWNER_ID), nullable=False),
+    sa.Column("last_applied_at", UtcDateTime, nullable=True),
+    sa.Column("checkout_id", key_string(255), nullable=True),
+    sa.Column("plan_key", key_string(KEY), nullable=True),
+    sa.Index("ix_ent_provider_links_checkout", "tenant", "checkout_id"),
 )
