@@ -14,12 +14,14 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "BillingActionRequired",
     "Busy",
     "Conflict",
     "ContractNotCompleted",
     "ContractNotFound",
     "EntitlementsError",
     "EvidenceBroken",
+    "FreePlanTaken",
     "IllegalTransition",
     "InvalidInput",
     "InvalidToken",
@@ -29,7 +31,9 @@ __all__ = [
     "NotFound",
     "OverQuotaRefused",
     "OverrideNotFound",
+    "OwnerHasActivePlan",
     "PlanExists",
+    "PlanManagerProtected",
     "PlanNotAssignable",
     "PlanRetired",
     "StaleWrite",
@@ -145,6 +149,50 @@ class EvidenceBroken(EntitlementsError):
         super().__init__(f"contract {contract_id} evidence does not verify: {problems[0]}")
         self.contract_id = contract_id
         self.problems = tuple(problems)
+
+
+class BillingActionRequired(Conflict):
+    """The owner's billing needs attention (past due / on hold): owner-initiated changes
+    wait until it is resolved (seed 004)."""
+
+    def __init__(self, owner: object, status: str) -> None:
+        super().__init__(f"{owner} is {status}: resolve the payment before changing the plan")
+        self.owner = owner
+        self.status = status
+
+
+class FreePlanTaken(Conflict):
+    """The tenant already has an owner on a free plan (seed 004's one-free-plan rule)."""
+
+    def __init__(self, owner: object) -> None:
+        super().__init__(
+            f"another owner of this tenant is already on a free plan; {owner} cannot take one too"
+        )
+        self.owner = owner
+
+
+class OwnerHasActivePlan(Conflict):
+    """Seed 003: an owner with an active paid plan cannot be deleted until the plan is set
+    to cancel at the end of its period."""
+
+    def __init__(self, owner: object, plan_key: str) -> None:
+        super().__init__(
+            f"{owner} has an active paid plan ({plan_key}); cancel it at period end first"
+        )
+        self.owner = owner
+        self.plan_key = plan_key
+
+
+class PlanManagerProtected(Conflict):
+    """Seed 003: the member who subscribed manages the paid plan and cannot be removed or
+    lose admin while it is active."""
+
+    def __init__(self, owner: object, member: str) -> None:
+        super().__init__(
+            f"{member} manages {owner}'s paid plan and cannot be removed or lose admin"
+        )
+        self.owner = owner
+        self.member = member
 
 
 class Busy(Conflict):

@@ -127,6 +127,8 @@ class ProviderLink:
     )
     checkout_id: str | None = None
     plan_key: str | None = None
+    manager: str | None = None
+    """The member who started the checkout: seed 003's plan manager."""
 
 
 class AssignmentKind(enum.StrEnum):

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from entitlements.clock import SystemClock
 from entitlements.domain.access import AccessPolicy
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Action
 from entitlements.domain.resolution import Decision, Snapshot
-from entitlements.ports import Clock, EventListener, Store, UnitOfWork
+from entitlements.ports import Clock, EventListener, PaymentProvider, Store, UnitOfWork
 from entitlements.service.audit_trail import AuditTrail
 from entitlements.service.authorization import AllowAll, Authorizer
+from entitlements.service.billing import Billing
 from entitlements.service.cache import SnapshotCache
+from entitlements.service.claims import Claims, ClaimsIssuer
 from entitlements.service.contracts import Contracts
 from entitlements.service.overrides import Overrides
 from entitlements.service.plans import Plans
@@ -41,7 +45,9 @@ class Entitlements:
     ``policy`` decides what each subscription status grants (and the fallback plan);
     ``authorizer`` decides who may change what; ``listeners`` hear every audit event
     after its transaction commits; ``telemetry`` (`entitlements.telemetry.OpenTelemetry`)
-    traces and counts units of work. ``ids`` makes record ids (random hex by default);
+    traces and counts units of work. ``payment_provider`` is the host's provider (none:
+    paid plans are staff-managed, seed 000); ``one_free_plan_per_tenant`` turns on seed
+    004's rule. ``ids`` makes record ids (random hex by default);
     tests pass a counter to compare two stores call for call.
     """
 
@@ -56,6 +62,8 @@ class Entitlements:
         cache_size: int = 100_000,
         telemetry: Telemetry | None = None,
         ids: Callable[[], str] | None = None,
+        payment_provider: PaymentProvider | None = None,
+        one_free_plan_per_tenant: bool = False,
     ) -> None:
         self.runtime = Runtime(
             store=store,
@@ -76,6 +84,13 @@ class Entitlements:
         self.usage = Usage(self.runtime)
         self.seats = Seats(self.runtime)
         self.contracts = Contracts(self.runtime, self.subscriptions.convert)
+        self.billing = Billing(
+            self.runtime,
+            self.subscriptions,
+            payment_provider,
+            one_free_plan_per_tenant=one_free_plan_per_tenant,
+        )
+        self._claims = ClaimsIssuer(self.runtime)
         self._sweep = Sweep(self.runtime, self.usage, self.contracts)
         self._snapshots = self.runtime.cache.snapshots
 
@@ -99,6 +114,25 @@ class Entitlements:
         """The owner's resolved entitlements (cached until a write to the owner)."""
         snapshot = self._snapshots.get(owner)
         return snapshot if snapshot is not None else self._resolve(owner)
+
+    def claims(self, owner: Owner, now: datetime | None = None) -> Claims:
+        """The limits/features claim for the owner's access tokens (seed 004); refuses an
+        owner on a retired plan (`PlanRetired`)."""
+        return self._claims.claims(owner, now)
+
+    def claims_token(
+        self,
+        owner: Owner,
+        key: Ed25519PrivateKey,
+        *,
+        ttl: timedelta = timedelta(minutes=15),
+        issuer: str = "entitlements",
+        audience: str | None = None,
+        now: datetime | None = None,
+    ) -> str:
+        """The claims as a compact JWT signed with EdDSA, verifiable offline with the
+        public key (`entitlements.service.claims.verify_claims_token`)."""
+        return self._claims.token(owner, key, ttl=ttl, issuer=issuer, audience=audience, now=now)
 
     def explain(self, owner: Owner, feature: str, action: Action | str | None = None) -> Decision:
         return self.snapshot(owner).explain(feature, action)

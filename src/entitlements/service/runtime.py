@@ -24,7 +24,7 @@ from entitlements.domain.actor import Actor
 from entitlements.domain.audit import AuditEvent
 from entitlements.domain.instant import utc
 from entitlements.domain.owner import Owner
-from entitlements.errors import InvalidInput
+from entitlements.errors import InvalidInput, NotAuthorized
 from entitlements.ports import Clock, EventListener, Store, UnitOfWork
 from entitlements.serialization import to_document
 from entitlements.service.authorization import AllowAll, Authorizer
@@ -59,7 +59,22 @@ class Transaction:
     def authorize(
         self, actor: Actor, action: str, owner: Owner | None = None, subject: Any = None
     ) -> None:
-        self.runtime.authorizer.authorize(actor, action, owner=owner, subject=subject, uow=self.uow)
+        try:
+            self.runtime.authorizer.authorize(
+                actor, action, owner=owner, subject=subject, uow=self.uow
+            )
+        except NotAuthorized as denied:
+            target = f"owner:{owner}" if owner is not None else f"action:{action}"
+            self.runtime.record_refusal(
+                self.tenant,
+                actor,
+                "authorization.denied",
+                target,
+                owner=owner,
+                after={"action": action},
+                reason=denied.reason,
+            )
+            raise
 
     def record(
         self,

@@ -35,7 +35,13 @@ from entitlements.domain.subscription import (
     trial_end,
 )
 from entitlements.domain.usage import OverQuota, OverQuotaPolicy
-from entitlements.errors import InvalidInput, OverQuotaRefused, StaleWrite, SubscriptionNotFound
+from entitlements.errors import (
+    InvalidInput,
+    NotAuthorized,
+    OverQuotaRefused,
+    StaleWrite,
+    SubscriptionNotFound,
+)
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.snapshots import current_usage, resolve_with
 
@@ -67,22 +73,45 @@ class Subscriptions:
 
     # -- reading ---------------------------------------------------------------------
 
-    def find(self, owner: Owner) -> Subscription | None:
-        """The owner's most recent subscription (possibly ended), or ``None``."""
+    def find(self, owner: Owner, *, actor: Actor | str | None = None) -> Subscription | None:
+        """The owner's most recent subscription (possibly ended), or ``None``. With
+        ``actor``, the authorizer decides first (``subscription.read``)."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
+            self._authorize_read(uow, owner, actor)
             return uow.subscriptions.current(owner)
 
-    def get(self, owner: Owner) -> Subscription:
-        found = self.find(owner)
+    def get(self, owner: Owner, *, actor: Actor | str | None = None) -> Subscription:
+        found = self.find(owner, actor=actor)
         if found is None:
             raise SubscriptionNotFound(owner)
         return found
 
-    def history(self, owner: Owner) -> Sequence[Subscription]:
+    def history(self, owner: Owner, *, actor: Actor | str | None = None) -> Sequence[Subscription]:
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
+            self._authorize_read(uow, owner, actor)
             return uow.subscriptions.history(owner)
+
+    def _authorize_read(self, uow: Any, owner: Owner, actor: Actor | str | None) -> None:
+        if actor is None:
+            return
+        who = as_actor(actor)
+        try:
+            self._rt.authorizer.authorize(
+                who, "subscription.read", owner=owner, subject=None, uow=uow
+            )
+        except NotAuthorized as denied:
+            self._rt.record_refusal(
+                owner.tenant,
+                who,
+                "authorization.denied",
+                f"owner:{owner}",
+                owner=owner,
+                after={"action": "subscription.read"},
+                reason=denied.reason,
+            )
+            raise
 
     # -- starting --------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("last_applied_at", UtcDateTime(), nullable=True),
         sa.Column("checkout_id", key_string(255), nullable=True),
         sa.Column("plan_key", key_string(64), nullable=True),
+        sa.Column("manager", sa.String(length=255), nullable=True),
         sa.PrimaryKeyConstraint("tenant", "external_id", name=op.f("pk_ent_provider_links")),
     )
     op.create_index(

@@ -1,0 +1,118 @@
+"""Entitlement claims for access tokens (seed 004): what other services may trust
+without asking us — the plan, its limits and features — optionally as a signed JWT
+(EdDSA / Ed25519) they verify offline with the public key alone.
+
+Seed 004's rules: an owner with no plan gets a claim without limits (``limits`` is
+``None``); an owner on a retired plan gets no claim at all (`PlanRetired`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import attrs
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from entitlements.domain.owner import Owner, as_owner
+from entitlements.domain.plan import PlanStatus
+from entitlements.errors import InvalidInput, PlanRetired
+from entitlements.service.runtime import Runtime
+from entitlements.service.snapshots import load_snapshot
+
+__all__ = ["Claims", "ClaimsIssuer", "verify_claims_token"]
+
+MAX_TTL = timedelta(days=1)
+
+
+@attrs.frozen
+class Claims:
+    owner: str
+    plan: str | None
+    plan_version: int | None
+    status: str | None
+    limits: Mapping[str, int | None] | None
+    features: tuple[str, ...]
+
+    def document(self) -> dict[str, Any]:
+        """The JSON claim: ``limits`` maps names to numbers (``null``: unlimited) and is
+        left out entirely when the owner has no plan."""
+        document: dict[str, Any] = {
+            "sub": self.owner,
+            "plan": self.plan,
+            "plan_version": self.plan_version,
+            "status": self.status,
+            "features": list(self.features),
+        }
+        if self.limits is not None:
+            document["limits"] = dict(self.limits)
+        return document
+
+
+class ClaimsIssuer:
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+
+    def claims(self, owner: Owner, now: datetime | None = None) -> Claims:
+        owner = as_owner(owner)
+        at = self._rt.now(now)
+        with self._rt.read(owner.tenant) as uow:
+            snapshot = load_snapshot(uow, owner, at, self._rt.policy)
+            if (
+                snapshot.plan_key is not None
+                and uow.plans.get(snapshot.plan_key).status is PlanStatus.RETIRED
+            ):
+                raise PlanRetired(snapshot.plan_key)
+        return Claims(
+            owner=str(owner),
+            plan=snapshot.plan_key,
+            plan_version=snapshot.plan_version,
+            status=None if snapshot.status is None else snapshot.status.value,
+            limits=None if snapshot.plan_key is None else dict(snapshot.limits),
+            features=tuple(sorted(snapshot.features)),
+        )
+
+    def token(
+        self,
+        owner: Owner,
+        key: Ed25519PrivateKey,
+        *,
+        ttl: timedelta = timedelta(minutes=15),
+        issuer: str = "entitlements",
+        audience: str | None = None,
+        now: datetime | None = None,
+    ) -> str:
+        """The claims as a compact JWT signed with EdDSA (needs the ``jwt`` extra)."""
+        import jwt
+
+        if not isinstance(ttl, timedelta) or not timedelta(0) < ttl <= MAX_TTL:
+            raise InvalidInput("ttl", "must be a timedelta of at most a day", ttl)
+        at = self._rt.now(now)
+        payload = {
+            **self.claims(owner, at).document(),
+            "iss": issuer,
+            "iat": int(at.timestamp()),
+            "exp": int((at + ttl).timestamp()),
+        }
+        if audience is not None:
+            payload["aud"] = audience
+        token: str = jwt.encode(payload, key, algorithm="EdDSA")
+        return token
+
+
+def verify_claims_token(
+    token: str, public_key: Ed25519PublicKey, *, audience: str | None = None
+) -> dict[str, Any]:
+    """What another service calls, offline: checks the signature and expiry and returns
+    the claims (raises `InvalidInput` for a bad or expired token)."""
+    import jwt
+
+    options: dict[str, Any] = {"require": ["exp", "iat", "sub"]}
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, public_key, algorithms=["EdDSA"], audience=audience, options=options
+        )
+    except jwt.PyJWTError as error:
+        raise InvalidInput("token", f"not a valid claims token: {error}") from None
+    return claims
