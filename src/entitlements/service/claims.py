@@ -108,10 +108,13 @@ def verify_claims_token(
     the claims (raises `InvalidInput` for a bad or expired token)."""
     import jwt
 
-    options: dict[str, Any] = {"require": ["exp", "iat", "sub"]}
     try:
         claims: dict[str, Any] = jwt.decode(
-            token, public_key, algorithms=["EdDSA"], audience=audience, options=options
+            token,
+            public_key,
+            algorithms=["EdDSA"],
+            audience=audience,
+            options={"require": ["exp", "iat", "sub"]},
         )
     except jwt.PyJWTError as error:
         raise InvalidInput("token", f"not a valid claims token: {error}") from None
