@@ -129,6 +129,9 @@ class ProviderLink:
     plan_key: str | None = None
     manager: str | None = None
     """The member who started the checkout: seed 003's plan manager."""
+    subscription_id: str | None = None
+    """Our subscription that follows this provider subscription; events for it never
+    touch another (a later subscription of the same owner, say)."""
 
 
 class AssignmentKind(enum.StrEnum):

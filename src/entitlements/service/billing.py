@@ -111,7 +111,7 @@ class Billing:
                 change = self._subs.change_plan(
                     owner, plan.key, actor=who, if_over_quota=if_over_quota
                 )
-                self._remember(tx, state, None)
+                self._remember(tx, state, change.subscription)
                 return Assignment(AssignmentKind.PROVIDER_CHANGE, change.subscription)
             checkout = self.provider.start_checkout(
                 owner, plan, seats=seats, reference=self._rt.new_id()
@@ -251,61 +251,100 @@ class Billing:
             )
         if link is not None and link.last_applied_at is not None and at < link.last_applied_at:
             return ProviderOutcome("stale")
-        manager = None if link is None else link.manager
-        changes = self._move(owner, state, manager)
-        self._remember(tx, state, at, manager, link.checkout_id if link else None)
-        return ProviderOutcome("applied", tx.uow.subscriptions.current(owner), tuple(changes))
+        bound = None if link is None else link.subscription_id
+        current = self._subs.find(owner)
+        changes: list[str] = []
+        if bound is not None and (current is None or current.id != bound):
+            changes.append(
+                "the owner has moved on from this provider subscription; nothing changed"
+            )
+        else:
+            if current is not None and current.is_terminal:
+                current = None
+            changes = self._move(owner, current, state, None if link is None else link.manager)
+            current = self._subs.find(owner)
+            bound = None if current is None else current.id
+        tx.uow.provider.put_link(
+            ProviderLink(
+                state.external_id,
+                owner,
+                at,
+                state.checkout_id or (link.checkout_id if link else None),
+                state.plan_key,
+                None if link is None else link.manager,
+                bound,
+            )
+        )
+        return ProviderOutcome("applied", self._subs.find(owner), tuple(changes))
 
     def _remember(
-        self,
-        tx: Transaction,
-        state: ProviderSubscription,
-        at: datetime | None,
-        manager: str | None = None,
-        checkout_id: str | None = None,
+        self, tx: Transaction, state: ProviderSubscription, subscription: Subscription
     ) -> None:
         existing = tx.uow.provider.link(state.external_id)
         tx.uow.provider.put_link(
             ProviderLink(
                 state.external_id,
                 state.owner,
-                at if at is not None else (existing.last_applied_at if existing else None),
-                state.checkout_id or checkout_id or (existing.checkout_id if existing else None),
+                existing.last_applied_at if existing else None,
+                existing.checkout_id if existing else state.checkout_id,
                 state.plan_key,
-                manager or (existing.manager if existing else None),
+                existing.manager if existing else None,
+                subscription.id,
             )
         )
 
-    def _move(self, owner: Owner, state: ProviderSubscription, manager: str | None) -> list[str]:
+    def _move(
+        self,
+        owner: Owner,
+        current: Subscription | None,
+        state: ProviderSubscription,
+        manager: str | None,
+    ) -> list[str]:
         """Bring our subscription to the provider's state, one transition at a time."""
         subs, changes = self._subs, []
-        current = subs.find(owner)
-        if current is None or current.is_terminal:
-            if state.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE):
-                metadata = {} if manager is None else {"plan_manager": manager}
-                subs.subscribe(
-                    owner,
-                    state.plan_key,
-                    actor=PROVIDER,
-                    seats=state.seats,
-                    external_id=state.external_id,
-                    metadata=metadata,
-                )
-                changes.append("subscribe")
-                current = subs.get(owner)
-            elif state.status is SubscriptionStatus.PENDING:
-                subs.begin_checkout(
-                    owner, state.plan_key, actor=PROVIDER, external_id=state.external_id
-                )
-                return ["begin_checkout"]
-            else:
+        if current is None:
+            if state.status not in (
+                SubscriptionStatus.ACTIVE,
+                SubscriptionStatus.PAST_DUE,
+                SubscriptionStatus.PENDING,
+            ):
                 return []
+            metadata = {} if manager is None else {"plan_manager": manager}
+            start = (
+                subs.begin_checkout
+                if state.status is SubscriptionStatus.PENDING
+                else subs.subscribe
+            )
+            start(
+                owner,
+                state.plan_key,
+                actor=PROVIDER,
+                seats=state.seats,
+                external_id=state.external_id,
+                metadata=metadata,
+            )
+            changes.append(
+                "begin_checkout" if state.status is SubscriptionStatus.PENDING else "subscribe"
+            )
+            current = subs.get(owner)
         if (
             current.status is SubscriptionStatus.SUSPENDED
             and state.status is not SubscriptionStatus.CANCELED
         ):
             return changes  # a suspension is staff's to lift
-        for event in path_to(current.status, state.status) or []:
+        live = current.status not in (SubscriptionStatus.PENDING, SubscriptionStatus.FAILED)
+        if live and current.plan_key != state.plan_key:
+            subs.change_plan(
+                owner, state.plan_key, actor=PROVIDER, if_over_quota=OverQuotaPolicy.ALLOW
+            )
+            changes.append("change_plan")
+        path = path_to(current.status, state.status) or []
+        if (
+            current.status is SubscriptionStatus.PENDING
+            and state.status is SubscriptionStatus.CANCELED
+        ):
+            path = [Event.ACTIVATE, Event.CANCEL]  # it was paid for, then canceled
+        for event in path:
             if event is Event.ACTIVATE:
                 subs.convert(owner, actor=PROVIDER, plan_key=state.plan_key)
             elif event is Event.FAIL:
@@ -318,28 +357,24 @@ class Billing:
                 subs.cancel(owner, actor=PROVIDER)
             changes.append(event.value)
         current = subs.get(owner)
-        provider_live = state.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
-        if current.is_terminal or current.status is SubscriptionStatus.PENDING or not provider_live:
-            return changes
-        if current.plan_key != state.plan_key:
-            subs.change_plan(
-                owner, state.plan_key, actor=PROVIDER, if_over_quota=OverQuotaPolicy.ALLOW
-            )
-            changes.append("change_plan")
-        if state.seats is not None and current.seats != state.seats:
-            subs.change_seats(
-                owner, state.seats, actor=PROVIDER, if_over_quota=OverQuotaPolicy.ALLOW
-            )
-            changes.append("change_seats")
-        if current.cancel_at_period_end != state.cancel_at_period_end:
-            if state.cancel_at_period_end:
-                subs.cancel(owner, actor=PROVIDER, at_period_end=True)
-            else:
-                subs.undo_cancel(owner, actor=PROVIDER)
-            changes.append("schedule_cancel" if state.cancel_at_period_end else "undo_cancel")
+        if not current.is_terminal and current.status is not SubscriptionStatus.PENDING:
+            if state.seats is not None and current.seats != state.seats:
+                subs.change_seats(
+                    owner, state.seats, actor=PROVIDER, if_over_quota=OverQuotaPolicy.ALLOW
+                )
+                changes.append("change_seats")
+            if current.cancel_at_period_end != state.cancel_at_period_end:
+                if state.cancel_at_period_end:
+                    subs.cancel(owner, actor=PROVIDER, at_period_end=True)
+                else:
+                    subs.undo_cancel(owner, actor=PROVIDER)
+                changes.append("schedule_cancel" if state.cancel_at_period_end else "undo_cancel")
         current = subs.get(owner)
         amend: dict[str, Any] = {}
-        if current.external_id != state.external_id:
+        if (
+            current.external_id != state.external_id
+            and state.status is not SubscriptionStatus.FAILED
+        ):
             amend["external_id"] = state.external_id
         if manager is not None and current.metadata.get("plan_manager") != manager:
             amend["metadata"] = {**current.metadata, "plan_manager": manager}

@@ -648,3 +648,55 @@ class StoreContract:
             assert uow.contracts.expired(START + timedelta(days=1)) == [
                 attrs.evolve(contract, revision=1)
             ]
+
+    # -- payment provider --------------------------------------------------------------
+
+    def test_provider_events_and_links(self, store: Store) -> None:
+        from entitlements.domain.billing import ProviderLink
+
+        link = ProviderLink("sub_1", ACME, START, "cs_1", "growth", "alice", "s-1")
+        with store.unit_of_work(None) as uow:
+            assert not uow.provider.seen("evt_1")
+            uow.provider.mark_seen("evt_1", START)
+            uow.provider.mark_seen("evt_1", START)
+            assert uow.provider.seen("evt_1")
+            assert uow.provider.link("sub_1") is None
+            uow.provider.put_link(link)
+            uow.provider.put_link(attrs.evolve(link, last_applied_at=START + timedelta(seconds=1)))
+            assert uow.provider.link("sub_1") == attrs.evolve(
+                link, last_applied_at=START + timedelta(seconds=1)
+            )
+            assert uow.provider.link_for_checkout("cs_1") == uow.provider.link("sub_1")
+            uow.commit()
+        with store.unit_of_work("tenant-b") as uow:
+            assert not uow.provider.seen("evt_1")
+            assert uow.provider.link("sub_1") is None
+
+    def test_billing_through_a_provider(self, store: Store, clock: ManualClock) -> None:
+        from entitlements.domain.billing import AssignmentKind
+        from entitlements.testing.fakes import FakePaymentProvider
+
+        provider = FakePaymentProvider(clock)
+        ents = Entitlements(store, clock=clock, payment_provider=provider)
+        for plan in CATALOG:
+            ents.plans.define(plan, actor=STAFF)
+        checkout = ents.billing.assign_plan(ACME, "growth", actor=STAFF)
+        assert checkout.kind is AssignmentKind.CHECKOUT
+        assert checkout.checkout is not None
+        state = provider.complete_checkout(checkout.checkout.id)
+        provider.fail_payment(state.external_id)
+        provider.pay(state.external_id)
+        events = provider.take_events()
+        outcomes = [
+            ents.billing.apply_provider_event(e).outcome
+            for e in [events[0], events[2], events[1], events[0]]
+        ]
+        assert outcomes == ["applied", "applied", "stale", "duplicate"]
+        sub = ents.subscriptions.get(ACME)
+        assert (sub.status, sub.plan_key, sub.external_id) == (
+            SubscriptionStatus.ACTIVE,
+            "growth",
+            state.external_id,
+        )
+        assert ents.billing.assign_plan(ACME, "free", actor=STAFF).kind is AssignmentKind.DIRECT
+        assert ents.subscriptions.get(ACME).plan_key == "free"

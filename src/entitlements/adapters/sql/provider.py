@@ -22,6 +22,8 @@ def _link_from(row: RowMapping) -> ProviderLink:
         row["last_applied_at"],
         row["checkout_id"],
         row["plan_key"],
+        row["manager"],
+        row["subscription_id"],
     )
 
 
@@ -71,6 +73,8 @@ class SqlProvider(Repository):
             "last_applied_at": link.last_applied_at,
             "checkout_id": link.checkout_id,
             "plan_key": link.plan_key,
+            "manager": link.manager,
+            "subscription_id": link.subscription_id,
         }
         updated = self._conn.execute(
             t.provider_links.update()

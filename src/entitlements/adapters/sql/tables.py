@@ -320,5 +320,6 @@ provider_links = sa.Table(
     sa.Column("checkout_id", key_string(255), nullable=True),
     sa.Column("plan_key", key_string(KEY), nullable=True),
     sa.Column("manager", sa.String(255), nullable=True),
+    sa.Column("subscription_id", sa.String(64), nullable=True),
     sa.Index("ix_ent_provider_links_checkout", "tenant", "checkout_id"),
 )

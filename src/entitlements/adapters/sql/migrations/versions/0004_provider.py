@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("checkout_id", key_string(255), nullable=True),
         sa.Column("plan_key", key_string(64), nullable=True),
         sa.Column("manager", sa.String(length=255), nullable=True),
+        sa.Column("subscription_id", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("tenant", "external_id", name=op.f("pk_ent_provider_links")),
     )
     op.create_index(
