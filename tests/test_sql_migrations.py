@@ -42,3 +42,9 @@ def test_upgrade_to_head_matches_the_metadata_and_downgrade_removes_it(
             migrations.upgrade(connection)
     finally:
         engine.dispose()
+
+
+def test_the_declared_head_is_alembics_head():
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory.from_config(migrations.config()).get_current_head() == migrations.HEAD

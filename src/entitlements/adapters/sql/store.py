@@ -247,6 +247,8 @@ class SqlStore:
 
         connection, owned = self._acquire()
         try:
+            if migrations.at_head(connection):
+                return
             migrations.upgrade(connection)
             if owned:
                 connection.commit()
