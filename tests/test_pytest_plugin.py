@@ -22,7 +22,28 @@ def test_fixtures_are_available_to_any_test_suite(pytester):
         def test_each_test_gets_a_fresh_store(entitlements_memory_store, entitlements_app):
             assert entitlements_app.store is entitlements_memory_store
             assert entitlements_app.plans.list() == []
+
+        def test_a_sqlite_store_in_tmp_path(entitlements_sqlite_store, tmp_path):
+            from entitlements import Entitlements, Plan
+
+            ents = Entitlements(entitlements_sqlite_store)
+            ents.plans.define(Plan("p", "P", status="active"), actor="t")
+            assert (tmp_path / "entitlements.db").exists()
+            assert [p.key for p in ents.plans.list()] == ["p"]
+
+        def test_the_fake_provider_takes_checkouts(entitlements_app, entitlements_payment_provider):
+            from decimal import Decimal
+            from entitlements import Owner, Plan, Price
+
+            entitlements_app.plans.define(
+                Plan("paid", "Paid", price=Price(Decimal("9"), "EUR"), status="active"), actor="t"
+            )
+            owner = Owner("workspace", "w")
+            started = entitlements_app.billing.assign_plan(owner, "paid", actor="t")
+            entitlements_payment_provider.complete_checkout(started.checkout.id)
+            entitlements_payment_provider.deliver(entitlements_app)
+            assert entitlements_app.subscriptions.get(owner).status.value == "active"
         """
     )
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=4)

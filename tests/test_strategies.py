@@ -6,8 +6,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from entitlements import AddOn, Owner, Plan, Subscription, SubscriptionStatus
+from entitlements.domain.contracts.contract import Contract, ContractStatus, SignerStatus
 from entitlements.domain.due import advance
-from entitlements.testing.strategies import instants, subscriptions
+from entitlements.testing.strategies import contracts, instants, subscriptions, usage_streams
 
 
 @given(st.from_type(Plan), st.from_type(Owner), st.from_type(AddOn))
@@ -39,3 +40,62 @@ def test_advancing_time_is_idempotent_for_any_reachable_subscription(sub, now):
     twice, steps = advance(once, max(now, sub.updated_at))
     assert steps == []
     assert twice == once
+
+
+@given(st.from_type(Contract))
+def test_contracts_at_any_stage_have_consistent_hashes(contract):
+    assert contract == contract.with_hashes()
+    if contract.status is ContractStatus.COMPLETED:
+        assert {s.status for s in contract.signers} == {SignerStatus.SIGNED}
+
+
+@given(contracts(stage=ContractStatus.SIGNED))
+def test_a_contract_stage_can_be_asked_for(contract):
+    assert contract.status is ContractStatus.SIGNED
+    assert any(s.status is SignerStatus.SIGNED for s in contract.signers)
+
+
+@given(usage_streams())
+def test_usage_streams_drive_the_usage_api(stream):
+    from entitlements import (
+        Entitlements,
+        InvalidInput,
+        Limit,
+        LimitExceeded,
+        LimitKind,
+        ManualClock,
+        MemoryStore,
+        Plan,
+    )
+
+    clock = ManualClock()
+    ents = Entitlements(MemoryStore(), clock=clock)
+    ents.plans.define(
+        Plan(
+            "m",
+            "M",
+            limits={"api_calls": Limit(200, kind=LimitKind.METERED), "projects": Limit(100)},
+            status="active",
+        ),
+        actor="t",
+    )
+    owner = Owner("organization", "o")
+    ents.subscriptions.subscribe(owner, "m", actor="t")
+    held = []
+    for kind, args in stream:
+        try:
+            if kind == "consume":
+                ents.usage.consume(owner, args["metric"], args["amount"], key=args["key"])
+            elif kind == "reserve":
+                held.append(ents.usage.reserve(owner, args["metric"], args["amount"]))
+            elif kind == "commit" and held:
+                reservation = held.pop(0)
+                ents.usage.commit(owner, reservation.id, min(args["amount"], reservation.amount))
+            elif kind == "release" and held:
+                ents.usage.release(owner, held.pop().id)
+            elif kind == "advance":
+                clock.advance(args["delta"])
+                ents.process_due()
+        except (LimitExceeded, InvalidInput):
+            pass  # over the limit, or the reservation expired meanwhile
+    assert ents.usage.check(owner, "projects").used <= 100

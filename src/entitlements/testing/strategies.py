@@ -23,6 +23,13 @@ from hypothesis import strategies as st
 from entitlements.catalog import Catalog
 from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle, CycleUnit
+from entitlements.domain.contracts.contract import (
+    Contract,
+    ContractStatus,
+    Signer,
+    SignerStatus,
+    Terms,
+)
 from entitlements.domain.override import Override
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import (
@@ -56,6 +63,7 @@ __all__ = [
     "addons",
     "billing_cycles",
     "catalogs",
+    "contracts",
     "features",
     "instants",
     "keys",
@@ -66,6 +74,7 @@ __all__ = [
     "plans",
     "prices",
     "subscriptions",
+    "usage_streams",
 ]
 
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
@@ -290,3 +299,94 @@ def _hypothesis_setup_hook() -> None:
     st.register_type_strategy(AddOn, addons())
     st.register_type_strategy(Subscription, subscriptions())
     st.register_type_strategy(Override, overrides())
+    st.register_type_strategy(Contract, contracts())
+
+
+def usage_streams(
+    metrics: Sequence[str] = ("api_calls", "projects"), max_size: int = 30
+) -> st.SearchStrategy[list[tuple[str, dict[str, Any]]]]:
+    """Usage as a host produces it: consumptions (some retried with the same idempotency
+    key), reservations committed or released, and time passing. Each step is
+    ``(kind, arguments)`` with kind ``consume``, ``reserve``, ``commit``, ``release`` or
+    ``advance``."""
+    keys = st.one_of(st.none(), st.sampled_from([f"req-{i}" for i in range(6)]))
+    step: st.SearchStrategy[tuple[str, dict[str, Any]]] = st.one_of(
+        st.builds(
+            lambda m, n, k: ("consume", {"metric": m, "amount": n, "key": k}),
+            st.sampled_from(list(metrics)),
+            st.integers(1, 50),
+            keys,
+        ),
+        st.builds(
+            lambda m, n: ("reserve", {"metric": m, "amount": n}),
+            st.sampled_from(list(metrics)),
+            st.integers(1, 50),
+        ),
+        st.builds(lambda n: ("commit", {"amount": n}), st.integers(0, 50)),
+        st.just(("release", {})),
+        st.builds(lambda d: ("advance", {"delta": timedelta(days=d)}), st.integers(1, 40)),
+    )
+    return st.lists(step, max_size=max_size)
+
+
+_STAGE_PATH: dict[ContractStatus, tuple[str, ...]] = {
+    ContractStatus.CREATED: (),
+    ContractStatus.SENT: ("send",),
+    ContractStatus.VIEWED: ("send", "open"),
+    ContractStatus.SIGNED: ("send", "sign_first"),
+    ContractStatus.COMPLETED: ("send", "sign_all"),
+    ContractStatus.DECLINED: ("send", "decline"),
+    ContractStatus.VOIDED: ("send", "void"),
+    ContractStatus.EXPIRED: ("send", "expire"),
+}
+
+
+@st.composite
+def contracts(draw: st.DrawFn, stage: ContractStatus | None = None) -> Contract:
+    """A contract at any stage of its lifecycle (or the one asked for), reached through
+    the contract's own transition rules."""
+    wanted = draw(st.sampled_from(list(ContractStatus))) if stage is None else stage
+    count = draw(st.integers(2 if wanted is ContractStatus.SIGNED else 1, 4))
+    at = draw(instants(days=365))
+    signers = tuple(
+        Signer(
+            f"s{i + 1}",
+            f"{i:064x}",
+            f"{i + 100:064x}",
+            draw(st.sampled_from(["", "CEO", "CFO"])),
+            i + 1,
+        )
+        for i in range(count)
+    )
+    contract = Contract(
+        id=draw(st.uuids()).hex,
+        owner=draw(owners()),
+        title=draw(st.text(min_size=1, max_size=40).filter(str.strip)),
+        body=draw(st.text(min_size=1, max_size=200).filter(str.strip)),
+        terms=Terms(),
+        signers=signers,
+        sequential=draw(st.booleans()),
+        created_at=at,
+        expires_at=at + timedelta(days=30),
+    ).with_hashes()
+    for step in _STAGE_PATH[wanted]:
+        if step == "send":
+            contract = attrs.evolve(
+                contract,
+                status=contract.check("send"),
+                signers=tuple(
+                    attrs.evolve(s, status=SignerStatus.SENT, token_hash=f"{i:064x}")
+                    for i, s in enumerate(contract.signers)
+                ),
+            )
+        elif step in ("void", "expire"):
+            contract = attrs.evolve(contract, status=contract.check(step))
+        elif step == "decline":
+            contract, _ = contract.after_signer(contract.signers[0], "decline")
+        elif step == "open":
+            contract, _ = contract.after_signer(contract.signers[0], "open")
+        else:
+            for signer in contract.signers[: 1 if step == "sign_first" else None]:
+                for event in ("open", "consent", "sign"):
+                    contract, signer = contract.after_signer(signer, event)
+    return contract
