@@ -30,6 +30,7 @@ from entitlements.domain.actor import Actor
 from entitlements.domain.contracts.contract import SignerSpec
 from entitlements.domain.instant import utc
 from entitlements.domain.owner import Owner
+from entitlements.domain.plan_change import SubscriptionChange
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import OverQuotaPolicy
 from entitlements.errors import Conflict, EntitlementsError, InvalidInput, NotFound, StorageError
@@ -205,10 +206,7 @@ class Console:
             reason=a.reason,
             if_over_quota=self._policy(),
         )
-        warning = "".join(
-            f"\nover quota: {o.metric} {o.used} > {o.limit}" for o in change.over_quota
-        )
-        return self._show(change.subscription, "plan changed" + warning)
+        return self._changed(change, "plan changed")
 
     def subs_seats(self) -> int:
         a = self.args
@@ -220,10 +218,13 @@ class Console:
             reason=a.reason,
             if_over_quota=self._policy(),
         )
-        warning = "".join(
+        return self._changed(change, "seats changed")
+
+    def _changed(self, change: SubscriptionChange, verb: str) -> int:
+        warnings = "".join(
             f"\nover quota: {o.metric} {o.used} > {o.limit}" for o in change.over_quota
         )
-        return self._show(change.subscription, "seats changed" + warning)
+        return self._show(change.subscription, verb + warnings)
 
     def subs_lifecycle(self) -> int:
         a = self.args

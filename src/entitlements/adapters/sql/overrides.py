@@ -41,9 +41,7 @@ _OWNER_OVERRIDES = sa.select(t.overrides).where(
 
 class SqlOverrides(Repository):
     def _owner_filter(self, owner: Owner) -> tuple[sa.ColumnElement[bool], ...]:
-        self._scope(owner)
-        c = t.overrides.c
-        return (c.tenant == self._t, c.owner_kind == owner.kind, c.owner_id == owner.id)
+        return self._owned(t.overrides, owner)
 
     @storage_errors
     def for_owner(self, owner: Owner) -> Sequence[Override]:

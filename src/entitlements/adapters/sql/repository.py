@@ -92,5 +92,14 @@ class Repository:
             )
         return owner
 
+    def _owned(self, table: sa.Table, owner: Owner) -> tuple[sa.ColumnElement[bool], ...]:
+        """The conditions selecting ``owner``'s rows of ``table`` in this tenant."""
+        self._scope(owner)
+        return (
+            table.c.tenant == self._t,
+            table.c.owner_kind == owner.kind,
+            table.c.owner_id == owner.id,
+        )
+
     def _rows(self, statement: sa.Executable) -> Sequence[RowMapping]:
         return self._conn.execute(statement).mappings().all()

@@ -125,9 +125,7 @@ _CURRENT_SUBSCRIPTION = (
 
 class SqlSubscriptions(Repository):
     def _owner_filter(self, owner: Owner) -> tuple[sa.ColumnElement[bool], ...]:
-        self._scope(owner)
-        c = t.subscriptions.c
-        return (c.tenant == self._t, c.owner_kind == owner.kind, c.owner_id == owner.id)
+        return self._owned(t.subscriptions, owner)
 
     @storage_errors
     def current(self, owner: Owner) -> Subscription | None:

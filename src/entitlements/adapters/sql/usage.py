@@ -62,12 +62,7 @@ def _reservation_from(row: RowMapping) -> Reservation:
 
 class SqlUsage(Repository):
     def _owner(self, table: sa.Table, owner: Owner) -> tuple[sa.ColumnElement[bool], ...]:
-        self._scope(owner)
-        return (
-            table.c.tenant == self._t,
-            table.c.owner_kind == owner.kind,
-            table.c.owner_id == owner.id,
-        )
+        return self._owned(table, owner)
 
     def _counter_where(self, owner: Owner, metric: str, period_start: datetime) -> tuple[Any, ...]:
         c = t.usage_counters.c
@@ -301,14 +296,7 @@ class SqlUsage(Repository):
 
 class SqlSeats(Repository):
     def _where(self, owner: Owner, pool: str) -> tuple[sa.ColumnElement[bool], ...]:
-        self._scope(owner)
-        s = t.seat_assignments.c
-        return (
-            s.tenant == self._t,
-            s.owner_kind == owner.kind,
-            s.owner_id == owner.id,
-            s.pool == pool,
-        )
+        return (*self._owned(t.seat_assignments, owner), t.seat_assignments.c.pool == pool)
 
     @storage_errors
     def assigned(self, owner: Owner, pool: str) -> Sequence[SeatAssignment]:
