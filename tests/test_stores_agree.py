@@ -7,6 +7,7 @@ import itertools
 import os
 from datetime import timedelta
 
+import attrs
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -166,7 +167,9 @@ class StoresAgree(RuleBasedStateMachine):
     @rule(days=st.integers(1, 120))
     def time_passes(self, days) -> None:
         self.clock.advance(days=days)
-        self.both(lambda e: e.process_due())
+        # how many cached snapshots a sweep drops depends on each process's cache, not on
+        # what is stored
+        self.both(lambda e: attrs.evolve(e.process_due(), snapshots_dropped=0))
 
     @invariant()
     def same_answers(self) -> None:

@@ -21,7 +21,9 @@ __all__ = [
     "ContractNotFound",
     "EntitlementsError",
     "EvidenceBroken",
+    "FeedUnavailable",
     "FreePlanTaken",
+    "IdempotencyKeyReused",
     "IllegalTransition",
     "InvalidInput",
     "InvalidToken",
@@ -296,3 +298,23 @@ class NotAuthorized(EntitlementsError, PermissionError):
 
 class StorageError(EntitlementsError):
     """The storage backend failed; the unit of work was rolled back."""
+
+
+class FeedUnavailable(StorageError):
+    """The change feed could not be read for longer than ``max_staleness``, and this
+    `Entitlements` was told to refuse rather than serve answers it cannot confirm."""
+
+
+class IdempotencyKeyReused(Conflict):
+    """An idempotency key already recorded one consumption and is now given with another
+    metric or amount: a retry must repeat the request exactly, a new request needs a new
+    key. Nothing was recorded."""
+
+    def __init__(self, key: str, recorded: str, given: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} already recorded {recorded}; it cannot also record "
+            f"{given} (use a new key for a new request)"
+        )
+        self.key = key
+        self.recorded = recorded
+        self.given = given

@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from entitlements.domain.audit import AuditEvent
 from entitlements.domain.billing import Checkout, ProviderLink, ProviderSubscription
+from entitlements.domain.change import ChangeKind, FeedPage
 from entitlements.domain.contracts.contract import Contract, PersonalData
 from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.override import Override, OverrideKind
@@ -29,6 +30,7 @@ from entitlements.domain.usage import Counter, Reservation, SeatAssignment, Usag
 
 __all__ = [
     "AuditLog",
+    "ChangeFeed",
     "Clock",
     "ContractRepository",
     "EventListener",
@@ -36,6 +38,7 @@ __all__ = [
     "PaymentProvider",
     "PlanRepository",
     "ProviderRepository",
+    "RevisionRepository",
     "SeatRepository",
     "Store",
     "SubscriptionRepository",
@@ -133,7 +136,8 @@ class OverrideRepository(Protocol):
 class UsageRepository(Protocol):
     """Counters per (owner, metric, period), the ledger of accepted usage, and
     reservations. ``add`` is the one write that must be atomic against concurrent writers
-    (a conditional update on SQL)."""
+    (a conditional update on SQL): it is where limits, terms revisions and reservation
+    expiries are enforced, by the store, against the latest committed row."""
 
     def counter(self, owner: Owner, metric: str, period_start: datetime) -> Counter:
         """The counter, zero if nothing was ever recorded."""
@@ -141,6 +145,11 @@ class UsageRepository(Protocol):
 
     def counters(self, owner: Owner, metric: str) -> Sequence[Counter]:
         """Every period's counter of a metric, oldest first (usage history)."""
+        ...
+
+    def ensure(self, owner: Owner, metric: str, period_start: datetime, revision: int) -> None:
+        """Create the counter if missing, and stamp it with terms ``revision`` (the caller
+        holds the owner's revision lock, so that revision is the one in force)."""
         ...
 
     def add(
@@ -152,17 +161,42 @@ class UsageRepository(Protocol):
         used: int = 0,
         reserved: int = 0,
         ceiling: int | None = None,
+        revision: int | None = None,
+        now: datetime | None = None,
+        fallback: tuple[str, int] | None = None,
+        hold_until: datetime | None = None,
     ) -> Counter | None:
         """Add to ``used`` and ``reserved`` (either may be negative) and return the new
-        counter; return ``None`` and change nothing if ``used + reserved`` would pass
-        ``ceiling`` (checked only when the total grows) or a part would go below zero."""
+        counter. Return ``None`` and change nothing if a part would go below zero, or —
+        when the total grows — it would pass ``ceiling``; if ``revision`` is given and the
+        counter does not exist or carries another terms revision; if ``now`` is given and
+        a held reservation counted in it expired by then (settle those first); if
+        ``fallback`` (plan key, version) is given and that is no longer the plan's latest
+        version. Without ``revision``, a missing counter is created first.
+        ``hold_until`` is the expiry of units being reserved (kept as ``held_until``)."""
         ...
 
-    def set_used(self, owner: Owner, metric: str, period_start: datetime, used: int) -> Counter: ...
+    def set_used(
+        self,
+        owner: Owner,
+        metric: str,
+        period_start: datetime,
+        used: int,
+        *,
+        revision: int | None = None,
+    ) -> Counter | None:
+        """Set ``used``; with ``revision``, only on a counter stamped with it (else
+        ``None``)."""
+        ...
 
     def add_record(self, record: UsageRecord) -> UsageRecord | None:
         """Store the record, or return the already stored one with the same idempotency
-        key for this owner (and store nothing)."""
+        key for this owner (and store nothing). Two writers racing on one key both get
+        an answer: the second waits for the first and gets its record."""
+        ...
+
+    def remove_record(self, owner: Owner, record_id: str) -> None:
+        """Take back a record this unit of work just stored (its consumption was refused)."""
         ...
 
     def records(self, owner: Owner, metric: str, period_start: datetime) -> Sequence[UsageRecord]:
@@ -177,7 +211,20 @@ class UsageRepository(Protocol):
         """Raises `NotFound`."""
         ...
 
-    def update_reservation(self, reservation: Reservation) -> None: ...
+    def settle_reservation(self, reservation: Reservation) -> bool:
+        """Store the settled reservation (committed, released or expired) if the stored
+        one is still held; ``False`` (nothing written) if another call settled it."""
+        ...
+
+    def refresh_held_until(self, owner: Owner, metric: str, period_start: datetime) -> None:
+        """Recompute the counter's ``held_until`` from the reservations still held."""
+        ...
+
+    def expired_held(
+        self, owner: Owner, metric: str, period_start: datetime, now: datetime
+    ) -> Sequence[Reservation]:
+        """Reservations of the counter still held although they expired by ``now``."""
+        ...
 
     def held_reservations_due(self, now: datetime, limit: int = 500) -> Sequence[Reservation]:
         """Held reservations whose time ran out by ``now``, earliest first."""
@@ -292,6 +339,56 @@ class ProviderRepository(Protocol):
     def put_link(self, link: ProviderLink) -> None: ...
 
 
+class RevisionRepository(Protocol):
+    """Each owner's terms revision: the number that moves whenever what the owner is
+    entitled to changes. Writes that change terms `bump` it under an exclusive lock
+    before they read usage; consumptions carry the revision they resolved at and the
+    store refuses them when it moved (see `UsageRepository.add`), so no process enforces
+    terms another process has changed."""
+
+    def current(self, owner: Owner) -> int:
+        """The revision (0 for an owner whose terms were never written)."""
+        ...
+
+    def lock(self, owner: Owner) -> int:
+        """The revision, read under a shared lock held until the unit of work ends: terms
+        cannot change under the caller."""
+        ...
+
+    def bump(self, owner: Owner, since: datetime | None = None) -> int:
+        """Move the revision (once per unit of work: later calls return the same number),
+        under an exclusive lock, and stamp the owner's usage counters with it — those of
+        periods starting at ``since`` or later and the all-time ones, or all of them when
+        ``since`` is ``None``. Repositories that write terms (subscriptions, overrides)
+        call it themselves; use cases call it first, before reading what they enforce."""
+        ...
+
+
+class ChangeFeed(Protocol):
+    """The change feed. A unit of work appends one entry per owner whose terms or usage
+    it changed (and one per catalog change) in the same transaction, right before it
+    commits; followers read what came after the last entry they saw."""
+
+    def note(self, owner: Owner | None, kind: ChangeKind) -> None:
+        """Remember that this unit of work changed ``owner`` (``None``: the catalog); the
+        entries are written at commit."""
+        ...
+
+    def read(self, after: int, missing: Sequence[int] = (), limit: int = 10_000) -> FeedPage:
+        """Entries with a ``seq`` above ``after``, plus those among ``missing`` (numbers a
+        follower saw skipped: a transaction may commit a lower number after a higher
+        one), in ``seq`` order."""
+        ...
+
+    def head(self) -> int:
+        """The highest ``seq`` written so far (0 for an empty feed)."""
+        ...
+
+    def prune(self, before: datetime, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` entries older than ``before``; returns how many."""
+        ...
+
+
 class AuditLog(Protocol):
     def append(self, event: AuditEvent) -> None: ...
 
@@ -334,6 +431,18 @@ class UnitOfWork(Protocol):
     @property
     def provider(self) -> ProviderRepository: ...
 
+    @property
+    def revisions(self) -> RevisionRepository: ...
+
+    @property
+    def feed(self) -> ChangeFeed: ...
+
+    @property
+    def committed_revision(self) -> int | None:
+        """After ``commit()``: the feed position of this unit of work's last entry
+        (``None`` if it changed nothing a follower caches)."""
+        ...
+
     def savepoint(self) -> AbstractContextManager[None]:
         """A nested transaction: if the block raises, its writes are undone and the
         outer unit of work carries on as before the block."""
@@ -372,4 +481,21 @@ class Store(Protocol):
 
     def tenants(self) -> Sequence[str | None]:
         """Every tenant that has stored anything (the sweep visits each)."""
+        ...
+
+    def read_changes(self, after: int, missing: tuple[int, ...] = ()) -> FeedPage:
+        """`ChangeFeed.read` outside any unit of work of the caller's (the follower runs
+        in a thread of its own)."""
+        ...
+
+    def feed_head(self) -> int: ...
+
+    def change_hints(self) -> list[Any]:
+        """Pushes that wake the follower early (`entitlements.service.coherence.ChangeHint`);
+        an empty list when the store has none and the follower only polls."""
+        ...
+
+    @property
+    def shared(self) -> bool:
+        """Whether processes other than this one may write to the store."""
         ...

@@ -12,7 +12,7 @@ import copy
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -20,6 +20,7 @@ import attrs
 
 from entitlements.domain.audit import AuditEvent
 from entitlements.domain.billing import ProviderLink
+from entitlements.domain.change import Change, ChangeKind, FeedPage
 from entitlements.domain.contracts.contract import Contract, PersonalData
 from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.override import Override, OverrideKind
@@ -27,6 +28,7 @@ from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import (
+    FOREVER,
     Counter,
     Reservation,
     ReservationStatus,
@@ -68,6 +70,11 @@ class _Undo:
         self.steps.append(lambda: _drop_last(items))
         items.append(item)
 
+    def pop(self, items: list[V]) -> V:
+        item = items.pop()
+        self.steps.append(lambda: items.append(item))
+        return item
+
     def delete(self, table: dict[K, V], key: K) -> None:
         previous = table[key]
         self.steps.append(lambda: _restore(table, key, previous))
@@ -99,6 +106,11 @@ class _Tables:
         self.audit: dict[str, AuditEvent] = {}
         self.audit_by_owner: dict[Owner, tuple[str, ...]] = {}
         self.counters: dict[tuple[Owner, str, datetime], Counter] = {}
+        self.counter_revisions: dict[tuple[Owner, str, datetime], int] = {}
+        self.owner_revisions: dict[Owner, int] = {}
+        self.changes: list[tuple[int, str | None, Owner | None, ChangeKind, datetime]] = []
+        self.next_seq = 1
+        self.pruned_through = 0
         self.records: dict[tuple[Owner, str, datetime], list[UsageRecord]] = {}
         self.record_keys: dict[tuple[Owner, str], UsageRecord] = {}
         self.reservations: dict[str, Reservation] = {}
@@ -166,6 +178,7 @@ class _Plans(_Repository[str]):
         if plan.key in self._t.plans:
             raise PlanExists(plan.key)
         stored = attrs.evolve(plan, version=1, revision=1)
+        self._uow.feed.note(None, ChangeKind.CATALOG)
         self._undo.set(self._t.plans, plan.key, stored)
         self._undo.set(self._t.plan_versions, (plan.key, 1), stored)
         return stored
@@ -189,6 +202,7 @@ class _Plans(_Repository[str]):
                 owner_kinds=plan.owner_kinds,
                 revision=stored.revision,
             )
+        self._uow.feed.note(None, ChangeKind.CATALOG)
         self._undo.set(self._t.plans, plan.key, stored)
         self._undo.set(self._t.plan_versions, (plan.key, stored.version), stored)
         return stored
@@ -217,6 +231,7 @@ class _Subscriptions(_Repository[str]):
         if subscription.id in self._t.subscriptions:
             raise StorageError(f"subscription id {subscription.id} is already used")
         stored = attrs.evolve(subscription, revision=1)
+        self._uow.revisions.bump(owner)
         self._undo.set(self._t.subscriptions, stored.id, stored)
         ids = self._t.subscriptions_by_owner.get(owner, ())
         self._undo.set(self._t.subscriptions_by_owner, owner, (*ids, stored.id))
@@ -232,6 +247,7 @@ class _Subscriptions(_Repository[str]):
                 "owner", "a subscription cannot move to another owner", subscription.owner
             )
         stored = attrs.evolve(subscription, revision=existing.revision + 1)
+        self._uow.revisions.bump(subscription.owner)
         self._undo.set(self._t.subscriptions, stored.id, stored)
         return stored
 
@@ -268,6 +284,7 @@ class _Overrides(_Repository[Owner]):
         current = self._t.overrides.get(owner, {})
         slot = (override.kind, override.key)
         replaced = current.get(slot)
+        self._uow.revisions.bump(owner)
         self._undo.set(self._t.overrides, owner, {**current, slot: override})
         return replaced
 
@@ -277,6 +294,7 @@ class _Overrides(_Repository[Owner]):
         if slot not in current:
             raise OverrideNotFound(owner, f"{kind.value} {key}")
         removed = current[slot]
+        self._uow.revisions.bump(owner)
         self._undo.set(self._t.overrides, owner, {k: v for k, v in current.items() if k != slot})
         return removed
 
@@ -319,6 +337,12 @@ class _Usage(_Repository[Owner]):
         found = [c for (o, m, _), c in self._t.counters.items() if o == owner and m == metric]
         return sorted(found, key=lambda c: c.period_start)
 
+    def ensure(self, owner: Owner, metric: str, period_start: datetime, revision: int) -> None:
+        key = (self._scope(owner), metric, period_start)
+        if key not in self._t.counters:
+            self._undo.set(self._t.counters, key, Counter(owner, metric, period_start))
+        self._undo.set(self._t.counter_revisions, key, revision)
+
     def add(
         self,
         owner: Owner,
@@ -328,22 +352,62 @@ class _Usage(_Repository[Owner]):
         used: int = 0,
         reserved: int = 0,
         ceiling: int | None = None,
+        revision: int | None = None,
+        now: datetime | None = None,
+        fallback: tuple[str, int] | None = None,
+        hold_until: datetime | None = None,
     ) -> Counter | None:
+        key = (self._scope(owner), metric, period_start)
+        if revision is not None and (
+            key not in self._t.counters or self._t.counter_revisions.get(key, 0) != revision
+        ):
+            return None
         current = self.counter(owner, metric, period_start)
+        grows = used + reserved > 0
+        if grows and now is not None and current.holds_expired(now):
+            return None
+        if fallback is not None:
+            head = self._t.plans.get(fallback[0])
+            if head is None or head.version != fallback[1]:
+                return None
+        held = current.held_until
+        if hold_until is not None and (held is None or held > hold_until):
+            held = hold_until
         after = attrs.evolve(
-            current, used=current.used + used, reserved=current.reserved + reserved
+            current,
+            used=current.used + used,
+            reserved=current.reserved + reserved,
+            held_until=held,
         )
         if after.used < 0 or after.reserved < 0:
             return None
-        grows = used + reserved > 0
         if grows and ceiling is not None and after.used + after.reserved > ceiling:
             return None
-        self._undo.set(self._t.counters, (owner, metric, period_start), after)
+        if key not in self._t.counters:
+            self._undo.set(self._t.counter_revisions, key, self._t.owner_revisions.get(owner, 0))
+        self._undo.set(self._t.counters, key, after)
+        self._uow.feed.note(owner, ChangeKind.USAGE)
         return after
 
-    def set_used(self, owner: Owner, metric: str, period_start: datetime, used: int) -> Counter:
+    def set_used(
+        self,
+        owner: Owner,
+        metric: str,
+        period_start: datetime,
+        used: int,
+        *,
+        revision: int | None = None,
+    ) -> Counter | None:
+        key = (self._scope(owner), metric, period_start)
+        if revision is not None and (
+            key not in self._t.counters or self._t.counter_revisions.get(key, 0) != revision
+        ):
+            return None
+        if key not in self._t.counters:
+            self.ensure(owner, metric, period_start, self._t.owner_revisions.get(owner, 0))
         after = attrs.evolve(self.counter(owner, metric, period_start), used=used)
-        self._undo.set(self._t.counters, (owner, metric, period_start), after)
+        self._undo.set(self._t.counters, key, after)
+        self._uow.feed.note(owner, ChangeKind.USAGE)
         return after
 
     def add_record(self, record: UsageRecord) -> UsageRecord | None:
@@ -357,6 +421,15 @@ class _Usage(_Repository[Owner]):
             self._t.records.setdefault((owner, record.metric, record.period_start), []), record
         )
         return None
+
+    def remove_record(self, owner: Owner, record_id: str) -> None:
+        self._scope(owner)
+        for (o, _, _), records in self._t.records.items():
+            if o == owner and records and records[-1].id == record_id:
+                removed = self._undo.pop(records)
+                if removed.key is not None:
+                    self._undo.delete(self._t.record_keys, (owner, removed.key))
+                return
 
     def records(self, owner: Owner, metric: str, period_start: datetime) -> Sequence[UsageRecord]:
         return list(self._t.records.get((self._scope(owner), metric, period_start), ()))
@@ -376,9 +449,44 @@ class _Usage(_Repository[Owner]):
             raise NotFound(f"reservation {reservation_id} of {owner} does not exist")
         return found
 
-    def update_reservation(self, reservation: Reservation) -> None:
-        self.reservation(reservation.owner, reservation.id)
+    def settle_reservation(self, reservation: Reservation) -> bool:
+        stored = self.reservation(reservation.owner, reservation.id)
+        if stored.status is not ReservationStatus.HELD:
+            return False
         self._undo.set(self._t.reservations, reservation.id, reservation)
+        return True
+
+    def refresh_held_until(self, owner: Owner, metric: str, period_start: datetime) -> None:
+        key = (self._scope(owner), metric, period_start)
+        current = self._t.counters.get(key)
+        if current is None:
+            return
+        held = [
+            r.expires_at
+            for r in self._t.reservations.values()
+            if r.owner == owner
+            and r.metric == metric
+            and r.period_start == period_start
+            and r.status is ReservationStatus.HELD
+        ]
+        self._undo.set(
+            self._t.counters, key, attrs.evolve(current, held_until=min(held) if held else None)
+        )
+
+    def expired_held(
+        self, owner: Owner, metric: str, period_start: datetime, now: datetime
+    ) -> Sequence[Reservation]:
+        self._scope(owner)
+        found = [
+            r
+            for r in self._t.reservations.values()
+            if r.owner == owner
+            and r.metric == metric
+            and r.period_start == period_start
+            and r.status is ReservationStatus.HELD
+            and r.expires_at <= now
+        ]
+        return sorted(found, key=lambda r: (r.expires_at, r.id))
 
     def held_reservations_due(self, now: datetime, limit: int = 500) -> Sequence[Reservation]:
         found = [
@@ -390,6 +498,76 @@ class _Usage(_Repository[Owner]):
         ]
         found.sort(key=lambda r: (r.expires_at, r.id))
         return found[:limit]
+
+
+class _Revisions(_Repository[Owner]):
+    def current(self, owner: Owner) -> int:
+        return self._t.owner_revisions.get(self._scope(owner), 0)
+
+    def lock(self, owner: Owner) -> int:
+        return self.current(owner)  # a memory unit of work holds the store's lock throughout
+
+    def bump(self, owner: Owner, since: datetime | None = None) -> int:
+        done = self._uow.bumped.get(self._scope(owner))
+        if done is not None:
+            return done
+        revision = self._t.owner_revisions.get(owner, 0) + 1
+        self._undo.set(self._t.owner_revisions, owner, revision)
+        for key in [k for k in self._t.counters if k[0] == owner]:
+            if since is None or key[2] == FOREVER or key[2] >= since:
+                self._undo.set(self._t.counter_revisions, key, revision)
+        self._uow.bumped[owner] = revision
+        self._uow.feed.note(owner, ChangeKind.TERMS)
+        return revision
+
+
+class _Feed(_Repository[Owner]):
+    def note(self, owner: Owner | None, kind: ChangeKind) -> None:
+        noted = self._uow.noted
+        if owner is None:
+            noted[None] = ChangeKind.CATALOG
+        elif noted.get(self._scope(owner)) is not ChangeKind.TERMS:
+            noted[owner] = kind
+
+    def write(self) -> int | None:
+        last = None
+        stamp = datetime.now(UTC)
+        for owner, kind in self._uow.noted.items():
+            last = self._t.next_seq
+            self._t.next_seq += 1
+            tenant = None if owner is None else owner.tenant
+            self._t.changes.append((last, tenant, owner, kind, stamp))
+        return last
+
+    def read(self, after: int, missing: Sequence[int] = (), limit: int = 10_000) -> FeedPage:
+        wanted = set(missing)
+        found = [
+            Change(seq, kind, owner)
+            for seq, _, owner, kind, _ in self._t.changes
+            if seq > after or seq in wanted
+        ][:limit]
+        head = max([after, *(c.seq for c in found)])
+        return FeedPage(tuple(found), self._t.pruned_through, head)
+
+    def head(self) -> int:
+        return self._t.next_seq - 1
+
+    def prune(self, before: datetime, limit: int = 10_000) -> int:
+        old = [row for row in self._t.changes if row[4] < before][:limit]
+        if not old:
+            return 0
+        through = old[-1][0]
+        kept = [row for row in self._t.changes if not (row[0] <= through and row[4] < before)]
+        everything = list(self._t.changes)
+        self._undo.steps.append(lambda: self._restore_changes(everything))
+        self._t.changes[:] = kept
+        previous = self._t.pruned_through
+        self._undo.steps.append(lambda: setattr(self._t, "pruned_through", previous))
+        self._t.pruned_through = max(previous, through)
+        return len(old)
+
+    def _restore_changes(self, rows: list[Any]) -> None:
+        self._t.changes[:] = rows
 
 
 class _Seats(_Repository[Owner]):
@@ -538,6 +716,11 @@ class _MemoryUnitOfWork:
         self.seats = _Seats(self)
         self.contracts = _Contracts(self)
         self.provider = _Provider(self)
+        self.revisions = _Revisions(self)
+        self.feed = _Feed(self)
+        self.bumped: dict[Owner, int] = {}
+        self.noted: dict[Owner | None, ChangeKind] = {}
+        self.committed_revision: int | None = None
 
     def __enter__(self) -> _MemoryUnitOfWork:
         self._lock.acquire()
@@ -560,15 +743,20 @@ class _MemoryUnitOfWork:
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         mark = len(self.undo.steps)
+        bumped, noted = dict(self.bumped), dict(self.noted)
         try:
             yield
         except BaseException:
             while len(self.undo.steps) > mark:
                 self.undo.steps.pop()()
+            self.bumped, self.noted = bumped, noted
             raise
 
     def commit(self) -> None:
+        self.committed_revision = self.feed.write()
         self.undo.steps.clear()
+        self.bumped.clear()
+        self.noted.clear()
 
     def when_durable(self, callback: Callable[[], None]) -> None:
         callback()
@@ -596,6 +784,20 @@ class MemoryStore:
         call changed nothing."""
         with self.lock:
             return copy.deepcopy(vars(self.tables))
+
+    def read_changes(self, after: int, missing: tuple[int, ...] = ()) -> FeedPage:
+        with self.unit_of_work(None) as uow:
+            return uow.feed.read(after, missing)
+
+    def feed_head(self) -> int:
+        with self.lock:
+            return self.tables.next_seq - 1
+
+    def change_hints(self) -> list[Any]:
+        return []
+
+    shared = False
+    """One process only: nothing else writes to it."""
 
     def tenants(self) -> Sequence[str | None]:
         with self.lock:

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
 import attrs
 
 from entitlements.domain.checks import check_count, check_key
+from entitlements.domain.instant import as_optional_utc, optional_aware
 from entitlements.domain.plan import Feature, as_features
 
 __all__ = ["AddOn"]
@@ -32,12 +34,17 @@ def _limit_deltas(value: Mapping[str, int | None]) -> dict[str, int | None]:
 @attrs.frozen
 class AddOn:
     """``limits`` maps a limit name to an amount per unit of ``quantity`` (``None``:
-    unlimited); it combines with the plan's value as that limit's ``combine`` says."""
+    unlimited); it combines with the plan's value as that limit's ``combine`` says.
+    ``ends_at`` ends it by itself (a bundle bought for a season): answers stop counting it
+    at that instant, and the sweep removes it from the subscription."""
 
     key: str = attrs.field(converter=_key)
     limits: Mapping[str, int | None] = attrs.field(factory=dict, converter=_limit_deltas)
     features: Mapping[str, Feature] = attrs.field(factory=dict, converter=as_features)
     quantity: int = attrs.field(default=1, converter=_quantity)
+    ends_at: datetime | None = attrs.field(
+        default=None, converter=as_optional_utc, validator=optional_aware
+    )
 
     def amount(self, limit_name: str) -> int | None:
         per_unit = self.limits[limit_name]

@@ -1,14 +1,19 @@
 """Changes that time alone causes: a trial ends, a scheduled cancellation or an expiry
-date is reached, a billing period rolls over.
+date is reached, an add-on ends, a billing period rolls over, a checkout lapses.
 
-`advance` applies them in the order they fell due, each at the instant it fell due (a
-cancellation at period end is dated at the period end, not when the sweep noticed), so
-running it twice, or late, gives the same result as running it on time.
+This module is the one place that knows them. Resolution calls `as_of` on every
+subscription it reads, so answers follow time whether or not the sweep ran; the sweep
+calls `advance` to persist and audit the same steps. `advance` applies them in the order
+they fell due, each at the instant it fell due (a cancellation at period end is dated at
+the period end, not when anyone noticed), so running it twice, or late, gives the same
+result as running it on time. It never proposes an event the transition table forbids
+from the subscription's status.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 import attrs
 
@@ -21,9 +26,11 @@ from entitlements.domain.subscription import (
     transition,
 )
 
-__all__ = ["DueChange", "advance", "next_due"]
+__all__ = ["DueChange", "advance", "as_of", "next_change_at", "next_due"]
 
 MAX_STEPS = 10_000
+_TICK = timedelta(microseconds=1)
+_S = SubscriptionStatus
 
 
 @attrs.frozen
@@ -34,36 +41,89 @@ class DueChange:
     after: Subscription
 
 
-def next_due(subscription: Subscription, now: datetime) -> tuple[Event, datetime] | None:
-    """The earliest time-driven event due at or before ``now``, if any."""
+def _allowed(subscription: Subscription, event: Event) -> bool:
+    return subscription.status.value in RULES[event].sources
+
+
+def _underlying(subscription: Subscription) -> SubscriptionStatus:
+    """The status time acts on: a suspension caps access but does not stop a trial from
+    running out underneath it."""
+    if subscription.status is _S.SUSPENDED and subscription.suspended_from is not None:
+        return subscription.suspended_from
+    return subscription.status
+
+
+def _candidates(subscription: Subscription) -> list[tuple[datetime, int, Event]]:
+    """Every time-driven event that will happen to the subscription as it stands, with
+    the instant it is due; ties break in the order listed."""
     if subscription.is_terminal:
-        return None
-    candidates: list[tuple[datetime, int, Event]] = []
+        return []
+    out: list[tuple[datetime, int, Event]] = []
     if subscription.expires_at is not None:
-        candidates.append((subscription.expires_at, 0, Event.EXPIRE))
+        if _allowed(subscription, Event.EXPIRE):
+            out.append((subscription.expires_at, 0, Event.EXPIRE))
+        elif subscription.status is _S.PENDING:
+            out.append((subscription.expires_at, 0, Event.FAIL))
     cancel_at = subscription.cancel_effective_at
-    if cancel_at is not None:
-        candidates.append((cancel_at, 1, Event.CANCEL))
-    if (
-        subscription.status is SubscriptionStatus.TRIALING
-        and subscription.trial_ends_at is not None
-    ):
-        candidates.append((subscription.trial_ends_at, 2, Event.END_TRIAL))
+    if cancel_at is not None and _allowed(subscription, Event.CANCEL):
+        out.append((cancel_at, 1, Event.CANCEL))
+    if _underlying(subscription) is _S.TRIALING and subscription.trial_ends_at is not None:
+        out.append((subscription.trial_ends_at, 2, Event.END_TRIAL))
+    ends = [a.ends_at for a in subscription.addons if a.ends_at is not None]
+    if ends and _allowed(subscription, Event.CHANGE_ADDONS):
+        out.append((min(ends), 3, Event.CHANGE_ADDONS))
     if (
         subscription.current_period is not None
         and subscription.cycle is not None
-        and subscription.status in RULES[Event.RENEW_PERIOD].sources
+        and _allowed(subscription, Event.RENEW_PERIOD)
     ):
-        candidates.append((subscription.current_period.end, 3, Event.RENEW_PERIOD))
-    due = [c for c in candidates if c[0] <= now]
+        out.append((subscription.current_period.end, 4, Event.RENEW_PERIOD))
+    return out
+
+
+def next_change_at(subscription: Subscription) -> datetime | None:
+    """The earliest instant at which time alone changes the subscription."""
+    found = _candidates(subscription)
+    return min(found)[0] if found else None
+
+
+def next_due(subscription: Subscription, now: datetime) -> tuple[Event, datetime] | None:
+    """The earliest time-driven event due at or before ``now``, if any."""
+    due = [c for c in _candidates(subscription) if c[0] <= now]
     if not due:
         return None
     at, _, event = min(due)
     return event, at
 
 
-def advance(subscription: Subscription, now: datetime) -> tuple[Subscription, list[DueChange]]:
-    """Apply every change due at or before ``now``; returns the new state and the steps."""
+def _step_changes(
+    subscription: Subscription, event: Event, at: datetime, now: datetime, *, jump: bool
+) -> dict[str, Any]:
+    if event is Event.RENEW_PERIOD:
+        cycle, period = subscription.cycle, subscription.current_period
+        assert cycle is not None
+        assert period is not None
+        anchor = subscription.cycle_anchor or period.start
+        if not jump:
+            return {"current_period": cycle.next_period(anchor, period)}
+        # straight to the period that holds `now` (or that ends just before the next other
+        # event) rather than one renewal per elapsed period
+        others = [c[0] for c in _candidates(subscription) if c[2] is not Event.RENEW_PERIOD]
+        target = min([now, *(o - _TICK for o in others if o <= now)])
+        return {"current_period": cycle.period_containing(anchor, max(target, period.end))}
+    if event is Event.CHANGE_ADDONS:
+        return {
+            "addons": tuple(a for a in subscription.addons if a.ends_at is None or a.ends_at > at)
+        }
+    return {}
+
+
+def advance(
+    subscription: Subscription, now: datetime, *, jump: bool = False
+) -> tuple[Subscription, list[DueChange]]:
+    """Apply every change due at or before ``now``; returns the new state and the steps
+    (one renewal per elapsed period, each an event a host may bill; ``jump`` folds them
+    into one, for readers that only need the state)."""
     now = utc(now, "now")
     steps: list[DueChange] = []
     current = subscription
@@ -72,13 +132,17 @@ def advance(subscription: Subscription, now: datetime) -> tuple[Subscription, li
         if due is None:
             break
         event, at = due
-        changes = {}
-        if event is Event.RENEW_PERIOD:
-            assert current.cycle is not None
-            assert current.current_period is not None
-            anchor = current.cycle_anchor or current.current_period.start
-            changes["current_period"] = current.cycle.next_period(anchor, current.current_period)
-        after = attrs.evolve(transition(current, event, at, **changes), updated_at=now)
+        if event is Event.END_TRIAL and current.status is _S.SUSPENDED:
+            event = Event.EXPIRE  # the trial ran out while suspended: it ends all the same
+        changes = _step_changes(current, event, at, now, jump=jump)
+        after = transition(current, event, at, **changes)
         steps.append(DueChange(event, at, current, after))
         current = after
     return current, steps
+
+
+def as_of(subscription: Subscription, now: datetime) -> Subscription:
+    """The subscription as time has made it by ``now`` (what resolution reads)."""
+    if not _candidates(subscription) or next_due(subscription, now) is None:
+        return subscription
+    return advance(subscription, now, jump=True)[0]

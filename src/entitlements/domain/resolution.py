@@ -10,6 +10,7 @@ decision records the value, a reason from a small vocabulary, the source layer
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
@@ -19,6 +20,7 @@ from entitlements.domain.access import Access, AccessPolicy, Source
 from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.checks import parse_enum
+from entitlements.domain.due import as_of
 from entitlements.domain.instant import Period, utc
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
@@ -33,7 +35,7 @@ from entitlements.domain.plan import (
 )
 from entitlements.domain.subscription import Subscription, SubscriptionStatus
 
-__all__ = ["Decision", "Reason", "Snapshot", "resolve"]
+__all__ = ["Decision", "Reason", "Snapshot", "resolve", "usage_period_of"]
 
 SEATS = "seats"
 CALENDAR_MONTHS = BillingCycle.monthly()
@@ -82,7 +84,11 @@ class Decision:
 @attrs.frozen(slots=True)
 class Snapshot:
     """What one owner may do, as of ``resolved_at``, valid until ``valid_until`` (the
-    next instant at which time alone would change an answer; ``None``: never)."""
+    next instant at which time alone would change an answer; ``None``: never).
+
+    ``revision`` is the owner's terms revision in the store when it was resolved: writes
+    that enforce its limits hand it to the database, which refuses them if the terms
+    changed since (another process changed the plan, the seats, an override...)."""
 
     owner: Owner
     status: SubscriptionStatus | None
@@ -92,6 +98,9 @@ class Snapshot:
     resolved_at: datetime
     valid_until: datetime | None
     usage_period: Period
+    revision: int
+    resolved_ts: float
+    expires_ts: float
     _full: frozenset[str]
     _granted: Mapping[str, frozenset[Action]]
     _limits: Mapping[str, int | None]
@@ -99,6 +108,11 @@ class Snapshot:
     _limits_explained: Mapping[str, Decision]
     _denied: Decision
     _access_why: str
+
+    def valid_at(self, now: datetime) -> bool:
+        """Whether the snapshot still answers for ``now`` (time has changed nothing since
+        it was resolved)."""
+        return self.resolved_at <= now and (self.valid_until is None or now < self.valid_until)
 
     def allows(self, feature: str, action: Action | str | None = None) -> bool:
         """``action=None`` asks for the whole feature (every action it has); an unknown
@@ -328,6 +342,18 @@ def _limit_decisions(
     return out
 
 
+def usage_period_of(subscription: Subscription | None, now: datetime) -> Period:
+    """The period metered usage counts in at ``now``: the live subscription's billing
+    period (``subscription`` already brought to ``now``), else the calendar month."""
+    if (
+        subscription is not None
+        and subscription.current_period is not None
+        and not subscription.is_terminal
+    ):
+        return subscription.current_period
+    return CALENDAR_MONTHS.period_containing(CALENDAR_ANCHOR, now)
+
+
 def resolve(
     owner: Owner,
     subscription: Subscription | None,
@@ -336,15 +362,21 @@ def resolve(
     now: datetime,
     policy: AccessPolicy,
     fallback: Plan | None = None,
+    revision: int = 0,
 ) -> Snapshot:
     """Resolve ``owner``'s entitlements at ``now``.
 
     ``plan`` is the plan version the subscription pins; ``fallback`` is the current
-    version of ``policy.fallback_plan`` (or ``None``). The status policy caps every
-    layer: read-only access removes write actions even from overrides, and a status that
-    grants nothing grants nothing, whatever the overrides say.
+    version of ``policy.fallback_plan`` (or ``None``). First, whatever time has made due
+    by ``now`` is applied to the subscription (`entitlements.domain.due.as_of`: a trial
+    that ended, a period that rolled over...), so the answer never waits for the sweep.
+    The status policy then caps every layer: read-only access removes write actions even
+    from overrides, and a status that grants nothing grants nothing, whatever the
+    overrides say.
     """
     now = utc(now, "now")
+    if subscription is not None:
+        subscription = as_of(subscription, now)
     status = subscription.status if subscription is not None else None
     access, why, access_changes_at = _status_access(subscription, policy, now)
     active = [o for o in overrides if o.is_active(now)]
@@ -380,13 +412,7 @@ def resolve(
             "", False, Reason.UNKNOWN, Source.NONE, "no plan, add-on or override grants it", status
         )
 
-    usage_period = (
-        subscription.current_period
-        if subscription is not None
-        and subscription.current_period is not None
-        and not subscription.is_terminal
-        else CALENDAR_MONTHS.period_containing(CALENDAR_ANCHOR, now)
-    )
+    usage_period = usage_period_of(subscription, now)
     expiries = [o.expires_at for o in active if o.expires_at is not None]
     expiries.append(usage_period.end)
     changes = [
@@ -401,6 +427,7 @@ def resolve(
 
     cap = READ_ONLY if access is Access.READ_ONLY else ALL_ACTIONS
     granted = {k: d.actions & cap for k, d in features.items() if d.actions & cap}
+    valid_until = min(changes) if changes else None
     return Snapshot(
         owner=owner,
         status=status,
@@ -408,8 +435,11 @@ def resolve(
         plan_key=base.key if base else None,
         plan_version=base.version if base else None,
         resolved_at=now,
-        valid_until=min(changes) if changes else None,
+        valid_until=valid_until,
         usage_period=usage_period,
+        revision=revision,
+        resolved_ts=now.timestamp(),
+        expires_ts=math.inf if valid_until is None else valid_until.timestamp(),
         full=frozenset(k for k, acts in granted.items() if acts == ALL_ACTIONS),
         granted=granted,
         limits={k: d.value for k, d in limits.items() if not isinstance(d.value, bool)},

@@ -284,20 +284,9 @@ class Subscription:
 
     def next_change_at(self) -> datetime | None:
         """The earliest instant at which time alone changes this subscription."""
-        if self.is_terminal:
-            return None
-        candidates = [
-            self.expires_at,
-            self.cancel_effective_at,
-            self.trial_ends_at if self.status is _S.TRIALING else None,
-            self.current_period.end
-            if self.current_period is not None
-            and self.cycle is not None
-            and self.status in RULES[Event.RENEW_PERIOD].sources
-            else None,
-        ]
-        present = [c for c in candidates if c is not None]
-        return min(present) if present else None
+        from entitlements.domain.due import next_change_at
+
+        return next_change_at(self)
 
 
 def check_allowed(subscription: Subscription | None, event: Event) -> Transition:
@@ -369,13 +358,19 @@ def transition(
     else:
         status = SubscriptionStatus(rule.target)
 
+    # what a suspension returns to is set once, when it begins: events that keep the
+    # status (amend, seats, renewals) must not overwrite it
     if status is _S.SUSPENDED:
-        changes["suspended_from"] = subscription.status
-    elif subscription.status is _S.SUSPENDED:
+        if subscription.status is not _S.SUSPENDED:
+            changes["suspended_from"] = subscription.status
+    else:
         changes["suspended_from"] = None
-    if status is _S.PAST_DUE and subscription.status is not _S.PAST_DUE:
-        changes["past_due_since"] = now
-    elif status is not _S.PAST_DUE and status is not _S.SUSPENDED:
+    # grace counts from when the subscription first became past due, through any
+    # suspension and resumption in between
+    underlying = changes.get("suspended_from", subscription.suspended_from)
+    if (underlying if status is _S.SUSPENDED else status) is _S.PAST_DUE:
+        changes.setdefault("past_due_since", subscription.past_due_since or now)
+    else:
         changes.setdefault("past_due_since", None)
     if status in TERMINAL:
         changes.setdefault(

@@ -94,11 +94,21 @@ def _pool(value: object) -> str:
 
 @attrs.frozen
 class Counter:
+    """``reserved`` counts held reservations; ``held_until`` is the earliest expiry among
+    them (``None``: none held). Past it, some of ``reserved`` has run out and no longer
+    counts (`effective` subtracts what a read found expired)."""
+
     owner: Owner
     metric: str
     period_start: datetime = attrs.field(converter=as_utc, validator=aware)
     used: int = 0
     reserved: int = 0
+    held_until: datetime | None = attrs.field(
+        default=None, converter=as_optional_utc, validator=optional_aware
+    )
+
+    def holds_expired(self, now: datetime) -> bool:
+        return self.held_until is not None and self.held_until <= now
 
 
 @attrs.frozen

@@ -1,4 +1,9 @@
-"""The warm path: resolved snapshots kept per owner, dropped by any write to that owner.
+"""The warm path's memory: resolved snapshots, counters and usage decisions per owner.
+
+Three things make an entry stale, and each has its own guard: time (a snapshot carries
+the instant it stops being valid, and readers compare it with the clock); this process's
+writes (they drop what they touched, before and after commit); other processes' writes
+(the change feed, followed by `entitlements.service.coherence`, drops what they touched).
 
 A reader that resolved a snapshot while a writer committed must not put its (now stale)
 snapshot back after the writer's invalidation; every invalidation bumps a generation, and
@@ -31,21 +36,24 @@ class SnapshotCache:
         with self._lock:
             if generation != self.generation:
                 return
-            if len(self.snapshots) >= self.max_size:
-                self.snapshots.pop(next(iter(self.snapshots)))
+            if snapshot.owner not in self.snapshots and len(self.snapshots) >= self.max_size:
+                evicted = next(iter(self.snapshots))
+                del self.snapshots[evicted]
+                self.counters.pop(evicted, None)
+                self.decisions.pop(evicted, None)
             self.snapshots[snapshot.owner] = snapshot
 
     def put_counter(self, counter: Counter, generation: int) -> None:
         with self._lock:
-            if generation != self.generation:
+            if generation != self.generation or counter.owner not in self.snapshots:
                 return
-            if len(self.counters) >= self.max_size:
-                self.counters.pop(next(iter(self.counters)))
             self.counters.setdefault(counter.owner, {})[(counter.metric, counter.period_start)] = (
                 counter
             )
 
     def put_decision(self, decision: UsageDecision, generation: int) -> None:
+        """Only decisions on counters without held reservations are kept: one of those
+        expiring changes the answer at an instant the memo does not carry."""
         with self._lock:
             if generation == self.generation and decision.owner in self.counters:
                 self.decisions.setdefault(decision.owner, {})[
@@ -76,7 +84,8 @@ class SnapshotCache:
             self.decisions.clear()
 
     def expire(self, now: datetime) -> int:
-        """Drop snapshots that time has made stale (a trial ended, an override expired)."""
+        """Drop snapshots that time has made stale (readers never serve them; this frees
+        their memory)."""
         with self._lock:
             stale = [
                 o
@@ -90,3 +99,6 @@ class SnapshotCache:
                 self.counters.pop(owner, None)
                 self.decisions.pop(owner, None)
             return len(stale)
+
+    def __len__(self) -> int:
+        return len(self.snapshots)

@@ -2,12 +2,14 @@
 
 Use cases are grouped by what they act on (``plans``, ``subscriptions``, ``overrides``,
 ``audit``); the checks live here because they are what the request path calls: a warm
-``allows``/``limit`` is a dict lookup for the owner's snapshot and a set membership on
-it — no I/O, no clock, no resolution.
+``allows``/``limit`` is a dict lookup for the owner's snapshot, two float comparisons
+(the snapshot is still valid at the clock's time; the cache was confirmed against the
+change feed within ``max_staleness``) and a set membership — no I/O, no resolution.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -19,12 +21,14 @@ from entitlements.domain.access import AccessPolicy
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Action
 from entitlements.domain.resolution import Decision, Snapshot
+from entitlements.errors import InvalidInput
 from entitlements.ports import Clock, EventListener, PaymentProvider, Store, UnitOfWork
 from entitlements.service.audit_trail import AuditTrail
 from entitlements.service.authorization import AllowAll, Authorizer
 from entitlements.service.billing import Billing
 from entitlements.service.cache import SnapshotCache
 from entitlements.service.claims import Claims, ClaimsIssuer
+from entitlements.service.coherence import Coherence, WhenUnreachable
 from entitlements.service.contracts import Contracts
 from entitlements.service.overrides import Overrides
 from entitlements.service.plans import Plans
@@ -38,6 +42,15 @@ from entitlements.telemetry import Telemetry
 
 __all__ = ["Entitlements"]
 
+_monotonic = time.monotonic
+
+
+def _seconds(value: timedelta | float, field: str) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+        raise InvalidInput(field, "must be a duration of zero or more seconds", value)
+    return float(seconds)
+
 
 class Entitlements:
     """Everything the library does for one host, over one store.
@@ -49,6 +62,12 @@ class Entitlements:
     paid plans are staff-managed, seed 000); ``one_free_plan_per_tenant`` turns on seed
     004's rule. ``ids`` makes record ids (random hex by default);
     tests pass a counter to compare two stores call for call.
+
+    ``max_staleness`` bounds how old a cached answer may be relative to writes made by
+    other processes: the cache is confirmed against the store's change feed at least that
+    often (0: before every answer). ``when_unreachable`` says what answers do when the feed
+    cannot be read for longer than that: serve what is cached (the default; logged and
+    counted in ``coherence.stale_answers``) or raise `FeedUnavailable`.
     """
 
     def __init__(
@@ -64,15 +83,27 @@ class Entitlements:
         ids: Callable[[], str] | None = None,
         payment_provider: PaymentProvider | None = None,
         one_free_plan_per_tenant: bool = False,
+        max_staleness: timedelta | float = 1.0,
+        when_unreachable: WhenUnreachable | str = WhenUnreachable.SERVE_STALE,
     ) -> None:
+        cache = SnapshotCache(cache_size)
+        self.coherence = Coherence(
+            store,
+            cache,
+            max_staleness=_seconds(max_staleness, "max_staleness"),
+            when_unreachable=WhenUnreachable(when_unreachable),
+            hints=store.change_hints,
+            background=store.shared,
+        )
         self.runtime = Runtime(
             store=store,
             clock=clock or SystemClock(),
             policy=policy or AccessPolicy(),
             authorizer=authorizer or AllowAll(),
             listeners=list(listeners),
-            cache=SnapshotCache(cache_size),
+            cache=cache,
             telemetry=telemetry,
+            coherence=self.coherence,
         )
         if ids is not None:
             self.runtime.new_id = ids
@@ -93,27 +124,43 @@ class Entitlements:
         self._claims = ClaimsIssuer(self.runtime)
         self._sweep = Sweep(self.runtime, self.usage, self.contracts)
         self._snapshots = self.runtime.cache.snapshots
+        self._ts = self.runtime.timestamp
 
     # -- the request path ------------------------------------------------------------
 
     def allows(self, owner: Owner, feature: str, action: Action | str | None = None) -> bool:
-        """May ``owner`` use ``feature`` (for ``action``, or for every action)?"""
+        """May ``owner`` use ``feature`` (for ``action``, or for every action) now?"""
         snapshot = self._snapshots.get(owner)
-        if snapshot is None:
-            snapshot = self._resolve(owner)
+        if (
+            snapshot is None
+            or not snapshot.resolved_ts <= self._ts() < snapshot.expires_ts
+            or _monotonic() >= self.coherence.fresh_until
+        ):
+            snapshot = self._current(owner)
         return snapshot.allows(feature, action)
 
     def limit(self, owner: Owner, name: str) -> int | None:
-        """``owner``'s limit ``name``: ``None`` when unlimited, ``0`` when unknown."""
+        """``owner``'s limit ``name`` now: ``None`` when unlimited, ``0`` when unknown."""
         snapshot = self._snapshots.get(owner)
-        if snapshot is None:
-            snapshot = self._resolve(owner)
+        if (
+            snapshot is None
+            or not snapshot.resolved_ts <= self._ts() < snapshot.expires_ts
+            or _monotonic() >= self.coherence.fresh_until
+        ):
+            snapshot = self._current(owner)
         return snapshot.limit(name)
 
     def snapshot(self, owner: Owner) -> Snapshot:
-        """The owner's resolved entitlements (cached until a write to the owner)."""
+        """The owner's resolved entitlements now (cached while time and writes leave them
+        as they are)."""
         snapshot = self._snapshots.get(owner)
-        return snapshot if snapshot is not None else self._resolve(owner)
+        if (
+            snapshot is None
+            or not snapshot.resolved_ts <= self._ts() < snapshot.expires_ts
+            or _monotonic() >= self.coherence.fresh_until
+        ):
+            snapshot = self._current(owner)
+        return snapshot
 
     def claims(self, owner: Owner, now: datetime | None = None) -> Claims:
         """The limits/features claim for the owner's access tokens (seed 004); refuses an
@@ -148,19 +195,46 @@ class Entitlements:
         with self.runtime.read(owner.tenant) as uow:
             return load_snapshot(uow, owner, at, self.runtime.policy)
 
-    def _resolve(self, owner: Owner) -> Snapshot:
+    def _current(self, owner: Owner) -> Snapshot:
+        """The slow path: confirm the cache against the feed, then use the cached
+        snapshot if it is still valid now, else resolve and keep the result."""
         owner = as_owner(owner)
-        generation = self.runtime.cache.generation
-        at = self.runtime.now()
-        with self.runtime.read(owner.tenant) as uow:
-            snapshot = load_snapshot(uow, owner, at, self.runtime.policy)
-        if not self.runtime.in_atomic_block:
-            self.runtime.cache.put(snapshot, generation)
+        rt = self.runtime
+        self.coherence.ensure_fresh()
+        at = rt.now()
+        cached = self._snapshots.get(owner)
+        if cached is not None and cached.valid_at(at):
+            return cached
+        generation = rt.cache.generation
+        with rt.read(owner.tenant) as uow:
+            snapshot = load_snapshot(uow, owner, at, rt.policy)
+        if not rt.in_atomic_block:
+            rt.cache.put(snapshot, generation)
         return snapshot
 
+    @property
+    def last_revision(self) -> int | None:
+        """The change-feed position of the last write this thread (or task) committed.
+        Carry it to the next request — in the session, say — and call `catch_up` there:
+        another process then answers with that write applied (read-your-writes)."""
+        return self.runtime.last_revision.get()
+
+    def catch_up(self, revision: int | None) -> None:
+        """Apply the change feed here up to ``revision`` (from `last_revision`, possibly
+        in another process) before answering; ``None`` does nothing."""
+        if revision is None:
+            return
+        if isinstance(revision, bool) or not isinstance(revision, int) or revision < 0:
+            raise InvalidInput("revision", "must be a revision from ents.last_revision", revision)
+        self.coherence.require(revision)
+
+    def close(self) -> None:
+        """Stop following the change feed (the background thread ends)."""
+        self.coherence.close()
+
     def invalidate(self, owner: Owner | None = None) -> None:
-        """Forget cached snapshots (one owner's, or all): for hosts that write through
-        another process and broadcast the change."""
+        """Forget cached snapshots (one owner's, or all). Rarely needed: writes in other
+        processes reach this one through the change feed by themselves."""
         if owner is None:
             self.runtime.cache.clear()
         else:

@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from entitlements.clock import SystemClock
+from entitlements.clock import SystemClock, timestamp_of
 from entitlements.domain.access import AccessPolicy
 from entitlements.domain.actor import Actor
 from entitlements.domain.audit import AuditEvent
@@ -29,6 +29,7 @@ from entitlements.ports import Clock, EventListener, Store, UnitOfWork
 from entitlements.serialization import to_document
 from entitlements.service.authorization import AllowAll, Authorizer
 from entitlements.service.cache import SnapshotCache
+from entitlements.service.coherence import Coherence
 from entitlements.telemetry import Telemetry, log_event
 
 __all__ = ["Runtime", "Transaction"]
@@ -55,6 +56,16 @@ class Transaction:
         """The owner's usage changed (its entitlements did not)."""
         self.usage_touched.add(owner)
         self.runtime.cache.invalidate_usage([owner])
+
+    def change_terms(self, owner: Owner, since: datetime | None = None) -> int:
+        """Take the owner's terms lock and move its revision, before reading anything the
+        change will be checked against (usage, seats): concurrent consumptions either
+        committed already, and are seen, or wait and then find their terms stale.
+        ``since`` is the start of the owner's current usage period (counters of earlier
+        periods take no more consumption and need no stamp)."""
+        self.touched.add(owner)
+        self.runtime.cache.invalidate([owner])
+        return self.uow.revisions.bump(owner, since)
 
     def authorize(
         self, actor: Actor, action: str, owner: Owner | None = None, subject: Any = None
@@ -118,9 +129,19 @@ class Runtime:
     cache: SnapshotCache = attrs.field(factory=SnapshotCache)
     telemetry: Telemetry | None = None
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex
+    coherence: Coherence = attrs.field(default=None)
+    timestamp: Callable[[], float] = attrs.field(init=False)
     _ambient: ContextVar[Transaction | None] = attrs.field(
         factory=lambda: ContextVar("entitlements_transaction", default=None)
     )
+    last_revision: ContextVar[int | None] = attrs.field(
+        factory=lambda: ContextVar("entitlements_revision", default=None)
+    )
+
+    def __attrs_post_init__(self) -> None:
+        self.timestamp = timestamp_of(self.clock)
+        if self.coherence is None:
+            self.coherence = Coherence(self.store, self.cache, max_staleness=1.0)
 
     def now(self, given: datetime | None = None) -> datetime:
         return utc(given, "now") if given is not None else utc(self.clock.now(), "clock.now()")
@@ -233,6 +254,9 @@ class Runtime:
                 yield handle
 
     def after_commit(self, tx: Transaction) -> None:
+        revision = tx.uow.committed_revision
+        if revision is not None:
+            self.last_revision.set(revision)
         if tx.catalog_changed:
             self.cache.clear()
         elif tx.touched:

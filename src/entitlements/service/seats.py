@@ -7,12 +7,11 @@ from datetime import datetime
 
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.owner import Owner, as_owner
-from entitlements.domain.plan import Enforcement, LimitKind
-from entitlements.domain.usage import FOREVER, SeatAssignment, check_member, decide
+from entitlements.domain.plan import LimitKind
+from entitlements.domain.usage import FOREVER, SeatAssignment, check_member
 from entitlements.errors import Conflict, InvalidInput
 from entitlements.service.runtime import Runtime
-from entitlements.service.snapshots import load_snapshot
-from entitlements.service.usage import refuse
+from entitlements.service.terms import count, terms_for_write
 
 __all__ = ["Seats"]
 
@@ -37,9 +36,10 @@ class Seats:
     ) -> SeatAssignment:
         """Give ``member`` one of the owner's seats; refused past a hard seat limit."""
         owner, who, member = as_owner(owner), as_actor(actor), check_member(member)
-        with self._rt.transaction(owner.tenant, now) as tx:
+        rt = self._rt
+        with rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, "seat.assign", owner, member)
-            snapshot = load_snapshot(tx.uow, owner, tx.now, self._rt.policy)
+            snapshot = terms_for_write(rt, tx, owner)
             definition = snapshot.limit_definition(pool)
             if definition is not None and definition.kind is not LimitKind.SEATS:
                 raise InvalidInput(
@@ -48,25 +48,19 @@ class Seats:
             assignment = SeatAssignment(owner, member, tx.now, pool)
             if any(a.member == member for a in tx.uow.seats.assigned(owner, pool)):
                 raise Conflict(f"{member} already holds a {pool} seat of {owner}")
-            counter = tx.uow.usage.counter(owner, pool, FOREVER)
-            decision = decide(snapshot, pool, counter, 1)
-            if not decision.allowed:
-                raise refuse(decision)
-            ceiling = decision.limit if decision.enforcement is Enforcement.HARD else None
             # the counter first: concurrent assigners queue on its row lock in one order
-            if tx.uow.usage.add(owner, pool, FOREVER, used=1, ceiling=ceiling) is None:
-                raise refuse(decide(snapshot, pool, tx.uow.usage.counter(owner, pool, FOREVER), 1))
+            counted_under, after, _ = count(rt, tx, owner, pool, 1, snapshot)
             tx.uow.seats.add(assignment)
             tx.touch_usage(owner)
+            limit = counted_under.limit(pool)
+            over = limit is not None and after.used > limit
             tx.record(
                 who,
                 "seat.assign",
                 target(owner, pool, member),
                 owner=owner,
                 after=assignment,
-                reason=reason
-                if not decision.over_limit
-                else f"over the soft seat limit {decision.limit}",
+                reason=reason if not over else f"over the soft seat limit {limit}",
             )
             return assignment
 

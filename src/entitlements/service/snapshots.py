@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from entitlements.domain.access import Access, AccessPolicy
+from entitlements.domain.due import as_of
 from entitlements.domain.owner import Owner
 from entitlements.domain.resolution import Snapshot, resolve
 from entitlements.domain.subscription import Subscription, SubscriptionStatus
@@ -16,8 +17,13 @@ __all__ = ["current_usage", "load_snapshot", "resolve_with"]
 
 
 def load_snapshot(uow: UnitOfWork, owner: Owner, now: datetime, policy: AccessPolicy) -> Snapshot:
-    """Resolve ``owner`` at ``now`` from what is stored."""
-    return resolve_with(uow, owner, uow.subscriptions.current(owner), now, policy)
+    """Resolve ``owner`` at ``now`` from what is stored, stamped with the owner's terms
+    revision (read first: a terms write that commits between these reads moves it, and
+    the snapshot is then refused by any write that enforces it)."""
+    revision = uow.revisions.current(owner)
+    return resolve_with(
+        uow, owner, uow.subscriptions.current(owner), now, policy, revision=revision
+    )
 
 
 def resolve_with(
@@ -26,8 +32,12 @@ def resolve_with(
     subscription: Subscription | None,
     now: datetime,
     policy: AccessPolicy,
+    *,
+    revision: int = 0,
 ) -> Snapshot:
     """Resolve ``owner`` as if it held ``subscription`` (previews pass a hypothetical one)."""
+    if subscription is not None:
+        subscription = as_of(subscription, now)
     plan = (
         None
         if subscription is None
@@ -43,7 +53,16 @@ def resolve_with(
         )
     ):
         fallback = uow.plans.find(policy.fallback_plan)
-    return resolve(owner, subscription, plan, uow.overrides.for_owner(owner), now, policy, fallback)
+    return resolve(
+        owner,
+        subscription,
+        plan,
+        uow.overrides.for_owner(owner),
+        now,
+        policy,
+        fallback,
+        revision,
+    )
 
 
 def current_usage(uow: UnitOfWork, snapshot: Snapshot) -> dict[str, int]:

@@ -1,15 +1,17 @@
 """Use cases for usage against limits: check (no side effect), consume (check and record
 atomically, idempotent by key), gauges, reservations for long jobs, totals and history.
 
-A warm ``check`` reads the owner's cached snapshot and cached counter: no I/O. Any usage
-write drops the owner's cached counters (not its snapshot); a cold check loads the
-counter with one query. Consumption is not written to the audit trail — the usage ledger
-is its own record — except when a soft limit is passed, which is audited (and so heard
-by listeners) as ``usage.over_limit``.
+A warm ``check`` reads the owner's cached snapshot and a memoised decision: no I/O. A
+write never trusts the cache: it counts with a conditional UPDATE that carries the terms
+revision it resolved at (`entitlements.service.terms.count`), so the database refuses a
+write whose terms another process changed. Consumption is not written to the audit
+trail — the usage ledger is its own record — except when a soft limit is passed, which
+is audited (and so heard by listeners) as ``usage.over_limit``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -17,8 +19,8 @@ import attrs
 
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.owner import Owner, as_owner
-from entitlements.domain.plan import Enforcement, LimitKind
-from entitlements.domain.resolution import Reason, Snapshot
+from entitlements.domain.plan import LimitKind
+from entitlements.domain.resolution import Snapshot
 from entitlements.domain.usage import (
     Counter,
     Reservation,
@@ -30,105 +32,102 @@ from entitlements.domain.usage import (
     decide,
     usage_period_start,
 )
-from entitlements.errors import InvalidInput, LimitExceeded, UsageDenied
+from entitlements.errors import IdempotencyKeyReused, InvalidInput
 from entitlements.ports import UnitOfWork
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.snapshots import load_snapshot
+from entitlements.service.terms import (
+    count,
+    effective,
+    expire_held,
+    locked_terms,
+    refuse,
+    terms_for_write,
+    usage_target,
+)
 
-__all__ = ["Usage"]
+__all__ = ["Usage", "refuse", "target"]
 
 APP = Actor.system("app")
 MAX_TTL = timedelta(days=31)
+_monotonic = time.monotonic
 
-
-def refuse(decision: UsageDecision) -> UsageDenied:
-    if decision.limit is not None and decision.reason not in (
-        Reason.READ_ONLY,
-        Reason.UNKNOWN,
-        Reason.STATUS,
-        Reason.NO_SUBSCRIPTION,
-    ):
-        return LimitExceeded(
-            decision.metric,
-            decision.limit,
-            decision.used + decision.reserved,
-            decision.requested,
-            decision,
-        )
-    return UsageDenied(
-        decision.metric, f"not allowed: {decision.reason.value} ({decision.detail})", decision
-    )
-
-
-def target(owner: Owner, metric: str) -> str:
-    return f"usage:{owner}:{metric}"
+target = usage_target
 
 
 class Usage:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
+        self._coherence = runtime.coherence
 
     # -- reading -----------------------------------------------------------------------
 
     def check(self, owner: Owner, metric: str, amount: int = 1) -> UsageDecision:
-        """May ``owner`` use ``amount`` more of ``metric``? No side effect. Warm, it is a
-        few dict lookups: decisions are kept until the owner's usage or entitlements
-        change."""
+        """May ``owner`` use ``amount`` more of ``metric`` now? No side effect. Warm, it is
+        a few dict lookups: decisions are kept until the owner's usage or entitlements
+        change (here or, through the change feed, in another process) or time moves past
+        the snapshot's validity."""
         cache = self._rt.cache
-        if type(amount) is int:
+        snapshot = cache.snapshots.get(owner)
+        if (
+            snapshot is not None
+            and snapshot.resolved_ts <= self._rt.timestamp() < snapshot.expires_ts
+            and _monotonic() < self._coherence.fresh_until
+            and type(amount) is int
+        ):
             memo = cache.decisions.get(owner)
             if memo is not None:
                 known = memo.get((metric, amount))
                 if known is not None:
                     return known
+        return self._check_slow(as_owner(owner), metric, check_amount(amount))
+
+    def _check_slow(self, owner: Owner, metric: str, amount: int) -> UsageDecision:
+        rt = self._rt
+        cache = rt.cache
+        self._coherence.ensure_fresh()
         generation = cache.generation
+        at = rt.now()
         snapshot = cache.snapshots.get(owner)
+        if snapshot is None or not snapshot.valid_at(at):
+            snapshot = None
         counter = None
         if snapshot is not None:
-            counters = cache.counters.get(owner)
-            if counters is not None:
-                counter = counters.get(
-                    (metric, usage_period_start(snapshot, snapshot.limit_definition(metric)))
-                )
-        if snapshot is None or counter is None:
-            return self._check_cold(as_owner(owner), metric, check_amount(amount))
-        decision = decide(snapshot, metric, counter, check_amount(amount))
-        cache.put_decision(decision, generation)
+            period = usage_period_start(snapshot, snapshot.limit_definition(metric))
+            counter = cache.counters.get(owner, {}).get((metric, period))
+        if snapshot is None or counter is None or counter.holds_expired(at):
+            with rt.read(owner.tenant) as uow:
+                if snapshot is None:
+                    snapshot = load_snapshot(uow, owner, at, rt.policy)
+                counter = self._counter(uow, snapshot, metric, at)
+            if not rt.in_atomic_block:
+                cache.put(snapshot, generation)
+                if not counter.holds_expired(at):
+                    cache.put_counter(counter, generation)
+        decision = decide(snapshot, metric, counter, amount)
+        if counter.held_until is None and not rt.in_atomic_block:
+            cache.put_decision(decision, generation)
         return decision
 
-    def _check_cold(self, owner: Owner, metric: str, amount: int) -> UsageDecision:
-        generation = self._rt.cache.generation
-        at = self._rt.now()
-        with self._rt.read(owner.tenant) as uow:
-            snapshot = self._snapshot(uow, owner, at)
-            counter = self._counter(uow, snapshot, metric)
-        if not self._rt.in_atomic_block:
-            self._rt.cache.put(snapshot, generation)
-            self._rt.cache.put_counter(counter, generation)
-        return decide(snapshot, metric, counter, amount)
-
-    def _snapshot(self, uow: UnitOfWork, owner: Owner, at: datetime) -> Snapshot:
-        """The warm snapshot when there is one (any write to the owner drops it, in this
-        unit of work too), else resolved in this unit of work."""
-        cached = self._rt.cache.snapshots.get(owner)
-        return cached if cached is not None else load_snapshot(uow, owner, at, self._rt.policy)
-
-    def _counter(self, uow: UnitOfWork, snapshot: Snapshot, metric: str) -> Counter:
+    def _counter(self, uow: UnitOfWork, snapshot: Snapshot, metric: str, at: datetime) -> Counter:
         period = usage_period_start(snapshot, snapshot.limit_definition(metric))
-        return uow.usage.counter(snapshot.owner, metric, period)
+        return effective(uow, uow.usage.counter(snapshot.owner, metric, period), at)
 
     def total(self, owner: Owner, metric: str, period_start: datetime | None = None) -> int:
         """Units used in a period (default: the current one)."""
         return self.counter(owner, metric, period_start).used
 
     def counter(self, owner: Owner, metric: str, period_start: datetime | None = None) -> Counter:
+        """The counter of a period (default: the one ``metric`` counts in now); held
+        reservations that ran out are not counted in ``reserved``."""
         owner = as_owner(owner)
+        at = self._rt.now()
         with self._rt.read(owner.tenant) as uow:
             if period_start is None:
                 return self._counter(
-                    uow, load_snapshot(uow, owner, self._rt.now(), self._rt.policy), metric
+                    uow, load_snapshot(uow, owner, at, self._rt.policy), metric, at
                 )
-            return uow.usage.counter(owner, metric, period_start)
+            return effective(uow, uow.usage.counter(owner, metric, period_start), at)
 
     def history(self, owner: Owner, metric: str) -> Sequence[Counter]:
         """Every period's counter, oldest first: past periods are kept, not overwritten."""
@@ -159,8 +158,9 @@ class Usage:
         now: datetime | None = None,
     ) -> UsageDecision:
         """Check and record ``amount`` units in one unit of work. With ``key``, a retried
-        request counts once (the decision comes back with ``duplicate=True``). A hard
-        limit raises `LimitExceeded` and records nothing; a soft one records, reports
+        request counts once (the decision comes back with ``duplicate=True``); the same
+        key with another metric or amount raises `IdempotencyKeyReused`. A hard limit
+        raises `LimitExceeded` and records nothing; a soft one records, reports
         ``over_limit`` and audits it."""
         owner, who, amount, key = (
             as_owner(owner),
@@ -168,62 +168,61 @@ class Usage:
             check_amount(amount),
             check_idempotency_key(key),
         )
-        with self._rt.transaction(owner.tenant, now) as tx:
-            snapshot = self._snapshot(tx.uow, owner, tx.now)
-            definition = snapshot.limit_definition(metric)
-            if definition is not None and definition.kind is LimitKind.SEATS:
-                raise InvalidInput(
-                    "metric", f"{metric} counts seats: assign them with ents.seats.assign", metric
-                )
-            counter = self._counter(tx.uow, snapshot, metric)
-            record = UsageRecord(
-                self._rt.new_id(), owner, metric, amount, counter.period_start, tx.now, key
-            )
+        rt = self._rt
+        with rt.transaction(owner.tenant, now) as tx:
+            snapshot = terms_for_write(rt, tx, owner)
+            self._refuse_seats(snapshot, metric)
+            period = usage_period_start(snapshot, snapshot.limit_definition(metric))
+            record = UsageRecord(rt.new_id(), owner, metric, amount, period, tx.now, key)
             earlier = tx.uow.usage.add_record(record)
             if earlier is not None:
-                return decide(snapshot, metric, counter, earlier.amount)._replace(duplicate=True)
-            return self._count(tx, who, snapshot, counter, amount)
+                return self._duplicate(tx, snapshot, earlier, record)
+            counted_under, after, _ = count(rt, tx, owner, metric, amount, snapshot)
+            period_now = usage_period_start(counted_under, counted_under.limit_definition(metric))
+            if period_now != period:  # the terms in force count in another period
+                tx.uow.usage.remove_record(owner, record.id)
+                tx.uow.usage.add_record(attrs.evolve(record, period_start=period_now))
+            return self._counted(tx, who, counted_under, after, amount)
 
-    def _count(
-        self,
-        tx: Transaction,
-        who: Actor,
-        snapshot: Snapshot,
-        counter: Counter,
-        amount: int,
-        *,
-        reserve: bool = False,
-    ) -> UsageDecision:
-        decision = decide(snapshot, counter.metric, counter, amount)
-        if not decision.allowed:
-            raise refuse(decision)
-        ceiling = decision.limit if decision.enforcement is Enforcement.HARD else None
-        delta = {"reserved": amount} if reserve else {"used": amount}
-        after = tx.uow.usage.add(
-            snapshot.owner, counter.metric, counter.period_start, ceiling=ceiling, **delta
-        )
-        if after is None:  # a concurrent writer took the last units since we read
-            raise refuse(
-                decide(
-                    snapshot,
-                    counter.metric,
-                    tx.uow.usage.counter(snapshot.owner, counter.metric, counter.period_start),
-                    amount,
-                )
+    def _refuse_seats(self, snapshot: Snapshot, metric: str) -> None:
+        definition = snapshot.limit_definition(metric)
+        if definition is not None and definition.kind is LimitKind.SEATS:
+            raise InvalidInput(
+                "metric", f"{metric} counts seats: assign them with ents.seats.assign", metric
             )
-        tx.touch_usage(snapshot.owner)
-        result = decide(snapshot, counter.metric, after, 0)._replace(
-            requested=amount,
-            over_limit=decision.over_limit,
+
+    def _duplicate(
+        self, tx: Transaction, snapshot: Snapshot, earlier: UsageRecord, given: UsageRecord
+    ) -> UsageDecision:
+        if (earlier.metric, earlier.amount) != (given.metric, given.amount):
+            assert given.key is not None
+            raise IdempotencyKeyReused(
+                given.key,
+                f"{earlier.amount} {earlier.metric}",
+                f"{given.amount} {given.metric}",
+            )
+        counter = effective(
+            tx.uow,
+            tx.uow.usage.counter(earlier.owner, earlier.metric, earlier.period_start),
+            tx.now,
         )
-        if decision.over_limit:
+        return decide(snapshot, earlier.metric, counter, earlier.amount)._replace(duplicate=True)
+
+    def _counted(
+        self, tx: Transaction, who: Actor, snapshot: Snapshot, after: Counter, amount: int
+    ) -> UsageDecision:
+        tx.touch_usage(snapshot.owner)
+        result = decide(snapshot, after.metric, after, 0)._replace(requested=amount)
+        over = result.limit is not None and after.used + after.reserved > result.limit
+        if over:
+            result = result._replace(over_limit=True)
             tx.record(
                 who,
                 "usage.over_limit",
-                target(snapshot.owner, counter.metric),
+                usage_target(snapshot.owner, after.metric),
                 owner=snapshot.owner,
                 after=_summary(result),
-                reason=result.detail,
+                reason=f"{result.detail}; soft limit {result.limit} passed",
             )
         return result
 
@@ -240,15 +239,21 @@ class Usage:
         true and is never refused; passing the limit is reported (``over_limit``) and
         audited, whatever the enforcement."""
         owner, who, amount = as_owner(owner), as_actor(actor), check_amount(amount, allow_zero=True)
-        with self._rt.transaction(owner.tenant, now) as tx:
-            snapshot = self._snapshot(tx.uow, owner, tx.now)
+        rt = self._rt
+        with rt.transaction(owner.tenant, now) as tx:
+            snapshot = terms_for_write(rt, tx, owner)
             definition = snapshot.limit_definition(metric)
             if definition is not None and definition.kind is not LimitKind.GAUGE:
                 raise InvalidInput(
                     "metric", f"{metric} is a {definition.kind.value} limit, not a gauge", metric
                 )
-            before = self._counter(tx.uow, snapshot, metric)
-            after = tx.uow.usage.set_used(owner, metric, before.period_start, amount)
+            period = usage_period_start(snapshot, definition)
+            after = tx.uow.usage.set_used(owner, metric, period, amount, revision=snapshot.revision)
+            if after is None:  # stale terms or no counter yet: decide under the lock
+                snapshot = locked_terms(rt, tx, owner, snapshot)
+                tx.uow.usage.ensure(owner, metric, period, snapshot.revision)
+                after = tx.uow.usage.set_used(owner, metric, period, amount)
+                assert after is not None
             tx.touch_usage(owner)
             result = decide(snapshot, metric, after, 0)
             over = result.limit is not None and after.used + after.reserved > result.limit
@@ -257,7 +262,7 @@ class Usage:
                 tx.record(
                     who,
                     "usage.over_limit",
-                    target(owner, metric),
+                    usage_target(owner, metric),
                     owner=owner,
                     after=_summary(result),
                     reason=f"gauge set to {amount}, limit {result.limit}",
@@ -275,14 +280,16 @@ class Usage:
     ) -> UsageDecision:
         """A gauge goes down (a project was deleted); never below zero."""
         owner, amount = as_owner(owner), check_amount(amount)
-        with self._rt.transaction(owner.tenant, now) as tx:
-            snapshot = self._snapshot(tx.uow, owner, tx.now)
-            counter = self._counter(tx.uow, snapshot, metric)
-            after = tx.uow.usage.add(owner, metric, counter.period_start, used=-amount)
+        rt = self._rt
+        with rt.transaction(owner.tenant, now) as tx:
+            snapshot = terms_for_write(rt, tx, owner)
+            period = usage_period_start(snapshot, snapshot.limit_definition(metric))
+            after = tx.uow.usage.add(owner, metric, period, used=-amount)
             if after is None:
+                current = tx.uow.usage.counter(owner, metric, period)
                 raise InvalidInput(
                     "amount",
-                    f"{metric} is at {counter.used}; it cannot go down by {amount}",
+                    f"{metric} is at {current.used}; it cannot go down by {amount}",
                     amount,
                 )
             tx.touch_usage(owner)
@@ -302,32 +309,32 @@ class Usage:
         now: datetime | None = None,
     ) -> Reservation:
         """Set units aside for a long job; they count against the limit until committed or
-        released, and are freed by the sweep if neither happens within ``ttl``."""
-        owner, who, amount, key = (
-            as_owner(owner),
-            as_actor(actor),
-            check_amount(amount),
-            check_idempotency_key(key),
-        )
+        released, and stop counting when ``ttl`` runs out (the sweep then records that).
+        With ``key``, a retried request gets the reservation made the first time."""
+        owner, amount, key = as_owner(owner), check_amount(amount), check_idempotency_key(key)
+        as_actor(actor)
         if not isinstance(ttl, timedelta) or not timedelta(0) < ttl <= MAX_TTL:
             raise InvalidInput("ttl", f"must be a timedelta between 0 and {MAX_TTL.days} days", ttl)
-        with self._rt.transaction(owner.tenant, now) as tx:
-            snapshot = self._snapshot(tx.uow, owner, tx.now)
-            counter = self._counter(tx.uow, snapshot, metric)
+        rt = self._rt
+        with rt.transaction(owner.tenant, now) as tx:
+            snapshot = terms_for_write(rt, tx, owner)
+            self._refuse_seats(snapshot, metric)
+            period = usage_period_start(snapshot, snapshot.limit_definition(metric))
             reservation = Reservation(
-                self._rt.new_id(),
-                owner,
-                metric,
-                amount,
-                counter.period_start,
-                tx.now,
-                tx.now + ttl,
-                key=key,
+                rt.new_id(), owner, metric, amount, period, tx.now, tx.now + ttl, key=key
             )
             earlier = tx.uow.usage.add_reservation(reservation)
             if earlier is not None:
                 return earlier
-            self._count(tx, who, snapshot, counter, amount, reserve=True)
+            counted_under, _, _ = count(
+                rt, tx, owner, metric, amount, snapshot, hold_until=reservation.expires_at
+            )
+            period_now = usage_period_start(counted_under, counted_under.limit_definition(metric))
+            if period_now != period:
+                raise InvalidInput(
+                    "reservation", "the billing period changed while reserving; retry", metric
+                )
+            tx.touch_usage(owner)
             return reservation
 
     def commit(
@@ -340,25 +347,25 @@ class Usage:
         now: datetime | None = None,
     ) -> UsageRecord:
         """Turn a held reservation into usage: all of it, or ``amount`` (at most what was
-        held; the rest is freed). It counts in the period it was reserved in."""
+        held; the rest is freed). It counts in the period it was reserved in. A
+        reservation settles exactly once: a second commit (or one after a release or
+        expiry) is refused."""
         owner = as_owner(owner)
         with self._rt.transaction(owner.tenant, now) as tx:
             held = self._held(tx, owner, reservation_id)
             used = held.amount if amount is None else check_amount(amount, allow_zero=True)
             if used > held.amount:
                 raise InvalidInput("amount", f"only {held.amount} units were reserved", amount)
-            counted = tx.uow.usage.add(
-                owner, held.metric, held.period_start, used=used, reserved=-held.amount
-            )
-            if counted is None:
-                raise InvalidInput(
-                    "reservation", f"reservation {held.id} no longer holds its units"
-                )
-            tx.uow.usage.update_reservation(
+            self._settle(
+                tx,
                 attrs.evolve(
                     held, status=ReservationStatus.COMMITTED, committed=used, settled_at=tx.now
-                )
+                ),
             )
+            tx.uow.usage.add(
+                owner, held.metric, held.period_start, used=used, reserved=-held.amount
+            )
+            tx.uow.usage.refresh_held_until(owner, held.metric, held.period_start)
             record = UsageRecord(
                 self._rt.new_id(), owner, held.metric, used, held.period_start, tx.now
             )
@@ -375,9 +382,16 @@ class Usage:
         actor: Actor | str = APP,
         now: datetime | None = None,
     ) -> Reservation:
+        """Give the units back; exactly once, like `commit`."""
         owner = as_owner(owner)
         with self._rt.transaction(owner.tenant, now) as tx:
-            return self._free(tx, self._held(tx, owner, reservation_id), ReservationStatus.RELEASED)
+            held = self._held(tx, owner, reservation_id)
+            released = attrs.evolve(held, status=ReservationStatus.RELEASED, settled_at=tx.now)
+            self._settle(tx, released)
+            tx.uow.usage.add(owner, held.metric, held.period_start, reserved=-held.amount)
+            tx.uow.usage.refresh_held_until(owner, held.metric, held.period_start)
+            tx.touch_usage(owner)
+            return released
 
     def _held(self, tx: Transaction, owner: Owner, reservation_id: str) -> Reservation:
         held = tx.uow.usage.reservation(owner, reservation_id)
@@ -385,36 +399,31 @@ class Usage:
             raise InvalidInput(
                 "reservation", f"reservation {reservation_id} is already {held.status.value}"
             )
+        if held.expires_at <= tx.now:
+            raise InvalidInput(
+                "reservation",
+                f"reservation {reservation_id} expired at {held.expires_at.isoformat()}",
+            )
         return held
 
-    def _free(self, tx: Transaction, held: Reservation, status: ReservationStatus) -> Reservation:
-        tx.uow.usage.add(held.owner, held.metric, held.period_start, reserved=-held.amount)
-        settled = attrs.evolve(held, status=status, settled_at=tx.now)
-        tx.uow.usage.update_reservation(settled)
-        tx.touch_usage(held.owner)
-        return settled
+    def _settle(self, tx: Transaction, settled: Reservation) -> None:
+        if not tx.uow.usage.settle_reservation(settled):
+            current = tx.uow.usage.reservation(settled.owner, settled.id)
+            raise InvalidInput(
+                "reservation", f"reservation {settled.id} is already {current.status.value}"
+            )
 
     def expire_reservations(
         self, tenant: str | None, now: datetime, batch: int = 500
     ) -> list[Reservation]:
-        """The sweep's part: free held reservations whose time ran out."""
+        """The sweep's part: record the expiry of held reservations whose time ran out
+        (answers stopped counting them when it did)."""
         with self._rt.read(tenant) as uow:
             due = list(uow.usage.held_reservations_due(now, batch))
-        expired = []
+        expired: list[Reservation] = []
         for held in due:
             with self._rt.transaction(tenant, now) as tx:
-                current = tx.uow.usage.reservation(held.owner, held.id)
-                if current.status is ReservationStatus.HELD:
-                    freed = self._free(tx, current, ReservationStatus.EXPIRED)
-                    tx.record(
-                        Actor.system("sweep"),
-                        "usage.reservation_expired",
-                        target(held.owner, held.metric),
-                        owner=held.owner,
-                        after=freed,
-                        reason=f"not committed by {held.expires_at.isoformat()}",
-                    )
-                    expired.append(freed)
+                expired.extend(expire_held(tx, [held]))
         return expired
 
 

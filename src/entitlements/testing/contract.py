@@ -528,7 +528,10 @@ class StoreContract:
             done = attrs.evolve(
                 held, status=ReservationStatus.COMMITTED, committed=4, settled_at=START
             )
-            uow.usage.update_reservation(done)
+            assert uow.usage.settle_reservation(done)
+            assert not uow.usage.settle_reservation(
+                attrs.evolve(held, status=ReservationStatus.RELEASED, settled_at=START)
+            ), "a reservation settles once"
             assert uow.usage.reservation(ACME, "res-1") == done
             assert uow.usage.held_reservations_due(START + timedelta(days=1)) == []
             uow.commit()

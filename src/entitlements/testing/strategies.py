@@ -302,21 +302,30 @@ def _hypothesis_setup_hook() -> None:
     st.register_type_strategy(Contract, contracts())
 
 
+@st.composite
 def usage_streams(
-    metrics: Sequence[str] = ("api_calls", "projects"), max_size: int = 30
-) -> st.SearchStrategy[list[tuple[str, dict[str, Any]]]]:
+    draw: st.DrawFn,
+    metrics: Sequence[str] = ("api_calls", "projects"),
+    max_size: int = 30,
+) -> list[tuple[str, dict[str, Any]]]:
     """Usage as a host produces it: consumptions (some retried with the same idempotency
-    key), reservations committed or released, and time passing. Each step is
-    ``(kind, arguments)`` with kind ``consume``, ``reserve``, ``commit``, ``release`` or
-    ``advance``."""
-    keys = st.one_of(st.none(), st.sampled_from([f"req-{i}" for i in range(6)]))
+    key, repeating the request exactly, as a retry does), reservations committed or
+    released, and time passing. Each step is ``(kind, arguments)`` with kind ``consume``,
+    ``reserve``, ``commit``, ``release`` or ``advance``."""
+    requests = {
+        f"req-{i}": (draw(st.sampled_from(list(metrics))), draw(st.integers(1, 50)))
+        for i in range(6)
+    }
+    keyed = st.sampled_from(sorted(requests)).map(
+        lambda k: ("consume", {"metric": requests[k][0], "amount": requests[k][1], "key": k})
+    )
     step: st.SearchStrategy[tuple[str, dict[str, Any]]] = st.one_of(
         st.builds(
-            lambda m, n, k: ("consume", {"metric": m, "amount": n, "key": k}),
+            lambda m, n: ("consume", {"metric": m, "amount": n, "key": None}),
             st.sampled_from(list(metrics)),
             st.integers(1, 50),
-            keys,
         ),
+        keyed,
         st.builds(
             lambda m, n: ("reserve", {"metric": m, "amount": n}),
             st.sampled_from(list(metrics)),
@@ -326,7 +335,7 @@ def usage_streams(
         st.just(("release", {})),
         st.builds(lambda d: ("advance", {"delta": timedelta(days=d)}), st.integers(1, 40)),
     )
-    return st.lists(step, max_size=max_size)
+    return draw(st.lists(step, max_size=max_size))
 
 
 _STAGE_PATH: dict[ContractStatus, tuple[str, ...]] = {

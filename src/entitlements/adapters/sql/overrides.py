@@ -62,6 +62,7 @@ class SqlOverrides(Repository):
     @storage_errors
     def put(self, override: Override) -> Override | None:
         owner = override.owner
+        self._uow.revisions.bump(owner)
         replaced = self._find(owner, override.kind, override.key)
         values = {
             "reason": override.reason,
@@ -99,6 +100,7 @@ class SqlOverrides(Repository):
         found = self._find(owner, kind, key)
         if found is None:
             raise OverrideNotFound(owner, f"{kind.value} {key}")
+        self._uow.revisions.bump(owner)
         c = t.overrides.c
         self._conn.execute(
             t.overrides.delete().where(

@@ -14,6 +14,7 @@ from sqlalchemy.engine import RowMapping
 from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.repository import Repository, storage_errors
 from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.change import ChangeKind
 from entitlements.domain.plan import Feature, Limit, Plan, Price
 from entitlements.errors import InvalidInput, PlanExists, StaleWrite, UnknownPlan
 
@@ -173,6 +174,7 @@ class SqlPlans(Repository):
         if self._conn.execute(sa.select(t.plans.c.key).where(t.plans.c.key == plan.key)).first():
             raise PlanExists(plan.key)
         stored = attrs.evolve(plan, version=1, revision=1)
+        self._uow.feed.note(None, ChangeKind.CATALOG)
         try:
             with self._conn.begin_nested():
                 self._conn.execute(
@@ -212,6 +214,7 @@ class SqlPlans(Repository):
         )
         if result.rowcount != 1:
             raise StaleWrite("plan", plan.key, plan.revision)
+        self._uow.feed.note(None, ChangeKind.CATALOG)
         if plan.version == head.version + 1:
             self._conn.execute(t.plan_versions.insert().values(**_version_row(plan)))
             return attrs.evolve(plan, revision=plan.revision + 1)

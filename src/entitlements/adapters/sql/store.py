@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.audit import SqlAudit
+from entitlements.adapters.sql.changes import SqlFeed, SqlRevisions, insert_changes
 from entitlements.adapters.sql.contracts import SqlContracts
 from entitlements.adapters.sql.overrides import SqlOverrides
 from entitlements.adapters.sql.plans import SqlPlans
@@ -34,6 +36,8 @@ from entitlements.adapters.sql.provider import SqlProvider
 from entitlements.adapters.sql.repository import storage_errors
 from entitlements.adapters.sql.subscriptions import SqlSubscriptions
 from entitlements.adapters.sql.usage import SqlSeats, SqlUsage
+from entitlements.domain.change import ChangeKind, FeedPage
+from entitlements.domain.owner import Owner
 from entitlements.errors import InvalidInput, StorageError
 
 if TYPE_CHECKING:
@@ -54,11 +58,13 @@ class SqlUnitOfWork:
         join: Connection | Session | None = None,
         *,
         read_only: bool = False,
+        private: bool = False,
     ) -> None:
         self.tenant = tenant
         self._store = store
         self._join = join
         self._read_only = read_only
+        self._private = private
         self._connection: Connection | None = None
         self._transaction: sa.Transaction | None = None
         self._owns_connection = False
@@ -71,6 +77,11 @@ class SqlUnitOfWork:
         self.seats = SqlSeats(self)
         self.contracts = SqlContracts(self)
         self.provider = SqlProvider(self)
+        self.revisions = SqlRevisions(self)
+        self.feed = SqlFeed(self)
+        self.bumped: dict[Owner, int] = {}
+        self.noted: dict[Owner | None, ChangeKind] = {}
+        self.committed_revision: int | None = None
 
     @property
     def connection(self) -> Connection:
@@ -80,7 +91,11 @@ class SqlUnitOfWork:
 
     @storage_errors
     def __enter__(self) -> SqlUnitOfWork:
-        connection, owned = self._store._acquire(self._join)
+        connection, owned = (
+            (self._store.engine.connect(), True)
+            if self._private
+            else self._store._acquire(self._join)
+        )
         self._connection, self._owns_connection = connection, owned
         try:
             self._inside_host = connection.in_transaction()
@@ -114,14 +129,23 @@ class SqlUnitOfWork:
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        with self.connection.begin_nested():
-            yield
+        bumped, noted = dict(self.bumped), dict(self.noted)
+        try:
+            with self.connection.begin_nested():
+                yield
+        except BaseException:
+            self.bumped, self.noted = bumped, noted
+            raise
 
     @storage_errors
     def commit(self) -> None:
         if self._transaction is None:
             raise StorageError("the unit of work is not open")
+        revision = insert_changes(self.connection, self.feed.rows(datetime.now(UTC)))
         self._transaction.commit()
+        self.committed_revision = revision
+        self.noted.clear()
+        self.bumped.clear()
 
     @storage_errors
     def rollback(self) -> None:
@@ -197,8 +221,14 @@ class SqlStore:
 
     @classmethod
     def from_url(cls, url: str, **engine_options: Any) -> SqlStore:
-        """``sqlite:///entitlements.db``, ``postgresql+psycopg://...``, ``mysql+pymysql://...``"""
+        """``sqlite:///entitlements.db``, ``postgresql+psycopg://...``, ``mysql+pymysql://...``
+
+        MariaDB/MySQL connections run at READ COMMITTED (unless ``isolation_level`` says
+        otherwise), as PostgreSQL does by default: an UPDATE that matches nothing then
+        holds no lock, and reads see what committed before them on every engine alike."""
         try:
+            if url.startswith(("mysql", "mariadb")):
+                engine_options.setdefault("isolation_level", "READ COMMITTED")
             engine = sa.create_engine(url, **engine_options)
         except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as error:
             raise InvalidInput("url", f"cannot open {url!r}: {error}", url) from error
@@ -225,6 +255,32 @@ class SqlStore:
         if join is not None and not isinstance(join, Connection | Session):
             raise InvalidInput("join", "must be a SQLAlchemy Connection or Session", join)
         return SqlUnitOfWork(self, tenant, join, read_only=read_only)
+
+    @storage_errors
+    def read_changes(self, after: int, missing: tuple[int, ...] = ()) -> FeedPage:
+        """The change feed after ``after``, read on a connection of its own (never the
+        host's, which another thread may be using)."""
+        with SqlUnitOfWork(self, None, read_only=True, private=True) as uow:
+            return uow.feed.read(after, missing)
+
+    @storage_errors
+    def feed_head(self) -> int:
+        with SqlUnitOfWork(self, None, read_only=True, private=True) as uow:
+            return uow.feed.head()
+
+    def change_hints(self) -> list[Any]:
+        """Pushes from the engine that wake the feed follower early."""
+        from entitlements.adapters.sql.hints import hints_for
+
+        return hints_for(self.engine)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may write to this database (not an in-memory SQLite)."""
+        return not (
+            self.engine.dialect.name == "sqlite"
+            and self.engine.url.database in (None, "", ":memory:")
+        )
 
     @storage_errors
     def tenants(self) -> Sequence[str | None]:

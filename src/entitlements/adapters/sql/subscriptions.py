@@ -22,6 +22,7 @@ from entitlements.adapters.sql.repository import (
 )
 from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.due import next_change_at
 from entitlements.domain.instant import Period
 from entitlements.domain.owner import Owner
 from entitlements.domain.subscription import Subscription
@@ -37,6 +38,7 @@ def _addons_document(addons: Iterable[AddOn]) -> list[dict[str, Any]]:
             "limits": dict(a.limits),
             "features": features_document(a.features),
             "quantity": a.quantity,
+            "ends_at": None if a.ends_at is None else a.ends_at.isoformat(),
         }
         for a in addons
     ]
@@ -72,7 +74,7 @@ def subscription_row(sub: Subscription) -> dict[str, Any]:
         "notes": sub.notes,
         "addons": _addons_document(sub.addons),
         "revision": sub.revision,
-        "next_change_at": sub.next_change_at(),
+        "next_change_at": next_change_at(sub),
     }
 
 
@@ -82,7 +84,13 @@ def _subscription_from(row: RowMapping) -> Subscription:
         None if row["cycle_unit"] is None else BillingCycle(row["cycle_unit"], row["cycle_every"])
     )
     addons = tuple(
-        AddOn(a["key"], a["limits"], features_from(a["features"]), a["quantity"])
+        AddOn(
+            a["key"],
+            a["limits"],
+            features_from(a["features"]),
+            a["quantity"],
+            None if a.get("ends_at") is None else datetime.fromisoformat(a["ends_at"]),
+        )
         for a in row["addons"]
     )
     return Subscription(
@@ -160,6 +168,7 @@ class SqlSubscriptions(Repository):
         if current is not None and not current.is_terminal:
             raise SubscriptionExists(owner, current.status.value)
         stored = attrs.evolve(subscription, revision=1)
+        self._uow.revisions.bump(owner)
         try:
             with self._conn.begin_nested():
                 self._conn.execute(t.subscriptions.insert().values(**subscription_row(stored)))
@@ -192,6 +201,7 @@ class SqlSubscriptions(Repository):
             .values(**row)
         )
         if result.rowcount == 1:
+            self._uow.revisions.bump(subscription.owner)
             return stored
         existing = self.get(subscription.id)
         if existing.owner != subscription.owner:

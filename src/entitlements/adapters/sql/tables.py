@@ -23,12 +23,15 @@ from entitlements.adapters.sql.types import (
 
 __all__ = [
     "audit_events",
+    "changes",
     "contract_attachments",
     "contract_events",
     "contract_signers",
     "contracts",
+    "feed_state",
     "metadata",
     "overrides",
+    "owner_revisions",
     "personal_data",
     "plan_versions",
     "plans",
@@ -170,6 +173,11 @@ usage_counters = sa.Table(
     sa.Column("period_start", UtcDateTime, primary_key=True),
     sa.Column("used", sa.BigInteger, nullable=False),
     sa.Column("reserved", sa.BigInteger, nullable=False),
+    # the owner's terms revision this row's consumers enforce: a process holding older
+    # terms is refused by the conditional UPDATE itself, not by a read before it
+    sa.Column("terms_revision", sa.BigInteger, nullable=False, server_default="0"),
+    # the earliest expiry among held reservations counted in `reserved` (NULL: none)
+    sa.Column("held_until", UtcDateTime, nullable=True),
 )
 
 usage_records = sa.Table(
@@ -209,6 +217,7 @@ reservations = sa.Table(
     sa.Column("settled_at", UtcDateTime, nullable=True),
     sa.UniqueConstraint("tenant", "owner_kind", "owner_id", "key", name="uq_ent_reservations_key"),
     sa.Index("ix_ent_reservations_due", "tenant", "status", "expires_at"),
+    sa.Index("ix_ent_reservations_held", "tenant", "owner_kind", "owner_id", "metric", "status"),
 )
 
 seat_assignments = sa.Table(
@@ -322,4 +331,37 @@ provider_links = sa.Table(
     sa.Column("manager", sa.String(255), nullable=True),
     sa.Column("subscription_id", sa.String(64), nullable=True),
     sa.Index("ix_ent_provider_links_checkout", "tenant", "checkout_id"),
+)
+
+owner_revisions = sa.Table(
+    "ent_owner_revisions",
+    metadata,
+    sa.Column("tenant", key_string(TENANT), primary_key=True),
+    sa.Column("owner_kind", key_string(OWNER_KIND), primary_key=True),
+    sa.Column("owner_id", key_string(OWNER_ID), primary_key=True),
+    # bumped, under the row's lock, by every write that changes what the owner is entitled
+    # to; consumptions lock it for share when they must read terms at the database
+    sa.Column("revision", sa.BigInteger, nullable=False),
+)
+
+changes = sa.Table(
+    "ent_changes",
+    metadata,
+    # the change feed: one row per owner (or, owner NULL, per catalog change) a committed
+    # transaction touched; every process follows it to drop what it cached
+    sa.Column("seq", row_id(), primary_key=True, autoincrement=True),
+    sa.Column("tenant", key_string(TENANT), nullable=True),
+    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=True),
+    sa.Column("owner_id", key_string(OWNER_ID), nullable=True),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Index("ix_ent_changes_at", "at"),
+)
+
+feed_state = sa.Table(
+    "ent_feed_state",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    # the highest seq the sweep pruned: a follower behind it resynchronises in full
+    sa.Column("pruned_through", sa.BigInteger, nullable=False),
 )

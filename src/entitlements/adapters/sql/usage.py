@@ -1,15 +1,17 @@
 """Usage counters, the usage ledger, reservations and seat assignments in SQL.
 
 Counting is race-free without table locks: ``add`` is one conditional UPDATE
-(``used + reserved + n <= ceiling``), evaluated by the database against the latest row
-under its row lock, so concurrent writers can never pass a hard limit together. Missing
-counter rows are created on first use; a concurrent creator is tolerated.
+(``used + reserved + n <= ceiling``, the terms revision the caller resolved at, no held
+reservation past its expiry), evaluated by the database against the latest row under
+its row lock, so concurrent writers can never pass a hard limit together and a writer
+holding stale terms is refused. Statements are built once per shape and reused.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +21,7 @@ from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.repository import Repository, owner_of, storage_errors
+from entitlements.domain.change import ChangeKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.usage import (
     Counter,
@@ -30,6 +33,107 @@ from entitlements.domain.usage import (
 from entitlements.errors import Conflict, NotFound
 
 __all__ = ["SqlSeats", "SqlUsage"]
+
+_c = t.usage_counters.c
+_COUNTER = (
+    _c.tenant == sa.bindparam("p_tenant"),
+    _c.owner_kind == sa.bindparam("p_kind"),
+    _c.owner_id == sa.bindparam("p_id"),
+    _c.metric == sa.bindparam("p_metric"),
+    _c.period_start == sa.bindparam("p_period"),
+)
+_READ_COUNTER = sa.select(_c.used, _c.reserved, _c.held_until).where(*_COUNTER)
+_HELD = ReservationStatus.HELD.value
+_r = t.reservations.c
+_HELD_OF_COUNTER = (
+    _r.tenant == sa.bindparam("p_tenant"),
+    _r.owner_kind == sa.bindparam("p_kind"),
+    _r.owner_id == sa.bindparam("p_id"),
+    _r.metric == sa.bindparam("p_metric"),
+    _r.period_start == sa.bindparam("p_period"),
+    _r.status == _HELD,
+)
+_u = t.usage_records.c
+
+
+@cache
+def _add_statement(
+    dialect: str, *, ceiling: bool, revision: bool, fresh: bool, fallback: bool, holds: bool
+) -> Any:
+    """The conditional UPDATE of one counter, for one combination of conditions."""
+    conditions = [
+        *_COUNTER,
+        _c.used + sa.bindparam("p_used") >= 0,
+        _c.reserved + sa.bindparam("p_reserved") >= 0,
+    ]
+    if ceiling:
+        conditions.append(
+            _c.used + _c.reserved + sa.bindparam("p_used") + sa.bindparam("p_reserved")
+            <= sa.bindparam("p_ceiling")
+        )
+    if revision:
+        conditions.append(_c.terms_revision == sa.bindparam("p_revision"))
+    if fresh:
+        conditions.append(sa.or_(_c.held_until.is_(None), _c.held_until > sa.bindparam("p_now")))
+    if fallback:
+        conditions.append(
+            sa.exists().where(
+                t.plans.c.key == sa.bindparam("p_fallback_key"),
+                t.plans.c.latest_version == sa.bindparam("p_fallback_version"),
+            )
+        )
+    values: dict[str, Any] = {}
+    if holds:
+        until = sa.bindparam("p_hold_until", type_=t.usage_counters.c.held_until.type)
+        values["held_until"] = sa.case(
+            (sa.or_(_c.held_until.is_(None), _c.held_until > until), until),
+            else_=_c.held_until,
+        )
+    if dialect in ("mysql", "mariadb"):
+        # no UPDATE ... RETURNING: the new values go to session variables, read back after
+        values["used"] = sa.text("(@ent_used := used + :p_used)")
+        values["reserved"] = sa.text("(@ent_reserved := reserved + :p_reserved)")
+        values.setdefault("held_until", sa.text("(@ent_held := held_until)"))
+        return t.usage_counters.update().where(*conditions).values(**values)
+    values["used"] = _c.used + sa.bindparam("p_used")
+    values["reserved"] = _c.reserved + sa.bindparam("p_reserved")
+    return (
+        t.usage_counters.update()
+        .where(*conditions)
+        .values(**values)
+        .returning(_c.used, _c.reserved, _c.held_until)
+    )
+
+
+_MYSQL_READ_BACK = sa.text("SELECT @ent_used, @ent_reserved, @ent_held")
+
+
+def _upsert_counter(dialect: str) -> Any:
+    values = {
+        "tenant": sa.bindparam("p_tenant"),
+        "owner_kind": sa.bindparam("p_kind"),
+        "owner_id": sa.bindparam("p_id"),
+        "metric": sa.bindparam("p_metric"),
+        "period_start": sa.bindparam("p_period"),
+        "used": 0,
+        "reserved": 0,
+        "terms_revision": sa.bindparam("p_revision"),
+    }
+    keys = ["tenant", "owner_kind", "owner_id", "metric", "period_start"]
+    stamp: dict[str, Any] = {"terms_revision": sa.bindparam("p_revision")}
+    if dialect == "postgresql":
+        return (
+            postgresql.insert(t.usage_counters)
+            .values(**values)
+            .on_conflict_do_update(index_elements=keys, set_=stamp)
+        )
+    if dialect == "sqlite":
+        return (
+            sqlite.insert(t.usage_counters)
+            .values(**values)
+            .on_conflict_do_update(index_elements=keys, set_=stamp)
+        )
+    return mysql.insert(t.usage_counters).values(**values).on_duplicate_key_update(**stamp)
 
 
 def _record_from(row: RowMapping) -> UsageRecord:
@@ -64,70 +168,42 @@ class SqlUsage(Repository):
     def _owner(self, table: sa.Table, owner: Owner) -> tuple[sa.ColumnElement[bool], ...]:
         return self._owned(table, owner)
 
-    def _counter_where(self, owner: Owner, metric: str, period_start: datetime) -> tuple[Any, ...]:
-        c = t.usage_counters.c
-        return (
-            *self._owner(t.usage_counters, owner),
-            c.metric == metric,
-            c.period_start == period_start,
-        )
+    def _params(self, owner: Owner, metric: str, period_start: datetime) -> dict[str, Any]:
+        self._scope(owner)
+        return {
+            "p_tenant": self._t,
+            "p_kind": owner.kind,
+            "p_id": owner.id,
+            "p_metric": metric,
+            "p_period": period_start,
+        }
 
     @storage_errors
     def counter(self, owner: Owner, metric: str, period_start: datetime) -> Counter:
-        rows = self._rows(
-            sa.select(t.usage_counters).where(*self._counter_where(owner, metric, period_start))
-        )
-        if not rows:
+        row = self._conn.execute(_READ_COUNTER, self._params(owner, metric, period_start)).first()
+        if row is None:
             return Counter(owner, metric, period_start)
-        return Counter(owner, metric, period_start, rows[0]["used"], rows[0]["reserved"])
+        return Counter(owner, metric, period_start, row[0], row[1], row[2])
 
     @storage_errors
     def counters(self, owner: Owner, metric: str) -> Sequence[Counter]:
         rows = self._rows(
             sa.select(t.usage_counters).where(
-                *self._owner(t.usage_counters, owner), t.usage_counters.c.metric == metric
+                *self._owner(t.usage_counters, owner), _c.metric == metric
             )
         )
-        found = [Counter(owner, metric, r["period_start"], r["used"], r["reserved"]) for r in rows]
+        found = [
+            Counter(owner, metric, r["period_start"], r["used"], r["reserved"], r["held_until"])
+            for r in rows
+        ]
         return sorted(found, key=lambda c: c.period_start)
 
-    def _ensure_row(self, owner: Owner, metric: str, period_start: datetime) -> None:
-        """Create the counter row if missing, with an upsert: concurrent creators then
-        take the row's exclusive lock in turn instead of sharing a lock they would all
-        need to upgrade (a deadlock on MariaDB)."""
-        values = {
-            "tenant": self._t,
-            "owner_kind": owner.kind,
-            "owner_id": owner.id,
-            "metric": metric,
-            "period_start": period_start,
-            "used": 0,
-            "reserved": 0,
-        }
-        dialect = self._conn.dialect.name
-        if dialect == "postgresql":
-            self._conn.execute(
-                postgresql.insert(t.usage_counters).values(**values).on_conflict_do_nothing()
-            )
-        elif dialect == "sqlite":
-            self._conn.execute(
-                sqlite.insert(t.usage_counters).values(**values).on_conflict_do_nothing()
-            )
-        elif dialect in ("mysql", "mariadb"):
-            statement = mysql.insert(t.usage_counters).values(**values)
-            self._conn.execute(statement.on_duplicate_key_update(used=t.usage_counters.c.used))
-        else:
-            if self._rows(
-                sa.select(t.usage_counters.c.used).where(
-                    *self._counter_where(owner, metric, period_start)
-                )
-            ):
-                return
-            try:
-                with self._conn.begin_nested():
-                    self._conn.execute(t.usage_counters.insert().values(**values))
-            except exc.IntegrityError:
-                pass  # created concurrently
+    @storage_errors
+    def ensure(self, owner: Owner, metric: str, period_start: datetime, revision: int) -> None:
+        self._conn.execute(
+            _upsert_counter(self._conn.dialect.name),
+            {**self._params(owner, metric, period_start), "p_revision": revision},
+        )
 
     @storage_errors
     def add(
@@ -139,104 +215,195 @@ class SqlUsage(Repository):
         used: int = 0,
         reserved: int = 0,
         ceiling: int | None = None,
+        revision: int | None = None,
+        now: datetime | None = None,
+        fallback: tuple[str, int] | None = None,
+        hold_until: datetime | None = None,
     ) -> Counter | None:
-        self._ensure_row(owner, metric, period_start)
-        c = t.usage_counters.c
-        conditions = [
-            *self._counter_where(owner, metric, period_start),
-            c.used + used >= 0,
-            c.reserved + reserved >= 0,
-        ]
-        if ceiling is not None and used + reserved > 0:
-            conditions.append(c.used + c.reserved + (used + reserved) <= ceiling)
+        params = self._params(owner, metric, period_start)
+        params.update(p_used=used, p_reserved=reserved)
+        grows = used + reserved > 0
+        if ceiling is not None and grows:
+            params["p_ceiling"] = ceiling
+        if revision is not None:
+            params["p_revision"] = revision
+        if now is not None and grows:
+            params["p_now"] = now
+        if fallback is not None:
+            params["p_fallback_key"], params["p_fallback_version"] = fallback
+        if hold_until is not None:
+            params["p_hold_until"] = hold_until
+        dialect = self._conn.dialect.name
+        statement = _add_statement(
+            dialect,
+            ceiling="p_ceiling" in params,
+            revision=revision is not None,
+            fresh="p_now" in params,
+            fallback=fallback is not None,
+            holds=hold_until is not None,
+        )
+        counter = self._apply(statement, params, owner, metric, period_start)
+        if counter is None and revision is None and self._missing(params):
+            self.ensure(owner, metric, period_start, self._uow.revisions.current(owner))
+            counter = self._apply(statement, params, owner, metric, period_start)
+        if counter is not None:
+            self._uow.feed.note(owner, ChangeKind.USAGE)
+        return counter
+
+    def _apply(
+        self,
+        statement: Any,
+        params: dict[str, Any],
+        owner: Owner,
+        metric: str,
+        period_start: datetime,
+    ) -> Counter | None:
+        result = self._conn.execute(statement, params)
+        if self._conn.dialect.name in ("mysql", "mariadb"):
+            if result.rowcount != 1:
+                return None
+            used, reserved, held = self._conn.execute(_MYSQL_READ_BACK).one()
+            if "p_hold_until" in params:  # rare: only a reservation moves it
+                held = self.counter(owner, metric, period_start).held_until
+            elif held is not None:
+                held = datetime.fromisoformat(str(held)).replace(tzinfo=UTC)
+            return Counter(owner, metric, period_start, int(used), int(reserved), held)
+        row = result.first()
+        if row is None:
+            return None
+        return Counter(owner, metric, period_start, row[0], row[1], row[2])
+
+    def _missing(self, params: dict[str, Any]) -> bool:
+        return self._conn.execute(_READ_COUNTER, params).first() is None
+
+    @storage_errors
+    def set_used(
+        self,
+        owner: Owner,
+        metric: str,
+        period_start: datetime,
+        used: int,
+        *,
+        revision: int | None = None,
+    ) -> Counter | None:
+        params = self._params(owner, metric, period_start)
+        if revision is None:
+            self.ensure(owner, metric, period_start, self._uow.revisions.current(owner))
+        conditions = [*_COUNTER]
+        if revision is not None:
+            conditions.append(_c.terms_revision == sa.bindparam("p_revision"))
+            params["p_revision"] = revision
         result = self._conn.execute(
-            t.usage_counters.update()
-            .where(*conditions)
-            .values(used=c.used + used, reserved=c.reserved + reserved)
+            t.usage_counters.update().where(*conditions).values(used=used), params
         )
         if result.rowcount != 1:
             return None
-        return self.counter(owner, metric, period_start)
-
-    @storage_errors
-    def set_used(self, owner: Owner, metric: str, period_start: datetime, used: int) -> Counter:
-        self._ensure_row(owner, metric, period_start)
-        self._conn.execute(
-            t.usage_counters.update()
-            .where(*self._counter_where(owner, metric, period_start))
-            .values(used=used)
-        )
+        self._uow.feed.note(owner, ChangeKind.USAGE)
         return self.counter(owner, metric, period_start)
 
     def _record_by_key(self, owner: Owner, key: str) -> UsageRecord | None:
         rows = self._rows(
-            sa.select(t.usage_records).where(
-                *self._owner(t.usage_records, owner), t.usage_records.c.key == key
-            )
+            sa.select(t.usage_records).where(*self._owner(t.usage_records, owner), _u.key == key)
         )
         return _record_from(rows[0]) if rows else None
 
     @storage_errors
     def add_record(self, record: UsageRecord) -> UsageRecord | None:
-        owner = record.owner
-        insert = t.usage_records.insert().values(
-            id=record.id,
-            tenant=self._t,
-            owner_kind=owner.kind,
-            owner_id=owner.id,
-            metric=record.metric,
-            amount=record.amount,
-            period_start=record.period_start,
-            at=record.at,
-            key=record.key,
-        )
+        owner = self._scope(record.owner)
+        values = {
+            "id": record.id,
+            "tenant": self._t,
+            "owner_kind": owner.kind,
+            "owner_id": owner.id,
+            "metric": record.metric,
+            "amount": record.amount,
+            "period_start": record.period_start,
+            "at": record.at,
+            "key": record.key,
+        }
+        dialect = self._conn.dialect.name
         if record.key is None:
-            self._conn.execute(insert)
+            self._conn.execute(t.usage_records.insert(), values)
             return None
-        existing = self._record_by_key(owner, record.key)
-        if existing is not None:
-            return existing
-        try:
-            with self._conn.begin_nested():
-                self._conn.execute(insert)
-        except exc.IntegrityError:
-            # the same key, written by a concurrent request that committed first
-            existing = self._record_by_key(owner, record.key)
-            if existing is not None:
-                return existing
+        if dialect in ("postgresql", "sqlite"):
+            insert = (postgresql if dialect == "postgresql" else sqlite).insert(t.usage_records)
+            result = self._conn.execute(
+                insert.on_conflict_do_nothing(
+                    index_elements=["tenant", "owner_kind", "owner_id", "key"]
+                ).returning(_u.id),
+                values,
+            )
+            inserted = result.first() is not None
+        else:
+            # InnoDB undoes a failed statement alone: the transaction carries on
+            try:
+                self._conn.execute(t.usage_records.insert(), values)
+                inserted = True
+            except exc.IntegrityError:
+                inserted = False
+        if inserted:
+            return None
+        earlier = self._record_by_key(owner, record.key)
+        if earlier is None:
             raise Conflict(
                 f"usage with key {record.key!r} of {owner} is being recorded concurrently; retry to get its result"
-            ) from None
-        return None
+            )
+        return earlier
+
+    @storage_errors
+    def remove_record(self, owner: Owner, record_id: str) -> None:
+        self._conn.execute(
+            t.usage_records.delete().where(*self._owner(t.usage_records, owner), _u.id == record_id)
+        )
 
     @storage_errors
     def records(self, owner: Owner, metric: str, period_start: datetime) -> Sequence[UsageRecord]:
-        r = t.usage_records.c
         rows = self._rows(
             sa.select(t.usage_records)
             .where(
                 *self._owner(t.usage_records, owner),
-                r.metric == metric,
-                r.period_start == period_start,
+                _u.metric == metric,
+                _u.period_start == period_start,
             )
-            .order_by(r.pk)
+            .order_by(_u.pk)
         )
         return [_record_from(row) for row in rows]
 
     @storage_errors
     def add_reservation(self, reservation: Reservation) -> Reservation | None:
-        owner = reservation.owner
-        self._scope(owner)
-        if reservation.key is not None:
-            rows = self._rows(
-                sa.select(t.reservations).where(
-                    *self._owner(t.reservations, owner), t.reservations.c.key == reservation.key
-                )
+        owner = self._scope(reservation.owner)
+        row = self._reservation_row(reservation)
+        dialect = self._conn.dialect.name
+        if reservation.key is None:
+            self._conn.execute(t.reservations.insert(), row)
+            return None
+        if dialect in ("postgresql", "sqlite"):
+            insert = (postgresql if dialect == "postgresql" else sqlite).insert(t.reservations)
+            inserted = (
+                self._conn.execute(
+                    insert.on_conflict_do_nothing(
+                        index_elements=["tenant", "owner_kind", "owner_id", "key"]
+                    ).returning(_r.id),
+                    row,
+                ).first()
+                is not None
             )
-            if rows:
-                return _reservation_from(rows[0])
-        self._conn.execute(t.reservations.insert().values(**self._reservation_row(reservation)))
-        return None
+        else:
+            try:
+                self._conn.execute(t.reservations.insert(), row)
+                inserted = True
+            except exc.IntegrityError:
+                inserted = False
+        if inserted:
+            return None
+        rows = self._rows(
+            sa.select(t.reservations).where(
+                *self._owner(t.reservations, owner), _r.key == reservation.key
+            )
+        )
+        if not rows:
+            raise Conflict(f"reservation {reservation.key!r} of {owner} is being made concurrently")
+        return _reservation_from(rows[0])
 
     def _reservation_row(self, r: Reservation) -> dict[str, Any]:
         return {
@@ -259,7 +426,7 @@ class SqlUsage(Repository):
     def reservation(self, owner: Owner, reservation_id: str) -> Reservation:
         rows = self._rows(
             sa.select(t.reservations).where(
-                *self._owner(t.reservations, owner), t.reservations.c.id == reservation_id
+                *self._owner(t.reservations, owner), _r.id == reservation_id
             )
         )
         if not rows:
@@ -267,28 +434,48 @@ class SqlUsage(Repository):
         return _reservation_from(rows[0])
 
     @storage_errors
-    def update_reservation(self, reservation: Reservation) -> None:
-        row = self._reservation_row(reservation)
+    def settle_reservation(self, reservation: Reservation) -> bool:
         result = self._conn.execute(
             t.reservations.update()
             .where(
                 *self._owner(t.reservations, reservation.owner),
-                t.reservations.c.id == reservation.id,
+                _r.id == reservation.id,
+                _r.status == _HELD,
             )
-            .values(status=row["status"], committed=row["committed"], settled_at=row["settled_at"])
+            .values(
+                status=reservation.status.value,
+                committed=reservation.committed,
+                settled_at=reservation.settled_at,
+            )
         )
-        if result.rowcount != 1:
-            raise NotFound(f"reservation {reservation.id} of {reservation.owner} does not exist")
+        return result.rowcount == 1
+
+    @storage_errors
+    def refresh_held_until(self, owner: Owner, metric: str, period_start: datetime) -> None:
+        earliest = sa.select(sa.func.min(_r.expires_at)).where(*_HELD_OF_COUNTER).scalar_subquery()
+        self._conn.execute(
+            t.usage_counters.update().where(*_COUNTER).values(held_until=earliest),
+            self._params(owner, metric, period_start),
+        )
+
+    @storage_errors
+    def expired_held(
+        self, owner: Owner, metric: str, period_start: datetime, now: datetime
+    ) -> Sequence[Reservation]:
+        rows = self._conn.execute(
+            sa.select(t.reservations)
+            .where(*_HELD_OF_COUNTER, _r.expires_at <= now)
+            .order_by(_r.expires_at, _r.id),
+            self._params(owner, metric, period_start),
+        ).mappings()
+        return [_reservation_from(row) for row in rows]
 
     @storage_errors
     def held_reservations_due(self, now: datetime, limit: int = 500) -> Sequence[Reservation]:
-        r = t.reservations.c
         rows = self._rows(
             sa.select(t.reservations)
-            .where(
-                r.tenant == self._t, r.status == ReservationStatus.HELD.value, r.expires_at <= now
-            )
-            .order_by(r.expires_at, r.id)
+            .where(_r.tenant == self._t, _r.status == _HELD, _r.expires_at <= now)
+            .order_by(_r.expires_at, _r.id)
             .limit(limit)
         )
         return sorted((_reservation_from(row) for row in rows), key=lambda x: (x.expires_at, x.id))

@@ -1,0 +1,238 @@
+"""Owners' terms revisions and the change feed in SQL.
+
+A terms write bumps the owner's revision row under its exclusive lock, then stamps the
+owner's live usage counters with it; a consumption's conditional UPDATE names the
+revision it resolved at, so a process holding terms another process changed is refused
+by the database itself. The feed gets one row per owner a transaction changed, written
+just before it commits, so numbers are handed out close to commit; followers still track
+numbers they saw skipped, because concurrent transactions commit out of order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from entitlements.adapters.sql import tables as t
+from entitlements.adapters.sql.repository import Repository, storage_errors, tenant_of
+from entitlements.domain.change import Change, ChangeKind, FeedPage
+from entitlements.domain.owner import Owner
+from entitlements.domain.usage import FOREVER
+
+__all__ = ["SqlFeed", "SqlRevisions", "insert_changes"]
+
+_r = t.owner_revisions.c
+_OWNER = (
+    _r.tenant == sa.bindparam("p_tenant"),
+    _r.owner_kind == sa.bindparam("p_kind"),
+    _r.owner_id == sa.bindparam("p_id"),
+)
+_CURRENT = sa.select(_r.revision).where(*_OWNER)
+_LOCKED = _CURRENT.with_for_update(read=True)
+_EXCLUSIVE = _CURRENT.with_for_update()
+_c = t.usage_counters.c
+_STAMP_ALL = (
+    t.usage_counters.update()
+    .where(
+        _c.tenant == sa.bindparam("p_tenant"),
+        _c.owner_kind == sa.bindparam("p_kind"),
+        _c.owner_id == sa.bindparam("p_id"),
+    )
+    .values(terms_revision=sa.bindparam("p_revision"))
+)
+_STAMP_LIVE = (
+    t.usage_counters.update()
+    .where(
+        _c.tenant == sa.bindparam("p_tenant"),
+        _c.owner_kind == sa.bindparam("p_kind"),
+        _c.owner_id == sa.bindparam("p_id"),
+        sa.or_(_c.period_start == FOREVER, _c.period_start >= sa.bindparam("p_since")),
+    )
+    .values(terms_revision=sa.bindparam("p_revision"))
+)
+
+
+def _revision_upsert(dialect: str, *, bump: bool) -> Any:
+    """An INSERT of revision 1 (or 0) that, on an existing row, adds one (or nothing)."""
+    values: dict[str, Any] = {
+        "tenant": sa.bindparam("p_tenant"),
+        "owner_kind": sa.bindparam("p_kind"),
+        "owner_id": sa.bindparam("p_id"),
+        "revision": 1 if bump else 0,
+    }
+    keys = ["tenant", "owner_kind", "owner_id"]
+    if dialect == "postgresql":
+        pg = postgresql.insert(t.owner_revisions).values(**values)
+        if not bump:
+            return pg.on_conflict_do_nothing(index_elements=keys)
+        return pg.on_conflict_do_update(
+            index_elements=keys, set_={"revision": t.owner_revisions.c.revision + 1}
+        ).returning(t.owner_revisions.c.revision)
+    if dialect == "sqlite":
+        lite = sqlite.insert(t.owner_revisions).values(**values)
+        if not bump:
+            return lite.on_conflict_do_nothing(index_elements=keys)
+        return lite.on_conflict_do_update(
+            index_elements=keys, set_={"revision": t.owner_revisions.c.revision + 1}
+        ).returning(t.owner_revisions.c.revision)
+    my = mysql.insert(t.owner_revisions).values(**values)
+    if not bump:
+        return my.prefix_with("IGNORE")  # a duplicate takes a shared lock, not an exclusive one
+    return my.on_duplicate_key_update(revision=t.owner_revisions.c.revision + 1)
+
+
+class SqlRevisions(Repository):
+    def _params(self, owner: Owner) -> dict[str, Any]:
+        self._scope(owner)
+        return {"p_tenant": self._t, "p_kind": owner.kind, "p_id": owner.id}
+
+    @storage_errors
+    def current(self, owner: Owner) -> int:
+        found = self._conn.execute(_CURRENT, self._params(owner)).scalar()
+        return int(found or 0)
+
+    @storage_errors
+    def lock(self, owner: Owner) -> int:
+        params = self._params(owner)
+        bumped = self._uow.bumped.get(owner)
+        if bumped is not None:
+            return bumped
+        found = self._conn.execute(_LOCKED, params).scalar()
+        if found is not None:
+            return int(found)
+        # the row must exist for a lock to hold anything: a concurrent first writer then
+        # waits for us, or we for it
+        self._conn.execute(_revision_upsert(self._conn.dialect.name, bump=False), params)
+        return int(self._conn.execute(_LOCKED, params).scalar_one())
+
+    @storage_errors
+    def bump(self, owner: Owner, since: datetime | None = None) -> int:
+        params = self._params(owner)
+        done = self._uow.bumped.get(owner)
+        if done is not None:
+            return done
+        dialect = self._conn.dialect.name
+        upsert = _revision_upsert(dialect, bump=True)
+        if dialect in ("postgresql", "sqlite"):
+            revision = int(self._conn.execute(upsert, params).scalar_one())
+        else:
+            self._conn.execute(upsert, params)
+            revision = int(self._conn.execute(_EXCLUSIVE, params).scalar_one())
+        stamp = _STAMP_ALL if since is None else _STAMP_LIVE
+        self._conn.execute(stamp, {**params, "p_revision": revision, "p_since": since})
+        self._uow.bumped[owner] = revision
+        self._uow.feed.note(owner, ChangeKind.TERMS)
+        return revision
+
+
+def insert_changes(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> int | None:
+    """Write the feed rows of a committing unit of work; returns the highest number."""
+    if not rows:
+        return None
+    dialect = connection.dialect
+    if dialect.insert_returning:
+        result = connection.execute(
+            t.changes.insert().values(list(rows)).returning(t.changes.c.seq)
+        )
+        return max(int(seq) for seq in result.scalars())
+    result = connection.execute(t.changes.insert().values(list(rows)))
+    first = int(result.lastrowid)  # MySQL: the first of consecutive numbers of one INSERT
+    return first + len(rows) - 1
+
+
+_f = t.changes.c
+
+
+class SqlFeed(Repository):
+    def note(self, owner: Owner | None, kind: ChangeKind) -> None:
+        noted = self._uow.noted
+        if owner is None:
+            noted[None] = ChangeKind.CATALOG
+            return
+        self._scope(owner)
+        if noted.get(owner) is not ChangeKind.TERMS:
+            noted[owner] = kind
+
+    def rows(self, now: datetime) -> list[dict[str, Any]]:
+        out = []
+        for owner, kind in self._uow.noted.items():
+            out.append(
+                {
+                    "tenant": None if owner is None else tenant_of(owner.tenant),
+                    "owner_kind": None if owner is None else owner.kind,
+                    "owner_id": None if owner is None else owner.id,
+                    "kind": kind.value,
+                    "at": now,
+                }
+            )
+        return out
+
+    @storage_errors
+    def read(self, after: int, missing: Sequence[int] = (), limit: int = 10_000) -> FeedPage:
+        wanted = _f.seq > after
+        if missing:
+            wanted = sa.or_(wanted, _f.seq.in_(list(missing)))
+        entries = (
+            sa.select(_f.seq, _f.tenant, _f.owner_kind, _f.owner_id, _f.kind)
+            .where(wanted)
+            .order_by(_f.seq)
+            .limit(limit)
+            .subquery()
+        )
+        state = sa.select(
+            t.feed_state.c.pruned_through,
+            sa.null(),
+            sa.null(),
+            sa.null(),
+            sa.literal("~pruned"),
+        )
+        query = sa.union_all(
+            sa.select(
+                entries.c.seq,
+                entries.c.tenant,
+                entries.c.owner_kind,
+                entries.c.owner_id,
+                entries.c.kind,
+            ),
+            state,
+        )
+        changes: list[Change] = []
+        pruned = 0
+        for seq, tenant, kind_of_owner, owner_id, kind in self._conn.execute(query):
+            if kind == "~pruned":
+                pruned = int(seq)
+                continue
+            owner = (
+                None if kind_of_owner is None else Owner(kind_of_owner, owner_id, tenant or None)
+            )
+            changes.append(Change(int(seq), ChangeKind(kind), owner))
+        changes.sort(key=lambda c: c.seq)
+        head = max([after, *(c.seq for c in changes)])
+        return FeedPage(tuple(changes), pruned, head)
+
+    @storage_errors
+    def head(self) -> int:
+        return int(self._conn.execute(sa.select(sa.func.max(_f.seq))).scalar() or 0)
+
+    @storage_errors
+    def prune(self, before: datetime, limit: int = 10_000) -> int:
+        oldest = sa.select(_f.seq).where(_f.at < before).order_by(_f.seq).limit(limit).subquery()
+        through = self._conn.execute(sa.select(sa.func.max(oldest.c.seq))).scalar()
+        if through is None:
+            return 0
+        deleted = self._conn.execute(
+            t.changes.delete().where(_f.seq <= through, _f.at < before)
+        ).rowcount
+        state = t.feed_state.c
+        known = self._conn.execute(sa.select(state.pruned_through).where(state.id == 1)).scalar()
+        if known is None:
+            self._conn.execute(t.feed_state.insert().values(id=1, pruned_through=through))
+        elif known < through:
+            self._conn.execute(
+                t.feed_state.update().where(state.id == 1).values(pruned_through=through)
+            )
+        return int(deleted)

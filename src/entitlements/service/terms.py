@@ -1,0 +1,177 @@
+"""The terms a write enforces, and the one way usage is counted against them.
+
+A write may start from the cached snapshot — it is only a guess: the store checks the
+snapshot's terms revision in the same conditional UPDATE that counts, so a guess that
+another process made stale is refused by the database. Refused, the write takes the
+owner's terms lock, resolves again inside its transaction and tries once more; only
+then is a refusal (or a denial by status) final. Reservations whose time ran out are
+settled on that path with the very function the sweep uses, so they stop counting the
+moment they expire, sweep or no sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import attrs
+
+from entitlements.domain.access import Access
+from entitlements.domain.actor import Actor
+from entitlements.domain.owner import Owner
+from entitlements.domain.plan import Enforcement
+from entitlements.domain.resolution import Reason, Snapshot
+from entitlements.domain.usage import (
+    Counter,
+    Reservation,
+    ReservationStatus,
+    UsageDecision,
+    decide,
+    usage_period_start,
+)
+from entitlements.errors import LimitExceeded, UsageDenied
+from entitlements.ports import UnitOfWork
+from entitlements.service.runtime import Runtime, Transaction
+from entitlements.service.snapshots import load_snapshot
+
+__all__ = [
+    "count",
+    "effective",
+    "expire_held",
+    "locked_terms",
+    "refuse",
+    "terms_for_write",
+    "usage_target",
+]
+
+SWEEPER = Actor.system("sweep")
+_STATIC = (Reason.READ_ONLY, Reason.UNKNOWN, Reason.STATUS, Reason.NO_SUBSCRIPTION)
+
+
+def usage_target(owner: Owner, metric: str) -> str:
+    return f"usage:{owner}:{metric}"
+
+
+def refuse(decision: UsageDecision) -> UsageDenied:
+    if decision.limit is not None and decision.reason not in _STATIC:
+        return LimitExceeded(
+            decision.metric,
+            decision.limit,
+            decision.used + decision.reserved,
+            decision.requested,
+            decision,
+        )
+    return UsageDenied(
+        decision.metric, f"not allowed: {decision.reason.value} ({decision.detail})", decision
+    )
+
+
+def terms_for_write(rt: Runtime, tx: Transaction, owner: Owner) -> Snapshot:
+    """The cached snapshot if it is valid at the write's time, else one resolved in the
+    write's own transaction."""
+    cached = rt.cache.snapshots.get(owner)
+    if cached is not None and cached.valid_at(tx.now):
+        return cached
+    return load_snapshot(tx.uow, owner, tx.now, rt.policy)
+
+
+def locked_terms(rt: Runtime, tx: Transaction, owner: Owner, guess: Snapshot) -> Snapshot:
+    """The terms in force, with the owner's terms lock held until the write commits."""
+    revision = tx.uow.revisions.lock(owner)
+    if revision == guess.revision and guess.valid_at(tx.now):
+        return guess
+    return load_snapshot(tx.uow, owner, tx.now, rt.policy)
+
+
+def fallback_guard(snapshot: Snapshot) -> tuple[str, int] | None:
+    """Owners on the fallback plan follow its latest version: the count checks that the
+    version it resolved is still the latest."""
+    if snapshot.access is Access.FALLBACK and snapshot.plan_key is not None:
+        assert snapshot.plan_version is not None
+        return snapshot.plan_key, snapshot.plan_version
+    return None
+
+
+def effective(uow: UnitOfWork, counter: Counter, now: datetime) -> Counter:
+    """The counter as it stands at ``now``: held reservations that ran out do not count,
+    whether or not anything settled them yet."""
+    if not counter.holds_expired(now):
+        return counter
+    expired = uow.usage.expired_held(counter.owner, counter.metric, counter.period_start, now)
+    return attrs.evolve(counter, reserved=counter.reserved - sum(r.amount for r in expired))
+
+
+def expire_held(
+    tx: Transaction, reservations: Sequence[Reservation], *, reason: str | None = None
+) -> list[Reservation]:
+    """Settle held reservations whose time ran out: each at most once (the settle is
+    conditional on the reservation still being held), freeing its units and auditing it."""
+    expired = []
+    touched: set[tuple[Owner, str, datetime]] = set()
+    for held in reservations:
+        settled = attrs.evolve(held, status=ReservationStatus.EXPIRED, settled_at=held.expires_at)
+        if not tx.uow.usage.settle_reservation(settled):
+            continue
+        tx.uow.usage.add(held.owner, held.metric, held.period_start, reserved=-held.amount)
+        touched.add((held.owner, held.metric, held.period_start))
+        tx.touch_usage(held.owner)
+        tx.record(
+            SWEEPER,
+            "usage.reservation_expired",
+            usage_target(held.owner, held.metric),
+            owner=held.owner,
+            after=settled,
+            reason=reason or f"not committed by {held.expires_at.isoformat()}",
+        )
+        expired.append(settled)
+    for owner, metric, period in touched:
+        tx.uow.usage.refresh_held_until(owner, metric, period)
+    return expired
+
+
+def count(
+    rt: Runtime,
+    tx: Transaction,
+    owner: Owner,
+    metric: str,
+    amount: int,
+    snapshot: Snapshot,
+    *,
+    hold_until: datetime | None = None,
+) -> tuple[Snapshot, Counter, UsageDecision]:
+    """Count ``amount`` more units (used, or reserved until ``hold_until``) against the
+    terms in force; returns the terms it counted under, the counter after, and the
+    decision before. Raises `LimitExceeded` / `UsageDenied` only on terms read under the
+    owner's lock."""
+    uow = tx.uow
+    locked = False
+    while True:
+        definition = snapshot.limit_definition(metric)
+        period = usage_period_start(snapshot, definition)
+        before = decide(snapshot, metric, Counter(owner, metric, period), amount)
+        hard = before.enforcement is Enforcement.HARD
+        denied = not before.allowed and (before.reason in _STATIC or hard)
+        counter = None
+        if not denied:
+            delta = {"reserved": amount} if hold_until is not None else {"used": amount}
+            counter = uow.usage.add(
+                owner,
+                metric,
+                period,
+                ceiling=before.limit if hard else None,
+                revision=snapshot.revision,
+                now=tx.now,
+                fallback=fallback_guard(snapshot),
+                hold_until=hold_until,
+                **delta,
+            )
+        if counter is not None:
+            return snapshot, counter, before
+        if locked:
+            current = effective(uow, uow.usage.counter(owner, metric, period), tx.now)
+            raise refuse(decide(snapshot, metric, current, amount))
+        locked = True
+        snapshot = locked_terms(rt, tx, owner, snapshot)
+        period = usage_period_start(snapshot, snapshot.limit_definition(metric))
+        expire_held(tx, uow.usage.expired_held(owner, metric, period, tx.now))
+        uow.usage.ensure(owner, metric, period, snapshot.revision)
