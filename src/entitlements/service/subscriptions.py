@@ -17,6 +17,7 @@ import attrs
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.due import as_of
 from entitlements.domain.instant import optional_utc
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Plan
@@ -26,6 +27,7 @@ from entitlements.domain.plan_change import (
     over_quota,
     preview,
 )
+from entitlements.domain.resolution import usage_period_of
 from entitlements.domain.subscription import (
     Event,
     Subscription,
@@ -42,6 +44,7 @@ from entitlements.errors import (
     StaleWrite,
     SubscriptionNotFound,
 )
+from entitlements.service.due import bring_to_now
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.snapshots import current_usage, resolve_with
 
@@ -197,6 +200,10 @@ class Subscriptions:
             tx.authorize(who, f"subscription.{event.value}", owner)
             plan = tx.uow.plans.get(plan_key)
             plan.check_assignable(owner.kind, already_held=False)
+            tx.change_terms(owner)
+            current = tx.uow.subscriptions.current(owner)
+            if current is not None:
+                current, _ = bring_to_now(tx, current)
             fields: dict[str, Any] = {**details, **billing_terms(plan, tx.now, cycle)}
             if event is Event.START_TRIAL:
                 days = plan.trial_days if trial_days is None else trial_days
@@ -212,7 +219,7 @@ class Subscriptions:
                 plan_key=plan.key,
                 plan_version=plan.version,
                 now=tx.now,
-                current=tx.uow.subscriptions.current(owner),
+                current=current,
                 seats=seats,
                 **fields,
             )
@@ -633,6 +640,9 @@ class Subscriptions:
                 raise SubscriptionNotFound(owner)
             if expected_revision is not None and current.revision != expected_revision:
                 raise StaleWrite("subscription", current.id, expected_revision)
+            # the terms lock before anything the change is checked against is read
+            tx.change_terms(owner, usage_period_of(as_of(current, tx.now), tx.now).start)
+            current, _ = bring_to_now(tx, current)
             tx.authorize(who, name, owner, current)
             check_allowed(current, event)
             fields = changes(tx, current) if changes is not None else {}

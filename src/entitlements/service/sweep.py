@@ -11,20 +11,18 @@ from datetime import datetime
 
 import attrs
 
-from entitlements.domain.actor import Actor
 from entitlements.domain.contracts.contract import Contract
-from entitlements.domain.due import DueChange, advance
+from entitlements.domain.due import DueChange
 from entitlements.domain.override import Override
 from entitlements.domain.usage import Reservation
 from entitlements.errors import StaleWrite
 from entitlements.service.contracts import Contracts
+from entitlements.service.due import SWEEPER, bring_to_now
 from entitlements.service.overrides import target
 from entitlements.service.runtime import Runtime
 from entitlements.service.usage import Usage
 
 __all__ = ["Sweep", "SweepReport"]
-
-SWEEPER = Actor.system("sweep")
 
 
 @attrs.frozen
@@ -96,19 +94,4 @@ class Sweep:
 
     def _advance(self, tenant: str | None, subscription_id: str, at: datetime) -> list[DueChange]:
         with self._rt.transaction(tenant, at) as tx:
-            current = tx.uow.subscriptions.get(subscription_id)
-            after, steps = advance(current, at)
-            if not steps:
-                return []
-            tx.uow.subscriptions.update(after)
-            for step in steps:
-                tx.record(
-                    SWEEPER,
-                    f"subscription.{step.event.value}",
-                    f"subscription:{current.id}",
-                    owner=current.owner,
-                    before=step.before,
-                    after=step.after,
-                    reason=f"due at {step.at.isoformat()}",
-                )
-            return steps
+            return bring_to_now(tx, tx.uow.subscriptions.get(subscription_id))[1]
