@@ -42,7 +42,7 @@ from entitlements.telemetry import Telemetry
 
 __all__ = ["Entitlements"]
 
-_monotonic = time.monotonic
+_wall = time.time
 
 
 def _seconds(value: timedelta | float, field: str) -> float:
@@ -125,16 +125,20 @@ class Entitlements:
         self._sweep = Sweep(self.runtime, self.usage, self.contracts)
         self._snapshots = self.runtime.cache.snapshots
         self._ts = self.runtime.timestamp
+        self._wall_clock = self._ts is time.time  # one reading serves both checks
 
     # -- the request path ------------------------------------------------------------
 
     def allows(self, owner: Owner, feature: str, action: Action | str | None = None) -> bool:
         """May ``owner`` use ``feature`` (for ``action``, or for every action) now?"""
         snapshot = self._snapshots.get(owner)
+        ts, coherence = self._ts(), self.coherence
         if (
             snapshot is None
-            or not snapshot.resolved_ts <= self._ts() < snapshot.expires_ts
-            or _monotonic() >= self.coherence.fresh_until
+            or not snapshot.resolved_ts <= ts < snapshot.expires_ts
+            or not coherence.fresh_from
+            <= (ts if self._wall_clock else _wall())
+            < coherence.fresh_until
         ):
             snapshot = self._current(owner)
         return snapshot.allows(feature, action)
@@ -142,10 +146,13 @@ class Entitlements:
     def limit(self, owner: Owner, name: str) -> int | None:
         """``owner``'s limit ``name`` now: ``None`` when unlimited, ``0`` when unknown."""
         snapshot = self._snapshots.get(owner)
+        ts, coherence = self._ts(), self.coherence
         if (
             snapshot is None
-            or not snapshot.resolved_ts <= self._ts() < snapshot.expires_ts
-            or _monotonic() >= self.coherence.fresh_until
+            or not snapshot.resolved_ts <= ts < snapshot.expires_ts
+            or not coherence.fresh_from
+            <= (ts if self._wall_clock else _wall())
+            < coherence.fresh_until
         ):
             snapshot = self._current(owner)
         return snapshot.limit(name)
@@ -154,10 +161,13 @@ class Entitlements:
         """The owner's resolved entitlements now (cached while time and writes leave them
         as they are)."""
         snapshot = self._snapshots.get(owner)
+        ts, coherence = self._ts(), self.coherence
         if (
             snapshot is None
-            or not snapshot.resolved_ts <= self._ts() < snapshot.expires_ts
-            or _monotonic() >= self.coherence.fresh_until
+            or not snapshot.resolved_ts <= ts < snapshot.expires_ts
+            or not coherence.fresh_from
+            <= (ts if self._wall_clock else _wall())
+            < coherence.fresh_until
         ):
             snapshot = self._current(owner)
         return snapshot
