@@ -36,7 +36,7 @@ from entitlements.service.runtime import Runtime
 from entitlements.service.seats import Seats
 from entitlements.service.snapshots import load_snapshot
 from entitlements.service.subscriptions import Subscriptions
-from entitlements.service.sweep import Sweep, SweepReport
+from entitlements.service.sweep import KEY_RETENTION, Sweep, SweepReport
 from entitlements.service.usage import Usage
 from entitlements.telemetry import Telemetry
 
@@ -255,8 +255,16 @@ class Entitlements:
         with self.runtime.transaction(tenant, now, join) as tx:
             yield tx.uow
 
-    def process_due(self, now: datetime | None = None) -> SweepReport:
+    def process_due(
+        self,
+        now: datetime | None = None,
+        *,
+        batch: int = 500,
+        key_retention: timedelta = KEY_RETENTION,
+    ) -> SweepReport:
         """Apply trial ends, scheduled cancellations, expiries, period roll-overs,
         override expiries and reservation expiries due by ``now``; drop snapshots that
-        time made stale."""
-        return self._sweep.process_due(now)
+        time made stale; forget usage idempotency keys older than ``key_retention``.
+        Any number of sweeps may run at once (see `entitlements.service.sweep`); each
+        works through everything due, ``batch`` items per read."""
+        return self._sweep.process_due(now, batch=batch, key_retention=key_retention)
