@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -450,7 +451,7 @@ class _Usage(_Repository[Owner]):
             self._undo.delete(self._t.record_keys, (owner, key))
             records = self._t.records[(owner, record.metric, record.period_start)]
             at = next(i for i, r in enumerate(records) if r.id == record.id)
-            self._undo.steps.append(lambda rs=records, i=at, r=record: rs.__setitem__(i, r))
+            self._undo.steps.append(partial(records.__setitem__, at, record))
             records[at] = attrs.evolve(record, key=None)
         settled = [
             r
