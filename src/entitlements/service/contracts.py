@@ -46,6 +46,7 @@ from entitlements.errors import (
     InvalidInput,
     InvalidToken,
 )
+from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
 
 __all__ = ["Contracts", "SigningView"]
@@ -608,6 +609,7 @@ class Contracts:
 
     # -- machinery ---------------------------------------------------------------------
 
+    @retries_lost_races
     def _as_signer(
         self, token: str, now: datetime | None, act: Callable[[Transaction, Contract, Signer], R]
     ) -> R:

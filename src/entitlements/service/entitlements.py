@@ -30,6 +30,7 @@ from entitlements.service.cache import SnapshotCache
 from entitlements.service.claims import Claims, ClaimsIssuer
 from entitlements.service.coherence import Coherence, WhenUnreachable
 from entitlements.service.contracts import Contracts
+from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.overrides import Overrides
 from entitlements.service.plans import Plans
 from entitlements.service.runtime import Runtime
@@ -109,7 +110,9 @@ class Entitlements:
             self.runtime.new_id = ids
         self.store = store
         self.plans = Plans(self.runtime)
-        self.subscriptions = Subscriptions(self.runtime)
+        self.subscriptions = Subscriptions(
+            self.runtime, free_plan=OneFreePlan(one_free_plan_per_tenant)
+        )
         self.overrides = Overrides(self.runtime)
         self.audit = AuditTrail(self.runtime)
         self.usage = Usage(self.runtime)

@@ -156,8 +156,20 @@ class Sweep:
         the ones left (held elsewhere, failed) are skipped on later pages."""
         seen: set[str] = set()
         while True:
-            with self._rt.read(tenant) as uow:
-                page = lister(uow, run.at, batch + len(seen))
+            try:
+                with self._rt.read(tenant) as uow:
+                    page = lister(uow, run.at, batch + len(seen))
+            except Exception as error:  # a row that cannot be read: the other kinds proceed
+                log.exception("sweep: listing %s of %r failed", lister.__name__, tenant)
+                run.failures.append(
+                    SweepFailure(
+                        f"{lister.__name__.strip('_')}:{tenant or ''}",
+                        None,
+                        type(error).__name__,
+                        str(error),
+                    )
+                )
+                return
             fresh = [item for item in page if item.key not in seen]
             if not fresh:
                 run.remaining += len(page)
