@@ -30,13 +30,14 @@ from entitlements.service.cache import SnapshotCache
 from entitlements.service.claims import Claims, ClaimsIssuer
 from entitlements.service.coherence import Coherence, WhenUnreachable
 from entitlements.service.contracts import Contracts
+from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.overrides import Overrides
 from entitlements.service.plans import Plans
 from entitlements.service.runtime import Runtime
 from entitlements.service.seats import Seats
 from entitlements.service.snapshots import load_snapshot
 from entitlements.service.subscriptions import Subscriptions
-from entitlements.service.sweep import Sweep, SweepReport
+from entitlements.service.sweep import KEY_RETENTION, Sweep, SweepReport
 from entitlements.service.usage import Usage
 from entitlements.telemetry import Telemetry
 
@@ -109,7 +110,9 @@ class Entitlements:
             self.runtime.new_id = ids
         self.store = store
         self.plans = Plans(self.runtime)
-        self.subscriptions = Subscriptions(self.runtime)
+        self.subscriptions = Subscriptions(
+            self.runtime, free_plan=OneFreePlan(one_free_plan_per_tenant)
+        )
         self.overrides = Overrides(self.runtime)
         self.audit = AuditTrail(self.runtime)
         self.usage = Usage(self.runtime)
@@ -265,8 +268,16 @@ class Entitlements:
         with self.runtime.transaction(tenant, now, join) as tx:
             yield tx.uow
 
-    def process_due(self, now: datetime | None = None) -> SweepReport:
+    def process_due(
+        self,
+        now: datetime | None = None,
+        *,
+        batch: int = 500,
+        key_retention: timedelta = KEY_RETENTION,
+    ) -> SweepReport:
         """Apply trial ends, scheduled cancellations, expiries, period roll-overs,
         override expiries and reservation expiries due by ``now``; drop snapshots that
-        time made stale."""
-        return self._sweep.process_due(now)
+        time made stale; forget usage idempotency keys older than ``key_retention``.
+        Any number of sweeps may run at once (see `entitlements.service.sweep`); each
+        works through everything due, ``batch`` items per read."""
+        return self._sweep.process_due(now, batch=batch, key_retention=key_retention)
