@@ -14,11 +14,13 @@ import attrs
 from entitlements.domain.contracts.contract import Contract
 from entitlements.domain.due import DueChange
 from entitlements.domain.override import Override
+from entitlements.domain.provider_commands import ProviderCommand
 from entitlements.domain.usage import Reservation
 from entitlements.errors import StaleWrite
 from entitlements.service.contracts import Contracts
 from entitlements.service.due import SWEEPER, bring_to_now
 from entitlements.service.overrides import target
+from entitlements.service.provider_outbox import ProviderOutbox
 from entitlements.service.runtime import Runtime
 from entitlements.service.usage import Usage
 
@@ -34,6 +36,8 @@ class SweepReport:
     snapshots_dropped: int = 0
     expired_reservations: tuple[Reservation, ...] = ()
     expired_contracts: tuple[Contract, ...] = ()
+    provider_commands: tuple[ProviderCommand, ...] = ()
+    """Commands to the payment provider sent (or attempted again) by this run."""
 
     @property
     def nothing_due(self) -> bool:
@@ -42,14 +46,22 @@ class SweepReport:
             or self.expired_overrides
             or self.expired_reservations
             or self.expired_contracts
+            or self.provider_commands
         )
 
 
 class Sweep:
-    def __init__(self, runtime: Runtime, usage: Usage, contracts: Contracts) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        usage: Usage,
+        contracts: Contracts,
+        outbox: ProviderOutbox | None = None,
+    ) -> None:
         self._rt = runtime
         self._usage = usage
         self._contracts = contracts
+        self._outbox = outbox
 
     def process_due(self, now: datetime | None = None, *, batch: int = 500) -> SweepReport:
         at = self._rt.now(now)
@@ -58,6 +70,7 @@ class Sweep:
         conflicts: list[str] = []
         reservations: list[Reservation] = []
         contracts: list[Contract] = []
+        commands: list[ProviderCommand] = []
         for tenant in self._rt.store.tenants():
             with self._rt.read(tenant) as uow:
                 due_ids = [s.id for s in uow.subscriptions.due(at, batch)]
@@ -81,6 +94,8 @@ class Sweep:
                     expired.append(removed)
             reservations.extend(self._usage.expire_reservations(tenant, at, batch))
             contracts.extend(self._contracts.expire_due(tenant, at, batch))
+            if self._outbox is not None:
+                commands.extend(self._outbox.send_due(tenant, at, batch))
         dropped = self._rt.cache.expire(at)
         return SweepReport(
             at,
@@ -90,6 +105,7 @@ class Sweep:
             dropped,
             tuple(reservations),
             tuple(contracts),
+            tuple(commands),
         )
 
     def _advance(self, tenant: str | None, subscription_id: str, at: datetime) -> list[DueChange]:
