@@ -100,7 +100,9 @@ def test_staff_transfer_the_plan_manager_and_provider_events_do_not_revert_it(st
         with pytest.raises(NotAuthorized):
             ents.billing.cancel(W, actor=ALICE)
         assert ents.billing.cancel(W, actor=BOB).cancel_at_period_end
-        scheduled = [e for e in ents.audit.for_owner(W) if e.action == "subscription.schedule_cancel"]
+        scheduled = [
+            e for e in ents.audit.for_owner(W) if e.action == "subscription.schedule_cancel"
+        ]
         assert [e.actor for e in scheduled] == ["member:bob"]
     finally:
         ents.close()

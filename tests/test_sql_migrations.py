@@ -53,7 +53,6 @@ def test_the_declared_head_is_alembics_head():
     assert ScriptDirectory.from_config(migrations.config()).get_current_head() == migrations.HEAD
 
 
-
 def _table(name: str, *columns: str, **typed) -> sa.TableClause:
     return sa.table(
         name, *(sa.column(c) for c in columns), *(sa.column(c, t) for c, t in typed.items())
