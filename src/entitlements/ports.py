@@ -25,6 +25,7 @@ from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
+from entitlements.domain.provider_commands import ProviderCommand
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import Counter, Reservation, SeatAssignment, UsageRecord
 
@@ -326,12 +327,17 @@ class PaymentProvider(Protocol):
         ...
 
     def change_plan(
-        self, external_id: str, plan: Plan, *, seats: int | None
+        self, external_id: str, plan: Plan, *, seats: int | None, idempotency_key: str
     ) -> ProviderSubscription:
-        """Move an existing provider subscription to another plan."""
+        """Move an existing provider subscription to another plan. A call repeated with
+        the same ``idempotency_key`` (a retry) must not act twice."""
         ...
 
-    def cancel(self, external_id: str, *, at_period_end: bool) -> ProviderSubscription: ...
+    def cancel(
+        self, external_id: str, *, at_period_end: bool, idempotency_key: str
+    ) -> ProviderSubscription:
+        """Cancel now or at the period's end; idempotent by ``idempotency_key``."""
+        ...
 
     def fetch(self, external_id: str) -> ProviderSubscription | None:
         """The provider's current state, ``None`` if it has no such subscription."""
@@ -350,6 +356,26 @@ class ProviderRepository(Protocol):
     def link_for_checkout(self, checkout_id: str) -> ProviderLink | None: ...
 
     def put_link(self, link: ProviderLink) -> None: ...
+
+    def add_command(self, command: ProviderCommand) -> None:
+        """Record a command to the provider (the outbox); same unit of work as the
+        decision that needs it."""
+        ...
+
+    def command(self, command_id: str) -> ProviderCommand:
+        """Raises `NotFound` if there is none."""
+        ...
+
+    def update_command(self, command: ProviderCommand) -> None: ...
+
+    def due_commands(self, now: datetime, limit: int = 500) -> Sequence[ProviderCommand]:
+        """Pending commands whose next attempt is due, oldest first."""
+        ...
+
+    def open_commands(self, owner: Owner) -> Sequence[ProviderCommand]:
+        """The owner's commands not yet done at the provider (pending or failed), oldest
+        first."""
+        ...
 
 
 class RevisionRepository(Protocol):

@@ -27,6 +27,7 @@ from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
+from entitlements.domain.provider_commands import CommandStatus, ProviderCommand
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import (
     FOREVER,
@@ -123,6 +124,7 @@ class _Tables:
         self.attachments: dict[tuple[str, str], tuple[str, bytes]] = {}
         self.provider_events: dict[tuple[str | None, str], datetime] = {}
         self.provider_links: dict[tuple[str | None, str], ProviderLink] = {}
+        self.provider_commands: dict[tuple[str | None, str], ProviderCommand] = {}
 
 
 class _Repository(Generic[K]):
@@ -743,6 +745,43 @@ class _Provider(_Repository[str]):
         self._scope(link.owner)
         self._undo.set(self._t.provider_links, (self._uow.tenant, link.external_id), link)
 
+    def add_command(self, command: ProviderCommand) -> None:
+        self._scope(command.owner)
+        for (tenant, _), existing in self._t.provider_commands.items():
+            if tenant == self._uow.tenant and existing.idempotency_key == command.idempotency_key:
+                raise Conflict(f"a provider command with key {command.idempotency_key} exists")
+        self._undo.set(self._t.provider_commands, (self._uow.tenant, command.id), command)
+
+    def command(self, command_id: str) -> ProviderCommand:
+        found = self._t.provider_commands.get((self._uow.tenant, command_id))
+        if found is None:
+            raise NotFound(f"provider command {command_id} does not exist")
+        return found
+
+    def update_command(self, command: ProviderCommand) -> None:
+        self.command(command.id)
+        self._undo.set(self._t.provider_commands, (self._uow.tenant, command.id), command)
+
+    def due_commands(self, now: datetime, limit: int = 500) -> Sequence[ProviderCommand]:
+        due = [
+            c
+            for (tenant, _), c in self._t.provider_commands.items()
+            if tenant == self._uow.tenant
+            and c.status is CommandStatus.PENDING
+            and c.next_attempt_at is not None
+            and c.next_attempt_at <= now
+        ]
+        return sorted(due, key=lambda c: (c.next_attempt_at, c.created_at, c.id))[:limit]
+
+    def open_commands(self, owner: Owner) -> Sequence[ProviderCommand]:
+        self._scope(owner)
+        found = [
+            c
+            for (tenant, _), c in self._t.provider_commands.items()
+            if tenant == self._uow.tenant and c.owner == owner and c.is_open
+        ]
+        return sorted(found, key=lambda c: (c.created_at, c.id))
+
 
 class _MemoryUnitOfWork:
     def __init__(self, store: MemoryStore, tenant: str | None) -> None:
@@ -848,6 +887,9 @@ class MemoryStore:
             found.update(o.tenant for o in self.tables.overrides)
             found.update(r.owner.tenant for r in self.tables.reservations.values())
             found.update(c.owner.tenant for c in self.tables.contracts.values())
+            found.update(
+                c.owner.tenant for c in self.tables.provider_commands.values() if c.is_open
+            )
         return sorted(found, key=lambda t: (t is not None, t or ""))
 
 

@@ -117,7 +117,9 @@ class Entitlements:
         self.audit = AuditTrail(self.runtime)
         self.usage = Usage(self.runtime)
         self.seats = Seats(self.runtime)
-        self.contracts = Contracts(self.runtime, self.subscriptions.convert)
+        self.contracts = Contracts(
+            self.runtime, self.subscriptions.convert, self.subscriptions.subscribe
+        )
         self.billing = Billing(
             self.runtime,
             self.subscriptions,
@@ -125,7 +127,7 @@ class Entitlements:
             one_free_plan_per_tenant=one_free_plan_per_tenant,
         )
         self._claims = ClaimsIssuer(self.runtime)
-        self._sweep = Sweep(self.runtime, self.usage, self.contracts)
+        self._sweep = Sweep(self.runtime, self.usage, self.contracts, self.billing.outbox)
         self._snapshots = self.runtime.cache.snapshots
         self._ts = self.runtime.timestamp
         self._wall_clock = self._ts is time.time  # one reading serves both checks
