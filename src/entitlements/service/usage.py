@@ -12,14 +12,15 @@ is audited (and so heard by listeners) as ``usage.over_limit``.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 import attrs
 
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.owner import Owner, as_owner
-from entitlements.domain.plan import LimitKind
+from entitlements.domain.ingestion import UsageEvent, UsageResult
+from entitlements.domain.plan import Enforcement, LimitKind
 from entitlements.domain.resolution import Snapshot
 from entitlements.domain.usage import (
     Counter,
@@ -34,11 +35,14 @@ from entitlements.domain.usage import (
 )
 from entitlements.errors import IdempotencyKeyReused, InvalidInput
 from entitlements.ports import UnitOfWork
+from entitlements.service.ingestion import ingest
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.snapshots import load_snapshot
 from entitlements.service.terms import (
     count,
+    denied_at_once,
     effective,
+    fallback_guard,
     expire_held,
     locked_terms,
     refuse,
@@ -169,20 +173,67 @@ class Usage:
             check_idempotency_key(key),
         )
         rt = self._rt
+        cache = rt.cache
+        keep = not rt.in_atomic_block
+        generation = cache.generation
         with rt.transaction(owner.tenant, now) as tx:
-            snapshot = terms_for_write(rt, tx, owner)
-            self._refuse_seats(snapshot, metric)
-            period = usage_period_start(snapshot, snapshot.limit_definition(metric))
+            snapshot = cache.snapshots.get(owner)
+            if snapshot is None or not snapshot.valid_at(tx.now):
+                snapshot = load_snapshot(tx.uow, owner, tx.now, rt.policy)
+                if keep:  # resolved from committed rows: as good as a read's
+                    cache.put(snapshot, generation)
+            definition = snapshot.limit_definition(metric)
+            if definition is not None and definition.kind is LimitKind.SEATS:
+                self._refuse_seats(snapshot, metric)
+            period = usage_period_start(snapshot, definition)
             record = UsageRecord(rt.new_id(), owner, metric, amount, period, tx.now, key)
-            earlier = tx.uow.usage.add_record(record)
-            if earlier is not None:
-                return self._duplicate(tx, snapshot, earlier, record)
-            counted_under, after, _ = count(rt, tx, owner, metric, amount, snapshot)
-            period_now = usage_period_start(counted_under, counted_under.limit_definition(metric))
-            if period_now != period:  # the terms in force count in another period
-                tx.uow.usage.remove_record(owner, record.id)
-                tx.uow.usage.add_record(attrs.evolve(record, period_start=period_now))
-            return self._counted(tx, who, counted_under, after, amount)
+            before = decide(snapshot, metric, Counter(owner, metric, period), amount)
+            if not denied_at_once(before):
+                hard = before.enforcement is Enforcement.HARD
+                counter, earlier = tx.uow.usage.consume(
+                    record,
+                    ceiling=before.limit if hard else None,
+                    revision=snapshot.revision,
+                    now=tx.now,
+                    fallback=fallback_guard(snapshot),
+                )
+                if earlier is not None:
+                    return self._duplicate(tx, snapshot, earlier, record, counter)
+                if counter is not None:
+                    return self._counted(tx, who, snapshot, counter, amount)
+            return self._consume_locked(tx, who, snapshot, record)
+
+    def _consume_locked(
+        self, tx: Transaction, who: Actor, snapshot: Snapshot, record: UsageRecord
+    ) -> UsageDecision:
+        """The counter refused the guess (stale or missing terms, a held reservation run
+        out, a hard limit): decide again under the owner's terms lock."""
+        owner, metric = record.owner, record.metric
+        earlier = tx.uow.usage.add_record(record)
+        if earlier is not None:
+            return self._duplicate(tx, snapshot, earlier, record)
+        counted_under, after, _ = count(
+            self._rt, tx, owner, metric, record.amount, snapshot, tried=True
+        )
+        period_now = usage_period_start(counted_under, counted_under.limit_definition(metric))
+        if period_now != record.period_start:  # the terms in force count in another period
+            tx.uow.usage.remove_record(owner, record.id)
+            tx.uow.usage.add_record(attrs.evolve(record, period_start=period_now))
+        return self._counted(tx, who, counted_under, after, record.amount)
+
+    def consume_many(
+        self,
+        events: Iterable[UsageEvent],
+        *,
+        actor: Actor | str = APP,
+    ) -> list[UsageResult]:
+        """Record many events (any owners of one tenant) in one transaction: one bulk
+        insert of ledger rows, one conditional update per counter. Each event gets the
+        outcome consuming the events one by one, in order, would have given it —
+        accepted, duplicate (its key was recorded already) or refused (``error`` is the
+        exception `consume` would have raised) — and a refused event costs the others
+        nothing. Malformed events raise `InvalidInput` before anything is written."""
+        return ingest(self._rt, list(events), as_actor(actor))
 
     def _refuse_seats(self, snapshot: Snapshot, metric: str) -> None:
         definition = snapshot.limit_definition(metric)
@@ -192,7 +243,12 @@ class Usage:
             )
 
     def _duplicate(
-        self, tx: Transaction, snapshot: Snapshot, earlier: UsageRecord, given: UsageRecord
+        self,
+        tx: Transaction,
+        snapshot: Snapshot,
+        earlier: UsageRecord,
+        given: UsageRecord,
+        counter: Counter | None = None,
     ) -> UsageDecision:
         if (earlier.metric, earlier.amount) != (given.metric, given.amount):
             assert given.key is not None
@@ -201,11 +257,9 @@ class Usage:
                 f"{earlier.amount} {earlier.metric}",
                 f"{given.amount} {given.metric}",
             )
-        counter = effective(
-            tx.uow,
-            tx.uow.usage.counter(earlier.owner, earlier.metric, earlier.period_start),
-            tx.now,
-        )
+        if counter is None or counter.period_start != earlier.period_start:
+            counter = tx.uow.usage.counter(earlier.owner, earlier.metric, earlier.period_start)
+        counter = effective(tx.uow, counter, tx.now)
         return decide(snapshot, earlier.metric, counter, earlier.amount)._replace(duplicate=True)
 
     def _counted(
