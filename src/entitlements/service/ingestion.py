@@ -153,12 +153,17 @@ class _Batch:
         )
 
     def _stale(
-        self, planned: Sequence[_Planned], found: dict[Group, tuple[Counter, int]]
+        self,
+        planned: Sequence[_Planned],
+        found: dict[Group, tuple[Counter, int]],
+        existing: dict[tuple[Owner, str], UsageRecord],
     ) -> set[Owner]:
+        """Owners whose counting needs the terms lock, as a single call's would: a
+        retry of a recorded event counts nothing and needs no lock."""
         stale: set[Owner] = set()
         fallback_checked: set[Owner] = set()
         for p in planned:
-            if p.owner in stale:
+            if p.owner in stale or (p.key is not None and (p.owner, p.key) in existing):
                 continue
             guarded = p.owner not in fallback_checked
             fallback_checked.add(p.owner)
@@ -204,7 +209,7 @@ class _Batch:
         keyed = list({(p.owner, p.key) for p in planned if p.key is not None})
         existing = uow.usage.recorded(keyed) if keyed else {}
         found = dict(uow.usage.locked_counters(list({p.group for p in planned})))
-        stale = self._stale(planned, found)
+        stale = self._stale(planned, found, existing)
         if stale:
             replanned = iter(self._relock(stale, checked))
             planned = [next(replanned) if p.owner in stale else p for p in planned]
