@@ -905,6 +905,53 @@ class MemoryStore:
             raise InvalidInput("join", "the memory store cannot join another transaction", join)
         return _MemoryUnitOfWork(self, tenant)
 
+    def consume_inline(
+        self,
+        record: UsageRecord,
+        *,
+        ceiling: int | None,
+        revision: int,
+        now: datetime,
+        fallback: tuple[str, int] | None = None,
+    ) -> tuple[Counter | None, UsageRecord | None, int | None]:
+        """A whole unit of work for one consumption that needs nothing else — record,
+        count and commit its change-feed entry — without the unit-of-work machinery.
+        Same rules and results as ``unit_of_work(...).usage.consume`` followed by a
+        commit; returns the committed feed number with the counter."""
+        with self.lock:
+            t = self.tables
+            owner = record.owner
+            if record.key is not None:
+                earlier = t.record_keys.get((owner, record.key))
+                if earlier is not None:
+                    return None, earlier, None
+            key = (owner, record.metric, record.period_start)
+            current = t.counters.get(key)
+            if current is None or t.counter_revisions.get(key, 0) != revision:
+                return None, None, None
+            held = current.held_until
+            if held is not None and held <= now:
+                return None, None, None
+            if fallback is not None:
+                head = t.plans.get(fallback[0])
+                if head is None or head.version != fallback[1]:
+                    return None, None, None
+            used = current.used + record.amount
+            if ceiling is not None and used + current.reserved > ceiling:
+                return None, None, None
+            after = _counter(owner, record.metric, record.period_start, used, current.reserved, held)
+            t.counters[key] = after
+            if record.key is not None:
+                t.record_keys[(owner, record.key)] = record
+            records = t.records.get(key)
+            if records is None:
+                records = t.records[key] = []
+            records.append(record)
+            seq = t.next_seq
+            t.next_seq = seq + 1
+            t.changes.append((seq, owner.tenant, owner, ChangeKind.USAGE, datetime.now(UTC)))
+            return after, None, seq
+
     def dump(self) -> dict[str, Any]:
         """Everything stored, as comparable data: tests compare dumps to prove a failed
         call changed nothing."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import attrs
 
@@ -63,6 +64,8 @@ class Usage:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
         self._coherence = runtime.coherence
+        self._inline: Any = getattr(runtime.store, "consume_inline", None)
+        self._lanes: dict[tuple[Owner, str], _Lane] = {}
 
     # -- reading -----------------------------------------------------------------------
 
@@ -173,6 +176,10 @@ class Usage:
             check_idempotency_key(key),
         )
         rt = self._rt
+        if self._inline is not None and now is None and rt.telemetry is None:
+            done = self._consume_inline(owner, metric, amount, key)
+            if done is not None:
+                return done
         cache = rt.cache
         keep = not rt.in_atomic_block
         generation = cache.generation
@@ -202,6 +209,60 @@ class Usage:
                 if counter is not None:
                     return self._counted(tx, who, snapshot, counter, amount)
             return self._consume_locked(tx, who, snapshot, record)
+
+    def _consume_inline(
+        self, owner: Owner, metric: str, amount: int, key: str | None
+    ) -> UsageDecision | None:
+        """An in-process store counts a plain consumption — terms known and cached, no
+        soft limit to audit, nothing refused — as one call into the store. ``None``:
+        take the ordinary path (it decides anything else)."""
+        rt = self._rt
+        if rt.in_atomic_block:
+            return None
+        snapshot = rt.cache.snapshots.get(owner)
+        ts = rt.timestamp()
+        if snapshot is None or not snapshot.resolved_ts <= ts < snapshot.expires_ts:
+            return None
+        lane = self._lanes.get((owner, metric))
+        if lane is None or lane.snapshot is not snapshot:
+            lane = _Lane.of(snapshot, metric)
+            if len(self._lanes) > 100_000:
+                self._lanes.clear()
+            self._lanes[(owner, metric)] = lane
+        if not lane.eligible:
+            return None
+        at = rt.now()
+        record = _record(rt.new_id(), owner, metric, amount, lane.period, at, key)
+        counter, _, seq = self._inline(
+            record, ceiling=lane.ceiling, revision=snapshot.revision, now=at, fallback=lane.guard
+        )
+        if counter is None:
+            return None
+        rt.last_revision.set(seq)
+        rt.cache.invalidate_usage((owner,))
+        base = lane.base
+        committed = counter.used + counter.reserved
+        limit = base.limit
+        return tuple.__new__(
+            UsageDecision,
+            (
+                owner,
+                metric,
+                True,
+                amount,
+                limit,
+                counter.used,
+                counter.reserved,
+                None if limit is None else max(limit - committed, 0),
+                base.enforcement,
+                base.kind,
+                base.reason,
+                base.detail,
+                lane.period,
+                False,
+                False,
+            ),
+        )
 
     def _consume_locked(
         self, tx: Transaction, who: Actor, snapshot: Snapshot, record: UsageRecord
@@ -479,6 +540,58 @@ class Usage:
             with self._rt.transaction(tenant, now) as tx:
                 expired.extend(expire_held(tx, [held]))
         return expired
+
+
+@attrs.frozen
+class _Lane:
+    """What a plain consumption of one metric needs from one snapshot, worked out once."""
+
+    snapshot: Snapshot
+    eligible: bool
+    period: datetime
+    ceiling: int | None
+    guard: tuple[str, int] | None
+    base: UsageDecision
+
+    @classmethod
+    def of(cls, snapshot: Snapshot, metric: str) -> _Lane:
+        definition = snapshot.limit_definition(metric)
+        period = usage_period_start(snapshot, definition)
+        base = decide(snapshot, metric, Counter(snapshot.owner, metric, period), 0)
+        hard = base.enforcement is Enforcement.HARD
+        eligible = (
+            base.allowed
+            and not base.over_limit
+            and (base.limit is None or hard)
+            and (definition is None or definition.kind is not LimitKind.SEATS)
+        )
+        ceiling = base.limit if hard else None
+        return cls(snapshot, eligible, period, ceiling, fallback_guard(snapshot), base)
+
+
+def _record(
+    record_id: str,
+    owner: Owner,
+    metric: str,
+    amount: int,
+    period_start: datetime,
+    at: datetime,
+    key: str | None,
+) -> UsageRecord:
+    """A ledger record of values checked already (the hot path skips the converters)."""
+    record = object.__new__(UsageRecord)
+    setter = object.__setattr__
+    for name, value in (
+        ("id", record_id),
+        ("owner", owner),
+        ("metric", metric),
+        ("amount", amount),
+        ("period_start", period_start),
+        ("at", at),
+        ("key", key),
+    ):
+        setter(record, name, value)
+    return record
 
 
 def _summary(decision: UsageDecision) -> dict[str, object]:

@@ -129,15 +129,20 @@ class SqlRevisions(Repository):
         return revision
 
 
+_FEED_INSERT = t.changes.insert()
+_FEED_INSERT_RETURNING = t.changes.insert().returning(t.changes.c.seq)
+
+
 def insert_changes(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> int | None:
-    """Write the feed rows of a committing unit of work; returns the highest number."""
+    """Write the feed rows of a committing unit of work; returns the highest number.
+    The statements are built once: a multi-VALUES insert would be compiled anew for
+    every count of rows."""
     if not rows:
         return None
-    dialect = connection.dialect
-    if dialect.insert_returning:
-        result = connection.execute(
-            t.changes.insert().values(list(rows)).returning(t.changes.c.seq)
-        )
+    if connection.dialect.insert_returning:
+        if len(rows) == 1:
+            return int(connection.execute(_FEED_INSERT_RETURNING, rows[0]).scalar_one())
+        result = connection.execute(_FEED_INSERT_RETURNING, list(rows))
         return max(int(seq) for seq in result.scalars())
     result = connection.execute(t.changes.insert().values(list(rows)))
     first = int(result.lastrowid)  # MySQL: the first of consecutive numbers of one INSERT
