@@ -128,8 +128,9 @@ class _Run:
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres", "mysql"])
 def test_a_batch_is_the_same_events_one_by_one(kind, make_store):
+    examples = settings().max_examples  # the profile's: more in CI
     @settings(
-        max_examples=25 if kind in ("memory", "sqlite") else 12,
+        max_examples=examples if kind == "memory" else max(examples // 4, 10),
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         deadline=None,
     )

@@ -216,11 +216,12 @@ class UsageRepository(Protocol):
         """The stored records of these (owner, idempotency key) pairs, where there are."""
         ...
 
-    def locked_counters(
-        self, keys: Sequence[tuple[Owner, str, datetime]]
+    def counters_of(
+        self, keys: Sequence[tuple[Owner, str, datetime]], *, lock: bool = False
     ) -> Mapping[tuple[Owner, str, datetime], tuple[Counter, int]]:
         """The existing counters of these (owner, metric, period) with the terms revision
-        each is stamped with, locked until the unit of work ends."""
+        each is stamped with, in one read; with ``lock``, locked until the unit of work
+        ends."""
         ...
 
     def add_records(self, records: Sequence[UsageRecord]) -> None:

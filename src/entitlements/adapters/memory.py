@@ -478,8 +478,8 @@ class _Usage(_Repository[Owner]):
                 found[(owner, key)] = earlier
         return found
 
-    def locked_counters(
-        self, keys: Sequence[tuple[Owner, str, datetime]]
+    def counters_of(
+        self, keys: Sequence[tuple[Owner, str, datetime]], *, lock: bool = False
     ) -> dict[tuple[Owner, str, datetime], tuple[Counter, int]]:
         found = {}
         for key in keys:

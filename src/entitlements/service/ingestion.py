@@ -185,7 +185,10 @@ class _Batch:
         return head is not None and head.version == guard[1]
 
     def _relock(
-        self, owners: set[Owner], checked: Sequence[tuple[UsageEvent, datetime | None]]
+        self,
+        owners: set[Owner],
+        checked: Sequence[tuple[UsageEvent, datetime | None]],
+        existing: dict[tuple[Owner, str], UsageRecord],
     ) -> list[_Planned]:
         """Take the terms lock of ``owners``, read their terms again, settle their
         expired reservations and make sure their counters exist, stamped."""
@@ -197,7 +200,8 @@ class _Batch:
         replanned = [self._plan(e, at) for e, at in checked if e.owner in owners]
         latest: dict[Group, datetime] = {}
         for p in replanned:
-            latest[p.group] = max(p.at, latest.get(p.group, p.at))
+            if p.key is None or (p.owner, p.key) not in existing:
+                latest[p.group] = max(p.at, latest.get(p.group, p.at))
         for (owner, metric, period), at in latest.items():
             expire_held(self.tx, uow.usage.expired_held(owner, metric, period, at))
             uow.usage.ensure(owner, metric, period, self.terms[owner].revision)
@@ -208,13 +212,19 @@ class _Batch:
         planned = [self._plan(e, at) for e, at in checked]
         keyed = list({(p.owner, p.key) for p in planned if p.key is not None})
         existing = uow.usage.recorded(keyed) if keyed else {}
-        found = dict(uow.usage.locked_counters(list({p.group for p in planned})))
+        found = dict(uow.usage.counters_of(list({p.group for p in planned}), lock=True))
         stale = self._stale(planned, found, existing)
         if stale:
-            replanned = iter(self._relock(stale, checked))
+            replanned = iter(self._relock(stale, checked, existing))
             planned = [next(replanned) if p.owner in stale else p for p in planned]
-            groups = list({p.group for p in planned if p.owner in stale})
-            found.update(uow.usage.locked_counters(groups))
+            groups = list(
+                {
+                    p.group
+                    for p in planned
+                    if p.owner in stale and (p.key is None or (p.owner, p.key) not in existing)
+                }
+            )
+            found.update(uow.usage.counters_of(groups, lock=True))
         counters = {group: self._effective(c) for group, (c, _) in found.items()}
         return self._decide_and_write(planned, existing, counters)
 

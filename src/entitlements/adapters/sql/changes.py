@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -56,7 +57,8 @@ _STAMP_LIVE = (
 )
 
 
-def _revision_upsert(dialect: str, *, bump: bool) -> Any:
+@cache
+def _revision_upsert(dialect: str, *, bump: bool, returning: bool = True) -> Any:
     """An INSERT of revision 1 (or 0) that, on an existing row, adds one (or nothing)."""
     values: dict[str, Any] = {
         "tenant": sa.bindparam("p_tenant"),
@@ -82,7 +84,8 @@ def _revision_upsert(dialect: str, *, bump: bool) -> Any:
     my = mysql.insert(t.owner_revisions).values(**values)
     if not bump:
         return my.prefix_with("IGNORE")  # a duplicate takes a shared lock, not an exclusive one
-    return my.on_duplicate_key_update(revision=t.owner_revisions.c.revision + 1)
+    bumped = my.on_duplicate_key_update(revision=t.owner_revisions.c.revision + 1)
+    return bumped.returning(t.owner_revisions.c.revision) if returning else bumped
 
 
 class SqlRevisions(Repository):
@@ -115,9 +118,10 @@ class SqlRevisions(Repository):
         done = self._uow.bumped.get(owner)
         if done is not None:
             return done
-        dialect = self._conn.dialect.name
-        upsert = _revision_upsert(dialect, bump=True)
-        if dialect in ("postgresql", "sqlite"):
+        dialect = self._conn.dialect
+        returning = dialect.insert_returning  # MariaDB too: its upsert returns the new row
+        upsert = _revision_upsert(dialect.name, bump=True, returning=returning)
+        if returning:
             revision = int(self._conn.execute(upsert, params).scalar_one())
         else:
             self._conn.execute(upsert, params)

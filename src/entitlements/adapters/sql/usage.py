@@ -127,6 +127,14 @@ _UNCOUNT = (
     .where(*_COUNTER)
     .values(used=_c.used - sa.bindparam("p_used"))
 )
+_RECORDED_COLUMNS = (_u.owner_kind, _u.owner_id, *_RECORD_COLUMNS, _u.key)
+_RECORDED = sa.select(*_RECORDED_COLUMNS).where(
+    _u.tenant == sa.bindparam("p_tenant"),
+    _u.owner_kind == sa.bindparam("p_kind"),
+    _u.owner_id == sa.bindparam("p_id"),
+    _u.key.in_(sa.bindparam("p_keys", expanding=True)),
+)
+_OWNERS_ONE_BY_ONE = 3
 _DELETE_RECORD = t.usage_records.delete().where(_u.id == sa.bindparam("p_record"))
 
 
@@ -442,21 +450,33 @@ class SqlUsage(Repository):
             return found
         for owner, _ in keys:
             self._scope(owner)
-        owners = {(o.kind, o.id): o for o, _ in keys}
-        wanted = sorted({(o.kind, o.id, k) for o, k in keys})
-        rows = self._conn.execute(
-            sa.select(_u.owner_kind, _u.owner_id, *_RECORD_COLUMNS, _u.key).where(
-                _u.tenant == self._t, sa.tuple_(_u.owner_kind, _u.owner_id, _u.key).in_(wanted)
-            )
-        )
-        for kind, owner_id, rid, metric, amount, period, at, key in rows:
-            owner = owners[(kind, owner_id)]
-            found[(owner, key)] = UsageRecord(rid, owner, metric, amount, period, at, key)
+        by_owner: dict[Owner, list[str]] = {}
+        for owner, key in keys:
+            by_owner.setdefault(owner, []).append(key)
+        if len(by_owner) <= _OWNERS_ONE_BY_ONE:
+            queries = [
+                (
+                    _RECORDED,
+                    {"p_tenant": self._t, "p_kind": o.kind, "p_id": o.id, "p_keys": wanted},
+                )
+                for o, wanted in by_owner.items()
+            ]
+        else:
+            pairs = sorted((o.kind, o.id, k) for o, k in keys)
+            condition = sa.tuple_(_u.owner_kind, _u.owner_id, _u.key).in_(pairs)
+            queries = [(sa.select(*_RECORDED_COLUMNS).where(_u.tenant == self._t, condition), {})]
+        owners = {(o.kind, o.id): o for o in by_owner}
+        for query, params in queries:
+            for kind, owner_id, rid, metric, amount, period, at, key in self._conn.execute(
+                query, params
+            ):
+                owner = owners[(kind, owner_id)]
+                found[(owner, key)] = UsageRecord(rid, owner, metric, amount, period, at, key)
         return found
 
     @storage_errors
-    def locked_counters(
-        self, keys: Sequence[tuple[Owner, str, datetime]]
+    def counters_of(
+        self, keys: Sequence[tuple[Owner, str, datetime]], *, lock: bool = False
     ) -> dict[tuple[Owner, str, datetime], tuple[Counter, int]]:
         found: dict[tuple[Owner, str, datetime], tuple[Counter, int]] = {}
         if not keys:
@@ -465,7 +485,7 @@ class SqlUsage(Repository):
             self._scope(owner)
         owners = {(o.kind, o.id): o for o, _, _ in keys}
         wanted = sorted({(o.kind, o.id, m, p) for o, m, p in keys})
-        rows = self._conn.execute(
+        query = (
             sa.select(
                 _c.owner_kind,
                 _c.owner_id,
@@ -481,8 +501,8 @@ class SqlUsage(Repository):
                 sa.tuple_(_c.owner_kind, _c.owner_id, _c.metric, _c.period_start).in_(wanted),
             )
             .order_by(_c.owner_kind, _c.owner_id, _c.metric, _c.period_start)
-            .with_for_update()
         )
+        rows = self._conn.execute(query.with_for_update() if lock else query)
         for kind, owner_id, metric, period, used, reserved, held, revision in rows:
             owner = owners[(kind, owner_id)]
             period = period if period.tzinfo else period.replace(tzinfo=UTC)
