@@ -203,6 +203,56 @@ class UsageRepository(Protocol):
         an answer: the second waits for the first and gets its record."""
         ...
 
+    def consume(
+        self,
+        record: UsageRecord,
+        *,
+        ceiling: int | None,
+        revision: int,
+        now: datetime,
+        fallback: tuple[str, int] | None = None,
+    ) -> tuple[Counter | None, UsageRecord | None]:
+        """Store ``record`` and add its amount to the counter of its period, as `add`
+        does with that ``ceiling``, ``revision``, ``now`` and ``fallback``. Returns
+        ``(counter after, None)``; ``(counter or None, earlier record)`` when the key
+        was recorded already (nothing changes; the counter, if given, is the current
+        one of ``record``'s period); ``(None, None)`` when the counter refused (nothing
+        is stored: the caller decides under the owner's lock)."""
+        ...
+
+    def recorded(self, keys: Sequence[tuple[Owner, str]]) -> Mapping[tuple[Owner, str], UsageRecord]:
+        """The stored records of these (owner, idempotency key) pairs, where there are."""
+        ...
+
+    def counters_of(
+        self, keys: Sequence[tuple[Owner, str, datetime]], *, lock: bool = False
+    ) -> Mapping[tuple[Owner, str, datetime], tuple[Counter, int]]:
+        """The existing counters of these (owner, metric, period) with the terms revision
+        each is stamped with, in one read; with ``lock``, locked until the unit of work
+        ends."""
+        ...
+
+    def add_records(self, records: Sequence[UsageRecord]) -> None:
+        """Store records whose keys the caller found unrecorded; raises `Conflict` if
+        another writer recorded one of them meanwhile."""
+        ...
+
+    def add_counted(
+        self,
+        owner: Owner,
+        metric: str,
+        period_start: datetime,
+        used: int,
+        *,
+        ceiling: int | None,
+        revision: int,
+        now: datetime,
+        fallback: tuple[str, int] | None = None,
+    ) -> bool:
+        """`add` of ``used`` units under those conditions, telling only whether it
+        matched (the caller knows the counter: it read it locked)."""
+        ...
+
     def remove_record(self, owner: Owner, record_id: str) -> None:
         """Take back a record this unit of work just stored (its consumption was refused)."""
         ...

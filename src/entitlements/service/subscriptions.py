@@ -67,6 +67,33 @@ def billing_terms(plan: Plan, now: datetime, cycle: BillingCycle | None) -> dict
     }
 
 
+class _ReadOnce:
+    """The unit of work as resolving twice (before and after a change) sees it: the
+    owner's overrides and each plan version are read once."""
+
+    def __init__(self, uow: Any, seen: dict[tuple[str, int | None], Plan] | None) -> None:
+        self._uow = uow
+        self.plans = self
+        self.overrides = self
+        self._plans: dict[tuple[str, int | None], Any] = dict(seen or {})
+        self._overrides: dict[Owner, Any] = {}
+
+    def get(self, key: str, version: int | None = None) -> Plan:
+        if (key, version) not in self._plans:
+            self._plans[(key, version)] = self._uow.plans.get(key, version)
+        plan: Plan = self._plans[(key, version)]
+        return plan
+
+    def find(self, key: str) -> Plan | None:
+        found: Plan | None = self._uow.plans.find(key)
+        return found
+
+    def for_owner(self, owner: Owner) -> Any:
+        if owner not in self._overrides:
+            self._overrides[owner] = self._uow.overrides.for_owner(owner)
+        return self._overrides[owner]
+
+
 def _caused_by_change(over: OverQuota, limit_before: int | None, usage: dict[str, int]) -> bool:
     """Over the new limit because of the change: the limit went down, or the owner was
     within the old one (an owner already over a soft limit is not news)."""
@@ -329,8 +356,11 @@ class Subscriptions:
         (`OverQuotaRefused`, nothing changes) or apply. Either way the over-quota report
         is audited, and returned with the change."""
 
+        seen: dict[tuple[str, int | None], Plan] = {}
+
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
             plan = self._target_plan(tx, current, plan_key, version)
+            seen[(plan.key, plan.version)] = plan
             if (plan.key, plan.version) == (current.plan_key, current.plan_version):
                 raise InvalidInput("plan_key", f"{owner} is already on {plan.key} v{plan.version}")
             changes: dict[str, Any] = {"plan_key": plan.key, "plan_version": plan.version}
@@ -340,7 +370,7 @@ class Subscriptions:
             return changes
 
         return self._apply_checked(
-            owner, Event.CHANGE_PLAN, actor, now, reason, change, if_over_quota
+            owner, Event.CHANGE_PLAN, actor, now, reason, change, if_over_quota, seen=seen
         )
 
     def migrate(
@@ -617,14 +647,17 @@ class Subscriptions:
         *,
         action: str | None = None,
         expected_revision: int | None = None,
+        seen: dict[tuple[str, int | None], Plan] | None = None,
     ) -> SubscriptionChange:
-        """`_apply`, plus the over-quota check against current usage."""
+        """`_apply`, plus the over-quota check against current usage. ``seen``: plan
+        versions the change read already."""
         policy = OverQuotaPolicy(if_over_quota)
         found: list[OverQuota] = []
 
         def check(tx: Transaction, before: Subscription, after: Subscription) -> None:
-            was = resolve_with(tx.uow, before.owner, before, tx.now, self._rt.policy)
-            will = resolve_with(tx.uow, before.owner, after, tx.now, self._rt.policy)
+            uow: Any = _ReadOnce(tx.uow, seen)
+            was = resolve_with(uow, before.owner, before, tx.now, self._rt.policy)
+            will = resolve_with(uow, before.owner, after, tx.now, self._rt.policy)
             usage = current_usage(tx.uow, was)
             found[:] = [  # replaced, not extended: a retried attempt checks afresh
                 o
