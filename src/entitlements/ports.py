@@ -385,7 +385,8 @@ class ChangeFeed(Protocol):
         ...
 
     def prune(self, before: datetime, limit: int = 10_000) -> int:
-        """Delete up to ``limit`` entries older than ``before``; returns how many."""
+        """Delete up to ``limit`` entries older than ``before``, never the newest one (it
+        keeps numbers from being handed out again); returns how many."""
         ...
 
 

@@ -553,7 +553,8 @@ class _Feed(_Repository[Owner]):
         return self._t.next_seq - 1
 
     def prune(self, before: datetime, limit: int = 10_000) -> int:
-        old = [row for row in self._t.changes if row[4] < before][:limit]
+        head = self.head()
+        old = [row for row in self._t.changes if row[4] < before and row[0] < head][:limit]
         if not old:
             return 0
         through = old[-1][0]

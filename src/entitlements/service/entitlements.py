@@ -36,7 +36,7 @@ from entitlements.service.runtime import Runtime
 from entitlements.service.seats import Seats
 from entitlements.service.snapshots import load_snapshot
 from entitlements.service.subscriptions import Subscriptions
-from entitlements.service.sweep import Sweep, SweepReport
+from entitlements.service.sweep import FEED_RETENTION, Sweep, SweepReport
 from entitlements.service.usage import Usage
 from entitlements.telemetry import Telemetry
 
@@ -255,8 +255,12 @@ class Entitlements:
         with self.runtime.transaction(tenant, now, join) as tx:
             yield tx.uow
 
-    def process_due(self, now: datetime | None = None) -> SweepReport:
+    def process_due(
+        self, now: datetime | None = None, *, feed_retention: timedelta = FEED_RETENTION
+    ) -> SweepReport:
         """Apply trial ends, scheduled cancellations, expiries, period roll-overs,
         override expiries and reservation expiries due by ``now``; drop snapshots that
-        time made stale."""
-        return self._sweep.process_due(now)
+        time made stale; prune change-feed entries committed more than
+        ``feed_retention`` ago by the wall clock (default an hour: a process away longer
+        than that drops its cache and resolves afresh)."""
+        return self._sweep.process_due(now, feed_retention=feed_retention)
