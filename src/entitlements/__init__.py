@@ -56,6 +56,7 @@ from entitlements.errors import (
     UnknownPlan,
     UsageDenied,
 )
+from entitlements.service.coherence import WhenUnreachable
 from entitlements.service.entitlements import Entitlements
 from entitlements.service.sweep import SweepReport
 
@@ -122,6 +123,7 @@ __all__ = [
     "SystemClock",
     "UnknownPlan",
     "UsageDenied",
+    "WhenUnreachable",
     "__version__",
     "resolve",
 ]
