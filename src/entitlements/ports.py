@@ -220,7 +220,9 @@ class UsageRepository(Protocol):
         is stored: the caller decides under the owner's lock)."""
         ...
 
-    def recorded(self, keys: Sequence[tuple[Owner, str]]) -> Mapping[tuple[Owner, str], UsageRecord]:
+    def recorded(
+        self, keys: Sequence[tuple[Owner, str]]
+    ) -> Mapping[tuple[Owner, str], UsageRecord]:
         """The stored records of these (owner, idempotency key) pairs, where there are."""
         ...
 
@@ -487,7 +489,8 @@ class ChangeFeed(Protocol):
         ...
 
     def prune(self, before: datetime, limit: int = 10_000) -> int:
-        """Delete up to ``limit`` entries older than ``before``; returns how many."""
+        """Delete up to ``limit`` entries older than ``before``, never the newest one (it
+        keeps numbers from being handed out again); returns how many."""
         ...
 
 

@@ -724,7 +724,8 @@ class _Feed(_Repository[Owner]):
         return self._t.next_seq - 1
 
     def prune(self, before: datetime, limit: int = 10_000) -> int:
-        old = [row for row in self._t.changes if row[4] < before][:limit]
+        head = self.head()
+        old = [row for row in self._t.changes if row[4] < before and row[0] < head][:limit]
         if not old:
             return 0
         through = old[-1][0]
@@ -1021,7 +1022,9 @@ class MemoryStore:
             used = current.used + record.amount
             if ceiling is not None and used + current.reserved > ceiling:
                 return None, None, None
-            after = _counter(owner, record.metric, record.period_start, used, current.reserved, held)
+            after = _counter(
+                owner, record.metric, record.period_start, used, current.reserved, held
+            )
             t.counters[key] = after
             if record.key is not None:
                 t.record_keys[(owner, record.key)] = record

@@ -37,7 +37,7 @@ from entitlements.service.runtime import Runtime
 from entitlements.service.seats import Seats
 from entitlements.service.snapshots import load_snapshot
 from entitlements.service.subscriptions import Subscriptions
-from entitlements.service.sweep import KEY_RETENTION, Sweep, SweepReport
+from entitlements.service.sweep import FEED_RETENTION, KEY_RETENTION, Sweep, SweepReport
 from entitlements.service.usage import Usage
 from entitlements.telemetry import Telemetry
 
@@ -276,10 +276,16 @@ class Entitlements:
         *,
         batch: int = 500,
         key_retention: timedelta = KEY_RETENTION,
+        feed_retention: timedelta = FEED_RETENTION,
     ) -> SweepReport:
         """Apply trial ends, scheduled cancellations, expiries, period roll-overs,
         override expiries and reservation expiries due by ``now``; drop snapshots that
-        time made stale; forget usage idempotency keys older than ``key_retention``.
-        Any number of sweeps may run at once (see `entitlements.service.sweep`); each
-        works through everything due, ``batch`` items per read."""
-        return self._sweep.process_due(now, batch=batch, key_retention=key_retention)
+        time made stale; forget usage idempotency keys older than ``key_retention``;
+        prune change-feed entries committed more than ``feed_retention`` ago by the wall
+        clock (default an hour: a process away longer than that drops its cache and
+        resolves afresh). Any number of sweeps may run at once (see
+        `entitlements.service.sweep`); each works through everything due, ``batch``
+        items per read."""
+        return self._sweep.process_due(
+            now, batch=batch, key_retention=key_retention, feed_retention=feed_retention
+        )
