@@ -31,15 +31,22 @@ __all__ = ["Verification", "verify_certificate", "verify_evidence"]
 
 @attrs.frozen
 class Verification:
+    """The result of checking an evidence file or certificate, offline."""
+
     problems: tuple[str, ...] = ()
+    """Everything found wrong, in the order checked (empty: it verifies)."""
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    """Whether nothing was found wrong."""
+
     @property
     def first_broken(self) -> str | None:
         return self.problems[0] if self.problems else None
+
+    """The first problem, to print when it fails."""
 
 
 def _check_contract(contract: Mapping[str, Any], problems: list[str]) -> None:
