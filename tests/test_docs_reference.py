@@ -69,6 +69,9 @@ def _own_members(cls: type) -> Iterator[tuple[str, object]]:
         for field in attrs.fields(cls):
             if not field.name.startswith("_") and field.name not in inherited_fields:
                 yield field.name, field
+    if issubclass(cls, tuple) and hasattr(cls, "_fields"):
+        yield from ((name, getattr(cls, name)) for name in cls._fields if not name.startswith("_"))
+        inherited_fields |= set(cls._fields)
     if issubclass(cls, enum.Enum):
         for name in cls.__members__:
             yield name, cls.__members__[name]
@@ -170,7 +173,7 @@ def test_every_public_class_and_member_is_in_the_reference(anchors):
         if path not in anchors:
             missing.append(f"{path} (reached from {via})")
             continue
-        for name, member in _own_members(cls):
+        for name, _member in _own_members(cls):
             if f"{path}.{name}" not in anchors:
                 missing.append(f"{path}.{name}")
     assert not missing, "not in the API reference:\n" + "\n".join(sorted(missing))

@@ -84,6 +84,9 @@ class NotFound(EntitlementsError, LookupError):
 
 
 class UnknownPlan(NotFound):
+    """No plan with that key (or that version) is stored; the CLI and ``sync`` say which
+    keys exist."""
+
     def __init__(self, key: str, version: int | None = None) -> None:
         what = f"plan {key!r}" if version is None else f"plan {key!r} version {version}"
         super().__init__(f"{what} does not exist")
@@ -92,12 +95,17 @@ class UnknownPlan(NotFound):
 
 
 class SubscriptionNotFound(NotFound):
+    """The owner has no subscription (or none it could act on); start a trial or subscribe
+    first."""
+
     def __init__(self, owner: object) -> None:
         super().__init__(f"{owner} has no subscription")
         self.owner = owner
 
 
 class OverrideNotFound(NotFound):
+    """The owner has no override of that feature or limit to remove."""
+
     def __init__(self, owner: object, target: str) -> None:
         super().__init__(f"{owner} has no override for {target!r}")
         self.owner = owner
@@ -122,6 +130,9 @@ class StaleWrite(Conflict):
 
 
 class ContractNotFound(NotFound):
+    """No contract with that id is stored for the owner (an id from another owner counts as
+    missing)."""
+
     def __init__(self, contract_id: str) -> None:
         super().__init__(f"contract {contract_id} does not exist")
         self.contract_id = contract_id
@@ -136,6 +147,8 @@ class InvalidToken(EntitlementsError, PermissionError):
 
 
 class ContractNotCompleted(Conflict):
+    """A conversion from a contract was asked before every signer signed."""
+
     def __init__(self, contract_id: str, status: str) -> None:
         super().__init__(
             f"contract {contract_id} is {status}, not completed; the trial cannot be converted yet"
@@ -203,6 +216,9 @@ class Busy(Conflict):
 
 
 class SubscriptionExists(Conflict):
+    """The owner already has a live subscription; change its plan, or end it, instead of
+    starting another."""
+
     def __init__(self, owner: object, status: str) -> None:
         super().__init__(f"{owner} already has a {status} subscription; change or end it instead")
         self.owner = owner
@@ -210,6 +226,8 @@ class SubscriptionExists(Conflict):
 
 
 class PlanExists(Conflict):
+    """``define`` was given a key already stored; ``revise`` makes a new version instead."""
+
     def __init__(self, key: str) -> None:
         super().__init__(f"plan {key!r} already exists; revise it to make a new version")
         self.key = key

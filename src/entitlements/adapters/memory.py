@@ -790,6 +790,7 @@ class MemoryStore:
             return uow.feed.read(after, missing)
 
     def feed_head(self) -> int:
+        """The last change-feed position handed out."""
         with self.lock:
             return self.tables.next_seq - 1
 

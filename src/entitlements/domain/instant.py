@@ -77,6 +77,5 @@ class Period:
 
     @property
     def length(self) -> timedelta:
+        """How long the period lasts (months and years vary in length)."""
         return self.end - self.start
-
-    """How long the period lasts (months and years vary in length)."""

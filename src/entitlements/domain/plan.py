@@ -138,9 +138,8 @@ class Limit:
 
     @property
     def is_unlimited(self) -> bool:
+        """Whether there is no ceiling."""
         return self.value is None
-
-    """Whether there is no ceiling."""
 
 
 def as_actions(value: object) -> frozenset[Action] | None:
@@ -168,11 +167,10 @@ class Feature:
 
     @property
     def granted_actions(self) -> frozenset[Action]:
+        """The actions it grants as it stands (none when disabled)."""
         if not self.enabled:
             return frozenset()
         return ALL_ACTIONS if self.actions is None else self.actions
-
-    """The actions it grants as it stands (none when disabled)."""
 
 
 def _amount(value: object) -> Decimal:
@@ -288,9 +286,8 @@ class Plan:
 
     @property
     def is_free(self) -> bool:
+        """Whether the plan has no price."""
         return self.price is None
-
-    """Whether the plan has no price."""
 
     def same_terms(self, other: Plan) -> bool:
         """Whether ``other`` has the same versioned terms, so a revision to it would not

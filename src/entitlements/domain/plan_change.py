@@ -36,15 +36,13 @@ class FeatureChange:
 
     @property
     def gained(self) -> frozenset[Action]:
+        """Actions the change grants that were not granted."""
         return self.after - self.before
-
-    """Actions the change grants that were not granted."""
 
     @property
     def lost(self) -> frozenset[Action]:
+        """Actions the change takes away."""
         return self.before - self.after
-
-    """Actions the change takes away."""
 
 
 @attrs.frozen
@@ -60,11 +58,10 @@ class LimitChange:
 
     @property
     def raised(self) -> bool:
+        """Whether the change gives more (unlimited counts as more than any number)."""
         if self.after is None:
             return self.before is not None
         return self.before is not None and self.after > self.before
-
-    """Whether the change gives more (unlimited counts as more than any number)."""
 
 
 @attrs.frozen

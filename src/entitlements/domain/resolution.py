@@ -67,17 +67,28 @@ class Decision:
     is the limit, ``None`` meaning unlimited)."""
 
     key: str
+    """The feature or limit asked about."""
     value: bool | int | None
+    """The answer: a bool for a feature; for a limit its value (``None``: unlimited)."""
     reason: Reason
+    """Why, from a small vocabulary a host can switch on."""
     source: Source
+    """Which layer decided: an override, an add-on, the plan, the fallback plan, or the
+    status policy."""
     detail: str
+    """The same in words for people (``plan pro v1``, ``override by staff:ann: pilot``)."""
     status: SubscriptionStatus | None
+    """The owner's subscription status when it was decided (``None``: no subscription)."""
     action: Action | None = None
+    """The action asked about (``None``: the whole feature)."""
     actions: frozenset[Action] = _EMPTY
+    """The actions the feature is granted for."""
     limit: Limit | None = None
+    """For a limit, its full definition (unit, kind, enforcement)."""
 
     @property
     def allowed(self) -> bool:
+        """Whether a feature decision grants it."""
         return self.value is True
 
 
@@ -91,16 +102,30 @@ class Snapshot:
     changed since (another process changed the plan, the seats, an override...)."""
 
     owner: Owner
+    """Whose entitlements these are."""
     status: SubscriptionStatus | None
+    """The subscription status at ``resolved_at`` (``None``: no subscription)."""
     access: Access
+    """What the status grants (full, read-only, none, the fallback plan)."""
     plan_key: str | None
+    """The plan resolved to (``None``: none, not even a fallback)."""
     plan_version: int | None
+    """The plan version resolved to."""
     resolved_at: datetime
+    """The instant it was resolved for; it answers from then until ``valid_until``."""
     valid_until: datetime | None
+    """The next instant at which time alone changes an answer (a trial end, an override
+    expiry...); ``None``: never."""
     usage_period: Period
+    """The period usage is counted in at ``resolved_at`` (the billing period, or the
+    calendar month)."""
     revision: int
+    """The owner's terms revision in the store when resolved; writes hand it to the
+    database, which refuses them if the terms changed since."""
     resolved_ts: float
+    """``resolved_at`` as epoch seconds, so the warm path compares floats."""
     expires_ts: float
+    """``valid_until`` as epoch seconds (infinity for never)."""
     _full: frozenset[str]
     _granted: Mapping[str, frozenset[Action]]
     _limits: Mapping[str, int | None]
@@ -133,13 +158,16 @@ class Snapshot:
 
     @property
     def limits(self) -> Mapping[str, int | None]:
+        """Every limit by name (``None``: unlimited)."""
         return self._limits
 
     @property
     def has_plan(self) -> bool:
+        """Whether the owner resolved to a plan at all."""
         return self.plan_key is not None
 
     def limit_definition(self, name: str) -> Limit | None:
+        """The full definition of limit ``name`` (``None``: the owner has no such limit)."""
         decision = self._limits_explained.get(name)
         return None if decision is None else decision.limit
 
@@ -179,12 +207,14 @@ class Snapshot:
         )
 
     def explain_limit(self, name: str) -> Decision:
+        """Why ``limit(name)`` answers as it does."""
         decision = self._limits_explained.get(name)
         if decision is not None:
             return decision
         return attrs.evolve(self._denied, key=name, value=0)
 
     def explain_all(self) -> tuple[Decision, ...]:
+        """Every decision in the snapshot, features first (what an admin page lists)."""
         return tuple(self._features_explained.values()) + tuple(self._limits_explained.values())
 
 

@@ -299,10 +299,9 @@ class Subscription:
 
     @property
     def is_terminal(self) -> bool:
+        """Whether it has ended for good (canceled, expired, failed); a new subscription is
+        then needed."""
         return self.status in TERMINAL
-
-    """Whether it has ended for good (canceled, expired, failed); a new subscription is then
-    needed."""
 
     @property
     def cancel_effective_at(self) -> datetime | None:

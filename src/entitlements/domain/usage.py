@@ -228,20 +228,35 @@ class UsageDecision(NamedTuple):
     tuple is built several times faster."""
 
     owner: Owner
+    """Whose usage was checked."""
     metric: str
+    """The limit name."""
     allowed: bool
+    """Whether the units may be used (a soft limit allows and sets ``over_limit``)."""
     requested: int
+    """The units asked for."""
     limit: int | None
+    """The limit in force (``None``: unlimited)."""
     used: int
+    """Units used in the period before this request."""
     reserved: int
+    """Units held by open reservations, which count as used."""
     remaining: int | None
+    """Units still available after this request (``None``: unlimited)."""
     enforcement: Enforcement
+    """Whether the limit refuses (``hard``) or reports (``soft``)."""
     kind: LimitKind
+    """How the limit counts (seats, gauge, metered)."""
     reason: Reason
+    """Why, in the same vocabulary as `Decision.reason`."""
     detail: str
+    """The same in words, fit for the error message a customer sees."""
     period_start: datetime
+    """The billing period counted in."""
     over_limit: bool = False
+    """A soft limit was passed: allowed, but worth a warning."""
     duplicate: bool = False
+    """The idempotency key was seen before: nothing was counted again."""
 
 
 def usage_period_start(snapshot: Snapshot, limit: Limit | None) -> datetime:

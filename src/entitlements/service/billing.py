@@ -49,11 +49,17 @@ class ProviderOutcome:
     ``duplicate`` (already applied) or ``stale`` (older than what was applied)."""
 
     outcome: str
+    """``applied``, ``duplicate`` or ``stale``."""
     subscription: Subscription | None = None
+    """Our subscription after the event (``None`` when it touched none)."""
     changes: tuple[str, ...] = ()
+    """The lifecycle events applied to get there, in order."""
 
 
 class Billing:
+    """``ents.billing``: plans bought through the host's payment provider, and the
+    provider's events applied to our subscriptions."""
+
     def __init__(
         self,
         runtime: Runtime,

@@ -113,6 +113,7 @@ class Coherence:
         self.sync()
 
     def has_seen(self, revision: int) -> bool:
+        """Whether the entry ``revision`` has been applied here."""
         return self._after is not None and revision <= self._after and revision not in self._missing
 
     def require(self, revision: int) -> None:
@@ -124,6 +125,8 @@ class Coherence:
     # -- following -------------------------------------------------------------------
 
     def sync(self) -> None:
+        """Read the feed now and drop what changed (the background thread and answers past
+        ``fresh_until`` call it)."""
         with self._lock:
             started = time.monotonic()
             if os.getpid() != self._pid:  # forked: the parent's thread did not come along
@@ -216,9 +219,15 @@ class Coherence:
 
     @property
     def interval(self) -> float:
+        """How often the background thread reads the feed without a push: half of
+        ``max_staleness``."""
         return max(self.max_staleness / 2, 0.005)
 
+    """How often the background thread reads the feed without a push: half of
+    ``max_staleness``."""
+
     def close(self) -> None:
+        """Stop the background thread; answers then confirm inline."""
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():

@@ -182,9 +182,12 @@ class Entitlements:
         return self._claims.token(owner, key, ttl=ttl, issuer=issuer, audience=audience, now=now)
 
     def explain(self, owner: Owner, feature: str, action: Action | str | None = None) -> Decision:
+        """Why ``allows(owner, feature, action)`` answers as it does: the value, the reason,
+        and which layer decided."""
         return self.snapshot(owner).explain(feature, action)
 
     def explain_limit(self, owner: Owner, name: str) -> Decision:
+        """Why ``limit(owner, name)`` answers as it does."""
         return self.snapshot(owner).explain_limit(name)
 
     def resolve(self, owner: Owner, now: datetime | None = None) -> Snapshot:

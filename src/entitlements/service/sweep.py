@@ -27,22 +27,35 @@ __all__ = ["Sweep", "SweepReport"]
 
 @attrs.frozen
 class SweepReport:
+    """What one ``process_due`` run persisted; answers already reflected it before the run."""
+
     now: datetime
+    """The time the sweep ran for."""
     changes: tuple[DueChange, ...] = ()
+    """Time-driven subscription changes stored and audited, each dated when it fell due."""
     expired_overrides: tuple[Override, ...] = ()
+    """Overrides past their end that were removed."""
     conflicts: tuple[str, ...] = ()
+    """Owners skipped because another writer changed them meanwhile; the next run picks them
+    up."""
     snapshots_dropped: int = 0
+    """Cached snapshots dropped because of the changes."""
     expired_reservations: tuple[Reservation, ...] = ()
+    """Reservations past their end whose units were freed."""
     expired_contracts: tuple[Contract, ...] = ()
+    """Open contracts whose signing window ended."""
 
     @property
     def nothing_due(self) -> bool:
+        """Whether the run found nothing to do."""
         return not (
             self.changes
             or self.expired_overrides
             or self.expired_reservations
             or self.expired_contracts
         )
+
+    """Whether the run found nothing to do."""
 
 
 class Sweep:

@@ -121,9 +121,8 @@ class PersonalData:
 
     @property
     def erased(self) -> bool:
+        """Whether the clear value is gone."""
         return self.value is None
-
-    """Whether the clear value is gone."""
 
     def erase(self) -> PersonalData:
         """The same record without the clear value or its salt; hashed records stay valid."""
@@ -307,9 +306,8 @@ class Contract:
 
     @property
     def is_closed(self) -> bool:
+        """Whether it can no longer change (completed, declined, voided, expired)."""
         return self.status in CLOSED
-
-    """Whether it can no longer change (completed, declined, voided, expired)."""
 
     def signer(self, signer_id: str) -> Signer:
         """The signer with ``signer_id`` (`InvalidInput` if there is none)."""

@@ -38,15 +38,13 @@ class Verification:
 
     @property
     def ok(self) -> bool:
+        """Whether nothing was found wrong."""
         return not self.problems
-
-    """Whether nothing was found wrong."""
 
     @property
     def first_broken(self) -> str | None:
+        """The first problem, to print when it fails."""
         return self.problems[0] if self.problems else None
-
-    """The first problem, to print when it fails."""
 
 
 def _check_contract(contract: Mapping[str, Any], problems: list[str]) -> None:
