@@ -57,6 +57,9 @@ class EntitlementsError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
 
 class InvalidInput(EntitlementsError, ValueError):
     """A value given to the library is malformed; nothing was stored."""

@@ -61,7 +61,15 @@ class Reason(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-@attrs.frozen
+def _when(at: datetime | None) -> str:
+    return "never" if at is None else at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _amount(value: int | None) -> str:
+    return "unlimited" if value is None else str(value)
+
+
+@attrs.frozen(repr=False)
 class Decision:
     """The explained answer for one feature (``value`` is a bool) or one limit (``value``
     is the limit, ``None`` meaning unlimited)."""
@@ -91,8 +99,29 @@ class Decision:
         """Whether a feature decision grants it."""
         return self.value is True
 
+    def __str__(self) -> str:
+        """One line for a console or a log: the answer, then why
+        (``sso: allowed by plan pro v1 [plan, trialing]``)."""
+        key = self.key if self.action is None else f"{self.key} ({self.action})"
+        if isinstance(self.value, bool):
+            answer = "allowed" if self.value else "denied"
+            link = " by " if self.value and self.source is not Source.NONE else ": "
+        else:
+            answer = f"limit {_amount(self.value)}"
+            link = " from " if self.source is not Source.NONE else ": "
+        status = "no subscription" if self.status is None else self.status.value
+        return f"{key}: {answer}{link}{self.detail} [{self.reason.value}, {status}]"
 
-@attrs.frozen(slots=True)
+    def __repr__(self) -> str:
+        action = "" if self.action is None else f", action={self.action.value!r}"
+        status = None if self.status is None else self.status.value
+        return (
+            f"Decision({self.key!r}, {self.value!r}{action}, reason={self.reason.value!r}, "
+            f"source={self.source.value!r}, status={status!r}, detail={self.detail!r})"
+        )
+
+
+@attrs.frozen(slots=True, repr=False)
 class Snapshot:
     """What one owner may do, as of ``resolved_at``, valid until ``valid_until`` (the
     next instant at which time alone would change an answer; ``None``: never).
@@ -133,6 +162,35 @@ class Snapshot:
     _limits_explained: Mapping[str, Decision]
     _denied: Decision
     _access_why: str
+
+    def __repr__(self) -> str:
+        plan = "no plan" if self.plan_key is None else f"{self.plan_key} v{self.plan_version}"
+        status = None if self.status is None else self.status.value
+        return (
+            f"Snapshot({str(self.owner)!r}, plan={plan!r}, status={status!r}, "
+            f"access={self.access.value!r}, revision={self.revision}, "
+            f"valid_until={_when(self.valid_until)!r})"
+        )
+
+    def __str__(self) -> str:
+        """A few lines for a console: plan, status and access, what is granted, and for
+        how long the snapshot answers."""
+        plan = "no plan" if self.plan_key is None else f"plan {self.plan_key} v{self.plan_version}"
+        status = "no subscription" if self.status is None else self.status.value
+        features = [
+            name if name in self._full else f"{name} ({', '.join(sorted(actions))})"
+            for name, actions in sorted(self._granted.items())
+            if actions
+        ]
+        limits = [f"{name}={_amount(value)}" for name, value in sorted(self._limits.items())]
+        return "\n".join(
+            (
+                f"{self.owner}: {plan}, {status} ({self.access.value} access)",
+                f"  features: {', '.join(features) or 'none'}",
+                f"  limits: {', '.join(limits) or 'none'}",
+                f"  resolved {_when(self.resolved_at)}, valid until {_when(self.valid_until)}",
+            )
+        )
 
     def valid_at(self, now: datetime) -> bool:
         """Whether the snapshot still answers for ``now`` (time has changed nothing since
