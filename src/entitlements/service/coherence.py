@@ -223,9 +223,6 @@ class Coherence:
         ``max_staleness``."""
         return max(self.max_staleness / 2, 0.005)
 
-    """How often the background thread reads the feed without a push: half of
-    ``max_staleness``."""
-
     def close(self) -> None:
         """Stop the background thread; answers then confirm inline."""
         self._stop.set()

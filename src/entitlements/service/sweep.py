@@ -55,8 +55,6 @@ class SweepReport:
             or self.expired_contracts
         )
 
-    """Whether the run found nothing to do."""
-
 
 class Sweep:
     def __init__(self, runtime: Runtime, usage: Usage, contracts: Contracts) -> None:
