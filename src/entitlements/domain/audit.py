@@ -23,8 +23,8 @@ class AuditEvent:
     id: str
     """Unique per event, so hosts can deduplicate what listeners forwarded."""
     at: datetime = attrs.field(converter=as_utc, validator=aware)
-    """When the change took effect (for time-driven changes, the instant it fell due, not
-    when the sweep ran)."""
+    """When the change was recorded; a change time caused says in ``reason`` when it fell
+    due (``due at ...``), and its ``after`` document is dated then."""
     actor: str
     """Who made the change (``staff:ann``, ``system:sweep``, ``provider:...``)."""
     action: str

@@ -238,11 +238,12 @@ class UsageDecision(NamedTuple):
     limit: int | None
     """The limit in force (``None``: unlimited)."""
     used: int
-    """Units used in the period before this request."""
+    """Units used in the period (for ``consume``: including this request's)."""
     reserved: int
     """Units held by open reservations, which count as used."""
     remaining: int | None
-    """Units still available after this request (``None``: unlimited)."""
+    """What is left under the limit given ``used`` and ``reserved`` (``None``: unlimited):
+    before the request in a ``check``, after it in what ``consume`` returns."""
     enforcement: Enforcement
     """Whether the limit refuses (``hard``) or reports (``soft``)."""
     kind: LimitKind
