@@ -22,7 +22,7 @@ import attrs
 import pytest
 
 import entitlements
-from entitlements import Entitlements, MemoryStore
+from entitlements import Entitlements, MemoryStore, errors
 
 griffe = pytest.importorskip("griffe", reason="needs the docs extra")
 mkdocs_config = pytest.importorskip("mkdocs.config", reason="needs the docs extra")
@@ -97,6 +97,8 @@ def public_classes() -> dict[type, str]:
         obj = getattr(entitlements, name)
         if _ours(obj):
             reach(obj, f"entitlements.{name}")
+    for name in errors.__all__:  # every error a call can raise, exported at the root or not
+        reach(getattr(errors, name), f"entitlements.errors.{name}")
     ents = Entitlements(MemoryStore())
     try:
         for name, value in vars(ents).items():
@@ -166,7 +168,7 @@ def test_the_public_surface_is_found():
     assert {"Entitlements", "Contracts", "Limit", "SignerSpec", "Snapshot"} <= classes
 
 
-def test_every_public_class_and_member_is_in_the_reference(anchors):
+def test_every_public_class_and_member_is_in_the_reference(anchors, source):
     missing = []
     for cls, via in public_classes().items():
         path = _path(cls)
@@ -176,7 +178,27 @@ def test_every_public_class_and_member_is_in_the_reference(anchors):
         for name, _member in _own_members(cls):
             if f"{path}.{name}" not in anchors:
                 missing.append(f"{path}.{name}")
+        for name in _instance_attributes(source, cls):
+            if f"{path}.{name}" not in anchors:
+                missing.append(f"{path}.{name}")
     assert not missing, "not in the API reference:\n" + "\n".join(sorted(missing))
+
+
+def _instance_attributes(source: griffe.Module, cls: type) -> list[str]:
+    """Public attributes set in ``__init__`` (an error's typed facts, the groups of
+    `Entitlements`): only the source shows them."""
+    if issubclass(cls, enum.Enum):
+        return []
+    found = source[_path(cls).removeprefix("entitlements.")]
+    return [
+        name
+        for name, member in found.members.items()
+        if not member.is_alias
+        and member.is_attribute
+        and not name.startswith("_")
+        and name not in vars(cls)
+        and not (attrs.has(cls) and name in attrs.fields_dict(cls))
+    ]
 
 
 def test_every_public_class_method_and_field_has_a_docstring(source):
@@ -185,7 +207,8 @@ def test_every_public_class_method_and_field_has_a_docstring(source):
     for cls in public_classes():
         if not _docstring(source, cls):
             undocumented.append(_path(cls))
-        for name, member in _own_members(cls):
-            if not isinstance(member, enum.Enum) and not _docstring(source, cls, name):
+        names = [name for name, member in _own_members(cls) if not isinstance(member, enum.Enum)]
+        for name in names + _instance_attributes(source, cls):
+            if not _docstring(source, cls, name):
                 undocumented.append(f"{_path(cls)}.{name}")
     assert not undocumented, "no docstring:\n" + "\n".join(sorted(undocumented))

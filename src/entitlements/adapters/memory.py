@@ -770,7 +770,10 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.tables = _Tables()
+        """Everything stored, as plain dicts and lists; tests may read it, nothing should
+        write it."""
         self.lock = threading.RLock()
+        """Serialises units of work, as a database would."""
 
     def unit_of_work(
         self, tenant: str | None, join: object | None = None, *, read_only: bool = False

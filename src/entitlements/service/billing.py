@@ -71,7 +71,9 @@ class Billing:
         self._rt = runtime
         self._subs = subscriptions
         self.provider = provider
+        """The host's payment provider (``None``: plans are assigned by staff)."""
         self.one_free_plan_per_tenant = one_free_plan_per_tenant
+        """Whether a tenant may hold only one free plan among its owners (seed 004)."""
 
     # -- assignment ----------------------------------------------------------------------
 

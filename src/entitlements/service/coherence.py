@@ -79,8 +79,12 @@ class Coherence:
         gap_timeout: float = 60.0,
     ) -> None:
         self.fresh_until = 0.0
+        """The `time.monotonic` instant until which the cache counts as confirmed; the warm
+        path compares it."""
         self.max_staleness = max_staleness
+        """How old, in seconds, a confirmation may be before an answer reads the feed."""
         self.when_unreachable = WhenUnreachable(when_unreachable)
+        """What answers do while the feed cannot be read."""
         self.stale_answers = 0
         """Answers served while the feed could not be read (`WhenUnreachable.SERVE_STALE`)."""
         self.resyncs = 0

@@ -95,6 +95,8 @@ class Entitlements:
             hints=store.change_hints,
             background=store.shared,
         )
+        """The follower of the change feed; its ``stale_answers`` and ``resyncs`` are worth
+        a metric."""
         self.runtime = Runtime(
             store=store,
             clock=clock or SystemClock(),
@@ -105,22 +107,33 @@ class Entitlements:
             telemetry=telemetry,
             coherence=self.coherence,
         )
+        """The wiring the groups share (clock, store, cache, policy); not for hosts."""
         if ids is not None:
             self.runtime.new_id = ids
         self.store = store
+        """The store given."""
         self.plans = Plans(self.runtime)
+        """The plan catalog: define, revise, activate, archive, retire, sync from a file."""
         self.subscriptions = Subscriptions(self.runtime)
+        """The subscription lifecycle: trials, conversion, plan and seat changes,
+        suspension, cancellation."""
         self.overrides = Overrides(self.runtime)
+        """Per-owner exceptions to the plan."""
         self.audit = AuditTrail(self.runtime)
+        """Who changed what, read back."""
         self.usage = Usage(self.runtime)
+        """Metered usage, gauges and reservations."""
         self.seats = Seats(self.runtime)
+        """Named seat assignments."""
         self.contracts = Contracts(self.runtime, self.subscriptions.convert)
+        """Contracts, signatures and conversion from a signed contract."""
         self.billing = Billing(
             self.runtime,
             self.subscriptions,
             payment_provider,
             one_free_plan_per_tenant=one_free_plan_per_tenant,
         )
+        """Plans bought through the payment provider, and its events."""
         self._claims = ClaimsIssuer(self.runtime)
         self._sweep = Sweep(self.runtime, self.usage, self.contracts)
         self._snapshots = self.runtime.cache.snapshots
