@@ -979,7 +979,10 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.tables = _Tables()
+        """Everything stored, as plain dicts and lists; tests may read it, nothing should
+        write it."""
         self.lock = threading.RLock()
+        """Serialises units of work, as a database would."""
 
     def unit_of_work(
         self, tenant: str | None, join: object | None = None, *, read_only: bool = False
@@ -1048,6 +1051,7 @@ class MemoryStore:
             return uow.feed.read(after, missing)
 
     def feed_head(self) -> int:
+        """The last change-feed position handed out."""
         with self.lock:
             return self.tables.next_seq - 1
 

@@ -80,12 +80,20 @@ class SweepReport:
     for another worker meanwhile): zero after an uneventful run."""
 
     now: datetime
+    """The time the sweep ran for."""
     changes: tuple[DueChange, ...] = ()
+    """Time-driven subscription changes stored and audited, each dated when it fell due."""
     expired_overrides: tuple[Override, ...] = ()
+    """Overrides past their end that were removed."""
     conflicts: tuple[str, ...] = ()
+    """Owners skipped because another writer changed them meanwhile; the next run picks them
+    up."""
     snapshots_dropped: int = 0
+    """Cached snapshots dropped because of the changes."""
     expired_reservations: tuple[Reservation, ...] = ()
+    """Reservations past their end whose units were freed."""
     expired_contracts: tuple[Contract, ...] = ()
+    """Open contracts whose signing window ended."""
     failures: tuple[SweepFailure, ...] = ()
     remaining: int = 0
     keys_forgotten: int = 0
@@ -95,6 +103,7 @@ class SweepReport:
 
     @property
     def nothing_due(self) -> bool:
+        """Whether the run found nothing to do."""
         return not (
             self.changes
             or self.expired_overrides
