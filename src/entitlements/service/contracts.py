@@ -19,6 +19,7 @@ import attrs
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from entitlements.domain.actor import Actor, as_actor
+from entitlements.domain.assignment import check_may_assign
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.contracts.certificate import sign_certificate
 from entitlements.domain.contracts.checkpoint import Checkpoint, sign_checkpoint
@@ -812,9 +813,7 @@ class Contracts:
         plan = tx.uow.plans.get(terms.plan_key, terms.plan_version)
         current = tx.uow.subscriptions.current(owner)
         live = current if current is not None and not current.is_terminal else None
-        plan.check_assignable(
-            owner.kind, already_held=live is not None and live.plan_key == plan.key
-        )
+        check_may_assign(plan, owner, live)
         seats = terms.seats
         if seats is None and live is not None:
             seats = live.seats

@@ -16,6 +16,7 @@ import attrs
 
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.addon import AddOn
+from entitlements.domain.assignment import check_may_assign
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import as_of
@@ -45,6 +46,7 @@ from entitlements.errors import (
     StaleWrite,
     SubscriptionNotFound,
 )
+from entitlements.service.assignment import PlanAssignment
 from entitlements.service.due import bring_to_now
 from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.retry import retries_lost_races
@@ -112,7 +114,7 @@ class Subscriptions:
 
     def __init__(self, runtime: Runtime, *, free_plan: OneFreePlan | None = None) -> None:
         self._rt = runtime
-        self.free_plan = free_plan or OneFreePlan()
+        self.assignment = PlanAssignment(free_plan or OneFreePlan())
 
     # -- reading ---------------------------------------------------------------------
 
@@ -254,9 +256,8 @@ class Subscriptions:
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, f"subscription.{event.value}", owner)
             plan = tx.uow.plans.get(plan_key, version)
-            plan.check_assignable(owner.kind, already_held=False)
             tx.change_terms(owner)
-            self.free_plan.check(tx, owner, plan)
+            self.assignment.check(tx, owner, plan, None, who)
             current = tx.uow.subscriptions.current(owner)
             if current is not None:
                 current, _ = bring_to_now(tx, current)
@@ -322,7 +323,7 @@ class Subscriptions:
         link = contract if contract is not None else _contract_link(contract_id)
 
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
-            plan = self._target_plan(tx, current, plan_key, version)
+            plan = self._target_plan(tx, current, plan_key, version, as_actor(actor))
             changes: dict[str, Any] = {
                 "plan_key": plan.key,
                 "plan_version": plan.version,
@@ -364,7 +365,7 @@ class Subscriptions:
         seen: dict[tuple[str, int | None], Plan] = {}
 
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
-            plan = self._target_plan(tx, current, plan_key, version)
+            plan = self._target_plan(tx, current, plan_key, version, as_actor(actor))
             seen[(plan.key, plan.version)] = plan
             if (plan.key, plan.version) == (current.plan_key, current.plan_version):
                 raise InvalidInput("plan_key", f"{owner} is already on {plan.key} v{plan.version}")
@@ -495,7 +496,7 @@ class Subscriptions:
             if current is None or current.is_terminal:
                 raise SubscriptionNotFound(owner)
             plan = uow.plans.get(plan_key, version)
-            plan.check_assignable(owner.kind, already_held=plan.key == current.plan_key)
+            check_may_assign(plan, owner, current)
             proposed = attrs.evolve(current, plan_key=plan.key, plan_version=plan.version)
             before = resolve_with(uow, owner, current, at, self._rt.policy)
             after = resolve_with(uow, owner, proposed, at, self._rt.policy)
@@ -724,7 +725,8 @@ class Subscriptions:
         tx: Transaction,
         current: Subscription,
         plan_key: str | None,
-        version: int | None = None,
+        version: int | None,
+        who: Actor,
     ) -> Plan:
         key = plan_key or current.plan_key
         if version is not None:
@@ -733,8 +735,7 @@ class Subscriptions:
             plan = tx.uow.plans.get(key, current.plan_version)
         else:
             plan = tx.uow.plans.get(key)
-        plan.check_assignable(current.owner.kind, already_held=key == current.plan_key)
-        self.free_plan.check(tx, current.owner, plan)
+        self.assignment.check(tx, current.owner, plan, current, who)
         return plan
 
     @retries_lost_races
