@@ -152,7 +152,8 @@ def test_conditional_override_removal_in_the_store(ents):
         removed = uow.overrides.remove_expired(
             ACME, OverrideKind.LIMIT, "calls", T0 + timedelta(days=1)
         )
-        assert removed is not None and removed.value == 5
+        assert removed is not None
+        assert removed.value == 5
         uow.commit()
     assert ents.overrides.list(ACME) == []
 
@@ -245,15 +246,14 @@ def _second_free_plan_refused(ents, path):
     ents.subscriptions.subscribe(first, "free", actor="staff")
     if path == "change_plan":
         ents.subscriptions.subscribe(second, "pro", actor="staff")
+    take = {
+        "subscribe": ents.subscriptions.subscribe,
+        "start_trial": ents.subscriptions.start_trial,
+        "change_plan": ents.subscriptions.change_plan,
+        "assign_plan": ents.billing.assign_plan,
+    }[path]
     with pytest.raises(FreePlanTaken):
-        if path == "subscribe":
-            ents.subscriptions.subscribe(second, "free", actor="staff")
-        elif path == "start_trial":
-            ents.subscriptions.start_trial(second, "free", actor="staff")
-        elif path == "change_plan":
-            ents.subscriptions.change_plan(second, "free", actor="staff")
-        else:
-            ents.billing.assign_plan(second, "free", actor="staff")
+        take(second, "free", actor="staff")
     ents.subscriptions.subscribe(Owner("app", "a3", "t2"), "free", actor="staff")  # another tenant
     ents.subscriptions.cancel(first, actor="staff")
     ents.billing.assign_plan(Owner("app", "a4", "t1"), "free", actor="staff")  # the slot is free
