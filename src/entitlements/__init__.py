@@ -57,7 +57,7 @@ from entitlements.errors import (
     UsageDenied,
 )
 from entitlements.service.entitlements import Entitlements
-from entitlements.service.sweep import SweepReport
+from entitlements.service.sweep import SweepFailure, SweepReport
 
 __version__ = "0.1.0"
 
@@ -118,6 +118,7 @@ __all__ = [
     "SubscriptionExists",
     "SubscriptionNotFound",
     "SubscriptionStatus",
+    "SweepFailure",
     "SweepReport",
     "SystemClock",
     "UnknownPlan",
