@@ -62,7 +62,7 @@ from entitlements.errors import (
 )
 from entitlements.service.coherence import WhenUnreachable
 from entitlements.service.entitlements import Entitlements
-from entitlements.service.sweep import SweepReport
+from entitlements.service.sweep import SweepFailure, SweepReport
 
 __version__ = "0.1.0"
 
@@ -126,6 +126,7 @@ __all__ = [
     "SubscriptionExists",
     "SubscriptionNotFound",
     "SubscriptionStatus",
+    "SweepFailure",
     "SweepReport",
     "SystemClock",
     "UnknownPlan",

@@ -7,7 +7,8 @@ the change to be made on the latest state, so the use case runs again — a few 
 after a short random pause that keeps racing writers from colliding in step. `Busy` (a
 deadlock or serialization failure the database resolved against us) is retried the same
 way, except inside ``Entitlements.atomic()``, where the host's transaction still holds
-its locks and the host decides.
+its locks and the host decides, and except a lock wait that timed out: the database
+already waited as long as it was told to, and waiting that long again is the host's call.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ ATTEMPTS = 6
 _PAUSE = 0.005  # seconds; doubled after each attempt, with full jitter
 
 F = TypeVar("F", bound=Callable[..., Any])
+_LOCK_WAIT_TIMEOUTS = {"55P03", 1205}  # PostgreSQL lock_timeout; MariaDB/MySQL lock wait
+
+
+def _waited(busy: Busy) -> bool:
+    """Whether the database gave up waiting for a lock (rather than breaking a deadlock)."""
+    orig = getattr(busy.__cause__, "orig", None)
+    codes = {getattr(orig, "sqlstate", None), *tuple(getattr(orig, "args", ()))[:1]}
+    return bool(codes & _LOCK_WAIT_TIMEOUTS)
 
 
 def retries_lost_races(method: F) -> F:
@@ -43,8 +52,8 @@ def retries_lost_races(method: F) -> F:
             except StaleWrite:
                 if attempt == ATTEMPTS - 1:
                     raise
-            except Busy:
-                if attempt == ATTEMPTS - 1 or self._rt.in_atomic_block:
+            except Busy as busy:
+                if attempt == ATTEMPTS - 1 or self._rt.in_atomic_block or _waited(busy):
                     raise
             time.sleep(random.uniform(0, _PAUSE * 2**attempt))
         raise AssertionError("unreachable")

@@ -26,6 +26,7 @@ more than they need while keeping the table to an hour of writes.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -51,6 +52,9 @@ from entitlements.service.usage import Usage
 __all__ = ["FEED_RETENTION", "KEY_RETENTION", "Sweep", "SweepFailure", "SweepReport"]
 
 log = logging.getLogger("entitlements.sweep")
+
+_HELD_ROUNDS = 3
+_HELD_PAUSE = 0.05  # seconds, times the round
 
 KEY_RETENTION = timedelta(days=30)
 """How long a usage idempotency key is remembered: a retry within it counts once."""
@@ -211,8 +215,12 @@ class Sweep:
         self, tenant: str | None, lister: Lister, into: list[Any], run: _Run, batch: int
     ) -> None:
         """Every item the lister finds due, page after page: handled items stop being due,
-        the ones left (held elsewhere, failed) are skipped on later pages."""
+        failed ones are not tried again this run. Items whose owner was held are tried
+        again a few times once the rest is done (the holder may have been busy with
+        another of the owner's items); those still held then are left to the holder."""
         seen: set[str] = set()
+        held: set[str] = set()
+        rounds = 0
         while True:
             try:
                 with self._rt.read(tenant) as uow:
@@ -230,25 +238,36 @@ class Sweep:
                 return
             fresh = [item for item in page if item.key not in seen]
             if not fresh:
-                run.remaining += len(page)
-                return
+                still_held = {item.key for item in page} & held
+                if not still_held or rounds == _HELD_ROUNDS:
+                    run.conflicts.extend(sorted(still_held))
+                    run.remaining += len(page)
+                    return
+                rounds += 1
+                time.sleep(_HELD_PAUSE * rounds)
+                seen -= still_held
+                held -= still_held
+                continue
             for item in fresh:
                 seen.add(item.key)
-                into.extend(self._one(tenant, item, run))
+                done, results = self._one(tenant, item, run)
+                if not done:
+                    held.add(item.key)
+                into.extend(results)
 
-    def _one(self, tenant: str | None, item: _Item, run: _Run) -> Sequence[Any]:
+    def _one(self, tenant: str | None, item: _Item, run: _Run) -> tuple[bool, Sequence[Any]]:
+        """(False, ()) if another unit of work held the item's owner."""
         try:
             with self._rt.transaction(tenant, run.at) as tx:
                 if not tx.uow.revisions.claim(item.owner):
-                    run.conflicts.append(item.key)
-                    return ()
-                return item.act(tx)
+                    return False, ()
+                return True, item.act(tx)
         except Exception as error:
             log.exception("sweep: %s of %s failed; the rest proceed", item.key, item.owner)
             run.failures.append(
                 SweepFailure(item.key, item.owner, type(error).__name__, str(error))
             )
-            return ()
+            return True, ()
 
     # -- what is due ---------------------------------------------------------------------
 

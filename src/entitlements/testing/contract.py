@@ -550,6 +550,68 @@ class StoreContract:
             assert uow.usage.held_reservations_due(START + timedelta(days=1)) == []
             uow.commit()
 
+    def test_idempotency_keys_are_forgotten_after_the_window(self, store: Store) -> None:
+        later = START + timedelta(days=40)
+        with store.unit_of_work(None) as uow:
+            uow.usage.add_record(UsageRecord("r1", ACME, "api_calls", 5, START, START, key="k"))
+            uow.usage.add_record(UsageRecord("r2", ACME, "api_calls", 1, START, later, key="n"))
+            settled = Reservation(
+                "res-1", ACME, "api_calls", 5, START, START, START + timedelta(hours=1), key="j"
+            )
+            uow.usage.add_reservation(settled)
+            uow.usage.settle_reservation(
+                attrs.evolve(settled, status=ReservationStatus.RELEASED, settled_at=START)
+            )
+            uow.commit()
+        with store.unit_of_work("tenant-b") as uow:
+            assert uow.usage.forget_keys(later) == 0  # another tenant's keys stay
+        with store.unit_of_work(None) as uow:
+            assert uow.usage.forget_keys(START) == 0
+            assert uow.usage.forget_keys(later) == 2
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            kept = uow.usage.records(ACME, "api_calls", START)
+            assert [(r.id, r.key) for r in kept] == [("r1", None), ("r2", "n")]
+            assert uow.usage.reservation(ACME, "res-1").key is None
+            again = UsageRecord("r3", ACME, "api_calls", 5, START, later, key="k")
+            assert uow.usage.add_record(again) is None  # a forgotten key records anew
+
+    def test_claims_and_rule_locks(self, store: Store) -> None:
+        with store.unit_of_work(None) as uow:
+            assert uow.revisions.claim(ACME)  # an owner never written before
+            uow.revisions.lock_rule("one-free-plan")
+            uow.revisions.lock_rule("one-free-plan")  # held already: no wait on oneself
+            assert uow.revisions.bump(ACME) == 1
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            assert uow.revisions.claim(ACME)
+            assert uow.revisions.current(ACME) == 1
+
+    def test_the_sweeps_override_removal_is_conditional(self, store: Store) -> None:
+        expiring = Override.limit(
+            ACME,
+            "projects",
+            value=3,
+            reason="r",
+            actor="staff:a",
+            at=START,
+            expires_at=START + timedelta(days=1),
+        )
+        with store.unit_of_work(None) as uow:
+            uow.overrides.put(expiring)
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            assert uow.overrides.remove_expired(ACME, OverrideKind.LIMIT, "projects", START) is None
+            renewed = attrs.evolve(expiring, expires_at=START + timedelta(days=9))
+            assert uow.overrides.put(renewed) == expiring  # an upsert of the same key
+            after = START + timedelta(days=2)
+            assert uow.overrides.remove_expired(ACME, OverrideKind.LIMIT, "projects", after) is None
+            gone = uow.overrides.remove_expired(
+                ACME, OverrideKind.LIMIT, "projects", START + timedelta(days=9)
+            )
+            assert gone == renewed
+            assert uow.overrides.for_owner(ACME) == []
+
     def test_seat_assignments(self, store: Store) -> None:
         with store.unit_of_work(None) as uow:
             uow.seats.add(SeatAssignment(ACME, "bob", START))

@@ -121,17 +121,21 @@ class SqlRevisions(Repository):
     @storage_errors
     def lock_rule(self, rule: str) -> None:
         params = {"p_tenant": self._t, "p_rule": rule}
+        row = {"tenant": self._t, "rule": rule}
+        dialect = self._conn.dialect.name
+        if dialect not in ("postgresql", "sqlite"):
+            # an upsert takes the row's exclusive lock at once, also on the first use in a
+            # tenant: INSERT IGNORE would take a shared lock on the duplicate, and two
+            # first users upgrading theirs would deadlock
+            self._conn.execute(
+                mysql.insert(t.tenant_locks).values(**row).on_duplicate_key_update(rule=rule)
+            )
+            return
         if self._conn.execute(_RULE_LOCKED, params).first() is not None:
             return
-        # first use in this tenant: create the row (ignoring a concurrent creator's), then
-        # lock it; locking first avoids MariaDB's shared lock on a duplicate key
-        dialect = self._conn.dialect.name
-        row = {"tenant": self._t, "rule": rule}
-        if dialect in ("postgresql", "sqlite"):
-            insert = (postgresql if dialect == "postgresql" else sqlite).insert(t.tenant_locks)
-            self._conn.execute(insert.values(**row).on_conflict_do_nothing())
-        else:
-            self._conn.execute(mysql.insert(t.tenant_locks).values(**row).prefix_with("IGNORE"))
+        # first use in this tenant: create the row (a concurrent creator's wins), then lock it
+        insert = (postgresql if dialect == "postgresql" else sqlite).insert(t.tenant_locks)
+        self._conn.execute(insert.values(**row).on_conflict_do_nothing())
         self._conn.execute(_RULE_LOCKED, params).one()
 
     @storage_errors
@@ -143,9 +147,17 @@ class SqlRevisions(Repository):
             return True
         if self._conn.execute(_CURRENT, params).first() is not None:
             return False  # another unit of work holds it
-        # no row yet: create it and wait for it like `lock` (a concurrent first writer is rare)
-        self._conn.execute(_revision_upsert(self._conn.dialect.name, bump=False), params)
-        self._conn.execute(_EXCLUSIVE, params).scalar_one()
+        # no row yet: create it and hold it (a concurrent first writer is waited for)
+        dialect = self._conn.dialect.name
+        if dialect in ("postgresql", "sqlite"):
+            self._conn.execute(_revision_upsert(dialect, bump=False), params)
+            self._conn.execute(_EXCLUSIVE, params).scalar_one()
+        else:  # an upsert locks exclusively at once (see `lock_rule`)
+            self._conn.execute(
+                mysql.insert(t.owner_revisions)
+                .values(tenant=self._t, owner_kind=owner.kind, owner_id=owner.id, revision=0)
+                .on_duplicate_key_update(revision=t.owner_revisions.c.revision)
+            )
         return True
 
     @storage_errors
