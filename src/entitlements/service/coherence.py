@@ -97,6 +97,7 @@ class Coherence:
         self._down_since: float | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._pid = os.getpid()
 
     # -- answers ---------------------------------------------------------------------
@@ -197,8 +198,13 @@ class Coherence:
     # -- the background thread -------------------------------------------------------
 
     def _start(self) -> None:
-        wake = threading.Event()
-        for hint in self._hints():
+        wake = self._wake = threading.Event()
+        try:
+            hints = self._hints()
+        except Exception:
+            log.warning("entitlements: no change hints (polling only)", exc_info=True)
+            hints = []
+        for hint in hints:
             threading.Thread(
                 target=_listen,
                 args=(hint, wake, self._stop),
@@ -220,6 +226,7 @@ class Coherence:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
