@@ -44,10 +44,10 @@ def owner_of(run: str) -> Owner:
     return Owner("organization", f"coherence-{run}")
 
 
-def flipper(url: str, run: str, conn: Any) -> None:
+def flipper(url: str, run: str, conn: Any, redis: str | None = None) -> None:
     """Process B: flip the owner's ``flag`` override on request, reply with the instant
     the write returned."""
-    ents = Entitlements(SqlStore.from_url(url))
+    ents = Entitlements(SqlStore.from_url(url), redis=redis)
     owner = owner_of(run)
     conn.send("ready")
     while (enabled := conn.recv()) is not None:
@@ -69,14 +69,14 @@ def prepare(url: str, run: str) -> None:
     store.engine.dispose()
 
 
-def propagation(url: str, samples: int) -> list[float]:
+def propagation(url: str, samples: int, redis: str | None = None) -> list[float]:
     run = f"{time.time_ns()}"
     prepare(url, run)
     owner = owner_of(run)
-    ents = Entitlements(SqlStore.from_url(url))
+    ents = Entitlements(SqlStore.from_url(url), redis=redis)
     ctx = multiprocessing.get_context("spawn")
     conn, child = ctx.Pipe()
-    process = ctx.Process(target=flipper, args=(url, run, child), daemon=True)
+    process = ctx.Process(target=flipper, args=(url, run, child, redis), daemon=True)
     process.start()
     assert conn.recv() == "ready"
     delays = []
@@ -127,26 +127,29 @@ def main() -> None:
     parser.add_argument("--postgres", help="a PostgreSQL URL (psycopg driver)")
     parser.add_argument("--mysql", help="a MariaDB/MySQL URL")
     parser.add_argument("--sqlite", action="store_true", help="a SQLite file in a temp dir")
+    parser.add_argument("--redis", help="a Redis URL: adds MariaDB woken by Redis pub/sub")
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--polling-samples", type=int, default=30)
     parser.add_argument("--number", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
 
-    engines: list[tuple[str, str, int]] = []
+    engines: list[tuple[str, str, int, str | None]] = []
     scratch = tempfile.TemporaryDirectory()
     if args.postgres:
-        engines.append(("PostgreSQL, NOTIFY", args.postgres, args.samples))
+        engines.append(("PostgreSQL, NOTIFY", args.postgres, args.samples, None))
     if args.sqlite or not (args.postgres or args.mysql):
         path = Path(scratch.name) / "coherence.db"
-        engines.append(("SQLite file, data_version", f"sqlite:///{path}", args.samples))
+        engines.append(("SQLite file, data_version", f"sqlite:///{path}", args.samples, None))
     if args.mysql:
-        engines.append(("MariaDB, polling", args.mysql, args.polling_samples))
+        engines.append(("MariaDB, polling", args.mysql, args.polling_samples, None))
+        if args.redis:
+            engines.append(("MariaDB, Redis pub/sub", args.mysql, args.samples, args.redis))
 
     print("propagation from B's commit to A's new answer (max_staleness 1.0 s)")
     print(f"{'engine':<28} {'n':>4} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
-    for name, url, samples in engines:
-        delays = [d * 1000 for d in propagation(url, samples)]
+    for name, url, samples, redis in engines:
+        delays = [d * 1000 for d in propagation(url, samples, redis)]
         print(
             f"{name:<28} {len(delays):>4} {statistics.median(delays):>8.1f} "
             f"{percentile(delays, 0.99):>8.1f} {max(delays):>8.1f}"
@@ -154,7 +157,9 @@ def main() -> None:
 
     print("\nwarm ents.allows, coherence on (default) vs off (follower stopped)")
     print(f"{'engine':<28} {'on ns':>8} {'off ns':>8} {'on/off':>8}")
-    for name, url, _ in engines:
+    for name, url, _, redis in engines:
+        if redis:
+            continue
         on, off = warm_ratio(url, args.number, args.repeat)
         print(f"{name:<28} {on:>8.1f} {off:>8.1f} {on / off:>8.2f}")
     scratch.cleanup()
