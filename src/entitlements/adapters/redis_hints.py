@@ -54,7 +54,9 @@ class RedisChannel:
     database the processes share)."""
 
     url: str = attrs.field(converter=_url)
+    """The Redis server, as a ``redis://``, ``rediss://`` or ``unix://`` URL."""
     channel: str = attrs.field(default=DEFAULT_CHANNEL, converter=_channel)
+    """The pub/sub channel; processes sharing a database share one."""
     _client: Any = attrs.field(default=None, init=False, repr=False, eq=False)
     _pid: int = attrs.field(default=0, init=False, repr=False, eq=False)
     _failing: bool = attrs.field(default=False, init=False, repr=False, eq=False)
@@ -82,6 +84,7 @@ class RedisChannel:
                 log.warning("entitlements: cannot publish a change hint to Redis: %s", error)
 
     def subscribe(self) -> RedisSubscription:
+        """A subscription for one follower (it connects on first use)."""
         return RedisSubscription(self.url, self.channel)
 
 
@@ -117,6 +120,7 @@ class RedisSubscription:
         return message is not None and message.get("type") == "message"
 
     def close(self) -> None:
+        """Drop the connection (the next `wait` connects again)."""
         pubsub, client, self._pubsub, self._client = self._pubsub, self._client, None, None
         if pubsub is not None:
             pubsub.close()

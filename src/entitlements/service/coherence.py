@@ -43,7 +43,10 @@ class WhenUnreachable(enum.StrEnum):
     `FeedUnavailable`."""
 
     SERVE_STALE = "serve_stale"
+    """Answer from the cache as it was; the outage is logged and each such answer counted
+    in ``coherence.stale_answers``."""
     RAISE = "raise"
+    """Raise `FeedUnavailable` instead of answering."""
 
 
 class ChangeHint(Protocol):
