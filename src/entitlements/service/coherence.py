@@ -43,7 +43,10 @@ class WhenUnreachable(enum.StrEnum):
     `FeedUnavailable`."""
 
     SERVE_STALE = "serve_stale"
+    """Answer from the cache as it was; the outage is logged and each such answer counted
+    in ``coherence.stale_answers``."""
     RAISE = "raise"
+    """Raise `FeedUnavailable` instead of answering."""
 
 
 class ChangeHint(Protocol):
@@ -105,6 +108,7 @@ class Coherence:
         self._down_since: float | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._pid = os.getpid()
 
     # -- answers ---------------------------------------------------------------------
@@ -208,8 +212,13 @@ class Coherence:
     # -- the background thread -------------------------------------------------------
 
     def _start(self) -> None:
-        wake = threading.Event()
-        for hint in self._hints():
+        wake = self._wake = threading.Event()
+        try:
+            hints = self._hints()
+        except Exception:
+            log.warning("entitlements: no change hints (polling only)", exc_info=True)
+            hints = []
+        for hint in hints:
             threading.Thread(
                 target=_listen,
                 args=(hint, wake, self._stop),
@@ -234,6 +243,7 @@ class Coherence:
     def close(self) -> None:
         """Stop the background thread; answers then confirm inline."""
         self._stop.set()
+        self._wake.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)

@@ -13,9 +13,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from entitlements.adapters.redis_hints import RedisChannel
 from entitlements.clock import SystemClock
 from entitlements.domain.access import AccessPolicy
 from entitlements.domain.owner import Owner, as_owner
@@ -68,7 +70,10 @@ class Entitlements:
     other processes: the cache is confirmed against the store's change feed at least that
     often (0: before every answer). ``when_unreachable`` says what answers do when the feed
     cannot be read for longer than that: serve what is cached (the default; logged and
-    counted in ``coherence.stale_answers``) or raise `FeedUnavailable`.
+    counted in ``coherence.stale_answers``) or raise `FeedUnavailable`. ``redis`` (a
+    ``redis://`` URL or a `RedisChannel`; extra ``redis``) announces this process's
+    commits on a Redis channel and wakes its follower on the others' — a hint only, the
+    change feed stays the truth; worth it on MariaDB/MySQL, which have no push.
     """
 
     def __init__(
@@ -86,14 +91,23 @@ class Entitlements:
         one_free_plan_per_tenant: bool = False,
         max_staleness: timedelta | float = 1.0,
         when_unreachable: WhenUnreachable | str = WhenUnreachable.SERVE_STALE,
+        redis: RedisChannel | str | None = None,
     ) -> None:
         cache = SnapshotCache(cache_size)
+        channel = RedisChannel(redis) if isinstance(redis, str) else redis
+        if channel is not None and not isinstance(channel, RedisChannel):
+            raise InvalidInput("redis", "must be a redis:// URL or a RedisChannel", redis)
+
+        def hints() -> list[Any]:
+            found = store.change_hints()
+            return found if channel is None else [*found, channel.subscribe()]
+
         self.coherence = Coherence(
             store,
             cache,
             max_staleness=_seconds(max_staleness, "max_staleness"),
             when_unreachable=WhenUnreachable(when_unreachable),
-            hints=store.change_hints,
+            hints=hints,
             background=store.shared,
         )
         """The follower of the change feed; its ``stale_answers`` and ``resyncs`` are worth
@@ -107,6 +121,7 @@ class Entitlements:
             cache=cache,
             telemetry=telemetry,
             coherence=self.coherence,
+            announce=None if channel is None else channel.announce,
         )
         """The wiring the groups share (clock, store, cache, policy); not for hosts."""
         if ids is not None:

@@ -133,6 +133,9 @@ class Runtime:
     telemetry: Telemetry | None = None
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex
     coherence: Coherence = attrs.field(default=None)
+    announce: Callable[[int], None] | None = None
+    """Called with each committed feed position, after commit (a push to other
+    processes, e.g. `entitlements.adapters.redis_hints.RedisChannel.announce`)."""
     timestamp: Callable[[], float] = attrs.field(init=False)
     _ambient: ContextVar[Transaction | None] = attrs.field(
         factory=lambda: ContextVar("entitlements_transaction", default=None)
@@ -262,6 +265,8 @@ class Runtime:
         revision = tx.uow.committed_revision
         if revision is not None:
             self.last_revision.set(revision)
+            if self.announce is not None:
+                self.announce(revision)
         if tx.catalog_changed:
             self.cache.clear()
         elif tx.touched:

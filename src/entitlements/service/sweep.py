@@ -66,6 +66,11 @@ _PRUNE_BATCH = 10_000
 _PRUNE_ROUNDS = 100
 
 
+def _check_feed_retention(retention: timedelta) -> None:
+    if not isinstance(retention, timedelta) or retention < timedelta(0):
+        raise InvalidInput("feed_retention", "must be a timedelta of zero or more", retention)
+
+
 @attrs.frozen
 class SweepFailure:
     """One item the sweep could not apply; it stays due and the next run tries again."""
@@ -104,6 +109,7 @@ class SweepReport:
     provider_commands: tuple[ProviderCommand, ...] = ()
     """Commands to the payment provider sent (or attempted again) by this run."""
     feed_entries_pruned: int = 0
+    """Change-feed entries older than the feed retention that were deleted."""
 
     @property
     def nothing_due(self) -> bool:
@@ -166,6 +172,7 @@ class Sweep:
             raise InvalidInput("batch", "must be a positive whole number", batch)
         if not isinstance(key_retention, timedelta) or key_retention <= timedelta(0):
             raise InvalidInput("key_retention", "must be a positive timedelta", key_retention)
+        _check_feed_retention(feed_retention)
         run = _Run(self._rt.now(now))
         for tenant in self._rt.store.tenants():
             for lister, into in (
@@ -198,8 +205,7 @@ class Sweep:
     def prune_feed(self, retention: timedelta) -> int:
         """Delete feed entries committed more than ``retention`` ago (wall clock), in
         batches of their own transactions so a large backlog never holds one long lock."""
-        if not isinstance(retention, timedelta) or retention < timedelta(0):
-            raise InvalidInput("feed_retention", "must be a timedelta of zero or more", retention)
+        _check_feed_retention(retention)
         before = datetime.now(UTC) - retention
         total = 0
         for _ in range(_PRUNE_ROUNDS):
