@@ -12,6 +12,7 @@ from entitlements.domain.actor import Actor, ActorKind
 from entitlements.domain.addon import AddOn
 from entitlements.domain.audit import AuditEvent
 from entitlements.domain.billing_cycle import BillingCycle, CycleUnit
+from entitlements.domain.ingestion import UsageEvent, UsageOutcome, UsageResult
 from entitlements.domain.instant import Period
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
@@ -128,6 +129,9 @@ __all__ = [
     "SystemClock",
     "UnknownPlan",
     "UsageDenied",
+    "UsageEvent",
+    "UsageOutcome",
+    "UsageResult",
     "__version__",
     "resolve",
 ]

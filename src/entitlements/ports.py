@@ -128,6 +128,13 @@ class OverrideRepository(Protocol):
         """Raises `OverrideNotFound`."""
         ...
 
+    def remove_expired(
+        self, owner: Owner, kind: OverrideKind, key: str, now: datetime
+    ) -> Override | None:
+        """Remove the override only if it is still expired at ``now`` (the sweep's removal:
+        one that staff renewed or removed meanwhile is left alone, ``None``)."""
+        ...
+
     def expired(self, now: datetime, limit: int = 500) -> Sequence[Override]:
         """Overrides expired by ``now``, earliest expiry first, then by owner kind, owner
         id, kind and key."""
@@ -196,12 +203,68 @@ class UsageRepository(Protocol):
         an answer: the second waits for the first and gets its record."""
         ...
 
+    def consume(
+        self,
+        record: UsageRecord,
+        *,
+        ceiling: int | None,
+        revision: int,
+        now: datetime,
+        fallback: tuple[str, int] | None = None,
+    ) -> tuple[Counter | None, UsageRecord | None]:
+        """Store ``record`` and add its amount to the counter of its period, as `add`
+        does with that ``ceiling``, ``revision``, ``now`` and ``fallback``. Returns
+        ``(counter after, None)``; ``(counter or None, earlier record)`` when the key
+        was recorded already (nothing changes; the counter, if given, is the current
+        one of ``record``'s period); ``(None, None)`` when the counter refused (nothing
+        is stored: the caller decides under the owner's lock)."""
+        ...
+
+    def recorded(self, keys: Sequence[tuple[Owner, str]]) -> Mapping[tuple[Owner, str], UsageRecord]:
+        """The stored records of these (owner, idempotency key) pairs, where there are."""
+        ...
+
+    def counters_of(
+        self, keys: Sequence[tuple[Owner, str, datetime]], *, lock: bool = False
+    ) -> Mapping[tuple[Owner, str, datetime], tuple[Counter, int]]:
+        """The existing counters of these (owner, metric, period) with the terms revision
+        each is stamped with, in one read; with ``lock``, locked until the unit of work
+        ends."""
+        ...
+
+    def add_records(self, records: Sequence[UsageRecord]) -> None:
+        """Store records whose keys the caller found unrecorded; raises `Conflict` if
+        another writer recorded one of them meanwhile."""
+        ...
+
+    def add_counted(
+        self,
+        owner: Owner,
+        metric: str,
+        period_start: datetime,
+        used: int,
+        *,
+        ceiling: int | None,
+        revision: int,
+        now: datetime,
+        fallback: tuple[str, int] | None = None,
+    ) -> bool:
+        """`add` of ``used`` units under those conditions, telling only whether it
+        matched (the caller knows the counter: it read it locked)."""
+        ...
+
     def remove_record(self, owner: Owner, record_id: str) -> None:
         """Take back a record this unit of work just stored (its consumption was refused)."""
         ...
 
     def records(self, owner: Owner, metric: str, period_start: datetime) -> Sequence[UsageRecord]:
         """Oldest first."""
+        ...
+
+    def forget_keys(self, before: datetime, limit: int = 10_000) -> int:
+        """Clear the idempotency keys of this tenant's records made before ``before`` and of
+        reservations settled before it (the records stay: only the key is forgotten, so a
+        retry that late counts again); returns how many keys, at most ``limit``."""
         ...
 
     def add_reservation(self, reservation: Reservation) -> Reservation | None:
@@ -384,6 +447,19 @@ class RevisionRepository(Protocol):
     def lock(self, owner: Owner) -> int:
         """The revision, read under a shared lock held until the unit of work ends: terms
         cannot change under the caller."""
+        ...
+
+    def lock_rule(self, rule: str) -> None:
+        """Hold this tenant's lock for a tenant-wide ``rule`` (``"one-free-plan"``) until
+        the unit of work ends: writes that check a rule across owners take it before they
+        read what the rule counts, so two of them never both find it satisfied."""
+        ...
+
+    def claim(self, owner: Owner) -> bool:
+        """Take the owner's exclusive lock unless another unit of work holds it (``False``:
+        nothing locked, move on). Workers that share a job (sweeps on every pod) claim an
+        owner before acting on it, so each change is applied by one of them, and none
+        waits behind another or behind a write in progress."""
         ...
 
     def bump(self, owner: Owner, since: datetime | None = None) -> int:

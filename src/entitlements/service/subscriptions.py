@@ -46,6 +46,8 @@ from entitlements.errors import (
     SubscriptionNotFound,
 )
 from entitlements.service.due import bring_to_now
+from entitlements.service.free_plan import OneFreePlan
+from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.snapshots import current_usage, resolve_with
 
@@ -65,6 +67,33 @@ def billing_terms(plan: Plan, now: datetime, cycle: BillingCycle | None) -> dict
     }
 
 
+class _ReadOnce:
+    """The unit of work as resolving twice (before and after a change) sees it: the
+    owner's overrides and each plan version are read once."""
+
+    def __init__(self, uow: Any, seen: dict[tuple[str, int | None], Plan] | None) -> None:
+        self._uow = uow
+        self.plans = self
+        self.overrides = self
+        self._plans: dict[tuple[str, int | None], Any] = dict(seen or {})
+        self._overrides: dict[Owner, Any] = {}
+
+    def get(self, key: str, version: int | None = None) -> Plan:
+        if (key, version) not in self._plans:
+            self._plans[(key, version)] = self._uow.plans.get(key, version)
+        plan: Plan = self._plans[(key, version)]
+        return plan
+
+    def find(self, key: str) -> Plan | None:
+        found: Plan | None = self._uow.plans.find(key)
+        return found
+
+    def for_owner(self, owner: Owner) -> Any:
+        if owner not in self._overrides:
+            self._overrides[owner] = self._uow.overrides.for_owner(owner)
+        return self._overrides[owner]
+
+
 def _caused_by_change(over: OverQuota, limit_before: int | None, usage: dict[str, int]) -> bool:
     """Over the new limit because of the change: the limit went down, or the owner was
     within the old one (an owner already over a soft limit is not news)."""
@@ -78,8 +107,9 @@ def _contract_link(contract_id: str | None) -> ContractLink | None:
 
 
 class Subscriptions:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, free_plan: OneFreePlan | None = None) -> None:
         self._rt = runtime
+        self.free_plan = free_plan or OneFreePlan()
 
     # -- reading ---------------------------------------------------------------------
 
@@ -221,6 +251,7 @@ class Subscriptions:
             plan = tx.uow.plans.get(plan_key, version)
             plan.check_assignable(owner.kind, already_held=False)
             tx.change_terms(owner)
+            self.free_plan.check(tx, owner, plan)
             current = tx.uow.subscriptions.current(owner)
             if current is not None:
                 current, _ = bring_to_now(tx, current)
@@ -325,8 +356,11 @@ class Subscriptions:
         (`OverQuotaRefused`, nothing changes) or apply. Either way the over-quota report
         is audited, and returned with the change."""
 
+        seen: dict[tuple[str, int | None], Plan] = {}
+
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
             plan = self._target_plan(tx, current, plan_key, version)
+            seen[(plan.key, plan.version)] = plan
             if (plan.key, plan.version) == (current.plan_key, current.plan_version):
                 raise InvalidInput("plan_key", f"{owner} is already on {plan.key} v{plan.version}")
             changes: dict[str, Any] = {"plan_key": plan.key, "plan_version": plan.version}
@@ -336,7 +370,7 @@ class Subscriptions:
             return changes
 
         return self._apply_checked(
-            owner, Event.CHANGE_PLAN, actor, now, reason, change, if_over_quota
+            owner, Event.CHANGE_PLAN, actor, now, reason, change, if_over_quota, seen=seen
         )
 
     def migrate(
@@ -613,20 +647,23 @@ class Subscriptions:
         *,
         action: str | None = None,
         expected_revision: int | None = None,
+        seen: dict[tuple[str, int | None], Plan] | None = None,
     ) -> SubscriptionChange:
-        """`_apply`, plus the over-quota check against current usage."""
+        """`_apply`, plus the over-quota check against current usage. ``seen``: plan
+        versions the change read already."""
         policy = OverQuotaPolicy(if_over_quota)
         found: list[OverQuota] = []
 
         def check(tx: Transaction, before: Subscription, after: Subscription) -> None:
-            was = resolve_with(tx.uow, before.owner, before, tx.now, self._rt.policy)
-            will = resolve_with(tx.uow, before.owner, after, tx.now, self._rt.policy)
+            uow: Any = _ReadOnce(tx.uow, seen)
+            was = resolve_with(uow, before.owner, before, tx.now, self._rt.policy)
+            will = resolve_with(uow, before.owner, after, tx.now, self._rt.policy)
             usage = current_usage(tx.uow, was)
-            found.extend(
+            found[:] = [  # replaced, not extended: a retried attempt checks afresh
                 o
                 for o in over_quota(will, usage)
                 if _caused_by_change(o, was.limit(o.metric), usage)
-            )
+            ]
             if not found:
                 return
             if policy is OverQuotaPolicy.REFUSE:
@@ -681,8 +718,10 @@ class Subscriptions:
         else:
             plan = tx.uow.plans.get(key)
         plan.check_assignable(current.owner.kind, already_held=key == current.plan_key)
+        self.free_plan.check(tx, current.owner, plan)
         return plan
 
+    @retries_lost_races
     def _apply(
         self,
         owner: Owner,
@@ -706,6 +745,11 @@ class Subscriptions:
                 raise StaleWrite("subscription", current.id, expected_revision)
             # the terms lock before anything the change is checked against is read
             tx.change_terms(owner, usage_period_of(as_of(current, tx.now), tx.now).start)
+            # and the subscription read again under it: a write that committed meanwhile
+            # is built upon, not overwritten
+            current = tx.uow.subscriptions.current(owner) or current
+            if expected_revision is not None and current.revision != expected_revision:
+                raise StaleWrite("subscription", current.id, expected_revision)
             current, _ = bring_to_now(tx, current)
             tx.authorize(who, name, owner, current)
             check_allowed(current, event)

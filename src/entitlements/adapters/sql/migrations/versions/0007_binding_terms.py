@@ -17,8 +17,8 @@ from entitlements.adapters.sql.types import UtcDateTime, key_string
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
