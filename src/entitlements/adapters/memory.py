@@ -1029,9 +1029,7 @@ class MemoryStore:
             used = current.used + record.amount
             if ceiling is not None and used + current.reserved > ceiling:
                 return None, None, None
-            after = _counter(
-                owner, record.metric, record.period_start, used, current.reserved, held
-            )
+            after = _counter(owner, record.metric, record.period_start, used, current.reserved, held)
             t.counters[key] = after
             if record.key is not None:
                 t.record_keys[(owner, record.key)] = record
