@@ -60,7 +60,7 @@ def _table(name: str, *columns: str, **typed) -> sa.TableClause:
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
-def test_0006_moves_the_plan_manager_out_of_metadata_and_back(kind, tmp_path, server_stores):
+def test_0007_moves_the_plan_manager_out_of_metadata_and_back(kind, tmp_path, server_stores):
     if kind != "sqlite":
         server_stores(kind)
     engine = engine_for(kind, tmp_path)
@@ -81,7 +81,7 @@ def test_0006_moves_the_plan_manager_out_of_metadata_and_back(kind, tmp_path, se
     try:
         with engine.begin() as connection:
             migrations.downgrade(connection, "base")
-            migrations.upgrade(connection, "0005")
+            migrations.upgrade(connection, "0006")
             connection.execute(
                 plans.insert(),
                 {
@@ -120,7 +120,7 @@ def test_0006_moves_the_plan_manager_out_of_metadata_and_back(kind, tmp_path, se
                 ("alice", {"crm": "7"}),
                 (None, {"crm": "8"}),
             ]
-            migrations.downgrade(connection, "0005")
+            migrations.downgrade(connection, "0006")
             back = _table("ent_subscriptions", "id", metadata=JSONDocument)
             found = connection.execute(sa.select(back).order_by(back.c.id)).all()
             assert [r.metadata for r in found] == [

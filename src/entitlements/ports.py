@@ -453,7 +453,12 @@ class ProviderRepository(Protocol):
         """Raises `NotFound` if there is none."""
         ...
 
-    def update_command(self, command: ProviderCommand) -> None: ...
+    def update_command(
+        self, command: ProviderCommand, *, expected: ProviderCommand | None = None
+    ) -> bool:
+        """Store ``command``; with ``expected``, only if the stored one still has its
+        status and attempts (two senders racing: one wins). Returns whether it did."""
+        ...
 
     def due_commands(self, now: datetime, limit: int = 500) -> Sequence[ProviderCommand]:
         """Pending commands whose next attempt is due, oldest first."""

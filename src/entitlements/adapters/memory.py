@@ -885,9 +885,17 @@ class _Provider(_Repository[str]):
             raise NotFound(f"provider command {command_id} does not exist")
         return found
 
-    def update_command(self, command: ProviderCommand) -> None:
-        self.command(command.id)
+    def update_command(
+        self, command: ProviderCommand, *, expected: ProviderCommand | None = None
+    ) -> bool:
+        stored = self.command(command.id)
+        if expected is not None and (stored.status, stored.attempts) != (
+            expected.status,
+            expected.attempts,
+        ):
+            return False
         self._undo.set(self._t.provider_commands, (self._uow.tenant, command.id), command)
+        return True
 
     def due_commands(self, now: datetime, limit: int = 500) -> Sequence[ProviderCommand]:
         due = [

@@ -27,6 +27,7 @@ from entitlements.domain.billing import (
     path_to,
 )
 from entitlements.domain.owner import Owner, as_owner
+from entitlements.domain.plan import Plan
 from entitlements.domain.provider_commands import CommandKind, CommandStatus, ProviderCommand
 from entitlements.domain.subscription import Event, Subscription, SubscriptionStatus
 from entitlements.domain.usage import OverQuotaPolicy
@@ -245,7 +246,7 @@ class Billing:
         who: Actor,
         owner: Owner,
         live: Subscription | None,
-        plan: Any,
+        plan: Plan,
         seats: int | None,
         if_over_quota: OverQuotaPolicy,
     ) -> Assignment:
@@ -322,7 +323,7 @@ class Billing:
                 raise NotFound(f"provider command {command_id} does not exist")
             if command.status is CommandStatus.SENT:
                 return command
-            tx.uow.provider.update_command(command.retried(tx.now))
+            tx.uow.provider.update_command(command.retried(tx.now), expected=command)
             tx.record(who, "billing.retry", f"provider_command:{command_id}", owner=owner)
         return self.outbox.send(owner.tenant, command_id)
 

@@ -143,11 +143,9 @@ class ProviderOutbox:
     def _failed(self, tenant: str | None, command: ProviderCommand, error: str) -> ProviderCommand:
         log.warning("payment provider command %s (%s) failed: %s", command.id, command.kind, error)
         with self._rt.transaction(tenant) as tx:
-            latest = tx.uow.provider.command(command.id)
-            if latest.status is not CommandStatus.PENDING or latest.attempts != command.attempts:
-                return latest  # another sender got there first
-            failed = latest.attempt_failed(tx.now, error)
-            tx.uow.provider.update_command(failed)
+            failed = command.attempt_failed(tx.now, error)
+            if not tx.uow.provider.update_command(failed, expected=command):
+                return tx.uow.provider.command(command.id)  # another sender got there first
             tx.record(
                 OUTBOX,
                 "billing.provider_command_failed",
@@ -161,13 +159,21 @@ class ProviderOutbox:
     def _delivered(
         self, tenant: str | None, command: ProviderCommand, answer: Any
     ) -> ProviderCommand:
+        result: dict[str, Any]
+        if isinstance(answer, Checkout):
+            result = {"checkout_id": answer.id, "url": answer.url}
+        else:
+            result = dict(to_document(answer)) if answer is not None else {}
         with self._rt.transaction(tenant) as tx:
             latest = tx.uow.provider.command(command.id)
             if latest.status is CommandStatus.SENT:
                 return latest
-            result: dict[str, Any]
+            done = latest.delivered(tx.now, result)
+            # claim the command first: a concurrent sender waits on the row, then finds
+            # it delivered and writes nothing
+            if not tx.uow.provider.update_command(done, expected=latest):
+                return tx.uow.provider.command(command.id)
             if isinstance(answer, Checkout):
-                result = {"checkout_id": answer.id, "url": answer.url}
                 tx.uow.provider.put_link(
                     ProviderLink(
                         answer.id,
@@ -178,12 +184,8 @@ class ProviderOutbox:
                         command.payload.get("manager"),
                     )
                 )
-            else:
-                result = dict(to_document(answer)) if answer is not None else {}
-                if isinstance(answer, ProviderSubscription) and command.subscription_id:
-                    self._remember(tx, answer, command.subscription_id)
-            done = latest.delivered(tx.now, result)
-            tx.uow.provider.update_command(done)
+            elif isinstance(answer, ProviderSubscription) and command.subscription_id:
+                self._remember(tx, answer, command.subscription_id)
             tx.record(
                 OUTBOX,
                 "billing.provider_command_sent",

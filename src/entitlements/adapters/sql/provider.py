@@ -155,15 +155,20 @@ class SqlProvider(Repository):
         return _command_from(rows[0])
 
     @storage_errors
-    def update_command(self, command: ProviderCommand) -> None:
+    def update_command(
+        self, command: ProviderCommand, *, expected: ProviderCommand | None = None
+    ) -> bool:
         c = t.provider_commands.c
+        conditions = [c.tenant == self._t, c.id == command.id]
+        if expected is not None:
+            conditions += [c.status == expected.status.value, c.attempts == expected.attempts]
         result = self._conn.execute(
-            t.provider_commands.update()
-            .where(c.tenant == self._t, c.id == command.id)
-            .values(**_command_row(command))
+            t.provider_commands.update().where(*conditions).values(**_command_row(command))
         )
-        if result.rowcount != 1:
-            raise NotFound(f"provider command {command.id} does not exist")
+        if result.rowcount == 1:
+            return True
+        self.command(command.id)  # NotFound if it is gone
+        return False
 
     @storage_errors
     def due_commands(self, now: datetime, limit: int = 500) -> Sequence[ProviderCommand]:

@@ -1,8 +1,8 @@
 """binding terms: the plan manager and the converted-from contract as subscription
 columns, the terms a contract pins, and the provider command outbox
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 from __future__ import annotations
