@@ -212,7 +212,9 @@ class UsageRepository(Protocol):
         is stored: the caller decides under the owner's lock)."""
         ...
 
-    def recorded(self, keys: Sequence[tuple[Owner, str]]) -> Mapping[tuple[Owner, str], UsageRecord]:
+    def recorded(
+        self, keys: Sequence[tuple[Owner, str]]
+    ) -> Mapping[tuple[Owner, str], UsageRecord]:
         """The stored records of these (owner, idempotency key) pairs, where there are."""
         ...
 

@@ -464,7 +464,7 @@ class _Usage(_Repository[Owner]):
         if records is None:
             records = t.records[key] = []
         records.append(record)
-        steps.append(records.pop)
+        steps.append(lambda: _drop_last(records))
         noted = self._uow.noted
         if noted.get(owner) is not ChangeKind.TERMS:
             noted[owner] = ChangeKind.USAGE
@@ -939,7 +939,9 @@ class MemoryStore:
             used = current.used + record.amount
             if ceiling is not None and used + current.reserved > ceiling:
                 return None, None, None
-            after = _counter(owner, record.metric, record.period_start, used, current.reserved, held)
+            after = _counter(
+                owner, record.metric, record.period_start, used, current.reserved, held
+            )
             t.counters[key] = after
             if record.key is not None:
                 t.record_keys[(owner, record.key)] = record

@@ -19,8 +19,8 @@ from typing import Any
 import attrs
 
 from entitlements.domain.actor import Actor, as_actor
-from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.ingestion import UsageEvent, UsageResult
+from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Enforcement, LimitKind
 from entitlements.domain.resolution import Snapshot
 from entitlements.domain.usage import (
@@ -43,8 +43,8 @@ from entitlements.service.terms import (
     count,
     denied_at_once,
     effective,
-    fallback_guard,
     expire_held,
+    fallback_guard,
     locked_terms,
     refuse,
     terms_for_write,
