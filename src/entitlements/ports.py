@@ -25,6 +25,7 @@ from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
+from entitlements.domain.provider_commands import ProviderCommand
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import Counter, Reservation, SeatAssignment, UsageRecord
 
@@ -125,6 +126,13 @@ class OverrideRepository(Protocol):
 
     def remove(self, owner: Owner, kind: OverrideKind, key: str) -> Override:
         """Raises `OverrideNotFound`."""
+        ...
+
+    def remove_expired(
+        self, owner: Owner, kind: OverrideKind, key: str, now: datetime
+    ) -> Override | None:
+        """Remove the override only if it is still expired at ``now`` (the sweep's removal:
+        one that staff renewed or removed meanwhile is left alone, ``None``)."""
         ...
 
     def expired(self, now: datetime, limit: int = 500) -> Sequence[Override]:
@@ -255,6 +263,12 @@ class UsageRepository(Protocol):
         """Oldest first."""
         ...
 
+    def forget_keys(self, before: datetime, limit: int = 10_000) -> int:
+        """Clear the idempotency keys of this tenant's records made before ``before`` and of
+        reservations settled before it (the records stay: only the key is forgotten, so a
+        retry that late counts again); returns how many keys, at most ``limit``."""
+        ...
+
     def add_reservation(self, reservation: Reservation) -> Reservation | None:
         """Store it, or return the stored one with the same key for this owner."""
         ...
@@ -365,12 +379,17 @@ class PaymentProvider(Protocol):
         ...
 
     def change_plan(
-        self, external_id: str, plan: Plan, *, seats: int | None
+        self, external_id: str, plan: Plan, *, seats: int | None, idempotency_key: str
     ) -> ProviderSubscription:
-        """Move an existing provider subscription to another plan."""
+        """Move an existing provider subscription to another plan. A call repeated with
+        the same ``idempotency_key`` (a retry) must not act twice."""
         ...
 
-    def cancel(self, external_id: str, *, at_period_end: bool) -> ProviderSubscription: ...
+    def cancel(
+        self, external_id: str, *, at_period_end: bool, idempotency_key: str
+    ) -> ProviderSubscription:
+        """Cancel now or at the period's end; idempotent by ``idempotency_key``."""
+        ...
 
     def fetch(self, external_id: str) -> ProviderSubscription | None:
         """The provider's current state, ``None`` if it has no such subscription."""
@@ -390,6 +409,26 @@ class ProviderRepository(Protocol):
 
     def put_link(self, link: ProviderLink) -> None: ...
 
+    def add_command(self, command: ProviderCommand) -> None:
+        """Record a command to the provider (the outbox); same unit of work as the
+        decision that needs it."""
+        ...
+
+    def command(self, command_id: str) -> ProviderCommand:
+        """Raises `NotFound` if there is none."""
+        ...
+
+    def update_command(self, command: ProviderCommand) -> None: ...
+
+    def due_commands(self, now: datetime, limit: int = 500) -> Sequence[ProviderCommand]:
+        """Pending commands whose next attempt is due, oldest first."""
+        ...
+
+    def open_commands(self, owner: Owner) -> Sequence[ProviderCommand]:
+        """The owner's commands not yet done at the provider (pending or failed), oldest
+        first."""
+        ...
+
 
 class RevisionRepository(Protocol):
     """Each owner's terms revision: the number that moves whenever what the owner is
@@ -405,6 +444,19 @@ class RevisionRepository(Protocol):
     def lock(self, owner: Owner) -> int:
         """The revision, read under a shared lock held until the unit of work ends: terms
         cannot change under the caller."""
+        ...
+
+    def lock_rule(self, rule: str) -> None:
+        """Hold this tenant's lock for a tenant-wide ``rule`` (``"one-free-plan"``) until
+        the unit of work ends: writes that check a rule across owners take it before they
+        read what the rule counts, so two of them never both find it satisfied."""
+        ...
+
+    def claim(self, owner: Owner) -> bool:
+        """Take the owner's exclusive lock unless another unit of work holds it (``False``:
+        nothing locked, move on). Workers that share a job (sweeps on every pod) claim an
+        owner before acting on it, so each change is applied by one of them, and none
+        waits behind another or behind a write in progress."""
         ...
 
     def bump(self, owner: Owner, since: datetime | None = None) -> int:

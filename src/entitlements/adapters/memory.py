@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -26,6 +27,7 @@ from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
+from entitlements.domain.provider_commands import CommandStatus, ProviderCommand
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import (
     FOREVER,
@@ -122,6 +124,7 @@ class _Tables:
         self.attachments: dict[tuple[str, str], tuple[str, bytes]] = {}
         self.provider_events: dict[tuple[str | None, str], datetime] = {}
         self.provider_links: dict[tuple[str | None, str], ProviderLink] = {}
+        self.provider_commands: dict[tuple[str | None, str], ProviderCommand] = {}
 
 
 class _Repository(Generic[K]):
@@ -297,6 +300,14 @@ class _Overrides(_Repository[Owner]):
         self._uow.revisions.bump(owner)
         self._undo.set(self._t.overrides, owner, {k: v for k, v in current.items() if k != slot})
         return removed
+
+    def remove_expired(
+        self, owner: Owner, kind: OverrideKind, key: str, now: datetime
+    ) -> Override | None:
+        found = self._t.overrides.get(self._scope(owner), {}).get((kind, key))
+        if found is None or found.is_active(now):
+            return None
+        return self.remove(owner, kind, key)
 
     def expired(self, now: datetime, limit: int = 500) -> Sequence[Override]:
         found: list[Override] = []
@@ -536,6 +547,33 @@ class _Usage(_Repository[Owner]):
                     self._undo.delete(self._t.record_keys, (owner, removed.key))
                 return
 
+    def forget_keys(self, before: datetime, limit: int = 10_000) -> int:
+        old = [
+            (owner, key)
+            for (owner, key), record in self._t.record_keys.items()
+            if owner.tenant == self._uow.tenant and record.at < before
+        ][:limit]
+        for owner, key in old:
+            record = self._t.record_keys[(owner, key)]
+            self._undo.delete(self._t.record_keys, (owner, key))
+            records = self._t.records[(owner, record.metric, record.period_start)]
+            at = next(i for i, r in enumerate(records) if r.id == record.id)
+            self._undo.steps.append(partial(records.__setitem__, at, record))
+            records[at] = attrs.evolve(record, key=None)
+        settled = [
+            r
+            for r in self._t.reservations.values()
+            if r.owner.tenant == self._uow.tenant
+            and r.key is not None
+            and r.settled_at is not None
+            and r.settled_at < before
+        ][: limit - len(old)]
+        for reservation in settled:
+            self._undo.set(
+                self._t.reservations, reservation.id, attrs.evolve(reservation, key=None)
+            )
+        return len(old) + len(settled)
+
     def records(self, owner: Owner, metric: str, period_start: datetime) -> Sequence[UsageRecord]:
         return list(self._t.records.get((self._scope(owner), metric, period_start), ()))
 
@@ -632,6 +670,13 @@ class _Revisions(_Repository[Owner]):
 
     def lock(self, owner: Owner) -> int:
         return self.current(owner)  # a memory unit of work holds the store's lock throughout
+
+    def lock_rule(self, rule: str) -> None:
+        pass  # the store's lock is held for the whole unit of work
+
+    def claim(self, owner: Owner) -> bool:
+        self._scope(owner)
+        return True  # likewise: no other unit of work runs while this one is open
 
     def bump(self, owner: Owner, since: datetime | None = None) -> int:
         done = self._uow.bumped.get(self._scope(owner))
@@ -826,6 +871,43 @@ class _Provider(_Repository[str]):
         self._scope(link.owner)
         self._undo.set(self._t.provider_links, (self._uow.tenant, link.external_id), link)
 
+    def add_command(self, command: ProviderCommand) -> None:
+        self._scope(command.owner)
+        for (tenant, _), existing in self._t.provider_commands.items():
+            if tenant == self._uow.tenant and existing.idempotency_key == command.idempotency_key:
+                raise Conflict(f"a provider command with key {command.idempotency_key} exists")
+        self._undo.set(self._t.provider_commands, (self._uow.tenant, command.id), command)
+
+    def command(self, command_id: str) -> ProviderCommand:
+        found = self._t.provider_commands.get((self._uow.tenant, command_id))
+        if found is None:
+            raise NotFound(f"provider command {command_id} does not exist")
+        return found
+
+    def update_command(self, command: ProviderCommand) -> None:
+        self.command(command.id)
+        self._undo.set(self._t.provider_commands, (self._uow.tenant, command.id), command)
+
+    def due_commands(self, now: datetime, limit: int = 500) -> Sequence[ProviderCommand]:
+        due = [
+            c
+            for (tenant, _), c in self._t.provider_commands.items()
+            if tenant == self._uow.tenant
+            and c.status is CommandStatus.PENDING
+            and c.next_attempt_at is not None
+            and c.next_attempt_at <= now
+        ]
+        return sorted(due, key=lambda c: (c.next_attempt_at, c.created_at, c.id))[:limit]
+
+    def open_commands(self, owner: Owner) -> Sequence[ProviderCommand]:
+        self._scope(owner)
+        found = [
+            c
+            for (tenant, _), c in self._t.provider_commands.items()
+            if tenant == self._uow.tenant and c.owner == owner and c.is_open
+        ]
+        return sorted(found, key=lambda c: (c.created_at, c.id))
+
 
 class _MemoryUnitOfWork:
     def __init__(self, store: MemoryStore, tenant: str | None) -> None:
@@ -980,6 +1062,9 @@ class MemoryStore:
             found.update(o.tenant for o in self.tables.overrides)
             found.update(r.owner.tenant for r in self.tables.reservations.values())
             found.update(c.owner.tenant for c in self.tables.contracts.values())
+            found.update(
+                c.owner.tenant for c in self.tables.provider_commands.values() if c.is_open
+            )
         return sorted(found, key=lambda t: (t is not None, t or ""))
 
 

@@ -17,6 +17,7 @@ import attrs
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import as_of
 from entitlements.domain.instant import optional_utc
 from entitlements.domain.owner import Owner, as_owner
@@ -45,6 +46,8 @@ from entitlements.errors import (
     SubscriptionNotFound,
 )
 from entitlements.service.due import bring_to_now
+from entitlements.service.free_plan import OneFreePlan
+from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.snapshots import current_usage, resolve_with
 
@@ -97,9 +100,16 @@ def _caused_by_change(over: OverQuota, limit_before: int | None, usage: dict[str
     return limit_before is None or over.limit < limit_before or usage[over.metric] <= limit_before
 
 
+def _contract_link(contract_id: str | None) -> ContractLink | None:
+    if contract_id is None:
+        return None
+    return ContractLink(contract_id)
+
+
 class Subscriptions:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, free_plan: OneFreePlan | None = None) -> None:
         self._rt = runtime
+        self.free_plan = free_plan or OneFreePlan()
 
     # -- reading ---------------------------------------------------------------------
 
@@ -182,11 +192,22 @@ class Subscriptions:
         cycle: BillingCycle | None = None,
         now: datetime | None = None,
         reason: str | None = None,
+        version: int | None = None,
         **details: Any,
     ) -> Subscription:
-        """Assign the plan directly, active from now (free plans, staff-managed billing)."""
+        """Assign the plan directly, active from now (free plans, staff-managed billing);
+        ``version`` pins one of the plan's versions (a signed contract's)."""
         return self._start(
-            Event.SUBSCRIBE, owner, plan_key, actor, now, reason, seats, cycle=cycle, **details
+            Event.SUBSCRIBE,
+            owner,
+            plan_key,
+            actor,
+            now,
+            reason,
+            seats,
+            cycle=cycle,
+            version=version,
+            **details,
         )
 
     def begin_checkout(
@@ -217,17 +238,20 @@ class Subscriptions:
         *,
         trial_days: int | None = None,
         cycle: BillingCycle | None = None,
+        version: int | None = None,
         **details: Any,
     ) -> Subscription:
         owner, who = as_owner(owner), as_actor(actor)
-        unknown = set(details) - {"metadata", "notes", "external_id", "expires_at"}
+        known = {"metadata", "notes", "external_id", "expires_at", "plan_manager", "contract"}
+        unknown = set(details) - known
         if unknown:
             raise InvalidInput("details", f"unknown field(s): {', '.join(sorted(unknown))}")
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, f"subscription.{event.value}", owner)
-            plan = tx.uow.plans.get(plan_key)
+            plan = tx.uow.plans.get(plan_key, version)
             plan.check_assignable(owner.kind, already_held=False)
             tx.change_terms(owner)
+            self.free_plan.check(tx, owner, plan)
             current = tx.uow.subscriptions.current(owner)
             if current is not None:
                 current, _ = bring_to_now(tx, current)
@@ -275,13 +299,25 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
         contract_id: str | None = None,
+        version: int | None = None,
+        keep_cancellation: bool = False,
+        if_over_quota: OverQuotaPolicy = OverQuotaPolicy.REFUSE,
+        contract: ContractLink | None = None,
     ) -> Subscription:
-        """Trial (or pending checkout) → active, optionally onto another plan and seat
-        count; the first paid period starts now. ``contract_id`` links the subscription
-        to the signed contract it came from (in its metadata)."""
+        """Trial (or pending checkout) → active, optionally onto another plan (``version``
+        pins one of its versions) and seat count; the first paid period starts now.
+
+        A cancellation scheduled for the trial's end is cleared — the owner is paying
+        now — unless ``keep_cancellation`` keeps it (it then takes effect at the end of
+        the first paid period). Usage over a limit of the new plan is refused unless
+        ``if_over_quota`` allows it. ``contract`` (or just ``contract_id``) links the
+        subscription to the signed contract it came from."""
+        if not isinstance(keep_cancellation, bool):
+            raise InvalidInput("keep_cancellation", "must be True or False", keep_cancellation)
+        link = contract if contract is not None else _contract_link(contract_id)
 
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
-            plan = self._target_plan(tx, current, plan_key)
+            plan = self._target_plan(tx, current, plan_key, version)
             changes: dict[str, Any] = {
                 "plan_key": plan.key,
                 "plan_version": plan.version,
@@ -291,11 +327,16 @@ class Subscriptions:
                 changes["seats"] = seats
             if notes is not UNSET:
                 changes["notes"] = notes
-            if contract_id is not None:
-                changes["metadata"] = {**current.metadata, "contract_id": contract_id}
+            if not keep_cancellation:
+                changes["cancel_at_period_end"] = False
+            if link is not None:
+                changes["metadata"] = {**current.metadata, "contract_id": link.contract_id}
+                changes["contract"] = link
             return changes
 
-        return self._apply(owner, Event.ACTIVATE, actor, now, reason, change, action="convert")
+        return self._apply_checked(
+            owner, Event.ACTIVATE, actor, now, reason, change, if_over_quota, action="convert"
+        ).subscription
 
     def change_plan(
         self,
@@ -559,11 +600,38 @@ class Subscriptions:
         changes: dict[str, Any] = {k: v for k, v in given.items() if v is not UNSET}
         if "expires_at" in changes:
             changes["expires_at"] = optional_utc(changes["expires_at"], "expires_at")
+        if isinstance(metadata, Mapping) and "plan_manager" in metadata:
+            raise InvalidInput(
+                "metadata",
+                "the plan manager is a field of its own, not metadata: "
+                "use billing.transfer_plan_manager",
+                metadata,
+            )
         if not changes:
             raise InvalidInput(
                 "amend", "give at least one of notes, external_id, metadata, expires_at"
             )
         return self._apply(owner, Event.AMEND, actor, now, reason, lambda tx, cur: changes)
+
+    def set_plan_manager(
+        self,
+        owner: Owner,
+        member: str | None,
+        *,
+        actor: Actor | str,
+        now: datetime | None = None,
+        reason: str | None = None,
+    ) -> Subscription:
+        """Seed 003's plan manager (the member whose card pays); `Billing` calls this."""
+        return self._apply(
+            owner,
+            Event.AMEND,
+            actor,
+            now,
+            reason,
+            lambda tx, cur: {"plan_manager": member},
+            action="set_plan_manager",
+        )
 
     # -- machinery -------------------------------------------------------------------
 
@@ -591,11 +659,11 @@ class Subscriptions:
             was = resolve_with(uow, before.owner, before, tx.now, self._rt.policy)
             will = resolve_with(uow, before.owner, after, tx.now, self._rt.policy)
             usage = current_usage(tx.uow, was)
-            found.extend(
+            found[:] = [  # replaced, not extended: a retried attempt checks afresh
                 o
                 for o in over_quota(will, usage)
                 if _caused_by_change(o, was.limit(o.metric), usage)
-            )
+            ]
             if not found:
                 return
             if policy is OverQuotaPolicy.REFUSE:
@@ -650,8 +718,10 @@ class Subscriptions:
         else:
             plan = tx.uow.plans.get(key)
         plan.check_assignable(current.owner.kind, already_held=key == current.plan_key)
+        self.free_plan.check(tx, current.owner, plan)
         return plan
 
+    @retries_lost_races
     def _apply(
         self,
         owner: Owner,
@@ -675,6 +745,11 @@ class Subscriptions:
                 raise StaleWrite("subscription", current.id, expected_revision)
             # the terms lock before anything the change is checked against is read
             tx.change_terms(owner, usage_period_of(as_of(current, tx.now), tx.now).start)
+            # and the subscription read again under it: a write that committed meanwhile
+            # is built upon, not overwritten
+            current = tx.uow.subscriptions.current(owner) or current
+            if expected_revision is not None and current.revision != expected_revision:
+                raise StaleWrite("subscription", current.id, expected_revision)
             current, _ = bring_to_now(tx, current)
             tx.authorize(who, name, owner, current)
             check_allowed(current, event)

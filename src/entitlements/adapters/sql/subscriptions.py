@@ -23,6 +23,7 @@ from entitlements.adapters.sql.repository import (
 )
 from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import next_change_at
 from entitlements.domain.instant import Period
 from entitlements.domain.owner import Owner
@@ -76,6 +77,8 @@ def subscription_row(sub: Subscription) -> dict[str, Any]:
         "addons": _addons_document(sub.addons),
         "revision": sub.revision,
         "next_change_at": next_change_at(sub),
+        "plan_manager": sub.plan_manager,
+        "contract": None if sub.contract is None else sub.contract.document(),
     }
 
 
@@ -127,6 +130,8 @@ def _subscription_from(row: RowMapping) -> Subscription:
         notes=row["notes"],
         addons=addons,
         revision=row["revision"],
+        plan_manager=row["plan_manager"],
+        contract=ContractLink.from_document(row["contract"]),
     )
 
 
