@@ -60,6 +60,7 @@ from entitlements.errors import (
     UnknownPlan,
     UsageDenied,
 )
+from entitlements.service.coherence import WhenUnreachable
 from entitlements.service.entitlements import Entitlements
 from entitlements.service.sweep import SweepReport
 
@@ -132,6 +133,7 @@ __all__ = [
     "UsageEvent",
     "UsageOutcome",
     "UsageResult",
+    "WhenUnreachable",
     "__version__",
     "resolve",
 ]

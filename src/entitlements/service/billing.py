@@ -31,7 +31,6 @@ from entitlements.domain.provider_commands import CommandKind, CommandStatus, Pr
 from entitlements.domain.subscription import Event, Subscription, SubscriptionStatus
 from entitlements.domain.usage import OverQuotaPolicy
 from entitlements.errors import (
-    BillingActionRequired,
     InvalidInput,
     NotAuthorized,
     NotFound,
@@ -41,7 +40,6 @@ from entitlements.errors import (
     SubscriptionNotFound,
 )
 from entitlements.ports import PaymentProvider
-from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.provider_outbox import ProviderOutbox
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.subscriptions import Subscriptions
@@ -49,7 +47,6 @@ from entitlements.service.subscriptions import Subscriptions
 __all__ = ["Billing", "BillingState", "ProviderOutcome"]
 
 PROVIDER = Actor("payment-provider", ActorKind.PROVIDER)
-HOLD = frozenset({SubscriptionStatus.PAST_DUE})
 
 
 @attrs.frozen
@@ -58,8 +55,11 @@ class ProviderOutcome:
     ``duplicate`` (already applied) or ``stale`` (older than what was applied)."""
 
     outcome: str
+    """``applied``, ``duplicate`` or ``stale``."""
     subscription: Subscription | None = None
+    """Our subscription after the event (``None`` when it touched none)."""
     changes: tuple[str, ...] = ()
+    """The lifecycle events applied to get there, in order."""
 
 
 @attrs.frozen
@@ -81,6 +81,9 @@ class BillingState:
 
 
 class Billing:
+    """``ents.billing``: plans bought through the host's payment provider, and the
+    provider's events applied to our subscriptions."""
+
     def __init__(
         self,
         runtime: Runtime,
@@ -92,7 +95,9 @@ class Billing:
         self._rt = runtime
         self._subs = subscriptions
         self.provider = provider
+        """The host's payment provider (``None``: plans are assigned by staff)."""
         self.one_free_plan_per_tenant = one_free_plan_per_tenant
+        """Whether a tenant may hold only one free plan among its owners (seed 004)."""
         self.outbox = ProviderOutbox(runtime, lambda: self.provider)
 
     # -- assignment ----------------------------------------------------------------------
@@ -121,13 +126,11 @@ class Billing:
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, "billing.assign_plan", owner, plan_key)
             plan = tx.uow.plans.get(plan_key)
+            # before the provider is told anything; subscribe / change_plan check again
+            tx.change_terms(owner)
             current = tx.uow.subscriptions.current(owner)
             live = current if current is not None and not current.is_terminal else None
-            plan.check_assignable(
-                owner.kind, already_held=live is not None and live.plan_key == plan.key
-            )
-            if live is not None and live.status in HOLD and who.kind is ActorKind.MEMBER:
-                raise BillingActionRequired(owner, live.status.value)
+            self._subs.assignment.check(tx, owner, plan, live, who)
             if live is not None and (live.plan_key, live.plan_version) == (plan.key, plan.version):
                 raise InvalidInput("plan_key", f"{owner} is already on {plan.key}")
             command: ProviderCommand | None
@@ -216,9 +219,6 @@ class Billing:
         seats: int | None,
         if_over_quota: OverQuotaPolicy,
     ) -> tuple[Assignment, ProviderCommand | None]:
-        # before the provider is told anything; subscribe / change_plan check again
-        tx.change_terms(owner)
-        OneFreePlan(self.one_free_plan_per_tenant).check(tx, owner, tx.uow.plans.get(plan_key))
         command = None
         if (
             live is not None

@@ -37,7 +37,7 @@ from entitlements.service.runtime import Runtime
 from entitlements.service.seats import Seats
 from entitlements.service.snapshots import load_snapshot
 from entitlements.service.subscriptions import Subscriptions
-from entitlements.service.sweep import KEY_RETENTION, Sweep, SweepReport
+from entitlements.service.sweep import FEED_RETENTION, KEY_RETENTION, Sweep, SweepReport
 from entitlements.service.usage import Usage
 from entitlements.telemetry import Telemetry
 
@@ -96,6 +96,8 @@ class Entitlements:
             hints=store.change_hints,
             background=store.shared,
         )
+        """The follower of the change feed; its ``stale_answers`` and ``resyncs`` are worth
+        a metric."""
         self.runtime = Runtime(
             store=store,
             clock=clock or SystemClock(),
@@ -106,26 +108,37 @@ class Entitlements:
             telemetry=telemetry,
             coherence=self.coherence,
         )
+        """The wiring the groups share (clock, store, cache, policy); not for hosts."""
         if ids is not None:
             self.runtime.new_id = ids
         self.store = store
+        """The store given."""
         self.plans = Plans(self.runtime)
+        """The plan catalog: define, revise, activate, archive, retire, sync from a file."""
         self.subscriptions = Subscriptions(
             self.runtime, free_plan=OneFreePlan(one_free_plan_per_tenant)
         )
+        """The subscription lifecycle: trials, conversion, plan and seat changes,
+        suspension, cancellation."""
         self.overrides = Overrides(self.runtime)
+        """Per-owner exceptions to the plan."""
         self.audit = AuditTrail(self.runtime)
+        """Who changed what, read back."""
         self.usage = Usage(self.runtime)
+        """Metered usage, gauges and reservations."""
         self.seats = Seats(self.runtime)
+        """Named seat assignments."""
         self.contracts = Contracts(
             self.runtime, self.subscriptions.convert, self.subscriptions.subscribe
         )
+        """Contracts, signatures and conversion from a signed contract."""
         self.billing = Billing(
             self.runtime,
             self.subscriptions,
             payment_provider,
             one_free_plan_per_tenant=one_free_plan_per_tenant,
         )
+        """Plans bought through the payment provider, and its events."""
         self._claims = ClaimsIssuer(self.runtime)
         self._sweep = Sweep(self.runtime, self.usage, self.contracts, self.billing.outbox)
         self._snapshots = self.runtime.cache.snapshots
@@ -197,9 +210,12 @@ class Entitlements:
         return self._claims.token(owner, key, ttl=ttl, issuer=issuer, audience=audience, now=now)
 
     def explain(self, owner: Owner, feature: str, action: Action | str | None = None) -> Decision:
+        """Why ``allows(owner, feature, action)`` answers as it does: the value, the reason,
+        and which layer decided."""
         return self.snapshot(owner).explain(feature, action)
 
     def explain_limit(self, owner: Owner, name: str) -> Decision:
+        """Why ``limit(owner, name)`` answers as it does."""
         return self.snapshot(owner).explain_limit(name)
 
     def resolve(self, owner: Owner, now: datetime | None = None) -> Snapshot:
@@ -276,10 +292,16 @@ class Entitlements:
         *,
         batch: int = 500,
         key_retention: timedelta = KEY_RETENTION,
+        feed_retention: timedelta = FEED_RETENTION,
     ) -> SweepReport:
         """Apply trial ends, scheduled cancellations, expiries, period roll-overs,
         override expiries and reservation expiries due by ``now``; drop snapshots that
-        time made stale; forget usage idempotency keys older than ``key_retention``.
-        Any number of sweeps may run at once (see `entitlements.service.sweep`); each
-        works through everything due, ``batch`` items per read."""
-        return self._sweep.process_due(now, batch=batch, key_retention=key_retention)
+        time made stale; forget usage idempotency keys older than ``key_retention``;
+        prune change-feed entries committed more than ``feed_retention`` ago by the wall
+        clock (default an hour: a process away longer than that drops its cache and
+        resolves afresh). Any number of sweeps may run at once (see
+        `entitlements.service.sweep`); each works through everything due, ``batch``
+        items per read."""
+        return self._sweep.process_due(
+            now, batch=batch, key_retention=key_retention, feed_retention=feed_retention
+        )

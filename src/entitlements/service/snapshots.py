@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import attrs
+
 from entitlements.domain.access import Access, AccessPolicy
 from entitlements.domain.due import as_of
 from entitlements.domain.owner import Owner
@@ -67,7 +69,8 @@ def resolve_with(
 
 def current_usage(uow: UnitOfWork, snapshot: Snapshot) -> dict[str, int]:
     """Units in use (used + reserved) of every limit the snapshot knows, in the periods
-    the snapshot's limits count in (one read, whatever the number of limits)."""
+    the snapshot's limits count in, at the snapshot's time (reservations that ran out
+    by then are not in use, settled or not). One read, whatever the number of limits."""
     owner = snapshot.owner
     keys = [
         (owner, name, usage_period_start(snapshot, snapshot.limit_definition(name)))
@@ -82,6 +85,11 @@ def current_usage(uow: UnitOfWork, snapshot: Snapshot) -> dict[str, int]:
         if stored is None:
             continue
         counter: Counter = stored[0]
+        if counter.holds_expired(snapshot.resolved_at):  # ran out: no longer held
+            expired = uow.usage.expired_held(*key, snapshot.resolved_at)
+            counter = attrs.evolve(
+                counter, reserved=counter.reserved - sum(r.amount for r in expired)
+            )
         name = key[1]
         units = (
             counter.used

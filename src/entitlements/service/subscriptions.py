@@ -16,6 +16,7 @@ import attrs
 
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.addon import AddOn
+from entitlements.domain.assignment import check_may_assign
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import as_of
@@ -45,6 +46,7 @@ from entitlements.errors import (
     StaleWrite,
     SubscriptionNotFound,
 )
+from entitlements.service.assignment import PlanAssignment
 from entitlements.service.due import bring_to_now
 from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.retry import retries_lost_races
@@ -107,9 +109,12 @@ def _contract_link(contract_id: str | None) -> ContractLink | None:
 
 
 class Subscriptions:
+    """``ents.subscriptions``: the subscription lifecycle; every change goes through the
+    transition table and is audited."""
+
     def __init__(self, runtime: Runtime, *, free_plan: OneFreePlan | None = None) -> None:
         self._rt = runtime
-        self.free_plan = free_plan or OneFreePlan()
+        self.assignment = PlanAssignment(free_plan or OneFreePlan())
 
     # -- reading ---------------------------------------------------------------------
 
@@ -122,12 +127,14 @@ class Subscriptions:
             return uow.subscriptions.current(owner)
 
     def get(self, owner: Owner, *, actor: Actor | str | None = None) -> Subscription:
+        """The owner's current subscription; `SubscriptionNotFound` when it has none."""
         found = self.find(owner, actor=actor)
         if found is None:
             raise SubscriptionNotFound(owner)
         return found
 
     def history(self, owner: Owner, *, actor: Actor | str | None = None) -> Sequence[Subscription]:
+        """Every subscription the owner ever had, oldest first."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
@@ -249,9 +256,8 @@ class Subscriptions:
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, f"subscription.{event.value}", owner)
             plan = tx.uow.plans.get(plan_key, version)
-            plan.check_assignable(owner.kind, already_held=False)
             tx.change_terms(owner)
-            self.free_plan.check(tx, owner, plan)
+            self.assignment.check(tx, owner, plan, None, who)
             current = tx.uow.subscriptions.current(owner)
             if current is not None:
                 current, _ = bring_to_now(tx, current)
@@ -317,7 +323,7 @@ class Subscriptions:
         link = contract if contract is not None else _contract_link(contract_id)
 
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
-            plan = self._target_plan(tx, current, plan_key, version)
+            plan = self._target_plan(tx, current, plan_key, version, as_actor(actor))
             changes: dict[str, Any] = {
                 "plan_key": plan.key,
                 "plan_version": plan.version,
@@ -359,7 +365,7 @@ class Subscriptions:
         seen: dict[tuple[str, int | None], Plan] = {}
 
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
-            plan = self._target_plan(tx, current, plan_key, version)
+            plan = self._target_plan(tx, current, plan_key, version, as_actor(actor))
             seen[(plan.key, plan.version)] = plan
             if (plan.key, plan.version) == (current.plan_key, current.plan_version):
                 raise InvalidInput("plan_key", f"{owner} is already on {plan.key} v{plan.version}")
@@ -455,6 +461,8 @@ class Subscriptions:
         reason: str | None = None,
         if_over_quota: OverQuotaPolicy = OverQuotaPolicy.REFUSE,
     ) -> SubscriptionChange:
+        """Take an add-on off the subscription; its limits and features go with it."""
+
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
             if key not in {a.key for a in current.addons}:
                 raise InvalidInput("addon", f"{owner} has no add-on {key!r}", key)
@@ -488,7 +496,7 @@ class Subscriptions:
             if current is None or current.is_terminal:
                 raise SubscriptionNotFound(owner)
             plan = uow.plans.get(plan_key, version)
-            plan.check_assignable(owner.kind, already_held=plan.key == current.plan_key)
+            check_may_assign(plan, owner, current)
             proposed = attrs.evolve(current, plan_key=plan.key, plan_version=plan.version)
             before = resolve_with(uow, owner, current, at, self._rt.policy)
             after = resolve_with(uow, owner, proposed, at, self._rt.policy)
@@ -502,6 +510,8 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> Subscription:
+        """Stop access whatever was paid (abuse, a dispute); the status before is kept to
+        resume to."""
         return self._apply(owner, Event.SUSPEND, actor, now, reason)
 
     def resume(
@@ -512,6 +522,8 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> Subscription:
+        """Lift a suspension: back to the status before it (a trial that ran out meanwhile
+        has ended)."""
         return self._apply(owner, Event.RESUME, actor, now, reason)
 
     def fail(
@@ -533,6 +545,7 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> Subscription:
+        """A payment failed; access follows the past-due policy and its grace period."""
         return self._apply(owner, Event.MARK_PAST_DUE, actor, now, reason)
 
     def settle(
@@ -543,6 +556,7 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> Subscription:
+        """A past-due payment came in: back to active."""
         return self._apply(owner, Event.SETTLE, actor, now, reason)
 
     def cancel(
@@ -566,6 +580,7 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> Subscription:
+        """Withdraw a cancellation scheduled for the period end."""
         return self._apply(owner, Event.UNDO_CANCEL, actor, now, reason)
 
     def expire(
@@ -576,6 +591,8 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> Subscription:
+        """End the subscription now as expired (staff; time does it by itself at
+        ``expires_at``)."""
         return self._apply(owner, Event.EXPIRE, actor, now, reason)
 
     def amend(
@@ -708,7 +725,8 @@ class Subscriptions:
         tx: Transaction,
         current: Subscription,
         plan_key: str | None,
-        version: int | None = None,
+        version: int | None,
+        who: Actor,
     ) -> Plan:
         key = plan_key or current.plan_key
         if version is not None:
@@ -717,8 +735,7 @@ class Subscriptions:
             plan = tx.uow.plans.get(key, current.plan_version)
         else:
             plan = tx.uow.plans.get(key)
-        plan.check_assignable(current.owner.kind, already_held=key == current.plan_key)
-        self.free_plan.check(tx, current.owner, plan)
+        self.assignment.check(tx, current.owner, plan, current, who)
         return plan
 
     @retries_lost_races

@@ -61,6 +61,9 @@ target = usage_target
 
 
 class Usage:
+    """``ents.usage``: metered consumption, gauges and reservations, enforced by the
+    database at write time."""
+
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
         self._coherence = runtime.coherence
@@ -145,6 +148,8 @@ class Usage:
     def records(
         self, owner: Owner, metric: str, period_start: datetime | None = None
     ) -> Sequence[UsageRecord]:
+        """The accepted consumptions of ``metric`` in a period (default: the current one),
+        for invoices and disputes."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             if period_start is None:
