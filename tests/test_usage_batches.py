@@ -186,7 +186,7 @@ def test_a_batch_reports_each_event_and_stops_at_the_hard_limit(kind, make_store
     assert isinstance(refused, LimitExceeded)
     assert (refused.limit, refused.used, refused.requested) == (150, 140, 20)
     assert isinstance(results[6].error, IdempotencyKeyReused)
-    assert results[4].decision.used == 150 and results[4].decision.remaining == 0
+    assert (results[4].decision.used, results[4].decision.remaining) == (150, 0)
     assert results[7].decision.over_limit
     assert ents.usage.total(BATCH, "api_calls") == 150
     assert ents.usage.total(other, "api_calls") == 150

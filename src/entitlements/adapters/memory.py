@@ -475,7 +475,7 @@ class _Usage(_Repository[Owner]):
         if records is None:
             records = t.records[key] = []
         records.append(record)
-        steps.append(records.pop)
+        steps.append(lambda: _drop_last(records))
         noted = self._uow.noted
         if noted.get(owner) is not ChangeKind.TERMS:
             noted[owner] = ChangeKind.USAGE

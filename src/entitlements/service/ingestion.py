@@ -13,7 +13,7 @@ ceiling once more, so the database, not this process, has the last word.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -156,7 +156,7 @@ class _Batch:
         self,
         planned: Sequence[_Planned],
         found: dict[Group, tuple[Counter, int]],
-        existing: dict[tuple[Owner, str], UsageRecord],
+        existing: Mapping[tuple[Owner, str], UsageRecord],
     ) -> set[Owner]:
         """Owners whose counting needs the terms lock, as a single call's would: a
         retry of a recorded event counts nothing and needs no lock."""
@@ -188,7 +188,7 @@ class _Batch:
         self,
         owners: set[Owner],
         checked: Sequence[tuple[UsageEvent, datetime | None]],
-        existing: dict[tuple[Owner, str], UsageRecord],
+        existing: Mapping[tuple[Owner, str], UsageRecord],
     ) -> list[_Planned]:
         """Take the terms lock of ``owners``, read their terms again, settle their
         expired reservations and make sure their counters exist, stamped."""
@@ -211,7 +211,9 @@ class _Batch:
         uow = self.tx.uow
         planned = [self._plan(e, at) for e, at in checked]
         keyed = list({(p.owner, p.key) for p in planned if p.key is not None})
-        existing = uow.usage.recorded(keyed) if keyed else {}
+        existing: Mapping[tuple[Owner, str], UsageRecord] = (
+            uow.usage.recorded(keyed) if keyed else {}
+        )
         found = dict(uow.usage.counters_of(list({p.group for p in planned}), lock=True))
         stale = self._stale(planned, found, existing)
         if stale:
@@ -234,7 +236,7 @@ class _Batch:
     def _decide_and_write(
         self,
         planned: Sequence[_Planned],
-        existing: dict[tuple[Owner, str], UsageRecord],
+        existing: Mapping[tuple[Owner, str], UsageRecord],
         counters: dict[Group, Counter],
     ) -> list[UsageResult]:
         tx, rt = self.tx, self.rt
@@ -320,10 +322,9 @@ class _Batch:
             decision = decide(p.snapshot, p.metric, counter, p.amount)
             return UsageResult(p.event, UsageOutcome.REFUSED, decision, error)
         group = (earlier.owner, earlier.metric, earlier.period_start)
-        counter = counters.get(group)
-        if counter is None:
-            counter = self._effective(self.tx.uow.usage.counter(*group))
-            counters[group] = counter
+        known = counters.get(group)
+        counter = known or self._effective(self.tx.uow.usage.counter(*group))
+        counters[group] = counter
         decision = decide(p.snapshot, earlier.metric, counter, earlier.amount)
         return UsageResult(p.event, UsageOutcome.DUPLICATE, decision._replace(duplicate=True))
 
