@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from entitlements.clock import SystemClock
 from entitlements.domain.access import AccessPolicy
@@ -25,20 +25,24 @@ from entitlements.errors import InvalidInput
 from entitlements.ports import Clock, EventListener, PaymentProvider, Store, UnitOfWork
 from entitlements.service.audit_trail import AuditTrail
 from entitlements.service.authorization import AllowAll, Authorizer
-from entitlements.service.billing import Billing
 from entitlements.service.cache import SnapshotCache
-from entitlements.service.claims import Claims, ClaimsIssuer
 from entitlements.service.coherence import Coherence, WhenUnreachable
-from entitlements.service.contracts import Contracts
 from entitlements.service.overrides import Overrides
 from entitlements.service.plans import Plans
 from entitlements.service.runtime import Runtime
 from entitlements.service.seats import Seats
 from entitlements.service.snapshots import load_snapshot
 from entitlements.service.subscriptions import Subscriptions
-from entitlements.service.sweep import Sweep, SweepReport
 from entitlements.service.usage import Usage
 from entitlements.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from entitlements.service.billing import Billing
+    from entitlements.service.claims import Claims, ClaimsIssuer
+    from entitlements.service.contracts import Contracts
+    from entitlements.service.sweep import Sweep, SweepReport
 
 __all__ = ["Entitlements"]
 
@@ -114,17 +118,44 @@ class Entitlements:
         self.audit = AuditTrail(self.runtime)
         self.usage = Usage(self.runtime)
         self.seats = Seats(self.runtime)
-        self.contracts = Contracts(self.runtime, self.subscriptions.convert)
-        self.billing = Billing(
-            self.runtime,
-            self.subscriptions,
-            payment_provider,
-            one_free_plan_per_tenant=one_free_plan_per_tenant,
-        )
-        self._claims = ClaimsIssuer(self.runtime)
-        self._sweep = Sweep(self.runtime, self.usage, self.contracts)
+        self._payment_provider = payment_provider
+        self._one_free_plan_per_tenant = one_free_plan_per_tenant
         self._snapshots = self.runtime.cache.snapshots
         self._ts = self.runtime.timestamp
+
+    # Contracts, billing, claims and the sweep are built on first use: a host that never
+    # touches them never loads their modules (nor cryptography).
+
+    @cached_property
+    def contracts(self) -> Contracts:
+        """Contracts and e-signatures (`entitlements.service.contracts.Contracts`)."""
+        from entitlements.service.contracts import Contracts
+
+        return Contracts(self.runtime, self.subscriptions.convert)
+
+    @cached_property
+    def billing(self) -> Billing:
+        """Plans through the payment provider (`entitlements.service.billing.Billing`)."""
+        from entitlements.service.billing import Billing
+
+        return Billing(
+            self.runtime,
+            self.subscriptions,
+            self._payment_provider,
+            one_free_plan_per_tenant=self._one_free_plan_per_tenant,
+        )
+
+    @cached_property
+    def _claims(self) -> ClaimsIssuer:
+        from entitlements.service.claims import ClaimsIssuer
+
+        return ClaimsIssuer(self.runtime)
+
+    @cached_property
+    def _sweep(self) -> Sweep:
+        from entitlements.service.sweep import Sweep
+
+        return Sweep(self.runtime, self.usage, self.contracts)
 
     # -- the request path ------------------------------------------------------------
 

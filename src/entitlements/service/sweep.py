@@ -8,6 +8,7 @@ so one owner's conflict does not hold up the rest.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -16,11 +17,13 @@ from entitlements.domain.due import DueChange
 from entitlements.domain.override import Override
 from entitlements.domain.usage import Reservation
 from entitlements.errors import StaleWrite
-from entitlements.service.contracts import Contracts
 from entitlements.service.due import SWEEPER, bring_to_now
 from entitlements.service.overrides import target
 from entitlements.service.runtime import Runtime
 from entitlements.service.usage import Usage
+
+if TYPE_CHECKING:
+    from entitlements.service.contracts import Contracts
 
 __all__ = ["Sweep", "SweepReport"]
 
