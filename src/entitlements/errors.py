@@ -19,6 +19,7 @@ __all__ = [
     "Conflict",
     "ContractNotCompleted",
     "ContractNotFound",
+    "ContractPending",
     "EntitlementsError",
     "EvidenceBroken",
     "FeedUnavailable",
@@ -142,6 +143,21 @@ class ContractNotCompleted(Conflict):
         )
         self.contract_id = contract_id
         self.status = status
+
+
+class ContractPending(EntitlementsError):
+    """The owner has a contract still out for signature: converting its trial now would
+    put it on paid terms nobody has signed yet. Convert from the contract once it is
+    completed, or say ``without_contract=True`` to convert regardless."""
+
+    def __init__(self, owner: object, contract_ids: Sequence[str]) -> None:
+        listed = ", ".join(contract_ids)
+        super().__init__(
+            f"{owner} has a contract out for signature ({listed}); convert from it once it "
+            "is completed, or convert without a contract explicitly"
+        )
+        self.owner = owner
+        self.contract_ids = tuple(contract_ids)
 
 
 class EvidenceBroken(EntitlementsError):

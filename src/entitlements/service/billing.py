@@ -346,7 +346,9 @@ class Billing:
             path = [Event.ACTIVATE, Event.CANCEL]  # it was paid for, then canceled
         for event in path:
             if event is Event.ACTIVATE:
-                subs.convert(owner, actor=PROVIDER, plan_key=state.plan_key)
+                # the provider reports a payment that has happened: mirror it even while a
+                # contract is out for signature
+                subs.convert(owner, actor=PROVIDER, plan_key=state.plan_key, without_contract=True)
             elif event is Event.FAIL:
                 subs.fail(owner, actor=PROVIDER)
             elif event is Event.MARK_PAST_DUE:

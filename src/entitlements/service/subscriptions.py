@@ -8,6 +8,7 @@ with an optimistic-concurrency check and records the audit event.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -38,6 +39,7 @@ from entitlements.domain.subscription import (
 )
 from entitlements.domain.usage import OverQuota, OverQuotaPolicy
 from entitlements.errors import (
+    ContractPending,
     InvalidInput,
     NotAuthorized,
     OverQuotaRefused,
@@ -68,6 +70,27 @@ def _caused_by_change(over: OverQuota, limit_before: int | None, usage: dict[str
     """Over the new limit because of the change: the limit went down, or the owner was
     within the old one (an owner already over a soft limit is not news)."""
     return limit_before is None or over.limit < limit_before or usage[over.metric] <= limit_before
+
+
+def _unknown_fields(unknown: set[str], event: Event) -> str:
+    known = ["metadata", "notes", "external_id", "expires_at", "seats", "now", "reason"]
+    if event is Event.START_TRIAL:
+        known.append("trial_days")
+    else:
+        known.append("cycle")
+    hints = [
+        f"{name} (did you mean {close[0]}?)" if close else name
+        for name in sorted(unknown)
+        for close in [
+            difflib.get_close_matches(name, known, n=1, cutoff=0.5) or _alias(name, known)
+        ]
+    ]
+    return f"unknown field(s): {', '.join(hints)}"
+
+
+def _alias(name: str, known: list[str]) -> list[str]:
+    """``days`` for ``trial_days``: a known name that ends with the unknown one."""
+    return [k for k in known if k.endswith("_" + name)]
 
 
 class Subscriptions:
@@ -195,7 +218,7 @@ class Subscriptions:
         owner, who = as_owner(owner), as_actor(actor)
         unknown = set(details) - {"metadata", "notes", "external_id", "expires_at"}
         if unknown:
-            raise InvalidInput("details", f"unknown field(s): {', '.join(sorted(unknown))}")
+            raise InvalidInput("details", _unknown_fields(unknown, event))
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, f"subscription.{event.value}", owner)
             plan = tx.uow.plans.get(plan_key)
@@ -248,12 +271,26 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
         contract_id: str | None = None,
+        without_contract: bool = False,
     ) -> Subscription:
         """Trial (or pending checkout) → active, optionally onto another plan and seat
         count; the first paid period starts now. ``contract_id`` links the subscription
-        to the signed contract it came from (in its metadata)."""
+        to the signed contract it came from (in its metadata).
+
+        While the owner has a contract out for signature the conversion is refused
+        (`ContractPending`): convert from the contract once it completes
+        (``ents.contracts.convert``), or pass ``without_contract=True`` to convert
+        regardless (say, a contract abandoned in favour of paying by card)."""
 
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
+            if contract_id is None and without_contract is not True:
+                pending = [
+                    c.id
+                    for c in tx.uow.contracts.for_owner(current.owner)
+                    if not c.is_closed and c.expires_at > tx.now
+                ]
+                if pending:
+                    raise ContractPending(current.owner, pending)
             plan = self._target_plan(tx, current, plan_key)
             changes: dict[str, Any] = {
                 "plan_key": plan.key,
