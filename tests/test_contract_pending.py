@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from conftest import STORE_KINDS
 from entitlements import (
     ContractPending,
     Entitlements,
@@ -18,7 +19,6 @@ from entitlements import (
     SubscriptionStatus,
 )
 from entitlements.domain.contracts.contract import SignerSpec
-from conftest import STORE_KINDS
 
 ACME = Owner("organization", "acme")
 START = datetime(2026, 3, 2, 9, tzinfo=UTC)
