@@ -286,8 +286,11 @@ class Entitlements:
         with self.runtime.transaction(tenant, now, join) as tx:
             yield tx.uow
 
-    def process_due(self, now: datetime | None = None) -> SweepReport:
+    def process_due(self, now: datetime | None = None, *, batch: int = 500) -> SweepReport:
         """Apply trial ends, scheduled cancellations, expiries, period roll-overs,
         override expiries and reservation expiries due by ``now``; drop snapshots that
-        time made stale."""
-        return self._sweep.process_due(now)
+        time made stale. At most ``batch`` of each kind per tenant: call again until
+        `SweepReport.nothing_due` to work through a backlog."""
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise InvalidInput("batch", "must be a whole number of 1 or more", batch)
+        return self._sweep.process_due(now, batch=batch)
