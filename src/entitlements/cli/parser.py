@@ -564,7 +564,7 @@ def build(
             "db_upgrade",
             "create the schema, or upgrade it to this version's",
             "Runs the shipped migrations; the only command that creates or changes the schema.",
-            "entitlements --db postgresql+psycopg://app@db/app db upgrade",
+            "entitlements db upgrade --db postgresql+psycopg://app@db/app",
         )
         command(
             db,
