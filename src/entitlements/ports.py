@@ -127,6 +127,13 @@ class OverrideRepository(Protocol):
         """Raises `OverrideNotFound`."""
         ...
 
+    def remove_expired(
+        self, owner: Owner, kind: OverrideKind, key: str, now: datetime
+    ) -> Override | None:
+        """Remove the override only if it is still expired at ``now`` (the sweep's removal:
+        one that staff renewed or removed meanwhile is left alone, ``None``)."""
+        ...
+
     def expired(self, now: datetime, limit: int = 500) -> Sequence[Override]:
         """Overrides expired by ``now``, earliest expiry first, then by owner kind, owner
         id, kind and key."""
@@ -201,6 +208,12 @@ class UsageRepository(Protocol):
 
     def records(self, owner: Owner, metric: str, period_start: datetime) -> Sequence[UsageRecord]:
         """Oldest first."""
+        ...
+
+    def forget_keys(self, before: datetime, limit: int = 10_000) -> int:
+        """Clear the idempotency keys of this tenant's records made before ``before`` and of
+        reservations settled before it (the records stay: only the key is forgotten, so a
+        retry that late counts again); returns how many keys, at most ``limit``."""
         ...
 
     def add_reservation(self, reservation: Reservation) -> Reservation | None:
@@ -353,6 +366,19 @@ class RevisionRepository(Protocol):
     def lock(self, owner: Owner) -> int:
         """The revision, read under a shared lock held until the unit of work ends: terms
         cannot change under the caller."""
+        ...
+
+    def lock_rule(self, rule: str) -> None:
+        """Hold this tenant's lock for a tenant-wide ``rule`` (``"one-free-plan"``) until
+        the unit of work ends: writes that check a rule across owners take it before they
+        read what the rule counts, so two of them never both find it satisfied."""
+        ...
+
+    def claim(self, owner: Owner) -> bool:
+        """Take the owner's exclusive lock unless another unit of work holds it (``False``:
+        nothing locked, move on). Workers that share a job (sweeps on every pod) claim an
+        owner before acting on it, so each change is applied by one of them, and none
+        waits behind another or behind a write in progress."""
         ...
 
     def bump(self, owner: Owner, since: datetime | None = None) -> int:

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -298,6 +299,14 @@ class _Overrides(_Repository[Owner]):
         self._undo.set(self._t.overrides, owner, {k: v for k, v in current.items() if k != slot})
         return removed
 
+    def remove_expired(
+        self, owner: Owner, kind: OverrideKind, key: str, now: datetime
+    ) -> Override | None:
+        found = self._t.overrides.get(self._scope(owner), {}).get((kind, key))
+        if found is None or found.is_active(now):
+            return None
+        return self.remove(owner, kind, key)
+
     def expired(self, now: datetime, limit: int = 500) -> Sequence[Override]:
         found: list[Override] = []
         for owner, overrides in self._t.overrides.items():
@@ -431,6 +440,33 @@ class _Usage(_Repository[Owner]):
                     self._undo.delete(self._t.record_keys, (owner, removed.key))
                 return
 
+    def forget_keys(self, before: datetime, limit: int = 10_000) -> int:
+        old = [
+            (owner, key)
+            for (owner, key), record in self._t.record_keys.items()
+            if owner.tenant == self._uow.tenant and record.at < before
+        ][:limit]
+        for owner, key in old:
+            record = self._t.record_keys[(owner, key)]
+            self._undo.delete(self._t.record_keys, (owner, key))
+            records = self._t.records[(owner, record.metric, record.period_start)]
+            at = next(i for i, r in enumerate(records) if r.id == record.id)
+            self._undo.steps.append(partial(records.__setitem__, at, record))
+            records[at] = attrs.evolve(record, key=None)
+        settled = [
+            r
+            for r in self._t.reservations.values()
+            if r.owner.tenant == self._uow.tenant
+            and r.key is not None
+            and r.settled_at is not None
+            and r.settled_at < before
+        ][: limit - len(old)]
+        for reservation in settled:
+            self._undo.set(
+                self._t.reservations, reservation.id, attrs.evolve(reservation, key=None)
+            )
+        return len(old) + len(settled)
+
     def records(self, owner: Owner, metric: str, period_start: datetime) -> Sequence[UsageRecord]:
         return list(self._t.records.get((self._scope(owner), metric, period_start), ()))
 
@@ -506,6 +542,13 @@ class _Revisions(_Repository[Owner]):
 
     def lock(self, owner: Owner) -> int:
         return self.current(owner)  # a memory unit of work holds the store's lock throughout
+
+    def lock_rule(self, rule: str) -> None:
+        pass  # the store's lock is held for the whole unit of work
+
+    def claim(self, owner: Owner) -> bool:
+        self._scope(owner)
+        return True  # likewise: no other unit of work runs while this one is open
 
     def bump(self, owner: Owner, since: datetime | None = None) -> int:
         done = self._uow.bumped.get(self._scope(owner))

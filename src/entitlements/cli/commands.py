@@ -30,9 +30,6 @@ from entitlements.service.entitlements import Entitlements
 __all__ = ["run"]
 
 PROGRESS_AFTER_PLANS = 20
-MAX_ROUNDS = 10_000
-STILL_DUE_CAP = 1_000_000
-SWEPT = ("subscription changes", "overrides expired", "reservations freed", "contracts expired")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -535,44 +532,30 @@ class Console:
         return EXIT["ok"] if all(r.ok for r in results.values()) else EXIT["refused"]
 
     def sweep(self) -> int:
-        """Batch after batch until nothing due is left (or only conflicts, which the next
-        run retries); progress once the work spans more than one batch."""
-        now, batch = self.ents.runtime.now(self.now), self.args.batch
-        totals = dict.fromkeys(SWEPT, 0)
-        rounds, conflicts = 0, 0
-        while True:
-            report = self.ents.process_due(now, batch=batch)
-            rounds += 1
-            done = {
-                "subscription changes": len(report.changes),
-                "overrides expired": len(report.expired_overrides),
-                "reservations freed": len(report.expired_reservations),
-                "contracts expired": len(report.expired_contracts),
-            }
-            for kind, n in done.items():
-                totals[kind] += n
-            conflicts = len(report.conflicts)
-            if report.nothing_due or rounds >= MAX_ROUNDS:
-                break
-            if max(done.values()) >= batch:
-                say(f"sweep: batch {rounds} done, {sum(totals.values()):,} applied so far")
-        remaining = self._still_due(now)
-        summary = ", ".join(f"{n:,} {kind}" for kind, n in totals.items())
-        human = f"sweep at {now.isoformat()}: {summary}; {remaining:,} still due" + (
-            f" ({conflicts:,} conflicted; the next run retries them)" if conflicts else ""
-        )
-        value = {"now": now.isoformat(), **totals, "conflicts": conflicts, "still_due": remaining}
-        return self.out({k.replace(" ", "_"): v for k, v in value.items()}, human)
+        """Everything due, page by page; once the work spans more than one page, the
+        running count on stderr."""
+        batch = self.args.batch
 
-    def _still_due(self, now: Any) -> int:
-        """Subscriptions, overrides and contracts the sweep has yet to apply at ``now``."""
-        left = 0
-        for tenant in self.ents.store.tenants():
-            with self.ents.runtime.read(tenant) as uow:
-                left += len(uow.subscriptions.due(now, STILL_DUE_CAP))
-                left += len(uow.overrides.expired(now, STILL_DUE_CAP))
-                left += len(uow.contracts.expired(now, STILL_DUE_CAP))
-        return left
+        def progress(handled: int) -> None:
+            if handled >= batch:
+                say(f"sweep: {handled:,} items handled so far")
+
+        report = self.ents.process_due(self.now, batch=batch, progress=progress)
+        human = (
+            f"sweep at {report.now.isoformat()}: {len(report.changes):,} subscription changes, "
+            f"{len(report.expired_overrides):,} overrides expired, "
+            f"{len(report.expired_reservations):,} reservations freed, "
+            f"{len(report.expired_contracts):,} contracts expired; "
+            f"{report.remaining:,} still due"
+        )
+        if report.remaining:
+            human += " (failed, or being handled by another worker; the next run retries)"
+        if report.failures:
+            human += f"\n{len(report.failures):,} failed:" + "".join(
+                f"\n  {f.item}: {f.error}: {f.message}" for f in report.failures
+            )
+        self.out(report, human)
+        return EXIT["refused"] if report.failures else EXIT["ok"]
 
 
 def _signers(contract: Any, personal: dict[str, Any]) -> list[dict[str, Any]]:

@@ -27,13 +27,13 @@ from entitlements.domain.subscription import Event, Subscription, SubscriptionSt
 from entitlements.domain.usage import OverQuotaPolicy
 from entitlements.errors import (
     BillingActionRequired,
-    FreePlanTaken,
     InvalidInput,
     OwnerHasActivePlan,
     PlanManagerProtected,
     SubscriptionNotFound,
 )
 from entitlements.ports import PaymentProvider
+from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.subscriptions import Subscriptions
 
@@ -144,10 +144,9 @@ class Billing:
         seats: int | None,
         if_over_quota: OverQuotaPolicy,
     ) -> Assignment:
-        if self.one_free_plan_per_tenant:
-            free = [p.key for p in tx.uow.plans.list() if p.is_free]
-            if tx.uow.subscriptions.count_on_plans(free, exclude_owner=owner) > 0:
-                raise FreePlanTaken(owner)
+        # before the provider is told anything; subscribe / change_plan check again
+        tx.change_terms(owner)
+        OneFreePlan(self.one_free_plan_per_tenant).check(tx, owner, tx.uow.plans.get(plan_key))
         if (
             live is not None
             and live.external_id

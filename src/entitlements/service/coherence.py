@@ -64,8 +64,11 @@ class FeedSource(Protocol):
 
 
 class Coherence:
-    """The follower of one `Entitlements`. ``fresh_until`` (a `time.monotonic` instant)
-    is read on the warm path: before it, the cache has been confirmed recently enough."""
+    """The follower of one `Entitlements`. The warm path reads ``fresh_from`` and
+    ``fresh_until`` (wall-clock seconds): between them, the cache has been confirmed
+    recently enough. Wall-clock, so that with the system clock one reading of the time
+    serves both this and the snapshot's own validity; a window with two ends, so that a
+    clock stepped back or forward makes the next answer confirm, never trust longer."""
 
     def __init__(
         self,
@@ -78,6 +81,7 @@ class Coherence:
         background: bool = True,
         gap_timeout: float = 60.0,
     ) -> None:
+        self.fresh_from = 0.0
         self.fresh_until = 0.0
         self.max_staleness = max_staleness
         self.when_unreachable = WhenUnreachable(when_unreachable)
@@ -103,10 +107,10 @@ class Coherence:
 
     def ensure_fresh(self) -> None:
         """Confirm the cache against the feed unless that was done within
-        ``max_staleness``; called by answers that found ``fresh_until`` passed."""
-        now = time.monotonic()
-        if now < self.fresh_until:
+        ``max_staleness``; called by answers that found themselves outside the window."""
+        if self.fresh_from <= time.time() < self.fresh_until:
             return
+        now = time.monotonic()
         if self._down_since is not None and now < self._retry_at:
             self._unreachable(now, None)
             return
@@ -125,7 +129,7 @@ class Coherence:
 
     def sync(self) -> None:
         with self._lock:
-            started = time.monotonic()
+            started, wall = time.monotonic(), time.time()
             if os.getpid() != self._pid:  # forked: the parent's thread did not come along
                 self._pid, self._thread, self._after = os.getpid(), None, None
                 self._stop = threading.Event()
@@ -145,7 +149,7 @@ class Coherence:
                     started - self._down_since,
                 )
                 self._down_since = None
-            self.fresh_until = started + self.max_staleness
+            self.fresh_from, self.fresh_until = wall, wall + self.max_staleness
             if self._background and self._thread is None:
                 self._start()
 

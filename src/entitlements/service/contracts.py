@@ -46,6 +46,7 @@ from entitlements.errors import (
     InvalidInput,
     InvalidToken,
 )
+from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
 
 __all__ = ["Contracts", "SigningView"]
@@ -263,30 +264,37 @@ class Contracts:
             return stored
 
     def expire_due(self, tenant: str | None, now: datetime, batch: int = 500) -> list[Contract]:
-        """The sweep's part: close contracts whose signing window ended."""
+        """Close contracts whose signing window ended (the sweep does this per contract
+        with `expire_if_due`)."""
         with self._rt.read(tenant) as uow:
             due = [c.id for c in uow.contracts.expired(now, batch)]
         expired = []
         for contract_id in due:
             with self._rt.transaction(tenant, now) as tx:
-                contract = tx.uow.contracts.get(contract_id)
-                if contract.is_closed:
-                    continue
-                stored = tx.uow.contracts.update(
-                    attrs.evolve(
-                        contract, status=contract.check("expire"), signers=_without_tokens(contract)
-                    )
-                )
-                self._event(tx, stored, EventType.EXPIRED, "system:sweep")
-                tx.record(
-                    Actor.system("sweep"),
-                    "contract.expire",
-                    _target(contract_id),
-                    owner=contract.owner,
-                    reason=f"not completed by {contract.expires_at.isoformat()}",
-                )
-                expired.append(stored)
+                stored = self.expire_if_due(tx, contract_id)
+                if stored is not None:
+                    expired.append(stored)
         return expired
+
+    def expire_if_due(self, tx: Transaction, contract_id: str) -> Contract | None:
+        """Close one contract if it is still open and its window ended by ``tx.now``."""
+        contract = tx.uow.contracts.get(contract_id)
+        if contract.is_closed or contract.expires_at > tx.now:
+            return None
+        stored = tx.uow.contracts.update(
+            attrs.evolve(
+                contract, status=contract.check("expire"), signers=_without_tokens(contract)
+            )
+        )
+        self._event(tx, stored, EventType.EXPIRED, "system:sweep")
+        tx.record(
+            Actor.system("sweep"),
+            "contract.expire",
+            _target(contract_id),
+            owner=contract.owner,
+            reason=f"not completed by {contract.expires_at.isoformat()}",
+        )
+        return stored
 
     # -- reading -----------------------------------------------------------------------
 
@@ -601,6 +609,7 @@ class Contracts:
 
     # -- machinery ---------------------------------------------------------------------
 
+    @retries_lost_races
     def _as_signer(
         self, token: str, now: datetime | None, act: Callable[[Transaction, Contract, Signer], R]
     ) -> R:

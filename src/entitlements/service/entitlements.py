@@ -27,12 +27,14 @@ from entitlements.service.audit_trail import AuditTrail
 from entitlements.service.authorization import AllowAll, Authorizer
 from entitlements.service.cache import SnapshotCache
 from entitlements.service.coherence import Coherence, WhenUnreachable
+from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.overrides import Overrides
 from entitlements.service.plans import Plans
 from entitlements.service.runtime import Runtime
 from entitlements.service.seats import Seats
 from entitlements.service.snapshots import load_snapshot
 from entitlements.service.subscriptions import Subscriptions
+from entitlements.service.sweep import KEY_RETENTION, Sweep, SweepReport
 from entitlements.service.usage import Usage
 from entitlements.telemetry import Telemetry
 
@@ -42,11 +44,10 @@ if TYPE_CHECKING:
     from entitlements.service.billing import Billing
     from entitlements.service.claims import Claims, ClaimsIssuer
     from entitlements.service.contracts import Contracts
-    from entitlements.service.sweep import Sweep, SweepReport
 
 __all__ = ["Entitlements"]
 
-_monotonic = time.monotonic
+_wall = time.time
 
 
 def _seconds(value: timedelta | float, field: str) -> float:
@@ -113,7 +114,9 @@ class Entitlements:
             self.runtime.new_id = ids
         self.store = store
         self.plans = Plans(self.runtime)
-        self.subscriptions = Subscriptions(self.runtime)
+        self.subscriptions = Subscriptions(
+            self.runtime, free_plan=OneFreePlan(one_free_plan_per_tenant)
+        )
         self.overrides = Overrides(self.runtime)
         self.audit = AuditTrail(self.runtime)
         self.usage = Usage(self.runtime)
@@ -122,6 +125,7 @@ class Entitlements:
         self._one_free_plan_per_tenant = one_free_plan_per_tenant
         self._snapshots = self.runtime.cache.snapshots
         self._ts = self.runtime.timestamp
+        self._wall_clock = self._ts is time.time  # one reading serves both checks
 
     # Contracts, billing, claims and the sweep are built on first use: a host that never
     # touches them never loads their modules (nor cryptography).
@@ -153,8 +157,6 @@ class Entitlements:
 
     @cached_property
     def _sweep(self) -> Sweep:
-        from entitlements.service.sweep import Sweep
-
         return Sweep(self.runtime, self.usage, self.contracts)
 
     # -- the request path ------------------------------------------------------------
@@ -162,10 +164,13 @@ class Entitlements:
     def allows(self, owner: Owner, feature: str, action: Action | str | None = None) -> bool:
         """May ``owner`` use ``feature`` (for ``action``, or for every action) now?"""
         snapshot = self._snapshots.get(owner)
+        ts, coherence = self._ts(), self.coherence
         if (
             snapshot is None
-            or not snapshot.resolved_ts <= self._ts() < snapshot.expires_ts
-            or _monotonic() >= self.coherence.fresh_until
+            or not snapshot.resolved_ts <= ts < snapshot.expires_ts
+            or not coherence.fresh_from
+            <= (ts if self._wall_clock else _wall())
+            < coherence.fresh_until
         ):
             snapshot = self._current(owner)
         return snapshot.allows(feature, action)
@@ -173,10 +178,13 @@ class Entitlements:
     def limit(self, owner: Owner, name: str) -> int | None:
         """``owner``'s limit ``name`` now: ``None`` when unlimited, ``0`` when unknown."""
         snapshot = self._snapshots.get(owner)
+        ts, coherence = self._ts(), self.coherence
         if (
             snapshot is None
-            or not snapshot.resolved_ts <= self._ts() < snapshot.expires_ts
-            or _monotonic() >= self.coherence.fresh_until
+            or not snapshot.resolved_ts <= ts < snapshot.expires_ts
+            or not coherence.fresh_from
+            <= (ts if self._wall_clock else _wall())
+            < coherence.fresh_until
         ):
             snapshot = self._current(owner)
         return snapshot.limit(name)
@@ -185,10 +193,13 @@ class Entitlements:
         """The owner's resolved entitlements now (cached while time and writes leave them
         as they are)."""
         snapshot = self._snapshots.get(owner)
+        ts, coherence = self._ts(), self.coherence
         if (
             snapshot is None
-            or not snapshot.resolved_ts <= self._ts() < snapshot.expires_ts
-            or _monotonic() >= self.coherence.fresh_until
+            or not snapshot.resolved_ts <= ts < snapshot.expires_ts
+            or not coherence.fresh_from
+            <= (ts if self._wall_clock else _wall())
+            < coherence.fresh_until
         ):
             snapshot = self._current(owner)
         return snapshot
@@ -286,11 +297,20 @@ class Entitlements:
         with self.runtime.transaction(tenant, now, join) as tx:
             yield tx.uow
 
-    def process_due(self, now: datetime | None = None, *, batch: int = 500) -> SweepReport:
+    def process_due(
+        self,
+        now: datetime | None = None,
+        *,
+        batch: int = 500,
+        key_retention: timedelta = KEY_RETENTION,
+        progress: Callable[[int], None] | None = None,
+    ) -> SweepReport:
         """Apply trial ends, scheduled cancellations, expiries, period roll-overs,
         override expiries and reservation expiries due by ``now``; drop snapshots that
-        time made stale. At most ``batch`` of each kind per tenant: call again until
-        `SweepReport.nothing_due` to work through a backlog."""
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise InvalidInput("batch", "must be a whole number of 1 or more", batch)
-        return self._sweep.process_due(now, batch=batch)
+        time made stale; forget usage idempotency keys older than ``key_retention``.
+        Any number of sweeps may run at once (see `entitlements.service.sweep`); each
+        works through everything due, ``batch`` items per read; ``progress(handled)``
+        hears the running count after each page (a console showing a long sweep move)."""
+        return self._sweep.process_due(
+            now, batch=batch, key_retention=key_retention, progress=progress
+        )

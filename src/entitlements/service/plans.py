@@ -11,6 +11,7 @@ from entitlements.catalog import Catalog
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.plan import Feature, Limit, Plan, PlanStatus, Price
 from entitlements.errors import InvalidInput
+from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime
 
 __all__ = ["CatalogSync", "Plans"]
@@ -46,6 +47,7 @@ class Plans:
             tx.catalog_changed = True
             return stored
 
+    @retries_lost_races
     def revise(
         self,
         key: str,
@@ -114,6 +116,7 @@ class Plans:
     def retire(self, key: str, *, actor: Actor | str, reason: str | None = None) -> Plan:
         return self.set_status(key, PlanStatus.RETIRED, actor=actor, reason=reason)
 
+    @retries_lost_races
     def _update(
         self, key: str, actor: Actor | str, action: str, reason: str | None, **changes: Any
     ) -> Plan:

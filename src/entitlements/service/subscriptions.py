@@ -47,6 +47,8 @@ from entitlements.errors import (
     SubscriptionNotFound,
 )
 from entitlements.service.due import bring_to_now
+from entitlements.service.free_plan import OneFreePlan
+from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.snapshots import current_usage, resolve_with
 
@@ -94,8 +96,9 @@ def _alias(name: str, known: list[str]) -> list[str]:
 
 
 class Subscriptions:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, free_plan: OneFreePlan | None = None) -> None:
         self._rt = runtime
+        self.free_plan = free_plan or OneFreePlan()
 
     # -- reading ---------------------------------------------------------------------
 
@@ -224,6 +227,7 @@ class Subscriptions:
             plan = tx.uow.plans.get(plan_key)
             plan.check_assignable(owner.kind, already_held=False)
             tx.change_terms(owner)
+            self.free_plan.check(tx, owner, plan)
             current = tx.uow.subscriptions.current(owner)
             if current is not None:
                 current, _ = bring_to_now(tx, current)
@@ -595,11 +599,11 @@ class Subscriptions:
             was = resolve_with(tx.uow, before.owner, before, tx.now, self._rt.policy)
             will = resolve_with(tx.uow, before.owner, after, tx.now, self._rt.policy)
             usage = current_usage(tx.uow, was)
-            found.extend(
+            found[:] = [  # replaced, not extended: a retried attempt checks afresh
                 o
                 for o in over_quota(will, usage)
                 if _caused_by_change(o, was.limit(o.metric), usage)
-            )
+            ]
             if not found:
                 return
             if policy is OverQuotaPolicy.REFUSE:
@@ -654,8 +658,10 @@ class Subscriptions:
         else:
             plan = tx.uow.plans.get(key)
         plan.check_assignable(current.owner.kind, already_held=key == current.plan_key)
+        self.free_plan.check(tx, current.owner, plan)
         return plan
 
+    @retries_lost_races
     def _apply(
         self,
         owner: Owner,
@@ -679,6 +685,11 @@ class Subscriptions:
                 raise StaleWrite("subscription", current.id, expected_revision)
             # the terms lock before anything the change is checked against is read
             tx.change_terms(owner, usage_period_of(as_of(current, tx.now), tx.now).start)
+            # and the subscription read again under it: a write that committed meanwhile
+            # is built upon, not overwritten
+            current = tx.uow.subscriptions.current(owner) or current
+            if expected_revision is not None and current.revision != expected_revision:
+                raise StaleWrite("subscription", current.id, expected_revision)
             current, _ = bring_to_now(tx, current)
             tx.authorize(who, name, owner, current)
             check_allowed(current, event)

@@ -50,7 +50,7 @@ __all__ = ["Usage", "refuse", "target"]
 
 APP = Actor.system("app")
 MAX_TTL = timedelta(days=31)
-_monotonic = time.monotonic
+_wall = time.time
 
 target = usage_target
 
@@ -72,7 +72,7 @@ class Usage:
         if (
             snapshot is not None
             and snapshot.resolved_ts <= self._rt.timestamp() < snapshot.expires_ts
-            and _monotonic() < self._coherence.fresh_until
+            and self._coherence.fresh_from <= _wall() < self._coherence.fresh_until
             and type(amount) is int
         ):
             memo = cache.decisions.get(owner)

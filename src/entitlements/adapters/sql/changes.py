@@ -34,6 +34,12 @@ _OWNER = (
 _CURRENT = sa.select(_r.revision).where(*_OWNER)
 _LOCKED = _CURRENT.with_for_update(read=True)
 _EXCLUSIVE = _CURRENT.with_for_update()
+_CLAIM = _CURRENT.with_for_update(skip_locked=True)
+_l = t.tenant_locks.c
+_RULE = sa.select(_l.rule).where(
+    _l.tenant == sa.bindparam("p_tenant"), _l.rule == sa.bindparam("p_rule")
+)
+_RULE_LOCKED = _RULE.with_for_update()
 _c = t.usage_counters.c
 _STAMP_ALL = (
     t.usage_counters.update()
@@ -108,6 +114,36 @@ class SqlRevisions(Repository):
         # waits for us, or we for it
         self._conn.execute(_revision_upsert(self._conn.dialect.name, bump=False), params)
         return int(self._conn.execute(_LOCKED, params).scalar_one())
+
+    @storage_errors
+    def lock_rule(self, rule: str) -> None:
+        params = {"p_tenant": self._t, "p_rule": rule}
+        if self._conn.execute(_RULE_LOCKED, params).first() is not None:
+            return
+        # first use in this tenant: create the row (ignoring a concurrent creator's), then
+        # lock it; locking first avoids MariaDB's shared lock on a duplicate key
+        dialect = self._conn.dialect.name
+        row = {"tenant": self._t, "rule": rule}
+        if dialect in ("postgresql", "sqlite"):
+            insert = (postgresql if dialect == "postgresql" else sqlite).insert(t.tenant_locks)
+            self._conn.execute(insert.values(**row).on_conflict_do_nothing())
+        else:
+            self._conn.execute(mysql.insert(t.tenant_locks).values(**row).prefix_with("IGNORE"))
+        self._conn.execute(_RULE_LOCKED, params).one()
+
+    @storage_errors
+    def claim(self, owner: Owner) -> bool:
+        params = self._params(owner)
+        if owner in self._uow.bumped:
+            return True
+        if self._conn.execute(_CLAIM, params).first() is not None:
+            return True
+        if self._conn.execute(_CURRENT, params).first() is not None:
+            return False  # another unit of work holds it
+        # no row yet: create it and wait for it like `lock` (a concurrent first writer is rare)
+        self._conn.execute(_revision_upsert(self._conn.dialect.name, bump=False), params)
+        self._conn.execute(_EXCLUSIVE, params).scalar_one()
+        return True
 
     @storage_errors
     def bump(self, owner: Owner, since: datetime | None = None) -> int:

@@ -40,6 +40,7 @@ __all__ = [
     "reservations",
     "seat_assignments",
     "subscriptions",
+    "tenant_locks",
     "usage_counters",
     "usage_records",
 ]
@@ -197,6 +198,7 @@ usage_records = sa.Table(
     sa.Index(
         "ix_ent_usage_records_period", "tenant", "owner_kind", "owner_id", "metric", "period_start"
     ),
+    sa.Index("ix_ent_usage_records_at", "tenant", "at"),
 )
 
 reservations = sa.Table(
@@ -342,6 +344,15 @@ owner_revisions = sa.Table(
     # bumped, under the row's lock, by every write that changes what the owner is entitled
     # to; consumptions lock it for share when they must read terms at the database
     sa.Column("revision", sa.BigInteger, nullable=False),
+)
+
+tenant_locks = sa.Table(
+    "ent_tenant_locks",
+    metadata,
+    sa.Column("tenant", key_string(TENANT), primary_key=True),
+    # one row per tenant-wide rule (the one-free-plan rule): writes that the rule checks
+    # lock it, so two of them cannot both find the rule satisfied
+    sa.Column("rule", key_string(64), primary_key=True),
 )
 
 changes = sa.Table(

@@ -357,6 +357,39 @@ class SqlUsage(Repository):
         )
 
     @storage_errors
+    def forget_keys(self, before: datetime, limit: int = 10_000) -> int:
+        # the rows are picked first: MariaDB cannot UPDATE a table it selects from
+        old = (
+            self._conn.execute(
+                sa.select(_u.pk)
+                .where(_u.tenant == self._t, _u.at < before, _u.key.is_not(None))
+                .order_by(_u.at)
+                .limit(limit)
+            )
+            .scalars()
+            .all()
+        )
+        if old:
+            self._conn.execute(t.usage_records.update().where(_u.pk.in_(old)).values(key=None))
+        settled = (
+            self._conn.execute(
+                sa.select(_r.id)
+                .where(
+                    _r.tenant == self._t,
+                    _r.status != _HELD,
+                    _r.settled_at < before,
+                    _r.key.is_not(None),
+                )
+                .limit(limit - len(old))
+            )
+            .scalars()
+            .all()
+        )
+        if settled:
+            self._conn.execute(t.reservations.update().where(_r.id.in_(settled)).values(key=None))
+        return len(old) + len(settled)
+
+    @storage_errors
     def records(self, owner: Owner, metric: str, period_start: datetime) -> Sequence[UsageRecord]:
         rows = self._rows(
             sa.select(t.usage_records)
