@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 from entitlements.errors import (
     Busy,
     Conflict,
+    ContractAlreadyConverted,
     ContractNotCompleted,
     ContractNotFound,
     ContractPending,
+    ContractTermsMismatch,
     EntitlementsError,
     EvidenceBroken,
     FeedUnavailable,
@@ -32,6 +34,7 @@ from entitlements.errors import (
     PlanExists,
     PlanNotAssignable,
     PlanRetired,
+    ProviderUnreachable,
     StaleWrite,
     StorageError,
     SubscriptionExists,
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
     from entitlements.domain.addon import AddOn
     from entitlements.domain.audit import AuditEvent
     from entitlements.domain.billing_cycle import BillingCycle, CycleUnit
+    from entitlements.domain.ingestion import UsageEvent, UsageOutcome, UsageResult
     from entitlements.domain.instant import Period
     from entitlements.domain.override import Override, OverrideKind
     from entitlements.domain.owner import Owner
@@ -69,6 +73,7 @@ if TYPE_CHECKING:
         Subscription,
         SubscriptionStatus,
     )
+    from entitlements.service.coherence import WhenUnreachable
     from entitlements.service.entitlements import Entitlements
     from entitlements.service.sweep import SweepReport
 
@@ -87,6 +92,9 @@ _LAZY = {
     "AuditEvent": "entitlements.domain.audit",
     "BillingCycle": "entitlements.domain.billing_cycle",
     "CycleUnit": "entitlements.domain.billing_cycle",
+    "UsageEvent": "entitlements.domain.ingestion",
+    "UsageOutcome": "entitlements.domain.ingestion",
+    "UsageResult": "entitlements.domain.ingestion",
     "Period": "entitlements.domain.instant",
     "Override": "entitlements.domain.override",
     "OverrideKind": "entitlements.domain.override",
@@ -108,6 +116,7 @@ _LAZY = {
     "Event": "entitlements.domain.subscription",
     "Subscription": "entitlements.domain.subscription",
     "SubscriptionStatus": "entitlements.domain.subscription",
+    "WhenUnreachable": "entitlements.service.coherence",
     "Entitlements": "entitlements.service.entitlements",
     "SweepReport": "entitlements.service.sweep",
 }
@@ -142,9 +151,11 @@ __all__ = [
     "Busy",
     "Combine",
     "Conflict",
+    "ContractAlreadyConverted",
     "ContractNotCompleted",
     "ContractNotFound",
     "ContractPending",
+    "ContractTermsMismatch",
     "CycleUnit",
     "Decision",
     "Enforcement",
@@ -178,6 +189,7 @@ __all__ = [
     "PlanRetired",
     "PlanStatus",
     "Price",
+    "ProviderUnreachable",
     "Reason",
     "Snapshot",
     "Source",
@@ -191,6 +203,10 @@ __all__ = [
     "SystemClock",
     "UnknownPlan",
     "UsageDenied",
+    "UsageEvent",
+    "UsageOutcome",
+    "UsageResult",
+    "WhenUnreachable",
     "__version__",
     "resolve",
 ]

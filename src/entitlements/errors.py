@@ -17,9 +17,11 @@ __all__ = [
     "BillingActionRequired",
     "Busy",
     "Conflict",
+    "ContractAlreadyConverted",
     "ContractNotCompleted",
     "ContractNotFound",
     "ContractPending",
+    "ContractTermsMismatch",
     "EntitlementsError",
     "EvidenceBroken",
     "FeedUnavailable",
@@ -39,6 +41,7 @@ __all__ = [
     "PlanManagerProtected",
     "PlanNotAssignable",
     "PlanRetired",
+    "ProviderUnreachable",
     "StaleWrite",
     "StorageError",
     "SubscriptionExists",
@@ -334,3 +337,36 @@ class IdempotencyKeyReused(Conflict):
         self.key = key
         self.recorded = recorded
         self.given = given
+
+
+class ContractTermsMismatch(Conflict):
+    """Seed 000: a contract binds what was signed; a conversion that asks for something
+    else (other seats, say) is refused rather than applied."""
+
+    def __init__(self, contract_id: str, field: str, signed: object, asked: object) -> None:
+        super().__init__(
+            f"contract {contract_id} was signed for {field} {signed}, not {asked}; "
+            "issue a new contract to change it"
+        )
+        self.contract_id = contract_id
+        self.field = field
+        self.signed = signed
+        self.asked = asked
+
+
+class ContractAlreadyConverted(Conflict):
+    def __init__(self, contract_id: str, subscription_id: str) -> None:
+        super().__init__(
+            f"contract {contract_id} was already converted (subscription {subscription_id})"
+        )
+        self.contract_id = contract_id
+        self.subscription_id = subscription_id
+
+
+class ProviderUnreachable(EntitlementsError):
+    """The payment provider did not answer a read (``reconcile``). Commands to it never
+    raise this: they wait in the outbox and the sweep retries them."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"the payment provider did not answer: {detail}")
+        self.detail = detail

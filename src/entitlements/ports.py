@@ -25,6 +25,7 @@ from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
+from entitlements.domain.provider_commands import ProviderCommand
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import Counter, Reservation, SeatAssignment, UsageRecord
 
@@ -202,6 +203,56 @@ class UsageRepository(Protocol):
         an answer: the second waits for the first and gets its record."""
         ...
 
+    def consume(
+        self,
+        record: UsageRecord,
+        *,
+        ceiling: int | None,
+        revision: int,
+        now: datetime,
+        fallback: tuple[str, int] | None = None,
+    ) -> tuple[Counter | None, UsageRecord | None]:
+        """Store ``record`` and add its amount to the counter of its period, as `add`
+        does with that ``ceiling``, ``revision``, ``now`` and ``fallback``. Returns
+        ``(counter after, None)``; ``(counter or None, earlier record)`` when the key
+        was recorded already (nothing changes; the counter, if given, is the current
+        one of ``record``'s period); ``(None, None)`` when the counter refused (nothing
+        is stored: the caller decides under the owner's lock)."""
+        ...
+
+    def recorded(self, keys: Sequence[tuple[Owner, str]]) -> Mapping[tuple[Owner, str], UsageRecord]:
+        """The stored records of these (owner, idempotency key) pairs, where there are."""
+        ...
+
+    def counters_of(
+        self, keys: Sequence[tuple[Owner, str, datetime]], *, lock: bool = False
+    ) -> Mapping[tuple[Owner, str, datetime], tuple[Counter, int]]:
+        """The existing counters of these (owner, metric, period) with the terms revision
+        each is stamped with, in one read; with ``lock``, locked until the unit of work
+        ends."""
+        ...
+
+    def add_records(self, records: Sequence[UsageRecord]) -> None:
+        """Store records whose keys the caller found unrecorded; raises `Conflict` if
+        another writer recorded one of them meanwhile."""
+        ...
+
+    def add_counted(
+        self,
+        owner: Owner,
+        metric: str,
+        period_start: datetime,
+        used: int,
+        *,
+        ceiling: int | None,
+        revision: int,
+        now: datetime,
+        fallback: tuple[str, int] | None = None,
+    ) -> bool:
+        """`add` of ``used`` units under those conditions, telling only whether it
+        matched (the caller knows the counter: it read it locked)."""
+        ...
+
     def remove_record(self, owner: Owner, record_id: str) -> None:
         """Take back a record this unit of work just stored (its consumption was refused)."""
         ...
@@ -326,12 +377,17 @@ class PaymentProvider(Protocol):
         ...
 
     def change_plan(
-        self, external_id: str, plan: Plan, *, seats: int | None
+        self, external_id: str, plan: Plan, *, seats: int | None, idempotency_key: str
     ) -> ProviderSubscription:
-        """Move an existing provider subscription to another plan."""
+        """Move an existing provider subscription to another plan. A call repeated with
+        the same ``idempotency_key`` (a retry) must not act twice."""
         ...
 
-    def cancel(self, external_id: str, *, at_period_end: bool) -> ProviderSubscription: ...
+    def cancel(
+        self, external_id: str, *, at_period_end: bool, idempotency_key: str
+    ) -> ProviderSubscription:
+        """Cancel now or at the period's end; idempotent by ``idempotency_key``."""
+        ...
 
     def fetch(self, external_id: str) -> ProviderSubscription | None:
         """The provider's current state, ``None`` if it has no such subscription."""
@@ -350,6 +406,26 @@ class ProviderRepository(Protocol):
     def link_for_checkout(self, checkout_id: str) -> ProviderLink | None: ...
 
     def put_link(self, link: ProviderLink) -> None: ...
+
+    def add_command(self, command: ProviderCommand) -> None:
+        """Record a command to the provider (the outbox); same unit of work as the
+        decision that needs it."""
+        ...
+
+    def command(self, command_id: str) -> ProviderCommand:
+        """Raises `NotFound` if there is none."""
+        ...
+
+    def update_command(self, command: ProviderCommand) -> None: ...
+
+    def due_commands(self, now: datetime, limit: int = 500) -> Sequence[ProviderCommand]:
+        """Pending commands whose next attempt is due, oldest first."""
+        ...
+
+    def open_commands(self, owner: Owner) -> Sequence[ProviderCommand]:
+        """The owner's commands not yet done at the provider (pending or failed), oldest
+        first."""
+        ...
 
 
 class RevisionRepository(Protocol):

@@ -148,6 +148,9 @@ class Assignment:
     kind: AssignmentKind
     subscription: object
     checkout: Checkout | None = None
+    command: object = None
+    """The `ProviderCommand` this assignment sent to the provider (``None``: none was
+    needed). Pending when the provider has not answered yet: the sweep retries it."""
 
 
 _FOLLOW = (Event.ACTIVATE, Event.FAIL, Event.MARK_PAST_DUE, Event.SETTLE, Event.CANCEL)

@@ -135,7 +135,7 @@ class Entitlements:
         """Contracts and e-signatures (`entitlements.service.contracts.Contracts`)."""
         from entitlements.service.contracts import Contracts
 
-        return Contracts(self.runtime, self.subscriptions.convert)
+        return Contracts(self.runtime, self.subscriptions.convert, self.subscriptions.subscribe)
 
     @cached_property
     def billing(self) -> Billing:
@@ -157,7 +157,7 @@ class Entitlements:
 
     @cached_property
     def _sweep(self) -> Sweep:
-        return Sweep(self.runtime, self.usage, self.contracts)
+        return Sweep(self.runtime, self.usage, self.contracts, self.billing.outbox)
 
     # -- the request path ------------------------------------------------------------
 

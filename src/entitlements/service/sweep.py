@@ -29,11 +29,13 @@ from entitlements.domain.contracts.contract import Contract
 from entitlements.domain.due import DueChange
 from entitlements.domain.override import Override
 from entitlements.domain.owner import Owner
+from entitlements.domain.provider_commands import ProviderCommand
 from entitlements.domain.usage import Reservation
 from entitlements.errors import InvalidInput
 from entitlements.ports import UnitOfWork
 from entitlements.service.due import SWEEPER, bring_to_now
 from entitlements.service.overrides import target
+from entitlements.service.provider_outbox import ProviderOutbox
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.terms import expire_held
 from entitlements.service.usage import Usage
@@ -76,6 +78,8 @@ class SweepReport:
     failures: tuple[SweepFailure, ...] = ()
     remaining: int = 0
     keys_forgotten: int = 0
+    provider_commands: tuple[ProviderCommand, ...] = ()
+    """Commands to the payment provider sent (or attempted again) by this run."""
 
     @property
     def nothing_due(self) -> bool:
@@ -84,6 +88,7 @@ class SweepReport:
             or self.expired_overrides
             or self.expired_reservations
             or self.expired_contracts
+            or self.provider_commands
         )
 
 
@@ -105,6 +110,7 @@ class _Run:
     failures: list[SweepFailure] = attrs.field(factory=list)
     remaining: int = 0
     keys_forgotten: int = 0
+    commands: list[ProviderCommand] = attrs.field(factory=list)
     handled: int = 0
     progress: Callable[[int], None] | None = None
 
@@ -113,10 +119,17 @@ Lister = Callable[[UnitOfWork, datetime, int], list[_Item]]
 
 
 class Sweep:
-    def __init__(self, runtime: Runtime, usage: Usage, contracts: Contracts) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        usage: Usage,
+        contracts: Contracts,
+        outbox: ProviderOutbox | None = None,
+    ) -> None:
         self._rt = runtime
         self._usage = usage
         self._contracts = contracts
+        self._outbox = outbox
 
     def process_due(
         self,
@@ -140,6 +153,8 @@ class Sweep:
             ):
                 self._drain(tenant, lister, into, run, batch)
             self._forget_keys(tenant, run, run.at - key_retention, batch)
+            if self._outbox is not None:
+                run.commands.extend(self._outbox.send_due(tenant, run.at, batch))
         dropped = self._rt.cache.expire(run.at)
         return SweepReport(
             run.at,
@@ -152,6 +167,7 @@ class Sweep:
             tuple(run.failures),
             run.remaining,
             run.keys_forgotten,
+            tuple(run.commands),
         )
 
     def _drain(

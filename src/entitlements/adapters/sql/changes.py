@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -62,7 +63,8 @@ _STAMP_LIVE = (
 )
 
 
-def _revision_upsert(dialect: str, *, bump: bool) -> Any:
+@cache
+def _revision_upsert(dialect: str, *, bump: bool, returning: bool = True) -> Any:
     """An INSERT of revision 1 (or 0) that, on an existing row, adds one (or nothing)."""
     values: dict[str, Any] = {
         "tenant": sa.bindparam("p_tenant"),
@@ -88,7 +90,8 @@ def _revision_upsert(dialect: str, *, bump: bool) -> Any:
     my = mysql.insert(t.owner_revisions).values(**values)
     if not bump:
         return my.prefix_with("IGNORE")  # a duplicate takes a shared lock, not an exclusive one
-    return my.on_duplicate_key_update(revision=t.owner_revisions.c.revision + 1)
+    bumped = my.on_duplicate_key_update(revision=t.owner_revisions.c.revision + 1)
+    return bumped.returning(t.owner_revisions.c.revision) if returning else bumped
 
 
 class SqlRevisions(Repository):
@@ -151,9 +154,10 @@ class SqlRevisions(Repository):
         done = self._uow.bumped.get(owner)
         if done is not None:
             return done
-        dialect = self._conn.dialect.name
-        upsert = _revision_upsert(dialect, bump=True)
-        if dialect in ("postgresql", "sqlite"):
+        dialect = self._conn.dialect
+        returning = dialect.insert_returning  # MariaDB too: its upsert returns the new row
+        upsert = _revision_upsert(dialect.name, bump=True, returning=returning)
+        if returning:
             revision = int(self._conn.execute(upsert, params).scalar_one())
         else:
             self._conn.execute(upsert, params)
@@ -165,15 +169,20 @@ class SqlRevisions(Repository):
         return revision
 
 
+_FEED_INSERT = t.changes.insert()
+_FEED_INSERT_RETURNING = t.changes.insert().returning(t.changes.c.seq)
+
+
 def insert_changes(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> int | None:
-    """Write the feed rows of a committing unit of work; returns the highest number."""
+    """Write the feed rows of a committing unit of work; returns the highest number.
+    The statements are built once: a multi-VALUES insert would be compiled anew for
+    every count of rows."""
     if not rows:
         return None
-    dialect = connection.dialect
-    if dialect.insert_returning:
-        result = connection.execute(
-            t.changes.insert().values(list(rows)).returning(t.changes.c.seq)
-        )
+    if connection.dialect.insert_returning:
+        if len(rows) == 1:
+            return int(connection.execute(_FEED_INSERT_RETURNING, rows[0]).scalar_one())
+        result = connection.execute(_FEED_INSERT_RETURNING, list(rows))
         return max(int(seq) for seq in result.scalars())
     result = connection.execute(t.changes.insert().values(list(rows)))
     first = int(result.lastrowid)  # MySQL: the first of consecutive numbers of one INSERT
