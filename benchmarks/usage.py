@@ -291,7 +291,7 @@ def main() -> None:
         stores.append(("PostgreSQL", lambda: fresh_sql(args.postgres)))
     if args.mariadb:
         stores.append(("MariaDB", lambda: fresh_sql(args.mariadb)))
-    print(f"\n| store | path | ours /s | lean /s | ratio | target |\n|---|---|---|---|---|---|")
+    print("\n| store | path | ours /s | lean /s | ratio | target |\n|---|---|---|---|---|---|")
     for name, make in stores:
         store = make()
         ents = prepared(store)

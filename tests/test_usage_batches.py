@@ -129,6 +129,7 @@ class _Run:
 @pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres", "mysql"])
 def test_a_batch_is_the_same_events_one_by_one(kind, make_store):
     examples = settings().max_examples  # the profile's: more in CI
+
     @settings(
         max_examples=examples if kind == "memory" else max(examples // 4, 10),
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -210,7 +211,10 @@ def test_malformed_events_write_nothing(kind, make_store):
         [UsageEvent(BATCH, "api_calls", 1), ("organization", "acme", "api_calls", 1)],
         [UsageEvent(BATCH, "api_calls", 1, key="")],
         [UsageEvent(BATCH, "api_calls", 1, at=datetime(2026, 2, 1))],
-        [UsageEvent(BATCH, "api_calls", 1), UsageEvent(Owner("organization", "x", "t2"), "api_calls")],
+        [
+            UsageEvent(BATCH, "api_calls", 1),
+            UsageEvent(Owner("organization", "x", "t2"), "api_calls"),
+        ],
     ]
     for events in bad:
         with pytest.raises(InvalidInput):

@@ -724,7 +724,8 @@ class _Feed(_Repository[Owner]):
         return self._t.next_seq - 1
 
     def prune(self, before: datetime, limit: int = 10_000) -> int:
-        old = [row for row in self._t.changes if row[4] < before][:limit]
+        head = self.head()
+        old = [row for row in self._t.changes if row[4] < before and row[0] < head][:limit]
         if not old:
             return 0
         through = old[-1][0]
@@ -978,7 +979,10 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.tables = _Tables()
+        """Everything stored, as plain dicts and lists; tests may read it, nothing should
+        write it."""
         self.lock = threading.RLock()
+        """Serialises units of work, as a database would."""
 
     def unit_of_work(
         self, tenant: str | None, join: object | None = None, *, read_only: bool = False
@@ -1021,7 +1025,9 @@ class MemoryStore:
             used = current.used + record.amount
             if ceiling is not None and used + current.reserved > ceiling:
                 return None, None, None
-            after = _counter(owner, record.metric, record.period_start, used, current.reserved, held)
+            after = _counter(
+                owner, record.metric, record.period_start, used, current.reserved, held
+            )
             t.counters[key] = after
             if record.key is not None:
                 t.record_keys[(owner, record.key)] = record
@@ -1045,6 +1051,7 @@ class MemoryStore:
             return uow.feed.read(after, missing)
 
     def feed_head(self) -> int:
+        """The last change-feed position handed out."""
         with self.lock:
             return self.tables.next_seq - 1
 

@@ -24,6 +24,9 @@ __all__ = ["AllRules", "AllowAll", "Authorizer", "PermissionRules", "PlanManager
 
 
 class Authorizer(Protocol):
+    """Decides who may change what; the default allows every actor, hosts plug their own
+    rules in."""
+
     def authorize(
         self, actor: Actor, action: str, *, owner: Owner | None, subject: Any, uow: Any
     ) -> None:

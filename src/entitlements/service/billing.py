@@ -58,8 +58,11 @@ class ProviderOutcome:
     ``duplicate`` (already applied) or ``stale`` (older than what was applied)."""
 
     outcome: str
+    """``applied``, ``duplicate`` or ``stale``."""
     subscription: Subscription | None = None
+    """Our subscription after the event (``None`` when it touched none)."""
     changes: tuple[str, ...] = ()
+    """The lifecycle events applied to get there, in order."""
 
 
 @attrs.frozen
@@ -81,6 +84,9 @@ class BillingState:
 
 
 class Billing:
+    """``ents.billing``: plans bought through the host's payment provider, and the
+    provider's events applied to our subscriptions."""
+
     def __init__(
         self,
         runtime: Runtime,
@@ -92,7 +98,9 @@ class Billing:
         self._rt = runtime
         self._subs = subscriptions
         self.provider = provider
+        """The host's payment provider (``None``: plans are assigned by staff)."""
         self.one_free_plan_per_tenant = one_free_plan_per_tenant
+        """Whether a tenant may hold only one free plan among its owners (seed 004)."""
         self.outbox = ProviderOutbox(runtime, lambda: self.provider)
 
     # -- assignment ----------------------------------------------------------------------

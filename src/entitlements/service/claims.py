@@ -28,12 +28,22 @@ MAX_TTL = timedelta(days=1)
 
 @attrs.frozen
 class Claims:
+    """What an owner's access token may claim: its plan and limits as numbers, and the
+    features granted."""
+
     owner: str
+    """The owner as ``kind:id`` (the token's subject)."""
     plan: str | None
+    """The plan key (``None``: no plan)."""
     plan_version: int | None
+    """The plan version."""
     status: str | None
+    """The subscription status (``None``: no subscription)."""
     limits: Mapping[str, int | None] | None
+    """Limits by name (``None`` values: unlimited); ``None`` altogether when the owner has
+    no plan."""
     features: tuple[str, ...]
+    """The features granted for every action."""
 
     def document(self) -> dict[str, Any]:
         """The JSON claim: ``limits`` maps names to numbers (``null``: unlimited) and is

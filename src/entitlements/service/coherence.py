@@ -83,8 +83,12 @@ class Coherence:
     ) -> None:
         self.fresh_from = 0.0
         self.fresh_until = 0.0
+        """The `time.monotonic` instant until which the cache counts as confirmed; the warm
+        path compares it."""
         self.max_staleness = max_staleness
+        """How old, in seconds, a confirmation may be before an answer reads the feed."""
         self.when_unreachable = WhenUnreachable(when_unreachable)
+        """What answers do while the feed cannot be read."""
         self.stale_answers = 0
         """Answers served while the feed could not be read (`WhenUnreachable.SERVE_STALE`)."""
         self.resyncs = 0
@@ -117,6 +121,7 @@ class Coherence:
         self.sync()
 
     def has_seen(self, revision: int) -> bool:
+        """Whether the entry ``revision`` has been applied here."""
         return self._after is not None and revision <= self._after and revision not in self._missing
 
     def require(self, revision: int) -> None:
@@ -128,6 +133,8 @@ class Coherence:
     # -- following -------------------------------------------------------------------
 
     def sync(self) -> None:
+        """Read the feed now and drop what changed (the background thread and answers past
+        ``fresh_until`` call it)."""
         with self._lock:
             started, wall = time.monotonic(), time.time()
             if os.getpid() != self._pid:  # forked: the parent's thread did not come along
@@ -220,9 +227,12 @@ class Coherence:
 
     @property
     def interval(self) -> float:
+        """How often the background thread reads the feed without a push: half of
+        ``max_staleness``."""
         return max(self.max_staleness / 2, 0.005)
 
     def close(self) -> None:
+        """Stop the background thread; answers then confirm inline."""
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():

@@ -66,15 +66,25 @@ class SigningView:
     """What the public signing page shows a signer."""
 
     contract_id: str
+    """The contract's id."""
     title: str
+    """The contract's title."""
     body: str
+    """The text to read before signing."""
     content_hash: str
+    """What a signature commits to; show it so the signer can quote it."""
     terms: Terms
+    """The commercial terms being agreed."""
     signer_id: str
+    """The signer the link belongs to."""
     signer_name: str | None
+    """The signer's name (``None`` once erased)."""
     signer_status: SignerStatus
+    """Where the signer is (a signer must consent before signing)."""
     contract_status: ContractStatus
+    """Where the contract is."""
     may_sign_now: bool
+    """``False`` while earlier signers of a sequential contract have not signed."""
 
 
 def _target(contract_id: str) -> str:
@@ -90,6 +100,9 @@ def _context(ip: str | None, user_agent: str | None) -> None:
 
 
 class Contracts:
+    """``ents.contracts``: issue a contract, collect typed or drawn signatures through
+    signing links, verify the evidence, convert the trial."""
+
     def __init__(self, runtime: Runtime, convert: Any, subscribe: Any = None) -> None:
         self._rt = runtime
         self._convert = convert
@@ -306,6 +319,8 @@ class Contracts:
         ip: str | None = None,
         user_agent: str | None = None,
     ) -> Contract:
+        """Withdraw an open contract (staff); signing links stop working and a reason is
+        recorded."""
         owner, who = as_owner(owner), as_actor(actor)
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidInput("reason", "say why the contract is voided", reason)
@@ -365,6 +380,8 @@ class Contracts:
     # -- reading -----------------------------------------------------------------------
 
     def get(self, owner: Owner, contract_id: str) -> Contract:
+        """One of the owner's contracts; `ContractNotFound` also when the id belongs to
+        another owner."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             contract = uow.contracts.get(contract_id)
@@ -372,11 +389,13 @@ class Contracts:
             return contract
 
     def list(self, owner: Owner) -> Sequence[Contract]:
+        """The owner's contracts, open and closed, oldest first."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             return uow.contracts.for_owner(owner)
 
     def events(self, owner: Owner, contract_id: str) -> Sequence[ContractEvent]:
+        """The contract's hash-chained events, oldest first."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             self._check_owner(uow.contracts.get(contract_id), owner)
@@ -618,6 +637,7 @@ class Contracts:
         user_agent: str | None = None,
         now: datetime | None = None,
     ) -> Contract:
+        """The signer holding ``token`` refuses to sign; the contract closes as declined."""
         if reason is not None and (not isinstance(reason, str) or len(reason) > 2000):
             raise InvalidInput("reason", "must be text of at most 2000 characters", reason)
 

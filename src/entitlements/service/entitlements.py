@@ -34,7 +34,7 @@ from entitlements.service.runtime import Runtime
 from entitlements.service.seats import Seats
 from entitlements.service.snapshots import load_snapshot
 from entitlements.service.subscriptions import Subscriptions
-from entitlements.service.sweep import KEY_RETENTION, Sweep, SweepReport
+from entitlements.service.sweep import FEED_RETENTION, KEY_RETENTION, Sweep, SweepReport
 from entitlements.service.usage import Usage
 from entitlements.telemetry import Telemetry
 
@@ -100,6 +100,8 @@ class Entitlements:
             hints=store.change_hints,
             background=store.shared,
         )
+        """The follower of the change feed; its ``stale_answers`` and ``resyncs`` are worth
+        a metric."""
         self.runtime = Runtime(
             store=store,
             clock=clock or SystemClock(),
@@ -110,17 +112,26 @@ class Entitlements:
             telemetry=telemetry,
             coherence=self.coherence,
         )
+        """The wiring the groups share (clock, store, cache, policy); not for hosts."""
         if ids is not None:
             self.runtime.new_id = ids
         self.store = store
+        """The store given."""
         self.plans = Plans(self.runtime)
+        """The plan catalog: define, revise, activate, archive, retire, sync from a file."""
         self.subscriptions = Subscriptions(
             self.runtime, free_plan=OneFreePlan(one_free_plan_per_tenant)
         )
+        """The subscription lifecycle: trials, conversion, plan and seat changes,
+        suspension, cancellation."""
         self.overrides = Overrides(self.runtime)
+        """Per-owner exceptions to the plan."""
         self.audit = AuditTrail(self.runtime)
+        """Who changed what, read back."""
         self.usage = Usage(self.runtime)
+        """Metered usage, gauges and reservations."""
         self.seats = Seats(self.runtime)
+        """Named seat assignments."""
         self._payment_provider = payment_provider
         self._one_free_plan_per_tenant = one_free_plan_per_tenant
         self._snapshots = self.runtime.cache.snapshots
@@ -132,14 +143,14 @@ class Entitlements:
 
     @cached_property
     def contracts(self) -> Contracts:
-        """Contracts and e-signatures (`entitlements.service.contracts.Contracts`)."""
+        """Contracts, signatures and conversion from a signed contract."""
         from entitlements.service.contracts import Contracts
 
         return Contracts(self.runtime, self.subscriptions.convert, self.subscriptions.subscribe)
 
     @cached_property
     def billing(self) -> Billing:
-        """Plans through the payment provider (`entitlements.service.billing.Billing`)."""
+        """Plans bought through the payment provider, and its events."""
         from entitlements.service.billing import Billing
 
         return Billing(
@@ -224,9 +235,12 @@ class Entitlements:
         return self._claims.token(owner, key, ttl=ttl, issuer=issuer, audience=audience, now=now)
 
     def explain(self, owner: Owner, feature: str, action: Action | str | None = None) -> Decision:
+        """Why ``allows(owner, feature, action)`` answers as it does: the value, the reason,
+        and which layer decided."""
         return self.snapshot(owner).explain(feature, action)
 
     def explain_limit(self, owner: Owner, name: str) -> Decision:
+        """Why ``limit(owner, name)`` answers as it does."""
         return self.snapshot(owner).explain_limit(name)
 
     def resolve(self, owner: Owner, now: datetime | None = None) -> Snapshot:
@@ -303,14 +317,22 @@ class Entitlements:
         *,
         batch: int = 500,
         key_retention: timedelta = KEY_RETENTION,
+        feed_retention: timedelta = FEED_RETENTION,
         progress: Callable[[int], None] | None = None,
     ) -> SweepReport:
         """Apply trial ends, scheduled cancellations, expiries, period roll-overs,
         override expiries and reservation expiries due by ``now``; drop snapshots that
-        time made stale; forget usage idempotency keys older than ``key_retention``.
-        Any number of sweeps may run at once (see `entitlements.service.sweep`); each
-        works through everything due, ``batch`` items per read; ``progress(handled)``
-        hears the running count after each page (a console showing a long sweep move)."""
+        time made stale; forget usage idempotency keys older than ``key_retention``;
+        prune change-feed entries committed more than ``feed_retention`` ago by the wall
+        clock (default an hour: a process away longer than that drops its cache and
+        resolves afresh). Any number of sweeps may run at once (see
+        `entitlements.service.sweep`); each works through everything due, ``batch``
+        items per read; ``progress(handled)`` hears the running count after each page
+        (a console showing a long sweep move)."""
         return self._sweep.process_due(
-            now, batch=batch, key_retention=key_retention, progress=progress
+            now,
+            batch=batch,
+            key_retention=key_retention,
+            feed_retention=feed_retention,
+            progress=progress,
         )

@@ -21,6 +21,8 @@ def target(owner: Owner, pool: str, member: str) -> str:
 
 
 class Seats:
+    """``ents.seats``: named members holding the seats of an owner's seat limit."""
+
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
 
@@ -74,6 +76,7 @@ class Seats:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> SeatAssignment:
+        """Free ``member``'s seat."""
         owner, who, member = as_owner(owner), as_actor(actor), check_member(member)
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, "seat.unassign", owner, member)
@@ -91,6 +94,7 @@ class Seats:
             return removed
 
     def list(self, owner: Owner, pool: str = "seats") -> Sequence[SeatAssignment]:
+        """Who holds the owner's seats in ``pool``."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             return uow.seats.assigned(owner, pool)

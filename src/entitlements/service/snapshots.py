@@ -83,8 +83,10 @@ def current_usage(uow: UnitOfWork, snapshot: Snapshot) -> dict[str, int]:
             continue
         counter: Counter = stored[0]
         name = key[1]
-        units = counter.used if name == "seats" and name not in snapshot.limits else (
-            counter.used + counter.reserved
+        units = (
+            counter.used
+            if name == "seats" and name not in snapshot.limits
+            else (counter.used + counter.reserved)
         )
         if units:
             usage[name] = units

@@ -130,6 +130,9 @@ def _contract_link(contract_id: str | None) -> ContractLink | None:
 
 
 class Subscriptions:
+    """``ents.subscriptions``: the subscription lifecycle; every change goes through the
+    transition table and is audited."""
+
     def __init__(self, runtime: Runtime, *, free_plan: OneFreePlan | None = None) -> None:
         self._rt = runtime
         self.free_plan = free_plan or OneFreePlan()
@@ -145,12 +148,14 @@ class Subscriptions:
             return uow.subscriptions.current(owner)
 
     def get(self, owner: Owner, *, actor: Actor | str | None = None) -> Subscription:
+        """The owner's current subscription; `SubscriptionNotFound` when it has none."""
         found = self.find(owner, actor=actor)
         if found is None:
             raise SubscriptionNotFound(owner)
         return found
 
     def history(self, owner: Owner, *, actor: Actor | str | None = None) -> Sequence[Subscription]:
+        """Every subscription the owner ever had, oldest first."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
@@ -492,6 +497,8 @@ class Subscriptions:
         reason: str | None = None,
         if_over_quota: OverQuotaPolicy = OverQuotaPolicy.REFUSE,
     ) -> SubscriptionChange:
+        """Take an add-on off the subscription; its limits and features go with it."""
+
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
             if key not in {a.key for a in current.addons}:
                 raise InvalidInput("addon", f"{owner} has no add-on {key!r}", key)
@@ -539,6 +546,8 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> Subscription:
+        """Stop access whatever was paid (abuse, a dispute); the status before is kept to
+        resume to."""
         return self._apply(owner, Event.SUSPEND, actor, now, reason)
 
     def resume(
@@ -549,6 +558,8 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> Subscription:
+        """Lift a suspension: back to the status before it (a trial that ran out meanwhile
+        has ended)."""
         return self._apply(owner, Event.RESUME, actor, now, reason)
 
     def fail(
@@ -570,6 +581,7 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> Subscription:
+        """A payment failed; access follows the past-due policy and its grace period."""
         return self._apply(owner, Event.MARK_PAST_DUE, actor, now, reason)
 
     def settle(
@@ -580,6 +592,7 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> Subscription:
+        """A past-due payment came in: back to active."""
         return self._apply(owner, Event.SETTLE, actor, now, reason)
 
     def cancel(
@@ -603,6 +616,7 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> Subscription:
+        """Withdraw a cancellation scheduled for the period end."""
         return self._apply(owner, Event.UNDO_CANCEL, actor, now, reason)
 
     def expire(
@@ -613,6 +627,8 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> Subscription:
+        """End the subscription now as expired (staff; time does it by itself at
+        ``expires_at``)."""
         return self._apply(owner, Event.EXPIRE, actor, now, reason)
 
     def amend(

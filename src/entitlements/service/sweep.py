@@ -14,13 +14,20 @@ how much was still due when it ended.
 
 Usage idempotency keys older than the retention window (`KEY_RETENTION`, 30 days by
 default) are forgotten by the sweep as well.
+
+It also prunes the change feed. Entries are stamped with the database host's wall clock
+at commit (not the library's clock, which tests and replays move at will), so retention
+is wall-clock time: a follower that was away longer than ``feed_retention`` finds the
+feed pruned past its position and drops its whole cache, which costs cold resolutions
+but is never wrong. Followers read the feed every ``max_staleness``, so an hour is far
+more than they need while keeping the table to an hour of writes.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -43,12 +50,18 @@ from entitlements.service.usage import Usage
 if TYPE_CHECKING:
     from entitlements.service.contracts import Contracts
 
-__all__ = ["KEY_RETENTION", "Sweep", "SweepFailure", "SweepReport"]
+__all__ = ["FEED_RETENTION", "KEY_RETENTION", "Sweep", "SweepFailure", "SweepReport"]
 
 log = logging.getLogger("entitlements.sweep")
 
 KEY_RETENTION = timedelta(days=30)
 """How long a usage idempotency key is remembered: a retry within it counts once."""
+
+FEED_RETENTION = timedelta(hours=1)
+"""How long change-feed entries are kept by default (wall-clock time)."""
+
+_PRUNE_BATCH = 10_000
+_PRUNE_ROUNDS = 100
 
 
 @attrs.frozen
@@ -69,20 +82,30 @@ class SweepReport:
     for another worker meanwhile): zero after an uneventful run."""
 
     now: datetime
+    """The time the sweep ran for."""
     changes: tuple[DueChange, ...] = ()
+    """Time-driven subscription changes stored and audited, each dated when it fell due."""
     expired_overrides: tuple[Override, ...] = ()
+    """Overrides past their end that were removed."""
     conflicts: tuple[str, ...] = ()
+    """Owners skipped because another writer changed them meanwhile; the next run picks them
+    up."""
     snapshots_dropped: int = 0
+    """Cached snapshots dropped because of the changes."""
     expired_reservations: tuple[Reservation, ...] = ()
+    """Reservations past their end whose units were freed."""
     expired_contracts: tuple[Contract, ...] = ()
+    """Open contracts whose signing window ended."""
     failures: tuple[SweepFailure, ...] = ()
     remaining: int = 0
     keys_forgotten: int = 0
     provider_commands: tuple[ProviderCommand, ...] = ()
     """Commands to the payment provider sent (or attempted again) by this run."""
+    feed_entries_pruned: int = 0
 
     @property
     def nothing_due(self) -> bool:
+        """Whether the run found nothing to do."""
         return not (
             self.changes
             or self.expired_overrides
@@ -137,6 +160,7 @@ class Sweep:
         *,
         batch: int = 500,
         key_retention: timedelta = KEY_RETENTION,
+        feed_retention: timedelta = FEED_RETENTION,
         progress: Callable[[int], None] | None = None,
     ) -> SweepReport:
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
@@ -156,6 +180,7 @@ class Sweep:
             if self._outbox is not None:
                 run.commands.extend(self._outbox.send_due(tenant, run.at, batch))
         dropped = self._rt.cache.expire(run.at)
+        pruned = self.prune_feed(feed_retention)
         return SweepReport(
             run.at,
             tuple(run.changes),
@@ -168,7 +193,24 @@ class Sweep:
             run.remaining,
             run.keys_forgotten,
             tuple(run.commands),
+            pruned,
         )
+
+    def prune_feed(self, retention: timedelta) -> int:
+        """Delete feed entries committed more than ``retention`` ago (wall clock), in
+        batches of their own transactions so a large backlog never holds one long lock."""
+        if not isinstance(retention, timedelta) or retention < timedelta(0):
+            raise InvalidInput("feed_retention", "must be a timedelta of zero or more", retention)
+        before = datetime.now(UTC) - retention
+        total = 0
+        for _ in range(_PRUNE_ROUNDS):
+            with self._rt.store.unit_of_work(None) as uow:
+                deleted = uow.feed.prune(before, _PRUNE_BATCH)
+                uow.commit()
+            total += deleted
+            if deleted < _PRUNE_BATCH:
+                break
+        return total
 
     def _drain(
         self, tenant: str | None, lister: Lister, into: list[Any], run: _Run, batch: int

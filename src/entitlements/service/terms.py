@@ -37,9 +37,9 @@ from entitlements.service.snapshots import load_snapshot
 __all__ = [
     "count",
     "denied_at_once",
-    "fallback_guard",
     "effective",
     "expire_held",
+    "fallback_guard",
     "locked_terms",
     "prepare_locked",
     "refuse",

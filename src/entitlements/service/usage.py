@@ -19,8 +19,8 @@ from typing import Any
 import attrs
 
 from entitlements.domain.actor import Actor, as_actor
-from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.ingestion import UsageEvent, UsageResult
+from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Enforcement, LimitKind
 from entitlements.domain.resolution import Snapshot
 from entitlements.domain.usage import (
@@ -43,8 +43,8 @@ from entitlements.service.terms import (
     count,
     denied_at_once,
     effective,
-    fallback_guard,
     expire_held,
+    fallback_guard,
     locked_terms,
     refuse,
     terms_for_write,
@@ -61,6 +61,9 @@ target = usage_target
 
 
 class Usage:
+    """``ents.usage``: metered consumption, gauges and reservations, enforced by the
+    database at write time."""
+
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
         self._coherence = runtime.coherence
@@ -145,6 +148,8 @@ class Usage:
     def records(
         self, owner: Owner, metric: str, period_start: datetime | None = None
     ) -> Sequence[UsageRecord]:
+        """The accepted consumptions of ``metric`` in a period (default: the current one),
+        for invoices and disputes."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             if period_start is None:

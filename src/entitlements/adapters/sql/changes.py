@@ -265,7 +265,16 @@ class SqlFeed(Repository):
 
     @storage_errors
     def prune(self, before: datetime, limit: int = 10_000) -> int:
-        oldest = sa.select(_f.seq).where(_f.at < before).order_by(_f.seq).limit(limit).subquery()
+        # the newest entry stays: SQLite (without AUTOINCREMENT) and older InnoDB hand
+        # out max + 1, so deleting it would hand its number out again
+        head = self.head()
+        oldest = (
+            sa.select(_f.seq)
+            .where(_f.at < before, _f.seq < head)
+            .order_by(_f.seq)
+            .limit(limit)
+            .subquery()
+        )
         through = self._conn.execute(sa.select(sa.func.max(oldest.c.seq))).scalar()
         if through is None:
             return 0

@@ -122,11 +122,7 @@ def _add_statement(
 _MYSQL_READ_BACK = sa.text("SELECT @ent_used, @ent_reserved, @ent_held")
 _RECORD_KEYS = ["tenant", "owner_kind", "owner_id", "key"]
 _RECORD_COLUMNS = (_u.id, _u.metric, _u.amount, _u.period_start, _u.at)
-_UNCOUNT = (
-    t.usage_counters.update()
-    .where(*_COUNTER)
-    .values(used=_c.used - sa.bindparam("p_used"))
-)
+_UNCOUNT = t.usage_counters.update().where(*_COUNTER).values(used=_c.used - sa.bindparam("p_used"))
 _RECORDED_COLUMNS = (_u.owner_kind, _u.owner_id, *_RECORD_COLUMNS, _u.key)
 _RECORDED = sa.select(*_RECORDED_COLUMNS).where(
     _u.tenant == sa.bindparam("p_tenant"),
@@ -154,11 +150,7 @@ def _record_statement(dialect: str, *, read_back: bool = False) -> Any:
         columns.extend(
             sa.literal_column(name) for name in ("@ent_used", "@ent_reserved", "@ent_held")
         )
-    return (
-        mysql.insert(t.usage_records)
-        .on_duplicate_key_update(key=_u.key)
-        .returning(*columns)
-    )
+    return mysql.insert(t.usage_records).on_duplicate_key_update(key=_u.key).returning(*columns)
 
 
 def _upsert_counter(dialect: str) -> Any:
