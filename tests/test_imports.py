@@ -16,6 +16,7 @@ HEAVY = (
     "entitlements.service.contracts",
     "entitlements.service.billing",
     "entitlements.service.claims",
+    "entitlements.service.provider_outbox",
     "entitlements.domain.contracts.certificate",
     "entitlements.domain.contracts.checkpoint",
     "entitlements.domain.contracts.verify",

@@ -191,7 +191,9 @@ class ContractPending(EntitlementsError):
             "is completed, or convert without a contract explicitly"
         )
         self.owner = owner
+        """The owner whose trial was to be converted."""
         self.contract_ids = tuple(contract_ids)
+        """The contracts still out for signature, oldest first."""
 
 
 class EvidenceBroken(EntitlementsError):

@@ -42,13 +42,13 @@ from entitlements.errors import InvalidInput
 from entitlements.ports import UnitOfWork
 from entitlements.service.due import SWEEPER, bring_to_now
 from entitlements.service.overrides import target
-from entitlements.service.provider_outbox import ProviderOutbox
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.terms import expire_held
 from entitlements.service.usage import Usage
 
 if TYPE_CHECKING:
     from entitlements.service.contracts import Contracts
+    from entitlements.service.provider_outbox import ProviderOutbox
 
 __all__ = ["FEED_RETENTION", "KEY_RETENTION", "Sweep", "SweepFailure", "SweepReport"]
 
