@@ -20,6 +20,7 @@ __all__ = [
     "ContractAlreadyConverted",
     "ContractNotCompleted",
     "ContractNotFound",
+    "ContractPending",
     "ContractTermsMismatch",
     "EntitlementsError",
     "EvidenceBroken",
@@ -176,6 +177,23 @@ class ContractNotCompleted(Conflict):
         """The contract that is not completed."""
         self.status = status
         """Where it is instead (``sent``, ``signed``...)."""
+
+
+class ContractPending(EntitlementsError):
+    """The owner has a contract still out for signature: converting its trial now would
+    put it on paid terms nobody has signed yet. Convert from the contract once it is
+    completed, or say ``without_contract=True`` to convert regardless."""
+
+    def __init__(self, owner: object, contract_ids: Sequence[str]) -> None:
+        listed = ", ".join(contract_ids)
+        super().__init__(
+            f"{owner} has a contract out for signature ({listed}); convert from it once it "
+            "is completed, or convert without a contract explicitly"
+        )
+        self.owner = owner
+        """The owner whose trial was to be converted."""
+        self.contract_ids = tuple(contract_ids)
+        """The contracts still out for signature, oldest first."""
 
 
 class EvidenceBroken(EntitlementsError):

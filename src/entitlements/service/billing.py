@@ -482,6 +482,9 @@ class Billing:
                     plan_key=state.plan_key,
                     keep_cancellation=state.cancel_at_period_end,
                     if_over_quota=OverQuotaPolicy.ALLOW,
+                    # the provider reports a payment that has happened: mirror it even
+                    # while a contract is out for signature
+                    without_contract=True,
                 )
             elif event is Event.FAIL:
                 subs.fail(owner, actor=PROVIDER)

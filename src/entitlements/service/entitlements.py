@@ -13,9 +13,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from entitlements.adapters.redis_hints import RedisChannel
 from entitlements.clock import SystemClock
@@ -27,11 +26,8 @@ from entitlements.errors import InvalidInput
 from entitlements.ports import Clock, EventListener, PaymentProvider, Store, UnitOfWork
 from entitlements.service.audit_trail import AuditTrail
 from entitlements.service.authorization import AllowAll, Authorizer
-from entitlements.service.billing import Billing
 from entitlements.service.cache import SnapshotCache
-from entitlements.service.claims import Claims, ClaimsIssuer
 from entitlements.service.coherence import Coherence, WhenUnreachable
-from entitlements.service.contracts import Contracts
 from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.overrides import Overrides
 from entitlements.service.plans import Plans
@@ -42,6 +38,13 @@ from entitlements.service.subscriptions import Subscriptions
 from entitlements.service.sweep import FEED_RETENTION, KEY_RETENTION, Sweep, SweepReport
 from entitlements.service.usage import Usage
 from entitlements.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from entitlements.service.billing import Billing
+    from entitlements.service.claims import Claims, ClaimsIssuer
+    from entitlements.service.contracts import Contracts
 
 __all__ = ["Entitlements"]
 
@@ -143,22 +146,43 @@ class Entitlements:
         """Metered usage, gauges and reservations."""
         self.seats = Seats(self.runtime)
         """Named seat assignments."""
-        self.contracts = Contracts(
-            self.runtime, self.subscriptions.convert, self.subscriptions.subscribe
-        )
-        """Contracts, signatures and conversion from a signed contract."""
-        self.billing = Billing(
-            self.runtime,
-            self.subscriptions,
-            payment_provider,
-            one_free_plan_per_tenant=one_free_plan_per_tenant,
-        )
-        """Plans bought through the payment provider, and its events."""
-        self._claims = ClaimsIssuer(self.runtime)
-        self._sweep = Sweep(self.runtime, self.usage, self.contracts, self.billing.outbox)
+        self._payment_provider = payment_provider
+        self._one_free_plan_per_tenant = one_free_plan_per_tenant
         self._snapshots = self.runtime.cache.snapshots
         self._ts = self.runtime.timestamp
         self._wall_clock = self._ts is time.time  # one reading serves both checks
+
+    # Contracts, billing, claims and the sweep are built on first use: a host that never
+    # touches them never loads their modules (nor cryptography).
+
+    @cached_property
+    def contracts(self) -> Contracts:
+        """Contracts, signatures and conversion from a signed contract."""
+        from entitlements.service.contracts import Contracts
+
+        return Contracts(self.runtime, self.subscriptions.convert, self.subscriptions.subscribe)
+
+    @cached_property
+    def billing(self) -> Billing:
+        """Plans bought through the payment provider, and its events."""
+        from entitlements.service.billing import Billing
+
+        return Billing(
+            self.runtime,
+            self.subscriptions,
+            self._payment_provider,
+            one_free_plan_per_tenant=self._one_free_plan_per_tenant,
+        )
+
+    @cached_property
+    def _claims(self) -> ClaimsIssuer:
+        from entitlements.service.claims import ClaimsIssuer
+
+        return ClaimsIssuer(self.runtime)
+
+    @cached_property
+    def _sweep(self) -> Sweep:
+        return Sweep(self.runtime, self.usage, self.contracts, self.billing.outbox)
 
     # -- the request path ------------------------------------------------------------
 
@@ -308,6 +332,7 @@ class Entitlements:
         batch: int = 500,
         key_retention: timedelta = KEY_RETENTION,
         feed_retention: timedelta = FEED_RETENTION,
+        progress: Callable[[int], None] | None = None,
     ) -> SweepReport:
         """Apply trial ends, scheduled cancellations, expiries, period roll-overs,
         override expiries and reservation expiries due by ``now``; drop snapshots that
@@ -316,7 +341,12 @@ class Entitlements:
         clock (default an hour: a process away longer than that drops its cache and
         resolves afresh). Any number of sweeps may run at once (see
         `entitlements.service.sweep`); each works through everything due, ``batch``
-        items per read."""
+        items per read; ``progress(handled)`` hears the running count after each page
+        (a console showing a long sweep move)."""
         return self._sweep.process_due(
-            now, batch=batch, key_retention=key_retention, feed_retention=feed_retention
+            now,
+            batch=batch,
+            key_retention=key_retention,
+            feed_retention=feed_retention,
+            progress=progress,
         )

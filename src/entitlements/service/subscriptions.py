@@ -8,6 +8,7 @@ with an optimistic-concurrency check and records the audit event.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -40,6 +41,7 @@ from entitlements.domain.subscription import (
 )
 from entitlements.domain.usage import OverQuota, OverQuotaPolicy
 from entitlements.errors import (
+    ContractPending,
     InvalidInput,
     NotAuthorized,
     OverQuotaRefused,
@@ -100,6 +102,27 @@ def _caused_by_change(over: OverQuota, limit_before: int | None, usage: dict[str
     """Over the new limit because of the change: the limit went down, or the owner was
     within the old one (an owner already over a soft limit is not news)."""
     return limit_before is None or over.limit < limit_before or usage[over.metric] <= limit_before
+
+
+def _unknown_fields(unknown: set[str], event: Event) -> str:
+    known = ["metadata", "notes", "external_id", "expires_at", "seats", "now", "reason"]
+    if event is Event.START_TRIAL:
+        known.append("trial_days")
+    else:
+        known.append("cycle")
+    hints = [
+        f"{name} (did you mean {close[0]}?)" if close else name
+        for name in sorted(unknown)
+        for close in [
+            difflib.get_close_matches(name, known, n=1, cutoff=0.5) or _alias(name, known)
+        ]
+    ]
+    return f"unknown field(s): {', '.join(hints)}"
+
+
+def _alias(name: str, known: list[str]) -> list[str]:
+    """``days`` for ``trial_days``: a known name that ends with the unknown one."""
+    return [k for k in known if k.endswith("_" + name)]
 
 
 def _contract_link(contract_id: str | None) -> ContractLink | None:
@@ -252,7 +275,7 @@ class Subscriptions:
         known = {"metadata", "notes", "external_id", "expires_at", "plan_manager", "contract"}
         unknown = set(details) - known
         if unknown:
-            raise InvalidInput("details", f"unknown field(s): {', '.join(sorted(unknown))}")
+            raise InvalidInput("details", _unknown_fields(unknown, event))
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, f"subscription.{event.value}", owner)
             plan = tx.uow.plans.get(plan_key, version)
@@ -309,6 +332,7 @@ class Subscriptions:
         keep_cancellation: bool = False,
         if_over_quota: OverQuotaPolicy = OverQuotaPolicy.REFUSE,
         contract: ContractLink | None = None,
+        without_contract: bool = False,
     ) -> Subscription:
         """Trial (or pending checkout) → active, optionally onto another plan (``version``
         pins one of its versions) and seat count; the first paid period starts now.
@@ -317,12 +341,25 @@ class Subscriptions:
         now — unless ``keep_cancellation`` keeps it (it then takes effect at the end of
         the first paid period). Usage over a limit of the new plan is refused unless
         ``if_over_quota`` allows it. ``contract`` (or just ``contract_id``) links the
-        subscription to the signed contract it came from."""
+        subscription to the signed contract it came from.
+
+        While the owner has a contract out for signature the conversion is refused
+        (`ContractPending`): convert from the contract once it completes
+        (``ents.contracts.convert``), or pass ``without_contract=True`` to convert
+        regardless (say, a contract abandoned in favour of paying by card)."""
         if not isinstance(keep_cancellation, bool):
             raise InvalidInput("keep_cancellation", "must be True or False", keep_cancellation)
         link = contract if contract is not None else _contract_link(contract_id)
 
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
+            if link is None and without_contract is not True:
+                pending = [
+                    c.id
+                    for c in tx.uow.contracts.for_owner(current.owner)
+                    if not c.is_closed and c.expires_at > tx.now
+                ]
+                if pending:
+                    raise ContractPending(current.owner, pending)
             plan = self._target_plan(tx, current, plan_key, version, as_actor(actor))
             changes: dict[str, Any] = {
                 "plan_key": plan.key,

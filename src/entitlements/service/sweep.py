@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -41,13 +41,15 @@ from entitlements.domain.provider_commands import ProviderCommand
 from entitlements.domain.usage import Reservation
 from entitlements.errors import InvalidInput
 from entitlements.ports import UnitOfWork
-from entitlements.service.contracts import Contracts
 from entitlements.service.due import SWEEPER, bring_to_now
 from entitlements.service.overrides import target
-from entitlements.service.provider_outbox import ProviderOutbox
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.terms import expire_held
 from entitlements.service.usage import Usage
+
+if TYPE_CHECKING:
+    from entitlements.service.contracts import Contracts
+    from entitlements.service.provider_outbox import ProviderOutbox
 
 __all__ = ["FEED_RETENTION", "KEY_RETENTION", "Sweep", "SweepFailure", "SweepReport"]
 
@@ -142,6 +144,8 @@ class _Run:
     remaining: int = 0
     keys_forgotten: int = 0
     commands: list[ProviderCommand] = attrs.field(factory=list)
+    handled: int = 0
+    progress: Callable[[int], None] | None = None
 
 
 Lister = Callable[[UnitOfWork, datetime, int], list[_Item]]
@@ -167,13 +171,14 @@ class Sweep:
         batch: int = 500,
         key_retention: timedelta = KEY_RETENTION,
         feed_retention: timedelta = FEED_RETENTION,
+        progress: Callable[[int], None] | None = None,
     ) -> SweepReport:
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise InvalidInput("batch", "must be a positive whole number", batch)
         if not isinstance(key_retention, timedelta) or key_retention <= timedelta(0):
             raise InvalidInput("key_retention", "must be a positive timedelta", key_retention)
         _check_feed_retention(feed_retention)
-        run = _Run(self._rt.now(now))
+        run = _Run(self._rt.now(now), progress=progress)
         for tenant in self._rt.store.tenants():
             for lister, into in (
                 (self._due_subscriptions, run.changes),
@@ -260,6 +265,9 @@ class Sweep:
                 if not done:
                     held.add(item.key)
                 into.extend(results)
+            run.handled += len(fresh)
+            if run.progress is not None:
+                run.progress(run.handled)
 
     def _one(self, tenant: str | None, item: _Item, run: _Run) -> tuple[bool, Sequence[Any]]:
         """(False, ()) if another unit of work held the item's owner."""
