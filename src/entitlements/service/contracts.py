@@ -69,6 +69,9 @@ class SigningView:
     signer_status: SignerStatus
     contract_status: ContractStatus
     may_sign_now: bool
+    owner: Owner | None = None
+    """Whose contract this is: lets a signing page find the contract again once the link
+    is used up (the page keeps it, MAC'd, in the signer's browser)."""
 
 
 def _target(contract_id: str) -> str:
@@ -413,6 +416,7 @@ class Contracts:
                 changed.status,
                 stored.status,
                 stored.may_act(changed),
+                owner=stored.owner,
             )
 
         return self._as_signer(token, now, act)
