@@ -62,6 +62,4 @@ def make_host(ents: Entitlements, limiter: BadTokenLimiter | None = None) -> Sta
     async def home(request: Request) -> PlainTextResponse:
         return PlainTextResponse("the host's own page")
 
-    return Starlette(
-        routes=[Route("/", home), Route("/login", login), Mount("/billing", app=web)]
-    )
+    return Starlette(routes=[Route("/", home), Route("/login", login), Mount("/billing", app=web)])

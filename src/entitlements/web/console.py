@@ -8,6 +8,7 @@ action re-shows the page with the library's own message beside the form.
 
 from __future__ import annotations
 
+import inspect
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
@@ -150,6 +151,13 @@ def _remove_override(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) 
     return "Override removed."
 
 
+def _accepted(function: Callable[..., Any], **optional: Any) -> dict[str, Any]:
+    """The optional arguments ``function`` takes (and that were given): issuing gained
+    pinned seats and the issuer's evidence in a later version of the library."""
+    parameters = inspect.signature(function).parameters
+    return {k: v for k, v in optional.items() if v is not None and k in parameters}
+
+
 def _issue(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> Links:
     specs = []
     for n in range(1, MAX_SIGNER_ROWS + 1):
@@ -175,6 +183,12 @@ def _issue(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> Links:
             currency=f.optional("currency"),
             sequential=f.checked("sequential"),
             valid_for=timedelta(days=valid_days),
+            **_accepted(
+                ents.contracts.issue,
+                seats=f.whole("seats", minimum=1),
+                ip=f.ip,
+                user_agent=f.user_agent,
+            ),
         )
         tokens = ents.contracts.send(
             owner, contract.id, actor=actor, link_valid_for=timedelta(days=link_days)
@@ -462,7 +476,8 @@ class Console:
         if not self.pages.csrf.valid(request, form.get(FIELD), f"staff:{actor}"):
             return self._render(request, actor, "console/forged.html", {}, 403)
         name = request.path_params["action"]
-        fields = Fields(form)
+        agent = request.headers.get("user-agent")
+        fields = Fields(form, self.settings.client_ip(request), agent and agent[:1000])
         ref = fields.text("owner")
         action = ACTIONS.get(name)
         if action is None:

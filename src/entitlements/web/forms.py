@@ -12,8 +12,14 @@ __all__ = ["Fields"]
 
 
 class Fields:
-    def __init__(self, form: FormData) -> None:
+    """A posted form, and who posted it from where (evidence some use cases record)."""
+
+    def __init__(
+        self, form: FormData, ip: str | None = None, user_agent: str | None = None
+    ) -> None:
         self._form = form
+        self.ip = ip
+        self.user_agent = user_agent
 
     def text(self, name: str) -> str:
         value = self._form.get(name)
