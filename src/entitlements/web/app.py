@@ -18,6 +18,7 @@ from entitlements.service.entitlements import Entitlements
 from entitlements.web.auth import Authenticator
 from entitlements.web.console import Console
 from entitlements.web.csrf import CsrfGuard
+from entitlements.web.flash import Flash
 from entitlements.web.headers import SecurityHeaders
 from entitlements.web.links import LinkMemory
 from entitlements.web.pages import Pages
@@ -79,6 +80,7 @@ def create_app(
         LinkMemory(secret + b"\x1flinks"),
         bad_token_limiter or BadTokenLimiter(),
         settings,
+        Flash(secret + b"\x1fflash"),
     )
     console = Console(ents, pages, authenticator, settings)
     app = Starlette(

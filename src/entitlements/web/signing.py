@@ -25,6 +25,7 @@ from entitlements.domain.contracts.tokens import hash_token
 from entitlements.errors import EntitlementsError, IllegalTransition, InvalidInput, InvalidToken
 from entitlements.service.entitlements import Entitlements
 from entitlements.web.csrf import FIELD
+from entitlements.web.flash import Flash
 from entitlements.web.links import LinkMemory, RememberedLink
 from entitlements.web.pages import Pages, status_for
 from entitlements.web.ratelimit import BadTokenLimiter
@@ -65,7 +66,9 @@ class SigningPages:
         links: LinkMemory,
         limiter: BadTokenLimiter,
         settings: Settings,
+        flash: Flash,
     ) -> None:
+        self.flash = flash
         self.ents = ents
         self.pages = pages
         self.links = links
@@ -109,8 +112,18 @@ class SigningPages:
         response.headers["retry-after"] = str(self.limiter.retry_after())
         return response
 
-    def _back_to_page(self, request: Request, token: str) -> Response:
-        return RedirectResponse(self.pages.path(request, "sign", token=token), status_code=303)
+    def _back_to_page(
+        self,
+        request: Request,
+        token: str,
+        error: EntitlementsError | None = None,
+        values: dict[str, str] | None = None,
+    ) -> Response:
+        response = RedirectResponse(self.pages.path(request, "sign", token=token), status_code=303)
+        if error is not None:
+            document = {"error": str(error), "values": values or {}, "status": status_for(error)}
+            self.flash.put(request, response, self._bound(token), document)
+        return response
 
     async def _form(self, request: Request, token: str) -> FormData | Response:
         if self.limiter.blocked(self._client(request)):
@@ -127,15 +140,6 @@ class SigningPages:
 
     async def show(self, request: Request) -> Response:
         token = request.path_params["token"]
-        return await self._page(request, token)
-
-    async def _page(
-        self,
-        request: Request,
-        token: str,
-        error: EntitlementsError | None = None,
-        values: dict[str, str] | None = None,
-    ) -> Response:
         if self.limiter.blocked(self._client(request)):
             return self._too_many(request, token)
         ip, agent = self._evidence(request)
@@ -145,6 +149,10 @@ class SigningPages:
             )
         except EntitlementsError:  # InvalidToken above all: the link opens nothing now
             return await self._closed(request, token)
+        flash = self.flash.read(request, self._bound(token)) or {}
+        error: str | None = flash["error"] if isinstance(flash.get("error"), str) else None
+        values: dict[str, Any] = flash["values"] if isinstance(flash.get("values"), dict) else {}
+        status: int = flash["status"] if isinstance(flash.get("status"), int) else 400
         if view.signer_status is SignerStatus.VIEWED:
             step = "consent"
         elif view.may_sign_now:
@@ -160,10 +168,11 @@ class SigningPages:
                 "step": step,
                 "consent_text": self.settings.consent_text,
                 "error": error,
-                "values": values or {},
+                "values": values,
             },
-            200 if error is None else status_for(error),
+            200 if error is None else status,
         )
+        self.flash.clear(request, response)
         owner = getattr(view, "owner", None)
         if owner is not None:
             self.links.remember(
@@ -218,7 +227,7 @@ class SigningPages:
             return form
         if _text(form, "agree") != "yes":
             error = InvalidInput("consent", "tick the box to agree before continuing")
-            return await self._page(request, token, error)
+            return self._back_to_page(request, token, error)
         ip, agent = self._evidence(request)
         try:
             await run_in_threadpool(
@@ -233,7 +242,7 @@ class SigningPages:
         except (InvalidToken, IllegalTransition):
             pass  # already consented, or the link is used up: the page says which
         except EntitlementsError as error:
-            return await self._page(request, token, error)
+            return self._back_to_page(request, token, error)
         return self._back_to_page(request, token)
 
     async def sign(self, request: Request) -> Response:
@@ -261,7 +270,7 @@ class SigningPages:
         except (InvalidToken, IllegalTransition):
             pass  # signed already (a double submit), or not yet allowed: the page says which
         except EntitlementsError as error:
-            return await self._page(request, token, error, values)
+            return self._back_to_page(request, token, error, values)
         return self._back_to_page(request, token)
 
     async def decline(self, request: Request) -> Response:
@@ -278,5 +287,5 @@ class SigningPages:
         except (InvalidToken, IllegalTransition):
             pass
         except EntitlementsError as error:
-            return await self._page(request, token, error, {"reason": reason or ""})
+            return self._back_to_page(request, token, error, {"reason": reason or ""})
         return self._back_to_page(request, token)
