@@ -17,8 +17,8 @@ import attrs
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle
-from entitlements.domain.due import as_of
 from entitlements.domain.checks import parse_enum
+from entitlements.domain.due import as_of
 from entitlements.domain.instant import optional_utc
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Plan
