@@ -83,7 +83,7 @@ def shots(tmp_path):
     target.mkdir(parents=True, exist_ok=True)
 
     def take(page, name: str) -> None:
-        page.screenshot(path=str(target / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(target / f"{name}.png"))
 
     return take
 
@@ -326,7 +326,6 @@ def test_the_plan_change_preview_and_the_catalog_at_375px(served, browser, shots
     page.goto(f"{base}/login?as=ann")
     page.goto(f"{base}/billing/owner?ref=organization:acme")
     fits(page, 375)
-    shots(page, "console-owner-phone")
     page.locator("form[action$='/owner/preview'] select[name=plan]").select_option("starter")
     page.get_by_role("button", name="Preview the change").click()
     assert "projects: 7 in use, the new limit is 3" in page.locator("#over-quota").inner_text()
