@@ -16,6 +16,9 @@ __all__ = ["BadTokenLimiter"]
 
 
 class BadTokenLimiter:
+    """At most ``attempts`` links that open nothing per client address within ``window``
+    seconds; per process (each process of a host keeps its own count)."""
+
     def __init__(
         self,
         attempts: int = 20,
