@@ -487,3 +487,70 @@ def test_create_app_has_no_open_default(ents):
         create_app(ents, authenticator=None, secret_key="x" * 32)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput):
         create_app(ents, authenticator=lambda r: None, secret_key="short")
+
+
+def test_sequential_signers_wait_their_turn(ents):
+    from entitlements.domain.contracts.contract import SignerSpec
+
+    ents.subscriptions.start_trial(ACME, "team", actor=STAFF)
+    contract = ents.contracts.issue(
+        ACME,
+        title="In order",
+        body="First the CEO, then the CFO.",
+        signers=[
+            SignerSpec("Ceo", "ceo@acme.test", order=1),
+            SignerSpec("Cfo", "cfo@acme.test", order=2),
+        ],
+        sequential=True,
+        actor=STAFF,
+    )
+    tokens = ents.contracts.send(ACME, contract.id, actor=STAFF)
+    second = signer_client(ents)
+    path = f"/billing/sign/{tokens['s2']}"
+    token = csrf(second.get(path).text)
+    waiting = second.post(path + "/consent", data={"csrf_token": token, "agree": "yes"})
+    assert "Earlier signers must sign first" in waiting.text
+    early = second.post(
+        path + "/sign", data={"csrf_token": token, "method": "typed", "typed_name": "Cfo"}
+    )
+    assert early.status_code == 200
+    assert "Earlier signers must sign first" in early.text
+    sign_typed(signer_client(ents), f"/billing/sign/{tokens['s1']}", "Ceo")
+    assert 'id="sign-form"' in second.get(path).text
+    assert heading(sign_typed(second, path, "Cfo")) == "You have signed"
+
+
+def test_resend_from_the_console_shows_the_new_link_once_and_retires_the_old(ents):
+    old = issue(ents, signers=1)[0]
+    signer = signer_client(ents)
+    assert signer.get(old).status_code == 200
+    client = staff_client(ents)
+    token = csrf(client.get("/billing/owner?ref=organization:acme").text)
+    contract = ents.contracts.list(ACME)[0]
+    resent = client.post(
+        "/billing/owner/resend",
+        data={
+            "csrf_token": token,
+            "owner": "organization:acme",
+            "contract": contract.id,
+            "signer": "s1",
+        },
+    )
+    new = re.findall(
+        r'class="link" readonly value="http://testserver(/billing/sign/[^"]+)"', resent.text
+    )
+    assert len(new) == 1
+    assert new[0] != old
+    assert heading(signer.get(old).text) == "This link was replaced"
+    assert heading(sign_typed(signer, new[0])) == "You have signed"
+
+
+def test_the_bad_token_limit_forgets_old_failures():
+    now = [0.0]
+    limiter = BadTokenLimiter(attempts=2, window=60, clock=lambda: now[0])
+    limiter.failed("10.0.0.1")
+    limiter.failed("10.0.0.1")
+    assert limiter.blocked("10.0.0.1")
+    assert not limiter.blocked("10.0.0.2")
+    now[0] = 61.0
+    assert not limiter.blocked("10.0.0.1")
