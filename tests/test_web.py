@@ -419,13 +419,18 @@ def test_voided_replaced_and_expired_links_say_so_to_the_browser_that_opened_the
     ents = make_ents(make_store("sqlite"))
     ents.runtime.clock = clock
     ents.runtime.timestamp = lambda: clock.now().timestamp()
-    voided, replaced, expired = (issue(ents, signers=1)[0] for _ in range(3))
+    made = []
+    for _ in range(3):
+        before = {c.id for c in ents.contracts.list(ACME)}
+        path = issue(ents, signers=1)[0]
+        (contract_id,) = {c.id for c in ents.contracts.list(ACME)} - before
+        made.append((contract_id, path))
+    (voided_id, voided), (replaced_id, replaced), (_, expired) = made
     client = signer_client(ents)
     for path in (voided, replaced, expired):
         assert client.get(path).status_code == 200
-    contracts = list(ents.contracts.list(ACME))
-    ents.contracts.void(ACME, contracts[0].id, actor=STAFF, reason="wrong price")
-    ents.contracts.resend(ACME, contracts[1].id, "s1", actor=STAFF)
+    ents.contracts.void(ACME, voided_id, actor=STAFF, reason="wrong price")
+    ents.contracts.resend(ACME, replaced_id, "s1", actor=STAFF)
     assert heading(client.get(voided).text) == "This agreement was withdrawn"
     assert client.get(voided).status_code == 410
     assert heading(client.get(replaced).text) == "This link was replaced"

@@ -399,7 +399,12 @@ class Console:
             {
                 **data,
                 "ref": str(owner),
-                "done": request.query_params.get("done", "")[:300] if error is None else "",
+                "done": self.pages.unseal(
+                    request.query_params.get("done", "")[:500],
+                    request.query_params.get("seal", ""),
+                )
+                if error is None
+                else "",
                 "error": error,
                 "error_form": form,
                 "values": values or {},
@@ -508,7 +513,10 @@ class Console:
                     "links": [(s, self.signing_url(request, t)) for s, t in result.links],
                 },
             )
-        return RedirectResponse(self.owner_url(request, owner, done=result), status_code=303)
+        return RedirectResponse(
+            self.owner_url(request, owner, done=result, seal=self.pages.seal(result)),
+            status_code=303,
+        )
 
     def signing_url(self, request: Request, token: str) -> str:
         path = self.pages.route_path("sign", token=token)

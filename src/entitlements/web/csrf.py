@@ -30,19 +30,30 @@ class CsrfGuard:
         message = f"{nonce}\x1f{bound_to}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
+    def mac_of(self, purpose: str, text: str) -> str:
+        return self._mac(purpose, text)
+
+    @staticmethod
+    def _cookie(bound_to: str) -> str:
+        """Signing pages keep their own cookie, so that opening a link from an email does
+        not expire the forms of a console open in another tab."""
+        return COOKIE + "_sign" if bound_to.startswith("link:") else COOKIE
+
     def token(self, request: Request, bound_to: str) -> str:
         """The form token for this browser; remembers a new nonce to set as the cookie."""
-        nonce = request.cookies.get(COOKIE) or getattr(request.state, "csrf_nonce", None)
+        cookie = self._cookie(bound_to)
+        nonce = request.cookies.get(cookie) or getattr(request.state, "csrf_nonce", None)
         if not nonce or len(nonce) > 100:
             nonce = secrets.token_urlsafe(32)
             request.state.csrf_nonce = nonce
+            request.state.csrf_cookie = cookie
         return f"{nonce}.{self._mac(nonce, bound_to)}"
 
     def set_cookie(self, request: Request, response: Response) -> None:
         nonce = getattr(request.state, "csrf_nonce", None)
         if nonce:
             response.set_cookie(
-                COOKIE,
+                getattr(request.state, "csrf_cookie", COOKIE),
                 nonce,
                 path=request.scope.get("root_path") or "/",
                 httponly=True,
@@ -54,7 +65,7 @@ class CsrfGuard:
         origin = request.headers.get("origin")
         if origin and origin != "null" and origin != _origin_of(request):
             return False
-        cookie = request.cookies.get(COOKIE)
+        cookie = request.cookies.get(self._cookie(bound_to))
         if not cookie or not isinstance(submitted, str) or submitted.count(".") != 1:
             return False
         nonce, mac = submitted.split(".")

@@ -3,6 +3,7 @@ and library errors turned into the status and words a page shows."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +50,14 @@ class Pages:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+
+    def seal(self, text: str) -> str:
+        """A MAC for a message the console carries in a redirect's URL, so that a link
+        made elsewhere cannot put words on a staff page."""
+        return self.csrf.mac_of("message", text)
+
+    def unseal(self, text: str, mac: str) -> str:
+        return text if hmac.compare_digest(mac, self.seal(text)) else ""
 
     def route_path(self, name: str, **params: Any) -> str:
         """The path of one of our routes, relative to where the host mounted us."""
