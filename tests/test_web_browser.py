@@ -338,3 +338,35 @@ def test_the_plan_change_preview_and_the_catalog_at_375px(served, browser, shots
     fits(page, 375)
     shots(page, "console-plans")
     staff.close()
+
+
+def test_a_finger_draws_on_a_touch_screen(served, browser):
+    ents, base = served
+    from test_web import issue
+
+    path = issue(ents, signers=1)[0]
+    phone = browser.new_context(
+        viewport={"width": 375, "height": 740}, has_touch=True, is_mobile=True
+    )
+    page = phone.new_page()
+    page.goto(base + path)
+    page.get_by_label("I agree").check()
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Draw my signature").check()
+    box = page.locator("canvas[data-pad]").bounding_box()
+    cdp = phone.new_cdp_session(page)
+    points = [(box["x"] + 20 + 12 * n, box["y"] + 40 + (n % 4) * 25) for n in range(20)]
+    touch = lambda kind, pts: cdp.send(  # noqa: E731
+        "Input.dispatchTouchEvent",
+        {"type": kind, "touchPoints": [{"x": x, "y": y} for x, y in pts]},
+    )
+    touch("touchStart", points[:1])
+    for point in points[1:]:
+        touch("touchMove", [point])
+    touch("touchEnd", [])
+    page.get_by_role("button", name="Sign", exact=True).click()
+    page.wait_for_selector("text=You have signed")
+    contract = ents.contracts.list(ACME)[0]
+    signed = next(e for e in ents.contracts.events(ACME, contract.id) if e.type.value == "signed")
+    assert signed.data["method"] == "drawn"
+    phone.close()
