@@ -158,6 +158,10 @@ def _accepted(function: Callable[..., Any], **optional: Any) -> dict[str, Any]:
     return {k: v for k, v in optional.items() if v is not None and k in parameters}
 
 
+def _evidence(function: Callable[..., Any], f: Fields) -> dict[str, Any]:
+    return _accepted(function, ip=f.ip, user_agent=f.user_agent)
+
+
 def _issue(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> Links:
     specs = []
     for n in range(1, MAX_SIGNER_ROWS + 1):
@@ -183,15 +187,15 @@ def _issue(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> Links:
             currency=f.optional("currency"),
             sequential=f.checked("sequential"),
             valid_for=timedelta(days=valid_days),
-            **_accepted(
-                ents.contracts.issue,
-                seats=f.whole("seats", minimum=1),
-                ip=f.ip,
-                user_agent=f.user_agent,
-            ),
+            **_accepted(ents.contracts.issue, seats=f.whole("seats", minimum=1)),
+            **_evidence(ents.contracts.issue, f),
         )
         tokens = ents.contracts.send(
-            owner, contract.id, actor=actor, link_valid_for=timedelta(days=link_days)
+            owner,
+            contract.id,
+            actor=actor,
+            link_valid_for=timedelta(days=link_days),
+            **_evidence(ents.contracts.send, f),
         )
     return Links(owner, contract.id, contract.title, tuple(sorted(tokens.items())))
 
@@ -199,14 +203,20 @@ def _issue(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> Links:
 def _resend(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> Links:
     contract_id = f.required("contract", "choose a contract")
     signer_id = f.required("signer", "choose a signer")
-    token = ents.contracts.resend(owner, contract_id, signer_id, actor=actor)
+    token = ents.contracts.resend(
+        owner, contract_id, signer_id, actor=actor, **_evidence(ents.contracts.resend, f)
+    )
     contract = ents.contracts.get(owner, contract_id)
     return Links(owner, contract_id, contract.title, ((signer_id, token),))
 
 
 def _void(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> str:
     ents.contracts.void(
-        owner, f.required("contract", "choose a contract"), actor=actor, reason=f.text("reason")
+        owner,
+        f.required("contract", "choose a contract"),
+        actor=actor,
+        reason=f.text("reason"),
+        **_evidence(ents.contracts.void, f),
     )
     return "Contract voided; its links no longer open."
 
@@ -214,6 +224,7 @@ def _void(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> str:
 def _convert(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> str:
     seats = f.whole("seats", minimum=1)
     extra: dict[str, Any] = {} if seats is None else {"seats": seats}
+    extra.update(_evidence(ents.contracts.convert, f))
     converted = ents.contracts.convert(
         owner, f.required("contract", "choose a contract"), actor=actor, **extra
     )
