@@ -12,6 +12,7 @@ from entitlements.domain.actor import Actor, ActorKind
 from entitlements.domain.addon import AddOn
 from entitlements.domain.audit import AuditEvent
 from entitlements.domain.billing_cycle import BillingCycle, CycleUnit
+from entitlements.domain.ingestion import UsageEvent, UsageOutcome, UsageResult
 from entitlements.domain.instant import Period
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
@@ -31,8 +32,10 @@ from entitlements.domain.subscription import TRANSITIONS, Event, Subscription, S
 from entitlements.errors import (
     Busy,
     Conflict,
+    ContractAlreadyConverted,
     ContractNotCompleted,
     ContractNotFound,
+    ContractTermsMismatch,
     EntitlementsError,
     EvidenceBroken,
     FeedUnavailable,
@@ -49,6 +52,7 @@ from entitlements.errors import (
     PlanExists,
     PlanNotAssignable,
     PlanRetired,
+    ProviderUnreachable,
     StaleWrite,
     StorageError,
     SubscriptionExists,
@@ -56,6 +60,7 @@ from entitlements.errors import (
     UnknownPlan,
     UsageDenied,
 )
+from entitlements.service.coherence import WhenUnreachable
 from entitlements.service.entitlements import Entitlements
 from entitlements.service.sweep import SweepReport
 
@@ -74,8 +79,10 @@ __all__ = [
     "Busy",
     "Combine",
     "Conflict",
+    "ContractAlreadyConverted",
     "ContractNotCompleted",
     "ContractNotFound",
+    "ContractTermsMismatch",
     "CycleUnit",
     "Decision",
     "Enforcement",
@@ -109,6 +116,7 @@ __all__ = [
     "PlanRetired",
     "PlanStatus",
     "Price",
+    "ProviderUnreachable",
     "Reason",
     "Snapshot",
     "Source",
@@ -122,6 +130,10 @@ __all__ = [
     "SystemClock",
     "UnknownPlan",
     "UsageDenied",
+    "UsageEvent",
+    "UsageOutcome",
+    "UsageResult",
+    "WhenUnreachable",
     "__version__",
     "resolve",
 ]

@@ -403,7 +403,14 @@ class Console:
             f"{len(report.expired_overrides)} overrides expired, {len(report.expired_reservations)} "
             f"reservations freed, {len(report.expired_contracts)} contracts expired"
         )
-        return self.out(report, human)
+        if report.failures:
+            human += f"; {len(report.failures)} failed:" + "".join(
+                f"\n  {f.item}: {f.error}: {f.message}" for f in report.failures
+            )
+        if report.remaining:
+            human += f"\n{report.remaining} still due (failed, or being handled by another worker)"
+        code = self.out(report, human)
+        return EXIT["refused"] if report.failures else code
 
 
 class _Parser(argparse.ArgumentParser):

@@ -61,27 +61,67 @@ class Reason(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-@attrs.frozen
+def _when(at: datetime | None) -> str:
+    return "never" if at is None else at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _amount(value: int | None) -> str:
+    return "unlimited" if value is None else str(value)
+
+
+@attrs.frozen(repr=False)
 class Decision:
     """The explained answer for one feature (``value`` is a bool) or one limit (``value``
     is the limit, ``None`` meaning unlimited)."""
 
     key: str
+    """The feature or limit asked about."""
     value: bool | int | None
+    """The answer: a bool for a feature; for a limit its value (``None``: unlimited)."""
     reason: Reason
+    """Why, from a small vocabulary a host can switch on."""
     source: Source
+    """Which layer decided: an override, an add-on, the plan, the fallback plan, or the
+    status policy."""
     detail: str
+    """The same in words for people (``plan pro v1``, ``override by staff:ann: pilot``)."""
     status: SubscriptionStatus | None
+    """The owner's subscription status when it was decided (``None``: no subscription)."""
     action: Action | None = None
+    """The action asked about (``None``: the whole feature)."""
     actions: frozenset[Action] = _EMPTY
+    """The actions the feature is granted for."""
     limit: Limit | None = None
+    """For a limit, its full definition (unit, kind, enforcement)."""
 
     @property
     def allowed(self) -> bool:
+        """Whether a feature decision grants it."""
         return self.value is True
 
+    def __str__(self) -> str:
+        """One line for a console or a log: the answer, then why
+        (``sso: allowed by plan pro v1 [plan, trialing]``)."""
+        key = self.key if self.action is None else f"{self.key} ({self.action})"
+        if isinstance(self.value, bool):
+            answer = "allowed" if self.value else "denied"
+            link = " by " if self.value and self.source is not Source.NONE else ": "
+        else:
+            answer = f"limit {_amount(self.value)}"
+            link = " from " if self.source is not Source.NONE else ": "
+        status = "no subscription" if self.status is None else self.status.value
+        return f"{key}: {answer}{link}{self.detail} [{self.reason.value}, {status}]"
 
-@attrs.frozen(slots=True)
+    def __repr__(self) -> str:
+        action = "" if self.action is None else f", action={self.action.value!r}"
+        status = None if self.status is None else self.status.value
+        return (
+            f"Decision({self.key!r}, {self.value!r}{action}, reason={self.reason.value!r}, "
+            f"source={self.source.value!r}, status={status!r}, detail={self.detail!r})"
+        )
+
+
+@attrs.frozen(slots=True, repr=False)
 class Snapshot:
     """What one owner may do, as of ``resolved_at``, valid until ``valid_until`` (the
     next instant at which time alone would change an answer; ``None``: never).
@@ -91,16 +131,30 @@ class Snapshot:
     changed since (another process changed the plan, the seats, an override...)."""
 
     owner: Owner
+    """Whose entitlements these are."""
     status: SubscriptionStatus | None
+    """The subscription status at ``resolved_at`` (``None``: no subscription)."""
     access: Access
+    """What the status grants (full, read-only, none, the fallback plan)."""
     plan_key: str | None
+    """The plan resolved to (``None``: none, not even a fallback)."""
     plan_version: int | None
+    """The plan version resolved to."""
     resolved_at: datetime
+    """The instant it was resolved for; it answers from then until ``valid_until``."""
     valid_until: datetime | None
+    """The next instant at which time alone changes an answer (a trial end, an override
+    expiry...); ``None``: never."""
     usage_period: Period
+    """The period usage is counted in at ``resolved_at`` (the billing period, or the
+    calendar month)."""
     revision: int
+    """The owner's terms revision in the store when resolved; writes hand it to the
+    database, which refuses them if the terms changed since."""
     resolved_ts: float
+    """``resolved_at`` as epoch seconds, so the warm path compares floats."""
     expires_ts: float
+    """``valid_until`` as epoch seconds (infinity for never)."""
     _full: frozenset[str]
     _granted: Mapping[str, frozenset[Action]]
     _limits: Mapping[str, int | None]
@@ -108,6 +162,35 @@ class Snapshot:
     _limits_explained: Mapping[str, Decision]
     _denied: Decision
     _access_why: str
+
+    def __repr__(self) -> str:
+        plan = "no plan" if self.plan_key is None else f"{self.plan_key} v{self.plan_version}"
+        status = None if self.status is None else self.status.value
+        return (
+            f"Snapshot({str(self.owner)!r}, plan={plan!r}, status={status!r}, "
+            f"access={self.access.value!r}, revision={self.revision}, "
+            f"valid_until={_when(self.valid_until)!r})"
+        )
+
+    def __str__(self) -> str:
+        """A few lines for a console: plan, status and access, what is granted, and for
+        how long the snapshot answers."""
+        plan = "no plan" if self.plan_key is None else f"plan {self.plan_key} v{self.plan_version}"
+        status = "no subscription" if self.status is None else self.status.value
+        features = [
+            name if name in self._full else f"{name} ({', '.join(sorted(actions))})"
+            for name, actions in sorted(self._granted.items())
+            if actions
+        ]
+        limits = [f"{name}={_amount(value)}" for name, value in sorted(self._limits.items())]
+        return "\n".join(
+            (
+                f"{self.owner}: {plan}, {status} ({self.access.value} access)",
+                f"  features: {', '.join(features) or 'none'}",
+                f"  limits: {', '.join(limits) or 'none'}",
+                f"  resolved {_when(self.resolved_at)}, valid until {_when(self.valid_until)}",
+            )
+        )
 
     def valid_at(self, now: datetime) -> bool:
         """Whether the snapshot still answers for ``now`` (time has changed nothing since
@@ -133,13 +216,16 @@ class Snapshot:
 
     @property
     def limits(self) -> Mapping[str, int | None]:
+        """Every limit by name (``None``: unlimited)."""
         return self._limits
 
     @property
     def has_plan(self) -> bool:
+        """Whether the owner resolved to a plan at all."""
         return self.plan_key is not None
 
     def limit_definition(self, name: str) -> Limit | None:
+        """The full definition of limit ``name`` (``None``: the owner has no such limit)."""
         decision = self._limits_explained.get(name)
         return None if decision is None else decision.limit
 
@@ -179,12 +265,14 @@ class Snapshot:
         )
 
     def explain_limit(self, name: str) -> Decision:
+        """Why ``limit(name)`` answers as it does."""
         decision = self._limits_explained.get(name)
         if decision is not None:
             return decision
         return attrs.evolve(self._denied, key=name, value=0)
 
     def explain_all(self) -> tuple[Decision, ...]:
+        """Every decision in the snapshot, features first (what an admin page lists)."""
         return tuple(self._features_explained.values()) + tuple(self._limits_explained.values())
 
 

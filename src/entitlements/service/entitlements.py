@@ -30,19 +30,20 @@ from entitlements.service.cache import SnapshotCache
 from entitlements.service.claims import Claims, ClaimsIssuer
 from entitlements.service.coherence import Coherence, WhenUnreachable
 from entitlements.service.contracts import Contracts
+from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.overrides import Overrides
 from entitlements.service.plans import Plans
 from entitlements.service.runtime import Runtime
 from entitlements.service.seats import Seats
 from entitlements.service.snapshots import load_snapshot
 from entitlements.service.subscriptions import Subscriptions
-from entitlements.service.sweep import Sweep, SweepReport
+from entitlements.service.sweep import FEED_RETENTION, KEY_RETENTION, Sweep, SweepReport
 from entitlements.service.usage import Usage
 from entitlements.telemetry import Telemetry
 
 __all__ = ["Entitlements"]
 
-_monotonic = time.monotonic
+_wall = time.time
 
 
 def _seconds(value: timedelta | float, field: str) -> float:
@@ -95,6 +96,8 @@ class Entitlements:
             hints=store.change_hints,
             background=store.shared,
         )
+        """The follower of the change feed; its ``stale_answers`` and ``resyncs`` are worth
+        a metric."""
         self.runtime = Runtime(
             store=store,
             clock=clock or SystemClock(),
@@ -105,36 +108,55 @@ class Entitlements:
             telemetry=telemetry,
             coherence=self.coherence,
         )
+        """The wiring the groups share (clock, store, cache, policy); not for hosts."""
         if ids is not None:
             self.runtime.new_id = ids
         self.store = store
+        """The store given."""
         self.plans = Plans(self.runtime)
-        self.subscriptions = Subscriptions(self.runtime)
+        """The plan catalog: define, revise, activate, archive, retire, sync from a file."""
+        self.subscriptions = Subscriptions(
+            self.runtime, free_plan=OneFreePlan(one_free_plan_per_tenant)
+        )
+        """The subscription lifecycle: trials, conversion, plan and seat changes,
+        suspension, cancellation."""
         self.overrides = Overrides(self.runtime)
+        """Per-owner exceptions to the plan."""
         self.audit = AuditTrail(self.runtime)
+        """Who changed what, read back."""
         self.usage = Usage(self.runtime)
+        """Metered usage, gauges and reservations."""
         self.seats = Seats(self.runtime)
-        self.contracts = Contracts(self.runtime, self.subscriptions.convert)
+        """Named seat assignments."""
+        self.contracts = Contracts(
+            self.runtime, self.subscriptions.convert, self.subscriptions.subscribe
+        )
+        """Contracts, signatures and conversion from a signed contract."""
         self.billing = Billing(
             self.runtime,
             self.subscriptions,
             payment_provider,
             one_free_plan_per_tenant=one_free_plan_per_tenant,
         )
+        """Plans bought through the payment provider, and its events."""
         self._claims = ClaimsIssuer(self.runtime)
-        self._sweep = Sweep(self.runtime, self.usage, self.contracts)
+        self._sweep = Sweep(self.runtime, self.usage, self.contracts, self.billing.outbox)
         self._snapshots = self.runtime.cache.snapshots
         self._ts = self.runtime.timestamp
+        self._wall_clock = self._ts is time.time  # one reading serves both checks
 
     # -- the request path ------------------------------------------------------------
 
     def allows(self, owner: Owner, feature: str, action: Action | str | None = None) -> bool:
         """May ``owner`` use ``feature`` (for ``action``, or for every action) now?"""
         snapshot = self._snapshots.get(owner)
+        ts, coherence = self._ts(), self.coherence
         if (
             snapshot is None
-            or not snapshot.resolved_ts <= self._ts() < snapshot.expires_ts
-            or _monotonic() >= self.coherence.fresh_until
+            or not snapshot.resolved_ts <= ts < snapshot.expires_ts
+            or not coherence.fresh_from
+            <= (ts if self._wall_clock else _wall())
+            < coherence.fresh_until
         ):
             snapshot = self._current(owner)
         return snapshot.allows(feature, action)
@@ -142,10 +164,13 @@ class Entitlements:
     def limit(self, owner: Owner, name: str) -> int | None:
         """``owner``'s limit ``name`` now: ``None`` when unlimited, ``0`` when unknown."""
         snapshot = self._snapshots.get(owner)
+        ts, coherence = self._ts(), self.coherence
         if (
             snapshot is None
-            or not snapshot.resolved_ts <= self._ts() < snapshot.expires_ts
-            or _monotonic() >= self.coherence.fresh_until
+            or not snapshot.resolved_ts <= ts < snapshot.expires_ts
+            or not coherence.fresh_from
+            <= (ts if self._wall_clock else _wall())
+            < coherence.fresh_until
         ):
             snapshot = self._current(owner)
         return snapshot.limit(name)
@@ -154,10 +179,13 @@ class Entitlements:
         """The owner's resolved entitlements now (cached while time and writes leave them
         as they are)."""
         snapshot = self._snapshots.get(owner)
+        ts, coherence = self._ts(), self.coherence
         if (
             snapshot is None
-            or not snapshot.resolved_ts <= self._ts() < snapshot.expires_ts
-            or _monotonic() >= self.coherence.fresh_until
+            or not snapshot.resolved_ts <= ts < snapshot.expires_ts
+            or not coherence.fresh_from
+            <= (ts if self._wall_clock else _wall())
+            < coherence.fresh_until
         ):
             snapshot = self._current(owner)
         return snapshot
@@ -182,9 +210,12 @@ class Entitlements:
         return self._claims.token(owner, key, ttl=ttl, issuer=issuer, audience=audience, now=now)
 
     def explain(self, owner: Owner, feature: str, action: Action | str | None = None) -> Decision:
+        """Why ``allows(owner, feature, action)`` answers as it does: the value, the reason,
+        and which layer decided."""
         return self.snapshot(owner).explain(feature, action)
 
     def explain_limit(self, owner: Owner, name: str) -> Decision:
+        """Why ``limit(owner, name)`` answers as it does."""
         return self.snapshot(owner).explain_limit(name)
 
     def resolve(self, owner: Owner, now: datetime | None = None) -> Snapshot:
@@ -255,8 +286,22 @@ class Entitlements:
         with self.runtime.transaction(tenant, now, join) as tx:
             yield tx.uow
 
-    def process_due(self, now: datetime | None = None) -> SweepReport:
+    def process_due(
+        self,
+        now: datetime | None = None,
+        *,
+        batch: int = 500,
+        key_retention: timedelta = KEY_RETENTION,
+        feed_retention: timedelta = FEED_RETENTION,
+    ) -> SweepReport:
         """Apply trial ends, scheduled cancellations, expiries, period roll-overs,
         override expiries and reservation expiries due by ``now``; drop snapshots that
-        time made stale."""
-        return self._sweep.process_due(now)
+        time made stale; forget usage idempotency keys older than ``key_retention``;
+        prune change-feed entries committed more than ``feed_retention`` ago by the wall
+        clock (default an hour: a process away longer than that drops its cache and
+        resolves afresh). Any number of sweeps may run at once (see
+        `entitlements.service.sweep`); each works through everything due, ``batch``
+        items per read."""
+        return self._sweep.process_due(
+            now, batch=batch, key_retention=key_retention, feed_retention=feed_retention
+        )

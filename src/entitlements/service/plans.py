@@ -11,6 +11,7 @@ from entitlements.catalog import Catalog
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.plan import Feature, Limit, Plan, PlanStatus, Price
 from entitlements.errors import InvalidInput
+from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime
 
 __all__ = ["CatalogSync", "Plans"]
@@ -21,8 +22,11 @@ class CatalogSync:
     """What ``Plans.sync`` did: plans defined, plans changed, stored plans not in the file."""
 
     defined: tuple[str, ...]
+    """Plans the file added."""
     changed: tuple[str, ...]
+    """Plans whose stored version or name the file changed."""
     not_in_catalog: tuple[str, ...]
+    """Stored plans the file does not mention; left alone, since owners may hold them."""
 
 
 UNSET: Any = attrs.NOTHING
@@ -46,6 +50,7 @@ class Plans:
             tx.catalog_changed = True
             return stored
 
+    @retries_lost_races
     def revise(
         self,
         key: str,
@@ -83,6 +88,7 @@ class Plans:
             return stored
 
     def rename(self, key: str, name: str, *, actor: Actor | str, reason: str | None = None) -> Plan:
+        """Change the name people see; versions and subscriptions are untouched."""
         return self._update(key, actor, "plan.rename", reason, name=name)
 
     def set_owner_kinds(
@@ -93,6 +99,8 @@ class Plans:
         actor: Actor | str,
         reason: str | None = None,
     ) -> Plan:
+        """Restrict which kinds of owner may be given the plan (empty: any); owners already
+        on it keep it."""
         return self._update(key, actor, "plan.owner_kinds", reason, owner_kinds=owner_kinds)
 
     def set_status(
@@ -106,14 +114,18 @@ class Plans:
         return self._update(key, actor, "plan.status", reason, status=target)
 
     def activate(self, key: str, *, actor: Actor | str, reason: str | None = None) -> Plan:
+        """Offer the plan: it can now be assigned to new owners."""
         return self.set_status(key, PlanStatus.ACTIVE, actor=actor, reason=reason)
 
     def archive(self, key: str, *, actor: Actor | str, reason: str | None = None) -> Plan:
+        """Stop offering the plan; owners on it keep it."""
         return self.set_status(key, PlanStatus.ARCHIVED, actor=actor, reason=reason)
 
     def retire(self, key: str, *, actor: Actor | str, reason: str | None = None) -> Plan:
+        """End the plan: owners still on it get no claims or tokens for it."""
         return self.set_status(key, PlanStatus.RETIRED, actor=actor, reason=reason)
 
+    @retries_lost_races
     def _update(
         self, key: str, actor: Actor | str, action: str, reason: str | None, **changes: Any
     ) -> Plan:
@@ -166,13 +178,16 @@ class Plans:
         return CatalogSync(tuple(defined), tuple(changed), untouched)
 
     def get(self, key: str, version: int | None = None) -> Plan:
+        """The plan at ``version`` (default: the latest); `UnknownPlan` if there is none."""
         with self._rt.read(None) as uow:
             return uow.plans.get(key, version)
 
     def list(self) -> Sequence[Plan]:
+        """The latest version of every plan."""
         with self._rt.read(None) as uow:
             return uow.plans.list()
 
     def versions(self, key: str) -> Sequence[Plan]:
+        """Every version of ``key``, oldest first."""
         with self._rt.read(None) as uow:
             return uow.plans.versions(key)
