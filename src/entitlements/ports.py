@@ -129,6 +129,14 @@ class SubscriptionRepository(Protocol):
         """How many owners of this tenant hold a live subscription on one of these plans."""
         ...
 
+    def search(
+        self, text: str | None, statuses: frozenset[str] | None, limit: int = 100
+    ) -> Sequence[Subscription]:
+        """Each owner's most recent subscription, newest first: only those whose status is
+        in ``statuses`` (when given) and whose owner id, external id or plan key contains
+        ``text`` (case-insensitive, when given). Staff consoles list owners with it."""
+        ...
+
 
 class OverrideRepository(Protocol):
     """The overrides of the unit of work's tenant."""

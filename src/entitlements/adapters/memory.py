@@ -276,6 +276,25 @@ class _Subscriptions(_Repository[str]):
                 count += 1
         return count
 
+    def search(
+        self, text: str | None, statuses: frozenset[str] | None, limit: int = 100
+    ) -> Sequence[Subscription]:
+        needle = (text or "").lower()
+        order = {sub_id: n for n, sub_id in enumerate(self._t.subscriptions)}
+        found = []
+        for owner, ids in self._t.subscriptions_by_owner.items():
+            if owner.tenant != self._uow.tenant or not ids:
+                continue
+            sub = self._t.subscriptions[ids[-1]]
+            if statuses is not None and sub.status.value not in statuses:
+                continue
+            haystack = (owner.id, sub.external_id or "", sub.plan_key)
+            if needle and not any(needle in h.lower() for h in haystack):
+                continue
+            found.append(sub)
+        found.sort(key=lambda sub: order[sub.id], reverse=True)
+        return found[: max(limit, 0)]
+
 
 class _Overrides(_Repository[Owner]):
     def for_owner(self, owner: Owner) -> Sequence[Override]:

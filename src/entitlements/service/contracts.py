@@ -86,6 +86,9 @@ class SigningView:
     """Where the contract is."""
     may_sign_now: bool
     """``False`` while earlier signers of a sequential contract have not signed."""
+    owner: Owner | None = None
+    """Whose contract this is: lets a signing page find the contract again once the link
+    is used up (the page keeps it, MAC'd, in the signer's browser)."""
 
 
 def _target(contract_id: str) -> str:
@@ -507,6 +510,7 @@ class Contracts:
                 changed.status,
                 stored.status,
                 stored.may_act(changed),
+                owner=stored.owner,
             )
 
         return self._as_signer(token, now, act)

@@ -9,7 +9,7 @@ with an optimistic-concurrency check and records the audit event.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.addon import AddOn
 from entitlements.domain.assignment import check_may_assign
 from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.checks import parse_enum
 from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import as_of
 from entitlements.domain.instant import optional_utc
@@ -34,6 +35,7 @@ from entitlements.domain.resolution import usage_period_of
 from entitlements.domain.subscription import (
     Event,
     Subscription,
+    SubscriptionStatus,
     check_allowed,
     create,
     transition,
@@ -162,6 +164,29 @@ class Subscriptions:
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
             return uow.subscriptions.history(owner)
+
+    def search(
+        self,
+        text: str | None = None,
+        *,
+        statuses: Iterable[SubscriptionStatus | str] | None = None,
+        tenant: str | None = None,
+        limit: int = 100,
+    ) -> Sequence[Subscription]:
+        """Each owner's most recent subscription in ``tenant``, newest first, filtered by
+        status and by text found in the owner id, external id or plan key: the staff
+        console's owner list and seed 000's review of past-due accounts."""
+        if text is not None and (not isinstance(text, str) or len(text) > 255):
+            raise InvalidInput("text", "must be text of at most 255 characters", text)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidInput("limit", "must be a whole number from 1 to 1000", limit)
+        wanted = (
+            None
+            if statuses is None
+            else frozenset(parse_enum(SubscriptionStatus, s, "status").value for s in statuses)
+        )
+        with self._rt.read(tenant) as uow:
+            return uow.subscriptions.search((text or "").strip() or None, wanted, limit)
 
     def _authorize_read(self, uow: Any, owner: Owner, actor: Actor | str | None) -> None:
         if actor is None:

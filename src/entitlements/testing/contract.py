@@ -294,6 +294,26 @@ class StoreContract:
             assert uow.subscriptions.count_on_plans(["free", "growth"]) == 2
             assert uow.subscriptions.count_on_plans(["free"], exclude_owner=GLOBEX) == 0
 
+    def test_search_lists_each_owners_latest_subscription(
+        self, ents: Entitlements, store: Store
+    ) -> None:
+        ents.subscriptions.subscribe(GLOBEX, "free", actor=STAFF)
+        ents.subscriptions.cancel(GLOBEX, actor=STAFF)
+        ents.subscriptions.start_trial(ACME, "growth", actor=STAFF)
+        ents.subscriptions.subscribe(GLOBEX, "growth", actor=STAFF)
+        with store.unit_of_work(None) as uow:
+            latest = uow.subscriptions.search(None, None)
+            assert [(s.owner, s.status.value) for s in latest] == [
+                (GLOBEX, "active"),
+                (ACME, "trialing"),
+            ]
+            assert [s.owner for s in uow.subscriptions.search(None, frozenset({"trialing"}))] == [
+                ACME
+            ]
+            assert [s.owner for s in uow.subscriptions.search("ACM", None)] == [ACME]
+            assert uow.subscriptions.search("%", None) == []
+            assert len(uow.subscriptions.search(None, None, limit=1)) == 1
+
     def test_the_sweep_is_idempotent(
         self, ents: Entitlements, store: Any, clock: ManualClock
     ) -> None:

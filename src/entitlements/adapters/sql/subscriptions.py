@@ -257,3 +257,32 @@ class SqlSubscriptions(Repository):
             sa.select(sa.func.count()).select_from(t.subscriptions).where(*conditions)
         )
         return int(count.scalar_one())
+
+    @storage_errors
+    def search(
+        self, text: str | None, statuses: frozenset[str] | None, limit: int = 100
+    ) -> Sequence[Subscription]:
+        c = t.subscriptions.c
+        latest = (
+            sa.select(sa.func.max(c.pk))
+            .where(c.tenant == self._t)
+            .group_by(c.owner_kind, c.owner_id)
+            .scalar_subquery()
+        )
+        conditions: list[sa.ColumnElement[bool]] = [c.tenant == self._t, c.pk.in_(latest)]
+        if statuses is not None:
+            conditions.append(c.status.in_(sorted(statuses)))
+        if text:
+            needle = text.lower()
+            conditions.append(
+                sa.or_(
+                    *(
+                        sa.func.lower(column).contains(needle, autoescape=True)
+                        for column in (c.owner_id, c.external_id, c.plan_key)
+                    )
+                )
+            )
+        rows = self._rows(
+            sa.select(t.subscriptions).where(*conditions).order_by(c.pk.desc()).limit(max(limit, 0))
+        )
+        return [_subscription_from(r) for r in rows]
