@@ -37,6 +37,7 @@ from entitlements.domain.usage import (
 from entitlements.errors import IdempotencyKeyReused, InvalidInput
 from entitlements.ports import UnitOfWork
 from entitlements.service.ingestion import ingest
+from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.snapshots import load_snapshot
 from entitlements.service.terms import (
@@ -159,6 +160,7 @@ class Usage:
 
     # -- writing -----------------------------------------------------------------------
 
+    @retries_lost_races
     def consume(
         self,
         owner: Owner,
@@ -287,6 +289,7 @@ class Usage:
             tx.uow.usage.add_record(attrs.evolve(record, period_start=period_now))
         return self._counted(tx, who, counted_under, after, record.amount)
 
+    @retries_lost_races
     def consume_many(
         self,
         events: Iterable[UsageEvent],
@@ -346,6 +349,7 @@ class Usage:
             )
         return result
 
+    @retries_lost_races
     def set_gauge(
         self,
         owner: Owner,
@@ -389,6 +393,7 @@ class Usage:
                 )
             return result
 
+    @retries_lost_races
     def decrease(
         self,
         owner: Owner,
@@ -417,6 +422,7 @@ class Usage:
 
     # -- reservations ----------------------------------------------------------------
 
+    @retries_lost_races
     def reserve(
         self,
         owner: Owner,
@@ -457,6 +463,7 @@ class Usage:
             tx.touch_usage(owner)
             return reservation
 
+    @retries_lost_races
     def commit(
         self,
         owner: Owner,
@@ -494,6 +501,7 @@ class Usage:
             tx.touch_usage(owner)
             return record
 
+    @retries_lost_races
     def release(
         self,
         owner: Owner,
