@@ -12,6 +12,7 @@ used to lose methods; building the site is the only way to see what a reader see
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import re
 import typing
@@ -101,7 +102,13 @@ def public_classes() -> dict[type, str]:
         reach(getattr(errors, name), f"entitlements.errors.{name}")
     ents = Entitlements(MemoryStore())
     try:
-        for name, value in vars(ents).items():
+        built_on_first_use = [
+            name
+            for name, member in vars(Entitlements).items()
+            if isinstance(member, functools.cached_property) and not name.startswith("_")
+        ]
+        groups = {**vars(ents), **{name: getattr(ents, name) for name in built_on_first_use}}
+        for name, value in groups.items():
             if not name.startswith("_") and name not in WIRING and _ours(type(value)):
                 reach(type(value), f"ents.{name}")
     finally:

@@ -17,8 +17,11 @@ __all__ = [
     "BillingActionRequired",
     "Busy",
     "Conflict",
+    "ContractAlreadyConverted",
     "ContractNotCompleted",
     "ContractNotFound",
+    "ContractPending",
+    "ContractTermsMismatch",
     "EntitlementsError",
     "EvidenceBroken",
     "FeedUnavailable",
@@ -38,6 +41,7 @@ __all__ = [
     "PlanManagerProtected",
     "PlanNotAssignable",
     "PlanRetired",
+    "ProviderUnreachable",
     "StaleWrite",
     "StorageError",
     "SubscriptionExists",
@@ -173,6 +177,23 @@ class ContractNotCompleted(Conflict):
         """The contract that is not completed."""
         self.status = status
         """Where it is instead (``sent``, ``signed``...)."""
+
+
+class ContractPending(EntitlementsError):
+    """The owner has a contract still out for signature: converting its trial now would
+    put it on paid terms nobody has signed yet. Convert from the contract once it is
+    completed, or say ``without_contract=True`` to convert regardless."""
+
+    def __init__(self, owner: object, contract_ids: Sequence[str]) -> None:
+        listed = ", ".join(contract_ids)
+        super().__init__(
+            f"{owner} has a contract out for signature ({listed}); convert from it once it "
+            "is completed, or convert without a contract explicitly"
+        )
+        self.owner = owner
+        """The owner whose trial was to be converted."""
+        self.contract_ids = tuple(contract_ids)
+        """The contracts still out for signature, oldest first."""
 
 
 class EvidenceBroken(EntitlementsError):
@@ -389,3 +410,36 @@ class IdempotencyKeyReused(Conflict):
         """What the key recorded first (metric and amount)."""
         self.given = given
         """What it was given with now."""
+
+
+class ContractTermsMismatch(Conflict):
+    """Seed 000: a contract binds what was signed; a conversion that asks for something
+    else (other seats, say) is refused rather than applied."""
+
+    def __init__(self, contract_id: str, field: str, signed: object, asked: object) -> None:
+        super().__init__(
+            f"contract {contract_id} was signed for {field} {signed}, not {asked}; "
+            "issue a new contract to change it"
+        )
+        self.contract_id = contract_id
+        self.field = field
+        self.signed = signed
+        self.asked = asked
+
+
+class ContractAlreadyConverted(Conflict):
+    def __init__(self, contract_id: str, subscription_id: str) -> None:
+        super().__init__(
+            f"contract {contract_id} was already converted (subscription {subscription_id})"
+        )
+        self.contract_id = contract_id
+        self.subscription_id = subscription_id
+
+
+class ProviderUnreachable(EntitlementsError):
+    """The payment provider did not answer a read (``reconcile``). Commands to it never
+    raise this: they wait in the outbox and the sweep retries them."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"the payment provider did not answer: {detail}")
+        self.detail = detail

@@ -25,6 +25,7 @@ from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
+from entitlements.domain.provider_commands import ProviderCommand
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import Counter, Reservation, SeatAssignment, UsageRecord
 
@@ -128,6 +129,14 @@ class SubscriptionRepository(Protocol):
         """How many owners of this tenant hold a live subscription on one of these plans."""
         ...
 
+    def search(
+        self, text: str | None, statuses: frozenset[str] | None, limit: int = 100
+    ) -> Sequence[Subscription]:
+        """Each owner's most recent subscription, newest first: only those whose status is
+        in ``statuses`` (when given) and whose owner id, external id or plan key contains
+        ``text`` (case-insensitive, when given). Staff consoles list owners with it."""
+        ...
+
 
 class OverrideRepository(Protocol):
     """The overrides of the unit of work's tenant."""
@@ -143,6 +152,13 @@ class OverrideRepository(Protocol):
 
     def remove(self, owner: Owner, kind: OverrideKind, key: str) -> Override:
         """Raises `OverrideNotFound`."""
+        ...
+
+    def remove_expired(
+        self, owner: Owner, kind: OverrideKind, key: str, now: datetime
+    ) -> Override | None:
+        """Remove the override only if it is still expired at ``now`` (the sweep's removal:
+        one that staff renewed or removed meanwhile is left alone, ``None``)."""
         ...
 
     def expired(self, now: datetime, limit: int = 500) -> Sequence[Override]:
@@ -213,12 +229,70 @@ class UsageRepository(Protocol):
         an answer: the second waits for the first and gets its record."""
         ...
 
+    def consume(
+        self,
+        record: UsageRecord,
+        *,
+        ceiling: int | None,
+        revision: int,
+        now: datetime,
+        fallback: tuple[str, int] | None = None,
+    ) -> tuple[Counter | None, UsageRecord | None]:
+        """Store ``record`` and add its amount to the counter of its period, as `add`
+        does with that ``ceiling``, ``revision``, ``now`` and ``fallback``. Returns
+        ``(counter after, None)``; ``(counter or None, earlier record)`` when the key
+        was recorded already (nothing changes; the counter, if given, is the current
+        one of ``record``'s period); ``(None, None)`` when the counter refused (nothing
+        is stored: the caller decides under the owner's lock)."""
+        ...
+
+    def recorded(
+        self, keys: Sequence[tuple[Owner, str]]
+    ) -> Mapping[tuple[Owner, str], UsageRecord]:
+        """The stored records of these (owner, idempotency key) pairs, where there are."""
+        ...
+
+    def counters_of(
+        self, keys: Sequence[tuple[Owner, str, datetime]], *, lock: bool = False
+    ) -> Mapping[tuple[Owner, str, datetime], tuple[Counter, int]]:
+        """The existing counters of these (owner, metric, period) with the terms revision
+        each is stamped with, in one read; with ``lock``, locked until the unit of work
+        ends."""
+        ...
+
+    def add_records(self, records: Sequence[UsageRecord]) -> None:
+        """Store records whose keys the caller found unrecorded; raises `Conflict` if
+        another writer recorded one of them meanwhile."""
+        ...
+
+    def add_counted(
+        self,
+        owner: Owner,
+        metric: str,
+        period_start: datetime,
+        used: int,
+        *,
+        ceiling: int | None,
+        revision: int,
+        now: datetime,
+        fallback: tuple[str, int] | None = None,
+    ) -> bool:
+        """`add` of ``used`` units under those conditions, telling only whether it
+        matched (the caller knows the counter: it read it locked)."""
+        ...
+
     def remove_record(self, owner: Owner, record_id: str) -> None:
         """Take back a record this unit of work just stored (its consumption was refused)."""
         ...
 
     def records(self, owner: Owner, metric: str, period_start: datetime) -> Sequence[UsageRecord]:
         """Oldest first."""
+        ...
+
+    def forget_keys(self, before: datetime, limit: int = 10_000) -> int:
+        """Clear the idempotency keys of this tenant's records made before ``before`` and of
+        reservations settled before it (the records stay: only the key is forgotten, so a
+        retry that late counts again); returns how many keys, at most ``limit``."""
         ...
 
     def add_reservation(self, reservation: Reservation) -> Reservation | None:
@@ -337,14 +411,16 @@ class PaymentProvider(Protocol):
         ...
 
     def change_plan(
-        self, external_id: str, plan: Plan, *, seats: int | None
+        self, external_id: str, plan: Plan, *, seats: int | None, idempotency_key: str
     ) -> ProviderSubscription:
-        """Move an existing provider subscription to another plan."""
+        """Move an existing provider subscription to another plan. A call repeated with
+        the same ``idempotency_key`` (a retry) must not act twice."""
         ...
 
-    def cancel(self, external_id: str, *, at_period_end: bool) -> ProviderSubscription:
-        """Cancel at the provider, now or at the period end; returns the provider's state
-        after it."""
+    def cancel(
+        self, external_id: str, *, at_period_end: bool, idempotency_key: str
+    ) -> ProviderSubscription:
+        """Cancel now or at the period's end; idempotent by ``idempotency_key``."""
         ...
 
     def fetch(self, external_id: str) -> ProviderSubscription | None:
@@ -376,6 +452,31 @@ class ProviderRepository(Protocol):
         """Store or replace a link."""
         ...
 
+    def add_command(self, command: ProviderCommand) -> None:
+        """Record a command to the provider (the outbox); same unit of work as the
+        decision that needs it."""
+        ...
+
+    def command(self, command_id: str) -> ProviderCommand:
+        """Raises `NotFound` if there is none."""
+        ...
+
+    def update_command(
+        self, command: ProviderCommand, *, expected: ProviderCommand | None = None
+    ) -> bool:
+        """Store ``command``; with ``expected``, only if the stored one still has its
+        status and attempts (two senders racing: one wins). Returns whether it did."""
+        ...
+
+    def due_commands(self, now: datetime, limit: int = 500) -> Sequence[ProviderCommand]:
+        """Pending commands whose next attempt is due, oldest first."""
+        ...
+
+    def open_commands(self, owner: Owner) -> Sequence[ProviderCommand]:
+        """The owner's commands not yet done at the provider (pending or failed), oldest
+        first."""
+        ...
+
 
 class RevisionRepository(Protocol):
     """Each owner's terms revision: the number that moves whenever what the owner is
@@ -391,6 +492,19 @@ class RevisionRepository(Protocol):
     def lock(self, owner: Owner) -> int:
         """The revision, read under a shared lock held until the unit of work ends: terms
         cannot change under the caller."""
+        ...
+
+    def lock_rule(self, rule: str) -> None:
+        """Hold this tenant's lock for a tenant-wide ``rule`` (``"one-free-plan"``) until
+        the unit of work ends: writes that check a rule across owners take it before they
+        read what the rule counts, so two of them never both find it satisfied."""
+        ...
+
+    def claim(self, owner: Owner) -> bool:
+        """Take the owner's exclusive lock unless another unit of work holds it (``False``:
+        nothing locked, move on). Workers that share a job (sweeps on every pod) claim an
+        owner before acting on it, so each change is applied by one of them, and none
+        waits behind another or behind a write in progress."""
         ...
 
     def bump(self, owner: Owner, since: datetime | None = None) -> int:
@@ -423,7 +537,8 @@ class ChangeFeed(Protocol):
         ...
 
     def prune(self, before: datetime, limit: int = 10_000) -> int:
-        """Delete up to ``limit`` entries older than ``before``; returns how many."""
+        """Delete up to ``limit`` entries older than ``before``, never the newest one (it
+        keeps numbers from being handed out again); returns how many."""
         ...
 
 

@@ -181,6 +181,9 @@ class Assignment:
     """The subscription as it stands after the call (a checkout leaves it pending)."""
     checkout: Checkout | None = None
     """The checkout to send the customer to (``None`` unless one was started)."""
+    command: object = None
+    """The `ProviderCommand` this assignment sent to the provider (``None``: none was
+    needed). Pending when the provider has not answered yet: the sweep retries it."""
 
 
 _FOLLOW = (Event.ACTIVATE, Event.FAIL, Event.MARK_PAST_DUE, Event.SETTLE, Event.CANCEL)

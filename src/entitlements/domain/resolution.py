@@ -5,14 +5,23 @@ All the work happens here, once per owner and write; the snapshot's ``allows`` a
 ``limit`` are a set membership and a dict lookup. Every answer can be explained: each
 decision records the value, a reason from a small vocabulary, the source layer
 (override, add-on, plan, fallback, status policy) and the subscription status.
+
+Most owners differ only in what is theirs (status, period, overrides, add-ons): what a
+plan version grants is the same for every owner on it. Those decisions and maps are
+resolved once per plan version, status and layer order and shared by every snapshot
+that has nothing of its own to add, so a process caching many owners on a few plans
+holds the plans' terms once (an owner with an override or add-on shares every decision
+its own records leave alone). Shared maps are never handed out mutable.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
 
 import attrs
 
@@ -43,6 +52,35 @@ CALENDAR_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
 """Owners without a billing period (no subscription, or an ended one) meter usage by
 calendar month."""
 _EMPTY: frozenset[Action] = frozenset()
+
+
+class _Shared:
+    """Values many owners resolve alike, kept once. Bounded: a full table starts over
+    (a miss only costs the resolution the table saves)."""
+
+    def __init__(self, size: int) -> None:
+        self._entries: dict[Hashable, Any] = {}
+        self._size = size
+
+    def get(self, key: Hashable) -> Any:
+        return self._entries.get(key)
+
+    def put(self, key: Hashable, value: Any) -> Any:
+        if len(self._entries) >= self._size:
+            self._entries.clear()
+        self._entries[key] = value
+        return value
+
+    def once(self, value: Any) -> Any:
+        """The one kept instance equal to ``value``."""
+        found = self._entries.get(value)
+        return found if found is not None else self.put(value, value)
+
+
+_PLAN_FEATURES = _Shared(1024)
+_PLAN_LIMITS = _Shared(1024)
+_GRANTS = _Shared(1024)
+_SMALL = _Shared(4096)
 
 
 class Reason(enum.StrEnum):
@@ -227,8 +265,9 @@ class Snapshot:
 
     @property
     def limits(self) -> Mapping[str, int | None]:
-        """Every limit by name (``None``: unlimited)."""
-        return self._limits
+        """Every limit by name (``None``: unlimited); read-only, as it may be shared
+        with other owners' snapshots."""
+        return MappingProxyType(self._limits)
 
     @property
     def has_plan(self) -> bool:
@@ -318,14 +357,23 @@ def _feature_decisions(
     overrides: list[Override],
     policy: AccessPolicy,
     status: SubscriptionStatus | None,
+    shared: Mapping[str, Decision] | None = None,
 ) -> dict[str, Decision]:
+    """With ``shared`` (the plan's own decisions), keys that no add-on or override
+    touches reuse the plan's decision objects."""
     keys: set[str] = set(plan.features) if plan else set()
+    touched: set[str] = set()
     for addon in addons:
-        keys.update(addon.features)
+        touched.update(addon.features)
     by_key = {o.key: o for o in overrides if o.kind is OverrideKind.FEATURE}
-    keys.update(by_key)
+    touched.update(by_key)
+    keys.update(touched)
     out: dict[str, Decision] = {}
     for key in sorted(keys):
+        if shared is not None and key not in touched:
+            if key in shared:
+                out[key] = shared[key]
+            continue
         decision: Decision | None = None
         for layer in policy.precedence:
             if layer is Source.OVERRIDE and key in by_key:
@@ -392,19 +440,22 @@ def _limit_decisions(
     addons: tuple[AddOn, ...],
     overrides: list[Override],
     status: SubscriptionStatus | None,
+    shared: Mapping[str, Decision] | None = None,
 ) -> dict[str, Decision]:
     by_key = {o.key: o for o in overrides if o.kind is OverrideKind.LIMIT}
     keys: set[str] = set(plan.limits) if plan else set()
+    touched: set[str] = set(by_key)
     for addon in addons:
-        keys.update(addon.limits)
-    keys.update(by_key)
-    purchased = (
-        subscription.seats if subscription is not None and plan_source is Source.PLAN else None
-    )
+        touched.update(addon.limits)
+    keys.update(touched)
+    purchased = _purchased(subscription, plan_source)
     if purchased is not None:
         keys.add(SEATS)
     out: dict[str, Decision] = {}
     for key in sorted(keys):
+        if shared is not None and key not in touched and key in shared:
+            out[key] = shared[key]
+            continue
         definition = plan.limits.get(key) if plan else None
         if definition is None:
             definition = Limit(0, kind=LimitKind.SEATS if key == SEATS else LimitKind.GAUGE)
@@ -439,6 +490,90 @@ def _limit_decisions(
             detail = f"override by {o.actor}: {o.reason}{until}"
         out[key] = Decision(key, value, reason, source, detail, status, limit=definition)
     return out
+
+
+def _purchased(subscription: Subscription | None, plan_source: Source) -> int | None:
+    return subscription.seats if subscription is not None and plan_source is Source.PLAN else None
+
+
+def _plan_key(plan: Plan | None) -> Hashable:
+    return None if plan is None else (plan.key, plan.version, plan.revision)
+
+
+def _same_terms(kept: Plan | None, plan: Plan | None) -> bool:
+    """Whether a kept entry was resolved from this plan version's terms (stores load a
+    fresh object per read; two stores in one process may hold different plans under one
+    key and version)."""
+    if kept is plan:
+        return True
+    return (
+        kept is not None
+        and plan is not None
+        and kept.features == plan.features
+        and kept.limits == plan.limits
+    )
+
+
+def _plan_features(
+    plan: Plan | None,
+    plan_source: Source,
+    policy: AccessPolicy,
+    status: SubscriptionStatus | None,
+) -> Mapping[str, Decision]:
+    key = (_plan_key(plan), plan_source, policy.precedence, status)
+    kept = _PLAN_FEATURES.get(key)
+    if kept is not None and _same_terms(kept[0], plan):
+        return kept[1]  # type: ignore[no-any-return]
+    decisions = _feature_decisions(plan, plan_source, (), [], policy, status)
+    return _PLAN_FEATURES.put(key, (plan, decisions))[1]  # type: ignore[no-any-return]
+
+
+def _plan_limits(
+    plan: Plan | None,
+    plan_source: Source,
+    subscription: Subscription | None,
+    status: SubscriptionStatus | None,
+) -> Mapping[str, Decision]:
+    key = (_plan_key(plan), plan_source, status, _purchased(subscription, plan_source))
+    kept = _PLAN_LIMITS.get(key)
+    if kept is not None and _same_terms(kept[0], plan):
+        return kept[1]  # type: ignore[no-any-return]
+    decisions = _limit_decisions(plan, plan_source, subscription, (), [], status)
+    return _PLAN_LIMITS.put(key, (plan, decisions))[1]  # type: ignore[no-any-return]
+
+
+def _grants(
+    features: Mapping[str, Decision], cap: frozenset[Action]
+) -> tuple[frozenset[str], Mapping[str, frozenset[Action]]]:
+    granted: dict[str, frozenset[Action]] = {}
+    for k, d in features.items():
+        actions = d.actions & cap
+        if actions:
+            granted[k] = _SMALL.once(actions)
+    return frozenset(k for k, acts in granted.items() if acts == ALL_ACTIONS), granted
+
+
+def _shared_grants(
+    features: Mapping[str, Decision], cap: frozenset[Action]
+) -> tuple[frozenset[str], Mapping[str, frozenset[Action]]]:
+    """The grants of a plan's shared decisions, computed once per map and cap."""
+    key = (id(features), cap)
+    kept = _GRANTS.get(key)
+    if kept is not None and kept[0] is features:
+        return kept[1]  # type: ignore[no-any-return]
+    return _GRANTS.put(key, (features, _grants(features, cap)))[1]  # type: ignore[no-any-return]
+
+
+def _limit_values(limits: Mapping[str, Decision]) -> dict[str, int | None]:
+    return {k: d.value for k, d in limits.items() if not isinstance(d.value, bool)}
+
+
+def _shared_limit_values(limits: Mapping[str, Decision]) -> Mapping[str, int | None]:
+    key = id(limits)
+    kept = _GRANTS.get(key)
+    if kept is not None and kept[0] is limits:
+        return kept[1]  # type: ignore[no-any-return]
+    return _GRANTS.put(key, (limits, _limit_values(limits)))[1]  # type: ignore[no-any-return]
 
 
 def usage_period_of(subscription: Subscription | None, now: datetime) -> Period:
@@ -493,8 +628,17 @@ def resolve(
     if access is Access.NONE:
         base, addons, active = None, (), []
 
-    features = _feature_decisions(base, plan_source, addons, active, policy, status)
-    limits = _limit_decisions(base, plan_source, subscription, addons, active, status)
+    plan_features = _plan_features(base, plan_source, policy, status)
+    plan_limits = _plan_limits(base, plan_source, subscription, status)
+    if addons or active:
+        features: Mapping[str, Decision] = _feature_decisions(
+            base, plan_source, addons, active, policy, status, plan_features
+        )
+        limits: Mapping[str, Decision] = _limit_decisions(
+            base, plan_source, subscription, addons, active, status, plan_limits
+        )
+    else:
+        features, limits = plan_features, plan_limits
     if subscription is None and base is None:
         denied = Decision(
             "",
@@ -525,7 +669,11 @@ def resolve(
     ]
 
     cap = READ_ONLY if access is Access.READ_ONLY else ALL_ACTIONS
-    granted = {k: d.actions & cap for k, d in features.items() if d.actions & cap}
+    if features is plan_features:
+        full, granted = _shared_grants(features, cap)
+    else:
+        full, granted = _grants(features, cap)
+    limit_values = _shared_limit_values(limits) if limits is plan_limits else _limit_values(limits)
     valid_until = min(changes) if changes else None
     return Snapshot(
         owner=owner,
@@ -539,11 +687,11 @@ def resolve(
         revision=revision,
         resolved_ts=now.timestamp(),
         expires_ts=math.inf if valid_until is None else valid_until.timestamp(),
-        full=frozenset(k for k, acts in granted.items() if acts == ALL_ACTIONS),
+        full=full,
         granted=granted,
-        limits={k: d.value for k, d in limits.items() if not isinstance(d.value, bool)},
+        limits=limit_values,
         features_explained=features,
         limits_explained=limits,
-        denied=denied,
-        access_why=why,
+        denied=_SMALL.once(denied),
+        access_why=_SMALL.once(why),
     )

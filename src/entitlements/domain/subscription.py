@@ -19,6 +19,7 @@ import attrs
 from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.checks import check_count, check_key, parse_enum
+from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.instant import Period, as_optional_utc, as_utc, aware, optional_aware, utc
 from entitlements.domain.owner import Owner
 from entitlements.errors import IllegalTransition, InvalidInput, SubscriptionExists
@@ -220,6 +221,22 @@ def _external_id(value: object) -> str | None:
     return value
 
 
+def _plan_manager(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 255:
+        raise InvalidInput(
+            "plan_manager", "must be None or a member id of at most 255 characters", value
+        )
+    return value
+
+
+def _contract(value: object) -> ContractLink | None:
+    if value is not None and not isinstance(value, ContractLink):
+        raise InvalidInput("contract", "must be a ContractLink or None", value)
+    return value
+
+
 def _addons(value: Iterable[AddOn]) -> tuple[AddOn, ...]:
     addons = tuple(value)
     keys = [a.key for a in addons if isinstance(a, AddOn)]
@@ -296,6 +313,11 @@ class Subscription:
     """Add-ons bought on top of the plan."""
     revision: int = 0
     """Counts writes, so a stale copy cannot overwrite a newer one; managed by the store."""
+    plan_manager: str | None = attrs.field(default=None, converter=_plan_manager)
+    """Seed 003: the member who subscribed to the paid plan, the only member who may
+    change or cancel it. Set by the checkout that started it, never by ``amend``."""
+    contract: ContractLink | None = attrs.field(default=None, converter=_contract)
+    """The signed contract this subscription was converted from, with its terms."""
 
     @property
     def is_terminal(self) -> bool:

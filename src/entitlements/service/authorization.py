@@ -96,7 +96,7 @@ class PlanManagerRules:
         current = uow.subscriptions.current(owner)
         if current is None or current.is_terminal:
             return
-        manager = current.metadata.get("plan_manager")
+        manager = current.plan_manager
         if manager is None or manager == actor.id:
             return
         if uow.plans.get(current.plan_key, current.plan_version).is_free:

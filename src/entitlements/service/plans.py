@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -11,6 +11,7 @@ from entitlements.catalog import Catalog
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.plan import Feature, Limit, Plan, PlanStatus, Price
 from entitlements.errors import InvalidInput
+from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime
 
 __all__ = ["CatalogSync", "Plans"]
@@ -49,6 +50,7 @@ class Plans:
             tx.catalog_changed = True
             return stored
 
+    @retries_lost_races
     def revise(
         self,
         key: str,
@@ -123,6 +125,7 @@ class Plans:
         """End the plan: owners still on it get no claims or tokens for it."""
         return self.set_status(key, PlanStatus.RETIRED, actor=actor, reason=reason)
 
+    @retries_lost_races
     def _update(
         self, key: str, actor: Actor | str, action: str, reason: str | None, **changes: Any
     ) -> Plan:
@@ -141,20 +144,29 @@ class Plans:
             return stored
 
     def sync(
-        self, catalog: Catalog, *, actor: Actor | str, reason: str | None = None
+        self,
+        catalog: Catalog,
+        *,
+        actor: Actor | str,
+        reason: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> CatalogSync:
         """Make the stored catalog match ``catalog`` in one unit of work: define new plans,
         revise changed terms (new versions), rename, change owner kinds and statuses.
-        Plans missing from the file are left alone and reported."""
+        Plans missing from the file are left alone and reported. ``progress(done, total)``
+        hears each plan as it is applied (a console showing a long load move)."""
         defined: list[str] = []
         changed: list[str] = []
+        total = len(catalog.plans)
         with self._rt.transaction(None) as tx:
             stored = {p.key: p for p in tx.uow.plans.list()}
-            for plan in catalog.plans:
+            for done, plan in enumerate(catalog.plans, start=1):
                 current = stored.get(plan.key)
                 if current is None:
                     self.define(plan, actor=actor, reason=reason)
                     defined.append(plan.key)
+                    if progress is not None:
+                        progress(done, total)
                     continue
                 after = self.revise(
                     plan.key,
@@ -170,6 +182,8 @@ class Plans:
                 after = self.set_status(plan.key, plan.status, actor=actor, reason=reason)
                 if after.revision != current.revision:
                     changed.append(plan.key)
+                if progress is not None:
+                    progress(done, total)
             listed = {p.key for p in catalog.plans}
             untouched = tuple(sorted(k for k in stored if k not in listed))
         return CatalogSync(tuple(defined), tuple(changed), untouched)

@@ -10,6 +10,7 @@ from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import LimitKind
 from entitlements.domain.usage import FOREVER, SeatAssignment, check_member
 from entitlements.errors import Conflict, InvalidInput
+from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime
 from entitlements.service.terms import count, terms_for_write
 
@@ -26,6 +27,7 @@ class Seats:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
 
+    @retries_lost_races
     def assign(
         self,
         owner: Owner,
@@ -66,6 +68,7 @@ class Seats:
             )
             return assignment
 
+    @retries_lost_races
     def unassign(
         self,
         owner: Owner,

@@ -17,7 +17,8 @@ from typing import Any
 
 import attrs
 
-from entitlements.domain.checks import check_key, parse_enum
+from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.checks import check_count, check_key, parse_enum
 from entitlements.domain.contracts.canonical import (
     canonical_body,
     canonical_json,
@@ -233,10 +234,28 @@ def _plan(value: object) -> str | None:
     return None if value is None else check_key(value, "plan_key")
 
 
+def _plan_version(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput("plan_version", "must be a plan version (1 or more)", value)
+    return value
+
+
+def _seats(value: object) -> int | None:
+    return None if value is None else check_count(value, "seats", maximum=10**7)
+
+
+def _cycle(value: object) -> BillingCycle | None:
+    if value is not None and not isinstance(value, BillingCycle):
+        raise InvalidInput("cycle", "must be a BillingCycle", value)
+    return value
+
+
 @attrs.frozen
 class Terms:
-    """The commercial terms a contract pins: converting from a completed contract uses
-    these, not whatever the plan says by then."""
+    """What is signed besides the body. With a plan, the plan's version, the seats and the
+    billing cycle are pinned too: conversion applies exactly these."""
 
     plan_key: str | None = attrs.field(default=None, converter=_plan)
     """The plan the customer signed for."""
@@ -246,10 +265,22 @@ class Terms:
     """The agreed price (with ``currency``)."""
     currency: str | None = attrs.field(default=None, converter=_currency)
     """The ISO 4217 code of ``amount``."""
+    plan_version: int | None = attrs.field(default=None, converter=_plan_version)
+    """The plan version signed for; conversion uses it, not the plan's latest."""
+    seats: int | None = attrs.field(default=None, converter=_seats)
+    """The seats signed for; conversion applies exactly these."""
+    cycle: BillingCycle | None = attrs.field(default=None, converter=_cycle)
+    """The billing cycle signed for."""
 
     def __attrs_post_init__(self) -> None:
         if (self.amount is None) != (self.currency is None):
             raise InvalidInput("currency", "an amount needs a currency, and a currency an amount")
+        if self.plan_key is None and (
+            self.plan_version is not None or self.seats is not None or self.cycle is not None
+        ):
+            raise InvalidInput(
+                "plan_key", "a plan version, seats or billing cycle need the plan they are for"
+            )
 
 
 def _title(value: object) -> str:
@@ -387,9 +418,24 @@ def terms_document(contract: Contract) -> dict[str, Any]:
         "term": terms.term,
         "amount": None if terms.amount is None else str(terms.amount),
         "currency": terms.currency,
+        # pinned terms enter the document only when set, so contracts issued before they
+        # existed keep their hashes
+        **{
+            k: v
+            for k, v in (
+                ("plan_version", terms.plan_version),
+                ("seats", terms.seats),
+                ("cycle", None if terms.cycle is None else _cycle_document(terms.cycle)),
+            )
+            if v is not None
+        },
         "sequential": contract.sequential,
         "signers": [
             {"id": s.id, "name": s.name, "email": s.email, "role": s.role, "order": s.order}
             for s in contract.signers
         ],
     }
+
+
+def _cycle_document(cycle: BillingCycle) -> dict[str, Any]:
+    return {"unit": cycle.unit.value, "every": cycle.every}
