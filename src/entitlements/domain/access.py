@@ -35,11 +35,17 @@ class Source(enum.StrEnum):
     """Where a decision came from, highest precedence first in `DEFAULT_PRECEDENCE`."""
 
     OVERRIDE = "override"
+    """A per-owner override."""
     ADDON = "addon"
+    """An add-on on the subscription."""
     PLAN = "plan"
+    """The subscription's plan version."""
     FALLBACK = "fallback"
+    """The policy's fallback plan."""
     STATUS_POLICY = "status_policy"
+    """The access the subscription status grants, which caps every other layer."""
     NONE = "none"
+    """Nothing: the feature or limit is unknown, or there is no plan at all."""
 
 
 DEFAULT_PRECEDENCE: tuple[Source, ...] = (Source.OVERRIDE, Source.ADDON, Source.PLAN)

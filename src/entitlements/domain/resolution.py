@@ -87,16 +87,27 @@ class Reason(enum.StrEnum):
     """Why a decision came out as it did. Small on purpose: hosts switch on it."""
 
     PLAN = "plan"
+    """The owner's plan version decided."""
     FALLBACK = "fallback"
+    """The fallback plan decided (no live subscription, or a status that falls back)."""
     OVERRIDE = "override"
+    """A staff override decided."""
     ADDON = "addon"
+    """An add-on granted the feature or raised the limit."""
     PURCHASED_SEATS = "purchased_seats"
+    """The seat limit is the number of seats bought, not the plan's."""
     DISABLED = "disabled"
+    """Listed but turned off, by the plan or by an override."""
     ACTION_RESTRICTED = "action_restricted"
+    """Granted, but not for the action asked (read-only reports, say)."""
     READ_ONLY = "read_only"
+    """The status allows reads only (suspended, past due after the grace period)."""
     STATUS = "status"
+    """The subscription status grants nothing."""
     NO_SUBSCRIPTION = "no_subscription"
+    """The owner has no subscription and there is no fallback plan."""
     UNKNOWN = "unknown"
+    """Nothing defines the feature or limit; checks fail closed."""
 
 
 def _when(at: datetime | None) -> str:
