@@ -31,6 +31,7 @@ from entitlements.domain.subscription import TRANSITIONS, Event, Subscription, S
 from entitlements.errors import (
     Busy,
     Conflict,
+    ConnectionLost,
     ContractNotCompleted,
     ContractNotFound,
     EntitlementsError,
@@ -53,6 +54,7 @@ from entitlements.errors import (
     StorageError,
     SubscriptionExists,
     SubscriptionNotFound,
+    UnknownLimit,
     UnknownPlan,
     UsageDenied,
 )
@@ -74,6 +76,7 @@ __all__ = [
     "Busy",
     "Combine",
     "Conflict",
+    "ConnectionLost",
     "ContractNotCompleted",
     "ContractNotFound",
     "CycleUnit",
@@ -120,6 +123,7 @@ __all__ = [
     "SubscriptionStatus",
     "SweepReport",
     "SystemClock",
+    "UnknownLimit",
     "UnknownPlan",
     "UsageDenied",
     "__version__",

@@ -211,7 +211,7 @@ def decide(snapshot: Snapshot, metric: str, counter: Counter, requested: int) ->
     """The decision for ``requested`` more units given what the counter holds."""
     explained = snapshot.explain_limit(metric)
     definition = explained.limit or Limit(0)
-    limit = snapshot.limit(metric)
+    limit = snapshot.limit(metric, 0)
     committed = counter.used + counter.reserved
     fits = limit is None or committed + requested <= limit
     decision = UsageDecision(

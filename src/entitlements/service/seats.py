@@ -52,7 +52,7 @@ class Seats:
             counted_under, after, _ = count(rt, tx, owner, pool, 1, snapshot)
             tx.uow.seats.add(assignment)
             tx.touch_usage(owner)
-            limit = counted_under.limit(pool)
+            limit = counted_under.limit(pool, 0)
             over = limit is not None and after.used > limit
             tx.record(
                 who,

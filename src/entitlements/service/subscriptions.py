@@ -561,7 +561,7 @@ class Subscriptions:
             found.extend(
                 o
                 for o in over_quota(will, usage)
-                if _caused_by_change(o, was.limit(o.metric), usage)
+                if _caused_by_change(o, was.limit(o.metric, 0), usage)
             )
             if not found:
                 return

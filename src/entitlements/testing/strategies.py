@@ -79,6 +79,8 @@ __all__ = [
 
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 
+_NAME_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 -_.&()éüßøłñ中文"
+
 
 def instants(start: datetime = EPOCH, days: int = 3650) -> st.SearchStrategy[datetime]:
     """Aware UTC datetimes (microseconds included) within ``days`` after ``start``."""
@@ -138,7 +140,7 @@ def plans(status: PlanStatus | None = None) -> st.SearchStrategy[Plan]:
     return st.builds(
         Plan,
         keys(),
-        st.text(min_size=1, max_size=30).filter(lambda s: bool(s.strip())),
+        st.text(_NAME_ALPHABET, min_size=1, max_size=30).filter(lambda s: bool(s.strip())),
         st.dictionaries(keys(), limits(), max_size=4),
         st.dictionaries(keys(), features(), max_size=4),
         st.one_of(st.none(), prices()),
