@@ -33,7 +33,9 @@ __all__ = [
     "check_optional_count",
     "check_optional_id",
     "check_optional_text",
+    "check_reason",
     "check_text",
+    "check_version",
     "parse_enum",
 ]
 
@@ -130,6 +132,16 @@ def check_text(
 
 def check_optional_text(value: object, field: str, *, max_length: int = 2000) -> str | None:
     return None if value is None else check_text(value, field, max_length=max_length)
+
+
+def check_reason(value: object) -> str | None:
+    """Why a change was made, kept with its audit event."""
+    return check_optional_text(value, "reason", max_length=2000)
+
+
+def check_version(value: object, field: str = "version") -> int | None:
+    """A plan version or a record revision the caller names (``None``: the latest)."""
+    return check_optional_count(value, field, minimum=0, maximum=MAX_COUNT)
 
 
 def check_instance(value: object, cls: type[T], field: str) -> T:

@@ -47,6 +47,10 @@ def given_utc(value: datetime, field: str) -> datetime:
     return in_range(utc(value, field), field)
 
 
+def optional_given_utc(value: datetime | None, field: str) -> datetime | None:
+    return None if value is None else given_utc(value, field)
+
+
 def optional_utc(value: datetime | None, field: str) -> datetime | None:
     return None if value is None else utc(value, field)
 

@@ -251,7 +251,7 @@ class Entitlements:
         if owner is None:
             self.runtime.cache.clear()
         else:
-            self.runtime.cache.invalidate([owner])
+            self.runtime.cache.invalidate([as_owner(owner)])
 
     # -- transactions and time -------------------------------------------------------
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from entitlements.domain.actor import Actor, as_actor
+from entitlements.domain.checks import check_key, check_reason
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import LimitKind
 from entitlements.domain.usage import FOREVER, SeatAssignment, check_member
@@ -36,6 +37,7 @@ class Seats:
     ) -> SeatAssignment:
         """Give ``member`` one of the owner's seats; refused past a hard seat limit."""
         owner, who, member = as_owner(owner), as_actor(actor), check_member(member)
+        pool, reason = check_key(pool, "pool"), check_reason(reason)
         rt = self._rt
         with rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, "seat.assign", owner, member)
@@ -75,6 +77,7 @@ class Seats:
         reason: str | None = None,
     ) -> SeatAssignment:
         owner, who, member = as_owner(owner), as_actor(actor), check_member(member)
+        pool, reason = check_key(pool, "pool"), check_reason(reason)
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, "seat.unassign", owner, member)
             removed = tx.uow.seats.remove(owner, pool, member)
@@ -91,6 +94,6 @@ class Seats:
             return removed
 
     def list(self, owner: Owner, pool: str = "seats") -> Sequence[SeatAssignment]:
-        owner = as_owner(owner)
+        owner, pool = as_owner(owner), check_key(pool, "pool")
         with self._rt.read(owner.tenant) as uow:
             return uow.seats.assigned(owner, pool)

@@ -17,8 +17,19 @@ import attrs
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.checks import (
+    MAX_COUNT,
+    check_bool,
+    check_instance,
+    check_key,
+    check_optional_count,
+    check_optional_id,
+    check_reason,
+    check_version,
+    parse_enum,
+)
 from entitlements.domain.due import as_of
-from entitlements.domain.instant import optional_utc
+from entitlements.domain.instant import optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Plan
 from entitlements.domain.plan_change import (
@@ -193,6 +204,10 @@ class Subscriptions:
         **details: Any,
     ) -> Subscription:
         owner, who = as_owner(owner), as_actor(actor)
+        plan_key, reason = check_key(plan_key, "plan_key"), check_reason(reason)
+        seats = check_optional_count(seats, "seats", maximum=MAX_COUNT)
+        if cycle is not None:
+            check_instance(cycle, BillingCycle, "cycle")
         unknown = set(details) - {"metadata", "notes", "external_id", "expires_at"}
         if unknown:
             raise InvalidInput("details", f"unknown field(s): {', '.join(sorted(unknown))}")
@@ -252,6 +267,11 @@ class Subscriptions:
         """Trial (or pending checkout) → active, optionally onto another plan and seat
         count; the first paid period starts now. ``contract_id`` links the subscription
         to the signed contract it came from (in its metadata)."""
+        if plan_key is not None:
+            check_key(plan_key, "plan_key")
+        if cycle is not None:
+            check_instance(cycle, BillingCycle, "cycle")
+        check_optional_id(contract_id, "contract_id", max_length=64)
 
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
             plan = self._target_plan(tx, current, plan_key)
@@ -287,6 +307,8 @@ class Subscriptions:
         If current usage would pass a new limit, ``if_over_quota`` decides: refuse
         (`OverQuotaRefused`, nothing changes) or apply. Either way the over-quota report
         is audited, and returned with the change."""
+        check_key(plan_key, "plan_key")
+        check_version(version)
 
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
             plan = self._target_plan(tx, current, plan_key, version)
@@ -384,6 +406,8 @@ class Subscriptions:
         reason: str | None = None,
         if_over_quota: OverQuotaPolicy = OverQuotaPolicy.REFUSE,
     ) -> SubscriptionChange:
+        check_key(key, "addon.key")
+
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
             if key not in {a.key for a in current.addons}:
                 raise InvalidInput("addon", f"{owner} has no add-on {key!r}", key)
@@ -411,6 +435,8 @@ class Subscriptions:
         """What moving to ``plan_key`` would do — features gained and lost, limits raised
         and lowered, limits current usage would pass — without changing anything."""
         owner = as_owner(owner)
+        check_key(plan_key, "plan_key")
+        check_version(version)
         at = self._rt.now(now)
         with self._rt.read(owner.tenant) as uow:
             current = uow.subscriptions.current(owner)
@@ -484,7 +510,9 @@ class Subscriptions:
         reason: str | None = None,
     ) -> Subscription:
         """End now, or (``at_period_end``) stay active until the period (or trial) ends."""
-        event = Event.SCHEDULE_CANCEL if at_period_end else Event.CANCEL
+        event = (
+            Event.SCHEDULE_CANCEL if check_bool(at_period_end, "at_period_end") else Event.CANCEL
+        )
         return self._apply(owner, event, actor, now, reason)
 
     def undo_cancel(
@@ -528,7 +556,7 @@ class Subscriptions:
         }
         changes: dict[str, Any] = {k: v for k, v in given.items() if v is not UNSET}
         if "expires_at" in changes:
-            changes["expires_at"] = optional_utc(changes["expires_at"], "expires_at")
+            changes["expires_at"] = optional_given_utc(changes["expires_at"], "expires_at")
         if not changes:
             raise InvalidInput(
                 "amend", "give at least one of notes, external_id, metadata, expires_at"
@@ -551,7 +579,7 @@ class Subscriptions:
         expected_revision: int | None = None,
     ) -> SubscriptionChange:
         """`_apply`, plus the over-quota check against current usage."""
-        policy = OverQuotaPolicy(if_over_quota)
+        policy = parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
         found: list[OverQuota] = []
 
         def check(tx: Transaction, before: Subscription, after: Subscription) -> None:
@@ -633,6 +661,8 @@ class Subscriptions:
         inspect: Any = None,
     ) -> Subscription:
         owner, who = as_owner(owner), as_actor(actor)
+        reason = check_reason(reason)
+        check_version(expected_revision, "expected_revision")
         name = f"subscription.{action or event.value}"
         with self._rt.transaction(owner.tenant, now) as tx:
             current = tx.uow.subscriptions.current(owner)
