@@ -19,6 +19,13 @@ import attrs
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from entitlements.domain.actor import Actor, as_actor
+from entitlements.domain.checks import (
+    check_bool,
+    check_id,
+    check_optional_id,
+    check_reason,
+    check_text,
+)
 from entitlements.domain.contracts.certificate import sign_certificate
 from entitlements.domain.contracts.checkpoint import Checkpoint, sign_checkpoint
 from entitlements.domain.contracts.contract import (
@@ -101,6 +108,11 @@ class Contracts:
         """Snapshot and hash the agreement and its terms. Changing terms later means voiding
         this contract and issuing a new one."""
         owner, who = as_owner(owner), as_actor(actor)
+        if isinstance(signers, str | bytes) or not isinstance(signers, Sequence):
+            raise InvalidInput(
+                "signers", "a contract needs a list of signers (SignerSpec)", signers
+            )
+        check_bool(sequential, "sequential")
         specs = list(signers)
         if not specs or not all(isinstance(s, SignerSpec) for s in specs):
             raise InvalidInput(
@@ -251,6 +263,7 @@ class Contracts:
         owner, who = as_owner(owner), as_actor(actor)
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidInput("reason", "say why the contract is voided", reason)
+        check_reason(reason)
         with self._rt.transaction(owner.tenant, now) as tx:
             contract = tx.uow.contracts.get(contract_id)
             self._check_owner(contract, owner)
@@ -366,6 +379,7 @@ class Contracts:
         (a data-subject request). The chain still verifies: it holds commitments only.
         Returns how many values were erased."""
         owner, who = as_owner(owner), as_actor(actor)
+        check_text(reason, "reason", max_length=2000, allow_empty=False)
         with self._rt.transaction(owner.tenant, now) as tx:
             contract = tx.uow.contracts.get(contract_id)
             self._check_owner(contract, owner)
@@ -441,6 +455,8 @@ class Contracts:
             or len(consent_version) > 100
         ):
             raise InvalidInput("consent_version", "name the version of the consent text")
+        check_text(consent_text, "consent_text", max_length=MAX_CONSENT_TEXT)
+        check_id(consent_version, "consent_version", max_length=100)
 
         def act(tx: Transaction, contract: Contract, signer: Signer) -> ContractEvent:
             after, changed = contract.after_signer(signer, "consent")
@@ -476,6 +492,8 @@ class Contracts:
             not isinstance(typed_name, str) or not typed_name.strip() or len(typed_name) > 200
         ):
             raise InvalidInput("typed_name", "must be the signer's name, 1 to 200 characters")
+        if typed_name is not None:
+            check_text(typed_name, "typed_name", max_length=200)
         content_type = drawing_type(drawing) if drawing is not None else None
 
         def act(tx: Transaction, contract: Contract, signer: Signer) -> Contract:
@@ -534,8 +552,7 @@ class Contracts:
         user_agent: str | None = None,
         now: datetime | None = None,
     ) -> Contract:
-        if reason is not None and (not isinstance(reason, str) or len(reason) > 2000):
-            raise InvalidInput("reason", "must be text of at most 2000 characters", reason)
+        check_reason(reason)
 
         def act(tx: Transaction, contract: Contract, signer: Signer) -> Contract:
             after, changed = contract.after_signer(signer, "decline")
@@ -604,7 +621,7 @@ class Contracts:
     def _as_signer(
         self, token: str, now: datetime | None, act: Callable[[Transaction, Contract, Signer], R]
     ) -> R:
-        if not isinstance(token, str) or not 20 <= len(token) <= 200:
+        if not isinstance(token, str) or not 20 <= len(token) <= 200 or not token.isascii():
             raise InvalidToken()
         token_hash = hash_token(token)
         with self._rt.read(None) as uow:
@@ -679,8 +696,7 @@ class Contracts:
         data: Mapping[str, Any] | None = None,
     ) -> ContractEvent:
         for field, value in (("ip", ip), ("user_agent", user_agent)):
-            if value is not None and (not isinstance(value, str) or len(value) > 1000):
-                raise InvalidInput(field, "must be text of at most 1000 characters", value)
+            check_optional_id(value, field, max_length=1000)
         event = self._event(
             tx,
             contract,
