@@ -11,6 +11,7 @@ store: only library errors come out; a refused call leaves the store exactly as 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -19,20 +20,29 @@ from typing import Any
 
 import attrs
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from entitlements import (
+    AccessPolicy,
+    Actor,
     AddOn,
+    BillingCycle,
     Entitlements,
     EntitlementsError,
+    Feature,
+    InvalidInput,
     Limit,
     ManualClock,
     NotAuthorized,
     OverQuotaRefused,
+    Override,
     Owner,
+    Plan,
     Price,
 )
+from entitlements.catalog import loads_catalog
 from entitlements.domain.contracts.contract import SignerSpec
 from entitlements.testing.contract import CATALOG, START
 
@@ -132,6 +142,7 @@ class Call:
 
 
 LATER = START + timedelta(days=10)
+SIGNING_KEY = Ed25519PrivateKey.generate()
 # refusals the library records in the audit trail on purpose (who tried what, and why not)
 AUDITED_REFUSALS = (NotAuthorized, OverQuotaRefused)
 ADDON = AddOn("extra-seats", limits={"seats": 2})
@@ -255,6 +266,15 @@ CALLS = [
     Call("billing.cancel", (ACME,), {"actor": "ann"}),
     Call("billing.ensure_deletable", (ACME,)),
     Call("billing.ensure_member_removable", (ACME, "bob")),
+    Call("claims_token", (ACME, SIGNING_KEY), {"ttl": timedelta(minutes=5), "audience": "api"}),
+    Call(
+        "plans.sync",
+        (loads_catalog('[plans.free]\nname = "Free"\nstatus = "active"\n'),),
+        {"actor": "ann"},
+    ),
+    Call("contracts.send", (ACME, "no-such-contract"), {"actor": "ann"}),
+    Call("contracts.events", (ACME, "no-such-contract")),
+    Call("catch_up", (0,)),
 ]
 
 
@@ -343,3 +363,110 @@ def test_hostile_arguments_are_refused_alike_on_every_store(all_stores) -> None:
     )
     problems = sorted(set(escapes)) + sorted(set(changed)) + disagreements
     assert not problems, "\n".join(problems[:60])
+
+
+# -- value constructors and the catalog loader ----------------------------------------
+
+
+@attrs.frozen
+class Build:
+    """A value constructor with valid arguments."""
+
+    make: Any
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def slots(self) -> list[int | str]:
+        return [*range(len(self.args)), *self.kwargs]
+
+
+BUILDS = [
+    Build(
+        Plan,
+        ("pro", "Pro"),
+        {
+            "limits": {"seats": Limit(5)},
+            "features": {"sso": True},
+            "price": Price("9.99", "EUR"),
+            "trial_days": 14,
+            "status": "active",
+            "owner_kinds": frozenset({"organization"}),
+        },
+    ),
+    Build(Limit, (5,), {"unit": "seats", "kind": "seats", "enforcement": "soft", "combine": "max"}),
+    Build(Price, ("9.99", "EUR"), {"cycle": BillingCycle.annual()}),
+    Build(Feature, (True,), {"actions": frozenset({"read"})}),
+    Build(AddOn, ("extra",), {"limits": {"seats": 2}, "features": {"sso": True}, "quantity": 2}),
+    Build(AddOn, ("season",), {"ends_at": LATER}),
+    Build(Owner, ("organization", "acme"), {"tenant": "t1"}),
+    Build(Owner.parse, ("t1/organization:acme",)),
+    Build(Actor, ("ann",), {"kind": "member", "permissions": frozenset({"subscriptions.manage"})}),
+    Build(BillingCycle, ("month", 3)),
+    Build(SignerSpec, ("Ann Signer", "ann@example.com"), {"role": "CEO", "order": 1}),
+    Build(AccessPolicy, (), {"fallback_plan": "free", "past_due_grace": timedelta(days=3)}),
+    Build(
+        Override.feature,
+        (ACME, "sso"),
+        {"enabled": True, "reason": "deal", "actor": "staff:ann", "at": START},
+    ),
+    Build(
+        Override.limit,
+        (ACME, "seats"),
+        {"value": 9, "reason": "deal", "actor": "staff:ann", "at": START, "expires_at": LATER},
+    ),
+    Build(
+        loads_catalog, ('[plans.pro]\nname = "Pro"\nlimits = { seats = 5 }\n',), {"format": "toml"}
+    ),
+    Build(loads_catalog, ('{"plans": {"pro": {"name": "Pro"}}}',), {"format": "json"}),
+]
+
+documents = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_value_constructors_refuse_hostile_arguments_with_library_errors(data) -> None:
+    build = data.draw(st.sampled_from(BUILDS), label="build")
+    slots = data.draw(
+        st.lists(st.sampled_from(build.slots), min_size=1, max_size=2, unique=True), label="slots"
+    )
+    values = {slot: data.draw(hostile, label=f"slot {slot}") for slot in slots}
+    args = tuple(values.get(i, a) for i, a in enumerate(build.args))
+    kwargs = {k: values.get(k, v) for k, v in build.kwargs.items()}
+    with contextlib.suppress(EntitlementsError):
+        build.make(*args, **kwargs)
+
+
+@settings(max_examples=150, deadline=None)
+@given(documents, st.sampled_from(["json", "toml"]))
+def test_the_catalog_loader_refuses_any_document_with_library_errors(document, format) -> None:
+    import json
+
+    text = json.dumps({"plans": {"pro": document}} if format == "json" else document)
+    with contextlib.suppress(EntitlementsError):
+        loads_catalog(text, format)
+
+
+def test_the_issue_examples_are_refused_naming_the_field(all_stores) -> None:
+    with pytest.raises(InvalidInput) as kinds:
+        Plan("org", "Org", owner_kinds="organization")
+    assert kinds.value.field == "owner_kinds"
+    with pytest.raises(InvalidInput) as price:
+        Plan("org", "Org", price=9.99)
+    assert price.value.field == "plan.price"
+    for kind, ents in all_stores.items():
+        with pytest.raises(InvalidInput) as feature:
+            ents.allows(ACME, ["sso"])
+        assert feature.value.field == "feature", kind
+        with pytest.raises(InvalidInput) as cycle:
+            ents.subscriptions.subscribe(NEWCO, "growth", actor="ann", cycle="monthly")
+        assert cycle.value.field == "cycle", kind
+        with pytest.raises(InvalidInput) as key:
+            ents.subscriptions.subscribe(NEWCO, ["growth"], actor="ann")
+        assert key.value.field == "plan_key", kind
+        assert ents.subscriptions.find(NEWCO) is None, kind

@@ -22,6 +22,7 @@ from entitlements.domain.billing import (
     ProviderSubscription,
     path_to,
 )
+from entitlements.domain.checks import MAX_COUNT, check_key, check_optional_count, parse_enum
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.subscription import Event, Subscription, SubscriptionStatus
 from entitlements.domain.usage import OverQuotaPolicy
@@ -85,6 +86,9 @@ class Billing:
         stays where it is — or pending, if it had nothing — until the provider confirms).
         Past-due owners may not change their own plan until billing is resolved."""
         owner, who = as_owner(owner), as_actor(actor)
+        plan_key = check_key(plan_key, "plan_key")
+        check_optional_count(seats, "seats", maximum=MAX_COUNT)
+        parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, "billing.assign_plan", owner, plan_key)
             plan = tx.uow.plans.get(plan_key)

@@ -78,6 +78,10 @@ class SigningView:
     may_sign_now: bool
 
 
+def _contract_id(value: object) -> str:
+    return check_id(value, "contract_id", max_length=64)
+
+
 def _target(contract_id: str) -> str:
     return f"contract:{contract_id}"
 
@@ -179,7 +183,7 @@ class Contracts:
         the clear tokens exist. Build the links from them; store nothing."""
         owner, who = as_owner(owner), as_actor(actor)
         with self._rt.transaction(owner.tenant, now) as tx:
-            contract = tx.uow.contracts.get(contract_id)
+            contract = tx.uow.contracts.get(_contract_id(contract_id))
             self._check_owner(contract, owner)
             contract.check("send")
             tokens: dict[str, str] = {}
@@ -215,7 +219,7 @@ class Contracts:
         """A new link for one signer; the old one stops working."""
         owner, who = as_owner(owner), as_actor(actor)
         with self._rt.transaction(owner.tenant, now) as tx:
-            contract = tx.uow.contracts.get(contract_id)
+            contract = tx.uow.contracts.get(_contract_id(contract_id))
             self._check_owner(contract, owner)
             contract.check("resend")
             signer = contract.signer(signer_id)
@@ -265,7 +269,7 @@ class Contracts:
             raise InvalidInput("reason", "say why the contract is voided", reason)
         check_reason(reason)
         with self._rt.transaction(owner.tenant, now) as tx:
-            contract = tx.uow.contracts.get(contract_id)
+            contract = tx.uow.contracts.get(_contract_id(contract_id))
             self._check_owner(contract, owner)
             status = contract.check("void")
             stored = tx.uow.contracts.update(
@@ -282,7 +286,7 @@ class Contracts:
         expired = []
         for contract_id in due:
             with self._rt.transaction(tenant, now) as tx:
-                contract = tx.uow.contracts.get(contract_id)
+                contract = tx.uow.contracts.get(_contract_id(contract_id))
                 if contract.is_closed:
                     continue
                 stored = tx.uow.contracts.update(
@@ -306,7 +310,7 @@ class Contracts:
     def get(self, owner: Owner, contract_id: str) -> Contract:
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
-            contract = uow.contracts.get(contract_id)
+            contract = uow.contracts.get(_contract_id(contract_id))
             self._check_owner(contract, owner)
             return contract
 
@@ -318,7 +322,7 @@ class Contracts:
     def events(self, owner: Owner, contract_id: str) -> Sequence[ContractEvent]:
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
-            self._check_owner(uow.contracts.get(contract_id), owner)
+            self._check_owner(uow.contracts.get(_contract_id(contract_id)), owner)
             return uow.contracts.events(contract_id)
 
     def evidence(
@@ -327,7 +331,7 @@ class Contracts:
         """The evidence document (`verify.verify_evidence` checks it, anywhere)."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
-            contract = uow.contracts.get(contract_id)
+            contract = uow.contracts.get(_contract_id(contract_id))
             self._check_owner(contract, owner)
             return self._evidence(uow, contract, checkpoint)
 
@@ -345,7 +349,7 @@ class Contracts:
         owner = as_owner(owner)
         at = self._rt.now(now)
         with self._rt.read(owner.tenant) as uow:
-            self._check_owner(uow.contracts.get(contract_id), owner)
+            self._check_owner(uow.contracts.get(_contract_id(contract_id)), owner)
             return sign_checkpoint(contract_id, list(uow.contracts.events(contract_id)), key, at)
 
     def certificate(
@@ -363,7 +367,7 @@ class Contracts:
         """A drawn signature: (content type, image bytes)."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
-            self._check_owner(uow.contracts.get(contract_id), owner)
+            self._check_owner(uow.contracts.get(_contract_id(contract_id)), owner)
             return uow.contracts.attachment(contract_id, digest)
 
     def erase_personal_data(
@@ -381,7 +385,7 @@ class Contracts:
         owner, who = as_owner(owner), as_actor(actor)
         check_text(reason, "reason", max_length=2000, allow_empty=False)
         with self._rt.transaction(owner.tenant, now) as tx:
-            contract = tx.uow.contracts.get(contract_id)
+            contract = tx.uow.contracts.get(_contract_id(contract_id))
             self._check_owner(contract, owner)
             document = self._evidence(tx.uow, contract, None)
             commitments = [
@@ -586,7 +590,7 @@ class Contracts:
         contract and audited. Refused, with nothing changed, otherwise."""
         owner, who = as_owner(owner), as_actor(actor)
         with self._rt.transaction(owner.tenant, now) as tx:
-            contract = tx.uow.contracts.get(contract_id)
+            contract = tx.uow.contracts.get(_contract_id(contract_id))
             self._check_owner(contract, owner)
             if contract.status is not ContractStatus.COMPLETED:
                 raise ContractNotCompleted(contract_id, contract.status.value)
@@ -630,7 +634,7 @@ class Contracts:
             raise InvalidToken()
         tenant, contract_id, signer_id = located
         with self._rt.transaction(tenant, now) as tx:
-            contract = tx.uow.contracts.get(contract_id)
+            contract = tx.uow.contracts.get(_contract_id(contract_id))
             signer = contract.signer(signer_id)
             if (
                 contract.is_closed
