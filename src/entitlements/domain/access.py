@@ -91,5 +91,7 @@ class AccessPolicy:
     precedence: tuple[Source, ...] = attrs.field(default=DEFAULT_PRECEDENCE, converter=_precedence)
 
     def __attrs_post_init__(self) -> None:
+        if not isinstance(self.past_due_grace, timedelta):
+            raise InvalidInput("past_due_grace", "must be a timedelta", self.past_due_grace)
         if self.past_due_grace < timedelta(0):
             raise InvalidInput("past_due_grace", "must not be negative", self.past_due_grace)
