@@ -15,6 +15,7 @@ from datetime import timedelta
 import attrs
 
 from entitlements.domain.checks import check_key, parse_enum
+from entitlements.domain.frozen import FrozenDict
 from entitlements.domain.subscription import SubscriptionStatus
 from entitlements.errors import InvalidInput
 
@@ -58,13 +59,15 @@ def _access(value: object) -> Access:
     return parse_enum(Access, value, "after_grace")
 
 
-def _by_status(value: Mapping[SubscriptionStatus, Access]) -> dict[SubscriptionStatus, Access]:
+def _by_status(value: Mapping[SubscriptionStatus, Access]) -> Mapping[SubscriptionStatus, Access]:
+    if not isinstance(value, Mapping):
+        raise InvalidInput("by_status", "must map subscription statuses to access", value)
     merged = dict(DEFAULT_ACCESS)
     for status, access in dict(value).items():
         merged[parse_enum(SubscriptionStatus, status, "by_status")] = parse_enum(
             Access, access, "by_status"
         )
-    return merged
+    return FrozenDict(merged)
 
 
 def _precedence(value: tuple[Source, ...]) -> tuple[Source, ...]:
