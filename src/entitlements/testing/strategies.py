@@ -372,8 +372,8 @@ def contracts(draw: st.DrawFn, stage: ContractStatus | None = None) -> Contract:
     contract = Contract(
         id=draw(st.uuids()).hex,
         owner=draw(owners()),
-        title=draw(st.text(min_size=1, max_size=40).filter(str.strip)),
-        body=draw(st.text(min_size=1, max_size=200).filter(str.strip)),
+        title=draw(st.text(_NAME_ALPHABET, min_size=1, max_size=40).filter(str.strip)),
+        body=draw(st.text(_NAME_ALPHABET + "\n\t", min_size=1, max_size=200).filter(str.strip)),
         terms=Terms(),
         signers=signers,
         sequential=draw(st.booleans()),
