@@ -90,7 +90,7 @@ def test_seed_003_subscribe_upgrade_downgrade_cancel_at_period_end():
     provider.deliver(ents)
     sub = ents.subscriptions.get(WORKSPACE)
     assert (sub.status, sub.plan_key) == (SubscriptionStatus.ACTIVE, "growth")
-    assert sub.metadata["plan_manager"] == "alice"
+    assert sub.plan_manager == "alice"
     assert ents.allows(WORKSPACE, "premium")
 
     upgrade = ents.billing.assign_plan(WORKSPACE, "enterprise", actor=ALICE)

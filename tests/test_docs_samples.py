@@ -31,3 +31,32 @@ def test_code_samples_run(page, tmp_path, monkeypatch):
 
 def test_there_are_samples_to_run():
     assert sum(len(samples(p)) for p in PAGES) >= 5
+
+
+FIRST_SCRIPT_CALLS = (
+    "subscriptions.start_trial(",
+    "contracts.issue(",
+    "typed_name=",
+    "drawing=",
+    "contracts.convert(",
+    "overrides.set_feature(",
+    "enabled=",
+    "usage.consume(",
+    "LimitExceeded",
+    "audit.for_owner(",
+)
+
+
+def test_the_first_script_walks_the_whole_newcomer_path():
+    """A newcomer writes the first script from the docs alone: every call it needs is in
+    a sample that runs (above), on the page the home page sends them to."""
+    code = "\n".join(samples(ROOT / "docs" / "first-script.md"))
+    assert [call for call in FIRST_SCRIPT_CALLS if call not in code] == []
+
+
+def test_install_instructions_install_this_project():
+    """Until the project is published, ``pip install entitlements`` installs someone
+    else's package; every install line installs from the checkout."""
+    wrong = re.compile(r"pip install\s+['\"]?entitlements\b")
+    offenders = [str(p.relative_to(ROOT)) for p in PAGES if wrong.search(p.read_text("utf-8"))]
+    assert offenders == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -9,6 +11,7 @@ from alembic.migration import MigrationContext
 
 from conftest import server_url
 from entitlements.adapters.sql import metadata, migrations
+from entitlements.adapters.sql.types import JSONDocument, UtcDateTime
 
 
 def engine_for(kind: str, tmp_path) -> sa.Engine:
@@ -48,3 +51,83 @@ def test_the_declared_head_is_alembics_head():
     from alembic.script import ScriptDirectory
 
     assert ScriptDirectory.from_config(migrations.config()).get_current_head() == migrations.HEAD
+
+
+def _table(name: str, *columns: str, **typed) -> sa.TableClause:
+    return sa.table(
+        name, *(sa.column(c) for c in columns), *(sa.column(c, t) for c, t in typed.items())
+    )
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_0007_moves_the_plan_manager_out_of_metadata_and_back(kind, tmp_path, server_stores):
+    if kind != "sqlite":
+        server_stores(kind)
+    engine = engine_for(kind, tmp_path)
+    plans = _table(
+        "ent_plans", "key", "name", "status", "latest_version", "revision", owner_kinds=JSONDocument
+    )
+    columns = ("id", "tenant", "owner_kind", "owner_id", "plan_key", "plan_version", "status")
+    columns += ("cancel_at_period_end", "notes", "revision")
+    rows = _table(
+        "ent_subscriptions",
+        *columns,
+        metadata=JSONDocument,
+        addons=JSONDocument,
+        created_at=UtcDateTime,
+        updated_at=UtcDateTime,
+    )
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        with engine.begin() as connection:
+            migrations.downgrade(connection, "base")
+            migrations.upgrade(connection, "0006")
+            connection.execute(
+                plans.insert(),
+                {
+                    "key": "growth",
+                    "name": "Growth",
+                    "status": "active",
+                    "owner_kinds": [],
+                    "latest_version": 1,
+                    "revision": 1,
+                },
+            )
+            for index, meta in enumerate(({"plan_manager": "alice", "crm": "7"}, {"crm": "8"})):
+                connection.execute(
+                    rows.insert(),
+                    {
+                        "id": f"s{index}",
+                        "tenant": "",
+                        "owner_kind": "workspace",
+                        "owner_id": f"w{index}",
+                        "plan_key": "growth",
+                        "plan_version": 1,
+                        "status": "active",
+                        "created_at": at,
+                        "updated_at": at,
+                        "cancel_at_period_end": False,
+                        "notes": "",
+                        "addons": [],
+                        "revision": 1,
+                        "metadata": meta,
+                    },
+                )
+            migrations.upgrade(connection)
+            moved = _table("ent_subscriptions", "id", "plan_manager", metadata=JSONDocument)
+            found = connection.execute(sa.select(moved).order_by(moved.c.id)).all()
+            assert [(r.plan_manager, r.metadata) for r in found] == [
+                ("alice", {"crm": "7"}),
+                (None, {"crm": "8"}),
+            ]
+            migrations.downgrade(connection, "0006")
+            back = _table("ent_subscriptions", "id", metadata=JSONDocument)
+            found = connection.execute(sa.select(back).order_by(back.c.id)).all()
+            assert [r.metadata for r in found] == [
+                {"plan_manager": "alice", "crm": "7"},
+                {"crm": "8"},
+            ]
+            migrations.downgrade(connection, "base")
+            migrations.upgrade(connection)
+    finally:
+        engine.dispose()

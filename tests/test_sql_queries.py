@@ -1,13 +1,25 @@
-"""Cold resolution costs a constant number of statements, whatever else is stored."""
+"""Statement budgets: cold resolution costs a constant number of statements, whatever
+else is stored; writes stay within theirs (consume three, a batch the same whatever its
+size, plan changes and trials their own), with no savepoint."""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from sqlalchemy import event
 
-from entitlements import AccessPolicy, Entitlements, Owner, Plan
+from entitlements import (
+    AccessPolicy,
+    Entitlements,
+    Limit,
+    LimitExceeded,
+    LimitKind,
+    Owner,
+    Plan,
+    UsageEvent,
+)
 from entitlements.adapters.sql import tables
 
 ACME = Owner("organization", "acme")
@@ -88,3 +100,109 @@ def test_every_lookup_path_has_an_index():
     for table, paths in lookups.items():
         for path in paths:
             assert any(index[: len(path)] == path for index in indexed[table]), (table, path)
+
+
+# -- write budgets ------------------------------------------------------------------------
+
+METERED = Plan(
+    "metered",
+    "Metered",
+    limits={"api_calls": Limit(10**9, kind=LimitKind.METERED), "projects": Limit(50)},
+    status="active",
+)
+BIGGER = Plan(
+    "bigger",
+    "Bigger",
+    limits={"api_calls": Limit(2 * 10**9, kind=LimitKind.METERED), "projects": Limit(100)},
+    status="active",
+)
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
+
+
+def data_statements(statements: list[str]) -> list[str]:
+    """What a write sends besides starting and ending its transaction (SQLite's BEGIN
+    IMMEDIATE is sent as a statement; the servers' are not)."""
+    assert not [s for s in statements if "SAVEPOINT" in s.upper()], statements
+    return [s for s in statements if not s.lstrip().upper().startswith(TRANSACTION_CONTROL)]
+
+
+def metered(kind, make_store) -> tuple[Any, Entitlements]:
+    store = make_store(kind)
+    ents = Entitlements(store)
+    ents.plans.define(METERED, actor="staff")
+    ents.plans.define(BIGGER, actor="staff")
+    ents.subscriptions.subscribe(ACME, "metered", actor="staff")
+    ents.usage.consume(ACME, "api_calls", 1, key="first")
+    return store, ents
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_consume_is_at_most_three_statements_retry_or_not(kind, make_store):
+    store, ents = metered(kind, make_store)
+    for i in range(3):
+        with counted(store.engine) as statements:
+            decision = ents.usage.consume(ACME, "api_calls", 2, key=f"req-{i}")
+        assert (decision.allowed, decision.duplicate) == (True, False)
+        assert len(data_statements(statements)) <= 3, statements
+    with counted(store.engine) as statements:
+        again = ents.usage.consume(ACME, "api_calls", 2, key="req-2")
+    assert (again.duplicate, again.used) == (True, decision.used)
+    assert len(data_statements(statements)) <= 3, statements
+    with counted(store.engine) as statements:
+        ents.usage.consume(ACME, "api_calls", 1)
+    assert len(data_statements(statements)) <= 3, statements
+    assert ents.usage.total(ACME, "api_calls") == 8
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_a_consumption_with_stale_terms_is_refused_by_the_database(kind, make_store):
+    """Another process lowers the limit; this one's cached terms still say a billion.
+    The counter row carries the terms revision, so the conditional UPDATE refuses the
+    guess and the call decides again under the lock."""
+    store, ents = metered(kind, make_store)
+    other = Entitlements(store)
+    ents.usage.consume(ACME, "api_calls", 1, key="warm")
+    stale = ents.runtime.cache.snapshots[ACME]
+    tiny = Plan(
+        "tiny",
+        "Tiny",
+        limits={"api_calls": Limit(5, kind=LimitKind.METERED), "projects": Limit(50)},
+        status="active",
+    )
+    other.plans.define(tiny, actor="staff")
+    other.subscriptions.change_plan(ACME, "tiny", actor="staff", if_over_quota="allow")
+    cache = ents.runtime.cache
+    cache.put(stale, cache.generation)  # as if the change feed had not reached us yet
+    assert cache.snapshots[ACME].limit("api_calls") == 10**9
+    with pytest.raises(LimitExceeded):
+        ents.usage.consume(ACME, "api_calls", 10, key="too-much")
+    assert ents.usage.total(ACME, "api_calls") == 2
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_a_batch_costs_the_same_statements_whatever_its_size(kind, make_store):
+    store, ents = metered(kind, make_store)
+
+    def cost(size: int, tag: str) -> int:
+        events = [UsageEvent(ACME, "api_calls", 1, key=f"{tag}-{i}") for i in range(size)]
+        with counted(store.engine) as statements:
+            results = ents.usage.consume_many(events)
+        assert all(r.accepted for r in results)
+        return len(data_statements(statements))
+
+    small, large = cost(10, "small"), cost(1000, "large")
+    assert small == large <= 5, "existing keys, locked counters, ledger rows, counter, feed"
+    assert ents.usage.total(ACME, "api_calls") == 1011
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_plan_changes_and_trials_stay_within_their_statement_budgets(kind, make_store):
+    store, ents = metered(kind, make_store)
+    ents.usage.consume(ACME, "projects", 3)
+    budgets = {"change_plan": 11, "start_trial": 7}  # issue 14 asks 6 and 3: not there yet
+    with counted(store.engine) as statements:
+        ents.subscriptions.change_plan(ACME, "bigger", actor="staff")
+    assert len(data_statements(statements)) <= budgets["change_plan"], statements
+    with counted(store.engine) as statements:
+        ents.subscriptions.start_trial(Owner("organization", "newcomer"), "metered", actor="staff")
+    assert len(data_statements(statements)) <= budgets["start_trial"], statements

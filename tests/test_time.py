@@ -301,3 +301,18 @@ def test_answers_at_any_time_do_not_depend_on_the_sweep(kind, make_store, ops, l
 @given(ops=st.lists(step, max_size=15), later=st.integers(0, 120 * 24))
 def test_answers_at_any_time_do_not_depend_on_the_sweep_on_servers(kind, make_store, ops, later):
     check_answers_follow_time(make_store(kind), ops, later)
+
+
+def test_a_plan_change_does_not_count_reservations_that_ran_out(setup):
+    ents, clock, _ = setup
+    for key, cap in (("big", 10), ("small", 5)):
+        ents.plans.define(
+            Plan(key, key, limits={"jobs": Limit(cap, kind=LimitKind.METERED)}, status="active"),
+            actor="staff",
+        )
+    ents.subscriptions.subscribe(ACME, "big", actor="staff")
+    ents.usage.reserve(ACME, "jobs", 8, ttl=timedelta(minutes=5))
+    clock.advance(minutes=6)  # no sweep: the reservation ran out all the same
+    change = ents.subscriptions.change_plan(ACME, "small", actor="staff")
+    assert change.over_quota == ()
+    assert ents.subscriptions.get(ACME).plan_key == "small"

@@ -5,35 +5,20 @@ Start with `Entitlements` over a store (`MemoryStore`, or `SqlStore` for product
 define `Plan`s, put an `Owner` on a trial, and ask ``allows(owner, feature)``.
 """
 
-from entitlements.adapters.memory import MemoryStore
-from entitlements.clock import ManualClock, SystemClock
-from entitlements.domain.access import Access, AccessPolicy, Source
-from entitlements.domain.actor import Actor, ActorKind
-from entitlements.domain.addon import AddOn
-from entitlements.domain.audit import AuditEvent
-from entitlements.domain.billing_cycle import BillingCycle, CycleUnit
-from entitlements.domain.instant import Period
-from entitlements.domain.override import Override, OverrideKind
-from entitlements.domain.owner import Owner
-from entitlements.domain.plan import (
-    Action,
-    Combine,
-    Enforcement,
-    Feature,
-    Limit,
-    LimitKind,
-    Plan,
-    PlanStatus,
-    Price,
-)
-from entitlements.domain.resolution import Decision, Reason, Snapshot, resolve
-from entitlements.domain.subscription import TRANSITIONS, Event, Subscription, SubscriptionStatus
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from entitlements.errors import (
     Busy,
     Conflict,
     ConnectionLost,
+    ContractAlreadyConverted,
     ContractNotCompleted,
     ContractNotFound,
+    ContractPending,
+    ContractTermsMismatch,
     EntitlementsError,
     EvidenceBroken,
     FeedUnavailable,
@@ -50,6 +35,7 @@ from entitlements.errors import (
     PlanExists,
     PlanNotAssignable,
     PlanRetired,
+    ProviderUnreachable,
     StaleWrite,
     StorageError,
     SubscriptionExists,
@@ -58,10 +44,102 @@ from entitlements.errors import (
     UnknownPlan,
     UsageDenied,
 )
-from entitlements.service.entitlements import Entitlements
-from entitlements.service.sweep import SweepReport
+
+if TYPE_CHECKING:
+    from entitlements.adapters.memory import MemoryStore
+    from entitlements.clock import ManualClock, SystemClock
+    from entitlements.domain.access import Access, AccessPolicy, Source
+    from entitlements.domain.actor import Actor, ActorKind
+    from entitlements.domain.addon import AddOn
+    from entitlements.domain.audit import AuditEvent
+    from entitlements.domain.billing_cycle import BillingCycle, CycleUnit
+    from entitlements.domain.ingestion import UsageEvent, UsageOutcome, UsageResult
+    from entitlements.domain.instant import Period
+    from entitlements.domain.override import Override, OverrideKind
+    from entitlements.domain.owner import Owner
+    from entitlements.domain.plan import (
+        Action,
+        Combine,
+        Enforcement,
+        Feature,
+        Limit,
+        LimitKind,
+        Plan,
+        PlanStatus,
+        Price,
+    )
+    from entitlements.domain.resolution import Decision, Reason, Snapshot, resolve
+    from entitlements.domain.subscription import (
+        TRANSITIONS,
+        Event,
+        Subscription,
+        SubscriptionStatus,
+    )
+    from entitlements.service.coherence import WhenUnreachable
+    from entitlements.service.entitlements import Entitlements
+    from entitlements.service.sweep import SweepFailure, SweepReport
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "MemoryStore": "entitlements.adapters.memory",
+    "ManualClock": "entitlements.clock",
+    "SystemClock": "entitlements.clock",
+    "Access": "entitlements.domain.access",
+    "AccessPolicy": "entitlements.domain.access",
+    "Source": "entitlements.domain.access",
+    "Actor": "entitlements.domain.actor",
+    "ActorKind": "entitlements.domain.actor",
+    "AddOn": "entitlements.domain.addon",
+    "AuditEvent": "entitlements.domain.audit",
+    "BillingCycle": "entitlements.domain.billing_cycle",
+    "CycleUnit": "entitlements.domain.billing_cycle",
+    "UsageEvent": "entitlements.domain.ingestion",
+    "UsageOutcome": "entitlements.domain.ingestion",
+    "UsageResult": "entitlements.domain.ingestion",
+    "Period": "entitlements.domain.instant",
+    "Override": "entitlements.domain.override",
+    "OverrideKind": "entitlements.domain.override",
+    "Owner": "entitlements.domain.owner",
+    "Action": "entitlements.domain.plan",
+    "Combine": "entitlements.domain.plan",
+    "Enforcement": "entitlements.domain.plan",
+    "Feature": "entitlements.domain.plan",
+    "Limit": "entitlements.domain.plan",
+    "LimitKind": "entitlements.domain.plan",
+    "Plan": "entitlements.domain.plan",
+    "PlanStatus": "entitlements.domain.plan",
+    "Price": "entitlements.domain.plan",
+    "Decision": "entitlements.domain.resolution",
+    "Reason": "entitlements.domain.resolution",
+    "Snapshot": "entitlements.domain.resolution",
+    "resolve": "entitlements.domain.resolution",
+    "TRANSITIONS": "entitlements.domain.subscription",
+    "Event": "entitlements.domain.subscription",
+    "Subscription": "entitlements.domain.subscription",
+    "SubscriptionStatus": "entitlements.domain.subscription",
+    "WhenUnreachable": "entitlements.service.coherence",
+    "Entitlements": "entitlements.service.entitlements",
+    "SweepFailure": "entitlements.service.sweep",
+    "SweepReport": "entitlements.service.sweep",
+}
+"""Where each name lives: loaded on first use, so that ``import entitlements`` stays cheap
+(a command line's ``--help``, a web worker's fork) and pays for SQL, contracts or billing
+only when they are touched."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'entitlements' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "TRANSITIONS",
@@ -77,8 +155,11 @@ __all__ = [
     "Combine",
     "Conflict",
     "ConnectionLost",
+    "ContractAlreadyConverted",
     "ContractNotCompleted",
     "ContractNotFound",
+    "ContractPending",
+    "ContractTermsMismatch",
     "CycleUnit",
     "Decision",
     "Enforcement",
@@ -112,6 +193,7 @@ __all__ = [
     "PlanRetired",
     "PlanStatus",
     "Price",
+    "ProviderUnreachable",
     "Reason",
     "Snapshot",
     "Source",
@@ -121,11 +203,16 @@ __all__ = [
     "SubscriptionExists",
     "SubscriptionNotFound",
     "SubscriptionStatus",
+    "SweepFailure",
     "SweepReport",
     "SystemClock",
     "UnknownLimit",
     "UnknownPlan",
     "UsageDenied",
+    "UsageEvent",
+    "UsageOutcome",
+    "UsageResult",
+    "WhenUnreachable",
     "__version__",
     "resolve",
 ]

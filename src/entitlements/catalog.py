@@ -59,7 +59,10 @@ class CatalogError(InvalidInput):
 
 @attrs.frozen
 class Catalog:
+    """Plans read from a catalog file, to ``sync`` into the store."""
+
     plans: tuple[Plan, ...]
+    """The plans, in file order."""
 
     def __attrs_post_init__(self) -> None:
         keys = [p.key for p in self.plans]
@@ -67,6 +70,7 @@ class Catalog:
             raise InvalidInput("plans", "a plan key appears twice in the catalog", keys)
 
     def plan(self, key: str) -> Plan:
+        """The plan ``key`` of the file (`InvalidInput` if it has none)."""
         for plan in self.plans:
             if plan.key == key:
                 return plan

@@ -18,8 +18,11 @@ __all__ = [
     "Busy",
     "Conflict",
     "ConnectionLost",
+    "ContractAlreadyConverted",
     "ContractNotCompleted",
     "ContractNotFound",
+    "ContractPending",
+    "ContractTermsMismatch",
     "EntitlementsError",
     "EvidenceBroken",
     "FeedUnavailable",
@@ -39,6 +42,7 @@ __all__ = [
     "PlanManagerProtected",
     "PlanNotAssignable",
     "PlanRetired",
+    "ProviderUnreachable",
     "StaleWrite",
     "StorageError",
     "SubscriptionExists",
@@ -61,9 +65,13 @@ class EntitlementsError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        """The sentence for the staff member who reads it; ``str(error)`` is the same."""
 
     def __str__(self) -> str:
         return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
 
 
 class InvalidInput(EntitlementsError, ValueError):
@@ -72,7 +80,10 @@ class InvalidInput(EntitlementsError, ValueError):
     def __init__(self, field: str, message: str, value: Any = None) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        """The argument or field at fault, as the caller named it (``expires_at``,
+        ``limits.seats``)."""
         self.value = value
+        """The value refused, for logs (``None`` when it is not worth repeating)."""
 
 
 class NaiveDatetime(InvalidInput):
@@ -92,17 +103,26 @@ class NotFound(EntitlementsError, LookupError):
 
 
 class UnknownPlan(NotFound):
+    """No plan with that key (or that version) is stored; the CLI and ``sync`` say which
+    keys exist."""
+
     def __init__(self, key: str, version: int | None = None) -> None:
         what = f"plan {key!r}" if version is None else f"plan {key!r} version {version}"
         super().__init__(f"{what} does not exist")
         self.key = key
+        """The plan key asked for."""
         self.version = version
+        """The version asked for (``None``: the latest)."""
 
 
 class SubscriptionNotFound(NotFound):
+    """The owner has no subscription (or none it could act on); start a trial or subscribe
+    first."""
+
     def __init__(self, owner: object) -> None:
         super().__init__(f"{owner} has no subscription")
         self.owner = owner
+        """The owner without a subscription."""
 
 
 class UnknownLimit(NotFound):
@@ -118,10 +138,14 @@ class UnknownLimit(NotFound):
 
 
 class OverrideNotFound(NotFound):
+    """The owner has no override of that feature or limit to remove."""
+
     def __init__(self, owner: object, target: str) -> None:
         super().__init__(f"{owner} has no override for {target!r}")
         self.owner = owner
+        """The owner asked about."""
         self.target = target
+        """Which override was asked for (``feature:sso``, ``limit:seats``)."""
 
 
 class Conflict(EntitlementsError):
@@ -137,14 +161,21 @@ class StaleWrite(Conflict):
             f"{expected_revision}); reload it and try again"
         )
         self.entity = entity
+        """What kind of record changed (``subscription``, ``plan``...)."""
         self.key = key
+        """Which one."""
         self.expected_revision = expected_revision
+        """The revision the caller read; the stored one is newer."""
 
 
 class ContractNotFound(NotFound):
+    """No contract with that id is stored for the owner (an id from another owner counts as
+    missing)."""
+
     def __init__(self, contract_id: str) -> None:
         super().__init__(f"contract {contract_id} does not exist")
         self.contract_id = contract_id
+        """The contract id asked for."""
 
 
 class InvalidToken(EntitlementsError, PermissionError):
@@ -156,12 +187,33 @@ class InvalidToken(EntitlementsError, PermissionError):
 
 
 class ContractNotCompleted(Conflict):
+    """A conversion from a contract was asked before every signer signed."""
+
     def __init__(self, contract_id: str, status: str) -> None:
         super().__init__(
             f"contract {contract_id} is {status}, not completed; the trial cannot be converted yet"
         )
         self.contract_id = contract_id
+        """The contract that is not completed."""
         self.status = status
+        """Where it is instead (``sent``, ``signed``...)."""
+
+
+class ContractPending(EntitlementsError):
+    """The owner has a contract still out for signature: converting its trial now would
+    put it on paid terms nobody has signed yet. Convert from the contract once it is
+    completed, or say ``without_contract=True`` to convert regardless."""
+
+    def __init__(self, owner: object, contract_ids: Sequence[str]) -> None:
+        listed = ", ".join(contract_ids)
+        super().__init__(
+            f"{owner} has a contract out for signature ({listed}); convert from it once it "
+            "is completed, or convert without a contract explicitly"
+        )
+        self.owner = owner
+        """The owner whose trial was to be converted."""
+        self.contract_ids = tuple(contract_ids)
+        """The contracts still out for signature, oldest first."""
 
 
 class EvidenceBroken(EntitlementsError):
@@ -170,7 +222,9 @@ class EvidenceBroken(EntitlementsError):
     def __init__(self, contract_id: str, problems: Sequence[str]) -> None:
         super().__init__(f"contract {contract_id} evidence does not verify: {problems[0]}")
         self.contract_id = contract_id
+        """The contract whose evidence fails."""
         self.problems = tuple(problems)
+        """Every broken link found, in the order checked."""
 
 
 class BillingActionRequired(Conflict):
@@ -180,7 +234,9 @@ class BillingActionRequired(Conflict):
     def __init__(self, owner: object, status: str) -> None:
         super().__init__(f"{owner} is {status}: resolve the payment before changing the plan")
         self.owner = owner
+        """The owner whose billing needs attention."""
         self.status = status
+        """Its subscription status (``past_due``...)."""
 
 
 class FreePlanTaken(Conflict):
@@ -191,6 +247,7 @@ class FreePlanTaken(Conflict):
             f"another owner of this tenant is already on a free plan; {owner} cannot take one too"
         )
         self.owner = owner
+        """The owner refused a second free plan in its tenant."""
 
 
 class OwnerHasActivePlan(Conflict):
@@ -202,7 +259,9 @@ class OwnerHasActivePlan(Conflict):
             f"{owner} has an active paid plan ({plan_key}); cancel it at period end first"
         )
         self.owner = owner
+        """The owner that still holds a plan."""
         self.plan_key = plan_key
+        """The plan it holds."""
 
 
 class PlanManagerProtected(Conflict):
@@ -214,7 +273,9 @@ class PlanManagerProtected(Conflict):
             f"{member} manages {owner}'s paid plan and cannot be removed or lose admin"
         )
         self.owner = owner
+        """The owner whose plan manager it is."""
         self.member = member
+        """The member who manages the plan."""
 
 
 class Busy(Conflict):
@@ -226,16 +287,24 @@ class Busy(Conflict):
 
 
 class SubscriptionExists(Conflict):
+    """The owner already has a live subscription; change its plan, or end it, instead of
+    starting another."""
+
     def __init__(self, owner: object, status: str) -> None:
         super().__init__(f"{owner} already has a {status} subscription; change or end it instead")
         self.owner = owner
+        """The owner that already has one."""
         self.status = status
+        """The status of the subscription it has."""
 
 
 class PlanExists(Conflict):
+    """``define`` was given a key already stored; ``revise`` makes a new version instead."""
+
     def __init__(self, key: str) -> None:
         super().__init__(f"plan {key!r} already exists; revise it to make a new version")
         self.key = key
+        """The plan key already stored."""
 
 
 class IllegalTransition(EntitlementsError):
@@ -250,10 +319,16 @@ class IllegalTransition(EntitlementsError):
             f"(allowed from: {allowed_text})"
         )
         self.entity = entity
+        """What was asked to change (``subscription``, ``plan``, ``contract``, ``signer``).
+        """
         self.key = key
+        """Which one."""
         self.state = state
+        """Its status now."""
         self.event = event
+        """The event asked for."""
         self.allowed = allowed
+        """The statuses the event is allowed from."""
 
 
 class PlanNotAssignable(EntitlementsError):
@@ -262,7 +337,9 @@ class PlanNotAssignable(EntitlementsError):
     def __init__(self, key: str, reason: str) -> None:
         super().__init__(f"plan {key!r} cannot be assigned: {reason}")
         self.key = key
+        """The plan key."""
         self.reason = reason
+        """Why not (its status, or the owner's kind)."""
 
 
 class PlanRetired(EntitlementsError):
@@ -271,6 +348,7 @@ class PlanRetired(EntitlementsError):
     def __init__(self, key: str) -> None:
         super().__init__(f"plan {key!r} is retired; move the owner to another plan first")
         self.key = key
+        """The retired plan's key."""
 
 
 class UsageDenied(EntitlementsError):
@@ -280,7 +358,9 @@ class UsageDenied(EntitlementsError):
     def __init__(self, metric: str, message: str, decision: Any = None) -> None:
         super().__init__(f"{metric}: {message}")
         self.metric = metric
+        """The limit name."""
         self.decision = decision
+        """The full `UsageDecision` behind the refusal, when there is one."""
 
 
 class LimitExceeded(UsageDenied):
@@ -293,9 +373,13 @@ class LimitExceeded(UsageDenied):
             limit_name, f"limit {limit} reached (used {used}, requested {requested})", decision
         )
         self.limit_name = limit_name
+        """The limit name (also in ``metric``)."""
         self.limit = limit
+        """The limit in force."""
         self.used = used
+        """What was used and reserved already."""
         self.requested = requested
+        """What the call asked for."""
 
 
 class OverQuotaRefused(Conflict):
@@ -306,7 +390,9 @@ class OverQuotaRefused(Conflict):
         parts = ", ".join(f"{o.metric} {o.used} > {o.limit}" for o in over_quota)
         super().__init__(f"{owner} would be over its new limits: {parts}")
         self.owner = owner
+        """The owner the change was refused for."""
         self.over_quota = tuple(over_quota)
+        """Each limit the change would leave exceeded, with its new value and the usage."""
 
 
 class NotAuthorized(EntitlementsError, PermissionError):
@@ -315,8 +401,11 @@ class NotAuthorized(EntitlementsError, PermissionError):
     def __init__(self, actor: str, action: str, reason: str) -> None:
         super().__init__(f"{actor} may not {action}: {reason}")
         self.actor = actor
+        """Who asked."""
         self.action = action
+        """What they asked to do (``subscription.cancel``...)."""
         self.reason = reason
+        """Why the authorizer said no."""
 
 
 class StorageError(EntitlementsError):
@@ -350,5 +439,41 @@ class IdempotencyKeyReused(Conflict):
             f"{given} (use a new key for a new request)"
         )
         self.key = key
+        """The key given twice."""
         self.recorded = recorded
+        """What the key recorded first (metric and amount)."""
         self.given = given
+        """What it was given with now."""
+
+
+class ContractTermsMismatch(Conflict):
+    """Seed 000: a contract binds what was signed; a conversion that asks for something
+    else (other seats, say) is refused rather than applied."""
+
+    def __init__(self, contract_id: str, field: str, signed: object, asked: object) -> None:
+        super().__init__(
+            f"contract {contract_id} was signed for {field} {signed}, not {asked}; "
+            "issue a new contract to change it"
+        )
+        self.contract_id = contract_id
+        self.field = field
+        self.signed = signed
+        self.asked = asked
+
+
+class ContractAlreadyConverted(Conflict):
+    def __init__(self, contract_id: str, subscription_id: str) -> None:
+        super().__init__(
+            f"contract {contract_id} was already converted (subscription {subscription_id})"
+        )
+        self.contract_id = contract_id
+        self.subscription_id = subscription_id
+
+
+class ProviderUnreachable(EntitlementsError):
+    """The payment provider did not answer a read (``reconcile``). Commands to it never
+    raise this: they wait in the outbox and the sweep retries them."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"the payment provider did not answer: {detail}")
+        self.detail = detail

@@ -25,6 +25,7 @@ from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
+from entitlements.domain.provider_commands import ProviderCommand
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import Counter, Reservation, SeatAssignment, UsageRecord
 
@@ -48,6 +49,9 @@ __all__ = [
 
 
 class Clock(Protocol):
+    """Where the library reads the time; pass `ManualClock` in tests so trials end when the
+    test says."""
+
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""
         ...
@@ -62,18 +66,24 @@ class EventListener(Protocol):
 
 
 class PlanRepository(Protocol):
+    """Plans and their versions (plans are global; they are not scoped by tenant)."""
+
     def get(self, key: str, version: int | None = None) -> Plan:
         """The plan at ``version`` (default: latest), with its current name and status;
         raises `UnknownPlan`."""
         ...
 
-    def find(self, key: str) -> Plan | None: ...
+    def find(self, key: str) -> Plan | None:
+        """The latest version of ``key``, or ``None`` when there is none."""
+        ...
 
     def list(self) -> Sequence[Plan]:
         """Latest version of every plan, ordered by key."""
         ...
 
-    def versions(self, key: str) -> Sequence[Plan]: ...
+    def versions(self, key: str) -> Sequence[Plan]:
+        """Every stored version of ``key``, oldest first."""
+        ...
 
     def add(self, plan: Plan) -> Plan:
         """Store a new plan at version 1; raises `PlanExists`."""
@@ -87,6 +97,8 @@ class PlanRepository(Protocol):
 
 
 class SubscriptionRepository(Protocol):
+    """Subscriptions, current and ended, of the unit of work's tenant."""
+
     def current(self, owner: Owner) -> Subscription | None:
         """The owner's most recent subscription (live or ended), if any."""
         ...
@@ -95,7 +107,9 @@ class SubscriptionRepository(Protocol):
         """Raises `NotFound` (also for another tenant's subscription)."""
         ...
 
-    def history(self, owner: Owner) -> Sequence[Subscription]: ...
+    def history(self, owner: Owner) -> Sequence[Subscription]:
+        """Every subscription the owner ever had, oldest first."""
+        ...
 
     def add(self, subscription: Subscription) -> Subscription:
         """Store a new subscription; raises `SubscriptionExists` if the owner has a live one."""
@@ -115,9 +129,22 @@ class SubscriptionRepository(Protocol):
         """How many owners of this tenant hold a live subscription on one of these plans."""
         ...
 
+    def search(
+        self, text: str | None, statuses: frozenset[str] | None, limit: int = 100
+    ) -> Sequence[Subscription]:
+        """Each owner's most recent subscription, newest first: only those whose status is
+        in ``statuses`` (when given) and whose owner id, external id or plan key contains
+        ``text`` (case-insensitive, when given). Staff consoles list owners with it."""
+        ...
+
 
 class OverrideRepository(Protocol):
-    def for_owner(self, owner: Owner) -> Sequence[Override]: ...
+    """The overrides of the unit of work's tenant."""
+
+    def for_owner(self, owner: Owner) -> Sequence[Override]:
+        """Every override set for ``owner``, expired ones included until the sweep removes
+        them."""
+        ...
 
     def put(self, override: Override) -> Override | None:
         """Set the owner's override for (kind, key); returns the one it replaced."""
@@ -125,6 +152,13 @@ class OverrideRepository(Protocol):
 
     def remove(self, owner: Owner, kind: OverrideKind, key: str) -> Override:
         """Raises `OverrideNotFound`."""
+        ...
+
+    def remove_expired(
+        self, owner: Owner, kind: OverrideKind, key: str, now: datetime
+    ) -> Override | None:
+        """Remove the override only if it is still expired at ``now`` (the sweep's removal:
+        one that staff renewed or removed meanwhile is left alone, ``None``)."""
         ...
 
     def expired(self, now: datetime, limit: int = 500) -> Sequence[Override]:
@@ -195,12 +229,70 @@ class UsageRepository(Protocol):
         an answer: the second waits for the first and gets its record."""
         ...
 
+    def consume(
+        self,
+        record: UsageRecord,
+        *,
+        ceiling: int | None,
+        revision: int,
+        now: datetime,
+        fallback: tuple[str, int] | None = None,
+    ) -> tuple[Counter | None, UsageRecord | None]:
+        """Store ``record`` and add its amount to the counter of its period, as `add`
+        does with that ``ceiling``, ``revision``, ``now`` and ``fallback``. Returns
+        ``(counter after, None)``; ``(counter or None, earlier record)`` when the key
+        was recorded already (nothing changes; the counter, if given, is the current
+        one of ``record``'s period); ``(None, None)`` when the counter refused (nothing
+        is stored: the caller decides under the owner's lock)."""
+        ...
+
+    def recorded(
+        self, keys: Sequence[tuple[Owner, str]]
+    ) -> Mapping[tuple[Owner, str], UsageRecord]:
+        """The stored records of these (owner, idempotency key) pairs, where there are."""
+        ...
+
+    def counters_of(
+        self, keys: Sequence[tuple[Owner, str, datetime]], *, lock: bool = False
+    ) -> Mapping[tuple[Owner, str, datetime], tuple[Counter, int]]:
+        """The existing counters of these (owner, metric, period) with the terms revision
+        each is stamped with, in one read; with ``lock``, locked until the unit of work
+        ends."""
+        ...
+
+    def add_records(self, records: Sequence[UsageRecord]) -> None:
+        """Store records whose keys the caller found unrecorded; raises `Conflict` if
+        another writer recorded one of them meanwhile."""
+        ...
+
+    def add_counted(
+        self,
+        owner: Owner,
+        metric: str,
+        period_start: datetime,
+        used: int,
+        *,
+        ceiling: int | None,
+        revision: int,
+        now: datetime,
+        fallback: tuple[str, int] | None = None,
+    ) -> bool:
+        """`add` of ``used`` units under those conditions, telling only whether it
+        matched (the caller knows the counter: it read it locked)."""
+        ...
+
     def remove_record(self, owner: Owner, record_id: str) -> None:
         """Take back a record this unit of work just stored (its consumption was refused)."""
         ...
 
     def records(self, owner: Owner, metric: str, period_start: datetime) -> Sequence[UsageRecord]:
         """Oldest first."""
+        ...
+
+    def forget_keys(self, before: datetime, limit: int = 10_000) -> int:
+        """Clear the idempotency keys of this tenant's records made before ``before`` and of
+        reservations settled before it (the records stay: only the key is forgotten, so a
+        retry that late counts again); returns how many keys, at most ``limit``."""
         ...
 
     def add_reservation(self, reservation: Reservation) -> Reservation | None:
@@ -232,6 +324,8 @@ class UsageRepository(Protocol):
 
 
 class SeatRepository(Protocol):
+    """Named seat assignments per owner and pool."""
+
     def assigned(self, owner: Owner, pool: str) -> Sequence[SeatAssignment]:
         """Ordered by member id."""
         ...
@@ -279,17 +373,21 @@ class ContractRepository(Protocol):
         """The chain, in order."""
         ...
 
-    def put_personal_data(self, data: PersonalData) -> None: ...
+    def put_personal_data(self, data: PersonalData) -> None:
+        """Store clear personal data under its commitment, apart from hashed records."""
+        ...
 
-    def personal_data(self, commitments: Iterable[str]) -> Mapping[str, PersonalData]: ...
+    def personal_data(self, commitments: Iterable[str]) -> Mapping[str, PersonalData]:
+        """The stored personal data for each of ``commitments`` that is still known."""
+        ...
 
     def erase_personal_data(self, commitments: Iterable[str]) -> None:
         """Forget the clear values and salts; the commitments stay."""
         ...
 
-    def put_attachment(
-        self, contract_id: str, digest: str, content_type: str, data: bytes
-    ) -> None: ...
+    def put_attachment(self, contract_id: str, digest: str, content_type: str, data: bytes) -> None:
+        """Store a drawn signature image, addressed by its digest."""
+        ...
 
     def attachment(self, contract_id: str, digest: str) -> tuple[str, bytes]:
         """(content type, bytes); raises `NotFound`."""
@@ -313,12 +411,17 @@ class PaymentProvider(Protocol):
         ...
 
     def change_plan(
-        self, external_id: str, plan: Plan, *, seats: int | None
+        self, external_id: str, plan: Plan, *, seats: int | None, idempotency_key: str
     ) -> ProviderSubscription:
-        """Move an existing provider subscription to another plan."""
+        """Move an existing provider subscription to another plan. A call repeated with
+        the same ``idempotency_key`` (a retry) must not act twice."""
         ...
 
-    def cancel(self, external_id: str, *, at_period_end: bool) -> ProviderSubscription: ...
+    def cancel(
+        self, external_id: str, *, at_period_end: bool, idempotency_key: str
+    ) -> ProviderSubscription:
+        """Cancel now or at the period's end; idempotent by ``idempotency_key``."""
+        ...
 
     def fetch(self, external_id: str) -> ProviderSubscription | None:
         """The provider's current state, ``None`` if it has no such subscription."""
@@ -328,15 +431,51 @@ class PaymentProvider(Protocol):
 class ProviderRepository(Protocol):
     """Which provider events were applied, and what each provider subscription is."""
 
-    def seen(self, event_id: str) -> bool: ...
+    def seen(self, event_id: str) -> bool:
+        """Whether the provider event ``event_id`` was applied already (webhooks are
+        delivered more than once)."""
+        ...
 
-    def mark_seen(self, event_id: str, at: datetime) -> None: ...
+    def mark_seen(self, event_id: str, at: datetime) -> None:
+        """Record that ``event_id`` was applied."""
+        ...
 
-    def link(self, external_id: str) -> ProviderLink | None: ...
+    def link(self, external_id: str) -> ProviderLink | None:
+        """What we know of the provider subscription ``external_id``."""
+        ...
 
-    def link_for_checkout(self, checkout_id: str) -> ProviderLink | None: ...
+    def link_for_checkout(self, checkout_id: str) -> ProviderLink | None:
+        """The link made when the checkout ``checkout_id`` started."""
+        ...
 
-    def put_link(self, link: ProviderLink) -> None: ...
+    def put_link(self, link: ProviderLink) -> None:
+        """Store or replace a link."""
+        ...
+
+    def add_command(self, command: ProviderCommand) -> None:
+        """Record a command to the provider (the outbox); same unit of work as the
+        decision that needs it."""
+        ...
+
+    def command(self, command_id: str) -> ProviderCommand:
+        """Raises `NotFound` if there is none."""
+        ...
+
+    def update_command(
+        self, command: ProviderCommand, *, expected: ProviderCommand | None = None
+    ) -> bool:
+        """Store ``command``; with ``expected``, only if the stored one still has its
+        status and attempts (two senders racing: one wins). Returns whether it did."""
+        ...
+
+    def due_commands(self, now: datetime, limit: int = 500) -> Sequence[ProviderCommand]:
+        """Pending commands whose next attempt is due, oldest first."""
+        ...
+
+    def open_commands(self, owner: Owner) -> Sequence[ProviderCommand]:
+        """The owner's commands not yet done at the provider (pending or failed), oldest
+        first."""
+        ...
 
 
 class RevisionRepository(Protocol):
@@ -353,6 +492,19 @@ class RevisionRepository(Protocol):
     def lock(self, owner: Owner) -> int:
         """The revision, read under a shared lock held until the unit of work ends: terms
         cannot change under the caller."""
+        ...
+
+    def lock_rule(self, rule: str) -> None:
+        """Hold this tenant's lock for a tenant-wide ``rule`` (``"one-free-plan"``) until
+        the unit of work ends: writes that check a rule across owners take it before they
+        read what the rule counts, so two of them never both find it satisfied."""
+        ...
+
+    def claim(self, owner: Owner) -> bool:
+        """Take the owner's exclusive lock unless another unit of work holds it (``False``:
+        nothing locked, move on). Workers that share a job (sweeps on every pod) claim an
+        owner before acting on it, so each change is applied by one of them, and none
+        waits behind another or behind a write in progress."""
         ...
 
     def bump(self, owner: Owner, since: datetime | None = None) -> int:
@@ -385,18 +537,25 @@ class ChangeFeed(Protocol):
         ...
 
     def prune(self, before: datetime, limit: int = 10_000) -> int:
-        """Delete up to ``limit`` entries older than ``before``; returns how many."""
+        """Delete up to ``limit`` entries older than ``before``, never the newest one (it
+        keeps numbers from being handed out again); returns how many."""
         ...
 
 
 class AuditLog(Protocol):
-    def append(self, event: AuditEvent) -> None: ...
+    """Audit events; append-only."""
+
+    def append(self, event: AuditEvent) -> None:
+        """Record an event in the unit of work (it commits with the change it describes)."""
+        ...
 
     def for_owner(self, owner: Owner) -> Sequence[AuditEvent]:
         """Oldest first."""
         ...
 
-    def for_target(self, target: str) -> Sequence[AuditEvent]: ...
+    def for_target(self, target: str) -> Sequence[AuditEvent]:
+        """Every event about one record, oldest first."""
+        ...
 
 
 @runtime_checkable
@@ -405,37 +564,59 @@ class UnitOfWork(Protocol):
     use case that raises leaves storage as it was."""
 
     @property
-    def tenant(self) -> str | None: ...
+    def tenant(self) -> str | None:
+        """The tenant everything in this unit of work is scoped to."""
+        ...
 
     @property
-    def plans(self) -> PlanRepository: ...
+    def plans(self) -> PlanRepository:
+        """Plans (global, whatever the tenant)."""
+        ...
 
     @property
-    def subscriptions(self) -> SubscriptionRepository: ...
+    def subscriptions(self) -> SubscriptionRepository:
+        """Subscriptions of the tenant."""
+        ...
 
     @property
-    def overrides(self) -> OverrideRepository: ...
+    def overrides(self) -> OverrideRepository:
+        """Overrides of the tenant."""
+        ...
 
     @property
-    def audit(self) -> AuditLog: ...
+    def audit(self) -> AuditLog:
+        """The audit log."""
+        ...
 
     @property
-    def usage(self) -> UsageRepository: ...
+    def usage(self) -> UsageRepository:
+        """Usage counters, records and reservations."""
+        ...
 
     @property
-    def seats(self) -> SeatRepository: ...
+    def seats(self) -> SeatRepository:
+        """Seat assignments."""
+        ...
 
     @property
-    def contracts(self) -> ContractRepository: ...
+    def contracts(self) -> ContractRepository:
+        """Contracts, their events and personal data."""
+        ...
 
     @property
-    def provider(self) -> ProviderRepository: ...
+    def provider(self) -> ProviderRepository:
+        """What was applied from the payment provider."""
+        ...
 
     @property
-    def revisions(self) -> RevisionRepository: ...
+    def revisions(self) -> RevisionRepository:
+        """Per-owner terms revisions that writes enforcing limits check against."""
+        ...
 
     @property
-    def feed(self) -> ChangeFeed: ...
+    def feed(self) -> ChangeFeed:
+        """The change feed entries this unit of work writes at commit."""
+        ...
 
     @property
     def committed_revision(self) -> int | None:
@@ -448,9 +629,13 @@ class UnitOfWork(Protocol):
         outer unit of work carries on as before the block."""
         ...
 
-    def commit(self) -> None: ...
+    def commit(self) -> None:
+        """Make every write of the unit of work durable at once."""
+        ...
 
-    def rollback(self) -> None: ...
+    def rollback(self) -> None:
+        """Undo every write of the unit of work."""
+        ...
 
     def when_durable(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once this unit of work's writes are durable: right after
@@ -469,6 +654,9 @@ class UnitOfWork(Protocol):
 
 
 class Store(Protocol):
+    """Where everything is stored; `MemoryStore` and `SqlStore` implement it and the store
+    contract suite checks a new one."""
+
     def unit_of_work(
         self, tenant: str | None, join: object | None = None, *, read_only: bool = False
     ) -> UnitOfWork:
@@ -488,7 +676,9 @@ class Store(Protocol):
         in a thread of its own)."""
         ...
 
-    def feed_head(self) -> int: ...
+    def feed_head(self) -> int:
+        """The last change-feed position handed out, where a new follower starts."""
+        ...
 
     def change_hints(self) -> list[Any]:
         """Pushes that wake the follower early (`entitlements.service.coherence.ChangeHint`);

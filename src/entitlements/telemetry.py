@@ -47,12 +47,16 @@ def log_event(event: AuditEvent) -> None:
 
 
 class Telemetry(Protocol):
+    """Traces and counts units of work; `OpenTelemetry` is the shipped one."""
+
     @contextmanager
     def unit_of_work(self, tenant: str | None) -> Iterator[Any]:
         """Wrap one unit of work; yields a handle passed back to `committed`."""
         ...
 
-    def committed(self, handle: Any, events: list[AuditEvent]) -> None: ...
+    def committed(self, handle: Any, events: list[AuditEvent]) -> None:
+        """Called once the unit of work committed, with the audit events it recorded."""
+        ...
 
 
 class OpenTelemetry:

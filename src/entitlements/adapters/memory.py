@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -26,6 +27,7 @@ from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
+from entitlements.domain.provider_commands import CommandStatus, ProviderCommand
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import (
     FOREVER,
@@ -122,6 +124,7 @@ class _Tables:
         self.attachments: dict[tuple[str, str], tuple[str, bytes]] = {}
         self.provider_events: dict[tuple[str | None, str], datetime] = {}
         self.provider_links: dict[tuple[str | None, str], ProviderLink] = {}
+        self.provider_commands: dict[tuple[str | None, str], ProviderCommand] = {}
 
 
 class _Repository(Generic[K]):
@@ -273,6 +276,25 @@ class _Subscriptions(_Repository[str]):
                 count += 1
         return count
 
+    def search(
+        self, text: str | None, statuses: frozenset[str] | None, limit: int = 100
+    ) -> Sequence[Subscription]:
+        needle = (text or "").lower()
+        order = {sub_id: n for n, sub_id in enumerate(self._t.subscriptions)}
+        found = []
+        for owner, ids in self._t.subscriptions_by_owner.items():
+            if owner.tenant != self._uow.tenant or not ids:
+                continue
+            sub = self._t.subscriptions[ids[-1]]
+            if statuses is not None and sub.status.value not in statuses:
+                continue
+            haystack = (owner.id, sub.external_id or "", sub.plan_key)
+            if needle and not any(needle in h.lower() for h in haystack):
+                continue
+            found.append(sub)
+        found.sort(key=lambda sub: order[sub.id], reverse=True)
+        return found[: max(limit, 0)]
+
 
 class _Overrides(_Repository[Owner]):
     def for_owner(self, owner: Owner) -> Sequence[Override]:
@@ -297,6 +319,14 @@ class _Overrides(_Repository[Owner]):
         self._uow.revisions.bump(owner)
         self._undo.set(self._t.overrides, owner, {k: v for k, v in current.items() if k != slot})
         return removed
+
+    def remove_expired(
+        self, owner: Owner, kind: OverrideKind, key: str, now: datetime
+    ) -> Override | None:
+        found = self._t.overrides.get(self._scope(owner), {}).get((kind, key))
+        if found is None or found.is_active(now):
+            return None
+        return self.remove(owner, kind, key)
 
     def expired(self, now: datetime, limit: int = 500) -> Sequence[Override]:
         found: list[Override] = []
@@ -422,6 +452,111 @@ class _Usage(_Repository[Owner]):
         )
         return None
 
+    def consume(
+        self,
+        record: UsageRecord,
+        *,
+        ceiling: int | None,
+        revision: int,
+        now: datetime,
+        fallback: tuple[str, int] | None = None,
+    ) -> tuple[Counter | None, UsageRecord | None]:
+        t = self._t
+        owner = record.owner
+        if owner.tenant != self._uow.tenant:
+            self._scope(owner)
+        key = (owner, record.metric, record.period_start)
+        if record.key is not None:
+            earlier = t.record_keys.get((owner, record.key))
+            if earlier is not None:
+                return None, earlier
+        current = t.counters.get(key)
+        if current is None or t.counter_revisions.get(key, 0) != revision:
+            return None, None
+        held = current.held_until
+        if held is not None and held <= now:
+            return None, None
+        if fallback is not None:
+            head = t.plans.get(fallback[0])
+            if head is None or head.version != fallback[1]:
+                return None, None
+        used = current.used + record.amount
+        if ceiling is not None and used + current.reserved > ceiling:
+            return None, None
+        after = _counter(owner, record.metric, record.period_start, used, current.reserved, held)
+        steps = self._undo.steps
+        counters = t.counters
+        counters[key] = after
+        steps.append(lambda: counters.__setitem__(key, current))
+        if record.key is not None:
+            self._undo.set(t.record_keys, (owner, record.key), record)
+        records = t.records.get(key)
+        if records is None:
+            records = t.records[key] = []
+        records.append(record)
+        steps.append(lambda: _drop_last(records))
+        noted = self._uow.noted
+        if noted.get(owner) is not ChangeKind.TERMS:
+            noted[owner] = ChangeKind.USAGE
+        return after, None
+
+    def recorded(self, keys: Sequence[tuple[Owner, str]]) -> dict[tuple[Owner, str], UsageRecord]:
+        found = {}
+        for owner, key in keys:
+            earlier = self._t.record_keys.get((self._scope(owner), key))
+            if earlier is not None:
+                found[(owner, key)] = earlier
+        return found
+
+    def counters_of(
+        self, keys: Sequence[tuple[Owner, str, datetime]], *, lock: bool = False
+    ) -> dict[tuple[Owner, str, datetime], tuple[Counter, int]]:
+        found = {}
+        for key in keys:
+            self._scope(key[0])
+            counter = self._t.counters.get(key)
+            if counter is not None:
+                found[key] = (counter, self._t.counter_revisions.get(key, 0))
+        return found
+
+    def add_records(self, records: Sequence[UsageRecord]) -> None:
+        for record in records:
+            owner = self._scope(record.owner)
+            if record.key is not None:
+                if (owner, record.key) in self._t.record_keys:
+                    raise Conflict(f"usage with key {record.key!r} of {owner} is recorded already")
+                self._undo.set(self._t.record_keys, (owner, record.key), record)
+            self._undo.append(
+                self._t.records.setdefault((owner, record.metric, record.period_start), []),
+                record,
+            )
+
+    def add_counted(
+        self,
+        owner: Owner,
+        metric: str,
+        period_start: datetime,
+        used: int,
+        *,
+        ceiling: int | None,
+        revision: int,
+        now: datetime,
+        fallback: tuple[str, int] | None = None,
+    ) -> bool:
+        return (
+            self.add(
+                owner,
+                metric,
+                period_start,
+                used=used,
+                ceiling=ceiling,
+                revision=revision,
+                now=now,
+                fallback=fallback,
+            )
+            is not None
+        )
+
     def remove_record(self, owner: Owner, record_id: str) -> None:
         self._scope(owner)
         for (o, _, _), records in self._t.records.items():
@@ -430,6 +565,33 @@ class _Usage(_Repository[Owner]):
                 if removed.key is not None:
                     self._undo.delete(self._t.record_keys, (owner, removed.key))
                 return
+
+    def forget_keys(self, before: datetime, limit: int = 10_000) -> int:
+        old = [
+            (owner, key)
+            for (owner, key), record in self._t.record_keys.items()
+            if owner.tenant == self._uow.tenant and record.at < before
+        ][:limit]
+        for owner, key in old:
+            record = self._t.record_keys[(owner, key)]
+            self._undo.delete(self._t.record_keys, (owner, key))
+            records = self._t.records[(owner, record.metric, record.period_start)]
+            at = next(i for i, r in enumerate(records) if r.id == record.id)
+            self._undo.steps.append(partial(records.__setitem__, at, record))
+            records[at] = attrs.evolve(record, key=None)
+        settled = [
+            r
+            for r in self._t.reservations.values()
+            if r.owner.tenant == self._uow.tenant
+            and r.key is not None
+            and r.settled_at is not None
+            and r.settled_at < before
+        ][: limit - len(old)]
+        for reservation in settled:
+            self._undo.set(
+                self._t.reservations, reservation.id, attrs.evolve(reservation, key=None)
+            )
+        return len(old) + len(settled)
 
     def records(self, owner: Owner, metric: str, period_start: datetime) -> Sequence[UsageRecord]:
         return list(self._t.records.get((self._scope(owner), metric, period_start), ()))
@@ -500,12 +662,40 @@ class _Usage(_Repository[Owner]):
         return found[:limit]
 
 
+def _counter(
+    owner: Owner,
+    metric: str,
+    period_start: datetime,
+    used: int,
+    reserved: int,
+    held_until: datetime | None,
+) -> Counter:
+    """A counter from values that came from stored counters (already checked): the
+    hot path skips the converters."""
+    counter = object.__new__(Counter)
+    setter = object.__setattr__
+    setter(counter, "owner", owner)
+    setter(counter, "metric", metric)
+    setter(counter, "period_start", period_start)
+    setter(counter, "used", used)
+    setter(counter, "reserved", reserved)
+    setter(counter, "held_until", held_until)
+    return counter
+
+
 class _Revisions(_Repository[Owner]):
     def current(self, owner: Owner) -> int:
         return self._t.owner_revisions.get(self._scope(owner), 0)
 
     def lock(self, owner: Owner) -> int:
         return self.current(owner)  # a memory unit of work holds the store's lock throughout
+
+    def lock_rule(self, rule: str) -> None:
+        pass  # the store's lock is held for the whole unit of work
+
+    def claim(self, owner: Owner) -> bool:
+        self._scope(owner)
+        return True  # likewise: no other unit of work runs while this one is open
 
     def bump(self, owner: Owner, since: datetime | None = None) -> int:
         done = self._uow.bumped.get(self._scope(owner))
@@ -553,7 +743,8 @@ class _Feed(_Repository[Owner]):
         return self._t.next_seq - 1
 
     def prune(self, before: datetime, limit: int = 10_000) -> int:
-        old = [row for row in self._t.changes if row[4] < before][:limit]
+        head = self.head()
+        old = [row for row in self._t.changes if row[4] < before and row[0] < head][:limit]
         if not old:
             return 0
         through = old[-1][0]
@@ -700,6 +891,51 @@ class _Provider(_Repository[str]):
         self._scope(link.owner)
         self._undo.set(self._t.provider_links, (self._uow.tenant, link.external_id), link)
 
+    def add_command(self, command: ProviderCommand) -> None:
+        self._scope(command.owner)
+        for (tenant, _), existing in self._t.provider_commands.items():
+            if tenant == self._uow.tenant and existing.idempotency_key == command.idempotency_key:
+                raise Conflict(f"a provider command with key {command.idempotency_key} exists")
+        self._undo.set(self._t.provider_commands, (self._uow.tenant, command.id), command)
+
+    def command(self, command_id: str) -> ProviderCommand:
+        found = self._t.provider_commands.get((self._uow.tenant, command_id))
+        if found is None:
+            raise NotFound(f"provider command {command_id} does not exist")
+        return found
+
+    def update_command(
+        self, command: ProviderCommand, *, expected: ProviderCommand | None = None
+    ) -> bool:
+        stored = self.command(command.id)
+        if expected is not None and (stored.status, stored.attempts) != (
+            expected.status,
+            expected.attempts,
+        ):
+            return False
+        self._undo.set(self._t.provider_commands, (self._uow.tenant, command.id), command)
+        return True
+
+    def due_commands(self, now: datetime, limit: int = 500) -> Sequence[ProviderCommand]:
+        due = [
+            c
+            for (tenant, _), c in self._t.provider_commands.items()
+            if tenant == self._uow.tenant
+            and c.status is CommandStatus.PENDING
+            and c.next_attempt_at is not None
+            and c.next_attempt_at <= now
+        ]
+        return sorted(due, key=lambda c: (c.next_attempt_at, c.created_at, c.id))[:limit]
+
+    def open_commands(self, owner: Owner) -> Sequence[ProviderCommand]:
+        self._scope(owner)
+        found = [
+            c
+            for (tenant, _), c in self._t.provider_commands.items()
+            if tenant == self._uow.tenant and c.owner == owner and c.is_open
+        ]
+        return sorted(found, key=lambda c: (c.created_at, c.id))
+
 
 class _MemoryUnitOfWork:
     def __init__(self, store: MemoryStore, tenant: str | None) -> None:
@@ -770,7 +1006,10 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.tables = _Tables()
+        """Everything stored, as plain dicts and lists; tests may read it, nothing should
+        write it."""
         self.lock = threading.RLock()
+        """Serialises units of work, as a database would."""
 
     def unit_of_work(
         self, tenant: str | None, join: object | None = None, *, read_only: bool = False
@@ -778,6 +1017,55 @@ class MemoryStore:
         if join is not None:
             raise InvalidInput("join", "the memory store cannot join another transaction", join)
         return _MemoryUnitOfWork(self, tenant)
+
+    def consume_inline(
+        self,
+        record: UsageRecord,
+        *,
+        ceiling: int | None,
+        revision: int,
+        now: datetime,
+        fallback: tuple[str, int] | None = None,
+    ) -> tuple[Counter | None, UsageRecord | None, int | None]:
+        """A whole unit of work for one consumption that needs nothing else — record,
+        count and commit its change-feed entry — without the unit-of-work machinery.
+        Same rules and results as ``unit_of_work(...).usage.consume`` followed by a
+        commit; returns the committed feed number with the counter."""
+        with self.lock:
+            t = self.tables
+            owner = record.owner
+            if record.key is not None:
+                earlier = t.record_keys.get((owner, record.key))
+                if earlier is not None:
+                    return None, earlier, None
+            key = (owner, record.metric, record.period_start)
+            current = t.counters.get(key)
+            if current is None or t.counter_revisions.get(key, 0) != revision:
+                return None, None, None
+            held = current.held_until
+            if held is not None and held <= now:
+                return None, None, None
+            if fallback is not None:
+                head = t.plans.get(fallback[0])
+                if head is None or head.version != fallback[1]:
+                    return None, None, None
+            used = current.used + record.amount
+            if ceiling is not None and used + current.reserved > ceiling:
+                return None, None, None
+            after = _counter(
+                owner, record.metric, record.period_start, used, current.reserved, held
+            )
+            t.counters[key] = after
+            if record.key is not None:
+                t.record_keys[(owner, record.key)] = record
+            records = t.records.get(key)
+            if records is None:
+                records = t.records[key] = []
+            records.append(record)
+            seq = t.next_seq
+            t.next_seq = seq + 1
+            t.changes.append((seq, owner.tenant, owner, ChangeKind.USAGE, datetime.now(UTC)))
+            return after, None, seq
 
     def dump(self) -> dict[str, Any]:
         """Everything stored, as comparable data: tests compare dumps to prove a failed
@@ -790,6 +1078,7 @@ class MemoryStore:
             return uow.feed.read(after, missing)
 
     def feed_head(self) -> int:
+        """The last change-feed position handed out."""
         with self.lock:
             return self.tables.next_seq - 1
 
@@ -805,6 +1094,9 @@ class MemoryStore:
             found.update(o.tenant for o in self.tables.overrides)
             found.update(r.owner.tenant for r in self.tables.reservations.values())
             found.update(c.owner.tenant for c in self.tables.contracts.values())
+            found.update(
+                c.owner.tenant for c in self.tables.provider_commands.values() if c.is_open
+            )
         return sorted(found, key=lambda t: (t is not None, t or ""))
 
 

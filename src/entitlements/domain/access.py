@@ -23,6 +23,9 @@ __all__ = ["Access", "AccessPolicy", "Source"]
 
 
 class Access(enum.StrEnum):
+    """What a subscription status grants: everything (``full``), reads only (``read_only``),
+    nothing (``none``), or the fallback plan (``fallback``)."""
+
     FULL = "full"
     READ_ONLY = "read_only"
     NONE = "none"
@@ -88,10 +91,17 @@ class AccessPolicy:
     nothing at all (seed 004: no plan, no limits claim)."""
 
     by_status: Mapping[SubscriptionStatus, Access] = attrs.field(factory=dict, converter=_by_status)
+    """Overrides of the default access per status (for instance ``past_due`` to ``full``).
+    """
     past_due_grace: timedelta = timedelta(days=7)
+    """How long a past-due owner keeps its status's access before ``after_grace`` applies.
+    """
     after_grace: Access = attrs.field(default=Access.READ_ONLY, converter=_access)
+    """The access once the past-due grace period is over (read-only by default)."""
     fallback_plan: str | None = attrs.field(default=None, converter=_fallback)
+    """The plan owners without a live subscription resolve to (``None``: nothing at all)."""
     precedence: tuple[Source, ...] = attrs.field(default=DEFAULT_PRECEDENCE, converter=_precedence)
+    """Which layer wins when several decide the same feature or limit, highest first."""
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.past_due_grace, timedelta):

@@ -14,6 +14,9 @@ __all__ = ["Actor", "ActorKind"]
 
 
 class ActorKind(enum.StrEnum):
+    """Who is acting: ``staff`` of the host, a ``member`` of the owner, the ``system`` (the
+    sweep), or the payment ``provider``."""
+
     STAFF = "staff"
     MEMBER = "member"
     SYSTEM = "system"
@@ -51,11 +54,17 @@ class Actor:
     the library never invents them, the Authorizer reads them."""
 
     id: str = attrs.field(converter=_id)
+    """The name audit events record (``ann`` in ``staff:ann``)."""
     kind: ActorKind = attrs.field(default=ActorKind.STAFF, converter=_kind)
+    """Staff, a member of the owner, the system itself or the payment provider; authorizers
+    decide by it."""
     permissions: frozenset[str] = attrs.field(factory=frozenset, converter=_permissions)
+    """The host's permission names this actor holds, read by the `Authorizer`."""
 
     @classmethod
     def system(cls, name: str = "system") -> Actor:
+        """The actor for changes the library makes by itself (the sweep, time-driven
+        changes)."""
         return cls(name, ActorKind.SYSTEM)
 
     def __str__(self) -> str:

@@ -43,13 +43,21 @@ class AddOn:
     at that instant, and the sweep removes it from the subscription."""
 
     key: str = attrs.field(converter=_key)
+    """Names the add-on on the subscription; adding one with the same key replaces it."""
     limits: Mapping[str, int | None] = attrs.field(factory=dict, converter=_limit_deltas)
+    """Amount per unit for each limit it raises (``None``: makes the limit unlimited)."""
     features: Mapping[str, Feature] = attrs.field(factory=dict, converter=as_features)
+    """Features it grants on top of the plan, whatever the plan says."""
     quantity: int = attrs.field(default=1, converter=_quantity)
+    """How many units were bought; multiplies every amount in ``limits``."""
     ends_at: datetime | None = attrs.field(
         default=None, converter=as_optional_utc, validator=optional_given
     )
+    """When it stops counting by itself (``None``: until removed); answers follow it without
+    a sweep."""
 
     def amount(self, limit_name: str) -> int | None:
+        """What it adds to ``limit_name`` in total (per-unit amount times ``quantity``;
+        ``None``: unlimited)."""
         per_unit = self.limits[limit_name]
         return None if per_unit is None else per_unit * self.quantity

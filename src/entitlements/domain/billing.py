@@ -34,6 +34,9 @@ __all__ = [
 
 
 class ProviderEventType(enum.StrEnum):
+    """The provider events the library understands; a provider adapter maps its own event
+    names onto these."""
+
     CHECKOUT_COMPLETED = "checkout.completed"
     CHECKOUT_EXPIRED = "checkout.expired"
     PAYMENT_SUCCEEDED = "payment.succeeded"
@@ -78,9 +81,13 @@ class Checkout:
     """A started checkout: where to send the customer (``url``) and the provider's id."""
 
     id: str = attrs.field(converter=_text)
+    """The provider's id for the checkout; its completion event carries it back."""
     url: str
+    """Where to send the customer to pay."""
     owner: Owner
+    """Who is buying."""
     plan_key: str = attrs.field(converter=_plan)
+    """The plan being bought."""
 
 
 @attrs.frozen
@@ -88,13 +95,22 @@ class ProviderSubscription:
     """The provider's authoritative state of one subscription."""
 
     external_id: str = attrs.field(converter=_text)
+    """The provider's id for the subscription."""
     owner: Owner
+    """The owner it belongs to."""
     plan_key: str = attrs.field(converter=_plan)
+    """The plan the provider bills."""
     status: SubscriptionStatus = attrs.field(converter=_status)
+    """The status the provider reports; ours is moved there through the transition table."""
     updated_at: datetime = attrs.field(converter=as_utc, validator=aware)
+    """When the provider's state was last changed; older states than one applied are
+    ignored."""
     cancel_at_period_end: bool = False
+    """Whether the provider has a cancellation scheduled for the period end."""
     seats: int | None = None
+    """The seat quantity billed (``None``: not seat-based)."""
     checkout_id: str | None = None
+    """The checkout that created it, linking it to the owner who started it."""
 
 
 def _event_type(value: object) -> ProviderEventType:
@@ -109,10 +125,16 @@ def _event_type(value: object) -> ProviderEventType:
 
 @attrs.frozen
 class ProviderEvent:
+    """One event from the payment provider, as its webhook delivered it."""
+
     id: str = attrs.field(converter=_text)
+    """The provider's event id; a delivery seen before is ignored."""
     type: ProviderEventType = attrs.field(converter=_event_type)
+    """What happened."""
     occurred_at: datetime = attrs.field(converter=as_utc, validator=aware)
+    """When it happened at the provider (events arrive out of order)."""
     subscription: ProviderSubscription
+    """The provider's state of the subscription after the event."""
 
 
 @attrs.frozen
@@ -121,12 +143,17 @@ class ProviderLink:
     provider state applied (older events are ignored)."""
 
     external_id: str
+    """The provider's id for the subscription."""
     owner: Owner
+    """Whose subscription it is."""
     last_applied_at: datetime | None = attrs.field(
         default=None, converter=as_optional_utc, validator=optional_aware
     )
+    """The provider time of the newest state applied; older events change nothing."""
     checkout_id: str | None = None
+    """The checkout it came from."""
     plan_key: str | None = None
+    """The plan bought through the checkout."""
     manager: str | None = None
     """The member who started the checkout: seed 003's plan manager."""
     subscription_id: str | None = None
@@ -135,6 +162,9 @@ class ProviderLink:
 
 
 class AssignmentKind(enum.StrEnum):
+    """How ``assign_plan`` went: assigned ``direct``ly, asked the provider for a
+    ``provider_change``, or started a ``checkout``."""
+
     DIRECT = "direct"
     PROVIDER_CHANGE = "provider_change"
     CHECKOUT = "checkout"
@@ -146,8 +176,14 @@ class Assignment:
     or started a checkout (send the customer to ``checkout.url``)."""
 
     kind: AssignmentKind
+    """Which of the three it was."""
     subscription: object
+    """The subscription as it stands after the call (a checkout leaves it pending)."""
     checkout: Checkout | None = None
+    """The checkout to send the customer to (``None`` unless one was started)."""
+    command: object = None
+    """The `ProviderCommand` this assignment sent to the provider (``None``: none was
+    needed). Pending when the provider has not answered yet: the sweep retries it."""
 
 
 _FOLLOW = (Event.ACTIVATE, Event.FAIL, Event.MARK_PAST_DUE, Event.SETTLE, Event.CANCEL)

@@ -24,6 +24,8 @@ _MAX_EVERY = 1000
 
 
 class CycleUnit(enum.StrEnum):
+    """The calendar unit a billing cycle counts in."""
+
     DAY = "day"
     WEEK = "week"
     MONTH = "month"
@@ -47,14 +49,19 @@ class BillingCycle:
     """Every ``every`` ``unit``s: monthly is ``BillingCycle(CycleUnit.MONTH)``."""
 
     unit: CycleUnit = attrs.field(converter=_unit)
+    """The calendar unit periods are counted in."""
     every: int = attrs.field(default=1, converter=_every)
+    """How many units one period lasts (``every=3`` months: quarterly)."""
 
     @classmethod
     def monthly(cls) -> BillingCycle:
+        """One calendar month per period, anchored at the subscription's start (the 31st
+        falls back to the month's last day)."""
         return cls(CycleUnit.MONTH)
 
     @classmethod
     def annual(cls) -> BillingCycle:
+        """One year per period."""
         return cls(CycleUnit.YEAR)
 
     def __str__(self) -> str:
@@ -96,4 +103,6 @@ class BillingCycle:
         return Period(self.boundary(anchor, k), self.boundary(anchor, k + 1))
 
     def next_period(self, anchor: datetime, period: Period) -> Period:
+        """The period after ``period``, counted from ``anchor`` so that short months do not
+        drift the day."""
         return self.period_containing(anchor, period.end)

@@ -20,6 +20,9 @@ __all__ = ["Change", "ChangeKind", "FeedPage"]
 
 
 class ChangeKind(enum.StrEnum):
+    """What an entry invalidates: an owner's ``terms`` (its snapshot), its ``usage`` (cached
+    usage decisions only), or the ``catalog`` (everything)."""
+
     TERMS = "terms"
     USAGE = "usage"
     CATALOG = "catalog"
@@ -31,8 +34,11 @@ class Change:
     catalog change, which concerns every owner of every tenant."""
 
     seq: int
+    """The feed position; followers ask for what came after the last one they saw."""
     kind: ChangeKind
+    """Decides how much a follower drops."""
     owner: Owner | None = None
+    """The owner touched (``None``: every owner)."""
 
 
 @attrs.frozen
@@ -41,5 +47,8 @@ class FeedPage:
     been pruned (a follower behind that point has missed entries and must start over)."""
 
     changes: Sequence[Change]
+    """The entries after the position asked for, in order."""
     pruned_through: int
+    """Entries up to this position were pruned by the sweep."""
     head: int
+    """The last position handed out when the page was read."""

@@ -35,10 +35,17 @@ _S = SubscriptionStatus
 
 @attrs.frozen
 class DueChange:
+    """One change time caused: the event, the instant it fell due, and the subscription
+    before and after."""
+
     event: Event
+    """The lifecycle event time caused (``end_trial``, ``renew_period``...)."""
     at: datetime
+    """When it fell due, which is when it is dated, however late it was stored."""
     before: Subscription
+    """The subscription before the change."""
     after: Subscription
+    """The subscription after the change."""
 
 
 def _allowed(subscription: Subscription, event: Event) -> bool:

@@ -97,7 +97,10 @@ class Period:
     a sequence of adjacent periods."""
 
     start: datetime = attrs.field(converter=as_utc, validator=aware)
+    """The first instant in the period."""
     end: datetime = attrs.field(converter=as_utc, validator=aware)
+    """The first instant after the period (periods are half-open, so consecutive ones never
+    overlap)."""
 
     def __attrs_post_init__(self) -> None:
         if self.end <= self.start:
@@ -108,4 +111,5 @@ class Period:
 
     @property
     def length(self) -> timedelta:
+        """How long the period lasts (months and years vary in length)."""
         return self.end - self.start

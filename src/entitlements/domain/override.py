@@ -27,6 +27,8 @@ MAX_REASON = 2000
 
 
 class OverrideKind(enum.StrEnum):
+    """Whether an override decides a feature or a limit."""
+
     FEATURE = "feature"
     LIMIT = "limit"
 
@@ -65,17 +67,29 @@ class Override:
     ``limit`` override, ``value`` replaces the limit (``None``: unlimited)."""
 
     owner: Owner
+    """The owner it applies to."""
     kind: OverrideKind = attrs.field(converter=_kind)
+    """Whether it decides a feature or replaces a limit."""
     key: str = attrs.field(converter=_key)
+    """The feature or limit name it decides."""
     reason: str = attrs.field(converter=require_reason)
+    """Why staff set it; required, because an exception nobody can explain is never removed.
+    """
     actor: str = attrs.field(converter=_actor)
+    """Who set it."""
     created_at: datetime = attrs.field(converter=as_utc, validator=aware)
+    """When it was set."""
     expires_at: datetime | None = attrs.field(
         default=None, converter=as_optional_utc, validator=optional_given
     )
+    """When it stops applying by itself (``None``: until removed); answers follow it without
+    a sweep."""
     enabled: bool = attrs.field(default=True, converter=_enabled)
+    """For a feature: granted (``True``) or withheld (``False``) whatever the plan says."""
     actions: frozenset[Action] | None = attrs.field(default=None, converter=as_actions)
+    """For a feature: the actions granted (``None``: every action)."""
     value: int | None = attrs.field(default=None, converter=_value)
+    """For a limit: the value that replaces the plan's (``None``: unlimited)."""
 
     def __attrs_post_init__(self) -> None:
         if self.expires_at is not None and self.expires_at <= self.created_at:
@@ -98,6 +112,8 @@ class Override:
         expires_at: datetime | None = None,
         actions: frozenset[Action] | None = None,
     ) -> Override:
+        """An override of one feature; ``enabled`` is a keyword so a call always says which
+        way it goes."""
         return cls(
             owner, OverrideKind.FEATURE, key, reason, actor, at, expires_at, enabled, actions
         )
@@ -114,7 +130,9 @@ class Override:
         at: datetime,
         expires_at: datetime | None = None,
     ) -> Override:
+        """An override that replaces one limit's value."""
         return cls(owner, OverrideKind.LIMIT, key, reason, actor, at, expires_at, value=value)
 
     def is_active(self, now: datetime) -> bool:
+        """Whether it still applies at ``now``."""
         return self.expires_at is None or now < self.expires_at

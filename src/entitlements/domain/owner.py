@@ -43,8 +43,12 @@ class Owner:
     """
 
     kind: str = attrs.field(converter=_kind)
+    """The kind of thing that holds the subscription (``organization``, ``user``,
+    ``app``...); plans may restrict kinds."""
     id: str = attrs.field(converter=_id)
+    """The host's own id for the owner; the library never makes one up."""
     tenant: str | None = attrs.field(default=None, converter=_tenant)
+    """The host's tenant the owner belongs to (``None``: the host has one)."""
 
     def __repr__(self) -> str:
         where = "" if self.tenant is None else f", tenant={self.tenant!r}"

@@ -67,6 +67,9 @@ PLAN_STATUS_TRANSITIONS: Mapping[PlanStatus, frozenset[PlanStatus]] = {
 
 
 class Action(enum.StrEnum):
+    """What a feature may be used for; a feature can be restricted to some actions, and
+    read-only access keeps only ``read``."""
+
     READ = "read"
     CREATE = "create"
     UPDATE = "update"
@@ -130,17 +133,26 @@ class Limit:
     """A quantity an owner may use. ``value=None`` means unlimited."""
 
     value: int | None = attrs.field(converter=_limit_value)
+    """The quantity allowed (``None``: unlimited)."""
     unit: str = attrs.field(default="", converter=_unit)
+    """What is counted, for people reading messages and claims (``calls``, ``GB``)."""
     kind: LimitKind = attrs.field(default=LimitKind.GAUGE, converter=_limit_kind)
+    """How usage of it is counted: named seats, a current gauge, or a sum per billing
+    period."""
     enforcement: Enforcement = attrs.field(default=Enforcement.HARD, converter=_enforcement)
+    """Whether going past it is refused (``hard``) or allowed and reported (``soft``)."""
     combine: Combine = attrs.field(default=Combine.SUM, converter=_combine)
+    """How an add-on's amount for this limit combines with ``value``."""
 
     @classmethod
     def unlimited(cls, unit: str = "", **kwargs: Any) -> Limit:
+        """A limit with no ceiling that is still counted (usage is recorded, nothing is
+        refused)."""
         return cls(None, unit, **kwargs)
 
     @property
     def is_unlimited(self) -> bool:
+        """Whether there is no ceiling."""
         return self.value is None
 
 
@@ -166,10 +178,14 @@ class Feature:
     """A capability; ``actions`` restricts it to some of read/create/update/delete."""
 
     enabled: bool = attrs.field(default=True, converter=_enabled)
+    """``False`` lists the feature as known but not granted, so explanations can say why it
+    is off."""
     actions: frozenset[Action] | None = attrs.field(default=None, converter=as_actions)
+    """The actions it is granted for (``None``: every action)."""
 
     @property
     def granted_actions(self) -> frozenset[Action]:
+        """The actions it grants as it stands (none when disabled)."""
         if not self.enabled:
             return frozenset()
         return ALL_ACTIONS if self.actions is None else self.actions
@@ -209,9 +225,14 @@ def _cycle(value: object) -> BillingCycle:
 
 @attrs.frozen
 class Price:
+    """What a paid plan costs per billing cycle; a plan without one is free."""
+
     amount: Decimal = attrs.field(converter=_amount)
+    """A `Decimal` (never a float, so cents stay exact)."""
     currency: str = attrs.field(converter=_currency)
+    """An ISO 4217 code (``EUR``, ``USD``)."""
     cycle: BillingCycle = attrs.field(factory=BillingCycle.monthly, converter=_cycle)
+    """How often it is charged; subscriptions to the plan roll their periods on it."""
 
 
 def _limits(value: Mapping[str, Limit]) -> Mapping[str, Limit]:
@@ -297,21 +318,35 @@ class Plan:
     """
 
     key: str = attrs.field(converter=_plan_key)
+    """The stable name hosts and catalogs refer to; all versions share it."""
     name: str = attrs.field(converter=_name)
+    """The name people see; renaming does not make a new version."""
     limits: Mapping[str, Limit] = attrs.field(factory=dict, converter=_limits)
+    """The plan's limits by name (``seats``, ``api_calls``...)."""
     features: Mapping[str, Feature] = attrs.field(factory=dict, converter=as_features)
+    """The plan's features by name; a bool is shorthand for ``Feature(enabled)``."""
     price: Price | None = attrs.field(default=None, converter=_price)
+    """The price (``None``: a free plan)."""
     trial_days: int = attrs.field(default=90, converter=_trial_days)
+    """How long a trial of this plan lasts unless the call says otherwise."""
     status: PlanStatus = attrs.field(default=PlanStatus.DRAFT, converter=_plan_status)
+    """Whether it may be assigned (``active``), kept only by current holders (``archived``),
+    or neither."""
     owner_kinds: frozenset[str] = attrs.field(factory=frozenset, converter=_owner_kinds)
+    """The owner kinds allowed to hold it (empty: any)."""
     version: int = attrs.field(default=1, converter=_version)
+    """Which version of the terms this is; subscriptions keep theirs until migrated."""
     revision: int = attrs.field(default=0, converter=_revision)
+    """Counts writes, so a stale copy cannot overwrite a newer one; managed by the store."""
 
     @property
     def is_free(self) -> bool:
+        """Whether the plan has no price."""
         return self.price is None
 
     def same_terms(self, other: Plan) -> bool:
+        """Whether ``other`` has the same versioned terms, so a revision to it would not
+        need a new version."""
         return (
             self.limits == other.limits
             and self.features == other.features
@@ -320,6 +355,7 @@ class Plan:
         )
 
     def check_status_change(self, to: PlanStatus) -> None:
+        """Refuses (`IllegalTransition`) a status change the plan lifecycle does not allow."""
         allowed = PLAN_STATUS_TRANSITIONS[self.status]
         if to not in allowed:
             sources = tuple(

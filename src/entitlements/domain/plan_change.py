@@ -25,16 +25,23 @@ __all__ = [
 
 @attrs.frozen
 class FeatureChange:
+    """One feature whose granted actions differ between two plans."""
+
     key: str
+    """The feature name."""
     before: frozenset[Action]
+    """Actions granted before the change."""
     after: frozenset[Action]
+    """Actions granted after the change."""
 
     @property
     def gained(self) -> frozenset[Action]:
+        """Actions the change grants that were not granted."""
         return self.after - self.before
 
     @property
     def lost(self) -> frozenset[Action]:
+        """Actions the change takes away."""
         return self.before - self.after
 
 
@@ -43,11 +50,15 @@ class LimitChange:
     """``None`` is unlimited."""
 
     name: str
+    """The limit name."""
     before: int | None
+    """The value before the change."""
     after: int | None
+    """The value after the change."""
 
     @property
     def raised(self) -> bool:
+        """Whether the change gives more (unlimited counts as more than any number)."""
         if self.after is None:
             return self.before is not None
         return self.before is not None and self.after > self.before
@@ -59,13 +70,22 @@ class PlanChangePreview:
     it takes effect at ``effective_at`` (plan changes apply at once)."""
 
     from_plan: tuple[str, int] | None
+    """The plan key and version held now (``None``: no plan)."""
     to_plan: tuple[str, int] | None
+    """The plan key and version after the change (``None``: no plan)."""
     features_gained: tuple[FeatureChange, ...]
+    """Features with actions the change grants."""
     features_lost: tuple[FeatureChange, ...]
+    """Features with actions the change takes away; show them before the customer confirms.
+    """
     limits_raised: tuple[LimitChange, ...]
+    """Limits that go up."""
     limits_lowered: tuple[LimitChange, ...]
+    """Limits that go down."""
     over_quota: tuple[OverQuota, ...]
+    """Limits current usage would pass, which the over-quota policy refuses or reports."""
     effective_at: datetime
+    """When the change would apply."""
 
 
 @attrs.frozen
@@ -74,7 +94,9 @@ class SubscriptionChange:
     limits that current usage passes because of it (empty when none)."""
 
     subscription: Subscription
+    """The subscription as stored after the change."""
     over_quota: tuple[OverQuota, ...] = ()
+    """Limits current usage passes because of the change (empty: none)."""
 
 
 def _granted(snapshot: Snapshot, key: str) -> frozenset[Action]:

@@ -5,14 +5,23 @@ All the work happens here, once per owner and write; the snapshot's ``allows`` a
 ``limit`` are a set membership and a dict lookup. Every answer can be explained: each
 decision records the value, a reason from a small vocabulary, the source layer
 (override, add-on, plan, fallback, status policy) and the subscription status.
+
+Most owners differ only in what is theirs (status, period, overrides, add-ons): what a
+plan version grants is the same for every owner on it. Those decisions and maps are
+resolved once per plan version, status and layer order and shared by every snapshot
+that has nothing of its own to add, so a process caching many owners on a few plans
+holds the plans' terms once (an owner with an override or add-on shares every decision
+its own records leave alone). Shared maps are never handed out mutable.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
 
 import attrs
 
@@ -21,7 +30,6 @@ from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.checks import parse_enum
 from entitlements.domain.due import as_of
-from entitlements.domain.frozen import FrozenDict
 from entitlements.domain.instant import Period, utc
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
@@ -62,6 +70,35 @@ def check_question(feature: object, action: object) -> None:
         raise InvalidInput("action", "must be an Action, its name, or None", action)
 
 
+class _Shared:
+    """Values many owners resolve alike, kept once. Bounded: a full table starts over
+    (a miss only costs the resolution the table saves)."""
+
+    def __init__(self, size: int) -> None:
+        self._entries: dict[Hashable, Any] = {}
+        self._size = size
+
+    def get(self, key: Hashable) -> Any:
+        return self._entries.get(key)
+
+    def put(self, key: Hashable, value: Any) -> Any:
+        if len(self._entries) >= self._size:
+            self._entries.clear()
+        self._entries[key] = value
+        return value
+
+    def once(self, value: Any) -> Any:
+        """The one kept instance equal to ``value``."""
+        found = self._entries.get(value)
+        return found if found is not None else self.put(value, value)
+
+
+_PLAN_FEATURES = _Shared(1024)
+_PLAN_LIMITS = _Shared(1024)
+_GRANTS = _Shared(1024)
+_SMALL = _Shared(4096)
+
+
 class Reason(enum.StrEnum):
     """Why a decision came out as it did. Small on purpose: hosts switch on it."""
 
@@ -78,27 +115,67 @@ class Reason(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-@attrs.frozen
+def _when(at: datetime | None) -> str:
+    return "never" if at is None else at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _amount(value: int | None) -> str:
+    return "unlimited" if value is None else str(value)
+
+
+@attrs.frozen(repr=False)
 class Decision:
     """The explained answer for one feature (``value`` is a bool) or one limit (``value``
     is the limit, ``None`` meaning unlimited)."""
 
     key: str
+    """The feature or limit asked about."""
     value: bool | int | None
+    """The answer: a bool for a feature; for a limit its value (``None``: unlimited)."""
     reason: Reason
+    """Why, from a small vocabulary a host can switch on."""
     source: Source
+    """Which layer decided: an override, an add-on, the plan, the fallback plan, or the
+    status policy."""
     detail: str
+    """The same in words for people (``plan pro v1``, ``override by staff:ann: pilot``)."""
     status: SubscriptionStatus | None
+    """The owner's subscription status when it was decided (``None``: no subscription)."""
     action: Action | None = None
+    """The action asked about (``None``: the whole feature)."""
     actions: frozenset[Action] = _EMPTY
+    """The actions the feature is granted for."""
     limit: Limit | None = None
+    """For a limit, its full definition (unit, kind, enforcement)."""
 
     @property
     def allowed(self) -> bool:
+        """Whether a feature decision grants it."""
         return self.value is True
 
+    def __str__(self) -> str:
+        """One line for a console or a log: the answer, then why
+        (``sso: allowed by plan pro v1 [plan, trialing]``)."""
+        key = self.key if self.action is None else f"{self.key} ({self.action})"
+        if isinstance(self.value, bool):
+            answer = "allowed" if self.value else "denied"
+            link = " by " if self.value and self.source is not Source.NONE else ": "
+        else:
+            answer = f"limit {_amount(self.value)}"
+            link = " from " if self.source is not Source.NONE else ": "
+        status = "no subscription" if self.status is None else self.status.value
+        return f"{key}: {answer}{link}{self.detail} [{self.reason.value}, {status}]"
 
-@attrs.frozen(slots=True)
+    def __repr__(self) -> str:
+        action = "" if self.action is None else f", action={self.action.value!r}"
+        status = None if self.status is None else self.status.value
+        return (
+            f"Decision({self.key!r}, {self.value!r}{action}, reason={self.reason.value!r}, "
+            f"source={self.source.value!r}, status={status!r}, detail={self.detail!r})"
+        )
+
+
+@attrs.frozen(slots=True, repr=False)
 class Snapshot:
     """What one owner may do, as of ``resolved_at``, valid until ``valid_until`` (the
     next instant at which time alone would change an answer; ``None``: never).
@@ -108,16 +185,30 @@ class Snapshot:
     changed since (another process changed the plan, the seats, an override...)."""
 
     owner: Owner
+    """Whose entitlements these are."""
     status: SubscriptionStatus | None
+    """The subscription status at ``resolved_at`` (``None``: no subscription)."""
     access: Access
+    """What the status grants (full, read-only, none, the fallback plan)."""
     plan_key: str | None
+    """The plan resolved to (``None``: none, not even a fallback)."""
     plan_version: int | None
+    """The plan version resolved to."""
     resolved_at: datetime
+    """The instant it was resolved for; it answers from then until ``valid_until``."""
     valid_until: datetime | None
+    """The next instant at which time alone changes an answer (a trial end, an override
+    expiry...); ``None``: never."""
     usage_period: Period
+    """The period usage is counted in at ``resolved_at`` (the billing period, or the
+    calendar month)."""
     revision: int
+    """The owner's terms revision in the store when resolved; writes hand it to the
+    database, which refuses them if the terms changed since."""
     resolved_ts: float
+    """``resolved_at`` as epoch seconds, so the warm path compares floats."""
     expires_ts: float
+    """``valid_until`` as epoch seconds (infinity for never)."""
     _full: frozenset[str]
     _granted: Mapping[str, frozenset[Action]]
     _limits: Mapping[str, int | None]
@@ -125,6 +216,35 @@ class Snapshot:
     _limits_explained: Mapping[str, Decision]
     _denied: Decision
     _access_why: str
+
+    def __repr__(self) -> str:
+        plan = "no plan" if self.plan_key is None else f"{self.plan_key} v{self.plan_version}"
+        status = None if self.status is None else self.status.value
+        return (
+            f"Snapshot({str(self.owner)!r}, plan={plan!r}, status={status!r}, "
+            f"access={self.access.value!r}, revision={self.revision}, "
+            f"valid_until={_when(self.valid_until)!r})"
+        )
+
+    def __str__(self) -> str:
+        """A few lines for a console: plan, status and access, what is granted, and for
+        how long the snapshot answers."""
+        plan = "no plan" if self.plan_key is None else f"plan {self.plan_key} v{self.plan_version}"
+        status = "no subscription" if self.status is None else self.status.value
+        features = [
+            name if name in self._full else f"{name} ({', '.join(sorted(actions))})"
+            for name, actions in sorted(self._granted.items())
+            if actions
+        ]
+        limits = [f"{name}={_amount(value)}" for name, value in sorted(self._limits.items())]
+        return "\n".join(
+            (
+                f"{self.owner}: {plan}, {status} ({self.access.value} access)",
+                f"  features: {', '.join(features) or 'none'}",
+                f"  limits: {', '.join(limits) or 'none'}",
+                f"  resolved {_when(self.resolved_at)}, valid until {_when(self.valid_until)}",
+            )
+        )
 
     def valid_at(self, now: datetime) -> bool:
         """Whether the snapshot still answers for ``now`` (time has changed nothing since
@@ -171,14 +291,17 @@ class Snapshot:
 
     @property
     def limits(self) -> Mapping[str, int | None]:
-        """Every limit these terms define (read-only), ``None`` meaning unlimited."""
-        return self._limits
+        """Every limit by name (``None``: unlimited); read-only, as it may be shared
+        with other owners' snapshots."""
+        return MappingProxyType(self._limits)
 
     @property
     def has_plan(self) -> bool:
+        """Whether the owner resolved to a plan at all."""
         return self.plan_key is not None
 
     def limit_definition(self, name: str) -> Limit | None:
+        """The full definition of limit ``name`` (``None``: the owner has no such limit)."""
         decision = self._limits_explained.get(name)
         return None if decision is None else decision.limit
 
@@ -219,6 +342,7 @@ class Snapshot:
         )
 
     def explain_limit(self, name: str) -> Decision:
+        """Why ``limit(name)`` answers as it does."""
         if not isinstance(name, str):
             raise InvalidInput("name", "a limit name must be a string", name)
         decision = self._limits_explained.get(name)
@@ -227,6 +351,7 @@ class Snapshot:
         return attrs.evolve(self._denied, key=name, value=0)
 
     def explain_all(self) -> tuple[Decision, ...]:
+        """Every decision in the snapshot, features first (what an admin page lists)."""
         return tuple(self._features_explained.values()) + tuple(self._limits_explained.values())
 
 
@@ -261,14 +386,23 @@ def _feature_decisions(
     overrides: list[Override],
     policy: AccessPolicy,
     status: SubscriptionStatus | None,
+    shared: Mapping[str, Decision] | None = None,
 ) -> dict[str, Decision]:
+    """With ``shared`` (the plan's own decisions), keys that no add-on or override
+    touches reuse the plan's decision objects."""
     keys: set[str] = set(plan.features) if plan else set()
+    touched: set[str] = set()
     for addon in addons:
-        keys.update(addon.features)
+        touched.update(addon.features)
     by_key = {o.key: o for o in overrides if o.kind is OverrideKind.FEATURE}
-    keys.update(by_key)
+    touched.update(by_key)
+    keys.update(touched)
     out: dict[str, Decision] = {}
     for key in sorted(keys):
+        if shared is not None and key not in touched:
+            if key in shared:
+                out[key] = shared[key]
+            continue
         decision: Decision | None = None
         for layer in policy.precedence:
             if layer is Source.OVERRIDE and key in by_key:
@@ -335,19 +469,22 @@ def _limit_decisions(
     addons: tuple[AddOn, ...],
     overrides: list[Override],
     status: SubscriptionStatus | None,
+    shared: Mapping[str, Decision] | None = None,
 ) -> dict[str, Decision]:
     by_key = {o.key: o for o in overrides if o.kind is OverrideKind.LIMIT}
     keys: set[str] = set(plan.limits) if plan else set()
+    touched: set[str] = set(by_key)
     for addon in addons:
-        keys.update(addon.limits)
-    keys.update(by_key)
-    purchased = (
-        subscription.seats if subscription is not None and plan_source is Source.PLAN else None
-    )
+        touched.update(addon.limits)
+    keys.update(touched)
+    purchased = _purchased(subscription, plan_source)
     if purchased is not None:
         keys.add(SEATS)
     out: dict[str, Decision] = {}
     for key in sorted(keys):
+        if shared is not None and key not in touched and key in shared:
+            out[key] = shared[key]
+            continue
         definition = plan.limits.get(key) if plan else None
         if definition is None:
             definition = Limit(0, kind=LimitKind.SEATS if key == SEATS else LimitKind.GAUGE)
@@ -382,6 +519,90 @@ def _limit_decisions(
             detail = f"override by {o.actor}: {o.reason}{until}"
         out[key] = Decision(key, value, reason, source, detail, status, limit=definition)
     return out
+
+
+def _purchased(subscription: Subscription | None, plan_source: Source) -> int | None:
+    return subscription.seats if subscription is not None and plan_source is Source.PLAN else None
+
+
+def _plan_key(plan: Plan | None) -> Hashable:
+    return None if plan is None else (plan.key, plan.version, plan.revision)
+
+
+def _same_terms(kept: Plan | None, plan: Plan | None) -> bool:
+    """Whether a kept entry was resolved from this plan version's terms (stores load a
+    fresh object per read; two stores in one process may hold different plans under one
+    key and version)."""
+    if kept is plan:
+        return True
+    return (
+        kept is not None
+        and plan is not None
+        and kept.features == plan.features
+        and kept.limits == plan.limits
+    )
+
+
+def _plan_features(
+    plan: Plan | None,
+    plan_source: Source,
+    policy: AccessPolicy,
+    status: SubscriptionStatus | None,
+) -> Mapping[str, Decision]:
+    key = (_plan_key(plan), plan_source, policy.precedence, status)
+    kept = _PLAN_FEATURES.get(key)
+    if kept is not None and _same_terms(kept[0], plan):
+        return kept[1]  # type: ignore[no-any-return]
+    decisions = _feature_decisions(plan, plan_source, (), [], policy, status)
+    return _PLAN_FEATURES.put(key, (plan, decisions))[1]  # type: ignore[no-any-return]
+
+
+def _plan_limits(
+    plan: Plan | None,
+    plan_source: Source,
+    subscription: Subscription | None,
+    status: SubscriptionStatus | None,
+) -> Mapping[str, Decision]:
+    key = (_plan_key(plan), plan_source, status, _purchased(subscription, plan_source))
+    kept = _PLAN_LIMITS.get(key)
+    if kept is not None and _same_terms(kept[0], plan):
+        return kept[1]  # type: ignore[no-any-return]
+    decisions = _limit_decisions(plan, plan_source, subscription, (), [], status)
+    return _PLAN_LIMITS.put(key, (plan, decisions))[1]  # type: ignore[no-any-return]
+
+
+def _grants(
+    features: Mapping[str, Decision], cap: frozenset[Action]
+) -> tuple[frozenset[str], Mapping[str, frozenset[Action]]]:
+    granted: dict[str, frozenset[Action]] = {}
+    for k, d in features.items():
+        actions = d.actions & cap
+        if actions:
+            granted[k] = _SMALL.once(actions)
+    return frozenset(k for k, acts in granted.items() if acts == ALL_ACTIONS), granted
+
+
+def _shared_grants(
+    features: Mapping[str, Decision], cap: frozenset[Action]
+) -> tuple[frozenset[str], Mapping[str, frozenset[Action]]]:
+    """The grants of a plan's shared decisions, computed once per map and cap."""
+    key = (id(features), cap)
+    kept = _GRANTS.get(key)
+    if kept is not None and kept[0] is features:
+        return kept[1]  # type: ignore[no-any-return]
+    return _GRANTS.put(key, (features, _grants(features, cap)))[1]  # type: ignore[no-any-return]
+
+
+def _limit_values(limits: Mapping[str, Decision]) -> dict[str, int | None]:
+    return {k: d.value for k, d in limits.items() if not isinstance(d.value, bool)}
+
+
+def _shared_limit_values(limits: Mapping[str, Decision]) -> Mapping[str, int | None]:
+    key = id(limits)
+    kept = _GRANTS.get(key)
+    if kept is not None and kept[0] is limits:
+        return kept[1]  # type: ignore[no-any-return]
+    return _GRANTS.put(key, (limits, _limit_values(limits)))[1]  # type: ignore[no-any-return]
 
 
 def usage_period_of(subscription: Subscription | None, now: datetime) -> Period:
@@ -436,8 +657,17 @@ def resolve(
     if access is Access.NONE:
         base, addons, active = None, (), []
 
-    features = _feature_decisions(base, plan_source, addons, active, policy, status)
-    limits = _limit_decisions(base, plan_source, subscription, addons, active, status)
+    plan_features = _plan_features(base, plan_source, policy, status)
+    plan_limits = _plan_limits(base, plan_source, subscription, status)
+    if addons or active:
+        features: Mapping[str, Decision] = _feature_decisions(
+            base, plan_source, addons, active, policy, status, plan_features
+        )
+        limits: Mapping[str, Decision] = _limit_decisions(
+            base, plan_source, subscription, addons, active, status, plan_limits
+        )
+    else:
+        features, limits = plan_features, plan_limits
     if subscription is None and base is None:
         denied = Decision(
             "",
@@ -468,7 +698,11 @@ def resolve(
     ]
 
     cap = READ_ONLY if access is Access.READ_ONLY else ALL_ACTIONS
-    granted = {k: d.actions & cap for k, d in features.items() if d.actions & cap}
+    if features is plan_features:
+        full, granted = _shared_grants(features, cap)
+    else:
+        full, granted = _grants(features, cap)
+    limit_values = _shared_limit_values(limits) if limits is plan_limits else _limit_values(limits)
     valid_until = min(changes) if changes else None
     return Snapshot(
         owner=owner,
@@ -482,11 +716,11 @@ def resolve(
         revision=revision,
         resolved_ts=now.timestamp(),
         expires_ts=math.inf if valid_until is None else valid_until.timestamp(),
-        full=frozenset(k for k, acts in granted.items() if acts == ALL_ACTIONS),
-        granted=FrozenDict(granted),
-        limits=FrozenDict({k: d.value for k, d in limits.items() if not isinstance(d.value, bool)}),
-        features_explained=FrozenDict(features),
-        limits_explained=FrozenDict(limits),
-        denied=denied,
-        access_why=why,
+        full=full,
+        granted=granted,
+        limits=limit_values,
+        features_explained=features,
+        limits_explained=limits,
+        denied=_SMALL.once(denied),
+        access_why=_SMALL.once(why),
     )

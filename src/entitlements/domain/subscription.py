@@ -26,6 +26,7 @@ from entitlements.domain.checks import (
     check_text,
     parse_enum,
 )
+from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.frozen import freeze
 from entitlements.domain.instant import (
     Period,
@@ -78,6 +79,9 @@ NEW = "new"
 
 
 class Event(enum.StrEnum):
+    """The events of the subscription lifecycle; `TRANSITIONS` says from which statuses each
+    is allowed and where it leads."""
+
     START_TRIAL = "start_trial"
     SUBSCRIBE = "subscribe"
     BEGIN_CHECKOUT = "begin_checkout"
@@ -228,6 +232,22 @@ def _external_id(value: object) -> str | None:
     return check_id(value, "external_id")
 
 
+def _plan_manager(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 255:
+        raise InvalidInput(
+            "plan_manager", "must be None or a member id of at most 255 characters", value
+        )
+    return value
+
+
+def _contract(value: object) -> ContractLink | None:
+    if value is not None and not isinstance(value, ContractLink):
+        raise InvalidInput("contract", "must be a ContractLink or None", value)
+    return value
+
+
 def _addons(value: Iterable[AddOn]) -> tuple[AddOn, ...]:
     if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
         raise InvalidInput("addons", "must be AddOn values", value)
@@ -247,42 +267,75 @@ class Subscription:
     """Links one owner to one plan version. ``revision`` is managed by the store."""
 
     id: str
+    """Unique per subscription; an owner's ended subscriptions stay in its history."""
     owner: Owner
+    """Who holds it."""
     plan_key: str = attrs.field(converter=_plan_key)
+    """The plan it is on."""
     plan_version: int
+    """The plan version it holds; new versions do not reach it until it is migrated."""
     status: SubscriptionStatus = attrs.field(converter=_status)
+    """The stored status; time-driven changes already due are applied on reading (`as_of`),
+    so answers never wait for the sweep."""
     created_at: datetime = attrs.field(converter=as_utc, validator=aware)
+    """When it started."""
     updated_at: datetime = attrs.field(converter=as_utc, validator=aware)
+    """When it last changed."""
     seats: int | None = attrs.field(default=None, converter=_seats)
+    """Seats purchased (``None``: the plan's seat limit applies)."""
     trial_ends_at: datetime | None = attrs.field(
         default=None, converter=as_optional_utc, validator=optional_aware
     )
+    """When a trial ends without conversion (``None`` unless trialing)."""
     current_period: Period | None = None
+    """The billing period now (``None``: no billing cycle); it rolls over by itself when it
+    ends."""
     cycle: BillingCycle | None = None
+    """The billing cycle periods roll on (``None``: not billed by period)."""
     cycle_anchor: datetime | None = attrs.field(
         default=None, converter=as_optional_utc, validator=optional_aware
     )
+    """The instant periods are counted from, so a subscription started on the 31st renews on
+    each month's last day."""
     cancel_at_period_end: bool = False
+    """A cancellation is scheduled for the end of the period (or of the trial)."""
     canceled_at: datetime | None = attrs.field(
         default=None, converter=as_optional_utc, validator=optional_aware
     )
+    """When it was canceled."""
     expires_at: datetime | None = attrs.field(
         default=None, converter=as_optional_utc, validator=optional_given
     )
+    """When it ends by itself (a fixed-term contract, an unpaid checkout)."""
     past_due_since: datetime | None = attrs.field(
         default=None, converter=as_optional_utc, validator=optional_aware
     )
+    """When payment first failed; the past-due grace period counts from it."""
     suspended_from: SubscriptionStatus | None = attrs.field(
         default=None, converter=_optional_status
     )
+    """The status to resume to, kept while suspended (a trial suspended still ends on time).
+    """
     external_id: str | None = attrs.field(default=None, converter=_external_id)
+    """The payment provider's id for it, when one bills it."""
     metadata: Mapping[str, Any] = attrs.field(factory=dict, converter=_metadata)
+    """The host's own JSON data (at most 64 KiB); the library only stores it."""
     notes: str = attrs.field(default="", converter=_notes)
+    """Free text for staff."""
     addons: tuple[AddOn, ...] = attrs.field(default=(), converter=_addons)
+    """Add-ons bought on top of the plan."""
     revision: int = 0
+    """Counts writes, so a stale copy cannot overwrite a newer one; managed by the store."""
+    plan_manager: str | None = attrs.field(default=None, converter=_plan_manager)
+    """Seed 003: the member who subscribed to the paid plan, the only member who may
+    change or cancel it. Set by the checkout that started it, never by ``amend``."""
+    contract: ContractLink | None = attrs.field(default=None, converter=_contract)
+    """The signed contract this subscription was converted from, with its terms."""
 
     @property
     def is_terminal(self) -> bool:
+        """Whether it has ended for good (canceled, expired, failed); a new subscription is
+        then needed."""
         return self.status in TERMINAL
 
     @property

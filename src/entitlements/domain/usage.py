@@ -99,15 +99,26 @@ class Counter:
     counts (`effective` subtracts what a read found expired)."""
 
     owner: Owner
+    """Whose usage it counts."""
     metric: str
+    """The limit name it counts against."""
     period_start: datetime = attrs.field(converter=as_utc, validator=aware)
+    """The start of the billing period it counts (metered limits start again at zero each
+    period)."""
     used: int = 0
+    """Units consumed and committed in the period (or the gauge's current amount)."""
     reserved: int = 0
+    """Units held by open reservations; they count against the limit until settled or
+    expired."""
     held_until: datetime | None = attrs.field(
         default=None, converter=as_optional_utc, validator=optional_aware
     )
+    """When the first open reservation runs out (``None``: none held), so a read knows when
+    ``reserved`` stops being exact."""
 
     def holds_expired(self, now: datetime) -> bool:
+        """Whether some of ``reserved`` has run out by ``now`` and must not count any
+        longer."""
         return self.held_until is not None and self.held_until <= now
 
 
@@ -117,15 +128,25 @@ class UsageRecord:
     retried request count once."""
 
     id: str
+    """Unique per record."""
     owner: Owner
+    """Whose usage it was."""
     metric: str
+    """The limit name it counted against."""
     amount: int
+    """How many units."""
     period_start: datetime = attrs.field(converter=as_utc, validator=aware)
+    """The billing period it was booked into (the one holding ``at``)."""
     at: datetime = attrs.field(converter=as_utc, validator=aware)
+    """When it was consumed."""
     key: str | None = attrs.field(default=None, converter=check_idempotency_key)
+    """The idempotency key the caller gave, so a retry is recognised and counted once."""
 
 
 class ReservationStatus(enum.StrEnum):
+    """Where a reservation is: still ``held``, ``committed`` (fully or partly),
+    ``released``, or ``expired`` unused."""
+
     HELD = "held"
     COMMITTED = "committed"
     RELEASED = "released"
@@ -138,18 +159,31 @@ class Reservation:
     by the sweep when ``expires_at`` passes."""
 
     id: str
+    """Pass it to ``commit`` or ``release``."""
     owner: Owner
+    """Whose units it holds."""
     metric: str
+    """The limit name the units count against."""
     amount: int
+    """How many units it holds."""
     period_start: datetime = attrs.field(converter=as_utc, validator=aware)
+    """The billing period the units count in."""
     created_at: datetime = attrs.field(converter=as_utc, validator=aware)
+    """When it was made."""
     expires_at: datetime = attrs.field(converter=as_utc, validator=aware)
+    """When the held units are freed if nobody settled it (a crashed job does not keep them
+    forever)."""
     status: ReservationStatus = ReservationStatus.HELD
+    """Whether it still holds units."""
     committed: int = 0
+    """Units actually used when it was committed (the rest went back)."""
     key: str | None = attrs.field(default=None, converter=check_idempotency_key)
+    """The idempotency key the caller gave, so a retried reserve returns the same
+    reservation."""
     settled_at: datetime | None = attrs.field(
         default=None, converter=as_optional_utc, validator=optional_aware
     )
+    """When it was committed, released or expired."""
 
 
 @attrs.frozen
@@ -157,9 +191,13 @@ class SeatAssignment:
     """A named member holding one seat of the owner's seat limit ``pool``."""
 
     owner: Owner
+    """The owner whose seat it takes."""
     member: str = attrs.field(converter=check_member)
+    """The host's id for the person holding the seat."""
     assigned_at: datetime = attrs.field(converter=as_utc, validator=aware)
+    """When the seat was given."""
     pool: str = attrs.field(default="seats", converter=_pool)
+    """The seat limit it counts against (``seats`` unless the plan has several pools)."""
 
 
 class OverQuotaPolicy(enum.StrEnum):
@@ -172,9 +210,14 @@ class OverQuotaPolicy(enum.StrEnum):
 
 @attrs.frozen
 class OverQuota:
+    """A limit that current usage passes after a change (a downgrade, fewer seats)."""
+
     metric: str
+    """The limit name."""
     limit: int
+    """The limit after the change."""
     used: int
+    """What is in use now."""
 
 
 class UsageDecision(NamedTuple):
@@ -185,20 +228,36 @@ class UsageDecision(NamedTuple):
     tuple is built several times faster."""
 
     owner: Owner
+    """Whose usage was checked."""
     metric: str
+    """The limit name."""
     allowed: bool
+    """Whether the units may be used (a soft limit allows and sets ``over_limit``)."""
     requested: int
+    """The units asked for."""
     limit: int | None
+    """The limit in force (``None``: unlimited)."""
     used: int
+    """Units used in the period (for ``consume``: including this request's)."""
     reserved: int
+    """Units held by open reservations, which count as used."""
     remaining: int | None
+    """What is left under the limit given ``used`` and ``reserved`` (``None``: unlimited):
+    before the request in a ``check``, after it in what ``consume`` returns."""
     enforcement: Enforcement
+    """Whether the limit refuses (``hard``) or reports (``soft``)."""
     kind: LimitKind
+    """How the limit counts (seats, gauge, metered)."""
     reason: Reason
+    """Why, in the same vocabulary as `Decision.reason`."""
     detail: str
+    """The same in words, fit for the error message a customer sees."""
     period_start: datetime
+    """The billing period counted in."""
     over_limit: bool = False
+    """A soft limit was passed: allowed, but worth a warning."""
     duplicate: bool = False
+    """The idempotency key was seen before: nothing was counted again."""
 
 
 def usage_period_start(snapshot: Snapshot, limit: Limit | None) -> datetime:

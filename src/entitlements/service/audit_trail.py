@@ -13,6 +13,8 @@ __all__ = ["AuditTrail"]
 
 
 class AuditTrail:
+    """``ents.audit``: who changed what, when and why, read back from the audit log."""
+
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
 

@@ -24,6 +24,9 @@ __all__ = ["AllRules", "AllowAll", "Authorizer", "PermissionRules", "PlanManager
 
 
 class Authorizer(Protocol):
+    """Decides who may change what; the default allows every actor, hosts plug their own
+    rules in."""
+
     def authorize(
         self, actor: Actor, action: str, *, owner: Owner | None, subject: Any, uow: Any
     ) -> None:
@@ -93,7 +96,7 @@ class PlanManagerRules:
         current = uow.subscriptions.current(owner)
         if current is None or current.is_terminal:
             return
-        manager = current.metadata.get("plan_manager")
+        manager = current.plan_manager
         if manager is None or manager == actor.id:
             return
         if uow.plans.get(current.plan_key, current.plan_version).is_free:

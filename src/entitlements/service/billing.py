@@ -2,8 +2,11 @@
 reconciliation, and the guards hosts call before deleting owners or members.
 
 With no provider configured, paid plans are assigned directly: seed 000's staff-managed
-billing (contracts, no card). External calls to the provider happen inside the unit of
-work, before our writes: if the provider refuses, nothing of ours changes.
+billing (contracts, no card). With one, every local check runs and our side is written
+first; what the provider must do is recorded in the same unit of work (the outbox,
+`ProviderOutbox`) and sent after commit under an idempotency key, retried by the sweep
+until the provider acknowledges it. Until then `state` shows it pending at the provider.
+What the provider actually did arrives as its events, which stay the source of truth.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from entitlements.domain.actor import Actor, ActorKind, as_actor
 from entitlements.domain.billing import (
     Assignment,
     AssignmentKind,
+    Checkout,
     ProviderEvent,
     ProviderLink,
     ProviderSubscription,
@@ -24,24 +28,27 @@ from entitlements.domain.billing import (
 )
 from entitlements.domain.checks import MAX_COUNT, check_key, check_optional_count, parse_enum
 from entitlements.domain.owner import Owner, as_owner
+from entitlements.domain.plan import Plan
+from entitlements.domain.provider_commands import CommandKind, CommandStatus, ProviderCommand
 from entitlements.domain.subscription import Event, Subscription, SubscriptionStatus
 from entitlements.domain.usage import OverQuotaPolicy
 from entitlements.errors import (
-    BillingActionRequired,
-    FreePlanTaken,
     InvalidInput,
+    NotAuthorized,
+    NotFound,
     OwnerHasActivePlan,
     PlanManagerProtected,
+    ProviderUnreachable,
     SubscriptionNotFound,
 )
 from entitlements.ports import PaymentProvider
+from entitlements.service.provider_outbox import ProviderOutbox
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.subscriptions import Subscriptions
 
-__all__ = ["Billing", "ProviderOutcome"]
+__all__ = ["Billing", "BillingState", "ProviderOutcome"]
 
 PROVIDER = Actor("payment-provider", ActorKind.PROVIDER)
-HOLD = frozenset({SubscriptionStatus.PAST_DUE})
 
 
 @attrs.frozen
@@ -50,11 +57,35 @@ class ProviderOutcome:
     ``duplicate`` (already applied) or ``stale`` (older than what was applied)."""
 
     outcome: str
+    """``applied``, ``duplicate`` or ``stale``."""
     subscription: Subscription | None = None
+    """Our subscription after the event (``None`` when it touched none)."""
     changes: tuple[str, ...] = ()
+    """The lifecycle events applied to get there, in order."""
+
+
+@attrs.frozen
+class BillingState:
+    """An owner's subscription as billing sees it: with the commands the payment provider
+    has not acknowledged yet (``pending``, oldest first; a ``failed`` one gave up retrying
+    and needs staff, see `Billing.retry`)."""
+
+    subscription: Subscription | None
+    pending: tuple[ProviderCommand, ...] = ()
+
+    @property
+    def pending_at_provider(self) -> bool:
+        return bool(self.pending)
+
+    @property
+    def failed(self) -> tuple[ProviderCommand, ...]:
+        return tuple(c for c in self.pending if c.status is CommandStatus.FAILED)
 
 
 class Billing:
+    """``ents.billing``: plans bought through the host's payment provider, and the
+    provider's events applied to our subscriptions."""
+
     def __init__(
         self,
         runtime: Runtime,
@@ -66,7 +97,10 @@ class Billing:
         self._rt = runtime
         self._subs = subscriptions
         self.provider = provider
+        """The host's payment provider (``None``: plans are assigned by staff)."""
         self.one_free_plan_per_tenant = one_free_plan_per_tenant
+        """Whether a tenant may hold only one free plan among its owners (seed 004)."""
+        self.outbox = ProviderOutbox(runtime, lambda: self.provider)
 
     # -- assignment ----------------------------------------------------------------------
 
@@ -81,10 +115,15 @@ class Billing:
         now: datetime | None = None,
     ) -> Assignment:
         """Seed 004's rules: a free plan is assigned directly (a paid provider subscription
-        is cancelled at the provider first); a paid plan with an active paid subscription
+        is cancelled at the provider too); a paid plan with an active paid subscription
         is a provider plan change; a paid plan without one opens a checkout (the owner
         stays where it is — or pending, if it had nothing — until the provider confirms).
-        Past-due owners may not change their own plan until billing is resolved."""
+        Past-due owners may not change their own plan until billing is resolved.
+
+        Every check runs, and our side is written, before the provider hears of it: the
+        command is sent once this call's unit of work committed. If the provider does not
+        answer, the assignment comes back with its ``command`` pending (and, for a
+        checkout, no ``checkout`` yet); the sweep retries it."""
         owner, who = as_owner(owner), as_actor(actor)
         plan_key = check_key(plan_key, "plan_key")
         check_optional_count(seats, "seats", maximum=MAX_COUNT)
@@ -92,51 +131,88 @@ class Billing:
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, "billing.assign_plan", owner, plan_key)
             plan = tx.uow.plans.get(plan_key)
+            # before the provider is told anything; subscribe / change_plan check again
+            tx.change_terms(owner)
             current = tx.uow.subscriptions.current(owner)
             live = current if current is not None and not current.is_terminal else None
-            plan.check_assignable(
-                owner.kind, already_held=live is not None and live.plan_key == plan.key
-            )
-            if live is not None and live.status in HOLD and who.kind is ActorKind.MEMBER:
-                raise BillingActionRequired(owner, live.status.value)
+            self._subs.assignment.check(tx, owner, plan, live, who)
             if live is not None and (live.plan_key, live.plan_version) == (plan.key, plan.version):
                 raise InvalidInput("plan_key", f"{owner} is already on {plan.key}")
+            command: ProviderCommand | None
             if plan.is_free:
-                return self._assign_free(tx, who, owner, live, plan_key, seats, if_over_quota)
-            if self.provider is None:
-                return self._assign_directly(who, owner, live, plan_key, seats, if_over_quota)
-            if (
+                assignment, command = self._assign_free(
+                    tx, who, owner, live, plan_key, seats, if_over_quota
+                )
+            elif self.provider is None:
+                assignment = self._assign_directly(who, owner, live, plan, seats, if_over_quota)
+                command = None
+            elif (
                 live is not None
                 and live.external_id
                 and live.status is SubscriptionStatus.ACTIVE
                 and self._is_paid(tx, live)
             ):
-                state = self.provider.change_plan(live.external_id, plan, seats=seats)
                 change = self._subs.change_plan(
                     owner, plan.key, actor=who, if_over_quota=if_over_quota
                 )
-                self._remember(tx, state, change.subscription)
-                return Assignment(AssignmentKind.PROVIDER_CHANGE, change.subscription)
-            checkout = self.provider.start_checkout(
-                owner, plan, seats=seats, reference=self._rt.new_id()
-            )
-            manager = who.id if who.kind is ActorKind.MEMBER else None
-            tx.uow.provider.put_link(
-                ProviderLink(checkout.id, owner, None, checkout.id, plan.key, manager)
-            )
-            subscription = live
-            if subscription is None:
-                subscription = self._subs.begin_checkout(
-                    owner, plan.key, actor=who, seats=seats, metadata={"checkout_id": checkout.id}
+                command = self.outbox.record(
+                    tx,
+                    CommandKind.CHANGE_PLAN,
+                    owner,
+                    {
+                        "external_id": live.external_id,
+                        "plan_key": plan.key,
+                        "plan_version": plan.version,
+                        "seats": seats,
+                    },
+                    subscription_id=change.subscription.id,
                 )
-            tx.record(
-                who,
-                "billing.checkout",
-                f"checkout:{checkout.id}",
-                owner=owner,
-                after={"plan": plan.key, "checkout": checkout.id},
+                assignment = Assignment(AssignmentKind.PROVIDER_CHANGE, change.subscription)
+            else:
+                manager = who.id if who.kind is ActorKind.MEMBER else None
+                subscription = live
+                if subscription is None:
+                    subscription = self._subs.begin_checkout(
+                        owner, plan.key, actor=who, seats=seats, plan_manager=manager
+                    )
+                command = self.outbox.record(
+                    tx,
+                    CommandKind.START_CHECKOUT,
+                    owner,
+                    {
+                        "plan_key": plan.key,
+                        "plan_version": plan.version,
+                        "seats": seats,
+                        "manager": manager,
+                    },
+                    subscription_id=subscription.id,
+                )
+                tx.record(
+                    who,
+                    "billing.checkout",
+                    f"provider_command:{command.id}",
+                    owner=owner,
+                    after={"plan": plan.key, "command": command.id},
+                )
+                assignment = Assignment(AssignmentKind.CHECKOUT, subscription)
+        if command is None:
+            return assignment
+        return self._with_answer(owner, assignment, command)
+
+    def _with_answer(
+        self, owner: Owner, assignment: Assignment, command: ProviderCommand
+    ) -> Assignment:
+        """The assignment with what the provider answered after commit (inside an atomic
+        block nothing was sent yet: the command is still pending)."""
+        with self._rt.read(owner.tenant) as uow:
+            latest = uow.provider.command(command.id)
+        checkout = None
+        if latest.kind is CommandKind.START_CHECKOUT and latest.status is CommandStatus.SENT:
+            result = latest.result or {}
+            checkout = Checkout(
+                result["checkout_id"], result["url"], owner, str(latest.payload["plan_key"])
             )
-            return Assignment(AssignmentKind.CHECKOUT, subscription, checkout)
+        return attrs.evolve(assignment, checkout=checkout, command=latest)
 
     def _assign_free(
         self,
@@ -147,52 +223,121 @@ class Billing:
         plan_key: str,
         seats: int | None,
         if_over_quota: OverQuotaPolicy,
-    ) -> Assignment:
-        if self.one_free_plan_per_tenant:
-            free = [p.key for p in tx.uow.plans.list() if p.is_free]
-            if tx.uow.subscriptions.count_on_plans(free, exclude_owner=owner) > 0:
-                raise FreePlanTaken(owner)
+    ) -> tuple[Assignment, ProviderCommand | None]:
+        command = None
         if (
             live is not None
             and live.external_id
             and self.provider is not None
             and self._is_paid(tx, live)
         ):
-            self.provider.cancel(live.external_id, at_period_end=False)
-            self._subs.cancel(owner, actor=who, reason=f"moving to the free plan {plan_key}")
+            ended = self._subs.cancel(
+                owner, actor=who, reason=f"moving to the free plan {plan_key}"
+            )
+            command = self.outbox.record(
+                tx,
+                CommandKind.CANCEL,
+                owner,
+                {"external_id": live.external_id, "at_period_end": False},
+                subscription_id=ended.id,
+            )
             live = None
-        return self._assign_directly(who, owner, live, plan_key, seats, if_over_quota)
+        plan = tx.uow.plans.get(plan_key)
+        return self._assign_directly(who, owner, live, plan, seats, if_over_quota), command
 
     def _assign_directly(
         self,
         who: Actor,
         owner: Owner,
         live: Subscription | None,
-        plan_key: str,
+        plan: Plan,
         seats: int | None,
         if_over_quota: OverQuotaPolicy,
     ) -> Assignment:
         if live is None:
+            # seed 003: a member who takes a paid plan manages it
+            manager = who.id if who.kind is ActorKind.MEMBER and not plan.is_free else None
             return Assignment(
-                AssignmentKind.DIRECT, self._subs.subscribe(owner, plan_key, actor=who, seats=seats)
+                AssignmentKind.DIRECT,
+                self._subs.subscribe(owner, plan.key, actor=who, seats=seats, plan_manager=manager),
             )
-        change = self._subs.change_plan(owner, plan_key, actor=who, if_over_quota=if_over_quota)
+        change = self._subs.change_plan(owner, plan.key, actor=who, if_over_quota=if_over_quota)
         return Assignment(AssignmentKind.DIRECT, change.subscription)
 
     def cancel(
         self, owner: Owner, *, actor: Actor | str, now: datetime | None = None
     ) -> Subscription:
         """Seed 003: cancelling means at the end of the paid period (active until then,
-        back to the default plan after), at the provider too."""
+        back to the default plan after), at the provider too (sent after commit)."""
         owner, who = as_owner(owner), as_actor(actor)
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, "billing.cancel", owner)
             current = tx.uow.subscriptions.current(owner)
             if current is None or current.is_terminal:
                 raise SubscriptionNotFound(owner)
+            canceled = self._subs.cancel(owner, actor=who, at_period_end=True)
             if current.external_id and self.provider is not None:
-                self.provider.cancel(current.external_id, at_period_end=True)
-            return self._subs.cancel(owner, actor=who, at_period_end=True)
+                self.outbox.record(
+                    tx,
+                    CommandKind.CANCEL,
+                    owner,
+                    {"external_id": current.external_id, "at_period_end": True},
+                    subscription_id=canceled.id,
+                )
+            return canceled
+
+    def transfer_plan_manager(
+        self,
+        owner: Owner,
+        member: str | None,
+        *,
+        actor: Actor | str,
+        reason: str | None = None,
+        now: datetime | None = None,
+    ) -> Subscription:
+        """Seed 003: name another member as the plan manager (``None``: nobody), for staff
+        and the provider — never a member, not even the manager themself."""
+        owner, who = as_owner(owner), as_actor(actor)
+        if who.kind is ActorKind.MEMBER:
+            raise NotAuthorized(
+                str(who), "billing.transfer_plan_manager", "staff transfer the plan manager"
+            )
+        return self._subs.set_plan_manager(owner, member, actor=who, reason=reason, now=now)
+
+    # -- the provider seam, as billing reads it ------------------------------------------
+
+    def state(self, owner: Owner) -> BillingState:
+        """The owner's subscription and what is still pending at the provider."""
+        owner = as_owner(owner)
+        with self._rt.read(owner.tenant) as uow:
+            return BillingState(
+                uow.subscriptions.current(owner), tuple(uow.provider.open_commands(owner))
+            )
+
+    def retry(
+        self, owner: Owner, command_id: str, *, actor: Actor | str, now: datetime | None = None
+    ) -> ProviderCommand | None:
+        """Send a command again now — a ``failed`` one too (staff, after fixing what made
+        the provider refuse it). Same idempotency key: the provider acts at most once."""
+        owner, who = as_owner(owner), as_actor(actor)
+        with self._rt.transaction(owner.tenant, now) as tx:
+            tx.authorize(who, "billing.retry", owner)
+            command = tx.uow.provider.command(command_id)
+            if command.owner != owner:
+                raise NotFound(f"provider command {command_id} does not exist")
+            if command.status is CommandStatus.SENT:
+                return command
+            tx.uow.provider.update_command(command.retried(tx.now), expected=command)
+            tx.record(who, "billing.retry", f"provider_command:{command_id}", owner=owner)
+        return self.outbox.send(owner.tenant, command_id)
+
+    def send_due(self, now: datetime | None = None) -> list[ProviderCommand]:
+        """Send every provider command whose next attempt is due (the sweep calls this)."""
+        at = self._rt.now(now)
+        sent: list[ProviderCommand] = []
+        for tenant in self._rt.store.tenants():
+            sent.extend(self.outbox.send_due(tenant, at))
+        return sent
 
     # -- the provider's events -----------------------------------------------------------
 
@@ -220,17 +365,19 @@ class Billing:
             raise InvalidInput(
                 "provider", "no payment provider is configured; billing is staff-managed"
             )
-        with self._rt.transaction(owner.tenant, now) as tx:
-            current = tx.uow.subscriptions.current(owner)
-            if current is None or not current.external_id:
-                return ProviderOutcome(
-                    "applied", current, ("no provider subscription to reconcile",)
-                )
+        with self._rt.read(owner.tenant) as uow:
+            current = uow.subscriptions.current(owner)
+        if current is None or not current.external_id:
+            return ProviderOutcome("applied", current, ("no provider subscription to reconcile",))
+        try:
             state = self.provider.fetch(current.external_id)
-            if state is None:
-                return ProviderOutcome(
-                    "applied", current, ("the provider has no such subscription; nothing changed",)
-                )
+        except Exception as error:  # the host's provider code
+            raise ProviderUnreachable(f"{type(error).__name__}: {error}") from error
+        if state is None:
+            return ProviderOutcome(
+                "applied", current, ("the provider has no such subscription; nothing changed",)
+            )
+        with self._rt.transaction(owner.tenant, now) as tx:
             outcome = self._follow(tx, state, state.updated_at)
             tx.record(
                 PROVIDER,
@@ -281,22 +428,6 @@ class Billing:
         )
         return ProviderOutcome("applied", self._subs.find(owner), tuple(changes))
 
-    def _remember(
-        self, tx: Transaction, state: ProviderSubscription, subscription: Subscription
-    ) -> None:
-        existing = tx.uow.provider.link(state.external_id)
-        tx.uow.provider.put_link(
-            ProviderLink(
-                state.external_id,
-                state.owner,
-                existing.last_applied_at if existing else None,
-                existing.checkout_id if existing else state.checkout_id,
-                state.plan_key,
-                existing.manager if existing else None,
-                subscription.id,
-            )
-        )
-
     def _move(
         self,
         owner: Owner,
@@ -313,7 +444,6 @@ class Billing:
                 SubscriptionStatus.PENDING,
             ):
                 return []
-            metadata = {} if manager is None else {"plan_manager": manager}
             start = (
                 subs.begin_checkout
                 if state.status is SubscriptionStatus.PENDING
@@ -325,7 +455,7 @@ class Billing:
                 actor=PROVIDER,
                 seats=state.seats,
                 external_id=state.external_id,
-                metadata=metadata,
+                plan_manager=manager,
             )
             changes.append(
                 "begin_checkout" if state.status is SubscriptionStatus.PENDING else "subscribe"
@@ -350,7 +480,16 @@ class Billing:
             path = [Event.ACTIVATE, Event.CANCEL]  # it was paid for, then canceled
         for event in path:
             if event is Event.ACTIVATE:
-                subs.convert(owner, actor=PROVIDER, plan_key=state.plan_key)
+                subs.convert(
+                    owner,
+                    actor=PROVIDER,
+                    plan_key=state.plan_key,
+                    keep_cancellation=state.cancel_at_period_end,
+                    if_over_quota=OverQuotaPolicy.ALLOW,
+                    # the provider reports a payment that has happened: mirror it even
+                    # while a contract is out for signature
+                    without_contract=True,
+                )
             elif event is Event.FAIL:
                 subs.fail(owner, actor=PROVIDER)
             elif event is Event.MARK_PAST_DUE:
@@ -380,11 +519,12 @@ class Billing:
             and state.status is not SubscriptionStatus.FAILED
         ):
             amend["external_id"] = state.external_id
-        if manager is not None and current.metadata.get("plan_manager") != manager:
-            amend["metadata"] = {**current.metadata, "plan_manager": manager}
         if amend:
             subs.amend(owner, actor=PROVIDER, **amend)
             changes.append("amend")
+        if manager is not None and current.plan_manager is None:
+            subs.set_plan_manager(owner, manager, actor=PROVIDER)
+            changes.append("set_plan_manager")
         return changes
 
     # -- guards for the host ---------------------------------------------------------------
@@ -409,7 +549,7 @@ class Billing:
             if current is None or current.is_terminal:
                 return
             if (
-                current.metadata.get("plan_manager") == member
+                current.plan_manager == member
                 and not uow.plans.get(current.plan_key, current.plan_version).is_free
             ):
                 raise PlanManagerProtected(owner, member)

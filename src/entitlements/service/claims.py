@@ -15,9 +15,9 @@ from typing import Any
 import attrs
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from entitlements.domain.assignment import grants_claims
 from entitlements.domain.checks import check_id, check_optional_id
 from entitlements.domain.owner import Owner, as_owner
-from entitlements.domain.plan import PlanStatus
 from entitlements.errors import InvalidInput, PlanRetired
 from entitlements.service.runtime import Runtime
 from entitlements.service.snapshots import load_snapshot
@@ -29,12 +29,22 @@ MAX_TTL = timedelta(days=1)
 
 @attrs.frozen
 class Claims:
+    """What an owner's access token may claim: its plan and limits as numbers, and the
+    features granted."""
+
     owner: str
+    """The owner as ``kind:id`` (the token's subject)."""
     plan: str | None
+    """The plan key (``None``: no plan)."""
     plan_version: int | None
+    """The plan version."""
     status: str | None
+    """The subscription status (``None``: no subscription)."""
     limits: Mapping[str, int | None] | None
+    """Limits by name (``None`` values: unlimited); ``None`` altogether when the owner has
+    no plan."""
     features: tuple[str, ...]
+    """The features granted for every action."""
 
     def document(self) -> dict[str, Any]:
         """The JSON claim: ``limits`` maps names to numbers (``null``: unlimited) and is
@@ -60,9 +70,8 @@ class ClaimsIssuer:
         at = self._rt.now(now)
         with self._rt.read(owner.tenant) as uow:
             snapshot = load_snapshot(uow, owner, at, self._rt.policy)
-            if (
-                snapshot.plan_key is not None
-                and uow.plans.get(snapshot.plan_key).status is PlanStatus.RETIRED
+            if snapshot.plan_key is not None and not grants_claims(
+                uow.plans.get(snapshot.plan_key)
             ):
                 raise PlanRetired(snapshot.plan_key)
         return Claims(

@@ -43,7 +43,10 @@ class WhenUnreachable(enum.StrEnum):
     `FeedUnavailable`."""
 
     SERVE_STALE = "serve_stale"
+    """Answer from the cache as it was; the outage is logged and each such answer counted
+    in ``coherence.stale_answers``."""
     RAISE = "raise"
+    """Raise `FeedUnavailable` instead of answering."""
 
 
 class ChangeHint(Protocol):
@@ -64,8 +67,11 @@ class FeedSource(Protocol):
 
 
 class Coherence:
-    """The follower of one `Entitlements`. ``fresh_until`` (a `time.monotonic` instant)
-    is read on the warm path: before it, the cache has been confirmed recently enough."""
+    """The follower of one `Entitlements`. The warm path reads ``fresh_from`` and
+    ``fresh_until`` (wall-clock seconds): between them, the cache has been confirmed
+    recently enough. Wall-clock, so that with the system clock one reading of the time
+    serves both this and the snapshot's own validity; a window with two ends, so that a
+    clock stepped back or forward makes the next answer confirm, never trust longer."""
 
     def __init__(
         self,
@@ -78,9 +84,14 @@ class Coherence:
         background: bool = True,
         gap_timeout: float = 60.0,
     ) -> None:
+        self.fresh_from = 0.0
         self.fresh_until = 0.0
+        """The `time.monotonic` instant until which the cache counts as confirmed; the warm
+        path compares it."""
         self.max_staleness = max_staleness
+        """How old, in seconds, a confirmation may be before an answer reads the feed."""
         self.when_unreachable = WhenUnreachable(when_unreachable)
+        """What answers do while the feed cannot be read."""
         self.stale_answers = 0
         """Answers served while the feed could not be read (`WhenUnreachable.SERVE_STALE`)."""
         self.resyncs = 0
@@ -97,22 +108,24 @@ class Coherence:
         self._down_since: float | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._pid = os.getpid()
 
     # -- answers ---------------------------------------------------------------------
 
     def ensure_fresh(self) -> None:
         """Confirm the cache against the feed unless that was done within
-        ``max_staleness``; called by answers that found ``fresh_until`` passed."""
-        now = time.monotonic()
-        if now < self.fresh_until:
+        ``max_staleness``; called by answers that found themselves outside the window."""
+        if self.fresh_from <= time.time() < self.fresh_until:
             return
+        now = time.monotonic()
         if self._down_since is not None and now < self._retry_at:
             self._unreachable(now, None)
             return
         self.sync()
 
     def has_seen(self, revision: int) -> bool:
+        """Whether the entry ``revision`` has been applied here."""
         return self._after is not None and revision <= self._after and revision not in self._missing
 
     def require(self, revision: int) -> None:
@@ -124,8 +137,10 @@ class Coherence:
     # -- following -------------------------------------------------------------------
 
     def sync(self) -> None:
+        """Read the feed now and drop what changed (the background thread and answers past
+        ``fresh_until`` call it)."""
         with self._lock:
-            started = time.monotonic()
+            started, wall = time.monotonic(), time.time()
             if os.getpid() != self._pid:  # forked: the parent's thread did not come along
                 self._pid, self._thread, self._after = os.getpid(), None, None
                 self._stop = threading.Event()
@@ -145,7 +160,7 @@ class Coherence:
                     started - self._down_since,
                 )
                 self._down_since = None
-            self.fresh_until = started + self.max_staleness
+            self.fresh_from, self.fresh_until = wall, wall + self.max_staleness
             if self._background and self._thread is None:
                 self._start()
 
@@ -197,8 +212,13 @@ class Coherence:
     # -- the background thread -------------------------------------------------------
 
     def _start(self) -> None:
-        wake = threading.Event()
-        for hint in self._hints():
+        wake = self._wake = threading.Event()
+        try:
+            hints = self._hints()
+        except Exception:
+            log.warning("entitlements: no change hints (polling only)", exc_info=True)
+            hints = []
+        for hint in hints:
             threading.Thread(
                 target=_listen,
                 args=(hint, wake, self._stop),
@@ -216,10 +236,14 @@ class Coherence:
 
     @property
     def interval(self) -> float:
+        """How often the background thread reads the feed without a push: half of
+        ``max_staleness``."""
         return max(self.max_staleness / 2, 0.005)
 
     def close(self) -> None:
+        """Stop the background thread; answers then confirm inline."""
         self._stop.set()
+        self._wake.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)

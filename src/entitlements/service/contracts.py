@@ -19,6 +19,8 @@ import attrs
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from entitlements.domain.actor import Actor, as_actor
+from entitlements.domain.assignment import check_may_assign
+from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.checks import (
     check_bool,
     check_id,
@@ -39,20 +41,25 @@ from entitlements.domain.contracts.contract import (
     Terms,
 )
 from entitlements.domain.contracts.events import ContractEvent, EventType, next_event
+from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.contracts.record import evidence_document
 from entitlements.domain.contracts.signature import drawing_type
 from entitlements.domain.contracts.tokens import hash_token, new_token, token_matches
 from entitlements.domain.contracts.verify import Verification, verify_evidence
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.subscription import Subscription
+from entitlements.domain.usage import OverQuotaPolicy
 from entitlements.errors import (
+    ContractAlreadyConverted,
     ContractNotCompleted,
     ContractNotFound,
+    ContractTermsMismatch,
     EvidenceBroken,
     IllegalTransition,
     InvalidInput,
     InvalidToken,
 )
+from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
 
 __all__ = ["Contracts", "SigningView"]
@@ -67,15 +74,28 @@ class SigningView:
     """What the public signing page shows a signer."""
 
     contract_id: str
+    """The contract's id."""
     title: str
+    """The contract's title."""
     body: str
+    """The text to read before signing."""
     content_hash: str
+    """What a signature commits to; show it so the signer can quote it."""
     terms: Terms
+    """The commercial terms being agreed."""
     signer_id: str
+    """The signer the link belongs to."""
     signer_name: str | None
+    """The signer's name (``None`` once erased)."""
     signer_status: SignerStatus
+    """Where the signer is (a signer must consent before signing)."""
     contract_status: ContractStatus
+    """Where the contract is."""
     may_sign_now: bool
+    """``False`` while earlier signers of a sequential contract have not signed."""
+    owner: Owner | None = None
+    """Whose contract this is: lets a signing page find the contract again once the link
+    is used up (the page keeps it, MAC'd, in the signer's browser)."""
 
 
 def _contract_id(value: object) -> str:
@@ -86,10 +106,21 @@ def _target(contract_id: str) -> str:
     return f"contract:{contract_id}"
 
 
+def _context(ip: str | None, user_agent: str | None) -> None:
+    """Where a request came from, as the host passes it (seed 000: every transition is
+    recorded with IP and user agent)."""
+    for field, value in (("ip", ip), ("user_agent", user_agent)):
+        check_optional_id(value, field, max_length=1000)
+
+
 class Contracts:
-    def __init__(self, runtime: Runtime, convert: Any) -> None:
+    """``ents.contracts``: issue a contract, collect typed or drawn signatures through
+    signing links, verify the evidence, convert the trial."""
+
+    def __init__(self, runtime: Runtime, convert: Any, subscribe: Any = None) -> None:
         self._rt = runtime
         self._convert = convert
+        self._subscribe = subscribe
 
     # -- staff -------------------------------------------------------------------------
 
@@ -108,15 +139,27 @@ class Contracts:
         sequential: bool = False,
         valid_for: timedelta = timedelta(days=30),
         now: datetime | None = None,
+        plan_version: int | None = None,
+        seats: int | None = None,
+        cycle: BillingCycle | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
     ) -> Contract:
         """Snapshot and hash the agreement and its terms. Changing terms later means voiding
-        this contract and issuing a new one."""
+        this contract and issuing a new one.
+
+        With a plan, the contract pins what conversion will apply: the plan's version
+        (``plan_version``, else its latest now), the seats (``seats``, else the owner's
+        current seats) and the billing cycle (``cycle``, else the plan version's). A plan
+        that cannot be assigned to the owner (a draft, a retired plan) is refused.
+        ``ip`` and ``user_agent`` are the staff member's request, kept as commitments."""
         owner, who = as_owner(owner), as_actor(actor)
         if isinstance(signers, str | bytes) or not isinstance(signers, Sequence):
             raise InvalidInput(
                 "signers", "a contract needs a list of signers (SignerSpec)", signers
             )
         check_bool(sequential, "sequential")
+        _context(ip, user_agent)
         specs = list(signers)
         if not specs or not all(isinstance(s, SignerSpec) for s in specs):
             raise InvalidInput(
@@ -128,11 +171,11 @@ class Contracts:
             days=365
         ):
             raise InvalidInput("valid_for", "must be between one hour and a year", valid_for)
-        terms = Terms(plan_key, term, amount, currency)
+        terms = Terms(plan_key, term, amount, currency, plan_version, seats, cycle)
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, "contract.issue", owner)
             if plan_key is not None:
-                tx.uow.plans.get(plan_key)
+                terms = self._pinned(tx, owner, terms)
             people: list[PersonalData] = []
             signer_values = []
             for index, spec in enumerate(specs):
@@ -160,7 +203,15 @@ class Contracts:
             stored = tx.uow.contracts.add(contract)
             for person in people:
                 tx.uow.contracts.put_personal_data(person)
-            self._event(tx, stored, EventType.ISSUED, str(who), data={"signers": len(specs)})
+            self._event(
+                tx,
+                stored,
+                EventType.ISSUED,
+                str(who),
+                ip=ip,
+                user_agent=user_agent,
+                data={"signers": len(specs)},
+            )
             tx.record(
                 who,
                 "contract.issue",
@@ -178,10 +229,13 @@ class Contracts:
         actor: Actor | str,
         link_valid_for: timedelta = timedelta(days=7),
         now: datetime | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
     ) -> dict[str, str]:
         """Give every signer a signing link; returns ``{signer id: token}`` — the only time
         the clear tokens exist. Build the links from them; store nothing."""
         owner, who = as_owner(owner), as_actor(actor)
+        _context(ip, user_agent)
         with self._rt.transaction(owner.tenant, now) as tx:
             contract = tx.uow.contracts.get(_contract_id(contract_id))
             self._check_owner(contract, owner)
@@ -202,7 +256,15 @@ class Contracts:
             stored = tx.uow.contracts.update(
                 attrs.evolve(contract, signers=tuple(signers), status=ContractStatus.SENT)
             )
-            self._event(tx, stored, EventType.SENT, str(who), data={"signers": sorted(tokens)})
+            self._event(
+                tx,
+                stored,
+                EventType.SENT,
+                str(who),
+                ip=ip,
+                user_agent=user_agent,
+                data={"signers": sorted(tokens)},
+            )
             tx.record(who, "contract.send", _target(contract_id), owner=owner)
             return tokens
 
@@ -215,9 +277,12 @@ class Contracts:
         actor: Actor | str,
         link_valid_for: timedelta = timedelta(days=7),
         now: datetime | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
     ) -> str:
         """A new link for one signer; the old one stops working."""
         owner, who = as_owner(owner), as_actor(actor)
+        _context(ip, user_agent)
         with self._rt.transaction(owner.tenant, now) as tx:
             contract = tx.uow.contracts.get(_contract_id(contract_id))
             self._check_owner(contract, owner)
@@ -244,7 +309,14 @@ class Contracts:
                 )
             )
             self._event(
-                tx, stored, EventType.SENT, str(who), signer_id=signer_id, data={"resent": True}
+                tx,
+                stored,
+                EventType.SENT,
+                str(who),
+                signer_id=signer_id,
+                ip=ip,
+                user_agent=user_agent,
+                data={"resent": True},
             )
             tx.record(
                 who,
@@ -263,11 +335,16 @@ class Contracts:
         actor: Actor | str,
         reason: str,
         now: datetime | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
     ) -> Contract:
+        """Withdraw an open contract (staff); signing links stop working and a reason is
+        recorded."""
         owner, who = as_owner(owner), as_actor(actor)
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidInput("reason", "say why the contract is voided", reason)
         check_reason(reason)
+        _context(ip, user_agent)
         with self._rt.transaction(owner.tenant, now) as tx:
             contract = tx.uow.contracts.get(_contract_id(contract_id))
             self._check_owner(contract, owner)
@@ -275,39 +352,56 @@ class Contracts:
             stored = tx.uow.contracts.update(
                 attrs.evolve(contract, status=status, signers=_without_tokens(contract))
             )
-            self._event(tx, stored, EventType.VOIDED, str(who), data={"reason": reason})
+            self._event(
+                tx,
+                stored,
+                EventType.VOIDED,
+                str(who),
+                ip=ip,
+                user_agent=user_agent,
+                data={"reason": reason},
+            )
             tx.record(who, "contract.void", _target(contract_id), owner=owner, reason=reason)
             return stored
 
     def expire_due(self, tenant: str | None, now: datetime, batch: int = 500) -> list[Contract]:
-        """The sweep's part: close contracts whose signing window ended."""
+        """Close contracts whose signing window ended (the sweep does this per contract
+        with `expire_if_due`)."""
         with self._rt.read(tenant) as uow:
             due = [c.id for c in uow.contracts.expired(now, batch)]
         expired = []
         for contract_id in due:
             with self._rt.transaction(tenant, now) as tx:
-                contract = tx.uow.contracts.get(_contract_id(contract_id))
-                if contract.is_closed:
-                    continue
-                stored = tx.uow.contracts.update(
-                    attrs.evolve(
-                        contract, status=contract.check("expire"), signers=_without_tokens(contract)
-                    )
-                )
-                self._event(tx, stored, EventType.EXPIRED, "system:sweep")
-                tx.record(
-                    Actor.system("sweep"),
-                    "contract.expire",
-                    _target(contract_id),
-                    owner=contract.owner,
-                    reason=f"not completed by {contract.expires_at.isoformat()}",
-                )
-                expired.append(stored)
+                stored = self.expire_if_due(tx, contract_id)
+                if stored is not None:
+                    expired.append(stored)
         return expired
+
+    def expire_if_due(self, tx: Transaction, contract_id: str) -> Contract | None:
+        """Close one contract if it is still open and its window ended by ``tx.now``."""
+        contract = tx.uow.contracts.get(contract_id)
+        if contract.is_closed or contract.expires_at > tx.now:
+            return None
+        stored = tx.uow.contracts.update(
+            attrs.evolve(
+                contract, status=contract.check("expire"), signers=_without_tokens(contract)
+            )
+        )
+        self._event(tx, stored, EventType.EXPIRED, "system:sweep")
+        tx.record(
+            Actor.system("sweep"),
+            "contract.expire",
+            _target(contract_id),
+            owner=contract.owner,
+            reason=f"not completed by {contract.expires_at.isoformat()}",
+        )
+        return stored
 
     # -- reading -----------------------------------------------------------------------
 
     def get(self, owner: Owner, contract_id: str) -> Contract:
+        """One of the owner's contracts; `ContractNotFound` also when the id belongs to
+        another owner."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             contract = uow.contracts.get(_contract_id(contract_id))
@@ -315,11 +409,13 @@ class Contracts:
             return contract
 
     def list(self, owner: Owner) -> Sequence[Contract]:
+        """The owner's contracts, open and closed, oldest first."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             return uow.contracts.for_owner(owner)
 
     def events(self, owner: Owner, contract_id: str) -> Sequence[ContractEvent]:
+        """The contract's hash-chained events, oldest first."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             self._check_owner(uow.contracts.get(_contract_id(contract_id)), owner)
@@ -431,6 +527,7 @@ class Contracts:
                 changed.status,
                 stored.status,
                 stored.may_act(changed),
+                owner=stored.owner,
             )
 
         return self._as_signer(token, now, act)
@@ -534,9 +631,19 @@ class Contracts:
                 digest = hashlib.sha256(drawing).hexdigest()
                 tx.uow.contracts.put_attachment(stored.id, digest, content_type, drawing)
                 data.update(method="drawn", image_sha256=digest, image_type=content_type)
-            self._signer_event(tx, stored, changed, EventType.SIGNED, ip, user_agent, data)
+            signed = self._signer_event(tx, stored, changed, EventType.SIGNED, ip, user_agent, data)
             if stored.status is ContractStatus.COMPLETED:
-                self._event(tx, stored, EventType.COMPLETED, "system:signing")
+                # completed by this signature: its signer, IP and user agent
+                self._event(
+                    tx,
+                    stored,
+                    EventType.COMPLETED,
+                    "system:signing",
+                    signer_id=changed.id,
+                    ip=ip,
+                    user_agent=user_agent,
+                    data={"signature_event": signed.hash},
+                )
                 tx.record(
                     Actor.system("signing"),
                     "contract.complete",
@@ -556,6 +663,7 @@ class Contracts:
         user_agent: str | None = None,
         now: datetime | None = None,
     ) -> Contract:
+        """The signer holding ``token`` refuses to sign; the contract closes as declined."""
         check_reason(reason)
 
         def act(tx: Transaction, contract: Contract, signer: Signer) -> Contract:
@@ -584,10 +692,21 @@ class Contracts:
         seats: int | None = None,
         notes: str | None = None,
         now: datetime | None = None,
+        keep_cancellation: bool = False,
+        if_over_quota: OverQuotaPolicy = OverQuotaPolicy.REFUSE,
     ) -> Subscription:
-        """From a completed contract whose evidence verifies, convert the owner's trial to
-        a paid subscription on the contract's plan — one unit of work, linked to the
-        contract and audited. Refused, with nothing changed, otherwise."""
+        """From a completed contract whose evidence verifies, make the owner's subscription
+        the paid one the contract describes — one unit of work, linked to the contract
+        and audited. Refused, with nothing changed, otherwise.
+
+        The contract's terms apply exactly: its plan at its pinned version, its seats
+        (``seats`` may only repeat them; without pinned seats, ``seats`` sets them and
+        leaving it out keeps the trial's), its billing cycle, and its amount and term
+        (kept on the subscription's ``contract``). A trial (or pending checkout) is
+        converted; an owner whose trial ended while the contract was out for signature
+        gets a new subscription from it. A scheduled cancellation is cleared unless
+        ``keep_cancellation``; usage over a new limit is refused unless ``if_over_quota``
+        allows it. A contract converts once."""
         owner, who = as_owner(owner), as_actor(actor)
         with self._rt.transaction(owner.tenant, now) as tx:
             contract = tx.uow.contracts.get(_contract_id(contract_id))
@@ -597,31 +716,97 @@ class Contracts:
             verification = verify_evidence(self._evidence(tx.uow, contract, None))
             if not verification.ok:
                 raise EvidenceBroken(contract_id, verification.problems)
+            history = tx.uow.subscriptions.history(owner)
+            for earlier in history:
+                if earlier.contract is not None and earlier.contract.contract_id == contract_id:
+                    raise ContractAlreadyConverted(contract_id, earlier.id)
+            terms = contract.terms
+            if seats is not None and terms.seats is not None and seats != terms.seats:
+                raise ContractTermsMismatch(contract_id, "seats", terms.seats, seats)
+            chosen = terms.seats if terms.seats is not None else seats
             note = (
                 notes
                 if notes is not None
                 else f"converted from contract {contract_id}: {contract.title}"
             )
-            converted: Subscription = self._convert(
-                owner,
-                actor=who,
-                plan_key=contract.terms.plan_key,
-                seats=seats,
-                notes=note,
-                reason=f"contract {contract_id} completed",
-                contract_id=contract_id,
-            )
+            link = ContractLink.of(contract)
+            current = history[-1] if history else None
+            converted: Subscription
+            if current is None or current.is_terminal:
+                converted = self._from_contract(tx, who, owner, contract, current, chosen, note)
+            else:
+                options: dict[str, Any] = {}
+                if chosen is not None:
+                    options["seats"] = chosen
+                converted = self._convert(
+                    owner,
+                    actor=who,
+                    plan_key=terms.plan_key,
+                    version=terms.plan_version,
+                    cycle=terms.cycle,
+                    notes=note,
+                    reason=f"contract {contract_id} completed",
+                    contract=link,
+                    keep_cancellation=keep_cancellation,
+                    if_over_quota=if_over_quota,
+                    **options,
+                )
             tx.record(
                 who,
                 "contract.convert",
                 _target(contract_id),
                 owner=owner,
-                after={"subscription": converted.id, "plan": converted.plan_key},
+                after={
+                    "subscription": converted.id,
+                    "plan": converted.plan_key,
+                    "plan_version": converted.plan_version,
+                    "seats": converted.seats,
+                },
             )
             return converted
 
+    def _from_contract(
+        self,
+        tx: Transaction,
+        who: Actor,
+        owner: Owner,
+        contract: Contract,
+        previous: Subscription | None,
+        seats: int | None,
+        note: str,
+    ) -> Subscription:
+        """Conversion is contract-driven: a trial that ended while the contract was out
+        for signature (or an owner with none) starts a subscription on its terms."""
+        terms = contract.terms
+        plan_key = terms.plan_key or (previous.plan_key if previous is not None else None)
+        if plan_key is None or self._subscribe is None:
+            raise InvalidInput(
+                "contract",
+                f"contract {contract.id} names no plan and {owner} has no subscription to convert",
+            )
+        if seats is None and previous is not None:
+            seats = previous.seats
+        version = terms.plan_version
+        if version is None and terms.plan_key is None and previous is not None:
+            version = previous.plan_version
+        metadata = {} if previous is None else dict(previous.metadata)
+        subscribed: Subscription = self._subscribe(
+            owner,
+            plan_key,
+            actor=who,
+            seats=seats,
+            cycle=terms.cycle,
+            version=version,
+            reason=f"contract {contract.id} completed",
+            notes=note,
+            metadata={**metadata, "contract_id": contract.id},
+            contract=ContractLink.of(contract),
+        )
+        return subscribed
+
     # -- machinery ---------------------------------------------------------------------
 
+    @retries_lost_races
     def _as_signer(
         self, token: str, now: datetime | None, act: Callable[[Transaction, Contract, Signer], R]
     ) -> R:
@@ -646,6 +831,20 @@ class Contracts:
             ):
                 raise InvalidToken()
             return act(tx, contract, signer)
+
+    def _pinned(self, tx: Transaction, owner: Owner, terms: Terms) -> Terms:
+        assert terms.plan_key is not None
+        plan = tx.uow.plans.get(terms.plan_key, terms.plan_version)
+        current = tx.uow.subscriptions.current(owner)
+        live = current if current is not None and not current.is_terminal else None
+        check_may_assign(plan, owner, live)
+        seats = terms.seats
+        if seats is None and live is not None:
+            seats = live.seats
+        cycle = terms.cycle
+        if cycle is None and plan.price is not None:
+            cycle = plan.price.cycle
+        return attrs.evolve(terms, plan_version=plan.version, seats=seats, cycle=cycle)
 
     def _check_owner(self, contract: Contract, owner: Owner) -> None:
         if contract.owner != owner:

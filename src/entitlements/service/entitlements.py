@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
+from entitlements.adapters.redis_hints import RedisChannel
 from entitlements.clock import SystemClock
 from entitlements.domain.access import AccessPolicy
 from entitlements.domain.owner import Owner, as_owner
@@ -25,24 +26,29 @@ from entitlements.errors import InvalidInput
 from entitlements.ports import Clock, EventListener, PaymentProvider, Store, UnitOfWork
 from entitlements.service.audit_trail import AuditTrail
 from entitlements.service.authorization import AllowAll, Authorizer
-from entitlements.service.billing import Billing
 from entitlements.service.cache import SnapshotCache
-from entitlements.service.claims import Claims, ClaimsIssuer
 from entitlements.service.coherence import Coherence, WhenUnreachable
-from entitlements.service.contracts import Contracts
+from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.overrides import Overrides
 from entitlements.service.plans import Plans
 from entitlements.service.runtime import Runtime
 from entitlements.service.seats import Seats
 from entitlements.service.snapshots import load_snapshot
 from entitlements.service.subscriptions import Subscriptions
-from entitlements.service.sweep import Sweep, SweepReport
+from entitlements.service.sweep import FEED_RETENTION, KEY_RETENTION, Sweep, SweepReport
 from entitlements.service.usage import Usage
 from entitlements.telemetry import Telemetry
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from entitlements.service.billing import Billing
+    from entitlements.service.claims import Claims, ClaimsIssuer
+    from entitlements.service.contracts import Contracts
+
 __all__ = ["Entitlements"]
 
-_monotonic = time.monotonic
+_wall = time.time
 
 
 def _seconds(value: timedelta | float, field: str) -> float:
@@ -67,7 +73,10 @@ class Entitlements:
     other processes: the cache is confirmed against the store's change feed at least that
     often (0: before every answer). ``when_unreachable`` says what answers do when the feed
     cannot be read for longer than that: serve what is cached (the default; logged and
-    counted in ``coherence.stale_answers``) or raise `FeedUnavailable`.
+    counted in ``coherence.stale_answers``) or raise `FeedUnavailable`. ``redis`` (a
+    ``redis://`` URL or a `RedisChannel`; extra ``redis``) announces this process's
+    commits on a Redis channel and wakes its follower on the others' — a hint only, the
+    change feed stays the truth; worth it on MariaDB/MySQL, which have no push.
     """
 
     def __init__(
@@ -85,16 +94,27 @@ class Entitlements:
         one_free_plan_per_tenant: bool = False,
         max_staleness: timedelta | float = 1.0,
         when_unreachable: WhenUnreachable | str = WhenUnreachable.SERVE_STALE,
+        redis: RedisChannel | str | None = None,
     ) -> None:
         cache = SnapshotCache(cache_size)
+        channel = RedisChannel(redis) if isinstance(redis, str) else redis
+        if channel is not None and not isinstance(channel, RedisChannel):
+            raise InvalidInput("redis", "must be a redis:// URL or a RedisChannel", redis)
+
+        def hints() -> list[Any]:
+            found = store.change_hints()
+            return found if channel is None else [*found, channel.subscribe()]
+
         self.coherence = Coherence(
             store,
             cache,
             max_staleness=_seconds(max_staleness, "max_staleness"),
             when_unreachable=WhenUnreachable(when_unreachable),
-            hints=store.change_hints,
+            hints=hints,
             background=store.shared,
         )
+        """The follower of the change feed; its ``stale_answers`` and ``resyncs`` are worth
+        a metric."""
         self.runtime = Runtime(
             store=store,
             clock=clock or SystemClock(),
@@ -104,27 +124,65 @@ class Entitlements:
             cache=cache,
             telemetry=telemetry,
             coherence=self.coherence,
+            announce=None if channel is None else channel.announce,
         )
+        """The wiring the groups share (clock, store, cache, policy); not for hosts."""
         if ids is not None:
             self.runtime.new_id = ids
         self.store = store
+        """The store given."""
         self.plans = Plans(self.runtime)
-        self.subscriptions = Subscriptions(self.runtime)
-        self.overrides = Overrides(self.runtime)
-        self.audit = AuditTrail(self.runtime)
-        self.usage = Usage(self.runtime)
-        self.seats = Seats(self.runtime)
-        self.contracts = Contracts(self.runtime, self.subscriptions.convert)
-        self.billing = Billing(
-            self.runtime,
-            self.subscriptions,
-            payment_provider,
-            one_free_plan_per_tenant=one_free_plan_per_tenant,
+        """The plan catalog: define, revise, activate, archive, retire, sync from a file."""
+        self.subscriptions = Subscriptions(
+            self.runtime, free_plan=OneFreePlan(one_free_plan_per_tenant)
         )
-        self._claims = ClaimsIssuer(self.runtime)
-        self._sweep = Sweep(self.runtime, self.usage, self.contracts)
+        """The subscription lifecycle: trials, conversion, plan and seat changes,
+        suspension, cancellation."""
+        self.overrides = Overrides(self.runtime)
+        """Per-owner exceptions to the plan."""
+        self.audit = AuditTrail(self.runtime)
+        """Who changed what, read back."""
+        self.usage = Usage(self.runtime)
+        """Metered usage, gauges and reservations."""
+        self.seats = Seats(self.runtime)
+        """Named seat assignments."""
+        self._payment_provider = payment_provider
+        self._one_free_plan_per_tenant = one_free_plan_per_tenant
         self._snapshots = self.runtime.cache.snapshots
         self._ts = self.runtime.timestamp
+        self._wall_clock = self._ts is time.time  # one reading serves both checks
+
+    # Contracts, billing, claims and the sweep are built on first use: a host that never
+    # touches them never loads their modules (nor cryptography).
+
+    @cached_property
+    def contracts(self) -> Contracts:
+        """Contracts, signatures and conversion from a signed contract."""
+        from entitlements.service.contracts import Contracts
+
+        return Contracts(self.runtime, self.subscriptions.convert, self.subscriptions.subscribe)
+
+    @cached_property
+    def billing(self) -> Billing:
+        """Plans bought through the payment provider, and its events."""
+        from entitlements.service.billing import Billing
+
+        return Billing(
+            self.runtime,
+            self.subscriptions,
+            self._payment_provider,
+            one_free_plan_per_tenant=self._one_free_plan_per_tenant,
+        )
+
+    @cached_property
+    def _claims(self) -> ClaimsIssuer:
+        from entitlements.service.claims import ClaimsIssuer
+
+        return ClaimsIssuer(self.runtime)
+
+    @cached_property
+    def _sweep(self) -> Sweep:
+        return Sweep(self.runtime, self.usage, self.contracts, self.billing.outbox)
 
     # -- the request path ------------------------------------------------------------
 
@@ -134,10 +192,13 @@ class Entitlements:
             snapshot = self._snapshots.get(owner)
         except TypeError:  # unhashable: not an Owner, which _current refuses
             snapshot = None
+        ts, coherence = self._ts(), self.coherence
         if (
             snapshot is None
-            or not snapshot.resolved_ts <= self._ts() < snapshot.expires_ts
-            or _monotonic() >= self.coherence.fresh_until
+            or not snapshot.resolved_ts <= ts < snapshot.expires_ts
+            or not coherence.fresh_from
+            <= (ts if self._wall_clock else _wall())
+            < coherence.fresh_until
         ):
             snapshot = self._current(owner)
         return snapshot.allows(feature, action)
@@ -152,10 +213,13 @@ class Entitlements:
             snapshot = self._snapshots.get(owner)
         except TypeError:  # unhashable: not an Owner, which _current refuses
             snapshot = None
+        ts, coherence = self._ts(), self.coherence
         if (
             snapshot is None
-            or not snapshot.resolved_ts <= self._ts() < snapshot.expires_ts
-            or _monotonic() >= self.coherence.fresh_until
+            or not snapshot.resolved_ts <= ts < snapshot.expires_ts
+            or not coherence.fresh_from
+            <= (ts if self._wall_clock else _wall())
+            < coherence.fresh_until
         ):
             snapshot = self._current(owner)
         return snapshot.limit(name, default)
@@ -167,10 +231,13 @@ class Entitlements:
             snapshot = self._snapshots.get(owner)
         except TypeError:  # unhashable: not an Owner, which _current refuses
             snapshot = None
+        ts, coherence = self._ts(), self.coherence
         if (
             snapshot is None
-            or not snapshot.resolved_ts <= self._ts() < snapshot.expires_ts
-            or _monotonic() >= self.coherence.fresh_until
+            or not snapshot.resolved_ts <= ts < snapshot.expires_ts
+            or not coherence.fresh_from
+            <= (ts if self._wall_clock else _wall())
+            < coherence.fresh_until
         ):
             snapshot = self._current(owner)
         return snapshot
@@ -195,9 +262,12 @@ class Entitlements:
         return self._claims.token(owner, key, ttl=ttl, issuer=issuer, audience=audience, now=now)
 
     def explain(self, owner: Owner, feature: str, action: Action | str | None = None) -> Decision:
+        """Why ``allows(owner, feature, action)`` answers as it does: the value, the reason,
+        and which layer decided."""
         return self.snapshot(owner).explain(feature, action)
 
     def explain_limit(self, owner: Owner, name: str) -> Decision:
+        """Why ``limit(owner, name)`` answers as it does."""
         return self.snapshot(owner).explain_limit(name)
 
     def resolve(self, owner: Owner, now: datetime | None = None) -> Snapshot:
@@ -268,8 +338,28 @@ class Entitlements:
         with self.runtime.transaction(tenant, now, join) as tx:
             yield tx.uow
 
-    def process_due(self, now: datetime | None = None) -> SweepReport:
+    def process_due(
+        self,
+        now: datetime | None = None,
+        *,
+        batch: int = 500,
+        key_retention: timedelta = KEY_RETENTION,
+        feed_retention: timedelta = FEED_RETENTION,
+        progress: Callable[[int], None] | None = None,
+    ) -> SweepReport:
         """Apply trial ends, scheduled cancellations, expiries, period roll-overs,
         override expiries and reservation expiries due by ``now``; drop snapshots that
-        time made stale."""
-        return self._sweep.process_due(now)
+        time made stale; forget usage idempotency keys older than ``key_retention``;
+        prune change-feed entries committed more than ``feed_retention`` ago by the wall
+        clock (default an hour: a process away longer than that drops its cache and
+        resolves afresh). Any number of sweeps may run at once (see
+        `entitlements.service.sweep`); each works through everything due, ``batch``
+        items per read; ``progress(handled)`` hears the running count after each page
+        (a console showing a long sweep move)."""
+        return self._sweep.process_due(
+            now,
+            batch=batch,
+            key_retention=key_retention,
+            feed_retention=feed_retention,
+            progress=progress,
+        )

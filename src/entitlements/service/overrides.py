@@ -20,6 +20,9 @@ def target(owner: Owner, kind: OverrideKind, key: str) -> str:
 
 
 class Overrides:
+    """``ents.overrides``: per-owner exceptions staff grant or withhold, with a reason and
+    optionally an end."""
+
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
 
@@ -99,6 +102,7 @@ class Overrides:
         reason: str,
         now: datetime | None = None,
     ) -> Override:
+        """Take an override away; the plan decides again from the next answer."""
         owner, who = as_owner(owner), as_actor(actor)
         reason, key = require_reason(reason), check_key(key, "override.key")
         which = parse_enum(OverrideKind, kind, "kind")
@@ -116,6 +120,7 @@ class Overrides:
             return removed
 
     def list(self, owner: Owner) -> Sequence[Override]:
+        """The owner's overrides, expired ones included until the sweep removes them."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             return uow.overrides.for_owner(owner)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -18,6 +18,7 @@ from entitlements.domain.checks import (
 )
 from entitlements.domain.plan import Feature, Limit, Plan, PlanStatus, Price
 from entitlements.errors import InvalidInput
+from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime
 
 __all__ = ["CatalogSync", "Plans"]
@@ -28,8 +29,11 @@ class CatalogSync:
     """What ``Plans.sync`` did: plans defined, plans changed, stored plans not in the file."""
 
     defined: tuple[str, ...]
+    """Plans the file added."""
     changed: tuple[str, ...]
+    """Plans whose stored version or name the file changed."""
     not_in_catalog: tuple[str, ...]
+    """Stored plans the file does not mention; left alone, since owners may hold them."""
 
 
 UNSET: Any = attrs.NOTHING
@@ -57,6 +61,7 @@ class Plans:
             tx.catalog_changed = True
             return stored
 
+    @retries_lost_races
     def revise(
         self,
         key: str,
@@ -94,6 +99,7 @@ class Plans:
             return stored
 
     def rename(self, key: str, name: str, *, actor: Actor | str, reason: str | None = None) -> Plan:
+        """Change the name people see; versions and subscriptions are untouched."""
         return self._update(key, actor, "plan.rename", reason, name=name)
 
     def set_owner_kinds(
@@ -104,6 +110,8 @@ class Plans:
         actor: Actor | str,
         reason: str | None = None,
     ) -> Plan:
+        """Restrict which kinds of owner may be given the plan (empty: any); owners already
+        on it keep it."""
         return self._update(key, actor, "plan.owner_kinds", reason, owner_kinds=owner_kinds)
 
     def set_status(
@@ -114,14 +122,18 @@ class Plans:
         return self._update(key, actor, "plan.status", reason, status=target)
 
     def activate(self, key: str, *, actor: Actor | str, reason: str | None = None) -> Plan:
+        """Offer the plan: it can now be assigned to new owners."""
         return self.set_status(key, PlanStatus.ACTIVE, actor=actor, reason=reason)
 
     def archive(self, key: str, *, actor: Actor | str, reason: str | None = None) -> Plan:
+        """Stop offering the plan; owners on it keep it."""
         return self.set_status(key, PlanStatus.ARCHIVED, actor=actor, reason=reason)
 
     def retire(self, key: str, *, actor: Actor | str, reason: str | None = None) -> Plan:
+        """End the plan: owners still on it get no claims or tokens for it."""
         return self.set_status(key, PlanStatus.RETIRED, actor=actor, reason=reason)
 
+    @retries_lost_races
     def _update(
         self, key: str, actor: Actor | str, action: str, reason: str | None, **changes: Any
     ) -> Plan:
@@ -140,22 +152,31 @@ class Plans:
             return stored
 
     def sync(
-        self, catalog: Catalog, *, actor: Actor | str, reason: str | None = None
+        self,
+        catalog: Catalog,
+        *,
+        actor: Actor | str,
+        reason: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> CatalogSync:
         """Make the stored catalog match ``catalog`` in one unit of work: define new plans,
         revise changed terms (new versions), rename, change owner kinds and statuses.
-        Plans missing from the file are left alone and reported."""
+        Plans missing from the file are left alone and reported. ``progress(done, total)``
+        hears each plan as it is applied (a console showing a long load move)."""
         check_instance(catalog, Catalog, "catalog")
         check_reason(reason)
         defined: list[str] = []
         changed: list[str] = []
+        total = len(catalog.plans)
         with self._rt.transaction(None) as tx:
             stored = {p.key: p for p in tx.uow.plans.list()}
-            for plan in catalog.plans:
+            for done, plan in enumerate(catalog.plans, start=1):
                 current = stored.get(plan.key)
                 if current is None:
                     self.define(plan, actor=actor, reason=reason)
                     defined.append(plan.key)
+                    if progress is not None:
+                        progress(done, total)
                     continue
                 after = self.revise(
                     plan.key,
@@ -171,20 +192,25 @@ class Plans:
                 after = self.set_status(plan.key, plan.status, actor=actor, reason=reason)
                 if after.revision != current.revision:
                     changed.append(plan.key)
+                if progress is not None:
+                    progress(done, total)
             listed = {p.key for p in catalog.plans}
             untouched = tuple(sorted(k for k in stored if k not in listed))
         return CatalogSync(tuple(defined), tuple(changed), untouched)
 
     def get(self, key: str, version: int | None = None) -> Plan:
+        """The plan at ``version`` (default: the latest); `UnknownPlan` if there is none."""
         key, version = _key(key), check_version(version)
         with self._rt.read(None) as uow:
             return uow.plans.get(key, version)
 
     def list(self) -> Sequence[Plan]:
+        """The latest version of every plan."""
         with self._rt.read(None) as uow:
             return uow.plans.list()
 
     def versions(self, key: str) -> Sequence[Plan]:
+        """Every version of ``key``, oldest first."""
         key = _key(key)
         with self._rt.read(None) as uow:
             return uow.plans.versions(key)

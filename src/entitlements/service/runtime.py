@@ -50,6 +50,9 @@ class Transaction:
         self.touched: set[Owner] = set()
         self.usage_touched: set[Owner] = set()
         self.after_end: list[Callable[[], None]] = []
+        self.on_commit: list[Callable[[], None]] = []
+        """Run once the outermost unit of work is durable (never after a rollback): what
+        must not happen unless our writes did, such as calls to the payment provider."""
         self.catalog_changed = False
 
     def touch_usage(self, owner: Owner) -> None:
@@ -130,6 +133,9 @@ class Runtime:
     telemetry: Telemetry | None = None
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex
     coherence: Coherence = attrs.field(default=None)
+    announce: Callable[[int], None] | None = None
+    """Called with each committed feed position, after commit (a push to other
+    processes, e.g. `entitlements.adapters.redis_hints.RedisChannel.announce`)."""
     timestamp: Callable[[], float] = attrs.field(init=False)
     _ambient: ContextVar[Transaction | None] = attrs.field(
         factory=lambda: ContextVar("entitlements_transaction", default=None)
@@ -172,11 +178,13 @@ class Runtime:
                 outer.catalog_changed,
                 set(outer.usage_touched),
             )
+            hooks = len(outer.on_commit)
             try:
                 with outer.uow.savepoint():
                     yield outer
             except BaseException:
                 del outer.events[mark[0] :]
+                del outer.on_commit[hooks:]
                 outer.touched, outer.catalog_changed, outer.usage_touched = (
                     mark[1],
                     mark[2],
@@ -259,6 +267,8 @@ class Runtime:
         revision = tx.uow.committed_revision
         if revision is not None:
             self.last_revision.set(revision)
+            if self.announce is not None:
+                self.announce(revision)
         if tx.catalog_changed:
             self.cache.clear()
         elif tx.touched:
@@ -272,3 +282,8 @@ class Runtime:
                     listener(event)
                 except Exception:
                     log.exception("entitlements listener %r failed on %s", listener, event.action)
+        for hook in tx.on_commit:
+            try:
+                hook()
+            except Exception:
+                log.exception("entitlements after-commit step %r failed", hook)

@@ -11,6 +11,7 @@ from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import LimitKind
 from entitlements.domain.usage import FOREVER, SeatAssignment, check_member
 from entitlements.errors import Conflict, InvalidInput
+from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime
 from entitlements.service.terms import count, terms_for_write
 
@@ -22,9 +23,12 @@ def target(owner: Owner, pool: str, member: str) -> str:
 
 
 class Seats:
+    """``ents.seats``: named members holding the seats of an owner's seat limit."""
+
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
 
+    @retries_lost_races
     def assign(
         self,
         owner: Owner,
@@ -66,6 +70,7 @@ class Seats:
             )
             return assignment
 
+    @retries_lost_races
     def unassign(
         self,
         owner: Owner,
@@ -76,6 +81,7 @@ class Seats:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> SeatAssignment:
+        """Free ``member``'s seat."""
         owner, who, member = as_owner(owner), as_actor(actor), check_member(member)
         pool, reason = check_key(pool, "pool"), check_reason(reason)
         with self._rt.transaction(owner.tenant, now) as tx:
@@ -94,6 +100,7 @@ class Seats:
             return removed
 
     def list(self, owner: Owner, pool: str = "seats") -> Sequence[SeatAssignment]:
+        """Who holds the owner's seats in ``pool``."""
         owner, pool = as_owner(owner), check_key(pool, "pool")
         with self._rt.read(owner.tenant) as uow:
             return uow.seats.assigned(owner, pool)

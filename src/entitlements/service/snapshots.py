@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import attrs
+
 from entitlements.domain.access import Access, AccessPolicy
 from entitlements.domain.due import as_of
 from entitlements.domain.owner import Owner
@@ -67,15 +69,33 @@ def resolve_with(
 
 def current_usage(uow: UnitOfWork, snapshot: Snapshot) -> dict[str, int]:
     """Units in use (used + reserved) of every limit the snapshot knows, in the periods
-    the snapshot's limits count in."""
+    the snapshot's limits count in, at the snapshot's time (reservations that ran out
+    by then are not in use, settled or not). One read, whatever the number of limits."""
+    owner = snapshot.owner
+    keys = [
+        (owner, name, usage_period_start(snapshot, snapshot.limit_definition(name)))
+        for name in snapshot.limits
+    ]
+    if "seats" not in snapshot.limits:
+        keys.append((owner, "seats", FOREVER))
+    found = uow.usage.counters_of(keys)
     usage: dict[str, int] = {}
-    for name in snapshot.limits:
-        period = usage_period_start(snapshot, snapshot.limit_definition(name))
-        counter: Counter = uow.usage.counter(snapshot.owner, name, period)
-        if counter.used or counter.reserved:
-            usage[name] = counter.used + counter.reserved
-    if "seats" not in usage:
-        seats = uow.usage.counter(snapshot.owner, "seats", FOREVER)
-        if seats.used:
-            usage["seats"] = seats.used
+    for key in keys:
+        stored = found.get(key)
+        if stored is None:
+            continue
+        counter: Counter = stored[0]
+        if counter.holds_expired(snapshot.resolved_at):  # ran out: no longer held
+            expired = uow.usage.expired_held(*key, snapshot.resolved_at)
+            counter = attrs.evolve(
+                counter, reserved=counter.reserved - sum(r.amount for r in expired)
+            )
+        name = key[1]
+        units = (
+            counter.used
+            if name == "seats" and name not in snapshot.limits
+            else (counter.used + counter.reserved)
+        )
+        if units:
+            usage[name] = units
     return usage

@@ -8,7 +8,8 @@ with an optimistic-concurrency check and records the audit event.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ import attrs
 
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.addon import AddOn
+from entitlements.domain.assignment import check_may_assign
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.checks import (
     MAX_COUNT,
@@ -28,6 +30,7 @@ from entitlements.domain.checks import (
     check_version,
     parse_enum,
 )
+from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import as_of
 from entitlements.domain.instant import optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
@@ -42,6 +45,7 @@ from entitlements.domain.resolution import usage_period_of
 from entitlements.domain.subscription import (
     Event,
     Subscription,
+    SubscriptionStatus,
     check_allowed,
     create,
     transition,
@@ -49,13 +53,17 @@ from entitlements.domain.subscription import (
 )
 from entitlements.domain.usage import OverQuota, OverQuotaPolicy
 from entitlements.errors import (
+    ContractPending,
     InvalidInput,
     NotAuthorized,
     OverQuotaRefused,
     StaleWrite,
     SubscriptionNotFound,
 )
+from entitlements.service.assignment import PlanAssignment
 from entitlements.service.due import bring_to_now
+from entitlements.service.free_plan import OneFreePlan
+from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.snapshots import current_usage, resolve_with
 
@@ -75,15 +83,73 @@ def billing_terms(plan: Plan, now: datetime, cycle: BillingCycle | None) -> dict
     }
 
 
+class _ReadOnce:
+    """The unit of work as resolving twice (before and after a change) sees it: the
+    owner's overrides and each plan version are read once."""
+
+    def __init__(self, uow: Any, seen: dict[tuple[str, int | None], Plan] | None) -> None:
+        self._uow = uow
+        self.plans = self
+        self.overrides = self
+        self._plans: dict[tuple[str, int | None], Any] = dict(seen or {})
+        self._overrides: dict[Owner, Any] = {}
+
+    def get(self, key: str, version: int | None = None) -> Plan:
+        if (key, version) not in self._plans:
+            self._plans[(key, version)] = self._uow.plans.get(key, version)
+        plan: Plan = self._plans[(key, version)]
+        return plan
+
+    def find(self, key: str) -> Plan | None:
+        found: Plan | None = self._uow.plans.find(key)
+        return found
+
+    def for_owner(self, owner: Owner) -> Any:
+        if owner not in self._overrides:
+            self._overrides[owner] = self._uow.overrides.for_owner(owner)
+        return self._overrides[owner]
+
+
 def _caused_by_change(over: OverQuota, limit_before: int | None, usage: dict[str, int]) -> bool:
     """Over the new limit because of the change: the limit went down, or the owner was
     within the old one (an owner already over a soft limit is not news)."""
     return limit_before is None or over.limit < limit_before or usage[over.metric] <= limit_before
 
 
+def _unknown_fields(unknown: set[str], event: Event) -> str:
+    known = ["metadata", "notes", "external_id", "expires_at", "seats", "now", "reason"]
+    if event is Event.START_TRIAL:
+        known.append("trial_days")
+    else:
+        known.append("cycle")
+    hints = [
+        f"{name} (did you mean {close[0]}?)" if close else name
+        for name in sorted(unknown)
+        for close in [
+            difflib.get_close_matches(name, known, n=1, cutoff=0.5) or _alias(name, known)
+        ]
+    ]
+    return f"unknown field(s): {', '.join(hints)}"
+
+
+def _alias(name: str, known: list[str]) -> list[str]:
+    """``days`` for ``trial_days``: a known name that ends with the unknown one."""
+    return [k for k in known if k.endswith("_" + name)]
+
+
+def _contract_link(contract_id: str | None) -> ContractLink | None:
+    if contract_id is None:
+        return None
+    return ContractLink(contract_id)
+
+
 class Subscriptions:
-    def __init__(self, runtime: Runtime) -> None:
+    """``ents.subscriptions``: the subscription lifecycle; every change goes through the
+    transition table and is audited."""
+
+    def __init__(self, runtime: Runtime, *, free_plan: OneFreePlan | None = None) -> None:
         self._rt = runtime
+        self.assignment = PlanAssignment(free_plan or OneFreePlan())
 
     # -- reading ---------------------------------------------------------------------
 
@@ -96,16 +162,41 @@ class Subscriptions:
             return uow.subscriptions.current(owner)
 
     def get(self, owner: Owner, *, actor: Actor | str | None = None) -> Subscription:
+        """The owner's current subscription; `SubscriptionNotFound` when it has none."""
         found = self.find(owner, actor=actor)
         if found is None:
             raise SubscriptionNotFound(owner)
         return found
 
     def history(self, owner: Owner, *, actor: Actor | str | None = None) -> Sequence[Subscription]:
+        """Every subscription the owner ever had, oldest first."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
             return uow.subscriptions.history(owner)
+
+    def search(
+        self,
+        text: str | None = None,
+        *,
+        statuses: Iterable[SubscriptionStatus | str] | None = None,
+        tenant: str | None = None,
+        limit: int = 100,
+    ) -> Sequence[Subscription]:
+        """Each owner's most recent subscription in ``tenant``, newest first, filtered by
+        status and by text found in the owner id, external id or plan key: the staff
+        console's owner list and seed 000's review of past-due accounts."""
+        if text is not None and (not isinstance(text, str) or len(text) > 255):
+            raise InvalidInput("text", "must be text of at most 255 characters", text)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidInput("limit", "must be a whole number from 1 to 1000", limit)
+        wanted = (
+            None
+            if statuses is None
+            else frozenset(parse_enum(SubscriptionStatus, s, "status").value for s in statuses)
+        )
+        with self._rt.read(tenant) as uow:
+            return uow.subscriptions.search((text or "").strip() or None, wanted, limit)
 
     def _authorize_read(self, uow: Any, owner: Owner, actor: Actor | str | None) -> None:
         if actor is None:
@@ -166,11 +257,22 @@ class Subscriptions:
         cycle: BillingCycle | None = None,
         now: datetime | None = None,
         reason: str | None = None,
+        version: int | None = None,
         **details: Any,
     ) -> Subscription:
-        """Assign the plan directly, active from now (free plans, staff-managed billing)."""
+        """Assign the plan directly, active from now (free plans, staff-managed billing);
+        ``version`` pins one of the plan's versions (a signed contract's)."""
         return self._start(
-            Event.SUBSCRIBE, owner, plan_key, actor, now, reason, seats, cycle=cycle, **details
+            Event.SUBSCRIBE,
+            owner,
+            plan_key,
+            actor,
+            now,
+            reason,
+            seats,
+            cycle=cycle,
+            version=version,
+            **details,
         )
 
     def begin_checkout(
@@ -201,6 +303,7 @@ class Subscriptions:
         *,
         trial_days: int | None = None,
         cycle: BillingCycle | None = None,
+        version: int | None = None,
         **details: Any,
     ) -> Subscription:
         owner, who = as_owner(owner), as_actor(actor)
@@ -208,14 +311,15 @@ class Subscriptions:
         seats = check_optional_count(seats, "seats", maximum=MAX_COUNT)
         if cycle is not None:
             check_instance(cycle, BillingCycle, "cycle")
-        unknown = set(details) - {"metadata", "notes", "external_id", "expires_at"}
+        known = {"metadata", "notes", "external_id", "expires_at", "plan_manager", "contract"}
+        unknown = set(details) - known
         if unknown:
-            raise InvalidInput("details", f"unknown field(s): {', '.join(sorted(unknown))}")
+            raise InvalidInput("details", _unknown_fields(unknown, event))
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, f"subscription.{event.value}", owner)
-            plan = tx.uow.plans.get(plan_key)
-            plan.check_assignable(owner.kind, already_held=False)
+            plan = tx.uow.plans.get(plan_key, version)
             tx.change_terms(owner)
+            self.assignment.check(tx, owner, plan, None, who)
             current = tx.uow.subscriptions.current(owner)
             if current is not None:
                 current, _ = bring_to_now(tx, current)
@@ -263,18 +367,44 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
         contract_id: str | None = None,
+        version: int | None = None,
+        keep_cancellation: bool = False,
+        if_over_quota: OverQuotaPolicy = OverQuotaPolicy.REFUSE,
+        contract: ContractLink | None = None,
+        without_contract: bool = False,
     ) -> Subscription:
-        """Trial (or pending checkout) → active, optionally onto another plan and seat
-        count; the first paid period starts now. ``contract_id`` links the subscription
-        to the signed contract it came from (in its metadata)."""
+        """Trial (or pending checkout) → active, optionally onto another plan (``version``
+        pins one of its versions) and seat count; the first paid period starts now.
+
+        A cancellation scheduled for the trial's end is cleared — the owner is paying
+        now — unless ``keep_cancellation`` keeps it (it then takes effect at the end of
+        the first paid period). Usage over a limit of the new plan is refused unless
+        ``if_over_quota`` allows it. ``contract`` (or just ``contract_id``) links the
+        subscription to the signed contract it came from.
+
+        While the owner has a contract out for signature the conversion is refused
+        (`ContractPending`): convert from the contract once it completes
+        (``ents.contracts.convert``), or pass ``without_contract=True`` to convert
+        regardless (say, a contract abandoned in favour of paying by card)."""
         if plan_key is not None:
             check_key(plan_key, "plan_key")
         if cycle is not None:
             check_instance(cycle, BillingCycle, "cycle")
         check_optional_id(contract_id, "contract_id", max_length=64)
+        if not isinstance(keep_cancellation, bool):
+            raise InvalidInput("keep_cancellation", "must be True or False", keep_cancellation)
+        link = contract if contract is not None else _contract_link(contract_id)
 
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
-            plan = self._target_plan(tx, current, plan_key)
+            if link is None and without_contract is not True:
+                pending = [
+                    c.id
+                    for c in tx.uow.contracts.for_owner(current.owner)
+                    if not c.is_closed and c.expires_at > tx.now
+                ]
+                if pending:
+                    raise ContractPending(current.owner, pending)
+            plan = self._target_plan(tx, current, plan_key, version, as_actor(actor))
             changes: dict[str, Any] = {
                 "plan_key": plan.key,
                 "plan_version": plan.version,
@@ -284,11 +414,16 @@ class Subscriptions:
                 changes["seats"] = seats
             if notes is not UNSET:
                 changes["notes"] = notes
-            if contract_id is not None:
-                changes["metadata"] = {**current.metadata, "contract_id": contract_id}
+            if not keep_cancellation:
+                changes["cancel_at_period_end"] = False
+            if link is not None:
+                changes["metadata"] = {**current.metadata, "contract_id": link.contract_id}
+                changes["contract"] = link
             return changes
 
-        return self._apply(owner, Event.ACTIVATE, actor, now, reason, change, action="convert")
+        return self._apply_checked(
+            owner, Event.ACTIVATE, actor, now, reason, change, if_over_quota, action="convert"
+        ).subscription
 
     def change_plan(
         self,
@@ -310,8 +445,11 @@ class Subscriptions:
         check_key(plan_key, "plan_key")
         check_version(version)
 
+        seen: dict[tuple[str, int | None], Plan] = {}
+
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
-            plan = self._target_plan(tx, current, plan_key, version)
+            plan = self._target_plan(tx, current, plan_key, version, as_actor(actor))
+            seen[(plan.key, plan.version)] = plan
             if (plan.key, plan.version) == (current.plan_key, current.plan_version):
                 raise InvalidInput("plan_key", f"{owner} is already on {plan.key} v{plan.version}")
             changes: dict[str, Any] = {"plan_key": plan.key, "plan_version": plan.version}
@@ -321,7 +459,7 @@ class Subscriptions:
             return changes
 
         return self._apply_checked(
-            owner, Event.CHANGE_PLAN, actor, now, reason, change, if_over_quota
+            owner, Event.CHANGE_PLAN, actor, now, reason, change, if_over_quota, seen=seen
         )
 
     def migrate(
@@ -406,6 +544,7 @@ class Subscriptions:
         reason: str | None = None,
         if_over_quota: OverQuotaPolicy = OverQuotaPolicy.REFUSE,
     ) -> SubscriptionChange:
+        """Take an add-on off the subscription; its limits and features go with it."""
         check_key(key, "addon.key")
 
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
@@ -443,7 +582,7 @@ class Subscriptions:
             if current is None or current.is_terminal:
                 raise SubscriptionNotFound(owner)
             plan = uow.plans.get(plan_key, version)
-            plan.check_assignable(owner.kind, already_held=plan.key == current.plan_key)
+            check_may_assign(plan, owner, current)
             proposed = attrs.evolve(current, plan_key=plan.key, plan_version=plan.version)
             before = resolve_with(uow, owner, current, at, self._rt.policy)
             after = resolve_with(uow, owner, proposed, at, self._rt.policy)
@@ -457,6 +596,8 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> Subscription:
+        """Stop access whatever was paid (abuse, a dispute); the status before is kept to
+        resume to."""
         return self._apply(owner, Event.SUSPEND, actor, now, reason)
 
     def resume(
@@ -467,6 +608,8 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> Subscription:
+        """Lift a suspension: back to the status before it (a trial that ran out meanwhile
+        has ended)."""
         return self._apply(owner, Event.RESUME, actor, now, reason)
 
     def fail(
@@ -488,6 +631,7 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> Subscription:
+        """A payment failed; access follows the past-due policy and its grace period."""
         return self._apply(owner, Event.MARK_PAST_DUE, actor, now, reason)
 
     def settle(
@@ -498,6 +642,7 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> Subscription:
+        """A past-due payment came in: back to active."""
         return self._apply(owner, Event.SETTLE, actor, now, reason)
 
     def cancel(
@@ -523,6 +668,7 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> Subscription:
+        """Withdraw a cancellation scheduled for the period end."""
         return self._apply(owner, Event.UNDO_CANCEL, actor, now, reason)
 
     def expire(
@@ -533,6 +679,8 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> Subscription:
+        """End the subscription now as expired (staff; time does it by itself at
+        ``expires_at``)."""
         return self._apply(owner, Event.EXPIRE, actor, now, reason)
 
     def amend(
@@ -557,11 +705,38 @@ class Subscriptions:
         changes: dict[str, Any] = {k: v for k, v in given.items() if v is not UNSET}
         if "expires_at" in changes:
             changes["expires_at"] = optional_given_utc(changes["expires_at"], "expires_at")
+        if isinstance(metadata, Mapping) and "plan_manager" in metadata:
+            raise InvalidInput(
+                "metadata",
+                "the plan manager is a field of its own, not metadata: "
+                "use billing.transfer_plan_manager",
+                metadata,
+            )
         if not changes:
             raise InvalidInput(
                 "amend", "give at least one of notes, external_id, metadata, expires_at"
             )
         return self._apply(owner, Event.AMEND, actor, now, reason, lambda tx, cur: changes)
+
+    def set_plan_manager(
+        self,
+        owner: Owner,
+        member: str | None,
+        *,
+        actor: Actor | str,
+        now: datetime | None = None,
+        reason: str | None = None,
+    ) -> Subscription:
+        """Seed 003's plan manager (the member whose card pays); `Billing` calls this."""
+        return self._apply(
+            owner,
+            Event.AMEND,
+            actor,
+            now,
+            reason,
+            lambda tx, cur: {"plan_manager": member},
+            action="set_plan_manager",
+        )
 
     # -- machinery -------------------------------------------------------------------
 
@@ -577,20 +752,23 @@ class Subscriptions:
         *,
         action: str | None = None,
         expected_revision: int | None = None,
+        seen: dict[tuple[str, int | None], Plan] | None = None,
     ) -> SubscriptionChange:
-        """`_apply`, plus the over-quota check against current usage."""
+        """`_apply`, plus the over-quota check against current usage. ``seen``: plan
+        versions the change read already."""
         policy = parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
         found: list[OverQuota] = []
 
         def check(tx: Transaction, before: Subscription, after: Subscription) -> None:
-            was = resolve_with(tx.uow, before.owner, before, tx.now, self._rt.policy)
-            will = resolve_with(tx.uow, before.owner, after, tx.now, self._rt.policy)
+            uow: Any = _ReadOnce(tx.uow, seen)
+            was = resolve_with(uow, before.owner, before, tx.now, self._rt.policy)
+            will = resolve_with(uow, before.owner, after, tx.now, self._rt.policy)
             usage = current_usage(tx.uow, was)
-            found.extend(
+            found[:] = [  # replaced, not extended: a retried attempt checks afresh
                 o
                 for o in over_quota(will, usage)
                 if _caused_by_change(o, was.limit(o.metric, 0), usage)
-            )
+            ]
             if not found:
                 return
             if policy is OverQuotaPolicy.REFUSE:
@@ -635,7 +813,8 @@ class Subscriptions:
         tx: Transaction,
         current: Subscription,
         plan_key: str | None,
-        version: int | None = None,
+        version: int | None,
+        who: Actor,
     ) -> Plan:
         key = plan_key or current.plan_key
         if version is not None:
@@ -644,9 +823,10 @@ class Subscriptions:
             plan = tx.uow.plans.get(key, current.plan_version)
         else:
             plan = tx.uow.plans.get(key)
-        plan.check_assignable(current.owner.kind, already_held=key == current.plan_key)
+        self.assignment.check(tx, current.owner, plan, current, who)
         return plan
 
+    @retries_lost_races
     def _apply(
         self,
         owner: Owner,
@@ -672,6 +852,11 @@ class Subscriptions:
                 raise StaleWrite("subscription", current.id, expected_revision)
             # the terms lock before anything the change is checked against is read
             tx.change_terms(owner, usage_period_of(as_of(current, tx.now), tx.now).start)
+            # and the subscription read again under it: a write that committed meanwhile
+            # is built upon, not overwritten
+            current = tx.uow.subscriptions.current(owner) or current
+            if expected_revision is not None and current.revision != expected_revision:
+                raise StaleWrite("subscription", current.id, expected_revision)
             current, _ = bring_to_now(tx, current)
             tx.authorize(who, name, owner, current)
             check_allowed(current, event)

@@ -1,97 +1,355 @@
 """The sweep: applies what time has made due (seed 002's "trial-expiry worker").
 
-Run it from a scheduler every minute or so. It is idempotent — a second run at the same
-``now`` finds nothing to do — and it handles each subscription in its own unit of work,
-so one owner's conflict does not hold up the rest.
+Run it from a scheduler every minute or so — on every pod if that is simpler: any
+number of sweeps may run at once. Each due item (a subscription's due steps, an expired
+override, a reservation that ran out, a contract whose signing window closed) is handled
+in its own unit of work that first *claims* the item's owner — the owner's lock, taken
+only if nobody holds it (``FOR UPDATE SKIP LOCKED`` on PostgreSQL and MariaDB; SQLite and
+the memory store have one writer at a time) — and then reads the item again: so each
+change is applied and audited once, by whichever worker claimed it, and a worker never
+waits behind another. An item whose owner is held is left to its holder (reported in
+``conflicts``); an item that fails is reported in ``failures`` and logged, and the rest
+proceed. A run works through everything due, in pages of ``batch``; ``remaining`` says
+how much was still due when it ended.
+
+Usage idempotency keys older than the retention window (`KEY_RETENTION`, 30 days by
+default) are forgotten by the sweep as well.
+
+It also prunes the change feed. Entries are stamped with the database host's wall clock
+at commit (not the library's clock, which tests and replays move at will), so retention
+is wall-clock time: a follower that was away longer than ``feed_retention`` finds the
+feed pruned past its position and drops its whole cache, which costs cold resolutions
+but is never wrong. Followers read the feed every ``max_staleness``, so an hour is far
+more than they need while keeping the table to an hour of writes.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from entitlements.domain.contracts.contract import Contract
 from entitlements.domain.due import DueChange
 from entitlements.domain.override import Override
+from entitlements.domain.owner import Owner
+from entitlements.domain.provider_commands import ProviderCommand
 from entitlements.domain.usage import Reservation
-from entitlements.errors import StaleWrite
-from entitlements.service.contracts import Contracts
+from entitlements.errors import InvalidInput
+from entitlements.ports import UnitOfWork
 from entitlements.service.due import SWEEPER, bring_to_now
 from entitlements.service.overrides import target
-from entitlements.service.runtime import Runtime
+from entitlements.service.runtime import Runtime, Transaction
+from entitlements.service.terms import expire_held
 from entitlements.service.usage import Usage
 
-__all__ = ["Sweep", "SweepReport"]
+if TYPE_CHECKING:
+    from entitlements.service.contracts import Contracts
+    from entitlements.service.provider_outbox import ProviderOutbox
+
+__all__ = ["FEED_RETENTION", "KEY_RETENTION", "Sweep", "SweepFailure", "SweepReport"]
+
+log = logging.getLogger("entitlements.sweep")
+
+_HELD_ROUNDS = 3
+_HELD_PAUSE = 0.05  # seconds, times the round
+
+KEY_RETENTION = timedelta(days=30)
+"""How long a usage idempotency key is remembered: a retry within it counts once."""
+
+FEED_RETENTION = timedelta(hours=1)
+"""How long change-feed entries are kept by default (wall-clock time)."""
+
+_PRUNE_BATCH = 10_000
+_PRUNE_ROUNDS = 100
+
+
+def _check_feed_retention(retention: timedelta) -> None:
+    if not isinstance(retention, timedelta) or retention < timedelta(0):
+        raise InvalidInput("feed_retention", "must be a timedelta of zero or more", retention)
+
+
+@attrs.frozen
+class SweepFailure:
+    """One item the sweep could not apply; it stays due and the next run tries again."""
+
+    item: str
+    owner: Owner | None
+    error: str
+    message: str
 
 
 @attrs.frozen
 class SweepReport:
+    """What one run did. ``conflicts`` names the items left to another worker (or a write)
+    that held their owner; ``failures`` the items that raised; ``remaining`` counts what
+    was still due at ``now`` when the run ended (those two kinds, or items that fell due
+    for another worker meanwhile): zero after an uneventful run."""
+
     now: datetime
+    """The time the sweep ran for."""
     changes: tuple[DueChange, ...] = ()
+    """Time-driven subscription changes stored and audited, each dated when it fell due."""
     expired_overrides: tuple[Override, ...] = ()
+    """Overrides past their end that were removed."""
     conflicts: tuple[str, ...] = ()
+    """Owners skipped because another writer changed them meanwhile; the next run picks them
+    up."""
     snapshots_dropped: int = 0
+    """Cached snapshots dropped because of the changes."""
     expired_reservations: tuple[Reservation, ...] = ()
+    """Reservations past their end whose units were freed."""
     expired_contracts: tuple[Contract, ...] = ()
+    """Open contracts whose signing window ended."""
+    failures: tuple[SweepFailure, ...] = ()
+    remaining: int = 0
+    keys_forgotten: int = 0
+    provider_commands: tuple[ProviderCommand, ...] = ()
+    """Commands to the payment provider sent (or attempted again) by this run."""
+    feed_entries_pruned: int = 0
+    """Change-feed entries older than the feed retention that were deleted."""
 
     @property
     def nothing_due(self) -> bool:
+        """Whether the run found nothing to do."""
         return not (
             self.changes
             or self.expired_overrides
             or self.expired_reservations
             or self.expired_contracts
+            or self.provider_commands
         )
+
+
+@attrs.frozen
+class _Item:
+    key: str
+    owner: Owner
+    act: Callable[[Transaction], Sequence[Any]]
+
+
+@attrs.define
+class _Run:
+    at: datetime
+    changes: list[DueChange] = attrs.field(factory=list)
+    overrides: list[Override] = attrs.field(factory=list)
+    reservations: list[Reservation] = attrs.field(factory=list)
+    contracts: list[Contract] = attrs.field(factory=list)
+    conflicts: list[str] = attrs.field(factory=list)
+    failures: list[SweepFailure] = attrs.field(factory=list)
+    remaining: int = 0
+    keys_forgotten: int = 0
+    commands: list[ProviderCommand] = attrs.field(factory=list)
+    handled: int = 0
+    progress: Callable[[int], None] | None = None
+
+
+Lister = Callable[[UnitOfWork, datetime, int], list[_Item]]
 
 
 class Sweep:
-    def __init__(self, runtime: Runtime, usage: Usage, contracts: Contracts) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        usage: Usage,
+        contracts: Contracts,
+        outbox: ProviderOutbox | None = None,
+    ) -> None:
         self._rt = runtime
         self._usage = usage
         self._contracts = contracts
+        self._outbox = outbox
 
-    def process_due(self, now: datetime | None = None, *, batch: int = 500) -> SweepReport:
-        at = self._rt.now(now)
-        changes: list[DueChange] = []
-        expired: list[Override] = []
-        conflicts: list[str] = []
-        reservations: list[Reservation] = []
-        contracts: list[Contract] = []
+    def process_due(
+        self,
+        now: datetime | None = None,
+        *,
+        batch: int = 500,
+        key_retention: timedelta = KEY_RETENTION,
+        feed_retention: timedelta = FEED_RETENTION,
+        progress: Callable[[int], None] | None = None,
+    ) -> SweepReport:
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise InvalidInput("batch", "must be a positive whole number", batch)
+        if not isinstance(key_retention, timedelta) or key_retention <= timedelta(0):
+            raise InvalidInput("key_retention", "must be a positive timedelta", key_retention)
+        _check_feed_retention(feed_retention)
+        run = _Run(self._rt.now(now), progress=progress)
         for tenant in self._rt.store.tenants():
-            with self._rt.read(tenant) as uow:
-                due_ids = [s.id for s in uow.subscriptions.due(at, batch)]
-                stale = list(uow.overrides.expired(at, batch))
-            for sub_id in due_ids:
-                try:
-                    changes.extend(self._advance(tenant, sub_id, at))
-                except StaleWrite:
-                    conflicts.append(sub_id)
-            for override in stale:
-                with self._rt.transaction(tenant, at) as tx:
-                    removed = tx.uow.overrides.remove(override.owner, override.kind, override.key)
-                    tx.record(
-                        SWEEPER,
-                        "override.expire",
-                        target(override.owner, override.kind, override.key),
-                        owner=override.owner,
-                        before=removed,
-                        reason="override expired",
-                    )
-                    expired.append(removed)
-            reservations.extend(self._usage.expire_reservations(tenant, at, batch))
-            contracts.extend(self._contracts.expire_due(tenant, at, batch))
-        dropped = self._rt.cache.expire(at)
+            for lister, into in (
+                (self._due_subscriptions, run.changes),
+                (self._expired_overrides, run.overrides),
+                (self._expired_reservations, run.reservations),
+                (self._expired_contracts, run.contracts),
+            ):
+                self._drain(tenant, lister, into, run, batch)
+            self._forget_keys(tenant, run, run.at - key_retention, batch)
+            if self._outbox is not None:
+                run.commands.extend(self._outbox.send_due(tenant, run.at, batch))
+        dropped = self._rt.cache.expire(run.at)
+        pruned = self.prune_feed(feed_retention)
         return SweepReport(
-            at,
-            tuple(changes),
-            tuple(expired),
-            tuple(conflicts),
+            run.at,
+            tuple(run.changes),
+            tuple(run.overrides),
+            tuple(run.conflicts),
             dropped,
-            tuple(reservations),
-            tuple(contracts),
+            tuple(run.reservations),
+            tuple(run.contracts),
+            tuple(run.failures),
+            run.remaining,
+            run.keys_forgotten,
+            tuple(run.commands),
+            pruned,
         )
 
-    def _advance(self, tenant: str | None, subscription_id: str, at: datetime) -> list[DueChange]:
-        with self._rt.transaction(tenant, at) as tx:
-            return bring_to_now(tx, tx.uow.subscriptions.get(subscription_id))[1]
+    def prune_feed(self, retention: timedelta) -> int:
+        """Delete feed entries committed more than ``retention`` ago (wall clock), in
+        batches of their own transactions so a large backlog never holds one long lock."""
+        _check_feed_retention(retention)
+        before = datetime.now(UTC) - retention
+        total = 0
+        for _ in range(_PRUNE_ROUNDS):
+            with self._rt.store.unit_of_work(None) as uow:
+                deleted = uow.feed.prune(before, _PRUNE_BATCH)
+                uow.commit()
+            total += deleted
+            if deleted < _PRUNE_BATCH:
+                break
+        return total
+
+    def _drain(
+        self, tenant: str | None, lister: Lister, into: list[Any], run: _Run, batch: int
+    ) -> None:
+        """Every item the lister finds due, page after page: handled items stop being due,
+        failed ones are not tried again this run. Items whose owner was held are tried
+        again a few times once the rest is done (the holder may have been busy with
+        another of the owner's items); those still held then are left to the holder."""
+        seen: set[str] = set()
+        held: set[str] = set()
+        rounds = 0
+        while True:
+            try:
+                with self._rt.read(tenant) as uow:
+                    page = lister(uow, run.at, batch + len(seen))
+            except Exception as error:  # a row that cannot be read: the other kinds proceed
+                log.exception("sweep: listing %s of %r failed", lister.__name__, tenant)
+                run.failures.append(
+                    SweepFailure(
+                        f"{lister.__name__.strip('_')}:{tenant or ''}",
+                        None,
+                        type(error).__name__,
+                        str(error),
+                    )
+                )
+                return
+            fresh = [item for item in page if item.key not in seen]
+            if not fresh:
+                still_held = {item.key for item in page} & held
+                if not still_held or rounds == _HELD_ROUNDS:
+                    run.conflicts.extend(sorted(still_held))
+                    run.remaining += len(page)
+                    return
+                rounds += 1
+                time.sleep(_HELD_PAUSE * rounds)
+                seen -= still_held
+                held -= still_held
+                continue
+            for item in fresh:
+                seen.add(item.key)
+                done, results = self._one(tenant, item, run)
+                if not done:
+                    held.add(item.key)
+                into.extend(results)
+            run.handled += len(fresh)
+            if run.progress is not None:
+                run.progress(run.handled)
+
+    def _one(self, tenant: str | None, item: _Item, run: _Run) -> tuple[bool, Sequence[Any]]:
+        """(False, ()) if another unit of work held the item's owner."""
+        try:
+            with self._rt.transaction(tenant, run.at) as tx:
+                if not tx.uow.revisions.claim(item.owner):
+                    return False, ()
+                return True, item.act(tx)
+        except Exception as error:
+            log.exception("sweep: %s of %s failed; the rest proceed", item.key, item.owner)
+            run.failures.append(
+                SweepFailure(item.key, item.owner, type(error).__name__, str(error))
+            )
+            return True, ()
+
+    # -- what is due ---------------------------------------------------------------------
+
+    def _due_subscriptions(self, uow: UnitOfWork, at: datetime, limit: int) -> list[_Item]:
+        def advance(subscription_id: str) -> Callable[[Transaction], Sequence[Any]]:
+            return lambda tx: bring_to_now(tx, tx.uow.subscriptions.get(subscription_id))[1]
+
+        return [
+            _Item(f"subscription:{s.id}", s.owner, advance(s.id))
+            for s in uow.subscriptions.due(at, limit)
+        ]
+
+    def _expired_overrides(self, uow: UnitOfWork, at: datetime, limit: int) -> list[_Item]:
+        def expire(read: Override) -> Callable[[Transaction], Sequence[Any]]:
+            def act(tx: Transaction) -> Sequence[Any]:
+                # conditional: an override staff renewed since it was read stays
+                removed = tx.uow.overrides.remove_expired(read.owner, read.kind, read.key, tx.now)
+                if removed is None:
+                    return ()
+                tx.record(
+                    SWEEPER,
+                    "override.expire",
+                    target(read.owner, read.kind, read.key),
+                    owner=read.owner,
+                    before=removed,
+                    reason="override expired",
+                )
+                return (removed,)
+
+            return act
+
+        return [
+            _Item(target(o.owner, o.kind, o.key), o.owner, expire(o))
+            for o in uow.overrides.expired(at, limit)
+        ]
+
+    def _expired_reservations(self, uow: UnitOfWork, at: datetime, limit: int) -> list[_Item]:
+        def expire(held: Reservation) -> Callable[[Transaction], Sequence[Any]]:
+            return lambda tx: expire_held(tx, [held])  # settles only if still held
+
+        return [
+            _Item(f"reservation:{r.id}", r.owner, expire(r))
+            for r in uow.usage.held_reservations_due(at, limit)
+        ]
+
+    def _expired_contracts(self, uow: UnitOfWork, at: datetime, limit: int) -> list[_Item]:
+        def expire(contract_id: str) -> Callable[[Transaction], Sequence[Any]]:
+            def act(tx: Transaction) -> Sequence[Any]:
+                stored = self._contracts.expire_if_due(tx, contract_id)
+                return () if stored is None else (stored,)
+
+            return act
+
+        return [
+            _Item(f"contract:{c.id}", c.owner, expire(c.id))
+            for c in uow.contracts.expired(at, limit)
+        ]
+
+    def _forget_keys(self, tenant: str | None, run: _Run, before: datetime, batch: int) -> None:
+        try:
+            while True:
+                with self._rt.transaction(tenant, run.at) as tx:
+                    forgotten = tx.uow.usage.forget_keys(before, batch)
+                run.keys_forgotten += forgotten
+                if forgotten < batch:
+                    return
+        except Exception as error:
+            log.exception("sweep: forgetting old idempotency keys of %r failed", tenant)
+            run.failures.append(
+                SweepFailure(f"usage-keys:{tenant or ''}", None, type(error).__name__, str(error))
+            )

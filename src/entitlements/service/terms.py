@@ -36,9 +36,12 @@ from entitlements.service.snapshots import load_snapshot
 
 __all__ = [
     "count",
+    "denied_at_once",
     "effective",
     "expire_held",
+    "fallback_guard",
     "locked_terms",
+    "prepare_locked",
     "refuse",
     "terms_for_write",
     "usage_target",
@@ -81,6 +84,14 @@ def locked_terms(rt: Runtime, tx: Transaction, owner: Owner, guess: Snapshot) ->
     if revision == guess.revision and guess.valid_at(tx.now):
         return guess
     return load_snapshot(tx.uow, owner, tx.now, rt.policy)
+
+
+def denied_at_once(decision: UsageDecision) -> bool:
+    """Refused whatever the counter holds: by status, or by a hard limit smaller than
+    the amount alone (``decision`` is taken against an empty counter)."""
+    return not decision.allowed and (
+        decision.reason in _STATIC or decision.enforcement is Enforcement.HARD
+    )
 
 
 def fallback_guard(snapshot: Snapshot) -> tuple[str, int] | None:
@@ -138,13 +149,17 @@ def count(
     snapshot: Snapshot,
     *,
     hold_until: datetime | None = None,
+    tried: bool = False,
 ) -> tuple[Snapshot, Counter, UsageDecision]:
     """Count ``amount`` more units (used, or reserved until ``hold_until``) against the
     terms in force; returns the terms it counted under, the counter after, and the
     decision before. Raises `LimitExceeded` / `UsageDenied` only on terms read under the
-    owner's lock."""
+    owner's lock. ``tried``: the caller's own conditional count with ``snapshot`` was
+    refused already, so this starts under the lock."""
     uow = tx.uow
     locked = False
+    if tried:
+        snapshot, locked = prepare_locked(rt, tx, owner, metric, snapshot), True
     while True:
         definition = snapshot.limit_definition(metric)
         period = usage_period_start(snapshot, definition)
@@ -171,7 +186,17 @@ def count(
             current = effective(uow, uow.usage.counter(owner, metric, period), tx.now)
             raise refuse(decide(snapshot, metric, current, amount))
         locked = True
-        snapshot = locked_terms(rt, tx, owner, snapshot)
-        period = usage_period_start(snapshot, snapshot.limit_definition(metric))
-        expire_held(tx, uow.usage.expired_held(owner, metric, period, tx.now))
-        uow.usage.ensure(owner, metric, period, snapshot.revision)
+        snapshot = prepare_locked(rt, tx, owner, metric, snapshot)
+
+
+def prepare_locked(
+    rt: Runtime, tx: Transaction, owner: Owner, metric: str, guess: Snapshot
+) -> Snapshot:
+    """The terms in force under the owner's lock, with the counter of their period
+    present, stamped with their revision and rid of held reservations that ran out:
+    a conditional count under them fails only on the limit itself."""
+    snapshot = locked_terms(rt, tx, owner, guess)
+    period = usage_period_start(snapshot, snapshot.limit_definition(metric))
+    expire_held(tx, tx.uow.usage.expired_held(owner, metric, period, tx.now))
+    tx.uow.usage.ensure(owner, metric, period, snapshot.revision)
+    return snapshot

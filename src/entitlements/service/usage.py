@@ -12,16 +12,18 @@ is audited (and so heard by listeners) as ``usage.over_limit``.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import attrs
 
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.checks import check_id, check_key
+from entitlements.domain.ingestion import UsageEvent, UsageResult
 from entitlements.domain.instant import optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
-from entitlements.domain.plan import LimitKind
+from entitlements.domain.plan import Enforcement, LimitKind
 from entitlements.domain.resolution import Snapshot
 from entitlements.domain.usage import (
     Counter,
@@ -36,12 +38,16 @@ from entitlements.domain.usage import (
 )
 from entitlements.errors import IdempotencyKeyReused, InvalidInput
 from entitlements.ports import UnitOfWork
+from entitlements.service.ingestion import ingest
+from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.snapshots import load_snapshot
 from entitlements.service.terms import (
     count,
+    denied_at_once,
     effective,
     expire_held,
+    fallback_guard,
     locked_terms,
     refuse,
     terms_for_write,
@@ -61,15 +67,20 @@ def check_reservation_id(value: object) -> str:
 
 APP = Actor.system("app")
 MAX_TTL = timedelta(days=31)
-_monotonic = time.monotonic
+_wall = time.time
 
 target = usage_target
 
 
 class Usage:
+    """``ents.usage``: metered consumption, gauges and reservations, enforced by the
+    database at write time."""
+
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
         self._coherence = runtime.coherence
+        self._inline: Any = getattr(runtime.store, "consume_inline", None)
+        self._lanes: dict[tuple[Owner, str], _Lane] = {}
 
     # -- reading -----------------------------------------------------------------------
 
@@ -84,7 +95,7 @@ class Usage:
             if (
                 snapshot is not None
                 and snapshot.resolved_ts <= self._rt.timestamp() < snapshot.expires_ts
-                and _monotonic() < self._coherence.fresh_until
+                and self._coherence.fresh_from <= _wall() < self._coherence.fresh_until
                 and type(amount) is int
             ):
                 memo = cache.decisions.get(owner)
@@ -153,6 +164,8 @@ class Usage:
     def records(
         self, owner: Owner, metric: str, period_start: datetime | None = None
     ) -> Sequence[UsageRecord]:
+        """The accepted consumptions of ``metric`` in a period (default: the current one),
+        for invoices and disputes."""
         owner, metric = as_owner(owner), check_metric(metric)
         period_start = optional_given_utc(period_start, "period_start")
         with self._rt.read(owner.tenant) as uow:
@@ -163,6 +176,7 @@ class Usage:
 
     # -- writing -----------------------------------------------------------------------
 
+    @retries_lost_races
     def consume(
         self,
         owner: Owner,
@@ -186,20 +200,126 @@ class Usage:
         )
         metric = check_metric(metric)
         rt = self._rt
+        if self._inline is not None and now is None and rt.telemetry is None:
+            done = self._consume_inline(owner, metric, amount, key)
+            if done is not None:
+                return done
+        cache = rt.cache
+        keep = not rt.in_atomic_block
+        generation = cache.generation
         with rt.transaction(owner.tenant, now) as tx:
-            snapshot = terms_for_write(rt, tx, owner)
-            self._refuse_seats(snapshot, metric)
-            period = usage_period_start(snapshot, snapshot.limit_definition(metric))
+            snapshot = cache.snapshots.get(owner)
+            if snapshot is None or not snapshot.valid_at(tx.now):
+                snapshot = load_snapshot(tx.uow, owner, tx.now, rt.policy)
+                if keep:  # resolved from committed rows: as good as a read's
+                    cache.put(snapshot, generation)
+            definition = snapshot.limit_definition(metric)
+            if definition is not None and definition.kind is LimitKind.SEATS:
+                self._refuse_seats(snapshot, metric)
+            period = usage_period_start(snapshot, definition)
             record = UsageRecord(rt.new_id(), owner, metric, amount, period, tx.now, key)
-            earlier = tx.uow.usage.add_record(record)
-            if earlier is not None:
-                return self._duplicate(tx, snapshot, earlier, record)
-            counted_under, after, _ = count(rt, tx, owner, metric, amount, snapshot)
-            period_now = usage_period_start(counted_under, counted_under.limit_definition(metric))
-            if period_now != period:  # the terms in force count in another period
-                tx.uow.usage.remove_record(owner, record.id)
-                tx.uow.usage.add_record(attrs.evolve(record, period_start=period_now))
-            return self._counted(tx, who, counted_under, after, amount)
+            before = decide(snapshot, metric, Counter(owner, metric, period), amount)
+            if not denied_at_once(before):
+                hard = before.enforcement is Enforcement.HARD
+                counter, earlier = tx.uow.usage.consume(
+                    record,
+                    ceiling=before.limit if hard else None,
+                    revision=snapshot.revision,
+                    now=tx.now,
+                    fallback=fallback_guard(snapshot),
+                )
+                if earlier is not None:
+                    return self._duplicate(tx, snapshot, earlier, record, counter)
+                if counter is not None:
+                    return self._counted(tx, who, snapshot, counter, amount)
+            return self._consume_locked(tx, who, snapshot, record)
+
+    def _consume_inline(
+        self, owner: Owner, metric: str, amount: int, key: str | None
+    ) -> UsageDecision | None:
+        """An in-process store counts a plain consumption — terms known and cached, no
+        soft limit to audit, nothing refused — as one call into the store. ``None``:
+        take the ordinary path (it decides anything else)."""
+        rt = self._rt
+        if rt.in_atomic_block:
+            return None
+        snapshot = rt.cache.snapshots.get(owner)
+        ts = rt.timestamp()
+        if snapshot is None or not snapshot.resolved_ts <= ts < snapshot.expires_ts:
+            return None
+        lane = self._lanes.get((owner, metric))
+        if lane is None or lane.snapshot is not snapshot:
+            lane = _Lane.of(snapshot, metric)
+            if len(self._lanes) > 100_000:
+                self._lanes.clear()
+            self._lanes[(owner, metric)] = lane
+        if not lane.eligible:
+            return None
+        at = rt.now()
+        record = _record(rt.new_id(), owner, metric, amount, lane.period, at, key)
+        counter, _, seq = self._inline(
+            record, ceiling=lane.ceiling, revision=snapshot.revision, now=at, fallback=lane.guard
+        )
+        if counter is None:
+            return None
+        rt.last_revision.set(seq)
+        rt.cache.invalidate_usage((owner,))
+        base = lane.base
+        committed = counter.used + counter.reserved
+        limit = base.limit
+        return tuple.__new__(
+            UsageDecision,
+            (
+                owner,
+                metric,
+                True,
+                amount,
+                limit,
+                counter.used,
+                counter.reserved,
+                None if limit is None else max(limit - committed, 0),
+                base.enforcement,
+                base.kind,
+                base.reason,
+                base.detail,
+                lane.period,
+                False,
+                False,
+            ),
+        )
+
+    def _consume_locked(
+        self, tx: Transaction, who: Actor, snapshot: Snapshot, record: UsageRecord
+    ) -> UsageDecision:
+        """The counter refused the guess (stale or missing terms, a held reservation run
+        out, a hard limit): decide again under the owner's terms lock."""
+        owner, metric = record.owner, record.metric
+        earlier = tx.uow.usage.add_record(record)
+        if earlier is not None:
+            return self._duplicate(tx, snapshot, earlier, record)
+        counted_under, after, _ = count(
+            self._rt, tx, owner, metric, record.amount, snapshot, tried=True
+        )
+        period_now = usage_period_start(counted_under, counted_under.limit_definition(metric))
+        if period_now != record.period_start:  # the terms in force count in another period
+            tx.uow.usage.remove_record(owner, record.id)
+            tx.uow.usage.add_record(attrs.evolve(record, period_start=period_now))
+        return self._counted(tx, who, counted_under, after, record.amount)
+
+    @retries_lost_races
+    def consume_many(
+        self,
+        events: Iterable[UsageEvent],
+        *,
+        actor: Actor | str = APP,
+    ) -> list[UsageResult]:
+        """Record many events (any owners of one tenant) in one transaction: one bulk
+        insert of ledger rows, one conditional update per counter. Each event gets the
+        outcome consuming the events one by one, in order, would have given it —
+        accepted, duplicate (its key was recorded already) or refused (``error`` is the
+        exception `consume` would have raised) — and a refused event costs the others
+        nothing. Malformed events raise `InvalidInput` before anything is written."""
+        return ingest(self._rt, list(events), as_actor(actor))
 
     def _refuse_seats(self, snapshot: Snapshot, metric: str) -> None:
         definition = snapshot.limit_definition(metric)
@@ -209,7 +329,12 @@ class Usage:
             )
 
     def _duplicate(
-        self, tx: Transaction, snapshot: Snapshot, earlier: UsageRecord, given: UsageRecord
+        self,
+        tx: Transaction,
+        snapshot: Snapshot,
+        earlier: UsageRecord,
+        given: UsageRecord,
+        counter: Counter | None = None,
     ) -> UsageDecision:
         if (earlier.metric, earlier.amount) != (given.metric, given.amount):
             assert given.key is not None
@@ -218,11 +343,9 @@ class Usage:
                 f"{earlier.amount} {earlier.metric}",
                 f"{given.amount} {given.metric}",
             )
-        counter = effective(
-            tx.uow,
-            tx.uow.usage.counter(earlier.owner, earlier.metric, earlier.period_start),
-            tx.now,
-        )
+        if counter is None or counter.period_start != earlier.period_start:
+            counter = tx.uow.usage.counter(earlier.owner, earlier.metric, earlier.period_start)
+        counter = effective(tx.uow, counter, tx.now)
         return decide(snapshot, earlier.metric, counter, earlier.amount)._replace(duplicate=True)
 
     def _counted(
@@ -243,6 +366,7 @@ class Usage:
             )
         return result
 
+    @retries_lost_races
     def set_gauge(
         self,
         owner: Owner,
@@ -287,6 +411,7 @@ class Usage:
                 )
             return result
 
+    @retries_lost_races
     def decrease(
         self,
         owner: Owner,
@@ -317,6 +442,7 @@ class Usage:
 
     # -- reservations ----------------------------------------------------------------
 
+    @retries_lost_races
     def reserve(
         self,
         owner: Owner,
@@ -358,6 +484,7 @@ class Usage:
             tx.touch_usage(owner)
             return reservation
 
+    @retries_lost_races
     def commit(
         self,
         owner: Owner,
@@ -398,6 +525,7 @@ class Usage:
             tx.touch_usage(owner)
             return record
 
+    @retries_lost_races
     def release(
         self,
         owner: Owner,
@@ -450,6 +578,58 @@ class Usage:
             with self._rt.transaction(tenant, now) as tx:
                 expired.extend(expire_held(tx, [held]))
         return expired
+
+
+@attrs.frozen
+class _Lane:
+    """What a plain consumption of one metric needs from one snapshot, worked out once."""
+
+    snapshot: Snapshot
+    eligible: bool
+    period: datetime
+    ceiling: int | None
+    guard: tuple[str, int] | None
+    base: UsageDecision
+
+    @classmethod
+    def of(cls, snapshot: Snapshot, metric: str) -> _Lane:
+        definition = snapshot.limit_definition(metric)
+        period = usage_period_start(snapshot, definition)
+        base = decide(snapshot, metric, Counter(snapshot.owner, metric, period), 0)
+        hard = base.enforcement is Enforcement.HARD
+        eligible = (
+            base.allowed
+            and not base.over_limit
+            and (base.limit is None or hard)
+            and (definition is None or definition.kind is not LimitKind.SEATS)
+        )
+        ceiling = base.limit if hard else None
+        return cls(snapshot, eligible, period, ceiling, fallback_guard(snapshot), base)
+
+
+def _record(
+    record_id: str,
+    owner: Owner,
+    metric: str,
+    amount: int,
+    period_start: datetime,
+    at: datetime,
+    key: str | None,
+) -> UsageRecord:
+    """A ledger record of values checked already (the hot path skips the converters)."""
+    record = object.__new__(UsageRecord)
+    setter = object.__setattr__
+    for name, value in (
+        ("id", record_id),
+        ("owner", owner),
+        ("metric", metric),
+        ("amount", amount),
+        ("period_start", period_start),
+        ("at", at),
+        ("key", key),
+    ):
+        setter(record, name, value)
+    return record
 
 
 def _summary(decision: UsageDecision) -> dict[str, object]:

@@ -22,6 +22,7 @@ concurrency; tenant isolation; and that a failed call leaves storage exactly as 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -35,6 +36,7 @@ from entitlements.domain.actor import Actor
 from entitlements.domain.addon import AddOn
 from entitlements.domain.audit import AuditEvent
 from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.change import ChangeKind, FeedPage
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Action, Feature, Limit, LimitKind, Plan, PlanStatus, Price
@@ -105,6 +107,18 @@ CATALOG = (
 ACME = Owner("organization", "acme")
 GLOBEX = Owner("organization", "globex")
 STAFF = Actor("ann")
+
+
+_SECOND = timedelta(seconds=1)
+
+
+def _rolled_back(store: Store, work: Callable[[Any], Any]) -> Any:
+    """Run ``work`` in a unit of work that then fails; returns what ``work`` returned."""
+    done: list[Any] = []
+    with pytest.raises(RuntimeError, match="rolled back"), store.unit_of_work(None) as uow:  # noqa: PT012
+        done.append(work(uow))
+        raise RuntimeError("rolled back")
+    return done[0]
 
 
 class StoreContract:
@@ -279,6 +293,26 @@ class StoreContract:
             assert uow.subscriptions.count_on_plans(["free"]) == 1
             assert uow.subscriptions.count_on_plans(["free", "growth"]) == 2
             assert uow.subscriptions.count_on_plans(["free"], exclude_owner=GLOBEX) == 0
+
+    def test_search_lists_each_owners_latest_subscription(
+        self, ents: Entitlements, store: Store
+    ) -> None:
+        ents.subscriptions.subscribe(GLOBEX, "free", actor=STAFF)
+        ents.subscriptions.cancel(GLOBEX, actor=STAFF)
+        ents.subscriptions.start_trial(ACME, "growth", actor=STAFF)
+        ents.subscriptions.subscribe(GLOBEX, "growth", actor=STAFF)
+        with store.unit_of_work(None) as uow:
+            latest = uow.subscriptions.search(None, None)
+            assert [(s.owner, s.status.value) for s in latest] == [
+                (GLOBEX, "active"),
+                (ACME, "trialing"),
+            ]
+            assert [s.owner for s in uow.subscriptions.search(None, frozenset({"trialing"}))] == [
+                ACME
+            ]
+            assert [s.owner for s in uow.subscriptions.search("ACM", None)] == [ACME]
+            assert uow.subscriptions.search("%", None) == []
+            assert len(uow.subscriptions.search(None, None, limit=1)) == 1
 
     def test_the_sweep_is_idempotent(
         self, ents: Entitlements, store: Any, clock: ManualClock
@@ -536,6 +570,68 @@ class StoreContract:
             assert uow.usage.held_reservations_due(START + timedelta(days=1)) == []
             uow.commit()
 
+    def test_idempotency_keys_are_forgotten_after_the_window(self, store: Store) -> None:
+        later = START + timedelta(days=40)
+        with store.unit_of_work(None) as uow:
+            uow.usage.add_record(UsageRecord("r1", ACME, "api_calls", 5, START, START, key="k"))
+            uow.usage.add_record(UsageRecord("r2", ACME, "api_calls", 1, START, later, key="n"))
+            settled = Reservation(
+                "res-1", ACME, "api_calls", 5, START, START, START + timedelta(hours=1), key="j"
+            )
+            uow.usage.add_reservation(settled)
+            uow.usage.settle_reservation(
+                attrs.evolve(settled, status=ReservationStatus.RELEASED, settled_at=START)
+            )
+            uow.commit()
+        with store.unit_of_work("tenant-b") as uow:
+            assert uow.usage.forget_keys(later) == 0  # another tenant's keys stay
+        with store.unit_of_work(None) as uow:
+            assert uow.usage.forget_keys(START) == 0
+            assert uow.usage.forget_keys(later) == 2
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            kept = uow.usage.records(ACME, "api_calls", START)
+            assert [(r.id, r.key) for r in kept] == [("r1", None), ("r2", "n")]
+            assert uow.usage.reservation(ACME, "res-1").key is None
+            again = UsageRecord("r3", ACME, "api_calls", 5, START, later, key="k")
+            assert uow.usage.add_record(again) is None  # a forgotten key records anew
+
+    def test_claims_and_rule_locks(self, store: Store) -> None:
+        with store.unit_of_work(None) as uow:
+            assert uow.revisions.claim(ACME)  # an owner never written before
+            uow.revisions.lock_rule("one-free-plan")
+            uow.revisions.lock_rule("one-free-plan")  # held already: no wait on oneself
+            assert uow.revisions.bump(ACME) == 1
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            assert uow.revisions.claim(ACME)
+            assert uow.revisions.current(ACME) == 1
+
+    def test_the_sweeps_override_removal_is_conditional(self, store: Store) -> None:
+        expiring = Override.limit(
+            ACME,
+            "projects",
+            value=3,
+            reason="r",
+            actor="staff:a",
+            at=START,
+            expires_at=START + timedelta(days=1),
+        )
+        with store.unit_of_work(None) as uow:
+            uow.overrides.put(expiring)
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            assert uow.overrides.remove_expired(ACME, OverrideKind.LIMIT, "projects", START) is None
+            renewed = attrs.evolve(expiring, expires_at=START + timedelta(days=9))
+            assert uow.overrides.put(renewed) == expiring  # an upsert of the same key
+            after = START + timedelta(days=2)
+            assert uow.overrides.remove_expired(ACME, OverrideKind.LIMIT, "projects", after) is None
+            gone = uow.overrides.remove_expired(
+                ACME, OverrideKind.LIMIT, "projects", START + timedelta(days=9)
+            )
+            assert gone == renewed
+            assert uow.overrides.for_owner(ACME) == []
+
     def test_seat_assignments(self, store: Store) -> None:
         with store.unit_of_work(None) as uow:
             uow.seats.add(SeatAssignment(ACME, "bob", START))
@@ -703,3 +799,167 @@ class StoreContract:
         )
         assert ents.billing.assign_plan(ACME, "free", actor=STAFF).kind is AssignmentKind.DIRECT
         assert ents.subscriptions.get(ACME).plan_key == "free"
+
+    # -- terms revisions and the change feed -----------------------------------------
+
+    def test_terms_revisions_move_once_per_unit_of_work_and_only_up(self, store: Store) -> None:
+        with store.unit_of_work(None) as uow:
+            assert uow.revisions.current(ACME) == 0
+            assert uow.revisions.lock(ACME) == 0
+        seen = []
+        for _ in range(3):
+            with store.unit_of_work(None) as uow:
+                first = uow.revisions.bump(ACME)
+                assert uow.revisions.bump(ACME) == first
+                uow.commit()
+            seen.append(first)
+        assert seen == sorted(set(seen))
+        with store.unit_of_work(None) as uow:
+            assert uow.revisions.current(ACME) == seen[-1]
+            assert uow.revisions.current(GLOBEX) == 0
+        _rolled_back(store, lambda uow: uow.revisions.bump(ACME))
+        with store.unit_of_work(None) as uow:
+            assert uow.revisions.current(ACME) == seen[-1]
+            assert uow.revisions.bump(ACME) > seen[-1]
+
+    def test_each_write_appends_its_feed_entries_in_its_own_transaction(self, store: Store) -> None:
+        assert store.feed_head() == 0
+        assert store.read_changes(0) == FeedPage((), 0, 0)
+        with store.unit_of_work(None) as uow:
+            uow.revisions.bump(ACME)
+            uow.feed.note(ACME, ChangeKind.USAGE)  # a terms change already drops usage
+            uow.feed.note(GLOBEX, ChangeKind.USAGE)
+            assert store.feed_head() == 0  # nothing before commit
+            uow.commit()
+            first = uow.committed_revision
+        assert first is not None
+        assert first == store.feed_head()
+        page = store.read_changes(0)
+        assert {(c.kind, c.owner) for c in page.changes} == {
+            (ChangeKind.TERMS, ACME),
+            (ChangeKind.USAGE, GLOBEX),
+        }
+        assert [c.seq for c in page.changes] == sorted({c.seq for c in page.changes})
+        assert page.head == first == max(c.seq for c in page.changes)
+
+        _rolled_back(
+            store, lambda uow: (uow.revisions.bump(GLOBEX), uow.feed.note(None, ChangeKind.CATALOG))
+        )
+        assert store.feed_head() == first
+        assert store.read_changes(first).changes == ()
+
+        with store.unit_of_work(None) as uow:
+            uow.feed.note(None, ChangeKind.CATALOG)
+            uow.commit()
+            second = uow.committed_revision
+        assert second is not None
+        assert second > first
+        later = store.read_changes(first)
+        assert [(c.seq, c.kind, c.owner) for c in later.changes] == [
+            (second, ChangeKind.CATALOG, None)
+        ]
+        with store.unit_of_work(None) as uow:
+            assert uow.revisions.current(ACME) == 1
+            uow.commit()
+            assert uow.committed_revision is None  # a read changes nothing a cache holds
+
+    def test_feed_reads_after_a_position_and_numbers_asked_again(self, store: Store) -> None:
+        seqs = []
+        for owner in (ACME, GLOBEX, ACME):
+            with store.unit_of_work(None) as uow:
+                uow.feed.note(owner, ChangeKind.USAGE)
+                uow.commit()
+                assert uow.committed_revision is not None
+                seqs.append(uow.committed_revision)
+        assert seqs == sorted(set(seqs))
+        assert [c.seq for c in store.read_changes(seqs[0]).changes] == seqs[1:]
+        assert store.read_changes(seqs[-1]) == FeedPage((), 0, seqs[-1])
+        again = store.read_changes(seqs[-1], (seqs[0],))
+        assert [(c.seq, c.owner) for c in again.changes] == [(seqs[0], ACME)]
+        assert again.head == seqs[-1]
+        with store.unit_of_work(None) as uow:
+            assert [c.seq for c in uow.feed.read(0, limit=2).changes] == seqs[:2]
+            assert uow.feed.head() == seqs[-1]
+
+    def test_feed_tenants_and_owners_round_trip(self, store: Store) -> None:
+        other = Owner("app", "1", tenant="tenant-a")
+        with store.unit_of_work("tenant-a") as uow:
+            uow.revisions.bump(other)
+            uow.commit()
+        with store.unit_of_work("tenant-a") as uow:
+            assert uow.revisions.current(other) == 1
+        with store.unit_of_work(None) as uow:
+            assert uow.revisions.current(Owner("app", "1")) == 0
+        assert [(c.kind, c.owner) for c in store.read_changes(0).changes] == [
+            (ChangeKind.TERMS, other)
+        ]
+
+    def test_pruning_drops_old_entries_and_tells_followers(self, store: Store) -> None:
+        seqs = []
+        for owner in (ACME, GLOBEX):
+            with store.unit_of_work(None) as uow:
+                uow.feed.note(owner, ChangeKind.USAGE)
+                uow.commit()
+                assert uow.committed_revision is not None
+                seqs.append(uow.committed_revision)
+        old, newest = seqs
+        with store.unit_of_work(None) as uow:  # nothing that old: nothing goes
+            assert uow.feed.prune(datetime.now(UTC) - timedelta(days=1)) == 0
+            uow.commit()
+        assert _rolled_back(store, lambda uow: uow.feed.prune(datetime.now(UTC) + _SECOND)) == 1
+        assert [c.seq for c in store.read_changes(0).changes] == seqs
+        assert store.read_changes(0).pruned_through == 0
+        with store.unit_of_work(None) as uow:
+            assert uow.feed.prune(datetime.now(UTC) + timedelta(seconds=1)) == 1
+            uow.commit()
+        page = store.read_changes(0)
+        assert ([c.seq for c in page.changes], page.pruned_through) == ([newest], old)
+        assert store.feed_head() == newest  # the newest entry is kept: numbers never repeat
+        with store.unit_of_work(None) as uow:
+            uow.feed.note(GLOBEX, ChangeKind.TERMS)
+            uow.commit()
+            newer = uow.committed_revision
+        assert newer is not None
+        assert newer > newest
+        page = store.read_changes(newest)
+        assert ([c.seq for c in page.changes], page.pruned_through) == ([newer], old)
+        with store.unit_of_work(None) as uow:  # pruning never moves the mark back
+            assert uow.feed.prune(datetime.now(UTC) - timedelta(days=1)) == 0
+            uow.commit()
+        assert store.read_changes(newest).pruned_through == old
+
+    def test_service_writes_expose_their_revision_and_the_sweep_prunes(
+        self, ents: Entitlements, store: Store, clock: ManualClock
+    ) -> None:
+        ents.subscriptions.subscribe(ACME, "growth", actor=STAFF)
+        subscribed = ents.last_revision
+        assert subscribed is not None
+        assert subscribed == store.feed_head()
+        assert (ChangeKind.TERMS, ACME) in {
+            (c.kind, c.owner) for c in store.read_changes(0).changes
+        }
+        ents.usage.consume(ACME, "api_calls", 3)
+        recorded = ents.last_revision
+        assert recorded is not None
+        assert recorded > subscribed
+        assert [(c.kind, c.owner) for c in store.read_changes(subscribed).changes] == [
+            (ChangeKind.USAGE, ACME)
+        ]
+        before = self.dump(store)
+        with pytest.raises(UnknownPlan):
+            ents.subscriptions.change_plan(ACME, "nope", actor=STAFF)
+        assert self.dump(store) == before
+        assert ents.last_revision == recorded
+
+        kept = ents.process_due()
+        assert kept.feed_entries_pruned == 0
+        assert store.feed_head() == recorded
+        seqs = [c.seq for c in store.read_changes(0).changes]
+        assert len(seqs) >= 5  # three plans, the subscription, the consumption
+        time.sleep(0.002)  # entries are stamped by the wall clock at commit
+        swept = ents.process_due(feed_retention=timedelta(0))
+        assert swept.feed_entries_pruned == len(seqs) - 1
+        page = store.read_changes(0)
+        assert ([c.seq for c in page.changes], page.pruned_through) == ([recorded], seqs[-2])
+        with pytest.raises(InvalidInput):
+            ents.process_due(feed_retention=timedelta(seconds=-1))

@@ -42,8 +42,19 @@ class FakePaymentProvider:
         self.subscriptions: dict[str, ProviderSubscription] = {}
         self.checkouts: dict[str, tuple[Owner, str, int | None]] = {}
         self.outbox: list[ProviderEvent] = []
+        self.acted: list[str] = []
+        """Idempotency keys the provider acted on, once each (a retry replays the answer)."""
+        self.unavailable = False
+        """While true every call raises `ConnectionError`, as an outage does."""
+        self._lose = 0
+        self._answers: dict[str, Any] = {}
         self._ids = itertools.count(1)
         self._tick = itertools.count(1)
+
+    def lose_answers(self, calls: int = 1) -> None:
+        """The next ``calls`` act at the provider but their answers never arrive (a
+        timeout after the provider committed): only idempotency keys make the retry safe."""
+        self._lose += calls
 
     # -- the PaymentProvider protocol -------------------------------------------------------
 
@@ -51,35 +62,59 @@ class FakePaymentProvider:
         self, owner: Owner, plan: Plan, *, seats: int | None, reference: str
     ) -> Checkout:
         self.calls.append(("start_checkout", {"owner": owner, "plan": plan.key, "seats": seats}))
-        checkout_id = f"cs_{next(self._ids)}"
-        self.checkouts[checkout_id] = (owner, plan.key, seats)
-        return Checkout(checkout_id, f"https://pay.example/checkout/{checkout_id}", owner, plan.key)
+
+        def act() -> Checkout:
+            checkout_id = f"cs_{next(self._ids)}"
+            self.checkouts[checkout_id] = (owner, plan.key, seats)
+            url = f"https://pay.example/checkout/{checkout_id}"
+            return Checkout(checkout_id, url, owner, plan.key)
+
+        answer: Checkout = self._once(reference, act)
+        return answer
 
     def change_plan(
-        self, external_id: str, plan: Plan, *, seats: int | None
+        self,
+        external_id: str,
+        plan: Plan,
+        *,
+        seats: int | None,
+        idempotency_key: str | None = None,
     ) -> ProviderSubscription:
         self.calls.append(
             ("change_plan", {"external_id": external_id, "plan": plan.key, "seats": seats})
         )
-        return self._update(
-            external_id,
-            ProviderEventType.SUBSCRIPTION_UPDATED,
-            plan_key=plan.key,
-            seats=seats if seats is not None else self._get(external_id).seats,
+        answer: ProviderSubscription = self._once(
+            idempotency_key,
+            lambda: self._update(
+                external_id,
+                ProviderEventType.SUBSCRIPTION_UPDATED,
+                plan_key=plan.key,
+                seats=seats if seats is not None else self._get(external_id).seats,
+            ),
         )
+        return answer
 
-    def cancel(self, external_id: str, *, at_period_end: bool) -> ProviderSubscription:
+    def cancel(
+        self, external_id: str, *, at_period_end: bool, idempotency_key: str | None = None
+    ) -> ProviderSubscription:
         self.calls.append(("cancel", {"external_id": external_id, "at_period_end": at_period_end}))
-        if at_period_end:
+
+        def act() -> ProviderSubscription:
+            if at_period_end:
+                return self._update(
+                    external_id, ProviderEventType.SUBSCRIPTION_UPDATED, cancel_at_period_end=True
+                )
             return self._update(
-                external_id, ProviderEventType.SUBSCRIPTION_UPDATED, cancel_at_period_end=True
+                external_id, ProviderEventType.SUBSCRIPTION_CANCELED, status=_S.CANCELED
             )
-        return self._update(
-            external_id, ProviderEventType.SUBSCRIPTION_CANCELED, status=_S.CANCELED
-        )
+
+        answer: ProviderSubscription = self._once(idempotency_key, act)
+        return answer
 
     def fetch(self, external_id: str) -> ProviderSubscription | None:
         self.calls.append(("fetch", {"external_id": external_id}))
+        if self.unavailable:
+            raise ConnectionError("the payment provider is unreachable")
         return self.subscriptions.get(external_id)
 
     # -- what the customer does at the provider ----------------------------------------------
@@ -151,6 +186,21 @@ class FakePaymentProvider:
         return [ents.billing.apply_provider_event(event) for event in batch]
 
     # -- machinery -----------------------------------------------------------------------
+
+    def _once(self, key: str | None, act: Any) -> Any:
+        """Act once per idempotency key (no key: a call made at the provider's own
+        console, say, which always acts)."""
+        if self.unavailable:
+            raise ConnectionError("the payment provider is unreachable")
+        if key is None:
+            key = f"direct-{next(self._ids)}"
+        if key not in self._answers:
+            self._answers[key] = act()
+            self.acted.append(key)
+        if self._lose:
+            self._lose -= 1
+            raise TimeoutError("the payment provider's answer was lost")
+        return self._answers[key]
 
     def _now(self) -> Any:
         return self.clock.now() + timedelta(microseconds=next(self._tick))

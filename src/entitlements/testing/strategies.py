@@ -12,6 +12,7 @@ Installed with the package, they are registered through hypothesis' entry point,
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -302,6 +303,11 @@ def _hypothesis_setup_hook() -> None:
     st.register_type_strategy(Subscription, subscriptions())
     st.register_type_strategy(Override, overrides())
     st.register_type_strategy(Contract, contracts())
+    # The library builds contracts, billing, claims and the sweep on first use; a property
+    # test times each example, so their imports are paid here rather than by whichever
+    # example first touches them (a deadline exceeded once, "unreliable timings").
+    for module in ("contracts", "billing", "claims", "sweep"):
+        importlib.import_module(f"entitlements.service.{module}")
 
 
 @st.composite

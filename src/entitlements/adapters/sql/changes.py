@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,6 +35,12 @@ _OWNER = (
 _CURRENT = sa.select(_r.revision).where(*_OWNER)
 _LOCKED = _CURRENT.with_for_update(read=True)
 _EXCLUSIVE = _CURRENT.with_for_update()
+_CLAIM = _CURRENT.with_for_update(skip_locked=True)
+_l = t.tenant_locks.c
+_RULE = sa.select(_l.rule).where(
+    _l.tenant == sa.bindparam("p_tenant"), _l.rule == sa.bindparam("p_rule")
+)
+_RULE_LOCKED = _RULE.with_for_update()
 _c = t.usage_counters.c
 _STAMP_ALL = (
     t.usage_counters.update()
@@ -56,7 +63,8 @@ _STAMP_LIVE = (
 )
 
 
-def _revision_upsert(dialect: str, *, bump: bool) -> Any:
+@cache
+def _revision_upsert(dialect: str, *, bump: bool, returning: bool = True) -> Any:
     """An INSERT of revision 1 (or 0) that, on an existing row, adds one (or nothing)."""
     values: dict[str, Any] = {
         "tenant": sa.bindparam("p_tenant"),
@@ -82,7 +90,8 @@ def _revision_upsert(dialect: str, *, bump: bool) -> Any:
     my = mysql.insert(t.owner_revisions).values(**values)
     if not bump:
         return my.prefix_with("IGNORE")  # a duplicate takes a shared lock, not an exclusive one
-    return my.on_duplicate_key_update(revision=t.owner_revisions.c.revision + 1)
+    bumped = my.on_duplicate_key_update(revision=t.owner_revisions.c.revision + 1)
+    return bumped.returning(t.owner_revisions.c.revision) if returning else bumped
 
 
 class SqlRevisions(Repository):
@@ -110,14 +119,57 @@ class SqlRevisions(Repository):
         return int(self._conn.execute(_LOCKED, params).scalar_one())
 
     @storage_errors
+    def lock_rule(self, rule: str) -> None:
+        params = {"p_tenant": self._t, "p_rule": rule}
+        row = {"tenant": self._t, "rule": rule}
+        dialect = self._conn.dialect.name
+        if dialect not in ("postgresql", "sqlite"):
+            # an upsert takes the row's exclusive lock at once, also on the first use in a
+            # tenant: INSERT IGNORE would take a shared lock on the duplicate, and two
+            # first users upgrading theirs would deadlock
+            self._conn.execute(
+                mysql.insert(t.tenant_locks).values(**row).on_duplicate_key_update(rule=rule)
+            )
+            return
+        if self._conn.execute(_RULE_LOCKED, params).first() is not None:
+            return
+        # first use in this tenant: create the row (a concurrent creator's wins), then lock it
+        insert = (postgresql if dialect == "postgresql" else sqlite).insert(t.tenant_locks)
+        self._conn.execute(insert.values(**row).on_conflict_do_nothing())
+        self._conn.execute(_RULE_LOCKED, params).one()
+
+    @storage_errors
+    def claim(self, owner: Owner) -> bool:
+        params = self._params(owner)
+        if owner in self._uow.bumped:
+            return True
+        if self._conn.execute(_CLAIM, params).first() is not None:
+            return True
+        if self._conn.execute(_CURRENT, params).first() is not None:
+            return False  # another unit of work holds it
+        # no row yet: create it and hold it (a concurrent first writer is waited for)
+        dialect = self._conn.dialect.name
+        if dialect in ("postgresql", "sqlite"):
+            self._conn.execute(_revision_upsert(dialect, bump=False), params)
+            self._conn.execute(_EXCLUSIVE, params).scalar_one()
+        else:  # an upsert locks exclusively at once (see `lock_rule`)
+            self._conn.execute(
+                mysql.insert(t.owner_revisions)
+                .values(tenant=self._t, owner_kind=owner.kind, owner_id=owner.id, revision=0)
+                .on_duplicate_key_update(revision=t.owner_revisions.c.revision)
+            )
+        return True
+
+    @storage_errors
     def bump(self, owner: Owner, since: datetime | None = None) -> int:
         params = self._params(owner)
         done = self._uow.bumped.get(owner)
         if done is not None:
             return done
-        dialect = self._conn.dialect.name
-        upsert = _revision_upsert(dialect, bump=True)
-        if dialect in ("postgresql", "sqlite"):
+        dialect = self._conn.dialect
+        returning = dialect.insert_returning  # MariaDB too: its upsert returns the new row
+        upsert = _revision_upsert(dialect.name, bump=True, returning=returning)
+        if returning:
             revision = int(self._conn.execute(upsert, params).scalar_one())
         else:
             self._conn.execute(upsert, params)
@@ -129,15 +181,20 @@ class SqlRevisions(Repository):
         return revision
 
 
+_FEED_INSERT = t.changes.insert()
+_FEED_INSERT_RETURNING = t.changes.insert().returning(t.changes.c.seq)
+
+
 def insert_changes(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> int | None:
-    """Write the feed rows of a committing unit of work; returns the highest number."""
+    """Write the feed rows of a committing unit of work; returns the highest number.
+    The statements are built once: a multi-VALUES insert would be compiled anew for
+    every count of rows."""
     if not rows:
         return None
-    dialect = connection.dialect
-    if dialect.insert_returning:
-        result = connection.execute(
-            t.changes.insert().values(list(rows)).returning(t.changes.c.seq)
-        )
+    if connection.dialect.insert_returning:
+        if len(rows) == 1:
+            return int(connection.execute(_FEED_INSERT_RETURNING, rows[0]).scalar_one())
+        result = connection.execute(_FEED_INSERT_RETURNING, list(rows))
         return max(int(seq) for seq in result.scalars())
     result = connection.execute(t.changes.insert().values(list(rows)))
     first = int(result.lastrowid)  # MySQL: the first of consecutive numbers of one INSERT
@@ -220,7 +277,16 @@ class SqlFeed(Repository):
 
     @storage_errors
     def prune(self, before: datetime, limit: int = 10_000) -> int:
-        oldest = sa.select(_f.seq).where(_f.at < before).order_by(_f.seq).limit(limit).subquery()
+        # the newest entry stays: SQLite (without AUTOINCREMENT) and older InnoDB hand
+        # out max + 1, so deleting it would hand its number out again
+        head = self.head()
+        oldest = (
+            sa.select(_f.seq)
+            .where(_f.at < before, _f.seq < head)
+            .order_by(_f.seq)
+            .limit(limit)
+            .subquery()
+        )
         through = self._conn.execute(sa.select(sa.func.max(oldest.c.seq))).scalar()
         if through is None:
             return 0

@@ -15,6 +15,7 @@ from sqlalchemy.engine import RowMapping
 from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.plans import money
 from entitlements.adapters.sql.repository import Repository, owner_of, storage_errors
+from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.contracts.contract import CLOSED, Contract, PersonalData, Signer, Terms
 from entitlements.domain.contracts.events import ContractEvent, EventType
 from entitlements.domain.owner import Owner
@@ -36,6 +37,10 @@ def _contract_row(contract: Contract, tenant: str) -> dict[str, Any]:
         "term": terms.term,
         "amount": terms.amount,
         "currency": terms.currency,
+        "plan_version": terms.plan_version,
+        "seats": terms.seats,
+        "cycle_unit": None if terms.cycle is None else terms.cycle.unit.value,
+        "cycle_every": None if terms.cycle is None else terms.cycle.every,
         "sequential": contract.sequential,
         "status": contract.status.value,
         "created_at": contract.created_at,
@@ -73,7 +78,15 @@ def _contract_from(row: RowMapping, signers: Sequence[RowMapping]) -> Contract:
         title=row["title"],
         body=row["body"],
         terms=Terms(
-            row["plan_key"], row["term"], None if amount is None else money(amount), row["currency"]
+            row["plan_key"],
+            row["term"],
+            None if amount is None else money(amount),
+            row["currency"],
+            row["plan_version"],
+            row["seats"],
+            None
+            if row["cycle_unit"] is None
+            else BillingCycle(row["cycle_unit"], row["cycle_every"]),
         ),
         signers=tuple(
             Signer(

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
@@ -32,6 +33,7 @@ def _override_from(row: RowMapping) -> Override:
     )
 
 
+_KEYS = ("tenant", "owner_kind", "owner_id", "kind", "key")
 _OWNER_OVERRIDES = sa.select(t.overrides).where(
     t.overrides.c.tenant == sa.bindparam("tenant"),
     t.overrides.c.owner_kind == sa.bindparam("kind"),
@@ -73,26 +75,24 @@ class SqlOverrides(Repository):
             "actions": None if override.actions is None else sorted(override.actions),
             "value": override.value,
         }
-        c = t.overrides.c
-        if replaced is None:
-            self._conn.execute(
-                t.overrides.insert().values(
-                    tenant=self._t,
-                    owner_kind=owner.kind,
-                    owner_id=owner.id,
-                    kind=override.kind.value,
-                    key=override.key,
-                    **values,
-                )
+        row = {
+            "tenant": self._t,
+            "owner_kind": owner.kind,
+            "owner_id": owner.id,
+            "kind": override.kind.value,
+            "key": override.key,
+            **values,
+        }
+        # an upsert: a concurrent first setter of the same key cannot make this one fail
+        dialect = self._conn.dialect.name
+        if dialect in ("postgresql", "sqlite"):
+            insert = (postgresql if dialect == "postgresql" else sqlite).insert(t.overrides)
+            statement: sa.Executable = insert.values(**row).on_conflict_do_update(
+                index_elements=list(_KEYS), set_=values
             )
         else:
-            self._conn.execute(
-                t.overrides.update()
-                .where(
-                    *self._owner_filter(owner), c.kind == override.kind.value, c.key == override.key
-                )
-                .values(**values)
-            )
+            statement = mysql.insert(t.overrides).values(**row).on_duplicate_key_update(**values)
+        self._conn.execute(statement)
         return replaced
 
     @storage_errors
@@ -108,6 +108,25 @@ class SqlOverrides(Repository):
             )
         )
         return found
+
+    @storage_errors
+    def remove_expired(
+        self, owner: Owner, kind: OverrideKind, key: str, now: datetime
+    ) -> Override | None:
+        found = self._find(owner, kind, key)
+        if found is None or found.is_active(now):
+            return None
+        c = t.overrides.c
+        self._uow.revisions.bump(owner)
+        result = self._conn.execute(
+            t.overrides.delete().where(
+                *self._owner_filter(owner),
+                c.kind == kind.value,
+                c.key == key,
+                c.expires_at <= now,
+            )
+        )
+        return found if result.rowcount == 1 else None
 
     @storage_errors
     def expired(self, now: datetime, limit: int = 500) -> Sequence[Override]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -11,6 +13,9 @@ from sqlalchemy.engine import RowMapping
 from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.repository import Repository, owner_of, storage_errors
 from entitlements.domain.billing import ProviderLink
+from entitlements.domain.owner import Owner
+from entitlements.domain.provider_commands import CommandStatus, ProviderCommand
+from entitlements.errors import Conflict, NotFound
 
 __all__ = ["SqlProvider"]
 
@@ -24,6 +29,42 @@ def _link_from(row: RowMapping) -> ProviderLink:
         row["plan_key"],
         row["manager"],
         row["subscription_id"],
+    )
+
+
+def _command_row(command: ProviderCommand) -> dict[str, Any]:
+    return {
+        "owner_kind": command.owner.kind,
+        "owner_id": command.owner.id,
+        "subscription_id": command.subscription_id,
+        "kind": command.kind.value,
+        "payload": dict(command.payload),
+        "idempotency_key": command.idempotency_key,
+        "status": command.status.value,
+        "attempts": command.attempts,
+        "created_at": command.created_at,
+        "next_attempt_at": command.next_attempt_at,
+        "sent_at": command.sent_at,
+        "last_error": command.last_error,
+        "result": None if command.result is None else dict(command.result),
+    }
+
+
+def _command_from(row: RowMapping) -> ProviderCommand:
+    return ProviderCommand(
+        id=row["id"],
+        owner=owner_of(row),
+        kind=row["kind"],
+        payload=row["payload"],
+        idempotency_key=row["idempotency_key"],
+        created_at=row["created_at"],
+        subscription_id=row["subscription_id"],
+        status=row["status"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        sent_at=row["sent_at"],
+        last_error=row["last_error"],
+        result=row["result"],
     )
 
 
@@ -87,3 +128,72 @@ class SqlProvider(Repository):
                     tenant=self._t, external_id=link.external_id, **values
                 )
             )
+
+    @storage_errors
+    def add_command(self, command: ProviderCommand) -> None:
+        self._scope(command.owner)
+        try:
+            with self._conn.begin_nested():
+                self._conn.execute(
+                    t.provider_commands.insert().values(
+                        tenant=self._t, id=command.id, **_command_row(command)
+                    )
+                )
+        except exc.IntegrityError:
+            raise Conflict(
+                f"a provider command with key {command.idempotency_key} exists"
+            ) from None
+
+    @storage_errors
+    def command(self, command_id: str) -> ProviderCommand:
+        c = t.provider_commands.c
+        rows = self._rows(
+            sa.select(t.provider_commands).where(c.tenant == self._t, c.id == command_id)
+        )
+        if not rows:
+            raise NotFound(f"provider command {command_id} does not exist")
+        return _command_from(rows[0])
+
+    @storage_errors
+    def update_command(
+        self, command: ProviderCommand, *, expected: ProviderCommand | None = None
+    ) -> bool:
+        c = t.provider_commands.c
+        conditions = [c.tenant == self._t, c.id == command.id]
+        if expected is not None:
+            conditions += [c.status == expected.status.value, c.attempts == expected.attempts]
+        result = self._conn.execute(
+            t.provider_commands.update().where(*conditions).values(**_command_row(command))
+        )
+        if result.rowcount == 1:
+            return True
+        self.command(command.id)  # NotFound if it is gone
+        return False
+
+    @storage_errors
+    def due_commands(self, now: datetime, limit: int = 500) -> Sequence[ProviderCommand]:
+        c = t.provider_commands.c
+        rows = self._rows(
+            sa.select(t.provider_commands)
+            .where(
+                c.tenant == self._t,
+                c.status == CommandStatus.PENDING.value,
+                c.next_attempt_at <= now,
+            )
+            .order_by(c.next_attempt_at, c.created_at, c.id)
+            .limit(limit)
+        )
+        return [_command_from(r) for r in rows]
+
+    @storage_errors
+    def open_commands(self, owner: Owner) -> Sequence[ProviderCommand]:
+        c = t.provider_commands.c
+        rows = self._rows(
+            sa.select(t.provider_commands)
+            .where(
+                *self._owned(t.provider_commands, owner),
+                c.status != CommandStatus.SENT.value,
+            )
+            .order_by(c.created_at, c.id)
+        )
+        return [_command_from(r) for r in rows]

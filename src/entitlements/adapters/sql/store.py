@@ -335,6 +335,9 @@ class SqlStore:
                 .where(t.reservations.c.status == "held")
                 .distinct(),
                 sa.select(t.contracts.c.tenant).distinct(),
+                sa.select(t.provider_commands.c.tenant)
+                .where(t.provider_commands.c.status == "pending")
+                .distinct(),
             )
             found = {row[0] or None for row in uow.connection.execute(query)}
         return sorted(found, key=lambda x: (x is not None, x or ""))

@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 import sqlalchemy as sa
 from sqlalchemy import exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
@@ -22,6 +23,7 @@ from entitlements.adapters.sql.repository import (
 )
 from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import next_change_at
 from entitlements.domain.instant import Period
 from entitlements.domain.owner import Owner
@@ -75,7 +77,19 @@ def subscription_row(sub: Subscription) -> dict[str, Any]:
         "addons": _addons_document(sub.addons),
         "revision": sub.revision,
         "next_change_at": next_change_at(sub),
+        "plan_manager": sub.plan_manager,
+        "contract": None if sub.contract is None else sub.contract.document(),
     }
+
+
+_INSERT_UNLESS_LIVE = {
+    "postgresql": postgresql.insert(t.subscriptions)
+    .on_conflict_do_nothing()
+    .returning(t.subscriptions.c.pk),
+    "sqlite": sqlite.insert(t.subscriptions)
+    .on_conflict_do_nothing()
+    .returning(t.subscriptions.c.pk),
+}
 
 
 def _subscription_from(row: RowMapping) -> Subscription:
@@ -116,6 +130,8 @@ def _subscription_from(row: RowMapping) -> Subscription:
         notes=row["notes"],
         addons=addons,
         revision=row["revision"],
+        plan_manager=row["plan_manager"],
+        contract=ContractLink.from_document(row["contract"]),
     )
 
 
@@ -164,23 +180,27 @@ class SqlSubscriptions(Repository):
     @storage_errors
     def add(self, subscription: Subscription) -> Subscription:
         owner = self._scope(subscription.owner)
-        current = self.current(owner)
-        if current is not None and not current.is_terminal:
-            raise SubscriptionExists(owner, current.status.value)
         stored = attrs.evolve(subscription, revision=1)
         self._uow.revisions.bump(owner)
-        try:
-            with self._conn.begin_nested():
-                self._conn.execute(t.subscriptions.insert().values(**subscription_row(stored)))
-        except exc.IntegrityError:
-            # a concurrent writer's live subscription (the unique index on live_owner);
-            # under snapshot isolation we may not see it, so do not require to
+        # the unique index on live_owner refuses a second live subscription, ours or a
+        # concurrent writer's: the insert skips it, and only then do we look
+        if not self._inserted(subscription_row(stored)):
             winner = self.current(owner)
             status = (
                 winner.status.value if winner is not None and not winner.is_terminal else "live"
             )
-            raise SubscriptionExists(owner, status) from None
+            raise SubscriptionExists(owner, status)
         return stored
+
+    def _inserted(self, row: dict[str, Any]) -> bool:
+        dialect = self._conn.dialect.name
+        if dialect in ("postgresql", "sqlite"):
+            return self._conn.execute(_INSERT_UNLESS_LIVE[dialect], row).first() is not None
+        try:  # InnoDB undoes the failed statement alone: no savepoint needed
+            self._conn.execute(t.subscriptions.insert(), row)
+        except exc.IntegrityError:
+            return False
+        return True
 
     @storage_errors
     def update(self, subscription: Subscription) -> Subscription:
@@ -237,3 +257,32 @@ class SqlSubscriptions(Repository):
             sa.select(sa.func.count()).select_from(t.subscriptions).where(*conditions)
         )
         return int(count.scalar_one())
+
+    @storage_errors
+    def search(
+        self, text: str | None, statuses: frozenset[str] | None, limit: int = 100
+    ) -> Sequence[Subscription]:
+        c = t.subscriptions.c
+        latest = (
+            sa.select(sa.func.max(c.pk))
+            .where(c.tenant == self._t)
+            .group_by(c.owner_kind, c.owner_id)
+            .scalar_subquery()
+        )
+        conditions: list[sa.ColumnElement[bool]] = [c.tenant == self._t, c.pk.in_(latest)]
+        if statuses is not None:
+            conditions.append(c.status.in_(sorted(statuses)))
+        if text:
+            needle = text.lower()
+            conditions.append(
+                sa.or_(
+                    *(
+                        sa.func.lower(column).contains(needle, autoescape=True)
+                        for column in (c.owner_id, c.external_id, c.plan_key)
+                    )
+                )
+            )
+        rows = self._rows(
+            sa.select(t.subscriptions).where(*conditions).order_by(c.pk.desc()).limit(max(limit, 0))
+        )
+        return [_subscription_from(r) for r in rows]

@@ -35,11 +35,13 @@ __all__ = [
     "personal_data",
     "plan_versions",
     "plans",
+    "provider_commands",
     "provider_events",
     "provider_links",
     "reservations",
     "seat_assignments",
     "subscriptions",
+    "tenant_locks",
     "usage_counters",
     "usage_records",
 ]
@@ -121,6 +123,10 @@ subscriptions = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False),
     # the earliest instant time alone changes the subscription: the sweep's index
     sa.Column("next_change_at", UtcDateTime, nullable=True),
+    # seed 003: the member who subscribed to the paid plan (only they may change it)
+    sa.Column("plan_manager", sa.String(255), nullable=True),
+    # the signed contract this subscription was converted from, with its terms
+    sa.Column("contract", JSONDocument, nullable=True),
     sa.Index("ix_ent_subscriptions_owner", "tenant", "owner_kind", "owner_id", "pk"),
     sa.Index("ix_ent_subscriptions_due", "tenant", "next_change_at"),
     sa.Index("ix_ent_subscriptions_plan", "tenant", "plan_key"),
@@ -197,6 +203,7 @@ usage_records = sa.Table(
     sa.Index(
         "ix_ent_usage_records_period", "tenant", "owner_kind", "owner_id", "metric", "period_start"
     ),
+    sa.Index("ix_ent_usage_records_at", "tenant", "at"),
 )
 
 reservations = sa.Table(
@@ -244,6 +251,10 @@ contracts = sa.Table(
     sa.Column("term", sa.String(200), nullable=True),
     sa.Column("amount", sa.Numeric(18, 6), nullable=True),
     sa.Column("currency", sa.String(3), nullable=True),
+    sa.Column("plan_version", sa.Integer, nullable=True),
+    sa.Column("seats", sa.Integer, nullable=True),
+    sa.Column("cycle_unit", sa.String(8), nullable=True),
+    sa.Column("cycle_every", sa.Integer, nullable=True),
     sa.Column("sequential", sa.Boolean, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
@@ -333,6 +344,32 @@ provider_links = sa.Table(
     sa.Index("ix_ent_provider_links_checkout", "tenant", "checkout_id"),
 )
 
+provider_commands = sa.Table(
+    "ent_provider_commands",
+    metadata,
+    # the outbox: what we asked the payment provider to do, recorded in the transaction
+    # that decided it and sent after commit (and retried by the sweep) under its
+    # idempotency key
+    sa.Column("tenant", key_string(TENANT), primary_key=True),
+    sa.Column("id", key_string(64), primary_key=True),
+    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=False),
+    sa.Column("owner_id", key_string(OWNER_ID), nullable=False),
+    sa.Column("subscription_id", sa.String(64), nullable=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("payload", JSONDocument, nullable=False),
+    sa.Column("idempotency_key", key_string(IDEMPOTENCY_KEY), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=True),
+    sa.Column("sent_at", UtcDateTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("result", JSONDocument, nullable=True),
+    sa.UniqueConstraint("tenant", "idempotency_key", name="uq_ent_provider_commands_key"),
+    sa.Index("ix_ent_provider_commands_due", "tenant", "status", "next_attempt_at"),
+    sa.Index("ix_ent_provider_commands_owner", "tenant", "owner_kind", "owner_id"),
+)
+
 owner_revisions = sa.Table(
     "ent_owner_revisions",
     metadata,
@@ -342,6 +379,15 @@ owner_revisions = sa.Table(
     # bumped, under the row's lock, by every write that changes what the owner is entitled
     # to; consumptions lock it for share when they must read terms at the database
     sa.Column("revision", sa.BigInteger, nullable=False),
+)
+
+tenant_locks = sa.Table(
+    "ent_tenant_locks",
+    metadata,
+    sa.Column("tenant", key_string(TENANT), primary_key=True),
+    # one row per tenant-wide rule (the one-free-plan rule): writes that the rule checks
+    # lock it, so two of them cannot both find the rule satisfied
+    sa.Column("rule", key_string(64), primary_key=True),
 )
 
 changes = sa.Table(

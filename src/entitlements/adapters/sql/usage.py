@@ -58,9 +58,18 @@ _u = t.usage_records.c
 
 @cache
 def _add_statement(
-    dialect: str, *, ceiling: bool, revision: bool, fresh: bool, fallback: bool, holds: bool
+    dialect: str,
+    *,
+    ceiling: bool,
+    revision: bool,
+    fresh: bool,
+    fallback: bool,
+    holds: bool,
+    returning: bool = True,
 ) -> Any:
-    """The conditional UPDATE of one counter, for one combination of conditions."""
+    """The conditional UPDATE of one counter, for one combination of conditions; without
+    ``returning`` the caller only needs to know whether it matched (the batch knows the
+    counter already, read under its row lock)."""
     conditions = [
         *_COUNTER,
         _c.used + sa.bindparam("p_used") >= 0,
@@ -89,8 +98,13 @@ def _add_statement(
             (sa.or_(_c.held_until.is_(None), _c.held_until > until), until),
             else_=_c.held_until,
         )
+    if not returning:
+        values["used"] = _c.used + sa.bindparam("p_used")
+        values["reserved"] = _c.reserved + sa.bindparam("p_reserved")
+        return t.usage_counters.update().where(*conditions).values(**values)
     if dialect in ("mysql", "mariadb"):
-        # no UPDATE ... RETURNING: the new values go to session variables, read back after
+        # no UPDATE ... RETURNING: the new values go to session variables, which the
+        # ledger row's INSERT ... RETURNING (or a SELECT) hands back
         values["used"] = sa.text("(@ent_used := used + :p_used)")
         values["reserved"] = sa.text("(@ent_reserved := reserved + :p_reserved)")
         values.setdefault("held_until", sa.text("(@ent_held := held_until)"))
@@ -106,6 +120,37 @@ def _add_statement(
 
 
 _MYSQL_READ_BACK = sa.text("SELECT @ent_used, @ent_reserved, @ent_held")
+_RECORD_KEYS = ["tenant", "owner_kind", "owner_id", "key"]
+_RECORD_COLUMNS = (_u.id, _u.metric, _u.amount, _u.period_start, _u.at)
+_UNCOUNT = t.usage_counters.update().where(*_COUNTER).values(used=_c.used - sa.bindparam("p_used"))
+_RECORDED_COLUMNS = (_u.owner_kind, _u.owner_id, *_RECORD_COLUMNS, _u.key)
+_RECORDED = sa.select(*_RECORDED_COLUMNS).where(
+    _u.tenant == sa.bindparam("p_tenant"),
+    _u.owner_kind == sa.bindparam("p_kind"),
+    _u.owner_id == sa.bindparam("p_id"),
+    _u.key.in_(sa.bindparam("p_keys", expanding=True)),
+)
+_OWNERS_ONE_BY_ONE = 3
+_DELETE_RECORD = t.usage_records.delete().where(_u.id == sa.bindparam("p_record"))
+
+
+@cache
+def _record_statement(dialect: str, *, read_back: bool = False) -> Any:
+    """INSERT of a ledger row that, when the owner already recorded the key, stores
+    nothing and returns the stored row instead: one statement tells a retry from a first
+    request. On MariaDB it also hands back the session variables the counter's UPDATE
+    just set (``read_back``), saving the SELECT that would read them."""
+    if dialect == "postgresql" or dialect == "sqlite":
+        insert = (postgresql if dialect == "postgresql" else sqlite).insert(t.usage_records)
+        return insert.on_conflict_do_update(
+            index_elements=_RECORD_KEYS, set_={"key": insert.excluded.key}
+        ).returning(*_RECORD_COLUMNS)
+    columns: list[Any] = list(_RECORD_COLUMNS)
+    if read_back:
+        columns.extend(
+            sa.literal_column(name) for name in ("@ent_used", "@ent_reserved", "@ent_held")
+        )
+    return mysql.insert(t.usage_records).on_duplicate_key_update(key=_u.key).returning(*columns)
 
 
 def _upsert_counter(dialect: str) -> Any:
@@ -301,16 +346,9 @@ class SqlUsage(Repository):
         self._uow.feed.note(owner, ChangeKind.USAGE)
         return self.counter(owner, metric, period_start)
 
-    def _record_by_key(self, owner: Owner, key: str) -> UsageRecord | None:
-        rows = self._rows(
-            sa.select(t.usage_records).where(*self._owner(t.usage_records, owner), _u.key == key)
-        )
-        return _record_from(rows[0]) if rows else None
-
-    @storage_errors
-    def add_record(self, record: UsageRecord) -> UsageRecord | None:
-        owner = self._scope(record.owner)
-        values = {
+    def _record_row(self, record: UsageRecord) -> dict[str, Any]:
+        owner = record.owner
+        return {
             "id": record.id,
             "tenant": self._t,
             "owner_kind": owner.kind,
@@ -321,40 +359,236 @@ class SqlUsage(Repository):
             "at": record.at,
             "key": record.key,
         }
-        dialect = self._conn.dialect.name
-        if record.key is None:
-            self._conn.execute(t.usage_records.insert(), values)
+
+    def _stored(self, row: Any, given: UsageRecord) -> UsageRecord | None:
+        """``None`` if ``row`` is the one just inserted, else the record stored earlier
+        under the same key."""
+        if row[0] == given.id:
             return None
-        if dialect in ("postgresql", "sqlite"):
-            insert = (postgresql if dialect == "postgresql" else sqlite).insert(t.usage_records)
-            result = self._conn.execute(
-                insert.on_conflict_do_nothing(
-                    index_elements=["tenant", "owner_kind", "owner_id", "key"]
-                ).returning(_u.id),
-                values,
-            )
-            inserted = result.first() is not None
+        return UsageRecord(row[0], given.owner, row[1], row[2], row[3], row[4], given.key)
+
+    @storage_errors
+    def add_record(self, record: UsageRecord) -> UsageRecord | None:
+        self._scope(record.owner)
+        row = self._conn.execute(
+            _record_statement(self._conn.dialect.name), self._record_row(record)
+        ).one()
+        return self._stored(row, record)
+
+    @storage_errors
+    def consume(
+        self,
+        record: UsageRecord,
+        *,
+        ceiling: int | None,
+        revision: int,
+        now: datetime,
+        fallback: tuple[str, int] | None = None,
+    ) -> tuple[Counter | None, UsageRecord | None]:
+        """Record and count in two statements. PostgreSQL and SQLite insert the ledger
+        row first (a retry is told by the insert's result, and nothing is counted);
+        MariaDB, lacking UPDATE ... RETURNING, counts first and reads the new counter
+        back through the ledger row's INSERT ... RETURNING, taking the count back in
+        the rare case the key was recorded already."""
+        owner, metric, period = record.owner, record.metric, record.period_start
+        params = self._params(owner, metric, period)
+        params.update(p_used=record.amount, p_reserved=0, p_revision=revision, p_now=now)
+        if ceiling is not None:
+            params["p_ceiling"] = ceiling
+        if fallback is not None:
+            params["p_fallback_key"], params["p_fallback_version"] = fallback
+        conn = self._conn
+        dialect = conn.dialect.name
+        update = _add_statement(
+            dialect,
+            ceiling=ceiling is not None,
+            revision=True,
+            fresh=True,
+            fallback=fallback is not None,
+            holds=False,
+        )
+        values = self._record_row(record)
+        if dialect in ("mysql", "mariadb"):
+            if conn.execute(update, params).rowcount != 1:
+                return None, None
+            row = conn.execute(_record_statement(dialect, read_back=True), values).one()
+            used, reserved, held = int(row[5]), int(row[6]), row[7]
+            earlier = self._stored(row, record)
+            if earlier is not None:
+                conn.execute(_UNCOUNT, params)
+                used -= record.amount
+            if held is not None:
+                held = datetime.fromisoformat(str(held)).replace(tzinfo=UTC)
+            counter = Counter(owner, metric, period, used, reserved, held)
+            if earlier is None:
+                self._uow.feed.note(owner, ChangeKind.USAGE)
+            return counter, earlier
+        earlier = self._stored(conn.execute(_record_statement(dialect), values).one(), record)
+        if earlier is not None:
+            return None, earlier
+        counted = conn.execute(update, params).first()
+        if counted is None:
+            conn.execute(_DELETE_RECORD, {"p_record": record.id})
+            return None, None
+        self._uow.feed.note(owner, ChangeKind.USAGE)
+        return Counter(owner, metric, period, counted[0], counted[1], counted[2]), None
+
+    # -- batches ---------------------------------------------------------------------
+
+    @storage_errors
+    def recorded(self, keys: Sequence[tuple[Owner, str]]) -> dict[tuple[Owner, str], UsageRecord]:
+        found: dict[tuple[Owner, str], UsageRecord] = {}
+        if not keys:
+            return found
+        for owner, _ in keys:
+            self._scope(owner)
+        by_owner: dict[Owner, list[str]] = {}
+        for owner, key in keys:
+            by_owner.setdefault(owner, []).append(key)
+        if len(by_owner) <= _OWNERS_ONE_BY_ONE:
+            queries = [
+                (
+                    _RECORDED,
+                    {"p_tenant": self._t, "p_kind": o.kind, "p_id": o.id, "p_keys": wanted},
+                )
+                for o, wanted in by_owner.items()
+            ]
         else:
-            # InnoDB undoes a failed statement alone: the transaction carries on
-            try:
-                self._conn.execute(t.usage_records.insert(), values)
-                inserted = True
-            except exc.IntegrityError:
-                inserted = False
-        if inserted:
-            return None
-        earlier = self._record_by_key(owner, record.key)
-        if earlier is None:
-            raise Conflict(
-                f"usage with key {record.key!r} of {owner} is being recorded concurrently; retry to get its result"
+            pairs = sorted((o.kind, o.id, k) for o, k in keys)
+            condition = sa.tuple_(_u.owner_kind, _u.owner_id, _u.key).in_(pairs)
+            queries = [(sa.select(*_RECORDED_COLUMNS).where(_u.tenant == self._t, condition), {})]
+        owners = {(o.kind, o.id): o for o in by_owner}
+        for query, params in queries:
+            for kind, owner_id, rid, metric, amount, period, at, key in self._conn.execute(
+                query, params
+            ):
+                owner = owners[(kind, owner_id)]
+                found[(owner, key)] = UsageRecord(rid, owner, metric, amount, period, at, key)
+        return found
+
+    @storage_errors
+    def counters_of(
+        self, keys: Sequence[tuple[Owner, str, datetime]], *, lock: bool = False
+    ) -> dict[tuple[Owner, str, datetime], tuple[Counter, int]]:
+        found: dict[tuple[Owner, str, datetime], tuple[Counter, int]] = {}
+        if not keys:
+            return found
+        for owner, _, _ in keys:
+            self._scope(owner)
+        owners = {(o.kind, o.id): o for o, _, _ in keys}
+        wanted = sorted({(o.kind, o.id, m, p) for o, m, p in keys})
+        query = (
+            sa.select(
+                _c.owner_kind,
+                _c.owner_id,
+                _c.metric,
+                _c.period_start,
+                _c.used,
+                _c.reserved,
+                _c.held_until,
+                _c.terms_revision,
             )
-        return earlier
+            .where(
+                _c.tenant == self._t,
+                sa.tuple_(_c.owner_kind, _c.owner_id, _c.metric, _c.period_start).in_(wanted),
+            )
+            .order_by(_c.owner_kind, _c.owner_id, _c.metric, _c.period_start)
+        )
+        rows = self._conn.execute(query.with_for_update() if lock else query)
+        for kind, owner_id, metric, period, used, reserved, held, revision in rows:
+            owner = owners[(kind, owner_id)]
+            period = period if period.tzinfo else period.replace(tzinfo=UTC)
+            found[(owner, metric, period)] = (
+                Counter(owner, metric, period, used, reserved, held),
+                int(revision),
+            )
+        return found
+
+    @storage_errors
+    def add_records(self, records: Sequence[UsageRecord]) -> None:
+        if not records:
+            return
+        for record in records:
+            self._scope(record.owner)
+        try:
+            self._conn.execute(t.usage_records.insert(), [self._record_row(r) for r in records])
+        except exc.IntegrityError as error:
+            raise Conflict(
+                "usage with one of these keys was recorded concurrently; retry the batch to "
+                "get each event's result"
+            ) from error
+
+    @storage_errors
+    def add_counted(
+        self,
+        owner: Owner,
+        metric: str,
+        period_start: datetime,
+        used: int,
+        *,
+        ceiling: int | None,
+        revision: int,
+        now: datetime,
+        fallback: tuple[str, int] | None = None,
+    ) -> bool:
+        params = self._params(owner, metric, period_start)
+        params.update(p_used=used, p_reserved=0, p_revision=revision, p_now=now)
+        if ceiling is not None:
+            params["p_ceiling"] = ceiling
+        if fallback is not None:
+            params["p_fallback_key"], params["p_fallback_version"] = fallback
+        statement = _add_statement(
+            self._conn.dialect.name,
+            ceiling=ceiling is not None,
+            revision=True,
+            fresh=True,
+            fallback=fallback is not None,
+            holds=False,
+            returning=False,
+        )
+        if self._conn.execute(statement, params).rowcount != 1:
+            return False
+        self._uow.feed.note(owner, ChangeKind.USAGE)
+        return True
 
     @storage_errors
     def remove_record(self, owner: Owner, record_id: str) -> None:
         self._conn.execute(
             t.usage_records.delete().where(*self._owner(t.usage_records, owner), _u.id == record_id)
         )
+
+    @storage_errors
+    def forget_keys(self, before: datetime, limit: int = 10_000) -> int:
+        # the rows are picked first: MariaDB cannot UPDATE a table it selects from
+        old = (
+            self._conn.execute(
+                sa.select(_u.pk)
+                .where(_u.tenant == self._t, _u.at < before, _u.key.is_not(None))
+                .order_by(_u.at)
+                .limit(limit)
+            )
+            .scalars()
+            .all()
+        )
+        if old:
+            self._conn.execute(t.usage_records.update().where(_u.pk.in_(old)).values(key=None))
+        settled = (
+            self._conn.execute(
+                sa.select(_r.id)
+                .where(
+                    _r.tenant == self._t,
+                    _r.status != _HELD,
+                    _r.settled_at < before,
+                    _r.key.is_not(None),
+                )
+                .limit(limit - len(old))
+            )
+            .scalars()
+            .all()
+        )
+        if settled:
+            self._conn.execute(t.reservations.update().where(_r.id.in_(settled)).values(key=None))
+        return len(old) + len(settled)
 
     @storage_errors
     def records(self, owner: Owner, metric: str, period_start: datetime) -> Sequence[UsageRecord]:

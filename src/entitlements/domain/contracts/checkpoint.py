@@ -35,14 +35,24 @@ def signature_valid(public_key_hex_value: str, signature_hex: str, payload: byte
 
 @attrs.frozen
 class Checkpoint:
+    """A signed statement of a chain's length and last hash at one time: truncating the
+    chain after it can be detected."""
+
     contract_id: str
+    """The contract whose chain it covers."""
     count: int
+    """How many events the chain had."""
     head_hash: str
+    """The hash of the last of them."""
     issued_at: datetime = attrs.field(converter=as_utc, validator=aware)
+    """When it was signed."""
     public_key: str = ""
+    """The Ed25519 public key (hex) that verifies it."""
     signature: str = ""
+    """The Ed25519 signature (hex) over ``payload``."""
 
     def payload(self) -> dict[str, Any]:
+        """The document that is signed."""
         return {
             "contract_id": self.contract_id,
             "count": self.count,
@@ -52,9 +62,11 @@ class Checkpoint:
         }
 
     def document(self) -> dict[str, Any]:
+        """The payload with its signature, as the evidence file holds it."""
         return {**self.payload(), "signature": self.signature}
 
     def valid(self) -> bool:
+        """Whether the signature verifies with ``public_key``."""
         return signature_valid(self.public_key, self.signature, canonical_json(self.payload()))
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import attrs
 
-from entitlements.domain.checks import check_id, check_key, check_text, parse_enum
+from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.checks import check_count, check_id, check_key, check_text, parse_enum
 from entitlements.domain.contracts.canonical import (
     canonical_body,
     canonical_json,
@@ -49,6 +50,9 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 class ContractStatus(enum.StrEnum):
+    """Where a contract is: issued (``created``), ``sent``, ``viewed``, ``signed`` by some,
+    ``completed`` by all, or closed unsigned (``declined``, ``voided``, ``expired``)."""
+
     CREATED = "created"
     SENT = "sent"
     VIEWED = "viewed"
@@ -60,6 +64,8 @@ class ContractStatus(enum.StrEnum):
 
 
 class SignerStatus(enum.StrEnum):
+    """Where one signer is; a signer signs only after consenting to sign electronically."""
+
     CREATED = "created"
     SENT = "sent"
     VIEWED = "viewed"
@@ -103,18 +109,24 @@ class PersonalData:
     the clear value with its salt — both ``None`` once erased."""
 
     commitment: str
+    """The salted hash hashed records hold instead of the value; it survives erasure."""
     value: str | None = None
+    """The clear value (``None`` once erased)."""
     salt: str | None = None
+    """The salt, hex (``None`` once erased, which makes the commitment unguessable)."""
 
     @classmethod
     def of(cls, value: str, salt: bytes) -> PersonalData:
+        """The stored form of ``value`` under a fresh ``salt``."""
         return cls(commit(value, salt), value, salt.hex())
 
     @property
     def erased(self) -> bool:
+        """Whether the clear value is gone."""
         return self.value is None
 
     def erase(self) -> PersonalData:
+        """The same record without the clear value or its salt; hashed records stay valid."""
         return PersonalData(self.commitment)
 
 
@@ -147,9 +159,14 @@ class SignerSpec:
     """A signer as staff enter it when issuing."""
 
     name: str = attrs.field(converter=_name)
+    """The signer's name as it will appear on the certificate."""
     email: str = attrs.field(converter=_email)
+    """Where the signing link is sent."""
     role: str = attrs.field(default="", converter=_role)
+    """What the signer signs as (``customer``, ``legal``), shown to the other parties."""
     order: int = attrs.field(default=1, converter=_order)
+    """With sequential signing, signers with a lower order sign first; equal orders sign in
+    any order."""
 
 
 def _signer_status(value: object) -> SignerStatus:
@@ -158,18 +175,27 @@ def _signer_status(value: object) -> SignerStatus:
 
 @attrs.frozen
 class Signer:
+    """One signer of an issued contract; name and email are commitments, the clear values
+    live with the personal data."""
+
     id: str
+    """The id the signing link and the events refer to."""
     name: str
     """Commitment to the signer's name."""
     email: str
     """Commitment to the signer's email."""
     role: str
+    """What the signer signs as."""
     order: int
+    """Signing order with sequential signing."""
     status: SignerStatus = attrs.field(default=SignerStatus.CREATED, converter=_signer_status)
+    """Where the signer is."""
     token_hash: str | None = None
+    """The hash of the signing link's token; the token itself is never stored."""
     token_expires_at: datetime | None = attrs.field(
         default=None, converter=as_optional_utc, validator=optional_aware
     )
+    """When the signing link stops working (resending makes a new one)."""
 
 
 def _amount(value: object) -> Decimal | None:
@@ -208,16 +234,53 @@ def _plan(value: object) -> str | None:
     return None if value is None else check_key(value, "plan_key")
 
 
+def _plan_version(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput("plan_version", "must be a plan version (1 or more)", value)
+    return value
+
+
+def _seats(value: object) -> int | None:
+    return None if value is None else check_count(value, "seats", maximum=10**7)
+
+
+def _cycle(value: object) -> BillingCycle | None:
+    if value is not None and not isinstance(value, BillingCycle):
+        raise InvalidInput("cycle", "must be a BillingCycle", value)
+    return value
+
+
 @attrs.frozen
 class Terms:
+    """What is signed besides the body. With a plan, the plan's version, the seats and the
+    billing cycle are pinned too: conversion applies exactly these."""
+
     plan_key: str | None = attrs.field(default=None, converter=_plan)
+    """The plan the customer signed for."""
     term: str | None = attrs.field(default=None, converter=_term)
+    """The commitment length in words (``12 months``)."""
     amount: Decimal | None = attrs.field(default=None, converter=_amount)
+    """The agreed price (with ``currency``)."""
     currency: str | None = attrs.field(default=None, converter=_currency)
+    """The ISO 4217 code of ``amount``."""
+    plan_version: int | None = attrs.field(default=None, converter=_plan_version)
+    """The plan version signed for; conversion uses it, not the plan's latest."""
+    seats: int | None = attrs.field(default=None, converter=_seats)
+    """The seats signed for; conversion applies exactly these."""
+    cycle: BillingCycle | None = attrs.field(default=None, converter=_cycle)
+    """The billing cycle signed for."""
 
     def __attrs_post_init__(self) -> None:
         if (self.amount is None) != (self.currency is None):
             raise InvalidInput("currency", "an amount needs a currency, and a currency an amount")
+        if self.plan_key is None and (
+            self.plan_version is not None or self.seats is not None or self.cycle is not None
+        ):
+            raise InvalidInput(
+                "plan_key", "a plan version, seats or billing cycle need the plan they are for"
+            )
 
 
 def _title(value: object) -> str:
@@ -240,32 +303,52 @@ def _status(value: object) -> ContractStatus:
 
 @attrs.frozen
 class Contract:
+    """A contract issued to an owner; the hashes fix the exact text and terms every
+    signature applies to."""
+
     id: str
+    """The contract id the staff commands and the signing links use."""
     owner: Owner
+    """The owner it is for (whose trial it may convert)."""
     title: str = attrs.field(converter=_title)
+    """Shown to signers and on the certificate."""
     body: str = attrs.field(converter=_body)
+    """The text signed (canonicalised before hashing)."""
     terms: Terms
+    """The commercial terms pinned with it."""
     signers: tuple[Signer, ...]
+    """Everyone who must sign for it to complete."""
     sequential: bool
+    """Whether signers sign in ``order``, each after the earlier ones."""
     created_at: datetime = attrs.field(converter=as_utc, validator=aware)
+    """When it was issued."""
     expires_at: datetime = attrs.field(converter=as_utc, validator=aware)
+    """When it expires unsigned."""
     status: ContractStatus = attrs.field(default=ContractStatus.CREATED, converter=_status)
+    """Where it is, recomputed from its signers."""
     body_hash: str = ""
+    """SHA-256 of the canonical body."""
     terms_hash: str = ""
+    """SHA-256 of the canonical terms document."""
     content_hash: str = ""
+    """What every signature and event commits to: the body and the terms together."""
     revision: int = 0
+    """Counts writes, so a stale copy cannot overwrite a newer one; managed by the store."""
 
     @property
     def is_closed(self) -> bool:
+        """Whether it can no longer change (completed, declined, voided, expired)."""
         return self.status in CLOSED
 
     def signer(self, signer_id: str) -> Signer:
+        """The signer with ``signer_id`` (`InvalidInput` if there is none)."""
         for signer in self.signers:
             if signer.id == signer_id:
                 return signer
         raise InvalidInput("signer", f"contract {self.id} has no signer {signer_id}", signer_id)
 
     def with_hashes(self) -> Contract:
+        """The contract with its hashes computed from its body and terms."""
         body_hash = sha256_hex(self.body.encode("utf-8"))
         terms_hash = sha256_hex(canonical_json(terms_document(self)))
         return attrs.evolve(
@@ -276,6 +359,8 @@ class Contract:
         )
 
     def check(self, event: str) -> ContractStatus:
+        """The status after a staff or time ``event`` (``send``, ``void``...), refusing one
+        the contract's status does not allow."""
         sources, target = CONTRACT_TRANSITIONS[event]
         if self.status not in sources:
             raise IllegalTransition(
@@ -333,9 +418,24 @@ def terms_document(contract: Contract) -> dict[str, Any]:
         "term": terms.term,
         "amount": None if terms.amount is None else str(terms.amount),
         "currency": terms.currency,
+        # pinned terms enter the document only when set, so contracts issued before they
+        # existed keep their hashes
+        **{
+            k: v
+            for k, v in (
+                ("plan_version", terms.plan_version),
+                ("seats", terms.seats),
+                ("cycle", None if terms.cycle is None else _cycle_document(terms.cycle)),
+            )
+            if v is not None
+        },
         "sequential": contract.sequential,
         "signers": [
             {"id": s.id, "name": s.name, "email": s.email, "role": s.role, "order": s.order}
             for s in contract.signers
         ],
     }
+
+
+def _cycle_document(cycle: BillingCycle) -> dict[str, Any]:
+    return {"unit": cycle.unit.value, "every": cycle.every}

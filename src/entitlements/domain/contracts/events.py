@@ -33,6 +33,8 @@ GENESIS = "0" * 64
 
 
 class EventType(enum.StrEnum):
+    """What happened to a contract or one of its signers."""
+
     ISSUED = "issued"
     SENT = "sent"
     VIEWED = "viewed"
@@ -50,20 +52,34 @@ def timestamp(at: datetime) -> str:
 
 @attrs.frozen
 class ContractEvent:
+    """One link of a contract's hash chain: each event commits to the one before, so
+    removing or editing any breaks the chain."""
+
     contract_id: str
+    """The contract it belongs to."""
     seq: int
+    """Its place in the chain, from 1."""
     type: EventType
+    """What happened."""
     at: datetime = attrs.field(converter=as_utc, validator=aware)
+    """When it happened."""
     actor: str
+    """Who did it (staff, the signer, the system)."""
     signer_id: str | None
+    """The signer it concerns (``None`` for contract-wide events)."""
     ip: str | None
     """Commitment to the IP address, if one was given."""
     user_agent: str | None
     """Commitment to the user agent, if one was given."""
     data: Mapping[str, Any]
+    """Details of the event (the signature's hash, a decline reason...), commitments in
+    place of personal data."""
     content_hash: str
+    """The contract content the event applies to."""
     prev_hash: str
+    """The previous event's hash (zeros for the first)."""
     hash: str = ""
+    """This event's hash over its canonical document."""
 
 
 def event_document(event: ContractEvent, *, with_hash: bool = True) -> dict[str, Any]:

@@ -31,14 +31,19 @@ __all__ = ["Verification", "verify_certificate", "verify_evidence"]
 
 @attrs.frozen
 class Verification:
+    """The result of checking an evidence file or certificate, offline."""
+
     problems: tuple[str, ...] = ()
+    """Everything found wrong, in the order checked (empty: it verifies)."""
 
     @property
     def ok(self) -> bool:
+        """Whether nothing was found wrong."""
         return not self.problems
 
     @property
     def first_broken(self) -> str | None:
+        """The first problem, to print when it fails."""
         return self.problems[0] if self.problems else None
 
 

@@ -1,0 +1,585 @@
+"""What each command does: a thin layer over the library, which keeps every rule.
+
+Loaded only once the line has parsed, so that ``--help`` and parse errors stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import getpass
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from entitlements.adapters.sql import SqlStore
+from entitlements.catalog import load_catalog
+from entitlements.cli.database import check_schema, open_store, schema_revision
+from entitlements.cli.parser import EXIT, Usage
+from entitlements.cli.render import emit, table
+from entitlements.domain.actor import Actor
+from entitlements.domain.owner import Owner
+from entitlements.domain.plan_change import SubscriptionChange
+from entitlements.domain.resolution import Reason
+from entitlements.domain.subscription import Subscription
+from entitlements.domain.usage import OverQuotaPolicy
+from entitlements.errors import ContractPending, EntitlementsError, NotFound, UnknownPlan
+from entitlements.service.entitlements import Entitlements
+
+__all__ = ["run"]
+
+PROGRESS_AFTER_PLANS = 20
+
+
+def run(args: argparse.Namespace) -> int:
+    """Open the database (creating it only for ``db upgrade``) and run the command."""
+    store = open_store(args.db, create=args.handler == "db_upgrade")
+    try:
+        if args.handler.startswith("db_"):
+            return int(getattr(Schema(store, args), args.handler)())
+        ents = Entitlements(store)
+        try:
+            return int(getattr(Console(ents, args), args.handler)())
+        finally:
+            ents.close()
+    finally:
+        store.engine.dispose()
+
+
+def say(line: str) -> None:
+    """Progress and warnings: stderr, so stdout stays the answer."""
+    sys.stderr.write(f"entitlements: {line}\n")
+    sys.stderr.flush()
+
+
+def suggestion(word: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(set(known)), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _subscription_row(sub: Subscription) -> dict[str, Any]:
+    return {
+        "owner": str(sub.owner),
+        "plan": f"{sub.plan_key} v{sub.plan_version}",
+        "status": sub.status.value,
+        "seats": sub.seats,
+        "trial_ends": sub.trial_ends_at.date() if sub.trial_ends_at else None,
+        "period_end": sub.current_period.end.date() if sub.current_period else None,
+        "cancels_at_period_end": sub.cancel_at_period_end,
+        "notes": sub.notes or None,
+    }
+
+
+class Schema:
+    def __init__(self, store: SqlStore, args: argparse.Namespace) -> None:
+        self.store = store
+        self.args = args
+        self.shown = store.engine.url.render_as_string(hide_password=True)
+
+    def db_upgrade(self) -> int:
+        from entitlements.adapters.sql.migrations import HEAD
+
+        before = schema_revision(self.store)
+        if before is not None and before > HEAD:
+            check_schema(self.store, self.shown)
+        self.store.create_schema()
+        after = schema_revision(self.store)
+        if before == after:
+            human = f"the schema at {self.shown} is up to date (revision {after})"
+        elif before is None:
+            human = f"created the schema at {self.shown} (revision {after})"
+        else:
+            human = f"upgraded the schema at {self.shown} from revision {before} to {after}"
+        emit({"before": before, "revision": after}, human, as_json=self.args.json)
+        return EXIT["ok"]
+
+    def db_current(self) -> int:
+        from entitlements.adapters.sql.migrations import HEAD
+
+        revision = check_schema(self.store, self.shown)
+        emit(
+            {"revision": revision, "head": HEAD},
+            f"revision {revision} (up to date)",
+            as_json=self.args.json,
+        )
+        return EXIT["ok"]
+
+
+class Console:
+    def __init__(self, ents: Entitlements, args: argparse.Namespace) -> None:
+        self.ents = ents
+        self.args = args
+        self.actor = Actor(args.actor or _login())
+        self.now = args.now
+
+    def out(self, value: Any, human: str) -> int:
+        emit(value, human, as_json=self.args.json)
+        return EXIT["ok"]
+
+    # -- what the catalog knows, for suggestions -------------------------------------------
+
+    def _catalog_keys(self) -> tuple[set[str], set[str], set[str]]:
+        """Plan keys, and every feature and limit any version of any plan defines."""
+        plans: set[str] = set()
+        features: set[str] = set()
+        limits: set[str] = set()
+        for latest in self.ents.plans.list():
+            plans.add(latest.key)
+            for plan in self.ents.plans.versions(latest.key):
+                features.update(plan.features)
+                limits.update(plan.limits)
+        return plans, features, limits
+
+    def _plan_call(self, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except UnknownPlan as error:
+            if error.version is not None:
+                raise
+            plans, _, _ = self._catalog_keys()
+            raise NotFound(f"{error}{suggestion(error.key, plans)}") from None
+
+    # -- plans ---------------------------------------------------------------------------
+
+    def plans_load(self) -> int:
+        catalog = load_catalog(self.args.file)
+        total = len(catalog.plans)
+        loud = total > PROGRESS_AFTER_PLANS or sys.stderr.isatty()
+
+        def progress(done: int, total: int) -> None:
+            if loud and (done == total or done % 10 == 0):
+                say(f"plans load: {done}/{total} plans applied")
+
+        result = self.ents.plans.sync(
+            catalog, actor=self.actor, reason=self.args.reason, progress=progress
+        )
+        human = (
+            f"defined: {', '.join(result.defined) or '-'}\n"
+            f"changed: {', '.join(result.changed) or '-'}\n"
+            f"not in the file (left alone): {', '.join(result.not_in_catalog) or '-'}"
+        )
+        return self.out(result, human)
+
+    def plans_list(self) -> int:
+        plans = self.ents.plans.list()
+        rows = [
+            {
+                "key": p.key,
+                "name": p.name,
+                "status": p.status.value,
+                "version": p.version,
+                "price": "free"
+                if p.price is None
+                else f"{p.price.amount} {p.price.currency}/{p.price.cycle}",
+                "limits": len(p.limits),
+                "features": len(p.features),
+            }
+            for p in plans
+        ]
+        return self.out(
+            plans, table(rows, ["key", "name", "status", "version", "price", "limits", "features"])
+        )
+
+    def plans_show(self) -> int:
+        plan = self._plan_call(lambda: self.ents.plans.get(self.args.key, self.args.version))
+        limits = [
+            {
+                "limit": n,
+                "value": "unlimited" if limit.value is None else limit.value,
+                "kind": limit.kind.value,
+                "enforcement": limit.enforcement.value,
+            }
+            for n, limit in plan.limits.items()
+        ]
+        features = [
+            {"feature": k, "on": f.enabled, "actions": sorted(f.granted_actions) or None}
+            for k, f in plan.features.items()
+        ]
+        human = (
+            f"{plan.name} ({plan.key} v{plan.version}) — {plan.status.value}, "
+            f"trial {plan.trial_days} days\n\n"
+            f"{table(limits, ['limit', 'value', 'kind', 'enforcement'])}\n\n"
+            f"{table(features, ['feature', 'on', 'actions'])}"
+        )
+        return self.out(plan, human)
+
+    def plans_status(self) -> int:
+        a = self.args
+        plan = self._plan_call(
+            lambda: self.ents.plans.set_status(a.key, a.status, actor=self.actor, reason=a.reason)
+        )
+        return self.out(plan, f"{plan.key} is now {plan.status.value}")
+
+    # -- subscriptions -------------------------------------------------------------------
+
+    def _show(self, sub: Subscription, verb: str) -> int:
+        row = _subscription_row(sub)
+        return self.out(sub, f"{verb}\n{table([row], list(row))}")
+
+    def subs_trial(self) -> int:
+        a = self.args
+        sub = self._plan_call(
+            lambda: self.ents.subscriptions.start_trial(
+                a.owner,
+                a.plan,
+                actor=self.actor,
+                trial_days=a.trial_days,
+                seats=a.seats,
+                notes=a.notes or "",
+                now=self.now,
+            )
+        )
+        return self._show(sub, "trial started")
+
+    def subs_convert(self) -> int:
+        a = self.args
+        kwargs: dict[str, Any] = {"plan_key": a.plan, "now": self.now, "reason": a.reason}
+        if a.seats is not None:
+            kwargs["seats"] = a.seats
+        if a.notes is not None:
+            kwargs["notes"] = a.notes
+        try:
+            sub = self._plan_call(
+                lambda: self.ents.subscriptions.convert(
+                    a.owner, actor=self.actor, without_contract=a.without_contract, **kwargs
+                )
+            )
+        except ContractPending as pending:
+            listed, first = ", ".join(pending.contract_ids), pending.contract_ids[0]
+            raise EntitlementsError(
+                f"{a.owner} has a contract out for signature ({listed}); once it is signed "
+                f"run `entitlements contracts convert {a.owner} {first}`, "
+                "or pass --without-contract"
+            ) from None
+        return self._show(sub, "converted")
+
+    def _policy(self) -> OverQuotaPolicy:
+        return OverQuotaPolicy.ALLOW if self.args.allow_over_quota else OverQuotaPolicy.REFUSE
+
+    def subs_change_plan(self) -> int:
+        a = self.args
+        change = self._plan_call(
+            lambda: self.ents.subscriptions.change_plan(
+                a.owner,
+                a.plan,
+                actor=self.actor,
+                now=self.now,
+                reason=a.reason,
+                if_over_quota=self._policy(),
+            )
+        )
+        return self._changed(change, "plan changed")
+
+    def subs_seats(self) -> int:
+        a = self.args
+        change = self.ents.subscriptions.change_seats(
+            a.owner,
+            a.seats,
+            actor=self.actor,
+            now=self.now,
+            reason=a.reason,
+            if_over_quota=self._policy(),
+        )
+        return self._changed(change, "seats changed")
+
+    def _changed(self, change: SubscriptionChange, verb: str) -> int:
+        warnings = "".join(
+            f"\nover quota: {o.metric} {o.used} > {o.limit}" for o in change.over_quota
+        )
+        return self._show(change.subscription, verb + warnings)
+
+    def subs_lifecycle(self) -> int:
+        a = self.args
+        call: Callable[..., Subscription] = getattr(self.ents.subscriptions, a.event)
+        extra = {"at_period_end": True} if getattr(a, "at_period_end", False) else {}
+        sub = call(a.owner, actor=self.actor, now=self.now, reason=a.reason, **extra)
+        return self._show(sub, a.event)
+
+    def subs_show(self) -> int:
+        history = self.ents.subscriptions.history(self.args.owner)
+        if not history:
+            raise NotFound(f"{self.args.owner} has no subscription")
+        rows = [_subscription_row(s) for s in history]
+        return self.out(list(history), table(rows, list(rows[0])))
+
+    # -- overrides -----------------------------------------------------------------------
+
+    def overrides_set(self) -> int:
+        a = self.args
+        owner: Owner = a.owner
+        is_limit = a.limit is not None or a.unlimited
+        _, features, limits = self._catalog_keys()
+        known = limits if is_limit else features
+        if a.key not in known:
+            what = "limit" if is_limit else "feature"
+            message = f"no plan version has a {what} {a.key!r}{suggestion(a.key, known)}"
+            if not a.force:
+                raise NotFound(f"{message}; pass --force to set the override anyway")
+            say(f"warning: {message}; setting the override anyway (--force)")
+        if is_limit:
+            override = self.ents.overrides.set_limit(
+                owner,
+                a.key,
+                None if a.unlimited else a.limit,
+                actor=self.actor,
+                reason=a.reason,
+                expires_at=a.expires_at,
+                now=self.now,
+            )
+        else:
+            override = self.ents.overrides.set_feature(
+                owner,
+                a.key,
+                enabled=a.on,
+                actor=self.actor,
+                reason=a.reason,
+                expires_at=a.expires_at,
+                now=self.now,
+            )
+        return self.out(override, f"override set on {owner}: {a.key}")
+
+    def overrides_remove(self) -> int:
+        a = self.args
+        removed = self.ents.overrides.remove(
+            a.owner, a.kind, a.key, actor=self.actor, reason=a.reason, now=self.now
+        )
+        return self.out(removed, f"override removed: {a.kind} {a.key}")
+
+    def overrides_list(self) -> int:
+        found = self.ents.overrides.list(self.args.owner)
+        rows = [
+            {
+                "kind": o.kind.value,
+                "key": o.key,
+                "value": o.enabled if o.kind.value == "feature" else o.value,
+                "by": o.actor,
+                "reason": o.reason,
+                "until": o.expires_at,
+            }
+            for o in found
+        ]
+        return self.out(list(found), table(rows, ["kind", "key", "value", "by", "reason", "until"]))
+
+    # -- check ---------------------------------------------------------------------------
+
+    def check(self) -> int:
+        a = self.args
+        snapshot = self.ents.resolve(a.owner, self.now)
+        if a.limit:
+            decision = snapshot.explain_limit(a.limit)
+            if decision.reason is Reason.UNKNOWN:
+                _, _, limits = self._catalog_keys()
+                if a.limit not in limits:
+                    raise NotFound(
+                        f"no plan version has a limit {a.limit!r}{suggestion(a.limit, limits)}"
+                    )
+            shown = "unlimited" if decision.value is None else decision.value
+            return self.out(
+                decision, f"{a.limit}: {shown} ({decision.reason.value}: {decision.detail})"
+            )
+        if not a.feature:
+            raise Usage("name a feature, or a limit with --limit")
+        decision = snapshot.explain(a.feature, a.action)
+        if decision.reason is Reason.UNKNOWN:
+            _, features, _ = self._catalog_keys()
+            if a.feature not in features:
+                raise NotFound(
+                    f"no plan version has a feature {a.feature!r}{suggestion(a.feature, features)}"
+                )
+        verdict = "allowed" if decision.allowed else "not allowed"
+        self.out(
+            decision,
+            f"{a.feature}{':' + a.action if a.action else ''}: {verdict} "
+            f"({decision.reason.value}: {decision.detail})",
+        )
+        return EXIT["ok"] if decision.allowed else EXIT["denied"]
+
+    # -- contracts -----------------------------------------------------------------------
+
+    def contracts_issue(self) -> int:
+        a = self.args
+        body = Path(a.body_file).read_text(encoding="utf-8") if a.body_file else a.body
+        if not body:
+            raise Usage("give the agreement with --body-file FILE or --body TEXT")
+        contract = self._plan_call(
+            lambda: self.ents.contracts.issue(
+                a.owner,
+                title=a.title,
+                body=body,
+                signers=a.signer,
+                actor=self.actor,
+                plan_key=a.plan,
+                term=a.term,
+                amount=a.amount,
+                currency=a.currency,
+                sequential=a.sequential,
+                now=self.now,
+            )
+        )
+        return self.out(
+            contract, f"contract {contract.id} issued (content hash {contract.content_hash})"
+        )
+
+    def contracts_send(self) -> int:
+        a = self.args
+        if "{token}" not in a.link:
+            raise Usage("--link: the template must contain {token}")
+        tokens = self.ents.contracts.send(a.owner, a.id, actor=self.actor, now=self.now)
+        links = {sid: a.link.replace("{token}", t) for sid, t in tokens.items()}
+        human = "signing links (shown once; not stored):\n" + "\n".join(
+            f"  {k}: {v}" for k, v in links.items()
+        )
+        return self.out(links, human)
+
+    def contracts_list(self) -> int:
+        found = self.ents.contracts.list(self.args.owner)
+        rows = [
+            {
+                "id": c.id,
+                "title": c.title,
+                "status": c.status.value,
+                "signed": f"{sum(s.status.value == 'signed' for s in c.signers)}/{len(c.signers)}",
+                "plan": c.terms.plan_key,
+                "issued": c.created_at.date(),
+                "expires": c.expires_at.date(),
+            }
+            for c in found
+        ]
+        human = table(rows, ["id", "title", "status", "signed", "plan", "issued", "expires"])
+        return self.out(rows, human)
+
+    def contracts_show(self) -> int:
+        a = self.args
+        contract = self.ents.contracts.get(a.owner, a.id)
+        personal = self.ents.contracts.evidence(a.owner, a.id)["personal_data"]
+        signers = _signers(contract, personal)
+        terms = contract.terms
+        price = f"{terms.amount} {terms.currency}" if terms.amount is not None else "-"
+        human = (
+            f"{contract.title} ({contract.id}): {contract.status.value}\n"
+            f"plan {terms.plan_key or '-'}, term {terms.term or '-'}, amount {price}; "
+            f"issued {contract.created_at:%Y-%m-%d}, expires {contract.expires_at:%Y-%m-%d}"
+            f"{', signed in order' if contract.sequential else ''}\n"
+            f"content hash {contract.content_hash}\n\n"
+            + table(signers, ["signer", "name", "email", "role", "order", "status"])
+        )
+        value = {
+            "id": contract.id,
+            "owner": str(contract.owner),
+            "title": contract.title,
+            "status": contract.status.value,
+            "terms": {
+                "plan_key": terms.plan_key,
+                "term": terms.term,
+                "amount": None if terms.amount is None else str(terms.amount),
+                "currency": terms.currency,
+            },
+            "sequential": contract.sequential,
+            "created_at": contract.created_at.isoformat(),
+            "expires_at": contract.expires_at.isoformat(),
+            "content_hash": contract.content_hash,
+            "signers": signers,
+        }
+        return self.out(value, human)
+
+    def contracts_verify(self) -> int:
+        a = self.args
+        result = self.ents.contracts.verify(a.owner, a.id)
+        self.out(
+            result,
+            "verified: every hash and link holds"
+            if result.ok
+            else "BROKEN: " + "\n  ".join(result.problems),
+        )
+        return EXIT["ok"] if result.ok else EXIT["refused"]
+
+    def contracts_convert(self) -> int:
+        a = self.args
+        sub = self.ents.contracts.convert(
+            a.owner, a.id, actor=self.actor, seats=a.seats, notes=a.notes, now=self.now
+        )
+        return self._show(sub, f"converted from contract {a.id}")
+
+    # -- audit, sweep ----------------------------------------------------------------------
+
+    def audit_list(self) -> int:
+        events = self.ents.audit.for_owner(self.args.owner)
+        rows = [
+            {
+                "at": e.at.strftime("%Y-%m-%d %H:%M:%S"),
+                "actor": e.actor,
+                "action": e.action,
+                "reason": e.reason,
+            }
+            for e in events
+        ]
+        return self.out(list(events), table(rows, ["at", "actor", "action", "reason"]))
+
+    def audit_verify(self) -> int:
+        owner = self.args.owner
+        results = {
+            c.id: self.ents.contracts.verify(owner, c.id) for c in self.ents.contracts.list(owner)
+        }
+        lines = [
+            f"{cid}: {'ok' if r.ok else 'BROKEN: ' + (r.first_broken or '')}"
+            for cid, r in results.items()
+        ]
+        self.out(
+            {cid: list(r.problems) for cid, r in results.items()},
+            "\n".join(lines) or f"{owner} has no contracts to verify",
+        )
+        return EXIT["ok"] if all(r.ok for r in results.values()) else EXIT["refused"]
+
+    def sweep(self) -> int:
+        """Everything due, page by page; once the work spans more than one page, the
+        running count on stderr."""
+        batch = self.args.batch
+
+        def progress(handled: int) -> None:
+            if handled >= batch:
+                say(f"sweep: {handled:,} items handled so far")
+
+        report = self.ents.process_due(self.now, batch=batch, progress=progress)
+        human = (
+            f"sweep at {report.now.isoformat()}: {len(report.changes):,} subscription changes, "
+            f"{len(report.expired_overrides):,} overrides expired, "
+            f"{len(report.expired_reservations):,} reservations freed, "
+            f"{len(report.expired_contracts):,} contracts expired; "
+            f"{report.remaining:,} still due"
+        )
+        if report.remaining:
+            human += " (failed, or being handled by another worker; the next run retries)"
+        if report.failures:
+            human += f"\n{len(report.failures):,} failed:" + "".join(
+                f"\n  {f.item}: {f.error}: {f.message}" for f in report.failures
+            )
+        self.out(report, human)
+        return EXIT["refused"] if report.failures else EXIT["ok"]
+
+
+def _signers(contract: Any, personal: dict[str, Any]) -> list[dict[str, Any]]:
+    def clear(commitment: str) -> str | None:
+        entry = personal.get(commitment)
+        if entry is None:
+            return None
+        return entry["value"] if entry["value"] is not None else "(erased)"
+
+    return [
+        {
+            "signer": s.id,
+            "name": clear(s.name),
+            "email": clear(s.email),
+            "role": s.role or None,
+            "order": s.order,
+            "status": s.status.value,
+        }
+        for s in contract.signers
+    ]
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"

@@ -1,0 +1,595 @@
+"""The command line's grammar: every command with its description and an example.
+
+Only argparse and the value parsers are imported here, so that ``entitlements --help``
+(and every parse error) answers without loading SQLAlchemy or the library's services.
+
+argparse rather than a third-party library: it is in the standard library (nothing to
+install, nothing to import beyond ~5 ms), and the few things the command line needs on top
+of it — one-line errors, ``--json`` anywhere, suggestions — are a few lines each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from entitlements import __version__
+from entitlements.cli import inputs
+
+__all__ = ["DEFAULT_DB", "EXIT", "CommandInfo", "Usage", "build"]
+
+EXIT = {
+    "ok": 0,
+    "refused": 1,
+    "usage": 2,
+    "not_found": 3,
+    "conflict": 4,
+    "storage": 5,
+    "no_schema": 6,
+    "denied": 10,
+    "internal": 70,
+    "interrupted": 130,
+}
+DEFAULT_DB = "sqlite:///entitlements.db"
+
+TOP_DESCRIPTION = """\
+Run plans, subscriptions, overrides and contracts by hand: the staff console, in a
+terminal. Every change is audited under --actor.
+
+Owners are written kind:id, or tenant/kind:id inside a tenant. Dates are 2027-01-01
+(midnight UTC) or full ISO 8601 times (2027-01-01T09:30:00+02:00)."""
+
+TOP_EPILOG = f"""\
+database:
+  --db URL (or ENTITLEMENTS_DATABASE_URL; default {DEFAULT_DB}). Create or upgrade
+  the schema with `entitlements db upgrade`; no other command creates or migrates it.
+
+exit codes:
+  0   done (for check: allowed)
+  1   refused by a rule (an illegal transition, a limit, a contract out for signature,
+      evidence that does not verify)
+  2   bad command line or input
+  3   not found (an owner, plan, contract, feature or limit)
+  4   conflict: changed meanwhile, already exists, over quota
+  5   storage unavailable or failed
+  6   no schema at that database URL, or not at this version (run db upgrade)
+  10  check answered "not allowed"
+  70  internal error (a bug; please report it)
+  130 interrupted
+
+Errors are one line on stderr, starting "entitlements:", and nothing is changed.
+Run `entitlements GROUP COMMAND --help` for a command's options and an example."""
+
+
+class Usage(Exception):
+    """A bad command line: exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every parse error becomes one `Usage` line (subparsers inherit the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise Usage(_with_suggestion(message))
+
+
+_CHOICE = re.compile(r"invalid choice: '(?P<given>[^']*)' \(choose from (?P<options>.*)\)$")
+
+
+def _with_suggestion(message: str) -> str:
+    import difflib
+
+    found = _CHOICE.search(message)
+    if found is None:
+        return message
+    options = re.findall(r"'([^']*)'", found["options"])
+    close = difflib.get_close_matches(found["given"], options, n=1)
+    return f"{message}; did you mean {close[0]!r}?" if close else message
+
+
+class CommandInfo:
+    """What the help shows for one command, kept for the tests that hold every command
+    to having a description and an example that parses."""
+
+    def __init__(self, words: tuple[str, ...], parser: argparse.ArgumentParser, example: str):
+        self.words = words
+        self.parser = parser
+        self.example = example
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """Options accepted before or after the command words (``--json`` anywhere)."""
+    default: Any = None if top else argparse.SUPPRESS
+    options = parser.add_argument_group("common options")
+    options.add_argument(
+        "--db",
+        metavar="URL",
+        default=os.environ.get("ENTITLEMENTS_DATABASE_URL", DEFAULT_DB) if top else default,
+        help=f"database URL (default: ENTITLEMENTS_DATABASE_URL, else {DEFAULT_DB})",
+    )
+    options.add_argument(
+        "--json",
+        action="store_true",
+        default=False if top else default,
+        help="machine-readable output on stdout",
+    )
+    options.add_argument(
+        "--actor", metavar="NAME", default=default, help="who is acting (audited; default: you)"
+    )
+    options.add_argument(
+        "--now",
+        metavar="TIME",
+        type=inputs.instant,
+        default=default,
+        help="act as of this date or time (tests, catching up the sweep)",
+    )
+
+
+_TAKES_VALUE = frozenset({"--db", "--actor", "--now"})
+
+
+def group_named(argv: Sequence[str]) -> str | None:
+    """The group (or top-level command) the line names: its first word that is not an
+    option or an option's value."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--":
+            return None
+        elif word.startswith("-"):
+            skip = word in _TAKES_VALUE
+        else:
+            return word
+    return None
+
+
+def build(
+    argv: Sequence[str] | None = None,
+) -> tuple[argparse.ArgumentParser, list[CommandInfo]]:
+    """The parser, and every command it knows. Given the line, only the commands of the
+    group it names are built (the top level lists every group either way): ``--help``
+    and most lines need one group, and building all of them costs more than Python's
+    start-up."""
+    chosen = None if argv is None else (group_named(argv) or "")
+
+    def want(*names: str) -> bool:
+        return chosen is None or chosen in names
+
+    top = _Parser(
+        prog="entitlements",
+        description=TOP_DESCRIPTION,
+        epilog=TOP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top.add_argument("--version", action="version", version=f"entitlements {__version__}")
+    _common(top, top=True)
+    top.set_defaults(handler=None, help_parser=top)
+    groups = top.add_subparsers(title="commands", dest="group", metavar="GROUP")
+    commands: list[CommandInfo] = []
+
+    def group(name: str, summary: str, description: str, **kw: Any) -> Any:
+        p = groups.add_parser(
+            name,
+            help=summary,
+            description=description,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            **kw,
+        )
+        _common(p, top=False)
+        p.set_defaults(help_parser=p)
+        return p.add_subparsers(title="commands", dest="command", metavar="COMMAND")
+
+    def command(
+        parent: Any,
+        words: tuple[str, ...],
+        handler: str,
+        summary: str,
+        description: str,
+        example: str,
+        **kw: Any,
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(
+            words[-1],
+            help=summary,
+            description=f"{summary[0].upper()}{summary[1:]}.\n\n{description}",
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            **kw,
+        )
+        _common(p, top=False)
+        p.set_defaults(handler=handler, help_parser=p, command_parser=p)
+        commands.append(CommandInfo(words, p, example))
+        return p
+
+    def reason(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+        p.add_argument("--reason", required=required, help="why (kept in the audit trail)")
+
+    def owner(p: argparse.ArgumentParser) -> None:
+        p.add_argument("owner", type=inputs.owner, help="kind:id or tenant/kind:id")
+
+    # -- plans ---------------------------------------------------------------------------
+    plans = group("plans", "the plan catalog", "Define, list and retire plans.")
+    if want("plans"):
+        p = command(
+            plans,
+            ("plans", "load"),
+            "plans_load",
+            "make the stored catalog match a TOML or JSON file",
+            "New plans are defined, changed terms become new versions, statuses and names are\n"
+            "updated; plans missing from the file are left alone and listed. One transaction;\n"
+            "progress on stderr.",
+            'entitlements plans load plans.toml --reason "2027 prices"',
+        )
+        p.add_argument("file", help="the catalog (.toml or .json)")
+        reason(p)
+        command(
+            plans,
+            ("plans", "list"),
+            "plans_list",
+            "list the plans, latest version of each",
+            "Key, name, status, version, price and how many limits and features each has.",
+            "entitlements plans list --json",
+        )
+        p = command(
+            plans,
+            ("plans", "show"),
+            "plans_show",
+            "show a plan's limits and features",
+            "The latest version unless --version names another.",
+            "entitlements plans show pro --version 2",
+        )
+        p.add_argument("key", help="the plan key")
+        p.add_argument(
+            "--version", type=inputs.whole_number, help="a plan version (default: latest)"
+        )
+        p = command(
+            plans,
+            ("plans", "status"),
+            "plans_status",
+            "activate, archive or retire a plan",
+            "Archived plans keep their subscribers but take no new ones; retired plans are\n"
+            "refused everywhere.",
+            'entitlements plans status pro archived --reason "replaced by pro-2027"',
+        )
+        p.add_argument("key", help="the plan key")
+        p.add_argument("status", choices=["draft", "active", "archived", "retired"])
+        reason(p)
+
+    # -- subscriptions -------------------------------------------------------------------
+    subs = group(
+        "subs",
+        "subscriptions",
+        "Trials, conversions, plan and seat changes, suspension and cancellation.",
+        aliases=["subscriptions"],
+    )
+    if want("subs", "subscriptions"):
+        p = command(
+            subs,
+            ("subs", "trial"),
+            "subs_trial",
+            "start a trial",
+            "The trial lasts the plan's trial days unless --trial-days says otherwise.",
+            'entitlements subs trial organization:acme pro --trial-days 30 --notes "met at the fair"',
+        )
+        owner(p)
+        p.add_argument("plan", help="the plan key")
+        p.add_argument("--trial-days", type=inputs.count, help="length of the trial in days")
+        p.add_argument("--seats", type=inputs.count, help="purchased seats")
+        p.add_argument("--notes", help="free text kept on the subscription")
+        p = command(
+            subs,
+            ("subs", "convert"),
+            "subs_convert",
+            "convert a trial to paid, without a contract",
+            "Refused while the owner has a contract out for signature: convert from the\n"
+            "contract once it is completed (`entitlements contracts convert`), or pass\n"
+            "--without-contract to convert regardless.",
+            'entitlements subs convert organization:acme --seats 5 --notes "paid by card"',
+        )
+        owner(p)
+        p.add_argument("--plan", help="another plan to convert onto (default: the trial's)")
+        p.add_argument("--seats", type=inputs.count, help="purchased seats")
+        p.add_argument("--notes", help="free text kept on the subscription")
+        p.add_argument(
+            "--without-contract",
+            action="store_true",
+            help="convert even though a contract is out for signature",
+        )
+        reason(p)
+        p = command(
+            subs,
+            ("subs", "change-plan"),
+            "subs_change_plan",
+            "upgrade or downgrade",
+            "Refused if current usage would exceed a new limit, unless --allow-over-quota.",
+            "entitlements subs change-plan organization:acme growth --allow-over-quota",
+        )
+        owner(p)
+        p.add_argument("plan", help="the plan key")
+        p.add_argument("--allow-over-quota", action="store_true", help="apply even if over a limit")
+        reason(p)
+        p = command(
+            subs,
+            ("subs", "seats"),
+            "subs_seats",
+            "set the purchased seats",
+            "Refused if more seats are assigned than the new count, unless --allow-over-quota.",
+            "entitlements subs seats organization:acme 15",
+        )
+        owner(p)
+        p.add_argument("seats", type=inputs.count, help="the new seat count")
+        p.add_argument("--allow-over-quota", action="store_true", help="apply even if over a limit")
+        reason(p)
+        for event, summary, description, example in (
+            (
+                "suspend",
+                "suspend a subscription",
+                "The owner keeps read-only access until it is resumed.",
+                'entitlements subs suspend organization:acme --reason "chargeback"',
+            ),
+            (
+                "resume",
+                "lift a suspension",
+                "The subscription returns to the status it had.",
+                "entitlements subs resume organization:acme",
+            ),
+            (
+                "cancel",
+                "end the subscription",
+                "Now, or at the end of the current period with --at-period-end.",
+                "entitlements subs cancel organization:acme --at-period-end",
+            ),
+        ):
+            p = command(subs, ("subs", event), "subs_lifecycle", summary, description, example)
+            p.set_defaults(event=event)
+            owner(p)
+            reason(p)
+            if event == "cancel":
+                p.add_argument(
+                    "--at-period-end", action="store_true", help="cancel when the period ends"
+                )
+        p = command(
+            subs,
+            ("subs", "show"),
+            "subs_show",
+            "show an owner's subscriptions",
+            "Every subscription the owner has had, oldest first.",
+            "entitlements subs show organization:acme",
+        )
+        owner(p)
+
+    # -- overrides -----------------------------------------------------------------------
+    overrides = group("overrides", "per-owner overrides", "Features and limits set for one owner.")
+    if want("overrides"):
+        p = command(
+            overrides,
+            ("overrides", "set"),
+            "overrides_set",
+            "turn a feature on or off, or set a limit, for one owner",
+            "The key must be one some plan version defines (a typo is refused with a\n"
+            "suggestion); --force sets it anyway, with a warning.",
+            'entitlements overrides set organization:acme sso --off --reason "DPA pending"',
+        )
+        owner(p)
+        p.add_argument("key", help="the feature or limit")
+        what = p.add_mutually_exclusive_group(required=True)
+        what.add_argument("--on", dest="on", action="store_const", const=True, help="feature on")
+        what.add_argument("--off", dest="on", action="store_const", const=False, help="feature off")
+        what.add_argument("--limit", type=inputs.whole_number, help="limit value")
+        what.add_argument("--unlimited", action="store_true", help="no limit")
+        reason(p, required=True)
+        p.add_argument(
+            "--expires-at", type=inputs.instant, metavar="TIME", help="the override ends then"
+        )
+        p.add_argument(
+            "--force", action="store_true", help="set it even if no plan version has the key"
+        )
+        p = command(
+            overrides,
+            ("overrides", "remove"),
+            "overrides_remove",
+            "remove an override",
+            "The owner's plan decides again.",
+            'entitlements overrides remove organization:acme feature sso --reason "DPA signed"',
+        )
+        owner(p)
+        p.add_argument("kind", choices=["feature", "limit"])
+        p.add_argument("key", help="the feature or limit")
+        reason(p, required=True)
+        p = command(
+            overrides,
+            ("overrides", "list"),
+            "overrides_list",
+            "list an owner's overrides",
+            "Kind, key, value, who set it, why and until when.",
+            "entitlements overrides list organization:acme",
+        )
+        owner(p)
+
+    # -- check ---------------------------------------------------------------------------
+    p = command(
+        groups,
+        ("check",),
+        "check",
+        "may the owner use a feature, or what is its limit, and why",
+        "Exit 0 when allowed, 10 when not; a feature or limit no plan defines is\n"
+        "refused with a suggestion (exit 3).",
+        "entitlements check organization:acme sso --action create",
+    )
+    owner(p)
+    p.add_argument("feature", nargs="?", help="the feature")
+    p.add_argument("--action", choices=["read", "create", "update", "delete"])
+    p.add_argument("--limit", metavar="NAME", help="ask for this limit instead of a feature")
+
+    # -- contracts -----------------------------------------------------------------------
+    contracts = group(
+        "contracts",
+        "contracts and signatures",
+        "Issue an agreement, send signing links, follow signers, convert when signed.",
+    )
+    if want("contracts"):
+        p = command(
+            contracts,
+            ("contracts", "issue"),
+            "contracts_issue",
+            "issue a contract",
+            "Give the agreement's text with --body-file or --body, and one --signer per\n"
+            "signer; --plan, --term, --amount and --currency are the terms it is signed on.",
+            'entitlements contracts issue organization:acme --title MSA --body-file msa.txt --signer "Ada Lovelace <ada@acme.test> (CEO)" --plan pro --amount 1200.00 --currency EUR',
+        )
+        owner(p)
+        p.add_argument("--title", required=True)
+        p.add_argument("--body-file", metavar="FILE", help="the agreement's text, from a file")
+        p.add_argument("--body", help="the agreement's text")
+        p.add_argument(
+            "--signer",
+            action="append",
+            required=True,
+            type=inputs.signer,
+            help="'Name <email>' or 'Name <email> (role)'; repeat for each signer",
+        )
+        p.add_argument("--plan", help="the plan the contract converts to")
+        p.add_argument("--term", help="e.g. '12 months'")
+        p.add_argument("--amount", type=inputs.amount, help="e.g. 1188.00")
+        p.add_argument("--currency", help="ISO 4217, e.g. EUR")
+        p.add_argument("--sequential", action="store_true", help="signers sign in order")
+        p = command(
+            contracts,
+            ("contracts", "send"),
+            "contracts_send",
+            "send signing links",
+            "Prints each signer's link once; the links are not stored.",
+            'entitlements contracts send organization:acme c-1 --link "https://app.example/sign/{token}"',
+        )
+        owner(p)
+        p.add_argument("id", help="the contract id")
+        p.add_argument(
+            "--link",
+            default="https://example.invalid/sign/{token}",
+            help="link template with {token}",
+        )
+        p = command(
+            contracts,
+            ("contracts", "list"),
+            "contracts_list",
+            "list an owner's contracts",
+            "Id, title, status, how many signers have signed, and the plan each converts to.",
+            "entitlements contracts list organization:acme",
+        )
+        owner(p)
+        p = command(
+            contracts,
+            ("contracts", "show"),
+            "contracts_show",
+            "show a contract, its terms and its signers by name and state",
+            "Signer names come from the personal data kept apart from the evidence\n"
+            "(shown as 'erased' once erased).",
+            "entitlements contracts show organization:acme c-1",
+            aliases=["status"],
+        )
+        owner(p)
+        p.add_argument("id", help="the contract id")
+        p = command(
+            contracts,
+            ("contracts", "verify"),
+            "contracts_verify",
+            "recompute every hash of a contract",
+            "Exit 0 when the evidence holds, 1 when a hash or link is broken.",
+            "entitlements contracts verify organization:acme c-1",
+        )
+        owner(p)
+        p.add_argument("id", help="the contract id")
+        p = command(
+            contracts,
+            ("contracts", "convert"),
+            "contracts_convert",
+            "convert the owner's trial from a completed contract",
+            "Onto the contract's plan and terms, linked to the contract and audited; refused\n"
+            "(nothing changed) unless every signer has signed and the evidence verifies.",
+            'entitlements contracts convert organization:acme c-1 --seats 12 --notes "MSA signed"',
+        )
+        owner(p)
+        p.add_argument("id", help="the contract id")
+        p.add_argument("--seats", type=inputs.count, help="purchased seats")
+        p.add_argument("--notes", help="free text kept on the subscription")
+
+    # -- audit, sweep, db ----------------------------------------------------------------
+    audit = group("audit", "the audit trail", "What was done to an owner, and its evidence.")
+    if want("audit"):
+        p = command(
+            audit,
+            ("audit", "list"),
+            "audit_list",
+            "everything done to an owner",
+            "Oldest first: when, who, what and why.",
+            "entitlements audit list organization:acme --json",
+        )
+        owner(p)
+        p = command(
+            audit,
+            ("audit", "verify"),
+            "audit_verify",
+            "verify the evidence chains of an owner's contracts",
+            "Exit 0 when every chain holds, 1 when one is broken.",
+            "entitlements audit verify organization:acme",
+        )
+        owner(p)
+
+    p = command(
+        groups,
+        ("sweep",),
+        "sweep",
+        "apply what time has made due",
+        "Trial ends, scheduled cancellations, renewals, override, reservation and contract\n"
+        "expiries, in batches until nothing due is left; progress on stderr, and a final\n"
+        "count of what remains (changes that conflicted and wait for the next run).\n"
+        "Run it from cron.",
+        "entitlements sweep --now 2027-01-01",
+    )
+    p.add_argument(
+        "--batch",
+        type=inputs.whole_number,
+        default=500,
+        help="items of each kind per tenant per batch (default 500)",
+    )
+
+    db = group("db", "the database schema", "Create, upgrade and inspect the schema.")
+    if want("db"):
+        command(
+            db,
+            ("db", "upgrade"),
+            "db_upgrade",
+            "create the schema, or upgrade it to this version's",
+            "Runs the shipped migrations; the only command that creates or changes the schema.",
+            "entitlements db upgrade --db postgresql+psycopg://app@db/app",
+        )
+        command(
+            db,
+            ("db", "current"),
+            "db_current",
+            "show the schema's revision and this version's",
+            "Exit 0 when up to date, 6 when there is no schema or it is behind.",
+            "entitlements db current",
+        )
+    return top, commands
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse the line; unknown options get a suggestion from the command's own."""
+    import difflib
+
+    top, _ = build(argv)
+    args, extra = top.parse_known_args(argv)
+    if extra:
+        own = getattr(args, "command_parser", None) or top
+        words = [w for w in extra if w.startswith("--")]
+        known = list(own._option_string_actions)
+        for word in words:
+            close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.6)
+            if close:
+                raise Usage(f"unrecognized arguments: {' '.join(extra)}; did you mean {close[0]}?")
+        raise Usage(f"unrecognized arguments: {' '.join(extra)}")
+    return args

@@ -1,0 +1,334 @@
+"""Batch ingestion: many usage events in one transaction, with the outcomes consuming
+them one by one would have had.
+
+The counters a batch touches are read once, locked, together with the terms revision
+each is stamped with; an owner whose counters are missing or carry another revision
+than the terms at hand (another process changed them), or hold reservations that ran
+out, is handled as a single call's refused guess is: under the owner's terms lock,
+with its terms read again from the database. The events are then decided in order
+against those locked counters, in memory, and written with one insert of the accepted
+ledger rows and one conditional UPDATE per counter — which checks the revision and the
+ceiling once more, so the database, not this process, has the last word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from entitlements.domain.actor import Actor
+from entitlements.domain.ingestion import UsageEvent, UsageOutcome, UsageResult
+from entitlements.domain.owner import Owner, as_owner
+from entitlements.domain.plan import Enforcement, LimitKind
+from entitlements.domain.resolution import Snapshot
+from entitlements.domain.usage import (
+    Counter,
+    UsageDecision,
+    UsageRecord,
+    check_amount,
+    check_idempotency_key,
+    decide,
+    usage_period_start,
+)
+from entitlements.errors import Conflict, EntitlementsError, IdempotencyKeyReused, InvalidInput
+from entitlements.service.runtime import Runtime, Transaction
+from entitlements.service.snapshots import load_snapshot
+from entitlements.service.terms import effective, expire_held, fallback_guard, refuse, usage_target
+
+__all__ = ["ingest", "record_over_limit"]
+
+Group = tuple[Owner, str, datetime]
+
+
+class _Planned(NamedTuple):
+    event: UsageEvent
+    owner: Owner
+    metric: str
+    amount: int
+    key: str | None
+    at: datetime
+    snapshot: Snapshot
+    group: Group
+
+
+def record_over_limit(tx: Transaction, who: Actor, result: UsageDecision, reason: str) -> None:
+    """Passing a soft limit is audited (and so heard by listeners)."""
+    tx.record(
+        who,
+        "usage.over_limit",
+        usage_target(result.owner, result.metric),
+        owner=result.owner,
+        after={
+            "metric": result.metric,
+            "limit": result.limit,
+            "used": result.used,
+            "reserved": result.reserved,
+            "requested": result.requested,
+            "enforcement": result.enforcement.value,
+        },
+        reason=reason,
+    )
+
+
+def _checked(rt: Runtime, index: int, event: object) -> tuple[UsageEvent, datetime | None]:
+    if not isinstance(event, UsageEvent):
+        raise InvalidInput(
+            f"events[{index}]", f"must be a UsageEvent, got {type(event).__name__}", event
+        )
+    as_owner(event.owner)
+    if not isinstance(event.metric, str) or not event.metric:
+        raise InvalidInput(f"events[{index}].metric", "must name a metric", event.metric)
+    check_amount(event.amount, f"events[{index}].amount")
+    try:
+        check_idempotency_key(event.key)
+    except InvalidInput as bad:
+        raise InvalidInput(f"events[{index}].key", str(bad).split(": ", 1)[1], event.key) from None
+    at = None if event.at is None else rt.now(event.at)
+    return event, at
+
+
+def ingest(rt: Runtime, events: Sequence[object], who: Actor) -> list[UsageResult]:
+    checked = [_checked(rt, i, e) for i, e in enumerate(events)]
+    if not checked:
+        return []
+    tenant = checked[0][0].owner.tenant
+    for i, (event, _) in enumerate(checked):
+        if event.owner.tenant != tenant:
+            raise InvalidInput(
+                f"events[{i}].owner",
+                f"one batch is one tenant's ({tenant!r}); {event.owner} belongs to "
+                f"{event.owner.tenant!r}",
+                event.owner,
+            )
+    keep = not rt.in_atomic_block
+    generation = rt.cache.generation
+    with rt.transaction(tenant) as tx:
+        return _Batch(rt, tx, who, keep, generation).run(checked)
+
+
+class _Batch:
+    def __init__(
+        self, rt: Runtime, tx: Transaction, who: Actor, keep: bool, generation: int
+    ) -> None:
+        self.rt, self.tx, self.who = rt, tx, who
+        self.keep, self.generation = keep, generation
+        self.terms: dict[Owner, Snapshot] = {}
+        self.relocked: set[Owner] = set()
+
+    def _terms(self, owner: Owner, at: datetime) -> Snapshot:
+        snapshot = self.terms.get(owner)
+        if snapshot is not None and snapshot.valid_at(at):
+            return snapshot
+        if owner not in self.relocked:
+            snapshot = self.rt.cache.snapshots.get(owner)
+        if snapshot is None or not snapshot.valid_at(at) or owner in self.relocked:
+            snapshot = load_snapshot(self.tx.uow, owner, at, self.rt.policy)
+            if self.keep and owner not in self.relocked:
+                self.rt.cache.put(snapshot, self.generation)
+        self.terms[owner] = snapshot
+        return snapshot
+
+    def _plan(self, event: UsageEvent, at: datetime | None) -> _Planned:
+        owner = event.owner
+        when = self.tx.now if at is None else at
+        snapshot = self._terms(owner, when)
+        definition = snapshot.limit_definition(event.metric)
+        if definition is not None and definition.kind is LimitKind.SEATS:
+            raise InvalidInput(
+                "metric",
+                f"{event.metric} counts seats: assign them with ents.seats.assign",
+                event.metric,
+            )
+        period = usage_period_start(snapshot, definition)
+        return _Planned(
+            event,
+            owner,
+            event.metric,
+            event.amount,
+            event.key,
+            when,
+            snapshot,
+            (owner, event.metric, period),
+        )
+
+    def _stale(
+        self,
+        planned: Sequence[_Planned],
+        found: dict[Group, tuple[Counter, int]],
+        existing: Mapping[tuple[Owner, str], UsageRecord],
+    ) -> set[Owner]:
+        """Owners whose counting needs the terms lock, as a single call's would: a
+        retry of a recorded event counts nothing and needs no lock."""
+        stale: set[Owner] = set()
+        fallback_checked: set[Owner] = set()
+        for p in planned:
+            if p.owner in stale or (p.key is not None and (p.owner, p.key) in existing):
+                continue
+            guarded = p.owner not in fallback_checked
+            fallback_checked.add(p.owner)
+            stored = found.get(p.group)
+            if (
+                stored is None
+                or stored[1] != p.snapshot.revision
+                or stored[0].holds_expired(p.at)
+                or (guarded and not self._fallback_current(p.snapshot))
+            ):
+                stale.add(p.owner)
+        return stale
+
+    def _fallback_current(self, snapshot: Snapshot) -> bool:
+        guard = fallback_guard(snapshot)
+        if guard is None:
+            return True
+        head = self.tx.uow.plans.find(guard[0])
+        return head is not None and head.version == guard[1]
+
+    def _relock(
+        self,
+        owners: set[Owner],
+        checked: Sequence[tuple[UsageEvent, datetime | None]],
+        existing: Mapping[tuple[Owner, str], UsageRecord],
+    ) -> list[_Planned]:
+        """Take the terms lock of ``owners``, read their terms again, settle their
+        expired reservations and make sure their counters exist, stamped."""
+        uow = self.tx.uow
+        for owner in sorted(owners, key=str):
+            uow.revisions.lock(owner)
+            self.relocked.add(owner)
+            self.terms.pop(owner, None)
+        replanned = [self._plan(e, at) for e, at in checked if e.owner in owners]
+        latest: dict[Group, datetime] = {}
+        for p in replanned:
+            if p.key is None or (p.owner, p.key) not in existing:
+                latest[p.group] = max(p.at, latest.get(p.group, p.at))
+        for (owner, metric, period), at in latest.items():
+            expire_held(self.tx, uow.usage.expired_held(owner, metric, period, at))
+            uow.usage.ensure(owner, metric, period, self.terms[owner].revision)
+        return replanned
+
+    def run(self, checked: Sequence[tuple[UsageEvent, datetime | None]]) -> list[UsageResult]:
+        uow = self.tx.uow
+        planned = [self._plan(e, at) for e, at in checked]
+        keyed = list({(p.owner, p.key) for p in planned if p.key is not None})
+        existing: Mapping[tuple[Owner, str], UsageRecord] = (
+            uow.usage.recorded(keyed) if keyed else {}
+        )
+        found = dict(uow.usage.counters_of(list({p.group for p in planned}), lock=True))
+        stale = self._stale(planned, found, existing)
+        if stale:
+            replanned = iter(self._relock(stale, checked, existing))
+            planned = [next(replanned) if p.owner in stale else p for p in planned]
+            groups = list(
+                {
+                    p.group
+                    for p in planned
+                    if p.owner in stale and (p.key is None or (p.owner, p.key) not in existing)
+                }
+            )
+            found.update(uow.usage.counters_of(groups, lock=True))
+        counters = {group: self._effective(c) for group, (c, _) in found.items()}
+        return self._decide_and_write(planned, existing, counters)
+
+    def _effective(self, counter: Counter) -> Counter:
+        return effective(self.tx.uow, counter, self.tx.now)
+
+    def _decide_and_write(
+        self,
+        planned: Sequence[_Planned],
+        existing: Mapping[tuple[Owner, str], UsageRecord],
+        counters: dict[Group, Counter],
+    ) -> list[UsageResult]:
+        tx, rt = self.tx, self.rt
+        uow = tx.uow
+        new_id = rt.new_id
+        results: list[UsageResult] = []
+        accepted: dict[tuple[Owner, str], UsageRecord] = {}
+        records: list[UsageRecord] = []
+        totals: dict[Group, int] = {}
+        ceilings: dict[Group, int | None] = {}
+        latest: dict[Group, datetime] = {}
+        for p in planned:
+            snapshot, metric, amount = p.snapshot, p.metric, p.amount
+            if p.key is not None:
+                earlier = accepted.get((p.owner, p.key)) or existing.get((p.owner, p.key))
+                if earlier is not None:
+                    results.append(self._duplicate(p, earlier, counters))
+                    continue
+            counter = counters.get(p.group) or Counter(*p.group)
+            before = decide(snapshot, metric, counter, amount)
+            if not before.allowed:
+                results.append(UsageResult(p.event, UsageOutcome.REFUSED, before, refuse(before)))
+                continue
+            record = UsageRecord(new_id(), p.owner, metric, amount, p.group[2], p.at, p.key)
+            records.append(record)
+            if p.key is not None:
+                accepted[(p.owner, p.key)] = record
+            after = Counter(
+                p.owner,
+                metric,
+                counter.period_start,
+                counter.used + amount,
+                counter.reserved,
+                counter.held_until,
+            )
+            counters[p.group] = after
+            totals[p.group] = totals.get(p.group, 0) + amount
+            latest[p.group] = max(p.at, latest.get(p.group, p.at))
+            ceiling = before.limit if before.enforcement is Enforcement.HARD else None
+            if p.group in ceilings and ceilings[p.group] != ceiling:
+                ceiling = None  # terms moved with time inside the batch: decided above
+            ceilings[p.group] = ceiling
+            result = decide(snapshot, metric, after, 0)._replace(requested=amount)
+            if result.limit is not None and after.used + after.reserved > result.limit:
+                result = result._replace(over_limit=True)
+                record_over_limit(
+                    tx, self.who, result, f"{result.detail}; soft limit {result.limit} passed"
+                )
+            results.append(UsageResult(p.event, UsageOutcome.ACCEPTED, result))
+        uow.usage.add_records(records)
+        touched: set[Owner] = set()
+        for group in sorted(totals, key=_order):
+            owner, metric, period = group
+            snapshot = self.terms[owner]
+            if not uow.usage.add_counted(
+                owner,
+                metric,
+                period,
+                totals[group],
+                ceiling=ceilings[group],
+                revision=snapshot.revision,
+                now=latest[group],
+                fallback=fallback_guard(snapshot),
+            ):
+                raise Conflict(
+                    f"the terms of {owner} changed while the batch was recorded; retry it"
+                )
+            touched.add(owner)
+        if touched:
+            tx.usage_touched.update(touched)
+            rt.cache.invalidate_usage(touched)
+        return results
+
+    def _duplicate(
+        self, p: _Planned, earlier: UsageRecord, counters: dict[Group, Counter]
+    ) -> UsageResult:
+        if (earlier.metric, earlier.amount) != (p.metric, p.amount):
+            assert p.key is not None
+            error: EntitlementsError = IdempotencyKeyReused(
+                p.key, f"{earlier.amount} {earlier.metric}", f"{p.amount} {p.metric}"
+            )
+            counter = counters.get(p.group) or Counter(*p.group)
+            decision = decide(p.snapshot, p.metric, counter, p.amount)
+            return UsageResult(p.event, UsageOutcome.REFUSED, decision, error)
+        group = (earlier.owner, earlier.metric, earlier.period_start)
+        known = counters.get(group)
+        counter = known or self._effective(self.tx.uow.usage.counter(*group))
+        counters[group] = counter
+        decision = decide(p.snapshot, earlier.metric, counter, earlier.amount)
+        return UsageResult(p.event, UsageOutcome.DUPLICATE, decision._replace(duplicate=True))
+
+
+def _order(group: Group) -> tuple[Any, ...]:
+    owner, metric, period = group
+    return (owner.kind, owner.id, metric, period)

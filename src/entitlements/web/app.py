@@ -1,0 +1,100 @@
+"""The ASGI application a host mounts: the staff console and the public signing pages,
+with the package's own static files, behind the security headers."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.routing import Mount, Router
+from starlette.staticfiles import StaticFiles
+
+from entitlements.errors import InvalidInput
+from entitlements.service.entitlements import Entitlements
+from entitlements.web.auth import Authenticator
+from entitlements.web.console import Console
+from entitlements.web.csrf import CsrfGuard
+from entitlements.web.flash import Flash
+from entitlements.web.headers import SecurityHeaders
+from entitlements.web.links import LinkMemory
+from entitlements.web.pages import Pages
+from entitlements.web.ratelimit import BadTokenLimiter
+from entitlements.web.settings import (
+    DEFAULT_CONSENT,
+    DEFAULT_CONSENT_VERSION,
+    Settings,
+    peer_address,
+)
+from entitlements.web.signing import SigningPages
+
+__all__ = ["create_app"]
+
+STATIC = Path(__file__).parent / "static"
+
+
+def _secret(value: bytes | str) -> bytes:
+    raw = value.encode() if isinstance(value, str) else value
+    if not isinstance(raw, bytes) or len(raw) < 16:
+        raise InvalidInput(
+            "secret_key", "must be at least 16 bytes, the same in every process of the host"
+        )
+    return raw
+
+
+def create_app(
+    ents: Entitlements,
+    *,
+    authenticator: Authenticator,
+    secret_key: bytes | str,
+    consent_text: str = DEFAULT_CONSENT,
+    consent_version: str = DEFAULT_CONSENT_VERSION,
+    client_ip: Callable[[Request], str | None] = peer_address,
+    signing_base_url: str | None = None,
+    bad_token_limiter: BadTokenLimiter | None = None,
+    title: str = "Subscriptions",
+) -> Starlette:
+    """The console (at ``/``) and the signing pages (at ``/sign/<token>``) for ``ents``.
+
+    ``authenticator`` turns a request into the staff `Actor` or refuses (``None``); the
+    console has no open default. ``secret_key`` keys the CSRF tokens and the signing
+    pages' memory of opened links: every process of the host must share it. ``client_ip``
+    reads the signer's address (behind a proxy, from the header it sets) for the evidence
+    and the bad-token limit. ``signing_base_url`` is where signers reach these pages, if
+    not where staff do.
+    """
+    if not callable(authenticator):
+        raise InvalidInput(
+            "authenticator", "pass a function from the request to the staff Actor (or None)"
+        )
+    secret = _secret(secret_key)
+    settings = Settings(consent_text, consent_version, client_ip, signing_base_url)
+    router_box: list[Router] = []
+    pages = Pages(CsrfGuard(secret), lambda: router_box[0], title)
+    signing = SigningPages(
+        ents,
+        pages,
+        LinkMemory(secret + b"\x1flinks"),
+        bad_token_limiter or BadTokenLimiter(),
+        settings,
+        Flash(secret + b"\x1fflash"),
+    )
+    console = Console(ents, pages, authenticator, settings)
+    app = Starlette(
+        routes=[
+            *signing.routes(),
+            *console.routes(),
+            Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+        ],
+        middleware=[Middleware(SecurityHeaders)],
+    )
+    router_box.append(app.router)
+    return app
+
+
+def random_secret() -> str:
+    """A fresh secret for ``secret_key`` (keep it in the host's configuration)."""
+    return secrets.token_urlsafe(32)

@@ -1,0 +1,89 @@
+"""What this browser remembers about a signing link it has opened.
+
+The library forgets a token's hash once the link is used, replaced, voided or expired,
+and answers every such token alike (`InvalidToken`) — rightly, or a guesser could learn
+which contracts exist. The signer who comes back still deserves to be told what happened
+("you have signed", "this link was replaced"). So when a link opens, the browser keeps a
+cookie, MAC'd with the host's secret and bound to the token, naming the contract and the
+signer. Only a browser that opened the real link holds it; with it, the page can read the
+contract's state and say which case this is. Everyone else sees one generic page.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from typing import Any
+
+import attrs
+from starlette.requests import Request
+from starlette.responses import Response
+
+from entitlements.domain.owner import Owner
+
+__all__ = ["LinkMemory", "RememberedLink"]
+
+MAX_AGE = 180 * 24 * 3600
+
+
+@attrs.frozen
+class RememberedLink:
+    owner: Owner
+    contract_id: str
+    signer_id: str
+
+
+class LinkMemory:
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    @staticmethod
+    def _digest(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def _name(self, token: str) -> str:
+        return "ent_link_" + self._digest(token)[:24]
+
+    def _mac(self, token: str, payload: str) -> str:
+        message = f"link\x1f{self._digest(token)}\x1f{payload}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    def remember(
+        self, request: Request, response: Response, token: str, link: RememberedLink
+    ) -> None:
+        document: dict[str, Any] = {
+            "t": link.owner.tenant,
+            "k": link.owner.kind,
+            "i": link.owner.id,
+            "c": link.contract_id,
+            "s": link.signer_id,
+        }
+        payload = base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
+        response.set_cookie(
+            self._name(token),
+            f"{payload}.{self._mac(token, payload)}",
+            max_age=MAX_AGE,
+            path=(request.scope.get("root_path") or "") + "/sign/",
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+        )
+
+    def recall(self, request: Request, token: str) -> RememberedLink | None:
+        value = request.cookies.get(self._name(token))
+        if not value or value.count(".") != 1 or len(value) > 4000:
+            return None
+        payload, mac = value.split(".")
+        if not hmac.compare_digest(mac, self._mac(token, payload)):
+            return None
+        try:
+            document = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            return RememberedLink(
+                Owner(document["k"], document["i"], document["t"]),
+                str(document["c"]),
+                str(document["s"]),
+            )
+        except Exception:  # a cookie we signed but cannot read: as if there were none
+            return None

@@ -1,0 +1,561 @@
+"""The console and the signing pages over HTTP (Starlette's test client), on every store
+the pages are served from. The browser tests (test_web_browser.py) repeat the main flow in
+Chromium; these pin the rules: refusals, CSRF, headers, repeat-safety, link pages."""
+
+from __future__ import annotations
+
+import base64
+import re
+import struct
+import zlib
+from datetime import timedelta
+
+import pytest
+
+pytest.importorskip("starlette", reason="the web extra is not installed")
+pytest.importorskip("httpx2", reason="the test extra (httpx2) is not installed")
+
+from starlette.testclient import TestClient
+
+from entitlements import Actor, Entitlements, ManualClock, Owner
+from entitlements.web import BadTokenLimiter
+from web_host import make_ents, make_host
+
+KINDS = ["memory", "sqlite", "postgres"]
+ACME = Owner("organization", "acme")
+STAFF = Actor("ann", "staff", {"subscriptions.manage"})
+
+
+def csrf(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def heading(html: str) -> str:
+    return re.search(r"<h1>([^<]+)</h1>", html).group(1).strip()
+
+
+def alerts(html: str) -> list[str]:
+    return re.findall(r'role="alert"[^>]*>([^<]+)<', html)
+
+
+def staff_client(ents: Entitlements, **kw) -> TestClient:
+    client = TestClient(make_host(ents, **kw), follow_redirects=True)
+    client.get("/login?as=ann")
+    return client
+
+
+def signer_client(ents: Entitlements, **kw) -> TestClient:
+    return TestClient(
+        make_host(ents, **kw), follow_redirects=True, headers={"User-Agent": "Browser/1"}
+    )
+
+
+def issue(ents: Entitlements, signers: int = 2) -> list[str]:
+    """A trial and a sent contract, through the library; returns the signing paths."""
+    if ents.subscriptions.find(ACME) is None:
+        ents.subscriptions.start_trial(ACME, "team", actor=STAFF, seats=3)
+    from entitlements.domain.contracts.contract import SignerSpec
+
+    contract = ents.contracts.issue(
+        ACME,
+        title="Team agreement",
+        body="The customer subscribes to Team for 12 months.",
+        signers=[SignerSpec(f"Signer {n}", f"s{n}@acme.test") for n in range(1, signers + 1)],
+        plan_key="team",
+        actor=STAFF,
+    )
+    tokens = ents.contracts.send(ACME, contract.id, actor=STAFF)
+    return [f"/billing/sign/{tokens[s]}" for s in sorted(tokens)]
+
+
+def sign_typed(client: TestClient, path: str, name: str = "Ada Lovelace") -> str:
+    page = client.get(path)
+    token = csrf(page.text)
+    client.post(path + "/consent", data={"csrf_token": token, "agree": "yes"})
+    return client.post(
+        path + "/sign", data={"csrf_token": token, "method": "typed", "typed_name": name}
+    ).text
+
+
+def png() -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    raw = b"\x00\x00\x00\x00\x00"
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw[:4]))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture(params=KINDS)
+def ents(request, make_store):
+    made = make_ents(make_store(request.param))
+    yield made
+    made.close()
+
+
+# -- the console ------------------------------------------------------------------------
+
+
+def test_the_console_refuses_requests_without_an_actor(ents):
+    client = TestClient(make_host(ents))
+    for path in ("/billing/", "/billing/owner?ref=organization:acme", "/billing/plans"):
+        refused = client.get(path)
+        assert refused.status_code == 401
+        assert heading(refused.text) == "Sign in required"
+    posted = client.post(
+        "/billing/owner/start-trial", data={"owner": "organization:acme", "plan": "team"}
+    )
+    assert posted.status_code == 401
+    assert ents.subscriptions.find(ACME) is None
+
+
+def test_a_form_without_the_csrf_token_changes_nothing(ents):
+    ents.subscriptions.start_trial(ACME, "team", actor=STAFF)
+    client = staff_client(ents)
+    token = csrf(client.get("/billing/owner?ref=organization:acme").text)
+    forged = client.post(
+        "/billing/owner/suspend", data={"owner": "organization:acme", "reason": "x"}
+    )
+    assert forged.status_code == 403
+    client.get("/login?as=eve")
+    eves = csrf(client.get("/billing/owner?ref=organization:acme").text)
+    client.get("/login?as=ann")
+    assert eves != token
+    assert (
+        client.post(
+            "/billing/owner/suspend", data={"owner": "organization:acme", "csrf_token": eves}
+        ).status_code
+        == 403
+    ), "a token made for another actor"
+    cross_site = client.post(
+        "/billing/owner/suspend",
+        data={"owner": "organization:acme", "csrf_token": token},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert cross_site.status_code == 403
+    assert ents.subscriptions.get(ACME).status.value == "trialing"
+    done = client.post(
+        "/billing/owner/suspend", data={"owner": "organization:acme", "csrf_token": token}
+    )
+    assert done.status_code == 200
+    assert ents.subscriptions.get(ACME).status.value == "suspended"
+
+
+def test_staff_start_a_trial_issue_a_contract_and_convert(ents):
+    client = staff_client(ents)
+    page = client.get("/billing/owner?ref=organization:acme")
+    token = csrf(page.text)
+    started = client.post(
+        "/billing/owner/start-trial",
+        data={
+            "csrf_token": token,
+            "owner": "organization:acme",
+            "plan": "team",
+            "seats": "3",
+            "reason": "sales call",
+        },
+    )
+    assert 'id="sub-status">trialing<' in started.text
+    issued = client.post(
+        "/billing/owner/issue-contract",
+        data={
+            "csrf_token": token,
+            "owner": "organization:acme",
+            "title": "Team agreement",
+            "body": "Twelve months of Team.",
+            "plan": "team",
+            "signer_name_1": "Ada Lovelace",
+            "signer_email_1": "ada@acme.test",
+            "signer_name_2": "Grace Hopper",
+            "signer_email_2": "grace@acme.test",
+            "seats": "3",
+        },
+    )
+    links = re.findall(
+        r'class="link" readonly value="http://testserver(/billing/sign/[^"]+)"', issued.text
+    )
+    assert len(links) == 2
+    assert "will not show them again" in issued.text
+    again = client.get("/billing/owner?ref=organization:acme").text
+    assert all(link.rsplit("/", 1)[1] not in again for link in links), "links are shown once"
+    for n, link in enumerate(links):
+        assert heading(sign_typed(signer_client(ents), link, f"Signer {n}")) == "You have signed"
+    contract = ents.contracts.list(ACME)[0]
+    assert contract.status.value == "completed"
+    converted = client.post(
+        "/billing/owner/convert",
+        data={
+            "csrf_token": token,
+            "owner": "organization:acme",
+            "contract": contract.id,
+            "seats": "3",
+        },
+    )
+    assert 'id="sub-status">active<' in converted.text
+    assert 'id="sub-seats">3<' in converted.text
+    audit = [a.action for a in ents.audit.for_owner(ACME)]
+    assert "contract.convert" in audit
+    assert any(
+        a.actor == "staff:ann" and a.reason == "sales call" for a in ents.audit.for_owner(ACME)
+    )
+
+
+def test_the_owner_list_filters_by_status_and_text(ents):
+    ents.subscriptions.start_trial(ACME, "team", actor=STAFF)
+    ents.subscriptions.start_trial(Owner("organization", "globex"), "starter", actor=STAFF)
+    ents.subscriptions.suspend(Owner("organization", "globex"), actor=STAFF)
+    client = staff_client(ents)
+    suspended = client.get("/billing/?status=suspended").text
+    assert "organization:globex" in suspended
+    assert "organization:acme" not in suspended
+    by_text = client.get("/billing/?q=ACM").text
+    assert "organization:acme" in by_text
+    assert "organization:globex" not in by_text
+    assert client.get("/billing/?status=nonsense").status_code == 400
+
+
+def test_a_plan_change_shows_the_over_quota_preview_before_it_applies(ents):
+    ents.subscriptions.start_trial(ACME, "team", actor=STAFF)
+    ents.usage.set_gauge(ACME, "projects", 7)
+    client = staff_client(ents)
+    token = csrf(client.get("/billing/owner?ref=organization:acme").text)
+    preview = client.get("/billing/owner/preview?ref=organization:acme&plan=starter")
+    assert preview.status_code == 200
+    assert "projects: 7 in use, the new limit is 3" in preview.text
+    assert ents.subscriptions.get(ACME).plan_key == "team", "a preview changes nothing"
+    refused = client.post(
+        "/billing/owner/change-plan",
+        data={"csrf_token": token, "owner": "organization:acme", "plan": "starter"},
+    )
+    assert refused.status_code == 409
+    assert alerts(refused.text), "the library's refusal is shown on the form"
+    applied = client.post(
+        "/billing/owner/change-plan",
+        data={
+            "csrf_token": token,
+            "owner": "organization:acme",
+            "plan": "starter",
+            "allow_over_quota": "on",
+        },
+    )
+    assert "Now over quota: projects (7 used, limit 3)" in applied.text
+    assert ents.subscriptions.get(ACME).plan_key == "starter"
+
+
+def test_library_errors_are_shown_on_the_form(ents):
+    ents.subscriptions.start_trial(ACME, "team", actor=STAFF)
+    client = staff_client(ents)
+    token = csrf(client.get("/billing/owner?ref=organization:acme").text)
+    seats = client.post(
+        "/billing/owner/change-seats",
+        data={"csrf_token": token, "owner": "organization:acme", "seats": "many"},
+    )
+    assert seats.status_code == 400
+    assert 'id="error-change-seats">seats: must be a whole number' in seats.text
+    override = client.post(
+        "/billing/owner/set-override",
+        data={
+            "csrf_token": token,
+            "owner": "organization:acme",
+            "kind": "feature",
+            "key": "sso",
+            "reason": " ",
+        },
+    )
+    assert override.status_code == 400
+    assert "an override needs a reason" in override.text.replace("&#39;", "'")
+    unknown = client.get("/billing/owner?ref=not-an-owner")
+    assert unknown.status_code == 400
+
+
+def test_overrides_set_and_remove_with_a_reason(ents):
+    ents.subscriptions.start_trial(ACME, "starter", actor=STAFF)
+    client = staff_client(ents)
+    token = csrf(client.get("/billing/owner?ref=organization:acme").text)
+    client.post(
+        "/billing/owner/set-override",
+        data={
+            "csrf_token": token,
+            "owner": "organization:acme",
+            "kind": "limit",
+            "key": "projects",
+            "value": "9",
+            "reason": "pilot",
+        },
+    )
+    assert ents.limit(ACME, "projects") == 9
+    client.post(
+        "/billing/owner/remove-override",
+        data={
+            "csrf_token": token,
+            "owner": "organization:acme",
+            "kind": "limit",
+            "key": "projects",
+            "reason": "pilot over",
+        },
+    )
+    assert ents.limit(ACME, "projects") == 3
+
+
+def test_the_plan_catalog_counts_owners_per_version(ents):
+    ents.subscriptions.start_trial(ACME, "team", actor=STAFF)
+    page = staff_client(ents).get("/billing/plans")
+    assert page.status_code == 200
+    row = re.search(
+        r"<tr><td>v1</td>\s*<td>projects: 50, seats: 10</td>.*?<td>(\d+)</td></tr>", page.text, re.S
+    )
+    assert row
+    assert row.group(1) == "1"
+
+
+# -- the signing page -------------------------------------------------------------------
+
+
+def test_every_signing_step_is_safe_to_repeat(ents):
+    path = issue(ents, signers=1)[0]
+    client = signer_client(ents)
+    first = client.get(path)
+    assert first.status_code == 200
+    assert "I agree" in first.text
+    assert client.get(path).status_code == 200, "refresh before consenting"
+    token = csrf(first.text)
+    for _ in range(2):  # double submit of the consent
+        consented = client.post(path + "/consent", data={"csrf_token": token, "agree": "yes"})
+        assert consented.status_code == 200
+        assert 'id="sign-form"' in consented.text
+    assert 'id="sign-form"' in client.get(path).text, "refresh after consenting: the sign step"
+    for _ in range(2):  # double submit of the signature
+        signed = client.post(
+            path + "/sign", data={"csrf_token": token, "method": "typed", "typed_name": "Ada"}
+        )
+        assert signed.status_code == 200
+        assert heading(signed.text) == "You have signed"
+    assert heading(client.get(path).text) == "You have signed", "coming back after signing"
+    late = client.post(path + "/decline", data={"csrf_token": token, "reason": "changed my mind"})
+    assert heading(late.text) == "You have signed", "a decline after signing changes nothing"
+    assert ents.contracts.list(ACME)[0].status.value == "completed"
+
+
+def test_decline_is_safe_to_repeat_and_says_so(ents):
+    path = issue(ents, signers=1)[0]
+    client = signer_client(ents)
+    token = csrf(client.get(path).text)
+    for _ in range(2):
+        declined = client.post(path + "/decline", data={"csrf_token": token, "reason": "price"})
+        assert declined.status_code == 200
+        assert heading(declined.text) == "You declined"
+    assert ents.contracts.list(ACME)[0].status.value == "declined"
+
+
+def test_a_name_of_only_spaces_and_an_unticked_consent_are_form_errors(ents):
+    path = issue(ents, signers=1)[0]
+    client = signer_client(ents)
+    token = csrf(client.get(path).text)
+    unticked = client.post(path + "/consent", data={"csrf_token": token})
+    assert unticked.status_code == 400
+    assert alerts(unticked.text)
+    client.post(path + "/consent", data={"csrf_token": token, "agree": "yes"})
+    spaces = client.post(
+        path + "/sign", data={"csrf_token": token, "method": "typed", "typed_name": "   "}
+    )
+    assert spaces.status_code == 400
+    assert "must be the signer" in alerts(spaces.text)[0].replace("&#39;", "'")
+    empty_drawing = client.post(
+        path + "/sign", data={"csrf_token": token, "method": "drawn", "drawing": ""}
+    )
+    assert empty_drawing.status_code == 400
+    garbage = client.post(
+        path + "/sign",
+        data={"csrf_token": token, "method": "drawn", "drawing": "data:image/png;base64,@@@"},
+    )
+    assert garbage.status_code == 400
+    assert ents.contracts.list(ACME)[0].signers[0].status.value == "consented"
+
+
+def test_a_drawn_signature_is_stored_with_ip_and_user_agent(ents):
+    path = issue(ents, signers=1)[0]
+    client = signer_client(ents)
+    token = csrf(client.get(path).text)
+    client.post(path + "/consent", data={"csrf_token": token, "agree": "yes"})
+    image = png()
+    data_url = "data:image/png;base64," + base64.b64encode(image).decode()
+    signed = client.post(
+        path + "/sign", data={"csrf_token": token, "method": "drawn", "drawing": data_url}
+    )
+    assert heading(signed.text) == "You have signed"
+    contract = ents.contracts.list(ACME)[0]
+    signed_event = next(
+        e for e in ents.contracts.events(ACME, contract.id) if e.type.value == "signed"
+    )
+    assert signed_event.data["method"] == "drawn"
+    assert ents.contracts.drawing(ACME, contract.id, signed_event.data["image_sha256"]) == (
+        "image/png",
+        image,
+    )
+    people = {
+        v["value"] for v in ents.contracts.evidence(ACME, contract.id)["personal_data"].values()
+    }
+    assert {"Browser/1", "testclient"} <= people
+    assert ents.contracts.verify(ACME, contract.id).ok
+
+
+def test_a_signing_form_without_the_csrf_token_records_nothing(ents):
+    path = issue(ents, signers=1)[0]
+    client = signer_client(ents)
+    client.get(path)
+    forged = client.post(path + "/consent", data={"agree": "yes"})
+    assert forged.status_code == 403
+    assert ents.contracts.list(ACME)[0].signers[0].status.value == "viewed"
+
+
+def test_voided_replaced_and_expired_links_say_so_to_the_browser_that_opened_them(make_store):
+    clock = ManualClock()
+    ents = make_ents(make_store("sqlite"))
+    ents.runtime.clock = clock
+    ents.runtime.timestamp = lambda: clock.now().timestamp()
+    made = []
+    for _ in range(3):
+        before = {c.id for c in ents.contracts.list(ACME)}
+        path = issue(ents, signers=1)[0]
+        (contract_id,) = {c.id for c in ents.contracts.list(ACME)} - before
+        made.append((contract_id, path))
+    (voided_id, voided), (replaced_id, replaced), (_, expired) = made
+    client = signer_client(ents)
+    for path in (voided, replaced, expired):
+        assert client.get(path).status_code == 200
+    ents.contracts.void(ACME, voided_id, actor=STAFF, reason="wrong price")
+    ents.contracts.resend(ACME, replaced_id, "s1", actor=STAFF)
+    assert heading(client.get(voided).text) == "This agreement was withdrawn"
+    assert client.get(voided).status_code == 410
+    assert heading(client.get(replaced).text) == "This link was replaced"
+    clock.advance(timedelta(days=8))
+    assert heading(client.get(expired).text) == "This link has expired"
+    stranger = signer_client(ents)
+    bad = stranger.get("/billing/sign/" + "x" * 43)
+    for path in (voided, replaced, expired):
+        seen = stranger.get(path)
+        assert (seen.status_code, seen.text) == (bad.status_code, bad.text), "nothing is revealed"
+    assert bad.status_code == 404
+    ents.close()
+
+
+def test_bad_tokens_are_rate_limited_without_revealing_good_ones(ents):
+    good = issue(ents, signers=1)[0]
+    client = signer_client(ents, limiter=BadTokenLimiter(attempts=3, window=600))
+    for n in range(3):
+        assert client.get(f"/billing/sign/{'y' * 40}{n}").status_code == 404
+    blocked_bad = client.get("/billing/sign/" + "z" * 43)
+    blocked_good = client.get(good)
+    assert blocked_bad.status_code == blocked_good.status_code == 429
+    assert blocked_bad.text == blocked_good.text
+    assert ents.contracts.list(ACME)[0].signers[0].status.value == "sent", "not even opened"
+
+
+def test_pages_carry_the_security_headers_and_no_inline_script(ents):
+    path = issue(ents, signers=1)[0]
+    staff = staff_client(ents)
+    pages = [
+        staff.get("/billing/"),
+        staff.get("/billing/owner?ref=organization:acme"),
+        staff.get("/billing/plans"),
+        signer_client(ents).get(path),
+        signer_client(ents).get("/billing/sign/" + "q" * 43),
+    ]
+    for page in pages:
+        csp = page.headers["content-security-policy"]
+        assert "script-src 'self'" in csp
+        assert "unsafe-inline" not in csp
+        assert "frame-ancestors 'none'" in csp
+        assert page.headers["x-frame-options"] == "DENY"
+        assert page.headers["referrer-policy"] == "no-referrer"
+        assert page.headers["cache-control"] == "no-store"
+        assert not re.search(r"<script(?![^>]*\bsrc=)", page.text), "inline script"
+        assert not re.search(r"\son[a-z]+=", page.text), "inline event handler"
+    script = staff.get("/billing/static/entitlements.js")
+    assert script.status_code == 200
+    assert "pointerdown" in script.text
+
+
+def test_create_app_has_no_open_default(ents):
+    from entitlements import InvalidInput
+    from entitlements.web import create_app
+
+    with pytest.raises(TypeError):
+        create_app(ents, secret_key="x" * 32)  # type: ignore[call-arg]
+    with pytest.raises(InvalidInput):
+        create_app(ents, authenticator=None, secret_key="x" * 32)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput):
+        create_app(ents, authenticator=lambda r: None, secret_key="short")
+
+
+def test_sequential_signers_wait_their_turn(ents):
+    from entitlements.domain.contracts.contract import SignerSpec
+
+    ents.subscriptions.start_trial(ACME, "team", actor=STAFF)
+    contract = ents.contracts.issue(
+        ACME,
+        title="In order",
+        body="First the CEO, then the CFO.",
+        signers=[
+            SignerSpec("Ceo", "ceo@acme.test", order=1),
+            SignerSpec("Cfo", "cfo@acme.test", order=2),
+        ],
+        sequential=True,
+        actor=STAFF,
+    )
+    tokens = ents.contracts.send(ACME, contract.id, actor=STAFF)
+    second = signer_client(ents)
+    path = f"/billing/sign/{tokens['s2']}"
+    token = csrf(second.get(path).text)
+    waiting = second.post(path + "/consent", data={"csrf_token": token, "agree": "yes"})
+    assert "Earlier signers must sign first" in waiting.text
+    early = second.post(
+        path + "/sign", data={"csrf_token": token, "method": "typed", "typed_name": "Cfo"}
+    )
+    assert early.status_code == 200
+    assert "Earlier signers must sign first" in early.text
+    sign_typed(signer_client(ents), f"/billing/sign/{tokens['s1']}", "Ceo")
+    assert 'id="sign-form"' in second.get(path).text
+    assert heading(sign_typed(second, path, "Cfo")) == "You have signed"
+
+
+def test_resend_from_the_console_shows_the_new_link_once_and_retires_the_old(ents):
+    old = issue(ents, signers=1)[0]
+    signer = signer_client(ents)
+    assert signer.get(old).status_code == 200
+    client = staff_client(ents)
+    token = csrf(client.get("/billing/owner?ref=organization:acme").text)
+    contract = ents.contracts.list(ACME)[0]
+    resent = client.post(
+        "/billing/owner/resend",
+        data={
+            "csrf_token": token,
+            "owner": "organization:acme",
+            "contract": contract.id,
+            "signer": "s1",
+        },
+    )
+    new = re.findall(
+        r'class="link" readonly value="http://testserver(/billing/sign/[^"]+)"', resent.text
+    )
+    assert len(new) == 1
+    assert new[0] != old
+    assert heading(signer.get(old).text) == "This link was replaced"
+    assert heading(sign_typed(signer, new[0])) == "You have signed"
+
+
+def test_the_bad_token_limit_forgets_old_failures():
+    now = [0.0]
+    limiter = BadTokenLimiter(attempts=2, window=60, clock=lambda: now[0])
+    limiter.failed("10.0.0.1")
+    limiter.failed("10.0.0.1")
+    assert limiter.blocked("10.0.0.1")
+    assert not limiter.blocked("10.0.0.2")
+    now[0] = 61.0
+    assert not limiter.blocked("10.0.0.1")
