@@ -75,6 +75,7 @@ def main() -> None:
         ("ents.allows(owner, feature) warm", lambda: ents.allows(owner, "export")),
         ("  same, without the validity check", unchecked),
         ("ents.allows(equal owner) warm", lambda: ents.allows(same_owner, "export")),
+        ("ents.allows(owner, missing) warm", lambda: ents.allows(owner, "teleport")),
         ("ents.limit(owner, name) warm", lambda: ents.limit(owner, "projects")),
         ("snapshot.explain(feature)", lambda: snapshot.explain("export")),
     ]

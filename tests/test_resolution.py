@@ -25,6 +25,7 @@ from entitlements import (
     Source,
     Subscription,
     SubscriptionStatus,
+    UnknownLimit,
     resolve,
 )
 
@@ -86,7 +87,10 @@ def test_unknown_features_and_limits_fail_closed_and_say_why():
     snap = resolve(ORG, sub(), GROWTH, [], NOW, POLICY)
     assert not snap.allows("teleport")
     assert not snap.allows("teleport", Action.READ)
-    assert snap.limit("rockets") == 0
+    with pytest.raises(UnknownLimit):
+        snap.limit("rockets")
+    assert snap.limit("rockets", default=0) == 0
+    assert not snap.defines("rockets")
     assert snap.explain("teleport").reason is Reason.UNKNOWN
     assert snap.explain_limit("rockets").reason is Reason.UNKNOWN
 

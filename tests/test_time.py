@@ -79,7 +79,7 @@ def test_an_expiry_date_ends_access_at_that_instant(setup):
     ents.subscriptions.amend(ACME, actor="staff", expires_at=START + timedelta(days=3))
     assert ents.limit(ACME, "projects") == 20
     clock.advance(days=3)
-    assert ents.limit(ACME, "projects") == 0
+    assert ents.limit(ACME, "projects", default=0) == 0
     assert ents.snapshot(ACME).status is SubscriptionStatus.EXPIRED
 
 
@@ -255,7 +255,7 @@ def answers(ents: Entitlements, owner: Owner) -> tuple:
         snap.plan_key,
         tuple(ents.allows(owner, f) for f in FEATURES),
         tuple(ents.allows(owner, f, "create") for f in FEATURES),
-        tuple(ents.limit(owner, name) for name in LIMITS),
+        tuple(ents.limit(owner, name, default=0) for name in LIMITS),
         snap.usage_period,
     )
 

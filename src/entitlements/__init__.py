@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from entitlements.errors import (
     Busy,
     Conflict,
+    ConnectionLost,
     ContractAlreadyConverted,
     ContractNotCompleted,
     ContractNotFound,
@@ -39,6 +40,7 @@ from entitlements.errors import (
     StorageError,
     SubscriptionExists,
     SubscriptionNotFound,
+    UnknownLimit,
     UnknownPlan,
     UsageDenied,
 )
@@ -152,6 +154,7 @@ __all__ = [
     "Busy",
     "Combine",
     "Conflict",
+    "ConnectionLost",
     "ContractAlreadyConverted",
     "ContractNotCompleted",
     "ContractNotFound",
@@ -203,6 +206,7 @@ __all__ = [
     "SweepFailure",
     "SweepReport",
     "SystemClock",
+    "UnknownLimit",
     "UnknownPlan",
     "UsageDenied",
     "UsageEvent",

@@ -206,23 +206,29 @@ class _Reader:
 
 def loads_catalog(text: str, format: Format = "toml", *, where: str = "") -> Catalog:
     """Parse a catalog document; ``where`` (a file name) prefixes error messages."""
-    try:
-        document = tomllib.loads(text) if format == "toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise CatalogError(where, "(syntax)", str(exc)) from None
     if format not in ("toml", "json"):
         raise InvalidInput("format", "must be 'toml' or 'json'", format)
+    if not isinstance(text, str):
+        raise InvalidInput("text", "must be the catalog document as a string", text)
+    try:
+        document = tomllib.loads(text) if format == "toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CatalogError(where, "(syntax)", str(exc) or type(exc).__name__) from None
     return _Reader(where).catalog(document)
 
 
 def load_catalog(path: str | Path, format: Format | None = None) -> Catalog:
     """Load a catalog file; the format follows the suffix unless given."""
+    if not isinstance(path, str | Path):
+        raise InvalidInput("path", "must be a file path", path)
     file = Path(path)
     chosen: Format = format or ("json" if file.suffix.lower() == ".json" else "toml")
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise CatalogError(str(file), "(file)", exc.strerror or str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise CatalogError(str(file), "(file)", f"not UTF-8 text: {exc.reason}") from None
     return loads_catalog(text, chosen, where=file.name)
 
 

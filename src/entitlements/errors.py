@@ -17,6 +17,7 @@ __all__ = [
     "BillingActionRequired",
     "Busy",
     "Conflict",
+    "ConnectionLost",
     "ContractAlreadyConverted",
     "ContractNotCompleted",
     "ContractNotFound",
@@ -46,13 +47,20 @@ __all__ = [
     "StorageError",
     "SubscriptionExists",
     "SubscriptionNotFound",
+    "UnknownLimit",
     "UnknownPlan",
     "UsageDenied",
 ]
 
 
 class EntitlementsError(Exception):
-    """Base of every error raised by the library."""
+    """Base of every error raised by the library.
+
+    ``retryable`` says whether repeating the same call unchanged can succeed: true only
+    where nothing was stored and the cause was passing (`Busy`, a lost connection before
+    anything was sent); bad input, conflicts and missing records fail again."""
+
+    retryable: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -115,6 +123,18 @@ class SubscriptionNotFound(NotFound):
         super().__init__(f"{owner} has no subscription")
         self.owner = owner
         """The owner without a subscription."""
+
+
+class UnknownLimit(NotFound):
+    """The owner's terms define no limit of this name (a typo, or a plan without it).
+    Unlimited is not unknown: ``limit()`` answers ``None`` for that."""
+
+    def __init__(self, owner: object, name: str) -> None:
+        super().__init__(
+            f"{owner} has no limit {name!r}; pass default=0 to treat a missing limit as zero"
+        )
+        self.owner = owner
+        self.name = name
 
 
 class OverrideNotFound(NotFound):
@@ -259,8 +279,11 @@ class PlanManagerProtected(Conflict):
 
 
 class Busy(Conflict):
-    """The database gave up on this call to let a concurrent one through (a deadlock or a
-    serialization failure). Nothing was stored; the call can simply be retried."""
+    """The database gave up on this call to let a concurrent one through (a deadlock, a
+    serialization failure, a lock wait that timed out). Nothing was stored; the call can
+    simply be retried."""
+
+    retryable = True
 
 
 class SubscriptionExists(Conflict):
@@ -387,6 +410,17 @@ class NotAuthorized(EntitlementsError, PermissionError):
 
 class StorageError(EntitlementsError):
     """The storage backend failed; the unit of work was rolled back."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class ConnectionLost(StorageError):
+    """The database connection broke (the server restarted, the connection was killed or
+    timed out). ``retryable`` is true when the call was a read or had not reached its
+    commit: nothing was stored and a new connection can try again; a write whose commit
+    was under way may or may not have been applied, so it is not marked retryable."""
 
 
 class FeedUnavailable(StorageError):

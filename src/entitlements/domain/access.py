@@ -15,6 +15,7 @@ from datetime import timedelta
 import attrs
 
 from entitlements.domain.checks import check_key, parse_enum
+from entitlements.domain.frozen import FrozenDict
 from entitlements.domain.subscription import SubscriptionStatus
 from entitlements.errors import InvalidInput
 
@@ -67,13 +68,15 @@ def _access(value: object) -> Access:
     return parse_enum(Access, value, "after_grace")
 
 
-def _by_status(value: Mapping[SubscriptionStatus, Access]) -> dict[SubscriptionStatus, Access]:
+def _by_status(value: Mapping[SubscriptionStatus, Access]) -> Mapping[SubscriptionStatus, Access]:
+    if not isinstance(value, Mapping):
+        raise InvalidInput("by_status", "must map subscription statuses to access", value)
     merged = dict(DEFAULT_ACCESS)
     for status, access in dict(value).items():
         merged[parse_enum(SubscriptionStatus, status, "by_status")] = parse_enum(
             Access, access, "by_status"
         )
-    return merged
+    return FrozenDict(merged)
 
 
 def _precedence(value: tuple[Source, ...]) -> tuple[Source, ...]:
@@ -107,5 +110,7 @@ class AccessPolicy:
     """Which layer wins when several decide the same feature or limit, highest first."""
 
     def __attrs_post_init__(self) -> None:
+        if not isinstance(self.past_due_grace, timedelta):
+            raise InvalidInput("past_due_grace", "must be a timedelta", self.past_due_grace)
         if self.past_due_grace < timedelta(0):
             raise InvalidInput("past_due_grace", "must not be negative", self.past_due_grace)

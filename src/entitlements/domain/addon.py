@@ -9,8 +9,10 @@ from datetime import datetime
 import attrs
 
 from entitlements.domain.checks import check_count, check_key
-from entitlements.domain.instant import as_optional_utc, optional_aware
+from entitlements.domain.frozen import FrozenDict
+from entitlements.domain.instant import as_optional_utc, optional_given
 from entitlements.domain.plan import Feature, as_features
+from entitlements.errors import InvalidInput
 
 __all__ = ["AddOn"]
 
@@ -23,12 +25,14 @@ def _quantity(value: object) -> int:
     return check_count(value, "addon.quantity", maximum=10**6)
 
 
-def _limit_deltas(value: Mapping[str, int | None]) -> dict[str, int | None]:
+def _limit_deltas(value: Mapping[str, int | None]) -> Mapping[str, int | None]:
+    if not isinstance(value, Mapping):
+        raise InvalidInput("addon.limits", "must map limit names to amounts", value)
     out: dict[str, int | None] = {}
-    for name, amount in dict(value).items():
+    for name, amount in value.items():
         check_key(name, "add-on limit name")
         out[name] = None if amount is None else check_count(amount, f"addon.limits.{name}")
-    return out
+    return FrozenDict(out)
 
 
 @attrs.frozen
@@ -47,7 +51,7 @@ class AddOn:
     quantity: int = attrs.field(default=1, converter=_quantity)
     """How many units were bought; multiplies every amount in ``limits``."""
     ends_at: datetime | None = attrs.field(
-        default=None, converter=as_optional_utc, validator=optional_aware
+        default=None, converter=as_optional_utc, validator=optional_given
     )
     """When it stops counting by itself (``None``: until removed); answers follow it without
     a sweep."""

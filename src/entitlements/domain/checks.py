@@ -1,26 +1,61 @@
-"""Checks shared by the domain values: keys, counts and enum members, refused with an
-`InvalidInput` that names the field instead of a bare ValueError."""
+"""Checks at the public boundary: every value a host hands the library is checked here for
+type and range before it reaches a store, and refused with an `InvalidInput` that names
+the field.
+
+One home so that every store sees the same input: a store must never be the first to
+notice a list where a key belongs (the memory store would raise ``TypeError``, SQLite a
+driver error, another engine might even accept it). Text is refused when a database
+could not store it as given — lone surrogates, NUL and other control characters — or when
+it is longer than the column that keeps it.
+"""
 
 from __future__ import annotations
 
 import enum
+import math
 import re
-from typing import TypeVar
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from entitlements.errors import InvalidInput
 
-__all__ = ["MAX_LIMIT", "check_count", "check_key", "parse_enum"]
+__all__ = [
+    "MAX_COUNT",
+    "MAX_LIMIT",
+    "check_bool",
+    "check_count",
+    "check_document",
+    "check_duration",
+    "check_id",
+    "check_instance",
+    "check_key",
+    "check_optional_count",
+    "check_optional_id",
+    "check_optional_text",
+    "check_reason",
+    "check_text",
+    "check_version",
+    "parse_enum",
+]
 
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,63}$")
+# identifiers: no control characters at all; free text keeps tab and line breaks
+_NOT_IN_ID = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_NOT_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 MAX_LIMIT = 10**15
+MAX_COUNT = 2**31 - 1
+"""Counts kept in 32-bit columns (seats, days, versions)."""
+MAX_DOCUMENT = 64_000
 E = TypeVar("E", bound=enum.Enum)
+T = TypeVar("T")
 
 
 def parse_enum(cls: type[E], value: object, field: str) -> E:
     """``cls(value)``, refusing unknown values with an error that lists the known ones."""
     try:
         return cls(value)
-    except ValueError:
+    except (ValueError, TypeError):
         known = ", ".join(str(m.value) for m in cls)
         raise InvalidInput(field, f"must be one of: {known}", value) from None
 
@@ -36,11 +71,138 @@ def check_key(value: object, field: str) -> str:
     return value
 
 
-def check_count(value: object, field: str, *, maximum: int = MAX_LIMIT) -> int:
+def check_count(value: object, field: str, *, maximum: int = MAX_LIMIT, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(field, f"must be a whole number, got {value!r}", value)
-    if value < 0:
-        raise InvalidInput(field, f"must not be negative, got {value}", value)
+        raise InvalidInput(field, f"must be a whole number, got {_shown(value)}", value)
+    if value < minimum:
+        what = "negative" if minimum == 0 else f"less than {minimum}"
+        raise InvalidInput(field, f"must not be {what}, got {value}", value)
     if value > maximum:
         raise InvalidInput(field, f"must be at most {maximum}, got {value}", value)
     return value
+
+
+def check_optional_count(
+    value: object, field: str, *, maximum: int = MAX_LIMIT, minimum: int = 0
+) -> int | None:
+    return None if value is None else check_count(value, field, maximum=maximum, minimum=minimum)
+
+
+def check_bool(value: object, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(field, f"must be True or False, got {_shown(value)}", value)
+    return value
+
+
+def check_id(value: object, field: str, *, max_length: int = 255) -> str:
+    """An identifier the host chose (an owner id, a member, a reservation id): non-empty,
+    one line, no control characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(field, f"must be a non-empty string, got {_shown(value)}", value)
+    if len(value) > max_length:
+        raise InvalidInput(field, f"must be at most {max_length} characters", value)
+    if _NOT_IN_ID.search(value):
+        raise InvalidInput(
+            field, "must not contain control characters or unpaired surrogates", value
+        )
+    return value
+
+
+def check_optional_id(value: object, field: str, *, max_length: int = 255) -> str | None:
+    return None if value is None else check_id(value, field, max_length=max_length)
+
+
+def check_text(
+    value: object, field: str, *, max_length: int = 2000, allow_empty: bool = True
+) -> str:
+    """Free text for people (a reason, notes): line breaks and tabs are fine, other
+    control characters and unpaired surrogates are not (no database stores them alike)."""
+    if not isinstance(value, str):
+        raise InvalidInput(field, f"must be text, got {_shown(value)}", value)
+    if not allow_empty and not value.strip():
+        raise InvalidInput(field, "must not be empty", value)
+    if len(value) > max_length:
+        raise InvalidInput(field, f"must be at most {max_length} characters", value)
+    if _NOT_IN_TEXT.search(value):
+        raise InvalidInput(
+            field, "must not contain control characters or unpaired surrogates", value
+        )
+    return value
+
+
+def check_optional_text(value: object, field: str, *, max_length: int = 2000) -> str | None:
+    return None if value is None else check_text(value, field, max_length=max_length)
+
+
+def check_reason(value: object) -> str | None:
+    """Why a change was made, kept with its audit event."""
+    return check_optional_text(value, "reason", max_length=2000)
+
+
+def check_version(value: object, field: str = "version") -> int | None:
+    """A plan version or a record revision the caller names (``None``: the latest)."""
+    return check_optional_count(value, field, minimum=0, maximum=MAX_COUNT)
+
+
+def check_instance(value: object, cls: type[T], field: str) -> T:
+    if not isinstance(value, cls):
+        raise InvalidInput(field, f"must be a {cls.__name__}, got {_shown(value)}", value)
+    return value
+
+
+def check_duration(
+    value: object,
+    field: str,
+    *,
+    minimum: timedelta = timedelta(0),
+    maximum: timedelta = timedelta(days=36_500),
+) -> timedelta:
+    if not isinstance(value, timedelta):
+        raise InvalidInput(field, f"must be a timedelta, got {_shown(value)}", value)
+    if not minimum <= value <= maximum:
+        raise InvalidInput(field, f"must be between {minimum} and {maximum}", value)
+    return value
+
+
+def check_document(value: object, field: str) -> dict[str, Any]:
+    """A JSON object the host attaches (metadata): string keys; values that every
+    database's JSON keeps exactly (no NaN or infinity, no unpaired surrogates)."""
+    if not isinstance(value, Mapping):
+        raise InvalidInput(field, f"must be a mapping, got {_shown(value)}", value)
+    size = _document_size(value, field, 0)
+    if size > MAX_DOCUMENT:
+        raise InvalidInput(field, f"must be at most {MAX_DOCUMENT} characters as JSON", value)
+    return dict(value)
+
+
+def _document_size(value: object, field: str, depth: int) -> int:
+    if depth > 16:
+        raise InvalidInput(field, "is nested too deeply", value)
+    if value is None or isinstance(value, bool):
+        return 5
+    if isinstance(value, int):
+        if abs(value) > 2**53:
+            raise InvalidInput(field, "numbers must be within ±2**53", value)
+        return 20
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(field, "numbers must be finite (no NaN or infinity)", value)
+        return 25
+    if isinstance(value, str):
+        return len(check_text(value, field, max_length=MAX_DOCUMENT)) + 2
+    if isinstance(value, Mapping):
+        total = 2
+        for key, item in value.items():
+            total += len(check_text(key, f"{field} key", max_length=255)) + 3
+            total += _document_size(item, field, depth + 1)
+        return total
+    if isinstance(value, list | tuple):
+        return 2 + sum(_document_size(item, field, depth + 1) + 1 for item in value)
+    raise InvalidInput(field, f"must hold only JSON values, not {type(value).__name__}", value)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, str | int | float | bool | datetime) or value is None:
+        text = repr(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+    return type(value).__name__

@@ -24,7 +24,31 @@ def utc(value: datetime, field: str = "datetime") -> datetime:
         raise NaiveDatetime(field, value)
     if value.tzinfo is UTC:
         return value
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(field, "is out of range", value) from None
+
+
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2999, 12, 31, tzinfo=UTC)
+
+
+def in_range(value: datetime, field: str) -> datetime:
+    """Dates every database keeps and that periods can be computed from (years 1900 to
+    2999): year 1 or 9999 is a sentinel or a typo, and adding a period to it overflows."""
+    if not EARLIEST <= value <= LATEST:
+        raise InvalidInput(field, "must be between the years 1900 and 2999", value)
+    return value
+
+
+def given_utc(value: datetime, field: str) -> datetime:
+    """A time the host passes in (``now=``, ``expires_at=``): `utc`, within range."""
+    return in_range(utc(value, field), field)
+
+
+def optional_given_utc(value: datetime | None, field: str) -> datetime | None:
+    return None if value is None else given_utc(value, field)
 
 
 def optional_utc(value: datetime | None, field: str) -> datetime | None:
@@ -34,7 +58,10 @@ def optional_utc(value: datetime | None, field: str) -> datetime | None:
 def as_utc(value: datetime) -> datetime:
     """attrs converter: aware datetimes to UTC; anything else is left for `aware` to refuse."""
     if isinstance(value, datetime) and value.tzinfo is not None and value.utcoffset() is not None:
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise InvalidInput("datetime", "is out of range", value) from None
     return value
 
 
@@ -55,6 +82,13 @@ def aware(instance: object, attribute: attrs.Attribute[Any], value: object) -> N
 def optional_aware(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None:
         aware(instance, attribute, value)
+
+
+def optional_given(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """attrs validator for a time the host chose (an expiry): aware and within range."""
+    if value is not None:
+        aware(instance, attribute, value)
+        in_range(value, attribute.name)  # type: ignore[arg-type]
 
 
 @attrs.frozen

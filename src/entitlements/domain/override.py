@@ -8,8 +8,15 @@ from datetime import datetime
 
 import attrs
 
-from entitlements.domain.checks import check_count, check_key, parse_enum
-from entitlements.domain.instant import as_optional_utc, as_utc, aware, optional_aware
+from entitlements.domain.checks import (
+    check_bool,
+    check_count,
+    check_id,
+    check_key,
+    check_text,
+    parse_enum,
+)
+from entitlements.domain.instant import as_optional_utc, as_utc, aware, optional_given
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Action, as_actions
 from entitlements.errors import InvalidInput
@@ -31,9 +38,7 @@ def require_reason(value: object) -> str:
         raise InvalidInput(
             "reason", "an override needs a reason (say why, for the next person)", value
         )
-    if len(value) > MAX_REASON:
-        raise InvalidInput("reason", f"must be at most {MAX_REASON} characters", value)
-    return value.strip()
+    return check_text(value, "reason", max_length=MAX_REASON).strip()
 
 
 def _kind(value: object) -> OverrideKind:
@@ -45,9 +50,11 @@ def _key(value: object) -> str:
 
 
 def _actor(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInput("actor", "must name who made the change", value)
-    return value
+    return check_id(value, "actor")
+
+
+def _enabled(value: object) -> bool:
+    return check_bool(value, "enabled")
 
 
 def _value(value: object) -> int | None:
@@ -73,11 +80,11 @@ class Override:
     created_at: datetime = attrs.field(converter=as_utc, validator=aware)
     """When it was set."""
     expires_at: datetime | None = attrs.field(
-        default=None, converter=as_optional_utc, validator=optional_aware
+        default=None, converter=as_optional_utc, validator=optional_given
     )
     """When it stops applying by itself (``None``: until removed); answers follow it without
     a sweep."""
-    enabled: bool = True
+    enabled: bool = attrs.field(default=True, converter=_enabled)
     """For a feature: granted (``True``) or withheld (``False``) whatever the plan says."""
     actions: frozenset[Action] | None = attrs.field(default=None, converter=as_actions)
     """For a feature: the actions granted (``None``: every action)."""

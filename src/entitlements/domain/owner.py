@@ -6,6 +6,7 @@ import re
 
 import attrs
 
+from entitlements.domain.checks import check_id, check_optional_id
 from entitlements.errors import InvalidInput
 
 __all__ = ["Owner"]
@@ -25,23 +26,11 @@ def _kind(value: object) -> str:
 
 
 def _id(value: object) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_ID:
-        raise InvalidInput(
-            "owner.id", f"must be a non-empty string of at most {_MAX_ID} characters", value
-        )
-    return value
+    return check_id(value, "owner.id", max_length=_MAX_ID)
 
 
 def _tenant(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_ID:
-        raise InvalidInput(
-            "owner.tenant",
-            f"must be None or a non-empty string of at most {_MAX_ID} characters",
-            value,
-        )
-    return value
+    return check_optional_id(value, "owner.tenant", max_length=_MAX_ID)
 
 
 @attrs.frozen(cache_hash=True, repr=False)

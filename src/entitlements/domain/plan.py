@@ -17,7 +17,16 @@ from typing import Any
 import attrs
 
 from entitlements.domain.billing_cycle import BillingCycle
-from entitlements.domain.checks import check_count, check_key, parse_enum
+from entitlements.domain.checks import (
+    MAX_COUNT,
+    check_bool,
+    check_count,
+    check_instance,
+    check_key,
+    check_text,
+    parse_enum,
+)
+from entitlements.domain.frozen import FrozenDict
 from entitlements.errors import IllegalTransition, InvalidInput, PlanNotAssignable
 
 __all__ = [
@@ -35,6 +44,7 @@ __all__ = [
 ]
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+_OWNER_KIND = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
 
 
 class PlanStatus(enum.StrEnum):
@@ -98,6 +108,10 @@ def _limit_value(value: object) -> int | None:
     return None if value is None else check_count(value, "limit.value")
 
 
+def _unit(value: object) -> str:
+    return check_text(value, "limit.unit", max_length=32)
+
+
 def _limit_kind(value: object) -> LimitKind:
     return parse_enum(LimitKind, value, "limit.kind")
 
@@ -120,7 +134,7 @@ class Limit:
 
     value: int | None = attrs.field(converter=_limit_value)
     """The quantity allowed (``None``: unlimited)."""
-    unit: str = ""
+    unit: str = attrs.field(default="", converter=_unit)
     """What is counted, for people reading messages and claims (``calls``, ``GB``)."""
     kind: LimitKind = attrs.field(default=LimitKind.GAUGE, converter=_limit_kind)
     """How usage of it is counted: named seats, a current gauge, or a sum per billing
@@ -145,7 +159,7 @@ class Limit:
 def as_actions(value: object) -> frozenset[Action] | None:
     if value is None:
         return None
-    if isinstance(value, str) or not isinstance(value, Iterable):
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
         raise InvalidInput("feature.actions", "must be a set of actions, or None for all", value)
     actions = frozenset(parse_enum(Action, a, "feature.actions") for a in value)
     if not actions:
@@ -155,11 +169,15 @@ def as_actions(value: object) -> frozenset[Action] | None:
     return actions
 
 
+def _enabled(value: object) -> bool:
+    return check_bool(value, "feature.enabled")
+
+
 @attrs.frozen
 class Feature:
     """A capability; ``actions`` restricts it to some of read/create/update/delete."""
 
-    enabled: bool = True
+    enabled: bool = attrs.field(default=True, converter=_enabled)
     """``False`` lists the feature as known but not granted, so explanations can say why it
     is off."""
     actions: frozenset[Action] | None = attrs.field(default=None, converter=as_actions)
@@ -174,10 +192,14 @@ class Feature:
 
 
 def _amount(value: object) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, Decimal | str | int):
+        raise InvalidInput(
+            "price.amount", "must be a Decimal or a string such as '9.99' (never a float)", value
+        )
     if isinstance(value, float):
         raise InvalidInput("price.amount", "must be a Decimal or a string, never a float", value)
     try:
-        amount = Decimal(value)  # type: ignore[arg-type]
+        amount = Decimal(value)
     except (InvalidOperation, TypeError, ValueError) as exc:
         raise InvalidInput("price.amount", f"is not a decimal amount: {value!r}", value) from exc
     if not amount.is_finite() or amount <= 0:
@@ -197,6 +219,10 @@ def _currency(value: object) -> str:
     return value
 
 
+def _cycle(value: object) -> BillingCycle:
+    return check_instance(value, BillingCycle, "price.cycle")
+
+
 @attrs.frozen
 class Price:
     """What a paid plan costs per billing cycle; a plan without one is free."""
@@ -205,38 +231,69 @@ class Price:
     """A `Decimal` (never a float, so cents stay exact)."""
     currency: str = attrs.field(converter=_currency)
     """An ISO 4217 code (``EUR``, ``USD``)."""
-    cycle: BillingCycle = attrs.field(factory=BillingCycle.monthly)
+    cycle: BillingCycle = attrs.field(factory=BillingCycle.monthly, converter=_cycle)
     """How often it is charged; subscriptions to the plan roll their periods on it."""
 
 
-def _limits(value: Mapping[str, Limit]) -> dict[str, Limit]:
-    out: dict[str, Limit] = {}
-    for name, limit in dict(value).items():
+def _limits(value: Mapping[str, Limit]) -> Mapping[str, Limit]:
+    out: FrozenDict[str, Limit] = FrozenDict()
+    for name, limit in _mapping(value, "limits").items():
         check_key(name, "limit name")
         if not isinstance(limit, Limit):
             raise InvalidInput(f"limits.{name}", "must be a Limit", limit)
-        out[name] = limit
+        dict.__setitem__(out, name, limit)
     return out
 
 
-def as_features(value: Mapping[str, Feature | bool]) -> dict[str, Feature]:
-    out: dict[str, Feature] = {}
-    for name, feature in dict(value).items():
+def _mapping(value: object, field: str) -> Mapping[Any, Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidInput(field, f"must be a mapping of names, got {type(value).__name__}", value)
+    return value
+
+
+def as_features(value: Mapping[str, Feature | bool]) -> Mapping[str, Feature]:
+    out: FrozenDict[str, Feature] = FrozenDict()
+    for name, feature in _mapping(value, "features").items():
         check_key(name, "feature name")
         if isinstance(feature, bool):
             feature = Feature(feature)
         if not isinstance(feature, Feature):
             raise InvalidInput(f"features.{name}", "must be a Feature or a bool", feature)
-        out[name] = feature
+        dict.__setitem__(out, name, feature)
     return out
 
 
 def _owner_kinds(value: Iterable[str]) -> frozenset[str]:
-    kinds: frozenset[str] = frozenset(value)
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise InvalidInput(
+            "owner_kinds",
+            "must be a set of owner kind names such as {'organization'}, not a single string",
+            value,
+        )
+    try:
+        kinds: frozenset[str] = frozenset(value)
+    except TypeError:
+        raise InvalidInput("owner_kinds", "must be owner kind names", value) from None
     for kind in kinds:
-        if not isinstance(kind, str) or not kind:
+        if not isinstance(kind, str) or not _OWNER_KIND.match(kind):
             raise InvalidInput("owner_kinds", "must be owner kind names", value)
     return kinds
+
+
+def _price(value: object) -> Price | None:
+    if value is not None and not isinstance(value, Price):
+        raise InvalidInput(
+            "plan.price", "must be a Price (e.g. Price('9.99', 'EUR')) or None for free", value
+        )
+    return value
+
+
+def _version(value: object) -> int:
+    return check_count(value, "plan.version", maximum=MAX_COUNT)
+
+
+def _revision(value: object) -> int:
+    return check_count(value, "plan.revision", maximum=MAX_COUNT)
 
 
 def _plan_key(value: object) -> str:
@@ -248,9 +305,7 @@ def _trial_days(value: object) -> int:
 
 
 def _name(value: object) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > 200:
-        raise InvalidInput("plan.name", "must be a non-empty name of at most 200 characters", value)
-    return value
+    return check_text(value, "plan.name", max_length=200, allow_empty=False)
 
 
 @attrs.frozen
@@ -270,7 +325,7 @@ class Plan:
     """The plan's limits by name (``seats``, ``api_calls``...)."""
     features: Mapping[str, Feature] = attrs.field(factory=dict, converter=as_features)
     """The plan's features by name; a bool is shorthand for ``Feature(enabled)``."""
-    price: Price | None = None
+    price: Price | None = attrs.field(default=None, converter=_price)
     """The price (``None``: a free plan)."""
     trial_days: int = attrs.field(default=90, converter=_trial_days)
     """How long a trial of this plan lasts unless the call says otherwise."""
@@ -279,9 +334,9 @@ class Plan:
     or neither."""
     owner_kinds: frozenset[str] = attrs.field(factory=frozenset, converter=_owner_kinds)
     """The owner kinds allowed to hold it (empty: any)."""
-    version: int = 1
+    version: int = attrs.field(default=1, converter=_version)
     """Which version of the terms this is; subscriptions keep theirs until migrated."""
-    revision: int = 0
+    revision: int = attrs.field(default=0, converter=_revision)
     """Counts writes, so a stale copy cannot overwrite a newer one; managed by the store."""
 
     @property

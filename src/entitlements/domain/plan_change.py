@@ -107,7 +107,7 @@ def over_quota(after: Snapshot, usage: Mapping[str, int]) -> tuple[OverQuota, ..
     """Limits of ``after`` that the usage passes (``usage`` maps metric to units in use)."""
     found = []
     for metric in sorted(usage):
-        limit = after.limit(metric)
+        limit = after.limit(metric, 0)
         if limit is not None and usage[metric] > limit:
             found.append(OverQuota(metric, limit, usage[metric]))
     return tuple(found)
@@ -122,9 +122,9 @@ def preview(
     changes = [FeatureChange(k, _granted(before, k), _granted(after, k)) for k in sorted(keys)]
     names = sorted(set(before.limits) | set(after.limits))
     limits = [
-        LimitChange(n, before.limit(n), after.limit(n))
+        LimitChange(n, before.limit(n, 0), after.limit(n, 0))
         for n in names
-        if before.limit(n) != after.limit(n)
+        if before.limit(n, 0) != after.limit(n, 0)
     ]
     return PlanChangePreview(
         from_plan=None if before.plan_key is None else (before.plan_key, before.plan_version or 0),

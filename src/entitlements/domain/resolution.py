@@ -43,6 +43,7 @@ from entitlements.domain.plan import (
     Plan,
 )
 from entitlements.domain.subscription import Subscription, SubscriptionStatus
+from entitlements.errors import InvalidInput, UnknownLimit
 
 __all__ = ["Decision", "Reason", "Snapshot", "resolve", "usage_period_of"]
 
@@ -52,6 +53,21 @@ CALENDAR_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
 """Owners without a billing period (no subscription, or an ended one) meter usage by
 calendar month."""
 _EMPTY: frozenset[Action] = frozenset()
+
+
+class _Missing(enum.Enum):
+    MISSING = "missing"
+
+
+_MISSING = _Missing.MISSING
+
+
+def check_question(feature: object, action: object) -> None:
+    """Refuse what cannot name a feature or an action (called once the answer is no)."""
+    if not isinstance(feature, str):
+        raise InvalidInput("feature", "must be a feature name (a string)", feature)
+    if action is not None and not isinstance(action, str):
+        raise InvalidInput("action", "must be an Action, its name, or None", action)
 
 
 class _Shared:
@@ -248,15 +264,36 @@ class Snapshot:
 
     def allows(self, feature: str, action: Action | str | None = None) -> bool:
         """``action=None`` asks for the whole feature (every action it has); an unknown
-        feature is never allowed."""
-        if action is None:
-            return feature in self._full
-        granted = self._granted.get(feature)
-        return granted is not None and action in granted
+        feature is never allowed. Only a "no" pays for checking the argument types."""
+        try:
+            if action is None:
+                if feature in self._full:
+                    return True
+            else:
+                granted = self._granted.get(feature)
+                if granted is not None and action in granted:
+                    return True
+        except TypeError:
+            pass
+        check_question(feature, action)
+        return False
 
-    def limit(self, name: str) -> int | None:
-        """The limit's value, ``None`` when unlimited, ``0`` when unknown (fail closed)."""
-        return self._limits.get(name, 0)
+    def limit(self, name: str, default: int | _Missing | None = _MISSING) -> int | None:
+        """The limit's value; ``None`` when unlimited. A limit these terms do not define
+        raises `UnknownLimit` (a typo, or a plan without it), unless ``default`` says
+        what to answer instead (``default=0`` fails closed)."""
+        try:
+            return self._limits[name]
+        except (KeyError, TypeError):
+            if not isinstance(name, str):
+                raise InvalidInput("name", "a limit name must be a string", name) from None
+            if isinstance(default, _Missing):
+                raise UnknownLimit(self.owner, name) from None
+            return default
+
+    def defines(self, name: str) -> bool:
+        """Whether these terms define limit ``name`` (unlimited counts as defined)."""
+        return isinstance(name, str) and name in self._limits
 
     @property
     def features(self) -> frozenset[str]:
@@ -281,6 +318,7 @@ class Snapshot:
 
     def explain(self, feature: str, action: Action | str | None = None) -> Decision:
         """Why ``allows(feature, action)`` answers as it does."""
+        check_question(feature, action)
         base = self._features_explained.get(feature)
         if action is None and feature in self._full and base is not None and base.value is True:
             return base
@@ -316,6 +354,8 @@ class Snapshot:
 
     def explain_limit(self, name: str) -> Decision:
         """Why ``limit(name)`` answers as it does."""
+        if not isinstance(name, str):
+            raise InvalidInput("name", "a limit name must be a string", name)
         decision = self._limits_explained.get(name)
         if decision is not None:
             return decision

@@ -18,9 +18,25 @@ import attrs
 
 from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle
-from entitlements.domain.checks import check_count, check_key, parse_enum
+from entitlements.domain.checks import (
+    check_count,
+    check_document,
+    check_id,
+    check_key,
+    check_text,
+    parse_enum,
+)
 from entitlements.domain.contracts.link import ContractLink
-from entitlements.domain.instant import Period, as_optional_utc, as_utc, aware, optional_aware, utc
+from entitlements.domain.frozen import freeze
+from entitlements.domain.instant import (
+    Period,
+    as_optional_utc,
+    as_utc,
+    aware,
+    optional_aware,
+    optional_given,
+    utc,
+)
 from entitlements.domain.owner import Owner
 from entitlements.errors import IllegalTransition, InvalidInput, SubscriptionExists
 
@@ -192,33 +208,28 @@ def _seats(value: object) -> int | None:
     return None if value is None else check_count(value, "seats", maximum=MAX_SEATS)
 
 
-def _metadata(value: object) -> dict[str, Any]:
+def _metadata(value: object) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidInput("metadata", "must be a JSON object (a mapping with string keys)", value)
+    check_document(value, "metadata")
     try:
         text = json.dumps(value, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInput("metadata", f"must be JSON-serialisable: {exc}", value) from exc
     if len(text.encode()) > MAX_METADATA_BYTES:
         raise InvalidInput("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON", value)
-    copied: dict[str, Any] = json.loads(text)
-    return copied
+    frozen: Mapping[str, Any] = freeze(json.loads(text))
+    return frozen
 
 
 def _notes(value: object) -> str:
-    if not isinstance(value, str) or len(value) > MAX_NOTES:
-        raise InvalidInput("notes", f"must be text of at most {MAX_NOTES} characters", value)
-    return value
+    return check_text(value, "notes", max_length=MAX_NOTES)
 
 
 def _external_id(value: object) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not value or len(value) > 255:
-        raise InvalidInput(
-            "external_id", "must be None or a non-empty string of at most 255 characters", value
-        )
-    return value
+    return check_id(value, "external_id")
 
 
 def _plan_manager(value: object) -> str | None:
@@ -238,6 +249,8 @@ def _contract(value: object) -> ContractLink | None:
 
 
 def _addons(value: Iterable[AddOn]) -> tuple[AddOn, ...]:
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise InvalidInput("addons", "must be AddOn values", value)
     addons = tuple(value)
     keys = [a.key for a in addons if isinstance(a, AddOn)]
     if len(keys) != len(addons):
@@ -291,7 +304,7 @@ class Subscription:
     )
     """When it was canceled."""
     expires_at: datetime | None = attrs.field(
-        default=None, converter=as_optional_utc, validator=optional_aware
+        default=None, converter=as_optional_utc, validator=optional_given
     )
     """When it ends by itself (a fixed-term contract, an unpaid checkout)."""
     past_due_since: datetime | None = attrs.field(

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import attrs
 
 from entitlements.domain.access import Access
-from entitlements.domain.checks import check_key
+from entitlements.domain.checks import check_id, check_key
 from entitlements.domain.instant import as_optional_utc, as_utc, aware, optional_aware
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Enforcement, Limit, LimitKind
@@ -73,7 +73,7 @@ def check_member(value: object) -> str:
             f"must name the member (a non-empty id of at most {MAX_KEY} characters)",
             value,
         )
-    return value
+    return check_id(value, "member", max_length=MAX_KEY)
 
 
 def check_idempotency_key(value: object) -> str | None:
@@ -85,7 +85,7 @@ def check_idempotency_key(value: object) -> str | None:
             f"an idempotency key is a non-empty string of at most {MAX_KEY} characters",
             value,
         )
-    return value
+    return check_id(value, "key", max_length=MAX_KEY)
 
 
 def _pool(value: object) -> str:
@@ -270,7 +270,7 @@ def decide(snapshot: Snapshot, metric: str, counter: Counter, requested: int) ->
     """The decision for ``requested`` more units given what the counter holds."""
     explained = snapshot.explain_limit(metric)
     definition = explained.limit or Limit(0)
-    limit = snapshot.limit(metric)
+    limit = snapshot.limit(metric, 0)
     committed = counter.used + counter.reserved
     fits = limit is None or committed + requested <= limit
     decision = UsageDecision(

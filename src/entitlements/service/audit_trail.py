@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from entitlements.domain.audit import AuditEvent
+from entitlements.domain.checks import check_id, check_optional_id
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.service.runtime import Runtime
 
@@ -25,5 +26,7 @@ class AuditTrail:
 
     def for_target(self, target: str, tenant: str | None = None) -> Sequence[AuditEvent]:
         """Everything done to one record, e.g. ``"plan:pro"`` or ``"subscription:<id>"``."""
+        check_id(target, "target", max_length=1000)
+        check_optional_id(tenant, "tenant")
         with self._rt.read(tenant) as uow:
             return uow.audit.for_target(target)

@@ -26,6 +26,7 @@ from entitlements.domain.billing import (
     ProviderSubscription,
     path_to,
 )
+from entitlements.domain.checks import MAX_COUNT, check_key, check_optional_count, parse_enum
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Plan
 from entitlements.domain.provider_commands import CommandKind, CommandStatus, ProviderCommand
@@ -124,6 +125,9 @@ class Billing:
         answer, the assignment comes back with its ``command`` pending (and, for a
         checkout, no ``checkout`` yet); the sweep retries it."""
         owner, who = as_owner(owner), as_actor(actor)
+        plan_key = check_key(plan_key, "plan_key")
+        check_optional_count(seats, "seats", maximum=MAX_COUNT)
+        parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, "billing.assign_plan", owner, plan_key)
             plan = tx.uow.plans.get(plan_key)

@@ -16,6 +16,7 @@ import attrs
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from entitlements.domain.assignment import grants_claims
+from entitlements.domain.checks import check_id, check_optional_id
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.errors import InvalidInput, PlanRetired
 from entitlements.service.runtime import Runtime
@@ -97,6 +98,10 @@ class ClaimsIssuer:
 
         if not isinstance(ttl, timedelta) or not timedelta(0) < ttl <= MAX_TTL:
             raise InvalidInput("ttl", "must be a timedelta of at most a day", ttl)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise InvalidInput("key", "must be an Ed25519 private key", type(key).__name__)
+        check_id(issuer, "issuer")
+        check_optional_id(audience, "audience")
         at = self._rt.now(now)
         payload = {
             **self.claims(owner, at).document(),

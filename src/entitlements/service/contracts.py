@@ -21,6 +21,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.assignment import check_may_assign
 from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.checks import (
+    check_bool,
+    check_id,
+    check_optional_id,
+    check_reason,
+    check_text,
+)
 from entitlements.domain.contracts.certificate import sign_certificate
 from entitlements.domain.contracts.checkpoint import Checkpoint, sign_checkpoint
 from entitlements.domain.contracts.contract import (
@@ -91,6 +98,10 @@ class SigningView:
     is used up (the page keeps it, MAC'd, in the signer's browser)."""
 
 
+def _contract_id(value: object) -> str:
+    return check_id(value, "contract_id", max_length=64)
+
+
 def _target(contract_id: str) -> str:
     return f"contract:{contract_id}"
 
@@ -99,8 +110,7 @@ def _context(ip: str | None, user_agent: str | None) -> None:
     """Where a request came from, as the host passes it (seed 000: every transition is
     recorded with IP and user agent)."""
     for field, value in (("ip", ip), ("user_agent", user_agent)):
-        if value is not None and (not isinstance(value, str) or len(value) > 1000):
-            raise InvalidInput(field, "must be text of at most 1000 characters", value)
+        check_optional_id(value, field, max_length=1000)
 
 
 class Contracts:
@@ -144,6 +154,11 @@ class Contracts:
         that cannot be assigned to the owner (a draft, a retired plan) is refused.
         ``ip`` and ``user_agent`` are the staff member's request, kept as commitments."""
         owner, who = as_owner(owner), as_actor(actor)
+        if isinstance(signers, str | bytes) or not isinstance(signers, Sequence):
+            raise InvalidInput(
+                "signers", "a contract needs a list of signers (SignerSpec)", signers
+            )
+        check_bool(sequential, "sequential")
         _context(ip, user_agent)
         specs = list(signers)
         if not specs or not all(isinstance(s, SignerSpec) for s in specs):
@@ -222,7 +237,7 @@ class Contracts:
         owner, who = as_owner(owner), as_actor(actor)
         _context(ip, user_agent)
         with self._rt.transaction(owner.tenant, now) as tx:
-            contract = tx.uow.contracts.get(contract_id)
+            contract = tx.uow.contracts.get(_contract_id(contract_id))
             self._check_owner(contract, owner)
             contract.check("send")
             tokens: dict[str, str] = {}
@@ -269,7 +284,7 @@ class Contracts:
         owner, who = as_owner(owner), as_actor(actor)
         _context(ip, user_agent)
         with self._rt.transaction(owner.tenant, now) as tx:
-            contract = tx.uow.contracts.get(contract_id)
+            contract = tx.uow.contracts.get(_contract_id(contract_id))
             self._check_owner(contract, owner)
             contract.check("resend")
             signer = contract.signer(signer_id)
@@ -328,9 +343,10 @@ class Contracts:
         owner, who = as_owner(owner), as_actor(actor)
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidInput("reason", "say why the contract is voided", reason)
+        check_reason(reason)
         _context(ip, user_agent)
         with self._rt.transaction(owner.tenant, now) as tx:
-            contract = tx.uow.contracts.get(contract_id)
+            contract = tx.uow.contracts.get(_contract_id(contract_id))
             self._check_owner(contract, owner)
             status = contract.check("void")
             stored = tx.uow.contracts.update(
@@ -388,7 +404,7 @@ class Contracts:
         another owner."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
-            contract = uow.contracts.get(contract_id)
+            contract = uow.contracts.get(_contract_id(contract_id))
             self._check_owner(contract, owner)
             return contract
 
@@ -402,7 +418,7 @@ class Contracts:
         """The contract's hash-chained events, oldest first."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
-            self._check_owner(uow.contracts.get(contract_id), owner)
+            self._check_owner(uow.contracts.get(_contract_id(contract_id)), owner)
             return uow.contracts.events(contract_id)
 
     def evidence(
@@ -411,7 +427,7 @@ class Contracts:
         """The evidence document (`verify.verify_evidence` checks it, anywhere)."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
-            contract = uow.contracts.get(contract_id)
+            contract = uow.contracts.get(_contract_id(contract_id))
             self._check_owner(contract, owner)
             return self._evidence(uow, contract, checkpoint)
 
@@ -429,7 +445,7 @@ class Contracts:
         owner = as_owner(owner)
         at = self._rt.now(now)
         with self._rt.read(owner.tenant) as uow:
-            self._check_owner(uow.contracts.get(contract_id), owner)
+            self._check_owner(uow.contracts.get(_contract_id(contract_id)), owner)
             return sign_checkpoint(contract_id, list(uow.contracts.events(contract_id)), key, at)
 
     def certificate(
@@ -447,7 +463,7 @@ class Contracts:
         """A drawn signature: (content type, image bytes)."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
-            self._check_owner(uow.contracts.get(contract_id), owner)
+            self._check_owner(uow.contracts.get(_contract_id(contract_id)), owner)
             return uow.contracts.attachment(contract_id, digest)
 
     def erase_personal_data(
@@ -463,8 +479,9 @@ class Contracts:
         (a data-subject request). The chain still verifies: it holds commitments only.
         Returns how many values were erased."""
         owner, who = as_owner(owner), as_actor(actor)
+        check_text(reason, "reason", max_length=2000, allow_empty=False)
         with self._rt.transaction(owner.tenant, now) as tx:
-            contract = tx.uow.contracts.get(contract_id)
+            contract = tx.uow.contracts.get(_contract_id(contract_id))
             self._check_owner(contract, owner)
             document = self._evidence(tx.uow, contract, None)
             commitments = [
@@ -539,6 +556,8 @@ class Contracts:
             or len(consent_version) > 100
         ):
             raise InvalidInput("consent_version", "name the version of the consent text")
+        check_text(consent_text, "consent_text", max_length=MAX_CONSENT_TEXT)
+        check_id(consent_version, "consent_version", max_length=100)
 
         def act(tx: Transaction, contract: Contract, signer: Signer) -> ContractEvent:
             after, changed = contract.after_signer(signer, "consent")
@@ -574,6 +593,8 @@ class Contracts:
             not isinstance(typed_name, str) or not typed_name.strip() or len(typed_name) > 200
         ):
             raise InvalidInput("typed_name", "must be the signer's name, 1 to 200 characters")
+        if typed_name is not None:
+            check_text(typed_name, "typed_name", max_length=200)
         content_type = drawing_type(drawing) if drawing is not None else None
 
         def act(tx: Transaction, contract: Contract, signer: Signer) -> Contract:
@@ -643,8 +664,7 @@ class Contracts:
         now: datetime | None = None,
     ) -> Contract:
         """The signer holding ``token`` refuses to sign; the contract closes as declined."""
-        if reason is not None and (not isinstance(reason, str) or len(reason) > 2000):
-            raise InvalidInput("reason", "must be text of at most 2000 characters", reason)
+        check_reason(reason)
 
         def act(tx: Transaction, contract: Contract, signer: Signer) -> Contract:
             after, changed = contract.after_signer(signer, "decline")
@@ -689,7 +709,7 @@ class Contracts:
         allows it. A contract converts once."""
         owner, who = as_owner(owner), as_actor(actor)
         with self._rt.transaction(owner.tenant, now) as tx:
-            contract = tx.uow.contracts.get(contract_id)
+            contract = tx.uow.contracts.get(_contract_id(contract_id))
             self._check_owner(contract, owner)
             if contract.status is not ContractStatus.COMPLETED:
                 raise ContractNotCompleted(contract_id, contract.status.value)
@@ -790,7 +810,7 @@ class Contracts:
     def _as_signer(
         self, token: str, now: datetime | None, act: Callable[[Transaction, Contract, Signer], R]
     ) -> R:
-        if not isinstance(token, str) or not 20 <= len(token) <= 200:
+        if not isinstance(token, str) or not 20 <= len(token) <= 200 or not token.isascii():
             raise InvalidToken()
         token_hash = hash_token(token)
         with self._rt.read(None) as uow:
@@ -799,7 +819,7 @@ class Contracts:
             raise InvalidToken()
         tenant, contract_id, signer_id = located
         with self._rt.transaction(tenant, now) as tx:
-            contract = tx.uow.contracts.get(contract_id)
+            contract = tx.uow.contracts.get(_contract_id(contract_id))
             signer = contract.signer(signer_id)
             if (
                 contract.is_closed
@@ -879,8 +899,7 @@ class Contracts:
         data: Mapping[str, Any] | None = None,
     ) -> ContractEvent:
         for field, value in (("ip", ip), ("user_agent", user_agent)):
-            if value is not None and (not isinstance(value, str) or len(value) > 1000):
-                raise InvalidInput(field, "must be text of at most 1000 characters", value)
+            check_optional_id(value, field, max_length=1000)
         event = self._event(
             tx,
             contract,

@@ -21,7 +21,7 @@ from entitlements.clock import SystemClock
 from entitlements.domain.access import AccessPolicy
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Action
-from entitlements.domain.resolution import Decision, Snapshot
+from entitlements.domain.resolution import _MISSING, Decision, Snapshot, _Missing
 from entitlements.errors import InvalidInput
 from entitlements.ports import Clock, EventListener, PaymentProvider, Store, UnitOfWork
 from entitlements.service.audit_trail import AuditTrail
@@ -188,7 +188,10 @@ class Entitlements:
 
     def allows(self, owner: Owner, feature: str, action: Action | str | None = None) -> bool:
         """May ``owner`` use ``feature`` (for ``action``, or for every action) now?"""
-        snapshot = self._snapshots.get(owner)
+        try:
+            snapshot = self._snapshots.get(owner)
+        except TypeError:  # unhashable: not an Owner, which _current refuses
+            snapshot = None
         ts, coherence = self._ts(), self.coherence
         if (
             snapshot is None
@@ -200,9 +203,16 @@ class Entitlements:
             snapshot = self._current(owner)
         return snapshot.allows(feature, action)
 
-    def limit(self, owner: Owner, name: str) -> int | None:
-        """``owner``'s limit ``name`` now: ``None`` when unlimited, ``0`` when unknown."""
-        snapshot = self._snapshots.get(owner)
+    def limit(
+        self, owner: Owner, name: str, default: int | _Missing | None = _MISSING
+    ) -> int | None:
+        """``owner``'s limit ``name`` now: a number, or ``None`` when unlimited. A limit
+        the owner's terms do not define raises `UnknownLimit`, unless ``default`` gives
+        the answer for that case (``default=0``: a missing limit allows nothing)."""
+        try:
+            snapshot = self._snapshots.get(owner)
+        except TypeError:  # unhashable: not an Owner, which _current refuses
+            snapshot = None
         ts, coherence = self._ts(), self.coherence
         if (
             snapshot is None
@@ -212,12 +222,15 @@ class Entitlements:
             < coherence.fresh_until
         ):
             snapshot = self._current(owner)
-        return snapshot.limit(name)
+        return snapshot.limit(name, default)
 
     def snapshot(self, owner: Owner) -> Snapshot:
         """The owner's resolved entitlements now (cached while time and writes leave them
         as they are)."""
-        snapshot = self._snapshots.get(owner)
+        try:
+            snapshot = self._snapshots.get(owner)
+        except TypeError:  # unhashable: not an Owner, which _current refuses
+            snapshot = None
         ts, coherence = self._ts(), self.coherence
         if (
             snapshot is None
@@ -308,7 +321,7 @@ class Entitlements:
         if owner is None:
             self.runtime.cache.clear()
         else:
-            self.runtime.cache.invalidate([owner])
+            self.runtime.cache.invalidate([as_owner(owner)])
 
     # -- transactions and time -------------------------------------------------------
 

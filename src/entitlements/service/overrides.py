@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from entitlements.domain.actor import Actor, as_actor
+from entitlements.domain.checks import check_key, parse_enum
 from entitlements.domain.override import Override, OverrideKind, require_reason
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Action
-from entitlements.errors import InvalidInput
 from entitlements.service.runtime import Runtime, Transaction
 
 __all__ = ["Overrides"]
@@ -104,11 +104,8 @@ class Overrides:
     ) -> Override:
         """Take an override away; the plan decides again from the next answer."""
         owner, who = as_owner(owner), as_actor(actor)
-        reason = require_reason(reason)
-        try:
-            which = OverrideKind(kind)
-        except ValueError as exc:
-            raise InvalidInput("kind", "must be 'feature' or 'limit'", kind) from exc
+        reason, key = require_reason(reason), check_key(key, "override.key")
+        which = parse_enum(OverrideKind, kind, "kind")
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, "override.remove", owner, key)
             removed = tx.uow.overrides.remove(owner, which, key)

@@ -9,6 +9,13 @@ import attrs
 
 from entitlements.catalog import Catalog
 from entitlements.domain.actor import Actor, as_actor
+from entitlements.domain.checks import (
+    check_instance,
+    check_key,
+    check_reason,
+    check_version,
+    parse_enum,
+)
 from entitlements.domain.plan import Feature, Limit, Plan, PlanStatus, Price
 from entitlements.errors import InvalidInput
 from entitlements.service.retry import retries_lost_races
@@ -32,6 +39,10 @@ class CatalogSync:
 UNSET: Any = attrs.NOTHING
 
 
+def _key(value: object) -> str:
+    return check_key(value, "plan.key")
+
+
 class Plans:
     """The catalog is shared by every tenant of the host product."""
 
@@ -40,7 +51,7 @@ class Plans:
 
     def define(self, plan: Plan, *, actor: Actor | str, reason: str | None = None) -> Plan:
         """Store a new plan as version 1 (in the status it carries; ``draft`` by default)."""
-        who = as_actor(actor)
+        who, reason = as_actor(actor), check_reason(reason)
         if not isinstance(plan, Plan):
             raise InvalidInput("plan", "must be a Plan", plan)
         with self._rt.transaction(None) as tx:
@@ -64,7 +75,7 @@ class Plans:
     ) -> Plan:
         """Change the plan's terms; makes version n+1 when anything differs. Existing
         subscriptions keep the version they hold until migrated."""
-        who = as_actor(actor)
+        who, key, reason = as_actor(actor), _key(key), check_reason(reason)
         with self._rt.transaction(None) as tx:
             tx.authorize(who, "plan.revise", subject=key)
             current = tx.uow.plans.get(key)
@@ -107,10 +118,7 @@ class Plans:
         self, key: str, status: PlanStatus | str, *, actor: Actor | str, reason: str | None = None
     ) -> Plan:
         """draft → active → archived ⇄ active, active/archived → retired, retired → archived."""
-        try:
-            target = PlanStatus(status)
-        except ValueError as exc:
-            raise InvalidInput("status", f"must be one of {', '.join(PlanStatus)}", status) from exc
+        target = parse_enum(PlanStatus, status, "status")
         return self._update(key, actor, "plan.status", reason, status=target)
 
     def activate(self, key: str, *, actor: Actor | str, reason: str | None = None) -> Plan:
@@ -129,7 +137,7 @@ class Plans:
     def _update(
         self, key: str, actor: Actor | str, action: str, reason: str | None, **changes: Any
     ) -> Plan:
-        who = as_actor(actor)
+        who, key, reason = as_actor(actor), _key(key), check_reason(reason)
         with self._rt.transaction(None) as tx:
             tx.authorize(who, action, subject=key)
             current = tx.uow.plans.get(key)
@@ -155,6 +163,8 @@ class Plans:
         revise changed terms (new versions), rename, change owner kinds and statuses.
         Plans missing from the file are left alone and reported. ``progress(done, total)``
         hears each plan as it is applied (a console showing a long load move)."""
+        check_instance(catalog, Catalog, "catalog")
+        check_reason(reason)
         defined: list[str] = []
         changed: list[str] = []
         total = len(catalog.plans)
@@ -190,6 +200,7 @@ class Plans:
 
     def get(self, key: str, version: int | None = None) -> Plan:
         """The plan at ``version`` (default: the latest); `UnknownPlan` if there is none."""
+        key, version = _key(key), check_version(version)
         with self._rt.read(None) as uow:
             return uow.plans.get(key, version)
 
@@ -200,5 +211,6 @@ class Plans:
 
     def versions(self, key: str) -> Sequence[Plan]:
         """Every version of ``key``, oldest first."""
+        key = _key(key)
         with self._rt.read(None) as uow:
             return uow.plans.versions(key)

@@ -22,7 +22,7 @@ from entitlements.clock import SystemClock, timestamp_of
 from entitlements.domain.access import AccessPolicy
 from entitlements.domain.actor import Actor
 from entitlements.domain.audit import AuditEvent
-from entitlements.domain.instant import utc
+from entitlements.domain.instant import given_utc, utc
 from entitlements.domain.owner import Owner
 from entitlements.errors import InvalidInput, NotAuthorized
 from entitlements.ports import Clock, EventListener, Store, UnitOfWork
@@ -150,7 +150,9 @@ class Runtime:
             self.coherence = Coherence(self.store, self.cache, max_staleness=1.0)
 
     def now(self, given: datetime | None = None) -> datetime:
-        return utc(given, "now") if given is not None else utc(self.clock.now(), "clock.now()")
+        if given is not None:
+            return given_utc(given, "now")
+        return utc(self.clock.now(), "clock.now()")
 
     @contextmanager
     def transaction(

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from entitlements.domain.actor import Actor, as_actor
+from entitlements.domain.checks import check_key, check_reason
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import LimitKind
 from entitlements.domain.usage import FOREVER, SeatAssignment, check_member
@@ -40,6 +41,7 @@ class Seats:
     ) -> SeatAssignment:
         """Give ``member`` one of the owner's seats; refused past a hard seat limit."""
         owner, who, member = as_owner(owner), as_actor(actor), check_member(member)
+        pool, reason = check_key(pool, "pool"), check_reason(reason)
         rt = self._rt
         with rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, "seat.assign", owner, member)
@@ -56,7 +58,7 @@ class Seats:
             counted_under, after, _ = count(rt, tx, owner, pool, 1, snapshot)
             tx.uow.seats.add(assignment)
             tx.touch_usage(owner)
-            limit = counted_under.limit(pool)
+            limit = counted_under.limit(pool, 0)
             over = limit is not None and after.used > limit
             tx.record(
                 who,
@@ -81,6 +83,7 @@ class Seats:
     ) -> SeatAssignment:
         """Free ``member``'s seat."""
         owner, who, member = as_owner(owner), as_actor(actor), check_member(member)
+        pool, reason = check_key(pool, "pool"), check_reason(reason)
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, "seat.unassign", owner, member)
             removed = tx.uow.seats.remove(owner, pool, member)
@@ -98,6 +101,6 @@ class Seats:
 
     def list(self, owner: Owner, pool: str = "seats") -> Sequence[SeatAssignment]:
         """Who holds the owner's seats in ``pool``."""
-        owner = as_owner(owner)
+        owner, pool = as_owner(owner), check_key(pool, "pool")
         with self._rt.read(owner.tenant) as uow:
             return uow.seats.assigned(owner, pool)

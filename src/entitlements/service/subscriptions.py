@@ -19,10 +19,20 @@ from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.addon import AddOn
 from entitlements.domain.assignment import check_may_assign
 from entitlements.domain.billing_cycle import BillingCycle
-from entitlements.domain.checks import parse_enum
+from entitlements.domain.checks import (
+    MAX_COUNT,
+    check_bool,
+    check_instance,
+    check_key,
+    check_optional_count,
+    check_optional_id,
+    check_reason,
+    check_version,
+    parse_enum,
+)
 from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import as_of
-from entitlements.domain.instant import optional_utc
+from entitlements.domain.instant import optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Plan
 from entitlements.domain.plan_change import (
@@ -297,6 +307,10 @@ class Subscriptions:
         **details: Any,
     ) -> Subscription:
         owner, who = as_owner(owner), as_actor(actor)
+        plan_key, reason = check_key(plan_key, "plan_key"), check_reason(reason)
+        seats = check_optional_count(seats, "seats", maximum=MAX_COUNT)
+        if cycle is not None:
+            check_instance(cycle, BillingCycle, "cycle")
         known = {"metadata", "notes", "external_id", "expires_at", "plan_manager", "contract"}
         unknown = set(details) - known
         if unknown:
@@ -372,6 +386,11 @@ class Subscriptions:
         (`ContractPending`): convert from the contract once it completes
         (``ents.contracts.convert``), or pass ``without_contract=True`` to convert
         regardless (say, a contract abandoned in favour of paying by card)."""
+        if plan_key is not None:
+            check_key(plan_key, "plan_key")
+        if cycle is not None:
+            check_instance(cycle, BillingCycle, "cycle")
+        check_optional_id(contract_id, "contract_id", max_length=64)
         if not isinstance(keep_cancellation, bool):
             raise InvalidInput("keep_cancellation", "must be True or False", keep_cancellation)
         link = contract if contract is not None else _contract_link(contract_id)
@@ -423,6 +442,8 @@ class Subscriptions:
         If current usage would pass a new limit, ``if_over_quota`` decides: refuse
         (`OverQuotaRefused`, nothing changes) or apply. Either way the over-quota report
         is audited, and returned with the change."""
+        check_key(plan_key, "plan_key")
+        check_version(version)
 
         seen: dict[tuple[str, int | None], Plan] = {}
 
@@ -524,6 +545,7 @@ class Subscriptions:
         if_over_quota: OverQuotaPolicy = OverQuotaPolicy.REFUSE,
     ) -> SubscriptionChange:
         """Take an add-on off the subscription; its limits and features go with it."""
+        check_key(key, "addon.key")
 
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
             if key not in {a.key for a in current.addons}:
@@ -552,6 +574,8 @@ class Subscriptions:
         """What moving to ``plan_key`` would do — features gained and lost, limits raised
         and lowered, limits current usage would pass — without changing anything."""
         owner = as_owner(owner)
+        check_key(plan_key, "plan_key")
+        check_version(version)
         at = self._rt.now(now)
         with self._rt.read(owner.tenant) as uow:
             current = uow.subscriptions.current(owner)
@@ -631,7 +655,9 @@ class Subscriptions:
         reason: str | None = None,
     ) -> Subscription:
         """End now, or (``at_period_end``) stay active until the period (or trial) ends."""
-        event = Event.SCHEDULE_CANCEL if at_period_end else Event.CANCEL
+        event = (
+            Event.SCHEDULE_CANCEL if check_bool(at_period_end, "at_period_end") else Event.CANCEL
+        )
         return self._apply(owner, event, actor, now, reason)
 
     def undo_cancel(
@@ -678,7 +704,7 @@ class Subscriptions:
         }
         changes: dict[str, Any] = {k: v for k, v in given.items() if v is not UNSET}
         if "expires_at" in changes:
-            changes["expires_at"] = optional_utc(changes["expires_at"], "expires_at")
+            changes["expires_at"] = optional_given_utc(changes["expires_at"], "expires_at")
         if isinstance(metadata, Mapping) and "plan_manager" in metadata:
             raise InvalidInput(
                 "metadata",
@@ -730,7 +756,7 @@ class Subscriptions:
     ) -> SubscriptionChange:
         """`_apply`, plus the over-quota check against current usage. ``seen``: plan
         versions the change read already."""
-        policy = OverQuotaPolicy(if_over_quota)
+        policy = parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
         found: list[OverQuota] = []
 
         def check(tx: Transaction, before: Subscription, after: Subscription) -> None:
@@ -741,7 +767,7 @@ class Subscriptions:
             found[:] = [  # replaced, not extended: a retried attempt checks afresh
                 o
                 for o in over_quota(will, usage)
-                if _caused_by_change(o, was.limit(o.metric), usage)
+                if _caused_by_change(o, was.limit(o.metric, 0), usage)
             ]
             if not found:
                 return
@@ -815,6 +841,8 @@ class Subscriptions:
         inspect: Any = None,
     ) -> Subscription:
         owner, who = as_owner(owner), as_actor(actor)
+        reason = check_reason(reason)
+        check_version(expected_revision, "expected_revision")
         name = f"subscription.{action or event.value}"
         with self._rt.transaction(owner.tenant, now) as tx:
             current = tx.uow.subscriptions.current(owner)

@@ -19,7 +19,9 @@ from typing import Any
 import attrs
 
 from entitlements.domain.actor import Actor, as_actor
+from entitlements.domain.checks import check_id, check_key
 from entitlements.domain.ingestion import UsageEvent, UsageResult
+from entitlements.domain.instant import optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Enforcement, LimitKind
 from entitlements.domain.resolution import Snapshot
@@ -54,6 +56,15 @@ from entitlements.service.terms import (
 
 __all__ = ["Usage", "refuse", "target"]
 
+
+def check_metric(value: object) -> str:
+    return check_key(value, "metric")
+
+
+def check_reservation_id(value: object) -> str:
+    return check_id(value, "reservation_id", max_length=64)
+
+
 APP = Actor.system("app")
 MAX_TTL = timedelta(days=31)
 _wall = time.time
@@ -79,19 +90,22 @@ class Usage:
         change (here or, through the change feed, in another process) or time moves past
         the snapshot's validity."""
         cache = self._rt.cache
-        snapshot = cache.snapshots.get(owner)
-        if (
-            snapshot is not None
-            and snapshot.resolved_ts <= self._rt.timestamp() < snapshot.expires_ts
-            and self._coherence.fresh_from <= _wall() < self._coherence.fresh_until
-            and type(amount) is int
-        ):
-            memo = cache.decisions.get(owner)
-            if memo is not None:
-                known = memo.get((metric, amount))
-                if known is not None:
-                    return known
-        return self._check_slow(as_owner(owner), metric, check_amount(amount))
+        try:
+            snapshot = cache.snapshots.get(owner)
+            if (
+                snapshot is not None
+                and snapshot.resolved_ts <= self._rt.timestamp() < snapshot.expires_ts
+                and self._coherence.fresh_from <= _wall() < self._coherence.fresh_until
+                and type(amount) is int
+            ):
+                memo = cache.decisions.get(owner)
+                if memo is not None:
+                    known = memo.get((metric, amount))
+                    if known is not None:
+                        return known
+        except TypeError:  # unhashable arguments: refused just below
+            pass
+        return self._check_slow(as_owner(owner), check_metric(metric), check_amount(amount))
 
     def _check_slow(self, owner: Owner, metric: str, amount: int) -> UsageDecision:
         rt = self._rt
@@ -131,7 +145,8 @@ class Usage:
     def counter(self, owner: Owner, metric: str, period_start: datetime | None = None) -> Counter:
         """The counter of a period (default: the one ``metric`` counts in now); held
         reservations that ran out are not counted in ``reserved``."""
-        owner = as_owner(owner)
+        owner, metric = as_owner(owner), check_metric(metric)
+        period_start = optional_given_utc(period_start, "period_start")
         at = self._rt.now()
         with self._rt.read(owner.tenant) as uow:
             if period_start is None:
@@ -142,7 +157,7 @@ class Usage:
 
     def history(self, owner: Owner, metric: str) -> Sequence[Counter]:
         """Every period's counter, oldest first: past periods are kept, not overwritten."""
-        owner = as_owner(owner)
+        owner, metric = as_owner(owner), check_metric(metric)
         with self._rt.read(owner.tenant) as uow:
             return uow.usage.counters(owner, metric)
 
@@ -151,7 +166,8 @@ class Usage:
     ) -> Sequence[UsageRecord]:
         """The accepted consumptions of ``metric`` in a period (default: the current one),
         for invoices and disputes."""
-        owner = as_owner(owner)
+        owner, metric = as_owner(owner), check_metric(metric)
+        period_start = optional_given_utc(period_start, "period_start")
         with self._rt.read(owner.tenant) as uow:
             if period_start is None:
                 snapshot = load_snapshot(uow, owner, self._rt.now(), self._rt.policy)
@@ -182,6 +198,7 @@ class Usage:
             check_amount(amount),
             check_idempotency_key(key),
         )
+        metric = check_metric(metric)
         rt = self._rt
         if self._inline is not None and now is None and rt.telemetry is None:
             done = self._consume_inline(owner, metric, amount, key)
@@ -363,6 +380,7 @@ class Usage:
         true and is never refused; passing the limit is reported (``over_limit``) and
         audited, whatever the enforcement."""
         owner, who, amount = as_owner(owner), as_actor(actor), check_amount(amount, allow_zero=True)
+        metric = check_metric(metric)
         rt = self._rt
         with rt.transaction(owner.tenant, now) as tx:
             snapshot = terms_for_write(rt, tx, owner)
@@ -405,6 +423,8 @@ class Usage:
     ) -> UsageDecision:
         """A gauge goes down (a project was deleted); never below zero."""
         owner, amount = as_owner(owner), check_amount(amount)
+        metric = check_metric(metric)
+        as_actor(actor)
         rt = self._rt
         with rt.transaction(owner.tenant, now) as tx:
             snapshot = terms_for_write(rt, tx, owner)
@@ -438,6 +458,7 @@ class Usage:
         released, and stop counting when ``ttl`` runs out (the sweep then records that).
         With ``key``, a retried request gets the reservation made the first time."""
         owner, amount, key = as_owner(owner), check_amount(amount), check_idempotency_key(key)
+        metric = check_metric(metric)
         as_actor(actor)
         if not isinstance(ttl, timedelta) or not timedelta(0) < ttl <= MAX_TTL:
             raise InvalidInput("ttl", f"must be a timedelta between 0 and {MAX_TTL.days} days", ttl)
@@ -477,7 +498,10 @@ class Usage:
         held; the rest is freed). It counts in the period it was reserved in. A
         reservation settles exactly once: a second commit (or one after a release or
         expiry) is refused."""
-        owner = as_owner(owner)
+        owner, reservation_id = as_owner(owner), check_reservation_id(reservation_id)
+        if amount is not None:
+            check_amount(amount, allow_zero=True)
+        as_actor(actor)
         with self._rt.transaction(owner.tenant, now) as tx:
             held = self._held(tx, owner, reservation_id)
             used = held.amount if amount is None else check_amount(amount, allow_zero=True)
@@ -511,7 +535,8 @@ class Usage:
         now: datetime | None = None,
     ) -> Reservation:
         """Give the units back; exactly once, like `commit`."""
-        owner = as_owner(owner)
+        owner, reservation_id = as_owner(owner), check_reservation_id(reservation_id)
+        as_actor(actor)
         with self._rt.transaction(owner.tenant, now) as tx:
             held = self._held(tx, owner, reservation_id)
             released = attrs.evolve(held, status=ReservationStatus.RELEASED, settled_at=tx.now)

@@ -80,6 +80,8 @@ __all__ = [
 
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 
+_NAME_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 -_.&()éüßøłñ中文"
+
 
 def instants(start: datetime = EPOCH, days: int = 3650) -> st.SearchStrategy[datetime]:
     """Aware UTC datetimes (microseconds included) within ``days`` after ``start``."""
@@ -139,7 +141,7 @@ def plans(status: PlanStatus | None = None) -> st.SearchStrategy[Plan]:
     return st.builds(
         Plan,
         keys(),
-        st.text(min_size=1, max_size=30).filter(lambda s: bool(s.strip())),
+        st.text(_NAME_ALPHABET, min_size=1, max_size=30).filter(lambda s: bool(s.strip())),
         st.dictionaries(keys(), limits(), max_size=4),
         st.dictionaries(keys(), features(), max_size=4),
         st.one_of(st.none(), prices()),
@@ -376,8 +378,8 @@ def contracts(draw: st.DrawFn, stage: ContractStatus | None = None) -> Contract:
     contract = Contract(
         id=draw(st.uuids()).hex,
         owner=draw(owners()),
-        title=draw(st.text(min_size=1, max_size=40).filter(str.strip)),
-        body=draw(st.text(min_size=1, max_size=200).filter(str.strip)),
+        title=draw(st.text(_NAME_ALPHABET, min_size=1, max_size=40).filter(str.strip)),
+        body=draw(st.text(_NAME_ALPHABET + "\n\t", min_size=1, max_size=200).filter(str.strip)),
         terms=Terms(),
         signers=signers,
         sequential=draw(st.booleans()),

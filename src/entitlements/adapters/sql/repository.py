@@ -1,61 +1,23 @@
-"""What every SQL repository shares: driver-error translation and tenant scoping."""
+"""What every SQL repository shares: driver-error translation (`storage_errors`, from
+`entitlements.adapters.sql.errors`) and tenant scoping."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from sqlalchemy import exc
 from sqlalchemy.engine import Connection, RowMapping
 
+from entitlements.adapters.sql.errors import storage_errors
 from entitlements.domain.owner import Owner
-from entitlements.errors import Busy, Conflict, EntitlementsError, InvalidInput, StorageError
+from entitlements.errors import InvalidInput
 
 if TYPE_CHECKING:
     from entitlements.adapters.sql.store import SqlUnitOfWork
 
 __all__ = ["Repository", "live_owner_key", "owner_of", "storage_errors", "tenant_of"]
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def storage_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Translate driver errors raised by ``fn`` into the library's own."""
-
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except EntitlementsError:
-            raise
-        except exc.IntegrityError as error:
-            raise Conflict(f"the database refused the change: {error.orig}") from error
-        except exc.DBAPIError as error:
-            if is_retryable(error):
-                raise Busy(
-                    f"the database asked to retry (deadlock or serialization failure): {error.orig}"
-                ) from error
-            raise StorageError(f"storage failed: {type(error).__name__}: {error}") from error
-        except exc.SQLAlchemyError as error:
-            raise StorageError(f"storage failed: {type(error).__name__}: {error}") from error
-
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
-
-
-RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock (PostgreSQL)
-RETRYABLE_MYSQL_CODES = {1205, 1213}  # lock wait timeout, deadlock (MariaDB/MySQL)
-
-
-def is_retryable(error: exc.DBAPIError) -> bool:
-    orig = error.orig
-    if getattr(orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
-        return True
-    args: tuple[object, ...] = tuple(getattr(orig, "args", ()))
-    return bool(args) and args[0] in RETRYABLE_MYSQL_CODES
 
 
 def tenant_of(value: str | None) -> str:

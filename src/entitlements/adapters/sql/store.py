@@ -9,8 +9,9 @@ Three ways to bind it:
   session: our writes join its transaction inside a SAVEPOINT, so a failed call of ours
   leaves the host's transaction usable, and the commit stays the host's.
 
-Driver errors never leave the adapter: they become `StorageError` (or `Conflict` for
-integrity violations), subclasses of `EntitlementsError`.
+Driver errors never leave the adapter — from statements, commits, rollbacks or closing
+a connection: `entitlements.adapters.sql.errors.translate` makes them `Busy`,
+`ConnectionLost`, `Conflict` or `StorageError`, subclasses of `EntitlementsError`.
 """
 
 from __future__ import annotations
@@ -30,15 +31,15 @@ from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.audit import SqlAudit
 from entitlements.adapters.sql.changes import SqlFeed, SqlRevisions, insert_changes
 from entitlements.adapters.sql.contracts import SqlContracts
+from entitlements.adapters.sql.errors import storage_errors, translate
 from entitlements.adapters.sql.overrides import SqlOverrides
 from entitlements.adapters.sql.plans import SqlPlans
 from entitlements.adapters.sql.provider import SqlProvider
-from entitlements.adapters.sql.repository import storage_errors
 from entitlements.adapters.sql.subscriptions import SqlSubscriptions
 from entitlements.adapters.sql.usage import SqlSeats, SqlUsage
 from entitlements.domain.change import ChangeKind, FeedPage
 from entitlements.domain.owner import Owner
-from entitlements.errors import InvalidInput, StorageError
+from entitlements.errors import EntitlementsError, InvalidInput, StorageError
 
 if TYPE_CHECKING:
     from entitlements.ports import Store
@@ -79,6 +80,7 @@ class SqlUnitOfWork:
         self.provider = SqlProvider(self)
         self.revisions = SqlRevisions(self)
         self.feed = SqlFeed(self)
+        self._doomed: EntitlementsError | None = None
         self.bumped: dict[Owner, int] = {}
         self.noted: dict[Owner | None, ChangeKind] = {}
         self.committed_revision: int | None = None
@@ -115,34 +117,75 @@ class SqlUnitOfWork:
         exc_value: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Roll back what was not committed and give the connection back. A rollback or
+        close that fails (the connection died) never hides the error that caused the
+        rollback, and never surfaces as a driver error: after a read, or once the
+        transaction is over, a dead connection loses nothing and is only discarded."""
+        failed: BaseException | None = None
         try:
             if self._transaction is not None and self._transaction.is_active:
                 self._transaction.rollback()
-        except exc.SQLAlchemyError:
-            if exc_type is None:
-                raise
+        except Exception as error:
+            failed = error
         finally:
             self._transaction = None
             if self._owns_connection and self._connection is not None:
-                self._connection.close()
+                try:
+                    self._connection.close()
+                except Exception as error:
+                    failed = failed or error
             self._connection = None
+        if isinstance(exc_value, exc.SQLAlchemyError):
+            raise translate(exc_value) from exc_value
+        if failed is not None and exc_value is None and self._inside_host and not self._read_only:
+            # the host's transaction may now be unusable: say so rather than pass silently
+            raise translate(failed) from failed
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
+        """A call inside an atomic block: on failure only its own writes roll back. When
+        the engine has already ended the whole transaction (MariaDB does on a deadlock,
+        so the savepoint is gone), the call's own error is kept and the block is doomed:
+        its commit raises that error too instead of committing half of it."""
         bumped, noted = dict(self.bumped), dict(self.noted)
         try:
-            with self.connection.begin_nested():
-                yield
-        except BaseException:
+            nested = self.connection.begin_nested()
+        except exc.SQLAlchemyError as error:
+            raise translate(error) from error
+        try:
+            yield
+        except BaseException as error:
             self.bumped, self.noted = bumped, noted
+            translated = translate(error) if isinstance(error, exc.SQLAlchemyError) else None
+            try:
+                if nested.is_active:
+                    nested.rollback()
+            except Exception:
+                self._doomed = translated or (
+                    error if isinstance(error, EntitlementsError) else StorageError(str(error))
+                )
+            if translated is not None:
+                raise translated from error
             raise
+        else:
+            try:
+                nested.commit()
+            except exc.SQLAlchemyError as error:
+                raise translate(error) from error
 
-    @storage_errors
     def commit(self) -> None:
         if self._transaction is None:
             raise StorageError("the unit of work is not open")
-        revision = insert_changes(self.connection, self.feed.rows(datetime.now(UTC)))
-        self._transaction.commit()
+        if self._doomed is not None:
+            raise self._doomed
+        try:
+            revision = insert_changes(self.connection, self.feed.rows(datetime.now(UTC)))
+        except exc.SQLAlchemyError as error:
+            raise translate(error) from error
+        try:
+            self._transaction.commit()
+        except exc.SQLAlchemyError as error:
+            raise translate(error, committing=True) from error
         self.committed_revision = revision
         self.noted.clear()
         self.bumped.clear()

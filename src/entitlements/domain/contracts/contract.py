@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from entitlements.domain.billing_cycle import BillingCycle
-from entitlements.domain.checks import check_count, check_key, parse_enum
+from entitlements.domain.checks import check_count, check_id, check_key, check_text, parse_enum
 from entitlements.domain.contracts.canonical import (
     canonical_body,
     canonical_json,
@@ -133,13 +133,13 @@ class PersonalData:
 def _name(value: object) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 200:
         raise InvalidInput("signer.name", "must be a name of 1 to 200 characters", value)
-    return value.strip()
+    return check_id(value, "signer.name", max_length=200).strip()
 
 
 def _email(value: object) -> str:
     if not isinstance(value, str) or not _EMAIL.match(value) or len(value) > 254:
         raise InvalidInput("signer.email", "must be an email address", value)
-    return value.strip()
+    return check_id(value, "signer.email", max_length=254).strip()
 
 
 def _order(value: object) -> int:
@@ -151,7 +151,7 @@ def _order(value: object) -> int:
 def _role(value: object) -> str:
     if not isinstance(value, str) or len(value) > 100:
         raise InvalidInput("signer.role", "must be text of at most 100 characters", value)
-    return value
+    return check_text(value, "signer.role", max_length=100)
 
 
 @attrs.frozen
@@ -227,7 +227,7 @@ def _term(value: object) -> str | None:
         return None
     if not isinstance(value, str) or not value.strip() or len(value) > 200:
         raise InvalidInput("term", "must be text such as '12 months'", value)
-    return value
+    return check_text(value, "term", max_length=200)
 
 
 def _plan(value: object) -> str | None:
@@ -286,7 +286,7 @@ class Terms:
 def _title(value: object) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 300:
         raise InvalidInput("title", "must be a title of 1 to 300 characters", value)
-    return value
+    return check_id(value, "title", max_length=300)
 
 
 def _body(value: object) -> str:
@@ -294,7 +294,7 @@ def _body(value: object) -> str:
         raise InvalidInput("body", "the agreement body must not be empty", value)
     if len(value) > MAX_BODY:
         raise InvalidInput("body", f"must be at most {MAX_BODY:,} characters", value)
-    return canonical_body(value)
+    return canonical_body(check_text(value, "body", max_length=MAX_BODY))
 
 
 def _status(value: object) -> ContractStatus:
