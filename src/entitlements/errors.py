@@ -134,7 +134,9 @@ class UnknownLimit(NotFound):
             f"{owner} has no limit {name!r}; pass default=0 to treat a missing limit as zero"
         )
         self.owner = owner
+        """The owner asked about."""
         self.name = name
+        """The limit name it does not have."""
 
 
 class OverrideNotFound(NotFound):
@@ -414,6 +416,7 @@ class StorageError(EntitlementsError):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        """Whether calling again is safe and may succeed (a read, or a write that never reached the database)."""
 
 
 class ConnectionLost(StorageError):
@@ -456,18 +459,26 @@ class ContractTermsMismatch(Conflict):
             "issue a new contract to change it"
         )
         self.contract_id = contract_id
+        """The contract."""
         self.field = field
+        """Which term differed."""
         self.signed = signed
+        """What was signed."""
         self.asked = asked
+        """What the conversion asked for."""
 
 
 class ContractAlreadyConverted(Conflict):
+    """A contract converts a trial once; its conversion already happened."""
+
     def __init__(self, contract_id: str, subscription_id: str) -> None:
         super().__init__(
             f"contract {contract_id} was already converted (subscription {subscription_id})"
         )
         self.contract_id = contract_id
+        """The contract."""
         self.subscription_id = subscription_id
+        """The subscription it was converted into."""
 
 
 class ProviderUnreachable(EntitlementsError):
@@ -477,3 +488,4 @@ class ProviderUnreachable(EntitlementsError):
     def __init__(self, detail: str) -> None:
         super().__init__(f"the payment provider did not answer: {detail}")
         self.detail = detail
+        """What the provider client reported."""

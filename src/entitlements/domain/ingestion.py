@@ -27,13 +27,20 @@ class UsageEvent:
     decides the period it counts in."""
 
     owner: Owner
+    """Who used the units."""
     metric: str
+    """The limit the units count against."""
     amount: int = 1
+    """How many units (a positive whole number)."""
     key: str | None = None
+    """An idempotency key: an event sent again with it counts once."""
     at: datetime | None = None
+    """When the units were used (default: now); picks the usage period."""
 
 
 class UsageOutcome(enum.StrEnum):
+    """What became of one event of a batch."""
+
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     REFUSED = "refused"
@@ -47,10 +54,15 @@ class UsageResult:
     refused event, else ``None``."""
 
     event: UsageEvent
+    """The event this result answers."""
     outcome: UsageOutcome
+    """Accepted, duplicate or refused."""
     decision: UsageDecision
+    """The usage decision, as a single ``consume`` would have made it."""
     error: EntitlementsError | None = None
+    """Why it was refused (the error ``consume`` would have raised), else ``None``."""
 
     @property
     def accepted(self) -> bool:
+        """Whether the event was counted now."""
         return self.outcome is UsageOutcome.ACCEPTED

@@ -29,12 +29,16 @@ visible on `Billing.state`), `Billing.retry` sends it again."""
 
 
 class CommandKind(enum.StrEnum):
+    """What a command asks the payment provider to do."""
+
     START_CHECKOUT = "start_checkout"
     CHANGE_PLAN = "change_plan"
     CANCEL = "cancel"
 
 
 class CommandStatus(enum.StrEnum):
+    """Where a command stands: pending, delivered or failed."""
+
     PENDING = "pending"
     """Recorded, not yet acknowledged by the provider."""
     SENT = "sent"
@@ -57,23 +61,38 @@ def retry_delay(attempts: int) -> timedelta:
 
 @attrs.frozen
 class ProviderCommand:
+    """A command to the payment provider, recorded in our transaction and sent after it committed (the outbox), so our side and the provider's never diverge silently."""
+
     id: str
+    """The command's id."""
     owner: Owner
+    """The owner it concerns."""
     kind: CommandKind = attrs.field(converter=_kind)
+    """What it asks the provider to do."""
     payload: Mapping[str, Any]
+    """The arguments sent to the provider."""
     idempotency_key: str
+    """Sent with every attempt, so a retry never acts twice at the provider."""
     created_at: datetime = attrs.field(converter=as_utc, validator=aware)
+    """When it was recorded."""
     subscription_id: str | None = None
+    """The subscription it concerns, if any."""
     status: CommandStatus = attrs.field(default=CommandStatus.PENDING, converter=_status)
+    """Pending, delivered or failed."""
     attempts: int = 0
+    """How many times it was sent."""
     next_attempt_at: datetime | None = attrs.field(
         default=None, converter=as_optional_utc, validator=optional_aware
     )
+    """When the sweep tries again (pending commands)."""
     sent_at: datetime | None = attrs.field(
         default=None, converter=as_optional_utc, validator=optional_aware
     )
+    """When the provider acknowledged it."""
     last_error: str | None = None
+    """What the last failed attempt said."""
     result: Mapping[str, Any] | None = None
+    """What the provider answered."""
 
     @property
     def is_open(self) -> bool:
@@ -81,6 +100,7 @@ class ProviderCommand:
         return self.status is not CommandStatus.SENT
 
     def delivered(self, at: datetime, result: Mapping[str, Any]) -> ProviderCommand:
+        """The command as the provider acknowledged it."""
         return attrs.evolve(
             self,
             status=CommandStatus.SENT,
@@ -92,6 +112,7 @@ class ProviderCommand:
         )
 
     def attempt_failed(self, at: datetime, error: str) -> ProviderCommand:
+        """The command after a failed attempt: retried later, or failed after the last."""
         attempts = self.attempts + 1
         give_up = attempts >= MAX_ATTEMPTS
         return attrs.evolve(
@@ -103,4 +124,5 @@ class ProviderCommand:
         )
 
     def retried(self, at: datetime) -> ProviderCommand:
+        """The command staff sent again: pending once more."""
         return attrs.evolve(self, status=CommandStatus.PENDING, next_attempt_at=at)

@@ -71,14 +71,18 @@ class BillingState:
     and needs staff, see `Billing.retry`)."""
 
     subscription: Subscription | None
+    """The owner's subscription, if any."""
     pending: tuple[ProviderCommand, ...] = ()
+    """Commands not acknowledged by the provider yet, oldest first."""
 
     @property
     def pending_at_provider(self) -> bool:
+        """Whether anything waits for the provider."""
         return bool(self.pending)
 
     @property
     def failed(self) -> tuple[ProviderCommand, ...]:
+        """Commands that gave up retrying and need staff."""
         return tuple(c for c in self.pending if c.status is CommandStatus.FAILED)
 
 
@@ -101,6 +105,7 @@ class Billing:
         self.one_free_plan_per_tenant = one_free_plan_per_tenant
         """Whether a tenant may hold only one free plan among its owners (seed 004)."""
         self.outbox = ProviderOutbox(runtime, lambda: self.provider)
+        """Commands to the provider waiting to be sent, and the sending."""
 
     # -- assignment ----------------------------------------------------------------------
 

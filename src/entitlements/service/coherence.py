@@ -85,6 +85,7 @@ class Coherence:
         gap_timeout: float = 60.0,
     ) -> None:
         self.fresh_from = 0.0
+        """Wall-clock start of the window in which the cache counts as confirmed."""
         self.fresh_until = 0.0
         """The `time.monotonic` instant until which the cache counts as confirmed; the warm
         path compares it."""

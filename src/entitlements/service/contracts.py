@@ -366,18 +366,18 @@ class Contracts:
 
     def expire_due(self, tenant: str | None, now: datetime, batch: int = 500) -> list[Contract]:
         """Close contracts whose signing window ended (the sweep does this per contract
-        with `expire_if_due`)."""
+        with `_expire_if_due`)."""
         with self._rt.read(tenant) as uow:
             due = [c.id for c in uow.contracts.expired(now, batch)]
         expired = []
         for contract_id in due:
             with self._rt.transaction(tenant, now) as tx:
-                stored = self.expire_if_due(tx, contract_id)
+                stored = self._expire_if_due(tx, contract_id)
                 if stored is not None:
                     expired.append(stored)
         return expired
 
-    def expire_if_due(self, tx: Transaction, contract_id: str) -> Contract | None:
+    def _expire_if_due(self, tx: Transaction, contract_id: str) -> Contract | None:
         """Close one contract if it is still open and its window ended by ``tx.now``."""
         contract = tx.uow.contracts.get(contract_id)
         if contract.is_closed or contract.expires_at > tx.now:

@@ -150,6 +150,7 @@ class Subscriptions:
     def __init__(self, runtime: Runtime, *, free_plan: OneFreePlan | None = None) -> None:
         self._rt = runtime
         self.assignment = PlanAssignment(free_plan or OneFreePlan())
+        """The one check of whether an owner may be put on a plan now."""
 
     # -- reading ---------------------------------------------------------------------
 

@@ -78,9 +78,13 @@ class SweepFailure:
     """One item the sweep could not apply; it stays due and the next run tries again."""
 
     item: str
+    """The item that failed (``subscription:<id>``, ``contract:<id>``...)."""
     owner: Owner | None
+    """Its owner, when known."""
     error: str
+    """The error's class name."""
     message: str
+    """The error's message."""
 
 
 @attrs.frozen
@@ -106,8 +110,11 @@ class SweepReport:
     expired_contracts: tuple[Contract, ...] = ()
     """Open contracts whose signing window ended."""
     failures: tuple[SweepFailure, ...] = ()
+    """Items that raised; they stay due and the next run tries again."""
     remaining: int = 0
+    """What was still due when the run ended (zero after an uneventful run)."""
     keys_forgotten: int = 0
+    """Usage idempotency keys forgotten past their retention."""
     provider_commands: tuple[ProviderCommand, ...] = ()
     """Commands to the payment provider sent (or attempted again) by this run."""
     feed_entries_pruned: int = 0
@@ -330,7 +337,7 @@ class Sweep:
     def _expired_contracts(self, uow: UnitOfWork, at: datetime, limit: int) -> list[_Item]:
         def expire(contract_id: str) -> Callable[[Transaction], Sequence[Any]]:
             def act(tx: Transaction) -> Sequence[Any]:
-                stored = self._contracts.expire_if_due(tx, contract_id)
+                stored = self._contracts._expire_if_due(tx, contract_id)
                 return () if stored is None else (stored,)
 
             return act

@@ -30,20 +30,28 @@ def _id(value: object) -> str:
 
 @attrs.frozen
 class ContractLink:
+    """The signed contract a subscription was converted from, and the terms it was converted on."""
+
     contract_id: str = attrs.field(converter=_id)
+    """The contract's id."""
     amount: Decimal | None = None
+    """The agreed price, if the contract named one."""
     currency: str | None = None
+    """The ISO 4217 code of ``amount``."""
     term: str | None = None
+    """The commitment length in words, if the contract named one."""
 
     def __attrs_post_init__(self) -> None:
         Terms(None, self.term, self.amount, self.currency)  # the same rules as the contract's
 
     @classmethod
     def of(cls, contract: Contract) -> ContractLink:
+        """The link to ``contract``, with its signed terms."""
         terms = contract.terms
         return cls(contract.id, terms.amount, terms.currency, terms.term)
 
     def document(self) -> dict[str, Any]:
+        """The JSON document the stores keep."""
         return {
             "contract_id": self.contract_id,
             "amount": None if self.amount is None else str(self.amount),
@@ -53,6 +61,7 @@ class ContractLink:
 
     @classmethod
     def from_document(cls, document: Any) -> ContractLink | None:
+        """The link a store kept (``None`` when there is none)."""
         if document is None:
             return None
         amount = document.get("amount")
