@@ -308,10 +308,13 @@ def test_a_block_that_swallows_a_deadlock_does_not_commit_half_of_it(server) -> 
         assert seats[victims_first] == 20 + winner, "the victim's first write is not kept"
     else:
         # PostgreSQL rolls back to the savepoint only: the first write stands, as asked,
-        # and the winner then finds that record changed under it
+        # and commits; the winner's change of that record waited for it and, read again
+        # under the owner's lock, applies on top of it
         assert outcomes[victim] == "swallowed committed", outcomes
-        assert outcomes[winner] == " committed" or "StaleWrite" in outcomes[winner], outcomes
-        assert seats[victims_first] == 10 + victim
+        assert outcomes[winner] == " committed", outcomes
+        assert seats[victims_first] == 20 + winner
+        kept = [e for e in ents.audit.for_owner(victims_first) if e.action.endswith("seats")]
+        assert [e.after["seats"] for e in kept][-2:] == [10 + victim, 20 + winner]
     for app in apps:
         app.close()
 
