@@ -152,7 +152,7 @@ def test_consume_killed_at_each_statement_never_counts_without_its_ledger_record
     outcomes = _each_statement(
         killer, total, lambda n: ents.usage.consume(owner, "calls", 1, key=f"k{n}")
     )
-    assert set(outcomes) <= {"StorageError", "Busy"}
+    assert set(outcomes) <= {"StorageError", "ConnectionLost", "Busy"}
     assert _usage_matches_ledger(ents, owner) == 2
     for n in range(1, total + 1):  # a retry with the same key now counts, once
         assert not ents.usage.consume(owner, "calls", 1, key=f"k{n}").duplicate
@@ -166,7 +166,7 @@ def test_reads_killed_mid_way_raise_library_errors_and_the_next_read_works(postg
     ents.subscriptions.subscribe(owner, "metered", actor="staff")
     total = _statements(killer, lambda: ents.audit.for_owner(owner))
     outcomes = _each_statement(killer, total, lambda n: ents.audit.for_owner(owner))
-    assert set(outcomes) <= {"StorageError", "Busy", "ok"}
+    assert set(outcomes) <= {"StorageError", "ConnectionLost", "Busy", "ok"}
     assert [e.action for e in ents.audit.for_owner(owner)] == ["subscription.subscribe"]
 
 
