@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import uuid
 from datetime import timedelta
 
 import attrs
@@ -63,7 +64,7 @@ class StoresAgree(RuleBasedStateMachine):
         self.memory = Entitlements(
             MemoryStore(), clock=self.clock, policy=policy, ids=lambda: f"id{next(counter_a):06d}"
         )
-        self.sql_store = sql_store_for(self.kind, self.workdir / f"agree-{id(self)}.db")
+        self.sql_store = sql_store_for(self.kind, self.workdir / f"agree-{uuid.uuid4().hex}.db")
         self.sql = Entitlements(
             self.sql_store, clock=self.clock, policy=policy, ids=lambda: f"id{next(counter_b):06d}"
         )
@@ -71,6 +72,8 @@ class StoresAgree(RuleBasedStateMachine):
             self.both(lambda e, plan=plan: e.plans.define(plan, actor="staff"))
 
     def teardown(self) -> None:
+        if hasattr(self, "sql"):
+            self.sql.close()  # its change-feed follower and listener go with it
         if hasattr(self, "sql_store"):
             self.sql_store.engine.dispose()
 

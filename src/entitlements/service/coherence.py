@@ -251,6 +251,15 @@ class Coherence:
 
 
 def _follow(ref: weakref.ref[Coherence], stop: threading.Event, wake: threading.Event) -> None:
+    try:
+        _follow_until_gone(ref, stop, wake)
+    finally:
+        stop.set()  # an instance dropped without close(): its listeners end with it
+
+
+def _follow_until_gone(
+    ref: weakref.ref[Coherence], stop: threading.Event, wake: threading.Event
+) -> None:
     while not stop.is_set():
         follower = ref()
         if follower is None:
