@@ -14,6 +14,7 @@ from entitlements import (
     AddOn,
     Entitlements,
     EntitlementsError,
+    IllegalTransition,
     Limit,
     ManualClock,
     Owner,
@@ -77,6 +78,17 @@ def test_a_resume_after_other_changes_returns_to_the_status_before_the_suspensio
     assert ents.subscriptions.get(ACME).status is SubscriptionStatus.SUSPENDED
     ents.subscriptions.resume(ACME, actor="staff")
     assert ents.subscriptions.get(ACME).status is SubscriptionStatus.TRIALING
+
+
+def test_a_trial_that_runs_out_while_suspended_ends_and_cannot_be_resumed(setup):
+    ents, clock = setup
+    ents.subscriptions.start_trial(ACME, "team", actor="staff", trial_days=60)
+    ents.subscriptions.suspend(ACME, actor="staff", reason="review")
+    clock.advance(days=60)  # exactly the trial end, no sweep
+    assert ents.subscriptions.get(ACME).status is SubscriptionStatus.EXPIRED
+    with pytest.raises(IllegalTransition):
+        ents.subscriptions.resume(ACME, actor="staff")
+    assert not ents.allows(ACME, "export")
 
 
 def test_past_due_grace_does_not_restart_on_suspend_and_resume(setup):

@@ -15,6 +15,7 @@ from entitlements import (
     AddOn,
     Entitlements,
     EntitlementsError,
+    Event,
     IllegalTransition,
     Limit,
     LimitExceeded,
@@ -55,8 +56,9 @@ def test_a_trial_that_ended_grants_nothing_warm_cold_or_in_claims(setup):
     claims = ents.claims(ACME)
     assert claims.plan is None
     assert claims.limits is None
-    assert ents.subscriptions.get(ACME).status is SubscriptionStatus.TRIALING, "not yet swept"
-    ents.process_due()
+    assert ents.subscriptions.get(ACME).status is SubscriptionStatus.EXPIRED, "read follows time"
+    assert ents.subscriptions.history(ACME)[-1].status is SubscriptionStatus.EXPIRED
+    assert [c.event for c in ents.process_due().changes] == [Event.END_TRIAL], "stored by sweep"
     assert ents.subscriptions.get(ACME).status is SubscriptionStatus.EXPIRED
 
 

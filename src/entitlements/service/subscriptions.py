@@ -155,12 +155,14 @@ class Subscriptions:
     # -- reading ---------------------------------------------------------------------
 
     def find(self, owner: Owner, *, actor: Actor | str | None = None) -> Subscription | None:
-        """The owner's most recent subscription (possibly ended), or ``None``. With
+        """The owner's most recent subscription (possibly ended) as time has made it by
+        now, whether or not the sweep stored those changes yet; or ``None``. With
         ``actor``, the authorizer decides first (``subscription.read``)."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
-            return uow.subscriptions.current(owner)
+            found = uow.subscriptions.current(owner)
+        return None if found is None else as_of(found, self._rt.now(None))
 
     def get(self, owner: Owner, *, actor: Actor | str | None = None) -> Subscription:
         """The owner's current subscription; `SubscriptionNotFound` when it has none."""
@@ -170,11 +172,14 @@ class Subscriptions:
         return found
 
     def history(self, owner: Owner, *, actor: Actor | str | None = None) -> Sequence[Subscription]:
-        """Every subscription the owner ever had, oldest first."""
+        """Every subscription the owner ever had, oldest first, each as time has made it
+        by now (like `get`)."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
-            return uow.subscriptions.history(owner)
+            stored = uow.subscriptions.history(owner)
+        now = self._rt.now(None)
+        return [as_of(subscription, now) for subscription in stored]
 
     def search(
         self,
