@@ -26,6 +26,7 @@ from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
 from entitlements.domain.provider_commands import ProviderCommand
+from entitlements.domain.requests import KeyedRequest
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import Counter, Reservation, SeatAssignment, UsageRecord
 
@@ -39,6 +40,7 @@ __all__ = [
     "PaymentProvider",
     "PlanRepository",
     "ProviderRepository",
+    "RequestRepository",
     "RevisionRepository",
     "SeatRepository",
     "Store",
@@ -559,6 +561,26 @@ class AuditLog(Protocol):
 
 
 @runtime_checkable
+class RequestRepository(Protocol):
+    """Mutations remembered by their idempotency key (`KeyedRequest`), so a repeat after
+    a lost acknowledgement is answered rather than applied again."""
+
+    def claim(self, request: KeyedRequest) -> KeyedRequest | None:
+        """Store ``request`` if its owner has not used its key yet and return ``None``;
+        otherwise store nothing and return the request stored under the key. A claim
+        racing another unit of work's for the same key waits for it, so the two never
+        both get ``None``."""
+        ...
+
+    def settle(self, owner: Owner, key: str, outcome: Mapping[str, Any]) -> None:
+        """Record what the claimed request did (the ids a repeat answers from)."""
+        ...
+
+    def forget(self, before: datetime, limit: int = 10_000) -> int:
+        """Drop requests made before ``before``, at most ``limit``; returns how many."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Leaving the ``with`` block without ``commit()`` rolls back, so a
     use case that raises leaves storage as it was."""
@@ -606,6 +628,11 @@ class UnitOfWork(Protocol):
     @property
     def provider(self) -> ProviderRepository:
         """What was applied from the payment provider."""
+        ...
+
+    @property
+    def requests(self) -> RequestRepository:
+        """Mutations remembered by their idempotency key."""
         ...
 
     @property

@@ -28,6 +28,7 @@ from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
 from entitlements.domain.provider_commands import CommandStatus, ProviderCommand
+from entitlements.domain.requests import KeyedRequest
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import (
     FOREVER,
@@ -125,6 +126,7 @@ class _Tables:
         self.provider_events: dict[tuple[str | None, str], datetime] = {}
         self.provider_links: dict[tuple[str | None, str], ProviderLink] = {}
         self.provider_commands: dict[tuple[str | None, str], ProviderCommand] = {}
+        self.requests: dict[tuple[Owner, str], KeyedRequest] = {}
 
 
 class _Repository(Generic[K]):
@@ -937,6 +939,31 @@ class _Provider(_Repository[str]):
         return sorted(found, key=lambda c: (c.created_at, c.id))
 
 
+class _Requests(_Repository[Owner]):
+    def claim(self, request: KeyedRequest) -> KeyedRequest | None:
+        self._scope(request.owner)
+        found = self._t.requests.get((request.owner, request.key))
+        if found is not None:
+            return found
+        self._undo.set(self._t.requests, (request.owner, request.key), request)
+        return None
+
+    def settle(self, owner: Owner, key: str, outcome: Mapping[str, Any]) -> None:
+        self._scope(owner)
+        claimed = self._t.requests[(owner, key)]
+        self._undo.set(self._t.requests, (owner, key), attrs.evolve(claimed, outcome=outcome))
+
+    def forget(self, before: datetime, limit: int = 10_000) -> int:
+        old = [
+            where
+            for where, request in self._t.requests.items()
+            if where[0].tenant == self._uow.tenant and request.at < before
+        ][:limit]
+        for where in old:
+            self._undo.delete(self._t.requests, where)
+        return len(old)
+
+
 class _MemoryUnitOfWork:
     def __init__(self, store: MemoryStore, tenant: str | None) -> None:
         self.tenant = tenant
@@ -952,6 +979,7 @@ class _MemoryUnitOfWork:
         self.seats = _Seats(self)
         self.contracts = _Contracts(self)
         self.provider = _Provider(self)
+        self.requests = _Requests(self)
         self.revisions = _Revisions(self)
         self.feed = _Feed(self)
         self.bumped: dict[Owner, int] = {}
@@ -1094,6 +1122,7 @@ class MemoryStore:
             found.update(o.tenant for o in self.tables.overrides)
             found.update(r.owner.tenant for r in self.tables.reservations.values())
             found.update(c.owner.tenant for c in self.tables.contracts.values())
+            found.update(owner.tenant for owner, _ in self.tables.requests)
             found.update(
                 c.owner.tenant for c in self.tables.provider_commands.values() if c.is_open
             )

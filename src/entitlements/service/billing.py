@@ -27,11 +27,13 @@ from entitlements.domain.billing import (
     path_to,
 )
 from entitlements.domain.checks import MAX_COUNT, check_key, check_optional_count, parse_enum
+from entitlements.domain.due import as_of
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Plan
 from entitlements.domain.provider_commands import CommandKind, CommandStatus, ProviderCommand
+from entitlements.domain.requests import KeyedRequest
 from entitlements.domain.subscription import Event, Subscription, SubscriptionStatus
-from entitlements.domain.usage import OverQuotaPolicy
+from entitlements.domain.usage import OverQuotaPolicy, check_idempotency_key
 from entitlements.errors import (
     InvalidInput,
     NotAuthorized,
@@ -43,6 +45,7 @@ from entitlements.errors import (
 )
 from entitlements.ports import PaymentProvider
 from entitlements.service.provider_outbox import ProviderOutbox
+from entitlements.service.requests import claim_key, settle_key
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.subscriptions import Subscriptions
 
@@ -118,6 +121,7 @@ class Billing:
         seats: int | None = None,
         if_over_quota: OverQuotaPolicy = OverQuotaPolicy.REFUSE,
         now: datetime | None = None,
+        key: str | None = None,
     ) -> Assignment:
         """Seed 004's rules: a free plan is assigned directly (a paid provider subscription
         is cancelled at the provider too); a paid plan with an active paid subscription
@@ -128,81 +132,127 @@ class Billing:
         Every check runs, and our side is written, before the provider hears of it: the
         command is sent once this call's unit of work committed. If the provider does not
         answer, the assignment comes back with its ``command`` pending (and, for a
-        checkout, no ``checkout`` yet); the sweep retries it."""
+        checkout, no ``checkout`` yet); the sweep retries it.
+
+        With ``key``, a repeat of the same request (after a lost acknowledgement) gets the
+        first assignment back — its subscription as it stands now, its command and
+        checkout — and opens no second checkout; the key given for another plan, seat
+        count or over-quota policy raises `IdempotencyKeyReused`."""
         owner, who = as_owner(owner), as_actor(actor)
+        key = check_idempotency_key(key)
         plan_key = check_key(plan_key, "plan_key")
         check_optional_count(seats, "seats", maximum=MAX_COUNT)
         parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, "billing.assign_plan", owner, plan_key)
-            plan = tx.uow.plans.get(plan_key)
-            # before the provider is told anything; subscribe / change_plan check again
-            tx.change_terms(owner)
-            current = tx.uow.subscriptions.current(owner)
-            live = current if current is not None and not current.is_terminal else None
-            self._subs.assignment.check(tx, owner, plan, live, who)
-            if live is not None and (live.plan_key, live.plan_version) == (plan.key, plan.version):
-                raise InvalidInput("plan_key", f"{owner} is already on {plan.key}")
-            command: ProviderCommand | None
-            if plan.is_free:
-                assignment, command = self._assign_free(
-                    tx, who, owner, live, plan_key, seats, if_over_quota
-                )
-            elif self.provider is None:
-                assignment = self._assign_directly(who, owner, live, plan, seats, if_over_quota)
-                command = None
-            elif (
-                live is not None
-                and live.external_id
-                and live.status is SubscriptionStatus.ACTIVE
-                and self._is_paid(tx, live)
-            ):
-                change = self._subs.change_plan(
-                    owner, plan.key, actor=who, if_over_quota=if_over_quota
-                )
-                command = self.outbox.record(
-                    tx,
-                    CommandKind.CHANGE_PLAN,
-                    owner,
-                    {
-                        "external_id": live.external_id,
-                        "plan_key": plan.key,
-                        "plan_version": plan.version,
-                        "seats": seats,
-                    },
-                    subscription_id=change.subscription.id,
-                )
-                assignment = Assignment(AssignmentKind.PROVIDER_CHANGE, change.subscription)
+            asked = {"plan_key": plan_key, "seats": seats, "if_over_quota": str(if_over_quota)}
+            earlier = claim_key(tx, owner, key, "billing.assign_plan", asked)
+            if earlier is not None:
+                assignment, command = self._repeated(tx, earlier)
             else:
-                manager = who.id if who.kind is ActorKind.MEMBER else None
-                subscription = live
-                if subscription is None:
-                    subscription = self._subs.begin_checkout(
-                        owner, plan.key, actor=who, seats=seats, plan_manager=manager
-                    )
-                command = self.outbox.record(
+                assignment, command = self._assign(tx, who, owner, plan_key, seats, if_over_quota)
+                settle_key(
                     tx,
-                    CommandKind.START_CHECKOUT,
                     owner,
+                    key,
                     {
-                        "plan_key": plan.key,
-                        "plan_version": plan.version,
-                        "seats": seats,
-                        "manager": manager,
+                        "kind": assignment.kind.value,
+                        "subscription": getattr(assignment.subscription, "id", None),
+                        "command": None if command is None else command.id,
                     },
-                    subscription_id=subscription.id,
                 )
-                tx.record(
-                    who,
-                    "billing.checkout",
-                    f"provider_command:{command.id}",
-                    owner=owner,
-                    after={"plan": plan.key, "command": command.id},
-                )
-                assignment = Assignment(AssignmentKind.CHECKOUT, subscription)
         if command is None:
             return assignment
         return self._with_answer(owner, assignment, command)
+
+    def _assign(
+        self,
+        tx: Transaction,
+        who: Actor,
+        owner: Owner,
+        plan_key: str,
+        seats: int | None,
+        if_over_quota: OverQuotaPolicy,
+    ) -> tuple[Assignment, ProviderCommand | None]:
+        plan = tx.uow.plans.get(plan_key)
+        # before the provider is told anything; subscribe / change_plan check again
+        tx.change_terms(owner)
+        current = tx.uow.subscriptions.current(owner)
+        live = current if current is not None and not current.is_terminal else None
+        self._subs.assignment.check(tx, owner, plan, live, who)
+        if live is not None and (live.plan_key, live.plan_version) == (plan.key, plan.version):
+            raise InvalidInput("plan_key", f"{owner} is already on {plan.key}")
+        command: ProviderCommand | None
+        if plan.is_free:
+            assignment, command = self._assign_free(
+                tx, who, owner, live, plan_key, seats, if_over_quota
+            )
+        elif self.provider is None:
+            assignment = self._assign_directly(who, owner, live, plan, seats, if_over_quota)
+            command = None
+        elif (
+            live is not None
+            and live.external_id
+            and live.status is SubscriptionStatus.ACTIVE
+            and self._is_paid(tx, live)
+        ):
+            change = self._subs.change_plan(owner, plan.key, actor=who, if_over_quota=if_over_quota)
+            command = self.outbox.record(
+                tx,
+                CommandKind.CHANGE_PLAN,
+                owner,
+                {
+                    "external_id": live.external_id,
+                    "plan_key": plan.key,
+                    "plan_version": plan.version,
+                    "seats": seats,
+                },
+                subscription_id=change.subscription.id,
+            )
+            assignment = Assignment(AssignmentKind.PROVIDER_CHANGE, change.subscription)
+        else:
+            manager = who.id if who.kind is ActorKind.MEMBER else None
+            subscription = live
+            if subscription is None:
+                subscription = self._subs.begin_checkout(
+                    owner, plan.key, actor=who, seats=seats, plan_manager=manager
+                )
+            command = self.outbox.record(
+                tx,
+                CommandKind.START_CHECKOUT,
+                owner,
+                {
+                    "plan_key": plan.key,
+                    "plan_version": plan.version,
+                    "seats": seats,
+                    "manager": manager,
+                },
+                subscription_id=subscription.id,
+            )
+            tx.record(
+                who,
+                "billing.checkout",
+                f"provider_command:{command.id}",
+                owner=owner,
+                after={"plan": plan.key, "command": command.id},
+            )
+            assignment = Assignment(AssignmentKind.CHECKOUT, subscription)
+        return assignment, command
+
+    def _repeated(
+        self, tx: Transaction, earlier: KeyedRequest
+    ) -> tuple[Assignment, ProviderCommand | None]:
+        """What a repeat of an assignment made under its key answers: the first one's
+        kind, its subscription as it stands now and its provider command."""
+        outcome = earlier.outcome
+        subscription = None
+        if outcome["subscription"] is not None:
+            stored = tx.uow.subscriptions.get(str(outcome["subscription"]))
+            subscription = as_of(stored, tx.now)
+        command = None
+        if outcome["command"] is not None:
+            command = tx.uow.provider.command(str(outcome["command"]))
+        return Assignment(AssignmentKind(outcome["kind"]), subscription), command
 
     def _with_answer(
         self, owner: Owner, assignment: Assignment, command: ProviderCommand

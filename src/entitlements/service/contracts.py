@@ -48,7 +48,7 @@ from entitlements.domain.contracts.tokens import hash_token, new_token, token_ma
 from entitlements.domain.contracts.verify import Verification, verify_evidence
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.subscription import Subscription
-from entitlements.domain.usage import OverQuotaPolicy
+from entitlements.domain.usage import OverQuotaPolicy, check_idempotency_key
 from entitlements.errors import (
     ContractAlreadyConverted,
     ContractNotCompleted,
@@ -59,6 +59,7 @@ from entitlements.errors import (
     InvalidInput,
     InvalidToken,
 )
+from entitlements.service.requests import claim_key, settle_key
 from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
 
@@ -144,9 +145,16 @@ class Contracts:
         cycle: BillingCycle | None = None,
         ip: str | None = None,
         user_agent: str | None = None,
+        key: str | None = None,
     ) -> Contract:
         """Snapshot and hash the agreement and its terms. Changing terms later means voiding
         this contract and issuing a new one.
+
+        With ``key``, a repeat of the same request (after a lost acknowledgement) returns
+        the contract the first one issued, as it stands now, instead of issuing another;
+        the key given with another title, body, terms or signer roles raises
+        `IdempotencyKeyReused`. Signers' names and e-mails are left out of that
+        comparison: they are kept only where erasure can reach them.
 
         With a plan, the contract pins what conversion will apply: the plan's version
         (``plan_version``, else its latest now), the seats (``seats``, else the owner's
@@ -171,9 +179,21 @@ class Contracts:
             days=365
         ):
             raise InvalidInput("valid_for", "must be between one hour and a year", valid_for)
+        key = check_idempotency_key(key)
         terms = Terms(plan_key, term, amount, currency, plan_version, seats, cycle)
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, "contract.issue", owner)
+            asked = {
+                "title": title,
+                "body": body,
+                "signers": [(spec.role, spec.order) for spec in specs],
+                "terms": attrs.asdict(terms, recurse=False),
+                "sequential": sequential,
+                "valid_for": valid_for.total_seconds(),
+            }
+            earlier = claim_key(tx, owner, key, "contracts.issue", asked)
+            if earlier is not None:
+                return tx.uow.contracts.get(str(earlier.outcome["contract"]))
             if plan_key is not None:
                 terms = self._pinned(tx, owner, terms)
             people: list[PersonalData] = []
@@ -219,6 +239,7 @@ class Contracts:
                 owner=owner,
                 after={"title": stored.title, "content_hash": stored.content_hash},
             )
+            settle_key(tx, owner, key, {"contract": stored.id})
             return stored
 
     def send(

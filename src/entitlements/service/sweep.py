@@ -12,7 +12,7 @@ waits behind another. An item whose owner is held is left to its holder (reporte
 proceed. A run works through everything due, in pages of ``batch``; ``remaining`` says
 how much was still due when it ended.
 
-Usage idempotency keys older than the retention window (`KEY_RETENTION`, 30 days by
+Idempotency keys (of usage and of keyed requests) older than the retention window (`KEY_RETENTION`, 30 days by
 default) are forgotten by the sweep as well.
 
 It also prunes the change feed. Entries are stamped with the database host's wall clock
@@ -114,7 +114,8 @@ class SweepReport:
     remaining: int = 0
     """What was still due when the run ended (zero after an uneventful run)."""
     keys_forgotten: int = 0
-    """Usage idempotency keys forgotten past their retention."""
+    """Idempotency keys (of usage and of keyed requests) forgotten past their
+    retention."""
     provider_commands: tuple[ProviderCommand, ...] = ()
     """Commands to the payment provider sent (or attempted again) by this run."""
     feed_entries_pruned: int = 0
@@ -352,6 +353,7 @@ class Sweep:
             while True:
                 with self._rt.transaction(tenant, run.at) as tx:
                     forgotten = tx.uow.usage.forget_keys(before, batch)
+                    forgotten += tx.uow.requests.forget(before, batch - forgotten)
                 run.keys_forgotten += forgotten
                 if forgotten < batch:
                     return

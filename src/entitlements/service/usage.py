@@ -39,6 +39,7 @@ from entitlements.domain.usage import (
 from entitlements.errors import IdempotencyKeyReused, InvalidInput
 from entitlements.ports import UnitOfWork
 from entitlements.service.ingestion import ingest
+from entitlements.service.requests import claim_key
 from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.snapshots import load_snapshot
@@ -418,17 +419,29 @@ class Usage:
         metric: str,
         amount: int = 1,
         *,
+        key: str | None = None,
         actor: Actor | str = APP,
         now: datetime | None = None,
     ) -> UsageDecision:
-        """A gauge goes down (a project was deleted); never below zero."""
-        owner, amount = as_owner(owner), check_amount(amount)
+        """A gauge goes down (a project was deleted); never below zero. With ``key``, a
+        repeat of the same request subtracts nothing more: it gets the gauge as it stands
+        with ``duplicate=True`` (the key given with another metric or amount raises
+        `IdempotencyKeyReused`)."""
+        owner, amount, key = as_owner(owner), check_amount(amount), check_idempotency_key(key)
         metric = check_metric(metric)
         as_actor(actor)
         rt = self._rt
         with rt.transaction(owner.tenant, now) as tx:
             snapshot = terms_for_write(rt, tx, owner)
             period = usage_period_start(snapshot, snapshot.limit_definition(metric))
+            asked = {"metric": metric, "amount": amount}
+            earlier = claim_key(
+                tx, owner, key, "usage.decrease", asked, {"period_start": period.isoformat()}
+            )
+            if earlier is not None:
+                at = datetime.fromisoformat(str(earlier.outcome["period_start"]))
+                counter = effective(tx.uow, tx.uow.usage.counter(owner, metric, at), tx.now)
+                return decide(snapshot, metric, counter, 0)._replace(duplicate=True)
             after = tx.uow.usage.add(owner, metric, period, used=-amount)
             if after is None:
                 current = tx.uow.usage.counter(owner, metric, period)

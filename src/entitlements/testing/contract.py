@@ -40,6 +40,7 @@ from entitlements.domain.change import ChangeKind, FeedPage
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Action, Feature, Limit, LimitKind, Plan, PlanStatus, Price
+from entitlements.domain.requests import KeyedRequest
 from entitlements.domain.subscription import SubscriptionStatus
 from entitlements.domain.usage import (
     FOREVER,
@@ -595,6 +596,28 @@ class StoreContract:
             assert uow.usage.reservation(ACME, "res-1").key is None
             again = UsageRecord("r3", ACME, "api_calls", 5, START, later, key="k")
             assert uow.usage.add_record(again) is None  # a forgotten key records anew
+
+    def test_keyed_requests_are_claimed_once_settled_and_forgotten(self, store: Store) -> None:
+        first = KeyedRequest(ACME, "req-1", "contracts.issue", "d1", START)
+        with store.unit_of_work(None) as uow:
+            assert uow.requests.claim(first) is None
+            uow.requests.settle(ACME, "req-1", {"contract": "c1"})
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            again = uow.requests.claim(attrs.evolve(first, digest="d2"))
+            assert again == attrs.evolve(first, outcome={"contract": "c1"}), "nothing replaced"
+            other = attrs.evolve(first, owner=Owner("organization", "other"))
+            assert uow.requests.claim(other) is None, "keys are scoped to their owner"
+        with store.unit_of_work(None) as uow:
+            assert uow.requests.claim(other) is None, "a rolled-back claim is gone"
+        with store.unit_of_work("tenant-b") as uow:
+            assert uow.requests.forget(START + timedelta(days=1)) == 0  # another tenant's
+        with store.unit_of_work(None) as uow:
+            assert uow.requests.forget(START) == 0
+            assert uow.requests.forget(START + timedelta(days=1)) == 1
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            assert uow.requests.claim(first) is None, "a forgotten key is claimed anew"
 
     def test_claims_and_rule_locks(self, store: Store) -> None:
         with store.unit_of_work(None) as uow:

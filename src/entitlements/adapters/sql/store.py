@@ -35,6 +35,7 @@ from entitlements.adapters.sql.errors import storage_errors, translate
 from entitlements.adapters.sql.overrides import SqlOverrides
 from entitlements.adapters.sql.plans import SqlPlans
 from entitlements.adapters.sql.provider import SqlProvider
+from entitlements.adapters.sql.requests import SqlRequests
 from entitlements.adapters.sql.subscriptions import SqlSubscriptions
 from entitlements.adapters.sql.usage import SqlSeats, SqlUsage
 from entitlements.domain.change import ChangeKind, FeedPage
@@ -78,6 +79,7 @@ class SqlUnitOfWork:
         self.seats = SqlSeats(self)
         self.contracts = SqlContracts(self)
         self.provider = SqlProvider(self)
+        self.requests = SqlRequests(self)
         self.revisions = SqlRevisions(self)
         self.feed = SqlFeed(self)
         self._doomed: EntitlementsError | None = None
@@ -335,6 +337,7 @@ class SqlStore:
                 .where(t.reservations.c.status == "held")
                 .distinct(),
                 sa.select(t.contracts.c.tenant).distinct(),
+                sa.select(t.requests.c.tenant).distinct(),
                 sa.select(t.provider_commands.c.tenant)
                 .where(t.provider_commands.c.status == "pending")
                 .distinct(),

@@ -38,6 +38,7 @@ __all__ = [
     "provider_commands",
     "provider_events",
     "provider_links",
+    "requests",
     "reservations",
     "seat_assignments",
     "subscriptions",
@@ -368,6 +369,22 @@ provider_commands = sa.Table(
     sa.UniqueConstraint("tenant", "idempotency_key", name="uq_ent_provider_commands_key"),
     sa.Index("ix_ent_provider_commands_due", "tenant", "status", "next_attempt_at"),
     sa.Index("ix_ent_provider_commands_owner", "tenant", "owner_kind", "owner_id"),
+)
+
+requests = sa.Table(
+    "ent_requests",
+    metadata,
+    # mutations remembered by their idempotency key: what was asked (a digest) and the
+    # ids a repeat answers from; forgotten with the usage keys
+    sa.Column("tenant", key_string(TENANT), primary_key=True),
+    sa.Column("owner_kind", key_string(OWNER_KIND), primary_key=True),
+    sa.Column("owner_id", key_string(OWNER_ID), primary_key=True),
+    sa.Column("key", key_string(IDEMPOTENCY_KEY), primary_key=True),
+    sa.Column("operation", sa.String(64), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("outcome", JSONDocument, nullable=False),
+    sa.Index("ix_ent_requests_at", "tenant", "at"),
 )
 
 owner_revisions = sa.Table(

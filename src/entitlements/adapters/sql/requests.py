@@ -1,0 +1,94 @@
+"""Mutations remembered by their idempotency key, in SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from entitlements.adapters.sql import tables as t
+from entitlements.adapters.sql.repository import Repository, owner_of, storage_errors
+from entitlements.domain.owner import Owner
+from entitlements.domain.requests import KeyedRequest
+
+__all__ = ["SqlRequests"]
+
+_q = t.requests.c
+
+
+@cache
+def _claim_statement(dialect: str) -> Any:
+    """An insert that does nothing on a stored key. On every engine it waits for a
+    concurrent insert of the same key to commit or roll back before deciding, which is
+    what makes a claim exclusive."""
+    if dialect == "postgresql":
+        return postgresql.insert(t.requests).on_conflict_do_nothing().returning(_q.key)
+    if dialect == "sqlite":
+        return sqlite.insert(t.requests).on_conflict_do_nothing().returning(_q.key)
+    return mysql.insert(t.requests).prefix_with("IGNORE")
+
+
+class SqlRequests(Repository):
+    def _where(self, owner: Owner, key: str) -> tuple[sa.ColumnElement[bool], ...]:
+        return (*self._owned(t.requests, owner), _q.key == key)
+
+    @storage_errors
+    def claim(self, request: KeyedRequest) -> KeyedRequest | None:
+        self._scope(request.owner)
+        row = {
+            "tenant": self._t,
+            "owner_kind": request.owner.kind,
+            "owner_id": request.owner.id,
+            "key": request.key,
+            "operation": request.operation,
+            "digest": request.digest,
+            "at": request.at,
+            "outcome": dict(request.outcome),
+        }
+        dialect = self._conn.dialect.name
+        result = self._conn.execute(_claim_statement(dialect).values(**row))
+        if dialect in ("postgresql", "sqlite"):
+            if result.first() is not None:
+                return None
+        elif result.rowcount == 1:
+            return None
+        found = self._rows(sa.select(t.requests).where(*self._where(request.owner, request.key)))
+        stored = found[0]
+        return KeyedRequest(
+            owner_of(stored),
+            stored["key"],
+            stored["operation"],
+            stored["digest"],
+            stored["at"],
+            stored["outcome"],
+        )
+
+    @storage_errors
+    def settle(self, owner: Owner, key: str, outcome: Mapping[str, Any]) -> None:
+        self._conn.execute(
+            t.requests.update().where(*self._where(owner, key)).values(outcome=dict(outcome))
+        )
+
+    @storage_errors
+    def forget(self, before: datetime, limit: int = 10_000) -> int:
+        # picked first: MariaDB cannot DELETE from a table it selects from
+        old = self._rows(
+            sa.select(_q.owner_kind, _q.owner_id, _q.key)
+            .where(_q.tenant == self._t, _q.at < before)
+            .order_by(_q.at)
+            .limit(limit)
+        )
+        for row in old:
+            self._conn.execute(
+                t.requests.delete().where(
+                    _q.tenant == self._t,
+                    _q.owner_kind == row["owner_kind"],
+                    _q.owner_id == row["owner_id"],
+                    _q.key == row["key"],
+                )
+            )
+        return len(old)
