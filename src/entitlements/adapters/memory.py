@@ -671,16 +671,24 @@ def _counter(
     held_until: datetime | None,
 ) -> Counter:
     """A counter from values that came from stored counters (already checked): the
-    hot path skips the converters."""
-    counter = object.__new__(Counter)
-    setter = object.__setattr__
-    setter(counter, "owner", owner)
-    setter(counter, "metric", metric)
-    setter(counter, "period_start", period_start)
-    setter(counter, "used", used)
-    setter(counter, "reserved", reserved)
-    setter(counter, "held_until", held_until)
+    hot path fills the slots directly, skipping the converters."""
+    counter = _new(Counter)
+    _set_counter_owner(counter, owner)
+    _set_counter_metric(counter, metric)
+    _set_counter_period(counter, period_start)
+    _set_counter_used(counter, used)
+    _set_counter_reserved(counter, reserved)
+    _set_counter_held(counter, held_until)
     return counter
+
+
+_new = object.__new__
+_set_counter_owner = Counter.__dict__["owner"].__set__
+_set_counter_metric = Counter.__dict__["metric"].__set__
+_set_counter_period = Counter.__dict__["period_start"].__set__
+_set_counter_used = Counter.__dict__["used"].__set__
+_set_counter_reserved = Counter.__dict__["reserved"].__set__
+_set_counter_held = Counter.__dict__["held_until"].__set__
 
 
 class _Revisions(_Repository[Owner]):
@@ -1001,6 +1009,9 @@ class _MemoryUnitOfWork:
         self.undo.replay()
 
 
+_wall_now = datetime.now
+
+
 class MemoryStore:
     """Everything in dictionaries of this process; not shared between processes."""
 
@@ -1050,11 +1061,16 @@ class MemoryStore:
                 if head is None or head.version != fallback[1]:
                     return None, None, None
             used = current.used + record.amount
-            if ceiling is not None and used + current.reserved > ceiling:
+            reserved = current.reserved
+            if ceiling is not None and used + reserved > ceiling:
                 return None, None, None
-            after = _counter(
-                owner, record.metric, record.period_start, used, current.reserved, held
-            )
+            after = _new(Counter)
+            _set_counter_owner(after, owner)
+            _set_counter_metric(after, record.metric)
+            _set_counter_period(after, record.period_start)
+            _set_counter_used(after, used)
+            _set_counter_reserved(after, reserved)
+            _set_counter_held(after, held)
             t.counters[key] = after
             if record.key is not None:
                 t.record_keys[(owner, record.key)] = record
@@ -1064,7 +1080,7 @@ class MemoryStore:
             records.append(record)
             seq = t.next_seq
             t.next_seq = seq + 1
-            t.changes.append((seq, owner.tenant, owner, ChangeKind.USAGE, datetime.now(UTC)))
+            t.changes.append((seq, owner.tenant, owner, ChangeKind.USAGE, _wall_now(UTC)))
             return after, None, seq
 
     def dump(self) -> dict[str, Any]:
