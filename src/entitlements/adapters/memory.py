@@ -167,6 +167,9 @@ class _Plans(_Repository[str]):
     def find(self, key: str) -> Plan | None:
         return self._t.plans.get(key)
 
+    def get_many(self, wanted: Sequence[tuple[str, int | None]]) -> list[Plan]:
+        return [self.get(key, version) for key, version in wanted]
+
     def list(self) -> Sequence[Plan]:
         return [self._t.plans[k] for k in sorted(self._t.plans)]
 
@@ -705,18 +708,23 @@ class _Revisions(_Repository[Owner]):
         self._scope(owner)
         return True  # likewise: no other unit of work runs while this one is open
 
-    def bump(self, owner: Owner, since: datetime | None = None) -> int:
+    def bump(self, owner: Owner, since: datetime | None = None, *, stamp: bool = True) -> int:
         done = self._uow.bumped.get(self._scope(owner))
         if done is not None:
             return done
         revision = self._t.owner_revisions.get(owner, 0) + 1
         self._undo.set(self._t.owner_revisions, owner, revision)
+        self._uow.bumped[owner] = revision
+        self._uow.feed.note(owner, ChangeKind.TERMS)
+        if stamp:
+            self.stamp(owner, since)
+        return revision
+
+    def stamp(self, owner: Owner, since: datetime | None = None) -> None:
+        revision = self._uow.bumped[self._scope(owner)]
         for key in [k for k in self._t.counters if k[0] == owner]:
             if since is None or key[2] == FOREVER or key[2] >= since:
                 self._undo.set(self._t.counter_revisions, key, revision)
-        self._uow.bumped[owner] = revision
-        self._uow.feed.note(owner, ChangeKind.TERMS)
-        return revision
 
 
 class _Feed(_Repository[Owner]):

@@ -60,15 +60,21 @@ class Transaction:
         self.usage_touched.add(owner)
         self.runtime.cache.invalidate_usage([owner])
 
-    def change_terms(self, owner: Owner, since: datetime | None = None) -> int:
+    def change_terms(
+        self, owner: Owner, since: datetime | None = None, *, stamp: bool = True
+    ) -> int:
         """Take the owner's terms lock and move its revision, before reading anything the
         change will be checked against (usage, seats): concurrent consumptions either
         committed already, and are seen, or wait and then find their terms stale.
         ``since`` is the start of the owner's current usage period (counters of earlier
-        periods take no more consumption and need no stamp)."""
+        periods take no more consumption and need no stamp). ``stamp=False``: the caller
+        learns ``since`` under the lock, and calls `stamp_terms` before reading usage."""
         self.touched.add(owner)
         self.runtime.cache.invalidate([owner])
-        return self.uow.revisions.bump(owner, since)
+        return self.uow.revisions.bump(owner, since, stamp=stamp)
+
+    def stamp_terms(self, owner: Owner, since: datetime | None = None) -> None:
+        self.uow.revisions.stamp(owner, since)
 
     def authorize(
         self, actor: Actor, action: str, owner: Owner | None = None, subject: Any = None

@@ -161,7 +161,7 @@ class SqlRevisions(Repository):
         return True
 
     @storage_errors
-    def bump(self, owner: Owner, since: datetime | None = None) -> int:
+    def bump(self, owner: Owner, since: datetime | None = None, *, stamp: bool = True) -> int:
         params = self._params(owner)
         done = self._uow.bumped.get(owner)
         if done is not None:
@@ -174,11 +174,18 @@ class SqlRevisions(Repository):
         else:
             self._conn.execute(upsert, params)
             revision = int(self._conn.execute(_EXCLUSIVE, params).scalar_one())
-        stamp = _STAMP_ALL if since is None else _STAMP_LIVE
-        self._conn.execute(stamp, {**params, "p_revision": revision, "p_since": since})
         self._uow.bumped[owner] = revision
         self._uow.feed.note(owner, ChangeKind.TERMS)
+        if stamp:
+            self.stamp(owner, since)
         return revision
+
+    @storage_errors
+    def stamp(self, owner: Owner, since: datetime | None = None) -> None:
+        params = self._params(owner)
+        statement = _STAMP_ALL if since is None else _STAMP_LIVE
+        revision = self._uow.bumped[owner]
+        self._conn.execute(statement, {**params, "p_revision": revision, "p_since": since})
 
 
 _FEED_INSERT = t.changes.insert()

@@ -156,6 +156,7 @@ class SqlUnitOfWork:
             yield
         except BaseException as error:
             self.bumped, self.noted = bumped, noted
+            self.overrides.forget_all()  # read under locks the rollback may release
             translated = translate(error) if isinstance(error, exc.SQLAlchemyError) else None
             try:
                 if nested.is_active:
