@@ -192,10 +192,27 @@ _FEED_INSERT = t.changes.insert()
 _FEED_INSERT_RETURNING = t.changes.insert().returning(t.changes.c.seq)
 
 
-def insert_changes(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> int | None:
-    """Write the feed rows of a committing unit of work; returns the highest number.
-    The statements are built once: a multi-VALUES insert would be compiled anew for
-    every count of rows."""
+def insert_changes(
+    connection: sa.Connection,
+    rows: Sequence[dict[str, Any]],
+    audit: list[dict[str, Any]] | None = None,
+) -> int | None:
+    """Write the feed rows of a committing unit of work, and the audit rows it appended
+    (emptying ``audit``); returns the highest feed number. PostgreSQL takes both in one
+    statement (the audit rows in a writable CTE). The feed statements are built once: a
+    multi-VALUES insert would be compiled anew for every count of rows."""
+    if audit:
+        if rows and connection.dialect.name == "postgresql":
+            statement = (
+                t.changes.insert()
+                .values(list(rows))
+                .returning(t.changes.c.seq)
+                .add_cte(t.audit_events.insert().values(list(audit)).cte("ent_audit_rows"))
+            )
+            audit.clear()
+            return max(int(seq) for seq in connection.execute(statement).scalars())
+        connection.execute(t.audit_events.insert(), list(audit))
+        audit.clear()
     if not rows:
         return None
     if connection.dialect.insert_returning:
