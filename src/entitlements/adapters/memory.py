@@ -1045,11 +1045,13 @@ class MemoryStore:
         revision: int,
         now: datetime,
         fallback: tuple[str, int] | None = None,
+        wall: datetime | None = None,
     ) -> tuple[Counter | None, UsageRecord | None, int | None]:
         """A whole unit of work for one consumption that needs nothing else — record,
         count and commit its change-feed entry — without the unit-of-work machinery.
         Same rules and results as ``unit_of_work(...).usage.consume`` followed by a
-        commit; returns the committed feed number with the counter."""
+        commit; returns the committed feed number with the counter. ``wall``: the wall
+        clock's time, when the caller has just read it (the feed entry is dated by it)."""
         with self.lock:
             t = self.tables
             owner = record.owner
@@ -1088,7 +1090,7 @@ class MemoryStore:
             records.append(record)
             seq = t.next_seq
             t.next_seq = seq + 1
-            t.changes.append((seq, owner.tenant, owner, ChangeKind.USAGE, _wall_now(UTC)))
+            t.changes.append((seq, owner.tenant, owner, ChangeKind.USAGE, wall or _wall_now(UTC)))
             return after, None, seq
 
     def dump(self) -> dict[str, Any]:

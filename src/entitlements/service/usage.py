@@ -20,7 +20,7 @@ import attrs
 
 from entitlements.clock import SystemClock
 from entitlements.domain.actor import Actor, as_actor
-from entitlements.domain.checks import check_id, check_key
+from entitlements.domain.checks import _NOT_IN_ID, check_id, check_key
 from entitlements.domain.ingestion import UsageEvent, UsageResult
 from entitlements.domain.instant import optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
@@ -28,6 +28,7 @@ from entitlements.domain.plan import Enforcement, LimitKind
 from entitlements.domain.resolution import Snapshot
 from entitlements.domain.usage import (
     MAX_AMOUNT,
+    MAX_KEY,
     Counter,
     Reservation,
     ReservationStatus,
@@ -208,7 +209,14 @@ class Usage:
             # metric seen valid before stays valid); anything else is checked in full below
             if actor is not APP:
                 as_actor(actor)
-            done = self._consume_inline(owner, metric, amount, check_idempotency_key(key))
+            if key is not None and not (
+                type(key) is str
+                and 0 < len(key) <= MAX_KEY
+                and not key.isspace()
+                and _NOT_IN_ID.search(key) is None
+            ):
+                key = check_idempotency_key(key)  # refuses it
+            done = self._consume_inline(owner, metric, amount, key)
             if done is not None:
                 return done
         return self._consume(owner, metric, amount, key=key, actor=actor, now=now)
@@ -276,7 +284,7 @@ class Usage:
         soft limit to audit, nothing refused — as one call into the store. ``None``:
         take the ordinary path (it decides anything else)."""
         rt = self._rt
-        if rt.in_atomic_block:
+        if rt._ambient.get() is not None:  # in an atomic block
             return None
         snapshot = rt.cache.snapshots.get(owner)
         if snapshot is None or not snapshot.resolved_ts <= rt.timestamp() < snapshot.expires_ts:
@@ -289,7 +297,8 @@ class Usage:
             self._lanes[(owner, metric)] = lane
         if not lane.eligible:
             return None
-        at = _system_now(UTC) if type(rt.clock) is SystemClock else rt.now()
+        wall = type(rt.clock) is SystemClock
+        at = _system_now(UTC) if wall else rt.now()
         record = _new_record(UsageRecord)
         _set_record_id(record, rt.new_id())
         _set_record_owner(record, owner)
@@ -299,7 +308,12 @@ class Usage:
         _set_record_at(record, at)
         _set_record_key(record, key)
         counter, _, seq = self._inline(
-            record, ceiling=lane.ceiling, revision=snapshot.revision, now=at, fallback=lane.guard
+            record,
+            ceiling=lane.ceiling,
+            revision=snapshot.revision,
+            now=at,
+            fallback=lane.guard,
+            wall=at if wall else None,
         )
         if counter is None:
             return None
