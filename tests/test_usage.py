@@ -150,6 +150,31 @@ def test_bad_amounts_are_refused_clearly(app, amount):
         ents.usage.check(ACME, "api_calls", amount)
 
 
+@pytest.mark.parametrize(
+    ("field", "arguments"),
+    [
+        ("amount", {"amount": True}),
+        ("amount", {"amount": 10**13}),
+        ("key", {"key": ""}),
+        ("key", {"key": "line\nbreak"}),
+        ("metric", {"metric": "Not A Metric"}),
+        ("actor", {"actor": "membr:bob"}),
+        ("owner", {"owner": ("organization", "acme")}),
+    ],
+)
+def test_bad_input_is_refused_on_the_warm_path_too(app, field, arguments):
+    """Once a metric has been consumed the in-process store counts the next call in one
+    step; its shortcut checks must refuse exactly what the full checks refuse."""
+    ents, _ = app
+    ents.usage.consume(ACME, "api_calls", 1, key="warm-1")
+    ents.usage.consume(ACME, "api_calls", 1, key="warm-2")
+    call = {"owner": ACME, "metric": "api_calls", "amount": 1, "key": "k", **arguments}
+    with pytest.raises(InvalidInput) as caught:
+        ents.usage.consume(call.pop("owner"), call.pop("metric"), call.pop("amount"), **call)
+    assert caught.value.field == field
+    assert ents.usage.total(ACME, "api_calls") == 2
+
+
 def test_unknown_metrics_and_read_only_owners_consume_nothing(app):
     ents, _ = app
     with pytest.raises(UsageDenied) as caught:

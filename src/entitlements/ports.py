@@ -79,6 +79,11 @@ class PlanRepository(Protocol):
         """The latest version of ``key``, or ``None`` when there is none."""
         ...
 
+    def get_many(self, wanted: Sequence[tuple[str, int | None]]) -> list[Plan]:
+        """`get` of each ``(key, version)``, in order, in one read (a plan change needs the
+        plan it leaves and the one it moves to); raises `UnknownPlan` as `get` would."""
+        ...
+
     def list(self) -> Sequence[Plan]:
         """Latest version of every plan, ordered by key."""
         ...
@@ -509,12 +514,20 @@ class RevisionRepository(Protocol):
         waits behind another or behind a write in progress."""
         ...
 
-    def bump(self, owner: Owner, since: datetime | None = None) -> int:
+    def bump(self, owner: Owner, since: datetime | None = None, *, stamp: bool = True) -> int:
         """Move the revision (once per unit of work: later calls return the same number),
         under an exclusive lock, and stamp the owner's usage counters with it — those of
         periods starting at ``since`` or later and the all-time ones, or all of them when
         ``since`` is ``None``. Repositories that write terms (subscriptions, overrides)
-        call it themselves; use cases call it first, before reading what they enforce."""
+        call it themselves; use cases call it first, before reading what they enforce.
+
+        ``stamp=False`` takes the lock and moves the revision only: a use case that must
+        read under the lock to learn ``since`` (the subscription's usage period) reads
+        once, then calls `stamp`, before reading any usage."""
+        ...
+
+    def stamp(self, owner: Owner, since: datetime | None = None) -> None:
+        """Stamp the counters, as `bump` does, with the revision this unit of work moved."""
         ...
 
 

@@ -169,6 +169,9 @@ class _Plans(_Repository[str]):
     def find(self, key: str) -> Plan | None:
         return self._t.plans.get(key)
 
+    def get_many(self, wanted: Sequence[tuple[str, int | None]]) -> list[Plan]:
+        return [self.get(key, version) for key, version in wanted]
+
     def list(self) -> Sequence[Plan]:
         return [self._t.plans[k] for k in sorted(self._t.plans)]
 
@@ -673,16 +676,24 @@ def _counter(
     held_until: datetime | None,
 ) -> Counter:
     """A counter from values that came from stored counters (already checked): the
-    hot path skips the converters."""
-    counter = object.__new__(Counter)
-    setter = object.__setattr__
-    setter(counter, "owner", owner)
-    setter(counter, "metric", metric)
-    setter(counter, "period_start", period_start)
-    setter(counter, "used", used)
-    setter(counter, "reserved", reserved)
-    setter(counter, "held_until", held_until)
+    hot path fills the slots directly, skipping the converters."""
+    counter = _new(Counter)
+    _set_counter_owner(counter, owner)
+    _set_counter_metric(counter, metric)
+    _set_counter_period(counter, period_start)
+    _set_counter_used(counter, used)
+    _set_counter_reserved(counter, reserved)
+    _set_counter_held(counter, held_until)
     return counter
+
+
+_new = object.__new__
+_set_counter_owner = Counter.__dict__["owner"].__set__
+_set_counter_metric = Counter.__dict__["metric"].__set__
+_set_counter_period = Counter.__dict__["period_start"].__set__
+_set_counter_used = Counter.__dict__["used"].__set__
+_set_counter_reserved = Counter.__dict__["reserved"].__set__
+_set_counter_held = Counter.__dict__["held_until"].__set__
 
 
 class _Revisions(_Repository[Owner]):
@@ -699,18 +710,23 @@ class _Revisions(_Repository[Owner]):
         self._scope(owner)
         return True  # likewise: no other unit of work runs while this one is open
 
-    def bump(self, owner: Owner, since: datetime | None = None) -> int:
+    def bump(self, owner: Owner, since: datetime | None = None, *, stamp: bool = True) -> int:
         done = self._uow.bumped.get(self._scope(owner))
         if done is not None:
             return done
         revision = self._t.owner_revisions.get(owner, 0) + 1
         self._undo.set(self._t.owner_revisions, owner, revision)
+        self._uow.bumped[owner] = revision
+        self._uow.feed.note(owner, ChangeKind.TERMS)
+        if stamp:
+            self.stamp(owner, since)
+        return revision
+
+    def stamp(self, owner: Owner, since: datetime | None = None) -> None:
+        revision = self._uow.bumped[self._scope(owner)]
         for key in [k for k in self._t.counters if k[0] == owner]:
             if since is None or key[2] == FOREVER or key[2] >= since:
                 self._undo.set(self._t.counter_revisions, key, revision)
-        self._uow.bumped[owner] = revision
-        self._uow.feed.note(owner, ChangeKind.TERMS)
-        return revision
 
 
 class _Feed(_Repository[Owner]):
@@ -1029,6 +1045,9 @@ class _MemoryUnitOfWork:
         self.undo.replay()
 
 
+_wall_now = datetime.now
+
+
 class MemoryStore:
     """Everything in dictionaries of this process; not shared between processes."""
 
@@ -1054,11 +1073,13 @@ class MemoryStore:
         revision: int,
         now: datetime,
         fallback: tuple[str, int] | None = None,
+        wall: datetime | None = None,
     ) -> tuple[Counter | None, UsageRecord | None, int | None]:
         """A whole unit of work for one consumption that needs nothing else — record,
         count and commit its change-feed entry — without the unit-of-work machinery.
         Same rules and results as ``unit_of_work(...).usage.consume`` followed by a
-        commit; returns the committed feed number with the counter."""
+        commit; returns the committed feed number with the counter. ``wall``: the wall
+        clock's time, when the caller has just read it (the feed entry is dated by it)."""
         with self.lock:
             t = self.tables
             owner = record.owner
@@ -1078,11 +1099,16 @@ class MemoryStore:
                 if head is None or head.version != fallback[1]:
                     return None, None, None
             used = current.used + record.amount
-            if ceiling is not None and used + current.reserved > ceiling:
+            reserved = current.reserved
+            if ceiling is not None and used + reserved > ceiling:
                 return None, None, None
-            after = _counter(
-                owner, record.metric, record.period_start, used, current.reserved, held
-            )
+            after = _new(Counter)
+            _set_counter_owner(after, owner)
+            _set_counter_metric(after, record.metric)
+            _set_counter_period(after, record.period_start)
+            _set_counter_used(after, used)
+            _set_counter_reserved(after, reserved)
+            _set_counter_held(after, held)
             t.counters[key] = after
             if record.key is not None:
                 t.record_keys[(owner, record.key)] = record
@@ -1092,7 +1118,7 @@ class MemoryStore:
             records.append(record)
             seq = t.next_seq
             t.next_seq = seq + 1
-            t.changes.append((seq, owner.tenant, owner, ChangeKind.USAGE, datetime.now(UTC)))
+            t.changes.append((seq, owner.tenant, owner, ChangeKind.USAGE, wall or _wall_now(UTC)))
             return after, None, seq
 
     def dump(self) -> dict[str, Any]:

@@ -76,6 +76,13 @@ class SnapshotCache:
                 self.counters.pop(owner, None)
                 self.decisions.pop(owner, None)
 
+    def invalidate_usage_of(self, owner: Owner) -> None:
+        """`invalidate_usage` of one owner, as each in-process consumption calls it."""
+        with self._lock:
+            self.generation += 1
+            self.counters.pop(owner, None)
+            self.decisions.pop(owner, None)
+
     def clear(self) -> None:
         with self._lock:
             self.generation += 1

@@ -9,11 +9,11 @@ a savepoint, so a call that fails there still leaves storage as it was.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
+from os import urandom as _urandom
 from typing import Any
 
 import attrs
@@ -60,15 +60,21 @@ class Transaction:
         self.usage_touched.add(owner)
         self.runtime.cache.invalidate_usage([owner])
 
-    def change_terms(self, owner: Owner, since: datetime | None = None) -> int:
+    def change_terms(
+        self, owner: Owner, since: datetime | None = None, *, stamp: bool = True
+    ) -> int:
         """Take the owner's terms lock and move its revision, before reading anything the
         change will be checked against (usage, seats): concurrent consumptions either
         committed already, and are seen, or wait and then find their terms stale.
         ``since`` is the start of the owner's current usage period (counters of earlier
-        periods take no more consumption and need no stamp)."""
+        periods take no more consumption and need no stamp). ``stamp=False``: the caller
+        learns ``since`` under the lock, and calls `stamp_terms` before reading usage."""
         self.touched.add(owner)
         self.runtime.cache.invalidate([owner])
-        return self.uow.revisions.bump(owner, since)
+        return self.uow.revisions.bump(owner, since, stamp=stamp)
+
+    def stamp_terms(self, owner: Owner, since: datetime | None = None) -> None:
+        self.uow.revisions.stamp(owner, since)
 
     def authorize(
         self, actor: Actor, action: str, owner: Owner | None = None, subject: Any = None
@@ -131,7 +137,8 @@ class Runtime:
     listeners: list[EventListener] = attrs.field(factory=list)
     cache: SnapshotCache = attrs.field(factory=SnapshotCache)
     telemetry: Telemetry | None = None
-    new_id: Callable[[], str] = lambda: uuid.uuid4().hex
+    new_id: Callable[[], str] = lambda: _urandom(16).hex()
+    """128 random bits as 32 hex digits (like ``uuid4().hex``, at a fifth of its cost)."""
     coherence: Coherence = attrs.field(default=None)
     announce: Callable[[int], None] | None = None
     """Called with each committed feed position, after commit (a push to other

@@ -58,6 +58,7 @@ from entitlements.errors import (
     NotAuthorized,
     OverQuotaRefused,
     StaleWrite,
+    SubscriptionExists,
     SubscriptionNotFound,
 )
 from entitlements.service.assignment import PlanAssignment
@@ -114,6 +115,17 @@ def _caused_by_change(over: OverQuota, limit_before: int | None, usage: dict[str
     """Over the new limit because of the change: the limit went down, or the owner was
     within the old one (an owner already over a soft limit is not news)."""
     return limit_before is None or over.limit < limit_before or usage[over.metric] <= limit_before
+
+
+def _may_pass_a_limit(was: Any, will: Any) -> bool:
+    """Whether usage could be over a limit because of the change (`_caused_by_change`):
+    only where a limit comes down, or appears where there was none. When every limit
+    stays or goes up, no usage is over one because of it, and none needs reading."""
+    for metric in (*was.limits, "seats"):
+        after, before = will.limit(metric, 0), was.limit(metric, 0)
+        if after is not None and (before is None or after < before):
+            return True
+    return False
 
 
 def _unknown_fields(unknown: set[str], event: Event) -> str:
@@ -326,9 +338,6 @@ class Subscriptions:
             plan = tx.uow.plans.get(plan_key, version)
             tx.change_terms(owner)
             self.assignment.check(tx, owner, plan, None, who)
-            current = tx.uow.subscriptions.current(owner)
-            if current is not None:
-                current, _ = bring_to_now(tx, current)
             fields: dict[str, Any] = {**details, **billing_terms(plan, tx.now, cycle)}
             if event is Event.START_TRIAL:
                 days = plan.trial_days if trial_days is None else trial_days
@@ -337,18 +346,32 @@ class Subscriptions:
                         "trial_days", "must be a whole number of days from 1 to 3650", days
                     )
                 fields["trial_ends_at"] = trial_end(tx.now, days)
-            new = create(
-                event,
-                id=self._rt.new_id(),
-                owner=owner,
-                plan_key=plan.key,
-                plan_version=plan.version,
-                now=tx.now,
-                current=current,
-                seats=seats,
-                **fields,
-            )
-            stored = tx.uow.subscriptions.add(new)
+
+            def created(current: Subscription | None) -> Subscription:
+                return create(
+                    event,
+                    id=self._rt.new_id(),
+                    owner=owner,
+                    plan_key=plan.key,
+                    plan_version=plan.version,
+                    now=tx.now,
+                    current=current,
+                    seats=seats,
+                    **fields,
+                )
+
+            try:
+                # the store's one-live-subscription rule says whether the owner has one:
+                # no read first
+                stored = tx.uow.subscriptions.add(created(None))
+            except SubscriptionExists:
+                # it has, as stored; time may have ended it since (a trial run out
+                # before any sweep), and once that is stored the owner may start anew
+                current = tx.uow.subscriptions.current(owner)
+                if current is None:
+                    raise
+                current, _ = bring_to_now(tx, current)
+                stored = tx.uow.subscriptions.add(created(current))
             tx.record(
                 who,
                 f"subscription.{event.value}",
@@ -454,8 +477,14 @@ class Subscriptions:
         seen: dict[tuple[str, int | None], Plan] = {}
 
         def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
-            plan = self._target_plan(tx, current, plan_key, version, as_actor(actor))
+            # the plan left behind is read with the one moved to: the over-quota check
+            # compares the two
+            plan, left = tx.uow.plans.get_many(
+                [(plan_key, version), (current.plan_key, current.plan_version)]
+            )
+            self.assignment.check(tx, current.owner, plan, current, as_actor(actor))
             seen[(plan.key, plan.version)] = plan
+            seen[(left.key, left.version)] = left
             if (plan.key, plan.version) == (current.plan_key, current.plan_version):
                 raise InvalidInput("plan_key", f"{owner} is already on {plan.key} v{plan.version}")
             changes: dict[str, Any] = {"plan_key": plan.key, "plan_version": plan.version}
@@ -769,6 +798,9 @@ class Subscriptions:
             uow: Any = _ReadOnce(tx.uow, seen)
             was = resolve_with(uow, before.owner, before, tx.now, self._rt.policy)
             will = resolve_with(uow, before.owner, after, tx.now, self._rt.policy)
+            if not _may_pass_a_limit(was, will):
+                found[:] = []
+                return
             usage = current_usage(tx.uow, was)
             found[:] = [  # replaced, not extended: a retried attempt checks afresh
                 o
@@ -851,18 +883,17 @@ class Subscriptions:
         check_version(expected_revision, "expected_revision")
         name = f"subscription.{action or event.value}"
         with self._rt.transaction(owner.tenant, now) as tx:
+            # the terms lock before anything the change is checked against is read, the
+            # subscription included: a write that committed meanwhile is built upon, not
+            # overwritten. Only its usage period says which counters to stamp, so they
+            # are stamped once it is read, before any usage is.
+            tx.change_terms(owner, stamp=False)
             current = tx.uow.subscriptions.current(owner)
             if current is None:
                 raise SubscriptionNotFound(owner)
             if expected_revision is not None and current.revision != expected_revision:
                 raise StaleWrite("subscription", current.id, expected_revision)
-            # the terms lock before anything the change is checked against is read
-            tx.change_terms(owner, usage_period_of(as_of(current, tx.now), tx.now).start)
-            # and the subscription read again under it: a write that committed meanwhile
-            # is built upon, not overwritten
-            current = tx.uow.subscriptions.current(owner) or current
-            if expected_revision is not None and current.revision != expected_revision:
-                raise StaleWrite("subscription", current.id, expected_revision)
+            tx.stamp_terms(owner, usage_period_of(as_of(current, tx.now), tx.now).start)
             current, _ = bring_to_now(tx, current)
             tx.authorize(who, name, owner, current)
             check_allowed(current, event)

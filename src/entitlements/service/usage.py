@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
 
+from entitlements.clock import SystemClock
 from entitlements.domain.actor import Actor, as_actor
-from entitlements.domain.checks import check_id, check_key
+from entitlements.domain.checks import _NOT_IN_ID, check_id, check_key
 from entitlements.domain.ingestion import UsageEvent, UsageResult
 from entitlements.domain.instant import optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Enforcement, LimitKind
 from entitlements.domain.resolution import Snapshot
 from entitlements.domain.usage import (
+    MAX_AMOUNT,
+    MAX_KEY,
     Counter,
     Reservation,
     ReservationStatus,
@@ -82,6 +85,7 @@ class Usage:
         self._coherence = runtime.coherence
         self._inline: Any = getattr(runtime.store, "consume_inline", None)
         self._lanes: dict[tuple[Owner, str], _Lane] = {}
+        self._metrics: set[str] = set()
 
     # -- reading -----------------------------------------------------------------------
 
@@ -177,7 +181,6 @@ class Usage:
 
     # -- writing -----------------------------------------------------------------------
 
-    @retries_lost_races
     def consume(
         self,
         owner: Owner,
@@ -193,6 +196,43 @@ class Usage:
         key with another metric or amount raises `IdempotencyKeyReused`. A hard limit
         raises `LimitExceeded` and records nothing; a soft one records, reports
         ``over_limit`` and audits it."""
+        if (
+            self._inline is not None
+            and now is None
+            and type(owner) is Owner
+            and type(amount) is int
+            and 0 < amount <= MAX_AMOUNT
+            and type(metric) is str
+            and metric in self._metrics
+            and self._rt.telemetry is None
+        ):
+            # the arguments an in-process store counts with, checked the cheap way (a
+            # metric seen valid before stays valid); anything else is checked in full below
+            if actor is not APP:
+                as_actor(actor)
+            if key is not None and not (
+                type(key) is str
+                and 0 < len(key) <= MAX_KEY
+                and not key.isspace()
+                and _NOT_IN_ID.search(key) is None
+            ):
+                key = check_idempotency_key(key)  # refuses it
+            done = self._consume_inline(owner, metric, amount, key)
+            if done is not None:
+                return done
+        return self._consume(owner, metric, amount, key=key, actor=actor, now=now)
+
+    @retries_lost_races
+    def _consume(
+        self,
+        owner: Owner,
+        metric: str,
+        amount: int = 1,
+        *,
+        key: str | None = None,
+        actor: Actor | str = APP,
+        now: datetime | None = None,
+    ) -> UsageDecision:
         owner, who, amount, key = (
             as_owner(owner),
             as_actor(actor),
@@ -201,10 +241,13 @@ class Usage:
         )
         metric = check_metric(metric)
         rt = self._rt
-        if self._inline is not None and now is None and rt.telemetry is None:
-            done = self._consume_inline(owner, metric, amount, key)
-            if done is not None:
-                return done
+        if self._inline is not None:
+            if len(self._metrics) < 10_000:
+                self._metrics.add(metric)
+            if now is None and rt.telemetry is None:
+                done = self._consume_inline(owner, metric, amount, key)
+                if done is not None:
+                    return done
         cache = rt.cache
         keep = not rt.in_atomic_block
         generation = cache.generation
@@ -242,11 +285,10 @@ class Usage:
         soft limit to audit, nothing refused — as one call into the store. ``None``:
         take the ordinary path (it decides anything else)."""
         rt = self._rt
-        if rt.in_atomic_block:
+        if rt._ambient.get() is not None:  # in an atomic block
             return None
         snapshot = rt.cache.snapshots.get(owner)
-        ts = rt.timestamp()
-        if snapshot is None or not snapshot.resolved_ts <= ts < snapshot.expires_ts:
+        if snapshot is None or not snapshot.resolved_ts <= rt.timestamp() < snapshot.expires_ts:
             return None
         lane = self._lanes.get((owner, metric))
         if lane is None or lane.snapshot is not snapshot:
@@ -256,19 +298,31 @@ class Usage:
             self._lanes[(owner, metric)] = lane
         if not lane.eligible:
             return None
-        at = rt.now()
-        record = _record(rt.new_id(), owner, metric, amount, lane.period, at, key)
+        wall = type(rt.clock) is SystemClock
+        at = _system_now(UTC) if wall else rt.now()
+        record = _new_record(UsageRecord)
+        _set_record_id(record, rt.new_id())
+        _set_record_owner(record, owner)
+        _set_record_metric(record, metric)
+        _set_record_amount(record, amount)
+        _set_record_period(record, lane.period)
+        _set_record_at(record, at)
+        _set_record_key(record, key)
         counter, _, seq = self._inline(
-            record, ceiling=lane.ceiling, revision=snapshot.revision, now=at, fallback=lane.guard
+            record,
+            ceiling=lane.ceiling,
+            revision=snapshot.revision,
+            now=at,
+            fallback=lane.guard,
+            wall=at if wall else None,
         )
         if counter is None:
             return None
         rt.last_revision.set(seq)
-        rt.cache.invalidate_usage((owner,))
+        rt.cache.invalidate_usage_of(owner)
         base = lane.base
-        committed = counter.used + counter.reserved
-        limit = base.limit
-        return tuple.__new__(
+        used, reserved, limit = counter.used, counter.reserved, base.limit
+        return _new_decision(
             UsageDecision,
             (
                 owner,
@@ -276,9 +330,9 @@ class Usage:
                 True,
                 amount,
                 limit,
-                counter.used,
-                counter.reserved,
-                None if limit is None else max(limit - committed, 0),
+                used,
+                reserved,
+                None if limit is None else max(limit - used - reserved, 0),
                 base.enforcement,
                 base.kind,
                 base.reason,
@@ -620,29 +674,18 @@ class _Lane:
         return cls(snapshot, eligible, period, ceiling, fallback_guard(snapshot), base)
 
 
-def _record(
-    record_id: str,
-    owner: Owner,
-    metric: str,
-    amount: int,
-    period_start: datetime,
-    at: datetime,
-    key: str | None,
-) -> UsageRecord:
-    """A ledger record of values checked already (the hot path skips the converters)."""
-    record = object.__new__(UsageRecord)
-    setter = object.__setattr__
-    for name, value in (
-        ("id", record_id),
-        ("owner", owner),
-        ("metric", metric),
-        ("amount", amount),
-        ("period_start", period_start),
-        ("at", at),
-        ("key", key),
-    ):
-        setter(record, name, value)
-    return record
+# A ledger record of values checked already: the hot path fills the slots directly,
+# skipping the converters (and the frozen class's refusing ``__setattr__``).
+_new_record = object.__new__
+_set_record_id = UsageRecord.__dict__["id"].__set__
+_set_record_owner = UsageRecord.__dict__["owner"].__set__
+_set_record_metric = UsageRecord.__dict__["metric"].__set__
+_set_record_amount = UsageRecord.__dict__["amount"].__set__
+_set_record_period = UsageRecord.__dict__["period_start"].__set__
+_set_record_at = UsageRecord.__dict__["at"].__set__
+_set_record_key = UsageRecord.__dict__["key"].__set__
+_new_decision = tuple.__new__
+_system_now = datetime.now
 
 
 def _summary(decision: UsageDecision) -> dict[str, object]:

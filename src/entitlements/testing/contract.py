@@ -168,6 +168,25 @@ class StoreContract:
         with pytest.raises(UnknownPlan):
             ents.plans.versions("platinum")
 
+    def test_several_plan_versions_read_at_once(self, ents: Entitlements, store: Store) -> None:
+        ents.plans.revise("growth", actor=STAFF, limits={"seats": Limit(10)})
+        with store.unit_of_work(None) as uow:
+            plans = uow.plans.get_many([("growth", None), ("growth", 1), ("free", None)])
+            assert [(p.key, p.version) for p in plans] == [
+                ("growth", 2),
+                ("growth", 1),
+                ("free", 1),
+            ]
+            assert plans == [
+                uow.plans.get("growth"),
+                uow.plans.get("growth", 1),
+                uow.plans.get("free"),
+            ]
+            with pytest.raises(UnknownPlan):
+                uow.plans.get_many([("growth", None), ("growth", 3)])
+            with pytest.raises(UnknownPlan):
+                uow.plans.get_many([("platinum", None), ("free", None)])
+
     def test_defining_a_plan_twice_is_refused(self, ents: Entitlements, store: Any) -> None:
         before = self.dump(store)
         with pytest.raises(PlanExists):
@@ -844,6 +863,24 @@ class StoreContract:
         with store.unit_of_work(None) as uow:
             assert uow.revisions.current(ACME) == seen[-1]
             assert uow.revisions.bump(ACME) > seen[-1]
+
+    def test_a_bump_can_stamp_the_counters_after_a_read(self, store: Store) -> None:
+        """``bump(stamp=False)`` then ``stamp(since)`` leaves the counters as
+        ``bump(since)`` would: consumptions at the old revision are refused from then on,
+        in the periods stamped."""
+        later = START + timedelta(days=31)
+        with store.unit_of_work(None) as uow:
+            for period in (START, later):
+                uow.usage.ensure(ACME, "api_calls", period, 0)
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            revision = uow.revisions.bump(ACME, stamp=False)
+            uow.revisions.stamp(ACME, later)
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            assert uow.usage.add(ACME, "api_calls", later, used=1, revision=0) is None
+            assert uow.usage.add(ACME, "api_calls", later, used=1, revision=revision) is not None
+            assert uow.usage.add(ACME, "api_calls", START, used=1, revision=0) is not None
 
     def test_each_write_appends_its_feed_entries_in_its_own_transaction(self, store: Store) -> None:
         assert store.feed_head() == 0

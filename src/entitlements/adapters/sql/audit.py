@@ -31,29 +31,39 @@ def _audit_from(row: RowMapping) -> AuditEvent:
 
 
 class SqlAudit(Repository):
+    """Appended rows wait in the unit of work and are inserted with its feed rows when it
+    commits (in one statement where the engine can), or before anything reads the trail."""
+
     @storage_errors
     def append(self, event: AuditEvent) -> None:
         if event.owner is not None:
             self._scope(event.owner)
-        self._conn.execute(
-            t.audit_events.insert().values(
-                id=event.id,
-                tenant=self._t,
-                at=event.at,
-                actor=event.actor,
-                action=event.action,
-                target=event.target,
-                owner_kind=None if event.owner is None else event.owner.kind,
-                owner_id=None if event.owner is None else event.owner.id,
-                before=None if event.before is None else dict(event.before),
-                after=None if event.after is None else dict(event.after),
-                reason=event.reason,
-            )
+        self._uow.pending_audit.append(
+            {
+                "id": event.id,
+                "tenant": self._t,
+                "at": event.at,
+                "actor": event.actor,
+                "action": event.action,
+                "target": event.target,
+                "owner_kind": None if event.owner is None else event.owner.kind,
+                "owner_id": None if event.owner is None else event.owner.id,
+                "before": None if event.before is None else dict(event.before),
+                "after": None if event.after is None else dict(event.after),
+                "reason": event.reason,
+            }
         )
+
+    def flush(self) -> None:
+        pending = self._uow.pending_audit
+        if pending:
+            self._conn.execute(t.audit_events.insert(), list(pending))
+            pending.clear()
 
     @storage_errors
     def for_owner(self, owner: Owner) -> Sequence[AuditEvent]:
         self._scope(owner)
+        self.flush()
         c = t.audit_events.c
         rows = self._rows(
             sa.select(t.audit_events)
@@ -64,6 +74,7 @@ class SqlAudit(Repository):
 
     @storage_errors
     def for_target(self, target: str) -> Sequence[AuditEvent]:
+        self.flush()
         c = t.audit_events.c
         rows = self._rows(
             sa.select(t.audit_events)

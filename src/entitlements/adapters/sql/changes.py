@@ -161,7 +161,7 @@ class SqlRevisions(Repository):
         return True
 
     @storage_errors
-    def bump(self, owner: Owner, since: datetime | None = None) -> int:
+    def bump(self, owner: Owner, since: datetime | None = None, *, stamp: bool = True) -> int:
         params = self._params(owner)
         done = self._uow.bumped.get(owner)
         if done is not None:
@@ -174,21 +174,45 @@ class SqlRevisions(Repository):
         else:
             self._conn.execute(upsert, params)
             revision = int(self._conn.execute(_EXCLUSIVE, params).scalar_one())
-        stamp = _STAMP_ALL if since is None else _STAMP_LIVE
-        self._conn.execute(stamp, {**params, "p_revision": revision, "p_since": since})
         self._uow.bumped[owner] = revision
         self._uow.feed.note(owner, ChangeKind.TERMS)
+        if stamp:
+            self.stamp(owner, since)
         return revision
+
+    @storage_errors
+    def stamp(self, owner: Owner, since: datetime | None = None) -> None:
+        params = self._params(owner)
+        statement = _STAMP_ALL if since is None else _STAMP_LIVE
+        revision = self._uow.bumped[owner]
+        self._conn.execute(statement, {**params, "p_revision": revision, "p_since": since})
 
 
 _FEED_INSERT = t.changes.insert()
 _FEED_INSERT_RETURNING = t.changes.insert().returning(t.changes.c.seq)
 
 
-def insert_changes(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> int | None:
-    """Write the feed rows of a committing unit of work; returns the highest number.
-    The statements are built once: a multi-VALUES insert would be compiled anew for
-    every count of rows."""
+def insert_changes(
+    connection: sa.Connection,
+    rows: Sequence[dict[str, Any]],
+    audit: list[dict[str, Any]] | None = None,
+) -> int | None:
+    """Write the feed rows of a committing unit of work, and the audit rows it appended
+    (emptying ``audit``); returns the highest feed number. PostgreSQL takes both in one
+    statement (the audit rows in a writable CTE). The feed statements are built once: a
+    multi-VALUES insert would be compiled anew for every count of rows."""
+    if audit:
+        if rows and connection.dialect.name == "postgresql":
+            statement = (
+                t.changes.insert()
+                .values(list(rows))
+                .returning(t.changes.c.seq)
+                .add_cte(t.audit_events.insert().values(list(audit)).cte("ent_audit_rows"))
+            )
+            audit.clear()
+            return max(int(seq) for seq in connection.execute(statement).scalars())
+        connection.execute(t.audit_events.insert(), list(audit))
+        audit.clear()
     if not rows:
         return None
     if connection.dialect.insert_returning:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -15,10 +16,13 @@ from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.errors import OverrideNotFound
 
+if TYPE_CHECKING:
+    from entitlements.adapters.sql.store import SqlUnitOfWork
+
 __all__ = ["SqlOverrides"]
 
 
-def _override_from(row: RowMapping) -> Override:
+def _override_from(row: RowMapping | Mapping[str, Any]) -> Override:
     return Override(
         owner=owner_of(row),
         kind=row["kind"],
@@ -33,6 +37,10 @@ def _override_from(row: RowMapping) -> Override:
     )
 
 
+def _sorted(overrides: Iterable[Override]) -> Sequence[Override]:
+    return sorted(overrides, key=lambda o: (o.kind, o.key))
+
+
 _KEYS = ("tenant", "owner_kind", "owner_id", "kind", "key")
 _OWNER_OVERRIDES = sa.select(t.overrides).where(
     t.overrides.c.tenant == sa.bindparam("tenant"),
@@ -42,15 +50,34 @@ _OWNER_OVERRIDES = sa.select(t.overrides).where(
 
 
 class SqlOverrides(Repository):
+    def __init__(self, uow: SqlUnitOfWork) -> None:
+        super().__init__(uow)
+        self._preloaded: dict[Owner, Sequence[Override]] = {}
+
     def _owner_filter(self, owner: Owner) -> tuple[sa.ColumnElement[bool], ...]:
         return self._owned(t.overrides, owner)
+
+    def preload(self, owner: Owner, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Overrides read along with something else, under the owner's terms lock (held
+        until this unit of work ends): `for_owner` answers from them until this unit of
+        work writes the owner's overrides."""
+        self._preloaded[owner] = _sorted(_override_from(r) for r in rows)
+
+    def forget(self, owner: Owner) -> None:
+        self._preloaded.pop(owner, None)
+
+    def forget_all(self) -> None:
+        self._preloaded.clear()
 
     @storage_errors
     def for_owner(self, owner: Owner) -> Sequence[Override]:
         self._scope(owner)
+        known = self._preloaded.get(owner)
+        if known is not None:
+            return known
         params = {"tenant": self._t, "kind": owner.kind, "id": owner.id}
         rows = self._conn.execute(_OWNER_OVERRIDES, params).mappings().all()
-        return sorted((_override_from(r) for r in rows), key=lambda o: (o.kind, o.key))
+        return _sorted(_override_from(r) for r in rows)
 
     def _find(self, owner: Owner, kind: OverrideKind, key: str) -> Override | None:
         c = t.overrides.c
@@ -64,6 +91,7 @@ class SqlOverrides(Repository):
     @storage_errors
     def put(self, override: Override) -> Override | None:
         owner = override.owner
+        self.forget(owner)
         self._uow.revisions.bump(owner)
         replaced = self._find(owner, override.kind, override.key)
         values = {
@@ -100,6 +128,7 @@ class SqlOverrides(Repository):
         found = self._find(owner, kind, key)
         if found is None:
             raise OverrideNotFound(owner, f"{kind.value} {key}")
+        self.forget(owner)
         self._uow.revisions.bump(owner)
         c = t.overrides.c
         self._conn.execute(
@@ -117,6 +146,7 @@ class SqlOverrides(Repository):
         if found is None or found.is_active(now):
             return None
         c = t.overrides.c
+        self.forget(owner)
         self._uow.revisions.bump(owner)
         result = self._conn.execute(
             t.overrides.delete().where(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 import attrs
@@ -127,6 +128,28 @@ _PLAN_VERSION = (
 )
 
 
+@cache
+def _plans_of(latest: tuple[bool, ...]) -> sa.Select[Any]:
+    """One SELECT of several plan versions, each the latest or a given one."""
+    p, v = t.plans.c, t.plan_versions.c
+    return (
+        sa.select(*_PLAN_COLUMNS, p.latest_version)
+        .select_from(_PLAN_JOIN)
+        .where(
+            sa.or_(
+                *(
+                    sa.and_(
+                        p.key == sa.bindparam(f"key{i}"),
+                        v.version
+                        == (p.latest_version if is_latest else sa.bindparam(f"version{i}")),
+                    )
+                    for i, is_latest in enumerate(latest)
+                )
+            )
+        )
+    )
+
+
 class SqlPlans(Repository):
     def _select(self) -> sa.Select[Any]:
         return sa.select(*_PLAN_COLUMNS).select_from(_PLAN_JOIN)
@@ -144,6 +167,25 @@ class SqlPlans(Repository):
                 raise UnknownPlan(key, version)
             raise UnknownPlan(key)
         return _plan_from(rows[0])
+
+    @storage_errors
+    def get_many(self, wanted: Sequence[tuple[str, int | None]]) -> list[Plan]:
+        if len(wanted) < 2:
+            return [self.get(key, version) for key, version in wanted]
+        params: dict[str, Any] = {}
+        for i, (key, version) in enumerate(wanted):
+            params[f"key{i}"] = key
+            if version is not None:
+                params[f"version{i}"] = version
+        statement = _plans_of(tuple(version is None for _, version in wanted))
+        rows = self._conn.execute(statement, params).mappings().all()
+        found = {(r["key"], r["version"]): r for r in rows}
+        latest = {r["key"]: r for r in rows if r["version"] == r["latest_version"]}
+        plans = []
+        for key, version in wanted:
+            row = latest.get(key) if version is None else found.get((key, version))
+            plans.append(self.get(key, version) if row is None else _plan_from(row))
+        return plans
 
     @storage_errors
     def find(self, key: str) -> Plan | None:

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
@@ -24,7 +24,7 @@ def tenant_of(value: str | None) -> str:
     return value or ""
 
 
-def owner_of(row: RowMapping) -> Owner:
+def owner_of(row: RowMapping | Mapping[str, Any]) -> Owner:
     return Owner(row["owner_kind"], row["owner_id"], row["tenant"] or None)
 
 

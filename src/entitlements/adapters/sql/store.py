@@ -85,6 +85,7 @@ class SqlUnitOfWork:
         self._doomed: EntitlementsError | None = None
         self.bumped: dict[Owner, int] = {}
         self.noted: dict[Owner | None, ChangeKind] = {}
+        self.pending_audit: list[dict[str, Any]] = []
         self.committed_revision: int | None = None
 
     @property
@@ -151,6 +152,9 @@ class SqlUnitOfWork:
         its commit raises that error too instead of committing half of it."""
         bumped, noted = dict(self.bumped), dict(self.noted)
         try:
+            # audit rows appended before the savepoint are written before it: a rollback
+            # to it must not take them along
+            self.audit.flush()
             nested = self.connection.begin_nested()
         except exc.SQLAlchemyError as error:
             raise translate(error) from error
@@ -158,6 +162,8 @@ class SqlUnitOfWork:
             yield
         except BaseException as error:
             self.bumped, self.noted = bumped, noted
+            self.pending_audit.clear()
+            self.overrides.forget_all()  # read under locks the rollback may release
             translated = translate(error) if isinstance(error, exc.SQLAlchemyError) else None
             try:
                 if nested.is_active:
@@ -181,7 +187,9 @@ class SqlUnitOfWork:
         if self._doomed is not None:
             raise self._doomed
         try:
-            revision = insert_changes(self.connection, self.feed.rows(datetime.now(UTC)))
+            revision = insert_changes(
+                self.connection, self.feed.rows(datetime.now(UTC)), self.pending_audit
+            )
         except exc.SQLAlchemyError as error:
             raise translate(error) from error
         try:

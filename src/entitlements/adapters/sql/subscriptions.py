@@ -147,6 +147,23 @@ _CURRENT_SUBSCRIPTION = (
 )
 
 
+_LATEST = _CURRENT_SUBSCRIPTION.subquery("latest")
+_o = t.overrides.c
+_CURRENT_WITH_OVERRIDES = sa.select(
+    _LATEST, *(column.label(f"override_{column.name}") for column in t.overrides.c)
+).select_from(
+    _LATEST.outerjoin(
+        t.overrides,
+        sa.and_(
+            _o.tenant == _LATEST.c.tenant,
+            _o.owner_kind == _LATEST.c.owner_kind,
+            _o.owner_id == _LATEST.c.owner_id,
+        ),
+    )
+)
+_OVERRIDE_COLUMNS = [(f"override_{column.name}", column.name) for column in t.overrides.c]
+
+
 class SqlSubscriptions(Repository):
     def _owner_filter(self, owner: Owner) -> tuple[sa.ColumnElement[bool], ...]:
         return self._owned(t.subscriptions, owner)
@@ -155,8 +172,24 @@ class SqlSubscriptions(Repository):
     def current(self, owner: Owner) -> Subscription | None:
         self._scope(owner)
         params = {"tenant": self._t, "kind": owner.kind, "id": owner.id}
-        rows = self._conn.execute(_CURRENT_SUBSCRIPTION, params).mappings().all()
-        return _subscription_from(rows[0]) if rows else None
+        if owner not in self._uow.bumped:
+            rows = self._conn.execute(_CURRENT_SUBSCRIPTION, params).mappings().all()
+            return _subscription_from(rows[0]) if rows else None
+        # a terms write holds the owner's terms lock, so no one else can change its
+        # overrides before it commits: they come with the subscription, for the
+        # resolution the write checks itself against
+        rows = self._conn.execute(_CURRENT_WITH_OVERRIDES, params).mappings().all()
+        if not rows:
+            return None
+        self._uow.overrides.preload(
+            owner,
+            [
+                {name: row[label] for label, name in _OVERRIDE_COLUMNS}
+                for row in rows
+                if row["override_kind"] is not None
+            ],
+        )
+        return _subscription_from(rows[0])
 
     @storage_errors
     def get(self, subscription_id: str) -> Subscription:
