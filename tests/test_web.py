@@ -559,3 +559,32 @@ def test_the_bad_token_limit_forgets_old_failures():
     assert not limiter.blocked("10.0.0.2")
     now[0] = 61.0
     assert not limiter.blocked("10.0.0.1")
+
+
+def test_an_issue_form_sent_twice_issues_one_contract_and_shows_working_links(ents):
+    ents.subscriptions.start_trial(ACME, "team", actor=STAFF, seats=3)
+    client = staff_client(ents)
+    page = client.get("/billing/owner?ref=organization:acme").text
+    request_key = re.search(r'name="request" value="([^"]+)"', page).group(1)
+    form = {
+        "csrf_token": csrf(page),
+        "owner": "organization:acme",
+        "request": request_key,
+        "title": "Team agreement",
+        "body": "Twelve months of Team.",
+        "signer_name_1": "Ada Lovelace",
+        "signer_email_1": "ada@acme.test",
+    }
+    link = r'class="link" readonly value="http://testserver(/billing/sign/[^"]+)"'
+    first = re.findall(link, client.post("/billing/owner/issue-contract", data=form).text)
+    second = re.findall(link, client.post("/billing/owner/issue-contract", data=form).text)
+    assert len(ents.contracts.list(ACME)) == 1, "the double submit issued one contract"
+    assert len(first) == len(second) == 1
+    signer = signer_client(ents)
+    assert heading(signer.get(first[0]).text) == "This signing link does not open anything"
+    assert heading(sign_typed(signer, second[0])) == "You have signed", "the links shown work"
+    third = client.post("/billing/owner/issue-contract", data=form)
+    assert "this form was sent already" in " ".join(alerts(third.text))
+    assert len(ents.contracts.list(ACME)) == 1
+    fresh = client.get("/billing/owner?ref=organization:acme").text
+    assert re.search(r'name="request" value="([^"]+)"', fresh).group(1) != request_key

@@ -9,6 +9,7 @@ action re-shows the page with the library's own message beside the form.
 from __future__ import annotations
 
 import inspect
+import secrets
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
@@ -23,7 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from entitlements.domain.actor import Actor
-from entitlements.domain.contracts.contract import SignerSpec
+from entitlements.domain.contracts.contract import ContractStatus, SignerSpec
 from entitlements.domain.owner import Owner
 from entitlements.domain.subscription import SubscriptionStatus
 from entitlements.domain.usage import OverQuotaPolicy
@@ -177,6 +178,7 @@ def _issue(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> Links:
     with ents.atomic(owner.tenant):
         contract = ents.contracts.issue(
             owner,
+            key=f.optional("request"),
             title=f.text("title"),
             body=f.text("body"),
             signers=specs,
@@ -190,13 +192,33 @@ def _issue(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> Links:
             **_accepted(ents.contracts.issue, seats=f.whole("seats", minimum=1)),
             **_evidence(ents.contracts.issue, f),
         )
-        tokens = ents.contracts.send(
-            owner,
-            contract.id,
-            actor=actor,
-            link_valid_for=timedelta(days=link_days),
-            **_evidence(ents.contracts.send, f),
-        )
+        if contract.status is ContractStatus.CREATED:
+            tokens = ents.contracts.send(
+                owner,
+                contract.id,
+                actor=actor,
+                link_valid_for=timedelta(days=link_days),
+                **_evidence(ents.contracts.send, f),
+            )
+        elif contract.status is ContractStatus.SENT:
+            # the form was submitted twice: the first reply, with the links, never showed
+            tokens = {
+                signer.id: ents.contracts.resend(
+                    owner,
+                    contract.id,
+                    signer.id,
+                    actor=actor,
+                    link_valid_for=timedelta(days=link_days),
+                    **_evidence(ents.contracts.resend, f),
+                )
+                for signer in contract.signers
+            }
+        else:
+            raise InvalidInput(
+                "request",
+                f"this form was sent already: contract {contract.title!r} is {contract.status}; "
+                "resend a signer's link from the contract's row",
+            )
     return Links(owner, contract.id, contract.title, tuple(sorted(tokens.items())))
 
 
@@ -410,6 +432,7 @@ class Console:
             {
                 **data,
                 "ref": str(owner),
+                "request_key": secrets.token_urlsafe(16),
                 "done": self.pages.unseal(
                     request.query_params.get("done", "")[:500],
                     request.query_params.get("seal", ""),
