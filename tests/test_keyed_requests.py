@@ -12,6 +12,7 @@ import pytest
 
 from conftest import STORE_KINDS, server_url
 from entitlements import (
+    Busy,
     Entitlements,
     IdempotencyKeyReused,
     InvalidInput,
@@ -276,3 +277,45 @@ def test_concurrent_repeats_in_eight_processes_apply_once(kind, make_store):
     assert sorted(duplicates) == [False] + [True] * 7
     assert ents.usage.counter(ACME, "projects").used == 95
     ents.close()
+
+
+# -- found in review: isolation levels, spaces, many rows -----------------------------------
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_a_repeat_on_a_hosts_engine_at_repeatable_read_finds_the_first_request(kind, make_store):
+    import sqlalchemy as sa
+
+    make_store(kind)
+    url = server_url(kind)
+    ours = Entitlements(SqlStore.from_url(url))
+    host = Entitlements(SqlStore(sa.create_engine(url, isolation_level="REPEATABLE READ")))
+    ours.plans.define(GROWTH, actor="staff")
+    ours.subscriptions.subscribe(ACME, "growth", actor="staff")
+    ours.usage.set_gauge(ACME, "projects", 10)
+    try:
+        with host.atomic():
+            host.usage.counter(ACME, "projects")  # the block's snapshot predates the first call
+            assert ours.usage.decrease(ACME, "projects", 3, key="del-7").used == 7
+            again = host.usage.decrease(ACME, "projects", 3, key="del-7")
+            assert again.duplicate
+    except Busy:
+        assert kind == "postgres", "PostgreSQL refuses a write on a row newer than the snapshot"
+    assert ours.usage.counter(ACME, "projects").used == 7
+    ours.close()
+    host.close()
+
+
+@pytest.mark.parametrize("bad", ["k ", " k", "k\u00a0"])
+def test_keys_and_ids_with_spaces_around_them_are_refused_on_every_store(app, bad):
+    ents, _, _ = app
+    ents.subscriptions.subscribe(ACME, "growth", actor="staff")
+    ents.usage.set_gauge(ACME, "projects", 10)
+    ents.usage.decrease(ACME, "projects", 1, key="k")
+    with pytest.raises(InvalidInput):
+        ents.usage.decrease(ACME, "projects", 1, key=bad)
+    with pytest.raises(InvalidInput):
+        ents.usage.consume(ACME, "projects", 1, key=bad)
+    with pytest.raises(InvalidInput):
+        Owner("organization", bad)
+    assert ents.usage.counter(ACME, "projects").used == 9

@@ -270,3 +270,28 @@ def test_a_new_subscription_makes_consumptions_at_the_old_terms_stale(kind, make
     with pytest.raises(LimitExceeded):
         ents.usage.consume(ACME, "projects", 5)
     assert ents.usage.total(ACME, "projects") == 1
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_a_commit_with_thousands_of_feed_and_audit_rows_fits_the_engine(kind, make_store):
+    """Feed and audit rows share one statement where the engine allows; past PostgreSQL's
+    65,535 parameters per statement they must not."""
+    from entitlements.domain.audit import AuditEvent
+    from entitlements.domain.change import ChangeKind
+
+    store = make_store(kind)
+    owners = [Owner("organization", f"o{i}") for i in range(14_000)]
+    with store.unit_of_work(None) as uow:
+        for owner in owners:
+            uow.feed.note(owner, ChangeKind.TERMS)
+        for n in range(3):
+            uow.audit.append(
+                AuditEvent(f"a{n}", datetime.now(UTC), "app", "x.y", "t:1", owner=ACME)
+            )
+        uow.commit()
+        revision = uow.committed_revision
+    with store.unit_of_work(None, read_only=True) as uow:
+        assert len(uow.audit.for_owner(ACME)) == 3
+    assert revision is not None
+    assert store.feed_head() == revision
+    assert {c.owner for c in store.read_changes(0).changes} >= set(owners[:100])

@@ -62,6 +62,29 @@ def test_a_trial_that_ended_grants_nothing_warm_cold_or_in_claims(setup):
     assert ents.subscriptions.get(ACME).status is SubscriptionStatus.EXPIRED
 
 
+def test_reads_in_an_atomic_block_answer_for_the_blocks_instant(setup):
+    ents, clock, _ = setup
+    ents.subscriptions.start_trial(ACME, "growth", actor="staff", trial_days=7)
+    clock.advance(days=9)
+    assert ents.subscriptions.get(ACME).status is SubscriptionStatus.EXPIRED
+    with ents.atomic(now=START + timedelta(days=4)):
+        assert ents.subscriptions.get(ACME).status is SubscriptionStatus.TRIALING
+        assert ents.subscriptions.history(ACME)[-1].status is SubscriptionStatus.TRIALING
+
+
+def test_the_owner_search_follows_time_before_the_sweep(setup):
+    ents, clock, _ = setup
+    ents.subscriptions.start_trial(ACME, "growth", actor="staff", trial_days=7)
+    other = Owner("organization", "globex")
+    ents.subscriptions.subscribe(other, "growth", actor="staff")
+    clock.advance(days=8)
+    expired = ents.subscriptions.search(statuses=["expired"])
+    assert [s.owner for s in expired] == [ACME], "the stored row still says trialing"
+    assert ents.subscriptions.search(statuses=["trialing"]) == []
+    everyone = {s.owner: s.status for s in ents.subscriptions.search()}
+    assert everyone == {ACME: SubscriptionStatus.EXPIRED, other: SubscriptionStatus.ACTIVE}
+
+
 def test_a_cancellation_at_period_end_takes_effect_at_the_period_end(setup):
     ents, clock, cold = setup
     sub = ents.subscriptions.subscribe(ACME, "growth", actor="staff")

@@ -94,11 +94,15 @@ def check_bool(value: object, field: str) -> bool:
     return value
 
 
-def check_id(value: object, field: str, *, max_length: int = 255) -> str:
+def check_id(value: object, field: str, *, max_length: int = 255, padded: bool = False) -> str:
     """An identifier the host chose (an owner id, a member, a reservation id): non-empty,
-    one line, no control characters."""
+    one line, no control characters, and — unless ``padded`` (a title, a user agent:
+    stored, never looked up) — no spaces around it, since MariaDB compares ``"acme "``
+    and ``"acme"`` as equal and the other stores do not."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(field, f"must be a non-empty string, got {_shown(value)}", value)
+    if not padded and (value[0].isspace() or value[-1].isspace()):
+        raise InvalidInput(field, "must not begin or end with a space", value)
     if len(value) > max_length:
         raise InvalidInput(field, f"must be at most {max_length} characters", value)
     if _NOT_IN_ID.search(value):
@@ -108,8 +112,12 @@ def check_id(value: object, field: str, *, max_length: int = 255) -> str:
     return value
 
 
-def check_optional_id(value: object, field: str, *, max_length: int = 255) -> str | None:
-    return None if value is None else check_id(value, field, max_length=max_length)
+def check_optional_id(
+    value: object, field: str, *, max_length: int = 255, padded: bool = False
+) -> str | None:
+    if value is None:
+        return None
+    return check_id(value, field, max_length=max_length, padded=padded)
 
 
 def check_text(

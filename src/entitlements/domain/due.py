@@ -26,7 +26,7 @@ from entitlements.domain.subscription import (
     transition,
 )
 
-__all__ = ["DueChange", "advance", "as_of", "next_change_at", "next_due"]
+__all__ = ["DueChange", "advance", "as_of", "could_read_as", "next_change_at", "next_due"]
 
 MAX_STEPS = 10_000
 _TICK = timedelta(microseconds=1)
@@ -153,3 +153,24 @@ def as_of(subscription: Subscription, now: datetime) -> Subscription:
     if not _candidates(subscription) or next_due(subscription, now) is None:
         return subscription
     return advance(subscription, now, jump=True)[0]
+
+
+_BY_TIME = (Event.EXPIRE, Event.FAIL, Event.CANCEL, Event.END_TRIAL)
+
+
+def could_read_as(wanted: frozenset[str]) -> frozenset[str]:
+    """The stored statuses a subscription may have while time has already made it one of
+    ``wanted`` (a stored ``trialing`` row whose trial ended reads ``expired``), for
+    queries that filter stored rows and then read them as of now."""
+    found = set(wanted)
+    while True:
+        more = {
+            source
+            for event in _BY_TIME
+            if RULES[event].target in found
+            for source in RULES[event].sources
+            if source not in found
+        }
+        if not more:
+            return frozenset(found)
+        found |= more

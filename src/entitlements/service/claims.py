@@ -100,8 +100,8 @@ class ClaimsIssuer:
             raise InvalidInput("ttl", "must be a timedelta of at most a day", ttl)
         if not isinstance(key, Ed25519PrivateKey):
             raise InvalidInput("key", "must be an Ed25519 private key", type(key).__name__)
-        check_id(issuer, "issuer")
-        check_optional_id(audience, "audience")
+        check_id(issuer, "issuer", padded=True)
+        check_optional_id(audience, "audience", padded=True)
         at = self._rt.now(now)
         payload = {
             **self.claims(owner, at).document(),

@@ -111,7 +111,7 @@ def _context(ip: str | None, user_agent: str | None) -> None:
     """Where a request came from, as the host passes it (seed 000: every transition is
     recorded with IP and user agent)."""
     for field, value in (("ip", ip), ("user_agent", user_agent)):
-        check_optional_id(value, field, max_length=1000)
+        check_optional_id(value, field, max_length=1000, padded=True)
 
 
 class Contracts:
@@ -578,7 +578,7 @@ class Contracts:
         ):
             raise InvalidInput("consent_version", "name the version of the consent text")
         check_text(consent_text, "consent_text", max_length=MAX_CONSENT_TEXT)
-        check_id(consent_version, "consent_version", max_length=100)
+        check_id(consent_version, "consent_version", max_length=100, padded=True)
 
         def act(tx: Transaction, contract: Contract, signer: Signer) -> ContractEvent:
             after, changed = contract.after_signer(signer, "consent")
@@ -920,7 +920,7 @@ class Contracts:
         data: Mapping[str, Any] | None = None,
     ) -> ContractEvent:
         for field, value in (("ip", ip), ("user_agent", user_agent)):
-            check_optional_id(value, field, max_length=1000)
+            check_optional_id(value, field, max_length=1000, padded=True)
         event = self._event(
             tx,
             contract,

@@ -217,6 +217,14 @@ class Runtime:
             for write in deferred:
                 write()
 
+    def read_now(self, tenant: str | None) -> datetime:
+        """The instant a read answers for: the open ``atomic()`` block's (the one its
+        writes act at) when the read joins it, otherwise the clock's."""
+        outer = self._ambient.get()
+        if outer is not None and outer.tenant == tenant:
+            return outer.now
+        return self.now()
+
     @contextmanager
     def read(self, tenant: str | None) -> Iterator[UnitOfWork]:
         """A unit of work for reading: the open ``atomic()`` block's when it is for the same

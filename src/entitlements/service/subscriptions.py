@@ -31,7 +31,7 @@ from entitlements.domain.checks import (
     parse_enum,
 )
 from entitlements.domain.contracts.link import ContractLink
-from entitlements.domain.due import as_of
+from entitlements.domain.due import as_of, could_read_as
 from entitlements.domain.instant import optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Plan
@@ -174,7 +174,7 @@ class Subscriptions:
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
             found = uow.subscriptions.current(owner)
-        return None if found is None else as_of(found, self._rt.now(None))
+        return None if found is None else as_of(found, self._rt.read_now(owner.tenant))
 
     def get(self, owner: Owner, *, actor: Actor | str | None = None) -> Subscription:
         """The owner's current subscription; `SubscriptionNotFound` when it has none."""
@@ -190,7 +190,7 @@ class Subscriptions:
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
             stored = uow.subscriptions.history(owner)
-        now = self._rt.now(None)
+        now = self._rt.read_now(owner.tenant)
         return [as_of(subscription, now) for subscription in stored]
 
     def search(
@@ -201,9 +201,11 @@ class Subscriptions:
         tenant: str | None = None,
         limit: int = 100,
     ) -> Sequence[Subscription]:
-        """Each owner's most recent subscription in ``tenant``, newest first, filtered by
-        status and by text found in the owner id, external id or plan key: the staff
-        console's owner list and seed 000's review of past-due accounts."""
+        """Each owner's most recent subscription in ``tenant`` as of now (like `get`),
+        newest first, filtered by status and by text found in the owner id, external id or
+        plan key: the staff console's owner list and seed 000's review of past-due
+        accounts. With ``statuses``, rows time has moved out of them since the last sweep
+        are left out, so a page may hold fewer than ``limit``."""
         if text is not None and (not isinstance(text, str) or len(text) > 255):
             raise InvalidInput("text", "must be text of at most 255 characters", text)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
@@ -213,8 +215,12 @@ class Subscriptions:
             if statuses is None
             else frozenset(parse_enum(SubscriptionStatus, s, "status").value for s in statuses)
         )
+        stored_as = None if wanted is None else could_read_as(wanted)
         with self._rt.read(tenant) as uow:
-            return uow.subscriptions.search((text or "").strip() or None, wanted, limit)
+            found = uow.subscriptions.search((text or "").strip() or None, stored_as, limit)
+        now = self._rt.read_now(tenant)
+        current = [as_of(subscription, now) for subscription in found]
+        return [s for s in current if wanted is None or s.status.value in wanted]
 
     def _authorize_read(self, uow: Any, owner: Owner, actor: Actor | str | None) -> None:
         if actor is None:

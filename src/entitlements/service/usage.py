@@ -213,7 +213,8 @@ class Usage:
             if key is not None and not (
                 type(key) is str
                 and 0 < len(key) <= MAX_KEY
-                and not key.isspace()
+                and not key[0].isspace()
+                and not key[-1].isspace()
                 and _NOT_IN_ID.search(key) is None
             ):
                 key = check_idempotency_key(key)  # refuses it

@@ -189,6 +189,7 @@ class SqlRevisions(Repository):
 
 
 _FEED_INSERT = t.changes.insert()
+_MAX_PARAMETERS = 30_000  # PostgreSQL takes at most 65,535 in one statement
 _FEED_INSERT_RETURNING = t.changes.insert().returning(t.changes.c.seq)
 
 
@@ -202,7 +203,8 @@ def insert_changes(
     statement (the audit rows in a writable CTE). The feed statements are built once: a
     multi-VALUES insert would be compiled anew for every count of rows."""
     if audit:
-        if rows and connection.dialect.name == "postgresql":
+        parameters = len(rows) * len(rows[0]) + len(audit) * len(audit[0]) if rows else 0
+        if rows and connection.dialect.name == "postgresql" and parameters <= _MAX_PARAMETERS:
             statement = (
                 t.changes.insert()
                 .values(list(rows))

@@ -14,6 +14,7 @@ from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.repository import Repository, owner_of, storage_errors
 from entitlements.domain.owner import Owner
 from entitlements.domain.requests import KeyedRequest
+from entitlements.errors import Conflict
 
 __all__ = ["SqlRequests"]
 
@@ -50,21 +51,30 @@ class SqlRequests(Repository):
             "outcome": dict(request.outcome),
         }
         dialect = self._conn.dialect.name
-        result = self._conn.execute(_claim_statement(dialect).values(**row))
-        if dialect in ("postgresql", "sqlite"):
-            if result.first() is not None:
+        # the stored request is read with a shared lock: that reads the latest committed
+        # row whatever the isolation level (a host's engine may run MariaDB at REPEATABLE
+        # READ) and keeps a sweep from forgetting it under us
+        stored = sa.select(t.requests).where(*self._where(request.owner, request.key))
+        for _ in range(2):
+            result = self._conn.execute(_claim_statement(dialect).values(**row))
+            if dialect in ("postgresql", "sqlite"):
+                if result.first() is not None:
+                    return None
+            elif result.rowcount == 1:
                 return None
-        elif result.rowcount == 1:
-            return None
-        found = self._rows(sa.select(t.requests).where(*self._where(request.owner, request.key)))
-        stored = found[0]
-        return KeyedRequest(
-            owner_of(stored),
-            stored["key"],
-            stored["operation"],
-            stored["digest"],
-            stored["at"],
-            stored["outcome"],
+            found = self._rows(stored.with_for_update(read=True))
+            if found:
+                return KeyedRequest(
+                    owner_of(found[0]),
+                    found[0]["key"],
+                    found[0]["operation"],
+                    found[0]["digest"],
+                    found[0]["at"],
+                    found[0]["outcome"],
+                )
+            # forgotten between the insert and the read: claim it again
+        raise Conflict(
+            f"idempotency key {request.key!r} was claimed and forgotten concurrently; retry"
         )
 
     @storage_errors

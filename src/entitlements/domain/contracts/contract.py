@@ -133,13 +133,13 @@ class PersonalData:
 def _name(value: object) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 200:
         raise InvalidInput("signer.name", "must be a name of 1 to 200 characters", value)
-    return check_id(value, "signer.name", max_length=200).strip()
+    return check_id(value, "signer.name", max_length=200, padded=True).strip()
 
 
 def _email(value: object) -> str:
     if not isinstance(value, str) or not _EMAIL.match(value) or len(value) > 254:
         raise InvalidInput("signer.email", "must be an email address", value)
-    return check_id(value, "signer.email", max_length=254).strip()
+    return check_id(value, "signer.email", max_length=254, padded=True).strip()
 
 
 def _order(value: object) -> int:
@@ -286,7 +286,7 @@ class Terms:
 def _title(value: object) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 300:
         raise InvalidInput("title", "must be a title of 1 to 300 characters", value)
-    return check_id(value, "title", max_length=300)
+    return check_id(value, "title", max_length=300, padded=True)
 
 
 def _body(value: object) -> str:
