@@ -219,6 +219,18 @@ def test_converting_without_the_contract_is_explicit(ready):
     assert "converted" in ready("subs", "convert", "organization:acme", "--without-contract").stdout
 
 
+def test_issuing_with_a_key_twice_issues_one_contract(ready):
+    ready("subs", "trial", "organization:acme", "pro")
+    issue = (
+        "contracts", "issue", "organization:acme", "--title", "MSA", "--body", "Terms.",
+        "--signer", "Ada Lovelace <ada@acme.test>", "--key", "msa-2027", "--json",
+    )  # fmt: skip
+    first, again = json.loads(ready(*issue).stdout), json.loads(ready(*issue).stdout)
+    assert first["id"] == again["id"]
+    listed = json.loads(ready("contracts", "list", "organization:acme", "--json").stdout)
+    assert len(listed) == 1
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [

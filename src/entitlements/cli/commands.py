@@ -415,6 +415,7 @@ class Console:
                 currency=a.currency,
                 sequential=a.sequential,
                 now=self.now,
+                key=a.key,
             )
         )
         return self.out(

@@ -456,6 +456,10 @@ def build(
         p.add_argument("--amount", type=inputs.amount, help="e.g. 1188.00")
         p.add_argument("--currency", help="ISO 4217, e.g. EUR")
         p.add_argument("--sequential", action="store_true", help="signers sign in order")
+        p.add_argument(
+            "--key",
+            help="an idempotency key: the same command run again returns the first contract",
+        )
         p = command(
             contracts,
             ("contracts", "send"),
