@@ -319,3 +319,17 @@ def test_keys_and_ids_with_spaces_around_them_are_refused_on_every_store(app, ba
     with pytest.raises(InvalidInput):
         Owner("organization", bad)
     assert ents.usage.counter(ACME, "projects").used == 9
+
+
+def test_a_reservation_key_reused_for_another_reservation_is_refused(app):
+    ents, _, _ = app
+    ents.plans.define(
+        Plan("metered", "Metered", limits={"calls": Limit(100, kind="metered")}, status="active"),
+        actor="staff",
+    )
+    ents.subscriptions.subscribe(ACME, "metered", actor="staff")
+    first = ents.usage.reserve(ACME, "calls", 5, key="job-1")
+    assert ents.usage.reserve(ACME, "calls", 5, key="job-1").id == first.id
+    with pytest.raises(IdempotencyKeyReused):
+        ents.usage.reserve(ACME, "calls", 6, key="job-1")
+    assert ents.usage.counter(ACME, "calls").reserved == 5

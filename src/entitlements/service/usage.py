@@ -524,7 +524,8 @@ class Usage:
     ) -> Reservation:
         """Set units aside for a long job; they count against the limit until committed or
         released, and stop counting when ``ttl`` runs out (the sweep then records that).
-        With ``key``, a retried request gets the reservation made the first time."""
+        With ``key``, a retried request gets the reservation made the first time; the key
+        given with another metric or amount raises `IdempotencyKeyReused`."""
         owner, amount, key = as_owner(owner), check_amount(amount), check_idempotency_key(key)
         metric = check_metric(metric)
         as_actor(actor)
@@ -540,6 +541,13 @@ class Usage:
             )
             earlier = tx.uow.usage.add_reservation(reservation)
             if earlier is not None:
+                if (earlier.metric, earlier.amount) != (metric, amount):
+                    assert key is not None
+                    raise IdempotencyKeyReused(
+                        key,
+                        f"a reservation of {earlier.amount} {earlier.metric}",
+                        f"a reservation of {amount} {metric}",
+                    )
                 return earlier
             counted_under, _, _ = count(
                 rt, tx, owner, metric, amount, snapshot, hold_until=reservation.expires_at
