@@ -92,13 +92,11 @@ class SqlRequests(Repository):
             .order_by(_q.at)
             .limit(limit)
         )
-        for row in old:
+        if old:
+            picked = [(row["owner_kind"], row["owner_id"], row["key"]) for row in old]
             self._conn.execute(
                 t.requests.delete().where(
-                    _q.tenant == self._t,
-                    _q.owner_kind == row["owner_kind"],
-                    _q.owner_id == row["owner_id"],
-                    _q.key == row["key"],
+                    _q.tenant == self._t, sa.tuple_(_q.owner_kind, _q.owner_id, _q.key).in_(picked)
                 )
             )
         return len(old)
