@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -88,6 +89,17 @@ class _Undo:
             self.steps.pop()()
 
 
+def _keyed(owner: Owner, key: str) -> tuple[str | None, str, str, str]:
+    return (owner.tenant, owner.kind, owner.id, key)
+
+
+def _seq_of(change: tuple[Any, ...]) -> int:
+    return change[0]  # type: ignore[no-any-return]
+
+
+_USAGE = ChangeKind.USAGE.value
+
+
 def _drop_last(items: list[Any]) -> None:
     items.pop()
 
@@ -111,11 +123,14 @@ class _Tables:
         self.counters: dict[tuple[Owner, str, datetime], Counter] = {}
         self.counter_revisions: dict[tuple[Owner, str, datetime], int] = {}
         self.owner_revisions: dict[Owner, int] = {}
-        self.changes: list[tuple[int, str | None, Owner | None, ChangeKind, datetime]] = []
+        self.changes: list[tuple[int, str | None, str | None, str | None, str, datetime]] = []
+        """(seq, tenant, owner kind, owner id, change kind, at): plain values, so the collector
+        stops tracking the rows."""
         self.next_seq = 1
         self.pruned_through = 0
         self.records: dict[tuple[Owner, str, datetime], list[UsageRecord]] = {}
-        self.record_keys: dict[tuple[Owner, str], UsageRecord] = {}
+        self.record_keys: dict[tuple[str | None, str, str, str], UsageRecord] = {}
+        """By `_keyed` (plain strings: the collector stops tracking the keys)."""
         self.reservations: dict[str, Reservation] = {}
         self.seats: dict[tuple[Owner, str, str], SeatAssignment] = {}
         self.contracts: dict[str, Contract] = {}
@@ -448,10 +463,10 @@ class _Usage(_Repository[Owner]):
     def add_record(self, record: UsageRecord) -> UsageRecord | None:
         owner = self._scope(record.owner)
         if record.key is not None:
-            earlier = self._t.record_keys.get((owner, record.key))
+            earlier = self._t.record_keys.get(_keyed(owner, record.key))
             if earlier is not None:
                 return earlier
-            self._undo.set(self._t.record_keys, (owner, record.key), record)
+            self._undo.set(self._t.record_keys, _keyed(owner, record.key), record)
         self._undo.append(
             self._t.records.setdefault((owner, record.metric, record.period_start), []), record
         )
@@ -472,7 +487,7 @@ class _Usage(_Repository[Owner]):
             self._scope(owner)
         key = (owner, record.metric, record.period_start)
         if record.key is not None:
-            earlier = t.record_keys.get((owner, record.key))
+            earlier = t.record_keys.get(_keyed(owner, record.key))
             if earlier is not None:
                 return None, earlier
         current = t.counters.get(key)
@@ -494,7 +509,7 @@ class _Usage(_Repository[Owner]):
         counters[key] = after
         steps.append(lambda: counters.__setitem__(key, current))
         if record.key is not None:
-            self._undo.set(t.record_keys, (owner, record.key), record)
+            self._undo.set(t.record_keys, _keyed(owner, record.key), record)
         records = t.records.get(key)
         if records is None:
             records = t.records[key] = []
@@ -508,7 +523,7 @@ class _Usage(_Repository[Owner]):
     def recorded(self, keys: Sequence[tuple[Owner, str]]) -> dict[tuple[Owner, str], UsageRecord]:
         found = {}
         for owner, key in keys:
-            earlier = self._t.record_keys.get((self._scope(owner), key))
+            earlier = self._t.record_keys.get(_keyed(self._scope(owner), key))
             if earlier is not None:
                 found[(owner, key)] = earlier
         return found
@@ -528,9 +543,9 @@ class _Usage(_Repository[Owner]):
         for record in records:
             owner = self._scope(record.owner)
             if record.key is not None:
-                if (owner, record.key) in self._t.record_keys:
+                if _keyed(owner, record.key) in self._t.record_keys:
                     raise Conflict(f"usage with key {record.key!r} of {owner} is recorded already")
-                self._undo.set(self._t.record_keys, (owner, record.key), record)
+                self._undo.set(self._t.record_keys, _keyed(owner, record.key), record)
             self._undo.append(
                 self._t.records.setdefault((owner, record.metric, record.period_start), []),
                 record,
@@ -568,19 +583,18 @@ class _Usage(_Repository[Owner]):
             if o == owner and records and records[-1].id == record_id:
                 removed = self._undo.pop(records)
                 if removed.key is not None:
-                    self._undo.delete(self._t.record_keys, (owner, removed.key))
+                    self._undo.delete(self._t.record_keys, _keyed(owner, removed.key))
                 return
 
     def forget_keys(self, before: datetime, limit: int = 10_000) -> int:
         old = [
-            (owner, key)
-            for (owner, key), record in self._t.record_keys.items()
-            if owner.tenant == self._uow.tenant and record.at < before
+            (keyed, record)
+            for keyed, record in self._t.record_keys.items()
+            if keyed[0] == self._uow.tenant and record.at < before
         ][:limit]
-        for owner, key in old:
-            record = self._t.record_keys[(owner, key)]
-            self._undo.delete(self._t.record_keys, (owner, key))
-            records = self._t.records[(owner, record.metric, record.period_start)]
+        for keyed, record in old:
+            self._undo.delete(self._t.record_keys, keyed)
+            records = self._t.records[(record.owner, record.metric, record.period_start)]
             at = next(i for i, r in enumerate(records) if r.id == record.id)
             self._undo.steps.append(partial(records.__setitem__, at, record))
             records[at] = attrs.evolve(record, key=None)
@@ -743,17 +757,29 @@ class _Feed(_Repository[Owner]):
         for owner, kind in self._uow.noted.items():
             last = self._t.next_seq
             self._t.next_seq += 1
-            tenant = None if owner is None else owner.tenant
-            self._t.changes.append((last, tenant, owner, kind, stamp))
+            if owner is None:
+                self._t.changes.append((last, None, None, None, kind.value, stamp))
+            else:
+                self._t.changes.append(
+                    (last, owner.tenant, owner.kind, owner.id, kind.value, stamp)
+                )
         return last
 
     def read(self, after: int, missing: Sequence[int] = (), limit: int = 10_000) -> FeedPage:
-        wanted = set(missing)
+        changes = self._t.changes  # in order of seq: found by bisection, not by a scan
+        rows = []
+        for seq in sorted(set(missing)):
+            at = bisect_left(changes, seq, key=_seq_of)
+            if at < len(changes) and changes[at][0] == seq and seq <= after:
+                rows.append(changes[at])
+        start = bisect_right(changes, after, key=_seq_of)
+        rows.extend(changes[start : start + limit])
         found = [
-            Change(seq, kind, owner)
-            for seq, _, owner, kind, _ in self._t.changes
-            if seq > after or seq in wanted
-        ][:limit]
+            Change(
+                seq, ChangeKind(kind), None if kind_of is None else Owner(kind_of, id_of, tenant)
+            )
+            for seq, tenant, kind_of, id_of, kind, _ in rows[:limit]
+        ]
         head = max([after, *(c.seq for c in found)])
         return FeedPage(tuple(found), self._t.pruned_through, head)
 
@@ -762,11 +788,11 @@ class _Feed(_Repository[Owner]):
 
     def prune(self, before: datetime, limit: int = 10_000) -> int:
         head = self.head()
-        old = [row for row in self._t.changes if row[4] < before and row[0] < head][:limit]
+        old = [row for row in self._t.changes if row[5] < before and row[0] < head][:limit]
         if not old:
             return 0
         through = old[-1][0]
-        kept = [row for row in self._t.changes if not (row[0] <= through and row[4] < before)]
+        kept = [row for row in self._t.changes if not (row[0] <= through and row[5] < before)]
         everything = list(self._t.changes)
         self._undo.steps.append(lambda: self._restore_changes(everything))
         self._t.changes[:] = kept
@@ -1068,7 +1094,6 @@ class MemoryStore:
     def consume_inline(
         self,
         record: UsageRecord,
-        *,
         ceiling: int | None,
         revision: int,
         now: datetime,
@@ -1083,8 +1108,10 @@ class MemoryStore:
         with self.lock:
             t = self.tables
             owner = record.owner
+            keyed = None
             if record.key is not None:
-                earlier = t.record_keys.get((owner, record.key))
+                keyed = (owner.tenant, owner.kind, owner.id, record.key)
+                earlier = t.record_keys.get(keyed)
                 if earlier is not None:
                     return None, earlier, None
             key = (owner, record.metric, record.period_start)
@@ -1110,15 +1137,17 @@ class MemoryStore:
             _set_counter_reserved(after, reserved)
             _set_counter_held(after, held)
             t.counters[key] = after
-            if record.key is not None:
-                t.record_keys[(owner, record.key)] = record
+            if keyed is not None:
+                t.record_keys[keyed] = record
             records = t.records.get(key)
             if records is None:
                 records = t.records[key] = []
             records.append(record)
             seq = t.next_seq
             t.next_seq = seq + 1
-            t.changes.append((seq, owner.tenant, owner, ChangeKind.USAGE, wall or _wall_now(UTC)))
+            t.changes.append(
+                (seq, owner.tenant, owner.kind, owner.id, _USAGE, wall or _wall_now(UTC))
+            )
             return after, None, seq
 
     def dump(self) -> dict[str, Any]:

@@ -80,8 +80,8 @@ class SnapshotCache:
         """`invalidate_usage` of one owner, as each in-process consumption calls it."""
         with self._lock:
             self.generation += 1
-            self.counters.pop(owner, None)
-            self.decisions.pop(owner, None)
+            if self.counters.pop(owner, None) is not None:  # decisions are kept only with counters
+                self.decisions.pop(owner, None)
 
     def clear(self) -> None:
         with self._lock:

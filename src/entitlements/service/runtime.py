@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
-from os import urandom as _urandom
 from typing import Any
 
 import attrs
@@ -30,6 +29,7 @@ from entitlements.serialization import to_document
 from entitlements.service.authorization import AllowAll, Authorizer
 from entitlements.service.cache import SnapshotCache
 from entitlements.service.coherence import Coherence
+from entitlements.service.ids import new_id as _new_id
 from entitlements.telemetry import Telemetry, log_event
 
 __all__ = ["Runtime", "Transaction"]
@@ -137,8 +137,8 @@ class Runtime:
     listeners: list[EventListener] = attrs.field(factory=list)
     cache: SnapshotCache = attrs.field(factory=SnapshotCache)
     telemetry: Telemetry | None = None
-    new_id: Callable[[], str] = lambda: _urandom(16).hex()
-    """128 random bits as 32 hex digits (like ``uuid4().hex``, at a fifth of its cost)."""
+    new_id: Callable[[], str] = _new_id
+    """128 random bits as 32 hex digits (see `entitlements.service.ids`)."""
     coherence: Coherence = attrs.field(default=None)
     announce: Callable[[int], None] | None = None
     """Called with each committed feed position, after commit (a push to other

@@ -20,7 +20,7 @@ import attrs
 
 from entitlements.clock import SystemClock
 from entitlements.domain.actor import Actor, as_actor
-from entitlements.domain.checks import _NOT_IN_ID, check_id, check_key
+from entitlements.domain.checks import check_id, check_key
 from entitlements.domain.ingestion import UsageEvent, UsageResult
 from entitlements.domain.instant import optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
@@ -86,6 +86,7 @@ class Usage:
         self._inline: Any = getattr(runtime.store, "consume_inline", None)
         self._lanes: dict[tuple[Owner, str], _Lane] = {}
         self._metrics: set[str] = set()
+        self._wall_clock = type(runtime.clock) is SystemClock
 
     # -- reading -----------------------------------------------------------------------
 
@@ -213,11 +214,12 @@ class Usage:
             if key is not None and not (
                 type(key) is str
                 and 0 < len(key) <= MAX_KEY
-                and not key[0].isspace()
-                and not key[-1].isspace()
-                and _NOT_IN_ID.search(key) is None
+                and key.isascii()  # printable ASCII: no control characters, no surrogates
+                and key.isprintable()
+                and key[0] != " "
+                and key[-1] != " "
             ):
-                key = check_idempotency_key(key)  # refuses it
+                key = check_idempotency_key(key)  # checked in full: refused, or not ASCII
             done = self._consume_inline(owner, metric, amount, key)
             if done is not None:
                 return done
@@ -299,7 +301,7 @@ class Usage:
             self._lanes[(owner, metric)] = lane
         if not lane.eligible:
             return None
-        wall = type(rt.clock) is SystemClock
+        wall = self._wall_clock
         at = _system_now(UTC) if wall else rt.now()
         record = _new_record(UsageRecord)
         _set_record_id(record, rt.new_id())
@@ -310,12 +312,7 @@ class Usage:
         _set_record_at(record, at)
         _set_record_key(record, key)
         counter, _, seq = self._inline(
-            record,
-            ceiling=lane.ceiling,
-            revision=snapshot.revision,
-            now=at,
-            fallback=lane.guard,
-            wall=at if wall else None,
+            record, lane.ceiling, snapshot.revision, at, lane.guard, at if wall else None
         )
         if counter is None:
             return None
