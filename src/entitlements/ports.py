@@ -106,8 +106,12 @@ class PlanRepository(Protocol):
 class SubscriptionRepository(Protocol):
     """Subscriptions, current and ended, of the unit of work's tenant."""
 
-    def current(self, owner: Owner) -> Subscription | None:
-        """The owner's most recent subscription (live or ended), if any."""
+    def current(
+        self, owner: Owner, *, with_plans: Sequence[tuple[str, int | None]] = ()
+    ) -> Subscription | None:
+        """The owner's most recent subscription (live or ended), if any. ``with_plans``:
+        plan versions (``None``: the latest) the caller reads next; under the owner's
+        terms lock a store may read them, and the one the subscription holds, with it."""
         ...
 
     def get(self, subscription_id: str) -> Subscription:

@@ -232,7 +232,9 @@ class _Plans(_Repository[str]):
 
 
 class _Subscriptions(_Repository[str]):
-    def current(self, owner: Owner) -> Subscription | None:
+    def current(
+        self, owner: Owner, *, with_plans: Sequence[tuple[str, int | None]] = ()
+    ) -> Subscription | None:
         ids = self._t.subscriptions_by_owner.get(self._scope(owner), ())
         return self._t.subscriptions[ids[-1]] if ids else None
 

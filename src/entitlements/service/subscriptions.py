@@ -500,7 +500,15 @@ class Subscriptions:
             return changes
 
         return self._apply_checked(
-            owner, Event.CHANGE_PLAN, actor, now, reason, change, if_over_quota, seen=seen
+            owner,
+            Event.CHANGE_PLAN,
+            actor,
+            now,
+            reason,
+            change,
+            if_over_quota,
+            seen=seen,
+            with_plans=[(plan_key, version)],
         )
 
     def migrate(
@@ -794,9 +802,10 @@ class Subscriptions:
         action: str | None = None,
         expected_revision: int | None = None,
         seen: dict[tuple[str, int | None], Plan] | None = None,
+        with_plans: Sequence[tuple[str, int | None]] = (),
     ) -> SubscriptionChange:
         """`_apply`, plus the over-quota check against current usage. ``seen``: plan
-        versions the change read already."""
+        versions the change read already; ``with_plans``: those it is about to read."""
         policy = parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
         found: list[OverQuota] = []
 
@@ -838,6 +847,7 @@ class Subscriptions:
                 action=action,
                 expected_revision=expected_revision,
                 inspect=check,
+                with_plans=with_plans,
             )
         except OverQuotaRefused as refused:
             self._rt.record_refusal(
@@ -883,6 +893,7 @@ class Subscriptions:
         action: str | None = None,
         expected_revision: int | None = None,
         inspect: Any = None,
+        with_plans: Sequence[tuple[str, int | None]] = (),
     ) -> Subscription:
         owner, who = as_owner(owner), as_actor(actor)
         reason = check_reason(reason)
@@ -894,7 +905,7 @@ class Subscriptions:
             # overwritten. Only its usage period says which counters to stamp, so they
             # are stamped once it is read, before any usage is.
             tx.change_terms(owner, stamp=False)
-            current = tx.uow.subscriptions.current(owner)
+            current = tx.uow.subscriptions.current(owner, with_plans=with_plans)
             if current is None:
                 raise SubscriptionNotFound(owner)
             if expected_revision is not None and current.revision != expected_revision:

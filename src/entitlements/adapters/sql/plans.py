@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -19,7 +19,7 @@ from entitlements.domain.change import ChangeKind
 from entitlements.domain.plan import Feature, Limit, Plan, Price
 from entitlements.errors import InvalidInput, PlanExists, StaleWrite, UnknownPlan
 
-__all__ = ["SqlPlans", "features_document", "features_from"]
+__all__ = ["PLAN_COLUMNS", "PLAN_JOIN", "SqlPlans", "features_document", "features_from"]
 
 
 def _limits_document(plan: Plan) -> dict[str, Any]:
@@ -93,7 +93,7 @@ def _version_row(plan: Plan) -> dict[str, Any]:
     }
 
 
-_PLAN_COLUMNS = (
+PLAN_COLUMNS = (
     t.plans.c.key,
     t.plans.c.name,
     t.plans.c.status,
@@ -108,20 +108,20 @@ _PLAN_COLUMNS = (
     t.plan_versions.c.cycle_every,
     t.plan_versions.c.trial_days,
 )
-_PLAN_JOIN = t.plans.join(t.plan_versions, t.plan_versions.c.plan_key == t.plans.c.key)
+PLAN_JOIN = t.plans.join(t.plan_versions, t.plan_versions.c.plan_key == t.plans.c.key)
 
 # the statements of a cold resolution, built once (building a statement costs as much as
 # running it on SQLite)
 _LATEST_PLAN = (
-    sa.select(*_PLAN_COLUMNS)
-    .select_from(_PLAN_JOIN)
+    sa.select(*PLAN_COLUMNS)
+    .select_from(PLAN_JOIN)
     .where(
         t.plans.c.key == sa.bindparam("key"), t.plan_versions.c.version == t.plans.c.latest_version
     )
 )
 _PLAN_VERSION = (
-    sa.select(*_PLAN_COLUMNS)
-    .select_from(_PLAN_JOIN)
+    sa.select(*PLAN_COLUMNS)
+    .select_from(PLAN_JOIN)
     .where(
         t.plans.c.key == sa.bindparam("key"), t.plan_versions.c.version == sa.bindparam("version")
     )
@@ -133,8 +133,8 @@ def _plans_of(latest: tuple[bool, ...]) -> sa.Select[Any]:
     """One SELECT of several plan versions, each the latest or a given one."""
     p, v = t.plans.c, t.plan_versions.c
     return (
-        sa.select(*_PLAN_COLUMNS, p.latest_version)
-        .select_from(_PLAN_JOIN)
+        sa.select(*PLAN_COLUMNS, p.latest_version)
+        .select_from(PLAN_JOIN)
         .where(
             sa.or_(
                 *(
@@ -151,11 +151,27 @@ def _plans_of(latest: tuple[bool, ...]) -> sa.Select[Any]:
 
 
 class SqlPlans(Repository):
+    def __init__(self, uow: Any) -> None:
+        super().__init__(uow)
+        self._preloaded: dict[tuple[str, int | None], Plan] = {}
+
+    def preload(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Plan versions read along with something else (each row with ``latest_version``):
+        `get` and `get_many` answer from them until this unit of work writes a plan."""
+        for row in rows:
+            plan = _plan_from(row)
+            self._preloaded[(plan.key, plan.version)] = plan
+            if plan.version == row["latest_version"]:
+                self._preloaded[(plan.key, None)] = plan
+
     def _select(self) -> sa.Select[Any]:
-        return sa.select(*_PLAN_COLUMNS).select_from(_PLAN_JOIN)
+        return sa.select(*PLAN_COLUMNS).select_from(PLAN_JOIN)
 
     @storage_errors
     def get(self, key: str, version: int | None = None) -> Plan:
+        known = self._preloaded.get((key, version))
+        if known is not None:
+            return known
         if version is None:
             rows = self._conn.execute(_LATEST_PLAN, {"key": key}).mappings().all()
         else:
@@ -170,6 +186,8 @@ class SqlPlans(Repository):
 
     @storage_errors
     def get_many(self, wanted: Sequence[tuple[str, int | None]]) -> list[Plan]:
+        if all(w in self._preloaded for w in wanted):
+            return [self._preloaded[w] for w in wanted]
         if len(wanted) < 2:
             return [self.get(key, version) for key, version in wanted]
         params: dict[str, Any] = {}
@@ -213,6 +231,7 @@ class SqlPlans(Repository):
 
     @storage_errors
     def add(self, plan: Plan) -> Plan:
+        self._preloaded.clear()
         if self._conn.execute(sa.select(t.plans.c.key).where(t.plans.c.key == plan.key)).first():
             raise PlanExists(plan.key)
         stored = attrs.evolve(plan, version=1, revision=1)
@@ -236,6 +255,7 @@ class SqlPlans(Repository):
 
     @storage_errors
     def update(self, plan: Plan) -> Plan:
+        self._preloaded.clear()
         head = self.find(plan.key)
         if head is None:
             raise UnknownPlan(plan.key)

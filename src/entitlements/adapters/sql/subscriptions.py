@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import cache
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
-from entitlements.adapters.sql.plans import features_document, features_from
+from entitlements.adapters.sql.plans import PLAN_COLUMNS, PLAN_JOIN, features_document, features_from
 from entitlements.adapters.sql.repository import (
     Repository,
     live_owner_key,
@@ -162,6 +163,35 @@ _CURRENT_WITH_OVERRIDES = sa.select(
     )
 )
 _OVERRIDE_COLUMNS = [(f"override_{column.name}", column.name) for column in t.overrides.c]
+_PLAN_ROW = (*PLAN_COLUMNS, t.plans.c.latest_version)
+_PLAN_ROW_COLUMNS = [(f"plan_row_{column.name}", column.name) for column in _PLAN_ROW]
+
+
+@cache
+def _current_with_plans(latest: tuple[bool, ...]) -> sa.Select[Any]:
+    """`_CURRENT_WITH_OVERRIDES` and, on each row, one of the plan versions: the one the
+    subscription holds, and each wanted one (the latest, or a given version)."""
+    p, v = t.plans.c, t.plan_versions.c
+    held = sa.and_(p.key == _LATEST.c.plan_key, v.version == _LATEST.c.plan_version)
+    wanted = [
+        sa.and_(
+            p.key == sa.bindparam(f"want_key{i}"),
+            v.version == (p.latest_version if is_latest else sa.bindparam(f"want_version{i}")),
+        )
+        for i, is_latest in enumerate(latest)
+    ]
+    with_overrides = _LATEST.outerjoin(
+        t.overrides,
+        sa.and_(
+            _o.tenant == _LATEST.c.tenant,
+            _o.owner_kind == _LATEST.c.owner_kind,
+            _o.owner_id == _LATEST.c.owner_id,
+        ),
+    )
+    return sa.select(
+        *_CURRENT_WITH_OVERRIDES.selected_columns,
+        *(column.label(label) for column, (label, _) in zip(_PLAN_ROW, _PLAN_ROW_COLUMNS)),
+    ).select_from(with_overrides.outerjoin(PLAN_JOIN, sa.or_(held, *wanted)))
 
 
 class SqlSubscriptions(Repository):
@@ -169,26 +199,38 @@ class SqlSubscriptions(Repository):
         return self._owned(t.subscriptions, owner)
 
     @storage_errors
-    def current(self, owner: Owner) -> Subscription | None:
+    def current(
+        self, owner: Owner, *, with_plans: Sequence[tuple[str, int | None]] = ()
+    ) -> Subscription | None:
         self._scope(owner)
-        params = {"tenant": self._t, "kind": owner.kind, "id": owner.id}
+        params: dict[str, Any] = {"tenant": self._t, "kind": owner.kind, "id": owner.id}
         if owner not in self._uow.bumped:
             rows = self._conn.execute(_CURRENT_SUBSCRIPTION, params).mappings().all()
             return _subscription_from(rows[0]) if rows else None
         # a terms write holds the owner's terms lock, so no one else can change its
         # overrides before it commits: they come with the subscription, for the
-        # resolution the write checks itself against
-        rows = self._conn.execute(_CURRENT_WITH_OVERRIDES, params).mappings().all()
+        # resolution the write checks itself against, and so do the plan versions the
+        # write compares (plan versions never change; a plan's own fields change only by
+        # a write, which drops what was read)
+        for i, (key, version) in enumerate(with_plans):
+            params[f"want_key{i}"] = key
+            if version is not None:
+                params[f"want_version{i}"] = version
+        statement = _current_with_plans(tuple(version is None for _, version in with_plans))
+        rows = self._conn.execute(statement, params).mappings().all()
         if not rows:
             return None
-        self._uow.overrides.preload(
-            owner,
-            [
-                {name: row[label] for label, name in _OVERRIDE_COLUMNS}
-                for row in rows
-                if row["override_kind"] is not None
-            ],
-        )
+        overrides = {}
+        plans = {}
+        for row in rows:
+            if row["override_kind"] is not None:
+                found = {name: row[label] for label, name in _OVERRIDE_COLUMNS}
+                overrides[(found["kind"], found["key"])] = found
+            if row["plan_row_key"] is not None:
+                plan = {name: row[label] for label, name in _PLAN_ROW_COLUMNS}
+                plans[(plan["key"], plan["version"])] = plan
+        self._uow.overrides.preload(owner, list(overrides.values()))
+        self._uow.plans.preload(list(plans.values()))
         return _subscription_from(rows[0])
 
     @storage_errors
