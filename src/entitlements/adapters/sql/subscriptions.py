@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from functools import cache
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import attrs
@@ -14,7 +14,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
-from entitlements.adapters.sql.plans import PLAN_COLUMNS, PLAN_JOIN, features_document, features_from
+from entitlements.adapters.sql.plans import (
+    PLAN_COLUMNS,
+    PLAN_JOIN,
+    features_document,
+    features_from,
+)
 from entitlements.adapters.sql.repository import (
     Repository,
     live_owner_key,
@@ -190,7 +195,10 @@ def _current_with_plans(latest: tuple[bool, ...]) -> sa.Select[Any]:
     )
     return sa.select(
         *_CURRENT_WITH_OVERRIDES.selected_columns,
-        *(column.label(label) for column, (label, _) in zip(_PLAN_ROW, _PLAN_ROW_COLUMNS)),
+        *(
+            column.label(label)
+            for column, (label, _) in zip(_PLAN_ROW, _PLAN_ROW_COLUMNS, strict=True)
+        ),
     ).select_from(with_overrides.outerjoin(PLAN_JOIN, sa.or_(held, *wanted)))
 
 
