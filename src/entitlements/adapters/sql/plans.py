@@ -10,7 +10,6 @@ from typing import Any
 import attrs
 import sqlalchemy as sa
 from sqlalchemy import exc
-from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.repository import Repository, storage_errors
@@ -46,7 +45,7 @@ def features_from(document: Any) -> dict[str, Feature]:
     return {key: Feature(d["enabled"], d["actions"]) for key, d in document.items()}
 
 
-def _plan_from(row: RowMapping) -> Plan:
+def _plan_from(row: Mapping[str, Any]) -> Plan:
     price = None
     if row["price_amount"] is not None:
         price = Price(
