@@ -45,7 +45,7 @@ def features_from(document: Any) -> dict[str, Feature]:
     return {key: Feature(d["enabled"], d["actions"]) for key, d in document.items()}
 
 
-def _plan_from(row: Mapping[str, Any]) -> Plan:
+def _plan_from(row: Mapping[Any, Any]) -> Plan:
     price = None
     if row["price_amount"] is not None:
         price = Price(
