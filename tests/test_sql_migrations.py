@@ -131,3 +131,56 @@ def test_0007_moves_the_plan_manager_out_of_metadata_and_back(kind, tmp_path, se
             migrations.upgrade(connection)
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_0009_gives_owners_with_counters_a_revision_row(kind, tmp_path, server_stores):
+    """A terms write that creates an owner's revision row stamps no counters: owners
+    whose counters predate the rule get their row from the migration."""
+    if kind != "sqlite":
+        server_stores(kind)
+    engine = engine_for(kind, tmp_path)
+    counters = _table(
+        "ent_usage_counters",
+        "tenant",
+        "owner_kind",
+        "owner_id",
+        "metric",
+        "used",
+        "reserved",
+        "terms_revision",
+        period_start=UtcDateTime,
+    )
+    revisions = _table("ent_owner_revisions", "tenant", "owner_kind", "owner_id", "revision")
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        with engine.begin() as connection:
+            migrations.downgrade(connection, "base")
+            migrations.upgrade(connection, "0008")
+            connection.execute(
+                revisions.insert(),
+                {"tenant": "", "owner_kind": "org", "owner_id": "known", "revision": 7},
+            )
+            for owner_id, metric in (("known", "api"), ("bare", "api"), ("bare", "seats")):
+                connection.execute(
+                    counters.insert(),
+                    {
+                        "tenant": "",
+                        "owner_kind": "org",
+                        "owner_id": owner_id,
+                        "metric": metric,
+                        "period_start": at,
+                        "used": 1,
+                        "reserved": 0,
+                        "terms_revision": 0,
+                    },
+                )
+            migrations.upgrade(connection)
+            found = connection.execute(
+                sa.select(revisions.c.owner_id, revisions.c.revision).order_by(revisions.c.owner_id)
+            ).all()
+            assert [tuple(r) for r in found] == [("bare", 0), ("known", 7)]
+            migrations.downgrade(connection, "base")
+            migrations.upgrade(connection)
+    finally:
+        engine.dispose()

@@ -207,15 +207,16 @@ def test_plan_changes_and_trials_stay_within_their_statement_budgets(kind, make_
     # with the owner's overrides and both plan versions under it, stamps the counters of
     # its usage period, writes the subscription, its audit row and the feed row (on
     # PostgreSQL the audit and feed rows share one statement); a downgrade also reads
-    # usage (one more). A trial reads its plan, takes the lock, stamps counters, inserts
-    # the subscription, then its audit and feed rows. What stands in the way of 3: on
+    # usage (one more). A trial reads its plan, takes the lock (a new owner's revision row
+    # says it has no counters to stamp), inserts the subscription, then its audit and
+    # feed rows. What stands in the way of 3: on
     # PostgreSQL a statement's snapshot predates the lock it waits for, so nothing read
     # or stamped under the lock can share a statement with taking it; SQLite and MariaDB
     # have no writable CTEs to put inserts into several tables in one statement.
     budgets = (
-        {"change_plan": 5, "downgrade": 6, "start_trial": 5}
+        {"change_plan": 5, "downgrade": 6, "start_trial": 4}
         if kind == "postgres"
-        else {"change_plan": 6, "downgrade": 7, "start_trial": 6}
+        else {"change_plan": 6, "downgrade": 7, "start_trial": 5}
     )
     with counted(store.engine) as statements:
         ents.subscriptions.change_plan(ACME, "bigger", actor="staff")
@@ -254,10 +255,13 @@ def test_a_trial_starts_without_a_read_and_a_live_subscription_still_refuses_it(
     assert ents.subscriptions.get(newcomer).id == again.id
 
 
+@pytest.mark.parametrize("start", ["subscribe", "start_trial", "gauge_first"])
 @pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
-def test_a_new_subscription_makes_consumptions_at_the_old_terms_stale(kind, make_store):
+def test_a_new_subscription_makes_consumptions_at_the_old_terms_stale(kind, start, make_store):
     """An owner on the fallback plan consumed (its counters carry that revision); a
-    subscription started by another process must refuse this process's cached terms."""
+    subscription started by another process must refuse this process's cached terms —
+    also when the owner's counter was set, not consumed. A start that creates the owner's
+    revision row stamps no counters: none may exist."""
     store = make_store(kind)
     policy = AccessPolicy(fallback_plan="free")
     ents, other = Entitlements(store, policy=policy), Entitlements(store, policy=policy)
@@ -265,9 +269,16 @@ def test_a_new_subscription_makes_consumptions_at_the_old_terms_stale(kind, make
     tiny = Plan("tiny", "Tiny", limits={"projects": Limit(2)}, status="active")
     ents.plans.define(free, actor="staff")
     ents.plans.define(tiny, actor="staff")
-    ents.usage.consume(ACME, "projects", 1)
+    if start == "gauge_first":
+        ents.usage.set_gauge(ACME, "projects", 1)
+        assert ents.usage.check(ACME, "projects").used == 1  # the terms now cached
+    else:
+        ents.usage.consume(ACME, "projects", 1)
     stale = ents.runtime.cache.snapshots[ACME]
-    other.subscriptions.subscribe(ACME, "tiny", actor="staff")
+    if start == "start_trial":
+        other.subscriptions.start_trial(ACME, "tiny", actor="staff")
+    else:
+        other.subscriptions.subscribe(ACME, "tiny", actor="staff")
     cache = ents.runtime.cache
     cache.put(stale, cache.generation)
     with pytest.raises(LimitExceeded):

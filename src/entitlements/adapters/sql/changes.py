@@ -63,9 +63,14 @@ _STAMP_LIVE = (
 )
 
 
+_FIRST = 1  # the revision a bump gives a row it creates; later bumps add two
+
+
 @cache
 def _revision_upsert(dialect: str, *, bump: bool, returning: bool = True) -> Any:
-    """An INSERT of revision 1 (or 0) that, on an existing row, adds one (or nothing)."""
+    """An INSERT of revision 1 (or 0) that, on an existing row, adds two (or nothing).
+    Bumped, 1 comes back only from a row that was not there: no counter exists without
+    its owner's row (they are created under its lock), so there is nothing to stamp."""
     values: dict[str, Any] = {
         "tenant": sa.bindparam("p_tenant"),
         "owner_kind": sa.bindparam("p_kind"),
@@ -78,19 +83,19 @@ def _revision_upsert(dialect: str, *, bump: bool, returning: bool = True) -> Any
         if not bump:
             return pg.on_conflict_do_nothing(index_elements=keys)
         return pg.on_conflict_do_update(
-            index_elements=keys, set_={"revision": t.owner_revisions.c.revision + 1}
+            index_elements=keys, set_={"revision": t.owner_revisions.c.revision + 2}
         ).returning(t.owner_revisions.c.revision)
     if dialect == "sqlite":
         lite = sqlite.insert(t.owner_revisions).values(**values)
         if not bump:
             return lite.on_conflict_do_nothing(index_elements=keys)
         return lite.on_conflict_do_update(
-            index_elements=keys, set_={"revision": t.owner_revisions.c.revision + 1}
+            index_elements=keys, set_={"revision": t.owner_revisions.c.revision + 2}
         ).returning(t.owner_revisions.c.revision)
     my = mysql.insert(t.owner_revisions).values(**values)
     if not bump:
         return my.prefix_with("IGNORE")  # a duplicate takes a shared lock, not an exclusive one
-    bumped = my.on_duplicate_key_update(revision=t.owner_revisions.c.revision + 1)
+    bumped = my.on_duplicate_key_update(revision=t.owner_revisions.c.revision + 2)
     return bumped.returning(t.owner_revisions.c.revision) if returning else bumped
 
 
@@ -176,13 +181,17 @@ class SqlRevisions(Repository):
             revision = int(self._conn.execute(_EXCLUSIVE, params).scalar_one())
         self._uow.bumped[owner] = revision
         self._uow.feed.note(owner, ChangeKind.TERMS)
-        if stamp:
+        if revision == _FIRST:
+            self._uow.unstamped.add(owner)
+        elif stamp:
             self.stamp(owner, since)
         return revision
 
     @storage_errors
     def stamp(self, owner: Owner, since: datetime | None = None) -> None:
         params = self._params(owner)
+        if owner in self._uow.unstamped:
+            return  # its revision row is new: it has no counters
         statement = _STAMP_ALL if since is None else _STAMP_LIVE
         revision = self._uow.bumped[owner]
         self._conn.execute(statement, {**params, "p_revision": revision, "p_since": since})

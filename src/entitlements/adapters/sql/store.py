@@ -84,6 +84,8 @@ class SqlUnitOfWork:
         self.feed = SqlFeed(self)
         self._doomed: EntitlementsError | None = None
         self.bumped: dict[Owner, int] = {}
+        self.unstamped: set[Owner] = set()
+        """Owners whose revision row this unit of work created: no counters to stamp."""
         self.noted: dict[Owner | None, ChangeKind] = {}
         self.pending_audit: list[dict[str, Any]] = []
         self.committed_revision: int | None = None
@@ -150,7 +152,7 @@ class SqlUnitOfWork:
         the engine has already ended the whole transaction (MariaDB does on a deadlock,
         so the savepoint is gone), the call's own error is kept and the block is doomed:
         its commit raises that error too instead of committing half of it."""
-        bumped, noted = dict(self.bumped), dict(self.noted)
+        bumped, noted, unstamped = dict(self.bumped), dict(self.noted), set(self.unstamped)
         try:
             # audit rows appended before the savepoint are written before it: a rollback
             # to it must not take them along
@@ -161,7 +163,7 @@ class SqlUnitOfWork:
         try:
             yield
         except BaseException as error:
-            self.bumped, self.noted = bumped, noted
+            self.bumped, self.noted, self.unstamped = bumped, noted, unstamped
             self.pending_audit.clear()
             self.overrides.forget_all()  # read under locks the rollback may release
             translated = translate(error) if isinstance(error, exc.SQLAlchemyError) else None
@@ -199,6 +201,7 @@ class SqlUnitOfWork:
         self.committed_revision = revision
         self.noted.clear()
         self.bumped.clear()
+        self.unstamped.clear()
 
     @storage_errors
     def rollback(self) -> None:

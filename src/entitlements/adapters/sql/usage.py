@@ -289,7 +289,9 @@ class SqlUsage(Repository):
         )
         counter = self._apply(statement, params, owner, metric, period_start)
         if counter is None and revision is None and self._missing(params):
-            self.ensure(owner, metric, period_start, self._uow.revisions.current(owner))
+            # under the terms lock, as every counter is created: a terms write that creates
+            # the owner's revision row relies on there being no counter yet
+            self.ensure(owner, metric, period_start, self._uow.revisions.lock(owner))
             counter = self._apply(statement, params, owner, metric, period_start)
         if counter is not None:
             self._uow.feed.note(owner, ChangeKind.USAGE)
@@ -333,7 +335,7 @@ class SqlUsage(Repository):
     ) -> Counter | None:
         params = self._params(owner, metric, period_start)
         if revision is None:
-            self.ensure(owner, metric, period_start, self._uow.revisions.current(owner))
+            self.ensure(owner, metric, period_start, self._uow.revisions.lock(owner))
         conditions = [*_COUNTER]
         if revision is not None:
             conditions.append(_c.terms_revision == sa.bindparam("p_revision"))
