@@ -18,7 +18,14 @@ from entitlements.domain.change import ChangeKind
 from entitlements.domain.plan import Feature, Limit, Plan, Price
 from entitlements.errors import InvalidInput, PlanExists, StaleWrite, UnknownPlan
 
-__all__ = ["PLAN_COLUMNS", "PLAN_JOIN", "SqlPlans", "features_document", "features_from"]
+__all__ = [
+    "PLAN_COLUMNS",
+    "PLAN_JOIN",
+    "SqlPlans",
+    "features_document",
+    "features_from",
+    "plan_versions_wanted",
+]
 
 
 def _limits_document(plan: Plan) -> dict[str, Any]:
@@ -127,25 +134,29 @@ _PLAN_VERSION = (
 )
 
 
+def plan_versions_wanted(latest: tuple[bool, ...], prefix: str = "") -> sa.ColumnElement[bool]:
+    """Rows of `PLAN_JOIN` that are one of several plan versions, each the latest or a
+    given one (bound as ``{prefix}key{i}`` and ``{prefix}version{i}``)."""
+    p, v = t.plans.c, t.plan_versions.c
+    return sa.or_(
+        *(
+            sa.and_(
+                p.key == sa.bindparam(f"{prefix}key{i}"),
+                v.version
+                == (p.latest_version if is_latest else sa.bindparam(f"{prefix}version{i}")),
+            )
+            for i, is_latest in enumerate(latest)
+        )
+    )
+
+
 @cache
 def _plans_of(latest: tuple[bool, ...]) -> sa.Select[Any]:
     """One SELECT of several plan versions, each the latest or a given one."""
-    p, v = t.plans.c, t.plan_versions.c
     return (
-        sa.select(*PLAN_COLUMNS, p.latest_version)
+        sa.select(*PLAN_COLUMNS, t.plans.c.latest_version)
         .select_from(PLAN_JOIN)
-        .where(
-            sa.or_(
-                *(
-                    sa.and_(
-                        p.key == sa.bindparam(f"key{i}"),
-                        v.version
-                        == (p.latest_version if is_latest else sa.bindparam(f"version{i}")),
-                    )
-                    for i, is_latest in enumerate(latest)
-                )
-            )
-        )
+        .where(plan_versions_wanted(latest))
     )
 
 

@@ -19,6 +19,7 @@ from entitlements.adapters.sql.plans import (
     PLAN_JOIN,
     features_document,
     features_from,
+    plan_versions_wanted,
 )
 from entitlements.adapters.sql.repository import (
     Repository,
@@ -176,15 +177,9 @@ _PLAN_ROW_COLUMNS = [(f"plan_row_{column.name}", column.name) for column in _PLA
 def _current_with_plans(latest: tuple[bool, ...]) -> sa.Select[Any]:
     """`_CURRENT_WITH_OVERRIDES` and, on each row, one of the plan versions: the one the
     subscription holds, and each wanted one (the latest, or a given version)."""
-    p, v = t.plans.c, t.plan_versions.c
-    held = sa.and_(p.key == _LATEST.c.plan_key, v.version == _LATEST.c.plan_version)
-    wanted = [
-        sa.and_(
-            p.key == sa.bindparam(f"want_key{i}"),
-            v.version == (p.latest_version if is_latest else sa.bindparam(f"want_version{i}")),
-        )
-        for i, is_latest in enumerate(latest)
-    ]
+    held = sa.and_(
+        t.plans.c.key == _LATEST.c.plan_key, t.plan_versions.c.version == _LATEST.c.plan_version
+    )
     with_overrides = _LATEST.outerjoin(
         t.overrides,
         sa.and_(
@@ -199,7 +194,9 @@ def _current_with_plans(latest: tuple[bool, ...]) -> sa.Select[Any]:
             column.label(label)
             for column, (label, _) in zip(_PLAN_ROW, _PLAN_ROW_COLUMNS, strict=True)
         ),
-    ).select_from(with_overrides.outerjoin(PLAN_JOIN, sa.or_(held, *wanted)))
+    ).select_from(
+        with_overrides.outerjoin(PLAN_JOIN, sa.or_(held, plan_versions_wanted(latest, "want_")))
+    )
 
 
 class SqlSubscriptions(Repository):
