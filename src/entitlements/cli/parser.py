@@ -129,6 +129,43 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 _TAKES_VALUE = frozenset({"--db", "--actor", "--now"})
 
+READS = frozenset(
+    {
+        "plans_list",
+        "plans_show",
+        "subs_show",
+        "overrides_list",
+        "check",
+        "contracts_list",
+        "contracts_show",
+        "contracts_verify",
+        "audit_list",
+        "audit_verify",
+        "db_current",
+        "db_upgrade",
+    }
+)
+"""Commands that store nothing (``db upgrade`` changes the schema, never the data), so
+they take neither ``--dry-run`` nor ``--allow-future``."""
+
+
+def _writes(parser: argparse.ArgumentParser) -> None:
+    """The options of a command that stores: a rehearsal, and the explicit consent a write
+    dated in the future needs (a ``--now`` ahead of the clock would otherwise cancel
+    subscriptions and expire contracts early, for good)."""
+    options = parser.add_argument_group("writing")
+    options.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show what the command would change, and store nothing",
+    )
+    options.add_argument(
+        "--allow-future",
+        metavar="REASON",
+        type=inputs.reason,
+        help="store a write dated by a --now ahead of the clock (the reason is audited)",
+    )
+
 
 def group_named(argv: Sequence[str]) -> str | None:
     """The group (or top-level command) the line names: its first word that is not an
@@ -201,6 +238,8 @@ def build(
         )
         _common(p, top=False)
         p.set_defaults(handler=handler, help_parser=p, command_parser=p)
+        if handler not in READS:
+            _writes(p)
         commands.append(CommandInfo(words, p, example))
         return p
 
@@ -550,8 +589,9 @@ def build(
         "Trial ends, scheduled cancellations, renewals, override, reservation and contract\n"
         "expiries, in batches until nothing due is left; progress on stderr, and a final\n"
         "count of what remains (changes that conflicted and wait for the next run).\n"
-        "Run it from cron.",
-        "entitlements sweep --now 2027-01-01",
+        "Run it from cron. A --now ahead of the clock is refused unless --dry-run (see\n"
+        "what it would change) or --allow-future REASON (audited).",
+        "entitlements sweep --dry-run",
     )
     p.add_argument(
         "--batch",
