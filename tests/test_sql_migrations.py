@@ -184,3 +184,42 @@ def test_0009_gives_owners_with_counters_a_revision_row(kind, tmp_path, server_s
             migrations.upgrade(connection)
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_a_schema_dropped_with_the_metadata_is_created_again(kind, tmp_path, server_stores):
+    """A host's test teardown runs ``metadata.drop_all()``: the version table and (on
+    PostgreSQL) the feed's trigger function are not tables of the metadata, and must not
+    make the next ``create_schema()`` fail or believe the schema is still there."""
+    from entitlements import Entitlements, Plan
+    from entitlements.adapters.sql import SqlStore
+
+    store = (
+        SqlStore.from_url(f"sqlite:///{tmp_path / 'dropped.db'}")
+        if kind == "sqlite"
+        else server_stores(kind)
+    )
+    try:
+        store.create_schema()
+        metadata.drop_all(store.engine)
+        with store.engine.connect() as connection:
+            assert set(sa.inspect(connection).get_table_names()) == {migrations.VERSION_TABLE}
+            if kind == "postgres":
+                left = connection.execute(
+                    sa.text("SELECT count(*) FROM pg_proc WHERE proname = 'ent_changes_notify'")
+                ).scalar_one()
+                assert left == 0
+        store.create_schema()
+        with store.engine.connect() as connection:
+            tables = set(sa.inspect(connection).get_table_names())
+            assert tables == {t.name for t in metadata.sorted_tables} | {migrations.VERSION_TABLE}
+            assert migrations.at_head(connection)
+        ents = Entitlements(store)
+        try:
+            ents.plans.define(Plan("free", "Free", status="active"), actor="staff")
+            assert ents.plans.get("free").name == "Free"
+        finally:
+            ents.close()
+    finally:
+        if kind == "sqlite":
+            store.engine.dispose()

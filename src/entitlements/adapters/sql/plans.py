@@ -136,9 +136,11 @@ _PLAN_VERSION = (
 
 def plan_versions_wanted(latest: tuple[bool, ...], prefix: str = "") -> sa.ColumnElement[bool]:
     """Rows of `PLAN_JOIN` that are one of several plan versions, each the latest or a
-    given one (bound as ``{prefix}key{i}`` and ``{prefix}version{i}``)."""
+    given one (bound as ``{prefix}key{i}`` and ``{prefix}version{i}``); none of them
+    when ``latest`` is empty (``false()`` first: an ``or_()`` of nothing is deprecated)."""
     p, v = t.plans.c, t.plan_versions.c
     return sa.or_(
+        sa.false(),
         *(
             sa.and_(
                 p.key == sa.bindparam(f"{prefix}key{i}"),
@@ -146,7 +148,7 @@ def plan_versions_wanted(latest: tuple[bool, ...], prefix: str = "") -> sa.Colum
                 == (p.latest_version if is_latest else sa.bindparam(f"{prefix}version{i}")),
             )
             for i, is_latest in enumerate(latest)
-        )
+        ),
     )
 
 

@@ -363,6 +363,7 @@ class SqlStore:
 
         connection, owned = self._acquire()
         try:
+            migrations.forget_dropped_schema(connection, t.plans.name)
             if migrations.at_head(connection):
                 return
             migrations.upgrade(connection)

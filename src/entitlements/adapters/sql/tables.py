@@ -420,6 +420,13 @@ changes = sa.Table(
     sa.Column("at", UtcDateTime, nullable=False),
     sa.Index("ix_ent_changes_at", "at"),
 )
+# on PostgreSQL a trigger function (migration 0005) wakes followers on insert: dropping the
+# table (a host's metadata.drop_all()) drops the trigger, and this drops its function
+sa.event.listen(
+    changes,
+    "after_drop",
+    sa.DDL("DROP FUNCTION IF EXISTS ent_changes_notify()").execute_if(dialect="postgresql"),
+)
 
 feed_state = sa.Table(
     "ent_feed_state",
