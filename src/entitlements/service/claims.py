@@ -19,6 +19,7 @@ from entitlements.domain.assignment import grants_claims
 from entitlements.domain.checks import check_id, check_optional_id
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.errors import InvalidInput, PlanRetired
+from entitlements.extras import require
 from entitlements.service.runtime import Runtime
 from entitlements.service.snapshots import load_snapshot
 
@@ -94,7 +95,7 @@ class ClaimsIssuer:
         now: datetime | None = None,
     ) -> str:
         """The claims as a compact JWT signed with EdDSA (needs the ``jwt`` extra)."""
-        import jwt
+        jwt = require("jwt", "jwt", "claims tokens")
 
         if not isinstance(ttl, timedelta) or not timedelta(0) < ttl <= MAX_TTL:
             raise InvalidInput("ttl", "must be a timedelta of at most a day", ttl)
@@ -120,7 +121,7 @@ def verify_claims_token(
 ) -> dict[str, Any]:
     """What another service calls, offline: checks the signature and expiry and returns
     the claims (raises `InvalidInput` for a bad or expired token)."""
-    import jwt
+    jwt = require("jwt", "jwt", "claims tokens")
 
     try:
         claims: dict[str, Any] = jwt.decode(

@@ -10,6 +10,7 @@ canvas's script served by the package itself.
 See docs/web.md.
 """
 
+import entitlements.web._extra  # noqa: F401  (first: names the extra to install)
 from entitlements.web.app import create_app, random_secret
 from entitlements.web.auth import Authenticator
 from entitlements.web.headers import CONTENT_SECURITY_POLICY

@@ -259,6 +259,20 @@ def _sqlite_transactions(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN" if connection.info.get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
+def _url_hint(url: str, error: Exception) -> str:
+    """What to do about a URL SQLAlchemy cannot open: the dialect's name when the URL
+    says ``postgres://`` (Heroku's and libpq's spelling), the extra that installs a
+    missing driver."""
+    from entitlements.extras import DRIVER_EXTRAS
+
+    if url.startswith(("postgres://", "postgres+")):
+        rest = url.split("://", 1)[1]
+        return f"; SQLAlchemy calls the dialect postgresql: write postgresql+psycopg://{rest}"
+    missing = getattr(error, "name", None) or ""
+    extra = DRIVER_EXTRAS.get(missing.split(".")[0])
+    return f"; pip install 'entitlements[{extra}]'" if extra else ""
+
+
 class SqlStore:
     """The production store. See the module docstring for the ways to bind it."""
 
@@ -287,7 +301,9 @@ class SqlStore:
                 engine_options.setdefault("isolation_level", "READ COMMITTED")
             engine = sa.create_engine(url, **engine_options)
         except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as error:
-            raise InvalidInput("url", f"cannot open {url!r}: {error}", url) from error
+            raise InvalidInput(
+                "url", f"cannot open {url!r}: {error}{_url_hint(url, error)}", url
+            ) from error
         if engine.dialect.name == "sqlite":
             _sqlite_transactions(engine)
         return cls(engine)

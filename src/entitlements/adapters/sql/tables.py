@@ -425,7 +425,9 @@ changes = sa.Table(
 sa.event.listen(
     changes,
     "after_drop",
-    sa.DDL("DROP FUNCTION IF EXISTS ent_changes_notify()").execute_if(dialect="postgresql"),
+    sa.DDL("DROP FUNCTION IF EXISTS ent_changes_notify()").execute_if(  # type: ignore[no-untyped-call]
+        dialect="postgresql"
+    ),
 )
 
 feed_state = sa.Table(
