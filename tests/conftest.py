@@ -103,3 +103,41 @@ def make_store(tmp_path, server_stores):
     for store in made:
         if store.engine.dialect.name == "sqlite":
             store.engine.dispose()
+
+
+# -- the run's last word on what it did not test ------------------------------------------
+
+SERVER_TESTS = {
+    "ENTITLEMENTS_TEST_POSTGRES_URL": ("PostgreSQL", "postgresql+psycopg://postgres@127.0.0.1:5432/DB"),
+    "ENTITLEMENTS_TEST_MYSQL_URL": ("MariaDB", "'mysql+pymysql://root@127.0.0.1:3306/DB?charset=utf8mb4'"),
+    "ENTITLEMENTS_TEST_REDIS_URL": ("Redis", "redis://127.0.0.1:6379/0"),
+}  # fmt: skip
+
+
+def server_skips(reports) -> dict[str, int]:
+    """How many skipped tests waited for each server's URL variable."""
+    counts = dict.fromkeys(SERVER_TESTS, 0)
+    for report in reports:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+        for variable in SERVER_TESTS:
+            if f"{variable} is not set" in reason:
+                counts[variable] += 1
+    return {variable: n for variable, n in counts.items() if n}
+
+
+def server_skips_line(counts: dict[str, int]) -> str:
+    """One line: how many server tests were skipped, and the command that runs them."""
+    total = sum(counts.values())
+    each = ", ".join(f"{SERVER_TESTS[v][0]} {n}" for v, n in counts.items())
+    variables = " ".join(f"{v}={SERVER_TESTS[v][1]}" for v in counts)
+    return (
+        f"{total} server tests skipped ({each}): run them with `{variables} pytest` "
+        "(DB: an empty database), or .ci/run (starts the servers)"
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    counts = server_skips(terminalreporter.stats.get("skipped", []))
+    if counts:
+        terminalreporter.write_line(server_skips_line(counts), yellow=True)
