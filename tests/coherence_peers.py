@@ -36,6 +36,8 @@ def open_store(url: str) -> SqlStore:
     if pooled and sa.make_url(url).port == sa.make_url(pooled).port:
         return SqlStore.from_url(url, pooler="transaction", listen_url=direct_url(url))
     return SqlStore.from_url(url)
+
+
 FIELDS = ("revision", "status", "plan", "export", "sso", "calls_ok")
 
 

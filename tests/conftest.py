@@ -74,7 +74,9 @@ def server_stores():
         if kind not in opened:
             url = server_url(kind)
             store = (
-                open_store(url) if kind == "pgbouncer" else SqlStore.from_url(url, pool_pre_ping=True)
+                open_store(url)
+                if kind == "pgbouncer"
+                else SqlStore.from_url(url, pool_pre_ping=True)
             )
             with store.engine.begin() as connection:
                 migrations.downgrade(connection, "base")
