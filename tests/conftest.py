@@ -34,6 +34,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 import pytest  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
+from coherence_peers import open_store  # noqa: E402
 from entitlements import MemoryStore  # noqa: E402
 from entitlements.adapters.sql import (  # noqa: E402
     SqlStore,
@@ -44,7 +45,10 @@ from entitlements.adapters.sql import (  # noqa: E402
 SERVERS = {
     "postgres": "ENTITLEMENTS_TEST_POSTGRES_URL",
     "mysql": "ENTITLEMENTS_TEST_MYSQL_URL",
+    "pgbouncer": "ENTITLEMENTS_TEST_PGBOUNCER_URL",
 }
+"""``pgbouncer``: PostgreSQL through PgBouncer in transaction mode, in a database of its
+own (the store contract and the coherence tests run through it too)."""
 STORE_KINDS = ["memory", "sqlite", "postgres", "mysql"]
 
 
@@ -68,7 +72,12 @@ def server_stores():
 
     def get(kind: str) -> SqlStore:
         if kind not in opened:
-            store = SqlStore.from_url(server_url(kind), pool_pre_ping=True)
+            url = server_url(kind)
+            store = (
+                open_store(url)
+                if kind == "pgbouncer"
+                else SqlStore.from_url(url, pool_pre_ping=True)
+            )
             with store.engine.begin() as connection:
                 migrations.downgrade(connection, "base")
                 for table in reversed(metadata.sorted_tables):

@@ -16,6 +16,7 @@ a connection: `entitlements.adapters.sql.errors.translate` makes them `Busy`,
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -288,25 +289,56 @@ class SqlStore:
             self._session, self._connection, self.engine = None, None, bind
         else:
             raise InvalidInput("bind", "must be a SQLAlchemy Engine, Connection or Session", bind)
+        self.listen_url: str | None = None
+        self.pooler: str | None = None
+        self._hints: weakref.WeakSet[Any] = weakref.WeakSet()
 
     @classmethod
-    def from_url(cls, url: str, **engine_options: Any) -> SqlStore:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        listen_url: str | None = None,
+        pooler: str | None = None,
+        **engine_options: Any,
+    ) -> SqlStore:
         """``sqlite:///entitlements.db``, ``postgresql+psycopg://...``, ``mysql+pymysql://...``
 
         MariaDB/MySQL connections run at READ COMMITTED (unless ``isolation_level`` says
         otherwise), as PostgreSQL does by default: an UPDATE that matches nothing then
-        holds no lock, and reads see what committed before them on every engine alike."""
+        holds no lock, and reads see what committed before them on every engine alike.
+
+        Behind a transaction pooler (PgBouncer ``pool_mode = transaction``) say
+        ``pooler="transaction"``: no statement is prepared on the server (the pooler hands
+        the server session to other clients between transactions), and give
+        ``listen_url=`` (the primary, directly) so that the change feed's pushes reach this
+        process; without it a deaf ``LISTEN`` is detected and the feed is polled."""
+        if pooler not in (None, "transaction", "session"):
+            raise InvalidInput("pooler", 'must be None, "transaction" or "session"', pooler)
         try:
             if url.startswith(("mysql", "mariadb")):
                 engine_options.setdefault("isolation_level", "READ COMMITTED")
+            if pooler == "transaction" and url.startswith("postgresql+psycopg"):
+                connect_args = dict(engine_options.get("connect_args", {}))
+                connect_args.setdefault("prepare_threshold", None)
+                engine_options["connect_args"] = connect_args
             engine = sa.create_engine(url, **engine_options)
+            if listen_url is not None:
+                sa.make_url(listen_url)
+        except TypeError as error:
+            raise InvalidInput(
+                "engine_options", f"not an option of the store or of create_engine: {error}"
+            ) from error
         except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as error:
             raise InvalidInput(
                 "url", f"cannot open {url!r}: {error}{_url_hint(url, error)}", url
             ) from error
         if engine.dialect.name == "sqlite":
             _sqlite_transactions(engine)
-        return cls(engine)
+        store = cls(engine)
+        store.listen_url = listen_url
+        store.pooler = pooler
+        return store
 
     def _acquire(self, join: Connection | Session | None = None) -> tuple[Connection, bool]:
         if isinstance(join, Session):
@@ -344,7 +376,27 @@ class SqlStore:
         """Pushes from the engine that wake the feed follower early."""
         from entitlements.adapters.sql.hints import hints_for
 
-        return hints_for(self.engine)
+        hints = hints_for(self.engine, self.listen_url)
+        self._hints.update(hints)
+        return hints
+
+    def health(self) -> dict[str, Any]:
+        """What a host's monitoring should watch: how this process hears of other
+        processes' writes (``"push"``, ``"polling"``, or ``"deaf"`` when a ``LISTEN`` was
+        found to receive nothing — a transaction pooler in between), how often the push
+        connection had to be opened again, and the pooler mode it was told of."""
+        listeners = [h for h in self._hints if hasattr(h, "deaf")]
+        wakes = "polling"
+        if listeners:
+            wakes = "deaf" if any(h.deaf for h in listeners) else "push"
+        elif self._hints:
+            wakes = "push"
+        return {
+            "engine": self.engine.dialect.name,
+            "pooler": self.pooler,
+            "wakes": wakes,
+            "listen_reconnects": sum(getattr(h, "reconnects", 0) for h in listeners),
+        }
 
     @property
     def shared(self) -> bool:
