@@ -105,9 +105,11 @@ def test_a_restart_under_keyed_consumers_loses_and_doubles_nothing(restartable):
         processes.append(process)
     try:
         for pipe in pipes:
-            assert pipe.poll(60) and pipe.recv() == "started"
+            assert pipe.poll(60)
+            assert pipe.recv() == "started"
         for pipe in pipes:
-            assert pipe.poll(60) and pipe.recv() == "a third"
+            assert pipe.poll(60)
+            assert pipe.recv() == "a third"
         subprocess.run(command, check=True, capture_output=True, timeout=60)
         seen: collections.Counter[tuple[str, bool]] = collections.Counter()
         for pipe in pipes:
