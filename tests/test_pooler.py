@@ -59,8 +59,8 @@ def test_a_server_that_cannot_be_reached_is_a_retryable_connection_loss(url):
 
 def test_options_neither_the_store_nor_the_engine_knows_are_refused_by_name():
     with pytest.raises(InvalidInput) as raised:
-        SqlStore.from_url("sqlite://", replicas=["sqlite://"])
-    assert "replicas" in str(raised.value)
+        SqlStore.from_url("sqlite://", replica_urls=["sqlite://"])
+    assert "replica_urls" in str(raised.value)
     with pytest.raises(InvalidInput):
         SqlStore.from_url("sqlite://", pooler="statement")
 

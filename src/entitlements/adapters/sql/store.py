@@ -36,6 +36,7 @@ from entitlements.adapters.sql.errors import storage_errors, translate
 from entitlements.adapters.sql.overrides import SqlOverrides
 from entitlements.adapters.sql.plans import SqlPlans
 from entitlements.adapters.sql.provider import SqlProvider
+from entitlements.adapters.sql.replicas import ReadRouting
 from entitlements.adapters.sql.requests import SqlRequests
 from entitlements.adapters.sql.subscriptions import SqlSubscriptions
 from entitlements.adapters.sql.usage import SqlSeats, SqlUsage
@@ -62,8 +63,10 @@ class SqlUnitOfWork:
         *,
         read_only: bool = False,
         private: bool = False,
+        routed: bool = False,
     ) -> None:
         self.tenant = tenant
+        self._routed = routed
         self._store = store
         self._join = join
         self._read_only = read_only
@@ -99,8 +102,11 @@ class SqlUnitOfWork:
 
     @storage_errors
     def __enter__(self) -> SqlUnitOfWork:
+        replica = self._store.routing.connect() if self._routed and self._store.routing else None
         connection, owned = (
-            (self._store.engine.connect(), True)
+            (replica, True)
+            if replica is not None
+            else (self._store.engine.connect(), True)
             if self._private
             else self._store._acquire(self._join)
         )
@@ -200,6 +206,8 @@ class SqlUnitOfWork:
         except exc.SQLAlchemyError as error:
             raise translate(error, committing=True) from error
         self.committed_revision = revision
+        if self._store.routing is not None and not (self._inside_host or self._read_only):
+            self._store.routing.after_commit(self.connection)
         self.noted.clear()
         self.bumped.clear()
         self.unstamped.clear()
@@ -236,6 +244,24 @@ class SqlUnitOfWork:
         # left over (fired at the host's next transaction end) do nothing
         event.listen(host, committed_event, on_commit, once=True)
         event.listen(host, rolled_back_event, on_rollback, once=True)
+
+
+def _routing(
+    primary: Engine, urls: Sequence[str], max_lag: float, options: dict[str, Any]
+) -> ReadRouting:
+    if primary.dialect.name != "postgresql" or primary.dialect.driver != "psycopg":
+        raise InvalidInput(
+            "replicas", "read replicas are supported on PostgreSQL (psycopg) only", list(urls)
+        )
+    if isinstance(max_lag, bool) or not isinstance(max_lag, int | float) or not max_lag >= 0:
+        raise InvalidInput("max_replica_lag", "must be a number of seconds, 0 or more", max_lag)
+    if isinstance(urls, str) or not all(isinstance(u, str) for u in urls):
+        raise InvalidInput("replicas", "must be a list of database URLs", urls)
+    try:
+        engines = [sa.create_engine(url, **options) for url in urls]
+    except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as error:
+        raise InvalidInput("replicas", f"cannot open {list(urls)!r}: {error}", urls) from error
+    return ReadRouting(primary, engines, float(max_lag))
 
 
 def _sqlite_transactions(engine: Engine) -> None:
@@ -292,6 +318,7 @@ class SqlStore:
         self.listen_url: str | None = None
         self.pooler: str | None = None
         self._hints: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.routing: ReadRouting | None = None
 
     @classmethod
     def from_url(
@@ -300,6 +327,8 @@ class SqlStore:
         *,
         listen_url: str | None = None,
         pooler: str | None = None,
+        replicas: Sequence[str] = (),
+        max_replica_lag: float = 1.0,
         **engine_options: Any,
     ) -> SqlStore:
         """``sqlite:///entitlements.db``, ``postgresql+psycopg://...``, ``mysql+pymysql://...``
@@ -312,7 +341,14 @@ class SqlStore:
         ``pooler="transaction"``: no statement is prepared on the server (the pooler hands
         the server session to other clients between transactions), and give
         ``listen_url=`` (the primary, directly) so that the change feed's pushes reach this
-        process; without it a deaf ``LISTEN`` is detected and the feed is polled."""
+        process; without it a deaf ``LISTEN`` is detected and the feed is polled.
+
+        ``replicas`` (PostgreSQL streaming replicas): reads outside a host's transaction
+        go to a replica that has replayed everything this process needs — its own
+        writes, what its change-feed follower has seen, and the primary's position at
+        most ``max_replica_lag`` seconds ago — and to the primary otherwise; a replica
+        that fails is skipped for a few seconds. Writes always go to the primary. See
+        `entitlements.adapters.sql.replicas`."""
         if pooler not in (None, "transaction", "session"):
             raise InvalidInput("pooler", 'must be None, "transaction" or "session"', pooler)
         try:
@@ -338,6 +374,8 @@ class SqlStore:
         store = cls(engine)
         store.listen_url = listen_url
         store.pooler = pooler
+        if replicas:
+            store.routing = _routing(engine, replicas, max_replica_lag, engine_options)
         return store
 
     def _acquire(self, join: Connection | Session | None = None) -> tuple[Connection, bool]:
@@ -358,14 +396,18 @@ class SqlStore:
     ) -> SqlUnitOfWork:
         if join is not None and not isinstance(join, Connection | Session):
             raise InvalidInput("join", "must be a SQLAlchemy Connection or Session", join)
-        return SqlUnitOfWork(self, tenant, join, read_only=read_only)
+        routed = read_only and join is None and self._session is None and self._connection is None
+        return SqlUnitOfWork(self, tenant, join, read_only=read_only, routed=routed)
 
     @storage_errors
     def read_changes(self, after: int, missing: tuple[int, ...] = ()) -> FeedPage:
         """The change feed after ``after``, read on a connection of its own (never the
         host's, which another thread may be using)."""
         with SqlUnitOfWork(self, None, read_only=True, private=True) as uow:
-            return uow.feed.read(after, missing)
+            page = uow.feed.read(after, missing)
+            if self.routing is not None:
+                self.routing.note_followed(uow.connection)
+            return page
 
     @storage_errors
     def feed_head(self) -> int:
@@ -396,6 +438,7 @@ class SqlStore:
             "pooler": self.pooler,
             "wakes": wakes,
             "listen_reconnects": sum(getattr(h, "reconnects", 0) for h in listeners),
+            **(self.routing.health() if self.routing is not None else {}),
         }
 
     @property
