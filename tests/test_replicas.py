@@ -1,9 +1,12 @@
-"""Reads from a PostgreSQL streaming replica: taken there when it has replayed what the
-process needs, from the primary otherwise, and never an error for the replica's sake.
+"""Reads from a replica: taken there when it has replayed what the process needs, from
+the primary otherwise, and never an error for the replica's sake.
 
-Needs ``ENTITLEMENTS_TEST_REPLICA_URL``: a hot standby of the server behind
-``ENTITLEMENTS_TEST_POSTGRES_URL`` (``.ci/run`` makes one with ``pg_basebackup``). The
-tests pause the standby's replay (``pg_wal_replay_pause()``) to make it lag on purpose.
+PostgreSQL needs ``ENTITLEMENTS_TEST_REPLICA_URL``: a hot standby of the server behind
+``ENTITLEMENTS_TEST_POSTGRES_URL`` (``.ci/run`` makes one with ``pg_basebackup``); the
+tests pause its replay (``pg_wal_replay_pause()``) to make it lag on purpose. MariaDB
+needs ``ENTITLEMENTS_TEST_MYSQL_PRIMARY_URL`` (a server with a binary log) and
+``ENTITLEMENTS_TEST_MYSQL_REPLICA_URL`` (replicating from it by GTID); the tests stop its
+SQL thread to make it lag.
 """
 
 from __future__ import annotations
@@ -18,37 +21,41 @@ import pytest
 import sqlalchemy as sa
 
 from coherence_peers import Relay
-from conftest import server_url
+from conftest import wipe
 from entitlements import Entitlements, InvalidInput, Owner, Plan
 from entitlements.adapters.sql import SqlStore
 
 ACME = Owner("organization", "acme")
 
 
-def _replica_url() -> str:
-    url = os.environ.get("ENTITLEMENTS_TEST_REPLICA_URL")
-    if not url:
+def _urls(engine: str) -> tuple[str, str]:
+    if engine == "postgres":
+        names = ("ENTITLEMENTS_TEST_POSTGRES_URL", "ENTITLEMENTS_TEST_REPLICA_URL")
+    else:
+        names = ("ENTITLEMENTS_TEST_MYSQL_PRIMARY_URL", "ENTITLEMENTS_TEST_MYSQL_REPLICA_URL")
+    primary, replica = (os.environ.get(name) for name in names)
+    if not primary or not replica:
         pytest.skip(
-            "ENTITLEMENTS_TEST_REPLICA_URL is not set: the replica tests need a streaming "
-            "replica of the PostgreSQL test server (.ci/run makes one)"
+            f"{' and '.join(names)} are not set: the replica tests need a replica of a "
+            "server of their own (.ci/run makes them)"
         )
-    return url
-
-
-def _same_database(replica: str, primary: str) -> str:
-    return (
-        sa.make_url(replica)
-        .set(database=sa.make_url(primary).database)
-        .render_as_string(hide_password=False)
-    )
+    database = sa.make_url(primary).database
+    return primary, sa.make_url(replica).set(database=database).render_as_string(False)
 
 
 def _replay(url: str, *, paused: bool) -> None:
-    direct = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
-    with psycopg.connect(direct, autocommit=True) as connection:
-        connection.execute(
-            "SELECT pg_wal_replay_pause()" if paused else "SELECT pg_wal_replay_resume()"
-        )
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        direct = parsed.set(drivername="postgresql").render_as_string(False)
+        with psycopg.connect(direct, autocommit=True) as connection:
+            connection.execute(
+                "SELECT pg_wal_replay_pause()" if paused else "SELECT pg_wal_replay_resume()"
+            )
+        return
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        connection.exec_driver_sql("STOP SLAVE SQL_THREAD" if paused else "START SLAVE SQL_THREAD")
+    engine.dispose()
 
 
 def _catalog(ents: Entitlements) -> None:
@@ -57,14 +64,17 @@ def _catalog(ents: Entitlements) -> None:
     ents.subscriptions.subscribe(ACME, "pro", actor="staff")
 
 
-@pytest.fixture
-def replicated(make_store):
-    primary = make_store("postgres")
-    replica = _same_database(_replica_url(), server_url("postgres"))
-    setup = Entitlements(primary)
+@pytest.fixture(params=["postgres", "mysql"])
+def replicated(request):
+    primary, replica = _urls(request.param)
+    store = SqlStore.from_url(primary)
+    store.create_schema()
+    wipe(store)
+    setup = Entitlements(store)
     _catalog(setup)
     setup.close()
-    yield server_url("postgres"), replica
+    store.engine.dispose()
+    yield primary, replica
     _replay(replica, paused=False)
 
 
@@ -164,7 +174,7 @@ def test_a_replica_that_goes_away_costs_the_host_no_error(replicated):
         ents.close()
 
 
-@pytest.mark.parametrize("url", ["sqlite://", "mysql+pymysql://root@127.0.0.1/x"])
+@pytest.mark.parametrize("url", ["sqlite://"])
 def test_replicas_are_refused_where_they_are_not_supported(url):
     with pytest.raises(InvalidInput) as raised:
         SqlStore.from_url(url, replicas=["sqlite://"])

@@ -249,9 +249,9 @@ class SqlUnitOfWork:
 def _routing(
     primary: Engine, urls: Sequence[str], max_lag: float, options: dict[str, Any]
 ) -> ReadRouting:
-    if primary.dialect.name != "postgresql" or primary.dialect.driver != "psycopg":
+    if primary.dialect.name not in ("postgresql", "mysql"):
         raise InvalidInput(
-            "replicas", "read replicas are supported on PostgreSQL (psycopg) only", list(urls)
+            "replicas", "read replicas are supported on PostgreSQL and MariaDB", list(urls)
         )
     if isinstance(max_lag, bool) or not isinstance(max_lag, int | float) or not max_lag >= 0:
         raise InvalidInput("max_replica_lag", "must be a number of seconds, 0 or more", max_lag)
@@ -343,7 +343,7 @@ class SqlStore:
         ``listen_url=`` (the primary, directly) so that the change feed's pushes reach this
         process; without it a deaf ``LISTEN`` is detected and the feed is polled.
 
-        ``replicas`` (PostgreSQL streaming replicas): reads outside a host's transaction
+        ``replicas`` (PostgreSQL streaming replicas, MariaDB replicas with GTIDs): reads outside a host's transaction
         go to a replica that has replayed everything this process needs — its own
         writes, what its change-feed follower has seen, and the primary's position at
         most ``max_replica_lag`` seconds ago — and to the primary otherwise; a replica
