@@ -31,8 +31,8 @@ from entitlements import (
 )
 from entitlements.adapters.sql import SqlStore, metadata
 
-CONSUMERS = 6
-UNITS = 120
+CONSUMERS = 8
+UNITS = 100
 DEADLINE = 120.0
 
 
