@@ -249,3 +249,14 @@ def test_statements_prepared_by_another_client_of_the_pooler_are_explained(poole
     assert found is not None, "the pooler kept each client on a server session of its own"
     said = translate(sa.exc.OperationalError("SELECT", {}, found))
     assert 'pooler="transaction"' in str(said)
+
+
+def test_a_plain_url_to_a_pooler_on_another_port_prepares_nothing(pooled, make_store):
+    url = pooled.engine.url.render_as_string(hide_password=False)
+    store = SqlStore.from_url(url)  # no pooler= given
+    with store.engine.connect() as connection:
+        assert connection.connection.driver_connection.prepare_threshold is None
+    store.engine.dispose()
+    direct = make_store("postgres")
+    with direct.engine.connect() as connection:
+        assert connection.connection.driver_connection.prepare_threshold == 5

@@ -264,6 +264,24 @@ def _routing(
     return ReadRouting(primary, engines, float(max_lag))
 
 
+def _unprepared_behind_a_proxy(engine: Engine) -> None:
+    """A server listening on another port than the one the URL names is reached through
+    something in between — most often PgBouncer on 6432 in front of 5432 — where
+    statements prepared on the server meet other clients' (`prepared statement "_pg3_0"
+    already exists`). Such connections prepare nothing; a pooler on the server's own
+    port cannot be told apart and needs ``pooler="transaction"``."""
+    named = engine.url.port or 5432
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, record: Any) -> None:
+        try:
+            port = dbapi_connection.execute("SELECT current_setting('port')").fetchone()[0]
+        finally:
+            dbapi_connection.rollback()
+        if int(port) != named:
+            dbapi_connection.prepare_threshold = None
+
+
 def _sqlite_transactions(engine: Engine) -> None:
     """pysqlite's own transaction handling breaks SAVEPOINT; take it over (the recipe in
     SQLAlchemy's SQLite docs), start write transactions with BEGIN IMMEDIATE so that
@@ -371,6 +389,8 @@ class SqlStore:
             ) from error
         if engine.dialect.name == "sqlite":
             _sqlite_transactions(engine)
+        if pooler is None and engine.dialect.driver == "psycopg":
+            _unprepared_behind_a_proxy(engine)
         store = cls(engine)
         store.listen_url = listen_url
         store.pooler = pooler
