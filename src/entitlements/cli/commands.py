@@ -197,9 +197,7 @@ class Console:
                 "name": p.name,
                 "status": p.status.value,
                 "version": p.version,
-                "price": "free"
-                if p.price is None
-                else f"{p.price.amount} {p.price.currency}/{p.price.cycle}",
+                "price": p.price_label,
                 "limits": len(p.limits),
                 "features": len(p.features),
             }
@@ -226,7 +224,7 @@ class Console:
         ]
         human = (
             f"{plan.name} ({plan.key} v{plan.version}) — {plan.status.value}, "
-            f"trial {plan.trial_days} days\n\n"
+            f"{plan.price_label}, trial {plan.trial_days} days\n\n"
             f"{table(limits, ['limit', 'value', 'kind', 'enforcement'])}\n\n"
             f"{table(features, ['feature', 'on', 'actions'])}"
         )
