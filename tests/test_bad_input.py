@@ -477,3 +477,36 @@ def test_the_issue_examples_are_refused_naming_the_field(all_stores) -> None:
             ents.subscriptions.subscribe(NEWCO, ["growth"], actor="ann")
         assert key.value.field == "plan_key", kind
         assert ents.subscriptions.find(NEWCO) is None, kind
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for _ in range(depth):
+        document = {"k": document}
+    return document
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (_nested(18), "is nested too deeply"),
+        ({"n": 2**60}, r"numbers must be within ±2\*\*53"),
+        ({"x": [1.0, float("nan")]}, "numbers must be finite"),
+        ({"x": {"y": {1, 2}}}, "must hold only JSON values, not set"),
+        ({1: "x"}, "metadata key"),
+        ({"x": "y" * 70_000}, "characters"),
+    ],
+)
+def test_a_document_json_columns_cannot_keep_exactly_is_refused(document, message):
+    from entitlements.domain.checks import check_document
+
+    with pytest.raises(InvalidInput, match=message):
+        check_document(document, "metadata")
+
+
+def test_a_document_json_keeps_exactly_is_accepted():
+    from entitlements.domain.checks import check_document
+
+    document = {"a": [1, 2.5, None, True, "x", {"b": []}], "c": (1, 2), "n": -(2**53)}
+    assert check_document(document, "metadata") == document
+    assert check_document(_nested(15), "metadata") == _nested(15)

@@ -23,7 +23,7 @@ from entitlements.cli.render import emit, table
 from entitlements.domain.actor import Actor
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan_change import SubscriptionChange
-from entitlements.domain.resolution import Reason
+from entitlements.domain.resolution import Reason, Snapshot
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import OverQuotaPolicy
 from entitlements.errors import ContractPending, EntitlementsError, NotFound, UnknownPlan
@@ -197,9 +197,7 @@ class Console:
                 "name": p.name,
                 "status": p.status.value,
                 "version": p.version,
-                "price": "free"
-                if p.price is None
-                else f"{p.price.amount} {p.price.currency}/{p.price.cycle}",
+                "price": p.price_label,
                 "limits": len(p.limits),
                 "features": len(p.features),
             }
@@ -226,7 +224,7 @@ class Console:
         ]
         human = (
             f"{plan.name} ({plan.key} v{plan.version}) — {plan.status.value}, "
-            f"trial {plan.trial_days} days\n\n"
+            f"{plan.price_label}, trial {plan.trial_days} days\n\n"
             f"{table(limits, ['limit', 'value', 'kind', 'enforcement'])}\n\n"
             f"{table(features, ['feature', 'on', 'actions'])}"
         )
@@ -395,26 +393,13 @@ class Console:
         a = self.args
         snapshot = self.ents.resolve(a.owner, self.now)
         if a.limit:
-            decision = snapshot.explain_limit(a.limit)
-            if decision.reason is Reason.UNKNOWN:
-                _, _, limits = self._catalog_keys()
-                if a.limit not in limits:
-                    raise NotFound(
-                        f"no plan version has a limit {a.limit!r}{suggestion(a.limit, limits)}"
-                    )
-            shown = "unlimited" if decision.value is None else decision.value
-            return self.out(
-                decision, f"{a.limit}: {shown} ({decision.reason.value}: {decision.detail})"
-            )
+            return self._check_limit(snapshot)
         if not a.feature:
             raise Usage("name a feature, or a limit with --limit")
         decision = snapshot.explain(a.feature, a.action)
         if decision.reason is Reason.UNKNOWN:
             _, features, _ = self._catalog_keys()
-            if a.feature not in features:
-                raise NotFound(
-                    f"no plan version has a feature {a.feature!r}{suggestion(a.feature, features)}"
-                )
+            self._known("feature", a.feature, features)
         verdict = "allowed" if decision.allowed else "not allowed"
         self.out(
             decision,
@@ -422,6 +407,21 @@ class Console:
             f"({decision.reason.value}: {decision.detail})",
         )
         return EXIT["ok"] if decision.allowed else EXIT["denied"]
+
+    def _check_limit(self, snapshot: Snapshot) -> int:
+        name = self.args.limit
+        decision = snapshot.explain_limit(name)
+        if decision.reason is Reason.UNKNOWN:
+            _, _, limits = self._catalog_keys()
+            self._known("limit", name, limits)
+        shown = "unlimited" if decision.value is None else decision.value
+        return self.out(decision, f"{name}: {shown} ({decision.reason.value}: {decision.detail})")
+
+    @staticmethod
+    def _known(what: str, name: str, known: set[str]) -> None:
+        """Refuse (`NotFound`, with a suggestion) a name no plan version defines."""
+        if name not in known:
+            raise NotFound(f"no plan version has a {what} {name!r}{suggestion(name, known)}")
 
     # -- contracts -----------------------------------------------------------------------
 

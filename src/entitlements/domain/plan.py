@@ -33,6 +33,7 @@ __all__ = [
     "ALL_ACTIONS",
     "READ_ONLY",
     "Action",
+    "ByContract",
     "Combine",
     "Enforcement",
     "Feature",
@@ -41,6 +42,7 @@ __all__ = [
     "Plan",
     "PlanStatus",
     "Price",
+    "price_label",
 ]
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -235,6 +237,26 @@ class Price:
     """How often it is charged; subscriptions to the plan roll their periods on it."""
 
 
+@attrs.frozen
+class ByContract:
+    """The price of a plan sold by contract (an "enterprise" plan): each customer's
+    contract sets the amount, so the plan has no list price — and is not free (the
+    one-free-plan rule ignores it; consoles show "by contract")."""
+
+    cycle: BillingCycle = attrs.field(factory=BillingCycle.monthly, converter=_cycle)
+    """How often it is billed; subscriptions to the plan roll their periods on it."""
+
+
+def price_label(price: Price | ByContract | None) -> str:
+    """How a price reads in a console or a terminal: ``free``, ``by contract`` or
+    ``49.00 EUR every 1 month`` (one wording everywhere it is shown)."""
+    if price is None:
+        return "free"
+    if isinstance(price, ByContract):
+        return "by contract"
+    return f"{price.amount} {price.currency} {price.cycle}"
+
+
 def _limits(value: Mapping[str, Limit]) -> Mapping[str, Limit]:
     out: FrozenDict[str, Limit] = FrozenDict()
     for name, limit in _mapping(value, "limits").items():
@@ -280,10 +302,12 @@ def _owner_kinds(value: Iterable[str]) -> frozenset[str]:
     return kinds
 
 
-def _price(value: object) -> Price | None:
-    if value is not None and not isinstance(value, Price):
+def _price(value: object) -> Price | ByContract | None:
+    if value is not None and not isinstance(value, Price | ByContract):
         raise InvalidInput(
-            "plan.price", "must be a Price (e.g. Price('9.99', 'EUR')) or None for free", value
+            "plan.price",
+            "must be a Price (e.g. Price('9.99', 'EUR')), ByContract() or None for free",
+            value,
         )
     return value
 
@@ -325,8 +349,9 @@ class Plan:
     """The plan's limits by name (``seats``, ``api_calls``...)."""
     features: Mapping[str, Feature] = attrs.field(factory=dict, converter=as_features)
     """The plan's features by name; a bool is shorthand for ``Feature(enabled)``."""
-    price: Price | None = attrs.field(default=None, converter=_price)
-    """The price (``None``: a free plan)."""
+    price: Price | ByContract | None = attrs.field(default=None, converter=_price)
+    """The price: a list `Price`, `ByContract` (each customer's contract sets it), or
+    ``None`` for a free plan."""
     trial_days: int = attrs.field(default=90, converter=_trial_days)
     """How long a trial of this plan lasts unless the call says otherwise."""
     status: PlanStatus = attrs.field(default=PlanStatus.DRAFT, converter=_plan_status)
@@ -341,8 +366,18 @@ class Plan:
 
     @property
     def is_free(self) -> bool:
-        """Whether the plan has no price."""
+        """Whether the plan has no price (a plan priced `ByContract` is not free)."""
         return self.price is None
+
+    @property
+    def is_by_contract(self) -> bool:
+        """Whether each customer's contract sets the price (`ByContract`)."""
+        return isinstance(self.price, ByContract)
+
+    @property
+    def price_label(self) -> str:
+        """The price as consoles show it (`price_label`)."""
+        return price_label(self.price)
 
     def same_terms(self, other: Plan) -> bool:
         """Whether ``other`` has the same versioned terms, so a revision to it would not
