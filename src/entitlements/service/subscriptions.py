@@ -38,6 +38,7 @@ from entitlements.domain.plan import Plan
 from entitlements.domain.plan_change import (
     PlanChangePreview,
     SubscriptionChange,
+    lowers_a_limit,
     over_quota,
     preview,
 )
@@ -109,23 +110,6 @@ class _ReadOnce:
         if owner not in self._overrides:
             self._overrides[owner] = self._uow.overrides.for_owner(owner)
         return self._overrides[owner]
-
-
-def _caused_by_change(over: OverQuota, limit_before: int | None, usage: dict[str, int]) -> bool:
-    """Over the new limit because of the change: the limit went down, or the owner was
-    within the old one (an owner already over a soft limit is not news)."""
-    return limit_before is None or over.limit < limit_before or usage[over.metric] <= limit_before
-
-
-def _may_pass_a_limit(was: Any, will: Any) -> bool:
-    """Whether usage could be over a limit because of the change (`_caused_by_change`):
-    only where a limit comes down, or appears where there was none. When every limit
-    stays or goes up, no usage is over one because of it, and none needs reading."""
-    for metric in (*was.limits, "seats"):
-        after, before = will.limit(metric, 0), was.limit(metric, 0)
-        if after is not None and (before is None or after < before):
-            return True
-    return False
 
 
 def _unknown_fields(unknown: set[str], event: Event) -> str:
@@ -813,15 +797,12 @@ class Subscriptions:
             uow: Any = _ReadOnce(tx.uow, seen)
             was = resolve_with(uow, before.owner, before, tx.now, self._rt.policy)
             will = resolve_with(uow, before.owner, after, tx.now, self._rt.policy)
-            if not _may_pass_a_limit(was, will):
-                found[:] = []
-                return
-            usage = current_usage(tx.uow, was)
-            found[:] = [  # replaced, not extended: a retried attempt checks afresh
-                o
-                for o in over_quota(will, usage)
-                if _caused_by_change(o, was.limit(o.metric, 0), usage)
-            ]
+            # replaced, not extended: a retried attempt checks afresh
+            found[:] = (
+                over_quota(was, will, current_usage(tx.uow, was))
+                if lowers_a_limit(was, will)
+                else ()
+            )
             if not found:
                 return
             if policy is OverQuotaPolicy.REFUSE:
