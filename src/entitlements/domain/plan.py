@@ -38,9 +38,11 @@ __all__ = [
     "Feature",
     "Limit",
     "LimitKind",
+    "MAX_TRIAL_DAYS",
     "Plan",
     "PlanStatus",
     "Price",
+    "check_trial_days",
 ]
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -300,8 +302,19 @@ def _plan_key(value: object) -> str:
     return check_key(value, "plan.key")
 
 
+MAX_TRIAL_DAYS = 3650
+"""The longest trial, in days. The shortest is 0: a plan without a trial (``trial_days =
+0`` in a catalog), whose trial, if started anyway, ends the instant it starts."""
+
+
+def check_trial_days(value: object, field: str = "trial_days") -> int:
+    """The one definition of a trial's length, for a plan's ``trial_days`` and for the
+    ``trial_days`` a trial is started with alike: what a plan may say, a trial may run."""
+    return check_count(value, field, maximum=MAX_TRIAL_DAYS)
+
+
 def _trial_days(value: object) -> int:
-    return check_count(value, "plan.trial_days", maximum=3650)
+    return check_trial_days(value, "plan.trial_days")
 
 
 def _name(value: object) -> str:

@@ -34,7 +34,7 @@ from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import as_of, could_read_as
 from entitlements.domain.instant import optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
-from entitlements.domain.plan import Plan
+from entitlements.domain.plan import Plan, check_trial_days
 from entitlements.domain.plan_change import (
     PlanChangePreview,
     SubscriptionChange,
@@ -317,6 +317,8 @@ class Subscriptions:
         owner, who = as_owner(owner), as_actor(actor)
         plan_key, reason = check_key(plan_key, "plan_key"), check_reason(reason)
         seats = check_optional_count(seats, "seats", maximum=MAX_COUNT)
+        if trial_days is not None:
+            check_trial_days(trial_days)
         if cycle is not None:
             check_instance(cycle, BillingCycle, "cycle")
         known = {"metadata", "notes", "external_id", "expires_at", "plan_manager", "contract"}
@@ -331,10 +333,6 @@ class Subscriptions:
             fields: dict[str, Any] = {**details, **billing_terms(plan, tx.now, cycle)}
             if event is Event.START_TRIAL:
                 days = plan.trial_days if trial_days is None else trial_days
-                if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
-                    raise InvalidInput(
-                        "trial_days", "must be a whole number of days from 1 to 3650", days
-                    )
                 fields["trial_ends_at"] = trial_end(tx.now, days)
 
             def created(current: Subscription | None) -> Subscription:
