@@ -63,7 +63,7 @@ from entitlements.errors import (
     SubscriptionNotFound,
 )
 from entitlements.service.assignment import PlanAssignment
-from entitlements.service.due import bring_to_now
+from entitlements.service.due import bring_to_now, read_current, read_history
 from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
@@ -157,8 +157,7 @@ class Subscriptions:
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
-            found = uow.subscriptions.current(owner)
-        return None if found is None else as_of(found, self._rt.read_now(owner.tenant))
+            return read_current(uow, owner, self._rt.read_now(owner.tenant))
 
     def get(self, owner: Owner, *, actor: Actor | str | None = None) -> Subscription:
         """The owner's current subscription; `SubscriptionNotFound` when it has none."""
@@ -173,9 +172,7 @@ class Subscriptions:
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
-            stored = uow.subscriptions.history(owner)
-        now = self._rt.read_now(owner.tenant)
-        return [as_of(subscription, now) for subscription in stored]
+            return read_history(uow, owner, self._rt.read_now(owner.tenant))
 
     def search(
         self,
@@ -609,7 +606,7 @@ class Subscriptions:
         check_version(version)
         at = self._rt.now(now)
         with self._rt.read(owner.tenant) as uow:
-            current = uow.subscriptions.current(owner)
+            current = read_current(uow, owner, at)
             if current is None or current.is_terminal:
                 raise SubscriptionNotFound(owner)
             plan = uow.plans.get(plan_key, version)
