@@ -38,7 +38,7 @@ def _plan(key: str, values: dict[str, int | None], soft: bool) -> Plan:
 
 
 limit_values = st.one_of(st.none(), st.integers(0, 12))
-terms = st.fixed_dictionaries({name: limit_values for name in GAUGES})
+terms = st.fixed_dictionaries(dict.fromkeys(GAUGES, limit_values))
 
 
 def test_a_raised_limit_the_owner_is_still_over_is_neither_previewed_nor_refused(store):
@@ -88,7 +88,7 @@ def test_what_preview_reports_over_quota_is_what_refuse_refuses(
     ents = Entitlements(store, clock=ManualClock(START))
     owner = Owner("organization", f"o{run}")
     keys = [f"r{run}-{name}" for name in ("roomy", "first", "middle", "target")]
-    roomy = {name: None for name in GAUGES}
+    roomy = dict.fromkeys(GAUGES)
     for key, values in zip(keys, (roomy, first, middle, target), strict=True):
         ents.plans.define(_plan(key, values, soft), actor="staff")
     ents.subscriptions.subscribe(owner, keys[0], actor="staff")
@@ -98,9 +98,12 @@ def test_what_preview_reports_over_quota_is_what_refuse_refuses(
     for key in keys[1:3]:
         ents.subscriptions.change_plan(owner, key, actor="staff", if_over_quota="allow")
     previewed = ents.subscriptions.preview_change(owner, keys[3]).over_quota
+    refused: OverQuotaRefused | None = None
     try:
         change = ents.subscriptions.change_plan(owner, keys[3], actor="staff")
-    except OverQuotaRefused as refused:
+    except OverQuotaRefused as error:
+        refused = error
+    if refused is not None:
         assert refused.over_quota == previewed
         assert previewed != ()
         assert ents.subscriptions.get(owner).plan_key == keys[2]

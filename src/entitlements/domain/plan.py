@@ -31,6 +31,7 @@ from entitlements.errors import IllegalTransition, InvalidInput, PlanNotAssignab
 
 __all__ = [
     "ALL_ACTIONS",
+    "MAX_TRIAL_DAYS",
     "READ_ONLY",
     "Action",
     "Combine",
@@ -38,7 +39,6 @@ __all__ = [
     "Feature",
     "Limit",
     "LimitKind",
-    "MAX_TRIAL_DAYS",
     "Plan",
     "PlanStatus",
     "Price",

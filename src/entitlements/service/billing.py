@@ -26,7 +26,13 @@ from entitlements.domain.billing import (
     ProviderSubscription,
     path_to,
 )
-from entitlements.domain.checks import MAX_COUNT, check_id, check_key, check_optional_count, parse_enum
+from entitlements.domain.checks import (
+    MAX_COUNT,
+    check_id,
+    check_key,
+    check_optional_count,
+    parse_enum,
+)
 from entitlements.domain.due import as_of
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Plan

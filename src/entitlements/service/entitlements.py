@@ -28,6 +28,7 @@ from entitlements.service.audit_trail import AuditTrail
 from entitlements.service.authorization import AllowAll, Authorizer
 from entitlements.service.cache import SnapshotCache
 from entitlements.service.coherence import Coherence, WhenUnreachable
+from entitlements.service.construction import check_construction
 from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.overrides import Overrides
 from entitlements.service.plans import Plans
@@ -96,6 +97,19 @@ class Entitlements:
         when_unreachable: WhenUnreachable | str = WhenUnreachable.SERVE_STALE,
         redis: RedisChannel | str | None = None,
     ) -> None:
+        check_construction(
+            store=store,
+            clock=clock,
+            policy=policy,
+            authorizer=authorizer,
+            listeners=listeners,
+            cache_size=cache_size,
+            telemetry=telemetry,
+            ids=ids,
+            payment_provider=payment_provider,
+            one_free_plan_per_tenant=one_free_plan_per_tenant,
+            when_unreachable=when_unreachable,
+        )
         cache = SnapshotCache(cache_size)
         channel = RedisChannel(redis) if isinstance(redis, str) else redis
         if channel is not None and not isinstance(channel, RedisChannel):
