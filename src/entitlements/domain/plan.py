@@ -27,7 +27,7 @@ from entitlements.domain.checks import (
     parse_enum,
 )
 from entitlements.domain.frozen import FrozenDict
-from entitlements.errors import IllegalTransition, InvalidInput, PlanNotAssignable
+from entitlements.errors import IllegalTransition, InvalidInput, PlanNotAssignable, PlanRetired
 
 __all__ = [
     "ALL_ACTIONS",
@@ -377,6 +377,13 @@ class Plan:
             raise IllegalTransition(
                 "plan", self.key, self.status.value, f"make {to.value}", sources
             )
+
+    def check_grants_claims(self) -> None:
+        """Seed 004: a retired plan grants nothing a token could carry, so its owners get
+        no claims (`PlanRetired`); every other status does (an archived plan still serves
+        the owners that hold it)."""
+        if self.status is PlanStatus.RETIRED:
+            raise PlanRetired(self.key)
 
     def check_assignable(self, owner_kind: str, *, already_held: bool) -> None:
         """Seed 004's rules: only active plans go to new owners; an owner that already

@@ -25,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from entitlements.domain.access import Access, AccessPolicy, Source
+from entitlements.domain.access import Access, AccessPolicy, Source, status_access
 from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.checks import parse_enum
@@ -366,30 +366,6 @@ class Snapshot:
         return tuple(self._features_explained.values()) + tuple(self._limits_explained.values())
 
 
-def _status_access(
-    subscription: Subscription | None, policy: AccessPolicy, now: datetime
-) -> tuple[Access, str, datetime | None]:
-    """The access the status grants, a sentence saying why, and when that changes."""
-    if subscription is None:
-        return Access.FALLBACK, "no subscription", None
-    status = subscription.status
-    access = policy.by_status[status]
-    if (
-        status is SubscriptionStatus.PAST_DUE
-        and access is Access.FULL
-        and subscription.past_due_since
-    ):
-        grace_end = subscription.past_due_since + policy.past_due_grace
-        if now >= grace_end:
-            return (
-                policy.after_grace,
-                f"past due since {subscription.past_due_since:%Y-%m-%d}, grace ended",
-                None,
-            )
-        return access, f"past due, in grace until {grace_end:%Y-%m-%d %H:%M}", grace_end
-    return access, f"status {status.value} grants {access.value.replace('_', '-')} access", None
-
-
 def _feature_decisions(
     plan: Plan | None,
     plan_source: Source,
@@ -652,7 +628,8 @@ def resolve(
     if subscription is not None:
         subscription = as_of(subscription, now)
     status = subscription.status if subscription is not None else None
-    access, why, access_changes_at = _status_access(subscription, policy, now)
+    standing = status_access(subscription, policy, now)
+    access, why, access_changes_at = standing.access, standing.why, standing.until
     active = [o for o in overrides if o.is_active(now)]
 
     base: Plan | None = plan

@@ -105,17 +105,21 @@ class Billing:
         runtime: Runtime,
         subscriptions: Subscriptions,
         provider: PaymentProvider | None = None,
-        *,
-        one_free_plan_per_tenant: bool = False,
     ) -> None:
         self._rt = runtime
         self._subs = subscriptions
         self.provider = provider
         """The host's payment provider (``None``: plans are assigned by staff)."""
-        self.one_free_plan_per_tenant = one_free_plan_per_tenant
-        """Whether a tenant may hold only one free plan among its owners (seed 004)."""
         self.outbox = ProviderOutbox(runtime, lambda: self.provider)
         """Commands to the provider waiting to be sent, and the sending."""
+
+    @property
+    def one_free_plan_per_tenant(self) -> bool:
+        """Whether a tenant may hold only one free plan among its owners (seed 004): the
+        rule every path that assigns a plan applies. Set once, when `Entitlements` is
+        built (``one_free_plan_per_tenant=True``); read-only here, since assigning it on
+        this object could not reach the other paths."""
+        return self._subs.assignment.free_plan.enabled
 
     # -- assignment ----------------------------------------------------------------------
 

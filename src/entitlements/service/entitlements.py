@@ -161,7 +161,6 @@ class Entitlements:
         self.seats = Seats(self.runtime)
         """Named seat assignments."""
         self._payment_provider = payment_provider
-        self._one_free_plan_per_tenant = one_free_plan_per_tenant
         self._snapshots = self.runtime.cache.snapshots
         self._ts = self.runtime.timestamp
         self._wall_clock = self._ts is time.time  # one reading serves both checks
@@ -181,12 +180,7 @@ class Entitlements:
         """Plans bought through the payment provider, and its events."""
         from entitlements.service.billing import Billing
 
-        return Billing(
-            self.runtime,
-            self.subscriptions,
-            self._payment_provider,
-            one_free_plan_per_tenant=self._one_free_plan_per_tenant,
-        )
+        return Billing(self.runtime, self.subscriptions, self._payment_provider)
 
     @cached_property
     def _claims(self) -> ClaimsIssuer:

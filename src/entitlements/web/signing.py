@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from entitlements.domain.contracts.contract import ContractStatus, SignerStatus
-from entitlements.domain.contracts.tokens import hash_token
+from entitlements.domain.contracts.closed import why_link_closed
+from entitlements.domain.contracts.contract import SignerStatus
 from entitlements.errors import EntitlementsError, IllegalTransition, InvalidInput, InvalidToken
 from entitlements.service.entitlements import Entitlements
 from entitlements.web.csrf import FIELD
@@ -192,29 +192,13 @@ class SigningPages:
             signer = contract.signer(link.signer_id)
         except EntitlementsError:
             return self._render(request, token, "signing/closed.html", {"case": "unknown"}, 404)
-        now = self.ents.runtime.now()
-        if signer.status is SignerStatus.SIGNED:
-            case = "signed"
-        elif signer.status is SignerStatus.DECLINED:
-            case = "declined"
-        elif contract.status is ContractStatus.VOIDED:
-            case = "voided"
-        elif contract.status is ContractStatus.DECLINED:
-            case = "declined_by_other"
-        elif contract.status is ContractStatus.EXPIRED or contract.expires_at <= now:
-            case = "expired"
-        elif signer.token_hash is not None and signer.token_hash != hash_token(token):
-            case = "replaced"
-        elif signer.token_expires_at is not None and signer.token_expires_at <= now:
-            case = "expired"
-        else:
-            case = "unknown"
-        status = 200 if case in ("signed", "declined") else 410
+        case = why_link_closed(contract, signer, token, self.ents.runtime.now())
+        status = 200 if case.done_by_signer else 410
         return self._render(
             request,
             token,
             "signing/closed.html",
-            {"case": case, "contract": contract, "signer": signer},
+            {"case": case.value, "contract": contract, "signer": signer},
             status,
         )
 
