@@ -135,24 +135,36 @@ def over_quota(
     return tuple(found)
 
 
+def _feature_changes(before: Snapshot, after: Snapshot) -> list[FeatureChange]:
+    """Every feature either side decides, with the actions each grants."""
+    keys = {d.key for d in (*before.explain_all(), *after.explain_all()) if d.limit is None}
+    return [FeatureChange(k, _granted(before, k), _granted(after, k)) for k in sorted(keys)]
+
+
+def _limit_changes(before: Snapshot, after: Snapshot) -> list[LimitChange]:
+    """Every limit whose value differs between the two sides."""
+    names = sorted(set(before.limits) | set(after.limits))
+    pairs = ((n, before.limit(n, 0), after.limit(n, 0)) for n in names)
+    return [LimitChange(n, was, will) for n, was, will in pairs if was != will]
+
+
+def _plan_of(snapshot: Snapshot) -> tuple[str, int] | None:
+    if snapshot.plan_key is None:
+        return None
+    return snapshot.plan_key, snapshot.plan_version or 0
+
+
 def preview(
     before: Snapshot, after: Snapshot, usage: Mapping[str, int], at: datetime
 ) -> PlanChangePreview:
-    keys = {d.key for d in before.explain_all() if d.limit is None} | {
-        d.key for d in after.explain_all() if d.limit is None
-    }
-    changes = [FeatureChange(k, _granted(before, k), _granted(after, k)) for k in sorted(keys)]
-    names = sorted(set(before.limits) | set(after.limits))
-    limits = [
-        LimitChange(n, before.limit(n, 0), after.limit(n, 0))
-        for n in names
-        if before.limit(n, 0) != after.limit(n, 0)
-    ]
+    """What moving from ``before`` to ``after`` does, with ``usage`` in use at ``at``."""
+    features = _feature_changes(before, after)
+    limits = _limit_changes(before, after)
     return PlanChangePreview(
-        from_plan=None if before.plan_key is None else (before.plan_key, before.plan_version or 0),
-        to_plan=None if after.plan_key is None else (after.plan_key, after.plan_version or 0),
-        features_gained=tuple(c for c in changes if c.gained),
-        features_lost=tuple(c for c in changes if c.lost),
+        from_plan=_plan_of(before),
+        to_plan=_plan_of(after),
+        features_gained=tuple(c for c in features if c.gained),
+        features_lost=tuple(c for c in features if c.lost),
         limits_raised=tuple(c for c in limits if c.raised),
         limits_lowered=tuple(c for c in limits if not c.raised),
         over_quota=over_quota(before, after, usage),
