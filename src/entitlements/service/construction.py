@@ -61,7 +61,6 @@ def _check_whole(value: object, field: str) -> None:
 
 
 def check_construction(
-    *,
     store: object,
     clock: object,
     policy: object,

@@ -97,19 +97,8 @@ class Entitlements:
         when_unreachable: WhenUnreachable | str = WhenUnreachable.SERVE_STALE,
         redis: RedisChannel | str | None = None,
     ) -> None:
-        check_construction(
-            store=store,
-            clock=clock,
-            policy=policy,
-            authorizer=authorizer,
-            listeners=listeners,
-            cache_size=cache_size,
-            telemetry=telemetry,
-            ids=ids,
-            payment_provider=payment_provider,
-            one_free_plan_per_tenant=one_free_plan_per_tenant,
-            when_unreachable=when_unreachable,
-        )
+        given = (store, clock, policy, authorizer, listeners, cache_size, telemetry, ids)
+        check_construction(*given, payment_provider, one_free_plan_per_tenant, when_unreachable)
         cache = SnapshotCache(cache_size)
         channel = RedisChannel(redis) if isinstance(redis, str) else redis
         if channel is not None and not isinstance(channel, RedisChannel):
