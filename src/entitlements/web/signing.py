@@ -53,6 +53,26 @@ def drawing_bytes(value: str) -> bytes:
     return data
 
 
+def _flashed(flash: dict[str, Any]) -> tuple[str | None, dict[str, Any], int]:
+    """The error, the values typed and the status a step carried over to the page (a
+    cookie the signer could have edited: anything of the wrong type is ignored)."""
+    error = flash.get("error")
+    values = flash.get("values")
+    status = flash.get("status")
+    return (
+        error if isinstance(error, str) else None,
+        values if isinstance(values, dict) else {},
+        status if isinstance(status, int) else 400,
+    )
+
+
+def _step(view: Any) -> str:
+    """Where the signer is: to consent, to sign, or waiting for earlier signers."""
+    if view.signer_status is SignerStatus.VIEWED:
+        return "consent"
+    return "sign" if view.may_sign_now else "waiting"
+
+
 def _text(form: FormData, name: str) -> str:
     value = form.get(name)
     return value if isinstance(value, str) else ""
@@ -149,23 +169,14 @@ class SigningPages:
             )
         except EntitlementsError:  # InvalidToken above all: the link opens nothing now
             return await self._closed(request, token)
-        flash = self.flash.read(request, self._bound(token)) or {}
-        error: str | None = flash["error"] if isinstance(flash.get("error"), str) else None
-        values: dict[str, Any] = flash["values"] if isinstance(flash.get("values"), dict) else {}
-        status: int = flash["status"] if isinstance(flash.get("status"), int) else 400
-        if view.signer_status is SignerStatus.VIEWED:
-            step = "consent"
-        elif view.may_sign_now:
-            step = "sign"
-        else:
-            step = "waiting"
+        error, values, status = _flashed(self.flash.read(request, self._bound(token)) or {})
         response = self._render(
             request,
             token,
             "signing/page.html",
             {
                 "view": view,
-                "step": step,
+                "step": _step(view),
                 "consent_text": self.settings.consent_text,
                 "error": error,
                 "values": values,
