@@ -27,10 +27,11 @@ from entitlements.domain.checks import (
     parse_enum,
 )
 from entitlements.domain.frozen import FrozenDict
-from entitlements.errors import IllegalTransition, InvalidInput, PlanNotAssignable
+from entitlements.errors import IllegalTransition, InvalidInput, PlanNotAssignable, PlanRetired
 
 __all__ = [
     "ALL_ACTIONS",
+    "MAX_TRIAL_DAYS",
     "READ_ONLY",
     "Action",
     "ByContract",
@@ -42,6 +43,7 @@ __all__ = [
     "Plan",
     "PlanStatus",
     "Price",
+    "check_trial_days",
     "price_label",
 ]
 
@@ -324,8 +326,19 @@ def _plan_key(value: object) -> str:
     return check_key(value, "plan.key")
 
 
+MAX_TRIAL_DAYS = 3650
+"""The longest trial, in days. The shortest is 0: a plan without a trial (``trial_days =
+0`` in a catalog), whose trial, if started anyway, ends the instant it starts."""
+
+
+def check_trial_days(value: object, field: str = "trial_days") -> int:
+    """The one definition of a trial's length, for a plan's ``trial_days`` and for the
+    ``trial_days`` a trial is started with alike: what a plan may say, a trial may run."""
+    return check_count(value, field, maximum=MAX_TRIAL_DAYS)
+
+
 def _trial_days(value: object) -> int:
-    return check_count(value, "plan.trial_days", maximum=3650)
+    return check_trial_days(value, "plan.trial_days")
 
 
 def _name(value: object) -> str:
@@ -399,6 +412,13 @@ class Plan:
             raise IllegalTransition(
                 "plan", self.key, self.status.value, f"make {to.value}", sources
             )
+
+    def check_grants_claims(self) -> None:
+        """Seed 004: a retired plan grants nothing a token could carry, so its owners get
+        no claims (`PlanRetired`); every other status does (an archived plan still serves
+        the owners that hold it)."""
+        if self.status is PlanStatus.RETIRED:
+            raise PlanRetired(self.key)
 
     def check_assignable(self, owner_kind: str, *, already_held: bool) -> None:
         """Seed 004's rules: only active plans go to new owners; an owner that already

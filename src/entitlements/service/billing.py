@@ -26,7 +26,13 @@ from entitlements.domain.billing import (
     ProviderSubscription,
     path_to,
 )
-from entitlements.domain.checks import MAX_COUNT, check_key, check_optional_count, parse_enum
+from entitlements.domain.checks import (
+    MAX_COUNT,
+    check_id,
+    check_key,
+    check_optional_count,
+    parse_enum,
+)
 from entitlements.domain.due import as_of
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Plan
@@ -44,6 +50,7 @@ from entitlements.errors import (
     SubscriptionNotFound,
 )
 from entitlements.ports import PaymentProvider
+from entitlements.service.due import read_current
 from entitlements.service.provider_outbox import ProviderOutbox
 from entitlements.service.requests import claim_key, settle_key
 from entitlements.service.runtime import Runtime, Transaction
@@ -98,17 +105,21 @@ class Billing:
         runtime: Runtime,
         subscriptions: Subscriptions,
         provider: PaymentProvider | None = None,
-        *,
-        one_free_plan_per_tenant: bool = False,
     ) -> None:
         self._rt = runtime
         self._subs = subscriptions
         self.provider = provider
         """The host's payment provider (``None``: plans are assigned by staff)."""
-        self.one_free_plan_per_tenant = one_free_plan_per_tenant
-        """Whether a tenant may hold only one free plan among its owners (seed 004)."""
         self.outbox = ProviderOutbox(runtime, lambda: self.provider)
         """Commands to the provider waiting to be sent, and the sending."""
+
+    @property
+    def one_free_plan_per_tenant(self) -> bool:
+        """Whether a tenant may hold only one free plan among its owners (seed 004): the
+        rule every path that assigns a plan applies. Set once, when `Entitlements` is
+        built (``one_free_plan_per_tenant=True``); read-only here, since assigning it on
+        this object could not reach the other paths."""
+        return self._subs.assignment.free_plan.enabled
 
     # -- assignment ----------------------------------------------------------------------
 
@@ -366,7 +377,8 @@ class Billing:
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             return BillingState(
-                uow.subscriptions.current(owner), tuple(uow.provider.open_commands(owner))
+                read_current(uow, owner, self._rt.read_now(owner.tenant)),
+                tuple(uow.provider.open_commands(owner)),
             )
 
     def retry(
@@ -589,7 +601,7 @@ class Billing:
         cancel at the end of its period. Call it before deleting the owner."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
-            current = uow.subscriptions.current(owner)
+            current = read_current(uow, owner, self._rt.read_now(owner.tenant))
             if current is None or current.is_terminal or current.cancel_at_period_end:
                 return
             if not uow.plans.get(current.plan_key, current.plan_version).is_free:
@@ -599,8 +611,9 @@ class Billing:
         """Seed 003: the plan manager — the member who subscribed — cannot be removed or
         lose admin while the paid plan is active. Call it before either."""
         owner = as_owner(owner)
+        check_id(member, "member")
         with self._rt.read(owner.tenant) as uow:
-            current = uow.subscriptions.current(owner)
+            current = read_current(uow, owner, self._rt.read_now(owner.tenant))
             if current is None or current.is_terminal:
                 return
             if (

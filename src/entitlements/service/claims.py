@@ -15,10 +15,9 @@ from typing import Any
 import attrs
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from entitlements.domain.assignment import grants_claims
 from entitlements.domain.checks import check_id, check_optional_id
 from entitlements.domain.owner import Owner, as_owner
-from entitlements.errors import InvalidInput, PlanRetired
+from entitlements.errors import InvalidInput
 from entitlements.extras import require
 from entitlements.service.runtime import Runtime
 from entitlements.service.snapshots import load_snapshot
@@ -71,10 +70,8 @@ class ClaimsIssuer:
         at = self._rt.now(now)
         with self._rt.read(owner.tenant) as uow:
             snapshot = load_snapshot(uow, owner, at, self._rt.policy)
-            if snapshot.plan_key is not None and not grants_claims(
-                uow.plans.get(snapshot.plan_key)
-            ):
-                raise PlanRetired(snapshot.plan_key)
+            if snapshot.plan_key is not None:
+                uow.plans.get(snapshot.plan_key).check_grants_claims()
         return Claims(
             owner=str(owner),
             plan=snapshot.plan_key,

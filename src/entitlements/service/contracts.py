@@ -29,7 +29,7 @@ from entitlements.domain.checks import (
     check_text,
 )
 from entitlements.domain.contracts.certificate import sign_certificate
-from entitlements.domain.contracts.checkpoint import Checkpoint, sign_checkpoint
+from entitlements.domain.contracts.checkpoint import Checkpoint, check_signing_key, sign_checkpoint
 from entitlements.domain.contracts.contract import (
     MAX_SIGNERS,
     Contract,
@@ -464,6 +464,7 @@ class Contracts:
     ) -> Checkpoint:
         """Sign (event count, head hash) for a signer or auditor to keep."""
         owner = as_owner(owner)
+        check_signing_key(key)
         at = self._rt.now(now)
         with self._rt.read(owner.tenant) as uow:
             self._check_owner(uow.contracts.get(_contract_id(contract_id)), owner)

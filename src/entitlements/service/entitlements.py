@@ -28,6 +28,7 @@ from entitlements.service.audit_trail import AuditTrail
 from entitlements.service.authorization import AllowAll, Authorizer
 from entitlements.service.cache import SnapshotCache
 from entitlements.service.coherence import Coherence, WhenUnreachable
+from entitlements.service.construction import check_construction
 from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.overrides import Overrides
 from entitlements.service.plans import Plans
@@ -96,6 +97,8 @@ class Entitlements:
         when_unreachable: WhenUnreachable | str = WhenUnreachable.SERVE_STALE,
         redis: RedisChannel | str | None = None,
     ) -> None:
+        given = (store, clock, policy, authorizer, listeners, cache_size, telemetry, ids)
+        check_construction(*given, payment_provider, one_free_plan_per_tenant, when_unreachable)
         cache = SnapshotCache(cache_size)
         channel = RedisChannel(redis) if isinstance(redis, str) else redis
         if channel is not None and not isinstance(channel, RedisChannel):
@@ -147,7 +150,6 @@ class Entitlements:
         self.seats = Seats(self.runtime)
         """Named seat assignments."""
         self._payment_provider = payment_provider
-        self._one_free_plan_per_tenant = one_free_plan_per_tenant
         self._snapshots = self.runtime.cache.snapshots
         self._ts = self.runtime.timestamp
         self._wall_clock = self._ts is time.time  # one reading serves both checks
@@ -167,12 +169,7 @@ class Entitlements:
         """Plans bought through the payment provider, and its events."""
         from entitlements.service.billing import Billing
 
-        return Billing(
-            self.runtime,
-            self.subscriptions,
-            self._payment_provider,
-            one_free_plan_per_tenant=self._one_free_plan_per_tenant,
-        )
+        return Billing(self.runtime, self.subscriptions, self._payment_provider)
 
     @cached_property
     def _claims(self) -> ClaimsIssuer:

@@ -7,11 +7,11 @@ from datetime import datetime
 
 import attrs
 
-from entitlements.domain.access import Access, AccessPolicy
+from entitlements.domain.access import Access, AccessPolicy, status_access
 from entitlements.domain.due import as_of
 from entitlements.domain.owner import Owner
 from entitlements.domain.resolution import Snapshot, resolve
-from entitlements.domain.subscription import Subscription, SubscriptionStatus
+from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import FOREVER, Counter, usage_period_start
 from entitlements.ports import UnitOfWork
 
@@ -46,13 +46,9 @@ def resolve_with(
         else uow.plans.get(subscription.plan_key, subscription.plan_version)
     )
     fallback = None
-    if policy.fallback_plan is not None and (
-        subscription is None
-        or policy.by_status[subscription.status] is Access.FALLBACK
-        or (
-            subscription.status is SubscriptionStatus.PAST_DUE
-            and policy.after_grace is Access.FALLBACK
-        )
+    if (
+        policy.fallback_plan is not None
+        and status_access(subscription, policy, now).access is Access.FALLBACK
     ):
         fallback = uow.plans.find(policy.fallback_plan)
     return resolve(

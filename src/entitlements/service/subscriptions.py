@@ -34,10 +34,11 @@ from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import as_of, could_read_as
 from entitlements.domain.instant import optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
-from entitlements.domain.plan import Plan
+from entitlements.domain.plan import Plan, check_trial_days
 from entitlements.domain.plan_change import (
     PlanChangePreview,
     SubscriptionChange,
+    lowers_a_limit,
     over_quota,
     preview,
 )
@@ -62,7 +63,7 @@ from entitlements.errors import (
     SubscriptionNotFound,
 )
 from entitlements.service.assignment import PlanAssignment
-from entitlements.service.due import bring_to_now
+from entitlements.service.due import bring_to_now, read_current, read_history
 from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
@@ -111,23 +112,6 @@ class _ReadOnce:
         return self._overrides[owner]
 
 
-def _caused_by_change(over: OverQuota, limit_before: int | None, usage: dict[str, int]) -> bool:
-    """Over the new limit because of the change: the limit went down, or the owner was
-    within the old one (an owner already over a soft limit is not news)."""
-    return limit_before is None or over.limit < limit_before or usage[over.metric] <= limit_before
-
-
-def _may_pass_a_limit(was: Any, will: Any) -> bool:
-    """Whether usage could be over a limit because of the change (`_caused_by_change`):
-    only where a limit comes down, or appears where there was none. When every limit
-    stays or goes up, no usage is over one because of it, and none needs reading."""
-    for metric in (*was.limits, "seats"):
-        after, before = will.limit(metric, 0), was.limit(metric, 0)
-        if after is not None and (before is None or after < before):
-            return True
-    return False
-
-
 def _unknown_fields(unknown: set[str], event: Event) -> str:
     known = ["metadata", "notes", "external_id", "expires_at", "seats", "now", "reason"]
     if event is Event.START_TRIAL:
@@ -173,8 +157,7 @@ class Subscriptions:
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
-            found = uow.subscriptions.current(owner)
-        return None if found is None else as_of(found, self._rt.read_now(owner.tenant))
+            return read_current(uow, owner, self._rt.read_now(owner.tenant))
 
     def get(self, owner: Owner, *, actor: Actor | str | None = None) -> Subscription:
         """The owner's current subscription; `SubscriptionNotFound` when it has none."""
@@ -189,9 +172,7 @@ class Subscriptions:
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
-            stored = uow.subscriptions.history(owner)
-        now = self._rt.read_now(owner.tenant)
-        return [as_of(subscription, now) for subscription in stored]
+            return read_history(uow, owner, self._rt.read_now(owner.tenant))
 
     def search(
         self,
@@ -333,6 +314,8 @@ class Subscriptions:
         owner, who = as_owner(owner), as_actor(actor)
         plan_key, reason = check_key(plan_key, "plan_key"), check_reason(reason)
         seats = check_optional_count(seats, "seats", maximum=MAX_COUNT)
+        if trial_days is not None:
+            check_trial_days(trial_days)
         if cycle is not None:
             check_instance(cycle, BillingCycle, "cycle")
         known = {"metadata", "notes", "external_id", "expires_at", "plan_manager", "contract"}
@@ -347,10 +330,6 @@ class Subscriptions:
             fields: dict[str, Any] = {**details, **billing_terms(plan, tx.now, cycle)}
             if event is Event.START_TRIAL:
                 days = plan.trial_days if trial_days is None else trial_days
-                if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
-                    raise InvalidInput(
-                        "trial_days", "must be a whole number of days from 1 to 3650", days
-                    )
                 fields["trial_ends_at"] = trial_end(tx.now, days)
 
             def created(current: Subscription | None) -> Subscription:
@@ -627,7 +606,7 @@ class Subscriptions:
         check_version(version)
         at = self._rt.now(now)
         with self._rt.read(owner.tenant) as uow:
-            current = uow.subscriptions.current(owner)
+            current = read_current(uow, owner, at)
             if current is None or current.is_terminal:
                 raise SubscriptionNotFound(owner)
             plan = uow.plans.get(plan_key, version)
@@ -813,15 +792,12 @@ class Subscriptions:
             uow: Any = _ReadOnce(tx.uow, seen)
             was = resolve_with(uow, before.owner, before, tx.now, self._rt.policy)
             will = resolve_with(uow, before.owner, after, tx.now, self._rt.policy)
-            if not _may_pass_a_limit(was, will):
-                found[:] = []
-                return
-            usage = current_usage(tx.uow, was)
-            found[:] = [  # replaced, not extended: a retried attempt checks afresh
-                o
-                for o in over_quota(will, usage)
-                if _caused_by_change(o, was.limit(o.metric, 0), usage)
-            ]
+            # replaced, not extended: a retried attempt checks afresh
+            found[:] = (
+                over_quota(was, will, current_usage(tx.uow, was))
+                if lowers_a_limit(was, will)
+                else ()
+            )
             if not found:
                 return
             if policy is OverQuotaPolicy.REFUSE:

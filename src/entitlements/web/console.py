@@ -63,7 +63,7 @@ def _start_trial(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> s
         owner,
         f.required("plan", "choose a plan"),
         actor=actor,
-        trial_days=f.whole("trial_days", minimum=1),
+        trial_days=f.whole("trial_days"),
         seats=f.whole("seats", minimum=1),
         reason=f.optional("reason"),
     )

@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from entitlements.domain.contracts.contract import ContractStatus, SignerStatus
-from entitlements.domain.contracts.tokens import hash_token
+from entitlements.domain.contracts.closed import why_link_closed
+from entitlements.domain.contracts.contract import SignerStatus
 from entitlements.errors import EntitlementsError, IllegalTransition, InvalidInput, InvalidToken
 from entitlements.service.entitlements import Entitlements
 from entitlements.web.csrf import FIELD
@@ -51,6 +51,26 @@ def drawing_bytes(value: str) -> bytes:
     if len(data) > MAX_DRAWING_BYTES:
         raise InvalidInput("drawing", "the drawing is too large; clear it and draw again")
     return data
+
+
+def _flashed(flash: dict[str, Any]) -> tuple[str | None, dict[str, Any], int]:
+    """The error, the values typed and the status a step carried over to the page (a
+    cookie the signer could have edited: anything of the wrong type is ignored)."""
+    error = flash.get("error")
+    values = flash.get("values")
+    status = flash.get("status")
+    return (
+        error if isinstance(error, str) else None,
+        values if isinstance(values, dict) else {},
+        status if isinstance(status, int) else 400,
+    )
+
+
+def _step(view: Any) -> str:
+    """Where the signer is: to consent, to sign, or waiting for earlier signers."""
+    if view.signer_status is SignerStatus.VIEWED:
+        return "consent"
+    return "sign" if view.may_sign_now else "waiting"
 
 
 def _text(form: FormData, name: str) -> str:
@@ -149,23 +169,14 @@ class SigningPages:
             )
         except EntitlementsError:  # InvalidToken above all: the link opens nothing now
             return await self._closed(request, token)
-        flash = self.flash.read(request, self._bound(token)) or {}
-        error: str | None = flash["error"] if isinstance(flash.get("error"), str) else None
-        values: dict[str, Any] = flash["values"] if isinstance(flash.get("values"), dict) else {}
-        status: int = flash["status"] if isinstance(flash.get("status"), int) else 400
-        if view.signer_status is SignerStatus.VIEWED:
-            step = "consent"
-        elif view.may_sign_now:
-            step = "sign"
-        else:
-            step = "waiting"
+        error, values, status = _flashed(self.flash.read(request, self._bound(token)) or {})
         response = self._render(
             request,
             token,
             "signing/page.html",
             {
                 "view": view,
-                "step": step,
+                "step": _step(view),
                 "consent_text": self.settings.consent_text,
                 "error": error,
                 "values": values,
@@ -192,29 +203,13 @@ class SigningPages:
             signer = contract.signer(link.signer_id)
         except EntitlementsError:
             return self._render(request, token, "signing/closed.html", {"case": "unknown"}, 404)
-        now = self.ents.runtime.now()
-        if signer.status is SignerStatus.SIGNED:
-            case = "signed"
-        elif signer.status is SignerStatus.DECLINED:
-            case = "declined"
-        elif contract.status is ContractStatus.VOIDED:
-            case = "voided"
-        elif contract.status is ContractStatus.DECLINED:
-            case = "declined_by_other"
-        elif contract.status is ContractStatus.EXPIRED or contract.expires_at <= now:
-            case = "expired"
-        elif signer.token_hash is not None and signer.token_hash != hash_token(token):
-            case = "replaced"
-        elif signer.token_expires_at is not None and signer.token_expires_at <= now:
-            case = "expired"
-        else:
-            case = "unknown"
-        status = 200 if case in ("signed", "declined") else 410
+        case = why_link_closed(contract, signer, token, self.ents.runtime.now())
+        status = 200 if case.done_by_signer else 410
         return self._render(
             request,
             token,
             "signing/closed.html",
-            {"case": case, "contract": contract, "signer": signer},
+            {"case": case.value, "contract": contract, "signer": signer},
             status,
         )
 
