@@ -41,7 +41,11 @@ class SnapshotCache:
                 del self.snapshots[evicted]
                 self.counters.pop(evicted, None)
                 self.decisions.pop(evicted, None)
-            self.snapshots[snapshot.owner] = snapshot
+            owner = snapshot.owner
+            if self.snapshots.get(owner, snapshot) is not snapshot:
+                # what was worked out from the snapshot it replaces goes with it
+                self.decisions.pop(owner, None)
+            self.snapshots[owner] = snapshot
 
     def put_counter(self, counter: Counter, generation: int) -> None:
         with self._lock:
@@ -51,11 +55,17 @@ class SnapshotCache:
                 counter
             )
 
-    def put_decision(self, decision: UsageDecision, generation: int) -> None:
+    def put_decision(self, decision: UsageDecision, generation: int, snapshot: Snapshot) -> None:
         """Only decisions on counters without held reservations are kept: one of those
-        expiring changes the answer at an instant the memo does not carry."""
+        expiring changes the answer at an instant the memo does not carry. A decision is
+        kept only beside the snapshot it was decided on: a reader that decided on an
+        older one (another thread replaced it meanwhile) does not put it back."""
         with self._lock:
-            if generation == self.generation and decision.owner in self.counters:
+            if (
+                generation == self.generation
+                and decision.owner in self.counters
+                and self.snapshots.get(decision.owner) is snapshot
+            ):
                 self.decisions.setdefault(decision.owner, {})[
                     (decision.metric, decision.requested)
                 ] = decision

@@ -137,7 +137,7 @@ class Usage:
                     cache.put_counter(counter, generation)
         decision = decide(snapshot, metric, counter, amount)
         if counter.held_until is None and not rt.in_atomic_block:
-            cache.put_decision(decision, generation)
+            cache.put_decision(decision, generation, snapshot)
         return decision
 
     def _counter(self, uow: UnitOfWork, snapshot: Snapshot, metric: str, at: datetime) -> Counter:

@@ -1,0 +1,104 @@
+"""The warm usage path never answers from terms other than the snapshot it serves.
+
+A warm ``usage.check`` answers from decisions (and ``consume`` from per-metric lanes)
+worked out from one snapshot; when time or a write replaces that snapshot, what was
+worked out from it goes with it, on every store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from conftest import STORE_KINDS
+from entitlements import (
+    Entitlements,
+    Feature,
+    Limit,
+    LimitKind,
+    ManualClock,
+    Owner,
+    Plan,
+    UsageDenied,
+)
+
+ACME = Owner("organization", "acme")
+START = datetime(2026, 3, 2, 9, tzinfo=UTC)
+TRIAL = Plan(
+    "pro",
+    "Pro",
+    features={"reports": Feature()},
+    limits={"api": Limit(100, kind=LimitKind.METERED)},
+    trial_days=14,
+    status="active",
+)
+
+
+@pytest.fixture(params=STORE_KINDS)
+def on_trial(request, make_store):
+    clock = ManualClock(START)
+    ents = Entitlements(make_store(request.param), clock=clock)
+    ents.plans.define(TRIAL, actor="staff")
+    ents.subscriptions.start_trial(ACME, "pro", actor="staff")
+    yield ents, clock
+    ents.close()
+
+
+def test_a_warm_check_follows_the_snapshot_time_replaced(on_trial):
+    ents, clock = on_trial
+    assert ents.usage.check(ACME, "api", 1).allowed  # warm from here on
+    assert ents.usage.check(ACME, "api", 1).allowed
+    clock.advance(timedelta(days=14, minutes=1))
+    assert not ents.allows(ACME, "reports")  # resolves the snapshot after the trial
+
+    decision = ents.usage.check(ACME, "api", 1)
+    assert not decision.allowed
+    with pytest.raises(UsageDenied):
+        ents.usage.consume(ACME, "api", 1)
+    assert ents.usage.check(ACME, "api", 1) == decision
+    assert ents.usage.total(ACME, "api") == 0
+
+
+def test_a_warm_consume_follows_the_snapshot_time_replaced(on_trial):
+    ents, clock = on_trial
+    ents.usage.consume(ACME, "api", 1)  # the metric's lane is built from the trial's terms
+    ents.usage.consume(ACME, "api", 1)
+    clock.advance(timedelta(days=14, minutes=1))
+    assert not ents.allows(ACME, "reports")
+
+    with pytest.raises(UsageDenied):
+        ents.usage.consume(ACME, "api", 1)
+    assert not ents.usage.check(ACME, "api", 1).allowed
+    assert ents.usage.total(ACME, "api") == 0  # a new period: nothing counted after the end
+
+
+TEAM = Plan(
+    "team", "Team", limits={"api": Limit(3, kind=LimitKind.METERED)}, status="active"
+)
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres", "mysql"])
+def test_a_write_in_another_process_drops_the_warm_lanes(make_store, engine):
+    """A second `Entitlements` on the same database stands for another process: its
+    plan change reaches this one through the change feed, and the warm check and the
+    warm consume of this one answer from the new terms."""
+    store = make_store(engine)
+    here = Entitlements(store)
+    here.plans.define(TRIAL, actor="staff")
+    here.plans.define(TEAM, actor="staff")
+    here.subscriptions.subscribe(ACME, "pro", actor="staff")
+    for _ in range(3):
+        here.usage.consume(ACME, "api", 1)  # the lane of "api" is built from Pro's terms
+    assert here.usage.check(ACME, "api", 50).allowed  # and so is the memo
+    assert here.usage.check(ACME, "api", 50).allowed
+
+    there = Entitlements(store)
+    there.subscriptions.change_plan(ACME, "team", actor="staff")
+    here.catch_up(there.last_revision)
+
+    assert not here.usage.check(ACME, "api", 1).allowed
+    with pytest.raises(UsageDenied):
+        here.usage.consume(ACME, "api", 1)
+    assert here.usage.total(ACME, "api") == 3
+    there.close()
+    here.close()
