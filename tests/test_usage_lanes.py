@@ -72,9 +72,7 @@ def test_a_warm_consume_follows_the_snapshot_time_replaced(on_trial):
     assert ents.usage.total(ACME, "api") == 0  # a new period: nothing counted after the end
 
 
-TEAM = Plan(
-    "team", "Team", limits={"api": Limit(3, kind=LimitKind.METERED)}, status="active"
-)
+TEAM = Plan("team", "Team", limits={"api": Limit(3, kind=LimitKind.METERED)}, status="active")
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgres", "mysql"])

@@ -496,17 +496,9 @@ class _Usage(_Repository[Owner]):
         after, earlier = _charged(t, record, ceiling, revision, now, fallback)
         if after is None:
             return None, earlier
-        key = (owner, record.metric, record.period_start)
-        steps = self._undo.steps
-        counters = t.counters
-        current = counters[key]
-        counters[key] = after
-        steps.append(lambda: counters.__setitem__(key, current))
-        if record.key is not None:
-            self._undo.set(t.record_keys, _keyed(owner, record.key), record)
-        records = t.records.setdefault(key, [])
-        records.append(record)
-        steps.append(lambda: _drop_last(records))
+        current = t.counters[(owner, record.metric, record.period_start)]
+        records = _book(t, record, after)
+        self._undo.steps.append(partial(_unbook, t, record, current, records))
         noted = self._uow.noted
         if noted.get(owner) is not ChangeKind.TERMS:
             noted[owner] = ChangeKind.USAGE
@@ -732,6 +724,28 @@ def _charged(
     if not within(ceiling, used, current.reserved):
         return None, None
     return _counter(owner, record.metric, record.period_start, used, current.reserved, held), None
+
+
+def _book(t: _Tables, record: UsageRecord, after: Counter) -> list[UsageRecord]:
+    """Write a consumption `_charged` allowed: the counter after, the key, the ledger
+    row; returns the ledger list the row went to."""
+    key = (record.owner, record.metric, record.period_start)
+    t.counters[key] = after
+    if record.key is not None:
+        t.record_keys[_keyed(record.owner, record.key)] = record
+    records = t.records.get(key)
+    if records is None:
+        records = t.records[key] = []
+    records.append(record)
+    return records
+
+
+def _unbook(t: _Tables, record: UsageRecord, before: Counter, records: list[UsageRecord]) -> None:
+    """Undo `_book` (the key was not recorded before it: `_charged` checked)."""
+    t.counters[(record.owner, record.metric, record.period_start)] = before
+    if record.key is not None:
+        del t.record_keys[_keyed(record.owner, record.key)]
+    records.pop()
 
 
 def _counter(
@@ -1163,15 +1177,8 @@ class MemoryStore:
             after, earlier = _charged(t, record, ceiling, revision, now, fallback)
             if after is None:
                 return None, earlier, None
+            _book(t, record, after)
             owner = record.owner
-            key = (owner, record.metric, record.period_start)
-            t.counters[key] = after
-            if record.key is not None:
-                t.record_keys[_keyed(owner, record.key)] = record
-            records = t.records.get(key)
-            if records is None:
-                records = t.records[key] = []
-            records.append(record)
             seq = t.next_seq
             t.next_seq = seq + 1
             t.changes.append(

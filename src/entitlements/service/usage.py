@@ -31,6 +31,7 @@ from entitlements.domain.usage import (
     MAX_KEY,
     Charge,
     Counter,
+    MetricTerms,
     Reservation,
     ReservationStatus,
     UsageDecision,
@@ -73,6 +74,7 @@ def check_reservation_id(value: object) -> str:
 
 
 APP = Actor.system("app")
+Now = datetime | None
 MAX_TTL = timedelta(days=31)
 _wall = time.time
 
@@ -229,18 +231,11 @@ class Usage:
             done = self._consume_inline(owner, metric, amount, _plain_key(key))
             if done is not None:
                 return done
-        return self._consume(owner, metric, amount, key=key, actor=actor, now=now)
+        return self._consume(owner, metric, amount, key, actor, now)
 
     @retries_lost_races
     def _consume(
-        self,
-        owner: Owner,
-        metric: str,
-        amount: int = 1,
-        *,
-        key: str | None = None,
-        actor: Actor | str = APP,
-        now: datetime | None = None,
+        self, owner: Owner, metric: str, amount: int, key: str | None, actor: Actor | str, now: Now
     ) -> UsageDecision:
         owner, who, amount, key = (
             as_owner(owner),
@@ -305,6 +300,25 @@ class Usage:
         """An in-process store counts a plain consumption — terms known and cached, no
         soft limit to audit, nothing refused — as one call into the store. ``None``:
         take the ordinary path (it decides anything else)."""
+        lane = self._lane(owner, metric)
+        if lane is None:
+            return None
+        rt = self._rt
+        wall = self._wall_clock
+        at = _system_now(UTC) if wall else rt.now()
+        record = _plain_record(rt.new_id(), lane, amount, at, key)
+        counter, _, seq = self._inline(
+            record, lane.ceiling, lane.snapshot.revision, at, lane.guard, at if wall else None
+        )
+        if counter is None:
+            return None
+        rt.last_revision.set(seq)
+        rt.cache.invalidate_usage_of(owner)
+        return _plain_decision(lane, counter, amount)
+
+    def _lane(self, owner: Owner, metric: str) -> MetricTerms | None:
+        """How ``metric`` is charged under the owner's cached snapshot, valid now, if a
+        charge of it is plain; kept beside the snapshot (and dropped with it)."""
         rt = self._rt
         if rt._ambient.get() is not None:  # in an atomic block
             return None
@@ -316,47 +330,7 @@ class Usage:
         if lane is None or lane.snapshot is not snapshot:
             lane = metric_terms(snapshot, metric)
             rt.cache.put_lane(lane)
-        if not lane.plain:
-            return None
-        wall = self._wall_clock
-        at = _system_now(UTC) if wall else rt.now()
-        record = _new_record(UsageRecord)
-        _set_record_id(record, rt.new_id())
-        _set_record_owner(record, owner)
-        _set_record_metric(record, metric)
-        _set_record_amount(record, amount)
-        _set_record_period(record, lane.period_start)
-        _set_record_at(record, at)
-        _set_record_key(record, key)
-        counter, _, seq = self._inline(
-            record, lane.ceiling, snapshot.revision, at, lane.guard, at if wall else None
-        )
-        if counter is None:
-            return None
-        rt.last_revision.set(seq)
-        rt.cache.invalidate_usage_of(owner)
-        base = lane.base
-        used, reserved, limit = counter.used, counter.reserved, base.limit
-        return _new_decision(
-            UsageDecision,
-            (
-                owner,
-                metric,
-                True,
-                amount,
-                limit,
-                used,
-                reserved,
-                None if limit is None else max(limit - used - reserved, 0),
-                base.enforcement,
-                base.kind,
-                base.reason,
-                base.detail,
-                lane.period_start,
-                False,
-                False,
-            ),
-        )
+        return lane if lane.plain else None
 
     def _consume_locked(
         self, tx: Transaction, who: Actor, wanted: Charge, record: UsageRecord
@@ -667,8 +641,50 @@ def _plain_key(key: str | None) -> str | None:
     return check_idempotency_key(key)
 
 
-# A ledger record of values checked already: the hot path fills the slots directly,
-# skipping the converters (and the frozen class's refusing ``__setattr__``).
+def _plain_record(
+    record_id: str, lane: MetricTerms, amount: int, at: datetime, key: str | None
+) -> UsageRecord:
+    """A ledger record of values checked already: the slots are filled directly,
+    skipping the converters (and the frozen class's refusing ``__setattr__``)."""
+    record = _new_record(UsageRecord)
+    _set_record_id(record, record_id)
+    _set_record_owner(record, lane.snapshot.owner)
+    _set_record_metric(record, lane.metric)
+    _set_record_amount(record, amount)
+    _set_record_period(record, lane.period_start)
+    _set_record_at(record, at)
+    _set_record_key(record, key)
+    return record
+
+
+def _plain_decision(lane: MetricTerms, counter: Counter, amount: int) -> UsageDecision:
+    """What a plain charge counted inline answers: allowed, nothing passed (the lane's
+    base decision with the counter's numbers), built as the tuple it is."""
+    base = lane.base
+    used, reserved, limit = counter.used, counter.reserved, base.limit
+    return _new_decision(
+        UsageDecision,
+        (
+            base.owner,
+            lane.metric,
+            True,
+            amount,
+            limit,
+            used,
+            reserved,
+            None if limit is None else max(limit - used - reserved, 0),
+            base.enforcement,
+            base.kind,
+            base.reason,
+            base.detail,
+            lane.period_start,
+            False,
+            False,
+        ),
+    )
+
+
+# The hot path's direct slot setters.
 _new_record = object.__new__
 _set_record_id = UsageRecord.__dict__["id"].__set__
 _set_record_owner = UsageRecord.__dict__["owner"].__set__
