@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from coherence_peers import ACME as PEERS_ACME
+from coherence_peers import writer
 from conftest import STORE_KINDS
 from entitlements import (
     Entitlements,
@@ -21,6 +23,7 @@ from entitlements import (
     Plan,
     UsageDenied,
 )
+from test_coherence import Peer, catalog, reply, url_of
 
 ACME = Owner("organization", "acme")
 START = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -99,4 +102,33 @@ def test_a_write_in_another_process_drops_the_warm_lanes(make_store, engine):
         here.usage.consume(ACME, "api", 1)
     assert here.usage.total(ACME, "api") == 3
     there.close()
+    here.close()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres", "mysql"])
+def test_a_plan_change_in_another_process_reaches_the_warm_lanes(make_store, engine):
+    """The same, with the writer a real process of its own (spawned): the change feed
+    drops the lanes and decisions this process worked out from the old terms."""
+    store = make_store(engine)
+    here = Entitlements(store)
+    catalog(here)  # Pro: 5 calls; Team: 3
+    here.usage.consume(PEERS_ACME, "calls", 1)
+    here.usage.consume(PEERS_ACME, "calls", 1)  # the lane of "calls", from Pro's terms
+    assert here.usage.check(PEERS_ACME, "calls", 2).allowed  # and a kept decision
+    assert here.usage.check(PEERS_ACME, "calls", 2).allowed
+
+    peer = Peer(writer, url_of(store))
+    try:
+        assert reply(peer.conn)[0] == "ready"
+        _, revision = peer.ask("change_plan")
+        peer.conn.send("stop")
+    finally:
+        peer.end()
+    here.catch_up(revision)
+
+    assert not here.usage.check(PEERS_ACME, "calls", 2).allowed
+    with pytest.raises(UsageDenied):
+        here.usage.consume(PEERS_ACME, "calls", 2)
+    assert here.usage.consume(PEERS_ACME, "calls", 1).remaining == 0
+    assert here.usage.total(PEERS_ACME, "calls") == 3
     here.close()
