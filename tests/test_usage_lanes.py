@@ -79,7 +79,7 @@ TEAM = Plan("team", "Team", limits={"api": Limit(3, kind=LimitKind.METERED)}, st
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgres", "mysql"])
-def test_a_write_in_another_process_drops_the_warm_lanes(make_store, engine):
+def test_a_write_by_another_entitlements_drops_the_warm_lanes(make_store, engine):
     """A second `Entitlements` on the same database stands for another process: its
     plan change reaches this one through the change feed, and the warm check and the
     warm consume of this one answer from the new terms."""

@@ -718,7 +718,9 @@ def _charged(
     if current is None or t.counter_revisions.get(key, 0) != revision:
         return None, None
     held = current.held_until
-    if (held is not None and held <= now) or not _fallback_current(t, fallback):
+    if (held is not None and held <= now) or (
+        fallback is not None and not _fallback_current(t, fallback)
+    ):
         return None, None
     used = current.used + record.amount
     if not within(ceiling, used, current.reserved):

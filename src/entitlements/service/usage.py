@@ -228,7 +228,9 @@ class Usage:
             # metric seen valid before stays valid); anything else is checked in full below
             if actor is not APP:
                 as_actor(actor)
-            done = self._consume_inline(owner, metric, amount, _plain_key(key))
+            if key is not None:
+                key = _plain_key(key)
+            done = self._consume_inline(owner, metric, amount, key)
             if done is not None:
                 return done
         return self._consume(owner, metric, amount, key, actor, now)
