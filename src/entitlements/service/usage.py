@@ -74,7 +74,6 @@ def check_reservation_id(value: object) -> str:
 
 
 APP = Actor.system("app")
-Now = datetime | None
 MAX_TTL = timedelta(days=31)
 _wall = time.time
 
@@ -237,7 +236,13 @@ class Usage:
 
     @retries_lost_races
     def _consume(
-        self, owner: Owner, metric: str, amount: int, key: str | None, actor: Actor | str, now: Now
+        self,
+        owner: Owner,
+        metric: str,
+        amount: int,
+        key: str | None,
+        actor: Actor | str,
+        now: datetime | None,
     ) -> UsageDecision:
         owner, who, amount, key = (
             as_owner(owner),
