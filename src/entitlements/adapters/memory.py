@@ -493,12 +493,12 @@ class _Usage(_Repository[Owner]):
         owner = record.owner
         if owner.tenant != self._uow.tenant:
             self._scope(owner)
-        after, earlier = _charged(t, record, ceiling, revision, now, fallback)
+        after, earlier, before, records = _charge(t, record, ceiling, revision, now, fallback)
         if after is None:
             return None, earlier
-        current = t.counters[(owner, record.metric, record.period_start)]
-        records = _book(t, record, after)
-        self._undo.steps.append(partial(_unbook, t, record, current, records))
+        assert before is not None
+        assert records is not None
+        self._undo.steps.append(partial(_uncharge, t, record, before, records))
         noted = self._uow.noted
         if noted.get(owner) is not ChangeKind.TERMS:
             noted[owner] = ChangeKind.USAGE
@@ -696,78 +696,59 @@ def _added(
     return after
 
 
-def _charged(
+def _charge(
     t: _Tables,
     record: UsageRecord,
     ceiling: int | None,
     revision: int,
     now: datetime,
     fallback: tuple[str, int] | None,
-) -> tuple[Counter | None, UsageRecord | None]:
-    """What consuming ``record`` comes to, nothing written yet: the counter after, or the
-    record stored earlier under its key, or neither — refused (no counter stamped with
-    ``revision``, a held reservation run out, the fallback plan moved on, past the
-    ceiling). The rules of ``usage.consume``, for the unit of work and the inline path."""
+) -> tuple[Counter | None, UsageRecord | None, Counter | None, list[UsageRecord] | None]:
+    """Consume ``record`` by the rules of ``usage.consume``, for the unit of work and the
+    inline path alike. Returns the counter after, with the counter before and the ledger
+    list the row went to (what an undo needs); or the record stored earlier under its
+    key; or nothing, refused: no counter stamped with ``revision``, a held reservation
+    run out, the fallback plan moved on, or the ceiling passed."""
     owner = record.owner
+    keyed = None
     if record.key is not None:
-        earlier = t.record_keys.get(_keyed(owner, record.key))
+        keyed = (owner.tenant, owner.kind, owner.id, record.key)  # `_keyed`, inline
+        earlier = t.record_keys.get(keyed)
         if earlier is not None:
-            return None, earlier
+            return None, earlier, None, None
     key = (owner, record.metric, record.period_start)
     current = t.counters.get(key)
     if current is None or t.counter_revisions.get(key, 0) != revision:
-        return None, None
+        return None, None, None, None
     held = current.held_until
-    if (held is not None and held <= now) or (
-        fallback is not None and not _fallback_current(t, fallback)
-    ):
-        return None, None
+    if (held is not None and held <= now) or not _fallback_current(t, fallback):
+        return None, None, None, None
     used = current.used + record.amount
     if not within(ceiling, used, current.reserved):
-        return None, None
-    return _counter(owner, record.metric, record.period_start, used, current.reserved, held), None
-
-
-def _book(t: _Tables, record: UsageRecord, after: Counter) -> list[UsageRecord]:
-    """Write a consumption `_charged` allowed: the counter after, the key, the ledger
-    row; returns the ledger list the row went to."""
-    key = (record.owner, record.metric, record.period_start)
+        return None, None, None, None
+    # a counter from values that came from stored counters (already checked): the slots
+    # are filled directly, skipping the converters
+    after = _new(Counter)
+    _set_counter_owner(after, owner)
+    _set_counter_metric(after, record.metric)
+    _set_counter_period(after, record.period_start)
+    _set_counter_used(after, used)
+    _set_counter_reserved(after, current.reserved)
+    _set_counter_held(after, held)
     t.counters[key] = after
-    if record.key is not None:
-        t.record_keys[_keyed(record.owner, record.key)] = record
-    records = t.records.get(key)
-    if records is None:
-        records = t.records[key] = []
+    if keyed is not None:
+        t.record_keys[keyed] = record
+    records = t.records.setdefault(key, [])
     records.append(record)
-    return records
+    return after, None, current, records
 
 
-def _unbook(t: _Tables, record: UsageRecord, before: Counter, records: list[UsageRecord]) -> None:
-    """Undo `_book` (the key was not recorded before it: `_charged` checked)."""
+def _uncharge(t: _Tables, record: UsageRecord, before: Counter, records: list[UsageRecord]) -> None:
+    """Undo `_charge` (the key was not recorded before it: `_charge` checked)."""
     t.counters[(record.owner, record.metric, record.period_start)] = before
     if record.key is not None:
         del t.record_keys[_keyed(record.owner, record.key)]
     records.pop()
-
-
-def _counter(
-    owner: Owner,
-    metric: str,
-    period_start: datetime,
-    used: int,
-    reserved: int,
-    held_until: datetime | None,
-) -> Counter:
-    """A counter from values that came from stored counters (already checked): the
-    hot path fills the slots directly, skipping the converters."""
-    counter = _new(Counter)
-    _set_counter_owner(counter, owner)
-    _set_counter_metric(counter, metric)
-    _set_counter_period(counter, period_start)
-    _set_counter_used(counter, used)
-    _set_counter_reserved(counter, reserved)
-    _set_counter_held(counter, held_until)
-    return counter
 
 
 _new = object.__new__
@@ -1176,10 +1157,9 @@ class MemoryStore:
         clock's time, when the caller has just read it (the feed entry is dated by it)."""
         with self.lock:
             t = self.tables
-            after, earlier = _charged(t, record, ceiling, revision, now, fallback)
+            after, earlier, _, _ = _charge(t, record, ceiling, revision, now, fallback)
             if after is None:
                 return None, earlier, None
-            _book(t, record, after)
             owner = record.owner
             seq = t.next_seq
             t.next_seq = seq + 1

@@ -48,14 +48,9 @@ class _Planned(NamedTuple):
     charge: Charge
     at: datetime
     group: Group
-
-    @property
-    def snapshot(self) -> Snapshot:
-        return self.charge.terms.snapshot
-
-    @property
-    def key(self) -> str | None:
-        return self.charge.key
+    key: str | None
+    """The charge's key, and below its terms' snapshot, at hand: read many times."""
+    snapshot: Snapshot
 
 
 class _Written(NamedTuple):
@@ -134,8 +129,10 @@ class _Batch:
         if lane is None or lane.snapshot is not snapshot:
             lane = self.lanes[(owner, event.metric)] = metric_terms(snapshot, event.metric)
         planned = Charge(lane, event.amount, event.key)
-        planned.refuse_seats()
-        return _Planned(event, owner, planned, when, (owner, event.metric, lane.period_start))
+        if lane.counts_seats:
+            planned.refuse_seats()
+        group = (owner, event.metric, lane.period_start)
+        return _Planned(event, owner, planned, when, group, event.key, snapshot)
 
     def _stale(
         self,

@@ -313,7 +313,16 @@ class Usage:
         rt = self._rt
         wall = self._wall_clock
         at = _system_now(UTC) if wall else rt.now()
-        record = _plain_record(rt.new_id(), lane, amount, at, key)
+        # a ledger record of values checked already: the slots are filled directly,
+        # skipping the converters (and the frozen class's refusing ``__setattr__``)
+        record = _new_record(UsageRecord)
+        _set_record_id(record, rt.new_id())
+        _set_record_owner(record, owner)
+        _set_record_metric(record, metric)
+        _set_record_amount(record, amount)
+        _set_record_period(record, lane.period_start)
+        _set_record_at(record, at)
+        _set_record_key(record, key)
         counter, _, seq = self._inline(
             record, lane.ceiling, lane.snapshot.revision, at, lane.guard, at if wall else None
         )
@@ -321,7 +330,29 @@ class Usage:
             return None
         rt.last_revision.set(seq)
         rt.cache.invalidate_usage_of(owner)
-        return _plain_decision(lane, counter, amount)
+        base = lane.base
+        used, reserved, limit = counter.used, counter.reserved, base.limit
+        # the lane's base decision with the counter's numbers, built as the tuple it is
+        return _new_decision(
+            UsageDecision,
+            (
+                owner,
+                metric,
+                True,
+                amount,
+                limit,
+                used,
+                reserved,
+                None if limit is None else max(limit - used - reserved, 0),
+                base.enforcement,
+                base.kind,
+                base.reason,
+                base.detail,
+                lane.period_start,
+                False,
+                False,
+            ),
+        )
 
     def _lane(self, owner: Owner, metric: str) -> MetricTerms | None:
         """How ``metric`` is charged under the owner's cached snapshot, valid now, if a
@@ -646,49 +677,6 @@ def _plain_key(key: str | None) -> str | None:
     ):
         return key
     return check_idempotency_key(key)
-
-
-def _plain_record(
-    record_id: str, lane: MetricTerms, amount: int, at: datetime, key: str | None
-) -> UsageRecord:
-    """A ledger record of values checked already: the slots are filled directly,
-    skipping the converters (and the frozen class's refusing ``__setattr__``)."""
-    record = _new_record(UsageRecord)
-    _set_record_id(record, record_id)
-    _set_record_owner(record, lane.snapshot.owner)
-    _set_record_metric(record, lane.metric)
-    _set_record_amount(record, amount)
-    _set_record_period(record, lane.period_start)
-    _set_record_at(record, at)
-    _set_record_key(record, key)
-    return record
-
-
-def _plain_decision(lane: MetricTerms, counter: Counter, amount: int) -> UsageDecision:
-    """What a plain charge counted inline answers: allowed, nothing passed (the lane's
-    base decision with the counter's numbers), built as the tuple it is."""
-    base = lane.base
-    used, reserved, limit = counter.used, counter.reserved, base.limit
-    return _new_decision(
-        UsageDecision,
-        (
-            base.owner,
-            lane.metric,
-            True,
-            amount,
-            limit,
-            used,
-            reserved,
-            None if limit is None else max(limit - used - reserved, 0),
-            base.enforcement,
-            base.kind,
-            base.reason,
-            base.detail,
-            lane.period_start,
-            False,
-            False,
-        ),
-    )
 
 
 # The hot path's direct slot setters.
