@@ -19,10 +19,13 @@ from entitlements import (
     Limit,
     LimitKind,
     ManualClock,
+    MemoryStore,
     Owner,
     Plan,
     UsageDenied,
 )
+from entitlements.domain.usage import Counter, decide, metric_terms
+from entitlements.service.cache import SnapshotCache
 from test_coherence import Peer, catalog, reply, url_of
 
 ACME = Owner("organization", "acme")
@@ -132,3 +135,37 @@ def test_a_plan_change_in_another_process_reaches_the_warm_lanes(make_store, eng
     assert here.usage.consume(PEERS_ACME, "calls", 1).remaining == 0
     assert here.usage.total(PEERS_ACME, "calls") == 3
     here.close()
+
+
+def test_a_decision_or_lane_of_a_replaced_snapshot_is_not_put_back():
+    """A reader that decided on a snapshot another thread has since replaced must not
+    put its decision (or lane) beside the new one."""
+    clock = ManualClock(START)
+    ents = Entitlements(MemoryStore(), clock=clock)
+    ents.plans.define(TRIAL, actor="staff")
+    ents.subscriptions.start_trial(ACME, "pro", actor="staff")
+    during = ents.snapshot(ACME)
+    clock.advance(timedelta(days=14, minutes=1))
+    after = ents.snapshot(ACME)
+    assert during is not after
+
+    cache = SnapshotCache()
+    cache.put(during, cache.generation)
+    counter = Counter(ACME, "api", during.usage_period.start)
+    cache.put_counter(counter, cache.generation)
+    old = decide(during, "api", counter, 1)
+    cache.put_decision(old, cache.generation, during)
+    cache.put_lane(metric_terms(during, "api"))
+    assert cache.decisions[ACME]
+    assert cache.lanes[ACME]
+
+    cache.put(after, cache.generation)  # time replaced the snapshot: both go
+    assert ACME not in cache.decisions
+    assert ACME not in cache.lanes
+    cache.put_counter(counter, cache.generation)
+    cache.put_decision(old, cache.generation, during)  # a late reader of the old one
+    cache.put_lane(metric_terms(during, "api"))
+    assert ACME not in cache.decisions
+    assert ACME not in cache.lanes
+    cache.put_lane(metric_terms(after, "api"))
+    assert cache.lanes[ACME]["api"].snapshot is after

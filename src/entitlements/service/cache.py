@@ -1,4 +1,8 @@
-"""The warm path's memory: resolved snapshots, counters and usage decisions per owner.
+"""The warm path's memory: resolved snapshots, counters and usage decisions per owner,
+and how each metric is charged under the snapshot (its lanes).
+
+What is worked out from a snapshot (decisions, lanes) lives exactly as long as it: a
+snapshot replaced (time moved past its validity) or dropped takes them along.
 
 Three things make an entry stale, and each has its own guard: time (a snapshot carries
 the instant it stops being valid, and readers compare it with the clock); this process's
