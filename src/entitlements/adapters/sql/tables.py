@@ -30,6 +30,7 @@ __all__ = [
     "contracts",
     "feed_state",
     "metadata",
+    "override_history",
     "overrides",
     "owner_revisions",
     "personal_data",
@@ -41,6 +42,7 @@ __all__ = [
     "requests",
     "reservations",
     "seat_assignments",
+    "subscription_history",
     "subscriptions",
     "tenant_locks",
     "usage_counters",
@@ -149,6 +151,78 @@ overrides = sa.Table(
     sa.Column("actions", JSONDocument, nullable=True),
     sa.Column("value", sa.BigInteger, nullable=True),
     sa.Index("ix_ent_overrides_expiry", "tenant", "expires_at"),
+)
+
+# Effective-dated history, append-only: one row per write, in force from ``effective_at``
+# (the instant of the write) until the next row of the same subscription or override; the
+# highest ``seq`` wins among rows of one instant. Past answers read these, never the rows
+# above, so removing an override or ending a subscription keeps what was in force.
+subscription_history = sa.Table(
+    "ent_subscription_history",
+    metadata,
+    sa.Column("seq", row_id(), primary_key=True, autoincrement=True),
+    sa.Column("effective_at", UtcDateTime, nullable=False),
+    sa.Column("id", key_string(64), nullable=False),
+    sa.Column("tenant", key_string(TENANT), nullable=False),
+    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=False),
+    sa.Column("owner_id", key_string(OWNER_ID), nullable=False),
+    sa.Column("plan_key", key_string(KEY), nullable=False),
+    sa.Column("plan_version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("seats", sa.Integer, nullable=True),
+    sa.Column("trial_ends_at", UtcDateTime, nullable=True),
+    sa.Column("period_start", UtcDateTime, nullable=True),
+    sa.Column("period_end", UtcDateTime, nullable=True),
+    sa.Column("cycle_unit", sa.String(8), nullable=True),
+    sa.Column("cycle_every", sa.Integer, nullable=True),
+    sa.Column("cycle_anchor", UtcDateTime, nullable=True),
+    sa.Column("cancel_at_period_end", sa.Boolean, nullable=False),
+    sa.Column("canceled_at", UtcDateTime, nullable=True),
+    sa.Column("expires_at", UtcDateTime, nullable=True),
+    sa.Column("past_due_since", UtcDateTime, nullable=True),
+    sa.Column("suspended_from", sa.String(16), nullable=True),
+    sa.Column("external_id", sa.String(255), nullable=True),
+    sa.Column("metadata", JSONDocument, nullable=False),
+    sa.Column("notes", sa.Text, nullable=False),
+    sa.Column("addons", JSONDocument, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("plan_manager", sa.String(255), nullable=True),
+    sa.Column("contract", JSONDocument, nullable=True),
+    sa.Index(
+        "ix_ent_subscription_history_owner", "tenant", "owner_kind", "owner_id", "effective_at"
+    ),
+)
+
+override_history = sa.Table(
+    "ent_override_history",
+    metadata,
+    sa.Column("seq", row_id(), primary_key=True, autoincrement=True),
+    sa.Column("effective_at", UtcDateTime, nullable=False),
+    sa.Column("tenant", key_string(TENANT), nullable=False),
+    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=False),
+    sa.Column("owner_id", key_string(OWNER_ID), nullable=False),
+    sa.Column("kind", key_string(8), nullable=False),
+    sa.Column("key", key_string(KEY), nullable=False),
+    # false: the override was removed at effective_at (the other columns repeat it)
+    sa.Column("present", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("actions", JSONDocument, nullable=True),
+    sa.Column("value", sa.BigInteger, nullable=True),
+    sa.Index(
+        "ix_ent_override_history_owner",
+        "tenant",
+        "owner_kind",
+        "owner_id",
+        "kind",
+        "key",
+        "effective_at",
+    ),
 )
 
 audit_events = sa.Table(
