@@ -50,7 +50,9 @@ step = st.one_of(
     st.tuples(st.just("subscribe"), _owner, st.sampled_from(PLANS)),
     st.tuples(st.just("change_plan"), _owner, st.sampled_from(PLANS)),
     st.tuples(st.just("seats"), _owner, st.integers(1, 40)),
-    st.tuples(st.just("addon"), _owner, st.integers(1, 3), st.one_of(st.none(), st.integers(1, 40))),
+    st.tuples(
+        st.just("addon"), _owner, st.integers(1, 3), st.one_of(st.none(), st.integers(1, 40))
+    ),
     st.tuples(st.just("remove_addon"), _owner),
     st.tuples(
         st.just("feature_override"),
@@ -312,7 +314,7 @@ def test_writes_of_one_instant_the_last_one_wins(setup):
     assert ents.resolve(ACME, at).limit("projects") == 9
 
 
-@pytest.mark.parametrize("at", [datetime(2026, 1, 1), "2026-01-01", 3])  # noqa: DTZ001
+@pytest.mark.parametrize("at", [datetime(2026, 1, 1), "2026-01-01", 3])
 def test_a_naive_or_malformed_instant_is_refused(setup, at):
     ents, _ = setup
     with pytest.raises(InvalidInput):
@@ -326,7 +328,5 @@ def test_an_aware_instant_in_another_zone_is_the_same_instant(setup):
     ents.subscriptions.subscribe(ACME, "enterprise", actor="staff")
     clock.advance(days=1)
     ents.subscriptions.cancel(ACME, actor="staff")
-    then = (START + timedelta(hours=1)).astimezone(
-        datetime.now(UTC).astimezone().tzinfo or UTC
-    )
+    then = (START + timedelta(hours=1)).astimezone(datetime.now(UTC).astimezone().tzinfo or UTC)
     assert ents.resolve(ACME, then).plan_key == "enterprise"
