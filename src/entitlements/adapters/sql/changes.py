@@ -202,6 +202,9 @@ _MAX_PARAMETERS = 30_000  # PostgreSQL takes at most 65,535 in one statement
 _FEED_INSERT_RETURNING = t.changes.insert().returning(t.changes.c.seq)
 
 
+_Pending = list[tuple[sa.Table, list[dict[str, Any]]]]
+
+
 def insert_changes(
     connection: sa.Connection,
     rows: Sequence[dict[str, Any]],
@@ -213,22 +216,38 @@ def insert_changes(
     number. PostgreSQL takes them all in one statement (the audit and history rows in
     writable CTEs). The feed statements are built once: a multi-VALUES insert would be
     compiled anew for every count of rows."""
-    pending = [(t.audit_events, audit)] if audit else []
+    pending: _Pending = [(t.audit_events, audit)] if audit else []
     pending += [(table, found) for table, found in (history or {}).items() if found]
-    if pending:
-        parameters = sum(len(found) * len(found[0]) for _, found in pending)
-        parameters += len(rows) * len(rows[0]) if rows else 0
-        if rows and connection.dialect.name == "postgresql" and parameters <= _MAX_PARAMETERS:
-            statement = t.changes.insert().values(list(rows)).returning(t.changes.c.seq)
-            for table, found in pending:
-                statement = statement.add_cte(
-                    table.insert().values(list(found)).cte(f"{table.name}_rows")
-                )
-                found.clear()
-            return max(int(seq) for seq in connection.execute(statement).scalars())
-        for table, found in pending:
-            connection.execute(table.insert(), list(found))
-            found.clear()
+    if pending and rows and _fits_one_statement(connection, rows, pending):
+        return _insert_together(connection, rows, pending)
+    for table, found in pending:
+        connection.execute(table.insert(), list(found))
+        found.clear()
+    return _insert_feed(connection, rows)
+
+
+def _fits_one_statement(
+    connection: sa.Connection, rows: Sequence[dict[str, Any]], pending: _Pending
+) -> bool:
+    """PostgreSQL, within its parameters per statement."""
+    if connection.dialect.name != "postgresql":
+        return False
+    parameters = len(rows) * len(rows[0])
+    parameters += sum(len(found) * len(found[0]) for _, found in pending)
+    return parameters <= _MAX_PARAMETERS
+
+
+def _insert_together(
+    connection: sa.Connection, rows: Sequence[dict[str, Any]], pending: _Pending
+) -> int:
+    statement = t.changes.insert().values(list(rows)).returning(t.changes.c.seq)
+    for table, found in pending:
+        statement = statement.add_cte(table.insert().values(list(found)).cte(f"{table.name}_rows"))
+        found.clear()
+    return max(int(seq) for seq in connection.execute(statement).scalars())
+
+
+def _insert_feed(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> int | None:
     if not rows:
         return None
     if connection.dialect.insert_returning:

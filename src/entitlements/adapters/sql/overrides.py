@@ -21,7 +21,7 @@ from entitlements.errors import OverrideNotFound
 if TYPE_CHECKING:
     from entitlements.adapters.sql.store import SqlUnitOfWork
 
-__all__ = ["SqlOverrides"]
+__all__ = ["SqlOverrides", "override_row"]
 
 
 def _override_from(row: RowMapping | Mapping[str, Any]) -> Override:
@@ -39,7 +39,8 @@ def _override_from(row: RowMapping | Mapping[str, Any]) -> Override:
     )
 
 
-def _override_row(tenant: str, override: Override) -> dict[str, Any]:
+def override_row(tenant: str, override: Override) -> dict[str, Any]:
+    """The stored row of ``override`` in ``tenant`` ('' for none)."""
     return {
         "tenant": tenant,
         "owner_kind": override.owner.kind,
@@ -113,7 +114,7 @@ class SqlOverrides(Repository):
         self.forget(owner)
         self._uow.revisions.bump(owner)
         replaced = self._find(owner, override.kind, override.key)
-        row = _override_row(self._t, override)
+        row = override_row(self._t, override)
         values = {k: v for k, v in row.items() if k not in _KEYS}
         # an upsert: a concurrent first setter of the same key cannot make this one fail
         dialect = self._conn.dialect.name
@@ -145,7 +146,7 @@ class SqlOverrides(Repository):
         return found
 
     def _log_removal(self, removed: Override) -> None:
-        log_override(self._uow, _override_row(self._t, removed), present=False)
+        log_override(self._uow, override_row(self._t, removed), present=False)
 
     @storage_errors
     def at(self, owner: Owner, when: datetime) -> Sequence[Override]:

@@ -36,12 +36,18 @@ depends_on = None
 _BATCH = 1000
 
 
-def _subscription_columns() -> list[sa.Column[Any]]:
+def _owner_columns() -> list[sa.Column[Any]]:
     return [
-        sa.Column("id", key_string(64), nullable=False),
         sa.Column("tenant", key_string(255), nullable=False),
         sa.Column("owner_kind", key_string(64), nullable=False),
         sa.Column("owner_id", key_string(255), nullable=False),
+    ]
+
+
+def _subscription_columns() -> list[sa.Column[Any]]:
+    return [
+        *_owner_columns(),
+        sa.Column("id", key_string(64), nullable=False),
         sa.Column("plan_key", key_string(64), nullable=False),
         sa.Column("plan_version", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
@@ -71,9 +77,7 @@ def _subscription_columns() -> list[sa.Column[Any]]:
 
 def _override_columns() -> list[sa.Column[Any]]:
     return [
-        sa.Column("tenant", key_string(255), nullable=False),
-        sa.Column("owner_kind", key_string(64), nullable=False),
-        sa.Column("owner_id", key_string(255), nullable=False),
+        *_owner_columns(),
         sa.Column("kind", key_string(8), nullable=False),
         sa.Column("key", key_string(64), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
@@ -203,6 +207,7 @@ def _subscription_stretches(bind: sa.Connection) -> Iterator[dict[str, Any]]:
 
 
 def _override_row(document: Any) -> dict[str, Any] | None:
+    from entitlements.adapters.sql.overrides import override_row
     from entitlements.domain.override import Override
     from entitlements.serialization import converter
 
@@ -212,41 +217,37 @@ def _override_row(document: Any) -> dict[str, Any] | None:
         override = converter.structure(document, Override)
     except Exception:
         return None
-    return {
-        "tenant": override.owner.tenant or "",
-        "owner_kind": override.owner.kind,
-        "owner_id": override.owner.id,
-        "kind": override.kind.value,
-        "key": override.key,
-        "reason": override.reason,
-        "actor": override.actor,
-        "created_at": override.created_at,
-        "expires_at": override.expires_at,
-        "enabled": override.enabled,
-        "actions": None if override.actions is None else sorted(override.actions),
-        "value": override.value,
-    }
+    return override_row(override.owner.tenant or "", override)
 
 
 _SLOT = ("tenant", "owner_kind", "owner_id", "kind", "key")
 
 
-def _override_stretches(bind: sa.Connection) -> Iterator[dict[str, Any]]:
-    last: dict[tuple[Any, ...], tuple[datetime, dict[str, Any] | None]] = {}
+def _slot(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(row[k] for k in _SLOT)
+
+
+def _audited_overrides(bind: sa.Connection) -> Iterator[tuple[datetime, dict[str, Any], bool]]:
+    """(instant, override row, set or removed) of each audited override write."""
     for at, _, before, after in _audited(bind, "override:"):
         row = _override_row(after)
-        removed = _override_row(before) if row is None else None
-        if row is None and removed is None:
+        if row is not None:
+            yield at, row, True
             continue
-        present = row is not None
-        row = row or removed
-        assert row is not None
-        last[tuple(row[k] for k in _SLOT)] = (at, row if present else None)
+        removed = _override_row(before)
+        if removed is not None:
+            yield at, removed, False
+
+
+def _override_stretches(bind: sa.Connection) -> Iterator[dict[str, Any]]:
+    last: dict[tuple[Any, ...], tuple[datetime, dict[str, Any] | None]] = {}
+    for at, row, present in _audited_overrides(bind):
+        last[_slot(row)] = (at, row if present else None)
         yield {**row, "present": present, "effective_at": at}
     stored = sa.table("ent_overrides", *(sa.column(c.name, c.type) for c in _override_columns()))
     for found in bind.execute(sa.select(stored)).mappings():
         row = dict(found)
-        known = last.get(tuple(row[k] for k in _SLOT))
+        known = last.get(_slot(row))
         if known is None:
             yield {**row, "present": True, "effective_at": row["created_at"]}
         elif known[1] != row:
