@@ -169,7 +169,8 @@ CALLS = [
     Call("snapshot", (ACME,)),
     Call("explain", (ACME, "export", "update")),
     Call("explain_limit", (ACME, "projects")),
-    Call("resolve", (ACME,), {"now": LATER}),
+    Call("resolve", (ACME,), {"at": LATER}),
+    Call("resolve", (ACME, START + timedelta(seconds=1))),
     Call("claims", (ACME,), {"now": LATER}),
     Call("catch_up", (None,)),
     Call("invalidate", (ACME,)),
@@ -188,6 +189,7 @@ CALLS = [
     Call("subscriptions.find", (ACME,), {"actor": None}),
     Call("subscriptions.get", (ACME,), {"actor": "ann"}),
     Call("subscriptions.history", (ACME,)),
+    Call("subscriptions.at", (ACME, START + timedelta(seconds=1)), {"actor": None}),
     Call(
         "subscriptions.subscribe",
         (NEWCO, "growth"),

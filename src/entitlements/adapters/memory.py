@@ -112,6 +112,15 @@ def _restore(table: dict[Any, Any], key: Any, previous: Any) -> None:
         table[key] = previous
 
 
+_Slot = tuple[OverrideKind, str]
+
+
+def _in_force(entries: Sequence[tuple[Any, ...]], when: datetime) -> list[tuple[int, Any]]:
+    """The entries written with an instant at or before ``when``, numbered in the order
+    written (the number breaks ties between writes of one instant: the last wins)."""
+    return [(n, entry) for n, entry in enumerate(entries) if entry[0] <= when]
+
+
 class _Tables:
     def __init__(self) -> None:
         self.plans: dict[str, Plan] = {}
@@ -143,6 +152,12 @@ class _Tables:
         self.provider_links: dict[tuple[str | None, str], ProviderLink] = {}
         self.provider_commands: dict[tuple[str | None, str], ProviderCommand] = {}
         self.requests: dict[tuple[Owner, str], KeyedRequest] = {}
+        self.subscription_history: dict[Owner, list[tuple[datetime, Subscription]]] = {}
+        """Per owner, every stored state of its subscriptions with the instant it took
+        effect, in the order written (append-only)."""
+        self.override_history: dict[Owner, list[tuple[datetime, _Slot, Override | None]]] = {}
+        """Per owner, every override set (or removed: ``None``) with the instant, in the
+        order written (append-only)."""
 
 
 class _Repository(Generic[K]):
@@ -150,6 +165,14 @@ class _Repository(Generic[K]):
         self._uow = uow
         self._t = uow.tables
         self._undo = uow.undo
+
+    def _log(self, history: dict[Owner, list[Any]], owner: Owner, entry: Any) -> None:
+        """Append ``entry`` to the owner's history (undone with the unit of work)."""
+        entries = history.get(owner)
+        if entries is None:
+            entries = []
+            self._undo.set(history, owner, entries)
+        self._undo.append(entries, entry)
 
     def _scope(self, owner: Owner) -> Owner:
         if owner.tenant != self._uow.tenant:
@@ -261,6 +284,7 @@ class _Subscriptions(_Repository[str]):
         self._undo.set(self._t.subscriptions, stored.id, stored)
         ids = self._t.subscriptions_by_owner.get(owner, ())
         self._undo.set(self._t.subscriptions_by_owner, owner, (*ids, stored.id))
+        self._log(self._t.subscription_history, owner, (self._uow.written_at(), stored))
         return stored
 
     def update(self, subscription: Subscription) -> Subscription:
@@ -275,7 +299,18 @@ class _Subscriptions(_Repository[str]):
         stored = attrs.evolve(subscription, revision=existing.revision + 1)
         self._uow.revisions.bump(subscription.owner)
         self._undo.set(self._t.subscriptions, stored.id, stored)
+        self._log(self._t.subscription_history, stored.owner, (self._uow.written_at(), stored))
         return stored
+
+    def at(self, owner: Owner, when: datetime) -> Subscription | None:
+        entries = _in_force(self._t.subscription_history.get(self._scope(owner), []), when)
+        if not entries:
+            return None
+        # the subscription created last, as its last write left it
+        newest = max(entries, key=lambda e: (e[1][1].created_at, e[0]))[1][1].id
+        mine = [(at, n, sub) for n, (at, sub) in entries if sub.id == newest]
+        found: Subscription = max(mine, key=lambda e: (e[0], e[1]))[2]
+        return found
 
     def due(self, now: datetime, limit: int = 500) -> Sequence[Subscription]:
         found = []
@@ -335,6 +370,7 @@ class _Overrides(_Repository[Owner]):
         replaced = current.get(slot)
         self._uow.revisions.bump(owner)
         self._undo.set(self._t.overrides, owner, {**current, slot: override})
+        self._log(self._t.override_history, owner, (self._uow.written_at(), slot, override))
         return replaced
 
     def remove(self, owner: Owner, kind: OverrideKind, key: str) -> Override:
@@ -345,7 +381,17 @@ class _Overrides(_Repository[Owner]):
         removed = current[slot]
         self._uow.revisions.bump(owner)
         self._undo.set(self._t.overrides, owner, {k: v for k, v in current.items() if k != slot})
+        self._log(self._t.override_history, owner, (self._uow.written_at(), slot, None))
         return removed
+
+    def at(self, owner: Owner, when: datetime) -> Sequence[Override]:
+        entries = _in_force(self._t.override_history.get(self._scope(owner), []), when)
+        last: dict[_Slot, tuple[datetime, int, Override | None]] = {}
+        for n, (at, slot, override) in entries:
+            known = last.get(slot)
+            if known is None or (at, n) > known[:2]:
+                last[slot] = (at, n, override)
+        return [found for slot in sorted(last) if (found := last[slot][2]) is not None]
 
     def remove_expired(
         self, owner: Owner, kind: OverrideKind, key: str, now: datetime
@@ -1077,6 +1123,11 @@ class _MemoryUnitOfWork:
         self.bumped: dict[Owner, int] = {}
         self.noted: dict[Owner | None, ChangeKind] = {}
         self.committed_revision: int | None = None
+        self.effective_at: datetime | None = None
+
+    def written_at(self) -> datetime:
+        """The instant the history dates this unit of work's writes with."""
+        return self.effective_at or _wall_now(UTC)
 
     def __enter__(self) -> _MemoryUnitOfWork:
         self._lock.acquire()

@@ -32,7 +32,7 @@ from entitlements.domain.checks import (
 )
 from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import as_of, could_read_as
-from entitlements.domain.instant import optional_given_utc
+from entitlements.domain.instant import given_utc, optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Plan, check_trial_days
 from entitlements.domain.plan_change import (
@@ -173,6 +173,26 @@ class Subscriptions:
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
             return read_history(uow, owner, self._rt.read_now(owner.tenant))
+
+    def at(
+        self, owner: Owner, when: datetime, *, actor: Actor | str | None = None
+    ) -> Subscription | None:
+        """The owner's subscription as it stood at ``when`` (``None``: it had none then):
+        the one it held at that instant, with what writes had stored by then and what
+        time had made of it by then — also when it was canceled, replaced or changed
+        since. A ``when`` still to come reads the current one as time will have made it
+        (like `find`). Naive datetimes are refused (`InvalidInput`)."""
+        owner = as_owner(owner)
+        when = given_utc(when, "when")
+        now = self._rt.read_now(owner.tenant)
+        with self._rt.read(owner.tenant) as uow:
+            self._authorize_read(uow, owner, actor)
+            found = (
+                uow.subscriptions.at(owner, when)
+                if when < now
+                else uow.subscriptions.current(owner)
+            )
+        return None if found is None else as_of(found, when)
 
     def search(
         self,

@@ -390,6 +390,99 @@ class StoreContract:
         assert [o.key for o in ents.process_due().expired_overrides] == ["export"]
         assert ents.overrides.list(ACME) == []
 
+    # -- history ---------------------------------------------------------------------
+
+    def test_subscription_history_answers_each_instant(
+        self, ents: Entitlements, store: Store
+    ) -> None:
+        """Every add and update is in force from its unit of work's ``effective_at``;
+        among writes of one instant the last wins; a rolled-back write leaves none; the
+        subscription created last is the owner's, however old its first write."""
+        original = ents.subscriptions.subscribe(ACME, "growth", actor=STAFF)
+        t1, t2, t3 = (START + timedelta(days=n) for n in (1, 2, 3))
+        with store.unit_of_work(None) as uow:
+            uow.effective_at = t1
+            first = uow.subscriptions.update(attrs.evolve(original, seats=2))
+            first = uow.subscriptions.update(attrs.evolve(first, seats=3))
+            uow.commit()
+        _rolled_back(store, lambda uow: uow.subscriptions.update(attrs.evolve(first, seats=9)))
+        with store.unit_of_work(None) as uow:
+            uow.effective_at = t2
+            ended = uow.subscriptions.update(
+                attrs.evolve(first, status=SubscriptionStatus.CANCELED, canceled_at=t2)
+            )
+            second = uow.subscriptions.add(
+                attrs.evolve(first, id="second", created_at=t2, seats=7, revision=0)
+            )
+            assert uow.subscriptions.at(ACME, t2) == second  # reads its own writes
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            uow.effective_at = t3
+            uow.subscriptions.update(attrs.evolve(ended, notes="closed"))
+            uow.commit()
+        with store.unit_of_work(None, read_only=True) as uow:
+            at = uow.subscriptions.at
+            assert at(ACME, START - _SECOND) is None
+            assert at(ACME, START) == original
+            assert at(ACME, t1 - _SECOND) == original
+            assert at(ACME, t1) == first
+            assert at(ACME, t2 - _SECOND) == first
+            assert at(ACME, t2) == second
+            assert at(ACME, t3 + timedelta(days=30)) == second
+            assert at(GLOBEX, t3) is None
+        with store.unit_of_work("tenant-b", read_only=True) as uow:
+            assert uow.subscriptions.at(Owner("organization", "acme", "tenant-b"), t3) is None
+
+    def test_override_history_keeps_what_was_removed(self, store: Store) -> None:
+        t1, t2, t3 = (START + timedelta(days=n) for n in (1, 2, 3))
+
+        def override(value: int, **more: Any) -> Override:
+            return Override(
+                ACME, OverrideKind.LIMIT, "projects", "r", STAFF.id, START, value=value, **more
+            )
+
+        with store.unit_of_work(None) as uow:
+            uow.effective_at = START
+            uow.overrides.put(override(5))
+            uow.overrides.put(override(6))
+            uow.overrides.put(
+                Override(ACME, OverrideKind.FEATURE, "sso", "r", STAFF.id, START, expires_at=t2)
+            )
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            uow.effective_at = t1
+            uow.overrides.remove(ACME, OverrideKind.LIMIT, "projects")
+            assert [o.key for o in uow.overrides.at(ACME, t1)] == ["sso"]
+            uow.commit()
+        _rolled_back(store, lambda uow: uow.overrides.remove(ACME, OverrideKind.FEATURE, "sso"))
+        with store.unit_of_work(None) as uow:
+            uow.effective_at = t3
+            uow.overrides.remove_expired(ACME, OverrideKind.FEATURE, "sso", t3)
+            uow.overrides.put(override(8))
+            uow.commit()
+        with store.unit_of_work(None, read_only=True) as uow:
+            at = uow.overrides.at
+            assert at(ACME, START - _SECOND) == []
+            assert [(o.key, o.value) for o in at(ACME, START)] == [("sso", None), ("projects", 6)]
+            assert [o.key for o in at(ACME, t2)] == ["sso"]  # expired, not yet removed
+            assert [(o.key, o.value) for o in at(ACME, t3)] == [("projects", 8)]
+            assert at(GLOBEX, t3) == []
+        with store.unit_of_work("tenant-b", read_only=True) as uow:
+            assert uow.overrides.at(Owner("organization", "acme", "tenant-b"), t3) == []
+
+    def test_history_without_an_instant_is_dated_by_the_wall_clock(
+        self, ents: Entitlements, store: Store
+    ) -> None:
+        sub = ents.subscriptions.subscribe(ACME, "growth", actor=STAFF)
+        before = datetime.now(UTC)
+        with store.unit_of_work(None) as uow:
+            uow.subscriptions.update(attrs.evolve(sub, seats=4))
+            uow.commit()
+        after = datetime.now(UTC)
+        with store.unit_of_work(None, read_only=True) as uow:
+            assert uow.subscriptions.at(ACME, before - _SECOND).seats is None  # type: ignore[union-attr]
+            assert uow.subscriptions.at(ACME, after).seats == 4  # type: ignore[union-attr]
+
     # -- audit -----------------------------------------------------------------------
 
     def test_audit_is_ordered_and_complete(

@@ -33,6 +33,7 @@ from entitlements.adapters.sql.audit import SqlAudit
 from entitlements.adapters.sql.changes import SqlFeed, SqlRevisions, insert_changes
 from entitlements.adapters.sql.contracts import SqlContracts
 from entitlements.adapters.sql.errors import storage_errors, translate
+from entitlements.adapters.sql.history import flush_history
 from entitlements.adapters.sql.overrides import SqlOverrides
 from entitlements.adapters.sql.plans import SqlPlans
 from entitlements.adapters.sql.provider import SqlProvider
@@ -92,7 +93,14 @@ class SqlUnitOfWork:
         """Owners whose revision row this unit of work created: no counters to stamp."""
         self.noted: dict[Owner | None, ChangeKind] = {}
         self.pending_audit: list[dict[str, Any]] = []
+        self.pending_history: dict[sa.Table, list[dict[str, Any]]] = {}
+        """History stretches appended, inserted at commit (see `history`)."""
         self.committed_revision: int | None = None
+        self.effective_at: datetime | None = None
+
+    def written_at(self) -> datetime:
+        """The instant the history dates this unit of work's writes with."""
+        return self.effective_at or datetime.now(UTC)
 
     @property
     def connection(self) -> Connection:
@@ -164,6 +172,7 @@ class SqlUnitOfWork:
             # audit rows appended before the savepoint are written before it: a rollback
             # to it must not take them along
             self.audit.flush()
+            flush_history(self)
             nested = self.connection.begin_nested()
         except exc.SQLAlchemyError as error:
             raise translate(error) from error
@@ -172,6 +181,7 @@ class SqlUnitOfWork:
         except BaseException as error:
             self.bumped, self.noted, self.unstamped = bumped, noted, unstamped
             self.pending_audit.clear()
+            self.pending_history.clear()
             self.overrides.forget_all()  # read under locks the rollback may release
             translated = translate(error) if isinstance(error, exc.SQLAlchemyError) else None
             try:
@@ -197,7 +207,10 @@ class SqlUnitOfWork:
             raise self._doomed
         try:
             revision = insert_changes(
-                self.connection, self.feed.rows(datetime.now(UTC)), self.pending_audit
+                self.connection,
+                self.feed.rows(datetime.now(UTC)),
+                self.pending_audit,
+                self.pending_history,
             )
         except exc.SQLAlchemyError as error:
             raise translate(error) from error
