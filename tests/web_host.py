@@ -14,6 +14,7 @@ from entitlements.web import BadTokenLimiter, create_app
 
 SECRET = "test-secret-0123456789abcdef"
 STAFF_COOKIE = "test_staff"
+TRUSTED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 
 
 def staff(request: Request) -> Actor | None:
@@ -52,7 +53,13 @@ def make_ents(store) -> Entitlements:
 
 
 def make_host(ents: Entitlements, limiter: BadTokenLimiter | None = None) -> Starlette:
-    web = create_app(ents, authenticator=staff, secret_key=SECRET, bad_token_limiter=limiter)
+    web = create_app(
+        ents,
+        authenticator=staff,
+        secret_key=SECRET,
+        bad_token_limiter=limiter,
+        trusted_hosts=TRUSTED_HOSTS,
+    )
 
     async def login(request: Request) -> RedirectResponse:
         response = RedirectResponse("/billing/", status_code=303)

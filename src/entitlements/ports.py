@@ -384,6 +384,11 @@ class ContractRepository(Protocol):
         """The chain, in order."""
         ...
 
+    def last_event(self, contract_id: str) -> ContractEvent | None:
+        """The chain's newest event (what the next one links to), without reading the
+        rest of the chain; ``None`` before the first."""
+        ...
+
     def put_personal_data(self, data: PersonalData) -> None:
         """Store clear personal data under its commitment, apart from hashed records."""
         ...

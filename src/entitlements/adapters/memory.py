@@ -885,6 +885,11 @@ class _Contracts(_Repository[str]):
         self.get(contract_id)
         return list(self._t.contract_events.get(contract_id, ()))
 
+    def last_event(self, contract_id: str) -> ContractEvent | None:
+        self.get(contract_id)
+        chain = self._t.contract_events.get(contract_id)
+        return chain[-1] if chain else None
+
     def put_personal_data(self, data: PersonalData) -> None:
         self._undo.set(self._t.personal_data, data.commitment, data)
 

@@ -529,29 +529,21 @@ class Contracts:
         user_agent: str | None = None,
         now: datetime | None = None,
     ) -> SigningView:
-        """The signer opened the link (viewed)."""
+        """The signer opened the link (viewed): recorded on every call, so a page calls
+        it once per visit and `view` for the page's other loads."""
 
         def act(tx: Transaction, contract: Contract, signer: Signer) -> SigningView:
             after, changed = contract.after_signer(signer, "open")
             stored = tx.uow.contracts.update(after)
             self._signer_event(tx, stored, changed, EventType.VIEWED, ip, user_agent)
-            names = tx.uow.contracts.personal_data([changed.name])
-            person = names.get(changed.name)
-            return SigningView(
-                stored.id,
-                stored.title,
-                stored.body,
-                stored.content_hash,
-                stored.terms,
-                changed.id,
-                None if person is None else person.value,
-                changed.status,
-                stored.status,
-                stored.may_act(changed),
-                owner=stored.owner,
-            )
+            return _signing_view(tx, stored, changed)
 
         return self._as_signer(token, now, act)
+
+    def view(self, token: str, *, now: datetime | None = None) -> SigningView:
+        """What the signer's page shows for ``token``, recording nothing; `InvalidToken`
+        when the link opens nothing now (like `open`)."""
+        return self._as_signer(token, now, _signing_view)
 
     def consent(
         self,
@@ -893,9 +885,8 @@ class Contracts:
         user_agent: str | None = None,
         data: Mapping[str, Any] | None = None,
     ) -> ContractEvent:
-        chain = tx.uow.contracts.events(contract.id)
         event = next_event(
-            chain[-1] if chain else None,
+            tx.uow.contracts.last_event(contract.id),
             contract.id,
             contract.content_hash,
             type,
@@ -952,6 +943,23 @@ class Contracts:
         return evidence_document(
             contract, events, uow.contracts.personal_data(sorted(wanted)), checkpoint
         )
+
+
+def _signing_view(tx: Transaction, contract: Contract, signer: Signer) -> SigningView:
+    person = tx.uow.contracts.personal_data([signer.name]).get(signer.name)
+    return SigningView(
+        contract.id,
+        contract.title,
+        contract.body,
+        contract.content_hash,
+        contract.terms,
+        signer.id,
+        None if person is None else person.value,
+        signer.status,
+        contract.status,
+        contract.may_act(signer),
+        owner=contract.owner,
+    )
 
 
 def _without_tokens(contract: Contract) -> tuple[Signer, ...]:

@@ -200,12 +200,15 @@ class Subscriptions:
         statuses: Iterable[SubscriptionStatus | str] | None = None,
         tenant: str | None = None,
         limit: int = 100,
+        actor: Actor | str | None = None,
     ) -> Sequence[Subscription]:
         """Each owner's most recent subscription in ``tenant`` as of now (like `get`),
         newest first, filtered by status and by text found in the owner id, external id or
         plan key: the staff console's owner list and seed 000's review of past-due
         accounts. With ``statuses``, rows time has moved out of them since the last sweep
-        are left out, so a page may hold fewer than ``limit``."""
+        are left out, so a page may hold fewer than ``limit``. With ``actor``, owners the
+        authorizer does not let the actor read (``subscription.read``) are left out too:
+        a list must not show what the owner's own page would refuse."""
         if text is not None and (not isinstance(text, str) or len(text) > 255):
             raise InvalidInput("text", "must be text of at most 255 characters", text)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
@@ -218,9 +221,21 @@ class Subscriptions:
         stored_as = None if wanted is None else could_read_as(wanted)
         with self._rt.read(tenant) as uow:
             found = uow.subscriptions.search((text or "").strip() or None, stored_as, limit)
+            if actor is not None:
+                who = as_actor(actor)
+                found = [s for s in found if self._may_read(uow, s.owner, who)]
         now = self._rt.read_now(tenant)
         current = [as_of(subscription, now) for subscription in found]
         return [s for s in current if wanted is None or s.status.value in wanted]
+
+    def _may_read(self, uow: Any, owner: Owner, actor: Actor) -> bool:
+        try:
+            self._rt.authorizer.authorize(
+                actor, "subscription.read", owner=owner, subject=None, uow=uow
+            )
+        except NotAuthorized:
+            return False
+        return True
 
     def _authorize_read(self, uow: Any, owner: Owner, actor: Actor | str | None) -> None:
         if actor is None:
@@ -619,14 +634,17 @@ class Subscriptions:
         *,
         version: int | None = None,
         now: datetime | None = None,
+        actor: Actor | str | None = None,
     ) -> PlanChangePreview:
         """What moving to ``plan_key`` would do — features gained and lost, limits raised
-        and lowered, limits current usage would pass — without changing anything."""
+        and lowered, limits current usage would pass — without changing anything. With
+        ``actor``, the authorizer decides first (``subscription.read``), as for `get`."""
         owner = as_owner(owner)
         check_key(plan_key, "plan_key")
         check_version(version)
         at = self._rt.now(now)
         with self._rt.read(owner.tenant) as uow:
+            self._authorize_read(uow, owner, actor)
             current = uow.subscriptions.current(owner)
             if current is None or current.is_terminal:
                 raise SubscriptionNotFound(owner)

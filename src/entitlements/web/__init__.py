@@ -14,7 +14,12 @@ from entitlements.web.app import create_app, random_secret
 from entitlements.web.auth import Authenticator
 from entitlements.web.headers import CONTENT_SECURITY_POLICY
 from entitlements.web.ratelimit import BadTokenLimiter
-from entitlements.web.settings import DEFAULT_CONSENT, DEFAULT_CONSENT_VERSION
+from entitlements.web.settings import (
+    DEFAULT_CONSENT,
+    DEFAULT_CONSENT_VERSION,
+    forwarded_for,
+    peer_address,
+)
 from entitlements.web.wsgi import as_wsgi
 
 __all__ = [
@@ -25,5 +30,7 @@ __all__ = [
     "BadTokenLimiter",
     "as_wsgi",
     "create_app",
+    "forwarded_for",
+    "peer_address",
     "random_secret",
 ]

@@ -4,11 +4,12 @@ with the package's own static files, behind the security headers."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.routing import Mount, Router
 from starlette.staticfiles import StaticFiles
@@ -30,6 +31,7 @@ from entitlements.web.settings import (
     peer_address,
 )
 from entitlements.web.signing import SigningPages
+from entitlements.web.visits import Visits
 
 __all__ = ["create_app"]
 
@@ -53,6 +55,8 @@ def create_app(
     consent_text: str = DEFAULT_CONSENT,
     consent_version: str = DEFAULT_CONSENT_VERSION,
     client_ip: Callable[[Request], str | None] = peer_address,
+    base_url: str | None = None,
+    trusted_hosts: Sequence[str] | None = None,
     signing_base_url: str | None = None,
     bad_token_limiter: BadTokenLimiter | None = None,
     title: str = "Subscriptions",
@@ -63,24 +67,33 @@ def create_app(
     console has no open default. ``secret_key`` keys the CSRF tokens and the signing
     pages' memory of opened links: every process of the host must share it. ``client_ip``
     reads the signer's address (behind a proxy, from the header it sets) for the evidence
-    and the bad-token limit. ``signing_base_url`` is where signers reach these pages, if
-    not where staff do.
+    and the bad-token limit (`forwarded_for` reads a proxy's ``X-Forwarded-For``).
+
+    ``base_url`` is where browsers reach this app (``https://example.com/billing``):
+    every link, the origin forms must come from and the ``Secure`` flag of cookies
+    follow it, whatever ``Host`` header or scheme a proxy passes on. Without it, pass
+    ``trusted_hosts``: requests naming any other ``Host`` are refused (400), and links
+    are built from the request. One of the two is required. ``signing_base_url`` is
+    where signers reach the signing pages, if not at ``base_url``.
     """
     if not callable(authenticator):
         raise InvalidInput(
             "authenticator", "pass a function from the request to the staff Actor (or None)"
         )
     secret = _secret(secret_key)
-    settings = Settings(consent_text, consent_version, client_ip, signing_base_url)
+    settings = Settings(
+        consent_text, consent_version, client_ip, base_url, signing_base_url, trusted_hosts
+    )
     router_box: list[Router] = []
-    pages = Pages(CsrfGuard(secret), lambda: router_box[0], title)
+    pages = Pages(CsrfGuard(secret, settings), lambda: router_box[0], title)
     signing = SigningPages(
         ents,
         pages,
-        LinkMemory(secret + b"\x1flinks"),
+        LinkMemory(secret + b"\x1flinks", settings),
         bad_token_limiter or BadTokenLimiter(),
         settings,
-        Flash(secret + b"\x1fflash"),
+        Flash(secret + b"\x1fflash", settings),
+        Visits(secret + b"\x1fvisits", settings),
     )
     console = Console(ents, pages, authenticator, settings)
     app = Starlette(
@@ -89,7 +102,14 @@ def create_app(
             *console.routes(),
             Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         ],
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            *(
+                [Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.trusted_hosts))]
+                if settings.trusted_hosts
+                else []
+            ),
+        ],
     )
     router_box.append(app.router)
     return app

@@ -384,7 +384,7 @@ class Console:
             statuses = [status] if status else None
             found = await run_in_threadpool(
                 lambda: self.ents.subscriptions.search(
-                    query or None, statuses=statuses, tenant=tenant
+                    query or None, statuses=statuses, tenant=tenant, actor=actor
                 )
             )
         except EntitlementsError as error:
@@ -460,7 +460,9 @@ class Console:
             if not plan:
                 raise InvalidInput("plan", "choose a plan")
             preview = await run_in_threadpool(
-                lambda: self.ents.subscriptions.preview_change(owner, plan, version=version)
+                lambda: self.ents.subscriptions.preview_change(
+                    owner, plan, version=version, actor=actor
+                )
             )
         except EntitlementsError as error:
             return await self._owner_response(
@@ -481,7 +483,7 @@ class Console:
         def read() -> dict[str, Any]:
             catalog = []
             on: Counter[tuple[str, int]] = Counter()
-            for sub in self.ents.subscriptions.search(limit=1000):
+            for sub in self.ents.subscriptions.search(limit=1000, actor=actor):
                 if not sub.is_terminal:
                     on[(sub.plan_key, sub.plan_version)] += 1
             for plan in self.ents.plans.list():
@@ -554,7 +556,4 @@ class Console:
 
     def signing_url(self, request: Request, token: str) -> str:
         path = self.pages.route_path("sign", token=token)
-        if self.settings.signing_base_url:
-            return self.settings.signing_base_url.rstrip("/") + path
-        root = request.scope.get("root_path", "").rstrip("/")
-        return f"{request.url.scheme}://{request.url.netloc}{root}{path}"
+        return self.settings.url(request, path, signing=True)

@@ -13,14 +13,17 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from entitlements.web.settings import Settings
+
 __all__ = ["Flash"]
 
 COOKIE = "ent_flash"
 
 
 class Flash:
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, settings: Settings) -> None:
         self._secret = secret
+        self._settings = settings
 
     def _mac(self, bound_to: str, payload: str) -> str:
         message = f"flash\x1f{bound_to}\x1f{payload}".encode()
@@ -41,7 +44,7 @@ class Flash:
             path=self._path(request),
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=self._settings.secure(request),
         )
 
     def clear(self, request: Request, response: Response) -> None:

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from entitlements.domain.owner import Owner
+from entitlements.web.settings import Settings
 
 __all__ = ["LinkMemory", "RememberedLink"]
 
@@ -36,8 +37,9 @@ class RememberedLink:
 
 
 class LinkMemory:
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, settings: Settings) -> None:
         self._secret = secret
+        self._settings = settings
 
     @staticmethod
     def _digest(token: str) -> str:
@@ -68,7 +70,7 @@ class LinkMemory:
             path=(request.scope.get("root_path") or "") + "/sign/",
             httponly=True,
             samesite="lax",
-            secure=request.url.scheme == "https",
+            secure=self._settings.secure(request),
         )
 
     def recall(self, request: Request, token: str) -> RememberedLink | None:

@@ -272,6 +272,17 @@ class SqlContracts(Repository):
         return [_event_from(r) for r in rows]
 
     @storage_errors
+    def last_event(self, contract_id: str) -> ContractEvent | None:
+        self.get(contract_id)
+        rows = self._rows(
+            sa.select(t.contract_events)
+            .where(t.contract_events.c.contract_id == contract_id)
+            .order_by(t.contract_events.c.seq.desc())
+            .limit(1)
+        )
+        return _event_from(rows[0]) if rows else None
+
+    @storage_errors
     def put_personal_data(self, data: PersonalData) -> None:
         self._conn.execute(
             t.personal_data.insert().values(
