@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -370,3 +371,60 @@ def test_a_finger_draws_on_a_touch_screen(served, browser):
     signed = next(e for e in ents.contracts.events(ACME, contract.id) if e.type.value == "signed")
     assert signed.data["method"] == "drawn"
     phone.close()
+
+
+def from_another_site(page, base: str, target: str) -> None:
+    """Follow a link to ``target`` from a page of another site (``localhost`` and
+    ``127.0.0.1`` are different sites to the browser)."""
+    elsewhere = base.replace("127.0.0.1", "localhost")
+    page.goto(f"{elsewhere}/elsewhere?to={quote(target, safe='')}")
+    with page.expect_navigation():
+        page.click("#go")
+
+
+def test_arriving_from_another_site_keeps_forms_open_in_other_tabs_working(served, browser):
+    ents, base = served
+    from test_web import STAFF
+
+    ents.subscriptions.start_trial(ACME, "team", actor=STAFF, seats=3)
+    staff = browser.new_context()
+    first_tab = staff.new_page()
+    first_tab.goto(f"{base}/login?as=ann")
+    first_tab.goto(f"{base}/billing/owner?ref=organization:acme")
+    second_tab = staff.new_page()
+    from_another_site(second_tab, base, f"{base}/billing/owner?ref=organization:acme")
+    assert heading(second_tab) == "organization:acme"
+    suspend = first_tab.locator("form[action$='/owner/suspend']")
+    suspend.get_by_label("Reason (optional)").fill("chargeback")
+    with first_tab.expect_navigation() as navigation:
+        suspend.get_by_role("button", name="Suspend").click()
+    assert navigation.value.status == 200
+    assert ents.subscriptions.get(ACME).status.value == "suspended"
+    staff.close()
+
+
+def test_a_signer_who_opens_the_mailed_link_twice_signs_in_the_first_tab(served, browser):
+    ents, base = served
+    from test_web import issue
+
+    link = base + issue(ents, signers=1)[0]
+    signer = browser.new_context()
+    first = signer.new_page()
+    from_another_site(first, base, link)
+    assert heading(first) == "Team agreement"
+    token = link.rsplit("/", 1)[1]
+    assert token not in first.url, "the token left the address bar"
+    second = signer.new_page()
+    from_another_site(second, base, link)
+    assert second.url == first.url, "the same visit"
+    first.get_by_label("I agree").check()
+    first.get_by_role("button", name="Continue").click()
+    first.wait_for_selector("#sign-form")
+    first.fill("input[name=typed_name]", "Signer 1")
+    first.get_by_role("button", name="Sign", exact=True).click()
+    first.wait_for_selector("text=You have signed")
+    contract = ents.contracts.list(ACME)[0]
+    assert contract.status.value == "completed"
+    events = ents.contracts.events(ACME, contract.id)
+    assert sum(e.type.value == "viewed" for e in events) == 1, "one visit, one view"
+    signer.close()

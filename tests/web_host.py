@@ -3,9 +3,11 @@ mounted under /billing with a test authenticator that trusts a cookie set at log
 
 from __future__ import annotations
 
+import html
+
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from starlette.routing import Mount, Route
 
 from entitlements import Action, Actor, Entitlements, Feature, Limit, Plan
@@ -69,4 +71,17 @@ def make_host(ents: Entitlements, limiter: BadTokenLimiter | None = None) -> Sta
     async def home(request: Request) -> PlainTextResponse:
         return PlainTextResponse("the host's own page")
 
-    return Starlette(routes=[Route("/", home), Route("/login", login), Mount("/billing", app=web)])
+    async def elsewhere(request: Request) -> HTMLResponse:
+        """Another site (reached under another host name) linking to ``to``: following
+        it is a cross-site navigation, as from a mail client or a search result."""
+        target = html.escape(request.query_params.get("to", "/"))
+        return HTMLResponse(f'<!doctype html><a id="go" href="{target}">go</a>')
+
+    return Starlette(
+        routes=[
+            Route("/", home),
+            Route("/login", login),
+            Route("/elsewhere", elsewhere),
+            Mount("/billing", app=web),
+        ]
+    )
