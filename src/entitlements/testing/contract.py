@@ -761,6 +761,49 @@ class StoreContract:
         with pytest.raises(NotFound):
             ents.contracts.get(GLOBEX, contract.id)
 
+    def test_search_and_preview_leave_out_owners_the_actor_may_not_read(
+        self, ents: Entitlements
+    ) -> None:
+        from entitlements.errors import NotAuthorized
+        from entitlements.service.authorization import PermissionRules
+
+        ents.subscriptions.start_trial(ACME, "growth", actor=STAFF)
+        ents.subscriptions.start_trial(GLOBEX, "growth", actor=STAFF)
+        ents.runtime.authorizer = PermissionRules(
+            can_read=lambda actor, owner: actor.id != "eve" or owner != GLOBEX
+        )
+        eve = Actor("eve")
+        assert {s.owner for s in ents.subscriptions.search(actor=eve)} == {ACME}
+        assert ents.subscriptions.search("globex", actor=eve) == []
+        assert {s.owner for s in ents.subscriptions.search(actor=STAFF)} == {ACME, GLOBEX}
+        assert ents.subscriptions.preview_change(ACME, "free", actor=eve) is not None
+        with pytest.raises(NotAuthorized):
+            ents.subscriptions.preview_change(GLOBEX, "free", actor=eve)
+
+    def test_the_chains_last_event_and_a_view_that_records_nothing(
+        self, ents: Entitlements
+    ) -> None:
+        from entitlements.domain.contracts.contract import SignerSpec, SignerStatus
+
+        ents.subscriptions.start_trial(ACME, "growth", actor=STAFF)
+        contract = ents.contracts.issue(
+            ACME, title="MSA", body="Terms.", actor=STAFF, signers=[SignerSpec("Ada", "a@x.test")]
+        )
+        token = ents.contracts.send(ACME, contract.id, actor=STAFF)["s1"]
+        before = list(ents.contracts.events(ACME, contract.id))
+        view = ents.contracts.view(token)
+        assert view.signer_status is SignerStatus.SENT
+        assert list(ents.contracts.events(ACME, contract.id)) == before, "a view records nothing"
+        with ents.runtime.read(ACME.tenant) as uow:
+            assert uow.contracts.last_event(contract.id) == before[-1]
+        assert ents.contracts.open(token).signer_status is SignerStatus.VIEWED
+        after = list(ents.contracts.events(ACME, contract.id))
+        assert after[:-1] == before
+        assert after[-1].type.value == "viewed"
+        with ents.runtime.read(ACME.tenant) as uow:
+            assert uow.contracts.last_event(contract.id) == after[-1]
+        assert ents.contracts.verify(ACME, contract.id).ok
+
     def test_contract_tokens_are_found_across_tenants_only_by_their_hash(
         self, store: Store
     ) -> None:
