@@ -13,7 +13,12 @@ See docs/web.md.
 from entitlements.web.app import create_app, random_secret
 from entitlements.web.auth import Authenticator
 from entitlements.web.headers import CONTENT_SECURITY_POLICY
-from entitlements.web.ratelimit import BadTokenLimiter
+from entitlements.web.ratelimit import (
+    BadTokenLimit,
+    BadTokenLimiter,
+    RedisBadTokenLimiter,
+    SqlBadTokenLimiter,
+)
 from entitlements.web.settings import (
     DEFAULT_CONSENT,
     DEFAULT_CONSENT_VERSION,
@@ -27,7 +32,10 @@ __all__ = [
     "DEFAULT_CONSENT",
     "DEFAULT_CONSENT_VERSION",
     "Authenticator",
+    "BadTokenLimit",
     "BadTokenLimiter",
+    "RedisBadTokenLimiter",
+    "SqlBadTokenLimiter",
     "as_wsgi",
     "create_app",
     "forwarded_for",

@@ -23,7 +23,7 @@ from entitlements.web.flash import Flash
 from entitlements.web.headers import SecurityHeaders
 from entitlements.web.links import LinkMemory
 from entitlements.web.pages import Pages
-from entitlements.web.ratelimit import BadTokenLimiter
+from entitlements.web.ratelimit import BadTokenLimit, default_limiter
 from entitlements.web.settings import (
     DEFAULT_CONSENT,
     DEFAULT_CONSENT_VERSION,
@@ -58,7 +58,7 @@ def create_app(
     base_url: str | None = None,
     trusted_hosts: Sequence[str] | None = None,
     signing_base_url: str | None = None,
-    bad_token_limiter: BadTokenLimiter | None = None,
+    bad_token_limiter: BadTokenLimit | None = None,
     title: str = "Subscriptions",
 ) -> Starlette:
     """The console (at ``/``) and the signing pages (at ``/sign/<token>``) for ``ents``.
@@ -90,7 +90,7 @@ def create_app(
         ents,
         pages,
         LinkMemory(secret + b"\x1flinks", settings),
-        bad_token_limiter or BadTokenLimiter(),
+        bad_token_limiter or default_limiter(ents.runtime.store),
         settings,
         Flash(secret + b"\x1fflash", settings),
         Visits(secret + b"\x1fvisits", settings),

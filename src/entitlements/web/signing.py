@@ -34,7 +34,7 @@ from entitlements.web.csrf import FIELD
 from entitlements.web.flash import Flash
 from entitlements.web.links import LinkMemory, RememberedLink
 from entitlements.web.pages import Pages, status_for
-from entitlements.web.ratelimit import BadTokenLimiter
+from entitlements.web.ratelimit import BadTokenLimit
 from entitlements.web.settings import Settings
 from entitlements.web.visits import Visit, Visits
 
@@ -116,7 +116,7 @@ class SigningPages:
         ents: Entitlements,
         pages: Pages,
         links: LinkMemory,
-        limiter: BadTokenLimiter,
+        limiter: BadTokenLimit,
         settings: Settings,
         flash: Flash,
         visits: Visits,
@@ -213,13 +213,10 @@ class SigningPages:
         link = self.links.recall(request, token)
         if link is not None:
             return await self._closed(request, visit, token, link)
-        if visit is None:
-            # only links that open nothing count, so a guesser behind an office's address
-            # never stands between a colleague and a real link
-            client = self._client(request)
-            if self.limiter.blocked(client):
-                return self._too_many(request)
-            self.limiter.failed(client)
+        # only links that open nothing count, so a guesser behind an office's address
+        # never stands between a colleague and a real link
+        if visit is None and await run_in_threadpool(self.limiter.fail, self._client(request)):
+            return self._too_many(request)
         return self._render(request, visit, "signing/closed.html", {"case": "unknown"}, 404)
 
     def _view(self, visit: Visit, ip: str | None, agent: str | None) -> SigningView:
