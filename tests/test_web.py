@@ -779,3 +779,154 @@ def test_behind_a_tls_proxy_links_origins_and_cookies_follow_the_base_url(ents):
     contract = ents.contracts.list(ACME)[0]
     events = ents.contracts.evidence(ACME, contract.id)
     assert "203.0.113.9" in {v["value"] for v in events["personal_data"].values()}
+
+
+# -- lists, search and queues -------------------------------------------------------------
+
+GLOBEX = Owner("organization", "globex")
+INITECH = Owner("organization", "initech", "eu")
+
+
+def rows(html: str) -> list[str]:
+    return re.findall(r'<tr data-owner="([^"]+)"', html)
+
+
+def customers(ents: Entitlements) -> None:
+    """Acme trialing, Globex past due (Team), Initech active in tenant "eu"."""
+    ents.subscriptions.start_trial(ACME, "team", actor=STAFF, seats=3)
+    ents.subscriptions.subscribe(GLOBEX, "team", actor=STAFF)
+    ents.subscriptions.mark_past_due(GLOBEX, actor=STAFF)
+    ents.subscriptions.subscribe(INITECH, "starter", actor=STAFF)
+
+
+def test_owners_are_found_by_id_name_and_email_across_tenants(ents):
+    customers(ents)
+    client = staff_client(ents)
+    everyone = client.get("/billing/").text
+    assert sorted(rows(everyone)) == sorted(map(str, (ACME, GLOBEX, INITECH)))
+    assert "Acme Inc." in everyone, "the host's name for the owner"
+    assert 'href="/admin/customers/acme"' in everyone, "and its own admin page"
+    assert rows(client.get("/billing/?q=billing@acme.test").text) == [str(ACME)]
+    assert rows(client.get("/billing/?q=globex corp").text) == [str(GLOBEX)]
+    assert rows(client.get("/billing/?q=initech").text) == [str(INITECH)], "by id, in tenant eu"
+    assert rows(client.get("/billing/?plan=starter").text) == [str(INITECH)]
+    assert rows(client.get("/billing/?tenant=eu").text) == [str(INITECH)]
+    assert rows(client.get("/billing/?status=past_due").text) == [str(GLOBEX)]
+    assert rows(client.get("/billing/?q=finance@&status=trialing").text) == []
+    counts = client.get("/billing/").text
+    for status, n in (("trialing", 1), ("past_due", 1), ("active", 1)):
+        assert f'id="count-{status}">{n}<' in counts
+
+
+def test_the_owner_list_pages_by_fifty_and_exports_all_of_it(ents):
+    for n in range(53):
+        ents.subscriptions.start_trial(Owner("organization", f"o{n:02d}"), "team", actor=STAFF)
+    client = staff_client(ents)
+    first, second = client.get("/billing/").text, client.get("/billing/?page=2").text
+    assert len(rows(first)) == 50
+    assert len(rows(second)) == 3
+    assert not set(rows(first)) & set(rows(second))
+    assert 'rel="next"' in first
+    assert 'rel="next"' not in second
+    exported = client.get("/billing/?format=csv")
+    assert exported.headers["content-type"].startswith("text/csv")
+    lines = exported.text.strip().splitlines()
+    assert lines[0].startswith("Owner,Name,Email,Tenant,Plan,Status")
+    assert [line.split(",")[0] for line in lines[1:]] == rows(first) + rows(second)
+
+
+def test_csv_cells_that_look_like_formulas_are_defused():
+    from entitlements.web.lists import as_csv
+
+    assert as_csv(["a"], [["=HYPERLINK(1)"], ["-1"], ["ok"]]).splitlines() == [
+        "a",
+        "'=HYPERLINK(1)",
+        "'-1",
+        "ok",
+    ]
+
+
+def test_the_past_due_queue_suspends_and_settles_in_place(ents):
+    clock = ManualClock()
+    ents.runtime.clock = clock
+    customers(ents)
+    late = Owner("organization", "late")
+    ents.subscriptions.subscribe(late, "team", actor=STAFF)
+    ents.subscriptions.mark_past_due(late, actor=STAFF)
+    ents.subscriptions.cancel(late, actor=STAFF, at_period_end=True)
+    client = staff_client(ents)
+    queue = client.get("/billing/queues/past-due").text
+    assert sorted(rows(queue)) == sorted([str(GLOBEX), str(late)])
+    clock.advance(timedelta(days=40))  # late's period ended: canceled by time, unswept
+    queue = client.get("/billing/queues/past-due").text
+    assert rows(queue) == [str(GLOBEX)]
+    token = csrf(queue)
+    settled = client.post(
+        "/billing/owner/settle",
+        data={"csrf_token": token, "owner": str(GLOBEX), "back": "past-due"},
+    )
+    assert settled.url.path == "/billing/queues/past-due", "back to the queue"
+    assert "organization:globex: marked settled." in settled.text
+    assert rows(settled.text) == []
+    assert ents.subscriptions.get(GLOBEX).status.value == "active"
+    again = client.post(
+        "/billing/owner/settle",
+        data={"csrf_token": token, "owner": str(GLOBEX), "back": "past-due"},
+    )
+    assert again.status_code == 409
+    assert heading(again.text) == "Past due"
+    assert 'id="page-error"' in again.text, "the error, at the top of the queue"
+    assert "settle" in alerts(again.text)[0]
+
+
+def test_trials_contracts_and_failed_commands_have_their_queues(ents):
+    customers(ents)
+    issue(ents, signers=2)
+    client = staff_client(ents)
+    trials = client.get("/billing/queues/trials?days=31").text
+    assert rows(trials) == [str(ACME)]
+    assert rows(client.get("/billing/queues/trials?days=3").text) == []
+    waiting = client.get("/billing/queues/signatures").text
+    assert rows(waiting) == [str(ACME)]
+    assert "Team agreement" in waiting
+    assert 'id="empty"' in client.get("/billing/queues/provider").text
+    assert client.get("/billing/queues/nothing").status_code == 404
+
+
+def test_convert_is_not_offered_once_converted(ents):
+    path = issue(ents, signers=1)[0]
+    sign_typed(signer_client(ents), path)
+    client = staff_client(ents)
+    page = client.get("/billing/owner?ref=organization:acme").text
+    assert "Convert to paid" in page
+    client.post(
+        "/billing/owner/convert",
+        data={
+            "csrf_token": csrf(page),
+            "owner": "organization:acme",
+            "contract": ents.contracts.list(ACME)[0].id,
+        },
+    )
+    assert ents.subscriptions.get(ACME).status.value == "active"
+    assert "Convert to paid" not in client.get("/billing/owner?ref=organization:acme").text
+
+
+def test_an_action_error_shows_at_the_top_of_the_page(ents):
+    ents.subscriptions.start_trial(ACME, "team", actor=STAFF)
+    client = staff_client(ents)
+    page = client.get("/billing/owner?ref=organization:acme").text
+    refused = client.post(
+        "/billing/owner/change-seats",
+        data={"csrf_token": csrf(page), "owner": "organization:acme", "seats": "-1"},
+    )
+    assert refused.status_code == 400
+    top = refused.text.index('id="page-error"')
+    assert top < refused.text.index('id="sub-h"'), "above the first section"
+    assert 'href="#error-change-seats"' in refused.text
+
+
+def test_the_sign_in_page_links_to_the_hosts_login(ents):
+    refused = TestClient(make_host(ents)).get("/billing/")
+    assert refused.status_code == 401
+    assert 'id="login-link"' in refused.text
+    assert 'href="/login?next=/billing/"' in refused.text

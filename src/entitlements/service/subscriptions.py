@@ -149,6 +149,19 @@ def _alias(name: str, known: list[str]) -> list[str]:
     return [k for k in known if k.endswith("_" + name)]
 
 
+def _search_terms(
+    text: str | None, statuses: Iterable[SubscriptionStatus | str] | None, limit: int
+) -> frozenset[str] | None:
+    """Checks `Subscriptions.search`'s arguments; the status values it asks for."""
+    if text is not None and (not isinstance(text, str) or len(text) > 255):
+        raise InvalidInput("text", "must be text of at most 255 characters", text)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise InvalidInput("limit", "must be a whole number from 1 to 1000", limit)
+    if statuses is None:
+        return None
+    return frozenset(parse_enum(SubscriptionStatus, s, "status").value for s in statuses)
+
+
 def _contract_link(contract_id: str | None) -> ContractLink | None:
     if contract_id is None:
         return None
@@ -209,24 +222,22 @@ class Subscriptions:
         are left out, so a page may hold fewer than ``limit``. With ``actor``, owners the
         authorizer does not let the actor read (``subscription.read``) are left out too:
         a list must not show what the owner's own page would refuse."""
-        if text is not None and (not isinstance(text, str) or len(text) > 255):
-            raise InvalidInput("text", "must be text of at most 255 characters", text)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-            raise InvalidInput("limit", "must be a whole number from 1 to 1000", limit)
-        wanted = (
-            None
-            if statuses is None
-            else frozenset(parse_enum(SubscriptionStatus, s, "status").value for s in statuses)
-        )
+        wanted = _search_terms(text, statuses, limit)
         stored_as = None if wanted is None else could_read_as(wanted)
         with self._rt.read(tenant) as uow:
             found = uow.subscriptions.search((text or "").strip() or None, stored_as, limit)
-            if actor is not None:
-                who = as_actor(actor)
-                found = [s for s in found if self._may_read(uow, s.owner, who)]
+            found = self._readable(uow, found, actor)
         now = self._rt.read_now(tenant)
         current = [as_of(subscription, now) for subscription in found]
         return [s for s in current if wanted is None or s.status.value in wanted]
+
+    def _readable(
+        self, uow: Any, found: Sequence[Subscription], actor: Actor | str | None
+    ) -> Sequence[Subscription]:
+        if actor is None:
+            return found
+        who = as_actor(actor)
+        return [s for s in found if self._may_read(uow, s.owner, who)]
 
     def _may_read(self, uow: Any, owner: Owner, actor: Actor) -> bool:
         try:

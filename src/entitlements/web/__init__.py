@@ -13,6 +13,7 @@ See docs/web.md.
 from entitlements.web.app import create_app, random_secret
 from entitlements.web.auth import Authenticator
 from entitlements.web.headers import CONTENT_SECURITY_POLICY
+from entitlements.web.lists import OwnerCard
 from entitlements.web.ratelimit import (
     BadTokenLimit,
     BadTokenLimiter,
@@ -34,6 +35,7 @@ __all__ = [
     "Authenticator",
     "BadTokenLimit",
     "BadTokenLimiter",
+    "OwnerCard",
     "RedisBadTokenLimiter",
     "SqlBadTokenLimiter",
     "as_wsgi",

@@ -22,6 +22,7 @@ from entitlements.web.csrf import CsrfGuard
 from entitlements.web.flash import Flash
 from entitlements.web.headers import SecurityHeaders
 from entitlements.web.links import LinkMemory
+from entitlements.web.lists import FindOwners, OwnerCards, OwnerLists
 from entitlements.web.pages import Pages
 from entitlements.web.ratelimit import BadTokenLimit, default_limiter
 from entitlements.web.settings import (
@@ -60,6 +61,9 @@ def create_app(
     signing_base_url: str | None = None,
     bad_token_limiter: BadTokenLimit | None = None,
     title: str = "Subscriptions",
+    owner_card: OwnerCards | None = None,
+    find_owners: FindOwners | None = None,
+    login_url: str | None = None,
 ) -> Starlette:
     """The console (at ``/``) and the signing pages (at ``/sign/<token>``) for ``ents``.
 
@@ -75,6 +79,12 @@ def create_app(
     ``trusted_hosts``: requests naming any other ``Host`` are refused (400), and links
     are built from the request. One of the two is required. ``signing_base_url`` is
     where signers reach the signing pages, if not at ``base_url``.
+
+    The library knows owners by ``kind:id``; the host knows their names. ``owner_card``
+    (``owner -> OwnerCard(name, email, url)``) is how lists and pages show an owner,
+    ``url`` being the owner's page in the host's own admin; ``find_owners``
+    (``text -> owners``) lets the owner search find them by name or e-mail too.
+    ``login_url`` is where the "sign in required" page sends staff.
     """
     if not callable(authenticator):
         raise InvalidInput(
@@ -95,7 +105,13 @@ def create_app(
         Flash(secret + b"\x1fflash", settings),
         Visits(secret + b"\x1fvisits", settings),
     )
-    console = Console(ents, pages, authenticator, settings)
+    if login_url is not None and not isinstance(login_url, str):
+        raise InvalidInput("login_url", "must be the URL of the host's sign-in page", login_url)
+    for name, given in (("owner_card", owner_card), ("find_owners", find_owners)):
+        if given is not None and not callable(given):
+            raise InvalidInput(name, "must be a function of the owner (or of the text)")
+    lists = OwnerLists(ents, owner_card, find_owners)
+    console = Console(ents, pages, authenticator, settings, lists, login_url)
     app = Starlette(
         routes=[
             *signing.routes(),
