@@ -14,6 +14,7 @@ import shutil
 import socket
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -428,3 +429,93 @@ def test_a_signer_who_opens_the_mailed_link_twice_signs_in_the_first_tab(served,
     events = ents.contracts.events(ACME, contract.id)
     assert sum(e.type.value == "viewed" for e in events) == 1, "one visit, one view"
     signer.close()
+
+
+def listed(page) -> list[str]:
+    return page.eval_on_selector_all("tr[data-owner]", "rows => rows.map(r => r.dataset.owner)")
+
+
+def test_staff_find_an_owner_by_email_and_export_the_list(served, browser, shots):
+    ents, base = served
+    from test_web import customers
+
+    customers(ents)
+    staff = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = staff.new_page()
+    page.goto(f"{base}/login?as=ann")
+    assert page.locator("#count-past_due").inner_text() == "1"
+    assert sorted(listed(page)) == [
+        "eu/organization:initech",
+        "organization:acme",
+        "organization:globex",
+    ]
+    shots(page, "console-owners")
+    page.get_by_label("Search").fill("billing@acme.test")
+    page.get_by_label("Search").press("Enter")
+    page.wait_for_url("**q=billing%40acme.test**")
+    assert listed(page) == ["organization:acme"]
+    assert page.get_by_role("link", name="Acme Inc.").get_attribute("href") == (
+        "/admin/customers/acme"
+    )
+    with page.expect_download() as download:
+        page.click("#csv")
+    exported = Path(download.value.path()).read_text().strip().splitlines()
+    assert exported[0].startswith("Owner,Name,Email")
+    assert [line.split(",")[0] for line in exported[1:]] == listed(page)
+    page.get_by_role("link", name="organization:acme").click()
+    assert heading(page) == "organization:acme"
+    assert page.locator("#owner-card").inner_text().startswith("Acme Inc.")
+    staff.close()
+
+
+def test_the_past_due_queue_lists_exactly_the_past_due_and_acts_in_place(served, browser, shots):
+    ents, base = served
+    from entitlements import ManualClock
+    from test_web import GLOBEX, STAFF, customers
+
+    clock = ManualClock()
+    ents.runtime.clock = clock
+    customers(ents)
+    late, unpaid = Owner("organization", "late"), Owner("organization", "unpaid")
+    for owner in (late, unpaid):
+        ents.subscriptions.subscribe(owner, "team", actor=STAFF)
+        ents.subscriptions.mark_past_due(owner, actor=STAFF)
+    ents.subscriptions.cancel(late, actor=STAFF, at_period_end=True)
+    clock.advance(timedelta(days=40))  # late is canceled by time alone, unswept; the
+    # others have been past due beyond their grace, still unswept
+    staff = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = staff.new_page()
+    page.goto(f"{base}/login?as=ann")
+    page.get_by_role("link", name="Past due", exact=True).click()
+    assert heading(page) == "Past due"
+    expected = sorted(
+        str(s.owner)
+        for s in ents.subscriptions.search(statuses=["past_due"], tenant=None)
+        + list(ents.subscriptions.search(statuses=["past_due"], tenant="eu"))
+    )
+    assert sorted(listed(page)) == expected == ["organization:globex", "organization:unpaid"]
+    with page.expect_download() as download:
+        page.click("#csv")
+    exported = Path(download.value.path()).read_text().strip().splitlines()
+    assert sorted(line.split(",")[0] for line in exported[1:]) == expected
+    shots(page, "console-queue-past-due")
+    page.get_by_role("button", name="Mark organization:globex settled").click()
+    page.wait_for_selector(".done")
+    assert "organization:globex: marked settled." in page.locator(".done").inner_text()
+    assert listed(page) == ["organization:unpaid"]
+    page.get_by_role("button", name="Suspend organization:unpaid").click()
+    page.wait_for_selector(".done")
+    assert listed(page) == []
+    assert ents.subscriptions.get(GLOBEX).status.value == "active"
+    assert ents.subscriptions.get(unpaid).status.value == "suspended"
+    staff.close()
+
+
+def test_the_sign_in_page_sends_staff_to_the_hosts_login(served, browser):
+    _, base = served
+    anonymous = browser.new_context().new_page()
+    refused = anonymous.goto(f"{base}/billing/queues/past-due")
+    assert refused.status == 401
+    anonymous.get_by_role("link", name="Sign in").click()
+    anonymous.wait_for_url(f"{base}/billing/")
+    assert heading(anonymous) == "Owners", "the host's login signed us in and sent us back"
