@@ -12,10 +12,8 @@ the same visit, so forms open in other tabs stay valid and ``viewed`` is recorde
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import json
 import secrets
 import time
 from collections.abc import Callable
@@ -24,6 +22,7 @@ import attrs
 from starlette.requests import Request
 from starlette.responses import Response
 
+from entitlements.web.sealed import Sealer
 from entitlements.web.settings import Settings
 
 __all__ = ["VISIT_LIFETIME", "Visit", "Visits"]
@@ -56,14 +55,9 @@ class Visits:
     def __init__(
         self, secret: bytes, settings: Settings, clock: Callable[[], float] = time.time
     ) -> None:
-        self._secret = secret
+        self._sealer = Sealer(secret, "visit")
         self._settings = settings
         self._clock = clock
-
-    def _mac(self, key: str, payload: str) -> str:
-        return hmac.new(
-            self._secret, f"visit\x1f{key}\x1f{payload}".encode(), hashlib.sha256
-        ).hexdigest()
 
     @staticmethod
     def _cookie(key: str) -> str:
@@ -78,14 +72,10 @@ class Visits:
         return Visit(key, token, secrets.token_urlsafe(24), False, 0)
 
     def find(self, request: Request, key: str) -> Visit | None:
-        value = request.cookies.get(self._cookie(key))
-        if not value or value.count(".") != 1 or len(value) > 2000:
-            return None
-        payload, mac = value.split(".")
-        if not hmac.compare_digest(mac, self._mac(key, payload)):
+        document = self._sealer.open(key, request.cookies.get(self._cookie(key)), 2000)
+        if document is None:
             return None
         try:
-            document = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
             visit = Visit(
                 key, str(document["t"]), str(document["n"]), bool(document["v"]), int(document["e"])
             )
@@ -97,10 +87,9 @@ class Visits:
         """Store ``visit`` in the browser, for another `VISIT_LIFETIME` seconds."""
         ends = int(self._clock()) + VISIT_LIFETIME
         document = {"t": visit.token, "n": visit.nonce, "v": visit.viewed, "e": ends}
-        payload = base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
         response.set_cookie(
             self._cookie(visit.key),
-            f"{payload}.{self._mac(visit.key, payload)}",
+            self._sealer.seal(visit.key, document),
             max_age=VISIT_LIFETIME,
             path=(request.scope.get("root_path") or "") + "/sign/",
             httponly=True,
