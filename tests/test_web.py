@@ -930,3 +930,18 @@ def test_the_sign_in_page_links_to_the_hosts_login(ents):
     assert refused.status_code == 401
     assert 'id="login-link"' in refused.text
     assert 'href="/login?next=/billing/"' in refused.text
+
+
+def test_mark_settled_is_offered_only_while_past_due(ents):
+    customers(ents)
+    client = staff_client(ents)
+    page = client.get("/billing/owner?ref=organization:globex").text
+    assert 'id="settle-h"' in page
+    settled = client.post(
+        "/billing/owner/settle",
+        data={"csrf_token": csrf(page), "owner": "organization:globex", "reason": "wire came in"},
+    )
+    assert "marked settled" in settled.text
+    assert 'id="settle-h"' not in settled.text
+    assert ents.subscriptions.get(GLOBEX).status.value == "active"
+    assert 'id="settle-h"' not in client.get("/billing/owner?ref=organization:acme").text
