@@ -43,8 +43,11 @@ class OwnerCard:
     """How the host shows an owner: its name, e-mail and its own admin page."""
 
     name: str | None = None
+    """The owner's name (a company, a person)."""
     email: str | None = None
+    """Where staff reach the owner."""
     url: str | None = None
+    """The owner's page in the host's own admin."""
 
 
 OwnerCards = Callable[[Owner], OwnerCard | None]
