@@ -1,9 +1,11 @@
-"""The staff console: find an owner, see everything the library knows about it, and act
-through the library's use cases as the authenticated staff member.
+"""The staff console: find owners (by id, or by the name and e-mail the host knows them
+by), work the queues, see everything the library knows about an owner, and act through
+the library's use cases as the authenticated staff member.
 
-Every action passes the actor the host's authenticator returned, so the library's
-authorizer decides and its audit trail records who did what and why. A refused or invalid
-action re-shows the page with the library's own message beside the form.
+Every page and every action passes the actor the host's authenticator returned, so the
+library's authorizer decides — lists included — and its audit trail records who did what
+and why. A refused or invalid action re-shows the page it returns to (the owner's, or
+the queue it was taken from) with the library's own message at the top.
 """
 
 from __future__ import annotations
