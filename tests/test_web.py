@@ -629,9 +629,14 @@ def test_lists_search_counts_and_previews_show_only_owners_the_actor_may_read(en
     assert "hidden-co" not in listed, "the owner list"
     assert "hidden-co" not in client.get("/billing/?q=hidden").text, "its search"
     assert "hidden-co" not in client.get("/billing/?status=trialing&q=hidden").text
+
+    def owners_on(plans: str, key: str) -> str:
+        section = plans[plans.index(f'id="plan-{key}"') :]
+        return re.search(r"<td>v1</td>.*?<td>([^<]*)</td></tr>", section, re.S).group(1)
+
     plans = client.get("/billing/plans").text
-    team_row = re.search(r"<td>team</td>.*?</tr>", plans, re.S)
-    assert team_row is None or ">1<" not in team_row.group(0), "not counted"
+    assert owners_on(plans, "team") == "0", "hidden-co (on team) is not counted"
+    assert owners_on(plans, "starter") == "1"
     preview = client.get("/billing/owner/preview?ref=organization:hidden-co&plan=starter")
     assert preview.status_code == 403, "not previewed"
     assert "Seats" not in preview.text

@@ -499,6 +499,10 @@ def test_the_past_due_queue_lists_exactly_the_past_due_and_acts_in_place(served,
     exported = Path(download.value.path()).read_text().strip().splitlines()
     assert sorted(line.split(",")[0] for line in exported[1:]) == expected
     shots(page, "console-queue-past-due")
+    page.set_viewport_size({"width": 375, "height": 800})
+    fits(page, 375)
+    assert page.evaluate(LABELLED) == []
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.get_by_role("button", name="Mark organization:globex settled").click()
     page.wait_for_selector(".done")
     assert "organization:globex: marked settled." in page.locator(".done").inner_text()
