@@ -891,8 +891,20 @@ def test_trials_contracts_and_failed_commands_have_their_queues(ents):
     trials = client.get("/billing/queues/trials?days=31").text
     assert rows(trials) == [str(ACME)]
     assert rows(client.get("/billing/queues/trials?days=3").text) == []
+    from entitlements.domain.contracts.contract import SignerSpec
+
+    prospect = Owner("organization", "prospect")  # no subscription yet
+    offer = ents.contracts.issue(
+        prospect,
+        title="Offer",
+        body="Terms.",
+        signers=[SignerSpec("P", "p@prospect.test")],
+        actor=STAFF,
+        valid_for=timedelta(days=3),
+    )
+    ents.contracts.send(prospect, offer.id, actor=STAFF)
     waiting = client.get("/billing/queues/signatures").text
-    assert rows(waiting) == [str(ACME)]
+    assert rows(waiting) == [str(prospect), str(ACME)], "nearest deadline first"
     assert "Team agreement" in waiting
     assert 'id="empty"' in client.get("/billing/queues/provider").text
     assert client.get("/billing/queues/nothing").status_code == 404

@@ -413,6 +413,11 @@ class ContractRepository(Protocol):
         """Open contracts whose signing window ended by ``now``."""
         ...
 
+    def awaiting(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
+        """Contracts sent and not signed by everyone, whose signing window is still open
+        at ``now``, nearest deadline first (then by id)."""
+        ...
+
 
 class PaymentProvider(Protocol):
     """The seam to a payment provider (Stripe, Paddle...). The library ships none: the

@@ -23,7 +23,7 @@ import attrs
 from entitlements.domain.audit import AuditEvent
 from entitlements.domain.billing import ProviderLink
 from entitlements.domain.change import Change, ChangeKind, FeedPage
-from entitlements.domain.contracts.contract import Contract, PersonalData
+from entitlements.domain.contracts.contract import AWAITING_SIGNATURE, Contract, PersonalData
 from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
@@ -918,6 +918,16 @@ class _Contracts(_Repository[str]):
             c
             for c in self._t.contracts.values()
             if c.owner.tenant == self._uow.tenant and not c.is_closed and c.expires_at <= now
+        ]
+        return sorted(found, key=lambda c: (c.expires_at, c.id))[:limit]
+
+    def awaiting(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
+        found = [
+            c
+            for c in self._t.contracts.values()
+            if c.owner.tenant == self._uow.tenant
+            and c.status in AWAITING_SIGNATURE
+            and c.expires_at > now
         ]
         return sorted(found, key=lambda c: (c.expires_at, c.id))[:limit]
 

@@ -58,6 +58,7 @@ from entitlements.errors import (
     IllegalTransition,
     InvalidInput,
     InvalidToken,
+    NotAuthorized,
 )
 from entitlements.service.requests import claim_key, settle_key
 from entitlements.service.retry import retries_lost_races
@@ -384,6 +385,35 @@ class Contracts:
             )
             tx.record(who, "contract.void", _target(contract_id), owner=owner, reason=reason)
             return stored
+
+    def awaiting_signature(
+        self,
+        tenant: str | None = None,
+        *,
+        actor: Actor | str | None = None,
+        limit: int = 500,
+    ) -> list[Contract]:
+        """Contracts in ``tenant`` sent and not yet signed by everyone, whose signing
+        window is still open now, nearest deadline first: a back office's "waiting for a
+        signature" queue. With ``actor``, contracts of owners the authorizer does not let
+        the actor read (``contract.read``) are left out."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidInput("limit", "must be a whole number from 1 to 1000", limit)
+        with self._rt.read(tenant) as uow:
+            found = list(uow.contracts.awaiting(self._rt.read_now(tenant), limit))
+            if actor is None:
+                return found
+            who = as_actor(actor)
+            return [c for c in found if self._may_read(uow, who, c.owner)]
+
+    def _may_read(self, uow: Any, actor: Actor, owner: Owner) -> bool:
+        try:
+            self._rt.authorizer.authorize(
+                actor, "contract.read", owner=owner, subject=None, uow=uow
+            )
+        except NotAuthorized:
+            return False
+        return True
 
     def expire_due(self, tenant: str | None, now: datetime, batch: int = 500) -> list[Contract]:
         """Close contracts whose signing window ended (the sweep does this per contract

@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 
 from entitlements.domain.actor import Actor
-from entitlements.domain.contracts.contract import Contract, ContractStatus
+from entitlements.domain.contracts.contract import Contract
 from entitlements.domain.owner import Owner
 from entitlements.domain.provider_commands import ProviderCommand
 from entitlements.domain.subscription import Subscription, SubscriptionStatus
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 50
 PER_TENANT = 1000
 """Owners read per tenant and list: lists beyond it are cut (and say so)."""
-AWAITING = frozenset({ContractStatus.SENT, ContractStatus.VIEWED, ContractStatus.SIGNED})
 
 
 @attrs.frozen
@@ -221,15 +220,14 @@ class OwnerLists:
         return [Row(s.owner, self.card(s.owner), s) for s in found]
 
     def awaiting_signature(self, actor: Actor, filters: Filters) -> list[Row]:
-        """Contracts sent and not yet signed by everyone, oldest deadline first."""
+        """Contracts sent and not yet signed by everyone, nearest deadline first — those
+        of owners with no subscription yet too."""
         rows = []
-        for s in self.subscriptions(actor, attrs.evolve(filters, text="")):
-            card = self.card(s.owner)
-            rows += [
-                Row(s.owner, card, s, contract=c)
-                for c in self.ents.contracts.list(s.owner)
-                if c.status in AWAITING
-            ]
+        for tenant in self._tenants(filters.tenant):
+            for contract in self.ents.contracts.awaiting_signature(
+                tenant, actor=actor, limit=PER_TENANT
+            ):
+                rows.append(Row(contract.owner, self.card(contract.owner), contract=contract))
         rows.sort(key=lambda r: _deadline(r.contract))
         return rows
 
