@@ -962,3 +962,15 @@ def test_mark_settled_is_offered_only_while_past_due(ents):
     assert 'id="settle-h"' not in settled.text
     assert ents.subscriptions.get(GLOBEX).status.value == "active"
     assert 'id="settle-h"' not in client.get("/billing/owner?ref=organization:acme").text
+
+
+def test_a_mail_scanner_that_keeps_no_cookies_records_no_view(ents):
+    link = issue(ents, signers=1)[0]
+    scanner = signer_client(ents)
+    first = scanner.get(link, follow_redirects=False)
+    scanner.cookies.clear()
+    assert scanner.get(first.headers["location"]).status_code == 410
+    contract = ents.contracts.list(ACME)[0]
+    assert [e for e in ents.contracts.events(ACME, contract.id) if e.type.value == "viewed"] == []
+    assert contract.signers[0].status.value == "sent"
+    opened(signer_client(ents), link)  # the signer's own click still works
