@@ -401,6 +401,11 @@ class ContractRepository(Protocol):
         """The chain, in order."""
         ...
 
+    def last_event(self, contract_id: str) -> ContractEvent | None:
+        """The chain's newest event (what the next one links to), without reading the
+        rest of the chain; ``None`` before the first."""
+        ...
+
     def put_personal_data(self, data: PersonalData) -> None:
         """Store clear personal data under its commitment, apart from hashed records."""
         ...
@@ -423,6 +428,11 @@ class ContractRepository(Protocol):
 
     def expired(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
         """Open contracts whose signing window ended by ``now``."""
+        ...
+
+    def awaiting(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
+        """Contracts sent and not signed by everyone, whose signing window is still open
+        at ``now``, nearest deadline first (then by id)."""
         ...
 
 

@@ -23,7 +23,7 @@ import attrs
 from entitlements.domain.audit import AuditEvent
 from entitlements.domain.billing import ProviderLink
 from entitlements.domain.change import Change, ChangeKind, FeedPage
-from entitlements.domain.contracts.contract import Contract, PersonalData
+from entitlements.domain.contracts.contract import AWAITING_SIGNATURE, Contract, PersonalData
 from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
@@ -979,6 +979,11 @@ class _Contracts(_Repository[str]):
         self.get(contract_id)
         return list(self._t.contract_events.get(contract_id, ()))
 
+    def last_event(self, contract_id: str) -> ContractEvent | None:
+        self.get(contract_id)
+        chain = self._t.contract_events.get(contract_id)
+        return chain[-1] if chain else None
+
     def put_personal_data(self, data: PersonalData) -> None:
         self._undo.set(self._t.personal_data, data.commitment, data)
 
@@ -1007,6 +1012,16 @@ class _Contracts(_Repository[str]):
             c
             for c in self._t.contracts.values()
             if c.owner.tenant == self._uow.tenant and not c.is_closed and c.expires_at <= now
+        ]
+        return sorted(found, key=lambda c: (c.expires_at, c.id))[:limit]
+
+    def awaiting(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
+        found = [
+            c
+            for c in self._t.contracts.values()
+            if c.owner.tenant == self._uow.tenant
+            and c.status in AWAITING_SIGNATURE
+            and c.expires_at > now
         ]
         return sorted(found, key=lambda c: (c.expires_at, c.id))[:limit]
 

@@ -58,6 +58,7 @@ from entitlements.errors import (
     IllegalTransition,
     InvalidInput,
     InvalidToken,
+    NotAuthorized,
 )
 from entitlements.service.requests import claim_key, settle_key
 from entitlements.service.retry import retries_lost_races
@@ -385,6 +386,35 @@ class Contracts:
             tx.record(who, "contract.void", _target(contract_id), owner=owner, reason=reason)
             return stored
 
+    def awaiting_signature(
+        self,
+        tenant: str | None = None,
+        *,
+        actor: Actor | str | None = None,
+        limit: int = 500,
+    ) -> list[Contract]:
+        """Contracts in ``tenant`` sent and not yet signed by everyone, whose signing
+        window is still open now, nearest deadline first: a back office's "waiting for a
+        signature" queue. With ``actor``, contracts of owners the authorizer does not let
+        the actor read (``contract.read``) are left out."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidInput("limit", "must be a whole number from 1 to 1000", limit)
+        with self._rt.read(tenant) as uow:
+            found = list(uow.contracts.awaiting(self._rt.read_now(tenant), limit))
+            if actor is None:
+                return found
+            who = as_actor(actor)
+            return [c for c in found if self._may_read(uow, who, c.owner)]
+
+    def _may_read(self, uow: Any, actor: Actor, owner: Owner) -> bool:
+        try:
+            self._rt.authorizer.authorize(
+                actor, "contract.read", owner=owner, subject=None, uow=uow
+            )
+        except NotAuthorized:
+            return False
+        return True
+
     def expire_due(self, tenant: str | None, now: datetime, batch: int = 500) -> list[Contract]:
         """Close contracts whose signing window ended (the sweep does this per contract
         with `_expire_if_due`)."""
@@ -530,29 +560,21 @@ class Contracts:
         user_agent: str | None = None,
         now: datetime | None = None,
     ) -> SigningView:
-        """The signer opened the link (viewed)."""
+        """The signer opened the link (viewed): recorded on every call, so a page calls
+        it once per visit and `view` for the page's other loads."""
 
         def act(tx: Transaction, contract: Contract, signer: Signer) -> SigningView:
             after, changed = contract.after_signer(signer, "open")
             stored = tx.uow.contracts.update(after)
             self._signer_event(tx, stored, changed, EventType.VIEWED, ip, user_agent)
-            names = tx.uow.contracts.personal_data([changed.name])
-            person = names.get(changed.name)
-            return SigningView(
-                stored.id,
-                stored.title,
-                stored.body,
-                stored.content_hash,
-                stored.terms,
-                changed.id,
-                None if person is None else person.value,
-                changed.status,
-                stored.status,
-                stored.may_act(changed),
-                owner=stored.owner,
-            )
+            return _signing_view(tx, stored, changed)
 
         return self._as_signer(token, now, act)
+
+    def view(self, token: str, *, now: datetime | None = None) -> SigningView:
+        """What the signer's page shows for ``token``, recording nothing; `InvalidToken`
+        when the link opens nothing now (like `open`)."""
+        return self._as_signer(token, now, _signing_view)
 
     def consent(
         self,
@@ -894,9 +916,8 @@ class Contracts:
         user_agent: str | None = None,
         data: Mapping[str, Any] | None = None,
     ) -> ContractEvent:
-        chain = tx.uow.contracts.events(contract.id)
         event = next_event(
-            chain[-1] if chain else None,
+            tx.uow.contracts.last_event(contract.id),
             contract.id,
             contract.content_hash,
             type,
@@ -953,6 +974,23 @@ class Contracts:
         return evidence_document(
             contract, events, uow.contracts.personal_data(sorted(wanted)), checkpoint
         )
+
+
+def _signing_view(tx: Transaction, contract: Contract, signer: Signer) -> SigningView:
+    person = tx.uow.contracts.personal_data([signer.name]).get(signer.name)
+    return SigningView(
+        contract.id,
+        contract.title,
+        contract.body,
+        contract.content_hash,
+        contract.terms,
+        signer.id,
+        None if person is None else person.value,
+        signer.status,
+        contract.status,
+        contract.may_act(signer),
+        owner=contract.owner,
+    )
 
 
 def _without_tokens(contract: Contract) -> tuple[Signer, ...]:

@@ -133,6 +133,19 @@ def _alias(name: str, known: list[str]) -> list[str]:
     return [k for k in known if k.endswith("_" + name)]
 
 
+def _search_terms(
+    text: str | None, statuses: Iterable[SubscriptionStatus | str] | None, limit: int
+) -> frozenset[str] | None:
+    """Checks `Subscriptions.search`'s arguments; the status values it asks for."""
+    if text is not None and (not isinstance(text, str) or len(text) > 255):
+        raise InvalidInput("text", "must be text of at most 255 characters", text)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise InvalidInput("limit", "must be a whole number from 1 to 1000", limit)
+    if statuses is None:
+        return None
+    return frozenset(parse_enum(SubscriptionStatus, s, "status").value for s in statuses)
+
+
 def _contract_link(contract_id: str | None) -> ContractLink | None:
     if contract_id is None:
         return None
@@ -201,27 +214,40 @@ class Subscriptions:
         statuses: Iterable[SubscriptionStatus | str] | None = None,
         tenant: str | None = None,
         limit: int = 100,
+        actor: Actor | str | None = None,
     ) -> Sequence[Subscription]:
         """Each owner's most recent subscription in ``tenant`` as of now (like `get`),
         newest first, filtered by status and by text found in the owner id, external id or
         plan key: the staff console's owner list and seed 000's review of past-due
         accounts. With ``statuses``, rows time has moved out of them since the last sweep
-        are left out, so a page may hold fewer than ``limit``."""
-        if text is not None and (not isinstance(text, str) or len(text) > 255):
-            raise InvalidInput("text", "must be text of at most 255 characters", text)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-            raise InvalidInput("limit", "must be a whole number from 1 to 1000", limit)
-        wanted = (
-            None
-            if statuses is None
-            else frozenset(parse_enum(SubscriptionStatus, s, "status").value for s in statuses)
-        )
+        are left out, so a page may hold fewer than ``limit``. With ``actor``, owners the
+        authorizer does not let the actor read (``subscription.read``) are left out too:
+        a list must not show what the owner's own page would refuse."""
+        wanted = _search_terms(text, statuses, limit)
         stored_as = None if wanted is None else could_read_as(wanted)
         with self._rt.read(tenant) as uow:
             found = uow.subscriptions.search((text or "").strip() or None, stored_as, limit)
+            found = self._readable(uow, found, actor)
         now = self._rt.read_now(tenant)
         current = [as_of(subscription, now) for subscription in found]
         return [s for s in current if wanted is None or s.status.value in wanted]
+
+    def _readable(
+        self, uow: Any, found: Sequence[Subscription], actor: Actor | str | None
+    ) -> Sequence[Subscription]:
+        if actor is None:
+            return found
+        who = as_actor(actor)
+        return [s for s in found if self._may_read(uow, s.owner, who)]
+
+    def _may_read(self, uow: Any, owner: Owner, actor: Actor) -> bool:
+        try:
+            self._rt.authorizer.authorize(
+                actor, "subscription.read", owner=owner, subject=None, uow=uow
+            )
+        except NotAuthorized:
+            return False
+        return True
 
     def _authorize_read(self, uow: Any, owner: Owner, actor: Actor | str | None) -> None:
         if actor is None:
@@ -618,14 +644,17 @@ class Subscriptions:
         *,
         version: int | None = None,
         now: datetime | None = None,
+        actor: Actor | str | None = None,
     ) -> PlanChangePreview:
         """What moving to ``plan_key`` would do — features gained and lost, limits raised
-        and lowered, limits current usage would pass — without changing anything."""
+        and lowered, limits current usage would pass — without changing anything. With
+        ``actor``, the authorizer decides first (``subscription.read``), as for `get`."""
         owner = as_owner(owner)
         check_key(plan_key, "plan_key")
         check_version(version)
         at = self._rt.now(now)
         with self._rt.read(owner.tenant) as uow:
+            self._authorize_read(uow, owner, actor)
             current = read_current(uow, owner, at)
             if current is None or current.is_terminal:
                 raise SubscriptionNotFound(owner)

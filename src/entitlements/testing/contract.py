@@ -854,6 +854,89 @@ class StoreContract:
         with pytest.raises(NotFound):
             ents.contracts.get(GLOBEX, contract.id)
 
+    def test_search_and_preview_leave_out_owners_the_actor_may_not_read(
+        self, ents: Entitlements
+    ) -> None:
+        from entitlements.errors import NotAuthorized
+        from entitlements.service.authorization import PermissionRules
+
+        ents.subscriptions.start_trial(ACME, "growth", actor=STAFF)
+        ents.subscriptions.start_trial(GLOBEX, "growth", actor=STAFF)
+        ents.runtime.authorizer = PermissionRules(
+            can_read=lambda actor, owner: actor.id != "eve" or owner != GLOBEX
+        )
+        eve = Actor("eve")
+        assert {s.owner for s in ents.subscriptions.search(actor=eve)} == {ACME}
+        assert ents.subscriptions.search("globex", actor=eve) == []
+        assert {s.owner for s in ents.subscriptions.search(actor=STAFF)} == {ACME, GLOBEX}
+        assert ents.subscriptions.preview_change(ACME, "free", actor=eve) is not None
+        with pytest.raises(NotAuthorized):
+            ents.subscriptions.preview_change(GLOBEX, "free", actor=eve)
+
+    def test_contracts_awaiting_signature_are_the_sent_unfinished_unexpired_ones(
+        self, ents: Entitlements, clock: ManualClock
+    ) -> None:
+        from entitlements.domain.contracts.contract import SignerSpec
+        from entitlements.service.authorization import PermissionRules
+
+        def contract(owner: Owner, days: int, signers: int = 1) -> str:
+            made = ents.contracts.issue(
+                owner,
+                title=f"MSA {owner.id} {days}",
+                body="Terms.",
+                actor=STAFF,
+                valid_for=timedelta(days=days),
+                signers=[SignerSpec(f"S{n}", f"s{n}@x.test") for n in range(signers)],
+            )
+            return made.id
+
+        draft = contract(ACME, 30)  # never sent
+        later = contract(ACME, 20, signers=2)
+        tokens = ents.contracts.send(ACME, later, actor=STAFF)
+        soon = contract(GLOBEX, 5)
+        ents.contracts.send(GLOBEX, soon, actor=STAFF)
+        done = contract(GLOBEX, 9)
+        token = ents.contracts.send(GLOBEX, done, actor=STAFF)["s1"]
+        ents.contracts.open(token)
+        ents.contracts.consent(token, consent_text="I agree", consent_version="v1")
+        ents.contracts.sign(token, typed_name="S0")
+        half = tokens["s1"]
+        ents.contracts.open(half)
+        ents.contracts.consent(half, consent_text="I agree", consent_version="v1")
+        ents.contracts.sign(half, typed_name="S0")
+        assert [c.id for c in ents.contracts.awaiting_signature()] == [soon, later]
+        assert draft not in [c.id for c in ents.contracts.awaiting_signature()]
+        ents.runtime.authorizer = PermissionRules(
+            can_read=lambda actor, owner: actor.id != "eve" or owner != GLOBEX
+        )
+        assert [c.id for c in ents.contracts.awaiting_signature(actor="eve")] == [later]
+        clock.advance(days=6)  # soon's window closed: expired in effect, though unswept
+        assert [c.id for c in ents.contracts.awaiting_signature()] == [later]
+
+    def test_the_chains_last_event_and_a_view_that_records_nothing(
+        self, ents: Entitlements
+    ) -> None:
+        from entitlements.domain.contracts.contract import SignerSpec, SignerStatus
+
+        ents.subscriptions.start_trial(ACME, "growth", actor=STAFF)
+        contract = ents.contracts.issue(
+            ACME, title="MSA", body="Terms.", actor=STAFF, signers=[SignerSpec("Ada", "a@x.test")]
+        )
+        token = ents.contracts.send(ACME, contract.id, actor=STAFF)["s1"]
+        before = list(ents.contracts.events(ACME, contract.id))
+        view = ents.contracts.view(token)
+        assert view.signer_status is SignerStatus.SENT
+        assert list(ents.contracts.events(ACME, contract.id)) == before, "a view records nothing"
+        with ents.runtime.read(ACME.tenant) as uow:
+            assert uow.contracts.last_event(contract.id) == before[-1]
+        assert ents.contracts.open(token).signer_status is SignerStatus.VIEWED
+        after = list(ents.contracts.events(ACME, contract.id))
+        assert after[:-1] == before
+        assert after[-1].type.value == "viewed"
+        with ents.runtime.read(ACME.tenant) as uow:
+            assert uow.contracts.last_event(contract.id) == after[-1]
+        assert ents.contracts.verify(ACME, contract.id).ok
+
     def test_contract_tokens_are_found_across_tenants_only_by_their_hash(
         self, store: Store
     ) -> None:

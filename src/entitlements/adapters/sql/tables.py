@@ -501,3 +501,15 @@ feed_state = sa.Table(
     # the highest seq the sweep pruned: a follower behind it resynchronises in full
     sa.Column("pruned_through", sa.BigInteger, nullable=False),
 )
+
+signing_failures = sa.Table(
+    "ent_signing_failures",
+    metadata,
+    # signing links that opened nothing, by a hash of the client address: the signing
+    # page's bad-token limit, counted here so that every process of a host shares it
+    sa.Column("pk", row_id(), primary_key=True, autoincrement=True),
+    sa.Column("client", sa.String(64), nullable=False),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_ent_signing_failures_client", "client", "at_ms"),
+    sa.Index("ix_ent_signing_failures_at", "at_ms"),
+)
