@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
+from entitlements.adapters.sql.migrations.columns import JSON, OWNER, owner
 from entitlements.adapters.sql.types import UtcDateTime, key_string, long_binary, long_text
-
-JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
 
 revision = "0003"
 down_revision = "0002"
@@ -26,9 +22,7 @@ def upgrade() -> None:
     op.create_table(
         "ent_contracts",
         sa.Column("id", key_string(64), nullable=False),
-        sa.Column("tenant", key_string(255), nullable=False),
-        sa.Column("owner_kind", key_string(64), nullable=False),
-        sa.Column("owner_id", key_string(255), nullable=False),
+        *owner(),
         sa.Column("title", sa.String(length=300), nullable=False),
         sa.Column("body", long_text(), nullable=False),
         sa.Column("plan_key", key_string(64), nullable=True),
@@ -48,12 +42,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_ent_contracts_expiry", "ent_contracts", ["tenant", "status", "expires_at"], unique=False
     )
-    op.create_index(
-        "ix_ent_contracts_owner",
-        "ent_contracts",
-        ["tenant", "owner_kind", "owner_id"],
-        unique=False,
-    )
+    op.create_index("ix_ent_contracts_owner", "ent_contracts", [*OWNER], unique=False)
 
     op.create_table(
         "ent_personal_data",

@@ -8,13 +8,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 from entitlements.adapters.sql.types import UtcDateTime, key_string
-
-JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
 
 revision = "0004"
 down_revision = "0003"

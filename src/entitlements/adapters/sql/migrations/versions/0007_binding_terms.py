@@ -11,11 +11,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
+from entitlements.adapters.sql.migrations.columns import JSON, OWNER
 from entitlements.adapters.sql.types import UtcDateTime, key_string
-
-JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 revision = "0007"
 down_revision = "0006"
@@ -88,10 +86,7 @@ def upgrade() -> None:
         unique=False,
     )
     op.create_index(
-        "ix_ent_provider_commands_owner",
-        "ent_provider_commands",
-        ["tenant", "owner_kind", "owner_id"],
-        unique=False,
+        "ix_ent_provider_commands_owner", "ent_provider_commands", [*OWNER], unique=False
     )
 
 
