@@ -43,15 +43,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("pk", name=op.f("pk_ent_audit_events")),
         sa.UniqueConstraint("id", name=op.f("uq_ent_audit_events_id")),
     )
-    op.create_index(
-        "ix_ent_audit_events_owner",
-        "ent_audit_events",
-        [*OWNER, "pk"],
-        unique=False,
-    )
-    op.create_index(
-        "ix_ent_audit_events_target", "ent_audit_events", ["tenant", "target"], unique=False
-    )
+    op.create_index("ix_ent_audit_events_owner", "ent_audit_events", [*OWNER, "pk"])
+    op.create_index("ix_ent_audit_events_target", "ent_audit_events", ["tenant", "target"])
 
     op.create_table(
         "ent_overrides",
@@ -61,9 +54,7 @@ def upgrade() -> None:
         *override_terms(),
         sa.PrimaryKeyConstraint(*OWNER, "kind", "key", name=op.f("pk_ent_overrides")),
     )
-    op.create_index(
-        "ix_ent_overrides_expiry", "ent_overrides", ["tenant", "expires_at"], unique=False
-    )
+    op.create_index("ix_ent_overrides_expiry", "ent_overrides", ["tenant", "expires_at"])
 
     op.create_table(
         "ent_plans",
@@ -107,18 +98,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("id", name=op.f("uq_ent_subscriptions_id")),
         sa.UniqueConstraint("live_owner", name=op.f("uq_ent_subscriptions_live_owner")),
     )
-    op.create_index(
-        "ix_ent_subscriptions_due", "ent_subscriptions", ["tenant", "next_change_at"], unique=False
-    )
-    op.create_index(
-        "ix_ent_subscriptions_owner",
-        "ent_subscriptions",
-        [*OWNER, "pk"],
-        unique=False,
-    )
-    op.create_index(
-        "ix_ent_subscriptions_plan", "ent_subscriptions", ["tenant", "plan_key"], unique=False
-    )
+    op.create_index("ix_ent_subscriptions_due", "ent_subscriptions", ["tenant", "next_change_at"])
+    op.create_index("ix_ent_subscriptions_owner", "ent_subscriptions", [*OWNER, "pk"])
+    op.create_index("ix_ent_subscriptions_plan", "ent_subscriptions", ["tenant", "plan_key"])
 
 
 def downgrade() -> None:

@@ -36,10 +36,7 @@ def upgrade() -> None:
         sa.UniqueConstraint(*OWNER, "key", name="uq_ent_reservations_key"),
     )
     op.create_index(
-        "ix_ent_reservations_due",
-        "ent_reservations",
-        ["tenant", "status", "expires_at"],
-        unique=False,
+        "ix_ent_reservations_due", "ent_reservations", ["tenant", "status", "expires_at"]
     )
 
     op.create_table(
@@ -76,10 +73,7 @@ def upgrade() -> None:
         sa.UniqueConstraint(*OWNER, "key", name="uq_ent_usage_records_key"),
     )
     op.create_index(
-        "ix_ent_usage_records_period",
-        "ent_usage_records",
-        [*OWNER, "metric", "period_start"],
-        unique=False,
+        "ix_ent_usage_records_period", "ent_usage_records", [*OWNER, "metric", "period_start"]
     )
 
 

@@ -39,10 +39,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tenant", "external_id", name=op.f("pk_ent_provider_links")),
     )
     op.create_index(
-        "ix_ent_provider_links_checkout",
-        "ent_provider_links",
-        ["tenant", "checkout_id"],
-        unique=False,
+        "ix_ent_provider_links_checkout", "ent_provider_links", ["tenant", "checkout_id"]
     )
 
 

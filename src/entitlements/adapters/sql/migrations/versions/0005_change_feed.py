@@ -35,7 +35,7 @@ def upgrade() -> None:
         sa.Column("at", UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_ent_changes")),
     )
-    op.create_index("ix_ent_changes_at", "ent_changes", ["at"], unique=False)
+    op.create_index("ix_ent_changes_at", "ent_changes", ["at"])
     op.create_table(
         "ent_feed_state",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
@@ -47,12 +47,7 @@ def upgrade() -> None:
             sa.Column("terms_revision", sa.BigInteger(), server_default="0", nullable=False)
         )
         batch.add_column(sa.Column("held_until", UtcDateTime(), nullable=True))
-    op.create_index(
-        "ix_ent_reservations_held",
-        "ent_reservations",
-        [*OWNER, "metric", "status"],
-        unique=False,
-    )
+    op.create_index("ix_ent_reservations_held", "ent_reservations", [*OWNER, "metric", "status"])
     if op.get_bind().dialect.name == "postgresql":
         # a wake-up hint for followers; the feed itself stays the source of truth
         op.execute(

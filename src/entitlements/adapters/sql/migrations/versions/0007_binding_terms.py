@@ -83,11 +83,8 @@ def upgrade() -> None:
         "ix_ent_provider_commands_due",
         "ent_provider_commands",
         ["tenant", "status", "next_attempt_at"],
-        unique=False,
     )
-    op.create_index(
-        "ix_ent_provider_commands_owner", "ent_provider_commands", [*OWNER], unique=False
-    )
+    op.create_index("ix_ent_provider_commands_owner", "ent_provider_commands", [*OWNER])
 
 
 def downgrade() -> None:

@@ -29,7 +29,7 @@ def upgrade() -> None:
         sa.Column("outcome", JSON, nullable=False),
         sa.PrimaryKeyConstraint(*OWNER, "key", name=op.f("pk_ent_requests")),
     )
-    op.create_index("ix_ent_requests_at", "ent_requests", ["tenant", "at"], unique=False)
+    op.create_index("ix_ent_requests_at", "ent_requests", ["tenant", "at"])
 
 
 def downgrade() -> None:

@@ -75,10 +75,7 @@ def _stretch_table(name: str, columns: list[sa.Column[Any]], *more: sa.Column[An
 def upgrade() -> None:
     subscriptions = _stretch_table("ent_subscription_history", _subscription_columns())
     op.create_index(
-        "ix_ent_subscription_history_owner",
-        "ent_subscription_history",
-        [*OWNER, "effective_at"],
-        unique=False,
+        "ix_ent_subscription_history_owner", "ent_subscription_history", [*OWNER, "effective_at"]
     )
     overrides = _stretch_table(
         "ent_override_history",
@@ -89,7 +86,6 @@ def upgrade() -> None:
         "ix_ent_override_history_owner",
         "ent_override_history",
         [*OWNER, "kind", "key", "effective_at"],
-        unique=False,
     )
     bind = op.get_bind()
     _insert(bind, subscriptions, _subscription_stretches(bind))
