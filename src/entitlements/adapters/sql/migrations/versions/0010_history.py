@@ -23,14 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from entitlements.adapters.sql.migrations.columns import (
-    JSON,
-    OWNER,
-    override_terms,
-    owner,
-    row_key,
-    subscription_state,
-)
+from entitlements.adapters.sql.migrations import columns
 from entitlements.adapters.sql.types import UtcDateTime, key_string
 
 revision = "0010"
@@ -43,30 +36,30 @@ _BATCH = 1000
 
 def _subscription_columns() -> list[sa.Column[Any]]:
     return [
-        *owner(),
+        *columns.owner(),
         sa.Column("id", key_string(64), nullable=False),
         sa.Column("plan_key", key_string(64), nullable=False),
-        *subscription_state(),
+        *columns.subscription_state(),
         sa.Column("plan_manager", sa.String(255), nullable=True),
-        sa.Column("contract", JSON, nullable=True),
+        sa.Column("contract", columns.JSON, nullable=True),
     ]
 
 
 def _override_columns() -> list[sa.Column[Any]]:
     return [
-        *owner(),
+        *columns.owner(),
         sa.Column("kind", key_string(8), nullable=False),
         sa.Column("key", key_string(64), nullable=False),
-        *override_terms(),
+        *columns.override_terms(),
     ]
 
 
-def _stretch_table(name: str, columns: list[sa.Column[Any]], *more: sa.Column[Any]) -> sa.Table:
+def _stretch_table(name: str, repeated: list[sa.Column[Any]], *more: sa.Column[Any]) -> sa.Table:
     return op.create_table(
         name,
-        row_key("seq"),
+        columns.row_key("seq"),
         sa.Column("effective_at", UtcDateTime(), nullable=False),
-        *columns,
+        *repeated,
         *more,
         sa.PrimaryKeyConstraint("seq", name=op.f(f"pk_{name}")),
     )
@@ -75,7 +68,9 @@ def _stretch_table(name: str, columns: list[sa.Column[Any]], *more: sa.Column[An
 def upgrade() -> None:
     subscriptions = _stretch_table("ent_subscription_history", _subscription_columns())
     op.create_index(
-        "ix_ent_subscription_history_owner", "ent_subscription_history", [*OWNER, "effective_at"]
+        "ix_ent_subscription_history_owner",
+        "ent_subscription_history",
+        [*columns.OWNER, "effective_at"],
     )
     overrides = _stretch_table(
         "ent_override_history",
@@ -85,7 +80,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_ent_override_history_owner",
         "ent_override_history",
-        [*OWNER, "kind", "key", "effective_at"],
+        [*columns.OWNER, "kind", "key", "effective_at"],
     )
     bind = op.get_bind()
     _insert(bind, subscriptions, _subscription_stretches(bind))
@@ -106,8 +101,8 @@ _audit = sa.table(
     sa.column("pk", sa.BigInteger()),
     sa.column("at", UtcDateTime()),
     sa.column("target", sa.String(400)),
-    sa.column("before", JSON),
-    sa.column("after", JSON),
+    sa.column("before", columns.JSON),
+    sa.column("after", columns.JSON),
 )
 
 
@@ -182,7 +177,7 @@ def _override_row(document: Any) -> dict[str, Any] | None:
     return override_row(override.owner.tenant or "", override)
 
 
-_SLOT = (*OWNER, "kind", "key")
+_SLOT = (*columns.OWNER, "kind", "key")
 
 
 def _slot(row: Mapping[str, Any]) -> tuple[Any, ...]:
