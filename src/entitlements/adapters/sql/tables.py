@@ -66,6 +66,19 @@ KEY = 64
 IDEMPOTENCY_KEY = 128
 MEMBER = 128
 
+_OWNER = ("tenant", "owner_kind", "owner_id")
+"""The columns naming an owner, in the order keys and indexes list them."""
+
+
+def _owner(*, primary_key: bool = False, nullable: bool = False) -> list[sa.Column[str]]:
+    """The owner an owner-related row is about: part of its key, or plain columns."""
+    lengths = (TENANT, OWNER_KIND, OWNER_ID)
+    types = [(name, key_string(length)) for name, length in zip(_OWNER, lengths, strict=True)]
+    if primary_key:
+        return [sa.Column(name, type_, primary_key=True) for name, type_ in types]
+    return [sa.Column(name, type_, nullable=nullable) for name, type_ in types]
+
+
 plans = sa.Table(
     "ent_plans",
     metadata,
@@ -124,9 +137,7 @@ subscriptions = sa.Table(
     metadata,
     sa.Column("pk", row_id(), primary_key=True, autoincrement=True),
     sa.Column("id", key_string(64), nullable=False, unique=True),
-    sa.Column("tenant", key_string(TENANT), nullable=False),
-    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=False),
-    sa.Column("owner_id", key_string(OWNER_ID), nullable=False),
+    *_owner(),
     # sha256 of the owner while the subscription is live, NULL once it ended: the unique
     # index makes "one live subscription per owner" hold against concurrent writers
     sa.Column("live_owner", key_string(64), nullable=True, unique=True),
@@ -138,7 +149,7 @@ subscriptions = sa.Table(
     sa.Column("plan_manager", sa.String(255), nullable=True),
     # the signed contract this subscription was converted from, with its terms
     sa.Column("contract", JSONDocument, nullable=True),
-    sa.Index("ix_ent_subscriptions_owner", "tenant", "owner_kind", "owner_id", "pk"),
+    sa.Index("ix_ent_subscriptions_owner", *_OWNER, "pk"),
     sa.Index("ix_ent_subscriptions_due", "tenant", "next_change_at"),
     sa.Index("ix_ent_subscriptions_plan", "tenant", "plan_key"),
 )
@@ -160,9 +171,7 @@ def _override_terms() -> list[sa.Column[object]]:
 overrides = sa.Table(
     "ent_overrides",
     metadata,
-    sa.Column("tenant", key_string(TENANT), primary_key=True),
-    sa.Column("owner_kind", key_string(OWNER_KIND), primary_key=True),
-    sa.Column("owner_id", key_string(OWNER_ID), primary_key=True),
+    *_owner(primary_key=True),
     sa.Column("kind", key_string(8), primary_key=True),
     sa.Column("key", key_string(KEY), primary_key=True),
     *_override_terms(),
@@ -179,16 +188,12 @@ subscription_history = sa.Table(
     sa.Column("seq", row_id(), primary_key=True, autoincrement=True),
     sa.Column("effective_at", UtcDateTime, nullable=False),
     sa.Column("id", key_string(64), nullable=False),
-    sa.Column("tenant", key_string(TENANT), nullable=False),
-    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=False),
-    sa.Column("owner_id", key_string(OWNER_ID), nullable=False),
+    *_owner(),
     sa.Column("plan_key", key_string(KEY), nullable=False),
     *_subscription_state(),
     sa.Column("plan_manager", sa.String(255), nullable=True),
     sa.Column("contract", JSONDocument, nullable=True),
-    sa.Index(
-        "ix_ent_subscription_history_owner", "tenant", "owner_kind", "owner_id", "effective_at"
-    ),
+    sa.Index("ix_ent_subscription_history_owner", *_OWNER, "effective_at"),
 )
 
 override_history = sa.Table(
@@ -196,9 +201,7 @@ override_history = sa.Table(
     metadata,
     sa.Column("seq", row_id(), primary_key=True, autoincrement=True),
     sa.Column("effective_at", UtcDateTime, nullable=False),
-    sa.Column("tenant", key_string(TENANT), nullable=False),
-    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=False),
-    sa.Column("owner_id", key_string(OWNER_ID), nullable=False),
+    *_owner(),
     sa.Column("kind", key_string(8), nullable=False),
     sa.Column("key", key_string(KEY), nullable=False),
     # false: the override was removed at effective_at (the other columns repeat it)
@@ -230,16 +233,14 @@ audit_events = sa.Table(
     sa.Column("before", JSONDocument, nullable=True),
     sa.Column("after", JSONDocument, nullable=True),
     sa.Column("reason", sa.Text, nullable=True),
-    sa.Index("ix_ent_audit_events_owner", "tenant", "owner_kind", "owner_id", "pk"),
+    sa.Index("ix_ent_audit_events_owner", *_OWNER, "pk"),
     sa.Index("ix_ent_audit_events_target", "tenant", "target"),
 )
 
 usage_counters = sa.Table(
     "ent_usage_counters",
     metadata,
-    sa.Column("tenant", key_string(TENANT), primary_key=True),
-    sa.Column("owner_kind", key_string(OWNER_KIND), primary_key=True),
-    sa.Column("owner_id", key_string(OWNER_ID), primary_key=True),
+    *_owner(primary_key=True),
     sa.Column("metric", key_string(KEY), primary_key=True),
     sa.Column("period_start", UtcDateTime, primary_key=True),
     sa.Column("used", sa.BigInteger, nullable=False),
@@ -256,18 +257,14 @@ usage_records = sa.Table(
     metadata,
     sa.Column("pk", row_id(), primary_key=True, autoincrement=True),
     sa.Column("id", key_string(64), nullable=False, unique=True),
-    sa.Column("tenant", key_string(TENANT), nullable=False),
-    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=False),
-    sa.Column("owner_id", key_string(OWNER_ID), nullable=False),
+    *_owner(),
     sa.Column("metric", key_string(KEY), nullable=False),
     sa.Column("amount", sa.BigInteger, nullable=False),
     sa.Column("period_start", UtcDateTime, nullable=False),
     sa.Column("at", UtcDateTime, nullable=False),
     sa.Column("key", key_string(IDEMPOTENCY_KEY), nullable=True),
-    sa.UniqueConstraint("tenant", "owner_kind", "owner_id", "key", name="uq_ent_usage_records_key"),
-    sa.Index(
-        "ix_ent_usage_records_period", "tenant", "owner_kind", "owner_id", "metric", "period_start"
-    ),
+    sa.UniqueConstraint(*_OWNER, "key", name="uq_ent_usage_records_key"),
+    sa.Index("ix_ent_usage_records_period", *_OWNER, "metric", "period_start"),
     sa.Index("ix_ent_usage_records_at", "tenant", "at"),
 )
 
@@ -275,9 +272,7 @@ reservations = sa.Table(
     "ent_reservations",
     metadata,
     sa.Column("id", key_string(64), primary_key=True),
-    sa.Column("tenant", key_string(TENANT), nullable=False),
-    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=False),
-    sa.Column("owner_id", key_string(OWNER_ID), nullable=False),
+    *_owner(),
     sa.Column("metric", key_string(KEY), nullable=False),
     sa.Column("amount", sa.BigInteger, nullable=False),
     sa.Column("period_start", UtcDateTime, nullable=False),
@@ -287,17 +282,15 @@ reservations = sa.Table(
     sa.Column("committed", sa.BigInteger, nullable=False),
     sa.Column("key", key_string(IDEMPOTENCY_KEY), nullable=True),
     sa.Column("settled_at", UtcDateTime, nullable=True),
-    sa.UniqueConstraint("tenant", "owner_kind", "owner_id", "key", name="uq_ent_reservations_key"),
+    sa.UniqueConstraint(*_OWNER, "key", name="uq_ent_reservations_key"),
     sa.Index("ix_ent_reservations_due", "tenant", "status", "expires_at"),
-    sa.Index("ix_ent_reservations_held", "tenant", "owner_kind", "owner_id", "metric", "status"),
+    sa.Index("ix_ent_reservations_held", *_OWNER, "metric", "status"),
 )
 
 seat_assignments = sa.Table(
     "ent_seat_assignments",
     metadata,
-    sa.Column("tenant", key_string(TENANT), primary_key=True),
-    sa.Column("owner_kind", key_string(OWNER_KIND), primary_key=True),
-    sa.Column("owner_id", key_string(OWNER_ID), primary_key=True),
+    *_owner(primary_key=True),
     sa.Column("pool", key_string(KEY), primary_key=True),
     sa.Column("member", key_string(MEMBER), primary_key=True),
     sa.Column("assigned_at", UtcDateTime, nullable=False),
@@ -307,9 +300,7 @@ contracts = sa.Table(
     "ent_contracts",
     metadata,
     sa.Column("id", key_string(64), primary_key=True),
-    sa.Column("tenant", key_string(TENANT), nullable=False),
-    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=False),
-    sa.Column("owner_id", key_string(OWNER_ID), nullable=False),
+    *_owner(),
     sa.Column("title", sa.String(300), nullable=False),
     sa.Column("body", long_text(), nullable=False),
     sa.Column("plan_key", key_string(KEY), nullable=True),
@@ -328,7 +319,7 @@ contracts = sa.Table(
     sa.Column("terms_hash", sa.String(64), nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("revision", sa.Integer, nullable=False),
-    sa.Index("ix_ent_contracts_owner", "tenant", "owner_kind", "owner_id"),
+    sa.Index("ix_ent_contracts_owner", *_OWNER),
     sa.Index("ix_ent_contracts_expiry", "tenant", "status", "expires_at"),
 )
 
@@ -432,7 +423,7 @@ provider_commands = sa.Table(
     sa.Column("result", JSONDocument, nullable=True),
     sa.UniqueConstraint("tenant", "idempotency_key", name="uq_ent_provider_commands_key"),
     sa.Index("ix_ent_provider_commands_due", "tenant", "status", "next_attempt_at"),
-    sa.Index("ix_ent_provider_commands_owner", "tenant", "owner_kind", "owner_id"),
+    sa.Index("ix_ent_provider_commands_owner", *_OWNER),
 )
 
 requests = sa.Table(
@@ -440,9 +431,7 @@ requests = sa.Table(
     metadata,
     # mutations remembered by their idempotency key: what was asked (a digest) and the
     # ids a repeat answers from; forgotten with the usage keys
-    sa.Column("tenant", key_string(TENANT), primary_key=True),
-    sa.Column("owner_kind", key_string(OWNER_KIND), primary_key=True),
-    sa.Column("owner_id", key_string(OWNER_ID), primary_key=True),
+    *_owner(primary_key=True),
     sa.Column("key", key_string(IDEMPOTENCY_KEY), primary_key=True),
     sa.Column("operation", sa.String(64), nullable=False),
     sa.Column("digest", sa.String(64), nullable=False),
@@ -454,9 +443,7 @@ requests = sa.Table(
 owner_revisions = sa.Table(
     "ent_owner_revisions",
     metadata,
-    sa.Column("tenant", key_string(TENANT), primary_key=True),
-    sa.Column("owner_kind", key_string(OWNER_KIND), primary_key=True),
-    sa.Column("owner_id", key_string(OWNER_ID), primary_key=True),
+    *_owner(primary_key=True),
     # bumped, under the row's lock, by every write that changes what the owner is entitled
     # to; consumptions lock it for share when they must read terms at the database
     sa.Column("revision", sa.BigInteger, nullable=False),
@@ -477,9 +464,7 @@ changes = sa.Table(
     # the change feed: one row per owner (or, owner NULL, per catalog change) a committed
     # transaction touched; every process follows it to drop what it cached
     sa.Column("seq", row_id(), primary_key=True, autoincrement=True),
-    sa.Column("tenant", key_string(TENANT), nullable=True),
-    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=True),
-    sa.Column("owner_id", key_string(OWNER_ID), nullable=True),
+    *_owner(nullable=True),
     sa.Column("kind", sa.String(8), nullable=False),
     sa.Column("at", UtcDateTime, nullable=False),
     sa.Index("ix_ent_changes_at", "at"),

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
+from entitlements.adapters.sql.migrations.columns import (
+    JSON,
+    OWNER,
+    override_terms,
+    owner,
+    row_key,
+    subscription_state,
+)
 from entitlements.adapters.sql.types import UtcDateTime, key_string
-
-JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
 
 revision = "0001"
 down_revision = None
@@ -25,7 +28,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "ent_audit_events",
-        sa.Column("pk", ROW_ID, autoincrement=True, nullable=False),
+        row_key(),
         sa.Column("id", key_string(64), nullable=False),
         sa.Column("tenant", key_string(255), nullable=False),
         sa.Column("at", UtcDateTime(), nullable=False),
@@ -40,37 +43,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("pk", name=op.f("pk_ent_audit_events")),
         sa.UniqueConstraint("id", name=op.f("uq_ent_audit_events_id")),
     )
-    op.create_index(
-        "ix_ent_audit_events_owner",
-        "ent_audit_events",
-        ["tenant", "owner_kind", "owner_id", "pk"],
-        unique=False,
-    )
-    op.create_index(
-        "ix_ent_audit_events_target", "ent_audit_events", ["tenant", "target"], unique=False
-    )
+    op.create_index("ix_ent_audit_events_owner", "ent_audit_events", [*OWNER, "pk"])
+    op.create_index("ix_ent_audit_events_target", "ent_audit_events", ["tenant", "target"])
 
     op.create_table(
         "ent_overrides",
-        sa.Column("tenant", key_string(255), nullable=False),
-        sa.Column("owner_kind", key_string(64), nullable=False),
-        sa.Column("owner_id", key_string(255), nullable=False),
+        *owner(),
         sa.Column("kind", key_string(8), nullable=False),
         sa.Column("key", key_string(64), nullable=False),
-        sa.Column("reason", sa.Text(), nullable=False),
-        sa.Column("actor", sa.String(length=255), nullable=False),
-        sa.Column("created_at", UtcDateTime(), nullable=False),
-        sa.Column("expires_at", UtcDateTime(), nullable=True),
-        sa.Column("enabled", sa.Boolean(), nullable=False),
-        sa.Column("actions", JSON, nullable=True),
-        sa.Column("value", sa.BigInteger(), nullable=True),
-        sa.PrimaryKeyConstraint(
-            "tenant", "owner_kind", "owner_id", "kind", "key", name=op.f("pk_ent_overrides")
-        ),
+        *override_terms(),
+        sa.PrimaryKeyConstraint(*OWNER, "kind", "key", name=op.f("pk_ent_overrides")),
     )
-    op.create_index(
-        "ix_ent_overrides_expiry", "ent_overrides", ["tenant", "expires_at"], unique=False
-    )
+    op.create_index("ix_ent_overrides_expiry", "ent_overrides", ["tenant", "expires_at"])
 
     op.create_table(
         "ent_plans",
@@ -100,34 +84,12 @@ def upgrade() -> None:
     )
     op.create_table(
         "ent_subscriptions",
-        sa.Column("pk", ROW_ID, autoincrement=True, nullable=False),
+        row_key(),
         sa.Column("id", key_string(64), nullable=False),
-        sa.Column("tenant", key_string(255), nullable=False),
-        sa.Column("owner_kind", key_string(64), nullable=False),
-        sa.Column("owner_id", key_string(255), nullable=False),
+        *owner(),
         sa.Column("live_owner", key_string(64), nullable=True),
         sa.Column("plan_key", key_string(64), nullable=False),
-        sa.Column("plan_version", sa.Integer(), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("created_at", UtcDateTime(), nullable=False),
-        sa.Column("updated_at", UtcDateTime(), nullable=False),
-        sa.Column("seats", sa.Integer(), nullable=True),
-        sa.Column("trial_ends_at", UtcDateTime(), nullable=True),
-        sa.Column("period_start", UtcDateTime(), nullable=True),
-        sa.Column("period_end", UtcDateTime(), nullable=True),
-        sa.Column("cycle_unit", sa.String(length=8), nullable=True),
-        sa.Column("cycle_every", sa.Integer(), nullable=True),
-        sa.Column("cycle_anchor", UtcDateTime(), nullable=True),
-        sa.Column("cancel_at_period_end", sa.Boolean(), nullable=False),
-        sa.Column("canceled_at", UtcDateTime(), nullable=True),
-        sa.Column("expires_at", UtcDateTime(), nullable=True),
-        sa.Column("past_due_since", UtcDateTime(), nullable=True),
-        sa.Column("suspended_from", sa.String(length=16), nullable=True),
-        sa.Column("external_id", sa.String(length=255), nullable=True),
-        sa.Column("metadata", JSON, nullable=False),
-        sa.Column("notes", sa.Text(), nullable=False),
-        sa.Column("addons", JSON, nullable=False),
-        sa.Column("revision", sa.Integer(), nullable=False),
+        *subscription_state(),
         sa.Column("next_change_at", UtcDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["plan_key"], ["ent_plans.key"], name=op.f("fk_ent_subscriptions_plan_key_ent_plans")
@@ -136,18 +98,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("id", name=op.f("uq_ent_subscriptions_id")),
         sa.UniqueConstraint("live_owner", name=op.f("uq_ent_subscriptions_live_owner")),
     )
-    op.create_index(
-        "ix_ent_subscriptions_due", "ent_subscriptions", ["tenant", "next_change_at"], unique=False
-    )
-    op.create_index(
-        "ix_ent_subscriptions_owner",
-        "ent_subscriptions",
-        ["tenant", "owner_kind", "owner_id", "pk"],
-        unique=False,
-    )
-    op.create_index(
-        "ix_ent_subscriptions_plan", "ent_subscriptions", ["tenant", "plan_key"], unique=False
-    )
+    op.create_index("ix_ent_subscriptions_due", "ent_subscriptions", ["tenant", "next_change_at"])
+    op.create_index("ix_ent_subscriptions_owner", "ent_subscriptions", [*OWNER, "pk"])
+    op.create_index("ix_ent_subscriptions_plan", "ent_subscriptions", ["tenant", "plan_key"])
 
 
 def downgrade() -> None:

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
+from entitlements.adapters.sql.migrations.columns import OWNER, owner, row_key
 from entitlements.adapters.sql.types import UtcDateTime, key_string
-
-JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
 
 revision = "0002"
 down_revision = "0001"
@@ -26,9 +22,7 @@ def upgrade() -> None:
     op.create_table(
         "ent_reservations",
         sa.Column("id", key_string(64), nullable=False),
-        sa.Column("tenant", key_string(255), nullable=False),
-        sa.Column("owner_kind", key_string(64), nullable=False),
-        sa.Column("owner_id", key_string(255), nullable=False),
+        *owner(),
         sa.Column("metric", key_string(64), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("period_start", UtcDateTime(), nullable=False),
@@ -39,59 +33,36 @@ def upgrade() -> None:
         sa.Column("key", key_string(128), nullable=True),
         sa.Column("settled_at", UtcDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ent_reservations")),
-        sa.UniqueConstraint(
-            "tenant", "owner_kind", "owner_id", "key", name="uq_ent_reservations_key"
-        ),
+        sa.UniqueConstraint(*OWNER, "key", name="uq_ent_reservations_key"),
     )
     op.create_index(
-        "ix_ent_reservations_due",
-        "ent_reservations",
-        ["tenant", "status", "expires_at"],
-        unique=False,
+        "ix_ent_reservations_due", "ent_reservations", ["tenant", "status", "expires_at"]
     )
 
     op.create_table(
         "ent_seat_assignments",
-        sa.Column("tenant", key_string(255), nullable=False),
-        sa.Column("owner_kind", key_string(64), nullable=False),
-        sa.Column("owner_id", key_string(255), nullable=False),
+        *owner(),
         sa.Column("pool", key_string(64), nullable=False),
         sa.Column("member", key_string(128), nullable=False),
         sa.Column("assigned_at", UtcDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint(
-            "tenant",
-            "owner_kind",
-            "owner_id",
-            "pool",
-            "member",
-            name=op.f("pk_ent_seat_assignments"),
-        ),
+        sa.PrimaryKeyConstraint(*OWNER, "pool", "member", name=op.f("pk_ent_seat_assignments")),
     )
     op.create_table(
         "ent_usage_counters",
-        sa.Column("tenant", key_string(255), nullable=False),
-        sa.Column("owner_kind", key_string(64), nullable=False),
-        sa.Column("owner_id", key_string(255), nullable=False),
+        *owner(),
         sa.Column("metric", key_string(64), nullable=False),
         sa.Column("period_start", UtcDateTime(), nullable=False),
         sa.Column("used", sa.BigInteger(), nullable=False),
         sa.Column("reserved", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint(
-            "tenant",
-            "owner_kind",
-            "owner_id",
-            "metric",
-            "period_start",
-            name=op.f("pk_ent_usage_counters"),
+            *OWNER, "metric", "period_start", name=op.f("pk_ent_usage_counters")
         ),
     )
     op.create_table(
         "ent_usage_records",
-        sa.Column("pk", ROW_ID, autoincrement=True, nullable=False),
+        row_key(),
         sa.Column("id", key_string(64), nullable=False),
-        sa.Column("tenant", key_string(255), nullable=False),
-        sa.Column("owner_kind", key_string(64), nullable=False),
-        sa.Column("owner_id", key_string(255), nullable=False),
+        *owner(),
         sa.Column("metric", key_string(64), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("period_start", UtcDateTime(), nullable=False),
@@ -99,15 +70,10 @@ def upgrade() -> None:
         sa.Column("key", key_string(128), nullable=True),
         sa.PrimaryKeyConstraint("pk", name=op.f("pk_ent_usage_records")),
         sa.UniqueConstraint("id", name=op.f("uq_ent_usage_records_id")),
-        sa.UniqueConstraint(
-            "tenant", "owner_kind", "owner_id", "key", name="uq_ent_usage_records_key"
-        ),
+        sa.UniqueConstraint(*OWNER, "key", name="uq_ent_usage_records_key"),
     )
     op.create_index(
-        "ix_ent_usage_records_period",
-        "ent_usage_records",
-        ["tenant", "owner_kind", "owner_id", "metric", "period_start"],
-        unique=False,
+        "ix_ent_usage_records_period", "ent_usage_records", [*OWNER, "metric", "period_start"]
     )
 
 

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import SchemaItem
 
+from entitlements.adapters.sql.migrations.columns import JSON, OWNER, owner
 from entitlements.adapters.sql.types import UtcDateTime, key_string, long_binary, long_text
-
-JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
 
 revision = "0003"
 down_revision = "0002"
@@ -22,13 +19,23 @@ branch_labels = None
 depends_on = None
 
 
+def _part_of_contract(table: str) -> list[SchemaItem]:
+    """The contract a row of ``table`` (attachments, events, signers) belongs to."""
+    return [
+        sa.Column("contract_id", key_string(64), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["contract_id"],
+            ["ent_contracts.id"],
+            name=op.f(f"fk_{table}_contract_id_ent_contracts"),
+        ),
+    ]
+
+
 def upgrade() -> None:
     op.create_table(
         "ent_contracts",
         sa.Column("id", key_string(64), nullable=False),
-        sa.Column("tenant", key_string(255), nullable=False),
-        sa.Column("owner_kind", key_string(64), nullable=False),
-        sa.Column("owner_id", key_string(255), nullable=False),
+        *owner(),
         sa.Column("title", sa.String(length=300), nullable=False),
         sa.Column("body", long_text(), nullable=False),
         sa.Column("plan_key", key_string(64), nullable=True),
@@ -45,15 +52,8 @@ def upgrade() -> None:
         sa.Column("revision", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ent_contracts")),
     )
-    op.create_index(
-        "ix_ent_contracts_expiry", "ent_contracts", ["tenant", "status", "expires_at"], unique=False
-    )
-    op.create_index(
-        "ix_ent_contracts_owner",
-        "ent_contracts",
-        ["tenant", "owner_kind", "owner_id"],
-        unique=False,
-    )
+    op.create_index("ix_ent_contracts_expiry", "ent_contracts", ["tenant", "status", "expires_at"])
+    op.create_index("ix_ent_contracts_owner", "ent_contracts", [*OWNER])
 
     op.create_table(
         "ent_personal_data",
@@ -65,20 +65,15 @@ def upgrade() -> None:
     )
     op.create_table(
         "ent_contract_attachments",
-        sa.Column("contract_id", key_string(64), nullable=False),
+        *_part_of_contract("ent_contract_attachments"),
         sa.Column("digest", key_string(64), nullable=False),
         sa.Column("content_type", sa.String(length=64), nullable=False),
         sa.Column("data", long_binary(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["contract_id"],
-            ["ent_contracts.id"],
-            name=op.f("fk_ent_contract_attachments_contract_id_ent_contracts"),
-        ),
         sa.PrimaryKeyConstraint("contract_id", "digest", name=op.f("pk_ent_contract_attachments")),
     )
     op.create_table(
         "ent_contract_events",
-        sa.Column("contract_id", key_string(64), nullable=False),
+        *_part_of_contract("ent_contract_events"),
         sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("type", sa.String(length=16), nullable=False),
         sa.Column("at", UtcDateTime(), nullable=False),
@@ -90,16 +85,11 @@ def upgrade() -> None:
         sa.Column("content_hash", sa.String(length=64), nullable=False),
         sa.Column("prev_hash", sa.String(length=64), nullable=False),
         sa.Column("hash", sa.String(length=64), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["contract_id"],
-            ["ent_contracts.id"],
-            name=op.f("fk_ent_contract_events_contract_id_ent_contracts"),
-        ),
         sa.PrimaryKeyConstraint("contract_id", "seq", name=op.f("pk_ent_contract_events")),
     )
     op.create_table(
         "ent_contract_signers",
-        sa.Column("contract_id", key_string(64), nullable=False),
+        *_part_of_contract("ent_contract_signers"),
         sa.Column("id", key_string(64), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
@@ -109,11 +99,6 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("token_hash", key_string(64), nullable=True),
         sa.Column("token_expires_at", UtcDateTime(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["contract_id"],
-            ["ent_contracts.id"],
-            name=op.f("fk_ent_contract_signers_contract_id_ent_contracts"),
-        ),
         sa.PrimaryKeyConstraint("contract_id", "id", name=op.f("pk_ent_contract_signers")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_ent_contract_signers_token_hash")),
     )

@@ -8,13 +8,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 from entitlements.adapters.sql.types import UtcDateTime, key_string
-
-JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
 
 revision = "0004"
 down_revision = "0003"
@@ -44,10 +39,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tenant", "external_id", name=op.f("pk_ent_provider_links")),
     )
     op.create_index(
-        "ix_ent_provider_links_checkout",
-        "ent_provider_links",
-        ["tenant", "checkout_id"],
-        unique=False,
+        "ix_ent_provider_links_checkout", "ent_provider_links", ["tenant", "checkout_id"]
     )
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from entitlements.adapters.sql.types import UtcDateTime, key_string
-
-ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+from entitlements.adapters.sql.migrations.columns import OWNER, owner, row_key
+from entitlements.adapters.sql.types import UtcDateTime
 
 revision = "0005"
 down_revision = "0004"
@@ -24,25 +23,19 @@ NOTIFY_CHANNEL = "entitlements_changes"
 def upgrade() -> None:
     op.create_table(
         "ent_owner_revisions",
-        sa.Column("tenant", key_string(255), nullable=False),
-        sa.Column("owner_kind", key_string(64), nullable=False),
-        sa.Column("owner_id", key_string(255), nullable=False),
+        *owner(),
         sa.Column("revision", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint(
-            "tenant", "owner_kind", "owner_id", name=op.f("pk_ent_owner_revisions")
-        ),
+        sa.PrimaryKeyConstraint(*OWNER, name=op.f("pk_ent_owner_revisions")),
     )
     op.create_table(
         "ent_changes",
-        sa.Column("seq", ROW_ID, autoincrement=True, nullable=False),
-        sa.Column("tenant", key_string(255), nullable=True),
-        sa.Column("owner_kind", key_string(64), nullable=True),
-        sa.Column("owner_id", key_string(255), nullable=True),
+        row_key("seq"),
+        *owner(nullable=True),
         sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("at", UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_ent_changes")),
     )
-    op.create_index("ix_ent_changes_at", "ent_changes", ["at"], unique=False)
+    op.create_index("ix_ent_changes_at", "ent_changes", ["at"])
     op.create_table(
         "ent_feed_state",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
@@ -54,12 +47,7 @@ def upgrade() -> None:
             sa.Column("terms_revision", sa.BigInteger(), server_default="0", nullable=False)
         )
         batch.add_column(sa.Column("held_until", UtcDateTime(), nullable=True))
-    op.create_index(
-        "ix_ent_reservations_held",
-        "ent_reservations",
-        ["tenant", "owner_kind", "owner_id", "metric", "status"],
-        unique=False,
-    )
+    op.create_index("ix_ent_reservations_held", "ent_reservations", [*OWNER, "metric", "status"])
     if op.get_bind().dialect.name == "postgresql":
         # a wake-up hint for followers; the feed itself stays the source of truth
         op.execute(

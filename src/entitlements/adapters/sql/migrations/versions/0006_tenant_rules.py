@@ -24,7 +24,7 @@ def upgrade() -> None:
         sa.Column("rule", key_string(64), nullable=False),
         sa.PrimaryKeyConstraint("tenant", "rule", name=op.f("pk_ent_tenant_locks")),
     )
-    op.create_index("ix_ent_usage_records_at", "ent_usage_records", ["tenant", "at"], unique=False)
+    op.create_index("ix_ent_usage_records_at", "ent_usage_records", ["tenant", "at"])
 
 
 def downgrade() -> None:

@@ -11,11 +11,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
+from entitlements.adapters.sql.migrations.columns import JSON, OWNER
 from entitlements.adapters.sql.types import UtcDateTime, key_string
-
-JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 revision = "0007"
 down_revision = "0006"
@@ -85,14 +83,8 @@ def upgrade() -> None:
         "ix_ent_provider_commands_due",
         "ent_provider_commands",
         ["tenant", "status", "next_attempt_at"],
-        unique=False,
     )
-    op.create_index(
-        "ix_ent_provider_commands_owner",
-        "ent_provider_commands",
-        ["tenant", "owner_kind", "owner_id"],
-        unique=False,
-    )
+    op.create_index("ix_ent_provider_commands_owner", "ent_provider_commands", [*OWNER])
 
 
 def downgrade() -> None:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
+from entitlements.adapters.sql.migrations.columns import JSON, OWNER, owner
 from entitlements.adapters.sql.types import UtcDateTime, key_string
-
-JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 revision = "0008"
 down_revision = "0007"
@@ -23,19 +21,15 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "ent_requests",
-        sa.Column("tenant", key_string(255), nullable=False),
-        sa.Column("owner_kind", key_string(64), nullable=False),
-        sa.Column("owner_id", key_string(255), nullable=False),
+        *owner(),
         sa.Column("key", key_string(128), nullable=False),
         sa.Column("operation", sa.String(64), nullable=False),
         sa.Column("digest", sa.String(64), nullable=False),
         sa.Column("at", UtcDateTime(), nullable=False),
         sa.Column("outcome", JSON, nullable=False),
-        sa.PrimaryKeyConstraint(
-            "tenant", "owner_kind", "owner_id", "key", name=op.f("pk_ent_requests")
-        ),
+        sa.PrimaryKeyConstraint(*OWNER, "key", name=op.f("pk_ent_requests")),
     )
-    op.create_index("ix_ent_requests_at", "ent_requests", ["tenant", "at"], unique=False)
+    op.create_index("ix_ent_requests_at", "ent_requests", ["tenant", "at"])
 
 
 def downgrade() -> None:

@@ -22,11 +22,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
+from entitlements.adapters.sql.migrations import columns
 from entitlements.adapters.sql.types import UtcDateTime, key_string
-
-JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 revision = "0010"
 down_revision = "0009"
@@ -36,71 +34,32 @@ depends_on = None
 _BATCH = 1000
 
 
-def _owner_columns() -> list[sa.Column[Any]]:
-    return [
-        sa.Column("tenant", key_string(255), nullable=False),
-        sa.Column("owner_kind", key_string(64), nullable=False),
-        sa.Column("owner_id", key_string(255), nullable=False),
-    ]
-
-
 def _subscription_columns() -> list[sa.Column[Any]]:
     return [
-        *_owner_columns(),
+        *columns.owner(),
         sa.Column("id", key_string(64), nullable=False),
         sa.Column("plan_key", key_string(64), nullable=False),
-        sa.Column("plan_version", sa.Integer(), nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("created_at", UtcDateTime(), nullable=False),
-        sa.Column("updated_at", UtcDateTime(), nullable=False),
-        sa.Column("seats", sa.Integer(), nullable=True),
-        sa.Column("trial_ends_at", UtcDateTime(), nullable=True),
-        sa.Column("period_start", UtcDateTime(), nullable=True),
-        sa.Column("period_end", UtcDateTime(), nullable=True),
-        sa.Column("cycle_unit", sa.String(8), nullable=True),
-        sa.Column("cycle_every", sa.Integer(), nullable=True),
-        sa.Column("cycle_anchor", UtcDateTime(), nullable=True),
-        sa.Column("cancel_at_period_end", sa.Boolean(), nullable=False),
-        sa.Column("canceled_at", UtcDateTime(), nullable=True),
-        sa.Column("expires_at", UtcDateTime(), nullable=True),
-        sa.Column("past_due_since", UtcDateTime(), nullable=True),
-        sa.Column("suspended_from", sa.String(16), nullable=True),
-        sa.Column("external_id", sa.String(255), nullable=True),
-        sa.Column("metadata", JSON, nullable=False),
-        sa.Column("notes", sa.Text(), nullable=False),
-        sa.Column("addons", JSON, nullable=False),
-        sa.Column("revision", sa.Integer(), nullable=False),
+        *columns.subscription_state(),
         sa.Column("plan_manager", sa.String(255), nullable=True),
-        sa.Column("contract", JSON, nullable=True),
+        sa.Column("contract", columns.JSON, nullable=True),
     ]
 
 
 def _override_columns() -> list[sa.Column[Any]]:
     return [
-        *_owner_columns(),
+        *columns.owner(),
         sa.Column("kind", key_string(8), nullable=False),
         sa.Column("key", key_string(64), nullable=False),
-        sa.Column("reason", sa.Text(), nullable=False),
-        sa.Column("actor", sa.String(255), nullable=False),
-        sa.Column("created_at", UtcDateTime(), nullable=False),
-        sa.Column("expires_at", UtcDateTime(), nullable=True),
-        sa.Column("enabled", sa.Boolean(), nullable=False),
-        sa.Column("actions", JSON, nullable=True),
-        sa.Column("value", sa.BigInteger(), nullable=True),
+        *columns.override_terms(),
     ]
 
 
-def _stretch_table(name: str, columns: list[sa.Column[Any]], *more: sa.Column[Any]) -> sa.Table:
+def _stretch_table(name: str, repeated: list[sa.Column[Any]], *more: sa.Column[Any]) -> sa.Table:
     return op.create_table(
         name,
-        sa.Column(
-            "seq",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
+        columns.row_key("seq"),
         sa.Column("effective_at", UtcDateTime(), nullable=False),
-        *columns,
+        *repeated,
         *more,
         sa.PrimaryKeyConstraint("seq", name=op.f(f"pk_{name}")),
     )
@@ -111,8 +70,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_ent_subscription_history_owner",
         "ent_subscription_history",
-        ["tenant", "owner_kind", "owner_id", "effective_at"],
-        unique=False,
+        [*columns.OWNER, "effective_at"],
     )
     overrides = _stretch_table(
         "ent_override_history",
@@ -122,8 +80,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_ent_override_history_owner",
         "ent_override_history",
-        ["tenant", "owner_kind", "owner_id", "kind", "key", "effective_at"],
-        unique=False,
+        [*columns.OWNER, "kind", "key", "effective_at"],
     )
     bind = op.get_bind()
     _insert(bind, subscriptions, _subscription_stretches(bind))
@@ -144,8 +101,8 @@ _audit = sa.table(
     sa.column("pk", sa.BigInteger()),
     sa.column("at", UtcDateTime()),
     sa.column("target", sa.String(400)),
-    sa.column("before", JSON),
-    sa.column("after", JSON),
+    sa.column("before", columns.JSON),
+    sa.column("after", columns.JSON),
 )
 
 
@@ -220,7 +177,7 @@ def _override_row(document: Any) -> dict[str, Any] | None:
     return override_row(override.owner.tenant or "", override)
 
 
-_SLOT = ("tenant", "owner_kind", "owner_id", "kind", "key")
+_SLOT = (*columns.OWNER, "kind", "key")
 
 
 def _slot(row: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+from entitlements.adapters.sql.migrations.columns import row_key
 
 revision = "0011"
 down_revision = "0010"
@@ -20,7 +20,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "ent_signing_failures",
-        sa.Column("pk", ROW_ID, autoincrement=True, nullable=False),
+        row_key(),
         sa.Column("client", sa.String(64), nullable=False),
         sa.Column("at_ms", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("pk", name=op.f("pk_ent_signing_failures")),
