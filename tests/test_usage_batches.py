@@ -82,7 +82,9 @@ def _state(ents: Entitlements, owner: Owner) -> dict[str, Any]:
             for c in counters
             for r in ents.usage.records(owner, metric, c.period_start)
         ]
-    state["audit"] = [(e.action, e.reason) for e in ents.audit.for_owner(owner)]
+    # in time order; events of one instant in no particular order (a batch settles a
+    # metric's expired reservations before it decides the batch's events of any metric)
+    state["audit"] = sorted((e.at, e.action, e.reason or "") for e in ents.audit.for_owner(owner))
     return state
 
 
