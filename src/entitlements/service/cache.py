@@ -8,6 +8,10 @@ writes (they drop what they touched, before and after commit); other processes' 
 A reader that resolved a snapshot while a writer committed must not put its (now stale)
 snapshot back after the writer's invalidation; every invalidation bumps a generation, and
 a snapshot resolved under an older generation is returned but not kept.
+
+``warm`` holds the same snapshots as ``snapshots``, keyed by the owner's key string: the
+request path looks owners up there, where the string's hash is kept by Python and no
+Python-level ``__hash__`` runs.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import threading
 from collections.abc import Iterable
 from datetime import datetime
 
-from entitlements.domain.owner import Owner
+from entitlements.domain.owner import Owner, owner_key
 from entitlements.domain.resolution import Snapshot
 from entitlements.domain.usage import Counter, UsageDecision
 
@@ -26,6 +30,7 @@ __all__ = ["SnapshotCache"]
 class SnapshotCache:
     def __init__(self, max_size: int = 100_000) -> None:
         self.snapshots: dict[Owner, Snapshot] = {}
+        self.warm: dict[str, Snapshot] = {}
         self.counters: dict[Owner, dict[tuple[str, datetime], Counter]] = {}
         self.decisions: dict[Owner, dict[tuple[str, int], UsageDecision]] = {}
         self.generation = 0
@@ -39,9 +44,11 @@ class SnapshotCache:
             if snapshot.owner not in self.snapshots and len(self.snapshots) >= self.max_size:
                 evicted = next(iter(self.snapshots))
                 del self.snapshots[evicted]
+                del self.warm[owner_key(evicted)]
                 self.counters.pop(evicted, None)
                 self.decisions.pop(evicted, None)
             self.snapshots[snapshot.owner] = snapshot
+            self.warm[owner_key(snapshot.owner)] = snapshot
 
     def put_counter(self, counter: Counter, generation: int) -> None:
         with self._lock:
@@ -65,6 +72,7 @@ class SnapshotCache:
             self.generation += 1
             for owner in owners:
                 self.snapshots.pop(owner, None)
+                self.warm.pop(owner_key(owner), None)
                 self.counters.pop(owner, None)
                 self.decisions.pop(owner, None)
 
@@ -87,6 +95,7 @@ class SnapshotCache:
         with self._lock:
             self.generation += 1
             self.snapshots.clear()
+            self.warm.clear()
             self.counters.clear()
             self.decisions.clear()
 
@@ -103,6 +112,7 @@ class SnapshotCache:
                 self.generation += 1
             for owner in stale:
                 del self.snapshots[owner]
+                del self.warm[owner_key(owner)]
                 self.counters.pop(owner, None)
                 self.decisions.pop(owner, None)
             return len(stale)

@@ -2,9 +2,10 @@
 
 Use cases are grouped by what they act on (``plans``, ``subscriptions``, ``overrides``,
 ``audit``); the checks live here because they are what the request path calls: a warm
-``allows``/``limit`` is a dict lookup for the owner's snapshot, two float comparisons
-(the snapshot is still valid at the clock's time; the cache was confirmed against the
-change feed within ``max_staleness``) and a set membership — no I/O, no resolution.
+``allows``/``limit`` is a dict lookup for the owner's snapshot (keyed by the owner's key
+string, whose hash Python keeps), one clock reading, two float windows (the snapshot is
+still valid at the clock's time; the cache was confirmed against the change feed within
+``max_staleness``) and a set membership — no I/O, no resolution.
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ class Entitlements:
         self._payment_provider = payment_provider
         self._one_free_plan_per_tenant = one_free_plan_per_tenant
         self._snapshots = self.runtime.cache.snapshots
+        self._warm = self.runtime.cache.warm
         self._ts = self.runtime.timestamp
         self._wall_clock = self._ts is time.time  # one reading serves both checks
 
@@ -189,19 +191,24 @@ class Entitlements:
     def allows(self, owner: Owner, feature: str, action: Action | str | None = None) -> bool:
         """May ``owner`` use ``feature`` (for ``action``, or for every action) now?"""
         try:
-            snapshot = self._snapshots.get(owner)
-        except TypeError:  # unhashable: not an Owner, which _current refuses
-            snapshot = None
+            snapshot = self._warm[owner._key]
+        except (KeyError, AttributeError, TypeError):  # not cached, or not an Owner
+            return self._current(owner).allows(feature, action)
         ts, coherence = self._ts(), self.coherence
         if (
-            snapshot is None
-            or not snapshot.resolved_ts <= ts < snapshot.expires_ts
-            or not coherence.fresh_from
+            snapshot.resolved_ts <= ts < snapshot.expires_ts
+            and coherence.fresh_from
             <= (ts if self._wall_clock else _wall())
             < coherence.fresh_until
         ):
-            snapshot = self._current(owner)
-        return snapshot.allows(feature, action)
+            if action is None:  # the common question, answered without another call
+                try:
+                    if feature in snapshot._full:
+                        return True
+                except TypeError:  # unhashable: Snapshot.allows says what is wrong
+                    pass
+            return snapshot.allows(feature, action)
+        return self._current(owner).allows(feature, action)
 
     def limit(
         self, owner: Owner, name: str, default: int | _Missing | None = _MISSING
@@ -209,38 +216,24 @@ class Entitlements:
         """``owner``'s limit ``name`` now: a number, or ``None`` when unlimited. A limit
         the owner's terms do not define raises `UnknownLimit`, unless ``default`` gives
         the answer for that case (``default=0``: a missing limit allows nothing)."""
-        try:
-            snapshot = self._snapshots.get(owner)
-        except TypeError:  # unhashable: not an Owner, which _current refuses
-            snapshot = None
-        ts, coherence = self._ts(), self.coherence
-        if (
-            snapshot is None
-            or not snapshot.resolved_ts <= ts < snapshot.expires_ts
-            or not coherence.fresh_from
-            <= (ts if self._wall_clock else _wall())
-            < coherence.fresh_until
-        ):
-            snapshot = self._current(owner)
-        return snapshot.limit(name, default)
+        return self.snapshot(owner).limit(name, default)
 
     def snapshot(self, owner: Owner) -> Snapshot:
         """The owner's resolved entitlements now (cached while time and writes leave them
         as they are)."""
         try:
-            snapshot = self._snapshots.get(owner)
-        except TypeError:  # unhashable: not an Owner, which _current refuses
-            snapshot = None
+            snapshot = self._warm[owner._key]
+        except (KeyError, AttributeError, TypeError):  # not cached, or not an Owner
+            return self._current(owner)
         ts, coherence = self._ts(), self.coherence
         if (
-            snapshot is None
-            or not snapshot.resolved_ts <= ts < snapshot.expires_ts
-            or not coherence.fresh_from
+            snapshot.resolved_ts <= ts < snapshot.expires_ts
+            and coherence.fresh_from
             <= (ts if self._wall_clock else _wall())
             < coherence.fresh_until
         ):
-            snapshot = self._current(owner)
-        return snapshot
+            return snapshot
+        return self._current(owner)
 
     def claims(self, owner: Owner, now: datetime | None = None) -> Claims:
         """The limits/features claim for the owner's access tokens (seed 004); refuses an
