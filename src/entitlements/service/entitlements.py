@@ -15,16 +15,23 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from entitlements.adapters.redis_hints import RedisChannel
 from entitlements.clock import SystemClock
 from entitlements.domain.access import AccessPolicy
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Action
 from entitlements.domain.resolution import _MISSING, Decision, Snapshot, _Missing
 from entitlements.errors import InvalidInput
-from entitlements.ports import Clock, EventListener, PaymentProvider, Store, UnitOfWork
+from entitlements.ports import (
+    ChangeChannel,
+    ChangeHint,
+    Clock,
+    EventListener,
+    PaymentProvider,
+    Store,
+    UnitOfWork,
+)
 from entitlements.service.audit_trail import AuditTrail
 from entitlements.service.authorization import AllowAll, Authorizer
 from entitlements.service.cache import SnapshotCache
@@ -52,6 +59,20 @@ __all__ = ["Entitlements"]
 _wall = time.time
 
 
+def _channel(redis: ChangeChannel | str | None) -> ChangeChannel | None:
+    """The ``redis=`` argument as a channel port: a URL is the one place the facade
+    reaches for an adapter, and only when given one (the extra may not be installed)."""
+    if redis is None or isinstance(redis, ChangeChannel):
+        return redis
+    if isinstance(redis, str):
+        from entitlements.adapters.redis_hints import RedisChannel
+
+        return RedisChannel(redis)
+    raise InvalidInput(
+        "redis", "must be a redis:// URL or a ChangeChannel (such as a RedisChannel)", redis
+    )
+
+
 def _seconds(value: timedelta | float, field: str) -> float:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
@@ -75,9 +96,13 @@ class Entitlements:
     often (0: before every answer). ``when_unreachable`` says what answers do when the feed
     cannot be read for longer than that: serve what is cached (the default; logged and
     counted in ``coherence.stale_answers``) or raise `FeedUnavailable`. ``redis`` (a
-    ``redis://`` URL or a `RedisChannel`; extra ``redis``) announces this process's
-    commits on a Redis channel and wakes its follower on the others' — a hint only, the
-    change feed stays the truth; worth it on MariaDB/MySQL, which have no push.
+    ``redis://`` URL, a `RedisChannel` (extra ``redis``), or any `ChangeChannel`)
+    announces this process's commits on a channel and wakes its follower on the others'
+    — a hint only, the change feed stays the truth; worth it on MariaDB/MySQL, which have
+    no push.
+
+    Everything passed in is a port (`entitlements.ports`): the facade imports no
+    adapter.
     """
 
     def __init__(
@@ -95,14 +120,12 @@ class Entitlements:
         one_free_plan_per_tenant: bool = False,
         max_staleness: timedelta | float = 1.0,
         when_unreachable: WhenUnreachable | str = WhenUnreachable.SERVE_STALE,
-        redis: RedisChannel | str | None = None,
+        redis: ChangeChannel | str | None = None,
     ) -> None:
         cache = SnapshotCache(cache_size)
-        channel = RedisChannel(redis) if isinstance(redis, str) else redis
-        if channel is not None and not isinstance(channel, RedisChannel):
-            raise InvalidInput("redis", "must be a redis:// URL or a RedisChannel", redis)
+        channel = _channel(redis)
 
-        def hints() -> list[Any]:
+        def hints() -> list[ChangeHint]:
             found = store.change_hints()
             return found if channel is None else [*found, channel.subscribe()]
 

@@ -279,17 +279,29 @@ class Runtime:
                 yield handle
 
     def after_commit(self, tx: Transaction) -> None:
-        revision = tx.uow.committed_revision
-        if revision is not None:
-            self.last_revision.set(revision)
-            if self.announce is not None:
-                self.announce(revision)
+        """What follows a durable commit: publish its feed position, drop what it changed
+        from the cache, then tell listeners and run the deferred steps (neither of which
+        may undo it: their failures are logged)."""
+        self._publish(tx.uow.committed_revision)
+        self._drop_cached(tx)
+        self._notify(tx)
+
+    def _publish(self, revision: int | None) -> None:
+        if revision is None:
+            return
+        self.last_revision.set(revision)
+        if self.announce is not None:
+            self.announce(revision)
+
+    def _drop_cached(self, tx: Transaction) -> None:
         if tx.catalog_changed:
             self.cache.clear()
         elif tx.touched:
             self.cache.invalidate(tx.touched)
         if tx.usage_touched:
             self.cache.invalidate_usage(tx.usage_touched)
+
+    def _notify(self, tx: Transaction) -> None:
         for event in tx.events:
             log_event(event)
             for listener in self.listeners:
