@@ -150,6 +150,12 @@ class Runtime:
     last_revision: ContextVar[int | None] = attrs.field(
         factory=lambda: ContextVar("entitlements_revision", default=None)
     )
+    written: ContextVar[list[int] | None] = attrs.field(
+        factory=lambda: ContextVar("entitlements_written", default=None)
+    )
+    """A list that a web request (`entitlements.readyourwrites`) sets for its duration:
+    every feed position committed in its context is appended. A list, not a value, so
+    that work the request hands to a thread with a copy of its context is heard too."""
 
     def __attrs_post_init__(self) -> None:
         self.timestamp = timestamp_of(self.clock)
@@ -289,9 +295,16 @@ class Runtime:
     def _publish(self, revision: int | None) -> None:
         if revision is None:
             return
-        self.last_revision.set(revision)
+        self.note_revision(revision)
         if self.announce is not None:
             self.announce(revision)
+
+    def note_revision(self, revision: int | None) -> None:
+        """This context committed feed position ``revision`` (read-your-writes)."""
+        self.last_revision.set(revision)
+        written = self.written.get()
+        if written is not None and revision is not None:
+            written.append(revision)
 
     def _drop_cached(self, tx: Transaction) -> None:
         if tx.catalog_changed:

@@ -318,7 +318,7 @@ class Usage:
         )
         if counter is None:
             return None
-        rt.last_revision.set(seq)
+        rt.note_revision(seq)
         rt.cache.invalidate_usage_of(owner)
         base = lane.base
         used, reserved, limit = counter.used, counter.reserved, base.limit
