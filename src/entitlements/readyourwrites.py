@@ -38,7 +38,7 @@ import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from http.cookies import CookieError, SimpleCookie
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from entitlements.errors import InvalidInput
 
@@ -57,6 +57,7 @@ _Send = Callable[[_Message], Awaitable[None]]
 _ASGIApp = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
 _StartResponse = Callable[..., Any]
 _WSGIApp = Callable[[dict[str, Any], _StartResponse], Iterable[bytes]]
+_App = TypeVar("_App")
 
 
 class SessionPosition:
@@ -137,13 +138,12 @@ class SessionPosition:
         return self.header(max(written if brought is None else [brought, *written]))
 
 
-class ReadYourWritesWSGI:
-    """WSGI middleware (Flask, Django): a request that brings the cookie is answered at
-    least from the position it names; one that writes sends the new position out."""
+class _Middleware(Generic[_App]):
+    """What both middlewares hold: the host's application and the cookie."""
 
     def __init__(
         self,
-        app: _WSGIApp,
+        app: _App,
         ents: Entitlements,
         *,
         secret: str | bytes,
@@ -152,9 +152,14 @@ class ReadYourWritesWSGI:
         secure: bool = True,
     ) -> None:
         self.app = app
-        """The host's WSGI application."""
+        """The host's application, which the middleware wraps."""
         self.position = SessionPosition(ents, secret, cookie=cookie, max_age=max_age, secure=secure)
         """The signed cookie's reader and writer."""
+
+
+class ReadYourWritesWSGI(_Middleware[_WSGIApp]):
+    """WSGI middleware (Flask, Django): a request that brings the cookie is answered at
+    least from the position it names; one that writes sends the new position out."""
 
     def __call__(self, environ: dict[str, Any], start_response: _StartResponse) -> Iterable[bytes]:
         position = self.position
@@ -174,25 +179,10 @@ class ReadYourWritesWSGI:
             position.stop(token)
 
 
-class ReadYourWritesASGI:
+class ReadYourWritesASGI(_Middleware[_ASGIApp]):
     """ASGI middleware (Starlette, FastAPI, Django's ASGI handler): the same as
     `ReadYourWritesWSGI`. Catching up reads the database, so it runs in the event loop's
     default executor, and only when this process has not applied the position yet."""
-
-    def __init__(
-        self,
-        app: _ASGIApp,
-        ents: Entitlements,
-        *,
-        secret: str | bytes,
-        cookie: str = COOKIE,
-        max_age: int = 3600,
-        secure: bool = True,
-    ) -> None:
-        self.app = app
-        """The host's ASGI application."""
-        self.position = SessionPosition(ents, secret, cookie=cookie, max_age=max_age, secure=secure)
-        """The signed cookie's reader and writer."""
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         if scope["type"] != "http":
