@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import multiprocessing
+import threading
 from typing import Any
 
 import pytest
@@ -178,15 +179,13 @@ def serve(url: str, ports: Any, stop: Any) -> None:
     app.wsgi_app = ReadYourWritesWSGI(app.wsgi_app, ents, secret=SECRET, secure=False)  # type: ignore[method-assign]
     server = make_server("127.0.0.1", 0, app, threaded=True)
     ports.put(server.server_port)
-    import threading
-
     threading.Thread(target=server.serve_forever, daemon=True).start()
     stop.wait()
     server.shutdown()
     ents.close()
 
 
-def request(port: int, method: str, path: str, cookie: str | None) -> tuple[str, str | None]:
+def http_call(port: int, method: str, path: str, cookie: str | None) -> tuple[str, str | None]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     connection.request(method, path, headers={"Cookie": cookie} if cookie else {})
     response = connection.getresponse()
@@ -206,7 +205,7 @@ def test_a_plan_change_in_one_worker_is_never_read_old_by_another(make_store, ki
     ports, stop = SPAWN.Queue(), SPAWN.Event()
     workers = [
         SPAWN.Process(
-            target=serve, args=(str(store.engine.url.render_as_string(False)), ports, stop)
+            target=serve, args=(store.engine.url.render_as_string(hide_password=False), ports, stop)
         )
         for _ in range(2)
     ]
@@ -218,12 +217,12 @@ def test_a_plan_change_in_one_worker_is_never_read_old_by_another(make_store, ki
         answers = []
         for round_, target in enumerate(["pro", "free", "pro", "free", "pro", "free"]):
             writer, reader = (a, b) if round_ % 2 == 0 else (b, a)
-            before, _ = request(reader, "GET", "/plan", cookie)  # the reader caches the plan
+            before, _ = http_call(reader, "GET", "/plan", cookie)  # the reader caches the plan
             assert before != target
-            body, cookie = request(writer, "POST", f"/plan?to={target}", cookie)
+            body, cookie = http_call(writer, "POST", f"/plan?to={target}", cookie)
             assert body == target
             assert cookie is not None
-            answers.append(request(reader, "GET", "/plan", cookie)[0])
+            answers.append(http_call(reader, "GET", "/plan", cookie)[0])
         assert answers == ["pro", "free", "pro", "free", "pro", "free"]
     finally:
         stop.set()
