@@ -8,6 +8,9 @@
 - ``/billing/`` is the staff console and ``/billing/sign/<token>`` the public signing
   page, served by entitlements.web through the WSGI adapter. The console's
   authenticator reads the same signed session cookie, so only signed-in staff get in.
+- ``ReadYourWritesWSGI`` wraps it all: with several workers (``gunicorn -w 4``), a
+  session's next request in any worker answers at least from that session's last write
+  (a plan change made in the console is never read old on the next page).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from itsdangerous import BadSignature
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from entitlements import Action, Actor, Entitlements, Feature, Limit, MemoryStore, Owner, Plan
+from entitlements.readyourwrites import ReadYourWritesWSGI
 from entitlements.service.authorization import PermissionRules
 from entitlements.web import as_wsgi, create_app
 
@@ -47,7 +51,9 @@ def create_host(ents: Entitlements) -> Flask:
     web = create_app(  # in production: base_url="https://<your host>/billing"
         ents, authenticator=staff_from_session, secret_key=SECRET, trusted_hosts=LOCAL
     )
-    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/billing": as_wsgi(web)})  # type: ignore[method-assign]
+    routes = DispatcherMiddleware(app.wsgi_app, {"/billing": as_wsgi(web)})
+    # outermost, so that writes made by the console and by the host's own views both count
+    app.wsgi_app = ReadYourWritesWSGI(routes, ents, secret=SECRET)  # type: ignore[method-assign]
 
     def requires(feature: str, action: Action | None = None) -> Callable[..., Any]:
         def decorate(view: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,5 +1,9 @@
 """The ports: what the application needs from storage, time and the outside world.
 
+This module is the one list of seams: every protocol the library is wired through lives
+here, and so does every optional fast path a store or clock may offer (a store either
+implements `InlineConsumption` or it does not; nothing is found by probing attributes).
+
 Adapters implement these (``entitlements.adapters.memory``, ``entitlements.adapters.sql``);
 ``entitlements.testing.contract`` holds the test suite every adapter must pass, so a third
 party's store can prove itself the same way ours do.
@@ -17,6 +21,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
+from entitlements.domain.actor import Actor
 from entitlements.domain.audit import AuditEvent
 from entitlements.domain.billing import Checkout, ProviderLink, ProviderSubscription
 from entitlements.domain.change import ChangeKind, FeedPage
@@ -32,10 +37,16 @@ from entitlements.domain.usage import Counter, Reservation, SeatAssignment, Usag
 
 __all__ = [
     "AuditLog",
+    "Authorizer",
+    "BadTokenLimit",
+    "ChangeChannel",
     "ChangeFeed",
+    "ChangeHint",
     "Clock",
     "ContractRepository",
     "EventListener",
+    "FeedSource",
+    "InlineConsumption",
     "OverrideRepository",
     "PaymentProvider",
     "PlanRepository",
@@ -45,6 +56,8 @@ __all__ = [
     "SeatRepository",
     "Store",
     "SubscriptionRepository",
+    "Telemetry",
+    "TimestampClock",
     "UnitOfWork",
     "UsageRepository",
 ]
@@ -56,6 +69,88 @@ class Clock(Protocol):
 
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""
+        ...
+
+
+@runtime_checkable
+class TimestampClock(Protocol):
+    """A clock that can also say the time as epoch seconds: the warm path compares
+    floats, and reading one costs a fraction of building a datetime. A fast path: a
+    clock without it is read through ``now()``."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware (UTC)."""
+        ...
+
+    def timestamp(self) -> float:
+        """The same instant as ``now()``, as seconds since the epoch."""
+        ...
+
+
+class Authorizer(Protocol):
+    """Decides who may change what; the default allows every actor, hosts plug their own
+    rules in (`entitlements.service.authorization` ships rule sets)."""
+
+    def authorize(
+        self, actor: Actor, action: str, *, owner: Owner | None, subject: Any, uow: Any
+    ) -> None:
+        """Return if ``actor`` may perform ``action`` (``"subscription.cancel"``...) on
+        ``owner``'s ``subject``; raise `NotAuthorized` otherwise. ``uow`` gives read access
+        to stored state for rules that need it."""
+        ...
+
+
+class Telemetry(Protocol):
+    """Traces and counts units of work; `entitlements.telemetry.OpenTelemetry` is the
+    shipped one."""
+
+    def unit_of_work(self, tenant: str | None) -> AbstractContextManager[Any]:
+        """Wrap one unit of work; yields a handle passed back to `committed`."""
+        ...
+
+    def committed(self, handle: Any, events: list[AuditEvent]) -> None:
+        """Called once the unit of work committed, with the audit events it recorded."""
+        ...
+
+
+class ChangeHint(Protocol):
+    """A push from the engine (or a channel) that something may have changed."""
+
+    def wait(self, timeout: float) -> bool:
+        """Return ``True`` as soon as a change may have been committed, ``False`` after
+        ``timeout`` seconds without one."""
+        ...
+
+    def close(self) -> None:
+        """Stop listening; release the connection."""
+        ...
+
+
+@runtime_checkable
+class ChangeChannel(Protocol):
+    """A channel on which processes announce the change-feed positions they commit, so
+    that the others' followers wake early (`entitlements.adapters.redis_hints.RedisChannel`).
+    A hint only: the change feed stays the truth."""
+
+    def announce(self, revision: int) -> None:
+        """Tell the other processes that ``revision`` committed; never raises."""
+        ...
+
+    def subscribe(self) -> ChangeHint:
+        """A subscription that wakes this process's follower."""
+        ...
+
+
+class FeedSource(Protocol):
+    """Where a follower reads the change feed from, outside any unit of work (every
+    `Store` is one)."""
+
+    def read_changes(self, after: int, missing: tuple[int, ...] = ()) -> FeedPage:
+        """The entries after ``after``, and those of ``missing`` that have arrived since."""
+        ...
+
+    def feed_head(self) -> int:
+        """The last position handed out."""
         ...
 
 
@@ -757,12 +852,48 @@ class Store(Protocol):
         """The last change-feed position handed out, where a new follower starts."""
         ...
 
-    def change_hints(self) -> list[Any]:
-        """Pushes that wake the follower early (`entitlements.service.coherence.ChangeHint`);
-        an empty list when the store has none and the follower only polls."""
+    def change_hints(self) -> list[ChangeHint]:
+        """Pushes that wake the follower early (`ChangeHint`); an empty list when the
+        store has none and the follower only polls."""
         ...
 
     @property
     def shared(self) -> bool:
         """Whether processes other than this one may write to the store."""
+        ...
+
+
+@runtime_checkable
+class InlineConsumption(Protocol):
+    """A fast path a store may offer (`MemoryStore` does): one consumption that needs
+    nothing else — record, count, commit its change-feed entry — as a whole unit of
+    work, without the unit-of-work machinery. Same rules and results as
+    ``unit_of_work(...).usage.consume`` followed by a commit."""
+
+    def consume_inline(
+        self,
+        record: UsageRecord,
+        ceiling: int | None,
+        revision: int,
+        now: datetime,
+        fallback: tuple[str, int] | None = None,
+        wall: datetime | None = None,
+    ) -> tuple[Counter | None, UsageRecord | None, int | None]:
+        """The counter after the consumption and the committed feed position; or the
+        earlier record of the same key; or ``(None, None, None)`` when the fast path
+        cannot decide (stale terms, a held reservation...) and the caller takes the
+        unit-of-work path."""
+        ...
+
+
+class BadTokenLimit(Protocol):
+    """What the signing pages ask of a bad-token limit."""
+
+    def fail(self, client: str) -> bool:
+        """Count a link from ``client`` that opened nothing; ``True`` when the client is
+        past the limit (this link gets the "try again later" page)."""
+        ...
+
+    def retry_after(self) -> int:
+        """Seconds to tell a client past the limit to wait."""
         ...

@@ -8,7 +8,8 @@ With the ``otel`` extra, ``Entitlements(telemetry=OpenTelemetry())`` wraps each 
 work in a span (``entitlements.unit_of_work``, with the actions it recorded as
 attributes) and counts mutations (``entitlements.mutations``, by action) and failed units
 of work (``entitlements.failures``, by error type) — seed 001 asks for tracing, metrics
-and structured logs.
+and structured logs. The `Telemetry` protocol is a port (`entitlements.ports.Telemetry`),
+re-exported here.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
 from entitlements.domain.audit import AuditEvent
 from entitlements.extras import require
+from entitlements.ports import Telemetry
 
 __all__ = ["OpenTelemetry", "Telemetry", "log_event"]
 
@@ -45,19 +47,6 @@ def log_event(event: AuditEvent) -> None:
             "entitlements_at": event.at.isoformat(),
         },
     )
-
-
-class Telemetry(Protocol):
-    """Traces and counts units of work; `OpenTelemetry` is the shipped one."""
-
-    @contextmanager
-    def unit_of_work(self, tenant: str | None) -> Iterator[Any]:
-        """Wrap one unit of work; yields a handle passed back to `committed`."""
-        ...
-
-    def committed(self, handle: Any, events: list[AuditEvent]) -> None:
-        """Called once the unit of work committed, with the audit events it recorded."""
-        ...
 
 
 class OpenTelemetry:

@@ -16,7 +16,7 @@ from typing import Any
 from entitlements.adapters.sql import SqlStore
 from entitlements.adapters.sql.repository import storage_errors
 from entitlements.catalog import load_catalog
-from entitlements.cli.database import check_schema, open_store, schema_revision
+from entitlements.cli.database import check_schema, open_store
 from entitlements.cli.future import check_not_future, record_consent
 from entitlements.cli.parser import EXIT, Usage
 from entitlements.cli.render import emit, table
@@ -106,13 +106,11 @@ class Schema:
         self.shown = store.engine.url.render_as_string(hide_password=True)
 
     def db_upgrade(self) -> int:
-        from entitlements.adapters.sql.migrations import HEAD
-
-        before = schema_revision(self.store)
-        if before is not None and before > HEAD:
+        before = self.store.schema_revision()
+        if before is not None and before > self.store.schema_head:
             check_schema(self.store, self.shown)
         self.store.create_schema()
-        after = schema_revision(self.store)
+        after = self.store.schema_revision()
         if before == after:
             human = f"the schema at {self.shown} is up to date (revision {after})"
         elif before is None:
@@ -123,11 +121,9 @@ class Schema:
         return EXIT["ok"]
 
     def db_current(self) -> int:
-        from entitlements.adapters.sql.migrations import HEAD
-
         revision = check_schema(self.store, self.shown)
         emit(
-            {"revision": revision, "head": HEAD},
+            {"revision": revision, "head": self.store.schema_head},
             f"revision {revision} (up to date)",
             as_json=self.args.json,
         )

@@ -16,7 +16,7 @@ from entitlements.errors import StorageError
 if TYPE_CHECKING:
     from entitlements.adapters.sql import SqlStore
 
-__all__ = ["NoSchema", "open_store", "schema_revision"]
+__all__ = ["NoSchema", "check_schema", "open_store"]
 
 
 class NoSchema(StorageError):
@@ -54,39 +54,18 @@ def open_store(url: str, *, create: bool = False) -> SqlStore:
     return store
 
 
-def schema_revision(store: SqlStore) -> str | None:
-    """The migration the database is at (``None``: no schema), read without Alembic."""
-    import sqlalchemy as sa
-
-    from entitlements.adapters.sql.migrations import VERSION_TABLE
-    from entitlements.adapters.sql.repository import storage_errors
-
-    @storage_errors
-    def read() -> str | None:
-        with store.engine.connect() as connection:
-            if not sa.inspect(connection).has_table(VERSION_TABLE):
-                return None
-            rows = connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}"))
-            versions = sorted(str(v) for v in rows.scalars())
-        return versions[-1] if versions else None
-
-    return read()
-
-
 def check_schema(store: SqlStore, shown: str) -> str:
-    from entitlements.adapters.sql.migrations import HEAD
-
-    revision = schema_revision(store)
+    revision, head = store.schema_revision(), store.schema_head
     if revision is None:
         raise NoSchema(f"no entitlements schema at {shown}; {_how(shown)}")
-    if revision < HEAD:
+    if revision < head:
         raise NoSchema(
-            f"the schema at {shown} is at revision {revision}, this version needs {HEAD}; "
+            f"the schema at {shown} is at revision {revision}, this version needs {head}; "
             f"upgrade it with: entitlements --db {shown} db upgrade"
         )
-    if revision > HEAD:
+    if revision > head:
         raise NoSchema(
             f"the schema at {shown} is at revision {revision}, newer than this version "
-            f"of entitlements ({HEAD}); upgrade the entitlements package"
+            f"of entitlements ({head}); upgrade the entitlements package"
         )
     return revision

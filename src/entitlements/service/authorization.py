@@ -8,32 +8,21 @@ supplies one that knows its roles, or composes the shipped rule sets.
   plan manager — may change or cancel it.
 - `AllRules`: every rule set must agree.
 
-Denials raise `NotAuthorized` and are audited (``authorization.denied``).
+Denials raise `NotAuthorized` and are audited (``authorization.denied``). The
+`Authorizer` protocol itself is a port (`entitlements.ports.Authorizer`), re-exported here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from entitlements.domain.actor import Actor, ActorKind
 from entitlements.domain.owner import Owner
 from entitlements.errors import NotAuthorized
+from entitlements.ports import Authorizer
 
 __all__ = ["AllRules", "AllowAll", "Authorizer", "PermissionRules", "PlanManagerRules"]
-
-
-class Authorizer(Protocol):
-    """Decides who may change what; the default allows every actor, hosts plug their own
-    rules in."""
-
-    def authorize(
-        self, actor: Actor, action: str, *, owner: Owner | None, subject: Any, uow: Any
-    ) -> None:
-        """Return if ``actor`` may perform ``action`` (``"subscription.cancel"``...) on
-        ``owner``'s ``subject``; raise `NotAuthorized` otherwise. ``uow`` gives read access
-        to stored state for rules that need it."""
-        ...
 
 
 class AllowAll:

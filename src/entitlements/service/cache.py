@@ -12,6 +12,10 @@ writes (they drop what they touched, before and after commit); other processes' 
 A reader that resolved a snapshot while a writer committed must not put its (now stale)
 snapshot back after the writer's invalidation; every invalidation bumps a generation, and
 a snapshot resolved under an older generation is returned but not kept.
+
+``warm`` holds the same snapshots as ``snapshots``, keyed by the owner's key string: the
+request path looks owners up there, where the string's hash is kept by Python and no
+Python-level ``__hash__`` runs.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import threading
 from collections.abc import Iterable
 from datetime import datetime
 
-from entitlements.domain.owner import Owner
+from entitlements.domain.owner import Owner, owner_key
 from entitlements.domain.resolution import Snapshot
 from entitlements.domain.usage import Counter, MetricTerms, UsageDecision
 
@@ -30,6 +34,7 @@ __all__ = ["SnapshotCache"]
 class SnapshotCache:
     def __init__(self, max_size: int = 100_000) -> None:
         self.snapshots: dict[Owner, Snapshot] = {}
+        self.warm: dict[str, Snapshot] = {}
         self.counters: dict[Owner, dict[tuple[str, datetime], Counter]] = {}
         self.decisions: dict[Owner, dict[tuple[str, int], UsageDecision]] = {}
         self.lanes: dict[Owner, dict[str, MetricTerms]] = {}
@@ -51,6 +56,7 @@ class SnapshotCache:
                 self.decisions.pop(owner, None)
                 self.lanes.pop(owner, None)
             self.snapshots[owner] = snapshot
+            self.warm[owner_key(owner)] = snapshot
 
     def put_counter(self, counter: Counter, generation: int) -> None:
         with self._lock:
@@ -85,6 +91,7 @@ class SnapshotCache:
 
     def _drop_terms(self, owner: Owner) -> None:
         self.snapshots.pop(owner, None)
+        self.warm.pop(owner_key(owner), None)
         self.counters.pop(owner, None)
         self.decisions.pop(owner, None)
         self.lanes.pop(owner, None)
@@ -114,6 +121,7 @@ class SnapshotCache:
         with self._lock:
             self.generation += 1
             self.snapshots.clear()
+            self.warm.clear()
             self.counters.clear()
             self.decisions.clear()
             self.lanes.clear()

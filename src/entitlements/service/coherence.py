@@ -24,10 +24,10 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Protocol
 
-from entitlements.domain.change import ChangeKind, FeedPage
+from entitlements.domain.change import Change, ChangeKind, FeedPage
 from entitlements.errors import EntitlementsError, FeedUnavailable
+from entitlements.ports import ChangeHint, FeedSource
 from entitlements.service.cache import SnapshotCache
 
 __all__ = ["ChangeHint", "Coherence", "WhenUnreachable"]
@@ -47,23 +47,6 @@ class WhenUnreachable(enum.StrEnum):
     in ``coherence.stale_answers``."""
     RAISE = "raise"
     """Raise `FeedUnavailable` instead of answering."""
-
-
-class ChangeHint(Protocol):
-    """A push from the engine that something may have changed."""
-
-    def wait(self, timeout: float) -> bool:
-        """Return ``True`` as soon as a change may have been committed, ``False`` after
-        ``timeout`` seconds without one."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class FeedSource(Protocol):
-    def read_changes(self, after: int, missing: tuple[int, ...] = ()) -> FeedPage: ...
-
-    def feed_head(self) -> int: ...
 
 
 class Coherence:
@@ -167,32 +150,38 @@ class Coherence:
                 self._start()
 
     def _apply(self, page: FeedPage) -> None:
-        assert self._after is not None
-        now = time.monotonic()
-        if page.pruned_through > self._after:
-            self._resync(page.head)
+        after = self._after
+        assert after is not None
+        if page.pruned_through > after or page.head - after > MAX_MISSING:
+            self._resync(page.head)  # entries were missed, or too many to track one by one
             return
-        seen = {c.seq for c in page.changes}
         for change in page.changes:
-            if change.kind is ChangeKind.CATALOG or change.owner is None:
-                self._cache.clear()
-            elif change.kind is ChangeKind.TERMS:
-                self._cache.invalidate([change.owner])
-            else:
-                self._cache.invalidate_usage([change.owner])
-        for seq in list(self._missing):
-            if seq in seen or now - self._missing[seq] > self._gap_timeout:
-                del self._missing[seq]
-        if page.head - self._after > MAX_MISSING:
-            self._resync(page.head)
-            return
-        for seq in range(self._after + 1, page.head):
-            if seq not in seen:
-                self._missing[seq] = now
+            self._drop(change)
+        self._track_gaps(after, page.head, {c.seq for c in page.changes})
         if len(self._missing) > MAX_MISSING:
             self._resync(page.head)
             return
         self._after = page.head
+
+    def _drop(self, change: Change) -> None:
+        """Drop from the cache what one feed entry changed."""
+        if change.kind is ChangeKind.CATALOG or change.owner is None:
+            self._cache.clear()
+        elif change.kind is ChangeKind.TERMS:
+            self._cache.invalidate([change.owner])
+        else:
+            self._cache.invalidate_usage([change.owner])
+
+    def _track_gaps(self, after: int, head: int, seen: set[int]) -> None:
+        """Numbers handed out before ``head`` and not seen may still commit: ask for them
+        again for ``gap_timeout``; forget those that arrived or waited longer."""
+        now = time.monotonic()
+        for seq in list(self._missing):
+            if seq in seen or now - self._missing[seq] > self._gap_timeout:
+                del self._missing[seq]
+        for seq in range(after + 1, head):
+            if seq not in seen:
+                self._missing[seq] = now
 
     def _resync(self, head: int) -> None:
         self.resyncs += 1

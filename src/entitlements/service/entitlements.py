@@ -2,9 +2,10 @@
 
 Use cases are grouped by what they act on (``plans``, ``subscriptions``, ``overrides``,
 ``audit``); the checks live here because they are what the request path calls: a warm
-``allows``/``limit`` is a dict lookup for the owner's snapshot, two float comparisons
-(the snapshot is still valid at the clock's time; the cache was confirmed against the
-change feed within ``max_staleness``) and a set membership — no I/O, no resolution.
+``allows``/``limit`` is a dict lookup for the owner's snapshot (keyed by the owner's key
+string, whose hash Python keeps), one clock reading, two float windows (the snapshot is
+still valid at the clock's time; the cache was confirmed against the change feed within
+``max_staleness``) and a set membership — no I/O, no resolution.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from entitlements.adapters.redis_hints import RedisChannel
 from entitlements.clock import SystemClock
 from entitlements.domain.access import AccessPolicy
 from entitlements.domain.instant import given_utc
@@ -24,7 +24,15 @@ from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Action
 from entitlements.domain.resolution import _MISSING, Decision, Snapshot, _Missing
 from entitlements.errors import InvalidInput
-from entitlements.ports import Clock, EventListener, PaymentProvider, Store, UnitOfWork
+from entitlements.ports import (
+    ChangeChannel,
+    ChangeHint,
+    Clock,
+    EventListener,
+    PaymentProvider,
+    Store,
+    UnitOfWork,
+)
 from entitlements.service.audit_trail import AuditTrail
 from entitlements.service.authorization import AllowAll, Authorizer
 from entitlements.service.cache import SnapshotCache
@@ -53,6 +61,20 @@ __all__ = ["Entitlements"]
 _wall = time.time
 
 
+def _channel(redis: ChangeChannel | str | None) -> ChangeChannel | None:
+    """The ``redis=`` argument as a channel port: a URL is the one place the facade
+    reaches for an adapter, and only when given one (the extra may not be installed)."""
+    if redis is None or isinstance(redis, ChangeChannel):
+        return redis
+    if isinstance(redis, str):
+        from entitlements.adapters.redis_hints import RedisChannel
+
+        return RedisChannel(redis)
+    raise InvalidInput(
+        "redis", "must be a redis:// URL or a ChangeChannel (such as a RedisChannel)", redis
+    )
+
+
 def _seconds(value: timedelta | float, field: str) -> float:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
@@ -76,9 +98,13 @@ class Entitlements:
     often (0: before every answer). ``when_unreachable`` says what answers do when the feed
     cannot be read for longer than that: serve what is cached (the default; logged and
     counted in ``coherence.stale_answers``) or raise `FeedUnavailable`. ``redis`` (a
-    ``redis://`` URL or a `RedisChannel`; extra ``redis``) announces this process's
-    commits on a Redis channel and wakes its follower on the others' — a hint only, the
-    change feed stays the truth; worth it on MariaDB/MySQL, which have no push.
+    ``redis://`` URL, a `RedisChannel` (extra ``redis``), or any `ChangeChannel`)
+    announces this process's commits on a channel and wakes its follower on the others'
+    — a hint only, the change feed stays the truth; worth it on MariaDB/MySQL, which have
+    no push.
+
+    Everything passed in is a port (`entitlements.ports`): the facade imports no
+    adapter.
     """
 
     def __init__(
@@ -96,16 +122,14 @@ class Entitlements:
         one_free_plan_per_tenant: bool = False,
         max_staleness: timedelta | float = 1.0,
         when_unreachable: WhenUnreachable | str = WhenUnreachable.SERVE_STALE,
-        redis: RedisChannel | str | None = None,
+        redis: ChangeChannel | str | None = None,
     ) -> None:
         given = (store, clock, policy, authorizer, listeners, cache_size, telemetry, ids)
         check_construction(*given, payment_provider, one_free_plan_per_tenant, when_unreachable)
         cache = SnapshotCache(cache_size)
-        channel = RedisChannel(redis) if isinstance(redis, str) else redis
-        if channel is not None and not isinstance(channel, RedisChannel):
-            raise InvalidInput("redis", "must be a redis:// URL or a RedisChannel", redis)
+        channel = _channel(redis)
 
-        def hints() -> list[Any]:
+        def hints() -> list[ChangeHint]:
             found = store.change_hints()
             return found if channel is None else [*found, channel.subscribe()]
 
@@ -152,6 +176,7 @@ class Entitlements:
         """Named seat assignments."""
         self._payment_provider = payment_provider
         self._snapshots = self.runtime.cache.snapshots
+        self._warm = self.runtime.cache.warm
         self._ts = self.runtime.timestamp
         self._wall_clock = self._ts is time.time  # one reading serves both checks
 
@@ -187,19 +212,24 @@ class Entitlements:
     def allows(self, owner: Owner, feature: str, action: Action | str | None = None) -> bool:
         """May ``owner`` use ``feature`` (for ``action``, or for every action) now?"""
         try:
-            snapshot = self._snapshots.get(owner)
-        except TypeError:  # unhashable: not an Owner, which _current refuses
-            snapshot = None
+            snapshot = self._warm[owner._key]
+        except (KeyError, AttributeError, TypeError):  # not cached, or not an Owner
+            return self._current(owner).allows(feature, action)
         ts, coherence = self._ts(), self.coherence
         if (
-            snapshot is None
-            or not snapshot.resolved_ts <= ts < snapshot.expires_ts
-            or not coherence.fresh_from
+            snapshot.resolved_ts <= ts < snapshot.expires_ts
+            and coherence.fresh_from
             <= (ts if self._wall_clock else _wall())
             < coherence.fresh_until
         ):
-            snapshot = self._current(owner)
-        return snapshot.allows(feature, action)
+            if action is None:  # the common question, answered without another call
+                try:
+                    if feature in snapshot._full:
+                        return True
+                except TypeError:  # unhashable: Snapshot.allows says what is wrong
+                    pass
+            return snapshot.allows(feature, action)
+        return self._current(owner).allows(feature, action)
 
     def limit(
         self, owner: Owner, name: str, default: int | _Missing | None = _MISSING
@@ -207,38 +237,24 @@ class Entitlements:
         """``owner``'s limit ``name`` now: a number, or ``None`` when unlimited. A limit
         the owner's terms do not define raises `UnknownLimit`, unless ``default`` gives
         the answer for that case (``default=0``: a missing limit allows nothing)."""
-        try:
-            snapshot = self._snapshots.get(owner)
-        except TypeError:  # unhashable: not an Owner, which _current refuses
-            snapshot = None
-        ts, coherence = self._ts(), self.coherence
-        if (
-            snapshot is None
-            or not snapshot.resolved_ts <= ts < snapshot.expires_ts
-            or not coherence.fresh_from
-            <= (ts if self._wall_clock else _wall())
-            < coherence.fresh_until
-        ):
-            snapshot = self._current(owner)
-        return snapshot.limit(name, default)
+        return self.snapshot(owner).limit(name, default)
 
     def snapshot(self, owner: Owner) -> Snapshot:
         """The owner's resolved entitlements now (cached while time and writes leave them
         as they are)."""
         try:
-            snapshot = self._snapshots.get(owner)
-        except TypeError:  # unhashable: not an Owner, which _current refuses
-            snapshot = None
+            snapshot = self._warm[owner._key]
+        except (KeyError, AttributeError, TypeError):  # not cached, or not an Owner
+            return self._current(owner)
         ts, coherence = self._ts(), self.coherence
         if (
-            snapshot is None
-            or not snapshot.resolved_ts <= ts < snapshot.expires_ts
-            or not coherence.fresh_from
+            snapshot.resolved_ts <= ts < snapshot.expires_ts
+            and coherence.fresh_from
             <= (ts if self._wall_clock else _wall())
             < coherence.fresh_until
         ):
-            snapshot = self._current(owner)
-        return snapshot
+            return snapshot
+        return self._current(owner)
 
     def claims(self, owner: Owner, now: datetime | None = None) -> Claims:
         """The limits/features claim for the owner's access tokens (seed 004); refuses an

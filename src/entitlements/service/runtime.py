@@ -151,6 +151,12 @@ class Runtime:
     last_revision: ContextVar[int | None] = attrs.field(
         factory=lambda: ContextVar("entitlements_revision", default=None)
     )
+    written: ContextVar[list[int] | None] = attrs.field(
+        factory=lambda: ContextVar("entitlements_written", default=None)
+    )
+    """A list that a web request (`entitlements.readyourwrites`) sets for its duration:
+    every feed position committed in its context is appended. A list, not a value, so
+    that work the request hands to a thread with a copy of its context is heard too."""
 
     def __attrs_post_init__(self) -> None:
         self.timestamp = timestamp_of(self.clock)
@@ -280,17 +286,36 @@ class Runtime:
                 yield handle
 
     def after_commit(self, tx: Transaction) -> None:
-        revision = tx.uow.committed_revision
-        if revision is not None:
-            self.last_revision.set(revision)
-            if self.announce is not None:
-                self.announce(revision)
+        """What follows a durable commit: publish its feed position, drop what it changed
+        from the cache, then tell listeners and run the deferred steps (neither of which
+        may undo it: their failures are logged)."""
+        self._publish(tx.uow.committed_revision)
+        self._drop_cached(tx)
+        self._notify(tx)
+
+    def _publish(self, revision: int | None) -> None:
+        if revision is None:
+            return
+        self.note_revision(revision)
+        if self.announce is not None:
+            self.announce(revision)
+
+    def note_revision(self, revision: int | None) -> None:
+        """This context committed feed position ``revision`` (read-your-writes)."""
+        self.last_revision.set(revision)
+        written = self.written.get()
+        if written is not None and revision is not None:
+            written.append(revision)
+
+    def _drop_cached(self, tx: Transaction) -> None:
         if tx.catalog_changed:
             self.cache.clear()
         elif tx.touched:
             self.cache.invalidate(tx.touched)
         if tx.usage_touched:
             self.cache.invalidate_usage(tx.usage_touched)
+
+    def _notify(self, tx: Transaction) -> None:
         for event in tx.events:
             log_event(event)
             for listener in self.listeners:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import cast
 
 import attrs
 
@@ -45,7 +45,7 @@ from entitlements.domain.usage import (
     usage_period_start,
 )
 from entitlements.errors import InvalidInput
-from entitlements.ports import UnitOfWork
+from entitlements.ports import InlineConsumption, UnitOfWork
 from entitlements.service.ingestion import ingest
 from entitlements.service.requests import claim_key
 from entitlements.service.retry import retries_lost_races
@@ -87,7 +87,9 @@ class Usage:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
         self._coherence = runtime.coherence
-        self._inline: Any = getattr(runtime.store, "consume_inline", None)
+        store = runtime.store
+        # the store's fast path for a plain consumption, when it offers one
+        self._inline = store if isinstance(store, InlineConsumption) else None
         self._metrics: set[str] = set()
         self._wall_clock = type(runtime.clock) is SystemClock
 
@@ -323,12 +325,12 @@ class Usage:
         _set_record_period(record, lane.period_start)
         _set_record_at(record, at)
         _set_record_key(record, key)
-        counter, _, seq = self._inline(
+        counter, _, seq = cast(InlineConsumption, self._inline).consume_inline(
             record, lane.ceiling, lane.snapshot.revision, at, lane.guard, at if wall else None
         )
         if counter is None:
             return None
-        rt.last_revision.set(seq)
+        rt.note_revision(seq)
         rt.cache.invalidate_usage_of(owner)
         base = lane.base
         used, reserved, limit = counter.used, counter.reserved, base.limit

@@ -20,30 +20,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from entitlements.adapters.redis_hints import _redis, _url
 from entitlements.errors import InvalidInput
+from entitlements.ports import BadTokenLimit
 
 __all__ = ["BadTokenLimit", "BadTokenLimiter", "RedisBadTokenLimiter", "SqlBadTokenLimiter"]
 
 log = logging.getLogger(__name__)
-
-
-class BadTokenLimit(Protocol):
-    """What the signing pages ask of a bad-token limit."""
-
-    def fail(self, client: str) -> bool:
-        """Count a link from ``client`` that opened nothing; ``True`` when the client is
-        past the limit (this link gets the "try again later" page)."""
-        ...
-
-    def retry_after(self) -> int:
-        """Seconds to tell a client past the limit to wait."""
-        ...
 
 
 def _limits(attempts: int, window: float) -> None:

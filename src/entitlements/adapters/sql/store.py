@@ -517,6 +517,28 @@ class SqlStore:
             if owned:
                 connection.close()
 
+    @property
+    def schema_head(self) -> str:
+        """The schema revision this version of the library ships and needs."""
+        from entitlements.adapters.sql.migrations import HEAD
+
+        return HEAD
+
+    @storage_errors
+    def schema_revision(self) -> str | None:
+        """The schema revision the database is at (``None``: no schema yet), read from the
+        migrations' version table without running Alembic: what ``entitlements db
+        current`` shows, and what every command checks against `schema_head` before it
+        touches the database."""
+        from entitlements.adapters.sql.migrations import VERSION_TABLE
+
+        with self.engine.connect() as connection:
+            if not sa.inspect(connection).has_table(VERSION_TABLE):
+                return None
+            rows = connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}"))
+            versions = sorted(str(v) for v in rows.scalars())
+        return versions[-1] if versions else None
+
     @storage_errors
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every stored row, ordered: tests compare dumps to prove a failed call changed
