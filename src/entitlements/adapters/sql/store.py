@@ -32,6 +32,7 @@ from entitlements.adapters.sql.audit import SqlAudit
 from entitlements.adapters.sql.changes import SqlFeed, SqlRevisions, insert_changes
 from entitlements.adapters.sql.contracts import SqlContracts
 from entitlements.adapters.sql.errors import storage_errors, translate
+from entitlements.adapters.sql.hints import CommitNotices
 from entitlements.adapters.sql.overrides import SqlOverrides
 from entitlements.adapters.sql.plans import SqlPlans
 from entitlements.adapters.sql.provider import SqlProvider
@@ -199,6 +200,9 @@ class SqlUnitOfWork:
         except exc.SQLAlchemyError as error:
             raise translate(error, committing=True) from error
         self.committed_revision = revision
+        notices = self._store.notices
+        if revision is not None and notices is not None:
+            self.when_durable(notices.committed)
         self.noted.clear()
         self.bumped.clear()
         self.unstamped.clear()
@@ -274,6 +278,10 @@ class SqlStore:
             self._session, self._connection, self.engine = None, None, bind
         else:
             raise InvalidInput("bind", "must be a SQLAlchemy Engine, Connection or Session", bind)
+        self.notices = (
+            CommitNotices(self.engine) if self.engine.dialect.name == "postgresql" else None
+        )
+        """PostgreSQL: wakes other processes' followers after this process's commits."""
 
     @classmethod
     def from_url(cls, url: str, **engine_options: Any) -> SqlStore:

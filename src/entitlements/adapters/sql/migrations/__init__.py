@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["HEAD", "VERSION_TABLE", "at_head", "config", "downgrade", "upgrade"]
 
 VERSION_TABLE = "ent_alembic_version"
-HEAD = "0009"
+HEAD = "0012"
 """The newest revision shipped (a test keeps it equal to Alembic's head)."""
 HERE = Path(__file__).parent
 
