@@ -212,20 +212,37 @@ def insert_changes(
     statement (the audit rows in a writable CTE). The feed statements are built once: a
     multi-VALUES insert would be compiled anew for every count of rows."""
     if audit:
-        parameters = len(rows) * len(rows[0]) + len(audit) * len(audit[0]) if rows else 0
-        if rows and connection.dialect.name == "postgresql" and parameters <= _MAX_PARAMETERS:
-            statement = (
-                t.changes.insert()
-                .values(list(rows))
-                .returning(t.changes.c.seq)
-                .add_cte(t.audit_events.insert().values(list(audit)).cte("ent_audit_rows"))
-            )
-            audit.clear()
-            return max(int(seq) for seq in connection.execute(statement).scalars())
+        if _in_one_statement(connection, rows, audit):
+            return _insert_with_audit(connection, rows, audit)
         connection.execute(t.audit_events.insert(), list(audit))
         audit.clear()
     if not rows:
         return None
+    return _insert_feed(connection, rows)
+
+
+def _in_one_statement(
+    connection: sa.Connection, rows: Sequence[dict[str, Any]], audit: list[dict[str, Any]]
+) -> bool:
+    if not rows or connection.dialect.name != "postgresql":
+        return False
+    return len(rows) * len(rows[0]) + len(audit) * len(audit[0]) <= _MAX_PARAMETERS
+
+
+def _insert_with_audit(
+    connection: sa.Connection, rows: Sequence[dict[str, Any]], audit: list[dict[str, Any]]
+) -> int:
+    statement = (
+        t.changes.insert()
+        .values(list(rows))
+        .returning(t.changes.c.seq)
+        .add_cte(t.audit_events.insert().values(list(audit)).cte("ent_audit_rows"))
+    )
+    audit.clear()
+    return max(int(seq) for seq in connection.execute(statement).scalars())
+
+
+def _insert_feed(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> int:
     if connection.dialect.insert_returning:
         if len(rows) == 1:
             return int(connection.execute(_FEED_INSERT_RETURNING, rows[0]).scalar_one())

@@ -127,7 +127,16 @@ class SqlUnitOfWork:
         close that fails (the connection died) never hides the error that caused the
         rollback, and never surfaces as a driver error: after a read, or once the
         transaction is over, a dead connection loses nothing and is only discarded."""
-        failed: BaseException | None = None
+        failed = self._end()
+        if isinstance(exc_value, exc.SQLAlchemyError):
+            raise translate(exc_value) from exc_value
+        if failed is not None and exc_value is None and self._inside_host and not self._read_only:
+            # the host's transaction may now be unusable: say so rather than pass silently
+            raise translate(failed) from failed
+
+    def _end(self) -> Exception | None:
+        """Roll back (if still open) and release the connection; the first failure."""
+        failed: Exception | None = None
         try:
             if self._transaction is not None and self._transaction.is_active:
                 self._transaction.rollback()
@@ -141,11 +150,7 @@ class SqlUnitOfWork:
                 except Exception as error:
                     failed = failed or error
             self._connection = None
-        if isinstance(exc_value, exc.SQLAlchemyError):
-            raise translate(exc_value) from exc_value
-        if failed is not None and exc_value is None and self._inside_host and not self._read_only:
-            # the host's transaction may now be unusable: say so rather than pass silently
-            raise translate(failed) from failed
+        return failed
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -165,24 +170,29 @@ class SqlUnitOfWork:
             yield
         except BaseException as error:
             self.bumped, self.noted, self.unstamped = bumped, noted, unstamped
-            self.pending_audit.clear()
-            self.overrides.forget_all()  # read under locks the rollback may release
-            translated = translate(error) if isinstance(error, exc.SQLAlchemyError) else None
-            try:
-                if nested.is_active:
-                    nested.rollback()
-            except Exception:
-                self._doomed = translated or (
-                    error if isinstance(error, EntitlementsError) else StorageError(str(error))
-                )
-            if translated is not None:
-                raise translated from error
+            self._undo(nested, error)
             raise
         else:
             try:
                 nested.commit()
             except exc.SQLAlchemyError as error:
                 raise translate(error) from error
+
+    def _undo(self, nested: sa.NestedTransaction, error: BaseException) -> None:
+        """Roll back to the savepoint after ``error``; raises ``error`` translated when it
+        came from the driver. A savepoint the engine already dropped dooms the block."""
+        self.pending_audit.clear()
+        self.overrides.forget_all()  # read under locks the rollback may release
+        translated = translate(error) if isinstance(error, exc.SQLAlchemyError) else None
+        try:
+            if nested.is_active:
+                nested.rollback()
+        except Exception:
+            self._doomed = translated or (
+                error if isinstance(error, EntitlementsError) else StorageError(str(error))
+            )
+        if translated is not None:
+            raise translated from error
 
     def commit(self) -> None:
         if self._transaction is None:
