@@ -131,6 +131,8 @@ subscriptions = sa.Table(
     sa.Index("ix_ent_subscriptions_owner", "tenant", "owner_kind", "owner_id", "pk"),
     sa.Index("ix_ent_subscriptions_due", "tenant", "next_change_at"),
     sa.Index("ix_ent_subscriptions_plan", "tenant", "plan_key"),
+    # the console's owner list: a tenant's rows newest first, read a page at a time
+    sa.Index("ix_ent_subscriptions_recent", "tenant", "pk"),
 )
 
 overrides = sa.Table(
