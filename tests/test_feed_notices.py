@@ -54,6 +54,7 @@ class Transactions:
         return [tx for tx in self.committed if any("INSERT INTO ent_changes" in s for s in tx)]
 
     def notifying(self) -> list[list[str]]:
+        """Transactions that called NOTIFY or pg_notify through SQLAlchemy."""
         return [tx for tx in self.committed if any("NOTIFY" in s.upper() for s in tx)]
 
 
@@ -102,10 +103,9 @@ def test_a_consumption_commits_before_the_notice_is_sent(make_store):
         ents.close()
     writes = seen.writing_the_feed()
     assert len(writes) == 20
-    assert all(not any("NOTIFY" in s.upper() for s in tx) for tx in writes)
-    notices = seen.notifying()
-    assert notices  # sent, each in a transaction of its own
-    assert all(tx == [f"NOTIFY {CHANNEL}"] for tx in notices)
+    assert not seen.notifying()  # the notices go on the driver's connection, after commit
+    assert store.notices is not None
+    assert store.notices.sent >= 1
 
 
 def test_a_burst_of_commits_sends_one_notice_per_interval(make_store):

@@ -71,8 +71,16 @@ class CommitNotices:
 
     def _send(self) -> None:
         try:
-            with self._engine.begin() as connection:
-                connection.exec_driver_sql(f"NOTIFY {CHANNEL}")
+            # the driver's connection, out of the pool: the host's statement listeners
+            # (and statement counts) see the library's statements, not this hint
+            connection = self._engine.raw_connection()
+            try:
+                cursor = connection.cursor()
+                cursor.execute(f"NOTIFY {CHANNEL}")
+                cursor.close()
+                connection.commit()
+            finally:
+                connection.close()
             self.sent += 1
         except Exception:  # a hint: followers poll the feed anyway
             log.debug("entitlements: a change notice could not be sent", exc_info=True)

@@ -124,6 +124,13 @@ _RECORD_KEYS = ["tenant", "owner_kind", "owner_id", "key"]
 _RECORD_COLUMNS = (_u.id, _u.metric, _u.amount, _u.period_start, _u.at)
 _UNCOUNT = t.usage_counters.update().where(*_COUNTER).values(used=_c.used - sa.bindparam("p_used"))
 _RECORDED_COLUMNS = (_u.owner_kind, _u.owner_id, *_RECORD_COLUMNS, _u.key)
+_RECORDED = sa.select(*_RECORDED_COLUMNS).where(
+    _u.tenant == sa.bindparam("p_tenant"),
+    _u.owner_kind == sa.bindparam("p_kind"),
+    _u.owner_id == sa.bindparam("p_id"),
+    _u.key.in_(sa.bindparam("p_keys", expanding=True)),
+)
+_OWNERS_ONE_BY_ONE = 3
 _COUNTER_COLUMNS = (
     _c.owner_kind,
     _c.owner_id,
@@ -202,7 +209,9 @@ def _unnest_lookup(
     probe of the unique index. A plain join would be hashed against a scan of the table
     once the planner thinks the table small next to the list (a 50,000-row ledger next to
     1,000 keys); the LIMIT keeps the probe a probe. One statement for any number of tuples;
-    locks are taken in the arrays' order, which the caller sorts."""
+    locks are taken in the arrays' order, which the caller sorts. On a table PostgreSQL has
+    never analyzed (a new one, until autovacuum's first pass) any index may look as good
+    as the unique one; batches of a few owners take `SqlUsage._one_by_one` instead."""
     arrays = [
         sa.bindparam(f"p_{name}", type_=postgresql.ARRAY(table.c[name].type)) for name in names
     ]
@@ -546,6 +555,19 @@ class SqlUsage(Repository):
             found.extend(self._conn.execute(statement, params))
         return found
 
+    def _one_by_one(self, wanted: Sequence[tuple[str, str, str]]) -> list[Any]:
+        """A few owners' keys: one statement per owner, its keys in an IN list (an index
+        on the owner's columns serves it even on a table the planner has no statistics
+        for, as a fresh PostgreSQL table)."""
+        by_owner: dict[tuple[str, str], list[str]] = {}
+        for kind, owner_id, key in wanted:
+            by_owner.setdefault((kind, owner_id), []).append(key)
+        found: list[Any] = []
+        for (kind, owner_id), owned in by_owner.items():
+            params = {"p_tenant": self._t, "p_kind": kind, "p_id": owner_id, "p_keys": owned}
+            found.extend(self._conn.execute(_RECORDED, params))
+        return found
+
     @storage_errors
     def recorded(self, keys: Sequence[tuple[Owner, str]]) -> dict[tuple[Owner, str], UsageRecord]:
         found: dict[tuple[Owner, str], UsageRecord] = {}
@@ -555,7 +577,10 @@ class SqlUsage(Repository):
             self._scope(owner)
         owners = {(o.kind, o.id): o for o, _ in keys}
         wanted = sorted({(o.kind, o.id, k) for o, k in keys})
-        rows = self._look_up(t.usage_records, ("owner_kind", "owner_id", "key"), wanted, False)
+        if len(owners) <= _OWNERS_ONE_BY_ONE:
+            rows = self._one_by_one(wanted)
+        else:
+            rows = self._look_up(t.usage_records, ("owner_kind", "owner_id", "key"), wanted, False)
         for kind, owner_id, rid, metric, amount, period, at, key in rows:
             owner = owners[(kind, owner_id)]
             found[(owner, key)] = UsageRecord(rid, owner, metric, amount, period, at, key)
