@@ -33,6 +33,7 @@ from entitlements.adapters.sql.audit import SqlAudit
 from entitlements.adapters.sql.changes import SqlFeed, SqlRevisions, insert_changes
 from entitlements.adapters.sql.contracts import SqlContracts
 from entitlements.adapters.sql.errors import storage_errors, translate
+from entitlements.adapters.sql.hints import CommitNotices
 from entitlements.adapters.sql.history import flush_history
 from entitlements.adapters.sql.overrides import SqlOverrides
 from entitlements.adapters.sql.plans import SqlPlans
@@ -141,7 +142,16 @@ class SqlUnitOfWork:
         close that fails (the connection died) never hides the error that caused the
         rollback, and never surfaces as a driver error: after a read, or once the
         transaction is over, a dead connection loses nothing and is only discarded."""
-        failed: BaseException | None = None
+        failed = self._end()
+        if isinstance(exc_value, exc.SQLAlchemyError):
+            raise translate(exc_value) from exc_value
+        if failed is not None and exc_value is None and self._inside_host and not self._read_only:
+            # the host's transaction may now be unusable: say so rather than pass silently
+            raise translate(failed) from failed
+
+    def _end(self) -> Exception | None:
+        """Roll back (if still open) and release the connection; the first failure."""
+        failed: Exception | None = None
         try:
             if self._transaction is not None and self._transaction.is_active:
                 self._transaction.rollback()
@@ -155,11 +165,7 @@ class SqlUnitOfWork:
                 except Exception as error:
                     failed = failed or error
             self._connection = None
-        if isinstance(exc_value, exc.SQLAlchemyError):
-            raise translate(exc_value) from exc_value
-        if failed is not None and exc_value is None and self._inside_host and not self._read_only:
-            # the host's transaction may now be unusable: say so rather than pass silently
-            raise translate(failed) from failed
+        return failed
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -180,25 +186,30 @@ class SqlUnitOfWork:
             yield
         except BaseException as error:
             self.bumped, self.noted, self.unstamped = bumped, noted, unstamped
-            self.pending_audit.clear()
-            self.pending_history.clear()
-            self.overrides.forget_all()  # read under locks the rollback may release
-            translated = translate(error) if isinstance(error, exc.SQLAlchemyError) else None
-            try:
-                if nested.is_active:
-                    nested.rollback()
-            except Exception:
-                self._doomed = translated or (
-                    error if isinstance(error, EntitlementsError) else StorageError(str(error))
-                )
-            if translated is not None:
-                raise translated from error
+            self._undo(nested, error)
             raise
         else:
             try:
                 nested.commit()
             except exc.SQLAlchemyError as error:
                 raise translate(error) from error
+
+    def _undo(self, nested: sa.NestedTransaction, error: BaseException) -> None:
+        """Roll back to the savepoint after ``error``; raises ``error`` translated when it
+        came from the driver. A savepoint the engine already dropped dooms the block."""
+        self.pending_audit.clear()
+        self.pending_history.clear()
+        self.overrides.forget_all()  # read under locks the rollback may release
+        translated = translate(error) if isinstance(error, exc.SQLAlchemyError) else None
+        try:
+            if nested.is_active:
+                nested.rollback()
+        except Exception:
+            self._doomed = translated or (
+                error if isinstance(error, EntitlementsError) else StorageError(str(error))
+            )
+        if translated is not None:
+            raise translated from error
 
     def commit(self) -> None:
         if self._transaction is None:
@@ -221,6 +232,9 @@ class SqlUnitOfWork:
         self.committed_revision = revision
         if self._store.routing is not None and not (self._inside_host or self._read_only):
             self._store.routing.after_commit(self.connection)
+        notices = self._store.notices
+        if revision is not None and notices is not None:
+            self.when_durable(notices.committed)
         self.noted.clear()
         self.bumped.clear()
         self.unstamped.clear()
@@ -350,6 +364,10 @@ class SqlStore:
         self.pooler: str | None = None
         self._hints: weakref.WeakSet[Any] = weakref.WeakSet()
         self.routing: ReadRouting | None = None
+        self.notices = (
+            CommitNotices(self.engine) if self.engine.dialect.name == "postgresql" else None
+        )
+        """PostgreSQL: wakes other processes' followers after this process's commits."""
 
     @classmethod
     def from_url(

@@ -359,13 +359,17 @@ class SqlSubscriptions(Repository):
         self, text: str | None, statuses: frozenset[str] | None, limit: int = 100
     ) -> Sequence[Subscription]:
         c = t.subscriptions.c
-        latest = (
-            sa.select(sa.func.max(c.pk))
-            .where(c.tenant == self._t)
-            .group_by(c.owner_kind, c.owner_id)
-            .scalar_subquery()
+        # the owner's latest row is the one with no newer row: a probe of the owner index
+        # per row read, newest first, until the page is full (grouping the tenant's rows
+        # by owner would read them all for one page)
+        newer = sa.alias(t.subscriptions, "ent_newer")
+        superseded = sa.exists().where(
+            newer.c.tenant == c.tenant,
+            newer.c.owner_kind == c.owner_kind,
+            newer.c.owner_id == c.owner_id,
+            newer.c.pk > c.pk,
         )
-        conditions: list[sa.ColumnElement[bool]] = [c.tenant == self._t, c.pk.in_(latest)]
+        conditions: list[sa.ColumnElement[bool]] = [c.tenant == self._t, ~superseded]
         if statuses is not None:
             conditions.append(c.status.in_(sorted(statuses)))
         if text:

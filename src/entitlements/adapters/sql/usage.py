@@ -144,6 +144,108 @@ _RECORDED = sa.select(*_RECORDED_COLUMNS).where(
     _u.key.in_(sa.bindparam("p_keys", expanding=True)),
 )
 _OWNERS_ONE_BY_ONE = 3
+_COUNTER_COLUMNS = (
+    _c.owner_kind,
+    _c.owner_id,
+    _c.metric,
+    _c.period_start,
+    _c.used,
+    _c.reserved,
+    _c.held_until,
+    _c.terms_revision,
+)
+_CHUNK = 1000  # rows looked up by one statement (SQLite binds at most 32,766 parameters)
+
+
+def _sizes(count: int) -> int:
+    """The number of rows a VALUES list is padded to: a few statement shapes to compile
+    and cache instead of one for every batch size."""
+    size = 16
+    while size < count:
+        size *= 2
+    return size
+
+
+@cache
+def _lookup(dialect: str, table: sa.Table, names: tuple[str, ...], size: int, lock: bool) -> Any:
+    """The rows of ``table`` in tenant ``p_tenant`` whose ``names`` columns equal one of
+    the wanted tuples, found through the table's unique index one tuple at a time,
+    whatever else the tenant stored (``lock``: locked, in key order). A row-value ``IN``
+    list reads the same but is not: PostgreSQL turns it into an OR of ANDs and SQLite
+    into a scan, both filtering every row of the tenant."""
+    selected = _RECORDED_COLUMNS if table is t.usage_records else _COUNTER_COLUMNS
+    tenant = table.c.tenant == sa.bindparam("p_tenant")
+    if dialect == "postgresql":
+        return _unnest_lookup(table, names, selected, tenant, lock)
+    columns = [table.c[name] for name in names]
+    if dialect in ("mysql", "mariadb"):
+        # MariaDB walks the unique index for a row-value IN (a range read, one probe each)
+        row = sa.types.TupleType(*(column.type for column in columns))
+        wanted = sa.bindparam("p_wanted", expanding=True, type_=row)
+        query = sa.select(*selected).where(tenant, sa.tuple_(*columns).in_(wanted))
+    else:
+        query = _values_lookup(table, columns, selected, tenant, size)
+    if lock:
+        query = query.order_by(*(table.c[n] for n in _COUNTER_KEY)).with_for_update()
+    return query
+
+
+def _values_lookup(
+    table: sa.Table,
+    columns: list[sa.Column[Any]],
+    selected: tuple[Any, ...],
+    tenant: sa.ColumnElement[bool],
+    size: int,
+) -> sa.Select[Any]:
+    """SQLite: a join against a VALUES list of ``size`` rows, probing the unique index
+    once per row of it."""
+    rows = [
+        tuple(sa.bindparam(f"p_{row}_{n}", type_=c.type) for n, c in enumerate(columns))
+        for row in range(size)
+    ]
+    joined = sa.values(*(sa.column(c.name) for c in columns), name="ent_wanted").data(rows).cte()
+    on = sa.and_(tenant, *(c == joined.c[c.name] for c in columns))
+    return sa.select(*selected).select_from(joined.join(table, on))
+
+
+_COUNTER_KEY = ("owner_kind", "owner_id", "metric", "period_start")
+
+
+def _unnest_lookup(
+    table: sa.Table,
+    names: tuple[str, ...],
+    selected: tuple[Any, ...],
+    tenant: sa.ColumnElement[bool],
+    lock: bool,
+) -> Any:
+    """PostgreSQL: one array per column, unnested, and for each wanted tuple a LATERAL
+    probe of the unique index. A plain join would be hashed against a scan of the table
+    once the planner thinks the table small next to the list (a 50,000-row ledger next to
+    1,000 keys); the LIMIT keeps the probe a probe. One statement for any number of tuples;
+    locks are taken in the arrays' order, which the caller sorts. On a table PostgreSQL has
+    never analyzed (a new one, until autovacuum's first pass) any index may look as good
+    as the unique one; batches of a few owners take `SqlUsage._one_by_one` instead."""
+    arrays = [
+        sa.bindparam(f"p_{name}", type_=postgresql.ARRAY(table.c[name].type)) for name in names
+    ]
+    wanted = sa.func.unnest(*arrays).table_valued(*names).render_derived("ent_wanted")
+    probe = sa.select(*selected).where(tenant, *(table.c[n] == wanted.c[n] for n in names)).limit(1)
+    found = (probe.with_for_update() if lock else probe).lateral("ent_found")
+    return sa.select(*found.c).select_from(wanted.join(found, sa.true()))
+
+
+def _lookup_params(
+    dialect: str, names: tuple[str, ...], wanted: Sequence[tuple[Any, ...]], size: int
+) -> dict[str, Any]:
+    if dialect in ("mysql", "mariadb"):
+        return {"p_wanted": list(wanted)}
+    if dialect == "postgresql":
+        columns = zip(*wanted, strict=True)
+        return {f"p_{name}": list(values) for name, values in zip(names, columns, strict=True)}
+    padded = [*wanted, *([wanted[-1]] * (size - len(wanted)))]  # a repeat matches nothing new
+    return {f"p_{row}_{n}": value for row, key in enumerate(padded) for n, value in enumerate(key)}
+
+
 _DELETE_RECORD = t.usage_records.delete().where(_u.id == sa.bindparam("p_record"))
 
 
@@ -468,6 +570,35 @@ class SqlUsage(Repository):
 
     # -- batches ---------------------------------------------------------------------
 
+    def _look_up(
+        self, table: sa.Table, names: tuple[str, ...], wanted: Sequence[tuple[Any, ...]], lock: bool
+    ) -> list[Any]:
+        """The rows of ``table`` whose ``names`` match ``wanted`` (see `_lookup`), in
+        statements of at most `_CHUNK` tuples; locked ones in key order."""
+        dialect = self._conn.dialect.name
+        found: list[Any] = []
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            size = _sizes(len(chunk))
+            statement = _lookup(dialect, table, names, size, lock)
+            params = _lookup_params(dialect, names, chunk, size)
+            params["p_tenant"] = self._t
+            found.extend(self._conn.execute(statement, params))
+        return found
+
+    def _one_by_one(self, wanted: Sequence[tuple[str, str, str]]) -> list[Any]:
+        """A few owners' keys: one statement per owner, its keys in an IN list (an index
+        on the owner's columns serves it even on a table the planner has no statistics
+        for, as a fresh PostgreSQL table)."""
+        by_owner: dict[tuple[str, str], list[str]] = {}
+        for kind, owner_id, key in wanted:
+            by_owner.setdefault((kind, owner_id), []).append(key)
+        found: list[Any] = []
+        for (kind, owner_id), owned in by_owner.items():
+            params = {"p_tenant": self._t, "p_kind": kind, "p_id": owner_id, "p_keys": owned}
+            found.extend(self._conn.execute(_RECORDED, params))
+        return found
+
     @storage_errors
     def recorded(self, keys: Sequence[tuple[Owner, str]]) -> dict[tuple[Owner, str], UsageRecord]:
         found: dict[tuple[Owner, str], UsageRecord] = {}
@@ -475,28 +606,15 @@ class SqlUsage(Repository):
             return found
         for owner, _ in keys:
             self._scope(owner)
-        by_owner: dict[Owner, list[str]] = {}
-        for owner, key in keys:
-            by_owner.setdefault(owner, []).append(key)
-        if len(by_owner) <= _OWNERS_ONE_BY_ONE:
-            queries = [
-                (
-                    _RECORDED,
-                    {"p_tenant": self._t, "p_kind": o.kind, "p_id": o.id, "p_keys": wanted},
-                )
-                for o, wanted in by_owner.items()
-            ]
+        owners = {(o.kind, o.id): o for o, _ in keys}
+        wanted = sorted({(o.kind, o.id, k) for o, k in keys})
+        if len(owners) <= _OWNERS_ONE_BY_ONE:
+            rows = self._one_by_one(wanted)
         else:
-            pairs = sorted((o.kind, o.id, k) for o, k in keys)
-            condition = sa.tuple_(_u.owner_kind, _u.owner_id, _u.key).in_(pairs)
-            queries = [(sa.select(*_RECORDED_COLUMNS).where(_u.tenant == self._t, condition), {})]
-        owners = {(o.kind, o.id): o for o in by_owner}
-        for query, params in queries:
-            for kind, owner_id, rid, metric, amount, period, at, key in self._conn.execute(
-                query, params
-            ):
-                owner = owners[(kind, owner_id)]
-                found[(owner, key)] = UsageRecord(rid, owner, metric, amount, period, at, key)
+            rows = self._look_up(t.usage_records, ("owner_kind", "owner_id", "key"), wanted, False)
+        for kind, owner_id, rid, metric, amount, period, at, key in rows:
+            owner = owners[(kind, owner_id)]
+            found[(owner, key)] = UsageRecord(rid, owner, metric, amount, period, at, key)
         return found
 
     @storage_errors
@@ -510,24 +628,8 @@ class SqlUsage(Repository):
             self._scope(owner)
         owners = {(o.kind, o.id): o for o, _, _ in keys}
         wanted = sorted({(o.kind, o.id, m, p) for o, m, p in keys})
-        query = (
-            sa.select(
-                _c.owner_kind,
-                _c.owner_id,
-                _c.metric,
-                _c.period_start,
-                _c.used,
-                _c.reserved,
-                _c.held_until,
-                _c.terms_revision,
-            )
-            .where(
-                _c.tenant == self._t,
-                sa.tuple_(_c.owner_kind, _c.owner_id, _c.metric, _c.period_start).in_(wanted),
-            )
-            .order_by(_c.owner_kind, _c.owner_id, _c.metric, _c.period_start)
-        )
-        rows = self._conn.execute(query.with_for_update() if lock else query)
+        names = ("owner_kind", "owner_id", "metric", "period_start")
+        rows = self._look_up(t.usage_counters, names, wanted, lock)
         for kind, owner_id, metric, period, used, reserved, held, revision in rows:
             owner = owners[(kind, owner_id)]
             period = period if period.tzinfo else period.replace(tzinfo=UTC)

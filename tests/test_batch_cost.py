@@ -1,0 +1,179 @@
+"""A batch costs what its own events cost, not what the ledger holds: ``consume_many``
+over many owners reads about as many rows at a grown ledger as at an empty one.
+
+Rows read are counted by the engine itself for the batch's statements alone (the batch
+joins a host transaction, so they run on one connection the test can ask): PostgreSQL's
+``pg_stat_xact_user_tables`` (tuples read by scans and fetched through indexes in this
+transaction), MariaDB's session ``Handler_read_*`` counters, SQLite's virtual machine
+steps (a progress handler). A lookup that filters the tenant's ledger row by row shows
+up as tens of thousands of rows; one that walks the unique index, as the batch's own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from entitlements import Entitlements, Limit, LimitKind, Owner, Plan, UsageEvent, UsageOutcome
+from entitlements.adapters.sql import SqlStore
+from entitlements.adapters.sql import tables as t
+
+PLAN = Plan(
+    "metered",
+    "Metered",
+    limits={"api_calls": Limit(10**9, kind=LimitKind.METERED)},
+    status="active",
+)
+OWNERS = [Owner("organization", f"customer-{i}") for i in range(50)]
+EVENTS = 1000
+RETRIES = 100  # events of the batch whose keys the ledger already holds
+GROWN = 50_000  # ledger rows added between the two measurements
+SIBLINGS = 5_000  # other owners of the tenant the added rows belong to
+
+
+class _Steps:
+    """SQLite's progress handler, called every ``every`` virtual-machine instructions."""
+
+    every = 100
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> int:
+        self.calls += 1
+        return 0
+
+
+def _reader(host: sa.Connection) -> Callable[[], int]:
+    """A function returning how many rows this connection's statements have read so far."""
+    dialect = host.dialect.name
+    if dialect == "postgresql":
+        query = sa.text(
+            "SELECT coalesce(sum(seq_tup_read + coalesce(idx_tup_fetch, 0)), 0) "
+            "FROM pg_stat_xact_user_tables"
+        )
+        return lambda: int(host.execute(query).scalar_one())
+    if dialect in ("mysql", "mariadb"):
+        status = sa.text("SHOW SESSION STATUS LIKE 'Handler_read%'")
+        return lambda: sum(int(value) for _, value in host.execute(status))
+    steps = _Steps()
+    host.connection.driver_connection.set_progress_handler(steps, steps.every)  # type: ignore[union-attr]
+    return lambda: steps.calls * steps.every
+
+
+def _batch(tag: str, retried: str | None) -> list[UsageEvent]:
+    events = [
+        UsageEvent(OWNERS[i % len(OWNERS)], "api_calls", 1, key=f"{tag}-{i}")
+        for i in range(EVENTS - RETRIES)
+    ]
+    if retried is not None:
+        events += [
+            UsageEvent(OWNERS[i % len(OWNERS)], "api_calls", 1, key=f"{retried}-{i}")
+            for i in range(RETRIES)
+        ]
+    return events
+
+
+def _rows_read(store: SqlStore, tag: str) -> int:
+    """Rows read by one ``consume_many`` of 1,000 events after one of the same shape (the
+    owners' terms cached, the statements compiled), so that only the batch's own reads
+    count."""
+    with store.engine.connect() as host:
+        host.begin()
+        ents = Entitlements(SqlStore(host), max_staleness=3600)
+        try:
+            ents.usage.consume_many(_batch(f"{tag}-earlier", "first"))
+            read = _reader(host)
+            before = read()
+            results = ents.usage.consume_many(_batch(tag, "first"))
+            after = read()
+        finally:
+            ents.close()
+        host.commit()
+    outcomes = [r.outcome for r in results]
+    assert outcomes.count(UsageOutcome.ACCEPTED) == EVENTS - RETRIES
+    assert outcomes.count(UsageOutcome.DUPLICATE) == RETRIES
+    return after - before
+
+
+def _grow(store: SqlStore, rows: int) -> None:
+    """``rows`` more ledger rows, most of them other owners' of the same tenant, some the
+    batch owners' own history, with a counter per owner and month: Core inserts."""
+    now = datetime.now(UTC)
+    months = [datetime(2025, m, 1, tzinfo=UTC) for m in range(1, 13)]
+    with store.engine.begin() as connection:
+        for start in range(0, rows, 10_000):
+            connection.execute(
+                t.usage_records.insert(),
+                [
+                    {
+                        "id": uuid.uuid4().hex,
+                        "tenant": "",
+                        "owner_kind": "organization",
+                        "owner_id": (
+                            OWNERS[n % len(OWNERS)].id if n % 10 == 0 else f"sibling-{n % SIBLINGS}"
+                        ),
+                        "metric": "api_calls",
+                        "amount": 1,
+                        "period_start": months[n % len(months)],
+                        "at": now - timedelta(minutes=n),
+                        "key": f"history-{n}",
+                    }
+                    for n in range(start, min(rows, start + 10_000))
+                ],
+            )
+        connection.execute(
+            t.usage_counters.insert(),
+            [
+                {
+                    "tenant": "",
+                    "owner_kind": "organization",
+                    "owner_id": f"sibling-{n}",
+                    "metric": "api_calls",
+                    "period_start": month,
+                    "used": 1,
+                    "reserved": 0,
+                    "terms_revision": 0,
+                }
+                for n in range(SIBLINGS)
+                for month in months[:4]
+            ],
+        )
+
+
+def _settle(store: SqlStore) -> None:
+    """Statistics as a server's background maintenance keeps them (autovacuum, InnoDB's
+    persistent statistics): the plans compared are the ones a running service gets."""
+    dialect = store.engine.dialect.name
+    if dialect == "postgresql":
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+            c.exec_driver_sql("VACUUM ANALYZE ent_usage_records, ent_usage_counters")
+    elif dialect in ("mysql", "mariadb"):
+        with store.engine.connect() as c:
+            c.exec_driver_sql("ANALYZE TABLE ent_usage_records, ent_usage_counters").all()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_a_batch_over_many_owners_reads_as_much_at_a_grown_ledger_as_at_an_empty_one(
+    kind, make_store
+):
+    store = make_store(kind)
+    ents = Entitlements(store)
+    ents.plans.define(PLAN, actor="staff:ann")
+    for owner in OWNERS:
+        ents.subscriptions.subscribe(owner, "metered", actor="staff:ann")
+    first = ents.usage.consume_many(_batch("first", None))
+    assert all(r.outcome is UsageOutcome.ACCEPTED for r in first)
+    ents.close()
+
+    _settle(store)
+    empty = _rows_read(store, "at-empty")
+    _grow(store, GROWN)
+    _settle(store)
+    grown = _rows_read(store, "at-grown")
+
+    assert grown <= 1.5 * empty, (empty, grown)
