@@ -12,7 +12,6 @@ What the provider actually did arrives as its events, which stay the source of t
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import attrs
 
@@ -24,15 +23,23 @@ from entitlements.domain.billing import (
     ProviderEvent,
     ProviderLink,
     ProviderSubscription,
-    path_to,
 )
-from entitlements.domain.checks import MAX_COUNT, check_key, check_optional_count, parse_enum
+from entitlements.domain.checks import (
+    MAX_COUNT,
+    check_bool,
+    check_key,
+    check_optional_count,
+    check_reason,
+    parse_enum,
+)
 from entitlements.domain.due import as_of
+from entitlements.domain.lifecycle import ProviderEffect, Route, route
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Plan
+from entitlements.domain.plan_change import SubscriptionChange
 from entitlements.domain.provider_commands import CommandKind, CommandStatus, ProviderCommand
 from entitlements.domain.requests import KeyedRequest
-from entitlements.domain.subscription import Event, Subscription, SubscriptionStatus
+from entitlements.domain.subscription import Event, Subscription
 from entitlements.domain.usage import OverQuotaPolicy, check_idempotency_key
 from entitlements.errors import (
     InvalidInput,
@@ -44,14 +51,16 @@ from entitlements.errors import (
     SubscriptionNotFound,
 )
 from entitlements.ports import PaymentProvider
+from entitlements.service import lifecycle
+from entitlements.service.assignment import PlanAssignment
+from entitlements.service.free_plan import OneFreePlan
+from entitlements.service.provider_events import PROVIDER, Following, follow
 from entitlements.service.provider_outbox import ProviderOutbox
 from entitlements.service.requests import claim_key, settle_key
+from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
-from entitlements.service.subscriptions import Subscriptions
 
 __all__ = ["Billing", "BillingState", "ProviderOutcome"]
-
-PROVIDER = Actor("payment-provider", ActorKind.PROVIDER)
 
 
 @attrs.frozen
@@ -96,22 +105,30 @@ class Billing:
     def __init__(
         self,
         runtime: Runtime,
-        subscriptions: Subscriptions,
+        assignment: PlanAssignment,
         provider: PaymentProvider | None = None,
-        *,
-        one_free_plan_per_tenant: bool = False,
     ) -> None:
         self._rt = runtime
-        self._subs = subscriptions
+        self._rules = assignment
         self.provider = provider
         """The host's payment provider (``None``: plans are assigned by staff)."""
-        self.one_free_plan_per_tenant = one_free_plan_per_tenant
-        """Whether a tenant may hold only one free plan among its owners (seed 004)."""
         self.outbox = ProviderOutbox(runtime, lambda: self.provider)
         """Commands to the provider waiting to be sent, and the sending."""
 
+    @property
+    def one_free_plan_per_tenant(self) -> bool:
+        """Whether a tenant may hold only one free plan among its owners (seed 004). One
+        setting for every path that puts an owner on a plan (subscriptions, billing,
+        contracts): setting it turns the rule on or off for all of them."""
+        return self._rules.free_plan.enabled
+
+    @one_free_plan_per_tenant.setter
+    def one_free_plan_per_tenant(self, value: bool) -> None:
+        self._rules.free_plan = OneFreePlan(check_bool(value, "one_free_plan_per_tenant"))
+
     # -- assignment ----------------------------------------------------------------------
 
+    @retries_lost_races
     def assign_plan(
         self,
         owner: Owner,
@@ -175,69 +192,108 @@ class Billing:
         if_over_quota: OverQuotaPolicy,
     ) -> tuple[Assignment, ProviderCommand | None]:
         plan = tx.uow.plans.get(plan_key)
-        # before the provider is told anything; subscribe / change_plan check again
+        # before the provider is told anything
         tx.change_terms(owner)
-        current = tx.uow.subscriptions.current(owner)
-        live = current if current is not None and not current.is_terminal else None
-        self._subs.assignment.check(tx, owner, plan, live, who)
+        live = _live(tx.uow.subscriptions.current(owner))
+        self._rules.check(tx, owner, plan, live, who)
         if live is not None and (live.plan_key, live.plan_version) == (plan.key, plan.version):
             raise InvalidInput("plan_key", f"{owner} is already on {plan.key}")
-        command: ProviderCommand | None
-        if plan.is_free:
-            assignment, command = self._assign_free(
-                tx, who, owner, live, plan_key, seats, if_over_quota
-            )
-        elif self.provider is None:
-            assignment = self._assign_directly(who, owner, live, plan, seats, if_over_quota)
-            command = None
-        elif (
-            live is not None
-            and live.external_id
-            and live.status is SubscriptionStatus.ACTIVE
-            and self._is_paid(tx, live)
-        ):
-            change = self._subs.change_plan(owner, plan.key, actor=who, if_over_quota=if_over_quota)
-            command = self.outbox.record(
+        way = route(
+            plan_is_free=plan.is_free,
+            has_provider=self.provider is not None,
+            live=live,
+            live_is_paid=self._at_provider(tx, live),
+        )
+        if way is Route.PROVIDER_CHANGE:
+            return self._provider_change(tx, who, owner, live, plan, seats, if_over_quota)
+        if way is Route.CHECKOUT:
+            return self._checkout(tx, who, owner, live, plan, seats)
+        command = None
+        if way is Route.FREE_AFTER_PROVIDER_CANCEL:
+            command, live = self._leave_provider(tx, who, owner, live, plan), None
+        return self._assign_directly(tx, who, owner, live, plan, seats, if_over_quota), command
+
+    def _provider_change(
+        self,
+        tx: Transaction,
+        who: Actor,
+        owner: Owner,
+        live: Subscription | None,
+        plan: Plan,
+        seats: int | None,
+        if_over_quota: OverQuotaPolicy,
+    ) -> tuple[Assignment, ProviderCommand]:
+        """A plan change here, and of the paid subscription at the provider."""
+        assert live is not None
+        assert live.external_id
+        change = self._change_plan(tx, who, owner, plan, if_over_quota)
+        effect = ProviderEffect.change_plan(live.external_id, plan.key, plan.version, seats)
+        command = self._send(tx, owner, effect, change.subscription)
+        return Assignment(AssignmentKind.PROVIDER_CHANGE, change.subscription), command
+
+    def _leave_provider(
+        self, tx: Transaction, who: Actor, owner: Owner, live: Subscription | None, plan: Plan
+    ) -> ProviderCommand:
+        """End the paid subscription now, here and at the provider (for a free plan)."""
+        assert live is not None
+        assert live.external_id
+        reason = f"moving to the free plan {plan.key}"
+        ended = lifecycle.apply(tx, who, lifecycle.load(tx, owner), Event.CANCEL, reason=reason)
+        effect = ProviderEffect.cancel(live.external_id, at_period_end=False)
+        return self._send(tx, owner, effect, ended)
+
+    def _checkout(
+        self,
+        tx: Transaction,
+        who: Actor,
+        owner: Owner,
+        live: Subscription | None,
+        plan: Plan,
+        seats: int | None,
+    ) -> tuple[Assignment, ProviderCommand]:
+        """A checkout at the provider; an owner with nothing waits for it, pending."""
+        manager = who.id if who.kind is ActorKind.MEMBER else None
+        subscription = live
+        if subscription is None:
+            subscription = lifecycle.start(
                 tx,
-                CommandKind.CHANGE_PLAN,
-                owner,
-                {
-                    "external_id": live.external_id,
-                    "plan_key": plan.key,
-                    "plan_version": plan.version,
-                    "seats": seats,
-                },
-                subscription_id=change.subscription.id,
-            )
-            assignment = Assignment(AssignmentKind.PROVIDER_CHANGE, change.subscription)
-        else:
-            manager = who.id if who.kind is ActorKind.MEMBER else None
-            subscription = live
-            if subscription is None:
-                subscription = self._subs.begin_checkout(
-                    owner, plan.key, actor=who, seats=seats, plan_manager=manager
-                )
-            command = self.outbox.record(
-                tx,
-                CommandKind.START_CHECKOUT,
-                owner,
-                {
-                    "plan_key": plan.key,
-                    "plan_version": plan.version,
-                    "seats": seats,
-                    "manager": manager,
-                },
-                subscription_id=subscription.id,
-            )
-            tx.record(
+                self._rules,
                 who,
-                "billing.checkout",
-                f"provider_command:{command.id}",
-                owner=owner,
-                after={"plan": plan.key, "command": command.id},
+                Event.BEGIN_CHECKOUT,
+                owner,
+                plan,
+                seats=seats,
+                plan_manager=manager,
             )
-            assignment = Assignment(AssignmentKind.CHECKOUT, subscription)
-        return assignment, command
+        effect = ProviderEffect.checkout(plan.key, plan.version, seats, manager)
+        command = self._send(tx, owner, effect, subscription)
+        tx.record(
+            who,
+            "billing.checkout",
+            f"provider_command:{command.id}",
+            owner=owner,
+            after={"plan": plan.key, "command": command.id},
+        )
+        return Assignment(AssignmentKind.CHECKOUT, subscription), command
+
+    def _send(
+        self, tx: Transaction, owner: Owner, effect: ProviderEffect, subscription: Subscription
+    ) -> ProviderCommand:
+        """Queue the effect for the provider, sent once ``tx`` commits."""
+        return self.outbox.record(
+            tx, effect.kind, owner, effect.payload, subscription_id=subscription.id
+        )
+
+    def _change_plan(
+        self,
+        tx: Transaction,
+        who: Actor,
+        owner: Owner,
+        plan: Plan,
+        if_over_quota: OverQuotaPolicy,
+    ) -> SubscriptionChange:
+        current = lifecycle.load(tx, owner, with_plans=[(plan.key, None)])
+        return lifecycle.change_plan(tx, self._rules, who, current, plan.key, if_over_quota)
 
     def _repeated(
         self, tx: Transaction, earlier: KeyedRequest
@@ -269,39 +325,9 @@ class Billing:
             )
         return attrs.evolve(assignment, checkout=checkout, command=latest)
 
-    def _assign_free(
-        self,
-        tx: Transaction,
-        who: Actor,
-        owner: Owner,
-        live: Subscription | None,
-        plan_key: str,
-        seats: int | None,
-        if_over_quota: OverQuotaPolicy,
-    ) -> tuple[Assignment, ProviderCommand | None]:
-        command = None
-        if (
-            live is not None
-            and live.external_id
-            and self.provider is not None
-            and self._is_paid(tx, live)
-        ):
-            ended = self._subs.cancel(
-                owner, actor=who, reason=f"moving to the free plan {plan_key}"
-            )
-            command = self.outbox.record(
-                tx,
-                CommandKind.CANCEL,
-                owner,
-                {"external_id": live.external_id, "at_period_end": False},
-                subscription_id=ended.id,
-            )
-            live = None
-        plan = tx.uow.plans.get(plan_key)
-        return self._assign_directly(who, owner, live, plan, seats, if_over_quota), command
-
     def _assign_directly(
         self,
+        tx: Transaction,
         who: Actor,
         owner: Owner,
         live: Subscription | None,
@@ -312,13 +338,21 @@ class Billing:
         if live is None:
             # seed 003: a member who takes a paid plan manages it
             manager = who.id if who.kind is ActorKind.MEMBER and not plan.is_free else None
-            return Assignment(
-                AssignmentKind.DIRECT,
-                self._subs.subscribe(owner, plan.key, actor=who, seats=seats, plan_manager=manager),
+            started = lifecycle.start(
+                tx,
+                self._rules,
+                who,
+                Event.SUBSCRIBE,
+                owner,
+                plan,
+                seats=seats,
+                plan_manager=manager,
             )
-        change = self._subs.change_plan(owner, plan.key, actor=who, if_over_quota=if_over_quota)
+            return Assignment(AssignmentKind.DIRECT, started)
+        change = self._change_plan(tx, who, owner, plan, if_over_quota)
         return Assignment(AssignmentKind.DIRECT, change.subscription)
 
+    @retries_lost_races
     def cancel(
         self, owner: Owner, *, actor: Actor | str, now: datetime | None = None
     ) -> Subscription:
@@ -327,20 +361,17 @@ class Billing:
         owner, who = as_owner(owner), as_actor(actor)
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, "billing.cancel", owner)
-            current = tx.uow.subscriptions.current(owner)
-            if current is None or current.is_terminal:
+            stored = tx.uow.subscriptions.current(owner)
+            if stored is None or stored.is_terminal:
                 raise SubscriptionNotFound(owner)
-            canceled = self._subs.cancel(owner, actor=who, at_period_end=True)
+            current = lifecycle.load(tx, owner)
+            canceled = lifecycle.apply(tx, who, current, Event.SCHEDULE_CANCEL)
             if current.external_id and self.provider is not None:
-                self.outbox.record(
-                    tx,
-                    CommandKind.CANCEL,
-                    owner,
-                    {"external_id": current.external_id, "at_period_end": True},
-                    subscription_id=canceled.id,
-                )
+                effect = ProviderEffect.cancel(current.external_id, at_period_end=True)
+                self._send(tx, owner, effect, canceled)
             return canceled
 
+    @retries_lost_races
     def transfer_plan_manager(
         self,
         owner: Owner,
@@ -357,7 +388,11 @@ class Billing:
             raise NotAuthorized(
                 str(who), "billing.transfer_plan_manager", "staff transfer the plan manager"
             )
-        return self._subs.set_plan_manager(owner, member, actor=who, reason=reason, now=now)
+        reason = check_reason(reason)
+        with self._rt.transaction(owner.tenant, now) as tx:
+            current = lifecycle.load(tx, owner)
+            tx.authorize(who, "billing.transfer_plan_manager", owner, current)
+            return _set_plan_manager(tx, who, current, member, reason)
 
     # -- the provider seam, as billing reads it ------------------------------------------
 
@@ -396,6 +431,7 @@ class Billing:
 
     # -- the provider's events -----------------------------------------------------------
 
+    @retries_lost_races
     def apply_provider_event(
         self, event: ProviderEvent, *, now: datetime | None = None
     ) -> ProviderOutcome:
@@ -432,6 +468,16 @@ class Billing:
             return ProviderOutcome(
                 "applied", current, ("the provider has no such subscription; nothing changed",)
             )
+        return self._reconciled(owner, current, state, now)
+
+    @retries_lost_races
+    def _reconciled(
+        self,
+        owner: Owner,
+        current: Subscription,
+        state: ProviderSubscription,
+        now: datetime | None,
+    ) -> ProviderOutcome:
         with self._rt.transaction(owner.tenant, now) as tx:
             outcome = self._follow(tx, state, state.updated_at)
             tx.record(
@@ -458,18 +504,15 @@ class Billing:
         if link is not None and link.last_applied_at is not None and at < link.last_applied_at:
             return ProviderOutcome("stale")
         bound = None if link is None else link.subscription_id
-        current = self._subs.find(owner)
-        changes: list[str] = []
-        if bound is not None and (current is None or current.id != bound):
-            changes.append(
-                "the owner has moved on from this provider subscription; nothing changed"
-            )
+        stored = tx.uow.subscriptions.current(owner)
+        found = None if stored is None else as_of(stored, tx.now)
+        if bound is not None and (found is None or found.id != bound):
+            changes = ["the owner has moved on from this provider subscription; nothing changed"]
         else:
-            if current is not None and current.is_terminal:
-                current = None
-            changes = self._move(owner, current, state, None if link is None else link.manager)
-            current = self._subs.find(owner)
-            bound = None if current is None else current.id
+            following = Following(tx, self._rules, owner, _live(found))
+            follow(following, state, None if link is None else link.manager)
+            changes, found = following.changes, following.stored or found
+            bound = None if found is None else found.id
         tx.uow.provider.put_link(
             ProviderLink(
                 state.external_id,
@@ -481,106 +524,7 @@ class Billing:
                 bound,
             )
         )
-        return ProviderOutcome("applied", self._subs.find(owner), tuple(changes))
-
-    def _move(
-        self,
-        owner: Owner,
-        current: Subscription | None,
-        state: ProviderSubscription,
-        manager: str | None,
-    ) -> list[str]:
-        """Bring our subscription to the provider's state, one transition at a time."""
-        subs, changes = self._subs, []
-        if current is None:
-            if state.status not in (
-                SubscriptionStatus.ACTIVE,
-                SubscriptionStatus.PAST_DUE,
-                SubscriptionStatus.PENDING,
-            ):
-                return []
-            start = (
-                subs.begin_checkout
-                if state.status is SubscriptionStatus.PENDING
-                else subs.subscribe
-            )
-            start(
-                owner,
-                state.plan_key,
-                actor=PROVIDER,
-                seats=state.seats,
-                external_id=state.external_id,
-                plan_manager=manager,
-            )
-            changes.append(
-                "begin_checkout" if state.status is SubscriptionStatus.PENDING else "subscribe"
-            )
-            current = subs.get(owner)
-        if (
-            current.status is SubscriptionStatus.SUSPENDED
-            and state.status is not SubscriptionStatus.CANCELED
-        ):
-            return changes  # a suspension is staff's to lift
-        live = current.status not in (SubscriptionStatus.PENDING, SubscriptionStatus.FAILED)
-        if live and current.plan_key != state.plan_key:
-            subs.change_plan(
-                owner, state.plan_key, actor=PROVIDER, if_over_quota=OverQuotaPolicy.ALLOW
-            )
-            changes.append("change_plan")
-        path = path_to(current.status, state.status) or []
-        if (
-            current.status is SubscriptionStatus.PENDING
-            and state.status is SubscriptionStatus.CANCELED
-        ):
-            path = [Event.ACTIVATE, Event.CANCEL]  # it was paid for, then canceled
-        for event in path:
-            if event is Event.ACTIVATE:
-                subs.convert(
-                    owner,
-                    actor=PROVIDER,
-                    plan_key=state.plan_key,
-                    keep_cancellation=state.cancel_at_period_end,
-                    if_over_quota=OverQuotaPolicy.ALLOW,
-                    # the provider reports a payment that has happened: mirror it even
-                    # while a contract is out for signature
-                    without_contract=True,
-                )
-            elif event is Event.FAIL:
-                subs.fail(owner, actor=PROVIDER)
-            elif event is Event.MARK_PAST_DUE:
-                subs.mark_past_due(owner, actor=PROVIDER)
-            elif event is Event.SETTLE:
-                subs.settle(owner, actor=PROVIDER)
-            elif event is Event.CANCEL:
-                subs.cancel(owner, actor=PROVIDER)
-            changes.append(event.value)
-        current = subs.get(owner)
-        if not current.is_terminal and current.status is not SubscriptionStatus.PENDING:
-            if state.seats is not None and current.seats != state.seats:
-                subs.change_seats(
-                    owner, state.seats, actor=PROVIDER, if_over_quota=OverQuotaPolicy.ALLOW
-                )
-                changes.append("change_seats")
-            if current.cancel_at_period_end != state.cancel_at_period_end:
-                if state.cancel_at_period_end:
-                    subs.cancel(owner, actor=PROVIDER, at_period_end=True)
-                else:
-                    subs.undo_cancel(owner, actor=PROVIDER)
-                changes.append("schedule_cancel" if state.cancel_at_period_end else "undo_cancel")
-        current = subs.get(owner)
-        amend: dict[str, Any] = {}
-        if (
-            current.external_id != state.external_id
-            and state.status is not SubscriptionStatus.FAILED
-        ):
-            amend["external_id"] = state.external_id
-        if amend:
-            subs.amend(owner, actor=PROVIDER, **amend)
-            changes.append("amend")
-        if manager is not None and current.plan_manager is None:
-            subs.set_plan_manager(owner, manager, actor=PROVIDER)
-            changes.append("set_plan_manager")
-        return changes
+        return ProviderOutcome("applied", found, tuple(changes))
 
     # -- guards for the host ---------------------------------------------------------------
 
@@ -609,5 +553,29 @@ class Billing:
             ):
                 raise PlanManagerProtected(owner, member)
 
-    def _is_paid(self, tx: Transaction, subscription: Subscription) -> bool:
-        return not tx.uow.plans.get(subscription.plan_key, subscription.plan_version).is_free
+    def _at_provider(self, tx: Transaction, live: Subscription | None) -> bool:
+        """Whether ``live`` is a paid subscription the provider bills."""
+        return (
+            self.provider is not None
+            and live is not None
+            and bool(live.external_id)
+            and not tx.uow.plans.get(live.plan_key, live.plan_version).is_free
+        )
+
+
+def _live(subscription: Subscription | None) -> Subscription | None:
+    return subscription if subscription is not None and not subscription.is_terminal else None
+
+
+def _set_plan_manager(
+    tx: Transaction, who: Actor, current: Subscription, member: str | None, reason: str | None
+) -> Subscription:
+    return lifecycle.apply(
+        tx,
+        who,
+        current,
+        Event.AMEND,
+        lambda _: {"plan_manager": member},
+        action="set_plan_manager",
+        reason=reason,
+    )

@@ -27,6 +27,7 @@ from entitlements.domain.checks import (
     check_optional_id,
     check_reason,
     check_text,
+    parse_enum,
 )
 from entitlements.domain.contracts.certificate import sign_certificate
 from entitlements.domain.contracts.checkpoint import Checkpoint, sign_checkpoint
@@ -47,7 +48,7 @@ from entitlements.domain.contracts.signature import drawing_type
 from entitlements.domain.contracts.tokens import hash_token, new_token, token_matches
 from entitlements.domain.contracts.verify import Verification, verify_evidence
 from entitlements.domain.owner import Owner, as_owner
-from entitlements.domain.subscription import Subscription
+from entitlements.domain.subscription import Event, Subscription
 from entitlements.domain.usage import OverQuotaPolicy, check_idempotency_key
 from entitlements.errors import (
     ContractAlreadyConverted,
@@ -59,6 +60,8 @@ from entitlements.errors import (
     InvalidInput,
     InvalidToken,
 )
+from entitlements.service import lifecycle
+from entitlements.service.assignment import PlanAssignment
 from entitlements.service.requests import claim_key, settle_key
 from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
@@ -118,10 +121,9 @@ class Contracts:
     """``ents.contracts``: issue a contract, collect typed or drawn signatures through
     signing links, verify the evidence, convert the trial."""
 
-    def __init__(self, runtime: Runtime, convert: Any, subscribe: Any = None) -> None:
+    def __init__(self, runtime: Runtime, assignment: PlanAssignment) -> None:
         self._rt = runtime
-        self._convert = convert
-        self._subscribe = subscribe
+        self._rules = assignment
 
     # -- staff -------------------------------------------------------------------------
 
@@ -704,6 +706,7 @@ class Contracts:
 
     # -- conversion --------------------------------------------------------------------
 
+    @retries_lost_races
     def convert(
         self,
         owner: Owner,
@@ -729,9 +732,12 @@ class Contracts:
         ``keep_cancellation``; usage over a new limit is refused unless ``if_over_quota``
         allows it. A contract converts once."""
         owner, who = as_owner(owner), as_actor(actor)
+        check_bool(keep_cancellation, "keep_cancellation")
+        policy = parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
         with self._rt.transaction(owner.tenant, now) as tx:
             contract = tx.uow.contracts.get(_contract_id(contract_id))
             self._check_owner(contract, owner)
+            tx.authorize(who, "contract.convert", owner, contract)
             if contract.status is not ContractStatus.COMPLETED:
                 raise ContractNotCompleted(contract_id, contract.status.value)
             verification = verify_evidence(self._evidence(tx.uow, contract, None))
@@ -750,28 +756,28 @@ class Contracts:
                 if notes is not None
                 else f"converted from contract {contract_id}: {contract.title}"
             )
-            link = ContractLink.of(contract)
             current = history[-1] if history else None
             converted: Subscription
             if current is None or current.is_terminal:
                 converted = self._from_contract(tx, who, owner, contract, current, chosen, note)
             else:
-                options: dict[str, Any] = {}
-                if chosen is not None:
-                    options["seats"] = chosen
-                converted = self._convert(
-                    owner,
-                    actor=who,
-                    plan_key=terms.plan_key,
-                    version=terms.plan_version,
-                    cycle=terms.cycle,
-                    notes=note,
-                    reason=f"contract {contract_id} completed",
-                    contract=link,
-                    keep_cancellation=keep_cancellation,
-                    if_over_quota=if_over_quota,
-                    **options,
+                asked = lifecycle.Conversion(
+                    terms.plan_key,
+                    terms.plan_version,
+                    {"notes": note} if chosen is None else {"notes": note, "seats": chosen},
+                    terms.cycle,
+                    keep_cancellation,
+                    ContractLink.of(contract),
                 )
+                converted = lifecycle.convert(
+                    tx,
+                    self._rules,
+                    who,
+                    lifecycle.load(tx, owner),
+                    asked,
+                    policy,
+                    reason=f"contract {contract_id} completed",
+                ).subscription
             tx.record(
                 who,
                 "contract.convert",
@@ -800,7 +806,7 @@ class Contracts:
         for signature (or an owner with none) starts a subscription on its terms."""
         terms = contract.terms
         plan_key = terms.plan_key or (previous.plan_key if previous is not None else None)
-        if plan_key is None or self._subscribe is None:
+        if plan_key is None:
             raise InvalidInput(
                 "contract",
                 f"contract {contract.id} names no plan and {owner} has no subscription to convert",
@@ -811,19 +817,20 @@ class Contracts:
         if version is None and terms.plan_key is None and previous is not None:
             version = previous.plan_version
         metadata = {} if previous is None else dict(previous.metadata)
-        subscribed: Subscription = self._subscribe(
+        return lifecycle.start(
+            tx,
+            self._rules,
+            who,
+            Event.SUBSCRIBE,
             owner,
-            plan_key,
-            actor=who,
+            tx.uow.plans.get(plan_key, version),
             seats=seats,
             cycle=terms.cycle,
-            version=version,
             reason=f"contract {contract.id} completed",
             notes=note,
             metadata={**metadata, "contract_id": contract.id},
             contract=ContractLink.of(contract),
         )
-        return subscribed
 
     # -- machinery ---------------------------------------------------------------------
 

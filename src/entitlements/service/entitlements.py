@@ -160,19 +160,14 @@ class Entitlements:
         """Contracts, signatures and conversion from a signed contract."""
         from entitlements.service.contracts import Contracts
 
-        return Contracts(self.runtime, self.subscriptions.convert, self.subscriptions.subscribe)
+        return Contracts(self.runtime, self.subscriptions.assignment)
 
     @cached_property
     def billing(self) -> Billing:
         """Plans bought through the payment provider, and its events."""
         from entitlements.service.billing import Billing
 
-        return Billing(
-            self.runtime,
-            self.subscriptions,
-            self._payment_provider,
-            one_free_plan_per_tenant=self._one_free_plan_per_tenant,
-        )
+        return Billing(self.runtime, self.subscriptions.assignment, self._payment_provider)
 
     @cached_property
     def _claims(self) -> ClaimsIssuer:
