@@ -177,7 +177,7 @@ class Entitlements:
 
     @cached_property
     def _sweep(self) -> Sweep:
-        return Sweep(self.runtime, self.usage, self.contracts, self.billing.outbox)
+        return Sweep(self.runtime, self.billing.outbox)
 
     # -- the request path ------------------------------------------------------------
 

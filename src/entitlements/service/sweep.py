@@ -45,10 +45,8 @@ from entitlements.service.due import SWEEPER, bring_to_now
 from entitlements.service.overrides import target
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.terms import expire_held
-from entitlements.service.usage import Usage
 
 if TYPE_CHECKING:
-    from entitlements.service.contracts import Contracts
     from entitlements.service.provider_outbox import ProviderOutbox
 
 __all__ = ["FEED_RETENTION", "KEY_RETENTION", "Sweep", "SweepFailure", "SweepReport"]
@@ -160,16 +158,8 @@ Lister = Callable[[UnitOfWork, datetime, int], list[_Item]]
 
 
 class Sweep:
-    def __init__(
-        self,
-        runtime: Runtime,
-        usage: Usage,
-        contracts: Contracts,
-        outbox: ProviderOutbox | None = None,
-    ) -> None:
+    def __init__(self, runtime: Runtime, outbox: ProviderOutbox | None = None) -> None:
         self._rt = runtime
-        self._usage = usage
-        self._contracts = contracts
         self._outbox = outbox
 
     def process_due(
@@ -336,9 +326,12 @@ class Sweep:
         ]
 
     def _expired_contracts(self, uow: UnitOfWork, at: datetime, limit: int) -> list[_Item]:
+        # the contract machinery (and cryptography) loads only for a host that has contracts
+        from entitlements.service.contracts.records import expire_if_due
+
         def expire(contract_id: str) -> Callable[[Transaction], Sequence[Any]]:
             def act(tx: Transaction) -> Sequence[Any]:
-                stored = self._contracts._expire_if_due(tx, contract_id)
+                stored = expire_if_due(tx, contract_id)
                 return () if stored is None else (stored,)
 
             return act

@@ -1,0 +1,164 @@
+"""Conversion (seed 000): a completed contract whose evidence verifies makes the owner's
+subscription the paid one it describes, in one unit of work with the lifecycle steps
+(`entitlements.service.lifecycle`) — converting the trial, or starting anew when the
+trial ended while the contract was out for signature."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from entitlements.domain.actor import Actor, as_actor
+from entitlements.domain.checks import check_bool, parse_enum
+from entitlements.domain.contracts.contract import Contract, ContractStatus
+from entitlements.domain.contracts.link import ContractLink
+from entitlements.domain.contracts.verify import verify_evidence
+from entitlements.domain.owner import Owner, as_owner
+from entitlements.domain.subscription import Event, Subscription
+from entitlements.domain.usage import OverQuotaPolicy
+from entitlements.errors import (
+    ContractAlreadyConverted,
+    ContractNotCompleted,
+    ContractTermsMismatch,
+    EvidenceBroken,
+    InvalidInput,
+)
+from entitlements.service import lifecycle
+from entitlements.service.assignment import PlanAssignment
+from entitlements.service.contracts.records import check_owner, contract_id_of, evidence_of, target
+from entitlements.service.retry import retries_lost_races
+from entitlements.service.runtime import Runtime, Transaction
+
+__all__ = ["ContractConversion"]
+
+
+class ContractConversion:
+    """From a signed contract to the paid subscription it describes."""
+
+    _rt: Runtime
+    _rules: PlanAssignment
+
+    @retries_lost_races
+    def convert(
+        self,
+        owner: Owner,
+        contract_id: str,
+        *,
+        actor: Actor | str,
+        seats: int | None = None,
+        notes: str | None = None,
+        now: datetime | None = None,
+        keep_cancellation: bool = False,
+        if_over_quota: OverQuotaPolicy = OverQuotaPolicy.REFUSE,
+    ) -> Subscription:
+        """From a completed contract whose evidence verifies, make the owner's subscription
+        the paid one the contract describes — one unit of work, linked to the contract
+        and audited. Refused, with nothing changed, otherwise.
+
+        The contract's terms apply exactly: its plan at its pinned version, its seats
+        (``seats`` may only repeat them; without pinned seats, ``seats`` sets them and
+        leaving it out keeps the trial's), its billing cycle, and its amount and term
+        (kept on the subscription's ``contract``). A trial (or pending checkout) is
+        converted; an owner whose trial ended while the contract was out for signature
+        gets a new subscription from it. A scheduled cancellation is cleared unless
+        ``keep_cancellation``; usage over a new limit is refused unless ``if_over_quota``
+        allows it. A contract converts once."""
+        owner, who = as_owner(owner), as_actor(actor)
+        check_bool(keep_cancellation, "keep_cancellation")
+        policy = parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
+        with self._rt.transaction(owner.tenant, now) as tx:
+            contract = tx.uow.contracts.get(contract_id_of(contract_id))
+            check_owner(contract, owner)
+            tx.authorize(who, "contract.convert", owner, contract)
+            if contract.status is not ContractStatus.COMPLETED:
+                raise ContractNotCompleted(contract_id, contract.status.value)
+            verification = verify_evidence(evidence_of(tx.uow, contract, None))
+            if not verification.ok:
+                raise EvidenceBroken(contract_id, verification.problems)
+            history = tx.uow.subscriptions.history(owner)
+            for earlier in history:
+                if earlier.contract is not None and earlier.contract.contract_id == contract_id:
+                    raise ContractAlreadyConverted(contract_id, earlier.id)
+            terms = contract.terms
+            if seats is not None and terms.seats is not None and seats != terms.seats:
+                raise ContractTermsMismatch(contract_id, "seats", terms.seats, seats)
+            chosen = terms.seats if terms.seats is not None else seats
+            note = (
+                notes
+                if notes is not None
+                else f"converted from contract {contract_id}: {contract.title}"
+            )
+            current = history[-1] if history else None
+            converted: Subscription
+            if current is None or current.is_terminal:
+                converted = self._from_contract(tx, who, owner, contract, current, chosen, note)
+            else:
+                asked = lifecycle.Conversion(
+                    terms.plan_key,
+                    terms.plan_version,
+                    {"notes": note} if chosen is None else {"notes": note, "seats": chosen},
+                    terms.cycle,
+                    keep_cancellation,
+                    ContractLink.of(contract),
+                )
+                converted = lifecycle.convert(
+                    tx,
+                    self._rules,
+                    who,
+                    lifecycle.load(tx, owner),
+                    asked,
+                    policy,
+                    reason=f"contract {contract_id} completed",
+                ).subscription
+            tx.record(
+                who,
+                "contract.convert",
+                target(contract_id),
+                owner=owner,
+                after={
+                    "subscription": converted.id,
+                    "plan": converted.plan_key,
+                    "plan_version": converted.plan_version,
+                    "seats": converted.seats,
+                },
+            )
+            return converted
+
+    def _from_contract(
+        self,
+        tx: Transaction,
+        who: Actor,
+        owner: Owner,
+        contract: Contract,
+        previous: Subscription | None,
+        seats: int | None,
+        note: str,
+    ) -> Subscription:
+        """Conversion is contract-driven: a trial that ended while the contract was out
+        for signature (or an owner with none) starts a subscription on its terms."""
+        terms = contract.terms
+        plan_key = terms.plan_key or (previous.plan_key if previous is not None else None)
+        if plan_key is None:
+            raise InvalidInput(
+                "contract",
+                f"contract {contract.id} names no plan and {owner} has no subscription to convert",
+            )
+        if seats is None and previous is not None:
+            seats = previous.seats
+        version = terms.plan_version
+        if version is None and terms.plan_key is None and previous is not None:
+            version = previous.plan_version
+        metadata = {} if previous is None else dict(previous.metadata)
+        return lifecycle.start(
+            tx,
+            self._rules,
+            who,
+            Event.SUBSCRIBE,
+            owner,
+            tx.uow.plans.get(plan_key, version),
+            seats=seats,
+            cycle=terms.cycle,
+            reason=f"contract {contract.id} completed",
+            notes=note,
+            metadata={**metadata, "contract_id": contract.id},
+            contract=ContractLink.of(contract),
+        )
