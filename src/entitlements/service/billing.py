@@ -442,6 +442,7 @@ class Billing:
             raise InvalidInput("event", "must be a ProviderEvent", event)
         state = event.subscription
         with self._rt.transaction(state.owner.tenant, now) as tx:
+            tx.authorize(PROVIDER, "billing.apply_provider_event", state.owner)
             if tx.uow.provider.seen(event.id):
                 return ProviderOutcome("duplicate")
             tx.uow.provider.mark_seen(event.id, tx.now)
@@ -479,6 +480,7 @@ class Billing:
         now: datetime | None,
     ) -> ProviderOutcome:
         with self._rt.transaction(owner.tenant, now) as tx:
+            tx.authorize(PROVIDER, "billing.reconcile", owner)
             outcome = self._follow(tx, state, state.updated_at)
             tx.record(
                 PROVIDER,

@@ -37,7 +37,8 @@ def certificate() -> dict:
         "entitlements.service.contracts.records.secrets.token_bytes", side_effect=rng.randbytes
     )
     tokens = mock.patch(
-        "entitlements.service.contracts.staff.new_token", side_effect=lambda: rng.randbytes(32).hex()
+        "entitlements.service.contracts.staff.new_token",
+        side_effect=lambda: rng.randbytes(32).hex(),
     )
     with salts, tokens:
         ents.plans.define(Plan("pro", "Pro", status="active"), actor="staff:ann")
