@@ -53,8 +53,9 @@ from entitlements.errors import (
 from entitlements.ports import PaymentProvider
 from entitlements.service import lifecycle
 from entitlements.service.assignment import PlanAssignment
+from entitlements.service.assignment import live as live_of
 from entitlements.service.free_plan import OneFreePlan
-from entitlements.service.provider_events import PROVIDER, Following, follow
+from entitlements.service.provider_events import PROVIDER, apply_state, link_of
 from entitlements.service.provider_outbox import ProviderOutbox
 from entitlements.service.requests import claim_key, settle_key
 from entitlements.service.retry import retries_lost_races
@@ -194,7 +195,7 @@ class Billing:
         plan = tx.uow.plans.get(plan_key)
         # before the provider is told anything
         tx.change_terms(owner)
-        live = _live(tx.uow.subscriptions.current(owner))
+        live = live_of(tx.uow.subscriptions.current(owner))
         self._rules.check(tx, owner, plan, live, who)
         if live is not None and (live.plan_key, live.plan_version) == (plan.key, plan.version):
             raise InvalidInput("plan_key", f"{owner} is already on {plan.key}")
@@ -494,31 +495,14 @@ class Billing:
     def _follow(
         self, tx: Transaction, state: ProviderSubscription, at: datetime
     ) -> ProviderOutcome:
-        owner = state.owner
-        link = tx.uow.provider.link(state.external_id)
-        if link is None and state.checkout_id is not None:
-            link = tx.uow.provider.link_for_checkout(state.checkout_id)
-        if link is not None and link.owner != owner:
-            raise InvalidInput(
-                "event",
-                f"provider subscription {state.external_id} belongs to {link.owner}, not {owner}",
-            )
+        link = link_of(tx, state)
         if link is not None and link.last_applied_at is not None and at < link.last_applied_at:
             return ProviderOutcome("stale")
-        bound = None if link is None else link.subscription_id
-        stored = tx.uow.subscriptions.current(owner)
-        found = None if stored is None else as_of(stored, tx.now)
-        if bound is not None and (found is None or found.id != bound):
-            changes = ["the owner has moved on from this provider subscription; nothing changed"]
-        else:
-            following = Following(tx, self._rules, owner, _live(found))
-            follow(following, state, None if link is None else link.manager)
-            changes, found = following.changes, following.stored or found
-            bound = None if found is None else found.id
+        changes, found, bound = apply_state(tx, self._rules, state, link)
         tx.uow.provider.put_link(
             ProviderLink(
                 state.external_id,
-                owner,
+                state.owner,
                 at,
                 state.checkout_id or (link.checkout_id if link else None),
                 state.plan_key,
@@ -563,10 +547,6 @@ class Billing:
             and bool(live.external_id)
             and not tx.uow.plans.get(live.plan_key, live.plan_version).is_free
         )
-
-
-def _live(subscription: Subscription | None) -> Subscription | None:
-    return subscription if subscription is not None and not subscription.is_terminal else None
 
 
 def _set_plan_manager(

@@ -13,19 +13,22 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from entitlements.domain.actor import Actor, ActorKind
-from entitlements.domain.billing import ProviderSubscription
+from entitlements.domain.billing import ProviderLink, ProviderSubscription
+from entitlements.domain.due import as_of
 from entitlements.domain.lifecycle import follows_plan, provider_path, provider_start
 from entitlements.domain.owner import Owner
 from entitlements.domain.subscription import Event, Subscription, SubscriptionStatus
 from entitlements.domain.usage import OverQuotaPolicy
+from entitlements.errors import InvalidInput
 from entitlements.service import lifecycle
-from entitlements.service.assignment import PlanAssignment
+from entitlements.service.assignment import PlanAssignment, live
 from entitlements.service.runtime import Transaction
 
-__all__ = ["PROVIDER", "Following", "follow"]
+__all__ = ["PROVIDER", "Following", "apply_state", "follow", "link_of"]
 
 PROVIDER = Actor("payment-provider", ActorKind.PROVIDER)
 _S = SubscriptionStatus
+MOVED_ON = "the owner has moved on from this provider subscription; nothing changed"
 _ALLOW = OverQuotaPolicy.ALLOW  # the provider reports what was paid for: mirror it
 
 
@@ -101,6 +104,38 @@ class Following:
     def change_seats(self, seats: int) -> None:
         change = lifecycle.change_seats(self.tx, PROVIDER, self._writable(), seats, _ALLOW)
         self.did("change_seats", change.subscription)
+
+
+def link_of(tx: Transaction, state: ProviderSubscription) -> ProviderLink | None:
+    """What we know of the provider subscription: by its id, else by the checkout that
+    created it. Refuses (`InvalidInput`) a state that names another owner than the one
+    the subscription was linked to."""
+    link = tx.uow.provider.link(state.external_id)
+    if link is None and state.checkout_id is not None:
+        link = tx.uow.provider.link_for_checkout(state.checkout_id)
+    if link is not None and link.owner != state.owner:
+        raise InvalidInput(
+            "event",
+            f"provider subscription {state.external_id} belongs to {link.owner}, not {state.owner}",
+        )
+    return link
+
+
+def apply_state(
+    tx: Transaction, rules: PlanAssignment, state: ProviderSubscription, link: ProviderLink | None
+) -> tuple[list[str], Subscription | None, str | None]:
+    """Follow the provider's state with the owner's subscription, unless the owner has
+    moved on from the one linked to it. Returns the steps taken, the owner's subscription
+    as it stands after them, and the subscription the link follows from now on."""
+    bound = None if link is None else link.subscription_id
+    stored = tx.uow.subscriptions.current(state.owner)
+    found = None if stored is None else as_of(stored, tx.now)
+    if bound is not None and getattr(found, "id", None) != bound:
+        return [MOVED_ON], found, bound
+    following = Following(tx, rules, state.owner, live(found))
+    follow(following, state, None if link is None else link.manager)
+    found = following.stored or found
+    return following.changes, found, None if found is None else found.id
 
 
 def follow(following: Following, state: ProviderSubscription, manager: str | None) -> None:

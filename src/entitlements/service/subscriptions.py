@@ -63,6 +63,21 @@ UNSET: Any = lifecycle.UNSET
 R = TypeVar("R")
 
 
+def _check_search(text: object, limit: object) -> None:
+    if text is not None and (not isinstance(text, str) or len(text) > 255):
+        raise InvalidInput("text", "must be text of at most 255 characters", text)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise InvalidInput("limit", "must be a whole number from 1 to 1000", limit)
+
+
+def _wanted_statuses(
+    statuses: Iterable[SubscriptionStatus | str] | None,
+) -> frozenset[str] | None:
+    if statuses is None:
+        return None
+    return frozenset(parse_enum(SubscriptionStatus, s, "status").value for s in statuses)
+
+
 def _unknown_fields(unknown: set[str], event: Event) -> str:
     known = ["metadata", "notes", "external_id", "expires_at", "seats", "now", "reason"]
     if event is Event.START_TRIAL:
@@ -141,15 +156,8 @@ class Subscriptions:
         plan key: the staff console's owner list and seed 000's review of past-due
         accounts. With ``statuses``, rows time has moved out of them since the last sweep
         are left out, so a page may hold fewer than ``limit``."""
-        if text is not None and (not isinstance(text, str) or len(text) > 255):
-            raise InvalidInput("text", "must be text of at most 255 characters", text)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-            raise InvalidInput("limit", "must be a whole number from 1 to 1000", limit)
-        wanted = (
-            None
-            if statuses is None
-            else frozenset(parse_enum(SubscriptionStatus, s, "status").value for s in statuses)
-        )
+        _check_search(text, limit)
+        wanted = _wanted_statuses(statuses)
         stored_as = None if wanted is None else could_read_as(wanted)
         with self._rt.read(tenant) as uow:
             found = uow.subscriptions.search((text or "").strip() or None, stored_as, limit)
