@@ -5,6 +5,7 @@ trial ended while the contract was out for signature."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from entitlements.domain.actor import Actor, as_actor
@@ -69,46 +70,22 @@ class ContractConversion:
             contract = tx.uow.contracts.get(contract_id_of(contract_id))
             check_owner(contract, owner)
             tx.authorize(who, "contract.convert", owner, contract)
-            if contract.status is not ContractStatus.COMPLETED:
-                raise ContractNotCompleted(contract_id, contract.status.value)
-            verification = verify_evidence(evidence_of(tx.uow, contract, None))
-            if not verification.ok:
-                raise EvidenceBroken(contract_id, verification.problems)
             history = tx.uow.subscriptions.history(owner)
-            for earlier in history:
-                if earlier.contract is not None and earlier.contract.contract_id == contract_id:
-                    raise ContractAlreadyConverted(contract_id, earlier.id)
-            terms = contract.terms
-            if seats is not None and terms.seats is not None and seats != terms.seats:
-                raise ContractTermsMismatch(contract_id, "seats", terms.seats, seats)
-            chosen = terms.seats if terms.seats is not None else seats
+            _check_convertible(tx, contract, history)
+            chosen = _seats(contract, seats)
             note = (
                 notes
                 if notes is not None
-                else f"converted from contract {contract_id}: {contract.title}"
+                else f"converted from contract {contract.id}: {contract.title}"
             )
             current = history[-1] if history else None
             converted: Subscription
             if current is None or current.is_terminal:
                 converted = self._from_contract(tx, who, owner, contract, current, chosen, note)
             else:
-                asked = lifecycle.Conversion(
-                    terms.plan_key,
-                    terms.plan_version,
-                    {"notes": note} if chosen is None else {"notes": note, "seats": chosen},
-                    terms.cycle,
-                    keep_cancellation,
-                    ContractLink.of(contract),
+                converted = self._convert_trial(
+                    tx, who, contract, chosen, note, keep_cancellation, policy
                 )
-                converted = lifecycle.convert(
-                    tx,
-                    self._rules,
-                    who,
-                    lifecycle.load(tx, owner),
-                    asked,
-                    policy,
-                    reason=f"contract {contract_id} completed",
-                ).subscription
             tx.record(
                 who,
                 "contract.convert",
@@ -122,6 +99,31 @@ class ContractConversion:
                 },
             )
             return converted
+
+    def _convert_trial(
+        self,
+        tx: Transaction,
+        who: Actor,
+        contract: Contract,
+        seats: int | None,
+        note: str,
+        keep_cancellation: bool,
+        policy: OverQuotaPolicy,
+    ) -> Subscription:
+        """The owner's trial (or pending checkout) converted onto the contract's terms."""
+        terms = contract.terms
+        asked = lifecycle.Conversion(
+            terms.plan_key,
+            terms.plan_version,
+            {"notes": note} if seats is None else {"notes": note, "seats": seats},
+            terms.cycle,
+            keep_cancellation,
+            ContractLink.of(contract),
+        )
+        current = lifecycle.load(tx, contract.owner)
+        reason = f"contract {contract.id} completed"
+        change = lifecycle.convert(tx, self._rules, who, current, asked, policy, reason=reason)
+        return change.subscription
 
     def _from_contract(
         self,
@@ -162,3 +164,25 @@ class ContractConversion:
             metadata={**metadata, "contract_id": contract.id},
             contract=ContractLink.of(contract),
         )
+
+
+def _check_convertible(
+    tx: Transaction, contract: Contract, history: Sequence[Subscription]
+) -> None:
+    """A contract converts once it is completed, its evidence verifies, and only once."""
+    if contract.status is not ContractStatus.COMPLETED:
+        raise ContractNotCompleted(contract.id, contract.status.value)
+    verification = verify_evidence(evidence_of(tx.uow, contract, None))
+    if not verification.ok:
+        raise EvidenceBroken(contract.id, verification.problems)
+    for earlier in history:
+        if earlier.contract is not None and earlier.contract.contract_id == contract.id:
+            raise ContractAlreadyConverted(contract.id, earlier.id)
+
+
+def _seats(contract: Contract, seats: int | None) -> int | None:
+    """The contract's pinned seats (``seats`` may only repeat them), else ``seats``."""
+    pinned = contract.terms.seats
+    if seats is not None and pinned is not None and seats != pinned:
+        raise ContractTermsMismatch(contract.id, "seats", pinned, seats)
+    return pinned if pinned is not None else seats

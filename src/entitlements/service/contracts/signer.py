@@ -276,13 +276,15 @@ class SignerContracts:
         with self._rt.transaction(tenant, now) as tx:
             contract = tx.uow.contracts.get(contract_id_of(contract_id))
             signer = contract.signer(signer_id)
-            if (
-                contract.is_closed
-                or signer.token_hash is None
-                or not token_matches(token, signer.token_hash)
-                or signer.token_expires_at is None
-                or tx.now >= signer.token_expires_at
-                or tx.now >= contract.expires_at
-            ):
+            if not _link_works(contract, signer, token, tx.now):
                 raise InvalidToken()
             return act(tx, contract, signer)
+
+
+def _link_works(contract: Contract, signer: Signer, token: str, now: datetime) -> bool:
+    """A signing link works while the contract is open, the token is the signer's
+    current one, and neither the link nor the contract's signing window has run out."""
+    if contract.is_closed or signer.token_hash is None or signer.token_expires_at is None:
+        return False
+    in_time = now < signer.token_expires_at and now < contract.expires_at
+    return in_time and token_matches(token, signer.token_hash)

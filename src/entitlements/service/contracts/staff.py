@@ -85,23 +85,10 @@ class StaffContracts:
         that cannot be assigned to the owner (a draft, a retired plan) is refused.
         ``ip`` and ``user_agent`` are the staff member's request, kept as commitments."""
         owner, who = as_owner(owner), as_actor(actor)
-        if isinstance(signers, str | bytes) or not isinstance(signers, Sequence):
-            raise InvalidInput(
-                "signers", "a contract needs a list of signers (SignerSpec)", signers
-            )
+        specs = _signer_specs(signers)
         check_bool(sequential, "sequential")
         check_context(ip, user_agent)
-        specs = list(signers)
-        if not specs or not all(isinstance(s, SignerSpec) for s in specs):
-            raise InvalidInput(
-                "signers", "a contract needs one or more signers (SignerSpec)", signers
-            )
-        if len(specs) > MAX_SIGNERS:
-            raise InvalidInput("signers", f"at most {MAX_SIGNERS} signers", len(specs))
-        if not isinstance(valid_for, timedelta) or not timedelta(hours=1) <= valid_for <= timedelta(
-            days=365
-        ):
-            raise InvalidInput("valid_for", "must be between one hour and a year", valid_for)
+        _check_valid_for(valid_for)
         key = check_idempotency_key(key)
         terms = Terms(plan_key, term, amount, currency, plan_version, seats, cycle)
         with self._rt.transaction(owner.tenant, now) as tx:
@@ -119,19 +106,7 @@ class StaffContracts:
                 return tx.uow.contracts.get(str(earlier.outcome["contract"]))
             if plan_key is not None:
                 terms = pinned(tx, owner, terms)
-            people: list[PersonalData] = []
-            signer_values = []
-            for index, spec in enumerate(specs):
-                name, email = (
-                    PersonalData.of(spec.name, secrets.token_bytes(32)),
-                    PersonalData.of(spec.email, secrets.token_bytes(32)),
-                )
-                people += [name, email]
-                signer_values.append(
-                    Signer(
-                        f"s{index + 1}", name.commitment, email.commitment, spec.role, spec.order
-                    )
-                )
+            people, signer_values = _signers(specs)
             contract = Contract(
                 id=self._rt.new_id(),
                 owner=owner,
@@ -334,3 +309,37 @@ def link_expiry(contract: Contract, now: datetime, valid_for: timedelta) -> date
     if not isinstance(valid_for, timedelta) or valid_for <= timedelta(0):
         raise InvalidInput("link_valid_for", "must be a positive timedelta", valid_for)
     return min(now + valid_for, contract.expires_at)
+
+
+def _signer_specs(signers: object) -> list[SignerSpec]:
+    """The signers asked for: one or more `SignerSpec`, at most `MAX_SIGNERS`."""
+    if isinstance(signers, str | bytes) or not isinstance(signers, Sequence):
+        raise InvalidInput("signers", "a contract needs a list of signers (SignerSpec)", signers)
+    specs = list(signers)
+    if not specs or not all(isinstance(s, SignerSpec) for s in specs):
+        raise InvalidInput("signers", "a contract needs one or more signers (SignerSpec)", signers)
+    if len(specs) > MAX_SIGNERS:
+        raise InvalidInput("signers", f"at most {MAX_SIGNERS} signers", len(specs))
+    return specs
+
+
+def _check_valid_for(valid_for: object) -> None:
+    if not isinstance(valid_for, timedelta) or not (
+        timedelta(hours=1) <= valid_for <= timedelta(days=365)
+    ):
+        raise InvalidInput("valid_for", "must be between one hour and a year", valid_for)
+
+
+def _signers(specs: list[SignerSpec]) -> tuple[list[PersonalData], list[Signer]]:
+    """The signers as the contract holds them (commitments to their names and e-mails),
+    and the personal data kept apart, where erasure reaches it."""
+    people: list[PersonalData] = []
+    signers: list[Signer] = []
+    for index, spec in enumerate(specs):
+        name = PersonalData.of(spec.name, secrets.token_bytes(32))
+        email = PersonalData.of(spec.email, secrets.token_bytes(32))
+        people += [name, email]
+        signers.append(
+            Signer(f"s{index + 1}", name.commitment, email.commitment, spec.role, spec.order)
+        )
+    return people, signers
