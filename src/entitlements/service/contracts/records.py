@@ -17,7 +17,7 @@ from entitlements.domain.checks import check_id, check_optional_id
 from entitlements.domain.contracts.checkpoint import Checkpoint
 from entitlements.domain.contracts.contract import Contract, PersonalData, Signer
 from entitlements.domain.contracts.events import ContractEvent, EventType, next_event
-from entitlements.domain.contracts.record import evidence_document
+from entitlements.domain.contracts.record import evidence_document, referenced_commitments
 from entitlements.domain.owner import Owner
 from entitlements.errors import ContractNotFound
 from entitlements.service.runtime import Transaction
@@ -130,12 +130,7 @@ def signer_event(
 def evidence_of(uow: Any, contract: Contract, checkpoint: Checkpoint | None) -> dict[str, Any]:
     """The evidence document of the contract as stored (`verify_evidence` checks it)."""
     events = list(uow.contracts.events(contract.id))
-    wanted: set[str] = {s.name for s in contract.signers} | {s.email for s in contract.signers}
-    for event in events:
-        wanted.update(c for c in (event.ip, event.user_agent) if c)
-        wanted.update(
-            v for k, v in event.data.items() if k.endswith("_commitment") and isinstance(v, str)
-        )
+    wanted = referenced_commitments(contract, events)
     return evidence_document(
         contract, events, uow.contracts.personal_data(sorted(wanted)), checkpoint
     )
