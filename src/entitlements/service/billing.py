@@ -99,6 +99,18 @@ class BillingState:
         return tuple(c for c in self.pending if c.status is CommandStatus.FAILED)
 
 
+@attrs.frozen
+class _Asked:
+    """An assignment as asked: by whom, for which owner, onto which plan, how many
+    seats, and what to do about usage over a new limit."""
+
+    who: Actor
+    owner: Owner
+    plan: Plan
+    seats: int | None
+    policy: OverQuotaPolicy
+
+
 class Billing:
     """``ents.billing``: plans bought through the host's payment provider, and the
     provider's events applied to our subscriptions."""
@@ -192,7 +204,8 @@ class Billing:
         seats: int | None,
         if_over_quota: OverQuotaPolicy,
     ) -> tuple[Assignment, ProviderCommand | None]:
-        plan = tx.uow.plans.get(plan_key)
+        asked = _Asked(who, owner, tx.uow.plans.get(plan_key), seats, if_over_quota)
+        plan = asked.plan
         # before the provider is told anything
         tx.change_terms(owner)
         live = live_of(tx.uow.subscriptions.current(owner))
@@ -206,76 +219,82 @@ class Billing:
             live_is_paid=self._at_provider(tx, live),
         )
         if way is Route.PROVIDER_CHANGE:
-            return self._provider_change(tx, who, owner, live, plan, seats, if_over_quota)
+            return self._provider_change(tx, asked, live)
         if way is Route.CHECKOUT:
-            return self._checkout(tx, who, owner, live, plan, seats)
+            return self._checkout(tx, asked, live)
         command = None
         if way is Route.FREE_AFTER_PROVIDER_CANCEL:
-            command, live = self._leave_provider(tx, who, owner, live, plan), None
-        return self._assign_directly(tx, who, owner, live, plan, seats, if_over_quota), command
+            command, live = self._leave_provider(tx, asked, live), None
+        return self._assign_directly(tx, asked, live), command
 
     def _provider_change(
-        self,
-        tx: Transaction,
-        who: Actor,
-        owner: Owner,
-        live: Subscription | None,
-        plan: Plan,
-        seats: int | None,
-        if_over_quota: OverQuotaPolicy,
+        self, tx: Transaction, asked: _Asked, live: Subscription | None
     ) -> tuple[Assignment, ProviderCommand]:
         """A plan change here, and of the paid subscription at the provider."""
         assert live is not None
         assert live.external_id
-        change = self._change_plan(tx, who, owner, plan, if_over_quota)
-        effect = ProviderEffect.change_plan(live.external_id, plan.key, plan.version, seats)
-        command = self._send(tx, owner, effect, change.subscription)
+        plan = asked.plan
+        change = self._change_plan(tx, asked)
+        effect = ProviderEffect.change_plan(live.external_id, plan.key, plan.version, asked.seats)
+        command = self._send(tx, asked.owner, effect, change.subscription)
         return Assignment(AssignmentKind.PROVIDER_CHANGE, change.subscription), command
 
     def _leave_provider(
-        self, tx: Transaction, who: Actor, owner: Owner, live: Subscription | None, plan: Plan
+        self, tx: Transaction, asked: _Asked, live: Subscription | None
     ) -> ProviderCommand:
         """End the paid subscription now, here and at the provider (for a free plan)."""
         assert live is not None
         assert live.external_id
-        reason = f"moving to the free plan {plan.key}"
-        ended = lifecycle.apply(tx, who, lifecycle.load(tx, owner), Event.CANCEL, reason=reason)
+        current = lifecycle.load(tx, asked.owner)
+        reason = f"moving to the free plan {asked.plan.key}"
+        ended = lifecycle.apply(tx, asked.who, current, Event.CANCEL, reason=reason)
         effect = ProviderEffect.cancel(live.external_id, at_period_end=False)
-        return self._send(tx, owner, effect, ended)
+        return self._send(tx, asked.owner, effect, ended)
 
     def _checkout(
-        self,
-        tx: Transaction,
-        who: Actor,
-        owner: Owner,
-        live: Subscription | None,
-        plan: Plan,
-        seats: int | None,
+        self, tx: Transaction, asked: _Asked, live: Subscription | None
     ) -> tuple[Assignment, ProviderCommand]:
         """A checkout at the provider; an owner with nothing waits for it, pending."""
+        who, plan = asked.who, asked.plan
         manager = who.id if who.kind is ActorKind.MEMBER else None
         subscription = live
         if subscription is None:
-            subscription = lifecycle.start(
-                tx,
-                self._rules,
-                who,
-                Event.BEGIN_CHECKOUT,
-                owner,
-                plan,
-                seats=seats,
-                plan_manager=manager,
-            )
-        effect = ProviderEffect.checkout(plan.key, plan.version, seats, manager)
-        command = self._send(tx, owner, effect, subscription)
+            subscription = self._start(tx, asked, Event.BEGIN_CHECKOUT, manager)
+        effect = ProviderEffect.checkout(plan.key, plan.version, asked.seats, manager)
+        command = self._send(tx, asked.owner, effect, subscription)
         tx.record(
             who,
             "billing.checkout",
             f"provider_command:{command.id}",
-            owner=owner,
+            owner=asked.owner,
             after={"plan": plan.key, "command": command.id},
         )
         return Assignment(AssignmentKind.CHECKOUT, subscription), command
+
+    def _assign_directly(
+        self, tx: Transaction, asked: _Asked, live: Subscription | None
+    ) -> Assignment:
+        if live is None:
+            # seed 003: a member who takes a paid plan manages it
+            who = asked.who
+            member = who.kind is ActorKind.MEMBER and not asked.plan.is_free
+            started = self._start(tx, asked, Event.SUBSCRIBE, who.id if member else None)
+            return Assignment(AssignmentKind.DIRECT, started)
+        return Assignment(AssignmentKind.DIRECT, self._change_plan(tx, asked).subscription)
+
+    def _start(
+        self, tx: Transaction, asked: _Asked, event: Event, manager: str | None
+    ) -> Subscription:
+        return lifecycle.start(
+            tx,
+            self._rules,
+            asked.who,
+            event,
+            asked.owner,
+            asked.plan,
+            seats=asked.seats,
+            plan_manager=manager,
+        )
 
     def _send(
         self, tx: Transaction, owner: Owner, effect: ProviderEffect, subscription: Subscription
@@ -285,16 +304,10 @@ class Billing:
             tx, effect.kind, owner, effect.payload, subscription_id=subscription.id
         )
 
-    def _change_plan(
-        self,
-        tx: Transaction,
-        who: Actor,
-        owner: Owner,
-        plan: Plan,
-        if_over_quota: OverQuotaPolicy,
-    ) -> SubscriptionChange:
-        current = lifecycle.load(tx, owner, with_plans=[(plan.key, None)])
-        return lifecycle.change_plan(tx, self._rules, who, current, plan.key, if_over_quota)
+    def _change_plan(self, tx: Transaction, asked: _Asked) -> SubscriptionChange:
+        key = asked.plan.key
+        current = lifecycle.load(tx, asked.owner, with_plans=[(key, None)])
+        return lifecycle.change_plan(tx, self._rules, asked.who, current, key, asked.policy)
 
     def _repeated(
         self, tx: Transaction, earlier: KeyedRequest
@@ -325,33 +338,6 @@ class Billing:
                 result["checkout_id"], result["url"], owner, str(latest.payload["plan_key"])
             )
         return attrs.evolve(assignment, checkout=checkout, command=latest)
-
-    def _assign_directly(
-        self,
-        tx: Transaction,
-        who: Actor,
-        owner: Owner,
-        live: Subscription | None,
-        plan: Plan,
-        seats: int | None,
-        if_over_quota: OverQuotaPolicy,
-    ) -> Assignment:
-        if live is None:
-            # seed 003: a member who takes a paid plan manages it
-            manager = who.id if who.kind is ActorKind.MEMBER and not plan.is_free else None
-            started = lifecycle.start(
-                tx,
-                self._rules,
-                who,
-                Event.SUBSCRIBE,
-                owner,
-                plan,
-                seats=seats,
-                plan_manager=manager,
-            )
-            return Assignment(AssignmentKind.DIRECT, started)
-        change = self._change_plan(tx, who, owner, plan, if_over_quota)
-        return Assignment(AssignmentKind.DIRECT, change.subscription)
 
     @retries_lost_races
     def cancel(

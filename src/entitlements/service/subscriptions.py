@@ -700,12 +700,9 @@ class Subscriptions:
         *,
         action: str | None = None,
     ) -> Subscription:
-        reason = check_reason(reason)
-
-        def do(tx: Transaction, who: Actor, current: Subscription) -> Subscription:
-            return lifecycle.apply(tx, who, current, event, fields, action=action, reason=reason)
-
-        return self._change(owner, actor, now, action or event.value, do)
+        """A change that lowers no limit: no over-quota check."""
+        change = self._checked(owner, event, actor, now, reason, fields, None, action=action)
+        return change.subscription
 
     def _checked(
         self,
@@ -714,17 +711,26 @@ class Subscriptions:
         actor: Actor | str,
         now: datetime | None,
         reason: str | None,
-        fields: lifecycle.Fields,
-        if_over_quota: OverQuotaPolicy,
+        fields: lifecycle.Fields | None,
+        if_over_quota: OverQuotaPolicy | None,
         *,
-        action: str,
+        action: str | None = None,
     ) -> SubscriptionChange:
-        policy = parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
+        """A change of ``event``; with ``if_over_quota``, checked against current usage."""
+        policy = None
+        if if_over_quota is not None:
+            policy = parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
         reason = check_reason(reason)
 
         def do(tx: Transaction, who: Actor, current: Subscription) -> SubscriptionChange:
+            if policy is None:
+                stored = lifecycle.apply(
+                    tx, who, current, event, fields, action=action, reason=reason
+                )
+                return SubscriptionChange(stored, ())
+            assert fields is not None
             return lifecycle.apply_checked(
                 tx, who, current, event, fields, policy, action=action, reason=reason
             )
 
-        return self._change(owner, actor, now, action, do)
+        return self._change(owner, actor, now, action or event.value, do)
