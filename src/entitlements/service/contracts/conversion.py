@@ -25,7 +25,11 @@ from entitlements.errors import (
 )
 from entitlements.service import lifecycle
 from entitlements.service.assignment import PlanAssignment
-from entitlements.service.contracts.records import check_owner, contract_id_of, evidence_of, target
+from entitlements.service.contracts.records import (
+    authorized,
+    evidence_of,
+    target,
+)
 from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
 
@@ -67,9 +71,7 @@ class ContractConversion:
         check_bool(keep_cancellation, "keep_cancellation")
         policy = parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
         with self._rt.transaction(owner.tenant, now) as tx:
-            contract = tx.uow.contracts.get(contract_id_of(contract_id))
-            check_owner(contract, owner)
-            tx.authorize(who, "contract.convert", owner, contract)
+            contract = authorized(tx, who, owner, contract_id, "convert")
             history = tx.uow.subscriptions.history(owner)
             _check_convertible(tx, contract, history)
             chosen = _seats(contract, seats)

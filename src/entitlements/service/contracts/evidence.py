@@ -22,6 +22,7 @@ from entitlements.domain.owner import Owner, as_owner
 from entitlements.errors import ContractNotCompleted, InvalidInput
 from entitlements.ports import UnitOfWork
 from entitlements.service.contracts.records import (
+    authorized,
     check_owner,
     contract_id_of,
     evidence_of,
@@ -130,8 +131,7 @@ class ContractEvidence:
         owner, who = as_owner(owner), as_actor(actor)
         check_text(reason, "reason", max_length=2000, allow_empty=False)
         with self._rt.transaction(owner.tenant, now) as tx:
-            contract = _owned(tx.uow, owner, contract_id)
-            tx.authorize(who, "contract.erase_personal_data", owner, contract)
+            contract = authorized(tx, who, owner, contract_id, "erase_personal_data")
             document = evidence_of(tx.uow, contract, None)
             commitments = [
                 c for c, v in document["personal_data"].items() if v["value"] is not None

@@ -25,6 +25,7 @@ from entitlements.service.runtime import Transaction
 __all__ = [
     "SIGNER",
     "append_event",
+    "authorized",
     "check_context",
     "check_owner",
     "contract_id_of",
@@ -58,6 +59,17 @@ def check_owner(contract: Contract, owner: Owner) -> None:
     """`ContractNotFound` for another owner's contract: its existence is not told."""
     if contract.owner != owner:
         raise ContractNotFound(contract.id)
+
+
+def authorized(
+    tx: Transaction, who: Actor, owner: Owner, contract_id: object, action: str
+) -> Contract:
+    """The owner's contract, once ``who`` may act on it as ``contract.<action>`` (the one
+    decision the call asks for)."""
+    contract = tx.uow.contracts.get(contract_id_of(contract_id))
+    check_owner(contract, owner)
+    tx.authorize(who, f"contract.{action}", owner, contract)
+    return contract
 
 
 def personal(tx: Transaction, value: str) -> str:

@@ -31,9 +31,8 @@ from entitlements.domain.usage import check_idempotency_key
 from entitlements.errors import IllegalTransition, InvalidInput
 from entitlements.service.contracts.records import (
     append_event,
+    authorized,
     check_context,
-    check_owner,
-    contract_id_of,
     target,
     without_tokens,
 )
@@ -156,23 +155,13 @@ class StaffContracts:
         owner, who = as_owner(owner), as_actor(actor)
         check_context(ip, user_agent)
         with self._rt.transaction(owner.tenant, now) as tx:
-            contract = tx.uow.contracts.get(contract_id_of(contract_id))
-            check_owner(contract, owner)
-            tx.authorize(who, "contract.send", owner, contract)
+            contract = authorized(tx, who, owner, contract_id, "send")
             contract.check("send")
             tokens: dict[str, str] = {}
             signers = []
             for signer in contract.signers:
-                token = new_token()
-                tokens[signer.id] = token
-                signers.append(
-                    attrs.evolve(
-                        signer,
-                        status=SignerStatus.SENT,
-                        token_hash=hash_token(token),
-                        token_expires_at=link_expiry(contract, tx.now, link_valid_for),
-                    )
-                )
+                tokens[signer.id], sent = _new_link(contract, signer, tx.now, link_valid_for)
+                signers.append(attrs.evolve(sent, status=SignerStatus.SENT))
             stored = tx.uow.contracts.update(
                 attrs.evolve(contract, signers=tuple(signers), status=ContractStatus.SENT)
             )
@@ -204,9 +193,7 @@ class StaffContracts:
         owner, who = as_owner(owner), as_actor(actor)
         check_context(ip, user_agent)
         with self._rt.transaction(owner.tenant, now) as tx:
-            contract = tx.uow.contracts.get(contract_id_of(contract_id))
-            check_owner(contract, owner)
-            tx.authorize(who, "contract.resend", owner, contract)
+            contract = authorized(tx, who, owner, contract_id, "resend")
             contract.check("resend")
             signer = contract.signer(signer_id)
             if signer.status in (SignerStatus.SIGNED, SignerStatus.DECLINED):
@@ -217,12 +204,7 @@ class StaffContracts:
                     "resend",
                     ("consented", "sent", "viewed"),
                 )
-            token = new_token()
-            changed = attrs.evolve(
-                signer,
-                token_hash=hash_token(token),
-                token_expires_at=link_expiry(contract, tx.now, link_valid_for),
-            )
+            token, changed = _new_link(contract, signer, tx.now, link_valid_for)
             stored = tx.uow.contracts.update(
                 attrs.evolve(
                     contract,
@@ -267,9 +249,7 @@ class StaffContracts:
         check_reason(reason)
         check_context(ip, user_agent)
         with self._rt.transaction(owner.tenant, now) as tx:
-            contract = tx.uow.contracts.get(contract_id_of(contract_id))
-            check_owner(contract, owner)
-            tx.authorize(who, "contract.void", owner, contract)
+            contract = authorized(tx, who, owner, contract_id, "void")
             status = contract.check("void")
             stored = tx.uow.contracts.update(
                 attrs.evolve(contract, status=status, signers=without_tokens(contract))
@@ -343,3 +323,12 @@ def _signers(specs: list[SignerSpec]) -> tuple[list[PersonalData], list[Signer]]
             Signer(f"s{index + 1}", name.commitment, email.commitment, spec.role, spec.order)
         )
     return people, signers
+
+
+def _new_link(
+    contract: Contract, signer: Signer, now: datetime, valid_for: timedelta
+) -> tuple[str, Signer]:
+    """A fresh signing token (returned once, clear) and the signer holding its hash."""
+    token = new_token()
+    expires = link_expiry(contract, now, valid_for)
+    return token, attrs.evolve(signer, token_hash=hash_token(token), token_expires_at=expires)
