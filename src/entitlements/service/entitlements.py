@@ -147,7 +147,6 @@ class Entitlements:
         self.seats = Seats(self.runtime)
         """Named seat assignments."""
         self._payment_provider = payment_provider
-        self._one_free_plan_per_tenant = one_free_plan_per_tenant
         self._snapshots = self.runtime.cache.snapshots
         self._ts = self.runtime.timestamp
         self._wall_clock = self._ts is time.time  # one reading serves both checks
