@@ -43,7 +43,6 @@ from entitlements.service.runtime import Transaction
 from entitlements.service.snapshots import current_usage, resolve_with
 
 __all__ = [
-    "UNSET",
     "apply",
     "billing_terms",
     "change_plan",
@@ -52,8 +51,6 @@ __all__ = [
     "load",
     "start",
 ]
-
-UNSET: Any = attrs.NOTHING
 
 Fields = Callable[[Subscription], Mapping[str, Any]]
 Inspect = Callable[[Subscription, Subscription], None]

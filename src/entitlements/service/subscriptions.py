@@ -59,7 +59,7 @@ from entitlements.service.snapshots import current_usage, resolve_with
 
 __all__ = ["Subscriptions"]
 
-UNSET: Any = lifecycle.UNSET
+UNSET: Any = attrs.NOTHING
 R = TypeVar("R")
 
 
