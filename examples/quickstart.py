@@ -53,9 +53,21 @@ def open_store(url: str | None) -> SqlStore:
 
 
 def main(url: str | None = None) -> None:
-    clock = ManualClock()
     store = open_store(url)
-    ents = Entitlements(store, clock=clock, policy=AccessPolicy(fallback_plan="free"))
+    ents = Entitlements(store, clock=ManualClock(), policy=AccessPolicy(fallback_plan="free"))
+    try:
+        lifecycle(ents)
+    finally:
+        # closing every connection lets SQLite fold its -wal/-shm files back into the
+        # database file: the folder holds entitlements-quickstart.db alone
+        ents.close()
+        store.engine.dispose()
+    print(f"\nstored in {store.engine.url}")
+
+
+def lifecycle(ents: Entitlements) -> None:
+    clock = ents.runtime.clock
+    assert isinstance(clock, ManualClock)
     staff = "staff:ann"
 
     ents.plans.define(
@@ -124,8 +136,6 @@ def main(url: str | None = None) -> None:
     print("\naudit trail:")
     for event in ents.audit.for_owner(acme):
         print(f"   {event.at:%Y-%m-%d} {event.actor:<14} {event.action:<30} {event.reason or ''}")
-
-    print(f"\nstored in {store.engine.url}")
 
 
 if __name__ == "__main__":

@@ -53,7 +53,10 @@ def run(app, clock, op, arg) -> None:
         calls[op]()
 
 
-@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     catalog=st.lists(
         plans(status=PlanStatus.ACTIVE), min_size=3, max_size=3, unique_by=lambda p: p.key

@@ -25,6 +25,7 @@ from entitlements.service.authorization import PermissionRules
 from entitlements.web import as_wsgi, create_app
 
 SECRET = "change-me: a long random secret from the host's configuration"
+LOCAL = ["127.0.0.1", "localhost"]
 
 
 def create_host(ents: Entitlements) -> Flask:
@@ -43,7 +44,9 @@ def create_host(ents: Entitlements) -> Flask:
             return None
         return Actor(name, "staff", {"subscriptions.manage"}) if name else None
 
-    web = create_app(ents, authenticator=staff_from_session, secret_key=SECRET)
+    web = create_app(  # in production: base_url="https://<your host>/billing"
+        ents, authenticator=staff_from_session, secret_key=SECRET, trusted_hosts=LOCAL
+    )
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/billing": as_wsgi(web)})  # type: ignore[method-assign]
 
     def requires(feature: str, action: Action | None = None) -> Callable[..., Any]:

@@ -9,14 +9,35 @@ shared with the parent but the database — and talks to the parent over a pipe.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 from typing import Any
+
+import sqlalchemy as sa
 
 from entitlements import Entitlements, LimitExceeded, Owner
 from entitlements.adapters.sql import SqlStore
 
 ACME = Owner("organization", "acme")
+POOLED_URL = "ENTITLEMENTS_TEST_PGBOUNCER_URL"
+
+
+def direct_url(url: str) -> str:
+    """The same database reached directly: the PostgreSQL server behind the pooler."""
+    server = sa.make_url(os.environ.get("ENTITLEMENTS_TEST_POSTGRES_URL", url))
+    return sa.make_url(url).set(host=server.host, port=server.port).render_as_string(False)
+
+
+def open_store(url: str) -> SqlStore:
+    """A store as a host opens it: through the pooler (when the URL is the pooler's), told
+    so and given the direct URL to listen on."""
+    pooled = os.environ.get(POOLED_URL)
+    if pooled and sa.make_url(url).port == sa.make_url(pooled).port:
+        return SqlStore.from_url(url, pooler="transaction", listen_url=direct_url(url))
+    return SqlStore.from_url(url)
+
+
 FIELDS = ("revision", "status", "plan", "export", "sso", "calls_ok")
 
 
@@ -36,7 +57,7 @@ def observe(ents: Entitlements) -> dict[str, Any]:
 def reader(url: str, conn: Any) -> None:
     """Process A: checks in a loop, keeping the sequence of distinct values each answer
     took; answers probes (optionally after ``catch_up``) with a fresh observation."""
-    ents = Entitlements(SqlStore.from_url(url))
+    ents = Entitlements(open_store(url))
     history: dict[str, list[Any]] = {f: [] for f in FIELDS}
     checks = 0
 
@@ -67,7 +88,7 @@ def reader(url: str, conn: Any) -> None:
 
 def writer(url: str, conn: Any) -> None:
     """Process B: performs the parent's writes, replying with ``last_revision``."""
-    ents = Entitlements(SqlStore.from_url(url))
+    ents = Entitlements(open_store(url))
     conn.send(("ready", None))
     while True:
         command = conn.recv()

@@ -34,6 +34,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 import pytest  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
+from coherence_peers import open_store  # noqa: E402
 from entitlements import MemoryStore  # noqa: E402
 from entitlements.adapters.sql import (  # noqa: E402
     SqlStore,
@@ -44,7 +45,10 @@ from entitlements.adapters.sql import (  # noqa: E402
 SERVERS = {
     "postgres": "ENTITLEMENTS_TEST_POSTGRES_URL",
     "mysql": "ENTITLEMENTS_TEST_MYSQL_URL",
+    "pgbouncer": "ENTITLEMENTS_TEST_PGBOUNCER_URL",
 }
+"""``pgbouncer``: PostgreSQL through PgBouncer in transaction mode, in a database of its
+own (the store contract and the coherence tests run through it too)."""
 STORE_KINDS = ["memory", "sqlite", "postgres", "mysql"]
 
 
@@ -68,7 +72,12 @@ def server_stores():
 
     def get(kind: str) -> SqlStore:
         if kind not in opened:
-            store = SqlStore.from_url(server_url(kind), pool_pre_ping=True)
+            url = server_url(kind)
+            store = (
+                open_store(url)
+                if kind == "pgbouncer"
+                else SqlStore.from_url(url, pool_pre_ping=True)
+            )
             with store.engine.begin() as connection:
                 migrations.downgrade(connection, "base")
                 for table in reversed(metadata.sorted_tables):
@@ -103,3 +112,41 @@ def make_store(tmp_path, server_stores):
     for store in made:
         if store.engine.dialect.name == "sqlite":
             store.engine.dispose()
+
+
+# -- the run's last word on what it did not test ------------------------------------------
+
+SERVER_TESTS = {
+    "ENTITLEMENTS_TEST_POSTGRES_URL": ("PostgreSQL", "postgresql+psycopg://postgres@127.0.0.1:5432/DB"),
+    "ENTITLEMENTS_TEST_MYSQL_URL": ("MariaDB", "'mysql+pymysql://root@127.0.0.1:3306/DB?charset=utf8mb4'"),
+    "ENTITLEMENTS_TEST_REDIS_URL": ("Redis", "redis://127.0.0.1:6379/0"),
+}  # fmt: skip
+
+
+def server_skips(reports) -> dict[str, int]:
+    """How many skipped tests waited for each server's URL variable."""
+    counts = dict.fromkeys(SERVER_TESTS, 0)
+    for report in reports:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+        for variable in SERVER_TESTS:
+            if f"{variable} is not set" in reason:
+                counts[variable] += 1
+    return {variable: n for variable, n in counts.items() if n}
+
+
+def server_skips_line(counts: dict[str, int]) -> str:
+    """One line: how many server tests were skipped, and the command that runs them."""
+    total = sum(counts.values())
+    each = ", ".join(f"{SERVER_TESTS[v][0]} {n}" for v, n in counts.items())
+    variables = " ".join(f"{v}={SERVER_TESTS[v][1]}" for v in counts)
+    return (
+        f"{total} server tests skipped ({each}): run them with `{variables} pytest` "
+        "(DB: an empty database), or .ci/run (starts the servers)"
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    counts = server_skips(terminalreporter.stats.get("skipped", []))
+    if counts:
+        terminalreporter.write_line(server_skips_line(counts), yellow=True)

@@ -35,6 +35,7 @@ from entitlements import (
     InvalidInput,
     Limit,
     ManualClock,
+    MemoryStore,
     NotAuthorized,
     OverQuotaRefused,
     Override,
@@ -44,7 +45,9 @@ from entitlements import (
 )
 from entitlements.catalog import loads_catalog
 from entitlements.domain.contracts.contract import SignerSpec
+from entitlements.service.authorization import PermissionRules
 from entitlements.testing.contract import CATALOG, START
+from entitlements.testing.fakes import FakePaymentProvider
 
 STORE_KINDS = ["memory", "sqlite", "postgres", "mysql"]
 ACME = Owner("organization", "acme")
@@ -138,7 +141,18 @@ class Call:
         target: Any = ents
         for part in self.path.split("."):
             target = getattr(target, part)
-        return target(*self.args, **self.kwargs)
+        args = tuple(_seeded(ents, a) for a in self.args)
+        return target(*args, **self.kwargs)
+
+
+SEEDED_CONTRACT = "seeded-contract"
+"""Stands for the id of the contract `seed` issued (ids differ by store)."""
+
+
+def _seeded(ents: Entitlements, value: Any) -> Any:
+    if isinstance(value, str) and value == SEEDED_CONTRACT:
+        return ents.contracts.list(ACME)[0].id
+    return value
 
 
 LATER = START + timedelta(days=10)
@@ -155,7 +169,8 @@ CALLS = [
     Call("snapshot", (ACME,)),
     Call("explain", (ACME, "export", "update")),
     Call("explain_limit", (ACME, "projects")),
-    Call("resolve", (ACME,), {"now": LATER}),
+    Call("resolve", (ACME,), {"at": LATER}),
+    Call("resolve", (ACME, START + timedelta(seconds=1))),
     Call("claims", (ACME,), {"now": LATER}),
     Call("catch_up", (None,)),
     Call("invalidate", (ACME,)),
@@ -174,6 +189,7 @@ CALLS = [
     Call("subscriptions.find", (ACME,), {"actor": None}),
     Call("subscriptions.get", (ACME,), {"actor": "ann"}),
     Call("subscriptions.history", (ACME,)),
+    Call("subscriptions.at", (ACME, START + timedelta(seconds=1)), {"actor": None}),
     Call(
         "subscriptions.subscribe",
         (NEWCO, "growth"),
@@ -281,6 +297,10 @@ CALLS = [
     ),
     Call("contracts.send", (ACME, "no-such-contract"), {"actor": "ann"}),
     Call("contracts.events", (ACME, "no-such-contract")),
+    # key arguments: the host's signing key, on a contract that exists
+    Call("contracts.checkpoint", (ACME, SEEDED_CONTRACT, SIGNING_KEY), {"now": LATER}),
+    Call("contracts.certificate", (ACME, SEEDED_CONTRACT, SIGNING_KEY)),
+    Call("contracts.verify", (ACME, SEEDED_CONTRACT)),
     Call("catch_up", (0,)),
 ]
 
@@ -294,6 +314,7 @@ def seed(ents: Entitlements) -> None:
     ents.overrides.set_limit(ACME, "seats", 8, actor="ann", reason="deal")
     ents.usage.consume(ACME, "api_calls", 2)
     ents.seats.assign(ACME, "carol", actor="ann")
+    ents.contracts.issue(ACME, title="Order", body="Terms.", signers=SIGNERS, actor="ann")
 
 
 def outcome(ents: Entitlements, call: Call) -> tuple[str, BaseException | None]:
@@ -477,3 +498,132 @@ def test_the_issue_examples_are_refused_naming_the_field(all_stores) -> None:
             ents.subscriptions.subscribe(NEWCO, ["growth"], actor="ann")
         assert key.value.field == "plan_key", kind
         assert ents.subscriptions.find(NEWCO) is None, kind
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for _ in range(depth):
+        document = {"k": document}
+    return document
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (_nested(18), "is nested too deeply"),
+        ({"n": 2**60}, r"numbers must be within ±2\*\*53"),
+        ({"x": [1.0, float("nan")]}, "numbers must be finite"),
+        ({"x": {"y": {1, 2}}}, "must hold only JSON values, not set"),
+        ({1: "x"}, "metadata key"),
+        ({"x": "y" * 70_000}, "characters"),
+    ],
+)
+def test_a_document_json_columns_cannot_keep_exactly_is_refused(document, message):
+    from entitlements.domain.checks import check_document
+
+    with pytest.raises(InvalidInput, match=message):
+        check_document(document, "metadata")
+
+
+def test_a_document_json_keeps_exactly_is_accepted():
+    from entitlements.domain.checks import check_document
+
+    document = {"a": [1, 2.5, None, True, "x", {"b": []}], "c": (1, 2), "n": -(2**53)}
+    assert check_document(document, "metadata") == document
+    assert check_document(_nested(15), "metadata") == _nested(15)
+
+
+# -- the constructor, and arguments the library keeps for later ---------------------------
+
+FRESH_STORE = "fresh-memory-store"
+"""Stands for a new `MemoryStore` per example."""
+
+BUILD_ENTITLEMENTS = Build(
+    Entitlements,
+    (FRESH_STORE,),
+    {
+        "clock": ManualClock(START),
+        "policy": AccessPolicy(fallback_plan="free"),
+        "authorizer": PermissionRules(),
+        "listeners": (print,),
+        "cache_size": 100,
+        "telemetry": None,
+        "ids": None,
+        "payment_provider": FakePaymentProvider(ManualClock(START)),
+        "one_free_plan_per_tenant": False,
+        "max_staleness": 0,
+        "when_unreachable": "serve_stale",
+    },
+)
+
+
+def _first_calls(ents: Entitlements) -> None:
+    """What a host does first with a new `Entitlements`: each either answers or raises a
+    library error, never fails on what the constructor accepted."""
+    staff = Actor("ann", "staff", frozenset({"subscriptions.manage", "plans.manage"}))
+    for call in (
+        lambda: ents.allows(ACME, "premium"),
+        lambda: ents.subscriptions.find(ACME),
+        lambda: ents.plans.define(CATALOG[0], actor=staff),
+        lambda: ents.subscriptions.subscribe(ACME, CATALOG[0].key, actor=staff),
+        lambda: ents.limit(ACME, "seats", default=0),
+        lambda: ents.process_due(),
+    ):
+        with contextlib.suppress(EntitlementsError):
+            call()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_the_constructor_refuses_what_would_fail_at_a_later_call(data) -> None:
+    """A constructor argument the library cannot use raises `InvalidInput` naming it, at
+    construction: not an ``AttributeError`` at the first call (``store=None``,
+    ``policy='strict'``, ``clock=object()`` did)."""
+    build = BUILD_ENTITLEMENTS
+    slots = data.draw(
+        st.lists(st.sampled_from(build.slots), min_size=1, max_size=2, unique=True), label="slots"
+    )
+    values = {slot: data.draw(hostile, label=f"slot {slot}") for slot in slots}
+    args = [values.get(i, a) for i, a in enumerate(build.args)]
+    args = [MemoryStore() if isinstance(a, str) and a == FRESH_STORE else a for a in args]
+    kwargs = {k: values.get(k, v) for k, v in build.kwargs.items()}
+    refused: InvalidInput | None = None
+    try:
+        ents = Entitlements(*args, **kwargs)
+    except InvalidInput as error:
+        refused = error
+    if refused is not None:
+        if len(slots) == 1:
+            assert refused.field == ("store" if slots[0] == 0 else slots[0])
+        return
+    try:
+        _first_calls(ents)
+    finally:
+        ents.close()
+
+
+def test_the_issue_examples_of_constructors_and_keys_are_refused_naming_the_argument(
+    all_stores,
+) -> None:
+    for given_, field in (
+        ({"store": None}, "store"),
+        ({"policy": "strict"}, "policy"),
+        ({"clock": object()}, "clock"),
+    ):
+        arguments: dict[str, Any] = {"store": MemoryStore(), **given_}
+        with pytest.raises(InvalidInput) as refused:
+            Entitlements(arguments.pop("store"), **arguments)
+        assert refused.value.field == field
+    for kind, ents in all_stores.items():
+        contract = ents.contracts.list(ACME)[0].id
+        before = ents.store.dump()
+        with pytest.raises(InvalidInput) as checkpoint:
+            ents.contracts.checkpoint(ACME, contract, key="notakey")
+        assert checkpoint.value.field == "key", kind
+        with pytest.raises(InvalidInput) as certificate:
+            ents.contracts.certificate(ACME, contract, key=None)
+        assert certificate.value.field == "key", kind
+        with pytest.raises(InvalidInput) as member:
+            ents.billing.ensure_member_removable(ACME, member=None)
+        assert member.value.field == "member", kind
+        assert ents.store.dump() == before, kind

@@ -187,25 +187,6 @@ def test_seed_004_one_free_app_per_tenant():
     ents.billing.assign_plan(Owner("app", "a3", tenant="t2"), "free", actor="staff")
 
 
-def test_the_one_free_plan_setting_works_when_changed_on_every_path():
-    """Turning the setting on (or off) after construction changes what billing,
-    subscriptions and contracts allow alike: it is one setting, not a copy."""
-    ents, _, _ = app()
-    assert ents.billing.one_free_plan_per_tenant is False
-    ents.billing.assign_plan(APP1, "free", actor="staff")
-    ents.billing.one_free_plan_per_tenant = True
-    with pytest.raises(FreePlanTaken):
-        ents.billing.assign_plan(APP2, "free", actor="staff")
-    with pytest.raises(FreePlanTaken):
-        ents.subscriptions.subscribe(APP2, "free", actor="staff")
-    assert ents.subscriptions.find(APP2) is None, "nothing stored"
-    ents.billing.one_free_plan_per_tenant = False
-    ents.subscriptions.subscribe(APP2, "free", actor="staff")
-    with pytest.raises(InvalidInput, match="one_free_plan_per_tenant"):
-        ents.billing.one_free_plan_per_tenant = "yes"
-    assert ents.billing.one_free_plan_per_tenant is False
-
-
 def test_seed_004_on_hold_blocks_owner_changes_until_paid():
     ents, _, provider = app()
     checkout = ents.billing.assign_plan(APP1, "growth", actor=ALICE).checkout

@@ -194,7 +194,7 @@ def test_staff_run_a_trial_to_paid_by_hand(run, tmp_path):
     run("subs", "suspend", "organization:acme", "--reason", "chargeback")
     run("subs", "resume", "organization:acme")
     run("subs", "cancel", "organization:acme", "--at-period-end")
-    swept = run("sweep", "--now", "2099-01-01").stdout
+    swept = run("sweep", "--now", "2099-01-01", "--allow-future", "end of term").stdout
     assert "subscription changes" in swept
     assert "0 still due" in swept
     history = json.loads(run("subs", "show", "organization:acme", "--json").stdout)
@@ -358,17 +358,23 @@ def test_a_schema_behind_this_version_is_named_and_upgraded(ready, tmp_path):
     assert "up to date" in ready("db", "upgrade").stdout
 
 
-def test_version_bare_command_and_group_help(run):
+def test_version_bare_command_and_group_help(run, tmp_path):
     assert run("--version").stdout.strip() == "entitlements 0.1.0"
     bare = run()
     assert bare.stdout.startswith("usage: entitlements")
     assert "exit codes" in bare.stdout
     assert "``" not in bare.stdout
-    group = run("contracts")
-    assert "convert" in group.stdout
-    assert "issue" in group.stdout
-    command = run("contracts", "convert", "--help").stdout
-    assert "example:\n  entitlements contracts convert" in command
+    group = run("contracts", check=False)
+    assert group.returncode == EXIT["usage"]
+    assert group.stdout == ""
+    assert group.stderr.startswith("usage: entitlements contracts")
+    assert "convert" in group.stderr
+    assert "issue" in group.stderr
+    subs = command("subs", cwd=tmp_path)
+    assert subs.returncode == EXIT["usage"]
+    assert "usage: entitlements subs" in subs.stderr
+    helped = run("contracts", "convert", "--help").stdout
+    assert "example:\n  entitlements contracts convert" in helped
 
 
 def test_help_documents_the_exit_codes(run):
@@ -442,7 +448,7 @@ def test_sweep_works_through_a_backlog_in_batches_with_progress(ready, tmp_path)
     for i in range(25):
         ents.subscriptions.start_trial(ents_owner(i), "pro", actor="staff", trial_days=1)
     ents.close()
-    swept = ready("sweep", "--now", "2099-01-01", "--batch", "10", "--json")
+    swept = ready(*FAST_FORWARD, "--batch", "10", "--json")
     report = json.loads(swept.stdout)
     assert len(report["changes"]) >= 25
     assert report["remaining"] == 0
@@ -452,10 +458,109 @@ def test_sweep_works_through_a_backlog_in_batches_with_progress(ready, tmp_path)
     assert len(progress) >= 2
     assert progress[0] == "entitlements: sweep: 10 items handled so far"
     assert progress[-1] == "entitlements: sweep: 25 items handled so far"
-    again = ready("sweep", "--now", "2099-01-01")
+    again = ready(*FAST_FORWARD)
     assert "0 subscription changes" in again.stdout
     assert "0 still due" in again.stdout
     assert again.stderr == ""
+
+
+FAST_FORWARD = ("sweep", "--now", "2099-01-01", "--allow-future", "backlog test")
+
+
+def _dump(tmp_path):
+    store = SqlStore.from_url(f"sqlite:///{tmp_path / 'entitlements.db'}")
+    try:
+        return store.dump()
+    finally:
+        store.engine.dispose()
+
+
+@pytest.fixture
+def live(ready):
+    """A trial, a subscription canceling at period end and a contract out for signature:
+    what a sweep dated years ahead would end."""
+    ready("subs", "trial", "organization:acme", "pro", "--trial-days", "30")
+    ready("subs", "trial", "organization:beta", "pro")
+    ready("subs", "convert", "organization:beta", "--seats", "3")
+    ready("subs", "cancel", "organization:beta", "--at-period-end")
+    ready(
+        "contracts", "issue", "organization:acme", "--title", "MSA", "--body", "Terms.",
+        "--signer", "Ada Lovelace <ada@acme.test>",
+    )  # fmt: skip
+    return ready
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        ["sweep", "--now", "2099-01-01"],
+        ["sweep", "--now", "2099-01-01", "--json"],
+        ["subs", "cancel", "organization:acme", "--now", "2099-01-01"],
+        ["--now", "2099-01-01", "overrides", "set", "organization:acme", "sso", "--off", "--reason", "r"],
+    ],
+)  # fmt: skip
+def test_a_write_dated_in_the_future_is_refused_and_changes_nothing(live, tmp_path, line):
+    before = _dump(tmp_path)
+    refused = live(*line, check=False)
+    assert refused.returncode == EXIT["usage"]
+    assert refused.stderr.count("\n") == 1
+    assert "ahead of the clock" in refused.stderr
+    assert "--dry-run" in refused.stderr
+    assert "--allow-future REASON" in refused.stderr
+    assert refused.stdout == ""
+    assert _dump(tmp_path) == before
+
+
+def test_reads_and_writes_within_the_skew_take_any_now(live):
+    from datetime import UTC, datetime, timedelta
+
+    assert live("check", "organization:acme", "sso", "--now", "2099-01-01", check=False).stdout
+    soon = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    assert "0 still due" in live("sweep", "--now", soon).stdout
+
+
+def test_a_dry_run_prints_the_changes_and_stores_nothing(live, tmp_path):
+    before = _dump(tmp_path)
+    rehearsed = live("sweep", "--now", "2099-01-01", "--dry-run")
+    assert rehearsed.stderr.endswith("entitlements: dry run: nothing was stored\n")
+    lines = rehearsed.stdout.splitlines()
+    assert lines[0].startswith("sweep at 2099-01-01T00:00:00+00:00: ")
+    assert any(
+        line.startswith("  organization:beta: cancel at ") and line.endswith("(active -> canceled)")
+        for line in lines
+    ), lines
+    assert any(line.startswith("  organization:acme: end_trial at ") for line in lines), lines
+    assert any(line.startswith("  organization:acme: contract ") for line in lines), lines
+    assert _dump(tmp_path) == before
+    report = json.loads(live("sweep", "--now", "2099-01-01", "--dry-run", "--json").stdout)
+    assert {c["event"] for c in report["changes"]} >= {"end_trial", "cancel"}
+    canceled = live("subs", "cancel", "organization:acme", "--dry-run")
+    assert "canceled" in canceled.stdout
+    assert _dump(tmp_path) == before
+
+
+def test_allow_future_writes_and_puts_the_reason_on_record(live, tmp_path):
+    live("overrides", "set", "organization:beta", "sso", "--off", "--reason", "audit",
+         "--now", "2099-01-01", "--allow-future", "replaying the 2099 incident")  # fmt: skip
+    events = json.loads(live("audit", "list", "organization:beta", "--json").stdout)
+    consent = next(e for e in events if e["action"] == "cli.future_dated")
+    assert consent["reason"] == "replaying the 2099 incident"
+    assert consent["actor"] == "staff:ann"
+    assert consent["after"]["now"] == "2099-01-01T00:00:00+00:00"
+    assert consent["at"] < "2099"
+    assert events[-1]["action"] == "override.set"
+    assert events[-1]["at"].startswith("2099-01-01")
+    swept = live("sweep", "--now", "2099-01-01", "--allow-future", "year-end drill", "--json")
+    assert json.loads(swept.stdout)["changes"]
+    ents = _library(tmp_path)
+    try:
+        (note,) = ents.audit.for_target("cli:sweep")
+    finally:
+        ents.close()
+    assert (note.action, note.reason) == ("cli.future_dated", "year-end drill")
+    blank = live("sweep", "--now", "2099-01-02", "--allow-future", " ", check=False)
+    assert blank.returncode == EXIT["usage"]
+    assert "give a reason" in blank.stderr
 
 
 def ents_owner(i: int):

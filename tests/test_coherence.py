@@ -32,7 +32,7 @@ from entitlements import (
 )
 from entitlements.adapters.sql import SqlStore
 
-ENGINES = ["postgres", "mysql", "sqlite"]
+ENGINES = ["postgres", "mysql", "sqlite", "pgbouncer"]
 REPLY_TIMEOUT = 60.0
 
 

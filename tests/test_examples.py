@@ -24,7 +24,7 @@ def test_quickstart_runs_the_whole_lifecycle(tmp_path):
     assert "back on the fallback plan [canceled, plan free v1]" in out
     assert "system:sweep" in out
     assert "stored in sqlite:///entitlements-quickstart.db" in out
-    assert (tmp_path / "entitlements-quickstart.db").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entitlements-quickstart.db"]
 
 
 def test_the_integrator_property_test_passes(tmp_path):

@@ -16,6 +16,7 @@ from conftest import server_url
 from entitlements import Entitlements, Feature, InvalidInput, Owner, Plan
 from entitlements.adapters.redis_hints import RedisChannel
 from entitlements.adapters.sql import SqlStore
+from entitlements.errors import MissingExtra
 
 ACME = Owner("organization", "acme")
 SLOW = 30.0  # a follower that only polled would take this long
@@ -109,5 +110,5 @@ def test_redis_settings_are_checked():
 
 def test_without_the_extra_the_message_names_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "redis", None)
-    with pytest.raises(InvalidInput, match=r"entitlements\[redis\]"):
+    with pytest.raises(MissingExtra, match=r"pip install 'entitlements\[redis\]'$"):
         RedisChannel("redis://127.0.0.1:6379/0")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -184,3 +184,123 @@ def test_0009_gives_owners_with_counters_a_revision_row(kind, tmp_path, server_s
             migrations.upgrade(connection)
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_a_schema_dropped_with_the_metadata_is_created_again(kind, tmp_path, server_stores):
+    """A host's test teardown runs ``metadata.drop_all()``: the version table and (on
+    PostgreSQL) the feed's trigger function are not tables of the metadata, and must not
+    make the next ``create_schema()`` fail or believe the schema is still there."""
+    from entitlements import Entitlements, Plan
+    from entitlements.adapters.sql import SqlStore
+
+    store = (
+        SqlStore.from_url(f"sqlite:///{tmp_path / 'dropped.db'}")
+        if kind == "sqlite"
+        else server_stores(kind)
+    )
+    try:
+        store.create_schema()
+        metadata.drop_all(store.engine)
+        with store.engine.connect() as connection:
+            assert set(sa.inspect(connection).get_table_names()) == {migrations.VERSION_TABLE}
+            if kind == "postgres":
+                left = connection.execute(
+                    sa.text("SELECT count(*) FROM pg_proc WHERE proname = 'ent_changes_notify'")
+                ).scalar_one()
+                assert left == 0
+        store.create_schema()
+        with store.engine.connect() as connection:
+            tables = set(sa.inspect(connection).get_table_names())
+            assert tables == {t.name for t in metadata.sorted_tables} | {migrations.VERSION_TABLE}
+            assert migrations.at_head(connection)
+        ents = Entitlements(store)
+        try:
+            ents.plans.define(Plan("free", "Free", status="active"), actor="staff")
+            assert ents.plans.get("free").name == "Free"
+        finally:
+            ents.close()
+    finally:
+        if kind == "sqlite":
+            store.engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_0010_backfills_the_history_from_the_audit_trail(kind, tmp_path, server_stores):
+    """Upgrading a database that has no history: every audited write becomes a stretch,
+    so past answers come back exactly; a subscription or override the trail knows
+    nothing of holds its present state from its creation (what cannot be recovered)."""
+    from entitlements import Entitlements, ManualClock, Owner
+    from entitlements.adapters.sql import SqlStore
+    from entitlements.testing.contract import CATALOG, START
+    from test_history import POLICY, answers
+
+    if kind == "sqlite":
+        store = SqlStore.from_url(f"sqlite:///{tmp_path / 'backfill.db'}")
+    else:
+        server_stores(kind)
+        store = SqlStore.from_url(server_url(kind))
+    acme, globex = Owner("organization", "acme"), Owner("organization", "globex")
+    clock = ManualClock(START)
+    try:
+        with store.engine.begin() as connection:
+            migrations.downgrade(connection, "base")
+            migrations.upgrade(connection)
+        ents = Entitlements(store, clock=clock, policy=POLICY)
+        for plan in CATALOG:
+            ents.plans.define(plan, actor="staff")
+        instants = []
+
+        def step() -> None:
+            instants.append(clock.now())
+            clock.advance(days=1)
+
+        ents.subscriptions.subscribe(acme, "growth", actor="staff")
+        ents.overrides.set_feature(acme, "beta", enabled=True, actor="ann", reason="pilot")
+        step()
+        ents.subscriptions.change_plan(acme, "enterprise", actor="staff")
+        ents.subscriptions.change_seats(acme, 12, actor="staff")
+        ents.overrides.remove(acme, "feature", "beta", actor="ann", reason="over")
+        step()
+        ents.subscriptions.cancel(acme, actor="staff")
+        step()
+        ents.subscriptions.start_trial(acme, "growth", actor="staff", trial_days=3)
+        step()
+        created = clock.now()
+        globex_sub = ents.subscriptions.subscribe(globex, "growth", actor="staff")
+        ents.overrides.set_limit(globex, "projects", 40, actor="ann", reason="big")
+        step()
+        ents.subscriptions.change_seats(globex, 4, actor="staff")
+        step()
+        clock.advance(days=10)
+        expected = {
+            (at, owner): (answers(ents.resolve(owner, at)), ents.subscriptions.at(owner, at))
+            for at in instants
+            for owner in (acme, globex)
+        }
+        audit = _table("ent_audit_events", "target")
+        with store.engine.begin() as connection:
+            connection.execute(
+                audit.delete().where(
+                    audit.c.target.in_(
+                        [
+                            f"subscription:{globex_sub.id}",
+                            "override:organization:globex:limit:projects",
+                        ]
+                    )
+                )
+            )
+            migrations.downgrade(connection, "0009")
+            migrations.upgrade(connection)
+        later = Entitlements(store, clock=clock, policy=POLICY)
+        for (at, owner), (then, held) in expected.items():
+            if owner == acme:
+                assert answers(later.resolve(owner, at)) == then, at
+                assert later.subscriptions.at(owner, at) == held, at
+        # globex's trail is gone: its present state is taken to hold since its creation
+        assert later.subscriptions.at(globex, created - timedelta(seconds=1)) is None
+        assert later.subscriptions.at(globex, created).seats == 4
+        assert later.resolve(globex, created).limit("projects") == 40
+        assert later.resolve(globex).limit("projects") == 40
+    finally:
+        store.engine.dispose()

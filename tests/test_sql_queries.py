@@ -212,11 +212,13 @@ def test_plan_changes_and_trials_stay_within_their_statement_budgets(kind, make_
     # feed rows. What stands in the way of 3: on
     # PostgreSQL a statement's snapshot predates the lock it waits for, so nothing read
     # or stamped under the lock can share a statement with taking it; SQLite and MariaDB
-    # have no writable CTEs to put inserts into several tables in one statement.
+    # have no writable CTEs to put inserts into several tables in one statement. The
+    # subscription's history stretch is written at commit too: on PostgreSQL in the same
+    # statement as the audit and feed rows, on SQLite and MariaDB in one more.
     budgets = (
         {"change_plan": 5, "downgrade": 6, "start_trial": 4}
         if kind == "postgres"
-        else {"change_plan": 6, "downgrade": 7, "start_trial": 5}
+        else {"change_plan": 7, "downgrade": 8, "start_trial": 6}
     )
     with counted(store.engine) as statements:
         ents.subscriptions.change_plan(ACME, "bigger", actor="staff")

@@ -9,6 +9,6 @@ from entitlements.testing.contract import StoreContract
 
 
 class TestStoreContract(StoreContract):
-    @pytest.fixture(params=STORE_KINDS)
+    @pytest.fixture(params=[*STORE_KINDS, "pgbouncer"])
     def store(self, request, make_store):
         return make_store(request.param)

@@ -68,9 +68,17 @@ def issue(ents: Entitlements, signers: int = 2) -> list[str]:
     return [f"/billing/sign/{tokens[s]}" for s in sorted(tokens)]
 
 
+def opened(client: TestClient, link: str):
+    """Open an e-mailed link: the visit page's path (the token is gone from it), and the
+    token of its forms."""
+    page = client.get(link)
+    assert page.status_code == 200, page.text
+    assert page.url.path.startswith("/billing/sign/v/")
+    return page.url.path, csrf(page.text)
+
+
 def sign_typed(client: TestClient, path: str, name: str = "Ada Lovelace") -> str:
-    page = client.get(path)
-    token = csrf(page.text)
+    path, token = opened(client, path)
     client.post(path + "/consent", data={"csrf_token": token, "agree": "yes"})
     return client.post(
         path + "/sign", data={"csrf_token": token, "method": "typed", "typed_name": name}
@@ -323,6 +331,7 @@ def test_every_signing_step_is_safe_to_repeat(ents):
     first = client.get(path)
     assert first.status_code == 200
     assert "I agree" in first.text
+    path = first.url.path
     assert client.get(path).status_code == 200, "refresh before consenting"
     token = csrf(first.text)
     for _ in range(2):  # double submit of the consent
@@ -345,7 +354,7 @@ def test_every_signing_step_is_safe_to_repeat(ents):
 def test_decline_is_safe_to_repeat_and_says_so(ents):
     path = issue(ents, signers=1)[0]
     client = signer_client(ents)
-    token = csrf(client.get(path).text)
+    path, token = opened(client, path)
     for _ in range(2):
         declined = client.post(path + "/decline", data={"csrf_token": token, "reason": "price"})
         assert declined.status_code == 200
@@ -356,7 +365,7 @@ def test_decline_is_safe_to_repeat_and_says_so(ents):
 def test_a_name_of_only_spaces_and_an_unticked_consent_are_form_errors(ents):
     path = issue(ents, signers=1)[0]
     client = signer_client(ents)
-    token = csrf(client.get(path).text)
+    path, token = opened(client, path)
     unticked = client.post(path + "/consent", data={"csrf_token": token})
     assert unticked.status_code == 400
     assert alerts(unticked.text)
@@ -381,7 +390,7 @@ def test_a_name_of_only_spaces_and_an_unticked_consent_are_form_errors(ents):
 def test_a_drawn_signature_is_stored_with_ip_and_user_agent(ents):
     path = issue(ents, signers=1)[0]
     client = signer_client(ents)
-    token = csrf(client.get(path).text)
+    path, token = opened(client, path)
     client.post(path + "/consent", data={"csrf_token": token, "agree": "yes"})
     image = png()
     data_url = "data:image/png;base64," + base64.b64encode(image).decode()
@@ -408,7 +417,7 @@ def test_a_drawn_signature_is_stored_with_ip_and_user_agent(ents):
 def test_a_signing_form_without_the_csrf_token_records_nothing(ents):
     path = issue(ents, signers=1)[0]
     client = signer_client(ents)
-    client.get(path)
+    path, _ = opened(client, path)
     forged = client.post(path + "/consent", data={"agree": "yes"})
     assert forged.status_code == 403
     assert ents.contracts.list(ACME)[0].signers[0].status.value == "viewed"
@@ -445,16 +454,22 @@ def test_voided_replaced_and_expired_links_say_so_to_the_browser_that_opened_the
     ents.close()
 
 
-def test_bad_tokens_are_rate_limited_without_revealing_good_ones(ents):
+def test_bad_tokens_are_rate_limited_but_never_lock_out_a_valid_link(ents):
+    """One office, one address: a colleague's mistyped links (or a guesser behind the same
+    NAT) must not stop anyone else there from opening the link they were sent."""
     good = issue(ents, signers=1)[0]
-    client = signer_client(ents, limiter=BadTokenLimiter(attempts=3, window=600))
+    app = make_host(ents, limiter=BadTokenLimiter(attempts=3, window=600))
+    guesser = TestClient(app, follow_redirects=True)
     for n in range(3):
-        assert client.get(f"/billing/sign/{'y' * 40}{n}").status_code == 404
-    blocked_bad = client.get("/billing/sign/" + "z" * 43)
-    blocked_good = client.get(good)
-    assert blocked_bad.status_code == blocked_good.status_code == 429
-    assert blocked_bad.text == blocked_good.text
-    assert ents.contracts.list(ACME)[0].signers[0].status.value == "sent", "not even opened"
+        assert guesser.get(f"/billing/sign/{'y' * 40}{n}").status_code == 404
+    blocked = guesser.get("/billing/sign/" + "z" * 43)
+    assert blocked.status_code == 429
+    assert blocked.headers["retry-after"] == "600"
+    colleague = TestClient(app, follow_redirects=True)  # same address: testclient
+    assert colleague.get("/billing/sign/" + "w" * 43).status_code == 429
+    path, _token = opened(colleague, good)
+    assert "I agree" in colleague.get(path).text
+    assert ents.contracts.list(ACME)[0].signers[0].status.value == "viewed"
 
 
 def test_pages_carry_the_security_headers_and_no_inline_script(ents):
@@ -512,7 +527,7 @@ def test_sequential_signers_wait_their_turn(ents):
     tokens = ents.contracts.send(ACME, contract.id, actor=STAFF)
     second = signer_client(ents)
     path = f"/billing/sign/{tokens['s2']}"
-    token = csrf(second.get(path).text)
+    path, token = opened(second, path)
     waiting = second.post(path + "/consent", data={"csrf_token": token, "agree": "yes"})
     assert "Earlier signers must sign first" in waiting.text
     early = second.post(
@@ -588,3 +603,374 @@ def test_an_issue_form_sent_twice_issues_one_contract_and_shows_working_links(en
     assert len(ents.contracts.list(ACME)) == 1
     fresh = client.get("/billing/owner?ref=organization:acme").text
     assert re.search(r'name="request" value="([^"]+)"', fresh).group(1) != request_key
+
+
+# -- hardening: who may read, visits, origins ----------------------------------------------
+
+HIDDEN = Owner("organization", "hidden-co")
+
+
+def hide(ents: Entitlements) -> None:
+    """Staff member "ann" may not read HIDDEN (the host's read rule says so)."""
+    from entitlements.service.authorization import PermissionRules
+
+    ents.subscriptions.start_trial(HIDDEN, "team", actor=STAFF, seats=7)
+    ents.runtime.authorizer = PermissionRules(
+        can_read=lambda actor, owner: not (actor.id == "ann" and owner == HIDDEN)
+    )
+
+
+def test_lists_search_counts_and_previews_show_only_owners_the_actor_may_read(ents):
+    ents.subscriptions.start_trial(ACME, "starter", actor=STAFF)
+    hide(ents)
+    client = staff_client(ents)
+    listed = client.get("/billing/").text
+    assert "acme" in listed
+    assert "hidden-co" not in listed, "the owner list"
+    assert "hidden-co" not in client.get("/billing/?q=hidden").text, "its search"
+    assert "hidden-co" not in client.get("/billing/?status=trialing&q=hidden").text
+
+    def owners_on(plans: str, key: str) -> str:
+        section = plans[plans.index(f'id="plan-{key}"') :]
+        return re.search(r"<td>v1</td>.*?<td>([^<]*)</td></tr>", section, re.S).group(1)
+
+    plans = client.get("/billing/plans").text
+    assert owners_on(plans, "team") == "0", "hidden-co (on team) is not counted"
+    assert owners_on(plans, "starter") == "1"
+    preview = client.get("/billing/owner/preview?ref=organization:hidden-co&plan=starter")
+    assert preview.status_code == 403, "not previewed"
+    assert "Seats" not in preview.text
+    assert "7" not in alerts(preview.text)
+    assert client.get("/billing/owner?ref=organization:hidden-co").status_code == 403
+    client.get("/login?as=bob")
+    assert "hidden-co" in client.get("/billing/?q=hidden").text, "others still see it"
+
+
+def test_a_visit_records_viewed_once_however_often_the_page_loads(ents):
+    link = issue(ents, signers=1)[0]
+    client = signer_client(ents)
+    path, _ = opened(client, link)
+    for _ in range(5):
+        assert client.get(path).status_code == 200
+    for _ in range(2):  # the e-mail's link clicked again: the same visit
+        assert opened(client, link)[0] == path
+    contract = ents.contracts.list(ACME)[0]
+    viewed = [e for e in ents.contracts.events(ACME, contract.id) if e.type.value == "viewed"]
+    assert len(viewed) == 1
+    other_browser = signer_client(ents)
+    opened(other_browser, link)
+    viewed = [e for e in ents.contracts.events(ACME, contract.id) if e.type.value == "viewed"]
+    assert len(viewed) == 2, "a new visit (another browser) is a new view"
+
+
+def test_recording_viewed_reads_only_the_last_event_of_the_chain(make_store):
+    from sqlalchemy import event
+
+    ents = make_ents(make_store("sqlite"))
+    link = issue(ents, signers=1)[0]
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        statements.append(" ".join(statement.split()))
+
+    event.listen(ents.runtime.store.engine, "before_cursor_execute", seen)
+    ents.contracts.open(link.rsplit("/", 1)[1], ip="10.0.0.1")
+    event.remove(ents.runtime.store.engine, "before_cursor_execute", seen)
+    chain_reads = [
+        s for s in statements if s.startswith("SELECT") and "FROM ent_contract_events" in s
+    ]
+    assert chain_reads, "the last event is read"
+    assert all("LIMIT" in s or "count(" in s for s in chain_reads), chain_reads
+    ents.close()
+
+
+def test_the_token_leaves_the_url_for_a_short_lived_visit_cookie(ents):
+    link = issue(ents, signers=1)[0]
+    client = signer_client(ents)
+    first = client.get(link, follow_redirects=False)
+    assert first.status_code == 303
+    target = first.headers["location"]
+    token = link.rsplit("/", 1)[1]
+    assert token not in target
+    assert target.startswith("/billing/sign/v/")
+    cookie = next(c for c in first.headers.get_list("set-cookie") if c.startswith("ent_visit_"))
+    assert token not in cookie.split(";")[0].split("=", 1)[0]
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie
+    max_age = int(re.search(r"Max-Age=(\d+)", cookie).group(1))
+    assert 0 < max_age <= 4 * 3600
+    page = client.get(target)
+    assert token not in page.text, "nor in the page's forms"
+    stranger = signer_client(ents)
+    assert stranger.get(target).status_code == 410, "the visit URL is nothing without the cookie"
+
+
+def test_a_post_from_another_site_is_refused_without_touching_open_forms(ents):
+    link = issue(ents, signers=1)[0]
+    client = signer_client(ents)
+    path, token = opened(client, link)
+    opened(client, link)  # a second tab
+    forged = client.post(
+        path + "/consent",
+        data={"csrf_token": token, "agree": "yes"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert forged.status_code == 403
+    ok = client.post(path + "/consent", data={"csrf_token": token, "agree": "yes"})
+    assert 'id="sign-form"' in ok.text, "the first tab's form still posts"
+
+
+def test_create_app_needs_a_base_url_or_trusted_hosts(ents):
+    from entitlements.errors import InvalidInput
+    from entitlements.web import create_app
+    from web_host import SECRET, staff
+
+    with pytest.raises(InvalidInput, match="base_url"):
+        create_app(ents, authenticator=staff, secret_key=SECRET)
+    with pytest.raises(InvalidInput):
+        create_app(ents, authenticator=staff, secret_key=SECRET, base_url="billing.example")
+    trusted = TestClient(make_host(ents))
+    spoofed = trusted.get("/billing/sign/" + "x" * 43, headers={"Host": "evil.example"})
+    assert spoofed.status_code == 400, "a Host outside trusted_hosts is refused"
+
+
+def test_behind_a_tls_proxy_links_origins_and_cookies_follow_the_base_url(ents):
+    """The proxy speaks plain HTTP to the app, passes neither scheme nor host, and adds
+    X-Forwarded-For; the app still builds https links, accepts the browser's https
+    Origin, marks cookies Secure and records the client's address, not the proxy's."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from entitlements.web import create_app, forwarded_for
+    from web_host import SECRET, STAFF_COOKIE, staff
+
+    web = create_app(
+        ents,
+        authenticator=staff,
+        secret_key=SECRET,
+        base_url="https://billing.example.com/billing",
+        client_ip=forwarded_for(1),
+    )
+    host = Starlette(routes=[Mount("/billing", app=web)])
+    proxy = {"Host": "app:8000", "X-Forwarded-For": "6.6.6.6, 203.0.113.9"}
+    client = TestClient(host, base_url="http://app:8000", headers=proxy, follow_redirects=True)
+    client.cookies.set(STAFF_COOKIE, "ann")
+    ents.subscriptions.start_trial(ACME, "team", actor=STAFF, seats=3)
+    page = client.get("/billing/owner?ref=organization:acme").text
+    issued = client.post(
+        "/billing/owner/issue-contract",
+        data={
+            "owner": "organization:acme",
+            "csrf_token": csrf(page),
+            "title": "Team",
+            "body": "Terms.",
+            "signer_name_1": "Ada",
+            "signer_email_1": "ada@acme.test",
+        },
+        headers={"Origin": "https://billing.example.com"},
+    )
+    assert issued.status_code == 200, issued.text
+    (link,) = re.findall(r'class="link" readonly value="([^"]+)"', issued.text)
+    assert link.startswith("https://billing.example.com/billing/sign/")
+    first = client.get("/billing/sign/" + link.rsplit("/", 1)[1], follow_redirects=False)
+    visit_cookie = next(c for c in first.headers.get_list("set-cookie") if "ent_visit_" in c)
+    assert "Secure" in visit_cookie
+    forged = client.post(
+        "/billing/owner/suspend",
+        data={"owner": "organization:acme", "csrf_token": csrf(page)},
+        headers={"Origin": "http://app:8000"},
+    )
+    assert forged.status_code == 403, "the origin is the public one, not the proxy's"
+    contract = ents.contracts.list(ACME)[0]
+    events = ents.contracts.evidence(ACME, contract.id)
+    assert "203.0.113.9" in {v["value"] for v in events["personal_data"].values()}
+
+
+# -- lists, search and queues -------------------------------------------------------------
+
+GLOBEX = Owner("organization", "globex")
+INITECH = Owner("organization", "initech", "eu")
+
+
+def rows(html: str) -> list[str]:
+    return re.findall(r'<tr data-owner="([^"]+)"', html)
+
+
+def customers(ents: Entitlements) -> None:
+    """Acme trialing, Globex past due (Team), Initech active in tenant "eu"."""
+    ents.subscriptions.start_trial(ACME, "team", actor=STAFF, seats=3)
+    ents.subscriptions.subscribe(GLOBEX, "team", actor=STAFF)
+    ents.subscriptions.mark_past_due(GLOBEX, actor=STAFF)
+    ents.subscriptions.subscribe(INITECH, "starter", actor=STAFF)
+
+
+def test_owners_are_found_by_id_name_and_email_across_tenants(ents):
+    customers(ents)
+    client = staff_client(ents)
+    everyone = client.get("/billing/").text
+    assert sorted(rows(everyone)) == sorted(map(str, (ACME, GLOBEX, INITECH)))
+    assert "Acme Inc." in everyone, "the host's name for the owner"
+    assert 'href="/admin/customers/acme"' in everyone, "and its own admin page"
+    assert rows(client.get("/billing/?q=billing@acme.test").text) == [str(ACME)]
+    assert rows(client.get("/billing/?q=globex corp").text) == [str(GLOBEX)]
+    assert rows(client.get("/billing/?q=initech").text) == [str(INITECH)], "by id, in tenant eu"
+    assert rows(client.get("/billing/?plan=starter").text) == [str(INITECH)]
+    assert rows(client.get("/billing/?tenant=eu").text) == [str(INITECH)]
+    assert rows(client.get("/billing/?status=past_due").text) == [str(GLOBEX)]
+    assert rows(client.get("/billing/?q=finance@&status=trialing").text) == []
+    counts = client.get("/billing/").text
+    for status, n in (("trialing", 1), ("past_due", 1), ("active", 1)):
+        assert f'id="count-{status}">{n}<' in counts
+
+
+def test_the_owner_list_pages_by_fifty_and_exports_all_of_it(ents):
+    for n in range(53):
+        ents.subscriptions.start_trial(Owner("organization", f"o{n:02d}"), "team", actor=STAFF)
+    client = staff_client(ents)
+    first, second = client.get("/billing/").text, client.get("/billing/?page=2").text
+    assert len(rows(first)) == 50
+    assert len(rows(second)) == 3
+    assert not set(rows(first)) & set(rows(second))
+    assert 'rel="next"' in first
+    assert 'rel="next"' not in second
+    exported = client.get("/billing/?format=csv")
+    assert exported.headers["content-type"].startswith("text/csv")
+    lines = exported.text.strip().splitlines()
+    assert lines[0].startswith("Owner,Name,Email,Tenant,Plan,Status")
+    assert [line.split(",")[0] for line in lines[1:]] == rows(first) + rows(second)
+
+
+def test_csv_cells_that_look_like_formulas_are_defused():
+    from entitlements.web.lists import as_csv
+
+    assert as_csv(["a"], [["=HYPERLINK(1)"], ["-1"], ["ok"]]).splitlines() == [
+        "a",
+        "'=HYPERLINK(1)",
+        "'-1",
+        "ok",
+    ]
+
+
+def test_the_past_due_queue_suspends_and_settles_in_place(ents):
+    clock = ManualClock()
+    ents.runtime.clock = clock
+    customers(ents)
+    late = Owner("organization", "late")
+    ents.subscriptions.subscribe(late, "team", actor=STAFF)
+    ents.subscriptions.mark_past_due(late, actor=STAFF)
+    ents.subscriptions.cancel(late, actor=STAFF, at_period_end=True)
+    client = staff_client(ents)
+    queue = client.get("/billing/queues/past-due").text
+    assert sorted(rows(queue)) == sorted([str(GLOBEX), str(late)])
+    clock.advance(timedelta(days=40))  # late's period ended: canceled by time, unswept
+    queue = client.get("/billing/queues/past-due").text
+    assert rows(queue) == [str(GLOBEX)]
+    token = csrf(queue)
+    settled = client.post(
+        "/billing/owner/settle",
+        data={"csrf_token": token, "owner": str(GLOBEX), "back": "past-due"},
+    )
+    assert settled.url.path == "/billing/queues/past-due", "back to the queue"
+    assert "organization:globex: marked settled." in settled.text
+    assert rows(settled.text) == []
+    assert ents.subscriptions.get(GLOBEX).status.value == "active"
+    again = client.post(
+        "/billing/owner/settle",
+        data={"csrf_token": token, "owner": str(GLOBEX), "back": "past-due"},
+    )
+    assert again.status_code == 409
+    assert heading(again.text) == "Past due"
+    assert 'id="page-error"' in again.text, "the error, at the top of the queue"
+    assert "settle" in alerts(again.text)[0]
+
+
+def test_trials_contracts_and_failed_commands_have_their_queues(ents):
+    customers(ents)
+    issue(ents, signers=2)
+    client = staff_client(ents)
+    trials = client.get("/billing/queues/trials?days=31").text
+    assert rows(trials) == [str(ACME)]
+    assert rows(client.get("/billing/queues/trials?days=3").text) == []
+    from entitlements.domain.contracts.contract import SignerSpec
+
+    prospect = Owner("organization", "prospect")  # no subscription yet
+    offer = ents.contracts.issue(
+        prospect,
+        title="Offer",
+        body="Terms.",
+        signers=[SignerSpec("P", "p@prospect.test")],
+        actor=STAFF,
+        valid_for=timedelta(days=3),
+    )
+    ents.contracts.send(prospect, offer.id, actor=STAFF)
+    waiting = client.get("/billing/queues/signatures").text
+    assert rows(waiting) == [str(prospect), str(ACME)], "nearest deadline first"
+    assert "Team agreement" in waiting
+    assert 'id="empty"' in client.get("/billing/queues/provider").text
+    assert client.get("/billing/queues/nothing").status_code == 404
+
+
+def test_convert_is_not_offered_once_converted(ents):
+    path = issue(ents, signers=1)[0]
+    sign_typed(signer_client(ents), path)
+    client = staff_client(ents)
+    page = client.get("/billing/owner?ref=organization:acme").text
+    assert "Convert to paid" in page
+    client.post(
+        "/billing/owner/convert",
+        data={
+            "csrf_token": csrf(page),
+            "owner": "organization:acme",
+            "contract": ents.contracts.list(ACME)[0].id,
+        },
+    )
+    assert ents.subscriptions.get(ACME).status.value == "active"
+    assert "Convert to paid" not in client.get("/billing/owner?ref=organization:acme").text
+
+
+def test_an_action_error_shows_at_the_top_of_the_page(ents):
+    ents.subscriptions.start_trial(ACME, "team", actor=STAFF)
+    client = staff_client(ents)
+    page = client.get("/billing/owner?ref=organization:acme").text
+    refused = client.post(
+        "/billing/owner/change-seats",
+        data={"csrf_token": csrf(page), "owner": "organization:acme", "seats": "-1"},
+    )
+    assert refused.status_code == 400
+    top = refused.text.index('id="page-error"')
+    assert top < refused.text.index('id="sub-h"'), "above the first section"
+    assert 'href="#error-change-seats"' in refused.text
+
+
+def test_the_sign_in_page_links_to_the_hosts_login(ents):
+    refused = TestClient(make_host(ents)).get("/billing/")
+    assert refused.status_code == 401
+    assert 'id="login-link"' in refused.text
+    assert 'href="/login?next=/billing/"' in refused.text
+
+
+def test_mark_settled_is_offered_only_while_past_due(ents):
+    customers(ents)
+    client = staff_client(ents)
+    page = client.get("/billing/owner?ref=organization:globex").text
+    assert 'id="settle-h"' in page
+    settled = client.post(
+        "/billing/owner/settle",
+        data={"csrf_token": csrf(page), "owner": "organization:globex", "reason": "wire came in"},
+    )
+    assert "marked settled" in settled.text
+    assert 'id="settle-h"' not in settled.text
+    assert ents.subscriptions.get(GLOBEX).status.value == "active"
+    assert 'id="settle-h"' not in client.get("/billing/owner?ref=organization:acme").text
+
+
+def test_a_mail_scanner_that_keeps_no_cookies_records_no_view(ents):
+    link = issue(ents, signers=1)[0]
+    scanner = signer_client(ents)
+    first = scanner.get(link, follow_redirects=False)
+    scanner.cookies.clear()
+    assert scanner.get(first.headers["location"]).status_code == 410
+    contract = ents.contracts.list(ACME)[0]
+    assert [e for e in ents.contracts.events(ACME, contract.id) if e.type.value == "viewed"] == []
+    assert contract.signers[0].status.value == "sent"
+    opened(signer_client(ents), link)  # the signer's own click still works

@@ -14,7 +14,9 @@ import shutil
 import socket
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -370,3 +372,154 @@ def test_a_finger_draws_on_a_touch_screen(served, browser):
     signed = next(e for e in ents.contracts.events(ACME, contract.id) if e.type.value == "signed")
     assert signed.data["method"] == "drawn"
     phone.close()
+
+
+def from_another_site(page, base: str, target: str) -> None:
+    """Follow a link to ``target`` from a page of another site (``localhost`` and
+    ``127.0.0.1`` are different sites to the browser)."""
+    elsewhere = base.replace("127.0.0.1", "localhost")
+    page.goto(f"{elsewhere}/elsewhere?to={quote(target, safe='')}")
+    with page.expect_navigation():
+        page.click("#go")
+
+
+def test_arriving_from_another_site_keeps_forms_open_in_other_tabs_working(served, browser):
+    ents, base = served
+    from test_web import STAFF
+
+    ents.subscriptions.start_trial(ACME, "team", actor=STAFF, seats=3)
+    staff = browser.new_context()
+    first_tab = staff.new_page()
+    first_tab.goto(f"{base}/login?as=ann")
+    first_tab.goto(f"{base}/billing/owner?ref=organization:acme")
+    second_tab = staff.new_page()
+    from_another_site(second_tab, base, f"{base}/billing/owner?ref=organization:acme")
+    assert heading(second_tab) == "organization:acme"
+    suspend = first_tab.locator("form[action$='/owner/suspend']")
+    suspend.get_by_label("Reason (optional)").fill("chargeback")
+    with first_tab.expect_navigation() as navigation:
+        suspend.get_by_role("button", name="Suspend").click()
+    assert navigation.value.status == 200
+    assert ents.subscriptions.get(ACME).status.value == "suspended"
+    staff.close()
+
+
+def test_a_signer_who_opens_the_mailed_link_twice_signs_in_the_first_tab(served, browser):
+    ents, base = served
+    from test_web import issue
+
+    link = base + issue(ents, signers=1)[0]
+    signer = browser.new_context()
+    first = signer.new_page()
+    from_another_site(first, base, link)
+    assert heading(first) == "Team agreement"
+    token = link.rsplit("/", 1)[1]
+    assert token not in first.url, "the token left the address bar"
+    second = signer.new_page()
+    from_another_site(second, base, link)
+    assert second.url == first.url, "the same visit"
+    first.get_by_label("I agree").check()
+    first.get_by_role("button", name="Continue").click()
+    first.wait_for_selector("#sign-form")
+    first.fill("input[name=typed_name]", "Signer 1")
+    first.get_by_role("button", name="Sign", exact=True).click()
+    first.wait_for_selector("text=You have signed")
+    contract = ents.contracts.list(ACME)[0]
+    assert contract.status.value == "completed"
+    events = ents.contracts.events(ACME, contract.id)
+    assert sum(e.type.value == "viewed" for e in events) == 1, "one visit, one view"
+    signer.close()
+
+
+def listed(page) -> list[str]:
+    return page.eval_on_selector_all("tr[data-owner]", "rows => rows.map(r => r.dataset.owner)")
+
+
+def test_staff_find_an_owner_by_email_and_export_the_list(served, browser, shots):
+    ents, base = served
+    from test_web import customers
+
+    customers(ents)
+    staff = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = staff.new_page()
+    page.goto(f"{base}/login?as=ann")
+    assert page.locator("#count-past_due").inner_text() == "1"
+    assert sorted(listed(page)) == [
+        "eu/organization:initech",
+        "organization:acme",
+        "organization:globex",
+    ]
+    shots(page, "console-owners")
+    page.get_by_label("Search").fill("billing@acme.test")
+    page.get_by_label("Search").press("Enter")
+    page.wait_for_url("**q=billing%40acme.test**")
+    assert listed(page) == ["organization:acme"]
+    assert page.get_by_role("link", name="Acme Inc.").get_attribute("href") == (
+        "/admin/customers/acme"
+    )
+    with page.expect_download() as download:
+        page.click("#csv")
+    exported = Path(download.value.path()).read_text().strip().splitlines()
+    assert exported[0].startswith("Owner,Name,Email")
+    assert [line.split(",")[0] for line in exported[1:]] == listed(page)
+    page.get_by_role("link", name="organization:acme").click()
+    assert heading(page) == "organization:acme"
+    assert page.locator("#owner-card").inner_text().startswith("Acme Inc.")
+    staff.close()
+
+
+def test_the_past_due_queue_lists_exactly_the_past_due_and_acts_in_place(served, browser, shots):
+    ents, base = served
+    from entitlements import ManualClock
+    from test_web import GLOBEX, STAFF, customers
+
+    clock = ManualClock()
+    ents.runtime.clock = clock
+    customers(ents)
+    late, unpaid = Owner("organization", "late"), Owner("organization", "unpaid")
+    for owner in (late, unpaid):
+        ents.subscriptions.subscribe(owner, "team", actor=STAFF)
+        ents.subscriptions.mark_past_due(owner, actor=STAFF)
+    ents.subscriptions.cancel(late, actor=STAFF, at_period_end=True)
+    clock.advance(timedelta(days=40))  # late is canceled by time alone, unswept; the
+    # others have been past due beyond their grace, still unswept
+    staff = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = staff.new_page()
+    page.goto(f"{base}/login?as=ann")
+    page.get_by_role("link", name="Past due", exact=True).click()
+    assert heading(page) == "Past due"
+    expected = sorted(
+        str(s.owner)
+        for s in ents.subscriptions.search(statuses=["past_due"], tenant=None)
+        + list(ents.subscriptions.search(statuses=["past_due"], tenant="eu"))
+    )
+    assert sorted(listed(page)) == expected == ["organization:globex", "organization:unpaid"]
+    with page.expect_download() as download:
+        page.click("#csv")
+    exported = Path(download.value.path()).read_text().strip().splitlines()
+    assert sorted(line.split(",")[0] for line in exported[1:]) == expected
+    shots(page, "console-queue-past-due")
+    page.set_viewport_size({"width": 375, "height": 800})
+    fits(page, 375)
+    assert page.evaluate(LABELLED) == []
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.get_by_role("button", name="Mark organization:globex settled").click()
+    page.wait_for_selector(".done")
+    assert "organization:globex: marked settled." in page.locator(".done").inner_text()
+    assert listed(page) == ["organization:unpaid"]
+    page.get_by_role("button", name="Suspend organization:unpaid").click()
+    page.wait_for_selector(".done")
+    assert listed(page) == []
+    assert ents.subscriptions.get(GLOBEX).status.value == "active"
+    assert ents.subscriptions.get(unpaid).status.value == "suspended"
+    staff.close()
+
+
+def test_the_sign_in_page_sends_staff_to_the_hosts_login(served, browser):
+    _, base = served
+    anonymous = browser.new_context().new_page()
+    refused = anonymous.goto(f"{base}/billing/queues/past-due")
+    assert refused.status == 401
+    anonymous.get_by_role("link", name="Sign in").click()
+    anonymous.wait_for_url(f"{base}/billing/")
+    assert heading(anonymous) == "Owners", "the host's login signed us in and sent us back"

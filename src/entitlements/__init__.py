@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from entitlements.domain.owner import Owner
     from entitlements.domain.plan import (
         Action,
+        ByContract,
         Combine,
         Enforcement,
         Feature,
@@ -110,6 +111,7 @@ _LAZY = {
     "Plan": "entitlements.domain.plan",
     "PlanStatus": "entitlements.domain.plan",
     "Price": "entitlements.domain.plan",
+    "ByContract": "entitlements.domain.plan",
     "Decision": "entitlements.domain.resolution",
     "Reason": "entitlements.domain.resolution",
     "Snapshot": "entitlements.domain.resolution",
@@ -152,6 +154,7 @@ __all__ = [
     "AuditEvent",
     "BillingCycle",
     "Busy",
+    "ByContract",
     "Combine",
     "Conflict",
     "ConnectionLost",

@@ -23,6 +23,10 @@ The document shape (TOML shown; JSON has the same structure)::
     amount = "49.00"             # a string: money is never a float
     currency = "EUR"
     cycle = { unit = "month", every = 1 }
+
+    [plans.enterprise.price]     # each customer's contract sets the amount
+    by_contract = true
+    cycle = { unit = "year" }
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import attrs
 import tomli_w
 
 from entitlements.domain.billing_cycle import BillingCycle
-from entitlements.domain.plan import Feature, Limit, Plan, Price
+from entitlements.domain.plan import ByContract, Feature, Limit, Plan, Price
 from entitlements.errors import InvalidInput
 
 __all__ = ["Catalog", "CatalogError", "dump_catalog", "load_catalog", "loads_catalog"]
@@ -143,18 +147,23 @@ class _Reader:
         with self.at(f"{path}.actions"):
             return Feature(enabled, doc.get("actions"))
 
-    def price(self, value: object, path: str) -> Price:
+    def cycle(self, doc: Mapping[str, Any], path: str) -> BillingCycle:
+        if "cycle" not in doc:
+            return BillingCycle.monthly()
+        cycle_doc = self.mapping(doc["cycle"], f"{path}.cycle")
+        self.known(cycle_doc, f"{path}.cycle", {"unit", "every"})
+        with self.at(f"{path}.cycle"):
+            return BillingCycle(cycle_doc.get("unit", "month"), cycle_doc.get("every", 1))
+
+    def price(self, value: object, path: str) -> Price | ByContract:
         doc = self.mapping(value, path)
-        self.known(doc, path, {"amount", "currency", "cycle"})
+        self.known(doc, path, {"amount", "currency", "cycle", "by_contract"})
+        if "by_contract" in doc:
+            return self.by_contract(doc, path)
         for required in ("amount", "currency"):
             if required not in doc:
                 raise CatalogError(self.where, f"{path}.{required}", "is required")
-        cycle = BillingCycle.monthly()
-        if "cycle" in doc:
-            cycle_doc = self.mapping(doc["cycle"], f"{path}.cycle")
-            self.known(cycle_doc, f"{path}.cycle", {"unit", "every"})
-            with self.at(f"{path}.cycle"):
-                cycle = BillingCycle(cycle_doc.get("unit", "month"), cycle_doc.get("every", 1))
+        cycle = self.cycle(doc, path)
         amount = doc["amount"]
         with self.at(f"{path}.amount"):
             if isinstance(amount, float):
@@ -162,6 +171,45 @@ class _Reader:
             Price(amount, "EUR")
         with self.at(f"{path}.currency"):
             return Price(amount, doc["currency"], cycle)
+
+    def by_contract(self, doc: Mapping[str, Any], path: str) -> ByContract:
+        """``by_contract = true``: each customer's contract sets the amount."""
+        if doc["by_contract"] is not True:
+            raise CatalogError(
+                self.where, f"{path}.by_contract", "must be true (leave it out for a list price)"
+            )
+        listed = sorted({"amount", "currency"} & set(doc))
+        if listed:
+            raise CatalogError(
+                self.where,
+                f"{path}.{listed[0]}",
+                "a price set by contract has no amount or currency (each contract has its own)",
+            )
+        return ByContract(self.cycle(doc, path))
+
+    def terms(self, doc: Mapping[str, Any], path: str) -> dict[str, Any]:
+        """The plan's versioned terms read from the file (limits, features, price)."""
+        return {
+            "limits": {
+                name: self.limit(v, f"{path}.limits.{name}")
+                for name, v in self.mapping(doc.get("limits", {}), f"{path}.limits").items()
+            },
+            "features": {
+                name: self.feature(v, f"{path}.features.{name}")
+                for name, v in self.mapping(doc.get("features", {}), f"{path}.features").items()
+            },
+            "price": self.price(doc["price"], f"{path}.price") if "price" in doc else None,
+        }
+
+    def settings(self, doc: Mapping[str, Any], path: str) -> dict[str, Any]:
+        """Status, trial length and owner kinds, where the file gives them."""
+        fields: dict[str, Any] = {
+            k: doc[k] for k in ("status", "trial_days", "owner_kinds") if k in doc
+        }
+        kinds = fields.get("owner_kinds", [])
+        if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+            raise CatalogError(self.where, f"{path}.owner_kinds", "must be a list of owner kinds")
+        return fields
 
     def plan(self, key: str, value: object) -> Plan:
         path = f"plans.{key}"
@@ -173,23 +221,10 @@ class _Reader:
         )
         if "name" not in doc:
             raise CatalogError(self.where, f"{path}.name", "is required")
-        limits = {
-            name: self.limit(v, f"{path}.limits.{name}")
-            for name, v in self.mapping(doc.get("limits", {}), f"{path}.limits").items()
-        }
-        features = {
-            name: self.feature(v, f"{path}.features.{name}")
-            for name, v in self.mapping(doc.get("features", {}), f"{path}.features").items()
-        }
-        price = self.price(doc["price"], f"{path}.price") if "price" in doc else None
-        fields: dict[str, Any] = {
-            k: doc[k] for k in ("status", "trial_days", "owner_kinds") if k in doc
-        }
-        kinds = fields.get("owner_kinds", [])
-        if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
-            raise CatalogError(self.where, f"{path}.owner_kinds", "must be a list of owner kinds")
+        terms = self.terms(doc, path)
+        fields = self.settings(doc, path)
         try:
-            return Plan(key, doc["name"], limits=limits, features=features, price=price, **fields)
+            return Plan(key, doc["name"], **terms, **fields)
         except InvalidInput as exc:
             field = exc.field.removeprefix("plan.")
             detail = exc.message.split(": ", 1)[-1]
@@ -262,12 +297,15 @@ def _plan_document(plan: Plan) -> dict[str, Any]:
     doc["limits"] = {name: _limit_document(limit) for name, limit in plan.limits.items()}
     doc["features"] = {name: _feature_document(f) for name, f in plan.features.items()}
     if plan.price is not None:
-        doc["price"] = {
-            "amount": str(plan.price.amount),
-            "currency": plan.price.currency,
-            "cycle": {"unit": plan.price.cycle.unit.value, "every": plan.price.cycle.every},
-        }
+        doc["price"] = _price_document(plan.price)
     return doc
+
+
+def _price_document(price: Price | ByContract) -> dict[str, Any]:
+    cycle = {"unit": price.cycle.unit.value, "every": price.cycle.every}
+    if isinstance(price, ByContract):
+        return {"by_contract": True, "cycle": cycle}
+    return {"amount": str(price.amount), "currency": price.currency, "cycle": cycle}
 
 
 def dump_catalog(catalog: Catalog, format: Format = "toml") -> str:

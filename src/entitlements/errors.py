@@ -32,6 +32,7 @@ __all__ = [
     "InvalidInput",
     "InvalidToken",
     "LimitExceeded",
+    "MissingExtra",
     "NaiveDatetime",
     "NotAuthorized",
     "NotFound",
@@ -489,3 +490,18 @@ class ProviderUnreachable(EntitlementsError):
         super().__init__(f"the payment provider did not answer: {detail}")
         self.detail = detail
         """What the provider client reported."""
+
+
+class MissingExtra(EntitlementsError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message is the
+    ``pip install`` line to type (also an `ImportError`, which is what it replaces)."""
+
+    def __init__(self, what: str, extra: str, module: str) -> None:
+        super().__init__(
+            f"{what} needs the {extra!r} extra (no module named {module!r}): "
+            f"pip install 'entitlements[{extra}]'"
+        )
+        self.extra = extra
+        """The extra to install (``jwt``, ``redis``, ``web``...)."""
+        self.module = module
+        """The module that could not be imported."""

@@ -17,16 +17,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from openfeature.evaluation_context import EvaluationContext
-from openfeature.exception import ErrorCode
-from openfeature.flag_evaluation import FlagResolutionDetails
-from openfeature.hook import Hook
-from openfeature.provider import AbstractProvider
-from openfeature.provider.metadata import Metadata
+from entitlements.extras import require
 
-from entitlements.domain.owner import Owner
-from entitlements.errors import EntitlementsError
-from entitlements.service.entitlements import Entitlements
+require("openfeature", "openfeature", "entitlements.openfeature")
+
+from openfeature.evaluation_context import EvaluationContext  # noqa: E402
+from openfeature.exception import ErrorCode  # noqa: E402
+from openfeature.flag_evaluation import FlagResolutionDetails  # noqa: E402
+from openfeature.hook import Hook  # noqa: E402
+from openfeature.provider import AbstractProvider  # noqa: E402
+from openfeature.provider.metadata import Metadata  # noqa: E402
+
+from entitlements.domain.owner import Owner  # noqa: E402
+from entitlements.errors import EntitlementsError  # noqa: E402
+from entitlements.service.entitlements import Entitlements  # noqa: E402
 
 __all__ = ["EntitlementsProvider"]
 

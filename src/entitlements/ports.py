@@ -122,6 +122,16 @@ class SubscriptionRepository(Protocol):
         """Every subscription the owner ever had, oldest first."""
         ...
 
+    def at(self, owner: Owner, when: datetime) -> Subscription | None:
+        """The owner's subscription as it was stored at ``when`` (``None``: it had none):
+        of the subscriptions it had by then, the one created last, as its last write at
+        or before ``when`` left it (the last one written, among writes of one instant).
+        Time is not applied: the caller reads it with `entitlements.domain.due.as_of`.
+
+        Every `add` and `update` appends to the history this reads, dated with the unit
+        of work's `UnitOfWork.effective_at`; nothing removes from it."""
+        ...
+
     def add(self, subscription: Subscription) -> Subscription:
         """Store a new subscription; raises `SubscriptionExists` if the owner has a live one."""
         ...
@@ -163,6 +173,13 @@ class OverrideRepository(Protocol):
 
     def remove(self, owner: Owner, kind: OverrideKind, key: str) -> Override:
         """Raises `OverrideNotFound`."""
+        ...
+
+    def at(self, owner: Owner, when: datetime) -> Sequence[Override]:
+        """The overrides set for ``owner`` at ``when``, as `for_owner` would have answered
+        then (ordered by kind and key; expired ones included until their removal), also
+        those removed since. `put`, `remove` and `remove_expired` each append to the
+        history this reads, dated with the unit of work's `UnitOfWork.effective_at`."""
         ...
 
     def remove_expired(
@@ -384,6 +401,11 @@ class ContractRepository(Protocol):
         """The chain, in order."""
         ...
 
+    def last_event(self, contract_id: str) -> ContractEvent | None:
+        """The chain's newest event (what the next one links to), without reading the
+        rest of the chain; ``None`` before the first."""
+        ...
+
     def put_personal_data(self, data: PersonalData) -> None:
         """Store clear personal data under its commitment, apart from hashed records."""
         ...
@@ -406,6 +428,11 @@ class ContractRepository(Protocol):
 
     def expired(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
         """Open contracts whose signing window ended by ``now``."""
+        ...
+
+    def awaiting(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
+        """Contracts sent and not signed by everyone, whose signing window is still open
+        at ``now``, nearest deadline first (then by id)."""
         ...
 
 
@@ -601,6 +628,12 @@ class RequestRepository(Protocol):
 class UnitOfWork(Protocol):
     """One transaction. Leaving the ``with`` block without ``commit()`` rolls back, so a
     use case that raises leaves storage as it was."""
+
+    effective_at: datetime | None
+    """The instant this unit of work's writes take effect: the history of subscriptions
+    and overrides dates what it appends with it. The library sets it to the call's time
+    (its clock's ``now``) when it opens the unit of work; ``None`` (nobody set it) dates
+    them with the wall clock."""
 
     @property
     def tenant(self) -> str | None:

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from entitlements.domain.audit import AuditEvent
+from entitlements.extras import require
 
 __all__ = ["OpenTelemetry", "Telemetry", "log_event"]
 
@@ -63,6 +64,7 @@ class OpenTelemetry:
     """Spans and metrics through the OpenTelemetry API (the host configures the SDK)."""
 
     def __init__(self, tracer: Any = None, meter: Any = None) -> None:
+        require("opentelemetry", "otel", "OpenTelemetry")
         from opentelemetry import metrics, trace
 
         self._tracer = tracer or trace.get_tracer("entitlements")

@@ -23,7 +23,7 @@ import attrs
 from entitlements.domain.audit import AuditEvent
 from entitlements.domain.billing import ProviderLink
 from entitlements.domain.change import Change, ChangeKind, FeedPage
-from entitlements.domain.contracts.contract import Contract, PersonalData
+from entitlements.domain.contracts.contract import AWAITING_SIGNATURE, Contract, PersonalData
 from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
@@ -38,6 +38,7 @@ from entitlements.domain.usage import (
     ReservationStatus,
     SeatAssignment,
     UsageRecord,
+    within,
 )
 from entitlements.errors import (
     Conflict,
@@ -111,6 +112,15 @@ def _restore(table: dict[Any, Any], key: Any, previous: Any) -> None:
         table[key] = previous
 
 
+_Slot = tuple[OverrideKind, str]
+
+
+def _in_force(entries: Sequence[tuple[Any, ...]], when: datetime) -> list[tuple[int, Any]]:
+    """The entries written with an instant at or before ``when``, numbered in the order
+    written (the number breaks ties between writes of one instant: the last wins)."""
+    return [(n, entry) for n, entry in enumerate(entries) if entry[0] <= when]
+
+
 class _Tables:
     def __init__(self) -> None:
         self.plans: dict[str, Plan] = {}
@@ -142,6 +152,12 @@ class _Tables:
         self.provider_links: dict[tuple[str | None, str], ProviderLink] = {}
         self.provider_commands: dict[tuple[str | None, str], ProviderCommand] = {}
         self.requests: dict[tuple[Owner, str], KeyedRequest] = {}
+        self.subscription_history: dict[Owner, list[tuple[datetime, Subscription]]] = {}
+        """Per owner, every stored state of its subscriptions with the instant it took
+        effect, in the order written (append-only)."""
+        self.override_history: dict[Owner, list[tuple[datetime, _Slot, Override | None]]] = {}
+        """Per owner, every override set (or removed: ``None``) with the instant, in the
+        order written (append-only)."""
 
 
 class _Repository(Generic[K]):
@@ -149,6 +165,14 @@ class _Repository(Generic[K]):
         self._uow = uow
         self._t = uow.tables
         self._undo = uow.undo
+
+    def _log(self, history: dict[Owner, list[Any]], owner: Owner, entry: Any) -> None:
+        """Append ``entry`` to the owner's history (undone with the unit of work)."""
+        entries = history.get(owner)
+        if entries is None:
+            entries = []
+            self._undo.set(history, owner, entries)
+        self._undo.append(entries, entry)
 
     def _scope(self, owner: Owner) -> Owner:
         if owner.tenant != self._uow.tenant:
@@ -260,6 +284,7 @@ class _Subscriptions(_Repository[str]):
         self._undo.set(self._t.subscriptions, stored.id, stored)
         ids = self._t.subscriptions_by_owner.get(owner, ())
         self._undo.set(self._t.subscriptions_by_owner, owner, (*ids, stored.id))
+        self._log(self._t.subscription_history, owner, (self._uow.written_at(), stored))
         return stored
 
     def update(self, subscription: Subscription) -> Subscription:
@@ -274,7 +299,18 @@ class _Subscriptions(_Repository[str]):
         stored = attrs.evolve(subscription, revision=existing.revision + 1)
         self._uow.revisions.bump(subscription.owner)
         self._undo.set(self._t.subscriptions, stored.id, stored)
+        self._log(self._t.subscription_history, stored.owner, (self._uow.written_at(), stored))
         return stored
+
+    def at(self, owner: Owner, when: datetime) -> Subscription | None:
+        entries = _in_force(self._t.subscription_history.get(self._scope(owner), []), when)
+        if not entries:
+            return None
+        # the subscription created last, as its last write left it
+        newest = max(entries, key=lambda e: (e[1][1].created_at, e[0]))[1][1].id
+        mine = [(at, n, sub) for n, (at, sub) in entries if sub.id == newest]
+        found: Subscription = max(mine, key=lambda e: (e[0], e[1]))[2]
+        return found
 
     def due(self, now: datetime, limit: int = 500) -> Sequence[Subscription]:
         found = []
@@ -303,19 +339,23 @@ class _Subscriptions(_Repository[str]):
     ) -> Sequence[Subscription]:
         needle = (text or "").lower()
         order = {sub_id: n for n, sub_id in enumerate(self._t.subscriptions)}
-        found = []
-        for owner, ids in self._t.subscriptions_by_owner.items():
-            if owner.tenant != self._uow.tenant or not ids:
-                continue
-            sub = self._t.subscriptions[ids[-1]]
-            if statuses is not None and sub.status.value not in statuses:
-                continue
-            haystack = (owner.id, sub.external_id or "", sub.plan_key)
-            if needle and not any(needle in h.lower() for h in haystack):
-                continue
-            found.append(sub)
+        latest = (
+            self._t.subscriptions[ids[-1]]
+            for owner, ids in self._t.subscriptions_by_owner.items()
+            if owner.tenant == self._uow.tenant and ids
+        )
+        found = [sub for sub in latest if _found_by(sub, needle, statuses)]
         found.sort(key=lambda sub: order[sub.id], reverse=True)
         return found[: max(limit, 0)]
+
+
+def _found_by(sub: Subscription, needle: str, statuses: frozenset[str] | None) -> bool:
+    """A search's filter: the status among ``statuses`` (``None``: any), and ``needle``
+    (lower case) in the owner's id, the external id or the plan key."""
+    if statuses is not None and sub.status.value not in statuses:
+        return False
+    haystack = (sub.owner.id, sub.external_id or "", sub.plan_key)
+    return not needle or any(needle in h.lower() for h in haystack)
 
 
 class _Overrides(_Repository[Owner]):
@@ -330,6 +370,7 @@ class _Overrides(_Repository[Owner]):
         replaced = current.get(slot)
         self._uow.revisions.bump(owner)
         self._undo.set(self._t.overrides, owner, {**current, slot: override})
+        self._log(self._t.override_history, owner, (self._uow.written_at(), slot, override))
         return replaced
 
     def remove(self, owner: Owner, kind: OverrideKind, key: str) -> Override:
@@ -340,7 +381,17 @@ class _Overrides(_Repository[Owner]):
         removed = current[slot]
         self._uow.revisions.bump(owner)
         self._undo.set(self._t.overrides, owner, {k: v for k, v in current.items() if k != slot})
+        self._log(self._t.override_history, owner, (self._uow.written_at(), slot, None))
         return removed
+
+    def at(self, owner: Owner, when: datetime) -> Sequence[Override]:
+        entries = _in_force(self._t.override_history.get(self._scope(owner), []), when)
+        last: dict[_Slot, tuple[datetime, int, Override | None]] = {}
+        for n, (at, slot, override) in entries:
+            known = last.get(slot)
+            if known is None or (at, n) > known[:2]:
+                last[slot] = (at, n, override)
+        return [found for slot in sorted(last) if (found := last[slot][2]) is not None]
 
     def remove_expired(
         self, owner: Owner, kind: OverrideKind, key: str, now: datetime
@@ -410,36 +461,37 @@ class _Usage(_Repository[Owner]):
         hold_until: datetime | None = None,
     ) -> Counter | None:
         key = (self._scope(owner), metric, period_start)
-        if revision is not None and (
-            key not in self._t.counters or self._t.counter_revisions.get(key, 0) != revision
-        ):
-            return None
-        current = self.counter(owner, metric, period_start)
         grows = used + reserved > 0
-        if grows and now is not None and current.holds_expired(now):
+        if not self._countable(key, revision, now if grows else None, fallback):
             return None
-        if fallback is not None:
-            head = self._t.plans.get(fallback[0])
-            if head is None or head.version != fallback[1]:
-                return None
-        held = current.held_until
-        if hold_until is not None and (held is None or held > hold_until):
-            held = hold_until
-        after = attrs.evolve(
-            current,
-            used=current.used + used,
-            reserved=current.reserved + reserved,
-            held_until=held,
-        )
-        if after.used < 0 or after.reserved < 0:
-            return None
-        if grows and ceiling is not None and after.used + after.reserved > ceiling:
+        after = _added(self.counter(owner, metric, period_start), used, reserved, hold_until)
+        if after is None or (grows and not within(ceiling, after.used, after.reserved)):
             return None
         if key not in self._t.counters:
             self._undo.set(self._t.counter_revisions, key, self._t.owner_revisions.get(owner, 0))
         self._undo.set(self._t.counters, key, after)
         self._uow.feed.note(owner, ChangeKind.USAGE)
         return after
+
+    def _countable(
+        self,
+        key: tuple[Owner, str, datetime],
+        revision: int | None,
+        now: datetime | None,
+        fallback: tuple[str, int] | None,
+    ) -> bool:
+        """The conditions of a conditional count other than the ceiling: the counter
+        stamped with ``revision`` (when given), no held reservation run out by ``now``
+        (when given), the fallback plan version still the latest."""
+        t = self._t
+        if revision is not None and (
+            key not in t.counters or t.counter_revisions.get(key, 0) != revision
+        ):
+            return False
+        current = t.counters.get(key)
+        if now is not None and current is not None and current.holds_expired(now):
+            return False
+        return _fallback_current(t, fallback)
 
     def set_used(
         self,
@@ -487,36 +539,12 @@ class _Usage(_Repository[Owner]):
         owner = record.owner
         if owner.tenant != self._uow.tenant:
             self._scope(owner)
-        key = (owner, record.metric, record.period_start)
-        if record.key is not None:
-            earlier = t.record_keys.get(_keyed(owner, record.key))
-            if earlier is not None:
-                return None, earlier
-        current = t.counters.get(key)
-        if current is None or t.counter_revisions.get(key, 0) != revision:
-            return None, None
-        held = current.held_until
-        if held is not None and held <= now:
-            return None, None
-        if fallback is not None:
-            head = t.plans.get(fallback[0])
-            if head is None or head.version != fallback[1]:
-                return None, None
-        used = current.used + record.amount
-        if ceiling is not None and used + current.reserved > ceiling:
-            return None, None
-        after = _counter(owner, record.metric, record.period_start, used, current.reserved, held)
-        steps = self._undo.steps
-        counters = t.counters
-        counters[key] = after
-        steps.append(lambda: counters.__setitem__(key, current))
-        if record.key is not None:
-            self._undo.set(t.record_keys, _keyed(owner, record.key), record)
-        records = t.records.get(key)
-        if records is None:
-            records = t.records[key] = []
-        records.append(record)
-        steps.append(lambda: _drop_last(records))
+        after, earlier, before, records = _charge(t, record, ceiling, revision, now, fallback)
+        if after is None:
+            return None, earlier
+        assert before is not None
+        assert records is not None
+        self._undo.steps.append(partial(_uncharge, t, record, before, records))
         noted = self._uow.noted
         if noted.get(owner) is not ChangeKind.TERMS:
             noted[owner] = ChangeKind.USAGE
@@ -589,6 +617,10 @@ class _Usage(_Repository[Owner]):
                 return
 
     def forget_keys(self, before: datetime, limit: int = 10_000) -> int:
+        forgotten = self._forget_record_keys(before, limit)
+        return forgotten + self._forget_reservation_keys(before, limit - forgotten)
+
+    def _forget_record_keys(self, before: datetime, limit: int) -> int:
         old = [
             (keyed, record)
             for keyed, record in self._t.record_keys.items()
@@ -600,6 +632,9 @@ class _Usage(_Repository[Owner]):
             at = next(i for i, r in enumerate(records) if r.id == record.id)
             self._undo.steps.append(partial(records.__setitem__, at, record))
             records[at] = attrs.evolve(record, key=None)
+        return len(old)
+
+    def _forget_reservation_keys(self, before: datetime, limit: int) -> int:
         settled = [
             r
             for r in self._t.reservations.values()
@@ -607,12 +642,12 @@ class _Usage(_Repository[Owner]):
             and r.key is not None
             and r.settled_at is not None
             and r.settled_at < before
-        ][: limit - len(old)]
+        ][:limit]
         for reservation in settled:
             self._undo.set(
                 self._t.reservations, reservation.id, attrs.evolve(reservation, key=None)
             )
-        return len(old) + len(settled)
+        return len(settled)
 
     def records(self, owner: Owner, metric: str, period_start: datetime) -> Sequence[UsageRecord]:
         return list(self._t.records.get((self._scope(owner), metric, period_start), ()))
@@ -683,24 +718,83 @@ class _Usage(_Repository[Owner]):
         return found[:limit]
 
 
-def _counter(
-    owner: Owner,
-    metric: str,
-    period_start: datetime,
-    used: int,
-    reserved: int,
-    held_until: datetime | None,
-) -> Counter:
-    """A counter from values that came from stored counters (already checked): the
-    hot path fills the slots directly, skipping the converters."""
-    counter = _new(Counter)
-    _set_counter_owner(counter, owner)
-    _set_counter_metric(counter, metric)
-    _set_counter_period(counter, period_start)
-    _set_counter_used(counter, used)
-    _set_counter_reserved(counter, reserved)
-    _set_counter_held(counter, held_until)
-    return counter
+def _fallback_current(t: _Tables, fallback: tuple[str, int] | None) -> bool:
+    """Owners on the fallback plan count under its latest version only."""
+    if fallback is None:
+        return True
+    head = t.plans.get(fallback[0])
+    return head is not None and head.version == fallback[1]
+
+
+def _added(
+    current: Counter, used: int, reserved: int, hold_until: datetime | None
+) -> Counter | None:
+    """``current`` with units added (or taken back), holding until the earlier of its
+    hold and ``hold_until``; ``None`` if either count would go below zero."""
+    held = current.held_until
+    if hold_until is not None and (held is None or held > hold_until):
+        held = hold_until
+    after = attrs.evolve(
+        current, used=current.used + used, reserved=current.reserved + reserved, held_until=held
+    )
+    if after.used < 0 or after.reserved < 0:
+        return None
+    return after
+
+
+def _charge(
+    t: _Tables,
+    record: UsageRecord,
+    ceiling: int | None,
+    revision: int,
+    now: datetime,
+    fallback: tuple[str, int] | None,
+) -> tuple[Counter | None, UsageRecord | None, Counter | None, list[UsageRecord] | None]:
+    """Consume ``record`` by the rules of ``usage.consume``, for the unit of work and the
+    inline path alike. Returns the counter after, with the counter before and the ledger
+    list the row went to (what an undo needs); or the record stored earlier under its
+    key; or nothing, refused: no counter stamped with ``revision``, a held reservation
+    run out, the fallback plan moved on, or the ceiling passed."""
+    owner = record.owner
+    keyed = None
+    if record.key is not None:
+        keyed = (owner.tenant, owner.kind, owner.id, record.key)  # `_keyed`, inline
+        earlier = t.record_keys.get(keyed)
+        if earlier is not None:
+            return None, earlier, None, None
+    key = (owner, record.metric, record.period_start)
+    current = t.counters.get(key)
+    if current is None or t.counter_revisions.get(key, 0) != revision:
+        return None, None, None, None
+    held = current.held_until
+    if (held is not None and held <= now) or not _fallback_current(t, fallback):
+        return None, None, None, None
+    used = current.used + record.amount
+    if not within(ceiling, used, current.reserved):
+        return None, None, None, None
+    # a counter from values that came from stored counters (already checked): the slots
+    # are filled directly, skipping the converters
+    after = _new(Counter)
+    _set_counter_owner(after, owner)
+    _set_counter_metric(after, record.metric)
+    _set_counter_period(after, record.period_start)
+    _set_counter_used(after, used)
+    _set_counter_reserved(after, current.reserved)
+    _set_counter_held(after, held)
+    t.counters[key] = after
+    if keyed is not None:
+        t.record_keys[keyed] = record
+    records = t.records.setdefault(key, [])
+    records.append(record)
+    return after, None, current, records
+
+
+def _uncharge(t: _Tables, record: UsageRecord, before: Counter, records: list[UsageRecord]) -> None:
+    """Undo `_charge` (the key was not recorded before it: `_charge` checked)."""
+    t.counters[(record.owner, record.metric, record.period_start)] = before
+    if record.key is not None:
+        del t.record_keys[_keyed(record.owner, record.key)]
+    records.pop()
 
 
 _new = object.__new__
@@ -885,6 +979,11 @@ class _Contracts(_Repository[str]):
         self.get(contract_id)
         return list(self._t.contract_events.get(contract_id, ()))
 
+    def last_event(self, contract_id: str) -> ContractEvent | None:
+        self.get(contract_id)
+        chain = self._t.contract_events.get(contract_id)
+        return chain[-1] if chain else None
+
     def put_personal_data(self, data: PersonalData) -> None:
         self._undo.set(self._t.personal_data, data.commitment, data)
 
@@ -913,6 +1012,16 @@ class _Contracts(_Repository[str]):
             c
             for c in self._t.contracts.values()
             if c.owner.tenant == self._uow.tenant and not c.is_closed and c.expires_at <= now
+        ]
+        return sorted(found, key=lambda c: (c.expires_at, c.id))[:limit]
+
+    def awaiting(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
+        found = [
+            c
+            for c in self._t.contracts.values()
+            if c.owner.tenant == self._uow.tenant
+            and c.status in AWAITING_SIGNATURE
+            and c.expires_at > now
         ]
         return sorted(found, key=lambda c: (c.expires_at, c.id))[:limit]
 
@@ -1029,6 +1138,11 @@ class _MemoryUnitOfWork:
         self.bumped: dict[Owner, int] = {}
         self.noted: dict[Owner | None, ChangeKind] = {}
         self.committed_revision: int | None = None
+        self.effective_at: datetime | None = None
+
+    def written_at(self) -> datetime:
+        """The instant the history dates this unit of work's writes with."""
+        return self.effective_at or _wall_now(UTC)
 
     def __enter__(self) -> _MemoryUnitOfWork:
         self._lock.acquire()
@@ -1109,42 +1223,10 @@ class MemoryStore:
         clock's time, when the caller has just read it (the feed entry is dated by it)."""
         with self.lock:
             t = self.tables
+            after, earlier, _, _ = _charge(t, record, ceiling, revision, now, fallback)
+            if after is None:
+                return None, earlier, None
             owner = record.owner
-            keyed = None
-            if record.key is not None:
-                keyed = (owner.tenant, owner.kind, owner.id, record.key)
-                earlier = t.record_keys.get(keyed)
-                if earlier is not None:
-                    return None, earlier, None
-            key = (owner, record.metric, record.period_start)
-            current = t.counters.get(key)
-            if current is None or t.counter_revisions.get(key, 0) != revision:
-                return None, None, None
-            held = current.held_until
-            if held is not None and held <= now:
-                return None, None, None
-            if fallback is not None:
-                head = t.plans.get(fallback[0])
-                if head is None or head.version != fallback[1]:
-                    return None, None, None
-            used = current.used + record.amount
-            reserved = current.reserved
-            if ceiling is not None and used + reserved > ceiling:
-                return None, None, None
-            after = _new(Counter)
-            _set_counter_owner(after, owner)
-            _set_counter_metric(after, record.metric)
-            _set_counter_period(after, record.period_start)
-            _set_counter_used(after, used)
-            _set_counter_reserved(after, reserved)
-            _set_counter_held(after, held)
-            t.counters[key] = after
-            if keyed is not None:
-                t.record_keys[keyed] = record
-            records = t.records.get(key)
-            if records is None:
-                records = t.records[key] = []
-            records.append(record)
             seq = t.next_seq
             t.next_seq = seq + 1
             t.changes.append(

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from entitlements.errors import InvalidInput
+from entitlements.extras import require
 
 __all__ = ["DEFAULT_CHANNEL", "RedisChannel"]
 
@@ -27,13 +28,7 @@ DEFAULT_CHANNEL = "entitlements_changes"
 
 
 def _redis() -> Any:
-    try:
-        import redis
-    except ImportError as error:
-        raise InvalidInput(
-            "redis", "needs the redis extra: pip install 'entitlements[redis]'", None
-        ) from error
-    return redis
+    return require("redis", "redis", "RedisChannel")
 
 
 def _url(value: str) -> str:

@@ -14,18 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from entitlements.adapters.sql import SqlStore
+from entitlements.adapters.sql.repository import storage_errors
 from entitlements.catalog import load_catalog
 from entitlements.cli.database import check_schema, open_store, schema_revision
+from entitlements.cli.future import check_not_future, record_consent
 from entitlements.cli.parser import EXIT, Usage
 from entitlements.cli.render import emit, table
 from entitlements.domain.actor import Actor
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan_change import SubscriptionChange
-from entitlements.domain.resolution import Reason
+from entitlements.domain.resolution import Reason, Snapshot
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import OverQuotaPolicy
 from entitlements.errors import ContractPending, EntitlementsError, NotFound, UnknownPlan
 from entitlements.service.entitlements import Entitlements
+from entitlements.service.sweep import SweepReport
 
 __all__ = ["run"]
 
@@ -33,18 +36,43 @@ PROGRESS_AFTER_PLANS = 20
 
 
 def run(args: argparse.Namespace) -> int:
-    """Open the database (creating it only for ``db upgrade``) and run the command."""
+    """Open the database (creating it only for ``db upgrade``) and run the command; with
+    ``--dry-run``, inside one transaction that is rolled back."""
+    check_not_future(args)
     store = open_store(args.db, create=args.handler == "db_upgrade")
     try:
         if args.handler.startswith("db_"):
             return int(getattr(Schema(store, args), args.handler)())
-        ents = Entitlements(store)
-        try:
-            return int(getattr(Console(ents, args), args.handler)())
-        finally:
-            ents.close()
+        if getattr(args, "dry_run", False):
+            return _rehearse(store, args)
+        return _console(store, args)
     finally:
         store.engine.dispose()
+
+
+def _console(store: SqlStore, args: argparse.Namespace) -> int:
+    ents = Entitlements(store)
+    try:
+        console = Console(ents, args)
+        record_consent(ents, args, console.actor)
+        return int(getattr(console, args.handler)())
+    finally:
+        ents.close()
+
+
+@storage_errors
+def _rehearse(store: SqlStore, args: argparse.Namespace) -> int:
+    """Run the command on one connection whose transaction is rolled back: the output is
+    what it would do, and nothing is stored (every unit of work of the command is a
+    savepoint inside that transaction)."""
+    with store.engine.connect() as connection:
+        connection.begin()
+        try:
+            code = _console(SqlStore(connection), args)
+        finally:
+            connection.rollback()
+    say("dry run: nothing was stored")
+    return code
 
 
 def say(line: str) -> None:
@@ -169,9 +197,7 @@ class Console:
                 "name": p.name,
                 "status": p.status.value,
                 "version": p.version,
-                "price": "free"
-                if p.price is None
-                else f"{p.price.amount} {p.price.currency}/{p.price.cycle}",
+                "price": p.price_label,
                 "limits": len(p.limits),
                 "features": len(p.features),
             }
@@ -198,7 +224,7 @@ class Console:
         ]
         human = (
             f"{plan.name} ({plan.key} v{plan.version}) — {plan.status.value}, "
-            f"trial {plan.trial_days} days\n\n"
+            f"{plan.price_label}, trial {plan.trial_days} days\n\n"
             f"{table(limits, ['limit', 'value', 'kind', 'enforcement'])}\n\n"
             f"{table(features, ['feature', 'on', 'actions'])}"
         )
@@ -367,26 +393,13 @@ class Console:
         a = self.args
         snapshot = self.ents.resolve(a.owner, self.now)
         if a.limit:
-            decision = snapshot.explain_limit(a.limit)
-            if decision.reason is Reason.UNKNOWN:
-                _, _, limits = self._catalog_keys()
-                if a.limit not in limits:
-                    raise NotFound(
-                        f"no plan version has a limit {a.limit!r}{suggestion(a.limit, limits)}"
-                    )
-            shown = "unlimited" if decision.value is None else decision.value
-            return self.out(
-                decision, f"{a.limit}: {shown} ({decision.reason.value}: {decision.detail})"
-            )
+            return self._check_limit(snapshot)
         if not a.feature:
             raise Usage("name a feature, or a limit with --limit")
         decision = snapshot.explain(a.feature, a.action)
         if decision.reason is Reason.UNKNOWN:
             _, features, _ = self._catalog_keys()
-            if a.feature not in features:
-                raise NotFound(
-                    f"no plan version has a feature {a.feature!r}{suggestion(a.feature, features)}"
-                )
+            self._known("feature", a.feature, features)
         verdict = "allowed" if decision.allowed else "not allowed"
         self.out(
             decision,
@@ -394,6 +407,21 @@ class Console:
             f"({decision.reason.value}: {decision.detail})",
         )
         return EXIT["ok"] if decision.allowed else EXIT["denied"]
+
+    def _check_limit(self, snapshot: Snapshot) -> int:
+        name = self.args.limit
+        decision = snapshot.explain_limit(name)
+        if decision.reason is Reason.UNKNOWN:
+            _, _, limits = self._catalog_keys()
+            self._known("limit", name, limits)
+        shown = "unlimited" if decision.value is None else decision.value
+        return self.out(decision, f"{name}: {shown} ({decision.reason.value}: {decision.detail})")
+
+    @staticmethod
+    def _known(what: str, name: str, known: set[str]) -> None:
+        """Refuse (`NotFound`, with a suggestion) a name no plan version defines."""
+        if name not in known:
+            raise NotFound(f"no plan version has a {what} {name!r}{suggestion(name, known)}")
 
     # -- contracts -----------------------------------------------------------------------
 
@@ -555,8 +583,24 @@ class Console:
             human += f"\n{len(report.failures):,} failed:" + "".join(
                 f"\n  {f.item}: {f.error}: {f.message}" for f in report.failures
             )
+        if self.args.dry_run:
+            human += "".join(f"\n  {line}" for line in _sweep_lines(report))
         self.out(report, human)
         return EXIT["refused"] if report.failures else EXIT["ok"]
+
+
+def _sweep_lines(report: SweepReport) -> list[str]:
+    """One line per item the sweep changed (what a dry run shows)."""
+    return [
+        *(
+            f"{c.before.owner}: {c.event.value} at {c.at.isoformat()} "
+            f"({c.before.status.value} -> {c.after.status.value})"
+            for c in report.changes
+        ),
+        *(f"{o.owner}: override {o.kind.value} {o.key} expires" for o in report.expired_overrides),
+        *(f"{r.owner}: reservation {r.id} freed" for r in report.expired_reservations),
+        *(f"{c.owner}: contract {c.id} expires" for c in report.expired_contracts),
+    ]
 
 
 def _signers(contract: Any, personal: dict[str, Any]) -> list[dict[str, Any]]:

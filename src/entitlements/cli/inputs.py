@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from entitlements.domain.contracts.contract import SignerSpec
     from entitlements.domain.owner import Owner
 
-__all__ = ["amount", "count", "instant", "owner", "signer", "whole_number"]
+__all__ = ["amount", "count", "instant", "owner", "reason", "signer", "whole_number"]
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SIGNER = re.compile(r"^\s*(?P<name>[^<]+?)\s*<(?P<email>[^>]+)>\s*(?:\((?P<role>[^)]*)\))?\s*$")
@@ -37,6 +37,13 @@ def instant(text: str) -> datetime:
             f"not a date or time: {text!r} (write 2027-01-01, or 2027-01-01T09:30:00+02:00)"
         ) from None
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def reason(text: str) -> str:
+    """Why, in words: kept in the audit trail, so never blank."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a reason (it is kept in the audit trail)")
+    return text.strip()
 
 
 def whole_number(text: str) -> int:

@@ -129,6 +129,43 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 _TAKES_VALUE = frozenset({"--db", "--actor", "--now"})
 
+READS = frozenset(
+    {
+        "plans_list",
+        "plans_show",
+        "subs_show",
+        "overrides_list",
+        "check",
+        "contracts_list",
+        "contracts_show",
+        "contracts_verify",
+        "audit_list",
+        "audit_verify",
+        "db_current",
+        "db_upgrade",
+    }
+)
+"""Commands that store nothing (``db upgrade`` changes the schema, never the data), so
+they take neither ``--dry-run`` nor ``--allow-future``."""
+
+
+def _writes(parser: argparse.ArgumentParser) -> None:
+    """The options of a command that stores: a rehearsal, and the explicit consent a write
+    dated in the future needs (a ``--now`` ahead of the clock would otherwise cancel
+    subscriptions and expire contracts early, for good)."""
+    options = parser.add_argument_group("writing")
+    options.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show what the command would change, and store nothing",
+    )
+    options.add_argument(
+        "--allow-future",
+        metavar="REASON",
+        type=inputs.reason,
+        help="store a write dated by a --now ahead of the clock (the reason is audited)",
+    )
+
 
 def group_named(argv: Sequence[str]) -> str | None:
     """The group (or top-level command) the line names: its first word that is not an
@@ -167,11 +204,51 @@ def build(
     top.add_argument("--version", action="version", version=f"entitlements {__version__}")
     _common(top, top=True)
     top.set_defaults(handler=None, help_parser=top)
-    groups = top.add_subparsers(title="commands", dest="group", metavar="GROUP")
-    commands: list[CommandInfo] = []
+    g = _Grammar(top.add_subparsers(title="commands", dest="group", metavar="GROUP"))
 
-    def group(name: str, summary: str, description: str, **kw: Any) -> Any:
-        p = groups.add_parser(
+    plans = g.group("plans", "the plan catalog", "Define, list and retire plans.")
+    if want("plans"):
+        _plans(g, plans)
+    subs = g.group(
+        "subs",
+        "subscriptions",
+        "Trials, conversions, plan and seat changes, suspension and cancellation.",
+        aliases=["subscriptions"],
+    )
+    if want("subs", "subscriptions"):
+        _subscriptions(g, subs)
+    overrides = g.group(
+        "overrides", "per-owner overrides", "Features and limits set for one owner."
+    )
+    if want("overrides"):
+        _overrides(g, overrides)
+    _check(g)
+    contracts = g.group(
+        "contracts",
+        "contracts and signatures",
+        "Issue an agreement, send signing links, follow signers, convert when signed.",
+    )
+    if want("contracts"):
+        _contracts(g, contracts)
+    audit = g.group("audit", "the audit trail", "What was done to an owner, and its evidence.")
+    if want("audit"):
+        _audit(g, audit)
+    _sweep(g)
+    db = g.group("db", "the database schema", "Create, upgrade and inspect the schema.")
+    if want("db"):
+        _db(g, db)
+    return top, g.commands
+
+
+class _Grammar:
+    """Adds groups and commands to the top parser, and keeps every command it added."""
+
+    def __init__(self, groups: Any) -> None:
+        self.groups = groups
+        self.commands: list[CommandInfo] = []
+
+    def group(self, name: str, summary: str, description: str, **kw: Any) -> Any:
+        p = self.groups.add_parser(
             name,
             help=summary,
             description=description,
@@ -183,6 +260,7 @@ def build(
         return p.add_subparsers(title="commands", dest="command", metavar="COMMAND")
 
     def command(
+        self,
         parent: Any,
         words: tuple[str, ...],
         handler: str,
@@ -201,217 +279,216 @@ def build(
         )
         _common(p, top=False)
         p.set_defaults(handler=handler, help_parser=p, command_parser=p)
-        commands.append(CommandInfo(words, p, example))
+        if handler not in READS:
+            _writes(p)
+        self.commands.append(CommandInfo(words, p, example))
         return p
 
-    def reason(p: argparse.ArgumentParser, *, required: bool = False) -> None:
-        p.add_argument("--reason", required=required, help="why (kept in the audit trail)")
 
-    def owner(p: argparse.ArgumentParser) -> None:
-        p.add_argument("owner", type=inputs.owner, help="kind:id or tenant/kind:id")
+def _reason(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    p.add_argument("--reason", required=required, help="why (kept in the audit trail)")
 
-    # -- plans ---------------------------------------------------------------------------
-    plans = group("plans", "the plan catalog", "Define, list and retire plans.")
-    if want("plans"):
-        p = command(
-            plans,
-            ("plans", "load"),
-            "plans_load",
-            "make the stored catalog match a TOML or JSON file",
-            "New plans are defined, changed terms become new versions, statuses and names are\n"
-            "updated; plans missing from the file are left alone and listed. One transaction;\n"
-            "progress on stderr.",
-            'entitlements plans load plans.toml --reason "2027 prices"',
-        )
-        p.add_argument("file", help="the catalog (.toml or .json)")
-        reason(p)
-        command(
-            plans,
-            ("plans", "list"),
-            "plans_list",
-            "list the plans, latest version of each",
-            "Key, name, status, version, price and how many limits and features each has.",
-            "entitlements plans list --json",
-        )
-        p = command(
-            plans,
-            ("plans", "show"),
-            "plans_show",
-            "show a plan's limits and features",
-            "The latest version unless --version names another.",
-            "entitlements plans show pro --version 2",
-        )
-        p.add_argument("key", help="the plan key")
-        p.add_argument(
-            "--version", type=inputs.whole_number, help="a plan version (default: latest)"
-        )
-        p = command(
-            plans,
-            ("plans", "status"),
-            "plans_status",
-            "activate, archive or retire a plan",
-            "Archived plans keep their subscribers but take no new ones; retired plans are\n"
-            "refused everywhere.",
-            'entitlements plans status pro archived --reason "replaced by pro-2027"',
-        )
-        p.add_argument("key", help="the plan key")
-        p.add_argument("status", choices=["draft", "active", "archived", "retired"])
-        reason(p)
 
-    # -- subscriptions -------------------------------------------------------------------
-    subs = group(
-        "subs",
-        "subscriptions",
-        "Trials, conversions, plan and seat changes, suspension and cancellation.",
-        aliases=["subscriptions"],
+def _owner(p: argparse.ArgumentParser) -> None:
+    p.add_argument("owner", type=inputs.owner, help="kind:id or tenant/kind:id")
+
+
+def _plans(g: _Grammar, plans: Any) -> None:
+    """Define, list and retire plans."""
+    p = g.command(
+        plans,
+        ("plans", "load"),
+        "plans_load",
+        "make the stored catalog match a TOML or JSON file",
+        "New plans are defined, changed terms become new versions, statuses and names are\n"
+        "updated; plans missing from the file are left alone and listed. One transaction;\n"
+        "progress on stderr.",
+        'entitlements plans load plans.toml --reason "2027 prices"',
     )
-    if want("subs", "subscriptions"):
-        p = command(
-            subs,
-            ("subs", "trial"),
-            "subs_trial",
-            "start a trial",
-            "The trial lasts the plan's trial days unless --trial-days says otherwise.",
-            'entitlements subs trial organization:acme pro --trial-days 30 --notes "met at the fair"',
-        )
-        owner(p)
-        p.add_argument("plan", help="the plan key")
-        p.add_argument("--trial-days", type=inputs.count, help="length of the trial in days")
-        p.add_argument("--seats", type=inputs.count, help="purchased seats")
-        p.add_argument("--notes", help="free text kept on the subscription")
-        p = command(
-            subs,
-            ("subs", "convert"),
-            "subs_convert",
-            "convert a trial to paid, without a contract",
-            "Refused while the owner has a contract out for signature: convert from the\n"
-            "contract once it is completed (`entitlements contracts convert`), or pass\n"
-            "--without-contract to convert regardless.",
-            'entitlements subs convert organization:acme --seats 5 --notes "paid by card"',
-        )
-        owner(p)
-        p.add_argument("--plan", help="another plan to convert onto (default: the trial's)")
-        p.add_argument("--seats", type=inputs.count, help="purchased seats")
-        p.add_argument("--notes", help="free text kept on the subscription")
-        p.add_argument(
-            "--without-contract",
-            action="store_true",
-            help="convert even though a contract is out for signature",
-        )
-        reason(p)
-        p = command(
-            subs,
-            ("subs", "change-plan"),
-            "subs_change_plan",
-            "upgrade or downgrade",
-            "Refused if current usage would exceed a new limit, unless --allow-over-quota.",
-            "entitlements subs change-plan organization:acme growth --allow-over-quota",
-        )
-        owner(p)
-        p.add_argument("plan", help="the plan key")
-        p.add_argument("--allow-over-quota", action="store_true", help="apply even if over a limit")
-        reason(p)
-        p = command(
-            subs,
-            ("subs", "seats"),
-            "subs_seats",
-            "set the purchased seats",
-            "Refused if more seats are assigned than the new count, unless --allow-over-quota.",
-            "entitlements subs seats organization:acme 15",
-        )
-        owner(p)
-        p.add_argument("seats", type=inputs.count, help="the new seat count")
-        p.add_argument("--allow-over-quota", action="store_true", help="apply even if over a limit")
-        reason(p)
-        for event, summary, description, example in (
-            (
-                "suspend",
-                "suspend a subscription",
-                "The owner keeps read-only access until it is resumed.",
-                'entitlements subs suspend organization:acme --reason "chargeback"',
-            ),
-            (
-                "resume",
-                "lift a suspension",
-                "The subscription returns to the status it had.",
-                "entitlements subs resume organization:acme",
-            ),
-            (
-                "cancel",
-                "end the subscription",
-                "Now, or at the end of the current period with --at-period-end.",
-                "entitlements subs cancel organization:acme --at-period-end",
-            ),
-        ):
-            p = command(subs, ("subs", event), "subs_lifecycle", summary, description, example)
-            p.set_defaults(event=event)
-            owner(p)
-            reason(p)
-            if event == "cancel":
-                p.add_argument(
-                    "--at-period-end", action="store_true", help="cancel when the period ends"
-                )
-        p = command(
-            subs,
-            ("subs", "show"),
-            "subs_show",
-            "show an owner's subscriptions",
-            "Every subscription the owner has had, oldest first.",
-            "entitlements subs show organization:acme",
-        )
-        owner(p)
+    p.add_argument("file", help="the catalog (.toml or .json)")
+    _reason(p)
+    g.command(
+        plans,
+        ("plans", "list"),
+        "plans_list",
+        "list the plans, latest version of each",
+        "Key, name, status, version, price and how many limits and features each has.",
+        "entitlements plans list --json",
+    )
+    p = g.command(
+        plans,
+        ("plans", "show"),
+        "plans_show",
+        "show a plan's limits and features",
+        "The latest version unless --version names another.",
+        "entitlements plans show pro --version 2",
+    )
+    p.add_argument("key", help="the plan key")
+    p.add_argument("--version", type=inputs.whole_number, help="a plan version (default: latest)")
+    p = g.command(
+        plans,
+        ("plans", "status"),
+        "plans_status",
+        "activate, archive or retire a plan",
+        "Archived plans keep their subscribers but take no new ones; retired plans are\n"
+        "refused everywhere.",
+        'entitlements plans status pro archived --reason "replaced by pro-2027"',
+    )
+    p.add_argument("key", help="the plan key")
+    p.add_argument("status", choices=["draft", "active", "archived", "retired"])
+    _reason(p)
 
-    # -- overrides -----------------------------------------------------------------------
-    overrides = group("overrides", "per-owner overrides", "Features and limits set for one owner.")
-    if want("overrides"):
-        p = command(
-            overrides,
-            ("overrides", "set"),
-            "overrides_set",
-            "turn a feature on or off, or set a limit, for one owner",
-            "The key must be one some plan version defines (a typo is refused with a\n"
-            "suggestion); --force sets it anyway, with a warning.",
-            'entitlements overrides set organization:acme sso --off --reason "DPA pending"',
-        )
-        owner(p)
-        p.add_argument("key", help="the feature or limit")
-        what = p.add_mutually_exclusive_group(required=True)
-        what.add_argument("--on", dest="on", action="store_const", const=True, help="feature on")
-        what.add_argument("--off", dest="on", action="store_const", const=False, help="feature off")
-        what.add_argument("--limit", type=inputs.whole_number, help="limit value")
-        what.add_argument("--unlimited", action="store_true", help="no limit")
-        reason(p, required=True)
-        p.add_argument(
-            "--expires-at", type=inputs.instant, metavar="TIME", help="the override ends then"
-        )
-        p.add_argument(
-            "--force", action="store_true", help="set it even if no plan version has the key"
-        )
-        p = command(
-            overrides,
-            ("overrides", "remove"),
-            "overrides_remove",
-            "remove an override",
-            "The owner's plan decides again.",
-            'entitlements overrides remove organization:acme feature sso --reason "DPA signed"',
-        )
-        owner(p)
-        p.add_argument("kind", choices=["feature", "limit"])
-        p.add_argument("key", help="the feature or limit")
-        reason(p, required=True)
-        p = command(
-            overrides,
-            ("overrides", "list"),
-            "overrides_list",
-            "list an owner's overrides",
-            "Kind, key, value, who set it, why and until when.",
-            "entitlements overrides list organization:acme",
-        )
-        owner(p)
 
-    # -- check ---------------------------------------------------------------------------
-    p = command(
-        groups,
+def _subscriptions(g: _Grammar, subs: Any) -> None:
+    """Trials, conversions, plan and seat changes, suspension and cancellation."""
+    p = g.command(
+        subs,
+        ("subs", "trial"),
+        "subs_trial",
+        "start a trial",
+        "The trial lasts the plan's trial days unless --trial-days says otherwise.",
+        'entitlements subs trial organization:acme pro --trial-days 30 --notes "met at the fair"',
+    )
+    _owner(p)
+    p.add_argument("plan", help="the plan key")
+    p.add_argument("--trial-days", type=inputs.count, help="length of the trial in days")
+    p.add_argument("--seats", type=inputs.count, help="purchased seats")
+    p.add_argument("--notes", help="free text kept on the subscription")
+    p = g.command(
+        subs,
+        ("subs", "convert"),
+        "subs_convert",
+        "convert a trial to paid, without a contract",
+        "Refused while the owner has a contract out for signature: convert from the\n"
+        "contract once it is completed (`entitlements contracts convert`), or pass\n"
+        "--without-contract to convert regardless.",
+        'entitlements subs convert organization:acme --seats 5 --notes "paid by card"',
+    )
+    _owner(p)
+    p.add_argument("--plan", help="another plan to convert onto (default: the trial's)")
+    p.add_argument("--seats", type=inputs.count, help="purchased seats")
+    p.add_argument("--notes", help="free text kept on the subscription")
+    p.add_argument(
+        "--without-contract",
+        action="store_true",
+        help="convert even though a contract is out for signature",
+    )
+    _reason(p)
+    p = g.command(
+        subs,
+        ("subs", "change-plan"),
+        "subs_change_plan",
+        "upgrade or downgrade",
+        "Refused if current usage would exceed a new limit, unless --allow-over-quota.",
+        "entitlements subs change-plan organization:acme growth --allow-over-quota",
+    )
+    _owner(p)
+    p.add_argument("plan", help="the plan key")
+    p.add_argument("--allow-over-quota", action="store_true", help="apply even if over a limit")
+    _reason(p)
+    p = g.command(
+        subs,
+        ("subs", "seats"),
+        "subs_seats",
+        "set the purchased seats",
+        "Refused if more seats are assigned than the new count, unless --allow-over-quota.",
+        "entitlements subs seats organization:acme 15",
+    )
+    _owner(p)
+    p.add_argument("seats", type=inputs.count, help="the new seat count")
+    p.add_argument("--allow-over-quota", action="store_true", help="apply even if over a limit")
+    _reason(p)
+    for event, summary, description, example in (
+        (
+            "suspend",
+            "suspend a subscription",
+            "The owner keeps read-only access until it is resumed.",
+            'entitlements subs suspend organization:acme --reason "chargeback"',
+        ),
+        (
+            "resume",
+            "lift a suspension",
+            "The subscription returns to the status it had.",
+            "entitlements subs resume organization:acme",
+        ),
+        (
+            "cancel",
+            "end the subscription",
+            "Now, or at the end of the current period with --at-period-end.",
+            "entitlements subs cancel organization:acme --at-period-end",
+        ),
+    ):
+        p = g.command(subs, ("subs", event), "subs_lifecycle", summary, description, example)
+        p.set_defaults(event=event)
+        _owner(p)
+        _reason(p)
+        if event == "cancel":
+            p.add_argument(
+                "--at-period-end", action="store_true", help="cancel when the period ends"
+            )
+    p = g.command(
+        subs,
+        ("subs", "show"),
+        "subs_show",
+        "show an owner's subscriptions",
+        "Every subscription the owner has had, oldest first.",
+        "entitlements subs show organization:acme",
+    )
+    _owner(p)
+
+
+def _overrides(g: _Grammar, overrides: Any) -> None:
+    """Features and limits set for one owner."""
+    p = g.command(
+        overrides,
+        ("overrides", "set"),
+        "overrides_set",
+        "turn a feature on or off, or set a limit, for one owner",
+        "The key must be one some plan version defines (a typo is refused with a\n"
+        "suggestion); --force sets it anyway, with a warning.",
+        'entitlements overrides set organization:acme sso --off --reason "DPA pending"',
+    )
+    _owner(p)
+    p.add_argument("key", help="the feature or limit")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--on", dest="on", action="store_const", const=True, help="feature on")
+    what.add_argument("--off", dest="on", action="store_const", const=False, help="feature off")
+    what.add_argument("--limit", type=inputs.whole_number, help="limit value")
+    what.add_argument("--unlimited", action="store_true", help="no limit")
+    _reason(p, required=True)
+    p.add_argument(
+        "--expires-at", type=inputs.instant, metavar="TIME", help="the override ends then"
+    )
+    p.add_argument(
+        "--force", action="store_true", help="set it even if no plan version has the key"
+    )
+    p = g.command(
+        overrides,
+        ("overrides", "remove"),
+        "overrides_remove",
+        "remove an override",
+        "The owner's plan decides again.",
+        'entitlements overrides remove organization:acme feature sso --reason "DPA signed"',
+    )
+    _owner(p)
+    p.add_argument("kind", choices=["feature", "limit"])
+    p.add_argument("key", help="the feature or limit")
+    _reason(p, required=True)
+    p = g.command(
+        overrides,
+        ("overrides", "list"),
+        "overrides_list",
+        "list an owner's overrides",
+        "Kind, key, value, who set it, why and until when.",
+        "entitlements overrides list organization:acme",
+    )
+    _owner(p)
+
+
+def _check(g: _Grammar) -> None:
+    """May the owner use a feature, and why."""
+    p = g.command(
+        g.groups,
         ("check",),
         "check",
         "may the owner use a feature, or what is its limit, and why",
@@ -419,139 +496,139 @@ def build(
         "refused with a suggestion (exit 3).",
         "entitlements check organization:acme sso --action create",
     )
-    owner(p)
+    _owner(p)
     p.add_argument("feature", nargs="?", help="the feature")
     p.add_argument("--action", choices=["read", "create", "update", "delete"])
     p.add_argument("--limit", metavar="NAME", help="ask for this limit instead of a feature")
 
-    # -- contracts -----------------------------------------------------------------------
-    contracts = group(
-        "contracts",
-        "contracts and signatures",
-        "Issue an agreement, send signing links, follow signers, convert when signed.",
+
+def _contracts(g: _Grammar, contracts: Any) -> None:
+    """Issue, send, follow and convert contracts."""
+    p = g.command(
+        contracts,
+        ("contracts", "issue"),
+        "contracts_issue",
+        "issue a contract",
+        "Give the agreement's text with --body-file or --body, and one --signer per\n"
+        "signer; --plan, --term, --amount and --currency are the terms it is signed on.",
+        'entitlements contracts issue organization:acme --title MSA --body-file msa.txt --signer "Ada Lovelace <ada@acme.test> (CEO)" --plan pro --amount 1200.00 --currency EUR',
     )
-    if want("contracts"):
-        p = command(
-            contracts,
-            ("contracts", "issue"),
-            "contracts_issue",
-            "issue a contract",
-            "Give the agreement's text with --body-file or --body, and one --signer per\n"
-            "signer; --plan, --term, --amount and --currency are the terms it is signed on.",
-            'entitlements contracts issue organization:acme --title MSA --body-file msa.txt --signer "Ada Lovelace <ada@acme.test> (CEO)" --plan pro --amount 1200.00 --currency EUR',
-        )
-        owner(p)
-        p.add_argument("--title", required=True)
-        p.add_argument("--body-file", metavar="FILE", help="the agreement's text, from a file")
-        p.add_argument("--body", help="the agreement's text")
-        p.add_argument(
-            "--signer",
-            action="append",
-            required=True,
-            type=inputs.signer,
-            help="'Name <email>' or 'Name <email> (role)'; repeat for each signer",
-        )
-        p.add_argument("--plan", help="the plan the contract converts to")
-        p.add_argument("--term", help="e.g. '12 months'")
-        p.add_argument("--amount", type=inputs.amount, help="e.g. 1188.00")
-        p.add_argument("--currency", help="ISO 4217, e.g. EUR")
-        p.add_argument("--sequential", action="store_true", help="signers sign in order")
-        p.add_argument(
-            "--key",
-            help="an idempotency key: the same command run again returns the first contract",
-        )
-        p = command(
-            contracts,
-            ("contracts", "send"),
-            "contracts_send",
-            "send signing links",
-            "Prints each signer's link once; the links are not stored.",
-            'entitlements contracts send organization:acme c-1 --link "https://app.example/sign/{token}"',
-        )
-        owner(p)
-        p.add_argument("id", help="the contract id")
-        p.add_argument(
-            "--link",
-            default="https://example.invalid/sign/{token}",
-            help="link template with {token}",
-        )
-        p = command(
-            contracts,
-            ("contracts", "list"),
-            "contracts_list",
-            "list an owner's contracts",
-            "Id, title, status, how many signers have signed, and the plan each converts to.",
-            "entitlements contracts list organization:acme",
-        )
-        owner(p)
-        p = command(
-            contracts,
-            ("contracts", "show"),
-            "contracts_show",
-            "show a contract, its terms and its signers by name and state",
-            "Signer names come from the personal data kept apart from the evidence\n"
-            "(shown as 'erased' once erased).",
-            "entitlements contracts show organization:acme c-1",
-            aliases=["status"],
-        )
-        owner(p)
-        p.add_argument("id", help="the contract id")
-        p = command(
-            contracts,
-            ("contracts", "verify"),
-            "contracts_verify",
-            "recompute every hash of a contract",
-            "Exit 0 when the evidence holds, 1 when a hash or link is broken.",
-            "entitlements contracts verify organization:acme c-1",
-        )
-        owner(p)
-        p.add_argument("id", help="the contract id")
-        p = command(
-            contracts,
-            ("contracts", "convert"),
-            "contracts_convert",
-            "convert the owner's trial from a completed contract",
-            "Onto the contract's plan and terms, linked to the contract and audited; refused\n"
-            "(nothing changed) unless every signer has signed and the evidence verifies.",
-            'entitlements contracts convert organization:acme c-1 --seats 12 --notes "MSA signed"',
-        )
-        owner(p)
-        p.add_argument("id", help="the contract id")
-        p.add_argument("--seats", type=inputs.count, help="purchased seats")
-        p.add_argument("--notes", help="free text kept on the subscription")
+    _owner(p)
+    p.add_argument("--title", required=True)
+    p.add_argument("--body-file", metavar="FILE", help="the agreement's text, from a file")
+    p.add_argument("--body", help="the agreement's text")
+    p.add_argument(
+        "--signer",
+        action="append",
+        required=True,
+        type=inputs.signer,
+        help="'Name <email>' or 'Name <email> (role)'; repeat for each signer",
+    )
+    p.add_argument("--plan", help="the plan the contract converts to")
+    p.add_argument("--term", help="e.g. '12 months'")
+    p.add_argument("--amount", type=inputs.amount, help="e.g. 1188.00")
+    p.add_argument("--currency", help="ISO 4217, e.g. EUR")
+    p.add_argument("--sequential", action="store_true", help="signers sign in order")
+    p.add_argument(
+        "--key",
+        help="an idempotency key: the same command run again returns the first contract",
+    )
+    p = g.command(
+        contracts,
+        ("contracts", "send"),
+        "contracts_send",
+        "send signing links",
+        "Prints each signer's link once; the links are not stored.",
+        'entitlements contracts send organization:acme c-1 --link "https://app.example/sign/{token}"',
+    )
+    _owner(p)
+    p.add_argument("id", help="the contract id")
+    p.add_argument(
+        "--link",
+        default="https://example.invalid/sign/{token}",
+        help="link template with {token}",
+    )
+    p = g.command(
+        contracts,
+        ("contracts", "list"),
+        "contracts_list",
+        "list an owner's contracts",
+        "Id, title, status, how many signers have signed, and the plan each converts to.",
+        "entitlements contracts list organization:acme",
+    )
+    _owner(p)
+    p = g.command(
+        contracts,
+        ("contracts", "show"),
+        "contracts_show",
+        "show a contract, its terms and its signers by name and state",
+        "Signer names come from the personal data kept apart from the evidence\n"
+        "(shown as 'erased' once erased).",
+        "entitlements contracts show organization:acme c-1",
+        aliases=["status"],
+    )
+    _owner(p)
+    p.add_argument("id", help="the contract id")
+    p = g.command(
+        contracts,
+        ("contracts", "verify"),
+        "contracts_verify",
+        "recompute every hash of a contract",
+        "Exit 0 when the evidence holds, 1 when a hash or link is broken.",
+        "entitlements contracts verify organization:acme c-1",
+    )
+    _owner(p)
+    p.add_argument("id", help="the contract id")
+    p = g.command(
+        contracts,
+        ("contracts", "convert"),
+        "contracts_convert",
+        "convert the owner's trial from a completed contract",
+        "Onto the contract's plan and terms, linked to the contract and audited; refused\n"
+        "(nothing changed) unless every signer has signed and the evidence verifies.",
+        'entitlements contracts convert organization:acme c-1 --seats 12 --notes "MSA signed"',
+    )
+    _owner(p)
+    p.add_argument("id", help="the contract id")
+    p.add_argument("--seats", type=inputs.count, help="purchased seats")
+    p.add_argument("--notes", help="free text kept on the subscription")
 
-    # -- audit, sweep, db ----------------------------------------------------------------
-    audit = group("audit", "the audit trail", "What was done to an owner, and its evidence.")
-    if want("audit"):
-        p = command(
-            audit,
-            ("audit", "list"),
-            "audit_list",
-            "everything done to an owner",
-            "Oldest first: when, who, what and why.",
-            "entitlements audit list organization:acme --json",
-        )
-        owner(p)
-        p = command(
-            audit,
-            ("audit", "verify"),
-            "audit_verify",
-            "verify the evidence chains of an owner's contracts",
-            "Exit 0 when every chain holds, 1 when one is broken.",
-            "entitlements audit verify organization:acme",
-        )
-        owner(p)
 
-    p = command(
-        groups,
+def _audit(g: _Grammar, audit: Any) -> None:
+    """The audit trail and its evidence."""
+    p = g.command(
+        audit,
+        ("audit", "list"),
+        "audit_list",
+        "everything done to an owner",
+        "Oldest first: when, who, what and why.",
+        "entitlements audit list organization:acme --json",
+    )
+    _owner(p)
+    p = g.command(
+        audit,
+        ("audit", "verify"),
+        "audit_verify",
+        "verify the evidence chains of an owner's contracts",
+        "Exit 0 when every chain holds, 1 when one is broken.",
+        "entitlements audit verify organization:acme",
+    )
+    _owner(p)
+
+
+def _sweep(g: _Grammar) -> None:
+    """Apply what time has made due."""
+    p = g.command(
+        g.groups,
         ("sweep",),
         "sweep",
         "apply what time has made due",
         "Trial ends, scheduled cancellations, renewals, override, reservation and contract\n"
         "expiries, in batches until nothing due is left; progress on stderr, and a final\n"
         "count of what remains (changes that conflicted and wait for the next run).\n"
-        "Run it from cron.",
-        "entitlements sweep --now 2027-01-01",
+        "Run it from cron. A --now ahead of the clock is refused unless --dry-run (see\n"
+        "what it would change) or --allow-future REASON (audited).",
+        "entitlements sweep --dry-run",
     )
     p.add_argument(
         "--batch",
@@ -560,25 +637,25 @@ def build(
         help="items of each kind per tenant per batch (default 500)",
     )
 
-    db = group("db", "the database schema", "Create, upgrade and inspect the schema.")
-    if want("db"):
-        command(
-            db,
-            ("db", "upgrade"),
-            "db_upgrade",
-            "create the schema, or upgrade it to this version's",
-            "Runs the shipped migrations; the only command that creates or changes the schema.",
-            "entitlements db upgrade --db postgresql+psycopg://app@db/app",
-        )
-        command(
-            db,
-            ("db", "current"),
-            "db_current",
-            "show the schema's revision and this version's",
-            "Exit 0 when up to date, 6 when there is no schema or it is behind.",
-            "entitlements db current",
-        )
-    return top, commands
+
+def _db(g: _Grammar, db: Any) -> None:
+    """Create, upgrade and inspect the schema."""
+    g.command(
+        db,
+        ("db", "upgrade"),
+        "db_upgrade",
+        "create the schema, or upgrade it to this version's",
+        "Runs the shipped migrations; the only command that creates or changes the schema.",
+        "entitlements db upgrade --db postgresql+psycopg://app@db/app",
+    )
+    g.command(
+        db,
+        ("db", "current"),
+        "db_current",
+        "show the schema's revision and this version's",
+        "Exit 0 when up to date, 6 when there is no schema or it is behind.",
+        "entitlements db current",
+    )
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:

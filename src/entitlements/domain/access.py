@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import attrs
 
 from entitlements.domain.checks import check_key, parse_enum
 from entitlements.domain.frozen import FrozenDict
-from entitlements.domain.subscription import SubscriptionStatus
+from entitlements.domain.subscription import Subscription, SubscriptionStatus
 from entitlements.errors import InvalidInput
 
-__all__ = ["Access", "AccessPolicy", "Source"]
+__all__ = ["Access", "AccessPolicy", "Source", "StatusAccess", "grace_end", "status_access"]
 
 
 class Access(enum.StrEnum):
@@ -114,3 +114,51 @@ class AccessPolicy:
             raise InvalidInput("past_due_grace", "must be a timedelta", self.past_due_grace)
         if self.past_due_grace < timedelta(0):
             raise InvalidInput("past_due_grace", "must not be negative", self.past_due_grace)
+
+
+@attrs.frozen
+class StatusAccess:
+    """What a subscription's status grants at one instant, why, and until when."""
+
+    access: Access
+    """What the status grants now."""
+    why: str
+    """The same in words (``past due, in grace until 2026-05-08 09:00``)."""
+    until: datetime | None
+    """When time alone changes it (the end of a past-due grace), or ``None``."""
+
+
+def grace_end(subscription: Subscription, policy: AccessPolicy) -> datetime | None:
+    """When the past-due grace of ``subscription`` ends, or ``None`` when no grace runs:
+    it is not past due, or the policy does not grant past-due owners full access (there is
+    nothing to lose then). Grace counts from when payment first failed
+    (``past_due_since``), through any suspension in between."""
+    if (
+        subscription.status is not SubscriptionStatus.PAST_DUE
+        or policy.by_status[SubscriptionStatus.PAST_DUE] is not Access.FULL
+        or subscription.past_due_since is None
+    ):
+        return None
+    return subscription.past_due_since + policy.past_due_grace
+
+
+def status_access(
+    subscription: Subscription | None, policy: AccessPolicy, now: datetime
+) -> StatusAccess:
+    """The past-due grace and status policy, decided in one place: what
+    ``subscription`` (already brought to ``now``) grants at ``now``. Resolution caps
+    every layer with it, loading a snapshot asks it whether the fallback plan is needed,
+    and a snapshot stays valid until its ``until`` (which is how the sweep and every
+    cache see a grace end: nothing is stored then, the answers change)."""
+    if subscription is None:
+        return StatusAccess(Access.FALLBACK, "no subscription", None)
+    status = subscription.status
+    access = policy.by_status[status]
+    ends = grace_end(subscription, policy)
+    if ends is None:
+        words = access.value.replace("_", "-")
+        return StatusAccess(access, f"status {status.value} grants {words} access", None)
+    if now >= ends:
+        since = f"{subscription.past_due_since:%Y-%m-%d}"
+        return StatusAccess(policy.after_grace, f"past due since {since}, grace ended", None)
+    return StatusAccess(access, f"past due, in grace until {ends:%Y-%m-%d %H:%M}", ends)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from entitlements.domain.actor import Actor, ActorKind
 from entitlements.domain.owner import Owner
-from entitlements.domain.plan import Plan, PlanStatus
+from entitlements.domain.plan import Plan
 from entitlements.domain.subscription import Subscription, SubscriptionStatus
 from entitlements.errors import BillingActionRequired
 
-__all__ = ["ON_HOLD", "check_may_assign", "grants_claims"]
+__all__ = ["ON_HOLD", "check_may_assign"]
 
 ON_HOLD = frozenset({SubscriptionStatus.PAST_DUE})
 """Statuses in which the owner's own plan changes wait for billing (seed 004's on hold)."""
@@ -36,8 +36,3 @@ def check_may_assign(
         and actor.kind is ActorKind.MEMBER
     ):
         raise BillingActionRequired(owner, live.status.value)
-
-
-def grants_claims(plan: Plan) -> bool:
-    """A retired plan grants nothing a token could carry: its owners get no claims."""
-    return plan.status is not PlanStatus.RETIRED

@@ -184,8 +184,25 @@ def check_document(value: object, field: str) -> dict[str, Any]:
 
 
 def _document_size(value: object, field: str, depth: int) -> int:
+    """About how many characters ``value`` takes as JSON, checking it on the way."""
     if depth > 16:
         raise InvalidInput(field, "is nested too deeply", value)
+    if isinstance(value, Mapping):
+        return _object_size(value, field, depth)
+    if isinstance(value, list | tuple):
+        return 2 + sum(_document_size(item, field, depth + 1) + 1 for item in value)
+    return _scalar_size(value, field)
+
+
+def _object_size(value: Mapping[Any, Any], field: str, depth: int) -> int:
+    total = 2
+    for key, item in value.items():
+        total += len(check_text(key, f"{field} key", max_length=255)) + 3
+        total += _document_size(item, field, depth + 1)
+    return total
+
+
+def _scalar_size(value: object, field: str) -> int:
     if value is None or isinstance(value, bool):
         return 5
     if isinstance(value, int):
@@ -198,14 +215,6 @@ def _document_size(value: object, field: str, depth: int) -> int:
         return 25
     if isinstance(value, str):
         return len(check_text(value, field, max_length=MAX_DOCUMENT)) + 2
-    if isinstance(value, Mapping):
-        total = 2
-        for key, item in value.items():
-            total += len(check_text(key, f"{field} key", max_length=255)) + 3
-            total += _document_size(item, field, depth + 1)
-        return total
-    if isinstance(value, list | tuple):
-        return 2 + sum(_document_size(item, field, depth + 1) + 1 for item in value)
     raise InvalidInput(field, f"must hold only JSON values, not {type(value).__name__}", value)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from entitlements.domain.instant import utc
+from entitlements.domain.instant import Period, utc
 from entitlements.domain.subscription import (
     RULES,
     Event,
@@ -60,32 +60,64 @@ def _underlying(subscription: Subscription) -> SubscriptionStatus:
     return subscription.status
 
 
-def _candidates(subscription: Subscription) -> list[tuple[datetime, int, Event]]:
+_Candidate = tuple[datetime, int, Event]
+"""A time-driven event, the instant it is due, and its rank among events due together."""
+
+
+def _ending(subscription: Subscription) -> _Candidate | None:
+    """The expiry date ends a live subscription, and fails a checkout still pending."""
+    if subscription.expires_at is None:
+        return None
+    if _allowed(subscription, Event.EXPIRE):
+        return subscription.expires_at, 0, Event.EXPIRE
+    if subscription.status is _S.PENDING:
+        return subscription.expires_at, 0, Event.FAIL
+    return None
+
+
+def _cancellation(subscription: Subscription) -> _Candidate | None:
+    """A cancellation scheduled for the period (or trial) end."""
+    cancel_at = subscription.cancel_effective_at
+    if cancel_at is None or not _allowed(subscription, Event.CANCEL):
+        return None
+    return cancel_at, 1, Event.CANCEL
+
+
+def _trial_end(subscription: Subscription) -> _Candidate | None:
+    """A trial's end, which a suspension does not stop."""
+    if _underlying(subscription) is not _S.TRIALING or subscription.trial_ends_at is None:
+        return None
+    return subscription.trial_ends_at, 2, Event.END_TRIAL
+
+
+def _addon_end(subscription: Subscription) -> _Candidate | None:
+    """The first add-on to run out."""
+    ends = [a.ends_at for a in subscription.addons if a.ends_at is not None]
+    if not ends or not _allowed(subscription, Event.CHANGE_ADDONS):
+        return None
+    return min(ends), 3, Event.CHANGE_ADDONS
+
+
+def _renewal(subscription: Subscription) -> _Candidate | None:
+    """The billing period's end, when it renews on a cycle."""
+    period = subscription.current_period
+    if period is None or subscription.cycle is None:
+        return None
+    if not _allowed(subscription, Event.RENEW_PERIOD):
+        return None
+    return period.end, 4, Event.RENEW_PERIOD
+
+
+_KINDS = (_ending, _cancellation, _trial_end, _addon_end, _renewal)
+
+
+def _candidates(subscription: Subscription) -> list[_Candidate]:
     """Every time-driven event that will happen to the subscription as it stands, with
     the instant it is due; ties break in the order listed."""
     if subscription.is_terminal:
         return []
-    out: list[tuple[datetime, int, Event]] = []
-    if subscription.expires_at is not None:
-        if _allowed(subscription, Event.EXPIRE):
-            out.append((subscription.expires_at, 0, Event.EXPIRE))
-        elif subscription.status is _S.PENDING:
-            out.append((subscription.expires_at, 0, Event.FAIL))
-    cancel_at = subscription.cancel_effective_at
-    if cancel_at is not None and _allowed(subscription, Event.CANCEL):
-        out.append((cancel_at, 1, Event.CANCEL))
-    if _underlying(subscription) is _S.TRIALING and subscription.trial_ends_at is not None:
-        out.append((subscription.trial_ends_at, 2, Event.END_TRIAL))
-    ends = [a.ends_at for a in subscription.addons if a.ends_at is not None]
-    if ends and _allowed(subscription, Event.CHANGE_ADDONS):
-        out.append((min(ends), 3, Event.CHANGE_ADDONS))
-    if (
-        subscription.current_period is not None
-        and subscription.cycle is not None
-        and _allowed(subscription, Event.RENEW_PERIOD)
-    ):
-        out.append((subscription.current_period.end, 4, Event.RENEW_PERIOD))
-    return out
+    found = (kind(subscription) for kind in _KINDS)
+    return [candidate for candidate in found if candidate is not None]
 
 
 def next_change_at(subscription: Subscription) -> datetime | None:
@@ -103,21 +135,27 @@ def next_due(subscription: Subscription, now: datetime) -> tuple[Event, datetime
     return event, at
 
 
+def _renewed_period(subscription: Subscription, now: datetime, *, jump: bool) -> Period:
+    """The period after a renewal: the next one, or (``jump``) straight the one that holds
+    ``now`` — or that ends just before the next other event — rather than one renewal per
+    elapsed period."""
+    cycle, period = subscription.cycle, subscription.current_period
+    assert cycle is not None
+    assert period is not None
+    anchor = subscription.cycle_anchor or period.start
+    if not jump:
+        return cycle.next_period(anchor, period)
+    others = [c[0] for c in _candidates(subscription) if c[2] is not Event.RENEW_PERIOD]
+    target = min([now, *(o - _TICK for o in others if o <= now)])
+    return cycle.period_containing(anchor, max(target, period.end))
+
+
 def _step_changes(
     subscription: Subscription, event: Event, at: datetime, now: datetime, *, jump: bool
 ) -> dict[str, Any]:
+    """The fields an event time caused changes besides the status."""
     if event is Event.RENEW_PERIOD:
-        cycle, period = subscription.cycle, subscription.current_period
-        assert cycle is not None
-        assert period is not None
-        anchor = subscription.cycle_anchor or period.start
-        if not jump:
-            return {"current_period": cycle.next_period(anchor, period)}
-        # straight to the period that holds `now` (or that ends just before the next other
-        # event) rather than one renewal per elapsed period
-        others = [c[0] for c in _candidates(subscription) if c[2] is not Event.RENEW_PERIOD]
-        target = min([now, *(o - _TICK for o in others if o <= now)])
-        return {"current_period": cycle.period_containing(anchor, max(target, period.end))}
+        return {"current_period": _renewed_period(subscription, now, jump=jump)}
     if event is Event.CHANGE_ADDONS:
         return {
             "addons": tuple(a for a in subscription.addons if a.ends_at is None or a.ends_at > at)

@@ -27,12 +27,14 @@ from entitlements.domain.checks import (
     parse_enum,
 )
 from entitlements.domain.frozen import FrozenDict
-from entitlements.errors import IllegalTransition, InvalidInput, PlanNotAssignable
+from entitlements.errors import IllegalTransition, InvalidInput, PlanNotAssignable, PlanRetired
 
 __all__ = [
     "ALL_ACTIONS",
+    "MAX_TRIAL_DAYS",
     "READ_ONLY",
     "Action",
+    "ByContract",
     "Combine",
     "Enforcement",
     "Feature",
@@ -41,6 +43,8 @@ __all__ = [
     "Plan",
     "PlanStatus",
     "Price",
+    "check_trial_days",
+    "price_label",
 ]
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -235,6 +239,26 @@ class Price:
     """How often it is charged; subscriptions to the plan roll their periods on it."""
 
 
+@attrs.frozen
+class ByContract:
+    """The price of a plan sold by contract (an "enterprise" plan): each customer's
+    contract sets the amount, so the plan has no list price — and is not free (the
+    one-free-plan rule ignores it; consoles show "by contract")."""
+
+    cycle: BillingCycle = attrs.field(factory=BillingCycle.monthly, converter=_cycle)
+    """How often it is billed; subscriptions to the plan roll their periods on it."""
+
+
+def price_label(price: Price | ByContract | None) -> str:
+    """How a price reads in a console or a terminal: ``free``, ``by contract`` or
+    ``49.00 EUR every 1 month`` (one wording everywhere it is shown)."""
+    if price is None:
+        return "free"
+    if isinstance(price, ByContract):
+        return "by contract"
+    return f"{price.amount} {price.currency} {price.cycle}"
+
+
 def _limits(value: Mapping[str, Limit]) -> Mapping[str, Limit]:
     out: FrozenDict[str, Limit] = FrozenDict()
     for name, limit in _mapping(value, "limits").items():
@@ -280,10 +304,12 @@ def _owner_kinds(value: Iterable[str]) -> frozenset[str]:
     return kinds
 
 
-def _price(value: object) -> Price | None:
-    if value is not None and not isinstance(value, Price):
+def _price(value: object) -> Price | ByContract | None:
+    if value is not None and not isinstance(value, Price | ByContract):
         raise InvalidInput(
-            "plan.price", "must be a Price (e.g. Price('9.99', 'EUR')) or None for free", value
+            "plan.price",
+            "must be a Price (e.g. Price('9.99', 'EUR')), ByContract() or None for free",
+            value,
         )
     return value
 
@@ -300,8 +326,19 @@ def _plan_key(value: object) -> str:
     return check_key(value, "plan.key")
 
 
+MAX_TRIAL_DAYS = 3650
+"""The longest trial, in days. The shortest is 0: a plan without a trial (``trial_days =
+0`` in a catalog), whose trial, if started anyway, ends the instant it starts."""
+
+
+def check_trial_days(value: object, field: str = "trial_days") -> int:
+    """The one definition of a trial's length, for a plan's ``trial_days`` and for the
+    ``trial_days`` a trial is started with alike: what a plan may say, a trial may run."""
+    return check_count(value, field, maximum=MAX_TRIAL_DAYS)
+
+
 def _trial_days(value: object) -> int:
-    return check_count(value, "plan.trial_days", maximum=3650)
+    return check_trial_days(value, "plan.trial_days")
 
 
 def _name(value: object) -> str:
@@ -325,8 +362,9 @@ class Plan:
     """The plan's limits by name (``seats``, ``api_calls``...)."""
     features: Mapping[str, Feature] = attrs.field(factory=dict, converter=as_features)
     """The plan's features by name; a bool is shorthand for ``Feature(enabled)``."""
-    price: Price | None = attrs.field(default=None, converter=_price)
-    """The price (``None``: a free plan)."""
+    price: Price | ByContract | None = attrs.field(default=None, converter=_price)
+    """The price: a list `Price`, `ByContract` (each customer's contract sets it), or
+    ``None`` for a free plan."""
     trial_days: int = attrs.field(default=90, converter=_trial_days)
     """How long a trial of this plan lasts unless the call says otherwise."""
     status: PlanStatus = attrs.field(default=PlanStatus.DRAFT, converter=_plan_status)
@@ -341,8 +379,18 @@ class Plan:
 
     @property
     def is_free(self) -> bool:
-        """Whether the plan has no price."""
+        """Whether the plan has no price (a plan priced `ByContract` is not free)."""
         return self.price is None
+
+    @property
+    def is_by_contract(self) -> bool:
+        """Whether each customer's contract sets the price (`ByContract`)."""
+        return isinstance(self.price, ByContract)
+
+    @property
+    def price_label(self) -> str:
+        """The price as consoles show it (`price_label`)."""
+        return price_label(self.price)
 
     def same_terms(self, other: Plan) -> bool:
         """Whether ``other`` has the same versioned terms, so a revision to it would not
@@ -364,6 +412,13 @@ class Plan:
             raise IllegalTransition(
                 "plan", self.key, self.status.value, f"make {to.value}", sources
             )
+
+    def check_grants_claims(self) -> None:
+        """Seed 004: a retired plan grants nothing a token could carry, so its owners get
+        no claims (`PlanRetired`); every other status does (an archived plan still serves
+        the owners that hold it)."""
+        if self.status is PlanStatus.RETIRED:
+            raise PlanRetired(self.key)
 
     def check_assignable(self, owner_kind: str, *, already_held: bool) -> None:
         """Seed 004's rules: only active plans go to new owners; an owner that already

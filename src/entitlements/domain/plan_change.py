@@ -18,6 +18,7 @@ __all__ = [
     "LimitChange",
     "PlanChangePreview",
     "SubscriptionChange",
+    "lowers_a_limit",
     "over_quota",
     "preview",
 ]
@@ -83,7 +84,8 @@ class PlanChangePreview:
     limits_lowered: tuple[LimitChange, ...]
     """Limits that go down."""
     over_quota: tuple[OverQuota, ...]
-    """Limits current usage would pass, which the over-quota policy refuses or reports."""
+    """Limits the change would bring below current usage: exactly what the change refuses
+    (``if_over_quota=REFUSE``) or applies and reports (`over_quota`)."""
     effective_at: datetime
     """When the change would apply."""
 
@@ -103,36 +105,68 @@ def _granted(snapshot: Snapshot, key: str) -> frozenset[Action]:
     return frozenset(a for a in Action if snapshot.allows(key, a))
 
 
-def over_quota(after: Snapshot, usage: Mapping[str, int]) -> tuple[OverQuota, ...]:
-    """Limits of ``after`` that the usage passes (``usage`` maps metric to units in use)."""
+def lowers_a_limit(before: Snapshot, after: Snapshot) -> bool:
+    """Whether the change brings any limit down (or puts a limit where there was none):
+    only then can usage be over a limit because of it, so only then is usage worth
+    reading. Every limit ``before`` defines is compared, and seats always."""
+    for metric in (*before.limits, "seats"):
+        was, will = before.limit(metric, 0), after.limit(metric, 0)
+        if will is not None and (was is None or will < was):
+            return True
+    return False
+
+
+def over_quota(
+    before: Snapshot, after: Snapshot, usage: Mapping[str, int]
+) -> tuple[OverQuota, ...]:
+    """The over-quota rule, the one both a preview and the change itself apply: the limits
+    of ``after`` that current ``usage`` (metric to units in use) passes *because of the
+    change*, that is where the limit came down (or was unlimited before). An owner already
+    over a soft limit the change keeps or raises is not news, and a change that keeps or
+    raises every limit is never refused for it."""
     found = []
     for metric in sorted(usage):
         limit = after.limit(metric, 0)
-        if limit is not None and usage[metric] > limit:
+        if limit is None or usage[metric] <= limit:
+            continue
+        was = before.limit(metric, 0)
+        if was is None or limit < was:
             found.append(OverQuota(metric, limit, usage[metric]))
     return tuple(found)
+
+
+def _feature_changes(before: Snapshot, after: Snapshot) -> list[FeatureChange]:
+    """Every feature either side decides, with the actions each grants."""
+    keys = {d.key for d in (*before.explain_all(), *after.explain_all()) if d.limit is None}
+    return [FeatureChange(k, _granted(before, k), _granted(after, k)) for k in sorted(keys)]
+
+
+def _limit_changes(before: Snapshot, after: Snapshot) -> list[LimitChange]:
+    """Every limit whose value differs between the two sides."""
+    names = sorted(set(before.limits) | set(after.limits))
+    pairs = ((n, before.limit(n, 0), after.limit(n, 0)) for n in names)
+    return [LimitChange(n, was, will) for n, was, will in pairs if was != will]
+
+
+def _plan_of(snapshot: Snapshot) -> tuple[str, int] | None:
+    if snapshot.plan_key is None:
+        return None
+    return snapshot.plan_key, snapshot.plan_version or 0
 
 
 def preview(
     before: Snapshot, after: Snapshot, usage: Mapping[str, int], at: datetime
 ) -> PlanChangePreview:
-    keys = {d.key for d in before.explain_all() if d.limit is None} | {
-        d.key for d in after.explain_all() if d.limit is None
-    }
-    changes = [FeatureChange(k, _granted(before, k), _granted(after, k)) for k in sorted(keys)]
-    names = sorted(set(before.limits) | set(after.limits))
-    limits = [
-        LimitChange(n, before.limit(n, 0), after.limit(n, 0))
-        for n in names
-        if before.limit(n, 0) != after.limit(n, 0)
-    ]
+    """What moving from ``before`` to ``after`` does, with ``usage`` in use at ``at``."""
+    features = _feature_changes(before, after)
+    limits = _limit_changes(before, after)
     return PlanChangePreview(
-        from_plan=None if before.plan_key is None else (before.plan_key, before.plan_version or 0),
-        to_plan=None if after.plan_key is None else (after.plan_key, after.plan_version or 0),
-        features_gained=tuple(c for c in changes if c.gained),
-        features_lost=tuple(c for c in changes if c.lost),
+        from_plan=_plan_of(before),
+        to_plan=_plan_of(after),
+        features_gained=tuple(c for c in features if c.gained),
+        features_lost=tuple(c for c in features if c.lost),
         limits_raised=tuple(c for c in limits if c.raised),
         limits_lowered=tuple(c for c in limits if not c.raised),
-        over_quota=over_quota(after, usage),
+        over_quota=over_quota(before, after, usage),
         effective_at=at,
     )

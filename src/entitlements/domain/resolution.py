@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
 import attrs
 
-from entitlements.domain.access import Access, AccessPolicy, Source
+from entitlements.domain.access import Access, AccessPolicy, Source, status_access
 from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.checks import parse_enum
@@ -329,6 +329,13 @@ class Snapshot:
         allowed = feature in self._full if act is None else act in granted
         if allowed:
             return attrs.evolve(base, value=True, action=act, actions=granted)
+        return self._explain_denied(base, act, granted)
+
+    def _explain_denied(
+        self, base: Decision, act: Action | None, granted: frozenset[Action]
+    ) -> Decision:
+        """Why a feature some layer decided is not allowed (for ``act``): turned off, capped
+        by a read-only status, or granted for other actions only."""
         if not base.actions:
             return attrs.evolve(base, value=False, action=act)
         capped = self.access is Access.READ_ONLY and (act is None or act in base.actions)
@@ -366,28 +373,71 @@ class Snapshot:
         return tuple(self._features_explained.values()) + tuple(self._limits_explained.values())
 
 
-def _status_access(
-    subscription: Subscription | None, policy: AccessPolicy, now: datetime
-) -> tuple[Access, str, datetime | None]:
-    """The access the status grants, a sentence saying why, and when that changes."""
-    if subscription is None:
-        return Access.FALLBACK, "no subscription", None
-    status = subscription.status
-    access = policy.by_status[status]
-    if (
-        status is SubscriptionStatus.PAST_DUE
-        and access is Access.FULL
-        and subscription.past_due_since
-    ):
-        grace_end = subscription.past_due_since + policy.past_due_grace
-        if now >= grace_end:
-            return (
-                policy.after_grace,
-                f"past due since {subscription.past_due_since:%Y-%m-%d}, grace ended",
-                None,
-            )
-        return access, f"past due, in grace until {grace_end:%Y-%m-%d %H:%M}", grace_end
-    return access, f"status {status.value} grants {access.value.replace('_', '-')} access", None
+def _until(override: Override) -> str:
+    return f" until {override.expires_at:%Y-%m-%d}" if override.expires_at else ""
+
+
+def _override_feature(
+    key: str, override: Override | None, status: SubscriptionStatus | None
+) -> Decision | None:
+    """An override decides a feature whether it turns it on or off."""
+    if override is None:
+        return None
+    actions = (override.actions or ALL_ACTIONS) if override.enabled else _EMPTY
+    return Decision(
+        key,
+        bool(actions),
+        Reason.OVERRIDE if override.enabled else Reason.DISABLED,
+        Source.OVERRIDE,
+        f"override by {override.actor}: {override.reason}{_until(override)}",
+        status,
+        actions=actions,
+    )
+
+
+def _addon_feature(
+    key: str, addons: tuple[AddOn, ...], status: SubscriptionStatus | None
+) -> Decision | None:
+    """Add-ons only grant: the union of what the add-ons that enable the feature grant."""
+    granting = [a for a in addons if key in a.features and a.features[key].enabled]
+    if not granting:
+        return None
+    actions = frozenset().union(*(a.features[key].granted_actions for a in granting))
+    names = ", ".join(a.key for a in granting)
+    return Decision(
+        key, True, Reason.ADDON, Source.ADDON, f"add-on {names}", status, actions=actions
+    )
+
+
+def _plan_feature(
+    key: str, plan: Plan | None, plan_source: Source, status: SubscriptionStatus | None
+) -> Decision | None:
+    """The plan (or the fallback plan) decides the features it lists, on or off."""
+    if plan is None or key not in plan.features:
+        return None
+    feature = plan.features[key]
+    actions = feature.granted_actions
+    reason = Reason.FALLBACK if plan_source is Source.FALLBACK else Reason.PLAN
+    return Decision(
+        key,
+        bool(actions),
+        reason if feature.enabled else Reason.DISABLED,
+        plan_source,
+        f"plan {plan.key} v{plan.version}",
+        status,
+        actions=actions,
+    )
+
+
+def _feature_keys(
+    plan: Plan | None, addons: tuple[AddOn, ...], by_key: Mapping[str, Override]
+) -> tuple[list[str], set[str]]:
+    """Every feature some layer names, sorted, and those an add-on or override touches."""
+    touched: set[str] = set(by_key)
+    for addon in addons:
+        touched.update(addon.features)
+    keys = touched | (set(plan.features) if plan else set())
+    return sorted(keys), touched
 
 
 def _feature_decisions(
@@ -399,70 +449,35 @@ def _feature_decisions(
     status: SubscriptionStatus | None,
     shared: Mapping[str, Decision] | None = None,
 ) -> dict[str, Decision]:
-    """With ``shared`` (the plan's own decisions), keys that no add-on or override
+    """Each feature decided by the first layer, in the policy's precedence, that has a
+    say. With ``shared`` (the plan's own decisions), keys that no add-on or override
     touches reuse the plan's decision objects."""
-    keys: set[str] = set(plan.features) if plan else set()
-    touched: set[str] = set()
-    for addon in addons:
-        touched.update(addon.features)
     by_key = {o.key: o for o in overrides if o.kind is OverrideKind.FEATURE}
-    touched.update(by_key)
-    keys.update(touched)
+    keys, touched = _feature_keys(plan, addons, by_key)
+    layers = {
+        Source.OVERRIDE: lambda key: _override_feature(key, by_key.get(key), status),
+        Source.ADDON: lambda key: _addon_feature(key, addons, status),
+        Source.PLAN: lambda key: _plan_feature(key, plan, plan_source, status),
+    }
+    ordered = [layers[layer] for layer in policy.precedence]
     out: dict[str, Decision] = {}
-    for key in sorted(keys):
+    for key in keys:
         if shared is not None and key not in touched:
-            if key in shared:
-                out[key] = shared[key]
-            continue
-        decision: Decision | None = None
-        for layer in policy.precedence:
-            if layer is Source.OVERRIDE and key in by_key:
-                o = by_key[key]
-                actions = _EMPTY if not o.enabled else (o.actions or ALL_ACTIONS)
-                until = f" until {o.expires_at:%Y-%m-%d}" if o.expires_at else ""
-                decision = Decision(
-                    key,
-                    bool(actions),
-                    Reason.OVERRIDE if o.enabled else Reason.DISABLED,
-                    Source.OVERRIDE,
-                    f"override by {o.actor}: {o.reason}{until}",
-                    status,
-                    actions=actions,
-                )
-            elif layer is Source.ADDON:
-                granting = [a for a in addons if key in a.features and a.features[key].enabled]
-                if granting:
-                    actions = frozenset().union(
-                        *(a.features[key].granted_actions for a in granting)
-                    )
-                    names = ", ".join(a.key for a in granting)
-                    decision = Decision(
-                        key,
-                        True,
-                        Reason.ADDON,
-                        Source.ADDON,
-                        f"add-on {names}",
-                        status,
-                        actions=actions,
-                    )
-            elif layer is Source.PLAN and plan is not None and key in plan.features:
-                feature = plan.features[key]
-                actions = feature.granted_actions
-                reason = Reason.FALLBACK if plan_source is Source.FALLBACK else Reason.PLAN
-                decision = Decision(
-                    key,
-                    bool(actions),
-                    reason if feature.enabled else Reason.DISABLED,
-                    plan_source,
-                    f"plan {plan.key} v{plan.version}",
-                    status,
-                    actions=actions,
-                )
-            if decision is not None:
-                break
+            decision = shared.get(key)
+        else:
+            decision = _first_say(key, ordered)
         if decision is not None:
             out[key] = decision
     return out
+
+
+def _first_say(key: str, layers: list[Callable[[str], Decision | None]]) -> Decision | None:
+    """The decision of the first layer that has one about ``key``."""
+    for layer in layers:
+        decision = layer(key)
+        if decision is not None:
+            return decision
+    return None
 
 
 def _combine(mode: Combine, current: int | None, extra: int | None) -> int | None:
@@ -471,6 +486,68 @@ def _combine(mode: Combine, current: int | None, extra: int | None) -> int | Non
     if current is None or extra is None:
         return None
     return current + extra if mode is Combine.SUM else max(current, extra)
+
+
+_LimitAnswer = tuple[int | None, Source, Reason, str]
+"""A limit's value so far, with the source, reason and words that explain it."""
+
+
+def _plan_limit(
+    key: str, plan: Plan | None, plan_source: Source, purchased: int | None
+) -> tuple[Limit, _LimitAnswer]:
+    """The limit's definition and the plan's value for it: the seats bought replace the
+    plan's seat limit; a limit the plan does not define is 0 (checks fail closed)."""
+    definition = plan.limits.get(key) if plan else None
+    answer: _LimitAnswer
+    if definition is None or plan is None:
+        definition = Limit(0, kind=LimitKind.SEATS if key == SEATS else LimitKind.GAUGE)
+        answer = (0, Source.NONE, Reason.UNKNOWN, "not in the plan")
+    else:
+        reason = Reason.FALLBACK if plan_source is Source.FALLBACK else Reason.PLAN
+        answer = (definition.value, plan_source, reason, f"plan {plan.key} v{plan.version}")
+    if key == SEATS and purchased is not None:
+        answer = (purchased, Source.PLAN, Reason.PURCHASED_SEATS, "purchased seats")
+    return definition, answer
+
+
+def _addon_limit(
+    key: str, definition: Limit, answer: _LimitAnswer, addons: tuple[AddOn, ...]
+) -> _LimitAnswer:
+    """Add-ons combine their amounts with the value so far, as the limit says (sum, max,
+    replace)."""
+    contributing = [a for a in addons if key in a.limits]
+    if not contributing:
+        return answer
+    value, _, _, detail = answer
+    for addon in contributing:
+        value = _combine(definition.combine, value, addon.amount(key))
+    names = ", ".join(f"{a.key} x{a.quantity}" for a in contributing)
+    detail = f"{detail}; add-on {names}" if detail else f"add-on {names}"
+    return value, Source.ADDON, Reason.ADDON, detail
+
+
+def _override_limit(override: Override | None, answer: _LimitAnswer) -> _LimitAnswer:
+    """An override sets the value, whatever the layers below said."""
+    if override is None:
+        return answer
+    detail = f"override by {override.actor}: {override.reason}{_until(override)}"
+    return override.value, Source.OVERRIDE, Reason.OVERRIDE, detail
+
+
+def _limit_keys(
+    plan: Plan | None,
+    addons: tuple[AddOn, ...],
+    by_key: Mapping[str, Override],
+    purchased: int | None,
+) -> tuple[list[str], set[str]]:
+    """Every limit some layer names, sorted, and those an add-on or override touches."""
+    touched: set[str] = set(by_key)
+    for addon in addons:
+        touched.update(addon.limits)
+    keys = touched | (set(plan.limits) if plan else set())
+    if purchased is not None:
+        keys.add(SEATS)
+    return sorted(keys), touched
 
 
 def _limit_decisions(
@@ -482,52 +559,20 @@ def _limit_decisions(
     status: SubscriptionStatus | None,
     shared: Mapping[str, Decision] | None = None,
 ) -> dict[str, Decision]:
+    """Each limit built up layer on layer: the plan's value (or the seats bought), the
+    add-ons combined with it, an override over all. With ``shared`` (the plan's own
+    decisions), keys that no add-on or override touches reuse the plan's decisions."""
     by_key = {o.key: o for o in overrides if o.kind is OverrideKind.LIMIT}
-    keys: set[str] = set(plan.limits) if plan else set()
-    touched: set[str] = set(by_key)
-    for addon in addons:
-        touched.update(addon.limits)
-    keys.update(touched)
     purchased = _purchased(subscription, plan_source)
-    if purchased is not None:
-        keys.add(SEATS)
+    keys, touched = _limit_keys(plan, addons, by_key, purchased)
     out: dict[str, Decision] = {}
-    for key in sorted(keys):
+    for key in keys:
         if shared is not None and key not in touched and key in shared:
             out[key] = shared[key]
             continue
-        definition = plan.limits.get(key) if plan else None
-        if definition is None:
-            definition = Limit(0, kind=LimitKind.SEATS if key == SEATS else LimitKind.GAUGE)
-            value: int | None = 0
-            source, reason, detail = Source.NONE, Reason.UNKNOWN, "not in the plan"
-        else:
-            value = definition.value
-            source = plan_source
-            reason = Reason.FALLBACK if plan_source is Source.FALLBACK else Reason.PLAN
-            detail = f"plan {plan.key} v{plan.version}" if plan else ""
-        if key == SEATS and purchased is not None:
-            value, source, reason, detail = (
-                purchased,
-                Source.PLAN,
-                Reason.PURCHASED_SEATS,
-                "purchased seats",
-            )
-        contributing = [a for a in addons if key in a.limits]
-        for addon in contributing:
-            value = _combine(definition.combine, value, addon.amount(key))
-        if contributing:
-            source, reason = Source.ADDON, Reason.ADDON
-            detail += (
-                ("; " if detail else "")
-                + "add-on "
-                + ", ".join(f"{a.key} x{a.quantity}" for a in contributing)
-            )
-        if key in by_key:
-            o = by_key[key]
-            value, source, reason = o.value, Source.OVERRIDE, Reason.OVERRIDE
-            until = f" until {o.expires_at:%Y-%m-%d}" if o.expires_at else ""
-            detail = f"override by {o.actor}: {o.reason}{until}"
+        definition, answer = _plan_limit(key, plan, plan_source, purchased)
+        answer = _override_limit(by_key.get(key), _addon_limit(key, definition, answer, addons))
+        value, source, reason, detail = answer
         out[key] = Decision(key, value, reason, source, detail, status, limit=definition)
     return out
 
@@ -652,12 +697,63 @@ def resolve(
     if subscription is not None:
         subscription = as_of(subscription, now)
     status = subscription.status if subscription is not None else None
-    access, why, access_changes_at = _status_access(subscription, policy, now)
-    active = [o for o in overrides if o.is_active(now)]
+    layers = _layers(subscription, plan, fallback, overrides, policy, now)
+    terms = _terms(layers, subscription, policy, status)
+    usage_period = usage_period_of(subscription, now)
+    valid_until = _valid_until(layers, usage_period, subscription)
+    base = layers.base
+    return Snapshot(
+        owner=owner,
+        status=status,
+        access=layers.access,
+        plan_key=base.key if base else None,
+        plan_version=base.version if base else None,
+        resolved_at=now,
+        valid_until=valid_until,
+        usage_period=usage_period,
+        revision=revision,
+        resolved_ts=now.timestamp(),
+        expires_ts=math.inf if valid_until is None else valid_until.timestamp(),
+        full=terms.full,
+        granted=terms.granted,
+        limits=terms.limit_values,
+        features_explained=terms.features,
+        limits_explained=terms.limits,
+        denied=_SMALL.once(_denied(subscription, layers, status)),
+        access_why=_SMALL.once(layers.why),
+    )
 
-    base: Plan | None = plan
-    plan_source = Source.PLAN
+
+@attrs.frozen
+class _Layers:
+    """What decides an owner's answers once the status policy has spoken: the access, why,
+    the plan (its own, the fallback or none), its add-ons and the overrides in force."""
+
+    access: Access
+    why: str
+    until: datetime | None
+    base: Plan | None
+    plan_source: Source
+    addons: tuple[AddOn, ...]
+    active: list[Override]
+
+
+def _layers(
+    subscription: Subscription | None,
+    plan: Plan | None,
+    fallback: Plan | None,
+    overrides: Iterable[Override],
+    policy: AccessPolicy,
+    now: datetime,
+) -> _Layers:
+    """The status policy caps every layer: a status that falls back swaps the plan for the
+    fallback plan (or nothing) and drops the add-ons; one that grants nothing drops the
+    overrides too."""
+    standing = status_access(subscription, policy, now)
+    access, why = standing.access, standing.why
+    base, plan_source = plan, Source.PLAN
     addons = subscription.addons if subscription is not None else ()
+    active = [o for o in overrides if o.is_active(now)]
     if access is Access.FALLBACK:
         base, plan_source, addons = fallback, Source.FALLBACK, ()
         if fallback is None:
@@ -667,71 +763,68 @@ def resolve(
             why = f"{why} (plan {fallback.key})"
     if access is Access.NONE:
         base, addons, active = None, (), []
+    return _Layers(access, why, standing.until, base, plan_source, addons, active)
 
-    plan_features = _plan_features(base, plan_source, policy, status)
-    plan_limits = _plan_limits(base, plan_source, subscription, status)
-    if addons or active:
-        features: Mapping[str, Decision] = _feature_decisions(
-            base, plan_source, addons, active, policy, status, plan_features
-        )
-        limits: Mapping[str, Decision] = _limit_decisions(
-            base, plan_source, subscription, addons, active, status, plan_limits
-        )
-    else:
-        features, limits = plan_features, plan_limits
-    if subscription is None and base is None:
-        denied = Decision(
-            "",
-            False,
-            Reason.NO_SUBSCRIPTION,
-            Source.NONE,
-            "no subscription and no fallback plan",
-            None,
-        )
-    elif access is Access.NONE:
-        denied = Decision("", False, Reason.STATUS, Source.STATUS_POLICY, why, status)
-    else:
-        denied = Decision(
-            "", False, Reason.UNKNOWN, Source.NONE, "no plan, add-on or override grants it", status
-        )
 
-    usage_period = usage_period_of(subscription, now)
-    expiries = [o.expires_at for o in active if o.expires_at is not None]
-    expiries.append(usage_period.end)
-    changes = [
-        t
-        for t in (
-            *expiries,
-            access_changes_at,
-            subscription.next_change_at() if subscription else None,
-        )
-        if t
-    ]
+@attrs.frozen
+class _Terms:
+    features: Mapping[str, Decision]
+    limits: Mapping[str, Decision]
+    full: frozenset[str]
+    granted: Mapping[str, frozenset[Action]]
+    limit_values: Mapping[str, int | None]
 
-    cap = READ_ONLY if access is Access.READ_ONLY else ALL_ACTIONS
-    if features is plan_features:
-        full, granted = _shared_grants(features, cap)
-    else:
-        full, granted = _grants(features, cap)
-    limit_values = _shared_limit_values(limits) if limits is plan_limits else _limit_values(limits)
-    valid_until = min(changes) if changes else None
-    return Snapshot(
-        owner=owner,
-        status=status,
-        access=access,
-        plan_key=base.key if base else None,
-        plan_version=base.version if base else None,
-        resolved_at=now,
-        valid_until=valid_until,
-        usage_period=usage_period,
-        revision=revision,
-        resolved_ts=now.timestamp(),
-        expires_ts=math.inf if valid_until is None else valid_until.timestamp(),
-        full=full,
-        granted=granted,
-        limits=limit_values,
-        features_explained=features,
-        limits_explained=limits,
-        denied=_SMALL.once(denied),
-        access_why=_SMALL.once(why),
+
+def _terms(
+    layers: _Layers,
+    subscription: Subscription | None,
+    policy: AccessPolicy,
+    status: SubscriptionStatus | None,
+) -> _Terms:
+    """The decisions and the maps the warm path reads; an owner with no add-on or
+    override in force shares the plan version's, computed once."""
+    base, source = layers.base, layers.plan_source
+    plan_features = _plan_features(base, source, policy, status)
+    plan_limits = _plan_limits(base, source, subscription, status)
+    cap = READ_ONLY if layers.access is Access.READ_ONLY else ALL_ACTIONS
+    if not (layers.addons or layers.active):
+        full, granted = _shared_grants(plan_features, cap)
+        return _Terms(plan_features, plan_limits, full, granted, _shared_limit_values(plan_limits))
+    features = _feature_decisions(
+        base, source, layers.addons, layers.active, policy, status, plan_features
     )
+    limits = _limit_decisions(
+        base, source, subscription, layers.addons, layers.active, status, plan_limits
+    )
+    full, granted = _grants(features, cap)
+    return _Terms(features, limits, full, granted, _limit_values(limits))
+
+
+def _denied(
+    subscription: Subscription | None, layers: _Layers, status: SubscriptionStatus | None
+) -> Decision:
+    """The answer for what nothing grants, and why."""
+    if subscription is None and layers.base is None:
+        reason, source, why = Reason.NO_SUBSCRIPTION, Source.NONE, _NO_SUBSCRIPTION
+    elif layers.access is Access.NONE:
+        reason, source, why = Reason.STATUS, Source.STATUS_POLICY, layers.why
+    else:
+        reason, source, why = Reason.UNKNOWN, Source.NONE, _NOTHING_GRANTS
+    return Decision("", False, reason, source, why, status)
+
+
+_NO_SUBSCRIPTION = "no subscription and no fallback plan"
+_NOTHING_GRANTS = "no plan, add-on or override grants it"
+
+
+def _valid_until(
+    layers: _Layers, usage_period: Period, subscription: Subscription | None
+) -> datetime | None:
+    """The next instant time alone changes an answer: an override ends, the usage period
+    ends, a grace ends, or time changes the subscription (a trial end, an expiry...)."""
+    changes = [o.expires_at for o in layers.active if o.expires_at is not None]
+    changes.append(usage_period.end)
+    for t in (layers.until, subscription.next_change_at() if subscription else None):
+        if t:
+            changes.append(t)
+    return min(changes)

@@ -374,6 +374,69 @@ def check_allowed(subscription: Subscription | None, event: Event) -> Transition
     return rule
 
 
+def _refused(subscription: Subscription, rule: Transition, why: str) -> IllegalTransition:
+    return IllegalTransition(
+        "subscription",
+        subscription.id,
+        f"{subscription.status.value} ({why})",
+        rule.event.value,
+        tuple(sorted(rule.sources)),
+    )
+
+
+def _cancel_flag(subscription: Subscription, rule: Transition) -> dict[str, Any]:
+    """Scheduling a cancellation needs an end to cancel at (the period's, or a trial's)
+    and none scheduled already; withdrawing one needs one scheduled."""
+    if rule.event is Event.SCHEDULE_CANCEL:
+        if subscription.cancel_at_period_end:
+            raise _refused(subscription, rule, "cancel already scheduled")
+        if subscription.current_period is None and (
+            subscription.status is not _S.TRIALING or subscription.trial_ends_at is None
+        ):
+            raise InvalidInput(
+                "cancel_at_period_end",
+                "this subscription has no billing period to end; cancel it now or set expires_at",
+            )
+        return {"cancel_at_period_end": True}
+    if rule.event is Event.UNDO_CANCEL:
+        if not subscription.cancel_at_period_end:
+            raise _refused(subscription, rule, "no cancel scheduled")
+        return {"cancel_at_period_end": False}
+    return {}
+
+
+def _target(subscription: Subscription, rule: Transition) -> SubscriptionStatus:
+    if rule.target == SAME:
+        return subscription.status
+    if rule.target == PREVIOUS:
+        return subscription.suspended_from or _S.ACTIVE
+    return SubscriptionStatus(rule.target)
+
+
+def _bookkeeping(
+    subscription: Subscription, status: SubscriptionStatus, changes: dict[str, Any], now: datetime
+) -> None:
+    """What each status carries, set in one place: what a suspension resumes to (set once,
+    when it begins: events that keep the status must not overwrite it), since when a
+    payment is overdue (through any suspension and resumption in between), when it was
+    canceled."""
+    if status is _S.SUSPENDED:
+        if subscription.status is not _S.SUSPENDED:
+            changes["suspended_from"] = subscription.status
+    else:
+        changes["suspended_from"] = None
+    underlying = changes.get("suspended_from", subscription.suspended_from)
+    if (underlying if status is _S.SUSPENDED else status) is _S.PAST_DUE:
+        changes.setdefault("past_due_since", subscription.past_due_since or now)
+    else:
+        changes.setdefault("past_due_since", None)
+    if status in TERMINAL:
+        changes.setdefault(
+            "canceled_at", now if status is _S.CANCELED else subscription.canceled_at
+        )
+        changes["cancel_at_period_end"] = False
+
+
 def transition(
     subscription: Subscription, event: Event, now: datetime, **changes: Any
 ) -> Subscription:
@@ -389,60 +452,9 @@ def transition(
             "subscription", subscription.id, subscription.status.value, event.value, (NEW,)
         )
     rule = check_allowed(subscription, event)
-    if event is Event.SCHEDULE_CANCEL:
-        if subscription.cancel_at_period_end:
-            raise IllegalTransition(
-                "subscription",
-                subscription.id,
-                f"{subscription.status.value} (cancel already scheduled)",
-                event.value,
-                tuple(sorted(rule.sources)),
-            )
-        if subscription.current_period is None and (
-            subscription.status is not _S.TRIALING or subscription.trial_ends_at is None
-        ):
-            raise InvalidInput(
-                "cancel_at_period_end",
-                "this subscription has no billing period to end; cancel it now or set expires_at",
-            )
-        changes["cancel_at_period_end"] = True
-    elif event is Event.UNDO_CANCEL:
-        if not subscription.cancel_at_period_end:
-            raise IllegalTransition(
-                "subscription",
-                subscription.id,
-                f"{subscription.status.value} (no cancel scheduled)",
-                event.value,
-                tuple(sorted(rule.sources)),
-            )
-        changes["cancel_at_period_end"] = False
-
-    if rule.target == SAME:
-        status = subscription.status
-    elif rule.target == PREVIOUS:
-        status = subscription.suspended_from or _S.ACTIVE
-    else:
-        status = SubscriptionStatus(rule.target)
-
-    # what a suspension returns to is set once, when it begins: events that keep the
-    # status (amend, seats, renewals) must not overwrite it
-    if status is _S.SUSPENDED:
-        if subscription.status is not _S.SUSPENDED:
-            changes["suspended_from"] = subscription.status
-    else:
-        changes["suspended_from"] = None
-    # grace counts from when the subscription first became past due, through any
-    # suspension and resumption in between
-    underlying = changes.get("suspended_from", subscription.suspended_from)
-    if (underlying if status is _S.SUSPENDED else status) is _S.PAST_DUE:
-        changes.setdefault("past_due_since", subscription.past_due_since or now)
-    else:
-        changes.setdefault("past_due_since", None)
-    if status in TERMINAL:
-        changes.setdefault(
-            "canceled_at", now if status is _S.CANCELED else subscription.canceled_at
-        )
-        changes["cancel_at_period_end"] = False
+    changes.update(_cancel_flag(subscription, rule))
+    status = _target(subscription, rule)
+    _bookkeeping(subscription, status, changes, now)
     return attrs.evolve(subscription, status=status, updated_at=now, **changes)
 
 

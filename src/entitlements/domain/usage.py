@@ -6,6 +6,12 @@ metered limits start a new counter each billing period (old ones stay as history
 gauges and seats have one counter for all time (period `FOREVER`). A decision is a pure
 function of the snapshot's limit, the counter and the amount, so the same rule holds on
 the request path and inside the unit of work that records.
+
+Charging (``consume``, batches, reservations, gauges) goes through one kernel: a
+`Charge` made by `charge` carries the hard-limit ceiling the store counts under (`within`
+is that rule), says whether the terms refuse it whatever the counter holds, and
+`charged` turns what the store did — counted, or found the idempotency key recorded —
+into the caller's decision: key reuse refused, over-limit facts set.
 """
 
 from __future__ import annotations
@@ -24,12 +30,14 @@ from entitlements.domain.instant import as_optional_utc, as_utc, aware, optional
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Enforcement, Limit, LimitKind
 from entitlements.domain.resolution import Reason, Snapshot
-from entitlements.errors import InvalidInput
+from entitlements.errors import IdempotencyKeyReused, InvalidInput
 
 __all__ = [
     "FOREVER",
     "MAX_AMOUNT",
+    "Charge",
     "Counter",
+    "MetricTerms",
     "OverQuota",
     "OverQuotaPolicy",
     "Reservation",
@@ -37,9 +45,14 @@ __all__ = [
     "SeatAssignment",
     "UsageDecision",
     "UsageRecord",
+    "charge",
+    "charged",
     "check_amount",
     "decide",
+    "fallback_guard",
+    "metric_terms",
     "usage_period_start",
+    "within",
 ]
 
 MAX_AMOUNT = 10**12
@@ -272,7 +285,7 @@ def decide(snapshot: Snapshot, metric: str, counter: Counter, requested: int) ->
     definition = explained.limit or Limit(0)
     limit = snapshot.limit(metric, 0)
     committed = counter.used + counter.reserved
-    fits = limit is None or committed + requested <= limit
+    fits = within(limit, committed + requested, 0)
     decision = UsageDecision(
         owner=snapshot.owner,
         metric=metric,
@@ -305,3 +318,144 @@ def decide(snapshot: Snapshot, metric: str, counter: Counter, requested: int) ->
             detail=f"{explained.detail}; soft limit {limit} passed",
         )
     return decision._replace(detail=f"{explained.detail}; hard limit {limit} reached")
+
+
+# -- the charging kernel ----------------------------------------------------------------
+
+REFUSED_BY_TERMS = (Reason.READ_ONLY, Reason.UNKNOWN, Reason.STATUS, Reason.NO_SUBSCRIPTION)
+"""Reasons a charge is refused whatever the counter holds: the terms allow none of it."""
+
+
+def within(ceiling: int | None, used: int, reserved: int) -> bool:
+    """The hard-limit rule every count obeys: what is used and held stays at or under the
+    ceiling (``None``: nothing to stay under). The stores apply it where they count — the
+    memory store by calling this, the SQL stores in their conditional UPDATE — so two
+    writers can never pass a hard limit together."""
+    return ceiling is None or used + reserved <= ceiling
+
+
+def fallback_guard(snapshot: Snapshot) -> tuple[str, int] | None:
+    """Owners on the fallback plan follow its latest version: the count checks that the
+    version it resolved is still the latest."""
+    if snapshot.access is Access.FALLBACK and snapshot.plan_key is not None:
+        assert snapshot.plan_version is not None
+        return snapshot.plan_key, snapshot.plan_version
+    return None
+
+
+class MetricTerms(NamedTuple):
+    """What charging one metric means under one snapshot, worked out once: the warm path
+    keeps it beside the snapshot, for as long as the snapshot, and no longer."""
+
+    snapshot: Snapshot
+    """The terms it was worked out from."""
+    metric: str
+    """The limit name charged."""
+    period_start: datetime
+    """The period a charge counts in."""
+    ceiling: int | None
+    """The hard limit the store counts under (``None``: soft, unlimited or none)."""
+    guard: tuple[str, int] | None
+    """The fallback plan version the count checks is still the latest."""
+    base: UsageDecision
+    """The decision against an empty counter, nothing requested."""
+    counts_seats: bool
+    """Seats are assigned by name, never charged."""
+    plain: bool
+    """A charge needs nothing but the store's count: allowed by the terms, and no soft
+    limit whose passing must be audited."""
+
+
+def metric_terms(snapshot: Snapshot, metric: str) -> MetricTerms:
+    """How ``metric`` is charged under ``snapshot`` (the one home of the ceiling rule: a
+    hard limit is the ceiling, any other limit none)."""
+    definition = snapshot.limit_definition(metric)
+    period = usage_period_start(snapshot, definition)
+    base = decide(snapshot, metric, Counter(snapshot.owner, metric, period), 0)
+    hard = base.enforcement is Enforcement.HARD
+    seats = definition is not None and definition.kind is LimitKind.SEATS
+    plain = base.allowed and not base.over_limit and (base.limit is None or hard) and not seats
+    ceiling = base.limit if hard else None
+    return MetricTerms(
+        snapshot, metric, period, ceiling, fallback_guard(snapshot), base, seats, plain
+    )
+
+
+class Charge(NamedTuple):
+    """One charge: ``amount`` units of a metric under one snapshot's terms, with the
+    caller's idempotency key."""
+
+    terms: MetricTerms
+    """How the metric is charged."""
+    amount: int
+    """The units charged (zero for a gauge set to what is true)."""
+    key: str | None = None
+    """The idempotency key that makes a retry count once."""
+
+    @property
+    def before(self) -> UsageDecision:
+        """The decision against an empty counter: what the terms alone say."""
+        terms = self.terms
+        if self.amount == 0:
+            return terms.base
+        empty = Counter(terms.snapshot.owner, terms.metric, terms.period_start)
+        return decide(terms.snapshot, terms.metric, empty, self.amount)
+
+    @property
+    def denied(self) -> bool:
+        """Refused whatever the counter holds: by status, or by a hard limit smaller than
+        the amount alone."""
+        before = self.before
+        return not before.allowed and (
+            before.reason in REFUSED_BY_TERMS or before.enforcement is Enforcement.HARD
+        )
+
+    def against(self, counter: Counter) -> UsageDecision:
+        """The decision for this charge given what ``counter`` holds."""
+        return decide(self.terms.snapshot, self.terms.metric, counter, self.amount)
+
+    def refuse_seats(self) -> None:
+        """Seats are assigned to named members; charging them is refused."""
+        if self.terms.counts_seats:
+            metric = self.terms.metric
+            raise InvalidInput(
+                "metric", f"{metric} counts seats: assign them with ents.seats.assign", metric
+            )
+
+    def reused_by(
+        self, earlier: UsageRecord | Reservation, what: str = ""
+    ) -> IdempotencyKeyReused | None:
+        """The key recorded ``earlier`` for another metric or amount: a retry must repeat
+        the request exactly, so this is refused (``None``: a true retry)."""
+        if (earlier.metric, earlier.amount) == (self.terms.metric, self.amount):
+            return None
+        assert self.key is not None
+        return IdempotencyKeyReused(
+            self.key,
+            f"{what}{earlier.amount} {earlier.metric}",
+            f"{what}{self.amount} {self.terms.metric}",
+        )
+
+
+def charge(snapshot: Snapshot, metric: str, amount: int, key: str | None = None) -> Charge:
+    """The charge of ``amount`` units of ``metric`` under ``snapshot``."""
+    return Charge(metric_terms(snapshot, metric), amount, key)
+
+
+def charged(charge: Charge, counter: Counter, earlier: UsageRecord | None = None) -> UsageDecision:
+    """What a charge came to, given what the store did: counted it (``counter`` is the
+    counter after), or found its key recorded ``earlier`` (``counter`` is the one that
+    record counted in). A key reused for another charge raises `IdempotencyKeyReused`;
+    a retry answers ``duplicate``; a count past the limit (a soft one: a hard one is
+    never counted past) answers ``over_limit``."""
+    snapshot = charge.terms.snapshot
+    if earlier is not None:
+        reused = charge.reused_by(earlier)
+        if reused is not None:
+            raise reused
+        decision = decide(snapshot, earlier.metric, counter, earlier.amount)
+        return decision._replace(duplicate=True)
+    result = decide(snapshot, charge.terms.metric, counter, 0)._replace(requested=charge.amount)
+    if not within(result.limit, counter.used, counter.reserved):
+        return result._replace(over_limit=True)
+    return result

@@ -23,7 +23,7 @@ def live(subscription: Subscription | None) -> Subscription | None:
     return subscription if subscription is not None and not subscription.is_terminal else None
 
 
-@attrs.define
+@attrs.frozen
 class PlanAssignment:
     free_plan: OneFreePlan = attrs.field(factory=OneFreePlan)
 

@@ -26,7 +26,7 @@ from entitlements.domain.billing import (
 )
 from entitlements.domain.checks import (
     MAX_COUNT,
-    check_bool,
+    check_id,
     check_key,
     check_optional_count,
     check_reason,
@@ -54,7 +54,7 @@ from entitlements.ports import PaymentProvider
 from entitlements.service import lifecycle
 from entitlements.service.assignment import PlanAssignment
 from entitlements.service.assignment import live as live_of
-from entitlements.service.free_plan import OneFreePlan
+from entitlements.service.due import read_current
 from entitlements.service.provider_events import PROVIDER, apply_state, link_of
 from entitlements.service.provider_outbox import ProviderOutbox
 from entitlements.service.requests import claim_key, settle_key
@@ -130,14 +130,11 @@ class Billing:
 
     @property
     def one_free_plan_per_tenant(self) -> bool:
-        """Whether a tenant may hold only one free plan among its owners (seed 004). One
-        setting for every path that puts an owner on a plan (subscriptions, billing,
-        contracts): setting it turns the rule on or off for all of them."""
+        """Whether a tenant may hold only one free plan among its owners (seed 004): the
+        rule every path that assigns a plan applies. Set once, when `Entitlements` is
+        built (``one_free_plan_per_tenant=True``); read-only here, since assigning it on
+        this object could not reach the other paths."""
         return self._rules.free_plan.enabled
-
-    @one_free_plan_per_tenant.setter
-    def one_free_plan_per_tenant(self, value: bool) -> None:
-        self._rules.free_plan = OneFreePlan(check_bool(value, "one_free_plan_per_tenant"))
 
     # -- assignment ----------------------------------------------------------------------
 
@@ -388,7 +385,8 @@ class Billing:
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             return BillingState(
-                uow.subscriptions.current(owner), tuple(uow.provider.open_commands(owner))
+                read_current(uow, owner, self._rt.read_now(owner.tenant)),
+                tuple(uow.provider.open_commands(owner)),
             )
 
     def retry(
@@ -505,7 +503,7 @@ class Billing:
         cancel at the end of its period. Call it before deleting the owner."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
-            current = uow.subscriptions.current(owner)
+            current = read_current(uow, owner, self._rt.read_now(owner.tenant))
             if current is None or current.is_terminal or current.cancel_at_period_end:
                 return
             if not uow.plans.get(current.plan_key, current.plan_version).is_free:
@@ -515,8 +513,9 @@ class Billing:
         """Seed 003: the plan manager — the member who subscribed — cannot be removed or
         lose admin while the paid plan is active. Call it before either."""
         owner = as_owner(owner)
+        check_id(member, "member")
         with self._rt.read(owner.tenant) as uow:
-            current = uow.subscriptions.current(owner)
+            current = read_current(uow, owner, self._rt.read_now(owner.tenant))
             if current is None or current.is_terminal:
                 return
             if (

@@ -15,10 +15,10 @@ from typing import Any
 import attrs
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from entitlements.domain.assignment import grants_claims
 from entitlements.domain.checks import check_id, check_optional_id
 from entitlements.domain.owner import Owner, as_owner
-from entitlements.errors import InvalidInput, PlanRetired
+from entitlements.errors import InvalidInput
+from entitlements.extras import require
 from entitlements.service.runtime import Runtime
 from entitlements.service.snapshots import load_snapshot
 
@@ -70,10 +70,8 @@ class ClaimsIssuer:
         at = self._rt.now(now)
         with self._rt.read(owner.tenant) as uow:
             snapshot = load_snapshot(uow, owner, at, self._rt.policy)
-            if snapshot.plan_key is not None and not grants_claims(
-                uow.plans.get(snapshot.plan_key)
-            ):
-                raise PlanRetired(snapshot.plan_key)
+            if snapshot.plan_key is not None:
+                uow.plans.get(snapshot.plan_key).check_grants_claims()
         return Claims(
             owner=str(owner),
             plan=snapshot.plan_key,
@@ -94,7 +92,7 @@ class ClaimsIssuer:
         now: datetime | None = None,
     ) -> str:
         """The claims as a compact JWT signed with EdDSA (needs the ``jwt`` extra)."""
-        import jwt
+        jwt = require("jwt", "jwt", "claims tokens")
 
         if not isinstance(ttl, timedelta) or not timedelta(0) < ttl <= MAX_TTL:
             raise InvalidInput("ttl", "must be a timedelta of at most a day", ttl)
@@ -120,7 +118,7 @@ def verify_claims_token(
 ) -> dict[str, Any]:
     """What another service calls, offline: checks the signature and expiry and returns
     the claims (raises `InvalidInput` for a bad or expired token)."""
-    import jwt
+    jwt = require("jwt", "jwt", "claims tokens")
 
     try:
         claims: dict[str, Any] = jwt.decode(

@@ -108,6 +108,7 @@ class Coherence:
         self._retry_at = 0.0
         self._down_since: float | None = None
         self._thread: threading.Thread | None = None
+        self._listeners: list[threading.Thread] = []
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._pid = os.getpid()
@@ -219,13 +220,17 @@ class Coherence:
         except Exception:
             log.warning("entitlements: no change hints (polling only)", exc_info=True)
             hints = []
-        for hint in hints:
+        self._listeners = [
             threading.Thread(
                 target=_listen,
                 args=(hint, wake, self._stop),
                 name="entitlements-change-hint",
                 daemon=True,
-            ).start()
+            )
+            for hint in hints
+        ]
+        for listener in self._listeners:
+            listener.start()
         thread = threading.Thread(
             target=_follow,
             args=(weakref.ref(self), self._stop, wake),
@@ -248,6 +253,11 @@ class Coherence:
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
+        # a listener holds a connection of its own (SQLite keeps its -wal and -shm files
+        # while one is open): closed before close() returns
+        listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            listener.join(timeout=5)
 
 
 def _follow(ref: weakref.ref[Coherence], stop: threading.Event, wake: threading.Event) -> None:
@@ -278,11 +288,16 @@ def _follow_until_gone(
         del follower
 
 
+_HINT_WAIT = 0.05
+"""How long one wait for a push lasts: also how long `Coherence.close` may wait for a
+listener to see the stop."""
+
+
 def _listen(hint: ChangeHint, wake: threading.Event, stop: threading.Event) -> None:
     try:
         while not stop.is_set():
             try:
-                if hint.wait(0.5):
+                if hint.wait(_HINT_WAIT):
                     wake.set()
             except Exception:
                 log.debug("entitlements: change hint failed; polling only", exc_info=True)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from entitlements.adapters.redis_hints import RedisChannel
 from entitlements.clock import SystemClock
 from entitlements.domain.access import AccessPolicy
+from entitlements.domain.instant import given_utc
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Action
 from entitlements.domain.resolution import _MISSING, Decision, Snapshot, _Missing
@@ -28,12 +29,13 @@ from entitlements.service.audit_trail import AuditTrail
 from entitlements.service.authorization import AllowAll, Authorizer
 from entitlements.service.cache import SnapshotCache
 from entitlements.service.coherence import Coherence, WhenUnreachable
+from entitlements.service.construction import check_construction
 from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.overrides import Overrides
 from entitlements.service.plans import Plans
 from entitlements.service.runtime import Runtime
 from entitlements.service.seats import Seats
-from entitlements.service.snapshots import load_snapshot
+from entitlements.service.snapshots import load_past_snapshot, load_snapshot
 from entitlements.service.subscriptions import Subscriptions
 from entitlements.service.sweep import FEED_RETENTION, KEY_RETENTION, Sweep, SweepReport
 from entitlements.service.usage import Usage
@@ -96,6 +98,8 @@ class Entitlements:
         when_unreachable: WhenUnreachable | str = WhenUnreachable.SERVE_STALE,
         redis: RedisChannel | str | None = None,
     ) -> None:
+        given = (store, clock, policy, authorizer, listeners, cache_size, telemetry, ids)
+        check_construction(*given, payment_provider, one_free_plan_per_tenant, when_unreachable)
         cache = SnapshotCache(cache_size)
         channel = RedisChannel(redis) if isinstance(redis, str) else redis
         if channel is not None and not isinstance(channel, RedisChannel):
@@ -264,13 +268,23 @@ class Entitlements:
         """Why ``limit(owner, name)`` answers as it does."""
         return self.snapshot(owner).explain_limit(name)
 
-    def resolve(self, owner: Owner, now: datetime | None = None) -> Snapshot:
-        """Resolve from storage at ``now`` without touching the cache (what-if queries,
-        audits of the past)."""
+    def resolve(self, owner: Owner, at: datetime | None = None) -> Snapshot:
+        """Resolve from storage, without touching the cache, at ``at`` (default: now).
+
+        A past ``at`` answers from what was in force then — the subscription as it stood
+        (with time applied as of ``at``), the plan version it held, the overrides set at
+        that instant, also those removed or expired since — so disputes, audits and
+        invoices get the answer the owner got then, with the same explanations. A future
+        ``at`` reads what is stored now and lets time run to ``at`` (what-if queries).
+        Past answers are never cached: the request path keeps only current ones."""
         owner = as_owner(owner)
-        at = self.runtime.now(now)
-        with self.runtime.read(owner.tenant) as uow:
-            return load_snapshot(uow, owner, at, self.runtime.policy)
+        rt = self.runtime
+        now = rt.now()
+        when = now if at is None else given_utc(at, "at")
+        with rt.read(owner.tenant) as uow:
+            if when < now:
+                return load_past_snapshot(uow, owner, when, rt.policy)
+            return load_snapshot(uow, owner, when, rt.policy)
 
     def _current(self, owner: Owner) -> Snapshot:
         """The slow path: confirm the cache against the feed, then use the cached

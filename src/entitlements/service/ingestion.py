@@ -20,23 +20,24 @@ from typing import Any, NamedTuple
 from entitlements.domain.actor import Actor
 from entitlements.domain.ingestion import UsageEvent, UsageOutcome, UsageResult
 from entitlements.domain.owner import Owner, as_owner
-from entitlements.domain.plan import Enforcement, LimitKind
 from entitlements.domain.resolution import Snapshot
 from entitlements.domain.usage import (
+    Charge,
     Counter,
-    UsageDecision,
+    MetricTerms,
     UsageRecord,
+    charged,
     check_amount,
     check_idempotency_key,
-    decide,
-    usage_period_start,
+    fallback_guard,
+    metric_terms,
 )
-from entitlements.errors import Conflict, EntitlementsError, IdempotencyKeyReused, InvalidInput
+from entitlements.errors import Conflict, InvalidInput
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.snapshots import load_snapshot
-from entitlements.service.terms import effective, expire_held, fallback_guard, refuse, usage_target
+from entitlements.service.terms import effective, expire_held, record_over_limit, refuse
 
-__all__ = ["ingest", "record_over_limit"]
+__all__ = ["ingest"]
 
 Group = tuple[Owner, str, datetime]
 
@@ -44,31 +45,21 @@ Group = tuple[Owner, str, datetime]
 class _Planned(NamedTuple):
     event: UsageEvent
     owner: Owner
-    metric: str
-    amount: int
-    key: str | None
+    charge: Charge
     at: datetime
-    snapshot: Snapshot
     group: Group
+    key: str | None
+    """The charge's key, and below its terms' snapshot, at hand: read many times."""
+    snapshot: Snapshot
 
 
-def record_over_limit(tx: Transaction, who: Actor, result: UsageDecision, reason: str) -> None:
-    """Passing a soft limit is audited (and so heard by listeners)."""
-    tx.record(
-        who,
-        "usage.over_limit",
-        usage_target(result.owner, result.metric),
-        owner=result.owner,
-        after={
-            "metric": result.metric,
-            "limit": result.limit,
-            "used": result.used,
-            "reserved": result.reserved,
-            "requested": result.requested,
-            "enforcement": result.enforcement.value,
-        },
-        reason=reason,
-    )
+class _Written(NamedTuple):
+    """What a batch's accepted events add up to, per counter."""
+
+    records: list[UsageRecord]
+    totals: dict[Group, int]
+    ceilings: dict[Group, int | None]
+    latest: dict[Group, datetime]
 
 
 def _checked(rt: Runtime, index: int, event: object) -> tuple[UsageEvent, datetime | None]:
@@ -114,6 +105,7 @@ class _Batch:
         self.rt, self.tx, self.who = rt, tx, who
         self.keep, self.generation = keep, generation
         self.terms: dict[Owner, Snapshot] = {}
+        self.lanes: dict[tuple[Owner, str], MetricTerms] = {}
         self.relocked: set[Owner] = set()
 
     def _terms(self, owner: Owner, at: datetime) -> Snapshot:
@@ -133,24 +125,14 @@ class _Batch:
         owner = event.owner
         when = self.tx.now if at is None else at
         snapshot = self._terms(owner, when)
-        definition = snapshot.limit_definition(event.metric)
-        if definition is not None and definition.kind is LimitKind.SEATS:
-            raise InvalidInput(
-                "metric",
-                f"{event.metric} counts seats: assign them with ents.seats.assign",
-                event.metric,
-            )
-        period = usage_period_start(snapshot, definition)
-        return _Planned(
-            event,
-            owner,
-            event.metric,
-            event.amount,
-            event.key,
-            when,
-            snapshot,
-            (owner, event.metric, period),
-        )
+        lane = self.lanes.get((owner, event.metric))
+        if lane is None or lane.snapshot is not snapshot:
+            lane = self.lanes[(owner, event.metric)] = metric_terms(snapshot, event.metric)
+        planned = Charge(lane, event.amount, event.key)
+        if lane.counts_seats:
+            planned.refuse_seats()
+        group = (owner, event.metric, lane.period_start)
+        return _Planned(event, owner, planned, when, group, event.key, snapshot)
 
     def _stale(
         self,
@@ -163,7 +145,7 @@ class _Batch:
         stale: set[Owner] = set()
         fallback_checked: set[Owner] = set()
         for p in planned:
-            if p.owner in stale or (p.key is not None and (p.owner, p.key) in existing):
+            if p.owner in stale or _retried(p, existing):
                 continue
             guarded = p.owner not in fallback_checked
             fallback_checked.add(p.owner)
@@ -200,7 +182,7 @@ class _Batch:
         replanned = [self._plan(e, at) for e, at in checked if e.owner in owners]
         latest: dict[Group, datetime] = {}
         for p in replanned:
-            if p.key is None or (p.owner, p.key) not in existing:
+            if not _retried(p, existing):
                 latest[p.group] = max(p.at, latest.get(p.group, p.at))
         for (owner, metric, period), at in latest.items():
             expire_held(self.tx, uow.usage.expired_held(owner, metric, period, at))
@@ -217,18 +199,25 @@ class _Batch:
         found = dict(uow.usage.counters_of(list({p.group for p in planned}), lock=True))
         stale = self._stale(planned, found, existing)
         if stale:
-            replanned = iter(self._relock(stale, checked, existing))
-            planned = [next(replanned) if p.owner in stale else p for p in planned]
-            groups = list(
-                {
-                    p.group
-                    for p in planned
-                    if p.owner in stale and (p.key is None or (p.owner, p.key) not in existing)
-                }
-            )
-            found.update(uow.usage.counters_of(groups, lock=True))
+            planned = self._replan(stale, planned, checked, existing, found)
         counters = {group: self._effective(c) for group, (c, _) in found.items()}
         return self._decide_and_write(planned, existing, counters)
+
+    def _replan(
+        self,
+        stale: set[Owner],
+        planned: Sequence[_Planned],
+        checked: Sequence[tuple[UsageEvent, datetime | None]],
+        existing: Mapping[tuple[Owner, str], UsageRecord],
+        found: dict[Group, tuple[Counter, int]],
+    ) -> list[_Planned]:
+        """Plan the stale owners' events again under their terms lock, and read the
+        counters they now count in (locked)."""
+        replanned = iter(self._relock(stale, checked, existing))
+        again = [next(replanned) if p.owner in stale else p for p in planned]
+        groups = list({p.group for p in again if p.owner in stale and not _retried(p, existing)})
+        found.update(self.tx.uow.usage.counters_of(groups, lock=True))
+        return again
 
     def _effective(self, counter: Counter) -> Counter:
         return effective(self.tx.uow, counter, self.tx.now)
@@ -239,66 +228,67 @@ class _Batch:
         existing: Mapping[tuple[Owner, str], UsageRecord],
         counters: dict[Group, Counter],
     ) -> list[UsageResult]:
-        tx, rt = self.tx, self.rt
-        uow = tx.uow
-        new_id = rt.new_id
+        """Decide the events in order against the locked counters, then write the
+        accepted ones: one insert of ledger rows, one conditional count per counter."""
         results: list[UsageResult] = []
         accepted: dict[tuple[Owner, str], UsageRecord] = {}
-        records: list[UsageRecord] = []
-        totals: dict[Group, int] = {}
-        ceilings: dict[Group, int | None] = {}
-        latest: dict[Group, datetime] = {}
+        written = _Written([], {}, {}, {})
         for p in planned:
-            snapshot, metric, amount = p.snapshot, p.metric, p.amount
+            earlier = None
             if p.key is not None:
                 earlier = accepted.get((p.owner, p.key)) or existing.get((p.owner, p.key))
-                if earlier is not None:
-                    results.append(self._duplicate(p, earlier, counters))
-                    continue
-            counter = counters.get(p.group) or Counter(*p.group)
-            before = decide(snapshot, metric, counter, amount)
-            if not before.allowed:
-                results.append(UsageResult(p.event, UsageOutcome.REFUSED, before, refuse(before)))
+            if earlier is not None:
+                results.append(self._duplicate(p, earlier, counters))
                 continue
-            record = UsageRecord(new_id(), p.owner, metric, amount, p.group[2], p.at, p.key)
-            records.append(record)
-            if p.key is not None:
-                accepted[(p.owner, p.key)] = record
-            after = Counter(
-                p.owner,
-                metric,
-                counter.period_start,
-                counter.used + amount,
-                counter.reserved,
-                counter.held_until,
-            )
-            counters[p.group] = after
-            totals[p.group] = totals.get(p.group, 0) + amount
-            latest[p.group] = max(p.at, latest.get(p.group, p.at))
-            ceiling = before.limit if before.enforcement is Enforcement.HARD else None
-            if p.group in ceilings and ceilings[p.group] != ceiling:
-                ceiling = None  # terms moved with time inside the batch: decided above
-            ceilings[p.group] = ceiling
-            result = decide(snapshot, metric, after, 0)._replace(requested=amount)
-            if result.limit is not None and after.used + after.reserved > result.limit:
-                result = result._replace(over_limit=True)
-                record_over_limit(
-                    tx, self.who, result, f"{result.detail}; soft limit {result.limit} passed"
-                )
-            results.append(UsageResult(p.event, UsageOutcome.ACCEPTED, result))
-        uow.usage.add_records(records)
+            result = self._decide(p, counters, written)
+            if p.key is not None and result.outcome is UsageOutcome.ACCEPTED:
+                accepted[(p.owner, p.key)] = written.records[-1]
+            results.append(result)
+        self._write(written)
+        return results
+
+    def _decide(
+        self, p: _Planned, counters: dict[Group, Counter], written: _Written
+    ) -> UsageResult:
+        """One event against its counter as the earlier events of the batch left it."""
+        group, amount = p.group, p.charge.amount
+        counter = counters.get(group) or Counter(*group)
+        before = p.charge.against(counter)
+        if not before.allowed:
+            return UsageResult(p.event, UsageOutcome.REFUSED, before, refuse(before))
+        owner, metric, period = group
+        record = UsageRecord(self.rt.new_id(), owner, metric, amount, period, p.at, p.key)
+        written.records.append(record)
+        after = Counter(
+            owner, metric, period, counter.used + amount, counter.reserved, counter.held_until
+        )
+        counters[group] = after
+        written.totals[group] = written.totals.get(group, 0) + amount
+        written.latest[group] = max(p.at, written.latest.get(group, p.at))
+        ceiling = p.charge.terms.ceiling
+        if written.ceilings.get(group, ceiling) != ceiling:
+            ceiling = None  # terms moved with time inside the batch: decided above
+        written.ceilings[group] = ceiling
+        result = charged(p.charge, after)
+        if result.over_limit:
+            record_over_limit(self.tx, self.who, result)
+        return UsageResult(p.event, UsageOutcome.ACCEPTED, result)
+
+    def _write(self, written: _Written) -> None:
+        uow = self.tx.uow
+        uow.usage.add_records(written.records)
         touched: set[Owner] = set()
-        for group in sorted(totals, key=_order):
+        for group in sorted(written.totals, key=_order):
             owner, metric, period = group
             snapshot = self.terms[owner]
             if not uow.usage.add_counted(
                 owner,
                 metric,
                 period,
-                totals[group],
-                ceiling=ceilings[group],
+                written.totals[group],
+                ceiling=written.ceilings[group],
                 revision=snapshot.revision,
-                now=latest[group],
+                now=written.latest[group],
                 fallback=fallback_guard(snapshot),
             ):
                 raise Conflict(
@@ -306,27 +296,25 @@ class _Batch:
                 )
             touched.add(owner)
         if touched:
-            tx.usage_touched.update(touched)
-            rt.cache.invalidate_usage(touched)
-        return results
+            self.tx.usage_touched.update(touched)
+            self.rt.cache.invalidate_usage(touched)
 
     def _duplicate(
         self, p: _Planned, earlier: UsageRecord, counters: dict[Group, Counter]
     ) -> UsageResult:
-        if (earlier.metric, earlier.amount) != (p.metric, p.amount):
-            assert p.key is not None
-            error: EntitlementsError = IdempotencyKeyReused(
-                p.key, f"{earlier.amount} {earlier.metric}", f"{p.amount} {p.metric}"
-            )
+        reused = p.charge.reused_by(earlier)
+        if reused is not None:
             counter = counters.get(p.group) or Counter(*p.group)
-            decision = decide(p.snapshot, p.metric, counter, p.amount)
-            return UsageResult(p.event, UsageOutcome.REFUSED, decision, error)
+            return UsageResult(p.event, UsageOutcome.REFUSED, p.charge.against(counter), reused)
         group = (earlier.owner, earlier.metric, earlier.period_start)
-        known = counters.get(group)
-        counter = known or self._effective(self.tx.uow.usage.counter(*group))
+        counter = counters.get(group) or self._effective(self.tx.uow.usage.counter(*group))
         counters[group] = counter
-        decision = decide(p.snapshot, earlier.metric, counter, earlier.amount)
-        return UsageResult(p.event, UsageOutcome.DUPLICATE, decision._replace(duplicate=True))
+        return UsageResult(p.event, UsageOutcome.DUPLICATE, charged(p.charge, counter, earlier))
+
+
+def _retried(p: _Planned, existing: Mapping[tuple[Owner, str], UsageRecord]) -> bool:
+    """The event's key was recorded before the batch: it counts nothing."""
+    return p.key is not None and (p.owner, p.key) in existing
 
 
 def _order(group: Group) -> tuple[Any, ...]:

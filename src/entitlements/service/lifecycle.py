@@ -24,8 +24,8 @@ from entitlements.domain.checks import parse_enum
 from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import as_of
 from entitlements.domain.owner import Owner
-from entitlements.domain.plan import Plan
-from entitlements.domain.plan_change import SubscriptionChange, over_quota
+from entitlements.domain.plan import Plan, check_trial_days
+from entitlements.domain.plan_change import SubscriptionChange, lowers_a_limit, over_quota
 from entitlements.domain.resolution import usage_period_of
 from entitlements.domain.subscription import Event, Subscription, check_allowed, trial_end
 from entitlements.domain.usage import OverQuota, OverQuotaPolicy
@@ -118,9 +118,7 @@ def load(
 def trial_fields(plan: Plan, now: datetime, trial_days: int | None) -> dict[str, Any]:
     """When a trial of ``plan`` started at ``now`` ends (``trial_days`` overrides the
     plan's)."""
-    days = plan.trial_days if trial_days is None else trial_days
-    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
-        raise InvalidInput("trial_days", "must be a whole number of days from 1 to 3650", days)
+    days = plan.trial_days if trial_days is None else check_trial_days(trial_days)
     return {"trial_ends_at": trial_end(now, days)}
 
 
@@ -228,23 +226,6 @@ class _ReadOnce:
         return self._overrides[owner]
 
 
-def _caused_by_change(over: OverQuota, limit_before: int | None, usage: dict[str, int]) -> bool:
-    """Over the new limit because of the change: the limit went down, or the owner was
-    within the old one (an owner already over a soft limit is not news)."""
-    return limit_before is None or over.limit < limit_before or usage[over.metric] <= limit_before
-
-
-def _may_pass_a_limit(was: Any, will: Any) -> bool:
-    """Whether usage could be over a limit because of the change (`_caused_by_change`):
-    only where a limit comes down, or appears where there was none. When every limit
-    stays or goes up, no usage is over one because of it, and none needs reading."""
-    for metric in (*was.limits, "seats"):
-        after, before = will.limit(metric, 0), was.limit(metric, 0)
-        if after is not None and (before is None or after < before):
-            return True
-    return False
-
-
 @attrs.define
 class QuotaGuard:
     """The over-quota check a change that may lower a limit runs between deciding and
@@ -264,14 +245,8 @@ class QuotaGuard:
         uow: Any = _ReadOnce(tx.uow, self.seen)
         was = resolve_with(uow, before.owner, before, tx.now, policy)
         will = resolve_with(uow, before.owner, after, tx.now, policy)
-        if not _may_pass_a_limit(was, will):
-            return
-        usage = current_usage(tx.uow, was)
-        self.found = tuple(
-            o
-            for o in over_quota(will, usage)
-            if _caused_by_change(o, was.limit(o.metric, 0), usage)
-        )
+        if lowers_a_limit(was, will):
+            self.found = over_quota(was, will, current_usage(tx.uow, was))
         if not self.found:
             return
         report = {"over_quota": [attrs.asdict(o) for o in self.found]}

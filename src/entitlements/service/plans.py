@@ -16,7 +16,7 @@ from entitlements.domain.checks import (
     check_version,
     parse_enum,
 )
-from entitlements.domain.plan import Feature, Limit, Plan, PlanStatus, Price
+from entitlements.domain.plan import ByContract, Feature, Limit, Plan, PlanStatus, Price
 from entitlements.errors import InvalidInput
 from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime
@@ -69,7 +69,7 @@ class Plans:
         actor: Actor | str,
         limits: Mapping[str, Limit] = UNSET,
         features: Mapping[str, Feature | bool] = UNSET,
-        price: Price | None = UNSET,
+        price: Price | ByContract | None = UNSET,
         trial_days: int = UNSET,
         reason: str | None = None,
     ) -> Plan:

@@ -45,6 +45,7 @@ class Transaction:
         self.runtime = runtime
         self.uow = uow
         self.now = now
+        uow.effective_at = now  # the history dates every write of this call with it
         self.tenant = uow.tenant
         self.events: list[AuditEvent] = []
         self.touched: set[Owner] = set()

@@ -3,19 +3,21 @@ knows which records decide an owner's entitlements (a constant number of queries
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import attrs
 
-from entitlements.domain.access import Access, AccessPolicy
+from entitlements.domain.access import Access, AccessPolicy, status_access
 from entitlements.domain.due import as_of
+from entitlements.domain.override import Override
 from entitlements.domain.owner import Owner
 from entitlements.domain.resolution import Snapshot, resolve
-from entitlements.domain.subscription import Subscription, SubscriptionStatus
+from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import FOREVER, Counter, usage_period_start
 from entitlements.ports import UnitOfWork
 
-__all__ = ["current_usage", "load_snapshot", "resolve_with"]
+__all__ = ["current_usage", "load_past_snapshot", "load_snapshot", "resolve_with"]
 
 
 def load_snapshot(uow: UnitOfWork, owner: Owner, now: datetime, policy: AccessPolicy) -> Snapshot:
@@ -28,6 +30,24 @@ def load_snapshot(uow: UnitOfWork, owner: Owner, now: datetime, policy: AccessPo
     )
 
 
+def load_past_snapshot(
+    uow: UnitOfWork, owner: Owner, at: datetime, policy: AccessPolicy
+) -> Snapshot:
+    """Resolve ``owner`` at a past instant from what was in force then: the subscription
+    as its history stood at ``at`` and the overrides set at ``at`` (removed ones too),
+    read exactly as `load_snapshot` reads the current ones — time applied as of ``at``,
+    the plan version the subscription held. The fallback plan is the one the policy
+    names, at its latest version. The revision is 0: nothing enforces a past answer."""
+    return resolve_with(
+        uow,
+        owner,
+        uow.subscriptions.at(owner, at),
+        at,
+        policy,
+        overrides=uow.overrides.at(owner, at),
+    )
+
+
 def resolve_with(
     uow: UnitOfWork,
     owner: Owner,
@@ -36,8 +56,10 @@ def resolve_with(
     policy: AccessPolicy,
     *,
     revision: int = 0,
+    overrides: Sequence[Override] | None = None,
 ) -> Snapshot:
-    """Resolve ``owner`` as if it held ``subscription`` (previews pass a hypothetical one)."""
+    """Resolve ``owner`` as if it held ``subscription`` (previews pass a hypothetical one)
+    and ``overrides`` (by default, the ones stored now)."""
     if subscription is not None:
         subscription = as_of(subscription, now)
     plan = (
@@ -46,20 +68,16 @@ def resolve_with(
         else uow.plans.get(subscription.plan_key, subscription.plan_version)
     )
     fallback = None
-    if policy.fallback_plan is not None and (
-        subscription is None
-        or policy.by_status[subscription.status] is Access.FALLBACK
-        or (
-            subscription.status is SubscriptionStatus.PAST_DUE
-            and policy.after_grace is Access.FALLBACK
-        )
+    if (
+        policy.fallback_plan is not None
+        and status_access(subscription, policy, now).access is Access.FALLBACK
     ):
         fallback = uow.plans.find(policy.fallback_plan)
     return resolve(
         owner,
         subscription,
         plan,
-        uow.overrides.for_owner(owner),
+        uow.overrides.for_owner(owner) if overrides is None else overrides,
         now,
         policy,
         fallback,

@@ -32,8 +32,9 @@ from entitlements.domain.checks import (
 )
 from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import as_of, could_read_as
-from entitlements.domain.instant import optional_given_utc
+from entitlements.domain.instant import given_utc, optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
+from entitlements.domain.plan import check_trial_days
 from entitlements.domain.plan_change import (
     PlanChangePreview,
     SubscriptionChange,
@@ -52,6 +53,7 @@ from entitlements.errors import (
 )
 from entitlements.service import lifecycle
 from entitlements.service.assignment import PlanAssignment
+from entitlements.service.due import read_current, read_history
 from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
@@ -61,21 +63,6 @@ __all__ = ["Subscriptions"]
 
 UNSET: Any = attrs.NOTHING
 R = TypeVar("R")
-
-
-def _check_search(text: object, limit: object) -> None:
-    if text is not None and (not isinstance(text, str) or len(text) > 255):
-        raise InvalidInput("text", "must be text of at most 255 characters", text)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-        raise InvalidInput("limit", "must be a whole number from 1 to 1000", limit)
-
-
-def _wanted_statuses(
-    statuses: Iterable[SubscriptionStatus | str] | None,
-) -> frozenset[str] | None:
-    if statuses is None:
-        return None
-    return frozenset(parse_enum(SubscriptionStatus, s, "status").value for s in statuses)
 
 
 def _unknown_fields(unknown: set[str], event: Event) -> str:
@@ -97,6 +84,19 @@ def _unknown_fields(unknown: set[str], event: Event) -> str:
 def _alias(name: str, known: list[str]) -> list[str]:
     """``days`` for ``trial_days``: a known name that ends with the unknown one."""
     return [k for k in known if k.endswith("_" + name)]
+
+
+def _search_terms(
+    text: str | None, statuses: Iterable[SubscriptionStatus | str] | None, limit: int
+) -> frozenset[str] | None:
+    """Checks `Subscriptions.search`'s arguments; the status values it asks for."""
+    if text is not None and (not isinstance(text, str) or len(text) > 255):
+        raise InvalidInput("text", "must be text of at most 255 characters", text)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise InvalidInput("limit", "must be a whole number from 1 to 1000", limit)
+    if statuses is None:
+        return None
+    return frozenset(parse_enum(SubscriptionStatus, s, "status").value for s in statuses)
 
 
 def _contract_link(contract_id: str | None) -> ContractLink | None:
@@ -123,8 +123,7 @@ class Subscriptions:
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
-            found = uow.subscriptions.current(owner)
-        return None if found is None else as_of(found, self._rt.read_now(owner.tenant))
+            return read_current(uow, owner, self._rt.read_now(owner.tenant))
 
     def get(self, owner: Owner, *, actor: Actor | str | None = None) -> Subscription:
         """The owner's current subscription; `SubscriptionNotFound` when it has none."""
@@ -139,9 +138,27 @@ class Subscriptions:
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
-            stored = uow.subscriptions.history(owner)
+            return read_history(uow, owner, self._rt.read_now(owner.tenant))
+
+    def at(
+        self, owner: Owner, when: datetime, *, actor: Actor | str | None = None
+    ) -> Subscription | None:
+        """The owner's subscription as it stood at ``when`` (``None``: it had none then):
+        the one it held at that instant, with what writes had stored by then and what
+        time had made of it by then — also when it was canceled, replaced or changed
+        since. A ``when`` still to come reads the current one as time will have made it
+        (like `find`). Naive datetimes are refused (`InvalidInput`)."""
+        owner = as_owner(owner)
+        when = given_utc(when, "when")
         now = self._rt.read_now(owner.tenant)
-        return [as_of(subscription, now) for subscription in stored]
+        with self._rt.read(owner.tenant) as uow:
+            self._authorize_read(uow, owner, actor)
+            found = (
+                uow.subscriptions.at(owner, when)
+                if when < now
+                else uow.subscriptions.current(owner)
+            )
+        return None if found is None else as_of(found, when)
 
     def search(
         self,
@@ -150,20 +167,40 @@ class Subscriptions:
         statuses: Iterable[SubscriptionStatus | str] | None = None,
         tenant: str | None = None,
         limit: int = 100,
+        actor: Actor | str | None = None,
     ) -> Sequence[Subscription]:
         """Each owner's most recent subscription in ``tenant`` as of now (like `get`),
         newest first, filtered by status and by text found in the owner id, external id or
         plan key: the staff console's owner list and seed 000's review of past-due
         accounts. With ``statuses``, rows time has moved out of them since the last sweep
-        are left out, so a page may hold fewer than ``limit``."""
-        _check_search(text, limit)
-        wanted = _wanted_statuses(statuses)
+        are left out, so a page may hold fewer than ``limit``. With ``actor``, owners the
+        authorizer does not let the actor read (``subscription.read``) are left out too:
+        a list must not show what the owner's own page would refuse."""
+        wanted = _search_terms(text, statuses, limit)
         stored_as = None if wanted is None else could_read_as(wanted)
         with self._rt.read(tenant) as uow:
             found = uow.subscriptions.search((text or "").strip() or None, stored_as, limit)
+            found = self._readable(uow, found, actor)
         now = self._rt.read_now(tenant)
         current = [as_of(subscription, now) for subscription in found]
         return [s for s in current if wanted is None or s.status.value in wanted]
+
+    def _readable(
+        self, uow: Any, found: Sequence[Subscription], actor: Actor | str | None
+    ) -> Sequence[Subscription]:
+        if actor is None:
+            return found
+        who = as_actor(actor)
+        return [s for s in found if self._may_read(uow, s.owner, who)]
+
+    def _may_read(self, uow: Any, owner: Owner, actor: Actor) -> bool:
+        try:
+            self._rt.authorizer.authorize(
+                actor, "subscription.read", owner=owner, subject=None, uow=uow
+            )
+        except NotAuthorized:
+            return False
+        return True
 
     def _authorize_read(self, uow: Any, owner: Owner, actor: Actor | str | None) -> None:
         if actor is None:
@@ -276,6 +313,8 @@ class Subscriptions:
         owner, who = as_owner(owner), as_actor(actor)
         plan_key, reason = check_key(plan_key, "plan_key"), check_reason(reason)
         seats = check_optional_count(seats, "seats", maximum=MAX_COUNT)
+        if trial_days is not None:
+            check_trial_days(trial_days)
         if cycle is not None:
             check_instance(cycle, BillingCycle, "cycle")
         known = {"metadata", "notes", "external_id", "expires_at", "plan_manager", "contract"}
@@ -495,15 +534,18 @@ class Subscriptions:
         *,
         version: int | None = None,
         now: datetime | None = None,
+        actor: Actor | str | None = None,
     ) -> PlanChangePreview:
         """What moving to ``plan_key`` would do — features gained and lost, limits raised
-        and lowered, limits current usage would pass — without changing anything."""
+        and lowered, limits current usage would pass — without changing anything. With
+        ``actor``, the authorizer decides first (``subscription.read``), as for `get`."""
         owner = as_owner(owner)
         check_key(plan_key, "plan_key")
         check_version(version)
         at = self._rt.now(now)
         with self._rt.read(owner.tenant) as uow:
-            current = uow.subscriptions.current(owner)
+            self._authorize_read(uow, owner, actor)
+            current = read_current(uow, owner, at)
             if current is None or current.is_terminal:
                 raise SubscriptionNotFound(owner)
             plan = uow.plans.get(plan_key, version)

@@ -16,17 +16,18 @@ from datetime import datetime
 
 import attrs
 
-from entitlements.domain.access import Access
 from entitlements.domain.actor import Actor
 from entitlements.domain.owner import Owner
-from entitlements.domain.plan import Enforcement
-from entitlements.domain.resolution import Reason, Snapshot
+from entitlements.domain.resolution import Snapshot
 from entitlements.domain.usage import (
+    REFUSED_BY_TERMS,
+    Charge,
     Counter,
     Reservation,
     ReservationStatus,
     UsageDecision,
-    decide,
+    charge,
+    fallback_guard,
     usage_period_start,
 )
 from entitlements.errors import LimitExceeded, UsageDenied
@@ -36,27 +37,47 @@ from entitlements.service.snapshots import load_snapshot
 
 __all__ = [
     "count",
-    "denied_at_once",
     "effective",
     "expire_held",
     "fallback_guard",
     "locked_terms",
     "prepare_locked",
+    "record_over_limit",
     "refuse",
     "terms_for_write",
     "usage_target",
 ]
 
 SWEEPER = Actor.system("sweep")
-_STATIC = (Reason.READ_ONLY, Reason.UNKNOWN, Reason.STATUS, Reason.NO_SUBSCRIPTION)
 
 
 def usage_target(owner: Owner, metric: str) -> str:
     return f"usage:{owner}:{metric}"
 
 
+def record_over_limit(
+    tx: Transaction, who: Actor, result: UsageDecision, reason: str | None = None
+) -> None:
+    """Passing a soft limit (or a gauge's limit) is audited, and so heard by listeners."""
+    tx.record(
+        who,
+        "usage.over_limit",
+        usage_target(result.owner, result.metric),
+        owner=result.owner,
+        after={
+            "metric": result.metric,
+            "limit": result.limit,
+            "used": result.used,
+            "reserved": result.reserved,
+            "requested": result.requested,
+            "enforcement": result.enforcement.value,
+        },
+        reason=reason or f"{result.detail}; soft limit {result.limit} passed",
+    )
+
+
 def refuse(decision: UsageDecision) -> UsageDenied:
-    if decision.limit is not None and decision.reason not in _STATIC:
+    if decision.limit is not None and decision.reason not in REFUSED_BY_TERMS:
         return LimitExceeded(
             decision.metric,
             decision.limit,
@@ -84,23 +105,6 @@ def locked_terms(rt: Runtime, tx: Transaction, owner: Owner, guess: Snapshot) ->
     if revision == guess.revision and guess.valid_at(tx.now):
         return guess
     return load_snapshot(tx.uow, owner, tx.now, rt.policy)
-
-
-def denied_at_once(decision: UsageDecision) -> bool:
-    """Refused whatever the counter holds: by status, or by a hard limit smaller than
-    the amount alone (``decision`` is taken against an empty counter)."""
-    return not decision.allowed and (
-        decision.reason in _STATIC or decision.enforcement is Enforcement.HARD
-    )
-
-
-def fallback_guard(snapshot: Snapshot) -> tuple[str, int] | None:
-    """Owners on the fallback plan follow its latest version: the count checks that the
-    version it resolved is still the latest."""
-    if snapshot.access is Access.FALLBACK and snapshot.plan_key is not None:
-        assert snapshot.plan_version is not None
-        return snapshot.plan_key, snapshot.plan_version
-    return None
 
 
 def effective(uow: UnitOfWork, counter: Counter, now: datetime) -> Counter:
@@ -161,32 +165,33 @@ def count(
     if tried:
         snapshot, locked = prepare_locked(rt, tx, owner, metric, snapshot), True
     while True:
-        definition = snapshot.limit_definition(metric)
-        period = usage_period_start(snapshot, definition)
-        before = decide(snapshot, metric, Counter(owner, metric, period), amount)
-        hard = before.enforcement is Enforcement.HARD
-        denied = not before.allowed and (before.reason in _STATIC or hard)
-        counter = None
-        if not denied:
-            delta = {"reserved": amount} if hold_until is not None else {"used": amount}
-            counter = uow.usage.add(
-                owner,
-                metric,
-                period,
-                ceiling=before.limit if hard else None,
-                revision=snapshot.revision,
-                now=tx.now,
-                fallback=fallback_guard(snapshot),
-                hold_until=hold_until,
-                **delta,
-            )
+        wanted = charge(snapshot, metric, amount)
+        counter = None if wanted.denied else _count(tx, wanted, hold_until)
         if counter is not None:
-            return snapshot, counter, before
+            return snapshot, counter, wanted.before
         if locked:
+            period = wanted.terms.period_start
             current = effective(uow, uow.usage.counter(owner, metric, period), tx.now)
-            raise refuse(decide(snapshot, metric, current, amount))
+            raise refuse(wanted.against(current))
         locked = True
         snapshot = prepare_locked(rt, tx, owner, metric, snapshot)
+
+
+def _count(tx: Transaction, wanted: Charge, hold_until: datetime | None) -> Counter | None:
+    """The conditional count of one charge (used, or reserved until ``hold_until``)."""
+    terms = wanted.terms
+    delta = {"reserved": wanted.amount} if hold_until is not None else {"used": wanted.amount}
+    return tx.uow.usage.add(
+        terms.snapshot.owner,
+        terms.metric,
+        terms.period_start,
+        ceiling=terms.ceiling,
+        revision=terms.snapshot.revision,
+        now=tx.now,
+        fallback=terms.guard,
+        hold_until=hold_until,
+        **delta,
+    )
 
 
 def prepare_locked(

@@ -24,22 +24,27 @@ from entitlements.domain.checks import check_id, check_key
 from entitlements.domain.ingestion import UsageEvent, UsageResult
 from entitlements.domain.instant import optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
-from entitlements.domain.plan import Enforcement, LimitKind
+from entitlements.domain.plan import LimitKind
 from entitlements.domain.resolution import Snapshot
 from entitlements.domain.usage import (
     MAX_AMOUNT,
     MAX_KEY,
+    Charge,
     Counter,
+    MetricTerms,
     Reservation,
     ReservationStatus,
     UsageDecision,
     UsageRecord,
+    charge,
+    charged,
     check_amount,
     check_idempotency_key,
     decide,
+    metric_terms,
     usage_period_start,
 )
-from entitlements.errors import IdempotencyKeyReused, InvalidInput
+from entitlements.errors import InvalidInput
 from entitlements.ports import UnitOfWork
 from entitlements.service.ingestion import ingest
 from entitlements.service.requests import claim_key
@@ -48,11 +53,10 @@ from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.snapshots import load_snapshot
 from entitlements.service.terms import (
     count,
-    denied_at_once,
     effective,
     expire_held,
-    fallback_guard,
     locked_terms,
+    record_over_limit,
     refuse,
     terms_for_write,
     usage_target,
@@ -84,7 +88,6 @@ class Usage:
         self._rt = runtime
         self._coherence = runtime.coherence
         self._inline: Any = getattr(runtime.store, "consume_inline", None)
-        self._lanes: dict[tuple[Owner, str], _Lane] = {}
         self._metrics: set[str] = set()
         self._wall_clock = type(runtime.clock) is SystemClock
 
@@ -115,30 +118,47 @@ class Usage:
 
     def _check_slow(self, owner: Owner, metric: str, amount: int) -> UsageDecision:
         rt = self._rt
-        cache = rt.cache
         self._coherence.ensure_fresh()
-        generation = cache.generation
+        generation = rt.cache.generation
         at = rt.now()
-        snapshot = cache.snapshots.get(owner)
-        if snapshot is None or not snapshot.valid_at(at):
-            snapshot = None
-        counter = None
-        if snapshot is not None:
-            period = usage_period_start(snapshot, snapshot.limit_definition(metric))
-            counter = cache.counters.get(owner, {}).get((metric, period))
-        if snapshot is None or counter is None or counter.holds_expired(at):
-            with rt.read(owner.tenant) as uow:
-                if snapshot is None:
-                    snapshot = load_snapshot(uow, owner, at, rt.policy)
-                counter = self._counter(uow, snapshot, metric, at)
-            if not rt.in_atomic_block:
-                cache.put(snapshot, generation)
-                if not counter.holds_expired(at):
-                    cache.put_counter(counter, generation)
+        snapshot, counter = self._cached(owner, metric, at)
+        if snapshot is None or counter is None:
+            snapshot, counter = self._read(owner, metric, at, snapshot, generation)
         decision = decide(snapshot, metric, counter, amount)
         if counter.held_until is None and not rt.in_atomic_block:
-            cache.put_decision(decision, generation)
+            rt.cache.put_decision(decision, generation, snapshot)
         return decision
+
+    def _cached(
+        self, owner: Owner, metric: str, at: datetime
+    ) -> tuple[Snapshot | None, Counter | None]:
+        """The cached snapshot valid at ``at`` and the cached counter it counts in, each
+        ``None`` where the cache cannot answer."""
+        cache = self._rt.cache
+        snapshot = cache.snapshots.get(owner)
+        if snapshot is None or not snapshot.valid_at(at):
+            return None, None
+        period = usage_period_start(snapshot, snapshot.limit_definition(metric))
+        counter = cache.counters.get(owner, {}).get((metric, period))
+        if counter is None or counter.holds_expired(at):
+            return snapshot, None
+        return snapshot, counter
+
+    def _read(
+        self, owner: Owner, metric: str, at: datetime, snapshot: Snapshot | None, generation: int
+    ) -> tuple[Snapshot, Counter]:
+        """The terms (unless given) and the counter read from the store, kept for the
+        next check outside atomic blocks."""
+        rt = self._rt
+        with rt.read(owner.tenant) as uow:
+            if snapshot is None:
+                snapshot = load_snapshot(uow, owner, at, rt.policy)
+            counter = self._counter(uow, snapshot, metric, at)
+        if not rt.in_atomic_block:
+            rt.cache.put(snapshot, generation)
+            if not counter.holds_expired(at):
+                rt.cache.put_counter(counter, generation)
+        return snapshot, counter
 
     def _counter(self, uow: UnitOfWork, snapshot: Snapshot, metric: str, at: datetime) -> Counter:
         period = usage_period_start(snapshot, snapshot.limit_definition(metric))
@@ -198,43 +218,31 @@ class Usage:
         raises `LimitExceeded` and records nothing; a soft one records, reports
         ``over_limit`` and audits it."""
         if (
-            self._inline is not None
-            and now is None
-            and type(owner) is Owner
-            and type(amount) is int
-            and 0 < amount <= MAX_AMOUNT
-            and type(metric) is str
-            and metric in self._metrics
+            now is None
+            and self._inline is not None
+            and _plain(owner, metric, amount, self._metrics)
             and self._rt.telemetry is None
         ):
             # the arguments an in-process store counts with, checked the cheap way (a
             # metric seen valid before stays valid); anything else is checked in full below
             if actor is not APP:
                 as_actor(actor)
-            if key is not None and not (
-                type(key) is str
-                and 0 < len(key) <= MAX_KEY
-                and key.isascii()  # printable ASCII: no control characters, no surrogates
-                and key.isprintable()
-                and key[0] != " "
-                and key[-1] != " "
-            ):
-                key = check_idempotency_key(key)  # checked in full: refused, or not ASCII
+            if key is not None:
+                key = _plain_key(key)
             done = self._consume_inline(owner, metric, amount, key)
             if done is not None:
                 return done
-        return self._consume(owner, metric, amount, key=key, actor=actor, now=now)
+        return self._consume(owner, metric, amount, key, actor, now)
 
     @retries_lost_races
     def _consume(
         self,
         owner: Owner,
         metric: str,
-        amount: int = 1,
-        *,
-        key: str | None = None,
-        actor: Actor | str = APP,
-        now: datetime | None = None,
+        amount: int,
+        key: str | None,
+        actor: Actor | str,
+        now: datetime | None,
     ) -> UsageDecision:
         owner, who, amount, key = (
             as_owner(owner),
@@ -243,43 +251,55 @@ class Usage:
             check_idempotency_key(key),
         )
         metric = check_metric(metric)
-        rt = self._rt
         if self._inline is not None:
-            if len(self._metrics) < 10_000:
-                self._metrics.add(metric)
-            if now is None and rt.telemetry is None:
-                done = self._consume_inline(owner, metric, amount, key)
-                if done is not None:
-                    return done
-        cache = rt.cache
-        keep = not rt.in_atomic_block
-        generation = cache.generation
+            done = self._inline_after_checks(owner, metric, amount, key, now)
+            if done is not None:
+                return done
+        rt = self._rt
+        keep = None if rt.in_atomic_block else rt.cache.generation
         with rt.transaction(owner.tenant, now) as tx:
-            snapshot = cache.snapshots.get(owner)
-            if snapshot is None or not snapshot.valid_at(tx.now):
-                snapshot = load_snapshot(tx.uow, owner, tx.now, rt.policy)
-                if keep:  # resolved from committed rows: as good as a read's
-                    cache.put(snapshot, generation)
-            definition = snapshot.limit_definition(metric)
-            if definition is not None and definition.kind is LimitKind.SEATS:
-                self._refuse_seats(snapshot, metric)
-            period = usage_period_start(snapshot, definition)
-            record = UsageRecord(rt.new_id(), owner, metric, amount, period, tx.now, key)
-            before = decide(snapshot, metric, Counter(owner, metric, period), amount)
-            if not denied_at_once(before):
-                hard = before.enforcement is Enforcement.HARD
+            wanted = charge(self._terms(tx, owner, keep), metric, amount, key)
+            wanted.refuse_seats()
+            terms = wanted.terms
+            record = UsageRecord(
+                rt.new_id(), owner, metric, amount, terms.period_start, tx.now, key
+            )
+            if not wanted.denied:
                 counter, earlier = tx.uow.usage.consume(
                     record,
-                    ceiling=before.limit if hard else None,
-                    revision=snapshot.revision,
+                    ceiling=terms.ceiling,
+                    revision=terms.snapshot.revision,
                     now=tx.now,
-                    fallback=fallback_guard(snapshot),
+                    fallback=terms.guard,
                 )
                 if earlier is not None:
-                    return self._duplicate(tx, snapshot, earlier, record, counter)
+                    return self._duplicate(tx, wanted, earlier, counter)
                 if counter is not None:
-                    return self._counted(tx, who, snapshot, counter, amount)
-            return self._consume_locked(tx, who, snapshot, record)
+                    return self._counted(tx, who, wanted, counter)
+            return self._consume_locked(tx, who, wanted, record)
+
+    def _inline_after_checks(
+        self, owner: Owner, metric: str, amount: int, key: str | None, now: datetime | None
+    ) -> UsageDecision | None:
+        """Arguments checked in full: the metric is known valid from now on, and the
+        in-process store may count it inline."""
+        if len(self._metrics) < 10_000:
+            self._metrics.add(metric)
+        if now is None and self._rt.telemetry is None:
+            return self._consume_inline(owner, metric, amount, key)
+        return None
+
+    def _terms(self, tx: Transaction, owner: Owner, keep: int | None) -> Snapshot:
+        """The terms a consumption starts from: the cached snapshot valid at the write's
+        time, else one resolved in the write's transaction — from committed rows, so kept
+        as a read's would be, under the cache generation ``keep`` (``None``: in an atomic
+        block, not kept)."""
+        snapshot = self._rt.cache.snapshots.get(owner)
+        if snapshot is None or not snapshot.valid_at(tx.now):
+            snapshot = load_snapshot(tx.uow, owner, tx.now, self._rt.policy)
+            if keep is not None:
+                self._rt.cache.put(snapshot, keep)
+        return snapshot
 
     def _consume_inline(
         self, owner: Owner, metric: str, amount: int, key: str | None
@@ -287,32 +307,24 @@ class Usage:
         """An in-process store counts a plain consumption — terms known and cached, no
         soft limit to audit, nothing refused — as one call into the store. ``None``:
         take the ordinary path (it decides anything else)."""
+        lane = self._lane(owner, metric)
+        if lane is None:
+            return None
         rt = self._rt
-        if rt._ambient.get() is not None:  # in an atomic block
-            return None
-        snapshot = rt.cache.snapshots.get(owner)
-        if snapshot is None or not snapshot.resolved_ts <= rt.timestamp() < snapshot.expires_ts:
-            return None
-        lane = self._lanes.get((owner, metric))
-        if lane is None or lane.snapshot is not snapshot:
-            lane = _Lane.of(snapshot, metric)
-            if len(self._lanes) > 100_000:
-                self._lanes.clear()
-            self._lanes[(owner, metric)] = lane
-        if not lane.eligible:
-            return None
         wall = self._wall_clock
         at = _system_now(UTC) if wall else rt.now()
+        # a ledger record of values checked already: the slots are filled directly,
+        # skipping the converters (and the frozen class's refusing ``__setattr__``)
         record = _new_record(UsageRecord)
         _set_record_id(record, rt.new_id())
         _set_record_owner(record, owner)
         _set_record_metric(record, metric)
         _set_record_amount(record, amount)
-        _set_record_period(record, lane.period)
+        _set_record_period(record, lane.period_start)
         _set_record_at(record, at)
         _set_record_key(record, key)
         counter, _, seq = self._inline(
-            record, lane.ceiling, snapshot.revision, at, lane.guard, at if wall else None
+            record, lane.ceiling, lane.snapshot.revision, at, lane.guard, at if wall else None
         )
         if counter is None:
             return None
@@ -320,6 +332,7 @@ class Usage:
         rt.cache.invalidate_usage_of(owner)
         base = lane.base
         used, reserved, limit = counter.used, counter.reserved, base.limit
+        # the lane's base decision with the counter's numbers, built as the tuple it is
         return _new_decision(
             UsageDecision,
             (
@@ -335,29 +348,47 @@ class Usage:
                 base.kind,
                 base.reason,
                 base.detail,
-                lane.period,
+                lane.period_start,
                 False,
                 False,
             ),
         )
 
+    def _lane(self, owner: Owner, metric: str) -> MetricTerms | None:
+        """How ``metric`` is charged under the owner's cached snapshot, valid now, if a
+        charge of it is plain; kept beside the snapshot (and dropped with it)."""
+        rt = self._rt
+        if rt._ambient.get() is not None:  # in an atomic block
+            return None
+        snapshot = rt.cache.snapshots.get(owner)
+        if snapshot is None or not snapshot.resolved_ts <= rt.timestamp() < snapshot.expires_ts:
+            return None
+        lanes = rt.cache.lanes.get(owner)
+        lane = None if lanes is None else lanes.get(metric)
+        if lane is None or lane.snapshot is not snapshot:
+            lane = metric_terms(snapshot, metric)
+            rt.cache.put_lane(lane)
+        return lane if lane.plain else None
+
     def _consume_locked(
-        self, tx: Transaction, who: Actor, snapshot: Snapshot, record: UsageRecord
+        self, tx: Transaction, who: Actor, wanted: Charge, record: UsageRecord
     ) -> UsageDecision:
         """The counter refused the guess (stale or missing terms, a held reservation run
         out, a hard limit): decide again under the owner's terms lock."""
         owner, metric = record.owner, record.metric
         earlier = tx.uow.usage.add_record(record)
         if earlier is not None:
-            return self._duplicate(tx, snapshot, earlier, record)
+            return self._duplicate(tx, wanted, earlier)
         counted_under, after, _ = count(
-            self._rt, tx, owner, metric, record.amount, snapshot, tried=True
+            self._rt, tx, owner, metric, record.amount, wanted.terms.snapshot, tried=True
         )
-        period_now = usage_period_start(counted_under, counted_under.limit_definition(metric))
+        if counted_under is not wanted.terms.snapshot:
+            wanted = charge(counted_under, metric, record.amount, record.key)
+        period_now = wanted.terms.period_start
         if period_now != record.period_start:  # the terms in force count in another period
             tx.uow.usage.remove_record(owner, record.id)
             tx.uow.usage.add_record(attrs.evolve(record, period_start=period_now))
-        return self._counted(tx, who, counted_under, after, record.amount)
+        return self._counted(tx, who, wanted, after)
 
     @retries_lost_races
     def consume_many(
@@ -374,49 +405,29 @@ class Usage:
         nothing. Malformed events raise `InvalidInput` before anything is written."""
         return ingest(self._rt, list(events), as_actor(actor))
 
-    def _refuse_seats(self, snapshot: Snapshot, metric: str) -> None:
-        definition = snapshot.limit_definition(metric)
-        if definition is not None and definition.kind is LimitKind.SEATS:
-            raise InvalidInput(
-                "metric", f"{metric} counts seats: assign them with ents.seats.assign", metric
-            )
-
     def _duplicate(
         self,
         tx: Transaction,
-        snapshot: Snapshot,
+        wanted: Charge,
         earlier: UsageRecord,
-        given: UsageRecord,
         counter: Counter | None = None,
     ) -> UsageDecision:
-        if (earlier.metric, earlier.amount) != (given.metric, given.amount):
-            assert given.key is not None
-            raise IdempotencyKeyReused(
-                given.key,
-                f"{earlier.amount} {earlier.metric}",
-                f"{given.amount} {given.metric}",
-            )
+        """The key was recorded already: a retry answers from the counter the first
+        request counted in; the key given for another charge is refused first."""
+        reused = wanted.reused_by(earlier)
+        if reused is not None:
+            raise reused
         if counter is None or counter.period_start != earlier.period_start:
             counter = tx.uow.usage.counter(earlier.owner, earlier.metric, earlier.period_start)
-        counter = effective(tx.uow, counter, tx.now)
-        return decide(snapshot, earlier.metric, counter, earlier.amount)._replace(duplicate=True)
+        return charged(wanted, effective(tx.uow, counter, tx.now), earlier)
 
     def _counted(
-        self, tx: Transaction, who: Actor, snapshot: Snapshot, after: Counter, amount: int
+        self, tx: Transaction, who: Actor, wanted: Charge, after: Counter
     ) -> UsageDecision:
-        tx.touch_usage(snapshot.owner)
-        result = decide(snapshot, after.metric, after, 0)._replace(requested=amount)
-        over = result.limit is not None and after.used + after.reserved > result.limit
-        if over:
-            result = result._replace(over_limit=True)
-            tx.record(
-                who,
-                "usage.over_limit",
-                usage_target(snapshot.owner, after.metric),
-                owner=snapshot.owner,
-                after=_summary(result),
-                reason=f"{result.detail}; soft limit {result.limit} passed",
-            )
+        tx.touch_usage(wanted.terms.snapshot.owner)
+        result = charged(wanted, after)
+        if result.over_limit:
+            record_over_limit(tx, who, result)
         return result
 
     @retries_lost_races
@@ -450,18 +461,9 @@ class Usage:
                 after = tx.uow.usage.set_used(owner, metric, period, amount)
                 assert after is not None
             tx.touch_usage(owner)
-            result = decide(snapshot, metric, after, 0)
-            over = result.limit is not None and after.used + after.reserved > result.limit
-            result = result._replace(over_limit=over)
-            if over:
-                tx.record(
-                    who,
-                    "usage.over_limit",
-                    usage_target(owner, metric),
-                    owner=owner,
-                    after=_summary(result),
-                    reason=f"gauge set to {amount}, limit {result.limit}",
-                )
+            result = charged(charge(snapshot, metric, 0), after)
+            if result.over_limit:
+                record_over_limit(tx, who, result, f"gauge set to {amount}, limit {result.limit}")
             return result
 
     @retries_lost_races
@@ -531,20 +533,17 @@ class Usage:
         rt = self._rt
         with rt.transaction(owner.tenant, now) as tx:
             snapshot = terms_for_write(rt, tx, owner)
-            self._refuse_seats(snapshot, metric)
-            period = usage_period_start(snapshot, snapshot.limit_definition(metric))
+            wanted = charge(snapshot, metric, amount, key)
+            wanted.refuse_seats()
+            period = wanted.terms.period_start
             reservation = Reservation(
                 rt.new_id(), owner, metric, amount, period, tx.now, tx.now + ttl, key=key
             )
             earlier = tx.uow.usage.add_reservation(reservation)
             if earlier is not None:
-                if (earlier.metric, earlier.amount) != (metric, amount):
-                    assert key is not None
-                    raise IdempotencyKeyReused(
-                        key,
-                        f"a reservation of {earlier.amount} {earlier.metric}",
-                        f"a reservation of {amount} {metric}",
-                    )
+                reused = wanted.reused_by(earlier, "a reservation of ")
+                if reused is not None:
+                    raise reused
                 return earlier
             counted_under, _, _ = count(
                 rt, tx, owner, metric, amount, snapshot, hold_until=reservation.expires_at
@@ -653,35 +652,34 @@ class Usage:
         return expired
 
 
-@attrs.frozen
-class _Lane:
-    """What a plain consumption of one metric needs from one snapshot, worked out once."""
-
-    snapshot: Snapshot
-    eligible: bool
-    period: datetime
-    ceiling: int | None
-    guard: tuple[str, int] | None
-    base: UsageDecision
-
-    @classmethod
-    def of(cls, snapshot: Snapshot, metric: str) -> _Lane:
-        definition = snapshot.limit_definition(metric)
-        period = usage_period_start(snapshot, definition)
-        base = decide(snapshot, metric, Counter(snapshot.owner, metric, period), 0)
-        hard = base.enforcement is Enforcement.HARD
-        eligible = (
-            base.allowed
-            and not base.over_limit
-            and (base.limit is None or hard)
-            and (definition is None or definition.kind is not LimitKind.SEATS)
-        )
-        ceiling = base.limit if hard else None
-        return cls(snapshot, eligible, period, ceiling, fallback_guard(snapshot), base)
+def _plain(owner: object, metric: object, amount: object, known: set[str]) -> bool:
+    """Arguments of the plainest kind, checked the cheap way: an owner, a whole amount in
+    range and a metric seen valid before."""
+    return (
+        type(owner) is Owner
+        and type(amount) is int
+        and 0 < amount <= MAX_AMOUNT
+        and type(metric) is str
+        and metric in known
+    )
 
 
-# A ledger record of values checked already: the hot path fills the slots directly,
-# skipping the converters (and the frozen class's refusing ``__setattr__``).
+def _plain_key(key: str | None) -> str | None:
+    """A key of printable ASCII without edge spaces passes as it is; any other is checked
+    in full (refused, or not ASCII)."""
+    if key is None or (
+        type(key) is str
+        and 0 < len(key) <= MAX_KEY
+        and key.isascii()
+        and key.isprintable()
+        and key[0] != " "
+        and key[-1] != " "
+    ):
+        return key
+    return check_idempotency_key(key)
+
+
+# The hot path's direct slot setters.
 _new_record = object.__new__
 _set_record_id = UsageRecord.__dict__["id"].__set__
 _set_record_owner = UsageRecord.__dict__["owner"].__set__
@@ -692,14 +690,3 @@ _set_record_at = UsageRecord.__dict__["at"].__set__
 _set_record_key = UsageRecord.__dict__["key"].__set__
 _new_decision = tuple.__new__
 _system_now = datetime.now
-
-
-def _summary(decision: UsageDecision) -> dict[str, object]:
-    return {
-        "metric": decision.metric,
-        "limit": decision.limit,
-        "used": decision.used,
-        "reserved": decision.reserved,
-        "requested": decision.requested,
-        "enforcement": decision.enforcement.value,
-    }

@@ -390,6 +390,99 @@ class StoreContract:
         assert [o.key for o in ents.process_due().expired_overrides] == ["export"]
         assert ents.overrides.list(ACME) == []
 
+    # -- history ---------------------------------------------------------------------
+
+    def test_subscription_history_answers_each_instant(
+        self, ents: Entitlements, store: Store
+    ) -> None:
+        """Every add and update is in force from its unit of work's ``effective_at``;
+        among writes of one instant the last wins; a rolled-back write leaves none; the
+        subscription created last is the owner's, however old its first write."""
+        original = ents.subscriptions.subscribe(ACME, "growth", actor=STAFF)
+        t1, t2, t3 = (START + timedelta(days=n) for n in (1, 2, 3))
+        with store.unit_of_work(None) as uow:
+            uow.effective_at = t1
+            first = uow.subscriptions.update(attrs.evolve(original, seats=2))
+            first = uow.subscriptions.update(attrs.evolve(first, seats=3))
+            uow.commit()
+        _rolled_back(store, lambda uow: uow.subscriptions.update(attrs.evolve(first, seats=9)))
+        with store.unit_of_work(None) as uow:
+            uow.effective_at = t2
+            ended = uow.subscriptions.update(
+                attrs.evolve(first, status=SubscriptionStatus.CANCELED, canceled_at=t2)
+            )
+            second = uow.subscriptions.add(
+                attrs.evolve(first, id="second", created_at=t2, seats=7, revision=0)
+            )
+            assert uow.subscriptions.at(ACME, t2) == second  # reads its own writes
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            uow.effective_at = t3
+            uow.subscriptions.update(attrs.evolve(ended, notes="closed"))
+            uow.commit()
+        with store.unit_of_work(None, read_only=True) as uow:
+            at = uow.subscriptions.at
+            assert at(ACME, START - _SECOND) is None
+            assert at(ACME, START) == original
+            assert at(ACME, t1 - _SECOND) == original
+            assert at(ACME, t1) == first
+            assert at(ACME, t2 - _SECOND) == first
+            assert at(ACME, t2) == second
+            assert at(ACME, t3 + timedelta(days=30)) == second
+            assert at(GLOBEX, t3) is None
+        with store.unit_of_work("tenant-b", read_only=True) as uow:
+            assert uow.subscriptions.at(Owner("organization", "acme", "tenant-b"), t3) is None
+
+    def test_override_history_keeps_what_was_removed(self, store: Store) -> None:
+        t1, t2, t3 = (START + timedelta(days=n) for n in (1, 2, 3))
+
+        def override(value: int, **more: Any) -> Override:
+            return Override(
+                ACME, OverrideKind.LIMIT, "projects", "r", STAFF.id, START, value=value, **more
+            )
+
+        with store.unit_of_work(None) as uow:
+            uow.effective_at = START
+            uow.overrides.put(override(5))
+            uow.overrides.put(override(6))
+            uow.overrides.put(
+                Override(ACME, OverrideKind.FEATURE, "sso", "r", STAFF.id, START, expires_at=t2)
+            )
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            uow.effective_at = t1
+            uow.overrides.remove(ACME, OverrideKind.LIMIT, "projects")
+            assert [o.key for o in uow.overrides.at(ACME, t1)] == ["sso"]
+            uow.commit()
+        _rolled_back(store, lambda uow: uow.overrides.remove(ACME, OverrideKind.FEATURE, "sso"))
+        with store.unit_of_work(None) as uow:
+            uow.effective_at = t3
+            uow.overrides.remove_expired(ACME, OverrideKind.FEATURE, "sso", t3)
+            uow.overrides.put(override(8))
+            uow.commit()
+        with store.unit_of_work(None, read_only=True) as uow:
+            at = uow.overrides.at
+            assert at(ACME, START - _SECOND) == []
+            assert [(o.key, o.value) for o in at(ACME, START)] == [("sso", None), ("projects", 6)]
+            assert [o.key for o in at(ACME, t2)] == ["sso"]  # expired, not yet removed
+            assert [(o.key, o.value) for o in at(ACME, t3)] == [("projects", 8)]
+            assert at(GLOBEX, t3) == []
+        with store.unit_of_work("tenant-b", read_only=True) as uow:
+            assert uow.overrides.at(Owner("organization", "acme", "tenant-b"), t3) == []
+
+    def test_history_without_an_instant_is_dated_by_the_wall_clock(
+        self, ents: Entitlements, store: Store
+    ) -> None:
+        sub = ents.subscriptions.subscribe(ACME, "growth", actor=STAFF)
+        before = datetime.now(UTC)
+        with store.unit_of_work(None) as uow:
+            uow.subscriptions.update(attrs.evolve(sub, seats=4))
+            uow.commit()
+        after = datetime.now(UTC)
+        with store.unit_of_work(None, read_only=True) as uow:
+            assert uow.subscriptions.at(ACME, before - _SECOND).seats is None  # type: ignore[union-attr]
+            assert uow.subscriptions.at(ACME, after).seats == 4  # type: ignore[union-attr]
+
     # -- audit -----------------------------------------------------------------------
 
     def test_audit_is_ordered_and_complete(
@@ -760,6 +853,89 @@ class StoreContract:
         assert list(ents.contracts.events(ACME, contract.id)) == events
         with pytest.raises(NotFound):
             ents.contracts.get(GLOBEX, contract.id)
+
+    def test_search_and_preview_leave_out_owners_the_actor_may_not_read(
+        self, ents: Entitlements
+    ) -> None:
+        from entitlements.errors import NotAuthorized
+        from entitlements.service.authorization import PermissionRules
+
+        ents.subscriptions.start_trial(ACME, "growth", actor=STAFF)
+        ents.subscriptions.start_trial(GLOBEX, "growth", actor=STAFF)
+        ents.runtime.authorizer = PermissionRules(
+            can_read=lambda actor, owner: actor.id != "eve" or owner != GLOBEX
+        )
+        eve = Actor("eve")
+        assert {s.owner for s in ents.subscriptions.search(actor=eve)} == {ACME}
+        assert ents.subscriptions.search("globex", actor=eve) == []
+        assert {s.owner for s in ents.subscriptions.search(actor=STAFF)} == {ACME, GLOBEX}
+        assert ents.subscriptions.preview_change(ACME, "free", actor=eve) is not None
+        with pytest.raises(NotAuthorized):
+            ents.subscriptions.preview_change(GLOBEX, "free", actor=eve)
+
+    def test_contracts_awaiting_signature_are_the_sent_unfinished_unexpired_ones(
+        self, ents: Entitlements, clock: ManualClock
+    ) -> None:
+        from entitlements.domain.contracts.contract import SignerSpec
+        from entitlements.service.authorization import PermissionRules
+
+        def contract(owner: Owner, days: int, signers: int = 1) -> str:
+            made = ents.contracts.issue(
+                owner,
+                title=f"MSA {owner.id} {days}",
+                body="Terms.",
+                actor=STAFF,
+                valid_for=timedelta(days=days),
+                signers=[SignerSpec(f"S{n}", f"s{n}@x.test") for n in range(signers)],
+            )
+            return made.id
+
+        draft = contract(ACME, 30)  # never sent
+        later = contract(ACME, 20, signers=2)
+        tokens = ents.contracts.send(ACME, later, actor=STAFF)
+        soon = contract(GLOBEX, 5)
+        ents.contracts.send(GLOBEX, soon, actor=STAFF)
+        done = contract(GLOBEX, 9)
+        token = ents.contracts.send(GLOBEX, done, actor=STAFF)["s1"]
+        ents.contracts.open(token)
+        ents.contracts.consent(token, consent_text="I agree", consent_version="v1")
+        ents.contracts.sign(token, typed_name="S0")
+        half = tokens["s1"]
+        ents.contracts.open(half)
+        ents.contracts.consent(half, consent_text="I agree", consent_version="v1")
+        ents.contracts.sign(half, typed_name="S0")
+        assert [c.id for c in ents.contracts.awaiting_signature()] == [soon, later]
+        assert draft not in [c.id for c in ents.contracts.awaiting_signature()]
+        ents.runtime.authorizer = PermissionRules(
+            can_read=lambda actor, owner: actor.id != "eve" or owner != GLOBEX
+        )
+        assert [c.id for c in ents.contracts.awaiting_signature(actor="eve")] == [later]
+        clock.advance(days=6)  # soon's window closed: expired in effect, though unswept
+        assert [c.id for c in ents.contracts.awaiting_signature()] == [later]
+
+    def test_the_chains_last_event_and_a_view_that_records_nothing(
+        self, ents: Entitlements
+    ) -> None:
+        from entitlements.domain.contracts.contract import SignerSpec, SignerStatus
+
+        ents.subscriptions.start_trial(ACME, "growth", actor=STAFF)
+        contract = ents.contracts.issue(
+            ACME, title="MSA", body="Terms.", actor=STAFF, signers=[SignerSpec("Ada", "a@x.test")]
+        )
+        token = ents.contracts.send(ACME, contract.id, actor=STAFF)["s1"]
+        before = list(ents.contracts.events(ACME, contract.id))
+        view = ents.contracts.view(token)
+        assert view.signer_status is SignerStatus.SENT
+        assert list(ents.contracts.events(ACME, contract.id)) == before, "a view records nothing"
+        with ents.runtime.read(ACME.tenant) as uow:
+            assert uow.contracts.last_event(contract.id) == before[-1]
+        assert ents.contracts.open(token).signer_status is SignerStatus.VIEWED
+        after = list(ents.contracts.events(ACME, contract.id))
+        assert after[:-1] == before
+        assert after[-1].type.value == "viewed"
+        with ents.runtime.read(ACME.tenant) as uow:
+            assert uow.contracts.last_event(contract.id) == after[-1]
+        assert ents.contracts.verify(ACME, contract.id).ok
 
     def test_contract_tokens_are_found_across_tenants_only_by_their_hash(
         self, store: Store

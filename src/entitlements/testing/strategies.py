@@ -35,6 +35,7 @@ from entitlements.domain.override import Override
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import (
     Action,
+    ByContract,
     Combine,
     Enforcement,
     Feature,
@@ -144,7 +145,7 @@ def plans(status: PlanStatus | None = None) -> st.SearchStrategy[Plan]:
         st.text(_NAME_ALPHABET, min_size=1, max_size=30).filter(lambda s: bool(s.strip())),
         st.dictionaries(keys(), limits(), max_size=4),
         st.dictionaries(keys(), features(), max_size=4),
-        st.one_of(st.none(), prices()),
+        st.one_of(st.none(), prices(), st.builds(ByContract, billing_cycles())),
         st.integers(min_value=0, max_value=365),
         st.just(status) if status is not None else st.sampled_from(list(PlanStatus)),
         st.frozensets(

@@ -10,11 +10,23 @@ canvas's script served by the package itself.
 See docs/web.md.
 """
 
+import entitlements.web._extra  # noqa: F401  (first: names the extra to install)
 from entitlements.web.app import create_app, random_secret
 from entitlements.web.auth import Authenticator
 from entitlements.web.headers import CONTENT_SECURITY_POLICY
-from entitlements.web.ratelimit import BadTokenLimiter
-from entitlements.web.settings import DEFAULT_CONSENT, DEFAULT_CONSENT_VERSION
+from entitlements.web.lists import OwnerCard
+from entitlements.web.ratelimit import (
+    BadTokenLimit,
+    BadTokenLimiter,
+    RedisBadTokenLimiter,
+    SqlBadTokenLimiter,
+)
+from entitlements.web.settings import (
+    DEFAULT_CONSENT,
+    DEFAULT_CONSENT_VERSION,
+    forwarded_for,
+    peer_address,
+)
 from entitlements.web.wsgi import as_wsgi
 
 __all__ = [
@@ -22,8 +34,14 @@ __all__ = [
     "DEFAULT_CONSENT",
     "DEFAULT_CONSENT_VERSION",
     "Authenticator",
+    "BadTokenLimit",
     "BadTokenLimiter",
+    "OwnerCard",
+    "RedisBadTokenLimiter",
+    "SqlBadTokenLimiter",
     "as_wsgi",
     "create_app",
+    "forwarded_for",
+    "peer_address",
     "random_secret",
 ]

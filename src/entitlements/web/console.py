@@ -1,9 +1,11 @@
-"""The staff console: find an owner, see everything the library knows about it, and act
-through the library's use cases as the authenticated staff member.
+"""The staff console: find owners (by id, or by the name and e-mail the host knows them
+by), work the queues, see everything the library knows about an owner, and act through
+the library's use cases as the authenticated staff member.
 
-Every action passes the actor the host's authenticator returned, so the library's
-authorizer decides and its audit trail records who did what and why. A refused or invalid
-action re-shows the page with the library's own message beside the form.
+Every page and every action passes the actor the host's authenticator returned, so the
+library's authorizer decides — lists included — and its audit trail records who did what
+and why. A refused or invalid action re-shows the page it returns to (the owner's, or
+the queue it was taken from) with the library's own message at the top.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from __future__ import annotations
 import inspect
 import secrets
 from collections import Counter
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,13 +28,14 @@ from starlette.routing import Route
 from entitlements.domain.actor import Actor
 from entitlements.domain.contracts.contract import ContractStatus, SignerSpec
 from entitlements.domain.owner import Owner
-from entitlements.domain.subscription import SubscriptionStatus
+from entitlements.domain.subscription import Subscription, SubscriptionStatus
 from entitlements.domain.usage import OverQuotaPolicy
-from entitlements.errors import EntitlementsError, InvalidInput
+from entitlements.errors import EntitlementsError, InvalidInput, NotFound
 from entitlements.service.entitlements import Entitlements
 from entitlements.web.auth import Authenticator, authenticate
 from entitlements.web.csrf import FIELD
 from entitlements.web.forms import Fields
+from entitlements.web.lists import PAGE_SIZE, Filters, OwnerLists, Row, as_csv
 from entitlements.web.pages import Pages, status_for
 from entitlements.web.settings import Settings
 
@@ -63,7 +66,7 @@ def _start_trial(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> s
         owner,
         f.required("plan", "choose a plan"),
         actor=actor,
-        trial_days=f.whole("trial_days", minimum=1),
+        trial_days=f.whole("trial_days"),
         seats=f.whole("seats", minimum=1),
         reason=f.optional("reason"),
     )
@@ -163,7 +166,8 @@ def _evidence(function: Callable[..., Any], f: Fields) -> dict[str, Any]:
     return _accepted(function, ip=f.ip, user_agent=f.user_agent)
 
 
-def _issue(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> Links:
+def _signers(f: Fields) -> list[SignerSpec]:
+    """The signer rows filled in, in order (all at once unless signed in order)."""
     specs = []
     for n in range(1, MAX_SIGNER_ROWS + 1):
         name, email = f.text(f"signer_name_{n}"), f.text(f"signer_email_{n}")
@@ -173,8 +177,45 @@ def _issue(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> Links:
         raise InvalidInput("signers", "add at least one signer with a name and an email")
     if not f.checked("sequential"):
         specs = [attrs.evolve(s, order=1) for s in specs]
+    return specs
+
+
+def _send_links(
+    ents: Entitlements, owner: Owner, actor: Actor, contract: Any, f: Fields
+) -> dict[str, str]:
+    """The signers' links for a contract the form just issued: sent now, or — the form
+    was submitted twice and the first reply, with the links, never showed — sent again."""
+    link_days = timedelta(days=f.whole("link_days", minimum=1) or 7)
+    if contract.status is ContractStatus.CREATED:
+        return ents.contracts.send(
+            owner,
+            contract.id,
+            actor=actor,
+            link_valid_for=link_days,
+            **_evidence(ents.contracts.send, f),
+        )
+    if contract.status is ContractStatus.SENT:
+        return {
+            signer.id: ents.contracts.resend(
+                owner,
+                contract.id,
+                signer.id,
+                actor=actor,
+                link_valid_for=link_days,
+                **_evidence(ents.contracts.resend, f),
+            )
+            for signer in contract.signers
+        }
+    raise InvalidInput(
+        "request",
+        f"this form was sent already: contract {contract.title!r} is {contract.status}; "
+        "resend a signer's link from the contract's row",
+    )
+
+
+def _issue(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> Links:
+    specs = _signers(f)
     valid_days = f.whole("valid_days", minimum=1) or 30
-    link_days = f.whole("link_days", minimum=1) or 7
     with ents.atomic(owner.tenant):
         contract = ents.contracts.issue(
             owner,
@@ -192,33 +233,7 @@ def _issue(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> Links:
             **_accepted(ents.contracts.issue, seats=f.whole("seats", minimum=1)),
             **_evidence(ents.contracts.issue, f),
         )
-        if contract.status is ContractStatus.CREATED:
-            tokens = ents.contracts.send(
-                owner,
-                contract.id,
-                actor=actor,
-                link_valid_for=timedelta(days=link_days),
-                **_evidence(ents.contracts.send, f),
-            )
-        elif contract.status is ContractStatus.SENT:
-            # the form was submitted twice: the first reply, with the links, never showed
-            tokens = {
-                signer.id: ents.contracts.resend(
-                    owner,
-                    contract.id,
-                    signer.id,
-                    actor=actor,
-                    link_valid_for=timedelta(days=link_days),
-                    **_evidence(ents.contracts.resend, f),
-                )
-                for signer in contract.signers
-            }
-        else:
-            raise InvalidInput(
-                "request",
-                f"this form was sent already: contract {contract.title!r} is {contract.status}; "
-                "resend a signer's link from the contract's row",
-            )
+        tokens = _send_links(ents, owner, actor, contract, f)
     return Links(owner, contract.id, contract.title, tuple(sorted(tokens.items())))
 
 
@@ -253,7 +268,20 @@ def _convert(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> str:
     return f"Converted: {converted.plan_key} v{converted.plan_version}, {converted.status.value}."
 
 
+def _settle(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> str:
+    ents.subscriptions.settle(owner, actor=actor, reason=f.optional("reason"))
+    return f"{owner}: marked settled."
+
+
+def _retry_command(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> str:
+    command = ents.billing.retry(owner, f.required("command", "choose a command"), actor=actor)
+    status = "not sent" if command is None else command.status.value
+    return f"{owner}: command sent again ({status})."
+
+
 ACTIONS: dict[str, Action] = {
+    "settle": _settle,
+    "retry-command": _retry_command,
     "start-trial": _start_trial,
     "change-plan": _change_plan,
     "change-seats": _change_seats,
@@ -270,10 +298,7 @@ ACTIONS: dict[str, Action] = {
 }
 
 
-def _owner_page(ents: Entitlements, owner: Owner, actor: Actor) -> dict[str, Any]:
-    """Everything the owner page shows, read in the request's worker thread."""
-    subscription = ents.subscriptions.find(owner, actor=actor)
-    snapshot = ents.snapshot(owner)
+def _usage(ents: Entitlements, owner: Owner, snapshot: Any) -> list[dict[str, Any]]:
     usage = []
     for name, limit in sorted(snapshot.limits.items()):
         try:
@@ -281,37 +306,179 @@ def _owner_page(ents: Entitlements, owner: Owner, actor: Actor) -> dict[str, Any
         except EntitlementsError:
             used = None
         usage.append({"name": name, "limit": limit, "used": used})
+    return usage
+
+
+def _person(people: dict[str, Any], commitment: str) -> str:
+    return str((people.get(commitment) or {}).get("value") or "(erased)")
+
+
+def _contracts(ents: Entitlements, owner: Owner) -> list[dict[str, Any]]:
     contracts = []
     for contract in reversed(list(ents.contracts.list(owner))):
-        evidence = ents.contracts.evidence(owner, contract.id)
-        people = evidence["personal_data"]
-        contracts.append(
-            {
-                "contract": contract,
-                "signers": [
-                    {
-                        "signer": s,
-                        "name": (people.get(s.name) or {}).get("value") or "(erased)",
-                        "email": (people.get(s.email) or {}).get("value") or "(erased)",
-                    }
-                    for s in contract.signers
-                ],
-                "events": ents.contracts.events(owner, contract.id),
-            }
-        )
+        people = ents.contracts.evidence(owner, contract.id)["personal_data"]
+        signers = [
+            {"signer": s, "name": _person(people, s.name), "email": _person(people, s.email)}
+            for s in contract.signers
+        ]
+        events = ents.contracts.events(owner, contract.id)
+        contracts.append({"contract": contract, "signers": signers, "events": events})
+    return contracts
+
+
+def _converted(history: Sequence[Subscription]) -> set[str]:
+    """Contracts a subscription was already converted from: "Convert" is not offered
+    for them again."""
+    found = {str(s.metadata.get("contract_id")) for s in history if s.metadata.get("contract_id")}
+    return found | {s.contract.contract_id for s in history if s.contract is not None}
+
+
+def _owner_page(ents: Entitlements, owner: Owner, actor: Actor) -> dict[str, Any]:
+    """Everything the owner page shows, read in the request's worker thread."""
+    subscription = ents.subscriptions.find(owner, actor=actor)
+    history = ents.subscriptions.history(owner, actor=actor)
+    snapshot = ents.snapshot(owner)
     return {
         "owner": owner,
         "subscription": subscription,
-        "history": ents.subscriptions.history(owner, actor=actor),
+        "history": history,
         "snapshot": snapshot,
         "decisions": snapshot.explain_all(),
         "overrides": ents.overrides.list(owner),
-        "usage": usage,
+        "usage": _usage(ents, owner, snapshot),
         "seats": ents.seats.list(owner),
-        "contracts": contracts,
+        "contracts": _contracts(ents, owner),
+        "converted": _converted(history),
         "audit": list(reversed(list(ents.audit.for_owner(owner))))[:50],
         "plans": [p for p in ents.plans.list() if p.status.value == "active"],
     }
+
+
+@attrs.frozen
+class Column:
+    label: str
+    value: Callable[[Row], object]
+    link: Callable[[Row], str | None] | None = None
+
+
+def _day(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d")
+
+
+def _minute(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M")
+
+
+def _field(
+    of: str, name: str, shown: Callable[[Any], object] = lambda v: v
+) -> Callable[[Row], object]:
+    """A column reading ``row.<of>.<name>`` (blank when the row has no ``of``)."""
+
+    def value(row: Row) -> object:
+        found = getattr(getattr(row, of), name, None)
+        return None if found is None else shown(found)
+
+    return value
+
+
+def _plan(row: Row) -> str:
+    s = row.subscription
+    return "" if s is None else f"{s.plan_key} v{s.plan_version}"
+
+
+def _status(row: Row) -> str:
+    return "" if row.subscription is None else row.subscription.status.value
+
+
+def _seats(row: Row) -> object:
+    return None if row.subscription is None else row.subscription.seats
+
+
+def _waiting(row: Row) -> int:
+    assert row.contract is not None
+    return sum(s.status.value not in ("signed", "declined") for s in row.contract.signers)
+
+
+OWNER = [
+    Column("Name", lambda r: r.card.name, lambda r: r.card.url),
+    Column("Email", lambda r: r.card.email),
+    Column("Tenant", lambda r: r.owner.tenant),
+]
+SUBSCRIPTION = [Column("Plan", _plan), Column("Status", _status), Column("Seats", _seats)]
+
+
+@attrs.frozen
+class Queue:
+    title: str
+    read: Callable[[OwnerLists, Actor, Filters], list[Row]]
+    columns: tuple[Column, ...]
+    actions: tuple[str, ...] = ()
+    about: str = ""
+
+
+QUEUES: dict[str, Queue] = {
+    "past-due": Queue(
+        "Past due",
+        OwnerLists.past_due,
+        (
+            *OWNER,
+            *SUBSCRIPTION,
+            Column("Past due since", _field("subscription", "past_due_since", _day)),
+        ),
+        ("suspend", "settle"),
+        "Owners whose payment failed or whose period ran out unpaid, longest first. "
+        "Coordinate with the tenant, then suspend or mark the payment settled.",
+    ),
+    "trials": Queue(
+        "Trials ending",
+        OwnerLists.trials_ending,
+        (
+            *OWNER,
+            *SUBSCRIPTION,
+            Column("Trial ends", _field("subscription", "trial_ends_at", _minute)),
+        ),
+        about="Trials that end within the number of days asked for, soonest first.",
+    ),
+    "signatures": Queue(
+        "Awaiting signature",
+        OwnerLists.awaiting_signature,
+        (
+            *OWNER,
+            Column("Contract", _field("contract", "title")),
+            Column("Contract status", _field("contract", "status", lambda v: v.value)),
+            Column("Signers waiting", _waiting),
+            Column("Expires", _field("contract", "expires_at", _minute)),
+        ),
+        about="Contracts sent and not signed by everyone yet, nearest deadline first.",
+    ),
+    "provider": Queue(
+        "Failed provider commands",
+        OwnerLists.failed_commands,
+        (
+            *OWNER,
+            Column("Command", _field("command", "kind", lambda v: v.value)),
+            Column("Attempts", _field("command", "attempts")),
+            Column("Last error", _field("command", "last_error")),
+            Column("Created", _field("command", "created_at", _minute)),
+        ),
+        ("retry-command",),
+        "Commands the payment provider refused until they gave up retrying. Fix the cause "
+        "at the provider, then send them again.",
+    ),
+}
+OWNER_COLUMNS = (
+    *OWNER,
+    *SUBSCRIPTION,
+    Column("Updated", _field("subscription", "updated_at", _minute)),
+)
+
+
+def _applies(action: str, row: Row) -> bool:
+    """Whether a queue's action still applies to a row (else it is not offered)."""
+    status = _status(row)
+    if action in ("suspend", "settle"):
+        return status == "past_due"
+    return action == "retry-command" and row.command is not None
 
 
 class Console:
@@ -321,11 +488,15 @@ class Console:
         pages: Pages,
         authenticator: Authenticator,
         settings: Settings,
+        lists: OwnerLists | None = None,
+        login_url: str | None = None,
     ) -> None:
         self.ents = ents
         self.pages = pages
         self.authenticator = authenticator
         self.settings = settings
+        self.lists = lists or OwnerLists(ents)
+        self.login_url = login_url
 
     def routes(self) -> list[Route]:
         return [
@@ -333,6 +504,7 @@ class Console:
             Route("/owner", self.owner, methods=["GET"], name="owner"),
             Route("/owner/preview", self.preview, methods=["GET"], name="preview"),
             Route("/owner/{action}", self.act, methods=["POST"], name="act"),
+            Route("/queues/{queue}", self.queue, methods=["GET"], name="queue"),
             Route("/plans", self.plans, methods=["GET"], name="plans"),
         ]
 
@@ -342,7 +514,11 @@ class Console:
         actor = await authenticate(self.authenticator, request)
         if actor is None:
             return self.pages.render(
-                request, "console/refused.html", {"actor": None}, bound_to="anonymous", status=401
+                request,
+                "console/refused.html",
+                {"actor": None, "login_url": self.login_url, "queues": QUEUES},
+                bound_to="anonymous",
+                status=401,
             )
         return actor
 
@@ -355,7 +531,11 @@ class Console:
         status: int = 200,
     ) -> Response:
         return self.pages.render(
-            request, template, {"actor": actor, **context}, bound_to=f"staff:{actor}", status=status
+            request,
+            template,
+            {"actor": actor, "queues": QUEUES, **context},
+            bound_to=f"staff:{actor}",
+            status=status,
         )
 
     def _error(self, request: Request, actor: Actor, error: EntitlementsError) -> Response:
@@ -371,36 +551,116 @@ class Console:
         query = urlencode({"ref": str(owner), **extra})
         return f"{self.pages.path(request, 'owner')}?{query}"
 
+    def _done(self, request: Request) -> str:
+        return self.pages.unseal(
+            request.query_params.get("done", "")[:500], request.query_params.get("seal", "")
+        )
+
+    def _table(
+        self, request: Request, columns: Sequence[Column], rows: list[Row]
+    ) -> list[dict[str, Any]]:
+        """Rows as the page shows them: the owner (linking to its console page), then
+        each column's text and link."""
+        return [
+            {
+                "row": row,
+                "owner_url": self.owner_url(request, row.owner),
+                "cells": [
+                    ("" if (v := c.value(row)) is None else str(v), c.link and c.link(row))
+                    for c in columns
+                ],
+            }
+            for row in rows
+        ]
+
+    @staticmethod
+    def _csv(name: str, columns: Sequence[Column], rows: list[Row]) -> Response:
+        text = as_csv(
+            ["Owner", *(c.label for c in columns)],
+            ([str(r.owner), *(c.value(r) for c in columns)] for r in rows),
+        )
+        return Response(
+            text,
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": f'attachment; filename="{name}.csv"'},
+        )
+
     # -- pages ---------------------------------------------------------------------------
 
     async def owners(self, request: Request) -> Response:
         actor = await self._actor(request)
         if isinstance(actor, Response):
             return actor
-        query = request.query_params.get("q", "")[:255]
-        status = request.query_params.get("status", "")
-        tenant = request.query_params.get("tenant") or None
+        filters = Filters.of(request.query_params)
+
+        def read() -> tuple[list[Row], Counter[str]]:
+            return self.lists.owners(actor, filters), self.lists.counts(actor)
+
         try:
-            statuses = [status] if status else None
-            found = await run_in_threadpool(
-                lambda: self.ents.subscriptions.search(
-                    query or None, statuses=statuses, tenant=tenant
-                )
-            )
+            found, counts = await run_in_threadpool(read)
         except EntitlementsError as error:
             return self._error(request, actor, error)
+        if request.query_params.get("format") == "csv":
+            return self._csv("owners", OWNER_COLUMNS, found)
+        page = found[(filters.page - 1) * PAGE_SIZE : filters.page * PAGE_SIZE]
         return self._render(
             request,
             actor,
             "console/owners.html",
             {
-                "found": found,
-                "query": query,
-                "status": status,
-                "tenant": tenant or "",
+                "filters": filters,
+                "total": len(found),
+                "columns": OWNER_COLUMNS,
+                "table": self._table(request, OWNER_COLUMNS, page),
+                "counts": counts,
                 "statuses": [s.value for s in SubscriptionStatus],
-                "owner_url": lambda owner: self.owner_url(request, owner),
+                "plans": sorted({p.key for p in self.ents.plans.list()}),
+                "page_query": lambda **changes: urlencode(filters.query(**changes)),
+                "has_next": len(found) > filters.page * PAGE_SIZE,
             },
+        )
+
+    async def queue(self, request: Request) -> Response:
+        actor = await self._actor(request)
+        if isinstance(actor, Response):
+            return actor
+        return await self._queue_response(request, actor, request.path_params["queue"])
+
+    async def _queue_response(
+        self,
+        request: Request,
+        actor: Actor,
+        name: str,
+        *,
+        error: EntitlementsError | None = None,
+        status: int = 200,
+    ) -> Response:
+        queue = QUEUES.get(name)
+        if queue is None:
+            return self._error(request, actor, NotFound(f"there is no queue {name!r}"))
+        filters = Filters.of(request.query_params)
+        try:
+            rows = await run_in_threadpool(queue.read, self.lists, actor, filters)
+        except EntitlementsError as failure:
+            return self._error(request, actor, failure)
+        if request.query_params.get("format") == "csv" and error is None:
+            return self._csv(name, queue.columns, rows)
+        return self._render(
+            request,
+            actor,
+            "console/queue.html",
+            {
+                "name": name,
+                "queue": queue,
+                "filters": filters,
+                "columns": queue.columns,
+                "table": self._table(request, queue.columns, rows),
+                "applies": _applies,
+                "done": self._done(request) if error is None else "",
+                "error": error,
+                "csv_query": urlencode({**filters.query(), "format": "csv"}),
+            },
+            status,
         )
 
     async def owner(self, request: Request) -> Response:
@@ -431,14 +691,10 @@ class Console:
             "console/owner.html",
             {
                 **data,
+                "card": self.lists.card(owner),
                 "ref": str(owner),
                 "request_key": secrets.token_urlsafe(16),
-                "done": self.pages.unseal(
-                    request.query_params.get("done", "")[:500],
-                    request.query_params.get("seal", ""),
-                )
-                if error is None
-                else "",
+                "done": self._done(request) if error is None else "",
                 "error": error,
                 "error_form": form,
                 "values": values or {},
@@ -460,7 +716,9 @@ class Console:
             if not plan:
                 raise InvalidInput("plan", "choose a plan")
             preview = await run_in_threadpool(
-                lambda: self.ents.subscriptions.preview_change(owner, plan, version=version)
+                lambda: self.ents.subscriptions.preview_change(
+                    owner, plan, version=version, actor=actor
+                )
             )
         except EntitlementsError as error:
             return await self._owner_response(
@@ -479,21 +737,21 @@ class Console:
             return actor
 
         def read() -> dict[str, Any]:
-            catalog = []
-            on: Counter[tuple[str, int]] = Counter()
-            for sub in self.ents.subscriptions.search(limit=1000):
-                if not sub.is_terminal:
-                    on[(sub.plan_key, sub.plan_version)] += 1
-            for plan in self.ents.plans.list():
-                catalog.append(
-                    {
-                        "plan": plan,
-                        "versions": [
-                            {"plan": v, "owners": on[(v.key, v.version)]}
-                            for v in self.ents.plans.versions(plan.key)
-                        ],
-                    }
-                )
+            on: Counter[tuple[str, int]] = Counter(
+                (sub.plan_key, sub.plan_version)
+                for sub in self.lists.subscriptions(actor, Filters())
+                if not sub.is_terminal
+            )
+            catalog = [
+                {
+                    "plan": plan,
+                    "versions": [
+                        {"plan": v, "owners": on[(v.key, v.version)]}
+                        for v in self.ents.plans.versions(plan.key)
+                    ],
+                }
+                for plan in self.ents.plans.list()
+            ]
             return {"catalog": catalog}
 
         try:
@@ -517,25 +775,16 @@ class Console:
         name = request.path_params["action"]
         agent = request.headers.get("user-agent")
         fields = Fields(form, self.settings.client_ip(request), agent and agent[:1000])
-        ref = fields.text("owner")
         action = ACTIONS.get(name)
         if action is None:
             return self._error(
                 request, actor, InvalidInput("action", "is not a console action", name)
             )
         try:
-            owner = self._owner_of(ref)
+            owner = self._owner_of(fields.text("owner"))
             result = await run_in_threadpool(action, self.ents, owner, actor, fields)
         except EntitlementsError as error:
-            return await self._owner_response(
-                request,
-                actor,
-                ref,
-                error=error,
-                form=name,
-                values=fields.values(),
-                status=status_for(error),
-            )
+            return await self._refused(request, actor, name, fields, error)
         if isinstance(result, Links):
             return self._render(
                 request,
@@ -547,14 +796,35 @@ class Console:
                     "links": [(s, self.signing_url(request, t)) for s, t in result.links],
                 },
             )
-        return RedirectResponse(
-            self.owner_url(request, owner, done=result, seal=self.pages.seal(result)),
-            status_code=303,
+        return RedirectResponse(self._after(request, owner, fields, result), status_code=303)
+
+    def _after(self, request: Request, owner: Owner, fields: Fields, result: str) -> str:
+        """Where an action returns: the queue it was taken from, or the owner's page."""
+        sealed = {"done": result, "seal": self.pages.seal(result)}
+        back = fields.text("back")
+        if back in QUEUES:
+            return f"{self.pages.path(request, 'queue', queue=back)}?{urlencode(sealed)}"
+        return self.owner_url(request, owner, **sealed)
+
+    async def _refused(
+        self, request: Request, actor: Actor, name: str, fields: Fields, error: EntitlementsError
+    ) -> Response:
+        """The page the action returns to, with the error at its top."""
+        back = fields.text("back")
+        if back in QUEUES:
+            return await self._queue_response(
+                request, actor, back, error=error, status=status_for(error)
+            )
+        return await self._owner_response(
+            request,
+            actor,
+            fields.text("owner"),
+            error=error,
+            form=name,
+            values=fields.values(),
+            status=status_for(error),
         )
 
     def signing_url(self, request: Request, token: str) -> str:
         path = self.pages.route_path("sign", token=token)
-        if self.settings.signing_base_url:
-            return self.settings.signing_base_url.rstrip("/") + path
-        root = request.scope.get("root_path", "").rstrip("/")
-        return f"{request.url.scheme}://{request.url.netloc}{root}{path}"
+        return self.settings.url(request, path, signing=True)

@@ -11,10 +11,7 @@ contract's state and say which case this is. Everyone else sees one generic page
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import json
 from typing import Any
 
 import attrs
@@ -22,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from entitlements.domain.owner import Owner
+from entitlements.web.sealed import Sealer
+from entitlements.web.settings import Settings
 
 __all__ = ["LinkMemory", "RememberedLink"]
 
@@ -36,8 +35,9 @@ class RememberedLink:
 
 
 class LinkMemory:
-    def __init__(self, secret: bytes) -> None:
-        self._secret = secret
+    def __init__(self, secret: bytes, settings: Settings) -> None:
+        self._sealer = Sealer(secret, "link")
+        self._settings = settings
 
     @staticmethod
     def _digest(token: str) -> str:
@@ -45,10 +45,6 @@ class LinkMemory:
 
     def _name(self, token: str) -> str:
         return "ent_link_" + self._digest(token)[:24]
-
-    def _mac(self, token: str, payload: str) -> str:
-        message = f"link\x1f{self._digest(token)}\x1f{payload}".encode()
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
     def remember(
         self, request: Request, response: Response, token: str, link: RememberedLink
@@ -60,26 +56,22 @@ class LinkMemory:
             "c": link.contract_id,
             "s": link.signer_id,
         }
-        payload = base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
         response.set_cookie(
             self._name(token),
-            f"{payload}.{self._mac(token, payload)}",
+            self._sealer.seal(self._digest(token), document),
             max_age=MAX_AGE,
             path=(request.scope.get("root_path") or "") + "/sign/",
             httponly=True,
             samesite="lax",
-            secure=request.url.scheme == "https",
+            secure=self._settings.secure(request),
         )
 
     def recall(self, request: Request, token: str) -> RememberedLink | None:
         value = request.cookies.get(self._name(token))
-        if not value or value.count(".") != 1 or len(value) > 4000:
-            return None
-        payload, mac = value.split(".")
-        if not hmac.compare_digest(mac, self._mac(token, payload)):
+        document = self._sealer.open(self._digest(token), value, 4000)
+        if document is None:
             return None
         try:
-            document = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
             return RememberedLink(
                 Owner(document["k"], document["i"], document["t"]),
                 str(document["c"]),

@@ -76,7 +76,7 @@ class Pages:
         bound_to: str,
         status: int = 200,
     ) -> HTMLResponse:
-        token = self.csrf.token(request, bound_to)
+        token = self.csrf.token(bound_to)
         html: str = self.env.get_template(template).render(
             url=lambda name, **params: self.path(request, name, **params),
             static=lambda filename: self.path(request, "static", path=filename),
@@ -85,6 +85,4 @@ class Pages:
             site_title=self.title,
             **context,
         )
-        response = HTMLResponse(html, status_code=status)
-        self.csrf.set_cookie(request, response)
-        return response
+        return HTMLResponse(html, status_code=status)

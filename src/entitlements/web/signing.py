@@ -1,6 +1,10 @@
 """The public signing page: a signer with a link and no account consents, then signs
 (typed or drawn) or declines.
 
+The e-mailed link's first load trades the token for a visit cookie and redirects to the
+visit's page (see visits.py): the token leaves the URL, ``viewed`` is recorded once per
+visit, and the forms are bound to the visit.
+
 Every step is safe to repeat. Posts answer with a redirect to the page (post, redirect,
 get), so refresh and back re-show where the signer is; a step already taken (a second
 "I agree", a double-clicked "Sign") is not an error but simply shows the current step;
@@ -11,25 +15,27 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from typing import Any
 
+import attrs
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from entitlements.domain.contracts.contract import ContractStatus, SignerStatus
-from entitlements.domain.contracts.tokens import hash_token
+from entitlements.domain.contracts.closed import why_link_closed
+from entitlements.domain.contracts.contract import SignerStatus
 from entitlements.errors import EntitlementsError, IllegalTransition, InvalidInput, InvalidToken
+from entitlements.service.contracts import SigningView
 from entitlements.service.entitlements import Entitlements
 from entitlements.web.csrf import FIELD
 from entitlements.web.flash import Flash
 from entitlements.web.links import LinkMemory, RememberedLink
 from entitlements.web.pages import Pages, status_for
-from entitlements.web.ratelimit import BadTokenLimiter
+from entitlements.web.ratelimit import BadTokenLimit
 from entitlements.web.settings import Settings
+from entitlements.web.visits import Visit, Visits
 
 __all__ = ["SigningPages"]
 
@@ -53,6 +59,25 @@ def drawing_bytes(value: str) -> bytes:
     return data
 
 
+def _step(view: SigningView) -> str:
+    if view.signer_status in (SignerStatus.SENT, SignerStatus.VIEWED):
+        return "consent"
+    return "sign" if view.may_sign_now else "waiting"
+
+
+def _flashed(flash: dict[str, Any]) -> tuple[str | None, dict[str, Any], int]:
+    """The error, the values typed and the status a step carried over to the page (a
+    cookie the signer could have edited: anything of the wrong type is ignored)."""
+    error = flash.get("error")
+    values = flash.get("values")
+    status = flash.get("status")
+    return (
+        error if isinstance(error, str) else None,
+        values if isinstance(values, dict) else {},
+        status if isinstance(status, int) else 400,
+    )
+
+
 def _text(form: FormData, name: str) -> str:
     value = form.get(name)
     return value if isinstance(value, str) else ""
@@ -64,9 +89,10 @@ class SigningPages:
         ents: Entitlements,
         pages: Pages,
         links: LinkMemory,
-        limiter: BadTokenLimiter,
+        limiter: BadTokenLimit,
         settings: Settings,
         flash: Flash,
+        visits: Visits,
     ) -> None:
         self.flash = flash
         self.ents = ents
@@ -74,13 +100,15 @@ class SigningPages:
         self.links = links
         self.limiter = limiter
         self.settings = settings
+        self.visits = visits
 
     def routes(self) -> list[Route]:
         return [
-            Route("/sign/{token}", self.show, methods=["GET"], name="sign"),
-            Route("/sign/{token}/consent", self.consent, methods=["POST"], name="sign_consent"),
-            Route("/sign/{token}/sign", self.sign, methods=["POST"], name="sign_sign"),
-            Route("/sign/{token}/decline", self.decline, methods=["POST"], name="sign_decline"),
+            Route("/sign/v/{visit}", self.show, methods=["GET"], name="sign_visit"),
+            Route("/sign/v/{visit}/consent", self.consent, methods=["POST"], name="sign_consent"),
+            Route("/sign/v/{visit}/sign", self.sign, methods=["POST"], name="sign_sign"),
+            Route("/sign/v/{visit}/decline", self.decline, methods=["POST"], name="sign_decline"),
+            Route("/sign/{token}", self.exchange, methods=["GET"], name="sign"),
         ]
 
     # -- helpers -------------------------------------------------------------------------
@@ -92,80 +120,100 @@ class SigningPages:
     def _client(self, request: Request) -> str:
         return self.settings.client_ip(request) or "unknown"
 
-    @staticmethod
-    def _bound(token: str) -> str:
-        return "link:" + hashlib.sha256(token.encode()).hexdigest()
-
     def _render(
-        self, request: Request, token: str, template: str, context: dict[str, Any], status: int
+        self,
+        request: Request,
+        visit: Visit | None,
+        template: str,
+        context: dict[str, Any],
+        status: int,
     ) -> Response:
         return self.pages.render(
             request,
             template,
-            {"token": token, **context},
-            bound_to=self._bound(token),
+            {"visit": None if visit is None else visit.key, **context},
+            bound_to="anonymous" if visit is None else visit.bound_to,
             status=status,
         )
 
-    def _too_many(self, request: Request, token: str) -> Response:
-        response = self._render(request, token, "signing/closed.html", {"case": "busy"}, 429)
+    def _too_many(self, request: Request) -> Response:
+        response = self._render(request, None, "signing/closed.html", {"case": "busy"}, 429)
         response.headers["retry-after"] = str(self.limiter.retry_after())
         return response
 
     def _back_to_page(
         self,
         request: Request,
-        token: str,
+        visit: Visit,
         error: EntitlementsError | None = None,
         values: dict[str, str] | None = None,
     ) -> Response:
-        response = RedirectResponse(self.pages.path(request, "sign", token=token), status_code=303)
+        response = RedirectResponse(
+            self.pages.path(request, "sign_visit", visit=visit.key), status_code=303
+        )
         if error is not None:
             document = {"error": str(error), "values": values or {}, "status": status_for(error)}
-            self.flash.put(request, response, self._bound(token), document)
+            self.flash.put(request, response, visit.bound_to, document)
         return response
 
-    async def _form(self, request: Request, token: str) -> FormData | Response:
-        if self.limiter.blocked(self._client(request)):
-            return self._too_many(request, token)
+    async def _form(self, request: Request) -> tuple[Visit, FormData] | Response:
+        visit = self.visits.find(request, request.path_params["visit"])
         try:
             form = await request.form(max_part_size=MAX_DRAWING_BYTES * 2)
         except Exception:  # a body that is not a form: treat like a forged one
             form = FormData()
-        if not self.pages.csrf.valid(request, form.get(FIELD), self._bound(token)):
-            return self._render(request, token, "signing/closed.html", {"case": "forged"}, 403)
-        return form
+        if visit is None or not self.pages.csrf.valid(request, form.get(FIELD), visit.bound_to):
+            return self._render(request, visit, "signing/closed.html", {"case": "forged"}, 403)
+        return visit, form
 
     # -- pages ---------------------------------------------------------------------------
 
-    async def show(self, request: Request) -> Response:
+    async def exchange(self, request: Request) -> Response:
+        """The e-mailed link: trade the token for a visit, and leave the token's URL."""
         token = request.path_params["token"]
-        if self.limiter.blocked(self._client(request)):
-            return self._too_many(request, token)
+        try:
+            await run_in_threadpool(lambda: self.ents.contracts.view(token))
+        except EntitlementsError:  # InvalidToken above all: the link opens nothing now
+            return await self._unopened(request, token)
+        visit = self.visits.begin(request, token)
+        response = RedirectResponse(
+            self.pages.path(request, "sign_visit", visit=visit.key), status_code=303
+        )
+        self.visits.keep(request, response, visit)
+        return response
+
+    async def _unopened(self, request: Request, token: str, visit: Visit | None = None) -> Response:
+        link = self.links.recall(request, token)
+        if link is not None:
+            return await self._closed(request, visit, token, link)
+        # only links that open nothing count, so a guesser behind an office's address
+        # never stands between a colleague and a real link
+        if visit is None and await run_in_threadpool(self.limiter.fail, self._client(request)):
+            return self._too_many(request)
+        return self._render(request, visit, "signing/closed.html", {"case": "unknown"}, 404)
+
+    def _view(self, visit: Visit, ip: str | None, agent: str | None) -> SigningView:
+        if visit.viewed:
+            return self.ents.contracts.view(visit.token)
+        return self.ents.contracts.open(visit.token, ip=ip, user_agent=agent)
+
+    async def show(self, request: Request) -> Response:
+        visit = self.visits.find(request, request.path_params["visit"])
+        if visit is None:
+            return self._render(request, None, "signing/closed.html", {"case": "ended"}, 410)
         ip, agent = self._evidence(request)
         try:
-            view = await run_in_threadpool(
-                lambda: self.ents.contracts.open(token, ip=ip, user_agent=agent)
-            )
-        except EntitlementsError:  # InvalidToken above all: the link opens nothing now
-            return await self._closed(request, token)
-        flash = self.flash.read(request, self._bound(token)) or {}
-        error: str | None = flash["error"] if isinstance(flash.get("error"), str) else None
-        values: dict[str, Any] = flash["values"] if isinstance(flash.get("values"), dict) else {}
-        status: int = flash["status"] if isinstance(flash.get("status"), int) else 400
-        if view.signer_status is SignerStatus.VIEWED:
-            step = "consent"
-        elif view.may_sign_now:
-            step = "sign"
-        else:
-            step = "waiting"
+            view = await run_in_threadpool(self._view, visit, ip, agent)
+        except EntitlementsError:
+            return await self._unopened(request, visit.token, visit)
+        error, values, status = _flashed(self.flash.read(request, visit.bound_to) or {})
         response = self._render(
             request,
-            token,
+            visit,
             "signing/page.html",
             {
                 "view": view,
-                "step": step,
+                "step": _step(view),
                 "consent_text": self.settings.consent_text,
                 "error": error,
                 "values": values,
@@ -173,66 +221,47 @@ class SigningPages:
             200 if error is None else status,
         )
         self.flash.clear(request, response)
-        owner = getattr(view, "owner", None)
-        if owner is not None:
-            self.links.remember(
-                request, response, token, RememberedLink(owner, view.contract_id, view.signer_id)
-            )
+        self.visits.keep(request, response, attrs.evolve(visit, viewed=True))
+        if view.owner is not None:
+            remembered = RememberedLink(view.owner, view.contract_id, view.signer_id)
+            self.links.remember(request, response, visit.token, remembered)
         return response
 
-    async def _closed(self, request: Request, token: str) -> Response:
-        link = self.links.recall(request, token)
-        if link is None:
-            self.limiter.failed(self._client(request))
-            return self._render(request, token, "signing/closed.html", {"case": "unknown"}, 404)
+    async def _closed(
+        self, request: Request, visit: Visit | None, token: str, link: RememberedLink
+    ) -> Response:
         try:
             contract = await run_in_threadpool(
                 self.ents.contracts.get, link.owner, link.contract_id
             )
             signer = contract.signer(link.signer_id)
         except EntitlementsError:
-            return self._render(request, token, "signing/closed.html", {"case": "unknown"}, 404)
-        now = self.ents.runtime.now()
-        if signer.status is SignerStatus.SIGNED:
-            case = "signed"
-        elif signer.status is SignerStatus.DECLINED:
-            case = "declined"
-        elif contract.status is ContractStatus.VOIDED:
-            case = "voided"
-        elif contract.status is ContractStatus.DECLINED:
-            case = "declined_by_other"
-        elif contract.status is ContractStatus.EXPIRED or contract.expires_at <= now:
-            case = "expired"
-        elif signer.token_hash is not None and signer.token_hash != hash_token(token):
-            case = "replaced"
-        elif signer.token_expires_at is not None and signer.token_expires_at <= now:
-            case = "expired"
-        else:
-            case = "unknown"
-        status = 200 if case in ("signed", "declined") else 410
+            return self._render(request, visit, "signing/closed.html", {"case": "unknown"}, 404)
+        case = why_link_closed(contract, signer, token, self.ents.runtime.now())
+        status = 200 if case.done_by_signer else 410
         return self._render(
             request,
-            token,
+            visit,
             "signing/closed.html",
-            {"case": case, "contract": contract, "signer": signer},
+            {"case": case.value, "contract": contract, "signer": signer},
             status,
         )
 
     # -- steps ---------------------------------------------------------------------------
 
     async def consent(self, request: Request) -> Response:
-        token = request.path_params["token"]
-        form = await self._form(request, token)
-        if isinstance(form, Response):
-            return form
+        posted = await self._form(request)
+        if isinstance(posted, Response):
+            return posted
+        visit, form = posted
         if _text(form, "agree") != "yes":
             error = InvalidInput("consent", "tick the box to agree before continuing")
-            return self._back_to_page(request, token, error)
+            return self._back_to_page(request, visit, error)
         ip, agent = self._evidence(request)
         try:
             await run_in_threadpool(
                 lambda: self.ents.contracts.consent(
-                    token,
+                    visit.token,
                     consent_text=self.settings.consent_text,
                     consent_version=self.settings.consent_version,
                     ip=ip,
@@ -242,50 +271,55 @@ class SigningPages:
         except (InvalidToken, IllegalTransition):
             pass  # already consented, or the link is used up: the page says which
         except EntitlementsError as error:
-            return self._back_to_page(request, token, error)
-        return self._back_to_page(request, token)
+            return self._back_to_page(request, visit, error)
+        return self._back_to_page(request, visit)
 
     async def sign(self, request: Request) -> Response:
-        token = request.path_params["token"]
-        form = await self._form(request, token)
-        if isinstance(form, Response):
-            return form
+        posted = await self._form(request)
+        if isinstance(posted, Response):
+            return posted
+        visit, form = posted
         method = _text(form, "method") or "typed"
         values = {"method": method, "typed_name": _text(form, "typed_name")[:300]}
         try:
-            if method == "drawn":
-                drawing = _text(form, "drawing")
-                if not drawing:
-                    raise InvalidInput("drawing", "draw your signature in the box first")
-                image: bytes | None = drawing_bytes(drawing)
-                typed: str | None = None
-            else:
-                image, typed = None, _text(form, "typed_name")
+            image, typed = _signature(form, method)
             ip, agent = self._evidence(request)
             await run_in_threadpool(
                 lambda: self.ents.contracts.sign(
-                    token, typed_name=typed, drawing=image, ip=ip, user_agent=agent
+                    visit.token, typed_name=typed, drawing=image, ip=ip, user_agent=agent
                 )
             )
         except (InvalidToken, IllegalTransition):
             pass  # signed already (a double submit), or not yet allowed: the page says which
         except EntitlementsError as error:
-            return self._back_to_page(request, token, error, values)
-        return self._back_to_page(request, token)
+            return self._back_to_page(request, visit, error, values)
+        return self._back_to_page(request, visit)
 
     async def decline(self, request: Request) -> Response:
-        token = request.path_params["token"]
-        form = await self._form(request, token)
-        if isinstance(form, Response):
-            return form
+        posted = await self._form(request)
+        if isinstance(posted, Response):
+            return posted
+        visit, form = posted
         reason = _text(form, "reason").strip() or None
         ip, agent = self._evidence(request)
         try:
             await run_in_threadpool(
-                lambda: self.ents.contracts.decline(token, reason=reason, ip=ip, user_agent=agent)
+                lambda: self.ents.contracts.decline(
+                    visit.token, reason=reason, ip=ip, user_agent=agent
+                )
             )
         except (InvalidToken, IllegalTransition):
             pass
         except EntitlementsError as error:
-            return self._back_to_page(request, token, error, {"reason": reason or ""})
-        return self._back_to_page(request, token)
+            return self._back_to_page(request, visit, error, {"reason": reason or ""})
+        return self._back_to_page(request, visit)
+
+
+def _signature(form: FormData, method: str) -> tuple[bytes | None, str | None]:
+    """The drawing or the typed name the sign form carries."""
+    if method != "drawn":
+        return None, _text(form, "typed_name")
+    drawing = _text(form, "drawing")
+    if not drawing:
+        raise InvalidInput("drawing", "draw your signature in the box first")
+    return drawing_bytes(drawing), None

@@ -15,11 +15,12 @@ from typing import Any
 
 from starlette.types import ASGIApp
 
+from entitlements.extras import require
+
 __all__ = ["as_wsgi"]
 
 
 def as_wsgi(app: ASGIApp) -> Any:
     """A WSGI callable serving ``app`` (needs the ``web`` extra's ``a2wsgi``)."""
-    from a2wsgi import ASGIMiddleware
-
-    return ASGIMiddleware(app)  # type: ignore[arg-type]
+    a2wsgi = require("a2wsgi", "web", "entitlements.web.wsgi")
+    return a2wsgi.ASGIMiddleware(app)

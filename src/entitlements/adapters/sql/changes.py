@@ -10,7 +10,7 @@ numbers they saw skipped, because concurrent transactions commit out of order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -202,28 +202,52 @@ _MAX_PARAMETERS = 30_000  # PostgreSQL takes at most 65,535 in one statement
 _FEED_INSERT_RETURNING = t.changes.insert().returning(t.changes.c.seq)
 
 
+_Pending = list[tuple[sa.Table, list[dict[str, Any]]]]
+
+
 def insert_changes(
     connection: sa.Connection,
     rows: Sequence[dict[str, Any]],
     audit: list[dict[str, Any]] | None = None,
+    history: Mapping[sa.Table, list[dict[str, Any]]] | None = None,
 ) -> int | None:
-    """Write the feed rows of a committing unit of work, and the audit rows it appended
-    (emptying ``audit``); returns the highest feed number. PostgreSQL takes both in one
-    statement (the audit rows in a writable CTE). The feed statements are built once: a
-    multi-VALUES insert would be compiled anew for every count of rows."""
-    if audit:
-        parameters = len(rows) * len(rows[0]) + len(audit) * len(audit[0]) if rows else 0
-        if rows and connection.dialect.name == "postgresql" and parameters <= _MAX_PARAMETERS:
-            statement = (
-                t.changes.insert()
-                .values(list(rows))
-                .returning(t.changes.c.seq)
-                .add_cte(t.audit_events.insert().values(list(audit)).cte("ent_audit_rows"))
-            )
-            audit.clear()
-            return max(int(seq) for seq in connection.execute(statement).scalars())
-        connection.execute(t.audit_events.insert(), list(audit))
-        audit.clear()
+    """Write the feed rows of a committing unit of work, the audit rows and the history
+    stretches it appended (emptying ``audit`` and ``history``); returns the highest feed
+    number. PostgreSQL takes them all in one statement (the audit and history rows in
+    writable CTEs). The feed statements are built once: a multi-VALUES insert would be
+    compiled anew for every count of rows."""
+    pending: _Pending = [(t.audit_events, audit)] if audit else []
+    pending += [(table, found) for table, found in (history or {}).items() if found]
+    if pending and rows and _fits_one_statement(connection, rows, pending):
+        return _insert_together(connection, rows, pending)
+    for table, found in pending:
+        connection.execute(table.insert(), list(found))
+        found.clear()
+    return _insert_feed(connection, rows)
+
+
+def _fits_one_statement(
+    connection: sa.Connection, rows: Sequence[dict[str, Any]], pending: _Pending
+) -> bool:
+    """PostgreSQL, within its parameters per statement."""
+    if connection.dialect.name != "postgresql":
+        return False
+    parameters = len(rows) * len(rows[0])
+    parameters += sum(len(found) * len(found[0]) for _, found in pending)
+    return parameters <= _MAX_PARAMETERS
+
+
+def _insert_together(
+    connection: sa.Connection, rows: Sequence[dict[str, Any]], pending: _Pending
+) -> int:
+    statement = t.changes.insert().values(list(rows)).returning(t.changes.c.seq)
+    for table, found in pending:
+        statement = statement.add_cte(table.insert().values(list(found)).cte(f"{table.name}_rows"))
+        found.clear()
+    return max(int(seq) for seq in connection.execute(statement).scalars())
+
+
+def _insert_feed(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> int | None:
     if not rows:
         return None
     if connection.dialect.insert_returning:

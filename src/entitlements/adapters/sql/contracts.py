@@ -16,7 +16,14 @@ from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.plans import money
 from entitlements.adapters.sql.repository import Repository, owner_of, storage_errors
 from entitlements.domain.billing_cycle import BillingCycle
-from entitlements.domain.contracts.contract import CLOSED, Contract, PersonalData, Signer, Terms
+from entitlements.domain.contracts.contract import (
+    AWAITING_SIGNATURE,
+    CLOSED,
+    Contract,
+    PersonalData,
+    Signer,
+    Terms,
+)
 from entitlements.domain.contracts.events import ContractEvent, EventType
 from entitlements.domain.owner import Owner
 from entitlements.errors import Conflict, ContractNotFound, NotFound, StaleWrite
@@ -272,6 +279,17 @@ class SqlContracts(Repository):
         return [_event_from(r) for r in rows]
 
     @storage_errors
+    def last_event(self, contract_id: str) -> ContractEvent | None:
+        self.get(contract_id)
+        rows = self._rows(
+            sa.select(t.contract_events)
+            .where(t.contract_events.c.contract_id == contract_id)
+            .order_by(t.contract_events.c.seq.desc())
+            .limit(1)
+        )
+        return _event_from(rows[0]) if rows else None
+
+    @storage_errors
     def put_personal_data(self, data: PersonalData) -> None:
         self._conn.execute(
             t.personal_data.insert().values(
@@ -335,6 +353,21 @@ class SqlContracts(Repository):
             sa.select(t.contracts)
             .where(
                 c.tenant == self._t, c.status.not_in([s.value for s in CLOSED]), c.expires_at <= now
+            )
+            .order_by(c.expires_at, c.id)
+            .limit(limit)
+        )
+        return self._load(rows)
+
+    @storage_errors
+    def awaiting(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
+        c = t.contracts.c
+        rows = self._rows(
+            sa.select(t.contracts)
+            .where(
+                c.tenant == self._t,
+                c.status.in_(sorted(s.value for s in AWAITING_SIGNATURE)),
+                c.expires_at > now,
             )
             .order_by(c.expires_at, c.id)
             .limit(limit)

@@ -34,7 +34,10 @@ BUSY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 # that MariaDB reports after rolling the transaction back (ER_LOCK_ABORTED)
 BUSY_MYSQL_CODES = frozenset({1205, 1213, 1689, 3572})
 # MariaDB/MySQL: server gone away, lost connection, killed connection, shutdown
-DISCONNECT_MYSQL_CODES = frozenset({1053, 1927, 2006, 2013, 2055, 4031})
+DISCONNECT_MYSQL_CODES = frozenset({1053, 1927, 2002, 2003, 2006, 2013, 2055, 4031})
+# PostgreSQL: a prepared statement missing, or already there: the server session changed
+# under the client, as it does behind a transaction pooler
+POOLED_SQLSTATES = frozenset({"26000", "42P05"})
 
 
 def _code(error: exc.DBAPIError) -> object:
@@ -62,7 +65,22 @@ def is_disconnect(error: BaseException) -> bool:
     # 08xxx: connection exceptions
     if sqlstate.startswith(("57P", "08")):
         return True
+    if _unreachable_postgres(error):
+        return True
     return _code(error) in DISCONNECT_MYSQL_CODES
+
+
+def _unreachable_postgres(error: exc.DBAPIError) -> bool:
+    """psycopg reports a refused or dropped connection (a server restarting, a failover
+    in progress) as an OperationalError that carries no SQLSTATE: the server never said
+    anything, so nothing was stored."""
+    orig = error.orig
+    module = type(orig).__module__ if orig is not None else ""
+    return (
+        module.startswith("psycopg")
+        and isinstance(error, exc.OperationalError)
+        and getattr(orig, "sqlstate", None) is None
+    )
 
 
 def translate(error: BaseException, *, committing: bool = False) -> EntitlementsError:
@@ -85,6 +103,11 @@ def translate(error: BaseException, *, committing: bool = False) -> Entitlements
             )
         return ConnectionLost(
             f"the database connection broke; nothing was stored: {_said(error)}", retryable=True
+        )
+    if getattr(getattr(error, "orig", None), "sqlstate", None) in POOLED_SQLSTATES:
+        return StorageError(
+            f"storage failed: {_said(error)} — behind a transaction pooler (PgBouncer "
+            'in transaction mode)? Open the store with SqlStore.from_url(url, pooler="transaction")'
         )
     return StorageError(f"storage failed: {type(error).__name__}: {_said(error)}")
 

@@ -5,31 +5,86 @@ only make the follower read sooner; what changed is always read from the feed.""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 __all__ = ["PostgresNotify", "SqliteDataVersion", "hints_for"]
 
 CHANNEL = "entitlements_changes"
+PROBE = "probe"
+
+log = logging.getLogger("entitlements")
 
 
 class PostgresNotify:
-    def __init__(self, engine: Engine) -> None:
+    """``LISTEN`` on a connection of its own, outside every pool.
+
+    Two ways it could go deaf without a word, both handled here: behind a transaction
+    pooler (PgBouncer in transaction mode) the session that ran ``LISTEN`` is handed to
+    other clients, so nothing ever arrives — a probe ``NOTIFY`` sent right after
+    ``LISTEN`` tells, and a deaf listener is reported (``deaf``, a warning) instead of
+    trusted; and a server restart breaks the connection — it is opened again and the
+    follower woken, since notifications sent meanwhile were lost."""
+
+    PROBE_TIMEOUT = 2.0
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self.deaf = False
+        self.reconnects = 0
+        self._connection: Any = None
+        self._connect()
+        if not self._probe():
+            self.deaf = True
+            log.warning(
+                "entitlements: LISTEN on %s receives nothing (a transaction pooler in "
+                "between?): the change feed is polled instead; give the store a direct "
+                "listen_url= to be woken by pushes",
+                sa.make_url(url).render_as_string(hide_password=True),
+            )
+
+    def _connect(self) -> None:
         import psycopg
 
-        url = engine.url.set(drivername="postgresql")
-        self._connection: Any = psycopg.connect(
-            url.render_as_string(hide_password=False), autocommit=True
-        )
+        self._connection = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
         self._connection.execute(f"LISTEN {CHANNEL}")
 
-    def wait(self, timeout: float) -> bool:
-        for _ in self._connection.notifies(timeout=timeout, stop_after=1):
+    def _probe(self) -> bool:
+        import psycopg
+
+        with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as sender:
+            sender.execute(f"NOTIFY {CHANNEL}, '{PROBE}'")
+        for _ in self._connection.notifies(timeout=self.PROBE_TIMEOUT, stop_after=1):
             return True
         return False
+
+    def wait(self, timeout: float) -> bool:
+        if self.deaf:
+            time.sleep(timeout)
+            return False
+        try:
+            for _ in self._connection.notifies(timeout=timeout, stop_after=1):
+                return True
+            return False
+        except Exception:
+            log.info("entitlements: the LISTEN connection broke; opening it again")
+            self._reopen(timeout)
+            return True
+
+    def _reopen(self, timeout: float) -> None:
+        """Raises while the server cannot be reached: the caller waits and asks again."""
+        try:
+            self._connection.close()
+        except Exception:
+            log.debug("entitlements: closing a broken LISTEN connection failed", exc_info=True)
+        time.sleep(min(timeout, 0.5))
+        self._connect()
+        self.reconnects += 1
 
     def close(self) -> None:
         self._connection.close()
@@ -60,11 +115,14 @@ class SqliteDataVersion:
         self._connection.close()
 
 
-def hints_for(engine: Engine) -> list[Any]:
-    """The pushes this engine offers (none for MariaDB/MySQL: the follower polls)."""
+def hints_for(engine: Engine, listen_url: str | None = None) -> list[Any]:
+    """The pushes this engine offers (none for MariaDB/MySQL: the follower polls).
+    ``listen_url``: where PostgreSQL's ``LISTEN`` goes when the engine's own URL leads
+    through a transaction pooler (the primary, directly)."""
     name = engine.dialect.name
     if name == "postgresql" and engine.dialect.driver == "psycopg":
-        return [PostgresNotify(engine)]
+        url = sa.make_url(listen_url) if listen_url else engine.url
+        return [PostgresNotify(url.set(drivername="postgresql").render_as_string(False))]
     database = engine.url.database
     if name == "sqlite" and database not in (None, "", ":memory:"):
         return [SqliteDataVersion(database)]

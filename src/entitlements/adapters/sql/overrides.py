@@ -11,6 +11,8 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
+from entitlements.adapters.sql.history import OVERRIDES_AT, flush_history, log_override
+from entitlements.adapters.sql.history import params as history_params
 from entitlements.adapters.sql.repository import Repository, owner_of, storage_errors
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
@@ -19,7 +21,7 @@ from entitlements.errors import OverrideNotFound
 if TYPE_CHECKING:
     from entitlements.adapters.sql.store import SqlUnitOfWork
 
-__all__ = ["SqlOverrides"]
+__all__ = ["SqlOverrides", "override_row"]
 
 
 def _override_from(row: RowMapping | Mapping[str, Any]) -> Override:
@@ -35,6 +37,24 @@ def _override_from(row: RowMapping | Mapping[str, Any]) -> Override:
         actions=None if row["actions"] is None else frozenset(row["actions"]),
         value=row["value"],
     )
+
+
+def override_row(tenant: str, override: Override) -> dict[str, Any]:
+    """The stored row of ``override`` in ``tenant`` ('' for none)."""
+    return {
+        "tenant": tenant,
+        "owner_kind": override.owner.kind,
+        "owner_id": override.owner.id,
+        "kind": override.kind.value,
+        "key": override.key,
+        "reason": override.reason,
+        "actor": override.actor,
+        "created_at": override.created_at,
+        "expires_at": override.expires_at,
+        "enabled": override.enabled,
+        "actions": None if override.actions is None else sorted(override.actions),
+        "value": override.value,
+    }
 
 
 def _sorted(overrides: Iterable[Override]) -> Sequence[Override]:
@@ -94,23 +114,8 @@ class SqlOverrides(Repository):
         self.forget(owner)
         self._uow.revisions.bump(owner)
         replaced = self._find(owner, override.kind, override.key)
-        values = {
-            "reason": override.reason,
-            "actor": override.actor,
-            "created_at": override.created_at,
-            "expires_at": override.expires_at,
-            "enabled": override.enabled,
-            "actions": None if override.actions is None else sorted(override.actions),
-            "value": override.value,
-        }
-        row = {
-            "tenant": self._t,
-            "owner_kind": owner.kind,
-            "owner_id": owner.id,
-            "kind": override.kind.value,
-            "key": override.key,
-            **values,
-        }
+        row = override_row(self._t, override)
+        values = {k: v for k, v in row.items() if k not in _KEYS}
         # an upsert: a concurrent first setter of the same key cannot make this one fail
         dialect = self._conn.dialect.name
         if dialect in ("postgresql", "sqlite"):
@@ -121,6 +126,7 @@ class SqlOverrides(Repository):
         else:
             statement = mysql.insert(t.overrides).values(**row).on_duplicate_key_update(**values)
         self._conn.execute(statement)
+        log_override(self._uow, row, present=True)
         return replaced
 
     @storage_errors
@@ -136,7 +142,20 @@ class SqlOverrides(Repository):
                 *self._owner_filter(owner), c.kind == kind.value, c.key == key
             )
         )
+        self._log_removal(found)
         return found
+
+    def _log_removal(self, removed: Override) -> None:
+        log_override(self._uow, override_row(self._t, removed), present=False)
+
+    @storage_errors
+    def at(self, owner: Owner, when: datetime) -> Sequence[Override]:
+        self._scope(owner)
+        flush_history(self._uow)
+        found = self._conn.execute(
+            OVERRIDES_AT, history_params(self._uow, owner.kind, owner.id, when)
+        )
+        return _sorted(_override_from(r) for r in found.mappings())
 
     @storage_errors
     def remove_expired(
@@ -156,7 +175,10 @@ class SqlOverrides(Repository):
                 c.expires_at <= now,
             )
         )
-        return found if result.rowcount == 1 else None
+        if result.rowcount != 1:
+            return None
+        self._log_removal(found)
+        return found
 
     @storage_errors
     def expired(self, now: datetime, limit: int = 500) -> Sequence[Override]:

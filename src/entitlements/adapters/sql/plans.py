@@ -15,7 +15,7 @@ from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.repository import Repository, storage_errors
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.change import ChangeKind
-from entitlements.domain.plan import Feature, Limit, Plan, Price
+from entitlements.domain.plan import ByContract, Feature, Limit, Plan, Price
 from entitlements.errors import InvalidInput, PlanExists, StaleWrite, UnknownPlan
 
 __all__ = [
@@ -52,20 +52,24 @@ def features_from(document: Any) -> dict[str, Feature]:
     return {key: Feature(d["enabled"], d["actions"]) for key, d in document.items()}
 
 
+def _price_from(row: Mapping[Any, Any]) -> Price | ByContract | None:
+    """A list price has an amount; a plan priced by contract has a billing cycle and no
+    amount; a free plan has neither."""
+    if row["cycle_unit"] is None:
+        return None
+    cycle = BillingCycle(row["cycle_unit"], row["cycle_every"])
+    if row["price_amount"] is None:
+        return ByContract(cycle)
+    return Price(money(row["price_amount"]), row["price_currency"], cycle)
+
+
 def _plan_from(row: Mapping[Any, Any]) -> Plan:
-    price = None
-    if row["price_amount"] is not None:
-        price = Price(
-            money(row["price_amount"]),
-            row["price_currency"],
-            BillingCycle(row["cycle_unit"], row["cycle_every"]),
-        )
     return Plan(
         key=row["key"],
         name=row["name"],
         limits={name: Limit(**d) for name, d in row["limits"].items()},
         features=features_from(row["features"]),
-        price=price,
+        price=_price_from(row),
         trial_days=row["trial_days"],
         status=row["status"],
         owner_kinds=frozenset(row["owner_kinds"]),
@@ -85,16 +89,23 @@ def money(value: Any) -> Decimal:
     return trimmed
 
 
+def _price_columns(price: Price | ByContract | None) -> dict[str, Any]:
+    listed = price if isinstance(price, Price) else None
+    return {
+        "price_amount": None if listed is None else listed.amount,
+        "price_currency": None if listed is None else listed.currency,
+        "cycle_unit": None if price is None else price.cycle.unit.value,
+        "cycle_every": None if price is None else price.cycle.every,
+    }
+
+
 def _version_row(plan: Plan) -> dict[str, Any]:
     return {
         "plan_key": plan.key,
         "version": plan.version,
         "limits": _limits_document(plan),
         "features": features_document(plan.features),
-        "price_amount": None if plan.price is None else plan.price.amount,
-        "price_currency": None if plan.price is None else plan.price.currency,
-        "cycle_unit": None if plan.price is None else plan.price.cycle.unit.value,
-        "cycle_every": None if plan.price is None else plan.price.cycle.every,
+        **_price_columns(plan.price),
         "trial_days": plan.trial_days,
     }
 
@@ -136,9 +147,11 @@ _PLAN_VERSION = (
 
 def plan_versions_wanted(latest: tuple[bool, ...], prefix: str = "") -> sa.ColumnElement[bool]:
     """Rows of `PLAN_JOIN` that are one of several plan versions, each the latest or a
-    given one (bound as ``{prefix}key{i}`` and ``{prefix}version{i}``)."""
+    given one (bound as ``{prefix}key{i}`` and ``{prefix}version{i}``); none of them
+    when ``latest`` is empty (``false()`` first: an ``or_()`` of nothing is deprecated)."""
     p, v = t.plans.c, t.plan_versions.c
     return sa.or_(
+        sa.false(),
         *(
             sa.and_(
                 p.key == sa.bindparam(f"{prefix}key{i}"),
@@ -146,7 +159,7 @@ def plan_versions_wanted(latest: tuple[bool, ...], prefix: str = "") -> sa.Colum
                 == (p.latest_version if is_latest else sa.bindparam(f"{prefix}version{i}")),
             )
             for i, is_latest in enumerate(latest)
-        )
+        ),
     )
 
 

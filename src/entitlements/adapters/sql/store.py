@@ -16,6 +16,7 @@ a connection: `entitlements.adapters.sql.errors.translate` makes them `Busy`,
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -32,9 +33,11 @@ from entitlements.adapters.sql.audit import SqlAudit
 from entitlements.adapters.sql.changes import SqlFeed, SqlRevisions, insert_changes
 from entitlements.adapters.sql.contracts import SqlContracts
 from entitlements.adapters.sql.errors import storage_errors, translate
+from entitlements.adapters.sql.history import flush_history
 from entitlements.adapters.sql.overrides import SqlOverrides
 from entitlements.adapters.sql.plans import SqlPlans
 from entitlements.adapters.sql.provider import SqlProvider
+from entitlements.adapters.sql.replicas import ReadRouting
 from entitlements.adapters.sql.requests import SqlRequests
 from entitlements.adapters.sql.subscriptions import SqlSubscriptions
 from entitlements.adapters.sql.usage import SqlSeats, SqlUsage
@@ -61,8 +64,10 @@ class SqlUnitOfWork:
         *,
         read_only: bool = False,
         private: bool = False,
+        routed: bool = False,
     ) -> None:
         self.tenant = tenant
+        self._routed = routed
         self._store = store
         self._join = join
         self._read_only = read_only
@@ -88,7 +93,14 @@ class SqlUnitOfWork:
         """Owners whose revision row this unit of work created: no counters to stamp."""
         self.noted: dict[Owner | None, ChangeKind] = {}
         self.pending_audit: list[dict[str, Any]] = []
+        self.pending_history: dict[sa.Table, list[dict[str, Any]]] = {}
+        """History stretches appended, inserted at commit (see `history`)."""
         self.committed_revision: int | None = None
+        self.effective_at: datetime | None = None
+
+    def written_at(self) -> datetime:
+        """The instant the history dates this unit of work's writes with."""
+        return self.effective_at or datetime.now(UTC)
 
     @property
     def connection(self) -> Connection:
@@ -98,8 +110,11 @@ class SqlUnitOfWork:
 
     @storage_errors
     def __enter__(self) -> SqlUnitOfWork:
+        replica = self._store.routing.connect() if self._routed and self._store.routing else None
         connection, owned = (
-            (self._store.engine.connect(), True)
+            (replica, True)
+            if replica is not None
+            else (self._store.engine.connect(), True)
             if self._private
             else self._store._acquire(self._join)
         )
@@ -157,6 +172,7 @@ class SqlUnitOfWork:
             # audit rows appended before the savepoint are written before it: a rollback
             # to it must not take them along
             self.audit.flush()
+            flush_history(self)
             nested = self.connection.begin_nested()
         except exc.SQLAlchemyError as error:
             raise translate(error) from error
@@ -165,6 +181,7 @@ class SqlUnitOfWork:
         except BaseException as error:
             self.bumped, self.noted, self.unstamped = bumped, noted, unstamped
             self.pending_audit.clear()
+            self.pending_history.clear()
             self.overrides.forget_all()  # read under locks the rollback may release
             translated = translate(error) if isinstance(error, exc.SQLAlchemyError) else None
             try:
@@ -190,7 +207,10 @@ class SqlUnitOfWork:
             raise self._doomed
         try:
             revision = insert_changes(
-                self.connection, self.feed.rows(datetime.now(UTC)), self.pending_audit
+                self.connection,
+                self.feed.rows(datetime.now(UTC)),
+                self.pending_audit,
+                self.pending_history,
             )
         except exc.SQLAlchemyError as error:
             raise translate(error) from error
@@ -199,6 +219,8 @@ class SqlUnitOfWork:
         except exc.SQLAlchemyError as error:
             raise translate(error, committing=True) from error
         self.committed_revision = revision
+        if self._store.routing is not None and not (self._inside_host or self._read_only):
+            self._store.routing.after_commit(self.connection)
         self.noted.clear()
         self.bumped.clear()
         self.unstamped.clear()
@@ -237,6 +259,42 @@ class SqlUnitOfWork:
         event.listen(host, rolled_back_event, on_rollback, once=True)
 
 
+def _routing(
+    primary: Engine, urls: Sequence[str], max_lag: float, options: dict[str, Any]
+) -> ReadRouting:
+    if primary.dialect.name not in ("postgresql", "mysql"):
+        raise InvalidInput(
+            "replicas", "read replicas are supported on PostgreSQL and MariaDB", list(urls)
+        )
+    if isinstance(max_lag, bool) or not isinstance(max_lag, int | float) or not max_lag >= 0:
+        raise InvalidInput("max_replica_lag", "must be a number of seconds, 0 or more", max_lag)
+    if isinstance(urls, str) or not all(isinstance(u, str) for u in urls):
+        raise InvalidInput("replicas", "must be a list of database URLs", urls)
+    try:
+        engines = [sa.create_engine(url, **options) for url in urls]
+    except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as error:
+        raise InvalidInput("replicas", f"cannot open {list(urls)!r}: {error}", urls) from error
+    return ReadRouting(primary, engines, float(max_lag))
+
+
+def _unprepared_behind_a_proxy(engine: Engine) -> None:
+    """A server listening on another port than the one the URL names is reached through
+    something in between — most often PgBouncer on 6432 in front of 5432 — where
+    statements prepared on the server meet other clients' (`prepared statement "_pg3_0"
+    already exists`). Such connections prepare nothing; a pooler on the server's own
+    port cannot be told apart and needs ``pooler="transaction"``."""
+    named = engine.url.port or 5432
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, record: Any) -> None:
+        try:
+            port = dbapi_connection.execute("SELECT current_setting('port')").fetchone()[0]
+        finally:
+            dbapi_connection.rollback()
+        if int(port) != named:
+            dbapi_connection.prepare_threshold = None
+
+
 def _sqlite_transactions(engine: Engine) -> None:
     """pysqlite's own transaction handling breaks SAVEPOINT; take it over (the recipe in
     SQLAlchemy's SQLite docs), start write transactions with BEGIN IMMEDIATE so that
@@ -259,6 +317,20 @@ def _sqlite_transactions(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN" if connection.info.get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
+def _url_hint(url: str, error: Exception) -> str:
+    """What to do about a URL SQLAlchemy cannot open: the dialect's name when the URL
+    says ``postgres://`` (Heroku's and libpq's spelling), the extra that installs a
+    missing driver."""
+    from entitlements.extras import DRIVER_EXTRAS
+
+    if url.startswith(("postgres://", "postgres+")):
+        rest = url.split("://", 1)[1]
+        return f"; SQLAlchemy calls the dialect postgresql: write postgresql+psycopg://{rest}"
+    missing = getattr(error, "name", None) or ""
+    extra = DRIVER_EXTRAS.get(missing.split(".")[0])
+    return f"; pip install 'entitlements[{extra}]'" if extra else ""
+
+
 class SqlStore:
     """The production store. See the module docstring for the ways to bind it."""
 
@@ -274,23 +346,70 @@ class SqlStore:
             self._session, self._connection, self.engine = None, None, bind
         else:
             raise InvalidInput("bind", "must be a SQLAlchemy Engine, Connection or Session", bind)
+        self.listen_url: str | None = None
+        self.pooler: str | None = None
+        self._hints: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.routing: ReadRouting | None = None
 
     @classmethod
-    def from_url(cls, url: str, **engine_options: Any) -> SqlStore:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        listen_url: str | None = None,
+        pooler: str | None = None,
+        replicas: Sequence[str] = (),
+        max_replica_lag: float = 1.0,
+        **engine_options: Any,
+    ) -> SqlStore:
         """``sqlite:///entitlements.db``, ``postgresql+psycopg://...``, ``mysql+pymysql://...``
 
         MariaDB/MySQL connections run at READ COMMITTED (unless ``isolation_level`` says
         otherwise), as PostgreSQL does by default: an UPDATE that matches nothing then
-        holds no lock, and reads see what committed before them on every engine alike."""
+        holds no lock, and reads see what committed before them on every engine alike.
+
+        Behind a transaction pooler (PgBouncer ``pool_mode = transaction``) say
+        ``pooler="transaction"``: no statement is prepared on the server (the pooler hands
+        the server session to other clients between transactions), and give
+        ``listen_url=`` (the primary, directly) so that the change feed's pushes reach this
+        process; without it a deaf ``LISTEN`` is detected and the feed is polled.
+
+        ``replicas`` (PostgreSQL streaming replicas, MariaDB replicas with GTIDs): reads outside a host's transaction
+        go to a replica that has replayed everything this process needs — its own
+        writes, what its change-feed follower has seen, and the primary's position at
+        most ``max_replica_lag`` seconds ago — and to the primary otherwise; a replica
+        that fails is skipped for a few seconds. Writes always go to the primary. See
+        `entitlements.adapters.sql.replicas`."""
+        if pooler not in (None, "transaction", "session"):
+            raise InvalidInput("pooler", 'must be None, "transaction" or "session"', pooler)
         try:
             if url.startswith(("mysql", "mariadb")):
                 engine_options.setdefault("isolation_level", "READ COMMITTED")
+            if pooler == "transaction" and url.startswith("postgresql+psycopg"):
+                connect_args = dict(engine_options.get("connect_args", {}))
+                connect_args.setdefault("prepare_threshold", None)
+                engine_options["connect_args"] = connect_args
             engine = sa.create_engine(url, **engine_options)
+            if listen_url is not None:
+                sa.make_url(listen_url)
+        except TypeError as error:
+            raise InvalidInput(
+                "engine_options", f"not an option of the store or of create_engine: {error}"
+            ) from error
         except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as error:
-            raise InvalidInput("url", f"cannot open {url!r}: {error}", url) from error
+            raise InvalidInput(
+                "url", f"cannot open {url!r}: {error}{_url_hint(url, error)}", url
+            ) from error
         if engine.dialect.name == "sqlite":
             _sqlite_transactions(engine)
-        return cls(engine)
+        if pooler is None and engine.dialect.driver == "psycopg":
+            _unprepared_behind_a_proxy(engine)
+        store = cls(engine)
+        store.listen_url = listen_url
+        store.pooler = pooler
+        if replicas:
+            store.routing = _routing(engine, replicas, max_replica_lag, engine_options)
+        return store
 
     def _acquire(self, join: Connection | Session | None = None) -> tuple[Connection, bool]:
         if isinstance(join, Session):
@@ -310,14 +429,18 @@ class SqlStore:
     ) -> SqlUnitOfWork:
         if join is not None and not isinstance(join, Connection | Session):
             raise InvalidInput("join", "must be a SQLAlchemy Connection or Session", join)
-        return SqlUnitOfWork(self, tenant, join, read_only=read_only)
+        routed = read_only and join is None and self._session is None and self._connection is None
+        return SqlUnitOfWork(self, tenant, join, read_only=read_only, routed=routed)
 
     @storage_errors
     def read_changes(self, after: int, missing: tuple[int, ...] = ()) -> FeedPage:
         """The change feed after ``after``, read on a connection of its own (never the
         host's, which another thread may be using)."""
         with SqlUnitOfWork(self, None, read_only=True, private=True) as uow:
-            return uow.feed.read(after, missing)
+            page = uow.feed.read(after, missing)
+            if self.routing is not None:
+                self.routing.note_followed(uow.connection)
+            return page
 
     @storage_errors
     def feed_head(self) -> int:
@@ -328,7 +451,28 @@ class SqlStore:
         """Pushes from the engine that wake the feed follower early."""
         from entitlements.adapters.sql.hints import hints_for
 
-        return hints_for(self.engine)
+        hints = hints_for(self.engine, self.listen_url)
+        self._hints.update(hints)
+        return hints
+
+    def health(self) -> dict[str, Any]:
+        """What a host's monitoring should watch: how this process hears of other
+        processes' writes (``"push"``, ``"polling"``, or ``"deaf"`` when a ``LISTEN`` was
+        found to receive nothing — a transaction pooler in between), how often the push
+        connection had to be opened again, and the pooler mode it was told of."""
+        listeners = [h for h in self._hints if hasattr(h, "deaf")]
+        wakes = "polling"
+        if listeners:
+            wakes = "deaf" if any(h.deaf for h in listeners) else "push"
+        elif self._hints:
+            wakes = "push"
+        return {
+            "engine": self.engine.dialect.name,
+            "pooler": self.pooler,
+            "wakes": wakes,
+            "listen_reconnects": sum(getattr(h, "reconnects", 0) for h in listeners),
+            **(self.routing.health() if self.routing is not None else {}),
+        }
 
     @property
     def shared(self) -> bool:
@@ -363,6 +507,7 @@ class SqlStore:
 
         connection, owned = self._acquire()
         try:
+            migrations.forget_dropped_schema(connection, t.plans.name)
             if migrations.at_head(connection):
                 return
             migrations.upgrade(connection)

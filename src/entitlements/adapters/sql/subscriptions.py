@@ -14,6 +14,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
+from entitlements.adapters.sql.history import SUBSCRIPTION_AT, flush_history, log_subscription
+from entitlements.adapters.sql.history import params as history_params
 from entitlements.adapters.sql.plans import (
     PLAN_COLUMNS,
     PLAN_JOIN,
@@ -89,6 +91,7 @@ def subscription_row(sub: Subscription) -> dict[str, Any]:
     }
 
 
+_IDENTITY = ("id", "tenant", "owner_kind", "owner_id")
 _INSERT_UNLESS_LIVE = {
     "postgresql": postgresql.insert(t.subscriptions)
     .on_conflict_do_nothing()
@@ -264,12 +267,14 @@ class SqlSubscriptions(Repository):
         self._uow.revisions.bump(owner)
         # the unique index on live_owner refuses a second live subscription, ours or a
         # concurrent writer's: the insert skips it, and only then do we look
-        if not self._inserted(subscription_row(stored)):
+        row = subscription_row(stored)
+        if not self._inserted(row):
             winner = self.current(owner)
             status = (
                 winner.status.value if winner is not None and not winner.is_terminal else "live"
             )
             raise SubscriptionExists(owner, status)
+        log_subscription(self._uow, row)
         return stored
 
     def _inserted(self, row: dict[str, Any]) -> bool:
@@ -287,8 +292,8 @@ class SqlSubscriptions(Repository):
         self._scope(subscription.owner)
         c = t.subscriptions.c
         stored = attrs.evolve(subscription, revision=subscription.revision + 1)
-        row = subscription_row(stored)
-        del row["id"], row["tenant"], row["owner_kind"], row["owner_id"]
+        full = subscription_row(stored)
+        row = {k: v for k, v in full.items() if k not in _IDENTITY}
         result = self._conn.execute(
             t.subscriptions.update()
             .where(
@@ -302,6 +307,7 @@ class SqlSubscriptions(Repository):
         )
         if result.rowcount == 1:
             self._uow.revisions.bump(subscription.owner)
+            log_subscription(self._uow, full)
             return stored
         existing = self.get(subscription.id)
         if existing.owner != subscription.owner:
@@ -309,6 +315,16 @@ class SqlSubscriptions(Repository):
                 "owner", "a subscription cannot move to another owner", subscription.owner
             )
         raise StaleWrite("subscription", subscription.id, subscription.revision)
+
+    @storage_errors
+    def at(self, owner: Owner, when: datetime) -> Subscription | None:
+        self._scope(owner)
+        flush_history(self._uow)
+        found = self._conn.execute(
+            SUBSCRIPTION_AT, history_params(self._uow, owner.kind, owner.id, when)
+        )
+        rows = found.mappings().all()
+        return _subscription_from(rows[0]) if rows else None
 
     @storage_errors
     def due(self, now: datetime, limit: int = 500) -> Sequence[Subscription]:

@@ -30,6 +30,7 @@ __all__ = [
     "contracts",
     "feed_state",
     "metadata",
+    "override_history",
     "overrides",
     "owner_revisions",
     "personal_data",
@@ -41,6 +42,7 @@ __all__ = [
     "requests",
     "reservations",
     "seat_assignments",
+    "subscription_history",
     "subscriptions",
     "tenant_locks",
     "usage_counters",
@@ -89,6 +91,34 @@ plan_versions = sa.Table(
     sa.Column("trial_days", sa.Integer, nullable=False),
 )
 
+
+def _subscription_state() -> list[sa.Column[object]]:
+    """The columns of a subscription's state, which its history repeats per stretch."""
+    return [
+        sa.Column("plan_version", sa.Integer, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.Column("updated_at", UtcDateTime, nullable=False),
+        sa.Column("seats", sa.Integer, nullable=True),
+        sa.Column("trial_ends_at", UtcDateTime, nullable=True),
+        sa.Column("period_start", UtcDateTime, nullable=True),
+        sa.Column("period_end", UtcDateTime, nullable=True),
+        sa.Column("cycle_unit", sa.String(8), nullable=True),
+        sa.Column("cycle_every", sa.Integer, nullable=True),
+        sa.Column("cycle_anchor", UtcDateTime, nullable=True),
+        sa.Column("cancel_at_period_end", sa.Boolean, nullable=False),
+        sa.Column("canceled_at", UtcDateTime, nullable=True),
+        sa.Column("expires_at", UtcDateTime, nullable=True),
+        sa.Column("past_due_since", UtcDateTime, nullable=True),
+        sa.Column("suspended_from", sa.String(16), nullable=True),
+        sa.Column("external_id", sa.String(255), nullable=True),
+        sa.Column("metadata", JSONDocument, nullable=False),
+        sa.Column("notes", sa.Text, nullable=False),
+        sa.Column("addons", JSONDocument, nullable=False),
+        sa.Column("revision", sa.Integer, nullable=False),
+    ]
+
+
 subscriptions = sa.Table(
     "ent_subscriptions",
     metadata,
@@ -101,27 +131,7 @@ subscriptions = sa.Table(
     # index makes "one live subscription per owner" hold against concurrent writers
     sa.Column("live_owner", key_string(64), nullable=True, unique=True),
     sa.Column("plan_key", key_string(KEY), sa.ForeignKey("ent_plans.key"), nullable=False),
-    sa.Column("plan_version", sa.Integer, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("created_at", UtcDateTime, nullable=False),
-    sa.Column("updated_at", UtcDateTime, nullable=False),
-    sa.Column("seats", sa.Integer, nullable=True),
-    sa.Column("trial_ends_at", UtcDateTime, nullable=True),
-    sa.Column("period_start", UtcDateTime, nullable=True),
-    sa.Column("period_end", UtcDateTime, nullable=True),
-    sa.Column("cycle_unit", sa.String(8), nullable=True),
-    sa.Column("cycle_every", sa.Integer, nullable=True),
-    sa.Column("cycle_anchor", UtcDateTime, nullable=True),
-    sa.Column("cancel_at_period_end", sa.Boolean, nullable=False),
-    sa.Column("canceled_at", UtcDateTime, nullable=True),
-    sa.Column("expires_at", UtcDateTime, nullable=True),
-    sa.Column("past_due_since", UtcDateTime, nullable=True),
-    sa.Column("suspended_from", sa.String(16), nullable=True),
-    sa.Column("external_id", sa.String(255), nullable=True),
-    sa.Column("metadata", JSONDocument, nullable=False),
-    sa.Column("notes", sa.Text, nullable=False),
-    sa.Column("addons", JSONDocument, nullable=False),
-    sa.Column("revision", sa.Integer, nullable=False),
+    *_subscription_state(),
     # the earliest instant time alone changes the subscription: the sweep's index
     sa.Column("next_change_at", UtcDateTime, nullable=True),
     # seed 003: the member who subscribed to the paid plan (only they may change it)
@@ -133,6 +143,20 @@ subscriptions = sa.Table(
     sa.Index("ix_ent_subscriptions_plan", "tenant", "plan_key"),
 )
 
+
+def _override_terms() -> list[sa.Column[object]]:
+    """The columns of what an override says, which its history repeats per stretch."""
+    return [
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("actor", sa.String(255), nullable=False),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.Column("expires_at", UtcDateTime, nullable=True),
+        sa.Column("enabled", sa.Boolean, nullable=False),
+        sa.Column("actions", JSONDocument, nullable=True),
+        sa.Column("value", sa.BigInteger, nullable=True),
+    ]
+
+
 overrides = sa.Table(
     "ent_overrides",
     metadata,
@@ -141,14 +165,54 @@ overrides = sa.Table(
     sa.Column("owner_id", key_string(OWNER_ID), primary_key=True),
     sa.Column("kind", key_string(8), primary_key=True),
     sa.Column("key", key_string(KEY), primary_key=True),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("actor", sa.String(255), nullable=False),
-    sa.Column("created_at", UtcDateTime, nullable=False),
-    sa.Column("expires_at", UtcDateTime, nullable=True),
-    sa.Column("enabled", sa.Boolean, nullable=False),
-    sa.Column("actions", JSONDocument, nullable=True),
-    sa.Column("value", sa.BigInteger, nullable=True),
+    *_override_terms(),
     sa.Index("ix_ent_overrides_expiry", "tenant", "expires_at"),
+)
+
+# Effective-dated history, append-only: one row per write, in force from ``effective_at``
+# (the instant of the write) until the next row of the same subscription or override; the
+# highest ``seq`` wins among rows of one instant. Past answers read these, never the rows
+# above, so removing an override or ending a subscription keeps what was in force.
+subscription_history = sa.Table(
+    "ent_subscription_history",
+    metadata,
+    sa.Column("seq", row_id(), primary_key=True, autoincrement=True),
+    sa.Column("effective_at", UtcDateTime, nullable=False),
+    sa.Column("id", key_string(64), nullable=False),
+    sa.Column("tenant", key_string(TENANT), nullable=False),
+    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=False),
+    sa.Column("owner_id", key_string(OWNER_ID), nullable=False),
+    sa.Column("plan_key", key_string(KEY), nullable=False),
+    *_subscription_state(),
+    sa.Column("plan_manager", sa.String(255), nullable=True),
+    sa.Column("contract", JSONDocument, nullable=True),
+    sa.Index(
+        "ix_ent_subscription_history_owner", "tenant", "owner_kind", "owner_id", "effective_at"
+    ),
+)
+
+override_history = sa.Table(
+    "ent_override_history",
+    metadata,
+    sa.Column("seq", row_id(), primary_key=True, autoincrement=True),
+    sa.Column("effective_at", UtcDateTime, nullable=False),
+    sa.Column("tenant", key_string(TENANT), nullable=False),
+    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=False),
+    sa.Column("owner_id", key_string(OWNER_ID), nullable=False),
+    sa.Column("kind", key_string(8), nullable=False),
+    sa.Column("key", key_string(KEY), nullable=False),
+    # false: the override was removed at effective_at (the other columns repeat it)
+    sa.Column("present", sa.Boolean, nullable=False),
+    *_override_terms(),
+    sa.Index(
+        "ix_ent_override_history_owner",
+        "tenant",
+        "owner_kind",
+        "owner_id",
+        "kind",
+        "key",
+        "effective_at",
+    ),
 )
 
 audit_events = sa.Table(
@@ -420,6 +484,15 @@ changes = sa.Table(
     sa.Column("at", UtcDateTime, nullable=False),
     sa.Index("ix_ent_changes_at", "at"),
 )
+# on PostgreSQL a trigger function (migration 0005) wakes followers on insert: dropping the
+# table (a host's metadata.drop_all()) drops the trigger, and this drops its function
+sa.event.listen(
+    changes,
+    "after_drop",
+    sa.DDL("DROP FUNCTION IF EXISTS ent_changes_notify()").execute_if(  # type: ignore[no-untyped-call]
+        dialect="postgresql"
+    ),
+)
 
 feed_state = sa.Table(
     "ent_feed_state",
@@ -427,4 +500,16 @@ feed_state = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     # the highest seq the sweep pruned: a follower behind it resynchronises in full
     sa.Column("pruned_through", sa.BigInteger, nullable=False),
+)
+
+signing_failures = sa.Table(
+    "ent_signing_failures",
+    metadata,
+    # signing links that opened nothing, by a hash of the client address: the signing
+    # page's bad-token limit, counted here so that every process of a host shares it
+    sa.Column("pk", row_id(), primary_key=True, autoincrement=True),
+    sa.Column("client", sa.String(64), nullable=False),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_ent_signing_failures_client", "client", "at_ms"),
+    sa.Index("ix_ent_signing_failures_at", "at_ms"),
 )

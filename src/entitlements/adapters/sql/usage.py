@@ -119,6 +119,19 @@ def _add_statement(
     )
 
 
+def _count_statement(dialect: str, params: dict[str, Any], *, returning: bool = True) -> Any:
+    """The conditional UPDATE whose conditions are those ``params`` carries."""
+    return _add_statement(
+        dialect,
+        ceiling="p_ceiling" in params,
+        revision="p_revision" in params,
+        fresh="p_now" in params,
+        fallback="p_fallback_key" in params,
+        holds="p_hold_until" in params,
+        returning=returning,
+    )
+
+
 _MYSQL_READ_BACK = sa.text("SELECT @ent_used, @ent_reserved, @ent_held")
 _RECORD_KEYS = ["tenant", "owner_kind", "owner_id", "key"]
 _RECORD_COLUMNS = (_u.id, _u.metric, _u.amount, _u.period_start, _u.at)
@@ -265,28 +278,21 @@ class SqlUsage(Repository):
         fallback: tuple[str, int] | None = None,
         hold_until: datetime | None = None,
     ) -> Counter | None:
-        params = self._params(owner, metric, period_start)
-        params.update(p_used=used, p_reserved=reserved)
         grows = used + reserved > 0
-        if ceiling is not None and grows:
-            params["p_ceiling"] = ceiling
-        if revision is not None:
-            params["p_revision"] = revision
-        if now is not None and grows:
-            params["p_now"] = now
-        if fallback is not None:
-            params["p_fallback_key"], params["p_fallback_version"] = fallback
+        params = self._count_params(
+            owner,
+            metric,
+            period_start,
+            used,
+            reserved,
+            ceiling=ceiling if grows else None,
+            revision=revision,
+            now=now if grows else None,
+            fallback=fallback,
+        )
         if hold_until is not None:
             params["p_hold_until"] = hold_until
-        dialect = self._conn.dialect.name
-        statement = _add_statement(
-            dialect,
-            ceiling="p_ceiling" in params,
-            revision=revision is not None,
-            fresh="p_now" in params,
-            fallback=fallback is not None,
-            holds=hold_until is not None,
-        )
+        statement = _count_statement(self._conn.dialect.name, params)
         counter = self._apply(statement, params, owner, metric, period_start)
         if counter is None and revision is None and self._missing(params):
             # under the terms lock, as every counter is created: a terms write that creates
@@ -296,6 +302,33 @@ class SqlUsage(Repository):
         if counter is not None:
             self._uow.feed.note(owner, ChangeKind.USAGE)
         return counter
+
+    def _count_params(
+        self,
+        owner: Owner,
+        metric: str,
+        period_start: datetime,
+        used: int,
+        reserved: int,
+        *,
+        ceiling: int | None,
+        revision: int | None,
+        now: datetime | None,
+        fallback: tuple[str, int] | None,
+    ) -> dict[str, Any]:
+        """The parameters of a conditional count: a condition's parameters are present
+        only where it applies (`_count_statement` picks the statement by them)."""
+        params = self._params(owner, metric, period_start)
+        params.update(p_used=used, p_reserved=reserved)
+        if ceiling is not None:
+            params["p_ceiling"] = ceiling
+        if revision is not None:
+            params["p_revision"] = revision
+        if now is not None:
+            params["p_now"] = now
+        if fallback is not None:
+            params["p_fallback_key"], params["p_fallback_version"] = fallback
+        return params
 
     def _apply(
         self,
@@ -393,22 +426,20 @@ class SqlUsage(Repository):
         back through the ledger row's INSERT ... RETURNING, taking the count back in
         the rare case the key was recorded already."""
         owner, metric, period = record.owner, record.metric, record.period_start
-        params = self._params(owner, metric, period)
-        params.update(p_used=record.amount, p_reserved=0, p_revision=revision, p_now=now)
-        if ceiling is not None:
-            params["p_ceiling"] = ceiling
-        if fallback is not None:
-            params["p_fallback_key"], params["p_fallback_version"] = fallback
+        params = self._count_params(
+            owner,
+            metric,
+            period,
+            record.amount,
+            0,
+            ceiling=ceiling,
+            revision=revision,
+            now=now,
+            fallback=fallback,
+        )
         conn = self._conn
         dialect = conn.dialect.name
-        update = _add_statement(
-            dialect,
-            ceiling=ceiling is not None,
-            revision=True,
-            fresh=True,
-            fallback=fallback is not None,
-            holds=False,
-        )
+        update = _count_statement(dialect, params)
         values = self._record_row(record)
         if dialect in ("mysql", "mariadb"):
             if conn.execute(update, params).rowcount != 1:
@@ -533,21 +564,18 @@ class SqlUsage(Repository):
         now: datetime,
         fallback: tuple[str, int] | None = None,
     ) -> bool:
-        params = self._params(owner, metric, period_start)
-        params.update(p_used=used, p_reserved=0, p_revision=revision, p_now=now)
-        if ceiling is not None:
-            params["p_ceiling"] = ceiling
-        if fallback is not None:
-            params["p_fallback_key"], params["p_fallback_version"] = fallback
-        statement = _add_statement(
-            self._conn.dialect.name,
-            ceiling=ceiling is not None,
-            revision=True,
-            fresh=True,
-            fallback=fallback is not None,
-            holds=False,
-            returning=False,
+        params = self._count_params(
+            owner,
+            metric,
+            period_start,
+            used,
+            0,
+            ceiling=ceiling,
+            revision=revision,
+            now=now,
+            fallback=fallback,
         )
+        statement = _count_statement(self._conn.dialect.name, params, returning=False)
         if self._conn.execute(statement, params).rowcount != 1:
             return False
         self._uow.feed.note(owner, ChangeKind.USAGE)

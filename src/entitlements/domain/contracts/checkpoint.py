@@ -15,8 +15,27 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from entitlements.domain.contracts.canonical import canonical_json
 from entitlements.domain.contracts.events import ContractEvent, timestamp
 from entitlements.domain.instant import as_utc, aware
+from entitlements.errors import InvalidInput
 
-__all__ = ["Checkpoint", "public_key_hex", "sign_checkpoint", "signature_valid"]
+__all__ = [
+    "Checkpoint",
+    "check_signing_key",
+    "public_key_hex",
+    "sign_checkpoint",
+    "signature_valid",
+]
+
+
+def check_signing_key(value: object, field: str = "key") -> Ed25519PrivateKey:
+    """The host's signing key: an Ed25519 private key (a public key, a PEM string or
+    ``None`` cannot sign, and would otherwise fail deep inside the signing)."""
+    if not isinstance(value, Ed25519PrivateKey):
+        raise InvalidInput(
+            field,
+            "must be an Ed25519 private key (cryptography's Ed25519PrivateKey)",
+            type(value).__name__,
+        )
+    return value
 
 
 def public_key_hex(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:

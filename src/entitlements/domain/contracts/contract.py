@@ -31,6 +31,7 @@ from entitlements.domain.owner import Owner
 from entitlements.errors import IllegalTransition, InvalidInput
 
 __all__ = [
+    "AWAITING_SIGNATURE",
     "CONTRACT_TRANSITIONS",
     "SIGNER_TRANSITIONS",
     "Contract",
@@ -74,6 +75,10 @@ class SignerStatus(enum.StrEnum):
     DECLINED = "declined"
 
 
+AWAITING_SIGNATURE: frozenset[ContractStatus] = frozenset(
+    {ContractStatus.SENT, ContractStatus.VIEWED, ContractStatus.SIGNED}
+)
+"""Out for signature: sent, and not signed by everyone yet."""
 CLOSED: frozenset[ContractStatus] = frozenset(
     {
         ContractStatus.COMPLETED,

@@ -14,12 +14,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.checks import check_instance, check_text
 from entitlements.domain.contracts.certificate import sign_certificate
-from entitlements.domain.contracts.checkpoint import Checkpoint, sign_checkpoint
+from entitlements.domain.contracts.checkpoint import Checkpoint, check_signing_key, sign_checkpoint
 from entitlements.domain.contracts.contract import Contract, ContractStatus
 from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.contracts.verify import Verification, verify_evidence
 from entitlements.domain.owner import Owner, as_owner
-from entitlements.errors import ContractNotCompleted, InvalidInput
+from entitlements.errors import ContractNotCompleted
 from entitlements.ports import UnitOfWork
 from entitlements.service.contracts.records import (
     authorized,
@@ -40,9 +40,8 @@ def _owned(uow: UnitOfWork, owner: Owner, contract_id: str) -> Contract:
 
 
 def _checkpoint_of(uow: UnitOfWork, contract: Contract, key: object, at: datetime) -> Checkpoint:
-    if not isinstance(key, Ed25519PrivateKey):
-        raise InvalidInput("key", "must be an Ed25519PrivateKey (the host's signing key)", key)
-    return sign_checkpoint(contract.id, list(uow.contracts.events(contract.id)), key, at)
+    signing_key = check_signing_key(key)
+    return sign_checkpoint(contract.id, list(uow.contracts.events(contract.id)), signing_key, at)
 
 
 class ContractEvidence:

@@ -92,9 +92,8 @@ def append_event(
 ) -> ContractEvent:
     """Append the next event to the contract's hash chain (request context as
     commitments)."""
-    chain = tx.uow.contracts.events(contract.id)
     event = next_event(
-        chain[-1] if chain else None,
+        tx.uow.contracts.last_event(contract.id),
         contract.id,
         contract.content_hash,
         type,

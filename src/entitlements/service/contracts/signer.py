@@ -88,29 +88,21 @@ class SignerContracts:
         user_agent: str | None = None,
         now: datetime | None = None,
     ) -> SigningView:
-        """The signer opened the link (viewed)."""
+        """The signer opened the link (viewed): recorded on every call, so a page calls
+        it once per visit and `view` for the page's other loads."""
 
         def act(tx: Transaction, contract: Contract, signer: Signer) -> SigningView:
             after, changed = contract.after_signer(signer, "open")
             stored = tx.uow.contracts.update(after)
             signer_event(tx, stored, changed, EventType.VIEWED, ip, user_agent)
-            names = tx.uow.contracts.personal_data([changed.name])
-            person = names.get(changed.name)
-            return SigningView(
-                stored.id,
-                stored.title,
-                stored.body,
-                stored.content_hash,
-                stored.terms,
-                changed.id,
-                None if person is None else person.value,
-                changed.status,
-                stored.status,
-                stored.may_act(changed),
-                owner=stored.owner,
-            )
+            return _signing_view(tx, stored, changed)
 
         return self._as_signer(token, now, act)
+
+    def view(self, token: str, *, now: datetime | None = None) -> SigningView:
+        """What the signer's page shows for ``token``, recording nothing; `InvalidToken`
+        when the link opens nothing now (like `open`)."""
+        return self._as_signer(token, now, _signing_view)
 
     def consent(
         self,
@@ -288,3 +280,20 @@ def _link_works(contract: Contract, signer: Signer, token: str, now: datetime) -
         return False
     in_time = now < signer.token_expires_at and now < contract.expires_at
     return in_time and token_matches(token, signer.token_hash)
+
+
+def _signing_view(tx: Transaction, contract: Contract, signer: Signer) -> SigningView:
+    person = tx.uow.contracts.personal_data([signer.name]).get(signer.name)
+    return SigningView(
+        contract.id,
+        contract.title,
+        contract.body,
+        contract.content_hash,
+        contract.terms,
+        signer.id,
+        None if person is None else person.value,
+        signer.status,
+        contract.status,
+        contract.may_act(signer),
+        owner=contract.owner,
+    )

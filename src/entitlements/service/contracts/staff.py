@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import attrs
 
@@ -28,7 +29,7 @@ from entitlements.domain.contracts.events import EventType
 from entitlements.domain.contracts.tokens import hash_token, new_token
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.usage import check_idempotency_key
-from entitlements.errors import IllegalTransition, InvalidInput
+from entitlements.errors import IllegalTransition, InvalidInput, NotAuthorized
 from entitlements.service.contracts.records import (
     append_event,
     authorized,
@@ -229,6 +230,35 @@ class StaffContracts:
                 reason=f"new link for {signer_id}",
             )
             return token
+
+    def awaiting_signature(
+        self,
+        tenant: str | None = None,
+        *,
+        actor: Actor | str | None = None,
+        limit: int = 500,
+    ) -> list[Contract]:
+        """Contracts in ``tenant`` sent and not yet signed by everyone, whose signing
+        window is still open now, nearest deadline first: a back office's "waiting for a
+        signature" queue. With ``actor``, contracts of owners the authorizer does not let
+        the actor read (``contract.read``) are left out."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidInput("limit", "must be a whole number from 1 to 1000", limit)
+        with self._rt.read(tenant) as uow:
+            found = list(uow.contracts.awaiting(self._rt.read_now(tenant), limit))
+            if actor is None:
+                return found
+            who = as_actor(actor)
+            return [c for c in found if self._may_read(uow, who, c.owner)]
+
+    def _may_read(self, uow: Any, actor: Actor, owner: Owner) -> bool:
+        try:
+            self._rt.authorizer.authorize(
+                actor, "contract.read", owner=owner, subject=None, uow=uow
+            )
+        except NotAuthorized:
+            return False
+        return True
 
     def void(
         self,

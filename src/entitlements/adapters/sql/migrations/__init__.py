@@ -16,10 +16,18 @@ from sqlalchemy.engine import Connection
 if TYPE_CHECKING:
     from alembic.config import Config
 
-__all__ = ["HEAD", "VERSION_TABLE", "at_head", "config", "downgrade", "upgrade"]
+__all__ = [
+    "HEAD",
+    "VERSION_TABLE",
+    "at_head",
+    "config",
+    "downgrade",
+    "forget_dropped_schema",
+    "upgrade",
+]
 
 VERSION_TABLE = "ent_alembic_version"
-HEAD = "0009"
+HEAD = "0011"
 """The newest revision shipped (a test keeps it equal to Alembic's head)."""
 HERE = Path(__file__).parent
 
@@ -42,6 +50,18 @@ def at_head(connection: Connection) -> bool:
         connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
     )
     return list(versions) == [HEAD]
+
+
+def forget_dropped_schema(connection: Connection, probe: str) -> bool:
+    """Clear a version table that outlived the tables it describes (``probe``, one of
+    them, is gone): a host's ``metadata.drop_all()`` drops our tables but not the version
+    table, which is not part of the metadata, and the next upgrade would otherwise
+    believe the schema is still there."""
+    inspector = sa.inspect(connection)
+    if not inspector.has_table(VERSION_TABLE) or inspector.has_table(probe):
+        return False
+    connection.execute(sa.text(f"DELETE FROM {VERSION_TABLE}"))
+    return True
 
 
 def upgrade(connection: Connection, revision: str = "head") -> None:

@@ -63,7 +63,7 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         # a wake-up hint for followers; the feed itself stays the source of truth
         op.execute(
-            "CREATE FUNCTION ent_changes_notify() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "CREATE OR REPLACE FUNCTION ent_changes_notify() RETURNS trigger LANGUAGE plpgsql AS $$ "
             f"BEGIN PERFORM pg_notify('{NOTIFY_CHANNEL}', ''); RETURN NULL; END $$"
         )
         op.execute(

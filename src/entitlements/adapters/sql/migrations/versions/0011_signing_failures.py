@@ -1,0 +1,35 @@
+"""signing failures: the signing page's bad-token limit, shared by every process
+
+Revision ID: 0011
+Revises: 0009
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+revision = "0011"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "ent_signing_failures",
+        sa.Column("pk", ROW_ID, autoincrement=True, nullable=False),
+        sa.Column("client", sa.String(64), nullable=False),
+        sa.Column("at_ms", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("pk", name=op.f("pk_ent_signing_failures")),
+    )
+    op.create_index("ix_ent_signing_failures_client", "ent_signing_failures", ["client", "at_ms"])
+    op.create_index("ix_ent_signing_failures_at", "ent_signing_failures", ["at_ms"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_ent_signing_failures_at", table_name="ent_signing_failures")
+    op.drop_index("ix_ent_signing_failures_client", table_name="ent_signing_failures")
+    op.drop_table("ent_signing_failures")
