@@ -37,6 +37,7 @@ from entitlements import (
 )
 from entitlements.domain.billing import AssignmentKind
 from entitlements.domain.contracts.contract import SignerSpec
+from entitlements.service.runtime import Runtime
 from entitlements.testing.fakes import FakePaymentProvider
 
 SERVICE = Path(entitlements.service.__file__).parent
@@ -236,3 +237,37 @@ def test_subscriptions_and_contract_conversion_ask_once(app):
     assert (converted[0].status, converted[0].plan_key) == (SubscriptionStatus.ACTIVE, "growth")
     key = Ed25519PrivateKey.generate()
     assert ents.contracts.certificate(ACME, contract.id, key)["evidence"]
+
+
+# -- no nested units of work ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_multi_step_calls_open_no_nested_unit_of_work(kind, make_store, monkeypatch):
+    """A use case that called another opened a unit of work inside its own (joined
+    through a savepoint). The lifecycle steps compose inside one: billing's paths and a
+    provider event that subscribes, amends and names the plan manager open none."""
+    ents = Entitlements(make_store(kind), clock=ManualClock(START))
+    provider = FakePaymentProvider(ents.runtime.clock)
+    ents.billing.provider = provider
+    for plan in (FREE, GROWTH, BIGGER):
+        ents.plans.define(plan, actor="staff")
+    opened, nested = [], []
+    real = Runtime.transaction
+
+    def counted(self, *args, **kwargs):
+        (nested if self.in_atomic_block else opened).append(args[:1])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Runtime, "transaction", counted)
+    ents.billing.assign_plan(ACME, "free", actor=ALICE)
+    checkout = ents.billing.assign_plan(ACME, "growth", actor=ALICE).checkout
+    provider.complete_checkout(checkout.id)
+    for event in provider.take_events():
+        ents.billing.apply_provider_event(event)
+    ents.billing.assign_plan(ACME, "bigger", actor=ALICE)
+    ents.billing.cancel(ACME, actor=ALICE)
+    ents.billing.assign_plan(ACME, "free", actor=STAFF)
+    assert ents.subscriptions.get(ACME).plan_key == "free"
+    assert len(opened) >= 6, "each call opened its own"
+    assert nested == []
