@@ -115,6 +115,9 @@ def public_classes() -> dict[type, str]:
         ents.close()
     while queue:
         cls = queue.pop()
+        for base in cls.__mro__[1:]:  # a group built of parts: each part documents its own
+            if _ours(base):
+                reach(base, f"{cls.__name__} (base)")
         constructed = not found[cls].startswith("ents.")  # hosts never build the groups
         signatures: list[tuple[str, object]] = [("__init__", cls.__init__)] if constructed else []
         signatures += [

@@ -12,7 +12,6 @@ What the provider actually did arrives as its events, which stay the source of t
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import attrs
 
@@ -24,21 +23,23 @@ from entitlements.domain.billing import (
     ProviderEvent,
     ProviderLink,
     ProviderSubscription,
-    path_to,
 )
 from entitlements.domain.checks import (
     MAX_COUNT,
     check_id,
     check_key,
     check_optional_count,
+    check_reason,
     parse_enum,
 )
 from entitlements.domain.due import as_of
+from entitlements.domain.lifecycle import ProviderEffect, Route, route
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Plan
+from entitlements.domain.plan_change import SubscriptionChange
 from entitlements.domain.provider_commands import CommandKind, CommandStatus, ProviderCommand
 from entitlements.domain.requests import KeyedRequest
-from entitlements.domain.subscription import Event, Subscription, SubscriptionStatus
+from entitlements.domain.subscription import Event, Subscription
 from entitlements.domain.usage import OverQuotaPolicy, check_idempotency_key
 from entitlements.errors import (
     InvalidInput,
@@ -50,15 +51,17 @@ from entitlements.errors import (
     SubscriptionNotFound,
 )
 from entitlements.ports import PaymentProvider
+from entitlements.service import lifecycle
+from entitlements.service.assignment import PlanAssignment
+from entitlements.service.assignment import live as live_of
 from entitlements.service.due import read_current
+from entitlements.service.provider_events import PROVIDER, apply_state, link_of
 from entitlements.service.provider_outbox import ProviderOutbox
 from entitlements.service.requests import claim_key, settle_key
+from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
-from entitlements.service.subscriptions import Subscriptions
 
 __all__ = ["Billing", "BillingState", "ProviderOutcome"]
-
-PROVIDER = Actor("payment-provider", ActorKind.PROVIDER)
 
 
 @attrs.frozen
@@ -96,6 +99,18 @@ class BillingState:
         return tuple(c for c in self.pending if c.status is CommandStatus.FAILED)
 
 
+@attrs.frozen
+class _Asked:
+    """An assignment as asked: by whom, for which owner, onto which plan, how many
+    seats, and what to do about usage over a new limit."""
+
+    who: Actor
+    owner: Owner
+    plan: Plan
+    seats: int | None
+    policy: OverQuotaPolicy
+
+
 class Billing:
     """``ents.billing``: plans bought through the host's payment provider, and the
     provider's events applied to our subscriptions."""
@@ -103,11 +118,11 @@ class Billing:
     def __init__(
         self,
         runtime: Runtime,
-        subscriptions: Subscriptions,
+        assignment: PlanAssignment,
         provider: PaymentProvider | None = None,
     ) -> None:
         self._rt = runtime
-        self._subs = subscriptions
+        self._rules = assignment
         self.provider = provider
         """The host's payment provider (``None``: plans are assigned by staff)."""
         self.outbox = ProviderOutbox(runtime, lambda: self.provider)
@@ -119,10 +134,11 @@ class Billing:
         rule every path that assigns a plan applies. Set once, when `Entitlements` is
         built (``one_free_plan_per_tenant=True``); read-only here, since assigning it on
         this object could not reach the other paths."""
-        return self._subs.assignment.free_plan.enabled
+        return self._rules.free_plan.enabled
 
     # -- assignment ----------------------------------------------------------------------
 
+    @retries_lost_races
     def assign_plan(
         self,
         owner: Owner,
@@ -185,70 +201,110 @@ class Billing:
         seats: int | None,
         if_over_quota: OverQuotaPolicy,
     ) -> tuple[Assignment, ProviderCommand | None]:
-        plan = tx.uow.plans.get(plan_key)
-        # before the provider is told anything; subscribe / change_plan check again
+        asked = _Asked(who, owner, tx.uow.plans.get(plan_key), seats, if_over_quota)
+        plan = asked.plan
+        # before the provider is told anything
         tx.change_terms(owner)
-        current = tx.uow.subscriptions.current(owner)
-        live = current if current is not None and not current.is_terminal else None
-        self._subs.assignment.check(tx, owner, plan, live, who)
+        live = live_of(tx.uow.subscriptions.current(owner))
+        self._rules.check(tx, owner, plan, live, who)
         if live is not None and (live.plan_key, live.plan_version) == (plan.key, plan.version):
             raise InvalidInput("plan_key", f"{owner} is already on {plan.key}")
-        command: ProviderCommand | None
-        if plan.is_free:
-            assignment, command = self._assign_free(
-                tx, who, owner, live, plan_key, seats, if_over_quota
-            )
-        elif self.provider is None:
-            assignment = self._assign_directly(who, owner, live, plan, seats, if_over_quota)
-            command = None
-        elif (
-            live is not None
-            and live.external_id
-            and live.status is SubscriptionStatus.ACTIVE
-            and self._is_paid(tx, live)
-        ):
-            change = self._subs.change_plan(owner, plan.key, actor=who, if_over_quota=if_over_quota)
-            command = self.outbox.record(
-                tx,
-                CommandKind.CHANGE_PLAN,
-                owner,
-                {
-                    "external_id": live.external_id,
-                    "plan_key": plan.key,
-                    "plan_version": plan.version,
-                    "seats": seats,
-                },
-                subscription_id=change.subscription.id,
-            )
-            assignment = Assignment(AssignmentKind.PROVIDER_CHANGE, change.subscription)
-        else:
-            manager = who.id if who.kind is ActorKind.MEMBER else None
-            subscription = live
-            if subscription is None:
-                subscription = self._subs.begin_checkout(
-                    owner, plan.key, actor=who, seats=seats, plan_manager=manager
-                )
-            command = self.outbox.record(
-                tx,
-                CommandKind.START_CHECKOUT,
-                owner,
-                {
-                    "plan_key": plan.key,
-                    "plan_version": plan.version,
-                    "seats": seats,
-                    "manager": manager,
-                },
-                subscription_id=subscription.id,
-            )
-            tx.record(
-                who,
-                "billing.checkout",
-                f"provider_command:{command.id}",
-                owner=owner,
-                after={"plan": plan.key, "command": command.id},
-            )
-            assignment = Assignment(AssignmentKind.CHECKOUT, subscription)
-        return assignment, command
+        way = route(
+            plan_is_free=plan.is_free,
+            has_provider=self.provider is not None,
+            live=live,
+            live_is_paid=self._at_provider(tx, live),
+        )
+        if way is Route.PROVIDER_CHANGE:
+            return self._provider_change(tx, asked, live)
+        if way is Route.CHECKOUT:
+            return self._checkout(tx, asked, live)
+        command = None
+        if way is Route.FREE_AFTER_PROVIDER_CANCEL:
+            command, live = self._leave_provider(tx, asked, live), None
+        return self._assign_directly(tx, asked, live), command
+
+    def _provider_change(
+        self, tx: Transaction, asked: _Asked, live: Subscription | None
+    ) -> tuple[Assignment, ProviderCommand]:
+        """A plan change here, and of the paid subscription at the provider."""
+        assert live is not None
+        assert live.external_id
+        plan = asked.plan
+        change = self._change_plan(tx, asked)
+        effect = ProviderEffect.change_plan(live.external_id, plan.key, plan.version, asked.seats)
+        command = self._send(tx, asked.owner, effect, change.subscription)
+        return Assignment(AssignmentKind.PROVIDER_CHANGE, change.subscription), command
+
+    def _leave_provider(
+        self, tx: Transaction, asked: _Asked, live: Subscription | None
+    ) -> ProviderCommand:
+        """End the paid subscription now, here and at the provider (for a free plan)."""
+        assert live is not None
+        assert live.external_id
+        current = lifecycle.load(tx, asked.owner)
+        reason = f"moving to the free plan {asked.plan.key}"
+        ended = lifecycle.apply(tx, asked.who, current, Event.CANCEL, reason=reason)
+        effect = ProviderEffect.cancel(live.external_id, at_period_end=False)
+        return self._send(tx, asked.owner, effect, ended)
+
+    def _checkout(
+        self, tx: Transaction, asked: _Asked, live: Subscription | None
+    ) -> tuple[Assignment, ProviderCommand]:
+        """A checkout at the provider; an owner with nothing waits for it, pending."""
+        who, plan = asked.who, asked.plan
+        manager = who.id if who.kind is ActorKind.MEMBER else None
+        subscription = live
+        if subscription is None:
+            subscription = self._start(tx, asked, Event.BEGIN_CHECKOUT, manager)
+        effect = ProviderEffect.checkout(plan.key, plan.version, asked.seats, manager)
+        command = self._send(tx, asked.owner, effect, subscription)
+        tx.record(
+            who,
+            "billing.checkout",
+            f"provider_command:{command.id}",
+            owner=asked.owner,
+            after={"plan": plan.key, "command": command.id},
+        )
+        return Assignment(AssignmentKind.CHECKOUT, subscription), command
+
+    def _assign_directly(
+        self, tx: Transaction, asked: _Asked, live: Subscription | None
+    ) -> Assignment:
+        if live is None:
+            # seed 003: a member who takes a paid plan manages it
+            who = asked.who
+            member = who.kind is ActorKind.MEMBER and not asked.plan.is_free
+            started = self._start(tx, asked, Event.SUBSCRIBE, who.id if member else None)
+            return Assignment(AssignmentKind.DIRECT, started)
+        return Assignment(AssignmentKind.DIRECT, self._change_plan(tx, asked).subscription)
+
+    def _start(
+        self, tx: Transaction, asked: _Asked, event: Event, manager: str | None
+    ) -> Subscription:
+        return lifecycle.start(
+            tx,
+            self._rules,
+            asked.who,
+            event,
+            asked.owner,
+            asked.plan,
+            seats=asked.seats,
+            plan_manager=manager,
+        )
+
+    def _send(
+        self, tx: Transaction, owner: Owner, effect: ProviderEffect, subscription: Subscription
+    ) -> ProviderCommand:
+        """Queue the effect for the provider, sent once ``tx`` commits."""
+        return self.outbox.record(
+            tx, effect.kind, owner, effect.payload, subscription_id=subscription.id
+        )
+
+    def _change_plan(self, tx: Transaction, asked: _Asked) -> SubscriptionChange:
+        key = asked.plan.key
+        current = lifecycle.load(tx, asked.owner, with_plans=[(key, None)])
+        return lifecycle.change_plan(tx, self._rules, asked.who, current, key, asked.policy)
 
     def _repeated(
         self, tx: Transaction, earlier: KeyedRequest
@@ -280,56 +336,7 @@ class Billing:
             )
         return attrs.evolve(assignment, checkout=checkout, command=latest)
 
-    def _assign_free(
-        self,
-        tx: Transaction,
-        who: Actor,
-        owner: Owner,
-        live: Subscription | None,
-        plan_key: str,
-        seats: int | None,
-        if_over_quota: OverQuotaPolicy,
-    ) -> tuple[Assignment, ProviderCommand | None]:
-        command = None
-        if (
-            live is not None
-            and live.external_id
-            and self.provider is not None
-            and self._is_paid(tx, live)
-        ):
-            ended = self._subs.cancel(
-                owner, actor=who, reason=f"moving to the free plan {plan_key}"
-            )
-            command = self.outbox.record(
-                tx,
-                CommandKind.CANCEL,
-                owner,
-                {"external_id": live.external_id, "at_period_end": False},
-                subscription_id=ended.id,
-            )
-            live = None
-        plan = tx.uow.plans.get(plan_key)
-        return self._assign_directly(who, owner, live, plan, seats, if_over_quota), command
-
-    def _assign_directly(
-        self,
-        who: Actor,
-        owner: Owner,
-        live: Subscription | None,
-        plan: Plan,
-        seats: int | None,
-        if_over_quota: OverQuotaPolicy,
-    ) -> Assignment:
-        if live is None:
-            # seed 003: a member who takes a paid plan manages it
-            manager = who.id if who.kind is ActorKind.MEMBER and not plan.is_free else None
-            return Assignment(
-                AssignmentKind.DIRECT,
-                self._subs.subscribe(owner, plan.key, actor=who, seats=seats, plan_manager=manager),
-            )
-        change = self._subs.change_plan(owner, plan.key, actor=who, if_over_quota=if_over_quota)
-        return Assignment(AssignmentKind.DIRECT, change.subscription)
-
+    @retries_lost_races
     def cancel(
         self, owner: Owner, *, actor: Actor | str, now: datetime | None = None
     ) -> Subscription:
@@ -338,20 +345,17 @@ class Billing:
         owner, who = as_owner(owner), as_actor(actor)
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, "billing.cancel", owner)
-            current = tx.uow.subscriptions.current(owner)
-            if current is None or current.is_terminal:
+            stored = tx.uow.subscriptions.current(owner)
+            if stored is None or stored.is_terminal:
                 raise SubscriptionNotFound(owner)
-            canceled = self._subs.cancel(owner, actor=who, at_period_end=True)
+            current = lifecycle.load(tx, owner)
+            canceled = lifecycle.apply(tx, who, current, Event.SCHEDULE_CANCEL)
             if current.external_id and self.provider is not None:
-                self.outbox.record(
-                    tx,
-                    CommandKind.CANCEL,
-                    owner,
-                    {"external_id": current.external_id, "at_period_end": True},
-                    subscription_id=canceled.id,
-                )
+                effect = ProviderEffect.cancel(current.external_id, at_period_end=True)
+                self._send(tx, owner, effect, canceled)
             return canceled
 
+    @retries_lost_races
     def transfer_plan_manager(
         self,
         owner: Owner,
@@ -368,7 +372,11 @@ class Billing:
             raise NotAuthorized(
                 str(who), "billing.transfer_plan_manager", "staff transfer the plan manager"
             )
-        return self._subs.set_plan_manager(owner, member, actor=who, reason=reason, now=now)
+        reason = check_reason(reason)
+        with self._rt.transaction(owner.tenant, now) as tx:
+            current = lifecycle.load(tx, owner)
+            tx.authorize(who, "billing.transfer_plan_manager", owner, current)
+            return _set_plan_manager(tx, who, current, member, reason)
 
     # -- the provider seam, as billing reads it ------------------------------------------
 
@@ -408,6 +416,7 @@ class Billing:
 
     # -- the provider's events -----------------------------------------------------------
 
+    @retries_lost_races
     def apply_provider_event(
         self, event: ProviderEvent, *, now: datetime | None = None
     ) -> ProviderOutcome:
@@ -418,6 +427,7 @@ class Billing:
             raise InvalidInput("event", "must be a ProviderEvent", event)
         state = event.subscription
         with self._rt.transaction(state.owner.tenant, now) as tx:
+            tx.authorize(PROVIDER, "billing.apply_provider_event", state.owner)
             if tx.uow.provider.seen(event.id):
                 return ProviderOutcome("duplicate")
             tx.uow.provider.mark_seen(event.id, tx.now)
@@ -444,7 +454,18 @@ class Billing:
             return ProviderOutcome(
                 "applied", current, ("the provider has no such subscription; nothing changed",)
             )
+        return self._reconciled(owner, current, state, now)
+
+    @retries_lost_races
+    def _reconciled(
+        self,
+        owner: Owner,
+        current: Subscription,
+        state: ProviderSubscription,
+        now: datetime | None,
+    ) -> ProviderOutcome:
         with self._rt.transaction(owner.tenant, now) as tx:
+            tx.authorize(PROVIDER, "billing.reconcile", owner)
             outcome = self._follow(tx, state, state.updated_at)
             tx.record(
                 PROVIDER,
@@ -458,34 +479,14 @@ class Billing:
     def _follow(
         self, tx: Transaction, state: ProviderSubscription, at: datetime
     ) -> ProviderOutcome:
-        owner = state.owner
-        link = tx.uow.provider.link(state.external_id)
-        if link is None and state.checkout_id is not None:
-            link = tx.uow.provider.link_for_checkout(state.checkout_id)
-        if link is not None and link.owner != owner:
-            raise InvalidInput(
-                "event",
-                f"provider subscription {state.external_id} belongs to {link.owner}, not {owner}",
-            )
+        link = link_of(tx, state)
         if link is not None and link.last_applied_at is not None and at < link.last_applied_at:
             return ProviderOutcome("stale")
-        bound = None if link is None else link.subscription_id
-        current = self._subs.find(owner)
-        changes: list[str] = []
-        if bound is not None and (current is None or current.id != bound):
-            changes.append(
-                "the owner has moved on from this provider subscription; nothing changed"
-            )
-        else:
-            if current is not None and current.is_terminal:
-                current = None
-            changes = self._move(owner, current, state, None if link is None else link.manager)
-            current = self._subs.find(owner)
-            bound = None if current is None else current.id
+        changes, found, bound = apply_state(tx, self._rules, state, link)
         tx.uow.provider.put_link(
             ProviderLink(
                 state.external_id,
-                owner,
+                state.owner,
                 at,
                 state.checkout_id or (link.checkout_id if link else None),
                 state.plan_key,
@@ -493,106 +494,7 @@ class Billing:
                 bound,
             )
         )
-        return ProviderOutcome("applied", self._subs.find(owner), tuple(changes))
-
-    def _move(
-        self,
-        owner: Owner,
-        current: Subscription | None,
-        state: ProviderSubscription,
-        manager: str | None,
-    ) -> list[str]:
-        """Bring our subscription to the provider's state, one transition at a time."""
-        subs, changes = self._subs, []
-        if current is None:
-            if state.status not in (
-                SubscriptionStatus.ACTIVE,
-                SubscriptionStatus.PAST_DUE,
-                SubscriptionStatus.PENDING,
-            ):
-                return []
-            start = (
-                subs.begin_checkout
-                if state.status is SubscriptionStatus.PENDING
-                else subs.subscribe
-            )
-            start(
-                owner,
-                state.plan_key,
-                actor=PROVIDER,
-                seats=state.seats,
-                external_id=state.external_id,
-                plan_manager=manager,
-            )
-            changes.append(
-                "begin_checkout" if state.status is SubscriptionStatus.PENDING else "subscribe"
-            )
-            current = subs.get(owner)
-        if (
-            current.status is SubscriptionStatus.SUSPENDED
-            and state.status is not SubscriptionStatus.CANCELED
-        ):
-            return changes  # a suspension is staff's to lift
-        live = current.status not in (SubscriptionStatus.PENDING, SubscriptionStatus.FAILED)
-        if live and current.plan_key != state.plan_key:
-            subs.change_plan(
-                owner, state.plan_key, actor=PROVIDER, if_over_quota=OverQuotaPolicy.ALLOW
-            )
-            changes.append("change_plan")
-        path = path_to(current.status, state.status) or []
-        if (
-            current.status is SubscriptionStatus.PENDING
-            and state.status is SubscriptionStatus.CANCELED
-        ):
-            path = [Event.ACTIVATE, Event.CANCEL]  # it was paid for, then canceled
-        for event in path:
-            if event is Event.ACTIVATE:
-                subs.convert(
-                    owner,
-                    actor=PROVIDER,
-                    plan_key=state.plan_key,
-                    keep_cancellation=state.cancel_at_period_end,
-                    if_over_quota=OverQuotaPolicy.ALLOW,
-                    # the provider reports a payment that has happened: mirror it even
-                    # while a contract is out for signature
-                    without_contract=True,
-                )
-            elif event is Event.FAIL:
-                subs.fail(owner, actor=PROVIDER)
-            elif event is Event.MARK_PAST_DUE:
-                subs.mark_past_due(owner, actor=PROVIDER)
-            elif event is Event.SETTLE:
-                subs.settle(owner, actor=PROVIDER)
-            elif event is Event.CANCEL:
-                subs.cancel(owner, actor=PROVIDER)
-            changes.append(event.value)
-        current = subs.get(owner)
-        if not current.is_terminal and current.status is not SubscriptionStatus.PENDING:
-            if state.seats is not None and current.seats != state.seats:
-                subs.change_seats(
-                    owner, state.seats, actor=PROVIDER, if_over_quota=OverQuotaPolicy.ALLOW
-                )
-                changes.append("change_seats")
-            if current.cancel_at_period_end != state.cancel_at_period_end:
-                if state.cancel_at_period_end:
-                    subs.cancel(owner, actor=PROVIDER, at_period_end=True)
-                else:
-                    subs.undo_cancel(owner, actor=PROVIDER)
-                changes.append("schedule_cancel" if state.cancel_at_period_end else "undo_cancel")
-        current = subs.get(owner)
-        amend: dict[str, Any] = {}
-        if (
-            current.external_id != state.external_id
-            and state.status is not SubscriptionStatus.FAILED
-        ):
-            amend["external_id"] = state.external_id
-        if amend:
-            subs.amend(owner, actor=PROVIDER, **amend)
-            changes.append("amend")
-        if manager is not None and current.plan_manager is None:
-            subs.set_plan_manager(owner, manager, actor=PROVIDER)
-            changes.append("set_plan_manager")
-        return changes
+        return ProviderOutcome("applied", found, tuple(changes))
 
     # -- guards for the host ---------------------------------------------------------------
 
@@ -622,5 +524,25 @@ class Billing:
             ):
                 raise PlanManagerProtected(owner, member)
 
-    def _is_paid(self, tx: Transaction, subscription: Subscription) -> bool:
-        return not tx.uow.plans.get(subscription.plan_key, subscription.plan_version).is_free
+    def _at_provider(self, tx: Transaction, live: Subscription | None) -> bool:
+        """Whether ``live`` is a paid subscription the provider bills."""
+        return (
+            self.provider is not None
+            and live is not None
+            and bool(live.external_id)
+            and not tx.uow.plans.get(live.plan_key, live.plan_version).is_free
+        )
+
+
+def _set_plan_manager(
+    tx: Transaction, who: Actor, current: Subscription, member: str | None, reason: str | None
+) -> Subscription:
+    return lifecycle.apply(
+        tx,
+        who,
+        current,
+        Event.AMEND,
+        lambda _: {"plan_manager": member},
+        action="set_plan_manager",
+        reason=reason,
+    )

@@ -5,6 +5,7 @@ for the sweep and for every write that finds a subscription time has already cha
 Answers never wait for it (resolution applies the same steps to what it reads); it is
 what puts the steps on record — stored state and an audit event per step, dated when it
 fell due — so a write acts on the subscription as it stands now, not as it was stored.
+The steps themselves are the lifecycle kernel's (`entitlements.domain.lifecycle.catch_up`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from entitlements.domain.actor import Actor
-from entitlements.domain.due import DueChange, advance, as_of
+from entitlements.domain.due import DueChange, as_of
+from entitlements.domain.lifecycle import catch_up
 from entitlements.domain.owner import Owner
 from entitlements.domain.subscription import Subscription
 from entitlements.ports import UnitOfWork
@@ -44,18 +46,18 @@ def bring_to_now(
     tx: Transaction, subscription: Subscription
 ) -> tuple[Subscription, list[DueChange]]:
     """Store and audit the steps time made due for ``subscription`` by ``tx.now``."""
-    after, steps = advance(subscription, tx.now)
-    if not steps:
+    step = catch_up(subscription, tx.now, actor=SWEEPER)
+    if not step.due:
         return subscription, []
-    stored = tx.uow.subscriptions.update(after)
-    for step in steps:
+    stored = tx.uow.subscriptions.update(step.after)
+    for fact in step.facts:
         tx.record(
-            SWEEPER,
-            f"subscription.{step.event.value}",
+            fact.actor,
+            fact.action,
             f"subscription:{subscription.id}",
             owner=subscription.owner,
-            before=step.before,
-            after=step.after,
-            reason=f"due at {step.at.isoformat()}",
+            before=fact.before,
+            after=fact.after,
+            reason=fact.reason,
         )
-    return stored, steps
+    return stored, list(step.due)

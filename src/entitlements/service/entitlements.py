@@ -188,14 +188,14 @@ class Entitlements:
         """Contracts, signatures and conversion from a signed contract."""
         from entitlements.service.contracts import Contracts
 
-        return Contracts(self.runtime, self.subscriptions.convert, self.subscriptions.subscribe)
+        return Contracts(self.runtime, self.subscriptions.assignment)
 
     @cached_property
     def billing(self) -> Billing:
         """Plans bought through the payment provider, and its events."""
         from entitlements.service.billing import Billing
 
-        return Billing(self.runtime, self.subscriptions, self._payment_provider)
+        return Billing(self.runtime, self.subscriptions.assignment, self._payment_provider)
 
     @cached_property
     def _claims(self) -> ClaimsIssuer:
@@ -205,7 +205,7 @@ class Entitlements:
 
     @cached_property
     def _sweep(self) -> Sweep:
-        return Sweep(self.runtime, self.usage, self.contracts, self.billing.outbox)
+        return Sweep(self.runtime, self.billing.outbox)
 
     # -- the request path ------------------------------------------------------------
 

@@ -9,9 +9,9 @@ with an optimistic-concurrency check and records the audit event.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -34,36 +34,26 @@ from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import as_of, could_read_as
 from entitlements.domain.instant import given_utc, optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
-from entitlements.domain.plan import Plan, check_trial_days
+from entitlements.domain.plan import check_trial_days
 from entitlements.domain.plan_change import (
     PlanChangePreview,
     SubscriptionChange,
-    lowers_a_limit,
-    over_quota,
     preview,
 )
-from entitlements.domain.resolution import usage_period_of
 from entitlements.domain.subscription import (
     Event,
     Subscription,
     SubscriptionStatus,
-    check_allowed,
-    create,
-    transition,
-    trial_end,
 )
-from entitlements.domain.usage import OverQuota, OverQuotaPolicy
+from entitlements.domain.usage import OverQuotaPolicy
 from entitlements.errors import (
-    ContractPending,
     InvalidInput,
     NotAuthorized,
-    OverQuotaRefused,
-    StaleWrite,
-    SubscriptionExists,
     SubscriptionNotFound,
 )
+from entitlements.service import lifecycle
 from entitlements.service.assignment import PlanAssignment
-from entitlements.service.due import bring_to_now, read_current, read_history
+from entitlements.service.due import read_current, read_history
 from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
@@ -72,44 +62,7 @@ from entitlements.service.snapshots import current_usage, resolve_with
 __all__ = ["Subscriptions"]
 
 UNSET: Any = attrs.NOTHING
-
-
-def billing_terms(plan: Plan, now: datetime, cycle: BillingCycle | None) -> dict[str, Any]:
-    """A period anchored at ``now`` on the plan's billing cycle (monthly for free plans,
-    whose metered usage still resets each period)."""
-    chosen = cycle or (plan.price.cycle if plan.price is not None else BillingCycle.monthly())
-    return {
-        "cycle": chosen,
-        "cycle_anchor": now,
-        "current_period": chosen.period_containing(now, now),
-    }
-
-
-class _ReadOnce:
-    """The unit of work as resolving twice (before and after a change) sees it: the
-    owner's overrides and each plan version are read once."""
-
-    def __init__(self, uow: Any, seen: dict[tuple[str, int | None], Plan] | None) -> None:
-        self._uow = uow
-        self.plans = self
-        self.overrides = self
-        self._plans: dict[tuple[str, int | None], Any] = dict(seen or {})
-        self._overrides: dict[Owner, Any] = {}
-
-    def get(self, key: str, version: int | None = None) -> Plan:
-        if (key, version) not in self._plans:
-            self._plans[(key, version)] = self._uow.plans.get(key, version)
-        plan: Plan = self._plans[(key, version)]
-        return plan
-
-    def find(self, key: str) -> Plan | None:
-        found: Plan | None = self._uow.plans.find(key)
-        return found
-
-    def for_owner(self, owner: Owner) -> Any:
-        if owner not in self._overrides:
-            self._overrides[owner] = self._uow.overrides.for_owner(owner)
-        return self._overrides[owner]
+R = TypeVar("R")
 
 
 def _unknown_fields(unknown: set[str], event: Event) -> str:
@@ -371,47 +324,19 @@ class Subscriptions:
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, f"subscription.{event.value}", owner)
             plan = tx.uow.plans.get(plan_key, version)
-            tx.change_terms(owner)
-            self.assignment.check(tx, owner, plan, None, who)
-            fields: dict[str, Any] = {**details, **billing_terms(plan, tx.now, cycle)}
-            if event is Event.START_TRIAL:
-                days = plan.trial_days if trial_days is None else trial_days
-                fields["trial_ends_at"] = trial_end(tx.now, days)
-
-            def created(current: Subscription | None) -> Subscription:
-                return create(
-                    event,
-                    id=self._rt.new_id(),
-                    owner=owner,
-                    plan_key=plan.key,
-                    plan_version=plan.version,
-                    now=tx.now,
-                    current=current,
-                    seats=seats,
-                    **fields,
-                )
-
-            try:
-                # the store's one-live-subscription rule says whether the owner has one:
-                # no read first
-                stored = tx.uow.subscriptions.add(created(None))
-            except SubscriptionExists:
-                # it has, as stored; time may have ended it since (a trial run out
-                # before any sweep), and once that is stored the owner may start anew
-                current = tx.uow.subscriptions.current(owner)
-                if current is None:
-                    raise
-                current, _ = bring_to_now(tx, current)
-                stored = tx.uow.subscriptions.add(created(current))
-            tx.record(
+            return lifecycle.start(
+                tx,
+                self.assignment,
                 who,
-                f"subscription.{event.value}",
-                f"subscription:{stored.id}",
-                owner=owner,
-                after=stored,
+                event,
+                owner,
+                plan,
+                seats=seats,
+                cycle=cycle,
+                trial_days=trial_days,
                 reason=reason,
+                **details,
             )
-            return stored
 
     # -- changing --------------------------------------------------------------------
 
@@ -453,37 +378,24 @@ class Subscriptions:
         check_optional_id(contract_id, "contract_id", max_length=64)
         if not isinstance(keep_cancellation, bool):
             raise InvalidInput("keep_cancellation", "must be True or False", keep_cancellation)
-        link = contract if contract is not None else _contract_link(contract_id)
+        asked = lifecycle.Conversion(
+            plan_key,
+            version,
+            {k: v for k, v in (("seats", seats), ("notes", notes)) if v is not UNSET},
+            cycle,
+            keep_cancellation,
+            contract if contract is not None else _contract_link(contract_id),
+            without_contract,
+        )
+        policy = parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
+        reason = check_reason(reason)
 
-        def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
-            if link is None and without_contract is not True:
-                pending = [
-                    c.id
-                    for c in tx.uow.contracts.for_owner(current.owner)
-                    if not c.is_closed and c.expires_at > tx.now
-                ]
-                if pending:
-                    raise ContractPending(current.owner, pending)
-            plan = self._target_plan(tx, current, plan_key, version, as_actor(actor))
-            changes: dict[str, Any] = {
-                "plan_key": plan.key,
-                "plan_version": plan.version,
-                **billing_terms(plan, tx.now, cycle),
-            }
-            if seats is not UNSET:
-                changes["seats"] = seats
-            if notes is not UNSET:
-                changes["notes"] = notes
-            if not keep_cancellation:
-                changes["cancel_at_period_end"] = False
-            if link is not None:
-                changes["metadata"] = {**current.metadata, "contract_id": link.contract_id}
-                changes["contract"] = link
-            return changes
+        def do(tx: Transaction, who: Actor, current: Subscription) -> Subscription:
+            return lifecycle.convert(
+                tx, self.assignment, who, current, asked, policy, reason=reason
+            ).subscription
 
-        return self._apply_checked(
-            owner, Event.ACTIVATE, actor, now, reason, change, if_over_quota, action="convert"
-        ).subscription
+        return self._change(owner, actor, now, "convert", do)
 
     def change_plan(
         self,
@@ -505,36 +417,15 @@ class Subscriptions:
         check_key(plan_key, "plan_key")
         check_version(version)
 
-        seen: dict[tuple[str, int | None], Plan] = {}
+        policy = parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
+        reason = check_reason(reason)
 
-        def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
-            # the plan left behind is read with the one moved to: the over-quota check
-            # compares the two
-            plan, left = tx.uow.plans.get_many(
-                [(plan_key, version), (current.plan_key, current.plan_version)]
+        def do(tx: Transaction, who: Actor, current: Subscription) -> SubscriptionChange:
+            return lifecycle.change_plan(
+                tx, self.assignment, who, current, plan_key, policy, version=version, reason=reason
             )
-            self.assignment.check(tx, current.owner, plan, current, as_actor(actor))
-            seen[(plan.key, plan.version)] = plan
-            seen[(left.key, left.version)] = left
-            if (plan.key, plan.version) == (current.plan_key, current.plan_version):
-                raise InvalidInput("plan_key", f"{owner} is already on {plan.key} v{plan.version}")
-            changes: dict[str, Any] = {"plan_key": plan.key, "plan_version": plan.version}
-            new_cycle = plan.price.cycle if plan.price is not None else current.cycle
-            if new_cycle != current.cycle and current.current_period is not None:
-                changes.update(cycle=new_cycle, cycle_anchor=current.current_period.end)
-            return changes
 
-        return self._apply_checked(
-            owner,
-            Event.CHANGE_PLAN,
-            actor,
-            now,
-            reason,
-            change,
-            if_over_quota,
-            seen=seen,
-            with_plans=[(plan_key, version)],
-        )
+        return self._change(owner, actor, now, "change_plan", do, with_plans=[(plan_key, version)])
 
     def migrate(
         self,
@@ -546,15 +437,15 @@ class Subscriptions:
         if_over_quota: OverQuotaPolicy = OverQuotaPolicy.REFUSE,
     ) -> SubscriptionChange:
         """Move a grandfathered owner to the latest version of the plan it holds."""
-        current = self.get(owner)
-        return self.change_plan(
-            owner,
-            current.plan_key,
-            actor=actor,
-            now=now,
-            reason=reason,
-            if_over_quota=if_over_quota,
-        )
+        policy = parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
+        reason = check_reason(reason)
+
+        def do(tx: Transaction, who: Actor, current: Subscription) -> SubscriptionChange:
+            return lifecycle.change_plan(
+                tx, self.assignment, who, current, current.plan_key, policy, reason=reason
+            )
+
+        return self._change(owner, actor, now, "change_plan", do)
 
     def change_seats(
         self,
@@ -570,15 +461,14 @@ class Subscriptions:
         """Set the purchased seats. Fewer seats than members assigned is refused unless
         ``if_over_quota`` allows it (and is then reported). Pass ``expected_revision`` (the
         revision the caller read) to refuse with `StaleWrite` if someone changed it."""
-        return self._apply_checked(
-            owner,
-            Event.CHANGE_SEATS,
-            actor,
-            now,
-            reason,
-            lambda tx, cur: {"seats": seats},
-            if_over_quota,
-            expected_revision=expected_revision,
+        policy = parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
+        reason = check_reason(reason)
+
+        def do(tx: Transaction, who: Actor, current: Subscription) -> SubscriptionChange:
+            return lifecycle.change_seats(tx, who, current, seats, policy, reason=reason)
+
+        return self._change(
+            owner, actor, now, "change_seats", do, expected_revision=expected_revision
         )
 
     def add_addon(
@@ -594,10 +484,10 @@ class Subscriptions:
         if not isinstance(addon, AddOn):
             raise InvalidInput("addon", "must be an AddOn", addon)
 
-        def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
+        def change(current: Subscription) -> dict[str, Any]:
             return {"addons": (*(a for a in current.addons if a.key != addon.key), addon)}
 
-        return self._apply_checked(
+        return self._checked(
             owner,
             Event.CHANGE_ADDONS,
             actor,
@@ -621,12 +511,12 @@ class Subscriptions:
         """Take an add-on off the subscription; its limits and features go with it."""
         check_key(key, "addon.key")
 
-        def change(tx: Transaction, current: Subscription) -> dict[str, Any]:
+        def change(current: Subscription) -> dict[str, Any]:
             if key not in {a.key for a in current.addons}:
                 raise InvalidInput("addon", f"{owner} has no add-on {key!r}", key)
             return {"addons": tuple(a for a in current.addons if a.key != key)}
 
-        return self._apply_checked(
+        return self._checked(
             owner,
             Event.CHANGE_ADDONS,
             actor,
@@ -793,7 +683,7 @@ class Subscriptions:
             raise InvalidInput(
                 "amend", "give at least one of notes, external_id, metadata, expires_at"
             )
-        return self._apply(owner, Event.AMEND, actor, now, reason, lambda tx, cur: changes)
+        return self._apply(owner, Event.AMEND, actor, now, reason, lambda _: changes)
 
     def set_plan_manager(
         self,
@@ -811,101 +701,36 @@ class Subscriptions:
             actor,
             now,
             reason,
-            lambda tx, cur: {"plan_manager": member},
+            lambda _: {"plan_manager": member},
             action="set_plan_manager",
         )
 
     # -- machinery -------------------------------------------------------------------
 
-    def _apply_checked(
+    @retries_lost_races
+    def _change(
         self,
         owner: Owner,
-        event: Event,
         actor: Actor | str,
         now: datetime | None,
-        reason: str | None,
-        changes: Any,
-        if_over_quota: OverQuotaPolicy,
+        action: str,
+        do: Callable[[Transaction, Actor, Subscription], R],
         *,
-        action: str | None = None,
         expected_revision: int | None = None,
-        seen: dict[tuple[str, int | None], Plan] | None = None,
         with_plans: Sequence[tuple[str, int | None]] = (),
-    ) -> SubscriptionChange:
-        """`_apply`, plus the over-quota check against current usage. ``seen``: plan
-        versions the change read already; ``with_plans``: those it is about to read."""
-        policy = parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
-        found: list[OverQuota] = []
-
-        def check(tx: Transaction, before: Subscription, after: Subscription) -> None:
-            uow: Any = _ReadOnce(tx.uow, seen)
-            was = resolve_with(uow, before.owner, before, tx.now, self._rt.policy)
-            will = resolve_with(uow, before.owner, after, tx.now, self._rt.policy)
-            # replaced, not extended: a retried attempt checks afresh
-            found[:] = (
-                over_quota(was, will, current_usage(tx.uow, was))
-                if lowers_a_limit(was, will)
-                else ()
+    ) -> R:
+        """One unit of work: the subscription read under the owner's terms lock as time
+        has made it, the actor authorized once for ``subscription.<action>``, then ``do``
+        (a lifecycle step) on it."""
+        owner, who = as_owner(owner), as_actor(actor)
+        check_version(expected_revision, "expected_revision")
+        with self._rt.transaction(owner.tenant, now) as tx:
+            current = lifecycle.load(
+                tx, owner, expected_revision=expected_revision, with_plans=with_plans
             )
-            if not found:
-                return
-            if policy is OverQuotaPolicy.REFUSE:
-                raise OverQuotaRefused(before.owner, found)
-            tx.record(
-                as_actor(actor),
-                "subscription.over_quota",
-                f"subscription:{before.id}",
-                owner=before.owner,
-                after={"over_quota": [attrs.asdict(o) for o in found]},
-                reason=reason,
-            )
+            tx.authorize(who, f"subscription.{action}", owner, current)
+            return do(tx, who, current)
 
-        name = f"subscription.{action or event.value}"
-        try:
-            stored = self._apply(
-                owner,
-                event,
-                actor,
-                now,
-                reason,
-                changes,
-                action=action,
-                expected_revision=expected_revision,
-                inspect=check,
-                with_plans=with_plans,
-            )
-        except OverQuotaRefused as refused:
-            self._rt.record_refusal(
-                as_owner(owner).tenant,
-                as_actor(actor),
-                "subscription.over_quota_refused",
-                name,
-                owner=as_owner(owner),
-                after={"over_quota": [attrs.asdict(o) for o in refused.over_quota]},
-                reason=str(refused),
-            )
-            raise
-        return SubscriptionChange(stored, tuple(found))
-
-    def _target_plan(
-        self,
-        tx: Transaction,
-        current: Subscription,
-        plan_key: str | None,
-        version: int | None,
-        who: Actor,
-    ) -> Plan:
-        key = plan_key or current.plan_key
-        if version is not None:
-            plan = tx.uow.plans.get(key, version)
-        elif key == current.plan_key and plan_key is None:
-            plan = tx.uow.plans.get(key, current.plan_version)
-        else:
-            plan = tx.uow.plans.get(key)
-        self.assignment.check(tx, current.owner, plan, current, who)
-        return plan
-
-    @retries_lost_races
     def _apply(
         self,
         owner: Owner,
@@ -913,44 +738,41 @@ class Subscriptions:
         actor: Actor | str,
         now: datetime | None,
         reason: str | None,
-        changes: Any = None,
+        fields: lifecycle.Fields | None = None,
         *,
         action: str | None = None,
-        expected_revision: int | None = None,
-        inspect: Any = None,
-        with_plans: Sequence[tuple[str, int | None]] = (),
     ) -> Subscription:
-        owner, who = as_owner(owner), as_actor(actor)
+        """A change that lowers no limit: no over-quota check."""
+        change = self._checked(owner, event, actor, now, reason, fields, None, action=action)
+        return change.subscription
+
+    def _checked(
+        self,
+        owner: Owner,
+        event: Event,
+        actor: Actor | str,
+        now: datetime | None,
+        reason: str | None,
+        fields: lifecycle.Fields | None,
+        if_over_quota: OverQuotaPolicy | None,
+        *,
+        action: str | None = None,
+    ) -> SubscriptionChange:
+        """A change of ``event``; with ``if_over_quota``, checked against current usage."""
+        policy = None
+        if if_over_quota is not None:
+            policy = parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
         reason = check_reason(reason)
-        check_version(expected_revision, "expected_revision")
-        name = f"subscription.{action or event.value}"
-        with self._rt.transaction(owner.tenant, now) as tx:
-            # the terms lock before anything the change is checked against is read, the
-            # subscription included: a write that committed meanwhile is built upon, not
-            # overwritten. Only its usage period says which counters to stamp, so they
-            # are stamped once it is read, before any usage is.
-            tx.change_terms(owner, stamp=False)
-            current = tx.uow.subscriptions.current(owner, with_plans=with_plans)
-            if current is None:
-                raise SubscriptionNotFound(owner)
-            if expected_revision is not None and current.revision != expected_revision:
-                raise StaleWrite("subscription", current.id, expected_revision)
-            tx.stamp_terms(owner, usage_period_of(as_of(current, tx.now), tx.now).start)
-            current, _ = bring_to_now(tx, current)
-            tx.authorize(who, name, owner, current)
-            check_allowed(current, event)
-            fields = changes(tx, current) if changes is not None else {}
-            after = transition(current, event, tx.now, **fields)
-            if inspect is not None:
-                inspect(tx, current, after)
-            stored = tx.uow.subscriptions.update(after)
-            tx.record(
-                who,
-                name,
-                f"subscription:{stored.id}",
-                owner=owner,
-                before=current,
-                after=stored,
-                reason=reason,
+
+        def do(tx: Transaction, who: Actor, current: Subscription) -> SubscriptionChange:
+            if policy is None:
+                stored = lifecycle.apply(
+                    tx, who, current, event, fields, action=action, reason=reason
+                )
+                return SubscriptionChange(stored, ())
+            assert fields is not None
+            return lifecycle.apply_checked(
+                tx, who, current, event, fields, policy, action=action, reason=reason
             )
-            return stored
+
+        return self._change(owner, actor, now, action or event.value, do)

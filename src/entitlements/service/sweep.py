@@ -45,10 +45,8 @@ from entitlements.service.due import SWEEPER, bring_to_now
 from entitlements.service.overrides import target
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.terms import expire_held
-from entitlements.service.usage import Usage
 
 if TYPE_CHECKING:
-    from entitlements.service.contracts import Contracts
     from entitlements.service.provider_outbox import ProviderOutbox
 
 __all__ = ["FEED_RETENTION", "KEY_RETENTION", "Sweep", "SweepFailure", "SweepReport"]
@@ -159,17 +157,34 @@ class _Run:
 Lister = Callable[[UnitOfWork, datetime, int], list[_Item]]
 
 
+@attrs.define
+class _Progress:
+    """One kind of item through a run: the keys handled (or tried), the keys whose owner
+    was held, and how many times the held ones were waited for."""
+
+    seen: set[str] = attrs.field(factory=set)
+    held: set[str] = attrs.field(factory=set)
+    rounds: int = 0
+
+    def wait_for_held(self, page: list[_Item], run: _Run) -> bool:
+        """With nothing fresh left: whether to try the held items again (after a pause
+        that grows each round); when not, they are left to their holder and what is
+        still due is counted."""
+        still_held = {item.key for item in page} & self.held
+        if not still_held or self.rounds == _HELD_ROUNDS:
+            run.conflicts.extend(sorted(still_held))
+            run.remaining += len(page)
+            return False
+        self.rounds += 1
+        time.sleep(_HELD_PAUSE * self.rounds)
+        self.seen -= still_held
+        self.held -= still_held
+        return True
+
+
 class Sweep:
-    def __init__(
-        self,
-        runtime: Runtime,
-        usage: Usage,
-        contracts: Contracts,
-        outbox: ProviderOutbox | None = None,
-    ) -> None:
+    def __init__(self, runtime: Runtime, outbox: ProviderOutbox | None = None) -> None:
         self._rt = runtime
-        self._usage = usage
-        self._contracts = contracts
         self._outbox = outbox
 
     def process_due(
@@ -237,45 +252,39 @@ class Sweep:
         failed ones are not tried again this run. Items whose owner was held are tried
         again a few times once the rest is done (the holder may have been busy with
         another of the owner's items); those still held then are left to the holder."""
-        seen: set[str] = set()
-        held: set[str] = set()
-        rounds = 0
+        progress = _Progress()
         while True:
-            try:
-                with self._rt.read(tenant) as uow:
-                    page = lister(uow, run.at, batch + len(seen))
-            except Exception as error:  # a row that cannot be read: the other kinds proceed
-                log.exception("sweep: listing %s of %r failed", lister.__name__, tenant)
-                run.failures.append(
-                    SweepFailure(
-                        f"{lister.__name__.strip('_')}:{tenant or ''}",
-                        None,
-                        type(error).__name__,
-                        str(error),
-                    )
-                )
+            page = self._page(tenant, lister, run, batch + len(progress.seen))
+            if page is None:
                 return
-            fresh = [item for item in page if item.key not in seen]
+            fresh = [item for item in page if item.key not in progress.seen]
             if not fresh:
-                still_held = {item.key for item in page} & held
-                if not still_held or rounds == _HELD_ROUNDS:
-                    run.conflicts.extend(sorted(still_held))
-                    run.remaining += len(page)
-                    return
-                rounds += 1
-                time.sleep(_HELD_PAUSE * rounds)
-                seen -= still_held
-                held -= still_held
-                continue
+                if progress.wait_for_held(page, run):
+                    continue
+                return
             for item in fresh:
-                seen.add(item.key)
+                progress.seen.add(item.key)
                 done, results = self._one(tenant, item, run)
                 if not done:
-                    held.add(item.key)
+                    progress.held.add(item.key)
                 into.extend(results)
             run.handled += len(fresh)
             if run.progress is not None:
                 run.progress(run.handled)
+
+    def _page(
+        self, tenant: str | None, lister: Lister, run: _Run, limit: int
+    ) -> list[_Item] | None:
+        """The next page of due items; ``None`` (and a failure reported) if it cannot be
+        read: the other kinds proceed."""
+        try:
+            with self._rt.read(tenant) as uow:
+                return lister(uow, run.at, limit)
+        except Exception as error:
+            log.exception("sweep: listing %s of %r failed", lister.__name__, tenant)
+            item = f"{lister.__name__.strip('_')}:{tenant or ''}"
+            run.failures.append(SweepFailure(item, None, type(error).__name__, str(error)))
+            return None
 
     def _one(self, tenant: str | None, item: _Item, run: _Run) -> tuple[bool, Sequence[Any]]:
         """(False, ()) if another unit of work held the item's owner."""
@@ -336,9 +345,12 @@ class Sweep:
         ]
 
     def _expired_contracts(self, uow: UnitOfWork, at: datetime, limit: int) -> list[_Item]:
+        # the contract machinery (and cryptography) loads only for a host that has contracts
+        from entitlements.service.contracts.records import expire_if_due
+
         def expire(contract_id: str) -> Callable[[Transaction], Sequence[Any]]:
             def act(tx: Transaction) -> Sequence[Any]:
-                stored = self._contracts._expire_if_due(tx, contract_id)
+                stored = expire_if_due(tx, contract_id)
                 return () if stored is None else (stored,)
 
             return act

@@ -34,10 +34,11 @@ def certificate() -> dict:
     clock = ManualClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
     ents = Entitlements(MemoryStore(), clock=clock, ids=lambda: f"id{next(ids):04d}")
     salts = mock.patch(
-        "entitlements.service.contracts.secrets.token_bytes", side_effect=rng.randbytes
+        "entitlements.service.contracts.records.secrets.token_bytes", side_effect=rng.randbytes
     )
     tokens = mock.patch(
-        "entitlements.service.contracts.new_token", side_effect=lambda: rng.randbytes(32).hex()
+        "entitlements.service.contracts.staff.new_token",
+        side_effect=lambda: rng.randbytes(32).hex(),
     )
     with salts, tokens:
         ents.plans.define(Plan("pro", "Pro", status="active"), actor="staff:ann")

@@ -11,9 +11,24 @@ from entitlements.domain.contracts.checkpoint import Checkpoint
 from entitlements.domain.contracts.contract import Contract, PersonalData, terms_document
 from entitlements.domain.contracts.events import ContractEvent, event_document, timestamp
 
-__all__ = ["FORMAT", "evidence_document"]
+__all__ = ["FORMAT", "evidence_document", "referenced_commitments"]
 
 FORMAT = "entitlements-contract-evidence/1"
+
+
+def referenced_commitments(contract: Contract, events: Iterable[ContractEvent]) -> set[str]:
+    """Every personal-data commitment the contract and its events hold: the signers'
+    names and e-mails, each request's IP and user agent, and values events committed to
+    (a typed name, a decline reason)."""
+    found = {s.name for s in contract.signers} | {s.email for s in contract.signers}
+    for event in events:
+        found.update(c for c in (event.ip, event.user_agent) if c)
+        found.update(_committed(event))
+    return found
+
+
+def _committed(event: ContractEvent) -> Iterable[str]:
+    return (v for k, v in event.data.items() if k.endswith("_commitment") and isinstance(v, str))
 
 
 def evidence_document(
@@ -23,12 +38,7 @@ def evidence_document(
     checkpoint: Checkpoint | None = None,
 ) -> dict[str, Any]:
     event_list = list(events)
-    referenced = {s.name for s in contract.signers} | {s.email for s in contract.signers}
-    for event in event_list:
-        referenced.update(c for c in (event.ip, event.user_agent) if c)
-        referenced.update(
-            v for k, v in event.data.items() if k.endswith("_commitment") and isinstance(v, str)
-        )
+    referenced = referenced_commitments(contract, event_list)
     return {
         "format": FORMAT,
         "contract": {

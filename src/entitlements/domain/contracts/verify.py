@@ -83,25 +83,41 @@ def _check_events(
     consents: dict[str, str] = {}
     for index, event in enumerate(events):
         where = f"event {index} ({event.get('type')})"
-        if event.get("seq") != index:
-            problems.append(f"{where}: out of order or missing (seq {event.get('seq')})")
-        if event.get("contract_id") != contract.get("id"):
-            problems.append(f"{where}: belongs to another contract")
-        if event.get("content_hash") != contract.get("content_hash"):
-            problems.append(f"{where}: refers to other content")
-        if event.get("prev_hash") != previous:
-            problems.append(f"{where}: does not follow the event before it")
-        if event_hash(event) != event.get("hash"):
-            problems.append(f"{where}: its fields do not match its hash")
-        data = event.get("data") or {}
+        problems.extend(f"{where}: {p}" for p in _chain_problems(contract, event, index, previous))
         if event.get("type") == "consented":
             consents[str(event.get("signer_id"))] = str(event.get("hash"))
         if event.get("type") == "signed":
-            if data.get("content_hash") != contract.get("content_hash"):
-                problems.append(f"{where}: the signature is not bound to this content")
-            if data.get("consent_event") != consents.get(str(event.get("signer_id"))):
-                problems.append(f"{where}: the signature is not bound to the signer's consent")
+            consent = consents.get(str(event.get("signer_id")))
+            problems.extend(f"{where}: {p}" for p in _signature_problems(contract, event, consent))
         previous = str(event.get("hash"))
+
+
+def _chain_problems(
+    contract: Mapping[str, Any], event: Mapping[str, Any], index: int, previous: str
+) -> list[str]:
+    """How one event fails its place in the chain: its position, its contract and
+    content, the link to the event before it, its own hash."""
+    checks = [
+        (event.get("seq") == index, f"out of order or missing (seq {event.get('seq')})"),
+        (event.get("contract_id") == contract.get("id"), "belongs to another contract"),
+        (event.get("content_hash") == contract.get("content_hash"), "refers to other content"),
+        (event.get("prev_hash") == previous, "does not follow the event before it"),
+        (event_hash(event) == event.get("hash"), "its fields do not match its hash"),
+    ]
+    return [problem for ok, problem in checks if not ok]
+
+
+def _signature_problems(
+    contract: Mapping[str, Any], event: Mapping[str, Any], consent: str | None
+) -> list[str]:
+    """How a signature fails to bind: to the content signed, to the signer's consent."""
+    data = event.get("data") or {}
+    problems = []
+    if data.get("content_hash") != contract.get("content_hash"):
+        problems.append("the signature is not bound to this content")
+    if data.get("consent_event") != consent:
+        problems.append("the signature is not bound to the signer's consent")
+    return problems
 
 
 def _check_checkpoint(
