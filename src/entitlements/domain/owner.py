@@ -76,3 +76,14 @@ def as_owner(value: object) -> Owner:
     if not isinstance(value, Owner):
         raise InvalidInput("owner", f"must be an Owner, got {type(value).__name__}", value)
     return value
+
+
+def in_tenant(owner: Owner, tenant: str | None) -> Owner:
+    """``owner``, refused unless it belongs to ``tenant``: a unit of work opened for one
+    tenant must never read or write another tenant's rows, whatever the store."""
+    if owner.tenant != tenant:
+        raise InvalidInput(
+            "owner.tenant",
+            f"{owner} belongs to tenant {owner.tenant!r}, not to this unit of work's tenant {tenant!r}",
+        )
+    return owner

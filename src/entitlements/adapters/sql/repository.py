@@ -11,8 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from entitlements.adapters.sql.errors import storage_errors
-from entitlements.domain.owner import Owner
-from entitlements.errors import InvalidInput
+from entitlements.domain.owner import Owner, in_tenant
 
 if TYPE_CHECKING:
     from entitlements.adapters.sql.store import SqlUnitOfWork
@@ -47,12 +46,7 @@ class Repository:
         return tenant_of(self._uow.tenant)
 
     def _scope(self, owner: Owner) -> Owner:
-        if owner.tenant != self._uow.tenant:
-            raise InvalidInput(
-                "owner.tenant",
-                f"{owner} belongs to tenant {owner.tenant!r}, not to this unit of work's tenant {self._uow.tenant!r}",
-            )
-        return owner
+        return in_tenant(owner, self._uow.tenant)
 
     def _owned(self, table: sa.Table, owner: Owner) -> tuple[sa.ColumnElement[bool], ...]:
         """The conditions selecting ``owner``'s rows of ``table`` in this tenant."""
