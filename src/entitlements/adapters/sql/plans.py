@@ -163,6 +163,19 @@ def plan_versions_wanted(latest: tuple[bool, ...], prefix: str = "") -> sa.Colum
     )
 
 
+def plan_versions_bound(
+    wanted: Sequence[tuple[str, int | None]], prefix: str = ""
+) -> tuple[dict[str, Any], tuple[bool, ...]]:
+    """The parameters `plan_versions_wanted` binds for ``wanted`` (``(key, None)``: the
+    latest version), and the ``latest`` flags that build its statement."""
+    params: dict[str, Any] = {}
+    for i, (key, version) in enumerate(wanted):
+        params[f"{prefix}key{i}"] = key
+        if version is not None:
+            params[f"{prefix}version{i}"] = version
+    return params, tuple(version is None for _, version in wanted)
+
+
 @cache
 def _plans_of(latest: tuple[bool, ...]) -> sa.Select[Any]:
     """One SELECT of several plan versions, each the latest or a given one."""
@@ -213,13 +226,8 @@ class SqlPlans(Repository):
             return [self._preloaded[w] for w in wanted]
         if len(wanted) < 2:
             return [self.get(key, version) for key, version in wanted]
-        params: dict[str, Any] = {}
-        for i, (key, version) in enumerate(wanted):
-            params[f"key{i}"] = key
-            if version is not None:
-                params[f"version{i}"] = version
-        statement = _plans_of(tuple(version is None for _, version in wanted))
-        rows = self._conn.execute(statement, params).mappings().all()
+        params, flags = plan_versions_bound(wanted)
+        rows = self._conn.execute(_plans_of(flags), params).mappings().all()
         found = {(r["key"], r["version"]): r for r in rows}
         latest = {r["key"]: r for r in rows if r["version"] == r["latest_version"]}
         plans = []

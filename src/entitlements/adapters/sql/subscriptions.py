@@ -21,6 +21,7 @@ from entitlements.adapters.sql.plans import (
     PLAN_JOIN,
     features_document,
     features_from,
+    plan_versions_bound,
     plan_versions_wanted,
 )
 from entitlements.adapters.sql.repository import (
@@ -220,12 +221,8 @@ class SqlSubscriptions(Repository):
         # resolution the write checks itself against, and so do the plan versions the
         # write compares (plan versions never change; a plan's own fields change only by
         # a write, which drops what was read)
-        for i, (key, version) in enumerate(with_plans):
-            params[f"want_key{i}"] = key
-            if version is not None:
-                params[f"want_version{i}"] = version
-        statement = _current_with_plans(tuple(version is None for _, version in with_plans))
-        rows = self._conn.execute(statement, params).mappings().all()
+        wanted, latest = plan_versions_bound(with_plans, "want_")
+        rows = self._conn.execute(_current_with_plans(latest), params | wanted).mappings().all()
         if not rows:
             return None
         overrides = {}
