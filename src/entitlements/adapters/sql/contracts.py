@@ -14,7 +14,7 @@ from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.plans import money
-from entitlements.adapters.sql.repository import Repository, owner_of, storage_errors
+from entitlements.adapters.sql.repository import Repository, owner_of, same_named, storage_errors
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.contracts.contract import (
     AWAITING_SIGNATURE,
@@ -80,10 +80,7 @@ def _signer_rows(contract: Contract) -> list[dict[str, Any]]:
 def _contract_from(row: RowMapping, signers: Sequence[RowMapping]) -> Contract:
     amount = row["amount"]
     return Contract(
-        id=row["id"],
         owner=owner_of(row),
-        title=row["title"],
-        body=row["body"],
         terms=Terms(
             row["plan_key"],
             row["term"],
@@ -109,30 +106,39 @@ def _contract_from(row: RowMapping, signers: Sequence[RowMapping]) -> Contract:
             for s in sorted(signers, key=lambda s: s["position"])
         ),
         sequential=bool(row["sequential"]),
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        status=row["status"],
-        body_hash=row["body_hash"],
-        terms_hash=row["terms_hash"],
-        content_hash=row["content_hash"],
-        revision=row["revision"],
+        **same_named(
+            row,
+            "id",
+            "title",
+            "body",
+            "created_at",
+            "expires_at",
+            "status",
+            "body_hash",
+            "terms_hash",
+            "content_hash",
+            "revision",
+        ),
     )
 
 
 def _event_from(row: RowMapping) -> ContractEvent:
     return ContractEvent(
-        contract_id=row["contract_id"],
-        seq=row["seq"],
         type=EventType(row["type"]),
-        at=row["at"],
-        actor=row["actor"],
-        signer_id=row["signer_id"],
-        ip=row["ip"],
-        user_agent=row["user_agent"],
-        data=row["data"],
-        content_hash=row["content_hash"],
-        prev_hash=row["prev_hash"],
-        hash=row["hash"],
+        **same_named(
+            row,
+            "contract_id",
+            "seq",
+            "at",
+            "actor",
+            "signer_id",
+            "ip",
+            "user_agent",
+            "data",
+            "content_hash",
+            "prev_hash",
+            "hash",
+        ),
     )
 
 

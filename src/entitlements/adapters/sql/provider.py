@@ -11,7 +11,7 @@ from sqlalchemy import exc
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
-from entitlements.adapters.sql.repository import Repository, owner_of, storage_errors
+from entitlements.adapters.sql.repository import Repository, owner_of, same_named, storage_errors
 from entitlements.domain.billing import ProviderLink
 from entitlements.domain.owner import Owner
 from entitlements.domain.provider_commands import CommandStatus, ProviderCommand
@@ -52,19 +52,22 @@ def _command_row(command: ProviderCommand) -> dict[str, Any]:
 
 def _command_from(row: RowMapping) -> ProviderCommand:
     return ProviderCommand(
-        id=row["id"],
         owner=owner_of(row),
-        kind=row["kind"],
-        payload=row["payload"],
-        idempotency_key=row["idempotency_key"],
-        created_at=row["created_at"],
-        subscription_id=row["subscription_id"],
-        status=row["status"],
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"],
-        sent_at=row["sent_at"],
-        last_error=row["last_error"],
-        result=row["result"],
+        **same_named(
+            row,
+            "id",
+            "kind",
+            "payload",
+            "idempotency_key",
+            "created_at",
+            "subscription_id",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "sent_at",
+            "last_error",
+            "result",
+        ),
     )
 
 

@@ -16,7 +16,7 @@ from entitlements.domain.owner import Owner, in_tenant
 if TYPE_CHECKING:
     from entitlements.adapters.sql.store import SqlUnitOfWork
 
-__all__ = ["Repository", "live_owner_key", "owner_of", "storage_errors", "tenant_of"]
+__all__ = ["Repository", "live_owner_key", "owner_of", "same_named", "storage_errors", "tenant_of"]
 
 
 def tenant_of(value: str | None) -> str:
@@ -25,6 +25,12 @@ def tenant_of(value: str | None) -> str:
 
 def owner_of(row: RowMapping | Mapping[str, Any]) -> Owner:
     return Owner(row["owner_kind"], row["owner_id"], row["tenant"] or None)
+
+
+def same_named(row: RowMapping | Mapping[str, Any], *names: str) -> dict[str, Any]:
+    """The columns ``names`` of ``row`` as keyword arguments: most fields of a record are
+    stored in a column of the same name, read back unchanged."""
+    return {name: row[name] for name in names}
 
 
 def live_owner_key(owner: Owner) -> str:

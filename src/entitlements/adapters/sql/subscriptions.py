@@ -28,6 +28,7 @@ from entitlements.adapters.sql.repository import (
     Repository,
     live_owner_key,
     owner_of,
+    same_named,
     storage_errors,
     tenant_of,
 )
@@ -103,6 +104,29 @@ _INSERT_UNLESS_LIVE = {
 }
 
 
+# the subscription fields stored unchanged in the column of the same name
+_SAME_NAMED = (
+    "id",
+    "plan_key",
+    "plan_version",
+    "status",
+    "created_at",
+    "updated_at",
+    "seats",
+    "trial_ends_at",
+    "cycle_anchor",
+    "canceled_at",
+    "expires_at",
+    "past_due_since",
+    "suspended_from",
+    "external_id",
+    "metadata",
+    "notes",
+    "revision",
+    "plan_manager",
+)
+
+
 def _subscription_from(row: RowMapping) -> Subscription:
     period = None if row["period_start"] is None else Period(row["period_start"], row["period_end"])
     cycle = (
@@ -119,30 +143,13 @@ def _subscription_from(row: RowMapping) -> Subscription:
         for a in row["addons"]
     )
     return Subscription(
-        id=row["id"],
         owner=owner_of(row),
-        plan_key=row["plan_key"],
-        plan_version=row["plan_version"],
-        status=row["status"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        seats=row["seats"],
-        trial_ends_at=row["trial_ends_at"],
         current_period=period,
         cycle=cycle,
-        cycle_anchor=row["cycle_anchor"],
         cancel_at_period_end=bool(row["cancel_at_period_end"]),
-        canceled_at=row["canceled_at"],
-        expires_at=row["expires_at"],
-        past_due_since=row["past_due_since"],
-        suspended_from=row["suspended_from"],
-        external_id=row["external_id"],
-        metadata=row["metadata"],
-        notes=row["notes"],
         addons=addons,
-        revision=row["revision"],
-        plan_manager=row["plan_manager"],
         contract=ContractLink.from_document(row["contract"]),
+        **same_named(row, *_SAME_NAMED),
     )
 
 
