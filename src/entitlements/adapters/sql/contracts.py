@@ -355,27 +355,21 @@ class SqlContracts(Repository):
     @storage_errors
     def expired(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
         c = t.contracts.c
-        rows = self._rows(
-            sa.select(t.contracts)
-            .where(
-                c.tenant == self._t, c.status.not_in([s.value for s in CLOSED]), c.expires_at <= now
-            )
-            .order_by(c.expires_at, c.id)
-            .limit(limit)
+        rows = self._batch(
+            t.contracts,
+            [c.status.not_in([s.value for s in CLOSED]), c.expires_at <= now],
+            [c.expires_at, c.id],
+            limit,
         )
         return self._load(rows)
 
     @storage_errors
     def awaiting(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
         c = t.contracts.c
-        rows = self._rows(
-            sa.select(t.contracts)
-            .where(
-                c.tenant == self._t,
-                c.status.in_(sorted(s.value for s in AWAITING_SIGNATURE)),
-                c.expires_at > now,
-            )
-            .order_by(c.expires_at, c.id)
-            .limit(limit)
+        rows = self._batch(
+            t.contracts,
+            [c.status.in_(sorted(s.value for s in AWAITING_SIGNATURE)), c.expires_at > now],
+            [c.expires_at, c.id],
+            limit,
         )
         return self._load(rows)

@@ -177,11 +177,11 @@ class SqlOverrides(Repository):
     @storage_errors
     def expired(self, now: datetime, limit: int = 500) -> Sequence[Override]:
         c = t.overrides.c
-        rows = self._rows(
-            sa.select(t.overrides)
-            .where(c.tenant == self._t, c.expires_at <= now)
-            .order_by(c.expires_at, c.owner_kind, c.owner_id, c.kind, c.key)
-            .limit(limit)
+        rows = self._batch(
+            t.overrides,
+            [c.expires_at <= now],
+            [c.expires_at, c.owner_kind, c.owner_id, c.kind, c.key],
+            limit,
         )
         found = [_override_from(r) for r in rows]
         return sorted(found, key=lambda o: (o.expires_at, o.owner.kind, o.owner.id, o.kind, o.key))

@@ -176,15 +176,11 @@ class SqlProvider(Repository):
     @storage_errors
     def due_commands(self, now: datetime, limit: int = 500) -> Sequence[ProviderCommand]:
         c = t.provider_commands.c
-        rows = self._rows(
-            sa.select(t.provider_commands)
-            .where(
-                c.tenant == self._t,
-                c.status == CommandStatus.PENDING.value,
-                c.next_attempt_at <= now,
-            )
-            .order_by(c.next_attempt_at, c.created_at, c.id)
-            .limit(limit)
+        rows = self._batch(
+            t.provider_commands,
+            [c.status == CommandStatus.PENDING.value, c.next_attempt_at <= now],
+            [c.next_attempt_at, c.created_at, c.id],
+            limit,
         )
         return [_command_from(r) for r in rows]
 

@@ -65,3 +65,19 @@ class Repository:
 
     def _rows(self, statement: sa.Executable) -> Sequence[RowMapping]:
         return self._conn.execute(statement).mappings().all()
+
+    def _batch(
+        self,
+        table: sa.Table,
+        where: Sequence[sa.ColumnElement[bool]],
+        order_by: Sequence[sa.ColumnElement[Any]],
+        limit: int,
+    ) -> Sequence[RowMapping]:
+        """The first ``limit`` of this tenant's rows of ``table`` that match ``where``, in
+        ``order_by`` order: one batch of what the sweep works through."""
+        return self._rows(
+            sa.select(table)
+            .where(table.c.tenant == self._t, *where)
+            .order_by(*order_by)
+            .limit(limit)
+        )

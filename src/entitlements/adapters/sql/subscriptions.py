@@ -333,11 +333,8 @@ class SqlSubscriptions(Repository):
     @storage_errors
     def due(self, now: datetime, limit: int = 500) -> Sequence[Subscription]:
         c = t.subscriptions.c
-        rows = self._rows(
-            sa.select(t.subscriptions)
-            .where(c.tenant == self._t, c.next_change_at <= now)
-            .order_by(c.next_change_at, c.pk)
-            .limit(limit)
+        rows = self._batch(
+            t.subscriptions, [c.next_change_at <= now], [c.next_change_at, c.pk], limit
         )
         return [_subscription_from(r) for r in rows]
 
