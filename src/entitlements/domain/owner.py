@@ -11,12 +11,13 @@ from entitlements.errors import InvalidInput
 
 __all__ = ["Owner"]
 
-_KIND = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
+# what an owner kind looks like, wherever one is named (an owner, a plan's owner_kinds)
+OWNER_KIND = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
 _MAX_ID = 255
 
 
 def _kind(value: object) -> str:
-    if not isinstance(value, str) or not _KIND.match(value):
+    if not isinstance(value, str) or not OWNER_KIND.match(value):
         raise InvalidInput(
             "owner.kind",
             "must be a short lowercase word such as 'organization' or 'app'",
