@@ -9,7 +9,6 @@ from typing import Any
 
 import attrs
 import sqlalchemy as sa
-from sqlalchemy import exc
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
@@ -159,11 +158,8 @@ class SqlContracts(Repository):
     def add(self, contract: Contract) -> Contract:
         self._scope(contract.owner)
         stored = attrs.evolve(contract, revision=1)
-        try:
-            with self._conn.begin_nested():
-                self._conn.execute(t.contracts.insert().values(**_contract_row(stored, self._t)))
-        except exc.IntegrityError:
-            raise Conflict(f"contract id {contract.id} is already used") from None
+        if not self._insert_new(t.contracts.insert().values(**_contract_row(stored, self._t))):
+            raise Conflict(f"contract id {contract.id} is already used")
         self._conn.execute(t.contract_signers.insert(), _signer_rows(stored))
         return stored
 
@@ -251,28 +247,26 @@ class SqlContracts(Repository):
             raise Conflict(
                 f"event {event.seq} of contract {event.contract_id} is not the next one ({count})"
             )
-        try:
-            with self._conn.begin_nested():
-                self._conn.execute(
-                    t.contract_events.insert().values(
-                        contract_id=event.contract_id,
-                        seq=event.seq,
-                        type=event.type.value,
-                        at=event.at,
-                        actor=event.actor,
-                        signer_id=event.signer_id,
-                        ip=event.ip,
-                        user_agent=event.user_agent,
-                        data=dict(event.data),
-                        content_hash=event.content_hash,
-                        prev_hash=event.prev_hash,
-                        hash=event.hash,
-                    )
-                )
-        except exc.IntegrityError:
+        written = self._insert_new(
+            t.contract_events.insert().values(
+                contract_id=event.contract_id,
+                seq=event.seq,
+                type=event.type.value,
+                at=event.at,
+                actor=event.actor,
+                signer_id=event.signer_id,
+                ip=event.ip,
+                user_agent=event.user_agent,
+                data=dict(event.data),
+                content_hash=event.content_hash,
+                prev_hash=event.prev_hash,
+                hash=event.hash,
+            )
+        )
+        if not written:
             raise Conflict(
                 f"event {event.seq} of contract {event.contract_id} was written concurrently"
-            ) from None
+            )
 
     @storage_errors
     def events(self, contract_id: str) -> Sequence[ContractEvent]:

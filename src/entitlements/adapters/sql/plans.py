@@ -9,7 +9,6 @@ from typing import Any
 
 import attrs
 import sqlalchemy as sa
-from sqlalchemy import exc
 
 from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.repository import Repository, storage_errors
@@ -267,20 +266,18 @@ class SqlPlans(Repository):
             raise PlanExists(plan.key)
         stored = attrs.evolve(plan, version=1, revision=1)
         self._uow.feed.note(None, ChangeKind.CATALOG)
-        try:
-            with self._conn.begin_nested():
-                self._conn.execute(
-                    t.plans.insert().values(
-                        key=stored.key,
-                        name=stored.name,
-                        status=stored.status.value,
-                        owner_kinds=sorted(stored.owner_kinds),
-                        latest_version=1,
-                        revision=1,
-                    )
-                )
-        except exc.IntegrityError:
-            raise PlanExists(plan.key) from None
+        written = self._insert_new(
+            t.plans.insert().values(
+                key=stored.key,
+                name=stored.name,
+                status=stored.status.value,
+                owner_kinds=sorted(stored.owner_kinds),
+                latest_version=1,
+                revision=1,
+            )
+        )
+        if not written:
+            raise PlanExists(plan.key)
         self._conn.execute(t.plan_versions.insert().values(**_version_row(stored)))
         return stored
 

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import exc
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
@@ -81,13 +80,10 @@ class SqlProvider(Repository):
 
     @storage_errors
     def mark_seen(self, event_id: str, at: datetime) -> None:
-        try:
-            with self._conn.begin_nested():
-                self._conn.execute(
-                    t.provider_events.insert().values(tenant=self._t, event_id=event_id, seen_at=at)
-                )
-        except exc.IntegrityError:
-            pass  # a concurrent delivery of the same event got there first
+        # False: a concurrent delivery of the same event got there first
+        self._insert_new(
+            t.provider_events.insert().values(tenant=self._t, event_id=event_id, seen_at=at)
+        )
 
     @storage_errors
     def link(self, external_id: str) -> ProviderLink | None:
@@ -135,17 +131,11 @@ class SqlProvider(Repository):
     @storage_errors
     def add_command(self, command: ProviderCommand) -> None:
         self._scope(command.owner)
-        try:
-            with self._conn.begin_nested():
-                self._conn.execute(
-                    t.provider_commands.insert().values(
-                        tenant=self._t, id=command.id, **_command_row(command)
-                    )
-                )
-        except exc.IntegrityError:
-            raise Conflict(
-                f"a provider command with key {command.idempotency_key} exists"
-            ) from None
+        statement = t.provider_commands.insert().values(
+            tenant=self._t, id=command.id, **_command_row(command)
+        )
+        if not self._insert_new(statement):
+            raise Conflict(f"a provider command with key {command.idempotency_key} exists")
 
     @storage_errors
     def command(self, command_id: str) -> ProviderCommand:

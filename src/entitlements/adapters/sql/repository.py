@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc
 from sqlalchemy.engine import Connection, RowMapping
 
 from entitlements.adapters.sql.errors import storage_errors
@@ -65,6 +66,17 @@ class Repository:
 
     def _rows(self, statement: sa.Executable) -> Sequence[RowMapping]:
         return self._conn.execute(statement).mappings().all()
+
+    def _insert_new(self, statement: sa.Executable) -> bool:
+        """Run the INSERT ``statement`` in a savepoint; ``False`` when a unique key says
+        the row is there already (written concurrently, or a key reused), with nothing
+        written and the transaction still usable."""
+        try:
+            with self._conn.begin_nested():
+                self._conn.execute(statement)
+        except exc.IntegrityError:
+            return False
+        return True
 
     def _batch(
         self,
