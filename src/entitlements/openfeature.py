@@ -15,7 +15,7 @@ answer is the cached snapshot's, so this costs what OpenFeature's own machinery 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from entitlements.extras import require
 
@@ -29,10 +29,24 @@ from openfeature.provider import AbstractProvider  # noqa: E402
 from openfeature.provider.metadata import Metadata  # noqa: E402
 
 from entitlements.domain.owner import Owner  # noqa: E402
+from entitlements.domain.resolution import Decision  # noqa: E402
 from entitlements.errors import EntitlementsError  # noqa: E402
 from entitlements.service.entitlements import Entitlements  # noqa: E402
 
 __all__ = ["EntitlementsProvider"]
+
+_T = TypeVar("_T")
+
+
+def _details(value: _T, decision: Decision, **metadata: Any) -> FlagResolutionDetails[_T]:
+    """``value`` with the reason and the deciding layer of ``decision``, as OpenFeature
+    reports them (the layer is the variant; the detail and ``metadata`` go with it)."""
+    return FlagResolutionDetails(
+        value,
+        reason=decision.reason.value,
+        variant=decision.source.value,
+        flag_metadata={**metadata, "detail": decision.detail},
+    )
 
 
 def _type_mismatch(default: Any, kind: str) -> FlagResolutionDetails[Any]:
@@ -95,12 +109,7 @@ class EntitlementsProvider(AbstractProvider):
 
         def answer(owner: Owner) -> FlagResolutionDetails[bool]:
             decision = self._ents.explain(owner, feature, action or None)
-            return FlagResolutionDetails(
-                decision.allowed,
-                reason=decision.reason.value,
-                variant=decision.source.value,
-                flag_metadata={"detail": decision.detail},
-            )
+            return _details(decision.allowed, decision)
 
         result: FlagResolutionDetails[bool] = self._resolve(
             default_value, evaluation_context, answer
@@ -113,18 +122,8 @@ class EntitlementsProvider(AbstractProvider):
         def answer(owner: Owner) -> FlagResolutionDetails[int]:
             decision = self._ents.explain_limit(owner, flag_key)
             if decision.value is None:
-                return FlagResolutionDetails(
-                    default_value,
-                    reason=decision.reason.value,
-                    variant=decision.source.value,
-                    flag_metadata={"unlimited": True, "detail": decision.detail},
-                )
-            return FlagResolutionDetails(
-                int(decision.value),
-                reason=decision.reason.value,
-                variant=decision.source.value,
-                flag_metadata={"unlimited": False, "detail": decision.detail},
-            )
+                return _details(default_value, decision, unlimited=True)
+            return _details(int(decision.value), decision, unlimited=False)
 
         result: FlagResolutionDetails[int] = self._resolve(
             default_value, evaluation_context, answer

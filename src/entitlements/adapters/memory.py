@@ -26,7 +26,7 @@ from entitlements.domain.change import Change, ChangeKind, FeedPage
 from entitlements.domain.contracts.contract import AWAITING_SIGNATURE, Contract, PersonalData
 from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.override import Override, OverrideKind
-from entitlements.domain.owner import Owner
+from entitlements.domain.owner import Owner, in_tenant
 from entitlements.domain.plan import Plan
 from entitlements.domain.provider_commands import CommandStatus, ProviderCommand
 from entitlements.domain.requests import KeyedRequest
@@ -175,12 +175,7 @@ class _Repository(Generic[K]):
         self._undo.append(entries, entry)
 
     def _scope(self, owner: Owner) -> Owner:
-        if owner.tenant != self._uow.tenant:
-            raise InvalidInput(
-                "owner.tenant",
-                f"{owner} belongs to tenant {owner.tenant!r}, not to this unit of work's tenant {self._uow.tenant!r}",
-            )
-        return owner
+        return in_tenant(owner, self._uow.tenant)
 
 
 class _Plans(_Repository[str]):

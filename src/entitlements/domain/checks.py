@@ -94,6 +94,19 @@ def check_bool(value: object, field: str) -> bool:
     return value
 
 
+def _bounded(value: str, field: str, max_length: int, forbidden: re.Pattern[str]) -> str:
+    """The two checks every stored string shares: its length, and the characters
+    ``forbidden`` for its kind (identifiers refuse every control character, text keeps
+    line breaks and tabs)."""
+    if len(value) > max_length:
+        raise InvalidInput(field, f"must be at most {max_length} characters", value)
+    if forbidden.search(value):
+        raise InvalidInput(
+            field, "must not contain control characters or unpaired surrogates", value
+        )
+    return value
+
+
 def check_id(value: object, field: str, *, max_length: int = 255, padded: bool = False) -> str:
     """An identifier the host chose (an owner id, a member, a reservation id): non-empty,
     one line, no control characters, and — unless ``padded`` (a title, a user agent:
@@ -103,13 +116,7 @@ def check_id(value: object, field: str, *, max_length: int = 255, padded: bool =
         raise InvalidInput(field, f"must be a non-empty string, got {_shown(value)}", value)
     if not padded and (value[0].isspace() or value[-1].isspace()):
         raise InvalidInput(field, "must not begin or end with a space", value)
-    if len(value) > max_length:
-        raise InvalidInput(field, f"must be at most {max_length} characters", value)
-    if _NOT_IN_ID.search(value):
-        raise InvalidInput(
-            field, "must not contain control characters or unpaired surrogates", value
-        )
-    return value
+    return _bounded(value, field, max_length, _NOT_IN_ID)
 
 
 def check_optional_id(
@@ -129,13 +136,7 @@ def check_text(
         raise InvalidInput(field, f"must be text, got {_shown(value)}", value)
     if not allow_empty and not value.strip():
         raise InvalidInput(field, "must not be empty", value)
-    if len(value) > max_length:
-        raise InvalidInput(field, f"must be at most {max_length} characters", value)
-    if _NOT_IN_TEXT.search(value):
-        raise InvalidInput(
-            field, "must not contain control characters or unpaired surrogates", value
-        )
-    return value
+    return _bounded(value, field, max_length, _NOT_IN_TEXT)
 
 
 def check_optional_text(value: object, field: str, *, max_length: int = 2000) -> str | None:

@@ -18,13 +18,14 @@ from entitlements.errors import InvalidInput
 
 __all__ = ["Owner"]
 
-_KIND = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
+# what an owner kind looks like, wherever one is named (an owner, a plan's owner_kinds)
+OWNER_KIND = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
 _MAX_ID = 255
 _SEEN_MAX = 65_536
 
 
 def _kind(value: object) -> str:
-    if not isinstance(value, str) or not _KIND.match(value):
+    if not isinstance(value, str) or not OWNER_KIND.match(value):
         raise InvalidInput(
             "owner.kind",
             "must be a short lowercase word such as 'organization' or 'app'",
@@ -153,3 +154,14 @@ def as_owner(value: object) -> Owner:
     if not isinstance(value, Owner):
         raise InvalidInput("owner", f"must be an Owner, got {type(value).__name__}", value)
     return value
+
+
+def in_tenant(owner: Owner, tenant: str | None) -> Owner:
+    """``owner``, refused unless it belongs to ``tenant``: a unit of work opened for one
+    tenant must never read or write another tenant's rows, whatever the store."""
+    if owner.tenant != tenant:
+        raise InvalidInput(
+            "owner.tenant",
+            f"{owner} belongs to tenant {owner.tenant!r}, not to this unit of work's tenant {tenant!r}",
+        )
+    return owner

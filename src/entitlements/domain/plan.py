@@ -27,6 +27,7 @@ from entitlements.domain.checks import (
     parse_enum,
 )
 from entitlements.domain.frozen import FrozenDict
+from entitlements.domain.owner import OWNER_KIND
 from entitlements.errors import IllegalTransition, InvalidInput, PlanNotAssignable, PlanRetired
 
 __all__ = [
@@ -48,7 +49,6 @@ __all__ = [
 ]
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-_OWNER_KIND = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
 
 
 class PlanStatus(enum.StrEnum):
@@ -299,7 +299,7 @@ def _owner_kinds(value: Iterable[str]) -> frozenset[str]:
     except TypeError:
         raise InvalidInput("owner_kinds", "must be owner kind names", value) from None
     for kind in kinds:
-        if not isinstance(kind, str) or not _OWNER_KIND.match(kind):
+        if not isinstance(kind, str) or not OWNER_KIND.match(kind):
             raise InvalidInput("owner_kinds", "must be owner kind names", value)
     return kinds
 

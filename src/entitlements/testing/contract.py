@@ -122,6 +122,16 @@ def _rolled_back(store: Store, work: Callable[[Any], Any]) -> Any:
     return done[0]
 
 
+def _noted(store: Store, owner: Owner | None, kind: ChangeKind) -> int:
+    """Note one change in a unit of work of its own and commit it; its feed number."""
+    with store.unit_of_work(None) as uow:
+        uow.feed.note(owner, kind)
+        uow.commit()
+        revision = uow.committed_revision
+    assert revision is not None
+    return revision
+
+
 class StoreContract:
     """Subclass with a ``store`` fixture; see the module docstring."""
 
@@ -1086,11 +1096,7 @@ class StoreContract:
         assert store.feed_head() == first
         assert store.read_changes(first).changes == ()
 
-        with store.unit_of_work(None) as uow:
-            uow.feed.note(None, ChangeKind.CATALOG)
-            uow.commit()
-            second = uow.committed_revision
-        assert second is not None
+        second = _noted(store, None, ChangeKind.CATALOG)
         assert second > first
         later = store.read_changes(first)
         assert [(c.seq, c.kind, c.owner) for c in later.changes] == [
@@ -1102,13 +1108,7 @@ class StoreContract:
             assert uow.committed_revision is None  # a read changes nothing a cache holds
 
     def test_feed_reads_after_a_position_and_numbers_asked_again(self, store: Store) -> None:
-        seqs = []
-        for owner in (ACME, GLOBEX, ACME):
-            with store.unit_of_work(None) as uow:
-                uow.feed.note(owner, ChangeKind.USAGE)
-                uow.commit()
-                assert uow.committed_revision is not None
-                seqs.append(uow.committed_revision)
+        seqs = [_noted(store, owner, ChangeKind.USAGE) for owner in (ACME, GLOBEX, ACME)]
         assert seqs == sorted(set(seqs))
         assert [c.seq for c in store.read_changes(seqs[0]).changes] == seqs[1:]
         assert store.read_changes(seqs[-1]) == FeedPage((), 0, seqs[-1])
@@ -1133,13 +1133,7 @@ class StoreContract:
         ]
 
     def test_pruning_drops_old_entries_and_tells_followers(self, store: Store) -> None:
-        seqs = []
-        for owner in (ACME, GLOBEX):
-            with store.unit_of_work(None) as uow:
-                uow.feed.note(owner, ChangeKind.USAGE)
-                uow.commit()
-                assert uow.committed_revision is not None
-                seqs.append(uow.committed_revision)
+        seqs = [_noted(store, owner, ChangeKind.USAGE) for owner in (ACME, GLOBEX)]
         old, newest = seqs
         with store.unit_of_work(None) as uow:  # nothing that old: nothing goes
             assert uow.feed.prune(datetime.now(UTC) - timedelta(days=1)) == 0
@@ -1153,11 +1147,7 @@ class StoreContract:
         page = store.read_changes(0)
         assert ([c.seq for c in page.changes], page.pruned_through) == ([newest], old)
         assert store.feed_head() == newest  # the newest entry is kept: numbers never repeat
-        with store.unit_of_work(None) as uow:
-            uow.feed.note(GLOBEX, ChangeKind.TERMS)
-            uow.commit()
-            newer = uow.committed_revision
-        assert newer is not None
+        newer = _noted(store, GLOBEX, ChangeKind.TERMS)
         assert newer > newest
         page = store.read_changes(newest)
         assert ([c.seq for c in page.changes], page.pruned_through) == ([newer], old)

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
-from entitlements.adapters.sql.repository import Repository, owner_of, storage_errors
+from entitlements.adapters.sql.repository import Repository, owner_of, same_named, storage_errors
 from entitlements.domain.audit import AuditEvent
 from entitlements.domain.owner import Owner
 
@@ -18,15 +18,8 @@ __all__ = ["SqlAudit"]
 def _audit_from(row: RowMapping) -> AuditEvent:
     owner = None if row["owner_kind"] is None else owner_of(row)
     return AuditEvent(
-        id=row["id"],
-        at=row["at"],
-        actor=row["actor"],
-        action=row["action"],
-        target=row["target"],
         owner=owner,
-        before=row["before"],
-        after=row["after"],
-        reason=row["reason"],
+        **same_named(row, "id", "at", "actor", "action", "target", "before", "after", "reason"),
     )
 
 

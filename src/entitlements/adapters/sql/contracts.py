@@ -9,12 +9,11 @@ from typing import Any
 
 import attrs
 import sqlalchemy as sa
-from sqlalchemy import exc
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.plans import money
-from entitlements.adapters.sql.repository import Repository, owner_of, storage_errors
+from entitlements.adapters.sql.repository import Repository, owner_of, same_named, storage_errors
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.contracts.contract import (
     AWAITING_SIGNATURE,
@@ -80,10 +79,7 @@ def _signer_rows(contract: Contract) -> list[dict[str, Any]]:
 def _contract_from(row: RowMapping, signers: Sequence[RowMapping]) -> Contract:
     amount = row["amount"]
     return Contract(
-        id=row["id"],
         owner=owner_of(row),
-        title=row["title"],
-        body=row["body"],
         terms=Terms(
             row["plan_key"],
             row["term"],
@@ -109,30 +105,39 @@ def _contract_from(row: RowMapping, signers: Sequence[RowMapping]) -> Contract:
             for s in sorted(signers, key=lambda s: s["position"])
         ),
         sequential=bool(row["sequential"]),
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        status=row["status"],
-        body_hash=row["body_hash"],
-        terms_hash=row["terms_hash"],
-        content_hash=row["content_hash"],
-        revision=row["revision"],
+        **same_named(
+            row,
+            "id",
+            "title",
+            "body",
+            "created_at",
+            "expires_at",
+            "status",
+            "body_hash",
+            "terms_hash",
+            "content_hash",
+            "revision",
+        ),
     )
 
 
 def _event_from(row: RowMapping) -> ContractEvent:
     return ContractEvent(
-        contract_id=row["contract_id"],
-        seq=row["seq"],
         type=EventType(row["type"]),
-        at=row["at"],
-        actor=row["actor"],
-        signer_id=row["signer_id"],
-        ip=row["ip"],
-        user_agent=row["user_agent"],
-        data=row["data"],
-        content_hash=row["content_hash"],
-        prev_hash=row["prev_hash"],
-        hash=row["hash"],
+        **same_named(
+            row,
+            "contract_id",
+            "seq",
+            "at",
+            "actor",
+            "signer_id",
+            "ip",
+            "user_agent",
+            "data",
+            "content_hash",
+            "prev_hash",
+            "hash",
+        ),
     )
 
 
@@ -153,11 +158,8 @@ class SqlContracts(Repository):
     def add(self, contract: Contract) -> Contract:
         self._scope(contract.owner)
         stored = attrs.evolve(contract, revision=1)
-        try:
-            with self._conn.begin_nested():
-                self._conn.execute(t.contracts.insert().values(**_contract_row(stored, self._t)))
-        except exc.IntegrityError:
-            raise Conflict(f"contract id {contract.id} is already used") from None
+        if not self._insert_new(t.contracts.insert().values(**_contract_row(stored, self._t))):
+            raise Conflict(f"contract id {contract.id} is already used")
         self._conn.execute(t.contract_signers.insert(), _signer_rows(stored))
         return stored
 
@@ -245,28 +247,26 @@ class SqlContracts(Repository):
             raise Conflict(
                 f"event {event.seq} of contract {event.contract_id} is not the next one ({count})"
             )
-        try:
-            with self._conn.begin_nested():
-                self._conn.execute(
-                    t.contract_events.insert().values(
-                        contract_id=event.contract_id,
-                        seq=event.seq,
-                        type=event.type.value,
-                        at=event.at,
-                        actor=event.actor,
-                        signer_id=event.signer_id,
-                        ip=event.ip,
-                        user_agent=event.user_agent,
-                        data=dict(event.data),
-                        content_hash=event.content_hash,
-                        prev_hash=event.prev_hash,
-                        hash=event.hash,
-                    )
-                )
-        except exc.IntegrityError:
+        written = self._insert_new(
+            t.contract_events.insert().values(
+                contract_id=event.contract_id,
+                seq=event.seq,
+                type=event.type.value,
+                at=event.at,
+                actor=event.actor,
+                signer_id=event.signer_id,
+                ip=event.ip,
+                user_agent=event.user_agent,
+                data=dict(event.data),
+                content_hash=event.content_hash,
+                prev_hash=event.prev_hash,
+                hash=event.hash,
+            )
+        )
+        if not written:
             raise Conflict(
                 f"event {event.seq} of contract {event.contract_id} was written concurrently"
-            ) from None
+            )
 
     @storage_errors
     def events(self, contract_id: str) -> Sequence[ContractEvent]:
@@ -349,27 +349,21 @@ class SqlContracts(Repository):
     @storage_errors
     def expired(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
         c = t.contracts.c
-        rows = self._rows(
-            sa.select(t.contracts)
-            .where(
-                c.tenant == self._t, c.status.not_in([s.value for s in CLOSED]), c.expires_at <= now
-            )
-            .order_by(c.expires_at, c.id)
-            .limit(limit)
+        rows = self._batch(
+            t.contracts,
+            [c.status.not_in([s.value for s in CLOSED]), c.expires_at <= now],
+            [c.expires_at, c.id],
+            limit,
         )
         return self._load(rows)
 
     @storage_errors
     def awaiting(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
         c = t.contracts.c
-        rows = self._rows(
-            sa.select(t.contracts)
-            .where(
-                c.tenant == self._t,
-                c.status.in_(sorted(s.value for s in AWAITING_SIGNATURE)),
-                c.expires_at > now,
-            )
-            .order_by(c.expires_at, c.id)
-            .limit(limit)
+        rows = self._batch(
+            t.contracts,
+            [c.status.in_(sorted(s.value for s in AWAITING_SIGNATURE)), c.expires_at > now],
+            [c.expires_at, c.id],
+            limit,
         )
         return self._load(rows)

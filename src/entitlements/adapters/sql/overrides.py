@@ -13,7 +13,7 @@ from sqlalchemy.engine import RowMapping
 from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.history import OVERRIDES_AT, flush_history, log_override
 from entitlements.adapters.sql.history import params as history_params
-from entitlements.adapters.sql.repository import Repository, owner_of, storage_errors
+from entitlements.adapters.sql.repository import Repository, owner_of, same_named, storage_errors
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.errors import OverrideNotFound
@@ -27,15 +27,9 @@ __all__ = ["SqlOverrides", "override_row"]
 def _override_from(row: RowMapping | Mapping[str, Any]) -> Override:
     return Override(
         owner=owner_of(row),
-        kind=row["kind"],
-        key=row["key"],
-        reason=row["reason"],
-        actor=row["actor"],
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
         enabled=bool(row["enabled"]),
         actions=None if row["actions"] is None else frozenset(row["actions"]),
-        value=row["value"],
+        **same_named(row, "kind", "key", "reason", "actor", "created_at", "expires_at", "value"),
     )
 
 
@@ -183,11 +177,11 @@ class SqlOverrides(Repository):
     @storage_errors
     def expired(self, now: datetime, limit: int = 500) -> Sequence[Override]:
         c = t.overrides.c
-        rows = self._rows(
-            sa.select(t.overrides)
-            .where(c.tenant == self._t, c.expires_at <= now)
-            .order_by(c.expires_at, c.owner_kind, c.owner_id, c.kind, c.key)
-            .limit(limit)
+        rows = self._batch(
+            t.overrides,
+            [c.expires_at <= now],
+            [c.expires_at, c.owner_kind, c.owner_id, c.kind, c.key],
+            limit,
         )
         found = [_override_from(r) for r in rows]
         return sorted(found, key=lambda o: (o.expires_at, o.owner.kind, o.owner.id, o.kind, o.key))

@@ -9,7 +9,6 @@ from typing import Any
 
 import attrs
 import sqlalchemy as sa
-from sqlalchemy import exc
 
 from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.repository import Repository, storage_errors
@@ -163,6 +162,19 @@ def plan_versions_wanted(latest: tuple[bool, ...], prefix: str = "") -> sa.Colum
     )
 
 
+def plan_versions_bound(
+    wanted: Sequence[tuple[str, int | None]], prefix: str = ""
+) -> tuple[dict[str, Any], tuple[bool, ...]]:
+    """The parameters `plan_versions_wanted` binds for ``wanted`` (``(key, None)``: the
+    latest version), and the ``latest`` flags that build its statement."""
+    params: dict[str, Any] = {}
+    for i, (key, version) in enumerate(wanted):
+        params[f"{prefix}key{i}"] = key
+        if version is not None:
+            params[f"{prefix}version{i}"] = version
+    return params, tuple(version is None for _, version in wanted)
+
+
 @cache
 def _plans_of(latest: tuple[bool, ...]) -> sa.Select[Any]:
     """One SELECT of several plan versions, each the latest or a given one."""
@@ -213,13 +225,8 @@ class SqlPlans(Repository):
             return [self._preloaded[w] for w in wanted]
         if len(wanted) < 2:
             return [self.get(key, version) for key, version in wanted]
-        params: dict[str, Any] = {}
-        for i, (key, version) in enumerate(wanted):
-            params[f"key{i}"] = key
-            if version is not None:
-                params[f"version{i}"] = version
-        statement = _plans_of(tuple(version is None for _, version in wanted))
-        rows = self._conn.execute(statement, params).mappings().all()
+        params, flags = plan_versions_bound(wanted)
+        rows = self._conn.execute(_plans_of(flags), params).mappings().all()
         found = {(r["key"], r["version"]): r for r in rows}
         latest = {r["key"]: r for r in rows if r["version"] == r["latest_version"]}
         plans = []
@@ -259,20 +266,18 @@ class SqlPlans(Repository):
             raise PlanExists(plan.key)
         stored = attrs.evolve(plan, version=1, revision=1)
         self._uow.feed.note(None, ChangeKind.CATALOG)
-        try:
-            with self._conn.begin_nested():
-                self._conn.execute(
-                    t.plans.insert().values(
-                        key=stored.key,
-                        name=stored.name,
-                        status=stored.status.value,
-                        owner_kinds=sorted(stored.owner_kinds),
-                        latest_version=1,
-                        revision=1,
-                    )
-                )
-        except exc.IntegrityError:
-            raise PlanExists(plan.key) from None
+        written = self._insert_new(
+            t.plans.insert().values(
+                key=stored.key,
+                name=stored.name,
+                status=stored.status.value,
+                owner_kinds=sorted(stored.owner_kinds),
+                latest_version=1,
+                revision=1,
+            )
+        )
+        if not written:
+            raise PlanExists(plan.key)
         self._conn.execute(t.plan_versions.insert().values(**_version_row(stored)))
         return stored
 

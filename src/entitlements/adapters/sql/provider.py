@@ -7,11 +7,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import exc
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
-from entitlements.adapters.sql.repository import Repository, owner_of, storage_errors
+from entitlements.adapters.sql.repository import Repository, owner_of, same_named, storage_errors
 from entitlements.domain.billing import ProviderLink
 from entitlements.domain.owner import Owner
 from entitlements.domain.provider_commands import CommandStatus, ProviderCommand
@@ -52,19 +51,22 @@ def _command_row(command: ProviderCommand) -> dict[str, Any]:
 
 def _command_from(row: RowMapping) -> ProviderCommand:
     return ProviderCommand(
-        id=row["id"],
         owner=owner_of(row),
-        kind=row["kind"],
-        payload=row["payload"],
-        idempotency_key=row["idempotency_key"],
-        created_at=row["created_at"],
-        subscription_id=row["subscription_id"],
-        status=row["status"],
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"],
-        sent_at=row["sent_at"],
-        last_error=row["last_error"],
-        result=row["result"],
+        **same_named(
+            row,
+            "id",
+            "kind",
+            "payload",
+            "idempotency_key",
+            "created_at",
+            "subscription_id",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "sent_at",
+            "last_error",
+            "result",
+        ),
     )
 
 
@@ -78,13 +80,10 @@ class SqlProvider(Repository):
 
     @storage_errors
     def mark_seen(self, event_id: str, at: datetime) -> None:
-        try:
-            with self._conn.begin_nested():
-                self._conn.execute(
-                    t.provider_events.insert().values(tenant=self._t, event_id=event_id, seen_at=at)
-                )
-        except exc.IntegrityError:
-            pass  # a concurrent delivery of the same event got there first
+        # False: a concurrent delivery of the same event got there first
+        self._insert_new(
+            t.provider_events.insert().values(tenant=self._t, event_id=event_id, seen_at=at)
+        )
 
     @storage_errors
     def link(self, external_id: str) -> ProviderLink | None:
@@ -132,17 +131,11 @@ class SqlProvider(Repository):
     @storage_errors
     def add_command(self, command: ProviderCommand) -> None:
         self._scope(command.owner)
-        try:
-            with self._conn.begin_nested():
-                self._conn.execute(
-                    t.provider_commands.insert().values(
-                        tenant=self._t, id=command.id, **_command_row(command)
-                    )
-                )
-        except exc.IntegrityError:
-            raise Conflict(
-                f"a provider command with key {command.idempotency_key} exists"
-            ) from None
+        statement = t.provider_commands.insert().values(
+            tenant=self._t, id=command.id, **_command_row(command)
+        )
+        if not self._insert_new(statement):
+            raise Conflict(f"a provider command with key {command.idempotency_key} exists")
 
     @storage_errors
     def command(self, command_id: str) -> ProviderCommand:
@@ -173,15 +166,11 @@ class SqlProvider(Repository):
     @storage_errors
     def due_commands(self, now: datetime, limit: int = 500) -> Sequence[ProviderCommand]:
         c = t.provider_commands.c
-        rows = self._rows(
-            sa.select(t.provider_commands)
-            .where(
-                c.tenant == self._t,
-                c.status == CommandStatus.PENDING.value,
-                c.next_attempt_at <= now,
-            )
-            .order_by(c.next_attempt_at, c.created_at, c.id)
-            .limit(limit)
+        rows = self._batch(
+            t.provider_commands,
+            [c.status == CommandStatus.PENDING.value, c.next_attempt_at <= now],
+            [c.next_attempt_at, c.created_at, c.id],
+            limit,
         )
         return [_command_from(r) for r in rows]
 

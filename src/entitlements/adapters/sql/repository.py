@@ -8,16 +8,16 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc
 from sqlalchemy.engine import Connection, RowMapping
 
 from entitlements.adapters.sql.errors import storage_errors
-from entitlements.domain.owner import Owner
-from entitlements.errors import InvalidInput
+from entitlements.domain.owner import Owner, in_tenant
 
 if TYPE_CHECKING:
     from entitlements.adapters.sql.store import SqlUnitOfWork
 
-__all__ = ["Repository", "live_owner_key", "owner_of", "storage_errors", "tenant_of"]
+__all__ = ["Repository", "live_owner_key", "owner_of", "same_named", "storage_errors", "tenant_of"]
 
 
 def tenant_of(value: str | None) -> str:
@@ -26,6 +26,12 @@ def tenant_of(value: str | None) -> str:
 
 def owner_of(row: RowMapping | Mapping[str, Any]) -> Owner:
     return Owner(row["owner_kind"], row["owner_id"], row["tenant"] or None)
+
+
+def same_named(row: RowMapping | Mapping[str, Any], *names: str) -> dict[str, Any]:
+    """The columns ``names`` of ``row`` as keyword arguments: most fields of a record are
+    stored in a column of the same name, read back unchanged."""
+    return {name: row[name] for name in names}
 
 
 def live_owner_key(owner: Owner) -> str:
@@ -47,12 +53,7 @@ class Repository:
         return tenant_of(self._uow.tenant)
 
     def _scope(self, owner: Owner) -> Owner:
-        if owner.tenant != self._uow.tenant:
-            raise InvalidInput(
-                "owner.tenant",
-                f"{owner} belongs to tenant {owner.tenant!r}, not to this unit of work's tenant {self._uow.tenant!r}",
-            )
-        return owner
+        return in_tenant(owner, self._uow.tenant)
 
     def _owned(self, table: sa.Table, owner: Owner) -> tuple[sa.ColumnElement[bool], ...]:
         """The conditions selecting ``owner``'s rows of ``table`` in this tenant."""
@@ -65,3 +66,30 @@ class Repository:
 
     def _rows(self, statement: sa.Executable) -> Sequence[RowMapping]:
         return self._conn.execute(statement).mappings().all()
+
+    def _insert_new(self, statement: sa.Executable) -> bool:
+        """Run the INSERT ``statement`` in a savepoint; ``False`` when a unique key says
+        the row is there already (written concurrently, or a key reused), with nothing
+        written and the transaction still usable."""
+        try:
+            with self._conn.begin_nested():
+                self._conn.execute(statement)
+        except exc.IntegrityError:
+            return False
+        return True
+
+    def _batch(
+        self,
+        table: sa.Table,
+        where: Sequence[sa.ColumnElement[bool]],
+        order_by: Sequence[sa.ColumnElement[Any]],
+        limit: int,
+    ) -> Sequence[RowMapping]:
+        """The first ``limit`` of this tenant's rows of ``table`` that match ``where``, in
+        ``order_by`` order: one batch of what the sweep works through."""
+        return self._rows(
+            sa.select(table)
+            .where(table.c.tenant == self._t, *where)
+            .order_by(*order_by)
+            .limit(limit)
+        )

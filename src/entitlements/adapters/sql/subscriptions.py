@@ -21,12 +21,14 @@ from entitlements.adapters.sql.plans import (
     PLAN_JOIN,
     features_document,
     features_from,
+    plan_versions_bound,
     plan_versions_wanted,
 )
 from entitlements.adapters.sql.repository import (
     Repository,
     live_owner_key,
     owner_of,
+    same_named,
     storage_errors,
     tenant_of,
 )
@@ -102,6 +104,29 @@ _INSERT_UNLESS_LIVE = {
 }
 
 
+# the subscription fields stored unchanged in the column of the same name
+_SAME_NAMED = (
+    "id",
+    "plan_key",
+    "plan_version",
+    "status",
+    "created_at",
+    "updated_at",
+    "seats",
+    "trial_ends_at",
+    "cycle_anchor",
+    "canceled_at",
+    "expires_at",
+    "past_due_since",
+    "suspended_from",
+    "external_id",
+    "metadata",
+    "notes",
+    "revision",
+    "plan_manager",
+)
+
+
 def _subscription_from(row: RowMapping) -> Subscription:
     period = None if row["period_start"] is None else Period(row["period_start"], row["period_end"])
     cycle = (
@@ -118,30 +143,13 @@ def _subscription_from(row: RowMapping) -> Subscription:
         for a in row["addons"]
     )
     return Subscription(
-        id=row["id"],
         owner=owner_of(row),
-        plan_key=row["plan_key"],
-        plan_version=row["plan_version"],
-        status=row["status"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        seats=row["seats"],
-        trial_ends_at=row["trial_ends_at"],
         current_period=period,
         cycle=cycle,
-        cycle_anchor=row["cycle_anchor"],
         cancel_at_period_end=bool(row["cancel_at_period_end"]),
-        canceled_at=row["canceled_at"],
-        expires_at=row["expires_at"],
-        past_due_since=row["past_due_since"],
-        suspended_from=row["suspended_from"],
-        external_id=row["external_id"],
-        metadata=row["metadata"],
-        notes=row["notes"],
         addons=addons,
-        revision=row["revision"],
-        plan_manager=row["plan_manager"],
         contract=ContractLink.from_document(row["contract"]),
+        **same_named(row, *_SAME_NAMED),
     )
 
 
@@ -220,12 +228,8 @@ class SqlSubscriptions(Repository):
         # resolution the write checks itself against, and so do the plan versions the
         # write compares (plan versions never change; a plan's own fields change only by
         # a write, which drops what was read)
-        for i, (key, version) in enumerate(with_plans):
-            params[f"want_key{i}"] = key
-            if version is not None:
-                params[f"want_version{i}"] = version
-        statement = _current_with_plans(tuple(version is None for _, version in with_plans))
-        rows = self._conn.execute(statement, params).mappings().all()
+        wanted, latest = plan_versions_bound(with_plans, "want_")
+        rows = self._conn.execute(_current_with_plans(latest), params | wanted).mappings().all()
         if not rows:
             return None
         overrides = {}
@@ -329,11 +333,8 @@ class SqlSubscriptions(Repository):
     @storage_errors
     def due(self, now: datetime, limit: int = 500) -> Sequence[Subscription]:
         c = t.subscriptions.c
-        rows = self._rows(
-            sa.select(t.subscriptions)
-            .where(c.tenant == self._t, c.next_change_at <= now)
-            .order_by(c.next_change_at, c.pk)
-            .limit(limit)
+        rows = self._batch(
+            t.subscriptions, [c.next_change_at <= now], [c.next_change_at, c.pk], limit
         )
         return [_subscription_from(r) for r in rows]
 
