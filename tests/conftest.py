@@ -145,8 +145,28 @@ def server_skips_line(counts: dict[str, int]) -> str:
     )
 
 
+def arranged_skips(reports) -> int:
+    """Skipped tests that need servers arranged for them (a pooler, replicas, a primary
+    they may restart): only ``.ci/run`` sets those up."""
+    found = 0
+    for report in reports:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+        counted = any(f"{v} is not set" in reason for v in SERVER_TESTS)
+        if "ENTITLEMENTS_TEST_" in reason and not counted:
+            found += 1
+    return found
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    counts = server_skips(terminalreporter.stats.get("skipped", []))
+    skipped = terminalreporter.stats.get("skipped", [])
+    counts = server_skips(skipped)
     if counts:
         terminalreporter.write_line(server_skips_line(counts), yellow=True)
+    arranged = arranged_skips(skipped)
+    if arranged:
+        terminalreporter.write_line(
+            f"{arranged} tests of replicas, a pooler and restarts skipped: .ci/run starts "
+            "the servers they need",
+            yellow=True,
+        )
