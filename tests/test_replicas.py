@@ -187,3 +187,18 @@ def test_replica_options_are_checked():
         SqlStore.from_url(url, replicas="postgresql+psycopg://postgres@127.0.0.1:2/x")
     with pytest.raises(InvalidInput):
         SqlStore.from_url(url, replicas=[url], max_replica_lag=-1)
+
+
+def test_a_write_the_host_commits_is_never_read_older_from_a_lagging_replica(replicated):
+    """Written inside the host's transaction: the position is learned after the host's
+    commit, not at the library's (which only released a savepoint)."""
+    primary, replica = replicated
+    store = SqlStore.from_url(primary, replicas=[replica])
+    ents = Entitlements(store)
+    assert ents.subscriptions.get(ACME).plan_key == "pro"  # the primary's position learned
+    _replay(replica, paused=True)
+    with store.engine.connect() as host, host.begin(), ents.atomic(join=host):
+        ents.subscriptions.change_plan(ACME, "team", actor="staff")
+    for _ in range(5):
+        assert ents.subscriptions.get(ACME).plan_key == "team"
+    ents.close()

@@ -10,6 +10,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,62 +32,85 @@ class CommitNotices:
     database on one lock. A NOTIFY inside a consumption would hold the counter's row lock
     while waiting there, so writers of one owner, and every host transaction that
     notifies, would queue behind each other. Here a commit only sets a flag (about a
-    microsecond); a thread of this process sends one ``NOTIFY`` on a pooled connection in
-    a transaction of its own, then waits ``interval`` seconds before it sends again, so a
-    burst of commits costs one wake-up per interval, whatever the number of writes or
-    owners. A notice is a hint: if it cannot be sent, followers still poll the feed
-    within their ``max_staleness``."""
+    microsecond); a thread of this process sends one ``NOTIFY`` on a connection of its own
+    (outside the pool), then waits ``interval`` seconds before it sends again, so a burst
+    of commits costs one wake-up per interval, whatever the number of writes or owners.
+    One per engine and process (`of`): stores bound per request share it, and a forked
+    child starts its own thread and connection. A notice is a hint: if it cannot be sent,
+    followers still poll the feed within their ``max_staleness``."""
 
     interval = 0.05
     """Seconds between two notices from one process: the most a wake-up is delayed."""
 
+    _by_engine: weakref.WeakKeyDictionary[Engine, CommitNotices] = weakref.WeakKeyDictionary()
+    _shared = threading.Lock()
+
+    @classmethod
+    def of(cls, engine: Engine) -> CommitNotices:
+        with cls._shared:
+            found = cls._by_engine.get(engine)
+            if found is None:
+                found = cls._by_engine[engine] = cls(engine)
+            return found
+
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+        self._url = engine.url.set(drivername="postgresql").render_as_string(False)
+        self._engine = weakref.ref(engine)
+        self.sent = 0
+        """Notices sent by this process."""
+        self._begin()
+
+    def _begin(self) -> None:
+        """Fresh state for this process (at creation, and in a forked child, where the
+        parent's thread is gone and its locks and connection are not ours)."""
+        self._pid = os.getpid()
         self._wanted = threading.Event()
         self._guard = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
-        self.sent = 0
-        """Notices sent by this process."""
+        self._connection: Any = None
 
     def committed(self) -> None:
         """A transaction that wrote to the feed has committed: wake followers soon."""
+        if self._pid != os.getpid():
+            self._begin()
         self._wanted.set()
-        if self._thread is None or self._pid != os.getpid():
+        if self._thread is None:
             self._start()
 
     def _start(self) -> None:
         with self._guard:
-            if self._thread is not None and self._pid == os.getpid():
+            if self._thread is not None:
                 return
-            self._pid = os.getpid()  # forked: the parent's thread did not come along
             self._thread = threading.Thread(
                 target=self._run, name="entitlements-commit-notices", daemon=True
             )
             self._thread.start()
 
     def _run(self) -> None:
-        while True:
-            self._wanted.wait()
+        pid = self._pid
+        while self._engine() is not None and pid == os.getpid():
+            if not self._wanted.wait(timeout=60.0):
+                continue
             self._wanted.clear()
             self._send()
             time.sleep(self.interval)
 
     def _send(self) -> None:
+        import psycopg
+
         try:
-            # the driver's connection, out of the pool: the host's statement listeners
-            # (and statement counts) see the library's statements, not this hint
-            connection = self._engine.raw_connection()
-            try:
-                cursor = connection.cursor()
-                cursor.execute(f"NOTIFY {CHANNEL}")
-                cursor.close()
-                connection.commit()
-            finally:
-                connection.close()
+            if self._connection is None or self._connection.closed:
+                self._connection = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
+            self._connection.execute(f"NOTIFY {CHANNEL}")
             self.sent += 1
         except Exception:  # a hint: followers poll the feed anyway
             log.debug("entitlements: a change notice could not be sent", exc_info=True)
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                try:
+                    connection.close()
+                except Exception:
+                    log.debug("entitlements: closing a notice connection failed", exc_info=True)
 
 
 class PostgresNotify:

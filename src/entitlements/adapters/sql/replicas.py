@@ -130,6 +130,11 @@ class ReadRouting:
                 self.needed = _UNKNOWN
             self._learned_at = -float("inf")
 
+    def forget(self) -> None:
+        """A commit whose position was not read (the host's transaction committed it):
+        the next read learns the primary's position first."""
+        self._learned_at = -float("inf")
+
     def note_followed(self, connection: Connection) -> None:
         """After the follower read the feed on the primary."""
         self._learned(self._position(connection, self._log.written))
@@ -173,10 +178,10 @@ class ReadRouting:
         connection: Connection | None = None
         try:
             connection = replica.engine.connect()
-            # asked every time: it is also what finds a connection the replica dropped
-            replica.replayed = furthest(
-                replica.replayed, self._position(connection, self._log.replayed)
-            )
+            # asked every time: it is also what finds a connection the replica dropped, and
+            # the answer replaces the last one (one URL may lead to several servers, or to
+            # a replica rebuilt since: a position can go back)
+            replica.replayed = self._position(connection, self._log.replayed)
             connection.rollback()
             if covers(replica.replayed, needed):
                 return connection

@@ -230,8 +230,12 @@ class SqlUnitOfWork:
         except exc.SQLAlchemyError as error:
             raise translate(error, committing=True) from error
         self.committed_revision = revision
-        if self._store.routing is not None and not (self._inside_host or self._read_only):
-            self._store.routing.after_commit(self.connection)
+        routing = self._store.routing
+        if routing is not None and not self._read_only:
+            if self._inside_host:  # the host commits later: learn the position afresh then
+                self.when_durable(routing.forget)
+            else:
+                routing.after_commit(self.connection)
         notices = self._store.notices
         if revision is not None and notices is not None:
             self.when_durable(notices.committed)
@@ -241,6 +245,11 @@ class SqlUnitOfWork:
 
     @storage_errors
     def rollback(self) -> None:
+        self.pending_audit.clear()
+        self.pending_history.clear()
+        self.noted.clear()
+        self.bumped.clear()
+        self.unstamped.clear()
         if self._transaction is not None and self._transaction.is_active:
             self._transaction.rollback()
 
@@ -365,7 +374,7 @@ class SqlStore:
         self._hints: weakref.WeakSet[Any] = weakref.WeakSet()
         self.routing: ReadRouting | None = None
         self.notices = (
-            CommitNotices(self.engine) if self.engine.dialect.name == "postgresql" else None
+            CommitNotices.of(self.engine) if self.engine.dialect.name == "postgresql" else None
         )
         """PostgreSQL: wakes other processes' followers after this process's commits."""
 

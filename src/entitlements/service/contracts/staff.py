@@ -14,7 +14,7 @@ import attrs
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.assignment import check_may_assign
 from entitlements.domain.billing_cycle import BillingCycle
-from entitlements.domain.checks import check_bool, check_reason
+from entitlements.domain.checks import check_bool, check_optional_id, check_reason
 from entitlements.domain.contracts.contract import (
     MAX_SIGNERS,
     Contract,
@@ -244,6 +244,7 @@ class StaffContracts:
         the actor read (``contract.read``) are left out."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise InvalidInput("limit", "must be a whole number from 1 to 1000", limit)
+        tenant = check_optional_id(tenant, "tenant")
         with self._rt.read(tenant) as uow:
             found = list(uow.contracts.awaiting(self._rt.read_now(tenant), limit))
             if actor is None:
