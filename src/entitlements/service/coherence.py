@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import os
 import threading
 import time
@@ -109,6 +110,21 @@ class Coherence:
             return
         self.sync()
 
+    def confirmed_clock(self, clock: Callable[[], float]) -> Callable[[], float]:
+        """What the warm path compares with the cache's window (clock seconds): the
+        system clock itself, whose window holds this confirmation already; another
+        clock's reading only while the confirmation holds by the wall clock, else NaN,
+        which no window holds."""
+        if clock is time.time:
+            return clock
+
+        def confirmed() -> float:
+            if self.fresh_from <= time.time() < self.fresh_until:
+                return clock()
+            return math.nan
+
+        return confirmed
+
     def has_seen(self, revision: int) -> bool:
         """Whether the entry ``revision`` has been applied here."""
         return self._after is not None and revision <= self._after and revision not in self._missing
@@ -146,6 +162,7 @@ class Coherence:
                 )
                 self._down_since = None
             self.fresh_from, self.fresh_until = wall, wall + self.max_staleness
+            self._cache.confirm(wall, wall + self.max_staleness)
             if self._background and self._thread is None:
                 self._start()
 

@@ -3,14 +3,14 @@
 Use cases are grouped by what they act on (``plans``, ``subscriptions``, ``overrides``,
 ``audit``); the checks live here because they are what the request path calls: a warm
 ``allows``/``limit`` is a dict lookup for the owner's snapshot (keyed by the owner's key
-string, whose hash Python keeps), one clock reading, two float windows (the snapshot is
-still valid at the clock's time; the cache was confirmed against the change feed within
-``max_staleness``) and a set membership — no I/O, no resolution.
+string, whose hash Python keeps), one clock reading compared with the cache's window
+(every warm snapshot is still valid then and, with the system clock, the cache was
+confirmed against the change feed within ``max_staleness``; see
+`entitlements.service.cache`) and a set membership — no I/O, no resolution.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -57,8 +57,6 @@ if TYPE_CHECKING:
     from entitlements.service.contracts import Contracts
 
 __all__ = ["Entitlements"]
-
-_wall = time.time
 
 
 def _channel(redis: ChangeChannel | str | None) -> ChangeChannel | None:
@@ -175,10 +173,10 @@ class Entitlements:
         self.seats = Seats(self.runtime)
         """Named seat assignments."""
         self._payment_provider = payment_provider
-        self._snapshots = self.runtime.cache.snapshots
-        self._warm = self.runtime.cache.warm
-        self._ts = self.runtime.timestamp
-        self._wall_clock = self._ts is time.time  # one reading serves both checks
+        self._cache = self.runtime.cache
+        self._snapshots = self._cache.snapshots
+        self._warm = self._cache.warm
+        self._clock = self.runtime.warm_clock
 
     # Contracts, billing, claims and the sweep are built on first use: a host that never
     # touches them never loads their modules (nor cryptography).
@@ -215,13 +213,8 @@ class Entitlements:
             snapshot = self._warm[owner._key]
         except (KeyError, AttributeError, TypeError):  # not cached, or not an Owner
             return self._current(owner).allows(feature, action)
-        ts, coherence = self._ts(), self.coherence
-        if (
-            snapshot.resolved_ts <= ts < snapshot.expires_ts
-            and coherence.fresh_from
-            <= (ts if self._wall_clock else _wall())
-            < coherence.fresh_until
-        ):
+        cache, clock = self._cache, self._clock  # a local: calling an attribute is slower
+        if cache.lo <= clock() < cache.hi:
             if action is None:  # the common question, answered without another call
                 try:
                     if feature in snapshot._full:
@@ -246,13 +239,8 @@ class Entitlements:
             snapshot = self._warm[owner._key]
         except (KeyError, AttributeError, TypeError):  # not cached, or not an Owner
             return self._current(owner)
-        ts, coherence = self._ts(), self.coherence
-        if (
-            snapshot.resolved_ts <= ts < snapshot.expires_ts
-            and coherence.fresh_from
-            <= (ts if self._wall_clock else _wall())
-            < coherence.fresh_until
-        ):
+        cache, clock = self._cache, self._clock  # a local: calling an attribute is slower
+        if cache.lo <= clock() < cache.hi:
             return snapshot
         return self._current(owner)
 
@@ -309,6 +297,7 @@ class Entitlements:
         rt = self.runtime
         self.coherence.ensure_fresh()
         at = rt.now()
+        rt.cache.settle(rt.timestamp())
         cached = self._snapshots.get(owner)
         if cached is not None and cached.valid_at(at):
             return cached

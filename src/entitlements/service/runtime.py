@@ -9,6 +9,7 @@ a savepoint, so a call that fails there still leaves storage as it was.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -145,6 +146,8 @@ class Runtime:
     """Called with each committed feed position, after commit (a push to other
     processes, e.g. `entitlements.adapters.redis_hints.RedisChannel.announce`)."""
     timestamp: Callable[[], float] = attrs.field(init=False)
+    warm_clock: Callable[[], float] = attrs.field(init=False)
+    """What the warm path compares with the cache's window (`Coherence.confirmed_clock`)."""
     _ambient: ContextVar[Transaction | None] = attrs.field(
         factory=lambda: ContextVar("entitlements_transaction", default=None)
     )
@@ -160,8 +163,11 @@ class Runtime:
 
     def __attrs_post_init__(self) -> None:
         self.timestamp = timestamp_of(self.clock)
+        if self.timestamp is time.time:  # one reading serves the feed's window too
+            self.cache.follow_wall_clock()
         if self.coherence is None:
             self.coherence = Coherence(self.store, self.cache, max_staleness=1.0)
+        self.warm_clock = self.coherence.confirmed_clock(self.timestamp)
 
     def now(self, given: datetime | None = None) -> datetime:
         if given is not None:

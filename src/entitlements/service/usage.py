@@ -18,7 +18,6 @@ from typing import cast
 
 import attrs
 
-from entitlements.clock import SystemClock
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.checks import check_id, check_key
 from entitlements.domain.ingestion import UsageEvent, UsageResult
@@ -91,7 +90,9 @@ class Usage:
         # the store's fast path for a plain consumption, when it offers one
         self._inline = store if isinstance(store, InlineConsumption) else None
         self._metrics: set[str] = set()
-        self._wall_clock = type(runtime.clock) is SystemClock
+        self._wall_clock = runtime.cache.wall_clock
+        self._cache = runtime.cache
+        self._clock = runtime.warm_clock
 
     # -- reading -----------------------------------------------------------------------
 
@@ -100,15 +101,9 @@ class Usage:
         a few dict lookups: decisions are kept until the owner's usage or entitlements
         change (here or, through the change feed, in another process) or time moves past
         the snapshot's validity."""
-        cache = self._rt.cache
+        cache, clock = self._cache, self._clock  # locals: calling an attribute is slower
         try:
-            snapshot = cache.snapshots.get(owner)
-            if (
-                snapshot is not None
-                and snapshot.resolved_ts <= self._rt.timestamp() < snapshot.expires_ts
-                and self._coherence.fresh_from <= _wall() < self._coherence.fresh_until
-                and type(amount) is int
-            ):
+            if owner in cache.snapshots and cache.lo <= clock() < cache.hi and type(amount) is int:
                 memo = cache.decisions.get(owner)
                 if memo is not None:
                     known = memo.get((metric, amount))
@@ -121,14 +116,15 @@ class Usage:
     def _check_slow(self, owner: Owner, metric: str, amount: int) -> UsageDecision:
         rt = self._rt
         self._coherence.ensure_fresh()
-        generation = rt.cache.generation
+        generations = rt.cache.generation, rt.cache.usage_generation
         at = rt.now()
+        rt.cache.settle(rt.timestamp())
         snapshot, counter = self._cached(owner, metric, at)
         if snapshot is None or counter is None:
-            snapshot, counter = self._read(owner, metric, at, snapshot, generation)
+            snapshot, counter = self._read(owner, metric, at, snapshot, generations)
         decision = decide(snapshot, metric, counter, amount)
         if counter.held_until is None and not rt.in_atomic_block:
-            rt.cache.put_decision(decision, generation, snapshot)
+            rt.cache.put_decision(decision, generations[1], snapshot)
         return decision
 
     def _cached(
@@ -147,19 +143,25 @@ class Usage:
         return snapshot, counter
 
     def _read(
-        self, owner: Owner, metric: str, at: datetime, snapshot: Snapshot | None, generation: int
+        self,
+        owner: Owner,
+        metric: str,
+        at: datetime,
+        snapshot: Snapshot | None,
+        generations: tuple[int, int],
     ) -> tuple[Snapshot, Counter]:
         """The terms (unless given) and the counter read from the store, kept for the
-        next check outside atomic blocks."""
+        next check outside atomic blocks (under the cache's terms and usage generations
+        read before)."""
         rt = self._rt
         with rt.read(owner.tenant) as uow:
             if snapshot is None:
                 snapshot = load_snapshot(uow, owner, at, rt.policy)
             counter = self._counter(uow, snapshot, metric, at)
         if not rt.in_atomic_block:
-            rt.cache.put(snapshot, generation)
+            rt.cache.put(snapshot, generations[0])
             if not counter.holds_expired(at):
-                rt.cache.put_counter(counter, generation)
+                rt.cache.put_counter(counter, generations[1])
         return snapshot, counter
 
     def _counter(self, uow: UnitOfWork, snapshot: Snapshot, metric: str, at: datetime) -> Counter:
