@@ -235,13 +235,12 @@ class Entitlements:
     def snapshot(self, owner: Owner) -> Snapshot:
         """The owner's resolved entitlements now (cached while time and writes leave them
         as they are)."""
+        cache, clock = self._cache, self._clock
         try:
-            snapshot = self._warm[owner._key]
+            if cache.lo <= clock() < cache.hi:
+                return self._warm[owner._key]
         except (KeyError, AttributeError, TypeError):  # not cached, or not an Owner
-            return self._current(owner)
-        cache, clock = self._cache, self._clock  # a local: calling an attribute is slower
-        if cache.lo <= clock() < cache.hi:
-            return snapshot
+            pass
         return self._current(owner)
 
     def claims(self, owner: Owner, now: datetime | None = None) -> Claims:

@@ -9,7 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from entitlements.web.sealed import Sealer
+from entitlements.web.sealed import SealedCookies
 from entitlements.web.settings import Settings
 
 __all__ = ["Flash"]
@@ -19,29 +19,17 @@ COOKIE = "ent_flash"
 
 class Flash:
     def __init__(self, secret: bytes, settings: Settings) -> None:
-        self._sealer = Sealer(secret, "flash")
-        self._settings = settings
-
-    @staticmethod
-    def _path(request: Request) -> str:
-        return (request.scope.get("root_path") or "") + "/sign/"
+        self._cookies = SealedCookies(
+            secret, "flash", settings, max_age=120, samesite="strict", limit=8000
+        )
 
     def put(
         self, request: Request, response: Response, bound_to: str, document: dict[str, Any]
     ) -> None:
-        response.set_cookie(
-            COOKIE,
-            self._sealer.seal(bound_to, document),
-            max_age=120,
-            path=self._path(request),
-            httponly=True,
-            samesite="strict",
-            secure=self._settings.secure(request),
-        )
+        self._cookies.put(request, response, COOKIE, bound_to, document)
 
     def clear(self, request: Request, response: Response) -> None:
-        if COOKIE in request.cookies:
-            response.delete_cookie(COOKIE, path=self._path(request))
+        self._cookies.clear(request, response, COOKIE)
 
     def read(self, request: Request, bound_to: str) -> dict[str, Any] | None:
-        return self._sealer.open(bound_to, request.cookies.get(COOKIE), 8000)
+        return self._cookies.get(request, COOKIE, bound_to)

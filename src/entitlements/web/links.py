@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from entitlements.domain.owner import Owner
-from entitlements.web.sealed import Sealer
+from entitlements.web.sealed import SealedCookies
 from entitlements.web.settings import Settings
 
 __all__ = ["LinkMemory", "RememberedLink"]
@@ -36,8 +36,9 @@ class RememberedLink:
 
 class LinkMemory:
     def __init__(self, secret: bytes, settings: Settings) -> None:
-        self._sealer = Sealer(secret, "link")
-        self._settings = settings
+        self._cookies = SealedCookies(
+            secret, "link", settings, max_age=MAX_AGE, samesite="lax", limit=4000
+        )
 
     @staticmethod
     def _digest(token: str) -> str:
@@ -56,19 +57,10 @@ class LinkMemory:
             "c": link.contract_id,
             "s": link.signer_id,
         }
-        response.set_cookie(
-            self._name(token),
-            self._sealer.seal(self._digest(token), document),
-            max_age=MAX_AGE,
-            path=(request.scope.get("root_path") or "") + "/sign/",
-            httponly=True,
-            samesite="lax",
-            secure=self._settings.secure(request),
-        )
+        self._cookies.put(request, response, self._name(token), self._digest(token), document)
 
     def recall(self, request: Request, token: str) -> RememberedLink | None:
-        value = request.cookies.get(self._name(token))
-        document = self._sealer.open(self._digest(token), value, 4000)
+        document = self._cookies.get(request, self._name(token), self._digest(token))
         if document is None:
             return None
         try:

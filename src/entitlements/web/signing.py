@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -250,69 +251,68 @@ class SigningPages:
     # -- steps ---------------------------------------------------------------------------
 
     async def consent(self, request: Request) -> Response:
-        posted = await self._form(request)
-        if isinstance(posted, Response):
-            return posted
-        visit, form = posted
-        if _text(form, "agree") != "yes":
-            error = InvalidInput("consent", "tick the box to agree before continuing")
-            return self._back_to_page(request, visit, error)
-        ip, agent = self._evidence(request)
-        try:
-            await run_in_threadpool(
-                lambda: self.ents.contracts.consent(
-                    visit.token,
-                    consent_text=self.settings.consent_text,
-                    consent_version=self.settings.consent_version,
-                    ip=ip,
-                    user_agent=agent,
-                )
+        def step(token: str, form: FormData, ip: str | None, agent: str | None) -> None:
+            if _text(form, "agree") != "yes":
+                raise InvalidInput("consent", "tick the box to agree before continuing")
+            self.ents.contracts.consent(
+                token,
+                consent_text=self.settings.consent_text,
+                consent_version=self.settings.consent_version,
+                ip=ip,
+                user_agent=agent,
             )
-        except (InvalidToken, IllegalTransition):
-            pass  # already consented, or the link is used up: the page says which
-        except EntitlementsError as error:
-            return self._back_to_page(request, visit, error)
-        return self._back_to_page(request, visit)
+
+        return await self._step(request, step)
 
     async def sign(self, request: Request) -> Response:
-        posted = await self._form(request)
-        if isinstance(posted, Response):
-            return posted
-        visit, form = posted
-        method = _text(form, "method") or "typed"
-        values = {"method": method, "typed_name": _text(form, "typed_name")[:300]}
-        try:
-            image, typed = _signature(form, method)
-            ip, agent = self._evidence(request)
-            await run_in_threadpool(
-                lambda: self.ents.contracts.sign(
-                    visit.token, typed_name=typed, drawing=image, ip=ip, user_agent=agent
-                )
+        def step(token: str, form: FormData, ip: str | None, agent: str | None) -> None:
+            image, typed = _signature(form, _method(form))
+            self.ents.contracts.sign(
+                token, typed_name=typed, drawing=image, ip=ip, user_agent=agent
             )
-        except (InvalidToken, IllegalTransition):
-            pass  # signed already (a double submit), or not yet allowed: the page says which
-        except EntitlementsError as error:
-            return self._back_to_page(request, visit, error, values)
-        return self._back_to_page(request, visit)
+
+        def kept(form: FormData) -> dict[str, str]:
+            return {"method": _method(form), "typed_name": _text(form, "typed_name")[:300]}
+
+        return await self._step(request, step, kept)
 
     async def decline(self, request: Request) -> Response:
+        def step(token: str, form: FormData, ip: str | None, agent: str | None) -> None:
+            self.ents.contracts.decline(token, reason=_reason(form), ip=ip, user_agent=agent)
+
+        return await self._step(request, step, lambda form: {"reason": _reason(form) or ""})
+
+    async def _step(
+        self,
+        request: Request,
+        step: Callable[[str, FormData, str | None, str | None], None],
+        kept: Callable[[FormData], dict[str, str]] | None = None,
+    ) -> Response:
+        """One signing step posted: ``step(token, form, ip, user_agent)`` does it; the
+        answer is always a redirect back to the page, with the error and what the signer
+        had typed (``kept``) when it was refused. A step that is done already (a double
+        submit) or not allowed yet is no error: the page says which."""
         posted = await self._form(request)
         if isinstance(posted, Response):
             return posted
         visit, form = posted
-        reason = _text(form, "reason").strip() or None
         ip, agent = self._evidence(request)
         try:
-            await run_in_threadpool(
-                lambda: self.ents.contracts.decline(
-                    visit.token, reason=reason, ip=ip, user_agent=agent
-                )
-            )
+            await run_in_threadpool(lambda: step(visit.token, form, ip, agent))
         except (InvalidToken, IllegalTransition):
             pass
         except EntitlementsError as error:
-            return self._back_to_page(request, visit, error, {"reason": reason or ""})
+            values = None if kept is None else kept(form)
+            return self._back_to_page(request, visit, error, values)
         return self._back_to_page(request, visit)
+
+
+def _method(form: FormData) -> str:
+    return _text(form, "method") or "typed"
+
+
+def _reason(form: FormData) -> str | None:
+    return _text(form, "reason").strip() or None
 
 
 def _signature(form: FormData, method: str) -> tuple[bytes | None, str | None]:

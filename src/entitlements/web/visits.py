@@ -22,7 +22,7 @@ import attrs
 from starlette.requests import Request
 from starlette.responses import Response
 
-from entitlements.web.sealed import Sealer
+from entitlements.web.sealed import SealedCookies
 from entitlements.web.settings import Settings
 
 __all__ = ["VISIT_LIFETIME", "Visit", "Visits"]
@@ -55,8 +55,9 @@ class Visits:
     def __init__(
         self, secret: bytes, settings: Settings, clock: Callable[[], float] = time.time
     ) -> None:
-        self._sealer = Sealer(secret, "visit")
-        self._settings = settings
+        self._cookies = SealedCookies(
+            secret, "visit", settings, max_age=VISIT_LIFETIME, samesite="lax", limit=2000
+        )
         self._clock = clock
 
     @staticmethod
@@ -72,7 +73,7 @@ class Visits:
         return Visit(key, token, secrets.token_urlsafe(24), False, 0)
 
     def find(self, request: Request, key: str) -> Visit | None:
-        document = self._sealer.open(key, request.cookies.get(self._cookie(key)), 2000)
+        document = self._cookies.get(request, self._cookie(key), key)
         if document is None:
             return None
         try:
@@ -87,12 +88,4 @@ class Visits:
         """Store ``visit`` in the browser, for another `VISIT_LIFETIME` seconds."""
         ends = int(self._clock()) + VISIT_LIFETIME
         document = {"t": visit.token, "n": visit.nonce, "v": visit.viewed, "e": ends}
-        response.set_cookie(
-            self._cookie(visit.key),
-            self._sealer.seal(visit.key, document),
-            max_age=VISIT_LIFETIME,
-            path=(request.scope.get("root_path") or "") + "/sign/",
-            httponly=True,
-            samesite="lax",
-            secure=self._settings.secure(request),
-        )
+        self._cookies.put(request, response, self._cookie(visit.key), visit.key, document)

@@ -78,18 +78,12 @@ def _revision_upsert(dialect: str, *, bump: bool, returning: bool = True) -> Any
         "revision": 1 if bump else 0,
     }
     keys = ["tenant", "owner_kind", "owner_id"]
-    if dialect == "postgresql":
-        pg = postgresql.insert(t.owner_revisions).values(**values)
+    if dialect in ("postgresql", "sqlite"):  # the same ON CONFLICT, each its own dialect's
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        upsert = insert(t.owner_revisions).values(**values)
         if not bump:
-            return pg.on_conflict_do_nothing(index_elements=keys)
-        return pg.on_conflict_do_update(
-            index_elements=keys, set_={"revision": t.owner_revisions.c.revision + 2}
-        ).returning(t.owner_revisions.c.revision)
-    if dialect == "sqlite":
-        lite = sqlite.insert(t.owner_revisions).values(**values)
-        if not bump:
-            return lite.on_conflict_do_nothing(index_elements=keys)
-        return lite.on_conflict_do_update(
+            return upsert.on_conflict_do_nothing(index_elements=keys)
+        return upsert.on_conflict_do_update(
             index_elements=keys, set_={"revision": t.owner_revisions.c.revision + 2}
         ).returning(t.owner_revisions.c.revision)
     my = mysql.insert(t.owner_revisions).values(**values)
