@@ -104,3 +104,14 @@ def test_the_window_follows_a_clock_other_than_the_systems_only_while_confirmed(
     assert math.isnan(ents.runtime.warm_clock()), "no window holds an unconfirmed reading"
     assert ents.allows(ACME, "export")
     assert coherence.fresh_until > coherence.fresh_from, "confirmed again before answering"
+
+
+def test_a_cache_of_size_zero_keeps_nothing_and_answers_cold():
+    ents = Entitlements(MemoryStore(), cache_size=0)
+    for plan in CATALOG:
+        ents.plans.define(plan, actor="staff")
+    assert not ents.allows(ACME, "export")
+    ents.subscriptions.subscribe(ACME, "growth", actor="staff")
+    assert ents.allows(ACME, "export")
+    assert len(ents.runtime.cache) == 0
+    ents.close()

@@ -138,6 +138,8 @@ class SnapshotCache:
             if generation != self.generation:
                 return
             if snapshot.owner not in self.snapshots and len(self.snapshots) >= self.max_size:
+                if not self.snapshots:  # cache_size=0: nothing is kept
+                    return
                 self._drop_terms(next(iter(self.snapshots)))
             owner = snapshot.owner
             if self.snapshots.get(owner, snapshot) is not snapshot:

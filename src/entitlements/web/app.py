@@ -19,9 +19,7 @@ from entitlements.service.entitlements import Entitlements
 from entitlements.web.auth import Authenticator
 from entitlements.web.console import Console
 from entitlements.web.csrf import CsrfGuard
-from entitlements.web.flash import Flash
 from entitlements.web.headers import SecurityHeaders
-from entitlements.web.links import LinkMemory
 from entitlements.web.lists import FindOwners, OwnerCards, OwnerLists
 from entitlements.web.pages import Pages
 from entitlements.web.ratelimit import BadTokenLimit, default_limiter
@@ -32,7 +30,6 @@ from entitlements.web.settings import (
     peer_address,
 )
 from entitlements.web.signing import SigningPages
-from entitlements.web.visits import Visits
 
 __all__ = ["create_app"]
 
@@ -96,15 +93,8 @@ def create_app(
     )
     router_box: list[Router] = []
     pages = Pages(CsrfGuard(secret, settings), lambda: router_box[0], title)
-    signing = SigningPages(
-        ents,
-        pages,
-        LinkMemory(secret + b"\x1flinks", settings),
-        bad_token_limiter or default_limiter(ents.runtime.store),
-        settings,
-        Flash(secret + b"\x1fflash", settings),
-        Visits(secret + b"\x1fvisits", settings),
-    )
+    limiter = bad_token_limiter or default_limiter(ents.runtime.store)
+    signing = SigningPages(ents, pages, limiter, settings, secret)
     if login_url is not None and not isinstance(login_url, str):
         raise InvalidInput("login_url", "must be the URL of the host's sign-in page", login_url)
     for name, given in (("owner_card", owner_card), ("find_owners", find_owners)):

@@ -34,11 +34,21 @@ __all__ = ["BadTokenLimit", "BadTokenLimiter", "RedisBadTokenLimiter", "SqlBadTo
 log = logging.getLogger(__name__)
 
 
-def _limits(attempts: int, window: float) -> None:
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-        raise InvalidInput("attempts", "must be a whole number of 1 or more", attempts)
-    if isinstance(window, bool) or not isinstance(window, int | float) or window <= 0:
-        raise InvalidInput("window", "must be a number of seconds above 0", window)
+class _Window:
+    """What every count shares: at most ``attempts`` failures per client in ``window``
+    seconds, checked when made; a refused client may try again after a window."""
+
+    def __init__(self, attempts: int, window: float, clock: Callable[[], float]) -> None:
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise InvalidInput("attempts", "must be a whole number of 1 or more", attempts)
+        if isinstance(window, bool) or not isinstance(window, int | float) or window <= 0:
+            raise InvalidInput("window", "must be a number of seconds above 0", window)
+        self.attempts = attempts
+        self.window = window
+        self._clock = clock
+
+    def retry_after(self) -> int:
+        return int(self.window)
 
 
 def _client_key(client: str) -> str:
@@ -46,7 +56,7 @@ def _client_key(client: str) -> str:
     return hashlib.sha256(client.encode()).hexdigest()
 
 
-class BadTokenLimiter:
+class BadTokenLimiter(_Window):
     """At most ``attempts`` links that open nothing per client address within ``window``
     seconds; per process (each process of a host keeps its own count)."""
 
@@ -57,10 +67,7 @@ class BadTokenLimiter:
         clock: Callable[[], float] = time.monotonic,
         max_clients: int = 100_000,
     ) -> None:
-        _limits(attempts, window)
-        self.attempts = attempts
-        self.window = window
-        self._clock = clock
+        super().__init__(attempts, window, clock)
         self._max_clients = max_clients
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
@@ -99,11 +106,8 @@ class BadTokenLimiter:
             self._record(client, now)
             return False
 
-    def retry_after(self) -> int:
-        return int(self.window)
 
-
-class SqlBadTokenLimiter:
+class SqlBadTokenLimiter(_Window):
     """The limit counted in the library's database (table ``ent_signing_failures``,
     migration ``0011``), so every process of the host shares it.
 
@@ -121,13 +125,10 @@ class SqlBadTokenLimiter:
         window: float = 600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        _limits(attempts, window)
+        super().__init__(attempts, window, clock)
         if not isinstance(engine, Engine):
             raise InvalidInput("engine", "must be a SQLAlchemy Engine", engine)
-        self.attempts = attempts
-        self.window = window
         self._engine = engine
-        self._clock = clock
         self._fallback = BadTokenLimiter(attempts, window)
 
     def _count(self, key: str, since: int) -> int:
@@ -165,11 +166,8 @@ class SqlBadTokenLimiter:
             log.warning("bad-token limit counted in this process only: %s", error)
             return self._fallback.fail(client)
 
-    def retry_after(self) -> int:
-        return int(self.window)
 
-
-class RedisBadTokenLimiter:
+class RedisBadTokenLimiter(_Window):
     """The limit counted in Redis (extra ``redis``): one counter per client address and
     window, incremented atomically, expiring with its window. Windows are fixed, so a
     client may fail up to twice ``attempts`` times across a window's boundary."""
@@ -182,11 +180,8 @@ class RedisBadTokenLimiter:
         prefix: str = "entitlements:bad-token:",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        _limits(attempts, window)
-        self.attempts = attempts
-        self.window = window
+        super().__init__(attempts, window, clock)
         self._prefix = prefix
-        self._clock = clock
         self._client = _redis().Redis.from_url(_url(redis)) if isinstance(redis, str) else redis
         self._fallback = BadTokenLimiter(attempts, window)
 
@@ -202,9 +197,6 @@ class RedisBadTokenLimiter:
             log.warning("bad-token limit counted in this process only: %s", error)
             return self._fallback.fail(client)
         return int(count) > self.attempts
-
-    def retry_after(self) -> int:
-        return int(self.window)
 
 
 def default_limiter(store: object) -> BadTokenLimit:

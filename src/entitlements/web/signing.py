@@ -89,19 +89,15 @@ class SigningPages:
         self,
         ents: Entitlements,
         pages: Pages,
-        links: LinkMemory,
         limiter: BadTokenLimit,
         settings: Settings,
-        flash: Flash,
-        visits: Visits,
+        secret: bytes,
     ) -> None:
-        self.flash = flash
-        self.ents = ents
-        self.pages = pages
-        self.links = links
-        self.limiter = limiter
-        self.settings = settings
-        self.visits = visits
+        self.ents, self.pages, self.limiter, self.settings = ents, pages, limiter, settings
+        # what the pages keep in the signer's browser, each sealed with its own key
+        self.links = LinkMemory(secret + b"\x1flinks", settings)
+        self.flash = Flash(secret + b"\x1fflash", settings)
+        self.visits = Visits(secret + b"\x1fvisits", settings)
 
     def routes(self) -> list[Route]:
         return [
