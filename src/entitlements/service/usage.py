@@ -116,9 +116,9 @@ class Usage:
     def _check_slow(self, owner: Owner, metric: str, amount: int) -> UsageDecision:
         rt = self._rt
         self._coherence.ensure_fresh()
-        generations = rt.cache.generation, rt.cache.usage_generation
         at = rt.now()
         rt.cache.settle(rt.timestamp())
+        generations = rt.cache.generation, rt.cache.usage_generation
         snapshot, counter = self._cached(owner, metric, at)
         if snapshot is None or counter is None:
             snapshot, counter = self._read(owner, metric, at, snapshot, generations)
