@@ -217,6 +217,13 @@ class SubscriptionRepository(Protocol):
         """Every subscription the owner ever had, oldest first."""
         ...
 
+    def history_page(
+        self, owner: Owner, after: int | None, limit: int
+    ) -> Sequence[tuple[int, Subscription]]:
+        """Up to ``limit`` of the owner's subscriptions after position ``after`` (``None``:
+        from the first), oldest first, each with its position (a key that only grows)."""
+        ...
+
     def at(self, owner: Owner, when: datetime) -> Subscription | None:
         """The owner's subscription as it was stored at ``when`` (``None``: it had none):
         of the subscriptions it had by then, the one created last, as its last write at
@@ -302,6 +309,13 @@ class UsageRepository(Protocol):
 
     def counters(self, owner: Owner, metric: str) -> Sequence[Counter]:
         """Every period's counter of a metric, oldest first (usage history)."""
+        ...
+
+    def counters_page(
+        self, owner: Owner, metric: str, after: datetime | None, limit: int
+    ) -> Sequence[Counter]:
+        """Up to ``limit`` of the metric's counters of periods starting after ``after``
+        (``None``: from the first), oldest first."""
         ...
 
     def ensure(self, owner: Owner, metric: str, period_start: datetime, revision: int) -> None:
@@ -481,6 +495,13 @@ class ContractRepository(Protocol):
 
     def for_owner(self, owner: Owner) -> Sequence[Contract]:
         """Oldest first."""
+        ...
+
+    def page_for_owner(
+        self, owner: Owner, after: tuple[datetime, str] | None, limit: int
+    ) -> Sequence[Contract]:
+        """Up to ``limit`` of the owner's contracts after (created_at, id) ``after``
+        (``None``: from the first), oldest first."""
         ...
 
     def locate(self, token_hash: str) -> tuple[str | None, str, str] | None:
@@ -696,6 +717,20 @@ class AuditLog(Protocol):
 
     def for_target(self, target: str) -> Sequence[AuditEvent]:
         """Every event about one record, oldest first."""
+        ...
+
+    def page_for_owner(
+        self, owner: Owner, after: int | None, limit: int, *, newest_first: bool = False
+    ) -> Sequence[tuple[int, AuditEvent]]:
+        """Up to ``limit`` of the owner's events past position ``after`` (``None``: from
+        the first, or the newest), each with its position (a key that only grows)."""
+        ...
+
+    def page_for_target(
+        self, target: str, after: int | None, limit: int
+    ) -> Sequence[tuple[int, AuditEvent]]:
+        """Up to ``limit`` events about one record after position ``after``, oldest
+        first, each with its position."""
         ...
 
 

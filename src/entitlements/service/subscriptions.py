@@ -34,6 +34,7 @@ from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import as_of, could_read_as
 from entitlements.domain.instant import given_utc, optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
+from entitlements.domain.page import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page_of
 from entitlements.domain.plan import check_trial_days
 from entitlements.domain.plan_change import (
     PlanChangePreview,
@@ -53,7 +54,7 @@ from entitlements.errors import (
 )
 from entitlements.service import lifecycle
 from entitlements.service.assignment import PlanAssignment
-from entitlements.service.due import read_current, read_history
+from entitlements.service.due import read_current
 from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
@@ -132,13 +133,27 @@ class Subscriptions:
             raise SubscriptionNotFound(owner)
         return found
 
-    def history(self, owner: Owner, *, actor: Actor | str | None = None) -> Sequence[Subscription]:
-        """Every subscription the owner ever had, oldest first, each as time has made it
-        by now (like `get`)."""
+    def history(
+        self,
+        owner: Owner,
+        *,
+        actor: Actor | str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+    ) -> Page[Subscription]:
+        """The subscriptions the owner ever had, oldest first, each as time has made it
+        by now (like `get`), a page at a time: pass the page's ``next`` as ``cursor``
+        for the page after it."""
         owner = as_owner(owner)
+        limit = check_limit(limit)
+        after = decode_cursor(cursor, "subscription-history", int)
+        now = self._rt.read_now(owner.tenant)
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
-            return read_history(uow, owner, self._rt.read_now(owner.tenant))
+            found = uow.subscriptions.history_page(
+                owner, None if after is None else after[0], limit + 1
+            )
+        return page_of([((i,), as_of(s, now)) for i, s in found], limit, "subscription-history")
 
     def at(
         self, owner: Owner, when: datetime, *, actor: Actor | str | None = None

@@ -42,6 +42,8 @@ from entitlements.web.settings import Settings
 __all__ = ["Console"]
 
 MAX_SIGNER_ROWS = 5
+SHOWN = 50
+"""Contracts and audit events the owner page shows (the newest audit events first)."""
 
 
 @attrs.frozen
@@ -315,7 +317,7 @@ def _person(people: dict[str, Any], commitment: str) -> str:
 
 def _contracts(ents: Entitlements, owner: Owner) -> list[dict[str, Any]]:
     contracts = []
-    for contract in reversed(list(ents.contracts.list(owner))):
+    for contract in reversed(ents.contracts.list(owner, limit=SHOWN)):
         people = ents.contracts.evidence(owner, contract.id)["personal_data"]
         signers = [
             {"signer": s, "name": _person(people, s.name), "email": _person(people, s.email)}
@@ -349,7 +351,7 @@ def _owner_page(ents: Entitlements, owner: Owner, actor: Actor) -> dict[str, Any
         "seats": ents.seats.list(owner),
         "contracts": _contracts(ents, owner),
         "converted": _converted(history),
-        "audit": list(reversed(list(ents.audit.for_owner(owner))))[:50],
+        "audit": ents.audit.for_owner(owner, limit=SHOWN, newest_first=True),
         "plans": [p for p in ents.plans.list() if p.status.value == "active"],
     }
 

@@ -265,6 +265,20 @@ class SqlSubscriptions(Repository):
         return [_subscription_from(r) for r in rows]
 
     @storage_errors
+    def history_page(
+        self, owner: Owner, after: int | None, limit: int
+    ) -> Sequence[tuple[int, Subscription]]:
+        c = t.subscriptions.c
+        past = [] if after is None else [c.pk > after]
+        rows = self._rows(
+            sa.select(t.subscriptions)
+            .where(*self._owner_filter(owner), *past)
+            .order_by(c.pk)
+            .limit(limit)
+        )
+        return [(r["pk"], _subscription_from(r)) for r in rows]
+
+    @storage_errors
     def add(self, subscription: Subscription) -> Subscription:
         owner = self._scope(subscription.owner)
         stored = attrs.evolve(subscription, revision=1)
