@@ -260,6 +260,14 @@ class SubscriptionRepository(Protocol):
         ``text`` (case-insensitive, when given). Staff consoles list owners with it."""
         ...
 
+    def search_page(
+        self, text: str | None, statuses: frozenset[str] | None, before: int | None, limit: int
+    ) -> Sequence[tuple[int, Subscription]]:
+        """`search` a page at a time: up to ``limit`` owners' latest subscriptions, newest
+        first, each with its position, those before position ``before`` (``None``: from
+        the newest)."""
+        ...
+
 
 class OverrideRepository(Protocol):
     """The overrides of the unit of work's tenant."""

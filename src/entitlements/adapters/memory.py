@@ -339,15 +339,24 @@ class _Subscriptions(_Repository[str]):
     def search(
         self, text: str | None, statuses: frozenset[str] | None, limit: int = 100
     ) -> Sequence[Subscription]:
+        return [sub for _, sub in self.search_page(text, statuses, None, limit)]
+
+    def search_page(
+        self, text: str | None, statuses: frozenset[str] | None, before: int | None, limit: int
+    ) -> Sequence[tuple[int, Subscription]]:
         needle = (text or "").lower()
         order = {sub_id: n for n, sub_id in enumerate(self._t.subscriptions)}
         latest = (
-            self._t.subscriptions[ids[-1]]
+            (order[ids[-1]], self._t.subscriptions[ids[-1]])
             for owner, ids in self._t.subscriptions_by_owner.items()
             if owner.tenant == self._uow.tenant and ids
         )
-        found = [sub for sub in latest if _found_by(sub, needle, statuses)]
-        found.sort(key=lambda sub: order[sub.id], reverse=True)
+        found = [
+            (n, sub)
+            for n, sub in latest
+            if (before is None or n < before) and _found_by(sub, needle, statuses)
+        ]
+        found.sort(key=lambda row: row[0], reverse=True)
         return found[: max(limit, 0)]
 
 

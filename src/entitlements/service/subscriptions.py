@@ -183,22 +183,31 @@ class Subscriptions:
         tenant: str | None = None,
         limit: int = 100,
         actor: Actor | str | None = None,
-    ) -> Sequence[Subscription]:
+        cursor: str | None = None,
+    ) -> Page[Subscription]:
         """Each owner's most recent subscription in ``tenant`` as of now (like `get`),
         newest first, filtered by status and by text found in the owner id, external id or
-        plan key: the staff console's owner list and seed 000's review of past-due
+        plan key, a page at a time (pass the page's ``next`` as ``cursor`` for the page
+        after it): the staff console's owner list and seed 000's review of past-due
         accounts. With ``statuses``, rows time has moved out of them since the last sweep
         are left out, so a page may hold fewer than ``limit``. With ``actor``, owners the
         authorizer does not let the actor read (``subscription.read``) are left out too:
         a list must not show what the owner's own page would refuse."""
         wanted = _search_terms(text, statuses, limit)
         stored_as = None if wanted is None else could_read_as(wanted)
+        after = decode_cursor(cursor, "owners", int)
         with self._rt.read(tenant) as uow:
-            found = uow.subscriptions.search((text or "").strip() or None, stored_as, limit)
-            found = self._readable(uow, found, actor)
+            read = uow.subscriptions.search_page(
+                (text or "").strip() or None,
+                stored_as,
+                None if after is None else after[0],
+                limit + 1,
+            )
+            page = page_of([((n,), s) for n, s in read], limit, "owners")
+            found = self._readable(uow, page, actor)
         now = self._rt.read_now(tenant)
         current = [as_of(subscription, now) for subscription in found]
-        return [s for s in current if wanted is None or s.status.value in wanted]
+        return Page([s for s in current if wanted is None or s.status.value in wanted], page.next)
 
     def _readable(
         self, uow: Any, found: Sequence[Subscription], actor: Actor | str | None

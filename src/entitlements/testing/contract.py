@@ -605,6 +605,24 @@ class StoreContract:
         pages = self._every_page(lambda **page: ents.subscriptions.history(ACME, **page), 2)
         assert [[s.id for s in p] for p in pages] == [ids[:2], ids[2:]]
 
+    def test_owner_search_is_paged_newest_first(self, ents: Entitlements) -> None:
+        owners = [Owner("organization", f"o{n}") for n in range(5)]
+        for owner in owners:
+            ents.subscriptions.subscribe(owner, "free", actor=STAFF)
+        first = ents.subscriptions.search(limit=2)
+        ents.subscriptions.subscribe(Owner("organization", "late"), "free", actor=STAFF)
+        pages = [list(first)]
+        after = first.next
+        while after is not None:
+            page = ents.subscriptions.search(limit=2, cursor=after)
+            pages.append(list(page))
+            after = page.next
+        assert [[s.owner for s in p] for p in pages] == [
+            owners[:2:-1][:2],
+            owners[2:0:-1],
+            owners[:1],
+        ]
+
     def test_pages_refuse_a_bad_limit_or_another_lists_cursor(
         self, ents: Entitlements, store: Store
     ) -> None:

@@ -373,6 +373,12 @@ class SqlSubscriptions(Repository):
     def search(
         self, text: str | None, statuses: frozenset[str] | None, limit: int = 100
     ) -> Sequence[Subscription]:
+        return [sub for _, sub in self.search_page(text, statuses, None, limit)]
+
+    @storage_errors
+    def search_page(
+        self, text: str | None, statuses: frozenset[str] | None, before: int | None, limit: int
+    ) -> Sequence[tuple[int, Subscription]]:
         c = t.subscriptions.c
         # the owner's latest row is the one with no newer row: a probe of the owner index
         # per row read, newest first, until the page is full (grouping the tenant's rows
@@ -385,6 +391,8 @@ class SqlSubscriptions(Repository):
             newer.c.pk > c.pk,
         )
         conditions: list[sa.ColumnElement[bool]] = [c.tenant == self._t, ~superseded]
+        if before is not None:
+            conditions.append(c.pk < before)
         if statuses is not None:
             conditions.append(c.status.in_(sorted(statuses)))
         if text:
@@ -400,4 +408,4 @@ class SqlSubscriptions(Repository):
         rows = self._rows(
             sa.select(t.subscriptions).where(*conditions).order_by(c.pk.desc()).limit(max(limit, 0))
         )
-        return [_subscription_from(r) for r in rows]
+        return [(r["pk"], _subscription_from(r)) for r in rows]
