@@ -35,7 +35,7 @@ from entitlements import Actor, Entitlements, Limit, LimitKind, Owner, Plan, Usa
 from entitlements.adapters.sql import SqlStore, metadata, migrations
 from entitlements.adapters.sql import tables as t
 from entitlements.domain.contracts.contract import SignerSpec
-from entitlements.web.lists import PAGE_SIZE, Filters, OwnerLists
+from entitlements.web.lists import Filters, OwnerLists
 
 PLAN = Plan(
     "scale",
@@ -107,6 +107,35 @@ def templates(store: SqlStore) -> dict[str, dict[str, Any]]:
         }
 
 
+def probe_history(store: SqlStore, rows: dict[str, dict[str, Any]]) -> None:
+    """More than a page of the probe's audit events and usage periods at the small size
+    already: a page read costs a full page at both sizes."""
+    first = rows["period"]["start"]
+    with store.engine.begin() as c:
+        c.execute(
+            t.audit_events.insert(),
+            [
+                {**{k: v for k, v in rows["audit"].items() if k != "pk"}, "id": uuid.uuid4().hex}
+                for _ in range(150)
+            ],
+        )
+        c.execute(
+            t.usage_counters.insert(),
+            [
+                {
+                    "tenant": "",
+                    "owner_kind": "organization",
+                    "owner_id": "probe",
+                    "metric": "api_calls",
+                    "period_start": first - timedelta(days=31 * (n + 1)),
+                    "used": n,
+                    "reserved": 0,
+                }
+                for n in range(150)
+            ],
+        )
+
+
 def grow(store: SqlStore, rows: dict[str, dict[str, Any]], start: int, end: int) -> None:
     """Ledger rows ``start``..``end`` (a tenth of them the probe's and the batch owners'
     own history), one owner with a live subscription and one audit event per ten."""
@@ -160,6 +189,21 @@ def grow(store: SqlStore, rows: dict[str, dict[str, Any]], start: int, end: int)
                     ],
                 )
             contracts(c, rows, [n for n in numbers if n % 100 == 0])
+            c.execute(
+                t.usage_counters.insert(),
+                [
+                    {
+                        "tenant": "",
+                        "owner_kind": "organization",
+                        "owner_id": f"owner-{n}",
+                        "metric": "api_calls",
+                        "period_start": period,
+                        "used": 10,
+                        "reserved": 0,
+                    }
+                    for n in owners
+                ],
+            )
     analyze(store)
 
 
@@ -231,8 +275,8 @@ def operations(store: SqlStore, rows: dict[str, dict[str, Any]]) -> dict[str, Wo
     contract_id = rows["contract"]["id"]
 
     def console(text: str) -> Work:
-        def run(i: int) -> Any:  # the console's owner page: one page of rows and the counts
-            return lists.owners(STAFF, Filters(text=text))[:PAGE_SIZE], lists.counts(STAFF)
+        def run(i: int) -> Any:  # the console's owner page: one page of rows
+            return lists.owners_page(STAFF, Filters(text=text))
 
         return run
 
@@ -268,11 +312,12 @@ def operations(store: SqlStore, rows: dict[str, dict[str, Any]]) -> dict[str, Wo
         "contracts.list, one page": lambda i: ents.contracts.list(PROBE),
         "evidence of one contract": lambda i: ents.contracts.evidence(PROBE, contract_id),
         "sweep, nothing due": lambda i: ents.process_due(),
-        "sweep, 1,000 due": sweep_due,
         "owner list (search page)": lambda i: ents.subscriptions.search(limit=50),
         "owner search (text)": lambda i: ents.subscriptions.search("cus_12", limit=50),
         "console owner list, one page": console(""),
         "console owner search": console("cus_12"),
+        "console status counts": lambda i: lists.counts(STAFF),
+        "sweep, 1,000 due": sweep_due,
     }
 
 
@@ -325,6 +370,7 @@ def each(store: SqlStore, rows: dict[str, dict[str, Any]], repeat: int) -> dict[
 def measure(url: str, full: int, repeat: int) -> dict[str, tuple[float, float]]:
     store = fresh(url)
     rows = templates(store)
+    probe_history(store, rows)
     grow(store, rows, 0, SMALL)
     small = each(store, rows, repeat)
     grow(store, rows, SMALL, full)
