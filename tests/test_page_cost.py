@@ -173,3 +173,54 @@ def test_a_page_costs_one_bounded_query_at_a_grown_table(kind, make_store):
             plan = _plan(store, listed[0], READS[name])
             assert "TEMP B-TREE" not in plan, (name, plan)
             assert "USING INDEX" in plan or "USING INTEGER PRIMARY KEY" in plan, (name, plan)
+
+
+def _stretches(store: SqlStore, first: int, last: int) -> None:
+    """Stretches ``first`` to ``last`` of ACME's one subscription (a seat change each)."""
+    with store.engine.begin() as c:
+        row = dict(
+            c.execute(
+                sa.select(t.subscription_history).where(t.subscription_history.c.owner_id == "acme")
+            )
+            .mappings()
+            .first()
+            or {}
+        )
+        row.pop("seq")
+        c.execute(
+            t.subscription_history.insert(),
+            [
+                {**row, "effective_at": row["effective_at"] + timedelta(seconds=n + 1), "seats": n}
+                for n in range(first, last)
+            ],
+        )
+
+
+def _at_cost(store: SqlStore, when: datetime) -> int:
+    with store.engine.connect() as host:
+        host.begin()
+        ents = Entitlements(SqlStore(host))
+        ents.subscriptions.at(ACME, when)
+        count = _reader(host)
+        before = count()
+        found = ents.subscriptions.at(ACME, when)
+        after = count()
+        ents.close()
+        host.rollback()
+    assert found is not None
+    return after - before
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_the_subscription_at_an_instant_is_one_bounded_read_of_a_long_history(kind, make_store):
+    store = make_store(kind)
+    ents = Entitlements(store)
+    ents.plans.define(Plan("free", "Free", status="active"), actor="staff:ann")
+    sub = ents.subscriptions.subscribe(ACME, "free", actor="staff:ann")
+    ents.close()
+    _stretches(store, 0, SMALL)
+    later = sub.created_at + timedelta(days=365)
+    small = _at_cost(store, later)
+    _stretches(store, SMALL, GROWN)
+    grown = _at_cost(store, later)
+    assert grown <= 1.5 * small + 200, (small, grown)
