@@ -262,10 +262,12 @@ class SubscriptionRepository(Protocol):
 
     def search_page(
         self, text: str | None, statuses: frozenset[str] | None, before: int | None, limit: int
-    ) -> Sequence[tuple[int, Subscription]]:
+    ) -> tuple[Sequence[tuple[int, Subscription]], int | None]:
         """`search` a page at a time: up to ``limit`` owners' latest subscriptions, newest
         first, each with its position, those before position ``before`` (``None``: from
-        the newest)."""
+        the newest); and, when a text search stopped looking before the page was full
+        (it reads a bounded number of rows), the position it stopped at (``None``: it
+        looked at every row before ``before``)."""
         ...
 
 

@@ -339,11 +339,11 @@ class _Subscriptions(_Repository[str]):
     def search(
         self, text: str | None, statuses: frozenset[str] | None, limit: int = 100
     ) -> Sequence[Subscription]:
-        return [sub for _, sub in self.search_page(text, statuses, None, limit)]
+        return [sub for _, sub in self.search_page(text, statuses, None, limit)[0]]
 
     def search_page(
         self, text: str | None, statuses: frozenset[str] | None, before: int | None, limit: int
-    ) -> Sequence[tuple[int, Subscription]]:
+    ) -> tuple[Sequence[tuple[int, Subscription]], int | None]:
         needle = (text or "").lower()
         order = {sub_id: n for n, sub_id in enumerate(self._t.subscriptions)}
         latest = (
@@ -357,7 +357,7 @@ class _Subscriptions(_Repository[str]):
             if (before is None or n < before) and _found_by(sub, needle, statuses)
         ]
         found.sort(key=lambda row: row[0], reverse=True)
-        return found[: max(limit, 0)]
+        return found[: max(limit, 0)], None
 
 
 def _found_by(sub: Subscription, needle: str, statuses: frozenset[str] | None) -> bool:

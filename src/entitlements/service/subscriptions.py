@@ -34,7 +34,14 @@ from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import as_of, could_read_as
 from entitlements.domain.instant import given_utc, optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
-from entitlements.domain.page import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page_of
+from entitlements.domain.page import (
+    DEFAULT_LIMIT,
+    Page,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    page_of,
+)
 from entitlements.domain.plan import check_trial_days
 from entitlements.domain.plan_change import (
     PlanChangePreview,
@@ -190,20 +197,24 @@ class Subscriptions:
         plan key, a page at a time (pass the page's ``next`` as ``cursor`` for the page
         after it): the staff console's owner list and seed 000's review of past-due
         accounts. With ``statuses``, rows time has moved out of them since the last sweep
-        are left out, so a page may hold fewer than ``limit``. With ``actor``, owners the
+        are left out, so a page may hold fewer than ``limit``. A text search on SQL looks
+        at a bounded number of rows per page (the newest 5,000 below the cursor), so its
+        page may hold fewer than ``limit``, even none, and still have a ``next``. With ``actor``, owners the
         authorizer does not let the actor read (``subscription.read``) are left out too:
         a list must not show what the owner's own page would refuse."""
         wanted = _search_terms(text, statuses, limit)
         stored_as = None if wanted is None else could_read_as(wanted)
         after = decode_cursor(cursor, "owners", int)
         with self._rt.read(tenant) as uow:
-            read = uow.subscriptions.search_page(
+            read, stopped_at = uow.subscriptions.search_page(
                 (text or "").strip() or None,
                 stored_as,
                 None if after is None else after[0],
                 limit + 1,
             )
             page = page_of([((n,), s) for n, s in read], limit, "owners")
+            if page.next is None and stopped_at is not None:
+                page = Page(page, encode_cursor("owners", (stopped_at,)))
             found = self._readable(uow, page, actor)
         now = self._rt.read_now(tenant)
         current = [as_of(subscription, now) for subscription in found]
