@@ -2,11 +2,17 @@
 side by side, measured in one run per engine.
 
 A store is filled fast with Core inserts copying rows the library wrote (a
-subscription, an audit event, ledger rows): ``--full`` ledger rows (default 1,000,000),
-a tenth as many owners with a live subscription and as many audit events. Then every
+subscription, an audit event, a sent contract with its signer and events, ledger rows):
+``--full`` ledger rows (default 1,000,000), a tenth as many owners with a live
+subscription and as many audit events, a hundredth as many contracts. Then every
 operation is timed (best of ``--repeat``) at the small size (1,000 ledger rows), the
 store is grown to the full size, and timed again. The table reports cost at full size
 over cost at 1k; the target is 1.5x at most for every operation on every engine.
+
+A sweep with 1,000 due is timed on 1,000 trials that ended an hour ago, put in place
+before each run (not timed). A second table sets ``consume_many`` (1,000 events over 50
+owners, one transaction) beside 1,000 ledger rows inserted with plain Core into the same
+table in one transaction, at both sizes: the target is at least 0.3 of the plain rate.
 
     python benchmarks/scale.py --sqlite --full 100000          # a quick run
     python benchmarks/scale.py --postgres URL --mysql URL --sqlite
@@ -25,9 +31,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from entitlements import Entitlements, Limit, LimitKind, Owner, Plan, UsageEvent
+from entitlements import Actor, Entitlements, Limit, LimitKind, Owner, Plan, UsageEvent
 from entitlements.adapters.sql import SqlStore, metadata, migrations
 from entitlements.adapters.sql import tables as t
+from entitlements.domain.contracts.contract import SignerSpec
+from entitlements.web.lists import Filters, OwnerLists
 
 PLAN = Plan(
     "scale",
@@ -36,7 +44,10 @@ PLAN = Plan(
     limits={"api_calls": Limit(10**12, kind=LimitKind.METERED), "projects": Limit(10)},
     status="active",
 )
+TRIAL = Plan("scale-trial", "Trial", features={"export": True}, trial_days=14, status="active")
 PROBE = Owner("organization", "probe")
+TRIALIST = Owner("organization", "trialist")
+STAFF = Actor("bench")
 OWNERS = [Owner("organization", f"batch-{i}") for i in range(50)]
 SMALL = 1_000
 CHUNK = 10_000
@@ -53,22 +64,76 @@ def fresh(url: str) -> SqlStore:
 
 
 def templates(store: SqlStore) -> dict[str, dict[str, Any]]:
-    """Rows the library wrote, to copy: the probe's subscription and an audit event."""
+    """Rows the library wrote, to copy: the probe's subscription, an audit event, a sent
+    contract (its row, signer and events) and a trial's subscription."""
     ents = Entitlements(store)
     ents.plans.define(PLAN, actor="bench")
+    ents.plans.define(TRIAL, actor="bench")
     for owner in [PROBE, *OWNERS]:
         ents.subscriptions.subscribe(owner, PLAN.key, actor="bench")
+    ents.subscriptions.start_trial(TRIALIST, TRIAL.key, actor="bench")
     ents.usage.consume(PROBE, "api_calls", 1, key="first")
+    contract = ents.contracts.issue(
+        PROBE,
+        title="Order form",
+        body="Terms of service",
+        signers=[SignerSpec("Ann", "ann@example.com", "CEO", 1)],
+        actor="bench",
+    )
+    ents.contracts.send(PROBE, contract.id, actor="bench")
     ents.close()
     with store.engine.connect() as c:
-        sub = c.execute(sa.select(t.subscriptions).where(t.subscriptions.c.owner_id == "probe"))
-        audit = c.execute(sa.select(t.audit_events).where(t.audit_events.c.owner_id == "probe"))
-        period = c.execute(sa.select(t.usage_counters.c.period_start)).scalars().first()
+
+        def one(table: sa.Table, *where: Any) -> dict[str, Any]:
+            return dict(c.execute(sa.select(table).where(*where)).mappings().first() or {})
+
         return {
-            "subscription": dict(sub.mappings().one()),
-            "audit": dict(audit.mappings().first() or {}),
-            "period": {"start": period},
+            "subscription": one(t.subscriptions, t.subscriptions.c.owner_id == "probe"),
+            "trial": one(t.subscriptions, t.subscriptions.c.owner_id == "trialist"),
+            "audit": one(t.audit_events, t.audit_events.c.owner_id == "probe"),
+            "contract": one(t.contracts, t.contracts.c.id == contract.id),
+            "signer": one(t.contract_signers, t.contract_signers.c.contract_id == contract.id),
+            "events": {
+                "rows": [
+                    dict(r)
+                    for r in c.execute(
+                        sa.select(t.contract_events).where(
+                            t.contract_events.c.contract_id == contract.id
+                        )
+                    ).mappings()
+                ]
+            },
+            "period": {"start": c.execute(sa.select(t.usage_counters.c.period_start)).scalar()},
         }
+
+
+def probe_history(store: SqlStore, rows: dict[str, dict[str, Any]]) -> None:
+    """More than a page of the probe's audit events and usage periods at the small size
+    already: a page read costs a full page at both sizes."""
+    first = rows["period"]["start"]
+    with store.engine.begin() as c:
+        c.execute(
+            t.audit_events.insert(),
+            [
+                {**{k: v for k, v in rows["audit"].items() if k != "pk"}, "id": uuid.uuid4().hex}
+                for _ in range(150)
+            ],
+        )
+        c.execute(
+            t.usage_counters.insert(),
+            [
+                {
+                    "tenant": "",
+                    "owner_kind": "organization",
+                    "owner_id": "probe",
+                    "metric": "api_calls",
+                    "period_start": first - timedelta(days=31 * (n + 1)),
+                    "used": n,
+                    "reserved": 0,
+                }
+                for n in range(150)
+            ],
+        )
 
 
 def grow(store: SqlStore, rows: dict[str, dict[str, Any]], start: int, end: int) -> None:
@@ -123,7 +188,63 @@ def grow(store: SqlStore, rows: dict[str, dict[str, Any]], start: int, end: int)
                         for n in owners
                     ],
                 )
+            contracts(c, rows, [n for n in numbers if n % 100 == 0])
+            c.execute(
+                t.usage_counters.insert(),
+                [
+                    {
+                        "tenant": "",
+                        "owner_kind": "organization",
+                        "owner_id": f"owner-{n}",
+                        "metric": "api_calls",
+                        "period_start": period,
+                        "used": 10,
+                        "reserved": 0,
+                    }
+                    for n in owners
+                ],
+            )
     analyze(store)
+
+
+def contracts(c: sa.Connection, rows: dict[str, dict[str, Any]], numbers: list[int]) -> None:
+    """A sent contract (its signer and events) for each of ``numbers``' owners."""
+    if not numbers:
+        return
+    ids = {n: uuid.uuid4().hex for n in numbers}
+    c.execute(
+        t.contracts.insert(),
+        [{**rows["contract"], "id": ids[n], "owner_id": f"owner-{n}"} for n in numbers],
+    )
+    c.execute(
+        t.contract_signers.insert(),
+        [{**rows["signer"], "contract_id": ids[n], "token_hash": None} for n in numbers],
+    )
+    c.execute(
+        t.contract_events.insert(),
+        [{**e, "contract_id": ids[n]} for n in numbers for e in rows["events"]["rows"]],
+    )
+
+
+def due(store: SqlStore, rows: dict[str, dict[str, Any]], count: int) -> None:
+    """``count`` trials of new owners that ended an hour ago (the sweep has work)."""
+    ended = datetime.now(UTC) - timedelta(hours=1)
+    trial = {k: v for k, v in rows["trial"].items() if k != "pk"}
+    with store.engine.begin() as c:
+        c.execute(
+            t.subscriptions.insert(),
+            [
+                {
+                    **trial,
+                    "id": uuid.uuid4().hex,
+                    "owner_id": f"due-{uuid.uuid4().hex}",
+                    "live_owner": uuid.uuid4().hex + uuid.uuid4().hex,
+                    "trial_ends_at": ended,
+                    "next_change_at": ended,
+                }
+                for _ in range(count)
+            ],
+        )
 
 
 def _ledger_owner(n: int) -> str:
@@ -135,7 +256,7 @@ def _ledger_owner(n: int) -> str:
 def analyze(store: SqlStore) -> None:
     """Statistics as a server's background maintenance keeps them."""
     dialect = store.engine.dialect.name
-    tables = "ent_usage_records, ent_subscriptions, ent_audit_events"
+    tables = "ent_usage_records, ent_subscriptions, ent_audit_events, ent_contracts"
     if dialect == "postgresql":
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             c.exec_driver_sql(f"ANALYZE {tables}")
@@ -144,9 +265,25 @@ def analyze(store: SqlStore) -> None:
             c.exec_driver_sql(f"ANALYZE TABLE {tables}").all()
 
 
-def operations(store: SqlStore) -> dict[str, Callable[[int], Any]]:
+Work = Callable[[int], Any]
+
+
+def operations(store: SqlStore, rows: dict[str, dict[str, Any]]) -> dict[str, Work]:
     ents = Entitlements(store)
+    lists = OwnerLists(ents)
     tag = uuid.uuid4().hex[:6]
+    contract_id = rows["contract"]["id"]
+
+    def console(text: str) -> Work:
+        def run(i: int) -> Any:  # the console's owner page: one page of rows
+            return lists.owners_page(STAFF, Filters(text=text))
+
+        return run
+
+    def sweep_due(i: int) -> Any:
+        report = ents.process_due()
+        assert len(report.changes) >= 1000, len(report.changes)
+        return report
 
     def cold(i: int) -> Any:
         ents.runtime.cache.clear()
@@ -169,30 +306,75 @@ def operations(store: SqlStore) -> dict[str, Callable[[int], Any]]:
         "consume": lambda i: ents.usage.consume(PROBE, "api_calls", 1, key=f"{tag}-c{i}"),
         "consume_many, 1 owner": many([PROBE]),
         "consume_many, 50 owners": many(OWNERS),
-        "usage.history": lambda i: ents.usage.history(PROBE, "api_calls"),
-        "audit.for_owner": lambda i: ents.audit.for_owner(PROBE),
+        "plain Core insert, 1,000 rows": plain(store, tag),
+        "usage.history, one page": lambda i: ents.usage.history(PROBE, "api_calls"),
+        "audit.for_owner, one page": lambda i: ents.audit.for_owner(PROBE),
+        "contracts.list, one page": lambda i: ents.contracts.list(PROBE),
+        "evidence of one contract": lambda i: ents.contracts.evidence(PROBE, contract_id),
         "sweep, nothing due": lambda i: ents.process_due(),
         "owner list (search page)": lambda i: ents.subscriptions.search(limit=50),
         "owner search (text)": lambda i: ents.subscriptions.search("cus_12", limit=50),
+        "console owner list, one page": console(""),
+        "console owner search": console("cus_12"),
+        "console status counts": lambda i: lists.counts(STAFF),
+        "sweep, 1,000 due": sweep_due,
     }
 
 
-def timed(work: Callable[[int], Any], repeat: int) -> float:
+def plain(store: SqlStore, tag: str) -> Work:
+    """1,000 ledger rows over the 50 batch owners in one transaction, with Core: the
+    baseline ``consume_many`` over 50 owners is set beside."""
+    now = datetime.now(UTC)
+
+    def run(i: int) -> Any:
+        with store.engine.begin() as c:
+            c.execute(
+                t.usage_records.insert(),
+                [
+                    {
+                        "id": uuid.uuid4().hex,
+                        "tenant": "",
+                        "owner_kind": "organization",
+                        "owner_id": OWNERS[k % len(OWNERS)].id,
+                        "metric": "api_calls",
+                        "amount": 1,
+                        "period_start": now,
+                        "at": now,
+                        "key": f"{tag}-plain-{i}-{k}",
+                    }
+                    for k in range(1000)
+                ],
+            )
+
+    return run
+
+
+def timed(work: Work, repeat: int, before: Callable[[], None] | None = None) -> float:
     best = float("inf")
     for i in range(repeat):
+        if before is not None:
+            before()
         began = time.perf_counter()
         work(i)
         best = min(best, time.perf_counter() - began)
     return best
 
 
+def each(store: SqlStore, rows: dict[str, dict[str, Any]], repeat: int) -> dict[str, float]:
+    return {
+        name: timed(work, repeat, (lambda: due(store, rows, 1000)) if "1,000 due" in name else None)
+        for name, work in operations(store, rows).items()
+    }
+
+
 def measure(url: str, full: int, repeat: int) -> dict[str, tuple[float, float]]:
     store = fresh(url)
     rows = templates(store)
+    probe_history(store, rows)
     grow(store, rows, 0, SMALL)
-    small = {name: timed(work, repeat) for name, work in operations(store).items()}
+    small = each(store, rows, repeat)
     grow(store, rows, SMALL, full)
-    large = {name: timed(work, repeat) for name, work in operations(store).items()}
+    large = each(store, rows, repeat)
     store.engine.dispose()
     return {name: (small[name], large[name]) for name in small}
 
@@ -214,14 +396,21 @@ def main() -> None:
         engines.append(("SQLite", f"sqlite:///{Path(tempfile.mkdtemp()) / 'scale.db'}"))
     print(f"| engine | operation | at 1k (ms) | at {args.full:,} (ms) | ratio |")
     print("|---|---|---|---|---|")
+    batches = []
     for name, url in engines:
-        for operation, (small, large) in measure(url, args.full, args.repeat).items():
+        measured = measure(url, args.full, args.repeat)
+        for operation, (small, large) in measured.items():
             flag = "" if large <= 1.5 * small else " **over 1.5x**"
             print(
                 f"| {name} | {operation} | {small * 1000:.2f} | {large * 1000:.2f} | "
                 f"{large / small:.2f}x{flag} |",
                 flush=True,
             )
+        ours, lean = measured["consume_many, 50 owners"], measured["plain Core insert, 1,000 rows"]
+        batches.append(f"| {name} | {lean[0] / ours[0]:.2f} | {lean[1] / ours[1]:.2f} |")
+    print("\n| engine | consume_many (50 owners) / plain Core, at 1k | at full size |")
+    print("|---|---|---|")
+    print("\n".join(batches))
 
 
 if __name__ == "__main__":

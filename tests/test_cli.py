@@ -204,6 +204,11 @@ def test_staff_run_a_trial_to_paid_by_hand(run, tmp_path):
     ]
     assert actions[:2] == ["subscription.start_trial", "override.set"]
     assert "contract.convert" in actions
+    first = run("audit", "list", "organization:acme", "--json", "--page-size", "2")
+    more = first.stderr.split("more: --cursor ")[1].split()[0]
+    rest = run("audit", "list", "organization:acme", "--json", "--cursor", more)
+    paged = json.loads(first.stdout) + json.loads(rest.stdout)
+    assert [e["action"] for e in paged] == actions
     assert "subscription.cancel" in actions
     assert "pro v1" in run("plans", "show", "pro").stdout
     run("plans", "status", "free", "archived")

@@ -97,7 +97,7 @@ def test_every_lookup_path_has_an_index():
             ("live_owner",),
         ],
         "ent_overrides": [("tenant", "owner_kind", "owner_id"), ("tenant", "expires_at")],
-        "ent_audit_events": [("tenant", "owner_kind", "owner_id"), ("tenant", "target")],
+        "ent_audit_events": [("tenant", "owner_kind", "owner_id"), ("target", "pk")],
         "ent_plan_versions": [("plan_key", "version")],
         "ent_plans": [("key",)],
     }

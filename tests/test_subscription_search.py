@@ -53,3 +53,22 @@ def test_search_refuses_bad_filters(ents):
         ents.subscriptions.search(limit=0)
     with pytest.raises(InvalidInput):
         ents.subscriptions.search("x" * 300)
+
+
+def test_a_text_search_reads_a_bounded_window_per_page_and_its_cursors_find_every_match(
+    ents, monkeypatch
+):
+    monkeypatch.setattr("entitlements.adapters.sql.subscriptions.SEARCHED", 4)
+    owners = [Owner("organization", f"o{n:02d}") for n in range(12)]
+    for owner in owners:
+        ents.subscriptions.subscribe(owner, "free", actor="staff")
+    wanted = {owners[1], owners[3], owners[10]}
+    for owner in wanted:
+        ents.subscriptions.change_plan(owner, "team", actor="staff")
+    pages = [ents.subscriptions.search("team", limit=2)]
+    while pages[-1].next is not None:
+        pages.append(ents.subscriptions.search("team", limit=2, cursor=pages[-1].next))
+    found = [s.owner for page in pages for s in page]
+    assert sorted(found, key=str) == sorted(wanted, key=str)
+    assert len(found) == len(set(found))
+    assert all(len(page) <= 2 for page in pages)

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from entitlements.domain.instant import Period
     from entitlements.domain.override import Override, OverrideKind
     from entitlements.domain.owner import Owner
+    from entitlements.domain.page import Page
     from entitlements.domain.plan import (
         Action,
         ByContract,
@@ -102,6 +103,7 @@ _LAZY = {
     "Override": "entitlements.domain.override",
     "OverrideKind": "entitlements.domain.override",
     "Owner": "entitlements.domain.owner",
+    "Page": "entitlements.domain.page",
     "Action": "entitlements.domain.plan",
     "Combine": "entitlements.domain.plan",
     "Enforcement": "entitlements.domain.plan",
@@ -189,6 +191,7 @@ __all__ = [
     "OverrideKind",
     "OverrideNotFound",
     "Owner",
+    "Page",
     "Period",
     "Plan",
     "PlanExists",

@@ -217,6 +217,13 @@ class SubscriptionRepository(Protocol):
         """Every subscription the owner ever had, oldest first."""
         ...
 
+    def history_page(
+        self, owner: Owner, after: int | None, limit: int
+    ) -> Sequence[tuple[int, Subscription]]:
+        """Up to ``limit`` of the owner's subscriptions after position ``after`` (``None``:
+        from the first), oldest first, each with its position (a key that only grows)."""
+        ...
+
     def at(self, owner: Owner, when: datetime) -> Subscription | None:
         """The owner's subscription as it was stored at ``when`` (``None``: it had none):
         of the subscriptions it had by then, the one created last, as its last write at
@@ -251,6 +258,16 @@ class SubscriptionRepository(Protocol):
         """Each owner's most recent subscription, newest first: only those whose status is
         in ``statuses`` (when given) and whose owner id, external id or plan key contains
         ``text`` (case-insensitive, when given). Staff consoles list owners with it."""
+        ...
+
+    def search_page(
+        self, text: str | None, statuses: frozenset[str] | None, before: int | None, limit: int
+    ) -> tuple[Sequence[tuple[int, Subscription]], int | None]:
+        """`search` a page at a time: up to ``limit`` owners' latest subscriptions, newest
+        first, each with its position, those before position ``before`` (``None``: from
+        the newest); and, when a text search stopped looking before the page was full
+        (it reads a bounded number of rows), the position it stopped at (``None``: it
+        looked at every row before ``before``)."""
         ...
 
 
@@ -302,6 +319,13 @@ class UsageRepository(Protocol):
 
     def counters(self, owner: Owner, metric: str) -> Sequence[Counter]:
         """Every period's counter of a metric, oldest first (usage history)."""
+        ...
+
+    def counters_page(
+        self, owner: Owner, metric: str, after: datetime | None, limit: int
+    ) -> Sequence[Counter]:
+        """Up to ``limit`` of the metric's counters of periods starting after ``after``
+        (``None``: from the first), oldest first."""
         ...
 
     def ensure(self, owner: Owner, metric: str, period_start: datetime, revision: int) -> None:
@@ -481,6 +505,13 @@ class ContractRepository(Protocol):
 
     def for_owner(self, owner: Owner) -> Sequence[Contract]:
         """Oldest first."""
+        ...
+
+    def page_for_owner(
+        self, owner: Owner, after: tuple[datetime, str] | None, limit: int
+    ) -> Sequence[Contract]:
+        """Up to ``limit`` of the owner's contracts after (created_at, id) ``after``
+        (``None``: from the first), oldest first."""
         ...
 
     def locate(self, token_hash: str) -> tuple[str | None, str, str] | None:
@@ -696,6 +727,20 @@ class AuditLog(Protocol):
 
     def for_target(self, target: str) -> Sequence[AuditEvent]:
         """Every event about one record, oldest first."""
+        ...
+
+    def page_for_owner(
+        self, owner: Owner, after: int | None, limit: int, *, newest_first: bool = False
+    ) -> Sequence[tuple[int, AuditEvent]]:
+        """Up to ``limit`` of the owner's events past position ``after`` (``None``: from
+        the first, or the newest), each with its position (a key that only grows)."""
+        ...
+
+    def page_for_target(
+        self, target: str, after: int | None, limit: int
+    ) -> Sequence[tuple[int, AuditEvent]]:
+        """Up to ``limit`` events about one record after position ``after``, oldest
+        first, each with its position."""
         ...
 
 

@@ -267,6 +267,13 @@ class _Subscriptions(_Repository[str]):
         ids = self._t.subscriptions_by_owner.get(self._scope(owner), ())
         return [self._t.subscriptions[i] for i in ids]
 
+    def history_page(
+        self, owner: Owner, after: int | None, limit: int
+    ) -> Sequence[tuple[int, Subscription]]:
+        ids = self._t.subscriptions_by_owner.get(self._scope(owner), ())
+        start = 0 if after is None else after + 1
+        return [(i, self._t.subscriptions[ids[i]]) for i in range(start, len(ids))][:limit]
+
     def add(self, subscription: Subscription) -> Subscription:
         owner = self._scope(subscription.owner)
         current = self.current(owner)
@@ -332,16 +339,25 @@ class _Subscriptions(_Repository[str]):
     def search(
         self, text: str | None, statuses: frozenset[str] | None, limit: int = 100
     ) -> Sequence[Subscription]:
+        return [sub for _, sub in self.search_page(text, statuses, None, limit)[0]]
+
+    def search_page(
+        self, text: str | None, statuses: frozenset[str] | None, before: int | None, limit: int
+    ) -> tuple[Sequence[tuple[int, Subscription]], int | None]:
         needle = (text or "").lower()
         order = {sub_id: n for n, sub_id in enumerate(self._t.subscriptions)}
         latest = (
-            self._t.subscriptions[ids[-1]]
+            (order[ids[-1]], self._t.subscriptions[ids[-1]])
             for owner, ids in self._t.subscriptions_by_owner.items()
             if owner.tenant == self._uow.tenant and ids
         )
-        found = [sub for sub in latest if _found_by(sub, needle, statuses)]
-        found.sort(key=lambda sub: order[sub.id], reverse=True)
-        return found[: max(limit, 0)]
+        found = [
+            (n, sub)
+            for n, sub in latest
+            if (before is None or n < before) and _found_by(sub, needle, statuses)
+        ]
+        found.sort(key=lambda row: row[0], reverse=True)
+        return found[: max(limit, 0)], None
 
 
 def _found_by(sub: Subscription, needle: str, statuses: frozenset[str] | None) -> bool:
@@ -418,11 +434,29 @@ class _Audit(_Repository[Owner]):
         return [self._t.audit[i] for i in self._t.audit_by_owner.get(self._scope(owner), ())]
 
     def for_target(self, target: str) -> Sequence[AuditEvent]:
-        return [
-            e
-            for e in self._t.audit.values()
-            if e.target == target and (e.owner is None or e.owner.tenant == self._uow.tenant)
+        return [e for _, e in self.page_for_target(target, None, len(self._t.audit))]
+
+    def page_for_owner(
+        self, owner: Owner, after: int | None, limit: int, *, newest_first: bool = False
+    ) -> Sequence[tuple[int, AuditEvent]]:
+        ids = self._t.audit_by_owner.get(self._scope(owner), ())
+        if newest_first:
+            positions = range(len(ids) - 1 if after is None else after - 1, -1, -1)
+        else:
+            positions = range(0 if after is None else after + 1, len(ids))
+        return [(i, self._t.audit[ids[i]]) for i in positions[:limit]]
+
+    def page_for_target(
+        self, target: str, after: int | None, limit: int
+    ) -> Sequence[tuple[int, AuditEvent]]:
+        found = [
+            (i, e)
+            for i, e in enumerate(self._t.audit.values())
+            if (after is None or i > after)
+            and e.target == target
+            and (e.owner is None or e.owner.tenant == self._uow.tenant)
         ]
+        return found[:limit]
 
 
 class _Usage(_Repository[Owner]):
@@ -434,6 +468,12 @@ class _Usage(_Repository[Owner]):
         self._scope(owner)
         found = [c for (o, m, _), c in self._t.counters.items() if o == owner and m == metric]
         return sorted(found, key=lambda c: c.period_start)
+
+    def counters_page(
+        self, owner: Owner, metric: str, after: datetime | None, limit: int
+    ) -> Sequence[Counter]:
+        found = self.counters(owner, metric)
+        return [c for c in found if after is None or c.period_start > after][:limit]
 
     def ensure(self, owner: Owner, metric: str, period_start: datetime, revision: int) -> None:
         key = (self._scope(owner), metric, period_start)
@@ -957,6 +997,12 @@ class _Contracts(_Repository[str]):
     def for_owner(self, owner: Owner) -> Sequence[Contract]:
         self._scope(owner)
         return [c for c in self._t.contracts.values() if c.owner == owner]
+
+    def page_for_owner(
+        self, owner: Owner, after: tuple[datetime, str] | None, limit: int
+    ) -> Sequence[Contract]:
+        found = sorted(self.for_owner(owner), key=lambda c: (c.created_at, c.id))
+        return [c for c in found if after is None or (c.created_at, c.id) > after][:limit]
 
     def locate(self, token_hash: str) -> tuple[str | None, str, str] | None:
         return self._t.contract_tokens.get(token_hash)

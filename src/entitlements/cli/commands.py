@@ -22,6 +22,7 @@ from entitlements.cli.parser import EXIT, Usage
 from entitlements.cli.render import emit, table
 from entitlements.domain.actor import Actor
 from entitlements.domain.owner import Owner
+from entitlements.domain.page import MAX_LIMIT, Page
 from entitlements.domain.plan_change import SubscriptionChange
 from entitlements.domain.resolution import Reason, Snapshot
 from entitlements.domain.subscription import Subscription
@@ -318,8 +319,17 @@ class Console:
         sub = call(a.owner, actor=self.actor, now=self.now, reason=a.reason, **extra)
         return self._show(sub, a.event)
 
+    def _page(self, page: Page[Any]) -> Page[Any]:
+        """The page, its next cursor said on stderr (stdout stays the answer)."""
+        if page.next is not None:
+            say(f"more: --cursor {page.next}")
+        return page
+
     def subs_show(self) -> int:
-        history = self.ents.subscriptions.history(self.args.owner)
+        a = self.args
+        history = self._page(
+            self.ents.subscriptions.history(a.owner, limit=a.page_size, cursor=a.cursor)
+        )
         if not history:
             raise NotFound(f"{self.args.owner} has no subscription")
         rows = [_subscription_row(s) for s in history]
@@ -458,7 +468,8 @@ class Console:
         return self.out(links, human)
 
     def contracts_list(self) -> int:
-        found = self.ents.contracts.list(self.args.owner)
+        a = self.args
+        found = self._page(self.ents.contracts.list(a.owner, limit=a.page_size, cursor=a.cursor))
         rows = [
             {
                 "id": c.id,
@@ -529,7 +540,8 @@ class Console:
     # -- audit, sweep ----------------------------------------------------------------------
 
     def audit_list(self) -> int:
-        events = self.ents.audit.for_owner(self.args.owner)
+        a = self.args
+        events = self._page(self.ents.audit.for_owner(a.owner, limit=a.page_size, cursor=a.cursor))
         rows = [
             {
                 "at": e.at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -543,9 +555,13 @@ class Console:
 
     def audit_verify(self) -> int:
         owner = self.args.owner
-        results = {
-            c.id: self.ents.contracts.verify(owner, c.id) for c in self.ents.contracts.list(owner)
-        }
+        results = {}
+        page = self.ents.contracts.list(owner, limit=MAX_LIMIT)
+        while True:
+            results.update({c.id: self.ents.contracts.verify(owner, c.id) for c in page})
+            if page.next is None:
+                break
+            page = self.ents.contracts.list(owner, limit=MAX_LIMIT, cursor=page.next)
         lines = [
             f"{cid}: {'ok' if r.ok else 'BROKEN: ' + (r.first_broken or '')}"
             for cid, r in results.items()

@@ -293,6 +293,14 @@ def _owner(p: argparse.ArgumentParser) -> None:
     p.add_argument("owner", type=inputs.owner, help="kind:id or tenant/kind:id")
 
 
+def _paged(p: argparse.ArgumentParser) -> None:
+    """A list read a page at a time: the next page's cursor is said on stderr."""
+    p.add_argument(
+        "--page-size", type=inputs.whole_number, default=100, help="items per page (1-1000)"
+    )
+    p.add_argument("--cursor", help="where the page starts (said after the page before it)")
+
+
 def _plans(g: _Grammar, plans: Any) -> None:
     """Define, list and retire plans."""
     p = g.command(
@@ -431,10 +439,11 @@ def _subscriptions(g: _Grammar, subs: Any) -> None:
         ("subs", "show"),
         "subs_show",
         "show an owner's subscriptions",
-        "Every subscription the owner has had, oldest first.",
+        "Every subscription the owner has had, oldest first, a page at a time.",
         "entitlements subs show organization:acme",
     )
     _owner(p)
+    _paged(p)
 
 
 def _overrides(g: _Grammar, overrides: Any) -> None:
@@ -553,10 +562,12 @@ def _contracts(g: _Grammar, contracts: Any) -> None:
         ("contracts", "list"),
         "contracts_list",
         "list an owner's contracts",
-        "Id, title, status, how many signers have signed, and the plan each converts to.",
+        "Id, title, status, how many signers have signed, and the plan each converts to;\n"
+        "oldest first, a page at a time.",
         "entitlements contracts list organization:acme",
     )
     _owner(p)
+    _paged(p)
     p = g.command(
         contracts,
         ("contracts", "show"),
@@ -601,10 +612,11 @@ def _audit(g: _Grammar, audit: Any) -> None:
         ("audit", "list"),
         "audit_list",
         "everything done to an owner",
-        "Oldest first: when, who, what and why.",
+        "Oldest first, a page at a time: when, who, what and why.",
         "entitlements audit list organization:acme --json",
     )
     _owner(p)
+    _paged(p)
     p = g.command(
         audit,
         ("audit", "verify"),

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from entitlements.domain.audit import AuditEvent
 from entitlements.domain.checks import check_id, check_optional_id
 from entitlements.domain.owner import Owner, as_owner
+from entitlements.domain.page import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page_of
 from entitlements.service.runtime import Runtime
 
 __all__ = ["AuditTrail"]
@@ -18,15 +17,45 @@ class AuditTrail:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
 
-    def for_owner(self, owner: Owner) -> Sequence[AuditEvent]:
-        """Everything done to this owner, oldest first."""
+    def for_owner(
+        self,
+        owner: Owner,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+        newest_first: bool = False,
+    ) -> Page[AuditEvent]:
+        """What was done to this owner, a page at a time, oldest first (or newest first):
+        pass the page's ``next`` as ``cursor`` for the page after it."""
         owner = as_owner(owner)
+        limit = check_limit(limit)
+        kind = "audit-owner-newest" if newest_first else "audit-owner"
+        after = decode_cursor(cursor, kind, int)
         with self._rt.read(owner.tenant) as uow:
-            return uow.audit.for_owner(owner)
+            found = uow.audit.page_for_owner(
+                owner,
+                None if after is None else after[0],
+                limit + 1,
+                newest_first=bool(newest_first),
+            )
+        return page_of([((i,), e) for i, e in found], limit, kind)
 
-    def for_target(self, target: str, tenant: str | None = None) -> Sequence[AuditEvent]:
-        """Everything done to one record, e.g. ``"plan:pro"`` or ``"subscription:<id>"``."""
+    def for_target(
+        self,
+        target: str,
+        tenant: str | None = None,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+    ) -> Page[AuditEvent]:
+        """What was done to one record, e.g. ``"plan:pro"`` or ``"subscription:<id>"``,
+        a page at a time, oldest first."""
         check_id(target, "target", max_length=1000)
         check_optional_id(tenant, "tenant")
+        limit = check_limit(limit)
+        after = decode_cursor(cursor, "audit-target", int)
         with self._rt.read(tenant) as uow:
-            return uow.audit.for_target(target)
+            found = uow.audit.page_for_target(
+                target, None if after is None else after[0], limit + 1
+            )
+        return page_of([((i,), e) for i, e in found], limit, "audit-target")

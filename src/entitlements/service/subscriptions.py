@@ -34,6 +34,14 @@ from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import as_of, could_read_as
 from entitlements.domain.instant import given_utc, optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
+from entitlements.domain.page import (
+    DEFAULT_LIMIT,
+    Page,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    page_of,
+)
 from entitlements.domain.plan import check_trial_days
 from entitlements.domain.plan_change import (
     PlanChangePreview,
@@ -53,7 +61,7 @@ from entitlements.errors import (
 )
 from entitlements.service import lifecycle
 from entitlements.service.assignment import PlanAssignment
-from entitlements.service.due import read_current, read_history
+from entitlements.service.due import read_current
 from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
@@ -132,13 +140,27 @@ class Subscriptions:
             raise SubscriptionNotFound(owner)
         return found
 
-    def history(self, owner: Owner, *, actor: Actor | str | None = None) -> Sequence[Subscription]:
-        """Every subscription the owner ever had, oldest first, each as time has made it
-        by now (like `get`)."""
+    def history(
+        self,
+        owner: Owner,
+        *,
+        actor: Actor | str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+    ) -> Page[Subscription]:
+        """The subscriptions the owner ever had, oldest first, each as time has made it
+        by now (like `get`), a page at a time: pass the page's ``next`` as ``cursor``
+        for the page after it."""
         owner = as_owner(owner)
+        limit = check_limit(limit)
+        after = decode_cursor(cursor, "subscription-history", int)
+        now = self._rt.read_now(owner.tenant)
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
-            return read_history(uow, owner, self._rt.read_now(owner.tenant))
+            found = uow.subscriptions.history_page(
+                owner, None if after is None else after[0], limit + 1
+            )
+        return page_of([((i,), as_of(s, now)) for i, s in found], limit, "subscription-history")
 
     def at(
         self, owner: Owner, when: datetime, *, actor: Actor | str | None = None
@@ -168,22 +190,35 @@ class Subscriptions:
         tenant: str | None = None,
         limit: int = 100,
         actor: Actor | str | None = None,
-    ) -> Sequence[Subscription]:
+        cursor: str | None = None,
+    ) -> Page[Subscription]:
         """Each owner's most recent subscription in ``tenant`` as of now (like `get`),
         newest first, filtered by status and by text found in the owner id, external id or
-        plan key: the staff console's owner list and seed 000's review of past-due
+        plan key, a page at a time (pass the page's ``next`` as ``cursor`` for the page
+        after it): the staff console's owner list and seed 000's review of past-due
         accounts. With ``statuses``, rows time has moved out of them since the last sweep
-        are left out, so a page may hold fewer than ``limit``. With ``actor``, owners the
+        are left out, so a page may hold fewer than ``limit``. A text search on SQL looks
+        at a bounded number of rows per page (the newest 5,000 below the cursor), so its
+        page may hold fewer than ``limit``, even none, and still have a ``next``. With ``actor``, owners the
         authorizer does not let the actor read (``subscription.read``) are left out too:
         a list must not show what the owner's own page would refuse."""
         wanted = _search_terms(text, statuses, limit)
         stored_as = None if wanted is None else could_read_as(wanted)
+        after = decode_cursor(cursor, "owners", int)
         with self._rt.read(tenant) as uow:
-            found = uow.subscriptions.search((text or "").strip() or None, stored_as, limit)
-            found = self._readable(uow, found, actor)
+            read, stopped_at = uow.subscriptions.search_page(
+                (text or "").strip() or None,
+                stored_as,
+                None if after is None else after[0],
+                limit + 1,
+            )
+            page = page_of([((n,), s) for n, s in read], limit, "owners")
+            if page.next is None and stopped_at is not None:
+                page = Page(page, encode_cursor("owners", (stopped_at,)))
+            found = self._readable(uow, page, actor)
         now = self._rt.read_now(tenant)
         current = [as_of(subscription, now) for subscription in found]
-        return [s for s in current if wanted is None or s.status.value in wanted]
+        return Page([s for s in current if wanted is None or s.status.value in wanted], page.next)
 
     def _readable(
         self, uow: Any, found: Sequence[Subscription], actor: Actor | str | None

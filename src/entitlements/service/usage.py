@@ -23,6 +23,14 @@ from entitlements.domain.checks import check_id, check_key
 from entitlements.domain.ingestion import UsageEvent, UsageResult
 from entitlements.domain.instant import optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
+from entitlements.domain.page import (
+    DEFAULT_LIMIT,
+    Page,
+    check_limit,
+    cursor_instant,
+    decode_cursor,
+    page_of,
+)
 from entitlements.domain.plan import LimitKind
 from entitlements.domain.resolution import Snapshot
 from entitlements.domain.usage import (
@@ -185,11 +193,18 @@ class Usage:
                 )
             return effective(uow, uow.usage.counter(owner, metric, period_start), at)
 
-    def history(self, owner: Owner, metric: str) -> Sequence[Counter]:
-        """Every period's counter, oldest first: past periods are kept, not overwritten."""
+    def history(
+        self, owner: Owner, metric: str, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None
+    ) -> Page[Counter]:
+        """Each period's counter, oldest first, a page at a time (past periods are kept,
+        not overwritten): pass the page's ``next`` as ``cursor`` for the page after it."""
         owner, metric = as_owner(owner), check_metric(metric)
+        limit = check_limit(limit)
+        after = decode_cursor(cursor, "usage-history", str)
+        since = None if after is None else cursor_instant(after[0])
         with self._rt.read(owner.tenant) as uow:
-            return uow.usage.counters(owner, metric)
+            found = uow.usage.counters_page(owner, metric, since, limit + 1)
+        return page_of([((c.period_start.isoformat(),), c) for c in found], limit, "usage-history")
 
     def records(
         self, owner: Owner, metric: str, period_start: datetime | None = None

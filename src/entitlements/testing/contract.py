@@ -526,6 +526,127 @@ class StoreContract:
             uow.commit()
         assert ents.audit.for_owner(ACME)[-1] == event
 
+    # -- lists read a page at a time --------------------------------------------------
+
+    def _every_page(self, read: Callable[..., Any], limit: int) -> list[list[Any]]:
+        """Each page of a list, following the cursors from the first page to the last."""
+        pages = [read(limit=limit)]
+        while pages[-1].next is not None:
+            pages.append(read(limit=limit, cursor=pages[-1].next))
+        return [list(p) for p in pages]
+
+    def test_audit_pages_follow_their_cursor_and_see_rows_written_between(
+        self, ents: Entitlements, store: Store
+    ) -> None:
+        def note(n: int, target: str = "note:1") -> AuditEvent:
+            event = AuditEvent(
+                f"e-{n}", START, "system:test", "test.note", target, ACME, None, {"n": n}, None
+            )
+            with store.unit_of_work(None) as uow:
+                uow.audit.append(event)
+                uow.commit()
+            return event
+
+        events = [note(n) for n in range(7)]
+        pages = self._every_page(lambda **page: ents.audit.for_owner(ACME, **page), 3)
+        assert pages == [events[:3], events[3:6], events[6:]]
+        newest = self._every_page(
+            lambda **page: ents.audit.for_owner(ACME, newest_first=True, **page), 3
+        )
+        assert newest == [events[6:3:-1], events[3:0:-1], events[:1]]
+        first = ents.audit.for_owner(ACME, limit=4)
+        events.append(note(7))
+        rest = ents.audit.for_owner(ACME, limit=10, cursor=first.next)
+        assert (list(first) + list(rest), rest.next) == (events, None)
+        assert ents.audit.for_owner(ACME) == events
+        by_target = self._every_page(lambda **page: ents.audit.for_target("note:1", **page), 5)
+        assert by_target == [events[:5], events[5:]]
+        assert ents.audit.for_owner(GLOBEX).next is None
+
+    def test_usage_history_and_contract_lists_are_paged(
+        self, ents: Entitlements, store: Store
+    ) -> None:
+        from entitlements.domain.contracts.contract import Contract, Signer, Terms
+
+        periods = [START + timedelta(days=30 * n) for n in range(5)]
+        contracts = []
+        with store.unit_of_work(None) as uow:
+            for n, period in enumerate(periods):
+                uow.usage.add(ACME, "api_calls", period, used=n + 1)
+            for n in range(5):  # two created at each instant: the id orders them
+                contract = Contract(
+                    f"c-{n}",
+                    ACME,
+                    "T",
+                    "Body",
+                    Terms(),
+                    (Signer("s1", "n" * 64, "e" * 64, "", 1, token_hash=f"{n}" * 64),),
+                    False,
+                    START + timedelta(minutes=n // 2),
+                    START + timedelta(days=1),
+                ).with_hashes()
+                contracts.append(uow.contracts.add(contract))
+            uow.commit()
+        history = self._every_page(lambda **page: ents.usage.history(ACME, "api_calls", **page), 2)
+        assert [[c.period_start for c in p] for p in history] == [
+            periods[:2],
+            periods[2:4],
+            periods[4:],
+        ]
+        assert [c.used for c in ents.usage.history(ACME, "api_calls")] == [1, 2, 3, 4, 5]
+        listed = self._every_page(lambda **page: ents.contracts.list(ACME, **page), 2)
+        assert listed == [contracts[:2], contracts[2:4], contracts[4:]]
+
+    def test_subscription_history_is_paged(self, ents: Entitlements) -> None:
+        ids = []
+        for plan in ("growth", "free", "growth"):
+            ids.append(ents.subscriptions.subscribe(ACME, plan, actor=STAFF).id)
+            ents.subscriptions.cancel(ACME, actor=STAFF)
+        pages = self._every_page(lambda **page: ents.subscriptions.history(ACME, **page), 2)
+        assert [[s.id for s in p] for p in pages] == [ids[:2], ids[2:]]
+
+    def test_owner_search_is_paged_newest_first(self, ents: Entitlements) -> None:
+        owners = [Owner("organization", f"o{n}") for n in range(5)]
+        for owner in owners:
+            ents.subscriptions.subscribe(owner, "free", actor=STAFF)
+        first = ents.subscriptions.search(limit=2)
+        ents.subscriptions.subscribe(Owner("organization", "late"), "free", actor=STAFF)
+        pages = [list(first)]
+        after = first.next
+        while after is not None:
+            page = ents.subscriptions.search(limit=2, cursor=after)
+            pages.append(list(page))
+            after = page.next
+        assert [[s.owner for s in p] for p in pages] == [
+            owners[:2:-1][:2],
+            owners[2:0:-1],
+            owners[:1],
+        ]
+
+    def test_pages_refuse_a_bad_limit_or_another_lists_cursor(
+        self, ents: Entitlements, store: Store
+    ) -> None:
+        for n in range(3):
+            with store.unit_of_work(None) as uow:
+                uow.audit.append(
+                    AuditEvent(f"e-{n}", START, "system:test", "test.note", "note:1", ACME)
+                )
+                uow.commit()
+        audit_cursor = ents.audit.for_owner(ACME, limit=1).next
+        assert audit_cursor is not None
+        for limit in (0, 1001, True, "10"):
+            with pytest.raises(InvalidInput):
+                ents.audit.for_owner(ACME, limit=limit)  # type: ignore[arg-type]
+        for cursor in ("garbage", "", "!!", 7, audit_cursor[:-2]):
+            with pytest.raises(InvalidInput):
+                ents.audit.for_owner(ACME, cursor=cursor)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInput):
+            ents.usage.history(ACME, "api_calls", cursor=audit_cursor)
+        with pytest.raises(InvalidInput):
+            ents.contracts.list(ACME, cursor=audit_cursor)
+        with pytest.raises(InvalidInput):
+            ents.audit.for_owner(ACME, cursor=audit_cursor, newest_first=True)
+
     # -- failure leaves nothing behind -----------------------------------------------
 
     def test_a_failed_call_leaves_storage_exactly_as_it_was(

@@ -35,13 +35,15 @@ from entitlements.service.entitlements import Entitlements
 from entitlements.web.auth import Authenticator, authenticate
 from entitlements.web.csrf import FIELD
 from entitlements.web.forms import Fields
-from entitlements.web.lists import PAGE_SIZE, Filters, OwnerLists, Row, as_csv
+from entitlements.web.lists import Filters, OwnerLists, Row, as_csv
 from entitlements.web.pages import Pages, status_for
 from entitlements.web.settings import Settings
 
 __all__ = ["Console"]
 
 MAX_SIGNER_ROWS = 5
+SHOWN = 50
+"""Contracts and audit events the owner page shows (the newest audit events first)."""
 
 
 @attrs.frozen
@@ -315,7 +317,7 @@ def _person(people: dict[str, Any], commitment: str) -> str:
 
 def _contracts(ents: Entitlements, owner: Owner) -> list[dict[str, Any]]:
     contracts = []
-    for contract in reversed(list(ents.contracts.list(owner))):
+    for contract in reversed(ents.contracts.list(owner, limit=SHOWN)):
         people = ents.contracts.evidence(owner, contract.id)["personal_data"]
         signers = [
             {"signer": s, "name": _person(people, s.name), "email": _person(people, s.email)}
@@ -349,7 +351,7 @@ def _owner_page(ents: Entitlements, owner: Owner, actor: Actor) -> dict[str, Any
         "seats": ents.seats.list(owner),
         "contracts": _contracts(ents, owner),
         "converted": _converted(history),
-        "audit": list(reversed(list(ents.audit.for_owner(owner))))[:50],
+        "audit": ents.audit.for_owner(owner, limit=SHOWN, newest_first=True),
         "plans": [p for p in ents.plans.list() if p.status.value == "active"],
     }
 
@@ -593,30 +595,33 @@ class Console:
             return actor
         filters = Filters.of(request.query_params)
 
-        def read() -> tuple[list[Row], Counter[str]]:
-            return self.lists.owners(actor, filters), self.lists.counts(actor)
+        if request.query_params.get("format") == "csv":
+            try:
+                found = await run_in_threadpool(self.lists.owners, actor, filters)
+            except EntitlementsError as error:
+                return self._error(request, actor, error)
+            return self._csv("owners", OWNER_COLUMNS, found)
+
+        def read() -> tuple[tuple[list[Row], str | None], Counter[str]]:
+            return self.lists.owners_page(actor, filters), self.lists.counts(actor)
 
         try:
-            found, counts = await run_in_threadpool(read)
+            (page, after), counts = await run_in_threadpool(read)
         except EntitlementsError as error:
             return self._error(request, actor, error)
-        if request.query_params.get("format") == "csv":
-            return self._csv("owners", OWNER_COLUMNS, found)
-        page = found[(filters.page - 1) * PAGE_SIZE : filters.page * PAGE_SIZE]
         return self._render(
             request,
             actor,
             "console/owners.html",
             {
                 "filters": filters,
-                "total": len(found),
                 "columns": OWNER_COLUMNS,
                 "table": self._table(request, OWNER_COLUMNS, page),
                 "counts": counts,
                 "statuses": [s.value for s in SubscriptionStatus],
                 "plans": sorted({p.key for p in self.ents.plans.list()}),
                 "page_query": lambda **changes: urlencode(filters.query(**changes)),
-                "has_next": len(found) > filters.page * PAGE_SIZE,
+                "next": after,
             },
         )
 

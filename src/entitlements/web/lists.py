@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,6 +24,7 @@ import attrs
 from entitlements.domain.actor import Actor
 from entitlements.domain.contracts.contract import Contract
 from entitlements.domain.owner import Owner
+from entitlements.domain.page import decode_cursor, encode_cursor
 from entitlements.domain.provider_commands import ProviderCommand
 from entitlements.domain.subscription import Subscription, SubscriptionStatus
 from entitlements.errors import EntitlementsError, InvalidInput
@@ -78,7 +80,8 @@ class Filters:
     status: str = ""
     plan: str = ""
     tenant: str = ""
-    page: int = 1
+    after: str = ""
+    """Where the owner list's page starts: the cursor the page before it handed out."""
     days: int = 7
 
     @classmethod
@@ -88,7 +91,7 @@ class Filters:
             params.get("status", "")[:32],
             params.get("plan", "").strip()[:128],
             params.get("tenant", "").strip()[:255],
-            _whole(params, "page", 1, 10_000),
+            params.get("after", "")[:2000],
             _whole(params, "days", 7, 366),
         )
 
@@ -106,11 +109,11 @@ class Filters:
             "status": self.status,
             "plan": self.plan,
             "tenant": self.tenant,
-            "page": str(self.page),
+            "after": self.after,
             "days": str(self.days),
             **{k: str(v) for k, v in changes.items()},
         }
-        return {k: v for k, v in values.items() if v and (k, v) not in {("page", "1")}}
+        return {k: v for k, v in values.items() if v and (k, v) not in {("days", "7")}}
 
 
 class OwnerLists:
@@ -184,17 +187,47 @@ class OwnerLists:
         return found
 
     def owners(self, actor: Actor, filters: Filters) -> list[Row]:
-        """The owner list: found by id, external id or plan (the library) or by name and
-        e-mail (the host's ``find_owners``), newest change first."""
+        """The whole owner list (the CSV export), page after page, in the pages' order;
+        cut at `PER_TENANT` owners per tenant like the other lists."""
+        rows, after = self.owners_page(actor, attrs.evolve(filters, after=""))
+        cut = PER_TENANT * len(self._tenants(filters.tenant))
+        while after is not None and len(rows) < cut:
+            more, after = self.owners_page(actor, attrs.evolve(filters, after=after))
+            rows += more
+        return rows[:cut]
+
+    def owners_page(self, actor: Actor, filters: Filters) -> tuple[list[Row], str | None]:
+        """One page of the owner list and the cursor of the next (``None``: the last):
+        found by id, external id or plan (the library; each tenant read a keyset page,
+        newest subscription first) and, on the first page, by name and e-mail (the host's
+        ``find_owners``)."""
         statuses = filters.statuses()
-        by_id = {s.owner: s for s in self.subscriptions(actor, filters, statuses)}
-        for s in self._by_host(actor, filters):
-            if (statuses is None or s.status.value in statuses) and (
-                not filters.plan or s.plan_key == filters.plan
-            ):
-                by_id.setdefault(s.owner, s)
-        ordered = sorted(by_id.values(), key=lambda s: s.updated_at, reverse=True)
-        return [Row(s.owner, self.card(s.owner), s) for s in ordered]
+        tenants = self._tenants(filters.tenant)
+        cursors = _tenant_cursors(filters.after, tenants)
+        each = max(10, PAGE_SIZE // len(tenants))
+        found: list[Subscription] = []
+        after: list[tuple[str | None, str]] = []
+        for tenant, cursor in cursors:
+            page = self.ents.subscriptions.search(
+                filters.text or None,
+                statuses=statuses,
+                tenant=tenant,
+                limit=each,
+                actor=actor,
+                cursor=cursor,
+            )
+            found += [s for s in page if not filters.plan or s.plan_key == filters.plan]
+            if page.next is not None:
+                after.append((tenant, page.next))
+        by_id = {s.owner: s for s in found}
+        if not filters.after:
+            for s in self._by_host(actor, filters):
+                if (statuses is None or s.status.value in statuses) and (
+                    not filters.plan or s.plan_key == filters.plan
+                ):
+                    by_id.setdefault(s.owner, s)
+        rows = [Row(s.owner, self.card(s.owner), s) for s in by_id.values()]
+        return rows, (encode_cursor("console-owners", (json.dumps(after),)) if after else None)
 
     def counts(self, actor: Actor) -> Counter[str]:
         """Readable owners by status, for the front page."""
@@ -239,6 +272,26 @@ class OwnerLists:
             card = self.card(s.owner)
             rows += [Row(s.owner, card, s, command=c) for c in failed]
         return rows
+
+
+def _tenant_cursors(after: str, tenants: list[str | None]) -> list[tuple[str | None, str | None]]:
+    """Where each tenant's part of the owner list resumes: every tenant from its start
+    on the first page; after it, the tenants the cursor says have more."""
+    if not after:
+        return [(tenant, None) for tenant in tenants]
+    decoded = decode_cursor(after, "console-owners", str)
+    assert decoded is not None
+    try:
+        pairs = json.loads(decoded[0])
+        resumed = [(tenant, cursor) for tenant, cursor in pairs]
+    except (ValueError, TypeError):
+        raise InvalidInput("after", "is not a cursor this list handed out", after) from None
+    if not all(
+        (t is None or isinstance(t, str)) and isinstance(c, str) and t in tenants
+        for t, c in resumed
+    ):
+        raise InvalidInput("after", "is not a cursor this list handed out", after)
+    return resumed
 
 
 def _deadline(contract: Contract | None) -> datetime:

@@ -75,3 +75,37 @@ class SqlAudit(Repository):
             .order_by(c.pk)
         )
         return [_audit_from(r) for r in rows]
+
+    @storage_errors
+    def page_for_owner(
+        self, owner: Owner, after: int | None, limit: int, *, newest_first: bool = False
+    ) -> Sequence[tuple[int, AuditEvent]]:
+        self._scope(owner)
+        self.flush()
+        c = t.audit_events.c
+        past = [] if after is None else [c.pk < after if newest_first else c.pk > after]
+        rows = self._rows(
+            sa.select(t.audit_events)
+            .where(c.tenant == self._t, c.owner_kind == owner.kind, c.owner_id == owner.id, *past)
+            .order_by(c.pk.desc() if newest_first else c.pk)
+            .limit(limit)
+        )
+        return [(r["pk"], _audit_from(r)) for r in rows]
+
+    @storage_errors
+    def page_for_target(
+        self, target: str, after: int | None, limit: int
+    ) -> Sequence[tuple[int, AuditEvent]]:
+        self.flush()
+        c = t.audit_events.c
+        past = [] if after is None else [c.pk > after]
+        # the tenant's rows and the catalog's (no tenant of their own) are two runs of
+        # the (tenant, target, pk) index: each is read in order, up to the page
+        tenants = sa.or_(c.tenant == self._t, c.owner_kind.is_(None))
+        rows = self._rows(
+            sa.select(t.audit_events)
+            .where(c.target == target, tenants, *past)
+            .order_by(c.pk)
+            .limit(limit)
+        )
+        return [(r["pk"], _audit_from(r)) for r in rows]

@@ -219,6 +219,27 @@ class SqlContracts(Repository):
         return self._load(rows)
 
     @storage_errors
+    def page_for_owner(
+        self, owner: Owner, after: tuple[datetime, str] | None, limit: int
+    ) -> Sequence[Contract]:
+        self._scope(owner)
+        c = t.contracts.c
+        past = (
+            []
+            if after is None
+            else [
+                sa.or_(c.created_at > after[0], sa.and_(c.created_at == after[0], c.id > after[1]))
+            ]
+        )
+        rows = self._rows(
+            sa.select(t.contracts)
+            .where(c.tenant == self._t, c.owner_kind == owner.kind, c.owner_id == owner.id, *past)
+            .order_by(c.created_at, c.id)
+            .limit(limit)
+        )
+        return self._load(rows)
+
+    @storage_errors
     def locate(self, token_hash: str) -> tuple[str | None, str, str] | None:
         rows = self._rows(
             sa.select(

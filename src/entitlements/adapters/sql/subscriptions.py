@@ -41,7 +41,10 @@ from entitlements.domain.owner import Owner
 from entitlements.domain.subscription import Subscription
 from entitlements.errors import InvalidInput, NotFound, StaleWrite, SubscriptionExists
 
-__all__ = ["SqlSubscriptions", "subscription_row"]
+__all__ = ["SEARCHED", "SqlSubscriptions", "subscription_row"]
+
+SEARCHED = 5000
+"""Rows a text search looks at for one page, at most: its cost stays that of a page."""
 
 
 def _addons_document(addons: Iterable[AddOn]) -> list[dict[str, Any]]:
@@ -265,6 +268,20 @@ class SqlSubscriptions(Repository):
         return [_subscription_from(r) for r in rows]
 
     @storage_errors
+    def history_page(
+        self, owner: Owner, after: int | None, limit: int
+    ) -> Sequence[tuple[int, Subscription]]:
+        c = t.subscriptions.c
+        past = [] if after is None else [c.pk > after]
+        rows = self._rows(
+            sa.select(t.subscriptions)
+            .where(*self._owner_filter(owner), *past)
+            .order_by(c.pk)
+            .limit(limit)
+        )
+        return [(r["pk"], _subscription_from(r)) for r in rows]
+
+    @storage_errors
     def add(self, subscription: Subscription) -> Subscription:
         owner = self._scope(subscription.owner)
         stored = attrs.evolve(subscription, revision=1)
@@ -359,6 +376,12 @@ class SqlSubscriptions(Repository):
     def search(
         self, text: str | None, statuses: frozenset[str] | None, limit: int = 100
     ) -> Sequence[Subscription]:
+        return [sub for _, sub in self.search_page(text, statuses, None, limit)[0]]
+
+    @storage_errors
+    def search_page(
+        self, text: str | None, statuses: frozenset[str] | None, before: int | None, limit: int
+    ) -> tuple[Sequence[tuple[int, Subscription]], int | None]:
         c = t.subscriptions.c
         # the owner's latest row is the one with no newer row: a probe of the owner index
         # per row read, newest first, until the page is full (grouping the tenant's rows
@@ -371,6 +394,8 @@ class SqlSubscriptions(Repository):
             newer.c.pk > c.pk,
         )
         conditions: list[sa.ColumnElement[bool]] = [c.tenant == self._t, ~superseded]
+        if before is not None:
+            conditions.append(c.pk < before)
         if statuses is not None:
             conditions.append(c.status.in_(sorted(statuses)))
         if text:
@@ -383,7 +408,27 @@ class SqlSubscriptions(Repository):
                     )
                 )
             )
-        rows = self._rows(
-            sa.select(t.subscriptions).where(*conditions).order_by(c.pk.desc()).limit(max(limit, 0))
+        query = sa.select(t.subscriptions).where(*conditions)
+        stopped_at = None
+        if text:
+            # a needle found in few rows would read the whole tenant for one page: a page
+            # looks at the newest SEARCHED rows below the cursor, and says where it stopped
+            window = self._window(before)
+            query = query.join(window, window.c.pk == c.pk)
+            floor, seen = self._conn.execute(
+                sa.select(sa.func.min(window.c.pk), sa.func.count()).select_from(window)
+            ).one()
+            stopped_at = floor if seen == SEARCHED else None
+        rows = self._rows(query.order_by(c.pk.desc()).limit(max(limit, 0)))
+        return [(r["pk"], _subscription_from(r)) for r in rows], stopped_at
+
+    def _window(self, before: int | None) -> sa.Subquery:
+        c = t.subscriptions.c
+        below = [] if before is None else [c.pk < before]
+        return (
+            sa.select(c.pk)
+            .where(c.tenant == self._t, *below)
+            .order_by(c.pk.desc())
+            .limit(SEARCHED)
+            .subquery("ent_window")
         )
-        return [_subscription_from(r) for r in rows]

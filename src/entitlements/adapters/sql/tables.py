@@ -236,7 +236,8 @@ audit_events = sa.Table(
     sa.Column("after", JSONDocument, nullable=True),
     sa.Column("reason", sa.Text, nullable=True),
     sa.Index("ix_ent_audit_events_owner", *_OWNER, "pk"),
-    sa.Index("ix_ent_audit_events_target", "tenant", "target"),
+    # one record's events in the trail's order, a page at a time
+    sa.Index("ix_ent_audit_events_target", "target", "pk"),
 )
 
 usage_counters = sa.Table(
@@ -321,7 +322,8 @@ contracts = sa.Table(
     sa.Column("terms_hash", sa.String(64), nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("revision", sa.Integer, nullable=False),
-    sa.Index("ix_ent_contracts_owner", *_OWNER),
+    # the owner's contracts in the order their list pages through them
+    sa.Index("ix_ent_contracts_owner", *_OWNER, "created_at", "id"),
     sa.Index("ix_ent_contracts_expiry", "tenant", "status", "expires_at"),
 )
 

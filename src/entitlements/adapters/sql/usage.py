@@ -359,6 +359,22 @@ class SqlUsage(Repository):
         return sorted(found, key=lambda c: c.period_start)
 
     @storage_errors
+    def counters_page(
+        self, owner: Owner, metric: str, after: datetime | None, limit: int
+    ) -> Sequence[Counter]:
+        past = [] if after is None else [_c.period_start > after]
+        rows = self._rows(
+            sa.select(t.usage_counters)
+            .where(*self._owner(t.usage_counters, owner), _c.metric == metric, *past)
+            .order_by(_c.period_start)
+            .limit(limit)
+        )
+        return [
+            Counter(owner, metric, r["period_start"], r["used"], r["reserved"], r["held_until"])
+            for r in rows
+        ]
+
+    @storage_errors
     def ensure(self, owner: Owner, metric: str, period_start: datetime, revision: int) -> None:
         self._conn.execute(
             _upsert_counter(self._conn.dialect.name),

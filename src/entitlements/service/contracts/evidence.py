@@ -19,6 +19,14 @@ from entitlements.domain.contracts.contract import Contract, ContractStatus
 from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.contracts.verify import Verification, verify_evidence
 from entitlements.domain.owner import Owner, as_owner
+from entitlements.domain.page import (
+    DEFAULT_LIMIT,
+    Page,
+    check_limit,
+    cursor_instant,
+    decode_cursor,
+    page_of,
+)
 from entitlements.errors import ContractNotCompleted
 from entitlements.ports import UnitOfWork
 from entitlements.service.contracts.records import (
@@ -56,11 +64,18 @@ class ContractEvidence:
         with self._rt.read(owner.tenant) as uow:
             return _owned(uow, owner, contract_id)
 
-    def list(self, owner: Owner) -> Sequence[Contract]:
-        """The owner's contracts, open and closed, oldest first."""
+    def list(
+        self, owner: Owner, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None
+    ) -> Page[Contract]:
+        """The owner's contracts, open and closed, oldest first, a page at a time: pass
+        the page's ``next`` as ``cursor`` for the page after it."""
         owner = as_owner(owner)
+        limit = check_limit(limit)
+        after = decode_cursor(cursor, "contracts", str, str)
+        since = None if after is None else (cursor_instant(after[0]), after[1])
         with self._rt.read(owner.tenant) as uow:
-            return uow.contracts.for_owner(owner)
+            found = uow.contracts.page_for_owner(owner, since, limit + 1)
+        return page_of([((c.created_at.isoformat(), c.id), c) for c in found], limit, "contracts")
 
     def events(self, owner: Owner, contract_id: str) -> Sequence[ContractEvent]:
         """The contract's hash-chained events, oldest first."""
