@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from entitlements.errors import (
     Busy,
+    ChangePending,
     Conflict,
     ConnectionLost,
     ContractAlreadyConverted,
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
         Price,
     )
     from entitlements.domain.resolution import Decision, Reason, Snapshot, resolve
+    from entitlements.domain.scheduled import ChangeKind, Pause, PendingChange
     from entitlements.domain.subscription import (
         TRANSITIONS,
         Event,
@@ -116,6 +118,9 @@ _LAZY = {
     "Reason": "entitlements.domain.resolution",
     "Snapshot": "entitlements.domain.resolution",
     "resolve": "entitlements.domain.resolution",
+    "ChangeKind": "entitlements.domain.scheduled",
+    "Pause": "entitlements.domain.scheduled",
+    "PendingChange": "entitlements.domain.scheduled",
     "TRANSITIONS": "entitlements.domain.subscription",
     "Event": "entitlements.domain.subscription",
     "Subscription": "entitlements.domain.subscription",
@@ -155,6 +160,8 @@ __all__ = [
     "BillingCycle",
     "Busy",
     "ByContract",
+    "ChangeKind",
+    "ChangePending",
     "Combine",
     "Conflict",
     "ConnectionLost",
@@ -189,6 +196,8 @@ __all__ = [
     "OverrideKind",
     "OverrideNotFound",
     "Owner",
+    "Pause",
+    "PendingChange",
     "Period",
     "Plan",
     "PlanExists",
