@@ -158,7 +158,7 @@ def test_a_request_equal_to_what_will_be_in_force_clears_the_pending_one(setup):
 
 
 def test_cancel_at_period_end_is_a_pending_change(setup):
-    ents, clock, _ = setup
+    ents, _, _ = setup
     owner = fresh()
     ents.subscriptions.subscribe(owner, "growth", actor=STAFF)
     ents.subscriptions.cancel(owner, actor=STAFF, at_period_end=True)
@@ -241,7 +241,9 @@ def test_a_pause_from_a_date_until_a_date(setup):
     assert not ents.allows(owner, "export", action="create"), "read-only"
     assert cold().snapshot(owner).status is _S.PAUSED
     with pytest.raises(ChangePending, match="pause"):
-        ents.subscriptions.schedule_change(owner, seats=2, at=begins + timedelta(days=1), actor=STAFF)
+        ents.subscriptions.schedule_change(
+            owner, seats=2, at=begins + timedelta(days=1), actor=STAFF
+        )
     clock.set(ends)
     assert ents.subscriptions.get(owner).status is _S.ACTIVE
     assert cold().allows(owner, "export", action="create")
@@ -290,7 +292,9 @@ def test_bad_requests_are_refused_and_change_nothing(setup):
     with pytest.raises(InvalidInput):
         ents.subscriptions.schedule_change(owner, actor=STAFF)
     with pytest.raises(InvalidInput):
-        ents.subscriptions.schedule_change(owner, seats=2, at=START - timedelta(days=1), actor=STAFF)
+        ents.subscriptions.schedule_change(
+            owner, seats=2, at=START - timedelta(days=1), actor=STAFF
+        )
     with pytest.raises(InvalidInput):
         ents.subscriptions.schedule_change(owner, seats=2, at=datetime(2026, 5, 1), actor=STAFF)
     with pytest.raises(InvalidInput):
