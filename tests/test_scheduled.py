@@ -377,3 +377,50 @@ def test_the_docs_show_the_paused_transitions():
     table = transition_table_markdown()
     assert "| `pause` | `active` | `paused` |" in table
     assert "| `unpause` | `paused` | `active` |" in table
+
+
+# -- the payment provider -------------------------------------------------------------
+
+
+def _provider_app():
+    from decimal import Decimal
+
+    from entitlements import MemoryStore, Plan, Price
+    from entitlements.testing.fakes import FakePaymentProvider
+
+    clock = ManualClock(START)
+    provider = FakePaymentProvider(clock)
+    ents = Entitlements(MemoryStore(), clock=clock, payment_provider=provider)
+    for key, amount in (("basic", "9"), ("pro", "29"), ("max", "99")):
+        plan = Plan(key, key, price=Price(Decimal(amount), "USD"), status="active")
+        ents.plans.define(plan, actor=STAFF)
+    started = ents.billing.assign_plan(ACME, "basic", actor=STAFF)
+    provider.complete_checkout(started.checkout.id)
+    provider.deliver(ents)
+    return ents, clock, provider
+
+
+def test_a_provider_billed_change_goes_to_the_provider_when_it_applies():
+    ents, clock, provider = _provider_app()
+    pending = ents.subscriptions.schedule_change(ACME, plan="pro", actor=STAFF)
+    assert pending is not None
+    calls = len(provider.calls)
+    clock.set(pending.at + timedelta(seconds=1))
+    report = ents.process_due()
+    sent = [c for c in report.provider_commands if c.kind.value == "change_plan"]
+    assert len(sent) == 1
+    assert sent[0].payload["plan_key"] == "pro"
+    assert provider.calls[calls][0] == "change_plan"
+    assert ents.subscriptions.get(ACME).plan_key == "pro"
+
+
+def test_a_provider_plan_change_clears_the_pending_change():
+    ents, _, provider = _provider_app()
+    ents.subscriptions.schedule_change(ACME, plan="pro", actor=STAFF)
+    external_id = ents.subscriptions.get(ACME).external_id
+    provider.change_plan(external_id, ents.plans.get("max"), seats=None)
+    provider.deliver(ents)
+    held = ents.subscriptions.get(ACME)
+    assert (held.plan_key, held.scheduled) == ("max", None)
+    cleared = [e for e in ents.audit.for_owner(ACME) if e.action.endswith("_cleared")]
+    assert len(cleared) == 1

@@ -451,3 +451,29 @@ class ProviderEffect:
                 "manager": manager,
             },
         )
+
+
+def pending_effects(steps: tuple[DueChange, ...]) -> tuple[ProviderEffect, ...]:
+    """What the payment provider must do for the pending changes among ``steps`` that
+    applied: a subscription the provider bills (it has the provider's id) moves there
+    to the plan and seats now in force, through the outbox, when the change applies —
+    the provider is not asked to schedule it, so canceling the pending change never
+    needs the provider."""
+    effects = []
+    for step in steps:
+        after = step.after
+        if step.request is None or step.failure or after.external_id is None:
+            continue
+        before = step.before
+        if (after.plan_key, after.plan_version, after.seats) == (
+            before.plan_key,
+            before.plan_version,
+            before.seats,
+        ):
+            continue
+        effects.append(
+            ProviderEffect.change_plan(
+                after.external_id, after.plan_key, after.plan_version, after.seats
+            )
+        )
+    return tuple(effects)

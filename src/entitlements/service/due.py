@@ -18,13 +18,14 @@ import attrs
 from entitlements.domain.actor import Actor
 from entitlements.domain.assignment import check_may_assign
 from entitlements.domain.due import DueChange, as_of
-from entitlements.domain.lifecycle import Fact, catch_up, drop_pending
+from entitlements.domain.lifecycle import Fact, catch_up, drop_pending, pending_effects
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan_change import lowers_a_limit, over_quota
 from entitlements.domain.scheduled import ChangeKind
 from entitlements.domain.subscription import Subscription
 from entitlements.errors import EntitlementsError, NotFound
 from entitlements.ports import UnitOfWork
+from entitlements.service.provider_outbox import queue
 from entitlements.service.runtime import Transaction
 from entitlements.service.snapshots import current_usage, resolve_with
 
@@ -97,7 +98,10 @@ def bring_to_now(
     step = catch_up(subscription, tx.now, actor=SWEEPER)
     if not step.due:
         return subscription, dropped
-    return _store(tx, subscription, step.after, step.facts), dropped + list(step.due)
+    stored = _store(tx, subscription, step.after, step.facts)
+    for effect in pending_effects(step.due):
+        queue(tx, effect.kind, stored.owner, effect.payload, subscription_id=stored.id)
+    return stored, dropped + list(step.due)
 
 
 def _store(
