@@ -20,6 +20,7 @@ from entitlements import (
     Event,
     IllegalTransition,
     InvalidInput,
+    LimitExceeded,
     ManualClock,
     Owner,
     SubscriptionStatus,
@@ -424,3 +425,47 @@ def test_a_provider_plan_change_clears_the_pending_change():
     assert (held.plan_key, held.scheduled) == ("max", None)
     cleared = [e for e in ents.audit.for_owner(ACME) if e.action.endswith("_cleared")]
     assert len(cleared) == 1
+
+
+def test_writes_enforce_the_new_limits_from_the_instant_without_a_sweep(setup):
+    ents, clock, _ = setup
+    owner = fresh()
+    ents.subscriptions.subscribe(owner, "free", actor=STAFF)
+    ents.seats.assign(owner, "m1", actor=STAFF)
+    pending = ents.subscriptions.schedule_change(owner, plan="growth", actor=STAFF)
+    assert pending is not None
+    with pytest.raises(LimitExceeded):
+        ents.seats.assign(owner, "m2", actor=STAFF)
+    clock.set(pending.at)
+    ents.seats.assign(owner, "m2", actor=STAFF)
+    assert len(ents.seats.list(owner)) == 2
+
+
+def test_a_pause_in_force_gets_an_end_date_and_ends_then(setup):
+    ents, clock, _ = setup
+    owner = fresh()
+    ents.subscriptions.subscribe(owner, "growth", actor=STAFF)
+    ents.subscriptions.pause(owner, actor=STAFF)
+    ends = START + timedelta(days=5)
+    held = ents.subscriptions.unpause(owner, at=ends, actor=STAFF)
+    assert held.pause is not None
+    assert held.pause.until == ends
+    assert ents.subscriptions.pending_change(owner) is None
+    clock.set(ends)
+    assert ents.subscriptions.get(owner).status is _S.ACTIVE
+
+
+def test_a_pause_that_reaches_a_suspended_subscription_fails_and_says_why(setup):
+    ents, clock, _ = setup
+    owner = fresh()
+    ents.subscriptions.subscribe(owner, "growth", actor=STAFF)
+    begins = START + timedelta(days=2)
+    ents.subscriptions.pause(owner, at=begins, actor=STAFF)
+    ents.subscriptions.suspend(owner, actor=STAFF)
+    clock.set(begins + timedelta(hours=1))
+    held = ents.subscriptions.get(owner)
+    assert (held.status, held.scheduled, held.pause) == (_S.SUSPENDED, None, None)
+    ents.process_due()
+    failed = [e for e in ents.audit.for_owner(owner) if e.action.endswith("_failed")]
+    assert len(failed) == 1
+    assert "suspended subscription cannot be paused" in (failed[0].reason or "")
