@@ -25,7 +25,6 @@ from entitlements.domain.scheduled import ChangeKind
 from entitlements.domain.subscription import Subscription
 from entitlements.errors import EntitlementsError, NotFound
 from entitlements.ports import UnitOfWork
-from entitlements.service.provider_outbox import queue
 from entitlements.service.runtime import Transaction
 from entitlements.service.snapshots import current_usage, resolve_with
 
@@ -99,8 +98,13 @@ def bring_to_now(
     if not step.due:
         return subscription, dropped
     stored = _store(tx, subscription, step.after, step.facts)
-    for effect in pending_effects(step.due):
-        queue(tx, effect.kind, stored.owner, effect.payload, subscription_id=stored.id)
+    effects = pending_effects(step.due)
+    if effects:
+        # the outbox (and billing) loads only for a host whose provider bills a change
+        from entitlements.service.provider_outbox import queue
+
+        for effect in effects:
+            queue(tx, effect.kind, stored.owner, effect.payload, subscription_id=stored.id)
     return stored, dropped + list(step.due)
 
 
