@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from conftest import STORE_KINDS
 from entitlements import (
     AddOn,
-    ChangeKind,
     ChangePending,
     Entitlements,
     Event,
@@ -23,6 +22,7 @@ from entitlements import (
     LimitExceeded,
     ManualClock,
     Owner,
+    PendingKind,
     SubscriptionStatus,
 )
 from entitlements.domain.subscription import transition_table_markdown
@@ -79,7 +79,7 @@ def test_a_change_at_period_end_flips_at_its_instant_warm_and_cold(setup):
     assert pending is not None
     assert pending.at == datetime(2026, 2, 28, 9, 30, 15, 123456, tzinfo=UTC)
     assert (pending.kind, pending.plan_key, pending.requested_by) == (
-        ChangeKind.CHANGE,
+        PendingKind.CHANGE,
         "growth",
         "staff",
     )
@@ -165,7 +165,7 @@ def test_cancel_at_period_end_is_a_pending_change(setup):
     ents.subscriptions.cancel(owner, actor=STAFF, at_period_end=True)
     pending = ents.subscriptions.pending_change(owner)
     assert pending is not None
-    assert pending.kind is ChangeKind.CANCEL
+    assert pending.kind is PendingKind.CANCEL
     with pytest.raises(ChangePending, match="cancellation"):
         ents.subscriptions.schedule_change(owner, seats=2, actor=STAFF)
     with pytest.raises(ChangePending, match="cancellation"):
@@ -235,7 +235,7 @@ def test_a_pause_from_a_date_until_a_date(setup):
     ents.subscriptions.pause(owner, at=begins, resume_at=ends, actor=STAFF, reason="holiday")
     pending = ents.subscriptions.pending_change(owner)
     assert pending is not None
-    assert pending.kind is ChangeKind.PAUSE, "a future pause is visible"
+    assert pending.kind is PendingKind.PAUSE, "a future pause is visible"
     assert ents.allows(owner, "export")
     clock.set(begins)
     assert ents.subscriptions.get(owner).status is _S.PAUSED

@@ -71,7 +71,7 @@ if TYPE_CHECKING:
         Price,
     )
     from entitlements.domain.resolution import Decision, Reason, Snapshot, resolve
-    from entitlements.domain.scheduled import ChangeKind, Pause, PendingChange
+    from entitlements.domain.scheduled import Pause, PendingChange, PendingKind
     from entitlements.domain.subscription import (
         TRANSITIONS,
         Event,
@@ -118,7 +118,7 @@ _LAZY = {
     "Reason": "entitlements.domain.resolution",
     "Snapshot": "entitlements.domain.resolution",
     "resolve": "entitlements.domain.resolution",
-    "ChangeKind": "entitlements.domain.scheduled",
+    "PendingKind": "entitlements.domain.scheduled",
     "Pause": "entitlements.domain.scheduled",
     "PendingChange": "entitlements.domain.scheduled",
     "TRANSITIONS": "entitlements.domain.subscription",
@@ -160,7 +160,6 @@ __all__ = [
     "BillingCycle",
     "Busy",
     "ByContract",
-    "ChangeKind",
     "ChangePending",
     "Combine",
     "Conflict",
@@ -198,6 +197,7 @@ __all__ = [
     "Owner",
     "Pause",
     "PendingChange",
+    "PendingKind",
     "Period",
     "Plan",
     "PlanExists",

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from entitlements.domain.instant import Period, utc
-from entitlements.domain.scheduled import ChangeKind, Pause, PendingChange
+from entitlements.domain.scheduled import Pause, PendingChange, PendingKind
 from entitlements.domain.subscription import (
     RULES,
     Event,
@@ -199,7 +199,7 @@ def pending_fields(subscription: Subscription, at: datetime) -> tuple[Event, dic
     allow is dropped, with the reason in ``"failure"``."""
     pending = subscription.scheduled
     assert pending is not None
-    if pending.kind is ChangeKind.PAUSE:
+    if pending.kind is PendingKind.PAUSE:
         if not _allowed(subscription, Event.PAUSE):
             why = f"a {subscription.status.value} subscription cannot be paused"
             return Event.APPLY_PENDING_CHANGE, {"scheduled": None, "failure": why}

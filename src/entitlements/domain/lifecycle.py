@@ -30,7 +30,7 @@ from entitlements.domain.billing import ProviderSubscription, path_to
 from entitlements.domain.due import DueChange, advance, as_of, unpause_fields
 from entitlements.domain.owner import Owner
 from entitlements.domain.provider_commands import CommandKind
-from entitlements.domain.scheduled import ChangeKind, Pause, PendingChange
+from entitlements.domain.scheduled import Pause, PendingChange, PendingKind
 from entitlements.domain.subscription import (
     Event,
     Subscription,
@@ -239,7 +239,7 @@ def _refuse_conflicts(current: Subscription, wanted: PendingChange, replace: boo
     pause = current.pause
     if pause is None:
         return
-    if wanted.kind is ChangeKind.PAUSE or pause.until is None or wanted.at < pause.until:
+    if wanted.kind is PendingKind.PAUSE or pause.until is None or wanted.at < pause.until:
         raise ChangePending(current.owner, pause.describe(), wanted.describe())
 
 
@@ -259,7 +259,7 @@ def schedule(
         raise InvalidInput("at", "must be after now (a change for now is made directly)")
     _refuse_conflicts(current, wanted, replace)
     kept: PendingChange | None = wanted
-    if wanted.kind is ChangeKind.CHANGE and _in_force_anyway(current, wanted):
+    if wanted.kind is PendingKind.CHANGE and _in_force_anyway(current, wanted):
         kept = None
     fields = {"scheduled": kept, "cancel_at_period_end": False}
     return change(current, Event.SCHEDULE_CHANGE, now, fields, actor=actor, reason=wanted.reason)
@@ -273,7 +273,7 @@ def cancel_pending(
     pending = current.pending_change
     if pending is None:
         raise InvalidInput("pending_change", f"{current.owner} has no pending change")
-    if pending.kind is ChangeKind.CANCEL:
+    if pending.kind is PendingKind.CANCEL:
         return change(
             current,
             Event.UNDO_CANCEL,
@@ -312,7 +312,7 @@ def unpause(
     """End a pause now, or set the date it ends (``at``); for a pause still to begin, drop
     it (no ``at``) or set its end."""
     pending = current.scheduled
-    if current.pause is None and pending is not None and pending.kind is ChangeKind.PAUSE:
+    if current.pause is None and pending is not None and pending.kind is PendingKind.PAUSE:
         if at is None:
             return cancel_pending(current, now, actor=actor, reason=reason)
         if at <= pending.at:

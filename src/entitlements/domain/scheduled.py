@@ -30,10 +30,10 @@ from entitlements.domain.checks import parse_enum
 from entitlements.domain.instant import as_optional_utc, as_utc, aware, optional_aware
 from entitlements.errors import InvalidInput
 
-__all__ = ["ChangeKind", "Pause", "PendingChange"]
+__all__ = ["Pause", "PendingChange", "PendingKind"]
 
 
-class ChangeKind(enum.StrEnum):
+class PendingKind(enum.StrEnum):
     """What a pending change does when its instant comes."""
 
     CHANGE = "change"
@@ -44,8 +44,8 @@ class ChangeKind(enum.StrEnum):
     """Pause the subscription (``pause(at=...)``)."""
 
 
-def _kind(value: object) -> ChangeKind:
-    return parse_enum(ChangeKind, value, "kind")
+def _kind(value: object) -> PendingKind:
+    return parse_enum(PendingKind, value, "kind")
 
 
 def _addons(value: Iterable[AddOn] | None) -> tuple[AddOn, ...] | None:
@@ -61,7 +61,7 @@ def _addons(value: Iterable[AddOn] | None) -> tuple[AddOn, ...] | None:
 class PendingChange:
     """One change to a subscription that takes effect at ``at``: the request, as data."""
 
-    kind: ChangeKind = attrs.field(converter=_kind)
+    kind: PendingKind = attrs.field(converter=_kind)
     """Change, cancellation at period end, or pause."""
     at: datetime = attrs.field(converter=as_utc, validator=aware)
     """When it takes effect (for a cancellation: the period's, or trial's, end)."""
@@ -101,9 +101,9 @@ class PendingChange:
     def describe(self) -> str:
         """The change in words, for errors and the console."""
         when = f"{self.at:%Y-%m-%d %H:%M}"
-        if self.kind is ChangeKind.CANCEL:
+        if self.kind is PendingKind.CANCEL:
             return f"a cancellation at {when}"
-        if self.kind is ChangeKind.PAUSE:
+        if self.kind is PendingKind.PAUSE:
             until = "" if self.resume_at is None else f" until {self.resume_at:%Y-%m-%d %H:%M}"
             return f"a pause from {when}{until}"
         parts = []

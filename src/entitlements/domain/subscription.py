@@ -38,7 +38,7 @@ from entitlements.domain.instant import (
     utc,
 )
 from entitlements.domain.owner import Owner
-from entitlements.domain.scheduled import ChangeKind, Pause, PendingChange
+from entitlements.domain.scheduled import Pause, PendingChange, PendingKind
 from entitlements.errors import ChangePending, IllegalTransition, InvalidInput, SubscriptionExists
 
 __all__ = [
@@ -277,7 +277,7 @@ def _contract(value: object) -> ContractLink | None:
 
 def _scheduled(value: object) -> PendingChange | None:
     if value is not None and (
-        not isinstance(value, PendingChange) or value.kind is ChangeKind.CANCEL
+        not isinstance(value, PendingChange) or value.kind is PendingKind.CANCEL
     ):
         raise InvalidInput("scheduled", "must be a PendingChange (a change or a pause) or None")
     return value
@@ -387,7 +387,7 @@ class Subscription:
         at = self.cancel_effective_at
         if at is None:
             return None
-        return PendingChange(ChangeKind.CANCEL, at)
+        return PendingChange(PendingKind.CANCEL, at)
 
     @property
     def is_terminal(self) -> bool:

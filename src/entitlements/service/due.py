@@ -21,7 +21,7 @@ from entitlements.domain.due import DueChange, as_of
 from entitlements.domain.lifecycle import Fact, catch_up, drop_pending, pending_effects
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan_change import lowers_a_limit, over_quota
-from entitlements.domain.scheduled import ChangeKind
+from entitlements.domain.scheduled import PendingKind
 from entitlements.domain.subscription import Subscription
 from entitlements.errors import EntitlementsError, NotFound
 from entitlements.ports import UnitOfWork
@@ -56,7 +56,7 @@ def refusal_at_instant(tx: Transaction, subscription: Subscription) -> str | Non
     change scheduled with ``if_over_quota="refuse"`` must not put usage (as stored now)
     over a lowered limit. ``None``: it applies."""
     pending = subscription.scheduled
-    if pending is None or pending.kind is not ChangeKind.CHANGE or pending.at > tx.now:
+    if pending is None or pending.kind is not PendingKind.CHANGE or pending.at > tx.now:
         return None
     held = as_of(attrs.evolve(subscription, scheduled=None), pending.at)
     if held.is_terminal:

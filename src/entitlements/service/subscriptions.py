@@ -41,7 +41,7 @@ from entitlements.domain.plan_change import (
     SubscriptionChange,
     preview,
 )
-from entitlements.domain.scheduled import ChangeKind, PendingChange
+from entitlements.domain.scheduled import PendingChange, PendingKind
 from entitlements.domain.subscription import (
     Event,
     Subscription,
@@ -789,7 +789,7 @@ class Subscriptions:
 
         def do(tx: Transaction, who: Actor, current: Subscription) -> PendingChange | None:
             wanted = PendingChange(
-                ChangeKind.CHANGE,
+                PendingKind.CHANGE,
                 when or _period_end(current),
                 tx.now,
                 who.id,
@@ -863,7 +863,7 @@ class Subscriptions:
 
         def do(tx: Transaction, who: Actor, current: Subscription) -> Subscription:
             wanted = PendingChange(
-                ChangeKind.PAUSE,
+                PendingKind.PAUSE,
                 begins or tx.now,
                 tx.now,
                 who.id,
