@@ -197,6 +197,8 @@ def test_a_plan_archived_meanwhile_fails_the_change_and_leaves_the_subscription(
     assert pending is not None
     ents.plans.archive("enterprise", actor=STAFF)
     clock.set(pending.at + timedelta(hours=1))
+    assert ents.subscriptions.get(owner).plan_key == "free", "reads agree with the sweep"
+    assert not ents.allows(owner, "sso")
     report = ents.process_due()
     failed = [c for c in report.changes if c.failure]
     assert len(failed) == 1

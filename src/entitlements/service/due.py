@@ -16,17 +16,20 @@ from datetime import datetime
 import attrs
 
 from entitlements.domain.actor import Actor
-from entitlements.domain.assignment import check_may_assign
 from entitlements.domain.due import DueChange, as_of
 from entitlements.domain.lifecycle import Fact, catch_up, drop_pending, pending_effects
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan_change import lowers_a_limit, over_quota
 from entitlements.domain.scheduled import PendingKind
 from entitlements.domain.subscription import Subscription
-from entitlements.errors import EntitlementsError, NotFound
 from entitlements.ports import UnitOfWork
 from entitlements.service.runtime import Transaction
-from entitlements.service.snapshots import current_usage, resolve_with
+from entitlements.service.snapshots import (
+    current_usage,
+    in_force,
+    pending_plan_refusal,
+    resolve_with,
+)
 
 __all__ = ["SWEEPER", "bring_to_now", "read_current", "read_history"]
 
@@ -40,13 +43,13 @@ def read_current(uow: UnitOfWork, owner: Owner, now: datetime) -> Subscription |
     ``subscriptions.get``, billing's state and guards, the CLI and the console, which call
     those — goes through here, so no two reads disagree about what time did."""
     found = uow.subscriptions.current(owner)
-    return None if found is None else as_of(found, now)
+    return None if found is None else in_force(uow, found, now)
 
 
 def read_history(uow: UnitOfWork, owner: Owner, now: datetime) -> Sequence[Subscription]:
     """Every subscription the owner had, oldest first, each as time has made it by ``now``
     (`read_current` for each)."""
-    return [as_of(subscription, now) for subscription in uow.subscriptions.history(owner)]
+    return [in_force(uow, subscription, now) for subscription in uow.subscriptions.history(owner)]
 
 
 def refusal_at_instant(tx: Transaction, subscription: Subscription) -> str | None:
@@ -61,14 +64,9 @@ def refusal_at_instant(tx: Transaction, subscription: Subscription) -> str | Non
     held = as_of(attrs.evolve(subscription, scheduled=None), pending.at)
     if held.is_terminal:
         return None  # ended first: the ending clears it, audited as such
-    if pending.plan_key is not None:
-        try:
-            plan = tx.uow.plans.get(pending.plan_key, pending.plan_version)
-            check_may_assign(plan, held.owner, held)
-        except (EntitlementsError, NotFound) as refused:
-            return str(refused)
-    if pending.if_over_quota != "refuse":
-        return None
+    refused = pending_plan_refusal(tx.uow, subscription, tx.now)
+    if refused is not None or pending.if_over_quota != "refuse":
+        return refused
     policy = tx.runtime.policy
     will = as_of(subscription, pending.at)
     was = resolve_with(tx.uow, held.owner, held, pending.at, policy)

@@ -32,7 +32,7 @@ from entitlements.domain.checks import (
     parse_enum,
 )
 from entitlements.domain.contracts.link import ContractLink
-from entitlements.domain.due import as_of, could_read_as
+from entitlements.domain.due import could_read_as
 from entitlements.domain.instant import given_utc, optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import check_trial_days
@@ -59,7 +59,7 @@ from entitlements.service.due import read_current, read_history
 from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
-from entitlements.service.snapshots import current_usage, resolve_with
+from entitlements.service.snapshots import current_usage, in_force, resolve_with
 
 __all__ = ["Subscriptions"]
 
@@ -190,7 +190,7 @@ class Subscriptions:
                 if when < now
                 else uow.subscriptions.current(owner)
             )
-        return None if found is None else as_of(found, when)
+            return None if found is None else in_force(uow, found, when)
 
     def search(
         self,
@@ -213,8 +213,8 @@ class Subscriptions:
         with self._rt.read(tenant) as uow:
             found = uow.subscriptions.search((text or "").strip() or None, stored_as, limit)
             found = self._readable(uow, found, actor)
-        now = self._rt.read_now(tenant)
-        current = [as_of(subscription, now) for subscription in found]
+            now = self._rt.read_now(tenant)
+            current = [in_force(uow, subscription, now) for subscription in found]
         return [s for s in current if wanted is None or s.status.value in wanted]
 
     def _readable(
