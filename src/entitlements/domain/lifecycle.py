@@ -159,8 +159,6 @@ def _cleared(before: Subscription, after: Subscription, actor: Actor, by: str) -
     pending = before.scheduled
     if pending is None or after.scheduled is not None or by in _OWN_PENDING:
         return ()
-    if by in ("subscription.unpause", "subscription.pause"):
-        return ()
     why = f"{pending.describe()} cleared by {by.removeprefix('subscription.')}"
     return (Fact(actor, "subscription.pending_change_cleared", before, after, why),)
 
