@@ -613,3 +613,22 @@ def test_the_docs_list_every_exit_code():
     page = (Path(__file__).parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
     documented = {int(code) for code in re.findall(r"^\| (\d+) \|", page, re.M)}
     assert documented == set(EXIT.values())
+
+
+def test_staff_schedule_pause_and_cancel_pending_changes(ready):
+    ready("subs", "trial", "organization:acme", "pro")
+    ready("subs", "convert", "organization:acme", "--seats", "3")
+    done = ready("subs", "schedule", "organization:acme", "--plan", "free", "--reason", "down")
+    assert "scheduled a change to plan free v1" in done.stdout
+    refused = ready("subs", "schedule", "organization:acme", "--seats", "2", check=False)
+    assert refused.returncode != 0
+    assert "plan free" in refused.stderr
+    assert "plan free" in ready("subs", "pending", "organization:acme").stdout
+    assert "plan free" in ready("subs", "show", "organization:acme").stdout
+    pending = json.loads(ready("subs", "pending", "organization:acme", "--json").stdout)
+    assert pending["plan_key"] == "free"
+    ready("subs", "cancel-pending", "organization:acme")
+    assert "no pending change" in ready("subs", "pending", "organization:acme").stdout
+    paused = ready("subs", "pause", "organization:acme", "--reason", "holiday")
+    assert "paused" in paused.stdout
+    assert "unpaused" in ready("subs", "unpause", "organization:acme").stdout

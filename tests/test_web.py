@@ -978,3 +978,42 @@ def test_a_mail_scanner_that_keeps_no_cookies_records_no_view(ents):
     assert [e for e in ents.contracts.events(ACME, contract.id) if e.type.value == "viewed"] == []
     assert contract.signers[0].status.value == "sent"
     opened(signer_client(ents), link)  # the signer's own click still works
+
+
+def test_the_owner_page_schedules_and_cancels_a_pending_change_and_the_queue_lists_it(ents):
+    clock = ManualClock()
+    ents.runtime.clock = clock
+    ents.subscriptions.subscribe(GLOBEX, "team", actor=STAFF)
+    client = staff_client(ents)
+    page = client.get("/billing/owner?ref=organization:globex").text
+    assert 'id="schedule-h"' in page
+    scheduled = client.post(
+        "/billing/owner/schedule-change",
+        data={
+            "csrf_token": csrf(page),
+            "owner": str(GLOBEX),
+            "plan": "starter",
+            "when": "period_end",
+            "reason": "downgrade at renewal",
+        },
+    )
+    assert "Scheduled a change to plan starter" in scheduled.text
+    assert "downgrade at renewal" in scheduled.text
+    assert ents.subscriptions.pending_change(GLOBEX) is not None
+    queue = client.get("/billing/queues/later?days=40").text
+    assert rows(queue) == [str(GLOBEX)]
+    assert rows(client.get("/billing/queues/later?days=1").text) == []
+    canceled = client.post(
+        "/billing/owner/cancel-pending",
+        data={"csrf_token": csrf(queue), "owner": str(GLOBEX), "back": "later"},
+    )
+    assert canceled.url.path == "/billing/queues/later"
+    assert rows(canceled.text) == []
+    assert ents.subscriptions.pending_change(GLOBEX) is None
+    paused = client.post(
+        "/billing/owner/pause",
+        data={"csrf_token": csrf(queue), "owner": str(GLOBEX), "reason": "holiday"},
+    )
+    assert "Subscription paused." in paused.text
+    assert 'id="unpause-h"' in paused.text
+    assert ents.subscriptions.get(GLOBEX).status.value == "paused"

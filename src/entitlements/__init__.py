@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from entitlements.errors import (
     Busy,
+    ChangePending,
     Conflict,
     ConnectionLost,
     ContractAlreadyConverted,
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
         Price,
     )
     from entitlements.domain.resolution import Decision, Reason, Snapshot, resolve
+    from entitlements.domain.scheduled import Pause, PendingChange, PendingKind
     from entitlements.domain.subscription import (
         TRANSITIONS,
         Event,
@@ -118,6 +120,9 @@ _LAZY = {
     "Reason": "entitlements.domain.resolution",
     "Snapshot": "entitlements.domain.resolution",
     "resolve": "entitlements.domain.resolution",
+    "PendingKind": "entitlements.domain.scheduled",
+    "Pause": "entitlements.domain.scheduled",
+    "PendingChange": "entitlements.domain.scheduled",
     "TRANSITIONS": "entitlements.domain.subscription",
     "Event": "entitlements.domain.subscription",
     "Subscription": "entitlements.domain.subscription",
@@ -157,6 +162,7 @@ __all__ = [
     "BillingCycle",
     "Busy",
     "ByContract",
+    "ChangePending",
     "Combine",
     "Conflict",
     "ConnectionLost",
@@ -192,6 +198,9 @@ __all__ = [
     "OverrideNotFound",
     "Owner",
     "Page",
+    "Pause",
+    "PendingChange",
+    "PendingKind",
     "Period",
     "Plan",
     "PlanExists",

@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "BillingActionRequired",
     "Busy",
+    "ChangePending",
     "Conflict",
     "ConnectionLost",
     "ContractAlreadyConverted",
@@ -217,6 +218,21 @@ class ContractPending(EntitlementsError):
         """The owner whose trial was to be converted."""
         self.contract_ids = tuple(contract_ids)
         """The contracts still out for signature, oldest first."""
+
+
+class ChangePending(Conflict):
+    """The subscription already has a change waiting for its instant (a plan change, a
+    cancellation at period end, a pause) or a pause in force that the request conflicts
+    with; ``other`` names it. Cancel it first, or schedule with ``replace=True``."""
+
+    def __init__(self, owner: object, other: str, asked: str) -> None:
+        super().__init__(f"{owner} has {other}, which conflicts with {asked}")
+        self.owner = owner
+        """The owner whose subscription holds the other change."""
+        self.other = other
+        """The pending change (or pause) in the way, in words."""
+        self.asked = asked
+        """What was asked for, in words."""
 
 
 class EvidenceBroken(EntitlementsError):

@@ -96,6 +96,8 @@ def _subscription_row(sub: Subscription) -> dict[str, Any]:
         "trial_ends": sub.trial_ends_at.date() if sub.trial_ends_at else None,
         "period_end": sub.current_period.end.date() if sub.current_period else None,
         "cancels_at_period_end": sub.cancel_at_period_end,
+        "pending": None if sub.pending_change is None else sub.pending_change.describe(),
+        "paused": None if sub.pause is None else sub.pause.describe(),
         "notes": sub.notes or None,
     }
 
@@ -334,6 +336,59 @@ class Console:
             raise NotFound(f"{self.args.owner} has no subscription")
         rows = [_subscription_row(s) for s in history]
         return self.out(list(history), table(rows, list(rows[0])))
+
+    def subs_schedule(self) -> int:
+        a = self.args
+        pending = self._plan_call(
+            lambda: self.ents.subscriptions.schedule_change(
+                a.owner,
+                actor=self.actor,
+                plan=a.plan,
+                version=a.version,
+                seats=a.seats,
+                at=a.at,
+                reason=a.reason,
+                replace=a.replace,
+                if_over_quota=self._policy(),
+                now=self.now,
+            )
+        )
+        if pending is None:
+            return self.out(None, "nothing pending: that is what will be in force anyway")
+        return self.out(pending, f"scheduled {pending.describe()}")
+
+    def subs_pending(self) -> int:
+        pending = self.ents.subscriptions.pending_change(self.args.owner)
+        if pending is None:
+            return self.out(None, f"{self.args.owner} has no pending change")
+        return self.out(pending, pending.describe())
+
+    def subs_cancel_pending(self) -> int:
+        a = self.args
+        sub = self.ents.subscriptions.cancel_pending_change(
+            a.owner, actor=self.actor, reason=a.reason, now=self.now
+        )
+        return self._show(sub, "pending change canceled")
+
+    def subs_pause(self) -> int:
+        a = self.args
+        sub = self.ents.subscriptions.pause(
+            a.owner,
+            actor=self.actor,
+            at=a.at,
+            resume_at=a.resume_at,
+            restart_period=a.restart_period,
+            reason=a.reason,
+            now=self.now,
+        )
+        return self._show(sub, "paused" if sub.pause is not None else "pause scheduled")
+
+    def subs_unpause(self) -> int:
+        a = self.args
+        sub = self.ents.subscriptions.unpause(
+            a.owner, actor=self.actor, at=a.at, reason=a.reason, now=self.now
+        )
+        return self._show(sub, "unpaused" if sub.pause is None else "pause end set")
 
     # -- overrides -----------------------------------------------------------------------
 

@@ -134,6 +134,7 @@ READS = frozenset(
         "plans_list",
         "plans_show",
         "subs_show",
+        "subs_pending",
         "overrides_list",
         "check",
         "contracts_list",
@@ -444,6 +445,73 @@ def _subscriptions(g: _Grammar, subs: Any) -> None:
     )
     _owner(p)
     _paged(p)
+    _later(g, subs)
+
+
+def _later(g: _Grammar, subs: Any) -> None:
+    """Pending changes and pauses."""
+    p = g.command(
+        subs,
+        ("subs", "schedule"),
+        "subs_schedule",
+        "schedule a plan or seat change for later",
+        "Takes effect at the end of the current period, or at --at; one change is pending\n"
+        "at a time (--replace replaces it).",
+        "entitlements subs schedule organization:acme --plan free --reason downgrade",
+    )
+    _owner(p)
+    p.add_argument("--plan", help="the plan key to move to")
+    p.add_argument("--version", type=inputs.whole_number, help="the plan version to move to")
+    p.add_argument("--seats", type=inputs.count, help="the seats to hold")
+    p.add_argument("--at", type=inputs.instant, help="when (default: the period end)")
+    p.add_argument("--replace", action="store_true", help="replace the pending change")
+    p.add_argument("--allow-over-quota", action="store_true", help="apply even if over a limit")
+    _reason(p)
+    p = g.command(
+        subs,
+        ("subs", "pending"),
+        "subs_pending",
+        "show the pending change",
+        "The change waiting for its instant: a scheduled change, a pause, a cancellation.",
+        "entitlements subs pending organization:acme",
+    )
+    _owner(p)
+    p = g.command(
+        subs,
+        ("subs", "cancel-pending"),
+        "subs_cancel_pending",
+        "drop the pending change",
+        "Nothing in force changes; a cancellation at period end is undone.",
+        "entitlements subs cancel-pending organization:acme",
+    )
+    _owner(p)
+    _reason(p)
+    p = g.command(
+        subs,
+        ("subs", "pause"),
+        "subs_pause",
+        "pause a subscription",
+        "Now or from --at, until --resume-at or until unpaused; read-only meanwhile.",
+        "entitlements subs pause organization:acme --at 2026-06-01 --resume-at 2026-09-01",
+    )
+    _owner(p)
+    p.add_argument("--at", type=inputs.instant, help="when it begins (default: now)")
+    p.add_argument("--resume-at", type=inputs.instant, help="when it ends by itself")
+    p.add_argument(
+        "--restart-period", action="store_true", help="restart the billing period on unpause"
+    )
+    _reason(p)
+    p = g.command(
+        subs,
+        ("subs", "unpause"),
+        "subs_unpause",
+        "end a pause",
+        "Now, or at --at; for a pause still to begin, drop it.",
+        "entitlements subs unpause organization:acme",
+    )
+    _owner(p)
+    p.add_argument("--at", type=inputs.instant, help="when it ends (default: now)")
+    _reason(p)
 
 
 def _overrides(g: _Grammar, overrides: Any) -> None:

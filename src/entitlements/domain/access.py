@@ -1,9 +1,9 @@
 """What each subscription status grants: the status policy of entitlement resolution.
 
 The defaults follow the seeds: trialing and active grant the plan; past_due grants it for
-a grace period, then read-only; suspended is read-only (seed 002); pending, failed,
-canceled and expired grant nothing — or the fallback plan when one is configured (seed
-003 puts every workspace back on Free).
+a grace period, then read-only; suspended is read-only (seed 002), and so is paused;
+pending, failed, canceled and expired grant nothing — or the fallback plan when one is
+configured (seed 003 puts every workspace back on Free).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ DEFAULT_ACCESS: Mapping[SubscriptionStatus, Access] = {
     _S.ACTIVE: Access.FULL,
     _S.PAST_DUE: Access.FULL,
     _S.SUSPENDED: Access.READ_ONLY,
+    _S.PAUSED: Access.READ_ONLY,
     _S.PENDING: Access.FALLBACK,
     _S.FAILED: Access.FALLBACK,
     _S.CANCELED: Access.FALLBACK,

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from entitlements.domain.instant import Period, utc
+from entitlements.domain.scheduled import Pause, PendingChange, PendingKind
 from entitlements.domain.subscription import (
     RULES,
     Event,
@@ -26,7 +27,16 @@ from entitlements.domain.subscription import (
     transition,
 )
 
-__all__ = ["DueChange", "advance", "as_of", "could_read_as", "next_change_at", "next_due"]
+__all__ = [
+    "DueChange",
+    "advance",
+    "as_of",
+    "could_read_as",
+    "next_change_at",
+    "next_due",
+    "pending_fields",
+    "unpause_fields",
+]
 
 MAX_STEPS = 10_000
 _TICK = timedelta(microseconds=1)
@@ -46,6 +56,11 @@ class DueChange:
     """The subscription before the change."""
     after: Subscription
     """The subscription after the change."""
+    failure: str | None = None
+    """Why a pending change that reached its instant could not apply (it was dropped and
+    the subscription left as it was); ``None`` otherwise."""
+    request: PendingChange | None = None
+    """The pending change that reached its instant, when the step is one."""
 
 
 def _allowed(subscription: Subscription, event: Event) -> bool:
@@ -108,7 +123,25 @@ def _renewal(subscription: Subscription) -> _Candidate | None:
     return period.end, 4, Event.RENEW_PERIOD
 
 
-_KINDS = (_ending, _cancellation, _trial_end, _addon_end, _renewal)
+def _scheduled(subscription: Subscription) -> _Candidate | None:
+    """A pending change or pause reaching its instant: before the period rolls over at
+    the same instant, so a change at period end starts the next period on the new terms.
+    """
+    pending = subscription.scheduled
+    if pending is None or not _allowed(subscription, Event.APPLY_PENDING_CHANGE):
+        return None
+    return pending.at, 1, Event.APPLY_PENDING_CHANGE
+
+
+def _pause_end(subscription: Subscription) -> _Candidate | None:
+    """A pause's end date."""
+    pause = subscription.pause
+    if subscription.status is not _S.PAUSED or pause is None or pause.until is None:
+        return None
+    return pause.until, 1, Event.UNPAUSE
+
+
+_KINDS = (_ending, _cancellation, _scheduled, _pause_end, _trial_end, _addon_end, _renewal)
 
 
 def _candidates(subscription: Subscription) -> list[_Candidate]:
@@ -150,10 +183,49 @@ def _renewed_period(subscription: Subscription, now: datetime, *, jump: bool) ->
     return cycle.period_containing(anchor, max(target, period.end))
 
 
+def unpause_fields(subscription: Subscription, at: datetime) -> dict[str, Any]:
+    """What ending a pause at ``at`` changes besides the status: with ``restart_period``,
+    the billing period starts again at ``at`` (anchored there); otherwise the anchor
+    stays, and the periods that rolled over during the pause stand."""
+    pause, cycle = subscription.pause, subscription.cycle
+    if pause is None or not pause.restart_period or cycle is None:
+        return {}
+    return {"cycle_anchor": at, "current_period": cycle.period_containing(at, at)}
+
+
+def pending_fields(subscription: Subscription, at: datetime) -> tuple[Event, dict[str, Any]]:
+    """The event and fields of the subscription's pending change taking effect at ``at``
+    (the same fields a change made by hand at ``at`` sets). A pause the status does not
+    allow is dropped, with the reason in ``"failure"``."""
+    pending = subscription.scheduled
+    assert pending is not None
+    if pending.kind is PendingKind.PAUSE:
+        if not _allowed(subscription, Event.PAUSE):
+            why = f"a {subscription.status.value} subscription cannot be paused"
+            return Event.APPLY_PENDING_CHANGE, {"scheduled": None, "failure": why}
+        pause = Pause(
+            at, pending.resume_at, pending.restart_period, pending.requested_by, pending.reason
+        )
+        return Event.PAUSE, {"scheduled": None, "pause": pause}
+    changes: dict[str, Any] = {"scheduled": None}
+    if pending.plan_key is not None:
+        changes.update(plan_key=pending.plan_key, plan_version=pending.plan_version)
+        period = subscription.current_period
+        if pending.cycle is not None and pending.cycle != subscription.cycle and period:
+            changes.update(cycle=pending.cycle, cycle_anchor=period.end)
+    if pending.seats is not None:
+        changes["seats"] = pending.seats
+    if pending.addons is not None:
+        changes["addons"] = pending.addons
+    return Event.APPLY_PENDING_CHANGE, changes
+
+
 def _step_changes(
     subscription: Subscription, event: Event, at: datetime, now: datetime, *, jump: bool
 ) -> dict[str, Any]:
     """The fields an event time caused changes besides the status."""
+    if event is Event.UNPAUSE:
+        return unpause_fields(subscription, at)
     if event is Event.RENEW_PERIOD:
         return {"current_period": _renewed_period(subscription, now, jump=jump)}
     if event is Event.CHANGE_ADDONS:
@@ -179,9 +251,14 @@ def advance(
         event, at = due
         if event is Event.END_TRIAL and current.status is _S.SUSPENDED:
             event = Event.EXPIRE  # the trial ran out while suspended: it ends all the same
-        changes = _step_changes(current, event, at, now, jump=jump)
+        request = current.scheduled if event is Event.APPLY_PENDING_CHANGE else None
+        if request is not None:
+            event, changes = pending_fields(current, at)
+        else:
+            changes = _step_changes(current, event, at, now, jump=jump)
+        failure = changes.pop("failure", None)
         after = transition(current, event, at, **changes)
-        steps.append(DueChange(event, at, current, after))
+        steps.append(DueChange(event, at, current, after, failure, request))
         current = after
     return current, steps
 
@@ -193,7 +270,7 @@ def as_of(subscription: Subscription, now: datetime) -> Subscription:
     return advance(subscription, now, jump=True)[0]
 
 
-_BY_TIME = (Event.EXPIRE, Event.FAIL, Event.CANCEL, Event.END_TRIAL)
+_BY_TIME = (Event.EXPIRE, Event.FAIL, Event.CANCEL, Event.END_TRIAL, Event.PAUSE, Event.UNPAUSE)
 
 
 def could_read_as(wanted: frozenset[str]) -> frozenset[str]:

@@ -68,7 +68,7 @@ class LimitChange:
 @attrs.frozen
 class PlanChangePreview:
     """Everything a proposed change would do, computed without changing anything. All of
-    it takes effect at ``effective_at`` (plan changes apply at once)."""
+    it takes effect at ``effective_at`` (now, or the instant a preview was asked for)."""
 
     from_plan: tuple[str, int] | None
     """The plan key and version held now (``None``: no plan)."""
@@ -88,6 +88,9 @@ class PlanChangePreview:
     (``if_over_quota=REFUSE``) or applies and reports (`over_quota`)."""
     effective_at: datetime
     """When the change would apply."""
+    usage_as_of: datetime | None = None
+    """When the usage ``over_quota`` compares was measured: a preview for a later
+    instant projects usage as stored now, it does not forecast it."""
 
 
 @attrs.frozen
@@ -155,7 +158,12 @@ def _plan_of(snapshot: Snapshot) -> tuple[str, int] | None:
 
 
 def preview(
-    before: Snapshot, after: Snapshot, usage: Mapping[str, int], at: datetime
+    before: Snapshot,
+    after: Snapshot,
+    usage: Mapping[str, int],
+    at: datetime,
+    *,
+    usage_as_of: datetime | None = None,
 ) -> PlanChangePreview:
     """What moving from ``before`` to ``after`` does, with ``usage`` in use at ``at``."""
     features = _feature_changes(before, after)
@@ -169,4 +177,5 @@ def preview(
         limits_lowered=tuple(c for c in limits if not c.raised),
         over_quota=over_quota(before, after, usage),
         effective_at=at,
+        usage_as_of=at if usage_as_of is None else usage_as_of,
     )

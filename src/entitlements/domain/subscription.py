@@ -38,7 +38,8 @@ from entitlements.domain.instant import (
     utc,
 )
 from entitlements.domain.owner import Owner
-from entitlements.errors import IllegalTransition, InvalidInput, SubscriptionExists
+from entitlements.domain.scheduled import Pause, PendingChange, PendingKind
+from entitlements.errors import ChangePending, IllegalTransition, InvalidInput, SubscriptionExists
 
 __all__ = [
     "NEW",
@@ -65,6 +66,7 @@ class SubscriptionStatus(enum.StrEnum):
     ACTIVE = "active"
     PAST_DUE = "past_due"
     SUSPENDED = "suspended"
+    PAUSED = "paused"
     CANCELED = "canceled"
     EXPIRED = "expired"
     FAILED = "failed"
@@ -101,13 +103,18 @@ class Event(enum.StrEnum):
     CHANGE_ADDONS = "change_addons"
     RENEW_PERIOD = "renew_period"
     AMEND = "amend"
+    SCHEDULE_CHANGE = "schedule_change"
+    CANCEL_PENDING_CHANGE = "cancel_pending_change"
+    APPLY_PENDING_CHANGE = "apply_pending_change"
+    PAUSE = "pause"
+    UNPAUSE = "unpause"
 
 
 SAME = "same"
 PREVIOUS = "previous"
 
 _S = SubscriptionStatus
-_LIVE = frozenset({_S.TRIALING, _S.ACTIVE, _S.PAST_DUE, _S.SUSPENDED})
+_LIVE = frozenset({_S.TRIALING, _S.ACTIVE, _S.PAST_DUE, _S.SUSPENDED, _S.PAUSED})
 _BILLABLE = frozenset({_S.TRIALING, _S.ACTIVE, _S.PAST_DUE})
 
 
@@ -155,7 +162,7 @@ TRANSITIONS: tuple[Transition, ...] = (
         "payment overdue (seed 004: OnHold)",
     ),
     _t(Event.SETTLE, frozenset({_S.PAST_DUE}), _S.ACTIVE, "overdue payment resolved"),
-    _t(Event.SUSPEND, _BILLABLE, _S.SUSPENDED, "cap the owner at read-only"),
+    _t(Event.SUSPEND, _BILLABLE | {_S.PAUSED}, _S.SUSPENDED, "cap the owner at read-only"),
     _t(Event.RESUME, frozenset({_S.SUSPENDED}), PREVIOUS, "lift a suspension"),
     _t(Event.SCHEDULE_CANCEL, _BILLABLE, SAME, "cancel at the end of the period (or trial)"),
     _t(Event.UNDO_CANCEL, _BILLABLE, SAME, "keep a subscription that was set to cancel"),
@@ -172,6 +179,26 @@ TRANSITIONS: tuple[Transition, ...] = (
         SAME,
         "edit notes, external id, metadata or expiry",
     ),
+    _t(
+        Event.SCHEDULE_CHANGE,
+        _BILLABLE | {_S.PAUSED},
+        SAME,
+        "record a change (plan, seats, add-ons) or a pause to take effect later",
+    ),
+    _t(
+        Event.CANCEL_PENDING_CHANGE,
+        _LIVE,
+        SAME,
+        "drop the pending change; nothing in force changes",
+    ),
+    _t(
+        Event.APPLY_PENDING_CHANGE,
+        _LIVE,
+        SAME,
+        "a pending change reaches its instant (applied, or failed and dropped)",
+    ),
+    _t(Event.PAUSE, frozenset({_S.ACTIVE}), _S.PAUSED, "the customer pauses, now or at a date"),
+    _t(Event.UNPAUSE, frozenset({_S.PAUSED}), _S.ACTIVE, "a pause ends, when asked or at its date"),
 )
 
 RULES: Mapping[Event, Transition] = {t.event: t for t in TRANSITIONS}
@@ -245,6 +272,20 @@ def _plan_manager(value: object) -> str | None:
 def _contract(value: object) -> ContractLink | None:
     if value is not None and not isinstance(value, ContractLink):
         raise InvalidInput("contract", "must be a ContractLink or None", value)
+    return value
+
+
+def _scheduled(value: object) -> PendingChange | None:
+    if value is not None and (
+        not isinstance(value, PendingChange) or value.kind is PendingKind.CANCEL
+    ):
+        raise InvalidInput("scheduled", "must be a PendingChange (a change or a pause) or None")
+    return value
+
+
+def _pause(value: object) -> Pause | None:
+    if value is not None and not isinstance(value, Pause):
+        raise InvalidInput("pause", "must be a Pause or None", value)
     return value
 
 
@@ -331,6 +372,22 @@ class Subscription:
     change or cancel it. Set by the checkout that started it, never by ``amend``."""
     contract: ContractLink | None = attrs.field(default=None, converter=_contract)
     """The signed contract this subscription was converted from, with its terms."""
+    scheduled: PendingChange | None = attrs.field(default=None, converter=_scheduled)
+    """The change or pause recorded to take effect later (at most one; a cancellation at
+    period end is ``cancel_at_period_end``, and `pending_change` shows either)."""
+    pause: Pause | None = attrs.field(default=None, converter=_pause)
+    """The pause in force while ``paused`` (or suspended over a pause)."""
+
+    @property
+    def pending_change(self) -> PendingChange | None:
+        """The one change waiting for its instant: a scheduled change or pause, or a
+        cancellation at period end, as the same kind of value."""
+        if self.scheduled is not None:
+            return self.scheduled
+        at = self.cancel_effective_at
+        if at is None:
+            return None
+        return PendingChange(PendingKind.CANCEL, at)
 
     @property
     def is_terminal(self) -> bool:
@@ -390,6 +447,12 @@ def _cancel_flag(subscription: Subscription, rule: Transition) -> dict[str, Any]
     if rule.event is Event.SCHEDULE_CANCEL:
         if subscription.cancel_at_period_end:
             raise _refused(subscription, rule, "cancel already scheduled")
+        if subscription.scheduled is not None:
+            raise ChangePending(
+                subscription.owner,
+                subscription.scheduled.describe(),
+                "a cancellation at period end",
+            )
         if subscription.current_period is None and (
             subscription.status is not _S.TRIALING or subscription.trial_ends_at is None
         ):
@@ -435,6 +498,10 @@ def _bookkeeping(
             "canceled_at", now if status is _S.CANCELED else subscription.canceled_at
         )
         changes["cancel_at_period_end"] = False
+        changes["scheduled"] = None
+    paused = status is _S.PAUSED or (status is _S.SUSPENDED and underlying is _S.PAUSED)
+    if not paused:
+        changes["pause"] = None
 
 
 def transition(

@@ -363,6 +363,8 @@ def convert(
         changes.update(asked.given)
         if not asked.keep_cancellation:
             changes["cancel_at_period_end"] = False
+        # a conversion starts new paid terms: a change scheduled on the trial's is dropped
+        changes["scheduled"] = None
         if asked.link is not None:
             changes["metadata"] = {**current.metadata, "contract_id": asked.link.contract_id}
             changes["contract"] = asked.link
@@ -383,8 +385,11 @@ def change_plan(
     *,
     version: int | None = None,
     reason: str | None = None,
+    clears_pending: bool = False,
 ) -> SubscriptionChange:
-    """Move to another plan (its latest version, or ``version``)."""
+    """Move to another plan (its latest version, or ``version``); ``clears_pending``
+    drops the pending change (the payment provider changed the plan: its word wins over
+    what was scheduled here)."""
     seen: dict[tuple[str, int | None], Plan] = {}
 
     def fields(current: Subscription) -> dict[str, Any]:
@@ -401,6 +406,8 @@ def change_plan(
                 "plan_key", f"{current.owner} is already on {plan.key} v{plan.version}"
             )
         changes: dict[str, Any] = {"plan_key": plan.key, "plan_version": plan.version}
+        if clears_pending:
+            changes["scheduled"] = None
         new_cycle = plan.price.cycle if plan.price is not None else current.cycle
         if new_cycle != current.cycle and current.current_period is not None:
             changes.update(cycle=new_cycle, cycle_anchor=current.current_period.end)

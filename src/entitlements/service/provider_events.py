@@ -87,7 +87,9 @@ class Following:
 
     def change_plan(self, plan_key: str) -> None:
         current = self.stored or lifecycle.load(self.tx, self.owner, with_plans=[(plan_key, None)])
-        change = lifecycle.change_plan(self.tx, self.rules, PROVIDER, current, plan_key, _ALLOW)
+        change = lifecycle.change_plan(
+            self.tx, self.rules, PROVIDER, current, plan_key, _ALLOW, clears_pending=True
+        )
         self.did("change_plan", change.subscription)
 
     def convert(self, state: ProviderSubscription) -> None:
@@ -167,6 +169,9 @@ def _follow_terms(following: Following, state: ProviderSubscription) -> None:
     if state.seats is not None and current.seats != state.seats:
         following.change_seats(state.seats)
     if current.cancel_at_period_end != state.cancel_at_period_end:
+        if state.cancel_at_period_end and current.scheduled is not None:
+            # the provider's cancellation wins over a change scheduled here
+            following.apply(Event.CANCEL_PENDING_CHANGE, lambda _: {"scheduled": None})
         following.apply(Event.SCHEDULE_CANCEL if state.cancel_at_period_end else Event.UNDO_CANCEL)
 
 

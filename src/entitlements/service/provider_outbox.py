@@ -28,7 +28,7 @@ from entitlements.ports import PaymentProvider
 from entitlements.serialization import to_document
 from entitlements.service.runtime import Runtime, Transaction
 
-__all__ = ["ProviderOutbox"]
+__all__ = ["ProviderOutbox", "queue"]
 
 OUTBOX = Actor.system("provider-outbox")
 log = logging.getLogger("entitlements")
@@ -36,6 +36,38 @@ log = logging.getLogger("entitlements")
 
 def _target(command: ProviderCommand) -> str:
     return f"provider_command:{command.id}"
+
+
+def queue(
+    tx: Transaction,
+    kind: CommandKind,
+    owner: Owner,
+    payload: Mapping[str, Any],
+    *,
+    subscription_id: str | None = None,
+) -> ProviderCommand:
+    """Record a command in ``tx``, due now: the sweep sends what nobody sent after
+    commit (a pending change the sweep, or any write, found due goes out this way)."""
+    command_id = tx.runtime.new_id()
+    command = ProviderCommand(
+        id=command_id,
+        owner=owner,
+        kind=kind,
+        payload=dict(payload),
+        idempotency_key=f"ent-{command_id}",
+        created_at=tx.now,
+        subscription_id=subscription_id,
+        next_attempt_at=tx.now,
+    )
+    tx.uow.provider.add_command(command)
+    tx.record(
+        OUTBOX,
+        "billing.provider_command",
+        _target(command),
+        owner=owner,
+        after={"kind": kind.value, "payload": dict(payload)},
+    )
+    return command
 
 
 class ProviderOutbox:
@@ -53,28 +85,10 @@ class ProviderOutbox:
         subscription_id: str | None = None,
     ) -> ProviderCommand:
         """Record the command in ``tx`` and send it once ``tx`` is durable."""
-        command_id = self._rt.new_id()
-        command = ProviderCommand(
-            id=command_id,
-            owner=owner,
-            kind=kind,
-            payload=dict(payload),
-            idempotency_key=f"ent-{command_id}",
-            created_at=tx.now,
-            subscription_id=subscription_id,
-            next_attempt_at=tx.now,
-        )
-        tx.uow.provider.add_command(command)
-        tx.record(
-            OUTBOX,
-            "billing.provider_command",
-            _target(command),
-            owner=owner,
-            after={"kind": kind.value, "payload": dict(payload)},
-        )
+        command = queue(tx, kind, owner, payload, subscription_id=subscription_id)
 
         def send() -> None:
-            self.send(owner.tenant, command_id)
+            self.send(owner.tenant, command.id)
 
         tx.on_commit.append(send)
         return command

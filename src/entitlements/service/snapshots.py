@@ -9,15 +9,55 @@ from datetime import datetime
 import attrs
 
 from entitlements.domain.access import Access, AccessPolicy, status_access
+from entitlements.domain.assignment import check_may_assign
 from entitlements.domain.due import as_of
 from entitlements.domain.override import Override
 from entitlements.domain.owner import Owner
 from entitlements.domain.resolution import Snapshot, resolve
+from entitlements.domain.scheduled import PendingKind
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import FOREVER, Counter, usage_period_start
+from entitlements.errors import EntitlementsError
 from entitlements.ports import UnitOfWork
 
-__all__ = ["current_usage", "load_past_snapshot", "load_snapshot", "resolve_with"]
+__all__ = [
+    "current_usage",
+    "in_force",
+    "load_past_snapshot",
+    "load_snapshot",
+    "pending_plan_refusal",
+    "resolve_with",
+]
+
+
+def pending_plan_refusal(uow: UnitOfWork, subscription: Subscription, now: datetime) -> str | None:
+    """Why the plan of the subscription's pending change, due by ``now``, can no longer
+    be assigned (archived for an owner that does not hold it, retired, gone): the rule
+    the sweep applies when it stores the change, and every read applies before it, so
+    answers never show a change the sweep will record as failed. ``None``: it may."""
+    pending = subscription.scheduled
+    if pending is None or pending.kind is not PendingKind.CHANGE or pending.plan_key is None:
+        return None
+    if pending.at > now:
+        return None
+    held = as_of(attrs.evolve(subscription, scheduled=None), pending.at)
+    if held.is_terminal:
+        return None  # ended first: the ending clears it
+    try:
+        plan = uow.plans.get(pending.plan_key, pending.plan_version)
+        check_may_assign(plan, held.owner, held)
+    except EntitlementsError as refused:
+        return str(refused)
+    return None
+
+
+def in_force(uow: UnitOfWork, subscription: Subscription, now: datetime) -> Subscription:
+    """The subscription as time has made it by ``now``, as the sweep will store it: a due
+    pending change whose plan can no longer be assigned is left out (one plan read, only
+    while such a change waits for the sweep)."""
+    if subscription.scheduled is not None and pending_plan_refusal(uow, subscription, now):
+        subscription = attrs.evolve(subscription, scheduled=None)
+    return as_of(subscription, now)
 
 
 def load_snapshot(uow: UnitOfWork, owner: Owner, now: datetime, policy: AccessPolicy) -> Snapshot:
@@ -61,7 +101,7 @@ def resolve_with(
     """Resolve ``owner`` as if it held ``subscription`` (previews pass a hypothetical one)
     and ``overrides`` (by default, the ones stored now)."""
     if subscription is not None:
-        subscription = as_of(subscription, now)
+        subscription = in_force(uow, subscription, now)
     plan = (
         None
         if subscription is None

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from entitlements.domain import lifecycle as kernel
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.addon import AddOn
 from entitlements.domain.assignment import check_may_assign
@@ -31,7 +32,7 @@ from entitlements.domain.checks import (
     parse_enum,
 )
 from entitlements.domain.contracts.link import ContractLink
-from entitlements.domain.due import as_of, could_read_as
+from entitlements.domain.due import could_read_as
 from entitlements.domain.instant import given_utc, optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.page import (
@@ -48,6 +49,7 @@ from entitlements.domain.plan_change import (
     SubscriptionChange,
     preview,
 )
+from entitlements.domain.scheduled import PendingChange, PendingKind
 from entitlements.domain.subscription import (
     Event,
     Subscription,
@@ -65,7 +67,7 @@ from entitlements.service.due import read_current
 from entitlements.service.free_plan import OneFreePlan
 from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
-from entitlements.service.snapshots import current_usage, resolve_with
+from entitlements.service.snapshots import current_usage, in_force, resolve_with
 
 __all__ = ["Subscriptions"]
 
@@ -105,6 +107,36 @@ def _search_terms(
     if statuses is None:
         return None
     return frozenset(parse_enum(SubscriptionStatus, s, "status").value for s in statuses)
+
+
+def _scheduled_terms(
+    plan: str | None, version: int | None, seats: int | None, addons: Iterable[AddOn] | None
+) -> dict[str, Any]:
+    """Checks what `Subscriptions.schedule_change` asks for: at least one term."""
+    if plan is not None:
+        check_key(plan, "plan")
+    check_version(version)
+    checked_addons = None
+    if addons is not None:
+        if isinstance(addons, str | bytes | Mapping) or not isinstance(addons, Iterable):
+            raise InvalidInput("addons", "must be AddOn values", addons)
+        checked_addons = tuple(addons)
+        if not all(isinstance(a, AddOn) for a in checked_addons):
+            raise InvalidInput("addons", "must be AddOn values", addons)
+    given = {
+        "seats": check_optional_count(seats, "seats", maximum=MAX_COUNT),
+        "addons": checked_addons,
+    }
+    if plan is None and version is None and seats is None and addons is None:
+        raise InvalidInput("change", "give at least one of plan, version, seats, addons")
+    return given
+
+
+def _period_end(current: Subscription) -> datetime:
+    """Where ``at=None`` puts a scheduled change: the end of the current period."""
+    if current.current_period is None:
+        raise InvalidInput("at", f"{current.owner} has no billing period: give a date")
+    return current.current_period.end
 
 
 def _contract_link(contract_id: str | None) -> ContractLink | None:
@@ -160,7 +192,8 @@ class Subscriptions:
             found = uow.subscriptions.history_page(
                 owner, None if after is None else after[0], limit + 1
             )
-        return page_of([((i,), as_of(s, now)) for i, s in found], limit, "subscription-history")
+            current = [((i,), in_force(uow, s, now)) for i, s in found]
+        return page_of(current, limit, "subscription-history")
 
     def at(
         self, owner: Owner, when: datetime, *, actor: Actor | str | None = None
@@ -180,7 +213,7 @@ class Subscriptions:
                 if when < now
                 else uow.subscriptions.current(owner)
             )
-        return None if found is None else as_of(found, when)
+            return None if found is None else in_force(uow, found, when)
 
     def search(
         self,
@@ -216,8 +249,8 @@ class Subscriptions:
             if page.next is None and stopped_at is not None:
                 page = Page(page, encode_cursor("owners", (stopped_at,)))
             found = self._readable(uow, page, actor)
-        now = self._rt.read_now(tenant)
-        current = [as_of(subscription, now) for subscription in found]
+            now = self._rt.read_now(tenant)
+            current = [in_force(uow, subscription, now) for subscription in found]
         return Page([s for s in current if wanted is None or s.status.value in wanted], page.next)
 
     def _readable(
@@ -570,14 +603,19 @@ class Subscriptions:
         version: int | None = None,
         now: datetime | None = None,
         actor: Actor | str | None = None,
+        at: datetime | None = None,
     ) -> PlanChangePreview:
         """What moving to ``plan_key`` would do — features gained and lost, limits raised
         and lowered, limits current usage would pass — without changing anything. With
-        ``actor``, the authorizer decides first (``subscription.read``), as for `get`."""
+        ``at`` (a future instant, such as a scheduled change's), the two sides are the
+        subscription as it will be then, pending change included, with usage projected
+        as stored now (``usage_as_of`` in the result says so). With ``actor``, the
+        authorizer decides first (``subscription.read``), as for `get`."""
         owner = as_owner(owner)
         check_key(plan_key, "plan_key")
         check_version(version)
-        at = self._rt.now(now)
+        today = self._rt.now(now)
+        at = max(today, optional_given_utc(at, "at") or today)
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
             current = read_current(uow, owner, at)
@@ -588,7 +626,12 @@ class Subscriptions:
             proposed = attrs.evolve(current, plan_key=plan.key, plan_version=plan.version)
             before = resolve_with(uow, owner, current, at, self._rt.policy)
             after = resolve_with(uow, owner, proposed, at, self._rt.policy)
-            return preview(before, after, current_usage(uow, before), at)
+            measured = before
+            if at > today:  # usage as stored now, in the periods counting now
+                held = read_current(uow, owner, today)
+                measured = resolve_with(uow, owner, held, today, self._rt.policy)
+            usage = current_usage(uow, measured)
+            return preview(before, after, usage, at, usage_as_of=today)
 
     def suspend(
         self,
@@ -739,6 +782,155 @@ class Subscriptions:
             lambda _: {"plan_manager": member},
             action="set_plan_manager",
         )
+
+    # -- later: pending changes and pauses ---------------------------------------------
+
+    def pending_change(
+        self, owner: Owner, *, actor: Actor | str | None = None
+    ) -> PendingChange | None:
+        """The change waiting for its instant (a scheduled change, a pause still to begin,
+        or a cancellation at period end), or ``None``; one that has reached its instant is
+        in force already and no longer pending."""
+        found = self.find(owner, actor=actor)
+        return None if found is None else found.pending_change
+
+    def schedule_change(
+        self,
+        owner: Owner,
+        *,
+        actor: Actor | str,
+        plan: str | None = None,
+        version: int | None = None,
+        seats: int | None = None,
+        addons: Iterable[AddOn] | None = None,
+        at: datetime | None = None,
+        reason: str | None = None,
+        replace: bool = False,
+        if_over_quota: OverQuotaPolicy = OverQuotaPolicy.REFUSE,
+        now: datetime | None = None,
+    ) -> PendingChange | None:
+        """Record a change of plan (or ``version``), seats or add-ons to take effect at
+        ``at`` (``None``: the end of the current period). Nothing in force changes now;
+        from ``at`` on every answer follows it, and the sweep stores it (audited as
+        applied, or as failed with the reason when the rules refuse it then: the plan
+        archived or retired meanwhile, usage over a lowered limit under ``refuse``).
+
+        At most one change is pending: another one raises `ChangePending` unless
+        ``replace``. A request equal to what will be in force anyway clears the pending
+        one and returns ``None``."""
+        given = _scheduled_terms(plan, version, seats, addons)
+        when = optional_given_utc(at, "at")
+        policy = parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
+        reason, replace = check_reason(reason), check_bool(replace, "replace")
+
+        def do(tx: Transaction, who: Actor, current: Subscription) -> PendingChange | None:
+            wanted = PendingChange(
+                PendingKind.CHANGE,
+                when or _period_end(current),
+                tx.now,
+                who.id,
+                reason,
+                current.revision,
+                seats=given["seats"],
+                addons=given["addons"],
+                if_over_quota=policy.value,
+                **self._scheduled_plan(tx, who, current, plan, version),
+            )
+            step = kernel.schedule(current, wanted, tx.now, actor=who, replace=replace)
+            return lifecycle.store(tx, step).scheduled
+
+        return self._change(owner, actor, now, "schedule_change", do)
+
+    def _scheduled_plan(
+        self,
+        tx: Transaction,
+        who: Actor,
+        current: Subscription,
+        plan_key: str | None,
+        version: int | None,
+    ) -> dict[str, Any]:
+        """The plan fields of a scheduled change, checked for assignment now (and again
+        at its instant)."""
+        if plan_key is None and version is None:
+            return {}
+        plan = tx.uow.plans.get(plan_key or current.plan_key, version)
+        self.assignment.check(tx, current.owner, plan, current, who)
+        cycle = plan.price.cycle if plan.price is not None else None
+        return {"plan_key": plan.key, "plan_version": plan.version, "cycle": cycle}
+
+    def cancel_pending_change(
+        self,
+        owner: Owner,
+        *,
+        actor: Actor | str,
+        reason: str | None = None,
+        now: datetime | None = None,
+    ) -> Subscription:
+        """Drop the pending change (undo a cancellation at period end, drop a pause still
+        to begin): the future goes, nothing that was in force changes."""
+        reason = check_reason(reason)
+
+        def do(tx: Transaction, who: Actor, current: Subscription) -> Subscription:
+            step = kernel.cancel_pending(current, tx.now, actor=who, reason=reason)
+            return lifecycle.store(tx, step)
+
+        return self._change(owner, actor, now, "cancel_pending_change", do)
+
+    def pause(
+        self,
+        owner: Owner,
+        *,
+        actor: Actor | str,
+        at: datetime | None = None,
+        resume_at: datetime | None = None,
+        restart_period: bool = False,
+        reason: str | None = None,
+        now: datetime | None = None,
+    ) -> Subscription:
+        """Pause an active subscription now (``at=None``) or from ``at``, until
+        ``resume_at`` or until `unpause`. Paused is read-only by default (the access
+        policy's ``paused``); a staff suspension may hold at the same time. With
+        ``restart_period`` the billing period restarts when the pause ends; otherwise it
+        keeps its anchor. A pending change in the way is refused (`ChangePending`)."""
+        begins = optional_given_utc(at, "at")
+        ends = optional_given_utc(resume_at, "resume_at")
+        restart = check_bool(restart_period, "restart_period")
+        reason = check_reason(reason)
+
+        def do(tx: Transaction, who: Actor, current: Subscription) -> Subscription:
+            wanted = PendingChange(
+                PendingKind.PAUSE,
+                begins or tx.now,
+                tx.now,
+                who.id,
+                reason,
+                current.revision,
+                resume_at=ends,
+                restart_period=restart,
+            )
+            return lifecycle.store(tx, kernel.pause(current, tx.now, wanted, actor=who))
+
+        return self._change(owner, actor, now, "pause", do)
+
+    def unpause(
+        self,
+        owner: Owner,
+        *,
+        actor: Actor | str,
+        at: datetime | None = None,
+        reason: str | None = None,
+        now: datetime | None = None,
+    ) -> Subscription:
+        """End the pause now, or set the date it ends (``at``); for a pause still to
+        begin, drop it (no ``at``) or set its end."""
+        ends = optional_given_utc(at, "at")
+        reason = check_reason(reason)
+
+        def do(tx: Transaction, who: Actor, current: Subscription) -> Subscription:
+            step = kernel.unpause(current, tx.now, ends, actor=who, reason=reason)
+            return lifecycle.store(tx, step)
+
+        return self._change(owner, actor, now, "unpause", do)
 
     # -- machinery -------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Action, Feature, Limit, LimitKind, Plan, PlanStatus, Price
 from entitlements.domain.requests import KeyedRequest
+from entitlements.domain.scheduled import Pause
 from entitlements.domain.subscription import SubscriptionStatus
 from entitlements.domain.usage import (
     FOREVER,
@@ -265,6 +266,34 @@ class StoreContract:
         assert ents.subscriptions.get(ACME).addons == (addon,)
         assert ents.limit(ACME, "projects") == 60
         assert ents.allows(ACME, "sso", "read")
+
+    def test_pending_changes_and_pauses_round_trip(
+        self, ents: Entitlements, store: Store, clock: ManualClock
+    ) -> None:
+        ents.subscriptions.subscribe(ACME, "free", actor=STAFF)
+        boost = AddOn("boost", {"projects": 5}, ends_at=START + timedelta(days=90))
+        pending = ents.subscriptions.schedule_change(
+            ACME, plan="growth", seats=3, addons=[boost], actor=STAFF, reason="at renewal"
+        )
+        assert pending is not None
+        assert ents.subscriptions.pending_change(ACME) == pending
+        assert (pending.requested_by, pending.requested_at, pending.addons) == (
+            "ann",
+            START,
+            (boost,),
+        )
+        with store.unit_of_work(None) as uow:
+            assert [s.owner for s in uow.subscriptions.due(pending.at)] == [ACME]
+            assert list(uow.subscriptions.due(pending.at - timedelta(microseconds=1))) == []
+        ents.subscriptions.cancel_pending_change(ACME, actor=STAFF)
+        until = START + timedelta(days=10)
+        ents.subscriptions.pause(
+            ACME, resume_at=until, restart_period=True, actor=STAFF, reason="holiday"
+        )
+        held = ents.subscriptions.get(ACME)
+        assert held.status is SubscriptionStatus.PAUSED
+        assert held.pause == Pause(START, until, True, "ann", "holiday")
+        assert held.scheduled is None
 
     def test_one_live_subscription_per_owner_and_history(
         self, ents: Entitlements, store: Any

@@ -35,7 +35,7 @@ from entitlements.service.entitlements import Entitlements
 from entitlements.web.auth import Authenticator, authenticate
 from entitlements.web.csrf import FIELD
 from entitlements.web.forms import Fields
-from entitlements.web.lists import Filters, OwnerLists, Row, as_csv
+from entitlements.web.lists import Filters, OwnerLists, Row, as_csv, pending_instant
 from entitlements.web.pages import Pages, status_for
 from entitlements.web.settings import Settings
 
@@ -123,6 +123,47 @@ def _cancel(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> str:
 def _undo_cancel(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> str:
     ents.subscriptions.undo_cancel(owner, actor=actor, reason=f.optional("reason"))
     return "Scheduled cancellation undone."
+
+
+def _schedule(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> str:
+    at = f.day_start("at") if f.text("when") == "date" else None
+    pending = ents.subscriptions.schedule_change(
+        owner,
+        actor=actor,
+        plan=f.optional("plan"),
+        seats=f.whole("seats", minimum=0),
+        at=at,
+        reason=f.optional("reason"),
+        replace=f.checked("replace"),
+        if_over_quota=_policy(f),
+    )
+    if pending is None:
+        return "Nothing is pending: that is what will be in force anyway."
+    return f"Scheduled {pending.describe()}."
+
+
+def _cancel_pending(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> str:
+    ents.subscriptions.cancel_pending_change(owner, actor=actor, reason=f.optional("reason"))
+    return "Pending change canceled; nothing in force changed."
+
+
+def _pause(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> str:
+    paused = ents.subscriptions.pause(
+        owner,
+        actor=actor,
+        at=f.day_start("at"),
+        resume_at=f.day_start("resume_at"),
+        restart_period=f.checked("restart_period"),
+        reason=f.optional("reason"),
+    )
+    return "Subscription paused." if paused.pause is not None else "Pause scheduled."
+
+
+def _unpause(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> str:
+    ents.subscriptions.unpause(
+        owner, actor=actor, at=f.day_start("at"), reason=f.optional("reason")
+    )
+    return "Pause ended." if f.day_start("at") is None else "Pause end set."
 
 
 def _set_override(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> str:
@@ -291,6 +332,10 @@ ACTIONS: dict[str, Action] = {
     "resume": _resume,
     "cancel": _cancel,
     "undo-cancel": _undo_cancel,
+    "schedule-change": _schedule,
+    "cancel-pending": _cancel_pending,
+    "pause": _pause,
+    "unpause": _unpause,
     "set-override": _set_override,
     "remove-override": _remove_override,
     "issue-contract": _issue,
@@ -401,6 +446,19 @@ def _waiting(row: Row) -> int:
     return sum(s.status.value not in ("signed", "declined") for s in row.contract.signers)
 
 
+def _pending_words(row: Row) -> str:
+    s = row.subscription
+    if s is None:
+        return ""
+    if s.pending_change is not None:
+        return s.pending_change.describe()
+    return "" if s.pause is None else s.pause.describe()
+
+
+def _pending_at(row: Row) -> datetime | None:
+    return None if row.subscription is None else pending_instant(row.subscription)
+
+
 OWNER = [
     Column("Name", lambda r: r.card.name, lambda r: r.card.url),
     Column("Email", lambda r: r.card.email),
@@ -453,6 +511,20 @@ QUEUES: dict[str, Queue] = {
         ),
         about="Contracts sent and not signed by everyone yet, nearest deadline first.",
     ),
+    "later": Queue(
+        "Pending changes and pauses due",
+        OwnerLists.changes_due,
+        (
+            *OWNER,
+            *SUBSCRIPTION,
+            Column("Pending", _pending_words),
+            Column("When", lambda r: _minute(_pending_at(r))),
+        ),
+        ("cancel-pending",),
+        "Scheduled changes, pauses and cancellations at period end that take effect within "
+        "the number of days asked for, and pauses that end then, soonest first. Cancel one "
+        "here; nothing in force changes.",
+    ),
     "provider": Queue(
         "Failed provider commands",
         OwnerLists.failed_commands,
@@ -480,6 +552,8 @@ def _applies(action: str, row: Row) -> bool:
     status = _status(row)
     if action in ("suspend", "settle"):
         return status == "past_due"
+    if action == "cancel-pending":
+        return row.subscription is not None and row.subscription.pending_change is not None
     return action == "retry-command" and row.command is not None
 
 

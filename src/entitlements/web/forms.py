@@ -60,5 +60,10 @@ class Fields:
             raise InvalidInput(name, "must be a date such as 2026-12-31", value) from None
         return datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
 
+    def day_start(self, name: str) -> datetime | None:
+        """A calendar date as the start of that day in UTC (when a change takes effect)."""
+        end = self.date(name)
+        return None if end is None else datetime.combine(end.date(), time(0), tzinfo=UTC)
+
     def values(self) -> dict[str, str]:
         return {k: v for k, v in self._form.items() if isinstance(v, str) and k != "csrf_token"}

@@ -30,7 +30,7 @@ from entitlements.domain.subscription import Subscription, SubscriptionStatus
 from entitlements.errors import EntitlementsError, InvalidInput
 from entitlements.service.entitlements import Entitlements
 
-__all__ = ["PAGE_SIZE", "Filters", "OwnerCard", "OwnerLists", "Row", "as_csv"]
+__all__ = ["PAGE_SIZE", "Filters", "OwnerCard", "OwnerLists", "Row", "as_csv", "pending_instant"]
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +252,18 @@ class OwnerLists:
         found.sort(key=lambda s: s.trial_ends_at or until)
         return [Row(s.owner, self.card(s.owner), s) for s in found]
 
+    def changes_due(self, actor: Actor, filters: Filters) -> list[Row]:
+        """Pending changes (and pause ends) that take effect within ``filters.days``
+        days, soonest first (issue #23's queue of what is about to change)."""
+        until = self.ents.runtime.now() + timedelta(days=filters.days)
+        found = []
+        for s in self.subscriptions(actor, attrs.evolve(filters, text="")):
+            at = pending_instant(s)
+            if at is not None and at <= until:
+                found.append((at, s))
+        found.sort(key=lambda pair: pair[0])
+        return [Row(s.owner, self.card(s.owner), s) for _, s in found]
+
     def awaiting_signature(self, actor: Actor, filters: Filters) -> list[Row]:
         """Contracts sent and not yet signed by everyone, nearest deadline first — those
         of owners with no subscription yet too."""
@@ -292,6 +304,13 @@ def _tenant_cursors(after: str, tenants: list[str | None]) -> list[tuple[str | N
     ):
         raise InvalidInput("after", "is not a cursor this list handed out", after)
     return resumed
+
+
+def pending_instant(subscription: Subscription) -> datetime | None:
+    """When the subscription's pending change takes effect, or its pause ends."""
+    if subscription.pending_change is not None:
+        return subscription.pending_change.at
+    return None if subscription.pause is None else subscription.pause.until
 
 
 def _deadline(contract: Contract | None) -> datetime:

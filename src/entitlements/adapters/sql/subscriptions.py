@@ -38,6 +38,7 @@ from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import next_change_at
 from entitlements.domain.instant import Period
 from entitlements.domain.owner import Owner
+from entitlements.domain.scheduled import Pause, PendingChange
 from entitlements.domain.subscription import Subscription
 from entitlements.errors import InvalidInput, NotFound, StaleWrite, SubscriptionExists
 
@@ -58,6 +59,89 @@ def _addons_document(addons: Iterable[AddOn]) -> list[dict[str, Any]]:
         }
         for a in addons
     ]
+
+
+def _addons_from(document: Iterable[Any]) -> tuple[AddOn, ...]:
+    return tuple(
+        AddOn(
+            a["key"],
+            a["limits"],
+            features_from(a["features"]),
+            a["quantity"],
+            None if a.get("ends_at") is None else datetime.fromisoformat(a["ends_at"]),
+        )
+        for a in document
+    )
+
+
+def _instant(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _instant_from(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _scheduled_document(pending: PendingChange | None) -> dict[str, Any] | None:
+    if pending is None:
+        return None
+    cycle = pending.cycle
+    return {
+        "kind": pending.kind.value,
+        "at": pending.at.isoformat(),
+        "requested_at": _instant(pending.requested_at),
+        "requested_by": pending.requested_by,
+        "reason": pending.reason,
+        "request_revision": pending.request_revision,
+        "plan_key": pending.plan_key,
+        "plan_version": pending.plan_version,
+        "seats": pending.seats,
+        "addons": None if pending.addons is None else _addons_document(pending.addons),
+        "cycle": None if cycle is None else [cycle.unit.value, cycle.every],
+        "resume_at": _instant(pending.resume_at),
+        "restart_period": pending.restart_period,
+        "if_over_quota": pending.if_over_quota,
+    }
+
+
+def _scheduled_from(document: Any) -> PendingChange | None:
+    if document is None:
+        return None
+    d = dict(document)
+    cycle = d.pop("cycle")
+    addons = d.pop("addons")
+    for name in ("at", "requested_at", "resume_at"):
+        d[name] = _instant_from(d[name])
+    return PendingChange(
+        cycle=None if cycle is None else BillingCycle(cycle[0], cycle[1]),
+        addons=None if addons is None else _addons_from(addons),
+        **d,
+    )
+
+
+def _pause_document(pause: Pause | None) -> dict[str, Any] | None:
+    if pause is None:
+        return None
+    return {
+        "since": pause.since.isoformat(),
+        "until": _instant(pause.until),
+        "restart_period": pause.restart_period,
+        "requested_by": pause.requested_by,
+        "reason": pause.reason,
+    }
+
+
+def _pause_from(document: Any) -> Pause | None:
+    if document is None:
+        return None
+    d = dict(document)
+    return Pause(
+        datetime.fromisoformat(d["since"]),
+        _instant_from(d["until"]),
+        d["restart_period"],
+        d["requested_by"],
+        d["reason"],
+    )
 
 
 def subscription_row(sub: Subscription) -> dict[str, Any]:
@@ -93,6 +177,8 @@ def subscription_row(sub: Subscription) -> dict[str, Any]:
         "next_change_at": next_change_at(sub),
         "plan_manager": sub.plan_manager,
         "contract": None if sub.contract is None else sub.contract.document(),
+        "scheduled": _scheduled_document(sub.scheduled),
+        "pause": _pause_document(sub.pause),
     }
 
 
@@ -135,23 +221,15 @@ def _subscription_from(row: RowMapping) -> Subscription:
     cycle = (
         None if row["cycle_unit"] is None else BillingCycle(row["cycle_unit"], row["cycle_every"])
     )
-    addons = tuple(
-        AddOn(
-            a["key"],
-            a["limits"],
-            features_from(a["features"]),
-            a["quantity"],
-            None if a.get("ends_at") is None else datetime.fromisoformat(a["ends_at"]),
-        )
-        for a in row["addons"]
-    )
     return Subscription(
         owner=owner_of(row),
         current_period=period,
         cycle=cycle,
         cancel_at_period_end=bool(row["cancel_at_period_end"]),
-        addons=addons,
+        addons=_addons_from(row["addons"]),
         contract=ContractLink.from_document(row["contract"]),
+        scheduled=_scheduled_from(row["scheduled"]),
+        pause=_pause_from(row["pause"]),
         **same_named(row, *_SAME_NAMED),
     )
 

@@ -129,6 +129,9 @@ def _subscription_state() -> list[sa.Column[object]]:
         sa.Column("notes", sa.Text, nullable=False),
         sa.Column("addons", JSONDocument, nullable=False),
         sa.Column("revision", sa.Integer, nullable=False),
+        # the one pending change (or pause still to begin), and the pause in force
+        sa.Column("scheduled", JSONDocument, nullable=True),
+        sa.Column("pause", JSONDocument, nullable=True),
     ]
 
 
