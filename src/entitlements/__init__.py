@@ -55,6 +55,12 @@ if TYPE_CHECKING:
     from entitlements.domain.billing_cycle import BillingCycle, CycleUnit
     from entitlements.domain.ingestion import UsageEvent, UsageOutcome, UsageResult
     from entitlements.domain.instant import Period
+    from entitlements.domain.notification import (
+        Delivery,
+        Notification,
+        NotificationKind,
+        NotificationSettings,
+    )
     from entitlements.domain.override import Override, OverrideKind
     from entitlements.domain.owner import Owner
     from entitlements.domain.plan import (
@@ -99,6 +105,10 @@ _LAZY = {
     "UsageOutcome": "entitlements.domain.ingestion",
     "UsageResult": "entitlements.domain.ingestion",
     "Period": "entitlements.domain.instant",
+    "Delivery": "entitlements.domain.notification",
+    "Notification": "entitlements.domain.notification",
+    "NotificationKind": "entitlements.domain.notification",
+    "NotificationSettings": "entitlements.domain.notification",
     "Override": "entitlements.domain.override",
     "OverrideKind": "entitlements.domain.override",
     "Owner": "entitlements.domain.owner",
@@ -165,6 +175,7 @@ __all__ = [
     "ContractTermsMismatch",
     "CycleUnit",
     "Decision",
+    "Delivery",
     "Enforcement",
     "Entitlements",
     "EntitlementsError",
@@ -184,6 +195,9 @@ __all__ = [
     "NaiveDatetime",
     "NotAuthorized",
     "NotFound",
+    "Notification",
+    "NotificationKind",
+    "NotificationSettings",
     "OverQuotaRefused",
     "Override",
     "OverrideKind",

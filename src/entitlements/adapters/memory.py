@@ -25,6 +25,7 @@ from entitlements.domain.billing import ProviderLink
 from entitlements.domain.change import Change, ChangeKind, FeedPage
 from entitlements.domain.contracts.contract import AWAITING_SIGNATURE, Contract, PersonalData
 from entitlements.domain.contracts.events import ContractEvent
+from entitlements.domain.notification import Delivery, Notification
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner, in_tenant
 from entitlements.domain.plan import Plan
@@ -155,6 +156,11 @@ class _Tables:
         self.subscription_history: dict[Owner, list[tuple[datetime, Subscription]]] = {}
         """Per owner, every stored state of its subscriptions with the instant it took
         effect, in the order written (append-only)."""
+        self.notifications: dict[tuple[str | None, str], tuple[int, Notification]] = {}
+        """By (tenant, id): the order written and the notification."""
+        self.notification_keys: dict[tuple[Owner, str], str] = {}
+        """By (owner, key): the id of the notification of that fact."""
+        self.notification_seq = 0
         self.override_history: dict[Owner, list[tuple[datetime, _Slot, Override | None]]] = {}
         """Per owner, every override set (or removed: ``None``) with the instant, in the
         order written (append-only)."""
@@ -1112,6 +1118,93 @@ class _Requests(_Repository[Owner]):
         return len(old)
 
 
+class _Notifications(_Repository[str]):
+    def _mine(self) -> list[tuple[int, Notification]]:
+        tenant = self._uow.tenant
+        return sorted(v for (t, _), v in self._t.notifications.items() if t == tenant)
+
+    def add(self, notification: Notification) -> bool:
+        owner = self._scope(notification.owner)
+        if (owner, notification.key) in self._t.notification_keys:
+            return False
+        where = (owner.tenant, notification.id)
+        self._undo.set(self._t.notification_keys, (owner, notification.key), notification.id)
+        self._t.notification_seq += 1  # never reused, so left as it is on rollback
+        self._undo.set(self._t.notifications, where, (self._t.notification_seq, notification))
+        return True
+
+    def get(self, notification_id: str) -> Notification:
+        found = self._t.notifications.get((self._uow.tenant, notification_id))
+        if found is None:
+            raise NotFound(f"no notification {notification_id!r}")
+        return found[1]
+
+    def _put(self, notification: Notification) -> None:
+        where = (self._uow.tenant, notification.id)
+        order = self._t.notifications[where][0]
+        self._undo.set(self._t.notifications, where, (order, notification))
+
+    def claim(
+        self, worker: str, now: datetime, until: datetime, limit: int = 100
+    ) -> Sequence[Notification]:
+        claimed: list[Notification] = []
+        blocked: set[Owner] = set()
+        for _, n in self._mine():
+            if len(claimed) >= limit:
+                break
+            if n.delivery is not Delivery.PENDING or n.owner in blocked:
+                continue
+            if not n.due(now):
+                blocked.add(n.owner)  # its later ones wait for it
+                continue
+            taken = attrs.evolve(n, claimed_by=worker, claimed_until=until)
+            self._put(taken)
+            claimed.append(taken)
+        return claimed
+
+    def _held(self, ids: Sequence[str], worker: str) -> list[Notification]:
+        found = (self._t.notifications.get((self._uow.tenant, i)) for i in ids)
+        return [f[1] for f in found if f is not None and f[1].claimed_by == worker]
+
+    def delivered(self, ids: Sequence[str], worker: str, now: datetime) -> int:
+        held = [n for n in self._held(ids, worker) if n.delivered_at is None]
+        for n in held:
+            self._put(attrs.evolve(n, delivered_at=now, claimed_by=None, claimed_until=None))
+        return len(held)
+
+    def release(self, ids: Sequence[str], worker: str) -> None:
+        for n in self._held(ids, worker):
+            self._put(attrs.evolve(n, claimed_by=None, claimed_until=None))
+
+    def update(self, notification: Notification, worker: str | None) -> bool:
+        current = self.get(notification.id)
+        if worker is not None and current.claimed_by != worker:
+            return False
+        self._put(notification)
+        return True
+
+    def listed(
+        self, owner: Owner | None = None, failed: bool = False, limit: int = 50
+    ) -> Sequence[Notification]:
+        if owner is not None:
+            self._scope(owner)
+        found = [
+            n
+            for _, n in reversed(self._mine())
+            if (owner is None or n.owner == owner) and (not failed or n.failed_at is not None)
+        ]
+        return found[:limit]
+
+    def purge(self, before: datetime, limit: int = 10_000) -> int:
+        old = [
+            n for _, n in self._mine() if n.delivered_at is not None and n.delivered_at < before
+        ][:limit]
+        for n in old:
+            self._undo.delete(self._t.notifications, (self._uow.tenant, n.id))
+            self._undo.delete(self._t.notification_keys, (n.owner, n.key))
+        return len(old)
+
+
 class _MemoryUnitOfWork:
     def __init__(self, store: MemoryStore, tenant: str | None) -> None:
         self.tenant = tenant
@@ -1128,6 +1221,7 @@ class _MemoryUnitOfWork:
         self.contracts = _Contracts(self)
         self.provider = _Provider(self)
         self.requests = _Requests(self)
+        self.notifications = _Notifications(self)
         self.revisions = _Revisions(self)
         self.feed = _Feed(self)
         self.bumped: dict[Owner, int] = {}
@@ -1257,6 +1351,7 @@ class MemoryStore:
             found.update(r.owner.tenant for r in self.tables.reservations.values())
             found.update(c.owner.tenant for c in self.tables.contracts.values())
             found.update(owner.tenant for owner, _ in self.tables.requests)
+            found.update(tenant for tenant, _ in self.tables.notifications)
             found.update(
                 c.owner.tenant for c in self.tables.provider_commands.values() if c.is_open
             )

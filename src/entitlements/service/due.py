@@ -19,6 +19,7 @@ from entitlements.domain.lifecycle import catch_up
 from entitlements.domain.owner import Owner
 from entitlements.domain.subscription import Subscription
 from entitlements.ports import UnitOfWork
+from entitlements.service.notifications import notify_subscription
 from entitlements.service.runtime import Transaction
 
 __all__ = ["SWEEPER", "bring_to_now", "read_current", "read_history"]
@@ -51,7 +52,7 @@ def bring_to_now(
         return subscription, []
     stored = tx.uow.subscriptions.update(step.after)
     for fact in step.facts:
-        tx.record(
+        event = tx.record(
             fact.actor,
             fact.action,
             f"subscription:{subscription.id}",
@@ -60,4 +61,5 @@ def bring_to_now(
             after=fact.after,
             reason=fact.reason,
         )
+        notify_subscription(tx, fact.action, fact.before, fact.after, event.id)
     return stored, list(step.due)
