@@ -68,9 +68,9 @@ def _insert_statement(dialect: str) -> Any:
     stored: one statement, no savepoint; a concurrent insert of the same key waits for
     the first to commit or roll back, then writes nothing or writes."""
     if dialect == "postgresql":
-        return postgresql.insert(t.notifications).on_conflict_do_nothing()
+        return postgresql.insert(t.notifications).on_conflict_do_nothing().returning(_n.pk)
     if dialect == "sqlite":
-        return sqlite.insert(t.notifications).on_conflict_do_nothing()
+        return sqlite.insert(t.notifications).on_conflict_do_nothing().returning(_n.pk)
     return mysql.insert(t.notifications).prefix_with("IGNORE")
 
 
@@ -92,6 +92,8 @@ class SqlNotifications(Repository):
         }
         dialect = self._conn.dialect.name
         result = self._conn.execute(_insert_statement(dialect).values(**row))
+        if dialect in ("postgresql", "sqlite"):
+            return result.first() is not None
         return bool(result.rowcount)
 
     @storage_errors
