@@ -25,7 +25,7 @@ from entitlements.domain.billing import ProviderLink
 from entitlements.domain.change import Change, ChangeKind, FeedPage
 from entitlements.domain.contracts.contract import AWAITING_SIGNATURE, Contract, PersonalData
 from entitlements.domain.contracts.events import ContractEvent
-from entitlements.domain.notification import Delivery, Notification
+from entitlements.domain.notification import Notification
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner, in_tenant
 from entitlements.domain.plan import Plan
@@ -161,6 +161,8 @@ class _Tables:
         self.notification_keys: dict[tuple[Owner, str], str] = {}
         """By (owner, key): the id of the notification of that fact."""
         self.notification_seq = 0
+        self.notification_pending: dict[str | None, dict[str, int]] = {}
+        """Per tenant, the ids of notifications waiting for delivery, in the order written."""
         self.override_history: dict[Owner, list[tuple[datetime, _Slot, Override | None]]] = {}
         """Per owner, every override set (or removed: ``None``) with the instant, in the
         order written (append-only)."""
@@ -1118,10 +1120,58 @@ class _Requests(_Repository[Owner]):
         return len(old)
 
 
+def _first(pair: tuple[int, Any]) -> int:
+    return pair[0]
+
+
+def _pend(pending: dict[str, int], notification_id: str, order: int) -> None:
+    """Put an id back in the pending index, which stays in the order written."""
+    out_of_order = bool(pending) and next(reversed(pending.values())) > order
+    pending[notification_id] = order
+    if out_of_order:
+        ordered = sorted(pending.items(), key=lambda item: item[1])
+        pending.clear()
+        pending.update(ordered)
+
+
+def _drop(pending: dict[str, int], notification_id: str) -> None:
+    pending.pop(notification_id, None)
+
+
+def _with(notification: Notification, **changes: Any) -> Notification:
+    """A copy with a few delivery fields changed: the values were checked when the
+    notification was made, and claims and deliveries change thousands of them."""
+    changed = object.__new__(Notification)
+    for name in _NOTIFICATION_FIELDS:
+        object.__setattr__(changed, name, changes.get(name, getattr(notification, name)))
+    return changed
+
+
+_NOTIFICATION_FIELDS = tuple(a.name for a in attrs.fields(Notification))
+
+
 class _Notifications(_Repository[str]):
     def _mine(self) -> list[tuple[int, Notification]]:
         tenant = self._uow.tenant
-        return sorted(v for (t, _), v in self._t.notifications.items() if t == tenant)
+        return sorted((v for (t, _), v in self._t.notifications.items() if t == tenant), key=_first)
+
+    def _pending(self) -> dict[str, int]:
+        """The tenant's notifications waiting for delivery, id to order, in order."""
+        return self._t.notification_pending.setdefault(self._uow.tenant, {})
+
+    def _index(self, notification: Notification, order: int) -> None:
+        """Keep the pending index in step with a notification's new state (undone with
+        the unit of work, order kept)."""
+        pending = self._pending()
+        waiting = notification.delivered_at is None and notification.failed_at is None
+        if waiting == (notification.id in pending):
+            return
+        if waiting:
+            _pend(pending, notification.id, order)
+            self._undo.steps.append(partial(_drop, pending, notification.id))
+        else:
+            del pending[notification.id]
+            self._undo.steps.append(lambda: _pend(pending, notification.id, order))
 
     def add(self, notification: Notification) -> bool:
         owner = self._scope(notification.owner)
@@ -1131,6 +1181,7 @@ class _Notifications(_Repository[str]):
         self._undo.set(self._t.notification_keys, (owner, notification.key), notification.id)
         self._t.notification_seq += 1  # never reused, so left as it is on rollback
         self._undo.set(self._t.notifications, where, (self._t.notification_seq, notification))
+        self._index(notification, self._t.notification_seq)
         return True
 
     def get(self, notification_id: str) -> Notification:
@@ -1143,21 +1194,24 @@ class _Notifications(_Repository[str]):
         where = (self._uow.tenant, notification.id)
         order = self._t.notifications[where][0]
         self._undo.set(self._t.notifications, where, (order, notification))
+        self._index(notification, order)
 
     def claim(
         self, worker: str, now: datetime, until: datetime, limit: int = 100
     ) -> Sequence[Notification]:
         claimed: list[Notification] = []
         blocked: set[Owner] = set()
-        for _, n in self._mine():
+        tenant = self._uow.tenant
+        for notification_id in list(self._pending()):
             if len(claimed) >= limit:
                 break
-            if n.delivery is not Delivery.PENDING or n.owner in blocked:
+            n = self._t.notifications[(tenant, notification_id)][1]
+            if n.owner in blocked:
                 continue
             if not n.due(now):
                 blocked.add(n.owner)  # its later ones wait for it
                 continue
-            taken = attrs.evolve(n, claimed_by=worker, claimed_until=until)
+            taken = _with(n, claimed_by=worker, claimed_until=until)
             self._put(taken)
             claimed.append(taken)
         return claimed
@@ -1169,12 +1223,12 @@ class _Notifications(_Repository[str]):
     def delivered(self, ids: Sequence[str], worker: str, now: datetime) -> int:
         held = [n for n in self._held(ids, worker) if n.delivered_at is None]
         for n in held:
-            self._put(attrs.evolve(n, delivered_at=now, claimed_by=None, claimed_until=None))
+            self._put(_with(n, delivered_at=now, claimed_by=None, claimed_until=None))
         return len(held)
 
     def release(self, ids: Sequence[str], worker: str) -> None:
         for n in self._held(ids, worker):
-            self._put(attrs.evolve(n, claimed_by=None, claimed_until=None))
+            self._put(_with(n, claimed_by=None, claimed_until=None))
 
     def update(self, notification: Notification, worker: str | None) -> bool:
         current = self.get(notification.id)

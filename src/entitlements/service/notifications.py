@@ -163,13 +163,18 @@ class Notifications:
         worker = _worker()
         taken = 0
         for tenant in self._rt.store.tenants() if tenants is None else tenants:
+            done: Sequence[str] = ()
+            let_go: Sequence[str] = ()
             while True:
+                # one unit of work settles the batch handed over and claims the next
                 with self._rt.transaction(tenant) as tx:
+                    taken += tx.uow.notifications.delivered(done, worker, tx.now)
+                    tx.uow.notifications.release(let_go, worker)
                     until = tx.now + lease
                     claimed = tx.uow.notifications.claim(worker, tx.now, until, batch)
                 if not claimed:
                     break
-                taken += self._hand_over(tenant, worker, claimed, handler, until)
+                done, let_go = self._hand_over(tenant, worker, claimed, handler, until)
         return taken
 
     def _hand_over(
@@ -179,9 +184,10 @@ class Notifications:
         claimed: Sequence[Notification],
         handler: Handler,
         until: datetime,
-    ) -> int:
+    ) -> tuple[Sequence[str], Sequence[str]]:
         """Call the handler for each claimed notification while the claim lasts (with a
-        margin); an owner whose notification failed gets no later one in this batch."""
+        margin); an owner whose notification failed gets no later one in this batch.
+        Returns the ids taken and the ids let go untried."""
         deadline = time.monotonic() + (until - self._rt.now()).total_seconds() / 2
         done: list[str] = []
         let_go: list[str] = []
@@ -197,10 +203,7 @@ class Notifications:
                 self._failed(tenant, worker, notification, f"{type(error).__name__}: {error}")
                 continue
             done.append(notification.id)
-        with self._rt.transaction(tenant) as tx:
-            delivered = tx.uow.notifications.delivered(done, worker, tx.now)
-            tx.uow.notifications.release(let_go, worker)
-        return delivered
+        return done, let_go
 
     def _failed(
         self, tenant: str | None, worker: str, notification: Notification, error: str

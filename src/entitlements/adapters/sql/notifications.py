@@ -13,7 +13,6 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-import attrs
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import RowMapping
@@ -30,7 +29,7 @@ _n = t.notifications.c
 _PENDING = (_n.delivered_at.is_(None), _n.failed_at.is_(None))
 
 
-def _from(row: RowMapping) -> Notification:
+def _from(row: RowMapping | dict[str, Any]) -> Notification:
     return Notification(
         id=row["id"],
         owner=owner_of(row),
@@ -137,7 +136,7 @@ class SqlNotifications(Repository):
                 .where(_n.tenant == self._t, _n.pk.in_([r["pk"] for r in kept]))
                 .values(claimed_by=worker, claimed_until=until)
             )
-        return [attrs.evolve(_from(r), claimed_by=worker, claimed_until=until) for r in kept]
+        return [_from({**r, "claimed_by": worker, "claimed_until": until}) for r in kept]
 
     def _first_waiting(self, rows: Sequence[RowMapping]) -> dict[tuple[str, str], int]:
         """Per owner, its oldest pending notification older than the last claimed row that
