@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from entitlements import (
+    AddOn,
     Delivery,
     Entitlements,
     InvalidInput,
@@ -445,3 +446,40 @@ def test_crossed_says_exactly_which_marks_lie_in_the_step(alerts, limit):
             after = before + step
             got = crossed(alerts, limit, before, after)
             assert got == tuple(p for p in alerts if before < math.ceil(p * limit / 100) <= after)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_add_ons_add_thresholds_and_an_override_sets_its_own(kind, make_store):
+    ents, _ = app(make_store(kind))
+    acme = owner()
+    try:
+        ents.subscriptions.subscribe(acme, "small", actor="staff")
+        ents.subscriptions.add_addon(
+            acme, AddOn("watch", alerts={"api": (20,), "projects": (25,)}), actor="staff"
+        )
+        assert ents.subscriptions.get(acme).addons[0].alerts["api"] == (20,)
+        assert ents.snapshot(acme).limit_definition("api").alerts == (20, 50, 100)
+        ents.usage.consume(acme, "api", 2)
+        ents.overrides.set_limit(acme, "projects", 10, actor="staff", reason="pilot", alerts=(30,))
+        assert ents.overrides.list(acme)[0].alerts == (30,)
+        ents.usage.set_gauge(acme, "projects", 5)
+        period = ents.snapshot(acme).usage_period.start.isoformat()
+        assert thresholds_of(ents, acme) == [
+            ("api", 20, 10, period),
+            ("projects", 30, 10, period),
+        ]
+    finally:
+        ents.close()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: AddOn("x", alerts={"api": [0]}),
+        lambda: AddOn("x", alerts=[80]),
+        lambda: AddOn("x", alerts={"API!": [80]}),
+    ],
+)
+def test_bad_add_on_thresholds_are_refused(make):
+    with pytest.raises(InvalidInput):
+        make()

@@ -44,17 +44,21 @@ from entitlements.errors import InvalidInput, NotFound, StaleWrite, Subscription
 __all__ = ["SqlSubscriptions", "subscription_row"]
 
 
+def _addon_document(a: AddOn) -> dict[str, Any]:
+    doc = {
+        "key": a.key,
+        "limits": dict(a.limits),
+        "features": features_document(a.features),
+        "quantity": a.quantity,
+        "ends_at": None if a.ends_at is None else a.ends_at.isoformat(),
+    }
+    if a.alerts:  # written only when set: documents of add-ons without stay as they were
+        doc["alerts"] = {name: list(p) for name, p in a.alerts.items()}
+    return doc
+
+
 def _addons_document(addons: Iterable[AddOn]) -> list[dict[str, Any]]:
-    return [
-        {
-            "key": a.key,
-            "limits": dict(a.limits),
-            "features": features_document(a.features),
-            "quantity": a.quantity,
-            "ends_at": None if a.ends_at is None else a.ends_at.isoformat(),
-        }
-        for a in addons
-    ]
+    return [_addon_document(a) for a in addons]
 
 
 def subscription_row(sub: Subscription) -> dict[str, Any]:
@@ -139,6 +143,7 @@ def _subscription_from(row: RowMapping) -> Subscription:
             features_from(a["features"]),
             a["quantity"],
             None if a.get("ends_at") is None else datetime.fromisoformat(a["ends_at"]),
+            a.get("alerts", {}),
         )
         for a in row["addons"]
     )

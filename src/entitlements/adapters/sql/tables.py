@@ -169,6 +169,7 @@ def _override_terms() -> list[sa.Column[object]]:
         sa.Column("enabled", sa.Boolean, nullable=False),
         sa.Column("actions", JSONDocument, nullable=True),
         sa.Column("value", sa.BigInteger, nullable=True),
+        sa.Column("alerts", JSONDocument, nullable=True),
     ]
 
 

@@ -1,9 +1,12 @@
-"""the notification outbox
+"""the notification outbox; alert thresholds on limit overrides
 
 ``ent_notifications`` holds what the host should hear about (a usage threshold crossed,
 a trial ending...), written in the transaction that caused it, one row per fact
 (``uq_ent_notifications_key``), with its delivery state: attempts, the next attempt,
 the deliverer holding it and until when, delivered or parked as failed.
+
+``alerts`` on ``ent_overrides`` and ``ent_override_history``: the thresholds a limit
+override sets for its owner (NULL: the plan's stand).
 
 Revision ID: 0014
 Revises: 0012
@@ -51,9 +54,13 @@ def upgrade() -> None:
         ["tenant", "delivered_at", "failed_at", "pk"],
     )
     op.create_index("ix_ent_notifications_owner", "ent_notifications", [*OWNER, "pk"])
+    for table in ("ent_overrides", "ent_override_history"):
+        op.add_column(table, sa.Column("alerts", JSON, nullable=True))
 
 
 def downgrade() -> None:
+    for table in ("ent_override_history", "ent_overrides"):
+        op.drop_column(table, "alerts")
     op.drop_index("ix_ent_notifications_owner", table_name="ent_notifications")
     op.drop_index("ix_ent_notifications_pending", table_name="ent_notifications")
     op.drop_table("ent_notifications")
