@@ -12,6 +12,10 @@ For every store it times, per second:
 and a warm ``check`` next to a ``dict.get``. Ratios are what count (this hardware is
 shared and noisy); targets: single ≥ 50 %, batched ≥ 30 %, plan changes and trials ≥ 40 %.
 
+A second table times ``consume`` (single and batched) of a limit with alert thresholds
+next to the same limit without, in the same run: thresholds configured but not crossed
+should cost almost nothing (target ≥ 90 %).
+
     python benchmarks/usage.py [--postgres URL] [--mariadb URL] [--seconds 2]
 """
 
@@ -50,6 +54,8 @@ PLANS = [
         limits={
             "api_calls": Limit(None, kind=LimitKind.METERED),
             "projects": Limit(size),
+            "calls": Limit(10**12, kind=LimitKind.METERED),
+            "alerted": Limit(10**12, kind=LimitKind.METERED, alerts=(80, 100)),
         },
         status="active",
     )
@@ -58,6 +64,7 @@ PLANS = [
 ACME = Owner("organization", "acme")
 BATCH = 1000
 TARGETS = {"single": 0.5, "batched": 0.3, "change_plan": 0.4, "start_trial": 0.4}
+THRESHOLD_TARGET = 0.9
 
 
 def prepared(store: Store) -> Entitlements:
@@ -109,6 +116,40 @@ def ours(ents: Entitlements, seconds: float) -> dict[str, float]:
         "change_plan": rate(change_plan, seconds),
         "start_trial": rate(start_trial, seconds),
     }
+
+
+def with_thresholds(ents: Entitlements, seconds: float) -> dict[str, tuple[float, float]]:
+    """(with thresholds, without) per path: the same limit value and kind, only the
+    thresholds differ. Slices alternate so that drift on a loaded machine hits both."""
+    tag = uuid.uuid4().hex[:8]
+
+    def single(metric: str) -> Callable[[int], int]:
+        def work(i: int) -> int:
+            ents.usage.consume(ACME, metric, 1, key=f"{tag}-{metric}-s{i}")
+            return 1
+
+        return work
+
+    def batched(metric: str) -> Callable[[int], int]:
+        def work(i: int) -> int:
+            events = [
+                UsageEvent(ACME, metric, 1, key=f"{tag}-{metric}-b{i}-{k}") for k in range(BATCH)
+            ]
+            ents.usage.consume_many(events)
+            return BATCH
+
+        return work
+
+    if ents.subscriptions.get(ACME).plan_key != "metered":
+        ents.subscriptions.change_plan(ACME, "metered", actor="bench")
+    found: dict[str, tuple[float, float]] = {}
+    for path, make in (("single", single), ("batched", batched)):
+        alerted, plain = 0.0, 0.0
+        for _ in range(3):
+            alerted = max(alerted, rate(make("alerted"), seconds / 3))
+            plain = max(plain, rate(make("calls"), seconds / 3))
+        found[path] = (alerted, plain)
+    return found
 
 
 def lean_memory(seconds: float) -> dict[str, float]:
@@ -291,6 +332,7 @@ def main() -> None:
         stores.append(("PostgreSQL", lambda: fresh_sql(args.postgres)))
     if args.mariadb:
         stores.append(("MariaDB", lambda: fresh_sql(args.mariadb)))
+    alerts: dict[str, dict[str, tuple[float, float]]] = {}
     print("\n| store | path | ours /s | lean /s | ratio | target |\n|---|---|---|---|---|---|")
     for name, make in stores:
         store = make()
@@ -308,7 +350,20 @@ def main() -> None:
                 f"| {name} | {path} | {mine[path]:,.0f} | {lean[path]:,.0f} | "
                 f"{ratio:.0%} | {target:.0%} {mark} |"
             )
+        alerts[name] = with_thresholds(ents, args.seconds)
         ents.close()
+    print(
+        "\n| store | path | with thresholds /s | without /s | ratio | target |"
+        "\n|---|---|---|---|---|---|"
+    )
+    for name, paths in alerts.items():
+        for path, (alerted, plain) in paths.items():
+            ratio = alerted / plain
+            mark = "ok" if ratio >= THRESHOLD_TARGET else "below"
+            print(
+                f"| {name} | consume {path} | {alerted:,.0f} | {plain:,.0f} | "
+                f"{ratio:.0%} | {THRESHOLD_TARGET:.0%} {mark} |"
+            )
 
 
 if __name__ == "__main__":

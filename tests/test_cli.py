@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+import attrs
 import pytest
 
 from entitlements import Entitlements
@@ -632,3 +633,30 @@ def test_staff_schedule_pause_and_cancel_pending_changes(ready):
     paused = ready("subs", "pause", "organization:acme", "--reason", "holiday")
     assert "paused" in paused.stdout
     assert "unpaused" in ready("subs", "unpause", "organization:acme").stdout
+
+
+def test_staff_list_deliver_and_retry_notifications(ready, tmp_path):
+    ready("subs", "trial", "organization:acme", "pro", "--trial-days", "30")
+    ready("subs", "convert", "organization:acme")
+    listed = json.loads(ready("notifications", "list", "organization:acme", "--json").stdout)
+    assert [n["kind"] for n in listed] == ["subscription.trial_converted"]
+    failing = ready("notifications", "deliver", "--command", "exit 3")
+    assert "0 delivered" in failing.stderr
+    shown = ready("notifications", "list").stdout
+    assert "CalledProcessError" in shown
+    assert "pending" in shown
+    ents = _library(tmp_path)
+    with ents.atomic() as uow:  # a handler that failed every attempt: parked
+        stored = uow.notifications.get(listed[0]["id"])
+        uow.notifications.update(
+            attrs.evolve(stored, failed_at=stored.created_at, next_attempt_at=None), None
+        )
+    ents.close()
+    assert listed[0]["id"] in ready("notifications", "list", "--failed").stdout
+    assert "back in line" in ready("notifications", "retry", listed[0]["id"]).stdout
+    delivered = ready("notifications", "deliver")
+    (line,) = delivered.stdout.splitlines()
+    assert json.loads(line)["id"] == listed[0]["id"]
+    assert "1 delivered" in delivered.stderr
+    missing = ready("notifications", "retry", "nope", check=False)
+    assert missing.returncode == EXIT["not_found"]

@@ -11,6 +11,7 @@ import struct
 import zlib
 from datetime import timedelta
 
+import attrs
 import pytest
 
 pytest.importorskip("starlette", reason="the web extra is not installed")
@@ -18,7 +19,7 @@ pytest.importorskip("httpx2", reason="the test extra (httpx2) is not installed")
 
 from starlette.testclient import TestClient
 
-from entitlements import Actor, Entitlements, ManualClock, Owner
+from entitlements import Actor, Delivery, Entitlements, ManualClock, Owner
 from entitlements.web import BadTokenLimiter
 from web_host import make_ents, make_host
 
@@ -1017,3 +1018,36 @@ def test_the_owner_page_schedules_and_cancels_a_pending_change_and_the_queue_lis
     assert "Subscription paused." in paused.text
     assert 'id="unpause-h"' in paused.text
     assert ents.subscriptions.get(GLOBEX).status.value == "paused"
+
+
+def test_the_owner_page_shows_notifications_and_staff_retry_a_failed_one(ents):
+    setup = Actor("setup", "staff", {"subscriptions.manage"})
+    ents.subscriptions.start_trial(ACME, "team", actor=setup)
+    ents.subscriptions.convert(ACME, actor=setup)
+    (converted,) = ents.notifications.list(ACME)
+    with ents.atomic() as uow:  # the host's handler failed every attempt: parked
+        uow.notifications.update(
+            attrs.evolve(converted, attempts=8, failed_at=converted.created_at, last_error="smtp"),
+            None,
+        )
+    client = staff_client(ents)
+    page = client.get("/billing/owner?ref=organization:acme")
+    assert "subscription.trial_converted" in page.text
+    assert "handler gave up" in page.text
+    assert "smtp" in page.text
+    retried = client.post(
+        "/billing/owner/retry-notification",
+        data={
+            "csrf_token": csrf(page.text),
+            "owner": "organization:acme",
+            "notification": converted.id,
+        },
+    )
+    assert "back in line" in retried.text
+    assert "handler gave up" not in retried.text
+    assert ents.notifications.get(converted.id).delivery is Delivery.PENDING
+    refused = client.post(
+        "/billing/owner/retry-notification",
+        data={"csrf_token": csrf(page.text), "owner": "organization:acme", "notification": "x"},
+    )
+    assert refused.status_code == 404

@@ -56,6 +56,12 @@ if TYPE_CHECKING:
     from entitlements.domain.billing_cycle import BillingCycle, CycleUnit
     from entitlements.domain.ingestion import UsageEvent, UsageOutcome, UsageResult
     from entitlements.domain.instant import Period
+    from entitlements.domain.notification import (
+        Delivery,
+        Notification,
+        NotificationKind,
+        NotificationSettings,
+    )
     from entitlements.domain.override import Override, OverrideKind
     from entitlements.domain.owner import Owner
     from entitlements.domain.page import Page
@@ -102,6 +108,10 @@ _LAZY = {
     "UsageOutcome": "entitlements.domain.ingestion",
     "UsageResult": "entitlements.domain.ingestion",
     "Period": "entitlements.domain.instant",
+    "Delivery": "entitlements.domain.notification",
+    "Notification": "entitlements.domain.notification",
+    "NotificationKind": "entitlements.domain.notification",
+    "NotificationSettings": "entitlements.domain.notification",
     "Override": "entitlements.domain.override",
     "OverrideKind": "entitlements.domain.override",
     "Owner": "entitlements.domain.owner",
@@ -173,6 +183,7 @@ __all__ = [
     "ContractTermsMismatch",
     "CycleUnit",
     "Decision",
+    "Delivery",
     "Enforcement",
     "Entitlements",
     "EntitlementsError",
@@ -192,6 +203,9 @@ __all__ = [
     "NaiveDatetime",
     "NotAuthorized",
     "NotFound",
+    "Notification",
+    "NotificationKind",
+    "NotificationSettings",
     "OverQuotaRefused",
     "Override",
     "OverrideKind",

@@ -17,6 +17,7 @@ The document shape (TOML shown; JSON has the same structure)::
     [plans.growth.limits]
     seats = { value = 5, kind = "seats" }
     api_calls = { value = "unlimited", kind = "metered", enforcement = "soft" }
+    storage = { value = 100, unit = "GB", alerts = [80, 100] }  # hear at 80% and 100%
     projects = 20                # shorthand for { value = 20 }
 
     [plans.growth.price]         # absent for a free plan
@@ -115,7 +116,7 @@ class _Reader:
 
     def limit(self, value: object, path: str) -> Limit:
         doc: Mapping[str, Any] = value if isinstance(value, Mapping) else {"value": value}
-        self.known(doc, path, {"value", "unit", "kind", "enforcement", "combine"})
+        self.known(doc, path, {"value", "unit", "kind", "enforcement", "combine", "alerts"})
         if "value" not in doc:
             raise CatalogError(
                 self.where, f"{path}.value", f'is required (a number or "{UNLIMITED}")'
@@ -125,7 +126,9 @@ class _Reader:
             raise CatalogError(
                 self.where, f"{path}.value", f'must be a whole number or "{UNLIMITED}"'
             )
-        fields = {k: doc[k] for k in ("unit", "kind", "enforcement", "combine") if k in doc}
+        fields = {
+            k: doc[k] for k in ("unit", "kind", "enforcement", "combine", "alerts") if k in doc
+        }
         if not isinstance(fields.get("unit", ""), str):
             raise CatalogError(self.where, f"{path}.unit", "must be text")
         try:
@@ -274,6 +277,8 @@ def _limit_document(limit: Limit) -> dict[str, Any]:
         value = getattr(limit, name)
         if value != getattr(defaults, name):
             doc[name] = str(value)
+    if limit.alerts:
+        doc["alerts"] = list(limit.alerts)
     return doc
 
 

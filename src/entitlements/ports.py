@@ -27,6 +27,7 @@ from entitlements.domain.billing import Checkout, ProviderLink, ProviderSubscrip
 from entitlements.domain.change import ChangeKind, FeedPage
 from entitlements.domain.contracts.contract import Contract, PersonalData
 from entitlements.domain.contracts.events import ContractEvent
+from entitlements.domain.notification import Notification
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
@@ -47,6 +48,7 @@ __all__ = [
     "EventListener",
     "FeedSource",
     "InlineConsumption",
+    "NotificationRepository",
     "OverrideRepository",
     "PaymentProvider",
     "PlanRepository",
@@ -765,6 +767,57 @@ class RequestRepository(Protocol):
         ...
 
 
+@runtime_checkable
+class NotificationRepository(Protocol):
+    """The notification outbox of the tenant (`Notification`): rows written in the
+    transaction that caused them, claimed by deliverers with a lease, marked delivered or
+    backed off, and forgotten after a retention period."""
+
+    def add(self, notification: Notification) -> bool:
+        """Store it unless a notification of its owner with the same ``key`` is stored
+        (``False``: written before, by this or a concurrent unit of work, which a second
+        writer waits for). Leaves the unit of work usable either way."""
+        ...
+
+    def get(self, notification_id: str) -> Notification:
+        """The notification; `NotFound` if the tenant has none with that id."""
+        ...
+
+    def claim(
+        self, worker: str, now: datetime, until: datetime, limit: int = 100
+    ) -> Sequence[Notification]:
+        """Claim for ``worker`` until ``until`` up to ``limit`` notifications due at ``now``,
+        oldest first: never one another deliverer's unexpired claim holds, and never one
+        of an owner whose older notification is still pending and not in this claim (so
+        each owner's are handed over in order). Concurrent claims skip each other's rows
+        rather than wait."""
+        ...
+
+    def delivered(self, ids: Sequence[str], worker: str, now: datetime) -> int:
+        """Mark delivered those of ``ids`` that ``worker`` still holds; how many."""
+        ...
+
+    def release(self, ids: Sequence[str], worker: str) -> None:
+        """Let go of ``worker``'s claim on ``ids`` without a delivery attempt."""
+        ...
+
+    def update(self, notification: Notification, worker: str | None) -> bool:
+        """Write a failed attempt (or a staff retry, ``worker=None``); with a ``worker``,
+        only while it holds the claim. ``False``: it did not."""
+        ...
+
+    def listed(
+        self, owner: Owner | None = None, failed: bool = False, limit: int = 50
+    ) -> Sequence[Notification]:
+        """The newest first: of ``owner`` (``None``: every owner), parked ones only when
+        ``failed``."""
+        ...
+
+    def purge(self, before: datetime, limit: int = 10_000) -> int:
+        """Forget notifications delivered before ``before``, at most ``limit``; how many."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Leaving the ``with`` block without ``commit()`` rolls back, so a
     use case that raises leaves storage as it was."""
@@ -823,6 +876,11 @@ class UnitOfWork(Protocol):
     @property
     def requests(self) -> RequestRepository:
         """Mutations remembered by their idempotency key."""
+        ...
+
+    @property
+    def notifications(self) -> NotificationRepository:
+        """The notification outbox."""
         ...
 
     @property

@@ -25,6 +25,7 @@ from entitlements.domain.billing import ProviderLink
 from entitlements.domain.change import Change, ChangeKind, FeedPage
 from entitlements.domain.contracts.contract import AWAITING_SIGNATURE, Contract, PersonalData
 from entitlements.domain.contracts.events import ContractEvent
+from entitlements.domain.notification import Notification
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner, in_tenant
 from entitlements.domain.plan import Plan
@@ -155,6 +156,13 @@ class _Tables:
         self.subscription_history: dict[Owner, list[tuple[datetime, Subscription]]] = {}
         """Per owner, every stored state of its subscriptions with the instant it took
         effect, in the order written (append-only)."""
+        self.notifications: dict[tuple[str | None, str], tuple[int, Notification]] = {}
+        """By (tenant, id): the order written and the notification."""
+        self.notification_keys: dict[tuple[Owner, str], str] = {}
+        """By (owner, key): the id of the notification of that fact."""
+        self.notification_seq = 0
+        self.notification_pending: dict[str | None, dict[str, int]] = {}
+        """Per tenant, the ids of notifications waiting for delivery, in the order written."""
         self.override_history: dict[Owner, list[tuple[datetime, _Slot, Override | None]]] = {}
         """Per owner, every override set (or removed: ``None``) with the instant, in the
         order written (append-only)."""
@@ -1158,6 +1166,145 @@ class _Requests(_Repository[Owner]):
         return len(old)
 
 
+def _first(pair: tuple[int, Any]) -> int:
+    return pair[0]
+
+
+def _pend(pending: dict[str, int], notification_id: str, order: int) -> None:
+    """Put an id back in the pending index, which stays in the order written."""
+    out_of_order = bool(pending) and next(reversed(pending.values())) > order
+    pending[notification_id] = order
+    if out_of_order:
+        ordered = sorted(pending.items(), key=lambda item: item[1])
+        pending.clear()
+        pending.update(ordered)
+
+
+def _drop(pending: dict[str, int], notification_id: str) -> None:
+    pending.pop(notification_id, None)
+
+
+def _with(notification: Notification, **changes: Any) -> Notification:
+    """A copy with a few delivery fields changed: the values were checked when the
+    notification was made, and claims and deliveries change thousands of them."""
+    changed = object.__new__(Notification)
+    for name in _NOTIFICATION_FIELDS:
+        object.__setattr__(changed, name, changes.get(name, getattr(notification, name)))
+    return changed
+
+
+_NOTIFICATION_FIELDS = tuple(a.name for a in attrs.fields(Notification))
+
+
+class _Notifications(_Repository[str]):
+    def _mine(self) -> list[tuple[int, Notification]]:
+        tenant = self._uow.tenant
+        return sorted((v for (t, _), v in self._t.notifications.items() if t == tenant), key=_first)
+
+    def _pending(self) -> dict[str, int]:
+        """The tenant's notifications waiting for delivery, id to order, in order."""
+        return self._t.notification_pending.setdefault(self._uow.tenant, {})
+
+    def _index(self, notification: Notification, order: int) -> None:
+        """Keep the pending index in step with a notification's new state (undone with
+        the unit of work, order kept)."""
+        pending = self._pending()
+        waiting = notification.delivered_at is None and notification.failed_at is None
+        if waiting == (notification.id in pending):
+            return
+        if waiting:
+            _pend(pending, notification.id, order)
+            self._undo.steps.append(partial(_drop, pending, notification.id))
+        else:
+            del pending[notification.id]
+            self._undo.steps.append(lambda: _pend(pending, notification.id, order))
+
+    def add(self, notification: Notification) -> bool:
+        owner = self._scope(notification.owner)
+        if (owner, notification.key) in self._t.notification_keys:
+            return False
+        where = (owner.tenant, notification.id)
+        self._undo.set(self._t.notification_keys, (owner, notification.key), notification.id)
+        self._t.notification_seq += 1  # never reused, so left as it is on rollback
+        self._undo.set(self._t.notifications, where, (self._t.notification_seq, notification))
+        self._index(notification, self._t.notification_seq)
+        return True
+
+    def get(self, notification_id: str) -> Notification:
+        found = self._t.notifications.get((self._uow.tenant, notification_id))
+        if found is None:
+            raise NotFound(f"no notification {notification_id!r}")
+        return found[1]
+
+    def _put(self, notification: Notification) -> None:
+        where = (self._uow.tenant, notification.id)
+        order = self._t.notifications[where][0]
+        self._undo.set(self._t.notifications, where, (order, notification))
+        self._index(notification, order)
+
+    def claim(
+        self, worker: str, now: datetime, until: datetime, limit: int = 100
+    ) -> Sequence[Notification]:
+        claimed: list[Notification] = []
+        blocked: set[Owner] = set()
+        tenant = self._uow.tenant
+        for notification_id in list(self._pending()):
+            if len(claimed) >= limit:
+                break
+            n = self._t.notifications[(tenant, notification_id)][1]
+            if n.owner in blocked:
+                continue
+            if not n.due(now):
+                blocked.add(n.owner)  # its later ones wait for it
+                continue
+            taken = _with(n, claimed_by=worker, claimed_until=until)
+            self._put(taken)
+            claimed.append(taken)
+        return claimed
+
+    def _held(self, ids: Sequence[str], worker: str) -> list[Notification]:
+        found = (self._t.notifications.get((self._uow.tenant, i)) for i in ids)
+        return [f[1] for f in found if f is not None and f[1].claimed_by == worker]
+
+    def delivered(self, ids: Sequence[str], worker: str, now: datetime) -> int:
+        held = [n for n in self._held(ids, worker) if n.delivered_at is None]
+        for n in held:
+            self._put(_with(n, delivered_at=now, claimed_by=None, claimed_until=None))
+        return len(held)
+
+    def release(self, ids: Sequence[str], worker: str) -> None:
+        for n in self._held(ids, worker):
+            self._put(_with(n, claimed_by=None, claimed_until=None))
+
+    def update(self, notification: Notification, worker: str | None) -> bool:
+        current = self.get(notification.id)
+        if worker is not None and current.claimed_by != worker:
+            return False
+        self._put(notification)
+        return True
+
+    def listed(
+        self, owner: Owner | None = None, failed: bool = False, limit: int = 50
+    ) -> Sequence[Notification]:
+        if owner is not None:
+            self._scope(owner)
+        found = [
+            n
+            for _, n in reversed(self._mine())
+            if (owner is None or n.owner == owner) and (not failed or n.failed_at is not None)
+        ]
+        return found[:limit]
+
+    def purge(self, before: datetime, limit: int = 10_000) -> int:
+        old = [
+            n for _, n in self._mine() if n.delivered_at is not None and n.delivered_at < before
+        ][:limit]
+        for n in old:
+            self._undo.delete(self._t.notifications, (self._uow.tenant, n.id))
+            self._undo.delete(self._t.notification_keys, (n.owner, n.key))
+        return len(old)
+
+
 class _MemoryUnitOfWork:
     def __init__(self, store: MemoryStore, tenant: str | None) -> None:
         self.tenant = tenant
@@ -1174,6 +1321,7 @@ class _MemoryUnitOfWork:
         self.contracts = _Contracts(self)
         self.provider = _Provider(self)
         self.requests = _Requests(self)
+        self.notifications = _Notifications(self)
         self.revisions = _Revisions(self)
         self.feed = _Feed(self)
         self.bumped: dict[Owner, int] = {}
@@ -1303,6 +1451,7 @@ class MemoryStore:
             found.update(r.owner.tenant for r in self.tables.reservations.values())
             found.update(c.owner.tenant for c in self.tables.contracts.values())
             found.update(owner.tenant for owner, _ in self.tables.requests)
+            found.update(tenant for tenant, _ in self.tables.notifications)
             found.update(
                 c.owner.tenant for c in self.tables.provider_commands.values() if c.is_open
             )

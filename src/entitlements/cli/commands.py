@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import difflib
 import getpass
+import json
+import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -21,6 +23,7 @@ from entitlements.cli.future import check_not_future, record_consent
 from entitlements.cli.parser import EXIT, Usage
 from entitlements.cli.render import emit, table
 from entitlements.domain.actor import Actor
+from entitlements.domain.notification import Notification
 from entitlements.domain.owner import Owner
 from entitlements.domain.page import MAX_LIMIT, Page
 from entitlements.domain.plan_change import SubscriptionChange
@@ -28,6 +31,7 @@ from entitlements.domain.resolution import Reason, Snapshot
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import OverQuotaPolicy
 from entitlements.errors import ContractPending, EntitlementsError, NotFound, UnknownPlan
+from entitlements.serialization import converter
 from entitlements.service.entitlements import Entitlements
 from entitlements.service.sweep import SweepReport
 
@@ -133,7 +137,59 @@ class Schema:
         return EXIT["ok"]
 
 
-class Console:
+class NotificationCommands:
+    """The ``notifications`` group, mixed into `Console`."""
+
+    ents: Entitlements
+    args: argparse.Namespace
+    actor: Actor
+
+    def out(self, value: Any, human: str) -> int:
+        raise NotImplementedError
+
+    def notifications_list(self) -> int:
+        a = self.args
+        found = self.ents.notifications.list(
+            a.owner, tenant=a.tenant, failed=a.failed, limit=a.limit
+        )
+        rows = [
+            {
+                "id": n.id,
+                "created": n.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                "owner": str(n.owner),
+                "kind": n.kind.value,
+                "delivery": n.delivery.value,
+                "attempts": n.attempts,
+                "error": n.last_error,
+            }
+            for n in found
+        ]
+        columns = ["id", "created", "owner", "kind", "delivery", "attempts", "error"]
+        return self.out(list(found), table(rows, columns))
+
+    def notifications_deliver(self) -> int:
+        command = self.args.run
+
+        def handler(notification: Notification) -> None:
+            line = json.dumps(converter.unstructure(notification), sort_keys=True, default=str)
+            if command is None:
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+                return
+            subprocess.run(command, shell=True, input=line, text=True, check=True)
+
+        taken = self.ents.notifications.deliver(handler, batch=self.args.batch)
+        say(f"notifications: {taken:,} delivered")
+        return EXIT["ok"]
+
+    def notifications_retry(self) -> int:
+        again = self.ents.notifications.retry(
+            self.args.id, tenant=self.args.tenant, actor=self.actor
+        )
+        return self.out(again, f"notification {again.id} is back in line")
+
+
+class Console(NotificationCommands):
     def __init__(self, ents: Entitlements, args: argparse.Namespace) -> None:
         self.ents = ents
         self.args = args

@@ -142,6 +142,7 @@ READS = frozenset(
         "contracts_verify",
         "audit_list",
         "audit_verify",
+        "notifications_list",
         "db_current",
         "db_upgrade",
     }
@@ -234,6 +235,13 @@ def build(
     audit = g.group("audit", "the audit trail", "What was done to an owner, and its evidence.")
     if want("audit"):
         _audit(g, audit)
+    notifications = g.group(
+        "notifications",
+        "what the host hears about",
+        "Thresholds crossed, trials ending...: list them, hand them over, retry failed ones.",
+    )
+    if want("notifications"):
+        _notifications(g, notifications)
     _sweep(g)
     db = g.group("db", "the database schema", "Create, upgrade and inspect the schema.")
     if want("db"):
@@ -694,6 +702,49 @@ def _audit(g: _Grammar, audit: Any) -> None:
         "entitlements audit verify organization:acme",
     )
     _owner(p)
+
+
+def _tenant(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tenant", help="the tenant (default: none)")
+
+
+def _notifications(g: _Grammar, notifications: Any) -> None:
+    """List, deliver and retry notifications."""
+    p = g.command(
+        notifications,
+        ("notifications", "list"),
+        "notifications_list",
+        "recent notifications, newest first",
+        "Of one owner, or of every owner of a tenant; --failed shows the ones parked after\n"
+        "failing every attempt (retry them once the handler is fixed).",
+        "entitlements notifications list organization:acme",
+    )
+    p.add_argument("owner", nargs="?", type=inputs.owner, help="kind:id or tenant/kind:id")
+    p.add_argument("--failed", action="store_true", help="only the ones parked as failed")
+    p.add_argument("--limit", type=inputs.count, default=50, help="how many (default 50)")
+    _tenant(p)
+    p = g.command(
+        notifications,
+        ("notifications", "deliver"),
+        "notifications_deliver",
+        "hand every notification due to a handler",
+        "Each notification is printed as one JSON line on stdout, or, with --command, written\n"
+        "as JSON to the command's stdin (run once per notification; a non-zero exit is a\n"
+        "failed attempt, retried later). Marked delivered once handed over.",
+        "entitlements notifications deliver --command ./send-mail.sh",
+    )
+    p.add_argument("--command", dest="run", metavar="CMD", help="a command to run for each")
+    p.add_argument("--batch", type=inputs.whole_number, default=100, help="per claim (100)")
+    p = g.command(
+        notifications,
+        ("notifications", "retry"),
+        "notifications_retry",
+        "put a failed notification back in line",
+        "Its attempts start again from zero; audited.",
+        "entitlements notifications retry 4f2a9c...",
+    )
+    p.add_argument("id", help="the notification id")
+    _tenant(p)
 
 
 def _sweep(g: _Grammar) -> None:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import attrs
 
+from entitlements.domain.alerts import check_alerts
 from entitlements.domain.checks import check_count, check_key
 from entitlements.domain.frozen import FrozenDict
 from entitlements.domain.instant import as_optional_utc, optional_given
@@ -35,6 +36,17 @@ def _limit_deltas(value: Mapping[str, int | None]) -> Mapping[str, int | None]:
     return FrozenDict(out)
 
 
+def _alerts(value: object) -> Mapping[str, tuple[int, ...]]:
+    if not isinstance(value, Mapping):
+        raise InvalidInput("addon.alerts", "must map limit names to percentages", value)
+    return FrozenDict(
+        {
+            check_key(name, "add-on alert limit name"): check_alerts(p, f"addon.alerts.{name}")
+            for name, p in value.items()
+        }
+    )
+
+
 @attrs.frozen
 class AddOn:
     """``limits`` maps a limit name to an amount per unit of ``quantity`` (``None``:
@@ -55,6 +67,10 @@ class AddOn:
     )
     """When it stops counting by itself (``None``: until removed); answers follow it without
     a sweep."""
+
+    alerts: Mapping[str, tuple[int, ...]] = attrs.field(factory=dict, converter=_alerts)
+    """Alert thresholds (percent) it adds to limits of the subscription, on top of the
+    plan's: an owner who bought more API calls may want to hear at 50% too."""
 
     def amount(self, limit_name: str) -> int | None:
         """What it adds to ``limit_name`` in total (per-unit amount times ``quantity``;

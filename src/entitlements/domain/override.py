@@ -8,6 +8,7 @@ from datetime import datetime
 
 import attrs
 
+from entitlements.domain.alerts import check_alerts
 from entitlements.domain.checks import (
     check_bool,
     check_count,
@@ -57,6 +58,10 @@ def _enabled(value: object) -> bool:
     return check_bool(value, "enabled")
 
 
+def _alerts(value: object) -> tuple[int, ...] | None:
+    return None if value is None else check_alerts(value, "override.alerts")
+
+
 def _value(value: object) -> int | None:
     return None if value is None else check_count(value, "override.value")
 
@@ -90,6 +95,9 @@ class Override:
     """For a feature: the actions granted (``None``: every action)."""
     value: int | None = attrs.field(default=None, converter=_value)
     """For a limit: the value that replaces the plan's (``None``: unlimited)."""
+    alerts: tuple[int, ...] | None = attrs.field(default=None, converter=_alerts)
+    """For a limit: the alert thresholds (percent) that replace the plan's and add-ons'
+    for this owner (``None``: theirs stand; empty: none)."""
 
     def __attrs_post_init__(self) -> None:
         if self.expires_at is not None and self.expires_at <= self.created_at:
@@ -129,9 +137,21 @@ class Override:
         actor: str,
         at: datetime,
         expires_at: datetime | None = None,
+        alerts: tuple[int, ...] | None = None,
     ) -> Override:
-        """An override that replaces one limit's value."""
-        return cls(owner, OverrideKind.LIMIT, key, reason, actor, at, expires_at, value=value)
+        """An override that replaces one limit's value (and, given ``alerts``, its alert
+        thresholds)."""
+        return cls(
+            owner,
+            OverrideKind.LIMIT,
+            key,
+            reason,
+            actor,
+            at,
+            expires_at,
+            value=value,
+            alerts=alerts,
+        )
 
     def is_active(self, now: datetime) -> bool:
         """Whether it still applies at ``now``."""

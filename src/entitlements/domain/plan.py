@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from entitlements.domain.alerts import check_alerts
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.checks import (
     MAX_COUNT,
@@ -128,6 +129,10 @@ def _combine(value: object) -> Combine:
     return parse_enum(Combine, value, "limit.combine")
 
 
+def _alerts(value: object) -> tuple[int, ...]:
+    return check_alerts(value)
+
+
 def _plan_status(value: object) -> PlanStatus:
     return parse_enum(PlanStatus, value, "plan.status")
 
@@ -147,6 +152,9 @@ class Limit:
     """Whether going past it is refused (``hard``) or allowed and reported (``soft``)."""
     combine: Combine = attrs.field(default=Combine.SUM, converter=_combine)
     """How an add-on's amount for this limit combines with ``value``."""
+    alerts: tuple[int, ...] = attrs.field(default=(), converter=_alerts)
+    """Percentages of the limit at which the host hears that usage crossed them (``(80,
+    100)``: at 80% and when it is all used), once per billing period each."""
 
     @classmethod
     def unlimited(cls, unit: str = "", **kwargs: Any) -> Limit:

@@ -547,6 +547,8 @@ def _limit_keys(
     keys = touched | (set(plan.limits) if plan else set())
     if purchased is not None:
         keys.add(SEATS)
+    for addon in addons:  # thresholds change a limit's decision, never add a limit
+        touched.update(name for name in addon.alerts if name in keys)
     return sorted(keys), touched
 
 
@@ -573,8 +575,22 @@ def _limit_decisions(
         definition, answer = _plan_limit(key, plan, plan_source, purchased)
         answer = _override_limit(by_key.get(key), _addon_limit(key, definition, answer, addons))
         value, source, reason, detail = answer
+        definition = _alerts_of(key, definition, addons, by_key.get(key))
         out[key] = Decision(key, value, reason, source, detail, status, limit=definition)
     return out
+
+
+def _alerts_of(
+    key: str, definition: Limit, addons: tuple[AddOn, ...], override: Override | None
+) -> Limit:
+    """The limit's alert thresholds: the plan's and those its add-ons add, unless an
+    override of the limit sets its own."""
+    if override is not None and override.alerts is not None:
+        return attrs.evolve(definition, alerts=override.alerts)
+    extra = [p for a in addons for p in a.alerts.get(key, ())]
+    if not extra:
+        return definition
+    return attrs.evolve(definition, alerts=(*definition.alerts, *extra))
 
 
 def _purchased(subscription: Subscription | None, plan_source: Source) -> int | None:

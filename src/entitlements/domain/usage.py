@@ -25,6 +25,7 @@ from typing import NamedTuple
 import attrs
 
 from entitlements.domain.access import Access
+from entitlements.domain.alerts import Thresholds
 from entitlements.domain.checks import check_id, check_key
 from entitlements.domain.instant import as_optional_utc, as_utc, aware, optional_aware
 from entitlements.domain.owner import Owner
@@ -45,6 +46,7 @@ __all__ = [
     "SeatAssignment",
     "UsageDecision",
     "UsageRecord",
+    "alert_terms",
     "charge",
     "charged",
     "check_amount",
@@ -364,6 +366,8 @@ class MetricTerms(NamedTuple):
     plain: bool
     """A charge needs nothing but the store's count: allowed by the terms, and no soft
     limit whose passing must be audited."""
+    thresholds: Thresholds | None = None
+    """The limit's alert thresholds (``None``: none configured, nothing to notify)."""
 
 
 def metric_terms(snapshot: Snapshot, metric: str) -> MetricTerms:
@@ -377,7 +381,32 @@ def metric_terms(snapshot: Snapshot, metric: str) -> MetricTerms:
     plain = base.allowed and not base.over_limit and (base.limit is None or hard) and not seats
     ceiling = base.limit if hard else None
     return MetricTerms(
-        snapshot, metric, period, ceiling, fallback_guard(snapshot), base, seats, plain
+        snapshot,
+        metric,
+        period,
+        ceiling,
+        fallback_guard(snapshot),
+        base,
+        seats,
+        plain,
+        alert_terms(snapshot, metric, definition),
+    )
+
+
+def alert_terms(snapshot: Snapshot, metric: str, definition: Limit | None) -> Thresholds | None:
+    """The thresholds of ``metric`` under ``snapshot``: percentages of the limit in force
+    (an override or add-on that changes the value moves them), counted once per billing
+    period whatever kind of limit it is (``None``: no thresholds configured)."""
+    if definition is None or not definition.alerts:
+        return None
+    return Thresholds(
+        metric,
+        snapshot.limit(metric, 0),
+        definition.alerts,
+        snapshot.usage_period.start,
+        hard=definition.enforcement is Enforcement.HARD,
+        seats=definition.kind is LimitKind.SEATS,
+        unit=definition.unit,
     )
 
 

@@ -23,6 +23,7 @@ from entitlements.domain.plan_change import lowers_a_limit, over_quota
 from entitlements.domain.scheduled import PendingKind
 from entitlements.domain.subscription import Subscription
 from entitlements.ports import UnitOfWork
+from entitlements.service.notifications import notify_subscription
 from entitlements.service.runtime import Transaction
 from entitlements.service.snapshots import (
     current_usage,
@@ -111,7 +112,7 @@ def _store(
 ) -> Subscription:
     stored = tx.uow.subscriptions.update(after)
     for fact in facts:
-        tx.record(
+        event = tx.record(
             fact.actor,
             fact.action,
             f"subscription:{subscription.id}",
@@ -120,4 +121,5 @@ def _store(
             after=fact.after,
             reason=fact.reason,
         )
+        notify_subscription(tx, fact.action, fact.before, fact.after, event.id)
     return stored

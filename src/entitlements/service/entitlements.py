@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from entitlements.clock import SystemClock
 from entitlements.domain.access import AccessPolicy
 from entitlements.domain.instant import given_utc
+from entitlements.domain.notification import NotificationSettings
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Action
 from entitlements.domain.resolution import _MISSING, Decision, Snapshot, _Missing
@@ -39,6 +40,7 @@ from entitlements.service.cache import SnapshotCache
 from entitlements.service.coherence import Coherence, WhenUnreachable
 from entitlements.service.construction import check_construction
 from entitlements.service.free_plan import OneFreePlan
+from entitlements.service.notifications import Notifications
 from entitlements.service.overrides import Overrides
 from entitlements.service.plans import Plans
 from entitlements.service.runtime import Runtime
@@ -101,6 +103,10 @@ class Entitlements:
     — a hint only, the change feed stays the truth; worth it on MariaDB/MySQL, which have
     no push.
 
+    ``notification_settings`` says how far ahead the host hears of trials ending, of
+    contracts left unsigned and signing links expiring, and how long delivered
+    notifications are kept (`NotificationSettings`).
+
     Everything passed in is a port (`entitlements.ports`): the facade imports no
     adapter.
     """
@@ -121,6 +127,7 @@ class Entitlements:
         max_staleness: timedelta | float = 1.0,
         when_unreachable: WhenUnreachable | str = WhenUnreachable.SERVE_STALE,
         redis: ChangeChannel | str | None = None,
+        notification_settings: NotificationSettings | None = None,
     ) -> None:
         given = (store, clock, policy, authorizer, listeners, cache_size, telemetry, ids)
         check_construction(*given, payment_provider, one_free_plan_per_tenant, when_unreachable)
@@ -172,6 +179,15 @@ class Entitlements:
         """Metered usage, gauges and reservations."""
         self.seats = Seats(self.runtime)
         """Named seat assignments."""
+        if notification_settings is None:
+            notification_settings = NotificationSettings()
+        elif not isinstance(notification_settings, NotificationSettings):
+            raise InvalidInput(
+                "notification_settings", "must be a NotificationSettings", notification_settings
+            )
+        self.notifications = Notifications(self.runtime, notification_settings)
+        """What the host should hear about (thresholds crossed, trials ending...), and
+        its delivery to the host's handler."""
         self._payment_provider = payment_provider
         self._cache = self.runtime.cache
         self._snapshots = self._cache.snapshots
@@ -203,7 +219,7 @@ class Entitlements:
 
     @cached_property
     def _sweep(self) -> Sweep:
-        return Sweep(self.runtime, self.billing.outbox)
+        return Sweep(self.runtime, self.billing.outbox, self.notifications.settings)
 
     # -- the request path ------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from entitlements.domain.usage import (
     metric_terms,
 )
 from entitlements.errors import Conflict, InvalidInput
+from entitlements.service.notifications import notify_usage
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.snapshots import load_snapshot
 from entitlements.service.terms import effective, expire_held, record_over_limit, refuse
@@ -272,6 +273,10 @@ class _Batch:
         result = charged(p.charge, after)
         if result.over_limit:
             record_over_limit(self.tx, self.who, result)
+        thresholds = p.charge.terms.thresholds
+        if thresholds is not None:
+            before_total = counter.used + counter.reserved
+            notify_usage(self.tx, owner, thresholds, before_total, before_total + amount)
         return UsageResult(p.event, UsageOutcome.ACCEPTED, result)
 
     def _write(self, written: _Written) -> None:

@@ -39,6 +39,7 @@ from entitlements.errors import (
 )
 from entitlements.service.assignment import PlanAssignment
 from entitlements.service.due import bring_to_now
+from entitlements.service.notifications import notify_subscription
 from entitlements.service.runtime import Transaction
 from entitlements.service.snapshots import current_usage, resolve_with
 
@@ -73,7 +74,7 @@ def store(tx: Transaction, step: lifecycle.Step, *, new: bool = False) -> Subscr
     repository = tx.uow.subscriptions
     stored = repository.add(step.after) if new else repository.update(step.after)
     for fact in step.facts:
-        tx.record(
+        event = tx.record(
             fact.actor,
             fact.action,
             fact.target,
@@ -82,6 +83,7 @@ def store(tx: Transaction, step: lifecycle.Step, *, new: bool = False) -> Subscr
             after=fact.after if step.due else stored,
             reason=fact.reason,
         )
+        notify_subscription(tx, fact.action, fact.before, fact.after, event.id)
     return stored
 
 

@@ -63,8 +63,10 @@ class Overrides:
         reason: str,
         expires_at: datetime | None = None,
         now: datetime | None = None,
+        alerts: tuple[int, ...] | None = None,
     ) -> Override:
-        """Replace limit ``key`` for this owner (``None``: unlimited)."""
+        """Replace limit ``key`` for this owner (``None``: unlimited); with ``alerts``,
+        its alert thresholds too (percent; empty: none for this owner)."""
         owner, who = as_owner(owner), as_actor(actor)
         with self._rt.transaction(owner.tenant, now) as tx:
             override = Override.limit(
@@ -75,6 +77,7 @@ class Overrides:
                 actor=str(who),
                 at=tx.now,
                 expires_at=expires_at,
+                alerts=alerts,
             )
             return self._put(tx, who, override)
 

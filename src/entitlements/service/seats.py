@@ -9,8 +9,9 @@ from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.checks import check_key, check_reason
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import LimitKind
-from entitlements.domain.usage import FOREVER, SeatAssignment, check_member
+from entitlements.domain.usage import FOREVER, SeatAssignment, alert_terms, check_member
 from entitlements.errors import Conflict, InvalidInput
+from entitlements.service.notifications import notify_usage
 from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime
 from entitlements.service.terms import count, terms_for_write
@@ -58,6 +59,8 @@ class Seats:
             counted_under, after, _ = count(rt, tx, owner, pool, 1, snapshot)
             tx.uow.seats.add(assignment)
             tx.touch_usage(owner)
+            thresholds = alert_terms(counted_under, pool, counted_under.limit_definition(pool))
+            notify_usage(tx, owner, thresholds, after.used - 1, after.used)
             limit = counted_under.limit(pool, 0)
             over = limit is not None and after.used > limit
             tx.record(

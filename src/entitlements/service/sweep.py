@@ -42,11 +42,13 @@ from entitlements.domain.usage import Reservation
 from entitlements.errors import InvalidInput
 from entitlements.ports import UnitOfWork
 from entitlements.service.due import SWEEPER, bring_to_now
+from entitlements.service.notifications import purge, write_due
 from entitlements.service.overrides import target
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.terms import expire_held
 
 if TYPE_CHECKING:
+    from entitlements.domain.notification import NotificationSettings
     from entitlements.service.provider_outbox import ProviderOutbox
 
 __all__ = ["FEED_RETENTION", "KEY_RETENTION", "Sweep", "SweepFailure", "SweepReport"]
@@ -118,6 +120,11 @@ class SweepReport:
     """Commands to the payment provider sent (or attempted again) by this run."""
     feed_entries_pruned: int = 0
     """Change-feed entries older than the feed retention that were deleted."""
+    notifications_written: int = 0
+    """Notifications time brought (trials ending, contracts unsigned...) written by this
+    run; a fact written before is not counted again."""
+    notifications_purged: int = 0
+    """Delivered notifications older than their retention that were forgotten."""
 
     @property
     def nothing_due(self) -> bool:
@@ -150,6 +157,8 @@ class _Run:
     remaining: int = 0
     keys_forgotten: int = 0
     commands: list[ProviderCommand] = attrs.field(factory=list)
+    notified: int = 0
+    purged: int = 0
     handled: int = 0
     progress: Callable[[int], None] | None = None
 
@@ -183,9 +192,15 @@ class _Progress:
 
 
 class Sweep:
-    def __init__(self, runtime: Runtime, outbox: ProviderOutbox | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        outbox: ProviderOutbox | None = None,
+        notifications: NotificationSettings | None = None,
+    ) -> None:
         self._rt = runtime
         self._outbox = outbox
+        self._notifications = notifications
 
     def process_due(
         self,
@@ -213,6 +228,7 @@ class Sweep:
             self._forget_keys(tenant, run, run.at - key_retention, batch)
             if self._outbox is not None:
                 run.commands.extend(self._outbox.send_due(tenant, run.at, batch))
+            self._notify(tenant, run)
         dropped = self._rt.cache.expire(run.at)
         pruned = self.prune_feed(feed_retention)
         return SweepReport(
@@ -228,6 +244,8 @@ class Sweep:
             run.keys_forgotten,
             tuple(run.commands),
             pruned,
+            run.notified,
+            run.purged,
         )
 
     def prune_feed(self, retention: timedelta) -> int:
@@ -359,6 +377,21 @@ class Sweep:
             _Item(f"contract:{c.id}", c.owner, expire(c.id))
             for c in uow.contracts.expired(at, limit)
         ]
+
+    def _notify(self, tenant: str | None, run: _Run) -> None:
+        """Write the notifications time brought; forget delivered ones past retention."""
+        if self._notifications is None:
+            return
+        try:
+            run.notified += write_due(self._rt, self._notifications, tenant, run.at)
+            run.purged += purge(self._rt, self._notifications, tenant, run.at)
+        except Exception as error:
+            log.exception("sweep: notifications of %r failed", tenant)
+            run.failures.append(
+                SweepFailure(
+                    f"notifications:{tenant or ''}", None, type(error).__name__, str(error)
+                )
+            )
 
     def _forget_keys(self, tenant: str | None, run: _Run, before: datetime, batch: int) -> None:
         try:

@@ -19,6 +19,7 @@ from typing import cast
 import attrs
 
 from entitlements.domain.actor import Actor, as_actor
+from entitlements.domain.alerts import crossed
 from entitlements.domain.checks import check_id, check_key
 from entitlements.domain.ingestion import UsageEvent, UsageResult
 from entitlements.domain.instant import optional_given_utc
@@ -54,6 +55,7 @@ from entitlements.domain.usage import (
 from entitlements.errors import InvalidInput
 from entitlements.ports import InlineConsumption, UnitOfWork
 from entitlements.service.ingestion import ingest
+from entitlements.service.notifications import notify_usage
 from entitlements.service.requests import claim_key
 from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
@@ -349,6 +351,8 @@ class Usage:
             return None
         rt.note_revision(seq)
         rt.cache.invalidate_usage_of(owner)
+        if lane.thresholds is not None:
+            self._crossed_inline(lane, counter, amount)
         base = lane.base
         used, reserved, limit = counter.used, counter.reserved, base.limit
         # the lane's base decision with the counter's numbers, built as the tuple it is
@@ -372,6 +376,17 @@ class Usage:
                 False,
             ),
         )
+
+    def _crossed_inline(self, lane: MetricTerms, counter: Counter, amount: int) -> None:
+        """A count on the in-process fast path crossed a threshold: the notification is
+        written right after, in a unit of work of its own (the in-process store has no
+        crash to survive between the two)."""
+        total = counter.used + counter.reserved
+        assert lane.thresholds is not None
+        if crossed(lane.thresholds.alerts, lane.thresholds.limit, total - amount, total):
+            owner = lane.snapshot.owner
+            with self._rt.transaction(owner.tenant) as tx:
+                notify_usage(tx, owner, lane.thresholds, total - amount, total)
 
     def _lane(self, owner: Owner, metric: str) -> MetricTerms | None:
         """How ``metric`` is charged under the owner's cached snapshot, valid now, if a
@@ -443,10 +458,14 @@ class Usage:
     def _counted(
         self, tx: Transaction, who: Actor, wanted: Charge, after: Counter
     ) -> UsageDecision:
-        tx.touch_usage(wanted.terms.snapshot.owner)
+        owner = wanted.terms.snapshot.owner
+        tx.touch_usage(owner)
         result = charged(wanted, after)
         if result.over_limit:
             record_over_limit(tx, who, result)
+        if wanted.terms.thresholds is not None:
+            total = after.used + after.reserved
+            notify_usage(tx, owner, wanted.terms.thresholds, total - wanted.amount, total)
         return result
 
     @retries_lost_races
@@ -473,6 +492,8 @@ class Usage:
                     "metric", f"{metric} is a {definition.kind.value} limit, not a gauge", metric
                 )
             period = usage_period_start(snapshot, definition)
+            alerting = definition is not None and bool(definition.alerts)
+            before = tx.uow.usage.counter(owner, metric, period) if alerting else None
             after = tx.uow.usage.set_used(owner, metric, period, amount, revision=snapshot.revision)
             if after is None:  # stale terms or no counter yet: decide under the lock
                 snapshot = locked_terms(rt, tx, owner, snapshot)
@@ -480,9 +501,18 @@ class Usage:
                 after = tx.uow.usage.set_used(owner, metric, period, amount)
                 assert after is not None
             tx.touch_usage(owner)
-            result = charged(charge(snapshot, metric, 0), after)
+            wanted = charge(snapshot, metric, 0)
+            result = charged(wanted, after)
             if result.over_limit:
                 record_over_limit(tx, who, result, f"gauge set to {amount}, limit {result.limit}")
+            if before is not None:
+                notify_usage(
+                    tx,
+                    owner,
+                    wanted.terms.thresholds,
+                    before.used + before.reserved,
+                    after.used + after.reserved,
+                )
             return result
 
     @retries_lost_races
@@ -564,9 +594,13 @@ class Usage:
                 if reused is not None:
                     raise reused
                 return earlier
-            counted_under, _, _ = count(
+            counted_under, after, _ = count(
                 rt, tx, owner, metric, amount, snapshot, hold_until=reservation.expires_at
             )
+            thresholds = charge(counted_under, metric, amount).terms.thresholds
+            if thresholds is not None:
+                total = after.used + after.reserved
+                notify_usage(tx, owner, thresholds, total - amount, total)
             period_now = usage_period_start(counted_under, counted_under.limit_definition(metric))
             if period_now != period:
                 raise InvalidInput(

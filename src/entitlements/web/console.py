@@ -322,8 +322,15 @@ def _retry_command(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) ->
     return f"{owner}: command sent again ({status})."
 
 
+def _retry_notification(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> str:
+    notification_id = f.required("notification", "choose a notification")
+    again = ents.notifications.retry(notification_id, tenant=owner.tenant, actor=actor)
+    return f"{owner}: notification {again.kind.value} is back in line."
+
+
 ACTIONS: dict[str, Action] = {
     "settle": _settle,
+    "retry-notification": _retry_notification,
     "retry-command": _retry_command,
     "start-trial": _start_trial,
     "change-plan": _change_plan,
@@ -397,6 +404,8 @@ def _owner_page(ents: Entitlements, owner: Owner, actor: Actor) -> dict[str, Any
         "contracts": _contracts(ents, owner),
         "converted": _converted(history),
         "audit": ents.audit.for_owner(owner, limit=SHOWN, newest_first=True),
+        "notifications": ents.notifications.list(owner, limit=20),
+        "failed_notifications": ents.notifications.list(owner, failed=True, limit=50),
         "plans": [p for p in ents.plans.list() if p.status.value == "active"],
     }
 

@@ -29,6 +29,7 @@ def _override_from(row: RowMapping | Mapping[str, Any]) -> Override:
         owner=owner_of(row),
         enabled=bool(row["enabled"]),
         actions=None if row["actions"] is None else frozenset(row["actions"]),
+        alerts=row["alerts"],
         **same_named(row, "kind", "key", "reason", "actor", "created_at", "expires_at", "value"),
     )
 
@@ -48,6 +49,7 @@ def override_row(tenant: str, override: Override) -> dict[str, Any]:
         "enabled": override.enabled,
         "actions": None if override.actions is None else sorted(override.actions),
         "value": override.value,
+        "alerts": None if override.alerts is None else list(override.alerts),
     }
 
 

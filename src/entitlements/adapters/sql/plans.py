@@ -27,17 +27,21 @@ __all__ = [
 ]
 
 
-def _limits_document(plan: Plan) -> dict[str, Any]:
-    return {
-        name: {
-            "value": limit.value,
-            "unit": limit.unit,
-            "kind": limit.kind.value,
-            "enforcement": limit.enforcement.value,
-            "combine": limit.combine.value,
-        }
-        for name, limit in plan.limits.items()
+def _limit_document(limit: Limit) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "value": limit.value,
+        "unit": limit.unit,
+        "kind": limit.kind.value,
+        "enforcement": limit.enforcement.value,
+        "combine": limit.combine.value,
     }
+    if limit.alerts:  # written only when set: documents of limits without stay as they were
+        doc["alerts"] = list(limit.alerts)
+    return doc
+
+
+def _limits_document(plan: Plan) -> dict[str, Any]:
+    return {name: _limit_document(limit) for name, limit in plan.limits.items()}
 
 
 def features_document(features: Any) -> dict[str, Any]:

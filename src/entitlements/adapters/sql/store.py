@@ -35,6 +35,7 @@ from entitlements.adapters.sql.contracts import SqlContracts
 from entitlements.adapters.sql.errors import storage_errors, translate
 from entitlements.adapters.sql.hints import CommitNotices
 from entitlements.adapters.sql.history import flush_history
+from entitlements.adapters.sql.notifications import SqlNotifications
 from entitlements.adapters.sql.overrides import SqlOverrides
 from entitlements.adapters.sql.plans import SqlPlans
 from entitlements.adapters.sql.provider import SqlProvider
@@ -86,6 +87,7 @@ class SqlUnitOfWork:
         self.contracts = SqlContracts(self)
         self.provider = SqlProvider(self)
         self.requests = SqlRequests(self)
+        self.notifications = SqlNotifications(self)
         self.revisions = SqlRevisions(self)
         self.feed = SqlFeed(self)
         self._doomed: EntitlementsError | None = None
@@ -535,6 +537,7 @@ class SqlStore:
                 _tenants_of(t.reservations, t.reservations.c.status == "held"),
                 _tenants_of(t.contracts),
                 _tenants_of(t.requests),
+                _tenants_of(t.notifications, t.notifications.c.delivered_at.is_(None)),
                 _tenants_of(t.provider_commands, t.provider_commands.c.status == "pending"),
             )
             found = {row[0] or None for row in uow.connection.execute(query)}

@@ -48,17 +48,21 @@ SEARCHED = 5000
 """Rows a text search looks at for one page, at most: its cost stays that of a page."""
 
 
+def _addon_document(a: AddOn) -> dict[str, Any]:
+    doc = {
+        "key": a.key,
+        "limits": dict(a.limits),
+        "features": features_document(a.features),
+        "quantity": a.quantity,
+        "ends_at": None if a.ends_at is None else a.ends_at.isoformat(),
+    }
+    if a.alerts:  # written only when set: documents of add-ons without stay as they were
+        doc["alerts"] = {name: list(p) for name, p in a.alerts.items()}
+    return doc
+
+
 def _addons_document(addons: Iterable[AddOn]) -> list[dict[str, Any]]:
-    return [
-        {
-            "key": a.key,
-            "limits": dict(a.limits),
-            "features": features_document(a.features),
-            "quantity": a.quantity,
-            "ends_at": None if a.ends_at is None else a.ends_at.isoformat(),
-        }
-        for a in addons
-    ]
+    return [_addon_document(a) for a in addons]
 
 
 def _addons_from(document: Iterable[Any]) -> tuple[AddOn, ...]:
@@ -69,6 +73,7 @@ def _addons_from(document: Iterable[Any]) -> tuple[AddOn, ...]:
             features_from(a["features"]),
             a["quantity"],
             None if a.get("ends_at") is None else datetime.fromisoformat(a["ends_at"]),
+            a.get("alerts", {}),
         )
         for a in document
     )

@@ -30,6 +30,7 @@ __all__ = [
     "contracts",
     "feed_state",
     "metadata",
+    "notifications",
     "override_history",
     "overrides",
     "owner_revisions",
@@ -65,6 +66,7 @@ OWNER_ID = 255
 KEY = 64
 IDEMPOTENCY_KEY = 128
 MEMBER = 128
+NOTIFICATION_KEY = 128
 
 _OWNER = ("tenant", "owner_kind", "owner_id")
 """The columns naming an owner, in the order keys and indexes list them."""
@@ -170,6 +172,7 @@ def _override_terms() -> list[sa.Column[object]]:
         sa.Column("enabled", sa.Boolean, nullable=False),
         sa.Column("actions", JSONDocument, nullable=True),
         sa.Column("value", sa.BigInteger, nullable=True),
+        sa.Column("alerts", JSONDocument, nullable=True),
     ]
 
 
@@ -445,6 +448,33 @@ requests = sa.Table(
     sa.Column("at", UtcDateTime, nullable=False),
     sa.Column("outcome", JSONDocument, nullable=False),
     sa.Index("ix_ent_requests_at", "tenant", "at"),
+)
+
+notifications = sa.Table(
+    "ent_notifications",
+    metadata,
+    # the notification outbox: written in the transaction that caused each one, one row
+    # per fact (the owner's key), claimed by deliverers with a lease, kept a while after
+    # delivery; ``pk`` orders each owner's notifications
+    sa.Column("pk", row_id(), primary_key=True, autoincrement=True),
+    sa.Column("id", key_string(64), nullable=False),
+    *_owner(),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("key", key_string(NOTIFICATION_KEY), nullable=False),
+    sa.Column("facts", JSONDocument, nullable=False),
+    sa.Column("about", UtcDateTime, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=True),
+    sa.Column("claimed_by", sa.String(64), nullable=True),
+    sa.Column("claimed_until", UtcDateTime, nullable=True),
+    sa.Column("delivered_at", UtcDateTime, nullable=True),
+    sa.Column("failed_at", UtcDateTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.UniqueConstraint("tenant", "id", name="uq_ent_notifications_id"),
+    sa.UniqueConstraint(*_OWNER, "key", name="uq_ent_notifications_key"),
+    sa.Index("ix_ent_notifications_pending", "tenant", "delivered_at", "failed_at", "pk"),
+    sa.Index("ix_ent_notifications_owner", *_OWNER, "pk"),
 )
 
 owner_revisions = sa.Table(

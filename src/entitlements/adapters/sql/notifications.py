@@ -1,0 +1,209 @@
+"""The notification outbox in SQL.
+
+Deliverers in many processes claim rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` on
+PostgreSQL and MariaDB (a concurrent claim passes over the rows another is taking rather
+than wait for them); SQLite has one writer at a time, and a write transaction starts
+with ``BEGIN IMMEDIATE``, so its claims take turns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import RowMapping
+
+from entitlements.adapters.sql import tables as t
+from entitlements.adapters.sql.repository import Repository, owner_of, storage_errors
+from entitlements.domain.notification import Notification
+from entitlements.domain.owner import Owner
+from entitlements.errors import NotFound
+
+__all__ = ["SqlNotifications"]
+
+_n = t.notifications.c
+_PENDING = (_n.delivered_at.is_(None), _n.failed_at.is_(None))
+
+
+def _from(row: RowMapping | dict[str, Any]) -> Notification:
+    return Notification(
+        id=row["id"],
+        owner=owner_of(row),
+        kind=row["kind"],
+        key=row["key"],
+        facts=row["facts"],
+        about=row["about"],
+        created_at=row["created_at"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        claimed_by=row["claimed_by"],
+        claimed_until=row["claimed_until"],
+        delivered_at=row["delivered_at"],
+        failed_at=row["failed_at"],
+        last_error=row["last_error"],
+    )
+
+
+def _state(n: Notification) -> dict[str, Any]:
+    """The columns a delivery attempt changes."""
+    return {
+        "attempts": n.attempts,
+        "next_attempt_at": n.next_attempt_at,
+        "claimed_by": n.claimed_by,
+        "claimed_until": n.claimed_until,
+        "delivered_at": n.delivered_at,
+        "failed_at": n.failed_at,
+        "last_error": n.last_error,
+    }
+
+
+@cache
+def _insert_statement(dialect: str) -> Any:
+    """An insert that does nothing when the owner's notification of the same fact is
+    stored: one statement, no savepoint; a concurrent insert of the same key waits for
+    the first to commit or roll back, then writes nothing or writes."""
+    if dialect == "postgresql":
+        return postgresql.insert(t.notifications).on_conflict_do_nothing().returning(_n.pk)
+    if dialect == "sqlite":
+        return sqlite.insert(t.notifications).on_conflict_do_nothing().returning(_n.pk)
+    return mysql.insert(t.notifications).prefix_with("IGNORE")
+
+
+class SqlNotifications(Repository):
+    @storage_errors
+    def add(self, notification: Notification) -> bool:
+        owner = self._scope(notification.owner)
+        row = {
+            "id": notification.id,
+            "tenant": self._t,
+            "owner_kind": owner.kind,
+            "owner_id": owner.id,
+            "kind": notification.kind.value,
+            "key": notification.key,
+            "facts": dict(notification.facts),
+            "about": notification.about,
+            "created_at": notification.created_at,
+            **_state(notification),
+        }
+        dialect = self._conn.dialect.name
+        result = self._conn.execute(_insert_statement(dialect).values(**row))
+        if dialect in ("postgresql", "sqlite"):
+            return result.first() is not None
+        return bool(result.rowcount)
+
+    @storage_errors
+    def get(self, notification_id: str) -> Notification:
+        rows = self._rows(
+            sa.select(t.notifications).where(_n.tenant == self._t, _n.id == notification_id)
+        )
+        if not rows:
+            raise NotFound(f"no notification {notification_id!r}")
+        return _from(rows[0])
+
+    @storage_errors
+    def claim(
+        self, worker: str, now: datetime, until: datetime, limit: int = 100
+    ) -> Sequence[Notification]:
+        due = (
+            sa.select(t.notifications)
+            .where(
+                _n.tenant == self._t,
+                *_PENDING,
+                sa.or_(_n.next_attempt_at.is_(None), _n.next_attempt_at <= now),
+                sa.or_(_n.claimed_until.is_(None), _n.claimed_until <= now),
+            )
+            .order_by(_n.pk)
+            .limit(limit)
+        )
+        if self._conn.dialect.name != "sqlite":
+            due = due.with_for_update(skip_locked=True)
+        rows = self._rows(due)
+        if not rows:
+            return []
+        first_waiting = self._first_waiting(rows)
+        kept = [
+            r
+            for r in rows
+            if r["pk"] < first_waiting.get((r["owner_kind"], r["owner_id"]), r["pk"] + 1)
+        ]
+        if kept:
+            self._conn.execute(
+                sa.update(t.notifications)
+                .where(_n.tenant == self._t, _n.pk.in_([r["pk"] for r in kept]))
+                .values(claimed_by=worker, claimed_until=until)
+            )
+        return [_from({**r, "claimed_by": worker, "claimed_until": until}) for r in kept]
+
+    def _first_waiting(self, rows: Sequence[RowMapping]) -> dict[tuple[str, str], int]:
+        """Per owner, its oldest pending notification older than the last claimed row that
+        this claim did not take (in another's claim, locked by a concurrent claim, or
+        waiting out a backoff): the owner's rows from it on must wait."""
+        taken = [r["pk"] for r in rows]
+        query = (
+            sa.select(_n.owner_kind, _n.owner_id, sa.func.min(_n.pk))
+            .where(_n.tenant == self._t, *_PENDING, _n.pk < max(taken), _n.pk.not_in(taken))
+            .group_by(_n.owner_kind, _n.owner_id)
+        )
+        return {(kind, id_): pk for kind, id_, pk in self._conn.execute(query)}
+
+    @storage_errors
+    def delivered(self, ids: Sequence[str], worker: str, now: datetime) -> int:
+        if not ids:
+            return 0
+        result = self._conn.execute(
+            sa.update(t.notifications)
+            .where(
+                _n.tenant == self._t,
+                _n.id.in_(list(ids)),
+                _n.claimed_by == worker,
+                _n.delivered_at.is_(None),
+            )
+            .values(delivered_at=now, claimed_by=None, claimed_until=None)
+        )
+        return int(result.rowcount)
+
+    @storage_errors
+    def release(self, ids: Sequence[str], worker: str) -> None:
+        if ids:
+            self._conn.execute(
+                sa.update(t.notifications)
+                .where(_n.tenant == self._t, _n.id.in_(list(ids)), _n.claimed_by == worker)
+                .values(claimed_by=None, claimed_until=None)
+            )
+
+    @storage_errors
+    def update(self, notification: Notification, worker: str | None) -> bool:
+        where = [_n.tenant == self._t, _n.id == notification.id]
+        if worker is not None:
+            where.append(_n.claimed_by == worker)
+        result = self._conn.execute(
+            sa.update(t.notifications).where(*where).values(**_state(notification))
+        )
+        return bool(result.rowcount)
+
+    @storage_errors
+    def listed(
+        self, owner: Owner | None = None, failed: bool = False, limit: int = 50
+    ) -> Sequence[Notification]:
+        where = [_n.tenant == self._t]
+        if owner is not None:
+            where = list(self._owned(t.notifications, owner))
+        if failed:
+            where.append(_n.failed_at.is_not(None))
+        query = sa.select(t.notifications).where(*where).order_by(_n.pk.desc()).limit(limit)
+        return [_from(r) for r in self._rows(query)]
+
+    @storage_errors
+    def purge(self, before: datetime, limit: int = 10_000) -> int:
+        old = [
+            r["pk"]
+            for r in self._batch(t.notifications, [_n.delivered_at < before], [_n.pk], limit)
+        ]
+        if not old:
+            return 0
+        self._conn.execute(sa.delete(t.notifications).where(_n.tenant == self._t, _n.pk.in_(old)))
+        return len(old)
