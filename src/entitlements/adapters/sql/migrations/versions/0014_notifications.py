@@ -9,7 +9,7 @@ the deliverer holding it and until when, delivered or parked as failed.
 override sets for its owner (NULL: the plan's stand).
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from entitlements.adapters.sql.migrations.columns import JSON, OWNER, owner, row
 from entitlements.adapters.sql.types import UtcDateTime, key_string
 
 revision = "0014"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
