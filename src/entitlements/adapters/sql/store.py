@@ -36,6 +36,7 @@ from entitlements.adapters.sql.errors import storage_errors, translate
 from entitlements.adapters.sql.hints import CommitNotices
 from entitlements.adapters.sql.history import flush_history
 from entitlements.adapters.sql.overrides import SqlOverrides
+from entitlements.adapters.sql.plan_migrations import SqlPlanMigrations
 from entitlements.adapters.sql.plans import SqlPlans
 from entitlements.adapters.sql.provider import SqlProvider
 from entitlements.adapters.sql.replicas import ReadRouting
@@ -86,6 +87,7 @@ class SqlUnitOfWork:
         self.contracts = SqlContracts(self)
         self.provider = SqlProvider(self)
         self.requests = SqlRequests(self)
+        self.migrations = SqlPlanMigrations(self)
         self.revisions = SqlRevisions(self)
         self.feed = SqlFeed(self)
         self._doomed: EntitlementsError | None = None
