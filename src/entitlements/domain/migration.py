@@ -123,7 +123,7 @@ class Migration:
     status: MigrationStatus
     """Draft, running, completed or canceled."""
     actor: str
-    """Who created it; moves are audited as theirs."""
+    """Who created it."""
     reason: str | None
     """Why, in the creator's words; repeated in every move's audit reason."""
     created_at: datetime = attrs.field(converter=as_utc, validator=aware)

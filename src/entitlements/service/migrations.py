@@ -75,10 +75,14 @@ from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.snapshots import current_usage, resolve_with
 
-__all__ = ["Migrations", "change_in_flight", "schedule_move", "unschedule_move"]
+__all__ = ["MIGRATOR", "Migrations", "change_in_flight", "schedule_move", "unschedule_move"]
 
 _PAGE = 1000
 MAX_BATCH = 100_000
+
+MIGRATOR = Actor.system("migrations")
+"""Who moves the items of a run given no ``actor`` (a worker acting on the migration
+staff created; every move's reason names the migration)."""
 
 
 def _move_at(at: object) -> tuple[MoveAt, datetime | None]:
@@ -334,13 +338,14 @@ class Migrations:
         """Handle up to ``batch`` pending items, each in a unit of work of its own, and
         report the counts. Call it again (from any process, after a crash too) until
         ``done``; any number of workers may run one migration at once. Moves are
-        audited as ``actor``'s (default: whoever created the migration).
+        audited as ``actor``'s (default: `MIGRATOR`, a system actor), each with the
+        migration's id in its reason; the authorizer decides ``migration.run`` first.
         ``progress(handled)`` hears the running count after each item."""
         migration_id = check_id(migration_id, "migration_id", max_length=64)
         batch = check_count(batch, "batch", maximum=MAX_BATCH, minimum=1)
         with self._rt.read(tenant) as uow:
             migration = uow.migrations.get(migration_id)
-        who = as_actor(actor) if actor is not None else as_actor(migration.actor)
+        who = as_actor(actor) if actor is not None else MIGRATOR
         if migration.is_over:
             return self.get(migration_id, tenant=tenant)
         self._start(migration, who, tenant, now)
@@ -356,10 +361,10 @@ class Migrations:
     def _start(
         self, migration: Migration, who: Actor, tenant: str | None, now: datetime | None
     ) -> None:
-        if migration.status is not MigrationStatus.DRAFT:
-            return
         with self._rt.transaction(tenant, now) as tx:
             tx.authorize(who, "migration.run", subject=migration.id)
+            if migration.status is not MigrationStatus.DRAFT:
+                return
             draft = (MigrationStatus.DRAFT,)
             if tx.uow.migrations.set_status(migration.id, draft, MigrationStatus.RUNNING, tx.now):
                 tx.record(who, "migration.start", migration.target, after=_summary(migration))
