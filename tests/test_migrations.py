@@ -325,3 +325,43 @@ def test_a_migration_of_another_tenant_is_not_found(ents):
         ents.migrations.get(migration.id)
     assert ents.migrations.run(migration.id, tenant="acme").counts["moved"] == 1
     assert ents.subscriptions.get(acme).plan_version == 2
+
+
+def test_workers_in_threads_move_each_subscription_once(tmp_path):
+    """Four workers, each with its own `Entitlements` on one SQLite file (processes on
+    PostgreSQL and MariaDB: test_migrations_processes)."""
+    import threading
+
+    from entitlements.adapters.sql import SqlStore
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    store = SqlStore.from_url(url)
+    store.create_schema()
+    ents = Entitlements(store)
+    pro_v1_v2(ents)
+    with ents.atomic():
+        subscribe_all(ents, owners(60))
+    revise_to_v2(ents)
+    migration = ents.migrations.create("pro", actor="staff")
+    handled: list[int] = []
+
+    def worker() -> None:
+        mine = Entitlements(SqlStore.from_url(url))
+        count = 0
+        while not (progress := mine.migrations.run(migration.id, batch=5)).done:
+            count += progress.handled
+        handled.append(count + progress.handled)
+        mine.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert sum(handled) == 60
+    assert ents.migrations.get(migration.id).counts["moved"] == 60
+    moves = [
+        e for o in owners(60) for e in ents.audit.for_owner(o) if e.action == "subscription.migrate"
+    ]
+    assert len(moves) == 60
+    ents.close()
