@@ -59,10 +59,11 @@ from entitlements.domain.plan_change import preview
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import OverQuotaPolicy
 from entitlements.errors import (
-    Conflict,
+    Busy,
     EntitlementsError,
     InvalidInput,
     OverQuotaRefused,
+    StaleWrite,
     StorageError,
     SubscriptionNotFound,
     UnknownPlan,
@@ -415,7 +416,7 @@ class Migrations:
             return self._move(tx, migration, current, who)
         except OverQuotaRefused:
             return ItemOutcome.skipped(SkipReason.OVER_QUOTA)
-        except (Conflict, StorageError):
+        except (StaleWrite, Busy, StorageError):
             raise  # a lost race or the database: the whole unit of work goes again
         except EntitlementsError as error:
             return _failure(error)
