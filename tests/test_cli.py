@@ -14,7 +14,7 @@ from typing import NamedTuple
 import attrs
 import pytest
 
-from entitlements import Entitlements
+from entitlements import Entitlements, Limit, LimitKind, Owner
 from entitlements.adapters.sql import SqlStore, migrations
 from entitlements.cli.main import main
 from entitlements.cli.parser import EXIT, build, parse
@@ -660,3 +660,49 @@ def test_staff_list_deliver_and_retry_notifications(ready, tmp_path):
     assert "1 delivered" in delivered.stderr
     missing = ready("notifications", "retry", "nope", check=False)
     assert missing.returncode == EXIT["not_found"]
+
+
+# -- migrations ------------------------------------------------------------------------
+
+
+def _grandfathered(tmp_path, count: int = 3) -> None:
+    ents = _library(tmp_path)
+    for n in range(count):
+        ents.subscriptions.subscribe(Owner("organization", f"o{n}"), "pro", actor="staff")
+    ents.plans.revise("pro", actor="staff", limits={"projects": Limit(40, kind=LimitKind.GAUGE)})
+    ents.close()
+
+
+def test_a_migration_from_the_command_line(ready, tmp_path):
+    _grandfathered(tmp_path)
+    created = json.loads(ready("migrations", "create", "pro", "--reason", "v2", "--json").stdout)
+    migration_id = created["migration"]["id"]
+    assert created["counts"]["pending"] == 3
+    preview = ready("migrations", "preview", migration_id)
+    assert "3 items: moved 3" in preview.stdout
+    assert "projects 20->40" in preview.stdout
+    first = ready("migrations", "run", migration_id, "--batch", "1")
+    assert "running" in first.stdout
+    assert "2 pending: run it again" in first.stdout
+    rest = ready("migrations", "run", migration_id, "--batch", "1", "--all")
+    assert "is completed: moved 3" in rest.stdout
+    assert "3/3" in rest.stderr  # the progress bar
+    shown = ready("migrations", "show", migration_id, "--status", "moved")
+    assert shown.stdout.count("organization:o") == 3
+    listed = json.loads(ready("migrations", "list", "--json").stdout)
+    assert [m["migration"]["id"] for m in listed] == [migration_id]
+    again = ready("migrations", "cancel", migration_id, check=False)
+    assert again.returncode == EXIT["usage"]
+
+
+def test_cancel_and_the_exit_codes(ready, tmp_path):
+    _grandfathered(tmp_path)
+    created = json.loads(ready("migrations", "create", "pro", "--json").stdout)
+    migration_id = created["migration"]["id"]
+    canceled = ready("migrations", "cancel", migration_id, "--reason", "not yet")
+    assert "canceled 3" in canceled.stdout
+    missing = ready("migrations", "show", "f" * 32, check=False)
+    assert missing.returncode == EXIT["not_found"]
+    unknown = ready("migrations", "create", "prp", check=False)
+    assert unknown.returncode == EXIT["not_found"]
+    assert "did you mean 'pro'" in unknown.stderr

@@ -1051,3 +1051,36 @@ def test_the_owner_page_shows_notifications_and_staff_retry_a_failed_one(ents):
         data={"csrf_token": csrf(page.text), "owner": "organization:acme", "notification": "x"},
     )
     assert refused.status_code == 404
+
+
+# -- plan-version migrations ----------------------------------------------------------------
+
+
+def test_staff_preview_and_run_a_migration_in_batches_from_the_console(ents):
+    for n in range(3):
+        ents.subscriptions.subscribe(Owner("organization", f"m{n}"), "team", actor=STAFF)
+    ents.plans.revise("team", actor=STAFF, features={"reports": True, "sso": True, "api": True})
+    migration = ents.migrations.create("team", actor=STAFF, reason="api for everyone")
+    client = staff_client(ents)
+    listed = client.get("/billing/migrations")
+    assert listed.status_code == 200
+    assert migration.id[:12] in listed.text
+    page = client.get(f"/billing/migrations/{migration.id}")
+    assert "moved 3" in page.text  # the preview's totals
+    assert "+api" in page.text
+    forged = client.post(f"/billing/migrations/{migration.id}/run", data={"batch": "2"})
+    assert forged.status_code == 403
+    ran = client.post(
+        f"/billing/migrations/{migration.id}/run",
+        data={"batch": "2", "csrf_token": csrf(page.text)},
+    )
+    assert ran.status_code == 200
+    assert "Handled 2 items; 1 pending" in ran.text
+    assert ents.migrations.get(migration.id).counts["moved"] == 2
+    canceled = client.post(
+        f"/billing/migrations/{migration.id}/cancel",
+        data={"reason": "enough", "csrf_token": csrf(ran.text)},
+    )
+    assert "Canceled: 1 pending" in canceled.text
+    missing = client.get("/billing/migrations/" + "f" * 32)
+    assert missing.status_code == 404

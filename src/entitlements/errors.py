@@ -33,6 +33,7 @@ __all__ = [
     "InvalidInput",
     "InvalidToken",
     "LimitExceeded",
+    "MigrationNotFound",
     "MissingExtra",
     "NaiveDatetime",
     "NotAuthorized",
@@ -125,6 +126,16 @@ class SubscriptionNotFound(NotFound):
         super().__init__(f"{owner} has no subscription")
         self.owner = owner
         """The owner without a subscription."""
+
+
+class MigrationNotFound(NotFound):
+    """No plan-version migration with that id in this tenant (``ents.migrations.list()``
+    shows those there are)."""
+
+    def __init__(self, migration_id: str) -> None:
+        super().__init__(f"migration {migration_id!r} does not exist")
+        self.migration_id = migration_id
+        """The id asked for."""
 
 
 class UnknownLimit(NotFound):

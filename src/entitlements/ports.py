@@ -27,6 +27,12 @@ from entitlements.domain.billing import Checkout, ProviderLink, ProviderSubscrip
 from entitlements.domain.change import ChangeKind, FeedPage
 from entitlements.domain.contracts.contract import Contract, PersonalData
 from entitlements.domain.contracts.events import ContractEvent
+from entitlements.domain.migration import (
+    Migration,
+    MigrationItem,
+    MigrationStatus,
+    PriceLock,
+)
 from entitlements.domain.notification import Notification
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
@@ -48,6 +54,7 @@ __all__ = [
     "EventListener",
     "FeedSource",
     "InlineConsumption",
+    "MigrationRepository",
     "NotificationRepository",
     "OverrideRepository",
     "PaymentProvider",
@@ -644,6 +651,71 @@ class ProviderRepository(Protocol):
         ...
 
 
+class MigrationRepository(Protocol):
+    """Plan-version migrations of the unit of work's tenant and their items."""
+
+    def add(self, migration: Migration, items: Sequence[MigrationItem]) -> None:
+        """Store a new migration with its items (all pending)."""
+        ...
+
+    def get(self, migration_id: str) -> Migration:
+        """Raises `MigrationNotFound` (also for another tenant's migration)."""
+        ...
+
+    def list(self, limit: int = 100) -> Sequence[Migration]:
+        """The tenant's migrations, newest first."""
+        ...
+
+    def set_status(
+        self,
+        migration_id: str,
+        expected: Iterable[MigrationStatus],
+        status: MigrationStatus,
+        at: datetime,
+    ) -> bool:
+        """Move the migration to ``status`` if it is in one of ``expected`` (workers
+        racing: one wins, the others find it done); returns whether it did."""
+        ...
+
+    def subscribers(self, plan_key: str, versions: Iterable[int]) -> Sequence[Subscription]:
+        """Live subscriptions on ``plan_key`` at one of ``versions``, oldest first."""
+        ...
+
+    def items(
+        self,
+        migration_id: str,
+        *,
+        after: int = 0,
+        limit: int = 1000,
+        status: str | None = None,
+    ) -> Sequence[MigrationItem]:
+        """The items after position ``after``, in order (with ``status``, only those)."""
+        ...
+
+    def claim(self, migration_id: str, limit: int) -> Sequence[MigrationItem]:
+        """Up to ``limit`` pending items, first in order, locked until the unit of work
+        ends; items another unit of work holds are skipped, never waited for (two workers
+        never get one item)."""
+        ...
+
+    def settle(self, item: MigrationItem) -> None:
+        """Store the item's final state."""
+        ...
+
+    def counts(self, migration_id: str) -> Mapping[str, int]:
+        """How many items are in each status."""
+        ...
+
+    def cancel_pending(self, migration_id: str, at: datetime) -> int:
+        """Mark every pending item canceled (an item a worker holds is left to it, and
+        settled by it); returns how many."""
+        ...
+
+    def price_locks(self, subscription_id: str) -> Sequence[PriceLock]:
+        """The price locks of migrations that moved this subscription."""
+        ...
+
+
 class RevisionRepository(Protocol):
     """Each owner's terms revision: the number that moves whenever what the owner is
     entitled to changes. Writes that change terms `bump` it under an exclusive lock
@@ -881,6 +953,11 @@ class UnitOfWork(Protocol):
     @property
     def notifications(self) -> NotificationRepository:
         """The notification outbox."""
+        ...
+
+    @property
+    def migrations(self) -> MigrationRepository:
+        """Plan-version migrations and their items."""
         ...
 
     @property

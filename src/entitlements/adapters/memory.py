@@ -25,6 +25,13 @@ from entitlements.domain.billing import ProviderLink
 from entitlements.domain.change import Change, ChangeKind, FeedPage
 from entitlements.domain.contracts.contract import AWAITING_SIGNATURE, Contract, PersonalData
 from entitlements.domain.contracts.events import ContractEvent
+from entitlements.domain.migration import (
+    ItemStatus,
+    Migration,
+    MigrationItem,
+    MigrationStatus,
+    PriceLock,
+)
 from entitlements.domain.notification import Notification
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner, in_tenant
@@ -45,6 +52,7 @@ from entitlements.errors import (
     Conflict,
     ContractNotFound,
     InvalidInput,
+    MigrationNotFound,
     NotFound,
     OverrideNotFound,
     PlanExists,
@@ -163,6 +171,12 @@ class _Tables:
         self.notification_seq = 0
         self.notification_pending: dict[str | None, dict[str, int]] = {}
         """Per tenant, the ids of notifications waiting for delivery, in the order written."""
+        self.migrations: dict[tuple[str | None, str], Migration] = {}
+        self.migration_items: dict[tuple[str | None, str, int], MigrationItem] = {}
+        """By (tenant, migration id, seq)."""
+        self.migration_sizes: dict[tuple[str | None, str], int] = {}
+        self.migration_cursors: dict[tuple[str | None, str], int] = {}
+        """The lowest position that may still be pending (a claim starts there)."""
         self.override_history: dict[Owner, list[tuple[datetime, _Slot, Override | None]]] = {}
         """Per owner, every override set (or removed: ``None``) with the instant, in the
         order written (append-only)."""
@@ -1305,6 +1319,152 @@ class _Notifications(_Repository[str]):
         return len(old)
 
 
+class _Migrations(_Repository[str]):
+    def _key(self, migration_id: str) -> tuple[str | None, str]:
+        return (self._uow.tenant, migration_id)
+
+    def add(self, migration: Migration, items: Sequence[MigrationItem]) -> None:
+        key = self._key(migration.id)
+        if key in self._t.migrations:
+            raise StorageError(f"migration id {migration.id} is already used")
+        self._undo.set(self._t.migrations, key, migration)
+        for item in items:
+            self._scope(item.owner)
+            self._undo.set(self._t.migration_items, (*key, item.seq), item)
+        self._undo.set(self._t.migration_sizes, key, len(items))
+        self._undo.set(self._t.migration_cursors, key, 1)
+
+    def get(self, migration_id: str) -> Migration:
+        found = self._t.migrations.get(self._key(migration_id))
+        if found is None:
+            raise MigrationNotFound(migration_id)
+        return found
+
+    def list(self, limit: int = 100) -> Sequence[Migration]:
+        mine = [m for (t, _), m in self._t.migrations.items() if t == self._uow.tenant]
+        mine.sort(key=lambda m: (m.created_at, m.id), reverse=True)
+        return mine[:limit]
+
+    def set_status(
+        self,
+        migration_id: str,
+        expected: Iterable[MigrationStatus],
+        status: MigrationStatus,
+        at: datetime,
+    ) -> bool:
+        found = self.get(migration_id)
+        if found.status not in set(expected):
+            return False
+        changed = attrs.evolve(found, status=status, updated_at=at)
+        self._undo.set(self._t.migrations, self._key(migration_id), changed)
+        return True
+
+    def subscribers(self, plan_key: str, versions: Iterable[int]) -> Sequence[Subscription]:
+        wanted = set(versions)
+        found = []
+        for owner, ids in self._t.subscriptions_by_owner.items():
+            if owner.tenant != self._uow.tenant or not ids:
+                continue
+            sub = self._t.subscriptions[ids[-1]]
+            if not sub.is_terminal and sub.plan_key == plan_key and sub.plan_version in wanted:
+                found.append(sub)
+        order = {sub_id: n for n, sub_id in enumerate(self._t.subscriptions)}
+        return sorted(found, key=lambda sub: order[sub.id])
+
+    def _all(self, migration_id: str) -> Iterator[MigrationItem]:
+        key = self._key(migration_id)
+        for seq in range(1, self._t.migration_sizes.get(key, 0) + 1):
+            yield self._t.migration_items[(*key, seq)]
+
+    def items(
+        self,
+        migration_id: str,
+        *,
+        after: int = 0,
+        limit: int = 1000,
+        status: str | None = None,
+    ) -> Sequence[MigrationItem]:
+        found = []
+        for item in self._all(migration_id):
+            if item.seq > after and (status is None or item.status.value == status):
+                found.append(item)
+                if len(found) >= limit:
+                    break
+        return found
+
+    def claim(self, migration_id: str, limit: int) -> Sequence[MigrationItem]:
+        # a memory unit of work holds the store's lock: nobody else claims meanwhile
+        key = self._key(migration_id)
+        size = self._t.migration_sizes.get(key, 0)
+        seq = self._t.migration_cursors.get(key, 1)
+        while seq <= size and self._t.migration_items[(*key, seq)].status is not _PENDING:
+            seq += 1
+        if seq != self._t.migration_cursors.get(key, 1):
+            self._undo.set(self._t.migration_cursors, key, seq)
+        found: list[MigrationItem] = []
+        while seq <= size and len(found) < limit:
+            item = self._t.migration_items[(*key, seq)]
+            if item.status is _PENDING:
+                found.append(item)
+            seq += 1
+        return found
+
+    def settle(self, item: MigrationItem) -> None:
+        key = (*self._key(item.migration_id), item.seq)
+        if key not in self._t.migration_items:
+            raise MigrationNotFound(item.migration_id)
+        self._undo.set(self._t.migration_items, key, item)
+
+    def counts(self, migration_id: str) -> Mapping[str, int]:
+        found: dict[str, int] = {}
+        for item in self._all(migration_id):
+            found[item.status.value] = found.get(item.status.value, 0) + 1
+        return found
+
+    def cancel_pending(self, migration_id: str, at: datetime) -> int:
+        key = self._key(migration_id)
+        count = 0
+        for item in list(self._all(migration_id)):
+            if item.status is _PENDING:
+                canceled = attrs.evolve(item, status=ItemStatus.CANCELED, done_at=at)
+                self._undo.set(self._t.migration_items, (*key, item.seq), canceled)
+                count += 1
+        return count
+
+    def price_locks(self, subscription_id: str) -> Sequence[PriceLock]:
+        found = []
+        for (tenant, migration_id, _), item in self._t.migration_items.items():
+            if tenant != self._uow.tenant or item.subscription_id != subscription_id:
+                continue
+            migration = self._t.migrations[(tenant, migration_id)]
+            lock = _price_lock(migration, item)
+            if lock is not None:
+                found.append(lock)
+        return found
+
+
+_PENDING = ItemStatus.PENDING
+
+
+def _price_lock(migration: Migration, item: MigrationItem) -> PriceLock | None:
+    """The price lock a moved item carries, if its migration set one."""
+    if (
+        item.status is not ItemStatus.MOVED
+        or migration.price_lock_until is None
+        or item.done_at is None
+    ):
+        return None
+    return PriceLock(
+        item.subscription_id,
+        migration.plan_key,
+        item.moved_from if item.moved_from is not None else item.from_version,
+        migration.to_version,
+        item.done_at,
+        migration.price_lock_until,
+        migration.id,
+    )
+
+
 class _MemoryUnitOfWork:
     def __init__(self, store: MemoryStore, tenant: str | None) -> None:
         self.tenant = tenant
@@ -1322,6 +1482,7 @@ class _MemoryUnitOfWork:
         self.provider = _Provider(self)
         self.requests = _Requests(self)
         self.notifications = _Notifications(self)
+        self.migrations = _Migrations(self)
         self.revisions = _Revisions(self)
         self.feed = _Feed(self)
         self.bumped: dict[Owner, int] = {}

@@ -648,6 +648,123 @@ class Console(NotificationCommands):
         )
         return self._show(sub, f"converted from contract {a.id}")
 
+    # -- migrations ------------------------------------------------------------------------
+
+    def migrations_create(self) -> int:
+        a = self.args
+        migration = self._plan_call(
+            lambda: self.ents.migrations.create(
+                a.plan,
+                actor=self.actor,
+                to_version=a.to_version,
+                from_versions=a.from_version,
+                owners=a.owner,
+                price_lock_until=a.price_lock_until,
+                if_over_quota=OverQuotaPolicy.ALLOW
+                if a.allow_over_quota
+                else OverQuotaPolicy.REFUSE,
+                reason=a.reason,
+                tenant=a.tenant,
+                now=self.now,
+            )
+        )
+        progress = self.ents.migrations.get(migration.id, tenant=a.tenant)
+        return self.out(
+            progress,
+            f"migration {migration.id}: {migration.plan_key} -> v{migration.to_version}, "
+            f"{progress.total:,} subscriptions (draft: nothing moved; preview it, then run it)",
+        )
+
+    def migrations_preview(self) -> int:
+        a = self.args
+        preview = self.ents.migrations.preview(a.id, tenant=a.tenant, now=self.now)
+        totals = ", ".join(f"{k} {v:,}" for k, v in preview.totals.items()) or "no items"
+        rows = [_preview_row(p) for p in preview.items[: a.limit]]
+        human = f"{len(preview.items):,} items: {totals}"
+        if rows:
+            human += "\n" + table(rows, ["owner", "version", "outcome", "diff"])
+        return self.out(preview, human)
+
+    def migrations_run(self) -> int:
+        a = self.args
+        before = self.ents.migrations.get(a.id, tenant=a.tenant)
+        bar = _ProgressBar(before.total)
+        done = before.total - before.pending
+
+        def progress(handled: int) -> None:
+            bar.show(done + handled)
+
+        while True:
+            report = self.ents.migrations.run(
+                a.id,
+                batch=a.batch,
+                actor=self.actor,
+                tenant=a.tenant,
+                now=self.now,
+                progress=progress,
+            )
+            done = report.total - report.pending
+            if not a.all or report.done or report.handled == 0:
+                break
+        bar.end()
+        counts = ", ".join(f"{k} {v:,}" for k, v in report.counts.items() if v)
+        human = f"migration {a.id} is {report.migration.status.value}: {counts or 'no items'}"
+        if report.pending:
+            human += f" ({report.pending:,} pending: run it again)"
+        self.out(report, human)
+        return EXIT["refused"] if report.counts.get("failed") else EXIT["ok"]
+
+    def migrations_cancel(self) -> int:
+        a = self.args
+        progress = self.ents.migrations.cancel(
+            a.id, actor=self.actor, reason=a.reason, tenant=a.tenant, now=self.now
+        )
+        counts = ", ".join(f"{k} {v:,}" for k, v in progress.counts.items() if v)
+        return self.out(progress, f"migration {a.id} canceled: {counts or 'no items'}")
+
+    def migrations_show(self) -> int:
+        a = self.args
+        progress = self.ents.migrations.get(a.id, tenant=a.tenant)
+        items = self.ents.migrations.items(a.id, status=a.status, limit=a.limit, tenant=a.tenant)
+        m = progress.migration
+        counts = ", ".join(f"{k} {v:,}" for k, v in progress.counts.items() if v)
+        human = (
+            f"migration {m.id}: {m.plan_key} -> v{m.to_version}, {m.status.value}, "
+            f"by {m.actor} at {m.created_at.isoformat()}"
+            + (f", price lock until {m.price_lock_until.isoformat()}" if m.price_lock_until else "")
+            + f"\n{counts or 'no items'}"
+        )
+        rows = [
+            {
+                "#": i.seq,
+                "owner": str(i.owner),
+                "from": f"v{i.from_version}",
+                "status": i.status.value,
+                "why": i.why.value if i.why else i.error,
+            }
+            for i in items
+        ]
+        if rows:
+            human += "\n" + table(rows, ["#", "owner", "from", "status", "why"])
+        return self.out({"migration": progress, "items": list(items)}, human)
+
+    def migrations_list(self) -> int:
+        found = self.ents.migrations.list(tenant=self.args.tenant)
+        rows = [
+            {
+                "id": p.migration.id,
+                "plan": f"{p.migration.plan_key} -> v{p.migration.to_version}",
+                "status": p.migration.status.value,
+                "moved": p.counts["moved"],
+                "pending": p.pending,
+                "total": p.total,
+                "created": p.migration.created_at.strftime("%Y-%m-%d %H:%M"),
+            }
+            for p in found
+        ]
+        columns = ["id", "plan", "status", "moved", "pending", "total", "created"]
+        return self.out(list(found), table(rows, columns) if rows else "no migrations")
+
     # -- audit, sweep ----------------------------------------------------------------------
 
     def audit_list(self) -> int:
@@ -710,6 +827,49 @@ class Console(NotificationCommands):
             human += "".join(f"\n  {line}" for line in _sweep_lines(report))
         self.out(report, human)
         return EXIT["refused"] if report.failures else EXIT["ok"]
+
+
+class _ProgressBar:
+    """``[#####.....] 120/500`` on stderr, redrawn in place when it is a terminal, every
+    tenth of the way otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.total = max(total, 1)
+        self.tty = sys.stderr.isatty()
+        self.shown = -1
+
+    def show(self, done: int) -> None:
+        tenth = done * 10 // self.total
+        if not self.tty and tenth == self.shown:
+            return
+        self.shown = tenth
+        filled = done * 30 // self.total
+        line = f"[{'#' * filled}{'.' * (30 - filled)}] {done:,}/{self.total:,}"
+        sys.stderr.write(f"\r{line}" if self.tty else f"entitlements: {line}\n")
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.tty and self.shown >= 0:
+            sys.stderr.write("\n")
+
+
+def _preview_row(preview: Any) -> dict[str, Any]:
+    """One item of a migration preview as a table row."""
+    outcome = preview.outcome
+    change = preview.change
+    diff = []
+    if change is not None:
+        diff += [f"+{c.key}" for c in change.features_gained]
+        diff += [f"-{c.key}" for c in change.features_lost]
+        diff += [f"{c.name} {c.before}->{c.after}" for c in change.limits_raised]
+        diff += [f"{c.name} {c.before}->{c.after}" for c in change.limits_lowered]
+        diff += [f"over: {o.metric} {o.used}>{o.limit}" for o in change.over_quota]
+    return {
+        "owner": str(preview.item.owner),
+        "version": preview.current_version,
+        "outcome": outcome.status.value + (f" ({outcome.why.value})" if outcome.why else ""),
+        "diff": ", ".join(diff) or (outcome.error or ""),
+    }
 
 
 def _sweep_lines(report: SweepReport) -> list[str]:

@@ -143,6 +143,9 @@ READS = frozenset(
         "audit_list",
         "audit_verify",
         "notifications_list",
+        "migrations_preview",
+        "migrations_show",
+        "migrations_list",
         "db_current",
         "db_upgrade",
     }
@@ -232,6 +235,14 @@ def build(
     )
     if want("contracts"):
         _contracts(g, contracts)
+    migrations = g.group(
+        "migrations",
+        "plan-version migrations",
+        "Move a plan's subscribers to one of its versions: create a draft, preview it,\n"
+        "run it in batches (resumable, from any process), cancel it.",
+    )
+    if want("migrations"):
+        _migrations(g, migrations)
     audit = g.group("audit", "the audit trail", "What was done to an owner, and its evidence.")
     if want("audit"):
         _audit(g, audit)
@@ -744,6 +755,107 @@ def _notifications(g: _Grammar, notifications: Any) -> None:
         "entitlements notifications retry 4f2a9c...",
     )
     p.add_argument("id", help="the notification id")
+
+
+def _migration_id(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", help="the migration's id (from migrations create or list)")
+    _tenant(p)
+
+
+def _migrations(g: _Grammar, migrations: Any) -> None:
+    """Plan-version migrations."""
+    p = g.command(
+        migrations,
+        ("migrations", "create"),
+        "migrations_create",
+        "record a draft migration of a plan's subscribers",
+        "Every live subscription on an older version of PLAN (or on --from-version, or\n"
+        "of --owner) is an item; nothing moves until `migrations run`. Revising a plan\n"
+        "never moves anyone by itself.",
+        "entitlements migrations create pro --price-lock-until 2027-01-01 --reason 'v4'",
+    )
+    p.add_argument("plan", help="the plan key")
+    p.add_argument("--to-version", type=inputs.count, help="the version to move to (latest)")
+    p.add_argument(
+        "--from-version",
+        type=inputs.count,
+        action="append",
+        help="a version to move from (repeatable; default: every older one)",
+    )
+    p.add_argument(
+        "--owner", type=inputs.owner, action="append", help="only this owner (repeatable)"
+    )
+    p.add_argument(
+        "--price-lock-until",
+        type=inputs.instant,
+        help="moved subscriptions keep the old version's price until then",
+    )
+    p.add_argument(
+        "--allow-over-quota",
+        action="store_true",
+        help="move owners whose usage passes a lowered limit (default: skip them)",
+    )
+    _tenant(p)
+    _reason(p)
+    p = g.command(
+        migrations,
+        ("migrations", "preview"),
+        "migrations_preview",
+        "what a run would do, without doing it",
+        "Totals per outcome, then one line per item: version held, features and limits\n"
+        "that change, usage that would be over a lowered limit.",
+        "entitlements migrations preview 3f2a... --limit 50",
+    )
+    _migration_id(p)
+    p.add_argument(
+        "--limit", type=inputs.whole_number, default=20, help="items listed (default 20)"
+    )
+    p = g.command(
+        migrations,
+        ("migrations", "run"),
+        "migrations_run",
+        "move the next batch (or, with --all, everything pending)",
+        "Resumable: run it again, from any process, after a crash too; several workers\n"
+        "may run one migration at once. A progress bar on stderr. Exit 0 when the\n"
+        "items handled all moved or were skipped, 1 when some failed.",
+        "entitlements migrations run 3f2a... --all",
+    )
+    _migration_id(p)
+    p.add_argument(
+        "--batch", type=inputs.whole_number, default=500, help="items per batch (default 500)"
+    )
+    p.add_argument("--all", action="store_true", help="run batches until nothing is pending")
+    p = g.command(
+        migrations,
+        ("migrations", "cancel"),
+        "migrations_cancel",
+        "stop a migration",
+        "Moved items stay moved; pending ones are canceled.",
+        "entitlements migrations cancel 3f2a... --reason 'wrong version'",
+    )
+    _migration_id(p)
+    _reason(p)
+    p = g.command(
+        migrations,
+        ("migrations", "show"),
+        "migrations_show",
+        "a migration's status, counts and items",
+        "Items listed with --status (moved, skipped, failed...).",
+        "entitlements migrations show 3f2a... --status failed",
+    )
+    _migration_id(p)
+    p.add_argument("--status", help="list the items in this status")
+    p.add_argument(
+        "--limit", type=inputs.whole_number, default=20, help="items listed (default 20)"
+    )
+    p = g.command(
+        migrations,
+        ("migrations", "list"),
+        "migrations_list",
+        "the migrations, newest first",
+        "With their status and counts.",
+        "entitlements migrations list --json",
+    )
     _tenant(p)
 
 

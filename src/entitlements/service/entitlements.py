@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from entitlements.service.billing import Billing
     from entitlements.service.claims import Claims, ClaimsIssuer
     from entitlements.service.contracts import Contracts
+    from entitlements.service.migrations import Migrations
 
 __all__ = ["Entitlements"]
 
@@ -203,6 +204,14 @@ class Entitlements:
         from entitlements.service.contracts import Contracts
 
         return Contracts(self.runtime, self.subscriptions.assignment)
+
+    @cached_property
+    def migrations(self) -> Migrations:
+        """Plan-version migrations: move many subscribers to a version as a previewed,
+        resumable, audited job."""
+        from entitlements.service.migrations import Migrations
+
+        return Migrations(self.runtime, self.subscriptions.assignment)
 
     @cached_property
     def billing(self) -> Billing:

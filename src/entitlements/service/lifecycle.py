@@ -388,10 +388,12 @@ def change_plan(
     version: int | None = None,
     reason: str | None = None,
     clears_pending: bool = False,
+    action: str | None = None,
 ) -> SubscriptionChange:
     """Move to another plan (its latest version, or ``version``); ``clears_pending``
     drops the pending change (the payment provider changed the plan: its word wins over
-    what was scheduled here)."""
+    what was scheduled here); ``action`` names the use case in the audit trail when it is
+    not ``change_plan`` (a migration's ``migrate``)."""
     seen: dict[tuple[str, int | None], Plan] = {}
 
     def fields(current: Subscription) -> dict[str, Any]:
@@ -416,7 +418,15 @@ def change_plan(
         return changes
 
     return apply_checked(
-        tx, who, current, Event.CHANGE_PLAN, fields, if_over_quota, reason=reason, seen=seen
+        tx,
+        who,
+        current,
+        Event.CHANGE_PLAN,
+        fields,
+        if_over_quota,
+        action=action,
+        reason=reason,
+        seen=seen,
     )
 
 

@@ -37,6 +37,14 @@ from entitlements.domain.addon import AddOn
 from entitlements.domain.audit import AuditEvent
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.change import ChangeKind, FeedPage
+from entitlements.domain.migration import (
+    ItemOutcome,
+    ItemStatus,
+    Migration,
+    MigrationItem,
+    MigrationStatus,
+    MoveAt,
+)
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Action, Feature, Limit, LimitKind, Plan, PlanStatus, Price
@@ -59,6 +67,7 @@ from entitlements.errors import (
     IllegalTransition,
     InvalidInput,
     LimitExceeded,
+    MigrationNotFound,
     NotFound,
     OverQuotaRefused,
     OverrideNotFound,
@@ -890,6 +899,54 @@ class StoreContract:
             uow.commit()
         with store.unit_of_work(None) as uow:
             assert uow.requests.claim(first) is None, "a forgotten key is claimed anew"
+
+    def test_migration_items_are_claimed_settled_counted_and_canceled(self, store: Store) -> None:
+        migration = Migration(
+            id="m1",
+            tenant=None,
+            plan_key="pro",
+            to_version=2,
+            from_versions=None,
+            move=MoveAt.NOW,
+            move_at=None,
+            price_lock_until=START + timedelta(days=30),
+            if_over_quota=OverQuotaPolicy.REFUSE,
+            status=MigrationStatus.DRAFT,
+            actor="staff:ann",
+            reason=None,
+            created_at=START,
+            updated_at=START,
+        )
+        items = [
+            MigrationItem("m1", n, f"s{n}", Owner("organization", f"o{n}"), 1) for n in range(1, 4)
+        ]
+        with store.unit_of_work(None) as uow:
+            uow.migrations.add(migration, items)
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            assert uow.migrations.get("m1") == migration
+            assert [i.seq for i in uow.migrations.claim("m1", 2)] == [1, 2]
+            moved = ItemOutcome(ItemStatus.MOVED, moved_from=1).settle(items[0], START)
+            uow.migrations.settle(moved)
+            running = (MigrationStatus.DRAFT,)
+            assert uow.migrations.set_status("m1", running, MigrationStatus.RUNNING, START)
+            assert not uow.migrations.set_status("m1", running, MigrationStatus.RUNNING, START)
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            assert [i.seq for i in uow.migrations.claim("m1", 5)] == [2, 3]
+            assert uow.migrations.counts("m1") == {"moved": 1, "pending": 2}
+            assert uow.migrations.items("m1", status="moved") == [moved]
+            assert [lock.from_version for lock in uow.migrations.price_locks("s1")] == [1]
+            assert uow.migrations.price_locks("s2") == []
+            assert uow.migrations.cancel_pending("m1", START) == 2
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            assert uow.migrations.claim("m1", 5) == []
+            assert [m.status for m in uow.migrations.list()] == [MigrationStatus.RUNNING]
+        with store.unit_of_work("tenant-b") as uow:
+            assert uow.migrations.list() == []
+            with pytest.raises(MigrationNotFound):
+                uow.migrations.get("m1")
 
     def test_claims_and_rule_locks(self, store: Store) -> None:
         with store.unit_of_work(None) as uow:

@@ -591,6 +591,14 @@ class Console:
             Route("/owner/{action}", self.act, methods=["POST"], name="act"),
             Route("/queues/{queue}", self.queue, methods=["GET"], name="queue"),
             Route("/plans", self.plans, methods=["GET"], name="plans"),
+            Route("/migrations", self.migrations, methods=["GET"], name="migrations"),
+            Route("/migrations/{id}", self.migration, methods=["GET"], name="migration"),
+            Route(
+                "/migrations/{id}/{step}",
+                self.migration_step,
+                methods=["POST"],
+                name="migration_step",
+            ),
         ]
 
     # -- plumbing ------------------------------------------------------------------------
@@ -847,6 +855,91 @@ class Console:
         except EntitlementsError as error:
             return self._error(request, actor, error)
         return self._render(request, actor, "console/plans.html", data)
+
+    # -- plan-version migrations -----------------------------------------------------------
+
+    async def migrations(self, request: Request) -> Response:
+        actor = await self._actor(request)
+        if isinstance(actor, Response):
+            return actor
+        try:
+            found = await run_in_threadpool(self.ents.migrations.list)
+        except EntitlementsError as error:
+            return self._error(request, actor, error)
+        return self._render(request, actor, "console/migrations.html", {"migrations": found})
+
+    async def migration(self, request: Request) -> Response:
+        actor = await self._actor(request)
+        if isinstance(actor, Response):
+            return actor
+        return await self._migration_response(request, actor, request.path_params["id"])
+
+    async def _migration_response(
+        self,
+        request: Request,
+        actor: Actor,
+        migration_id: str,
+        *,
+        error: EntitlementsError | None = None,
+        status: int = 200,
+    ) -> Response:
+        def read() -> dict[str, Any]:
+            progress = self.ents.migrations.get(migration_id)
+            preview = self.ents.migrations.preview(migration_id)
+            return {"progress": progress, "preview": preview, "shown": preview.items[:50]}
+
+        try:
+            data = await run_in_threadpool(read)
+        except EntitlementsError as failed:
+            return self._error(request, actor, failed)
+        done = self._done(request)
+        return self._render(
+            request,
+            actor,
+            "console/migration.html",
+            {**data, "error": error, "done": done},
+            status,
+        )
+
+    async def migration_step(self, request: Request) -> Response:
+        """Run one batch, or cancel: the two things staff do to a migration here."""
+        actor = await self._actor(request)
+        if isinstance(actor, Response):
+            return actor
+        try:
+            form = await request.form()
+        except Exception:
+            form = FormData()
+        if not self.pages.csrf.valid(request, form.get(FIELD), f"staff:{actor}"):
+            return self._render(request, actor, "console/forged.html", {}, 403)
+        migration_id, step = request.path_params["id"], request.path_params["step"]
+        fields = Fields(form, self.settings.client_ip(request), None)
+        try:
+            result = await run_in_threadpool(
+                self._migration_step, migration_id, step, actor, fields
+            )
+        except EntitlementsError as error:
+            return await self._migration_response(
+                request, actor, migration_id, error=error, status=status_for(error)
+            )
+        sealed = {"done": result, "seal": self.pages.seal(result)}
+        back = self.pages.path(request, "migration", id=migration_id)
+        return RedirectResponse(f"{back}?{urlencode(sealed)}", status_code=303)
+
+    def _migration_step(self, migration_id: str, step: str, actor: Actor, f: Fields) -> str:
+        if step == "run":
+            batch = f.whole("batch", minimum=1) or 100
+            ran = self.ents.migrations.run(migration_id, batch=batch, actor=actor)
+            return (
+                f"Handled {ran.handled:,} items; {ran.pending:,} pending"
+                f" ({ran.migration.status.value})."
+            )
+        if step == "cancel":
+            canceled = self.ents.migrations.cancel(
+                migration_id, actor=actor, reason=f.optional("reason")
+            )
+            return f"Canceled: {canceled.counts['canceled']:,} pending items will not move."
+        raise InvalidInput("step", "is not a migration step (run, cancel)", step)
 
     # -- actions -------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from entitlements.adapters.sql.hints import CommitNotices
 from entitlements.adapters.sql.history import flush_history
 from entitlements.adapters.sql.notifications import SqlNotifications
 from entitlements.adapters.sql.overrides import SqlOverrides
+from entitlements.adapters.sql.plan_migrations import SqlPlanMigrations
 from entitlements.adapters.sql.plans import SqlPlans
 from entitlements.adapters.sql.provider import SqlProvider
 from entitlements.adapters.sql.replicas import ReadRouting
@@ -88,6 +89,7 @@ class SqlUnitOfWork:
         self.provider = SqlProvider(self)
         self.requests = SqlRequests(self)
         self.notifications = SqlNotifications(self)
+        self.migrations = SqlPlanMigrations(self)
         self.revisions = SqlRevisions(self)
         self.feed = SqlFeed(self)
         self._doomed: EntitlementsError | None = None

@@ -42,7 +42,7 @@ from entitlements.domain.scheduled import Pause, PendingChange
 from entitlements.domain.subscription import Subscription
 from entitlements.errors import InvalidInput, NotFound, StaleWrite, SubscriptionExists
 
-__all__ = ["SEARCHED", "SqlSubscriptions", "subscription_row"]
+__all__ = ["SEARCHED", "SqlSubscriptions", "subscription_from", "subscription_row"]
 
 SEARCHED = 5000
 """Rows a text search looks at for one page, at most: its cost stays that of a page."""
@@ -221,7 +221,7 @@ _SAME_NAMED = (
 )
 
 
-def _subscription_from(row: RowMapping) -> Subscription:
+def subscription_from(row: RowMapping) -> Subscription:
     period = None if row["period_start"] is None else Period(row["period_start"], row["period_end"])
     cycle = (
         None if row["cycle_unit"] is None else BillingCycle(row["cycle_unit"], row["cycle_every"])
@@ -308,7 +308,7 @@ class SqlSubscriptions(Repository):
         params: dict[str, Any] = {"tenant": self._t, "kind": owner.kind, "id": owner.id}
         if owner not in self._uow.bumped:
             rows = self._conn.execute(_CURRENT_SUBSCRIPTION, params).mappings().all()
-            return _subscription_from(rows[0]) if rows else None
+            return subscription_from(rows[0]) if rows else None
         # a terms write holds the owner's terms lock, so no one else can change its
         # overrides before it commits: they come with the subscription, for the
         # resolution the write checks itself against, and so do the plan versions the
@@ -329,7 +329,7 @@ class SqlSubscriptions(Repository):
                 plans[(plan["key"], plan["version"])] = plan
         self._uow.overrides.preload(owner, list(overrides.values()))
         self._uow.plans.preload(list(plans.values()))
-        return _subscription_from(rows[0])
+        return subscription_from(rows[0])
 
     @storage_errors
     def get(self, subscription_id: str) -> Subscription:
@@ -339,7 +339,7 @@ class SqlSubscriptions(Repository):
         )
         if not rows:
             raise NotFound(f"subscription {subscription_id} does not exist")
-        return _subscription_from(rows[0])
+        return subscription_from(rows[0])
 
     @storage_errors
     def history(self, owner: Owner) -> Sequence[Subscription]:
@@ -348,7 +348,7 @@ class SqlSubscriptions(Repository):
             .where(*self._owner_filter(owner))
             .order_by(t.subscriptions.c.pk)
         )
-        return [_subscription_from(r) for r in rows]
+        return [subscription_from(r) for r in rows]
 
     @storage_errors
     def history_page(
@@ -362,7 +362,7 @@ class SqlSubscriptions(Repository):
             .order_by(c.pk)
             .limit(limit)
         )
-        return [(r["pk"], _subscription_from(r)) for r in rows]
+        return [(r["pk"], subscription_from(r)) for r in rows]
 
     @storage_errors
     def add(self, subscription: Subscription) -> Subscription:
@@ -428,7 +428,7 @@ class SqlSubscriptions(Repository):
             SUBSCRIPTION_AT, history_params(self._uow, owner.kind, owner.id, when)
         )
         rows = found.mappings().all()
-        return _subscription_from(rows[0]) if rows else None
+        return subscription_from(rows[0]) if rows else None
 
     @storage_errors
     def due(self, now: datetime, limit: int = 500) -> Sequence[Subscription]:
@@ -436,7 +436,7 @@ class SqlSubscriptions(Repository):
         rows = self._batch(
             t.subscriptions, [c.next_change_at <= now], [c.next_change_at, c.pk], limit
         )
-        return [_subscription_from(r) for r in rows]
+        return [subscription_from(r) for r in rows]
 
     @storage_errors
     def count_on_plans(self, plan_keys: Iterable[str], exclude_owner: Owner | None = None) -> int:
@@ -503,7 +503,7 @@ class SqlSubscriptions(Repository):
             ).one()
             stopped_at = floor if seen == SEARCHED else None
         rows = self._rows(query.order_by(c.pk.desc()).limit(max(limit, 0)))
-        return [(r["pk"], _subscription_from(r)) for r in rows], stopped_at
+        return [(r["pk"], subscription_from(r)) for r in rows], stopped_at
 
     def _window(self, before: int | None) -> sa.Subquery:
         c = t.subscriptions.c

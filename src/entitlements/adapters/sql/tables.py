@@ -30,6 +30,8 @@ __all__ = [
     "contracts",
     "feed_state",
     "metadata",
+    "migration_items",
+    "migrations",
     "notifications",
     "override_history",
     "overrides",
@@ -534,4 +536,47 @@ signing_failures = sa.Table(
     sa.Column("at_ms", sa.BigInteger, nullable=False),
     sa.Index("ix_ent_signing_failures_client", "client", "at_ms"),
     sa.Index("ix_ent_signing_failures_at", "at_ms"),
+)
+
+
+migrations = sa.Table(
+    "ent_migrations",
+    metadata,
+    # plan-version migrations: a job moving a plan's subscribers to one of its versions
+    sa.Column("tenant", key_string(TENANT), primary_key=True),
+    sa.Column("id", key_string(64), primary_key=True),
+    sa.Column("plan_key", key_string(KEY), nullable=False),
+    sa.Column("to_version", sa.Integer, nullable=False),
+    sa.Column("from_versions", JSONDocument, nullable=True),
+    sa.Column("move", sa.String(16), nullable=False),
+    sa.Column("move_at", UtcDateTime, nullable=True),
+    sa.Column("price_lock_until", UtcDateTime, nullable=True),
+    sa.Column("if_over_quota", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_ent_migrations_recent", "tenant", "created_at"),
+)
+
+migration_items = sa.Table(
+    "ent_migration_items",
+    metadata,
+    # one row per subscription a migration moves; runs claim pending rows with
+    # FOR UPDATE SKIP LOCKED, so two workers never handle one
+    sa.Column("tenant", key_string(TENANT), primary_key=True),
+    sa.Column("migration_id", key_string(64), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("subscription_id", key_string(64), nullable=False),
+    sa.Column("owner_kind", key_string(OWNER_KIND), nullable=False),
+    sa.Column("owner_id", key_string(OWNER_ID), nullable=False),
+    sa.Column("from_version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("why", sa.String(32), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("done_at", UtcDateTime, nullable=True),
+    sa.Column("moved_from", sa.Integer, nullable=True),
+    sa.Index("ix_ent_migration_items_status", "tenant", "migration_id", "status", "seq"),
+    sa.Index("ix_ent_migration_items_subscription", "tenant", "subscription_id"),
 )

@@ -1,0 +1,597 @@
+"""``ents.migrations``: moving a plan's subscribers to one of its versions as a job.
+
+`create` records a draft and its items (one per subscription chosen); nothing moves
+until `run`. `preview` is a dry run on a read-only unit of work. `run` handles the next
+``batch`` items, each in a short unit of work of its own: claim the next pending item
+(workers skip items another holds: two workers never handle one), take the owner's terms
+lock and read the subscription as it stands (so a concurrent consumption or staff change
+is built upon, never overwritten), decide with the domain's rules
+(`entitlements.domain.migration`), move it with the lifecycle kernel's plan change (which
+audits it, with the migration's id in the reason) and store the item's outcome with it.
+A run that dies leaves its item pending (its unit of work rolled back): calling `run`
+again, in any process, carries on.
+
+Moves at a later instant (``at="period_end"`` or a datetime) need scheduled changes, which
+this release does not have yet: `schedule_move` is the one place they plug in, and
+`create` refuses such a migration until they do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from entitlements.domain.actor import Actor, as_actor
+from entitlements.domain.assignment import check_may_assign
+from entitlements.domain.checks import (
+    check_count,
+    check_id,
+    check_key,
+    check_reason,
+    check_version,
+    parse_enum,
+)
+from entitlements.domain.due import as_of
+from entitlements.domain.instant import given_utc, optional_given_utc
+from entitlements.domain.migration import (
+    ItemOutcome,
+    ItemPreview,
+    ItemStatus,
+    Migration,
+    MigrationItem,
+    MigrationPreview,
+    MigrationProgress,
+    MigrationStatus,
+    MoveAt,
+    SkipReason,
+    all_counts,
+    changes_nothing,
+    migration_status_after,
+    price_version_at,
+    skip_reason,
+)
+from entitlements.domain.owner import Owner, as_owner
+from entitlements.domain.plan import Plan
+from entitlements.domain.plan_change import preview
+from entitlements.domain.subscription import Subscription
+from entitlements.domain.usage import OverQuotaPolicy
+from entitlements.errors import (
+    Busy,
+    EntitlementsError,
+    InvalidInput,
+    OverQuotaRefused,
+    StaleWrite,
+    StorageError,
+    SubscriptionNotFound,
+    UnknownPlan,
+)
+from entitlements.ports import UnitOfWork
+from entitlements.service import lifecycle
+from entitlements.service.assignment import PlanAssignment
+from entitlements.service.due import read_current
+from entitlements.service.retry import retries_lost_races
+from entitlements.service.runtime import Runtime, Transaction
+from entitlements.service.snapshots import current_usage, resolve_with
+
+__all__ = ["MIGRATOR", "Migrations", "change_in_flight", "schedule_move", "unschedule_move"]
+
+_PAGE = 1000
+MAX_BATCH = 100_000
+
+MIGRATOR = Actor.system("migrations")
+"""Who moves the items of a run given no ``actor`` (a worker acting on the migration
+staff created; every move's reason names the migration)."""
+
+
+def _move_at(at: object) -> tuple[MoveAt, datetime | None]:
+    """``"now"``, ``"period_end"`` or an aware datetime, as stored."""
+    if isinstance(at, datetime):
+        return MoveAt.INSTANT, given_utc(at, "at")
+    if at == MoveAt.NOW.value or at == MoveAt.PERIOD_END.value:
+        return MoveAt(str(at)), None
+    raise InvalidInput("at", 'must be "now", "period_end" or an aware datetime', at)
+
+
+def _versions(value: Iterable[int] | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise InvalidInput("from_versions", "must be a list of version numbers", value)
+    found = []
+    for version in value:
+        checked = check_version(version, "from_versions")
+        assert checked is not None
+        found.append(checked)
+    if not found:
+        raise InvalidInput("from_versions", "name at least one version (None: every older one)")
+    return tuple(sorted(set(found)))
+
+
+def _owners(value: Iterable[Owner] | None) -> tuple[Owner, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise InvalidInput("owners", "must be a list of owners", value)
+    found = tuple(dict.fromkeys(as_owner(o) for o in value))
+    if not found:
+        raise InvalidInput("owners", "name at least one owner (None: every subscriber)")
+    return found
+
+
+def _failure(error: EntitlementsError) -> ItemOutcome:
+    return ItemOutcome(ItemStatus.FAILED, error=f"{type(error).__name__}: {error}"[:2000])
+
+
+# -- the seams: what counts as a change in flight, and moving at a later instant -------------
+
+
+def change_in_flight(uow: UnitOfWork, owner: Owner) -> bool:
+    """Whether a change of the owner's is already on its way, which a migration must not
+    overtake: a command to the payment provider not yet done. Scheduled changes (plan
+    changes and pauses at a later instant) belong here too once the library has them."""
+    return bool(uow.provider.open_commands(owner))
+
+
+SCHEDULED_MOVES = False
+"""Whether `schedule_move` can schedule (it needs scheduled changes); `create` refuses a
+migration at a later instant while it cannot."""
+
+
+def schedule_move(
+    tx: Transaction, migration: Migration, current: Subscription, who: Actor
+) -> ItemOutcome:
+    """Schedule ``current``'s move to the migration's version — at the end of its own
+    current period (``MoveAt.PERIOD_END``) or at ``migration.move_at`` — as a scheduled
+    change, audited with the migration's id; the item then ends ``scheduled``. The one
+    place a run hands a later move to scheduled changes; not available yet."""
+    schedule_move_refused(migration.move)
+    raise AssertionError("unreachable")
+
+
+def unschedule_move(tx: Transaction, migration: Migration, item: MigrationItem) -> None:
+    """Take back the scheduled change `schedule_move` made for ``item`` (a migration
+    canceled after scheduling it). Nothing is ever scheduled yet, so nothing to undo."""
+
+
+# -- the use cases --------------------------------------------------------------------------
+
+
+class Migrations:
+    """``ents.migrations``: plan-version migrations as previewed, resumable, audited jobs."""
+
+    def __init__(self, runtime: Runtime, assignment: PlanAssignment) -> None:
+        self._rt = runtime
+        self._assignment = assignment
+
+    # -- creating --------------------------------------------------------------------
+
+    def create(
+        self,
+        plan_key: str,
+        *,
+        actor: Actor | str,
+        to_version: int | None = None,
+        from_versions: Iterable[int] | None = None,
+        owners: Iterable[Owner] | None = None,
+        at: str | datetime = "now",
+        price_lock_until: datetime | None = None,
+        if_over_quota: OverQuotaPolicy | str = OverQuotaPolicy.REFUSE,
+        reason: str | None = None,
+        tenant: str | None = None,
+        now: datetime | None = None,
+    ) -> Migration:
+        """Record a draft migration of ``plan_key``'s subscribers in ``tenant`` to
+        ``to_version`` (default: the latest): those on the versions ``from_versions``
+        (default: every older one), or only the ``owners`` given. Nothing moves until
+        `run`. ``price_lock_until``: moved subscriptions are charged the old version's
+        price until then. ``if_over_quota``: skip (``refuse``) or move (``allow``) an
+        owner whose usage would pass a lowered limit."""
+        who, reason = as_actor(actor), check_reason(reason)
+        plan_key = check_key(plan_key, "plan_key")
+        check_version(to_version, "to_version")
+        versions, chosen = _versions(from_versions), _owners(owners)
+        move, move_at = _move_at(at)
+        if move is not MoveAt.NOW and not SCHEDULED_MOVES:
+            schedule_move_refused(move)
+        lock = optional_given_utc(price_lock_until, "price_lock_until")
+        policy = parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
+        with self._rt.transaction(tenant, now) as tx:
+            tx.authorize(who, "migration.create", subject=plan_key)
+            target, moving = _target(tx.uow, plan_key, to_version, versions)
+            migration = Migration(
+                id=self._rt.new_id(),
+                tenant=tenant,
+                plan_key=plan_key,
+                to_version=target.version,
+                from_versions=versions,
+                move=move,
+                move_at=move_at,
+                price_lock_until=lock,
+                if_over_quota=policy,
+                status=MigrationStatus.DRAFT,
+                actor=str(who),
+                reason=reason,
+                created_at=tx.now,
+                updated_at=tx.now,
+            )
+            subscriptions = _chosen(tx.uow, plan_key, moving, chosen)
+            items = [
+                MigrationItem(migration.id, n, s.id, s.owner, s.plan_version)
+                for n, s in enumerate(subscriptions, start=1)
+            ]
+            tx.uow.migrations.add(migration, items)
+            tx.record(
+                who,
+                "migration.create",
+                migration.target,
+                after={**_summary(migration), "items": len(items)},
+                reason=reason,
+            )
+            return migration
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get(self, migration_id: str, *, tenant: str | None = None) -> MigrationProgress:
+        """The migration with how many items are in each state."""
+        migration_id = check_id(migration_id, "migration_id", max_length=64)
+        with self._rt.read(tenant) as uow:
+            return _progress(uow, uow.migrations.get(migration_id))
+
+    def list(self, *, tenant: str | None = None, limit: int = 100) -> Sequence[MigrationProgress]:
+        """The tenant's migrations, newest first, each with its counts."""
+        limit = check_count(limit, "limit", maximum=1000, minimum=1)
+        with self._rt.read(tenant) as uow:
+            return [_progress(uow, m) for m in uow.migrations.list(limit)]
+
+    def items(
+        self,
+        migration_id: str,
+        *,
+        status: ItemStatus | str | None = None,
+        after: int = 0,
+        limit: int = 100,
+        tenant: str | None = None,
+    ) -> Sequence[MigrationItem]:
+        """The items after position ``after``, in order; with ``status``, only those."""
+        migration_id = check_id(migration_id, "migration_id", max_length=64)
+        wanted = None if status is None else parse_enum(ItemStatus, status, "status").value
+        after = check_count(after, "after")
+        limit = check_count(limit, "limit", maximum=10_000, minimum=1)
+        with self._rt.read(tenant) as uow:
+            uow.migrations.get(migration_id)
+            return uow.migrations.items(migration_id, after=after, limit=limit, status=wanted)
+
+    def preview(
+        self, migration_id: str, *, tenant: str | None = None, now: datetime | None = None
+    ) -> MigrationPreview:
+        """A dry run: per item, the version held now, the entitlement diff, what would be
+        over quota, and the outcome a run would reach now (moved, or skipped and why;
+        ``failed`` when the target cannot be assigned). Items already final are listed
+        as they ended. Writes nothing."""
+        migration_id = check_id(migration_id, "migration_id", max_length=64)
+        at = self._rt.now(now) if now is not None else self._rt.read_now(tenant)
+        with self._rt.read(tenant) as uow:
+            migration = uow.migrations.get(migration_id)
+            target = uow.plans.get(migration.plan_key, migration.to_version)
+            plans: dict[int, Plan] = {target.version: target}
+            found: list[ItemPreview] = []
+            after = 0
+            while True:
+                page = uow.migrations.items(migration_id, after=after, limit=_PAGE)
+                if not page:
+                    break
+                found.extend(self._preview_item(uow, migration, item, plans, at) for item in page)
+                after = page[-1].seq
+        return MigrationPreview(migration, tuple(found), at)
+
+    def _preview_item(
+        self,
+        uow: UnitOfWork,
+        migration: Migration,
+        item: MigrationItem,
+        plans: dict[int, Plan],
+        at: datetime,
+    ) -> ItemPreview:
+        if item.status is not ItemStatus.PENDING:
+            ended = ItemOutcome(item.status, item.why, item.error, item.moved_from)
+            return ItemPreview(item, None, ended, None)
+        current = read_current(uow, item.owner, at)
+        version = None if current is None or current.is_terminal else current.plan_version
+        why = skip_reason(migration, current, change_in_flight=change_in_flight(uow, item.owner))
+        if why is not None or current is None:
+            return ItemPreview(item, version, ItemOutcome.skipped(why or SkipReason.ENDED), None)
+        target = plans[migration.to_version]
+        if current.plan_version not in plans:
+            plans[current.plan_version] = uow.plans.get(migration.plan_key, current.plan_version)
+        if changes_nothing(plans[current.plan_version], target):
+            return ItemPreview(item, version, ItemOutcome.skipped(SkipReason.NO_DIFF), None)
+        try:
+            check_may_assign(target, item.owner, current)
+        except EntitlementsError as error:
+            return ItemPreview(item, version, _failure(error), None)
+        proposed = attrs.evolve(current, plan_version=target.version)
+        before = resolve_with(uow, item.owner, current, at, self._rt.policy)
+        after = resolve_with(uow, item.owner, proposed, at, self._rt.policy)
+        change = preview(before, after, current_usage(uow, before), at)
+        refused = change.over_quota and migration.if_over_quota is OverQuotaPolicy.REFUSE
+        outcome = (
+            ItemOutcome.skipped(SkipReason.OVER_QUOTA)
+            if refused
+            else ItemOutcome(_moving_status(migration), moved_from=current.plan_version)
+        )
+        return ItemPreview(item, version, outcome, change)
+
+    # -- running ---------------------------------------------------------------------
+
+    def run(
+        self,
+        migration_id: str,
+        *,
+        batch: int = 500,
+        actor: Actor | str | None = None,
+        tenant: str | None = None,
+        now: datetime | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> MigrationProgress:
+        """Handle up to ``batch`` pending items, each in a unit of work of its own, and
+        report the counts. Call it again (from any process, after a crash too) until
+        ``done``; any number of workers may run one migration at once. Moves are
+        audited as ``actor``'s (default: `MIGRATOR`, a system actor), each with the
+        migration's id in its reason; the authorizer decides ``migration.run`` first.
+        ``progress(handled)`` hears the running count after each item."""
+        migration_id = check_id(migration_id, "migration_id", max_length=64)
+        batch = check_count(batch, "batch", maximum=MAX_BATCH, minimum=1)
+        with self._rt.read(tenant) as uow:
+            migration = uow.migrations.get(migration_id)
+        who = as_actor(actor) if actor is not None else MIGRATOR
+        if migration.is_over:
+            return self.get(migration_id, tenant=tenant)
+        self._start(migration, who, tenant, now)
+        handled = 0
+        while handled < batch:
+            if self._handle_next(migration, who, tenant, now) is None:
+                break
+            handled += 1
+            if progress is not None:
+                progress(handled)
+        return attrs.evolve(self._finish(migration, who, tenant, now), handled=handled)
+
+    def _start(
+        self, migration: Migration, who: Actor, tenant: str | None, now: datetime | None
+    ) -> None:
+        with self._rt.transaction(tenant, now) as tx:
+            tx.authorize(who, "migration.run", subject=migration.id)
+            if migration.status is not MigrationStatus.DRAFT:
+                return
+            draft = (MigrationStatus.DRAFT,)
+            if tx.uow.migrations.set_status(migration.id, draft, MigrationStatus.RUNNING, tx.now):
+                tx.record(who, "migration.start", migration.target, after=_summary(migration))
+
+    def _finish(
+        self, migration: Migration, who: Actor, tenant: str | None, now: datetime | None
+    ) -> MigrationProgress:
+        with self._rt.transaction(tenant, now) as tx:
+            counts = all_counts(tx.uow.migrations.counts(migration.id))
+            stored = tx.uow.migrations.get(migration.id)
+            status = migration_status_after(stored, counts[ItemStatus.PENDING.value])
+            if status is not stored.status and tx.uow.migrations.set_status(
+                migration.id, (stored.status,), status, tx.now
+            ):
+                stored = attrs.evolve(stored, status=status, updated_at=tx.now)
+                tx.record(who, "migration.complete", migration.target, after=counts)
+            return MigrationProgress(stored, counts)
+
+    @retries_lost_races
+    def _handle_next(
+        self, migration: Migration, who: Actor, tenant: str | None, now: datetime | None
+    ) -> MigrationItem | None:
+        """Claim the next pending item and bring it to its final state, in one unit of
+        work (a lost race or a deadlock rolls both back and tries again)."""
+        with self._rt.transaction(tenant, now) as tx:
+            claimed = tx.uow.migrations.claim(migration.id, 1)
+            if not claimed:
+                return None
+            item = claimed[0]
+            settled = self._handle(tx, migration, item, who).settle(item, tx.now)
+            tx.uow.migrations.settle(settled)
+            return settled
+
+    def _handle(
+        self, tx: Transaction, migration: Migration, item: MigrationItem, who: Actor
+    ) -> ItemOutcome:
+        try:
+            current = lifecycle.load(tx, item.owner)
+        except SubscriptionNotFound:
+            return ItemOutcome.skipped(SkipReason.ENDED)
+        in_flight = change_in_flight(tx.uow, item.owner)
+        why = skip_reason(migration, current, change_in_flight=in_flight)
+        if why is not None:
+            return ItemOutcome.skipped(why)
+        if migration.move is not MoveAt.NOW:
+            return schedule_move(tx, migration, current, who)
+        try:
+            return self._move(tx, migration, current, who)
+        except OverQuotaRefused:
+            return ItemOutcome.skipped(SkipReason.OVER_QUOTA)
+        except (StaleWrite, Busy, StorageError):
+            raise  # a lost race or the database: the whole unit of work goes again
+        except EntitlementsError as error:
+            return _failure(error)
+
+    def _move(
+        self, tx: Transaction, migration: Migration, current: Subscription, who: Actor
+    ) -> ItemOutcome:
+        held, target = tx.uow.plans.get_many(
+            [
+                (migration.plan_key, current.plan_version),
+                (migration.plan_key, migration.to_version),
+            ]
+        )
+        if changes_nothing(held, target):
+            return ItemOutcome.skipped(SkipReason.NO_DIFF)
+        reason = f"migration {migration.id}"
+        if migration.reason:
+            reason = f"{reason}: {migration.reason}"
+        lifecycle.change_plan(
+            tx,
+            self._assignment,
+            who,
+            current,
+            migration.plan_key,
+            migration.if_over_quota,
+            version=migration.to_version,
+            reason=reason,
+            action="migrate",
+        )
+        return ItemOutcome(ItemStatus.MOVED, moved_from=current.plan_version)
+
+    # -- canceling -------------------------------------------------------------------
+
+    def cancel(
+        self,
+        migration_id: str,
+        *,
+        actor: Actor | str,
+        reason: str | None = None,
+        tenant: str | None = None,
+        now: datetime | None = None,
+    ) -> MigrationProgress:
+        """Stop the migration: moved items stay moved, scheduled ones are unscheduled,
+        pending ones are marked canceled. A completed or canceled migration cannot be
+        canceled (`InvalidInput`)."""
+        migration_id = check_id(migration_id, "migration_id", max_length=64)
+        who, reason = as_actor(actor), check_reason(reason)
+        with self._rt.transaction(tenant, now) as tx:
+            migration = tx.uow.migrations.get(migration_id)
+            tx.authorize(who, "migration.cancel", subject=migration_id)
+            live = (MigrationStatus.DRAFT, MigrationStatus.RUNNING)
+            if not tx.uow.migrations.set_status(
+                migration_id, live, MigrationStatus.CANCELED, tx.now
+            ):
+                raise InvalidInput(
+                    "migration_id", f"the migration is {migration.status.value} already"
+                )
+            canceled = tx.uow.migrations.cancel_pending(migration_id, tx.now)
+            scheduled = ItemStatus.SCHEDULED.value
+            after = 0
+            while page := tx.uow.migrations.items(
+                migration_id, after=after, limit=_PAGE, status=scheduled
+            ):
+                for item in page:
+                    unschedule_move(tx, migration, item)
+                after = page[-1].seq
+            counts = all_counts(tx.uow.migrations.counts(migration_id))
+            tx.record(
+                who,
+                "migration.cancel",
+                migration.target,
+                before=_summary(migration),
+                after={"canceled_items": canceled, **counts},
+                reason=reason,
+            )
+            stored = attrs.evolve(migration, status=MigrationStatus.CANCELED, updated_at=tx.now)
+            return MigrationProgress(stored, counts)
+
+    # -- the price lock --------------------------------------------------------------
+
+    def price_version(self, owner: Owner, at: datetime | None = None) -> int:
+        """The plan version whose price the owner's subscription is charged at ``at``
+        (default: now): the version a migration moved it from while that migration's
+        price lock holds, its own version otherwise (`price_version_at`). Raises
+        `SubscriptionNotFound` when it had none then."""
+        owner = as_owner(owner)
+        now = self._rt.read_now(owner.tenant)
+        when = now if at is None else given_utc(at, "at")
+        with self._rt.read(owner.tenant) as uow:
+            found = (
+                uow.subscriptions.at(owner, when)
+                if when < now
+                else uow.subscriptions.current(owner)
+            )
+            if found is None:
+                raise SubscriptionNotFound(owner)
+            locks = uow.migrations.price_locks(found.id)
+        return price_version_at(as_of(found, when), when, locks)
+
+
+def schedule_move_refused(move: MoveAt) -> None:
+    """`create`'s refusal of later moves while `schedule_move` cannot schedule them."""
+    raise InvalidInput(
+        "at",
+        "moves at a later instant need scheduled changes, which this release does not have:"
+        ' use at="now"',
+        move.value,
+    )
+
+
+def _moving_status(migration: Migration) -> ItemStatus:
+    return ItemStatus.MOVED if migration.move is MoveAt.NOW else ItemStatus.SCHEDULED
+
+
+def _summary(migration: Migration) -> dict[str, Any]:
+    return {
+        "plan_key": migration.plan_key,
+        "to_version": migration.to_version,
+        "from_versions": None if migration.from_versions is None else list(migration.from_versions),
+        "at": migration.move.value if migration.move_at is None else migration.move_at.isoformat(),
+        "price_lock_until": None
+        if migration.price_lock_until is None
+        else migration.price_lock_until.isoformat(),
+        "if_over_quota": migration.if_over_quota.value,
+        "status": migration.status.value,
+    }
+
+
+def _progress(uow: UnitOfWork, migration: Migration) -> MigrationProgress:
+    return MigrationProgress(migration, all_counts(uow.migrations.counts(migration.id)))
+
+
+def _target(
+    uow: UnitOfWork, plan_key: str, to_version: int | None, versions: tuple[int, ...] | None
+) -> tuple[Plan, tuple[int, ...]]:
+    """The version moved to and the versions moved from, checked against the catalog."""
+    target = uow.plans.get(plan_key, to_version)
+    known = {plan.version for plan in uow.plans.versions(plan_key)}
+    if versions is None:
+        return target, tuple(v for v in sorted(known) if v < target.version)
+    unknown = [v for v in versions if v not in known]
+    if unknown:
+        raise UnknownPlan(plan_key, unknown[0])
+    if target.version in versions:
+        raise InvalidInput(
+            "from_versions", f"v{target.version} is the version moved to", list(versions)
+        )
+    return target, versions
+
+
+def _chosen(
+    uow: UnitOfWork, plan_key: str, moving: tuple[int, ...], owners: tuple[Owner, ...] | None
+) -> Sequence[Subscription]:
+    """The subscriptions a new migration moves: every live one on a version moved from,
+    or those of ``owners`` — each of which must hold one (`InvalidInput` names those that
+    do not)."""
+    if owners is None:
+        return uow.migrations.subscribers(plan_key, moving) if moving else []
+    found, missing = [], []
+    for owner in owners:
+        current = uow.subscriptions.current(owner)
+        if (
+            current is None
+            or current.is_terminal
+            or current.plan_key != plan_key
+            or current.plan_version not in moving
+        ):
+            missing.append(str(owner))
+        else:
+            found.append(current)
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise InvalidInput(
+            "owners",
+            f"{len(missing)} owner(s) hold no live subscription on {plan_key} at a version "
+            f"moved from: {shown}",
+        )
+    return found
