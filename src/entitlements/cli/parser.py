@@ -755,6 +755,7 @@ def _notifications(g: _Grammar, notifications: Any) -> None:
         "entitlements notifications retry 4f2a9c...",
     )
     p.add_argument("id", help="the notification id")
+    _tenant(p)
 
 
 def _migration_id(p: argparse.ArgumentParser) -> None:
