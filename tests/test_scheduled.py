@@ -471,3 +471,33 @@ def test_a_pause_that_reaches_a_suspended_subscription_fails_and_says_why(setup)
     failed = [e for e in ents.audit.for_owner(owner) if e.action.endswith("_failed")]
     assert len(failed) == 1
     assert "suspended subscription cannot be paused" in (failed[0].reason or "")
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(
+    offset=st.integers(min_value=1, max_value=60 * 24 * 50),
+    length=st.one_of(st.none(), st.integers(min_value=1, max_value=60 * 24 * 60)),
+    restart=st.booleans(),
+    beyond=st.integers(min_value=0, max_value=60 * 24 * 90),
+)
+def test_a_pause_scheduled_for_t_equals_the_pause_made_at_t(setup, offset, length, restart, beyond):
+    ents, clock, cold = setup
+    clock.set(START)
+    scheduled, by_hand, never = fresh(), fresh(), fresh()
+    for owner in (scheduled, by_hand, never):
+        ents.subscriptions.subscribe(owner, "growth", actor=STAFF)
+    at = START + timedelta(minutes=offset)
+    until = None if length is None else at + timedelta(minutes=length)
+    for owner in (scheduled, never):
+        ents.subscriptions.pause(owner, at=at, resume_at=until, restart_period=restart, actor=STAFF)
+    ents.subscriptions.cancel_pending_change(never, actor=STAFF)
+    clock.set(at)
+    ents.subscriptions.pause(by_hand, resume_at=until, restart_period=restart, actor=STAFF)
+    clock.advance(minutes=beyond)
+    assert terms(ents, scheduled) == terms(ents, by_hand)
+    assert answers(cold(), scheduled) == answers(cold(), by_hand)
+    untouched = fresh()
+    clock.set(START)
+    ents.subscriptions.subscribe(untouched, "growth", actor=STAFF)
+    clock.set(at + timedelta(minutes=beyond))
+    assert terms(ents, never) == terms(ents, untouched)

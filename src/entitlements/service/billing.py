@@ -32,7 +32,6 @@ from entitlements.domain.checks import (
     check_reason,
     parse_enum,
 )
-from entitlements.domain.due import as_of
 from entitlements.domain.lifecycle import ProviderEffect, Route, route
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Plan
@@ -60,6 +59,7 @@ from entitlements.service.provider_outbox import ProviderOutbox
 from entitlements.service.requests import claim_key, settle_key
 from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
+from entitlements.service.snapshots import in_force
 
 __all__ = ["Billing", "BillingState", "ProviderOutcome"]
 
@@ -315,7 +315,7 @@ class Billing:
         subscription = None
         if outcome["subscription"] is not None:
             stored = tx.uow.subscriptions.get(str(outcome["subscription"]))
-            subscription = as_of(stored, tx.now)
+            subscription = in_force(tx.uow, stored, tx.now)
         command = None
         if outcome["command"] is not None:
             command = tx.uow.provider.command(str(outcome["command"]))
