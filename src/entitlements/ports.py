@@ -27,6 +27,7 @@ from entitlements.domain.billing import Checkout, ProviderLink, ProviderSubscrip
 from entitlements.domain.change import ChangeKind, FeedPage
 from entitlements.domain.contracts.contract import Contract, PersonalData
 from entitlements.domain.contracts.events import ContractEvent
+from entitlements.domain.invoice import Invoice
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
@@ -47,6 +48,7 @@ __all__ = [
     "EventListener",
     "FeedSource",
     "InlineConsumption",
+    "InvoiceRepository",
     "OverrideRepository",
     "PaymentProvider",
     "PlanRepository",
@@ -225,6 +227,14 @@ class SubscriptionRepository(Protocol):
 
         Every `add` and `update` appends to the history this reads, dated with the unit
         of work's `UnitOfWork.effective_at`; nothing removes from it."""
+        ...
+
+    def states(
+        self, owner: Owner, start: datetime, end: datetime
+    ) -> Sequence[tuple[datetime, Subscription | None]]:
+        """The owner's subscription as `at` reads it at ``start``, then at each later
+        instant before ``end`` at which a write took effect, in order: the stretches an
+        invoice cuts a period into (time is not applied)."""
         ...
 
     def add(self, subscription: Subscription) -> Subscription:
@@ -611,6 +621,39 @@ class ProviderRepository(Protocol):
         ...
 
 
+class InvoiceRepository(Protocol):
+    """Finalized invoices and credit notes of the unit of work's tenant, and the gapless
+    sequences their numbers come from."""
+
+    def get(self, invoice_id: str) -> Invoice:
+        """Raises `NotFound` (also for another tenant's invoice)."""
+        ...
+
+    def for_period(self, owner: Owner, period_start: datetime) -> Invoice | None:
+        """The owner's invoice for the period starting at ``period_start``, if finalized."""
+        ...
+
+    def list(self, owner: Owner) -> Sequence[Invoice]:
+        """The owner's invoices and credit notes, oldest first."""
+        ...
+
+    def next_number(self, prefix: str) -> int:
+        """The next number of the tenant's sequence for ``prefix`` (1 first), taken under
+        a lock held until the unit of work ends: a concurrent finalizer waits, and a
+        rollback gives the number back, so the sequence has no gaps."""
+        ...
+
+    def add(self, invoice: Invoice) -> Invoice:
+        """Store a finalized invoice with its lines; raises `InvoiceExists` if the owner
+        has one for that period already."""
+        ...
+
+    def set_payment(self, invoice: Invoice) -> Invoice:
+        """Store ``invoice``'s payment state (status, paid, void fields); its content is
+        never rewritten."""
+        ...
+
+
 class RevisionRepository(Protocol):
     """Each owner's terms revision: the number that moves whenever what the owner is
     entitled to changes. Writes that change terms `bump` it under an exclusive lock
@@ -778,6 +821,11 @@ class UnitOfWork(Protocol):
     @property
     def requests(self) -> RequestRepository:
         """Mutations remembered by their idempotency key."""
+        ...
+
+    @property
+    def invoices(self) -> InvoiceRepository:
+        """Finalized invoices and their number sequences."""
         ...
 
     @property

@@ -331,6 +331,12 @@ class Subscription:
     change or cancel it. Set by the checkout that started it, never by ``amend``."""
     contract: ContractLink | None = attrs.field(default=None, converter=_contract)
     """The signed contract this subscription was converted from, with its terms."""
+    payment_due_at: datetime | None = attrs.field(
+        default=None, converter=as_optional_utc, validator=optional_aware
+    )
+    """With staff-managed billing: when its oldest open invoice falls due. Still unpaid
+    then, the subscription reads ``past_due`` from that instant (`entitlements.domain.due`);
+    paying it moves this on to the next open invoice, or clears it."""
 
     @property
     def is_terminal(self) -> bool:

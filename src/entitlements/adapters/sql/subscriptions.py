@@ -90,6 +90,7 @@ def subscription_row(sub: Subscription) -> dict[str, Any]:
         "next_change_at": next_change_at(sub),
         "plan_manager": sub.plan_manager,
         "contract": None if sub.contract is None else sub.contract.document(),
+        "payment_due_at": sub.payment_due_at,
     }
 
 
@@ -124,6 +125,7 @@ _SAME_NAMED = (
     "notes",
     "revision",
     "plan_manager",
+    "payment_due_at",
 )
 
 
@@ -329,6 +331,21 @@ class SqlSubscriptions(Repository):
         )
         rows = found.mappings().all()
         return _subscription_from(rows[0]) if rows else None
+
+    @storage_errors
+    def states(
+        self, owner: Owner, start: datetime, end: datetime
+    ) -> Sequence[tuple[datetime, Subscription | None]]:
+        h = t.subscription_history.c
+        flush_history(self._uow)
+        instants = self._conn.execute(
+            sa.select(h.effective_at)
+            .where(*self._owned(t.subscription_history, owner))
+            .where(h.effective_at > start, h.effective_at < end)
+            .distinct()
+            .order_by(h.effective_at)
+        ).scalars()
+        return [(at, self.at(owner, at)) for at in [start, *instants]]
 
     @storage_errors
     def due(self, now: datetime, limit: int = 500) -> Sequence[Subscription]:
