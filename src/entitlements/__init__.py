@@ -26,6 +26,8 @@ from entitlements.errors import (
     IllegalTransition,
     InvalidInput,
     InvalidToken,
+    InvoiceExists,
+    InvoiceNotFound,
     LimitExceeded,
     NaiveDatetime,
     NotAuthorized,
@@ -53,8 +55,17 @@ if TYPE_CHECKING:
     from entitlements.domain.addon import AddOn
     from entitlements.domain.audit import AuditEvent
     from entitlements.domain.billing_cycle import BillingCycle, CycleUnit
+    from entitlements.domain.charges import AddOnCharge, SeatCharge, Tier, TierMode, UsageCharge
     from entitlements.domain.ingestion import UsageEvent, UsageOutcome, UsageResult
     from entitlements.domain.instant import Period
+    from entitlements.domain.invoice import (
+        Invoice,
+        InvoiceDraft,
+        InvoiceKind,
+        InvoiceLine,
+        InvoiceStatus,
+        LineKind,
+    )
     from entitlements.domain.override import Override, OverrideKind
     from entitlements.domain.owner import Owner
     from entitlements.domain.plan import (
@@ -78,6 +89,7 @@ if TYPE_CHECKING:
     )
     from entitlements.service.coherence import WhenUnreachable
     from entitlements.service.entitlements import Entitlements
+    from entitlements.service.invoices import InvoiceSettings
     from entitlements.service.sweep import SweepFailure, SweepReport
 
 __version__ = "0.1.0"
@@ -120,6 +132,18 @@ _LAZY = {
     "Event": "entitlements.domain.subscription",
     "Subscription": "entitlements.domain.subscription",
     "SubscriptionStatus": "entitlements.domain.subscription",
+    "AddOnCharge": "entitlements.domain.charges",
+    "SeatCharge": "entitlements.domain.charges",
+    "Tier": "entitlements.domain.charges",
+    "TierMode": "entitlements.domain.charges",
+    "UsageCharge": "entitlements.domain.charges",
+    "Invoice": "entitlements.domain.invoice",
+    "InvoiceDraft": "entitlements.domain.invoice",
+    "InvoiceKind": "entitlements.domain.invoice",
+    "InvoiceLine": "entitlements.domain.invoice",
+    "InvoiceStatus": "entitlements.domain.invoice",
+    "LineKind": "entitlements.domain.invoice",
+    "InvoiceSettings": "entitlements.service.invoices",
     "WhenUnreachable": "entitlements.service.coherence",
     "Entitlements": "entitlements.service.entitlements",
     "SweepFailure": "entitlements.service.sweep",
@@ -151,6 +175,7 @@ __all__ = [
     "Actor",
     "ActorKind",
     "AddOn",
+    "AddOnCharge",
     "AuditEvent",
     "BillingCycle",
     "Busy",
@@ -176,9 +201,18 @@ __all__ = [
     "IllegalTransition",
     "InvalidInput",
     "InvalidToken",
+    "Invoice",
+    "InvoiceDraft",
+    "InvoiceExists",
+    "InvoiceKind",
+    "InvoiceLine",
+    "InvoiceNotFound",
+    "InvoiceSettings",
+    "InvoiceStatus",
     "Limit",
     "LimitExceeded",
     "LimitKind",
+    "LineKind",
     "ManualClock",
     "MemoryStore",
     "NaiveDatetime",
@@ -198,6 +232,7 @@ __all__ = [
     "Price",
     "ProviderUnreachable",
     "Reason",
+    "SeatCharge",
     "Snapshot",
     "Source",
     "StaleWrite",
@@ -209,8 +244,11 @@ __all__ = [
     "SweepFailure",
     "SweepReport",
     "SystemClock",
+    "Tier",
+    "TierMode",
     "UnknownLimit",
     "UnknownPlan",
+    "UsageCharge",
     "UsageDenied",
     "UsageEvent",
     "UsageOutcome",

@@ -292,4 +292,15 @@ def charges_from(document: object, field: str = "charges") -> tuple[Charge, ...]
         return ()
     if not isinstance(document, list):
         raise InvalidInput(field, "must be a list of charges", document)
-    return check_charges(_one(d, f"{field}[{n}]") for n, d in enumerate(document))
+    return check_charges(_placed(d, f"{field}[{n}]") for n, d in enumerate(document))
+
+
+def _placed(document: object, field: str) -> Charge:
+    """`_one`, with errors of the values inside named by their place in the document."""
+    try:
+        return _one(document, field)
+    except InvalidInput as exc:
+        if exc.field.startswith(field):
+            raise
+        detail = exc.message.split(": ", 1)[-1]
+        raise InvalidInput(f"{field}.{exc.field}", detail) from None

@@ -13,8 +13,6 @@ from decimal import Decimal
 from fractions import Fraction
 from functools import cache
 
-from iso4217 import Currency
-
 from entitlements.errors import InvalidInput
 
 __all__ = ["minor_unit", "round_money", "to_decimal"]
@@ -23,7 +21,10 @@ __all__ = ["minor_unit", "round_money", "to_decimal"]
 @cache
 def minor_unit(currency: str) -> int:
     """The number of decimals of ``currency`` (ISO 4217); refuses codes without one (gold,
-    testing codes) and unknown codes."""
+    testing codes) and unknown codes. The dataset is read on first use (it parses an
+    XML table), not when the library is imported."""
+    from iso4217 import Currency
+
     try:
         exponent = Currency(currency).exponent
     except ValueError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 
 import attrs
 
@@ -88,6 +89,10 @@ class PlanChangePreview:
     (``if_over_quota=REFUSE``) or applies and reports (`over_quota`)."""
     effective_at: datetime
     """When the change would apply."""
+    invoice_delta: Decimal | None = None
+    """What the change adds to (negative: takes from) the current period's invoice: the
+    draft after making the change at ``effective_at`` less the draft now (``None``: not
+    billed by period)."""
 
 
 @attrs.frozen

@@ -39,6 +39,7 @@ from entitlements.service.cache import SnapshotCache
 from entitlements.service.coherence import Coherence, WhenUnreachable
 from entitlements.service.construction import check_construction
 from entitlements.service.free_plan import OneFreePlan
+from entitlements.service.invoices import Invoices, InvoiceSettings
 from entitlements.service.overrides import Overrides
 from entitlements.service.plans import Plans
 from entitlements.service.runtime import Runtime
@@ -123,6 +124,7 @@ class Entitlements:
         max_staleness: timedelta | float = 1.0,
         when_unreachable: WhenUnreachable | str = WhenUnreachable.SERVE_STALE,
         redis: ChangeChannel | str | None = None,
+        invoicing: InvoiceSettings | None = None,
     ) -> None:
         given = (store, clock, policy, authorizer, listeners, cache_size, telemetry, ids)
         check_construction(*given, payment_provider, one_free_plan_per_tenant, when_unreachable)
@@ -159,10 +161,15 @@ class Entitlements:
             self.runtime.new_id = ids
         self.store = store
         """The store given."""
+        if invoicing is not None and not isinstance(invoicing, InvoiceSettings):
+            raise InvalidInput("invoicing", "must be InvoiceSettings or None", invoicing)
+        self._invoicing = invoicing or InvoiceSettings()
         self.plans = Plans(self.runtime)
         """The plan catalog: define, revise, activate, archive, retire, sync from a file."""
         self.subscriptions = Subscriptions(
-            self.runtime, free_plan=OneFreePlan(one_free_plan_per_tenant)
+            self.runtime,
+            free_plan=OneFreePlan(one_free_plan_per_tenant),
+            invoicing=self._invoicing,
         )
         """The subscription lifecycle: trials, conversion, plan and seat changes,
         suspension, cancellation."""
@@ -198,6 +205,11 @@ class Entitlements:
         return Billing(self.runtime, self.subscriptions.assignment, self._payment_provider)
 
     @cached_property
+    def invoices(self) -> Invoices:
+        """What each owner owes: drafts, finalized invoices, payments, credit notes."""
+        return Invoices(self.runtime, self._invoicing)
+
+    @cached_property
     def _claims(self) -> ClaimsIssuer:
         from entitlements.service.claims import ClaimsIssuer
 
@@ -205,7 +217,7 @@ class Entitlements:
 
     @cached_property
     def _sweep(self) -> Sweep:
-        return Sweep(self.runtime, self.billing.outbox)
+        return Sweep(self.runtime, self.billing.outbox, self._invoicing)
 
     # -- the request path ------------------------------------------------------------
 
