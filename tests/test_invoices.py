@@ -470,3 +470,52 @@ def test_preview_change_reports_the_delta_and_the_draft_after_equals_it(make_sto
     after = ents.invoices.draft(ACME).total
     assert preview.invoice_delta == after - before
     assert preview.invoice_delta == Decimal("13.50")  # 3/4 of (30 - 12)
+
+
+# -- the command line ------------------------------------------------------------------------
+
+CLI_CATALOG = """
+[plans.pro]
+name = "Pro"
+status = "active"
+limits = { seats = { value = 5, kind = "seats" } }
+price = { amount = "30.00", currency = "EUR" }
+charges = [{ seats = { unit_amount = "10.00", included = 5 } }]
+"""
+
+
+def test_the_command_line_drafts_finalizes_and_settles(tmp_path, monkeypatch, capsys):
+    import json
+
+    from entitlements.cli.main import main
+
+    (tmp_path / "plans.toml").write_text(CLI_CATALOG)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ENTITLEMENTS_DATABASE_URL", raising=False)
+
+    def run(*args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = main(["--actor", "ann", *args])
+        return code, capsys.readouterr().out
+
+    assert run("db", "upgrade")[0] == 0
+    assert run("plans", "load", "plans.toml")[0] == 0
+    assert run("subs", "trial", "organization:acme", "pro", "--now", "2025-01-01")[0] == 0
+    assert run("subs", "convert", "organization:acme", "--now", "2025-01-05")[0] == 0
+    assert run("subs", "seats", "organization:acme", "8", "--now", "2025-01-10")[0] == 0
+    code, out = run("invoices", "draft", "organization:acme", "--now", "2025-01-20")
+    assert code == 0
+    assert "total 55.16 EUR" in out
+    code, out = run("invoices", "finalize", "organization:acme", "--now", "2025-02-10")
+    assert "INV-2025-000001" in out
+    code, out = run("invoices", "list", "organization:acme", "--json")
+    (listed,) = json.loads(out)
+    assert listed["total"] == "55.16"
+    code, out = run(
+        "invoices", "mark-paid", listed["id"], "--reference", "B1", "--now", "2025-02-11"
+    )
+    assert code == 0
+    assert ": paid" in out
+    assert run("invoices", "void", listed["id"], "--reason", "x", "--now", "2025-02-11")[0] == 1
+    code, out = run("invoices", "show", listed["id"])
+    assert listed["content_hash"] in out
