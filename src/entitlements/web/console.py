@@ -30,7 +30,7 @@ from entitlements.domain.contracts.contract import ContractStatus, SignerSpec
 from entitlements.domain.owner import Owner
 from entitlements.domain.subscription import Subscription, SubscriptionStatus
 from entitlements.domain.usage import OverQuotaPolicy
-from entitlements.errors import EntitlementsError, InvalidInput, NotFound
+from entitlements.errors import EntitlementsError, InvalidInput, InvoiceNotFound, NotFound
 from entitlements.service.entitlements import Entitlements
 from entitlements.web.auth import Authenticator, authenticate
 from entitlements.web.csrf import FIELD
@@ -333,6 +333,16 @@ def _converted(history: Sequence[Subscription]) -> set[str]:
     return found | {s.contract.contract_id for s in history if s.contract is not None}
 
 
+def _draft(ents: Entitlements, owner: Owner, subscription: Subscription | None) -> Any:
+    """This period's invoice so far, for a subscription billed by period."""
+    if subscription is None or subscription.current_period is None:
+        return None
+    try:
+        return ents.invoices.draft(owner)
+    except EntitlementsError:
+        return None
+
+
 def _owner_page(ents: Entitlements, owner: Owner, actor: Actor) -> dict[str, Any]:
     """Everything the owner page shows, read in the request's worker thread."""
     subscription = ents.subscriptions.find(owner, actor=actor)
@@ -350,6 +360,8 @@ def _owner_page(ents: Entitlements, owner: Owner, actor: Actor) -> dict[str, Any
         "contracts": _contracts(ents, owner),
         "converted": _converted(history),
         "audit": list(reversed(list(ents.audit.for_owner(owner))))[:50],
+        "invoices": ents.invoices.list(owner),
+        "draft": _draft(ents, owner, subscription),
         "plans": [p for p in ents.plans.list() if p.status.value == "active"],
     }
 
@@ -506,6 +518,7 @@ class Console:
             Route("/owner/{action}", self.act, methods=["POST"], name="act"),
             Route("/queues/{queue}", self.queue, methods=["GET"], name="queue"),
             Route("/plans", self.plans, methods=["GET"], name="plans"),
+            Route("/invoice", self.invoice, methods=["GET"], name="invoice"),
         ]
 
     # -- plumbing ------------------------------------------------------------------------
@@ -729,6 +742,34 @@ class Console:
             actor,
             "console/preview.html",
             {"owner": owner, "ref": ref, "plan": plan, "version": version, "preview": preview},
+        )
+
+    async def invoice(self, request: Request) -> Response:
+        """One invoice, laid out to print."""
+        actor = await self._actor(request)
+        if isinstance(actor, Response):
+            return actor
+        ref = request.query_params.get("ref", "")
+        invoice_id = request.query_params.get("id", "")
+        try:
+            owner = self._owner_of(ref)
+            self.ents.subscriptions.find(owner, actor=actor)  # may the actor read the owner?
+            invoice = await run_in_threadpool(
+                lambda: self.ents.invoices.get(invoice_id, tenant=owner.tenant)
+            )
+            if invoice.owner != owner:
+                raise InvoiceNotFound(invoice_id)
+        except EntitlementsError as error:
+            return self._error(request, actor, error)
+        return self._render(
+            request,
+            actor,
+            "console/invoice.html",
+            {
+                "invoice": invoice,
+                "ref": ref,
+                "units": [f"{line.unit_amount.normalize():f}" for line in invoice.lines],
+            },
         )
 
     async def plans(self, request: Request) -> Response:
