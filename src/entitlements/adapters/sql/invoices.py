@@ -9,6 +9,8 @@ from fractions import Fraction
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
@@ -116,6 +118,24 @@ def _invoice_from(row: RowMapping, lines: Sequence[RowMapping]) -> Invoice:
     )
 
 
+# statements built once (building one costs as much as running it on SQLite)
+_OWNED = (
+    _i.tenant == sa.bindparam("tenant"),
+    _i.owner_kind == sa.bindparam("kind"),
+    _i.owner_id == sa.bindparam("id"),
+)
+_FOR_PERIOD = sa.select(t.invoices).where(
+    *_OWNED, _i.period_start == sa.bindparam("start", type_=_i.period_start.type)
+)
+_COUNTER = (_c.tenant == sa.bindparam("b_tenant"), _c.prefix == sa.bindparam("b_prefix"))
+_BUMP = t.invoice_counters.update().where(*_COUNTER).values(last=_c.last + 1)
+_LAST = sa.select(_c.last).where(*_COUNTER)
+_INSERT_NEW = {
+    "postgresql": postgresql.insert(t.invoices).on_conflict_do_nothing().returning(_i.pk),
+    "sqlite": sqlite.insert(t.invoices).on_conflict_do_nothing().returning(_i.pk),
+}
+
+
 class SqlInvoices(Repository):
     def _with_lines(self, rows: Sequence[RowMapping]) -> list[Invoice]:
         if not rows:
@@ -139,11 +159,9 @@ class SqlInvoices(Repository):
 
     @storage_errors
     def for_period(self, owner: Owner, period_start: datetime) -> Invoice | None:
-        rows = self._rows(
-            sa.select(t.invoices).where(
-                *self._owned(t.invoices, owner), _i.period_start == period_start
-            )
-        )
+        self._scope(owner)
+        params = {"tenant": self._t, "kind": owner.kind, "id": owner.id, "start": period_start}
+        rows = self._conn.execute(_FOR_PERIOD, params).mappings().all()
         found = self._with_lines(rows)
         return found[0] if found else None
 
@@ -156,23 +174,21 @@ class SqlInvoices(Repository):
 
     @storage_errors
     def next_number(self, prefix: str) -> int:
-        where = (_c.tenant == self._t, _c.prefix == prefix)
-        bump = t.invoice_counters.update().where(*where).values(last=_c.last + 1)
-        if self._conn.execute(bump).rowcount == 0:
+        params = {"b_tenant": self._t, "b_prefix": prefix}
+        if self._conn.execute(_BUMP, params).rowcount == 0:
             # the first number of this prefix: create the row (or find a concurrent
             # finalizer's), then take the row lock with the same UPDATE as ever after
             self._insert_new(
                 t.invoice_counters.insert().values(tenant=self._t, prefix=prefix, last=0)
             )
-            self._conn.execute(bump)
-        number = self._conn.execute(sa.select(_c.last).where(*where)).scalar_one()
-        return int(number)
+            self._conn.execute(_BUMP, params)
+        return int(self._conn.execute(_LAST, params).scalar_one())
 
     @storage_errors
     def add(self, invoice: Invoice) -> Invoice:
         owner = self._scope(invoice.owner)
         row = {"tenant": self._t, **_invoice_row(invoice)}
-        if not self._insert_new(t.invoices.insert().values(**row)):
+        if not self._inserted(row):
             start = None if invoice.period is None else invoice.period.start
             raise InvoiceExists(owner, start)
         if invoice.lines:
@@ -181,6 +197,18 @@ class SqlInvoices(Repository):
                 [_line_row(invoice.id, n, line) for n, line in enumerate(invoice.lines)],
             )
         return invoice
+
+    def _inserted(self, row: dict[str, Any]) -> bool:
+        """Insert unless the owner has an invoice for the period (or the number is
+        taken): ``False`` then, with nothing written and the transaction still usable."""
+        dialect = self._conn.dialect.name
+        if dialect in _INSERT_NEW:
+            return self._conn.execute(_INSERT_NEW[dialect], row).first() is not None
+        try:  # InnoDB undoes the failed statement alone: no savepoint needed
+            self._conn.execute(t.invoices.insert(), row)
+        except exc.IntegrityError:
+            return False
+        return True
 
     @storage_errors
     def set_payment(self, invoice: Invoice) -> Invoice:

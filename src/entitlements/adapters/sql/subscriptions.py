@@ -95,6 +95,20 @@ def subscription_row(sub: Subscription) -> dict[str, Any]:
 
 
 _IDENTITY = ("id", "tenant", "owner_kind", "owner_id")
+_h = t.subscription_history.c
+_WRITTEN_BETWEEN = (
+    sa.select(_h.effective_at)
+    .where(
+        _h.tenant == sa.bindparam("tenant"),
+        _h.owner_kind == sa.bindparam("kind"),
+        _h.owner_id == sa.bindparam("id"),
+        _h.effective_at > sa.bindparam("when", type_=_h.effective_at.type),
+        _h.effective_at < sa.bindparam("end", type_=_h.effective_at.type),
+    )
+    .distinct()
+    .order_by(_h.effective_at)
+)
+"""The instants after ``when`` and before ``end`` at which the owner's history changed."""
 _INSERT_UNLESS_LIVE = {
     "postgresql": postgresql.insert(t.subscriptions)
     .on_conflict_do_nothing()
@@ -336,15 +350,10 @@ class SqlSubscriptions(Repository):
     def states(
         self, owner: Owner, start: datetime, end: datetime
     ) -> Sequence[tuple[datetime, Subscription | None]]:
-        h = t.subscription_history.c
+        self._scope(owner)
         flush_history(self._uow)
-        instants = self._conn.execute(
-            sa.select(h.effective_at)
-            .where(*self._owned(t.subscription_history, owner))
-            .where(h.effective_at > start, h.effective_at < end)
-            .distinct()
-            .order_by(h.effective_at)
-        ).scalars()
+        params = history_params(self._uow, owner.kind, owner.id, start)
+        instants = self._conn.execute(_WRITTEN_BETWEEN, {**params, "end": end}).scalars()
         return [(at, self.at(owner, at)) for at in [start, *instants]]
 
     @storage_errors
