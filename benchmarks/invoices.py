@@ -218,10 +218,11 @@ def main() -> None:
     parser.add_argument("--owners", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--sqlite", default="sqlite:///invoices-bench.db")
+    parser.add_argument("--no-sqlite", action="store_true", help="only the servers given")
     parser.add_argument("--postgres", help="a PostgreSQL URL (its tables are dropped)")
     parser.add_argument("--mysql", help="a MariaDB/MySQL URL (its tables are dropped)")
     args = parser.parse_args()
-    engines = [("SQLite", args.sqlite)]
+    engines = [] if args.no_sqlite else [("SQLite", args.sqlite)]
     if args.postgres:
         engines.append(("PostgreSQL", args.postgres))
     if args.mysql:
