@@ -519,3 +519,38 @@ def test_the_command_line_drafts_finalizes_and_settles(tmp_path, monkeypatch, ca
     assert run("invoices", "void", listed["id"], "--reason", "x", "--now", "2025-02-11")[0] == 1
     code, out = run("invoices", "show", listed["id"])
     assert listed["content_hash"] in out
+
+
+# -- through a payment provider ----------------------------------------------------------------
+
+
+def test_a_provider_that_takes_invoices_gets_each_finalized_invoice_once(make_store, kind):
+    from entitlements.testing.fakes import FakePaymentProvider
+
+    class Collecting(FakePaymentProvider):
+        def __init__(self, clock):
+            super().__init__(clock)
+            self.invoices: list[tuple[str, str]] = []
+
+        def send_invoice(self, invoice, *, idempotency_key):
+            if self.unavailable:
+                raise ConnectionError("provider down")
+            self.invoices.append((invoice.number, idempotency_key))
+            return {"provider_invoice": f"in_{invoice.number}"}
+
+    clock = ManualClock(START)
+    provider = Collecting(clock)
+    ents = Entitlements(make_store(kind), clock=clock, payment_provider=provider)
+    ents.plans.define(pro(), actor="staff")
+    ents.subscriptions.subscribe(ACME, "pro", actor="staff")
+    clock.advance(timedelta(days=28))
+    provider.unavailable = True
+    invoice = ents.invoices.finalize(ACME, actor="staff")
+    assert provider.invoices == []
+    assert [c.kind.value for c in ents.billing.state(ACME).pending] == ["send_invoice"]
+    provider.unavailable = False
+    clock.advance(timedelta(hours=1))
+    ents.process_due()
+    ents.process_due()
+    assert [number for number, _ in provider.invoices] == [invoice.number]
+    assert not ents.billing.state(ACME).pending_at_provider

@@ -48,6 +48,7 @@ __all__ = [
     "EventListener",
     "FeedSource",
     "InlineConsumption",
+    "InvoiceDelivery",
     "InvoiceRepository",
     "OverrideRepository",
     "PaymentProvider",
@@ -568,6 +569,21 @@ class PaymentProvider(Protocol):
 
     def fetch(self, external_id: str) -> ProviderSubscription | None:
         """The provider's current state, ``None`` if it has no such subscription."""
+        ...
+
+
+@runtime_checkable
+class InvoiceDelivery(Protocol):
+    """What a payment provider implements, besides `PaymentProvider`, to collect the
+    invoices the library finalizes: each finalized invoice is recorded in the outbox in
+    the finalizing transaction and handed to ``send_invoice`` after commit (again by the
+    sweep while the provider is unreachable), always under the same idempotency key. The
+    provider's payment events then say what is paid (``ents.billing.apply_provider_event``).
+    A provider without it is not sent invoices."""
+
+    def send_invoice(self, invoice: Invoice, *, idempotency_key: str) -> Mapping[str, Any]:
+        """Create (or find, by ``idempotency_key``) the provider's invoice; the answer is
+        kept on the command (the provider's invoice id, a hosted URL)."""
         ...
 
 

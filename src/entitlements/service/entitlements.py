@@ -29,6 +29,7 @@ from entitlements.ports import (
     ChangeHint,
     Clock,
     EventListener,
+    InvoiceDelivery,
     PaymentProvider,
     Store,
     UnitOfWork,
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from entitlements.service.billing import Billing
     from entitlements.service.claims import Claims, ClaimsIssuer
     from entitlements.service.contracts import Contracts
+    from entitlements.service.provider_outbox import ProviderOutbox
 
 __all__ = ["Entitlements"]
 
@@ -204,10 +206,18 @@ class Entitlements:
 
         return Billing(self.runtime, self.subscriptions.assignment, self._payment_provider)
 
+    @property
+    def _invoice_outbox(self) -> ProviderOutbox | None:
+        """The outbox finalized invoices go to the provider through, when the host's
+        provider takes invoices (`entitlements.ports.InvoiceDelivery`)."""
+        if not isinstance(self._payment_provider, InvoiceDelivery):
+            return None
+        return self.billing.outbox
+
     @cached_property
     def invoices(self) -> Invoices:
         """What each owner owes: drafts, finalized invoices, payments, credit notes."""
-        return Invoices(self.runtime, self._invoicing)
+        return Invoices(self.runtime, self._invoicing, self._invoice_outbox)
 
     @cached_property
     def _claims(self) -> ClaimsIssuer:
@@ -217,7 +227,7 @@ class Entitlements:
 
     @cached_property
     def _sweep(self) -> Sweep:
-        return Sweep(self.runtime, self.billing.outbox, self._invoicing)
+        return Sweep(self.runtime, self.billing.outbox, self._invoicing, self._invoice_outbox)
 
     # -- the request path ------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -40,12 +41,16 @@ from entitlements.domain.invoice import (
 from entitlements.domain.money import round_money
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import LimitKind, Plan
+from entitlements.domain.provider_commands import CommandKind
 from entitlements.domain.subscription import Event, Subscription, SubscriptionStatus
 from entitlements.errors import IllegalTransition, InvalidInput, InvoiceExists, NotFound
 from entitlements.ports import UnitOfWork
 from entitlements.service import lifecycle
 from entitlements.service.due import SWEEPER
 from entitlements.service.runtime import Runtime, Transaction
+
+if TYPE_CHECKING:
+    from entitlements.service.provider_outbox import ProviderOutbox
 
 __all__ = [
     "InvoiceSettings",
@@ -216,6 +221,7 @@ def finalize_period(
     period: Period,
     settings: InvoiceSettings,
     who: Actor,
+    outbox: ProviderOutbox | None = None,
 ) -> Invoice | None:
     """Store the invoice of ``period`` (already ended) for ``owner``: the one there is,
     or a new one from the draft as of the period's end; ``None`` when nothing is owed."""
@@ -229,6 +235,14 @@ def finalize_period(
     number = invoice_number(settings.prefix, tx.now.year, sequence)
     invoice = tx.uow.invoices.add(_stored_invoice(draft, number, tx.runtime.new_id(), tx.now))
     tx.record(who, "invoice.finalize", f"invoice:{invoice.id}", owner=owner, after=invoice)
+    if outbox is not None and invoice.total > 0:
+        outbox.record(
+            tx,
+            CommandKind.SEND_INVOICE,
+            owner,
+            {"invoice_id": invoice.id},
+            subscription_id=invoice.subscription_id,
+        )
     if settings.staff_managed and invoice.total > 0:
         current = tx.uow.subscriptions.current(owner)
         if current is not None and current.id == invoice.subscription_id:
@@ -254,10 +268,16 @@ def _amount(value: object, currency: str) -> Decimal:
 class Invoices:
     """What each owner owes, period by period."""
 
-    def __init__(self, runtime: Runtime, settings: InvoiceSettings | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        settings: InvoiceSettings | None = None,
+        outbox: ProviderOutbox | None = None,
+    ) -> None:
         self._rt = runtime
         self.settings = settings or InvoiceSettings()
         """The host's invoice settings."""
+        self._outbox = outbox
 
     def draft(
         self, owner: Owner, *, period: datetime | None = None, now: datetime | None = None
@@ -295,7 +315,7 @@ class Invoices:
                 if current is None:
                     return None
                 chosen = _ended_period(as_of(current, tx.now), start, tx.now)
-                return finalize_period(tx, owner, chosen, self.settings, who)
+                return finalize_period(tx, owner, chosen, self.settings, who, self._outbox)
         except InvoiceExists:  # a concurrent finalizer stored it first
             with self._rt.read(owner.tenant) as uow:
                 found = uow.invoices.for_period(owner, chosen.start)
@@ -472,7 +492,10 @@ class Invoices:
 
 
 def invoice_ended_periods(
-    tx: Transaction, changes: Sequence[DueChange], settings: InvoiceSettings
+    tx: Transaction,
+    changes: Sequence[DueChange],
+    settings: InvoiceSettings,
+    outbox: ProviderOutbox | None = None,
 ) -> None:
     """The sweep's part: each period that time ended (a renewal, a cancellation or expiry
     at its end) gets its invoice."""
@@ -480,7 +503,7 @@ def invoice_ended_periods(
         period = change.before.current_period
         if period is None or change.event not in _ENDING or change.at < period.end:
             continue
-        finalize_period(tx, change.before.owner, period, settings, SWEEPER)
+        finalize_period(tx, change.before.owner, period, settings, SWEEPER, outbox)
 
 
 _ENDING = frozenset({Event.RENEW_PERIOD, Event.CANCEL, Event.EXPIRE})

@@ -189,10 +189,12 @@ class Sweep:
         runtime: Runtime,
         outbox: ProviderOutbox | None = None,
         invoicing: InvoiceSettings | None = None,
+        invoice_outbox: ProviderOutbox | None = None,
     ) -> None:
         self._rt = runtime
         self._outbox = outbox
         self._invoicing = invoicing or InvoiceSettings()
+        self._invoice_outbox = invoice_outbox
 
     def process_due(
         self,
@@ -313,7 +315,7 @@ class Sweep:
         def advance(subscription_id: str) -> Callable[[Transaction], Sequence[Any]]:
             def act(tx: Transaction) -> Sequence[Any]:
                 changes = bring_to_now(tx, tx.uow.subscriptions.get(subscription_id))[1]
-                invoice_ended_periods(tx, changes, self._invoicing)
+                invoice_ended_periods(tx, changes, self._invoicing, self._invoice_outbox)
                 return changes
 
             return act
