@@ -229,8 +229,8 @@ def finalize_period(
     if existing is not None:
         return existing
     draft = draft_for(tx.uow, owner, period, period.end, settings)
-    if draft is None or (draft.total == 0 and not draft.lines):
-        return None
+    if draft is None or draft.total == 0:
+        return None  # nothing owed: no invoice, and no number used
     sequence = tx.uow.invoices.next_number(settings.prefix)
     number = invoice_number(settings.prefix, tx.now.year, sequence)
     invoice = tx.uow.invoices.add(_stored_invoice(draft, number, tx.runtime.new_id(), tx.now))
