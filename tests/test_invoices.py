@@ -228,7 +228,12 @@ def _apply(ents, what: str, n: int) -> None:
         ents.subscriptions.amend(ACME, actor="staff", notes=f"note {n}")
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+# a fifth of the profile's examples: each one builds a store (a database on the servers)
+@settings(
+    max_examples=max(settings.default.max_examples // 5, 5),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 @given(changes=CHANGES)
 def test_mid_period_changes_sum_to_the_integral(make_store, kind, changes):
     clock = ManualClock(START)
