@@ -80,3 +80,11 @@ def test_invoices_on_the_owner_page_a_printable_invoice_and_the_past_due_queue(e
     clock.set(invoice.due_at)  # unpaid at its due date; no sweep runs
     queue = client.get("/billing/queues/past-due").text
     assert re.findall(r'<tr data-owner="([^"]+)"', queue) == [str(ACME)]
+    token = re.search(r'name="csrf_token" value="([^"]+)"', printed.text).group(1)
+    paid = client.post(
+        "/billing/owner/mark-invoice-paid",
+        data={"csrf_token": token, "owner": str(ACME), "invoice": invoice.id, "reference": "B7"},
+    )
+    assert f"invoice {invoice.number} marked paid" in paid.text
+    assert ents.invoices.get(invoice.id).payment_reference == "B7"
+    assert ents.snapshot(ACME).status.value == "active"

@@ -279,8 +279,18 @@ def _retry_command(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) ->
     return f"{owner}: command sent again ({status})."
 
 
+def _mark_invoice_paid(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> str:
+    invoice_id = f.required("invoice", "choose an invoice")
+    invoice = ents.invoices.get(invoice_id, tenant=owner.tenant)
+    if invoice.owner != owner:
+        raise InvoiceNotFound(invoice_id)
+    paid = ents.invoices.mark_paid(invoice_id, actor=actor, reference=f.optional("reference"))
+    return f"{owner}: invoice {paid.number} marked paid."
+
+
 ACTIONS: dict[str, Action] = {
     "settle": _settle,
+    "mark-invoice-paid": _mark_invoice_paid,
     "retry-command": _retry_command,
     "start-trial": _start_trial,
     "change-plan": _change_plan,
