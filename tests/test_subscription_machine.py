@@ -163,6 +163,8 @@ def test_no_sequence_of_calls_leaves_the_transition_table(sequence):
             ents.process_due()
             after = ents.subscriptions.find(ORG)
             for change in [] if after is None else ents.audit.for_owner(ORG)[audit_before:]:
+                if not change.action.startswith("subscription."):
+                    continue  # the sweep also invoices the periods that ended
                 event = Event(change.action.removeprefix("subscription."))
                 assert change.before["status"] in RULES[event].sources
             continue

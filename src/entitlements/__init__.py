@@ -27,6 +27,8 @@ from entitlements.errors import (
     IllegalTransition,
     InvalidInput,
     InvalidToken,
+    InvoiceExists,
+    InvoiceNotFound,
     LimitExceeded,
     NaiveDatetime,
     NotAuthorized,
@@ -54,8 +56,17 @@ if TYPE_CHECKING:
     from entitlements.domain.addon import AddOn
     from entitlements.domain.audit import AuditEvent
     from entitlements.domain.billing_cycle import BillingCycle, CycleUnit
+    from entitlements.domain.charges import AddOnCharge, SeatCharge, Tier, TierMode, UsageCharge
     from entitlements.domain.ingestion import UsageEvent, UsageOutcome, UsageResult
     from entitlements.domain.instant import Period
+    from entitlements.domain.invoice import (
+        Invoice,
+        InvoiceDraft,
+        InvoiceKind,
+        InvoiceLine,
+        InvoiceStatus,
+        LineKind,
+    )
     from entitlements.domain.notification import (
         Delivery,
         Notification,
@@ -87,6 +98,7 @@ if TYPE_CHECKING:
     )
     from entitlements.service.coherence import WhenUnreachable
     from entitlements.service.entitlements import Entitlements
+    from entitlements.service.invoices import InvoiceSettings
     from entitlements.service.sweep import SweepFailure, SweepReport
 
 __version__ = "0.1.0"
@@ -137,6 +149,18 @@ _LAZY = {
     "Event": "entitlements.domain.subscription",
     "Subscription": "entitlements.domain.subscription",
     "SubscriptionStatus": "entitlements.domain.subscription",
+    "AddOnCharge": "entitlements.domain.charges",
+    "SeatCharge": "entitlements.domain.charges",
+    "Tier": "entitlements.domain.charges",
+    "TierMode": "entitlements.domain.charges",
+    "UsageCharge": "entitlements.domain.charges",
+    "Invoice": "entitlements.domain.invoice",
+    "InvoiceDraft": "entitlements.domain.invoice",
+    "InvoiceKind": "entitlements.domain.invoice",
+    "InvoiceLine": "entitlements.domain.invoice",
+    "InvoiceStatus": "entitlements.domain.invoice",
+    "LineKind": "entitlements.domain.invoice",
+    "InvoiceSettings": "entitlements.service.invoices",
     "WhenUnreachable": "entitlements.service.coherence",
     "Entitlements": "entitlements.service.entitlements",
     "SweepFailure": "entitlements.service.sweep",
@@ -168,6 +192,7 @@ __all__ = [
     "Actor",
     "ActorKind",
     "AddOn",
+    "AddOnCharge",
     "AuditEvent",
     "BillingCycle",
     "Busy",
@@ -195,9 +220,18 @@ __all__ = [
     "IllegalTransition",
     "InvalidInput",
     "InvalidToken",
+    "Invoice",
+    "InvoiceDraft",
+    "InvoiceExists",
+    "InvoiceKind",
+    "InvoiceLine",
+    "InvoiceNotFound",
+    "InvoiceSettings",
+    "InvoiceStatus",
     "Limit",
     "LimitExceeded",
     "LimitKind",
+    "LineKind",
     "ManualClock",
     "MemoryStore",
     "NaiveDatetime",
@@ -224,6 +258,7 @@ __all__ = [
     "Price",
     "ProviderUnreachable",
     "Reason",
+    "SeatCharge",
     "Snapshot",
     "Source",
     "StaleWrite",
@@ -235,8 +270,11 @@ __all__ = [
     "SweepFailure",
     "SweepReport",
     "SystemClock",
+    "Tier",
+    "TierMode",
     "UnknownLimit",
     "UnknownPlan",
+    "UsageCharge",
     "UsageDenied",
     "UsageEvent",
     "UsageOutcome",

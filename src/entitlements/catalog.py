@@ -25,6 +25,13 @@ The document shape (TOML shown; JSON has the same structure)::
     currency = "EUR"
     cycle = { unit = "month", every = 1 }
 
+    [[plans.growth.charges]]     # optional: besides the flat price, in its currency
+    seats = { unit_amount = "8.00", included = 5 }
+    [[plans.growth.charges]]
+    usage = { metric = "api_calls", mode = "graduated", tiers = [
+        { up_to = 10000, unit_amount = "0" },
+        { unit_amount = "0.002" } ] }
+
     [plans.enterprise.price]     # each customer's contract sets the amount
     by_contract = true
     cycle = { unit = "year" }
@@ -43,6 +50,7 @@ import attrs
 import tomli_w
 
 from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.charges import Charge, charges_document, charges_from
 from entitlements.domain.plan import ByContract, Feature, Limit, Plan, Price
 from entitlements.errors import InvalidInput
 
@@ -202,12 +210,21 @@ class _Reader:
                 for name, v in self.mapping(doc.get("features", {}), f"{path}.features").items()
             },
             "price": self.price(doc["price"], f"{path}.price") if "price" in doc else None,
+            "charges": self.charges(doc.get("charges"), f"{path}.charges"),
         }
+
+    def charges(self, value: object, path: str) -> tuple[Charge, ...]:
+        """``[[plans.x.charges]]``: one table per charge (seats, addon or usage)."""
+        try:
+            return charges_from(value, path)
+        except InvalidInput as exc:
+            detail = exc.message.split(": ", 1)[-1]
+            raise CatalogError(self.where, exc.field, detail) from None
 
     def settings(self, doc: Mapping[str, Any], path: str) -> dict[str, Any]:
         """Status, trial length and owner kinds, where the file gives them."""
         fields: dict[str, Any] = {
-            k: doc[k] for k in ("status", "trial_days", "owner_kinds") if k in doc
+            k: doc[k] for k in ("status", "trial_days", "owner_kinds", "net_days") if k in doc
         }
         kinds = fields.get("owner_kinds", [])
         if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
@@ -220,7 +237,17 @@ class _Reader:
         self.known(
             doc,
             path,
-            {"name", "status", "trial_days", "owner_kinds", "limits", "features", "price"},
+            {
+                "name",
+                "status",
+                "trial_days",
+                "owner_kinds",
+                "limits",
+                "features",
+                "price",
+                "charges",
+                "net_days",
+            },
         )
         if "name" not in doc:
             raise CatalogError(self.where, f"{path}.name", "is required")
@@ -303,6 +330,10 @@ def _plan_document(plan: Plan) -> dict[str, Any]:
     doc["features"] = {name: _feature_document(f) for name, f in plan.features.items()}
     if plan.price is not None:
         doc["price"] = _price_document(plan.price)
+    if plan.charges:
+        doc["charges"] = charges_document(plan.charges)
+    if plan.net_days is not None:
+        doc["net_days"] = plan.net_days
     return doc
 
 

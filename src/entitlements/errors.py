@@ -32,6 +32,8 @@ __all__ = [
     "IllegalTransition",
     "InvalidInput",
     "InvalidToken",
+    "InvoiceExists",
+    "InvoiceNotFound",
     "LimitExceeded",
     "MigrationNotFound",
     "MissingExtra",
@@ -326,6 +328,27 @@ class SubscriptionExists(Conflict):
         """The owner that already has one."""
         self.status = status
         """The status of the subscription it has."""
+
+
+class InvoiceExists(Conflict):
+    """The owner already has an invoice for that period: one invoice per owner and
+    period, whoever finalizes it and however often."""
+
+    def __init__(self, owner: object, period_start: object) -> None:
+        super().__init__(f"{owner} already has an invoice for the period from {period_start}")
+        self.owner = owner
+        """The owner invoiced."""
+        self.period_start = period_start
+        """The start of the period it is for."""
+
+
+class InvoiceNotFound(NotFound):
+    """No invoice with that id is stored for this tenant."""
+
+    def __init__(self, invoice_id: str) -> None:
+        super().__init__(f"invoice {invoice_id} does not exist")
+        self.invoice_id = invoice_id
+        """The id asked for."""
 
 
 class PlanExists(Conflict):

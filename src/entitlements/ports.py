@@ -27,6 +27,7 @@ from entitlements.domain.billing import Checkout, ProviderLink, ProviderSubscrip
 from entitlements.domain.change import ChangeKind, FeedPage
 from entitlements.domain.contracts.contract import Contract, PersonalData
 from entitlements.domain.contracts.events import ContractEvent
+from entitlements.domain.invoice import Invoice
 from entitlements.domain.migration import (
     Migration,
     MigrationItem,
@@ -54,6 +55,8 @@ __all__ = [
     "EventListener",
     "FeedSource",
     "InlineConsumption",
+    "InvoiceDelivery",
+    "InvoiceRepository",
     "MigrationRepository",
     "NotificationRepository",
     "OverrideRepository",
@@ -241,6 +244,14 @@ class SubscriptionRepository(Protocol):
 
         Every `add` and `update` appends to the history this reads, dated with the unit
         of work's `UnitOfWork.effective_at`; nothing removes from it."""
+        ...
+
+    def states(
+        self, owner: Owner, start: datetime, end: datetime
+    ) -> Sequence[tuple[datetime, Subscription | None]]:
+        """The owner's subscription as `at` reads it at ``start``, then at each later
+        instant before ``end`` at which a write took effect, in order: the stretches an
+        invoice cuts a period into (time is not applied)."""
         ...
 
     def add(self, subscription: Subscription) -> Subscription:
@@ -601,6 +612,21 @@ class PaymentProvider(Protocol):
         ...
 
 
+@runtime_checkable
+class InvoiceDelivery(Protocol):
+    """What a payment provider implements, besides `PaymentProvider`, to collect the
+    invoices the library finalizes: each finalized invoice is recorded in the outbox in
+    the finalizing transaction and handed to ``send_invoice`` after commit (again by the
+    sweep while the provider is unreachable), always under the same idempotency key. The
+    provider's payment events then say what is paid (``ents.billing.apply_provider_event``).
+    A provider without it is not sent invoices."""
+
+    def send_invoice(self, invoice: Invoice, *, idempotency_key: str) -> Mapping[str, Any]:
+        """Create (or find, by ``idempotency_key``) the provider's invoice; the answer is
+        kept on the command (the provider's invoice id, a hosted URL)."""
+        ...
+
+
 class ProviderRepository(Protocol):
     """Which provider events were applied, and what each provider subscription is."""
 
@@ -713,6 +739,39 @@ class MigrationRepository(Protocol):
 
     def price_locks(self, subscription_id: str) -> Sequence[PriceLock]:
         """The price locks of migrations that moved this subscription."""
+        ...
+
+
+class InvoiceRepository(Protocol):
+    """Finalized invoices and credit notes of the unit of work's tenant, and the gapless
+    sequences their numbers come from."""
+
+    def get(self, invoice_id: str) -> Invoice:
+        """Raises `NotFound` (also for another tenant's invoice)."""
+        ...
+
+    def for_period(self, owner: Owner, period_start: datetime) -> Invoice | None:
+        """The owner's invoice for the period starting at ``period_start``, if finalized."""
+        ...
+
+    def list(self, owner: Owner) -> Sequence[Invoice]:
+        """The owner's invoices and credit notes, oldest first."""
+        ...
+
+    def next_number(self, prefix: str) -> int:
+        """The next number of the tenant's sequence for ``prefix`` (1 first), taken under
+        a lock held until the unit of work ends: a concurrent finalizer waits, and a
+        rollback gives the number back, so the sequence has no gaps."""
+        ...
+
+    def add(self, invoice: Invoice) -> Invoice:
+        """Store a finalized invoice with its lines; raises `InvoiceExists` if the owner
+        has one for that period already."""
+        ...
+
+    def set_payment(self, invoice: Invoice) -> Invoice:
+        """Store ``invoice``'s payment state (status, paid, void fields); its content is
+        never rewritten."""
         ...
 
 
@@ -958,6 +1017,11 @@ class UnitOfWork(Protocol):
     @property
     def migrations(self) -> MigrationRepository:
         """Plan-version migrations and their items."""
+        ...
+
+    @property
+    def invoices(self) -> InvoiceRepository:
+        """Finalized invoices and their number sequences."""
         ...
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import cattrs
@@ -26,11 +27,14 @@ def _frozenset_unstructure(value: frozenset[Any]) -> list[Any]:
 
 def make_converter() -> cattrs.Converter:
     """A converter that turns every domain value into plain JSON types: datetimes as ISO
-    8601 UTC strings, Decimals as strings (never floats), sets as sorted lists."""
+    8601 UTC strings, Decimals as strings (never floats), exact fractions as
+    ``"numerator/denominator"``, sets as sorted lists."""
     c = cattrs.Converter()
     c.register_unstructure_hook(datetime, lambda v: utc(v).isoformat())
     c.register_structure_hook(datetime, lambda v, _: utc(datetime.fromisoformat(v)))
     c.register_unstructure_hook(Decimal, str)
+    c.register_unstructure_hook(Fraction, lambda v: f"{v.numerator}/{v.denominator}")
+    c.register_structure_hook(Fraction, lambda v, _: Fraction(v))
     c.register_structure_hook(
         Decimal, lambda v, _: Decimal(str(v)) if not isinstance(v, float) else Decimal(repr(v))
     )

@@ -25,6 +25,7 @@ from entitlements.domain.billing import ProviderLink
 from entitlements.domain.change import Change, ChangeKind, FeedPage
 from entitlements.domain.contracts.contract import AWAITING_SIGNATURE, Contract, PersonalData
 from entitlements.domain.contracts.events import ContractEvent
+from entitlements.domain.invoice import Invoice
 from entitlements.domain.migration import (
     ItemStatus,
     Migration,
@@ -52,6 +53,8 @@ from entitlements.errors import (
     Conflict,
     ContractNotFound,
     InvalidInput,
+    InvoiceExists,
+    InvoiceNotFound,
     MigrationNotFound,
     NotFound,
     OverrideNotFound,
@@ -177,6 +180,9 @@ class _Tables:
         self.migration_sizes: dict[tuple[str | None, str], int] = {}
         self.migration_cursors: dict[tuple[str | None, str], int] = {}
         """The lowest position that may still be pending (a claim starts there)."""
+        self.invoices: dict[str, Invoice] = {}
+        self.invoices_by_owner: dict[Owner, tuple[str, ...]] = {}
+        self.invoice_counters: dict[tuple[str | None, str], int] = {}
         self.override_history: dict[Owner, list[tuple[datetime, _Slot, Override | None]]] = {}
         """Per owner, every override set (or removed: ``None``) with the instant, in the
         order written (append-only)."""
@@ -335,6 +341,13 @@ class _Subscriptions(_Repository[str]):
         mine = [(at, n, sub) for n, (at, sub) in entries if sub.id == newest]
         found: Subscription = max(mine, key=lambda e: (e[0], e[1]))[2]
         return found
+
+    def states(
+        self, owner: Owner, start: datetime, end: datetime
+    ) -> Sequence[tuple[datetime, Subscription | None]]:
+        entries = self._t.subscription_history.get(self._scope(owner), [])
+        instants = sorted({at for at, _ in entries if start < at < end})
+        return [(at, self.at(owner, at)) for at in [start, *instants]]
 
     def due(self, now: datetime, limit: int = 500) -> Sequence[Subscription]:
         found = []
@@ -1465,6 +1478,54 @@ def _price_lock(migration: Migration, item: MigrationItem) -> PriceLock | None:
     )
 
 
+class _Invoices(_Repository[str]):
+    def get(self, invoice_id: str) -> Invoice:
+        found = self._t.invoices.get(invoice_id)
+        if found is None or found.owner.tenant != self._uow.tenant:
+            raise InvoiceNotFound(invoice_id)
+        return found
+
+    def for_period(self, owner: Owner, period_start: datetime) -> Invoice | None:
+        for invoice in self.list(owner):
+            if invoice.period is not None and invoice.period.start == period_start:
+                return invoice
+        return None
+
+    def list(self, owner: Owner) -> Sequence[Invoice]:
+        ids = self._t.invoices_by_owner.get(self._scope(owner), ())
+        return [self._t.invoices[i] for i in ids]
+
+    def next_number(self, prefix: str) -> int:
+        key = (self._uow.tenant, prefix)
+        number = self._t.invoice_counters.get(key, 0) + 1
+        self._undo.set(self._t.invoice_counters, key, number)
+        return number
+
+    def add(self, invoice: Invoice) -> Invoice:
+        owner = self._scope(invoice.owner)
+        if invoice.period is not None and self.for_period(owner, invoice.period.start):
+            raise InvoiceExists(owner, invoice.period.start)
+        if invoice.id in self._t.invoices:
+            raise StorageError(f"invoice id {invoice.id} is already used")
+        self._undo.set(self._t.invoices, invoice.id, invoice)
+        ids = self._t.invoices_by_owner.get(owner, ())
+        self._undo.set(self._t.invoices_by_owner, owner, (*ids, invoice.id))
+        return invoice
+
+    def set_payment(self, invoice: Invoice) -> Invoice:
+        stored = self.get(invoice.id)
+        updated = attrs.evolve(
+            stored,
+            status=invoice.status,
+            paid_at=invoice.paid_at,
+            payment_reference=invoice.payment_reference,
+            voided_at=invoice.voided_at,
+            void_reason=invoice.void_reason,
+        )
+        self._undo.set(self._t.invoices, invoice.id, updated)
+        return updated
+
+
 class _MemoryUnitOfWork:
     def __init__(self, store: MemoryStore, tenant: str | None) -> None:
         self.tenant = tenant
@@ -1483,6 +1544,7 @@ class _MemoryUnitOfWork:
         self.requests = _Requests(self)
         self.notifications = _Notifications(self)
         self.migrations = _Migrations(self)
+        self.invoices = _Invoices(self)
         self.revisions = _Revisions(self)
         self.feed = _Feed(self)
         self.bumped: dict[Owner, int] = {}

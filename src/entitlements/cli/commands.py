@@ -23,6 +23,7 @@ from entitlements.cli.future import check_not_future, record_consent
 from entitlements.cli.parser import EXIT, Usage
 from entitlements.cli.render import emit, table
 from entitlements.domain.actor import Actor
+from entitlements.domain.invoice import Invoice, InvoiceLine
 from entitlements.domain.notification import Notification
 from entitlements.domain.owner import Owner
 from entitlements.domain.page import MAX_LIMIT, Page
@@ -765,6 +766,72 @@ class Console(NotificationCommands):
         columns = ["id", "plan", "status", "moved", "pending", "total", "created"]
         return self.out(list(found), table(rows, columns) if rows else "no migrations")
 
+    # -- invoices ------------------------------------------------------------------------
+
+    def _invoice(self, invoice: Invoice | None, verb: str) -> int:
+        if invoice is None:
+            return self.out(None, "nothing owed for that period: no invoice")
+        human = _invoice_text(invoice)
+        return self.out(invoice, f"{verb}\n{human}" if verb else human)
+
+    def invoices_draft(self) -> int:
+        a = self.args
+        draft = self.ents.invoices.draft(a.owner, period=a.period, now=self.now)
+        if draft is None:
+            return self.out(None, f"{a.owner} is not billed in that period")
+        human = (
+            f"draft for {draft.period.start:%Y-%m-%d} to {draft.period.end:%Y-%m-%d}\n"
+            + table(_line_rows(draft.lines), ["line", "quantity", "unit", "amount"])
+            + f"\ntotal {draft.total} {draft.currency}"
+        )
+        return self.out(draft, human)
+
+    def invoices_list(self) -> int:
+        found = self.ents.invoices.list(self.args.owner)
+        rows = [
+            {
+                "id": i.id,
+                "number": i.number,
+                "period": "-" if i.period is None else f"{i.period.start:%Y-%m-%d}",
+                "total": f"{i.total} {i.currency}",
+                "status": i.status.value,
+                "due": f"{i.due_at:%Y-%m-%d}",
+            }
+            for i in found
+        ]
+        return self.out(
+            list(found), table(rows, ["id", "number", "period", "total", "status", "due"])
+        )
+
+    def invoices_show(self) -> int:
+        return self._invoice(self.ents.invoices.get(self.args.id, tenant=self.args.tenant), "")
+
+    def invoices_finalize(self) -> int:
+        a = self.args
+        invoice = self.ents.invoices.finalize(
+            a.owner, period=a.period, actor=self.actor, now=self.now
+        )
+        return self._invoice(invoice, "finalized")
+
+    def invoices_mark_paid(self) -> int:
+        a = self.args
+        invoice = self.ents.invoices.mark_paid(
+            a.id,
+            actor=self.actor,
+            reference=a.reference,
+            at=a.paid_at,
+            tenant=a.tenant,
+            now=self.now,
+        )
+        return self._invoice(invoice, "paid")
+
+    def invoices_void(self) -> int:
+        a = self.args
+        invoice = self.ents.invoices.void(
+            a.id, actor=self.actor, reason=a.reason, tenant=a.tenant, now=self.now
+        )
+        return self._invoice(invoice, "voided")
+
     # -- audit, sweep ----------------------------------------------------------------------
 
     def audit_list(self) -> int:
@@ -870,6 +937,32 @@ def _preview_row(preview: Any) -> dict[str, Any]:
         "outcome": outcome.status.value + (f" ({outcome.why.value})" if outcome.why else ""),
         "diff": ", ".join(diff) or (outcome.error or ""),
     }
+
+
+def _line_rows(lines: Iterable[InvoiceLine]) -> list[dict[str, Any]]:
+    return [
+        {
+            "line": x.description,
+            "quantity": x.quantity,
+            "unit": f"{x.unit_amount.normalize():f}",
+            "amount": x.amount,
+        }
+        for x in lines
+    ]
+
+
+def _invoice_text(invoice: Invoice) -> str:
+    period = (
+        "credit note"
+        if invoice.period is None
+        else f"{invoice.period.start:%Y-%m-%d} to {invoice.period.end:%Y-%m-%d}"
+    )
+    return (
+        f"{invoice.number} ({invoice.id}) for {invoice.owner}: {invoice.status.value}\n"
+        f"{period}; issued {invoice.issued_at:%Y-%m-%d}, due {invoice.due_at:%Y-%m-%d}\n"
+        + table(_line_rows(invoice.lines), ["line", "quantity", "unit", "amount"])
+        + f"\ntotal {invoice.total} {invoice.currency}\ncontent hash {invoice.content_hash}"
+    )
 
 
 def _sweep_lines(report: SweepReport) -> list[str]:

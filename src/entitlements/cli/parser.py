@@ -146,6 +146,9 @@ READS = frozenset(
         "migrations_preview",
         "migrations_show",
         "migrations_list",
+        "invoices_draft",
+        "invoices_list",
+        "invoices_show",
         "db_current",
         "db_upgrade",
     }
@@ -243,6 +246,11 @@ def build(
     )
     if want("migrations"):
         _migrations(g, migrations)
+    invoices = g.group(
+        "invoices", "invoices", "What each owner owes: drafts, finalized invoices, payments."
+    )
+    if want("invoices"):
+        _invoices(g, invoices)
     audit = g.group("audit", "the audit trail", "What was done to an owner, and its evidence.")
     if want("audit"):
         _audit(g, audit)
@@ -858,6 +866,76 @@ def _migrations(g: _Grammar, migrations: Any) -> None:
         "entitlements migrations list --json",
     )
     _tenant(p)
+
+
+def _invoice_id(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", help="the invoice id")
+    p.add_argument("--tenant", help="the tenant the invoice belongs to")
+
+
+def _invoices(g: _Grammar, invoices: Any) -> None:
+    """Drafts, finalized invoices and their payment."""
+    p = g.command(
+        invoices,
+        ("invoices", "draft"),
+        "invoices_draft",
+        "what an owner owes for a period, as it stands",
+        "The period holding --now (or starting at --period); nothing is stored.",
+        "entitlements invoices draft organization:acme",
+    )
+    _owner(p)
+    p.add_argument("--period", type=inputs.instant, help="the start of the period")
+    p = g.command(
+        invoices,
+        ("invoices", "list"),
+        "invoices_list",
+        "an owner's invoices and credit notes",
+        "Oldest first: number, period, total, status, due date.",
+        "entitlements invoices list organization:acme",
+    )
+    _owner(p)
+    p = g.command(
+        invoices,
+        ("invoices", "show"),
+        "invoices_show",
+        "one invoice with its lines",
+        "Every line with the stretch of the period it covers; the content hash.",
+        "entitlements invoices show 3f1c... --json",
+    )
+    _invoice_id(p)
+    p = g.command(
+        invoices,
+        ("invoices", "finalize"),
+        "invoices_finalize",
+        "issue the invoice of an ended period",
+        "The last period ended by --now (or the one starting at --period); once per owner\n"
+        "and period: run again, it shows the invoice issued before.",
+        "entitlements invoices finalize organization:acme",
+    )
+    _owner(p)
+    p.add_argument("--period", type=inputs.instant, help="the start of the period")
+    p = g.command(
+        invoices,
+        ("invoices", "mark-paid"),
+        "invoices_mark_paid",
+        "record an invoice's payment",
+        "A past-due subscription with nothing else overdue is active again (staff-managed\n"
+        "billing).",
+        "entitlements invoices mark-paid 3f1c... --reference BANK-2026-118",
+    )
+    _invoice_id(p)
+    p.add_argument("--reference", help="the payment's reference (a bank transfer id)")
+    p.add_argument("--paid-at", type=inputs.instant, help="when it was paid (default: now)")
+    p = g.command(
+        invoices,
+        ("invoices", "void"),
+        "invoices_void",
+        "void an unpaid invoice",
+        "A paid invoice is corrected by a credit note instead.",
+        'entitlements invoices void 3f1c... --reason "billed twice"',
+    )
+    _invoice_id(p)
+    _reason(p, required=True)
 
 
 def _sweep(g: _Grammar) -> None:

@@ -1,5 +1,6 @@
 """Changes that time alone causes: a trial ends, a scheduled cancellation or an expiry
-date is reached, an add-on ends, a billing period rolls over, a checkout lapses.
+date is reached, an add-on ends, a billing period rolls over, a checkout lapses, an
+invoice staff bill directly is still unpaid at its due date.
 
 This module is the one place that knows them. Resolution calls `as_of` on every
 subscription it reads, so answers follow time whether or not the sweep ran; the sweep
@@ -113,6 +114,14 @@ def _addon_end(subscription: Subscription) -> _Candidate | None:
     return min(ends), 3, Event.CHANGE_ADDONS
 
 
+def _overdue(subscription: Subscription) -> _Candidate | None:
+    """An invoice staff bill directly, unpaid at its due date, makes an active
+    subscription past due at that instant."""
+    if subscription.payment_due_at is None or not _allowed(subscription, Event.MARK_PAST_DUE):
+        return None
+    return subscription.payment_due_at, 4, Event.MARK_PAST_DUE
+
+
 def _renewal(subscription: Subscription) -> _Candidate | None:
     """The billing period's end, when it renews on a cycle."""
     period = subscription.current_period
@@ -120,7 +129,7 @@ def _renewal(subscription: Subscription) -> _Candidate | None:
         return None
     if not _allowed(subscription, Event.RENEW_PERIOD):
         return None
-    return period.end, 4, Event.RENEW_PERIOD
+    return period.end, 5, Event.RENEW_PERIOD
 
 
 def _scheduled(subscription: Subscription) -> _Candidate | None:
@@ -141,7 +150,16 @@ def _pause_end(subscription: Subscription) -> _Candidate | None:
     return pause.until, 1, Event.UNPAUSE
 
 
-_KINDS = (_ending, _cancellation, _scheduled, _pause_end, _trial_end, _addon_end, _renewal)
+_KINDS = (
+    _ending,
+    _cancellation,
+    _scheduled,
+    _pause_end,
+    _trial_end,
+    _addon_end,
+    _overdue,
+    _renewal,
+)
 
 
 def _candidates(subscription: Subscription) -> list[_Candidate]:
@@ -270,7 +288,15 @@ def as_of(subscription: Subscription, now: datetime) -> Subscription:
     return advance(subscription, now, jump=True)[0]
 
 
-_BY_TIME = (Event.EXPIRE, Event.FAIL, Event.CANCEL, Event.END_TRIAL, Event.PAUSE, Event.UNPAUSE)
+_BY_TIME = (
+    Event.EXPIRE,
+    Event.FAIL,
+    Event.CANCEL,
+    Event.END_TRIAL,
+    Event.PAUSE,
+    Event.UNPAUSE,
+    Event.MARK_PAST_DUE,
+)
 
 
 def could_read_as(wanted: frozenset[str]) -> frozenset[str]:

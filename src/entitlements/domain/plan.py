@@ -18,6 +18,7 @@ import attrs
 
 from entitlements.domain.alerts import check_alerts
 from entitlements.domain.billing_cycle import BillingCycle
+from entitlements.domain.charges import Charge, check_charges
 from entitlements.domain.checks import (
     MAX_COUNT,
     check_bool,
@@ -322,6 +323,10 @@ def _price(value: object) -> Price | ByContract | None:
     return value
 
 
+def _net_days(value: object) -> int | None:
+    return None if value is None else check_count(value, "plan.net_days", maximum=3650)
+
+
 def _version(value: object) -> int:
     return check_count(value, "plan.version", maximum=MAX_COUNT)
 
@@ -384,6 +389,19 @@ class Plan:
     """Which version of the terms this is; subscriptions keep theirs until migrated."""
     revision: int = attrs.field(default=0, converter=_revision)
     """Counts writes, so a stale copy cannot overwrite a newer one; managed by the store."""
+    charges: tuple[Charge, ...] = attrs.field(default=(), converter=check_charges)
+    """What it charges besides the flat price (`SeatCharge`, `AddOnCharge`,
+    `UsageCharge`), in the price's currency; a free plan charges nothing."""
+    net_days: int | None = attrs.field(default=None, converter=_net_days)
+    """Days an invoice for it may stay unpaid (``None``: the host's default, 30)."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.charges and self.price is None:
+            raise InvalidInput(
+                "plan.charges",
+                "a free plan charges nothing: give it a Price or ByContract first",
+                self.charges,
+            )
 
     @property
     def is_free(self) -> bool:
@@ -408,6 +426,8 @@ class Plan:
             and self.features == other.features
             and self.price == other.price
             and self.trial_days == other.trial_days
+            and self.charges == other.charges
+            and self.net_days == other.net_days
         )
 
     def check_status_change(self, to: PlanStatus) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 
 import attrs
 
@@ -91,6 +92,10 @@ class PlanChangePreview:
     usage_as_of: datetime | None = None
     """When the usage ``over_quota`` compares was measured: a preview for a later
     instant projects usage as stored now, it does not forecast it."""
+    invoice_delta: Decimal | None = None
+    """What the change adds to (negative: takes from) the current period's invoice: the
+    draft after making the change at ``effective_at`` less the draft now (``None``: not
+    billed by period)."""
 
 
 @attrs.frozen

@@ -34,6 +34,7 @@ class CommandKind(enum.StrEnum):
     START_CHECKOUT = "start_checkout"
     CHANGE_PLAN = "change_plan"
     CANCEL = "cancel"
+    SEND_INVOICE = "send_invoice"
 
 
 class CommandStatus(enum.StrEnum):

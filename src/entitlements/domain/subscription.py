@@ -389,6 +389,13 @@ class Subscription:
             return None
         return PendingChange(PendingKind.CANCEL, at)
 
+    payment_due_at: datetime | None = attrs.field(
+        default=None, converter=as_optional_utc, validator=optional_aware
+    )
+    """With staff-managed billing: when its oldest open invoice falls due. Still unpaid
+    then, the subscription reads ``past_due`` from that instant (`entitlements.domain.due`);
+    paying it moves this on to the next open invoice, or clears it."""
+
     @property
     def is_terminal(self) -> bool:
         """Whether it has ended for good (canceled, expired, failed); a new subscription is

@@ -30,6 +30,7 @@ from entitlements.ports import (
     ChangeHint,
     Clock,
     EventListener,
+    InvoiceDelivery,
     PaymentProvider,
     Store,
     UnitOfWork,
@@ -40,6 +41,7 @@ from entitlements.service.cache import SnapshotCache
 from entitlements.service.coherence import Coherence, WhenUnreachable
 from entitlements.service.construction import check_construction
 from entitlements.service.free_plan import OneFreePlan
+from entitlements.service.invoices import Invoices, InvoiceSettings
 from entitlements.service.notifications import Notifications
 from entitlements.service.overrides import Overrides
 from entitlements.service.plans import Plans
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
     from entitlements.service.claims import Claims, ClaimsIssuer
     from entitlements.service.contracts import Contracts
     from entitlements.service.migrations import Migrations
+    from entitlements.service.provider_outbox import ProviderOutbox
 
 __all__ = ["Entitlements"]
 
@@ -129,6 +132,7 @@ class Entitlements:
         when_unreachable: WhenUnreachable | str = WhenUnreachable.SERVE_STALE,
         redis: ChangeChannel | str | None = None,
         notification_settings: NotificationSettings | None = None,
+        invoicing: InvoiceSettings | None = None,
     ) -> None:
         given = (store, clock, policy, authorizer, listeners, cache_size, telemetry, ids)
         check_construction(*given, payment_provider, one_free_plan_per_tenant, when_unreachable)
@@ -165,10 +169,15 @@ class Entitlements:
             self.runtime.new_id = ids
         self.store = store
         """The store given."""
+        if invoicing is not None and not isinstance(invoicing, InvoiceSettings):
+            raise InvalidInput("invoicing", "must be InvoiceSettings or None", invoicing)
+        self._invoicing = invoicing or InvoiceSettings()
         self.plans = Plans(self.runtime)
         """The plan catalog: define, revise, activate, archive, retire, sync from a file."""
         self.subscriptions = Subscriptions(
-            self.runtime, free_plan=OneFreePlan(one_free_plan_per_tenant)
+            self.runtime,
+            free_plan=OneFreePlan(one_free_plan_per_tenant),
+            invoicing=self._invoicing,
         )
         """The subscription lifecycle: trials, conversion, plan and seat changes,
         suspension, cancellation."""
@@ -220,6 +229,19 @@ class Entitlements:
 
         return Billing(self.runtime, self.subscriptions.assignment, self._payment_provider)
 
+    @property
+    def _invoice_outbox(self) -> ProviderOutbox | None:
+        """The outbox finalized invoices go to the provider through, when the host's
+        provider takes invoices (`entitlements.ports.InvoiceDelivery`)."""
+        if not isinstance(self._payment_provider, InvoiceDelivery):
+            return None
+        return self.billing.outbox
+
+    @cached_property
+    def invoices(self) -> Invoices:
+        """What each owner owes: drafts, finalized invoices, payments, credit notes."""
+        return Invoices(self.runtime, self._invoicing, self._invoice_outbox)
+
     @cached_property
     def _claims(self) -> ClaimsIssuer:
         from entitlements.service.claims import ClaimsIssuer
@@ -228,7 +250,13 @@ class Entitlements:
 
     @cached_property
     def _sweep(self) -> Sweep:
-        return Sweep(self.runtime, self.billing.outbox, self.notifications.settings)
+        return Sweep(
+            self.runtime,
+            self.billing.outbox,
+            self.notifications.settings,
+            self._invoicing,
+            self._invoice_outbox,
+        )
 
     # -- the request path ------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import attrs
 
 from entitlements.catalog import Catalog
 from entitlements.domain.actor import Actor, as_actor
+from entitlements.domain.charges import Charge
 from entitlements.domain.checks import (
     check_instance,
     check_key,
@@ -71,6 +72,8 @@ class Plans:
         features: Mapping[str, Feature | bool] = UNSET,
         price: Price | ByContract | None = UNSET,
         trial_days: int = UNSET,
+        charges: Sequence[Charge] = UNSET,
+        net_days: int | None = UNSET,
         reason: str | None = None,
     ) -> Plan:
         """Change the plan's terms; makes version n+1 when anything differs. Existing
@@ -86,6 +89,8 @@ class Plans:
                     ("features", features),
                     ("price", price),
                     ("trial_days", trial_days),
+                    ("charges", charges),
+                    ("net_days", net_days),
                 )
                 if value is not UNSET
             }
@@ -185,6 +190,8 @@ class Plans:
                     features=plan.features,
                     price=plan.price,
                     trial_days=plan.trial_days,
+                    charges=plan.charges,
+                    net_days=plan.net_days,
                     reason=reason,
                 )
                 after = self.rename(plan.key, plan.name, actor=actor, reason=reason)

@@ -16,6 +16,7 @@ from typing import Any
 
 from entitlements.domain.actor import Actor
 from entitlements.domain.billing import Checkout, ProviderLink, ProviderSubscription
+from entitlements.domain.invoice import Invoice
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
 from entitlements.domain.provider_commands import (
@@ -24,7 +25,7 @@ from entitlements.domain.provider_commands import (
     ProviderCommand,
 )
 from entitlements.errors import NotFound
-from entitlements.ports import PaymentProvider
+from entitlements.ports import InvoiceDelivery, PaymentProvider
 from entitlements.serialization import to_document
 from entitlements.service.runtime import Runtime, Transaction
 
@@ -105,11 +106,16 @@ class ProviderOutbox:
             if command.status is not CommandStatus.PENDING:
                 return command
             plan = self._plan(uow, command)
+            invoice = self._invoice(uow, command)
         provider = self._provider()
         try:
             if provider is None:
                 raise RuntimeError("no payment provider is configured")
-            answer = self._call(provider, command, plan)
+            answer = (
+                self._deliver(provider, command, invoice)
+                if invoice is not None
+                else self._call(provider, command, plan)
+            )
         except Exception as error:  # the host's provider code: any failure is a retry
             return self._failed(tenant, command, f"{type(error).__name__}: {error}")
         return self._delivered(tenant, command, answer)
@@ -135,6 +141,19 @@ class ProviderOutbox:
             return None
         plan: Plan = uow.plans.get(key, command.payload.get("plan_version"))
         return plan
+
+    def _invoice(self, uow: Any, command: ProviderCommand) -> Invoice | None:
+        if command.kind is not CommandKind.SEND_INVOICE:
+            return None
+        invoice: Invoice = uow.invoices.get(command.payload["invoice_id"])
+        return invoice
+
+    def _deliver(
+        self, provider: PaymentProvider, command: ProviderCommand, invoice: Invoice
+    ) -> Any:
+        if not isinstance(provider, InvoiceDelivery):
+            raise RuntimeError("the payment provider does not take invoices (send_invoice)")
+        return provider.send_invoice(invoice, idempotency_key=command.idempotency_key)
 
     def _call(self, provider: PaymentProvider, command: ProviderCommand, plan: Plan | None) -> Any:
         payload, key = command.payload, command.idempotency_key

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import attrs
@@ -65,6 +66,7 @@ from entitlements.service import lifecycle
 from entitlements.service.assignment import PlanAssignment
 from entitlements.service.due import read_current
 from entitlements.service.free_plan import OneFreePlan
+from entitlements.service.invoices import InvoiceSettings, draft_for
 from entitlements.service.retry import retries_lost_races
 from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.snapshots import current_usage, in_force, resolve_with
@@ -149,8 +151,15 @@ class Subscriptions:
     """``ents.subscriptions``: the subscription lifecycle; every change goes through the
     transition table and is audited."""
 
-    def __init__(self, runtime: Runtime, *, free_plan: OneFreePlan | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        free_plan: OneFreePlan | None = None,
+        invoicing: InvoiceSettings | None = None,
+    ) -> None:
         self._rt = runtime
+        self._invoicing = invoicing
         self.assignment = PlanAssignment(free_plan or OneFreePlan())
         """The one check of whether an owner may be put on a plan now."""
 
@@ -631,7 +640,23 @@ class Subscriptions:
                 held = read_current(uow, owner, today)
                 measured = resolve_with(uow, owner, held, today, self._rt.policy)
             usage = current_usage(uow, measured)
-            return preview(before, after, usage, at, usage_as_of=today)
+            found = preview(before, after, usage, at, usage_as_of=today)
+            return attrs.evolve(found, invoice_delta=self._invoice_delta(uow, proposed, at))
+
+    def _invoice_delta(self, uow: Any, proposed: Subscription, at: datetime) -> Decimal | None:
+        """What the change at ``at`` adds to (or takes from) the current period's
+        invoice: the draft over the stored stretches and one more from ``at``, less the
+        draft without it."""
+        period = proposed.current_period
+        if period is None:
+            return None
+        settings = self._invoicing or InvoiceSettings()
+        owner = proposed.owner
+        now = draft_for(uow, owner, period, at, settings)
+        then = draft_for(uow, owner, period, at, settings, extra=(at, proposed))
+        return (Decimal(0) if then is None else then.total) - (
+            Decimal(0) if now is None else now.total
+        )
 
     def suspend(
         self,

@@ -481,6 +481,61 @@ class StoreContract:
         with store.unit_of_work("tenant-b", read_only=True) as uow:
             assert uow.subscriptions.at(Owner("organization", "acme", "tenant-b"), t3) is None
 
+    def test_states_are_the_writes_inside_a_period(self, ents: Entitlements, store: Store) -> None:
+        """``states`` gives the state at the start, then each instant written inside."""
+        original = ents.subscriptions.subscribe(ACME, "growth", actor=STAFF)
+        t1, t2 = START + timedelta(days=1), START + timedelta(days=2)
+        with store.unit_of_work(None) as uow:
+            uow.effective_at = t1
+            first = uow.subscriptions.update(attrs.evolve(original, seats=2))
+            first = uow.subscriptions.update(attrs.evolve(first, seats=3))
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            uow.effective_at = t2
+            second = uow.subscriptions.update(attrs.evolve(first, seats=4))
+            uow.commit()
+        with store.unit_of_work(None, read_only=True) as uow:
+            states = uow.subscriptions.states
+            assert states(ACME, START, t2 + _SECOND) == [
+                (START, original),
+                (t1, first),
+                (t2, second),
+            ]
+            assert states(ACME, t1, t2) == [(t1, first)]
+            assert states(GLOBEX, START, t2) == [(START, None)]
+
+    def test_invoices_once_per_period_with_gapless_numbers(
+        self, ents: Entitlements, store: Store, clock: ManualClock
+    ) -> None:
+        """One invoice per owner and period; a number taken in a rolled-back unit of work
+        is given back; payment state changes, content does not; tenants are apart."""
+        from entitlements.domain.invoice import InvoiceStatus
+        from entitlements.errors import InvoiceExists, InvoiceNotFound
+
+        ents.subscriptions.subscribe(ACME, "growth", actor=STAFF)
+        clock.advance(days=31)
+        invoice = ents.invoices.finalize(ACME, actor=STAFF)
+        assert invoice is not None
+        assert invoice.number.endswith("-000001")
+        assert _rolled_back(store, lambda uow: uow.invoices.next_number("INV")) == 2
+        with store.unit_of_work(None) as uow, pytest.raises(InvoiceExists):
+            uow.invoices.add(attrs.evolve(invoice, id="other", number="INV-X"))
+        with store.unit_of_work(None) as uow:
+            assert uow.invoices.next_number("INV") == 2
+            assert uow.invoices.next_number("CN") == 1
+            paid = uow.invoices.set_payment(
+                attrs.evolve(
+                    invoice, status=InvoiceStatus.PAID, paid_at=clock.now(), total=Decimal(0)
+                )
+            )
+            uow.commit()
+        assert paid.total == invoice.total  # only the payment state is written
+        assert ents.invoices.get(invoice.id).status is InvoiceStatus.PAID
+        assert ents.invoices.list(ACME) == [paid]
+        assert ents.invoices.list(GLOBEX) == []
+        with pytest.raises(InvoiceNotFound):
+            ents.invoices.get(invoice.id, tenant="tenant-b")
+
     def test_override_history_keeps_what_was_removed(self, store: Store) -> None:
         t1, t2, t3 = (START + timedelta(days=n) for n in (1, 2, 3))
 

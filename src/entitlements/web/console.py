@@ -30,7 +30,7 @@ from entitlements.domain.contracts.contract import ContractStatus, SignerSpec
 from entitlements.domain.owner import Owner
 from entitlements.domain.subscription import Subscription, SubscriptionStatus
 from entitlements.domain.usage import OverQuotaPolicy
-from entitlements.errors import EntitlementsError, InvalidInput, NotFound
+from entitlements.errors import EntitlementsError, InvalidInput, InvoiceNotFound, NotFound
 from entitlements.service.entitlements import Entitlements
 from entitlements.web.auth import Authenticator, authenticate
 from entitlements.web.csrf import FIELD
@@ -328,9 +328,19 @@ def _retry_notification(ents: Entitlements, owner: Owner, actor: Actor, f: Field
     return f"{owner}: notification {again.kind.value} is back in line."
 
 
+def _mark_invoice_paid(ents: Entitlements, owner: Owner, actor: Actor, f: Fields) -> str:
+    invoice_id = f.required("invoice", "choose an invoice")
+    invoice = ents.invoices.get(invoice_id, tenant=owner.tenant)
+    if invoice.owner != owner:
+        raise InvoiceNotFound(invoice_id)
+    paid = ents.invoices.mark_paid(invoice_id, actor=actor, reference=f.optional("reference"))
+    return f"{owner}: invoice {paid.number} marked paid."
+
+
 ACTIONS: dict[str, Action] = {
     "settle": _settle,
     "retry-notification": _retry_notification,
+    "mark-invoice-paid": _mark_invoice_paid,
     "retry-command": _retry_command,
     "start-trial": _start_trial,
     "change-plan": _change_plan,
@@ -387,6 +397,16 @@ def _converted(history: Sequence[Subscription]) -> set[str]:
     return found | {s.contract.contract_id for s in history if s.contract is not None}
 
 
+def _draft(ents: Entitlements, owner: Owner, subscription: Subscription | None) -> Any:
+    """This period's invoice so far, for a subscription billed by period."""
+    if subscription is None or subscription.current_period is None:
+        return None
+    try:
+        return ents.invoices.draft(owner)
+    except EntitlementsError:
+        return None
+
+
 def _owner_page(ents: Entitlements, owner: Owner, actor: Actor) -> dict[str, Any]:
     """Everything the owner page shows, read in the request's worker thread."""
     subscription = ents.subscriptions.find(owner, actor=actor)
@@ -406,6 +426,8 @@ def _owner_page(ents: Entitlements, owner: Owner, actor: Actor) -> dict[str, Any
         "audit": ents.audit.for_owner(owner, limit=SHOWN, newest_first=True),
         "notifications": ents.notifications.list(owner, limit=20),
         "failed_notifications": ents.notifications.list(owner, failed=True, limit=50),
+        "invoices": ents.invoices.list(owner),
+        "draft": _draft(ents, owner, subscription),
         "plans": [p for p in ents.plans.list() if p.status.value == "active"],
     }
 
@@ -599,6 +621,7 @@ class Console:
                 methods=["POST"],
                 name="migration_step",
             ),
+            Route("/invoice", self.invoice, methods=["GET"], name="invoice"),
         ]
 
     # -- plumbing ------------------------------------------------------------------------
@@ -825,6 +848,34 @@ class Console:
             actor,
             "console/preview.html",
             {"owner": owner, "ref": ref, "plan": plan, "version": version, "preview": preview},
+        )
+
+    async def invoice(self, request: Request) -> Response:
+        """One invoice, laid out to print."""
+        actor = await self._actor(request)
+        if isinstance(actor, Response):
+            return actor
+        ref = request.query_params.get("ref", "")
+        invoice_id = request.query_params.get("id", "")
+        try:
+            owner = self._owner_of(ref)
+            self.ents.subscriptions.find(owner, actor=actor)  # may the actor read the owner?
+            invoice = await run_in_threadpool(
+                lambda: self.ents.invoices.get(invoice_id, tenant=owner.tenant)
+            )
+            if invoice.owner != owner:
+                raise InvoiceNotFound(invoice_id)
+        except EntitlementsError as error:
+            return self._error(request, actor, error)
+        return self._render(
+            request,
+            actor,
+            "console/invoice.html",
+            {
+                "invoice": invoice,
+                "ref": ref,
+                "units": [f"{line.unit_amount.normalize():f}" for line in invoice.lines],
+            },
         )
 
     async def plans(self, request: Request) -> Response:

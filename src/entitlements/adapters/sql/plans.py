@@ -14,6 +14,7 @@ from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.repository import Repository, storage_errors
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.change import ChangeKind
+from entitlements.domain.charges import charges_document, charges_from
 from entitlements.domain.plan import ByContract, Feature, Limit, Plan, Price
 from entitlements.errors import InvalidInput, PlanExists, StaleWrite, UnknownPlan
 
@@ -78,7 +79,23 @@ def _plan_from(row: Mapping[Any, Any]) -> Plan:
         owner_kinds=frozenset(row["owner_kinds"]),
         version=row["version"],
         revision=row["revision"],
+        **_billing_from(row["billing"]),
     )
+
+
+def _billing_from(document: Any) -> dict[str, Any]:
+    if not document:
+        return {}
+    return {
+        "charges": charges_from(document.get("charges")),
+        "net_days": document.get("net_days"),
+    }
+
+
+def _billing_document(plan: Plan) -> dict[str, Any] | None:
+    if not plan.charges and plan.net_days is None:
+        return None
+    return {"charges": charges_document(plan.charges), "net_days": plan.net_days}
 
 
 def money(value: Any) -> Decimal:
@@ -110,6 +127,7 @@ def _version_row(plan: Plan) -> dict[str, Any]:
         "features": features_document(plan.features),
         **_price_columns(plan.price),
         "trial_days": plan.trial_days,
+        "billing": _billing_document(plan),
     }
 
 
@@ -127,6 +145,7 @@ PLAN_COLUMNS = (
     t.plan_versions.c.cycle_unit,
     t.plan_versions.c.cycle_every,
     t.plan_versions.c.trial_days,
+    t.plan_versions.c.billing,
 )
 PLAN_JOIN = t.plans.join(t.plan_versions, t.plan_versions.c.plan_key == t.plans.c.key)
 

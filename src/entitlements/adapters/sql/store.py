@@ -35,6 +35,7 @@ from entitlements.adapters.sql.contracts import SqlContracts
 from entitlements.adapters.sql.errors import storage_errors, translate
 from entitlements.adapters.sql.hints import CommitNotices
 from entitlements.adapters.sql.history import flush_history
+from entitlements.adapters.sql.invoices import SqlInvoices
 from entitlements.adapters.sql.notifications import SqlNotifications
 from entitlements.adapters.sql.overrides import SqlOverrides
 from entitlements.adapters.sql.plan_migrations import SqlPlanMigrations
@@ -90,6 +91,7 @@ class SqlUnitOfWork:
         self.requests = SqlRequests(self)
         self.notifications = SqlNotifications(self)
         self.migrations = SqlPlanMigrations(self)
+        self.invoices = SqlInvoices(self)
         self.revisions = SqlRevisions(self)
         self.feed = SqlFeed(self)
         self._doomed: EntitlementsError | None = None

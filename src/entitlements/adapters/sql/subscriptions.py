@@ -184,10 +184,25 @@ def subscription_row(sub: Subscription) -> dict[str, Any]:
         "contract": None if sub.contract is None else sub.contract.document(),
         "scheduled": _scheduled_document(sub.scheduled),
         "pause": _pause_document(sub.pause),
+        "payment_due_at": sub.payment_due_at,
     }
 
 
 _IDENTITY = ("id", "tenant", "owner_kind", "owner_id")
+_h = t.subscription_history.c
+_WRITTEN_BETWEEN = (
+    sa.select(_h.effective_at)
+    .where(
+        _h.tenant == sa.bindparam("tenant"),
+        _h.owner_kind == sa.bindparam("kind"),
+        _h.owner_id == sa.bindparam("id"),
+        _h.effective_at > sa.bindparam("when", type_=_h.effective_at.type),
+        _h.effective_at < sa.bindparam("end", type_=_h.effective_at.type),
+    )
+    .distinct()
+    .order_by(_h.effective_at)
+)
+"""The instants after ``when`` and before ``end`` at which the owner's history changed."""
 _INSERT_UNLESS_LIVE = {
     "postgresql": postgresql.insert(t.subscriptions)
     .on_conflict_do_nothing()
@@ -218,6 +233,7 @@ _SAME_NAMED = (
     "notes",
     "revision",
     "plan_manager",
+    "payment_due_at",
 )
 
 
@@ -429,6 +445,16 @@ class SqlSubscriptions(Repository):
         )
         rows = found.mappings().all()
         return subscription_from(rows[0]) if rows else None
+
+    @storage_errors
+    def states(
+        self, owner: Owner, start: datetime, end: datetime
+    ) -> Sequence[tuple[datetime, Subscription | None]]:
+        self._scope(owner)
+        flush_history(self._uow)
+        params = history_params(self._uow, owner.kind, owner.id, start)
+        instants = self._conn.execute(_WRITTEN_BETWEEN, {**params, "end": end}).scalars()
+        return [(at, self.at(owner, at)) for at in [start, *instants]]
 
     @storage_errors
     def due(self, now: datetime, limit: int = 500) -> Sequence[Subscription]:

@@ -29,6 +29,9 @@ __all__ = [
     "contract_signers",
     "contracts",
     "feed_state",
+    "invoice_counters",
+    "invoice_lines",
+    "invoices",
     "metadata",
     "migration_items",
     "migrations",
@@ -106,6 +109,9 @@ plan_versions = sa.Table(
     sa.Column("cycle_unit", sa.String(8), nullable=True),
     sa.Column("cycle_every", sa.Integer, nullable=True),
     sa.Column("trial_days", sa.Integer, nullable=False),
+    # charges besides the flat price and the invoices' net days (0016): {"charges": [...],
+    # "net_days": n}; NULL for a version without either
+    sa.Column("billing", JSONDocument, nullable=True),
 )
 
 
@@ -139,6 +145,11 @@ def _subscription_state() -> list[sa.Column[object]]:
     ]
 
 
+def _payment_due() -> sa.Column[object]:
+    """When the oldest open invoice staff bill directly falls due (0016)."""
+    return sa.Column("payment_due_at", UtcDateTime, nullable=True)
+
+
 subscriptions = sa.Table(
     "ent_subscriptions",
     metadata,
@@ -156,6 +167,7 @@ subscriptions = sa.Table(
     sa.Column("plan_manager", sa.String(255), nullable=True),
     # the signed contract this subscription was converted from, with its terms
     sa.Column("contract", JSONDocument, nullable=True),
+    _payment_due(),
     sa.Index("ix_ent_subscriptions_owner", *_OWNER, "pk"),
     sa.Index("ix_ent_subscriptions_due", "tenant", "next_change_at"),
     sa.Index("ix_ent_subscriptions_plan", "tenant", "plan_key"),
@@ -203,6 +215,7 @@ subscription_history = sa.Table(
     *_subscription_state(),
     sa.Column("plan_manager", sa.String(255), nullable=True),
     sa.Column("contract", JSONDocument, nullable=True),
+    _payment_due(),
     sa.Index("ix_ent_subscription_history_owner", *_OWNER, "effective_at"),
 )
 
@@ -579,4 +592,61 @@ migration_items = sa.Table(
     sa.Column("moved_from", sa.Integer, nullable=True),
     sa.Index("ix_ent_migration_items_status", "tenant", "migration_id", "status", "seq"),
     sa.Index("ix_ent_migration_items_subscription", "tenant", "subscription_id"),
+)
+
+# Invoices (0016): finalized once, never edited; only their payment state changes. One
+# invoice per owner and period (the unique index refuses a second, whoever finalizes);
+# credit notes have no period.
+invoices = sa.Table(
+    "ent_invoices",
+    metadata,
+    sa.Column("pk", row_id(), primary_key=True, autoincrement=True),
+    sa.Column("id", key_string(64), nullable=False, unique=True),
+    *_owner(),
+    sa.Column("number", key_string(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("subscription_id", key_string(64), nullable=False),
+    sa.Column("period_start", UtcDateTime, nullable=True),
+    sa.Column("period_end", UtcDateTime, nullable=True),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("total", sa.Numeric(24, 6), nullable=False),
+    sa.Column("issued_at", UtcDateTime, nullable=False),
+    sa.Column("due_at", UtcDateTime, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("credits", key_string(64), nullable=True),
+    sa.Column("status", sa.String(8), nullable=False),
+    sa.Column("paid_at", UtcDateTime, nullable=True),
+    sa.Column("payment_reference", sa.String(255), nullable=True),
+    sa.Column("voided_at", UtcDateTime, nullable=True),
+    sa.Column("void_reason", sa.Text, nullable=True),
+    sa.UniqueConstraint("tenant", "number", name="uq_ent_invoices_number"),
+    sa.UniqueConstraint(*_OWNER, "period_start", name="uq_ent_invoices_period"),
+    sa.Index("ix_ent_invoices_owner", *_OWNER, "pk"),
+)
+
+invoice_lines = sa.Table(
+    "ent_invoice_lines",
+    metadata,
+    sa.Column("invoice_id", key_string(64), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("unit_amount", sa.Numeric(24, 6), nullable=False),
+    sa.Column("starts_at", UtcDateTime, nullable=False),
+    sa.Column("ends_at", UtcDateTime, nullable=False),
+    # the amount before rounding, as an exact fraction "numerator/denominator"
+    sa.Column("exact", sa.Text, nullable=False),
+    sa.Column("amount", sa.Numeric(24, 6), nullable=False),
+)
+
+# The gapless sequence of invoice numbers: one row per tenant and prefix, incremented
+# under its row lock by the unit of work that inserts the invoice (a rollback gives the
+# number back).
+invoice_counters = sa.Table(
+    "ent_invoice_counters",
+    metadata,
+    sa.Column("tenant", key_string(TENANT), primary_key=True),
+    sa.Column("prefix", key_string(32), primary_key=True),
+    sa.Column("last", sa.BigInteger, nullable=False),
 )

@@ -6,7 +6,7 @@ walks the index from the cursor and stops after the page, instead of reading and
 every contract of the owner or every event of the tenant's target.
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0017"
-down_revision = "0015"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

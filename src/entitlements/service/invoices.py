@@ -1,0 +1,509 @@
+"""Invoices: drafts (pure readings of a period), finalized invoices, payment and overdue.
+
+A draft reads the period's stretches from the subscription history and its usage
+counters, and hands them to `entitlements.domain.invoice.draft_invoice`; nothing is
+stored. Finalizing stores the draft as an immutable invoice numbered from a gapless
+sequence (the number is taken last, under the sequence's lock, so a rollback gives it
+back), once per owner and period. With staff-managed billing the subscription carries
+the due date of its oldest open invoice (`Subscription.payment_due_at`), and time makes
+it past due at that instant on every read, as with every other time rule.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+import attrs
+
+from entitlements.domain.actor import Actor, as_actor
+from entitlements.domain.checks import check_bool, check_count, check_id, check_reason
+from entitlements.domain.due import DueChange, as_of
+from entitlements.domain.instant import Period, given_utc, optional_given_utc
+from entitlements.domain.invoice import (
+    DEFAULT_NET_DAYS,
+    Invoice,
+    InvoiceDraft,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceStatus,
+    LineKind,
+    TaxHook,
+    draft_invoice,
+    invoice_hash,
+    invoice_number,
+    stretches,
+)
+from entitlements.domain.money import round_money
+from entitlements.domain.owner import Owner, as_owner
+from entitlements.domain.plan import LimitKind, Plan
+from entitlements.domain.provider_commands import CommandKind
+from entitlements.domain.subscription import Event, Subscription, SubscriptionStatus
+from entitlements.errors import IllegalTransition, InvalidInput, InvoiceExists, NotFound
+from entitlements.ports import UnitOfWork
+from entitlements.service import lifecycle
+from entitlements.service.due import SWEEPER
+from entitlements.service.runtime import Runtime, Transaction
+
+if TYPE_CHECKING:
+    from entitlements.service.provider_outbox import ProviderOutbox
+
+__all__ = [
+    "InvoiceSettings",
+    "Invoices",
+    "draft_for",
+    "finalize_period",
+    "invoice_ended_periods",
+]
+
+_TICK = timedelta(microseconds=1)
+_PREFIX = re.compile(r"^[A-Z0-9][A-Z0-9_]{0,15}$")
+
+
+def _prefix(value: object) -> str:
+    if not isinstance(value, str) or not _PREFIX.match(value):
+        raise InvalidInput(
+            "invoice_prefix", "must be 1-16 capital letters, digits or '_' (e.g. 'INV')", value
+        )
+    return value
+
+
+def _net_days(value: object) -> int:
+    return check_count(value, "net_days", maximum=3650)
+
+
+def _staff(value: object) -> bool:
+    return check_bool(value, "staff_managed")
+
+
+def _tax(value: object) -> TaxHook | None:
+    if value is not None and not callable(value):
+        raise InvalidInput("tax", "must be a callable taking an InvoiceDraft, or None", value)
+    return value
+
+
+@attrs.frozen
+class InvoiceSettings:
+    """What a host configures about invoices."""
+
+    prefix: str = attrs.field(default="INV", converter=_prefix)
+    """Invoice numbers read ``{prefix}-{year}-{000123}``; one gapless sequence per prefix
+    and tenant."""
+    credit_prefix: str = attrs.field(default="CN", converter=_prefix)
+    """The prefix of credit notes, a sequence of their own."""
+    net_days: int = attrs.field(default=DEFAULT_NET_DAYS, converter=_net_days)
+    """Days an invoice may stay unpaid when neither the plan nor the contract says."""
+    staff_managed: bool = attrs.field(default=False, converter=_staff)
+    """Staff bill directly (seed 000): an invoice unpaid at its due date makes the
+    subscription past due at that instant, its payment makes it active again. Leave it
+    off when a payment provider's events say what is paid."""
+    tax: TaxHook | None = attrs.field(default=None, converter=_tax)
+    """The host's taxes for a draft (`TaxHook`); ``None``: no tax lines."""
+
+
+def _period_of(subscription: Subscription, start: datetime | None, now: datetime) -> Period:
+    """The period starting at ``start``, or the one holding ``now``."""
+    cycle, current = subscription.cycle, subscription.current_period
+    if cycle is None or current is None:
+        raise InvalidInput("period", "this subscription is not billed by period")
+    anchor = subscription.cycle_anchor or current.start
+    if start is None:
+        return cycle.period_containing(anchor, now)
+    period = cycle.period_containing(anchor, start)
+    if period.start != start:
+        raise InvalidInput(
+            "period", f"no billing period starts then (the one holding it starts {period.start})"
+        )
+    return period
+
+
+def _ended_period(subscription: Subscription, start: datetime | None, now: datetime) -> Period:
+    """The period starting at ``start``, or the last one ended by ``now``; refuses one
+    still running."""
+    if start is not None:
+        period = _period_of(subscription, start, now)
+    else:
+        period = _period_of(subscription, None, now - _TICK)
+        if period.end > now:
+            period = _period_of(subscription, None, period.start - _TICK)
+    if period.end > now:
+        raise InvalidInput("period", f"the period ends {period.end.isoformat()}; not yet")
+    return period
+
+
+def _usage(uow: UnitOfWork, owner: Owner, plans: Sequence[Plan], period: Period) -> dict[str, int]:
+    metrics = {
+        name
+        for plan in plans
+        for name, limit in plan.limits.items()
+        if limit.kind is LimitKind.METERED
+    }
+    return {m: uow.usage.counter(owner, m, period.start).used for m in sorted(metrics)}
+
+
+def draft_for(
+    uow: UnitOfWork,
+    owner: Owner,
+    period: Period,
+    at: datetime,
+    settings: InvoiceSettings,
+    extra: tuple[datetime, Subscription] | None = None,
+) -> InvoiceDraft | None:
+    """The draft of ``period`` as of ``at`` from the stored history (``extra``: one more
+    state from an instant on, for a preview)."""
+    # writes up to and including ``at``; what they say stands until the period ends,
+    # with the changes time will make on its own (an add-on running out) applied
+    states = list(uow.subscriptions.states(owner, period.start, min(at + _TICK, period.end)))
+    if extra is not None:
+        states = [s for s in states if s[0] < extra[0]] + [extra]
+    cut = stretches(states, period)
+    wanted = sorted({(s.subscription.plan_key, s.subscription.plan_version) for s in cut})
+    plans = dict(zip(wanted, uow.plans.get_many(list(wanted)), strict=True))
+    usage = _usage(uow, owner, list(plans.values()), period)
+    found = draft_invoice(owner, period, cut, plans, usage, at, default_net_days=settings.net_days)
+    return None if found is None else found.with_tax(settings.tax)
+
+
+def _stored_invoice(draft: InvoiceDraft, number: str, id: str, now: datetime) -> Invoice:
+    unhashed = Invoice(
+        id=id,
+        number=number,
+        kind=InvoiceKind.INVOICE,
+        owner=draft.owner,
+        subscription_id=draft.subscription_id,
+        period=draft.period,
+        currency=draft.currency,
+        lines=draft.lines,
+        total=draft.total,
+        issued_at=now,
+        due_at=now + timedelta(days=draft.net_days),
+        content_hash="",
+    )
+    return attrs.evolve(unhashed, content_hash=invoice_hash(unhashed))
+
+
+def _next_due(uow: UnitOfWork, subscription: Subscription, *, skip: str = "") -> datetime | None:
+    """When the subscription's oldest open invoice falls due (``skip``: one being paid)."""
+    dates = [
+        i.due_at
+        for i in uow.invoices.list(subscription.owner)
+        if i.kind is InvoiceKind.INVOICE
+        and i.status is InvoiceStatus.OPEN
+        and i.subscription_id == subscription.id
+        and i.id != skip
+    ]
+    return min(dates, default=None)
+
+
+def _follow_payment(
+    tx: Transaction, who: Actor, subscription_id: str, owner: Owner, due: datetime | None
+) -> None:
+    """Put the oldest open due date on the subscription; settle it when none is overdue
+    any more."""
+    current = lifecycle.load(tx, owner)
+    if current.id != subscription_id or current.is_terminal or current.payment_due_at == due:
+        return
+    fields = {"payment_due_at": due}
+    overdue = due is not None and due <= tx.now
+    if current.status is SubscriptionStatus.PAST_DUE and not overdue:
+        lifecycle.apply(tx, who, current, Event.SETTLE, lambda _: fields, action="invoice_paid")
+    else:
+        lifecycle.apply(tx, who, current, Event.AMEND, lambda _: fields, action="invoice_due")
+
+
+def finalize_period(
+    tx: Transaction,
+    owner: Owner,
+    period: Period,
+    settings: InvoiceSettings,
+    who: Actor,
+    outbox: ProviderOutbox | None = None,
+) -> Invoice | None:
+    """Store the invoice of ``period`` (already ended) for ``owner``: the one there is,
+    or a new one from the draft as of the period's end; ``None`` when nothing is owed."""
+    existing = tx.uow.invoices.for_period(owner, period.start)
+    if existing is not None:
+        return existing
+    draft = draft_for(tx.uow, owner, period, period.end, settings)
+    if draft is None or draft.total == 0:
+        return None  # nothing owed: no invoice, and no number used
+    sequence = tx.uow.invoices.next_number(settings.prefix)
+    number = invoice_number(settings.prefix, tx.now.year, sequence)
+    invoice = tx.uow.invoices.add(_stored_invoice(draft, number, tx.runtime.new_id(), tx.now))
+    tx.record(who, "invoice.finalize", f"invoice:{invoice.id}", owner=owner, after=invoice)
+    if outbox is not None and invoice.total > 0:
+        outbox.record(
+            tx,
+            CommandKind.SEND_INVOICE,
+            owner,
+            {"invoice_id": invoice.id},
+            subscription_id=invoice.subscription_id,
+        )
+    if settings.staff_managed and invoice.total > 0:
+        current = tx.uow.subscriptions.current(owner)
+        if current is not None and current.id == invoice.subscription_id:
+            due = min(d for d in (current.payment_due_at, invoice.due_at) if d is not None)
+            _follow_payment(tx, who, current.id, owner, due)
+    return invoice
+
+
+def _amount(value: object, currency: str) -> Decimal:
+    if isinstance(value, bool | float) or not isinstance(value, Decimal | str | int):
+        raise InvalidInput("amount", "must be a Decimal or a string such as '10.00'", value)
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise InvalidInput("amount", "is not a decimal amount", value) from None
+    if not amount.is_finite() or amount <= 0:
+        raise InvalidInput("amount", "must be a positive amount", value)
+    if round_money(Fraction(amount), currency) != amount:
+        raise InvalidInput("amount", f"must be in {currency}'s minor unit", value)
+    return amount
+
+
+class Invoices:
+    """What each owner owes, period by period."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        settings: InvoiceSettings | None = None,
+        outbox: ProviderOutbox | None = None,
+    ) -> None:
+        self._rt = runtime
+        self.settings = settings or InvoiceSettings()
+        """The host's invoice settings."""
+        self._outbox = outbox
+
+    def draft(
+        self, owner: Owner, *, period: datetime | None = None, now: datetime | None = None
+    ) -> InvoiceDraft | None:
+        """The invoice of the period holding now (or of the period starting at
+        ``period``) as it stands now; ``None`` when nothing is billed in it. Nothing is
+        stored."""
+        owner = as_owner(owner)
+        start = optional_given_utc(period, "period")
+        at = self._rt.now(now)
+        with self._rt.read(owner.tenant) as uow:
+            current = uow.subscriptions.current(owner)
+            if current is None:
+                return None
+            chosen = _period_of(as_of(current, at), start, at)
+            return draft_for(uow, owner, chosen, min(at, chosen.end), self.settings)
+
+    def finalize(
+        self,
+        owner: Owner,
+        *,
+        period: datetime | None = None,
+        actor: Actor | str,
+        now: datetime | None = None,
+    ) -> Invoice | None:
+        """Store the invoice of the period starting at ``period`` (default: the last one
+        ended) — once: a second call, or a concurrent one, returns the same invoice.
+        ``None`` when nothing is owed for it."""
+        owner, who = as_owner(owner), as_actor(actor)
+        start = optional_given_utc(period, "period")
+        try:
+            with self._rt.transaction(owner.tenant, now) as tx:
+                tx.authorize(who, "invoice.finalize", owner)
+                current = tx.uow.subscriptions.current(owner)
+                if current is None:
+                    return None
+                chosen = _ended_period(as_of(current, tx.now), start, tx.now)
+                return finalize_period(tx, owner, chosen, self.settings, who, self._outbox)
+        except InvoiceExists:  # a concurrent finalizer stored it first
+            with self._rt.read(owner.tenant) as uow:
+                found = uow.invoices.for_period(owner, chosen.start)
+                assert found is not None
+                return found
+
+    def get(self, invoice_id: str, *, tenant: str | None = None) -> Invoice:
+        """The invoice of ``tenant``; raises `InvoiceNotFound`."""
+        invoice_id = check_id(invoice_id, "invoice_id", max_length=64)
+        with self._rt.read(tenant) as uow:
+            return uow.invoices.get(invoice_id)
+
+    def list(self, owner: Owner) -> Sequence[Invoice]:
+        """The owner's invoices and credit notes, oldest first."""
+        owner = as_owner(owner)
+        with self._rt.read(owner.tenant) as uow:
+            return uow.invoices.list(owner)
+
+    def mark_paid(
+        self,
+        invoice_id: str,
+        *,
+        actor: Actor | str,
+        reference: str | None = None,
+        at: datetime | None = None,
+        tenant: str | None = None,
+        now: datetime | None = None,
+    ) -> Invoice:
+        """Record the payment of an open invoice (``at``: when it was paid, default now);
+        with staff-managed billing a past-due subscription with nothing else overdue is
+        active again."""
+        who = as_actor(actor)
+        if reference is not None:
+            reference = check_id(reference, "reference")
+        paid_at = None if at is None else given_utc(at, "at")
+        return self._settle(invoice_id, who, tenant, now, InvoiceStatus.PAID, paid_at, reference)
+
+    def void(
+        self,
+        invoice_id: str,
+        *,
+        actor: Actor | str,
+        reason: str,
+        tenant: str | None = None,
+        now: datetime | None = None,
+    ) -> Invoice:
+        """Cancel an open invoice that should not have been issued (a paid one is
+        corrected by a credit note instead)."""
+        who, why = as_actor(actor), check_reason(reason)
+        if not why:
+            raise InvalidInput("reason", "say why the invoice is voided", reason)
+        return self._settle(invoice_id, who, tenant, now, InvoiceStatus.VOID, None, why)
+
+    def _settle(
+        self,
+        invoice_id: str,
+        who: Actor,
+        tenant: str | None,
+        now: datetime | None,
+        status: InvoiceStatus,
+        at: datetime | None,
+        note: str | None,
+    ) -> Invoice:
+        invoice_id = check_id(invoice_id, "invoice_id", max_length=64)
+        with self._rt.transaction(tenant, now) as tx:
+            invoice = tx.uow.invoices.get(invoice_id)
+            tx.authorize(who, f"invoice.{status.value}", invoice.owner)
+            if invoice.kind is not InvoiceKind.INVOICE or invoice.status is not InvoiceStatus.OPEN:
+                raise IllegalTransition(
+                    "invoice", invoice.number, invoice.status.value, status.value, ("open",)
+                )
+            if status is InvoiceStatus.PAID:
+                changed = attrs.evolve(
+                    invoice, status=status, paid_at=at or tx.now, payment_reference=note
+                )
+            else:
+                changed = attrs.evolve(invoice, status=status, voided_at=tx.now, void_reason=note)
+            stored = tx.uow.invoices.set_payment(changed)
+            action = "invoice.mark_paid" if status is InvoiceStatus.PAID else "invoice.void"
+            tx.record(
+                who,
+                action,
+                f"invoice:{invoice.id}",
+                owner=invoice.owner,
+                before=invoice,
+                after=stored,
+                reason=note if status is InvoiceStatus.VOID else None,
+            )
+            if self.settings.staff_managed:
+                self._after_payment(tx, who, stored)
+            return stored
+
+    def _after_payment(self, tx: Transaction, who: Actor, invoice: Invoice) -> None:
+        current = tx.uow.subscriptions.current(invoice.owner)
+        if current is None or current.id != invoice.subscription_id:
+            return
+        due = _next_due(tx.uow, current, skip=invoice.id)
+        try:
+            _follow_payment(tx, who, current.id, invoice.owner, due)
+        except NotFound:
+            return
+
+    def credit(
+        self,
+        invoice_id: str,
+        *,
+        amount: Decimal | str,
+        actor: Actor | str,
+        reason: str,
+        tenant: str | None = None,
+        now: datetime | None = None,
+    ) -> Invoice:
+        """Issue a credit note against a paid invoice, numbered from the credit-note
+        sequence; the credits of one invoice never exceed its total."""
+        who, why = as_actor(actor), check_reason(reason)
+        if not why:
+            raise InvalidInput("reason", "say why the invoice is credited", reason)
+        invoice_id = check_id(invoice_id, "invoice_id", max_length=64)
+        with self._rt.transaction(tenant, now) as tx:
+            invoice = tx.uow.invoices.get(invoice_id)
+            tx.authorize(who, "invoice.credit", invoice.owner)
+            if invoice.kind is not InvoiceKind.INVOICE or invoice.status is not InvoiceStatus.PAID:
+                raise IllegalTransition(
+                    "invoice", invoice.number, invoice.status.value, "credit", ("paid",)
+                )
+            value = _amount(amount, invoice.currency)
+            credited = -sum(
+                (c.total for c in tx.uow.invoices.list(invoice.owner) if c.credits == invoice.id),
+                Decimal(0),
+            )
+            if credited + value > invoice.total:
+                raise InvalidInput(
+                    "amount",
+                    f"credits would exceed the invoice's total {invoice.total} "
+                    f"({credited} credited already)",
+                    amount,
+                )
+            sequence = tx.uow.invoices.next_number(self.settings.credit_prefix)
+            line = InvoiceLine(
+                LineKind.CREDIT,
+                f"Credit against {invoice.number}: {why}",
+                1,
+                -value,
+                tx.now,
+                tx.now + _TICK,
+                Fraction(-value),
+                -value,
+            )
+            note = Invoice(
+                id=tx.runtime.new_id(),
+                number=invoice_number(self.settings.credit_prefix, tx.now.year, sequence),
+                kind=InvoiceKind.CREDIT_NOTE,
+                owner=invoice.owner,
+                subscription_id=invoice.subscription_id,
+                period=None,
+                currency=invoice.currency,
+                lines=(line,),
+                total=-value,
+                issued_at=tx.now,
+                due_at=tx.now,
+                content_hash="",
+                credits=invoice.id,
+            )
+            note = tx.uow.invoices.add(attrs.evolve(note, content_hash=invoice_hash(note)))
+            tx.record(
+                who,
+                "invoice.credit",
+                f"invoice:{note.id}",
+                owner=invoice.owner,
+                after=note,
+                reason=why,
+            )
+            return note
+
+
+def invoice_ended_periods(
+    tx: Transaction,
+    changes: Sequence[DueChange],
+    settings: InvoiceSettings,
+    outbox: ProviderOutbox | None = None,
+) -> None:
+    """The sweep's part: each period that time ended (a renewal, a cancellation or expiry
+    at its end) gets its invoice."""
+    for change in changes:
+        period = change.before.current_period
+        if period is None or change.event not in _ENDING or change.at < period.end:
+            continue
+        finalize_period(tx, change.before.owner, period, settings, SWEEPER, outbox)
+
+
+_ENDING = frozenset({Event.RENEW_PERIOD, Event.CANCEL, Event.EXPIRE})
