@@ -390,8 +390,25 @@ def test_a_contract_amount_for_a_12_month_term_replaces_the_flat_price():
     assert [(x.kind, x.amount) for x in draft.lines] == [(LineKind.CONTRACT, Decimal("1000.00"))]
 
 
-def test_a_pause_inside_a_period():
-    pytest.skip("pauses are being built separately (scheduled changes and pauses)")
+def test_a_pause_inside_a_period_is_not_billed(make_store, kind):
+    clock = ManualClock(START)  # the period runs Jan 31 to Feb 28: 28 days
+    ents = app(make_store(kind), clock)
+    ents.subscriptions.subscribe(ACME, "pro", actor="staff", seats=7)
+    ents.subscriptions.pause(
+        ACME, at=START + timedelta(days=7), resume_at=START + timedelta(days=14), actor="staff"
+    )
+    clock.advance(timedelta(days=20))  # paused and unpaused by time alone, no sweep
+    draft = ents.invoices.draft(ACME)
+    recurring = [x for x in draft.lines if x.kind in RECURRING]
+    assert sum(x.exact for x in recurring) == (Fraction(30) + 2 * 10) * Fraction(21, 28)
+    assert {(x.start, x.end) for x in recurring} == {
+        (START, START + timedelta(days=7)),
+        (START + timedelta(days=14), draft.period.end),
+    }
+    clock.set(draft.period.end)
+    ents.process_due()
+    (invoice,) = ents.invoices.list(ACME)
+    assert invoice.total == Decimal("37.50")
 
 
 # -- paid, void, credit, overdue -------------------------------------------------------------
