@@ -660,6 +660,16 @@ def test_staff_list_deliver_and_retry_notifications(ready, tmp_path):
     assert "1 delivered" in delivered.stderr
     missing = ready("notifications", "retry", "nope", check=False)
     assert missing.returncode == EXIT["not_found"]
+    ready("overrides", "set", "organization:acme", "projects", "--limit", "30", "--alerts",
+          "80,100", "--reason", "pilot")  # fmt: skip
+    (override,) = json.loads(ready("overrides", "list", "organization:acme", "--json").stdout)
+    assert override["alerts"] == [80, 100]
+    wrong = ready("overrides", "set", "organization:acme", "sso", "--on", "--alerts", "80",
+                  "--reason", "x", check=False)  # fmt: skip
+    assert wrong.returncode == EXIT["usage"]
+    bad = ready("overrides", "set", "organization:acme", "projects", "--limit", "3",
+                "--alerts", "0", "--reason", "x", check=False)  # fmt: skip
+    assert bad.returncode == EXIT["usage"]
 
 
 # -- migrations ------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from entitlements import (
     UsageEvent,
 )
 from entitlements.catalog import Catalog, dump_catalog, loads_catalog
-from entitlements.domain.alerts import crossed, mark
+from entitlements.domain.alerts import Thresholds, crossed, mark
 from entitlements.domain.notification import MAX_ATTEMPTS
 
 KINDS = ["memory", "sqlite", "postgres", "mysql"]
@@ -446,6 +446,8 @@ def test_crossed_says_exactly_which_marks_lie_in_the_step(alerts, limit):
             after = before + step
             got = crossed(alerts, limit, before, after)
             assert got == tuple(p for p in alerts if before < math.ceil(p * limit / 100) <= after)
+            terms = Thresholds("api", limit, alerts, START)
+            assert terms.crosses(before, after) or not got, "the filter never hides a crossing"
 
 
 @pytest.mark.parametrize("kind", KINDS)

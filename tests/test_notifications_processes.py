@@ -94,6 +94,14 @@ OWNERS = 20
 EACH = 6
 
 
+def _wait_for_victim(log: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if os.path.exists(log) and Path(log).read_text().strip():
+            return
+        time.sleep(0.05)
+
+
 def deliver(url: str, log: str, barrier, victim: bool, total: int) -> None:
     store = SqlStore.from_url(url)
     ents = Entitlements(store)
@@ -111,6 +119,8 @@ def deliver(url: str, log: str, barrier, victim: bool, total: int) -> None:
 
     try:
         barrier.wait(timeout=60)
+        if not victim:  # the victim claims first (so that it surely dies holding a batch)
+            _wait_for_victim(log, 60)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             ents.notifications.deliver(handler, batch=10, lease=timedelta(seconds=3))

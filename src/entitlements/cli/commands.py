@@ -461,6 +461,8 @@ class Console(NotificationCommands):
             if not a.force:
                 raise NotFound(f"{message}; pass --force to set the override anyway")
             say(f"warning: {message}; setting the override anyway (--force)")
+        if a.alerts is not None and not is_limit:
+            raise Usage("--alerts goes with --limit or --unlimited")
         if is_limit:
             override = self.ents.overrides.set_limit(
                 owner,
@@ -470,6 +472,7 @@ class Console(NotificationCommands):
                 reason=a.reason,
                 expires_at=a.expires_at,
                 now=self.now,
+                alerts=a.alerts,
             )
         else:
             override = self.ents.overrides.set_feature(

@@ -61,6 +61,11 @@ def count(text: str) -> int:
     return value
 
 
+def percentages(text: str) -> tuple[int, ...]:
+    """Alert thresholds, comma-separated percentages (``80,100``; empty: none)."""
+    return tuple(whole_number(part) for part in text.split(",") if part.strip())
+
+
 def amount(text: str) -> Decimal:
     from decimal import Decimal, InvalidOperation
 

@@ -566,6 +566,12 @@ def _overrides(g: _Grammar, overrides: Any) -> None:
     p.add_argument(
         "--force", action="store_true", help="set it even if no plan version has the key"
     )
+    p.add_argument(
+        "--alerts",
+        type=inputs.percentages,
+        metavar="PERCENTS",
+        help='with --limit: alert thresholds for this owner, e.g. 80,100 ("" for none)',
+    )
     p = g.command(
         overrides,
         ("overrides", "remove"),

@@ -154,6 +154,22 @@ class Thresholds:
     """Whether it counts seats."""
     unit: str = ""
     """What is counted, for the message."""
+    marks: tuple[int, ...] = attrs.field(init=False)
+    """The usage at which each threshold is reached (`mark`), lowest first; none when
+    there is no limit."""
+
+    @marks.default
+    def _marks(self) -> tuple[int, ...]:
+        if self.limit is None or self.limit <= 0:
+            return ()
+        return tuple(mark(p, self.limit) for p in self.alerts)
+
+    def crosses(self, before: int, after: int) -> bool:
+        """Whether a change from ``before`` to ``after`` may cross a mark: ``False`` means
+        `crossed` finds none. A few comparisons, asked on every count of a limit with
+        thresholds, before anything else is done."""
+        marks = self.marks
+        return bool(marks) and before < marks[-1] and after >= marks[0] and after > before
 
 
 def threshold_notices(

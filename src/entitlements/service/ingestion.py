@@ -275,8 +275,9 @@ class _Batch:
             record_over_limit(self.tx, self.who, result)
         thresholds = p.charge.terms.thresholds
         if thresholds is not None:
-            before_total = counter.used + counter.reserved
-            notify_usage(self.tx, owner, thresholds, before_total, before_total + amount)
+            total = counter.used + counter.reserved
+            if thresholds.crosses(total, total + amount):
+                notify_usage(self.tx, owner, thresholds, total, total + amount)
         return UsageResult(p.event, UsageOutcome.ACCEPTED, result)
 
     def _write(self, written: _Written) -> None:

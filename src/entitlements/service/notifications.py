@@ -76,7 +76,7 @@ def notify_usage(
 ) -> None:
     """A usage change from ``before`` to ``after`` units: a notification for each
     threshold it crosses (nothing at all to do when none are configured)."""
-    if thresholds is None:
+    if thresholds is None or not thresholds.crosses(before, after):
         return
     for notice in threshold_notices(thresholds, before, after, tx.now):
         append(tx, owner, notice)

@@ -19,7 +19,6 @@ from typing import cast
 import attrs
 
 from entitlements.domain.actor import Actor, as_actor
-from entitlements.domain.alerts import crossed
 from entitlements.domain.checks import check_id, check_key
 from entitlements.domain.ingestion import UsageEvent, UsageResult
 from entitlements.domain.instant import optional_given_utc
@@ -383,7 +382,7 @@ class Usage:
         crash to survive between the two)."""
         total = counter.used + counter.reserved
         assert lane.thresholds is not None
-        if crossed(lane.thresholds.alerts, lane.thresholds.limit, total - amount, total):
+        if lane.thresholds.crosses(total - amount, total):
             owner = lane.snapshot.owner
             with self._rt.transaction(owner.tenant) as tx:
                 notify_usage(tx, owner, lane.thresholds, total - amount, total)

@@ -45,6 +45,7 @@ from entitlements.domain.migration import (
     MigrationStatus,
     MoveAt,
 )
+from entitlements.domain.notification import Notification, NotificationKind
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Action, Feature, Limit, LimitKind, Plan, PlanStatus, Price
@@ -1002,6 +1003,60 @@ class StoreContract:
             assert uow.migrations.list() == []
             with pytest.raises(MigrationNotFound):
                 uow.migrations.get("m1")
+
+    def test_notifications_are_one_per_fact_claimed_in_order_and_purged(self, store: Store) -> None:
+        other = Owner("organization", "other")
+
+        def note(owner: Owner, key: str) -> Notification:
+            return Notification(
+                id=f"n-{owner.id}-{key}",
+                owner=owner,
+                kind=NotificationKind.USAGE_THRESHOLD,
+                key=key,
+                facts={"metric": "api", "threshold": 80},
+                about=START,
+                created_at=START,
+            )
+
+        with store.unit_of_work(None) as uow:
+            for owner, key in ((ACME, "k1"), (other, "k1"), (ACME, "k2"), (ACME, "k3")):
+                assert uow.notifications.add(note(owner, key))
+            assert not uow.notifications.add(attrs.evolve(note(ACME, "k1"), id="again"))
+            uow.commit()
+        later = START + timedelta(minutes=1)
+        with store.unit_of_work(None) as uow:
+            failed = attrs.evolve(
+                uow.notifications.get("n-acme-k1"), attempts=1, next_attempt_at=later
+            )
+            assert uow.notifications.update(failed, None)
+            claimed = uow.notifications.claim("w1", START, later, 10)
+            uow.commit()
+        assert [n.id for n in claimed] == ["n-other-k1"], "acme waits behind its first"
+        assert claimed[0].claimed_by == "w1"
+        with store.unit_of_work(None) as uow:
+            assert uow.notifications.claim("w2", START, later, 10) == []
+            assert uow.notifications.delivered(["n-other-k1"], "w2", START) == 0, "not w2's"
+            assert uow.notifications.delivered(["n-other-k1"], "w1", START) == 1
+            taken = uow.notifications.claim("w2", later, later + timedelta(minutes=1), 2)
+            uow.notifications.release([n.id for n in taken], "w2")
+            uow.commit()
+        assert [n.id for n in taken] == ["n-acme-k1", "n-acme-k2"], "in order, up to the limit"
+        with store.unit_of_work(None) as uow:
+            listed = uow.notifications.listed(ACME)
+            assert [n.id for n in listed] == ["n-acme-k3", "n-acme-k2", "n-acme-k1"]
+            assert uow.notifications.listed(failed=True) == []
+            assert uow.notifications.get("n-other-k1").delivered_at == START
+        with store.unit_of_work("tenant-b") as uow:
+            assert uow.notifications.listed() == []
+            assert uow.notifications.purge(later) == 0
+        with store.unit_of_work(None) as uow:
+            assert uow.notifications.purge(START) == 0
+            assert uow.notifications.purge(later) == 1
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            with pytest.raises(NotFound):
+                uow.notifications.get("n-other-k1")
+            assert uow.notifications.add(note(other, "k1")), "a forgotten fact is new again"
 
     def test_claims_and_rule_locks(self, store: Store) -> None:
         with store.unit_of_work(None) as uow:

@@ -19,7 +19,8 @@ from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.repository import Repository, owner_of, storage_errors
-from entitlements.domain.notification import Notification
+from entitlements.domain.frozen import FrozenDict
+from entitlements.domain.notification import Notification, NotificationKind
 from entitlements.domain.owner import Owner
 from entitlements.errors import NotFound
 
@@ -27,6 +28,36 @@ __all__ = ["SqlNotifications"]
 
 _n = t.notifications.c
 _PENDING = (_n.delivered_at.is_(None), _n.failed_at.is_(None))
+
+
+_STATE = (
+    "id",
+    "key",
+    "about",
+    "created_at",
+    "attempts",
+    "next_attempt_at",
+    "claimed_by",
+    "claimed_until",
+    "delivered_at",
+    "failed_at",
+    "last_error",
+)
+
+
+def _claimed_from(row: RowMapping, worker: str, until: datetime) -> Notification:
+    """A claimed row as a notification, built without the checks a new one gets: a claim
+    reads a batch at a time, and what the table holds was checked when it was written
+    (its datetimes come back aware, in UTC)."""
+    made = object.__new__(Notification)
+    for name in _STATE:
+        object.__setattr__(made, name, row[name])
+    object.__setattr__(made, "owner", owner_of(row))
+    object.__setattr__(made, "kind", NotificationKind(row["kind"]))
+    object.__setattr__(made, "facts", FrozenDict(row["facts"]))
+    object.__setattr__(made, "claimed_by", worker)
+    object.__setattr__(made, "claimed_until", until)
+    return made
 
 
 def _from(row: RowMapping | dict[str, Any]) -> Notification:
@@ -136,7 +167,7 @@ class SqlNotifications(Repository):
                 .where(_n.tenant == self._t, _n.pk.in_([r["pk"] for r in kept]))
                 .values(claimed_by=worker, claimed_until=until)
             )
-        return [_from({**r, "claimed_by": worker, "claimed_until": until}) for r in kept]
+        return [_claimed_from(r, worker, until) for r in kept]
 
     def _first_waiting(self, rows: Sequence[RowMapping]) -> dict[tuple[str, str], int]:
         """Per owner, its oldest pending notification older than the last claimed row that
