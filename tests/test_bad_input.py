@@ -347,6 +347,15 @@ def all_stores(make_store):
         ents.close()
 
 
+@pytest.mark.parametrize("metric", ["nope", "sso", "projects"])
+def test_a_refused_consume_leaves_nothing_behind(all_stores, metric) -> None:
+    for kind, ents in all_stores.items():
+        before = ents.store.dump()
+        with pytest.raises(EntitlementsError):
+            ents.usage.consume(ACME, metric, 10**9)
+        assert ents.store.dump() == before, kind
+
+
 def test_hostile_arguments_are_refused_alike_on_every_store(all_stores) -> None:
     tally: Counter[str] = Counter()
     escapes: list[str] = []

@@ -87,6 +87,15 @@ class _Undo:
         self.steps.append(lambda: _drop_last(items))
         items.append(item)
 
+    def list_in(self, table: dict[K, list[V]], key: K) -> list[V]:
+        """``table[key]``, made (and unmade on rollback) when missing: a refused write
+        must leave no empty ledger behind."""
+        found = table.get(key)
+        if found is None:
+            found = []
+            self.set(table, key, found)
+        return found
+
     def pop(self, items: list[V]) -> V:
         item = items.pop()
         self.steps.append(lambda: items.append(item))
@@ -592,7 +601,8 @@ class _Usage(_Repository[Owner]):
                 return earlier
             self._undo.set(self._t.record_keys, _keyed(owner, record.key), record)
         self._undo.append(
-            self._t.records.setdefault((owner, record.metric, record.period_start), []), record
+            self._undo.list_in(self._t.records, (owner, record.metric, record.period_start)),
+            record,
         )
         return None
 
@@ -647,7 +657,7 @@ class _Usage(_Repository[Owner]):
                     raise Conflict(f"usage with key {record.key!r} of {owner} is recorded already")
                 self._undo.set(self._t.record_keys, _keyed(owner, record.key), record)
             self._undo.append(
-                self._t.records.setdefault((owner, record.metric, record.period_start), []),
+                self._undo.list_in(self._t.records, (owner, record.metric, record.period_start)),
                 record,
             )
 
@@ -865,6 +875,8 @@ def _uncharge(t: _Tables, record: UsageRecord, before: Counter, records: list[Us
     if record.key is not None:
         del t.record_keys[_keyed(record.owner, record.key)]
     records.pop()
+    if not records:
+        del t.records[(record.owner, record.metric, record.period_start)]
 
 
 _new = object.__new__
