@@ -17,9 +17,13 @@ def test_a_page_reads_compares_and_joins_like_a_list():
         [2, 3],
         [3, 2, 1],
     )
-    assert page == [1, 2, 3] and [1, 2, 3] == page and page == (1, 2, 3)
-    assert page != Page([1, 2, 3]) and page != [1, 2]
-    assert page + [4] == [1, 2, 3, 4] and [0] + page == [0, 1, 2, 3]
+    assert page == [1, 2, 3]
+    assert [1, 2, 3] == page  # noqa: SIM300 - the list's side of the comparison
+    assert page == (1, 2, 3)
+    assert page != Page([1, 2, 3])
+    assert page != [1, 2]
+    assert page + [4] == [1, 2, 3, 4]  # noqa: RUF005 - what a host's code does
+    assert [0] + page == [0, 1, 2, 3]  # noqa: RUF005
     with pytest.raises(AttributeError):
         page.next = None  # type: ignore[misc]
 
