@@ -45,7 +45,7 @@ _MAX_CURSOR = 2000
 class Page(Sequence[T], Generic[T]):
     """Some items of a list and the cursor of the page after them (``None``: this page is
     the last). A page equals another page with the same items and cursor, and a plain
-    list or tuple with the same items."""
+    list or tuple with the same items; ``+`` joins it to a list as a list."""
 
     __slots__ = ("items", "next")
 
@@ -81,6 +81,17 @@ class Page(Sequence[T], Generic[T]):
             return self.items == other.items and self.next == other.next
         if isinstance(other, list | tuple):
             return self.items == tuple(other)
+        return NotImplemented
+
+    def __add__(self, other: object) -> list[Any]:
+        """A page joined to another page or a list is a list, as the lists were."""
+        if isinstance(other, Page | list | tuple):
+            return [*self.items, *other]
+        return NotImplemented
+
+    def __radd__(self, other: object) -> list[Any]:
+        if isinstance(other, list | tuple):
+            return [*other, *self.items]
         return NotImplemented
 
     def __hash__(self) -> int:
