@@ -92,7 +92,9 @@ def shots(tmp_path):
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def served(request, make_store):
-    ents = make_ents(make_store(request.param))
+    from entitlements import InvoiceSettings
+
+    ents = make_ents(make_store(request.param), invoicing=InvoiceSettings(staff_managed=True))
     with Served(make_host(ents)) as base:
         yield ents, base
     ents.close()
@@ -470,19 +472,26 @@ def test_staff_find_an_owner_by_email_and_export_the_list(served, browser, shots
 
 def test_the_past_due_queue_lists_exactly_the_past_due_and_acts_in_place(served, browser, shots):
     ents, base = served
-    from entitlements import ManualClock
+    from entitlements import ManualClock, Plan, Price
     from test_web import GLOBEX, STAFF, customers
 
     clock = ManualClock()
     ents.runtime.clock = clock
     customers(ents)
+    billed = Plan("billed", "Billed", price=Price("90.00", "EUR"), net_days=1, status="active")
+    ents.plans.define(billed, actor=STAFF)
     late, unpaid = Owner("organization", "late"), Owner("organization", "unpaid")
+    overdue = Owner("organization", "overdue")
     for owner in (late, unpaid):
         ents.subscriptions.subscribe(owner, "team", actor=STAFF)
         ents.subscriptions.mark_past_due(owner, actor=STAFF)
+    ents.subscriptions.subscribe(overdue, "billed", actor=STAFF)
     ents.subscriptions.cancel(late, actor=STAFF, at_period_end=True)
     clock.advance(timedelta(days=40))  # late is canceled by time alone, unswept; the
     # others have been past due beyond their grace, still unswept
+    invoice = ents.invoices.finalize(overdue, actor=STAFF)  # its first month, due in a day
+    assert ents.subscriptions.get(overdue).status.value == "active"
+    clock.set(invoice.due_at)  # unpaid at its due date: past due by time alone, unswept
     staff = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     page = staff.new_page()
     page.goto(f"{base}/login?as=ann")
@@ -493,7 +502,8 @@ def test_the_past_due_queue_lists_exactly_the_past_due_and_acts_in_place(served,
         for s in ents.subscriptions.search(statuses=["past_due"], tenant=None)
         + list(ents.subscriptions.search(statuses=["past_due"], tenant="eu"))
     )
-    assert sorted(listed(page)) == expected == ["organization:globex", "organization:unpaid"]
+    assert sorted(listed(page)) == expected
+    assert expected == ["organization:globex", "organization:overdue", "organization:unpaid"]
     with page.expect_download() as download:
         page.click("#csv")
     exported = Path(download.value.path()).read_text().strip().splitlines()
@@ -506,12 +516,15 @@ def test_the_past_due_queue_lists_exactly_the_past_due_and_acts_in_place(served,
     page.get_by_role("button", name="Mark organization:globex settled").click()
     page.wait_for_selector(".done")
     assert "organization:globex: marked settled." in page.locator(".done").inner_text()
-    assert listed(page) == ["organization:unpaid"]
+    assert sorted(listed(page)) == ["organization:overdue", "organization:unpaid"]
     page.get_by_role("button", name="Suspend organization:unpaid").click()
     page.wait_for_selector(".done")
-    assert listed(page) == []
+    assert listed(page) == ["organization:overdue"]
     assert ents.subscriptions.get(GLOBEX).status.value == "active"
     assert ents.subscriptions.get(unpaid).status.value == "suspended"
+    ents.invoices.mark_paid(invoice.id, actor=STAFF, reference="bank")
+    page.reload()
+    assert listed(page) == []
     staff.close()
 
 

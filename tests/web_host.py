@@ -4,6 +4,7 @@ mounted under /billing with a test authenticator that trusts a cookie set at log
 from __future__ import annotations
 
 import html
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -50,8 +51,8 @@ def staff(request: Request) -> Actor | None:
     return Actor(name, "staff", {"subscriptions.manage"})
 
 
-def make_ents(store) -> Entitlements:
-    ents = Entitlements(store, authorizer=PermissionRules(), max_staleness=0)
+def make_ents(store, **options: Any) -> Entitlements:
+    ents = Entitlements(store, authorizer=PermissionRules(), max_staleness=0, **options)
     setup = Actor("setup", "staff", {"subscriptions.manage"})
     ents.plans.define(
         Plan(
