@@ -244,3 +244,27 @@ def test_a_subscription_without_a_period_is_skipped_by_a_period_end_migration():
     assert skip_reason(migration, sub, change_in_flight=False) is SkipReason.NO_PERIOD
     now = attrs.evolve(migration, move=MoveAt.NOW)
     assert skip_reason(now, sub, change_in_flight=False) is None
+
+
+def test_usage_over_a_lowered_limit_is_judged_when_scheduled_and_when_applied(setup):
+    ents, clock, _ = setup
+    c = Owner("organization", "c")
+    for owner in (A, B, c):
+        ents.subscriptions.subscribe(owner, "pro", actor="staff")
+    ents.usage.consume(A, "projects", 8)
+    ents.plans.revise("pro", actor="staff", limits={"projects": Limit(5, kind=LimitKind.GAUGE)})
+    migration = ents.migrations.create("pro", actor="staff", at="period_end")
+    preview = ents.migrations.preview(migration.id)
+    assert dict(preview.totals) == {"scheduled": 2, "skipped:over_quota": 1}
+    ents.migrations.run(migration.id)
+    assert statuses(ents, migration.id) == {
+        "a": "skipped:over_quota",
+        "b": "scheduled",
+        "c": "scheduled",
+    }
+    ents.usage.consume(B, "projects", 7)  # over v2's limit by the time the move applies
+    clock.set(FEB_28)
+    ents.process_due()
+    assert [ents.subscriptions.get(o).plan_version for o in (A, B, c)] == [1, 1, 2]
+    actions = [e.action for e in ents.audit.for_owner(B)]
+    assert "subscription.pending_change_failed" in actions

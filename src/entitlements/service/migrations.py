@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 
 from entitlements.domain import lifecycle as kernel
+from entitlements.domain.access import AccessPolicy
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.assignment import check_may_assign
 from entitlements.domain.checks import (
@@ -148,15 +149,17 @@ def schedule_move(
     current: Subscription,
     who: Actor,
     rules: PlanAssignment,
+    policy: AccessPolicy,
 ) -> ItemOutcome:
     """Schedule ``current``'s move to the migration's version — at the end of its own
     current period (``MoveAt.PERIOD_END``) or at ``migration.move_at`` — as a pending change
     of the subscription (the kernel's `schedule` step, audited with the migration's id in
     the reason); the item ends ``scheduled``, dated at the move's instant. A move whose
     instant has passed by the time the run reaches it is made now (by the caller, which
-    calls this only for instants to come). The target is checked
-    for assignment now, and again (with usage against lowered limits, under the
-    migration's ``if_over_quota``) when the change applies."""
+    calls this only for instants to come). The target is checked for assignment, and
+    usage against lowered limits under the migration's ``if_over_quota``, both now (as a
+    move now would be: an owner over quota already is skipped, like in the preview) and
+    again when the change applies."""
     at = move_instant(migration, current)
     assert at is not None
     held, target = tx.uow.plans.get_many(
@@ -165,6 +168,12 @@ def schedule_move(
     if changes_nothing(held, target):
         return ItemOutcome.skipped(SkipReason.NO_DIFF)
     rules.check(tx, current.owner, target, current, who)
+    if migration.if_over_quota is OverQuotaPolicy.REFUSE:
+        before = resolve_with(tx.uow, current.owner, current, tx.now, policy)
+        moved = attrs.evolve(current, plan_version=target.version)
+        after = resolve_with(tx.uow, current.owner, moved, tx.now, policy)
+        if preview(before, after, current_usage(tx.uow, before), tx.now).over_quota:
+            return ItemOutcome.skipped(SkipReason.OVER_QUOTA)
     wanted = PendingChange(
         PendingKind.CHANGE,
         at,
@@ -365,11 +374,12 @@ class Migrations:
         before = resolve_with(uow, item.owner, current, at, self._rt.policy)
         after = resolve_with(uow, item.owner, proposed, at, self._rt.policy)
         change = preview(before, after, current_usage(uow, before), at)
+        status = _moving_status(migration, current, at)
         refused = change.over_quota and migration.if_over_quota is OverQuotaPolicy.REFUSE
         outcome = (
             ItemOutcome.skipped(SkipReason.OVER_QUOTA)
             if refused
-            else ItemOutcome(_moving_status(migration), moved_from=current.plan_version)
+            else ItemOutcome(status, moved_from=current.plan_version)
         )
         return ItemPreview(item, version, outcome, change)
 
@@ -462,7 +472,7 @@ class Migrations:
         at = move_instant(migration, current)
         try:
             if at is not None and at > tx.now:
-                return schedule_move(tx, migration, current, who, self._assignment)
+                return schedule_move(tx, migration, current, who, self._assignment, self._rt.policy)
             return self._move(tx, migration, current, who)
         except OverQuotaRefused:
             return ItemOutcome.skipped(SkipReason.OVER_QUOTA)
@@ -571,8 +581,10 @@ class Migrations:
         return price_version_at(as_of(found, when), when, locks)
 
 
-def _moving_status(migration: Migration) -> ItemStatus:
-    return ItemStatus.MOVED if migration.move is MoveAt.NOW else ItemStatus.SCHEDULED
+def _moving_status(migration: Migration, current: Subscription, now: datetime) -> ItemStatus:
+    """``scheduled`` for a move at an instant still to come, ``moved`` otherwise."""
+    at = move_instant(migration, current)
+    return ItemStatus.SCHEDULED if at is not None and at > now else ItemStatus.MOVED
 
 
 def _summary(migration: Migration) -> dict[str, Any]:
