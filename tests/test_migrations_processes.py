@@ -149,3 +149,44 @@ def test_a_worker_terminated_mid_run_then_run_again_completes(make_store, kind):
     assert len(audits) == count
     assert set(audits.values()) == {1}
     ents.close()
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_three_migrators_schedule_each_move_once(make_store, kind):
+    """A period_end migration run by three processes at once: every item ends scheduled
+    once, every subscription holds exactly the one pending move, audited once."""
+    make_store(kind)
+    url = server_url(kind)
+    store = SqlStore.from_url(url)
+    ents = Entitlements(store)
+    count = 150
+    _catalog(ents, count)
+    migration = ents.migrations.create("pro", actor="staff", at="period_end")
+    barrier = SPAWN.Barrier(3)
+    results = SPAWN.Queue()
+    procs = [
+        SPAWN.Process(target=migrate, args=(url, migration.id, barrier, results)) for _ in range(3)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=600)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    handled = sum(results.get(timeout=5)[1] for _ in procs)
+    assert handled == count, "each item handled by exactly one worker"
+    assert Tally(status for _, status, _ in _items(store, migration.id)) == {"scheduled": count}
+    a = t.audit_events.c
+    with store.engine.connect() as connection:
+        audits = Tally(
+            connection.execute(
+                sa.select(a.owner_id).where(a.action == "subscription.schedule_change")
+            ).scalars()
+        )
+    assert len(audits) == count
+    assert set(audits.values()) == {1}
+    for n in range(count):
+        pending = ents.subscriptions.pending_change(owner(n))
+        assert pending is not None
+        assert (pending.plan_key, pending.plan_version) == ("pro", 2)
+        assert ents.subscriptions.get(owner(n)).plan_version == 1
+    ents.close()
