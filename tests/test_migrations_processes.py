@@ -190,3 +190,29 @@ def test_three_migrators_schedule_each_move_once(make_store, kind):
         assert (pending.plan_key, pending.plan_version) == ("pro", 2)
         assert ents.subscriptions.get(owner(n)).plan_version == 1
     ents.close()
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_a_cancel_racing_a_scheduling_worker_leaves_no_move_behind(make_store, kind):
+    """Canceled while another process is scheduling moves: every item ends canceled and
+    no subscription keeps a move of the canceled migration."""
+    make_store(kind)
+    url = server_url(kind)
+    store = SqlStore.from_url(url)
+    ents = Entitlements(store)
+    count = 200
+    _catalog(ents, count)
+    migration = ents.migrations.create("pro", actor="staff", at="period_end")
+    worker = SPAWN.Process(target=migrate_until_killed, args=(url, migration.id))
+    worker.start()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if ents.migrations.get(migration.id).counts["scheduled"] >= 20:
+            break
+        time.sleep(0.02)
+    ents.migrations.cancel(migration.id, actor="staff")
+    worker.join(timeout=300)
+    assert worker.exitcode == 0
+    assert Tally(status for _, status, _ in _items(store, migration.id)) == {"canceled": count}
+    assert all(ents.subscriptions.pending_change(owner(n)) is None for n in range(count))
+    ents.close()
