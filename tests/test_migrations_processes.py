@@ -1,6 +1,7 @@
 """Plan-version migrations across real processes on PostgreSQL and MariaDB: workers
 running one migration move each subscription once while others consume and change plans
-of the same owners; a worker terminated mid-run leaves nothing half done.
+of the same owners; a worker terminated mid-run leaves nothing half done; workers
+scheduling moves at period end schedule each once, and a cancel racing one leaves none.
 
 5,000 subscriptions under the ``ci`` hypothesis profile, 600 under the default one (a
 newcomer's run stays short)."""
