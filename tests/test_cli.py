@@ -716,3 +716,21 @@ def test_cancel_and_the_exit_codes(ready, tmp_path):
     unknown = ready("migrations", "create", "prp", check=False)
     assert unknown.returncode == EXIT["not_found"]
     assert "did you mean 'pro'" in unknown.stderr
+
+
+def test_a_migration_at_period_end_from_the_command_line(ready, tmp_path):
+    _grandfathered(tmp_path, count=2)
+    created = json.loads(
+        ready("migrations", "create", "pro", "--at", "period_end", "--json").stdout
+    )
+    migration_id = created["migration"]["id"]
+    assert created["migration"]["move"] == "period_end"
+    preview = ready("migrations", "preview", migration_id)
+    assert "2 items: scheduled 2" in preview.stdout
+    ran = ready("migrations", "run", migration_id, "--all")
+    assert "scheduled 2" in ran.stdout
+    canceled = ready("migrations", "cancel", migration_id, "--reason", "not yet")
+    assert "canceled 2" in canceled.stdout
+    for bad in ("2001-01-01", "tomorrow"):
+        refused = ready("migrations", "create", "pro", "--at", bad, check=False)
+        assert refused.returncode == EXIT["usage"], bad

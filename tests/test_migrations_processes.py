@@ -1,6 +1,7 @@
 """Plan-version migrations across real processes on PostgreSQL and MariaDB: workers
 running one migration move each subscription once while others consume and change plans
-of the same owners; a worker terminated mid-run leaves nothing half done.
+of the same owners; a worker terminated mid-run leaves nothing half done; workers
+scheduling moves at period end schedule each once, and a cancel racing one leaves none.
 
 5,000 subscriptions under the ``ci`` hypothesis profile, 600 under the default one (a
 newcomer's run stays short)."""
@@ -148,4 +149,71 @@ def test_a_worker_terminated_mid_run_then_run_again_completes(make_store, kind):
     audits = _migrate_audits(store)
     assert len(audits) == count
     assert set(audits.values()) == {1}
+    ents.close()
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_three_migrators_schedule_each_move_once(make_store, kind):
+    """A period_end migration run by three processes at once: every item ends scheduled
+    once, every subscription holds exactly the one pending move, audited once."""
+    make_store(kind)
+    url = server_url(kind)
+    store = SqlStore.from_url(url)
+    ents = Entitlements(store)
+    count = 150
+    _catalog(ents, count)
+    migration = ents.migrations.create("pro", actor="staff", at="period_end")
+    barrier = SPAWN.Barrier(3)
+    results = SPAWN.Queue()
+    procs = [
+        SPAWN.Process(target=migrate, args=(url, migration.id, barrier, results)) for _ in range(3)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=600)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    handled = sum(results.get(timeout=5)[1] for _ in procs)
+    assert handled == count, "each item handled by exactly one worker"
+    assert Tally(status for _, status, _ in _items(store, migration.id)) == {"scheduled": count}
+    a = t.audit_events.c
+    with store.engine.connect() as connection:
+        audits = Tally(
+            connection.execute(
+                sa.select(a.owner_id).where(a.action == "subscription.schedule_change")
+            ).scalars()
+        )
+    assert len(audits) == count
+    assert set(audits.values()) == {1}
+    for n in range(count):
+        pending = ents.subscriptions.pending_change(owner(n))
+        assert pending is not None
+        assert (pending.plan_key, pending.plan_version) == ("pro", 2)
+        assert ents.subscriptions.get(owner(n)).plan_version == 1
+    ents.close()
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_a_cancel_racing_a_scheduling_worker_leaves_no_move_behind(make_store, kind):
+    """Canceled while another process is scheduling moves: every item ends canceled and
+    no subscription keeps a move of the canceled migration."""
+    make_store(kind)
+    url = server_url(kind)
+    store = SqlStore.from_url(url)
+    ents = Entitlements(store)
+    count = 200
+    _catalog(ents, count)
+    migration = ents.migrations.create("pro", actor="staff", at="period_end")
+    worker = SPAWN.Process(target=migrate_until_killed, args=(url, migration.id))
+    worker.start()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if ents.migrations.get(migration.id).counts["scheduled"] >= 20:
+            break
+        time.sleep(0.02)
+    ents.migrations.cancel(migration.id, actor="staff")
+    worker.join(timeout=300)
+    assert worker.exitcode == 0
+    assert Tally(status for _, status, _ in _items(store, migration.id)) == {"canceled": count}
+    assert all(ents.subscriptions.pending_change(owner(n)) is None for n in range(count))
     ents.close()

@@ -1084,3 +1084,26 @@ def test_staff_preview_and_run_a_migration_in_batches_from_the_console(ents):
     assert "Canceled: 1 pending" in canceled.text
     missing = client.get("/billing/migrations/" + "f" * 32)
     assert missing.status_code == 404
+
+
+def test_a_migration_at_period_end_is_scheduled_and_taken_back_from_the_console(ents):
+    for n in range(2):
+        ents.subscriptions.subscribe(Owner("organization", f"p{n}"), "team", actor=STAFF)
+    ents.plans.revise("team", actor=STAFF, features={"reports": True, "sso": True, "api": True})
+    migration = ents.migrations.create("team", actor=STAFF, at="period_end")
+    client = staff_client(ents)
+    page = client.get(f"/billing/migrations/{migration.id}")
+    assert "moves at each subscriber" in page.text
+    assert "scheduled 2" in page.text
+    ran = client.post(
+        f"/billing/migrations/{migration.id}/run",
+        data={"batch": "10", "csrf_token": csrf(page.text)},
+    )
+    assert "(completed)" in ran.text
+    assert "takes back the scheduled moves" in ran.text
+    canceled = client.post(
+        f"/billing/migrations/{migration.id}/cancel",
+        data={"csrf_token": csrf(ran.text)},
+    )
+    assert "Canceled: 2 pending or scheduled" in canceled.text
+    assert ents.subscriptions.pending_change(Owner("organization", "p0")) is None

@@ -499,7 +499,7 @@ def test_the_past_due_queue_lists_exactly_the_past_due_and_acts_in_place(served,
     assert heading(page) == "Past due"
     expected = sorted(
         str(s.owner)
-        for s in ents.subscriptions.search(statuses=["past_due"], tenant=None)
+        for s in list(ents.subscriptions.search(statuses=["past_due"], tenant=None))
         + list(ents.subscriptions.search(statuses=["past_due"], tenant="eu"))
     )
     assert sorted(listed(page)) == expected

@@ -738,7 +738,8 @@ class MigrationRepository(Protocol):
         ...
 
     def price_locks(self, subscription_id: str) -> Sequence[PriceLock]:
-        """The price locks of migrations that moved this subscription."""
+        """The price locks of migrations that moved this subscription or scheduled its
+        move (a scheduled item's lock dates from the move's instant, its ``done_at``)."""
         ...
 
 

@@ -1469,15 +1469,13 @@ class _Migrations(_Repository[str]):
 
 
 _PENDING = ItemStatus.PENDING
+_LOCKING = (ItemStatus.MOVED, ItemStatus.SCHEDULED)
 
 
 def _price_lock(migration: Migration, item: MigrationItem) -> PriceLock | None:
-    """The price lock a moved item carries, if its migration set one."""
-    if (
-        item.status is not ItemStatus.MOVED
-        or migration.price_lock_until is None
-        or item.done_at is None
-    ):
+    """The price lock a moved (or scheduled: from its instant) item carries, if its
+    migration set one."""
+    if item.status not in _LOCKING or migration.price_lock_until is None or item.done_at is None:
         return None
     return PriceLock(
         item.subscription_id,

@@ -663,6 +663,7 @@ class Console(NotificationCommands):
                 to_version=a.to_version,
                 from_versions=a.from_version,
                 owners=a.owner,
+                at=a.at,
                 price_lock_until=a.price_lock_until,
                 if_over_quota=OverQuotaPolicy.ALLOW
                 if a.allow_over_quota

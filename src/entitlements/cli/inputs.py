@@ -39,6 +39,20 @@ def instant(text: str) -> datetime:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
 
+def move_at(text: str) -> str | datetime:
+    """When a migration moves each subscriber: ``now``, ``period_end`` (each at the end of
+    its own current period) or a date or time (`instant`)."""
+    if text in ("now", "period_end"):
+        return text
+    try:
+        return instant(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"not now, period_end or a date or time: {text!r}"
+            " (write period_end, 2027-01-01, or 2027-01-01T09:30:00+02:00)"
+        ) from None
+
+
 def reason(text: str) -> str:
     """Why, in words: kept in the audit trail, so never blank."""
     if not text.strip():

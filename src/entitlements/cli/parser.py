@@ -786,8 +786,10 @@ def _migrations(g: _Grammar, migrations: Any) -> None:
         "record a draft migration of a plan's subscribers",
         "Every live subscription on an older version of PLAN (or on --from-version, or\n"
         "of --owner) is an item; nothing moves until `migrations run`. Revising a plan\n"
-        "never moves anyone by itself.",
-        "entitlements migrations create pro --price-lock-until 2027-01-01 --reason 'v4'",
+        "never moves anyone by itself. With --at period_end or a date, the run schedules\n"
+        "each move as a pending change of the subscription instead of making it.",
+        "entitlements migrations create pro --at period_end --price-lock-until 2027-01-01"
+        " --reason 'v4'",
     )
     p.add_argument("plan", help="the plan key")
     p.add_argument("--to-version", type=inputs.count, help="the version to move to (latest)")
@@ -799,6 +801,13 @@ def _migrations(g: _Grammar, migrations: Any) -> None:
     )
     p.add_argument(
         "--owner", type=inputs.owner, action="append", help="only this owner (repeatable)"
+    )
+    p.add_argument(
+        "--at",
+        type=inputs.move_at,
+        default="now",
+        help="when each subscriber moves: now (as the run reaches it; default), period_end"
+        " (at the end of its own current period) or a date or time (a scheduled change)",
     )
     p.add_argument(
         "--price-lock-until",

@@ -22,6 +22,7 @@ from entitlements.domain.instant import as_optional_utc, as_utc, aware, optional
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
 from entitlements.domain.plan_change import PlanChangePreview
+from entitlements.domain.scheduled import PendingChange, PendingKind
 from entitlements.domain.subscription import Subscription, SubscriptionStatus
 from entitlements.domain.usage import OverQuotaPolicy
 
@@ -38,7 +39,10 @@ __all__ = [
     "PriceLock",
     "SkipReason",
     "changes_nothing",
+    "is_move_of",
     "migration_status_after",
+    "move_instant",
+    "move_reason",
     "price_version_at",
     "skip_reason",
 ]
@@ -60,7 +64,8 @@ class ItemStatus(enum.StrEnum):
     PENDING = "pending"
     MOVED = "moved"
     SCHEDULED = "scheduled"
-    """Its move is a scheduled change, in force at its instant (not available yet)."""
+    """Its move is a scheduled change of the subscription, in force from its instant on
+    (`MigrationItem.done_at`)."""
     SKIPPED = "skipped"
     FAILED = "failed"
     CANCELED = "canceled"
@@ -78,8 +83,12 @@ class SkipReason(enum.StrEnum):
     ENDED = "ended"
     """The subscription was canceled, expired or failed (or the owner has none)."""
     PENDING_CHANGE = "pending_change"
-    """A change is in flight: a checkout awaiting payment, or a command to the payment
-    provider not yet done."""
+    """A pending change in the way: a change scheduled for later (by the customer, staff
+    or another migration), a cancellation at period end, a pause (in force or to come), a
+    checkout awaiting payment, or a command to the payment provider not yet done."""
+    NO_PERIOD = "no_period"
+    """A ``period_end`` migration, and the subscription has no billing period whose end
+    it could move at (move it with a migration ``at="now"`` or at a date)."""
     PLAN_CHANGED = "plan_changed"
     """Staff moved the owner to another plan, or to a version the migration does not move
     from, since the migration was created."""
@@ -165,7 +174,8 @@ class MigrationItem:
     done_at: datetime | None = attrs.field(
         default=None, converter=as_optional_utc, validator=optional_aware
     )
-    """When it reached its final state."""
+    """When it reached its final state; for a ``scheduled`` item (and a scheduled one
+    found applied when its migration was canceled), when its move takes effect."""
     moved_from: int | None = None
     """The version it actually left (staff may have changed it since creation)."""
 
@@ -182,6 +192,10 @@ class ItemOutcome:
     """What failed."""
     moved_from: int | None = None
     """The version a move left."""
+    takes_effect: datetime | None = attrs.field(
+        default=None, converter=as_optional_utc, validator=optional_aware
+    )
+    """When a scheduled move takes effect (``None``: when the item is settled)."""
 
     @classmethod
     def skipped(cls, why: SkipReason) -> ItemOutcome:
@@ -195,7 +209,7 @@ class ItemOutcome:
             status=self.status,
             why=self.why,
             error=self.error,
-            done_at=at,
+            done_at=self.takes_effect or at,
             moved_from=self.moved_from,
         )
 
@@ -317,9 +331,47 @@ def skip_reason(
     versions = migration.from_versions
     if versions is not None and current.plan_version not in versions:
         return SkipReason.PLAN_CHANGED
-    if change_in_flight or current.status is SubscriptionStatus.PENDING:
+    if (
+        change_in_flight
+        or current.status is SubscriptionStatus.PENDING
+        or current.pending_change is not None
+        or current.pause is not None
+    ):
         return SkipReason.PENDING_CHANGE
+    if migration.move is MoveAt.PERIOD_END and current.current_period is None:
+        return SkipReason.NO_PERIOD
     return None
+
+
+def move_instant(migration: Migration, current: Subscription) -> datetime | None:
+    """When ``current``'s move takes effect: at the end of its own current period
+    (``period_end``), at the migration's instant, or ``None`` — as the run reaches it."""
+    if migration.move is MoveAt.PERIOD_END:
+        assert current.current_period is not None  # skip_reason skips those without one
+        return current.current_period.end
+    return migration.move_at
+
+
+def is_move_of(migration: Migration, request: PendingChange | None) -> bool:
+    """Whether ``request`` (a subscription's pending change) is still the move
+    ``migration`` scheduled: a plan change to its plan and version whose reason names it.
+    Anything else (the customer replaced it, staff scheduled another) is not the
+    migration's to take back."""
+    return (
+        request is not None
+        and request.kind is PendingKind.CHANGE
+        and (request.plan_key, request.plan_version) == (migration.plan_key, migration.to_version)
+        and request.seats is None
+        and request.addons is None
+        and move_reason(migration) == request.reason
+    )
+
+
+def move_reason(migration: Migration) -> str:
+    """The reason every move (or scheduled move) of the migration is audited with: its id,
+    then the creator's reason."""
+    reason = f"migration {migration.id}"
+    return f"{reason}: {migration.reason}" if migration.reason else reason
 
 
 @attrs.frozen

@@ -11,9 +11,10 @@ audits it, with the migration's id in the reason) and store the item's outcome w
 A run that dies leaves its item pending (its unit of work rolled back): calling `run`
 again, in any process, carries on.
 
-Moves at a later instant (``at="period_end"`` or a datetime) need scheduled changes, which
-this release does not have yet: `schedule_move` is the one place they plug in, and
-`create` refuses such a migration until they do.
+Moves at a later instant (``at="period_end"`` or a datetime) are scheduled changes of each
+subscription (`schedule_move`): the run records them, every answer follows them from their
+instant on, the sweep stores them; `cancel` takes back those still to come
+(`unschedule_move`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import Any
 
 import attrs
 
+from entitlements.domain import lifecycle as kernel
+from entitlements.domain.access import AccessPolicy
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.assignment import check_may_assign
 from entitlements.domain.checks import (
@@ -49,13 +52,17 @@ from entitlements.domain.migration import (
     SkipReason,
     all_counts,
     changes_nothing,
+    is_move_of,
     migration_status_after,
+    move_instant,
+    move_reason,
     price_version_at,
     skip_reason,
 )
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Plan
 from entitlements.domain.plan_change import preview
+from entitlements.domain.scheduled import PendingChange, PendingKind
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import OverQuotaPolicy
 from entitlements.errors import (
@@ -129,31 +136,82 @@ def _failure(error: EntitlementsError) -> ItemOutcome:
 
 
 def change_in_flight(uow: UnitOfWork, owner: Owner) -> bool:
-    """Whether a change of the owner's is already on its way, which a migration must not
-    overtake: a command to the payment provider not yet done. Scheduled changes (plan
-    changes and pauses at a later instant) belong here too once the library has them."""
+    """Whether a change of the owner's is on its way outside its subscription row, which a
+    migration must not overtake: a command to the payment provider not yet done. (Those
+    the subscription holds — a scheduled change, a cancellation at period end, a pause —
+    `skip_reason` reads from it.)"""
     return bool(uow.provider.open_commands(owner))
 
 
-SCHEDULED_MOVES = False
-"""Whether `schedule_move` can schedule (it needs scheduled changes); `create` refuses a
-migration at a later instant while it cannot."""
-
-
 def schedule_move(
-    tx: Transaction, migration: Migration, current: Subscription, who: Actor
+    tx: Transaction,
+    migration: Migration,
+    current: Subscription,
+    who: Actor,
+    rules: PlanAssignment,
+    policy: AccessPolicy,
 ) -> ItemOutcome:
     """Schedule ``current``'s move to the migration's version — at the end of its own
-    current period (``MoveAt.PERIOD_END``) or at ``migration.move_at`` — as a scheduled
-    change, audited with the migration's id; the item then ends ``scheduled``. The one
-    place a run hands a later move to scheduled changes; not available yet."""
-    schedule_move_refused(migration.move)
-    raise AssertionError("unreachable")
+    current period (``MoveAt.PERIOD_END``) or at ``migration.move_at`` — as a pending change
+    of the subscription (the kernel's `schedule` step, audited with the migration's id in
+    the reason); the item ends ``scheduled``, dated at the move's instant. A move whose
+    instant has passed by the time the run reaches it is made now (by the caller, which
+    calls this only for instants to come). The target is checked for assignment, and
+    usage against lowered limits under the migration's ``if_over_quota``, both now (as a
+    move now would be: an owner over quota already is skipped, like in the preview) and
+    again when the change applies."""
+    at = move_instant(migration, current)
+    assert at is not None
+    held, target = tx.uow.plans.get_many(
+        [(migration.plan_key, current.plan_version), (migration.plan_key, migration.to_version)]
+    )
+    if changes_nothing(held, target):
+        return ItemOutcome.skipped(SkipReason.NO_DIFF)
+    rules.check(tx, current.owner, target, current, who)
+    if migration.if_over_quota is OverQuotaPolicy.REFUSE:
+        before = resolve_with(tx.uow, current.owner, current, tx.now, policy)
+        moved = attrs.evolve(current, plan_version=target.version)
+        after = resolve_with(tx.uow, current.owner, moved, tx.now, policy)
+        if preview(before, after, current_usage(tx.uow, before), tx.now).over_quota:
+            return ItemOutcome.skipped(SkipReason.OVER_QUOTA)
+    wanted = PendingChange(
+        PendingKind.CHANGE,
+        at,
+        tx.now,
+        who.id,
+        move_reason(migration),
+        current.revision,
+        plan_key=target.key,
+        plan_version=target.version,
+        cycle=target.price.cycle if target.price is not None else None,
+        if_over_quota=migration.if_over_quota.value,
+    )
+    lifecycle.store(tx, kernel.schedule(current, wanted, tx.now, actor=who))
+    return ItemOutcome(ItemStatus.SCHEDULED, moved_from=current.plan_version, takes_effect=at)
 
 
-def unschedule_move(tx: Transaction, migration: Migration, item: MigrationItem) -> None:
-    """Take back the scheduled change `schedule_move` made for ``item`` (a migration
-    canceled after scheduling it). Nothing is ever scheduled yet, so nothing to undo."""
+def unschedule_move(
+    tx: Transaction, migration: Migration, item: MigrationItem, who: Actor, reason: str
+) -> MigrationItem:
+    """Take back the move `schedule_move` made for ``item`` (its migration is canceled),
+    under the owner's terms lock: ``canceled`` when the subscription's pending change is
+    still that move (the kernel's `cancel_pending`, audited); ``moved`` when the move has
+    applied (the subscription holds the target version and no longer that pending change);
+    otherwise (the customer or staff replaced or dropped it, it failed at its instant, the
+    subscription ended) the item stays ``scheduled`` with why in its ``error``."""
+    try:
+        current = lifecycle.load(tx, item.owner)
+    except SubscriptionNotFound:
+        return attrs.evolve(item, error="left at cancel: the owner has no subscription")
+    if is_move_of(migration, current.scheduled):
+        lifecycle.store(tx, kernel.cancel_pending(current, tx.now, actor=who, reason=reason))
+        return attrs.evolve(item, status=ItemStatus.CANCELED, done_at=tx.now)
+    held = (current.plan_key, current.plan_version)
+    if held == (migration.plan_key, migration.to_version) and not current.is_terminal:
+        return attrs.evolve(item, status=ItemStatus.MOVED)
+    other = current.pending_change
+    why = "its pending change is " + (other.describe() if other else "gone")
+    return attrs.evolve(item, error=f"left at cancel: {why}, not this migration's move"[:2000])
 
 
 # -- the use cases --------------------------------------------------------------------------
@@ -194,12 +252,12 @@ class Migrations:
         check_version(to_version, "to_version")
         versions, chosen = _versions(from_versions), _owners(owners)
         move, move_at = _move_at(at)
-        if move is not MoveAt.NOW and not SCHEDULED_MOVES:
-            schedule_move_refused(move)
         lock = optional_given_utc(price_lock_until, "price_lock_until")
         policy = parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
         with self._rt.transaction(tenant, now) as tx:
             tx.authorize(who, "migration.create", subject=plan_key)
+            if move_at is not None and move_at <= tx.now:
+                raise InvalidInput("at", 'must be in the future (now: at="now")', at)
             target, moving = _target(tx.uow, plan_key, to_version, versions)
             migration = Migration(
                 id=self._rt.new_id(),
@@ -316,11 +374,12 @@ class Migrations:
         before = resolve_with(uow, item.owner, current, at, self._rt.policy)
         after = resolve_with(uow, item.owner, proposed, at, self._rt.policy)
         change = preview(before, after, current_usage(uow, before), at)
+        status = _moving_status(migration, current, at)
         refused = change.over_quota and migration.if_over_quota is OverQuotaPolicy.REFUSE
         outcome = (
             ItemOutcome.skipped(SkipReason.OVER_QUOTA)
             if refused
-            else ItemOutcome(_moving_status(migration), moved_from=current.plan_version)
+            else ItemOutcome(status, moved_from=current.plan_version)
         )
         return ItemPreview(item, version, outcome, change)
 
@@ -410,9 +469,10 @@ class Migrations:
         why = skip_reason(migration, current, change_in_flight=in_flight)
         if why is not None:
             return ItemOutcome.skipped(why)
-        if migration.move is not MoveAt.NOW:
-            return schedule_move(tx, migration, current, who)
+        at = move_instant(migration, current)
         try:
+            if at is not None and at > tx.now:
+                return schedule_move(tx, migration, current, who, self._assignment, self._rt.policy)
             return self._move(tx, migration, current, who)
         except OverQuotaRefused:
             return ItemOutcome.skipped(SkipReason.OVER_QUOTA)
@@ -432,9 +492,7 @@ class Migrations:
         )
         if changes_nothing(held, target):
             return ItemOutcome.skipped(SkipReason.NO_DIFF)
-        reason = f"migration {migration.id}"
-        if migration.reason:
-            reason = f"{reason}: {migration.reason}"
+        reason = move_reason(migration)
         lifecycle.change_plan(
             tx,
             self._assignment,
@@ -459,29 +517,35 @@ class Migrations:
         tenant: str | None = None,
         now: datetime | None = None,
     ) -> MigrationProgress:
-        """Stop the migration: moved items stay moved, scheduled ones are unscheduled,
-        pending ones are marked canceled. A completed or canceled migration cannot be
-        canceled (`InvalidInput`)."""
+        """Stop the migration: moved items stay moved, pending ones are marked canceled,
+        scheduled ones are unscheduled (`unschedule_move`: ``canceled``; ``moved`` when
+        their move has applied already; left ``scheduled``, with why, when the
+        subscription's pending change is no longer the migration's). A canceled migration
+        cannot be canceled again, nor a completed one with nothing scheduled
+        (`InvalidInput`)."""
         migration_id = check_id(migration_id, "migration_id", max_length=64)
         who, reason = as_actor(actor), check_reason(reason)
         with self._rt.transaction(tenant, now) as tx:
             migration = tx.uow.migrations.get(migration_id)
             tx.authorize(who, "migration.cancel", subject=migration_id)
-            live = (MigrationStatus.DRAFT, MigrationStatus.RUNNING)
+            live = [MigrationStatus.DRAFT, MigrationStatus.RUNNING]
+            if tx.uow.migrations.counts(migration_id).get(ItemStatus.SCHEDULED.value):
+                live.append(MigrationStatus.COMPLETED)  # its moves are still to take back
             if not tx.uow.migrations.set_status(
-                migration_id, live, MigrationStatus.CANCELED, tx.now
+                migration_id, tuple(live), MigrationStatus.CANCELED, tx.now
             ):
                 raise InvalidInput(
                     "migration_id", f"the migration is {migration.status.value} already"
                 )
             canceled = tx.uow.migrations.cancel_pending(migration_id, tx.now)
             scheduled = ItemStatus.SCHEDULED.value
+            why = f"migration {migration_id} canceled" + (f": {reason}" if reason else "")
             after = 0
             while page := tx.uow.migrations.items(
                 migration_id, after=after, limit=_PAGE, status=scheduled
             ):
                 for item in page:
-                    unschedule_move(tx, migration, item)
+                    tx.uow.migrations.settle(unschedule_move(tx, migration, item, who, why))
                 after = page[-1].seq
             counts = all_counts(tx.uow.migrations.counts(migration_id))
             tx.record(
@@ -517,18 +581,10 @@ class Migrations:
         return price_version_at(as_of(found, when), when, locks)
 
 
-def schedule_move_refused(move: MoveAt) -> None:
-    """`create`'s refusal of later moves while `schedule_move` cannot schedule them."""
-    raise InvalidInput(
-        "at",
-        "moves at a later instant need scheduled changes, which this release does not have:"
-        ' use at="now"',
-        move.value,
-    )
-
-
-def _moving_status(migration: Migration) -> ItemStatus:
-    return ItemStatus.MOVED if migration.move is MoveAt.NOW else ItemStatus.SCHEDULED
+def _moving_status(migration: Migration, current: Subscription, now: datetime) -> ItemStatus:
+    """``scheduled`` for a move at an instant still to come, ``moved`` otherwise."""
+    at = move_instant(migration, current)
+    return ItemStatus.SCHEDULED if at is not None and at > now else ItemStatus.MOVED
 
 
 def _summary(migration: Migration) -> dict[str, Any]:

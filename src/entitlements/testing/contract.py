@@ -984,17 +984,22 @@ class StoreContract:
             assert [i.seq for i in uow.migrations.claim("m1", 2)] == [1, 2]
             moved = ItemOutcome(ItemStatus.MOVED, moved_from=1).settle(items[0], START)
             uow.migrations.settle(moved)
+            later = START + timedelta(days=3)
+            scheduled = ItemOutcome(ItemStatus.SCHEDULED, moved_from=1, takes_effect=later)
+            uow.migrations.settle(scheduled.settle(items[1], START))
             running = (MigrationStatus.DRAFT,)
             assert uow.migrations.set_status("m1", running, MigrationStatus.RUNNING, START)
             assert not uow.migrations.set_status("m1", running, MigrationStatus.RUNNING, START)
             uow.commit()
         with store.unit_of_work(None) as uow:
-            assert [i.seq for i in uow.migrations.claim("m1", 5)] == [2, 3]
-            assert uow.migrations.counts("m1") == {"moved": 1, "pending": 2}
+            assert [i.seq for i in uow.migrations.claim("m1", 5)] == [3]
+            assert uow.migrations.counts("m1") == {"moved": 1, "scheduled": 1, "pending": 1}
             assert uow.migrations.items("m1", status="moved") == [moved]
             assert [lock.from_version for lock in uow.migrations.price_locks("s1")] == [1]
-            assert uow.migrations.price_locks("s2") == []
-            assert uow.migrations.cancel_pending("m1", START) == 2
+            # a scheduled move's lock starts at its instant (the item's done_at)
+            assert [lock.moved_at for lock in uow.migrations.price_locks("s2")] == [later]
+            assert uow.migrations.price_locks("s3") == []
+            assert uow.migrations.cancel_pending("m1", START) == 1
             uow.commit()
         with store.unit_of_work(None) as uow:
             assert uow.migrations.claim("m1", 5) == []

@@ -989,7 +989,8 @@ class Console:
             canceled = self.ents.migrations.cancel(
                 migration_id, actor=actor, reason=f.optional("reason")
             )
-            return f"Canceled: {canceled.counts['canceled']:,} pending items will not move."
+            count = canceled.counts["canceled"]
+            return f"Canceled: {count:,} pending or scheduled items will not move."
         raise InvalidInput("step", "is not a migration step (run, cancel)", step)
 
     # -- actions -------------------------------------------------------------------------

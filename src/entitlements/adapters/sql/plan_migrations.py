@@ -258,7 +258,7 @@ class SqlPlanMigrations(Repository):
             .where(
                 _i.tenant == self._t,
                 _i.subscription_id == subscription_id,
-                _i.status == ItemStatus.MOVED.value,
+                _i.status.in_([ItemStatus.MOVED.value, ItemStatus.SCHEDULED.value]),
                 _m.price_lock_until.is_not(None),
             )
         ).mappings()
