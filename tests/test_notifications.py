@@ -485,3 +485,19 @@ def test_add_ons_add_thresholds_and_an_override_sets_its_own(kind, make_store):
 def test_bad_add_on_thresholds_are_refused(make):
     with pytest.raises(InvalidInput):
         make()
+
+
+def test_a_plan_change_that_clears_a_pending_change_notifies_once():
+    from entitlements.adapters.memory import MemoryStore
+    from entitlements.testing.contract import CATALOG
+    from entitlements.testing.contract import START as BEGIN
+
+    ents = Entitlements(MemoryStore(), clock=ManualClock(BEGIN), max_staleness=0)
+    for plan in CATALOG:
+        ents.plans.define(plan, actor="staff")
+    owner = Owner("organization", "cleared")
+    ents.subscriptions.start_trial(owner, "growth", actor="staff", trial_days=14)
+    ents.subscriptions.schedule_change(owner, actor="staff", seats=3, at=BEGIN + timedelta(days=7))
+    ents.subscriptions.convert(owner, actor="staff", plan_key="enterprise")
+    kinds = [n.kind.value for n in ents.notifications.list(owner)]
+    assert kinds.count("subscription.plan_changed") == 1

@@ -160,7 +160,11 @@ def subscription_notices(
 ) -> tuple[Notice, ...]:
     """What one audited change of a subscription tells the host: its plan changed, its
     trial converted to paid, its trial ended. ``fact_id`` (the audit event's id) tells
-    plan changes apart; a trial converts and ends once per subscription."""
+    plan changes apart; a trial converts and ends once per subscription. A pending change
+    cleared by a change tells nothing more: the change that cleared it has its own fact,
+    with the same before and after."""
+    if action == "subscription.pending_change_cleared":
+        return ()
     found: list[Notice] = []
     facts = {
         "subscription_id": after.id,
@@ -183,7 +187,6 @@ def subscription_notices(
         )
         about = before.trial_ends_at if kind is NotificationKind.TRIAL_ENDED else None
         found.append(Notice(kind, f"{kind.value}:{after.id}", facts, about or at))
-    del action  # the states say it all; kept in the signature for hooks that need it
     return tuple(found)
 
 
