@@ -636,3 +636,14 @@ def test_the_issue_examples_of_constructors_and_keys_are_refused_naming_the_argu
             ents.billing.ensure_member_removable(ACME, member=None)
         assert member.value.field == "member", kind
         assert ents.store.dump() == before, kind
+
+
+def test_list_arguments_of_migrations_and_delivery_refuse_what_is_not_a_list(all_stores) -> None:
+    for kind, ents in all_stores.items():
+        before = ents.store.dump()
+        with pytest.raises(InvalidInput, match="from_versions"):
+            ents.migrations.create("growth", from_versions=[None], actor="ann")
+        for tenants in (5, "eu", [5], [""]):
+            with pytest.raises(InvalidInput, match="tenants"):
+                ents.notifications.deliver(lambda n: None, tenants=tenants)
+        assert ents.store.dump() == before, kind

@@ -110,7 +110,8 @@ def _versions(value: Iterable[int] | None) -> tuple[int, ...] | None:
     found = []
     for version in value:
         checked = check_version(version, "from_versions")
-        assert checked is not None
+        if checked is None:
+            raise InvalidInput("from_versions", "must be a list of version numbers", value)
         found.append(checked)
     if not found:
         raise InvalidInput("from_versions", "name at least one version (None: every older one)")

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.alerts import Notice, Thresholds, threshold_notices
-from entitlements.domain.checks import check_id
+from entitlements.domain.checks import check_id, check_optional_id
 from entitlements.domain.notification import (
     Delivery,
     Notification,
@@ -98,6 +98,12 @@ def _worker() -> str:
     return f"{socket.gethostname()[:30]}:{os.getpid()}:{new_id()[:8]}"
 
 
+def _tenants(value: object) -> list[str | None]:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | set | frozenset):
+        raise InvalidInput("tenants", "must be a list of tenant names (None: every tenant)", value)
+    return [check_optional_id(t, "tenants") for t in value]
+
+
 def _positive(value: object, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 10_000:
         raise InvalidInput(field, "must be a whole number from 1 to 10,000", value)
@@ -162,7 +168,7 @@ class Notifications:
             raise InvalidInput("handler", "must be callable with a Notification", handler)
         worker = _worker()
         taken = 0
-        for tenant in self._rt.store.tenants() if tenants is None else tenants:
+        for tenant in self._rt.store.tenants() if tenants is None else _tenants(tenants):
             done: Sequence[str] = ()
             let_go: Sequence[str] = ()
             while True:
