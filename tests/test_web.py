@@ -1086,6 +1086,26 @@ def test_staff_preview_and_run_a_migration_in_batches_from_the_console(ents):
     assert missing.status_code == 404
 
 
+def test_a_migration_of_another_tenant_is_listed_shown_and_run_from_the_console(ents):
+    for n in range(2):
+        ents.subscriptions.subscribe(Owner("organization", f"e{n}", "eu"), "team", actor=STAFF)
+    ents.plans.revise("team", actor=STAFF, features={"reports": True, "sso": True, "api": True})
+    migration = ents.migrations.create("team", actor=STAFF, tenant="eu")
+    client = staff_client(ents)
+    listed = client.get("/billing/migrations")
+    assert f"/billing/migrations/{migration.id}?tenant=eu" in listed.text
+    page = client.get(f"/billing/migrations/{migration.id}?tenant=eu")
+    assert page.status_code == 200
+    assert "moved 2" in page.text
+    assert client.get(f"/billing/migrations/{migration.id}").status_code == 404
+    ran = client.post(
+        f"/billing/migrations/{migration.id}/run?tenant=eu",
+        data={"batch": "5", "csrf_token": csrf(page.text)},
+    )
+    assert "Handled 2 items; 0 pending" in ran.text
+    assert ents.migrations.get(migration.id, tenant="eu").counts["moved"] == 2
+
+
 def test_a_migration_at_period_end_is_scheduled_and_taken_back_from_the_console(ents):
     for n in range(2):
         ents.subscriptions.subscribe(Owner("organization", f"p{n}"), "team", actor=STAFF)

@@ -913,8 +913,14 @@ class Console:
         actor = await self._actor(request)
         if isinstance(actor, Response):
             return actor
+
+        def read() -> list[Any]:
+            tenants = list(self.ents.runtime.store.tenants()) or [None]
+            found = [m for t in tenants for m in self.ents.migrations.list(tenant=t)]
+            return sorted(found, key=lambda p: p.migration.created_at, reverse=True)
+
         try:
-            found = await run_in_threadpool(self.ents.migrations.list)
+            found = await run_in_threadpool(read)
         except EntitlementsError as error:
             return self._error(request, actor, error)
         return self._render(request, actor, "console/migrations.html", {"migrations": found})
@@ -934,9 +940,11 @@ class Console:
         error: EntitlementsError | None = None,
         status: int = 200,
     ) -> Response:
+        tenant = _tenant_of(request)
+
         def read() -> dict[str, Any]:
-            progress = self.ents.migrations.get(migration_id)
-            preview = self.ents.migrations.preview(migration_id)
+            progress = self.ents.migrations.get(migration_id, tenant=tenant)
+            preview = self.ents.migrations.preview(migration_id, tenant=tenant)
             return {"progress": progress, "preview": preview, "shown": preview.items[:50]}
 
         try:
@@ -967,7 +975,7 @@ class Console:
         fields = Fields(form, self.settings.client_ip(request), None)
         try:
             result = await run_in_threadpool(
-                self._migration_step, migration_id, step, actor, fields
+                self._migration_step, migration_id, step, actor, fields, _tenant_of(request)
             )
         except EntitlementsError as error:
             return await self._migration_response(
@@ -975,19 +983,23 @@ class Console:
             )
         sealed = {"done": result, "seal": self.pages.seal(result)}
         back = self.pages.path(request, "migration", id=migration_id)
-        return RedirectResponse(f"{back}?{urlencode(sealed)}", status_code=303)
+        tenant = _tenant_of(request)
+        where = {} if tenant is None else {"tenant": tenant}
+        return RedirectResponse(f"{back}?{urlencode({**where, **sealed})}", status_code=303)
 
-    def _migration_step(self, migration_id: str, step: str, actor: Actor, f: Fields) -> str:
+    def _migration_step(
+        self, migration_id: str, step: str, actor: Actor, f: Fields, tenant: str | None
+    ) -> str:
         if step == "run":
             batch = f.whole("batch", minimum=1) or 100
-            ran = self.ents.migrations.run(migration_id, batch=batch, actor=actor)
+            ran = self.ents.migrations.run(migration_id, batch=batch, actor=actor, tenant=tenant)
             return (
                 f"Handled {ran.handled:,} items; {ran.pending:,} pending"
                 f" ({ran.migration.status.value})."
             )
         if step == "cancel":
             canceled = self.ents.migrations.cancel(
-                migration_id, actor=actor, reason=f.optional("reason")
+                migration_id, actor=actor, reason=f.optional("reason"), tenant=tenant
             )
             count = canceled.counts["canceled"]
             return f"Canceled: {count:,} pending or scheduled items will not move."
@@ -1061,3 +1073,8 @@ class Console:
     def signing_url(self, request: Request, token: str) -> str:
         path = self.pages.route_path("sign", token=token)
         return self.settings.url(request, path, signing=True)
+
+
+def _tenant_of(request: Request) -> str | None:
+    """A migration's tenant, carried in its pages' query string (none: the default one)."""
+    return request.query_params.get("tenant") or None
