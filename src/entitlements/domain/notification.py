@@ -155,12 +155,24 @@ def after_failure(notification: Notification, now: datetime, error: str) -> Noti
 # -- changes of a subscription --------------------------------------------------------
 
 
+_PENDING_OUTCOMES = {
+    "subscription.pending_change_applied": NotificationKind.CHANGE_APPLIED,
+    "subscription.pending_change_failed": NotificationKind.CHANGE_FAILED,
+}
+
+
 def subscription_notices(
-    action: str, before: Subscription | None, after: Subscription, at: datetime, fact_id: str
+    action: str,
+    before: Subscription | None,
+    after: Subscription,
+    at: datetime,
+    fact_id: str,
+    reason: str | None = None,
 ) -> tuple[Notice, ...]:
     """What one audited change of a subscription tells the host: its plan changed, its
-    trial converted to paid, its trial ended. ``fact_id`` (the audit event's id) tells
-    plan changes apart; a trial converts and ends once per subscription."""
+    trial converted to paid, its trial ended, a scheduled change took effect or could not
+    (``reason`` says why). ``fact_id`` (the audit event's id) tells plan changes and
+    scheduled outcomes apart; a trial converts and ends once per subscription."""
     found: list[Notice] = []
     facts = {
         "subscription_id": after.id,
@@ -168,6 +180,12 @@ def subscription_notices(
         "plan_version": after.plan_version,
         "status": after.status.value,
     }
+    outcome = _PENDING_OUTCOMES.get(action)
+    if outcome is not None:
+        told = {**facts, "reason": reason}
+        request = before.scheduled if before is not None else None
+        due = at if request is None else request.at
+        found.append(Notice(outcome, f"{outcome.value}:{fact_id}", told, due))
     trialing = SubscriptionStatus.TRIALING
     if before is not None and (before.plan_key, before.plan_version) != (
         after.plan_key,
@@ -183,7 +201,6 @@ def subscription_notices(
         )
         about = before.trial_ends_at if kind is NotificationKind.TRIAL_ENDED else None
         found.append(Notice(kind, f"{kind.value}:{after.id}", facts, about or at))
-    del action  # the states say it all; kept in the signature for hooks that need it
     return tuple(found)
 
 

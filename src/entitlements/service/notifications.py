@@ -83,11 +83,16 @@ def notify_usage(
 
 
 def notify_subscription(
-    tx: Transaction, action: str, before: Subscription | None, after: Subscription, fact: str
+    tx: Transaction,
+    action: str,
+    before: Subscription | None,
+    after: Subscription,
+    fact: str,
+    reason: str | None = None,
 ) -> None:
     """What an audited change of a subscription tells the host (plan changed, trial
-    converted or ended)."""
-    for notice in subscription_notices(action, before, after, tx.now, fact):
+    converted or ended, a scheduled change applied or failed)."""
+    for notice in subscription_notices(action, before, after, tx.now, fact, reason):
         append(tx, after.owner, notice)
 
 
