@@ -759,6 +759,11 @@ class InvoiceRepository(Protocol):
         """The owner's invoices and credit notes, oldest first."""
         ...
 
+    def open_due(self, until: datetime, limit: int = 500) -> Sequence[Invoice]:
+        """The tenant's open invoices (not credit notes) due by ``until``, earliest due
+        first: what the sweep tells owners about ahead of and after their due date."""
+        ...
+
     def next_number(self, prefix: str) -> int:
         """The next number of the tenant's sequence for ``prefix`` (1 first), taken under
         a lock held until the unit of work ends: a concurrent finalizer waits, and a

@@ -25,7 +25,7 @@ from entitlements.domain.billing import ProviderLink
 from entitlements.domain.change import Change, ChangeKind, FeedPage
 from entitlements.domain.contracts.contract import AWAITING_SIGNATURE, Contract, PersonalData
 from entitlements.domain.contracts.events import ContractEvent
-from entitlements.domain.invoice import Invoice
+from entitlements.domain.invoice import Invoice, InvoiceKind, InvoiceStatus
 from entitlements.domain.migration import (
     ItemStatus,
     Migration,
@@ -1504,6 +1504,17 @@ class _Invoices(_Repository[str]):
     def list(self, owner: Owner) -> Sequence[Invoice]:
         ids = self._t.invoices_by_owner.get(self._scope(owner), ())
         return [self._t.invoices[i] for i in ids]
+
+    def open_due(self, until: datetime, limit: int = 500) -> Sequence[Invoice]:
+        found = [
+            i
+            for i in self._t.invoices.values()
+            if i.owner.tenant == self._uow.tenant
+            and i.kind is InvoiceKind.INVOICE
+            and i.status is InvoiceStatus.OPEN
+            and i.due_at <= until
+        ]
+        return sorted(found, key=lambda i: i.due_at)[:limit]
 
     def next_number(self, prefix: str) -> int:
         key = (self._uow.tenant, prefix)

@@ -42,9 +42,7 @@ go)."""
 
 
 class NotificationKind(enum.StrEnum):
-    """What a notification is about. Kinds marked *later* are named so hosts can match on
-    them already; the features that write them (scheduled changes, pauses, invoices) add
-    their writers."""
+    """What a notification is about."""
 
     USAGE_THRESHOLD = "usage.threshold"
     LIMIT_REACHED = "usage.limit_reached"
@@ -56,15 +54,17 @@ class NotificationKind(enum.StrEnum):
     CONTRACT_UNSIGNED = "contract.unsigned"
     SIGNING_LINK_EXPIRING = "contract.link_expiring"
     CHANGE_APPLIED = "change.applied"
-    """*later*: a scheduled change took effect."""
+    """A scheduled change took effect."""
     CHANGE_FAILED = "change.failed"
-    """*later*: a scheduled change could not take effect."""
+    """A scheduled change could not take effect (the facts say why)."""
+    INVOICE_FINALIZED = "invoice.finalized"
+    """An invoice was issued."""
     INVOICE_DUE = "invoice.due"
-    """*later*: an invoice falls due in N days."""
+    """An invoice falls due in N days."""
     INVOICE_OVERDUE = "invoice.overdue"
-    """*later*: an invoice is past due."""
+    """An invoice is past due."""
     PAUSE_ENDING = "pause.ending"
-    """*later*: a pause ends in N days."""
+    """A pause ends in N days."""
 
 
 def check_alerts(value: object, field: str = "limit.alerts") -> tuple[int, ...]:

@@ -22,8 +22,10 @@ import attrs
 from entitlements.domain.alerts import Notice, NotificationKind, check_lead_days
 from entitlements.domain.checks import check_id, check_optional_text, parse_enum
 from entitlements.domain.contracts.contract import Contract, SignerStatus
+from entitlements.domain.due import as_of
 from entitlements.domain.frozen import FrozenDict
 from entitlements.domain.instant import as_optional_utc, as_utc, aware, optional_aware
+from entitlements.domain.invoice import Invoice, InvoiceKind, InvoiceStatus
 from entitlements.domain.owner import Owner
 from entitlements.domain.subscription import Subscription, SubscriptionStatus
 from entitlements.errors import InvalidInput
@@ -37,6 +39,9 @@ __all__ = [
     "NotificationSettings",
     "after_failure",
     "contract_notices",
+    "invoice_finalized",
+    "invoice_notices",
+    "pause_notices",
     "subscription_notices",
     "trial_notices",
 ]
@@ -155,14 +160,26 @@ def after_failure(notification: Notification, now: datetime, error: str) -> Noti
 # -- changes of a subscription --------------------------------------------------------
 
 
+_PENDING_OUTCOMES = {
+    "subscription.pending_change_applied": NotificationKind.CHANGE_APPLIED,
+    "subscription.pending_change_failed": NotificationKind.CHANGE_FAILED,
+}
+
+
 def subscription_notices(
-    action: str, before: Subscription | None, after: Subscription, at: datetime, fact_id: str
+    action: str,
+    before: Subscription | None,
+    after: Subscription,
+    at: datetime,
+    fact_id: str,
+    reason: str | None = None,
 ) -> tuple[Notice, ...]:
     """What one audited change of a subscription tells the host: its plan changed, its
-    trial converted to paid, its trial ended. ``fact_id`` (the audit event's id) tells
-    plan changes apart; a trial converts and ends once per subscription. A pending change
-    cleared by a change tells nothing more: the change that cleared it has its own fact,
-    with the same before and after."""
+    trial converted to paid, its trial ended, a scheduled change took effect or could not
+    (``reason`` says why). ``fact_id`` (the audit event's id) tells plan changes and
+    scheduled outcomes apart; a trial converts and ends once per subscription. A pending
+    change cleared by a change tells nothing more: the change that cleared it has its own
+    fact, with the same before and after."""
     if action == "subscription.pending_change_cleared":
         return ()
     found: list[Notice] = []
@@ -172,6 +189,12 @@ def subscription_notices(
         "plan_version": after.plan_version,
         "status": after.status.value,
     }
+    outcome = _PENDING_OUTCOMES.get(action)
+    if outcome is not None:
+        told = {**facts, "reason": reason}
+        request = before.scheduled if before is not None else None
+        due = at if request is None else request.at
+        found.append(Notice(outcome, f"{outcome.value}:{fact_id}", told, due))
     trialing = SubscriptionStatus.TRIALING
     if before is not None and (before.plan_key, before.plan_version) != (
         after.plan_key,
@@ -205,6 +228,14 @@ def _link_expiring_days(value: object) -> tuple[int, ...]:
     return check_lead_days(value, "link_expiring_days")
 
 
+def _invoice_due_days(value: object) -> tuple[int, ...]:
+    return check_lead_days(value, "invoice_due_days")
+
+
+def _pause_ending_days(value: object) -> tuple[int, ...]:
+    return check_lead_days(value, "pause_ending_days")
+
+
 @attrs.frozen
 class NotificationSettings:
     """What the host wants to hear ahead of time, and how long delivered notifications
@@ -219,6 +250,10 @@ class NotificationSettings:
     """Days after a contract was issued, still unsigned, to hear of it."""
     link_expiring_days: tuple[int, ...] = attrs.field(default=(1,), converter=_link_expiring_days)
     """Days before a signer's signing link stops working to hear of it."""
+    invoice_due_days: tuple[int, ...] = attrs.field(default=(3,), converter=_invoice_due_days)
+    """Days before an open invoice falls due to hear "your invoice is due in N days"."""
+    pause_ending_days: tuple[int, ...] = attrs.field(default=(3,), converter=_pause_ending_days)
+    """Days before a pause ends by itself to hear of it."""
     retention: timedelta = attrs.field(default=timedelta(days=30))
     """How long a delivered notification is kept before the sweep forgets it."""
 
@@ -228,8 +263,13 @@ class NotificationSettings:
 
     @property
     def horizon(self) -> timedelta:
-        """How far ahead the sweep looks for trials ending."""
-        return timedelta(days=max(self.trial_ending_days, default=0))
+        """How far ahead the sweep looks for trials and pauses ending."""
+        return timedelta(days=max((*self.trial_ending_days, *self.pause_ending_days), default=0))
+
+    @property
+    def invoice_horizon(self) -> timedelta:
+        """How far ahead the sweep looks for invoices falling due."""
+        return timedelta(days=max(self.invoice_due_days, default=0))
 
 
 def trial_notices(
@@ -298,3 +338,77 @@ def contract_notices(
                     )
                 )
     return tuple(found)
+
+
+def invoice_finalized(invoice: Invoice) -> Notice:
+    """An invoice issued, once per invoice (written with it)."""
+    return Notice(
+        NotificationKind.INVOICE_FINALIZED,
+        f"invoice_finalized:{invoice.id}",
+        _invoice_facts(invoice),
+        invoice.issued_at,
+    )
+
+
+def _invoice_facts(invoice: Invoice) -> dict[str, Any]:
+    return {
+        "invoice_id": invoice.id,
+        "number": invoice.number,
+        "subscription_id": invoice.subscription_id,
+        "currency": invoice.currency,
+        "total": str(invoice.total),
+        "due_at": invoice.due_at.isoformat(),
+    }
+
+
+def invoice_notices(
+    invoice: Invoice, now: datetime, settings: NotificationSettings
+) -> tuple[Notice, ...]:
+    """An open invoice due in N days (each lead time reached by ``now`` before its due
+    date), and overdue once its due date has passed — one per (invoice, N) and one
+    overdue per invoice, however often the sweep runs. A paid or voided invoice tells
+    nothing more."""
+    if invoice.kind is not InvoiceKind.INVOICE or invoice.status is not InvoiceStatus.OPEN:
+        return ()
+    facts = _invoice_facts(invoice)
+    if invoice.overdue(now):
+        key = f"invoice_overdue:{invoice.id}"
+        return (Notice(NotificationKind.INVOICE_OVERDUE, key, facts, invoice.due_at),)
+    return tuple(
+        Notice(
+            NotificationKind.INVOICE_DUE,
+            f"invoice_due:{invoice.id}:{days}",
+            {**facts, "days": days},
+            invoice.due_at,
+        )
+        for days in settings.invoice_due_days
+        if invoice.due_at - timedelta(days=days) <= now
+    )
+
+
+def pause_notices(
+    subscription: Subscription, now: datetime, settings: NotificationSettings
+) -> tuple[Notice, ...]:
+    """A pause in force (as time has made it by ``now``) that ends by itself in N days,
+    for each lead time reached; one per (pause, N) — a pause extended to a later date is
+    a new end and is told again."""
+    pause = as_of(subscription, now).pause
+    if pause is None or pause.until is None or pause.until <= now:
+        return ()
+    return tuple(
+        Notice(
+            NotificationKind.PAUSE_ENDING,
+            f"pause_ending:{subscription.id}:{pause.since:%Y%m%dT%H%M%S}:"
+            f"{pause.until:%Y%m%dT%H%M%S}:{days}",
+            {
+                "subscription_id": subscription.id,
+                "plan_key": subscription.plan_key,
+                "days": days,
+                "paused_since": pause.since.isoformat(),
+                "pause_ends_at": pause.until.isoformat(),
+            },
+            pause.until,
+        )
+        for days in settings.pause_ending_days
+        if pause.until - timedelta(days=days) <= now
+    )

@@ -121,5 +121,5 @@ def _store(
             after=fact.after,
             reason=fact.reason,
         )
-        notify_subscription(tx, fact.action, fact.before, fact.after, event.id)
+        notify_subscription(tx, fact.action, fact.before, fact.after, event.id, fact.reason)
     return stored

@@ -39,6 +39,7 @@ from entitlements.domain.invoice import (
     stretches,
 )
 from entitlements.domain.money import round_money
+from entitlements.domain.notification import invoice_finalized
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import LimitKind, Plan
 from entitlements.domain.provider_commands import CommandKind
@@ -47,6 +48,7 @@ from entitlements.errors import IllegalTransition, InvalidInput, InvoiceExists, 
 from entitlements.ports import UnitOfWork
 from entitlements.service import lifecycle
 from entitlements.service.due import SWEEPER
+from entitlements.service.notifications import append
 from entitlements.service.runtime import Runtime, Transaction
 
 if TYPE_CHECKING:
@@ -235,6 +237,7 @@ def finalize_period(
     number = invoice_number(settings.prefix, tx.now.year, sequence)
     invoice = tx.uow.invoices.add(_stored_invoice(draft, number, tx.runtime.new_id(), tx.now))
     tx.record(who, "invoice.finalize", f"invoice:{invoice.id}", owner=owner, after=invoice)
+    append(tx, owner, invoice_finalized(invoice))
     if outbox is not None and invoice.total > 0:
         outbox.record(
             tx,

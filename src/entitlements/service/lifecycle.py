@@ -83,7 +83,7 @@ def store(tx: Transaction, step: lifecycle.Step, *, new: bool = False) -> Subscr
             after=fact.after if step.due else stored,
             reason=fact.reason,
         )
-        notify_subscription(tx, fact.action, fact.before, fact.after, event.id)
+        notify_subscription(tx, fact.action, fact.before, fact.after, event.id, fact.reason)
     return stored
 
 

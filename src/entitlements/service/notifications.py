@@ -32,6 +32,8 @@ from entitlements.domain.notification import (
     NotificationSettings,
     after_failure,
     contract_notices,
+    invoice_notices,
+    pause_notices,
     subscription_notices,
     trial_notices,
 )
@@ -83,11 +85,16 @@ def notify_usage(
 
 
 def notify_subscription(
-    tx: Transaction, action: str, before: Subscription | None, after: Subscription, fact: str
+    tx: Transaction,
+    action: str,
+    before: Subscription | None,
+    after: Subscription,
+    fact: str,
+    reason: str | None = None,
 ) -> None:
     """What an audited change of a subscription tells the host (plan changed, trial
-    converted or ended)."""
-    for notice in subscription_notices(action, before, after, tx.now, fact):
+    converted or ended, a scheduled change applied or failed)."""
+    for notice in subscription_notices(action, before, after, tx.now, fact, reason):
         append(tx, after.owner, notice)
 
 
@@ -266,21 +273,24 @@ class Notifications:
 
 
 def write_due(rt: Runtime, settings: NotificationSettings, tenant: str | None, at: datetime) -> int:
-    """Write what time brings by ``at`` — trials ending in N days, contracts left
-    unsigned, signing links about to stop working — once each, whoever runs it and
-    however often; returns how many were new."""
+    """Write what time brings by ``at`` — trials and pauses ending in N days, invoices
+    falling due or overdue, contracts left unsigned, signing links about to stop working
+    — once each, whoever runs it and however often; returns how many were new."""
     with rt.read(tenant) as uow:
-        trials = [
-            s
+        ending = [
+            (s, notice)
             for s in uow.subscriptions.due(at + settings.horizon, 10_000)
-            if trial_notices(s, at, settings)
+            for notice in (*trial_notices(s, at, settings), *pause_notices(s, at, settings))
         ]
+        invoices = list(uow.invoices.open_due(at + settings.invoice_horizon, 10_000))
         contracts = list(uow.contracts.awaiting(at, 10_000))
     written = 0
     with rt.transaction(tenant, at) as tx:
-        for subscription in trials:
-            for notice in trial_notices(subscription, at, settings):
-                written += append(tx, subscription.owner, notice) is not None
+        for subscription, notice in ending:
+            written += append(tx, subscription.owner, notice) is not None
+        for invoice in invoices:
+            for notice in invoice_notices(invoice, at, settings):
+                written += append(tx, invoice.owner, notice) is not None
         for contract in contracts:
             for notice in contract_notices(contract, at, settings):
                 written += append(tx, contract.owner, notice) is not None

@@ -518,6 +518,11 @@ class StoreContract:
         invoice = ents.invoices.finalize(ACME, actor=STAFF)
         assert invoice is not None
         assert invoice.number.endswith("-000001")
+        with store.unit_of_work(None) as uow:
+            assert uow.invoices.open_due(invoice.due_at) == [invoice]
+            assert uow.invoices.open_due(invoice.due_at - _SECOND) == []
+        with store.unit_of_work("tenant-b") as uow:
+            assert uow.invoices.open_due(invoice.due_at) == []
         assert _rolled_back(store, lambda uow: uow.invoices.next_number("INV")) == 2
         with store.unit_of_work(None) as uow, pytest.raises(InvoiceExists):
             uow.invoices.add(attrs.evolve(invoice, id="other", number="INV-X"))
@@ -534,6 +539,8 @@ class StoreContract:
         assert ents.invoices.get(invoice.id).status is InvoiceStatus.PAID
         assert ents.invoices.list(ACME) == [paid]
         assert ents.invoices.list(GLOBEX) == []
+        with store.unit_of_work(None) as uow:
+            assert uow.invoices.open_due(paid.due_at) == [], "a paid invoice is not open"
         with pytest.raises(InvoiceNotFound):
             ents.invoices.get(invoice.id, tenant="tenant-b")
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import RowMapping
 from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.repository import Repository, owner_of, same_named, storage_errors
 from entitlements.domain.instant import Period
-from entitlements.domain.invoice import Invoice, InvoiceLine
+from entitlements.domain.invoice import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus
 from entitlements.domain.owner import Owner
 from entitlements.errors import InvoiceExists, InvoiceNotFound
 
@@ -169,6 +169,21 @@ class SqlInvoices(Repository):
     def list(self, owner: Owner) -> Sequence[Invoice]:
         rows = self._rows(
             sa.select(t.invoices).where(*self._owned(t.invoices, owner)).order_by(_i.pk)
+        )
+        return self._with_lines(rows)
+
+    @storage_errors
+    def open_due(self, until: datetime, limit: int = 500) -> Sequence[Invoice]:
+        rows = self._rows(
+            sa.select(t.invoices)
+            .where(
+                _i.tenant == self._t,
+                _i.kind == InvoiceKind.INVOICE.value,
+                _i.status == InvoiceStatus.OPEN.value,
+                _i.due_at <= until,
+            )
+            .order_by(_i.due_at, _i.pk)
+            .limit(limit)
         )
         return self._with_lines(rows)
 
