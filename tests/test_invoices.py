@@ -458,6 +458,44 @@ def test_paying_makes_it_active_again(make_store, kind):
     assert {"invoice.finalize", "invoice.mark_paid", "invoice.credit"} <= set(actions)
 
 
+def test_a_due_date_passed_while_paused_makes_it_past_due_when_unpaused(make_store, kind):
+    ents, clock, invoice = _overdue_setup(make_store, kind)
+    ents.subscriptions.pause(ACME, actor="staff")
+    clock.set(invoice.due_at + timedelta(days=5))
+    ents.process_due()
+    assert ents.snapshot(ACME).status is SubscriptionStatus.PAUSED
+    back = clock.now()
+    ents.subscriptions.unpause(ACME, actor="staff")
+    snapshot = ents.snapshot(ACME)
+    assert snapshot.status is SubscriptionStatus.PAST_DUE
+    assert snapshot.valid_until is None or snapshot.valid_until > back
+    ents.process_due()
+    found = ents.subscriptions.get(ACME)
+    assert found.status is SubscriptionStatus.PAST_DUE
+    assert found.past_due_since == back  # not backdated to the due date
+    assert found.updated_at == back
+
+
+def test_a_pause_that_ends_while_suspended_ends_at_the_resumption(make_store, kind):
+    clock = ManualClock(START)
+    ents = app(make_store(kind), clock)
+    ents.subscriptions.subscribe(ACME, "pro", actor="staff")
+    ents.subscriptions.pause(
+        ACME, actor="staff", resume_at=START + timedelta(days=5), restart_period=True
+    )
+    ents.subscriptions.suspend(ACME, actor="staff", reason="fraud check")
+    clock.set(START + timedelta(days=20))
+    assert ents.subscriptions.get(ACME).status is SubscriptionStatus.SUSPENDED
+    ents.subscriptions.resume(ACME, actor="staff")
+    resumed = clock.now()
+    assert ents.snapshot(ACME).status is SubscriptionStatus.ACTIVE
+    ents.process_due()
+    found = ents.subscriptions.get(ACME)
+    assert found.status is SubscriptionStatus.ACTIVE
+    assert found.updated_at == resumed
+    assert found.current_period.start == resumed  # the suspended days restart nothing
+
+
 def test_void_before_payment_clears_the_due_date(make_store, kind):
     ents, clock, invoice = _overdue_setup(make_store, kind)
     voided = ents.invoices.void(invoice.id, actor="staff", reason="billed twice")
