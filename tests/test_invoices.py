@@ -458,6 +458,27 @@ def test_paying_makes_it_active_again(make_store, kind):
     assert {"invoice.finalize", "invoice.mark_paid", "invoice.credit"} <= set(actions)
 
 
+def test_paying_while_suspended_resumes_to_active(make_store, kind):
+    ents, clock, invoice = _overdue_setup(make_store, kind)
+    clock.set(invoice.due_at + timedelta(days=2))
+    ents.subscriptions.suspend(ACME, actor="staff", reason="fraud check")
+    found = ents.subscriptions.get(ACME)
+    assert found.suspended_from is SubscriptionStatus.PAST_DUE
+    ents.invoices.mark_paid(invoice.id, actor="staff", reference="bank-42")
+    found = ents.subscriptions.get(ACME)
+    assert found.status is SubscriptionStatus.SUSPENDED
+    assert found.suspended_from is SubscriptionStatus.ACTIVE
+    assert found.past_due_since is None
+    assert found.payment_due_at is None
+    actions = [e.action for e in ents.audit.for_owner(ACME)]
+    assert "subscription.invoice_paid" in actions
+    clock.advance(timedelta(days=1))
+    ents.subscriptions.resume(ACME, actor="staff")
+    ents.process_due()
+    assert ents.subscriptions.get(ACME).status is SubscriptionStatus.ACTIVE
+    assert ents.snapshot(ACME).status is SubscriptionStatus.ACTIVE
+
+
 def test_a_due_date_passed_while_paused_makes_it_past_due_when_unpaused(make_store, kind):
     ents, clock, invoice = _overdue_setup(make_store, kind)
     ents.subscriptions.pause(ACME, actor="staff")
