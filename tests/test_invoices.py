@@ -411,6 +411,31 @@ def test_a_pause_inside_a_period_is_not_billed(make_store, kind):
     assert invoice.total == Decimal("37.50")
 
 
+def test_a_restarting_pause_that_would_leave_billed_days_uninvoiced_is_refused(make_store, kind):
+    clock = ManualClock(START)  # the period runs Jan 31 to Feb 28
+    ents = app(make_store(kind), clock)
+    ents.subscriptions.subscribe(ACME, "pro", actor="staff")
+    clock.advance(timedelta(days=9))
+    before = ents.subscriptions.get(ACME)
+    with pytest.raises(InvalidInput, match="uninvoiced") as refused:
+        ents.subscriptions.pause(ACME, actor="staff", restart_period=True)
+    assert refused.value.field == "restart_period"
+    with pytest.raises(InvalidInput, match="uninvoiced"):  # scheduled mid-period too
+        ents.subscriptions.pause(
+            ACME, actor="staff", at=START + timedelta(days=12), restart_period=True
+        )
+    assert ents.subscriptions.get(ACME) == before  # nothing stored
+    period_end = before.current_period.end
+    ents.subscriptions.pause(ACME, actor="staff", at=period_end, restart_period=True)
+    clock.set(period_end + timedelta(days=3))
+    ents.process_due()
+    ents.subscriptions.unpause(ACME, actor="staff")
+    assert ents.subscriptions.get(ACME).current_period.start == clock.now()
+    (invoice,) = ents.invoices.list(ACME)  # the whole first period, nothing lost
+    assert invoice.period.start == START
+    assert invoice.total == Decimal("30.00")
+
+
 # -- paid, void, credit, overdue -------------------------------------------------------------
 
 
