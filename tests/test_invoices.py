@@ -411,6 +411,31 @@ def test_a_pause_inside_a_period_is_not_billed(make_store, kind):
     assert invoice.total == Decimal("37.50")
 
 
+def test_a_restarting_pause_that_would_leave_billed_days_uninvoiced_is_refused(make_store, kind):
+    clock = ManualClock(START)  # the period runs Jan 31 to Feb 28
+    ents = app(make_store(kind), clock)
+    ents.subscriptions.subscribe(ACME, "pro", actor="staff")
+    clock.advance(timedelta(days=9))
+    before = ents.subscriptions.get(ACME)
+    with pytest.raises(InvalidInput, match="uninvoiced") as refused:
+        ents.subscriptions.pause(ACME, actor="staff", restart_period=True)
+    assert refused.value.field == "restart_period"
+    with pytest.raises(InvalidInput, match="uninvoiced"):  # scheduled mid-period too
+        ents.subscriptions.pause(
+            ACME, actor="staff", at=START + timedelta(days=12), restart_period=True
+        )
+    assert ents.subscriptions.get(ACME) == before  # nothing stored
+    period_end = before.current_period.end
+    ents.subscriptions.pause(ACME, actor="staff", at=period_end, restart_period=True)
+    clock.set(period_end + timedelta(days=3))
+    ents.process_due()
+    ents.subscriptions.unpause(ACME, actor="staff")
+    assert ents.subscriptions.get(ACME).current_period.start == clock.now()
+    (invoice,) = ents.invoices.list(ACME)  # the whole first period, nothing lost
+    assert invoice.period.start == START
+    assert invoice.total == Decimal("30.00")
+
+
 # -- paid, void, credit, overdue -------------------------------------------------------------
 
 
@@ -456,6 +481,65 @@ def test_paying_makes_it_active_again(make_store, kind):
         ents.invoices.credit(invoice.id, amount="25.01", actor="staff", reason="too much")
     actions = [e.action for e in ents.audit.for_owner(ACME)]
     assert {"invoice.finalize", "invoice.mark_paid", "invoice.credit"} <= set(actions)
+
+
+def test_paying_while_suspended_resumes_to_active(make_store, kind):
+    ents, clock, invoice = _overdue_setup(make_store, kind)
+    clock.set(invoice.due_at + timedelta(days=2))
+    ents.subscriptions.suspend(ACME, actor="staff", reason="fraud check")
+    found = ents.subscriptions.get(ACME)
+    assert found.suspended_from is SubscriptionStatus.PAST_DUE
+    ents.invoices.mark_paid(invoice.id, actor="staff", reference="bank-42")
+    found = ents.subscriptions.get(ACME)
+    assert found.status is SubscriptionStatus.SUSPENDED
+    assert found.suspended_from is SubscriptionStatus.ACTIVE
+    assert found.past_due_since is None
+    assert found.payment_due_at is None
+    actions = [e.action for e in ents.audit.for_owner(ACME)]
+    assert "subscription.invoice_paid" in actions
+    clock.advance(timedelta(days=1))
+    ents.subscriptions.resume(ACME, actor="staff")
+    ents.process_due()
+    assert ents.subscriptions.get(ACME).status is SubscriptionStatus.ACTIVE
+    assert ents.snapshot(ACME).status is SubscriptionStatus.ACTIVE
+
+
+def test_a_due_date_passed_while_paused_makes_it_past_due_when_unpaused(make_store, kind):
+    ents, clock, invoice = _overdue_setup(make_store, kind)
+    ents.subscriptions.pause(ACME, actor="staff")
+    clock.set(invoice.due_at + timedelta(days=5))
+    ents.process_due()
+    assert ents.snapshot(ACME).status is SubscriptionStatus.PAUSED
+    back = clock.now()
+    ents.subscriptions.unpause(ACME, actor="staff")
+    snapshot = ents.snapshot(ACME)
+    assert snapshot.status is SubscriptionStatus.PAST_DUE
+    assert snapshot.valid_until is None or snapshot.valid_until > back
+    ents.process_due()
+    found = ents.subscriptions.get(ACME)
+    assert found.status is SubscriptionStatus.PAST_DUE
+    assert found.past_due_since == back  # not backdated to the due date
+    assert found.updated_at == back
+
+
+def test_a_pause_that_ends_while_suspended_ends_at_the_resumption(make_store, kind):
+    clock = ManualClock(START)
+    ents = app(make_store(kind), clock)
+    ents.subscriptions.subscribe(ACME, "pro", actor="staff")
+    ents.subscriptions.pause(
+        ACME, actor="staff", resume_at=START + timedelta(days=5), restart_period=True
+    )
+    ents.subscriptions.suspend(ACME, actor="staff", reason="fraud check")
+    clock.set(START + timedelta(days=20))
+    assert ents.subscriptions.get(ACME).status is SubscriptionStatus.SUSPENDED
+    ents.subscriptions.resume(ACME, actor="staff")
+    resumed = clock.now()
+    assert ents.snapshot(ACME).status is SubscriptionStatus.ACTIVE
+    ents.process_due()
+    found = ents.subscriptions.get(ACME)
+    assert found.status is SubscriptionStatus.ACTIVE
+    assert found.updated_at == resumed
+    assert found.current_period.start == resumed  # the suspended days restart nothing
 
 
 def test_void_before_payment_clears_the_due_date(make_store, kind):

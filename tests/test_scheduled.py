@@ -487,6 +487,9 @@ def test_a_pause_scheduled_for_t_equals_the_pause_made_at_t(setup, offset, lengt
     for owner in (scheduled, by_hand, never):
         ents.subscriptions.subscribe(owner, "growth", actor=STAFF)
     at = START + timedelta(minutes=offset)
+    if restart:  # a restarting pause begins at a period's start (no billed days lost)
+        held = ents.subscriptions.get(scheduled)
+        at = held.cycle.period_containing(held.cycle_anchor or START, at).end
     until = None if length is None else at + timedelta(minutes=length)
     for owner in (scheduled, never):
         ents.subscriptions.pause(owner, at=at, resume_at=until, restart_period=restart, actor=STAFF)

@@ -114,12 +114,24 @@ def _addon_end(subscription: Subscription) -> _Candidate | None:
     return min(ends), 3, Event.CHANGE_ADDONS
 
 
+def _not_before_last_change(subscription: Subscription, at: datetime) -> datetime:
+    """An instant an event gated on the current status falls due: never before the
+    subscription's last change, which is when a status that held the event back
+    (paused, suspended) ended — a due date passed during a pause makes the subscription
+    past due when the pause ends, not backdated to the due date."""
+    return max(at, subscription.updated_at)
+
+
 def _overdue(subscription: Subscription) -> _Candidate | None:
     """An invoice staff bill directly, unpaid at its due date, makes an active
-    subscription past due at that instant."""
+    subscription past due at that instant (or when it became active again, if later)."""
     if subscription.payment_due_at is None or not _allowed(subscription, Event.MARK_PAST_DUE):
         return None
-    return subscription.payment_due_at, 4, Event.MARK_PAST_DUE
+    return (
+        _not_before_last_change(subscription, subscription.payment_due_at),
+        4,
+        Event.MARK_PAST_DUE,
+    )
 
 
 def _renewal(subscription: Subscription) -> _Candidate | None:
@@ -143,11 +155,12 @@ def _scheduled(subscription: Subscription) -> _Candidate | None:
 
 
 def _pause_end(subscription: Subscription) -> _Candidate | None:
-    """A pause's end date."""
+    """A pause's end date, or the resumption of a suspension that outlasted it: a
+    suspended pause does not end underneath the suspension."""
     pause = subscription.pause
     if subscription.status is not _S.PAUSED or pause is None or pause.until is None:
         return None
-    return pause.until, 1, Event.UNPAUSE
+    return _not_before_last_change(subscription, pause.until), 1, Event.UNPAUSE
 
 
 _KINDS = (

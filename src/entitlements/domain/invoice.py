@@ -45,6 +45,7 @@ __all__ = [
     "Stretch",
     "TaxHook",
     "billed",
+    "billed_before",
     "contract_share",
     "draft_invoice",
     "invoice_document",
@@ -199,6 +200,18 @@ def stretches(
             out.append(Stretch(cursor, stop, current))
             cursor = stop
     return out
+
+
+def billed_before(
+    states: Sequence[tuple[datetime, Subscription | None]], period: Period, at: datetime
+) -> bool:
+    """Whether ``period`` was billed at some instant before ``at`` (``states`` as for
+    `stretches`): days a period restarted at ``at`` would leave without an invoice, since
+    only whole periods are invoiced."""
+    if at <= period.start:
+        return False
+    head = Period(period.start, min(at, period.end))
+    return any(billed(s.subscription) for s in stretches(states, head))
 
 
 _TERM = re.compile(r"^\s*(\d{1,4})\s*(day|week|month|year)s?\s*$", re.IGNORECASE)

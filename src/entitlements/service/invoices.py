@@ -205,16 +205,19 @@ def _follow_payment(
     tx: Transaction, who: Actor, subscription_id: str, owner: Owner, due: datetime | None
 ) -> None:
     """Put the oldest open due date on the subscription; settle it when none is overdue
-    any more."""
+    any more — underneath a suspension too, which then resumes to active (paying while
+    suspended must not leave the owner past due once the suspension is lifted)."""
     current = lifecycle.load(tx, owner)
     if current.id != subscription_id or current.is_terminal or current.payment_due_at == due:
         return
-    fields = {"payment_due_at": due}
-    overdue = due is not None and due <= tx.now
-    if current.status is SubscriptionStatus.PAST_DUE and not overdue:
-        lifecycle.apply(tx, who, current, Event.SETTLE, lambda _: fields, action="invoice_paid")
-    else:
-        lifecycle.apply(tx, who, current, Event.AMEND, lambda _: fields, action="invoice_due")
+    fields: dict[str, object] = {"payment_due_at": due}
+    suspended = current.status is SubscriptionStatus.SUSPENDED
+    underlying = current.suspended_from if suspended else current.status
+    settles = underlying is SubscriptionStatus.PAST_DUE and not (due is not None and due <= tx.now)
+    event, action = (Event.SETTLE, "invoice_paid") if settles else (Event.AMEND, "invoice_due")
+    if settles and suspended:
+        event, fields["suspended_from"] = Event.AMEND, SubscriptionStatus.ACTIVE
+    lifecycle.apply(tx, who, current, event, lambda _: fields, action=action)
 
 
 def finalize_period(

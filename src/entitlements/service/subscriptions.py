@@ -33,8 +33,9 @@ from entitlements.domain.checks import (
     parse_enum,
 )
 from entitlements.domain.contracts.link import ContractLink
-from entitlements.domain.due import could_read_as
+from entitlements.domain.due import as_of, could_read_as
 from entitlements.domain.instant import given_utc, optional_given_utc
+from entitlements.domain.invoice import billed_before
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.page import (
     DEFAULT_LIMIT,
@@ -139,6 +140,27 @@ def _period_end(current: Subscription) -> datetime:
     if current.current_period is None:
         raise InvalidInput("at", f"{current.owner} has no billing period: give a date")
     return current.current_period.end
+
+
+def _refuse_restart_over_billed_days(
+    tx: Transaction, current: Subscription, begins: datetime
+) -> None:
+    """A pause that restarts the period when it ends cuts the period it begins in short;
+    invoices cover whole periods, so a cut period that was already billed for some days
+    would never be invoiced for them. Such a pause is refused instead of losing them."""
+    held = as_of(current, begins)
+    period = held.current_period
+    if period is None or held.cycle is None or begins <= period.start:
+        return
+    states = tx.uow.subscriptions.states(current.owner, period.start, begins)
+    if billed_before(states, period, begins):
+        raise InvalidInput(
+            "restart_period",
+            f"the billing period from {period.start.isoformat()} is billed before the pause "
+            "begins, and restarting the period would leave those days uninvoiced; pause "
+            "without restart_period, or from the start of a period",
+            True,
+        )
 
 
 def _contract_link(contract_id: str | None) -> ContractLink | None:
@@ -923,6 +945,8 @@ class Subscriptions:
         reason = check_reason(reason)
 
         def do(tx: Transaction, who: Actor, current: Subscription) -> Subscription:
+            if restart:
+                _refuse_restart_over_billed_days(tx, current, begins or tx.now)
             wanted = PendingChange(
                 PendingKind.PAUSE,
                 begins or tx.now,
