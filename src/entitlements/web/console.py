@@ -592,22 +592,16 @@ StaffPage = Callable[[Request, Actor], Awaitable[Response]]
 """A console page: the request and the staff member it was authenticated as."""
 
 
+@attrs.frozen
 class Console:
-    def __init__(
-        self,
-        ents: Entitlements,
-        pages: Pages,
-        authenticator: Authenticator,
-        settings: Settings,
-        lists: OwnerLists | None = None,
-        login_url: str | None = None,
-    ) -> None:
-        self.ents = ents
-        self.pages = pages
-        self.authenticator = authenticator
-        self.settings = settings
-        self.lists = lists or OwnerLists(ents)
-        self.login_url = login_url
+    """The staff console's pages over ``ents``, for the staff ``authenticator`` admits."""
+
+    ents: Entitlements
+    pages: Pages
+    authenticator: Authenticator
+    settings: Settings
+    lists: OwnerLists
+    login_url: str | None = None
 
     def routes(self) -> list[Route]:
         pages: list[tuple[str, StaffPage, str, str]] = [

@@ -116,16 +116,13 @@ class Filters:
         return {k: v for k, v in values.items() if v and (k, v) not in {("days", "7")}}
 
 
+@attrs.frozen
 class OwnerLists:
-    def __init__(
-        self,
-        ents: Entitlements,
-        cards: OwnerCards | None = None,
-        find_owners: FindOwners | None = None,
-    ) -> None:
-        self.ents = ents
-        self._cards = cards
-        self._find = find_owners
+    """The owner lists the console shows, with the host's cards and owner search."""
+
+    ents: Entitlements
+    _cards: OwnerCards | None = None
+    _find: FindOwners | None = attrs.field(default=None, alias="find_owners")
 
     # -- the host's side -------------------------------------------------------------
 
