@@ -29,6 +29,7 @@ __all__ = [
     "cursor_instant",
     "decode_cursor",
     "encode_cursor",
+    "instant_cursor",
     "page_of",
 ]
 
@@ -147,6 +148,13 @@ def cursor_instant(text: str) -> datetime:
     if found.tzinfo is None:
         raise InvalidInput("cursor", "is not a cursor this list handed out", text)
     return found
+
+
+def instant_cursor(cursor: object, kind: str, *rest: type) -> tuple[Any, ...] | None:
+    """The sort key a cursor of a list ordered by an instant first carries: the instant,
+    then the rest of the key as ``rest`` says (``None`` for no cursor: the first page)."""
+    after = decode_cursor(cursor, kind, str, *rest)
+    return None if after is None else (cursor_instant(after[0]), *after[1:])
 
 
 def page_of(found: Sequence[tuple[Sequence[str | int], T]], limit: int, kind: str) -> Page[T]:

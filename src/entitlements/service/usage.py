@@ -23,14 +23,7 @@ from entitlements.domain.checks import check_id, check_key
 from entitlements.domain.ingestion import UsageEvent, UsageResult
 from entitlements.domain.instant import optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
-from entitlements.domain.page import (
-    DEFAULT_LIMIT,
-    Page,
-    check_limit,
-    cursor_instant,
-    decode_cursor,
-    page_of,
-)
+from entitlements.domain.page import DEFAULT_LIMIT, Page, check_limit, instant_cursor, page_of
 from entitlements.domain.plan import LimitKind
 from entitlements.domain.resolution import Snapshot
 from entitlements.domain.usage import (
@@ -201,8 +194,8 @@ class Usage:
         not overwritten): pass the page's ``next`` as ``cursor`` for the page after it."""
         owner, metric = as_owner(owner), check_metric(metric)
         limit = check_limit(limit)
-        after = decode_cursor(cursor, "usage-history", str)
-        since = None if after is None else cursor_instant(after[0])
+        after = instant_cursor(cursor, "usage-history")
+        since = None if after is None else after[0]
         with self._rt.read(owner.tenant) as uow:
             found = uow.usage.counters_page(owner, metric, since, limit + 1)
         return page_of([((c.period_start.isoformat(),), c) for c in found], limit, "usage-history")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import secrets
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -588,41 +588,50 @@ def _applies(action: str, row: Row) -> bool:
     return action == "retry-command" and row.command is not None
 
 
+StaffPage = Callable[[Request, Actor], Awaitable[Response]]
+"""A console page: the request and the staff member it was authenticated as."""
+
+
+@attrs.frozen
 class Console:
-    def __init__(
-        self,
-        ents: Entitlements,
-        pages: Pages,
-        authenticator: Authenticator,
-        settings: Settings,
-        lists: OwnerLists | None = None,
-        login_url: str | None = None,
-    ) -> None:
-        self.ents = ents
-        self.pages = pages
-        self.authenticator = authenticator
-        self.settings = settings
-        self.lists = lists or OwnerLists(ents)
-        self.login_url = login_url
+    """The staff console's pages over ``ents``, for the staff ``authenticator`` admits."""
+
+    ents: Entitlements
+    pages: Pages
+    authenticator: Authenticator
+    settings: Settings
+    lists: OwnerLists
+    login_url: str | None = None
 
     def routes(self) -> list[Route]:
-        return [
-            Route("/", self.owners, methods=["GET"], name="owners"),
-            Route("/owner", self.owner, methods=["GET"], name="owner"),
-            Route("/owner/preview", self.preview, methods=["GET"], name="preview"),
-            Route("/owner/{action}", self.act, methods=["POST"], name="act"),
-            Route("/queues/{queue}", self.queue, methods=["GET"], name="queue"),
-            Route("/plans", self.plans, methods=["GET"], name="plans"),
-            Route("/migrations", self.migrations, methods=["GET"], name="migrations"),
-            Route("/migrations/{id}", self.migration, methods=["GET"], name="migration"),
-            Route(
-                "/migrations/{id}/{step}",
-                self.migration_step,
-                methods=["POST"],
-                name="migration_step",
-            ),
-            Route("/invoice", self.invoice, methods=["GET"], name="invoice"),
+        pages: list[tuple[str, StaffPage, str, str]] = [
+            ("/", self.owners, "GET", "owners"),
+            ("/owner", self.owner, "GET", "owner"),
+            ("/owner/preview", self.preview, "GET", "preview"),
+            ("/owner/{action}", self.act, "POST", "act"),
+            ("/queues/{queue}", self.queue, "GET", "queue"),
+            ("/plans", self.plans, "GET", "plans"),
+            ("/migrations", self.migrations, "GET", "migrations"),
+            ("/migrations/{id}", self.migration, "GET", "migration"),
+            ("/migrations/{id}/{step}", self.migration_step, "POST", "migration_step"),
+            ("/invoice", self.invoice, "GET", "invoice"),
         ]
+        return [
+            Route(path, self._staff_only(page), methods=[method], name=name)
+            for path, page, method, name in pages
+        ]
+
+    def _staff_only(self, page: StaffPage) -> Callable[[Request], Awaitable[Response]]:
+        """Every console page is for staff: one gate authenticates the request and answers
+        the refusal page, so a page only ever runs with an actor."""
+
+        async def gated(request: Request) -> Response:
+            actor = await self._actor(request)
+            if isinstance(actor, Response):
+                return actor
+            return await page(request, actor)
+
+        return gated
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -703,10 +712,7 @@ class Console:
 
     # -- pages ---------------------------------------------------------------------------
 
-    async def owners(self, request: Request) -> Response:
-        actor = await self._actor(request)
-        if isinstance(actor, Response):
-            return actor
+    async def owners(self, request: Request, actor: Actor) -> Response:
         filters = Filters.of(request.query_params)
 
         if request.query_params.get("format") == "csv":
@@ -739,10 +745,7 @@ class Console:
             },
         )
 
-    async def queue(self, request: Request) -> Response:
-        actor = await self._actor(request)
-        if isinstance(actor, Response):
-            return actor
+    async def queue(self, request: Request, actor: Actor) -> Response:
         return await self._queue_response(request, actor, request.path_params["queue"])
 
     async def _queue_response(
@@ -782,10 +785,7 @@ class Console:
             status,
         )
 
-    async def owner(self, request: Request) -> Response:
-        actor = await self._actor(request)
-        if isinstance(actor, Response):
-            return actor
+    async def owner(self, request: Request, actor: Actor) -> Response:
         return await self._owner_response(request, actor, request.query_params.get("ref", ""))
 
     async def _owner_response(
@@ -822,10 +822,7 @@ class Console:
             status,
         )
 
-    async def preview(self, request: Request) -> Response:
-        actor = await self._actor(request)
-        if isinstance(actor, Response):
-            return actor
+    async def preview(self, request: Request, actor: Actor) -> Response:
         ref = request.query_params.get("ref", "")
         plan = request.query_params.get("plan", "")
         version_text = request.query_params.get("version", "")
@@ -850,11 +847,8 @@ class Console:
             {"owner": owner, "ref": ref, "plan": plan, "version": version, "preview": preview},
         )
 
-    async def invoice(self, request: Request) -> Response:
+    async def invoice(self, request: Request, actor: Actor) -> Response:
         """One invoice, laid out to print."""
-        actor = await self._actor(request)
-        if isinstance(actor, Response):
-            return actor
         ref = request.query_params.get("ref", "")
         invoice_id = request.query_params.get("id", "")
         try:
@@ -878,10 +872,7 @@ class Console:
             },
         )
 
-    async def plans(self, request: Request) -> Response:
-        actor = await self._actor(request)
-        if isinstance(actor, Response):
-            return actor
+    async def plans(self, request: Request, actor: Actor) -> Response:
 
         def read() -> dict[str, Any]:
             on: Counter[tuple[str, int]] = Counter(
@@ -909,10 +900,7 @@ class Console:
 
     # -- plan-version migrations -----------------------------------------------------------
 
-    async def migrations(self, request: Request) -> Response:
-        actor = await self._actor(request)
-        if isinstance(actor, Response):
-            return actor
+    async def migrations(self, request: Request, actor: Actor) -> Response:
 
         def read() -> list[Any]:
             tenants = list(self.ents.runtime.store.tenants()) or [None]
@@ -925,10 +913,7 @@ class Console:
             return self._error(request, actor, error)
         return self._render(request, actor, "console/migrations.html", {"migrations": found})
 
-    async def migration(self, request: Request) -> Response:
-        actor = await self._actor(request)
-        if isinstance(actor, Response):
-            return actor
+    async def migration(self, request: Request, actor: Actor) -> Response:
         return await self._migration_response(request, actor, request.path_params["id"])
 
     async def _migration_response(
@@ -960,11 +945,8 @@ class Console:
             status,
         )
 
-    async def migration_step(self, request: Request) -> Response:
+    async def migration_step(self, request: Request, actor: Actor) -> Response:
         """Run one batch, or cancel: the two things staff do to a migration here."""
-        actor = await self._actor(request)
-        if isinstance(actor, Response):
-            return actor
         try:
             form = await request.form()
         except Exception:
@@ -1007,10 +989,7 @@ class Console:
 
     # -- actions -------------------------------------------------------------------------
 
-    async def act(self, request: Request) -> Response:
-        actor = await self._actor(request)
-        if isinstance(actor, Response):
-            return actor
+    async def act(self, request: Request, actor: Actor) -> Response:
         try:
             form = await request.form()
         except Exception:

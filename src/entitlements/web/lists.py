@@ -102,6 +102,11 @@ class Filters:
             raise InvalidInput("status", "is not a subscription status", self.status)
         return [self.status]
 
+    def on_plan(self, subscription: Subscription) -> bool:
+        """Whether ``subscription`` passes the plan filter (every list narrows by it after
+        the search, which does not know plans)."""
+        return not self.plan or subscription.plan_key == self.plan
+
     def query(self, **changes: Any) -> dict[str, str]:
         """The query string that shows these filters (with ``changes``)."""
         values = {
@@ -116,16 +121,13 @@ class Filters:
         return {k: v for k, v in values.items() if v and (k, v) not in {("days", "7")}}
 
 
+@attrs.frozen
 class OwnerLists:
-    def __init__(
-        self,
-        ents: Entitlements,
-        cards: OwnerCards | None = None,
-        find_owners: FindOwners | None = None,
-    ) -> None:
-        self.ents = ents
-        self._cards = cards
-        self._find = find_owners
+    """The owner lists the console shows, with the host's cards and owner search."""
+
+    ents: Entitlements
+    _cards: OwnerCards | None = None
+    _find: FindOwners | None = attrs.field(default=None, alias="find_owners")
 
     # -- the host's side -------------------------------------------------------------
 
@@ -171,7 +173,7 @@ class OwnerLists:
                 limit=PER_TENANT,
                 actor=actor,
             )
-        return [s for s in found if not filters.plan or s.plan_key == filters.plan]
+        return [s for s in found if filters.on_plan(s)]
 
     def _by_host(self, actor: Actor, filters: Filters) -> list[Subscription]:
         found = []
@@ -202,12 +204,25 @@ class OwnerLists:
         newest subscription first) and, on the first page, by name and e-mail (the host's
         ``find_owners``)."""
         statuses = filters.statuses()
+        found, after = self._searched_page(actor, filters, statuses)
+        by_id = {s.owner: s for s in found}
+        if not filters.after:
+            for s in self._by_host(actor, filters):
+                if (statuses is None or s.status.value in statuses) and filters.on_plan(s):
+                    by_id.setdefault(s.owner, s)
+        rows = [Row(s.owner, self.card(s.owner), s) for s in by_id.values()]
+        return rows, (encode_cursor("console-owners", (json.dumps(after),)) if after else None)
+
+    def _searched_page(
+        self, actor: Actor, filters: Filters, statuses: list[str] | None
+    ) -> tuple[list[Subscription], list[tuple[str | None, str]]]:
+        """The library's part of an owner-list page: a keyset page of each tenant, and the
+        tenants with more, each with its next cursor."""
         tenants = self._tenants(filters.tenant)
-        cursors = _tenant_cursors(filters.after, tenants)
         each = max(10, PAGE_SIZE // len(tenants))
         found: list[Subscription] = []
         after: list[tuple[str | None, str]] = []
-        for tenant, cursor in cursors:
+        for tenant, cursor in _tenant_cursors(filters.after, tenants):
             page = self.ents.subscriptions.search(
                 filters.text or None,
                 statuses=statuses,
@@ -216,18 +231,10 @@ class OwnerLists:
                 actor=actor,
                 cursor=cursor,
             )
-            found += [s for s in page if not filters.plan or s.plan_key == filters.plan]
+            found += [s for s in page if filters.on_plan(s)]
             if page.next is not None:
                 after.append((tenant, page.next))
-        by_id = {s.owner: s for s in found}
-        if not filters.after:
-            for s in self._by_host(actor, filters):
-                if (statuses is None or s.status.value in statuses) and (
-                    not filters.plan or s.plan_key == filters.plan
-                ):
-                    by_id.setdefault(s.owner, s)
-        rows = [Row(s.owner, self.card(s.owner), s) for s in by_id.values()]
-        return rows, (encode_cursor("console-owners", (json.dumps(after),)) if after else None)
+        return found, after
 
     def counts(self, actor: Actor) -> Counter[str]:
         """Readable owners by status, for the front page."""

@@ -51,15 +51,8 @@ _STAMP_ALL = (
     )
     .values(terms_revision=sa.bindparam("p_revision"))
 )
-_STAMP_LIVE = (
-    t.usage_counters.update()
-    .where(
-        _c.tenant == sa.bindparam("p_tenant"),
-        _c.owner_kind == sa.bindparam("p_kind"),
-        _c.owner_id == sa.bindparam("p_id"),
-        sa.or_(_c.period_start == FOREVER, _c.period_start >= sa.bindparam("p_since")),
-    )
-    .values(terms_revision=sa.bindparam("p_revision"))
+_STAMP_LIVE = _STAMP_ALL.where(
+    sa.or_(_c.period_start == FOREVER, _c.period_start >= sa.bindparam("p_since"))
 )
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
-from entitlements.adapters.sql.repository import Repository, owner_of, storage_errors
+from entitlements.adapters.sql.repository import Repository, owner_of, same_named, storage_errors
 from entitlements.domain.change import ChangeKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.usage import (
@@ -297,31 +297,15 @@ def _upsert_counter(dialect: str) -> Any:
 
 
 def _record_from(row: RowMapping) -> UsageRecord:
-    return UsageRecord(
-        id=row["id"],
-        owner=owner_of(row),
-        metric=row["metric"],
-        amount=row["amount"],
-        period_start=row["period_start"],
-        at=row["at"],
-        key=row["key"],
-    )
+    fields = same_named(row, "id", "metric", "amount", "period_start", "at", "key")
+    return UsageRecord(owner=owner_of(row), **fields)
 
 
 def _reservation_from(row: RowMapping) -> Reservation:
-    return Reservation(
-        id=row["id"],
-        owner=owner_of(row),
-        metric=row["metric"],
-        amount=row["amount"],
-        period_start=row["period_start"],
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        status=ReservationStatus(row["status"]),
-        committed=row["committed"],
-        key=row["key"],
-        settled_at=row["settled_at"],
-    )
+    fields = same_named(row, "id", "metric", "amount", "period_start", "committed", "key")
+    times = same_named(row, "created_at", "expires_at", "settled_at")
+    status = ReservationStatus(row["status"])
+    return Reservation(owner=owner_of(row), status=status, **fields, **times)
 
 
 class SqlUsage(Repository):

@@ -25,7 +25,7 @@ __all__ = [
     "EventType",
     "event_document",
     "event_hash",
-    "next_event",
+    "linked",
     "timestamp",
 ]
 
@@ -105,30 +105,13 @@ def event_hash(document: Mapping[str, Any]) -> str:
     return sha256_hex(canonical_json({k: v for k, v in document.items() if k != "hash"}))
 
 
-def next_event(
-    previous: ContractEvent | None,
-    contract_id: str,
-    content_hash: str,
-    type: EventType,
-    at: datetime,
-    actor: str,
-    *,
-    signer_id: str | None = None,
-    ip: str | None = None,
-    user_agent: str | None = None,
-    data: Mapping[str, Any] | None = None,
-) -> ContractEvent:
-    event = ContractEvent(
-        contract_id=contract_id,
+def linked(previous: ContractEvent | None, event: ContractEvent) -> ContractEvent:
+    """``event`` as the link after ``previous`` (``None``: the first): its place in the
+    chain, the hash it commits to and its own hash, so every writer chains alike."""
+    event = attrs.evolve(
+        event,
         seq=0 if previous is None else previous.seq + 1,
-        type=type,
-        at=at,
-        actor=actor,
-        signer_id=signer_id,
-        ip=ip,
-        user_agent=user_agent,
-        data=dict(data or {}),
-        content_hash=content_hash,
         prev_hash=GENESIS if previous is None else previous.hash,
+        hash="",
     )
     return attrs.evolve(event, hash=event_hash(event_document(event, with_hash=False)))

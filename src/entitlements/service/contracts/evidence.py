@@ -19,14 +19,7 @@ from entitlements.domain.contracts.contract import Contract, ContractStatus
 from entitlements.domain.contracts.events import ContractEvent
 from entitlements.domain.contracts.verify import Verification, verify_evidence
 from entitlements.domain.owner import Owner, as_owner
-from entitlements.domain.page import (
-    DEFAULT_LIMIT,
-    Page,
-    check_limit,
-    cursor_instant,
-    decode_cursor,
-    page_of,
-)
+from entitlements.domain.page import DEFAULT_LIMIT, Page, check_limit, instant_cursor, page_of
 from entitlements.errors import ContractNotCompleted
 from entitlements.ports import UnitOfWork
 from entitlements.service.contracts.records import (
@@ -71,8 +64,7 @@ class ContractEvidence:
         the page's ``next`` as ``cursor`` for the page after it."""
         owner = as_owner(owner)
         limit = check_limit(limit)
-        after = decode_cursor(cursor, "contracts", str, str)
-        since = None if after is None else (cursor_instant(after[0]), after[1])
+        since = instant_cursor(cursor, "contracts", str)
         with self._rt.read(owner.tenant) as uow:
             found = uow.contracts.page_for_owner(owner, since, limit + 1)
         return page_of([((c.created_at.isoformat(), c.id), c) for c in found], limit, "contracts")

@@ -16,7 +16,7 @@ from entitlements.domain.actor import Actor
 from entitlements.domain.checks import check_id, check_optional_id
 from entitlements.domain.contracts.checkpoint import Checkpoint
 from entitlements.domain.contracts.contract import Contract, PersonalData, Signer
-from entitlements.domain.contracts.events import ContractEvent, EventType, next_event
+from entitlements.domain.contracts.events import ContractEvent, EventType, linked
 from entitlements.domain.contracts.record import evidence_document, referenced_commitments
 from entitlements.domain.owner import Owner
 from entitlements.errors import ContractNotFound
@@ -92,18 +92,20 @@ def append_event(
 ) -> ContractEvent:
     """Append the next event to the contract's hash chain (request context as
     commitments)."""
-    event = next_event(
-        tx.uow.contracts.last_event(contract.id),
-        contract.id,
-        contract.content_hash,
-        type,
-        tx.now,
-        actor,
+    unlinked = ContractEvent(
+        contract_id=contract.id,
+        seq=0,
+        type=type,
+        at=tx.now,
+        actor=actor,
         signer_id=signer_id,
         ip=None if ip is None else personal(tx, ip),
         user_agent=None if user_agent is None else personal(tx, user_agent),
-        data=data,
+        data=dict(data or {}),
+        content_hash=contract.content_hash,
+        prev_hash="",
     )
+    event = linked(tx.uow.contracts.last_event(contract.id), unlinked)
     tx.uow.contracts.append_event(event)
     return event
 
