@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
@@ -130,6 +130,13 @@ _FOR_PERIOD = sa.select(t.invoices).where(
 _COUNTER = (_c.tenant == sa.bindparam("b_tenant"), _c.prefix == sa.bindparam("b_prefix"))
 _BUMP = t.invoice_counters.update().where(*_COUNTER).values(last=_c.last + 1)
 _LAST = sa.select(_c.last).where(*_COUNTER)
+# InnoDB: an UPDATE that finds no row takes a gap lock, and two first finalizers inserting
+# into that gap deadlock; one upsert takes the row's exclusive lock at once instead
+_UPSERT_MYSQL = (
+    mysql.insert(t.invoice_counters)
+    .values(tenant=sa.bindparam("b_tenant"), prefix=sa.bindparam("b_prefix"), last=1)
+    .on_duplicate_key_update(last=_c.last + 1)
+)
 _INSERT_NEW = {
     "postgresql": postgresql.insert(t.invoices).on_conflict_do_nothing().returning(_i.pk),
     "sqlite": sqlite.insert(t.invoices).on_conflict_do_nothing().returning(_i.pk),
@@ -190,7 +197,9 @@ class SqlInvoices(Repository):
     @storage_errors
     def next_number(self, prefix: str) -> int:
         params = {"b_tenant": self._t, "b_prefix": prefix}
-        if self._conn.execute(_BUMP, params).rowcount == 0:
+        if self._conn.dialect.name == "mysql":
+            self._conn.execute(_UPSERT_MYSQL, params)
+        elif self._conn.execute(_BUMP, params).rowcount == 0:
             # the first number of this prefix: create the row (or find a concurrent
             # finalizer's), then take the row lock with the same UPDATE as ever after
             self._insert_new(
