@@ -660,3 +660,16 @@ def test_a_provider_that_takes_invoices_gets_each_finalized_invoice_once(make_st
     ents.process_due()
     assert [number for number, _ in provider.invoices] == [invoice.number]
     assert not ents.billing.state(ACME).pending_at_provider
+
+
+def test_a_period_renewed_by_a_write_is_invoiced_once_as_by_the_sweep(make_store, kind):
+    clock = ManualClock(START)
+    ents = app(make_store(kind), clock)
+    ents.subscriptions.subscribe(ACME, "pro", actor="staff", seats=5)
+    clock.advance(timedelta(days=30))  # the Jan 31 period ended on Feb 28; no sweep ran
+    ents.subscriptions.change_seats(ACME, 6, actor="staff")  # this write stores the renewal
+    (invoice,) = ents.invoices.list(ACME)
+    assert invoice.period.start == START
+    assert invoice.total == Decimal("30.00")
+    ents.process_due()
+    assert [i.id for i in ents.invoices.list(ACME)] == [invoice.id]

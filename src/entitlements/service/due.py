@@ -104,6 +104,8 @@ def bring_to_now(
 
         for effect in effects:
             queue(tx, effect.kind, stored.owner, effect.payload, subscription_id=stored.id)
+    if tx.runtime.periods_ended is not None:
+        tx.runtime.periods_ended(tx, step.due)
     return stored, dropped + list(step.due)
 
 

@@ -41,11 +41,11 @@ from entitlements.service.cache import SnapshotCache
 from entitlements.service.coherence import Coherence, WhenUnreachable
 from entitlements.service.construction import check_construction
 from entitlements.service.free_plan import OneFreePlan
-from entitlements.service.invoices import Invoices, InvoiceSettings
+from entitlements.service.invoices import Invoices, InvoiceSettings, invoice_ended_periods
 from entitlements.service.notifications import Notifications
 from entitlements.service.overrides import Overrides
 from entitlements.service.plans import Plans
-from entitlements.service.runtime import Runtime
+from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.seats import Seats
 from entitlements.service.snapshots import load_past_snapshot, load_snapshot
 from entitlements.service.subscriptions import Subscriptions
@@ -56,6 +56,7 @@ from entitlements.telemetry import Telemetry
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from entitlements.domain.due import DueChange
     from entitlements.service.billing import Billing
     from entitlements.service.claims import Claims, ClaimsIssuer
     from entitlements.service.contracts import Contracts
@@ -172,6 +173,7 @@ class Entitlements:
         if invoicing is not None and not isinstance(invoicing, InvoiceSettings):
             raise InvalidInput("invoicing", "must be InvoiceSettings or None", invoicing)
         self._invoicing = invoicing or InvoiceSettings()
+        self.runtime.periods_ended = self._invoice_ended_periods
         self.plans = Plans(self.runtime)
         """The plan catalog: define, revise, activate, archive, retire, sync from a file."""
         self.subscriptions = Subscriptions(
@@ -237,6 +239,9 @@ class Entitlements:
             return None
         return self.billing.outbox
 
+    def _invoice_ended_periods(self, tx: Transaction, changes: Sequence[DueChange]) -> None:
+        invoice_ended_periods(tx, changes, self._invoicing, self._invoice_outbox)
+
     @cached_property
     def invoices(self) -> Invoices:
         """What each owner owes: drafts, finalized invoices, payments, credit notes."""
@@ -250,13 +255,7 @@ class Entitlements:
 
     @cached_property
     def _sweep(self) -> Sweep:
-        return Sweep(
-            self.runtime,
-            self.billing.outbox,
-            self.notifications.settings,
-            self._invoicing,
-            self._invoice_outbox,
-        )
+        return Sweep(self.runtime, self.billing.outbox, self.notifications.settings)
 
     # -- the request path ------------------------------------------------------------
 

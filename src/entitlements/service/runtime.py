@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -32,6 +32,9 @@ from entitlements.service.cache import SnapshotCache
 from entitlements.service.coherence import Coherence
 from entitlements.service.ids import new_id as _new_id
 from entitlements.telemetry import Telemetry, log_event
+
+if TYPE_CHECKING:
+    from entitlements.domain.due import DueChange
 
 __all__ = ["Runtime", "Transaction"]
 
@@ -145,6 +148,10 @@ class Runtime:
     announce: Callable[[int], None] | None = None
     """Called with each committed feed position, after commit (a push to other
     processes, e.g. `entitlements.adapters.redis_hints.RedisChannel.announce`)."""
+    periods_ended: Callable[[Transaction, Sequence[DueChange]], None] | None = None
+    """What storing time's changes also does for the billing periods they ended (invoice
+    them, `entitlements.service.invoices.invoice_ended_periods`), whichever call stores
+    them first: the sweep, or a write that brings its owner to now."""
     timestamp: Callable[[], float] = attrs.field(init=False)
     warm_clock: Callable[[], float] = attrs.field(init=False)
     """What the warm path compares with the cache's window (`Coherence.confirmed_clock`)."""

@@ -42,7 +42,6 @@ from entitlements.domain.usage import Reservation
 from entitlements.errors import InvalidInput
 from entitlements.ports import UnitOfWork
 from entitlements.service.due import SWEEPER, bring_to_now
-from entitlements.service.invoices import InvoiceSettings, invoice_ended_periods
 from entitlements.service.notifications import purge, write_due
 from entitlements.service.overrides import target
 from entitlements.service.runtime import Runtime, Transaction
@@ -198,14 +197,10 @@ class Sweep:
         runtime: Runtime,
         outbox: ProviderOutbox | None = None,
         notifications: NotificationSettings | None = None,
-        invoicing: InvoiceSettings | None = None,
-        invoice_outbox: ProviderOutbox | None = None,
     ) -> None:
         self._rt = runtime
         self._outbox = outbox
         self._notifications = notifications
-        self._invoicing = invoicing or InvoiceSettings()
-        self._invoice_outbox = invoice_outbox
 
     def process_due(
         self,
@@ -328,9 +323,7 @@ class Sweep:
     def _due_subscriptions(self, uow: UnitOfWork, at: datetime, limit: int) -> list[_Item]:
         def advance(subscription_id: str) -> Callable[[Transaction], Sequence[Any]]:
             def act(tx: Transaction) -> Sequence[Any]:
-                changes = bring_to_now(tx, tx.uow.subscriptions.get(subscription_id))[1]
-                invoice_ended_periods(tx, changes, self._invoicing, self._invoice_outbox)
-                return changes
+                return bring_to_now(tx, tx.uow.subscriptions.get(subscription_id))[1]
 
             return act
 
