@@ -963,7 +963,9 @@ class StoreContract:
         with store.unit_of_work(None) as uow:
             assert uow.requests.claim(first) is None, "a forgotten key is claimed anew"
 
-    def test_migration_items_are_claimed_settled_counted_and_canceled(self, store: Store) -> None:
+    @staticmethod
+    def _migration_with_three_items(store: Store) -> Migration:
+        """A running migration m1: s1 moved, s2 scheduled for three days on, s3 pending."""
         migration = Migration(
             id="m1",
             tenant=None,
@@ -998,43 +1000,49 @@ class StoreContract:
             assert uow.migrations.set_status("m1", running, MigrationStatus.RUNNING, START)
             assert not uow.migrations.set_status("m1", running, MigrationStatus.RUNNING, START)
             uow.commit()
+        return migration
+
+    def test_migration_items_are_claimed_settled_counted_and_canceled(self, store: Store) -> None:
+        self._migration_with_three_items(store)
         with store.unit_of_work(None) as uow:
             assert [i.seq for i in uow.migrations.claim("m1", 5)] == [3]
             assert uow.migrations.counts("m1") == {"moved": 1, "scheduled": 1, "pending": 1}
-            assert uow.migrations.items("m1", status="moved") == [moved]
-            assert [lock.from_version for lock in uow.migrations.price_locks("s1")] == [1]
-            # a scheduled move's lock starts at its instant (the item's done_at)
-            assert [lock.moved_at for lock in uow.migrations.price_locks("s2")] == [later]
-            assert uow.migrations.price_locks("s3") == []
+            (moved,) = uow.migrations.items("m1", status="moved")
+            assert (moved.seq, moved.subscription_id) == (1, "s1")
             assert uow.migrations.cancel_pending("m1", START) == 1
             uow.commit()
         with store.unit_of_work(None) as uow:
             assert uow.migrations.claim("m1", 5) == []
             assert [m.status for m in uow.migrations.list()] == [MigrationStatus.RUNNING]
+        self._migrations_are_the_tenants_own(store)
+
+    def test_migration_price_locks_start_when_a_move_takes_effect(self, store: Store) -> None:
+        self._migration_with_three_items(store)
+        with store.unit_of_work(None) as uow:
+            assert [lock.from_version for lock in uow.migrations.price_locks("s1")] == [1]
+            # a scheduled move's lock starts at its instant (the item's done_at)
+            later = START + timedelta(days=3)
+            assert [lock.moved_at for lock in uow.migrations.price_locks("s2")] == [later]
+            assert uow.migrations.price_locks("s3") == []
+
+    @staticmethod
+    def _migrations_are_the_tenants_own(store: Store) -> None:
         with store.unit_of_work("tenant-b") as uow:
             assert uow.migrations.list() == []
             with pytest.raises(MigrationNotFound):
                 uow.migrations.get("m1")
 
-    def test_notifications_are_one_per_fact_claimed_in_order_and_purged(self, store: Store) -> None:
-        other = Owner("organization", "other")
-
-        def note(owner: Owner, key: str) -> Notification:
-            return Notification(
-                id=f"n-{owner.id}-{key}",
-                owner=owner,
-                kind=NotificationKind.USAGE_THRESHOLD,
-                key=key,
-                facts={"metric": "api", "threshold": 80},
-                about=START,
-                created_at=START,
-            )
-
+    @staticmethod
+    def _four_notifications(store: Store) -> None:
+        """Acme's k1, k2, k3 and another owner's k1, written in that order."""
         with store.unit_of_work(None) as uow:
-            for owner, key in ((ACME, "k1"), (other, "k1"), (ACME, "k2"), (ACME, "k3")):
-                assert uow.notifications.add(note(owner, key))
-            assert not uow.notifications.add(attrs.evolve(note(ACME, "k1"), id="again"))
+            for owner, key in ((ACME, "k1"), (_OTHER, "k1"), (ACME, "k2"), (ACME, "k3")):
+                assert uow.notifications.add(_note(owner, key))
+            assert not uow.notifications.add(attrs.evolve(_note(ACME, "k1"), id="again"))
             uow.commit()
+
+    def test_notifications_are_one_per_fact_and_claimed_in_order(self, store: Store) -> None:
+        self._four_notifications(store)
         later = START + timedelta(minutes=1)
         with store.unit_of_work(None) as uow:
             failed = attrs.evolve(
@@ -1053,11 +1061,21 @@ class StoreContract:
             uow.notifications.release([n.id for n in taken], "w2")
             uow.commit()
         assert [n.id for n in taken] == ["n-acme-k1", "n-acme-k2"], "in order, up to the limit"
+
+    def test_notifications_are_listed_newest_first_and_purged_once_delivered(
+        self, store: Store
+    ) -> None:
+        self._four_notifications(store)
+        later = START + timedelta(minutes=1)
+        with store.unit_of_work(None) as uow:
+            (claimed, *_) = uow.notifications.claim("w1", START, later, 1)
+            assert uow.notifications.delivered([claimed.id], "w1", START) == 1
+            uow.commit()
         with store.unit_of_work(None) as uow:
             listed = uow.notifications.listed(ACME)
             assert [n.id for n in listed] == ["n-acme-k3", "n-acme-k2", "n-acme-k1"]
             assert uow.notifications.listed(failed=True) == []
-            assert uow.notifications.get("n-other-k1").delivered_at == START
+            assert uow.notifications.get(claimed.id).delivered_at == START
         with store.unit_of_work("tenant-b") as uow:
             assert uow.notifications.listed() == []
             assert uow.notifications.purge(later) == 0
@@ -1067,8 +1085,10 @@ class StoreContract:
             uow.commit()
         with store.unit_of_work(None) as uow:
             with pytest.raises(NotFound):
-                uow.notifications.get("n-other-k1")
-            assert uow.notifications.add(note(other, "k1")), "a forgotten fact is new again"
+                uow.notifications.get(claimed.id)
+            assert uow.notifications.add(_note(claimed.owner, claimed.key)), (
+                "a forgotten fact is new again"
+            )
 
     def test_claims_and_rule_locks(self, store: Store) -> None:
         with store.unit_of_work(None) as uow:
@@ -1520,3 +1540,18 @@ class StoreContract:
         assert ([c.seq for c in page.changes], page.pruned_through) == ([recorded], seqs[-2])
         with pytest.raises(InvalidInput):
             ents.process_due(feed_retention=timedelta(seconds=-1))
+
+
+_OTHER = Owner("organization", "other")
+
+
+def _note(owner: Owner, key: str) -> Notification:
+    return Notification(
+        id=f"n-{owner.id}-{key}",
+        owner=owner,
+        kind=NotificationKind.USAGE_THRESHOLD,
+        key=key,
+        facts={"metric": "api", "threshold": 80},
+        about=START,
+        created_at=START,
+    )
