@@ -86,6 +86,15 @@ from entitlements.service.snapshots import current_usage, resolve_with
 __all__ = ["MIGRATOR", "Migrations", "change_in_flight", "schedule_move", "unschedule_move"]
 
 _PAGE = 1000
+GROUP = 50
+"""Items handled per unit of work by `Migrations.run`: enough to pay one commit per
+group, few enough that a consume of a moving owner waits one short transaction."""
+
+
+class _Undo(Exception):
+    """Rolls an item's savepoint back when it failed (its error is kept, its writes not)."""
+
+
 MAX_BATCH = 100_000
 
 MIGRATOR = Actor.system("migrations")
@@ -412,11 +421,13 @@ class Migrations:
         self._start(migration, who, tenant, now)
         handled = 0
         while handled < batch:
-            if self._handle_next(migration, who, tenant, now) is None:
+            settled = self._handle_group(migration, who, tenant, now, min(GROUP, batch - handled))
+            if not settled:
                 break
-            handled += 1
-            if progress is not None:
-                progress(handled)
+            for _ in settled:
+                handled += 1
+                if progress is not None:
+                    progress(handled)
         return attrs.evolve(self._finish(migration, who, tenant, now), handled=handled)
 
     def _start(
@@ -444,20 +455,73 @@ class Migrations:
                 tx.record(who, "migration.complete", migration.target, after=counts)
             return MigrationProgress(stored, counts)
 
+    def _handle_group(
+        self,
+        migration: Migration,
+        who: Actor,
+        tenant: str | None,
+        now: datetime | None,
+        limit: int,
+    ) -> Sequence[MigrationItem]:
+        """Up to ``limit`` items in one unit of work; when it keeps losing races (a
+        deadlock, a stale write), the same items one unit of work each."""
+        try:
+            return self._handle_claimed(migration, who, tenant, now, limit)
+        except (StaleWrite, Busy):
+            if self._rt.in_atomic_block:
+                raise
+        settled: list[MigrationItem] = []
+        while len(settled) < limit:
+            found = self._handle_claimed(migration, who, tenant, now, 1)
+            if not found:
+                break
+            settled.extend(found)
+        return settled
+
     @retries_lost_races
-    def _handle_next(
-        self, migration: Migration, who: Actor, tenant: str | None, now: datetime | None
-    ) -> MigrationItem | None:
-        """Claim the next pending item and bring it to its final state, in one unit of
-        work (a lost race or a deadlock rolls both back and tries again)."""
+    def _handle_claimed(
+        self,
+        migration: Migration,
+        who: Actor,
+        tenant: str | None,
+        now: datetime | None,
+        limit: int,
+    ) -> Sequence[MigrationItem]:
+        """Claim the next ``limit`` pending items and bring each to its final state, in
+        one unit of work: one commit for the group instead of one per item, while the
+        owners' terms locks are held for one short transaction only. Owners are locked in
+        one stable order, so two workers (or a worker and a multi-owner write) never wait
+        on each other in a cycle. Each item runs in a savepoint: an item that fails leaves
+        nothing behind and the rest of the group goes on; a lost race or a deadlock rolls
+        the whole group back and tries again."""
         with self._rt.transaction(tenant, now) as tx:
-            claimed = tx.uow.migrations.claim(migration.id, 1)
-            if not claimed:
-                return None
-            item = claimed[0]
-            settled = self._handle(tx, migration, item, who).settle(item, tx.now)
-            tx.uow.migrations.settle(settled)
+            claimed = sorted(
+                tx.uow.migrations.claim(migration.id, limit),
+                key=lambda item: (item.owner.kind, item.owner.id, item.seq),
+            )
+            settled: list[MigrationItem] = []
+            for item in claimed:
+                outcome = self._handle_alone(tx, migration, item, who)
+                done = outcome.settle(item, tx.now)
+                tx.uow.migrations.settle(done)
+                settled.append(done)
             return settled
+
+    def _handle_alone(
+        self, tx: Transaction, migration: Migration, item: MigrationItem, who: Actor
+    ) -> ItemOutcome:
+        """One item under its own savepoint: its writes stay only when it ends well."""
+        failed: ItemOutcome | None = None
+        try:
+            with self._rt.transaction(tx.tenant, tx.now):
+                outcome = self._handle(tx, migration, item, who)
+                if outcome.status is ItemStatus.FAILED:
+                    failed = outcome
+                    raise _Undo
+        except _Undo:
+            assert failed is not None
+            return failed
+        return outcome
 
     def _handle(
         self, tx: Transaction, migration: Migration, item: MigrationItem, who: Actor
