@@ -526,8 +526,14 @@ class Migrations:
     def _handle(
         self, tx: Transaction, migration: Migration, item: MigrationItem, who: Actor
     ) -> ItemOutcome:
+        # the two plan versions are read with the subscription: the move and the kernel
+        # step find them there instead of reading them twice more
+        versions = (
+            (migration.plan_key, item.from_version),
+            (migration.plan_key, migration.to_version),
+        )
         try:
-            current = lifecycle.load(tx, item.owner)
+            current = lifecycle.load(tx, item.owner, with_plans=versions)
         except SubscriptionNotFound:
             return ItemOutcome.skipped(SkipReason.ENDED)
         in_flight = change_in_flight(tx.uow, item.owner)
