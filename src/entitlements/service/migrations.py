@@ -2,13 +2,14 @@
 
 `create` records a draft and its items (one per subscription chosen); nothing moves
 until `run`. `preview` is a dry run on a read-only unit of work. `run` handles the next
-``batch`` items, each in a short unit of work of its own: claim the next pending item
-(workers skip items another holds: two workers never handle one), take the owner's terms
+``batch`` items, in groups of `GROUP`, one short unit of work per group: claim the
+group's pending items (workers skip items another holds: two workers never handle one),
+then per item, owners in a stable order and each under a savepoint, take the owner's terms
 lock and read the subscription as it stands (so a concurrent consumption or staff change
 is built upon, never overwritten), decide with the domain's rules
 (`entitlements.domain.migration`), move it with the lifecycle kernel's plan change (which
 audits it, with the migration's id in the reason) and store the item's outcome with it.
-A run that dies leaves its item pending (its unit of work rolled back): calling `run`
+A run that dies leaves its group pending (its unit of work rolled back): calling `run`
 again, in any process, carries on.
 
 Moves at a later instant (``at="period_end"`` or a datetime) are scheduled changes of each
@@ -405,8 +406,8 @@ class Migrations:
         now: datetime | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> MigrationProgress:
-        """Handle up to ``batch`` pending items, each in a unit of work of its own, and
-        report the counts. Call it again (from any process, after a crash too) until
+        """Handle up to ``batch`` pending items, `GROUP` per unit of work, and report
+        the counts. Call it again (from any process, after a crash too) until
         ``done``; any number of workers may run one migration at once. Moves are
         audited as ``actor``'s (default: `MIGRATOR`, a system actor), each with the
         migration's id in its reason; the authorizer decides ``migration.run`` first.
