@@ -87,7 +87,7 @@ from entitlements.service.snapshots import current_usage, resolve_with
 __all__ = ["MIGRATOR", "Migrations", "change_in_flight", "schedule_move", "unschedule_move"]
 
 _PAGE = 1000
-GROUP = 50
+GROUP = 20
 """Items handled per unit of work by `Migrations.run`: enough to pay one commit per
 group, few enough that a consume of a moving owner waits one short transaction."""
 
