@@ -2,13 +2,14 @@
 
 `create` records a draft and its items (one per subscription chosen); nothing moves
 until `run`. `preview` is a dry run on a read-only unit of work. `run` handles the next
-``batch`` items, each in a short unit of work of its own: claim the next pending item
-(workers skip items another holds: two workers never handle one), take the owner's terms
+``batch`` items, in groups of `GROUP`, one short unit of work per group: claim the
+group's pending items (workers skip items another holds: two workers never handle one),
+then per item, owners in a stable order and each under a savepoint, take the owner's terms
 lock and read the subscription as it stands (so a concurrent consumption or staff change
 is built upon, never overwritten), decide with the domain's rules
 (`entitlements.domain.migration`), move it with the lifecycle kernel's plan change (which
 audits it, with the migration's id in the reason) and store the item's outcome with it.
-A run that dies leaves its item pending (its unit of work rolled back): calling `run`
+A run that dies leaves its group pending (its unit of work rolled back): calling `run`
 again, in any process, carries on.
 
 Moves at a later instant (``at="period_end"`` or a datetime) are scheduled changes of each
@@ -86,6 +87,15 @@ from entitlements.service.snapshots import current_usage, resolve_with
 __all__ = ["MIGRATOR", "Migrations", "change_in_flight", "schedule_move", "unschedule_move"]
 
 _PAGE = 1000
+GROUP = 20
+"""Items handled per unit of work by `Migrations.run`: enough to pay one commit per
+group, few enough that a consume of a moving owner waits one short transaction."""
+
+
+class _Undo(Exception):
+    """Rolls an item's savepoint back when it failed (its error is kept, its writes not)."""
+
+
 MAX_BATCH = 100_000
 
 MIGRATOR = Actor.system("migrations")
@@ -396,8 +406,8 @@ class Migrations:
         now: datetime | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> MigrationProgress:
-        """Handle up to ``batch`` pending items, each in a unit of work of its own, and
-        report the counts. Call it again (from any process, after a crash too) until
+        """Handle up to ``batch`` pending items, `GROUP` per unit of work, and report
+        the counts. Call it again (from any process, after a crash too) until
         ``done``; any number of workers may run one migration at once. Moves are
         audited as ``actor``'s (default: `MIGRATOR`, a system actor), each with the
         migration's id in its reason; the authorizer decides ``migration.run`` first.
@@ -412,11 +422,13 @@ class Migrations:
         self._start(migration, who, tenant, now)
         handled = 0
         while handled < batch:
-            if self._handle_next(migration, who, tenant, now) is None:
+            settled = self._handle_group(migration, who, tenant, now, min(GROUP, batch - handled))
+            if not settled:
                 break
-            handled += 1
-            if progress is not None:
-                progress(handled)
+            for _ in settled:
+                handled += 1
+                if progress is not None:
+                    progress(handled)
         return attrs.evolve(self._finish(migration, who, tenant, now), handled=handled)
 
     def _start(
@@ -444,26 +456,85 @@ class Migrations:
                 tx.record(who, "migration.complete", migration.target, after=counts)
             return MigrationProgress(stored, counts)
 
+    def _handle_group(
+        self,
+        migration: Migration,
+        who: Actor,
+        tenant: str | None,
+        now: datetime | None,
+        limit: int,
+    ) -> Sequence[MigrationItem]:
+        """Up to ``limit`` items in one unit of work; when it keeps losing races (a
+        deadlock, a stale write), the same items one unit of work each."""
+        try:
+            return self._handle_claimed(migration, who, tenant, now, limit)
+        except (StaleWrite, Busy):
+            if self._rt.in_atomic_block:
+                raise
+        settled: list[MigrationItem] = []
+        while len(settled) < limit:
+            found = self._handle_claimed(migration, who, tenant, now, 1)
+            if not found:
+                break
+            settled.extend(found)
+        return settled
+
     @retries_lost_races
-    def _handle_next(
-        self, migration: Migration, who: Actor, tenant: str | None, now: datetime | None
-    ) -> MigrationItem | None:
-        """Claim the next pending item and bring it to its final state, in one unit of
-        work (a lost race or a deadlock rolls both back and tries again)."""
+    def _handle_claimed(
+        self,
+        migration: Migration,
+        who: Actor,
+        tenant: str | None,
+        now: datetime | None,
+        limit: int,
+    ) -> Sequence[MigrationItem]:
+        """Claim the next ``limit`` pending items and bring each to its final state, in
+        one unit of work: one commit for the group instead of one per item, while the
+        owners' terms locks are held for one short transaction only. Owners are locked in
+        one stable order, so two workers (or a worker and a multi-owner write) never wait
+        on each other in a cycle. Each item runs in a savepoint: an item that fails leaves
+        nothing behind and the rest of the group goes on; a lost race or a deadlock rolls
+        the whole group back and tries again."""
         with self._rt.transaction(tenant, now) as tx:
-            claimed = tx.uow.migrations.claim(migration.id, 1)
-            if not claimed:
-                return None
-            item = claimed[0]
-            settled = self._handle(tx, migration, item, who).settle(item, tx.now)
-            tx.uow.migrations.settle(settled)
+            claimed = sorted(
+                tx.uow.migrations.claim(migration.id, limit),
+                key=lambda item: (item.owner.kind, item.owner.id, item.seq),
+            )
+            settled: list[MigrationItem] = []
+            for item in claimed:
+                outcome = self._handle_alone(tx, migration, item, who)
+                done = outcome.settle(item, tx.now)
+                tx.uow.migrations.settle(done)
+                settled.append(done)
             return settled
+
+    def _handle_alone(
+        self, tx: Transaction, migration: Migration, item: MigrationItem, who: Actor
+    ) -> ItemOutcome:
+        """One item under its own savepoint: its writes stay only when it ends well."""
+        failed: ItemOutcome | None = None
+        try:
+            with self._rt.transaction(tx.tenant, tx.now):
+                outcome = self._handle(tx, migration, item, who)
+                if outcome.status is ItemStatus.FAILED:
+                    failed = outcome
+                    raise _Undo
+        except _Undo:
+            assert failed is not None
+            return failed
+        return outcome
 
     def _handle(
         self, tx: Transaction, migration: Migration, item: MigrationItem, who: Actor
     ) -> ItemOutcome:
+        # the two plan versions are read with the subscription: the move and the kernel
+        # step find them there instead of reading them twice more
+        versions = (
+            (migration.plan_key, item.from_version),
+            (migration.plan_key, migration.to_version),
+        )
         try:
-            current = lifecycle.load(tx, item.owner)
+            current = lifecycle.load(tx, item.owner, with_plans=versions)
         except SubscriptionNotFound:
             return ItemOutcome.skipped(SkipReason.ENDED)
         in_flight = change_in_flight(tx.uow, item.owner)
