@@ -166,9 +166,11 @@ class SqlNotifications(Repository):
             if r["pk"] < first_waiting.get((r["owner_kind"], r["owner_id"]), r["pk"] + 1)
         ]
         if kept:
+            # by primary key alone: the rows are this tenant's, read and locked above, and
+            # a planner without fresh statistics walks a tenant's whole index otherwise
             self._conn.execute(
                 sa.update(t.notifications)
-                .where(_n.tenant == self._t, _n.pk.in_([r["pk"] for r in kept]))
+                .where(_n.pk.in_([r["pk"] for r in kept]))
                 .values(claimed_by=worker, claimed_until=until)
             )
         return [_claimed_from(r, worker, until) for r in kept]
