@@ -105,6 +105,20 @@ def lean_memory(count: int, handler: Callable[[Any], None]) -> float:
     return done / (time.perf_counter() - began)
 
 
+def analyzed(store: SqlStore) -> None:
+    """Statistics for the freshly filled table, as a table in service has them: without,
+    a planner may walk a whole index for a few rows (both loops are timed after)."""
+    statement = {
+        "postgresql": "ANALYZE ent_notifications",
+        "mysql": "ANALYZE TABLE ent_notifications",
+    }
+    with store.engine.begin() as c:
+        if store.engine.dialect.name in statement:
+            result = c.exec_driver_sql(statement[store.engine.dialect.name])
+            if result.returns_rows:
+                result.all()
+
+
 def undelivered(store: SqlStore) -> None:
     with store.engine.begin() as c:
         c.execute(sa.update(t.notifications).values(delivered_at=None))
@@ -139,6 +153,8 @@ def main() -> None:
     for name, make in stores:
         store = make()
         written(store, args.count)
+        if isinstance(store, SqlStore):
+            analyzed(store)
         if isinstance(store, SqlStore):
             lean = lean_sql(store.engine, lambda row: None)
             undelivered(store)

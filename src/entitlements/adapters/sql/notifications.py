@@ -45,6 +45,10 @@ _STATE = (
 )
 
 
+_KINDS = {kind.value: kind for kind in NotificationKind}
+"""Kinds by stored value: a dictionary look-up is a fraction of the enum's own."""
+
+
 def _claimed_from(row: RowMapping, worker: str, until: datetime) -> Notification:
     """A claimed row as a notification, built without the checks a new one gets: a claim
     reads a batch at a time, and what the table holds was checked when it was written
@@ -53,7 +57,7 @@ def _claimed_from(row: RowMapping, worker: str, until: datetime) -> Notification
     for name in _STATE:
         object.__setattr__(made, name, row[name])
     object.__setattr__(made, "owner", owner_of(row))
-    object.__setattr__(made, "kind", NotificationKind(row["kind"]))
+    object.__setattr__(made, "kind", _KINDS.get(row["kind"]) or NotificationKind(row["kind"]))
     object.__setattr__(made, "facts", FrozenDict(row["facts"]))
     object.__setattr__(made, "claimed_by", worker)
     object.__setattr__(made, "claimed_until", until)
@@ -162,9 +166,11 @@ class SqlNotifications(Repository):
             if r["pk"] < first_waiting.get((r["owner_kind"], r["owner_id"]), r["pk"] + 1)
         ]
         if kept:
+            # by primary key alone: the rows are this tenant's, read and locked above, and
+            # a planner without fresh statistics walks a tenant's whole index otherwise
             self._conn.execute(
                 sa.update(t.notifications)
-                .where(_n.tenant == self._t, _n.pk.in_([r["pk"] for r in kept]))
+                .where(_n.pk.in_([r["pk"] for r in kept]))
                 .values(claimed_by=worker, claimed_until=until)
             )
         return [_claimed_from(r, worker, until) for r in kept]
@@ -172,14 +178,18 @@ class SqlNotifications(Repository):
     def _first_waiting(self, rows: Sequence[RowMapping]) -> dict[tuple[str, str], int]:
         """Per owner, its oldest pending notification older than the last claimed row that
         this claim did not take (in another's claim, locked by a concurrent claim, or
-        waiting out a backoff): the owner's rows from it on must wait."""
+        waiting out a backoff): the owner's rows from it on must wait. Read through the
+        pending index (a grouped query would walk the owner index, every row of the
+        tenant, each batch); the few rows it finds are grouped here."""
         taken = [r["pk"] for r in rows]
-        query = (
-            sa.select(_n.owner_kind, _n.owner_id, sa.func.min(_n.pk))
-            .where(_n.tenant == self._t, *_PENDING, _n.pk < max(taken), _n.pk.not_in(taken))
-            .group_by(_n.owner_kind, _n.owner_id)
+        query = sa.select(_n.pk, _n.owner_kind, _n.owner_id).where(
+            _n.tenant == self._t, *_PENDING, _n.pk < max(taken), _n.pk.not_in(taken)
         )
-        return {(kind, id_): pk for kind, id_, pk in self._conn.execute(query)}
+        first: dict[tuple[str, str], int] = {}
+        for pk, kind, id_ in self._conn.execute(query):
+            if pk < first.get((kind, id_), pk + 1):
+                first[(kind, id_)] = pk
+        return first
 
     @storage_errors
     def delivered(self, ids: Sequence[str], worker: str, now: datetime) -> int:
