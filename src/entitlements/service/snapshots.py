@@ -12,6 +12,7 @@ from entitlements.domain.access import Access, AccessPolicy, status_access
 from entitlements.domain.assignment import check_may_assign
 from entitlements.domain.due import as_of
 from entitlements.domain.override import Override
+from entitlements.domain.plan_change import lowers_a_limit, over_quota
 from entitlements.domain.owner import Owner
 from entitlements.domain.resolution import Snapshot, resolve
 from entitlements.domain.scheduled import PendingKind
@@ -25,37 +26,67 @@ __all__ = [
     "in_force",
     "load_past_snapshot",
     "load_snapshot",
-    "pending_plan_refusal",
+    "decided_on_usage",
+    "pending_refusal",
     "resolve_with",
 ]
 
 
-def pending_plan_refusal(uow: UnitOfWork, subscription: Subscription, now: datetime) -> str | None:
-    """Why the plan of the subscription's pending change, due by ``now``, can no longer
-    be assigned (archived for an owner that does not hold it, retired, gone): the rule
-    the sweep applies when it stores the change, and every read applies before it, so
-    answers never show a change the sweep will record as failed. ``None``: it may."""
+def pending_refusal(
+    uow: UnitOfWork, subscription: Subscription, now: datetime, policy: AccessPolicy
+) -> str | None:
+    """Why the subscription's pending change, due by ``now``, cannot apply at its
+    instant: the lifecycle rules run again then — its plan must still be assignable (not
+    archived for an owner that does not hold it, not retired, still existing), and a
+    change scheduled with ``if_over_quota="refuse"`` must not leave usage (as stored now)
+    over a limit it lowers. The sweep stores this decision; every read applies it first,
+    so no answer shows a change the sweep will record as failed. ``None``: it applies."""
     pending = subscription.scheduled
-    if pending is None or pending.kind is not PendingKind.CHANGE or pending.plan_key is None:
-        return None
-    if pending.at > now:
+    if pending is None or pending.kind is not PendingKind.CHANGE or pending.at > now:
         return None
     held = as_of(attrs.evolve(subscription, scheduled=None), pending.at)
     if held.is_terminal:
         return None  # ended first: the ending clears it
-    try:
-        plan = uow.plans.get(pending.plan_key, pending.plan_version)
-        check_may_assign(plan, held.owner, held)
-    except EntitlementsError as refused:
-        return str(refused)
-    return None
+    if pending.plan_key is not None:
+        try:
+            plan = uow.plans.get(pending.plan_key, pending.plan_version)
+            check_may_assign(plan, held.owner, held)
+        except EntitlementsError as refused:
+            return str(refused)
+    if pending.if_over_quota != "refuse":
+        return None
+    was = resolve_with(uow, held.owner, held, pending.at, policy)
+    then = resolve_with(uow, held.owner, as_of(subscription, pending.at), pending.at, policy)
+    if not lowers_a_limit(was, then):
+        return None
+    found = over_quota(was, then, current_usage(uow, was))
+    if not found:
+        return None
+    return "usage over the new limits: " + ", ".join(
+        f"{o.metric} {o.used} > {o.limit}" for o in found
+    )
 
 
-def in_force(uow: UnitOfWork, subscription: Subscription, now: datetime) -> Subscription:
+def decided_on_usage(subscription: Subscription, now: datetime) -> bool:
+    """Whether what is in force at ``now`` hangs on usage as stored: a change due under
+    ``if_over_quota="refuse"`` that is not stored yet. An answer resolved from it holds
+    for its instant only (usage may move before the sweep stores the decision)."""
+    pending = subscription.scheduled
+    return (
+        pending is not None
+        and pending.kind is PendingKind.CHANGE
+        and pending.if_over_quota == "refuse"
+        and pending.at <= now
+    )
+
+
+def in_force(
+    uow: UnitOfWork, subscription: Subscription, now: datetime, policy: AccessPolicy
+) -> Subscription:
     """The subscription as time has made it by ``now``, as the sweep will store it: a due
-    pending change whose plan can no longer be assigned is left out (one plan read, only
-    while such a change waits for the sweep)."""
-    if subscription.scheduled is not None and pending_plan_refusal(uow, subscription, now):
+    pending change the rules refuse at its instant (`pending_refusal`) is left out (reads
+    only while such a change waits for the sweep)."""
+    if subscription.scheduled is not None and pending_refusal(uow, subscription, now, policy):
         subscription = attrs.evolve(subscription, scheduled=None)
     return as_of(subscription, now)
 
@@ -100,8 +131,9 @@ def resolve_with(
 ) -> Snapshot:
     """Resolve ``owner`` as if it held ``subscription`` (previews pass a hypothetical one)
     and ``overrides`` (by default, the ones stored now)."""
+    fleeting = subscription is not None and decided_on_usage(subscription, now)
     if subscription is not None:
-        subscription = in_force(uow, subscription, now)
+        subscription = in_force(uow, subscription, now, policy)
     plan = (
         None
         if subscription is None
@@ -113,7 +145,7 @@ def resolve_with(
         and status_access(subscription, policy, now).access is Access.FALLBACK
     ):
         fallback = uow.plans.find(policy.fallback_plan)
-    return resolve(
+    snapshot = resolve(
         owner,
         subscription,
         plan,
@@ -123,6 +155,9 @@ def resolve_with(
         fallback,
         revision,
     )
+    if fleeting:  # holds for this instant only: never kept, never answered from later
+        return attrs.evolve(snapshot, valid_until=now, expires_ts=snapshot.resolved_ts)
+    return snapshot
 
 
 def current_usage(uow: UnitOfWork, snapshot: Snapshot) -> dict[str, int]:
