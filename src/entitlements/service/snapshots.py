@@ -12,8 +12,8 @@ from entitlements.domain.access import Access, AccessPolicy, status_access
 from entitlements.domain.assignment import check_may_assign
 from entitlements.domain.due import as_of
 from entitlements.domain.override import Override
-from entitlements.domain.plan_change import lowers_a_limit, over_quota
 from entitlements.domain.owner import Owner
+from entitlements.domain.plan_change import lowers_a_limit, over_quota
 from entitlements.domain.resolution import Snapshot, resolve
 from entitlements.domain.scheduled import PendingKind
 from entitlements.domain.subscription import Subscription
@@ -23,10 +23,10 @@ from entitlements.ports import UnitOfWork
 
 __all__ = [
     "current_usage",
+    "decided_on_usage",
     "in_force",
     "load_past_snapshot",
     "load_snapshot",
-    "decided_on_usage",
     "pending_refusal",
     "resolve_with",
 ]
