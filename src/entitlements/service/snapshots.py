@@ -15,7 +15,7 @@ from entitlements.domain.override import Override
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan_change import lowers_a_limit, over_quota
 from entitlements.domain.resolution import Snapshot, resolve
-from entitlements.domain.scheduled import PendingKind
+from entitlements.domain.scheduled import PendingChange, PendingKind
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import FOREVER, Counter, usage_period_start
 from entitlements.errors import EntitlementsError
@@ -47,16 +47,27 @@ def pending_refusal(
     held = as_of(attrs.evolve(subscription, scheduled=None), pending.at)
     if held.is_terminal:
         return None  # ended first: the ending clears it
-    if pending.plan_key is not None:
-        try:
-            plan = uow.plans.get(pending.plan_key, pending.plan_version)
-            check_may_assign(plan, held.owner, held)
-        except EntitlementsError as refused:
-            return str(refused)
-    if pending.if_over_quota != "refuse":
+    refused = _plan_refusal(uow, pending, held)
+    if refused is not None or pending.if_over_quota != "refuse":
+        return refused
+    return _quota_refusal(uow, held, as_of(subscription, pending.at), pending.at, policy)
+
+
+def _plan_refusal(uow: UnitOfWork, pending: PendingChange, held: Subscription) -> str | None:
+    if pending.plan_key is None:
         return None
-    was = resolve_with(uow, held.owner, held, pending.at, policy)
-    then = resolve_with(uow, held.owner, as_of(subscription, pending.at), pending.at, policy)
+    try:
+        check_may_assign(uow.plans.get(pending.plan_key, pending.plan_version), held.owner, held)
+    except EntitlementsError as refused:
+        return str(refused)
+    return None
+
+
+def _quota_refusal(
+    uow: UnitOfWork, held: Subscription, will: Subscription, at: datetime, policy: AccessPolicy
+) -> str | None:
+    was = resolve_with(uow, held.owner, held, at, policy)
+    then = resolve_with(uow, held.owner, will, at, policy)
     if not lowers_a_limit(was, then):
         return None
     found = over_quota(was, then, current_usage(uow, was))
