@@ -40,7 +40,7 @@ from entitlements.domain.owner import Owner, in_tenant
 from entitlements.domain.plan import Plan
 from entitlements.domain.provider_commands import CommandStatus, ProviderCommand
 from entitlements.domain.requests import KeyedRequest
-from entitlements.domain.subscription import Subscription
+from entitlements.domain.subscription import Subscription, SubscriptionStatus
 from entitlements.domain.usage import (
     FOREVER,
     Counter,
@@ -359,10 +359,17 @@ class _Subscriptions(_Repository[str]):
         instants = sorted({at for at, _ in entries if start < at < end})
         return [(at, self.at(owner, at)) for at in [start, *instants]]
 
-    def due(self, now: datetime, limit: int = 500) -> Sequence[Subscription]:
+    def due(
+        self,
+        now: datetime,
+        limit: int = 500,
+        statuses: frozenset[SubscriptionStatus] | None = None,
+    ) -> Sequence[Subscription]:
         found = []
         for sub in self._t.subscriptions.values():
             if sub.owner.tenant != self._uow.tenant:
+                continue
+            if statuses is not None and sub.status not in statuses:
                 continue
             at = sub.next_change_at()
             if at is not None and at <= now:

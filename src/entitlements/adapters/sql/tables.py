@@ -170,6 +170,7 @@ subscriptions = sa.Table(
     _payment_due(),
     sa.Index("ix_ent_subscriptions_owner", *_OWNER, "pk"),
     sa.Index("ix_ent_subscriptions_due", "tenant", "next_change_at"),
+    sa.Index("ix_ent_subscriptions_status_due", "tenant", "status", "next_change_at"),
     sa.Index("ix_ent_subscriptions_plan", "tenant", "plan_key"),
     # the console's owner list: a tenant's rows newest first, read a page at a time
     sa.Index("ix_ent_subscriptions_recent", "tenant", "pk"),
