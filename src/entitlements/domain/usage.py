@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -53,6 +54,7 @@ __all__ = [
     "decide",
     "fallback_guard",
     "metric_terms",
+    "slot_setters",
     "usage_period_start",
     "within",
 ]
@@ -488,3 +490,11 @@ def charged(charge: Charge, counter: Counter, earlier: UsageRecord | None = None
     if not within(result.limit, counter.used, counter.reserved):
         return result._replace(over_limit=True)
     return result
+
+
+def slot_setters(cls: type, *fields: str) -> tuple[Callable[[Any, Any], None], ...]:
+    """Direct writers of the slots ``fields`` of ``cls``, in that order. The counting hot
+    paths build `Counter` and `UsageRecord` values from parts checked already (a stored
+    counter, a validated request) by writing the slots of ``object.__new__(cls)``: that
+    skips the converters and validators, which cost more than the counting itself."""
+    return tuple(cls.__dict__[field].__set__ for field in fields)
