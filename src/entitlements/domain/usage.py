@@ -83,26 +83,25 @@ def check_amount(value: object, field: str = "amount", *, allow_zero: bool = Fal
 MAX_KEY = 128
 
 
-def check_member(value: object) -> str:
+def _short_id(value: object, field: str, refusal: str) -> str:
+    """An id of at most `MAX_KEY` characters (a member, an idempotency key), refused with
+    ``refusal`` when it is not a non-empty string of that length, then held to
+    `check_id`'s rules."""
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_KEY:
-        raise InvalidInput(
-            "member",
-            f"must name the member (a non-empty id of at most {MAX_KEY} characters)",
-            value,
-        )
-    return check_id(value, "member", max_length=MAX_KEY)
+        raise InvalidInput(field, refusal, value)
+    return check_id(value, field, max_length=MAX_KEY)
+
+
+def check_member(value: object) -> str:
+    refusal = f"must name the member (a non-empty id of at most {MAX_KEY} characters)"
+    return _short_id(value, "member", refusal)
 
 
 def check_idempotency_key(value: object) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_KEY:
-        raise InvalidInput(
-            "key",
-            f"an idempotency key is a non-empty string of at most {MAX_KEY} characters",
-            value,
-        )
-    return check_id(value, "key", max_length=MAX_KEY)
+    refusal = f"an idempotency key is a non-empty string of at most {MAX_KEY} characters"
+    return _short_id(value, "key", refusal)
 
 
 def _pool(value: object) -> str:
