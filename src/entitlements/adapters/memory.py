@@ -48,6 +48,7 @@ from entitlements.domain.usage import (
     ReservationStatus,
     SeatAssignment,
     UsageRecord,
+    slot_setters,
     within,
 )
 from entitlements.errors import (
@@ -888,12 +889,14 @@ def _uncharge(t: _Tables, record: UsageRecord, before: Counter, records: list[Us
 
 
 _new = object.__new__
-_set_counter_owner = Counter.__dict__["owner"].__set__
-_set_counter_metric = Counter.__dict__["metric"].__set__
-_set_counter_period = Counter.__dict__["period_start"].__set__
-_set_counter_used = Counter.__dict__["used"].__set__
-_set_counter_reserved = Counter.__dict__["reserved"].__set__
-_set_counter_held = Counter.__dict__["held_until"].__set__
+(
+    _set_counter_owner,
+    _set_counter_metric,
+    _set_counter_period,
+    _set_counter_used,
+    _set_counter_reserved,
+    _set_counter_held,
+) = slot_setters(Counter, "owner", "metric", "period_start", "used", "reserved", "held_until")
 
 
 class _Revisions(_Repository[Owner]):
