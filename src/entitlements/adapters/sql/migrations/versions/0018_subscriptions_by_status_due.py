@@ -3,17 +3,13 @@
 The scan for "your trial ends in N days" read every subscription whose next change fell
 within the notice horizon — every renewal too — so a sweep with nothing to tell cost more
 as the host grew. With this index it reads the trials and pauses in the window only.
-
-Revision ID: 0018
-Revises: 0017
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0018"
-down_revision = "0017"
+revision, down_revision = "0018", "0017"
 
 
 def upgrade() -> None:
