@@ -623,6 +623,7 @@ invoices = sa.Table(
     sa.UniqueConstraint("tenant", "number", name="uq_ent_invoices_number"),
     sa.UniqueConstraint(*_OWNER, "period_start", name="uq_ent_invoices_period"),
     sa.Index("ix_ent_invoices_owner", *_OWNER, "pk"),
+    sa.Index("ix_ent_invoices_open_due", "tenant", "status", "due_at"),
 )
 
 invoice_lines = sa.Table(
