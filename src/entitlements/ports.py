@@ -1139,7 +1139,8 @@ class InlineConsumption(Protocol):
         """The counter after the consumption and the committed feed position; or the
         earlier record of the same key; or ``(None, None, None)`` when the fast path
         cannot decide (stale terms, a held reservation...) and the caller takes the
-        unit-of-work path."""
+        unit-of-work path. ``wall`` is the wall clock's time when the caller has just
+        read it: the feed entry is dated by it (``None``: the store reads the clock)."""
         ...
 
 

@@ -1669,11 +1669,8 @@ class MemoryStore:
         fallback: tuple[str, int] | None = None,
         wall: datetime | None = None,
     ) -> tuple[Counter | None, UsageRecord | None, int | None]:
-        """A whole unit of work for one consumption that needs nothing else — record,
-        count and commit its change-feed entry — without the unit-of-work machinery.
-        Same rules and results as ``unit_of_work(...).usage.consume`` followed by a
-        commit; returns the committed feed number with the counter. ``wall``: the wall
-        clock's time, when the caller has just read it (the feed entry is dated by it)."""
+        """`InlineConsumption.consume_inline`: one consumption as a whole unit of work,
+        under the store's lock."""
         with self.lock:
             t = self.tables
             after, earlier, _, _ = _charge(t, record, ceiling, revision, now, fallback)
@@ -1698,7 +1695,6 @@ class MemoryStore:
             return uow.feed.read(after, missing)
 
     def feed_head(self) -> int:
-        """The last change-feed position handed out."""
         with self.lock:
             return self.tables.next_seq - 1
 

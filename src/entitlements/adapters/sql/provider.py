@@ -139,13 +139,10 @@ class SqlProvider(Repository):
 
     @storage_errors
     def command(self, command_id: str) -> ProviderCommand:
-        c = t.provider_commands.c
-        rows = self._rows(
-            sa.select(t.provider_commands).where(c.tenant == self._t, c.id == command_id)
-        )
-        if not rows:
+        row = self._by_id(t.provider_commands, command_id)
+        if row is None:
             raise NotFound(f"provider command {command_id} does not exist")
-        return _command_from(rows[0])
+        return _command_from(row)
 
     @storage_errors
     def update_command(
