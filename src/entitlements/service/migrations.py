@@ -464,11 +464,13 @@ class Migrations:
         now: datetime | None,
         limit: int,
     ) -> Sequence[MigrationItem]:
-        """Up to ``limit`` items in one unit of work; when it keeps losing races (a
-        deadlock, a stale write), the same items one unit of work each."""
+        """Up to ``limit`` items in one unit of work with grouped reads (`_handle_together`);
+        when its writes fail (a lost race, a deadlock, the database refusing one item's
+        write), the same number of items one unit of work and one savepoint each, so one
+        bad item never takes the rest of its group down with it."""
         try:
-            return self._handle_claimed(migration, who, tenant, now, limit)
-        except (StaleWrite, Busy):
+            return self._handle_together(migration, who, tenant, now, limit)
+        except (StaleWrite, Busy, StorageError):
             if self._rt.in_atomic_block:
                 raise
         settled: list[MigrationItem] = []
@@ -478,6 +480,38 @@ class Migrations:
                 break
             settled.extend(found)
         return settled
+
+    def _handle_together(
+        self,
+        migration: Migration,
+        who: Actor,
+        tenant: str | None,
+        now: datetime | None,
+        limit: int,
+    ) -> Sequence[MigrationItem]:
+        """Claim the next ``limit`` pending items and bring each to its final state in one
+        unit of work, reading for the whole group at once: the owners' terms locks (taken
+        in one stable order, so two workers, or a worker and a multi-owner write, never
+        wait on each other in a cycle), their subscriptions with their overrides and the
+        plan versions, and their open provider commands, one statement each; the items'
+        outcomes are written back in one. No savepoint per item: an item fails only in
+        its checks, before it writes anything (`_decide`); a failed write rolls the whole
+        group back, for `_handle_group` to retry item by item."""
+        with self._rt.transaction(tenant, now) as tx:
+            claimed = _in_lock_order(tx.uow.migrations.claim(migration.id, limit))
+            if not claimed:
+                return []
+            owners = list(dict.fromkeys(item.owner for item in claimed))
+            found = lifecycle.load_many(tx, owners, with_plans=_versions_of(migration, claimed))
+            in_flight = tx.uow.provider.owners_with_open_commands(list(found))
+            settled = [
+                self._decide(tx, migration, item, who, found.get(item.owner), in_flight).settle(
+                    item, tx.now
+                )
+                for item in claimed
+            ]
+            tx.uow.migrations.settle_many(settled)
+            return settled
 
     @retries_lost_races
     def _handle_claimed(
@@ -489,19 +523,12 @@ class Migrations:
         limit: int,
     ) -> Sequence[MigrationItem]:
         """Claim the next ``limit`` pending items and bring each to its final state, in
-        one unit of work: one commit for the group instead of one per item, while the
-        owners' terms locks are held for one short transaction only. Owners are locked in
-        one stable order, so two workers (or a worker and a multi-owner write) never wait
-        on each other in a cycle. Each item runs in a savepoint: an item that fails leaves
-        nothing behind and the rest of the group goes on; a lost race or a deadlock rolls
-        the whole group back and tries again."""
+        one unit of work, each item under its own terms lock and savepoint: an item that
+        fails leaves nothing behind and the rest goes on; a lost race or a deadlock rolls
+        the whole unit of work back and tries again."""
         with self._rt.transaction(tenant, now) as tx:
-            claimed = sorted(
-                tx.uow.migrations.claim(migration.id, limit),
-                key=lambda item: (item.owner.kind, item.owner.id, item.seq),
-            )
             settled: list[MigrationItem] = []
-            for item in claimed:
+            for item in _in_lock_order(tx.uow.migrations.claim(migration.id, limit)):
                 outcome = self._handle_alone(tx, migration, item, who)
                 done = outcome.settle(item, tx.now)
                 tx.uow.migrations.settle(done)
@@ -527,18 +554,28 @@ class Migrations:
     def _handle(
         self, tx: Transaction, migration: Migration, item: MigrationItem, who: Actor
     ) -> ItemOutcome:
-        # the two plan versions are read with the subscription: the move and the kernel
-        # step find them there instead of reading them twice more
-        versions = (
-            (migration.plan_key, item.from_version),
-            (migration.plan_key, migration.to_version),
-        )
         try:
-            current = lifecycle.load(tx, item.owner, with_plans=versions)
+            current = lifecycle.load(tx, item.owner, with_plans=_versions_of(migration, [item]))
         except SubscriptionNotFound:
             return ItemOutcome.skipped(SkipReason.ENDED)
-        in_flight = change_in_flight(tx.uow, item.owner)
-        why = skip_reason(migration, current, change_in_flight=in_flight)
+        in_flight = {item.owner} if change_in_flight(tx.uow, item.owner) else set()
+        return self._decide(tx, migration, item, who, current, in_flight)
+
+    def _decide(
+        self,
+        tx: Transaction,
+        migration: Migration,
+        item: MigrationItem,
+        who: Actor,
+        current: Subscription | None,
+        in_flight: set[Owner],
+    ) -> ItemOutcome:
+        """The item's outcome, its subscription read under the owner's terms lock as
+        ``current`` (``None``: the owner has none); a move (or scheduled move) is written.
+        Every check that can fail it runs before the kernel writes anything."""
+        if current is None:
+            return ItemOutcome.skipped(SkipReason.ENDED)
+        why = skip_reason(migration, current, change_in_flight=item.owner in in_flight)
         if why is not None:
             return ItemOutcome.skipped(why)
         at = move_instant(migration, current)
@@ -651,6 +688,20 @@ class Migrations:
                 raise SubscriptionNotFound(owner)
             locks = uow.migrations.price_locks(found.id)
         return price_version_at(as_of(found, when), when, locks)
+
+
+def _in_lock_order(items: Iterable[MigrationItem]) -> list[MigrationItem]:
+    """Items in the one order every run takes their owners' terms locks in."""
+    return sorted(items, key=lambda item: (item.owner.kind, item.owner.id, item.seq))
+
+
+def _versions_of(
+    migration: Migration, items: Iterable[MigrationItem]
+) -> list[tuple[str, int | None]]:
+    """The plan versions handling ``items`` compares: each one moved from, and the
+    target (read with the subscriptions, so the moves find them there)."""
+    held = sorted({item.from_version for item in items})
+    return [(migration.plan_key, v) for v in (*held, migration.to_version)]
 
 
 def _moving_status(migration: Migration, current: Subscription, now: datetime) -> ItemStatus:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -189,6 +189,20 @@ def subscription_row(sub: Subscription) -> dict[str, Any]:
 
 
 _IDENTITY = ("id", "tenant", "owner_kind", "owner_id")
+_WRITTEN = tuple(c.name for c in t.subscriptions.c if c.name not in ("pk", *_IDENTITY))
+_UPDATE = (
+    t.subscriptions.update()
+    .where(
+        t.subscriptions.c.id == sa.bindparam("p_id"),
+        t.subscriptions.c.tenant == sa.bindparam("p_tenant"),
+        t.subscriptions.c.owner_kind == sa.bindparam("p_kind"),
+        t.subscriptions.c.owner_id == sa.bindparam("p_owner"),
+        t.subscriptions.c.revision == sa.bindparam("p_revision"),
+    )
+    .values({name: sa.bindparam(f"v_{name}") for name in _WRITTEN})
+)
+"""A subscription's new state, if it is still at the revision it was read at: built once,
+not per write."""
 _h = t.subscription_history.c
 _WRITTEN_BETWEEN = (
     sa.select(_h.effective_at)
@@ -312,6 +326,10 @@ def _current_with_plans(latest: tuple[bool, ...]) -> sa.Select[Any]:
     )
 
 
+def _keys(owners: Sequence[Owner]) -> list[tuple[str, str]]:
+    return [(o.kind, o.id) for o in owners]
+
+
 class SqlSubscriptions(Repository):
     def _owner_filter(self, owner: Owner) -> tuple[sa.ColumnElement[bool], ...]:
         return self._owned(t.subscriptions, owner)
@@ -346,6 +364,30 @@ class SqlSubscriptions(Repository):
         self._uow.overrides.preload(owner, list(overrides.values()))
         self._uow.plans.preload(list(plans.values()))
         return subscription_from(rows[0])
+
+    @storage_errors
+    def current_many(
+        self, owners: Sequence[Owner], *, with_plans: Sequence[tuple[str, int | None]] = ()
+    ) -> Mapping[Owner, Subscription]:
+        owners = [self._scope(o) for o in owners]
+        if not owners:
+            return {}
+        c = t.subscriptions.c
+        rows = self._rows(
+            sa.select(t.subscriptions)
+            .where(c.tenant == self._t, sa.tuple_(c.owner_kind, c.owner_id).in_(_keys(owners)))
+            .order_by(c.pk)
+        )
+        found = {(r["owner_kind"], r["owner_id"]): r for r in rows}  # the last one wins
+        if all(o in self._uow.bumped for o in owners):
+            # under every owner's terms lock (as `current` reads them): their overrides
+            # and the plan versions the caller compares come along, one read each
+            self._uow.overrides.preload_many(owners)
+            wanted = [w for w in with_plans if w[1] is not None]
+            self._uow.plans.keep(self._uow.plans.get_many(wanted) if wanted else [])
+        return {
+            o: subscription_from(found[(o.kind, o.id)]) for o in owners if (o.kind, o.id) in found
+        }
 
     @storage_errors
     def get(self, subscription_id: str) -> Subscription:
@@ -410,21 +452,17 @@ class SqlSubscriptions(Repository):
     @storage_errors
     def update(self, subscription: Subscription) -> Subscription:
         self._scope(subscription.owner)
-        c = t.subscriptions.c
         stored = attrs.evolve(subscription, revision=subscription.revision + 1)
         full = subscription_row(stored)
-        row = {k: v for k, v in full.items() if k not in _IDENTITY}
-        result = self._conn.execute(
-            t.subscriptions.update()
-            .where(
-                c.id == subscription.id,
-                c.tenant == self._t,
-                c.owner_kind == subscription.owner.kind,
-                c.owner_id == subscription.owner.id,
-                c.revision == subscription.revision,
-            )
-            .values(**row)
+        params = {f"v_{name}": full[name] for name in _WRITTEN}
+        params.update(
+            p_id=subscription.id,
+            p_tenant=self._t,
+            p_kind=subscription.owner.kind,
+            p_owner=subscription.owner.id,
+            p_revision=subscription.revision,
         )
+        result = self._conn.execute(_UPDATE, params)
         if result.rowcount == 1:
             self._uow.revisions.bump(subscription.owner)
             log_subscription(self._uow, full)
