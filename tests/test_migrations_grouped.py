@@ -76,7 +76,8 @@ def test_the_reads_of_a_run_grow_with_its_groups_not_its_items(kind, make_store)
         migration = ents.migrations.create("pro", owners=chosen, actor="staff")
         with counted(store.engine) as statements:
             progress = ents.migrations.run(migration.id, batch=10_000)
-        assert progress.done and progress.counts["moved"] == len(chosen)
+        assert progress.done
+        assert progress.counts["moved"] == len(chosen)
         return statements.count("SELECT"), statements
 
     one_group, _ = reads(one)
@@ -144,7 +145,8 @@ def test_a_group_whose_write_fails_is_done_again_item_by_item(kind, make_store):
     finally:
         event.remove(store.engine, "before_cursor_execute", fail_once)
     assert failures, "the group's write failed once"
-    assert progress.done and progress.counts["moved"] == GROUP
+    assert progress.done
+    assert progress.counts["moved"] == GROUP
     for owner in who:
         assert ents.subscriptions.get(owner).plan_version == 2
         assert _migrate_events(ents, owner) == 1
