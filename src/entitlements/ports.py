@@ -271,6 +271,12 @@ class SubscriptionRepository(Protocol):
         returns it with the new revision."""
         ...
 
+    def update_many(self, subscriptions: Sequence[Subscription]) -> Sequence[Subscription]:
+        """`update` each of ``subscriptions`` (one write where the store can); raises
+        `StaleWrite` unless every one is at its stored revision, and then none is
+        updated once the unit of work rolls back."""
+        ...
+
     def due(self, now: datetime, limit: int = 500) -> Sequence[Subscription]:
         """Live subscriptions that time may have changed by ``now``, earliest change
         first (ties in the order they were created)."""

@@ -333,6 +333,9 @@ class _Subscriptions(_Repository[str]):
         self._log(self._t.subscription_history, owner, (self._uow.written_at(), stored))
         return stored
 
+    def update_many(self, subscriptions: Sequence[Subscription]) -> Sequence[Subscription]:
+        return [self.update(subscription) for subscription in subscriptions]
+
     def update(self, subscription: Subscription) -> Subscription:
         self._scope(subscription.owner)
         existing = self.get(subscription.id)

@@ -161,6 +161,7 @@ def schedule_move(
     who: Actor,
     rules: PlanAssignment,
     policy: AccessPolicy,
+    writer: lifecycle.Writer = lifecycle.store,
 ) -> ItemOutcome:
     """Schedule ``current``'s move to the migration's version — at the end of its own
     current period (``MoveAt.PERIOD_END``) or at ``migration.move_at`` — as a pending change
@@ -197,7 +198,7 @@ def schedule_move(
         cycle=target.price.cycle if target.price is not None else None,
         if_over_quota=migration.if_over_quota.value,
     )
-    lifecycle.store(tx, kernel.schedule(current, wanted, tx.now, actor=who))
+    writer(tx, kernel.schedule(current, wanted, tx.now, actor=who))
     return ItemOutcome(ItemStatus.SCHEDULED, moved_from=current.plan_version, takes_effect=at)
 
 
@@ -493,10 +494,11 @@ class Migrations:
         unit of work, reading for the whole group at once: the owners' terms locks (taken
         in one stable order, so two workers, or a worker and a multi-owner write, never
         wait on each other in a cycle), their subscriptions with their overrides and the
-        plan versions, and their open provider commands, one statement each; the items'
-        outcomes are written back in one. No savepoint per item: an item fails only in
-        its checks, before it writes anything (`_decide`); a failed write rolls the whole
-        group back, for `_handle_group` to retry item by item."""
+        plan versions, and their open provider commands, one statement each; the moves
+        are written together once all are decided (`lifecycle.Deferred`), and the items'
+        outcomes in one statement. No savepoint per item: an item fails only in its
+        checks, before anything of it is written (`_decide`); a failed write rolls the
+        whole group back, for `_handle_group` to retry item by item."""
         with self._rt.transaction(tenant, now) as tx:
             claimed = _in_lock_order(tx.uow.migrations.claim(migration.id, limit))
             if not claimed:
@@ -504,12 +506,14 @@ class Migrations:
             owners = list(dict.fromkeys(item.owner for item in claimed))
             found = lifecycle.load_many(tx, owners, with_plans=_versions_of(migration, claimed))
             in_flight = tx.uow.provider.owners_with_open_commands(list(found))
+            moves = lifecycle.Deferred()
             settled = [
-                self._decide(tx, migration, item, who, found.get(item.owner), in_flight).settle(
-                    item, tx.now
-                )
+                self._decide(
+                    tx, migration, item, who, found.get(item.owner), in_flight, moves
+                ).settle(item, tx.now)
                 for item in claimed
             ]
+            moves.flush(tx)
             tx.uow.migrations.settle_many(settled)
             return settled
 
@@ -569,10 +573,11 @@ class Migrations:
         who: Actor,
         current: Subscription | None,
         in_flight: set[Owner],
+        writer: lifecycle.Writer = lifecycle.store,
     ) -> ItemOutcome:
         """The item's outcome, its subscription read under the owner's terms lock as
-        ``current`` (``None``: the owner has none); a move (or scheduled move) is written.
-        Every check that can fail it runs before the kernel writes anything."""
+        ``current`` (``None``: the owner has none); a move (or scheduled move) goes to
+        ``writer``. Every check that can fail it runs before that."""
         if current is None:
             return ItemOutcome.skipped(SkipReason.ENDED)
         why = skip_reason(migration, current, change_in_flight=item.owner in in_flight)
@@ -581,8 +586,10 @@ class Migrations:
         at = move_instant(migration, current)
         try:
             if at is not None and at > tx.now:
-                return schedule_move(tx, migration, current, who, self._assignment, self._rt.policy)
-            return self._move(tx, migration, current, who)
+                return schedule_move(
+                    tx, migration, current, who, self._assignment, self._rt.policy, writer
+                )
+            return self._move(tx, migration, current, who, writer)
         except OverQuotaRefused:
             return ItemOutcome.skipped(SkipReason.OVER_QUOTA)
         except (StaleWrite, Busy, StorageError):
@@ -591,7 +598,12 @@ class Migrations:
             return _failure(error)
 
     def _move(
-        self, tx: Transaction, migration: Migration, current: Subscription, who: Actor
+        self,
+        tx: Transaction,
+        migration: Migration,
+        current: Subscription,
+        who: Actor,
+        writer: lifecycle.Writer,
     ) -> ItemOutcome:
         held, target = tx.uow.plans.get_many(
             [
@@ -612,6 +624,7 @@ class Migrations:
             version=migration.to_version,
             reason=reason,
             action="migrate",
+            writer=writer,
         )
         return ItemOutcome(ItemStatus.MOVED, moved_from=current.plan_version)
 

@@ -336,6 +336,30 @@ class StoreContract:
             assert caught.value.expected_revision == 1
         assert ents.subscriptions.get(ACME).seats == 2
 
+    def test_many_subscriptions_are_updated_at_once_or_refused_when_one_is_stale(
+        self, ents: Entitlements, store: Store
+    ) -> None:
+        acme = ents.subscriptions.subscribe(ACME, "growth", actor=STAFF)
+        globex = ents.subscriptions.subscribe(GLOBEX, "growth", actor=STAFF)
+        with store.unit_of_work(None) as uow:
+            stored = uow.subscriptions.update_many(
+                [attrs.evolve(acme, seats=3), attrs.evolve(globex, seats=4)]
+            )
+            assert [(s.seats, s.revision) for s in stored] == [
+                (3, acme.revision + 1),
+                (4, globex.revision + 1),
+            ]
+            uow.commit()
+        assert ents.subscriptions.get(ACME).seats == 3
+        ents.subscriptions.change_seats(GLOBEX, 5, actor=STAFF)
+        with store.unit_of_work(None) as uow:
+            with pytest.raises(StaleWrite) as caught:
+                uow.subscriptions.update_many(
+                    [attrs.evolve(stored[0], seats=5), attrs.evolve(globex, seats=6)]
+                )
+            assert caught.value.expected_revision == globex.revision
+        assert (ents.subscriptions.get(ACME).seats, ents.subscriptions.get(GLOBEX).seats) == (3, 5)
+
     def test_subscriptions_cannot_move_between_owners(
         self, ents: Entitlements, store: Store
     ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 import sqlalchemy as sa
@@ -190,19 +190,34 @@ def subscription_row(sub: Subscription) -> dict[str, Any]:
 
 _IDENTITY = ("id", "tenant", "owner_kind", "owner_id")
 _WRITTEN = tuple(c.name for c in t.subscriptions.c if c.name not in ("pk", *_IDENTITY))
+_AT_REVISION = (
+    t.subscriptions.c.id == sa.bindparam("p_id"),
+    t.subscriptions.c.tenant == sa.bindparam("p_tenant"),
+    t.subscriptions.c.owner_kind == sa.bindparam("p_kind"),
+    t.subscriptions.c.owner_id == sa.bindparam("p_owner"),
+    t.subscriptions.c.revision == sa.bindparam("p_revision"),
+)
 _UPDATE = (
     t.subscriptions.update()
-    .where(
-        t.subscriptions.c.id == sa.bindparam("p_id"),
-        t.subscriptions.c.tenant == sa.bindparam("p_tenant"),
-        t.subscriptions.c.owner_kind == sa.bindparam("p_kind"),
-        t.subscriptions.c.owner_id == sa.bindparam("p_owner"),
-        t.subscriptions.c.revision == sa.bindparam("p_revision"),
-    )
+    .where(*_AT_REVISION)
     .values({name: sa.bindparam(f"v_{name}") for name in _WRITTEN})
 )
 """A subscription's new state, if it is still at the revision it was read at: built once,
 not per write."""
+_SAME_REVISION = sa.select(t.subscriptions.c.pk).where(*_AT_REVISION)
+
+
+def _revision_params(subscription: Subscription) -> dict[str, Any]:
+    """`_UPDATE`'s conditions: the subscription, its owner and the revision it was read at."""
+    return {
+        "p_id": subscription.id,
+        "p_tenant": tenant_of(subscription.owner.tenant),
+        "p_kind": subscription.owner.kind,
+        "p_owner": subscription.owner.id,
+        "p_revision": subscription.revision,
+    }
+
+
 _h = t.subscription_history.c
 _WRITTEN_BETWEEN = (
     sa.select(_h.effective_at)
@@ -451,17 +466,7 @@ class SqlSubscriptions(Repository):
 
     @storage_errors
     def update(self, subscription: Subscription) -> Subscription:
-        self._scope(subscription.owner)
-        stored = attrs.evolve(subscription, revision=subscription.revision + 1)
-        full = subscription_row(stored)
-        params = {f"v_{name}": full[name] for name in _WRITTEN}
-        params.update(
-            p_id=subscription.id,
-            p_tenant=self._t,
-            p_kind=subscription.owner.kind,
-            p_owner=subscription.owner.id,
-            p_revision=subscription.revision,
-        )
+        stored, full, params = self._updated(subscription)
         result = self._conn.execute(_UPDATE, params)
         if result.rowcount == 1:
             self._uow.revisions.bump(subscription.owner)
@@ -473,6 +478,44 @@ class SqlSubscriptions(Repository):
                 "owner", "a subscription cannot move to another owner", subscription.owner
             )
         raise StaleWrite("subscription", subscription.id, subscription.revision)
+
+    @storage_errors
+    def update_many(self, subscriptions: Sequence[Subscription]) -> Sequence[Subscription]:
+        if len(subscriptions) < 2 or not self._conn.dialect.supports_sane_multi_rowcount:
+            return [self.update(subscription) for subscription in subscriptions]
+        written = [self._updated(subscription) for subscription in subscriptions]
+        result = self._conn.execute(_UPDATE, [params for _, _, params in written])
+        if result.rowcount != len(written):
+            self._refuse([stored for stored, _, _ in written])
+        for subscription, (_, full, _) in zip(subscriptions, written, strict=True):
+            self._uow.revisions.bump(subscription.owner)
+            log_subscription(self._uow, full)
+        return [stored for stored, _, _ in written]
+
+    def _refuse(self, wanted: Sequence[Subscription]) -> NoReturn:
+        """Raise what `update` would for the first of ``wanted`` (the new states) not at
+        its new revision: it moved since it was read, or is another owner's. (One that
+        moved by exactly one write since looks written: then the first is named.)"""
+        for stored in wanted:
+            if self._conn.execute(_SAME_REVISION, _revision_params(stored)).first() is None:
+                existing = self.get(stored.id)
+                if existing.owner != stored.owner:
+                    raise InvalidInput(
+                        "owner", "a subscription cannot move to another owner", stored.owner
+                    )
+                raise StaleWrite("subscription", stored.id, stored.revision - 1)
+        raise StaleWrite("subscription", wanted[0].id, wanted[0].revision - 1)
+
+    def _updated(
+        self, subscription: Subscription
+    ) -> tuple[Subscription, dict[str, Any], dict[str, Any]]:
+        """The subscription as stored by `_UPDATE`, its row, and the statement's values."""
+        self._scope(subscription.owner)
+        stored = attrs.evolve(subscription, revision=subscription.revision + 1)
+        full = subscription_row(stored)
+        params = {f"v_{name}": full[name] for name in _WRITTEN}
+        params.update(_revision_params(subscription))
+        return stored, full, params
 
     @storage_errors
     def at(self, owner: Owner, when: datetime) -> Subscription | None:
