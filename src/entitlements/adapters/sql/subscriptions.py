@@ -395,14 +395,20 @@ class SqlSubscriptions(Repository):
         )
         found = {(r["owner_kind"], r["owner_id"]): r for r in rows}  # the last one wins
         if all(o in self._uow.bumped for o in owners):
-            # under every owner's terms lock (as `current` reads them): their overrides
-            # and the plan versions the caller compares come along, one read each
-            self._uow.overrides.preload_many(owners)
-            wanted = [w for w in with_plans if w[1] is not None]
-            self._uow.plans.keep(self._uow.plans.get_many(wanted) if wanted else [])
+            self._preload(owners, with_plans)
         return {
             o: subscription_from(found[(o.kind, o.id)]) for o in owners if (o.kind, o.id) in found
         }
+
+    def _preload(
+        self, owners: Sequence[Owner], with_plans: Sequence[tuple[str, int | None]]
+    ) -> None:
+        """Under every owner's terms lock (as `current` reads them): their overrides and
+        the plan versions the caller compares come along, one read each."""
+        self._uow.overrides.preload_many(owners)
+        wanted = [w for w in with_plans if w[1] is not None]
+        if wanted:
+            self._uow.plans.keep(self._uow.plans.get_many(wanted))
 
     @storage_errors
     def get(self, subscription_id: str) -> Subscription:
