@@ -421,9 +421,10 @@ class Migrations:
         if migration.is_over:
             return self.get(migration_id, tenant=tenant)
         self._start(migration, who, tenant, now)
+        job = _Job(migration, who, tenant, now)
         handled = 0
         while handled < batch:
-            settled = self._handle_group(migration, who, tenant, now, min(GROUP, batch - handled))
+            settled = self._handle_group(job, min(GROUP, batch - handled))
             if not settled:
                 break
             for _ in settled:
@@ -457,39 +458,25 @@ class Migrations:
                 tx.record(who, "migration.complete", migration.target, after=counts)
             return MigrationProgress(stored, counts)
 
-    def _handle_group(
-        self,
-        migration: Migration,
-        who: Actor,
-        tenant: str | None,
-        now: datetime | None,
-        limit: int,
-    ) -> Sequence[MigrationItem]:
+    def _handle_group(self, job: _Job, limit: int) -> Sequence[MigrationItem]:
         """Up to ``limit`` items in one unit of work with grouped reads (`_handle_together`);
         when its writes fail (a lost race, a deadlock, the database refusing one item's
         write), the same number of items one unit of work and one savepoint each, so one
         bad item never takes the rest of its group down with it."""
         try:
-            return self._handle_together(migration, who, tenant, now, limit)
+            return self._handle_together(job, limit)
         except (StaleWrite, Busy, StorageError):
             if self._rt.in_atomic_block:
                 raise
         settled: list[MigrationItem] = []
         while len(settled) < limit:
-            found = self._handle_claimed(migration, who, tenant, now, 1)
+            found = self._handle_claimed(job, 1)
             if not found:
                 break
             settled.extend(found)
         return settled
 
-    def _handle_together(
-        self,
-        migration: Migration,
-        who: Actor,
-        tenant: str | None,
-        now: datetime | None,
-        limit: int,
-    ) -> Sequence[MigrationItem]:
+    def _handle_together(self, job: _Job, limit: int) -> Sequence[MigrationItem]:
         """Claim the next ``limit`` pending items and bring each to its final state in one
         unit of work, reading for the whole group at once: the owners' terms locks (taken
         in one stable order, so two workers, or a worker and a multi-owner write, never
@@ -499,7 +486,8 @@ class Migrations:
         outcomes in one statement. No savepoint per item: an item fails only in its
         checks, before anything of it is written (`_decide`); a failed write rolls the
         whole group back, for `_handle_group` to retry item by item."""
-        with self._rt.transaction(tenant, now) as tx:
+        migration, who = job.migration, job.who
+        with self._rt.transaction(job.tenant, job.now) as tx:
             claimed = _in_lock_order(tx.uow.migrations.claim(migration.id, limit))
             if not claimed:
                 return []
@@ -518,22 +506,15 @@ class Migrations:
             return settled
 
     @retries_lost_races
-    def _handle_claimed(
-        self,
-        migration: Migration,
-        who: Actor,
-        tenant: str | None,
-        now: datetime | None,
-        limit: int,
-    ) -> Sequence[MigrationItem]:
+    def _handle_claimed(self, job: _Job, limit: int) -> Sequence[MigrationItem]:
         """Claim the next ``limit`` pending items and bring each to its final state, in
         one unit of work, each item under its own terms lock and savepoint: an item that
         fails leaves nothing behind and the rest goes on; a lost race or a deadlock rolls
         the whole unit of work back and tries again."""
-        with self._rt.transaction(tenant, now) as tx:
+        with self._rt.transaction(job.tenant, job.now) as tx:
             settled: list[MigrationItem] = []
-            for item in _in_lock_order(tx.uow.migrations.claim(migration.id, limit)):
-                outcome = self._handle_alone(tx, migration, item, who)
+            for item in _in_lock_order(tx.uow.migrations.claim(job.migration.id, limit)):
+                outcome = self._handle_alone(tx, job.migration, item, job.who)
                 done = outcome.settle(item, tx.now)
                 tx.uow.migrations.settle(done)
                 settled.append(done)
@@ -701,6 +682,16 @@ class Migrations:
                 raise SubscriptionNotFound(owner)
             locks = uow.migrations.price_locks(found.id)
         return price_version_at(as_of(found, when), when, locks)
+
+
+@attrs.frozen
+class _Job:
+    """What every group of one `Migrations.run` call shares."""
+
+    migration: Migration
+    who: Actor
+    tenant: str | None
+    now: datetime | None
 
 
 def _in_lock_order(items: Iterable[MigrationItem]) -> list[MigrationItem]:

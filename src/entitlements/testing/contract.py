@@ -1498,10 +1498,11 @@ class StoreContract:
     def test_many_owners_subscriptions_are_read_at_once_as_one_at_a_time(
         self, ents: Entitlements, store: Store
     ) -> None:
-        ents.subscriptions.subscribe(ACME, "free", actor=STAFF)
-        ents.subscriptions.cancel(ACME, actor=STAFF)
-        ents.subscriptions.subscribe(ACME, "growth", actor=STAFF)
-        ents.subscriptions.subscribe(GLOBEX, "growth", actor=STAFF)
+        for plan in ("free", "growth"):  # ACME's first, ended, then its current one
+            ents.subscriptions.subscribe(ACME, plan, actor=STAFF)
+            if plan == "free":
+                ents.subscriptions.cancel(ACME, actor=STAFF)
+        ents.subscriptions.start_trial(GLOBEX, "growth", actor=STAFF)
         nobody = Owner("organization", "nobody")
         with store.unit_of_work(None) as uow:
             found = uow.subscriptions.current_many([ACME, GLOBEX, nobody])

@@ -38,28 +38,24 @@ _i = t.migration_items.c
 _INSERT_CHUNK = 1000
 
 
+_OUTCOME = ("status", "why", "error", "done_at", "moved_from")
 _SETTLE = (
     t.migration_items.update()
     .where(
-        _i.tenant == sa.bindparam("p_tenant"),
-        _i.migration_id == sa.bindparam("p_migration"),
-        _i.seq == sa.bindparam("p_seq"),
+        *(
+            column == sa.bindparam(f"p_{column.name}")
+            for column in (_i.tenant, _i.migration_id, _i.seq)
+        )
     )
-    .values(
-        status=sa.bindparam("p_status"),
-        why=sa.bindparam("p_why"),
-        error=sa.bindparam("p_error"),
-        done_at=sa.bindparam("p_done_at"),
-        moved_from=sa.bindparam("p_moved_from"),
-    )
+    .values({name: sa.bindparam(f"p_{name}") for name in _OUTCOME})
 )
 
 
 def _settled(tenant: str, item: MigrationItem) -> dict[str, Any]:
-    """`_SETTLE`'s parameters: the item's final state."""
+    """`_SETTLE`'s parameters: the item and its final state."""
     return {
         "p_tenant": tenant,
-        "p_migration": item.migration_id,
+        "p_migration_id": item.migration_id,
         "p_seq": item.seq,
         "p_status": item.status.value,
         "p_why": None if item.why is None else item.why.value,
