@@ -253,6 +253,7 @@ class SqlRevisions(Repository):
 
 _FEED_INSERT = t.changes.insert()
 _MAX_PARAMETERS = 30_000  # PostgreSQL takes at most 65,535 in one statement
+_ONE_STATEMENT_ROWS = 8
 _FEED_INSERT_RETURNING = t.changes.insert().returning(t.changes.c.seq)
 
 
@@ -267,8 +268,8 @@ def insert_changes(
 ) -> int | None:
     """Write the feed rows of a committing unit of work, the audit rows and the history
     stretches it appended (emptying ``audit`` and ``history``); returns the highest feed
-    number. PostgreSQL takes them all in one statement (the audit and history rows in
-    writable CTEs). The feed statements are built once: a multi-VALUES insert would be
+    number. PostgreSQL takes a few of them in one statement (the audit and history rows
+    in writable CTEs). The feed statements are built once: a multi-VALUES insert would be
     compiled anew for every count of rows."""
     pending: _Pending = [(t.audit_events, audit)] if audit else []
     pending += [(table, found) for table, found in (history or {}).items() if found]
@@ -283,8 +284,12 @@ def insert_changes(
 def _fits_one_statement(
     connection: sa.Connection, rows: Sequence[dict[str, Any]], pending: _Pending
 ) -> bool:
-    """PostgreSQL, within its parameters per statement."""
+    """PostgreSQL, for a unit of work of a few rows: a multi-VALUES statement is compiled
+    anew each time, at a cost that grows with its rows (for a group of 20 owners it cost
+    more than the round trips it saves); more rows go one cached statement per table."""
     if connection.dialect.name != "postgresql":
+        return False
+    if len(rows) + sum(len(found) for _, found in pending) > _ONE_STATEMENT_ROWS:
         return False
     parameters = len(rows) * len(rows[0])
     parameters += sum(len(found) * len(found[0]) for _, found in pending)
