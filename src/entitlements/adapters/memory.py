@@ -296,6 +296,12 @@ class _Subscriptions(_Repository[str]):
         ids = self._t.subscriptions_by_owner.get(self._scope(owner), ())
         return self._t.subscriptions[ids[-1]] if ids else None
 
+    def current_many(
+        self, owners: Sequence[Owner], *, with_plans: Sequence[tuple[str, int | None]] = ()
+    ) -> Mapping[Owner, Subscription]:
+        found = {owner: self.current(owner) for owner in owners}
+        return {owner: s for owner, s in found.items() if s is not None}
+
     def get(self, subscription_id: str) -> Subscription:
         found = self._t.subscriptions.get(subscription_id)
         if found is None or found.owner.tenant != self._uow.tenant:
@@ -327,6 +333,9 @@ class _Subscriptions(_Repository[str]):
         self._undo.set(self._t.subscriptions_by_owner, owner, (*ids, stored.id))
         self._log(self._t.subscription_history, owner, (self._uow.written_at(), stored))
         return stored
+
+    def update_many(self, subscriptions: Sequence[Subscription]) -> Sequence[Subscription]:
+        return [self.update(subscription) for subscription in subscriptions]
 
     def update(self, subscription: Subscription) -> Subscription:
         self._scope(subscription.owner)
@@ -925,6 +934,13 @@ class _Revisions(_Repository[Owner]):
             self.stamp(owner, since)
         return revision
 
+    def bump_many(self, owners: Sequence[Owner]) -> Mapping[Owner, int]:
+        return {owner: self.bump(owner, stamp=False) for owner in owners}
+
+    def stamp_many(self, since: Mapping[Owner, datetime | None]) -> None:
+        for owner, start in since.items():
+            self.stamp(owner, start)
+
     def stamp(self, owner: Owner, since: datetime | None = None) -> None:
         revision = self._uow.bumped[self._scope(owner)]
         for key in [k for k in self._t.counters if k[0] == owner]:
@@ -1189,6 +1205,9 @@ class _Provider(_Repository[str]):
             if tenant == self._uow.tenant and c.owner == owner and c.is_open
         ]
         return sorted(found, key=lambda c: (c.created_at, c.id))
+
+    def owners_with_open_commands(self, owners: Sequence[Owner]) -> set[Owner]:
+        return {owner for owner in owners if self.open_commands(owner)}
 
 
 class _Requests(_Repository[Owner]):
@@ -1459,6 +1478,10 @@ class _Migrations(_Repository[str]):
         if key not in self._t.migration_items:
             raise MigrationNotFound(item.migration_id)
         self._undo.set(self._t.migration_items, key, item)
+
+    def settle_many(self, items: Sequence[MigrationItem]) -> None:
+        for item in items:
+            self.settle(item)
 
     def counts(self, migration_id: str) -> Mapping[str, int]:
         found: dict[str, int] = {}

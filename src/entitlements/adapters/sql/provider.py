@@ -183,3 +183,20 @@ class SqlProvider(Repository):
             .order_by(c.created_at, c.id)
         )
         return [_command_from(r) for r in rows]
+
+    @storage_errors
+    def owners_with_open_commands(self, owners: Sequence[Owner]) -> set[Owner]:
+        if not owners:
+            return set()
+        c = t.provider_commands.c
+        scoped = {(o.kind, o.id): o for o in (self._scope(o) for o in owners)}
+        found = self._conn.execute(
+            sa.select(c.owner_kind, c.owner_id)
+            .where(
+                c.tenant == self._t,
+                sa.tuple_(c.owner_kind, c.owner_id).in_(list(scoped)),
+                c.status != CommandStatus.SENT.value,
+            )
+            .distinct()
+        ).all()
+        return {scoped[(kind, id_)] for kind, id_ in found}
