@@ -177,13 +177,15 @@ class _Tables:
         self.subscription_history: dict[Owner, list[tuple[datetime, Subscription]]] = {}
         """Per owner, every stored state of its subscriptions with the instant it took
         effect, in the order written (append-only)."""
-        self.notifications: dict[tuple[str | None, str], tuple[int, Notification]] = {}
-        """By (tenant, id): the order written and the notification."""
+        self.notifications: dict[str | None, dict[str, tuple[int, Notification]]] = {}
+        """Per tenant, by id: the order written and the record (see `_Notifications`)."""
         self.notification_keys: dict[tuple[Owner, str], str] = {}
         """By (owner, key): the id of the notification of that fact."""
         self.notification_seq = 0
         self.notification_pending: dict[str | None, dict[str, int]] = {}
         """Per tenant, the ids of notifications waiting for delivery, in the order written."""
+        self.notifications_delivered: dict[str | None, dict[str, datetime]] = {}
+        """Per tenant, by id: when a handler took it."""
         self.migrations: dict[tuple[str | None, str], Migration] = {}
         self.migration_items: dict[tuple[str | None, str, int], MigrationItem] = {}
         """By (tenant, migration id, seq)."""
@@ -1206,28 +1208,10 @@ class _Requests(_Repository[Owner]):
         return len(old)
 
 
-def _first(pair: tuple[int, Any]) -> int:
-    return pair[0]
-
-
-def _pend(pending: dict[str, int], notification_id: str, order: int) -> None:
-    """Put an id back in the pending index, which stays in the order written."""
-    out_of_order = bool(pending) and next(reversed(pending.values())) > order
-    pending[notification_id] = order
-    if out_of_order:
-        ordered = sorted(pending.items(), key=lambda item: item[1])
-        pending.clear()
-        pending.update(ordered)
-
-
-def _drop(pending: dict[str, int], notification_id: str) -> None:
-    pending.pop(notification_id, None)
-
-
 def _with(notification: Notification, **changes: Any) -> Notification:
     """A copy with a few delivery fields changed: the values were checked when the
-    notification was made, and claims and deliveries change thousands of them (all
-    fields read at once, written through the slots, no checks)."""
+    notification was made (all fields read at once, written through the slots, no
+    checks)."""
     changed = object.__new__(Notification)
     values = list(_NOTIFICATION_VALUES(notification))
     for name, value in changes.items():
@@ -1241,96 +1225,214 @@ _NOTIFICATION_FIELDS = tuple(a.name for a in attrs.fields(Notification))
 _NOTIFICATION_VALUES = operator.attrgetter(*_NOTIFICATION_FIELDS)
 _NOTIFICATION_INDEX = {name: i for i, name in enumerate(_NOTIFICATION_FIELDS)}
 _NOTIFICATION_SLOTS = tuple(vars(Notification)[name].__set__ for name in _NOTIFICATION_FIELDS)
+_SET_CLAIMED_BY = vars(Notification)["claimed_by"].__set__
+_SET_CLAIMED_UNTIL = vars(Notification)["claimed_until"].__set__
+_NO_ROWS: dict[str, Any] = {}
+
+
+def _as_stored(notification: Notification, delivered_at: datetime | None) -> Notification:
+    """What a reader gets: a copy of the store's record, its delivery written in."""
+    if delivered_at is None:
+        return _with(notification)
+    return _with(notification, delivered_at=delivered_at, claimed_by=None, claimed_until=None)
+
+
+def _repend(
+    pending: dict[str, int], rows: dict[str, tuple[int, Notification]], ids: list[str]
+) -> None:
+    """Put ids back in the pending index, which stays in the order written."""
+    for notification_id in ids:
+        pending[notification_id] = rows[notification_id][0]
+    ordered = sorted(pending.items(), key=_second)
+    pending.clear()
+    pending.update(ordered)
+
+
+def _second(pair: tuple[str, int]) -> int:
+    return pair[1]
+
+
+def _drop(pending: dict[str, int], notification_id: str) -> None:
+    pending.pop(notification_id, None)
+
+
+def _unclaim(
+    rows: dict[str, tuple[int, Notification]],
+    claimed: list[Notification],
+    replaced: dict[str, tuple[int, Notification]],
+) -> None:
+    """Undo a claim. The records claimed where they lay were handed out, so they stay as
+    the caller has them and unclaimed copies take their place."""
+    for n in claimed:
+        previous = replaced.get(n.id)
+        if previous is None:
+            previous = (rows[n.id][0], _with(n, claimed_by=None, claimed_until=None))
+        rows[n.id] = previous
+
+
+def _undeliver(
+    delivered: dict[str, datetime],
+    ids: list[str],
+    pending: dict[str, int],
+    rows: dict[str, tuple[int, Notification]],
+    not_waiting: list[str],
+) -> None:
+    for notification_id in ids:
+        del delivered[notification_id]
+    _repend(pending, rows, [i for i in ids if i not in not_waiting])
 
 
 class _Notifications(_Repository[str]):
-    def _mine(self) -> list[tuple[int, Notification]]:
-        tenant = self._uow.tenant
-        return sorted((v for (t, _), v in self._t.notifications.items() if t == tenant), key=_first)
+    """The outbox, per tenant: each notification's record (id to order written and the
+    record), the pending index (id to order, in order) and the delivered marks (id to
+    when). A record is the store's own — written as a copy, read as a copy — until a
+    claim hands it out: then it is never changed again, and a later change (a release, a
+    failed try, another claim after the lease ran out) stores a new record. So a claim
+    takes a notification where it lies and a delivery marks it in one table, with one
+    undo step per batch, and no caller ever sees a notification it holds change."""
 
-    def _pending(self) -> dict[str, int]:
-        """The tenant's notifications waiting for delivery, id to order, in order."""
-        return self._t.notification_pending.setdefault(self._uow.tenant, {})
+    def _table(self, tables: dict[str | None, dict[str, V]]) -> dict[str, V]:
+        """The tenant's part of ``tables``, made (and unmade on rollback) when missing."""
+        found = tables.get(self._uow.tenant)
+        if found is None:
+            found = {}
+            self._undo.set(tables, self._uow.tenant, found)
+        return found
 
-    def _index(self, notification: Notification, order: int) -> None:
-        """Keep the pending index in step with a notification's new state (undone with
-        the unit of work, order kept)."""
-        pending = self._pending()
+    def _rows(self) -> dict[str, tuple[int, Notification]]:
+        return self._t.notifications.get(self._uow.tenant) or _NO_ROWS
+
+    def _delivered_at(self, notification_id: str) -> datetime | None:
+        return self._t.notifications_delivered.get(self._uow.tenant, _NO_ROWS).get(notification_id)
+
+    def _put(self, notification: Notification, order: int) -> None:
+        """Store a private copy of ``notification`` as the record, its delivery split off
+        into the pending index or the delivered marks (undone with the unit of work)."""
+        rows = self._table(self._t.notifications)
+        pending = self._table(self._t.notification_pending)
+        delivered = self._table(self._t.notifications_delivered)
+        notification_id = notification.id
+        record = _with(notification, delivered_at=None)
+        self._undo.set(rows, notification_id, (order, record))
         waiting = notification.delivered_at is None and notification.failed_at is None
-        if waiting == (notification.id in pending):
-            return
-        if waiting:
-            _pend(pending, notification.id, order)
-            self._undo.steps.append(partial(_drop, pending, notification.id))
-        else:
-            del pending[notification.id]
-            self._undo.steps.append(lambda: _pend(pending, notification.id, order))
+        if waiting != (notification_id in pending):
+            if waiting:
+                later = bool(pending) and next(reversed(pending.values())) > order
+                pending[notification_id] = order
+                self._undo.steps.append(partial(_drop, pending, notification_id))
+                if later:
+                    _repend(pending, rows, [])
+            else:
+                del pending[notification_id]
+                self._undo.steps.append(partial(_repend, pending, rows, [notification_id]))
+        if notification.delivered_at != delivered.get(notification_id):
+            if notification.delivered_at is None:
+                self._undo.delete(delivered, notification_id)
+            else:
+                self._undo.set(delivered, notification_id, notification.delivered_at)
 
     def add(self, notification: Notification) -> bool:
         owner = self._scope(notification.owner)
         if (owner, notification.key) in self._t.notification_keys:
             return False
-        where = (owner.tenant, notification.id)
         self._undo.set(self._t.notification_keys, (owner, notification.key), notification.id)
         self._t.notification_seq += 1  # never reused, so left as it is on rollback
-        self._undo.set(self._t.notifications, where, (self._t.notification_seq, notification))
-        self._index(notification, self._t.notification_seq)
+        self._put(notification, self._t.notification_seq)
         return True
 
     def get(self, notification_id: str) -> Notification:
-        found = self._t.notifications.get((self._uow.tenant, notification_id))
+        found = self._rows().get(notification_id)
         if found is None:
             raise NotFound(f"no notification {notification_id!r}")
-        return found[1]
-
-    def _put(self, notification: Notification) -> None:
-        where = (self._uow.tenant, notification.id)
-        order = self._t.notifications[where][0]
-        self._undo.set(self._t.notifications, where, (order, notification))
-        self._index(notification, order)
+        return _as_stored(found[1], self._delivered_at(notification_id))
 
     def claim(
         self, worker: str, now: datetime, until: datetime, limit: int = 100
     ) -> Sequence[Notification]:
+        rows = self._rows()
         claimed: list[Notification] = []
         blocked: set[Owner] = set()
-        tenant = self._uow.tenant
+        replaced: dict[str, tuple[int, Notification]] = {}
+        left = limit
         # a claim changes no notification's membership of the pending index, so the
         # index is walked as it is, not copied
-        for notification_id in self._pending():
-            if len(claimed) >= limit:
-                break
-            n = self._t.notifications[(tenant, notification_id)][1]
-            if n.owner in blocked:
+        for notification_id in self._t.notification_pending.get(self._uow.tenant, _NO_ROWS):
+            entry = rows[notification_id]
+            n = entry[1]
+            if blocked and n.owner in blocked:
                 continue
-            if not n.due(now):
+            if (n.next_attempt_at is not None and n.next_attempt_at > now) or (
+                n.claimed_until is not None and n.claimed_until > now
+            ):
                 blocked.add(n.owner)  # its later ones wait for it
                 continue
-            taken = _with(n, claimed_by=worker, claimed_until=until)
-            self._put(taken)
-            claimed.append(taken)
+            if n.claimed_by is None:  # the store's own: claimed where it lies
+                _SET_CLAIMED_BY(n, worker)
+                _SET_CLAIMED_UNTIL(n, until)
+            else:  # handed out by a claim that ran out: a new record
+                replaced[notification_id] = entry
+                n = _with(n, claimed_by=worker, claimed_until=until)
+                rows[notification_id] = (entry[0], n)
+            claimed.append(n)
+            left -= 1
+            if not left:
+                break
+        if claimed:
+            self._undo.steps.append(partial(_unclaim, rows, claimed, replaced))
         return claimed
 
-    def _held(self, ids: Sequence[str], worker: str) -> list[Notification]:
-        found = (self._t.notifications.get((self._uow.tenant, i)) for i in ids)
-        return [f[1] for f in found if f is not None and f[1].claimed_by == worker]
+    def _held(self, ids: Sequence[str], worker: str) -> list[str]:
+        """Those of ``ids`` that ``worker``'s claim holds and that are not delivered."""
+        rows = self._rows()
+        delivered = self._t.notifications_delivered.get(self._uow.tenant, _NO_ROWS)
+        held = []
+        for notification_id in ids:
+            entry = rows.get(notification_id)
+            if (
+                entry is not None
+                and entry[1].claimed_by == worker
+                and notification_id not in delivered
+            ):
+                held.append(notification_id)
+        return held
 
     def delivered(self, ids: Sequence[str], worker: str, now: datetime) -> int:
-        held = [n for n in self._held(ids, worker) if n.delivered_at is None]
-        for n in held:
-            self._put(_with(n, delivered_at=now, claimed_by=None, claimed_until=None))
+        held = self._held(ids, worker)
+        if held:
+            delivered = self._table(self._t.notifications_delivered)
+            pending = self._t.notification_pending.get(self._uow.tenant, {})
+            not_waiting = []
+            for notification_id in held:
+                delivered[notification_id] = now
+                if pending.pop(notification_id, None) is None:
+                    not_waiting.append(notification_id)
+            undo = partial(_undeliver, delivered, held, pending, self._rows(), not_waiting)
+            self._undo.steps.append(undo)
         return len(held)
 
     def release(self, ids: Sequence[str], worker: str) -> None:
-        for n in self._held(ids, worker):
-            self._put(_with(n, claimed_by=None, claimed_until=None))
+        rows = self._rows()
+        for notification_id in self._held(ids, worker):
+            order, n = rows[notification_id]
+            self._undo.set(
+                rows, notification_id, (order, _with(n, claimed_until=None, claimed_by=None))
+            )
 
     def update(self, notification: Notification, worker: str | None) -> bool:
-        current = self.get(notification.id)
-        if worker is not None and current.claimed_by != worker:
+        found = self._rows().get(notification.id)
+        if found is None:
+            raise NotFound(f"no notification {notification.id!r}")
+        if worker is not None and found[1].claimed_by != worker:
             return False
-        self._put(notification)
+        self._put(notification, found[0])
         return True
+
+    def _mine(self) -> list[tuple[int, Notification]]:
+        """The tenant's notifications as readers see them, in the order written."""
+        delivered = self._t.notifications_delivered.get(self._uow.tenant, _NO_ROWS)
+        return sorted(
+            (order, _as_stored(n, delivered.get(i))) for i, (order, n) in self._rows().items()
+        )
 
     def listed(
         self, owner: Owner | None = None, failed: bool = False, limit: int = 50
@@ -1345,11 +1447,13 @@ class _Notifications(_Repository[str]):
         return found[:limit]
 
     def purge(self, before: datetime, limit: int = 10_000) -> int:
-        old = [
-            n for _, n in self._mine() if n.delivered_at is not None and n.delivered_at < before
-        ][:limit]
-        for n in old:
-            self._undo.delete(self._t.notifications, (self._uow.tenant, n.id))
+        rows = self._rows()
+        delivered = self._t.notifications_delivered.get(self._uow.tenant, _NO_ROWS)
+        old = sorted((rows[i][0], i) for i, at in delivered.items() if at < before)[:limit]
+        for _, notification_id in old:
+            n = rows[notification_id][1]
+            self._undo.delete(rows, notification_id)
+            self._undo.delete(delivered, notification_id)
             self._undo.delete(self._t.notification_keys, (n.owner, n.key))
         return len(old)
 
@@ -1705,7 +1809,7 @@ class MemoryStore:
             found.update(r.owner.tenant for r in self.tables.reservations.values())
             found.update(c.owner.tenant for c in self.tables.contracts.values())
             found.update(owner.tenant for owner, _ in self.tables.requests)
-            found.update(tenant for tenant, _ in self.tables.notifications)
+            found.update(tenant for tenant, rows in self.tables.notifications.items() if rows)
             found.update(
                 c.owner.tenant for c in self.tables.provider_commands.values() if c.is_open
             )
