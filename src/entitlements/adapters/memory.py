@@ -1397,17 +1397,27 @@ class _Notifications(_Repository[str]):
         return held
 
     def delivered(self, ids: Sequence[str], worker: str, now: datetime) -> int:
-        held = self._held(ids, worker)
-        if held:
-            delivered = self._table(self._t.notifications_delivered)
-            pending = self._t.notification_pending.get(self._uow.tenant, {})
-            not_waiting = []
-            for notification_id in held:
-                delivered[notification_id] = now
-                if pending.pop(notification_id, None) is None:
-                    not_waiting.append(notification_id)
-            undo = partial(_undeliver, delivered, held, pending, self._rows(), not_waiting)
-            self._undo.steps.append(undo)
+        rows = self._rows()
+        marks = self._t.notifications_delivered.get(self._uow.tenant)
+        pending = self._t.notification_pending.get(self._uow.tenant, {})
+        held: list[str] = []
+        not_waiting: list[str] = []
+        for notification_id in ids:
+            entry = rows.get(notification_id)
+            if (
+                entry is None
+                or entry[1].claimed_by != worker
+                or (marks is not None and notification_id in marks)
+            ):
+                continue
+            if marks is None:
+                marks = self._table(self._t.notifications_delivered)
+            marks[notification_id] = now
+            held.append(notification_id)
+            if pending.pop(notification_id, None) is None:
+                not_waiting.append(notification_id)
+        if marks is not None and held:
+            self._undo.steps.append(partial(_undeliver, marks, held, pending, rows, not_waiting))
         return len(held)
 
     def release(self, ids: Sequence[str], worker: str) -> None:
