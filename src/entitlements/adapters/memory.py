@@ -182,8 +182,9 @@ class _Tables:
         self.notification_keys: dict[tuple[Owner, str], str] = {}
         """By (owner, key): the id of the notification of that fact."""
         self.notification_seq = 0
-        self.notification_pending: dict[str | None, dict[str, int]] = {}
-        """Per tenant, the ids of notifications waiting for delivery, in the order written."""
+        self.notification_pending: dict[str | None, dict[str, Notification]] = {}
+        """Per tenant, the records of notifications waiting for delivery by id, in the order
+        written."""
         self.notifications_delivered: dict[str | None, dict[str, datetime]] = {}
         """Per tenant, by id: when a handler took it."""
         self.migrations: dict[tuple[str | None, str], Migration] = {}
@@ -1237,59 +1238,58 @@ def _as_stored(notification: Notification, delivered_at: datetime | None) -> Not
     return _with(notification, delivered_at=delivered_at, claimed_by=None, claimed_until=None)
 
 
+_Rows = dict[str, tuple[int, Notification]]
+
+
 def _repend(
-    pending: dict[str, int], rows: dict[str, tuple[int, Notification]], ids: list[str]
+    pending: dict[str, Notification], rows: _Rows, records: dict[str, Notification]
 ) -> None:
-    """Put ids back in the pending index, which stays in the order written."""
-    for notification_id in ids:
-        pending[notification_id] = rows[notification_id][0]
-    ordered = sorted(pending.items(), key=_second)
+    """Put records back in the pending index, which stays in the order written."""
+    pending.update(records)
+    ordered = sorted(pending, key=lambda notification_id: rows[notification_id][0])
+    again = {notification_id: pending[notification_id] for notification_id in ordered}
     pending.clear()
-    pending.update(ordered)
+    pending.update(again)
 
 
-def _second(pair: tuple[str, int]) -> int:
-    return pair[1]
-
-
-def _drop(pending: dict[str, int], notification_id: str) -> None:
+def _drop(pending: dict[str, Notification], notification_id: str) -> None:
     pending.pop(notification_id, None)
 
 
-def _unclaim(
-    rows: dict[str, tuple[int, Notification]],
-    claimed: list[Notification],
-    replaced: dict[str, tuple[int, Notification]],
-) -> None:
+def _unclaim(rows: _Rows, pending: dict[str, Notification], claimed: list[Notification]) -> None:
     """Undo a claim. The records claimed where they lay were handed out, so they stay as
-    the caller has them and unclaimed copies take their place."""
+    the caller has them and unclaimed copies take their place (a record the claim had
+    replaced is put back by its own undo step, which runs after this one)."""
     for n in claimed:
-        previous = replaced.get(n.id)
-        if previous is None:
-            previous = (rows[n.id][0], _with(n, claimed_by=None, claimed_until=None))
-        rows[n.id] = previous
+        order, record = rows[n.id]
+        if record is n:
+            unclaimed = _with(n, claimed_by=None, claimed_until=None)
+            rows[n.id] = (order, unclaimed)
+            if n.id in pending:
+                pending[n.id] = unclaimed
 
 
 def _undeliver(
     delivered: dict[str, datetime],
     ids: list[str],
-    pending: dict[str, int],
-    rows: dict[str, tuple[int, Notification]],
-    not_waiting: list[str],
+    pending: dict[str, Notification],
+    rows: _Rows,
+    waited: dict[str, Notification],
 ) -> None:
     for notification_id in ids:
         del delivered[notification_id]
-    _repend(pending, rows, [i for i in ids if i not in not_waiting])
+    _repend(pending, rows, waited)
 
 
 class _Notifications(_Repository[str]):
     """The outbox, per tenant: each notification's record (id to order written and the
-    record), the pending index (id to order, in order) and the delivered marks (id to
-    when). A record is the store's own — written as a copy, read as a copy — until a
-    claim hands it out: then it is never changed again, and a later change (a release, a
-    failed try, another claim after the lease ran out) stores a new record. So a claim
-    takes a notification where it lies and a delivery marks it in one table, with one
-    undo step per batch, and no caller ever sees a notification it holds change."""
+    record), the pending index (id to the record, in the order written) and the
+    delivered marks (id to when). A record is the store's own — written as a copy, read
+    as a copy — until a claim hands it out: then it is never changed again, and a later
+    change (a release, a failed try, another claim after the lease ran out) stores a new
+    record. So a claim takes a notification where it lies and a delivery marks it in one
+    table, with one undo step per batch, and no caller ever sees a notification it holds
+    change."""
 
     def _table(self, tables: dict[str | None, dict[str, V]]) -> dict[str, V]:
         """The tenant's part of ``tables``, made (and unmade on rollback) when missing."""
@@ -1299,37 +1299,46 @@ class _Notifications(_Repository[str]):
             self._undo.set(tables, self._uow.tenant, found)
         return found
 
-    def _rows(self) -> dict[str, tuple[int, Notification]]:
-        return self._t.notifications.get(self._uow.tenant) or _NO_ROWS
+    def _rows(self) -> _Rows:
+        return self._t.notifications.get(self._uow.tenant, _NO_ROWS)
+
+    def _pending(self) -> dict[str, Notification]:
+        return self._t.notification_pending.get(self._uow.tenant, _NO_ROWS)
 
     def _delivered_at(self, notification_id: str) -> datetime | None:
         return self._t.notifications_delivered.get(self._uow.tenant, _NO_ROWS).get(notification_id)
 
+    def _replace(self, order: int, record: Notification) -> None:
+        """Make ``record`` the notification's record, in the pending index too when it
+        waits there (undone with the unit of work)."""
+        self._undo.set(self._table(self._t.notifications), record.id, (order, record))
+        pending = self._pending()
+        if record.id in pending:
+            self._undo.set(pending, record.id, record)
+
     def _put(self, notification: Notification, order: int) -> None:
         """Store a private copy of ``notification`` as the record, its delivery split off
         into the pending index or the delivered marks (undone with the unit of work)."""
-        rows = self._table(self._t.notifications)
-        pending = self._table(self._t.notification_pending)
-        delivered = self._table(self._t.notifications_delivered)
-        notification_id = notification.id
         record = _with(notification, delivered_at=None)
-        self._undo.set(rows, notification_id, (order, record))
+        self._replace(order, record)
+        rows = self._rows()
+        pending = self._table(self._t.notification_pending)
         waiting = notification.delivered_at is None and notification.failed_at is None
-        if waiting != (notification_id in pending):
-            if waiting:
-                later = bool(pending) and next(reversed(pending.values())) > order
-                pending[notification_id] = order
-                self._undo.steps.append(partial(_drop, pending, notification_id))
-                if later:
-                    _repend(pending, rows, [])
-            else:
-                del pending[notification_id]
-                self._undo.steps.append(partial(_repend, pending, rows, [notification_id]))
-        if notification.delivered_at != delivered.get(notification_id):
+        if waiting and record.id not in pending:
+            later = bool(pending) and rows[next(reversed(pending))][0] > order
+            pending[record.id] = record
+            self._undo.steps.append(partial(_drop, pending, record.id))
+            if later:
+                _repend(pending, rows, {})
+        elif not waiting and record.id in pending:
+            left = {record.id: pending.pop(record.id)}
+            self._undo.steps.append(partial(_repend, pending, rows, left))
+        delivered = self._table(self._t.notifications_delivered)
+        if notification.delivered_at != delivered.get(record.id):
             if notification.delivered_at is None:
-                self._undo.delete(delivered, notification_id)
+                self._undo.delete(delivered, record.id)
             else:
-                self._undo.set(delivered, notification_id, notification.delivered_at)
+                self._undo.set(delivered, record.id, notification.delivered_at)
 
     def add(self, notification: Notification) -> bool:
         owner = self._scope(notification.owner)
@@ -1350,15 +1359,14 @@ class _Notifications(_Repository[str]):
         self, worker: str, now: datetime, until: datetime, limit: int = 100
     ) -> Sequence[Notification]:
         rows = self._rows()
+        pending = self._pending()
         claimed: list[Notification] = []
         blocked: set[Owner] = set()
-        replaced: dict[str, tuple[int, Notification]] = {}
         left = limit
+        take, claim_by, claim_until = claimed.append, _SET_CLAIMED_BY, _SET_CLAIMED_UNTIL
         # a claim changes no notification's membership of the pending index, so the
         # index is walked as it is, not copied
-        for notification_id in self._t.notification_pending.get(self._uow.tenant, _NO_ROWS):
-            entry = rows[notification_id]
-            n = entry[1]
+        for n in pending.values():
             if blocked and n.owner in blocked:
                 continue
             if (n.next_attempt_at is not None and n.next_attempt_at > now) or (
@@ -1367,41 +1375,25 @@ class _Notifications(_Repository[str]):
                 blocked.add(n.owner)  # its later ones wait for it
                 continue
             if n.claimed_by is None:  # the store's own: claimed where it lies
-                _SET_CLAIMED_BY(n, worker)
-                _SET_CLAIMED_UNTIL(n, until)
+                claim_by(n, worker)
+                claim_until(n, until)
             else:  # handed out by a claim that ran out: a new record
-                replaced[notification_id] = entry
                 n = _with(n, claimed_by=worker, claimed_until=until)
-                rows[notification_id] = (entry[0], n)
-            claimed.append(n)
+                self._replace(rows[n.id][0], n)
+            take(n)
             left -= 1
             if not left:
                 break
         if claimed:
-            self._undo.steps.append(partial(_unclaim, rows, claimed, replaced))
+            self._undo.steps.append(partial(_unclaim, rows, pending, claimed))
         return claimed
-
-    def _held(self, ids: Sequence[str], worker: str) -> list[str]:
-        """Those of ``ids`` that ``worker``'s claim holds and that are not delivered."""
-        rows = self._rows()
-        delivered = self._t.notifications_delivered.get(self._uow.tenant, _NO_ROWS)
-        held = []
-        for notification_id in ids:
-            entry = rows.get(notification_id)
-            if (
-                entry is not None
-                and entry[1].claimed_by == worker
-                and notification_id not in delivered
-            ):
-                held.append(notification_id)
-        return held
 
     def delivered(self, ids: Sequence[str], worker: str, now: datetime) -> int:
         rows = self._rows()
         marks = self._t.notifications_delivered.get(self._uow.tenant)
-        pending = self._t.notification_pending.get(self._uow.tenant, {})
+        pending = self._pending()
         held: list[str] = []
-        not_waiting: list[str] = []
+        waited: dict[str, Notification] = {}
         for notification_id in ids:
             entry = rows.get(notification_id)
             if (
@@ -1414,26 +1406,30 @@ class _Notifications(_Repository[str]):
                 marks = self._table(self._t.notifications_delivered)
             marks[notification_id] = now
             held.append(notification_id)
-            if pending.pop(notification_id, None) is None:
-                not_waiting.append(notification_id)
+            record = pending.pop(notification_id, None)
+            if record is not None:
+                waited[notification_id] = record
         if marks is not None and held:
-            self._undo.steps.append(partial(_undeliver, marks, held, pending, rows, not_waiting))
+            self._undo.steps.append(partial(_undeliver, marks, held, pending, rows, waited))
         return len(held)
 
     def release(self, ids: Sequence[str], worker: str) -> None:
         rows = self._rows()
-        for notification_id in self._held(ids, worker):
-            order, n = rows[notification_id]
-            self._undo.set(
-                rows, notification_id, (order, _with(n, claimed_until=None, claimed_by=None))
-            )
+        delivered = self._t.notifications_delivered.get(self._uow.tenant, _NO_ROWS)
+        for notification_id in ids:
+            entry = rows.get(notification_id)
+            if entry is None or entry[1].claimed_by != worker or notification_id in delivered:
+                continue
+            self._replace(entry[0], _with(entry[1], claimed_until=None, claimed_by=None))
 
     def update(self, notification: Notification, worker: str | None) -> bool:
         found = self._rows().get(notification.id)
         if found is None:
             raise NotFound(f"no notification {notification.id!r}")
-        if worker is not None and found[1].claimed_by != worker:
-            return False
+        if worker is not None and (
+            found[1].claimed_by != worker or self._delivered_at(notification.id) is not None
+        ):
+            return False  # a delivery let go of the claim; the record keeps its last holder
         self._put(notification, found[0])
         return True
 
@@ -1671,27 +1667,48 @@ class _Invoices(_Repository[str]):
         return updated
 
 
+R = TypeVar("R")
+
+
+class _OnFirstUse(Generic[R]):
+    """A repository of the unit of work, made the first time it is asked for: most units
+    of work use one or two of the fourteen."""
+
+    def __init__(self, make: Callable[[_MemoryUnitOfWork], R]) -> None:
+        self._make = make
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, uow: _MemoryUnitOfWork, owner: type | None = None) -> R:
+        made = self._make(uow)
+        uow.__dict__[self._name] = made
+        return made
+
+
 class _MemoryUnitOfWork:
+    plans = _OnFirstUse(_Plans)
+    subscriptions = _OnFirstUse(_Subscriptions)
+    overrides = _OnFirstUse(_Overrides)
+    audit = _OnFirstUse(_Audit)
+    usage = _OnFirstUse(_Usage)
+    seats = _OnFirstUse(_Seats)
+    contracts = _OnFirstUse(_Contracts)
+    provider = _OnFirstUse(_Provider)
+    requests = _OnFirstUse(_Requests)
+    notifications = _OnFirstUse(_Notifications)
+    migrations = _OnFirstUse(_Migrations)
+    invoices = _OnFirstUse(_Invoices)
+    revisions = _OnFirstUse(_Revisions)
+    feed = _OnFirstUse(_Feed)
+
     def __init__(self, store: MemoryStore, tenant: str | None) -> None:
         self.tenant = tenant
         self.tables = store.tables
         self.undo = _Undo()
         self._lock = store.lock
         self._open = False
-        self.plans = _Plans(self)
-        self.subscriptions = _Subscriptions(self)
-        self.overrides = _Overrides(self)
-        self.audit = _Audit(self)
-        self.usage = _Usage(self)
-        self.seats = _Seats(self)
-        self.contracts = _Contracts(self)
-        self.provider = _Provider(self)
-        self.requests = _Requests(self)
-        self.notifications = _Notifications(self)
-        self.migrations = _Migrations(self)
-        self.invoices = _Invoices(self)
-        self.revisions = _Revisions(self)
-        self.feed = _Feed(self)
         self.bumped: dict[Owner, int] = {}
         self.noted: dict[Owner | None, ChangeKind] = {}
         self.committed_revision: int | None = None
