@@ -1274,11 +1274,14 @@ def _undeliver(
     ids: list[str],
     pending: dict[str, Notification],
     rows: _Rows,
-    waited: dict[str, Notification],
+    not_waiting: list[str],
 ) -> None:
+    """Undo a delivery: the marks go, and what waited waits again (a record waiting is
+    the one in the pending index)."""
     for notification_id in ids:
         del delivered[notification_id]
-    _repend(pending, rows, waited)
+    again = {i: rows[i][1] for i in ids if i not in not_waiting}
+    _repend(pending, rows, again)
 
 
 class _Notifications(_Repository[str]):
@@ -1393,24 +1396,29 @@ class _Notifications(_Repository[str]):
         marks = self._t.notifications_delivered.get(self._uow.tenant)
         pending = self._pending()
         held: list[str] = []
-        waited: dict[str, Notification] = {}
+        not_waiting: list[str] = []
         for notification_id in ids:
-            entry = rows.get(notification_id)
-            if (
-                entry is None
-                or entry[1].claimed_by != worker
-                or (marks is not None and notification_id in marks)
-            ):
-                continue
+            waiting = pending.get(notification_id)  # the record, neither delivered nor failed
+            if waiting is not None:
+                if waiting.claimed_by != worker:
+                    continue
+                del pending[notification_id]
+            else:
+                entry = rows.get(notification_id)
+                if (
+                    entry is None
+                    or entry[1].claimed_by != worker
+                    or (marks is not None and notification_id in marks)
+                ):
+                    continue
+                not_waiting.append(notification_id)
             if marks is None:
                 marks = self._table(self._t.notifications_delivered)
             marks[notification_id] = now
             held.append(notification_id)
-            record = pending.pop(notification_id, None)
-            if record is not None:
-                waited[notification_id] = record
         if marks is not None and held:
-            self._undo.steps.append(partial(_undeliver, marks, held, pending, rows, waited))
+            undo = partial(_undeliver, marks, held, pending, rows, not_waiting)
+            self._undo.steps.append(undo)
         return len(held)
 
     def release(self, ids: Sequence[str], worker: str) -> None:
