@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
+from itertools import compress
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -1252,6 +1253,11 @@ def _repend(
     pending.update(again)
 
 
+def _filled(tables: dict[str | None, dict[str, Any]]) -> Iterator[str | None]:
+    """The tenants whose part of ``tables`` holds anything."""
+    return compress(tables.keys(), tables.values())
+
+
 def _drop(pending: dict[str, Notification], notification_id: str) -> None:
     pending.pop(notification_id, None)
 
@@ -1361,7 +1367,6 @@ class _Notifications(_Repository[str]):
     def claim(
         self, worker: str, now: datetime, until: datetime, limit: int = 100
     ) -> Sequence[Notification]:
-        rows = self._rows()
         pending = self._pending()
         claimed: list[Notification] = []
         blocked: set[Owner] = set()
@@ -1372,24 +1377,40 @@ class _Notifications(_Repository[str]):
         for n in pending.values():
             if blocked and n.owner in blocked:
                 continue
-            if (n.next_attempt_at is not None and n.next_attempt_at > now) or (
-                n.claimed_until is not None and n.claimed_until > now
-            ):
-                blocked.add(n.owner)  # its later ones wait for it
-                continue
-            if n.claimed_by is None:  # the store's own: claimed where it lies
-                claim_by(n, worker)
+            if n.claimed_until is None and n.next_attempt_at is None:
+                claim_by(n, worker)  # never claimed, never failed: the store's own, due
                 claim_until(n, until)
-            else:  # handed out by a claim that ran out: a new record
-                n = _with(n, claimed_by=worker, claimed_until=until)
-                self._replace(rows[n.id][0], n)
+            else:
+                again = self._claimed_again(n, worker, now, until)
+                if again is None:
+                    blocked.add(n.owner)  # its later ones wait for it
+                    continue
+                n = again
             take(n)
             left -= 1
             if not left:
                 break
         if claimed:
-            self._undo.steps.append(partial(_unclaim, rows, pending, claimed))
+            self._undo.steps.append(partial(_unclaim, self._rows(), pending, claimed))
         return claimed
+
+    def _claimed_again(
+        self, n: Notification, worker: str, now: datetime, until: datetime
+    ) -> Notification | None:
+        """A notification claimed or tried before, claimed for ``worker`` if it is due
+        (``None``: backing off, or another's claim holds): where it lies when it is the
+        store's own (let go), else as a new record (handed out before)."""
+        if (n.next_attempt_at is not None and n.next_attempt_at > now) or (
+            n.claimed_until is not None and n.claimed_until > now
+        ):
+            return None
+        if n.claimed_by is None:
+            _SET_CLAIMED_BY(n, worker)
+            _SET_CLAIMED_UNTIL(n, until)
+            return n
+        again = _with(n, claimed_by=worker, claimed_until=until)
+        self._replace(self._rows()[n.id][0], again)
+        return again
 
     def delivered(self, ids: Sequence[str], worker: str, now: datetime) -> int:
         rows = self._rows()
@@ -1403,15 +1424,10 @@ class _Notifications(_Repository[str]):
                 if waiting.claimed_by != worker:
                     continue
                 del pending[notification_id]
-            else:
-                entry = rows.get(notification_id)
-                if (
-                    entry is None
-                    or entry[1].claimed_by != worker
-                    or (marks is not None and notification_id in marks)
-                ):
-                    continue
+            elif self._holds(notification_id, worker):
                 not_waiting.append(notification_id)
+            else:
+                continue
             if marks is None:
                 marks = self._table(self._t.notifications_delivered)
             marks[notification_id] = now
@@ -1421,23 +1437,29 @@ class _Notifications(_Repository[str]):
             self._undo.steps.append(undo)
         return len(held)
 
+    def _holds(self, notification_id: str, worker: str) -> bool:
+        """Whether ``worker`` holds the notification: its claim, and no delivery since
+        (which let go of it, the record keeping its last holder)."""
+        entry = self._rows().get(notification_id)
+        return (
+            entry is not None
+            and entry[1].claimed_by == worker
+            and self._delivered_at(notification_id) is None
+        )
+
     def release(self, ids: Sequence[str], worker: str) -> None:
         rows = self._rows()
-        delivered = self._t.notifications_delivered.get(self._uow.tenant, _NO_ROWS)
         for notification_id in ids:
-            entry = rows.get(notification_id)
-            if entry is None or entry[1].claimed_by != worker or notification_id in delivered:
-                continue
-            self._replace(entry[0], _with(entry[1], claimed_until=None, claimed_by=None))
+            if self._holds(notification_id, worker):
+                order, n = rows[notification_id]
+                self._replace(order, _with(n, claimed_until=None, claimed_by=None))
 
     def update(self, notification: Notification, worker: str | None) -> bool:
         found = self._rows().get(notification.id)
         if found is None:
             raise NotFound(f"no notification {notification.id!r}")
-        if worker is not None and (
-            found[1].claimed_by != worker or self._delivered_at(notification.id) is not None
-        ):
-            return False  # a delivery let go of the claim; the record keeps its last holder
+        if worker is not None and not self._holds(notification.id, worker):
+            return False
         self._put(notification, found[0])
         return True
 
@@ -1844,7 +1866,7 @@ class MemoryStore:
             found.update(r.owner.tenant for r in self.tables.reservations.values())
             found.update(c.owner.tenant for c in self.tables.contracts.values())
             found.update(owner.tenant for owner, _ in self.tables.requests)
-            found.update(tenant for tenant, rows in self.tables.notifications.items() if rows)
+            found.update(_filled(self.tables.notifications))
             found.update(
                 c.owner.tenant for c in self.tables.provider_commands.values() if c.is_open
             )

@@ -1062,7 +1062,7 @@ class StoreContract:
             uow.commit()
         assert [n.id for n in taken] == ["n-acme-k1", "n-acme-k2"], "in order, up to the limit"
 
-    def test_a_notification_read_or_claimed_never_changes_and_rollback_undoes_claims(
+    def test_a_claim_or_delivery_rolled_back_leaves_what_was_handed_out_as_it_was(
         self, store: Store
     ) -> None:
         self._four_notifications(store)
@@ -1079,12 +1079,21 @@ class StoreContract:
             assert uow.notifications.get("n-other-k1").claimed_by is None, "rolled back"
             claimed = uow.notifications.claim("w2", START, later, 10)
             assert [n.id for n in claimed] == [n.id for n in rolled_back]
+
+    def test_a_notification_held_never_changes_as_it_is_delivered_or_claimed_again(
+        self, store: Store
+    ) -> None:
+        self._four_notifications(store)
+        later = START + timedelta(minutes=1)
+        with store.unit_of_work(None) as uow:
+            claimed = uow.notifications.claim("w2", START, later, 10)
             assert uow.notifications.delivered(["n-other-k1", "n-acme-k1"], "w2", START) == 2
             uow.commit()
         assert [(n.claimed_by, n.delivered_at) for n in claimed] == [("w2", None)] * 4
         with store.unit_of_work(None) as uow:
             taken = uow.notifications.get("n-other-k1")
             assert (taken.claimed_by, taken.delivered_at) == (None, START)
+            assert not uow.notifications.update(taken, "w2"), "a delivery let go of it"
             again = uow.notifications.claim("w3", later, later + timedelta(minutes=1), 10)
             assert [n.id for n in again] == ["n-acme-k2", "n-acme-k3"], "w2's claim ran out"
             uow.notifications.release(["n-acme-k3"], "w3")
