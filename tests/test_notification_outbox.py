@@ -85,17 +85,8 @@ def _apply(uow, op, arg, n, tenant, now):
             return outbox.update(after_failure(current, now, "boom"), arg)
         if current.delivery is not Delivery.FAILED:
             return "not failed"
-        fresh = Notification(
-            id=current.id,
-            owner=current.owner,
-            kind=current.kind,
-            key=current.key,
-            facts=current.facts,
-            about=current.about,
-            created_at=current.created_at,
-            last_error=current.last_error,
-        )
-        return outbox.update(fresh, None)
+        again = attrs.evolve(current, attempts=0, next_attempt_at=None, failed_at=None)
+        return outbox.update(again, None)  # as staff's retry
     if op == "purge":
         return outbox.purge(now - timedelta(minutes=n), 2)
     raise AssertionError(op)
