@@ -79,7 +79,7 @@ from entitlements.errors import (
     SubscriptionExists,
     UnknownPlan,
 )
-from entitlements.ports import Store
+from entitlements.ports import Store, UnitOfWork
 from entitlements.service.entitlements import Entitlements
 
 __all__ = ["CATALOG", "START", "StoreContract"]
@@ -1114,6 +1114,48 @@ class StoreContract:
             uow.commit()
         assert [n.id for n in taken] == ["n-acme-k1", "n-acme-k2"], "in order, up to the limit"
 
+    def test_a_claim_or_delivery_rolled_back_leaves_what_was_handed_out_as_it_was(
+        self, store: Store
+    ) -> None:
+        self._four_notifications(store)
+        later = START + timedelta(minutes=1)
+        with store.unit_of_work(None) as uow:
+            read = uow.notifications.get("n-other-k1")
+            rolled_back = uow.notifications.claim("w1", START, later, 10)
+            with pytest.raises(LookupError):
+                _delivered_then_undone(uow, "n-other-k1", "w1")
+            assert uow.notifications.get("n-other-k1").delivered_at is None, "savepoint"
+        assert read.claimed_by is None
+        assert [n.claimed_by for n in rolled_back] == ["w1"] * 4, "as handed out"
+        with store.unit_of_work(None) as uow:
+            assert uow.notifications.get("n-other-k1").claimed_by is None, "rolled back"
+            claimed = uow.notifications.claim("w2", START, later, 10)
+            assert [n.id for n in claimed] == [n.id for n in rolled_back]
+
+    def test_a_notification_held_never_changes_as_it_is_delivered_or_claimed_again(
+        self, store: Store
+    ) -> None:
+        self._four_notifications(store)
+        later = START + timedelta(minutes=1)
+        with store.unit_of_work(None) as uow:
+            claimed = uow.notifications.claim("w2", START, later, 10)
+            assert uow.notifications.delivered(["n-other-k1", "n-acme-k1"], "w2", START) == 2
+            uow.commit()
+        assert [(n.claimed_by, n.delivered_at) for n in claimed] == [("w2", None)] * 4
+        with store.unit_of_work(None) as uow:
+            taken = uow.notifications.get("n-other-k1")
+            assert (taken.claimed_by, taken.delivered_at) == (None, START)
+            assert not uow.notifications.update(taken, "w2"), "a delivery let go of it"
+            again = uow.notifications.claim("w3", later, later + timedelta(minutes=1), 10)
+            assert [n.id for n in again] == ["n-acme-k2", "n-acme-k3"], "w2's claim ran out"
+            uow.notifications.release(["n-acme-k3"], "w3")
+            uow.commit()
+        assert [n.claimed_by for n in claimed[2:]] == ["w2", "w2"], "what w2 holds stays"
+        with store.unit_of_work(None) as uow:
+            assert uow.notifications.get("n-acme-k2").claimed_by == "w3"
+            assert uow.notifications.get("n-acme-k3").claimed_by is None
+            assert uow.notifications.delivered(["n-acme-k2", "n-acme-k3"], "w3", later) == 1
+
     def test_notifications_are_listed_newest_first_and_purged_once_delivered(
         self, store: Store
     ) -> None:
@@ -1675,6 +1717,13 @@ class StoreContract:
 
 
 _OTHER = Owner("organization", "other")
+
+
+def _delivered_then_undone(uow: UnitOfWork, notification_id: str, worker: str) -> None:
+    """Mark a notification delivered in a savepoint that then fails."""
+    with uow.savepoint():
+        assert uow.notifications.delivered([notification_id], worker, START) == 1
+        raise LookupError
 
 
 def _note(owner: Owner, key: str) -> Notification:
