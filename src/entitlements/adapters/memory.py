@@ -3,7 +3,8 @@
 A unit of work holds the store's lock from start to end (memory transactions are
 serialised) and writes straight into the tables, logging how to undo each write; rollback
 replays that log backwards. Stored values are frozen domain objects, so a caller can
-never change stored state by mutating what it read.
+never change stored state by mutating what it read. The notification outbox alone
+writes into its records, and only while no caller holds them (see `_Notifications`).
 """
 
 from __future__ import annotations
