@@ -201,6 +201,23 @@ def test_a_pause_ending_is_told_n_days_before_once_per_pause(setup):
     assert len(of_kind(ents, owner, _K.PAUSE_ENDING)) == 1
 
 
+def test_a_pause_begun_by_time_but_not_stored_is_still_told_before_it_ends(setup):
+    """The sweep could not store the pause (its owner was held, say) and the pause ends
+    before the next sweep would: the notice scan still finds it."""
+    from entitlements.service.notifications import write_due
+
+    ents, clock = setup
+    owner = fresh()
+    ents.subscriptions.subscribe(owner, "growth", actor=STAFF)
+    begins, ends = START + timedelta(days=3), START + timedelta(days=5)
+    ents.subscriptions.pause(owner, at=begins, resume_at=ends, actor=STAFF, reason="short")
+    clock.set(ends - timedelta(days=1))
+    assert ents.subscriptions.get(owner).status.value == "paused"  # by time, not stored
+    written = write_due(ents.runtime, ents.notifications.settings, None, clock.now())
+    told = of_kind(ents, owner, _K.PAUSE_ENDING)
+    assert (written, [(n.facts["days"], n.about) for n in told]) == (1, [(3, ends)])
+
+
 def test_a_pause_without_an_end_tells_nothing(setup):
     ents, clock = setup
     owner = fresh()

@@ -244,6 +244,9 @@ def test_reads_before_the_sweep_show_what_the_sweep_will_decide_under_refuse(set
         assert reader.subscriptions.get(owner).plan_key == "growth"
         assert reader.billing.state(owner).subscription.plan_key == "growth"
     assert ents.runtime.cache.snapshots.get(owner) is None, "an answer for its instant only"
+    fleeting = ents.snapshot(owner)
+    assert fleeting.valid_at(fleeting.resolved_at)
+    assert not fleeting.valid_at(fleeting.resolved_at + timedelta(milliseconds=1))
     ents.usage.set_gauge(owner, "projects", 2)  # under quota now: the change applies
     for reader in (ents, cold()):
         assert reader.snapshot(owner).plan_key == "free"
@@ -254,6 +257,21 @@ def test_reads_before_the_sweep_show_what_the_sweep_will_decide_under_refuse(set
     assert ents.snapshot(owner).plan_key == "free"
     applied = [e for e in ents.audit.for_owner(owner) if e.action.endswith("_applied")]
     assert len(applied) == 1
+
+
+def test_a_due_upgrade_under_refuse_is_answered_from_the_cache(setup):
+    """Usage cannot refuse a change that lowers no limit: its answers are kept as any."""
+    ents, clock, _ = setup
+    owner = fresh()
+    ents.subscriptions.subscribe(owner, "free", actor=STAFF)
+    pending = ents.subscriptions.schedule_change(owner, plan="growth", actor=STAFF)
+    assert pending is not None
+    assert pending.if_over_quota == "refuse"
+    clock.set(pending.at + timedelta(minutes=1))
+    assert ents.snapshot(owner).plan_key == "growth"
+    kept = ents.runtime.cache.snapshots.get(owner)
+    assert kept is not None
+    assert kept.plan_key == "growth"
 
 
 @given(projects=st.integers(min_value=0, max_value=25), minutes=st.integers(0, 600))

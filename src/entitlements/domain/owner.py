@@ -146,7 +146,9 @@ class Owner(metaclass=_OwnerType):
 
 
 def owner_key(owner: Owner) -> str:
-    """The string an owner compares and hashes by (a cache key whose hash Python keeps)."""
+    """The string an owner compares and hashes by (a cache key whose hash Python keeps),
+    and the order every path that locks several owners takes their locks in: two such
+    paths never wait on each other in a cycle."""
     return owner._key
 
 

@@ -44,7 +44,11 @@ from entitlements.domain.owner import Owner, owner_key
 from entitlements.domain.resolution import Snapshot
 from entitlements.domain.usage import Counter, MetricTerms, UsageDecision
 
-__all__ = ["SnapshotCache"]
+__all__ = ["BRIEF", "SnapshotCache"]
+
+BRIEF = 0.001
+"""Seconds: a snapshot valid for less is not kept (one resolved at the very edge of a
+deadline, or one that hung on usage as stored and holds at its own instant only)."""
 
 
 class SnapshotCache:
@@ -135,8 +139,8 @@ class SnapshotCache:
 
     def put(self, snapshot: Snapshot, generation: int) -> None:
         """Keep ``snapshot`` — unless writes moved the generation since it was read, or it
-        holds for its own instant only (it would close the window for everyone)."""
-        if snapshot.expires_ts <= snapshot.resolved_ts:
+        is valid for less than `BRIEF` (it would close the window for everyone at once)."""
+        if snapshot.expires_ts - snapshot.resolved_ts < BRIEF:
             return
         with self._lock:
             if generation != self.generation:

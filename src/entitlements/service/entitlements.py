@@ -120,6 +120,7 @@ class Entitlements:
 
     # slots, not an instance dict: attribute reads on the request path stay the fast kind
     __slots__ = (
+        "__weakref__",
         "_building",
         "_cache",
         "_clock",

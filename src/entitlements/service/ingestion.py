@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from entitlements.domain.actor import Actor
 from entitlements.domain.ingestion import UsageEvent, UsageOutcome, UsageResult
-from entitlements.domain.owner import Owner, as_owner
+from entitlements.domain.owner import Owner, as_owner, owner_key
 from entitlements.domain.resolution import Snapshot
 from entitlements.domain.usage import (
     Charge,
@@ -176,7 +176,7 @@ class _Batch:
         """Take the terms lock of ``owners``, read their terms again, settle their
         expired reservations and make sure their counters exist, stamped."""
         uow = self.tx.uow
-        for owner in sorted(owners, key=str):
+        for owner in sorted(owners, key=owner_key):
             uow.revisions.lock(owner)
             self.relocked.add(owner)
             self.terms.pop(owner, None)

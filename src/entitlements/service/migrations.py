@@ -60,7 +60,7 @@ from entitlements.domain.migration import (
     price_version_at,
     skip_reason,
 )
-from entitlements.domain.owner import Owner, as_owner
+from entitlements.domain.owner import Owner, as_owner, owner_key
 from entitlements.domain.plan import Plan
 from entitlements.domain.plan_change import preview
 from entitlements.domain.scheduled import PendingChange, PendingKind
@@ -696,7 +696,7 @@ class _Job:
 
 def _in_lock_order(items: Iterable[MigrationItem]) -> list[MigrationItem]:
     """Items in the one order every run takes their owners' terms locks in."""
-    return sorted(items, key=lambda item: (item.owner.kind, item.owner.id, item.seq))
+    return sorted(items, key=lambda item: (owner_key(item.owner), item.seq))
 
 
 def _versions_of(

@@ -40,6 +40,7 @@ from entitlements.domain.notification import (
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.subscription import Subscription, SubscriptionStatus
 from entitlements.errors import InvalidInput
+from entitlements.ports import UnitOfWork
 from entitlements.service.runtime import Runtime, Transaction
 
 __all__ = [
@@ -283,7 +284,7 @@ def write_due(rt: Runtime, settings: NotificationSettings, tenant: str | None, a
     with rt.read(tenant) as uow:
         ending = [
             (s, notice)
-            for s in uow.subscriptions.due(at + settings.horizon, 10_000, _ENDING)
+            for s in _may_end(uow, at, settings)
             for notice in (*trial_notices(s, at, settings), *pause_notices(s, at, settings))
         ]
         invoices = list(uow.invoices.open_due(at + settings.invoice_horizon, 10_000))
@@ -299,6 +300,16 @@ def write_due(rt: Runtime, settings: NotificationSettings, tenant: str | None, a
             for notice in contract_notices(contract, at, settings):
                 written += append(tx, contract.owner, notice) is not None
     return written
+
+
+def _may_end(uow: UnitOfWork, at: datetime, settings: NotificationSettings) -> list[Subscription]:
+    """Subscriptions that may end by themselves within the horizon: those stored trialing
+    or paused, and whatever time has changed that is not stored yet (an owner the sweep
+    found held, or whose catch-up failed) — a pause begun by time still reads active."""
+    found = {s.id: s for s in uow.subscriptions.due(at + settings.horizon, 10_000, _ENDING)}
+    for late in uow.subscriptions.due(at, 10_000):
+        found.setdefault(late.id, late)
+    return list(found.values())
 
 
 def purge(rt: Runtime, settings: NotificationSettings, tenant: str | None, now: datetime) -> int:

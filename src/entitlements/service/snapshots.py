@@ -4,7 +4,7 @@ knows which records decide an owner's entitlements (a constant number of queries
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import attrs
 
@@ -23,13 +23,15 @@ from entitlements.ports import UnitOfWork
 
 __all__ = [
     "current_usage",
-    "decided_on_usage",
     "in_force",
     "load_past_snapshot",
     "load_snapshot",
     "pending_refusal",
     "resolve_with",
 ]
+
+_INSTANT = timedelta(microseconds=1)
+"""How long an answer that hung on usage as stored is valid: at its own instant only."""
 
 
 def pending_refusal(
@@ -41,15 +43,23 @@ def pending_refusal(
     change scheduled with ``if_over_quota="refuse"`` must not leave usage (as stored now)
     over a limit it lowers. The sweep stores this decision; every read applies it first,
     so no answer shows a change the sweep will record as failed. ``None``: it applies."""
+    return _pending_decision(uow, subscription, now, policy)[0]
+
+
+def _pending_decision(
+    uow: UnitOfWork, subscription: Subscription, now: datetime, policy: AccessPolicy
+) -> tuple[str | None, bool]:
+    """`pending_refusal`, and whether the decision hung on usage as stored (a due change
+    under REFUSE that lowers a limit): usage may move before the sweep stores it."""
     pending = subscription.scheduled
     if pending is None or pending.kind is not PendingKind.CHANGE or pending.at > now:
-        return None
+        return None, False
     held = as_of(attrs.evolve(subscription, scheduled=None), pending.at)
     if held.is_terminal:
-        return None  # ended first: the ending clears it
+        return None, False  # ended first: the ending clears it
     refused = _plan_refusal(uow, pending, held)
     if refused is not None or pending.if_over_quota != "refuse":
-        return refused
+        return refused, False
     return _quota_refusal(uow, held, as_of(subscription, pending.at), pending.at, policy)
 
 
@@ -65,30 +75,16 @@ def _plan_refusal(uow: UnitOfWork, pending: PendingChange, held: Subscription) -
 
 def _quota_refusal(
     uow: UnitOfWork, held: Subscription, will: Subscription, at: datetime, policy: AccessPolicy
-) -> str | None:
+) -> tuple[str | None, bool]:
     was = resolve_with(uow, held.owner, held, at, policy)
     then = resolve_with(uow, held.owner, will, at, policy)
     if not lowers_a_limit(was, then):
-        return None
+        return None, False  # an upgrade: usage cannot refuse it
     found = over_quota(was, then, current_usage(uow, was))
     if not found:
-        return None
-    return "usage over the new limits: " + ", ".join(
-        f"{o.metric} {o.used} > {o.limit}" for o in found
-    )
-
-
-def decided_on_usage(subscription: Subscription, now: datetime) -> bool:
-    """Whether what is in force at ``now`` hangs on usage as stored: a change due under
-    ``if_over_quota="refuse"`` that is not stored yet. An answer resolved from it holds
-    for its instant only (usage may move before the sweep stores the decision)."""
-    pending = subscription.scheduled
-    return (
-        pending is not None
-        and pending.kind is PendingKind.CHANGE
-        and pending.if_over_quota == "refuse"
-        and pending.at <= now
-    )
+        return None, True
+    words = ", ".join(f"{o.metric} {o.used} > {o.limit}" for o in found)
+    return f"usage over the new limits: {words}", True
 
 
 def in_force(
@@ -97,9 +93,19 @@ def in_force(
     """The subscription as time has made it by ``now``, as the sweep will store it: a due
     pending change the rules refuse at its instant (`pending_refusal`) is left out (reads
     only while such a change waits for the sweep)."""
-    if subscription.scheduled is not None and pending_refusal(uow, subscription, now, policy):
+    return _in_force(uow, subscription, now, policy)[0]
+
+
+def _in_force(
+    uow: UnitOfWork, subscription: Subscription, now: datetime, policy: AccessPolicy
+) -> tuple[Subscription, bool]:
+    """`in_force`, and whether it hung on usage as stored (`_pending_decision`)."""
+    if subscription.scheduled is None:
+        return as_of(subscription, now), False
+    refused, on_usage = _pending_decision(uow, subscription, now, policy)
+    if refused:
         subscription = attrs.evolve(subscription, scheduled=None)
-    return as_of(subscription, now)
+    return as_of(subscription, now), on_usage
 
 
 def load_snapshot(uow: UnitOfWork, owner: Owner, now: datetime, policy: AccessPolicy) -> Snapshot:
@@ -142,9 +148,9 @@ def resolve_with(
 ) -> Snapshot:
     """Resolve ``owner`` as if it held ``subscription`` (previews pass a hypothetical one)
     and ``overrides`` (by default, the ones stored now)."""
-    fleeting = subscription is not None and decided_on_usage(subscription, now)
+    fleeting = False
     if subscription is not None:
-        subscription = in_force(uow, subscription, now, policy)
+        subscription, fleeting = _in_force(uow, subscription, now, policy)
     plan = (
         None
         if subscription is None
@@ -166,8 +172,9 @@ def resolve_with(
         fallback,
         revision,
     )
-    if fleeting:  # holds for this instant only: never kept, never answered from later
-        return attrs.evolve(snapshot, valid_until=now, expires_ts=snapshot.resolved_ts)
+    if fleeting:  # holds at its own instant only: never kept, never answered from later
+        until = now + _INSTANT
+        return attrs.evolve(snapshot, valid_until=until, expires_ts=until.timestamp())
     return snapshot
 
 
