@@ -247,6 +247,12 @@ class _Plans(_Repository[str]):
     def list(self) -> Sequence[Plan]:
         return [self._t.plans[k] for k in sorted(self._t.plans)]
 
+    def any_priced(self) -> bool:
+        return any(
+            plan.price is not None or plan.charges or plan.net_days is not None
+            for plan in self._t.plan_versions.values()
+        )
+
     def versions(self, key: str) -> Sequence[Plan]:
         head = self.get(key)
         return [
@@ -903,6 +909,9 @@ class _Revisions(_Repository[Owner]):
         self._scope(owner)
         return True  # likewise: no other unit of work runs while this one is open
 
+    def claim_many(self, owners: Sequence[Owner]) -> set[Owner]:
+        return {owner for owner in owners if self.claim(owner)}
+
     def bump(self, owner: Owner, since: datetime | None = None, *, stamp: bool = True) -> int:
         done = self._uow.bumped.get(self._scope(owner))
         if done is not None:
@@ -1276,6 +1285,9 @@ class _Notifications(_Repository[str]):
         self._undo.set(self._t.notifications, where, (self._t.notification_seq, notification))
         self._index(notification, self._t.notification_seq)
         return True
+
+    def append(self, notification: Notification) -> None:
+        self.add(notification)
 
     def get(self, notification_id: str) -> Notification:
         found = self._t.notifications.get((self._uow.tenant, notification_id))

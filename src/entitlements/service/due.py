@@ -19,7 +19,7 @@ from entitlements.domain.actor import Actor
 from entitlements.domain.due import DueChange, as_of
 from entitlements.domain.lifecycle import Fact, catch_up, drop_pending, pending_effects
 from entitlements.domain.owner import Owner
-from entitlements.domain.plan_change import lowers_a_limit, over_quota
+from entitlements.domain.plan_change import lowers_a_limit, may_lower_a_limit, over_quota
 from entitlements.domain.scheduled import PendingKind
 from entitlements.domain.subscription import Subscription
 from entitlements.ports import UnitOfWork
@@ -68,8 +68,16 @@ def refusal_at_instant(tx: Transaction, subscription: Subscription) -> str | Non
     refused = pending_plan_refusal(tx.uow, subscription, tx.now)
     if refused is not None or pending.if_over_quota != "refuse":
         return refused
-    policy = tx.runtime.policy
     will = as_of(subscription, pending.at)
+    plans = tx.uow.plans
+    if not may_lower_a_limit(
+        held,
+        plans.get(held.plan_key, held.plan_version),
+        will,
+        plans.get(will.plan_key, will.plan_version),
+    ):
+        return None  # nothing can be over a limit the change does not lower
+    policy = tx.runtime.policy
     was = resolve_with(tx.uow, held.owner, held, pending.at, policy)
     then = resolve_with(tx.uow, held.owner, will, pending.at, policy)
     if not lowers_a_limit(was, then):

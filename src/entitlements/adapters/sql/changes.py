@@ -153,6 +153,26 @@ class SqlRevisions(Repository):
         return True
 
     @storage_errors
+    def claim_many(self, owners: Sequence[Owner]) -> set[Owner]:
+        """The owners' rows locked with one ``SELECT ... FOR UPDATE SKIP LOCKED`` (SQLite:
+        one writer, a plain read); an owner without a row yet is claimed alone (`claim`
+        creates it), and one whose row exists but was skipped is held by another."""
+        wanted = {self._scope(owner) for owner in owners} - set(self._uow.bumped)
+        claimed = set(owners) - wanted
+        if not wanted:
+            return claimed
+        pairs = sa.tuple_(_r.owner_kind, _r.owner_id).in_([(o.kind, o.id) for o in wanted])
+        rows = sa.select(_r.owner_kind, _r.owner_id).where(_r.tenant == self._t, pairs)
+        locked = {tuple(r) for r in self._conn.execute(rows.with_for_update(skip_locked=True))}
+        claimed |= {o for o in wanted if (o.kind, o.id) in locked}
+        skipped = [o for o in wanted if (o.kind, o.id) not in locked]
+        if skipped:
+            pairs = sa.tuple_(_r.owner_kind, _r.owner_id).in_([(o.kind, o.id) for o in skipped])
+            held = {tuple(r) for r in self._conn.execute(rows.where(pairs))}
+            claimed |= {o for o in skipped if (o.kind, o.id) not in held and self.claim(o)}
+        return claimed
+
+    @storage_errors
     def bump(self, owner: Owner, since: datetime | None = None, *, stamp: bool = True) -> int:
         params = self._params(owner)
         done = self._uow.bumped.get(owner)

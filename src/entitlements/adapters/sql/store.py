@@ -58,7 +58,17 @@ READ_ONLY = "entitlements_read_only"
 
 
 class SqlUnitOfWork:
-    """One transaction (or, inside the host's transaction, one savepoint)."""
+    """One transaction (or, inside the host's transaction, one savepoint).
+
+    Append-only writes wait in the unit of work and go out in one statement per table
+    (an ``executemany``) when it commits, at a savepoint, or before anything reads their
+    table in this unit of work, so it always reads its own writes: audit events
+    (`pending_audit`), history stretches (`pending_history`), feed rows (`noted`) and
+    the rows repositories hand to `buffer` (notifications). A job touching many owners in
+    one unit of work — the sweep's groups, a migration's batch — thus pays one round trip
+    per table, not one per row. A repository buffers only rows whose insert nobody waits
+    on for an answer (an id, a conflict), and reads the table only after `flush`.
+    """
 
     def __init__(
         self,
@@ -102,8 +112,25 @@ class SqlUnitOfWork:
         self.pending_audit: list[dict[str, Any]] = []
         self.pending_history: dict[sa.Table, list[dict[str, Any]]] = {}
         """History stretches appended, inserted at commit (see `history`)."""
+        self.pending_rows: dict[sa.Table, tuple[Any, list[dict[str, Any]]]] = {}
+        """Rows `buffer` holds, with the statement that inserts them, per table."""
         self.committed_revision: int | None = None
         self.effective_at: datetime | None = None
+
+    def buffer(self, table: sa.Table, row: dict[str, Any], statement: Any = None) -> None:
+        """Insert ``row`` into ``table`` with the others buffered for it, at the latest
+        when the unit of work commits (``statement``: the insert to use, e.g. one that
+        skips a row whose key is stored; the same for every row of a table)."""
+        insert = table.insert() if statement is None else statement
+        self.pending_rows.setdefault(table, (insert, []))[1].append(row)
+
+    def flush(self, table: sa.Table | None = None) -> None:
+        """Insert the rows buffered for ``table`` (every table: ``None``) now: before a
+        read of it, a savepoint or the commit."""
+        for buffered, (statement, rows) in self.pending_rows.items():
+            if rows and (table is None or buffered is table):
+                self.connection.execute(statement, list(rows))
+                rows.clear()
 
     def written_at(self) -> datetime:
         """The instant the history dates this unit of work's writes with."""
@@ -185,6 +212,7 @@ class SqlUnitOfWork:
             # to it must not take them along
             self.audit.flush()
             flush_history(self)
+            self.flush()
             nested = self.connection.begin_nested()
         except exc.SQLAlchemyError as error:
             raise translate(error) from error
@@ -205,6 +233,7 @@ class SqlUnitOfWork:
         came from the driver. A savepoint the engine already dropped dooms the block."""
         self.pending_audit.clear()
         self.pending_history.clear()
+        self.pending_rows.clear()
         self.overrides.forget_all()  # read under locks the rollback may release
         translated = translate(error) if isinstance(error, exc.SQLAlchemyError) else None
         try:
@@ -223,6 +252,7 @@ class SqlUnitOfWork:
         if self._doomed is not None:
             raise self._doomed
         try:
+            self.flush()
             revision = insert_changes(
                 self.connection,
                 self.feed.rows(datetime.now(UTC)),
@@ -253,6 +283,7 @@ class SqlUnitOfWork:
     def rollback(self) -> None:
         self.pending_audit.clear()
         self.pending_history.clear()
+        self.pending_rows.clear()
         self.noted.clear()
         self.bumped.clear()
         self.unstamped.clear()

@@ -189,6 +189,16 @@ def subscription_row(sub: Subscription) -> dict[str, Any]:
 
 
 _IDENTITY = ("id", "tenant", "owner_kind", "owner_id")
+_s = t.subscriptions.c
+_UPDATE = t.subscriptions.update().where(
+    _s.id == sa.bindparam("w_id"),
+    _s.tenant == sa.bindparam("w_tenant"),
+    _s.owner_kind == sa.bindparam("w_kind"),
+    _s.owner_id == sa.bindparam("w_owner"),
+    _s.revision == sa.bindparam("w_revision"),
+)
+"""An update of the row at the revision read; the columns set are the parameters'
+(built once: ``.values(...)`` per call costs more than the round trip on SQLite)."""
 _h = t.subscription_history.c
 _WRITTEN_BETWEEN = (
     sa.select(_h.effective_at)
@@ -410,21 +420,17 @@ class SqlSubscriptions(Repository):
     @storage_errors
     def update(self, subscription: Subscription) -> Subscription:
         self._scope(subscription.owner)
-        c = t.subscriptions.c
         stored = attrs.evolve(subscription, revision=subscription.revision + 1)
         full = subscription_row(stored)
         row = {k: v for k, v in full.items() if k not in _IDENTITY}
-        result = self._conn.execute(
-            t.subscriptions.update()
-            .where(
-                c.id == subscription.id,
-                c.tenant == self._t,
-                c.owner_kind == subscription.owner.kind,
-                c.owner_id == subscription.owner.id,
-                c.revision == subscription.revision,
-            )
-            .values(**row)
+        row.update(
+            w_id=subscription.id,
+            w_tenant=self._t,
+            w_kind=subscription.owner.kind,
+            w_owner=subscription.owner.id,
+            w_revision=subscription.revision,
         )
+        result = self._conn.execute(_UPDATE, row)
         if result.rowcount == 1:
             self._uow.revisions.bump(subscription.owner)
             log_subscription(self._uow, full)
