@@ -68,7 +68,15 @@ def refusal_at_instant(tx: Transaction, subscription: Subscription) -> str | Non
     refused = pending_plan_refusal(tx.uow, subscription, tx.now)
     if refused is not None or pending.if_over_quota != "refuse":
         return refused
-    will = as_of(subscription, pending.at)
+    return _over_quota_refusal(tx, held, as_of(subscription, pending.at), pending.at)
+
+
+def _over_quota_refusal(
+    tx: Transaction, held: Subscription, will: Subscription, at: datetime
+) -> str | None:
+    """Why moving from ``held`` to ``will`` at ``at`` puts usage (as stored now) over a
+    limit the move lowers; the owner is resolved (twice) only when a limit can come
+    down."""
     plans = tx.uow.plans
     if not may_lower_a_limit(
         held,
@@ -76,10 +84,10 @@ def refusal_at_instant(tx: Transaction, subscription: Subscription) -> str | Non
         will,
         plans.get(will.plan_key, will.plan_version),
     ):
-        return None  # nothing can be over a limit the change does not lower
+        return None
     policy = tx.runtime.policy
-    was = resolve_with(tx.uow, held.owner, held, pending.at, policy)
-    then = resolve_with(tx.uow, held.owner, will, pending.at, policy)
+    was = resolve_with(tx.uow, held.owner, held, at, policy)
+    then = resolve_with(tx.uow, held.owner, will, at, policy)
     if not lowers_a_limit(was, then):
         return None
     found = over_quota(was, then, current_usage(tx.uow, was))

@@ -283,14 +283,7 @@ class Sweep:
                 if progress.wait_for_held(page, run):
                     continue
                 return
-            for first in range(0, len(fresh), _GROUP):
-                group = fresh[first : first + _GROUP]
-                progress.seen.update(item.key for item in group)
-                outcomes = self._handle(tenant, group, run)
-                for item, (done, results) in zip(group, outcomes, strict=True):
-                    if not done:
-                        progress.held.add(item.key)
-                    into.extend(results)
+            self._work(tenant, fresh, progress, into, run)
             run.handled += len(fresh)
             if run.progress is not None:
                 run.progress(run.handled)
@@ -308,6 +301,25 @@ class Sweep:
             item = f"{lister.__name__.strip('_')}:{tenant or ''}"
             run.failures.append(SweepFailure(item, None, type(error).__name__, str(error)))
             return None
+
+    def _work(
+        self,
+        tenant: str | None,
+        fresh: list[_Item],
+        progress: _Progress,
+        into: list[Any],
+        run: _Run,
+    ) -> None:
+        """Handle ``fresh`` items, a group at a time: their results go ``into``, and the
+        items whose owner was held are noted in ``progress``."""
+        for first in range(0, len(fresh), _GROUP):
+            group = fresh[first : first + _GROUP]
+            progress.seen.update(item.key for item in group)
+            outcomes = self._handle(tenant, group, run)
+            for item, (done, results) in zip(group, outcomes, strict=True):
+                if not done:
+                    progress.held.add(item.key)
+                into.extend(results)
 
     def _handle(
         self, tenant: str | None, group: list[_Item], run: _Run
