@@ -12,6 +12,11 @@ waits behind another. An item whose owner is held is left to its holder (reporte
 proceed. A run works through everything due, in pages of ``batch``; ``remaining`` says
 how much was still due when it ended.
 
+Due subscriptions, the bulk of a busy run, go a group to a unit of work (`Sweep._together`):
+the group's owners claimed with one statement, each item brought to now by the same
+kernel step, one commit. A group in which anything raises is handled again item by item
+as above, so grouping changes how many round trips carry the rules, never the outcome.
+
 Idempotency keys (of usage and of keyed requests) older than the retention window (`KEY_RETENTION`, 30 days by
 default) are forgotten by the sweep as well.
 
