@@ -231,6 +231,12 @@ class SubscriptionRepository(Protocol):
         """Raises `NotFound` (also for another tenant's subscription)."""
         ...
 
+    def read_ahead(self, subscription_ids: Sequence[str]) -> None:
+        """Read these subscriptions now, together (one statement where the store can): the
+        next `get` of each answers from that read, unless this unit of work wrote it
+        meanwhile. A job acting on a group of claimed owners reads the group at once."""
+        ...
+
     def history(self, owner: Owner) -> Sequence[Subscription]:
         """Every subscription the owner ever had, oldest first."""
         ...

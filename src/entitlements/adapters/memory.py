@@ -307,6 +307,9 @@ class _Subscriptions(_Repository[str]):
             raise NotFound(f"subscription {subscription_id} does not exist")
         return found
 
+    def read_ahead(self, subscription_ids: Sequence[str]) -> None:
+        pass  # a get reads memory: nothing to gain by reading ahead
+
     def history(self, owner: Owner) -> Sequence[Subscription]:
         ids = self._t.subscriptions_by_owner.get(self._scope(owner), ())
         return [self._t.subscriptions[i] for i in ids]

@@ -151,6 +151,8 @@ class _Item:
     act: Callable[[Transaction], Sequence[Any]]
     together: bool = False
     """Whether items of this kind are handled a group to a unit of work (see `_together`)."""
+    subscription_id: str | None = None
+    """The subscription the item reads first (a group reads them at once)."""
 
 
 @attrs.define
@@ -349,6 +351,9 @@ class Sweep:
         try:
             with self._rt.transaction(tenant, run.at) as tx:
                 claimed = tx.uow.revisions.claim_many([item.owner for item in group])
+                tx.uow.subscriptions.read_ahead(
+                    [i.subscription_id for i in group if i.subscription_id and i.owner in claimed]
+                )
                 return [
                     (True, item.act(tx)) if item.owner in claimed else (False, ()) for item in group
                 ]
@@ -380,7 +385,7 @@ class Sweep:
             return act
 
         return [
-            _Item(f"subscription:{s.id}", s.owner, advance(s.id), together=True)
+            _Item(f"subscription:{s.id}", s.owner, advance(s.id), True, s.id)
             for s in uow.subscriptions.due(at, limit)
         ]
 

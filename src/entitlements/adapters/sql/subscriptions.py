@@ -323,6 +323,11 @@ def _current_with_plans(latest: tuple[bool, ...]) -> sa.Select[Any]:
 
 
 class SqlSubscriptions(Repository):
+    def __init__(self, uow: Any) -> None:
+        super().__init__(uow)
+        self._ahead: dict[str, Subscription] = {}
+        """Read by `read_ahead`, each answered once by `get` (and dropped by `update`)."""
+
     def _owner_filter(self, owner: Owner) -> tuple[sa.ColumnElement[bool], ...]:
         return self._owned(t.subscriptions, owner)
 
@@ -358,7 +363,18 @@ class SqlSubscriptions(Repository):
         return subscription_from(rows[0])
 
     @storage_errors
+    def read_ahead(self, subscription_ids: Sequence[str]) -> None:
+        c = t.subscriptions.c
+        rows = self._rows(
+            sa.select(t.subscriptions).where(c.tenant == self._t, c.id.in_(list(subscription_ids)))
+        )
+        self._ahead.update((r["id"], subscription_from(r)) for r in rows)
+
+    @storage_errors
     def get(self, subscription_id: str) -> Subscription:
+        ahead = self._ahead.pop(subscription_id, None)
+        if ahead is not None:
+            return ahead
         c = t.subscriptions.c
         rows = self._rows(
             sa.select(t.subscriptions).where(c.id == subscription_id, c.tenant == self._t)
@@ -420,6 +436,7 @@ class SqlSubscriptions(Repository):
     @storage_errors
     def update(self, subscription: Subscription) -> Subscription:
         self._scope(subscription.owner)
+        self._ahead.pop(subscription.id, None)
         stored = attrs.evolve(subscription, revision=subscription.revision + 1)
         full = subscription_row(stored)
         row = {k: v for k, v in full.items() if k not in _IDENTITY}
