@@ -263,3 +263,53 @@ def test_the_cheap_test_says_could_whenever_the_resolutions_lower_a_limit(
     now = resolve(owner, after, plans[1], (), T0, policy, None, 0)
     if lowers_a_limit(then, now):
         assert could
+
+
+@pytest.mark.parametrize("kind", STORE_KINDS)
+def test_numbers_taken_in_one_unit_of_work_stay_gapless_through_a_rolled_back_savepoint(
+    make_store, kind
+):
+    store = make_store(kind)
+    with store.unit_of_work(None) as uow:
+        assert [uow.invoices.next_number("INV") for _ in range(3)] == [1, 2, 3]
+
+        def given_back() -> None:
+            with uow.savepoint():
+                assert uow.invoices.next_number("INV") == 4
+                assert uow.invoices.next_number("INV") == 5
+                raise RuntimeError("rolled back")
+
+        with pytest.raises(RuntimeError):
+            given_back()
+        assert uow.invoices.next_number("INV") == 4
+        assert uow.invoices.next_number("CN") == 1
+        uow.commit()
+    with store.unit_of_work(None) as uow:
+        assert uow.invoices.next_number("INV") == 5
+        uow.rollback()
+    with store.unit_of_work(None) as uow:
+        assert uow.invoices.next_number("INV") == 5
+
+
+PRICED = Plan("paid", "Paid", price=Price(Decimal("10"), "EUR"), status="active")
+
+
+@pytest.mark.parametrize("kind", STORE_KINDS)
+def test_a_group_of_period_ends_gets_one_invoice_each_numbered_without_gaps(make_store, kind):
+    clock = ManualClock(T0)
+    ents = Entitlements(make_store(kind), clock=clock)
+    ents.plans.define(PRICED, actor="staff")
+    owners = _owners(12)
+    for owner in owners:
+        ents.subscriptions.subscribe(owner, "paid", actor="staff")
+    end = ents.subscriptions.get(owners[0]).current_period.end
+    clock.set(end + timedelta(hours=1))
+    report = ents.process_due()
+    assert report.failures == ()
+    invoices = [ents.invoices.list(owner) for owner in owners]
+    assert [len(found) for found in invoices] == [1] * len(owners)
+    assert sorted(found[0].number for found in invoices) == [
+        f"INV-{T0.year}-{n:06d}" for n in range(1, len(owners) + 1)
+    ]
+    assert all(found[0].lines for found in invoices)
+    ents.close()

@@ -64,7 +64,8 @@ class SqlUnitOfWork:
     (an ``executemany``) when it commits, at a savepoint, or before anything reads their
     table in this unit of work, so it always reads its own writes: audit events
     (`pending_audit`), history stretches (`pending_history`), feed rows (`noted`) and
-    the rows repositories hand to `buffer` (notifications). A job touching many owners in
+    the rows repositories hand to `buffer` (notifications, invoice lines); updates that
+    many calls add up wait in `defer` (the invoice counter). A job touching many owners in
     one unit of work — the sweep's groups, a migration's batch — thus pays one round trip
     per table, not one per row. A repository buffers only rows whose insert nobody waits
     on for an answer (an id, a conflict), and reads the table only after `flush`.
@@ -114,6 +115,11 @@ class SqlUnitOfWork:
         """History stretches appended, inserted at commit (see `history`)."""
         self.pending_rows: dict[sa.Table, tuple[Any, list[dict[str, Any]]]] = {}
         """Rows `buffer` holds, with the statement that inserts them, per table."""
+        self.deferred: dict[Any, Callable[[], None]] = {}
+        """Writes `defer` holds, run by a full `flush`."""
+        self.numbers: dict[str, int] = {}
+        """The last invoice number taken per prefix and not yet written (see
+        `SqlInvoices.next_number`)."""
         self.committed_revision: int | None = None
         self.effective_at: datetime | None = None
 
@@ -124,9 +130,17 @@ class SqlUnitOfWork:
         insert = table.insert() if statement is None else statement
         self.pending_rows.setdefault(table, (insert, []))[1].append(row)
 
+    def defer(self, key: Any, write: Callable[[], None]) -> None:
+        """Run ``write`` at the next full `flush` (a savepoint, the commit), once per
+        ``key``: an update that many calls of this unit of work add up, written once."""
+        self.deferred.setdefault(key, write)
+
     def flush(self, table: sa.Table | None = None) -> None:
-        """Insert the rows buffered for ``table`` (every table: ``None``) now: before a
-        read of it, a savepoint or the commit."""
+        """Insert the rows buffered for ``table`` (every table: ``None``, which also runs
+        the deferred writes) now: before a read of it, a savepoint or the commit."""
+        if table is None:
+            while self.deferred:
+                self.deferred.pop(next(iter(self.deferred)))()
         for buffered, (statement, rows) in self.pending_rows.items():
             if rows and (table is None or buffered is table):
                 self.connection.execute(statement, list(rows))
@@ -234,6 +248,8 @@ class SqlUnitOfWork:
         self.pending_audit.clear()
         self.pending_history.clear()
         self.pending_rows.clear()
+        self.deferred.clear()
+        self.numbers.clear()
         self.overrides.forget_all()  # read under locks the rollback may release
         translated = translate(error) if isinstance(error, exc.SQLAlchemyError) else None
         try:
@@ -284,6 +300,8 @@ class SqlUnitOfWork:
         self.pending_audit.clear()
         self.pending_history.clear()
         self.pending_rows.clear()
+        self.deferred.clear()
+        self.numbers.clear()
         self.noted.clear()
         self.bumped.clear()
         self.unstamped.clear()
