@@ -12,7 +12,6 @@ used to lose methods; building the site is the only way to see what a reader see
 from __future__ import annotations
 
 import enum
-import functools
 import inspect
 import re
 import typing
@@ -105,9 +104,10 @@ def public_classes() -> dict[type, str]:
         built_on_first_use = [
             name
             for name, member in vars(Entitlements).items()
-            if isinstance(member, functools.cached_property) and not name.startswith("_")
+            if isinstance(member, property) and not name.startswith("_")
         ]
-        groups = {**vars(ents), **{name: getattr(ents, name) for name in built_on_first_use}}
+        names = [*Entitlements.__slots__, *built_on_first_use]
+        groups = {name: getattr(ents, name) for name in names if hasattr(ents, name)}
         for name, value in groups.items():
             if not name.startswith("_") and name not in WIRING and _ours(type(value)):
                 reach(type(value), f"ents.{name}")

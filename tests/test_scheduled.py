@@ -226,6 +226,56 @@ def test_a_downgrade_over_quota_under_refuse_fails_at_its_instant(setup):
     assert "projects" in (failed[0].reason or "")
 
 
+def test_reads_before_the_sweep_show_what_the_sweep_will_decide_under_refuse(setup):
+    """From the instant on, every read answers as the sweep will store it: over quota
+    under REFUSE the change does not show; the answer follows usage until it is stored,
+    and is never kept in the cache meanwhile."""
+    ents, clock, cold = setup
+    owner = fresh()
+    ents.subscriptions.subscribe(owner, "growth", actor=STAFF)
+    pending = ents.subscriptions.schedule_change(owner, plan="free", actor=STAFF)
+    assert pending is not None
+    ents.usage.set_gauge(owner, "projects", 10)  # free allows 3
+    ents.allows(owner, "export")  # warm before the instant
+    clock.set(pending.at + timedelta(minutes=1))
+    for reader in (ents, cold()):
+        assert reader.snapshot(owner).plan_key == "growth"
+        assert reader.limit(owner, "projects") == 20
+        assert reader.subscriptions.get(owner).plan_key == "growth"
+        assert reader.billing.state(owner).subscription.plan_key == "growth"
+    assert ents.runtime.cache.snapshots.get(owner) is None, "an answer for its instant only"
+    ents.usage.set_gauge(owner, "projects", 2)  # under quota now: the change applies
+    for reader in (ents, cold()):
+        assert reader.snapshot(owner).plan_key == "free"
+        assert reader.subscriptions.get(owner).plan_key == "free"
+    ents.process_due()
+    stored = ents.subscriptions.get(owner)
+    assert (stored.plan_key, stored.scheduled) == ("free", None)
+    assert ents.snapshot(owner).plan_key == "free"
+    applied = [e for e in ents.audit.for_owner(owner) if e.action.endswith("_applied")]
+    assert len(applied) == 1
+
+
+@given(projects=st.integers(min_value=0, max_value=25), minutes=st.integers(0, 600))
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_what_reads_show_after_the_instant_is_what_the_sweep_stores(setup, projects, minutes):
+    ents, clock, cold = setup
+    clock.set(START)
+    owner = fresh()
+    ents.subscriptions.subscribe(owner, "growth", actor=STAFF)
+    pending = ents.subscriptions.schedule_change(owner, plan="free", actor=STAFF)
+    assert pending is not None
+    ents.usage.set_gauge(owner, "projects", projects)
+    clock.set(pending.at + timedelta(minutes=minutes))
+    before = (answers(ents, owner), answers(cold(), owner), terms(ents, owner))
+    ents.process_due()
+    after = (answers(ents, owner), answers(cold(), owner), terms(ents, owner))
+    assert before == after
+    assert after[0][0] == ("growth" if projects > 3 else "free")
+
+
 # -- pauses ---------------------------------------------------------------------------
 
 

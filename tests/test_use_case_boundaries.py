@@ -11,7 +11,6 @@ provider event that starts, converts and cancels, a conversion from a contract).
 from __future__ import annotations
 
 import ast
-import functools
 import inspect
 import re
 from collections.abc import Callable
@@ -56,10 +55,9 @@ def _groups() -> dict[str, type]:
     a group is built of."""
     ents = Entitlements(MemoryStore())
     try:
-        lazy = [
-            n for n, m in vars(Entitlements).items() if isinstance(m, functools.cached_property)
-        ]
-        values = {**vars(ents), **{name: getattr(ents, name) for name in lazy}}
+        lazy = [n for n, m in vars(Entitlements).items() if isinstance(m, property)]
+        kept = [n for n in Entitlements.__slots__ if hasattr(ents, n)]
+        values = {name: getattr(ents, name) for name in [*kept, *lazy]}
     finally:
         ents.close()
     found: dict[str, type] = {}

@@ -40,7 +40,7 @@ from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
 from entitlements.domain.provider_commands import ProviderCommand
 from entitlements.domain.requests import KeyedRequest
-from entitlements.domain.subscription import Subscription
+from entitlements.domain.subscription import Subscription, SubscriptionStatus
 from entitlements.domain.usage import Counter, Reservation, SeatAssignment, UsageRecord
 
 __all__ = [
@@ -275,9 +275,16 @@ class SubscriptionRepository(Protocol):
         returns it with the new revision."""
         ...
 
-    def due(self, now: datetime, limit: int = 500) -> Sequence[Subscription]:
+    def due(
+        self,
+        now: datetime,
+        limit: int = 500,
+        statuses: frozenset[SubscriptionStatus] | None = None,
+    ) -> Sequence[Subscription]:
         """Live subscriptions that time may have changed by ``now``, earliest change
-        first (ties in the order they were created)."""
+        first (ties in the order they were created); only those stored with one of
+        ``statuses`` when given (an index range each, so a scan for trials ending reads
+        trials, not every renewal in the window)."""
         ...
 
     def count_on_plans(self, plan_keys: Iterable[str], exclude_owner: Owner | None = None) -> int:

@@ -40,7 +40,7 @@ from entitlements.domain.owner import Owner, in_tenant
 from entitlements.domain.plan import Plan
 from entitlements.domain.provider_commands import CommandStatus, ProviderCommand
 from entitlements.domain.requests import KeyedRequest
-from entitlements.domain.subscription import Subscription
+from entitlements.domain.subscription import Subscription, SubscriptionStatus
 from entitlements.domain.usage import (
     FOREVER,
     Counter,
@@ -48,6 +48,7 @@ from entitlements.domain.usage import (
     ReservationStatus,
     SeatAssignment,
     UsageRecord,
+    slot_setters,
     within,
 )
 from entitlements.errors import (
@@ -368,10 +369,17 @@ class _Subscriptions(_Repository[str]):
         instants = sorted({at for at, _ in entries if start < at < end})
         return [(at, self.at(owner, at)) for at in [start, *instants]]
 
-    def due(self, now: datetime, limit: int = 500) -> Sequence[Subscription]:
+    def due(
+        self,
+        now: datetime,
+        limit: int = 500,
+        statuses: frozenset[SubscriptionStatus] | None = None,
+    ) -> Sequence[Subscription]:
         found = []
         for sub in self._t.subscriptions.values():
             if sub.owner.tenant != self._uow.tenant:
+                continue
+            if statuses is not None and sub.status not in statuses:
                 continue
             at = sub.next_change_at()
             if at is not None and at <= now:
@@ -890,12 +898,14 @@ def _uncharge(t: _Tables, record: UsageRecord, before: Counter, records: list[Us
 
 
 _new = object.__new__
-_set_counter_owner = Counter.__dict__["owner"].__set__
-_set_counter_metric = Counter.__dict__["metric"].__set__
-_set_counter_period = Counter.__dict__["period_start"].__set__
-_set_counter_used = Counter.__dict__["used"].__set__
-_set_counter_reserved = Counter.__dict__["reserved"].__set__
-_set_counter_held = Counter.__dict__["held_until"].__set__
+(
+    _set_counter_owner,
+    _set_counter_metric,
+    _set_counter_period,
+    _set_counter_used,
+    _set_counter_reserved,
+    _set_counter_held,
+) = slot_setters(Counter, "owner", "metric", "period_start", "used", "reserved", "held_until")
 
 
 class _Revisions(_Repository[Owner]):

@@ -310,37 +310,24 @@ def unpause(
     """End a pause now, or set the date it ends (``at``); for a pause still to begin, drop
     it (no ``at``) or set its end."""
     pending = current.scheduled
+    moved: dict[str, Any]
     if current.pause is None and pending is not None and pending.kind is PendingKind.PAUSE:
         if at is None:
             return cancel_pending(current, now, actor=actor, reason=reason)
         if at <= pending.at:
             raise InvalidInput("at", "must be after the pause begins", at)
-        later = attrs.evolve(pending, resume_at=at)
-        return change(
-            current,
-            Event.SCHEDULE_CHANGE,
-            now,
-            {"scheduled": later},
-            actor=actor,
-            action="unpause",
-            reason=reason,
-        )
-    check_allowed(current, Event.UNPAUSE)
-    if at is None or at <= now:
-        fields = unpause_fields(current, now)
-        return change(current, Event.UNPAUSE, now, fields, actor=actor, reason=reason)
-    if pending is not None and pending.at < at:
-        raise ChangePending(current.owner, pending.describe(), f"a pause until {at:%Y-%m-%d}")
-    assert current.pause is not None
-    longer = attrs.evolve(current.pause, until=at)
+        moved = {"scheduled": attrs.evolve(pending, resume_at=at)}
+    else:
+        check_allowed(current, Event.UNPAUSE)
+        if at is None or at <= now:
+            fields = unpause_fields(current, now)
+            return change(current, Event.UNPAUSE, now, fields, actor=actor, reason=reason)
+        if pending is not None and pending.at < at:
+            raise ChangePending(current.owner, pending.describe(), f"a pause until {at:%Y-%m-%d}")
+        assert current.pause is not None
+        moved = {"pause": attrs.evolve(current.pause, until=at)}
     return change(
-        current,
-        Event.SCHEDULE_CHANGE,
-        now,
-        {"pause": longer},
-        actor=actor,
-        action="unpause",
-        reason=reason,
+        current, Event.SCHEDULE_CHANGE, now, moved, actor=actor, action="unpause", reason=reason
     )
 
 

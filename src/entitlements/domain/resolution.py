@@ -130,6 +130,10 @@ def _when(at: datetime | None) -> str:
     return "never" if at is None else at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _value(status: SubscriptionStatus | None) -> str | None:
+    return None if status is None else status.value
+
+
 def _amount(value: int | None) -> str:
     return "unlimited" if value is None else str(value)
 
@@ -179,10 +183,10 @@ class Decision:
 
     def __repr__(self) -> str:
         action = "" if self.action is None else f", action={self.action.value!r}"
-        status = None if self.status is None else self.status.value
         return (
             f"Decision({self.key!r}, {self.value!r}{action}, reason={self.reason.value!r}, "
-            f"source={self.source.value!r}, status={status!r}, detail={self.detail!r})"
+            f"source={self.source.value!r}, status={_value(self.status)!r}, "
+            f"detail={self.detail!r})"
         )
 
 
@@ -230,9 +234,8 @@ class Snapshot:
 
     def __repr__(self) -> str:
         plan = "no plan" if self.plan_key is None else f"{self.plan_key} v{self.plan_version}"
-        status = None if self.status is None else self.status.value
         return (
-            f"Snapshot({str(self.owner)!r}, plan={plan!r}, status={status!r}, "
+            f"Snapshot({str(self.owner)!r}, plan={plan!r}, status={_value(self.status)!r}, "
             f"access={self.access.value!r}, revision={self.revision}, "
             f"valid_until={_when(self.valid_until)!r})"
         )
@@ -338,25 +341,19 @@ class Snapshot:
         by a read-only status, or granted for other actions only."""
         if not base.actions:
             return attrs.evolve(base, value=False, action=act)
-        capped = self.access is Access.READ_ONLY and (act is None or act in base.actions)
-        if capped:
-            return attrs.evolve(
-                base,
-                value=False,
-                action=act,
-                actions=granted,
-                reason=Reason.READ_ONLY,
-                source=Source.STATUS_POLICY,
-                detail=f"{base.detail}; {self._access_why}",
-            )
-        only = ", ".join(sorted(base.actions))
+        if self.access is Access.READ_ONLY and (act is None or act in base.actions):
+            reason, source, why = Reason.READ_ONLY, Source.STATUS_POLICY, self._access_why
+        else:
+            only = ", ".join(sorted(base.actions))
+            reason, source, why = Reason.ACTION_RESTRICTED, base.source, f"allows only {only}"
         return attrs.evolve(
             base,
             value=False,
             action=act,
             actions=granted,
-            reason=Reason.ACTION_RESTRICTED,
-            detail=f"{base.detail}; allows only {only}",
+            reason=reason,
+            source=source,
+            detail=f"{base.detail}; {why}",
         )
 
     def explain_limit(self, name: str) -> Decision:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -53,6 +54,7 @@ __all__ = [
     "decide",
     "fallback_guard",
     "metric_terms",
+    "slot_setters",
     "usage_period_start",
     "within",
 ]
@@ -81,26 +83,25 @@ def check_amount(value: object, field: str = "amount", *, allow_zero: bool = Fal
 MAX_KEY = 128
 
 
-def check_member(value: object) -> str:
+def _short_id(value: object, field: str, refusal: str) -> str:
+    """An id of at most `MAX_KEY` characters (a member, an idempotency key), refused with
+    ``refusal`` when it is not a non-empty string of that length, then held to
+    `check_id`'s rules."""
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_KEY:
-        raise InvalidInput(
-            "member",
-            f"must name the member (a non-empty id of at most {MAX_KEY} characters)",
-            value,
-        )
-    return check_id(value, "member", max_length=MAX_KEY)
+        raise InvalidInput(field, refusal, value)
+    return check_id(value, field, max_length=MAX_KEY)
+
+
+def check_member(value: object) -> str:
+    refusal = f"must name the member (a non-empty id of at most {MAX_KEY} characters)"
+    return _short_id(value, "member", refusal)
 
 
 def check_idempotency_key(value: object) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_KEY:
-        raise InvalidInput(
-            "key",
-            f"an idempotency key is a non-empty string of at most {MAX_KEY} characters",
-            value,
-        )
-    return check_id(value, "key", max_length=MAX_KEY)
+    refusal = f"an idempotency key is a non-empty string of at most {MAX_KEY} characters"
+    return _short_id(value, "key", refusal)
 
 
 def _pool(value: object) -> str:
@@ -488,3 +489,11 @@ def charged(charge: Charge, counter: Counter, earlier: UsageRecord | None = None
     if not within(result.limit, counter.used, counter.reserved):
         return result._replace(over_limit=True)
     return result
+
+
+def slot_setters(cls: type, *fields: str) -> tuple[Callable[[Any, Any], None], ...]:
+    """Direct writers of the slots ``fields`` of ``cls``, in that order. The counting hot
+    paths build `Counter` and `UsageRecord` values from parts checked already (a stored
+    counter, a validated request) by writing the slots of ``object.__new__(cls)``: that
+    skips the converters and validators, which cost more than the counting itself."""
+    return tuple(cls.__dict__[field].__set__ for field in fields)

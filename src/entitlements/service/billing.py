@@ -315,7 +315,7 @@ class Billing:
         subscription = None
         if outcome["subscription"] is not None:
             stored = tx.uow.subscriptions.get(str(outcome["subscription"]))
-            subscription = in_force(tx.uow, stored, tx.now)
+            subscription = in_force(tx.uow, stored, tx.now, tx.runtime.policy)
         command = None
         if outcome["command"] is not None:
             command = tx.uow.provider.command(str(outcome["command"]))
@@ -385,7 +385,7 @@ class Billing:
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             return BillingState(
-                read_current(uow, owner, self._rt.read_now(owner.tenant)),
+                read_current(uow, owner, self._rt.read_now(owner.tenant), self._rt.policy),
                 tuple(uow.provider.open_commands(owner)),
             )
 
@@ -503,7 +503,7 @@ class Billing:
         cancel at the end of its period. Call it before deleting the owner."""
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
-            current = read_current(uow, owner, self._rt.read_now(owner.tenant))
+            current = read_current(uow, owner, self._rt.read_now(owner.tenant), self._rt.policy)
             if current is None or current.is_terminal or current.cancel_at_period_end:
                 return
             if not uow.plans.get(current.plan_key, current.plan_version).is_free:
@@ -515,7 +515,7 @@ class Billing:
         owner = as_owner(owner)
         check_id(member, "member")
         with self._rt.read(owner.tenant) as uow:
-            current = read_current(uow, owner, self._rt.read_now(owner.tenant))
+            current = read_current(uow, owner, self._rt.read_now(owner.tenant), self._rt.policy)
             if current is None or current.is_terminal:
                 return
             if (

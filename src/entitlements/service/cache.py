@@ -134,6 +134,10 @@ class SnapshotCache:
     # -- entries ---------------------------------------------------------------------
 
     def put(self, snapshot: Snapshot, generation: int) -> None:
+        """Keep ``snapshot`` — unless writes moved the generation since it was read, or it
+        holds for its own instant only (it would close the window for everyone)."""
+        if snapshot.expires_ts <= snapshot.resolved_ts:
+            return
         with self._lock:
             if generation != self.generation:
                 return

@@ -11,11 +11,11 @@ confirmed against the change feed within ``max_staleness``; see
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from entitlements.clock import SystemClock
 from entitlements.domain.access import AccessPolicy
@@ -64,6 +64,8 @@ if TYPE_CHECKING:
     from entitlements.service.provider_outbox import ProviderOutbox
 
 __all__ = ["Entitlements"]
+
+_T = TypeVar("_T")
 
 
 def _channel(redis: ChangeChannel | str | None) -> ChangeChannel | None:
@@ -116,6 +118,28 @@ class Entitlements:
     adapter.
     """
 
+    # slots, not an instance dict: attribute reads on the request path stay the fast kind
+    __slots__ = (
+        "_building",
+        "_cache",
+        "_clock",
+        "_invoicing",
+        "_parts",
+        "_payment_provider",
+        "_snapshots",
+        "_warm",
+        "audit",
+        "coherence",
+        "notifications",
+        "overrides",
+        "plans",
+        "runtime",
+        "seats",
+        "store",
+        "subscriptions",
+        "usage",
+    )
+
     def __init__(
         self,
         store: Store,
@@ -136,6 +160,8 @@ class Entitlements:
         invoicing: InvoiceSettings | None = None,
     ) -> None:
         given = (store, clock, policy, authorizer, listeners, cache_size, telemetry, ids)
+        self._parts: dict[Callable[[Entitlements], Any], Any] = {}
+        self._building = threading.RLock()
         check_construction(*given, payment_provider, one_free_plan_per_tenant, when_unreachable)
         cache = SnapshotCache(cache_size)
         channel = _channel(redis)
@@ -209,27 +235,34 @@ class Entitlements:
     # Contracts, billing, claims and the sweep are built on first use: a host that never
     # touches them never loads their modules (nor cryptography).
 
-    @cached_property
+    def _part(self, build: Callable[[Entitlements], _T]) -> _T:
+        """The part ``build`` makes, made once (under a lock: two threads asking first
+        get the same part). Kept in a dict of its own, never in an instance dict: on
+        CPython 3.11 an instance whose ``__dict__`` has been built reads every attribute
+        slower, the request path's included (``functools.cached_property`` builds it)."""
+        try:
+            return self._parts[build]  # type: ignore[no-any-return]
+        except KeyError:
+            with self._building:
+                if build not in self._parts:
+                    self._parts[build] = build(self)
+                return self._parts[build]  # type: ignore[no-any-return]
+
+    @property
     def contracts(self) -> Contracts:
         """Contracts, signatures and conversion from a signed contract."""
-        from entitlements.service.contracts import Contracts
+        return self._part(_contracts)
 
-        return Contracts(self.runtime, self.subscriptions.assignment)
-
-    @cached_property
+    @property
     def migrations(self) -> Migrations:
         """Plan-version migrations: move many subscribers to a version as a previewed,
         resumable, audited job."""
-        from entitlements.service.migrations import Migrations
+        return self._part(_migrations)
 
-        return Migrations(self.runtime, self.subscriptions.assignment)
-
-    @cached_property
+    @property
     def billing(self) -> Billing:
         """Plans bought through the payment provider, and its events."""
-        from entitlements.service.billing import Billing
-
-        return Billing(self.runtime, self.subscriptions.assignment, self._payment_provider)
+        return self._part(_billing)
 
     @property
     def _invoice_outbox(self) -> ProviderOutbox | None:
@@ -242,20 +275,18 @@ class Entitlements:
     def _invoice_ended_periods(self, tx: Transaction, changes: Sequence[DueChange]) -> None:
         invoice_ended_periods(tx, changes, self._invoicing, self._invoice_outbox)
 
-    @cached_property
+    @property
     def invoices(self) -> Invoices:
         """What each owner owes: drafts, finalized invoices, payments, credit notes."""
-        return Invoices(self.runtime, self._invoicing, self._invoice_outbox)
+        return self._part(_invoices)
 
-    @cached_property
+    @property
     def _claims(self) -> ClaimsIssuer:
-        from entitlements.service.claims import ClaimsIssuer
+        return self._part(_claims_issuer)
 
-        return ClaimsIssuer(self.runtime)
-
-    @cached_property
+    @property
     def _sweep(self) -> Sweep:
-        return Sweep(self.runtime, self.billing.outbox, self.notifications.settings)
+        return self._part(_sweep)
 
     # -- the request path ------------------------------------------------------------
 
@@ -427,3 +458,35 @@ class Entitlements:
             feed_retention=feed_retention,
             progress=progress,
         )
+
+
+def _contracts(ents: Entitlements) -> Contracts:
+    from entitlements.service.contracts import Contracts
+
+    return Contracts(ents.runtime, ents.subscriptions.assignment)
+
+
+def _migrations(ents: Entitlements) -> Migrations:
+    from entitlements.service.migrations import Migrations
+
+    return Migrations(ents.runtime, ents.subscriptions.assignment)
+
+
+def _billing(ents: Entitlements) -> Billing:
+    from entitlements.service.billing import Billing
+
+    return Billing(ents.runtime, ents.subscriptions.assignment, ents._payment_provider)
+
+
+def _invoices(ents: Entitlements) -> Invoices:
+    return Invoices(ents.runtime, ents._invoicing, ents._invoice_outbox)
+
+
+def _claims_issuer(ents: Entitlements) -> ClaimsIssuer:
+    from entitlements.service.claims import ClaimsIssuer
+
+    return ClaimsIssuer(ents.runtime)
+
+
+def _sweep(ents: Entitlements) -> Sweep:
+    return Sweep(ents.runtime, ents.billing.outbox, ents.notifications.settings)

@@ -367,7 +367,7 @@ class Migrations:
         if item.status is not ItemStatus.PENDING:
             ended = ItemOutcome(item.status, item.why, item.error, item.moved_from)
             return ItemPreview(item, None, ended, None)
-        current = read_current(uow, item.owner, at)
+        current = read_current(uow, item.owner, at, self._rt.policy)
         version = None if current is None or current.is_terminal else current.plan_version
         why = skip_reason(migration, current, change_in_flight=change_in_flight(uow, item.owner))
         if why is not None or current is None:

@@ -38,7 +38,7 @@ from entitlements.domain.notification import (
     trial_notices,
 )
 from entitlements.domain.owner import Owner, as_owner
-from entitlements.domain.subscription import Subscription
+from entitlements.domain.subscription import Subscription, SubscriptionStatus
 from entitlements.errors import InvalidInput
 from entitlements.service.runtime import Runtime, Transaction
 
@@ -57,6 +57,9 @@ log = logging.getLogger("entitlements.notifications")
 Handler = Callable[[Notification], object]
 STAFF = Actor.system("staff")
 _PURGE_BATCH = 10_000
+_ENDING = frozenset({SubscriptionStatus.TRIALING, SubscriptionStatus.PAUSED})
+"""The statuses whose subscriptions can end by themselves soon (a trial, a pause): the
+sweep's scan for "ends in N days" reads only them, not every renewal in the window."""
 
 
 def _notification(tx: Transaction, owner: Owner, notice: Notice) -> Notification:
@@ -290,7 +293,7 @@ def write_due(rt: Runtime, settings: NotificationSettings, tenant: str | None, a
     with rt.read(tenant) as uow:
         ending = [
             (s, notice)
-            for s in uow.subscriptions.due(at + settings.horizon, 10_000)
+            for s in uow.subscriptions.due(at + settings.horizon, 10_000, _ENDING)
             for notice in (*trial_notices(s, at, settings), *pause_notices(s, at, settings))
         ]
         invoices = list(uow.invoices.open_due(at + settings.invoice_horizon, 10_000))

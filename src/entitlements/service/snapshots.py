@@ -13,8 +13,9 @@ from entitlements.domain.assignment import check_may_assign
 from entitlements.domain.due import as_of
 from entitlements.domain.override import Override
 from entitlements.domain.owner import Owner
+from entitlements.domain.plan_change import lowers_a_limit, may_lower_a_limit, over_quota
 from entitlements.domain.resolution import Snapshot, resolve
-from entitlements.domain.scheduled import PendingKind
+from entitlements.domain.scheduled import PendingChange, PendingKind
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import FOREVER, Counter, usage_period_start
 from entitlements.errors import EntitlementsError
@@ -22,40 +23,86 @@ from entitlements.ports import UnitOfWork
 
 __all__ = [
     "current_usage",
+    "decided_on_usage",
     "in_force",
     "load_past_snapshot",
     "load_snapshot",
-    "pending_plan_refusal",
+    "pending_refusal",
     "resolve_with",
 ]
 
 
-def pending_plan_refusal(uow: UnitOfWork, subscription: Subscription, now: datetime) -> str | None:
-    """Why the plan of the subscription's pending change, due by ``now``, can no longer
-    be assigned (archived for an owner that does not hold it, retired, gone): the rule
-    the sweep applies when it stores the change, and every read applies before it, so
-    answers never show a change the sweep will record as failed. ``None``: it may."""
+def pending_refusal(
+    uow: UnitOfWork, subscription: Subscription, now: datetime, policy: AccessPolicy
+) -> str | None:
+    """Why the subscription's pending change, due by ``now``, cannot apply at its
+    instant: the lifecycle rules run again then — its plan must still be assignable (not
+    archived for an owner that does not hold it, not retired, still existing), and a
+    change scheduled with ``if_over_quota="refuse"`` must not leave usage (as stored now)
+    over a limit it lowers. The sweep stores this decision; every read applies it first,
+    so no answer shows a change the sweep will record as failed. ``None``: it applies."""
     pending = subscription.scheduled
-    if pending is None or pending.kind is not PendingKind.CHANGE or pending.plan_key is None:
-        return None
-    if pending.at > now:
+    if pending is None or pending.kind is not PendingKind.CHANGE or pending.at > now:
         return None
     held = as_of(attrs.evolve(subscription, scheduled=None), pending.at)
     if held.is_terminal:
         return None  # ended first: the ending clears it
+    refused = _plan_refusal(uow, pending, held)
+    if refused is not None or pending.if_over_quota != "refuse":
+        return refused
+    return _quota_refusal(uow, held, as_of(subscription, pending.at), pending.at, policy)
+
+
+def _plan_refusal(uow: UnitOfWork, pending: PendingChange, held: Subscription) -> str | None:
+    if pending.plan_key is None:
+        return None
     try:
-        plan = uow.plans.get(pending.plan_key, pending.plan_version)
-        check_may_assign(plan, held.owner, held)
+        check_may_assign(uow.plans.get(pending.plan_key, pending.plan_version), held.owner, held)
     except EntitlementsError as refused:
         return str(refused)
     return None
 
 
-def in_force(uow: UnitOfWork, subscription: Subscription, now: datetime) -> Subscription:
+def _quota_refusal(
+    uow: UnitOfWork, held: Subscription, will: Subscription, at: datetime, policy: AccessPolicy
+) -> str | None:
+    """The owner is resolved (twice) only when the move can lower a limit: its plans'
+    limits and the seats bought say so without resolving."""
+    was_plan = uow.plans.get(held.plan_key, held.plan_version)
+    if not may_lower_a_limit(held, was_plan, will, uow.plans.get(will.plan_key, will.plan_version)):
+        return None
+    was = resolve_with(uow, held.owner, held, at, policy)
+    then = resolve_with(uow, held.owner, will, at, policy)
+    if not lowers_a_limit(was, then):
+        return None
+    found = over_quota(was, then, current_usage(uow, was))
+    if not found:
+        return None
+    return "usage over the new limits: " + ", ".join(
+        f"{o.metric} {o.used} > {o.limit}" for o in found
+    )
+
+
+def decided_on_usage(subscription: Subscription, now: datetime) -> bool:
+    """Whether what is in force at ``now`` hangs on usage as stored: a change due under
+    ``if_over_quota="refuse"`` that is not stored yet. An answer resolved from it holds
+    for its instant only (usage may move before the sweep stores the decision)."""
+    pending = subscription.scheduled
+    return (
+        pending is not None
+        and pending.kind is PendingKind.CHANGE
+        and pending.if_over_quota == "refuse"
+        and pending.at <= now
+    )
+
+
+def in_force(
+    uow: UnitOfWork, subscription: Subscription, now: datetime, policy: AccessPolicy
+) -> Subscription:
     """The subscription as time has made it by ``now``, as the sweep will store it: a due
-    pending change whose plan can no longer be assigned is left out (one plan read, only
-    while such a change waits for the sweep)."""
-    if subscription.scheduled is not None and pending_plan_refusal(uow, subscription, now):
+    pending change the rules refuse at its instant (`pending_refusal`) is left out (reads
+    only while such a change waits for the sweep)."""
+    if subscription.scheduled is not None and pending_refusal(uow, subscription, now, policy):
         subscription = attrs.evolve(subscription, scheduled=None)
     return as_of(subscription, now)
 
@@ -100,8 +147,9 @@ def resolve_with(
 ) -> Snapshot:
     """Resolve ``owner`` as if it held ``subscription`` (previews pass a hypothetical one)
     and ``overrides`` (by default, the ones stored now)."""
+    fleeting = subscription is not None and decided_on_usage(subscription, now)
     if subscription is not None:
-        subscription = in_force(uow, subscription, now)
+        subscription = in_force(uow, subscription, now, policy)
     plan = (
         None
         if subscription is None
@@ -113,7 +161,7 @@ def resolve_with(
         and status_access(subscription, policy, now).access is Access.FALLBACK
     ):
         fallback = uow.plans.find(policy.fallback_plan)
-    return resolve(
+    snapshot = resolve(
         owner,
         subscription,
         plan,
@@ -123,6 +171,9 @@ def resolve_with(
         fallback,
         revision,
     )
+    if fleeting:  # holds for this instant only: never kept, never answered from later
+        return attrs.evolve(snapshot, valid_until=now, expires_ts=snapshot.resolved_ts)
+    return snapshot
 
 
 def current_usage(uow: UnitOfWork, snapshot: Snapshot) -> dict[str, int]:

@@ -194,7 +194,7 @@ class Subscriptions:
         owner = as_owner(owner)
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
-            return read_current(uow, owner, self._rt.read_now(owner.tenant))
+            return read_current(uow, owner, self._rt.read_now(owner.tenant), self._rt.policy)
 
     def get(self, owner: Owner, *, actor: Actor | str | None = None) -> Subscription:
         """The owner's current subscription; `SubscriptionNotFound` when it has none."""
@@ -223,7 +223,7 @@ class Subscriptions:
             found = uow.subscriptions.history_page(
                 owner, None if after is None else after[0], limit + 1
             )
-            current = [((i,), in_force(uow, s, now)) for i, s in found]
+            current = [((i,), in_force(uow, s, now, self._rt.policy)) for i, s in found]
         return page_of(current, limit, "subscription-history")
 
     def at(
@@ -244,7 +244,7 @@ class Subscriptions:
                 if when < now
                 else uow.subscriptions.current(owner)
             )
-            return None if found is None else in_force(uow, found, when)
+            return None if found is None else in_force(uow, found, when, self._rt.policy)
 
     def search(
         self,
@@ -281,7 +281,7 @@ class Subscriptions:
                 page = Page(page, encode_cursor("owners", (stopped_at,)))
             found = self._readable(uow, page, actor)
             now = self._rt.read_now(tenant)
-            current = [in_force(uow, subscription, now) for subscription in found]
+            current = [in_force(uow, subscription, now, self._rt.policy) for subscription in found]
         return Page([s for s in current if wanted is None or s.status.value in wanted], page.next)
 
     def _readable(
@@ -649,7 +649,7 @@ class Subscriptions:
         at = max(today, optional_given_utc(at, "at") or today)
         with self._rt.read(owner.tenant) as uow:
             self._authorize_read(uow, owner, actor)
-            current = read_current(uow, owner, at)
+            current = read_current(uow, owner, at, self._rt.policy)
             if current is None or current.is_terminal:
                 raise SubscriptionNotFound(owner)
             plan = uow.plans.get(plan_key, version)
@@ -659,7 +659,7 @@ class Subscriptions:
             after = resolve_with(uow, owner, proposed, at, self._rt.policy)
             measured = before
             if at > today:  # usage as stored now, in the periods counting now
-                held = read_current(uow, owner, today)
+                held = read_current(uow, owner, today, self._rt.policy)
                 measured = resolve_with(uow, owner, held, today, self._rt.policy)
             usage = current_usage(uow, measured)
             found = preview(before, after, usage, at, usage_as_of=today)

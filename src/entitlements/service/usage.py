@@ -42,6 +42,7 @@ from entitlements.domain.usage import (
     check_idempotency_key,
     decide,
     metric_terms,
+    slot_setters,
     usage_period_start,
 )
 from entitlements.errors import InvalidInput
@@ -724,14 +725,15 @@ def _plain_key(key: str | None) -> str | None:
     return check_idempotency_key(key)
 
 
-# The hot path's direct slot setters.
 _new_record = object.__new__
-_set_record_id = UsageRecord.__dict__["id"].__set__
-_set_record_owner = UsageRecord.__dict__["owner"].__set__
-_set_record_metric = UsageRecord.__dict__["metric"].__set__
-_set_record_amount = UsageRecord.__dict__["amount"].__set__
-_set_record_period = UsageRecord.__dict__["period_start"].__set__
-_set_record_at = UsageRecord.__dict__["at"].__set__
-_set_record_key = UsageRecord.__dict__["key"].__set__
+(
+    _set_record_id,
+    _set_record_owner,
+    _set_record_metric,
+    _set_record_amount,
+    _set_record_period,
+    _set_record_at,
+    _set_record_key,
+) = slot_setters(UsageRecord, "id", "owner", "metric", "amount", "period_start", "at", "key")
 _new_decision = tuple.__new__
 _system_now = datetime.now

@@ -363,6 +363,17 @@ class StoreContract:
             assert uow.subscriptions.count_on_plans(["free", "growth"]) == 2
             assert uow.subscriptions.count_on_plans(["free"], exclude_owner=GLOBEX) == 0
 
+    def test_due_reads_only_the_statuses_asked_for(self, ents: Entitlements, store: Store) -> None:
+        ents.subscriptions.start_trial(ACME, "growth", actor=STAFF, trial_days=5)
+        ents.subscriptions.subscribe(GLOBEX, "free", actor=STAFF)  # renews within the window
+        later = START + timedelta(days=60)
+        trialing = frozenset({SubscriptionStatus.TRIALING})
+        with store.unit_of_work(None) as uow:
+            assert {s.owner for s in uow.subscriptions.due(later)} == {ACME, GLOBEX}
+            assert [s.owner for s in uow.subscriptions.due(later, 10, trialing)] == [ACME]
+            paused = frozenset({SubscriptionStatus.PAUSED})
+            assert uow.subscriptions.due(later, 10, paused) == []
+
     def test_search_lists_each_owners_latest_subscription(
         self, ents: Entitlements, store: Store
     ) -> None:

@@ -39,7 +39,7 @@ from entitlements.domain.due import next_change_at
 from entitlements.domain.instant import Period
 from entitlements.domain.owner import Owner
 from entitlements.domain.scheduled import Pause, PendingChange
-from entitlements.domain.subscription import Subscription
+from entitlements.domain.subscription import Subscription, SubscriptionStatus
 from entitlements.errors import InvalidInput, NotFound, StaleWrite, SubscriptionExists
 
 __all__ = ["SEARCHED", "SqlSubscriptions", "subscription_from", "subscription_row"]
@@ -480,11 +480,17 @@ class SqlSubscriptions(Repository):
         return [(at, self.at(owner, at)) for at in [start, *instants]]
 
     @storage_errors
-    def due(self, now: datetime, limit: int = 500) -> Sequence[Subscription]:
+    def due(
+        self,
+        now: datetime,
+        limit: int = 500,
+        statuses: frozenset[SubscriptionStatus] | None = None,
+    ) -> Sequence[Subscription]:
         c = t.subscriptions.c
-        rows = self._batch(
-            t.subscriptions, [c.next_change_at <= now], [c.next_change_at, c.pk], limit
-        )
+        where = [c.next_change_at <= now]
+        if statuses is not None:
+            where.append(c.status.in_(sorted(s.value for s in statuses)))
+        rows = self._batch(t.subscriptions, where, [c.next_change_at, c.pk], limit)
         return [subscription_from(r) for r in rows]
 
     @storage_errors

@@ -170,6 +170,7 @@ subscriptions = sa.Table(
     _payment_due(),
     sa.Index("ix_ent_subscriptions_owner", *_OWNER, "pk"),
     sa.Index("ix_ent_subscriptions_due", "tenant", "next_change_at"),
+    sa.Index("ix_ent_subscriptions_status_due", "tenant", "status", "next_change_at"),
     sa.Index("ix_ent_subscriptions_plan", "tenant", "plan_key"),
     # the console's owner list: a tenant's rows newest first, read a page at a time
     sa.Index("ix_ent_subscriptions_recent", "tenant", "pk"),
@@ -622,6 +623,7 @@ invoices = sa.Table(
     sa.UniqueConstraint("tenant", "number", name="uq_ent_invoices_number"),
     sa.UniqueConstraint(*_OWNER, "period_start", name="uq_ent_invoices_period"),
     sa.Index("ix_ent_invoices_owner", *_OWNER, "pk"),
+    sa.Index("ix_ent_invoices_open_due", "tenant", "status", "due_at"),
 )
 
 invoice_lines = sa.Table(

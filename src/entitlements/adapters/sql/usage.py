@@ -34,25 +34,25 @@ from entitlements.errors import Conflict, NotFound
 
 __all__ = ["SqlSeats", "SqlUsage"]
 
+
+def _of_counter(c: Any) -> tuple[sa.ColumnElement[bool], ...]:
+    """The rows of one counter (owner, metric, period) in a table that carries its key,
+    from the ``p_*`` parameters `_params` binds."""
+    return (
+        c.tenant == sa.bindparam("p_tenant"),
+        c.owner_kind == sa.bindparam("p_kind"),
+        c.owner_id == sa.bindparam("p_id"),
+        c.metric == sa.bindparam("p_metric"),
+        c.period_start == sa.bindparam("p_period"),
+    )
+
+
 _c = t.usage_counters.c
-_COUNTER = (
-    _c.tenant == sa.bindparam("p_tenant"),
-    _c.owner_kind == sa.bindparam("p_kind"),
-    _c.owner_id == sa.bindparam("p_id"),
-    _c.metric == sa.bindparam("p_metric"),
-    _c.period_start == sa.bindparam("p_period"),
-)
+_COUNTER = _of_counter(_c)
 _READ_COUNTER = sa.select(_c.used, _c.reserved, _c.held_until).where(*_COUNTER)
 _HELD = ReservationStatus.HELD.value
 _r = t.reservations.c
-_HELD_OF_COUNTER = (
-    _r.tenant == sa.bindparam("p_tenant"),
-    _r.owner_kind == sa.bindparam("p_kind"),
-    _r.owner_id == sa.bindparam("p_id"),
-    _r.metric == sa.bindparam("p_metric"),
-    _r.period_start == sa.bindparam("p_period"),
-    _r.status == _HELD,
-)
+_HELD_OF_COUNTER = (*_of_counter(_r), _r.status == _HELD)
 _u = t.usage_records.c
 
 

@@ -1,8 +1,4 @@
-"""initial schema
-
-Revision ID: 0001
-Revises:
-"""
+"""initial schema"""
 
 from __future__ import annotations
 
@@ -19,10 +15,7 @@ from entitlements.adapters.sql.migrations.columns import (
 )
 from entitlements.adapters.sql.types import UtcDateTime, key_string
 
-revision = "0001"
-down_revision = None
-branch_labels = None
-depends_on = None
+revision, down_revision = "0001", None
 
 
 def upgrade() -> None:

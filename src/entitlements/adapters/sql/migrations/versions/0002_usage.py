@@ -1,8 +1,4 @@
-"""usage counters, usage records, reservations and seats
-
-Revision ID: 0002
-Revises: 0001
-"""
+"""usage counters, usage records, reservations and seats"""
 
 from __future__ import annotations
 
@@ -12,10 +8,7 @@ from alembic import op
 from entitlements.adapters.sql.migrations.columns import OWNER, owner, row_key
 from entitlements.adapters.sql.types import UtcDateTime, key_string
 
-revision = "0002"
-down_revision = "0001"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0002", "0001"
 
 
 def upgrade() -> None:

@@ -1,8 +1,4 @@
-"""contracts
-
-Revision ID: 0003
-Revises: 0002
-"""
+"""contracts"""
 
 from __future__ import annotations
 
@@ -13,10 +9,7 @@ from sqlalchemy.schema import SchemaItem
 from entitlements.adapters.sql.migrations.columns import JSON, OWNER, owner
 from entitlements.adapters.sql.types import UtcDateTime, key_string, long_binary, long_text
 
-revision = "0003"
-down_revision = "0002"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0003", "0002"
 
 
 def _part_of_contract(table: str) -> list[SchemaItem]:

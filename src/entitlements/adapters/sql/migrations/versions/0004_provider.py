@@ -1,8 +1,4 @@
-"""provider
-
-Revision ID: 0004
-Revises: 0003
-"""
+"""provider"""
 
 from __future__ import annotations
 
@@ -11,10 +7,7 @@ from alembic import op
 
 from entitlements.adapters.sql.types import UtcDateTime, key_string
 
-revision = "0004"
-down_revision = "0003"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0004", "0003"
 
 
 def upgrade() -> None:

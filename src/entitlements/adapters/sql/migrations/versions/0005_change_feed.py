@@ -1,8 +1,4 @@
-"""change feed: owner terms revisions, the feed, counters that carry their terms
-
-Revision ID: 0005
-Revises: 0004
-"""
+"""change feed: owner terms revisions, the feed, counters that carry their terms"""
 
 from __future__ import annotations
 
@@ -12,10 +8,7 @@ from alembic import op
 from entitlements.adapters.sql.migrations.columns import OWNER, owner, row_key
 from entitlements.adapters.sql.types import UtcDateTime
 
-revision = "0005"
-down_revision = "0004"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0005", "0004"
 
 NOTIFY_CHANNEL = "entitlements_changes"
 

@@ -1,8 +1,4 @@
-"""tenant rules: a lock row per tenant-wide rule; ledger keys pruned by age
-
-Revision ID: 0006
-Revises: 0005
-"""
+"""tenant rules: a lock row per tenant-wide rule; ledger keys pruned by age"""
 
 from __future__ import annotations
 
@@ -11,10 +7,7 @@ from alembic import op
 
 from entitlements.adapters.sql.types import key_string
 
-revision = "0006"
-down_revision = "0005"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0006", "0005"
 
 
 def upgrade() -> None:

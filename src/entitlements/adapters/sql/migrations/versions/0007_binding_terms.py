@@ -1,8 +1,5 @@
 """binding terms: the plan manager and the converted-from contract as subscription
 columns, the terms a contract pins, and the provider command outbox
-
-Revision ID: 0007
-Revises: 0006
 """
 
 from __future__ import annotations
@@ -15,10 +12,7 @@ from alembic import op
 from entitlements.adapters.sql.migrations.columns import JSON, OWNER
 from entitlements.adapters.sql.types import UtcDateTime, key_string
 
-revision = "0007"
-down_revision = "0006"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0007", "0006"
 
 _subscriptions = sa.table(
     "ent_subscriptions",

@@ -1,8 +1,4 @@
-"""keyed requests: mutations remembered by their idempotency key
-
-Revision ID: 0008
-Revises: 0007
-"""
+"""keyed requests: mutations remembered by their idempotency key"""
 
 from __future__ import annotations
 
@@ -12,10 +8,7 @@ from alembic import op
 from entitlements.adapters.sql.migrations.columns import JSON, OWNER, owner
 from entitlements.adapters.sql.types import UtcDateTime, key_string
 
-revision = "0008"
-down_revision = "0007"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0008", "0007"
 
 
 def upgrade() -> None:

@@ -3,19 +3,13 @@
 A terms write that creates an owner's revision row knows, from that alone, that the
 owner has no counters to stamp. Counters written before this revision could exist
 without the row; this gives them one (revision 0, what such owners resolved at).
-
-Revision ID: 0009
-Revises: 0008
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0009", "0008"
 
 
 def upgrade() -> None:

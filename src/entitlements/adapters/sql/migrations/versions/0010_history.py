@@ -9,9 +9,6 @@ override was set), or — for a subscription the trail knows nothing of — from
 creation. What cannot be recovered: states between writes the trail did not record (an
 audit event without a full document, rows written by hand), and overrides removed
 without an audit event.
-
-Revision ID: 0010
-Revises: 0009
 """
 
 from __future__ import annotations
@@ -26,10 +23,7 @@ from alembic import op
 from entitlements.adapters.sql.migrations import columns
 from entitlements.adapters.sql.types import UtcDateTime, key_string
 
-revision = "0010"
-down_revision = "0009"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0010", "0009"
 
 _BATCH = 1000
 

@@ -1,8 +1,4 @@
-"""signing failures: the signing page's bad-token limit, shared by every process
-
-Revision ID: 0011
-Revises: 0009
-"""
+"""signing failures: the signing page's bad-token limit, shared by every process"""
 
 from __future__ import annotations
 
@@ -11,10 +7,7 @@ from alembic import op
 
 from entitlements.adapters.sql.migrations.columns import row_key
 
-revision = "0011"
-down_revision = "0010"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0011", "0010"
 
 
 def upgrade() -> None:

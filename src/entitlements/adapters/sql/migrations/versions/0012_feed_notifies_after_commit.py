@@ -10,19 +10,13 @@ transaction has committed, coalesced (see ``entitlements.adapters.sql.hints``).
 
 ``ix_ent_subscriptions_recent`` (tenant, pk) lets the owner list read a tenant's newest
 subscriptions a page at a time instead of sorting all of them.
-
-Revision ID: 0012
-Revises: 0009
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0012", "0011"
 
 NOTIFY_CHANNEL = "entitlements_changes"
 

@@ -4,9 +4,6 @@ Both are kept on the subscription row (and repeated in its history stretches) as
 documents: at most one pending change per subscription holds by construction, it is
 written under the row's revision check with the rest of the subscription, and a reading
 of the row has everything `as_of` needs to apply it at its instant.
-
-Revision ID: 0013
-Revises: 0012
 """
 
 from __future__ import annotations
@@ -16,10 +13,7 @@ from alembic import op
 
 from entitlements.adapters.sql.migrations.columns import JSON
 
-revision = "0013"
-down_revision = "0012"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0013", "0012"
 
 _TABLES = ("ent_subscriptions", "ent_subscription_history")
 

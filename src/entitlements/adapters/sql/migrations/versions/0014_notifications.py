@@ -7,9 +7,6 @@ the deliverer holding it and until when, delivered or parked as failed.
 
 ``alerts`` on ``ent_overrides`` and ``ent_override_history``: the thresholds a limit
 override sets for its owner (NULL: the plan's stand).
-
-Revision ID: 0014
-Revises: 0013
 """
 
 from __future__ import annotations
@@ -20,10 +17,7 @@ from alembic import op
 from entitlements.adapters.sql.migrations.columns import JSON, OWNER, owner, row_key
 from entitlements.adapters.sql.types import UtcDateTime, key_string
 
-revision = "0014"
-down_revision = "0013"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0014", "0013"
 
 
 def upgrade() -> None:

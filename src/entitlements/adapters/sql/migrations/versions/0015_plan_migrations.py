@@ -1,8 +1,4 @@
-"""plan-version migrations: the job and its items
-
-Revision ID: 0015
-Revises: 0014
-"""
+"""plan-version migrations: the job and its items"""
 
 from __future__ import annotations
 
@@ -12,10 +8,7 @@ from alembic import op
 from entitlements.adapters.sql.migrations.columns import JSON
 from entitlements.adapters.sql.types import UtcDateTime, key_string
 
-revision = "0015"
-down_revision = "0014"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0015", "0014"
 
 
 def upgrade() -> None:

@@ -3,9 +3,6 @@ number sequence per prefix, and when a subscription's oldest open invoice falls 
 
 Existing plan versions charge nothing besides their flat price (``billing`` NULL), and
 no subscription has an invoice yet (``payment_due_at`` NULL), so nothing is backfilled.
-
-Revision ID: 0016
-Revises: 0015
 """
 
 from __future__ import annotations
@@ -16,10 +13,7 @@ from alembic import op
 from entitlements.adapters.sql.migrations import columns
 from entitlements.adapters.sql.types import UtcDateTime, key_string
 
-revision = "0016"
-down_revision = "0015"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0016", "0015"
 
 
 def upgrade() -> None:

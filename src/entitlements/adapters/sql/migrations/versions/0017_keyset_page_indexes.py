@@ -4,19 +4,13 @@ A page of an owner's contracts is read in (created_at, id) order and a page of o
 record's audit events in the audit trail's own order (pk): with these indexes a page
 walks the index from the cursor and stops after the page, instead of reading and sorting
 every contract of the owner or every event of the tenant's target.
-
-Revision ID: 0017
-Revises: 0016
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0017"
-down_revision = "0016"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0017", "0016"
 
 
 def upgrade() -> None:
