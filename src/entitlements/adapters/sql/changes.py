@@ -237,6 +237,7 @@ class SqlRevisions(Repository):
 
 _FEED_INSERT = t.changes.insert()
 _MAX_PARAMETERS = 30_000  # PostgreSQL takes at most 65,535 in one statement
+_TOGETHER_ROWS = 24  # more rows than this: one executemany per table (see below)
 _FEED_INSERT_RETURNING = t.changes.insert().returning(t.changes.c.seq)
 
 
@@ -267,8 +268,12 @@ def insert_changes(
 def _fits_one_statement(
     connection: sa.Connection, rows: Sequence[dict[str, Any]], pending: _Pending
 ) -> bool:
-    """PostgreSQL, within its parameters per statement."""
+    """PostgreSQL, with few rows: the one statement is compiled anew for every count of
+    rows, which for a unit of work writing many (a sweep's group) costs far more than
+    one cached executemany per table."""
     if connection.dialect.name != "postgresql":
+        return False
+    if len(rows) + sum(len(found) for _, found in pending) > _TOGETHER_ROWS:
         return False
     parameters = len(rows) * len(rows[0])
     parameters += sum(len(found) * len(found[0]) for _, found in pending)
