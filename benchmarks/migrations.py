@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import statistics
 import time
 import uuid
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from entitlements import Entitlements, Limit, LimitKind, Owner, Plan
 from entitlements.adapters.sql import SqlStore
 from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.repository import live_owner_key
+from entitlements.service import migrations
 
 LIMITS = {"api_calls": Limit(10**12, kind=LimitKind.METERED)}
 MORE = {"api_calls": Limit(2 * 10**12, kind=LimitKind.METERED)}
@@ -197,15 +199,24 @@ def main() -> None:
     parser.add_argument("--sqlite", help="a SQLite file URL")
     parser.add_argument("--subscriptions", type=int, default=100_000)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--group", type=int, help="items per unit of work (default: the run's)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per engine (min/median/max)")
     args = parser.parse_args()
-    rows = [
-        engine_row(name, url, args.subscriptions, args.idle_seconds)
+    if args.group:
+        migrations.GROUP = args.group
+    engines = [
+        (name, url)
         for name, url in (
             ("postgresql", args.postgres),
             ("mariadb", args.mysql),
             ("sqlite", args.sqlite),
         )
         if url
+    ]
+    rows = [
+        engine_row(name, url, args.subscriptions, args.idle_seconds)
+        for _ in range(args.repeat)
+        for name, url in engines
     ]
     print(
         "| engine | subscriptions | lean /s | migration /s | ratio (target >= 0.3) "
@@ -219,6 +230,20 @@ def main() -> None:
             f"| {r['consume_p99_idle_ms']:.2f} | {r['consume_p99_during_ms']:.2f} "
             f"| {r['p99_ratio']:.2f} |"
         )
+    if args.repeat > 1:
+        print(f"\nover {args.repeat} runs (min / median / max), group {migrations.GROUP}:")
+        for name, _ in engines:
+            mine = [r for r in rows if r["engine"] == name]
+            print(
+                f"{name}: ratio {_spread([r['ratio'] for r in mine], '.4f')}; "
+                f"p99 ratio {_spread([r['p99_ratio'] for r in mine], '.2f')}"
+            )
+
+
+def _spread(values: list[float], spec: str) -> str:
+    return " / ".join(
+        format(v, spec) for v in (min(values), statistics.median(values), max(values))
+    )
 
 
 if __name__ == "__main__":

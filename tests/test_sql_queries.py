@@ -199,6 +199,50 @@ def test_a_batch_costs_the_same_statements_whatever_its_size(kind, make_store):
     assert ents.usage.total(ACME, "api_calls") == 1011
 
 
+ALERTED = Plan(
+    "alerted",
+    "Alerted",
+    limits={
+        "plain": Limit(1000, kind=LimitKind.METERED),
+        "alerted": Limit(1000, kind=LimitKind.METERED, alerts=(80, 100)),
+    },
+    status="active",
+)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_thresholds_cost_no_statement_until_one_is_crossed(kind, make_store):
+    """Below the first mark and between marks, a limit with thresholds sends exactly the
+    statements of the same limit without; the count that crosses adds its notification."""
+    store = make_store(kind)
+    ents = Entitlements(store)
+    ents.plans.define(ALERTED, actor="staff")
+    ents.subscriptions.subscribe(ACME, "alerted", actor="staff")
+
+    def single(metric: str, amount: int, key: str) -> list[str]:
+        with counted(store.engine) as statements:
+            assert ents.usage.consume(ACME, metric, amount, key=f"{metric}-{key}").allowed
+        return data_statements(statements)
+
+    def batched(metric: str, key: str) -> list[str]:
+        events = [UsageEvent(ACME, metric, 1, key=f"{metric}-{key}-{i}") for i in range(10)]
+        with counted(store.engine) as statements:
+            assert all(r.accepted for r in ents.usage.consume_many(events))
+        return data_statements(statements)
+
+    for metric in ("plain", "alerted"):
+        single(metric, 1, "warm")
+    assert single("alerted", 1, "below") == single("plain", 1, "below")
+    assert batched("alerted", "below") == batched("plain", "below")
+    for metric in ("plain", "alerted"):
+        single(metric, 838, "to-850")  # 850: past the 80% mark (800)
+    assert single("alerted", 1, "between") == single("plain", 1, "between")
+    assert batched("alerted", "between") == batched("plain", "between")
+    crossing = single("alerted", 139, "to-1000")
+    assert len(crossing) == len(single("plain", 139, "to-1000")) + 1
+    assert [n.facts["threshold"] for n in ents.notifications.list(ACME)] == [100, 80]
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
 def test_plan_changes_and_trials_stay_within_their_statement_budgets(kind, make_store):
     store, ents = metered(kind, make_store)

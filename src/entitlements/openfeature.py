@@ -14,7 +14,7 @@ answer is the cached snapshot's, so this costs what OpenFeature's own machinery 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from entitlements.extras import require
@@ -73,8 +73,11 @@ class EntitlementsProvider(AbstractProvider):
         return Owner.parse(key) if key else None
 
     def _resolve(
-        self, default: Any, context: EvaluationContext | None, answer: Any
-    ) -> FlagResolutionDetails[Any]:
+        self,
+        default: _T,
+        context: EvaluationContext | None,
+        answer: Callable[[Owner], FlagResolutionDetails[_T]],
+    ) -> FlagResolutionDetails[_T]:
         try:
             owner = self._owner(context)
         except EntitlementsError as exc:
@@ -92,12 +95,11 @@ class EntitlementsProvider(AbstractProvider):
                 reason="ERROR",
             )
         try:
-            result: FlagResolutionDetails[Any] = answer(owner)
+            return answer(owner)
         except EntitlementsError as exc:
             return FlagResolutionDetails(
                 default, error_code=ErrorCode.GENERAL, error_message=str(exc), reason="ERROR"
             )
-        return result
 
     def resolve_boolean_details(
         self,
@@ -111,10 +113,7 @@ class EntitlementsProvider(AbstractProvider):
             decision = self._ents.explain(owner, feature, action or None)
             return _details(decision.allowed, decision)
 
-        result: FlagResolutionDetails[bool] = self._resolve(
-            default_value, evaluation_context, answer
-        )
-        return result
+        return self._resolve(default_value, evaluation_context, answer)
 
     def resolve_integer_details(
         self, flag_key: str, default_value: int, evaluation_context: EvaluationContext | None = None
@@ -125,10 +124,7 @@ class EntitlementsProvider(AbstractProvider):
                 return _details(default_value, decision, unlimited=True)
             return _details(int(decision.value), decision, unlimited=False)
 
-        result: FlagResolutionDetails[int] = self._resolve(
-            default_value, evaluation_context, answer
-        )
-        return result
+        return self._resolve(default_value, evaluation_context, answer)
 
     def resolve_string_details(
         self, flag_key: str, default_value: str, evaluation_context: EvaluationContext | None = None

@@ -227,6 +227,14 @@ class SubscriptionRepository(Protocol):
         terms lock a store may read them, and the one the subscription holds, with it."""
         ...
 
+    def current_many(
+        self, owners: Sequence[Owner], *, with_plans: Sequence[tuple[str, int | None]] = ()
+    ) -> Mapping[Owner, Subscription]:
+        """`current` for each of ``owners`` at once (one read, not one per owner): those
+        with no subscription are left out. Under the owners' terms locks a store may read
+        their overrides, and the ``with_plans`` versions, with them."""
+        ...
+
     def get(self, subscription_id: str) -> Subscription:
         """Raises `NotFound` (also for another tenant's subscription)."""
         ...
@@ -273,6 +281,12 @@ class SubscriptionRepository(Protocol):
     def update(self, subscription: Subscription) -> Subscription:
         """Raises `StaleWrite` unless ``subscription.revision`` is the stored revision;
         returns it with the new revision."""
+        ...
+
+    def update_many(self, subscriptions: Sequence[Subscription]) -> Sequence[Subscription]:
+        """`update` each of ``subscriptions`` (one write where the store can); raises
+        `StaleWrite` unless every one is at its stored revision, and then none is
+        updated once the unit of work rolls back."""
         ...
 
     def due(
@@ -695,6 +709,10 @@ class ProviderRepository(Protocol):
         first."""
         ...
 
+    def owners_with_open_commands(self, owners: Sequence[Owner]) -> set[Owner]:
+        """Which of ``owners`` have a command not yet done at the provider (one read)."""
+        ...
+
 
 class MigrationRepository(Protocol):
     """Plan-version migrations of the unit of work's tenant and their items."""
@@ -745,6 +763,10 @@ class MigrationRepository(Protocol):
 
     def settle(self, item: MigrationItem) -> None:
         """Store the item's final state."""
+        ...
+
+    def settle_many(self, items: Sequence[MigrationItem]) -> None:
+        """`settle` each of ``items`` (one write for all of them where the store can)."""
         ...
 
     def counts(self, migration_id: str) -> Mapping[str, int]:
@@ -849,6 +871,19 @@ class RevisionRepository(Protocol):
 
     def stamp(self, owner: Owner, since: datetime | None = None) -> None:
         """Stamp the counters, as `bump` does, with the revision this unit of work moved."""
+        ...
+
+    def bump_many(self, owners: Sequence[Owner]) -> Mapping[Owner, int]:
+        """`bump` each of ``owners`` with ``stamp=False``, in the order given (callers
+        pass a stable order, so two of them never wait on each other in a cycle), in one
+        write where the store can; returns each owner's new revision."""
+        ...
+
+    def stamp_many(self, since: Mapping[Owner, datetime | None]) -> None:
+        """`stamp` each owner's counters (one write where the store can). A store may
+        stamp, for every owner, the counters of periods from the earliest ``since`` on:
+        counters of periods already over take no more consumption, so stamping them too
+        changes nothing."""
         ...
 
 
@@ -1163,7 +1198,8 @@ class InlineConsumption(Protocol):
         """The counter after the consumption and the committed feed position; or the
         earlier record of the same key; or ``(None, None, None)`` when the fast path
         cannot decide (stale terms, a held reservation...) and the caller takes the
-        unit-of-work path."""
+        unit-of-work path. ``wall`` is the wall clock's time when the caller has just
+        read it: the feed entry is dated by it (``None``: the store reads the clock)."""
         ...
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
+from itertools import compress
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -178,13 +179,16 @@ class _Tables:
         self.subscription_history: dict[Owner, list[tuple[datetime, Subscription]]] = {}
         """Per owner, every stored state of its subscriptions with the instant it took
         effect, in the order written (append-only)."""
-        self.notifications: dict[tuple[str | None, str], tuple[int, Notification]] = {}
-        """By (tenant, id): the order written and the notification."""
+        self.notifications: dict[str | None, dict[str, tuple[int, Notification]]] = {}
+        """Per tenant, by id: the order written and the record (see `_Notifications`)."""
         self.notification_keys: dict[tuple[Owner, str], str] = {}
         """By (owner, key): the id of the notification of that fact."""
         self.notification_seq = 0
-        self.notification_pending: dict[str | None, dict[str, int]] = {}
-        """Per tenant, the ids of notifications waiting for delivery, in the order written."""
+        self.notification_pending: dict[str | None, dict[str, Notification]] = {}
+        """Per tenant, the records of notifications waiting for delivery by id, in the order
+        written."""
+        self.notifications_delivered: dict[str | None, dict[str, datetime]] = {}
+        """Per tenant, by id: when a handler took it."""
         self.migrations: dict[tuple[str | None, str], Migration] = {}
         self.migration_items: dict[tuple[str | None, str, int], MigrationItem] = {}
         """By (tenant, migration id, seq)."""
@@ -302,6 +306,12 @@ class _Subscriptions(_Repository[str]):
         ids = self._t.subscriptions_by_owner.get(self._scope(owner), ())
         return self._t.subscriptions[ids[-1]] if ids else None
 
+    def current_many(
+        self, owners: Sequence[Owner], *, with_plans: Sequence[tuple[str, int | None]] = ()
+    ) -> Mapping[Owner, Subscription]:
+        found = {owner: self.current(owner) for owner in owners}
+        return {owner: s for owner, s in found.items() if s is not None}
+
     def get(self, subscription_id: str) -> Subscription:
         found = self._t.subscriptions.get(subscription_id)
         if found is None or found.owner.tenant != self._uow.tenant:
@@ -336,6 +346,9 @@ class _Subscriptions(_Repository[str]):
         self._undo.set(self._t.subscriptions_by_owner, owner, (*ids, stored.id))
         self._log(self._t.subscription_history, owner, (self._uow.written_at(), stored))
         return stored
+
+    def update_many(self, subscriptions: Sequence[Subscription]) -> Sequence[Subscription]:
+        return [self.update(subscription) for subscription in subscriptions]
 
     def update(self, subscription: Subscription) -> Subscription:
         self._scope(subscription.owner)
@@ -937,6 +950,13 @@ class _Revisions(_Repository[Owner]):
             self.stamp(owner, since)
         return revision
 
+    def bump_many(self, owners: Sequence[Owner]) -> Mapping[Owner, int]:
+        return {owner: self.bump(owner, stamp=False) for owner in owners}
+
+    def stamp_many(self, since: Mapping[Owner, datetime | None]) -> None:
+        for owner, start in since.items():
+            self.stamp(owner, start)
+
     def stamp(self, owner: Owner, since: datetime | None = None) -> None:
         revision = self._uow.bumped[self._scope(owner)]
         for key in [k for k in self._t.counters if k[0] == owner]:
@@ -1202,6 +1222,9 @@ class _Provider(_Repository[str]):
         ]
         return sorted(found, key=lambda c: (c.created_at, c.id))
 
+    def owners_with_open_commands(self, owners: Sequence[Owner]) -> set[Owner]:
+        return {owner for owner in owners if self.open_commands(owner)}
+
 
 class _Requests(_Repository[Owner]):
     def claim(self, request: KeyedRequest) -> KeyedRequest | None:
@@ -1228,28 +1251,10 @@ class _Requests(_Repository[Owner]):
         return len(old)
 
 
-def _first(pair: tuple[int, Any]) -> int:
-    return pair[0]
-
-
-def _pend(pending: dict[str, int], notification_id: str, order: int) -> None:
-    """Put an id back in the pending index, which stays in the order written."""
-    out_of_order = bool(pending) and next(reversed(pending.values())) > order
-    pending[notification_id] = order
-    if out_of_order:
-        ordered = sorted(pending.items(), key=lambda item: item[1])
-        pending.clear()
-        pending.update(ordered)
-
-
-def _drop(pending: dict[str, int], notification_id: str) -> None:
-    pending.pop(notification_id, None)
-
-
 def _with(notification: Notification, **changes: Any) -> Notification:
     """A copy with a few delivery fields changed: the values were checked when the
-    notification was made, and claims and deliveries change thousands of them (all
-    fields read at once, written through the slots, no checks)."""
+    notification was made (all fields read at once, written through the slots, no
+    checks)."""
     changed = object.__new__(Notification)
     values = list(_NOTIFICATION_VALUES(notification))
     for name, value in changes.items():
@@ -1263,99 +1268,251 @@ _NOTIFICATION_FIELDS = tuple(a.name for a in attrs.fields(Notification))
 _NOTIFICATION_VALUES = operator.attrgetter(*_NOTIFICATION_FIELDS)
 _NOTIFICATION_INDEX = {name: i for i, name in enumerate(_NOTIFICATION_FIELDS)}
 _NOTIFICATION_SLOTS = tuple(vars(Notification)[name].__set__ for name in _NOTIFICATION_FIELDS)
+_SET_CLAIMED_BY = vars(Notification)["claimed_by"].__set__
+_SET_CLAIMED_UNTIL = vars(Notification)["claimed_until"].__set__
+_NO_ROWS: dict[str, Any] = {}
+
+
+def _as_stored(notification: Notification, delivered_at: datetime | None) -> Notification:
+    """What a reader gets: a copy of the store's record, its delivery written in."""
+    if delivered_at is None:
+        return _with(notification)
+    return _with(notification, delivered_at=delivered_at, claimed_by=None, claimed_until=None)
+
+
+_Rows = dict[str, tuple[int, Notification]]
+
+
+def _repend(
+    pending: dict[str, Notification], rows: _Rows, records: dict[str, Notification]
+) -> None:
+    """Put records back in the pending index, which stays in the order written."""
+    pending.update(records)
+    ordered = sorted(pending, key=lambda notification_id: rows[notification_id][0])
+    again = {notification_id: pending[notification_id] for notification_id in ordered}
+    pending.clear()
+    pending.update(again)
+
+
+def _filled(tables: dict[str | None, dict[str, Any]]) -> Iterator[str | None]:
+    """The tenants whose part of ``tables`` holds anything."""
+    return compress(tables.keys(), tables.values())
+
+
+def _drop(pending: dict[str, Notification], notification_id: str) -> None:
+    pending.pop(notification_id, None)
+
+
+def _unclaim(rows: _Rows, pending: dict[str, Notification], claimed: list[Notification]) -> None:
+    """Undo a claim. The records claimed where they lay were handed out, so they stay as
+    the caller has them and unclaimed copies take their place (a record the claim had
+    replaced is put back by its own undo step, which runs after this one)."""
+    for n in claimed:
+        order, record = rows[n.id]
+        if record is n:
+            unclaimed = _with(n, claimed_by=None, claimed_until=None)
+            rows[n.id] = (order, unclaimed)
+            if n.id in pending:
+                pending[n.id] = unclaimed
+
+
+def _undeliver(
+    delivered: dict[str, datetime],
+    ids: list[str],
+    pending: dict[str, Notification],
+    rows: _Rows,
+    not_waiting: list[str],
+) -> None:
+    """Undo a delivery: the marks go, and what waited waits again (a record waiting is
+    the one in the pending index)."""
+    for notification_id in ids:
+        del delivered[notification_id]
+    again = {i: rows[i][1] for i in ids if i not in not_waiting}
+    _repend(pending, rows, again)
 
 
 class _Notifications(_Repository[str]):
-    def _mine(self) -> list[tuple[int, Notification]]:
-        tenant = self._uow.tenant
-        return sorted((v for (t, _), v in self._t.notifications.items() if t == tenant), key=_first)
+    """The outbox, per tenant: each notification's record (id to order written and the
+    record), the pending index (id to the record, in the order written) and the
+    delivered marks (id to when). A record is the store's own — written as a copy, read
+    as a copy — until a claim hands it out: then it is never changed again, and a later
+    change (a release, a failed try, another claim after the lease ran out) stores a new
+    record. So a claim takes a notification where it lies and a delivery marks it in one
+    table, with one undo step per batch, and no caller ever sees a notification it holds
+    change."""
 
-    def _pending(self) -> dict[str, int]:
-        """The tenant's notifications waiting for delivery, id to order, in order."""
-        return self._t.notification_pending.setdefault(self._uow.tenant, {})
+    def _table(self, tables: dict[str | None, dict[str, V]]) -> dict[str, V]:
+        """The tenant's part of ``tables``, made (and unmade on rollback) when missing."""
+        found = tables.get(self._uow.tenant)
+        if found is None:
+            found = {}
+            self._undo.set(tables, self._uow.tenant, found)
+        return found
 
-    def _index(self, notification: Notification, order: int) -> None:
-        """Keep the pending index in step with a notification's new state (undone with
-        the unit of work, order kept)."""
+    def _rows(self) -> _Rows:
+        return self._t.notifications.get(self._uow.tenant, _NO_ROWS)
+
+    def _pending(self) -> dict[str, Notification]:
+        return self._t.notification_pending.get(self._uow.tenant, _NO_ROWS)
+
+    def _delivered_at(self, notification_id: str) -> datetime | None:
+        return self._t.notifications_delivered.get(self._uow.tenant, _NO_ROWS).get(notification_id)
+
+    def _replace(self, order: int, record: Notification) -> None:
+        """Make ``record`` the notification's record, in the pending index too when it
+        waits there (undone with the unit of work)."""
+        self._undo.set(self._table(self._t.notifications), record.id, (order, record))
         pending = self._pending()
+        if record.id in pending:
+            self._undo.set(pending, record.id, record)
+
+    def _put(self, notification: Notification, order: int) -> None:
+        """Store a private copy of ``notification`` as the record, its delivery split off
+        into the pending index or the delivered marks (undone with the unit of work)."""
+        record = _with(notification, delivered_at=None)
+        self._replace(order, record)
+        rows = self._rows()
+        pending = self._table(self._t.notification_pending)
         waiting = notification.delivered_at is None and notification.failed_at is None
-        if waiting == (notification.id in pending):
-            return
-        if waiting:
-            _pend(pending, notification.id, order)
-            self._undo.steps.append(partial(_drop, pending, notification.id))
-        else:
-            del pending[notification.id]
-            self._undo.steps.append(lambda: _pend(pending, notification.id, order))
+        if waiting and record.id not in pending:
+            later = bool(pending) and rows[next(reversed(pending))][0] > order
+            pending[record.id] = record
+            self._undo.steps.append(partial(_drop, pending, record.id))
+            if later:
+                _repend(pending, rows, {})
+        elif not waiting and record.id in pending:
+            left = {record.id: pending.pop(record.id)}
+            self._undo.steps.append(partial(_repend, pending, rows, left))
+        delivered = self._table(self._t.notifications_delivered)
+        if notification.delivered_at != delivered.get(record.id):
+            if notification.delivered_at is None:
+                self._undo.delete(delivered, record.id)
+            else:
+                self._undo.set(delivered, record.id, notification.delivered_at)
 
     def add(self, notification: Notification) -> bool:
         owner = self._scope(notification.owner)
         if (owner, notification.key) in self._t.notification_keys:
             return False
-        where = (owner.tenant, notification.id)
         self._undo.set(self._t.notification_keys, (owner, notification.key), notification.id)
         self._t.notification_seq += 1  # never reused, so left as it is on rollback
-        self._undo.set(self._t.notifications, where, (self._t.notification_seq, notification))
-        self._index(notification, self._t.notification_seq)
+        self._put(notification, self._t.notification_seq)
         return True
 
     def append(self, notification: Notification) -> None:
         self.add(notification)
 
     def get(self, notification_id: str) -> Notification:
-        found = self._t.notifications.get((self._uow.tenant, notification_id))
+        found = self._rows().get(notification_id)
         if found is None:
             raise NotFound(f"no notification {notification_id!r}")
-        return found[1]
-
-    def _put(self, notification: Notification) -> None:
-        where = (self._uow.tenant, notification.id)
-        order = self._t.notifications[where][0]
-        self._undo.set(self._t.notifications, where, (order, notification))
-        self._index(notification, order)
+        return _as_stored(found[1], self._delivered_at(notification_id))
 
     def claim(
         self, worker: str, now: datetime, until: datetime, limit: int = 100
     ) -> Sequence[Notification]:
+        pending = self._pending()
         claimed: list[Notification] = []
         blocked: set[Owner] = set()
-        tenant = self._uow.tenant
+        left = limit
+        take, claim_by, claim_until = claimed.append, _SET_CLAIMED_BY, _SET_CLAIMED_UNTIL
         # a claim changes no notification's membership of the pending index, so the
         # index is walked as it is, not copied
-        for notification_id in self._pending():
-            if len(claimed) >= limit:
+        for n in pending.values():
+            if blocked and n.owner in blocked:
+                continue
+            if n.claimed_until is None and n.next_attempt_at is None:
+                claim_by(n, worker)  # never claimed, never failed: the store's own, due
+                claim_until(n, until)
+            else:
+                again = self._claimed_again(n, worker, now, until)
+                if again is None:
+                    blocked.add(n.owner)  # its later ones wait for it
+                    continue
+                n = again
+            take(n)
+            left -= 1
+            if not left:
                 break
-            n = self._t.notifications[(tenant, notification_id)][1]
-            if n.owner in blocked:
-                continue
-            if not n.due(now):
-                blocked.add(n.owner)  # its later ones wait for it
-                continue
-            taken = _with(n, claimed_by=worker, claimed_until=until)
-            self._put(taken)
-            claimed.append(taken)
+        if claimed:
+            self._undo.steps.append(partial(_unclaim, self._rows(), pending, claimed))
         return claimed
 
-    def _held(self, ids: Sequence[str], worker: str) -> list[Notification]:
-        found = (self._t.notifications.get((self._uow.tenant, i)) for i in ids)
-        return [f[1] for f in found if f is not None and f[1].claimed_by == worker]
+    def _claimed_again(
+        self, n: Notification, worker: str, now: datetime, until: datetime
+    ) -> Notification | None:
+        """A notification claimed or tried before, claimed for ``worker`` if it is due
+        (``None``: backing off, or another's claim holds): where it lies when it is the
+        store's own (let go), else as a new record (handed out before)."""
+        if (n.next_attempt_at is not None and n.next_attempt_at > now) or (
+            n.claimed_until is not None and n.claimed_until > now
+        ):
+            return None
+        if n.claimed_by is None:
+            _SET_CLAIMED_BY(n, worker)
+            _SET_CLAIMED_UNTIL(n, until)
+            return n
+        again = _with(n, claimed_by=worker, claimed_until=until)
+        self._replace(self._rows()[n.id][0], again)
+        return again
 
     def delivered(self, ids: Sequence[str], worker: str, now: datetime) -> int:
-        held = [n for n in self._held(ids, worker) if n.delivered_at is None]
-        for n in held:
-            self._put(_with(n, delivered_at=now, claimed_by=None, claimed_until=None))
+        rows = self._rows()
+        marks = self._t.notifications_delivered.get(self._uow.tenant)
+        pending = self._pending()
+        held: list[str] = []
+        not_waiting: list[str] = []
+        for notification_id in ids:
+            waiting = pending.get(notification_id)  # the record, neither delivered nor failed
+            if waiting is not None:
+                if waiting.claimed_by != worker:
+                    continue
+                del pending[notification_id]
+            elif self._holds(notification_id, worker):
+                not_waiting.append(notification_id)
+            else:
+                continue
+            if marks is None:
+                marks = self._table(self._t.notifications_delivered)
+            marks[notification_id] = now
+            held.append(notification_id)
+        if marks is not None and held:
+            undo = partial(_undeliver, marks, held, pending, rows, not_waiting)
+            self._undo.steps.append(undo)
         return len(held)
 
+    def _holds(self, notification_id: str, worker: str) -> bool:
+        """Whether ``worker`` holds the notification: its claim, and no delivery since
+        (which let go of it, the record keeping its last holder)."""
+        entry = self._rows().get(notification_id)
+        return (
+            entry is not None
+            and entry[1].claimed_by == worker
+            and self._delivered_at(notification_id) is None
+        )
+
     def release(self, ids: Sequence[str], worker: str) -> None:
-        for n in self._held(ids, worker):
-            self._put(_with(n, claimed_by=None, claimed_until=None))
+        rows = self._rows()
+        for notification_id in ids:
+            if self._holds(notification_id, worker):
+                order, n = rows[notification_id]
+                self._replace(order, _with(n, claimed_until=None, claimed_by=None))
 
     def update(self, notification: Notification, worker: str | None) -> bool:
-        current = self.get(notification.id)
-        if worker is not None and current.claimed_by != worker:
+        found = self._rows().get(notification.id)
+        if found is None:
+            raise NotFound(f"no notification {notification.id!r}")
+        if worker is not None and not self._holds(notification.id, worker):
             return False
-        self._put(notification)
+        self._put(notification, found[0])
         return True
+
+    def _mine(self) -> list[tuple[int, Notification]]:
+        """The tenant's notifications as readers see them, in the order written."""
+        delivered = self._t.notifications_delivered.get(self._uow.tenant, _NO_ROWS)
+        return sorted(
+            (order, _as_stored(n, delivered.get(i))) for i, (order, n) in self._rows().items()
+        )
 
     def listed(
         self, owner: Owner | None = None, failed: bool = False, limit: int = 50
@@ -1370,11 +1527,13 @@ class _Notifications(_Repository[str]):
         return found[:limit]
 
     def purge(self, before: datetime, limit: int = 10_000) -> int:
-        old = [
-            n for _, n in self._mine() if n.delivered_at is not None and n.delivered_at < before
-        ][:limit]
-        for n in old:
-            self._undo.delete(self._t.notifications, (self._uow.tenant, n.id))
+        rows = self._rows()
+        delivered = self._t.notifications_delivered.get(self._uow.tenant, _NO_ROWS)
+        old = sorted((rows[i][0], i) for i, at in delivered.items() if at < before)[:limit]
+        for _, notification_id in old:
+            n = rows[notification_id][1]
+            self._undo.delete(rows, notification_id)
+            self._undo.delete(delivered, notification_id)
             self._undo.delete(self._t.notification_keys, (n.owner, n.key))
         return len(old)
 
@@ -1474,6 +1633,10 @@ class _Migrations(_Repository[str]):
         if key not in self._t.migration_items:
             raise MigrationNotFound(item.migration_id)
         self._undo.set(self._t.migration_items, key, item)
+
+    def settle_many(self, items: Sequence[MigrationItem]) -> None:
+        for item in items:
+            self.settle(item)
 
     def counts(self, migration_id: str) -> Mapping[str, int]:
         found: dict[str, int] = {}
@@ -1582,27 +1745,48 @@ class _Invoices(_Repository[str]):
         return updated
 
 
+R = TypeVar("R")
+
+
+class _OnFirstUse(Generic[R]):
+    """A repository of the unit of work, made the first time it is asked for: most units
+    of work use one or two of the fourteen."""
+
+    def __init__(self, make: Callable[[_MemoryUnitOfWork], R]) -> None:
+        self._make = make
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, uow: _MemoryUnitOfWork, owner: type | None = None) -> R:
+        made = self._make(uow)
+        uow.__dict__[self._name] = made
+        return made
+
+
 class _MemoryUnitOfWork:
+    plans = _OnFirstUse(_Plans)
+    subscriptions = _OnFirstUse(_Subscriptions)
+    overrides = _OnFirstUse(_Overrides)
+    audit = _OnFirstUse(_Audit)
+    usage = _OnFirstUse(_Usage)
+    seats = _OnFirstUse(_Seats)
+    contracts = _OnFirstUse(_Contracts)
+    provider = _OnFirstUse(_Provider)
+    requests = _OnFirstUse(_Requests)
+    notifications = _OnFirstUse(_Notifications)
+    migrations = _OnFirstUse(_Migrations)
+    invoices = _OnFirstUse(_Invoices)
+    revisions = _OnFirstUse(_Revisions)
+    feed = _OnFirstUse(_Feed)
+
     def __init__(self, store: MemoryStore, tenant: str | None) -> None:
         self.tenant = tenant
         self.tables = store.tables
         self.undo = _Undo()
         self._lock = store.lock
         self._open = False
-        self.plans = _Plans(self)
-        self.subscriptions = _Subscriptions(self)
-        self.overrides = _Overrides(self)
-        self.audit = _Audit(self)
-        self.usage = _Usage(self)
-        self.seats = _Seats(self)
-        self.contracts = _Contracts(self)
-        self.provider = _Provider(self)
-        self.requests = _Requests(self)
-        self.notifications = _Notifications(self)
-        self.migrations = _Migrations(self)
-        self.invoices = _Invoices(self)
-        self.revisions = _Revisions(self)
-        self.feed = _Feed(self)
         self.bumped: dict[Owner, int] = {}
         self.noted: dict[Owner | None, ChangeKind] = {}
         self.committed_revision: int | None = None
@@ -1684,11 +1868,8 @@ class MemoryStore:
         fallback: tuple[str, int] | None = None,
         wall: datetime | None = None,
     ) -> tuple[Counter | None, UsageRecord | None, int | None]:
-        """A whole unit of work for one consumption that needs nothing else — record,
-        count and commit its change-feed entry — without the unit-of-work machinery.
-        Same rules and results as ``unit_of_work(...).usage.consume`` followed by a
-        commit; returns the committed feed number with the counter. ``wall``: the wall
-        clock's time, when the caller has just read it (the feed entry is dated by it)."""
+        """`InlineConsumption.consume_inline`: one consumption as a whole unit of work,
+        under the store's lock."""
         with self.lock:
             t = self.tables
             after, earlier, _, _ = _charge(t, record, ceiling, revision, now, fallback)
@@ -1713,7 +1894,6 @@ class MemoryStore:
             return uow.feed.read(after, missing)
 
     def feed_head(self) -> int:
-        """The last change-feed position handed out."""
         with self.lock:
             return self.tables.next_seq - 1
 
@@ -1730,7 +1910,7 @@ class MemoryStore:
             found.update(r.owner.tenant for r in self.tables.reservations.values())
             found.update(c.owner.tenant for c in self.tables.contracts.values())
             found.update(owner.tenant for owner, _ in self.tables.requests)
-            found.update(tenant for tenant, _ in self.tables.notifications)
+            found.update(_filled(self.tables.notifications))
             found.update(
                 c.owner.tenant for c in self.tables.provider_commands.values() if c.is_open
             )

@@ -12,8 +12,9 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from entitlements.adapters.sql import SqlStore
 from entitlements.adapters.sql.repository import storage_errors
@@ -190,12 +191,27 @@ class NotificationCommands:
         return self.out(again, f"notification {again.id} is back in line")
 
 
+class Audited(TypedDict):
+    """Who changes something, why and as of when: the ``--actor``, ``--reason`` and
+    ``--now`` of a command, as the use cases with an optional reason take them (those
+    that require one are given ``reason`` by name, so the type says it is there)."""
+
+    actor: Actor
+    reason: str | None
+    now: datetime | None
+
+
 class Console(NotificationCommands):
     def __init__(self, ents: Entitlements, args: argparse.Namespace) -> None:
         self.ents = ents
         self.args = args
         self.actor = Actor(args.actor or _login())
         self.now = args.now
+
+    @property
+    def audited(self) -> Audited:
+        """This command's actor, ``--reason`` and ``--now``, for a use case that audits."""
+        return {"actor": self.actor, "reason": self.args.reason, "now": self.now}
 
     def out(self, value: Any, human: str) -> int:
         emit(value, human, as_json=self.args.json)
@@ -345,10 +361,8 @@ class Console(NotificationCommands):
             lambda: self.ents.subscriptions.change_plan(
                 a.owner,
                 a.plan,
-                actor=self.actor,
-                now=self.now,
-                reason=a.reason,
                 if_over_quota=self._policy(),
+                **self.audited,
             )
         )
         return self._changed(change, "plan changed")
@@ -358,10 +372,8 @@ class Console(NotificationCommands):
         change = self.ents.subscriptions.change_seats(
             a.owner,
             a.seats,
-            actor=self.actor,
-            now=self.now,
-            reason=a.reason,
             if_over_quota=self._policy(),
+            **self.audited,
         )
         return self._changed(change, "seats changed")
 
@@ -375,7 +387,7 @@ class Console(NotificationCommands):
         a = self.args
         call: Callable[..., Subscription] = getattr(self.ents.subscriptions, a.event)
         extra = {"at_period_end": True} if getattr(a, "at_period_end", False) else {}
-        sub = call(a.owner, actor=self.actor, now=self.now, reason=a.reason, **extra)
+        sub = call(a.owner, **self.audited, **extra)
         return self._show(sub, a.event)
 
     def _page(self, page: Page[Any]) -> Page[Any]:
@@ -399,15 +411,13 @@ class Console(NotificationCommands):
         pending = self._plan_call(
             lambda: self.ents.subscriptions.schedule_change(
                 a.owner,
-                actor=self.actor,
                 plan=a.plan,
                 version=a.version,
                 seats=a.seats,
                 at=a.at,
-                reason=a.reason,
                 replace=a.replace,
                 if_over_quota=self._policy(),
-                now=self.now,
+                **self.audited,
             )
         )
         if pending is None:
@@ -422,29 +432,23 @@ class Console(NotificationCommands):
 
     def subs_cancel_pending(self) -> int:
         a = self.args
-        sub = self.ents.subscriptions.cancel_pending_change(
-            a.owner, actor=self.actor, reason=a.reason, now=self.now
-        )
+        sub = self.ents.subscriptions.cancel_pending_change(a.owner, **self.audited)
         return self._show(sub, "pending change canceled")
 
     def subs_pause(self) -> int:
         a = self.args
         sub = self.ents.subscriptions.pause(
             a.owner,
-            actor=self.actor,
             at=a.at,
             resume_at=a.resume_at,
             restart_period=a.restart_period,
-            reason=a.reason,
-            now=self.now,
+            **self.audited,
         )
         return self._show(sub, "paused" if sub.pause is not None else "pause scheduled")
 
     def subs_unpause(self) -> int:
         a = self.args
-        sub = self.ents.subscriptions.unpause(
-            a.owner, actor=self.actor, at=a.at, reason=a.reason, now=self.now
-        )
+        sub = self.ents.subscriptions.unpause(a.owner, at=a.at, **self.audited)
         return self._show(sub, "unpaused" if sub.pause is None else "pause end set")
 
     # -- overrides -----------------------------------------------------------------------
@@ -659,18 +663,14 @@ class Console(NotificationCommands):
         migration = self._plan_call(
             lambda: self.ents.migrations.create(
                 a.plan,
-                actor=self.actor,
                 to_version=a.to_version,
                 from_versions=a.from_version,
                 owners=a.owner,
                 at=a.at,
                 price_lock_until=a.price_lock_until,
-                if_over_quota=OverQuotaPolicy.ALLOW
-                if a.allow_over_quota
-                else OverQuotaPolicy.REFUSE,
-                reason=a.reason,
+                if_over_quota=self._policy(),
                 tenant=a.tenant,
-                now=self.now,
+                **self.audited,
             )
         )
         progress = self.ents.migrations.get(migration.id, tenant=a.tenant)
@@ -721,9 +721,7 @@ class Console(NotificationCommands):
 
     def migrations_cancel(self) -> int:
         a = self.args
-        progress = self.ents.migrations.cancel(
-            a.id, actor=self.actor, reason=a.reason, tenant=a.tenant, now=self.now
-        )
+        progress = self.ents.migrations.cancel(a.id, tenant=a.tenant, **self.audited)
         counts = ", ".join(f"{k} {v:,}" for k, v in progress.counts.items() if v)
         return self.out(progress, f"migration {a.id} canceled: {counts or 'no items'}")
 

@@ -321,6 +321,19 @@ def _owner(p: argparse.ArgumentParser) -> None:
     p.add_argument("owner", type=inputs.owner, help="kind:id or tenant/kind:id")
 
 
+def _purchase(p: argparse.ArgumentParser) -> None:
+    """What a subscription is taken with: its seats and the notes kept on it."""
+    p.add_argument("--seats", type=inputs.count, help="purchased seats")
+    p.add_argument("--notes", help="free text kept on the subscription")
+
+
+def _lowering(p: argparse.ArgumentParser) -> None:
+    """A change that may leave the owner over a limit: refused unless allowed, audited
+    with its reason."""
+    p.add_argument("--allow-over-quota", action="store_true", help="apply even if over a limit")
+    _reason(p)
+
+
 def _paged(p: argparse.ArgumentParser) -> None:
     """A list read a page at a time: the next page's cursor is said on stderr."""
     p.add_argument(
@@ -388,8 +401,7 @@ def _subscriptions(g: _Grammar, subs: Any) -> None:
     _owner(p)
     p.add_argument("plan", help="the plan key")
     p.add_argument("--trial-days", type=inputs.count, help="length of the trial in days")
-    p.add_argument("--seats", type=inputs.count, help="purchased seats")
-    p.add_argument("--notes", help="free text kept on the subscription")
+    _purchase(p)
     p = g.command(
         subs,
         ("subs", "convert"),
@@ -402,8 +414,7 @@ def _subscriptions(g: _Grammar, subs: Any) -> None:
     )
     _owner(p)
     p.add_argument("--plan", help="another plan to convert onto (default: the trial's)")
-    p.add_argument("--seats", type=inputs.count, help="purchased seats")
-    p.add_argument("--notes", help="free text kept on the subscription")
+    _purchase(p)
     p.add_argument(
         "--without-contract",
         action="store_true",
@@ -420,8 +431,7 @@ def _subscriptions(g: _Grammar, subs: Any) -> None:
     )
     _owner(p)
     p.add_argument("plan", help="the plan key")
-    p.add_argument("--allow-over-quota", action="store_true", help="apply even if over a limit")
-    _reason(p)
+    _lowering(p)
     p = g.command(
         subs,
         ("subs", "seats"),
@@ -432,8 +442,7 @@ def _subscriptions(g: _Grammar, subs: Any) -> None:
     )
     _owner(p)
     p.add_argument("seats", type=inputs.count, help="the new seat count")
-    p.add_argument("--allow-over-quota", action="store_true", help="apply even if over a limit")
-    _reason(p)
+    _lowering(p)
     for event, summary, description, example in (
         (
             "suspend",
@@ -492,8 +501,7 @@ def _later(g: _Grammar, subs: Any) -> None:
     p.add_argument("--seats", type=inputs.count, help="the seats to hold")
     p.add_argument("--at", type=inputs.instant, help="when (default: the period end)")
     p.add_argument("--replace", action="store_true", help="replace the pending change")
-    p.add_argument("--allow-over-quota", action="store_true", help="apply even if over a limit")
-    _reason(p)
+    _lowering(p)
     p = g.command(
         subs,
         ("subs", "pending"),
@@ -651,8 +659,7 @@ def _contracts(g: _Grammar, contracts: Any) -> None:
         "Prints each signer's link once; the links are not stored.",
         'entitlements contracts send organization:acme c-1 --link "https://app.example/sign/{token}"',
     )
-    _owner(p)
-    p.add_argument("id", help="the contract id")
+    _contract(p)
     p.add_argument(
         "--link",
         default="https://example.invalid/sign/{token}",
@@ -679,8 +686,7 @@ def _contracts(g: _Grammar, contracts: Any) -> None:
         "entitlements contracts show organization:acme c-1",
         aliases=["status"],
     )
-    _owner(p)
-    p.add_argument("id", help="the contract id")
+    _contract(p)
     p = g.command(
         contracts,
         ("contracts", "verify"),
@@ -689,8 +695,7 @@ def _contracts(g: _Grammar, contracts: Any) -> None:
         "Exit 0 when the evidence holds, 1 when a hash or link is broken.",
         "entitlements contracts verify organization:acme c-1",
     )
-    _owner(p)
-    p.add_argument("id", help="the contract id")
+    _contract(p)
     p = g.command(
         contracts,
         ("contracts", "convert"),
@@ -700,10 +705,15 @@ def _contracts(g: _Grammar, contracts: Any) -> None:
         "(nothing changed) unless every signer has signed and the evidence verifies.",
         'entitlements contracts convert organization:acme c-1 --seats 12 --notes "MSA signed"',
     )
+    _contract(p)
+    _purchase(p)
+
+
+def _contract(p: argparse.ArgumentParser) -> None:
+    """A contract is named by its owner and its id (an id from another owner is refused
+    as missing)."""
     _owner(p)
     p.add_argument("id", help="the contract id")
-    p.add_argument("--seats", type=inputs.count, help="purchased seats")
-    p.add_argument("--notes", help="free text kept on the subscription")
 
 
 def _audit(g: _Grammar, audit: Any) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import math
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -165,11 +166,15 @@ class Thresholds:
         return tuple(mark(p, self.limit) for p in self.alerts)
 
     def crosses(self, before: int, after: int) -> bool:
-        """Whether a change from ``before`` to ``after`` may cross a mark: ``False`` means
-        `crossed` finds none. A few comparisons, asked on every count of a limit with
-        thresholds, before anything else is done."""
+        """Whether a change from ``before`` to ``after`` crosses a mark — exactly when
+        `crossed` finds one, without building anything. Asked on every count of a limit
+        with thresholds, before anything else is done: usage below the first mark or past
+        the last is two comparisons, and usage between marks no unit of work."""
         marks = self.marks
-        return bool(marks) and before < marks[-1] and after >= marks[0] and after > before
+        if not marks or after < marks[0] or before >= marks[-1]:
+            return False
+        following = bisect_right(marks, before)
+        return following < len(marks) and marks[following] <= after
 
 
 def threshold_notices(

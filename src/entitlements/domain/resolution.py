@@ -134,6 +134,13 @@ def _value(status: SubscriptionStatus | None) -> str | None:
     return None if status is None else status.value
 
 
+def _call(kind: str, *args: object, **named: object) -> str:
+    """``kind(arg, ..., name=value, ...)`` with each value as its repr: how a decision and
+    a snapshot show themselves in a console or a test failure."""
+    parts = [*map(repr, args), *(f"{name}={value!r}" for name, value in named.items())]
+    return f"{kind}({', '.join(parts)})"
+
+
 def _amount(value: int | None) -> str:
     return "unlimited" if value is None else str(value)
 
@@ -182,11 +189,16 @@ class Decision:
         return f"{key}: {answer}{link}{self.detail} [{self.reason.value}, {status}]"
 
     def __repr__(self) -> str:
-        action = "" if self.action is None else f", action={self.action.value!r}"
-        return (
-            f"Decision({self.key!r}, {self.value!r}{action}, reason={self.reason.value!r}, "
-            f"source={self.source.value!r}, status={_value(self.status)!r}, "
-            f"detail={self.detail!r})"
+        action = {} if self.action is None else {"action": self.action.value}
+        return _call(
+            "Decision",
+            self.key,
+            self.value,
+            **action,
+            reason=self.reason.value,
+            source=self.source.value,
+            status=_value(self.status),
+            detail=self.detail,
         )
 
 
@@ -234,10 +246,14 @@ class Snapshot:
 
     def __repr__(self) -> str:
         plan = "no plan" if self.plan_key is None else f"{self.plan_key} v{self.plan_version}"
-        return (
-            f"Snapshot({str(self.owner)!r}, plan={plan!r}, status={_value(self.status)!r}, "
-            f"access={self.access.value!r}, revision={self.revision}, "
-            f"valid_until={_when(self.valid_until)!r})"
+        return _call(
+            "Snapshot",
+            str(self.owner),
+            plan=plan,
+            status=_value(self.status),
+            access=self.access.value,
+            revision=self.revision,
+            valid_until=_when(self.valid_until),
         )
 
     def __str__(self) -> str:

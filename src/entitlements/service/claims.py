@@ -85,13 +85,13 @@ class ClaimsIssuer:
         self,
         owner: Owner,
         key: Ed25519PrivateKey,
-        *,
-        ttl: timedelta = timedelta(minutes=15),
-        issuer: str = "entitlements",
-        audience: str | None = None,
-        now: datetime | None = None,
+        ttl: timedelta,
+        issuer: str,
+        audience: str | None,
+        now: datetime | None,
     ) -> str:
-        """The claims as a compact JWT signed with EdDSA (needs the ``jwt`` extra)."""
+        """The claims as a compact JWT signed with EdDSA (needs the ``jwt`` extra); the
+        defaults are the public ``claims_token``'s, stated there once."""
         jwt = require("jwt", "jwt", "claims tokens")
 
         if not isinstance(ttl, timedelta) or not timedelta(0) < ttl <= MAX_TTL:

@@ -343,7 +343,7 @@ class Entitlements:
     ) -> str:
         """The claims as a compact JWT signed with EdDSA, verifiable offline with the
         public key (`entitlements.service.claims.verify_claims_token`)."""
-        return self._claims.token(owner, key, ttl=ttl, issuer=issuer, audience=audience, now=now)
+        return self._claims.token(owner, key, ttl, issuer, audience, now)
 
     def explain(self, owner: Owner, feature: str, action: Action | str | None = None) -> Decision:
         """Why ``allows(owner, feature, action)`` answers as it does: the value, the reason,

@@ -44,13 +44,16 @@ from entitlements.service.runtime import Transaction
 from entitlements.service.snapshots import current_usage, resolve_with
 
 __all__ = [
+    "Deferred",
     "apply",
     "billing_terms",
     "change_plan",
     "change_seats",
     "convert",
     "load",
+    "load_many",
     "start",
+    "store_many",
 ]
 
 Fields = Callable[[Subscription], Mapping[str, Any]]
@@ -73,6 +76,20 @@ def store(tx: Transaction, step: lifecycle.Step, *, new: bool = False) -> Subscr
     records it as stored, with its revision; steps time made record each state between)."""
     repository = tx.uow.subscriptions
     stored = repository.add(step.after) if new else repository.update(step.after)
+    _record_facts(tx, step, stored)
+    return stored
+
+
+def store_many(tx: Transaction, steps: Sequence[lifecycle.Step]) -> list[Subscription]:
+    """`store` for the steps of many owners' subscriptions, their new states in one
+    write (each still refused when its row moved since it was read)."""
+    stored = list(tx.uow.subscriptions.update_many([step.after for step in steps]))
+    for step, written in zip(steps, stored, strict=True):
+        _record_facts(tx, step, written)
+    return stored
+
+
+def _record_facts(tx: Transaction, step: lifecycle.Step, stored: Subscription) -> None:
     for fact in step.facts:
         event = tx.record(
             fact.actor,
@@ -84,7 +101,28 @@ def store(tx: Transaction, step: lifecycle.Step, *, new: bool = False) -> Subscr
             reason=fact.reason,
         )
         notify_subscription(tx, fact.action, fact.before, fact.after, event.id, fact.reason)
-    return stored
+
+
+Writer = Callable[[Transaction, lifecycle.Step], Subscription]
+"""How a change's step is written: `store` at once, or a `Deferred` for many at once."""
+
+
+@attrs.define
+class Deferred:
+    """A `Writer` that keeps the steps of a unit of work handling many owners, for one
+    `store_many` (`flush`) once all are decided. What it returns is the step's new state
+    as decided, not yet stored (its revision the one read)."""
+
+    steps: list[lifecycle.Step] = attrs.field(factory=list)
+
+    def __call__(self, tx: Transaction, step: lifecycle.Step) -> Subscription:
+        self.steps.append(step)
+        return step.after
+
+    def flush(self, tx: Transaction) -> None:
+        if self.steps:
+            store_many(tx, self.steps)
+        self.steps.clear()
 
 
 # -- reading under the lock -------------------------------------------------------------
@@ -112,6 +150,24 @@ def load(
     tx.stamp_terms(owner, usage_period_of(as_of(current, tx.now), tx.now).start)
     current, _ = bring_to_now(tx, current)
     return current
+
+
+def load_many(
+    tx: Transaction,
+    owners: Sequence[Owner],
+    *,
+    with_plans: Sequence[tuple[str, int | None]] = (),
+) -> dict[Owner, Subscription]:
+    """`load` for many owners (in a stable order) at once: their terms locks in one
+    write, then their subscriptions, overrides and the plan versions ``with_plans`` in
+    one read each, their counters stamped in one write; each subscription then brought
+    to now. Owners with no subscription are left out."""
+    tx.change_terms_of(owners)
+    found = tx.uow.subscriptions.current_many(owners, with_plans=with_plans)
+    tx.uow.revisions.stamp_many(
+        {owner: usage_period_of(as_of(s, tx.now), tx.now).start for owner, s in found.items()}
+    )
+    return {owner: bring_to_now(tx, s)[0] for owner, s in found.items()}
 
 
 # -- starting ----------------------------------------------------------------------------
@@ -187,10 +243,11 @@ def apply(
     action: str | None = None,
     reason: str | None = None,
     inspect: Inspect | None = None,
+    writer: Writer = store,
 ) -> Subscription:
     """Apply ``event`` to ``current`` (read with `load`): the table refuses it first, then
     ``fields`` computes the event's own updates from ``current`` and ``inspect`` sees
-    before and after, before anything is written."""
+    before and after, before anything is written (by ``writer``)."""
     check_allowed(current, event)
     changes = fields(current) if fields is not None else {}
     step = lifecycle.change(
@@ -198,7 +255,7 @@ def apply(
     )
     if inspect is not None:
         inspect(current, step.after)
-    return store(tx, step)
+    return writer(tx, step)
 
 
 class _ReadOnce:
@@ -286,13 +343,16 @@ def apply_checked(
     action: str | None = None,
     reason: str | None = None,
     seen: dict[tuple[str, int | None], Plan] | None = None,
+    writer: Writer = store,
 ) -> SubscriptionChange:
     """`apply`, plus the over-quota check against current usage (``seen``: plan versions
     the change read already)."""
     policy = parse_enum(OverQuotaPolicy, if_over_quota, "if_over_quota")
     name = f"subscription.{action or event.value}"
     guard = QuotaGuard(tx, who, name, policy, reason, seen)
-    stored = apply(tx, who, current, event, fields, action=action, reason=reason, inspect=guard)
+    stored = apply(
+        tx, who, current, event, fields, action=action, reason=reason, inspect=guard, writer=writer
+    )
     return SubscriptionChange(stored, guard.found)
 
 
@@ -389,6 +449,7 @@ def change_plan(
     reason: str | None = None,
     clears_pending: bool = False,
     action: str | None = None,
+    writer: Writer = store,
 ) -> SubscriptionChange:
     """Move to another plan (its latest version, or ``version``); ``clears_pending``
     drops the pending change (the payment provider changed the plan: its word wins over
@@ -427,6 +488,7 @@ def change_plan(
         action=action,
         reason=reason,
         seen=seen,
+        writer=writer,
     )
 
 

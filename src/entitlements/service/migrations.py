@@ -161,6 +161,7 @@ def schedule_move(
     who: Actor,
     rules: PlanAssignment,
     policy: AccessPolicy,
+    writer: lifecycle.Writer = lifecycle.store,
 ) -> ItemOutcome:
     """Schedule ``current``'s move to the migration's version — at the end of its own
     current period (``MoveAt.PERIOD_END``) or at ``migration.move_at`` — as a pending change
@@ -197,7 +198,7 @@ def schedule_move(
         cycle=target.price.cycle if target.price is not None else None,
         if_over_quota=migration.if_over_quota.value,
     )
-    lifecycle.store(tx, kernel.schedule(current, wanted, tx.now, actor=who))
+    writer(tx, kernel.schedule(current, wanted, tx.now, actor=who))
     return ItemOutcome(ItemStatus.SCHEDULED, moved_from=current.plan_version, takes_effect=at)
 
 
@@ -420,9 +421,10 @@ class Migrations:
         if migration.is_over:
             return self.get(migration_id, tenant=tenant)
         self._start(migration, who, tenant, now)
+        job = _Job(migration, who, tenant, now)
         handled = 0
         while handled < batch:
-            settled = self._handle_group(migration, who, tenant, now, min(GROUP, batch - handled))
+            settled = self._handle_group(job, min(GROUP, batch - handled))
             if not settled:
                 break
             for _ in settled:
@@ -456,53 +458,63 @@ class Migrations:
                 tx.record(who, "migration.complete", migration.target, after=counts)
             return MigrationProgress(stored, counts)
 
-    def _handle_group(
-        self,
-        migration: Migration,
-        who: Actor,
-        tenant: str | None,
-        now: datetime | None,
-        limit: int,
-    ) -> Sequence[MigrationItem]:
-        """Up to ``limit`` items in one unit of work; when it keeps losing races (a
-        deadlock, a stale write), the same items one unit of work each."""
+    def _handle_group(self, job: _Job, limit: int) -> Sequence[MigrationItem]:
+        """Up to ``limit`` items in one unit of work with grouped reads (`_handle_together`);
+        when its writes fail (a lost race, a deadlock, the database refusing one item's
+        write), the same number of items one unit of work and one savepoint each, so one
+        bad item never takes the rest of its group down with it."""
         try:
-            return self._handle_claimed(migration, who, tenant, now, limit)
-        except (StaleWrite, Busy):
+            return self._handle_together(job, limit)
+        except (StaleWrite, Busy, StorageError):
             if self._rt.in_atomic_block:
                 raise
         settled: list[MigrationItem] = []
         while len(settled) < limit:
-            found = self._handle_claimed(migration, who, tenant, now, 1)
+            found = self._handle_claimed(job, 1)
             if not found:
                 break
             settled.extend(found)
         return settled
 
+    def _handle_together(self, job: _Job, limit: int) -> Sequence[MigrationItem]:
+        """Claim the next ``limit`` pending items and bring each to its final state in one
+        unit of work, reading for the whole group at once: the owners' terms locks (taken
+        in one stable order, so two workers, or a worker and a multi-owner write, never
+        wait on each other in a cycle), their subscriptions with their overrides and the
+        plan versions, and their open provider commands, one statement each; the moves
+        are written together once all are decided (`lifecycle.Deferred`), and the items'
+        outcomes in one statement. No savepoint per item: an item fails only in its
+        checks, before anything of it is written (`_decide`); a failed write rolls the
+        whole group back, for `_handle_group` to retry item by item."""
+        migration, who = job.migration, job.who
+        with self._rt.transaction(job.tenant, job.now) as tx:
+            claimed = _in_lock_order(tx.uow.migrations.claim(migration.id, limit))
+            if not claimed:
+                return []
+            owners = list(dict.fromkeys(item.owner for item in claimed))
+            found = lifecycle.load_many(tx, owners, with_plans=_versions_of(migration, claimed))
+            in_flight = tx.uow.provider.owners_with_open_commands(list(found))
+            moves = lifecycle.Deferred()
+            settled = [
+                self._decide(
+                    tx, migration, item, who, found.get(item.owner), in_flight, moves
+                ).settle(item, tx.now)
+                for item in claimed
+            ]
+            moves.flush(tx)
+            tx.uow.migrations.settle_many(settled)
+            return settled
+
     @retries_lost_races
-    def _handle_claimed(
-        self,
-        migration: Migration,
-        who: Actor,
-        tenant: str | None,
-        now: datetime | None,
-        limit: int,
-    ) -> Sequence[MigrationItem]:
+    def _handle_claimed(self, job: _Job, limit: int) -> Sequence[MigrationItem]:
         """Claim the next ``limit`` pending items and bring each to its final state, in
-        one unit of work: one commit for the group instead of one per item, while the
-        owners' terms locks are held for one short transaction only. Owners are locked in
-        one stable order, so two workers (or a worker and a multi-owner write) never wait
-        on each other in a cycle. Each item runs in a savepoint: an item that fails leaves
-        nothing behind and the rest of the group goes on; a lost race or a deadlock rolls
-        the whole group back and tries again."""
-        with self._rt.transaction(tenant, now) as tx:
-            claimed = sorted(
-                tx.uow.migrations.claim(migration.id, limit),
-                key=lambda item: (item.owner.kind, item.owner.id, item.seq),
-            )
+        one unit of work, each item under its own terms lock and savepoint: an item that
+        fails leaves nothing behind and the rest goes on; a lost race or a deadlock rolls
+        the whole unit of work back and tries again."""
+        with self._rt.transaction(job.tenant, job.now) as tx:
             settled: list[MigrationItem] = []
-            for item in claimed:
-                outcome = self._handle_alone(tx, migration, item, who)
+            for item in _in_lock_order(tx.uow.migrations.claim(job.migration.id, limit)):
+                outcome = self._handle_alone(tx, job.migration, item, job.who)
                 done = outcome.settle(item, tx.now)
                 tx.uow.migrations.settle(done)
                 settled.append(done)
@@ -527,25 +539,38 @@ class Migrations:
     def _handle(
         self, tx: Transaction, migration: Migration, item: MigrationItem, who: Actor
     ) -> ItemOutcome:
-        # the two plan versions are read with the subscription: the move and the kernel
-        # step find them there instead of reading them twice more
-        versions = (
-            (migration.plan_key, item.from_version),
-            (migration.plan_key, migration.to_version),
-        )
         try:
-            current = lifecycle.load(tx, item.owner, with_plans=versions)
+            current = lifecycle.load(tx, item.owner, with_plans=_versions_of(migration, [item]))
         except SubscriptionNotFound:
             return ItemOutcome.skipped(SkipReason.ENDED)
-        in_flight = change_in_flight(tx.uow, item.owner)
-        why = skip_reason(migration, current, change_in_flight=in_flight)
+        in_flight = {item.owner} if change_in_flight(tx.uow, item.owner) else set()
+        return self._decide(tx, migration, item, who, current, in_flight)
+
+    def _decide(
+        self,
+        tx: Transaction,
+        migration: Migration,
+        item: MigrationItem,
+        who: Actor,
+        current: Subscription | None,
+        in_flight: set[Owner],
+        writer: lifecycle.Writer = lifecycle.store,
+    ) -> ItemOutcome:
+        """The item's outcome, its subscription read under the owner's terms lock as
+        ``current`` (``None``: the owner has none); a move (or scheduled move) goes to
+        ``writer``. Every check that can fail it runs before that."""
+        if current is None:
+            return ItemOutcome.skipped(SkipReason.ENDED)
+        why = skip_reason(migration, current, change_in_flight=item.owner in in_flight)
         if why is not None:
             return ItemOutcome.skipped(why)
         at = move_instant(migration, current)
         try:
             if at is not None and at > tx.now:
-                return schedule_move(tx, migration, current, who, self._assignment, self._rt.policy)
-            return self._move(tx, migration, current, who)
+                return schedule_move(
+                    tx, migration, current, who, self._assignment, self._rt.policy, writer
+                )
+            return self._move(tx, migration, current, who, writer)
         except OverQuotaRefused:
             return ItemOutcome.skipped(SkipReason.OVER_QUOTA)
         except (StaleWrite, Busy, StorageError):
@@ -554,7 +579,12 @@ class Migrations:
             return _failure(error)
 
     def _move(
-        self, tx: Transaction, migration: Migration, current: Subscription, who: Actor
+        self,
+        tx: Transaction,
+        migration: Migration,
+        current: Subscription,
+        who: Actor,
+        writer: lifecycle.Writer,
     ) -> ItemOutcome:
         held, target = tx.uow.plans.get_many(
             [
@@ -575,6 +605,7 @@ class Migrations:
             version=migration.to_version,
             reason=reason,
             action="migrate",
+            writer=writer,
         )
         return ItemOutcome(ItemStatus.MOVED, moved_from=current.plan_version)
 
@@ -651,6 +682,30 @@ class Migrations:
                 raise SubscriptionNotFound(owner)
             locks = uow.migrations.price_locks(found.id)
         return price_version_at(as_of(found, when), when, locks)
+
+
+@attrs.frozen
+class _Job:
+    """What every group of one `Migrations.run` call shares."""
+
+    migration: Migration
+    who: Actor
+    tenant: str | None
+    now: datetime | None
+
+
+def _in_lock_order(items: Iterable[MigrationItem]) -> list[MigrationItem]:
+    """Items in the one order every run takes their owners' terms locks in."""
+    return sorted(items, key=lambda item: (item.owner.kind, item.owner.id, item.seq))
+
+
+def _versions_of(
+    migration: Migration, items: Iterable[MigrationItem]
+) -> list[tuple[str, int | None]]:
+    """The plan versions handling ``items`` compares: each one moved from, and the
+    target (read with the subscriptions, so the moves find them there)."""
+    held = sorted({item.from_version for item in items})
+    return [(migration.plan_key, v) for v in (*held, migration.to_version)]
 
 
 def _moving_status(migration: Migration, current: Subscription, now: datetime) -> ItemStatus:

@@ -219,8 +219,9 @@ class Notifications:
         done: list[str] = []
         let_go: list[str] = []
         stopped: set[Owner] = set()
+        clock = time.monotonic
         for notification in claimed:
-            if notification.owner in stopped or time.monotonic() > deadline:
+            if (stopped and notification.owner in stopped) or clock() > deadline:
                 let_go.append(notification.id)
                 continue
             try:

@@ -78,6 +78,14 @@ class Transaction:
         self.runtime.cache.invalidate([owner])
         return self.uow.revisions.bump(owner, since, stamp=stamp)
 
+    def change_terms_of(self, owners: Sequence[Owner]) -> None:
+        """`change_terms` (``stamp=False``) for many owners at once, in the order given:
+        callers pass one stable order, so two of them never wait on each other in a
+        cycle. The caller stamps each owner's counters before reading its usage."""
+        self.touched.update(owners)
+        self.runtime.cache.invalidate(owners)
+        self.uow.revisions.bump_many(owners)
+
     def stamp_terms(self, owner: Owner, since: datetime | None = None) -> None:
         self.uow.revisions.stamp(owner, since)
 

@@ -19,6 +19,7 @@ from typing import cast
 import attrs
 
 from entitlements.domain.actor import Actor, as_actor
+from entitlements.domain.alerts import Thresholds
 from entitlements.domain.checks import check_id, check_key
 from entitlements.domain.ingestion import UsageEvent, UsageResult
 from entitlements.domain.instant import optional_given_utc
@@ -344,8 +345,11 @@ class Usage:
             return None
         rt.note_revision(seq)
         rt.cache.invalidate_usage_of(owner)
-        if lane.thresholds is not None:
-            self._crossed_inline(lane, counter, amount)
+        thresholds = lane.thresholds
+        if thresholds is not None:
+            total = counter.used + counter.reserved
+            if thresholds.crosses(total - amount, total):
+                self._crossed_inline(lane.snapshot.owner, thresholds, total - amount, total)
         base = lane.base
         used, reserved, limit = counter.used, counter.reserved, base.limit
         # the lane's base decision with the counter's numbers, built as the tuple it is
@@ -370,16 +374,14 @@ class Usage:
             ),
         )
 
-    def _crossed_inline(self, lane: MetricTerms, counter: Counter, amount: int) -> None:
-        """A count on the in-process fast path crossed a threshold: the notification is
-        written right after, in a unit of work of its own (the in-process store has no
-        crash to survive between the two)."""
-        total = counter.used + counter.reserved
-        assert lane.thresholds is not None
-        if lane.thresholds.crosses(total - amount, total):
-            owner = lane.snapshot.owner
-            with self._rt.transaction(owner.tenant) as tx:
-                notify_usage(tx, owner, lane.thresholds, total - amount, total)
+    def _crossed_inline(
+        self, owner: Owner, thresholds: Thresholds, before: int, after: int
+    ) -> None:
+        """A count on the in-process fast path may have crossed a threshold: the
+        notification is written right after, in a unit of work of its own (the
+        in-process store has no crash to survive between the two)."""
+        with self._rt.transaction(owner.tenant) as tx:
+            notify_usage(tx, owner, thresholds, before, after)
 
     def _lane(self, owner: Owner, metric: str) -> MetricTerms | None:
         """How ``metric`` is charged under the owner's cached snapshot, valid now, if a

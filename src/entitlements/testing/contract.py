@@ -44,11 +44,13 @@ from entitlements.domain.migration import (
     MigrationItem,
     MigrationStatus,
     MoveAt,
+    SkipReason,
 )
 from entitlements.domain.notification import Notification, NotificationKind
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Action, Feature, Limit, LimitKind, Plan, PlanStatus, Price
+from entitlements.domain.provider_commands import CommandKind, CommandStatus, ProviderCommand
 from entitlements.domain.requests import KeyedRequest
 from entitlements.domain.scheduled import Pause
 from entitlements.domain.subscription import SubscriptionStatus
@@ -77,7 +79,7 @@ from entitlements.errors import (
     SubscriptionExists,
     UnknownPlan,
 )
-from entitlements.ports import Store
+from entitlements.ports import Store, UnitOfWork
 from entitlements.service.entitlements import Entitlements
 
 __all__ = ["CATALOG", "START", "StoreContract"]
@@ -333,6 +335,30 @@ class StoreContract:
                 uow.subscriptions.update(attrs.evolve(sub, seats=9))
             assert caught.value.expected_revision == 1
         assert ents.subscriptions.get(ACME).seats == 2
+
+    def test_many_subscriptions_are_updated_at_once_or_refused_when_one_is_stale(
+        self, ents: Entitlements, store: Store
+    ) -> None:
+        acme = ents.subscriptions.subscribe(ACME, "growth", actor=STAFF)
+        globex = ents.subscriptions.subscribe(GLOBEX, "growth", actor=STAFF)
+        with store.unit_of_work(None) as uow:
+            stored = uow.subscriptions.update_many(
+                [attrs.evolve(acme, seats=3), attrs.evolve(globex, seats=4)]
+            )
+            assert [(s.seats, s.revision) for s in stored] == [
+                (3, acme.revision + 1),
+                (4, globex.revision + 1),
+            ]
+            uow.commit()
+        assert ents.subscriptions.get(ACME).seats == 3
+        ents.subscriptions.change_seats(GLOBEX, 5, actor=STAFF)
+        with store.unit_of_work(None) as uow:
+            with pytest.raises(StaleWrite) as caught:
+                uow.subscriptions.update_many(
+                    [attrs.evolve(stored[0], seats=5), attrs.evolve(globex, seats=6)]
+                )
+            assert caught.value.expected_revision == globex.revision
+        assert (ents.subscriptions.get(ACME).seats, ents.subscriptions.get(GLOBEX).seats) == (3, 5)
 
     def test_subscriptions_cannot_move_between_owners(
         self, ents: Entitlements, store: Store
@@ -1027,6 +1053,21 @@ class StoreContract:
             assert [m.status for m in uow.migrations.list()] == [MigrationStatus.RUNNING]
         self._migrations_are_the_tenants_own(store)
 
+    def test_migration_items_are_settled_many_at_once(self, store: Store) -> None:
+        self._migration_with_three_items(store)
+        with store.unit_of_work(None) as uow:
+            (third,) = uow.migrations.claim("m1", 5)
+            (first,) = uow.migrations.items("m1", status="moved")
+            skipped = ItemOutcome.skipped(SkipReason.NO_DIFF).settle(third, START)
+            failed = ItemOutcome(ItemStatus.FAILED, error="Boom: x").settle(first, START)
+            uow.migrations.settle_many([skipped, failed])
+            uow.migrations.settle_many([])
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            assert uow.migrations.counts("m1") == {"failed": 1, "scheduled": 1, "skipped": 1}
+            assert uow.migrations.items("m1", status="skipped") == [skipped]
+            assert uow.migrations.items("m1", status="failed") == [failed]
+
     def test_migration_price_locks_start_when_a_move_takes_effect(self, store: Store) -> None:
         self._migration_with_three_items(store)
         with store.unit_of_work(None) as uow:
@@ -1072,6 +1113,48 @@ class StoreContract:
             uow.notifications.release([n.id for n in taken], "w2")
             uow.commit()
         assert [n.id for n in taken] == ["n-acme-k1", "n-acme-k2"], "in order, up to the limit"
+
+    def test_a_claim_or_delivery_rolled_back_leaves_what_was_handed_out_as_it_was(
+        self, store: Store
+    ) -> None:
+        self._four_notifications(store)
+        later = START + timedelta(minutes=1)
+        with store.unit_of_work(None) as uow:
+            read = uow.notifications.get("n-other-k1")
+            rolled_back = uow.notifications.claim("w1", START, later, 10)
+            with pytest.raises(LookupError):
+                _delivered_then_undone(uow, "n-other-k1", "w1")
+            assert uow.notifications.get("n-other-k1").delivered_at is None, "savepoint"
+        assert read.claimed_by is None
+        assert [n.claimed_by for n in rolled_back] == ["w1"] * 4, "as handed out"
+        with store.unit_of_work(None) as uow:
+            assert uow.notifications.get("n-other-k1").claimed_by is None, "rolled back"
+            claimed = uow.notifications.claim("w2", START, later, 10)
+            assert [n.id for n in claimed] == [n.id for n in rolled_back]
+
+    def test_a_notification_held_never_changes_as_it_is_delivered_or_claimed_again(
+        self, store: Store
+    ) -> None:
+        self._four_notifications(store)
+        later = START + timedelta(minutes=1)
+        with store.unit_of_work(None) as uow:
+            claimed = uow.notifications.claim("w2", START, later, 10)
+            assert uow.notifications.delivered(["n-other-k1", "n-acme-k1"], "w2", START) == 2
+            uow.commit()
+        assert [(n.claimed_by, n.delivered_at) for n in claimed] == [("w2", None)] * 4
+        with store.unit_of_work(None) as uow:
+            taken = uow.notifications.get("n-other-k1")
+            assert (taken.claimed_by, taken.delivered_at) == (None, START)
+            assert not uow.notifications.update(taken, "w2"), "a delivery let go of it"
+            again = uow.notifications.claim("w3", later, later + timedelta(minutes=1), 10)
+            assert [n.id for n in again] == ["n-acme-k2", "n-acme-k3"], "w2's claim ran out"
+            uow.notifications.release(["n-acme-k3"], "w3")
+            uow.commit()
+        assert [n.claimed_by for n in claimed[2:]] == ["w2", "w2"], "what w2 holds stays"
+        with store.unit_of_work(None) as uow:
+            assert uow.notifications.get("n-acme-k2").claimed_by == "w3"
+            assert uow.notifications.get("n-acme-k3").claimed_by is None
+            assert uow.notifications.delivered(["n-acme-k2", "n-acme-k3"], "w3", later) == 1
 
     def test_notifications_are_listed_newest_first_and_purged_once_delivered(
         self, store: Store
@@ -1430,6 +1513,86 @@ class StoreContract:
             assert uow.usage.add(ACME, "api_calls", later, used=1, revision=revision) is not None
             assert uow.usage.add(ACME, "api_calls", START, used=1, revision=0) is not None
 
+    def test_many_owners_are_bumped_and_stamped_at_once(self, store: Store) -> None:
+        """``bump_many`` moves each owner's revision as ``bump`` would (once per unit of
+        work), ``stamp_many`` refuses consumptions at the old revisions from then on."""
+        later = START + timedelta(days=31)
+        new = Owner("organization", "new")
+        with store.unit_of_work(None) as uow:
+            for owner in (ACME, GLOBEX):
+                revision = uow.revisions.lock(owner)
+                uow.usage.ensure(owner, "api_calls", later, revision)
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            before = [uow.revisions.current(o) for o in (ACME, GLOBEX, new)]
+            bumped = uow.revisions.bump_many([ACME, GLOBEX, new])
+            assert list(bumped) == [ACME, GLOBEX, new]
+            assert min(bumped[ACME] - before[0], bumped[GLOBEX] - before[1]) > 0
+            assert bumped[new] > before[2]
+            assert uow.revisions.bump_many([GLOBEX, ACME]) == {
+                GLOBEX: bumped[GLOBEX],
+                ACME: bumped[ACME],
+            }
+            assert uow.revisions.bump(new) == bumped[new]
+            uow.revisions.stamp_many({ACME: later, GLOBEX: later, new: later})
+            uow.commit()
+        for owner in (ACME, GLOBEX):
+            self._stamped(store, owner, later, bumped[owner])
+        assert {c.owner for c in store.read_changes(0).changes} >= {ACME, GLOBEX, new}
+
+    @staticmethod
+    def _stamped(store: Store, owner: Owner, period: datetime, revision: int) -> None:
+        """The owner's counter of ``period`` takes consumptions at ``revision`` only."""
+        with store.unit_of_work(None) as uow:
+            assert uow.revisions.current(owner) == revision
+            assert uow.usage.add(owner, "api_calls", period, used=1, revision=0) is None
+            assert uow.usage.add(owner, "api_calls", period, used=1, revision=revision)
+
+    def test_many_owners_subscriptions_are_read_at_once_as_one_at_a_time(
+        self, ents: Entitlements, store: Store
+    ) -> None:
+        for plan in ("free", "growth"):  # ACME's first, ended, then its current one
+            ents.subscriptions.subscribe(ACME, plan, actor=STAFF)
+            if plan == "free":
+                ents.subscriptions.cancel(ACME, actor=STAFF)
+        ents.subscriptions.start_trial(GLOBEX, "growth", actor=STAFF)
+        nobody = Owner("organization", "nobody")
+        with store.unit_of_work(None) as uow:
+            found = uow.subscriptions.current_many([ACME, GLOBEX, nobody])
+            assert found == {o: uow.subscriptions.current(o) for o in (ACME, GLOBEX)}
+            assert found[ACME].plan_key == "growth"
+            uow.revisions.bump_many([ACME, GLOBEX, nobody])  # under their terms locks
+            wanted = [("growth", 1), ("free", 1)]
+            assert uow.subscriptions.current_many([GLOBEX, ACME], with_plans=wanted) == found
+            assert uow.plans.get("free", 1).key == "free"
+        elsewhere = Owner("organization", ACME.id, tenant="tenant-b")
+        with store.unit_of_work("tenant-b") as uow:
+            assert uow.subscriptions.current_many([elsewhere]) == {}
+
+    def test_owners_with_open_provider_commands_are_found_at_once(self, store: Store) -> None:
+        def command(owner: Owner, status: CommandStatus) -> ProviderCommand:
+            return ProviderCommand(
+                id=f"c-{owner.id}",
+                owner=owner,
+                kind=CommandKind.CANCEL,
+                payload={},
+                idempotency_key=f"k-{owner.id}",
+                created_at=START,
+                status=status,
+            )
+
+        with store.unit_of_work(None) as uow:
+            uow.provider.add_command(command(ACME, CommandStatus.PENDING))
+            uow.provider.add_command(command(GLOBEX, CommandStatus.SENT))
+            uow.commit()
+        nobody = Owner("organization", "nobody")
+        with store.unit_of_work(None) as uow:
+            assert uow.provider.owners_with_open_commands([ACME, GLOBEX, nobody]) == {ACME}
+            assert uow.provider.owners_with_open_commands([]) == set()
+        elsewhere = Owner("organization", ACME.id, tenant="tenant-b")
+        with store.unit_of_work("tenant-b") as uow:
+            assert uow.provider.owners_with_open_commands([elsewhere]) == set()
+
     def test_each_write_appends_its_feed_entries_in_its_own_transaction(self, store: Store) -> None:
         assert store.feed_head() == 0
         assert store.read_changes(0) == FeedPage((), 0, 0)
@@ -1554,6 +1717,13 @@ class StoreContract:
 
 
 _OTHER = Owner("organization", "other")
+
+
+def _delivered_then_undone(uow: UnitOfWork, notification_id: str, worker: str) -> None:
+    """Mark a notification delivered in a savepoint that then fails."""
+    with uow.savepoint():
+        assert uow.notifications.delivered([notification_id], worker, START) == 1
+        raise LookupError
 
 
 def _note(owner: Owner, key: str) -> Notification:

@@ -668,6 +668,17 @@ class Console:
             request, actor, "console/error.html", {"error": error}, status_for(error)
         )
 
+    async def _form(self, request: Request, actor: Actor) -> FormData | Response:
+        """A staff post's form, or the refusal page when it does not carry the actor's
+        CSRF token (an unreadable body counts as an empty form)."""
+        try:
+            form = await request.form()
+        except Exception:
+            form = FormData()
+        if not self.pages.csrf.valid(request, form.get(FIELD), f"staff:{actor}"):
+            return self._render(request, actor, "console/forged.html", {}, 403)
+        return form
+
     @staticmethod
     def _owner_of(ref: str) -> Owner:
         return Owner.parse(ref)
@@ -698,8 +709,42 @@ class Console:
             for row in rows
         ]
 
-    @staticmethod
-    def _csv(name: str, columns: Sequence[Column], rows: list[Row]) -> Response:
+    async def _page(
+        self,
+        request: Request,
+        actor: Actor,
+        template: str,
+        read: Callable[[], dict[str, Any]],
+        error: EntitlementsError | None = None,
+    ) -> Response:
+        """A page whose data ``read`` gathers off the event loop: the error page when the
+        read is refused; else ``template`` over that data, with the status of ``error``
+        when the page is shown again after a refused action."""
+        try:
+            context = await run_in_threadpool(read)
+        except EntitlementsError as failure:
+            return self._error(request, actor, failure)
+        status = 200 if error is None else status_for(error)
+        return self._render(request, actor, template, context, status)
+
+    def _outcome(self, request: Request, error: EntitlementsError | None) -> dict[str, Any]:
+        """What the last action came to, for the page it returns to: its sealed result,
+        or the error it was refused with."""
+        return {"done": self._done(request) if error is None else "", "error": error}
+
+    async def _csv(
+        self,
+        request: Request,
+        actor: Actor,
+        name: str,
+        columns: Sequence[Column],
+        read: Callable[[], list[Row]],
+    ) -> Response:
+        """A list as a CSV download, its rows read off the event loop."""
+        try:
+            rows = await run_in_threadpool(read)
+        except EntitlementsError as error:
+            return self._error(request, actor, error)
         text = as_csv(
             ["Owner", *(c.label for c in columns)],
             ([str(r.owner), *(c.value(r) for c in columns)] for r in rows),
@@ -714,36 +759,25 @@ class Console:
 
     async def owners(self, request: Request, actor: Actor) -> Response:
         filters = Filters.of(request.query_params)
-
         if request.query_params.get("format") == "csv":
-            try:
-                found = await run_in_threadpool(self.lists.owners, actor, filters)
-            except EntitlementsError as error:
-                return self._error(request, actor, error)
-            return self._csv("owners", OWNER_COLUMNS, found)
+            return await self._csv(
+                request, actor, "owners", OWNER_COLUMNS, lambda: self.lists.owners(actor, filters)
+            )
 
-        def read() -> tuple[tuple[list[Row], str | None], Counter[str]]:
-            return self.lists.owners_page(actor, filters), self.lists.counts(actor)
-
-        try:
-            (page, after), counts = await run_in_threadpool(read)
-        except EntitlementsError as error:
-            return self._error(request, actor, error)
-        return self._render(
-            request,
-            actor,
-            "console/owners.html",
-            {
+        def read() -> dict[str, Any]:
+            page, after = self.lists.owners_page(actor, filters)
+            return {
                 "filters": filters,
                 "columns": OWNER_COLUMNS,
                 "table": self._table(request, OWNER_COLUMNS, page),
-                "counts": counts,
+                "counts": self.lists.counts(actor),
                 "statuses": [s.value for s in SubscriptionStatus],
                 "plans": sorted({p.key for p in self.ents.plans.list()}),
                 "page_query": lambda **changes: urlencode(filters.query(**changes)),
                 "next": after,
-            },
-        )
+            }
+
+        return await self._page(request, actor, "console/owners.html", read)
 
     async def queue(self, request: Request, actor: Actor) -> Response:
         return await self._queue_response(request, actor, request.path_params["queue"])
@@ -755,35 +789,30 @@ class Console:
         name: str,
         *,
         error: EntitlementsError | None = None,
-        status: int = 200,
     ) -> Response:
         queue = QUEUES.get(name)
         if queue is None:
             return self._error(request, actor, NotFound(f"there is no queue {name!r}"))
         filters = Filters.of(request.query_params)
-        try:
-            rows = await run_in_threadpool(queue.read, self.lists, actor, filters)
-        except EntitlementsError as failure:
-            return self._error(request, actor, failure)
         if request.query_params.get("format") == "csv" and error is None:
-            return self._csv(name, queue.columns, rows)
-        return self._render(
-            request,
-            actor,
-            "console/queue.html",
-            {
+            return await self._csv(
+                request, actor, name, queue.columns, lambda: queue.read(self.lists, actor, filters)
+            )
+
+        def read() -> dict[str, Any]:
+            rows = queue.read(self.lists, actor, filters)
+            return {
                 "name": name,
                 "queue": queue,
                 "filters": filters,
                 "columns": queue.columns,
                 "table": self._table(request, queue.columns, rows),
                 "applies": _applies,
-                "done": self._done(request) if error is None else "",
-                "error": error,
                 "csv_query": urlencode({**filters.query(), "format": "csv"}),
-            },
-            status,
-        )
+                **self._outcome(request, error),
+            }
+
+        return await self._page(request, actor, "console/queue.html", read, error)
 
     async def owner(self, request: Request, actor: Actor) -> Response:
         return await self._owner_response(request, actor, request.query_params.get("ref", ""))
@@ -797,30 +826,21 @@ class Console:
         error: EntitlementsError | None = None,
         form: str | None = None,
         values: dict[str, str] | None = None,
-        status: int = 200,
     ) -> Response:
-        try:
+        def read() -> dict[str, Any]:
             owner = self._owner_of(ref)
-            data = await run_in_threadpool(_owner_page, self.ents, owner, actor)
-        except EntitlementsError as failure:
-            return self._error(request, actor, failure)
-        return self._render(
-            request,
-            actor,
-            "console/owner.html",
-            {
-                **data,
+            return {
+                **_owner_page(self.ents, owner, actor),
                 "card": self.lists.card(owner),
                 "ref": str(owner),
                 "request_key": secrets.token_urlsafe(16),
-                "done": self._done(request) if error is None else "",
-                "error": error,
                 "error_form": form,
                 "values": values or {},
                 "signer_rows": range(1, MAX_SIGNER_ROWS + 1),
-            },
-            status,
-        )
+                **self._outcome(request, error),
+            }
+
+        return await self._page(request, actor, "console/owner.html", read, error)
 
     async def preview(self, request: Request, actor: Actor) -> Response:
         ref = request.query_params.get("ref", "")
@@ -837,9 +857,7 @@ class Console:
                 )
             )
         except EntitlementsError as error:
-            return await self._owner_response(
-                request, actor, ref, error=error, form="change-plan", status=status_for(error)
-            )
+            return await self._owner_response(request, actor, ref, error=error, form="change-plan")
         return self._render(
             request,
             actor,
@@ -892,26 +910,19 @@ class Console:
             ]
             return {"catalog": catalog}
 
-        try:
-            data = await run_in_threadpool(read)
-        except EntitlementsError as error:
-            return self._error(request, actor, error)
-        return self._render(request, actor, "console/plans.html", data)
+        return await self._page(request, actor, "console/plans.html", read)
 
     # -- plan-version migrations -----------------------------------------------------------
 
     async def migrations(self, request: Request, actor: Actor) -> Response:
 
-        def read() -> list[Any]:
+        def read() -> dict[str, Any]:
             tenants = list(self.ents.runtime.store.tenants()) or [None]
             found = [m for t in tenants for m in self.ents.migrations.list(tenant=t)]
-            return sorted(found, key=lambda p: p.migration.created_at, reverse=True)
+            found.sort(key=lambda p: p.migration.created_at, reverse=True)
+            return {"migrations": found}
 
-        try:
-            found = await run_in_threadpool(read)
-        except EntitlementsError as error:
-            return self._error(request, actor, error)
-        return self._render(request, actor, "console/migrations.html", {"migrations": found})
+        return await self._page(request, actor, "console/migrations.html", read)
 
     async def migration(self, request: Request, actor: Actor) -> Response:
         return await self._migration_response(request, actor, request.path_params["id"])
@@ -923,36 +934,26 @@ class Console:
         migration_id: str,
         *,
         error: EntitlementsError | None = None,
-        status: int = 200,
     ) -> Response:
         tenant = _tenant_of(request)
 
         def read() -> dict[str, Any]:
             progress = self.ents.migrations.get(migration_id, tenant=tenant)
             preview = self.ents.migrations.preview(migration_id, tenant=tenant)
-            return {"progress": progress, "preview": preview, "shown": preview.items[:50]}
+            return {
+                "progress": progress,
+                "preview": preview,
+                "shown": preview.items[:50],
+                **self._outcome(request, error),
+            }
 
-        try:
-            data = await run_in_threadpool(read)
-        except EntitlementsError as failed:
-            return self._error(request, actor, failed)
-        done = self._done(request)
-        return self._render(
-            request,
-            actor,
-            "console/migration.html",
-            {**data, "error": error, "done": done},
-            status,
-        )
+        return await self._page(request, actor, "console/migration.html", read, error)
 
     async def migration_step(self, request: Request, actor: Actor) -> Response:
         """Run one batch, or cancel: the two things staff do to a migration here."""
-        try:
-            form = await request.form()
-        except Exception:
-            form = FormData()
-        if not self.pages.csrf.valid(request, form.get(FIELD), f"staff:{actor}"):
-            return self._render(request, actor, "console/forged.html", {}, 403)
+        form = await self._form(request, actor)
+        if isinstance(form, Response):
+            return form
         migration_id, step = request.path_params["id"], request.path_params["step"]
         fields = Fields(form, self.settings.client_ip(request), None)
         try:
@@ -960,9 +961,7 @@ class Console:
                 self._migration_step, migration_id, step, actor, fields, _tenant_of(request)
             )
         except EntitlementsError as error:
-            return await self._migration_response(
-                request, actor, migration_id, error=error, status=status_for(error)
-            )
+            return await self._migration_response(request, actor, migration_id, error=error)
         sealed = {"done": result, "seal": self.pages.seal(result)}
         back = self.pages.path(request, "migration", id=migration_id)
         tenant = _tenant_of(request)
@@ -990,12 +989,9 @@ class Console:
     # -- actions -------------------------------------------------------------------------
 
     async def act(self, request: Request, actor: Actor) -> Response:
-        try:
-            form = await request.form()
-        except Exception:
-            form = FormData()
-        if not self.pages.csrf.valid(request, form.get(FIELD), f"staff:{actor}"):
-            return self._render(request, actor, "console/forged.html", {}, 403)
+        form = await self._form(request, actor)
+        if isinstance(form, Response):
+            return form
         name = request.path_params["action"]
         agent = request.headers.get("user-agent")
         fields = Fields(form, self.settings.client_ip(request), agent and agent[:1000])
@@ -1036,17 +1032,9 @@ class Console:
         """The page the action returns to, with the error at its top."""
         back = fields.text("back")
         if back in QUEUES:
-            return await self._queue_response(
-                request, actor, back, error=error, status=status_for(error)
-            )
+            return await self._queue_response(request, actor, back, error=error)
         return await self._owner_response(
-            request,
-            actor,
-            fields.text("owner"),
-            error=error,
-            form=name,
-            values=fields.values(),
-            status=status_for(error),
+            request, actor, fields.text("owner"), error=error, form=name, values=fields.values()
         )
 
     def signing_url(self, request: Request, token: str) -> str:

@@ -226,6 +226,73 @@ class SqlRevisions(Repository):
         return revision
 
     @storage_errors
+    def bump_many(self, owners: Sequence[Owner]) -> Mapping[Owner, int]:
+        fresh = [
+            o for o in dict.fromkeys(self._scope(o) for o in owners) if o not in self._uow.bumped
+        ]
+        dialect = self._conn.dialect
+        if len(fresh) > 1 and dialect.insert_returning:
+            found = self._bump_together(fresh)
+            for owner in fresh:
+                revision = found[(owner.kind, owner.id)]
+                self._uow.bumped[owner] = revision
+                self._uow.feed.note(owner, ChangeKind.TERMS)
+                if revision == _FIRST:
+                    self._uow.unstamped.add(owner)
+        else:
+            for owner in fresh:
+                self.bump(owner, stamp=False)
+        return {o: self._uow.bumped[o] for o in owners}
+
+    def _bump_together(self, owners: Sequence[Owner]) -> dict[tuple[str, str], int]:
+        """One upsert moving every owner's revision, in the given (stable) order."""
+        rows = [
+            {"tenant": self._t, "owner_kind": o.kind, "owner_id": o.id, "revision": _FIRST}
+            for o in owners
+        ]
+        table = t.owner_revisions
+        keys = ["tenant", "owner_kind", "owner_id"]
+        name = self._conn.dialect.name
+        statement: Any
+        if name in ("postgresql", "sqlite"):
+            insert = postgresql.insert if name == "postgresql" else sqlite.insert
+            statement = insert(table).values(rows)
+            statement = statement.on_conflict_do_update(
+                index_elements=keys, set_={"revision": table.c.revision + 2}
+            )
+        else:
+            statement = mysql.insert(table).values(rows)
+            statement = statement.on_duplicate_key_update(revision=table.c.revision + 2)
+        returned = self._conn.execute(
+            statement.returning(_r.owner_kind, _r.owner_id, _r.revision)
+        ).all()
+        return {(kind, id_): int(revision) for kind, id_, revision in returned}
+
+    @storage_errors
+    def stamp_many(self, since: Mapping[Owner, datetime | None]) -> None:
+        owners = [self._scope(o) for o in since if self._scope(o) not in self._uow.unstamped]
+        if not owners:
+            return
+        starts = list(since.values())
+        earliest = None if None in starts else min(s for s in starts if s is not None)
+        mine = sa.select(_r.revision).where(
+            _r.tenant == _c.tenant, _r.owner_kind == _c.owner_kind, _r.owner_id == _c.owner_id
+        )
+        statement = (
+            t.usage_counters.update()
+            .where(
+                _c.tenant == self._t,
+                sa.tuple_(_c.owner_kind, _c.owner_id).in_([(o.kind, o.id) for o in owners]),
+            )
+            .values(terms_revision=mine.scalar_subquery())
+        )
+        if earliest is not None:
+            statement = statement.where(
+                sa.or_(_c.period_start == FOREVER, _c.period_start >= earliest)
+            )
+        self._conn.execute(statement)
+
+    @storage_errors
     def stamp(self, owner: Owner, since: datetime | None = None) -> None:
         params = self._params(owner)
         if owner in self._uow.unstamped:
@@ -237,7 +304,7 @@ class SqlRevisions(Repository):
 
 _FEED_INSERT = t.changes.insert()
 _MAX_PARAMETERS = 30_000  # PostgreSQL takes at most 65,535 in one statement
-_TOGETHER_ROWS = 24  # more rows than this: one executemany per table (see below)
+_ONE_STATEMENT_ROWS = 8
 _FEED_INSERT_RETURNING = t.changes.insert().returning(t.changes.c.seq)
 
 
@@ -252,8 +319,8 @@ def insert_changes(
 ) -> int | None:
     """Write the feed rows of a committing unit of work, the audit rows and the history
     stretches it appended (emptying ``audit`` and ``history``); returns the highest feed
-    number. PostgreSQL takes them all in one statement (the audit and history rows in
-    writable CTEs). The feed statements are built once: a multi-VALUES insert would be
+    number. PostgreSQL takes a few of them in one statement (the audit and history rows
+    in writable CTEs). The feed statements are built once: a multi-VALUES insert would be
     compiled anew for every count of rows."""
     pending: _Pending = [(t.audit_events, audit)] if audit else []
     pending += [(table, found) for table, found in (history or {}).items() if found]
@@ -268,12 +335,12 @@ def insert_changes(
 def _fits_one_statement(
     connection: sa.Connection, rows: Sequence[dict[str, Any]], pending: _Pending
 ) -> bool:
-    """PostgreSQL, with few rows: the one statement is compiled anew for every count of
-    rows, which for a unit of work writing many (a sweep's group) costs far more than
-    one cached executemany per table."""
+    """PostgreSQL, for a unit of work of a few rows: a multi-VALUES statement is compiled
+    anew each time, at a cost that grows with its rows (for a group of 20 owners it cost
+    more than the round trips it saves); more rows go one cached statement per table."""
     if connection.dialect.name != "postgresql":
         return False
-    if len(rows) + sum(len(found) for _, found in pending) > _TOGETHER_ROWS:
+    if len(rows) + sum(len(found) for _, found in pending) > _ONE_STATEMENT_ROWS:
         return False
     parameters = len(rows) * len(rows[0])
     parameters += sum(len(found) * len(found[0]) for _, found in pending)

@@ -165,15 +165,10 @@ class SqlContracts(Repository):
 
     @storage_errors
     def get(self, contract_id: str) -> Contract:
-        rows = self._rows(
-            sa.select(t.contracts).where(
-                t.contracts.c.id == contract_id, t.contracts.c.tenant == self._t
-            )
-        )
-        found = self._load(rows)
-        if not found:
+        row = self._by_id(t.contracts, contract_id)
+        if row is None:
             raise ContractNotFound(contract_id)
-        return found[0]
+        return self._load([row])[0]
 
     @storage_errors
     def update(self, contract: Contract) -> Contract:

@@ -79,6 +79,22 @@ class SqlOverrides(Repository):
         work writes the owner's overrides."""
         self._preloaded[owner] = _sorted(_override_from(r) for r in rows)
 
+    @storage_errors
+    def preload_many(self, owners: Sequence[Owner]) -> None:
+        """`preload` the overrides of ``owners`` (each under its terms lock) in one read."""
+        c = t.overrides.c
+        rows = self._rows(
+            sa.select(t.overrides).where(
+                c.tenant == self._t,
+                sa.tuple_(c.owner_kind, c.owner_id).in_([(o.kind, o.id) for o in owners]),
+            )
+        )
+        mine: dict[tuple[str, str], list[Any]] = {}
+        for row in rows:
+            mine.setdefault((row["owner_kind"], row["owner_id"]), []).append(row)
+        for owner in owners:
+            self.preload(owner, mine.get((owner.kind, owner.id), []))
+
     def forget(self, owner: Owner) -> None:
         self._preloaded.pop(owner, None)
 

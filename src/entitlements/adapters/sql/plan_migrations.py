@@ -38,6 +38,33 @@ _i = t.migration_items.c
 _INSERT_CHUNK = 1000
 
 
+_OUTCOME = ("status", "why", "error", "done_at", "moved_from")
+_SETTLE = (
+    t.migration_items.update()
+    .where(
+        *(
+            column == sa.bindparam(f"p_{column.name}")
+            for column in (_i.tenant, _i.migration_id, _i.seq)
+        )
+    )
+    .values({name: sa.bindparam(f"p_{name}") for name in _OUTCOME})
+)
+
+
+def _settled(tenant: str, item: MigrationItem) -> dict[str, Any]:
+    """`_SETTLE`'s parameters: the item and its final state."""
+    return {
+        "p_tenant": tenant,
+        "p_migration_id": item.migration_id,
+        "p_seq": item.seq,
+        "p_status": item.status.value,
+        "p_why": None if item.why is None else item.why.value,
+        "p_error": item.error,
+        "p_done_at": item.done_at,
+        "p_moved_from": item.moved_from,
+    }
+
+
 def _migration_from(row: RowMapping) -> Migration:
     versions = row["from_versions"]
     return Migration(
@@ -202,18 +229,15 @@ class SqlPlanMigrations(Repository):
 
     @storage_errors
     def settle(self, item: MigrationItem) -> None:
-        row = self._item_row(item)
-        self._conn.execute(
-            t.migration_items.update()
-            .where(_i.tenant == self._t, _i.migration_id == item.migration_id, _i.seq == item.seq)
-            .values(
-                status=row["status"],
-                why=row["why"],
-                error=row["error"],
-                done_at=row["done_at"],
-                moved_from=row["moved_from"],
-            )
-        )
+        self._scope(item.owner)
+        self._conn.execute(_SETTLE, _settled(self._t, item))
+
+    @storage_errors
+    def settle_many(self, items: Sequence[MigrationItem]) -> None:
+        for item in items:
+            self._scope(item.owner)
+        if items:  # one executemany: a single round trip where the driver batches
+            self._conn.execute(_SETTLE, [_settled(self._t, item) for item in items])
 
     @storage_errors
     def counts(self, migration_id: str) -> Mapping[str, int]:

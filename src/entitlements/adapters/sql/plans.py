@@ -225,6 +225,12 @@ class SqlPlans(Repository):
             if plan.version == row["latest_version"]:
                 self._preloaded[(plan.key, None)] = plan
 
+    def keep(self, plans: Sequence[Plan]) -> None:
+        """Plan versions read already: `get` and `get_many` answer from them until this
+        unit of work writes a plan (a version never changes)."""
+        for plan in plans:
+            self._preloaded[(plan.key, plan.version)] = plan
+
     def _select(self) -> sa.Select[Any]:
         return sa.select(*PLAN_COLUMNS).select_from(PLAN_JOIN)
 

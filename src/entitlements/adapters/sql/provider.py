@@ -139,13 +139,10 @@ class SqlProvider(Repository):
 
     @storage_errors
     def command(self, command_id: str) -> ProviderCommand:
-        c = t.provider_commands.c
-        rows = self._rows(
-            sa.select(t.provider_commands).where(c.tenant == self._t, c.id == command_id)
-        )
-        if not rows:
+        row = self._by_id(t.provider_commands, command_id)
+        if row is None:
             raise NotFound(f"provider command {command_id} does not exist")
-        return _command_from(rows[0])
+        return _command_from(row)
 
     @storage_errors
     def update_command(
@@ -186,3 +183,20 @@ class SqlProvider(Repository):
             .order_by(c.created_at, c.id)
         )
         return [_command_from(r) for r in rows]
+
+    @storage_errors
+    def owners_with_open_commands(self, owners: Sequence[Owner]) -> set[Owner]:
+        if not owners:
+            return set()
+        c = t.provider_commands.c
+        scoped = {(o.kind, o.id): o for o in (self._scope(o) for o in owners)}
+        found = self._conn.execute(
+            sa.select(c.owner_kind, c.owner_id)
+            .where(
+                c.tenant == self._t,
+                sa.tuple_(c.owner_kind, c.owner_id).in_(list(scoped)),
+                c.status != CommandStatus.SENT.value,
+            )
+            .distinct()
+        ).all()
+        return {scoped[(kind, id_)] for kind, id_ in found}

@@ -67,6 +67,16 @@ class Repository:
     def _rows(self, statement: sa.Executable) -> Sequence[RowMapping]:
         return self._conn.execute(statement).mappings().all()
 
+    def _by_id(self, table: sa.Table, row_id: str) -> RowMapping | None:
+        """This tenant's row of ``table`` with that ``id`` (``None``: there is none; the
+        caller says what is missing)."""
+        c = table.c
+        return (
+            self._conn.execute(sa.select(table).where(c.tenant == self._t, c.id == row_id))
+            .mappings()
+            .first()
+        )
+
     def _insert_new(self, statement: sa.Executable) -> bool:
         """Run the INSERT ``statement`` in a savepoint; ``False`` when a unique key says
         the row is there already (written concurrently, or a key reused), with nothing

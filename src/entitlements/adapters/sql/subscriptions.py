@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 import sqlalchemy as sa
@@ -189,16 +189,35 @@ def subscription_row(sub: Subscription) -> dict[str, Any]:
 
 
 _IDENTITY = ("id", "tenant", "owner_kind", "owner_id")
-_s = t.subscriptions.c
-_UPDATE = t.subscriptions.update().where(
-    _s.id == sa.bindparam("w_id"),
-    _s.tenant == sa.bindparam("w_tenant"),
-    _s.owner_kind == sa.bindparam("w_kind"),
-    _s.owner_id == sa.bindparam("w_owner"),
-    _s.revision == sa.bindparam("w_revision"),
+_WRITTEN = tuple(c.name for c in t.subscriptions.c if c.name not in ("pk", *_IDENTITY))
+_AT_REVISION = (
+    t.subscriptions.c.id == sa.bindparam("p_id"),
+    t.subscriptions.c.tenant == sa.bindparam("p_tenant"),
+    t.subscriptions.c.owner_kind == sa.bindparam("p_kind"),
+    t.subscriptions.c.owner_id == sa.bindparam("p_owner"),
+    t.subscriptions.c.revision == sa.bindparam("p_revision"),
 )
-"""An update of the row at the revision read; the columns set are the parameters'
-(built once: ``.values(...)`` per call costs more than the round trip on SQLite)."""
+_UPDATE = (
+    t.subscriptions.update()
+    .where(*_AT_REVISION)
+    .values({name: sa.bindparam(f"v_{name}") for name in _WRITTEN})
+)
+"""A subscription's new state, if it is still at the revision it was read at: built once,
+not per write."""
+_SAME_REVISION = sa.select(t.subscriptions.c.pk).where(*_AT_REVISION)
+
+
+def _revision_params(subscription: Subscription) -> dict[str, Any]:
+    """`_UPDATE`'s conditions: the subscription, its owner and the revision it was read at."""
+    return {
+        "p_id": subscription.id,
+        "p_tenant": tenant_of(subscription.owner.tenant),
+        "p_kind": subscription.owner.kind,
+        "p_owner": subscription.owner.id,
+        "p_revision": subscription.revision,
+    }
+
+
 _h = t.subscription_history.c
 _WRITTEN_BETWEEN = (
     sa.select(_h.effective_at)
@@ -322,6 +341,10 @@ def _current_with_plans(latest: tuple[bool, ...]) -> sa.Select[Any]:
     )
 
 
+def _keys(owners: Sequence[Owner]) -> list[tuple[str, str]]:
+    return [(o.kind, o.id) for o in owners]
+
+
 class SqlSubscriptions(Repository):
     def __init__(self, uow: Any) -> None:
         super().__init__(uow)
@@ -369,6 +392,36 @@ class SqlSubscriptions(Repository):
             sa.select(t.subscriptions).where(c.tenant == self._t, c.id.in_(list(subscription_ids)))
         )
         self._ahead.update((r["id"], subscription_from(r)) for r in rows)
+
+    @storage_errors
+    def current_many(
+        self, owners: Sequence[Owner], *, with_plans: Sequence[tuple[str, int | None]] = ()
+    ) -> Mapping[Owner, Subscription]:
+        owners = [self._scope(o) for o in owners]
+        if not owners:
+            return {}
+        c = t.subscriptions.c
+        rows = self._rows(
+            sa.select(t.subscriptions)
+            .where(c.tenant == self._t, sa.tuple_(c.owner_kind, c.owner_id).in_(_keys(owners)))
+            .order_by(c.pk)
+        )
+        found = {(r["owner_kind"], r["owner_id"]): r for r in rows}  # the last one wins
+        if all(o in self._uow.bumped for o in owners):
+            self._preload(owners, with_plans)
+        return {
+            o: subscription_from(found[(o.kind, o.id)]) for o in owners if (o.kind, o.id) in found
+        }
+
+    def _preload(
+        self, owners: Sequence[Owner], with_plans: Sequence[tuple[str, int | None]]
+    ) -> None:
+        """Under every owner's terms lock (as `current` reads them): their overrides and
+        the plan versions the caller compares come along, one read each."""
+        self._uow.overrides.preload_many(owners)
+        wanted = [w for w in with_plans if w[1] is not None]
+        if wanted:
+            self._uow.plans.keep(self._uow.plans.get_many(wanted))
 
     @storage_errors
     def get(self, subscription_id: str) -> Subscription:
@@ -435,19 +488,9 @@ class SqlSubscriptions(Repository):
 
     @storage_errors
     def update(self, subscription: Subscription) -> Subscription:
-        self._scope(subscription.owner)
         self._ahead.pop(subscription.id, None)
-        stored = attrs.evolve(subscription, revision=subscription.revision + 1)
-        full = subscription_row(stored)
-        row = {k: v for k, v in full.items() if k not in _IDENTITY}
-        row.update(
-            w_id=subscription.id,
-            w_tenant=self._t,
-            w_kind=subscription.owner.kind,
-            w_owner=subscription.owner.id,
-            w_revision=subscription.revision,
-        )
-        result = self._conn.execute(_UPDATE, row)
+        stored, full, params = self._updated(subscription)
+        result = self._conn.execute(_UPDATE, params)
         if result.rowcount == 1:
             self._uow.revisions.bump(subscription.owner)
             log_subscription(self._uow, full)
@@ -458,6 +501,46 @@ class SqlSubscriptions(Repository):
                 "owner", "a subscription cannot move to another owner", subscription.owner
             )
         raise StaleWrite("subscription", subscription.id, subscription.revision)
+
+    @storage_errors
+    def update_many(self, subscriptions: Sequence[Subscription]) -> Sequence[Subscription]:
+        for subscription in subscriptions:
+            self._ahead.pop(subscription.id, None)
+        if len(subscriptions) < 2 or not self._conn.dialect.supports_sane_multi_rowcount:
+            return [self.update(subscription) for subscription in subscriptions]
+        written = [self._updated(subscription) for subscription in subscriptions]
+        result = self._conn.execute(_UPDATE, [params for _, _, params in written])
+        if result.rowcount != len(written):
+            self._refuse([stored for stored, _, _ in written])
+        for subscription, (_, full, _) in zip(subscriptions, written, strict=True):
+            self._uow.revisions.bump(subscription.owner)
+            log_subscription(self._uow, full)
+        return [stored for stored, _, _ in written]
+
+    def _refuse(self, wanted: Sequence[Subscription]) -> NoReturn:
+        """Raise what `update` would for the first of ``wanted`` (the new states) not at
+        its new revision: it moved since it was read, or is another owner's. (One that
+        moved by exactly one write since looks written: then the first is named.)"""
+        for stored in wanted:
+            if self._conn.execute(_SAME_REVISION, _revision_params(stored)).first() is None:
+                existing = self.get(stored.id)
+                if existing.owner != stored.owner:
+                    raise InvalidInput(
+                        "owner", "a subscription cannot move to another owner", stored.owner
+                    )
+                raise StaleWrite("subscription", stored.id, stored.revision - 1)
+        raise StaleWrite("subscription", wanted[0].id, wanted[0].revision - 1)
+
+    def _updated(
+        self, subscription: Subscription
+    ) -> tuple[Subscription, dict[str, Any], dict[str, Any]]:
+        """The subscription as stored by `_UPDATE`, its row, and the statement's values."""
+        self._scope(subscription.owner)
+        stored = attrs.evolve(subscription, revision=subscription.revision + 1)
+        full = subscription_row(stored)
+        params = {f"v_{name}": full[name] for name in _WRITTEN}
+        params.update(_revision_params(subscription))
+        return stored, full, params
 
     @storage_errors
     def at(self, owner: Owner, when: datetime) -> Subscription | None:
