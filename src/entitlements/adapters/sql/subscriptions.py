@@ -488,7 +488,6 @@ class SqlSubscriptions(Repository):
 
     @storage_errors
     def update(self, subscription: Subscription) -> Subscription:
-        self._ahead.pop(subscription.id, None)
         stored, full, params = self._updated(subscription)
         result = self._conn.execute(_UPDATE, params)
         if result.rowcount == 1:
@@ -504,8 +503,6 @@ class SqlSubscriptions(Repository):
 
     @storage_errors
     def update_many(self, subscriptions: Sequence[Subscription]) -> Sequence[Subscription]:
-        for subscription in subscriptions:
-            self._ahead.pop(subscription.id, None)
         if len(subscriptions) < 2 or not self._conn.dialect.supports_sane_multi_rowcount:
             return [self.update(subscription) for subscription in subscriptions]
         written = [self._updated(subscription) for subscription in subscriptions]
@@ -534,8 +531,10 @@ class SqlSubscriptions(Repository):
     def _updated(
         self, subscription: Subscription
     ) -> tuple[Subscription, dict[str, Any], dict[str, Any]]:
-        """The subscription as stored by `_UPDATE`, its row, and the statement's values."""
+        """The subscription as stored by `_UPDATE`, its row, and the statement's values
+        (what `read_ahead` read of it is stale from now on)."""
         self._scope(subscription.owner)
+        self._ahead.pop(subscription.id, None)
         stored = attrs.evolve(subscription, revision=subscription.revision + 1)
         full = subscription_row(stored)
         params = {f"v_{name}": full[name] for name in _WRITTEN}
