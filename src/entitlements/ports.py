@@ -199,6 +199,12 @@ class PlanRepository(Protocol):
         """Every stored version of ``key``, oldest first."""
         ...
 
+    def any_priced(self) -> bool:
+        """Whether any version of any plan carries a price, charges or payment terms:
+        while none does, no period owes anything but a contract's amount, and ending a
+        period needs no invoice draft."""
+        ...
+
     def add(self, plan: Plan) -> Plan:
         """Store a new plan at version 1; raises `PlanExists`."""
         ...
@@ -231,6 +237,12 @@ class SubscriptionRepository(Protocol):
 
     def get(self, subscription_id: str) -> Subscription:
         """Raises `NotFound` (also for another tenant's subscription)."""
+        ...
+
+    def read_ahead(self, subscription_ids: Sequence[str]) -> None:
+        """Read these subscriptions now, together (one statement where the store can): the
+        next `get` of each answers from that read, unless this unit of work wrote it
+        meanwhile. A job acting on a group of claimed owners reads the group at once."""
         ...
 
     def history(self, owner: Owner) -> Sequence[Subscription]:
@@ -839,6 +851,12 @@ class RevisionRepository(Protocol):
         waits behind another or behind a write in progress."""
         ...
 
+    def claim_many(self, owners: Sequence[Owner]) -> set[Owner]:
+        """`claim` for many owners at once (one statement where the store can): the owners
+        claimed; the others are held by another unit of work. A job that handles a group
+        of owners in one unit of work claims the group with it."""
+        ...
+
     def bump(self, owner: Owner, since: datetime | None = None, *, stamp: bool = True) -> int:
         """Move the revision (once per unit of work: later calls return the same number),
         under an exclusive lock, and stamp the owner's usage counters with it — those of
@@ -956,6 +974,12 @@ class NotificationRepository(Protocol):
         """Store it unless a notification of its owner with the same ``key`` is stored
         (``False``: written before, by this or a concurrent unit of work, which a second
         writer waits for). Leaves the unit of work usable either way."""
+        ...
+
+    def append(self, notification: Notification) -> None:
+        """`add` when the caller needs no answer: stored once per key all the same, but
+        the store may write it later in the unit of work (with others, in one statement),
+        never after the commit nor after a read of notifications in it."""
         ...
 
     def get(self, notification_id: str) -> Notification:

@@ -253,6 +253,12 @@ class _Plans(_Repository[str]):
     def list(self) -> Sequence[Plan]:
         return [self._t.plans[k] for k in sorted(self._t.plans)]
 
+    def any_priced(self) -> bool:
+        return any(
+            plan.price is not None or plan.charges or plan.net_days is not None
+            for plan in self._t.plan_versions.values()
+        )
+
     def versions(self, key: str) -> Sequence[Plan]:
         head = self.get(key)
         return [
@@ -312,6 +318,9 @@ class _Subscriptions(_Repository[str]):
         if found is None or found.owner.tenant != self._uow.tenant:
             raise NotFound(f"subscription {subscription_id} does not exist")
         return found
+
+    def read_ahead(self, subscription_ids: Sequence[str]) -> None:
+        pass  # a get reads memory: nothing to gain by reading ahead
 
     def history(self, owner: Owner) -> Sequence[Subscription]:
         ids = self._t.subscriptions_by_owner.get(self._scope(owner), ())
@@ -927,6 +936,9 @@ class _Revisions(_Repository[Owner]):
         self._scope(owner)
         return True  # likewise: no other unit of work runs while this one is open
 
+    def claim_many(self, owners: Sequence[Owner]) -> set[Owner]:
+        return {owner for owner in owners if self.claim(owner)}
+
     def bump(self, owner: Owner, since: datetime | None = None, *, stamp: bool = True) -> int:
         done = self._uow.bumped.get(self._scope(owner))
         if done is not None:
@@ -1387,6 +1399,9 @@ class _Notifications(_Repository[str]):
         self._t.notification_seq += 1  # never reused, so left as it is on rollback
         self._put(notification, self._t.notification_seq)
         return True
+
+    def append(self, notification: Notification) -> None:
+        self.add(notification)
 
     def get(self, notification_id: str) -> Notification:
         found = self._rows().get(notification_id)

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import attrs
 
-from entitlements.domain.plan import Action
+from entitlements.domain.plan import Action, LimitKind, Plan
 from entitlements.domain.resolution import Snapshot
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import OverQuota
@@ -20,6 +20,7 @@ __all__ = [
     "PlanChangePreview",
     "SubscriptionChange",
     "lowers_a_limit",
+    "may_lower_a_limit",
     "over_quota",
     "preview",
 ]
@@ -122,6 +123,34 @@ def lowers_a_limit(before: Snapshot, after: Snapshot) -> bool:
         if will is not None and (was is None or will < was):
             return True
     return False
+
+
+def may_lower_a_limit(before: Subscription, was: Plan, after: Subscription, will: Plan) -> bool:
+    """Whether moving from ``before`` on ``was`` to ``after`` on ``will`` could bring a
+    limit down (`lowers_a_limit` of their resolutions): the test that spares resolving
+    both sides when it cannot. The owner's overrides are the same on both sides and
+    keep the order of the values under them, so only the plans' limits and the seats
+    bought are compared; any add-on on either side counts as "could" (an add-on the new
+    plan does not allow goes, and its amount with it)."""
+    if before.addons or after.addons:
+        return True
+    for metric in {*was.limits, "seats"}:
+        then, now = _plan_value(before, was, metric), _plan_value(after, will, metric)
+        if now is not None and (then is None or now < then):
+            return True
+    return False
+
+
+def _plan_value(subscription: Subscription, plan: Plan, metric: str) -> int | None:
+    """The value ``plan`` gives ``metric`` for ``subscription`` (0 when it has none, as
+    `lowers_a_limit` counts a limit a snapshot does not define): the seats bought
+    replace a seat limit's value."""
+    limit = plan.limits.get(metric)
+    if limit is None:
+        return 0
+    if limit.kind is LimitKind.SEATS and subscription.seats is not None:
+        return subscription.seats
+    return limit.value
 
 
 def over_quota(

@@ -48,7 +48,7 @@ from entitlements.errors import IllegalTransition, InvalidInput, InvoiceExists, 
 from entitlements.ports import UnitOfWork
 from entitlements.service import lifecycle
 from entitlements.service.due import SWEEPER
-from entitlements.service.notifications import append
+from entitlements.service.notifications import enqueue
 from entitlements.service.runtime import Runtime, Transaction
 
 if TYPE_CHECKING:
@@ -240,7 +240,7 @@ def finalize_period(
     number = invoice_number(settings.prefix, tx.now.year, sequence)
     invoice = tx.uow.invoices.add(_stored_invoice(draft, number, tx.runtime.new_id(), tx.now))
     tx.record(who, "invoice.finalize", f"invoice:{invoice.id}", owner=owner, after=invoice)
-    append(tx, owner, invoice_finalized(invoice))
+    enqueue(tx, owner, invoice_finalized(invoice))
     if outbox is not None and invoice.total > 0:
         outbox.record(
             tx,
@@ -504,10 +504,14 @@ def invoice_ended_periods(
     outbox: ProviderOutbox | None = None,
 ) -> None:
     """The sweep's part: each period that time ended (a renewal, a cancellation or expiry
-    at its end) gets its invoice."""
+    at its end) gets its invoice — none to draft while the catalog prices nothing and
+    the subscription carries no contract amount (only those can owe)."""
     for change in changes:
         period = change.before.current_period
         if period is None or change.event not in _ENDING or change.at < period.end:
+            continue
+        contract = change.before.contract
+        if not tx.uow.plans.any_priced() and (contract is None or contract.amount is None):
             continue
         finalize_period(tx, change.before.owner, period, settings, SWEEPER, outbox)
 

@@ -46,6 +46,7 @@ from entitlements.service.runtime import Runtime, Transaction
 __all__ = [
     "Notifications",
     "append",
+    "enqueue",
     "notify_subscription",
     "notify_usage",
     "purge",
@@ -62,10 +63,8 @@ _ENDING = frozenset({SubscriptionStatus.TRIALING, SubscriptionStatus.PAUSED})
 sweep's scan for "ends in N days" reads only them, not every renewal in the window."""
 
 
-def append(tx: Transaction, owner: Owner, notice: Notice) -> Notification | None:
-    """Write ``notice`` about ``owner`` in the unit of work of the change that causes it;
-    ``None`` when the same fact (its key) was written before."""
-    notification = Notification(
+def _notification(tx: Transaction, owner: Owner, notice: Notice) -> Notification:
+    return Notification(
         id=tx.runtime.new_id(),
         owner=owner,
         kind=notice.kind,
@@ -74,7 +73,19 @@ def append(tx: Transaction, owner: Owner, notice: Notice) -> Notification | None
         about=notice.about,
         created_at=tx.now,
     )
+
+
+def append(tx: Transaction, owner: Owner, notice: Notice) -> Notification | None:
+    """Write ``notice`` about ``owner`` in the unit of work of the change that causes it;
+    ``None`` when the same fact (its key) was written before."""
+    notification = _notification(tx, owner, notice)
     return notification if tx.uow.notifications.add(notification) else None
+
+
+def enqueue(tx: Transaction, owner: Owner, notice: Notice) -> None:
+    """`append` when no answer is wanted: the store may write it with others, later in
+    the unit of work (still once per fact)."""
+    tx.uow.notifications.append(_notification(tx, owner, notice))
 
 
 def notify_usage(
@@ -85,7 +96,7 @@ def notify_usage(
     if thresholds is None or not thresholds.crosses(before, after):
         return
     for notice in threshold_notices(thresholds, before, after, tx.now):
-        append(tx, owner, notice)
+        enqueue(tx, owner, notice)
 
 
 def notify_subscription(
@@ -99,7 +110,7 @@ def notify_subscription(
     """What an audited change of a subscription tells the host (plan changed, trial
     converted or ended, a scheduled change applied or failed)."""
     for notice in subscription_notices(action, before, after, tx.now, fact, reason):
-        append(tx, after.owner, notice)
+        enqueue(tx, after.owner, notice)
 
 
 def _worker() -> str:

@@ -13,7 +13,7 @@ from entitlements.domain.assignment import check_may_assign
 from entitlements.domain.due import as_of
 from entitlements.domain.override import Override
 from entitlements.domain.owner import Owner
-from entitlements.domain.plan_change import lowers_a_limit, over_quota
+from entitlements.domain.plan_change import lowers_a_limit, may_lower_a_limit, over_quota
 from entitlements.domain.resolution import Snapshot, resolve
 from entitlements.domain.scheduled import PendingChange, PendingKind
 from entitlements.domain.subscription import Subscription
@@ -76,6 +76,11 @@ def _plan_refusal(uow: UnitOfWork, pending: PendingChange, held: Subscription) -
 def _quota_refusal(
     uow: UnitOfWork, held: Subscription, will: Subscription, at: datetime, policy: AccessPolicy
 ) -> tuple[str | None, bool]:
+    """The owner is resolved (twice) only when the move can lower a limit: its plans'
+    limits and the seats bought say so without resolving."""
+    was_plan = uow.plans.get(held.plan_key, held.plan_version)
+    if not may_lower_a_limit(held, was_plan, will, uow.plans.get(will.plan_key, will.plan_version)):
+        return None, False
     was = resolve_with(uow, held.owner, held, at, policy)
     then = resolve_with(uow, held.owner, will, at, policy)
     if not lowers_a_limit(was, then):

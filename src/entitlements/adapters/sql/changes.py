@@ -56,6 +56,16 @@ _STAMP_LIVE = _STAMP_ALL.where(
 )
 
 
+_CREATE_HELD = (
+    mysql.insert(t.owner_revisions)
+    .values(
+        tenant=sa.bindparam("p_tenant"),
+        owner_kind=sa.bindparam("p_kind"),
+        owner_id=sa.bindparam("p_id"),
+        revision=0,
+    )
+    .on_duplicate_key_update(revision=t.owner_revisions.c.revision)
+)
 _FIRST = 1  # the revision a bump gives a row it creates; later bumps add two
 
 
@@ -151,6 +161,47 @@ class SqlRevisions(Repository):
                 .on_duplicate_key_update(revision=t.owner_revisions.c.revision)
             )
         return True
+
+    @storage_errors
+    def claim_many(self, owners: Sequence[Owner]) -> set[Owner]:
+        """The owners' rows locked with one ``SELECT ... FOR UPDATE SKIP LOCKED`` (SQLite:
+        one writer, a plain read); an owner without a row yet is claimed alone (`claim`
+        creates it), and one whose row exists but was skipped is held by another."""
+        wanted = {self._scope(owner) for owner in owners} - set(self._uow.bumped)
+        claimed = set(owners) - wanted
+        if not wanted:
+            return claimed
+        pairs = sa.tuple_(_r.owner_kind, _r.owner_id).in_([(o.kind, o.id) for o in wanted])
+        rows = sa.select(_r.owner_kind, _r.owner_id).where(_r.tenant == self._t, pairs)
+        locked = {tuple(r) for r in self._conn.execute(rows.with_for_update(skip_locked=True))}
+        claimed |= {o for o in wanted if (o.kind, o.id) in locked}
+        return claimed | self._claim_unlocked([o for o in wanted if (o.kind, o.id) not in locked])
+
+    def _claim_unlocked(self, skipped: list[Owner]) -> set[Owner]:
+        """Of the owners a locking read passed over, those with no row yet, made and held;
+        the others are another unit of work's."""
+        if not skipped:
+            return set()
+        pairs = sa.tuple_(_r.owner_kind, _r.owner_id).in_([(o.kind, o.id) for o in skipped])
+        rows = sa.select(_r.owner_kind, _r.owner_id).where(_r.tenant == self._t, pairs)
+        held = {tuple(r) for r in self._conn.execute(rows)}
+        return self._create_held([o for o in skipped if (o.kind, o.id) not in held])
+
+    def _create_held(self, owners: list[Owner]) -> set[Owner]:
+        """Rows for owners that had none, made and locked (`claim`'s last step, for many in
+        one statement): a concurrent first writer is waited for, never skipped."""
+        if not owners:
+            return set()
+        params = [{"p_tenant": self._t, "p_kind": o.kind, "p_id": o.id} for o in owners]
+        dialect = self._conn.dialect.name
+        if dialect in ("postgresql", "sqlite"):
+            self._conn.execute(_revision_upsert(dialect, bump=False), params)
+            pairs = sa.tuple_(_r.owner_kind, _r.owner_id).in_([(o.kind, o.id) for o in owners])
+            lock = sa.select(_r.owner_id).where(_r.tenant == self._t, pairs).with_for_update()
+            self._conn.execute(lock).all()
+        else:  # an upsert locks exclusively at once (see `lock_rule`)
+            self._conn.execute(_CREATE_HELD, params)
+        return set(owners)
 
     @storage_errors
     def bump(self, owner: Owner, since: datetime | None = None, *, stamp: bool = True) -> int:

@@ -130,6 +130,7 @@ _FOR_PERIOD = sa.select(t.invoices).where(
 _COUNTER = (_c.tenant == sa.bindparam("b_tenant"), _c.prefix == sa.bindparam("b_prefix"))
 _BUMP = t.invoice_counters.update().where(*_COUNTER).values(last=_c.last + 1)
 _LAST = sa.select(_c.last).where(*_COUNTER)
+_SET_LAST = t.invoice_counters.update().where(*_COUNTER).values(last=sa.bindparam("b_last"))
 # InnoDB: an UPDATE that finds no row takes a gap lock, and two first finalizers inserting
 # into that gap deadlock; one upsert takes the row's exclusive lock at once instead
 _UPSERT_MYSQL = (
@@ -144,9 +145,13 @@ _INSERT_NEW = {
 
 
 class SqlInvoices(Repository):
+    """Invoice lines wait in the unit of work (`SqlUnitOfWork.buffer`) and are inserted
+    before any read of them here."""
+
     def _with_lines(self, rows: Sequence[RowMapping]) -> list[Invoice]:
         if not rows:
             return []
+        self._uow.flush(t.invoice_lines)
         ids = [r["id"] for r in rows]
         lines: dict[str, list[RowMapping]] = {i: [] for i in ids}
         for line in self._rows(
@@ -196,6 +201,28 @@ class SqlInvoices(Repository):
 
     @storage_errors
     def next_number(self, prefix: str) -> int:
+        """The first number a unit of work takes moves the counter under its row lock, as
+        ever; the lock is then held until the unit of work ends, so the next ones are
+        counted here and the counter is moved once to the last, when the unit of work
+        flushes (a group of invoices costs one counter update, not one each)."""
+        numbers = self._uow.numbers
+        if prefix in numbers:
+            numbers[prefix] += 1
+            return numbers[prefix]
+        taken = self._take(prefix)
+        self._uow.defer(("invoice_counter", prefix), lambda: self._move(prefix, taken))
+        numbers[prefix] = taken
+        return taken
+
+    def _move(self, prefix: str, written: int) -> None:
+        """Put the counter at the last number this unit of work took."""
+        last = self._uow.numbers.get(prefix, written)
+        if last != written:
+            params = {"b_tenant": self._t, "b_prefix": prefix, "b_last": last}
+            self._conn.execute(_SET_LAST, params)
+        self._uow.numbers.pop(prefix, None)
+
+    def _take(self, prefix: str) -> int:
         params = {"b_tenant": self._t, "b_prefix": prefix}
         if self._conn.dialect.name == "mysql":
             self._conn.execute(_UPSERT_MYSQL, params)
@@ -215,11 +242,8 @@ class SqlInvoices(Repository):
         if not self._inserted(row):
             start = None if invoice.period is None else invoice.period.start
             raise InvoiceExists(owner, start)
-        if invoice.lines:
-            self._conn.execute(
-                t.invoice_lines.insert(),
-                [_line_row(invoice.id, n, line) for n, line in enumerate(invoice.lines)],
-            )
+        for n, line in enumerate(invoice.lines):
+            self._uow.buffer(t.invoice_lines, _line_row(invoice.id, n, line))
         return invoice
 
     def _inserted(self, row: dict[str, Any]) -> bool:

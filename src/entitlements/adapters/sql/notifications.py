@@ -108,11 +108,37 @@ def _insert_statement(dialect: str) -> Any:
     return mysql.insert(t.notifications).prefix_with("IGNORE")
 
 
+@cache
+def _insert_many(dialect: str) -> Any:
+    """`_insert_statement` without the answer, for many rows in one statement."""
+    if dialect == "postgresql":
+        return postgresql.insert(t.notifications).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(t.notifications).on_conflict_do_nothing()
+    return mysql.insert(t.notifications).prefix_with("IGNORE")
+
+
 class SqlNotifications(Repository):
+    """Rows `append` buffers in the unit of work are inserted before any other method
+    here reads or changes the table (`SqlUnitOfWork.flush`)."""
+
     @storage_errors
     def add(self, notification: Notification) -> bool:
+        self._uow.flush(t.notifications)
+        dialect = self._conn.dialect.name
+        result = self._conn.execute(_insert_statement(dialect), self._row(notification))
+        if dialect in ("postgresql", "sqlite"):
+            return result.first() is not None
+        return bool(result.rowcount)
+
+    @storage_errors
+    def append(self, notification: Notification) -> None:
+        row = self._row(notification)
+        self._uow.buffer(t.notifications, row, _insert_many(self._conn.dialect.name))
+
+    def _row(self, notification: Notification) -> dict[str, Any]:
         owner = self._scope(notification.owner)
-        row = {
+        return {
             "id": notification.id,
             "tenant": self._t,
             "owner_kind": owner.kind,
@@ -124,14 +150,10 @@ class SqlNotifications(Repository):
             "created_at": notification.created_at,
             **_state(notification),
         }
-        dialect = self._conn.dialect.name
-        result = self._conn.execute(_insert_statement(dialect).values(**row))
-        if dialect in ("postgresql", "sqlite"):
-            return result.first() is not None
-        return bool(result.rowcount)
 
     @storage_errors
     def get(self, notification_id: str) -> Notification:
+        self._uow.flush(t.notifications)
         rows = self._rows(
             sa.select(t.notifications).where(_n.tenant == self._t, _n.id == notification_id)
         )
@@ -143,6 +165,7 @@ class SqlNotifications(Repository):
     def claim(
         self, worker: str, now: datetime, until: datetime, limit: int = 100
     ) -> Sequence[Notification]:
+        self._uow.flush(t.notifications)
         due = (
             sa.select(t.notifications)
             .where(
@@ -193,6 +216,7 @@ class SqlNotifications(Repository):
 
     @storage_errors
     def delivered(self, ids: Sequence[str], worker: str, now: datetime) -> int:
+        self._uow.flush(t.notifications)
         if not ids:
             return 0
         result = self._conn.execute(
@@ -209,6 +233,7 @@ class SqlNotifications(Repository):
 
     @storage_errors
     def release(self, ids: Sequence[str], worker: str) -> None:
+        self._uow.flush(t.notifications)
         if ids:
             self._conn.execute(
                 sa.update(t.notifications)
@@ -218,6 +243,7 @@ class SqlNotifications(Repository):
 
     @storage_errors
     def update(self, notification: Notification, worker: str | None) -> bool:
+        self._uow.flush(t.notifications)
         where = [_n.tenant == self._t, _n.id == notification.id]
         if worker is not None:
             where.append(_n.claimed_by == worker)
@@ -230,6 +256,7 @@ class SqlNotifications(Repository):
     def listed(
         self, owner: Owner | None = None, failed: bool = False, limit: int = 50
     ) -> Sequence[Notification]:
+        self._uow.flush(t.notifications)
         where = [_n.tenant == self._t]
         if owner is not None:
             where = list(self._owned(t.notifications, owner))
@@ -240,6 +267,7 @@ class SqlNotifications(Repository):
 
     @storage_errors
     def purge(self, before: datetime, limit: int = 10_000) -> int:
+        self._uow.flush(t.notifications)
         old = [
             r["pk"]
             for r in self._batch(t.notifications, [_n.delivered_at < before], [_n.pk], limit)

@@ -212,10 +212,13 @@ class SqlPlans(Repository):
     def __init__(self, uow: Any) -> None:
         super().__init__(uow)
         self._preloaded: dict[tuple[str, int | None], Plan] = {}
+        self._priced: bool | None = None
 
     def preload(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Plan versions read along with something else (each row with ``latest_version``):
-        `get` and `get_many` answer from them until this unit of work writes a plan."""
+        `get` and `get_many` answer from them — and from what `get` read before — until
+        this unit of work writes a plan (a unit of work acting on many owners, such as a
+        sweep's group, reads each plan once)."""
         for row in rows:
             plan = _plan_from(row)
             self._preloaded[(plan.key, plan.version)] = plan
@@ -246,7 +249,8 @@ class SqlPlans(Repository):
             if version is not None and self.find(key) is not None:
                 raise UnknownPlan(key, version)
             raise UnknownPlan(key)
-        return _plan_from(rows[0])
+        plan = self._preloaded[(key, version)] = _plan_from(rows[0])
+        return plan
 
     @storage_errors
     def get_many(self, wanted: Sequence[tuple[str, int | None]]) -> list[Plan]:
@@ -280,6 +284,15 @@ class SqlPlans(Repository):
         return sorted((_plan_from(r) for r in self._rows(statement)), key=lambda p: p.key)
 
     @storage_errors
+    def any_priced(self) -> bool:
+        if self._priced is None:
+            v = t.plan_versions.c
+            # the catalog's few rows, judged here: a JSON column stores None as JSON null
+            rows = self._conn.execute(sa.select(v.price_amount, v.billing))
+            self._priced = any(price is not None or billing for price, billing in rows)
+        return self._priced
+
+    @storage_errors
     def versions(self, key: str) -> Sequence[Plan]:
         rows = self._rows(
             self._select().where(t.plans.c.key == key).order_by(t.plan_versions.c.version)
@@ -291,6 +304,7 @@ class SqlPlans(Repository):
     @storage_errors
     def add(self, plan: Plan) -> Plan:
         self._preloaded.clear()
+        self._priced = None
         if self._conn.execute(sa.select(t.plans.c.key).where(t.plans.c.key == plan.key)).first():
             raise PlanExists(plan.key)
         stored = attrs.evolve(plan, version=1, revision=1)
@@ -313,6 +327,7 @@ class SqlPlans(Repository):
     @storage_errors
     def update(self, plan: Plan) -> Plan:
         self._preloaded.clear()
+        self._priced = None
         head = self.find(plan.key)
         if head is None:
             raise UnknownPlan(plan.key)

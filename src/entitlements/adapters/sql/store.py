@@ -58,7 +58,18 @@ READ_ONLY = "entitlements_read_only"
 
 
 class SqlUnitOfWork:
-    """One transaction (or, inside the host's transaction, one savepoint)."""
+    """One transaction (or, inside the host's transaction, one savepoint).
+
+    Append-only writes wait in the unit of work and go out in one statement per table
+    (an ``executemany``) when it commits, at a savepoint, or before anything reads their
+    table in this unit of work, so it always reads its own writes: audit events
+    (`pending_audit`), history stretches (`pending_history`), feed rows (`noted`) and
+    the rows repositories hand to `buffer` (notifications, invoice lines); updates that
+    many calls add up wait in `defer` (the invoice counter). A job touching many owners in
+    one unit of work — the sweep's groups, a migration's batch — thus pays one round trip
+    per table, not one per row. A repository buffers only rows whose insert nobody waits
+    on for an answer (an id, a conflict), and reads the table only after `flush`.
+    """
 
     def __init__(
         self,
@@ -102,8 +113,38 @@ class SqlUnitOfWork:
         self.pending_audit: list[dict[str, Any]] = []
         self.pending_history: dict[sa.Table, list[dict[str, Any]]] = {}
         """History stretches appended, inserted at commit (see `history`)."""
+        self.pending_rows: dict[sa.Table, tuple[Any, list[dict[str, Any]]]] = {}
+        """Rows `buffer` holds, with the statement that inserts them, per table."""
+        self.deferred: dict[Any, Callable[[], None]] = {}
+        """Writes `defer` holds, run by a full `flush`."""
+        self.numbers: dict[str, int] = {}
+        """The last invoice number taken per prefix and not yet written (see
+        `SqlInvoices.next_number`)."""
         self.committed_revision: int | None = None
         self.effective_at: datetime | None = None
+
+    def buffer(self, table: sa.Table, row: dict[str, Any], statement: Any = None) -> None:
+        """Insert ``row`` into ``table`` with the others buffered for it, at the latest
+        when the unit of work commits (``statement``: the insert to use, e.g. one that
+        skips a row whose key is stored; the same for every row of a table)."""
+        insert = table.insert() if statement is None else statement
+        self.pending_rows.setdefault(table, (insert, []))[1].append(row)
+
+    def defer(self, key: Any, write: Callable[[], None]) -> None:
+        """Run ``write`` at the next full `flush` (a savepoint, the commit), once per
+        ``key``: an update that many calls of this unit of work add up, written once."""
+        self.deferred.setdefault(key, write)
+
+    def flush(self, table: sa.Table | None = None) -> None:
+        """Insert the rows buffered for ``table`` (every table: ``None``, which also runs
+        the deferred writes) now: before a read of it, a savepoint or the commit."""
+        if table is None:
+            while self.deferred:
+                self.deferred.pop(next(iter(self.deferred)))()
+        for buffered, (statement, rows) in self.pending_rows.items():
+            if rows and (table is None or buffered is table):
+                self.connection.execute(statement, list(rows))
+                rows.clear()
 
     def written_at(self) -> datetime:
         """The instant the history dates this unit of work's writes with."""
@@ -185,6 +226,7 @@ class SqlUnitOfWork:
             # to it must not take them along
             self.audit.flush()
             flush_history(self)
+            self.flush()
             nested = self.connection.begin_nested()
         except exc.SQLAlchemyError as error:
             raise translate(error) from error
@@ -205,6 +247,9 @@ class SqlUnitOfWork:
         came from the driver. A savepoint the engine already dropped dooms the block."""
         self.pending_audit.clear()
         self.pending_history.clear()
+        self.pending_rows.clear()
+        self.deferred.clear()
+        self.numbers.clear()
         self.overrides.forget_all()  # read under locks the rollback may release
         translated = translate(error) if isinstance(error, exc.SQLAlchemyError) else None
         try:
@@ -223,6 +268,7 @@ class SqlUnitOfWork:
         if self._doomed is not None:
             raise self._doomed
         try:
+            self.flush()
             revision = insert_changes(
                 self.connection,
                 self.feed.rows(datetime.now(UTC)),
@@ -253,6 +299,9 @@ class SqlUnitOfWork:
     def rollback(self) -> None:
         self.pending_audit.clear()
         self.pending_history.clear()
+        self.pending_rows.clear()
+        self.deferred.clear()
+        self.numbers.clear()
         self.noted.clear()
         self.bumped.clear()
         self.unstamped.clear()

@@ -346,6 +346,11 @@ def _keys(owners: Sequence[Owner]) -> list[tuple[str, str]]:
 
 
 class SqlSubscriptions(Repository):
+    def __init__(self, uow: Any) -> None:
+        super().__init__(uow)
+        self._ahead: dict[str, Subscription] = {}
+        """Read by `read_ahead`, each answered once by `get` (and dropped by `update`)."""
+
     def _owner_filter(self, owner: Owner) -> tuple[sa.ColumnElement[bool], ...]:
         return self._owned(t.subscriptions, owner)
 
@@ -381,6 +386,14 @@ class SqlSubscriptions(Repository):
         return subscription_from(rows[0])
 
     @storage_errors
+    def read_ahead(self, subscription_ids: Sequence[str]) -> None:
+        c = t.subscriptions.c
+        rows = self._rows(
+            sa.select(t.subscriptions).where(c.tenant == self._t, c.id.in_(list(subscription_ids)))
+        )
+        self._ahead.update((r["id"], subscription_from(r)) for r in rows)
+
+    @storage_errors
     def current_many(
         self, owners: Sequence[Owner], *, with_plans: Sequence[tuple[str, int | None]] = ()
     ) -> Mapping[Owner, Subscription]:
@@ -412,6 +425,9 @@ class SqlSubscriptions(Repository):
 
     @storage_errors
     def get(self, subscription_id: str) -> Subscription:
+        ahead = self._ahead.pop(subscription_id, None)
+        if ahead is not None:
+            return ahead
         c = t.subscriptions.c
         rows = self._rows(
             sa.select(t.subscriptions).where(c.id == subscription_id, c.tenant == self._t)
@@ -515,8 +531,10 @@ class SqlSubscriptions(Repository):
     def _updated(
         self, subscription: Subscription
     ) -> tuple[Subscription, dict[str, Any], dict[str, Any]]:
-        """The subscription as stored by `_UPDATE`, its row, and the statement's values."""
+        """The subscription as stored by `_UPDATE`, its row, and the statement's values
+        (what `read_ahead` read of it is stale from now on)."""
         self._scope(subscription.owner)
+        self._ahead.pop(subscription.id, None)
         stored = attrs.evolve(subscription, revision=subscription.revision + 1)
         full = subscription_row(stored)
         params = {f"v_{name}": full[name] for name in _WRITTEN}
