@@ -88,3 +88,15 @@ def test_bad_cycles_and_naive_times_are_refused():
         BillingCycle.monthly().period_containing(
             datetime(2024, 1, 1), datetime(2024, 2, 1, tzinfo=UTC)
         )
+
+
+@given(anchors(), st.integers(-400, 400), st.sampled_from([CycleUnit.MONTH, CycleUnit.YEAR]))
+def test_month_and_year_boundaries_are_relativedeltas_calendar_arithmetic(anchor, k, unit):
+    """Boundaries are computed by hand (every renewal computes a few): the same instants
+    as python-dateutil's month and year steps, clamped to the month's length."""
+    from dateutil.relativedelta import relativedelta
+
+    every = 1 if k % 3 else 2
+    step = relativedelta(months=k * every) if unit is CycleUnit.MONTH else None
+    expected = anchor + (step if step is not None else relativedelta(years=k * every))
+    assert BillingCycle(unit, every).boundary(anchor, k) == expected

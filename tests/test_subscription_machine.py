@@ -189,3 +189,69 @@ def test_no_sequence_of_calls_leaves_the_transition_table(sequence):
             and after.status is SubscriptionStatus.ACTIVE
         )
         assert len(ents.audit.for_owner(ORG)) == audit_before + 1
+
+
+# -- a changed copy converts and checks only what changes -----------------------------
+
+
+def _valid_subscription():
+    from datetime import UTC, datetime
+
+    from entitlements import AddOn, Owner
+    from entitlements.domain.billing_cycle import BillingCycle
+    from entitlements.domain.subscription import Subscription
+
+    start = datetime(2030, 1, 31, tzinfo=UTC)
+    cycle = BillingCycle.monthly()
+    return Subscription(
+        id="s1",
+        owner=Owner("organization", "acme"),
+        plan_key="pro",
+        plan_version=2,
+        status="active",
+        created_at=start,
+        updated_at=start,
+        seats=4,
+        cycle=cycle,
+        cycle_anchor=start,
+        current_period=cycle.period_containing(start, start),
+        metadata={"crm": {"tags": ["a", "b"]}},
+        addons=(AddOn("extra", {"projects": 2}),),
+        revision=3,
+    )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"revision": 4},
+        {"seats": 9, "plan_version": 3},
+        {"status": "past_due", "metadata": {"x": [1]}},
+        {"scheduled": None, "cancel_at_period_end": True},
+    ],
+)
+def test_a_changed_copy_equals_what_evolve_builds(changes) -> None:
+    from entitlements.domain.subscription import with_changes
+
+    sub = _valid_subscription()
+    made = with_changes(sub, **changes)
+    assert made == attrs.evolve(sub, **changes)
+    assert hash(made) == hash(attrs.evolve(sub, **changes))
+    assert sub == _valid_subscription()  # the original is untouched
+
+
+def test_a_changed_copy_still_refuses_a_bad_changed_field() -> None:
+    from datetime import datetime
+
+    from entitlements.domain.subscription import with_changes
+    from entitlements.errors import InvalidInput, NaiveDatetime
+
+    sub = _valid_subscription()
+    with pytest.raises(InvalidInput):
+        with_changes(sub, seats=-1)
+    with pytest.raises(NaiveDatetime):
+        with_changes(sub, updated_at=datetime(2030, 2, 1))
+    with pytest.raises(InvalidInput):
+        with_changes(sub, metadata={"bad": object()})
+    with pytest.raises(TypeError):
+        with_changes(sub, colour="red")

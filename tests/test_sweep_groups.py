@@ -315,3 +315,17 @@ def test_a_group_of_period_ends_gets_one_invoice_each_numbered_without_gaps(make
     ]
     assert all(found[0].lines for found in invoices)
     ents.close()
+
+
+@pytest.mark.parametrize("kind", SQL_KINDS)
+def test_a_group_stores_its_subscriptions_with_one_update_whatever_its_size(make_store, kind):
+    few, _ = _sweep_counts(make_store, kind, 4)
+    many, _ = _sweep_counts(make_store, kind, 24)
+    # the group's new states, their owners' revisions and counters: one statement each
+    for written in (
+        "UPDATE ent_subscriptions",
+        "INSERT ent_owner_revisions",
+        "UPDATE ent_usage_counters",
+    ):
+        assert many[written] == few[written], (written, few, many)
+    assert sum(many.values()) == sum(few.values()), (few, many)

@@ -42,7 +42,7 @@ from entitlements.domain.owner import Owner, in_tenant
 from entitlements.domain.plan import Plan
 from entitlements.domain.provider_commands import CommandStatus, ProviderCommand
 from entitlements.domain.requests import KeyedRequest
-from entitlements.domain.subscription import Subscription, SubscriptionStatus
+from entitlements.domain.subscription import Subscription, SubscriptionStatus, with_changes
 from entitlements.domain.usage import (
     FOREVER,
     Counter,
@@ -340,7 +340,7 @@ class _Subscriptions(_Repository[str]):
             raise SubscriptionExists(owner, current.status.value)
         if subscription.id in self._t.subscriptions:
             raise StorageError(f"subscription id {subscription.id} is already used")
-        stored = attrs.evolve(subscription, revision=1)
+        stored = with_changes(subscription, revision=1)
         self._uow.revisions.bump(owner)
         self._undo.set(self._t.subscriptions, stored.id, stored)
         ids = self._t.subscriptions_by_owner.get(owner, ())
@@ -360,7 +360,7 @@ class _Subscriptions(_Repository[str]):
             raise InvalidInput(
                 "owner", "a subscription cannot move to another owner", subscription.owner
             )
-        stored = attrs.evolve(subscription, revision=existing.revision + 1)
+        stored = with_changes(subscription, revision=existing.revision + 1)
         self._uow.revisions.bump(subscription.owner)
         self._undo.set(self._t.subscriptions, stored.id, stored)
         self._log(self._t.subscription_history, stored.owner, (self._uow.written_at(), stored))

@@ -2,17 +2,18 @@
 
 Periods are computed from the anchor, never from the previous period, so month-end
 clamping does not drift: anchored on Jan 31, the periods start Feb 29 (or 28), Mar 31,
-Apr 30 and so on — each is the anchor plus k cycles, clamped to the month's length by
-python-dateutil's ``relativedelta``.
+Apr 30 and so on — each is the anchor plus k cycles, clamped to the month's length (as
+python-dateutil's ``relativedelta`` adds months; done here by hand, since every renewal
+and every read of a subscription computes a few of them).
 """
 
 from __future__ import annotations
 
 import enum
+from calendar import monthrange
 from datetime import datetime, timedelta
 
 import attrs
-from dateutil.relativedelta import relativedelta
 
 from entitlements.domain.checks import parse_enum
 from entitlements.domain.instant import Period, utc
@@ -67,25 +68,19 @@ class BillingCycle:
     def __str__(self) -> str:
         return f"every {self.every} {self.unit.value}{'s' if self.every != 1 else ''}"
 
-    def _offset(self, k: int) -> timedelta | relativedelta:
-        n = k * self.every
-        if self.unit is CycleUnit.DAY:
-            return timedelta(days=n)
-        if self.unit is CycleUnit.WEEK:
-            return timedelta(weeks=n)
-        if self.unit is CycleUnit.MONTH:
-            return relativedelta(months=n)
-        return relativedelta(years=n)
+    def _step(self) -> timedelta:
+        return timedelta(days=self.every * (7 if self.unit is CycleUnit.WEEK else 1))
 
     def boundary(self, anchor: datetime, k: int) -> datetime:
         """Start of the k-th period counted from ``anchor`` (k may be negative)."""
-        return utc(anchor, "anchor") + self._offset(k)
+        anchor = utc(anchor, "anchor")
+        if self.unit in (CycleUnit.DAY, CycleUnit.WEEK):
+            return anchor + k * self._step()
+        return _plus_months(anchor, k * self.every * (12 if self.unit is CycleUnit.YEAR else 1))
 
     def _approximate_index(self, anchor: datetime, instant: datetime) -> int:
         if self.unit in (CycleUnit.DAY, CycleUnit.WEEK):
-            step = self._offset(1)
-            assert isinstance(step, timedelta)
-            return (instant - anchor) // step
+            return (instant - anchor) // self._step()
         months = (instant.year - anchor.year) * 12 + (instant.month - anchor.month)
         per = self.every * (12 if self.unit is CycleUnit.YEAR else 1)
         return months // per
@@ -106,3 +101,14 @@ class BillingCycle:
         """The period after ``period``, counted from ``anchor`` so that short months do not
         drift the day."""
         return self.period_containing(anchor, period.end)
+
+
+def _plus_months(instant: datetime, months: int) -> datetime:
+    """``instant`` plus ``months`` calendar months, the day clamped to the month's length
+    (Jan 31 plus one month is Feb 28 or 29), the time of day kept."""
+    years, month = divmod(instant.month - 1 + months, 12)
+    year = instant.year + years
+    if not 1 <= year <= 9999:
+        raise ValueError(f"year {year} is out of range")
+    day = min(instant.day, monthrange(year, month + 1)[1])
+    return instant.replace(year=year, month=month + 1, day=day)

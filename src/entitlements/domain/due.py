@@ -180,8 +180,7 @@ def _candidates(subscription: Subscription) -> list[_Candidate]:
     the instant it is due; ties break in the order listed."""
     if subscription.is_terminal:
         return []
-    found = (kind(subscription) for kind in _KINDS)
-    return [candidate for candidate in found if candidate is not None]
+    return [found for kind in _KINDS if (found := kind(subscription)) is not None]
 
 
 def next_change_at(subscription: Subscription) -> datetime | None:
@@ -296,7 +295,7 @@ def advance(
 
 def as_of(subscription: Subscription, now: datetime) -> Subscription:
     """The subscription as time has made it by ``now`` (what resolution reads)."""
-    if not _candidates(subscription) or next_due(subscription, now) is None:
+    if next_due(subscription, now) is None:
         return subscription
     return advance(subscription, now, jump=True)[0]
 

@@ -38,6 +38,7 @@ from entitlements.domain.subscription import (
     check_allowed,
     create,
     transition,
+    with_changes,
 )
 from entitlements.errors import ChangePending, InvalidInput
 
@@ -213,7 +214,7 @@ def drop_pending(current: Subscription, failure: str, *, actor: Actor) -> Step:
 def _in_force_anyway(current: Subscription, wanted: PendingChange) -> bool:
     """Whether the terms ``wanted`` asks for are those that will be in force at its
     instant without it."""
-    then = as_of(attrs.evolve(current, scheduled=None, cancel_at_period_end=False), wanted.at)
+    then = as_of(with_changes(current, scheduled=None, cancel_at_period_end=False), wanted.at)
     return (
         (
             wanted.plan_key is None

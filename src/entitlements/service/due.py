@@ -57,17 +57,20 @@ def bring_to_now(
 ) -> tuple[Subscription, list[DueChange]]:
     """Store and audit the steps time made due for ``subscription`` by ``tx.now``; a
     pending change the rules refuse at its instant is dropped first, audited as failed.
+    While ``tx`` holds states (`Transaction.hold_states`, the sweep's groups), the new
+    state is kept for one write with the group's and returned as decided (its revision
+    the one read).
     """
     refusal = pending_refusal(tx.uow, subscription, tx.now, tx.runtime.policy)
     dropped: list[DueChange] = []
     if refusal is not None:
         drop = drop_pending(subscription, refusal, actor=SWEEPER)
-        subscription = _store(tx, subscription, drop.after, drop.facts)
+        subscription = _store(tx, subscription, drop.after, drop.facts, hold=False)
         dropped = list(drop.due)
     step = catch_up(subscription, tx.now, actor=SWEEPER)
     if not step.due:
         return subscription, dropped
-    stored = _store(tx, subscription, step.after, step.facts)
+    stored = _store(tx, subscription, step.after, step.facts, hold=True)
     effects = pending_effects(step.due)
     if effects:
         # the outbox (and billing) loads only for a host whose provider bills a change
@@ -75,15 +78,29 @@ def bring_to_now(
 
         for effect in effects:
             queue(tx, effect.kind, stored.owner, effect.payload, subscription_id=stored.id)
-    if tx.runtime.periods_ended is not None:
-        tx.runtime.periods_ended(tx, step.due)
+    ended = tx.runtime.periods_ended
+    if ended is not None:
+        if tx.held_states is None:
+            ended(tx, step.due)
+        else:  # once the held states are stored: the invoices read them back
+            due = step.due
+            tx.after_states.append(lambda: ended(tx, due))
     return stored, dropped + list(step.due)
 
 
 def _store(
-    tx: Transaction, subscription: Subscription, after: Subscription, facts: Sequence[Fact]
+    tx: Transaction,
+    subscription: Subscription,
+    after: Subscription,
+    facts: Sequence[Fact],
+    *,
+    hold: bool,
 ) -> Subscription:
-    stored = tx.uow.subscriptions.update(after)
+    if hold and tx.held_states is not None:
+        tx.held_states.append(after)
+        stored = after
+    else:
+        stored = tx.uow.subscriptions.update(after)
     for fact in facts:
         event = tx.record(
             fact.actor,

@@ -513,6 +513,7 @@ def invoice_ended_periods(
         contract = change.before.contract
         if not tx.uow.plans.any_priced() and (contract is None or contract.amount is None):
             continue
+        tx.write_states()  # the draft reads the history those states extend
         finalize_period(tx, change.before.owner, period, settings, SWEEPER, outbox)
 
 

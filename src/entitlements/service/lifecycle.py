@@ -25,7 +25,12 @@ from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import as_of
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan, check_trial_days
-from entitlements.domain.plan_change import SubscriptionChange, lowers_a_limit, over_quota
+from entitlements.domain.plan_change import (
+    SubscriptionChange,
+    lowers_a_limit,
+    may_lower_a_limit,
+    over_quota,
+)
 from entitlements.domain.resolution import usage_period_of
 from entitlements.domain.subscription import Event, Subscription, check_allowed, trial_end
 from entitlements.domain.usage import OverQuota, OverQuotaPolicy
@@ -302,6 +307,8 @@ class QuotaGuard:
     def __call__(self, before: Subscription, after: Subscription) -> None:
         tx, policy = self.tx, self.tx.runtime.policy
         uow: Any = _ReadOnce(tx.uow, self.seen)
+        if _keeps_every_limit(uow, before, after):
+            return
         was = resolve_with(uow, before.owner, before, tx.now, policy)
         will = resolve_with(uow, before.owner, after, tx.now, policy)
         if lowers_a_limit(was, will):
@@ -330,6 +337,20 @@ class QuotaGuard:
             after=report,
             reason=self.reason,
         )
+
+
+def _keeps_every_limit(uow: Any, before: Subscription, after: Subscription) -> bool:
+    """Whether the change cannot bring a limit down, from the two plan versions and the
+    seats bought alone (`may_lower_a_limit`): then nothing can be over quota because of
+    it, and neither side is resolved. Only for a change that keeps the status and the
+    pause (access follows them) and leaves no pending change to apply on reading."""
+    if before.status is not after.status or before.pause != after.pause:
+        return False
+    if after.scheduled is not None and after.scheduled != before.scheduled:
+        return False
+    was = uow.get(before.plan_key, before.plan_version)
+    will = uow.get(after.plan_key, after.plan_version)
+    return not may_lower_a_limit(before, was, after, will)
 
 
 def apply_checked(

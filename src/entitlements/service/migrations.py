@@ -64,7 +64,7 @@ from entitlements.domain.owner import Owner, as_owner, owner_key
 from entitlements.domain.plan import Plan
 from entitlements.domain.plan_change import preview
 from entitlements.domain.scheduled import PendingChange, PendingKind
-from entitlements.domain.subscription import Subscription
+from entitlements.domain.subscription import Subscription, with_changes
 from entitlements.domain.usage import OverQuotaPolicy
 from entitlements.errors import (
     Busy,
@@ -182,7 +182,7 @@ def schedule_move(
     rules.check(tx, current.owner, target, current, who)
     if migration.if_over_quota is OverQuotaPolicy.REFUSE:
         before = resolve_with(tx.uow, current.owner, current, tx.now, policy)
-        moved = attrs.evolve(current, plan_version=target.version)
+        moved = with_changes(current, plan_version=target.version)
         after = resolve_with(tx.uow, current.owner, moved, tx.now, policy)
         if preview(before, after, current_usage(tx.uow, before), tx.now).over_quota:
             return ItemOutcome.skipped(SkipReason.OVER_QUOTA)
@@ -382,7 +382,7 @@ class Migrations:
             check_may_assign(target, item.owner, current)
         except EntitlementsError as error:
             return ItemPreview(item, version, _failure(error), None)
-        proposed = attrs.evolve(current, plan_version=target.version)
+        proposed = with_changes(current, plan_version=target.version)
         before = resolve_with(uow, item.owner, current, at, self._rt.policy)
         after = resolve_with(uow, item.owner, proposed, at, self._rt.policy)
         change = preview(before, after, current_usage(uow, before), at)

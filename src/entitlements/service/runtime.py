@@ -35,6 +35,7 @@ from entitlements.telemetry import Telemetry, log_event
 
 if TYPE_CHECKING:
     from entitlements.domain.due import DueChange
+    from entitlements.domain.subscription import Subscription
 
 __all__ = ["Runtime", "Transaction"]
 
@@ -59,6 +60,47 @@ class Transaction:
         """Run once the outermost unit of work is durable (never after a rollback): what
         must not happen unless our writes did, such as calls to the payment provider."""
         self.catalog_changed = False
+        self.held_states: list[Subscription] | None = None
+        """Inside `states_held`: the states time made due, stored by `write_states` with
+        one update for all instead of one each."""
+        self.after_states: list[Callable[[], None]] = []
+        """Inside `states_held`: what must run once the held states are stored (the
+        invoices of the periods they ended, which read them back)."""
+
+    @contextmanager
+    def states_held(self) -> Iterator[None]:
+        """For a job handling many owners' due subscriptions in this unit of work (the
+        sweep's groups): the states `bring_to_now` stores are held and written together
+        at the end of the block (or before, by `write_states`, when something is about to
+        read them back). The job only brings subscriptions to now in it: a use case that
+        reads a state and then writes it needs that state stored."""
+        if self.held_states is not None:
+            yield
+            return
+        self.held_states, self.after_states = [], []
+        try:
+            yield
+            self.write_states()
+            then = self.after_states
+        finally:
+            self.held_states, self.after_states = None, []
+        for step in then:
+            step()
+
+    def write_states(self) -> None:
+        """Store the states held (their owners' terms moved and counters stamped, as
+        `update` does for one), before anything reads them back in this unit of work."""
+        held = self.held_states
+        if not held:
+            return
+        if len(held) == 1:
+            self.uow.subscriptions.update(held.pop())
+            return
+        owners = list(dict.fromkeys(state.owner for state in held))
+        self.uow.revisions.bump_many(owners)
+        self.uow.revisions.stamp_many(dict.fromkeys(owners))
+        self.uow.subscriptions.update_many(list(held))
+        held.clear()
 
     def touch_usage(self, owner: Owner) -> None:
         """The owner's usage changed (its entitlements did not)."""

@@ -16,7 +16,7 @@ from entitlements.domain.owner import Owner
 from entitlements.domain.plan_change import lowers_a_limit, may_lower_a_limit, over_quota
 from entitlements.domain.resolution import Snapshot, resolve
 from entitlements.domain.scheduled import PendingChange, PendingKind
-from entitlements.domain.subscription import Subscription
+from entitlements.domain.subscription import Subscription, with_changes
 from entitlements.domain.usage import FOREVER, Counter, usage_period_start
 from entitlements.errors import EntitlementsError
 from entitlements.ports import UnitOfWork
@@ -54,7 +54,7 @@ def _pending_decision(
     pending = subscription.scheduled
     if pending is None or pending.kind is not PendingKind.CHANGE or pending.at > now:
         return None, False
-    held = as_of(attrs.evolve(subscription, scheduled=None), pending.at)
+    held = as_of(with_changes(subscription, scheduled=None), pending.at)
     if held.is_terminal:
         return None, False  # ended first: the ending clears it
     refused = _plan_refusal(uow, pending, held)
@@ -109,7 +109,7 @@ def _in_force(
         return as_of(subscription, now), False
     refused, on_usage = _pending_decision(uow, subscription, now, policy)
     if refused:
-        subscription = attrs.evolve(subscription, scheduled=None)
+        subscription = with_changes(subscription, scheduled=None)
     return as_of(subscription, now), on_usage
 
 

@@ -56,6 +56,7 @@ from entitlements.domain.subscription import (
     Event,
     Subscription,
     SubscriptionStatus,
+    with_changes,
 )
 from entitlements.domain.usage import OverQuotaPolicy
 from entitlements.errors import (
@@ -654,7 +655,7 @@ class Subscriptions:
                 raise SubscriptionNotFound(owner)
             plan = uow.plans.get(plan_key, version)
             check_may_assign(plan, owner, current)
-            proposed = attrs.evolve(current, plan_key=plan.key, plan_version=plan.version)
+            proposed = with_changes(current, plan_key=plan.key, plan_version=plan.version)
             before = resolve_with(uow, owner, current, at, self._rt.policy)
             after = resolve_with(uow, owner, proposed, at, self._rt.policy)
             measured = before

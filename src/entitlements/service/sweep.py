@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -354,9 +355,12 @@ class Sweep:
                 tx.uow.subscriptions.read_ahead(
                     [i.subscription_id for i in group if i.subscription_id and i.owner in claimed]
                 )
-                return [
-                    (True, item.act(tx)) if item.owner in claimed else (False, ()) for item in group
-                ]
+                subscriptions = all(item.subscription_id for item in group)
+                with tx.states_held() if subscriptions else nullcontext():
+                    return [
+                        (True, item.act(tx)) if item.owner in claimed else (False, ())
+                        for item in group
+                    ]
         except Exception:
             log.info("sweep: a group of %d failed; trying its items one by one", len(group))
             return None

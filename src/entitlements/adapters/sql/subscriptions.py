@@ -7,7 +7,6 @@ from datetime import datetime
 from functools import cache
 from typing import Any, NoReturn
 
-import attrs
 import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.dialects import postgresql, sqlite
@@ -39,7 +38,7 @@ from entitlements.domain.due import next_change_at
 from entitlements.domain.instant import Period
 from entitlements.domain.owner import Owner
 from entitlements.domain.scheduled import Pause, PendingChange
-from entitlements.domain.subscription import Subscription, SubscriptionStatus
+from entitlements.domain.subscription import Subscription, SubscriptionStatus, with_changes
 from entitlements.errors import InvalidInput, NotFound, StaleWrite, SubscriptionExists
 
 __all__ = ["SEARCHED", "SqlSubscriptions", "subscription_from", "subscription_row"]
@@ -462,7 +461,7 @@ class SqlSubscriptions(Repository):
     @storage_errors
     def add(self, subscription: Subscription) -> Subscription:
         owner = self._scope(subscription.owner)
-        stored = attrs.evolve(subscription, revision=1)
+        stored = with_changes(subscription, revision=1)
         self._uow.revisions.bump(owner)
         # the unique index on live_owner refuses a second live subscription, ours or a
         # concurrent writer's: the insert skips it, and only then do we look
@@ -535,7 +534,7 @@ class SqlSubscriptions(Repository):
         (what `read_ahead` read of it is stale from now on)."""
         self._scope(subscription.owner)
         self._ahead.pop(subscription.id, None)
-        stored = attrs.evolve(subscription, revision=subscription.revision + 1)
+        stored = with_changes(subscription, revision=subscription.revision + 1)
         full = subscription_row(stored)
         params = {f"v_{name}": full[name] for name in _WRITTEN}
         params.update(_revision_params(subscription))
