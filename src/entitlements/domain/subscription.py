@@ -236,9 +236,14 @@ def _seats(value: object) -> int | None:
     return None if value is None else check_count(value, "seats", maximum=MAX_SEATS)
 
 
+_NO_METADATA: Mapping[str, Any] = freeze({})
+
+
 def _metadata(value: object) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidInput("metadata", "must be a JSON object (a mapping with string keys)", value)
+    if not value:
+        return _NO_METADATA
     check_document(value, "metadata")
     try:
         text = json.dumps(value, sort_keys=True, allow_nan=False)
