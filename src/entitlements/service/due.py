@@ -57,9 +57,8 @@ def bring_to_now(
 ) -> tuple[Subscription, list[DueChange]]:
     """Store and audit the steps time made due for ``subscription`` by ``tx.now``; a
     pending change the rules refuse at its instant is dropped first, audited as failed.
-    While ``tx`` holds states (`Transaction.hold_states`, the sweep's groups), the new
-    state is kept for one write with the group's and returned as decided (its revision
-    the one read).
+    Inside `Transaction.states_held` (the sweep's groups), the new state is kept for one
+    write with the group's and returned as decided (its revision the one read).
     """
     refusal = pending_refusal(tx.uow, subscription, tx.now, tx.runtime.policy)
     dropped: list[DueChange] = []
