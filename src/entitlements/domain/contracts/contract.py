@@ -26,7 +26,11 @@ from entitlements.domain.contracts.canonical import (
     content_hash,
     sha256_hex,
 )
-from entitlements.domain.instant import as_optional_utc, as_utc, aware, optional_aware
+from entitlements.domain.instant import (
+    as_utc,
+    aware,
+    optional_instant,
+)
 from entitlements.domain.owner import Owner
 from entitlements.errors import IllegalTransition, InvalidInput
 
@@ -197,9 +201,7 @@ class Signer:
     """Where the signer is."""
     token_hash: str | None = None
     """The hash of the signing link's token; the token itself is never stored."""
-    token_expires_at: datetime | None = attrs.field(
-        default=None, converter=as_optional_utc, validator=optional_aware
-    )
+    token_expires_at: datetime | None = optional_instant()
     """When the signing link stops working (resending makes a new one)."""
 
 
