@@ -159,10 +159,8 @@ class SqlInvoices(Repository):
 
     @storage_errors
     def get(self, invoice_id: str) -> Invoice:
-        rows = self._rows(sa.select(t.invoices).where(_i.tenant == self._t, _i.id == invoice_id))
-        if not rows:
-            raise InvoiceNotFound(invoice_id)
-        return self._with_lines(rows)[0]
+        row = self._found(t.invoices, invoice_id, lambda: InvoiceNotFound(invoice_id))
+        return self._with_lines([row])[0]
 
     @storage_errors
     def for_period(self, owner: Owner, period_start: datetime) -> Invoice | None:

@@ -132,12 +132,12 @@ class SqlNotifications(Repository):
     @storage_errors
     def get(self, notification_id: str) -> Notification:
         self._uow.flush(t.notifications)
-        rows = self._rows(
-            sa.select(t.notifications).where(_n.tenant == self._t, _n.id == notification_id)
+        row = self._found(
+            t.notifications,
+            notification_id,
+            lambda: NotFound(f"no notification {notification_id!r}"),
         )
-        if not rows:
-            raise NotFound(f"no notification {notification_id!r}")
-        return _from(rows[0])
+        return _from(row)
 
     @storage_errors
     def claim(

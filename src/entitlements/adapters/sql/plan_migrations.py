@@ -137,12 +137,8 @@ class SqlPlanMigrations(Repository):
 
     @storage_errors
     def get(self, migration_id: str) -> Migration:
-        rows = self._rows(
-            sa.select(t.migrations).where(_m.tenant == self._t, _m.id == migration_id)
-        )
-        if not rows:
-            raise MigrationNotFound(migration_id)
-        return _migration_from(rows[0])
+        row = self._found(t.migrations, migration_id, lambda: MigrationNotFound(migration_id))
+        return _migration_from(row)
 
     @storage_errors
     def list(self, limit: int = 100) -> Sequence[Migration]:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +100,13 @@ class Repository:
         except exc.IntegrityError:
             return False
         return True
+
+    def _found(self, table: sa.Table, row_id: str, missing: Callable[[], Exception]) -> RowMapping:
+        """`_by_id` for a row that must be there: ``missing()`` is raised when it is not."""
+        row = self._by_id(table, row_id)
+        if row is None:
+            raise missing()
+        return row
 
     def _insert_unless_taken(self, table: sa.Table, row: Mapping[str, Any]) -> bool:
         """Insert ``row`` into ``table`` unless one of its unique keys says the row is
