@@ -43,6 +43,11 @@ _TERMS = ("limits", "features", "price", "trial_days", "charges", "net_days")
 """What `Plans.revise` changes: a plan's terms, versioned (a catalog applies them all)."""
 
 
+def _terms(plan: Plan) -> dict[str, Any]:
+    """Every term of ``plan``, as `Plans.revise` takes them."""
+    return {name: getattr(plan, name) for name in _TERMS}
+
+
 def _key(value: object) -> str:
     return check_key(value, "plan.key")
 
@@ -179,8 +184,7 @@ class Plans:
                     if progress is not None:
                         progress(done, total)
                     continue
-                terms = {name: getattr(plan, name) for name in _TERMS}
-                after = self._revise(as_actor(actor), plan.key, reason, terms)
+                after = self._revise(as_actor(actor), plan.key, reason, _terms(plan))
                 after = self.rename(plan.key, plan.name, actor=actor, reason=reason)
                 after = self.set_owner_kinds(plan.key, plan.owner_kinds, actor=actor, reason=reason)
                 after = self.set_status(plan.key, plan.status, actor=actor, reason=reason)
