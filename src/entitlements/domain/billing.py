@@ -16,7 +16,11 @@ from datetime import datetime
 import attrs
 
 from entitlements.domain.checks import check_key, parse_enum
-from entitlements.domain.instant import as_optional_utc, as_utc, aware, optional_aware
+from entitlements.domain.instant import (
+    as_utc,
+    aware,
+    optional_instant,
+)
 from entitlements.domain.owner import Owner
 from entitlements.domain.subscription import RULES, Event, SubscriptionStatus
 from entitlements.errors import InvalidInput
@@ -146,9 +150,7 @@ class ProviderLink:
     """The provider's id for the subscription."""
     owner: Owner
     """Whose subscription it is."""
-    last_applied_at: datetime | None = attrs.field(
-        default=None, converter=as_optional_utc, validator=optional_aware
-    )
+    last_applied_at: datetime | None = optional_instant()
     """The provider time of the newest state applied; older events change nothing."""
     checkout_id: str | None = None
     """The checkout it came from."""

@@ -25,11 +25,13 @@ __all__ = [
     "MAX_LIMIT",
     "check_bool",
     "check_count",
+    "check_currency",
     "check_document",
     "check_duration",
     "check_id",
     "check_instance",
     "check_key",
+    "check_matching",
     "check_optional_count",
     "check_optional_id",
     "check_optional_text",
@@ -40,6 +42,7 @@ __all__ = [
 ]
 
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,63}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
 # identifiers: no control characters at all; free text keeps tab and line breaks
 _NOT_IN_ID = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _NOT_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -69,6 +72,20 @@ def check_key(value: object, field: str) -> str:
             value,
         )
     return value
+
+
+def check_matching(value: object, pattern: re.Pattern[str], field: str, rule: str) -> str:
+    """A string ``pattern`` matches; `InvalidInput` saying ``rule`` otherwise."""
+    if not isinstance(value, str) or not pattern.match(value):
+        raise InvalidInput(field, rule, value)
+    return value
+
+
+def check_currency(value: object, field: str) -> str:
+    """An ISO 4217 currency code, as prices, contracts and invoices name it."""
+    return check_matching(
+        value, _CURRENCY, field, "must be an ISO 4217 code such as 'EUR' or 'USD'"
+    )
 
 
 def check_count(value: object, field: str, *, maximum: int = MAX_LIMIT, minimum: int = 0) -> int:

@@ -69,6 +69,12 @@ def as_optional_utc(value: datetime | None) -> datetime | None:
     return None if value is None else as_utc(value)
 
 
+def optional_instant() -> Any:
+    """An attrs field for an instant that may be missing (``None`` by default): aware,
+    kept in UTC."""
+    return attrs.field(default=None, converter=as_optional_utc, validator=optional_aware)
+
+
 def aware(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """attrs validator: refuse naive datetimes, naming the field."""
     if not isinstance(value, datetime):

@@ -18,7 +18,13 @@ from datetime import datetime
 
 import attrs
 
-from entitlements.domain.instant import as_optional_utc, as_utc, aware, optional_aware
+from entitlements.domain.instant import (
+    as_optional_utc,
+    as_utc,
+    aware,
+    optional_aware,
+    optional_instant,
+)
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Plan
 from entitlements.domain.plan_change import PlanChangePreview
@@ -171,9 +177,7 @@ class MigrationItem:
     """Why it was skipped."""
     error: str | None = None
     """What failed (error class and message)."""
-    done_at: datetime | None = attrs.field(
-        default=None, converter=as_optional_utc, validator=optional_aware
-    )
+    done_at: datetime | None = optional_instant()
     """When it reached its final state; for a ``scheduled`` item (and a scheduled one
     found applied when its migration was canceled), when its move takes effect."""
     moved_from: int | None = None
@@ -192,9 +196,7 @@ class ItemOutcome:
     """What failed."""
     moved_from: int | None = None
     """The version a move left."""
-    takes_effect: datetime | None = attrs.field(
-        default=None, converter=as_optional_utc, validator=optional_aware
-    )
+    takes_effect: datetime | None = optional_instant()
     """When a scheduled move takes effect (``None``: when the item is settled)."""
 
     @classmethod

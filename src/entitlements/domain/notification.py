@@ -24,7 +24,11 @@ from entitlements.domain.checks import check_id, check_optional_text, parse_enum
 from entitlements.domain.contracts.contract import Contract, SignerStatus
 from entitlements.domain.due import as_of
 from entitlements.domain.frozen import FrozenDict
-from entitlements.domain.instant import as_optional_utc, as_utc, aware, optional_aware
+from entitlements.domain.instant import (
+    as_utc,
+    aware,
+    optional_instant,
+)
 from entitlements.domain.invoice import Invoice, InvoiceKind, InvoiceStatus
 from entitlements.domain.owner import Owner
 from entitlements.domain.subscription import Subscription, SubscriptionStatus
@@ -102,23 +106,15 @@ class Notification:
     """When it was written."""
     attempts: int = 0
     """Deliveries tried that failed."""
-    next_attempt_at: datetime | None = attrs.field(
-        default=None, converter=as_optional_utc, validator=optional_aware
-    )
+    next_attempt_at: datetime | None = optional_instant()
     """Not handed over before this (a failed try backs off); ``None``: at once."""
     claimed_by: str | None = None
     """The deliverer holding it now, if any."""
-    claimed_until: datetime | None = attrs.field(
-        default=None, converter=as_optional_utc, validator=optional_aware
-    )
+    claimed_until: datetime | None = optional_instant()
     """When that deliverer's claim runs out (a killed deliverer's claim lapses)."""
-    delivered_at: datetime | None = attrs.field(
-        default=None, converter=as_optional_utc, validator=optional_aware
-    )
+    delivered_at: datetime | None = optional_instant()
     """When a handler took it."""
-    failed_at: datetime | None = attrs.field(
-        default=None, converter=as_optional_utc, validator=optional_aware
-    )
+    failed_at: datetime | None = optional_instant()
     """When it was parked after `MAX_ATTEMPTS` failed tries."""
     last_error: str | None = attrs.field(default=None, converter=_error)
     """What the handler raised last."""

@@ -9,7 +9,6 @@ plan itself and are not versioned.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -23,6 +22,7 @@ from entitlements.domain.checks import (
     MAX_COUNT,
     check_bool,
     check_count,
+    check_currency,
     check_instance,
     check_key,
     check_text,
@@ -49,8 +49,6 @@ __all__ = [
     "check_trial_days",
     "price_label",
 ]
-
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 class PlanStatus(enum.StrEnum):
@@ -225,11 +223,7 @@ def _amount(value: object) -> Decimal:
 
 
 def _currency(value: object) -> str:
-    if not isinstance(value, str) or not _CURRENCY.match(value):
-        raise InvalidInput(
-            "price.currency", "must be an ISO 4217 code such as 'EUR' or 'USD'", value
-        )
-    return value
+    return check_currency(value, "price.currency")
 
 
 def _cycle(value: object) -> BillingCycle:

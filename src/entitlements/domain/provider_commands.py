@@ -18,7 +18,11 @@ from typing import Any
 import attrs
 
 from entitlements.domain.checks import parse_enum
-from entitlements.domain.instant import as_optional_utc, as_utc, aware, optional_aware
+from entitlements.domain.instant import (
+    as_utc,
+    aware,
+    optional_instant,
+)
 from entitlements.domain.owner import Owner
 
 __all__ = ["MAX_ATTEMPTS", "CommandKind", "CommandStatus", "ProviderCommand", "retry_delay"]
@@ -82,13 +86,9 @@ class ProviderCommand:
     """Pending, delivered or failed."""
     attempts: int = 0
     """How many times it was sent."""
-    next_attempt_at: datetime | None = attrs.field(
-        default=None, converter=as_optional_utc, validator=optional_aware
-    )
+    next_attempt_at: datetime | None = optional_instant()
     """When the sweep tries again (pending commands)."""
-    sent_at: datetime | None = attrs.field(
-        default=None, converter=as_optional_utc, validator=optional_aware
-    )
+    sent_at: datetime | None = optional_instant()
     """When the provider acknowledged it."""
     last_error: str | None = None
     """What the last failed attempt said."""

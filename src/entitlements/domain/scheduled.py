@@ -27,7 +27,11 @@ import attrs
 from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.checks import parse_enum
-from entitlements.domain.instant import as_optional_utc, as_utc, aware, optional_aware
+from entitlements.domain.instant import (
+    as_utc,
+    aware,
+    optional_instant,
+)
 from entitlements.errors import InvalidInput
 
 __all__ = ["Pause", "PendingChange", "PendingKind"]
@@ -65,9 +69,7 @@ class PendingChange:
     """Change, cancellation at period end, or pause."""
     at: datetime = attrs.field(converter=as_utc, validator=aware)
     """When it takes effect (for a cancellation: the period's, or trial's, end)."""
-    requested_at: datetime | None = attrs.field(
-        default=None, converter=as_optional_utc, validator=optional_aware
-    )
+    requested_at: datetime | None = optional_instant()
     """When it was asked for (``None`` for a cancellation at period end, which the audit
     trail dates)."""
     requested_by: str | None = None
@@ -87,9 +89,7 @@ class PendingChange:
     """The add-ons to hold (``None``: unchanged)."""
     cycle: BillingCycle | None = None
     """The billing cycle of the plan moved to, when it differs from the held one."""
-    resume_at: datetime | None = attrs.field(
-        default=None, converter=as_optional_utc, validator=optional_aware
-    )
+    resume_at: datetime | None = optional_instant()
     """A pause's end (``None``: until unpaused)."""
     restart_period: bool = False
     """A pause: whether the billing period restarts on unpause (``False``: it keeps its
@@ -123,9 +123,7 @@ class Pause:
 
     since: datetime = attrs.field(converter=as_utc, validator=aware)
     """When it began."""
-    until: datetime | None = attrs.field(
-        default=None, converter=as_optional_utc, validator=optional_aware
-    )
+    until: datetime | None = optional_instant()
     """When it ends by itself (``None``: until unpaused)."""
     restart_period: bool = False
     """Whether the billing period restarts on unpause (``False``: it keeps its anchor)."""

@@ -28,7 +28,11 @@ import attrs
 from entitlements.domain.access import Access
 from entitlements.domain.alerts import Thresholds
 from entitlements.domain.checks import check_id, check_key
-from entitlements.domain.instant import as_optional_utc, as_utc, aware, optional_aware
+from entitlements.domain.instant import (
+    as_utc,
+    aware,
+    optional_instant,
+)
 from entitlements.domain.owner import Owner
 from entitlements.domain.plan import Enforcement, Limit, LimitKind
 from entitlements.domain.resolution import Reason, Snapshot
@@ -126,9 +130,7 @@ class Counter:
     reserved: int = 0
     """Units held by open reservations; they count against the limit until settled or
     expired."""
-    held_until: datetime | None = attrs.field(
-        default=None, converter=as_optional_utc, validator=optional_aware
-    )
+    held_until: datetime | None = optional_instant()
     """When the first open reservation runs out (``None``: none held), so a read knows when
     ``reserved`` stops being exact."""
 
@@ -196,9 +198,7 @@ class Reservation:
     key: str | None = attrs.field(default=None, converter=check_idempotency_key)
     """The idempotency key the caller gave, so a retried reserve returns the same
     reservation."""
-    settled_at: datetime | None = attrs.field(
-        default=None, converter=as_optional_utc, validator=optional_aware
-    )
+    settled_at: datetime | None = optional_instant()
     """When it was committed, released or expired."""
 
 

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING
 import attrs
 
 from entitlements.domain.actor import Actor, as_actor
-from entitlements.domain.checks import check_bool, check_count, check_id, check_reason
+from entitlements.domain.checks import (
+    check_bool,
+    check_count,
+    check_id,
+    check_matching,
+    check_reason,
+)
 from entitlements.domain.due import DueChange, as_of
 from entitlements.domain.instant import Period, given_utc, optional_given_utc
 from entitlements.domain.invoice import (
@@ -67,11 +73,8 @@ _PREFIX = re.compile(r"^[A-Z0-9][A-Z0-9_]{0,15}$")
 
 
 def _prefix(value: object) -> str:
-    if not isinstance(value, str) or not _PREFIX.match(value):
-        raise InvalidInput(
-            "invoice_prefix", "must be 1-16 capital letters, digits or '_' (e.g. 'INV')", value
-        )
-    return value
+    rule = "must be 1-16 capital letters, digits or '_' (e.g. 'INV')"
+    return check_matching(value, _PREFIX, "invoice_prefix", rule)
 
 
 def _net_days(value: object) -> int:

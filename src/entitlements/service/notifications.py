@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+import attrs
+
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.alerts import Notice, Thresholds, threshold_notices
 from entitlements.domain.checks import check_id, check_optional_id
@@ -64,15 +66,9 @@ sweep's scan for "ends in N days" reads only them, not every renewal in the wind
 
 
 def _notification(tx: Transaction, owner: Owner, notice: Notice) -> Notification:
-    return Notification(
-        id=tx.runtime.new_id(),
-        owner=owner,
-        kind=notice.kind,
-        key=notice.key,
-        facts=notice.facts,
-        about=notice.about,
-        created_at=tx.now,
-    )
+    """The notice as stored: what it says, plus the id, the owner and the time written."""
+    said = attrs.asdict(notice, recurse=False)
+    return Notification(id=tx.runtime.new_id(), owner=owner, created_at=tx.now, **said)
 
 
 def append(tx: Transaction, owner: Owner, notice: Notice) -> Notification | None:

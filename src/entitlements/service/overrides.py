@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.checks import check_key, parse_enum
 from entitlements.domain.override import Override, OverrideKind, require_reason
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import Action
-from entitlements.service.runtime import Runtime, Transaction
+from entitlements.service.runtime import Runtime
 
 __all__ = ["Overrides"]
 
@@ -39,19 +40,8 @@ class Overrides:
         now: datetime | None = None,
     ) -> Override:
         """Turn ``key`` on or off for this owner, whatever its plan says."""
-        owner, who = as_owner(owner), as_actor(actor)
-        with self._rt.transaction(owner.tenant, now) as tx:
-            override = Override.feature(
-                owner,
-                key,
-                enabled=enabled,
-                reason=reason,
-                actor=str(who),
-                at=tx.now,
-                expires_at=expires_at,
-                actions=actions,
-            )
-            return self._put(tx, who, override)
+        grant = partial(Override.feature, enabled=enabled, actions=actions)
+        return self._put(grant, owner, key, actor, reason, expires_at, now)
 
     def set_limit(
         self,
@@ -67,33 +57,38 @@ class Overrides:
     ) -> Override:
         """Replace limit ``key`` for this owner (``None``: unlimited); with ``alerts``,
         its alert thresholds too (percent; empty: none for this owner)."""
+        grant = partial(Override.limit, value=value, alerts=alerts)
+        return self._put(grant, owner, key, actor, reason, expires_at, now)
+
+    def _put(
+        self,
+        grant: Callable[..., Override],
+        owner: Owner,
+        key: str,
+        actor: Actor | str,
+        reason: str,
+        expires_at: datetime | None,
+        now: datetime | None,
+    ) -> Override:
+        """Store the override ``grant`` (`Override.feature` or `Override.limit` with its
+        own terms bound) makes of what every override says: who, why, when, until."""
         owner, who = as_owner(owner), as_actor(actor)
         with self._rt.transaction(owner.tenant, now) as tx:
-            override = Override.limit(
-                owner,
-                key,
-                value=value,
-                reason=reason,
-                actor=str(who),
-                at=tx.now,
-                expires_at=expires_at,
-                alerts=alerts,
+            override = grant(
+                owner, key, reason=reason, actor=str(who), at=tx.now, expires_at=expires_at
             )
-            return self._put(tx, who, override)
-
-    def _put(self, tx: Transaction, who: Actor, override: Override) -> Override:
-        tx.authorize(who, "override.set", override.owner, override)
-        replaced = tx.uow.overrides.put(override)
-        tx.record(
-            who,
-            "override.set",
-            target(override.owner, override.kind, override.key),
-            owner=override.owner,
-            before=replaced,
-            after=override,
-            reason=override.reason,
-        )
-        return override
+            tx.authorize(who, "override.set", override.owner, override)
+            replaced = tx.uow.overrides.put(override)
+            tx.record(
+                who,
+                "override.set",
+                target(owner, override.kind, override.key),
+                owner=owner,
+                before=replaced,
+                after=override,
+                reason=override.reason,
+            )
+            return override
 
     def remove(
         self,

@@ -39,6 +39,14 @@ class CatalogSync:
 
 UNSET: Any = attrs.NOTHING
 
+_TERMS = ("limits", "features", "price", "trial_days", "charges", "net_days")
+"""What `Plans.revise` changes: a plan's terms, versioned (a catalog applies them all)."""
+
+
+def _terms(plan: Plan) -> dict[str, Any]:
+    """Every term of ``plan``, as `Plans.revise` takes them."""
+    return {name: getattr(plan, name) for name in _TERMS}
+
 
 def _key(value: object) -> str:
     return check_key(value, "plan.key")
@@ -79,21 +87,14 @@ class Plans:
         """Change the plan's terms; makes version n+1 when anything differs. Existing
         subscriptions keep the version they hold until migrated."""
         who, key, reason = as_actor(actor), _key(key), check_reason(reason)
+        asked = (limits, features, price, trial_days, charges, net_days)
+        changes = {n: v for n, v in zip(_TERMS, asked, strict=True) if v is not UNSET}
+        return self._revise(who, key, reason, changes)
+
+    def _revise(self, who: Actor, key: str, reason: str | None, changes: dict[str, Any]) -> Plan:
         with self._rt.transaction(None) as tx:
             tx.authorize(who, "plan.revise", subject=key)
             current = tx.uow.plans.get(key)
-            changes: dict[str, Any] = {
-                name: value
-                for name, value in (
-                    ("limits", limits),
-                    ("features", features),
-                    ("price", price),
-                    ("trial_days", trial_days),
-                    ("charges", charges),
-                    ("net_days", net_days),
-                )
-                if value is not UNSET
-            }
             revised = attrs.evolve(current, version=current.version + 1, **changes)
             if revised.same_terms(current):
                 return current
@@ -183,17 +184,7 @@ class Plans:
                     if progress is not None:
                         progress(done, total)
                     continue
-                after = self.revise(
-                    plan.key,
-                    actor=actor,
-                    limits=plan.limits,
-                    features=plan.features,
-                    price=plan.price,
-                    trial_days=plan.trial_days,
-                    charges=plan.charges,
-                    net_days=plan.net_days,
-                    reason=reason,
-                )
+                after = self._revise(as_actor(actor), plan.key, reason, _terms(plan))
                 after = self.rename(plan.key, plan.name, actor=actor, reason=reason)
                 after = self.set_owner_kinds(plan.key, plan.owner_kinds, actor=actor, reason=reason)
                 after = self.set_status(plan.key, plan.status, actor=actor, reason=reason)

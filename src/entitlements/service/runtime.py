@@ -134,22 +134,7 @@ class Transaction:
     def authorize(
         self, actor: Actor, action: str, owner: Owner | None = None, subject: Any = None
     ) -> None:
-        try:
-            self.runtime.authorizer.authorize(
-                actor, action, owner=owner, subject=subject, uow=self.uow
-            )
-        except NotAuthorized as denied:
-            target = f"owner:{owner}" if owner is not None else f"action:{action}"
-            self.runtime.record_refusal(
-                self.tenant,
-                actor,
-                "authorization.denied",
-                target,
-                owner=owner,
-                after={"action": action},
-                reason=denied.reason,
-            )
-            raise
+        self.runtime.authorize(self.uow, self.tenant, actor, action, owner, subject)
 
     def record(
         self,
@@ -306,6 +291,42 @@ class Runtime:
             return
         with self.store.unit_of_work(tenant, read_only=True) as uow:
             yield uow
+
+    def authorize(
+        self,
+        uow: UnitOfWork,
+        tenant: str | None,
+        actor: Actor,
+        action: str,
+        owner: Owner | None = None,
+        subject: Any = None,
+    ) -> None:
+        """Ask the authorizer, reading through ``uow``; a refusal is audited (in a unit
+        of work of its own, see `record_refusal`) and raised."""
+        try:
+            self.authorizer.authorize(actor, action, owner=owner, subject=subject, uow=uow)
+        except NotAuthorized as denied:
+            target = f"owner:{owner}" if owner is not None else f"action:{action}"
+            self.record_refusal(
+                tenant,
+                actor,
+                "authorization.denied",
+                target,
+                owner=owner,
+                after={"action": action},
+                reason=denied.reason,
+            )
+            raise
+
+    def permits(self, uow: UnitOfWork, actor: Actor, action: str, owner: Owner) -> bool:
+        """Whether the authorizer lets ``actor`` do ``action`` on ``owner``. Lists use it
+        to leave out what the reader may not see: a row left out is not a refusal, so
+        nothing is audited."""
+        try:
+            self.authorizer.authorize(actor, action, owner=owner, subject=None, uow=uow)
+        except NotAuthorized:
+            return False
+        return True
 
     def record_refusal(
         self,

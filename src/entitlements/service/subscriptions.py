@@ -61,7 +61,6 @@ from entitlements.domain.subscription import (
 from entitlements.domain.usage import OverQuotaPolicy
 from entitlements.errors import (
     InvalidInput,
-    NotAuthorized,
     SubscriptionNotFound,
 )
 from entitlements.service import lifecycle
@@ -291,36 +290,11 @@ class Subscriptions:
         if actor is None:
             return found
         who = as_actor(actor)
-        return [s for s in found if self._may_read(uow, s.owner, who)]
-
-    def _may_read(self, uow: Any, owner: Owner, actor: Actor) -> bool:
-        try:
-            self._rt.authorizer.authorize(
-                actor, "subscription.read", owner=owner, subject=None, uow=uow
-            )
-        except NotAuthorized:
-            return False
-        return True
+        return [s for s in found if self._rt.permits(uow, who, "subscription.read", s.owner)]
 
     def _authorize_read(self, uow: Any, owner: Owner, actor: Actor | str | None) -> None:
-        if actor is None:
-            return
-        who = as_actor(actor)
-        try:
-            self._rt.authorizer.authorize(
-                who, "subscription.read", owner=owner, subject=None, uow=uow
-            )
-        except NotAuthorized as denied:
-            self._rt.record_refusal(
-                owner.tenant,
-                who,
-                "authorization.denied",
-                f"owner:{owner}",
-                owner=owner,
-                after={"action": "subscription.read"},
-                reason=denied.reason,
-            )
-            raise
+        if actor is not None:
+            self._rt.authorize(uow, owner.tenant, as_actor(actor), "subscription.read", owner)
 
     # -- starting --------------------------------------------------------------------
 

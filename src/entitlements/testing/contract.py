@@ -1085,17 +1085,18 @@ class StoreContract:
                 uow.migrations.get("m1")
 
     @staticmethod
-    def _four_notifications(store: Store) -> None:
-        """Acme's k1, k2, k3 and another owner's k1, written in that order."""
+    def _four_notifications(store: Store) -> datetime:
+        """Acme's k1, k2, k3 and another owner's k1, written in that order at `START`;
+        returns a minute later, the instant the tests claim them until."""
         with store.unit_of_work(None) as uow:
             for owner, key in ((ACME, "k1"), (_OTHER, "k1"), (ACME, "k2"), (ACME, "k3")):
                 assert uow.notifications.add(_note(owner, key))
             assert not uow.notifications.add(attrs.evolve(_note(ACME, "k1"), id="again"))
             uow.commit()
+        return START + timedelta(minutes=1)
 
     def test_notifications_are_one_per_fact_and_claimed_in_order(self, store: Store) -> None:
-        self._four_notifications(store)
-        later = START + timedelta(minutes=1)
+        later = self._four_notifications(store)
         with store.unit_of_work(None) as uow:
             failed = attrs.evolve(
                 uow.notifications.get("n-acme-k1"), attempts=1, next_attempt_at=later
@@ -1117,8 +1118,7 @@ class StoreContract:
     def test_a_claim_or_delivery_rolled_back_leaves_what_was_handed_out_as_it_was(
         self, store: Store
     ) -> None:
-        self._four_notifications(store)
-        later = START + timedelta(minutes=1)
+        later = self._four_notifications(store)
         with store.unit_of_work(None) as uow:
             read = uow.notifications.get("n-other-k1")
             rolled_back = uow.notifications.claim("w1", START, later, 10)
@@ -1135,8 +1135,7 @@ class StoreContract:
     def test_a_notification_held_never_changes_as_it_is_delivered_or_claimed_again(
         self, store: Store
     ) -> None:
-        self._four_notifications(store)
-        later = START + timedelta(minutes=1)
+        later = self._four_notifications(store)
         with store.unit_of_work(None) as uow:
             claimed = uow.notifications.claim("w2", START, later, 10)
             assert uow.notifications.delivered(["n-other-k1", "n-acme-k1"], "w2", START) == 2
@@ -1159,8 +1158,7 @@ class StoreContract:
     def test_notifications_are_listed_newest_first_and_purged_once_delivered(
         self, store: Store
     ) -> None:
-        self._four_notifications(store)
-        later = START + timedelta(minutes=1)
+        later = self._four_notifications(store)
         with store.unit_of_work(None) as uow:
             (claimed, *_) = uow.notifications.claim("w1", START, later, 1)
             assert uow.notifications.delivered([claimed.id], "w1", START) == 1

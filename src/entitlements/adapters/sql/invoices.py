@@ -9,8 +9,7 @@ from fractions import Fraction
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import exc
-from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
@@ -138,10 +137,6 @@ _UPSERT_MYSQL = (
     .values(tenant=sa.bindparam("b_tenant"), prefix=sa.bindparam("b_prefix"), last=1)
     .on_duplicate_key_update(last=_c.last + 1)
 )
-_INSERT_NEW = {
-    "postgresql": postgresql.insert(t.invoices).on_conflict_do_nothing().returning(_i.pk),
-    "sqlite": sqlite.insert(t.invoices).on_conflict_do_nothing().returning(_i.pk),
-}
 
 
 class SqlInvoices(Repository):
@@ -164,10 +159,8 @@ class SqlInvoices(Repository):
 
     @storage_errors
     def get(self, invoice_id: str) -> Invoice:
-        rows = self._rows(sa.select(t.invoices).where(_i.tenant == self._t, _i.id == invoice_id))
-        if not rows:
-            raise InvoiceNotFound(invoice_id)
-        return self._with_lines(rows)[0]
+        row = self._found(t.invoices, invoice_id, lambda: InvoiceNotFound(invoice_id))
+        return self._with_lines([row])[0]
 
     @storage_errors
     def for_period(self, owner: Owner, period_start: datetime) -> Invoice | None:
@@ -239,24 +232,13 @@ class SqlInvoices(Repository):
     def add(self, invoice: Invoice) -> Invoice:
         owner = self._scope(invoice.owner)
         row = {"tenant": self._t, **_invoice_row(invoice)}
-        if not self._inserted(row):
+        # taken: the owner has an invoice for the period, or the number is used
+        if not self._insert_unless_taken(t.invoices, row):
             start = None if invoice.period is None else invoice.period.start
             raise InvoiceExists(owner, start)
         for n, line in enumerate(invoice.lines):
             self._uow.buffer(t.invoice_lines, _line_row(invoice.id, n, line))
         return invoice
-
-    def _inserted(self, row: dict[str, Any]) -> bool:
-        """Insert unless the owner has an invoice for the period (or the number is
-        taken): ``False`` then, with nothing written and the transaction still usable."""
-        dialect = self._conn.dialect.name
-        if dialect in _INSERT_NEW:
-            return self._conn.execute(_INSERT_NEW[dialect], row).first() is not None
-        try:  # InnoDB undoes the failed statement alone: no savepoint needed
-            self._conn.execute(t.invoices.insert(), row)
-        except exc.IntegrityError:
-            return False
-        return True
 
     @storage_errors
     def set_payment(self, invoice: Invoice) -> Invoice:

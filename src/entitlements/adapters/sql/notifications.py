@@ -30,11 +30,7 @@ _n = t.notifications.c
 _PENDING = (_n.delivered_at.is_(None), _n.failed_at.is_(None))
 
 
-_STATE = (
-    "id",
-    "key",
-    "about",
-    "created_at",
+_DELIVERY = (
     "attempts",
     "next_attempt_at",
     "claimed_by",
@@ -43,6 +39,10 @@ _STATE = (
     "failed_at",
     "last_error",
 )
+"""The columns a delivery attempt changes."""
+
+_STATE = ("id", "key", "about", "created_at", *_DELIVERY)
+"""The columns stored as the notification holds them."""
 
 
 _KINDS = {kind.value: kind for kind in NotificationKind}
@@ -66,34 +66,16 @@ def _claimed_from(row: RowMapping, worker: str, until: datetime) -> Notification
 
 def _from(row: RowMapping | dict[str, Any]) -> Notification:
     return Notification(
-        id=row["id"],
         owner=owner_of(row),
         kind=row["kind"],
-        key=row["key"],
         facts=row["facts"],
-        about=row["about"],
-        created_at=row["created_at"],
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"],
-        claimed_by=row["claimed_by"],
-        claimed_until=row["claimed_until"],
-        delivered_at=row["delivered_at"],
-        failed_at=row["failed_at"],
-        last_error=row["last_error"],
+        **{name: row[name] for name in _STATE},
     )
 
 
-def _state(n: Notification) -> dict[str, Any]:
-    """The columns a delivery attempt changes."""
-    return {
-        "attempts": n.attempts,
-        "next_attempt_at": n.next_attempt_at,
-        "claimed_by": n.claimed_by,
-        "claimed_until": n.claimed_until,
-        "delivered_at": n.delivered_at,
-        "failed_at": n.failed_at,
-        "last_error": n.last_error,
-    }
+def _state(n: Notification, names: tuple[str, ...] = _DELIVERY) -> dict[str, Any]:
+    """The columns ``names`` (by default those a delivery attempt changes)."""
+    return {name: getattr(n, name) for name in names}
 
 
 @cache
@@ -139,27 +121,23 @@ class SqlNotifications(Repository):
     def _row(self, notification: Notification) -> dict[str, Any]:
         owner = self._scope(notification.owner)
         return {
-            "id": notification.id,
             "tenant": self._t,
             "owner_kind": owner.kind,
             "owner_id": owner.id,
             "kind": notification.kind.value,
-            "key": notification.key,
             "facts": dict(notification.facts),
-            "about": notification.about,
-            "created_at": notification.created_at,
-            **_state(notification),
+            **_state(notification, _STATE),
         }
 
     @storage_errors
     def get(self, notification_id: str) -> Notification:
         self._uow.flush(t.notifications)
-        rows = self._rows(
-            sa.select(t.notifications).where(_n.tenant == self._t, _n.id == notification_id)
+        row = self._found(
+            t.notifications,
+            notification_id,
+            lambda: NotFound(f"no notification {notification_id!r}"),
         )
-        if not rows:
-            raise NotFound(f"no notification {notification_id!r}")
-        return _from(rows[0])
+        return _from(row)
 
     @storage_errors
     def claim(

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
-from entitlements.adapters.sql.repository import Repository, owner_of, storage_errors
+from entitlements.adapters.sql.repository import Repository, owner_of, same_named, storage_errors
 from entitlements.adapters.sql.subscriptions import subscription_from
 from entitlements.domain.migration import (
     ItemStatus,
@@ -65,38 +65,53 @@ def _settled(tenant: str, item: MigrationItem) -> dict[str, Any]:
     }
 
 
+_MIGRATION_SAME = (
+    "id",
+    "plan_key",
+    "to_version",
+    "move_at",
+    "price_lock_until",
+    "actor",
+    "reason",
+    "created_at",
+    "updated_at",
+)
+"""The migration's fields stored unchanged in the column of the same name."""
+_ITEM_SAME = ("migration_id", "seq", "subscription_id", "from_version", "error", "done_at")
+"""The item's fields stored unchanged in the column of the same name."""
+
+
+def _migration_row(tenant: str, migration: Migration) -> dict[str, Any]:
+    versions = migration.from_versions
+    return {
+        "tenant": tenant,
+        **{name: getattr(migration, name) for name in _MIGRATION_SAME},
+        "from_versions": None if versions is None else list(versions),
+        "move": migration.move.value,
+        "if_over_quota": migration.if_over_quota.value,
+        "status": migration.status.value,
+    }
+
+
 def _migration_from(row: RowMapping) -> Migration:
     versions = row["from_versions"]
     return Migration(
-        id=row["id"],
         tenant=row["tenant"] or None,
-        plan_key=row["plan_key"],
-        to_version=row["to_version"],
         from_versions=None if versions is None else tuple(int(v) for v in versions),
         move=MoveAt(row["move"]),
-        move_at=row["move_at"],
-        price_lock_until=row["price_lock_until"],
         if_over_quota=OverQuotaPolicy(row["if_over_quota"]),
         status=MigrationStatus(row["status"]),
-        actor=row["actor"],
-        reason=row["reason"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
+        **same_named(row, *_MIGRATION_SAME),
     )
 
 
 def _item_from(row: RowMapping) -> MigrationItem:
     return MigrationItem(
-        migration_id=row["migration_id"],
-        seq=row["seq"],
-        subscription_id=row["subscription_id"],
         owner=owner_of(row),
-        from_version=row["from_version"],
         status=ItemStatus(row["status"]),
         why=None if row["why"] is None else SkipReason(row["why"]),
-        error=row["error"],
-        done_at=row["done_at"],
         moved_from=row["moved_from"],
+        **same_named(row, *_ITEM_SAME),
     )
 
 
@@ -105,53 +120,25 @@ class SqlPlanMigrations(Repository):
         self._scope(item.owner)
         return {
             "tenant": self._t,
-            "migration_id": item.migration_id,
-            "seq": item.seq,
-            "subscription_id": item.subscription_id,
             "owner_kind": item.owner.kind,
             "owner_id": item.owner.id,
-            "from_version": item.from_version,
+            **{name: getattr(item, name) for name in _ITEM_SAME},
             "status": item.status.value,
             "why": None if item.why is None else item.why.value,
-            "error": item.error,
-            "done_at": item.done_at,
             "moved_from": item.moved_from,
         }
 
     @storage_errors
     def add(self, migration: Migration, items: Sequence[MigrationItem]) -> None:
-        self._conn.execute(
-            t.migrations.insert().values(
-                tenant=self._t,
-                id=migration.id,
-                plan_key=migration.plan_key,
-                to_version=migration.to_version,
-                from_versions=None
-                if migration.from_versions is None
-                else list(migration.from_versions),
-                move=migration.move.value,
-                move_at=migration.move_at,
-                price_lock_until=migration.price_lock_until,
-                if_over_quota=migration.if_over_quota.value,
-                status=migration.status.value,
-                actor=migration.actor,
-                reason=migration.reason,
-                created_at=migration.created_at,
-                updated_at=migration.updated_at,
-            )
-        )
+        self._conn.execute(t.migrations.insert(), _migration_row(self._t, migration))
         rows = [self._item_row(item) for item in items]
         for start in range(0, len(rows), _INSERT_CHUNK):
             self._conn.execute(t.migration_items.insert(), rows[start : start + _INSERT_CHUNK])
 
     @storage_errors
     def get(self, migration_id: str) -> Migration:
-        rows = self._rows(
-            sa.select(t.migrations).where(_m.tenant == self._t, _m.id == migration_id)
-        )
-        if not rows:
-            raise MigrationNotFound(migration_id)
-        return _migration_from(rows[0])
+        row = self._found(t.migrations, migration_id, lambda: MigrationNotFound(migration_id))
+        return _migration_from(row)
 
     @storage_errors
     def list(self, limit: int = 100) -> Sequence[Migration]:

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 
 from entitlements.adapters.sql.errors import storage_errors
@@ -18,6 +20,17 @@ if TYPE_CHECKING:
     from entitlements.adapters.sql.store import SqlUnitOfWork
 
 __all__ = ["Repository", "live_owner_key", "owner_of", "same_named", "storage_errors", "tenant_of"]
+
+
+@cache
+def _skipping_conflicts(table: sa.Table, dialect: str) -> sa.Executable | None:
+    """An INSERT into ``table`` that skips a row a unique key refuses and answers the
+    ``pk`` of a row it wrote, where the dialect has one."""
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing().returning(table.c.pk)
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing().returning(table.c.pk)
+    return None
 
 
 def tenant_of(value: str | None) -> str:
@@ -84,6 +97,26 @@ class Repository:
         try:
             with self._conn.begin_nested():
                 self._conn.execute(statement)
+        except exc.IntegrityError:
+            return False
+        return True
+
+    def _found(self, table: sa.Table, row_id: str, missing: Callable[[], Exception]) -> RowMapping:
+        """`_by_id` for a row that must be there: ``missing()`` is raised when it is not."""
+        row = self._by_id(table, row_id)
+        if row is None:
+            raise missing()
+        return row
+
+    def _insert_unless_taken(self, table: sa.Table, row: Mapping[str, Any]) -> bool:
+        """Insert ``row`` into ``table`` unless one of its unique keys says the row is
+        there already (written concurrently, or a key reused): ``False`` then, with
+        nothing written and the transaction still usable, and without a savepoint."""
+        skipping = _skipping_conflicts(table, self._conn.dialect.name)
+        if skipping is not None:
+            return self._conn.execute(skipping, row).first() is not None
+        try:  # InnoDB undoes the failed statement alone: no savepoint needed
+            self._conn.execute(table.insert(), row)
         except exc.IntegrityError:
             return False
         return True

@@ -8,8 +8,6 @@ from functools import cache
 from typing import Any, NoReturn
 
 import sqlalchemy as sa
-from sqlalchemy import exc
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
@@ -231,14 +229,6 @@ _WRITTEN_BETWEEN = (
     .order_by(_h.effective_at)
 )
 """The instants after ``when`` and before ``end`` at which the owner's history changed."""
-_INSERT_UNLESS_LIVE = {
-    "postgresql": postgresql.insert(t.subscriptions)
-    .on_conflict_do_nothing()
-    .returning(t.subscriptions.c.pk),
-    "sqlite": sqlite.insert(t.subscriptions)
-    .on_conflict_do_nothing()
-    .returning(t.subscriptions.c.pk),
-}
 
 
 # the subscription fields stored unchanged in the column of the same name
@@ -466,7 +456,7 @@ class SqlSubscriptions(Repository):
         # the unique index on live_owner refuses a second live subscription, ours or a
         # concurrent writer's: the insert skips it, and only then do we look
         row = subscription_row(stored)
-        if not self._inserted(row):
+        if not self._insert_unless_taken(t.subscriptions, row):
             winner = self.current(owner)
             status = (
                 winner.status.value if winner is not None and not winner.is_terminal else "live"
@@ -474,16 +464,6 @@ class SqlSubscriptions(Repository):
             raise SubscriptionExists(owner, status)
         log_subscription(self._uow, row)
         return stored
-
-    def _inserted(self, row: dict[str, Any]) -> bool:
-        dialect = self._conn.dialect.name
-        if dialect in ("postgresql", "sqlite"):
-            return self._conn.execute(_INSERT_UNLESS_LIVE[dialect], row).first() is not None
-        try:  # InnoDB undoes the failed statement alone: no savepoint needed
-            self._conn.execute(t.subscriptions.insert(), row)
-        except exc.IntegrityError:
-            return False
-        return True
 
     @storage_errors
     def update(self, subscription: Subscription) -> Subscription:

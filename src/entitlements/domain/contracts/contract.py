@@ -18,7 +18,14 @@ from typing import Any
 import attrs
 
 from entitlements.domain.billing_cycle import BillingCycle
-from entitlements.domain.checks import check_count, check_id, check_key, check_text, parse_enum
+from entitlements.domain.checks import (
+    check_count,
+    check_currency,
+    check_id,
+    check_key,
+    check_text,
+    parse_enum,
+)
 from entitlements.domain.contracts.canonical import (
     canonical_body,
     canonical_json,
@@ -26,7 +33,11 @@ from entitlements.domain.contracts.canonical import (
     content_hash,
     sha256_hex,
 )
-from entitlements.domain.instant import as_optional_utc, as_utc, aware, optional_aware
+from entitlements.domain.instant import (
+    as_utc,
+    aware,
+    optional_instant,
+)
 from entitlements.domain.owner import Owner
 from entitlements.errors import IllegalTransition, InvalidInput
 
@@ -47,7 +58,6 @@ __all__ = [
 MAX_BODY = 1_000_000
 MAX_SIGNERS = 50
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 class ContractStatus(enum.StrEnum):
@@ -197,9 +207,7 @@ class Signer:
     """Where the signer is."""
     token_hash: str | None = None
     """The hash of the signing link's token; the token itself is never stored."""
-    token_expires_at: datetime | None = attrs.field(
-        default=None, converter=as_optional_utc, validator=optional_aware
-    )
+    token_expires_at: datetime | None = optional_instant()
     """When the signing link stops working (resending makes a new one)."""
 
 
@@ -222,9 +230,7 @@ def _amount(value: object) -> Decimal | None:
 def _currency(value: object) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not _CURRENCY.match(value):
-        raise InvalidInput("currency", "must be an ISO 4217 code such as 'EUR'", value)
-    return value
+    return check_currency(value, "currency")
 
 
 def _term(value: object) -> str | None:

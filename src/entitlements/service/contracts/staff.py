@@ -7,7 +7,6 @@ import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import attrs
 
@@ -29,7 +28,7 @@ from entitlements.domain.contracts.events import EventType
 from entitlements.domain.contracts.tokens import hash_token, new_token
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.usage import check_idempotency_key
-from entitlements.errors import IllegalTransition, InvalidInput, NotAuthorized
+from entitlements.errors import IllegalTransition, InvalidInput
 from entitlements.service.contracts.records import (
     append_event,
     authorized,
@@ -250,16 +249,7 @@ class StaffContracts:
             if actor is None:
                 return found
             who = as_actor(actor)
-            return [c for c in found if self._may_read(uow, who, c.owner)]
-
-    def _may_read(self, uow: Any, actor: Actor, owner: Owner) -> bool:
-        try:
-            self._rt.authorizer.authorize(
-                actor, "contract.read", owner=owner, subject=None, uow=uow
-            )
-        except NotAuthorized:
-            return False
-        return True
+            return [c for c in found if self._rt.permits(uow, who, "contract.read", c.owner)]
 
     def void(
         self,
