@@ -184,7 +184,7 @@ def _lookup(dialect: str, table: sa.Table, names: tuple[str, ...], size: int, lo
         wanted = sa.bindparam("p_wanted", expanding=True, type_=row)
         query = sa.select(*selected).where(tenant, sa.tuple_(*columns).in_(wanted))
     else:
-        query = _values_lookup(table, columns, selected, tenant, size)
+        return _values_lookup(table, columns, selected, size, lock)
     if lock:
         query = query.order_by(*(table.c[n] for n in _COUNTER_KEY)).with_for_update()
     return query
@@ -194,18 +194,37 @@ def _values_lookup(
     table: sa.Table,
     columns: list[sa.Column[Any]],
     selected: tuple[Any, ...],
-    tenant: sa.ColumnElement[bool],
     size: int,
-) -> sa.Select[Any]:
+    lock: bool,
+) -> Any:
     """SQLite: a join against a VALUES list of ``size`` rows, probing the unique index
-    once per row of it."""
-    rows = [
-        tuple(sa.bindparam(f"p_{row}_{n}", type_=c.type) for n, c in enumerate(columns))
-        for row in range(size)
-    ]
-    joined = sa.values(*(sa.column(c.name) for c in columns), name="ent_wanted").data(rows).cte()
-    on = sa.and_(tenant, *(c == joined.c[c.name] for c in columns))
-    return sa.select(*selected).select_from(joined.join(table, on))
+    once per row of it. Written as text with typed parameters and result columns: a
+    ``values()`` construct has no cache key, so SQLAlchemy would compile its thousands of
+    parameters again on every call, which cost more than the lookup itself."""
+    quote = sqlite.dialect().identifier_preparer.quote
+    name = quote(table.name)
+    wanted = ", ".join(quote(c.name) for c in columns)
+    rows = ", ".join(
+        "(" + ", ".join(f":p_{row}_{n}" for n in range(len(columns))) + ")" for row in range(size)
+    )
+    on = " AND ".join(
+        [f"{name}.tenant = :p_tenant"]
+        + [f"{name}.{quote(c.name)} = ent_wanted.{quote(c.name)}" for c in columns]
+    )
+    order = " ORDER BY " + ", ".join(f"{name}.{quote(n)}" for n in _COUNTER_KEY) if lock else ""
+    text = sa.text(
+        f"WITH ent_wanted({wanted}) AS (VALUES {rows}) "
+        f"SELECT {', '.join(f'{name}.{quote(c.name)}' for c in selected)} "
+        f"FROM ent_wanted JOIN {name} ON {on}{order}"
+    ).bindparams(
+        sa.bindparam("p_tenant", type_=table.c.tenant.type),
+        *(
+            sa.bindparam(f"p_{row}_{n}", type_=c.type)
+            for row in range(size)
+            for n, c in enumerate(columns)
+        ),
+    )
+    return text.columns(*selected)
 
 
 _COUNTER_KEY = ("owner_kind", "owner_id", "metric", "period_start")
