@@ -25,6 +25,7 @@ from entitlements.domain.change import ChangeKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.usage import (
     Counter,
+    CounterAddition,
     Reservation,
     ReservationStatus,
     SeatAssignment,
@@ -673,33 +674,29 @@ class SqlUsage(Repository):
             ) from error
 
     @storage_errors
-    def add_counted(
-        self,
-        owner: Owner,
-        metric: str,
-        period_start: datetime,
-        used: int,
-        *,
-        ceiling: int | None,
-        revision: int,
-        now: datetime,
-        fallback: tuple[str, int] | None = None,
-    ) -> bool:
-        params = self._count_params(
-            owner,
-            metric,
-            period_start,
-            used,
-            0,
-            ceiling=ceiling,
-            revision=revision,
-            now=now,
-            fallback=fallback,
-        )
-        statement = _count_statement(self._conn.dialect.name, params, returning=False)
-        if self._conn.execute(statement, params).rowcount != 1:
+    def add_counted_many(self, additions: Sequence[CounterAddition]) -> bool:
+        dialect = self._conn.dialect.name
+        shapes: dict[Any, list[dict[str, Any]]] = {}
+        for a in additions:
+            self._scope(a.owner)
+            params = self._count_params(
+                a.owner,
+                a.metric,
+                a.period_start,
+                a.used,
+                0,
+                ceiling=a.ceiling,
+                revision=a.revision,
+                now=a.now,
+                fallback=a.fallback,
+            )
+            shapes.setdefault(_count_statement(dialect, params, returning=False), []).append(params)
+        # each UPDATE matches at most its own counter: all matched when the counts add up
+        matched = sum(self._conn.execute(update, rows).rowcount for update, rows in shapes.items())
+        if matched != len(additions):
             return False
-        self._uow.feed.note(owner, ChangeKind.USAGE)
+        for a in additions:
+            self._uow.feed.note(a.owner, ChangeKind.USAGE)
         return True
 
     @storage_errors
