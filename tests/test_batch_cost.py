@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine.interfaces import CacheStats
 
 from entitlements import Entitlements, Limit, LimitKind, Owner, Plan, UsageEvent, UsageOutcome
 from entitlements.adapters.sql import SqlStore
@@ -177,3 +178,32 @@ def test_a_batch_over_many_owners_reads_as_much_at_a_grown_ledger_as_at_an_empty
     grown = _rows_read(store, "at-grown")
 
     assert grown <= 1.5 * empty, (empty, grown)
+
+
+_NOT_FROM_CACHE = (CacheStats.CACHE_MISS, CacheStats.NO_CACHE_KEY)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_a_second_batch_over_many_owners_compiles_no_statement_again(kind, make_store):
+    """A batch's key and counter lookups are statements SQLAlchemy can cache: compiling a
+    lookup of a thousand keys cost more than running it, on every batch."""
+    store = make_store(kind)
+    ents = Entitlements(store)
+    ents.plans.define(PLAN, actor="staff:ann")
+    for owner in OWNERS:
+        ents.subscriptions.subscribe(owner, "metered", actor="staff:ann")
+    ents.usage.consume_many(_batch("first", None))
+    compiled: list[str] = []
+
+    def note(conn, cursor, statement, params, context, many):  # type: ignore[no-untyped-def]
+        if context.compiled is not None and context.cache_hit in _NOT_FROM_CACHE:
+            compiled.append(statement[:60])
+
+    sa.event.listen(store.engine, "before_cursor_execute", note)
+    try:
+        results = ents.usage.consume_many(_batch("second", "first"))
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", note)
+        ents.close()
+    assert [r.outcome for r in results].count(UsageOutcome.DUPLICATE) == RETRIES
+    assert compiled == []

@@ -41,7 +41,13 @@ from entitlements.domain.plan import Plan
 from entitlements.domain.provider_commands import ProviderCommand
 from entitlements.domain.requests import KeyedRequest
 from entitlements.domain.subscription import Subscription, SubscriptionStatus
-from entitlements.domain.usage import Counter, Reservation, SeatAssignment, UsageRecord
+from entitlements.domain.usage import (
+    Counter,
+    CounterAddition,
+    Reservation,
+    SeatAssignment,
+    UsageRecord,
+)
 
 __all__ = [
     "AuditLog",
@@ -465,20 +471,10 @@ class UsageRepository(Protocol):
         another writer recorded one of them meanwhile."""
         ...
 
-    def add_counted(
-        self,
-        owner: Owner,
-        metric: str,
-        period_start: datetime,
-        used: int,
-        *,
-        ceiling: int | None,
-        revision: int,
-        now: datetime,
-        fallback: tuple[str, int] | None = None,
-    ) -> bool:
-        """`add` of ``used`` units under those conditions, telling only whether it
-        matched (the caller knows the counter: it read it locked)."""
+    def add_counted_many(self, additions: Sequence[CounterAddition]) -> bool:
+        """`add` each addition under its conditions (one round trip where the store can);
+        ``True`` only when every one matched. The caller read the counters locked and
+        rolls the unit of work back on ``False``, so a store may stop at the first miss."""
         ...
 
     def remove_record(self, owner: Owner, record_id: str) -> None:

@@ -46,6 +46,7 @@ from entitlements.domain.subscription import Subscription, SubscriptionStatus, w
 from entitlements.domain.usage import (
     FOREVER,
     Counter,
+    CounterAddition,
     Reservation,
     ReservationStatus,
     SeatAssignment,
@@ -693,30 +694,20 @@ class _Usage(_Repository[Owner]):
                 record,
             )
 
-    def add_counted(
-        self,
-        owner: Owner,
-        metric: str,
-        period_start: datetime,
-        used: int,
-        *,
-        ceiling: int | None,
-        revision: int,
-        now: datetime,
-        fallback: tuple[str, int] | None = None,
-    ) -> bool:
-        return (
+    def add_counted_many(self, additions: Sequence[CounterAddition]) -> bool:
+        return all(
             self.add(
-                owner,
-                metric,
-                period_start,
-                used=used,
-                ceiling=ceiling,
-                revision=revision,
-                now=now,
-                fallback=fallback,
+                a.owner,
+                a.metric,
+                a.period_start,
+                used=a.used,
+                ceiling=a.ceiling,
+                revision=a.revision,
+                now=a.now,
+                fallback=a.fallback,
             )
             is not None
+            for a in additions
         )
 
     def remove_record(self, owner: Owner, record_id: str) -> None:

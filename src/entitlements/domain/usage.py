@@ -113,6 +113,26 @@ def _pool(value: object) -> str:
 
 
 @attrs.frozen
+class CounterAddition:
+    """Units a batch adds to one counter, with the conditions it decided them under: the
+    store adds them only while the counter still stands where the batch read it."""
+
+    owner: Owner
+    metric: str
+    period_start: datetime
+    used: int
+    ceiling: int | None
+    """The most the counter may hold after the addition (``None``: no ceiling to check)."""
+    revision: int
+    """The terms revision the batch decided against."""
+    now: datetime
+    """The instant of the batch's latest event for this counter."""
+    fallback: tuple[str, int] | None = None
+    """A fallback plan's key and version that must still be the latest (see
+    ``fallback_guard``)."""
+
+
+@attrs.frozen
 class Counter:
     """``reserved`` counts held reservations; ``held_until`` is the earliest expiry among
     them (``None``: none held). Past it, some of ``reserved`` has run out and no longer

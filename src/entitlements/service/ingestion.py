@@ -24,6 +24,7 @@ from entitlements.domain.resolution import Snapshot
 from entitlements.domain.usage import (
     Charge,
     Counter,
+    CounterAddition,
     MetricTerms,
     UsageRecord,
     charged,
@@ -283,24 +284,24 @@ class _Batch:
     def _write(self, written: _Written) -> None:
         uow = self.tx.uow
         uow.usage.add_records(written.records)
-        touched: set[Owner] = set()
-        for group in sorted(written.totals, key=_order):
-            owner, metric, period = group
-            snapshot = self.terms[owner]
-            if not uow.usage.add_counted(
-                owner,
-                metric,
-                period,
+        additions = [
+            CounterAddition(
+                group[0],
+                group[1],
+                group[2],
                 written.totals[group],
                 ceiling=written.ceilings[group],
-                revision=snapshot.revision,
+                revision=self.terms[group[0]].revision,
                 now=written.latest[group],
-                fallback=fallback_guard(snapshot),
-            ):
-                raise Conflict(
-                    f"the terms of {owner} changed while the batch was recorded; retry it"
-                )
-            touched.add(owner)
+                fallback=fallback_guard(self.terms[group[0]]),
+            )
+            for group in sorted(written.totals, key=_order)
+        ]
+        if not uow.usage.add_counted_many(additions):
+            raise Conflict(
+                "the terms of an owner in this batch changed while it was recorded; retry it"
+            )
+        touched = {a.owner for a in additions}
         if touched:
             self.tx.usage_touched.update(touched)
             self.rt.cache.invalidate_usage(touched)

@@ -57,6 +57,7 @@ from entitlements.domain.subscription import SubscriptionStatus
 from entitlements.domain.usage import (
     FOREVER,
     Counter,
+    CounterAddition,
     OverQuota,
     OverQuotaPolicy,
     Reservation,
@@ -905,6 +906,30 @@ class StoreContract:
             assert uow.usage.counter(GLOBEX, "api_calls", START).used == 0
         with store.unit_of_work("tenant-b") as uow:
             assert uow.usage.counters(Owner("organization", "acme", "tenant-b"), "api_calls") == []
+
+    def test_a_batch_adds_to_many_counters_only_when_each_still_matches(self, store: Store) -> None:
+        def adding(owner: Owner, used: int, ceiling: int | None, revision: int = 0) -> Any:
+            return CounterAddition(
+                owner, "api_calls", START, used, ceiling=ceiling, revision=revision, now=START
+            )
+
+        with store.unit_of_work(None) as uow:
+            uow.usage.add(ACME, "api_calls", START, used=1)
+            uow.usage.add(GLOBEX, "api_calls", START, used=1)
+            uow.commit()
+        with store.unit_of_work(None) as uow:
+            assert uow.usage.add_counted_many([adding(ACME, 4, 10), adding(GLOBEX, 2, None)])
+            uow.commit()
+        for refused in (
+            [adding(ACME, 1, 10), adding(GLOBEX, 9, 10)],  # over the ceiling
+            [adding(ACME, 1, None, revision=7), adding(GLOBEX, 1, None)],  # terms moved
+        ):
+            with store.unit_of_work(None) as uow:
+                assert not uow.usage.add_counted_many(refused)
+        with store.unit_of_work(None) as uow:
+            assert uow.usage.counter(ACME, "api_calls", START).used == 5
+            assert uow.usage.counter(GLOBEX, "api_calls", START).used == 3
+            assert uow.usage.add_counted_many([])
 
     def test_usage_records_are_idempotent_by_key(self, store: Store) -> None:
         with store.unit_of_work(None) as uow:

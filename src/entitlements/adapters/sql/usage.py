@@ -25,6 +25,7 @@ from entitlements.domain.change import ChangeKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.usage import (
     Counter,
+    CounterAddition,
     Reservation,
     ReservationStatus,
     SeatAssignment,
@@ -184,7 +185,7 @@ def _lookup(dialect: str, table: sa.Table, names: tuple[str, ...], size: int, lo
         wanted = sa.bindparam("p_wanted", expanding=True, type_=row)
         query = sa.select(*selected).where(tenant, sa.tuple_(*columns).in_(wanted))
     else:
-        query = _values_lookup(table, columns, selected, tenant, size)
+        return _values_lookup(table, columns, selected, size, lock)
     if lock:
         query = query.order_by(*(table.c[n] for n in _COUNTER_KEY)).with_for_update()
     return query
@@ -194,18 +195,37 @@ def _values_lookup(
     table: sa.Table,
     columns: list[sa.Column[Any]],
     selected: tuple[Any, ...],
-    tenant: sa.ColumnElement[bool],
     size: int,
-) -> sa.Select[Any]:
+    lock: bool,
+) -> Any:
     """SQLite: a join against a VALUES list of ``size`` rows, probing the unique index
-    once per row of it."""
-    rows = [
-        tuple(sa.bindparam(f"p_{row}_{n}", type_=c.type) for n, c in enumerate(columns))
-        for row in range(size)
-    ]
-    joined = sa.values(*(sa.column(c.name) for c in columns), name="ent_wanted").data(rows).cte()
-    on = sa.and_(tenant, *(c == joined.c[c.name] for c in columns))
-    return sa.select(*selected).select_from(joined.join(table, on))
+    once per row of it. Written as text with typed parameters and result columns: a
+    ``values()`` construct has no cache key, so SQLAlchemy would compile its thousands of
+    parameters again on every call, which cost more than the lookup itself."""
+    quote = sqlite.dialect().identifier_preparer.quote
+    name = quote(table.name)
+    wanted = ", ".join(quote(c.name) for c in columns)
+    rows = ", ".join(
+        "(" + ", ".join(f":p_{row}_{n}" for n in range(len(columns))) + ")" for row in range(size)
+    )
+    on = " AND ".join(
+        [f"{name}.tenant = :p_tenant"]
+        + [f"{name}.{quote(c.name)} = ent_wanted.{quote(c.name)}" for c in columns]
+    )
+    order = " ORDER BY " + ", ".join(f"{name}.{quote(n)}" for n in _COUNTER_KEY) if lock else ""
+    text = sa.text(
+        f"WITH ent_wanted({wanted}) AS (VALUES {rows}) "
+        f"SELECT {', '.join(f'{name}.{quote(c.name)}' for c in selected)} "
+        f"FROM ent_wanted JOIN {name} ON {on}{order}"
+    ).bindparams(
+        sa.bindparam("p_tenant", type_=table.c.tenant.type),
+        *(
+            sa.bindparam(f"p_{row}_{n}", type_=c.type)
+            for row in range(size)
+            for n, c in enumerate(columns)
+        ),
+    )
+    return text.columns(*selected)
 
 
 _COUNTER_KEY = ("owner_kind", "owner_id", "metric", "period_start")
@@ -654,33 +674,29 @@ class SqlUsage(Repository):
             ) from error
 
     @storage_errors
-    def add_counted(
-        self,
-        owner: Owner,
-        metric: str,
-        period_start: datetime,
-        used: int,
-        *,
-        ceiling: int | None,
-        revision: int,
-        now: datetime,
-        fallback: tuple[str, int] | None = None,
-    ) -> bool:
-        params = self._count_params(
-            owner,
-            metric,
-            period_start,
-            used,
-            0,
-            ceiling=ceiling,
-            revision=revision,
-            now=now,
-            fallback=fallback,
-        )
-        statement = _count_statement(self._conn.dialect.name, params, returning=False)
-        if self._conn.execute(statement, params).rowcount != 1:
+    def add_counted_many(self, additions: Sequence[CounterAddition]) -> bool:
+        dialect = self._conn.dialect.name
+        shapes: dict[Any, list[dict[str, Any]]] = {}
+        for a in additions:
+            self._scope(a.owner)
+            params = self._count_params(
+                a.owner,
+                a.metric,
+                a.period_start,
+                a.used,
+                0,
+                ceiling=a.ceiling,
+                revision=a.revision,
+                now=a.now,
+                fallback=a.fallback,
+            )
+            shapes.setdefault(_count_statement(dialect, params, returning=False), []).append(params)
+        # each UPDATE matches at most its own counter: all matched when the counts add up
+        matched = sum(self._conn.execute(update, rows).rowcount for update, rows in shapes.items())
+        if matched != len(additions):
             return False
-        self._uow.feed.note(owner, ChangeKind.USAGE)
+        for a in additions:
+            self._uow.feed.note(a.owner, ChangeKind.USAGE)
         return True
 
     @storage_errors
