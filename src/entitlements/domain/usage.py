@@ -118,9 +118,13 @@ class CounterAddition:
     store adds them only while the counter still stands where the batch read it."""
 
     owner: Owner
+    """Whose counter."""
     metric: str
+    """The limit name it counts against."""
     period_start: datetime
+    """The start of the period the counter counts."""
     used: int
+    """Units to add (the batch's accepted events for this counter)."""
     ceiling: int | None
     """The most the counter may hold after the addition (``None``: no ceiling to check)."""
     revision: int
