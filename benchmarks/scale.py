@@ -16,6 +16,7 @@ table in one transaction, at both sizes: the target is at least 0.3 of the plain
 
     python benchmarks/scale.py --sqlite --full 100000          # a quick run
     python benchmarks/scale.py --postgres URL --mysql URL --sqlite
+    python benchmarks/scale.py --sqlite --full 50000 --only sweep --only search
 """
 
 from __future__ import annotations
@@ -360,21 +361,24 @@ def timed(work: Work, repeat: int, before: Callable[[], None] | None = None) -> 
     return best
 
 
-def each(store: SqlStore, rows: dict[str, dict[str, Any]], repeat: int) -> dict[str, float]:
+def each(
+    store: SqlStore, rows: dict[str, dict[str, Any]], repeat: int, only: list[str]
+) -> dict[str, float]:
     return {
         name: timed(work, repeat, (lambda: due(store, rows, 1000)) if "1,000 due" in name else None)
         for name, work in operations(store, rows).items()
+        if not only or any(word in name for word in only)
     }
 
 
-def measure(url: str, full: int, repeat: int) -> dict[str, tuple[float, float]]:
+def measure(url: str, full: int, repeat: int, only: list[str]) -> dict[str, tuple[float, float]]:
     store = fresh(url)
     rows = templates(store)
     probe_history(store, rows)
     grow(store, rows, 0, SMALL)
-    small = each(store, rows, repeat)
+    small = each(store, rows, repeat, only)
     grow(store, rows, SMALL, full)
-    large = each(store, rows, repeat)
+    large = each(store, rows, repeat, only)
     store.engine.dispose()
     return {name: (small[name], large[name]) for name in small}
 
@@ -386,6 +390,9 @@ def main() -> None:
     parser.add_argument("--sqlite", action="store_true")
     parser.add_argument("--full", type=int, default=1_000_000, help="ledger rows at full size")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--only", action="append", default=[], help="time the operations naming this (repeatable)"
+    )
     args = parser.parse_args()
     engines: list[tuple[str, str]] = []
     if args.postgres:
@@ -398,7 +405,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     batches = []
     for name, url in engines:
-        measured = measure(url, args.full, args.repeat)
+        measured = measure(url, args.full, args.repeat, args.only)
         for operation, (small, large) in measured.items():
             flag = "" if large <= 1.5 * small else " **over 1.5x**"
             print(
@@ -406,8 +413,10 @@ def main() -> None:
                 f"{large / small:.2f}x{flag} |",
                 flush=True,
             )
-        ours, lean = measured["consume_many, 50 owners"], measured["plain Core insert, 1,000 rows"]
-        batches.append(f"| {name} | {lean[0] / ours[0]:.2f} | {lean[1] / ours[1]:.2f} |")
+        ours = measured.get("consume_many, 50 owners")
+        lean = measured.get("plain Core insert, 1,000 rows")
+        if ours and lean:
+            batches.append(f"| {name} | {lean[0] / ours[0]:.2f} | {lean[1] / ours[1]:.2f} |")
     print("\n| engine | consume_many (50 owners) / plain Core, at 1k | at full size |")
     print("|---|---|---|")
     print("\n".join(batches))

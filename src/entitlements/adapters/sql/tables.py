@@ -344,9 +344,12 @@ contracts = sa.Table(
     sa.Column("terms_hash", sa.String(64), nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("revision", sa.Integer, nullable=False),
+    # when the sweep has something to do for it next (a notice); NULL: nothing until written
+    sa.Column("next_due_at", UtcDateTime, nullable=True),
     # the owner's contracts in the order their list pages through them
     sa.Index("ix_ent_contracts_owner", *_OWNER, "created_at", "id"),
     sa.Index("ix_ent_contracts_expiry", "tenant", "status", "expires_at"),
+    sa.Index("ix_ent_contracts_due", "tenant", "next_due_at", "id"),
 )
 
 contract_signers = sa.Table(
