@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from entitlements import Actor, Entitlements, Limit, LimitKind, Owner, Plan, UsageEvent
 from entitlements.adapters.sql import SqlStore, metadata, migrations
 from entitlements.adapters.sql import tables as t
+from entitlements.adapters.sql.search import INDEXED_BY, postings, write_postings
 from entitlements.domain.contracts.contract import SignerSpec
 from entitlements.web.lists import Filters, OwnerLists
 
@@ -164,19 +165,18 @@ def grow(store: SqlStore, rows: dict[str, dict[str, Any]], start: int, end: int)
                 ],
             )
             owners = [n for n in numbers if n % 10 == 0]
-            c.execute(
-                t.subscriptions.insert(),
-                [
-                    {
-                        **{k: v for k, v in sub.items() if k != "pk"},
-                        "id": uuid.uuid4().hex,
-                        "owner_id": f"owner-{n}",
-                        "live_owner": uuid.uuid4().hex + uuid.uuid4().hex,
-                        "external_id": f"cus_{n}",
-                    }
-                    for n in owners
-                ],
-            )
+            added = [
+                {
+                    **{k: v for k, v in sub.items() if k != "pk"},
+                    "id": uuid.uuid4().hex,
+                    "owner_id": f"owner-{n}",
+                    "live_owner": uuid.uuid4().hex + uuid.uuid4().hex,
+                    "external_id": f"cus_{n}",
+                }
+                for n in owners
+            ]
+            c.execute(t.subscriptions.insert(), added)
+            searchable(c, [row["id"] for row in added])
             if audit:
                 c.execute(
                     t.audit_events.insert(),
@@ -208,6 +208,16 @@ def grow(store: SqlStore, rows: dict[str, dict[str, Any]], start: int, end: int)
     analyze(store)
 
 
+def searchable(c: sa.Connection, ids: list[str]) -> None:
+    """The owner search's postings of the subscription rows ``ids``, as the library
+    writes them with each row."""
+    s = t.subscriptions.c
+    found = c.execute(
+        sa.select(s.tenant, s.pk, *(s[name] for name in INDEXED_BY)).where(s.id.in_(ids))
+    ).all()
+    write_postings(c, postings((row[0], row[1], tuple(row[2:])) for row in found))
+
+
 def contracts(c: sa.Connection, rows: dict[str, dict[str, Any]], numbers: list[int]) -> None:
     """A sent contract (its signer and events) for each of ``numbers``' owners."""
     if not numbers:
@@ -231,21 +241,20 @@ def due(store: SqlStore, rows: dict[str, dict[str, Any]], count: int) -> None:
     """``count`` trials of new owners that ended an hour ago (the sweep has work)."""
     ended = datetime.now(UTC) - timedelta(hours=1)
     trial = {k: v for k, v in rows["trial"].items() if k != "pk"}
+    added = [
+        {
+            **trial,
+            "id": uuid.uuid4().hex,
+            "owner_id": f"due-{uuid.uuid4().hex}",
+            "live_owner": uuid.uuid4().hex + uuid.uuid4().hex,
+            "trial_ends_at": ended,
+            "next_change_at": ended,
+        }
+        for _ in range(count)
+    ]
     with store.engine.begin() as c:
-        c.execute(
-            t.subscriptions.insert(),
-            [
-                {
-                    **trial,
-                    "id": uuid.uuid4().hex,
-                    "owner_id": f"due-{uuid.uuid4().hex}",
-                    "live_owner": uuid.uuid4().hex + uuid.uuid4().hex,
-                    "trial_ends_at": ended,
-                    "next_change_at": ended,
-                }
-                for _ in range(count)
-            ],
-        )
+        c.execute(t.subscriptions.insert(), added)
+        searchable(c, [row["id"] for row in added])
 
 
 def _ledger_owner(n: int) -> str:
@@ -257,7 +266,9 @@ def _ledger_owner(n: int) -> str:
 def analyze(store: SqlStore) -> None:
     """Statistics as a server's background maintenance keeps them."""
     dialect = store.engine.dialect.name
-    tables = "ent_usage_records, ent_subscriptions, ent_audit_events, ent_contracts"
+    tables = (
+        "ent_usage_records, ent_subscriptions, ent_audit_events, ent_contracts, ent_search_grams"
+    )
     if dialect == "postgresql":
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             c.exec_driver_sql(f"ANALYZE {tables}")

@@ -19,6 +19,7 @@ from entitlements.domain.contracts.contract import (
     AWAITING_SIGNATURE,
     CLOSED,
     Contract,
+    ContractStatus,
     PersonalData,
     Signer,
     Terms,
@@ -28,6 +29,8 @@ from entitlements.domain.owner import Owner
 from entitlements.errors import Conflict, ContractNotFound, NotFound, StaleWrite
 
 __all__ = ["SqlContracts"]
+
+_OPEN = sorted(s.value for s in ContractStatus if s not in CLOSED)
 
 
 def _contract_row(contract: Contract, tenant: str) -> dict[str, Any]:
@@ -368,7 +371,8 @@ class SqlContracts(Repository):
         c = t.contracts.c
         rows = self._batch(
             t.contracts,
-            [c.status.not_in([s.value for s in CLOSED]), c.expires_at <= now],
+            # open statuses named (not "not closed"): each an index range of expiry
+            [c.status.in_(_OPEN), c.expires_at <= now],
             [c.expires_at, c.id],
             limit,
         )
