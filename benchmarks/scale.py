@@ -326,6 +326,7 @@ def operations(store: SqlStore, rows: dict[str, dict[str, Any]]) -> dict[str, Wo
         "sweep, nothing due": lambda i: ents.process_due(),
         "owner list (search page)": lambda i: ents.subscriptions.search(limit=50),
         "owner search (text)": lambda i: ents.subscriptions.search("cus_12", limit=50),
+        "owner search (text, one match)": lambda i: ents.subscriptions.search("probe", limit=50),
         "console owner list, one page": console(""),
         "console owner search": console("cus_12"),
         "console status counts": lambda i: lists.counts(STAFF),
