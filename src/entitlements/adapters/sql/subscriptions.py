@@ -686,10 +686,12 @@ class SqlSubscriptions(Repository):
             return [(r["pk"], subscription_from(r)) for r in rows], None
         # a needle found in few rows would read the whole tenant for one page: a page
         # looks at the newest SEARCHED candidate rows below the cursor (those holding the
-        # needle's rarest trigram, or any row for a needle too short for one) and says
-        # where it stopped
+        # needle's sparsest trigram; any row for a needle too short for one, or that a
+        # plan key holds) and says where it stopped
         limit = max(limit, 0)
-        lookup = needle_grams(text.lower())
+        lookup = needle_grams(needle)
+        if lookup is not None and self._in_a_plan_key(needle):
+            lookup = None
         if lookup is None:
             window = self._window(before)
             rows = self._rows(
@@ -706,6 +708,15 @@ class SqlSubscriptions(Repository):
         if count >= _WEIGHED and len(rows) < limit:
             stopped_at = self._stopped_at(window)
         return [(r["pk"], subscription_from(r)) for r in rows], stopped_at
+
+    def _in_a_plan_key(self, needle: str) -> bool:
+        """Whether some plan's key holds ``needle`` (as the search compares): the plans
+        are few, and the rows on such a plan are many."""
+        p = t.plans.c
+        found = self._conn.execute(
+            sa.select(p.key).where(sa.func.lower(p.key).contains(needle, autoescape=True)).limit(1)
+        ).first()
+        return found is not None
 
     def _stopped_at(self, window: sa.Subquery) -> int | None:
         """Where a page that read all of ``window`` stopped: its lowest pk if the window

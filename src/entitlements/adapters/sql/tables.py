@@ -180,8 +180,8 @@ subscriptions = sa.Table(
 search_grams = sa.Table(
     "ent_search_grams",
     metadata,
-    # the owner search's postings: each trigram of a subscription row's owner id, external
-    # id and plan key, and the row (see adapters/sql/search.py); the gram compares as the
+    # the owner search's postings: each trigram of a subscription row's owner id and
+    # external id, and the row (see adapters/sql/search.py); the gram compares as the
     # external id does
     sa.Column("tenant", key_string(TENANT), primary_key=True),
     sa.Column("gram", sa.String(12), primary_key=True),

@@ -9,8 +9,8 @@ Existing contracts out for signature are due at once (at their ``created_at``): 
 first sweep looks at each of them one time and moves it to its next notice.
 
 A text search of the owner list scanned the tenant's newest 5,000 subscription rows per
-page. ``ent_search_grams`` holds each trigram of every subscription row's owner id,
-external id and plan key with the row's pk (written with the row from now on, filled
+page. ``ent_search_grams`` holds each trigram of every subscription row's owner id and
+external id with the row's pk (written with the row from now on, filled
 here for the rows there are), so a search reads the postings of its rarest trigram.
 """
 
@@ -66,13 +66,12 @@ def _search_grams() -> None:
         sa.column("tenant", sa.String()),
         sa.column("owner_id", sa.String()),
         sa.column("external_id", sa.String()),
-        sa.column("plan_key", sa.String()),
     )
     connection = op.get_bind()
     after = None
     while True:
         s = subscriptions.c
-        query = sa.select(s.pk, s.tenant, s.owner_id, s.external_id, s.plan_key).order_by(s.pk)
+        query = sa.select(s.pk, s.tenant, s.owner_id, s.external_id).order_by(s.pk)
         if after is not None:
             query = query.where(s.pk > after)
         rows = connection.execute(query.limit(_BATCH)).all()
@@ -81,17 +80,18 @@ def _search_grams() -> None:
         postings = {
             (row.tenant, gram, row.pk)
             for row in rows
-            for gram in _grams((row.owner_id, row.external_id, row.plan_key))
+            for gram in _grams((row.owner_id, row.external_id))
         }
-        connection.execute(
-            grams.insert(), [{"tenant": a, "gram": b, "sub_pk": c} for a, b, c in sorted(postings)]
-        )
+        if postings:
+            connection.execute(
+                grams.insert(),
+                [{"tenant": a, "gram": b, "sub_pk": c} for a, b, c in sorted(postings)],
+            )
         after = rows[-1].pk
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("ent_contracts") as batch:
-        batch.add_column(sa.Column("next_due_at", UtcDateTime(), nullable=True))
+    op.add_column("ent_contracts", sa.Column("next_due_at", UtcDateTime(), nullable=True))
     contracts = sa.table(
         "ent_contracts",
         sa.column("status", sa.String()),
@@ -112,5 +112,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("ent_search_grams")
     op.drop_index("ix_ent_contracts_due", table_name="ent_contracts")
-    with op.batch_alter_table("ent_contracts") as batch:
-        batch.drop_column("next_due_at")
+    if op.get_bind().dialect.name == "sqlite":
+        # a batch copy of the table would break its signers' and events' foreign keys
+        op.execute("ALTER TABLE ent_contracts DROP COLUMN next_due_at")
+    else:
+        op.drop_column("ent_contracts", "next_due_at")
