@@ -16,6 +16,7 @@ table in one transaction, at both sizes: the target is at least 0.3 of the plain
 
     python benchmarks/scale.py --sqlite --full 100000          # a quick run
     python benchmarks/scale.py --postgres URL --mysql URL --sqlite
+    python benchmarks/scale.py --sqlite --full 50000 --only sweep --only search
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import sqlalchemy as sa
 from entitlements import Actor, Entitlements, Limit, LimitKind, Owner, Plan, UsageEvent
 from entitlements.adapters.sql import SqlStore, metadata, migrations
 from entitlements.adapters.sql import tables as t
+from entitlements.adapters.sql.search import INDEXED_BY, postings, write_postings
 from entitlements.domain.contracts.contract import SignerSpec
 from entitlements.web.lists import Filters, OwnerLists
 
@@ -163,19 +165,18 @@ def grow(store: SqlStore, rows: dict[str, dict[str, Any]], start: int, end: int)
                 ],
             )
             owners = [n for n in numbers if n % 10 == 0]
-            c.execute(
-                t.subscriptions.insert(),
-                [
-                    {
-                        **{k: v for k, v in sub.items() if k != "pk"},
-                        "id": uuid.uuid4().hex,
-                        "owner_id": f"owner-{n}",
-                        "live_owner": uuid.uuid4().hex + uuid.uuid4().hex,
-                        "external_id": f"cus_{n}",
-                    }
-                    for n in owners
-                ],
-            )
+            added = [
+                {
+                    **{k: v for k, v in sub.items() if k != "pk"},
+                    "id": uuid.uuid4().hex,
+                    "owner_id": f"owner-{n}",
+                    "live_owner": uuid.uuid4().hex + uuid.uuid4().hex,
+                    "external_id": f"cus_{n}",
+                }
+                for n in owners
+            ]
+            c.execute(t.subscriptions.insert(), added)
+            searchable(c, [row["id"] for row in added])
             if audit:
                 c.execute(
                     t.audit_events.insert(),
@@ -207,6 +208,16 @@ def grow(store: SqlStore, rows: dict[str, dict[str, Any]], start: int, end: int)
     analyze(store)
 
 
+def searchable(c: sa.Connection, ids: list[str]) -> None:
+    """The owner search's postings of the subscription rows ``ids``, as the library
+    writes them with each row."""
+    s = t.subscriptions.c
+    found = c.execute(
+        sa.select(s.tenant, s.pk, *(s[name] for name in INDEXED_BY)).where(s.id.in_(ids))
+    ).all()
+    write_postings(c, postings((row[0], row[1], tuple(row[2:])) for row in found))
+
+
 def contracts(c: sa.Connection, rows: dict[str, dict[str, Any]], numbers: list[int]) -> None:
     """A sent contract (its signer and events) for each of ``numbers``' owners."""
     if not numbers:
@@ -230,21 +241,20 @@ def due(store: SqlStore, rows: dict[str, dict[str, Any]], count: int) -> None:
     """``count`` trials of new owners that ended an hour ago (the sweep has work)."""
     ended = datetime.now(UTC) - timedelta(hours=1)
     trial = {k: v for k, v in rows["trial"].items() if k != "pk"}
+    added = [
+        {
+            **trial,
+            "id": uuid.uuid4().hex,
+            "owner_id": f"due-{uuid.uuid4().hex}",
+            "live_owner": uuid.uuid4().hex + uuid.uuid4().hex,
+            "trial_ends_at": ended,
+            "next_change_at": ended,
+        }
+        for _ in range(count)
+    ]
     with store.engine.begin() as c:
-        c.execute(
-            t.subscriptions.insert(),
-            [
-                {
-                    **trial,
-                    "id": uuid.uuid4().hex,
-                    "owner_id": f"due-{uuid.uuid4().hex}",
-                    "live_owner": uuid.uuid4().hex + uuid.uuid4().hex,
-                    "trial_ends_at": ended,
-                    "next_change_at": ended,
-                }
-                for _ in range(count)
-            ],
-        )
+        c.execute(t.subscriptions.insert(), added)
+        searchable(c, [row["id"] for row in added])
 
 
 def _ledger_owner(n: int) -> str:
@@ -256,7 +266,9 @@ def _ledger_owner(n: int) -> str:
 def analyze(store: SqlStore) -> None:
     """Statistics as a server's background maintenance keeps them."""
     dialect = store.engine.dialect.name
-    tables = "ent_usage_records, ent_subscriptions, ent_audit_events, ent_contracts"
+    tables = (
+        "ent_usage_records, ent_subscriptions, ent_audit_events, ent_contracts, ent_search_grams"
+    )
     if dialect == "postgresql":
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             c.exec_driver_sql(f"ANALYZE {tables}")
@@ -314,6 +326,7 @@ def operations(store: SqlStore, rows: dict[str, dict[str, Any]]) -> dict[str, Wo
         "sweep, nothing due": lambda i: ents.process_due(),
         "owner list (search page)": lambda i: ents.subscriptions.search(limit=50),
         "owner search (text)": lambda i: ents.subscriptions.search("cus_12", limit=50),
+        "owner search (text, one match)": lambda i: ents.subscriptions.search("probe", limit=50),
         "console owner list, one page": console(""),
         "console owner search": console("cus_12"),
         "console status counts": lambda i: lists.counts(STAFF),
@@ -360,21 +373,24 @@ def timed(work: Work, repeat: int, before: Callable[[], None] | None = None) -> 
     return best
 
 
-def each(store: SqlStore, rows: dict[str, dict[str, Any]], repeat: int) -> dict[str, float]:
+def each(
+    store: SqlStore, rows: dict[str, dict[str, Any]], repeat: int, only: list[str]
+) -> dict[str, float]:
     return {
         name: timed(work, repeat, (lambda: due(store, rows, 1000)) if "1,000 due" in name else None)
         for name, work in operations(store, rows).items()
+        if not only or any(word in name for word in only)
     }
 
 
-def measure(url: str, full: int, repeat: int) -> dict[str, tuple[float, float]]:
+def measure(url: str, full: int, repeat: int, only: list[str]) -> dict[str, tuple[float, float]]:
     store = fresh(url)
     rows = templates(store)
     probe_history(store, rows)
     grow(store, rows, 0, SMALL)
-    small = each(store, rows, repeat)
+    small = each(store, rows, repeat, only)
     grow(store, rows, SMALL, full)
-    large = each(store, rows, repeat)
+    large = each(store, rows, repeat, only)
     store.engine.dispose()
     return {name: (small[name], large[name]) for name in small}
 
@@ -386,6 +402,9 @@ def main() -> None:
     parser.add_argument("--sqlite", action="store_true")
     parser.add_argument("--full", type=int, default=1_000_000, help="ledger rows at full size")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--only", action="append", default=[], help="time the operations naming this (repeatable)"
+    )
     args = parser.parse_args()
     engines: list[tuple[str, str]] = []
     if args.postgres:
@@ -398,7 +417,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     batches = []
     for name, url in engines:
-        measured = measure(url, args.full, args.repeat)
+        measured = measure(url, args.full, args.repeat, args.only)
         for operation, (small, large) in measured.items():
             flag = "" if large <= 1.5 * small else " **over 1.5x**"
             print(
@@ -406,8 +425,10 @@ def main() -> None:
                 f"{large / small:.2f}x{flag} |",
                 flush=True,
             )
-        ours, lean = measured["consume_many, 50 owners"], measured["plain Core insert, 1,000 rows"]
-        batches.append(f"| {name} | {lean[0] / ours[0]:.2f} | {lean[1] / ours[1]:.2f} |")
+        ours = measured.get("consume_many, 50 owners")
+        lean = measured.get("plain Core insert, 1,000 rows")
+        if ours and lean:
+            batches.append(f"| {name} | {lean[0] / ours[0]:.2f} | {lean[1] / ours[1]:.2f} |")
     print("\n| engine | consume_many (50 owners) / plain Core, at 1k | at full size |")
     print("|---|---|---|")
     print("\n".join(batches))

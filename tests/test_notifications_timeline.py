@@ -233,3 +233,45 @@ def test_lead_times_are_checked():
         NotificationSettings(invoice_due_days=(-1,))
     with pytest.raises(InvalidInput):
         NotificationSettings(pause_ending_days="3")
+
+
+def _due_contracts(ents: Entitlements, at) -> list[str]:
+    with ents.runtime.store.unit_of_work(None, read_only=True) as uow:
+        return [c.id for c in uow.contracts.due(at)]
+
+
+def test_a_contract_left_unsigned_and_its_links_expiring_are_told_once_each(setup):
+    """Each sweep reads only the contracts whose next notice has come; a sweep between
+    notices reads none, and a write (a link resent) makes the contract due again."""
+    from entitlements.domain.contracts.contract import SignerSpec
+
+    ents, clock = setup
+    owner = fresh()
+    made = ents.contracts.issue(
+        owner,
+        title="MSA",
+        body="Terms.",
+        actor=STAFF,
+        signers=[SignerSpec("S0", "s0@x.test"), SignerSpec("S1", "s1@x.test")],
+    )
+    tokens = ents.contracts.send(owner, made.id, actor=STAFF)
+    ents.contracts.open(tokens["s1"])
+    ents.contracts.consent(tokens["s1"], consent_text="I agree", consent_version="v1")
+    ents.contracts.sign(tokens["s1"], typed_name="S0")
+    for day in range(16):
+        clock.set(START + timedelta(days=day, hours=12))
+        if day == 8:
+            ents.contracts.resend(owner, made.id, "s2", actor=STAFF)
+        ents.process_due()
+        assert _due_contracts(ents, clock.now()) == []
+    unsigned = of_kind(ents, owner, _K.CONTRACT_UNSIGNED)
+    assert [(n.facts["days"], n.about) for n in unsigned] == [(5, START + timedelta(days=5))]
+    expiring = of_kind(ents, owner, _K.SIGNING_LINK_EXPIRING)
+    assert sorted((n.facts["signer_id"], n.about) for n in expiring) == [
+        ("s2", START + timedelta(days=7)),
+        ("s2", START + timedelta(days=8 + 7, hours=12)),
+    ]
+    ents.contracts.void(owner, made.id, actor=STAFF, reason="superseded")
+    clock.set(START + timedelta(days=20))
+    ents.process_due()
+    assert _due_contracts(ents, START + timedelta(days=400)) == []

@@ -304,3 +304,88 @@ def test_0010_backfills_the_history_from_the_audit_trail(kind, tmp_path, server_
         assert later.resolve(globex).limit("projects") == 40
     finally:
         store.engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_0019_backfills_contract_due_instants_and_search_postings(kind, tmp_path, server_stores):
+    """Upgrading to 0019: contracts out for signature are due at once, others never; each
+    subscription row gets the postings the library writes for its values, and a search
+    finds the same owners as before the downgrade."""
+    import sqlalchemy as sa
+
+    from entitlements import Entitlements, Owner
+    from entitlements.adapters.sql import SqlStore
+    from entitlements.adapters.sql import tables as t
+    from entitlements.adapters.sql.search import INDEXED_BY, postings
+    from entitlements.domain.contracts.contract import SignerSpec
+    from entitlements.testing.contract import CATALOG
+
+    if kind == "sqlite":
+        store = SqlStore.from_url(f"sqlite:///{tmp_path / 'backfill.db'}")
+    else:
+        server_stores(kind)
+        store = SqlStore.from_url(server_url(kind))
+    try:
+        with store.engine.begin() as connection:
+            migrations.downgrade(connection, "base")
+            migrations.upgrade(connection)
+        ents = Entitlements(store)
+        for plan in CATALOG:
+            ents.plans.define(plan, actor="staff")
+        owners = [
+            Owner("organization", f"org-{n}", tenant) for n in range(4) for tenant in (None, "t2")
+        ]
+        for n, owner in enumerate(owners):
+            ents.subscriptions.subscribe(owner, "growth", actor="staff")
+            ents.subscriptions.amend(owner, external_id=f"cus_Old{n}", actor="staff")
+            ents.subscriptions.amend(owner, external_id=f"cus_New{n}", actor="staff")
+        ents.subscriptions.cancel(owners[0], actor="staff")
+        ents.subscriptions.subscribe(owners[0], "free", actor="staff")
+        sent = ents.contracts.issue(
+            owners[1],
+            title="MSA",
+            body="Terms.",
+            actor="staff",
+            signers=[SignerSpec("S", "s@x.test")],
+        )
+        ents.contracts.send(owners[1], sent.id, actor="staff")
+        draft = ents.contracts.issue(
+            owners[1],
+            title="NDA",
+            body="Terms.",
+            actor="staff",
+            signers=[SignerSpec("S", "s@x.test")],
+        )
+        needles = ["cus_new", "org-1", "OLD", "cus", "new2"]
+
+        def searched() -> dict[tuple[str, str | None], list[Owner]]:
+            return {
+                (n, tenant): [s.owner for s in ents.subscriptions.search(n, tenant=tenant)]
+                for n in needles
+                for tenant in (None, "t2")
+            }
+
+        before = searched()
+        ents.close()
+        with store.engine.begin() as connection:
+            migrations.downgrade(connection, "0018")
+            migrations.upgrade(connection)
+        s = t.subscriptions.c
+        with store.engine.connect() as c:
+            rows = c.execute(sa.select(s.tenant, s.pk, *(s[n] for n in INDEXED_BY))).all()
+            expected = postings((r[0], r[1], tuple(r[2:])) for r in rows)
+            found = c.execute(sa.select(t.search_grams)).mappings().all()
+            due = dict(c.execute(sa.select(t.contracts.c.id, t.contracts.c.next_due_at)).all())
+            created = dict(c.execute(sa.select(t.contracts.c.id, t.contracts.c.created_at)).all())
+        assert sorted((p["tenant"], p["gram"], p["sub_pk"]) for p in found) == sorted(
+            (p["tenant"], p["gram"], p["sub_pk"]) for p in expected
+        )
+        assert due == {sent.id: created[sent.id], draft.id: None}
+        ents = Entitlements(store)
+        assert searched() == before
+        assert len(before[("cus_new", None)]) == 3
+        assert before[("OLD", None)] == []
+        ents.close()
+    finally:
+        if kind == "sqlite":
+            store.engine.dispose()

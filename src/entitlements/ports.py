@@ -610,6 +610,21 @@ class ContractRepository(Protocol):
         at ``now``, nearest deadline first (then by id)."""
         ...
 
+    def due(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
+        """Contracts awaiting signature at ``now`` (as `awaiting`) whose next due instant
+        is ``now`` or earlier, earliest first (then by id): what the sweep has to look at.
+        Every ``add`` or ``update`` leaves a contract out for signature due at once (at
+        its ``created_at``) and any other contract never due; `schedule` moves it on.
+        Read by an index on the tenant and the due instant, so the cost follows the
+        contracts due, not the contracts stored."""
+        ...
+
+    def schedule(self, contract_id: str, revision: int, at: datetime | None) -> bool:
+        """Make the contract due next at ``at`` (``None``: not due until written again),
+        without a new revision, only if it is still at ``revision`` (a write since the
+        sweep read it leaves it due at once); ``False`` when it is not."""
+        ...
+
 
 class PaymentProvider(Protocol):
     """The seam to a payment provider (Stripe, Paddle...). The library ships none: the

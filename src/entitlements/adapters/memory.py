@@ -170,6 +170,8 @@ class _Tables:
         self.reservations: dict[str, Reservation] = {}
         self.seats: dict[tuple[Owner, str, str], SeatAssignment] = {}
         self.contracts: dict[str, Contract] = {}
+        self.contract_due: dict[str, datetime | None] = {}
+        """By contract id: when the sweep has something to do for it next."""
         self.contract_tokens: dict[str, tuple[str | None, str, str]] = {}
         self.contract_events: dict[str, list[ContractEvent]] = {}
         self.personal_data: dict[str, PersonalData] = {}
@@ -1059,7 +1061,12 @@ class _Contracts(_Repository[str]):
         stored = attrs.evolve(contract, revision=1)
         self._undo.set(self._t.contracts, stored.id, stored)
         self._index_tokens(None, stored)
+        self._due_at_once(stored)
         return stored
+
+    def _due_at_once(self, contract: Contract) -> None:
+        at = contract.created_at if contract.status in AWAITING_SIGNATURE else None
+        self._undo.set(self._t.contract_due, contract.id, at)
 
     def get(self, contract_id: str) -> Contract:
         found = self._t.contracts.get(contract_id)
@@ -1074,6 +1081,7 @@ class _Contracts(_Repository[str]):
         stored = attrs.evolve(contract, revision=current.revision + 1)
         self._undo.set(self._t.contracts, stored.id, stored)
         self._index_tokens(current, stored)
+        self._due_at_once(stored)
         return stored
 
     def for_owner(self, owner: Owner) -> Sequence[Contract]:
@@ -1147,6 +1155,21 @@ class _Contracts(_Repository[str]):
             and c.expires_at > now
         ]
         return sorted(found, key=lambda c: (c.expires_at, c.id))[:limit]
+
+    def due(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
+        found = [
+            (at, c)
+            for c in self.awaiting(now, len(self._t.contracts))
+            if (at := self._t.contract_due.get(c.id)) is not None and at <= now
+        ]
+        return [c for _, c in sorted(found, key=lambda pair: (pair[0], pair[1].id))[:limit]]
+
+    def schedule(self, contract_id: str, revision: int, at: datetime | None) -> bool:
+        found = self._t.contracts.get(contract_id)
+        if found is None or found.owner.tenant != self._uow.tenant or found.revision != revision:
+            return False
+        self._undo.set(self._t.contract_due, contract_id, at)
+        return True
 
 
 class _Provider(_Repository[str]):

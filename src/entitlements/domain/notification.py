@@ -45,6 +45,7 @@ __all__ = [
     "contract_notices",
     "invoice_finalized",
     "invoice_notices",
+    "next_contract_notice",
     "pause_notices",
     "subscription_notices",
     "trial_notices",
@@ -334,6 +335,23 @@ def contract_notices(
                     )
                 )
     return tuple(found)
+
+
+def next_contract_notice(
+    contract: Contract, now: datetime, settings: NotificationSettings
+) -> datetime | None:
+    """The first instant after ``now`` at which `contract_notices` finds a notice it did
+    not find at ``now`` (``None``: none while the contract stays as it is): when the
+    sweep has to look at the contract again."""
+    instants = [
+        contract.created_at + timedelta(days=days) for days in settings.contract_unsigned_days
+    ]
+    for signer in contract.signers:
+        expires = signer.token_expires_at
+        if signer.status in (SignerStatus.SIGNED, SignerStatus.DECLINED) or expires is None:
+            continue
+        instants.extend(expires - timedelta(days=days) for days in settings.link_expiring_days)
+    return min((at for at in instants if at > now), default=None)
 
 
 def invoice_finalized(invoice: Invoice) -> Notice:

@@ -35,6 +35,7 @@ from entitlements.domain.notification import (
     after_failure,
     contract_notices,
     invoice_notices,
+    next_contract_notice,
     pause_notices,
     subscription_notices,
     trial_notices,
@@ -295,7 +296,7 @@ def write_due(rt: Runtime, settings: NotificationSettings, tenant: str | None, a
             for notice in (*trial_notices(s, at, settings), *pause_notices(s, at, settings))
         ]
         invoices = list(uow.invoices.open_due(at + settings.invoice_horizon, 10_000))
-        contracts = list(uow.contracts.awaiting(at, 10_000))
+        contracts = list(uow.contracts.due(at, 10_000))
     written = 0
     with rt.transaction(tenant, at) as tx:
         for subscription, notice in ending:
@@ -306,6 +307,9 @@ def write_due(rt: Runtime, settings: NotificationSettings, tenant: str | None, a
         for contract in contracts:
             for notice in contract_notices(contract, at, settings):
                 written += append(tx, contract.owner, notice) is not None
+            tx.uow.contracts.schedule(
+                contract.id, contract.revision, next_contract_notice(contract, at, settings)
+            )
     return written
 
 

@@ -262,8 +262,10 @@ class Subscriptions:
         after it): the staff console's owner list and seed 000's review of past-due
         accounts. With ``statuses``, rows time has moved out of them since the last sweep
         are left out, so a page may hold fewer than ``limit``. A text search on SQL looks
-        at a bounded number of rows per page (the newest 5,000 below the cursor), so its
-        page may hold fewer than ``limit``, even none, and still have a ``next``. With ``actor``, owners the
+        at a bounded number of rows per page (of three ASCII characters or more, the
+        newest 5,000 holding its rarest trigram; else the newest 5,000 below the
+        cursor), so its page may hold fewer than ``limit``, even none, and still have a
+        ``next``. With ``actor``, owners the
         authorizer does not let the actor read (``subscription.read``) are left out too:
         a list must not show what the owner's own page would refuse."""
         wanted = _search_terms(text, statuses, limit)

@@ -1389,6 +1389,47 @@ class StoreContract:
         clock.advance(days=6)  # soon's window closed: expired in effect, though unswept
         assert [c.id for c in ents.contracts.awaiting_signature()] == [later]
 
+    def test_contracts_are_due_at_once_when_written_out_for_signature_until_scheduled(
+        self, ents: Entitlements, store: Store, clock: ManualClock
+    ) -> None:
+        from entitlements.domain.contracts.contract import SignerSpec
+
+        def due(at: datetime) -> list[str]:
+            with store.unit_of_work(None, read_only=True) as uow:
+                return [c.id for c in uow.contracts.due(at)]
+
+        def schedule(contract_id: str, revision: int, at: datetime | None) -> bool:
+            with store.unit_of_work(None) as uow:
+                done = uow.contracts.schedule(contract_id, revision, at)
+                uow.commit()
+            return done
+
+        signers = [SignerSpec("S0", "s0@x.test"), SignerSpec("S1", "s1@x.test")]
+        made = ents.contracts.issue(ACME, title="MSA", body="Terms.", actor=STAFF, signers=signers)
+        assert due(clock.now() + timedelta(days=400)) == []  # a draft: nothing to tell
+        tokens = ents.contracts.send(ACME, made.id, actor=STAFF)
+        sent = ents.contracts.get(ACME, made.id)
+        assert due(sent.created_at) == [made.id]
+        later = clock.now() + timedelta(days=2)
+        assert schedule(made.id, sent.revision, later)
+        assert due(later - _SECOND) == []
+        assert due(later) == [made.id]
+        assert not schedule(made.id, sent.revision - 1, None)  # a stale read moves nothing
+        assert due(later) == [made.id]
+        assert _rolled_back(store, lambda uow: uow.contracts.schedule(made.id, sent.revision, None))
+        assert due(later) == [made.id]
+        assert schedule(made.id, sent.revision, None)
+        assert due(later) == []
+        clock.advance(hours=1)
+        ents.contracts.open(tokens["s1"])  # written again: due at once
+        assert due(clock.now()) == [made.id]
+        assert due(sent.expires_at) == []  # its signing window closed
+        for token in tokens.values():
+            ents.contracts.open(token)
+            ents.contracts.consent(token, consent_text="I agree", consent_version="v1")
+            ents.contracts.sign(token, typed_name="S")
+        assert due(clock.now()) == []  # completed: nothing more to tell
+
     def test_the_chains_last_event_and_a_view_that_records_nothing(
         self, ents: Entitlements
     ) -> None:

@@ -19,6 +19,7 @@ from entitlements.domain.contracts.contract import (
     AWAITING_SIGNATURE,
     CLOSED,
     Contract,
+    ContractStatus,
     PersonalData,
     Signer,
     Terms,
@@ -28,6 +29,8 @@ from entitlements.domain.owner import Owner
 from entitlements.errors import Conflict, ContractNotFound, NotFound, StaleWrite
 
 __all__ = ["SqlContracts"]
+
+_OPEN = sorted(s.value for s in ContractStatus if s not in CLOSED)
 
 
 def _contract_row(contract: Contract, tenant: str) -> dict[str, Any]:
@@ -55,6 +58,7 @@ def _contract_row(contract: Contract, tenant: str) -> dict[str, Any]:
         "terms_hash": contract.terms_hash,
         "content_hash": contract.content_hash,
         "revision": contract.revision,
+        "next_due_at": contract.created_at if contract.status in AWAITING_SIGNATURE else None,
     }
 
 
@@ -182,7 +186,7 @@ class SqlContracts(Repository):
                 t.contracts.c.tenant == self._t,
                 t.contracts.c.revision == contract.revision,
             )
-            .values(status=row["status"], revision=row["revision"])
+            .values(status=row["status"], revision=row["revision"], next_due_at=row["next_due_at"])
         )
         if result.rowcount != 1:
             self.get(contract.id)
@@ -367,7 +371,8 @@ class SqlContracts(Repository):
         c = t.contracts.c
         rows = self._batch(
             t.contracts,
-            [c.status.not_in([s.value for s in CLOSED]), c.expires_at <= now],
+            # open statuses named (not "not closed"): each an index range of expiry
+            [c.status.in_(_OPEN), c.expires_at <= now],
             [c.expires_at, c.id],
             limit,
         )
@@ -383,3 +388,28 @@ class SqlContracts(Repository):
             limit,
         )
         return self._load(rows)
+
+    @storage_errors
+    def due(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
+        c = t.contracts.c
+        rows = self._batch(
+            t.contracts,
+            [
+                c.next_due_at <= now,
+                c.status.in_(sorted(s.value for s in AWAITING_SIGNATURE)),
+                c.expires_at > now,
+            ],
+            [c.next_due_at, c.id],
+            limit,
+        )
+        return self._load(rows)
+
+    @storage_errors
+    def schedule(self, contract_id: str, revision: int, at: datetime | None) -> bool:
+        c = t.contracts.c
+        result = self._conn.execute(
+            t.contracts.update()
+            .where(c.id == contract_id, c.tenant == self._t, c.revision == revision)
+            .values(next_due_at=at)
+        )
+        return result.rowcount == 1

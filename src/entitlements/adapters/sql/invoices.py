@@ -233,7 +233,7 @@ class SqlInvoices(Repository):
         owner = self._scope(invoice.owner)
         row = {"tenant": self._t, **_invoice_row(invoice)}
         # taken: the owner has an invoice for the period, or the number is used
-        if not self._insert_unless_taken(t.invoices, row):
+        if self._insert_unless_taken(t.invoices, row) is None:
             start = None if invoice.period is None else invoice.period.start
             raise InvoiceExists(owner, start)
         for n, line in enumerate(invoice.lines):

@@ -108,18 +108,21 @@ class Repository:
             raise missing()
         return row
 
-    def _insert_unless_taken(self, table: sa.Table, row: Mapping[str, Any]) -> bool:
-        """Insert ``row`` into ``table`` unless one of its unique keys says the row is
-        there already (written concurrently, or a key reused): ``False`` then, with
-        nothing written and the transaction still usable, and without a savepoint."""
+    def _insert_unless_taken(self, table: sa.Table, row: Mapping[str, Any]) -> int | None:
+        """Insert ``row`` into ``table`` and answer its ``pk``, unless one of its unique
+        keys says the row is there already (written concurrently, or a key reused):
+        ``None`` then, with nothing written and the transaction still usable, and without
+        a savepoint."""
         skipping = _skipping_conflicts(table, self._conn.dialect.name)
         if skipping is not None:
-            return self._conn.execute(skipping, row).first() is not None
+            found = self._conn.execute(skipping, row).first()
+            return None if found is None else int(found[0])
         try:  # InnoDB undoes the failed statement alone: no savepoint needed
-            self._conn.execute(table.insert(), row)
+            result = self._conn.execute(table.insert(), row)
         except exc.IntegrityError:
-            return False
-        return True
+            return None
+        inserted = result.inserted_primary_key
+        return None if inserted is None else int(inserted[0])
 
     def _batch(
         self,

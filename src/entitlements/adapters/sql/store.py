@@ -251,6 +251,7 @@ class SqlUnitOfWork:
         self.deferred.clear()
         self.numbers.clear()
         self.overrides.forget_all()  # read under locks the rollback may release
+        self.subscriptions.forget_indexed()  # postings written since may be undone
         translated = translate(error) if isinstance(error, exc.SQLAlchemyError) else None
         try:
             if nested.is_active:

@@ -29,6 +29,7 @@ from entitlements.adapters.sql.repository import (
     storage_errors,
     tenant_of,
 )
+from entitlements.adapters.sql.search import INDEXED_BY, needle_grams, postings, write_postings
 from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.contracts.link import ContractLink
@@ -43,6 +44,9 @@ __all__ = ["SEARCHED", "SqlSubscriptions", "subscription_from", "subscription_ro
 
 SEARCHED = 5000
 """Rows a text search looks at for one page, at most: its cost stays that of a page."""
+_WEIGHED = 64
+"""A needle's trigrams are weighed by their newest postings, this many each: the one
+whose last of them lies furthest back is the sparsest where a page reads."""
 
 
 def _addon_document(a: AddOn) -> dict[str, Any]:
@@ -339,6 +343,47 @@ class SqlSubscriptions(Repository):
         super().__init__(uow)
         self._ahead: dict[str, Subscription] = {}
         """Read by `read_ahead`, each answered once by `get` (and dropped by `update`)."""
+        self._indexed: dict[str, tuple[int, tuple[str | None, ...]]] = {}
+        """By subscription id, as read or written in this unit of work: the row's pk and
+        the values the search postings hold (a write that keeps them writes none)."""
+
+    def _read(self, row: RowMapping) -> Subscription:
+        self._indexed[row["id"]] = (row["pk"], tuple(row[name] for name in INDEXED_BY))
+        return subscription_from(row)
+
+    def forget_indexed(self) -> None:
+        """Forget which rows' postings are known written (a rollback to a savepoint may
+        have undone some): the next write of each writes them again."""
+        self._indexed.clear()
+
+    def _index(self, written: Sequence[dict[str, Any]]) -> None:
+        """Postings for the rows ``written`` (as `subscription_row` builds them) whose
+        searched values changed since read, in this transaction."""
+        changed = []
+        unknown = []
+        for row in written:
+            values = tuple(row[name] for name in INDEXED_BY)
+            known = self._indexed.get(row["id"])
+            if known is None:
+                unknown.append(row)
+            elif known[1] != values:
+                changed.append((row["tenant"], known[0], values))
+                self._indexed[row["id"]] = (known[0], values)
+        if unknown:
+            c = t.subscriptions.c
+            pks = dict(
+                self._conn.execute(
+                    sa.select(c.id, c.pk).where(
+                        c.tenant == self._t, c.id.in_([row["id"] for row in unknown])
+                    )
+                ).all()
+            )
+            for row in unknown:
+                values = tuple(row[name] for name in INDEXED_BY)
+                if row["id"] in pks:
+                    changed.append((row["tenant"], pks[row["id"]], values))
+                    self._indexed[row["id"]] = (pks[row["id"]], values)
+        write_postings(self._conn, postings(changed))
 
     def _owner_filter(self, owner: Owner) -> tuple[sa.ColumnElement[bool], ...]:
         return self._owned(t.subscriptions, owner)
@@ -351,7 +396,7 @@ class SqlSubscriptions(Repository):
         params: dict[str, Any] = {"tenant": self._t, "kind": owner.kind, "id": owner.id}
         if owner not in self._uow.bumped:
             rows = self._conn.execute(_CURRENT_SUBSCRIPTION, params).mappings().all()
-            return subscription_from(rows[0]) if rows else None
+            return self._read(rows[0]) if rows else None
         # a terms write holds the owner's terms lock, so no one else can change its
         # overrides before it commits: they come with the subscription, for the
         # resolution the write checks itself against, and so do the plan versions the
@@ -372,7 +417,7 @@ class SqlSubscriptions(Repository):
                 plans[(plan["key"], plan["version"])] = plan
         self._uow.overrides.preload(owner, list(overrides.values()))
         self._uow.plans.preload(list(plans.values()))
-        return subscription_from(rows[0])
+        return self._read(rows[0])
 
     @storage_errors
     def read_ahead(self, subscription_ids: Sequence[str]) -> None:
@@ -380,7 +425,7 @@ class SqlSubscriptions(Repository):
         rows = self._rows(
             sa.select(t.subscriptions).where(c.tenant == self._t, c.id.in_(list(subscription_ids)))
         )
-        self._ahead.update((r["id"], subscription_from(r)) for r in rows)
+        self._ahead.update((r["id"], self._read(r)) for r in rows)
 
     @storage_errors
     def current_many(
@@ -398,9 +443,7 @@ class SqlSubscriptions(Repository):
         found = {(r["owner_kind"], r["owner_id"]): r for r in rows}  # the last one wins
         if all(o in self._uow.bumped for o in owners):
             self._preload(owners, with_plans)
-        return {
-            o: subscription_from(found[(o.kind, o.id)]) for o in owners if (o.kind, o.id) in found
-        }
+        return {o: self._read(found[(o.kind, o.id)]) for o in owners if (o.kind, o.id) in found}
 
     def _preload(
         self, owners: Sequence[Owner], with_plans: Sequence[tuple[str, int | None]]
@@ -423,7 +466,7 @@ class SqlSubscriptions(Repository):
         )
         if not rows:
             raise NotFound(f"subscription {subscription_id} does not exist")
-        return subscription_from(rows[0])
+        return self._read(rows[0])
 
     @storage_errors
     def history(self, owner: Owner) -> Sequence[Subscription]:
@@ -456,13 +499,17 @@ class SqlSubscriptions(Repository):
         # the unique index on live_owner refuses a second live subscription, ours or a
         # concurrent writer's: the insert skips it, and only then do we look
         row = subscription_row(stored)
-        if not self._insert_unless_taken(t.subscriptions, row):
+        pk = self._insert_unless_taken(t.subscriptions, row)
+        if pk is None:
             winner = self.current(owner)
             status = (
                 winner.status.value if winner is not None and not winner.is_terminal else "live"
             )
             raise SubscriptionExists(owner, status)
         log_subscription(self._uow, row)
+        values = tuple(row[name] for name in INDEXED_BY)
+        self._indexed[row["id"]] = (pk, values)
+        write_postings(self._conn, postings([(row["tenant"], pk, values)]))
         return stored
 
     @storage_errors
@@ -472,6 +519,7 @@ class SqlSubscriptions(Repository):
         if result.rowcount == 1:
             self._uow.revisions.bump(subscription.owner)
             log_subscription(self._uow, full)
+            self._index([full])
             return stored
         existing = self.get(subscription.id)
         if existing.owner != subscription.owner:
@@ -491,6 +539,7 @@ class SqlSubscriptions(Repository):
         for subscription, (_, full, _) in zip(subscriptions, written, strict=True):
             self._uow.revisions.bump(subscription.owner)
             log_subscription(self._uow, full)
+        self._index([full for _, full, _ in written])
         return [stored for stored, _, _ in written]
 
     def _refuse(self, wanted: Sequence[Subscription]) -> NoReturn:
@@ -608,18 +657,109 @@ class SqlSubscriptions(Repository):
                 )
             )
         query = sa.select(t.subscriptions).where(*conditions)
-        stopped_at = None
-        if text:
-            # a needle found in few rows would read the whole tenant for one page: a page
-            # looks at the newest SEARCHED rows below the cursor, and says where it stopped
+        if not text:
+            rows = self._rows(query.order_by(c.pk.desc()).limit(max(limit, 0)))
+            return [(r["pk"], subscription_from(r)) for r in rows], None
+        # a needle found in few rows would read the whole tenant for one page: a page
+        # looks at the newest SEARCHED candidate rows below the cursor (those holding the
+        # needle's sparsest trigram; any row for a needle too short for one, or that a
+        # plan key holds) and says where it stopped
+        limit = max(limit, 0)
+        lookup = needle_grams(needle)
+        if lookup is not None and self._in_a_plan_key(needle):
+            lookup = None
+        if lookup is None:
             window = self._window(before)
-            query = query.join(window, window.c.pk == c.pk)
-            floor, seen = self._conn.execute(
-                sa.select(sa.func.min(window.c.pk), sa.func.count()).select_from(window)
-            ).one()
-            stopped_at = floor if seen == SEARCHED else None
-        rows = self._rows(query.order_by(c.pk.desc()).limit(max(limit, 0)))
+            rows = self._rows(
+                query.join(window, window.c.pk == c.pk).order_by(c.pk.desc()).limit(limit)
+            )
+            stopped_at = None if len(rows) >= limit else self._stopped_at(window)
+            return [(r["pk"], subscription_from(r)) for r in rows], stopped_at
+        gram, count = self._sparsest(lookup, before)
+        if count == 0:
+            return [], None
+        window = self._postings(gram, before)
+        rows = self._rows(self._walk(query, window, limit))
+        stopped_at = None
+        if count >= _WEIGHED and len(rows) < limit:
+            stopped_at = self._stopped_at(window)
         return [(r["pk"], subscription_from(r)) for r in rows], stopped_at
+
+    def _in_a_plan_key(self, needle: str) -> bool:
+        """Whether some plan's key holds ``needle`` (as the search compares): the plans
+        are few, and the rows on such a plan are many."""
+        p = t.plans.c
+        found = self._conn.execute(
+            sa.select(p.key).where(sa.func.lower(p.key).contains(needle, autoescape=True)).limit(1)
+        ).first()
+        return found is not None
+
+    def _stopped_at(self, window: sa.Subquery) -> int | None:
+        """Where a page that read all of ``window`` stopped: its lowest pk if the window
+        was full (more may match below), else ``None``."""
+        floor, seen = self._conn.execute(
+            sa.select(sa.func.min(window.c.pk), sa.func.count()).select_from(window)
+        ).one()
+        return None if seen < SEARCHED else int(floor)
+
+    def _walk(self, query: sa.Select[Any], window: sa.Subquery, limit: int) -> sa.Select[Any]:
+        """The rows of ``query`` among the postings of ``window``, newest first, read until
+        the page is full. PostgreSQL takes the needle's ``LIKE`` for rare and would scan
+        the rows first: a ``LATERAL`` probe per posting keeps it walking the postings
+        (SQLite and MariaDB do so by themselves)."""
+        c = t.subscriptions.c
+        if self._conn.dialect.name != "postgresql":
+            walked = query.join(window, window.c.pk == c.pk)
+            return walked.order_by(window.c.pk.desc()).limit(limit)
+        row = query.where(c.pk == window.c.pk).lateral("ent_row")
+        return (
+            sa.select(row)
+            .select_from(window.join(row, sa.true()))
+            .order_by(window.c.pk.desc())
+            .limit(limit)
+        )
+
+    def _sparsest(self, lookup: Sequence[str], before: int | None) -> tuple[str, int]:
+        """The trigram of ``lookup`` with the fewest postings below ``before`` if one has
+        fewer than `_WEIGHED` (and how many), else the one whose `_WEIGHED` newest
+        postings reach furthest back (and `_WEIGHED`): a bounded read either way."""
+        g = t.search_grams.c
+        below = [] if before is None else [g.sub_pk < before]
+        weighed = []
+        for n, gram in enumerate(lookup):
+            newest = (
+                sa.select(g.sub_pk)
+                .where(g.tenant == self._t, g.gram == gram, *below)
+                .order_by(g.sub_pk.desc())
+                .limit(_WEIGHED)
+                .subquery()
+            )
+            weighed.append(
+                sa.select(
+                    sa.literal(n).label("n"),
+                    sa.func.count().label("found"),
+                    sa.func.min(newest.c.sub_pk).label("reach"),
+                ).select_from(newest)
+            )
+        found = [
+            (int(count), 0 if reach is None else int(reach), int(n))
+            for n, count, reach in self._conn.execute(sa.union_all(*weighed))
+        ]
+        count, _, n = min(
+            found, key=lambda w: (w[0] >= _WEIGHED, w[0] if w[0] < _WEIGHED else w[1])
+        )
+        return lookup[n], count
+
+    def _postings(self, gram: str, before: int | None) -> sa.Subquery:
+        g = t.search_grams.c
+        below = [] if before is None else [g.sub_pk < before]
+        return (
+            sa.select(g.sub_pk.label("pk"))
+            .where(g.tenant == self._t, g.gram == gram, *below)
+            .order_by(g.sub_pk.desc())
+            .limit(SEARCHED)
+            .subquery("ent_window")
+        )
 
     def _window(self, before: int | None) -> sa.Subquery:
         c = t.subscriptions.c

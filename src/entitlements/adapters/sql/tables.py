@@ -177,6 +177,18 @@ subscriptions = sa.Table(
 )
 
 
+search_grams = sa.Table(
+    "ent_search_grams",
+    metadata,
+    # the owner search's postings: each trigram of a subscription row's owner id and
+    # external id, and the row (see adapters/sql/search.py); the gram compares as the
+    # external id does
+    sa.Column("tenant", key_string(TENANT), primary_key=True),
+    sa.Column("gram", sa.String(12), primary_key=True),
+    sa.Column("sub_pk", row_id(), primary_key=True, autoincrement=False),
+)
+
+
 def _override_terms() -> list[sa.Column[object]]:
     """The columns of what an override says, which its history repeats per stretch."""
     return [
@@ -344,9 +356,12 @@ contracts = sa.Table(
     sa.Column("terms_hash", sa.String(64), nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("revision", sa.Integer, nullable=False),
+    # when the sweep has something to do for it next (a notice); NULL: nothing until written
+    sa.Column("next_due_at", UtcDateTime, nullable=True),
     # the owner's contracts in the order their list pages through them
     sa.Index("ix_ent_contracts_owner", *_OWNER, "created_at", "id"),
     sa.Index("ix_ent_contracts_expiry", "tenant", "status", "expires_at"),
+    sa.Index("ix_ent_contracts_due", "tenant", "next_due_at", "id"),
 )
 
 contract_signers = sa.Table(
