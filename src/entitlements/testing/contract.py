@@ -146,6 +146,19 @@ def _noted(store: Store, owner: Owner | None, kind: ChangeKind) -> int:
     return revision
 
 
+def _due(store: Store, at: datetime) -> list[str]:
+    """The ids of the contracts the sweep has something to tell at ``at``."""
+    with store.unit_of_work(None, read_only=True) as uow:
+        return [c.id for c in uow.contracts.due(at)]
+
+
+def _schedule(store: Store, contract_id: str, revision: int, at: datetime | None) -> bool:
+    with store.unit_of_work(None) as uow:
+        done = uow.contracts.schedule(contract_id, revision, at)
+        uow.commit()
+    return done
+
+
 class StoreContract:
     """Subclass with a ``store`` fixture; see the module docstring."""
 
@@ -1389,46 +1402,57 @@ class StoreContract:
         clock.advance(days=6)  # soon's window closed: expired in effect, though unswept
         assert [c.id for c in ents.contracts.awaiting_signature()] == [later]
 
+    def _sent_contract(self, ents: Entitlements) -> tuple[Any, dict[str, str]]:
+        from entitlements.domain.contracts.contract import SignerSpec
+
+        signers = [SignerSpec("S0", "s0@x.test"), SignerSpec("S1", "s1@x.test")]
+        made = ents.contracts.issue(ACME, title="MSA", body="Terms.", actor=STAFF, signers=signers)
+        tokens = ents.contracts.send(ACME, made.id, actor=STAFF)
+        return ents.contracts.get(ACME, made.id), tokens
+
     def test_contracts_are_due_at_once_when_written_out_for_signature_until_scheduled(
         self, ents: Entitlements, store: Store, clock: ManualClock
     ) -> None:
         from entitlements.domain.contracts.contract import SignerSpec
 
-        def due(at: datetime) -> list[str]:
-            with store.unit_of_work(None, read_only=True) as uow:
-                return [c.id for c in uow.contracts.due(at)]
-
-        def schedule(contract_id: str, revision: int, at: datetime | None) -> bool:
-            with store.unit_of_work(None) as uow:
-                done = uow.contracts.schedule(contract_id, revision, at)
-                uow.commit()
-            return done
-
-        signers = [SignerSpec("S0", "s0@x.test"), SignerSpec("S1", "s1@x.test")]
-        made = ents.contracts.issue(ACME, title="MSA", body="Terms.", actor=STAFF, signers=signers)
-        assert due(clock.now() + timedelta(days=400)) == []  # a draft: nothing to tell
-        tokens = ents.contracts.send(ACME, made.id, actor=STAFF)
-        sent = ents.contracts.get(ACME, made.id)
-        assert due(sent.created_at) == [made.id]
+        ents.contracts.issue(
+            ACME, title="Draft", body="Terms.", actor=STAFF, signers=[SignerSpec("D", "d@x.test")]
+        )
+        assert _due(store, clock.now() + timedelta(days=400)) == []  # a draft: nothing to tell
+        sent, _ = self._sent_contract(ents)
+        assert _due(store, sent.created_at) == [sent.id]
         later = clock.now() + timedelta(days=2)
-        assert schedule(made.id, sent.revision, later)
-        assert due(later - _SECOND) == []
-        assert due(later) == [made.id]
-        assert not schedule(made.id, sent.revision - 1, None)  # a stale read moves nothing
-        assert due(later) == [made.id]
-        assert _rolled_back(store, lambda uow: uow.contracts.schedule(made.id, sent.revision, None))
-        assert due(later) == [made.id]
-        assert schedule(made.id, sent.revision, None)
-        assert due(later) == []
+        assert _schedule(store, sent.id, sent.revision, later)
+        assert _due(store, later - _SECOND) == []
+        assert _due(store, later) == [sent.id]
+
+    def test_a_stale_or_rolled_back_schedule_moves_nothing(
+        self, ents: Entitlements, store: Store, clock: ManualClock
+    ) -> None:
+        sent, _ = self._sent_contract(ents)
+        later = clock.now() + timedelta(days=2)
+        assert _schedule(store, sent.id, sent.revision, later)
+        assert not _schedule(store, sent.id, sent.revision - 1, None)  # a stale read: no move
+        assert _due(store, later) == [sent.id]
+        assert _rolled_back(store, lambda uow: uow.contracts.schedule(sent.id, sent.revision, None))
+        assert _due(store, later) == [sent.id]
+        assert _schedule(store, sent.id, sent.revision, None)
+        assert _due(store, later) == []
+
+    def test_a_contract_written_again_is_due_at_once_and_a_closed_one_never(
+        self, ents: Entitlements, store: Store, clock: ManualClock
+    ) -> None:
+        sent, tokens = self._sent_contract(ents)
+        assert _schedule(store, sent.id, sent.revision, None)
         clock.advance(hours=1)
         ents.contracts.open(tokens["s1"])  # written again: due at once
-        assert due(clock.now()) == [made.id]
-        assert due(sent.expires_at) == []  # its signing window closed
+        assert _due(store, clock.now()) == [sent.id]
+        assert _due(store, sent.expires_at) == []  # its signing window closed
         for token in tokens.values():
             ents.contracts.open(token)
             ents.contracts.consent(token, consent_text="I agree", consent_version="v1")
             ents.contracts.sign(token, typed_name="S")
-        assert due(clock.now()) == []  # completed: nothing more to tell
+        assert _due(store, clock.now()) == []  # completed: nothing more to tell
 
     def test_the_chains_last_event_and_a_view_that_records_nothing(
         self, ents: Entitlements

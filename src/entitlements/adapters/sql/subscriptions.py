@@ -532,15 +532,14 @@ class SqlSubscriptions(Repository):
     def update_many(self, subscriptions: Sequence[Subscription]) -> Sequence[Subscription]:
         if len(subscriptions) < 2 or not self._conn.dialect.supports_sane_multi_rowcount:
             return [self.update(subscription) for subscription in subscriptions]
-        written = [self._updated(subscription) for subscription in subscriptions]
-        result = self._conn.execute(_UPDATE, [params for _, _, params in written])
-        if result.rowcount != len(written):
-            self._refuse([stored for stored, _, _ in written])
-        for subscription, (_, full, _) in zip(subscriptions, written, strict=True):
+        stored, rows, params = zip(*map(self._updated, subscriptions), strict=True)
+        if self._conn.execute(_UPDATE, list(params)).rowcount != len(params):
+            self._refuse(stored)
+        for subscription, full in zip(subscriptions, rows, strict=True):
             self._uow.revisions.bump(subscription.owner)
             log_subscription(self._uow, full)
-        self._index([full for _, full, _ in written])
-        return [stored for stored, _, _ in written]
+        self._index(list(rows))
+        return list(stored)
 
     def _refuse(self, wanted: Sequence[Subscription]) -> NoReturn:
         """Raise what `update` would for the first of ``wanted`` (the new states) not at
@@ -630,10 +629,21 @@ class SqlSubscriptions(Repository):
     def search_page(
         self, text: str | None, statuses: frozenset[str] | None, before: int | None, limit: int
     ) -> tuple[Sequence[tuple[int, Subscription]], int | None]:
+        limit = max(limit, 0)
+        query = self._latest_matching(text, statuses, before)
+        if not text:
+            rows = self._rows(query.order_by(t.subscriptions.c.pk.desc()).limit(limit))
+            return [(r["pk"], subscription_from(r)) for r in rows], None
+        rows, stopped_at = self._text_page(query, text.lower(), before, limit)
+        return [(r["pk"], subscription_from(r)) for r in rows], stopped_at
+
+    def _latest_matching(
+        self, text: str | None, statuses: frozenset[str] | None, before: int | None
+    ) -> sa.Select[Any]:
+        """Each owner's latest row below ``before`` that matches: the one with no newer
+        row, a probe of the owner index per row read, newest first, until the page is full
+        (grouping the tenant's rows by owner would read them all for one page)."""
         c = t.subscriptions.c
-        # the owner's latest row is the one with no newer row: a probe of the owner index
-        # per row read, newest first, until the page is full (grouping the tenant's rows
-        # by owner would read them all for one page)
         newer = sa.alias(t.subscriptions, "ent_newer")
         superseded = sa.exists().where(
             newer.c.tenant == c.tenant,
@@ -656,15 +666,16 @@ class SqlSubscriptions(Repository):
                     )
                 )
             )
-        query = sa.select(t.subscriptions).where(*conditions)
-        if not text:
-            rows = self._rows(query.order_by(c.pk.desc()).limit(max(limit, 0)))
-            return [(r["pk"], subscription_from(r)) for r in rows], None
-        # a needle found in few rows would read the whole tenant for one page: a page
-        # looks at the newest SEARCHED candidate rows below the cursor (those holding the
-        # needle's sparsest trigram; any row for a needle too short for one, or that a
-        # plan key holds) and says where it stopped
-        limit = max(limit, 0)
+        return sa.select(t.subscriptions).where(*conditions)
+
+    def _text_page(
+        self, query: sa.Select[Any], needle: str, before: int | None, limit: int
+    ) -> tuple[Sequence[RowMapping], int | None]:
+        """A needle found in few rows would read the whole tenant for one page: a page
+        looks at the newest SEARCHED candidate rows below the cursor (those holding the
+        needle's sparsest trigram; any row for a needle too short for one, or that a plan
+        key holds) and says where it stopped."""
+        c = t.subscriptions.c
         lookup = needle_grams(needle)
         if lookup is not None and self._in_a_plan_key(needle):
             lookup = None
@@ -673,17 +684,15 @@ class SqlSubscriptions(Repository):
             rows = self._rows(
                 query.join(window, window.c.pk == c.pk).order_by(c.pk.desc()).limit(limit)
             )
-            stopped_at = None if len(rows) >= limit else self._stopped_at(window)
-            return [(r["pk"], subscription_from(r)) for r in rows], stopped_at
+            return rows, None if len(rows) >= limit else self._stopped_at(window)
         gram, count = self._sparsest(lookup, before)
         if count == 0:
             return [], None
         window = self._postings(gram, before)
         rows = self._rows(self._walk(query, window, limit))
-        stopped_at = None
         if count >= _WEIGHED and len(rows) < limit:
-            stopped_at = self._stopped_at(window)
-        return [(r["pk"], subscription_from(r)) for r in rows], stopped_at
+            return rows, self._stopped_at(window)
+        return rows, None
 
     def _in_a_plan_key(self, needle: str) -> bool:
         """Whether some plan's key holds ``needle`` (as the search compares): the plans
