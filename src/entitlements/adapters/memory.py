@@ -698,17 +698,7 @@ class _Usage(_Repository[Owner]):
 
     def add_counted_many(self, additions: Sequence[CounterAddition]) -> bool:
         return all(
-            self.add(
-                a.owner,
-                a.metric,
-                a.period_start,
-                used=a.used,
-                ceiling=a.ceiling,
-                revision=a.revision,
-                now=a.now,
-                fallback=a.fallback,
-            )
-            is not None
+            self.add(a.owner, a.metric, a.period_start, used=a.used, **a.conditions()) is not None
             for a in additions
         )
 

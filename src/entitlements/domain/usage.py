@@ -135,6 +135,15 @@ class CounterAddition:
     """A fallback plan's key and version that must still be the latest (see
     ``fallback_guard``)."""
 
+    def conditions(self) -> dict[str, Any]:
+        """The conditions as a store's conditional count takes them (keywords)."""
+        return {
+            "ceiling": self.ceiling,
+            "revision": self.revision,
+            "now": self.now,
+            "fallback": self.fallback,
+        }
+
 
 @attrs.frozen
 class Counter:

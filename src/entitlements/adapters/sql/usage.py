@@ -680,15 +680,7 @@ class SqlUsage(Repository):
         for a in additions:
             self._scope(a.owner)
             params = self._count_params(
-                a.owner,
-                a.metric,
-                a.period_start,
-                a.used,
-                0,
-                ceiling=a.ceiling,
-                revision=a.revision,
-                now=a.now,
-                fallback=a.fallback,
+                a.owner, a.metric, a.period_start, a.used, 0, **a.conditions()
             )
             shapes.setdefault(_count_statement(dialect, params, returning=False), []).append(params)
         # each UPDATE matches at most its own counter: all matched when the counts add up
