@@ -695,20 +695,7 @@ class _Usage(_Repository[Owner]):
             )
 
     def add_counted_many(self, additions: Sequence[CounterAddition]) -> bool:
-        return all(
-            self.add(
-                a.owner,
-                a.metric,
-                a.period_start,
-                used=a.used,
-                ceiling=a.ceiling,
-                revision=a.revision,
-                now=a.now,
-                fallback=a.fallback,
-            )
-            is not None
-            for a in additions
-        )
+        return all(self.add(**attrs.asdict(a, recurse=False)) is not None for a in additions)
 
     def remove_record(self, owner: Owner, record_id: str) -> None:
         self._scope(owner)
