@@ -118,9 +118,13 @@ class CounterAddition:
     store adds them only while the counter still stands where the batch read it."""
 
     owner: Owner
+    """Whose counter it adds to."""
     metric: str
+    """The limit name the counter counts against."""
     period_start: datetime
+    """The start of the counter's period."""
     used: int
+    """The units the batch adds."""
     ceiling: int | None
     """The most the counter may hold after the addition (``None``: no ceiling to check)."""
     revision: int
