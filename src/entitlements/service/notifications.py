@@ -36,6 +36,7 @@ from entitlements.domain.notification import (
     contract_notices,
     invoice_notices,
     pause_notices,
+    retried,
     subscription_notices,
     trial_notices,
 )
@@ -260,16 +261,7 @@ class Notifications:
                     f"notification {notification_id} is {current.delivery.value}, not failed",
                     notification_id,
                 )
-            again = Notification(
-                id=current.id,
-                owner=current.owner,
-                kind=current.kind,
-                key=current.key,
-                facts=current.facts,
-                about=current.about,
-                created_at=current.created_at,
-                last_error=current.last_error,
-            )
+            again = retried(current)
             tx.uow.notifications.update(again, None)
             tx.record(
                 who,
