@@ -51,6 +51,7 @@ __all__ = [
     "invoice_document",
     "invoice_hash",
     "invoice_number",
+    "sealed",
     "stretches",
 ]
 
@@ -505,3 +506,9 @@ def invoice_document(invoice: Invoice) -> dict[str, Any]:
 def invoice_hash(invoice: Invoice) -> str:
     """SHA-256 of the RFC 8785 form of `invoice_document`, like a contract's terms."""
     return sha256_hex(canonical_json(invoice_document(invoice)))
+
+
+def sealed(invoice: Invoice) -> Invoice:
+    """The invoice with the hash of its own document: an invoice and a credit note are
+    hashed alike once every field the document holds is set."""
+    return attrs.evolve(invoice, content_hash=invoice_hash(invoice))

@@ -47,6 +47,7 @@ __all__ = [
     "invoice_notices",
     "next_contract_notice",
     "pause_notices",
+    "retried",
     "subscription_notices",
     "trial_notices",
 ]
@@ -152,6 +153,18 @@ def after_failure(notification: Notification, now: datetime, error: str) -> Noti
         failed_at=now if attempts >= MAX_ATTEMPTS else None,
         last_error=error,
     )
+
+
+_STARTS_OVER = ("attempts", "next_attempt_at", "claimed_by", "claimed_until", "failed_at")
+"""The delivery state a retry clears (a failed notification was never delivered)."""
+
+
+def retried(notification: Notification) -> Notification:
+    """A failed notification back in line from its first attempt, as staff put it once
+    the handler's trouble is fixed: what it says, when it was written and its last error
+    are kept."""
+    kept = attrs.asdict(notification, recurse=False, filter=attrs.filters.exclude(*_STARTS_OVER))
+    return Notification(**kept)
 
 
 # -- changes of a subscription --------------------------------------------------------

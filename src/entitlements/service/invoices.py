@@ -40,8 +40,8 @@ from entitlements.domain.invoice import (
     LineKind,
     TaxHook,
     draft_invoice,
-    invoice_hash,
     invoice_number,
+    sealed,
     stretches,
 )
 from entitlements.domain.money import round_money
@@ -173,22 +173,24 @@ def draft_for(
     return None if found is None else found.with_tax(settings.tax)
 
 
+_UNBILLED = ("as_of", "net_days")
+"""What a draft holds that its invoice does not: when it was computed, and its terms."""
+
+
 def _stored_invoice(draft: InvoiceDraft, number: str, id: str, now: datetime) -> Invoice:
-    unhashed = Invoice(
+    """The draft as issued: what it bills, plus its number, its dates and its hash."""
+    drafted = attrs.asdict(draft, recurse=False, filter=attrs.filters.exclude(*_UNBILLED))
+    invoice = Invoice(
         id=id,
         number=number,
         kind=InvoiceKind.INVOICE,
-        owner=draft.owner,
-        subscription_id=draft.subscription_id,
-        period=draft.period,
-        currency=draft.currency,
-        lines=draft.lines,
         total=draft.total,
         issued_at=now,
         due_at=now + timedelta(days=draft.net_days),
         content_hash="",
+        **drafted,
     )
-    return attrs.evolve(unhashed, content_hash=invoice_hash(unhashed))
+    return sealed(invoice)
 
 
 def _next_due(uow: UnitOfWork, subscription: Subscription, *, skip: str = "") -> datetime | None:
@@ -488,7 +490,7 @@ class Invoices:
                 content_hash="",
                 credits=invoice.id,
             )
-            note = tx.uow.invoices.add(attrs.evolve(note, content_hash=invoice_hash(note)))
+            note = tx.uow.invoices.add(sealed(note))
             tx.record(
                 who,
                 "invoice.credit",

@@ -37,6 +37,7 @@ from entitlements.domain.notification import (
     invoice_notices,
     next_contract_notice,
     pause_notices,
+    retried,
     subscription_notices,
     trial_notices,
 )
@@ -261,16 +262,7 @@ class Notifications:
                     f"notification {notification_id} is {current.delivery.value}, not failed",
                     notification_id,
                 )
-            again = Notification(
-                id=current.id,
-                owner=current.owner,
-                kind=current.kind,
-                key=current.key,
-                facts=current.facts,
-                about=current.about,
-                created_at=current.created_at,
-                last_error=current.last_error,
-            )
+            again = retried(current)
             tx.uow.notifications.update(again, None)
             tx.record(
                 who,

@@ -119,11 +119,8 @@ class SqlNotifications(Repository):
         self._uow.buffer(t.notifications, row, _insert_many(self._conn.dialect.name))
 
     def _row(self, notification: Notification) -> dict[str, Any]:
-        owner = self._scope(notification.owner)
         return {
-            "tenant": self._t,
-            "owner_kind": owner.kind,
-            "owner_id": owner.id,
+            **self._owner_row(notification.owner),
             "kind": notification.kind.value,
             "facts": dict(notification.facts),
             **_state(notification, _STATE),

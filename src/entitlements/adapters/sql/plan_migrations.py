@@ -117,11 +117,8 @@ def _item_from(row: RowMapping) -> MigrationItem:
 
 class SqlPlanMigrations(Repository):
     def _item_row(self, item: MigrationItem) -> dict[str, Any]:
-        self._scope(item.owner)
         return {
-            "tenant": self._t,
-            "owner_kind": item.owner.kind,
-            "owner_id": item.owner.id,
+            **self._owner_row(item.owner),
             **{name: getattr(item, name) for name in _ITEM_SAME},
             "status": item.status.value,
             "why": None if item.why is None else item.why.value,

@@ -77,6 +77,11 @@ class Repository:
             table.c.owner_id == owner.id,
         )
 
+    def _owner_row(self, owner: Owner) -> dict[str, str]:
+        """The columns naming ``owner`` in a row of this tenant; `owner_of` reads them."""
+        self._scope(owner)
+        return {"tenant": self._t, "owner_kind": owner.kind, "owner_id": owner.id}
+
     def _rows(self, statement: sa.Executable) -> Sequence[RowMapping]:
         return self._conn.execute(statement).mappings().all()
 

@@ -855,6 +855,10 @@ class SqlUsage(Repository):
         return sorted((_reservation_from(row) for row in rows), key=lambda x: (x.expires_at, x.id))
 
 
+_SEAT_SAME = ("pool", "member", "assigned_at")
+"""The seat's fields stored unchanged in the column of the same name."""
+
+
 class SqlSeats(Repository):
     def _where(self, owner: Owner, pool: str) -> tuple[sa.ColumnElement[bool], ...]:
         return (*self._owned(t.seat_assignments, owner), t.seat_assignments.c.pool == pool)
@@ -867,24 +871,16 @@ class SqlSeats(Repository):
 
     @storage_errors
     def add(self, assignment: SeatAssignment) -> None:
-        owner = assignment.owner
-        self._scope(owner)
-        try:
-            with self._conn.begin_nested():
-                self._conn.execute(
-                    t.seat_assignments.insert().values(
-                        tenant=self._t,
-                        owner_kind=owner.kind,
-                        owner_id=owner.id,
-                        pool=assignment.pool,
-                        member=assignment.member,
-                        assigned_at=assignment.assigned_at,
-                    )
-                )
-        except exc.IntegrityError:
+        inserted = self._insert_new(
+            t.seat_assignments.insert().values(
+                **self._owner_row(assignment.owner),
+                **{name: getattr(assignment, name) for name in _SEAT_SAME},
+            )
+        )
+        if not inserted:
             raise Conflict(
-                f"{assignment.member} already holds a {assignment.pool} seat of {owner}"
-            ) from None
+                f"{assignment.member} already holds a {assignment.pool} seat of {assignment.owner}"
+            )
 
     @storage_errors
     def remove(self, owner: Owner, pool: str, member: str) -> SeatAssignment:
