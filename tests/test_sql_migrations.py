@@ -389,3 +389,40 @@ def test_0019_backfills_contract_due_instants_and_search_postings(kind, tmp_path
     finally:
         if kind == "sqlite":
             store.engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_0019_backfills_postings_of_accented_values(kind, tmp_path, server_stores):
+    """A value's accented and unaccented trigrams are distinct in Python but one key
+    where the gram column compares accents away (MariaDB): the backfill keeps one, as
+    the library's writes do, and the search finds the owner after the upgrade."""
+    from entitlements import Entitlements, Owner
+    from entitlements.adapters.sql import SqlStore
+    from entitlements.testing.contract import CATALOG
+
+    if kind == "sqlite":
+        store = SqlStore.from_url(f"sqlite:///{tmp_path / 'accents.db'}")
+    else:
+        server_stores(kind)
+        store = SqlStore.from_url(server_url(kind))
+    try:
+        with store.engine.begin() as connection:
+            migrations.downgrade(connection, "base")
+            migrations.upgrade(connection)
+        ents = Entitlements(store)
+        for plan in CATALOG:
+            ents.plans.define(plan, actor="staff")
+        owner = Owner("organization", "José-Élan")
+        ents.subscriptions.subscribe(owner, "growth", actor="staff")
+        ents.subscriptions.amend(owner, external_id="cus_Ñandú", actor="staff")
+        ents.close()
+        with store.engine.begin() as connection:
+            migrations.downgrade(connection, "0018")
+            migrations.upgrade(connection)
+        ents = Entitlements(store)
+        assert [s.owner for s in ents.subscriptions.search("josé")] == [owner]
+        assert [s.owner for s in ents.subscriptions.search("CUS_")] == [owner]
+        ents.close()
+    finally:
+        if kind == "sqlite":
+            store.engine.dispose()

@@ -227,6 +227,11 @@ def test_the_catalog_says_whether_anything_is_priced(make_store, kind):
         ({"seats": Limit(5, kind="seats")}, {"seats": Limit(5, kind="seats")}, (8, 8), False),
         ({"seats": Limit(5, kind="seats")}, {"seats": Limit(5, kind="seats")}, (8, 4), True),
         ({"seats": Limit(5, kind="seats")}, {"seats": Limit(9, kind="seats")}, (None, None), False),
+        # seats bought are the seat limit even on a plan that names none
+        ({"projects": Limit(10)}, {"projects": Limit(10)}, (8, 4), True),
+        # only the limit named "seats" is the seats bought; another seat-kind limit is
+        # the plan's value
+        ({"members": Limit(10, kind="seats")}, {"members": Limit(5, kind="seats")}, (3, 20), True),
     ],
 )
 def test_the_cheap_test_says_could_whenever_the_resolutions_lower_a_limit(
@@ -329,3 +334,23 @@ def test_a_group_stores_its_subscriptions_with_one_update_whatever_its_size(make
     ):
         assert many[written] == few[written], (written, few, many)
     assert sum(many.values()) == sum(few.values()), (few, many)
+
+
+@pytest.mark.parametrize("kind", STORE_KINDS)
+def test_fewer_seats_than_assigned_is_refused_on_a_plan_without_a_seat_limit(make_store, kind):
+    """The seats bought are the seat limit whether or not the plan names one: the cheap
+    test that spares the over-quota check must not let a cut below the members through."""
+    from entitlements import OverQuotaRefused
+
+    ents = _app(make_store(kind))
+    ents.plans.define(
+        Plan("team", "Team", limits={"projects": Limit(10)}, status="active"), actor="staff"
+    )
+    acme = Owner("organization", "acme")
+    ents.subscriptions.subscribe(acme, "team", actor="staff", seats=4)
+    for member in ("ann", "bob", "cy"):
+        ents.seats.assign(acme, member, actor="staff")
+    with pytest.raises(OverQuotaRefused):
+        ents.subscriptions.change_seats(acme, 2, actor="staff")
+    assert ents.subscriptions.get(acme).seats == 4
+    ents.close()

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import attrs
 
-from entitlements.domain.plan import Action, LimitKind, Plan
+from entitlements.domain.plan import Action, Plan
 from entitlements.domain.resolution import Snapshot
 from entitlements.domain.subscription import Subscription
 from entitlements.domain.usage import OverQuota
@@ -143,14 +143,12 @@ def may_lower_a_limit(before: Subscription, was: Plan, after: Subscription, will
 
 def _plan_value(subscription: Subscription, plan: Plan, metric: str) -> int | None:
     """The value ``plan`` gives ``metric`` for ``subscription`` (0 when it has none, as
-    `lowers_a_limit` counts a limit a snapshot does not define): the seats bought
-    replace a seat limit's value."""
-    limit = plan.limits.get(metric)
-    if limit is None:
-        return 0
-    if limit.kind is LimitKind.SEATS and subscription.seats is not None:
+    `lowers_a_limit` counts a limit a snapshot does not define): the seats bought are the
+    ``seats`` limit, as resolution has it, whether or not the plan names one."""
+    if metric == "seats" and subscription.seats is not None:
         return subscription.seats
-    return limit.value
+    limit = plan.limits.get(metric)
+    return 0 if limit is None else limit.value
 
 
 def over_quota(

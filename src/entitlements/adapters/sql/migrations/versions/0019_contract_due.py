@@ -83,8 +83,13 @@ def _search_grams() -> None:
             for gram in _grams((row.owner_id, row.external_id))
         }
         if postings:
+            # distinct here, a variant's accented and unaccented trigrams may be one key
+            # where the gram column compares accents away (MariaDB's collation)
+            insert = grams.insert()
+            if connection.dialect.name in ("mysql", "mariadb"):
+                insert = insert.prefix_with("IGNORE")
             connection.execute(
-                grams.insert(),
+                insert,
                 [{"tenant": a, "gram": b, "sub_pk": c} for a, b, c in sorted(postings)],
             )
         after = rows[-1].pk
