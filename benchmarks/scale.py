@@ -325,10 +325,11 @@ def operations(store: SqlStore, rows: dict[str, dict[str, Any]]) -> dict[str, Wo
         "evidence of one contract": lambda i: ents.contracts.evidence(PROBE, contract_id),
         "sweep, nothing due": lambda i: ents.process_due(),
         "owner list (search page)": lambda i: ents.subscriptions.search(limit=50),
-        "owner search (text)": lambda i: ents.subscriptions.search("cus_12", limit=50),
+        "owner search (text, page full)": lambda i: ents.subscriptions.search("cus_", limit=50),
         "owner search (text, one match)": lambda i: ents.subscriptions.search("probe", limit=50),
         "console owner list, one page": console(""),
-        "console owner search": console("cus_12"),
+        "console owner search (page full)": console("cus_"),
+        "console owner search (one match)": console("probe"),
         "console status counts": lambda i: lists.counts(STAFF),
         "sweep, 1,000 due": sweep_due,
     }
