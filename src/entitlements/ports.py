@@ -319,6 +319,12 @@ class SubscriptionRepository(Protocol):
         cost that does not grow with the tenant's owners: the console's front page."""
         ...
 
+    def fold_status_counts(self, limit: int) -> int:
+        """Let `status_counts` read less: replace up to ``limit`` of what this tenant's
+        counts are kept as by fewer rows that say the same (the sweep calls it). How many
+        were replaced; a store whose counts are not kept as changes returns 0."""
+        ...
+
     def search(
         self, text: str | None, statuses: frozenset[str] | None, limit: int = 100
     ) -> Sequence[Subscription]:

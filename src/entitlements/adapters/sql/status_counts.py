@@ -19,8 +19,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from entitlements.adapters.sql import tables as t
+from entitlements.errors import StorageError
 
-__all__ = ["ADDED", "CHANGED", "MOVED", "STORED", "counted"]
+__all__ = ["ADDED", "CHANGED", "MOVED", "STORED", "counted", "fold"]
 
 _s = t.subscriptions.c
 _newer = t.subscriptions.alias("newer")
@@ -90,3 +91,28 @@ many as the sweep has not caught up with: the sweep's index range)."""
 
 def counted(rows: Any) -> Mapping[str, int]:
     return {status: int(total) for status, total in rows if total}
+
+
+def fold(connection: sa.Connection, tenant: str, limit: int) -> int:
+    """Replace up to ``limit`` of the tenant's rows by one per status holding their sum;
+    how many were replaced (0 when that would not make fewer). The rows are locked as
+    read, so a concurrent fold skips them (PostgreSQL, MariaDB) or waits (SQLite writes
+    one at a time), and a write appending meanwhile adds rows this fold does not touch."""
+    rows = connection.execute(
+        sa.select(_c.pk, _c.status, _c.delta)
+        .where(_c.tenant == tenant)
+        .limit(limit)
+        .with_for_update()
+    ).all()
+    sums: dict[str, int] = {}
+    for _, status, delta in rows:
+        sums[status] = sums.get(status, 0) + delta
+    if len(rows) <= len(sums):
+        return 0
+    deleted = connection.execute(t.status_counts.delete().where(_c.pk.in_([r[0] for r in rows])))
+    if deleted.rowcount != len(rows):
+        raise StorageError("status counts changed while they were folded")
+    kept = [{"tenant": tenant, "status": s, "delta": n} for s, n in sums.items() if n]
+    if kept:
+        connection.execute(t.status_counts.insert(), kept)
+    return len(rows)

@@ -30,7 +30,7 @@ from entitlements.adapters.sql.repository import (
     tenant_of,
 )
 from entitlements.adapters.sql.search import INDEXED_BY, needle_grams, postings, write_postings
-from entitlements.adapters.sql.status_counts import ADDED, CHANGED, MOVED, STORED, counted
+from entitlements.adapters.sql.status_counts import ADDED, CHANGED, MOVED, STORED, counted, fold
 from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.contracts.link import ContractLink
@@ -661,6 +661,10 @@ class SqlSubscriptions(Repository):
         stored = counted(self._conn.execute(STORED, {"tenant": self._t}))
         moved = self._conn.execute(MOVED, {"tenant": self._t, "now": now}).mappings().all()
         return stored, [subscription_from(r) for r in moved]
+
+    @storage_errors
+    def fold_status_counts(self, limit: int) -> int:
+        return fold(self._conn, self._t, limit)
 
     @storage_errors
     def count_on_plans(self, plan_keys: Iterable[str], exclude_owner: Owner | None = None) -> int:
