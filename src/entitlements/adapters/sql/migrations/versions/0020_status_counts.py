@@ -31,11 +31,7 @@ def upgrade() -> None:
     )
     subscriptions = sa.table(
         "ent_subscriptions",
-        sa.column("pk", sa.BigInteger()),
-        sa.column("tenant", sa.String()),
-        sa.column("owner_kind", sa.String()),
-        sa.column("owner_id", sa.String()),
-        sa.column("status", sa.String()),
+        *(sa.column(name) for name in ("pk", "tenant", "owner_kind", "owner_id", "status")),
     )
     s = subscriptions.c
     newer = subscriptions.alias("newer")
@@ -45,12 +41,7 @@ def upgrade() -> None:
         newer.c.owner_id == s.owner_id,
         newer.c.pk > s.pk,
     )
-    counts = sa.table(
-        "ent_status_counts",
-        sa.column("tenant", sa.String()),
-        sa.column("status", sa.String()),
-        sa.column("delta", sa.BigInteger()),
-    )
+    counts = sa.table("ent_status_counts", *(sa.column(n) for n in ("tenant", "status", "delta")))
     op.execute(
         counts.insert().from_select(
             ["tenant", "status", "delta"],
