@@ -420,7 +420,14 @@ class StoreContract:
         ents.subscriptions.subscribe(app, "free", actor=STAFF)
         ents.subscriptions.suspend(app, actor=STAFF)
         _rolled_back(store, lambda uow: uow.subscriptions.update(_resumed(uow, app)))
-        wanted = {"trialing": 1, "active": 1, "suspended": 1}
+        ents.subscriptions.subscribe(_OTHER, "free", actor=STAFF)
+        ents.subscriptions.suspend(_OTHER, actor=STAFF)
+        read_before = ents.subscriptions.get(_OTHER)
+        with store.unit_of_work(None) as uow:  # written from what another unit of work read
+            resumed = SubscriptionStatus.ACTIVE
+            uow.subscriptions.update(attrs.evolve(read_before, status=resumed, suspended_from=None))
+            uow.commit()
+        wanted = {"trialing": 1, "active": 2, "suspended": 1}
         for folds in (False, True):
             with store.unit_of_work(None) as uow:
                 if folds:  # folding changes how they are kept, not what they say
