@@ -357,8 +357,9 @@ class SqlSubscriptions(Repository):
         return subscription_from(row)
 
     def forget_indexed(self) -> None:
-        """Forget which rows' postings are known written (a rollback to a savepoint may
-        have undone some): the next write of each writes them again."""
+        """Forget which rows' postings are known written and which statuses are known
+        stored (a rollback to a savepoint may have undone some writes): the next write
+        of each writes its postings again and looks up the status it moves from."""
         self._indexed.clear()
         self._statuses.clear()
 
