@@ -25,6 +25,7 @@ import argparse
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -177,6 +178,7 @@ def grow(store: SqlStore, rows: dict[str, dict[str, Any]], start: int, end: int)
             ]
             c.execute(t.subscriptions.insert(), added)
             searchable(c, [row["id"] for row in added])
+            counted(c, added)
             if audit:
                 c.execute(
                     t.audit_events.insert(),
@@ -218,6 +220,16 @@ def searchable(c: sa.Connection, ids: list[str]) -> None:
     write_postings(c, postings((row[0], row[1], tuple(row[2:])) for row in found))
 
 
+def counted(c: sa.Connection, added: list[dict[str, Any]]) -> None:
+    """The status counts' changes for ``added``, each a new owner's first subscription,
+    as the library writes them (one row per status here, as a batch may)."""
+    by_status = Counter((row["tenant"], row["status"]) for row in added)
+    c.execute(
+        t.status_counts.insert(),
+        [{"tenant": k[0], "status": k[1], "delta": n} for k, n in by_status.items()],
+    )
+
+
 def contracts(c: sa.Connection, rows: dict[str, dict[str, Any]], numbers: list[int]) -> None:
     """A sent contract (its signer and events) for each of ``numbers``' owners."""
     if not numbers:
@@ -255,6 +267,7 @@ def due(store: SqlStore, rows: dict[str, dict[str, Any]], count: int) -> None:
     with store.engine.begin() as c:
         c.execute(t.subscriptions.insert(), added)
         searchable(c, [row["id"] for row in added])
+        counted(c, added)
 
 
 def _ledger_owner(n: int) -> str:
@@ -267,7 +280,8 @@ def analyze(store: SqlStore) -> None:
     """Statistics as a server's background maintenance keeps them."""
     dialect = store.engine.dialect.name
     tables = (
-        "ent_usage_records, ent_subscriptions, ent_audit_events, ent_contracts, ent_search_grams"
+        "ent_usage_records, ent_subscriptions, ent_audit_events, ent_contracts, ent_search_grams,"
+        " ent_status_counts"
     )
     if dialect == "postgresql":
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
@@ -325,10 +339,11 @@ def operations(store: SqlStore, rows: dict[str, dict[str, Any]]) -> dict[str, Wo
         "evidence of one contract": lambda i: ents.contracts.evidence(PROBE, contract_id),
         "sweep, nothing due": lambda i: ents.process_due(),
         "owner list (search page)": lambda i: ents.subscriptions.search(limit=50),
-        "owner search (text)": lambda i: ents.subscriptions.search("cus_12", limit=50),
+        "owner search (text, page full)": lambda i: ents.subscriptions.search("cus_", limit=50),
         "owner search (text, one match)": lambda i: ents.subscriptions.search("probe", limit=50),
         "console owner list, one page": console(""),
-        "console owner search": console("cus_12"),
+        "console owner search (page full)": console("cus_"),
+        "console owner search (one match)": console("probe"),
         "console status counts": lambda i: lists.counts(STAFF),
         "sweep, 1,000 due": sweep_due,
     }

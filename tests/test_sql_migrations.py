@@ -426,3 +426,48 @@ def test_0019_backfills_postings_of_accented_values(kind, tmp_path, server_store
     finally:
         if kind == "sqlite":
             store.engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_0020_fills_the_status_counts_with_each_owners_most_recent_subscription(
+    kind, tmp_path, server_stores
+):
+    """Upgrading to 0020: the status counts hold each owner's most recent subscription
+    by stored status, per tenant: the counts the library's writes had kept."""
+    from collections import Counter
+
+    from entitlements import Entitlements, Owner
+    from entitlements.adapters.sql import SqlStore
+    from entitlements.testing.contract import CATALOG
+    from entitlements.web.lists import OwnerLists
+
+    if kind == "sqlite":
+        store = SqlStore.from_url(f"sqlite:///{tmp_path / 'counts.db'}")
+    else:
+        server_stores(kind)
+        store = SqlStore.from_url(server_url(kind))
+    try:
+        with store.engine.begin() as connection:
+            migrations.downgrade(connection, "base")
+            migrations.upgrade(connection)
+        ents = Entitlements(store)
+        for plan in CATALOG:
+            ents.plans.define(plan, actor="staff")
+        owners = [
+            Owner("organization", f"o{n}", tenant) for n in range(3) for tenant in (None, "t2")
+        ]
+        for owner in owners:
+            ents.subscriptions.subscribe(owner, "growth", actor="staff")
+        ents.subscriptions.cancel(owners[0], actor="staff")
+        ents.subscriptions.subscribe(owners[0], "free", actor="staff")
+        ents.subscriptions.cancel(owners[1], actor="staff")
+        ents.subscriptions.suspend(owners[2], actor="staff")
+        kept = OwnerLists(ents).counts("staff")
+        assert kept == Counter({"active": 4, "canceled": 1, "suspended": 1})
+        with store.engine.begin() as connection:
+            migrations.downgrade(connection, "0019")
+            migrations.upgrade(connection)
+        assert OwnerLists(ents).counts("staff") == kept
+        ents.close()
+    finally:
+        store.engine.dispose()

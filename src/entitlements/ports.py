@@ -311,6 +311,20 @@ class SubscriptionRepository(Protocol):
         """How many owners of this tenant hold a live subscription on one of these plans."""
         ...
 
+    def status_counts(self, now: datetime) -> tuple[Mapping[str, int], Sequence[Subscription]]:
+        """How many owners of this tenant have their most recent subscription stored in
+        each status (statuses no owner is in may be left out or be 0), and those most
+        recent subscriptions whose stored next change is at or before ``now`` (the ones
+        time may have moved since they were stored). Exact as of the transaction, at a
+        cost that does not grow with the tenant's owners: the console's front page."""
+        ...
+
+    def fold_status_counts(self, limit: int) -> int:
+        """Let `status_counts` read less: replace up to ``limit`` of what this tenant's
+        counts are kept as by fewer rows that say the same (the sweep calls it). How many
+        were replaced; a store whose counts are not kept as changes returns 0."""
+        ...
+
     def search(
         self, text: str | None, statuses: frozenset[str] | None, limit: int = 100
     ) -> Sequence[Subscription]:

@@ -13,6 +13,7 @@ import copy
 import operator
 import threading
 from bisect import bisect_left, bisect_right
+from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -403,6 +404,22 @@ class _Subscriptions(_Repository[str]):
                 found.append((at, sub))
         found.sort(key=lambda pair: pair[0])
         return [sub for _, sub in found[:limit]]
+
+    def status_counts(self, now: datetime) -> tuple[Mapping[str, int], Sequence[Subscription]]:
+        counts: Tally[str] = Tally()
+        moved = []
+        for owner, ids in self._t.subscriptions_by_owner.items():
+            if owner.tenant != self._uow.tenant:
+                continue
+            sub = self._t.subscriptions[ids[-1]]
+            counts[sub.status.value] += 1
+            at = sub.next_change_at()
+            if at is not None and at <= now:
+                moved.append(sub)
+        return counts, moved
+
+    def fold_status_counts(self, limit: int) -> int:
+        return 0  # counted from the subscriptions themselves
 
     def count_on_plans(self, plan_keys: Iterable[str], exclude_owner: Owner | None = None) -> int:
         keys = set(plan_keys)

@@ -10,6 +10,7 @@ The steps themselves are the lifecycle kernel's (`entitlements.domain.lifecycle.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -24,7 +25,7 @@ from entitlements.service.notifications import notify_subscription
 from entitlements.service.runtime import Transaction
 from entitlements.service.snapshots import in_force, pending_refusal
 
-__all__ = ["SWEEPER", "bring_to_now", "read_current", "read_history"]
+__all__ = ["SWEEPER", "bring_to_now", "read_current", "read_history", "status_counts"]
 
 SWEEPER = Actor.system("sweep")
 
@@ -50,6 +51,18 @@ def read_history(
         in_force(uow, subscription, now, policy)
         for subscription in uow.subscriptions.history(owner)
     ]
+
+
+def status_counts(uow: UnitOfWork, now: datetime, policy: AccessPolicy) -> Counter[str]:
+    """How many owners of the unit of work's tenant are in each status now, each by its
+    most recent subscription as `read_current` reads it: the store's counts of stored
+    statuses, corrected by the subscriptions time has moved since they were stored."""
+    stored, moved = uow.subscriptions.status_counts(now)
+    counts = Counter({status: count for status, count in stored.items() if count})
+    for subscription in moved:
+        counts[subscription.status.value] -= 1
+        counts[in_force(uow, subscription, now, policy).status.value] += 1
+    return +counts
 
 
 def bring_to_now(

@@ -236,6 +236,7 @@ class Sweep:
                 (self._expired_contracts, run.contracts),
             ):
                 self._drain(tenant, lister, into, run, batch)
+            self._fold_counts(tenant)
             self._forget_keys(tenant, run, run.at - key_retention, batch)
             if self._outbox is not None:
                 run.commands.extend(self._outbox.send_due(tenant, run.at, batch))
@@ -273,6 +274,17 @@ class Sweep:
             if deleted < _PRUNE_BATCH:
                 break
         return total
+
+    def _fold_counts(self, tenant: str | None) -> None:
+        """Fold the tenant's status counts (each subscription write appended its own
+        changes), in batches of their own transactions, so that reading them costs a row
+        per status and the changes since the last sweep."""
+        for _ in range(_PRUNE_ROUNDS):
+            with self._rt.store.unit_of_work(tenant) as uow:
+                folded = uow.subscriptions.fold_status_counts(_PRUNE_BATCH)
+                uow.commit()
+            if folded < _PRUNE_BATCH:
+                return
 
     def _drain(
         self, tenant: str | None, lister: Lister, into: list[Any], run: _Run, batch: int

@@ -146,6 +146,12 @@ def _noted(store: Store, owner: Owner | None, kind: ChangeKind) -> int:
     return revision
 
 
+def _resumed(uow: Any, owner: Owner) -> Any:
+    """The owner's current subscription, written back as active."""
+    current = uow.subscriptions.current(owner)
+    return attrs.evolve(current, status=SubscriptionStatus.ACTIVE, suspended_from=None)
+
+
 def _due(store: Store, at: datetime) -> list[str]:
     """The ids of the contracts the sweep has something to tell at ``at``."""
     with store.unit_of_work(None, read_only=True) as uow:
@@ -402,6 +408,40 @@ class StoreContract:
             assert uow.subscriptions.count_on_plans(["free"]) == 1
             assert uow.subscriptions.count_on_plans(["free", "growth"]) == 2
             assert uow.subscriptions.count_on_plans(["free"], exclude_owner=GLOBEX) == 0
+
+    def test_status_counts_hold_each_owners_most_recent_subscription_as_stored(
+        self, ents: Entitlements, store: Store
+    ) -> None:
+        ents.subscriptions.start_trial(ACME, "growth", actor=STAFF, trial_days=5)
+        ents.subscriptions.subscribe(GLOBEX, "free", actor=STAFF)
+        ents.subscriptions.cancel(GLOBEX, actor=STAFF)
+        ents.subscriptions.subscribe(GLOBEX, "growth", actor=STAFF)  # replaces the ended one
+        app = Owner("app", "1")
+        ents.subscriptions.subscribe(app, "free", actor=STAFF)
+        ents.subscriptions.suspend(app, actor=STAFF)
+        _rolled_back(store, lambda uow: uow.subscriptions.update(_resumed(uow, app)))
+        ents.subscriptions.subscribe(_OTHER, "free", actor=STAFF)
+        ents.subscriptions.suspend(_OTHER, actor=STAFF)
+        read_before = ents.subscriptions.get(_OTHER)
+        with store.unit_of_work(None) as uow:  # written from what another unit of work read
+            resumed = SubscriptionStatus.ACTIVE
+            uow.subscriptions.update(attrs.evolve(read_before, status=resumed, suspended_from=None))
+            uow.commit()
+        wanted = {"trialing": 1, "active": 2, "suspended": 1}
+        for folds in (False, True):
+            with store.unit_of_work(None) as uow:
+                if folds:  # folding changes how they are kept, not what they say
+                    uow.subscriptions.fold_status_counts(3)
+                    uow.subscriptions.fold_status_counts(1000)
+                    uow.commit()
+                stored, moved = uow.subscriptions.status_counts(START)
+                assert {k: v for k, v in stored.items() if v} == wanted
+                assert moved == []
+                stored, moved = uow.subscriptions.status_counts(START + timedelta(days=5))
+                assert {k: v for k, v in stored.items() if v} == wanted  # as stored
+                assert [s.owner for s in moved] == [ACME]  # the trial time ended
+        with store.unit_of_work("elsewhere", read_only=True) as uow:
+            assert not any(uow.subscriptions.status_counts(START)[0].values())
 
     def test_due_reads_only_the_statuses_asked_for(self, ents: Entitlements, store: Store) -> None:
         ents.subscriptions.start_trial(ACME, "growth", actor=STAFF, trial_days=5)

@@ -28,6 +28,8 @@ from entitlements.domain.page import decode_cursor, encode_cursor
 from entitlements.domain.provider_commands import ProviderCommand
 from entitlements.domain.subscription import Subscription, SubscriptionStatus
 from entitlements.errors import EntitlementsError, InvalidInput
+from entitlements.service.authorization import AllowAll
+from entitlements.service.due import status_counts
 from entitlements.service.entitlements import Entitlements
 
 __all__ = ["PAGE_SIZE", "Filters", "OwnerCard", "OwnerLists", "Row", "as_csv", "pending_instant"]
@@ -237,8 +239,18 @@ class OwnerLists:
         return found, after
 
     def counts(self, actor: Actor) -> Counter[str]:
-        """Readable owners by status, for the front page."""
-        return Counter(s.status.value for s in self.subscriptions(actor, Filters()))
+        """Readable owners by status, for the front page. When every owner is readable
+        (the authorizer is `AllowAll`), the store's counts, exact and at a cost that does
+        not grow with owners; otherwise the readable owners listed (`PER_TENANT` of each
+        tenant at most), as the other lists are."""
+        runtime = self.ents.runtime
+        if type(runtime.authorizer) is not AllowAll:
+            return Counter(s.status.value for s in self.subscriptions(actor, Filters()))
+        found: Counter[str] = Counter()
+        for tenant in self._tenants(""):
+            with runtime.read(tenant) as uow:
+                found += status_counts(uow, runtime.read_now(tenant), runtime.policy)
+        return found
 
     # -- queues ----------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from entitlements.adapters.sql.repository import (
     tenant_of,
 )
 from entitlements.adapters.sql.search import INDEXED_BY, needle_grams, postings, write_postings
+from entitlements.adapters.sql.status_counts import ADDED, CHANGED, MOVED, STORED, counted, fold
 from entitlements.domain.addon import AddOn
 from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.contracts.link import ContractLink
@@ -346,15 +347,21 @@ class SqlSubscriptions(Repository):
         self._indexed: dict[str, tuple[int, tuple[str | None, ...]]] = {}
         """By subscription id, as read or written in this unit of work: the row's pk and
         the values the search postings hold (a write that keeps them writes none)."""
+        self._statuses: dict[str, tuple[int, str]] = {}
+        """By subscription id, as read in this unit of work: the revision and the status
+        stored at it (what a write of it moves the status counts from)."""
 
     def _read(self, row: RowMapping) -> Subscription:
         self._indexed[row["id"]] = (row["pk"], tuple(row[name] for name in INDEXED_BY))
+        self._statuses[row["id"]] = (row["revision"], row["status"])
         return subscription_from(row)
 
     def forget_indexed(self) -> None:
-        """Forget which rows' postings are known written (a rollback to a savepoint may
-        have undone some): the next write of each writes them again."""
+        """Forget which rows' postings are known written and which statuses are known
+        stored (a rollback to a savepoint may have undone some writes): the next write
+        of each writes its postings again and looks up the status it moves from."""
         self._indexed.clear()
+        self._statuses.clear()
 
     def _index(self, written: Sequence[dict[str, Any]]) -> None:
         """Postings for the rows ``written`` (as `subscription_row` builds them) whose
@@ -510,16 +517,28 @@ class SqlSubscriptions(Repository):
         values = tuple(row[name] for name in INDEXED_BY)
         self._indexed[row["id"]] = (pk, values)
         write_postings(self._conn, postings([(row["tenant"], pk, values)]))
+        self._conn.execute(
+            ADDED,
+            {
+                "id": row["id"],
+                "pk": pk,
+                "tenant": row["tenant"],
+                "kind": owner.kind,
+                "owner": owner.id,
+            },
+        )
         return stored
 
     @storage_errors
     def update(self, subscription: Subscription) -> Subscription:
         stored, full, params = self._updated(subscription)
+        before = self._stored_statuses([subscription])
         result = self._conn.execute(_UPDATE, params)
         if result.rowcount == 1:
             self._uow.revisions.bump(subscription.owner)
             log_subscription(self._uow, full)
             self._index([full])
+            self._count([full], before)
             return stored
         existing = self.get(subscription.id)
         if existing.owner != subscription.owner:
@@ -533,13 +552,49 @@ class SqlSubscriptions(Repository):
         if len(subscriptions) < 2 or not self._conn.dialect.supports_sane_multi_rowcount:
             return [self.update(subscription) for subscription in subscriptions]
         stored, rows, params = zip(*map(self._updated, subscriptions), strict=True)
+        before = self._stored_statuses(subscriptions)
         if self._conn.execute(_UPDATE, list(params)).rowcount != len(params):
             self._refuse(stored)
         for subscription, full in zip(subscriptions, rows, strict=True):
             self._uow.revisions.bump(subscription.owner)
             log_subscription(self._uow, full)
         self._index(list(rows))
+        self._count(list(rows), before)
         return list(stored)
+
+    def _stored_statuses(self, wanted: Sequence[Subscription]) -> dict[str, str]:
+        """The status each of ``wanted`` is stored in at the revision it was read at (a
+        write of it succeeds only at that revision): as read in this unit of work, or
+        looked up for those read elsewhere."""
+        found = {}
+        unknown = []
+        for sub in wanted:
+            known = self._statuses.get(sub.id)
+            if known is not None and known[0] == sub.revision:
+                found[sub.id] = known[1]
+            else:
+                unknown.append((sub.id, sub.revision))
+        if unknown:
+            c = t.subscriptions.c
+            rows = self._conn.execute(
+                sa.select(c.id, c.status).where(
+                    c.tenant == self._t, sa.tuple_(c.id, c.revision).in_(unknown)
+                )
+            )
+            found.update((row[0], row[1]) for row in rows)
+        return found
+
+    def _count(self, written: Sequence[dict[str, Any]], before: Mapping[str, str]) -> None:
+        """The status counts' changes of the rows ``written`` whose status moved."""
+        moved = [
+            {"id": row["id"], "old": before[row["id"]], "new": row["status"]}
+            for row in written
+            if before.get(row["id"], row["status"]) != row["status"]
+        ]
+        for row in written:
+            self._statuses[row["id"]] = (row["revision"], row["status"])
+        if moved:
+            self._conn.execute(CHANGED, moved)
 
     def _refuse(self, wanted: Sequence[Subscription]) -> NoReturn:
         """Raise what `update` would for the first of ``wanted`` (the new states) not at
@@ -600,7 +655,17 @@ class SqlSubscriptions(Repository):
         if statuses is not None:
             where.append(c.status.in_(sorted(s.value for s in statuses)))
         rows = self._batch(t.subscriptions, where, [c.next_change_at, c.pk], limit)
-        return [subscription_from(r) for r in rows]
+        return [self._read(r) for r in rows]
+
+    @storage_errors
+    def status_counts(self, now: datetime) -> tuple[Mapping[str, int], Sequence[Subscription]]:
+        stored = counted(self._conn.execute(STORED, {"tenant": self._t}))
+        moved = self._conn.execute(MOVED, {"tenant": self._t, "now": now}).mappings().all()
+        return stored, [subscription_from(r) for r in moved]
+
+    @storage_errors
+    def fold_status_counts(self, limit: int) -> int:
+        return fold(self._conn, self._t, limit)
 
     @storage_errors
     def count_on_plans(self, plan_keys: Iterable[str], exclude_owner: Owner | None = None) -> int:

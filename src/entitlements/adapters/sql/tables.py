@@ -189,6 +189,20 @@ search_grams = sa.Table(
 )
 
 
+status_counts = sa.Table(
+    "ent_status_counts",
+    metadata,
+    # how many owners' latest subscriptions are stored in each status, as changes: every
+    # write appends its own rows (no row is updated, so writes of a tenant do not queue
+    # on one row) and a read sums them (see adapters/sql/status_counts.py)
+    sa.Column("pk", row_id(), primary_key=True, autoincrement=True),
+    sa.Column("tenant", key_string(TENANT), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("delta", sa.BigInteger, nullable=False),
+    sa.Index("ix_ent_status_counts_tenant", "tenant", "status", "delta"),
+)
+
+
 def _override_terms() -> list[sa.Column[object]]:
     """The columns of what an override says, which its history repeats per stretch."""
     return [

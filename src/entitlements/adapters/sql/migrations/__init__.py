@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 VERSION_TABLE = "ent_alembic_version"
-HEAD = "0019"
+HEAD = "0020"
 """The newest revision shipped (a test keeps it equal to Alembic's head)."""
 HERE = Path(__file__).parent
 
