@@ -125,3 +125,25 @@ def test_a_sync_that_fails_changes_nothing():
     with pytest.raises(IllegalTransition, match="draft"):
         ents.plans.sync(bad, actor="staff:ops")
     assert ents.plans.list() == before
+
+
+def test_a_sync_that_loses_a_race_runs_again_whole(monkeypatch):
+    from entitlements import StaleWrite
+    from entitlements.adapters import memory
+
+    ents, _ = build()
+    update = memory._Plans.update
+    lost: list[str] = []
+
+    def loses_once(self, plan):
+        if not lost:
+            lost.append(plan.key)
+            raise StaleWrite("plan", plan.key, plan.revision)
+        return update(self, plan)
+
+    monkeypatch.setattr(memory._Plans, "update", loses_once)
+    result = ents.plans.sync(loads_catalog(GOOD), actor="staff:ops")
+    assert lost, "the race was lost once"
+    assert set(result.changed) == {"free", "growth"}
+    assert ents.plans.get("growth").version == 2
+    assert ents.plans.get("growth").owner_kinds == frozenset({"workspace"})

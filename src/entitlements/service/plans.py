@@ -157,6 +157,7 @@ class Plans:
             tx.catalog_changed = True
             return stored
 
+    @retries_lost_races
     def sync(
         self,
         catalog: Catalog,
