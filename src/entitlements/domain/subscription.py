@@ -21,8 +21,8 @@ from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.checks import (
     check_count,
     check_document,
-    check_id,
     check_key,
+    check_optional_id,
     check_text,
     parse_enum,
 )
@@ -260,9 +260,7 @@ def _notes(value: object) -> str:
 
 
 def _external_id(value: object) -> str | None:
-    if value is None:
-        return None
-    return check_id(value, "external_id")
+    return check_optional_id(value, "external_id")
 
 
 def _plan_manager(value: object) -> str | None:
