@@ -620,11 +620,11 @@ class Usage:
         expiry) is refused."""
         owner, reservation_id = as_owner(owner), check_reservation_id(reservation_id)
         if amount is not None:
-            check_amount(amount, allow_zero=True)
+            amount = check_amount(amount, allow_zero=True)
         as_actor(actor)
         with self._rt.transaction(owner.tenant, now) as tx:
             held = self._held(tx, owner, reservation_id)
-            used = held.amount if amount is None else check_amount(amount, allow_zero=True)
+            used = held.amount if amount is None else amount
             if used > held.amount:
                 raise InvalidInput("amount", f"only {held.amount} units were reserved", amount)
             self._settle(
