@@ -267,6 +267,24 @@ def test_a_contract_cannot_be_issued_for_a_plan_that_cannot_be_assigned(app):
     assert ents.contracts.list(ACME) == []
 
 
+@pytest.mark.parametrize(
+    ("term", "message"),
+    [
+        ("", r"term: must be text such as '12 months' or None, got ''"),
+        ("   ", r"term: must be text such as '12 months' or None"),
+        (12, r"term: must be text such as '12 months' or None, got 12"),
+        ("x" * 201, "term: must be at most 200 characters"),
+        ("12\x00months", "term: must not contain control characters"),
+    ],
+)
+def test_a_bad_term_is_refused_saying_what_fits(app, term, message):
+    ents, _ = app
+    with pytest.raises(InvalidInput, match=message):
+        issue(ents, term=term)
+    assert ents.contracts.list(ACME) == []
+    assert issue(ents, term=None).terms.term is None
+
+
 def test_converting_a_live_paid_subscription_is_refused_with_nothing_changed(app):
     ents, clock = app
     ents.subscriptions.subscribe(ACME, "pro", actor="staff")

@@ -3,9 +3,10 @@ member who subscribed, whom no metadata edit can replace — on every store."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import attrs
 import pytest
 
 from conftest import STORE_KINDS
@@ -127,9 +128,55 @@ def test_a_bad_plan_manager_is_refused(store):
     ents, _ = app(store, provider=False)
     try:
         ents.billing.assign_plan(W, "growth", actor="staff")
-        for bad in ("", "x" * 256, 7):
-            with pytest.raises(InvalidInput):
+        refused = {
+            "": "must be the member id of the plan manager or None, got ''",
+            " ": "must be the member id of the plan manager or None",
+            7: "must be the member id of the plan manager or None, got 7",
+            "x" * 256: "must be at most 255 characters",
+            "bob\x00": "must not contain control characters",
+        }
+        for bad, message in refused.items():
+            with pytest.raises(InvalidInput, match=f"plan_manager: {message}"):
                 ents.billing.transfer_plan_manager(W, bad, actor="staff")
         assert ents.subscriptions.get(W).plan_manager is None
+    finally:
+        ents.close()
+
+
+def _amended(ents, owner):
+    """The owner's subscription and its plan manager audit entry, without what names the
+    owner or its provider subscription (they differ by owner, not by path)."""
+    named = {"id", "owner", "external_id"}
+    sub = ents.subscriptions.get(owner)
+    entry = [e for e in ents.audit.for_owner(owner) if e.action == "subscription.set_plan_manager"]
+
+    def plain(document):
+        return {k: v for k, v in document.items() if k not in named}
+
+    stored = {k: v for k, v in attrs.asdict(sub, recurse=False).items() if k not in named}
+    last = entry[-1]
+    return stored, (last.at, last.actor, last.reason, plain(last.before), plain(last.after))
+
+
+def test_the_three_ways_to_name_the_plan_manager_store_and_audit_the_same(store):
+    """Staff's transfer, `Subscriptions.set_plan_manager` and the provider filling in the
+    member who checked out write one amendment: the same row and the same audit entry."""
+    ents, provider = app(store)
+    owners = [Owner("workspace", f"w{n}") for n in range(3)]
+    try:
+        for owner in owners:
+            checkout = ents.billing.assign_plan(owner, "growth", actor=ALICE).checkout
+            provider.complete_checkout(checkout.id)
+            provider.deliver(ents)
+            ents.billing.transfer_plan_manager(owner, None, actor="staff")
+        provider.clock.advance(timedelta(minutes=1))
+        as_provider = "provider:payment-provider"
+        ents.subscriptions.set_plan_manager(owners[0], "alice", actor=as_provider)
+        ents.billing.transfer_plan_manager(owners[1], "alice", actor=as_provider)
+        assert ents.billing.reconcile(owners[2]).changes == ("set_plan_manager",)
+        first, *others = [_amended(ents, owner) for owner in owners]
+        assert first[0]["plan_manager"] == "alice"
+        assert first[1][1:3] == (as_provider, None)
+        assert all(other == first for other in others)
     finally:
         ents.close()

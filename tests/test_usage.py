@@ -1,5 +1,6 @@
 """Usage and limits: seats, gauges, metered counters, enforcement, reservations, add-ons,
-previews and over-quota policies (memory store; the SQL stores run the contract)."""
+previews and over-quota policies (memory store; the SQL stores run the contract, and
+a bad commit amount runs on every store)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import STORE_KINDS
 from entitlements import (
     AccessPolicy,
     AddOn,
@@ -248,6 +250,23 @@ def test_reservations_hold_units_until_committed_or_released(app):
     assert ents.usage.counter(ACME, "api_calls").reserved == 0
     with pytest.raises(NotFound):
         ents.usage.commit(ACME, "nope")
+
+
+@pytest.mark.parametrize("kind", STORE_KINDS)
+def test_a_bad_commit_amount_is_refused_and_the_reservation_stays_held(kind, make_store):
+    ents = Entitlements(make_store(kind), clock=ManualClock(START))
+    ents.plans.define(PRO, actor="staff")
+    ents.subscriptions.subscribe(ACME, "pro", actor="staff")
+    held = ents.usage.reserve(ACME, "api_calls", 10)
+    for bad in (-1, 1.5, True, "3"):
+        with pytest.raises(InvalidInput, match="amount"):
+            ents.usage.commit(ACME, held.id, bad)
+    with pytest.raises(InvalidInput, match="only 10 units were reserved"):
+        ents.usage.commit(ACME, held.id, 11)
+    assert ents.usage.counter(ACME, "api_calls").reserved == 10
+    assert ents.usage.commit(ACME, held.id, 0).amount == 0
+    assert ents.usage.counter(ACME, "api_calls").reserved == 0
+    ents.close()
 
 
 def test_uncommitted_reservations_expire_through_the_sweep(app):

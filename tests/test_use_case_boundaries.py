@@ -269,3 +269,19 @@ def test_multi_step_calls_open_no_nested_unit_of_work(kind, make_store, monkeypa
     assert ents.subscriptions.get(ACME).plan_key == "free"
     assert len(opened) >= 6, "each call opened its own"
     assert nested == []
+
+
+def test_the_facade_sweeps_through_the_sweeps_own_method():
+    """`process_due` has one home: the facade hands out the sweep's bound method, so the
+    signature, defaults and checks a host calls cannot drift from the sweep's."""
+    from entitlements.service.sweep import Sweep
+
+    ents = Entitlements(MemoryStore())
+    try:
+        due = ents.process_due
+        assert due.__func__ is Sweep.process_due
+        assert due.__self__ is ents.process_due.__self__
+        assert inspect.signature(due) == inspect.signature(due.__self__.process_due)
+        assert due(START).changes == ()
+    finally:
+        ents.close()

@@ -42,6 +42,7 @@ from entitlements.domain.provider_commands import ProviderCommand
 from entitlements.domain.requests import KeyedRequest
 from entitlements.domain.subscription import Subscription, SubscriptionStatus
 from entitlements.domain.usage import (
+    Consumption,
     Counter,
     CounterAddition,
     Reservation,
@@ -406,28 +407,16 @@ class UsageRepository(Protocol):
         holds the owner's revision lock, so that revision is the one in force)."""
         ...
 
-    def add(
-        self,
-        owner: Owner,
-        metric: str,
-        period_start: datetime,
-        *,
-        used: int = 0,
-        reserved: int = 0,
-        ceiling: int | None = None,
-        revision: int | None = None,
-        now: datetime | None = None,
-        fallback: tuple[str, int] | None = None,
-        hold_until: datetime | None = None,
-    ) -> Counter | None:
-        """Add to ``used`` and ``reserved`` (either may be negative) and return the new
-        counter. Return ``None`` and change nothing if a part would go below zero, or —
-        when the total grows — it would pass ``ceiling``; if ``revision`` is given and the
-        counter does not exist or carries another terms revision; if ``now`` is given and
-        a held reservation counted in it expired by then (settle those first); if
-        ``fallback`` (plan key, version) is given and that is no longer the plan's latest
-        version. Without ``revision``, a missing counter is created first.
-        ``hold_until`` is the expiry of units being reserved (kept as ``held_until``)."""
+    def add(self, addition: CounterAddition) -> Counter | None:
+        """Add the addition's ``used`` and ``reserved`` (either may be negative) and
+        return the new counter. Return ``None`` and change nothing if a part would go
+        below zero, or — when the total grows — it would pass ``ceiling``; if
+        ``revision`` is given and the counter does not exist or carries another terms
+        revision; if ``now`` is given and a held reservation counted in it expired by then
+        (settle those first); if ``fallback`` (plan key, version) is given and that is no
+        longer the plan's latest version. Without ``revision``, a missing counter is
+        created first. ``hold_until`` is the expiry of units being reserved (kept as
+        ``held_until``)."""
         ...
 
     def set_used(
@@ -449,21 +438,13 @@ class UsageRepository(Protocol):
         an answer: the second waits for the first and gets its record."""
         ...
 
-    def consume(
-        self,
-        record: UsageRecord,
-        *,
-        ceiling: int | None,
-        revision: int,
-        now: datetime,
-        fallback: tuple[str, int] | None = None,
-    ) -> tuple[Counter | None, UsageRecord | None]:
-        """Store ``record`` and add its amount to the counter of its period, as `add`
-        does with that ``ceiling``, ``revision``, ``now`` and ``fallback``. Returns
-        ``(counter after, None)``; ``(counter or None, earlier record)`` when the key
-        was recorded already (nothing changes; the counter, if given, is the current
-        one of ``record``'s period); ``(None, None)`` when the counter refused (nothing
-        is stored: the caller decides under the owner's lock)."""
+    def consume(self, consumption: Consumption) -> tuple[Counter | None, UsageRecord | None]:
+        """Store the consumption's record and add its amount to the counter of its
+        period, as `add` does under the same conditions. Returns ``(counter after,
+        None)``; ``(counter or None, earlier record)`` when the key was recorded already
+        (nothing changes; the counter, if given, is the current one of the record's
+        period); ``(None, None)`` when the counter refused (nothing is stored: the caller
+        decides under the owner's lock)."""
         ...
 
     def recorded(
@@ -1212,13 +1193,7 @@ class InlineConsumption(Protocol):
     ``unit_of_work(...).usage.consume`` followed by a commit."""
 
     def consume_inline(
-        self,
-        record: UsageRecord,
-        ceiling: int | None,
-        revision: int,
-        now: datetime,
-        fallback: tuple[str, int] | None = None,
-        wall: datetime | None = None,
+        self, consumption: Consumption, wall: datetime | None = None
     ) -> tuple[Counter | None, UsageRecord | None, int | None]:
         """The counter after the consumption and the committed feed position; or the
         earlier record of the same key; or ``(None, None, None)`` when the fast path

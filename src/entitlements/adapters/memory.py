@@ -46,6 +46,7 @@ from entitlements.domain.requests import KeyedRequest
 from entitlements.domain.subscription import Subscription, SubscriptionStatus, with_changes
 from entitlements.domain.usage import (
     FOREVER,
+    Consumption,
     Counter,
     CounterAddition,
     Reservation,
@@ -577,26 +578,16 @@ class _Usage(_Repository[Owner]):
             self._undo.set(self._t.counters, key, Counter(owner, metric, period_start))
         self._undo.set(self._t.counter_revisions, key, revision)
 
-    def add(
-        self,
-        owner: Owner,
-        metric: str,
-        period_start: datetime,
-        *,
-        used: int = 0,
-        reserved: int = 0,
-        ceiling: int | None = None,
-        revision: int | None = None,
-        now: datetime | None = None,
-        fallback: tuple[str, int] | None = None,
-        hold_until: datetime | None = None,
-    ) -> Counter | None:
+    def add(self, addition: CounterAddition) -> Counter | None:
+        a = addition
+        owner, metric, period_start = a.owner, a.metric, a.period_start
         key = (self._scope(owner), metric, period_start)
-        grows = used + reserved > 0
-        if not self._countable(key, revision, now if grows else None, fallback):
+        grows = a.used + a.reserved > 0
+        if not self._countable(key, a.revision, a.now if grows else None, a.fallback):
             return None
-        after = _added(self.counter(owner, metric, period_start), used, reserved, hold_until)
-        if after is None or (grows and not within(ceiling, after.used, after.reserved)):
+        current = self.counter(owner, metric, period_start)
+        after = _added(current, a.used, a.reserved, a.hold_until)
+        if after is None or (grows and not within(a.ceiling, after.used, after.reserved)):
             return None
         if key not in self._t.counters:
             self._undo.set(self._t.counter_revisions, key, self._t.owner_revisions.get(owner, 0))
@@ -658,20 +649,13 @@ class _Usage(_Repository[Owner]):
         )
         return None
 
-    def consume(
-        self,
-        record: UsageRecord,
-        *,
-        ceiling: int | None,
-        revision: int,
-        now: datetime,
-        fallback: tuple[str, int] | None = None,
-    ) -> tuple[Counter | None, UsageRecord | None]:
+    def consume(self, consumption: Consumption) -> tuple[Counter | None, UsageRecord | None]:
         t = self._t
+        record = consumption.record
         owner = record.owner
         if owner.tenant != self._uow.tenant:
             self._scope(owner)
-        after, earlier, before, records = _charge(t, record, ceiling, revision, now, fallback)
+        after, earlier, before, records = _charge(t, consumption)
         if after is None:
             return None, earlier
         assert before is not None
@@ -714,10 +698,7 @@ class _Usage(_Repository[Owner]):
             )
 
     def add_counted_many(self, additions: Sequence[CounterAddition]) -> bool:
-        return all(
-            self.add(a.owner, a.metric, a.period_start, used=a.used, **a.conditions()) is not None
-            for a in additions
-        )
+        return all(self.add(a) is not None for a in additions)
 
     def remove_record(self, owner: Owner, record_id: str) -> None:
         self._scope(owner)
@@ -855,18 +836,14 @@ def _added(
 
 
 def _charge(
-    t: _Tables,
-    record: UsageRecord,
-    ceiling: int | None,
-    revision: int,
-    now: datetime,
-    fallback: tuple[str, int] | None,
+    t: _Tables, consumption: Consumption
 ) -> tuple[Counter | None, UsageRecord | None, Counter | None, list[UsageRecord] | None]:
     """Consume ``record`` by the rules of ``usage.consume``, for the unit of work and the
     inline path alike. Returns the counter after, with the counter before and the ledger
     list the row went to (what an undo needs); or the record stored earlier under its
     key; or nothing, refused: no counter stamped with ``revision``, a held reservation
     run out, the fallback plan moved on, or the ceiling passed."""
+    record = consumption.record
     owner = record.owner
     keyed = None
     if record.key is not None:
@@ -876,13 +853,15 @@ def _charge(
             return None, earlier, None, None
     key = (owner, record.metric, record.period_start)
     current = t.counters.get(key)
-    if current is None or t.counter_revisions.get(key, 0) != revision:
+    if current is None or t.counter_revisions.get(key, 0) != consumption.revision:
         return None, None, None, None
     held = current.held_until
-    if (held is not None and held <= now) or not _fallback_current(t, fallback):
+    if (held is not None and held <= consumption.now) or not _fallback_current(
+        t, consumption.fallback
+    ):
         return None, None, None, None
     used = current.used + record.amount
-    if not within(ceiling, used, current.reserved):
+    if not within(consumption.ceiling, used, current.reserved):
         return None, None, None, None
     # a counter from values that came from stored counters (already checked): the slots
     # are filled directly, skipping the converters
@@ -1882,22 +1861,16 @@ class MemoryStore:
         return _MemoryUnitOfWork(self, tenant)
 
     def consume_inline(
-        self,
-        record: UsageRecord,
-        ceiling: int | None,
-        revision: int,
-        now: datetime,
-        fallback: tuple[str, int] | None = None,
-        wall: datetime | None = None,
+        self, consumption: Consumption, wall: datetime | None = None
     ) -> tuple[Counter | None, UsageRecord | None, int | None]:
         """`InlineConsumption.consume_inline`: one consumption as a whole unit of work,
         under the store's lock."""
         with self.lock:
             t = self.tables
-            after, earlier, _, _ = _charge(t, record, ceiling, revision, now, fallback)
+            after, earlier, _, _ = _charge(t, consumption)
             if after is None:
                 return None, earlier, None
-            owner = record.owner
+            owner = consumption.record.owner
             seq = t.next_seq
             t.next_seq = seq + 1
             t.changes.append(

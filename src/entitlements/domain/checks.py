@@ -34,6 +34,7 @@ __all__ = [
     "check_matching",
     "check_optional_count",
     "check_optional_id",
+    "check_optional_label",
     "check_optional_text",
     "check_reason",
     "check_text",
@@ -158,6 +159,17 @@ def check_text(
 
 def check_optional_text(value: object, field: str, *, max_length: int = 2000) -> str | None:
     return None if value is None else check_text(value, field, max_length=max_length)
+
+
+def check_optional_label(value: object, field: str, *, example: str, max_length: int) -> str | None:
+    """``None``, or a short label staff read and type (a contract's term, the plan
+    manager's member id): blank says nothing, so it is refused like a wrong type, with
+    ``example`` showing what fits."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(field, f"must be {example} or None, got {_shown(value)}", value)
+    return _bounded(value, field, max_length, _NOT_IN_TEXT)
 
 
 def check_reason(value: object) -> str | None:

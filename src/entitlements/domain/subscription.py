@@ -21,8 +21,9 @@ from entitlements.domain.billing_cycle import BillingCycle
 from entitlements.domain.checks import (
     check_count,
     check_document,
-    check_id,
     check_key,
+    check_optional_id,
+    check_optional_label,
     check_text,
     parse_enum,
 )
@@ -260,19 +261,13 @@ def _notes(value: object) -> str:
 
 
 def _external_id(value: object) -> str | None:
-    if value is None:
-        return None
-    return check_id(value, "external_id")
+    return check_optional_id(value, "external_id")
 
 
 def _plan_manager(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > 255:
-        raise InvalidInput(
-            "plan_manager", "must be None or a member id of at most 255 characters", value
-        )
-    return value
+    return check_optional_label(
+        value, "plan_manager", example="the member id of the plan manager", max_length=255
+    )
 
 
 def _contract(value: object) -> ContractLink | None:

@@ -42,7 +42,9 @@ __all__ = [
     "FOREVER",
     "MAX_AMOUNT",
     "Charge",
+    "Consumption",
     "Counter",
+    "CounterAddition",
     "MetricTerms",
     "OverQuota",
     "OverQuotaPolicy",
@@ -114,8 +116,9 @@ def _pool(value: object) -> str:
 
 @attrs.frozen
 class CounterAddition:
-    """Units a batch adds to one counter, with the conditions it decided them under: the
-    store adds them only while the counter still stands where the batch read it."""
+    """Units to add to one counter, with the conditions the caller decided them under:
+    the store adds them only while the counter still stands where the caller read it.
+    What the usage port's `add` and `add_counted_many` take."""
 
     owner: Owner
     """Whose counter."""
@@ -123,26 +126,40 @@ class CounterAddition:
     """The limit name it counts against."""
     period_start: datetime
     """The start of the period the counter counts."""
-    used: int
-    """Units to add (the batch's accepted events for this counter)."""
-    ceiling: int | None
-    """The most the counter may hold after the addition (``None``: no ceiling to check)."""
-    revision: int
-    """The terms revision the batch decided against."""
-    now: datetime
-    """The instant of the batch's latest event for this counter."""
+    used: int = 0
+    """Units to add to ``used`` (negative: to take back)."""
+    reserved: int = 0
+    """Units to add to ``reserved`` (negative: a reservation settled)."""
+    ceiling: int | None = None
+    """The most the counter may hold when its total grows (``None``: no ceiling)."""
+    revision: int | None = None
+    """The terms revision the counter must be stamped with (``None``: any, and a missing
+    counter is created)."""
+    now: datetime | None = None
+    """When the total grows: refuse if a held reservation counted in it ran out by then."""
     fallback: tuple[str, int] | None = None
     """A fallback plan's key and version that must still be the latest (see
     ``fallback_guard``)."""
+    hold_until: datetime | None = None
+    """The expiry of units being reserved (kept as the counter's ``held_until``)."""
 
-    def conditions(self) -> dict[str, Any]:
-        """The conditions as a store's conditional count takes them (keywords)."""
-        return {
-            "ceiling": self.ceiling,
-            "revision": self.revision,
-            "now": self.now,
-            "fallback": self.fallback,
-        }
+
+@attrs.frozen
+class Consumption:
+    """One ledger record to store and count, with the conditions the caller decided it
+    under (as `CounterAddition`'s): what the usage port's `consume` and the inline fast
+    path take."""
+
+    record: UsageRecord
+    """The record; its amount is added to the counter of its period."""
+    ceiling: int | None
+    """The most the counter may hold after it (``None``: no ceiling)."""
+    revision: int
+    """The terms revision the counter must be stamped with."""
+    now: datetime
+    """Refuse if a held reservation counted in the counter ran out by then."""
+    fallback: tuple[str, int] | None = None
+    """A fallback plan's key and version that must still be the latest."""
 
 
 @attrs.frozen

@@ -376,7 +376,7 @@ class Billing:
         with self._rt.transaction(owner.tenant, now) as tx:
             current = lifecycle.load(tx, owner)
             tx.authorize(who, "billing.transfer_plan_manager", owner, current)
-            return _set_plan_manager(tx, who, current, member, reason)
+            return lifecycle.set_plan_manager(tx, who, current, member, reason)
 
     # -- the provider seam, as billing reads it ------------------------------------------
 
@@ -532,17 +532,3 @@ class Billing:
             and bool(live.external_id)
             and not tx.uow.plans.get(live.plan_key, live.plan_version).is_free
         )
-
-
-def _set_plan_manager(
-    tx: Transaction, who: Actor, current: Subscription, member: str | None, reason: str | None
-) -> Subscription:
-    return lifecycle.apply(
-        tx,
-        who,
-        current,
-        Event.AMEND,
-        lambda _: {"plan_manager": member},
-        action="set_plan_manager",
-        reason=reason,
-    )

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from entitlements.clock import SystemClock
 from entitlements.domain.access import AccessPolicy
@@ -49,7 +49,7 @@ from entitlements.service.runtime import Runtime, Transaction
 from entitlements.service.seats import Seats
 from entitlements.service.snapshots import load_past_snapshot, load_snapshot
 from entitlements.service.subscriptions import Subscriptions
-from entitlements.service.sweep import FEED_RETENTION, KEY_RETENTION, Sweep, SweepReport
+from entitlements.service.sweep import Sweep
 from entitlements.service.usage import Usage
 from entitlements.telemetry import Telemetry
 
@@ -66,6 +66,37 @@ if TYPE_CHECKING:
 __all__ = ["Entitlements"]
 
 _T = TypeVar("_T")
+_S = TypeVar("_S")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+class _PartMethod(Generic[_S, _P, _R]):
+    """A facade method that is one of its parts' own methods, bound to the part: the
+    signature, its defaults and its checks have one home, the part."""
+
+    __slots__ = ("_name", "_part")
+
+    def __init__(
+        self,
+        method: Callable[Concatenate[_S, _P], _R],
+        part: Callable[[Entitlements], _S],
+    ) -> None:
+        self._name = method.__name__
+        self._part = part
+
+    @overload
+    def __get__(self, ents: None, owner: type[Entitlements]) -> Self: ...
+
+    @overload
+    def __get__(self, ents: Entitlements, owner: type[Entitlements]) -> Callable[_P, _R]: ...
+
+    def __get__(
+        self, ents: Entitlements | None, owner: type[Entitlements]
+    ) -> Self | Callable[_P, _R]:
+        if ents is None:
+            return self
+        return getattr(self._part(ents), self._name)  # type: ignore[no-any-return]
 
 
 def _channel(redis: ChangeChannel | str | None) -> ChangeChannel | None:
@@ -434,31 +465,18 @@ class Entitlements:
         with self.runtime.transaction(tenant, now, join) as tx:
             yield tx.uow
 
-    def process_due(
-        self,
-        now: datetime | None = None,
-        *,
-        batch: int = 500,
-        key_retention: timedelta = KEY_RETENTION,
-        feed_retention: timedelta = FEED_RETENTION,
-        progress: Callable[[int], None] | None = None,
-    ) -> SweepReport:
-        """Apply trial ends, scheduled cancellations, expiries, period roll-overs,
-        override expiries and reservation expiries due by ``now``; drop snapshots that
-        time made stale; forget usage idempotency keys older than ``key_retention``;
-        prune change-feed entries committed more than ``feed_retention`` ago by the wall
-        clock (default an hour: a process away longer than that drops its cache and
-        resolves afresh). Any number of sweeps may run at once (see
-        `entitlements.service.sweep`); each works through everything due, ``batch``
-        items per read; ``progress(handled)`` hears the running count after each page
-        (a console showing a long sweep move)."""
-        return self._sweep.process_due(
-            now,
-            batch=batch,
-            key_retention=key_retention,
-            feed_retention=feed_retention,
-            progress=progress,
-        )
+    process_due = _PartMethod(Sweep.process_due, lambda ents: ents._sweep)
+    """The sweep's own ``process_due(now=None, *, batch=500, key_retention=KEY_RETENTION,
+    feed_retention=FEED_RETENTION, progress=None)`` (`Sweep.process_due`). Applies trial
+    ends, scheduled cancellations, expiries, period roll-overs, override expiries and
+    reservation expiries due by ``now``; drops snapshots that time made stale; forgets
+    usage idempotency keys older than ``key_retention``; prunes change-feed entries
+    committed more than ``feed_retention`` ago by the wall clock (default an hour: a
+    process away longer than that drops its cache and resolves afresh). Any number of
+    sweeps may run at once (see `entitlements.service.sweep`); each works through
+    everything due, ``batch`` items per read; ``progress(handled)`` hears the running
+    count after each page (a console showing a long sweep move). Returns a
+    `SweepReport`."""
 
 
 def _contracts(ents: Entitlements) -> Contracts:

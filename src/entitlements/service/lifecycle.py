@@ -57,6 +57,7 @@ __all__ = [
     "convert",
     "load",
     "load_many",
+    "set_plan_manager",
     "start",
     "store_many",
 ]
@@ -261,6 +262,28 @@ def apply(
     if inspect is not None:
         inspect(current, step.after)
     return writer(tx, step)
+
+
+SET_PLAN_MANAGER = "set_plan_manager"
+"""The action a plan manager amendment is audited under, whoever makes it."""
+
+
+def set_plan_manager(
+    tx: Transaction, who: Actor, current: Subscription, member: str | None, reason: str | None
+) -> Subscription:
+    """Seed 003's plan manager (the member whose card pays) named anew, ``None`` for
+    nobody: staff's transfer, the provider's checkout and `Subscriptions.set_plan_manager`
+    all write this one amendment, so the stored row and its audit entry cannot drift apart
+    by path."""
+    return apply(
+        tx,
+        who,
+        current,
+        Event.AMEND,
+        lambda _: {"plan_manager": member},
+        action=SET_PLAN_MANAGER,
+        reason=reason,
+    )
 
 
 class _ReadOnce:

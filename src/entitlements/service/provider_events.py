@@ -61,14 +61,14 @@ class Following:
         self.changes.append(name)
 
     def apply(
-        self,
-        event: Event,
-        fields: Callable[[Subscription], Mapping[str, Any]] | None = None,
-        *,
-        action: str | None = None,
+        self, event: Event, fields: Callable[[Subscription], Mapping[str, Any]] | None = None
     ) -> None:
-        stored = lifecycle.apply(self.tx, PROVIDER, self._writable(), event, fields, action=action)
-        self.did(action or event.value, stored)
+        stored = lifecycle.apply(self.tx, PROVIDER, self._writable(), event, fields)
+        self.did(event.value, stored)
+
+    def set_plan_manager(self, member: str) -> None:
+        stored = lifecycle.set_plan_manager(self.tx, PROVIDER, self._writable(), member, None)
+        self.did(lifecycle.SET_PLAN_MANAGER, stored)
 
     def start(self, event: Event, state: ProviderSubscription, manager: str | None) -> None:
         plan = self.tx.uow.plans.get(state.plan_key)
@@ -181,4 +181,4 @@ def _follow_details(following: Following, state: ProviderSubscription, manager: 
     if current.external_id != state.external_id and state.status is not _S.FAILED:
         following.apply(Event.AMEND, lambda _: {"external_id": state.external_id})
     if manager is not None and current.plan_manager is None:
-        following.apply(Event.AMEND, lambda _: {"plan_manager": manager}, action="set_plan_manager")
+        following.set_plan_manager(manager)

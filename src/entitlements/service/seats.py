@@ -9,7 +9,13 @@ from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.checks import check_key, check_reason
 from entitlements.domain.owner import Owner, as_owner
 from entitlements.domain.plan import LimitKind
-from entitlements.domain.usage import FOREVER, SeatAssignment, alert_terms, check_member
+from entitlements.domain.usage import (
+    FOREVER,
+    CounterAddition,
+    SeatAssignment,
+    alert_terms,
+    check_member,
+)
 from entitlements.errors import Conflict, InvalidInput
 from entitlements.service.notifications import notify_usage
 from entitlements.service.retry import retries_lost_races
@@ -90,7 +96,7 @@ class Seats:
         with self._rt.transaction(owner.tenant, now) as tx:
             tx.authorize(who, "seat.unassign", owner, member)
             removed = tx.uow.seats.remove(owner, pool, member)
-            tx.uow.usage.add(owner, pool, FOREVER, used=-1)
+            tx.uow.usage.add(CounterAddition(owner, pool, FOREVER, used=-1))
             tx.touch_usage(owner)
             tx.record(
                 who,

@@ -796,16 +796,16 @@ class Subscriptions:
         now: datetime | None = None,
         reason: str | None = None,
     ) -> Subscription:
-        """Seed 003's plan manager (the member whose card pays); `Billing` calls this."""
-        return self._apply(
-            owner,
-            Event.AMEND,
-            actor,
-            now,
-            reason,
-            lambda _: {"plan_manager": member},
-            action="set_plan_manager",
-        )
+        """Seed 003's plan manager (the member whose card pays) named anew, ``None`` for
+        nobody, authorized as ``subscription.set_plan_manager``. Unlike
+        `Billing.transfer_plan_manager` it leaves who may call it to the authorizer: the
+        stored amendment and its audit entry are the same either way."""
+        reason = check_reason(reason)
+
+        def do(tx: Transaction, who: Actor, current: Subscription) -> Subscription:
+            return lifecycle.set_plan_manager(tx, who, current, member, reason)
+
+        return self._change(owner, actor, now, lifecycle.SET_PLAN_MANAGER, do)
 
     # -- later: pending changes and pauses ---------------------------------------------
 

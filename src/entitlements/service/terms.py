@@ -23,6 +23,7 @@ from entitlements.domain.usage import (
     REFUSED_BY_TERMS,
     Charge,
     Counter,
+    CounterAddition,
     Reservation,
     ReservationStatus,
     UsageDecision,
@@ -127,7 +128,9 @@ def expire_held(
         settled = attrs.evolve(held, status=ReservationStatus.EXPIRED, settled_at=held.expires_at)
         if not tx.uow.usage.settle_reservation(settled):
             continue
-        tx.uow.usage.add(held.owner, held.metric, held.period_start, reserved=-held.amount)
+        tx.uow.usage.add(
+            CounterAddition(held.owner, held.metric, held.period_start, reserved=-held.amount)
+        )
         touched.add((held.owner, held.metric, held.period_start))
         tx.touch_usage(held.owner)
         tx.record(
@@ -182,15 +185,17 @@ def _count(tx: Transaction, wanted: Charge, hold_until: datetime | None) -> Coun
     terms = wanted.terms
     delta = {"reserved": wanted.amount} if hold_until is not None else {"used": wanted.amount}
     return tx.uow.usage.add(
-        terms.snapshot.owner,
-        terms.metric,
-        terms.period_start,
-        ceiling=terms.ceiling,
-        revision=terms.snapshot.revision,
-        now=tx.now,
-        fallback=terms.guard,
-        hold_until=hold_until,
-        **delta,
+        CounterAddition(
+            terms.snapshot.owner,
+            terms.metric,
+            terms.period_start,
+            ceiling=terms.ceiling,
+            revision=terms.snapshot.revision,
+            now=tx.now,
+            fallback=terms.guard,
+            hold_until=hold_until,
+            **delta,
+        )
     )
 
 

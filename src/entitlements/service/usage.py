@@ -31,7 +31,9 @@ from entitlements.domain.usage import (
     MAX_AMOUNT,
     MAX_KEY,
     Charge,
+    Consumption,
     Counter,
+    CounterAddition,
     MetricTerms,
     Reservation,
     ReservationStatus,
@@ -281,11 +283,13 @@ class Usage:
             )
             if not wanted.denied:
                 counter, earlier = tx.uow.usage.consume(
-                    record,
-                    ceiling=terms.ceiling,
-                    revision=terms.snapshot.revision,
-                    now=tx.now,
-                    fallback=terms.guard,
+                    Consumption(
+                        record,
+                        ceiling=terms.ceiling,
+                        revision=terms.snapshot.revision,
+                        now=tx.now,
+                        fallback=terms.guard,
+                    )
                 )
                 if earlier is not None:
                     return self._duplicate(tx, wanted, earlier, counter)
@@ -338,8 +342,9 @@ class Usage:
         _set_record_period(record, lane.period_start)
         _set_record_at(record, at)
         _set_record_key(record, key)
+        asked = Consumption(record, lane.ceiling, lane.snapshot.revision, at, lane.guard)
         counter, _, seq = cast(InlineConsumption, self._inline).consume_inline(
-            record, lane.ceiling, lane.snapshot.revision, at, lane.guard, at if wall else None
+            asked, at if wall else None
         )
         if counter is None:
             return None
@@ -540,7 +545,7 @@ class Usage:
                 at = datetime.fromisoformat(str(earlier.outcome["period_start"]))
                 counter = effective(tx.uow, tx.uow.usage.counter(owner, metric, at), tx.now)
                 return decide(snapshot, metric, counter, 0)._replace(duplicate=True)
-            after = tx.uow.usage.add(owner, metric, period, used=-amount)
+            after = tx.uow.usage.add(CounterAddition(owner, metric, period, used=-amount))
             if after is None:
                 current = tx.uow.usage.counter(owner, metric, period)
                 raise InvalidInput(
@@ -620,11 +625,11 @@ class Usage:
         expiry) is refused."""
         owner, reservation_id = as_owner(owner), check_reservation_id(reservation_id)
         if amount is not None:
-            check_amount(amount, allow_zero=True)
+            amount = check_amount(amount, allow_zero=True)
         as_actor(actor)
         with self._rt.transaction(owner.tenant, now) as tx:
             held = self._held(tx, owner, reservation_id)
-            used = held.amount if amount is None else check_amount(amount, allow_zero=True)
+            used = held.amount if amount is None else amount
             if used > held.amount:
                 raise InvalidInput("amount", f"only {held.amount} units were reserved", amount)
             self._settle(
@@ -634,7 +639,9 @@ class Usage:
                 ),
             )
             tx.uow.usage.add(
-                owner, held.metric, held.period_start, used=used, reserved=-held.amount
+                CounterAddition(
+                    owner, held.metric, held.period_start, used=used, reserved=-held.amount
+                )
             )
             tx.uow.usage.refresh_held_until(owner, held.metric, held.period_start)
             record = UsageRecord(
@@ -661,7 +668,9 @@ class Usage:
             held = self._held(tx, owner, reservation_id)
             released = attrs.evolve(held, status=ReservationStatus.RELEASED, settled_at=tx.now)
             self._settle(tx, released)
-            tx.uow.usage.add(owner, held.metric, held.period_start, reserved=-held.amount)
+            tx.uow.usage.add(
+                CounterAddition(owner, held.metric, held.period_start, reserved=-held.amount)
+            )
             tx.uow.usage.refresh_held_until(owner, held.metric, held.period_start)
             tx.touch_usage(owner)
             return released

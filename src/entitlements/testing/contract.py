@@ -764,7 +764,7 @@ class StoreContract:
         contracts = []
         with store.unit_of_work(None) as uow:
             for n, period in enumerate(periods):
-                uow.usage.add(ACME, "api_calls", period, used=n + 1)
+                uow.usage.add(CounterAddition(ACME, "api_calls", period, used=n + 1))
             for n in range(5):  # two created at each instant: the id orders them
                 contract = Contract(
                     f"c-{n}",
@@ -931,18 +931,18 @@ class StoreContract:
         with store.unit_of_work(None) as uow:
             usage = uow.usage
             assert usage.counter(ACME, "api_calls", START) == Counter(ACME, "api_calls", START)
-            assert usage.add(ACME, "api_calls", START, used=7, ceiling=10) == Counter(
-                ACME, "api_calls", START, 7
-            )
-            assert usage.add(ACME, "api_calls", START, reserved=3, ceiling=10) == Counter(
-                ACME, "api_calls", START, 7, 3
-            )
-            assert usage.add(ACME, "api_calls", START, used=1, ceiling=10) is None
-            assert usage.add(ACME, "api_calls", START, used=1, reserved=-1, ceiling=10) == Counter(
-                ACME, "api_calls", START, 8, 2
-            )
-            assert usage.add(ACME, "api_calls", START, used=-9) is None
-            assert usage.add(ACME, "api_calls", later, used=2) == Counter(
+            assert usage.add(
+                CounterAddition(ACME, "api_calls", START, used=7, ceiling=10)
+            ) == Counter(ACME, "api_calls", START, 7)
+            assert usage.add(
+                CounterAddition(ACME, "api_calls", START, reserved=3, ceiling=10)
+            ) == Counter(ACME, "api_calls", START, 7, 3)
+            assert usage.add(CounterAddition(ACME, "api_calls", START, used=1, ceiling=10)) is None
+            assert usage.add(
+                CounterAddition(ACME, "api_calls", START, used=1, reserved=-1, ceiling=10)
+            ) == Counter(ACME, "api_calls", START, 8, 2)
+            assert usage.add(CounterAddition(ACME, "api_calls", START, used=-9)) is None
+            assert usage.add(CounterAddition(ACME, "api_calls", later, used=2)) == Counter(
                 ACME, "api_calls", later, 2
             )
             assert usage.set_used(ACME, "projects", FOREVER, 4) == Counter(
@@ -967,8 +967,8 @@ class StoreContract:
             )
 
         with store.unit_of_work(None) as uow:
-            uow.usage.add(ACME, "api_calls", START, used=1)
-            uow.usage.add(GLOBEX, "api_calls", START, used=1)
+            uow.usage.add(CounterAddition(ACME, "api_calls", START, used=1))
+            uow.usage.add(CounterAddition(GLOBEX, "api_calls", START, used=1))
             uow.commit()
         with store.unit_of_work(None) as uow:
             assert uow.usage.add_counted_many([adding(ACME, 4, 10), adding(GLOBEX, 2, None)])
@@ -1637,9 +1637,17 @@ class StoreContract:
             uow.revisions.stamp(ACME, later)
             uow.commit()
         with store.unit_of_work(None) as uow:
-            assert uow.usage.add(ACME, "api_calls", later, used=1, revision=0) is None
-            assert uow.usage.add(ACME, "api_calls", later, used=1, revision=revision) is not None
-            assert uow.usage.add(ACME, "api_calls", START, used=1, revision=0) is not None
+            assert (
+                uow.usage.add(CounterAddition(ACME, "api_calls", later, used=1, revision=0)) is None
+            )
+            assert (
+                uow.usage.add(CounterAddition(ACME, "api_calls", later, used=1, revision=revision))
+                is not None
+            )
+            assert (
+                uow.usage.add(CounterAddition(ACME, "api_calls", START, used=1, revision=0))
+                is not None
+            )
 
     def test_many_owners_are_bumped_and_stamped_at_once(self, store: Store) -> None:
         """``bump_many`` moves each owner's revision as ``bump`` would (once per unit of
@@ -1673,8 +1681,13 @@ class StoreContract:
         """The owner's counter of ``period`` takes consumptions at ``revision`` only."""
         with store.unit_of_work(None) as uow:
             assert uow.revisions.current(owner) == revision
-            assert uow.usage.add(owner, "api_calls", period, used=1, revision=0) is None
-            assert uow.usage.add(owner, "api_calls", period, used=1, revision=revision)
+            assert (
+                uow.usage.add(CounterAddition(owner, "api_calls", period, used=1, revision=0))
+                is None
+            )
+            assert uow.usage.add(
+                CounterAddition(owner, "api_calls", period, used=1, revision=revision)
+            )
 
     def test_many_owners_subscriptions_are_read_at_once_as_one_at_a_time(
         self, ents: Entitlements, store: Store

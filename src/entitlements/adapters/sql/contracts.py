@@ -31,6 +31,13 @@ from entitlements.errors import Conflict, ContractNotFound, NotFound, StaleWrite
 __all__ = ["SqlContracts"]
 
 _OPEN = sorted(s.value for s in ContractStatus if s not in CLOSED)
+_BY_EXPIRY = (t.contracts.c.expires_at, t.contracts.c.id)
+
+
+def _signable(now: datetime) -> list[sa.ColumnElement[bool]]:
+    """Out for signature, its signing window still open at ``now``."""
+    c = t.contracts.c
+    return [c.status.in_(sorted(s.value for s in AWAITING_SIGNATURE)), c.expires_at > now]
 
 
 def _contract_row(contract: Contract, tenant: str) -> dict[str, Any]:
@@ -366,43 +373,30 @@ class SqlContracts(Repository):
             raise NotFound(f"contract {contract_id} has no attachment {digest}")
         return rows[0]["content_type"], bytes(rows[0]["data"])
 
+    def _contracts(
+        self,
+        where: Sequence[sa.ColumnElement[bool]],
+        order_by: Sequence[sa.ColumnElement[Any]],
+        limit: int,
+    ) -> list[Contract]:
+        return self._load(self._batch(t.contracts, where, order_by, limit))
+
     @storage_errors
     def expired(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
         c = t.contracts.c
-        rows = self._batch(
-            t.contracts,
-            # open statuses named (not "not closed"): each an index range of expiry
-            [c.status.in_(_OPEN), c.expires_at <= now],
-            [c.expires_at, c.id],
-            limit,
-        )
-        return self._load(rows)
+        # open statuses named (not "not closed"): each an index range of expiry
+        return self._contracts([c.status.in_(_OPEN), c.expires_at <= now], _BY_EXPIRY, limit)
 
     @storage_errors
     def awaiting(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
-        c = t.contracts.c
-        rows = self._batch(
-            t.contracts,
-            [c.status.in_(sorted(s.value for s in AWAITING_SIGNATURE)), c.expires_at > now],
-            [c.expires_at, c.id],
-            limit,
-        )
-        return self._load(rows)
+        return self._contracts(_signable(now), _BY_EXPIRY, limit)
 
     @storage_errors
     def due(self, now: datetime, limit: int = 500) -> Sequence[Contract]:
         c = t.contracts.c
-        rows = self._batch(
-            t.contracts,
-            [
-                c.next_due_at <= now,
-                c.status.in_(sorted(s.value for s in AWAITING_SIGNATURE)),
-                c.expires_at > now,
-            ],
-            [c.next_due_at, c.id],
-            limit,
+        return self._contracts(
+            [c.next_due_at <= now, *_signable(now)], [c.next_due_at, c.id], limit
         )
-        return self._load(rows)
 
     @storage_errors
     def schedule(self, contract_id: str, revision: int, at: datetime | None) -> bool:

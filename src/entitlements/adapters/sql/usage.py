@@ -24,6 +24,7 @@ from entitlements.adapters.sql.repository import Repository, owner_of, same_name
 from entitlements.domain.change import ChangeKind
 from entitlements.domain.owner import Owner
 from entitlements.domain.usage import (
+    Consumption,
     Counter,
     CounterAddition,
     Reservation,
@@ -386,37 +387,14 @@ class SqlUsage(Repository):
         )
 
     @storage_errors
-    def add(
-        self,
-        owner: Owner,
-        metric: str,
-        period_start: datetime,
-        *,
-        used: int = 0,
-        reserved: int = 0,
-        ceiling: int | None = None,
-        revision: int | None = None,
-        now: datetime | None = None,
-        fallback: tuple[str, int] | None = None,
-        hold_until: datetime | None = None,
-    ) -> Counter | None:
-        grows = used + reserved > 0
-        params = self._count_params(
-            owner,
-            metric,
-            period_start,
-            used,
-            reserved,
-            ceiling=ceiling if grows else None,
-            revision=revision,
-            now=now if grows else None,
-            fallback=fallback,
-        )
-        if hold_until is not None:
-            params["p_hold_until"] = hold_until
+    def add(self, addition: CounterAddition) -> Counter | None:
+        owner, metric, period_start = addition.owner, addition.metric, addition.period_start
+        params = self._count_params(addition, addition.used, addition.reserved)
+        if addition.hold_until is not None:
+            params["p_hold_until"] = addition.hold_until
         statement = _count_statement(self._conn.dialect.name, params)
         counter = self._apply(statement, params, owner, metric, period_start)
-        if counter is None and revision is None and self._missing(params):
+        if counter is None and addition.revision is None and self._missing(params):
             # under the terms lock, as every counter is created: a terms write that creates
             # the owner's revision row relies on there being no counter yet
             self.ensure(owner, metric, period_start, self._uow.revisions.lock(owner))
@@ -426,30 +404,28 @@ class SqlUsage(Repository):
         return counter
 
     def _count_params(
-        self,
-        owner: Owner,
-        metric: str,
-        period_start: datetime,
-        used: int,
-        reserved: int,
-        *,
-        ceiling: int | None,
-        revision: int | None,
-        now: datetime | None,
-        fallback: tuple[str, int] | None,
+        self, counted: CounterAddition | Consumption, used: int, reserved: int
     ) -> dict[str, Any]:
-        """The parameters of a conditional count: a condition's parameters are present
-        only where it applies (`_count_statement` picks the statement by them)."""
-        params = self._params(owner, metric, period_start)
+        """The parameters of a conditional count of ``used`` and ``reserved`` into
+        ``counted``'s counter: a condition's parameters are present only where it applies
+        (`_count_statement` picks the statement by them); an addition's ceiling and
+        ``now`` only where its total grows."""
+        if isinstance(counted, Consumption):
+            r = counted.record
+            params = self._params(r.owner, r.metric, r.period_start)
+            grows = True
+        else:
+            params = self._params(counted.owner, counted.metric, counted.period_start)
+            grows = used + reserved > 0
         params.update(p_used=used, p_reserved=reserved)
-        if ceiling is not None:
-            params["p_ceiling"] = ceiling
-        if revision is not None:
-            params["p_revision"] = revision
-        if now is not None:
-            params["p_now"] = now
-        if fallback is not None:
-            params["p_fallback_key"], params["p_fallback_version"] = fallback
+        if grows and counted.ceiling is not None:
+            params["p_ceiling"] = counted.ceiling
+        if counted.revision is not None:
+            params["p_revision"] = counted.revision
+        if grows and counted.now is not None:
+            params["p_now"] = counted.now
+        if counted.fallback is not None:
+            params["p_fallback_key"], params["p_fallback_version"] = counted.fallback
         return params
 
     def _apply(
@@ -533,32 +509,15 @@ class SqlUsage(Repository):
         return self._stored(row, record)
 
     @storage_errors
-    def consume(
-        self,
-        record: UsageRecord,
-        *,
-        ceiling: int | None,
-        revision: int,
-        now: datetime,
-        fallback: tuple[str, int] | None = None,
-    ) -> tuple[Counter | None, UsageRecord | None]:
+    def consume(self, consumption: Consumption) -> tuple[Counter | None, UsageRecord | None]:
         """Record and count in two statements. PostgreSQL and SQLite insert the ledger
         row first (a retry is told by the insert's result, and nothing is counted);
         MariaDB, lacking UPDATE ... RETURNING, counts first and reads the new counter
         back through the ledger row's INSERT ... RETURNING, taking the count back in
         the rare case the key was recorded already."""
+        record = consumption.record
         owner, metric, period = record.owner, record.metric, record.period_start
-        params = self._count_params(
-            owner,
-            metric,
-            period,
-            record.amount,
-            0,
-            ceiling=ceiling,
-            revision=revision,
-            now=now,
-            fallback=fallback,
-        )
+        params = self._count_params(consumption, record.amount, 0)
         conn = self._conn
         dialect = conn.dialect.name
         update = _count_statement(dialect, params)
@@ -679,9 +638,7 @@ class SqlUsage(Repository):
         shapes: dict[Any, list[dict[str, Any]]] = {}
         for a in additions:
             self._scope(a.owner)
-            params = self._count_params(
-                a.owner, a.metric, a.period_start, a.used, 0, **a.conditions()
-            )
+            params = self._count_params(a, a.used, 0)
             shapes.setdefault(_count_statement(dialect, params, returning=False), []).append(params)
         # each UPDATE matches at most its own counter: all matched when the counts add up
         matched = sum(self._conn.execute(update, rows).rowcount for update, rows in shapes.items())

@@ -23,6 +23,7 @@ from entitlements.domain.checks import (
     check_currency,
     check_id,
     check_key,
+    check_optional_label,
     check_text,
     parse_enum,
 )
@@ -234,11 +235,7 @@ def _currency(value: object) -> str | None:
 
 
 def _term(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > 200:
-        raise InvalidInput("term", "must be text such as '12 months'", value)
-    return check_text(value, "term", max_length=200)
+    return check_optional_label(value, "term", example="text such as '12 months'", max_length=200)
 
 
 def _plan(value: object) -> str | None:
