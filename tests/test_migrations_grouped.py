@@ -8,6 +8,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+import attrs
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -150,4 +151,115 @@ def test_a_group_whose_write_fails_is_done_again_item_by_item(kind, make_store):
     for owner in who:
         assert ents.subscriptions.get(owner).plan_version == 2
         assert _migrate_events(ents, owner) == 1
+    ents.close()
+
+
+@contextmanager
+def written(engine):
+    """The UPDATE statements sent, as (text, rows)."""
+    statements: list[tuple[str, int]] = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("UPDATE"):
+            statements.append((" ".join(statement.split()), len(parameters) if executemany else 1))
+
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+
+
+@pytest.mark.parametrize("kind", SQL_KINDS)
+def test_a_group_writes_only_the_columns_its_moves_change_and_its_outcomes_at_once(
+    kind, make_store
+):
+    store = make_store(kind)
+    ents = app(store)
+    who = subscribers(ents, GROUP)
+    revise(ents)
+    before = {owner: ents.subscriptions.get(owner) for owner in who}
+    migration = ents.migrations.create("pro", actor="staff")
+    with written(store.engine) as updates:
+        assert ents.migrations.run(migration.id, batch=GROUP).counts["moved"] == GROUP
+    moves = [(text, rows) for text, rows in updates if "ent_subscriptions " in text]
+    assert len(moves) == 1
+    assigned = moves[0][0].split(" SET ", 1)[1].split(" WHERE ", 1)[0]
+    columns = {part.split("=")[0].strip() for part in assigned.split(",")}
+    # updated_at too when the clock has moved since they were written
+    assert {"plan_version", "revision"} <= columns <= {"plan_version", "revision", "updated_at"}
+    settled = [text for text, _ in updates if "ent_migration_items " in text]
+    assert len(settled) == 1  # every item of the group moved: one statement for all
+    for owner in who:
+        after = ents.subscriptions.get(owner)
+        assert after.plan_version == 2
+        assert after.revision == before[owner].revision + 1
+        same = {"plan_version": 1, "revision": before[owner].revision}
+        assert attrs.evolve(after, updated_at=before[owner].updated_at, **same) == before[owner]
+    ents.close()
+
+
+@pytest.mark.parametrize("kind", SQL_KINDS)
+def test_a_group_of_mixed_outcomes_settles_each_item_to_its_own(kind, make_store):
+    store = make_store(kind)
+    ents = app(store)
+    who = subscribers(ents, 6)
+    revise(ents)
+    migration = ents.migrations.create("pro", actor="staff")
+    ents.subscriptions.cancel(who[1], actor="staff")
+    ents.subscriptions.cancel(who[4], actor="staff")
+    with written(store.engine) as updates:
+        ents.migrations.run(migration.id, batch=GROUP)
+    assert len([text for text, _ in updates if "ent_migration_items " in text]) == 2
+    ended = outcomes(ents, migration.id)
+    assert ended == {
+        owner.id: ("skipped", "ended") if n in (1, 4) else ("moved", None)
+        for n, owner in enumerate(who)
+    }
+    ents.close()
+
+
+@pytest.mark.parametrize("kind", SQL_KINDS)
+def test_a_group_of_owners_of_several_kinds_reads_each_kind_and_moves_all(kind, make_store):
+    store = make_store(kind)
+    ents = app(store)
+    who = subscribers(ents, 4)
+    workspaces = [Owner("workspace", f"w{i}") for i in range(3)]
+    with ents.atomic():
+        for owner in workspaces:
+            ents.subscriptions.subscribe(owner, "pro", actor="staff")
+    revise(ents)
+    migration = ents.migrations.create("pro", actor="staff")
+    assert ents.migrations.run(migration.id, batch=GROUP).counts["moved"] == 7
+    for owner in [*who, *workspaces]:
+        assert ents.subscriptions.get(owner).plan_version == 2
+    ents.close()
+
+
+def test_the_group_reads_seek_each_owner_on_sqlite(make_store):
+    """SQLite seeks no index with a list of (kind, id) pairs: a group's reads would read
+    every subscription of the tenant, a cost that grows with the tenant, not the group."""
+    store = make_store("sqlite")
+    ents = app(store)
+    subscribers(ents, 3)
+    revise(ents)
+    migration = ents.migrations.create("pro", actor="staff")
+    plans: list[str] = []
+
+    def explain(conn, cursor, statement, parameters, context, executemany):
+        text = " ".join(statement.split())
+        if text.startswith("SELECT") and ("owner_id) IN" in text or "owner_id IN" in text):
+            found = conn.connection.driver_connection.execute(
+                "EXPLAIN QUERY PLAN " + statement, parameters
+            ).fetchall()
+            plans.append(" ".join(row[3] for row in found))
+
+    event.listen(store.engine, "before_cursor_execute", explain)
+    try:
+        ents.migrations.run(migration.id, batch=GROUP)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", explain)
+    assert plans
+    for plan in plans:
+        assert "owner_kind=? AND owner_id=?" in plan, plan
     ents.close()

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from entitlements.adapters.sql import tables as t
-from entitlements.adapters.sql.repository import Repository, storage_errors, tenant_of
+from entitlements.adapters.sql.repository import Repository, owners_among, storage_errors, tenant_of
 from entitlements.domain.change import Change, ChangeKind, FeedPage
 from entitlements.domain.owner import Owner
 from entitlements.domain.usage import FOREVER
@@ -94,6 +94,13 @@ def _revision_upsert(dialect: str, *, bump: bool, returning: bool = True) -> Any
         return my.prefix_with("IGNORE")  # a duplicate takes a shared lock, not an exclusive one
     bumped = my.on_duplicate_key_update(revision=t.owner_revisions.c.revision + 2)
     return bumped.returning(t.owner_revisions.c.revision) if returning else bumped
+
+
+@cache
+def _bump_returning_owner(dialect: str) -> Any:
+    """`_revision_upsert` bumping, returning each row's owner with its revision: many
+    owners' parameters run as one multi-row statement, in their order."""
+    return _revision_upsert(dialect, bump=True).returning(_r.owner_kind, _r.owner_id)
 
 
 class SqlRevisions(Repository):
@@ -245,28 +252,11 @@ class SqlRevisions(Repository):
         return {o: self._uow.bumped[o] for o in owners}
 
     def _bump_together(self, owners: Sequence[Owner]) -> dict[tuple[str, str], int]:
-        """One upsert moving every owner's revision, in the given (stable) order."""
-        rows = [
-            {"tenant": self._t, "owner_kind": o.kind, "owner_id": o.id, "revision": _FIRST}
-            for o in owners
-        ]
-        table = t.owner_revisions
-        keys = ["tenant", "owner_kind", "owner_id"]
-        name = self._conn.dialect.name
-        statement: Any
-        if name in ("postgresql", "sqlite"):
-            insert = postgresql.insert if name == "postgresql" else sqlite.insert
-            statement = insert(table).values(rows)
-            statement = statement.on_conflict_do_update(
-                index_elements=keys, set_={"revision": table.c.revision + 2}
-            )
-        else:
-            statement = mysql.insert(table).values(rows)
-            statement = statement.on_duplicate_key_update(revision=table.c.revision + 2)
-        returned = self._conn.execute(
-            statement.returning(_r.owner_kind, _r.owner_id, _r.revision)
-        ).all()
-        return {(kind, id_): int(revision) for kind, id_, revision in returned}
+        """One upsert moving every owner's revision, in the given (stable) order (one
+        statement of many rows, built from one cached row statement)."""
+        params = [{"p_tenant": self._t, "p_kind": o.kind, "p_id": o.id} for o in owners]
+        returned = self._conn.execute(_bump_returning_owner(self._conn.dialect.name), params)
+        return {(kind, id_): int(revision) for revision, kind, id_ in returned.all()}
 
     @storage_errors
     def stamp_many(self, since: Mapping[Owner, datetime | None]) -> None:
@@ -278,19 +268,15 @@ class SqlRevisions(Repository):
         mine = sa.select(_r.revision).where(
             _r.tenant == _c.tenant, _r.owner_kind == _c.owner_kind, _r.owner_id == _c.owner_id
         )
-        statement = (
-            t.usage_counters.update()
-            .where(
-                _c.tenant == self._t,
-                sa.tuple_(_c.owner_kind, _c.owner_id).in_([(o.kind, o.id) for o in owners]),
+        for owned in owners_among(t.usage_counters, self._t, owners):
+            statement = (
+                t.usage_counters.update().where(owned).values(terms_revision=mine.scalar_subquery())
             )
-            .values(terms_revision=mine.scalar_subquery())
-        )
-        if earliest is not None:
-            statement = statement.where(
-                sa.or_(_c.period_start == FOREVER, _c.period_start >= earliest)
-            )
-        self._conn.execute(statement)
+            if earliest is not None:
+                statement = statement.where(
+                    sa.or_(_c.period_start == FOREVER, _c.period_start >= earliest)
+                )
+            self._conn.execute(statement)
 
     @storage_errors
     def stamp(self, owner: Owner, since: datetime | None = None) -> None:

@@ -13,7 +13,13 @@ from sqlalchemy.engine import RowMapping
 from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.history import OVERRIDES_AT, flush_history, log_override
 from entitlements.adapters.sql.history import params as history_params
-from entitlements.adapters.sql.repository import Repository, owner_of, same_named, storage_errors
+from entitlements.adapters.sql.repository import (
+    Repository,
+    owner_of,
+    owners_among,
+    same_named,
+    storage_errors,
+)
 from entitlements.domain.override import Override, OverrideKind
 from entitlements.domain.owner import Owner
 from entitlements.errors import OverrideNotFound
@@ -82,13 +88,11 @@ class SqlOverrides(Repository):
     @storage_errors
     def preload_many(self, owners: Sequence[Owner]) -> None:
         """`preload` the overrides of ``owners`` (each under its terms lock) in one read."""
-        c = t.overrides.c
-        rows = self._rows(
-            sa.select(t.overrides).where(
-                c.tenant == self._t,
-                sa.tuple_(c.owner_kind, c.owner_id).in_([(o.kind, o.id) for o in owners]),
-            )
-        )
+        rows = [
+            row
+            for owned in owners_among(t.overrides, self._t, owners)
+            for row in self._rows(sa.select(t.overrides).where(owned))
+        ]
         mine: dict[tuple[str, str], list[Any]] = {}
         for row in rows:
             mine.setdefault((row["owner_kind"], row["owner_id"]), []).append(row)

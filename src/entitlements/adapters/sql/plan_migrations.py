@@ -49,6 +49,18 @@ _SETTLE = (
     )
     .values({name: sa.bindparam(f"p_{name}") for name in _OUTCOME})
 )
+_SETTLE_ALIKE = (
+    t.migration_items.update()
+    .where(
+        _i.tenant == sa.bindparam("p_tenant"),
+        _i.migration_id == sa.bindparam("p_migration_id"),
+        _i.seq.in_(sa.bindparam("p_seqs", expanding=True)),
+        _i.seq.between(sa.bindparam("p_first"), sa.bindparam("p_last")),
+    )
+    .values({name: sa.bindparam(f"p_{name}") for name in _OUTCOME})
+)
+"""`_SETTLE` for the items given by their numbers, all ending alike (between the first
+and the last of them: a range the primary key finds however the planner weighs the list)."""
 
 
 def _settled(tenant: str, item: MigrationItem) -> dict[str, Any]:
@@ -218,10 +230,23 @@ class SqlPlanMigrations(Repository):
 
     @storage_errors
     def settle_many(self, items: Sequence[MigrationItem]) -> None:
+        alike: dict[tuple[Any, ...], list[int]] = {}
         for item in items:
             self._scope(item.owner)
-        if items:  # one executemany: a single round trip where the driver batches
-            self._conn.execute(_SETTLE, [_settled(self._t, item) for item in items])
+            settled = _settled(self._t, item)
+            key = (item.migration_id, *(settled[f"p_{name}"] for name in _OUTCOME))
+            alike.setdefault(key, []).append(item.seq)
+        for (migration_id, *ending), seqs in alike.items():
+            # one statement per outcome: a group's items mostly end alike
+            params = {f"p_{name}": value for name, value in zip(_OUTCOME, ending, strict=True)}
+            params.update(
+                p_tenant=self._t,
+                p_migration_id=migration_id,
+                p_seqs=seqs,
+                p_first=min(seqs),
+                p_last=max(seqs),
+            )
+            self._conn.execute(_SETTLE_ALIKE, params)
 
     @storage_errors
     def counts(self, migration_id: str) -> Mapping[str, int]:

@@ -10,7 +10,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
-from entitlements.adapters.sql.repository import Repository, owner_of, same_named, storage_errors
+from entitlements.adapters.sql.repository import (
+    Repository,
+    owner_of,
+    owners_among,
+    same_named,
+    storage_errors,
+)
 from entitlements.domain.billing import ProviderLink
 from entitlements.domain.owner import Owner
 from entitlements.domain.provider_commands import CommandStatus, ProviderCommand
@@ -190,13 +196,10 @@ class SqlProvider(Repository):
             return set()
         c = t.provider_commands.c
         scoped = {(o.kind, o.id): o for o in (self._scope(o) for o in owners)}
-        found = self._conn.execute(
-            sa.select(c.owner_kind, c.owner_id)
-            .where(
-                c.tenant == self._t,
-                sa.tuple_(c.owner_kind, c.owner_id).in_(list(scoped)),
-                c.status != CommandStatus.SENT.value,
+        found: set[Owner] = set()
+        for owned in owners_among(t.provider_commands, self._t, scoped.values()):
+            open_ = sa.select(c.owner_kind, c.owner_id).where(
+                owned, c.status != CommandStatus.SENT.value
             )
-            .distinct()
-        ).all()
-        return {scoped[(kind, id_)] for kind, id_ in found}
+            found.update(scoped[(kind, id_)] for kind, id_ in self._conn.execute(open_.distinct()))
+        return found

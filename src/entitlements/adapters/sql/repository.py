@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,23 @@ def same_named(row: RowMapping | Mapping[str, Any], *names: str) -> dict[str, An
     """The columns ``names`` of ``row`` as keyword arguments: most fields of a record are
     stored in a column of the same name, read back unchanged."""
     return {name: row[name] for name in names}
+
+
+def owners_among(
+    table: sa.Table, tenant: str, owners: Iterable[Owner]
+) -> list[sa.ColumnElement[bool]]:
+    """Conditions selecting the rows of ``table`` that are ``owners``' in ``tenant``, one
+    per owner kind (usually one): its ids in a list, which every engine seeks in an index
+    on (tenant, kind, id). SQLite seeks none with a list of (kind, id) pairs, nor with
+    such conditions joined by OR: it would read every row of the tenant."""
+    ids: dict[str, list[str]] = {}
+    for owner in owners:
+        ids.setdefault(owner.kind, []).append(owner.id)
+    c = table.c
+    return [
+        sa.and_(c.tenant == tenant, c.owner_kind == kind, c.owner_id.in_(of_kind))
+        for kind, of_kind in ids.items()
+    ]
 
 
 def live_owner_key(owner: Owner) -> str:

@@ -25,6 +25,7 @@ from entitlements.adapters.sql.repository import (
     Repository,
     live_owner_key,
     owner_of,
+    owners_among,
     same_named,
     storage_errors,
     tenant_of,
@@ -206,6 +207,20 @@ _UPDATE = (
 )
 """A subscription's new state, if it is still at the revision it was read at: built once,
 not per write."""
+
+
+@cache
+def _update_of(columns: tuple[str, ...]) -> sa.Update:
+    """`_UPDATE` writing ``columns`` alone (each of `_WRITTEN`, in its order)."""
+    if columns == _WRITTEN:
+        return _UPDATE
+    return (
+        t.subscriptions.update()
+        .where(*_AT_REVISION)
+        .values({name: sa.bindparam(f"v_{name}") for name in columns})
+    )
+
+
 _SAME_REVISION = sa.select(t.subscriptions.c.pk).where(*_AT_REVISION)
 
 
@@ -335,10 +350,6 @@ def _current_with_plans(latest: tuple[bool, ...]) -> sa.Select[Any]:
     )
 
 
-def _keys(owners: Sequence[Owner]) -> list[tuple[str, str]]:
-    return [(o.kind, o.id) for o in owners]
-
-
 class SqlSubscriptions(Repository):
     def __init__(self, uow: Any) -> None:
         super().__init__(uow)
@@ -350,10 +361,14 @@ class SqlSubscriptions(Repository):
         self._statuses: dict[str, tuple[int, str]] = {}
         """By subscription id, as read in this unit of work: the revision and the status
         stored at it (what a write of it moves the status counts from)."""
+        self._stored: dict[str, RowMapping] = {}
+        """By subscription id, the row as read in this unit of work: a write of it at
+        that revision writes only the columns that differ (`_changed_columns`)."""
 
     def _read(self, row: RowMapping) -> Subscription:
         self._indexed[row["id"]] = (row["pk"], tuple(row[name] for name in INDEXED_BY))
         self._statuses[row["id"]] = (row["revision"], row["status"])
+        self._stored[row["id"]] = row
         return subscription_from(row)
 
     def forget_indexed(self) -> None:
@@ -362,6 +377,7 @@ class SqlSubscriptions(Repository):
         of each writes its postings again and looks up the status it moves from."""
         self._indexed.clear()
         self._statuses.clear()
+        self._stored.clear()
 
     def _index(self, written: Sequence[dict[str, Any]]) -> None:
         """Postings for the rows ``written`` (as `subscription_row` builds them) whose
@@ -441,13 +457,15 @@ class SqlSubscriptions(Repository):
         owners = [self._scope(o) for o in owners]
         if not owners:
             return {}
-        c = t.subscriptions.c
-        rows = self._rows(
-            sa.select(t.subscriptions)
-            .where(c.tenant == self._t, sa.tuple_(c.owner_kind, c.owner_id).in_(_keys(owners)))
-            .order_by(c.pk)
-        )
-        found = {(r["owner_kind"], r["owner_id"]): r for r in rows}  # the last one wins
+        rows = [
+            row
+            for owned in owners_among(t.subscriptions, self._t, owners)
+            for row in self._rows(sa.select(t.subscriptions).where(owned))
+        ]
+        # the newest of each owner's rows wins (ordered here: an ORDER BY on pk leads
+        # SQLite to read the tenant's rows in pk order rather than seek each owner's)
+        rows.sort(key=lambda row: int(row["pk"]))
+        found = {(r["owner_kind"], r["owner_id"]): r for r in rows}
         if all(o in self._uow.bumped for o in owners):
             self._preload(owners, with_plans)
         return {o: self._read(found[(o.kind, o.id)]) for o in owners if (o.kind, o.id) in found}
@@ -553,7 +571,8 @@ class SqlSubscriptions(Repository):
             return [self.update(subscription) for subscription in subscriptions]
         stored, rows, params = zip(*map(self._updated, subscriptions), strict=True)
         before = self._stored_statuses(subscriptions)
-        if self._conn.execute(_UPDATE, list(params)).rowcount != len(params):
+        statement = _update_of(self._changed_columns(subscriptions, rows))
+        if self._conn.execute(statement, list(params)).rowcount != len(params):
             self._refuse(stored)
         for subscription, full in zip(subscriptions, rows, strict=True):
             self._uow.revisions.bump(subscription.owner)
@@ -561,6 +580,20 @@ class SqlSubscriptions(Repository):
         self._index(list(rows))
         self._count(list(rows), before)
         return list(stored)
+
+    def _changed_columns(
+        self, read: Sequence[Subscription], written: Sequence[dict[str, Any]]
+    ) -> tuple[str, ...]:
+        """The columns some of ``written`` changes from its row as read at the revision
+        it is written at (every column when one was not read here): a group's one
+        statement writes those alone."""
+        changed: set[str] = set()
+        for subscription, row in zip(read, written, strict=True):
+            was = self._stored.pop(subscription.id, None)
+            if was is None or was["revision"] != subscription.revision:
+                return _WRITTEN
+            changed.update(name for name in _WRITTEN if row[name] != was[name])
+        return tuple(name for name in _WRITTEN if name in changed)
 
     def _stored_statuses(self, wanted: Sequence[Subscription]) -> dict[str, str]:
         """The status each of ``wanted`` is stored in at the revision it was read at (a
