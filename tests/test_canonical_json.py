@@ -43,5 +43,5 @@ def test_canonical_json_is_rfc_8785(document: object) -> None:
 
 
 def test_keys_sort_by_utf16_units_and_controls_escape_as_rfc_8785_says() -> None:
-    document = {"\U0001f600": 1, "\uff61": 2, "a\x00\x1f\x7f\"\\\u2028": ["\t\n\r\b\f", -0]}
+    document = {"\U0001f600": 1, "\uff61": 2, 'a\x00\x1f\x7f"\\\u2028': ["\t\n\r\b\f", -0]}
     assert canonical_json(document) == rfc8785.dumps(document)

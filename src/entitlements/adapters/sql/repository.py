@@ -129,6 +129,18 @@ class Repository:
         inserted = result.inserted_primary_key
         return None if inserted is None else int(inserted[0])
 
+    def _insert_all_unless_taken(self, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> int:
+        """`_insert_unless_taken` for many rows in one statement: how many were written
+        (all or, on MariaDB, where one refused row fails the statement, none)."""
+        skipping = _skipping_conflicts(table, self._conn.dialect.name)
+        if skipping is not None:
+            return len(self._conn.execute(skipping, list(rows)).all())
+        try:  # InnoDB undoes the failed statement alone: no savepoint needed
+            self._conn.execute(table.insert(), list(rows))
+        except exc.IntegrityError:
+            return 0
+        return len(rows)
+
     def _batch(
         self,
         table: sa.Table,

@@ -39,17 +39,20 @@ def _plain(value: Any) -> bool:
     does (sorted, compact, unescaped UTF-8): strings, safe integers, booleans, null,
     arrays, and objects keyed by strings of the Basic Multilingual Plane (where sorting
     by code point is sorting by UTF-16 unit). Floats and larger integers are not."""
-    if value is None or isinstance(value, str | bool):
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
         return True
-    if isinstance(value, int):
+    if kind is int:
         return -_SAFE <= value <= _SAFE
-    if isinstance(value, list | tuple):
-        return all(_plain(x) for x in value)
-    if isinstance(value, dict):
-        return all(
-            isinstance(k, str) and (not k or max(k) <= "\uffff") and _plain(v)
-            for k, v in value.items()
-        )
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not (key.isascii() or max(key) <= "\uffff"):
+                return False
+            if not _plain(item):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(_plain(item) for item in value)
     return False
 
 
