@@ -281,9 +281,11 @@ class SqlInvoices(Repository):
         return list(invoices)
 
     def _taken(self, invoices: Sequence[Invoice]) -> InvoiceExists:
-        wanted = [(i.owner, i.period.start) for i in invoices if i.period is not None]
-        stored = self.for_periods(wanted)
-        owner, start = next((key for key in wanted if key in stored), wanted[0])
+        """The first of ``invoices`` whose owner and period hold another invoice."""
+        ours = {(i.owner, i.period.start): i.id for i in invoices if i.period is not None}
+        stored = self.for_periods(list(ours))
+        taken = [key for key, found in stored.items() if found.id != ours[key]]
+        owner, start = next((key for key in ours if key in taken), next(iter(ours)))
         return InvoiceExists(owner, start)
 
     @storage_errors
