@@ -691,7 +691,7 @@ class SqlSubscriptions(Repository):
         for row in self._conn.execute(
             _HISTORY_KEYS.where(sa.tuple_(_h.owner_kind, _h.owner_id).in_(_keys(owners))),
             {"tenant": self._t, "end": max(end for _, _, end in wanted)},
-        ):
+        ).all():
             keys.setdefault((row.owner_kind, row.owner_id), []).append(
                 _HistoryKey(row.effective_at, row.created_at, row.seq, row.id)
             )
