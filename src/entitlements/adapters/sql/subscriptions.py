@@ -685,25 +685,35 @@ class SqlSubscriptions(Repository):
         picked."""
         if not wanted:
             return []
-        owners = list(dict.fromkeys(self._scope(owner) for owner, _, _ in wanted))
-        flush_history(self._uow)
-        keys: dict[tuple[str, str], list[_HistoryKey]] = {}
-        for row in self._conn.execute(
-            _HISTORY_KEYS.where(sa.tuple_(_h.owner_kind, _h.owner_id).in_(_keys(owners))),
-            {"tenant": self._t, "end": max(end for _, _, end in wanted)},
-        ).all():
-            keys.setdefault((row.owner_kind, row.owner_id), []).append(
-                _HistoryKey(row.effective_at, row.created_at, row.seq, row.id)
-            )
+        keys = self._history_keys(
+            [owner for owner, _, _ in wanted], max(end for _, _, end in wanted)
+        )
         picked = [
             _picks(keys.get((owner.kind, owner.id), []), start, end) for owner, start, end in wanted
         ]
-        seqs = {seq for found in picked for _, seq in found if seq is not None}
-        rows: dict[int, Subscription] = {}
-        if seqs:
-            query = sa.select(t.subscription_history).where(_h.seq.in_(sorted(seqs)))
-            rows = {row["seq"]: subscription_from(row) for row in self._rows(query)}
-        return [[(at, None if seq is None else rows[seq]) for at, seq in found] for found in picked]
+        rows = self._history_rows({seq for found in picked for _, seq in found})
+        return [[(at, rows.get(seq)) for at, seq in found] for found in picked]
+
+    def _history_keys(
+        self, owners: Sequence[Owner], end: datetime
+    ) -> dict[tuple[str, str], list[_HistoryKey]]:
+        """The keys of the owners' history rows in force before ``end``, per owner."""
+        scoped = list(dict.fromkeys(self._scope(owner) for owner in owners))
+        flush_history(self._uow)
+        keys: dict[tuple[str, str], list[_HistoryKey]] = {}
+        query = _HISTORY_KEYS.where(sa.tuple_(_h.owner_kind, _h.owner_id).in_(_keys(scoped)))
+        for row in self._conn.execute(query, {"tenant": self._t, "end": end}).all():
+            keys.setdefault((row.owner_kind, row.owner_id), []).append(
+                _HistoryKey(row.effective_at, row.created_at, row.seq, row.id)
+            )
+        return keys
+
+    def _history_rows(self, seqs: set[int | None]) -> dict[int | None, Subscription]:
+        wanted = sorted(seq for seq in seqs if seq is not None)
+        if not wanted:
+            return {}
+        query = sa.select(t.subscription_history).where(_h.seq.in_(wanted))
+        return {row["seq"]: subscription_from(row) for row in self._rows(query)}
 
     @storage_errors
     def due(

@@ -40,20 +40,17 @@ def _plain(value: Any) -> bool:
     arrays, and objects keyed by strings of the Basic Multilingual Plane (where sorting
     by code point is sorting by UTF-16 unit). Floats and larger integers are not."""
     kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return True
-    if kind is int:
-        return bool(-_SAFE <= value <= _SAFE)
     if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str or not (key.isascii() or max(key) <= "\uffff"):
-                return False
-            if not _plain(item):
-                return False
-        return True
+        return all(_plain_key(key) and _plain(item) for key, item in value.items())
     if kind is list or kind is tuple:
         return all(_plain(item) for item in value)
-    return False
+    if kind is int:
+        return bool(-_SAFE <= value <= _SAFE)
+    return kind is str or kind is bool or value is None
+
+
+def _plain_key(key: Any) -> bool:
+    return type(key) is str and (key.isascii() or max(key, default="") <= "\uffff")
 
 
 def canonical_json(document: Any) -> bytes:
