@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -130,13 +131,13 @@ class Repository:
         return None if inserted is None else int(inserted[0])
 
     def _insert_all_unless_taken(self, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> int:
-        """`_insert_unless_taken` for many rows in one statement: how many were written
-        (all or, on MariaDB, where one refused row fails the statement, none)."""
-        skipping = _skipping_conflicts(table, self._conn.dialect.name)
-        if skipping is not None:
-            return len(self._conn.execute(skipping, list(rows)).all())
-        try:  # InnoDB undoes the failed statement alone: no savepoint needed
-            self._conn.execute(table.insert(), list(rows))
+        """`_insert_unless_taken` for many rows in one statement: how many were written,
+        all or none (a plain insert, a tenth of the cost of one answering its rows on
+        PostgreSQL, in a savepoint where a refused row would end the transaction)."""
+        mysql = self._conn.dialect.name == "mysql"  # InnoDB undoes the failed statement alone
+        try:
+            with nullcontext() if mysql else self._conn.begin_nested():
+                self._conn.execute(table.insert(), list(rows))
         except exc.IntegrityError:
             return 0
         return len(rows)
