@@ -4,6 +4,7 @@ overdue — on every store."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -673,3 +674,81 @@ def test_a_period_renewed_by_a_write_is_invoiced_once_as_by_the_sweep(make_store
     assert invoice.total == Decimal("30.00")
     ents.process_due()
     assert [i.id for i in ents.invoices.list(ACME)] == [invoice.id]
+
+
+# -- many owners at once ------------------------------------------------------------------
+
+OWNERS = [Owner("organization", f"group-{i}") for i in range(3)]
+GROUP_CHANGES = st.lists(
+    st.tuples(
+        st.integers(1, 27 * 24 * 3600),
+        st.sampled_from(OWNERS),
+        st.sampled_from(["seats", "plan", "addon", "noaddon", "notes"]),
+        st.integers(1, 12),
+    ),
+    max_size=6,
+)
+
+
+def _group_app(store, clock) -> Entitlements:
+    """Ids counted, so that two stores given the same calls hold the same subscriptions."""
+    counted = itertools.count(1)
+    ents = Entitlements(store, clock=clock, ids=lambda: f"{next(counted):032x}")
+    for plan in (pro(), BASIC):
+        ents.plans.define(plan, actor="staff")
+    ents.plans.define(Plan("free", "Free", status="active"), actor="staff")
+    for owner in OWNERS:
+        ents.subscriptions.subscribe(owner, "pro", actor="staff", seats=5)
+    ents.subscriptions.subscribe(Owner("organization", "free"), "free", actor="staff")
+    return ents
+
+
+def _change(ents, owner: Owner, what: str, n: int) -> None:
+    if what == "seats":
+        ents.subscriptions.change_seats(owner, n, actor="staff")
+    elif what == "plan":
+        target = "basic" if ents.subscriptions.get(owner).plan_key == "pro" else "pro"
+        ents.subscriptions.change_plan(owner, target, actor="staff", if_over_quota="allow")
+    elif what == "addon" and ents.subscriptions.get(owner).plan_key == "pro":
+        ents.subscriptions.add_addon(owner, AddOn("storage", quantity=n), actor="staff")
+    elif what == "noaddon" and ents.subscriptions.get(owner).addons:
+        ents.subscriptions.remove_addon(owner, "storage", actor="staff")
+    else:
+        ents.subscriptions.amend(owner, actor="staff", notes=f"note {n}")
+
+
+def _issued(invoice):
+    return None if invoice is None else attrs.evolve(invoice, id="")
+
+
+@settings(
+    max_examples=max(settings.default.max_examples // 5, 5),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(changes=GROUP_CHANGES)
+def test_finalizing_many_gives_what_finalizing_each_gives(make_store, kind, changes):
+    """The same history on the store under test (finalized in one call) and on a memory
+    store (finalized owner by owner): the same invoices, numbered alike."""
+    clocks = [ManualClock(START), ManualClock(START)]
+    grouped, each = _group_app(make_store(kind), clocks[0]), _group_app(MemoryStore(), clocks[1])
+    for second, owner, what, n in sorted(changes, key=lambda c: c[0]):
+        for clock, ents in zip(clocks, (grouped, each), strict=True):
+            clock.set(START + timedelta(seconds=second))
+            _change(ents, owner, what, n)
+    period = grouped.subscriptions.get(OWNERS[0]).current_period
+    for clock in clocks:
+        clock.set(period.end + timedelta(hours=1))
+    asked = [*OWNERS, Owner("organization", "free"), Owner("organization", "none"), OWNERS[1]]
+    made = grouped.invoices.finalize_many(asked, actor="staff")
+    expected = [each.invoices.finalize(owner, actor="staff") for owner in asked]
+    assert [_issued(i) for i in made] == [_issued(i) for i in expected]
+    assert [i.number for i in made[:3]] == [f"INV-2026-{n:06d}" for n in (1, 2, 3)]
+    assert made[3:5] == [None, None]
+    assert made[5] == made[1]
+    for owner, invoice in zip(OWNERS, made, strict=False):
+        assert invoice.lines == grouped.invoices.draft(owner, period=period.start).lines
+        assert invoice.content_hash == invoice_hash(invoice)
+    # again, or owner by owner: the same invoices, no more numbers taken
+    assert grouped.invoices.finalize_many(asked, actor="staff") == made
+    assert [grouped.invoices.finalize(o, actor="staff") for o in asked] == made

@@ -281,6 +281,13 @@ class SubscriptionRepository(Protocol):
         invoice cuts a period into (time is not applied)."""
         ...
 
+    def states_many(
+        self, wanted: Sequence[tuple[Owner, datetime, datetime]]
+    ) -> Sequence[Sequence[tuple[datetime, Subscription | None]]]:
+        """`states` for each ``(owner, start, end)`` of ``wanted``, in order, read
+        together where the store can (a group of invoices drafted at once)."""
+        ...
+
     def add(self, subscription: Subscription) -> Subscription:
         """Store a new subscription; raises `SubscriptionExists` if the owner has a live one."""
         ...
@@ -802,6 +809,13 @@ class InvoiceRepository(Protocol):
         """The owner's invoice for the period starting at ``period_start``, if finalized."""
         ...
 
+    def for_periods(
+        self, wanted: Sequence[tuple[Owner, datetime]]
+    ) -> Mapping[tuple[Owner, datetime], Invoice]:
+        """`for_period` for each ``(owner, period_start)`` of ``wanted``, read together:
+        only those finalized are in the answer."""
+        ...
+
     def list(self, owner: Owner) -> Sequence[Invoice]:
         """The owner's invoices and credit notes, oldest first."""
         ...
@@ -820,6 +834,12 @@ class InvoiceRepository(Protocol):
     def add(self, invoice: Invoice) -> Invoice:
         """Store a finalized invoice with its lines; raises `InvoiceExists` if the owner
         has one for that period already."""
+        ...
+
+    def add_many(self, invoices: Sequence[Invoice]) -> Sequence[Invoice]:
+        """`add` each of ``invoices`` (one write where the store can); raises
+        `InvoiceExists` if an owner has one for that period already, and then none of
+        them is stored once the unit of work rolls back."""
         ...
 
     def set_payment(self, invoice: Invoice) -> Invoice:

@@ -388,6 +388,11 @@ class _Subscriptions(_Repository[str]):
         instants = sorted({at for at, _ in entries if start < at < end})
         return [(at, self.at(owner, at)) for at in [start, *instants]]
 
+    def states_many(
+        self, wanted: Sequence[tuple[Owner, datetime, datetime]]
+    ) -> Sequence[Sequence[tuple[datetime, Subscription | None]]]:
+        return [self.states(owner, start, end) for owner, start, end in wanted]
+
     def due(
         self,
         now: datetime,
@@ -1700,6 +1705,12 @@ class _Invoices(_Repository[str]):
                 return invoice
         return None
 
+    def for_periods(
+        self, wanted: Sequence[tuple[Owner, datetime]]
+    ) -> Mapping[tuple[Owner, datetime], Invoice]:
+        found = {(owner, start): self.for_period(owner, start) for owner, start in wanted}
+        return {key: invoice for key, invoice in found.items() if invoice is not None}
+
     def list(self, owner: Owner) -> Sequence[Invoice]:
         ids = self._t.invoices_by_owner.get(self._scope(owner), ())
         return [self._t.invoices[i] for i in ids]
@@ -1731,6 +1742,9 @@ class _Invoices(_Repository[str]):
         ids = self._t.invoices_by_owner.get(owner, ())
         self._undo.set(self._t.invoices_by_owner, owner, (*ids, invoice.id))
         return invoice
+
+    def add_many(self, invoices: Sequence[Invoice]) -> Sequence[Invoice]:
+        return [self.add(invoice) for invoice in invoices]
 
     def set_payment(self, invoice: Invoice) -> Invoice:
         stored = self.get(invoice.id)

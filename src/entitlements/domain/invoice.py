@@ -239,8 +239,14 @@ def _share(start: datetime, end: datetime, period: Period) -> Fraction:
     return Fraction((end - start) // _MICRO, period.length // _MICRO)
 
 
+def _minute(at: datetime) -> str:
+    if at.year < 1000:  # strftime pads such years or not, by platform: say what it says
+        return f"{at:%Y-%m-%d %H:%M}"
+    return f"{at.year}-{at.month:02d}-{at.day:02d} {at.hour:02d}:{at.minute:02d}"
+
+
 def _span(start: datetime, end: datetime) -> str:
-    return f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
+    return f"{_minute(start)} to {_minute(end)} UTC"
 
 
 @attrs.frozen

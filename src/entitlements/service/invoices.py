@@ -12,7 +12,7 @@ it past due at that instant on every read, as with every other time rule.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -65,6 +65,7 @@ __all__ = [
     "Invoices",
     "draft_for",
     "finalize_period",
+    "finalize_periods",
     "invoice_ended_periods",
 ]
 
@@ -150,6 +151,33 @@ def _usage(uow: UnitOfWork, owner: Owner, plans: Sequence[Plan], period: Period)
     return {m: uow.usage.counter(owner, m, period.start).used for m in sorted(metrics)}
 
 
+_States = Sequence[tuple[datetime, Subscription | None]]
+
+
+def _drafted(
+    uow: UnitOfWork,
+    owner: Owner,
+    period: Period,
+    at: datetime,
+    settings: InvoiceSettings,
+    states: _States,
+    plans: Mapping[tuple[str, int], Plan],
+) -> InvoiceDraft | None:
+    """The draft of ``period`` as of ``at`` from the states stored up to ``at`` (what
+    they say stands until the period ends, with the changes time makes on its own, such
+    as an add-on running out, applied); ``plans``: the plan versions read so far, more
+    are read when the stretches hold others."""
+    cut = stretches(states, period)
+    wanted = sorted({(s.subscription.plan_key, s.subscription.plan_version) for s in cut})
+    missing = [key for key in wanted if key not in plans]
+    if missing:
+        plans = {**plans, **dict(zip(missing, uow.plans.get_many(missing), strict=True))}
+    held = {key: plans[key] for key in wanted}
+    usage = _usage(uow, owner, list(held.values()), period)
+    found = draft_invoice(owner, period, cut, held, usage, at, default_net_days=settings.net_days)
+    return None if found is None else found.with_tax(settings.tax)
+
+
 def draft_for(
     uow: UnitOfWork,
     owner: Owner,
@@ -160,17 +188,42 @@ def draft_for(
 ) -> InvoiceDraft | None:
     """The draft of ``period`` as of ``at`` from the stored history (``extra``: one more
     state from an instant on, for a preview)."""
-    # writes up to and including ``at``; what they say stands until the period ends,
-    # with the changes time will make on its own (an add-on running out) applied
     states = list(uow.subscriptions.states(owner, period.start, min(at + _TICK, period.end)))
     if extra is not None:
         states = [s for s in states if s[0] < extra[0]] + [extra]
-    cut = stretches(states, period)
-    wanted = sorted({(s.subscription.plan_key, s.subscription.plan_version) for s in cut})
-    plans = dict(zip(wanted, uow.plans.get_many(list(wanted)), strict=True))
-    usage = _usage(uow, owner, list(plans.values()), period)
-    found = draft_invoice(owner, period, cut, plans, usage, at, default_net_days=settings.net_days)
-    return None if found is None else found.with_tax(settings.tax)
+    return _drafted(uow, owner, period, at, settings, states, {})
+
+
+def _period_end_drafts(
+    uow: UnitOfWork, wanted: Sequence[tuple[Owner, Period]], settings: InvoiceSettings
+) -> list[InvoiceDraft | None]:
+    """`draft_for` each ended period at its end: the group's history read at once, and
+    the plan versions they hold once."""
+    read = uow.subscriptions.states_many([(o, p.start, p.end) for o, p in wanted])
+    versions = {
+        (sub.plan_key, sub.plan_version) for states in read for _, sub in states if sub is not None
+    }
+    keys = sorted(versions)
+    plans = dict(zip(keys, uow.plans.get_many(keys), strict=True))
+    return [
+        _drafted(uow, owner, period, period.end, settings, states, plans)
+        for (owner, period), states in zip(wanted, read, strict=True)
+    ]
+
+
+_GROUP = 100
+"""Owners finalized in one unit of work by `Invoices.finalize_many`."""
+
+
+def _groups(owners: Sequence[Owner]) -> list[list[Owner]]:
+    """``owners`` in runs of one tenant, at most `_GROUP` each, in order."""
+    groups: list[list[Owner]] = []
+    for owner in owners:
+        if groups and len(groups[-1]) < _GROUP and groups[-1][0].tenant == owner.tenant:
+            groups[-1].append(owner)
+        else:
+            groups.append([owner])
+    return groups
 
 
 _UNBILLED = ("as_of", "net_days")
@@ -235,15 +288,51 @@ def finalize_period(
 ) -> Invoice | None:
     """Store the invoice of ``period`` (already ended) for ``owner``: the one there is,
     or a new one from the draft as of the period's end; ``None`` when nothing is owed."""
-    existing = tx.uow.invoices.for_period(owner, period.start)
-    if existing is not None:
-        return existing
-    draft = draft_for(tx.uow, owner, period, period.end, settings)
-    if draft is None or draft.total == 0:
-        return None  # nothing owed: no invoice, and no number used
-    sequence = tx.uow.invoices.next_number(settings.prefix)
-    number = invoice_number(settings.prefix, tx.now.year, sequence)
-    invoice = tx.uow.invoices.add(_stored_invoice(draft, number, tx.runtime.new_id(), tx.now))
+    return finalize_periods(tx, [(owner, period)], settings, who, outbox)[0]
+
+
+def finalize_periods(
+    tx: Transaction,
+    wanted: Sequence[tuple[Owner, Period]],
+    settings: InvoiceSettings,
+    who: Actor,
+    outbox: ProviderOutbox | None = None,
+) -> list[Invoice | None]:
+    """`finalize_period` for each of ``wanted`` in one unit of work: the invoices there
+    are read at once, the others drafted from one read of the history, numbered in
+    order from the sequence (its lock taken once) and stored with one insert. A period
+    asked twice is finalized once."""
+    keys = list(dict.fromkeys((owner, period.start) for owner, period in wanted))
+    periods = {(owner, period.start): period for owner, period in wanted}
+    done: dict[tuple[Owner, datetime], Invoice | None] = dict(tx.uow.invoices.for_periods(keys))
+    todo = [key for key in keys if key not in done]
+    drafts = _period_end_drafts(tx.uow, [(o, periods[(o, s)]) for o, s in todo], settings)
+    issued = []
+    for key, draft in zip(todo, drafts, strict=True):
+        if draft is None or draft.total == 0:
+            done[key] = None  # nothing owed: no invoice, and no number used
+            continue
+        sequence = tx.uow.invoices.next_number(settings.prefix)
+        number = invoice_number(settings.prefix, tx.now.year, sequence)
+        invoice = _stored_invoice(draft, number, tx.runtime.new_id(), tx.now)
+        done[key] = invoice
+        issued.append(invoice)
+    for invoice in tx.uow.invoices.add_many(issued):
+        _announce(tx, invoice, settings, who, outbox)
+    return [done[(owner, period.start)] for owner, period in wanted]
+
+
+def _announce(
+    tx: Transaction,
+    invoice: Invoice,
+    settings: InvoiceSettings,
+    who: Actor,
+    outbox: ProviderOutbox | None,
+) -> None:
+    """What a stored invoice is followed by: its audit event, its notification, its
+    command to the provider, and with staff-managed billing its due date on the
+    subscription."""
+    owner = invoice.owner
     tx.record(who, "invoice.finalize", f"invoice:{invoice.id}", owner=owner, after=invoice)
     enqueue(tx, owner, invoice_finalized(invoice))
     if outbox is not None and invoice.total > 0:
@@ -259,7 +348,6 @@ def finalize_period(
         if current is not None and current.id == invoice.subscription_id:
             due = min(d for d in (current.payment_due_at, invoice.due_at) if d is not None)
             _follow_payment(tx, who, current.id, owner, due)
-    return invoice
 
 
 def _amount(value: object, currency: str) -> Decimal:
@@ -332,6 +420,47 @@ class Invoices:
                 found = uow.invoices.for_period(owner, chosen.start)
                 assert found is not None
                 return found
+
+    def finalize_many(
+        self,
+        owners: Iterable[Owner],
+        *,
+        period: datetime | None = None,
+        actor: Actor | str,
+        now: datetime | None = None,
+    ) -> list[Invoice | None]:
+        """`finalize` for each of ``owners``, answers in the same order, a group of them
+        to a unit of work: what a host invoicing a period's end itself calls (one read
+        of their invoices, of their history and of their plans per group, one insert of
+        the invoices and one of their lines, the sequence's lock taken once). A group in
+        which another finalizer stored an invoice first is finalized owner by owner,
+        with the same answers. An owner `finalize` would refuse raises the same error,
+        the groups before its own stored."""
+        wanted, who = [as_owner(o) for o in owners], as_actor(actor)
+        start = optional_given_utc(period, "period")
+        found: list[Invoice | None] = []
+        for group in _groups(wanted):
+            try:
+                found.extend(self._finalize_group(group, start, who, now))
+            except InvoiceExists:
+                found.extend(self.finalize(o, period=start, actor=who, now=now) for o in group)
+        return found
+
+    def _finalize_group(
+        self, group: Sequence[Owner], start: datetime | None, who: Actor, now: datetime | None
+    ) -> list[Invoice | None]:
+        with self._rt.transaction(group[0].tenant, now) as tx:
+            for owner in group:
+                tx.authorize(who, "invoice.finalize", owner)
+            current = tx.uow.subscriptions.current_many(group)
+            chosen = {
+                owner: _ended_period(as_of(current[owner], tx.now), start, tx.now)
+                for owner in group
+                if owner in current
+            }
+            made = finalize_periods(tx, list(chosen.items()), self.settings, who, self._outbox)
+            invoices = dict(zip(chosen, made, strict=True))
+            return [invoices.get(owner) for owner in group]
 
     def get(self, invoice_id: str, *, tenant: str | None = None) -> Invoice:
         """The invoice of ``tenant``; raises `InvoiceNotFound`."""
@@ -509,8 +638,10 @@ def invoice_ended_periods(
     outbox: ProviderOutbox | None = None,
 ) -> None:
     """The sweep's part: each period that time ended (a renewal, a cancellation or expiry
-    at its end) gets its invoice — none to draft while the catalog prices nothing and
-    the subscription carries no contract amount (only those can owe)."""
+    at its end) gets its invoice, the periods of all ``changes`` finalized together —
+    none to draft while the catalog prices nothing and the subscription carries no
+    contract amount (only those can owe)."""
+    ended = []
     for change in changes:
         period = change.before.current_period
         if period is None or change.event not in _ENDING or change.at < period.end:
@@ -518,8 +649,10 @@ def invoice_ended_periods(
         contract = change.before.contract
         if not tx.uow.plans.any_priced() and (contract is None or contract.amount is None):
             continue
-        tx.write_states()  # the draft reads the history those states extend
-        finalize_period(tx, change.before.owner, period, settings, SWEEPER, outbox)
+        ended.append((change.before.owner, period))
+    if ended:
+        tx.write_states()  # the drafts read the history those states extend
+        finalize_periods(tx, ended, settings, SWEEPER, outbox)
 
 
 _ENDING = frozenset({Event.RENEW_PERIOD, Event.CANCEL, Event.EXPIRE})

@@ -63,9 +63,10 @@ class Transaction:
         self.held_states: list[Subscription] | None = None
         """Inside `states_held`: the states time made due, stored by `write_states` with
         one update for all instead of one each."""
-        self.after_states: list[Callable[[], None]] = []
-        """Inside `states_held`: what must run once the held states are stored (the
-        invoices of the periods they ended, which read them back)."""
+        self.ended: list[DueChange] = []
+        """Inside `states_held`: the changes time made that ended billing periods, handed
+        to `Runtime.periods_ended` together once the held states are stored (their
+        invoices read them back)."""
 
     @contextmanager
     def states_held(self) -> Iterator[None]:
@@ -77,15 +78,15 @@ class Transaction:
         if self.held_states is not None:
             yield
             return
-        self.held_states, self.after_states = [], []
+        self.held_states, self.ended = [], []
         try:
             yield
             self.write_states()
-            then = self.after_states
+            ended = self.ended
         finally:
-            self.held_states, self.after_states = None, []
-        for step in then:
-            step()
+            self.held_states, self.ended = None, []
+        if ended and self.runtime.periods_ended is not None:
+            self.runtime.periods_ended(self, ended)
 
     def write_states(self) -> None:
         """Store the states held (their owners' terms moved and counters stamped, as

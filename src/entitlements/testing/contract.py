@@ -570,6 +570,11 @@ class StoreContract:
             assert at(ACME, t2) == second
             assert at(ACME, t3 + timedelta(days=30)) == second
             assert at(GLOBEX, t3) is None
+            later = t3 + timedelta(days=30)
+            whole = [(START - _SECOND, None), (START, original), (t1, first), (t2, second)]
+            assert uow.subscriptions.states_many(
+                [(ACME, START - _SECOND, later), (GLOBEX, START, t3), (ACME, t2, t3)]
+            ) == [[*whole, (t3, second)], [(START, None)], [(t2, second)]]
         with store.unit_of_work("tenant-b", read_only=True) as uow:
             assert uow.subscriptions.at(Owner("organization", "acme", "tenant-b"), t3) is None
 
@@ -595,6 +600,9 @@ class StoreContract:
             ]
             assert states(ACME, t1, t2) == [(t1, first)]
             assert states(GLOBEX, START, t2) == [(START, None)]
+            wanted = [(ACME, START, t2 + _SECOND), (ACME, t1, t2), (GLOBEX, START, t2)]
+            assert uow.subscriptions.states_many(wanted) == [states(*w) for w in wanted]
+            assert uow.subscriptions.states_many([]) == []
 
     def test_invoices_once_per_period_with_gapless_numbers(
         self, ents: Entitlements, store: Store, clock: ManualClock
@@ -617,6 +625,23 @@ class StoreContract:
         assert _rolled_back(store, lambda uow: uow.invoices.next_number("INV")) == 2
         with store.unit_of_work(None) as uow, pytest.raises(InvoiceExists):
             uow.invoices.add(attrs.evolve(invoice, id="other", number="INV-X"))
+        assert invoice.period is not None
+        start = invoice.period.start
+        others = [
+            attrs.evolve(invoice, id=f"other-{n}", number=f"INV-X{n}", owner=owner)
+            for n, owner in enumerate((GLOBEX, Owner("organization", "initech")))
+        ]
+        with store.unit_of_work(None) as uow, pytest.raises(InvoiceExists) as taken:
+            uow.invoices.add_many([*others, attrs.evolve(invoice, id="other", number="INV-X")])
+        assert taken.value.owner == ACME
+        with store.unit_of_work(None) as uow:  # rolled back: the others are not stored
+            assert uow.invoices.for_periods([(o.owner, start) for o in others]) == {}
+            assert uow.invoices.add_many(others) == others
+            wanted = [(ACME, start), (GLOBEX, start), (ACME, start - _SECOND)]
+            assert uow.invoices.for_periods(wanted) == {
+                (ACME, start): invoice,
+                (GLOBEX, start): others[0],
+            }
         with store.unit_of_work(None) as uow:
             assert uow.invoices.next_number("INV") == 2
             assert uow.invoices.next_number("CN") == 1

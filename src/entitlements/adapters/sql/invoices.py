@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -171,6 +171,30 @@ class SqlInvoices(Repository):
         return found[0] if found else None
 
     @storage_errors
+    def for_periods(
+        self, wanted: Sequence[tuple[Owner, datetime]]
+    ) -> Mapping[tuple[Owner, datetime], Invoice]:
+        if len(wanted) < 2:  # one owner's: the statement built once
+            one = {key: self.for_period(*key) for key in wanted}
+            return {key: invoice for key, invoice in one.items() if invoice is not None}
+        owners = {(o.kind, o.id): self._scope(o) for o, _ in wanted}
+        rows = self._rows(
+            sa.select(t.invoices).where(
+                _i.tenant == self._t,
+                sa.tuple_(_i.owner_kind, _i.owner_id).in_(list(owners)),
+                _i.period_start.in_(sorted({start for _, start in wanted})),
+            )
+        )
+        asked = set(wanted)
+        found = {}
+        for invoice in self._with_lines(rows):
+            assert invoice.period is not None
+            key = (owners[(invoice.owner.kind, invoice.owner.id)], invoice.period.start)
+            if key in asked:
+                found[key] = invoice
+        return found
+
+    @storage_errors
     def list(self, owner: Owner) -> Sequence[Invoice]:
         rows = self._rows(
             sa.select(t.invoices).where(*self._owned(t.invoices, owner)).order_by(_i.pk)
@@ -239,6 +263,31 @@ class SqlInvoices(Repository):
         for n, line in enumerate(invoice.lines):
             self._uow.buffer(t.invoice_lines, _line_row(invoice.id, n, line))
         return invoice
+
+    @storage_errors
+    def add_many(self, invoices: Sequence[Invoice]) -> Sequence[Invoice]:
+        """One insert for the invoices (their lines buffered, as `add`'s); when a unique
+        key refuses one of them, the first invoice of the group found stored for its
+        owner and period is named."""
+        if len(invoices) < 2:
+            return [self.add(invoice) for invoice in invoices]
+        rows = [{"tenant": self._t, **_invoice_row(i)} for i in invoices]
+        for invoice in invoices:
+            self._scope(invoice.owner)
+        if self._insert_all_unless_taken(t.invoices, rows) < len(rows):
+            raise self._taken(invoices)
+        for invoice in invoices:
+            for n, line in enumerate(invoice.lines):
+                self._uow.buffer(t.invoice_lines, _line_row(invoice.id, n, line))
+        return list(invoices)
+
+    def _taken(self, invoices: Sequence[Invoice]) -> InvoiceExists:
+        """The first of ``invoices`` whose owner and period hold another invoice."""
+        ours = {(i.owner, i.period.start): i.id for i in invoices if i.period is not None}
+        stored = self.for_periods(list(ours))
+        taken = [key for key, found in stored.items() if found.id != ours[key]]
+        owner, start = next((key for key in ours if key in taken), next(iter(ours)))
+        return InvoiceExists(owner, start)
 
     @storage_errors
     def set_payment(self, invoice: Invoice) -> Invoice:

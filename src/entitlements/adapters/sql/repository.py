@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -145,6 +146,18 @@ class Repository:
             return None
         inserted = result.inserted_primary_key
         return None if inserted is None else int(inserted[0])
+
+    def _insert_all_unless_taken(self, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> int:
+        """`_insert_unless_taken` for many rows in one statement: how many were written,
+        all or none (a plain insert, a tenth of the cost of one answering its rows on
+        PostgreSQL, in a savepoint where a refused row would end the transaction)."""
+        mysql = self._conn.dialect.name == "mysql"  # InnoDB undoes the failed statement alone
+        try:
+            with nullcontext() if mysql else self._conn.begin_nested():
+                self._conn.execute(table.insert(), list(rows))
+        except exc.IntegrityError:
+            return 0
+        return len(rows)
 
     def _batch(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
@@ -249,6 +249,39 @@ _WRITTEN_BETWEEN = (
     .order_by(_h.effective_at)
 )
 """The instants after ``when`` and before ``end`` at which the owner's history changed."""
+
+_HISTORY_KEYS = sa.select(
+    _h.effective_at, _h.owner_kind, _h.owner_id, _h.created_at, _h.seq, _h.id
+).where(
+    _h.tenant == sa.bindparam("tenant"),
+    _h.effective_at < sa.bindparam("end", type_=_h.effective_at.type),
+)
+
+
+class _HistoryKey(NamedTuple):
+    effective_at: datetime
+    created_at: datetime
+    seq: int
+    id: str
+
+
+def _at(keys: Sequence[_HistoryKey], when: datetime) -> int | None:
+    """The ``seq`` of the history row `SUBSCRIPTION_AT` reads at ``when``: of the
+    subscription created last by then, the stretch written last by then."""
+    known = [k for k in keys if k.effective_at <= when]
+    if not known:
+        return None
+    newest = max(known, key=lambda k: (k.created_at, k.seq)).id
+    return max((k for k in known if k.id == newest), key=lambda k: (k.effective_at, k.seq)).seq
+
+
+def _picks(
+    keys: Sequence[_HistoryKey], start: datetime, end: datetime
+) -> list[tuple[datetime, int | None]]:
+    """What `states` reads, as history rows: at ``start``, then at each instant the
+    history changed after it and before ``end``."""
+    instants = sorted({k.effective_at for k in keys if start < k.effective_at < end})
+    return [(at, _at(keys, at)) for at in [start, *instants]]
 
 
 # the subscription fields stored unchanged in the column of the same name
@@ -675,6 +708,45 @@ class SqlSubscriptions(Repository):
         params = history_params(self._uow, owner.kind, owner.id, start)
         instants = self._conn.execute(_WRITTEN_BETWEEN, {**params, "end": end}).scalars()
         return [(at, self.at(owner, at)) for at in [start, *instants]]
+
+    @storage_errors
+    def states_many(
+        self, wanted: Sequence[tuple[Owner, datetime, datetime]]
+    ) -> Sequence[Sequence[tuple[datetime, Subscription | None]]]:
+        """Two reads for all of ``wanted``: the keys of the owners' history up to the
+        last end (which `at` picks from, as `SUBSCRIPTION_AT` does), then the rows
+        picked."""
+        if not wanted:
+            return []
+        keys = self._history_keys(
+            [owner for owner, _, _ in wanted], max(end for _, _, end in wanted)
+        )
+        picked = [
+            _picks(keys.get((owner.kind, owner.id), []), start, end) for owner, start, end in wanted
+        ]
+        rows = self._history_rows({seq for found in picked for _, seq in found})
+        return [[(at, rows.get(seq)) for at, seq in found] for found in picked]
+
+    def _history_keys(
+        self, owners: Sequence[Owner], end: datetime
+    ) -> dict[tuple[str, str], list[_HistoryKey]]:
+        """The keys of the owners' history rows in force before ``end``, per owner."""
+        scoped = list(dict.fromkeys(self._scope(owner) for owner in owners))
+        flush_history(self._uow)
+        keys: dict[tuple[str, str], list[_HistoryKey]] = {}
+        query = _HISTORY_KEYS.where(sa.tuple_(_h.owner_kind, _h.owner_id).in_(_keys(scoped)))
+        for row in self._conn.execute(query, {"tenant": self._t, "end": end}).all():
+            keys.setdefault((row.owner_kind, row.owner_id), []).append(
+                _HistoryKey(row.effective_at, row.created_at, row.seq, row.id)
+            )
+        return keys
+
+    def _history_rows(self, seqs: set[int | None]) -> dict[int | None, Subscription]:
+        wanted = sorted(seq for seq in seqs if seq is not None)
+        if not wanted:
+            return {}
+        query = sa.select(t.subscription_history).where(_h.seq.in_(wanted))
+        return {row["seq"]: subscription_from(row) for row in self._rows(query)}
 
     @storage_errors
     def due(

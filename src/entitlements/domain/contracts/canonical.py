@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import unicodedata
 from typing import Any
 
@@ -30,8 +31,38 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_SAFE = 2**53 - 1
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` holds only what RFC 8785 writes as the standard library's JSON
+    does (sorted, compact, unescaped UTF-8): strings, safe integers, booleans, null,
+    arrays, and objects keyed by strings of the Basic Multilingual Plane (where sorting
+    by code point is sorting by UTF-16 unit). Floats and larger integers are not."""
+    kind = type(value)
+    if kind is dict:
+        return all(_plain_key(key) and _plain(item) for key, item in value.items())
+    if kind is list or kind is tuple:
+        return all(_plain(item) for item in value)
+    if kind is int:
+        return bool(-_SAFE <= value <= _SAFE)
+    return kind is str or kind is bool or value is None
+
+
+def _plain_key(key: Any) -> bool:
+    return type(key) is str and (key.isascii() or max(key, default="") <= "\uffff")
+
+
 def canonical_json(document: Any) -> bytes:
-    """RFC 8785 (JSON Canonicalization Scheme) bytes of a JSON document."""
+    """RFC 8785 (JSON Canonicalization Scheme) bytes of a JSON document. Documents of
+    strings and integers (invoices, contract terms) take the standard library's encoder,
+    a tenth of the cost; anything else the RFC 8785 implementation."""
+    if _plain(document):
+        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: let the full implementation refuse it
+            pass
     encoded: bytes = rfc8785.dumps(document)
     return encoded
 
