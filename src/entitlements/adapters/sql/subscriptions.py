@@ -734,11 +734,12 @@ class SqlSubscriptions(Repository):
         scoped = list(dict.fromkeys(self._scope(owner) for owner in owners))
         flush_history(self._uow)
         keys: dict[tuple[str, str], list[_HistoryKey]] = {}
-        query = _HISTORY_KEYS.where(sa.tuple_(_h.owner_kind, _h.owner_id).in_(_keys(scoped)))
-        for row in self._conn.execute(query, {"tenant": self._t, "end": end}).all():
-            keys.setdefault((row.owner_kind, row.owner_id), []).append(
-                _HistoryKey(row.effective_at, row.created_at, row.seq, row.id)
-            )
+        for owned in owners_among(t.subscription_history, self._t, scoped):
+            query = _HISTORY_KEYS.where(owned)
+            for row in self._conn.execute(query, {"tenant": self._t, "end": end}).all():
+                keys.setdefault((row.owner_kind, row.owner_id), []).append(
+                    _HistoryKey(row.effective_at, row.created_at, row.seq, row.id)
+                )
         return keys
 
     def _history_rows(self, seqs: set[int | None]) -> dict[int | None, Subscription]:
