@@ -2,23 +2,21 @@
 over many owners reads about as many rows at a grown ledger as at an empty one.
 
 Rows read are counted by the engine itself for the batch's statements alone (the batch
-joins a host transaction, so they run on one connection the test can ask): PostgreSQL's
-``pg_stat_xact_user_tables`` (tuples read by scans and fetched through indexes in this
-transaction), MariaDB's session ``Handler_read_*`` counters, SQLite's virtual machine
-steps (a progress handler). A lookup that filters the tenant's ledger row by row shows
+joins a host transaction, so they run on one connection the test can ask; see
+``engine_reads``). A lookup that filters the tenant's ledger row by row shows
 up as tens of thousands of rows; one that walks the unique index, as the batch's own.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine.interfaces import CacheStats
 
+from engine_reads import reader
 from entitlements import Entitlements, Limit, LimitKind, Owner, Plan, UsageEvent, UsageOutcome
 from entitlements.adapters.sql import SqlStore
 from entitlements.adapters.sql import tables as t
@@ -34,36 +32,6 @@ EVENTS = 1000
 RETRIES = 100  # events of the batch whose keys the ledger already holds
 GROWN = 50_000  # ledger rows added between the two measurements
 SIBLINGS = 5_000  # other owners of the tenant the added rows belong to
-
-
-class _Steps:
-    """SQLite's progress handler, called every ``every`` virtual-machine instructions."""
-
-    every = 100
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self) -> int:
-        self.calls += 1
-        return 0
-
-
-def _reader(host: sa.Connection) -> Callable[[], int]:
-    """A function returning how many rows this connection's statements have read so far."""
-    dialect = host.dialect.name
-    if dialect == "postgresql":
-        query = sa.text(
-            "SELECT coalesce(sum(seq_tup_read + coalesce(idx_tup_fetch, 0)), 0) "
-            "FROM pg_stat_xact_user_tables"
-        )
-        return lambda: int(host.execute(query).scalar_one())
-    if dialect in ("mysql", "mariadb"):
-        status = sa.text("SHOW SESSION STATUS LIKE 'Handler_read%'")
-        return lambda: sum(int(value) for _, value in host.execute(status))
-    steps = _Steps()
-    host.connection.driver_connection.set_progress_handler(steps, steps.every)  # type: ignore[union-attr]
-    return lambda: steps.calls * steps.every
 
 
 def _batch(tag: str, retried: str | None) -> list[UsageEvent]:
@@ -88,7 +56,7 @@ def _rows_read(store: SqlStore, tag: str) -> int:
         ents = Entitlements(SqlStore(host), max_staleness=3600)
         try:
             ents.usage.consume_many(_batch(f"{tag}-earlier", "first"))
-            read = _reader(host)
+            read = reader(host)
             before = read()
             results = ents.usage.consume_many(_batch(tag, "first"))
             after = read()

@@ -410,11 +410,15 @@ def _url_hint(url: str, error: Exception) -> str:
     return f"; pip install 'entitlements[{extra}]'" if extra else ""
 
 
-def _tenants_of(table: sa.Table, *where: sa.ColumnElement[bool]) -> sa.Select[Any]:
-    """The tenants with rows in ``table``, found one index probe per tenant (the next
-    tenant after the last one found), not by reading every row as DISTINCT does on
-    PostgreSQL: the sweep and the console ask for them on every run."""
+def _tenants_of(dialect: str, table: sa.Table, *where: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    """The tenants with rows in ``table``, found one index probe per tenant, not by
+    reading every row: the sweep and the console ask for them on every run. MariaDB
+    probes so by itself for a DISTINCT of an index's first column (a loose index scan),
+    but reads the whole index for each step of the recursive probe below; PostgreSQL's
+    DISTINCT reads every row, so it takes the next tenant after the last one found."""
     tenant = table.c.tenant
+    if dialect in ("mysql", "mariadb"):
+        return sa.select(tenant).where(*where).distinct()
     found = (
         sa.select(sa.func.min(tenant).label("tenant"))
         .where(*where)
@@ -585,14 +589,17 @@ class SqlStore:
     @storage_errors
     def tenants(self) -> Sequence[str | None]:
         with self.unit_of_work(None, read_only=True) as uow:
+            dialect = uow.connection.dialect.name
             query = sa.union(
-                _tenants_of(t.subscriptions),
-                _tenants_of(t.overrides),
-                _tenants_of(t.reservations, t.reservations.c.status == "held"),
-                _tenants_of(t.contracts),
-                _tenants_of(t.requests),
-                _tenants_of(t.notifications, t.notifications.c.delivered_at.is_(None)),
-                _tenants_of(t.provider_commands, t.provider_commands.c.status == "pending"),
+                _tenants_of(dialect, t.subscriptions),
+                _tenants_of(dialect, t.overrides),
+                _tenants_of(dialect, t.reservations, t.reservations.c.status == "held"),
+                _tenants_of(dialect, t.contracts),
+                _tenants_of(dialect, t.requests),
+                _tenants_of(dialect, t.notifications, t.notifications.c.delivered_at.is_(None)),
+                _tenants_of(
+                    dialect, t.provider_commands, t.provider_commands.c.status == "pending"
+                ),
             )
             found = {row[0] or None for row in uow.connection.execute(query)}
         return sorted(found, key=lambda x: (x is not None, x or ""))

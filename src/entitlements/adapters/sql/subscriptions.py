@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any, NamedTuple, NoReturn
@@ -49,6 +49,12 @@ SEARCHED = 5000
 _WEIGHED = 64
 """A needle's trigrams are weighed by their newest postings, this many each: the one
 whose last of them lies furthest back is the sparsest where a page reads."""
+_FIRST_WINDOW = 4
+"""Where a window is built whole, a page's first holds this many candidates per row the
+page wants."""
+_Window = Callable[[int | None, int], sa.Subquery]
+"""The newest candidates of a text search below a pk (``None``: from the newest), so
+many at most."""
 
 
 def _addon_document(a: AddOn) -> dict[str, Any]:
@@ -846,24 +852,43 @@ class SqlSubscriptions(Repository):
         looks at the newest SEARCHED candidate rows below the cursor (those holding the
         needle's sparsest trigram; any row for a needle too short for one, or that a plan
         key holds) and says where it stopped."""
-        c = t.subscriptions.c
         lookup = needle_grams(needle)
         if lookup is not None and self._in_a_plan_key(needle):
             lookup = None
         if lookup is None:
-            window = self._window(before)
-            rows = self._rows(
-                query.join(window, window.c.pk == c.pk).order_by(c.pk.desc()).limit(limit)
-            )
-            return rows, None if len(rows) >= limit else self._stopped_at(window)
+            return self._in_windows(query, self._window, before, limit)
         gram, count = self._sparsest(lookup, before)
         if count == 0:
             return [], None
-        window = self._postings(gram, before)
-        rows = self._rows(self._walk(query, window, limit))
-        if count >= _WEIGHED and len(rows) < limit:
-            return rows, self._stopped_at(window)
-        return rows, None
+        if count < _WEIGHED:
+            every = self._postings(gram)(before, SEARCHED)
+            return self._rows(self._walk(query, every, limit)), None
+        return self._in_windows(query, self._postings(gram), before, limit)
+
+    def _in_windows(
+        self, query: sa.Select[Any], window: _Window, before: int | None, limit: int
+    ) -> tuple[Sequence[RowMapping], int | None]:
+        """The rows of ``query`` among the newest SEARCHED candidates below ``before``,
+        newest first, up to ``limit``, and where the look stopped (``None``: it saw every
+        candidate). SQLite and MariaDB build a window whole before they walk it: a first
+        window of a few candidates per row wanted fills a page whose candidates mostly
+        match, whatever the tenant holds; the rest of the SEARCHED is read only when it
+        does not."""
+        rows: list[RowMapping] = []
+        size = SEARCHED if self._walks_lazily() else min(SEARCHED, _FIRST_WINDOW * limit)
+        seen = 0
+        while True:
+            candidates = window(before, size)
+            rows += self._rows(self._walk(query, candidates, limit - len(rows)))
+            if len(rows) >= limit:
+                return rows, None
+            floor, found = self._reach(candidates)
+            seen += found
+            if found < size:
+                return rows, None
+            if seen >= SEARCHED:
+                return rows, floor
+            before, size = floor, SEARCHED - seen
 
     def _in_a_plan_key(self, needle: str) -> bool:
         """Whether some plan's key holds ``needle`` (as the search compares): the plans
@@ -874,13 +899,16 @@ class SqlSubscriptions(Repository):
         ).first()
         return found is not None
 
-    def _stopped_at(self, window: sa.Subquery) -> int | None:
-        """Where a page that read all of ``window`` stopped: its lowest pk if the window
-        was full (more may match below), else ``None``."""
+    def _reach(self, window: sa.Subquery) -> tuple[int, int]:
+        """The lowest pk of ``window`` and how many it holds."""
         floor, seen = self._conn.execute(
             sa.select(sa.func.min(window.c.pk), sa.func.count()).select_from(window)
         ).one()
-        return None if seen < SEARCHED else int(floor)
+        return (0 if floor is None else int(floor)), int(seen)
+
+    def _walks_lazily(self) -> bool:
+        """PostgreSQL reads a window's candidates only as far as the walk goes."""
+        return self._conn.dialect.name == "postgresql"
 
     def _walk(self, query: sa.Select[Any], window: sa.Subquery, limit: int) -> sa.Select[Any]:
         """The rows of ``query`` among the postings of ``window``, newest first, read until
@@ -888,7 +916,7 @@ class SqlSubscriptions(Repository):
         the rows first: a ``LATERAL`` probe per posting keeps it walking the postings
         (SQLite and MariaDB do so by themselves)."""
         c = t.subscriptions.c
-        if self._conn.dialect.name != "postgresql":
+        if not self._walks_lazily():
             walked = query.join(window, window.c.pk == c.pk)
             return walked.order_by(window.c.pk.desc()).limit(limit)
         row = query.where(c.pk == window.c.pk).lateral("ent_row")
@@ -930,24 +958,30 @@ class SqlSubscriptions(Repository):
         )
         return lookup[n], count
 
-    def _postings(self, gram: str, before: int | None) -> sa.Subquery:
+    def _postings(self, gram: str) -> _Window:
+        """The windows of ``gram``'s postings, newest first."""
         g = t.search_grams.c
-        below = [] if before is None else [g.sub_pk < before]
-        return (
-            sa.select(g.sub_pk.label("pk"))
-            .where(g.tenant == self._t, g.gram == gram, *below)
-            .order_by(g.sub_pk.desc())
-            .limit(SEARCHED)
-            .subquery("ent_window")
-        )
 
-    def _window(self, before: int | None) -> sa.Subquery:
+        def window(before: int | None, size: int) -> sa.Subquery:
+            below = [] if before is None else [g.sub_pk < before]
+            return (
+                sa.select(g.sub_pk.label("pk"))
+                .where(g.tenant == self._t, g.gram == gram, *below)
+                .order_by(g.sub_pk.desc())
+                .limit(size)
+                .subquery("ent_window")
+            )
+
+        return window
+
+    def _window(self, before: int | None, size: int) -> sa.Subquery:
+        """The newest ``size`` rows of the tenant below ``before``."""
         c = t.subscriptions.c
         below = [] if before is None else [c.pk < before]
         return (
             sa.select(c.pk)
             .where(c.tenant == self._t, *below)
             .order_by(c.pk.desc())
-            .limit(SEARCHED)
+            .limit(size)
             .subquery("ent_window")
         )
