@@ -17,12 +17,12 @@ import attrs
 import pytest
 import sqlalchemy as sa
 
+from engine_reads import reader
 from entitlements import Entitlements, Owner, Plan
 from entitlements.adapters.sql import SqlStore
 from entitlements.adapters.sql import tables as t
 from entitlements.adapters.sql.subscriptions import subscription_row
 from entitlements.domain.page import Page
-from test_batch_cost import _reader
 
 ACME = Owner("organization", "acme")
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -135,7 +135,7 @@ def _page_cost(store: SqlStore, read: Callable[..., Page[Any]]) -> tuple[int, li
         def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
             statements.append(statement)
 
-        count = _reader(host)
+        count = reader(host)
         sa.event.listen(host, "before_cursor_execute", seen)
         before = count()
         found = read(ents, limit=LIMIT, cursor=page.next)
@@ -215,7 +215,7 @@ def _at_cost(store: SqlStore, when: datetime) -> int:
         host.begin()
         ents = Entitlements(SqlStore(host))
         ents.subscriptions.at(ACME, when)
-        count = _reader(host)
+        count = reader(host)
         before = count()
         found = ents.subscriptions.at(ACME, when)
         after = count()
