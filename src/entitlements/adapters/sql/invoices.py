@@ -13,7 +13,13 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
-from entitlements.adapters.sql.repository import Repository, owner_of, same_named, storage_errors
+from entitlements.adapters.sql.repository import (
+    Repository,
+    owner_of,
+    owners_among,
+    same_named,
+    storage_errors,
+)
 from entitlements.domain.instant import Period
 from entitlements.domain.invoice import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus
 from entitlements.domain.owner import Owner
@@ -178,13 +184,12 @@ class SqlInvoices(Repository):
             one = {key: self.for_period(*key) for key in wanted}
             return {key: invoice for key, invoice in one.items() if invoice is not None}
         owners = {(o.kind, o.id): self._scope(o) for o, _ in wanted}
-        rows = self._rows(
-            sa.select(t.invoices).where(
-                _i.tenant == self._t,
-                sa.tuple_(_i.owner_kind, _i.owner_id).in_(list(owners)),
-                _i.period_start.in_(sorted({start for _, start in wanted})),
-            )
-        )
+        starts = _i.period_start.in_(sorted({start for _, start in wanted}))
+        rows = [
+            row
+            for owned in owners_among(t.invoices, self._t, owners.values())
+            for row in self._rows(sa.select(t.invoices).where(owned, starts))
+        ]
         asked = set(wanted)
         found = {}
         for invoice in self._with_lines(rows):

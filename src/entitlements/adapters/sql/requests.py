@@ -19,6 +19,12 @@ from entitlements.errors import Conflict
 __all__ = ["SqlRequests"]
 
 _q = t.requests.c
+_FORGET = t.requests.delete().where(
+    _q.tenant == sa.bindparam("p_tenant"),
+    _q.owner_kind == sa.bindparam("owner_kind"),
+    _q.owner_id == sa.bindparam("owner_id"),
+    _q.key == sa.bindparam("key"),
+)
 
 
 @cache
@@ -93,10 +99,7 @@ class SqlRequests(Repository):
             .limit(limit)
         )
         if old:
-            picked = [(row["owner_kind"], row["owner_id"], row["key"]) for row in old]
-            self._conn.execute(
-                t.requests.delete().where(
-                    _q.tenant == self._t, sa.tuple_(_q.owner_kind, _q.owner_id, _q.key).in_(picked)
-                )
-            )
+            # each by its key (SQLite seeks none with a list of (kind, id, key) rows)
+            picked = [{"p_tenant": self._t, **row} for row in old]
+            self._conn.execute(_FORGET, picked)
         return len(old)
