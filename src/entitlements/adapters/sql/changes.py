@@ -10,7 +10,7 @@ numbers they saw skipped, because concurrent transactions commit out of order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -178,9 +178,7 @@ class SqlRevisions(Repository):
         claimed = set(owners) - wanted
         if not wanted:
             return claimed
-        pairs = sa.tuple_(_r.owner_kind, _r.owner_id).in_([(o.kind, o.id) for o in wanted])
-        rows = sa.select(_r.owner_kind, _r.owner_id).where(_r.tenant == self._t, pairs)
-        locked = {tuple(r) for r in self._conn.execute(rows.with_for_update(skip_locked=True))}
+        locked = self._rows_of(wanted, lambda rows: rows.with_for_update(skip_locked=True))
         claimed |= {o for o in wanted if (o.kind, o.id) in locked}
         return claimed | self._claim_unlocked([o for o in wanted if (o.kind, o.id) not in locked])
 
@@ -189,9 +187,7 @@ class SqlRevisions(Repository):
         the others are another unit of work's."""
         if not skipped:
             return set()
-        pairs = sa.tuple_(_r.owner_kind, _r.owner_id).in_([(o.kind, o.id) for o in skipped])
-        rows = sa.select(_r.owner_kind, _r.owner_id).where(_r.tenant == self._t, pairs)
-        held = {tuple(r) for r in self._conn.execute(rows)}
+        held = self._rows_of(skipped, lambda rows: rows)
         return self._create_held([o for o in skipped if (o.kind, o.id) not in held])
 
     def _create_held(self, owners: list[Owner]) -> set[Owner]:
@@ -203,12 +199,21 @@ class SqlRevisions(Repository):
         dialect = self._conn.dialect.name
         if dialect in ("postgresql", "sqlite"):
             self._conn.execute(_revision_upsert(dialect, bump=False), params)
-            pairs = sa.tuple_(_r.owner_kind, _r.owner_id).in_([(o.kind, o.id) for o in owners])
-            lock = sa.select(_r.owner_id).where(_r.tenant == self._t, pairs).with_for_update()
-            self._conn.execute(lock).all()
+            self._rows_of(owners, lambda rows: rows.with_for_update())
         else:  # an upsert locks exclusively at once (see `lock_rule`)
             self._conn.execute(_CREATE_HELD, params)
         return set(owners)
+
+    def _rows_of(
+        self, owners: Iterable[Owner], read: Callable[[sa.Select[Any]], sa.Select[Any]]
+    ) -> set[tuple[str, str]]:
+        """The (kind, id) of ``owners`` that have a revision row, read by ``read`` (a
+        lock, or none) one owner kind at a time, each seeking its ids in the key."""
+        found: set[tuple[str, str]] = set()
+        for owned in owners_among(t.owner_revisions, self._t, owners):
+            rows = self._conn.execute(read(sa.select(_r.owner_kind, _r.owner_id).where(owned)))
+            found.update((row[0], row[1]) for row in rows)
+        return found
 
     @storage_errors
     def bump(self, owner: Owner, since: datetime | None = None, *, stamp: bool = True) -> int:

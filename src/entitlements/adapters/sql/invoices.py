@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -13,7 +13,13 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import RowMapping
 
 from entitlements.adapters.sql import tables as t
-from entitlements.adapters.sql.repository import Repository, owner_of, same_named, storage_errors
+from entitlements.adapters.sql.repository import (
+    Repository,
+    owner_of,
+    owners_among,
+    same_named,
+    storage_errors,
+)
 from entitlements.domain.instant import Period
 from entitlements.domain.invoice import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus
 from entitlements.domain.owner import Owner
@@ -178,13 +184,7 @@ class SqlInvoices(Repository):
             one = {key: self.for_period(*key) for key in wanted}
             return {key: invoice for key, invoice in one.items() if invoice is not None}
         owners = {(o.kind, o.id): self._scope(o) for o, _ in wanted}
-        rows = self._rows(
-            sa.select(t.invoices).where(
-                _i.tenant == self._t,
-                sa.tuple_(_i.owner_kind, _i.owner_id).in_(list(owners)),
-                _i.period_start.in_(sorted({start for _, start in wanted})),
-            )
-        )
+        rows = self._of_periods(owners.values(), {start for _, start in wanted})
         asked = set(wanted)
         found = {}
         for invoice in self._with_lines(rows):
@@ -193,6 +193,16 @@ class SqlInvoices(Repository):
             if key in asked:
                 found[key] = invoice
         return found
+
+    def _of_periods(self, owners: Iterable[Owner], starts: set[datetime]) -> list[RowMapping]:
+        """The rows of ``owners`` for any of ``starts``, sought one owner kind at a time
+        (see `owners_among`): a superset of the (owner, start) pairs asked."""
+        started = _i.period_start.in_(sorted(starts))
+        return [
+            row
+            for owned in owners_among(t.invoices, self._t, owners)
+            for row in self._rows(sa.select(t.invoices).where(owned, started))
+        ]
 
     @storage_errors
     def list(self, owner: Owner) -> Sequence[Invoice]:

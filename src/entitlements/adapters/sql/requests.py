@@ -19,6 +19,12 @@ from entitlements.errors import Conflict
 __all__ = ["SqlRequests"]
 
 _q = t.requests.c
+_FORGET = t.requests.delete().where(
+    _q.tenant == sa.bindparam("p_tenant"),
+    _q.owner_kind == sa.bindparam("owner_kind"),
+    _q.owner_id == sa.bindparam("owner_id"),
+    _q.key == sa.bindparam("key"),
+)
 
 
 @cache
@@ -92,11 +98,12 @@ class SqlRequests(Repository):
             .order_by(_q.at)
             .limit(limit)
         )
-        if old:
+        if not old:
+            return 0
+        if self._conn.dialect.name in ("mysql", "mariadb"):  # seeks the key for a row list
             picked = [(row["owner_kind"], row["owner_id"], row["key"]) for row in old]
-            self._conn.execute(
-                t.requests.delete().where(
-                    _q.tenant == self._t, sa.tuple_(_q.owner_kind, _q.owner_id, _q.key).in_(picked)
-                )
-            )
+            keys = sa.tuple_(_q.owner_kind, _q.owner_id, _q.key).in_(picked)
+            self._conn.execute(t.requests.delete().where(_q.tenant == self._t, keys))
+        else:  # SQLite scans the tenant for a row list, PostgreSQL overflows its stack
+            self._conn.execute(_FORGET, [{"p_tenant": self._t, **row} for row in old])
         return len(old)

@@ -647,13 +647,15 @@ class SqlSubscriptions(Repository):
             else:
                 unknown.append((sub.id, sub.revision))
         if unknown:
+            # by id alone, its unique index: SQLite seeks none with (id, revision) pairs
             c = t.subscriptions.c
             rows = self._conn.execute(
-                sa.select(c.id, c.status).where(
-                    c.tenant == self._t, sa.tuple_(c.id, c.revision).in_(unknown)
+                sa.select(c.id, c.revision, c.status).where(
+                    c.tenant == self._t, c.id.in_([pair[0] for pair in unknown])
                 )
             )
-            found.update((row[0], row[1]) for row in rows)
+            asked = set(unknown)
+            found.update((row[0], row[2]) for row in rows if (row[0], row[1]) in asked)
         return found
 
     def _count(self, written: Sequence[dict[str, Any]], before: Mapping[str, str]) -> None:
