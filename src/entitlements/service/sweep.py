@@ -401,8 +401,8 @@ class Sweep:
             return act
 
         return [
-            _Item(f"subscription:{s.id}", s.owner, advance(s.id), True, s.id)
-            for s in uow.subscriptions.due(at, limit)
+            _Item(f"subscription:{id_}", owner, advance(id_), True, id_)
+            for id_, owner in uow.subscriptions.due_ids(at, limit)
         ]
 
     def _expired_overrides(self, uow: UnitOfWork, at: datetime, limit: int) -> list[_Item]:
