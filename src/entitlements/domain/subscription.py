@@ -467,6 +467,34 @@ def with_changes(subscription: Subscription, **changes: Any) -> Subscription:
     return new
 
 
+CARRIED = (
+    "id",
+    "owner",
+    "created_at",
+    "external_id",
+    "metadata",
+    "notes",
+    "revision",
+    "plan_manager",
+    "contract",
+)
+"""What a subscription is rather than the terms it is on: which one, whose, since when, the
+host's data and the write count. Time's rules (`entitlements.domain.due`) neither read
+nor change them, so two subscriptions alike in every other field change alike."""
+TERMS = tuple(name for name in _NAMES if name not in CARRIED)
+"""Every other field: the terms time's rules read."""
+
+
+def as_one_of(state: Subscription, subscription: Subscription) -> Subscription:
+    """``state`` (a state time brought a subscription with the same `TERMS` to) as
+    ``subscription``'s: its `CARRIED` fields, already converted and checked when
+    ``subscription`` was built, copied over."""
+    new = _copy(state)
+    for name in CARRIED:
+        _set(new, name, getattr(subscription, name))
+    return new
+
+
 def check_allowed(subscription: Subscription | None, event: Event) -> Transition:
     """The rule for ``event`` if the table allows it from the subscription's status; for
     the events that start a subscription, an ended one counts as none (``"new"``)."""
