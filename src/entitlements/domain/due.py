@@ -300,8 +300,11 @@ def _terms_key(subscription: Subscription, now: datetime, jump: bool) -> tuple[A
     return key
 
 
-def _as_one_of(done: _Advanced, first: Subscription, subscription: Subscription) -> _Advanced:
-    """``done`` (``first`` advanced) as ``subscription``'s own result."""
+def _as_one_of(
+    done: _Advanced, first: Subscription, subscription: Subscription, *, steps: bool
+) -> _Advanced:
+    """``done`` (``first`` advanced) as ``subscription``'s own result (only the state,
+    without ``steps``)."""
     mine = {id(first): subscription}
 
     def own(state: Subscription) -> Subscription:
@@ -310,10 +313,11 @@ def _as_one_of(done: _Advanced, first: Subscription, subscription: Subscription)
             found = mine[id(state)] = as_one_of(state, subscription)
         return found
 
-    steps = [
+    if not steps:
+        return own(done[0]), []
+    return own(done[0]), [
         DueChange(s.event, s.at, own(s.before), own(s.after), s.failure, s.request) for s in done[1]
     ]
-    return own(done[0]), steps
 
 
 def advance(
@@ -322,7 +326,13 @@ def advance(
     """Apply every change due at or before ``now``; returns the new state and the steps
     (one renewal per elapsed period, each an event a host may bill; ``jump`` folds them
     into one, for readers that only need the state)."""
-    now = utc(now, "now")
+    return _shared_advance(subscription, utc(now, "now"), jump, steps=True)
+
+
+def _shared_advance(
+    subscription: Subscription, now: datetime, jump: bool, *, steps: bool
+) -> _Advanced:
+    """`advance`, taken from the result for the same terms inside `shared_terms`."""
     shared = _SHARED.get()
     key = None if shared is None else _terms_key(subscription, now, jump)
     if shared is None or key is None:
@@ -332,7 +342,7 @@ def advance(
         done = _advance(subscription, now, jump)
         shared[key] = (subscription, done)
         return done[0], list(done[1])
-    return _as_one_of(found[1], found[0], subscription)
+    return _as_one_of(found[1], found[0], subscription, steps=steps)
 
 
 def _advance(subscription: Subscription, now: datetime, jump: bool) -> _Advanced:
@@ -361,7 +371,7 @@ def as_of(subscription: Subscription, now: datetime) -> Subscription:
     """The subscription as time has made it by ``now`` (what resolution reads)."""
     if next_due(subscription, now) is None:
         return subscription
-    return advance(subscription, now, jump=True)[0]
+    return _shared_advance(subscription, utc(now, "now"), True, steps=False)[0]
 
 
 _BY_TIME = (
