@@ -199,25 +199,18 @@ _AT_REVISION = (
     t.subscriptions.c.owner_id == sa.bindparam("p_owner"),
     t.subscriptions.c.revision == sa.bindparam("p_revision"),
 )
-
-
-@cache
-def _update_of(columns: tuple[str, ...]) -> sa.Update:
-    """A subscription's new state in ``columns``, if it is still at the revision it was
-    read at: built once per set of columns, not per write."""
-    return (
-        t.subscriptions.update()
-        .where(*_AT_REVISION)
-        .values({name: sa.bindparam(f"v_{name}") for name in columns})
-    )
-
-
+_UPDATE = (
+    t.subscriptions.update()
+    .where(*_AT_REVISION)
+    .values({name: sa.bindparam(f"v_{name}") for name in _WRITTEN})
+)
+"""A subscription's new state, if it is still at the revision it was read at: built once,
+not per write."""
 _SAME_REVISION = sa.select(t.subscriptions.c.pk).where(*_AT_REVISION)
 
 
 def _revision_params(subscription: Subscription) -> dict[str, Any]:
-    """`_update_of`'s conditions: the subscription, its owner and the revision it was read
-    at."""
+    """`_UPDATE`'s conditions: the subscription, its owner and the revision it was read at."""
     return {
         "p_id": subscription.id,
         "p_tenant": tenant_of(subscription.owner.tenant),
@@ -357,15 +350,10 @@ class SqlSubscriptions(Repository):
         self._statuses: dict[str, tuple[int, str]] = {}
         """By subscription id, as read in this unit of work: the revision and the status
         stored at it (what a write of it moves the status counts from)."""
-        self._columns: dict[str, tuple[int, Mapping[Any, Any]]] = {}
-        """By subscription id, as read or written in this unit of work: the revision and
-        the row stored at it (a write at that revision sends only the columns it
-        changes)."""
 
     def _read(self, row: RowMapping) -> Subscription:
         self._indexed[row["id"]] = (row["pk"], tuple(row[name] for name in INDEXED_BY))
         self._statuses[row["id"]] = (row["revision"], row["status"])
-        self._columns[row["id"]] = (row["revision"], row)
         return subscription_from(row)
 
     def forget_indexed(self) -> None:
@@ -374,7 +362,6 @@ class SqlSubscriptions(Repository):
         of each writes its postings again and looks up the status it moves from."""
         self._indexed.clear()
         self._statuses.clear()
-        self._columns.clear()
 
     def _index(self, written: Sequence[dict[str, Any]]) -> None:
         """Postings for the rows ``written`` (as `subscription_row` builds them) whose
@@ -546,7 +533,7 @@ class SqlSubscriptions(Repository):
     def update(self, subscription: Subscription) -> Subscription:
         stored, full, params = self._updated(subscription)
         before = self._stored_statuses([subscription])
-        result = self._conn.execute(_update_of(self._changed([subscription], [full])), params)
+        result = self._conn.execute(_UPDATE, params)
         if result.rowcount == 1:
             self._uow.revisions.bump(subscription.owner)
             log_subscription(self._uow, full)
@@ -566,8 +553,7 @@ class SqlSubscriptions(Repository):
             return [self.update(subscription) for subscription in subscriptions]
         stored, rows, params = zip(*map(self._updated, subscriptions), strict=True)
         before = self._stored_statuses(subscriptions)
-        update = _update_of(self._changed(subscriptions, rows))
-        if self._conn.execute(update, list(params)).rowcount != len(params):
+        if self._conn.execute(_UPDATE, list(params)).rowcount != len(params):
             self._refuse(stored)
         for subscription, full in zip(subscriptions, rows, strict=True):
             self._uow.revisions.bump(subscription.owner)
@@ -575,21 +561,6 @@ class SqlSubscriptions(Repository):
         self._index(list(rows))
         self._count(list(rows), before)
         return list(stored)
-
-    def _changed(
-        self, wanted: Sequence[Subscription], rows: Sequence[dict[str, Any]]
-    ) -> tuple[str, ...]:
-        """The columns any of ``rows`` (the new states of ``wanted``) changes from the row
-        stored at the revision it was read at (every column for one read elsewhere): one
-        statement for all, its unchanged columns not sent."""
-        changed: set[str] = set()
-        for sub, row in zip(wanted, rows, strict=True):
-            known = self._columns.get(sub.id)
-            if known is None or known[0] != sub.revision:
-                changed.update(_WRITTEN)
-            else:
-                changed.update(name for name in _WRITTEN if row[name] != known[1][name])
-        return tuple(name for name in _WRITTEN if name in changed)
 
     def _stored_statuses(self, wanted: Sequence[Subscription]) -> dict[str, str]:
         """The status each of ``wanted`` is stored in at the revision it was read at (a
@@ -614,8 +585,7 @@ class SqlSubscriptions(Repository):
         return found
 
     def _count(self, written: Sequence[dict[str, Any]], before: Mapping[str, str]) -> None:
-        """The status counts' changes of the rows ``written`` whose status moved; the rows
-        are known stored from now on (`_changed` compares the next write with them)."""
+        """The status counts' changes of the rows ``written`` whose status moved."""
         moved = [
             {"id": row["id"], "old": before[row["id"]], "new": row["status"]}
             for row in written
@@ -623,7 +593,6 @@ class SqlSubscriptions(Repository):
         ]
         for row in written:
             self._statuses[row["id"]] = (row["revision"], row["status"])
-            self._columns[row["id"]] = (row["revision"], row)
         if moved:
             self._conn.execute(CHANGED, moved)
 
@@ -644,8 +613,8 @@ class SqlSubscriptions(Repository):
     def _updated(
         self, subscription: Subscription
     ) -> tuple[Subscription, dict[str, Any], dict[str, Any]]:
-        """The subscription as stored by `_update_of`, its row, and the statement's
-        values (what `read_ahead` read of it is stale from now on)."""
+        """The subscription as stored by `_UPDATE`, its row, and the statement's values
+        (what `read_ahead` read of it is stale from now on)."""
         self._scope(subscription.owner)
         self._ahead.pop(subscription.id, None)
         stored = with_changes(subscription, revision=subscription.revision + 1)
