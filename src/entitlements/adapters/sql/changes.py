@@ -96,13 +96,6 @@ def _revision_upsert(dialect: str, *, bump: bool, returning: bool = True) -> Any
     return bumped.returning(t.owner_revisions.c.revision) if returning else bumped
 
 
-@cache
-def _bump_returning_owner(dialect: str) -> Any:
-    """`bump`'s upsert answering whose revision each returned row is (rows of one
-    statement may come back in any order)."""
-    return _revision_upsert(dialect, bump=True).returning(_r.owner_kind, _r.owner_id)
-
-
 class SqlRevisions(Repository):
     def _params(self, owner: Owner) -> dict[str, Any]:
         self._scope(owner)
@@ -252,14 +245,28 @@ class SqlRevisions(Repository):
         return {o: self._uow.bumped[o] for o in owners}
 
     def _bump_together(self, owners: Sequence[Owner]) -> dict[tuple[str, str], int]:
-        """One upsert moving every owner's revision, in the given (stable) order: `bump`'s
-        statement, its rows sent as one multi-row statement compiled once (not a VALUES
-        list compiled anew for each group)."""
+        """One upsert moving every owner's revision, in the given (stable) order."""
+        rows = [
+            {"tenant": self._t, "owner_kind": o.kind, "owner_id": o.id, "revision": _FIRST}
+            for o in owners
+        ]
+        table = t.owner_revisions
+        keys = ["tenant", "owner_kind", "owner_id"]
+        name = self._conn.dialect.name
+        statement: Any
+        if name in ("postgresql", "sqlite"):
+            insert = postgresql.insert if name == "postgresql" else sqlite.insert
+            statement = insert(table).values(rows)
+            statement = statement.on_conflict_do_update(
+                index_elements=keys, set_={"revision": table.c.revision + 2}
+            )
+        else:
+            statement = mysql.insert(table).values(rows)
+            statement = statement.on_duplicate_key_update(revision=table.c.revision + 2)
         returned = self._conn.execute(
-            _bump_returning_owner(self._conn.dialect.name),
-            [{"p_tenant": self._t, "p_kind": o.kind, "p_id": o.id} for o in owners],
+            statement.returning(_r.owner_kind, _r.owner_id, _r.revision)
         ).all()
-        return {(kind, id_): int(revision) for revision, kind, id_ in returned}
+        return {(kind, id_): int(revision) for kind, id_, revision in returned}
 
     @storage_errors
     def stamp_many(self, since: Mapping[Owner, datetime | None]) -> None:
