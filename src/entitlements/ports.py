@@ -315,6 +315,11 @@ class SubscriptionRepository(Protocol):
         trials, not every renewal in the window)."""
         ...
 
+    def due_ids(self, now: datetime, limit: int = 500) -> Sequence[tuple[str, Owner]]:
+        """The id and owner of each of `due`'s subscriptions (same order, no ``statuses``):
+        what a job that reads each again under its owner's lock needs of the listing."""
+        ...
+
     def count_on_plans(self, plan_keys: Iterable[str], exclude_owner: Owner | None = None) -> int:
         """How many owners of this tenant hold a live subscription on one of these plans."""
         ...

@@ -411,6 +411,9 @@ class _Subscriptions(_Repository[str]):
         found.sort(key=lambda pair: pair[0])
         return [sub for _, sub in found[:limit]]
 
+    def due_ids(self, now: datetime, limit: int = 500) -> Sequence[tuple[str, Owner]]:
+        return [(sub.id, sub.owner) for sub in self.due(now, limit)]
+
     def status_counts(self, now: datetime) -> tuple[Mapping[str, int], Sequence[Subscription]]:
         counts: Tally[str] = Tally()
         moved = []

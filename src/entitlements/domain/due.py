@@ -13,6 +13,9 @@ from the subscription's status.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,9 +25,11 @@ from entitlements.domain.instant import Period, utc
 from entitlements.domain.scheduled import Pause, PendingChange, PendingKind
 from entitlements.domain.subscription import (
     RULES,
+    TERMS,
     Event,
     Subscription,
     SubscriptionStatus,
+    as_one_of,
     transition,
 )
 
@@ -36,6 +41,7 @@ __all__ = [
     "next_change_at",
     "next_due",
     "pending_fields",
+    "shared_terms",
     "unpause_fields",
 ]
 
@@ -265,13 +271,81 @@ def _step_changes(
     return {}
 
 
+_Advanced = tuple[Subscription, list[DueChange]]
+_SHARED: ContextVar[dict[tuple[Any, ...], tuple[Subscription, _Advanced]] | None] = ContextVar(
+    "entitlements_shared_terms", default=None
+)
+
+
+@contextmanager
+def shared_terms() -> Iterator[None]:
+    """Inside the block, `advance` works out each set of terms once: a subscription on the
+    same `TERMS` as one advanced before (to the same instant, the same way) gets that
+    result as its own (`as_one_of`) — what the rules give it too, as they read only its
+    terms. For a job bringing many subscriptions to one instant (the sweep's groups),
+    where many renew on the same plan and anchor."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _terms_key(subscription: Subscription, now: datetime, jump: bool) -> tuple[Any, ...] | None:
+    key = (now, jump, *(getattr(subscription, name) for name in TERMS))
+    try:
+        hash(key)
+    except TypeError:  # a term holding a mutable value is not shared
+        return None
+    return key
+
+
+def _as_one_of(
+    done: _Advanced, first: Subscription, subscription: Subscription, *, steps: bool
+) -> _Advanced:
+    """``done`` (``first`` advanced) as ``subscription``'s own result (only the state,
+    without ``steps``)."""
+    mine = {id(first): subscription}
+
+    def own(state: Subscription) -> Subscription:
+        found = mine.get(id(state))
+        if found is None:
+            found = mine[id(state)] = as_one_of(state, subscription)
+        return found
+
+    if not steps:
+        return own(done[0]), []
+    return own(done[0]), [
+        DueChange(s.event, s.at, own(s.before), own(s.after), s.failure, s.request) for s in done[1]
+    ]
+
+
 def advance(
     subscription: Subscription, now: datetime, *, jump: bool = False
 ) -> tuple[Subscription, list[DueChange]]:
     """Apply every change due at or before ``now``; returns the new state and the steps
     (one renewal per elapsed period, each an event a host may bill; ``jump`` folds them
     into one, for readers that only need the state)."""
-    now = utc(now, "now")
+    return _shared_advance(subscription, utc(now, "now"), jump, steps=True)
+
+
+def _shared_advance(
+    subscription: Subscription, now: datetime, jump: bool, *, steps: bool
+) -> _Advanced:
+    """`advance`, taken from the result for the same terms inside `shared_terms`."""
+    shared = _SHARED.get()
+    key = None if shared is None else _terms_key(subscription, now, jump)
+    if shared is None or key is None:
+        return _advance(subscription, now, jump)
+    found = shared.get(key)
+    if found is None:
+        done = _advance(subscription, now, jump)
+        shared[key] = (subscription, done)
+        return done[0], list(done[1])
+    return _as_one_of(found[1], found[0], subscription, steps=steps)
+
+
+def _advance(subscription: Subscription, now: datetime, jump: bool) -> _Advanced:
     steps: list[DueChange] = []
     current = subscription
     for _ in range(MAX_STEPS):
@@ -295,9 +369,10 @@ def advance(
 
 def as_of(subscription: Subscription, now: datetime) -> Subscription:
     """The subscription as time has made it by ``now`` (what resolution reads)."""
-    if next_due(subscription, now) is None:
-        return subscription
-    return advance(subscription, now, jump=True)[0]
+    now = utc(now, "now")
+    if _SHARED.get() is None and next_due(subscription, now) is None:
+        return subscription  # (shared steps answer that as cheaply)
+    return _shared_advance(subscription, now, True, steps=False)[0]
 
 
 _BY_TIME = (

@@ -300,7 +300,8 @@ class Entitlements:
     def _invoice_outbox(self) -> ProviderOutbox | None:
         """The outbox finalized invoices go to the provider through, when the host's
         provider takes invoices (`entitlements.ports.InvoiceDelivery`)."""
-        if not isinstance(self._payment_provider, InvoiceDelivery):
+        provider = self._payment_provider  # a protocol check costs: none for no provider
+        if provider is None or not isinstance(provider, InvoiceDelivery):
             return None
         return self.billing.outbox
 

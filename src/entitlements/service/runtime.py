@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -24,6 +24,7 @@ from entitlements.domain.actor import Actor
 from entitlements.domain.audit import AuditEvent
 from entitlements.domain.instant import given_utc, utc
 from entitlements.domain.owner import Owner
+from entitlements.domain.subscription import Subscription
 from entitlements.errors import InvalidInput, NotAuthorized
 from entitlements.ports import Clock, EventListener, Store, UnitOfWork
 from entitlements.serialization import to_document
@@ -35,7 +36,6 @@ from entitlements.telemetry import Telemetry, log_event
 
 if TYPE_CHECKING:
     from entitlements.domain.due import DueChange
-    from entitlements.domain.subscription import Subscription
 
 __all__ = ["Runtime", "Transaction"]
 
@@ -67,6 +67,10 @@ class Transaction:
         """Inside `states_held`: the changes time made that ended billing periods, handed
         to `Runtime.periods_ended` together once the held states are stored (their
         invoices read them back)."""
+        self._documents: dict[int, tuple[Any, Mapping[str, Any]]] = {}
+        """The audit documents of subscriptions written, by the (frozen) value they show,
+        kept alive with it: one step's ``after`` is the next one's ``before``, written out
+        once."""
 
     @contextmanager
     def states_held(self) -> Iterator[None]:
@@ -137,6 +141,18 @@ class Transaction:
     ) -> None:
         self.runtime.authorize(self.uow, self.tenant, actor, action, owner, subject)
 
+    def _document(self, value: Any) -> Mapping[str, Any] | None:
+        if value is None:
+            return None
+        if not isinstance(value, Subscription):  # other values may be changed in between
+            return to_document(value)
+        known = self._documents.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        document = to_document(value)
+        self._documents[id(value)] = (value, document)
+        return document
+
     def record(
         self,
         actor: Actor,
@@ -155,8 +171,8 @@ class Transaction:
             action=action,
             target=target,
             owner=owner,
-            before=None if before is None else to_document(before),
-            after=None if after is None else to_document(after),
+            before=self._document(before),
+            after=self._document(after),
             reason=reason,
         )
         self.uow.audit.append(event)

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from entitlements.domain.contracts.contract import Contract
-from entitlements.domain.due import DueChange
+from entitlements.domain.due import DueChange, shared_terms
 from entitlements.domain.override import Override
 from entitlements.domain.owner import Owner
 from entitlements.domain.provider_commands import ProviderCommand
@@ -358,7 +358,8 @@ class Sweep:
         """The group in one unit of work: its owners claimed with one statement, each item
         acted on in turn, one commit — the round trips a unit of work costs (begin, claim,
         the plans read, the audit, history, notification and feed rows written, commit)
-        paid once per group, not per item. ``None`` when any item raised: nothing of the
+        paid once per group, not per item; time's steps worked out once for subscriptions
+        on the same terms (`shared_terms`). ``None`` when any item raised: nothing of the
         group is stored, and the caller handles it item by item, so one failing item is
         reported alone and costs the others nothing."""
         try:
@@ -368,7 +369,7 @@ class Sweep:
                     [i.subscription_id for i in group if i.subscription_id and i.owner in claimed]
                 )
                 subscriptions = all(item.subscription_id for item in group)
-                with tx.states_held() if subscriptions else nullcontext():
+                with tx.states_held() if subscriptions else nullcontext(), shared_terms():
                     return [
                         (True, item.act(tx)) if item.owner in claimed else (False, ())
                         for item in group
@@ -401,8 +402,8 @@ class Sweep:
             return act
 
         return [
-            _Item(f"subscription:{s.id}", s.owner, advance(s.id), True, s.id)
-            for s in uow.subscriptions.due(at, limit)
+            _Item(f"subscription:{id_}", owner, advance(id_), True, id_)
+            for id_, owner in uow.subscriptions.due_ids(at, limit)
         ]
 
     def _expired_overrides(self, uow: UnitOfWork, at: datetime, limit: int) -> list[_Item]:

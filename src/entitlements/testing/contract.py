@@ -405,6 +405,9 @@ class StoreContract:
             assert uow.subscriptions.due(START) == []
             due = uow.subscriptions.due(START + timedelta(days=5))
             assert [s.owner for s in due] == [ACME]
+            listed = uow.subscriptions.due_ids(START + timedelta(days=5))
+            assert list(listed) == [(s.id, s.owner) for s in due]
+            assert uow.subscriptions.due_ids(START) == []
             assert uow.subscriptions.count_on_plans(["free"]) == 1
             assert uow.subscriptions.count_on_plans(["free", "growth"]) == 2
             assert uow.subscriptions.count_on_plans(["free"], exclude_owner=GLOBEX) == 0

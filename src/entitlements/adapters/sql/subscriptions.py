@@ -772,6 +772,18 @@ class SqlSubscriptions(Repository):
         return [self._read(r) for r in rows]
 
     @storage_errors
+    def due_ids(self, now: datetime, limit: int = 500) -> Sequence[tuple[str, Owner]]:
+        c = t.subscriptions.c
+        rows = self._conn.execute(
+            sa.select(c.id, c.owner_kind, c.owner_id)
+            .where(c.tenant == self._t, c.next_change_at <= now)
+            .order_by(c.next_change_at, c.pk)
+            .limit(limit)
+        )
+        tenant = self._t or None
+        return [(id_, Owner(kind, owner_id, tenant)) for id_, kind, owner_id in rows]
+
+    @storage_errors
     def status_counts(self, now: datetime) -> tuple[Mapping[str, int], Sequence[Subscription]]:
         stored = counted(self._conn.execute(STORED, {"tenant": self._t}))
         moved = self._conn.execute(MOVED, {"tenant": self._t, "now": now}).mappings().all()
