@@ -647,3 +647,16 @@ def test_list_arguments_of_migrations_and_delivery_refuse_what_is_not_a_list(all
             with pytest.raises(InvalidInput, match="tenants"):
                 ents.notifications.deliver(lambda n: None, tenants=tenants)
         assert ents.store.dump() == before, kind
+
+
+def test_batch_calls_refuse_one_item_or_none_where_a_collection_is_due(all_stores) -> None:
+    one = Owner("organization", "acme")
+    for kind, ents in all_stores.items():
+        before = ents.store.dump()
+        for owners in (None, one, "acme"):
+            with pytest.raises(InvalidInput, match="owners: must be a collection of Owner"):
+                ents.invoices.finalize_many(owners, actor="ann")
+        for events in (None, 5, "api"):
+            with pytest.raises(InvalidInput, match="events: must be a collection of UsageEvent"):
+                ents.usage.consume_many(events)
+        assert ents.store.dump() == before, kind

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import timedelta
+from decimal import Decimal
 
 import attrs
 from hypothesis import given, settings
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from entitlements import Actor, Owner
 from entitlements.domain import lifecycle
+from entitlements.domain.contracts.link import ContractLink
 from entitlements.domain.due import advance, as_of, shared_terms
 from entitlements.domain.scheduled import PendingChange, PendingKind
 from entitlements.domain.subscription import CARRIED, TERMS, Subscription, with_changes
@@ -49,6 +51,9 @@ def _terms(draw: st.DrawFn) -> Subscription:
     return sub
 
 
+_SIGNED = ContractLink("ctr_1", Decimal("1200.00"), "EUR", "12 months")
+
+
 @st.composite
 def _alike(draw: st.DrawFn, sub: Subscription) -> Subscription:
     """Another subscription on the same terms: which one, whose and the host's data on it
@@ -64,6 +69,7 @@ def _alike(draw: st.DrawFn, sub: Subscription) -> Subscription:
         notes=draw(st.sampled_from(["", "vip"])),
         revision=draw(st.integers(1, 90)),
         plan_manager=draw(st.one_of(st.none(), st.just("member-1"))),
+        contract=draw(st.one_of(st.none(), st.just(_SIGNED))),
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -186,6 +186,14 @@ def check_instance(value: object, cls: type[T], field: str) -> T:
     if not isinstance(value, cls):
         raise InvalidInput(field, f"must be a {cls.__name__}, got {_shown(value)}", value)
     return value
+
+
+def check_many(value: object, field: str, what: str) -> list[Any]:
+    """The items of a collection a batch call takes (a list, a tuple, a generator): a
+    single item or ``None`` where many were expected is a mistake to name, not to iterate."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise InvalidInput(field, f"must be a collection of {what}, got {_shown(value)}", value)
+    return list(value)
 
 
 def check_duration(

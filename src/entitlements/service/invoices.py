@@ -25,6 +25,7 @@ from entitlements.domain.checks import (
     check_bool,
     check_count,
     check_id,
+    check_many,
     check_matching,
     check_reason,
 )
@@ -436,7 +437,8 @@ class Invoices:
         which another finalizer stored an invoice first is finalized owner by owner,
         with the same answers. An owner `finalize` would refuse raises the same error,
         the groups before its own stored."""
-        wanted, who = [as_owner(o) for o in owners], as_actor(actor)
+        wanted = [as_owner(o) for o in check_many(owners, "owners", "Owner values")]
+        who = as_actor(actor)
         start = optional_given_utc(period, "period")
         found: list[Invoice | None] = []
         for group in _groups(wanted):

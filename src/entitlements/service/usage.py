@@ -20,7 +20,7 @@ import attrs
 
 from entitlements.domain.actor import Actor, as_actor
 from entitlements.domain.alerts import Thresholds
-from entitlements.domain.checks import check_id, check_key
+from entitlements.domain.checks import check_id, check_key, check_many
 from entitlements.domain.ingestion import UsageEvent, UsageResult
 from entitlements.domain.instant import optional_given_utc
 from entitlements.domain.owner import Owner, as_owner
@@ -437,7 +437,7 @@ class Usage:
         accepted, duplicate (its key was recorded already) or refused (``error`` is the
         exception `consume` would have raised) — and a refused event costs the others
         nothing. Malformed events raise `InvalidInput` before anything is written."""
-        return ingest(self._rt, list(events), as_actor(actor))
+        return ingest(self._rt, check_many(events, "events", "UsageEvent values"), as_actor(actor))
 
     def _duplicate(
         self,

@@ -61,7 +61,7 @@ def owners_among(
     c = table.c
     return [
         sa.and_(c.tenant == tenant, c.owner_kind == kind, c.owner_id.in_(of_kind))
-        for kind, of_kind in ids.items()
+        for kind, of_kind in sorted(ids.items())
     ]
 
 
