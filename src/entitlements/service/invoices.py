@@ -419,8 +419,9 @@ class Invoices:
         except InvoiceExists:  # a concurrent finalizer stored it first
             with self._rt.read(owner.tenant) as uow:
                 found = uow.invoices.for_period(owner, chosen.start)
-                assert found is not None
-                return found
+            if found is None:  # refused by another key than the period's: say so
+                raise
+            return found
 
     def finalize_many(
         self,

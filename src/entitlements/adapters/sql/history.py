@@ -81,7 +81,9 @@ SUBSCRIPTION_AT = (
     .limit(1)
 )
 """The owner's subscription created last by ``when``, as its last stretch by then left
-it (one statement, on the owner's index)."""
+it (one statement, on the owner's index). `subscriptions._at` applies the same choice to
+keys read for many owners at once: change both together (the store contract's
+``states_many`` cases hold them equal)."""
 
 _o = t.override_history
 _later = _o.alias("later")
