@@ -1,27 +1,36 @@
 """What the operations a host runs often cost at a small store and at a large one,
 side by side, measured in one run per engine.
 
-A store is filled fast with Core inserts copying rows the library wrote (a
+Two stores are filled fast with Core inserts copying rows the library wrote (a
 subscription, an audit event, a sent contract with its signer and events, ledger rows):
-``--full`` ledger rows (default 1,000,000), a tenth as many owners with a live
-subscription and as many audit events, a hundredth as many contracts. Then every
-operation is timed (best of ``--repeat``) at the small size (1,000 ledger rows), the
-store is grown to the full size, and timed again. The table reports cost at full size
-over cost at 1k; the target is 1.5x at most for every operation on every engine.
+one with 1,000 ledger rows, one with ``--full`` (default 1,000,000), each with a tenth
+as many owners with a live subscription and as many audit events, a hundredth as many
+contracts. Then each operation is run on the two stores alternately, ``--pairs`` times
+(the side that goes first swapping every pair), so both halves of a pair see the same
+load on a shared machine. The table reports the median cost at each size and the
+median of the pairs' own ratios (full over 1k, with their min and max); the target is
+1.5x at most for every operation on every engine. The ledger rows the timed runs write
+are deleted after each pair (not timed), so the small store stays small.
+
+SQLite uses two files in a temporary folder; a server engine takes two databases, the
+full-size store's (``--postgres``, ``--mysql``) and the small one's (``--postgres-small``,
+``--mysql-small``). Both are emptied and rebuilt.
 
 A sweep with 1,000 due is timed on 1,000 trials that ended an hour ago, put in place
 before each run (not timed). A second table sets ``consume_many`` (1,000 events over 50
 owners, one transaction) beside 1,000 ledger rows inserted with plain Core into the same
 table in one transaction, at both sizes: the target is at least 0.3 of the plain rate.
 
-    python benchmarks/scale.py --sqlite --full 100000          # a quick run
-    python benchmarks/scale.py --postgres URL --mysql URL --sqlite
+    python benchmarks/scale.py --sqlite --full 100000 --pairs 10   # a quick run
+    python benchmarks/scale.py --postgres URL --postgres-small URL2 \
+        --mysql URL3 --mysql-small URL4 --sqlite
     python benchmarks/scale.py --sqlite --full 50000 --only sweep --only search
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 import uuid
@@ -377,73 +386,152 @@ def plain(store: SqlStore, tag: str) -> Work:
     return run
 
 
-def timed(work: Work, repeat: int, before: Callable[[], None] | None = None) -> float:
-    best = float("inf")
-    for i in range(repeat):
-        if before is not None:
-            before()
+WARMUP = 2
+
+
+class Side:
+    """One of the two stores a run compares: its rows to copy and its operations."""
+
+    def __init__(self, url: str, size: int) -> None:
+        self.store = fresh(url)
+        self.rows = templates(self.store)
+        probe_history(self.store, self.rows)
+        grow(self.store, self.rows, 0, size)
+        self.since = datetime.now(UTC)
+        self.work = operations(self.store, self.rows)
+
+    def run(self, name: str, i: int) -> float:
+        """One timed run of ``name``; a sweep with 1,000 due gets its trials first."""
+        if "1,000 due" in name:
+            due(self.store, self.rows, 1000)
         began = time.perf_counter()
-        work(i)
-        best = min(best, time.perf_counter() - began)
-    return best
+        self.work[name](i)
+        return time.perf_counter() - began
+
+    def trim(self) -> None:
+        """Drop the ledger rows the timed runs wrote (not timed): a batch writes 1,000,
+        and the small store must stay at its size through every pair."""
+        with self.store.engine.begin() as c:
+            c.execute(
+                t.usage_records.delete().where(
+                    t.usage_records.c.tenant == "", t.usage_records.c.at >= self.since
+                )
+            )
+
+    def close(self) -> None:
+        self.store.engine.dispose()
 
 
-def each(
-    store: SqlStore, rows: dict[str, dict[str, Any]], repeat: int, only: list[str]
-) -> dict[str, float]:
-    return {
-        name: timed(work, repeat, (lambda: due(store, rows, 1000)) if "1,000 due" in name else None)
-        for name, work in operations(store, rows).items()
-        if not only or any(word in name for word in only)
-    }
+class Paired:
+    """An operation's runs on both stores: the cost at each size is the median of its
+    runs, and the ratio the median of the pairs' own ratios (each pair run back to back,
+    so both halves see the same load on a shared machine)."""
+
+    def __init__(self) -> None:
+        self.small: list[float] = []
+        self.large: list[float] = []
+
+    def add(self, small: float, large: float) -> None:
+        self.small.append(small)
+        self.large.append(large)
+
+    @property
+    def ratios(self) -> list[float]:
+        return [large / small for small, large in zip(self.small, self.large, strict=True)]
+
+    def cost(self) -> tuple[float, float]:
+        return statistics.median(self.small), statistics.median(self.large)
+
+    def ratio(self) -> float:
+        return statistics.median(self.ratios)
 
 
-def measure(url: str, full: int, repeat: int, only: list[str]) -> dict[str, tuple[float, float]]:
-    store = fresh(url)
-    rows = templates(store)
-    probe_history(store, rows)
-    grow(store, rows, 0, SMALL)
-    small = each(store, rows, repeat, only)
-    grow(store, rows, SMALL, full)
-    large = each(store, rows, repeat, only)
-    store.engine.dispose()
-    return {name: (small[name], large[name]) for name in small}
+def measure(
+    small_url: str, large_url: str, full: int, pairs: int, only: list[str]
+) -> dict[str, Paired]:
+    """Time each operation alternately on a store of ``SMALL`` ledger rows and one of
+    ``full``, ``pairs`` times, the side that runs first swapping every pair."""
+    small = Side(small_url, SMALL)
+    large = Side(large_url, full)
+    measured: dict[str, Paired] = {}
+    for name in small.work:
+        if only and not any(word in name for word in only):
+            continue
+        for i in range(WARMUP):
+            small.run(name, i)
+            large.run(name, i)
+        paired = measured[name] = Paired()
+        for i in range(WARMUP, WARMUP + pairs):
+            if i % 2:
+                b = large.run(name, i)
+                a = small.run(name, i)
+            else:
+                a = small.run(name, i)
+                b = large.run(name, i)
+            paired.add(a, b)
+            small.trim()
+            large.trim()
+    small.close()
+    large.close()
+    return measured
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f}" if seconds >= 0.001 else f"{seconds * 1000:.4f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--postgres")
-    parser.add_argument("--mysql")
-    parser.add_argument("--sqlite", action="store_true")
+    parser.add_argument("--postgres", help="database for the full-size store")
+    parser.add_argument("--postgres-small", help="a second database, for the 1k store")
+    parser.add_argument("--mysql", help="database for the full-size store")
+    parser.add_argument("--mysql-small", help="a second database, for the 1k store")
+    parser.add_argument("--sqlite", action="store_true", help="two files in a temporary folder")
     parser.add_argument("--full", type=int, default=1_000_000, help="ledger rows at full size")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=30, help="timed pairs per operation")
     parser.add_argument(
         "--only", action="append", default=[], help="time the operations naming this (repeatable)"
     )
     args = parser.parse_args()
-    engines: list[tuple[str, str]] = []
-    if args.postgres:
-        engines.append(("PostgreSQL", args.postgres))
-    if args.mysql:
-        engines.append(("MariaDB", args.mysql))
+    engines: list[tuple[str, str, str]] = []
+    for name, url, second in (
+        ("PostgreSQL", args.postgres, args.postgres_small),
+        ("MariaDB", args.mysql, args.mysql_small),
+    ):
+        if url and not second:
+            parser.error(
+                f"{name} needs a second database for the 1k store (--postgres-small, --mysql-small)"
+            )
+        if url and url == second:
+            parser.error(f"{name}: the two stores need two databases")
+        if url:
+            engines.append((name, second, url))
     if args.sqlite:
-        engines.append(("SQLite", f"sqlite:///{Path(tempfile.mkdtemp()) / 'scale.db'}"))
-    print(f"| engine | operation | at 1k (ms) | at {args.full:,} (ms) | ratio |")
-    print("|---|---|---|---|---|")
+        folder = Path(tempfile.mkdtemp())
+        engines.append(
+            ("SQLite", f"sqlite:///{folder / 'small.db'}", f"sqlite:///{folder / 'full.db'}")
+        )
+    print(f"| engine | operation | at 1k (ms) | at {args.full:,} (ms) | ratio (median) | min-max |")
+    print("|---|---|---|---|---|---|")
     batches = []
-    for name, url in engines:
-        measured = measure(url, args.full, args.repeat, args.only)
-        for operation, (small, large) in measured.items():
-            flag = "" if large <= 1.5 * small else " **over 1.5x**"
+    for name, small_url, large_url in engines:
+        measured = measure(small_url, large_url, args.full, args.pairs, args.only)
+        for operation, paired in measured.items():
+            small, large = paired.cost()
+            ratio = paired.ratio()
+            flag = "" if ratio <= 1.5 else " **over 1.5x**"
             print(
-                f"| {name} | {operation} | {small * 1000:.2f} | {large * 1000:.2f} | "
-                f"{large / small:.2f}x{flag} |",
+                f"| {name} | {operation} | {ms(small)} | {ms(large)} | "
+                f"{ratio:.2f}x{flag} | {min(paired.ratios):.2f}-{max(paired.ratios):.2f} |",
                 flush=True,
             )
         ours = measured.get("consume_many, 50 owners")
         lean = measured.get("plain Core insert, 1,000 rows")
         if ours and lean:
-            batches.append(f"| {name} | {lean[0] / ours[0]:.2f} | {lean[1] / ours[1]:.2f} |")
+            (ours_small, ours_large), (lean_small, lean_large) = ours.cost(), lean.cost()
+            batches.append(
+                f"| {name} | {lean_small / ours_small:.2f} | {lean_large / ours_large:.2f} |"
+            )
     print("\n| engine | consume_many (50 owners) / plain Core, at 1k | at full size |")
     print("|---|---|---|")
     print("\n".join(batches))
