@@ -169,7 +169,8 @@ class Plans:
         """Make the stored catalog match ``catalog`` in one unit of work: define new plans,
         revise changed terms (new versions), rename, change owner kinds and statuses.
         Plans missing from the file are left alone and reported. ``progress(done, total)``
-        hears each plan as it is applied (a console showing a long load move)."""
+        hears each plan as it is applied (a console showing a long load move); a sync
+        that lost a race to another writer runs again whole, and reports from 1 again."""
         check_instance(catalog, Catalog, "catalog")
         check_reason(reason)
         defined: list[str] = []
