@@ -180,3 +180,29 @@ def test_the_three_ways_to_name_the_plan_manager_store_and_audit_the_same(store)
         assert all(other == first for other in others)
     finally:
         ents.close()
+
+
+def test_only_the_plan_manager_schedules_pauses_or_hands_over_a_paid_plan(store):
+    ents, _ = app(store, provider=False)
+    try:
+        ents.billing.assign_plan(W, "growth", actor=ALICE)
+        before = ents.subscriptions.get(W)
+        refused = (
+            lambda: ents.subscriptions.schedule_change(W, plan="enterprise", actor=BOB),
+            lambda: ents.subscriptions.pause(W, actor=BOB),
+            lambda: ents.subscriptions.set_plan_manager(W, "bob", actor=BOB),
+        )
+        for attempt in refused:
+            with pytest.raises(NotAuthorized, match="plan manager"):
+                attempt()
+        assert ents.subscriptions.get(W) == before
+        assert ents.subscriptions.schedule_change(W, plan="enterprise", actor=ALICE)
+        with pytest.raises(NotAuthorized, match="plan manager"):
+            ents.subscriptions.cancel_pending_change(W, actor=BOB)
+        ents.subscriptions.cancel_pending_change(W, actor=ALICE)
+        ents.subscriptions.pause(W, actor=ALICE)
+        with pytest.raises(NotAuthorized, match="plan manager"):
+            ents.subscriptions.unpause(W, actor=BOB)
+        assert ents.subscriptions.get(W).plan_manager == "alice"
+    finally:
+        ents.close()

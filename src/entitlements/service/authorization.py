@@ -71,9 +71,16 @@ class PlanManagerRules:
             "billing.cancel",
             "subscription.change_plan",
             "subscription.change_seats",
+            "subscription.add_addon",
+            "subscription.remove_addon",
             "subscription.cancel",
             "subscription.schedule_cancel",
             "subscription.undo_cancel",
+            "subscription.schedule_change",
+            "subscription.cancel_pending_change",
+            "subscription.pause",
+            "subscription.unpause",
+            "subscription.set_plan_manager",
         }
     )
 
